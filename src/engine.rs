@@ -1,0 +1,584 @@
+//! The engine: tracked connections, their HTTP parsers, and the invoke tracker.
+//!
+//! The hooks hand it what the host did (a connect, bytes written or read, a close, a dup) and
+//! it answers with [`Effects`]: EMF lines to write and warnings to print. It keeps the fd bitmap
+//! in step with its own table. It never performs I/O itself, so it is tested with byte streams.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::emf;
+use crate::fdtable::FdBits;
+use crate::http::{self, Direction, Event, Head, Message, Parser};
+use crate::runtime_api::{self as api, ApiAddress, RequestKind};
+use crate::settings::Settings;
+use crate::tracker::{self, EventInfo, Outcome, Probe, Tracker};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// What the caller must do after an engine call (outside the engine's lock).
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Complete EMF lines, each to be written with one `write()`.
+    pub lines: Vec<String>,
+    /// Warning lines for stderr.
+    pub warnings: Vec<String>,
+}
+
+/// Why the engine stopped following a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Untrack {
+    Garbage(http::ParseError),
+    TooManyPending,
+}
+
+/// At most this many requests may await their responses on one connection.
+const MAX_PENDING: usize = 64;
+
+#[derive(Debug)]
+struct Connection {
+    requests: Parser,
+    responses: Parser,
+    /// Requests whose responses have not been read yet, oldest first.
+    pending: VecDeque<RequestKind>,
+    /// The request being written now.
+    writing: Option<RequestKind>,
+    /// How many fds refer to this connection (dup makes more).
+    fd_count: usize,
+}
+
+impl Connection {
+    fn new() -> Self {
+        Connection {
+            requests: Parser::new(Direction::Request),
+            responses: Parser::new(Direction::Response),
+            pending: VecDeque::new(),
+            writing: None,
+            fd_count: 0,
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct Engine {
+    settings: Settings,
+    api: ApiAddress,
+    bits: &'static FdBits,
+    fds: HashMap<i32, u64>,
+    conns: HashMap<u64, Connection>,
+    next_conn_id: u64,
+    tracker: Tracker,
+    warned_garbage: bool,
+    warned_fd_range: bool,
+}
+
+fn request_capture(head: &Head) -> usize {
+    if RequestKind::classify(&head.method, &head.target).carries_error() {
+        http::MAX_CAPTURE
+    } else {
+        0
+    }
+}
+
+fn response_capture(_: &Head) -> usize {
+    0
+}
+
+impl Engine {
+    pub fn new(settings: Settings, api: ApiAddress, bits: &'static FdBits, born_ns: u64) -> Self {
+        let on_demand = settings.init_type == "on-demand";
+        Engine {
+            settings,
+            api,
+            bits,
+            fds: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn_id: 1,
+            tracker: Tracker::new(born_ns, on_demand),
+            warned_garbage: false,
+            warned_fd_range: false,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The host connected `fd` (successfully or in progress) to `addr`. Any earlier state of the
+    /// fd number is dropped first: it may have been closed behind our back (`syscall(SYS_close)`).
+    pub fn connected(&mut self, fd: i32, addr: Option<SocketAddr>) -> Effects {
+        let mut fx = Effects::default();
+        self.forget_fd(fd);
+        if addr.is_some_and(|a| self.api.matches(&a)) {
+            if !self.bits.insert(fd) {
+                if !self.warned_fd_range {
+                    self.warned_fd_range = true;
+                    fx.warnings.push(format!(
+                        "the Runtime API connection uses fd {fd}, beyond the {} fds lambda-meter can follow; this connection is not metered",
+                        crate::fdtable::MAX_TRACKED_FD
+                    ));
+                }
+                return fx;
+            }
+            let id = self.next_conn_id;
+            self.next_conn_id += 1;
+            let mut conn = Connection::new();
+            conn.fd_count = 1;
+            self.conns.insert(id, conn);
+            self.fds.insert(fd, id);
+        }
+        fx
+    }
+
+    /// `fd` is being closed (by `close`, `close_range`, `syscall(SYS_close)` or `dup2` onto it).
+    pub fn closing(&mut self, fd: i32) {
+        self.forget_fd(fd);
+    }
+
+    /// Every fd in `first..=last` is being closed (`close_range`).
+    pub fn closing_range(&mut self, first: u32, last: u32) {
+        let doomed: Vec<i32> = self
+            .fds
+            .keys()
+            .copied()
+            .filter(|fd| u32::try_from(*fd).is_ok_and(|f| (first..=last).contains(&f)))
+            .collect();
+        for fd in doomed {
+            self.forget_fd(fd);
+        }
+    }
+
+    /// `new_fd` now refers to what `old_fd` refers to.
+    pub fn duplicated(&mut self, old_fd: i32, new_fd: i32) {
+        if old_fd == new_fd {
+            return;
+        }
+        self.forget_fd(new_fd);
+        let Some(&id) = self.fds.get(&old_fd) else {
+            return;
+        };
+        if !self.bits.insert(new_fd) {
+            return;
+        }
+        self.fds.insert(new_fd, id);
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.fd_count += 1;
+        }
+    }
+
+    /// The host wrote `data` to `fd`.
+    pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+        let mut fx = Effects::default();
+        let Some(&id) = self.fds.get(&fd) else {
+            return fx;
+        };
+        let mut events = Vec::new();
+        let result = match self.conns.get_mut(&id) {
+            Some(c) => c.requests.feed(data, request_capture, &mut events),
+            None => return fx,
+        };
+        let mut now = None;
+        for ev in events {
+            match ev {
+                Event::Head(head) => {
+                    let kind = RequestKind::classify(&head.method, &head.target);
+                    let Some(conn) = self.conns.get_mut(&id) else {
+                        break;
+                    };
+                    if conn.pending.len() >= MAX_PENDING {
+                        self.drop_connection(id, Untrack::TooManyPending, &mut fx);
+                        return fx;
+                    }
+                    conn.pending.push_back(kind.clone());
+                    conn.writing = Some(kind);
+                }
+                Event::FirstBodyByte => {}
+                Event::Complete(msg) => {
+                    let kind = self.conns.get_mut(&id).and_then(|c| c.writing.take());
+                    let now = *now.get_or_insert_with(probe);
+                    self.request_complete(kind, &msg, &now, &mut fx);
+                }
+            }
+        }
+        if let Err(e) = result {
+            self.drop_connection(id, Untrack::Garbage(e), &mut fx);
+        }
+        fx
+    }
+
+    /// The host read `data` from `fd`.
+    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+        let mut fx = Effects::default();
+        let Some(&id) = self.fds.get(&fd) else {
+            return fx;
+        };
+        let mut events = Vec::new();
+        let result = match self.conns.get_mut(&id) {
+            Some(c) => c.responses.feed(data, response_capture, &mut events),
+            None => return fx,
+        };
+        self.responses_read(id, events, probe);
+        if let Err(e) = result {
+            self.drop_connection(id, Untrack::Garbage(e), &mut fx);
+        }
+        fx
+    }
+
+    /// The host read end-of-stream from `fd`.
+    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn() -> Probe) {
+        let Some(&id) = self.fds.get(&fd) else {
+            return;
+        };
+        let mut events = Vec::new();
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.responses.end_of_stream(&mut events);
+        }
+        self.responses_read(id, events, probe);
+    }
+
+    /// In a forked child: nothing inherited is the child's to report. It becomes a runtime of
+    /// its own if it connects to the Runtime API itself.
+    pub fn forked_child(&mut self, born_ns: u64) {
+        for fd in self.fds.keys() {
+            self.bits.remove(*fd);
+        }
+        self.fds.clear();
+        self.conns.clear();
+        let on_demand = self.settings.init_type == "on-demand";
+        self.tracker.reborn(born_ns, on_demand);
+    }
+
+    /// Number of connections followed now.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn responses_read(&mut self, id: u64, events: Vec<Event>, probe: &dyn Fn() -> Probe) {
+        let mut now = None;
+        for ev in events {
+            let Event::Complete(msg) = ev else { continue };
+            let Some(kind) = self.conns.get_mut(&id).and_then(|c| c.pending.pop_front()) else {
+                continue;
+            };
+            if kind == RequestKind::Next && msg.head.status == 200 {
+                let now = *now.get_or_insert_with(probe);
+                let h = &msg.head;
+                let info = EventInfo {
+                    request_id: h
+                        .header(api::HDR_REQUEST_ID)
+                        .unwrap_or_default()
+                        .to_string(),
+                    trace_id: h.header(api::HDR_TRACE_ID).map(str::to_string),
+                    deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
+                    request_bytes: msg.body_len,
+                };
+                self.tracker.event_received(info, &now);
+            }
+        }
+    }
+
+    fn request_complete(
+        &mut self,
+        kind: Option<RequestKind>,
+        msg: &Message,
+        now: &Probe,
+        fx: &mut Effects,
+    ) {
+        let (id, outcome) = match kind {
+            Some(RequestKind::Next) => {
+                self.tracker.next_requested(now);
+                return;
+            }
+            Some(RequestKind::Response(id)) => {
+                let trailer_error = msg
+                    .trailers
+                    .iter()
+                    .find(|(n, v)| n == api::HDR_ERROR_TYPE && !v.is_empty())
+                    .map(|(_, v)| v.clone());
+                let outcome = Outcome {
+                    response_bytes: msg.body_len,
+                    errored: trailer_error.is_some(),
+                    error_type: trailer_error,
+                };
+                (id, outcome)
+            }
+            Some(RequestKind::Error(id)) => {
+                let header = msg
+                    .head
+                    .header(api::HDR_ERROR_TYPE)
+                    .filter(|v| !v.is_empty());
+                let error_type = tracker::error_type_in_body(&msg.captured)
+                    .or_else(|| header.map(str::to_string));
+                let outcome = Outcome {
+                    response_bytes: msg.body_len,
+                    errored: true,
+                    error_type,
+                };
+                (id, outcome)
+            }
+            _ => return,
+        };
+        if let Some(record) = self.tracker.result_sent(&id, outcome, now) {
+            fx.lines.push(emf::encode(&record, &self.settings));
+        }
+    }
+
+    fn forget_fd(&mut self, fd: i32) {
+        self.bits.remove(fd);
+        if let Some(id) = self.fds.remove(&fd) {
+            let last = match self.conns.get_mut(&id) {
+                Some(c) => {
+                    c.fd_count = c.fd_count.saturating_sub(1);
+                    c.fd_count == 0
+                }
+                None => false,
+            };
+            if last {
+                self.conns.remove(&id);
+            }
+        }
+    }
+
+    fn drop_connection(&mut self, id: u64, why: Untrack, fx: &mut Effects) {
+        let fds: Vec<i32> = self
+            .fds
+            .iter()
+            .filter(|(_, c)| **c == id)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in fds {
+            self.bits.remove(fd);
+            self.fds.remove(&fd);
+        }
+        self.conns.remove(&id);
+        if !self.warned_garbage {
+            self.warned_garbage = true;
+            let reason = match why {
+                Untrack::Garbage(e) => e.describe(),
+                Untrack::TooManyPending => "too many requests without responses",
+            };
+            fx.warnings.push(format!(
+                "stopped following a Runtime API connection ({reason}); invokes on it are not metered"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::cell::Cell;
+
+    fn leak_bits() -> &'static FdBits {
+        Box::leak(Box::new(FdBits::new()))
+    }
+
+    fn engine(bits: &'static FdBits) -> Engine {
+        let (s, _) = Settings::from_env(
+            &|k| match k {
+                "AWS_LAMBDA_FUNCTION_NAME" => Some("fn".into()),
+                _ => None,
+            },
+            "test",
+        );
+        Engine::new(s, ApiAddress::parse("127.0.0.1:9001").unwrap(), bits, 0)
+    }
+
+    fn api_addr() -> Option<SocketAddr> {
+        Some("127.0.0.1:9001".parse().unwrap())
+    }
+
+    struct Clock(Cell<u64>);
+    impl Clock {
+        fn probe(&self) -> Probe {
+            let ms = self.0.get();
+            Probe {
+                mono_ns: ms * 1_000_000,
+                wall_ms: ms,
+                cpu_ns: 0,
+                max_rss_kb: 1024,
+            }
+        }
+    }
+
+    fn next_req() -> &'static [u8] {
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\r\n"
+    }
+
+    fn next_resp(id: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 99\r\nLambda-Runtime-Trace-Id: Root=1-x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn result_req(id: &str, kind: &str, body: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "POST /2018-06-01/runtime/invocation/{id}/{kind} HTTP/1.1\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    const ACCEPTED: &[u8] =
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
+
+    #[test]
+    fn one_record_per_invoke_on_keep_alive_connection() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let clock = Clock(Cell::new(0));
+        let p = || clock.probe();
+        assert!(e.connected(5, api_addr()).warnings.is_empty());
+        assert!(bits.contains(5));
+        clock.0.set(100);
+        e.sent(5, next_req(), &p);
+        clock.0.set(150);
+        for b in next_resp("id-1", "{\"a\":1}").chunks(1) {
+            assert!(e.received(5, b, &p).lines.is_empty());
+        }
+        clock.0.set(190);
+        let fx = e.sent(5, &result_req("id-1", "response", "\"ok\"", ""), &p);
+        assert_eq!(fx.lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        assert_eq!(v["requestId"], "id-1");
+        assert_eq!(v["Duration"], 40.0);
+        assert_eq!(v["InitDuration"], 100.0);
+        assert_eq!(v["ColdStart"], 1.0);
+        assert_eq!(v["RequestBytes"], 7.0);
+        assert_eq!(v["ResponseBytes"], 4.0);
+        assert_eq!(v["Errors"], 0.0);
+        e.received(5, ACCEPTED, &p);
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("id-2", "{}"), &p);
+        let fx = e.sent(
+            5,
+            &result_req(
+                "id-2",
+                "error",
+                r#"{"errorMessage":"no","errorType":"KeyError"}"#,
+                "Lambda-Runtime-Function-Error-Type: Unhandled\r\n",
+            ),
+            &p,
+        );
+        let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        assert_eq!(v["Errors"], 1.0);
+        assert_eq!(v["errorType"], "KeyError");
+        assert_eq!(v["ColdStart"], 0.0);
+    }
+
+    #[test]
+    fn invoke_may_end_on_another_connection_and_fd_reuse_resets() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = Probe::default;
+        e.connected(7, api_addr());
+        e.connected(8, api_addr());
+        e.sent(7, next_req(), &p);
+        e.received(7, &next_resp("x", "{}"), &p);
+        // fd 7 closed behind our back, number reused for an unrelated socket
+        e.connected(7, Some("10.0.0.1:443".parse().unwrap()));
+        assert!(!bits.contains(7));
+        let fx = e.sent(
+            8,
+            &result_req(
+                "x",
+                "error",
+                "{}",
+                "Lambda-Runtime-Function-Error-Type: Runtime.Crash\r\n",
+            ),
+            &p,
+        );
+        assert_eq!(fx.lines.len(), 1);
+        assert!(fx.lines[0].contains("\"errorType\":\"Runtime.Crash\""));
+    }
+
+    #[test]
+    fn dup_aliases_and_close_untracks() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = Probe::default;
+        e.connected(3, api_addr());
+        e.duplicated(3, 9);
+        assert!(bits.contains(9));
+        e.closing(3);
+        assert!(!bits.contains(3) && bits.contains(9));
+        e.sent(9, next_req(), &p);
+        e.received(9, &next_resp("d", ""), &p);
+        assert_eq!(
+            e.sent(9, &result_req("d", "response", "", ""), &p)
+                .lines
+                .len(),
+            1
+        );
+        e.connected(20, api_addr());
+        e.connected(30, api_addr());
+        e.closing_range(10, 25);
+        assert!(!bits.contains(20) && bits.contains(30) && bits.contains(9));
+        e.closing_range(0, u32::MAX);
+        assert_eq!(e.connection_count(), 0);
+        assert!(bits.is_empty());
+    }
+
+    #[test]
+    fn garbage_untracks_with_one_warning() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = Probe::default;
+        e.connected(4, api_addr());
+        e.duplicated(4, 6);
+        let fx = e.received(4, b"\x00\x01garbage\r\n\r\n", &p);
+        assert_eq!(fx.warnings.len(), 1);
+        assert!(!bits.contains(4) && !bits.contains(6));
+        e.connected(4, api_addr());
+        let fx = e.sent(4, b"NOT HTTP AT ALL\r\n\r\n", &p);
+        assert!(fx.warnings.is_empty(), "only the first garbage warns");
+        assert!(!bits.contains(4));
+    }
+
+    #[test]
+    fn other_destinations_are_never_tracked() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        e.connected(5, Some("127.0.0.1:9002".parse().unwrap()));
+        e.connected(6, None);
+        assert!(bits.is_empty());
+    }
+
+    #[test]
+    fn streaming_error_trailer_counts_as_error() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = Probe::default;
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("s", "{}"), &p);
+        let req = b"POST /2018-06-01/runtime/invocation/s/response HTTP/1.1\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n3\r\nabc\r\n0\r\nLambda-Runtime-Function-Error-Type: Stream.Broke\r\n\r\n";
+        let fx = e.sent(5, req, &p);
+        assert!(fx.lines[0].contains("\"errorType\":\"Stream.Broke\""));
+        assert!(fx.lines[0].contains("\"ResponseBytes\":3"));
+    }
+
+    #[test]
+    fn forked_child_forgets_inherited_state() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = Probe::default;
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("f", ""), &p);
+        e.forked_child(0);
+        assert!(bits.is_empty());
+        assert!(
+            e.sent(5, &result_req("f", "response", "", ""), &p)
+                .lines
+                .is_empty()
+        );
+    }
+}

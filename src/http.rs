@@ -1,0 +1,693 @@
+//! Incremental HTTP/1.1 message parser for one direction of one connection.
+//!
+//! It is fed exactly the bytes the host wrote or read, in whatever pieces the host used (one byte
+//! at a time in the worst case), and reports message heads and completed messages. It never
+//! copies a body: bodies are counted, and only a caller-chosen prefix (at most
+//! [`MAX_CAPTURE`] bytes) is kept. Anything that is not HTTP/1.1 is an error, and the caller then
+//! stops watching the connection instead of guessing.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+/// The largest header block (start line + headers, or trailers) we keep; larger is garbage.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The largest body prefix a caller may ask to keep.
+pub const MAX_CAPTURE: usize = 4 * 1024;
+/// A chunk-size line longer than this is garbage (hex digits plus extensions).
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// Which side of the exchange this parser reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Bytes the client wrote: requests.
+    Request,
+    /// Bytes the client read: responses.
+    Response,
+}
+
+/// The start line and headers of one message. Header names are lower-cased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// Request method (empty for responses).
+    pub method: String,
+    /// Request target (empty for responses).
+    pub target: String,
+    /// Response status (0 for requests).
+    pub status: u16,
+    /// Headers in arrival order, names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A finished message: its head, how many body bytes it carried, the kept body prefix and any
+/// chunked trailers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub head: Head,
+    pub body_len: u64,
+    pub captured: Vec<u8>,
+    pub trailers: Vec<(String, String)>,
+}
+
+/// What one `feed` call found, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A head is complete; its body (if any) follows.
+    Head(Head),
+    /// The first body byte of the current message went past.
+    FirstBodyByte,
+    /// A whole message is complete.
+    Complete(Message),
+}
+
+/// Why a stream stopped being HTTP/1.1 we can follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    HeadTooLarge,
+    BadStartLine,
+    BadHeader,
+    BadContentLength,
+    BadChunk,
+    /// `101 Switching Protocols`: what follows is not HTTP/1.1.
+    Upgraded,
+}
+
+impl ParseError {
+    /// A short human description for the one warning line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParseError::HeadTooLarge => "header block over 16 KiB",
+            ParseError::BadStartLine => "not an HTTP/1.1 start line",
+            ParseError::BadHeader => "malformed header line",
+            ParseError::BadContentLength => "invalid Content-Length",
+            ParseError::BadChunk => "malformed chunked body",
+            ParseError::Upgraded => "connection upgraded away from HTTP/1.1",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Collecting the start line and headers into `buf`.
+    Head,
+    /// A body with this many bytes still to come.
+    Body(u64),
+    /// Collecting a chunk-size line into `buf`.
+    ChunkSize,
+    /// Chunk data with this many bytes still to come.
+    ChunkData(u64),
+    /// The CRLF after chunk data; the number is how many of its two bytes were seen.
+    ChunkDataEnd(u8),
+    /// Collecting trailers (after the last chunk) into `buf`.
+    Trailers,
+    /// A response body delimited by the end of the connection.
+    UntilClose,
+}
+
+/// One direction's parser. See the module documentation.
+#[derive(Debug)]
+pub struct Parser {
+    dir: Direction,
+    state: State,
+    buf: Vec<u8>,
+    head: Option<Head>,
+    body_len: u64,
+    capture_limit: usize,
+    captured: Vec<u8>,
+}
+
+/// Decides, from a head, how much of its body to keep (0 = none, capped at [`MAX_CAPTURE`]).
+pub type CapturePolicy = fn(&Head) -> usize;
+
+impl Parser {
+    pub fn new(dir: Direction) -> Self {
+        Parser {
+            dir,
+            state: State::Head,
+            buf: Vec::new(),
+            head: None,
+            body_len: 0,
+            capture_limit: 0,
+            captured: Vec::new(),
+        }
+    }
+
+    /// True between messages (nothing half-read).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Head && self.buf.is_empty()
+    }
+
+    /// Feed bytes; events are appended to `out`. After an error the parser must be dropped.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        policy: CapturePolicy,
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
+        while !data.is_empty() {
+            match self.state {
+                State::Head => {
+                    // Tolerate empty lines between messages (RFC 9112 §2.2).
+                    if self.buf.is_empty() {
+                        let skip = data
+                            .iter()
+                            .take_while(|b| **b == b'\r' || **b == b'\n')
+                            .count();
+                        data = data.get(skip..).unwrap_or_default();
+                        if data.is_empty() {
+                            break;
+                        }
+                    }
+                    let used = take_until_blank_line(&mut self.buf, data, MAX_HEAD)?;
+                    data = data.get(used.consumed..).unwrap_or_default();
+                    if used.done {
+                        self.finish_head(policy, out)?;
+                    }
+                }
+                State::Body(remaining) => {
+                    let n = remaining.min(data.len() as u64) as usize;
+                    let (part, rest) = data.split_at(n);
+                    self.body_bytes(part, out);
+                    data = rest;
+                    let left = remaining - n as u64;
+                    self.state = State::Body(left);
+                    if left == 0 {
+                        self.complete(Vec::new(), out);
+                    }
+                }
+                State::ChunkSize => {
+                    let (consumed, line) = take_line(&mut self.buf, data, MAX_CHUNK_LINE)
+                        .ok_or(ParseError::BadChunk)?;
+                    data = data.get(consumed..).unwrap_or_default();
+                    if let Some(line) = line {
+                        let size = parse_chunk_size(&line)?;
+                        self.state = if size == 0 {
+                            State::Trailers
+                        } else {
+                            State::ChunkData(size)
+                        };
+                    }
+                }
+                State::ChunkData(remaining) => {
+                    let n = remaining.min(data.len() as u64) as usize;
+                    let (part, rest) = data.split_at(n);
+                    self.body_bytes(part, out);
+                    data = rest;
+                    let left = remaining - n as u64;
+                    self.state = if left == 0 {
+                        State::ChunkDataEnd(0)
+                    } else {
+                        State::ChunkData(left)
+                    };
+                }
+                State::ChunkDataEnd(seen) => {
+                    let b = data.first().copied().unwrap_or_default();
+                    data = data.get(1..).unwrap_or_default();
+                    match (seen, b) {
+                        (0, b'\r') => self.state = State::ChunkDataEnd(1),
+                        // A bare LF is accepted, as most servers do.
+                        (0, b'\n') | (1, b'\n') => self.state = State::ChunkSize,
+                        _ => return Err(ParseError::BadChunk),
+                    }
+                }
+                State::Trailers => {
+                    // Trailers end with an empty line; with none, that is the line right away.
+                    let used = take_trailers(&mut self.buf, data, MAX_HEAD)?;
+                    data = data.get(used.consumed..).unwrap_or_default();
+                    if used.done {
+                        let block = std::mem::take(&mut self.buf);
+                        let trailers = parse_header_lines(&block)?;
+                        self.complete(trailers, out);
+                    }
+                }
+                State::UntilClose => {
+                    self.body_bytes(data, out);
+                    data = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer closed the connection: a body delimited by close is complete now.
+    pub fn end_of_stream(&mut self, out: &mut Vec<Event>) {
+        if self.state == State::UntilClose {
+            self.complete(Vec::new(), out);
+        }
+    }
+
+    fn body_bytes(&mut self, part: &[u8], out: &mut Vec<Event>) {
+        if part.is_empty() {
+            return;
+        }
+        if self.body_len == 0 {
+            out.push(Event::FirstBodyByte);
+        }
+        self.body_len += part.len() as u64;
+        let room = self.capture_limit.saturating_sub(self.captured.len());
+        if room > 0 {
+            let keep = room.min(part.len());
+            self.captured
+                .extend_from_slice(part.get(..keep).unwrap_or_default());
+        }
+    }
+
+    fn complete(&mut self, trailers: Vec<(String, String)>, out: &mut Vec<Event>) {
+        let head = self.head.take().unwrap_or_default();
+        out.push(Event::Complete(Message {
+            head,
+            body_len: self.body_len,
+            captured: std::mem::take(&mut self.captured),
+            trailers,
+        }));
+        self.body_len = 0;
+        self.capture_limit = 0;
+        self.state = State::Head;
+    }
+
+    fn finish_head(
+        &mut self,
+        policy: CapturePolicy,
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
+        let block = std::mem::take(&mut self.buf);
+        let text = std::str::from_utf8(&block).map_err(|_| ParseError::BadHeader)?;
+        let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let start = lines.next().unwrap_or_default();
+        let mut head = Head::default();
+        match self.dir {
+            Direction::Request => {
+                let mut parts = start.split(' ');
+                let (Some(method), Some(target), Some(version), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(ParseError::BadStartLine);
+                };
+                if method.is_empty()
+                    || !method.bytes().all(|b| b.is_ascii_uppercase())
+                    || target.is_empty()
+                    || !is_http1(version)
+                {
+                    return Err(ParseError::BadStartLine);
+                }
+                head.method = method.to_string();
+                head.target = target.to_string();
+            }
+            Direction::Response => {
+                let mut parts = start.splitn(3, ' ');
+                let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+                    return Err(ParseError::BadStartLine);
+                };
+                if !is_http1(version) || code.len() != 3 {
+                    return Err(ParseError::BadStartLine);
+                }
+                head.status = code.parse().map_err(|_| ParseError::BadStartLine)?;
+                if !(100..=599).contains(&head.status) {
+                    return Err(ParseError::BadStartLine);
+                }
+            }
+        }
+        let rest: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+        head.headers = parse_lines(&rest)?;
+
+        if self.dir == Direction::Response && head.status == 101 {
+            return Err(ParseError::Upgraded);
+        }
+        let chunked = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "transfer-encoding")
+            .flat_map(|(_, v)| v.split(','))
+            .any(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        let length = match head.header("content-length") {
+            Some(v) => Some(v.parse::<u64>().map_err(|_| ParseError::BadContentLength)?),
+            None => None,
+        };
+        let informational = self.dir == Direction::Response && head.status < 200;
+        let no_body = self.dir == Direction::Response && matches!(head.status, 204 | 304);
+        self.capture_limit = policy(&head).min(MAX_CAPTURE);
+        self.body_len = 0;
+        out.push(Event::Head(head.clone()));
+        self.head = Some(head);
+        if informational {
+            // 100 Continue and friends: the real response follows. Report nothing more.
+            self.head = None;
+            self.capture_limit = 0;
+            self.state = State::Head;
+            return Ok(());
+        }
+        self.state = if no_body {
+            State::Body(0)
+        } else if chunked {
+            State::ChunkSize
+        } else if let Some(n) = length {
+            State::Body(n)
+        } else if self.dir == Direction::Response {
+            State::UntilClose
+        } else {
+            State::Body(0)
+        };
+        if self.state == State::Body(0) {
+            self.complete(Vec::new(), out);
+        }
+        Ok(())
+    }
+}
+
+fn is_http1(version: &str) -> bool {
+    version == "HTTP/1.1" || version == "HTTP/1.0"
+}
+
+fn parse_header_lines(block: &[u8]) -> Result<Vec<(String, String)>, ParseError> {
+    let text = std::str::from_utf8(block).map_err(|_| ParseError::BadHeader)?;
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect();
+    parse_lines(&lines)
+}
+
+fn parse_lines(lines: &[&str]) -> Result<Vec<(String, String)>, ParseError> {
+    let mut headers = Vec::with_capacity(lines.len());
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or(ParseError::BadHeader)?;
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b == b' ' || b == b'\t' || b.is_ascii_control())
+        {
+            return Err(ParseError::BadHeader);
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    Ok(headers)
+}
+
+fn parse_chunk_size(line: &[u8]) -> Result<u64, ParseError> {
+    let text = std::str::from_utf8(line).map_err(|_| ParseError::BadChunk)?;
+    let digits = text.split(';').next().unwrap_or_default().trim();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(ParseError::BadChunk);
+    }
+    u64::from_str_radix(digits, 16).map_err(|_| ParseError::BadChunk)
+}
+
+struct Taken {
+    consumed: usize,
+    done: bool,
+}
+
+/// Appends bytes to `buf` up to and including the first blank line ("\r\n\r\n" or "\n\n").
+fn take_until_blank_line(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, ParseError> {
+    for (i, &b) in data.iter().enumerate() {
+        buf.push(b);
+        if buf.len() > cap {
+            return Err(ParseError::HeadTooLarge);
+        }
+        if b == b'\n' && (buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n")) {
+            return Ok(Taken {
+                consumed: i + 1,
+                done: true,
+            });
+        }
+    }
+    Ok(Taken {
+        consumed: data.len(),
+        done: false,
+    })
+}
+
+/// Trailers: like a header block, but an immediately empty line ends it too.
+fn take_trailers(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, ParseError> {
+    for (i, &b) in data.iter().enumerate() {
+        buf.push(b);
+        if buf.len() > cap {
+            return Err(ParseError::HeadTooLarge);
+        }
+        if b == b'\n'
+            && (buf.as_slice() == b"\r\n"
+                || buf.as_slice() == b"\n"
+                || buf.ends_with(b"\r\n\r\n")
+                || buf.ends_with(b"\n\n"))
+        {
+            return Ok(Taken {
+                consumed: i + 1,
+                done: true,
+            });
+        }
+    }
+    Ok(Taken {
+        consumed: data.len(),
+        done: false,
+    })
+}
+
+/// Appends bytes to `buf` up to one line end. Returns how much was consumed and, when a line is
+/// complete, the line without its terminator (and `buf` emptied). `None` when over `cap`.
+fn take_line(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Option<(usize, Option<Vec<u8>>)> {
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' {
+            let mut line = std::mem::take(buf);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Some((i + 1, Some(line)));
+        }
+        buf.push(b);
+        if buf.len() > cap {
+            return None;
+        }
+    }
+    Some((data.len(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+
+    fn none(_: &Head) -> usize {
+        0
+    }
+    fn all(_: &Head) -> usize {
+        MAX_CAPTURE
+    }
+
+    /// Feeds `data` in pieces of `step` bytes and returns every event.
+    fn run(
+        dir: Direction,
+        data: &[u8],
+        step: usize,
+        policy: CapturePolicy,
+    ) -> Result<Vec<Event>, ParseError> {
+        let mut p = Parser::new(dir);
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            p.feed(piece, policy, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn completes(events: &[Event]) -> Vec<&Message> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Complete(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const NEXT_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: abc\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn response_with_length_any_split() {
+        for step in [1, 2, 3, 7, 1000] {
+            let ev = run(Direction::Response, NEXT_RESPONSE, step, none).unwrap();
+            let done = completes(&ev);
+            assert_eq!(done.len(), 1, "step {step}");
+            assert_eq!(done[0].head.status, 200);
+            assert_eq!(
+                done[0].head.header("lambda-runtime-aws-request-id"),
+                Some("abc")
+            );
+            assert_eq!(done[0].body_len, 5);
+            assert!(
+                done[0].captured.is_empty(),
+                "body must not be kept without a policy"
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_sequence_of_messages() {
+        let mut data = NEXT_RESPONSE.to_vec();
+        data.extend_from_slice(
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n",
+        );
+        data.extend_from_slice(NEXT_RESPONSE);
+        let ev = run(Direction::Response, &data, 3, none).unwrap();
+        let done = completes(&ev);
+        assert_eq!(
+            done.iter().map(|m| m.head.status).collect::<Vec<_>>(),
+            vec![200, 202, 200]
+        );
+    }
+
+    #[test]
+    fn chunked_request_with_trailers() {
+        let data = b"POST /2018-06-01/runtime/invocation/x/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nLambda-Runtime-Function-Error-Type: Oops\r\nLambda-Runtime-Function-Error-Body: Zm9v\r\n\r\n";
+        for step in [1, 4, 1000] {
+            let ev = run(Direction::Request, data, step, all).unwrap();
+            let done = completes(&ev);
+            assert_eq!(done.len(), 1);
+            assert_eq!(done[0].head.method, "POST");
+            assert_eq!(done[0].body_len, 8);
+            assert_eq!(done[0].captured, b"helloabc");
+            assert_eq!(
+                done[0].trailers,
+                vec![
+                    ("lambda-runtime-function-error-type".into(), "Oops".into()),
+                    ("lambda-runtime-function-error-body".into(), "Zm9v".into())
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_without_trailers_then_next_request() {
+        let data = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        for step in [1, 1000] {
+            let ev = run(Direction::Request, data, step, none).unwrap();
+            let done = completes(&ev);
+            assert_eq!(done.len(), 2, "step {step}");
+            assert_eq!(done[0].body_len, 2);
+            assert!(done[0].trailers.is_empty());
+            assert_eq!(done[1].head.target, "/b");
+        }
+    }
+
+    #[test]
+    fn continue_is_skipped() {
+        let data =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok";
+        let ev = run(Direction::Response, data, 1, none).unwrap();
+        let done = completes(&ev);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].head.status, 202);
+    }
+
+    #[test]
+    fn capture_is_bounded() {
+        let body = vec![b'x'; 10_000];
+        let mut data =
+            format!("POST /e HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        data.extend_from_slice(&body);
+        let ev = run(Direction::Request, &data, 999, all).unwrap();
+        let done = completes(&ev);
+        assert_eq!(done[0].body_len, 10_000);
+        assert_eq!(done[0].captured.len(), MAX_CAPTURE);
+    }
+
+    #[test]
+    fn first_body_byte_is_reported_once() {
+        let ev = run(Direction::Response, NEXT_RESPONSE, 1, none).unwrap();
+        assert_eq!(ev.iter().filter(|e| **e == Event::FirstBodyByte).count(), 1);
+    }
+
+    #[test]
+    fn body_until_close() {
+        let mut p = Parser::new(Direction::Response);
+        let mut out = Vec::new();
+        p.feed(b"HTTP/1.0 200 OK\r\n\r\nabcdef", none, &mut out)
+            .unwrap();
+        assert!(completes(&out).is_empty());
+        p.end_of_stream(&mut out);
+        assert_eq!(completes(&out)[0].body_len, 6);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert_eq!(
+            run(
+                Direction::Response,
+                b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
+                1,
+                none
+            ),
+            Err(ParseError::BadStartLine)
+        );
+        assert_eq!(
+            run(Direction::Request, b"hello world\r\n\r\n", 3, none),
+            Err(ParseError::BadStartLine)
+        );
+        assert_eq!(
+            run(
+                Direction::Request,
+                b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+                3,
+                none
+            ),
+            Err(ParseError::BadHeader)
+        );
+        assert_eq!(
+            run(
+                Direction::Request,
+                b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                3,
+                none
+            ),
+            Err(ParseError::BadContentLength)
+        );
+        assert_eq!(
+            run(
+                Direction::Request,
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                1,
+                none
+            ),
+            Err(ParseError::BadChunk)
+        );
+        assert_eq!(
+            run(
+                Direction::Response,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+                5,
+                none
+            ),
+            Err(ParseError::Upgraded)
+        );
+        let mut huge = b"GET / HTTP/1.1\r\n".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        assert_eq!(
+            run(Direction::Request, &huge, 4096, none),
+            Err(ParseError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn no_content_response() {
+        let ev = run(
+            Direction::Response,
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            1,
+            none,
+        )
+        .unwrap();
+        assert_eq!(completes(&ev).len(), 1);
+    }
+}

@@ -1,0 +1,212 @@
+//! Facts about the Lambda Runtime API: its address, its paths and its header names.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// The API version prefix every path starts with.
+pub const BASE: &str = "/2018-06-01";
+
+pub const HDR_REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+pub const HDR_DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+pub const HDR_TRACE_ID: &str = "lambda-runtime-trace-id";
+pub const HDR_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
+pub const HDR_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+
+/// What a request to the Runtime API is, from its method and path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `GET /runtime/invocation/next`: asks for the next event.
+    Next,
+    /// `POST /runtime/invocation/{id}/response`: the result of an invoke.
+    Response(String),
+    /// `POST /runtime/invocation/{id}/error`: the invoke failed.
+    Error(String),
+    /// `POST /runtime/init/error`.
+    InitError,
+    /// `GET /runtime/restore/next` (SnapStart).
+    RestoreNext,
+    /// `POST /runtime/restore/error` (SnapStart).
+    RestoreError,
+    /// Anything else (other APIs on the same port, unknown future paths).
+    Other,
+}
+
+impl RequestKind {
+    /// Classifies a request line. Query strings are ignored.
+    pub fn classify(method: &str, target: &str) -> RequestKind {
+        let path = target.split('?').next().unwrap_or_default();
+        // Absolute-form targets ("http://host/...") keep only their path.
+        let path = match path.strip_prefix("http://") {
+            Some(rest) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
+            None => path,
+        };
+        let Some(rest) = path.strip_prefix(BASE) else {
+            return RequestKind::Other;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match (method, parts.as_slice()) {
+            ("GET", ["", "runtime", "invocation", "next"]) => RequestKind::Next,
+            ("POST", ["", "runtime", "invocation", id, "response"]) if !id.is_empty() => {
+                RequestKind::Response((*id).to_string())
+            }
+            ("POST", ["", "runtime", "invocation", id, "error"]) if !id.is_empty() => {
+                RequestKind::Error((*id).to_string())
+            }
+            ("POST", ["", "runtime", "init", "error"]) => RequestKind::InitError,
+            ("GET", ["", "runtime", "restore", "next"]) => RequestKind::RestoreNext,
+            ("POST", ["", "runtime", "restore", "error"]) => RequestKind::RestoreError,
+            _ => RequestKind::Other,
+        }
+    }
+
+    /// Whether the body of this request is worth a bounded look (the error type may be inside).
+    pub fn carries_error(&self) -> bool {
+        matches!(
+            self,
+            RequestKind::Error(_) | RequestKind::InitError | RequestKind::RestoreError
+        )
+    }
+}
+
+/// The socket addresses that reach the Runtime API, from `AWS_LAMBDA_RUNTIME_API` ("host:port").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiAddress {
+    /// Every address form a client may connect to.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Why `AWS_LAMBDA_RUNTIME_API` cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    NoPort,
+    BadPort,
+    /// A host name other than `localhost`: resolving it inside the host's process at load time
+    /// is not safe, and Lambda always sets an IP address.
+    NotAnAddress,
+}
+
+impl ApiAddress {
+    pub fn parse(value: &str) -> Result<ApiAddress, AddressError> {
+        let value = value.trim();
+        let value = value.strip_prefix("http://").unwrap_or(value);
+        let value = value.trim_end_matches('/');
+        let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+            let (h, p) = rest.split_once("]:").ok_or(AddressError::NoPort)?;
+            (h, p)
+        } else {
+            value.rsplit_once(':').ok_or(AddressError::NoPort)?
+        };
+        let port: u16 = port.parse().map_err(|_| AddressError::BadPort)?;
+        let ips: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
+            vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ]
+        } else {
+            vec![host.parse().map_err(|_| AddressError::NotAnAddress)?]
+        };
+        let mut addrs = Vec::new();
+        for ip in ips {
+            addrs.push(SocketAddr::new(ip, port));
+            if let IpAddr::V4(v4) = ip {
+                // Java and dual-stack clients connect AF_INET6 sockets to ::ffff:a.b.c.d.
+                addrs.push(SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), port));
+            }
+            if let IpAddr::V6(v6) = ip {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    addrs.push(SocketAddr::new(IpAddr::V4(v4), port));
+                }
+            }
+        }
+        Ok(ApiAddress { addrs })
+    }
+
+    pub fn matches(&self, addr: &SocketAddr) -> bool {
+        self.addrs
+            .iter()
+            .any(|a| a.ip() == addr.ip() && a.port() == addr.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn classify_paths() {
+        use RequestKind::*;
+        assert_eq!(
+            RequestKind::classify("GET", "/2018-06-01/runtime/invocation/next"),
+            Next
+        );
+        assert_eq!(
+            RequestKind::classify(
+                "GET",
+                "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next"
+            ),
+            Next
+        );
+        assert_eq!(
+            RequestKind::classify(
+                "POST",
+                "/2018-06-01/runtime/invocation/8476a536-e9f4-11e8/response"
+            ),
+            Response("8476a536-e9f4-11e8".into())
+        );
+        assert_eq!(
+            RequestKind::classify("POST", "/2018-06-01/runtime/invocation/id1/error"),
+            Error("id1".into())
+        );
+        assert_eq!(
+            RequestKind::classify("POST", "/2018-06-01/runtime/init/error"),
+            InitError
+        );
+        assert_eq!(
+            RequestKind::classify("GET", "/2018-06-01/runtime/restore/next"),
+            RestoreNext
+        );
+        assert_eq!(
+            RequestKind::classify("POST", "/2018-06-01/runtime/restore/error"),
+            RestoreError
+        );
+        assert_eq!(
+            RequestKind::classify("POST", "/2018-06-01/runtime/invocation/next"),
+            Other
+        );
+        assert_eq!(
+            RequestKind::classify("POST", "/2018-06-01/runtime/invocation//response"),
+            Other
+        );
+        assert_eq!(
+            RequestKind::classify("GET", "/2020-01-01/extension/event/next"),
+            Other
+        );
+    }
+
+    #[test]
+    fn address_forms() {
+        let a = ApiAddress::parse("127.0.0.1:9001").unwrap();
+        assert!(a.matches(&"127.0.0.1:9001".parse().unwrap()));
+        assert!(a.matches(&"[::ffff:127.0.0.1]:9001".parse().unwrap()));
+        assert!(!a.matches(&"127.0.0.1:9002".parse().unwrap()));
+        assert!(!a.matches(&"127.0.0.2:9001".parse().unwrap()));
+        let l = ApiAddress::parse("localhost:80").unwrap();
+        assert!(l.matches(&"[::1]:80".parse().unwrap()));
+        assert!(l.matches(&"127.0.0.1:80".parse().unwrap()));
+        let v6 = ApiAddress::parse("[::1]:9001").unwrap();
+        assert!(v6.matches(&"[::1]:9001".parse().unwrap()));
+        assert_eq!(ApiAddress::parse("127.0.0.1"), Err(AddressError::NoPort));
+        assert_eq!(ApiAddress::parse("127.0.0.1:x"), Err(AddressError::BadPort));
+        assert_eq!(
+            ApiAddress::parse("runtime.internal:9001"),
+            Err(AddressError::NotAnAddress)
+        );
+    }
+}
