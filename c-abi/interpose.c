@@ -1,0 +1,173 @@
+/*
+ * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall. Everything else is in src/hooks.rs.
+ *
+ * Each one calls the real function with the host's arguments and returns its result and errno
+ * untouched; only when a tracked fd is involved does it tell the Rust side (the callbacks).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "lambda_meter.h"
+
+/* The Rust side's callbacks (src/hooks.rs), handed over by its constructor. */
+struct lm_callbacks {
+    int (*fd_is_tracked)(int fd);
+    int (*is_active)(void);
+    void (*fd_closing)(int fd);
+    void (*fds_closing)(unsigned int first, unsigned int last);
+    void (*fd_duplicated)(int old_fd, int new_fd);
+};
+
+static const struct lm_callbacks *callbacks;
+
+typedef int (*fcntl_fn)(int, int, ...);
+typedef long (*syscall_fn)(long, ...);
+
+static fcntl_fn real_fcntl;
+static fcntl_fn real_fcntl64;
+static syscall_fn real_syscall;
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Resolves a real symbol; a definition inside this library is refused (it would recurse). */
+static void *resolve(const char *name) {
+    void *p = dlsym(RTLD_NEXT, name);
+    Dl_info mine, theirs;
+    if (p && dladdr((void *)resolve, &mine) && dladdr(p, &theirs) &&
+        mine.dli_fbase == theirs.dli_fbase)
+        return NULL;
+    return p;
+}
+
+static void resolve_all(void) {
+    real_syscall = (syscall_fn)resolve("syscall");
+    real_fcntl = (fcntl_fn)resolve("fcntl");
+    real_fcntl64 = (fcntl_fn)resolve("fcntl64"); /* glibc >= 2.28 only */
+}
+
+/* Called once by the Rust constructor, before it does anything else. Not exported. */
+void lm_c_install(const struct lm_callbacks *cb) {
+    resolve_all();
+    __atomic_store_n(&callbacks, cb, __ATOMIC_RELEASE);
+}
+
+static const struct lm_callbacks *cbs(void) {
+    return __atomic_load_n(&callbacks, __ATOMIC_ACQUIRE);
+}
+
+static int fd_is_tracked(int fd) {
+    const struct lm_callbacks *cb = cbs();
+    return cb && cb->fd_is_tracked(fd);
+}
+
+static int is_active(void) {
+    const struct lm_callbacks *cb = cbs();
+    return cb && cb->is_active();
+}
+
+/* syscall() before the constructor ran (another library's constructor): resolve now. This is
+ * the one lazy dlsym; syscall is resolved first in the constructor, so it is rare. */
+static syscall_fn get_syscall(void) {
+    syscall_fn f = __atomic_load_n(&real_syscall, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = (syscall_fn)resolve("syscall");
+        __atomic_store_n(&real_syscall, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
+static int is_dup_cmd(int cmd) {
+    return cmd == F_DUPFD
+#ifdef F_DUPFD_CLOEXEC
+           || cmd == F_DUPFD_CLOEXEC
+#endif
+        ;
+}
+
+static int fcntl_common(fcntl_fn real, int fd, int cmd, void *arg) {
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int rc = real(fd, cmd, arg);
+    if (rc >= 0 && is_dup_cmd(cmd) && fd_is_tracked(fd)) {
+        int saved = errno;
+        cbs()->fd_duplicated(fd, rc);
+        errno = saved;
+    }
+    return rc;
+}
+
+/* The third argument is an int, a long or a pointer depending on cmd; on the ABIs we support
+ * (x86_64, aarch64) all are passed in one register, so reading it as a pointer forwards it
+ * unchanged, as glibc's own fcntl does. */
+int fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real_fcntl, fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real_fcntl64 ? real_fcntl64 : real_fcntl, fd, cmd, arg);
+}
+
+long syscall(long number, ...) {
+    va_list ap;
+    va_start(ap, number);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    syscall_fn real = get_syscall();
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    /* Fast path: only fd-lifetime calls can concern us. */
+    switch (number) {
+    case SYS_close:
+        if (fd_is_tracked((int)a1)) {
+            int saved = errno;
+            cbs()->fd_closing((int)a1);
+            errno = saved;
+        }
+        return real(number, a1, a2, a3, a4, a5, a6);
+#ifdef SYS_close_range
+    case SYS_close_range:
+        if (is_active() && !((unsigned long)a3 & CLOSE_RANGE_CLOEXEC)) {
+            int saved = errno;
+            cbs()->fds_closing((unsigned int)a1, (unsigned int)a2);
+            errno = saved;
+        }
+        return real(number, a1, a2, a3, a4, a5, a6);
+#endif
+    case SYS_dup:
+#ifdef SYS_dup2
+    case SYS_dup2:
+#endif
+    case SYS_dup3: {
+        long rc = real(number, a1, a2, a3, a4, a5, a6);
+        int new_fd = number == SYS_dup ? (int)rc : (int)a2;
+        if (rc >= 0 && (fd_is_tracked((int)a1) || (number != SYS_dup && fd_is_tracked(new_fd)))) {
+            int saved = errno;
+            cbs()->fd_duplicated((int)a1, new_fd);
+            errno = saved;
+        }
+        return rc;
+    }
+    default:
+        return real(number, a1, a2, a3, a4, a5, a6);
+    }
+}

@@ -1,0 +1,407 @@
+//! The interposed libc functions: thin `extern "C"` shims with no logic of their own.
+//!
+//! Every I/O hook has one shape: call the real function, and only if the fd is a tracked
+//! Runtime API socket (one atomic load) hand the bytes that really moved to the engine. The
+//! return value and errno the host sees are exactly the real function's. `MSG_PEEK` reads and
+//! calls that moved no bytes are not observed. Don't log from here: the host may have closed
+//! or redirected stdout and stderr.
+//!
+//! The variadic `fcntl`, `fcntl64` and `syscall` hooks are in C (`c-abi/interpose.c`); they
+//! call back into the `lm_*` functions at the end of this file.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::fdtable::TRACKED;
+use crate::process;
+use crate::real;
+use libc::{c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// Reads a socket address the kernel has just accepted.
+///
+/// # Safety
+/// `addr` must point to `len` readable bytes (true once `connect` did not fail with EFAULT).
+unsafe fn socket_addr(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
+    if addr.is_null() {
+        return None;
+    }
+    let len = len as usize;
+    // SAFETY: the caller guarantees `len` readable bytes; sa_family is the first field.
+    let family = unsafe { (*addr).sa_family } as c_int;
+    match family {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: family and length say this is a sockaddr_in; read unaligned to be safe.
+            let sin = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in>()) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: family and length say this is a sockaddr_in6.
+            let sin6 = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sockaddr_in6>()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                0,
+                0,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn errno() -> c_int {
+    // SAFETY: reading this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Hands `rc` bytes the host wrote from `buf` to the engine.
+#[inline(always)]
+fn observe_sent(fd: c_int, buf: *const c_void, rc: ssize_t) {
+    if rc > 0 && TRACKED.contains(fd) {
+        // SAFETY: the real call just read `rc` bytes from `buf`.
+        let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), rc as usize) };
+        process::sent(fd, &[data]);
+    }
+}
+
+/// Hands `rc` bytes the host read into `buf` (or an end of stream, rc == 0) to the engine.
+#[inline(always)]
+fn observe_received(fd: c_int, buf: *const c_void, rc: ssize_t, flags: c_int) {
+    if rc >= 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) {
+        // SAFETY: the real call just wrote `rc` bytes into `buf`.
+        let data: &[u8] = if rc == 0 {
+            &[]
+        } else {
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), rc as usize) }
+        };
+        process::received(fd, &[data]);
+    }
+}
+
+/// The first `rc` bytes of an iovec array, as slices.
+///
+/// # Safety
+/// `iov` must point to `n` iovecs whose first `rc` bytes were just transferred by the kernel.
+unsafe fn iov_parts<'a>(iov: *const iovec, n: c_int, rc: ssize_t) -> Vec<&'a [u8]> {
+    let mut left = rc.max(0) as usize;
+    let mut parts = Vec::new();
+    if iov.is_null() {
+        return parts;
+    }
+    for i in 0..n.max(0) as usize {
+        if left == 0 {
+            break;
+        }
+        // SAFETY: i < n, so iov.add(i) is inside the host's array.
+        let v = unsafe { &*iov.add(i) };
+        let take = v.iov_len.min(left);
+        if take > 0 && !v.iov_base.is_null() {
+            // SAFETY: the kernel transferred `take` bytes through this buffer.
+            parts.push(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) });
+        }
+        left -= take;
+    }
+    parts
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::connect::get())(fd, addr, len) };
+    if process::is_active() {
+        let err = errno();
+        if rc == 0 || err == libc::EINPROGRESS || err == libc::EINTR {
+            // SAFETY: the kernel accepted the address, so it is readable for `len` bytes.
+            process::connected(fd, unsafe { socket_addr(addr, len) });
+        } else if TRACKED.contains(fd) {
+            process::connected(fd, None);
+        }
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // Forget first: once closed, another thread may get the same number from socket().
+    if TRACKED.contains(fd) {
+        process::closing(fd);
+    }
+    // SAFETY: forwarding the host's argument unchanged.
+    unsafe { (real::close::get())(fd) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if process::is_active() && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
+        process::closing_range(first, last);
+    }
+    // SAFETY: forwarding the host's arguments unchanged.
+    unsafe { (real::close_range::get())(first, last, flags) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: forwarding the host's argument unchanged.
+    let rc = unsafe { (real::dup::get())(fd) };
+    if rc >= 0 && TRACKED.contains(fd) {
+        process::duplicated(fd, rc);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::dup2::get())(old, new) };
+    if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
+        process::duplicated(old, new);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::dup3::get())(old, new, flags) };
+    if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
+        process::duplicated(old, new);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fork() -> pid_t {
+    let guard = process::before_fork();
+    // SAFETY: plain call of the real fork.
+    let pid = unsafe { (real::fork::get())() };
+    process::after_fork(guard, pid);
+    pid
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::send::get())(fd, buf, len, flags) };
+    observe_sent(fd, buf, rc);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::sendto::get())(fd, buf, len, flags, addr, alen) };
+    observe_sent(fd, buf, rc);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::sendmsg::get())(fd, msg, flags) };
+    if rc > 0 && TRACKED.contains(fd) && !msg.is_null() {
+        // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
+        let parts = unsafe { iov_parts((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) };
+        process::sent(fd, &parts);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::write::get())(fd, buf, len) };
+    observe_sent(fd, buf, rc);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::writev::get())(fd, iov, n) };
+    if rc > 0 && TRACKED.contains(fd) {
+        // SAFETY: the kernel just read `rc` bytes through these iovecs.
+        let parts = unsafe { iov_parts(iov, n, rc) };
+        process::sent(fd, &parts);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::recv::get())(fd, buf, len, flags) };
+    observe_received(fd, buf, rc, flags);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::recvfrom::get())(fd, buf, len, flags, addr, alen) };
+    observe_received(fd, buf, rc, flags);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::recvmsg::get())(fd, msg, flags) };
+    if rc >= 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) && !msg.is_null() {
+        // SAFETY: the kernel just wrote `rc` bytes through this msghdr's iovecs.
+        let parts = unsafe { iov_parts((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) };
+        process::received(fd, &parts);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::read::get())(fd, buf, len) };
+    observe_received(fd, buf, rc, 0);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::readv::get())(fd, iov, n) };
+    if rc >= 0 && TRACKED.contains(fd) {
+        // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+        let parts = unsafe { iov_parts(iov, n, rc) };
+        process::received(fd, &parts);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
+    let rc = unsafe { (real::read_chk::get())(fd, buf, len, buflen) };
+    observe_received(fd, buf, rc, 0);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
+    let rc = unsafe { (real::recv_chk::get())(fd, buf, len, buflen, flags) };
+    observe_received(fd, buf, rc, flags);
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
+    let rc = unsafe { (real::recvfrom_chk::get())(fd, buf, len, buflen, flags, addr, alen) };
+    observe_received(fd, buf, rc, flags);
+    rc
+}
+
+// ---- the constructor, and the callbacks the C interposers use ----
+
+/// What `c-abi/interpose.c` may ask of the Rust side. Passed as a table of function pointers
+/// rather than by symbol name, so none of these is exported from the library.
+#[repr(C)]
+struct Callbacks {
+    fd_is_tracked: extern "C" fn(c_int) -> c_int,
+    is_active: extern "C" fn() -> c_int,
+    fd_closing: extern "C" fn(c_int),
+    fds_closing: extern "C" fn(c_uint, c_uint),
+    fd_duplicated: extern "C" fn(c_int, c_int),
+}
+
+unsafe extern "C" {
+    /// Resolves the C interposers' real functions and keeps the callback table.
+    fn lm_c_install(callbacks: *const Callbacks);
+}
+
+static CALLBACKS: Callbacks = Callbacks {
+    fd_is_tracked,
+    is_active,
+    fd_closing,
+    fds_closing,
+    fd_duplicated,
+};
+
+/// The library constructor, run by the dynamic loader before the runtime's `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+extern "C" fn constructor() {
+    // SAFETY: CALLBACKS is a static that outlives every call the C side makes through it.
+    unsafe { lm_c_install(&CALLBACKS) };
+    let result = std::panic::catch_unwind(|| {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "unknown".to_string());
+        process::init(&exe);
+    });
+    if result.is_err() {
+        crate::output::warn("internal error while loading; lambda-meter is off for this process");
+    }
+}
+
+extern "C" fn fd_is_tracked(fd: c_int) -> c_int {
+    c_int::from(TRACKED.contains(fd))
+}
+
+extern "C" fn is_active() -> c_int {
+    c_int::from(process::is_active())
+}
+
+extern "C" fn fd_closing(fd: c_int) {
+    process::closing(fd);
+}
+
+extern "C" fn fds_closing(first: c_uint, last: c_uint) {
+    process::closing_range(first, last);
+}
+
+extern "C" fn fd_duplicated(old_fd: c_int, new_fd: c_int) {
+    process::duplicated(old_fd, new_fd);
+}

@@ -1,0 +1,262 @@
+//! The library's state in this process, and the entry points the hooks call on tracked paths.
+//!
+//! Every entry point here runs inside a host's libc call. Each one saves and restores the
+//! host's errno, refuses to re-enter itself on the same thread, fences its logic with
+//! `catch_unwind` (a panic turns the library off for good), and performs its own output only
+//! after releasing the engine lock.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::engine::{Effects, Engine};
+use crate::fdtable::TRACKED;
+use crate::output;
+use crate::probes;
+use crate::runtime_api::{AddressError, ApiAddress};
+use crate::settings::{LogLevel, Settings};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+const UNINITIALIZED: u8 = 0;
+/// This process may talk to the Runtime API: connects are checked.
+const ACTIVE: u8 = 1;
+/// Nothing to do here (no Runtime API, or disabled by setting): every hook passes through.
+const PASSIVE: u8 = 2;
+/// Turned off after an internal fault; never turned on again.
+const PERMANENTLY_DISABLED: u8 = 3;
+
+static MODE: AtomicU8 = AtomicU8::new(UNINITIALIZED);
+static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
+/// The Runtime API's addresses, readable without the lock (checked on every connect).
+static API: OnceLock<ApiAddress> = OnceLock::new();
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// Set while this thread runs library logic, so a libc call made by that logic is never
+    /// observed again. Const-initialised and without a destructor: no allocation, no TLS
+    /// destructor registration, safe from any hook.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether connects must be looked at.
+#[inline(always)]
+pub fn is_active() -> bool {
+    MODE.load(Ordering::Relaxed) == ACTIVE
+}
+
+/// Called once from the library constructor.
+pub fn init(exe_name: &str) {
+    let born = probes::mono_ns();
+    // Every hook needs its real function, active or not: resolve before anything else.
+    let missing = crate::real::resolve_all();
+    // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
+    // is caught, reported in one line, and switches the library off.
+    std::panic::set_hook(Box::new(|_| {}));
+    let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), exe_name);
+    LOG_LEVEL.store(settings.log_level as u8, Ordering::Relaxed);
+    for w in &warnings {
+        output::warn(w);
+    }
+    if settings.disabled {
+        MODE.store(PASSIVE, Ordering::Relaxed);
+        return;
+    }
+    let Some(raw_api) = settings.runtime_api.clone() else {
+        // Not a Lambda runtime (a tool, a child process): never touch anything.
+        MODE.store(PASSIVE, Ordering::Relaxed);
+        return;
+    };
+    let api = match ApiAddress::parse(&raw_api) {
+        Ok(a) => a,
+        Err(e) => {
+            let why = match e {
+                AddressError::NoPort => "it has no port",
+                AddressError::BadPort => "its port is not a number",
+                AddressError::NotAnAddress => "its host is not an IP address or localhost",
+            };
+            output::warn(&format!(
+                "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({why})",
+                crate::settings::bounded(&raw_api, 80).escape_debug()
+            ));
+            MODE.store(PASSIVE, Ordering::Relaxed);
+            return;
+        }
+    };
+    if !missing.is_empty() {
+        output::warn(&format!(
+            "cannot meter this runtime: libc functions not found: {}",
+            missing.join(", ")
+        ));
+        MODE.store(PERMANENTLY_DISABLED, Ordering::Relaxed);
+        return;
+    }
+    let _ = API.set(api.clone());
+    debug(&format!(
+        "metering {} (runtime {}, Runtime API {raw_api})",
+        settings.function_name, settings.runtime
+    ));
+    *lock() = Some(Engine::new(settings, api, &TRACKED, born));
+    MODE.store(ACTIVE, Ordering::Release);
+}
+
+fn lock() -> MutexGuard<'static, Option<Engine>> {
+    ENGINE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn debug(msg: &str) {
+    if LOG_LEVEL.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
+        output::write_line(
+            libc::STDERR_FILENO,
+            format!("lambda-meter: debug: {msg}\n").as_bytes(),
+        );
+    }
+}
+
+/// Runs `f` on the engine with the host's errno kept, re-entry refused and panics fenced, then
+/// performs the effects outside the lock.
+fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
+    if BUSY.with(|b| b.replace(true)) {
+        return;
+    }
+    // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let effects = match lock().as_mut() {
+            Some(engine) => f(engine),
+            None => Effects::default(),
+        };
+        for line in &effects.lines {
+            output::emit_record(line);
+        }
+        for w in &effects.warnings {
+            output::warn(w);
+        }
+    }));
+    if result.is_err() {
+        disable_permanently("internal error");
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    BUSY.with(|b| b.set(false));
+}
+
+/// Turns the library off for the rest of the process; the host carries on untouched.
+fn disable_permanently(why: &str) {
+    if MODE.swap(PERMANENTLY_DISABLED, Ordering::AcqRel) != PERMANENTLY_DISABLED {
+        TRACKED.clear();
+        output::warn(&format!(
+            "{why}; lambda-meter is off for the rest of this process"
+        ));
+    }
+}
+
+/// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
+pub fn connected(fd: i32, addr: Option<SocketAddr>) {
+    let interesting = match (&addr, API.get()) {
+        (Some(a), Some(api)) => api.matches(a),
+        _ => false,
+    };
+    if interesting || TRACKED.contains(fd) {
+        with_engine(|e| e.connected(fd, addr));
+    }
+}
+
+/// Before `fd` is closed.
+pub fn closing(fd: i32) {
+    with_engine(|e| {
+        e.closing(fd);
+        Effects::default()
+    });
+}
+
+/// Before every fd in `first..=last` is closed.
+pub fn closing_range(first: u32, last: u32) {
+    with_engine(|e| {
+        e.closing_range(first, last);
+        Effects::default()
+    });
+}
+
+/// After `new_fd` became a copy of `old_fd`.
+pub fn duplicated(old_fd: i32, new_fd: i32) {
+    with_engine(|e| {
+        e.duplicated(old_fd, new_fd);
+        Effects::default()
+    });
+}
+
+/// After the host wrote the bytes of `parts` (in order) to tracked `fd`.
+pub fn sent(fd: i32, parts: &[&[u8]]) {
+    with_engine(|e| {
+        let mut fx = Effects::default();
+        for p in parts {
+            let more = e.sent(fd, p, &probes::probe);
+            fx.lines.extend(more.lines);
+            fx.warnings.extend(more.warnings);
+        }
+        fx
+    });
+}
+
+/// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
+pub fn received(fd: i32, parts: &[&[u8]]) {
+    with_engine(|e| {
+        let mut fx = Effects::default();
+        if parts.iter().all(|p| p.is_empty()) {
+            e.end_of_stream(fd, &probes::probe);
+            return fx;
+        }
+        for p in parts {
+            let more = e.received(fd, p, &probes::probe);
+            fx.lines.extend(more.lines);
+            fx.warnings.extend(more.warnings);
+        }
+        fx
+    });
+}
+
+/// Held across the real `fork`, so the child never inherits the engine lock mid-use.
+pub struct ForkGuard(Option<MutexGuard<'static, Option<Engine>>>);
+
+/// Before the real `fork`.
+pub fn before_fork() -> ForkGuard {
+    if !is_active() || BUSY.with(Cell::get) {
+        return ForkGuard(None);
+    }
+    ForkGuard(Some(lock()))
+}
+
+/// After the real `fork`, in parent (`pid` > 0 or failure) or child (`pid` == 0).
+pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
+    let ForkGuard(Some(mut engine)) = guard else {
+        return;
+    };
+    if pid == 0 {
+        // SAFETY: errno is thread-local; saved and restored around our work.
+        let saved_errno = unsafe { *libc::__errno_location() };
+        let born = probes::mono_ns();
+        if catch_unwind(AssertUnwindSafe(|| {
+            if let Some(e) = engine.as_mut() {
+                e.forked_child(born);
+            }
+        }))
+        .is_err()
+        {
+            drop(engine);
+            disable_permanently("internal error after fork");
+            // SAFETY: as above.
+            unsafe { *libc::__errno_location() = saved_errno };
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = saved_errno };
+    }
+    drop(engine);
+}

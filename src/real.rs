@@ -1,0 +1,311 @@
+//! The real libc functions behind every hook, resolved once with `dlsym(RTLD_NEXT, …)`.
+//!
+//! Resolution happens eagerly in the library constructor. A call that arrives before it (from
+//! another library's constructor) goes to a fallback that makes the raw system call, so no hook
+//! ever calls `dlsym` lazily. A symbol that resolves into this library itself is refused: the
+//! library then disables itself instead of recursing.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use libc::{c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t};
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library.
+fn lookup(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() || in_this_library(p) {
+        return None;
+    }
+    Some(p)
+}
+
+/// Whether `p` points into the object that contains this function.
+fn in_this_library(p: *mut c_void) -> bool {
+    let mut ours: libc::Dl_info = empty_dl_info();
+    let mut theirs: libc::Dl_info = empty_dl_info();
+    let here = in_this_library as *const () as *const c_void;
+    // SAFETY: dladdr only writes the Dl_info we pass; both pointers are valid for writes.
+    let (a, b) = unsafe { (libc::dladdr(here, &mut ours), libc::dladdr(p, &mut theirs)) };
+    a != 0 && b != 0 && ours.dli_fbase == theirs.dli_fbase
+}
+
+fn empty_dl_info() -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    }
+}
+
+/// Declares one real function: a slot, its resolver and its accessor.
+macro_rules! real_fn {
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $fallback:expr) => {
+        pub mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            /// The function's C type.
+            pub type F = unsafe extern "C" fn($($ty),*) -> $ret;
+            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+            /// Resolves the real symbol; false when it is missing or is ourselves.
+            pub fn resolve() -> bool {
+                match lookup($sym) {
+                    Some(p) => {
+                        SLOT.store(p, Ordering::Release);
+                        true
+                    }
+                    None => false,
+                }
+            }
+
+            /// The real function, or the raw-syscall fallback before resolution.
+            #[inline(always)]
+            pub fn get() -> F {
+                let p = SLOT.load(Ordering::Acquire);
+                if p.is_null() {
+                    fallback
+                } else {
+                    // SAFETY: SLOT only ever holds a non-null address returned by dlsym for
+                    // this very symbol, whose C type is F.
+                    unsafe { std::mem::transmute::<*mut c_void, F>(p) }
+                }
+            }
+
+            unsafe extern "C" fn fallback($($arg: $ty),*) -> $ret {
+                let f: unsafe fn($($ty),*) -> $ret = $fallback;
+                // SAFETY: the fallback gets exactly the arguments the host passed.
+                unsafe { f($($arg),*) }
+            }
+        }
+    };
+}
+
+// The fallbacks: the raw system call each wrapper makes (libc sets errno for us).
+// SAFETY (all): arguments are forwarded unchanged from the host's call to the kernel.
+real_fn!(
+    connect,
+    c"connect",
+    fn(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
+    |fd, addr, len| unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) as c_int }
+);
+real_fn!(close, c"close", fn(fd: c_int) -> c_int, |fd| unsafe {
+    libc::syscall(libc::SYS_close, fd) as c_int
+});
+real_fn!(
+    close_range,
+    c"close_range",
+    fn(first: c_uint, last: c_uint, flags: c_int) -> c_int,
+    |first, last, flags| unsafe {
+        libc::syscall(libc::SYS_close_range, first, last, flags) as c_int
+    }
+);
+real_fn!(dup, c"dup", fn(fd: c_int) -> c_int, |fd| unsafe {
+    libc::syscall(libc::SYS_dup, fd) as c_int
+});
+real_fn!(
+    dup2,
+    c"dup2",
+    fn(old: c_int, new: c_int) -> c_int,
+    |old, new| unsafe {
+        if old == new {
+            // dup2 with equal fds only checks that old is valid.
+            let r = libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) as c_int;
+            if r < 0 { -1 } else { old }
+        } else {
+            libc::syscall(libc::SYS_dup3, old, new, 0) as c_int
+        }
+    }
+);
+real_fn!(
+    dup3,
+    c"dup3",
+    fn(old: c_int, new: c_int, flags: c_int) -> c_int,
+    |old, new, flags| unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) as c_int }
+);
+real_fn!(fork, c"fork", fn() -> pid_t, || {
+    // A fork before our constructor ran: resolve now (dlsym does not fork, so no recursion).
+    if fork::resolve() {
+        // SAFETY: resolve() stored the real fork, so get() no longer returns this fallback.
+        unsafe { (fork::get())() }
+    } else {
+        // SAFETY: writing errno of the current thread.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        -1
+    }
+});
+real_fn!(
+    send,
+    c"send",
+    fn(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
+    |fd, buf, len, flags| unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf,
+            len,
+            flags,
+            std::ptr::null::<sockaddr>(),
+            0,
+        ) as ssize_t
+    }
+);
+real_fn!(
+    sendto,
+    c"sendto",
+    fn(
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        alen: socklen_t,
+    ) -> ssize_t,
+    |fd, buf, len, flags, addr, alen| unsafe {
+        libc::syscall(libc::SYS_sendto, fd, buf, len, flags, addr, alen) as ssize_t
+    }
+);
+real_fn!(
+    sendmsg,
+    c"sendmsg",
+    fn(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
+    |fd, msg, flags| unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as ssize_t }
+);
+real_fn!(
+    write,
+    c"write",
+    fn(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
+    |fd, buf, len| unsafe { libc::syscall(libc::SYS_write, fd, buf, len) as ssize_t }
+);
+real_fn!(
+    writev,
+    c"writev",
+    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
+    |fd, iov, n| unsafe { libc::syscall(libc::SYS_writev, fd, iov, n) as ssize_t }
+);
+real_fn!(
+    recv,
+    c"recv",
+    fn(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t,
+    |fd, buf, len, flags| unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf,
+            len,
+            flags,
+            std::ptr::null_mut::<sockaddr>(),
+            std::ptr::null_mut::<socklen_t>(),
+        ) as ssize_t
+    }
+);
+real_fn!(
+    recvfrom,
+    c"recvfrom",
+    fn(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t,
+    ) -> ssize_t,
+    |fd, buf, len, flags, addr, alen| unsafe {
+        libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen) as ssize_t
+    }
+);
+real_fn!(
+    recvmsg,
+    c"recvmsg",
+    fn(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t,
+    |fd, msg, flags| unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as ssize_t }
+);
+real_fn!(
+    read,
+    c"read",
+    fn(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t,
+    |fd, buf, len| unsafe { libc::syscall(libc::SYS_read, fd, buf, len) as ssize_t }
+);
+real_fn!(
+    readv,
+    c"readv",
+    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
+    |fd, iov, n| unsafe { libc::syscall(libc::SYS_readv, fd, iov, n) as ssize_t }
+);
+real_fn!(
+    read_chk,
+    c"__read_chk",
+    fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t,
+    |fd, buf, len, _buflen| unsafe { libc::syscall(libc::SYS_read, fd, buf, len) as ssize_t }
+);
+real_fn!(
+    recv_chk,
+    c"__recv_chk",
+    fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t,
+    |fd, buf, len, _buflen, flags| unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf,
+            len,
+            flags,
+            std::ptr::null_mut::<sockaddr>(),
+            std::ptr::null_mut::<socklen_t>(),
+        ) as ssize_t
+    }
+);
+real_fn!(
+    recvfrom_chk,
+    c"__recvfrom_chk",
+    fn(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        buflen: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t,
+    ) -> ssize_t,
+    |fd, buf, len, _buflen, flags, addr, alen| unsafe {
+        libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen) as ssize_t
+    }
+);
+
+/// Resolves every real function. Returns the names that could not be resolved; `close_range`
+/// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
+pub fn resolve_all() -> Vec<&'static str> {
+    let table: [(&'static str, fn() -> bool, bool); 20] = [
+        ("connect", connect::resolve, true),
+        ("close", close::resolve, true),
+        ("close_range", close_range::resolve, false),
+        ("dup", dup::resolve, true),
+        ("dup2", dup2::resolve, true),
+        ("dup3", dup3::resolve, true),
+        ("fork", fork::resolve, true),
+        ("send", send::resolve, true),
+        ("sendto", sendto::resolve, true),
+        ("sendmsg", sendmsg::resolve, true),
+        ("write", write::resolve, true),
+        ("writev", writev::resolve, true),
+        ("recv", recv::resolve, true),
+        ("recvfrom", recvfrom::resolve, true),
+        ("recvmsg", recvmsg::resolve, true),
+        ("read", read::resolve, true),
+        ("readv", readv::resolve, true),
+        ("__read_chk", read_chk::resolve, true),
+        ("__recv_chk", recv_chk::resolve, true),
+        ("__recvfrom_chk", recvfrom_chk::resolve, true),
+    ];
+    table
+        .iter()
+        .filter(|(_, resolve, required)| !resolve() && *required)
+        .map(|(name, _, _)| *name)
+        .collect()
+}
