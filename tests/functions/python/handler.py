@@ -1,0 +1,40 @@
+"""Test and demo handlers for the Python runtime client (awslambdaric).
+
+`dispatch` does what the event asks, so one function serves a whole event mix:
+  {"action": "ok"}                 -> a small JSON result
+  {"action": "sleep", "ms": 50}    -> sleeps, then returns
+  {"action": "fail", "type": "X"}  -> raises an exception of class X (default ValueError)
+  {"action": "big", "bytes": N}    -> returns a string of N bytes
+  {"action": "echo", ...}          -> returns the event's size and a digest of it
+"""
+
+import hashlib
+import json
+import time
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+ERRORS = {"ValueError": ValueError, "KeyError": KeyError, "OrderNotFound": OrderNotFound}
+
+
+def dispatch(event, context):
+    action = event.get("action", "ok") if isinstance(event, dict) else "echo"
+    if action == "ok":
+        return {"ok": True, "requestId": context.aws_request_id}
+    if action == "sleep":
+        time.sleep(event.get("ms", 50) / 1000.0)
+        return {"slept_ms": event.get("ms", 50)}
+    if action == "fail":
+        raise ERRORS.get(event.get("type", "ValueError"), ValueError)("failing on purpose")
+    if action == "big":
+        return "x" * int(event.get("bytes", 300_000))
+    if action == "echo":
+        raw = json.dumps(event, sort_keys=True).encode()
+        return {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if action == "print":
+        print(event.get("text", "hello from the handler"))
+        return {"printed": True}
+    raise ValueError(f"unknown action {action!r}")

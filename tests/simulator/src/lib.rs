@@ -1,0 +1,500 @@
+//! A local AWS Lambda Runtime API simulator, written from the Runtime API specification.
+//!
+//! It serves a list of events on `127.0.0.1:<port>` the way Lambda does: `GET
+//! /2018-06-01/runtime/invocation/next` blocks until an event is due and answers `200` with
+//! the event and every `Lambda-Runtime-*` header (including a real deadline); results are
+//! accepted with `202`; `/init/error` ends the environment. Connections are HTTP/1.1
+//! keep-alive, many at once, with `Content-Length` or chunked request bodies (trailers kept)
+//! and `Expect: 100-continue`. Every request is recorded byte for byte so tests can compare
+//! what a runtime sent with and without lambda-meter.
+//!
+//! [`run_function`] starts a runtime process against a simulator, like Lambda starts
+//! `bootstrap`, waits until every event has its result and the runtime is idle again, then
+//! kills it and returns its output.
+
+pub mod http;
+mod runner;
+pub mod summary;
+
+pub use runner::{FunctionRun, RunOptions, run_function};
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Payload limit for buffered responses (6 MB), as Lambda enforces.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+const BASE: &str = "/2018-06-01";
+
+/// One event to deliver.
+#[derive(Clone, Debug, Default)]
+pub struct Event {
+    /// The body of the `/next` answer.
+    pub payload: Vec<u8>,
+    /// Request id to use; generated when `None`.
+    pub request_id: Option<String>,
+    /// Value of `Lambda-Runtime-Client-Context`, if any.
+    pub client_context: Option<String>,
+    /// Value of `Lambda-Runtime-Cognito-Identity`, if any.
+    pub cognito_identity: Option<String>,
+}
+
+impl Event {
+    /// An event with this JSON payload.
+    pub fn json(v: &serde_json::Value) -> Event {
+        Event {
+            payload: v.to_string().into_bytes(),
+            ..Event::default()
+        }
+    }
+}
+
+/// How the simulated function is configured.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub events: Vec<Event>,
+    pub function_name: String,
+    pub region: String,
+    /// The function timeout; the deadline header is "now + timeout" when an event is handed out.
+    pub timeout: Duration,
+    /// How many invokes may be in flight at once (1 for Lambda's classic model).
+    pub max_concurrency: usize,
+    /// Port to listen on (0: any free port).
+    pub port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            events: Vec::new(),
+            function_name: "lambda-meter-test".to_string(),
+            region: "us-east-1".to_string(),
+            timeout: Duration::from_secs(30),
+            max_concurrency: 1,
+            port: 0,
+        }
+    }
+}
+
+/// A request exactly as the runtime sent it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// Which accepted connection carried it (1, 2, …).
+    pub connection: u64,
+    pub method: String,
+    pub target: String,
+    /// Header names as sent (case kept), values trimmed.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// Chunked trailers, if any.
+    pub trailers: Vec<(String, String)>,
+    pub chunked: bool,
+    /// When the whole request had arrived.
+    pub at: Instant,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How an invoke ended, as the simulator saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Response,
+    Error { error_type: Option<String> },
+}
+
+/// The result of one event.
+#[derive(Clone, Debug)]
+pub struct InvokeResult {
+    pub request_id: String,
+    pub outcome: Outcome,
+    /// The result body (de-chunked).
+    pub body: Vec<u8>,
+    /// Trailers of a streamed result.
+    pub trailers: Vec<(String, String)>,
+    /// From the `/next` answer being sent to the result having arrived.
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    /// Indices of events not handed out yet.
+    queue: VecDeque<usize>,
+    /// Request id -> (event index, when handed out).
+    in_flight: HashMap<String, (usize, Instant)>,
+    results: Vec<Option<InvokeResult>>,
+    requests: Vec<RecordedRequest>,
+    init_error: Option<RecordedRequest>,
+    /// `/next` requests waiting now.
+    waiting_next: usize,
+    shutdown: bool,
+    /// When each `/next` request arrived.
+    next_arrivals: Vec<Instant>,
+}
+
+struct Shared {
+    config: Config,
+    state: Mutex<State>,
+    changed: Condvar,
+    connections: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running simulator. Dropping it shuts it down.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Simulator {
+    /// Binds `127.0.0.1:<port>` and starts serving.
+    pub fn start(config: Config) -> io::Result<Simulator> {
+        let listener = TcpListener::bind(("127.0.0.1", config.port))?;
+        let addr = listener.local_addr()?;
+        let n = config.events.len();
+        let state = State {
+            queue: (0..n).collect(),
+            results: vec![None; n],
+            ..State::default()
+        };
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            connections: AtomicU64::new(0),
+        });
+        let s = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("sim-accept".into())
+            .spawn(move || accept_loop(listener, s))?;
+        Ok(Simulator { addr, shared })
+    }
+
+    /// The `host:port` to put in `AWS_LAMBDA_RUNTIME_API`.
+    pub fn api_address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// True once every event has a result and the runtime is waiting on `/next` again (so it
+    /// has finished everything it does after posting a result), or an init error arrived.
+    pub fn is_idle(&self) -> bool {
+        let st = self.shared.lock();
+        st.init_error.is_some() || (st.results.iter().all(Option::is_some) && st.waiting_next > 0)
+    }
+
+    /// Whether every event has a result.
+    pub fn all_results_in(&self) -> bool {
+        self.shared.lock().results.iter().all(Option::is_some)
+    }
+
+    /// Waits until [`Simulator::is_idle`] or `timeout`.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        loop {
+            if st.init_error.is_some()
+                || (st.results.iter().all(Option::is_some) && st.waiting_next > 0)
+            {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            st = match self.shared.changed.wait_timeout(st, end - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// One entry per event, in event order (`None`: no result yet).
+    pub fn results(&self) -> Vec<Option<InvokeResult>> {
+        self.shared.lock().results.clone()
+    }
+
+    /// The `/init/error` request, if the runtime sent one.
+    pub fn init_error(&self) -> Option<RecordedRequest> {
+        self.shared.lock().init_error.clone()
+    }
+
+    /// When each `/next` request arrived.
+    pub fn next_arrivals(&self) -> Vec<Instant> {
+        self.shared.lock().next_arrivals.clone()
+    }
+
+    /// How many connections the runtime opened.
+    pub fn connection_count(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Stops answering: waiting `/next` requests are dropped with their connections.
+    pub fn shutdown(&self) {
+        self.shared.lock().shutdown = true;
+        self.shared.changed.notify_all();
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.lock().shutdown {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let s = Arc::clone(&shared);
+        let _ = thread::Builder::new()
+            .name(format!("sim-conn-{id}"))
+            .spawn(move || {
+                let _ = serve_connection(stream, id, &s);
+            });
+    }
+}
+
+fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some(req) = http::read_request(&mut reader, &mut writer, conn)? else {
+            return Ok(());
+        };
+        let keep_alive = !req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let response = handle(req, shared);
+        match response {
+            Some(r) => writer.write_all(&r)?,
+            None => return Ok(()), // shut down while waiting
+        }
+        if !keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Routes one request; `None` means the simulator shut down while the request waited.
+fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
+    let path = req.target.split('?').next().unwrap_or_default().to_string();
+    let method = req.method.clone();
+    let rest = path.strip_prefix(BASE).map(str::to_string);
+    let parts: Vec<String> = rest
+        .as_deref()
+        .unwrap_or("")
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut st = shared.lock();
+    st.requests.push(req.clone());
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["", "runtime", "invocation", "next"]) => {
+            st.next_arrivals.push(Instant::now());
+            st.waiting_next += 1;
+            shared.changed.notify_all();
+            loop {
+                if st.shutdown {
+                    st.waiting_next -= 1;
+                    return None;
+                }
+                if !st.queue.is_empty() && st.in_flight.len() < shared.config.max_concurrency.max(1)
+                {
+                    break;
+                }
+                st = match shared.changed.wait(st) {
+                    Ok(g) => g,
+                    Err(e) => e.into_inner(),
+                };
+            }
+            st.waiting_next -= 1;
+            let index = st.queue.pop_front()?;
+            let event = shared.config.events.get(index)?.clone();
+            let request_id = event.request_id.clone().unwrap_or_else(new_request_id);
+            st.in_flight
+                .insert(request_id.clone(), (index, Instant::now()));
+            shared.changed.notify_all();
+            drop(st);
+            Some(next_response(&event, &request_id, &shared.config))
+        }
+        (
+            "POST",
+            [
+                "",
+                "runtime",
+                "invocation",
+                id,
+                kind @ ("response" | "error"),
+            ],
+        ) => {
+            let Some((index, started)) = st.in_flight.remove(*id) else {
+                return Some(http::json_response(
+                    400,
+                    "Bad Request",
+                    r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+                ));
+            };
+            if *kind == "response" && req.body.len() > MAX_RESPONSE_BYTES && !req.chunked {
+                let result = InvokeResult {
+                    request_id: id.to_string(),
+                    outcome: Outcome::Error {
+                        error_type: Some("Function.ResponseSizeTooLarge".into()),
+                    },
+                    body: Vec::new(),
+                    trailers: Vec::new(),
+                    elapsed: started.elapsed(),
+                };
+                if let Some(slot) = st.results.get_mut(index) {
+                    *slot = Some(result);
+                }
+                shared.changed.notify_all();
+                return Some(http::json_response(
+                    413,
+                    "Request Entity Too Large",
+                    r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#,
+                ));
+            }
+            let outcome = if *kind == "response" {
+                Outcome::Response
+            } else {
+                Outcome::Error {
+                    error_type: req
+                        .header("lambda-runtime-function-error-type")
+                        .map(str::to_string),
+                }
+            };
+            let result = InvokeResult {
+                request_id: id.to_string(),
+                outcome,
+                body: req.body.clone(),
+                trailers: req.trailers.clone(),
+                elapsed: started.elapsed(),
+            };
+            if let Some(slot) = st.results.get_mut(index) {
+                *slot = Some(result);
+            }
+            shared.changed.notify_all();
+            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#))
+        }
+        ("POST", ["", "runtime", "init", "error"]) => {
+            st.init_error = Some(req);
+            shared.changed.notify_all();
+            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#))
+        }
+        _ => Some(http::json_response(
+            404,
+            "Not Found",
+            r#"{"errorMessage":"Unknown path","errorType":"InvalidRequest"}"#,
+        )),
+    }
+}
+
+fn next_response(event: &Event, request_id: &str, cfg: &Config) -> Vec<u8> {
+    let deadline = epoch_ms() + cfg.timeout.as_millis() as u64;
+    let arn = format!(
+        "arn:aws:lambda:{}:123456789012:function:{}",
+        cfg.region, cfg.function_name
+    );
+    let mut headers = vec![
+        ("Content-Type", "application/json".to_string()),
+        ("Lambda-Runtime-Aws-Request-Id", request_id.to_string()),
+        ("Lambda-Runtime-Deadline-Ms", deadline.to_string()),
+        ("Lambda-Runtime-Invoked-Function-Arn", arn),
+        ("Lambda-Runtime-Trace-Id", trace_id()),
+    ];
+    if let Some(c) = &event.client_context {
+        headers.push(("Lambda-Runtime-Client-Context", c.clone()));
+    }
+    if let Some(c) = &event.cognito_identity {
+        headers.push(("Lambda-Runtime-Cognito-Identity", c.clone()));
+    }
+    http::response(200, "OK", &headers, &event.payload)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A small xorshift generator seeded from the clock, the pid and a counter (no crate needed for
+/// ids that only have to be unique in one run).
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    for _ in 0..3 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+/// A version-4 UUID, as Lambda request ids are.
+pub fn new_request_id() -> String {
+    let a = random_u64();
+    let b = random_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// An X-Ray trace header as Lambda passes it.
+fn trace_id() -> String {
+    let secs = epoch_ms() / 1000;
+    format!(
+        "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
+        secs,
+        u128::from(random_u64()) << 32 | u128::from(random_u64() as u32),
+        random_u64()
+    )
+}
