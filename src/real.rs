@@ -47,7 +47,7 @@ fn empty_dl_info() -> libc::Dl_info {
 
 /// Declares one real function: a slot, its resolver and its accessor.
 macro_rules! real_fn {
-    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $fallback:expr) => {
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $fallback:expr $(,)?) => {
         pub mod $name {
             #[allow(unused_imports)]
             use super::*;
