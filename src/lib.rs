@@ -30,13 +30,19 @@ pub mod runtime_api;
 pub mod settings;
 pub mod tracker;
 
+// The process glue: only in the real library. Test builds carry no hooks and no constructor.
 #[cfg(not(test))]
 mod hooks;
+#[cfg(not(test))]
 mod output;
+#[cfg(not(test))]
 mod probes;
+#[cfg(not(test))]
 mod process;
+#[cfg(not(test))]
 mod real;
 
+#[cfg(not(test))]
 use std::ffi::{c_char, c_int};
 
 /// The library version, for the public C ABI.

@@ -165,6 +165,9 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
     };
     if interesting || TRACKED.contains(fd) {
         with_engine(|e| e.connected(fd, addr));
+        if interesting && TRACKED.contains(fd) {
+            debug(&format!("following fd {fd}: Runtime API connection"));
+        }
     }
 }
 

@@ -281,7 +281,9 @@ real_fn!(
 /// Resolves every real function. Returns the names that could not be resolved; `close_range`
 /// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
 pub fn resolve_all() -> Vec<&'static str> {
-    let table: [(&'static str, fn() -> bool, bool); 20] = [
+    /// Symbol name, resolver, and whether the library cannot work without it.
+    type Entry = (&'static str, fn() -> bool, bool);
+    let table: [Entry; 20] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),

@@ -118,10 +118,10 @@ impl ApiAddress {
                 // Java and dual-stack clients connect AF_INET6 sockets to ::ffff:a.b.c.d.
                 addrs.push(SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), port));
             }
-            if let IpAddr::V6(v6) = ip {
-                if let Some(v4) = v6.to_ipv4_mapped() {
-                    addrs.push(SocketAddr::new(IpAddr::V4(v4), port));
-                }
+            if let IpAddr::V6(v6) = ip
+                && let Some(v4) = v6.to_ipv4_mapped()
+            {
+                addrs.push(SocketAddr::new(IpAddr::V4(v4), port));
             }
         }
         Ok(ApiAddress { addrs })

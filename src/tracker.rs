@@ -127,10 +127,10 @@ impl Tracker {
         } else {
             None
         };
-        if self.open.len() >= MAX_OPEN {
-            if let Some(oldest) = self.open_order.pop_front() {
-                self.open.remove(&oldest);
-            }
+        if self.open.len() >= MAX_OPEN
+            && let Some(oldest) = self.open_order.pop_front()
+        {
+            self.open.remove(&oldest);
         }
         self.open_order.push_back(event.request_id.clone());
         self.open.insert(

@@ -1,0 +1,35 @@
+# lambda-meter — the two commands the README promises:
+#   make demo   build, start the local Runtime API simulator, run a real Python function
+#               through the wrapper for 20 invokes, print its EMF lines and a summary
+#   make test   install what the tests need (idempotent), build, run every test and lint
+
+CARGO ?= cargo
+VENV  := target/test-env/venv
+DEMO_LAYER := target/demo-layer
+
+.PHONY: all build test-deps test demo clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+test-deps:
+	sh tests/setup.sh
+
+test: test-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --all-targets
+	sh tests/run-all.sh
+
+demo: test-deps
+	$(CARGO) build --release --workspace
+	sh layer/assemble.sh target/release/liblambda_meter.so $(DEMO_LAYER)
+	cd tests/functions/python && ../../../target/release/lambda-sim \
+		--events demo-events.json --function-name demo-orders \
+		--wrapper ../../../$(DEMO_LAYER)/lambda-meter --summary -- \
+		../../../$(VENV)/bin/python -m awslambdaric handler.dispatch
+
+clean:
+	$(CARGO) clean

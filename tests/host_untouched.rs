@@ -1,0 +1,241 @@
+//! The host never notices the library: same results, same errno, same fds, same output, for
+//! programs that talk to the Runtime API and for programs that never do.
+
+mod support;
+
+use lambda_sim::{Config, Event, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::*;
+
+/// Compiles a test program from tests/programs with the given flags (once per test binary).
+fn compile(name: &str, flags: &[&str]) -> PathBuf {
+    let out = profile_dir().join(format!("test-programs/{name}"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = root().join(format!("tests/programs/{name}.c"));
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(status.success(), "compiling {}", src.display());
+    out
+}
+
+fn run_cmd(program: &Path, args: &[&str], preload: bool, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_remove("LD_PRELOAD")
+        .env_remove("LAMBDA_METER_LOG");
+    if preload {
+        cmd.env("LD_PRELOAD", library());
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn")
+}
+
+fn assert_same(a: &Output, b: &Output, what: &str) {
+    assert_eq!(a.status.code(), b.status.code(), "{what}: exit status");
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout),
+        "{what}: stdout"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+        "{what}: stderr"
+    );
+}
+
+#[test]
+fn failing_and_succeeding_calls_keep_rc_and_errno() {
+    let probe = compile("errno_probe", &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall"]);
+    let outputs: Vec<Output> = [false, true]
+        .iter()
+        .map(|&preload| {
+            let sim = Simulator::start(Config {
+                events: vec![Event::json(&serde_json::json!({"k": "v"}))],
+                ..Config::default()
+            })
+            .unwrap();
+            let addr = sim.addr();
+            let api = sim.api_address();
+            let host = addr.ip().to_string();
+            let port = addr.port().to_string();
+            // Active mode: the probe's socket is the Runtime API for the library.
+            run_cmd(
+                &probe,
+                &[&host, &port],
+                preload,
+                &[("AWS_LAMBDA_RUNTIME_API", &api)],
+            )
+        })
+        .collect();
+    let text = String::from_utf8_lossy(&outputs[0].stdout);
+    // The probe really exercised what it claims (these would fail on a broken probe).
+    assert!(
+        text.contains("read(-1)                     rc=-1 errno=9"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect(refused)             rc=-1 errno=111"),
+        "{text}"
+    );
+    assert!(
+        text.contains("read(api,EFAULT)             rc=-1 errno=14"),
+        "{text}"
+    );
+    assert!(text.contains("peeked==read: yes"), "{text}");
+    assert!(text.contains("reused number: yes"), "{text}");
+    assert!(!text.contains("errno-kept=NO"), "{text}");
+    assert_same(&outputs[0], &outputs[1], "errno probe");
+
+    // And the library really followed the probe's Runtime API socket in that mode.
+    let sim = Simulator::start(Config {
+        events: vec![Event::json(&serde_json::json!({"k": "v"}))],
+        ..Config::default()
+    })
+    .unwrap();
+    let (host, port) = (sim.addr().ip().to_string(), sim.addr().port().to_string());
+    let debug = run_cmd(
+        &probe,
+        &[&host, &port],
+        true,
+        &[
+            ("AWS_LAMBDA_RUNTIME_API", &sim.api_address()),
+            ("LAMBDA_METER_LOG", "debug"),
+        ],
+    );
+    let log = String::from_utf8_lossy(&debug.stderr);
+    assert!(log.contains("Runtime API connection"), "{log}");
+}
+
+#[test]
+fn programs_that_never_talk_to_the_runtime_api_are_unchanged() {
+    let py = python();
+    let script = r#"
+import os, socket, subprocess, sys, tempfile
+d = tempfile.mkdtemp()
+p = os.path.join(d, "f")
+with open(p, "wb") as f:
+    f.write(b"x" * 100000)
+print(os.path.getsize(p))
+a, b = socket.socketpair()
+a.sendall(b"ping")
+print(b.recv(4))
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, b"from child")
+    os._exit(7)
+_, status = os.waitpid(pid, 0)
+print(os.read(r, 100), os.waitstatus_to_exitcode(status))
+print(subprocess.run(["sh", "-c", "echo sub; echo err >&2; exit 3"], capture_output=True))
+try:
+    os.read(12345, 1)
+except OSError as e:
+    print("errno", e.errno)
+s = socket.socket()
+print("refused", s.connect_ex(("127.0.0.1", 1)))
+print(sorted(os.listdir("/proc/self/fd")) == sorted(os.listdir("/proc/self/fd")))
+sys.stderr.write("done\n")
+"#;
+    let cases: Vec<(PathBuf, Vec<&str>)> = vec![
+        (py.clone(), vec!["-c", script]),
+        (PathBuf::from("/bin/ls"), vec!["-la", "/"]),
+        (
+            PathBuf::from("/bin/sh"),
+            vec!["-c", "echo a | tr a b; cat /etc/hostname | wc -c; exit 5"],
+        ),
+    ];
+    for env in [vec![], vec![("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")]] {
+        for (prog, args) in &cases {
+            let plain = run_cmd(prog, args, false, &env);
+            let loaded = run_cmd(prog, args, true, &env);
+            assert_same(
+                &plain,
+                &loaded,
+                &format!("{} {:?} env {:?}", prog.display(), args.first(), env),
+            );
+        }
+    }
+}
+
+#[test]
+fn open_fds_are_the_same_with_and_without_the_library() {
+    let cmd = [
+        "-c",
+        "import os; print(sorted(os.listdir('/proc/self/fd')))",
+    ];
+    let env = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")];
+    let plain = run_cmd(&python(), &cmd, false, &env);
+    let loaded = run_cmd(&python(), &cmd, true, &env);
+    assert_same(&plain, &loaded, "fd list");
+}
+
+#[test]
+fn test_binaries_do_not_carry_the_hooks() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&exe)
+        .output()
+        .expect("nm");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for hook in ["read", "write", "connect", "fcntl", "syscall", "fork"] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(hook)),
+            "test binary exports {hook}"
+        );
+    }
+}
+
+#[test]
+fn the_library_exports_exactly_the_hooks_and_the_c_abi() {
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(library())
+        .output()
+        .expect("nm");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    names.sort();
+    let mut expected: Vec<&str> = vec![
+        "__read_chk",
+        "__recv_chk",
+        "__recvfrom_chk",
+        "close",
+        "close_range",
+        "connect",
+        "dup",
+        "dup2",
+        "dup3",
+        "fcntl",
+        "fcntl64",
+        "fork",
+        "lambda_meter_active",
+        "lambda_meter_version",
+        "read",
+        "readv",
+        "recv",
+        "recvfrom",
+        "recvmsg",
+        "send",
+        "sendmsg",
+        "sendto",
+        "syscall",
+        "write",
+        "writev",
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+}

@@ -1,0 +1,235 @@
+//! Shared helpers for the integration tests: where things are, how to run a function with and
+//! without lambda-meter, and how to read and validate what it printed.
+
+#![allow(dead_code)]
+
+use lambda_sim::{Config, Event, FunctionRun, RunOptions, Simulator, run_function};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target profile directory this test binary was built into (target/debug, …).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("profile dir")
+        .to_path_buf()
+}
+
+/// The library built together with these tests.
+pub fn library() -> PathBuf {
+    let lib = profile_dir().join("liblambda_meter.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: build the workspace first (make test does)",
+        lib.display()
+    );
+    // `cargo test` does not rebuild a cdylib-only crate: refuse to test a stale library.
+    let built = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .expect("library mtime");
+    for dir in ["src", "c-abi"] {
+        for entry in std::fs::read_dir(root().join(dir))
+            .expect("source dir")
+            .flatten()
+        {
+            let changed = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .expect("source mtime");
+            assert!(
+                changed <= built,
+                "{} is older than {}: run `cargo build` (make test does) before the tests",
+                lib.display(),
+                entry.path().display()
+            );
+        }
+    }
+    lib
+}
+
+pub fn wrapper_source() -> PathBuf {
+    root().join("wrapper/lambda-meter")
+}
+
+/// A layer laid out as Lambda mounts it: `<dir>/lambda-meter` and `<dir>/lib/liblambda_meter.so`.
+pub struct Layer {
+    pub dir: tempdir::TempDir,
+}
+
+impl Layer {
+    pub fn new() -> Layer {
+        let dir = tempdir::TempDir::new("layer");
+        let status = Command::new("sh")
+            .arg(root().join("layer/assemble.sh"))
+            .arg(library())
+            .arg(dir.path())
+            .status()
+            .expect("layer/assemble.sh");
+        assert!(status.success(), "layer/assemble.sh failed");
+        Layer { dir }
+    }
+
+    pub fn wrapper(&self) -> PathBuf {
+        self.dir.path().join("lambda-meter")
+    }
+}
+
+/// The Python interpreter of the test environment (with awslambdaric), made by tests/setup.sh.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("LAMBDA_METER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/test-env/venv/bin/python"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make test` (or tests/setup.sh) to install the test environment",
+        p.display()
+    );
+    p
+}
+
+pub fn python_function_dir() -> PathBuf {
+    root().join("tests/functions/python")
+}
+
+/// The EMF schema shared with the rest of the project (`../shared/emf-schema.json`).
+pub fn emf_schema() -> PathBuf {
+    let p = std::env::var_os("LAMBDA_METER_EMF_SCHEMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/emf-schema.json"));
+    assert!(p.is_file(), "EMF schema {} not found", p.display());
+    p
+}
+
+/// Events from JSON payloads, each with a fixed request id (`req-<n>`) so two runs compare.
+pub fn events(payloads: &[Value]) -> Vec<Event> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Event {
+            request_id: Some(format!("00000000-0000-4000-8000-{:012}", i + 1)),
+            ..Event::json(p)
+        })
+        .collect()
+}
+
+/// One run of a function against a fresh simulator.
+pub struct Outcome {
+    pub sim: Simulator,
+    pub run: FunctionRun,
+}
+
+impl Outcome {
+    pub fn records(&self) -> Vec<Value> {
+        lambda_sim::summary::emf_records(&self.run.stdout)
+    }
+
+    /// stdout without the EMF lines.
+    pub fn other_stdout(&self) -> Vec<String> {
+        self.run
+            .stdout
+            .lines()
+            .filter(|l| !(l.starts_with("{\"_aws\"")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Runs `command` against a simulator serving `events`, under `wrapper` when given.
+pub fn run(
+    events: Vec<Event>,
+    command: &[&str],
+    wrapper: Option<&Path>,
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> Outcome {
+    let sim = Simulator::start(Config {
+        events,
+        ..Config::default()
+    })
+    .expect("simulator");
+    let opts = RunOptions {
+        command: command.iter().map(Into::into).collect(),
+        wrapper: wrapper.map(Path::to_path_buf),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        env_remove: vec![
+            "LAMBDA_METER_LIB".into(),
+            "LAMBDA_METER_DISABLE".into(),
+            "AWS_EXECUTION_ENV".into(),
+        ],
+        cwd: Some(cwd.to_path_buf()),
+        timeout: Some(Duration::from_secs(90)),
+        echo: false,
+    };
+    let run = run_function(&sim, &opts).expect("run function");
+    assert!(
+        run.idle,
+        "the function did not finish its events (exited: {:?})\nstdout:\n{}\nstderr:\n{}",
+        run.exited, run.stdout, run.stderr
+    );
+    Outcome { sim, run }
+}
+
+/// Validates every record against the EMF schema and its cross-reference rules.
+pub fn assert_valid_emf(records: &[Value]) {
+    let mut child = Command::new(python())
+        .arg(root().join("tests/support/validate_emf.py"))
+        .arg(emf_schema())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("validator");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for r in records {
+            writeln!(stdin, "{r}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "EMF validation failed:\n{text}");
+    assert_eq!(text.trim(), format!("valid {}", records.len()));
+}
+
+/// Minimal temporary directories (removed on drop), to avoid a dependency for tests.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> TempDir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "lambda-meter-{prefix}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
