@@ -171,7 +171,7 @@ impl Parser {
                             break;
                         }
                     }
-                    let used = take_until_blank_line(&mut self.buf, data, MAX_HEAD)?;
+                    let used = take_block(&mut self.buf, data, MAX_HEAD)?;
                     data = data.get(used.consumed..).unwrap_or_default();
                     if used.done {
                         self.finish_head(policy, out)?;
@@ -225,7 +225,7 @@ impl Parser {
                 }
                 State::Trailers => {
                     // Trailers end with an empty line; with none, that is the line right away.
-                    let used = take_trailers(&mut self.buf, data, MAX_HEAD)?;
+                    let used = take_block(&mut self.buf, data, MAX_HEAD)?;
                     data = data.get(used.consumed..).unwrap_or_default();
                     if used.done {
                         let block = std::mem::take(&mut self.buf);
@@ -411,28 +411,10 @@ struct Taken {
     done: bool,
 }
 
-/// Appends bytes to `buf` up to and including the first blank line ("\r\n\r\n" or "\n\n").
-fn take_until_blank_line(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, ParseError> {
-    for (i, &b) in data.iter().enumerate() {
-        buf.push(b);
-        if buf.len() > cap {
-            return Err(ParseError::HeadTooLarge);
-        }
-        if b == b'\n' && (buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n")) {
-            return Ok(Taken {
-                consumed: i + 1,
-                done: true,
-            });
-        }
-    }
-    Ok(Taken {
-        consumed: data.len(),
-        done: false,
-    })
-}
-
-/// Trailers: like a header block, but an immediately empty line ends it too.
-fn take_trailers(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, ParseError> {
+/// Appends bytes to `buf` up to and including the blank line that ends a header or trailer
+/// block ("\r\n\r\n", "\n\n", or a block that is only an empty line: no trailers). Heads
+/// never start with an empty line: the caller skips those first.
+fn take_block(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, ParseError> {
     for (i, &b) in data.iter().enumerate() {
         buf.push(b);
         if buf.len() > cap {

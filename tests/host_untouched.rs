@@ -239,3 +239,57 @@ fn the_library_exports_exactly_the_hooks_and_the_c_abi() {
     expected.sort();
     assert_eq!(names, expected);
 }
+
+#[test]
+fn a_broken_server_gets_one_warning_and_the_client_sees_the_same_bytes() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    // A "Runtime API" that answers garbage; the client prints exactly what it received.
+    let client = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(3)
+    if not chunk:
+        break
+    data += chunk
+s.sendall(b"POST /2018-06-01/runtime/invocation/x/response HTTP/1.1\r\nContent-Length: 2\r\n\r\nok")
+print(repr(data))
+"#;
+    let garbage: &[u8] = b"\x16\x03\x01 definitely not HTTP\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+    let mut outputs = Vec::new();
+    for preload in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            s.write_all(garbage).unwrap();
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.read(&mut buf);
+        });
+        let api = format!("127.0.0.1:{port}");
+        let out = run_cmd(
+            &python(),
+            &["-c", client, &port.to_string()],
+            preload,
+            &[("AWS_LAMBDA_RUNTIME_API", &api)],
+        );
+        server.join().unwrap();
+        outputs.push(out);
+    }
+    assert!(outputs[0].status.success());
+    assert_eq!(outputs[0].stdout, outputs[1].stdout);
+    assert_eq!(outputs[0].status.code(), outputs[1].status.code());
+    assert!(outputs[0].stderr.is_empty());
+    let warnings = String::from_utf8_lossy(&outputs[1].stderr);
+    let lines: Vec<&str> = warnings.lines().collect();
+    assert_eq!(lines.len(), 1, "{warnings}");
+    assert!(
+        lines[0].starts_with("lambda-meter: warning: stopped following a Runtime API connection"),
+        "{warnings}"
+    );
+}
