@@ -271,3 +271,68 @@ fn namespace_settings() {
     assert_eq!(warnings.len(), 1, "one warning line: {stderr}");
     assert!(warnings[0].contains("LAMBDA_METER_NAMESPACE") && warnings[0].contains("not valid!"));
 }
+
+#[test]
+fn python_forked_workers_each_a_runtime() {
+    // AWS_LAMBDA_MAX_CONCURRENCY: awslambdaric forks that many workers, each with its own
+    // Runtime API connection, and invokes run in several processes at once.
+    let payloads: Vec<Value> = (0..12)
+        .map(|_| json!({"action": "pid", "ms": 30}))
+        .collect();
+    let layer = Layer::new();
+    let cmd = python_command();
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run_with(
+        lambda_sim::Config {
+            events: events(&payloads),
+            max_concurrency: 3,
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        Some(&layer.wrapper()),
+        &[("AWS_LAMBDA_MAX_CONCURRENCY", "3")],
+        &python_function_dir(),
+    );
+    assert!(
+        !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+    let records = out.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    let results = out.sim.results();
+    assert_eq!(
+        by_id.len(),
+        results.len(),
+        "one record per invoke, none lost, none doubled"
+    );
+    // Which worker ran each invoke, from the handler's own answer.
+    let pid_of: HashMap<String, u64> = results
+        .iter()
+        .map(|r| {
+            let r = r.as_ref().unwrap();
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (r.request_id.clone(), v["pid"].as_u64().unwrap())
+        })
+        .collect();
+    let mut first_seen: HashMap<u64, String> = HashMap::new();
+    for rec in &records {
+        let id = rec["requestId"].as_str().unwrap().to_string();
+        first_seen.entry(pid_of[&id]).or_insert(id);
+    }
+    assert!(
+        first_seen.len() >= 2,
+        "invokes ran in more than one worker: {first_seen:?}"
+    );
+    for rec in &records {
+        let id = rec["requestId"].as_str().unwrap();
+        let first = first_seen[&pid_of[id]] == id;
+        assert_eq!(
+            rec["ColdStart"].as_f64() == Some(1.0),
+            first,
+            "the cold start of each worker is its first invoke, and only that ({id})"
+        );
+        assert_eq!(rec.get("InitDuration").is_some(), first);
+    }
+}

@@ -151,11 +151,22 @@ pub fn run(
     env: &[(&str, &str)],
     cwd: &Path,
 ) -> Outcome {
-    let sim = Simulator::start(Config {
+    let config = Config {
         events,
         ..Config::default()
-    })
-    .expect("simulator");
+    };
+    run_with(config, command, wrapper, env, cwd)
+}
+
+/// [`run`] with a whole simulator configuration (concurrency, timeout, …).
+pub fn run_with(
+    config: Config,
+    command: &[&str],
+    wrapper: Option<&Path>,
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> Outcome {
+    let sim = Simulator::start(config).expect("simulator");
     let opts = RunOptions {
         command: command.iter().map(Into::into).collect(),
         wrapper: wrapper.map(Path::to_path_buf),

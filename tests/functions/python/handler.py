@@ -6,10 +6,12 @@
   {"action": "fail", "type": "X"}  -> raises an exception of class X (default ValueError)
   {"action": "big", "bytes": N}    -> returns a string of N bytes
   {"action": "echo", ...}          -> returns the event's size and a digest of it
+  {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
 """
 
 import hashlib
 import json
+import os
 import time
 
 
@@ -34,6 +36,9 @@ def dispatch(event, context):
     if action == "echo":
         raw = json.dumps(event, sort_keys=True).encode()
         return {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if action == "pid":
+        time.sleep(event.get("ms", 0) / 1000.0)
+        return {"pid": os.getpid()}
     if action == "print":
         print(event.get("text", "hello from the handler"))
         return {"printed": True}

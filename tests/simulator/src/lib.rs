@@ -154,6 +154,12 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn idle(&self, st: &State) -> bool {
+        st.init_error.is_some()
+            || (st.results.iter().all(Option::is_some)
+                && st.waiting_next >= self.config.max_concurrency.max(1))
+    }
 }
 
 /// A running simulator. Dropping it shuts it down.
@@ -199,11 +205,11 @@ impl Simulator {
         &self.shared.config
     }
 
-    /// True once every event has a result and the runtime is waiting on `/next` again (so it
-    /// has finished everything it does after posting a result), or an init error arrived.
+    /// True once every event has a result and the runtime waits on `/next` again — with as
+    /// many waiting requests as invokes may run at once, so every worker that posted a result
+    /// has finished what it does after posting — or an init error arrived.
     pub fn is_idle(&self) -> bool {
-        let st = self.shared.lock();
-        st.init_error.is_some() || (st.results.iter().all(Option::is_some) && st.waiting_next > 0)
+        self.shared.idle(&self.shared.lock())
     }
 
     /// Whether every event has a result.
@@ -216,9 +222,7 @@ impl Simulator {
         let end = Instant::now() + timeout;
         let mut st = self.shared.lock();
         loop {
-            if st.init_error.is_some()
-                || (st.results.iter().all(Option::is_some) && st.waiting_next > 0)
-            {
+            if self.shared.idle(&st) {
                 return true;
             }
             let now = Instant::now();

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT]
-//!            [--wrapper PATH] [--summary] -- COMMAND [ARGS…]
+//!            [--max-concurrency N] [--wrapper PATH] [--summary] -- COMMAND [ARGS…]
 //! ```
 //! `FILE` holds a JSON array; each element is one event payload. The command runs with the
 //! Lambda environment variables set (and under `--wrapper`, like `AWS_LAMBDA_EXEC_WRAPPER`);
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--wrapper PATH] [--summary] -- COMMAND [ARGS...]"
+        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--max-concurrency N] [--wrapper PATH] [--summary] -- COMMAND [ARGS...]"
     );
     ExitCode::from(2)
 }
@@ -40,6 +40,10 @@ fn main() -> ExitCode {
             },
             "--timeout-ms" => match value().and_then(|v| v.parse().ok()) {
                 Some(ms) => config.timeout = Duration::from_millis(ms),
+                None => return usage(),
+            },
+            "--max-concurrency" => match value().and_then(|v| v.parse().ok()) {
+                Some(n) => config.max_concurrency = n,
                 None => return usage(),
             },
             "--port" => match value().and_then(|v| v.parse().ok()) {
@@ -86,6 +90,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(status) = run.exited {
+        eprintln!("lambda-sim: the runtime exited by itself ({status})");
+    } else if !run.idle {
+        eprintln!("lambda-sim: gave up waiting for the runtime");
+    }
     let answered = sim.results().iter().filter(|r| r.is_some()).count();
     eprintln!(
         "lambda-sim: {answered}/{n} events answered in {:.2} s",
@@ -97,6 +106,20 @@ fn main() -> ExitCode {
             "\n== lambda-meter summary ==\n{}",
             summary::summarize(&records)
         );
+        let ids: Vec<String> = sim
+            .results()
+            .into_iter()
+            .flatten()
+            .map(|r| r.request_id)
+            .collect();
+        let missing = summary::missing_records(&records, &ids);
+        if !missing.is_empty() {
+            println!(
+                "no record for {} invoke(s): {}",
+                missing.len(),
+                missing.join(", ")
+            );
+        }
     }
     if answered == n {
         ExitCode::SUCCESS

@@ -71,6 +71,18 @@ pub fn summarize(records: &[Value]) -> String {
     out
 }
 
+/// Request ids in `ids` that no record names.
+pub fn missing_records(records: &[Value], ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| {
+            !records
+                .iter()
+                .any(|r| r.get("requestId").and_then(Value::as_str) == Some(id.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
