@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use lambda_sim::{Config, Event, FunctionRun, RunOptions, Simulator, run_function};
 use serde_json::Value;
 use std::io::Write;

@@ -41,6 +41,9 @@ pub struct Event {
     pub client_context: Option<String>,
     /// Value of `Lambda-Runtime-Cognito-Identity`, if any.
     pub cognito_identity: Option<String>,
+    /// Answer this event's `/next` with `Connection: close` and close the connection after it,
+    /// so the runtime must reconnect to post the result.
+    pub close_connection: bool,
 }
 
 impl Event {
@@ -65,6 +68,8 @@ pub struct Config {
     pub max_concurrency: usize,
     /// Port to listen on (0: any free port).
     pub port: u16,
+    /// Send every response in writes of at most this many bytes (adversarial transport).
+    pub write_chunk: Option<usize>,
 }
 
 impl Default for Config {
@@ -76,6 +81,7 @@ impl Default for Config {
             timeout: Duration::from_secs(30),
             max_concurrency: 1,
             port: 0,
+            write_chunk: None,
         }
     }
 }
@@ -303,19 +309,41 @@ fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) -> io::Result
         let keep_alive = !req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let response = handle(req, shared);
-        match response {
-            Some(r) => writer.write_all(&r)?,
-            None => return Ok(()), // shut down while waiting
+        let Some(reply) = handle(req, shared) else {
+            return Ok(()); // shut down while waiting
+        };
+        match shared.config.write_chunk {
+            Some(n) => {
+                for piece in reply.bytes.chunks(n.max(1)) {
+                    writer.write_all(piece)?;
+                }
+            }
+            None => writer.write_all(&reply.bytes)?,
         }
-        if !keep_alive {
+        if !keep_alive || reply.close {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
             return Ok(());
         }
     }
 }
 
+/// One response, and whether the connection closes after it.
+struct Reply {
+    bytes: Vec<u8>,
+    close: bool,
+}
+
+impl From<Vec<u8>> for Reply {
+    fn from(bytes: Vec<u8>) -> Reply {
+        Reply {
+            bytes,
+            close: false,
+        }
+    }
+}
+
 /// Routes one request; `None` means the simulator shut down while the request waited.
-fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
+fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
     let path = req.target.split('?').next().unwrap_or_default().to_string();
     let method = req.method.clone();
     let rest = path.strip_prefix(BASE).map(str::to_string);
@@ -355,7 +383,10 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
                 .insert(request_id.clone(), (index, Instant::now()));
             shared.changed.notify_all();
             drop(st);
-            Some(next_response(&event, &request_id, &shared.config))
+            Some(Reply {
+                bytes: next_response(&event, &request_id, &shared.config),
+                close: event.close_connection,
+            })
         }
         (
             "POST",
@@ -368,11 +399,14 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
             ],
         ) => {
             let Some((index, started)) = st.in_flight.remove(*id) else {
-                return Some(http::json_response(
-                    400,
-                    "Bad Request",
-                    r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
-                ));
+                return Some(
+                    http::json_response(
+                        400,
+                        "Bad Request",
+                        r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+                    )
+                    .into(),
+                );
             };
             if *kind == "response" && req.body.len() > MAX_RESPONSE_BYTES && !req.chunked {
                 let result = InvokeResult {
@@ -392,7 +426,7 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
                     413,
                     "Request Entity Too Large",
                     r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#,
-                ));
+                ).into());
             }
             let outcome = if *kind == "response" {
                 Outcome::Response
@@ -414,18 +448,21 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Vec<u8>> {
                 *slot = Some(result);
             }
             shared.changed.notify_all();
-            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#))
+            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#).into())
         }
         ("POST", ["", "runtime", "init", "error"]) => {
             st.init_error = Some(req);
             shared.changed.notify_all();
-            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#))
+            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#).into())
         }
-        _ => Some(http::json_response(
-            404,
-            "Not Found",
-            r#"{"errorMessage":"Unknown path","errorType":"InvalidRequest"}"#,
-        )),
+        _ => Some(
+            http::json_response(
+                404,
+                "Not Found",
+                r#"{"errorMessage":"Unknown path","errorType":"InvalidRequest"}"#,
+            )
+            .into(),
+        ),
     }
 }
 
@@ -447,6 +484,9 @@ fn next_response(event: &Event, request_id: &str, cfg: &Config) -> Vec<u8> {
     }
     if let Some(c) = &event.cognito_identity {
         headers.push(("Lambda-Runtime-Cognito-Identity", c.clone()));
+    }
+    if event.close_connection {
+        headers.push(("Connection", "close".to_string()));
     }
     http::response(200, "OK", &headers, &event.payload)
 }

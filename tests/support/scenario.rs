@@ -1,0 +1,271 @@
+//! One runtime scenario, checked the same way for every runtime family: the function runs
+//! against the simulator without lambda-meter and through the wrapper, and the two runs are
+//! compared; then the records of the metered run are checked event by event.
+
+use super::*;
+use lambda_sim::Outcome as SimOutcome;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Sleep used by the event mixes.
+pub const SLEEP_MS: u64 = 50;
+
+/// The standard event mix: success, sleep, failures of two types, 300 KB and 2 MB results, a
+/// 300 KB event, and (on the event marked) a forced reconnect.
+pub fn standard_mix() -> Vec<Value> {
+    vec![
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": SLEEP_MS}),
+        json!({"action": "fail", "type": "ValueError"}),
+        json!({"action": "big", "bytes": 300_000}),
+        json!({"action": "big", "bytes": 2_000_000}),
+        json!({"action": "echo", "pad": "p".repeat(300_000)}),
+        json!({"action": "fail", "type": "OrderNotFound"}),
+        json!({"action": "ok", "reconnect": true}),
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": SLEEP_MS}),
+    ]
+}
+
+/// How a runtime is started and what may be compared between its two runs.
+pub struct Scenario {
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub payloads: Vec<Value>,
+    /// Split every simulator response into writes of this many bytes.
+    pub write_chunk: Option<usize>,
+    /// The runtime's stdout and stderr carry nothing run-specific (timestamps, pids), so they
+    /// must be equal between the two runs apart from the EMF lines.
+    pub compare_output: bool,
+}
+
+impl Scenario {
+    pub fn new(command: Vec<String>, cwd: PathBuf) -> Scenario {
+        Scenario {
+            command,
+            cwd,
+            env: Vec::new(),
+            payloads: standard_mix(),
+            write_chunk: None,
+            compare_output: false,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Scenario {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn tiny_writes(mut self) -> Scenario {
+        self.write_chunk = Some(3);
+        self
+    }
+
+    fn events(&self) -> Vec<Event> {
+        let mut evs = events(&self.payloads);
+        for (e, p) in evs.iter_mut().zip(&self.payloads) {
+            e.close_connection = p["reconnect"] == true;
+        }
+        evs
+    }
+
+    fn run(&self, wrapped: bool) -> Outcome {
+        let layer = Layer::new();
+        let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let wrapper = layer.wrapper();
+        run_with(
+            Config {
+                events: self.events(),
+                write_chunk: self.write_chunk,
+                ..Config::default()
+            },
+            &cmd,
+            wrapped.then_some(wrapper.as_path()),
+            &env,
+            &self.cwd,
+        )
+    }
+
+    /// Runs both ways and checks everything; returns the metered run.
+    pub fn check(&self) -> Outcome {
+        let plain = self.run(false);
+        let metered = self.run(true);
+        assert!(
+            !metered.run.stderr.contains("lambda-meter"),
+            "the library wrote to stderr:\n{}",
+            metered.run.stderr
+        );
+        assert!(plain.records().is_empty());
+        if self.compare_output {
+            assert_eq!(plain.run.stderr, metered.run.stderr);
+            assert_eq!(plain.other_stdout(), metered.other_stdout());
+        }
+        assert_same_results(&plain, &metered);
+        assert_same_requests(&plain, &metered);
+        check_records(&metered, &self.events(), &self.payloads);
+        metered
+    }
+}
+
+/// The Runtime API received byte-identical results.
+pub fn assert_same_results(plain: &Outcome, metered: &Outcome) {
+    let (a, b) = (plain.sim.results(), metered.sim.results());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let (x, y) = (
+            x.as_ref().expect("plain result"),
+            y.as_ref().expect("metered result"),
+        );
+        assert_eq!(x.request_id, y.request_id);
+        assert_eq!(x.outcome, y.outcome, "outcome of {}", x.request_id);
+        assert!(x.body == y.body, "result body of {} differs", x.request_id);
+        assert_eq!(x.trailers, y.trailers, "trailers of {}", x.request_id);
+    }
+}
+
+/// Every request is the same, in the same order on each connection (the Host header names
+/// each run's own simulator port, so it is left out). Requests on different connections may
+/// interleave differently between runs, so each connection is compared as a sequence.
+pub fn assert_same_requests(a: &Outcome, b: &Outcome) {
+    type Req = (String, String, Vec<(String, String)>, Vec<u8>);
+    let view = |o: &Outcome| {
+        let mut reqs: Vec<Req> = o
+            .sim
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let headers: Vec<_> = r
+                    .headers
+                    .into_iter()
+                    .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+                    .collect();
+                (r.method, r.target, headers, r.body)
+            })
+            .collect();
+        reqs.sort();
+        reqs
+    };
+    let (x, y) = (view(a), view(b));
+    assert_eq!(x.len(), y.len(), "number of requests");
+    for (p, q) in x.iter().zip(&y) {
+        assert!(
+            p == q,
+            "a request differs: {} {} ({} body bytes) vs {} {} ({} body bytes), headers {:?} vs {:?}",
+            p.0,
+            p.1,
+            p.3.len(),
+            q.0,
+            q.1,
+            q.3.len(),
+            p.2,
+            q.2
+        );
+    }
+}
+
+/// Records keyed by request id; two records for one id fail.
+pub fn by_request_id(records: &[Value]) -> HashMap<String, Value> {
+    let mut map = HashMap::new();
+    for r in records {
+        let id = r["requestId"].as_str().expect("requestId").to_string();
+        assert!(
+            map.insert(id.clone(), r.clone()).is_none(),
+            "two records for {id}"
+        );
+    }
+    map
+}
+
+/// Checks the records of a single-process runtime against the events it was given.
+pub fn check_records(metered: &Outcome, evs: &[Event], payloads: &[Value]) {
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    let results = metered.sim.results();
+    assert_eq!(
+        by_id.len(),
+        results.len(),
+        "exactly one record per request id"
+    );
+    let mut cold = 0;
+    for (i, (event, result)) in evs.iter().zip(&results).enumerate() {
+        let result = result.as_ref().expect("result");
+        let id = event.request_id.as_deref().expect("fixed request id");
+        let rec = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("no record for {id}"));
+        let p = &payloads[i];
+        assert_eq!(rec["FunctionName"], "lambda-meter-test");
+        assert_eq!(
+            rec["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "LambdaMeter"
+        );
+        assert_eq!(
+            rec["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName"]])
+        );
+        assert!(
+            rec["traceId"]
+                .as_str()
+                .expect("traceId")
+                .starts_with("Root=1-")
+        );
+        assert_eq!(rec["functionVersion"], "$LATEST");
+        assert_eq!(rec["memorySize"], 128);
+        assert_eq!(rec["initType"], "on-demand");
+        assert_eq!(
+            rec["RequestBytes"].as_f64().expect("RequestBytes") as usize,
+            event.payload.len(),
+            "RequestBytes of {id}"
+        );
+        assert_eq!(
+            rec["ResponseBytes"].as_f64().expect("ResponseBytes") as usize,
+            result.body.len(),
+            "ResponseBytes of {id}"
+        );
+        assert!(rec["MaxMemoryUsed"].as_f64().expect("MaxMemoryUsed") > 0.0);
+        assert!(rec["CpuTime"].as_f64().expect("CpuTime") >= 0.0);
+        let failing = p["action"] == "fail";
+        assert_eq!(
+            rec["Errors"].as_f64(),
+            Some(if failing { 1.0 } else { 0.0 }),
+            "Errors of {id}"
+        );
+        if failing {
+            assert_eq!(rec["errorType"], p["type"], "errorType of {id}");
+            assert!(
+                matches!(result.outcome, SimOutcome::Error { .. }) || !result.trailers.is_empty()
+            );
+        } else {
+            assert!(rec.get("errorType").is_none(), "errorType on {id}");
+        }
+        if p["action"] == "sleep" {
+            let d = rec["Duration"].as_f64().expect("Duration");
+            assert!(
+                d >= p["ms"].as_f64().unwrap_or(0.0),
+                "Duration {d} of a sleep of {}",
+                p["ms"]
+            );
+        }
+        if rec["ColdStart"].as_f64() == Some(1.0) {
+            cold += 1;
+            assert_eq!(i, 0, "the cold start is the first invoke");
+            assert_eq!(rec["coldStart"], true);
+            assert!(rec["InitDuration"].as_f64().expect("InitDuration") > 0.0);
+        } else {
+            assert_eq!(rec["ColdStart"].as_f64(), Some(0.0));
+            assert_eq!(rec["coldStart"], false);
+            assert!(
+                rec.get("InitDuration").is_none(),
+                "InitDuration only on the cold start"
+            );
+        }
+    }
+    assert_eq!(cold, 1, "exactly one cold start");
+}
