@@ -1,0 +1,29 @@
+// What a test event asks for; shared by every Node.js test function (see tests/functions/python
+// for the same protocol in Python).
+export async function act(event, context) {
+  const action = event?.action ?? "ok";
+  switch (action) {
+    case "ok":
+      return { ok: true, requestId: context.awsRequestId };
+    case "sleep": {
+      // Timers may fire a little early by the monotonic clock: wait until it agrees.
+      const ms = event.ms ?? 50;
+      const start = performance.now();
+      while (performance.now() - start < ms) {
+        await new Promise((resolve) => setTimeout(resolve, Math.max(1, ms - (performance.now() - start))));
+      }
+      return { slept_ms: ms };
+    }
+    case "fail": {
+      const e = new Error("failing on purpose");
+      e.name = event.type ?? "Error";
+      throw e;
+    }
+    case "big":
+      return "x".repeat(event.bytes ?? 300000);
+    case "echo":
+      return { size: JSON.stringify(event).length };
+    default:
+      throw new Error(`unknown action ${action}`);
+  }
+}

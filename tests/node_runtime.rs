@@ -1,0 +1,135 @@
+//! Node.js: the real `aws-lambda-ric` from npm (native client and JavaScript client, buffered
+//! and streaming handlers, an init error) and a plain `node:http` runtime loop.
+
+mod support;
+
+use serde_json::json;
+use std::path::PathBuf;
+use support::scenario::Scenario;
+use support::*;
+
+fn node_dir() -> PathBuf {
+    root().join("tests/functions/node")
+}
+
+fn ric(handler: &str) -> Vec<String> {
+    let bin = node_dir().join("node_modules/aws-lambda-ric/bin/index.mjs");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `make test` (tests/setup.sh)",
+        bin.display()
+    );
+    vec!["node".into(), bin.display().to_string(), handler.into()]
+}
+
+fn ric_scenario(handler: &str) -> Scenario {
+    let dir = node_dir();
+    Scenario::new(ric(handler), dir.clone()).env("LAMBDA_TASK_ROOT", dir.to_str().unwrap())
+}
+
+#[test]
+fn node_native_client() {
+    let out = ric_scenario("index.handler").check();
+    for r in out.records() {
+        assert_eq!(r["runtime"], "node");
+    }
+}
+
+#[test]
+fn node_native_client_adversarial_transport() {
+    ric_scenario("index.handler").tiny_writes().check();
+}
+
+#[test]
+fn node_javascript_client() {
+    ric_scenario("index.handler")
+        .env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true")
+        .check();
+}
+
+#[test]
+fn node_javascript_client_adversarial_transport() {
+    ric_scenario("index.handler")
+        .env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true")
+        .tiny_writes()
+        .check();
+}
+
+fn streaming_scenario() -> Scenario {
+    let mut s = ric_scenario("streaming.handler");
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "big", "bytes": 300_000}),
+        json!({"action": "fail", "type": "StreamBroke"}),
+        json!({"action": "big", "bytes": 2_000_000}),
+        json!({"action": "ok", "reconnect": true}),
+        json!({"action": "fail", "type": "TypeError"}),
+        json!({"action": "ok"}),
+    ];
+    s
+}
+
+#[test]
+fn node_streaming_responses_with_error_trailers() {
+    let out = streaming_scenario().check();
+    // The streamed results really were chunked, and the failures really were trailers.
+    let reqs = out.sim.requests();
+    assert!(reqs.iter().any(|r| r.chunked), "no chunked result was sent");
+    let results = out.sim.results();
+    let with_trailers = results
+        .iter()
+        .flatten()
+        .filter(|r| !r.trailers.is_empty())
+        .count();
+    assert_eq!(with_trailers, 2);
+}
+
+#[test]
+fn node_streaming_adversarial_transport() {
+    streaming_scenario().tiny_writes().check();
+}
+
+#[test]
+fn node_init_error_runs_as_without_the_layer() {
+    let dir = node_dir();
+    let cmd = ric("init-error.handler");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let env = [("LAMBDA_TASK_ROOT", dir.to_str().unwrap())];
+    let layer = Layer::new();
+    let plain = run(events(&[json!({})]), &cmd, None, &env, &dir);
+    let metered = run(
+        events(&[json!({})]),
+        &cmd,
+        Some(&layer.wrapper()),
+        &env,
+        &dir,
+    );
+    let (a, b) = (
+        plain.sim.init_error().unwrap(),
+        metered.sim.init_error().unwrap(),
+    );
+    assert_eq!(a.body, b.body);
+    assert_eq!(
+        a.header("lambda-runtime-function-error-type"),
+        b.header("lambda-runtime-function-error-type")
+    );
+    assert!(String::from_utf8_lossy(&a.body).contains("TypeError"));
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    assert!(metered.records().is_empty(), "no invoke, no invoke record");
+}
+
+#[test]
+fn node_http_runtime_loop() {
+    Scenario::new(vec!["node".into(), "http-loop.mjs".into()], node_dir()).check();
+}
+
+#[test]
+fn node_http_runtime_loop_adversarial_transport() {
+    Scenario::new(vec!["node".into(), "http-loop.mjs".into()], node_dir())
+        .tiny_writes()
+        .check();
+}
