@@ -1,0 +1,113 @@
+//! Custom runtimes: a C runtime built with FORTIFY (reads through `__read_chk`/`__recv_chk`,
+//! closes with `syscall(SYS_close)`, a new connection per request), and a statically linked
+//! runtime that cannot be metered and must start untouched with one warning.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use support::scenario::{self, Scenario};
+use support::*;
+
+/// Compiles tests/programs/NAME.c with `flags` into the test profile directory.
+fn compile(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
+    let out = profile_dir().join(format!("test-programs/{out_name}"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = root().join(format!("tests/programs/{name}.c"));
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(status.success(), "compiling {}", src.display());
+    out
+}
+
+fn dynamic_symbols(binary: &PathBuf) -> String {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(binary)
+        .output()
+        .expect("nm");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fortified_runtime() -> PathBuf {
+    let bin = compile(
+        "c_runtime",
+        "c_runtime_fortify",
+        &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall", "-Wno-unused-result"],
+    );
+    let syms = dynamic_symbols(&bin);
+    // The binary really takes the FORTIFY paths the library must hook.
+    assert!(syms.contains("__read_chk"), "{syms}");
+    assert!(syms.contains("__recv_chk"), "{syms}");
+    bin
+}
+
+#[test]
+fn fortified_c_runtime() {
+    let bin = fortified_runtime();
+    let mut s = Scenario::new(vec![bin.display().to_string()], root());
+    s.compare_output = true;
+    let out = s.check();
+    // A new connection for every request: the simulator saw many.
+    assert!(
+        out.sim.connection_count() >= 20,
+        "{}",
+        out.sim.connection_count()
+    );
+    for r in out.records() {
+        assert_eq!(r["runtime"], "c_runtime_fortify");
+    }
+}
+
+#[test]
+fn fortified_c_runtime_adversarial_transport() {
+    let bin = fortified_runtime();
+    Scenario::new(vec![bin.display().to_string()], root())
+        .tiny_writes()
+        .check();
+}
+
+#[test]
+fn statically_linked_runtime_starts_untouched_with_one_warning() {
+    let bin = compile(
+        "c_runtime",
+        "c_runtime_static",
+        &["-O2", "-static", "-Wno-unused-result"],
+    );
+    let file = Command::new("od")
+        .args(["-An", "-c", "-N4"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&file.stdout).contains("E   L   F"));
+    assert!(
+        dynamic_symbols(&bin).trim().is_empty(),
+        "the runtime is really static"
+    );
+    let payloads = scenario::standard_mix();
+    let layer = Layer::new();
+    let cmd = [bin.to_str().unwrap()];
+    let plain = run(events(&payloads), &cmd, None, &[], &root());
+    let wrapped = run(
+        events(&payloads),
+        &cmd,
+        Some(&layer.wrapper()),
+        &[],
+        &root(),
+    );
+    scenario::assert_same_results(&plain, &wrapped);
+    scenario::assert_same_requests(&plain, &wrapped);
+    assert!(wrapped.records().is_empty());
+    let lines: Vec<&str> = wrapped.run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", wrapped.run.stderr);
+    assert!(
+        lines[0].starts_with("lambda-meter: warning: ") && lines[0].contains("statically linked"),
+        "{lines:?}"
+    );
+    assert!(plain.run.stderr.is_empty());
+}

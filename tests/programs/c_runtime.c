@@ -1,0 +1,195 @@
+/*
+ * A custom Lambda runtime in plain C, as a bootstrap binary would be: a new connection per
+ * invoke, requests written with write()/writev(), responses read with read()/recv() into
+ * fixed-size buffers (so -D_FORTIFY_SOURCE=2 turns them into __read_chk/__recv_chk), and each
+ * connection closed with syscall(SYS_close). The test event protocol is the one in
+ * tests/functions/python/handler.py (ok, sleep, fail, big, echo).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct sockaddr_in api;
+/* Read sizes the compiler cannot bound, so FORTIFY must check them at run time. */
+static volatile size_t read_size = 512;
+static volatile size_t recv_size = 4096;
+
+static void die(const char *what) {
+    fprintf(stderr, "c_runtime: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static int api_connect(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
+        die("connect");
+    return fd;
+}
+
+static void write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            die("write");
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads one response: headers byte-group by group with read() into a fixed buffer, then the
+ * body with recv(). Returns the body (malloc'd) and its length; copies the request id. */
+static char *read_response(int fd, size_t *body_len, char *request_id, size_t id_cap) {
+    char head[16384];
+    size_t used = 0;
+    char *end = NULL;
+    while (!end) {
+        char chunk[512];
+        size_t want = read_size < sizeof head - used ? read_size : sizeof head - used;
+        ssize_t r = read(fd, chunk, want);
+        if (r <= 0)
+            die("read head");
+        /* Keep only what belongs to the head; the rest starts the body. */
+        memcpy(head + used, chunk, (size_t)r);
+        used += (size_t)r;
+        head[used < sizeof head ? used : sizeof head - 1] = 0;
+        end = strstr(head, "\r\n\r\n");
+    }
+    size_t head_len = (size_t)(end - head) + 4;
+    size_t clen = 0;
+    for (char *line = head; line < end; line = strstr(line, "\r\n") + 2) {
+        if (strncasecmp(line, "Content-Length:", 15) == 0)
+            clen = strtoul(line + 15, NULL, 10);
+        if (request_id && strncasecmp(line, "Lambda-Runtime-Aws-Request-Id:", 30) == 0) {
+            const char *v = line + 30;
+            while (*v == ' ')
+                v++;
+            size_t n = strcspn(v, "\r\n");
+            if (n >= id_cap)
+                n = id_cap - 1;
+            memcpy(request_id, v, n);
+            request_id[n] = 0;
+        }
+    }
+    char *body = malloc(clen + 1);
+    size_t have = used - head_len;
+    memcpy(body, head + head_len, have);
+    while (have < clen) {
+        char chunk[4096];
+        size_t want = clen - have < recv_size ? clen - have : recv_size;
+        ssize_t r = recv(fd, chunk, want, 0);
+        if (r <= 0)
+            die("recv body");
+        memcpy(body + have, chunk, (size_t)r);
+        have += (size_t)r;
+    }
+    body[clen] = 0;
+    *body_len = clen;
+    return body;
+}
+
+/* The value of "key":"..." or "key":123 in a compact JSON object (test events only). */
+static const char *field(const char *json, const char *key, char *out, size_t cap) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t n = *p == '"' ? strcspn(++p, "\"") : strcspn(p, ",}");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return out;
+}
+
+static void post(const char *id, const char *kind, const char *extra, const char *body, size_t len) {
+    int fd = api_connect();
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "POST /2018-06-01/runtime/invocation/%s/%s HTTP/1.1\r\nHost: %s\r\n"
+                     "Content-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n",
+                     id, kind, getenv("AWS_LAMBDA_RUNTIME_API"), extra, len);
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, len}};
+    ssize_t w = writev(fd, iov, 2);
+    if (w < 0)
+        die("writev");
+    if ((size_t)w < (size_t)n + len) {
+        /* Finish a partial writev with plain writes. */
+        size_t done = (size_t)w;
+        if (done < (size_t)n) {
+            write_all(fd, head + done, (size_t)n - done);
+            done = (size_t)n;
+        }
+        write_all(fd, body + (done - (size_t)n), len - (done - (size_t)n));
+    }
+    size_t blen;
+    free(read_response(fd, &blen, NULL, 0));
+    syscall(SYS_close, fd);
+}
+
+int main(void) {
+    const char *addr = getenv("AWS_LAMBDA_RUNTIME_API");
+    if (!addr)
+        return 2;
+    char host[64];
+    snprintf(host, sizeof host, "%s", addr);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return 2;
+    *colon = 0;
+    api.sin_family = AF_INET;
+    api.sin_port = htons((unsigned short)atoi(colon + 1));
+    inet_pton(AF_INET, host, &api.sin_addr);
+    setvbuf(stdout, NULL, _IONBF, 0);
+
+    for (;;) {
+        int fd = api_connect();
+        const char *req = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n";
+        write_all(fd, req, strlen(req));
+        char id[128] = "";
+        size_t len;
+        char *event = read_response(fd, &len, id, sizeof id);
+        syscall(SYS_close, fd);
+
+        char action[32] = "ok", value[64];
+        field(event, "action", action, sizeof action);
+        if (strcmp(action, "fail") == 0) {
+            char type[64] = "Error", body[256], hdr[128];
+            field(event, "type", type, sizeof type);
+            int n = snprintf(body, sizeof body, "{\"errorType\":\"%s\",\"errorMessage\":\"failing on purpose\"}", type);
+            snprintf(hdr, sizeof hdr, "Lambda-Runtime-Function-Error-Type: %s\r\n", type);
+            post(id, "error", hdr, body, (size_t)n);
+        } else if (strcmp(action, "big") == 0) {
+            size_t n = field(event, "bytes", value, sizeof value) ? strtoul(value, NULL, 10) : 300000;
+            char *big = malloc(n + 2);
+            big[0] = '"';
+            memset(big + 1, 'x', n);
+            big[n + 1] = '"';
+            post(id, "response", "", big, n + 2);
+            free(big);
+        } else {
+            if (strcmp(action, "sleep") == 0) {
+                long ms = field(event, "ms", value, sizeof value) ? atol(value) : 50;
+                struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+                while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+                }
+            }
+            char body[128];
+            int n = snprintf(body, sizeof body, "{\"ok\":true,\"eventBytes\":%zu}", len);
+            post(id, "response", "", body, (size_t)n);
+        }
+        free(event);
+    }
+}
