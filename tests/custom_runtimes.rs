@@ -111,3 +111,25 @@ fn statically_linked_runtime_starts_untouched_with_one_warning() {
     );
     assert!(plain.run.stderr.is_empty());
 }
+
+fn ruby_scenario() -> Scenario {
+    let mut s = Scenario::new(
+        vec!["ruby".into(), "runtime.rb".into()],
+        root().join("tests/functions/ruby"),
+    );
+    s.compare_output = true;
+    s
+}
+
+#[test]
+fn ruby_net_http_loop() {
+    let out = ruby_scenario().check();
+    for r in out.records() {
+        assert!(r["runtime"].as_str().unwrap().starts_with("ruby"), "{}", r["runtime"]);
+    }
+}
+
+#[test]
+fn ruby_net_http_loop_adversarial_transport() {
+    ruby_scenario().tiny_writes().check();
+}
