@@ -47,6 +47,9 @@ struct Connection {
     pending: VecDeque<RequestKind>,
     /// The request being written now.
     writing: Option<RequestKind>,
+    /// Responses read before their request was seen written (threads race between the
+    /// real call and the hook), with when they were read; oldest first.
+    early_responses: VecDeque<(Message, Probe)>,
     /// How many fds refer to this connection (dup makes more).
     fd_count: usize,
 }
@@ -58,6 +61,7 @@ impl Connection {
             responses: Parser::new(Direction::Response),
             pending: VecDeque::new(),
             writing: None,
+            early_responses: VecDeque::new(),
             fd_count: 0,
         }
     }
@@ -193,8 +197,11 @@ impl Engine {
                         self.drop_connection(id, Untrack::TooManyPending, &mut fx);
                         return fx;
                     }
-                    conn.pending.push_back(kind.clone());
-                    conn.writing = Some(kind);
+                    conn.writing = Some(kind.clone());
+                    match conn.early_responses.pop_front() {
+                        Some((msg, at)) => self.response_complete(&kind, &msg, &at),
+                        None => conn.pending.push_back(kind),
+                    }
                 }
                 Event::FirstBodyByte => {}
                 Event::Complete(msg) => {
@@ -261,24 +268,38 @@ impl Engine {
         let mut now = None;
         for ev in events {
             let Event::Complete(msg) = ev else { continue };
-            let Some(kind) = self.conns.get_mut(&id).and_then(|c| c.pending.pop_front()) else {
+            let now = *now.get_or_insert_with(probe);
+            let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if kind == RequestKind::Next && msg.head.status == 200 {
-                let now = *now.get_or_insert_with(probe);
-                let h = &msg.head;
-                let info = EventInfo {
-                    request_id: h
-                        .header(api::HDR_REQUEST_ID)
-                        .unwrap_or_default()
-                        .to_string(),
-                    trace_id: h.header(api::HDR_TRACE_ID).map(str::to_string),
-                    deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
-                    request_bytes: msg.body_len,
-                };
-                self.tracker.event_received(info, &now);
+            match conn.pending.pop_front() {
+                Some(kind) => self.response_complete(&kind, &msg, &now),
+                // Another thread wrote the request and has not reached its hook yet, while
+                // this one already read the answer: pair them when the request shows up.
+                None if conn.early_responses.len() < MAX_PENDING => {
+                    conn.early_responses.push_back((msg, now));
+                }
+                None => {}
             }
         }
+    }
+
+    /// A response to a request of `kind` was fully read at `now`.
+    fn response_complete(&mut self, kind: &RequestKind, msg: &Message, now: &Probe) {
+        if *kind != RequestKind::Next || msg.head.status != 200 {
+            return;
+        }
+        let h = &msg.head;
+        let info = EventInfo {
+            request_id: h
+                .header(api::HDR_REQUEST_ID)
+                .unwrap_or_default()
+                .to_string(),
+            trace_id: h.header(api::HDR_TRACE_ID).map(str::to_string),
+            deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
+            request_bytes: msg.body_len,
+        };
+        self.tracker.event_received(info, now);
     }
 
     fn request_complete(
@@ -497,6 +518,35 @@ mod tests {
         );
         assert_eq!(fx.lines.len(), 1);
         assert!(fx.lines[0].contains("\"errorType\":\"Runtime.Crash\""));
+    }
+
+    #[test]
+    fn a_response_read_before_its_request_is_seen_still_pairs() {
+        // Java's HttpClient writes on one thread and reads on another: the reader's hook can
+        // run before the writer's.
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let clock = Clock(Cell::new(10));
+        let p = || clock.probe();
+        e.connected(5, api_addr());
+        e.received(5, &next_resp("early", "{}"), &p);
+        clock.0.set(12);
+        e.sent(5, next_req(), &p);
+        clock.0.set(30);
+        let fx = e.sent(5, &result_req("early", "response", "1", ""), &p);
+        assert_eq!(fx.lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        assert_eq!(v["Duration"], 20.0, "timed from when the event was read");
+        // The 202 read before the result request was seen pairs with it, not with a later /next.
+        e.received(5, ACCEPTED, &p);
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("after", "{}"), &p);
+        assert_eq!(
+            e.sent(5, &result_req("after", "response", "2", ""), &p)
+                .lines
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -125,7 +125,11 @@ fn ruby_scenario() -> Scenario {
 fn ruby_net_http_loop() {
     let out = ruby_scenario().check();
     for r in out.records() {
-        assert!(r["runtime"].as_str().unwrap().starts_with("ruby"), "{}", r["runtime"]);
+        assert!(
+            r["runtime"].as_str().unwrap().starts_with("ruby"),
+            "{}",
+            r["runtime"]
+        );
     }
 }
 

@@ -1,0 +1,91 @@
+//! Java 17: runtime loops on the JDK's own HTTP stacks — `java.net.http.HttpClient` (its
+//! default HTTP/2 attempt, which sends h2c upgrade headers over HTTP/1.1, and forced HTTP/1.1)
+//! and `HttpURLConnection` (blocking, and with timeouts) — one of them on several threads with
+//! invokes in flight at once. The JDK connects AF_INET6 sockets to ::ffff:127.0.0.1.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use support::scenario::Scenario;
+use support::*;
+
+/// Compiles tests/functions/java once per test binary; returns the class directory.
+fn classes() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = profile_dir().join("test-programs/java");
+        std::fs::create_dir_all(&out).unwrap();
+        let status = Command::new("javac")
+            .arg("-d")
+            .arg(&out)
+            .arg(root().join("tests/functions/java/JavaRuntime.java"))
+            .status()
+            .expect("javac");
+        assert!(status.success(), "javac failed");
+        out
+    })
+    .clone()
+}
+
+fn java(args: &[&str]) -> Scenario {
+    let mut cmd = vec![
+        "java".to_string(),
+        "-Xshare:auto".into(),
+        "-cp".into(),
+        classes().display().to_string(),
+        "JavaRuntime".into(),
+    ];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    let mut s = Scenario::new(cmd, root());
+    s.compare_output = true;
+    s
+}
+
+#[test]
+fn java_httpclient_default_with_h2c_upgrade_headers() {
+    let out = java(&["httpclient"]).check();
+    let reqs = out.sim.requests();
+    assert!(
+        reqs.iter().any(|r| r.header("upgrade") == Some("h2c")),
+        "the default HttpClient asks for h2c"
+    );
+    for r in out.records() {
+        assert_eq!(r["runtime"], "java");
+    }
+}
+
+#[test]
+fn java_httpclient_http1() {
+    java(&["httpclient-h1"]).check();
+}
+
+#[test]
+fn java_httpclient_adversarial_transport() {
+    java(&["httpclient"]).tiny_writes().check();
+}
+
+#[test]
+fn java_httpurlconnection_blocking() {
+    java(&["urlconnection"]).check();
+}
+
+#[test]
+fn java_httpurlconnection_with_timeouts() {
+    java(&["urlconnection-timeout"]).check();
+}
+
+#[test]
+fn java_httpurlconnection_adversarial_transport() {
+    java(&["urlconnection-timeout"]).tiny_writes().check();
+}
+
+#[test]
+fn java_several_threads_with_invokes_in_flight_at_once() {
+    let mut s = java(&["httpclient-h1", "3"]);
+    s.max_concurrency = 3;
+    // Threads finish in any order: their output interleaves differently from run to run.
+    s.compare_output = false;
+    s.check();
+}
