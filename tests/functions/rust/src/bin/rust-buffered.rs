@@ -1,0 +1,35 @@
+//! A buffered function on the real `lambda_runtime` crate (hyper on tokio: edge-triggered
+//! epoll). The test event protocol is the one in tests/functions/python.
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let p = event.payload;
+    match p["action"].as_str().unwrap_or("ok") {
+        "ok" => Ok(json!({"ok": true})),
+        "sleep" => {
+            let ms = p["ms"].as_u64().unwrap_or(50);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({"slept_ms": ms}))
+        }
+        "fail" => Err(Diagnostic {
+            error_type: p["type"].as_str().unwrap_or("Error").to_string(),
+            error_message: "failing on purpose".to_string(),
+        }),
+        "big" => Ok(Value::String(
+            "x".repeat(p["bytes"].as_u64().unwrap_or(300_000) as usize),
+        )),
+        "echo" => Ok(json!({"size": p.to_string().len()})),
+        other => Err(Diagnostic {
+            error_type: "UnknownAction".to_string(),
+            error_message: format!("unknown action {other}"),
+        }),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(handler)).await
+}
