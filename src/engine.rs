@@ -108,6 +108,12 @@ impl Engine {
         }
     }
 
+    /// Shares cold start and open invokes with the environment's other processes (see
+    /// [`crate::handoff`]).
+    pub fn attach_handoff(&mut self, handoff: Box<dyn crate::tracker::Handoff>) {
+        self.tracker.attach_handoff(handoff);
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

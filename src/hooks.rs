@@ -63,6 +63,11 @@ fn errno() -> c_int {
     unsafe { *libc::__errno_location() }
 }
 
+fn set_errno(value: c_int) {
+    // SAFETY: writing this thread's errno.
+    unsafe { *libc::__errno_location() = value };
+}
+
 /// Hands `rc` bytes the host wrote from `buf` to the engine.
 #[inline(always)]
 fn observe_sent(fd: c_int, buf: *const c_void, rc: ssize_t) {
@@ -125,6 +130,9 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         } else if TRACKED.contains(fd) {
             process::connected(fd, None);
         }
+        // Whatever the library did, the host sees connect's own errno (EINPROGRESS above all:
+        // a non-blocking client that sees another errno gives the connection up).
+        set_errno(err);
     }
     rc
 }

@@ -25,6 +25,7 @@
 pub mod emf;
 pub mod engine;
 pub mod fdtable;
+pub mod handoff;
 pub mod http;
 pub mod runtime_api;
 pub mod settings;

@@ -38,9 +38,27 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
     true
 }
 
-/// Writes one EMF record to stdout.
+/// Writes one EMF record to stdout — in a per-request helper process, to the stdout of the
+/// environment's root (the function's log), never to the helper's own stdout, which the
+/// runtime may be capturing (`EVENT=$(curl …)`).
 pub fn emit_record(line: &str) {
-    write_line(libc::STDOUT_FILENO, line.as_bytes());
+    match crate::probes::environment_root() {
+        None => {
+            write_line(libc::STDOUT_FILENO, line.as_bytes());
+        }
+        Some(root) => match std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{root}/fd/1"))
+        {
+            Ok(f) => {
+                use std::os::fd::AsRawFd;
+                write_line(f.as_raw_fd(), line.as_bytes());
+            }
+            Err(_) => {
+                DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    }
 }
 
 /// Writes one warning line to stderr: `lambda-meter: warning: …`.

@@ -1,4 +1,5 @@
-//! Clocks and resource readings of this process.
+//! Clocks and resource readings: of this process, or, in a per-request helper process (see
+//! [`crate::handoff`]), of the environment's root process and its children.
 
 #![deny(
     clippy::unwrap_used,
@@ -8,6 +9,64 @@
 )]
 
 use crate::tracker::Probe;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The environment's root process, when this one is a per-request helper (0: none).
+static ENVIRONMENT_ROOT: AtomicU32 = AtomicU32::new(0);
+
+/// From now on, CPU and memory are those of the environment rooted at `pid`.
+pub fn measure_environment(pid: u32) {
+    ENVIRONMENT_ROOT.store(pid, Ordering::Relaxed);
+}
+
+/// The environment's root process, if this is a helper.
+pub fn environment_root() -> Option<u32> {
+    Some(ENVIRONMENT_ROOT.load(Ordering::Relaxed)).filter(|p| *p != 0)
+}
+
+/// What `/proc/<pid>/stat` says of a process's start and CPU time.
+pub struct ProcStat {
+    /// Start time, clock ticks after boot: with the pid, it names one process.
+    pub start_ticks: u64,
+    /// utime + stime + cutime + cstime: the process and its waited-for children.
+    pub cpu_ticks: u64,
+}
+
+/// Reads `/proc/<pid>/stat`.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime is field 14, starttime field 22.
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(ProcStat {
+        start_ticks: field(22)?,
+        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+    })
+}
+
+/// Peak resident set size of `pid` (VmHWM), KiB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// When the process described by `stat` started, on the monotonic clock (to the kernel's tick,
+/// 10 ms on Lambda): its start is in ticks after boot, so shift by boot time.
+pub fn started_mono_ns(stat: &ProcStat) -> u64 {
+    let since_boot = clock_ns(libc::CLOCK_BOOTTIME);
+    let mono = mono_ns();
+    let age = since_boot.saturating_sub(ticks_to_ns(stat.start_ticks));
+    mono.saturating_sub(age)
+}
+
+fn ticks_to_ns(ticks: u64) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks.saturating_mul(1_000_000_000 / hz)
+}
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
@@ -26,7 +85,7 @@ pub fn mono_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
-/// Reads the clocks and `getrusage(RUSAGE_SELF)`.
+/// Reads the clocks and `getrusage(RUSAGE_SELF)` (or the environment root's `/proc` entries).
 pub fn probe() -> Probe {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -34,10 +93,17 @@ pub fn probe() -> Probe {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv_ns =
         |tv: libc::timeval| (tv.tv_sec as u64) * 1_000_000_000 + (tv.tv_usec as u64) * 1_000;
-    Probe {
+    let mut p = Probe {
         mono_ns: mono_ns(),
         wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
         cpu_ns: tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime),
         max_rss_kb: ru.ru_maxrss.max(0) as u64,
+    };
+    if let Some(root) = environment_root() {
+        if let Some(stat) = proc_stat(root) {
+            p.cpu_ns = ticks_to_ns(stat.cpu_ticks);
+        }
+        p.max_rss_kb = p.max_rss_kb.max(peak_rss_kb(root).unwrap_or(0));
     }
+    p
 }

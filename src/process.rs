@@ -14,6 +14,7 @@
 
 use crate::engine::{Effects, Engine};
 use crate::fdtable::TRACKED;
+use crate::handoff::FileHandoff;
 use crate::output;
 use crate::probes;
 use crate::runtime_api::{AddressError, ApiAddress};
@@ -21,7 +22,7 @@ use crate::settings::{LogLevel, Settings};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 const UNINITIALIZED: u8 = 0;
@@ -106,6 +107,43 @@ pub fn init(exe_name: &str) {
     MODE.store(ACTIVE, Ordering::Release);
 }
 
+/// Set once this process has looked for its environment (or must not: a forked child is a
+/// runtime of its own).
+static ENVIRONMENT_JOINED: AtomicBool = AtomicBool::new(false);
+
+/// On the first Runtime API connection: a process that is not the environment's root (named
+/// by the wrapper in `LAMBDA_METER_ENV_ID`) and was started by `exec`, not forked by a
+/// runtime, is a per-request helper (a shell runtime's `curl`). It shares the cold start and
+/// open invokes with the environment's other processes through [`FileHandoff`], and measures
+/// CPU and memory of the root and its children. Everything else stands alone.
+fn join_environment() {
+    if ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some(root) = std::env::var("LAMBDA_METER_ENV_ID")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+    else {
+        return;
+    };
+    let Some(stat) = probes::proc_stat(root) else {
+        return;
+    };
+    let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
+    match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
+        Ok(h) => {
+            debug(&format!("per-request process of environment {root}"));
+            probes::measure_environment(root);
+            with_engine(|e| {
+                e.attach_handoff(Box::new(h));
+                Effects::default()
+            });
+        }
+        Err(e) => debug(&format!("no environment state in {}: {e}", dir.display())),
+    }
+}
+
 fn lock() -> MutexGuard<'static, Option<Engine>> {
     ENGINE.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -163,6 +201,13 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
         (Some(a), Some(api)) => api.matches(a),
         _ => false,
     };
+    if interesting {
+        // SAFETY: errno is thread-local; saved and restored around the file work below.
+        let saved_errno = unsafe { *libc::__errno_location() };
+        join_environment();
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = saved_errno };
+    }
     if interesting || TRACKED.contains(fd) {
         with_engine(|e| e.connected(fd, addr));
         if interesting && TRACKED.contains(fd) {
@@ -242,6 +287,8 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         return;
     };
     if pid == 0 {
+        // A forked child is a runtime of its own, never a per-request helper.
+        ENVIRONMENT_JOINED.store(true, Ordering::Release);
         // SAFETY: errno is thread-local; saved and restored around our work.
         let saved_errno = unsafe { *libc::__errno_location() };
         let born = probes::mono_ns();

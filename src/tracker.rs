@@ -16,8 +16,6 @@ use std::collections::{HashMap, VecDeque};
 /// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime
 /// that never posts results must not grow our memory).
 const MAX_OPEN: usize = 1024;
-/// Request ids of recently finished invokes, to ignore a second result for the same id.
-const RECENT_DONE: usize = 64;
 pub const MAX_ID_LEN: usize = 256;
 pub const MAX_TRACE_LEN: usize = 1024;
 pub const MAX_ERROR_TYPE_LEN: usize = 255;
@@ -69,12 +67,73 @@ pub struct InvokeRecord {
     pub response_bytes: u64,
 }
 
-#[derive(Clone, Debug)]
-struct OpenInvoke {
-    event: EventInfo,
-    started: Probe,
-    cold_start: bool,
-    init_duration_ns: Option<u64>,
+/// An invoke whose event was received and whose result was not sent yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenInvoke {
+    pub event: EventInfo,
+    pub started: Probe,
+    pub cold_start: bool,
+    pub init_duration_ns: Option<u64>,
+}
+
+impl OpenInvoke {
+    /// A compact JSON form, for handing the invoke to another process.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "requestId": self.event.request_id,
+            "traceId": self.event.trace_id,
+            "deadlineMs": self.event.deadline_ms,
+            "requestBytes": self.event.request_bytes,
+            "monoNs": self.started.mono_ns,
+            "wallMs": self.started.wall_ms,
+            "cpuNs": self.started.cpu_ns,
+            "maxRssKb": self.started.max_rss_kb,
+            "coldStart": self.cold_start,
+            "initDurationNs": self.init_duration_ns,
+        })
+        .to_string()
+    }
+
+    /// Parses [`OpenInvoke::to_json`]; `None` for anything else.
+    pub fn from_json(text: &str) -> Option<OpenInvoke> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        Some(OpenInvoke {
+            event: EventInfo {
+                request_id: v.get("requestId")?.as_str()?.to_string(),
+                trace_id: v
+                    .get("traceId")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string),
+                deadline_ms: num("deadlineMs"),
+                request_bytes: num("requestBytes")?,
+            },
+            started: Probe {
+                mono_ns: num("monoNs")?,
+                wall_ms: num("wallMs")?,
+                cpu_ns: num("cpuNs")?,
+                max_rss_kb: num("maxRssKb")?,
+            },
+            cold_start: v.get("coldStart")?.as_bool()?,
+            init_duration_ns: num("initDurationNs"),
+        })
+    }
+}
+
+/// Where invokes live between the processes of one environment, when a runtime uses a new
+/// process per request (a shell runtime's `curl` calls): the environment's one cold start, and
+/// invokes opened by a process that exits before their result is posted by another.
+pub trait Handoff: Send {
+    /// Claims the environment's cold start: true for exactly one caller per environment.
+    fn claim_cold_start(&mut self) -> bool;
+    /// When the environment began (monotonic ns), if known.
+    fn born_ns(&self) -> Option<u64>;
+    /// Keeps an invoke for whichever process posts its result.
+    fn save(&mut self, open: &OpenInvoke);
+    /// Takes an invoke saved by any process; each one is taken at most once.
+    fn take(&mut self, request_id: &str) -> Option<OpenInvoke>;
+    /// Forgets an invoke this process saved and finished itself.
+    fn forget(&mut self, request_id: &str);
 }
 
 /// Per-process invoke state. See the module documentation.
@@ -88,7 +147,14 @@ pub struct Tracker {
     cold_start_pending: bool,
     open: HashMap<String, OpenInvoke>,
     open_order: VecDeque<String>,
-    recent_done: VecDeque<String>,
+    /// Shared with the environment's other processes, when this one is a per-request helper.
+    handoff: Option<Box<dyn Handoff>>,
+}
+
+impl std::fmt::Debug for dyn Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoff")
+    }
 }
 
 impl Tracker {
@@ -100,8 +166,19 @@ impl Tracker {
             cold_start_pending: on_demand,
             open: HashMap::new(),
             open_order: VecDeque::new(),
-            recent_done: VecDeque::new(),
+            handoff: None,
         }
+    }
+
+    /// Shares cold start and open invokes with the environment's other processes.
+    pub fn with_handoff(mut self, handoff: Box<dyn Handoff>) -> Self {
+        self.attach_handoff(handoff);
+        self
+    }
+
+    /// [`Tracker::with_handoff`] on a tracker in place.
+    pub fn attach_handoff(&mut self, handoff: Box<dyn Handoff>) {
+        self.handoff = Some(handoff);
     }
 
     /// A `/next` request was fully sent.
@@ -120,10 +197,19 @@ impl Tracker {
         if event.request_id.is_empty() || self.open.contains_key(&event.request_id) {
             return;
         }
-        let cold_start = std::mem::take(&mut self.cold_start_pending);
+        let pending = std::mem::take(&mut self.cold_start_pending);
+        let cold_start = match self.handoff.as_mut() {
+            Some(h) => pending && h.claim_cold_start(),
+            None => pending,
+        };
+        let born = self
+            .handoff
+            .as_ref()
+            .and_then(|h| h.born_ns())
+            .unwrap_or(self.born_ns);
         let init_duration_ns = if cold_start {
             let first_next = self.first_next_ns.unwrap_or(now.mono_ns);
-            Some(first_next.saturating_sub(self.born_ns))
+            Some(first_next.saturating_sub(born))
         } else {
             None
         };
@@ -132,16 +218,17 @@ impl Tracker {
         {
             self.open.remove(&oldest);
         }
-        self.open_order.push_back(event.request_id.clone());
-        self.open.insert(
-            event.request_id.clone(),
-            OpenInvoke {
-                event,
-                started: *now,
-                cold_start,
-                init_duration_ns,
-            },
-        );
+        let open = OpenInvoke {
+            event,
+            started: *now,
+            cold_start,
+            init_duration_ns,
+        };
+        if let Some(h) = self.handoff.as_mut() {
+            h.save(&open);
+        }
+        self.open_order.push_back(open.event.request_id.clone());
+        self.open.insert(open.event.request_id.clone(), open);
     }
 
     /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns the record,
@@ -152,12 +239,16 @@ impl Tracker {
         outcome: Outcome,
         now: &Probe,
     ) -> Option<InvokeRecord> {
-        let open = self.open.remove(request_id)?;
-        self.open_order.retain(|id| id != request_id);
-        if self.recent_done.len() >= RECENT_DONE {
-            self.recent_done.pop_front();
-        }
-        self.recent_done.push_back(request_id.to_string());
+        let open = match self.open.remove(request_id) {
+            Some(open) => {
+                self.open_order.retain(|id| id != request_id);
+                if let Some(h) = self.handoff.as_mut() {
+                    h.forget(request_id);
+                }
+                open
+            }
+            None => self.handoff.as_mut()?.take(request_id)?,
+        };
         let started = open.started;
         Some(InvokeRecord {
             request_id: open.event.request_id,
@@ -182,7 +273,8 @@ impl Tracker {
         self.open.len()
     }
 
-    /// A forked child starts a life of its own: nothing open is its to report.
+    /// A forked child starts a life of its own: nothing open is its to report, and it is a
+    /// runtime of its own (no handoff: that belongs to per-request helper processes).
     pub fn reborn(&mut self, born_ns: u64, on_demand: bool) {
         *self = Tracker::new(born_ns, on_demand);
     }
@@ -313,6 +405,87 @@ mod tests {
         }
         assert_eq!(t.open_count(), MAX_OPEN);
         assert!(t.result_sent("0", Outcome::default(), &at(2)).is_none());
+    }
+
+    /// A handoff kept in memory and shared between trackers, standing in for the files.
+    #[derive(Clone, Default)]
+    struct SharedMemory(std::sync::Arc<std::sync::Mutex<(bool, HashMap<String, String>)>>);
+
+    impl Handoff for SharedMemory {
+        fn claim_cold_start(&mut self) -> bool {
+            let mut g = self.0.lock().unwrap();
+            !std::mem::replace(&mut g.0, true)
+        }
+        fn born_ns(&self) -> Option<u64> {
+            Some(10_000_000)
+        }
+        fn save(&mut self, open: &OpenInvoke) {
+            self.0
+                .lock()
+                .unwrap()
+                .1
+                .insert(open.event.request_id.clone(), open.to_json());
+        }
+        fn take(&mut self, id: &str) -> Option<OpenInvoke> {
+            let text = self.0.lock().unwrap().1.remove(id)?;
+            OpenInvoke::from_json(&text)
+        }
+        fn forget(&mut self, id: &str) {
+            self.0.lock().unwrap().1.remove(id);
+        }
+    }
+
+    #[test]
+    fn an_invoke_started_in_one_process_ends_in_another() {
+        let shared = SharedMemory::default();
+        // Process 1 asks for and receives the event, then exits.
+        let mut first = Tracker::new(50_000_000, true).with_handoff(Box::new(shared.clone()));
+        first.next_requested(&at(100));
+        first.event_received(event("x"), &at(120));
+        drop(first);
+        // Process 2 posts the result.
+        let mut second = Tracker::new(900_000_000, true).with_handoff(Box::new(shared.clone()));
+        let rec = second
+            .result_sent("x", Outcome::default(), &at(170))
+            .unwrap();
+        assert_eq!(rec.duration_ns, 50_000_000);
+        assert!(rec.cold_start);
+        assert_eq!(
+            rec.init_duration_ns,
+            Some(90_000_000),
+            "from the environment's birth"
+        );
+        assert_eq!(rec.trace_id.as_deref(), Some("Root=1-abc"));
+        assert!(
+            second
+                .result_sent("x", Outcome::default(), &at(171))
+                .is_none(),
+            "taken once"
+        );
+        // Process 3: a new invoke is not a cold start again in this environment.
+        let mut third = Tracker::new(0, true).with_handoff(Box::new(shared.clone()));
+        third.event_received(event("y"), &at(200));
+        let rec = third
+            .result_sent("y", Outcome::default(), &at(201))
+            .unwrap();
+        assert!(!rec.cold_start);
+        assert!(
+            shared.0.lock().unwrap().1.is_empty(),
+            "finished invokes are forgotten"
+        );
+    }
+
+    #[test]
+    fn open_invoke_json_round_trip() {
+        let open = OpenInvoke {
+            event: event("a\"b"),
+            started: at(5),
+            cold_start: true,
+            init_duration_ns: Some(7),
+        };
+        assert_eq!(OpenInvoke::from_json(&open.to_json()), Some(open));
+        assert_eq!(OpenInvoke::from_json("{}"), None);
+        assert_eq!(OpenInvoke::from_json("garbage"), None);
     }
 
     #[test]

@@ -67,12 +67,20 @@ fn failing_and_succeeding_calls_keep_rc_and_errno() {
             let api = sim.api_address();
             let host = addr.ip().to_string();
             let port = addr.port().to_string();
-            // Active mode: the probe's socket is the Runtime API for the library.
+            // Active mode: the probe's socket is the Runtime API for the library, and the
+            // probe is a per-request process of an environment (LAMBDA_METER_ENV_ID names
+            // another live process), so joining that environment runs inside its connect:
+            // regression for a connect that returned EINPROGRESS with errno clobbered.
+            let tmp = tempdir::TempDir::new("errno-env");
             run_cmd(
                 &probe,
                 &[&host, &port],
                 preload,
-                &[("AWS_LAMBDA_RUNTIME_API", &api)],
+                &[
+                    ("AWS_LAMBDA_RUNTIME_API", &api),
+                    ("LAMBDA_METER_ENV_ID", &std::process::id().to_string()),
+                    ("TMPDIR", tmp.path().to_str().unwrap()),
+                ],
             )
         })
         .collect();

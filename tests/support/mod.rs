@@ -186,11 +186,21 @@ pub fn run_with(
         echo: false,
     };
     let run = run_function(&sim, &opts).expect("run function");
-    assert!(
-        run.idle,
-        "the function did not finish its events (exited: {:?})\nstdout:\n{}\nstderr:\n{}",
-        run.exited, run.stdout, run.stderr
-    );
+    if !run.idle {
+        let seen: Vec<String> = sim
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} (connection {})", r.method, r.target, r.connection))
+            .collect();
+        panic!(
+            "the function did not finish its events (exited: {:?}) on {}\nrequests:\n{}\nstdout:\n{}\nstderr:\n{}",
+            run.exited,
+            sim.api_address(),
+            seen.join("\n"),
+            run.stdout,
+            run.stderr
+        );
+    }
     Outcome { sim, run }
 }
 

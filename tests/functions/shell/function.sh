@@ -1,0 +1,31 @@
+# The test event protocol of tests/functions/python/handler.py, in bash. The result goes to
+# stdout; a failure prints its error type on stderr and returns 1.
+field() {
+    printf '%s' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p"
+}
+
+handler() {
+    local event=$1 action
+    action=$(field "$event" action)
+    case "${action:-ok}" in
+        ok) printf '{"ok":true}' ;;
+        sleep)
+            sleep "$(awk -v ms="$(field "$event" ms)" 'BEGIN { printf "%.3f", ms / 1000 }')"
+            printf '{"slept_ms":%s}' "$(field "$event" ms)"
+            ;;
+        fail)
+            printf '%s' "$(field "$event" type)" >&2
+            return 1
+            ;;
+        big)
+            printf '"'
+            head -c "$(field "$event" bytes)" /dev/zero | tr '\0' x
+            printf '"'
+            ;;
+        echo) printf '{"size":%d}' "${#event}" ;;
+        *)
+            printf 'UnknownAction' >&2
+            return 1
+            ;;
+    esac
+}

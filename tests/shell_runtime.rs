@@ -1,0 +1,82 @@
+//! A shell custom runtime (the AWS tutorial's bash + curl CLI): every request is its own
+//! short-lived curl process, so an invoke starts in one process and ends in another that did
+//! not exist when it started. One record per invoke and one cold start per environment all the
+//! same, through the per-environment state the processes share.
+
+mod support;
+
+use serde_json::json;
+use support::scenario::Scenario;
+use support::*;
+
+fn shell() -> Scenario {
+    let dir = root().join("tests/functions/shell");
+    let mut s = Scenario::new(
+        vec![dir.join("bootstrap").display().to_string()],
+        dir.clone(),
+    )
+    .env("LAMBDA_TASK_ROOT", dir.to_str().unwrap())
+    .env("_HANDLER", "function.handler");
+    s.compare_output = true;
+    s
+}
+
+#[test]
+fn shell_runtime_with_curl_processes() {
+    let out = shell().check();
+    // Every request was its own connection, from its own curl process.
+    let requests = out.sim.requests().len() as u64;
+    assert_eq!(out.sim.connection_count(), requests);
+    // The 2 MB result made curl ask for 100-continue.
+    let expects = out
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.header("expect") == Some("100-continue"))
+        .count();
+    assert!(expects >= 1, "curl sent no Expect: 100-continue");
+    for r in out.records() {
+        assert_eq!(r["runtime"], "curl", "the process that posted the result");
+    }
+}
+
+#[test]
+fn shell_runtime_adversarial_transport() {
+    shell().tiny_writes().check();
+}
+
+#[test]
+fn shell_runtime_environment_state_is_private_and_left_clean() {
+    // The state lives under the environment's TMPDIR; on Lambda, /tmp is per environment.
+    let tmp = tempdir::TempDir::new("shell-tmp");
+    let mut s = shell().env("TMPDIR", tmp.path().to_str().unwrap());
+    s.payloads = (0..5).map(|_| json!({"action": "ok"})).collect();
+    let out = s.check();
+    assert_eq!(out.records().len(), 5);
+    let dirs: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".lambda-meter-")
+        })
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one state directory for the one metered environment"
+    );
+    let dir = dirs[0].path();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(dir.join("cold").is_file(), "the cold start was claimed");
+    let left: Vec<_> = std::fs::read_dir(dir.join("open")).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "every handed-off invoke was taken: {left:?}"
+    );
+}
