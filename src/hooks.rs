@@ -188,10 +188,15 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fork() -> pid_t {
+    // Taking and releasing the engine lock may touch errno (futex waits): the host sees the
+    // errno it had before a successful fork, or fork's own after a failed one.
+    let entry_errno = errno();
     let guard = process::before_fork();
     // SAFETY: plain call of the real fork.
     let pid = unsafe { (real::fork::get())() };
+    let err = if pid < 0 { errno() } else { entry_errno };
     process::after_fork(guard, pid);
+    set_errno(err);
     pid
 }
 

@@ -101,8 +101,17 @@ fn namespace_settings() {
 
 #[test]
 fn python_forked_workers_each_a_runtime() {
-    // AWS_LAMBDA_MAX_CONCURRENCY: awslambdaric forks that many workers, each with its own
-    // Runtime API connection, and invokes run in several processes at once.
+    check_forked_workers(None);
+}
+
+#[test]
+fn python_forked_workers_adversarial_transport() {
+    check_forked_workers(Some(3));
+}
+
+/// AWS_LAMBDA_MAX_CONCURRENCY: awslambdaric forks that many workers, each with its own
+/// Runtime API connection, and invokes run in several processes at once.
+fn check_forked_workers(write_chunk: Option<usize>) {
     let payloads: Vec<Value> = (0..12)
         .map(|_| json!({"action": "pid", "ms": 30}))
         .collect();
@@ -113,6 +122,7 @@ fn python_forked_workers_each_a_runtime() {
         lambda_sim::Config {
             events: events(&payloads),
             max_concurrency: 3,
+            write_chunk,
             ..lambda_sim::Config::default()
         },
         &cmd,
