@@ -14,7 +14,8 @@ cache=${LAMBDA_METER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambda-meter}
 missing=
 for pair in cc:gcc c++:g++ make:make dash:dash od:coreutils python3:python3 \
     node:nodejs npm:npm cmake:cmake autoreconf:autoconf automake:automake \
-    libtoolize:libtool ruby:ruby curl:curl nm:binutils; do
+    libtoolize:libtool ruby:ruby curl:curl nm:binutils javac:openjdk-17-jdk-headless \
+    bash:bash awk:mawk; do
     tool=${pair%%:*}
     command -v "$tool" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
