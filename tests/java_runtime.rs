@@ -89,3 +89,21 @@ fn java_several_threads_with_invokes_in_flight_at_once() {
     s.compare_output = false;
     s.check();
 }
+
+#[test]
+fn java_httpclient_http1_adversarial_transport() {
+    java(&["httpclient-h1"]).tiny_writes().check();
+}
+
+#[test]
+fn java_httpurlconnection_blocking_adversarial_transport() {
+    java(&["urlconnection"]).tiny_writes().check();
+}
+
+#[test]
+fn java_several_threads_adversarial_transport() {
+    let mut s = java(&["httpclient-h1", "3"]).tiny_writes();
+    s.max_concurrency = 3;
+    s.compare_output = false;
+    s.check();
+}

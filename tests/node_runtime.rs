@@ -64,6 +64,7 @@ fn streaming_scenario() -> Scenario {
         json!({"action": "big", "bytes": 2_000_000}),
         json!({"action": "ok", "reconnect": true}),
         json!({"action": "fail", "type": "TypeError"}),
+        json!({"action": "echo", "pad": "p".repeat(300_000)}),
         json!({"action": "ok"}),
     ];
     s

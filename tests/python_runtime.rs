@@ -44,6 +44,14 @@ fn python_threaded_polling_mode() {
 }
 
 #[test]
+fn python_threaded_polling_mode_adversarial_transport() {
+    python_scenario()
+        .env("AWS_EXECUTION_ENV", "AWS_Lambda_python3.12")
+        .tiny_writes()
+        .check();
+}
+
+#[test]
 fn python_adversarial_transport() {
     python_scenario().tiny_writes().check();
 }
