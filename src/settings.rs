@@ -50,6 +50,104 @@ pub struct Settings {
     /// The runtime's name: `AWS_EXECUTION_ENV` without its `AWS_Lambda_` prefix, else the
     /// executable's name.
     pub runtime: String,
+    /// `LAMBDA_METER_SERVICE`, else `POWERTOOLS_SERVICE_NAME`: the `service` dimension.
+    pub service: Option<String>,
+    /// `LAMBDA_METER_DIMENSIONS`: the dimension sets, each a list of dimension keys.
+    pub dimension_sets: Vec<Vec<&'static str>>,
+    /// `LAMBDA_METER_METRICS`: the metric names to emit.
+    pub metrics: Vec<&'static str>,
+    /// `LAMBDA_METER_RESOLUTION`: 60 (standard) or 1 (high resolution).
+    pub resolution: u8,
+    /// `LAMBDA_METER_DESTINATION`: where records go.
+    pub destination: Destination,
+    /// `LAMBDA_METER_TIMEOUT_MARGIN_MS`: how long before the deadline an open invoke is
+    /// reported as timed out.
+    pub timeout_margin_ms: u64,
+    /// `LAMBDA_METER_PROACTIVE_INIT_MS`: a first `/next` that waits longer than this for its
+    /// event means the environment was initialised ahead of demand.
+    pub proactive_init_ms: u64,
+}
+
+/// Where EMF records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    Stderr,
+    /// Appended to a file.
+    File(String),
+    /// The CloudWatch agent's EMF endpoint over TCP (one line per record).
+    Tcp(std::net::SocketAddr),
+    /// The CloudWatch agent's EMF endpoint over UDP (one datagram per record).
+    Udp(std::net::SocketAddr),
+}
+
+/// Metric names, as they appear in CloudWatch.
+pub mod metric {
+    pub const DURATION: &str = "Duration";
+    pub const COLD_START: &str = "ColdStart";
+    pub const INIT_DURATION: &str = "InitDuration";
+    pub const ERRORS: &str = "Errors";
+    pub const TIMEOUTS: &str = "Timeouts";
+    pub const INIT_ERRORS: &str = "InitErrors";
+    pub const RESTORE_DURATION: &str = "RestoreDuration";
+    pub const MAX_MEMORY_USED: &str = "MaxMemoryUsed";
+    pub const MEMORY_UTILIZATION: &str = "MemoryUtilization";
+    pub const CPU_TIME: &str = "CpuTime";
+    pub const POST_RESPONSE_DURATION: &str = "PostResponseDuration";
+    pub const TIME_TO_FIRST_BYTE: &str = "TimeToFirstByte";
+    pub const REQUEST_BYTES: &str = "RequestBytes";
+    pub const RESPONSE_BYTES: &str = "ResponseBytes";
+    pub const NETWORK_BYTES_IN: &str = "NetworkBytesIn";
+    pub const NETWORK_BYTES_OUT: &str = "NetworkBytesOut";
+    pub const TMP_USED: &str = "TmpUsed";
+    pub const OPEN_FDS: &str = "OpenFds";
+    pub const THREADS: &str = "Threads";
+
+    /// On unless `LAMBDA_METER_METRICS` says otherwise.
+    pub const DEFAULT: &[&str] = &[
+        DURATION,
+        COLD_START,
+        INIT_DURATION,
+        ERRORS,
+        TIMEOUTS,
+        INIT_ERRORS,
+        RESTORE_DURATION,
+        MAX_MEMORY_USED,
+        MEMORY_UTILIZATION,
+        CPU_TIME,
+        POST_RESPONSE_DURATION,
+        TIME_TO_FIRST_BYTE,
+        REQUEST_BYTES,
+        RESPONSE_BYTES,
+    ];
+    /// Off unless asked for (each is one more billed custom metric).
+    pub const EXTENDED: &[&str] = &[
+        NETWORK_BYTES_IN,
+        NETWORK_BYTES_OUT,
+        TMP_USED,
+        OPEN_FDS,
+        THREADS,
+    ];
+}
+
+/// Dimension keys a dimension set may use (each is a string member of every record).
+pub const DIMENSION_KEYS: &[&str] = &[
+    "FunctionName",
+    "service",
+    "functionVersion",
+    "runtime",
+    "initType",
+];
+/// Default `LAMBDA_METER_TIMEOUT_MARGIN_MS`.
+pub const DEFAULT_TIMEOUT_MARGIN_MS: u64 = 50;
+/// Default `LAMBDA_METER_PROACTIVE_INIT_MS`.
+pub const DEFAULT_PROACTIVE_INIT_MS: u64 = 1000;
+
+impl Settings {
+    /// Whether records carry metric `name`.
+    pub fn emits(&self, name: &str) -> bool {
+        self.metrics.contains(&name)
+    }
 }
 
 impl Settings {
@@ -99,6 +197,36 @@ impl Settings {
             .filter(|v| !v.is_empty())
             .map(|v| v.strip_prefix("AWS_Lambda_").unwrap_or(&v).to_string())
             .unwrap_or_else(|| exe_name.to_string());
+        let service = ["LAMBDA_METER_SERVICE", "POWERTOOLS_SERVICE_NAME"]
+            .iter()
+            .find_map(|k| get(k).filter(|v| !v.is_empty()))
+            .map(|v| bounded(&v, MAX_DIMENSION_VALUE));
+        let dimension_sets = dimensions_setting(get, service.is_some(), &mut warnings);
+        let metrics = metrics_setting(get, &mut warnings);
+        let resolution = match get("LAMBDA_METER_RESOLUTION") {
+            None => 60,
+            Some(v) => match v.trim() {
+                "60" | "" => 60,
+                "1" => 1,
+                _ => {
+                    warnings.push(invalid("LAMBDA_METER_RESOLUTION", &v, "60", "60 or 1"));
+                    60
+                }
+            },
+        };
+        let destination = destination_setting(get, &mut warnings);
+        let timeout_margin_ms = millis_setting(
+            get,
+            "LAMBDA_METER_TIMEOUT_MARGIN_MS",
+            DEFAULT_TIMEOUT_MARGIN_MS,
+            &mut warnings,
+        );
+        let proactive_init_ms = millis_setting(
+            get,
+            "LAMBDA_METER_PROACTIVE_INIT_MS",
+            DEFAULT_PROACTIVE_INIT_MS,
+            &mut warnings,
+        );
         let settings = Settings {
             disabled,
             namespace,
@@ -110,9 +238,187 @@ impl Settings {
             memory_size_mb,
             init_type,
             runtime: bounded(&runtime, 128),
+            service,
+            dimension_sets,
+            metrics,
+            resolution,
+            destination,
+            timeout_margin_ms,
+            proactive_init_ms,
         };
         (settings, warnings)
     }
+}
+
+fn millis_setting(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    default: u64,
+    warnings: &mut Vec<String>,
+) -> u64 {
+    match get(var) {
+        None => default,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms <= 900_000 => ms,
+            _ => {
+                warnings.push(invalid(
+                    var,
+                    &v,
+                    &default.to_string(),
+                    "a whole number of milliseconds up to 900000",
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// `LAMBDA_METER_DIMENSIONS`: sets separated by `;`, keys by `,` (`FunctionName,service;
+/// FunctionName`), or `none` for metrics without dimensions.
+fn dimensions_setting(
+    get: &dyn Fn(&str) -> Option<String>,
+    have_service: bool,
+    warnings: &mut Vec<String>,
+) -> Vec<Vec<&'static str>> {
+    let default: Vec<Vec<&'static str>> = if have_service {
+        vec![vec!["FunctionName", "service"]]
+    } else {
+        vec![vec!["FunctionName"]]
+    };
+    let Some(raw) = get("LAMBDA_METER_DIMENSIONS") else {
+        return default;
+    };
+    let shown_default = default
+        .iter()
+        .map(|set| set.join(","))
+        .collect::<Vec<_>>()
+        .join(";");
+    let expected = "sets of FunctionName, service, functionVersion, runtime, initType: keys joined by ',', sets by ';' (at most 30 keys a set), or none";
+    if raw.trim().eq_ignore_ascii_case("none") {
+        return vec![Vec::new()];
+    }
+    let mut sets = Vec::new();
+    for set in raw.split(';') {
+        let mut keys: Vec<&'static str> = Vec::new();
+        for key in set.split(',').map(str::trim) {
+            let known = DIMENSION_KEYS.iter().find(|k| **k == key);
+            let usable = match known {
+                Some(&"service") => have_service,
+                Some(_) => true,
+                None => false,
+            };
+            match known {
+                Some(k) if usable && !keys.contains(k) => keys.push(k),
+                _ => {
+                    warnings.push(invalid(
+                        "LAMBDA_METER_DIMENSIONS",
+                        &raw,
+                        &shown_default,
+                        expected,
+                    ));
+                    return default;
+                }
+            }
+        }
+        if keys.is_empty() || keys.len() > 30 {
+            warnings.push(invalid(
+                "LAMBDA_METER_DIMENSIONS",
+                &raw,
+                &shown_default,
+                expected,
+            ));
+            return default;
+        }
+        sets.push(keys);
+    }
+    sets
+}
+
+/// `LAMBDA_METER_METRICS`: `default`, `all`, or names (which may include `default`).
+fn metrics_setting(
+    get: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<&'static str> {
+    let default = metric::DEFAULT.to_vec();
+    let Some(raw) = get("LAMBDA_METER_METRICS") else {
+        return default;
+    };
+    let mut chosen: Vec<&'static str> = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let add: Vec<&'static str> = match name {
+            "default" => metric::DEFAULT.to_vec(),
+            "all" => metric::DEFAULT
+                .iter()
+                .chain(metric::EXTENDED)
+                .copied()
+                .collect(),
+            _ => match metric::DEFAULT
+                .iter()
+                .chain(metric::EXTENDED)
+                .find(|m| **m == name)
+            {
+                Some(m) => vec![*m],
+                None => {
+                    warnings.push(invalid(
+                        "LAMBDA_METER_METRICS",
+                        &raw,
+                        "default",
+                        "default, all, or metric names separated by ','",
+                    ));
+                    return default;
+                }
+            },
+        };
+        for m in add {
+            if !chosen.contains(&m) {
+                chosen.push(m);
+            }
+        }
+    }
+    if chosen.is_empty() {
+        warnings.push(invalid(
+            "LAMBDA_METER_METRICS",
+            &raw,
+            "default",
+            "default, all, or metric names separated by ','",
+        ));
+        return default;
+    }
+    chosen
+}
+
+fn destination_setting(
+    get: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Destination {
+    let Some(raw) = get("LAMBDA_METER_DESTINATION") else {
+        return Destination::Stdout;
+    };
+    let v = raw.trim();
+    let parsed = match v {
+        "stdout" | "" => Some(Destination::Stdout),
+        "stderr" => Some(Destination::Stderr),
+        _ => {
+            if let Some(path) = v.strip_prefix("file:").filter(|p| p.starts_with('/')) {
+                Some(Destination::File(path.to_string()))
+            } else if let Some(addr) = v.strip_prefix("tcp://") {
+                addr.parse().ok().map(Destination::Tcp)
+            } else if let Some(addr) = v.strip_prefix("udp://") {
+                addr.parse().ok().map(Destination::Udp)
+            } else {
+                None
+            }
+        }
+    };
+    parsed.unwrap_or_else(|| {
+        warnings.push(invalid(
+            "LAMBDA_METER_DESTINATION",
+            &raw,
+            "stdout",
+            "stdout, stderr, file:/absolute/path, tcp://ip:port or udp://ip:port",
+        ));
+        Destination::Stdout
+    })
 }
 
 fn namespace_setting(get: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> String {
@@ -266,6 +572,113 @@ mod tests {
         assert!(w[0].contains("LAMBDA_METER_DISABLE=\"maybe\"") && w[0].contains("using false"));
         assert!(w[1].contains("LAMBDA_METER_LOG=\"loud\"") && w[1].contains("using off"));
         assert!(read(&[("LAMBDA_METER_DISABLE", "TRUE")]).0.disabled);
+    }
+
+    #[test]
+    fn service_and_dimensions() {
+        let (s, w) = read(&[("POWERTOOLS_SERVICE_NAME", "shop")]);
+        assert!(w.is_empty());
+        assert_eq!(s.service.as_deref(), Some("shop"));
+        assert_eq!(s.dimension_sets, vec![vec!["FunctionName", "service"]]);
+        let (s, _) = read(&[
+            ("POWERTOOLS_SERVICE_NAME", "shop"),
+            ("LAMBDA_METER_SERVICE", "cart"),
+        ]);
+        assert_eq!(s.service.as_deref(), Some("cart"));
+        let (s, w) = read(&[
+            ("LAMBDA_METER_SERVICE", "cart"),
+            ("LAMBDA_METER_DIMENSIONS", "FunctionName;service, runtime"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            s.dimension_sets,
+            vec![vec!["FunctionName"], vec!["service", "runtime"]]
+        );
+        assert_eq!(
+            read(&[("LAMBDA_METER_DIMENSIONS", "none")])
+                .0
+                .dimension_sets,
+            vec![Vec::<&str>::new()]
+        );
+        for bad in ["Color", "FunctionName,,x", "service", ";"] {
+            let (s, w) = read(&[("LAMBDA_METER_DIMENSIONS", bad)]);
+            assert_eq!(s.dimension_sets, vec![vec!["FunctionName"]], "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(
+                w[0].contains("LAMBDA_METER_DIMENSIONS") && w[0].contains("using FunctionName")
+            );
+        }
+    }
+
+    #[test]
+    fn metric_selection() {
+        assert_eq!(read(&[]).0.metrics, metric::DEFAULT.to_vec());
+        let all = read(&[("LAMBDA_METER_METRICS", "all")]).0;
+        assert!(all.emits("OpenFds") && all.emits("Duration"));
+        let some = read(&[("LAMBDA_METER_METRICS", "Duration, Errors")]).0;
+        assert_eq!(some.metrics, vec!["Duration", "Errors"]);
+        let plus = read(&[("LAMBDA_METER_METRICS", "default,Threads")]).0;
+        assert!(plus.emits("Threads") && plus.emits("ColdStart") && !plus.emits("OpenFds"));
+        let (bad, w) = read(&[("LAMBDA_METER_METRICS", "Duration,Bogus")]);
+        assert_eq!(bad.metrics, metric::DEFAULT.to_vec());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("Bogus") && w[0].contains("using default"));
+    }
+
+    #[test]
+    fn resolution_destination_and_millis() {
+        let (s, w) = read(&[
+            ("LAMBDA_METER_RESOLUTION", "1"),
+            ("LAMBDA_METER_DESTINATION", "tcp://127.0.0.1:25888"),
+            ("LAMBDA_METER_TIMEOUT_MARGIN_MS", "200"),
+            ("LAMBDA_METER_PROACTIVE_INIT_MS", "0"),
+        ]);
+        assert!(w.is_empty());
+        assert_eq!(s.resolution, 1);
+        assert_eq!(
+            s.destination,
+            Destination::Tcp("127.0.0.1:25888".parse().unwrap())
+        );
+        assert_eq!(s.timeout_margin_ms, 200);
+        assert_eq!(s.proactive_init_ms, 0);
+        assert_eq!(
+            read(&[("LAMBDA_METER_DESTINATION", "udp://[::1]:25888")])
+                .0
+                .destination,
+            Destination::Udp("[::1]:25888".parse().unwrap())
+        );
+        assert_eq!(
+            read(&[("LAMBDA_METER_DESTINATION", "file:/tmp/emf.log")])
+                .0
+                .destination,
+            Destination::File("/tmp/emf.log".into())
+        );
+        assert_eq!(
+            read(&[("LAMBDA_METER_DESTINATION", "stderr")])
+                .0
+                .destination,
+            Destination::Stderr
+        );
+        let (s, w) = read(&[
+            ("LAMBDA_METER_RESOLUTION", "5"),
+            ("LAMBDA_METER_DESTINATION", "kafka://x"),
+            ("LAMBDA_METER_TIMEOUT_MARGIN_MS", "-3"),
+            ("LAMBDA_METER_PROACTIVE_INIT_MS", "soon"),
+        ]);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert_eq!(s.resolution, 60);
+        assert_eq!(s.destination, Destination::Stdout);
+        assert_eq!(s.timeout_margin_ms, DEFAULT_TIMEOUT_MARGIN_MS);
+        assert_eq!(s.proactive_init_ms, DEFAULT_PROACTIVE_INIT_MS);
+        for (w, var) in w.iter().zip([
+            "LAMBDA_METER_RESOLUTION",
+            "LAMBDA_METER_DESTINATION",
+            "LAMBDA_METER_TIMEOUT_MARGIN_MS",
+            "LAMBDA_METER_PROACTIVE_INIT_MS",
+        ]) {
+            assert!(w.starts_with(var), "{w}");
+            assert!(w.contains("using "), "{w}");
+        }
     }
 
     #[test]
