@@ -7,25 +7,14 @@
     clippy::indexing_slicing
 )]
 
-use crate::settings::Settings;
-use crate::tracker::InvokeRecord;
+use crate::settings::{Settings, metric};
+use crate::tracker::{InvokeRecord, RecordKind};
 use std::fmt::Write as _;
 
-/// Metric names, as they appear in CloudWatch.
-pub mod names {
-    pub const DURATION: &str = "Duration";
-    pub const COLD_START: &str = "ColdStart";
-    pub const INIT_DURATION: &str = "InitDuration";
-    pub const ERRORS: &str = "Errors";
-    pub const MAX_MEMORY_USED: &str = "MaxMemoryUsed";
-    pub const MEMORY_UTILIZATION: &str = "MemoryUtilization";
-    pub const CPU_TIME: &str = "CpuTime";
-    pub const REQUEST_BYTES: &str = "RequestBytes";
-    pub const RESPONSE_BYTES: &str = "ResponseBytes";
-}
-
-/// The dimension every record carries.
+/// The dimension every record carries by default.
 pub const FUNCTION_NAME_DIMENSION: &str = "FunctionName";
+/// The `initType` of a first invoke that found its environment initialised ahead of demand.
+pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 
 struct Metric {
     name: &'static str,
@@ -33,70 +22,134 @@ struct Metric {
     value: f64,
 }
 
-/// Encodes one record as one EMF line (with its trailing newline).
-pub fn encode(rec: &InvokeRecord, s: &Settings) -> String {
-    let mut metrics = vec![
-        Metric {
-            name: names::DURATION,
-            unit: "Milliseconds",
-            value: ms(rec.duration_ns),
-        },
-        Metric {
-            name: names::COLD_START,
-            unit: "Count",
-            value: f64::from(u8::from(rec.cold_start)),
-        },
-    ];
-    if let Some(init) = rec.init_duration_ns {
-        metrics.push(Metric {
-            name: names::INIT_DURATION,
-            unit: "Milliseconds",
-            value: ms(init),
-        });
-    }
-    metrics.push(Metric {
-        name: names::ERRORS,
-        unit: "Count",
-        value: f64::from(u8::from(rec.errored)),
-    });
+/// The metrics a record carries, before the settings' selection.
+fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Vec<Metric> {
+    let mut m = Vec::new();
+    let mut add = |name, unit, value: Option<f64>| {
+        if let Some(value) = value {
+            m.push(Metric { name, unit, value });
+        }
+    };
+    let flag = |b: bool| Some(f64::from(u8::from(b)));
+    let millis = |ns: Option<u64>| ns.map(ms);
     let max_mb = rec.max_rss_kb.div_ceil(1024);
-    metrics.push(Metric {
-        name: names::MAX_MEMORY_USED,
-        unit: "Megabytes",
-        value: max_mb as f64,
-    });
-    if let Some(size) = s.memory_size_mb.filter(|m| *m > 0) {
-        let pct = (max_mb as f64 * 100.0 / size as f64 * 100.0).round() / 100.0;
-        metrics.push(Metric {
-            name: names::MEMORY_UTILIZATION,
-            unit: "Percent",
-            value: pct,
-        });
+    let utilization = s
+        .memory_size_mb
+        .filter(|m| *m > 0)
+        .map(|size| (max_mb as f64 * 100.0 / size as f64 * 100.0).round() / 100.0);
+    match rec.kind {
+        RecordKind::Invoke => {
+            add(metric::DURATION, "Milliseconds", millis(rec.duration_ns));
+            add(metric::COLD_START, "Count", flag(rec.cold_start));
+            add(
+                metric::INIT_DURATION,
+                "Milliseconds",
+                millis(rec.init_duration_ns),
+            );
+            add(
+                metric::RESTORE_DURATION,
+                "Milliseconds",
+                millis(rec.restore_duration_ns),
+            );
+            add(metric::ERRORS, "Count", flag(rec.errored));
+            add(metric::TIMEOUTS, "Count", flag(rec.timed_out));
+        }
+        RecordKind::InitError => {
+            add(metric::INIT_ERRORS, "Count", Some(1.0));
+            add(
+                metric::INIT_DURATION,
+                "Milliseconds",
+                millis(rec.init_duration_ns),
+            );
+        }
     }
-    metrics.push(Metric {
-        name: names::CPU_TIME,
-        unit: "Milliseconds",
-        value: ms(rec.cpu_ns),
-    });
-    metrics.push(Metric {
-        name: names::REQUEST_BYTES,
-        unit: "Bytes",
-        value: rec.request_bytes as f64,
-    });
-    metrics.push(Metric {
-        name: names::RESPONSE_BYTES,
-        unit: "Bytes",
-        value: rec.response_bytes as f64,
-    });
+    add(metric::MAX_MEMORY_USED, "Megabytes", Some(max_mb as f64));
+    add(metric::MEMORY_UTILIZATION, "Percent", utilization);
+    add(metric::CPU_TIME, "Milliseconds", millis(rec.cpu_ns));
+    add(
+        metric::POST_RESPONSE_DURATION,
+        "Milliseconds",
+        millis(rec.post_response_ns),
+    );
+    add(
+        metric::TIME_TO_FIRST_BYTE,
+        "Milliseconds",
+        millis(rec.time_to_first_byte_ns),
+    );
+    add(
+        metric::REQUEST_BYTES,
+        "Bytes",
+        rec.request_bytes.map(|b| b as f64),
+    );
+    add(
+        metric::RESPONSE_BYTES,
+        "Bytes",
+        rec.response_bytes.map(|b| b as f64),
+    );
+    if let Some(g) = rec.gauges {
+        add(
+            metric::NETWORK_BYTES_IN,
+            "Bytes",
+            Some(g.net_rx_bytes as f64),
+        );
+        add(
+            metric::NETWORK_BYTES_OUT,
+            "Bytes",
+            Some(g.net_tx_bytes as f64),
+        );
+        add(metric::TMP_USED, "Bytes", Some(g.tmp_used_bytes as f64));
+        add(metric::OPEN_FDS, "Count", Some(g.open_fds as f64));
+        add(metric::THREADS, "Count", Some(g.threads as f64));
+    }
+    m.retain(|metric| s.emits(metric.name));
+    m
+}
 
-    let mut out = String::with_capacity(1024);
+/// Encodes one record as one EMF line (with its trailing newline), or `None` when the
+/// settings select none of its metrics.
+pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
+    let metrics = metrics_of(rec, s);
+    if metrics.is_empty() {
+        return None;
+    }
+    let init_type = if rec.proactive_init {
+        PROACTIVE_INIT_TYPE
+    } else {
+        s.init_type.as_str()
+    };
+    // Every dimension key is a string member of the root.
+    let dimension_value = |key: &str| -> String {
+        match key {
+            "service" => s.service.clone().unwrap_or_default(),
+            "functionVersion" => s
+                .function_version
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+            "runtime" => s.runtime.clone(),
+            "initType" => init_type.to_string(),
+            _ => s.function_name.clone(),
+        }
+    };
+    let mut out = String::with_capacity(1536);
     out.push_str("{\"_aws\":{\"Timestamp\":");
     let _ = write!(out, "{}", rec.timestamp_ms);
     out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
     push_str(&mut out, &s.namespace);
-    out.push_str(",\"Dimensions\":[[");
-    push_str(&mut out, FUNCTION_NAME_DIMENSION);
-    out.push_str("]],\"Metrics\":[");
+    out.push_str(",\"Dimensions\":[");
+    for (i, set) in s.dimension_sets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (j, key) in set.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, key);
+        }
+        out.push(']');
+    }
+    out.push_str("],\"Metrics\":[");
     for (i, m) in metrics.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -105,36 +158,62 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> String {
         push_str(&mut out, m.name);
         out.push_str(",\"Unit\":");
         push_str(&mut out, m.unit);
+        if s.resolution == 1 {
+            out.push_str(",\"StorageResolution\":1");
+        }
         out.push('}');
     }
     out.push_str("]}]}");
-    push_member(&mut out, FUNCTION_NAME_DIMENSION, &s.function_name);
+    // Dimension values first, then metric values, then properties; each key once.
+    let mut keys: Vec<&str> = Vec::new();
+    for key in s.dimension_sets.iter().flatten() {
+        if !keys.contains(key) {
+            keys.push(key);
+            push_member(&mut out, key, &dimension_value(key));
+        }
+    }
     for m in &metrics {
         out.push(',');
         push_str(&mut out, m.name);
         out.push(':');
         push_number(&mut out, m.value);
     }
-    push_member(&mut out, "requestId", &rec.request_id);
+    let mut property = |out: &mut String, key: &'static str, value: &str| {
+        if !keys.contains(&key) {
+            keys.push(key);
+            push_member(out, key, value);
+        }
+    };
+    if !rec.request_id.is_empty() {
+        property(&mut out, "requestId", &rec.request_id);
+    }
     if let Some(trace) = &rec.trace_id {
-        push_member(&mut out, "traceId", trace);
+        property(&mut out, "traceId", trace);
     }
     if let Some(v) = &s.function_version {
-        push_member(&mut out, "functionVersion", v);
+        property(&mut out, "functionVersion", v);
+    }
+    if let Some(service) = &s.service {
+        property(&mut out, "service", service);
+    }
+    property(&mut out, "initType", init_type);
+    property(&mut out, "runtime", &s.runtime);
+    if let Some(t) = &rec.error_type {
+        property(&mut out, "errorType", t);
     }
     if let Some(m) = s.memory_size_mb {
         out.push_str(",\"memorySize\":");
         let _ = write!(out, "{m}");
     }
-    push_member(&mut out, "initType", &s.init_type);
-    push_member(&mut out, "runtime", &s.runtime);
-    out.push_str(",\"coldStart\":");
-    out.push_str(if rec.cold_start { "true" } else { "false" });
-    if let Some(t) = &rec.error_type {
-        push_member(&mut out, "errorType", t);
+    if rec.kind == RecordKind::Invoke {
+        out.push_str(",\"coldStart\":");
+        out.push_str(if rec.cold_start { "true" } else { "false" });
+    }
+    if rec.restored {
+        out.push_str(",\"restored\":true");
     }
     out.push_str("}\n");
-    out
+    Some(out)
 }
 
 fn ms(ns: u64) -> f64 {
@@ -187,18 +266,26 @@ mod tests {
 
     fn record() -> InvokeRecord {
         InvokeRecord {
+            kind: RecordKind::Invoke,
             request_id: "req-1".into(),
             trace_id: Some("Root=1-5f-abc;Sampled=0".into()),
             timestamp_ms: 1_700_000_000_123,
-            duration_ns: 12_345_678,
+            duration_ns: Some(12_345_678),
             cold_start: true,
+            proactive_init: false,
             init_duration_ns: Some(150_000_000),
+            restored: false,
+            restore_duration_ns: None,
             errored: true,
+            timed_out: false,
             error_type: Some("ValueError".into()),
-            cpu_ns: 2_000_000,
+            cpu_ns: Some(2_000_000),
             max_rss_kb: 51_200,
-            request_bytes: 20,
-            response_bytes: 30,
+            request_bytes: Some(20),
+            response_bytes: Some(30),
+            post_response_ns: Some(1_500_000),
+            time_to_first_byte_ns: None,
+            gauges: None,
         }
     }
 
@@ -220,7 +307,7 @@ mod tests {
 
     #[test]
     fn encodes_one_valid_line() {
-        let line = encode(&record(), &settings());
+        let line = encode(&record(), &settings()).unwrap();
         assert!(line.ends_with('\n'));
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -258,7 +345,7 @@ mod tests {
         r.init_duration_ns = None;
         r.errored = false;
         r.error_type = None;
-        let v: Value = serde_json::from_str(&encode(&r, &settings())).unwrap();
+        let v: Value = serde_json::from_str(&encode(&r, &settings()).unwrap()).unwrap();
         check_cross_references(&v);
         assert!(v.get("InitDuration").is_none());
         assert!(v.get("errorType").is_none());
@@ -279,7 +366,7 @@ mod tests {
         let mut r = record();
         r.error_type = Some("x\"}\n{\"_aws\":1".into());
         r.request_id = "\u{2028}\r\n".into();
-        let line = encode(&r, &s);
+        let line = encode(&r, &s).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
         check_cross_references(&v);

@@ -16,7 +16,7 @@ use crate::fdtable::FdBits;
 use crate::http::{self, Direction, Event, Head, Message, Parser};
 use crate::runtime_api::{self as api, ApiAddress, RequestKind};
 use crate::settings::Settings;
-use crate::tracker::{self, EventInfo, Outcome, Probe, Tracker};
+use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Tracker};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -47,6 +47,8 @@ struct Connection {
     pending: VecDeque<RequestKind>,
     /// The request being written now.
     writing: Option<RequestKind>,
+    /// Whether that request streams its body (`Lambda-Runtime-Function-Response-Mode`).
+    writing_streamed: bool,
     /// Responses read before their request was seen written (threads race between the
     /// real call and the hook), with when they were read; oldest first.
     early_responses: VecDeque<(Message, Probe)>,
@@ -61,6 +63,7 @@ impl Connection {
             responses: Parser::new(Direction::Response),
             pending: VecDeque::new(),
             writing: None,
+            writing_streamed: false,
             early_responses: VecDeque::new(),
             fd_count: 0,
         }
@@ -92,9 +95,40 @@ fn response_capture(_: &Head) -> usize {
     0
 }
 
+/// The error type of an `/error` or `/init/error` request: the body's `errorType` (the Python
+/// and Node clients send the exception class only there), else the header.
+fn error_type_of(msg: &Message) -> Option<String> {
+    let header = msg
+        .head
+        .header(api::HDR_ERROR_TYPE)
+        .filter(|v| !v.is_empty());
+    tracker::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
+}
+
+/// Whether `data`, written on an idle connection, starts a `GET …/runtime/invocation/next`.
+fn starts_next_request(data: &[u8]) -> bool {
+    let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
+    let line = data.get(..line_end).unwrap_or_default();
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut parts = line.split(' ');
+    matches!(
+        (
+            parts.next(),
+            parts.next().map(|t| RequestKind::classify("GET", t))
+        ),
+        (Some("GET"), Some(RequestKind::Next))
+    )
+}
+
 impl Engine {
     pub fn new(settings: Settings, api: ApiAddress, bits: &'static FdBits, born_ns: u64) -> Self {
-        let on_demand = settings.init_type == "on-demand";
+        let lifecycle = Lifecycle {
+            on_demand: settings.init_type == "on-demand",
+            proactive_threshold_ns: settings.proactive_init_ms.saturating_mul(1_000_000),
+            timeout_margin_ns: settings.timeout_margin_ms.saturating_mul(1_000_000),
+        };
         Engine {
             settings,
             api,
@@ -102,7 +136,7 @@ impl Engine {
             fds: HashMap::new(),
             conns: HashMap::new(),
             next_conn_id: 1,
-            tracker: Tracker::new(born_ns, on_demand),
+            tracker: Tracker::new(born_ns, lifecycle),
             warned_garbage: false,
             warned_fd_range: false,
         }
@@ -204,16 +238,28 @@ impl Engine {
                         return fx;
                     }
                     conn.writing = Some(kind.clone());
+                    conn.writing_streamed = head
+                        .header(api::HDR_RESPONSE_MODE)
+                        .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
                     match conn.early_responses.pop_front() {
-                        Some((msg, at)) => self.response_complete(&kind, &msg, &at),
+                        Some((msg, at)) => self.response_complete(&kind, &msg, &at, &mut fx),
                         None => conn.pending.push_back(kind),
                     }
                 }
-                Event::FirstBodyByte => {}
+                Event::FirstBodyByte => {
+                    let writing = self.conns.get(&id).and_then(|c| c.writing.clone());
+                    if let Some(RequestKind::Response(rid)) = writing {
+                        let now = *now.get_or_insert_with(probe);
+                        self.tracker.result_first_byte(&rid, &now);
+                    }
+                }
                 Event::Complete(msg) => {
-                    let kind = self.conns.get_mut(&id).and_then(|c| c.writing.take());
+                    let (kind, streamed) = match self.conns.get_mut(&id) {
+                        Some(c) => (c.writing.take(), std::mem::take(&mut c.writing_streamed)),
+                        None => (None, false),
+                    };
                     let now = *now.get_or_insert_with(probe);
-                    self.request_complete(kind, &msg, &now, &mut fx);
+                    self.request_complete(kind, streamed, &msg, &now, &mut fx);
                 }
             }
         }
@@ -234,7 +280,7 @@ impl Engine {
             Some(c) => c.responses.feed(data, response_capture, &mut events),
             None => return fx,
         };
-        self.responses_read(id, events, probe);
+        self.responses_read(id, events, probe, &mut fx);
         if let Err(e) = result {
             self.drop_connection(id, Untrack::Garbage(e), &mut fx);
         }
@@ -242,15 +288,67 @@ impl Engine {
     }
 
     /// The host read end-of-stream from `fd`.
-    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn() -> Probe) {
+    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn() -> Probe) -> Effects {
+        let mut fx = Effects::default();
         let Some(&id) = self.fds.get(&fd) else {
-            return;
+            return fx;
         };
         let mut events = Vec::new();
         if let Some(c) = self.conns.get_mut(&id) {
             c.responses.end_of_stream(&mut events);
         }
-        self.responses_read(id, events, probe);
+        self.responses_read(id, events, probe, &mut fx);
+        fx
+    }
+
+    /// The host is about to write `data` to `fd` (nothing is on the wire yet). When that starts
+    /// a `/next` request, the record of the invoke just finished is complete: it is returned
+    /// now, so it is written before the runtime can be frozen or stopped after asking.
+    pub fn sending(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+        let mut fx = Effects::default();
+        let Some(conn) = self.fds.get(&fd).and_then(|id| self.conns.get(id)) else {
+            return fx;
+        };
+        if conn.requests.is_idle() && starts_next_request(data) {
+            let now = probe();
+            let record = self.tracker.next_starting(&now);
+            self.push_records(record, &mut fx);
+        }
+        fx
+    }
+
+    /// Time has passed: timeouts and records that waited long enough.
+    pub fn tick(&mut self, now: &Probe) -> Effects {
+        let mut fx = Effects::default();
+        let records = self.tracker.tick(now);
+        self.push_records(records, &mut fx);
+        fx
+    }
+
+    /// When [`Engine::tick`] next has work (monotonic ns).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.tracker.next_wakeup()
+    }
+
+    /// Whether invokes are open or records wait (a watchdog has something to watch).
+    pub fn has_timed_work(&self) -> bool {
+        self.tracker.next_wakeup().is_some()
+    }
+
+    /// The process is exiting: write what still waits.
+    pub fn flush(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        let record = self.tracker.flush();
+        self.push_records(record, &mut fx);
+        fx
+    }
+
+    fn push_records(&self, records: impl IntoIterator<Item = InvokeRecord>, fx: &mut Effects) {
+        for r in records {
+            if let Some(line) = emf::encode(&r, &self.settings) {
+                fx.lines.push(line);
+            }
+        }
     }
 
     /// In a forked child: nothing inherited is the child's to report. It becomes a runtime of
@@ -261,8 +359,7 @@ impl Engine {
         }
         self.fds.clear();
         self.conns.clear();
-        let on_demand = self.settings.init_type == "on-demand";
-        self.tracker.reborn(born_ns, on_demand);
+        self.tracker.reborn(born_ns);
     }
 
     /// Number of connections followed now.
@@ -270,7 +367,13 @@ impl Engine {
         self.conns.len()
     }
 
-    fn responses_read(&mut self, id: u64, events: Vec<Event>, probe: &dyn Fn() -> Probe) {
+    fn responses_read(
+        &mut self,
+        id: u64,
+        events: Vec<Event>,
+        probe: &dyn Fn() -> Probe,
+        fx: &mut Effects,
+    ) {
         let mut now = None;
         for ev in events {
             let Event::Complete(msg) = ev else { continue };
@@ -279,7 +382,7 @@ impl Engine {
                 continue;
             };
             match conn.pending.pop_front() {
-                Some(kind) => self.response_complete(&kind, &msg, &now),
+                Some(kind) => self.response_complete(&kind, &msg, &now, fx),
                 // Another thread wrote the request and has not reached its hook yet, while
                 // this one already read the answer: pair them when the request shows up.
                 None if conn.early_responses.len() < MAX_PENDING => {
@@ -291,9 +394,18 @@ impl Engine {
     }
 
     /// A response to a request of `kind` was fully read at `now`.
-    fn response_complete(&mut self, kind: &RequestKind, msg: &Message, now: &Probe) {
-        if *kind != RequestKind::Next || msg.head.status != 200 {
-            return;
+    fn response_complete(
+        &mut self,
+        kind: &RequestKind,
+        msg: &Message,
+        now: &Probe,
+        fx: &mut Effects,
+    ) {
+        match (kind, msg.head.status) {
+            (RequestKind::Next, 200) => {}
+            (RequestKind::Next, _) => return self.tracker.next_refused(),
+            (RequestKind::RestoreNext, 200) => return self.tracker.restore_answered(now),
+            _ => return,
         }
         let h = &msg.head;
         let info = EventInfo {
@@ -305,20 +417,26 @@ impl Engine {
             deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
             request_bytes: msg.body_len,
         };
-        self.tracker.event_received(info, now);
+        let flushed = self.tracker.event_received(info, now);
+        self.push_records(flushed, fx);
     }
 
     fn request_complete(
         &mut self,
         kind: Option<RequestKind>,
+        streamed: bool,
         msg: &Message,
         now: &Probe,
         fx: &mut Effects,
     ) {
         let (id, outcome) = match kind {
             Some(RequestKind::Next) => {
-                self.tracker.next_requested(now);
-                return;
+                let flushed = self.tracker.next_requested(now);
+                return self.push_records(flushed, fx);
+            }
+            Some(RequestKind::InitError) => {
+                let record = self.tracker.init_error(error_type_of(msg), now);
+                return self.push_records([record], fx);
             }
             Some(RequestKind::Response(id)) => {
                 let trailer_error = msg
@@ -330,28 +448,23 @@ impl Engine {
                     response_bytes: msg.body_len,
                     errored: trailer_error.is_some(),
                     error_type: trailer_error,
+                    streamed,
                 };
                 (id, outcome)
             }
             Some(RequestKind::Error(id)) => {
-                let header = msg
-                    .head
-                    .header(api::HDR_ERROR_TYPE)
-                    .filter(|v| !v.is_empty());
-                let error_type = tracker::error_type_in_body(&msg.captured)
-                    .or_else(|| header.map(str::to_string));
                 let outcome = Outcome {
                     response_bytes: msg.body_len,
                     errored: true,
-                    error_type,
+                    error_type: error_type_of(msg),
+                    streamed,
                 };
                 (id, outcome)
             }
             _ => return,
         };
-        if let Some(record) = self.tracker.result_sent(&id, outcome, now) {
-            fx.lines.push(emf::encode(&record, &self.settings));
-        }
+        let records = self.tracker.result_sent(&id, outcome, now);
+        self.push_records(records, fx);
     }
 
     fn forget_fd(&mut self, fd: i32) {
@@ -429,6 +542,7 @@ mod tests {
                 wall_ms: ms,
                 cpu_ns: 0,
                 max_rss_kb: 1024,
+                gauges: None,
             }
         }
     }
@@ -453,6 +567,16 @@ mod tests {
         .into_bytes()
     }
 
+    /// Sends a result on `fd`, then (if the record waits for it) starts the next `/next`: the
+    /// record's lines.
+    fn done(e: &mut Engine, fd: i32, result: &[u8], p: &dyn Fn() -> Probe) -> Vec<String> {
+        let mut lines = e.sent(fd, result, p).lines;
+        if lines.is_empty() {
+            lines = e.sending(fd, next_req(), p).lines;
+        }
+        lines
+    }
+
     const ACCEPTED: &[u8] =
         b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
 
@@ -472,8 +596,13 @@ mod tests {
         }
         clock.0.set(190);
         let fx = e.sent(5, &result_req("id-1", "response", "\"ok\"", ""), &p);
+        assert!(fx.lines.is_empty(), "the record waits for the next /next");
+        e.received(5, ACCEPTED, &p);
+        clock.0.set(197);
+        let fx = e.sending(5, next_req(), &p);
         assert_eq!(fx.lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        assert_eq!(v["PostResponseDuration"], 7.0);
         assert_eq!(v["requestId"], "id-1");
         assert_eq!(v["Duration"], 40.0);
         assert_eq!(v["InitDuration"], 100.0);
@@ -481,10 +610,10 @@ mod tests {
         assert_eq!(v["RequestBytes"], 7.0);
         assert_eq!(v["ResponseBytes"], 4.0);
         assert_eq!(v["Errors"], 0.0);
-        e.received(5, ACCEPTED, &p);
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("id-2", "{}"), &p);
-        let fx = e.sent(
+        let lines = done(
+            &mut e,
             5,
             &result_req(
                 "id-2",
@@ -494,7 +623,7 @@ mod tests {
             ),
             &p,
         );
-        let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Errors"], 1.0);
         assert_eq!(v["errorType"], "KeyError");
         assert_eq!(v["ColdStart"], 0.0);
@@ -512,7 +641,8 @@ mod tests {
         // fd 7 closed behind our back, number reused for an unrelated socket
         e.connected(7, Some("10.0.0.1:443".parse().unwrap()));
         assert!(!bits.contains(7));
-        let fx = e.sent(
+        let lines = done(
+            &mut e,
             8,
             &result_req(
                 "x",
@@ -522,8 +652,8 @@ mod tests {
             ),
             &p,
         );
-        assert_eq!(fx.lines.len(), 1);
-        assert!(fx.lines[0].contains("\"errorType\":\"Runtime.Crash\""));
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("\"errorType\":\"Runtime.Crash\""));
     }
 
     #[test]
@@ -539,18 +669,16 @@ mod tests {
         clock.0.set(12);
         e.sent(5, next_req(), &p);
         clock.0.set(30);
-        let fx = e.sent(5, &result_req("early", "response", "1", ""), &p);
-        assert_eq!(fx.lines.len(), 1);
-        let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
+        let lines = done(&mut e, 5, &result_req("early", "response", "1", ""), &p);
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Duration"], 20.0, "timed from when the event was read");
         // The 202 read before the result request was seen pairs with it, not with a later /next.
         e.received(5, ACCEPTED, &p);
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("after", "{}"), &p);
         assert_eq!(
-            e.sent(5, &result_req("after", "response", "2", ""), &p)
-                .lines
-                .len(),
+            done(&mut e, 5, &result_req("after", "response", "2", ""), &p).len(),
             1
         );
     }
@@ -568,9 +696,7 @@ mod tests {
         e.sent(9, next_req(), &p);
         e.received(9, &next_resp("d", ""), &p);
         assert_eq!(
-            e.sent(9, &result_req("d", "response", "", ""), &p)
-                .lines
-                .len(),
+            done(&mut e, 9, &result_req("d", "response", "", ""), &p).len(),
             1
         );
         e.connected(20, api_addr());
@@ -616,9 +742,10 @@ mod tests {
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("s", "{}"), &p);
         let req = b"POST /2018-06-01/runtime/invocation/s/response HTTP/1.1\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n3\r\nabc\r\n0\r\nLambda-Runtime-Function-Error-Type: Stream.Broke\r\n\r\n";
-        let fx = e.sent(5, req, &p);
-        assert!(fx.lines[0].contains("\"errorType\":\"Stream.Broke\""));
-        assert!(fx.lines[0].contains("\"ResponseBytes\":3"));
+        let lines = done(&mut e, 5, req, &p);
+        assert!(lines[0].contains("\"errorType\":\"Stream.Broke\""));
+        assert!(lines[0].contains("\"ResponseBytes\":3"));
+        assert!(lines[0].contains("\"TimeToFirstByte\":"));
     }
 
     #[test]

@@ -135,7 +135,11 @@ mod tests {
             },
             started: Probe::default(),
             cold_start: false,
+            proactive_init: false,
             init_duration_ns: None,
+            restore_duration_ns: None,
+            deadline_mono_ns: None,
+            first_byte_ns: None,
         }
     }
 

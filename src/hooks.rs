@@ -68,6 +68,64 @@ fn set_errno(value: c_int) {
     unsafe { *libc::__errno_location() = value };
 }
 
+/// How many leading bytes of a write the engine looks at before it happens.
+const PEEK: usize = 64;
+
+/// Copies up to `PEEK` bytes from the host's `src` without trusting it: the kernel checks the
+/// address (`process_vm_readv` on ourselves), so a bad pointer — which the real call will
+/// answer with EFAULT — cannot crash the host here. Returns how many bytes were copied.
+fn peek_host_bytes(src: *const c_void, len: usize, out: &mut [u8; PEEK]) -> usize {
+    let n = len.min(PEEK);
+    if n == 0 || src.is_null() {
+        return 0;
+    }
+    let local = iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: n,
+    };
+    let remote = iovec {
+        iov_base: src.cast_mut(),
+        iov_len: n,
+    };
+    // SAFETY: process_vm_readv writes at most `n` bytes into `out`, which has room for PEEK;
+    // reading our own address space this way faults in the kernel, not in this process.
+    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    got.max(0) as usize
+}
+
+/// Before a write to a tracked fd: lets the engine see what is about to be sent (a `/next`
+/// request completes the previous invoke's record, which must be written first).
+#[inline(always)]
+fn before_send(fd: c_int, buf: *const c_void, len: size_t) {
+    if TRACKED.contains(fd) {
+        let mut first = [0u8; PEEK];
+        let n = peek_host_bytes(buf, len, &mut first);
+        if n > 0 {
+            process::sending(fd, first.get(..n).unwrap_or_default());
+        }
+    }
+}
+
+/// [`before_send`] for an iovec array: its first non-empty buffer.
+#[inline(always)]
+fn before_send_iov(fd: c_int, iov: *const iovec, n: c_int) {
+    if !TRACKED.contains(fd) || iov.is_null() || n <= 0 {
+        return;
+    }
+    let mut raw = [0u8; PEEK];
+    let entries = (n as usize).min(PEEK / std::mem::size_of::<iovec>());
+    let got = peek_host_bytes(iov.cast(), entries * std::mem::size_of::<iovec>(), &mut raw);
+    for i in 0..got / std::mem::size_of::<iovec>() {
+        // SAFETY: `raw` holds `got` bytes copied from the host's iovec array; read_unaligned
+        // copies one whole iovec from inside it.
+        let v = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<iovec>().add(i)) };
+        if v.iov_len > 0 {
+            before_send(fd, v.iov_base, v.iov_len);
+            return;
+        }
+    }
+}
+
 /// Hands `rc` bytes the host wrote from `buf` to the engine.
 #[inline(always)]
 fn observe_sent(fd: c_int, buf: *const c_void, rc: ssize_t) {
@@ -202,6 +260,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    before_send(fd, buf, len);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::send::get())(fd, buf, len, flags) };
     observe_sent(fd, buf, rc);
@@ -217,6 +276,7 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     alen: socklen_t,
 ) -> ssize_t {
+    before_send(fd, buf, len);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::sendto::get())(fd, buf, len, flags, addr, alen) };
     observe_sent(fd, buf, rc);
@@ -225,6 +285,15 @@ pub unsafe extern "C" fn sendto(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    if TRACKED.contains(fd) && !msg.is_null() {
+        let mut raw = [0u8; PEEK];
+        let size = std::mem::size_of::<msghdr>();
+        if size <= PEEK && peek_host_bytes(msg.cast(), size, &mut raw) == size {
+            // SAFETY: `raw` holds a whole msghdr copied from the host's.
+            let m = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<msghdr>()) };
+            before_send_iov(fd, m.msg_iov, m.msg_iovlen as c_int);
+        }
+    }
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::sendmsg::get())(fd, msg, flags) };
     if rc > 0 && TRACKED.contains(fd) && !msg.is_null() {
@@ -237,6 +306,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
+    before_send(fd, buf, len);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::write::get())(fd, buf, len) };
     observe_sent(fd, buf, rc);
@@ -245,6 +315,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ss
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    before_send_iov(fd, iov, n);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::writev::get())(fd, iov, n) };
     if rc > 0 && TRACKED.contains(fd) {
@@ -383,6 +454,16 @@ static CALLBACKS: Callbacks = Callbacks {
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn() = constructor;
+
+/// The library destructor, run at a normal exit: a record still waiting for the runtime's
+/// next `/next` is written instead of lost.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static DESTRUCTOR: extern "C" fn() = destructor;
+
+extern "C" fn destructor() {
+    let _ = std::panic::catch_unwind(process::at_exit);
+}
 
 extern "C" fn constructor() {
     // SAFETY: CALLBACKS is a static that outlives every call the C side makes through it.

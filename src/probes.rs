@@ -98,6 +98,7 @@ pub fn probe() -> Probe {
         wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
         cpu_ns: tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime),
         max_rss_kb: ru.ru_maxrss.max(0) as u64,
+        gauges: None,
     };
     if let Some(root) = environment_root() {
         if let Some(stat) = proc_stat(root) {

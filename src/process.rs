@@ -23,7 +23,8 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 const UNINITIALIZED: u8 = 0;
 /// This process may talk to the Runtime API: connects are checked.
@@ -166,15 +167,22 @@ fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
     // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
     let saved_errno = unsafe { *libc::__errno_location() };
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let effects = match lock().as_mut() {
-            Some(engine) => f(engine),
-            None => Effects::default(),
+        let (effects, earlier_wakeup, timed_work) = match lock().as_mut() {
+            Some(engine) => {
+                let before = engine.next_wakeup();
+                let fx = f(engine);
+                let after = engine.next_wakeup();
+                let earlier = after.is_some_and(|a| before.is_none_or(|b| a < b));
+                (fx, earlier, after.is_some())
+            }
+            None => (Effects::default(), false, false),
         };
-        for line in &effects.lines {
-            output::emit_record(line);
+        perform(&effects);
+        if timed_work {
+            ensure_watchdog();
         }
-        for w in &effects.warnings {
-            output::warn(w);
+        if earlier_wakeup {
+            WAKE.notify_one();
         }
     }));
     if result.is_err() {
@@ -183,6 +191,94 @@ fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     BUSY.with(|b| b.set(false));
+}
+
+fn perform(effects: &Effects) {
+    for line in &effects.lines {
+        output::emit_record(line);
+    }
+    for w in &effects.warnings {
+        output::warn(w);
+    }
+}
+
+/// Wakes the watchdog when an earlier deadline appears.
+static WAKE: Condvar = Condvar::new();
+/// Whether this process has its watchdog thread (threads do not survive `fork`).
+static WATCHDOG: AtomicBool = AtomicBool::new(false);
+/// How long the watchdog sleeps when nothing is due.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
+/// Starts the watchdog thread once, lazily: only a process that has become a runtime (has an
+/// invoke open or a record waiting) ever gets one.
+fn ensure_watchdog() {
+    if WATCHDOG.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("lambda-meter".into())
+        .stack_size(256 * 1024)
+        .spawn(watchdog);
+    if spawned.is_err() {
+        WATCHDOG.store(false, Ordering::Release);
+        debug("could not start the watchdog thread; timeouts will not be reported");
+    }
+}
+
+/// Reports timeouts at their deadline (less the margin) and records that waited long enough
+/// for the runtime's next `/next`. Holds the engine lock only while it looks; sleeps on
+/// [`WAKE`] until the next thing is due.
+fn watchdog() {
+    BUSY.with(|b| b.set(true));
+    // Signals sent to the process are the host's business: never let one land on this thread.
+    // SAFETY: sigfillset and pthread_sigmask write only the set we pass and this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    loop {
+        let step = catch_unwind(AssertUnwindSafe(|| {
+            let mut guard = lock();
+            let Some(engine) = guard.as_mut() else {
+                return false;
+            };
+            let now = probes::probe();
+            let effects = engine.tick(&now);
+            if !effects.lines.is_empty() || !effects.warnings.is_empty() {
+                drop(guard);
+                perform(&effects);
+                return true;
+            }
+            let wait = engine
+                .next_wakeup()
+                .map(|t| Duration::from_nanos(t.saturating_sub(probes::mono_ns())))
+                .unwrap_or(IDLE_WAIT)
+                .min(IDLE_WAIT);
+            let _ = WAKE.wait_timeout(guard, wait);
+            true
+        }));
+        match step {
+            Ok(true) if is_active() => {}
+            Ok(_) => return,
+            Err(_) => {
+                disable_permanently("internal error in the watchdog");
+                return;
+            }
+        }
+    }
+}
+
+/// Before the host writes to tracked `fd`, with the first bytes it is about to send.
+pub fn sending(fd: i32, first_bytes: &[u8]) {
+    with_engine(|e| e.sending(fd, first_bytes, &probes::probe));
+}
+
+/// The process is exiting normally: write what still waits.
+pub fn at_exit() {
+    if is_active() {
+        with_engine(|e| e.flush());
+    }
 }
 
 /// Turns the library off for the rest of the process; the host carries on untouched.
@@ -258,8 +354,7 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
     with_engine(|e| {
         let mut fx = Effects::default();
         if parts.iter().all(|p| p.is_empty()) {
-            e.end_of_stream(fd, &probes::probe);
-            return fx;
+            return e.end_of_stream(fd, &probes::probe);
         }
         for p in parts {
             let more = e.received(fd, p, &probes::probe);
@@ -287,8 +382,10 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         return;
     };
     if pid == 0 {
-        // A forked child is a runtime of its own, never a per-request helper.
+        // A forked child is a runtime of its own, never a per-request helper, and has no
+        // watchdog thread until it needs one.
         ENVIRONMENT_JOINED.store(true, Ordering::Release);
+        WATCHDOG.store(false, Ordering::Release);
         // SAFETY: errno is thread-local; saved and restored around our work.
         let saved_errno = unsafe { *libc::__errno_location() };
         let born = probes::mono_ns();

@@ -17,6 +17,7 @@ pub const HDR_DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 pub const HDR_TRACE_ID: &str = "lambda-runtime-trace-id";
 pub const HDR_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
 pub const HDR_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+pub const HDR_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 
 /// What a request to the Runtime API is, from its method and path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,17 @@
 //! Invokes are keyed by request id, never by connection or thread: an event may be fetched on
 //! one connection and its result posted on another, and several invokes may be open at once.
 //! Time and resource readings come in as [`Probe`] values, so this is plain testable logic.
+//!
+//! Lifecycle facts it establishes:
+//! - cold start: the first invoke of an on-demand environment — unless its `/next` waited
+//!   longer than the proactive-initialisation threshold for the event (the environment was
+//!   initialised ahead of demand), or the environment is provisioned or restored;
+//! - restore: SnapStart's `/runtime/restore/next` answer → the next `/next`;
+//! - timeout: an invoke still open at its deadline minus a margin is reported then, and a
+//!   later result for it produces nothing;
+//! - post-response time: result sent → the runtime's next `/next`, for runtimes that handle one
+//!   invoke at a time; the record waits for it at most [`POST_RESPONSE_WAIT_NS`];
+//! - time to first byte of a streamed result.
 
 #![deny(
     clippy::unwrap_used,
@@ -19,6 +30,22 @@ const MAX_OPEN: usize = 1024;
 pub const MAX_ID_LEN: usize = 256;
 pub const MAX_TRACE_LEN: usize = 1024;
 pub const MAX_ERROR_TYPE_LEN: usize = 255;
+/// How long a finished invoke's record waits for the runtime's next `/next`.
+pub const POST_RESPONSE_WAIT_NS: u64 = 2_000_000_000;
+/// The error type Lambda gives a timed-out invoke.
+pub const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
+
+/// Resource gauges of the environment, read only when extended metrics are on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Bytes received and sent on the network interfaces (counters).
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    /// Bytes used on the `/tmp` file system.
+    pub tmp_used_bytes: u64,
+    pub open_fds: u64,
+    pub threads: u64,
+}
 
 /// One reading of the clocks and the process's resources.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +58,8 @@ pub struct Probe {
     pub cpu_ns: u64,
     /// Peak resident set size of the process, KiB.
     pub max_rss_kb: u64,
+    /// Extended gauges, when asked for.
+    pub gauges: Option<Gauges>,
 }
 
 /// What the `/next` answer told us about an event.
@@ -48,23 +77,66 @@ pub struct Outcome {
     pub response_bytes: u64,
     pub errored: bool,
     pub error_type: Option<String>,
+    /// The result was streamed (`Lambda-Runtime-Function-Response-Mode: streaming`).
+    pub streamed: bool,
 }
 
-/// Everything one EMF line reports about one invoke.
+/// What a record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Invoke,
+    /// `/runtime/init/error`: the environment failed to initialise.
+    InitError,
+}
+
+/// Everything one EMF line reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvokeRecord {
+    pub kind: RecordKind,
+    /// Empty for an init error.
     pub request_id: String,
     pub trace_id: Option<String>,
     pub timestamp_ms: u64,
-    pub duration_ns: u64,
+    pub duration_ns: Option<u64>,
     pub cold_start: bool,
+    /// The first invoke of an environment initialised ahead of demand.
+    pub proactive_init: bool,
     pub init_duration_ns: Option<u64>,
+    /// The first invoke after a SnapStart restore.
+    pub restored: bool,
+    pub restore_duration_ns: Option<u64>,
     pub errored: bool,
+    pub timed_out: bool,
     pub error_type: Option<String>,
-    pub cpu_ns: u64,
+    pub cpu_ns: Option<u64>,
     pub max_rss_kb: u64,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+    pub post_response_ns: Option<u64>,
+    pub time_to_first_byte_ns: Option<u64>,
+    /// Gauges at the end; network counters as the change during the invoke.
+    pub gauges: Option<Gauges>,
+}
+
+/// How this runtime's lifecycle is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// On-demand initialisation: a first invoke may be a cold start.
+    pub on_demand: bool,
+    /// A first `/next` that waits longer than this was answered after a proactive init.
+    pub proactive_threshold_ns: u64,
+    /// Report an open invoke as timed out this long before its deadline.
+    pub timeout_margin_ns: u64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            on_demand: true,
+            proactive_threshold_ns: 1_000_000_000,
+            timeout_margin_ns: 50_000_000,
+        }
+    }
 }
 
 /// An invoke whose event was received and whose result was not sent yet.
@@ -73,7 +145,13 @@ pub struct OpenInvoke {
     pub event: EventInfo,
     pub started: Probe,
     pub cold_start: bool,
+    pub proactive_init: bool,
     pub init_duration_ns: Option<u64>,
+    pub restore_duration_ns: Option<u64>,
+    /// The deadline on the monotonic clock.
+    pub deadline_mono_ns: Option<u64>,
+    /// When the first byte of a streamed result was written.
+    pub first_byte_ns: Option<u64>,
 }
 
 impl OpenInvoke {
@@ -89,7 +167,10 @@ impl OpenInvoke {
             "cpuNs": self.started.cpu_ns,
             "maxRssKb": self.started.max_rss_kb,
             "coldStart": self.cold_start,
+            "proactiveInit": self.proactive_init,
             "initDurationNs": self.init_duration_ns,
+            "restoreDurationNs": self.restore_duration_ns,
+            "deadlineMonoNs": self.deadline_mono_ns,
         })
         .to_string()
     }
@@ -113,10 +194,49 @@ impl OpenInvoke {
                 wall_ms: num("wallMs")?,
                 cpu_ns: num("cpuNs")?,
                 max_rss_kb: num("maxRssKb")?,
+                gauges: None,
             },
             cold_start: v.get("coldStart")?.as_bool()?,
+            proactive_init: v.get("proactiveInit")?.as_bool()?,
             init_duration_ns: num("initDurationNs"),
+            restore_duration_ns: num("restoreDurationNs"),
+            deadline_mono_ns: num("deadlineMonoNs"),
+            first_byte_ns: None,
         })
+    }
+
+    fn record(self, now: &Probe) -> InvokeRecord {
+        let started = self.started;
+        let gauges = match (started.gauges, now.gauges) {
+            (Some(a), Some(b)) => Some(Gauges {
+                net_rx_bytes: b.net_rx_bytes.saturating_sub(a.net_rx_bytes),
+                net_tx_bytes: b.net_tx_bytes.saturating_sub(a.net_tx_bytes),
+                ..b
+            }),
+            _ => None,
+        };
+        InvokeRecord {
+            kind: RecordKind::Invoke,
+            request_id: self.event.request_id,
+            trace_id: self.event.trace_id,
+            timestamp_ms: now.wall_ms,
+            duration_ns: Some(now.mono_ns.saturating_sub(started.mono_ns)),
+            cold_start: self.cold_start,
+            proactive_init: self.proactive_init,
+            init_duration_ns: self.init_duration_ns,
+            restored: self.restore_duration_ns.is_some(),
+            restore_duration_ns: self.restore_duration_ns,
+            errored: false,
+            timed_out: false,
+            error_type: None,
+            cpu_ns: Some(now.cpu_ns.saturating_sub(started.cpu_ns)),
+            max_rss_kb: now.max_rss_kb,
+            request_bytes: Some(self.event.request_bytes),
+            response_bytes: None,
+            post_response_ns: None,
+            time_to_first_byte_ns: None,
+            gauges,
+        }
     }
 }
 
@@ -136,36 +256,58 @@ pub trait Handoff: Send {
     fn forget(&mut self, request_id: &str);
 }
 
-/// Per-process invoke state. See the module documentation.
-#[derive(Debug)]
-pub struct Tracker {
-    /// When this runtime's life began (library load, or the fork that made it).
-    born_ns: u64,
-    /// When the first `/next` request was fully sent.
-    first_next_ns: Option<u64>,
-    /// Whether the next invoke to start is this environment's cold start.
-    cold_start_pending: bool,
-    open: HashMap<String, OpenInvoke>,
-    open_order: VecDeque<String>,
-    /// Shared with the environment's other processes, when this one is a per-request helper.
-    handoff: Option<Box<dyn Handoff>>,
-}
-
 impl std::fmt::Debug for dyn Handoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Handoff")
     }
 }
 
+/// A finished invoke's record, waiting for the runtime's next `/next`.
+#[derive(Debug)]
+struct AwaitingNext {
+    record: InvokeRecord,
+    result_sent_ns: u64,
+}
+
+/// Per-process invoke state. See the module documentation.
+#[derive(Debug)]
+pub struct Tracker {
+    lifecycle: Lifecycle,
+    /// When this runtime's life began (library load, or the fork that made it).
+    born_ns: u64,
+    /// When the first `/next` request was fully sent.
+    first_next_ns: Option<u64>,
+    /// When the latest `/next` request was fully sent.
+    last_next_ns: Option<u64>,
+    /// `/next` requests sent and not answered yet.
+    next_outstanding: usize,
+    /// Whether the next invoke to start is this environment's first.
+    first_invoke_pending: bool,
+    /// When SnapStart's restore answer arrived, until the next `/next`.
+    restore_answered_ns: Option<u64>,
+    /// Restore duration for the next invoke.
+    restore_duration_ns: Option<u64>,
+    open: HashMap<String, OpenInvoke>,
+    open_order: VecDeque<String>,
+    awaiting_next: Option<AwaitingNext>,
+    /// Shared with the environment's other processes, when this one is a per-request helper.
+    handoff: Option<Box<dyn Handoff>>,
+}
+
 impl Tracker {
-    /// `on_demand`: whether a first invoke counts as a cold start (on-demand initialisation).
-    pub fn new(born_ns: u64, on_demand: bool) -> Self {
+    pub fn new(born_ns: u64, lifecycle: Lifecycle) -> Self {
         Tracker {
+            lifecycle,
             born_ns,
             first_next_ns: None,
-            cold_start_pending: on_demand,
+            last_next_ns: None,
+            next_outstanding: 0,
+            first_invoke_pending: true,
+            restore_answered_ns: None,
+            restore_duration_ns: None,
             open: HashMap::new(),
             open_order: VecDeque::new(),
+            awaiting_next: None,
             handoff: None,
         }
     }
@@ -181,38 +323,82 @@ impl Tracker {
         self.handoff = Some(handoff);
     }
 
-    /// A `/next` request was fully sent.
-    pub fn next_requested(&mut self, now: &Probe) {
+    /// The runtime is about to send a `/next` request (its bytes are not on the wire yet): the
+    /// record of the invoke it just finished is complete, and is returned now so that it is
+    /// written before the runtime can be frozen or stopped.
+    pub fn next_starting(&mut self, now: &Probe) -> Option<InvokeRecord> {
+        let waiting = self.awaiting_next.take()?;
+        let mut record = waiting.record;
+        record.post_response_ns = Some(now.mono_ns.saturating_sub(waiting.result_sent_ns));
+        Some(record)
+    }
+
+    /// A `/next` request was fully sent. Returns a record that was still waiting for it.
+    pub fn next_requested(&mut self, now: &Probe) -> Option<InvokeRecord> {
+        let flushed = self.next_starting(now);
         if self.first_next_ns.is_none() {
             self.first_next_ns = Some(now.mono_ns);
         }
+        self.last_next_ns = Some(now.mono_ns);
+        self.next_outstanding += 1;
+        if let Some(answered) = self.restore_answered_ns.take() {
+            self.restore_duration_ns = Some(now.mono_ns.saturating_sub(answered));
+        }
+        flushed
     }
 
-    /// An event was fully received: the invoke starts now.
-    pub fn event_received(&mut self, mut event: EventInfo, now: &Probe) {
+    /// A `/next` request was answered without an event (an error status).
+    pub fn next_refused(&mut self) {
+        self.next_outstanding = self.next_outstanding.saturating_sub(1);
+    }
+
+    /// SnapStart: the answer to `/runtime/restore/next` arrived (the environment was restored).
+    pub fn restore_answered(&mut self, now: &Probe) {
+        self.restore_answered_ns = Some(now.mono_ns);
+    }
+
+    /// An event was fully received: the invoke starts now. Returns a record that was still
+    /// waiting for a `/next`, if any.
+    pub fn event_received(&mut self, mut event: EventInfo, now: &Probe) -> Option<InvokeRecord> {
+        self.next_outstanding = self.next_outstanding.saturating_sub(1);
+        let flushed = self.awaiting_next.take().map(|w| w.record);
         event.request_id = crate::settings::bounded(&event.request_id, MAX_ID_LEN);
         event.trace_id = event
             .trace_id
             .map(|t| crate::settings::bounded(&t, MAX_TRACE_LEN));
         if event.request_id.is_empty() || self.open.contains_key(&event.request_id) {
-            return;
+            return flushed;
         }
-        let pending = std::mem::take(&mut self.cold_start_pending);
+        let first = std::mem::take(&mut self.first_invoke_pending);
+        // How long the /next that brought this event waited for it.
+        let waited = self
+            .last_next_ns
+            .map(|t| now.mono_ns.saturating_sub(t))
+            .unwrap_or(0);
+        let proactive_init =
+            first && self.lifecycle.on_demand && waited > self.lifecycle.proactive_threshold_ns;
+        let restore_duration_ns = self.restore_duration_ns.take();
+        let candidate =
+            first && self.lifecycle.on_demand && !proactive_init && restore_duration_ns.is_none();
         let cold_start = match self.handoff.as_mut() {
-            Some(h) => pending && h.claim_cold_start(),
-            None => pending,
+            Some(h) => candidate && h.claim_cold_start(),
+            None => candidate,
         };
         let born = self
             .handoff
             .as_ref()
             .and_then(|h| h.born_ns())
             .unwrap_or(self.born_ns);
-        let init_duration_ns = if cold_start {
-            let first_next = self.first_next_ns.unwrap_or(now.mono_ns);
-            Some(first_next.saturating_sub(born))
-        } else {
-            None
-        };
+        let init_duration_ns = cold_start.then(|| {
+            self.first_next_ns
+                .unwrap_or(now.mono_ns)
+                .saturating_sub(born)
+        });
+        let deadline_mono_ns = event.deadline_ms.map(|d| {
+            let left_ms = d.saturating_sub(now.wall_ms);
+            now.mono_ns
+                .saturating_add(left_ms.saturating_mul(1_000_000))
+        });
         if self.open.len() >= MAX_OPEN
             && let Some(oldest) = self.open_order.pop_front()
         {
@@ -222,23 +408,42 @@ impl Tracker {
             event,
             started: *now,
             cold_start,
+            proactive_init,
             init_duration_ns,
+            restore_duration_ns,
+            deadline_mono_ns,
+            first_byte_ns: None,
         };
         if let Some(h) = self.handoff.as_mut() {
             h.save(&open);
         }
         self.open_order.push_back(open.event.request_id.clone());
         self.open.insert(open.event.request_id.clone(), open);
+        flushed
     }
 
-    /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns the record,
-    /// or `None` when the id is unknown or already finished.
+    /// The first byte of `request_id`'s result body was written.
+    pub fn result_first_byte(&mut self, request_id: &str, now: &Probe) {
+        if let Some(open) = self.open.get_mut(request_id) {
+            open.first_byte_ns.get_or_insert(now.mono_ns);
+        }
+    }
+
+    /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns the records
+    /// ready now: this invoke's, unless it waits for the runtime's next `/next` (one invoke at
+    /// a time, nothing asked for yet), and any record that was still waiting.
     pub fn result_sent(
         &mut self,
         request_id: &str,
         outcome: Outcome,
         now: &Probe,
-    ) -> Option<InvokeRecord> {
+    ) -> Vec<InvokeRecord> {
+        let mut ready: Vec<InvokeRecord> = self
+            .awaiting_next
+            .take()
+            .map(|w| w.record)
+            .into_iter()
+            .collect();
         let open = match self.open.remove(request_id) {
             Some(open) => {
                 self.open_order.retain(|id| id != request_id);
@@ -247,25 +452,126 @@ impl Tracker {
                 }
                 open
             }
-            None => self.handoff.as_mut()?.take(request_id)?,
+            None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
+                Some(open) => open,
+                None => return ready,
+            },
         };
-        let started = open.started;
-        Some(InvokeRecord {
-            request_id: open.event.request_id,
-            trace_id: open.event.trace_id,
+        let first_byte = open.first_byte_ns;
+        let started = open.started.mono_ns;
+        let mut record = open.record(now);
+        record.errored = outcome.errored;
+        record.error_type = outcome
+            .error_type
+            .map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN));
+        record.response_bytes = Some(outcome.response_bytes);
+        if outcome.streamed {
+            record.time_to_first_byte_ns = first_byte.map(|t| t.saturating_sub(started));
+        }
+        let one_at_a_time = self.open.is_empty() && self.handoff.is_none();
+        if !one_at_a_time {
+            ready.push(record);
+        } else if self.next_outstanding > 0 {
+            // The runtime already waits for its next event: nothing after the response.
+            record.post_response_ns = Some(0);
+            ready.push(record);
+        } else {
+            self.awaiting_next = Some(AwaitingNext {
+                record,
+                result_sent_ns: now.mono_ns,
+            });
+        }
+        ready
+    }
+
+    /// `/runtime/init/error` was fully sent.
+    pub fn init_error(&mut self, error_type: Option<String>, now: &Probe) -> InvokeRecord {
+        let born = self
+            .handoff
+            .as_ref()
+            .and_then(|h| h.born_ns())
+            .unwrap_or(self.born_ns);
+        InvokeRecord {
+            kind: RecordKind::InitError,
+            request_id: String::new(),
+            trace_id: None,
             timestamp_ms: now.wall_ms,
-            duration_ns: now.mono_ns.saturating_sub(started.mono_ns),
-            cold_start: open.cold_start,
-            init_duration_ns: open.init_duration_ns,
-            errored: outcome.errored,
-            error_type: outcome
-                .error_type
-                .map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN)),
-            cpu_ns: now.cpu_ns.saturating_sub(started.cpu_ns),
+            duration_ns: None,
+            cold_start: false,
+            proactive_init: false,
+            init_duration_ns: Some(now.mono_ns.saturating_sub(born)),
+            restored: false,
+            restore_duration_ns: None,
+            errored: true,
+            timed_out: false,
+            error_type: error_type.map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN)),
+            cpu_ns: Some(now.cpu_ns),
             max_rss_kb: now.max_rss_kb,
-            request_bytes: open.event.request_bytes,
-            response_bytes: outcome.response_bytes,
-        })
+            request_bytes: None,
+            response_bytes: None,
+            post_response_ns: None,
+            time_to_first_byte_ns: None,
+            gauges: now.gauges,
+        }
+    }
+
+    /// Time has passed: invokes open at their deadline (less the margin) become timeout
+    /// records, and a record that waited too long for `/next` goes without it.
+    pub fn tick(&mut self, now: &Probe) -> Vec<InvokeRecord> {
+        let margin = self.lifecycle.timeout_margin_ns;
+        let expired: Vec<String> = self
+            .open_order
+            .iter()
+            .filter(|id| {
+                self.open
+                    .get(*id)
+                    .and_then(|o| o.deadline_mono_ns)
+                    .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d)
+            })
+            .cloned()
+            .collect();
+        let mut ready = Vec::new();
+        for id in expired {
+            self.open_order.retain(|o| *o != id);
+            if let Some(open) = self.open.remove(&id) {
+                if let Some(h) = self.handoff.as_mut() {
+                    h.forget(&id);
+                }
+                let mut record = open.record(now);
+                record.errored = true;
+                record.timed_out = true;
+                record.error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
+                ready.push(record);
+            }
+        }
+        if self
+            .awaiting_next
+            .as_ref()
+            .is_some_and(|w| now.mono_ns >= w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS))
+            && let Some(w) = self.awaiting_next.take()
+        {
+            ready.push(w.record);
+        }
+        ready
+    }
+
+    /// When [`Tracker::tick`] next has something to do (monotonic ns).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        let margin = self.lifecycle.timeout_margin_ns;
+        let deadlines = self
+            .open
+            .values()
+            .filter_map(|o| o.deadline_mono_ns.map(|d| d.saturating_sub(margin)));
+        let waiting = self
+            .awaiting_next
+            .as_ref()
+            .map(|w| w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS));
+        deadlines.chain(waiting).min()
+    }
+
+    /// The process is exiting: whatever waits is written now.
+    pub fn flush(&mut self) -> Option<InvokeRecord> {
+        self.awaiting_next.take().map(|w| w.record)
     }
 
     /// Number of invokes started and not yet finished.
@@ -275,8 +581,8 @@ impl Tracker {
 
     /// A forked child starts a life of its own: nothing open is its to report, and it is a
     /// runtime of its own (no handoff: that belongs to per-request helper processes).
-    pub fn reborn(&mut self, born_ns: u64, on_demand: bool) {
-        *self = Tracker::new(born_ns, on_demand);
+    pub fn reborn(&mut self, born_ns: u64) {
+        *self = Tracker::new(born_ns, self.lifecycle);
     }
 }
 
@@ -328,6 +634,7 @@ mod tests {
             wall_ms: 1_700_000_000_000 + ms,
             cpu_ns: ms * 100_000,
             max_rss_kb: 40_000,
+            gauges: None,
         }
     }
 
@@ -340,71 +647,233 @@ mod tests {
         }
     }
 
+    fn tracker() -> Tracker {
+        Tracker::new(0, Lifecycle::default())
+    }
+
+    /// Sends a result and takes the record, passing the runtime's next /next at `next_ms`.
+    fn finish(
+        t: &mut Tracker,
+        id: &str,
+        outcome: Outcome,
+        end_ms: u64,
+        next_ms: u64,
+    ) -> InvokeRecord {
+        let mut ready = t.result_sent(id, outcome, &at(end_ms));
+        if ready.is_empty() {
+            ready.extend(t.next_starting(&at(next_ms)));
+        }
+        assert_eq!(ready.len(), 1);
+        ready.remove(0)
+    }
+
     #[test]
     fn cold_start_only_on_first_invoke() {
-        let mut t = Tracker::new(0, true);
+        let mut t = tracker();
         t.next_requested(&at(120));
-        t.event_received(event("a"), &at(200));
-        let a = t.result_sent("a", Outcome::default(), &at(250)).unwrap();
-        assert!(a.cold_start);
+        t.event_received(event("a"), &at(121));
+        let a = finish(&mut t, "a", Outcome::default(), 171, 175);
+        assert!(a.cold_start && !a.proactive_init);
         assert_eq!(a.init_duration_ns, Some(120_000_000));
-        assert_eq!(a.duration_ns, 50_000_000);
-        assert_eq!(a.cpu_ns, 5_000_000);
-        t.next_requested(&at(260));
+        assert_eq!(a.duration_ns, Some(50_000_000));
+        assert_eq!(a.cpu_ns, Some(5_000_000));
+        assert_eq!(a.post_response_ns, Some(4_000_000));
+        t.next_requested(&at(175));
         t.event_received(event("b"), &at(300));
-        let b = t.result_sent("b", Outcome::default(), &at(301)).unwrap();
+        let b = finish(&mut t, "b", Outcome::default(), 301, 301);
         assert!(!b.cold_start);
         assert_eq!(b.init_duration_ns, None);
     }
 
     #[test]
     fn provisioned_is_never_cold() {
-        let mut t = Tracker::new(0, false);
-        t.event_received(event("a"), &at(1));
-        assert!(
-            !t.result_sent("a", Outcome::default(), &at(2))
-                .unwrap()
-                .cold_start
+        let mut t = Tracker::new(
+            0,
+            Lifecycle {
+                on_demand: false,
+                ..Lifecycle::default()
+            },
         );
+        t.event_received(event("a"), &at(1));
+        assert!(!finish(&mut t, "a", Outcome::default(), 2, 3).cold_start);
+    }
+
+    #[test]
+    fn a_long_first_wait_is_a_proactive_init_not_a_cold_start() {
+        let mut t = tracker();
+        t.next_requested(&at(100));
+        t.event_received(event("a"), &at(100 + 1_500));
+        let a = finish(&mut t, "a", Outcome::default(), 1_700, 1_700);
+        assert!(!a.cold_start && a.proactive_init);
+        assert_eq!(a.init_duration_ns, None);
+    }
+
+    #[test]
+    fn snapstart_restore_marks_the_first_invoke_after_it() {
+        let mut t = Tracker::new(
+            0,
+            Lifecycle {
+                on_demand: false,
+                ..Lifecycle::default()
+            },
+        );
+        t.restore_answered(&at(1_000));
+        t.next_requested(&at(1_030));
+        t.event_received(event("a"), &at(1_031));
+        let a = finish(&mut t, "a", Outcome::default(), 1_040, 1_041);
+        assert!(a.restored && !a.cold_start);
+        assert_eq!(a.restore_duration_ns, Some(30_000_000));
+        t.next_requested(&at(1_041));
+        t.event_received(event("b"), &at(1_050));
+        assert!(!finish(&mut t, "b", Outcome::default(), 1_060, 1_061).restored);
+    }
+
+    #[test]
+    fn timeout_reported_once_before_the_deadline() {
+        let mut t = tracker();
+        let mut e = event("slow");
+        let now = at(1_000);
+        e.deadline_ms = Some(now.wall_ms + 3_000);
+        t.event_received(e, &now);
+        assert_eq!(t.next_wakeup(), Some((1_000 + 3_000 - 50) * 1_000_000));
+        assert!(t.tick(&at(3_900)).is_empty());
+        let recs = t.tick(&at(3_951));
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert!(r.timed_out && r.errored);
+        assert_eq!(r.error_type.as_deref(), Some(TIMEOUT_ERROR_TYPE));
+        assert_eq!(r.duration_ns, Some(2_951_000_000));
+        assert!(
+            t.result_sent("slow", Outcome::default(), &at(3_990))
+                .is_empty(),
+            "no second record"
+        );
+        assert_eq!(t.next_wakeup(), None);
+    }
+
+    #[test]
+    fn post_response_waits_for_next_at_most_a_bound() {
+        let mut t = tracker();
+        t.event_received(event("a"), &at(10));
+        assert!(t.result_sent("a", Outcome::default(), &at(20)).is_empty());
+        assert_eq!(t.next_wakeup(), Some(20_000_000 + POST_RESPONSE_WAIT_NS));
+        assert!(t.tick(&at(1_000)).is_empty());
+        let recs = t.tick(&at(20 + 2_000));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].post_response_ns, None, "the next /next never came");
+        assert!(t.flush().is_none());
+    }
+
+    #[test]
+    fn an_outstanding_next_means_no_post_response_time() {
+        let mut t = tracker();
+        t.next_requested(&at(1));
+        t.event_received(event("a"), &at(2));
+        t.next_requested(&at(3)); // prefetched by another thread
+        let recs = t.result_sent("a", Outcome::default(), &at(9));
+        assert_eq!(recs[0].post_response_ns, Some(0));
+    }
+
+    #[test]
+    fn streamed_results_get_time_to_first_byte() {
+        let mut t = tracker();
+        t.event_received(event("s"), &at(100));
+        t.result_first_byte("s", &at(105));
+        t.result_first_byte("s", &at(150));
+        let streamed = Outcome {
+            streamed: true,
+            response_bytes: 9,
+            ..Outcome::default()
+        };
+        let r = finish(&mut t, "s", streamed, 200, 201);
+        assert_eq!(r.time_to_first_byte_ns, Some(5_000_000));
+        assert_eq!(r.response_bytes, Some(9));
+    }
+
+    #[test]
+    fn init_error_record() {
+        let mut t = Tracker::new(5_000_000, Lifecycle::default());
+        let r = t.init_error(Some("Runtime.ImportModuleError".into()), &at(80));
+        assert_eq!(r.kind, RecordKind::InitError);
+        assert_eq!(r.init_duration_ns, Some(75_000_000));
+        assert_eq!(r.error_type.as_deref(), Some("Runtime.ImportModuleError"));
     }
 
     #[test]
     fn concurrent_invokes_by_id_and_no_duplicates() {
-        let mut t = Tracker::new(0, true);
+        let mut t = tracker();
         t.event_received(event("a"), &at(1));
         t.event_received(event("b"), &at(2));
         t.event_received(event("a"), &at(3)); // same id again: ignored
         assert_eq!(t.open_count(), 2);
-        let b = t
-            .result_sent(
-                "b",
-                Outcome {
-                    errored: true,
-                    error_type: Some("E".into()),
-                    response_bytes: 3,
-                },
-                &at(10),
-            )
-            .unwrap();
-        assert_eq!(b.duration_ns, 8_000_000);
-        assert!(b.errored && !b.cold_start);
-        let a = t.result_sent("a", Outcome::default(), &at(11)).unwrap();
+        let failed = Outcome {
+            errored: true,
+            error_type: Some("E".into()),
+            response_bytes: 3,
+            streamed: false,
+        };
+        let b = t.result_sent("b", failed, &at(10));
+        assert_eq!(b.len(), 1, "several open: written at once");
+        assert_eq!(b[0].duration_ns, Some(8_000_000));
+        assert!(b[0].errored && !b[0].cold_start && b[0].post_response_ns.is_none());
+        let a = finish(&mut t, "a", Outcome::default(), 11, 12);
         assert!(a.cold_start);
-        assert!(t.result_sent("a", Outcome::default(), &at(12)).is_none());
+        assert!(t.result_sent("a", Outcome::default(), &at(12)).is_empty());
         assert!(
             t.result_sent("unknown", Outcome::default(), &at(12))
-                .is_none()
+                .is_empty()
         );
     }
 
     #[test]
     fn open_invokes_are_bounded() {
-        let mut t = Tracker::new(0, true);
+        let mut t = tracker();
         for i in 0..(MAX_OPEN + 10) {
             t.event_received(event(&i.to_string()), &at(1));
         }
         assert_eq!(t.open_count(), MAX_OPEN);
-        assert!(t.result_sent("0", Outcome::default(), &at(2)).is_none());
+        assert!(t.result_sent("0", Outcome::default(), &at(2)).is_empty());
+    }
+
+    #[test]
+    fn extended_gauges_report_network_as_a_change() {
+        let mut t = tracker();
+        let mut start = at(1);
+        start.gauges = Some(Gauges {
+            net_rx_bytes: 100,
+            net_tx_bytes: 50,
+            tmp_used_bytes: 1,
+            open_fds: 5,
+            threads: 2,
+        });
+        t.event_received(event("g"), &start);
+        let mut end = at(2);
+        end.gauges = Some(Gauges {
+            net_rx_bytes: 180,
+            net_tx_bytes: 51,
+            tmp_used_bytes: 9,
+            open_fds: 7,
+            threads: 3,
+        });
+        let r = finish(&mut t, "g", Outcome::default(), 2, 2);
+        let _ = r;
+        t.event_received(event("h"), &start);
+        let recs = t.result_sent("h", Outcome::default(), &end);
+        let r = recs
+            .into_iter()
+            .next()
+            .or_else(|| t.next_starting(&end))
+            .unwrap();
+        assert_eq!(
+            r.gauges,
+            Some(Gauges {
+                net_rx_bytes: 80,
+                net_tx_bytes: 1,
+                tmp_used_bytes: 9,
+                open_fds: 7,
+                threads: 3
+            })
+        );
     }
 
     /// A handoff kept in memory and shared between trackers, standing in for the files.
@@ -439,16 +908,18 @@ mod tests {
     fn an_invoke_started_in_one_process_ends_in_another() {
         let shared = SharedMemory::default();
         // Process 1 asks for and receives the event, then exits.
-        let mut first = Tracker::new(50_000_000, true).with_handoff(Box::new(shared.clone()));
+        let mut first =
+            Tracker::new(50_000_000, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
         first.next_requested(&at(100));
         first.event_received(event("x"), &at(120));
         drop(first);
-        // Process 2 posts the result.
-        let mut second = Tracker::new(900_000_000, true).with_handoff(Box::new(shared.clone()));
-        let rec = second
-            .result_sent("x", Outcome::default(), &at(170))
-            .unwrap();
-        assert_eq!(rec.duration_ns, 50_000_000);
+        // Process 2 posts the result: written at once (the process may exit right after).
+        let mut second =
+            Tracker::new(900_000_000, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
+        let recs = second.result_sent("x", Outcome::default(), &at(170));
+        assert_eq!(recs.len(), 1);
+        let rec = &recs[0];
+        assert_eq!(rec.duration_ns, Some(50_000_000));
         assert!(rec.cold_start);
         assert_eq!(
             rec.init_duration_ns,
@@ -459,16 +930,15 @@ mod tests {
         assert!(
             second
                 .result_sent("x", Outcome::default(), &at(171))
-                .is_none(),
+                .is_empty(),
             "taken once"
         );
         // Process 3: a new invoke is not a cold start again in this environment.
-        let mut third = Tracker::new(0, true).with_handoff(Box::new(shared.clone()));
+        let mut third =
+            Tracker::new(0, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
         third.event_received(event("y"), &at(200));
-        let rec = third
-            .result_sent("y", Outcome::default(), &at(201))
-            .unwrap();
-        assert!(!rec.cold_start);
+        let rec = third.result_sent("y", Outcome::default(), &at(201));
+        assert!(!rec[0].cold_start);
         assert!(
             shared.0.lock().unwrap().1.is_empty(),
             "finished invokes are forgotten"
@@ -481,7 +951,11 @@ mod tests {
             event: event("a\"b"),
             started: at(5),
             cold_start: true,
+            proactive_init: false,
             init_duration_ns: Some(7),
+            restore_duration_ns: None,
+            deadline_mono_ns: Some(9),
+            first_byte_ns: None,
         };
         assert_eq!(OpenInvoke::from_json(&open.to_json()), Some(open));
         assert_eq!(OpenInvoke::from_json("{}"), None);

@@ -120,7 +120,16 @@ fn node_init_error_runs_as_without_the_layer() {
         "{}",
         metered.run.stderr
     );
-    assert!(metered.records().is_empty(), "no invoke, no invoke record");
+    // One record: the init error, with its type and how long init ran.
+    let records = metered.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["InitErrors"], 1.0);
+    assert!(r["InitDuration"].as_f64().unwrap() > 0.0);
+    let sent: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+    assert_eq!(r["errorType"], sent["errorType"]);
+    assert!(r.get("requestId").is_none() && r.get("Duration").is_none());
+    assert_valid_emf(&records);
 }
 
 #[test]

@@ -70,6 +70,14 @@ pub struct Config {
     pub port: u16,
     /// Send every response in writes of at most this many bytes (adversarial transport).
     pub write_chunk: Option<usize>,
+    /// Freeze the runtime (SIGSTOP … SIGCONT) this long between invokes, as Lambda freezes an
+    /// idle environment. Needs [`run_function`](crate::run_function).
+    pub freeze_between: Option<Duration>,
+    /// Hold the first event this long after the first `/next` arrives: the environment was
+    /// initialised ahead of demand (proactive initialisation).
+    pub first_event_delay: Option<Duration>,
+    /// SnapStart: answer `/runtime/restore/next` after this long (the snapshot and restore).
+    pub restore_delay: Duration,
 }
 
 impl Default for Config {
@@ -82,6 +90,9 @@ impl Default for Config {
             max_concurrency: 1,
             port: 0,
             write_chunk: None,
+            freeze_between: None,
+            first_event_delay: None,
+            restore_delay: Duration::from_millis(20),
         }
     }
 }
@@ -117,7 +128,11 @@ impl RecordedRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Response,
-    Error { error_type: Option<String> },
+    Error {
+        error_type: Option<String>,
+    },
+    /// The deadline passed first: the environment was stopped, as Lambda does.
+    Timeout,
 }
 
 /// The result of one event.
@@ -147,6 +162,14 @@ struct State {
     shutdown: bool,
     /// When each `/next` request arrived.
     next_arrivals: Vec<Instant>,
+    /// Bumped when the runtime is stopped: requests of an older runtime get no events.
+    generation: u64,
+    /// Events handed out so far.
+    served: usize,
+    /// The runtime must be frozen before the next event is handed out.
+    freeze_pending: bool,
+    /// How many times the runtime was stopped at a deadline.
+    timeouts: usize,
 }
 
 struct Shared {
@@ -162,9 +185,29 @@ impl Shared {
     }
 
     fn idle(&self, st: &State) -> bool {
-        st.init_error.is_some()
-            || (st.results.iter().all(Option::is_some)
-                && st.waiting_next >= self.config.max_concurrency.max(1))
+        st.results.iter().all(Option::is_some)
+            && st.waiting_next >= self.config.max_concurrency.max(1)
+    }
+
+    /// Whether an event may be handed out now (and, if not yet, how long until it may).
+    fn event_due(&self, st: &State) -> Result<(), Option<Duration>> {
+        if st.queue.is_empty()
+            || st.in_flight.len() >= self.config.max_concurrency.max(1)
+            || st.freeze_pending
+        {
+            return Err(None);
+        }
+        if st.served == 0
+            && let (Some(delay), Some(first)) =
+                (self.config.first_event_delay, st.next_arrivals.first())
+        {
+            let due = *first + delay;
+            let now = Instant::now();
+            if now < due {
+                return Err(Some(due - now));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -213,7 +256,8 @@ impl Simulator {
 
     /// True once every event has a result and the runtime waits on `/next` again — with as
     /// many waiting requests as invokes may run at once, so every worker that posted a result
-    /// has finished what it does after posting — or an init error arrived.
+    /// has finished what it does after posting. (After an init error, the runner waits for the
+    /// runtime to exit instead.)
     pub fn is_idle(&self) -> bool {
         self.shared.idle(&self.shared.lock())
     }
@@ -265,6 +309,58 @@ impl Simulator {
     /// How many connections the runtime opened.
     pub fn connection_count(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Invokes whose deadline has passed become timeouts; true when there was one (the runtime
+    /// must then be stopped and a new one started, as Lambda does).
+    pub fn expire_deadlines(&self) -> bool {
+        let timeout = self.shared.config.timeout;
+        let mut st = self.shared.lock();
+        let expired: Vec<(String, usize, Instant)> = st
+            .in_flight
+            .iter()
+            .filter(|(_, (_, started))| started.elapsed() >= timeout)
+            .map(|(id, (i, started))| (id.clone(), *i, *started))
+            .collect();
+        for (id, index, started) in &expired {
+            st.in_flight.remove(id);
+            if let Some(slot) = st.results.get_mut(*index) {
+                *slot = Some(InvokeResult {
+                    request_id: id.clone(),
+                    outcome: Outcome::Timeout,
+                    body: Vec::new(),
+                    trailers: Vec::new(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+        st.timeouts += expired.len();
+        !expired.is_empty()
+    }
+
+    /// The runtime was stopped: whatever its connections still wait for is void.
+    pub fn runtime_stopped(&self) {
+        let mut st = self.shared.lock();
+        st.generation += 1;
+        st.waiting_next = 0;
+        self.shared.changed.notify_all();
+    }
+
+    /// How many invokes timed out.
+    pub fn timeout_count(&self) -> usize {
+        self.shared.lock().timeouts
+    }
+
+    /// Whether the runtime should be frozen now (between two invokes).
+    pub fn freeze_due(&self) -> bool {
+        let st = self.shared.lock();
+        st.freeze_pending && st.in_flight.is_empty() && st.waiting_next > 0
+    }
+
+    /// The runtime was thawed: hand out the next event.
+    pub fn thawed(&self) {
+        self.shared.lock().freeze_pending = false;
+        self.shared.changed.notify_all();
     }
 
     /// Stops answering: waiting `/next` requests are dropped with their connections.
@@ -360,22 +456,33 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
         ("GET", ["", "runtime", "invocation", "next"]) => {
             st.next_arrivals.push(Instant::now());
             st.waiting_next += 1;
+            let generation = st.generation;
             shared.changed.notify_all();
             loop {
-                if st.shutdown {
-                    st.waiting_next -= 1;
+                if st.shutdown || st.generation != generation {
+                    if st.generation == generation {
+                        st.waiting_next -= 1;
+                    }
                     return None;
                 }
-                if !st.queue.is_empty() && st.in_flight.len() < shared.config.max_concurrency.max(1)
-                {
-                    break;
+                match shared.event_due(&st) {
+                    Ok(()) => break,
+                    Err(None) => {
+                        st = match shared.changed.wait(st) {
+                            Ok(g) => g,
+                            Err(e) => e.into_inner(),
+                        }
+                    }
+                    Err(Some(wait)) => {
+                        st = match shared.changed.wait_timeout(st, wait) {
+                            Ok((g, _)) => g,
+                            Err(e) => e.into_inner().0,
+                        }
+                    }
                 }
-                st = match shared.changed.wait(st) {
-                    Ok(g) => g,
-                    Err(e) => e.into_inner(),
-                };
             }
             st.waiting_next -= 1;
+            st.served += 1;
             let index = st.queue.pop_front()?;
             let event = shared.config.events.get(index)?.clone();
             let request_id = event.request_id.clone().unwrap_or_else(new_request_id);
@@ -428,6 +535,9 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
                     r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#,
                 ).into());
             }
+            if shared.config.freeze_between.is_some() && !st.queue.is_empty() {
+                st.freeze_pending = true;
+            }
             let outcome = if *kind == "response" {
                 Outcome::Response
             } else {
@@ -448,6 +558,15 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
                 *slot = Some(result);
             }
             shared.changed.notify_all();
+            Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#).into())
+        }
+        ("GET", ["", "runtime", "restore", "next"]) => {
+            let delay = shared.config.restore_delay;
+            drop(st);
+            thread::sleep(delay);
+            Some(http::response(200, "OK", &[], b"").into())
+        }
+        ("POST", ["", "runtime", "restore", "error"]) => {
             Some(http::json_response(202, "Accepted", r#"{"status":"OK"}"#).into())
         }
         ("POST", ["", "runtime", "init", "error"]) => {

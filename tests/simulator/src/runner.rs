@@ -27,6 +27,9 @@ pub struct RunOptions {
     pub echo: bool,
 }
 
+/// Gives a runtime that sent `/init/error` this long to exit by itself before it is stopped.
+const INIT_ERROR_GRACE: Duration = Duration::from_secs(3);
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct FunctionRun {
@@ -34,8 +37,10 @@ pub struct FunctionRun {
     pub stderr: String,
     /// The simulator became idle (every event has its result and the runtime waits on `/next`).
     pub idle: bool,
-    /// Set when the runtime exited by itself before it was stopped.
+    /// Set when the (last) runtime exited by itself before it was stopped.
     pub exited: Option<ExitStatus>,
+    /// How many runtime processes were started (a timeout stops one and starts the next).
+    pub starts: usize,
     /// From spawn to stop.
     pub elapsed: Duration,
 }
@@ -74,6 +79,97 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let started = Instant::now();
+    let deadline = started + opts.timeout.unwrap_or(Duration::from_secs(60));
+    let mut outputs = Vec::new();
+    let mut idle = false;
+    let mut exited = None;
+    let mut starts = 0;
+    'runtimes: loop {
+        let (mut child, out, err) = spawn(sim, opts, program, args)?;
+        starts += 1;
+        let pgid = child.id() as libc::pid_t;
+        let mut init_error_at: Option<Instant> = None;
+        let mut restart = false;
+        loop {
+            if sim.init_error().is_some() {
+                // Lambda's runtime exits after reporting an init error; give it time to.
+                idle = true;
+                let at = *init_error_at.get_or_insert_with(Instant::now);
+                if let Some(status) = child.try_wait()? {
+                    exited = Some(status);
+                    break;
+                }
+                if at.elapsed() >= INIT_ERROR_GRACE {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            if sim.wait_idle(Duration::from_millis(10)) {
+                idle = true;
+                break;
+            }
+            if sim.expire_deadlines() {
+                // The deadline passed: stop this environment and start a new one.
+                restart = true;
+                break;
+            }
+            if let Some(pause) = sim.config().freeze_between.filter(|_| sim.freeze_due()) {
+                signal_group(pgid, libc::SIGSTOP);
+                std::thread::sleep(pause);
+                signal_group(pgid, libc::SIGCONT);
+                sim.thawed();
+            }
+            if let Some(status) = child.try_wait()? {
+                exited = Some(status);
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        signal_group(pgid, libc::SIGKILL);
+        child.wait()?;
+        outputs.push((out, err));
+        if restart && Instant::now() < deadline {
+            sim.runtime_stopped();
+            continue 'runtimes;
+        }
+        break;
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    for (out, err) in outputs {
+        stdout.extend(out.join().unwrap_or_default());
+        stderr.extend(err.join().unwrap_or_default());
+    }
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    Ok(FunctionRun {
+        stdout,
+        stderr,
+        idle,
+        exited,
+        starts,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill has no memory effects; a negative pid names the process group we created.
+    unsafe { libc::kill(-pgid, signal) };
+}
+
+type Reader = thread::JoinHandle<Vec<u8>>;
+
+/// Starts one runtime process, as Lambda starts `bootstrap` for a new environment.
+fn spawn(
+    sim: &Simulator,
+    opts: &RunOptions,
+    program: &OsString,
+    args: &[OsString],
+) -> io::Result<(std::process::Child, Reader, Reader)> {
     let cfg = sim.config();
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -107,7 +203,6 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     if let Some(dir) = &opts.cwd {
         cmd.current_dir(dir);
     }
-    let started = Instant::now();
     let mut child = cmd.spawn()?;
     let out_echo: Option<fn() -> Box<dyn Write>> = opts
         .echo
@@ -129,34 +224,5 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             .ok_or_else(|| io::Error::other("no stderr"))?,
         err_echo,
     );
-    let deadline = started + opts.timeout.unwrap_or(Duration::from_secs(60));
-    let mut idle = false;
-    let mut exited = None;
-    loop {
-        if sim.wait_idle(Duration::from_millis(10)) {
-            idle = true;
-            break;
-        }
-        if let Some(status) = child.try_wait()? {
-            exited = Some(status);
-            break;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-    }
-    // Stop the whole environment, as Lambda does.
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill has no memory effects; a negative pid names the process group we created.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
-    child.wait()?;
-    let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-    Ok(FunctionRun {
-        stdout,
-        stderr,
-        idle,
-        exited,
-        elapsed: started.elapsed(),
-    })
+    Ok((child, out, err))
 }
