@@ -1,8 +1,15 @@
-//! Everything the library writes: EMF lines to stdout, warnings to stderr.
+//! Everything the library writes: EMF records to their destination, warnings to stderr.
 //!
-//! Each line is one `write()` through the saved real `write`, so lines from other threads never
-//! interleave inside it, and nothing goes through the host's buffered streams. Callers restore
-//! the host's errno afterwards.
+//! Each line is one `write()` (or one `send()`) through the saved real function, so lines from
+//! other threads never interleave inside it, and nothing goes through the host's buffered
+//! streams. Callers restore the host's errno afterwards.
+//!
+//! Destinations other than stdout and stderr use an fd of our own (a file, or a socket to the
+//! CloudWatch agent). It is moved high (≥ 512) and close-on-exec, and before every use we check
+//! with `fstat` that the number still names our file: a host that closed it and got the same
+//! number back for something else must never receive our lines, nor lose its fd to us. A socket
+//! never blocks an invoke: it is non-blocking, and a record that cannot go now is dropped and
+//! counted, with a warning at the 1st, 10th, 100th … drop.
 
 #![deny(
     clippy::unwrap_used,
@@ -12,13 +19,110 @@
 )]
 
 use crate::real;
+use crate::settings::Destination;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-/// Records that could not be written (stdout closed, full and non-blocking, …).
+/// Records that could not be written (destination closed, full, unreachable, …).
 pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
 
+/// Lowest fd number used for our own destination fds.
+const OWN_FD_FLOOR: libc::c_int = 512;
+/// After a failed connect to the agent, wait this long before trying again.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+static DESTINATION: OnceLock<Destination> = OnceLock::new();
+static SINK: Mutex<Sink> = Mutex::new(Sink {
+    fd: None,
+    failed_at: None,
+});
+
+/// Our own destination fd, with the identity that proves it is still ours.
+pub struct Sink {
+    fd: Option<OwnFd>,
+    failed_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+struct OwnFd {
+    fd: libc::c_int,
+    dev: u64,
+    ino: u64,
+}
+
+fn errno() -> libc::c_int {
+    // SAFETY: reading this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only the struct we pass.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+impl OwnFd {
+    /// Takes `fd` (just created by us), moves it to a high number, and records its identity.
+    fn adopt(fd: libc::c_int) -> Option<OwnFd> {
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fcntl F_DUPFD_CLOEXEC on our own fd; the original is ours to close.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, OWN_FD_FLOOR) };
+        let fd = if high >= 0 {
+            // SAFETY: closing the fd we created a moment ago, now duplicated.
+            unsafe { real::close::get()(fd) };
+            high
+        } else {
+            fd
+        };
+        identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino })
+    }
+
+    /// Whether the fd number still names what we opened.
+    fn still_ours(&self) -> bool {
+        identity(self.fd) == Some((self.dev, self.ino))
+    }
+
+    fn close(self) {
+        if self.still_ours() {
+            // SAFETY: the fd is verified to be ours.
+            unsafe { real::close::get()(self.fd) };
+        }
+    }
+}
+
+fn sink() -> MutexGuard<'static, Sink> {
+    SINK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The sink lock, held across `fork` so a child never inherits it mid-use.
+pub type SinkGuard = MutexGuard<'static, Sink>;
+
+/// Takes the sink lock before `fork`.
+pub fn lock_for_fork() -> SinkGuard {
+    sink()
+}
+
+/// In a forked child: its copy of our destination fd is its own to close; the child opens
+/// its own when it has something to write.
+pub fn forked_child(sink: &mut SinkGuard) {
+    if let Some(fd) = sink.fd.take() {
+        fd.close();
+    }
+    sink.failed_at = None;
+}
+
+/// Sets where records go (once, at load).
+pub fn configure(destination: Destination) {
+    let _ = DESTINATION.set(destination);
+}
+
 /// Writes `line` to `fd`, retrying on EINTR and finishing partial writes. Never blocks beyond
-/// what the fd itself does; gives up on any other error.
+/// what the fd itself does; gives up on any other error (the caller counts the loss).
 pub fn write_line(fd: i32, line: &[u8]) -> bool {
     let write = real::write::get();
     let mut rest = line;
@@ -26,11 +130,9 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
         // SAFETY: `rest` is a live slice; write reads at most `rest.len()` bytes from it.
         let n = unsafe { write(fd, rest.as_ptr().cast(), rest.len()) };
         if n < 0 {
-            // SAFETY: reading errno of the current thread.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
+            if errno() == libc::EINTR {
                 continue;
             }
-            DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         rest = rest.get(n as usize..).unwrap_or_default();
@@ -38,27 +140,222 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
     true
 }
 
-/// Writes one EMF record to stdout — in a per-request helper process, to the stdout of the
-/// environment's root (the function's log), never to the helper's own stdout, which the
-/// runtime may be capturing (`EVENT=$(curl …)`).
+/// Writes one EMF record to the configured destination. On stdout in a per-request helper
+/// process, that is the stdout of the environment's root (the function's log), never the
+/// helper's own stdout, which the runtime may be capturing (`EVENT=$(curl …)`).
 pub fn emit_record(line: &str) {
-    match crate::probes::environment_root() {
-        None => {
-            write_line(libc::STDOUT_FILENO, line.as_bytes());
-        }
-        Some(root) => match std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/{root}/fd/1"))
-        {
-            Ok(f) => {
-                use std::os::fd::AsRawFd;
-                write_line(f.as_raw_fd(), line.as_bytes());
+    let bytes = line.as_bytes();
+    match DESTINATION.get().unwrap_or(&Destination::Stdout) {
+        Destination::Stdout => match crate::probes::environment_root() {
+            None => {
+                if !write_line(libc::STDOUT_FILENO, bytes) {
+                    dropped(1, "cannot write to stdout");
+                }
             }
-            Err(_) => {
-                DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
-            }
+            Some(root) => to_file(&format!("/proc/{root}/fd/1"), false, bytes),
         },
+        Destination::Stderr => {
+            if !write_line(libc::STDERR_FILENO, bytes) {
+                dropped(1, "cannot write to stderr");
+            }
+        }
+        Destination::File(path) => to_file(path, true, bytes),
+        Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, bytes, "tcp"),
+        Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, bytes, "udp"),
     }
+}
+
+/// Appends to a file through our own fd (opened once, reopened if the host took it).
+fn to_file(path: &str, create: bool, line: &[u8]) {
+    if !write_line_to_own_file(path, create, line) {
+        dropped(1, &format!("cannot write to {path}"));
+    }
+}
+
+fn write_line_to_own_file(path: &str, create: bool, line: &[u8]) -> bool {
+    let mut s = sink();
+    let fd = match s.fd.filter(OwnFd::still_ours) {
+        Some(fd) => fd,
+        None => {
+            let Ok(cpath) = std::ffi::CString::new(path) else {
+                return false;
+            };
+            let flags = libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CLOEXEC
+                | if create { libc::O_CREAT } else { 0 };
+            // SAFETY: open with a NUL-terminated path; the fd it returns is ours.
+            let raw = unsafe { libc::open(cpath.as_ptr(), flags, 0o644) };
+            let err = errno();
+            match OwnFd::adopt(raw) {
+                Some(fd) => {
+                    s.fd = Some(fd);
+                    fd
+                }
+                None => {
+                    s.fd = None;
+                    drop(s);
+                    let why = std::io::Error::from_raw_os_error(err);
+                    dropped(1, &format!("cannot open {path}: {why}"));
+                    return true;
+                }
+            }
+        }
+    };
+    drop(s);
+    write_line(fd.fd, line)
+}
+
+/// Sends to the CloudWatch agent's EMF endpoint without ever waiting for it.
+fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
+    let mut s = sink();
+    let fd = match s.fd.filter(OwnFd::still_ours) {
+        Some(fd) => fd,
+        None => {
+            if s.failed_at.is_some_and(|t| t.elapsed() < RECONNECT_AFTER) {
+                drop(s);
+                return dropped(
+                    1,
+                    &format!("the CloudWatch agent at {scheme}://{addr} is unreachable"),
+                );
+            }
+            match open_socket(addr, kind) {
+                Ok(fd) => {
+                    s.fd = Some(fd);
+                    s.failed_at = None;
+                    fd
+                }
+                Err(e) => {
+                    s.failed_at = Some(Instant::now());
+                    drop(s);
+                    return dropped(
+                        1,
+                        &format!("the CloudWatch agent at {scheme}://{addr} is unreachable ({e})"),
+                    );
+                }
+            }
+        }
+    };
+    let send = real::send::get();
+    // SAFETY: `line` is a live slice; send reads at most its length. MSG_NOSIGNAL: a closed
+    // peer must not raise SIGPIPE in the host; MSG_DONTWAIT: never block the invoke.
+    let n = unsafe {
+        send(
+            fd.fd,
+            line.as_ptr().cast(),
+            line.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n == line.len() as isize {
+        return;
+    }
+    let err = errno();
+    if n >= 0 || err == libc::EAGAIN || err == libc::EWOULDBLOCK || err == libc::ENOTCONN {
+        // Still connecting, or the agent is not keeping up: drop this one, keep the socket.
+        // A partial line would corrupt the stream: close and start over.
+        if n > 0 {
+            s.fd = None;
+            fd.close();
+        }
+    } else {
+        s.fd = None;
+        s.failed_at = Some(Instant::now());
+        fd.close();
+    }
+    drop(s);
+    let why = std::io::Error::from_raw_os_error(err);
+    dropped(
+        1,
+        &format!("the CloudWatch agent at {scheme}://{addr} is unreachable ({why})"),
+    );
+}
+
+/// A non-blocking socket to `addr`, connect started.
+fn open_socket(addr: SocketAddr, kind: libc::c_int) -> std::io::Result<OwnFd> {
+    let (family, storage, len) = sockaddr_of(addr);
+    // SAFETY: plain socket creation; the fd is ours.
+    let raw = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let Some(fd) = OwnFd::adopt(raw) else {
+        return Err(std::io::Error::other("socket lost"));
+    };
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
+    let rc = unsafe {
+        real::connect::get()(
+            fd.fd,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc == 0 || errno() == libc::EINPROGRESS {
+        return Ok(fd);
+    }
+    let err = std::io::Error::last_os_error();
+    fd.close();
+    Err(err)
+}
+
+fn sockaddr_of(addr: SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            (
+                libc::AF_INET,
+                storage,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            (
+                libc::AF_INET6,
+                storage,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// Counts dropped records and warns at the 1st, 10th, 100th … drop.
+fn dropped(count: u64, why: &str) {
+    let total = DROPPED_LINES.fetch_add(count, Ordering::Relaxed) + count;
+    if count > 0 && is_power_of_ten(total) {
+        warn(&format!("{why}; {total} EMF record(s) dropped so far"));
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    if n == 0 {
+        return false;
+    }
+    while n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
 }
 
 /// Writes one warning line to stderr: `lambda-meter: warning: …`.

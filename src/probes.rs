@@ -8,8 +8,73 @@
     clippy::indexing_slicing
 )]
 
-use crate::tracker::Probe;
+use crate::tracker::{Gauges, Probe};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Whether probes read the extended gauges (network, /tmp, fds, threads).
+static GAUGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Threads of our own in this process (the watchdog), left out of the thread gauge.
+static OWN_THREADS: AtomicU32 = AtomicU32::new(0);
+
+/// From now on, probes also read the extended gauges (opt-in: each read costs file reads).
+pub fn enable_gauges() {
+    GAUGES.store(true, Ordering::Relaxed);
+}
+
+/// How many threads of this process are the library's own.
+pub fn set_own_threads(n: u32) {
+    OWN_THREADS.store(n, Ordering::Relaxed);
+}
+
+/// Reads the extended gauges: network counters of the environment's interfaces (all but
+/// loopback), bytes used on `/tmp`, and the open fds and threads of `pid` (less our own).
+fn gauges(pid: Option<u32>) -> Gauges {
+    let mut g = Gauges::default();
+    if let Ok(dev) = std::fs::read_to_string("/proc/net/dev") {
+        for line in dev.lines().skip(2) {
+            let Some((name, counters)) = line.split_once(':') else {
+                continue;
+            };
+            if name.trim() == "lo" {
+                continue;
+            }
+            let fields: Vec<u64> = counters
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            g.net_rx_bytes += fields.first().copied().unwrap_or(0);
+            g.net_tx_bytes += fields.get(8).copied().unwrap_or(0);
+        }
+    }
+    // SAFETY: an all-zero statvfs is valid; statvfs writes only the struct we pass.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c"/tmp".as_ptr(), &mut vfs) } == 0 {
+        g.tmp_used_bytes =
+            (vfs.f_blocks.saturating_sub(vfs.f_bfree) as u64).saturating_mul(vfs.f_frsize as u64);
+    }
+    let proc_dir = match pid {
+        Some(p) => format!("/proc/{p}"),
+        None => "/proc/self".to_string(),
+    };
+    if let Ok(entries) = std::fs::read_dir(format!("{proc_dir}/fd")) {
+        // The listing includes the fd it is read through.
+        g.open_fds = (entries.count() as u64).saturating_sub(1);
+    }
+    if let Ok(status) = std::fs::read_to_string(format!("{proc_dir}/status"))
+        && let Some(n) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        let own = if pid.is_none() {
+            u64::from(OWN_THREADS.load(Ordering::Relaxed))
+        } else {
+            0
+        };
+        g.threads = n.saturating_sub(own);
+    }
+    g
+}
 
 /// The environment's root process, when this one is a per-request helper (0: none).
 static ENVIRONMENT_ROOT: AtomicU32 = AtomicU32::new(0);
@@ -105,6 +170,9 @@ pub fn probe() -> Probe {
             p.cpu_ns = ticks_to_ns(stat.cpu_ticks);
         }
         p.max_rss_kb = p.max_rss_kb.max(peak_rss_kb(root).unwrap_or(0));
+    }
+    if GAUGES.load(Ordering::Relaxed) {
+        p.gauges = Some(gauges(environment_root()));
     }
     p
 }

@@ -100,6 +100,13 @@ pub fn init(exe_name: &str) {
         return;
     }
     let _ = API.set(api.clone());
+    output::configure(settings.destination.clone());
+    if crate::settings::metric::EXTENDED
+        .iter()
+        .any(|m| settings.emits(m))
+    {
+        probes::enable_gauges();
+    }
     debug(&format!(
         "metering {} (runtime {}, Runtime API {raw_api})",
         settings.function_name, settings.runtime
@@ -219,7 +226,9 @@ fn ensure_watchdog() {
         .name("lambda-meter".into())
         .stack_size(256 * 1024)
         .spawn(watchdog);
-    if spawned.is_err() {
+    if spawned.is_ok() {
+        probes::set_own_threads(1);
+    } else {
         WATCHDOG.store(false, Ordering::Release);
         debug("could not start the watchdog thread; timeouts will not be reported");
     }
@@ -365,20 +374,21 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
     });
 }
 
-/// Held across the real `fork`, so the child never inherits the engine lock mid-use.
-pub struct ForkGuard(Option<MutexGuard<'static, Option<Engine>>>);
+/// Held across the real `fork`, so the child never inherits the engine or output lock mid-use.
+pub struct ForkGuard(Option<(MutexGuard<'static, Option<Engine>>, output::SinkGuard)>);
 
 /// Before the real `fork`.
 pub fn before_fork() -> ForkGuard {
     if !is_active() || BUSY.with(Cell::get) {
         return ForkGuard(None);
     }
-    ForkGuard(Some(lock()))
+    let engine = lock();
+    ForkGuard(Some((engine, output::lock_for_fork())))
 }
 
 /// After the real `fork`, in parent (`pid` > 0 or failure) or child (`pid` == 0).
 pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
-    let ForkGuard(Some(mut engine)) = guard else {
+    let ForkGuard(Some((mut engine, mut sink))) = guard else {
         return;
     };
     if pid == 0 {
@@ -386,6 +396,7 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         // watchdog thread until it needs one.
         ENVIRONMENT_JOINED.store(true, Ordering::Release);
         WATCHDOG.store(false, Ordering::Release);
+        probes::set_own_threads(0);
         // SAFETY: errno is thread-local; saved and restored around our work.
         let saved_errno = unsafe { *libc::__errno_location() };
         let born = probes::mono_ns();
@@ -393,9 +404,11 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
             if let Some(e) = engine.as_mut() {
                 e.forked_child(born);
             }
+            output::forked_child(&mut sink);
         }))
         .is_err()
         {
+            drop(sink);
             drop(engine);
             disable_permanently("internal error after fork");
             // SAFETY: as above.
@@ -405,5 +418,6 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved_errno };
     }
+    drop(sink);
     drop(engine);
 }

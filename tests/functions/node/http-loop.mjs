@@ -30,6 +30,9 @@ for (;;) {
     const result = await act(JSON.parse(next.body.toString()), context);
     const body = typeof result === "string" ? JSON.stringify(result) : JSON.stringify(result);
     await call("POST", `${base}/invocation/${id}/response`, body, { "Content-Type": "application/json" });
+    // Work after the response (flushing telemetry, say): billed, and seen by no caller.
+    const event = JSON.parse(next.body.toString());
+    if (event.postMs) await act({ action: "sleep", ms: event.postMs }, context);
   } catch (e) {
     const body = JSON.stringify({ errorType: e.name, errorMessage: e.message });
     await call("POST", `${base}/invocation/${id}/error`, body, {

@@ -7,17 +7,24 @@
   {"action": "big", "bytes": N}    -> returns a string of N bytes
   {"action": "echo", ...}          -> returns the event's size and a digest of it
   {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
+  {"action": "fds", "n": 20}       -> opens n files and keeps them open
+  {"action": "threads", "n": 5}    -> starts n threads that stay alive
 """
 
 import hashlib
 import json
 import os
+import threading
 import time
 
 
 class OrderNotFound(Exception):
     pass
 
+
+# Files and threads the "fds" and "threads" actions keep alive across invokes.
+KEPT = []
+STOP = threading.Event()
 
 ERRORS = {"ValueError": ValueError, "KeyError": KeyError, "OrderNotFound": OrderNotFound}
 
@@ -39,6 +46,15 @@ def dispatch(event, context):
     if action == "pid":
         time.sleep(event.get("ms", 0) / 1000.0)
         return {"pid": os.getpid()}
+    if action == "fds":
+        KEPT.extend(open(os.devnull) for _ in range(event.get("n", 20)))
+        return {"open": len(KEPT)}
+    if action == "threads":
+        for _ in range(event.get("n", 5)):
+            t = threading.Thread(target=STOP.wait, daemon=True)
+            t.start()
+            KEPT.append(t)
+        return {"threads": threading.active_count()}
     if action == "print":
         print(event.get("text", "hello from the handler"))
         return {"printed": True}

@@ -1,0 +1,541 @@
+//! Lifecycle truth, through the wrapper with real runtime clients: timeouts, freeze and thaw,
+//! init errors, cold-start kinds (provisioned, proactive, SnapStart), streaming, post-response
+//! time, opt-in metrics, and every setting with its answer to a wrong value.
+
+mod support;
+
+use lambda_sim::{Config, Outcome as SimOutcome};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+use support::scenario::by_request_id;
+use support::*;
+
+fn python_cmd(handler: &str) -> Vec<String> {
+    vec![
+        python().display().to_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        handler.into(),
+    ]
+}
+
+/// Runs the Python test function through the wrapper with `config`'s events and settings.
+fn python_run(config: Config, env: &[(&str, &str)]) -> Outcome {
+    python_handler_run("handler.dispatch", config, env)
+}
+
+fn python_handler_run(handler: &str, config: Config, env: &[(&str, &str)]) -> Outcome {
+    let layer = Layer::new();
+    let cmd = python_cmd(handler);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run_with(
+        config,
+        &cmd,
+        Some(&layer.wrapper()),
+        env,
+        &python_function_dir(),
+    )
+}
+
+fn config(payloads: &[Value]) -> Config {
+    Config {
+        events: events(payloads),
+        ..Config::default()
+    }
+}
+
+fn record_for(records: &[Value], event: usize) -> &Value {
+    let id = format!("00000000-0000-4000-8000-{:012}", event + 1);
+    records
+        .iter()
+        .find(|r| r["requestId"] == id.as_str())
+        .unwrap_or_else(|| panic!("no record for event {event}"))
+}
+
+fn metric_names(record: &Value) -> Vec<String> {
+    record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn no_library_stderr(out: &Outcome) {
+    assert!(
+        !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+}
+
+#[test]
+fn a_timeout_is_recorded_before_the_kill_and_the_next_environment_starts_cold() {
+    let mut cfg = config(&[
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": 5_000}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ]);
+    cfg.timeout = Duration::from_millis(1_500);
+    let out = python_run(cfg, &[]);
+    no_library_stderr(&out);
+    // The simulator stopped the runtime at the deadline and started a new one.
+    assert_eq!(out.run.starts, 2);
+    assert_eq!(out.sim.timeout_count(), 1);
+    assert!(matches!(
+        out.sim.results()[1].as_ref().unwrap().outcome,
+        SimOutcome::Timeout
+    ));
+    let records = out.records();
+    assert_valid_emf(&records);
+    assert_eq!(
+        by_request_id(&records).len(),
+        4,
+        "one record per invoke, the timed-out one too"
+    );
+    let t = record_for(&records, 1);
+    assert_eq!(t["Timeouts"], 1.0);
+    assert_eq!(t["Errors"], 1.0);
+    assert_eq!(t["errorType"], "Sandbox.Timedout");
+    assert!(
+        t["Duration"].as_f64().unwrap() <= 1_500.0,
+        "written before the deadline: {}",
+        t["Duration"]
+    );
+    for i in [0, 2, 3] {
+        assert_eq!(record_for(&records, i)["Timeouts"], 0.0);
+    }
+    // Each environment had its own cold start.
+    assert_eq!(record_for(&records, 0)["ColdStart"], 1.0);
+    assert_eq!(record_for(&records, 2)["ColdStart"], 1.0);
+    assert_eq!(record_for(&records, 3)["ColdStart"], 0.0);
+}
+
+#[test]
+fn a_result_after_the_timeout_record_gives_no_second_record() {
+    let mut cfg = config(&[
+        json!({"action": "sleep", "ms": 900}),
+        json!({"action": "ok"}),
+    ]);
+    cfg.timeout = Duration::from_millis(1_500);
+    // Report 800 ms early: the handler finishes after the report but before the deadline.
+    let out = python_run(cfg, &[("LAMBDA_METER_TIMEOUT_MARGIN_MS", "800")]);
+    no_library_stderr(&out);
+    assert_eq!(out.run.starts, 1, "no deadline passed");
+    assert!(matches!(
+        out.sim.results()[0].as_ref().unwrap().outcome,
+        SimOutcome::Response
+    ));
+    let records = out.records();
+    assert_eq!(by_request_id(&records).len(), 2);
+    assert_eq!(record_for(&records, 0)["Timeouts"], 1.0);
+    assert_eq!(record_for(&records, 1)["Timeouts"], 0.0);
+}
+
+#[test]
+fn freeze_and_thaw_between_invokes_fire_no_watchdog() {
+    let mut cfg = config(&[
+        json!({"action": "sleep", "ms": 50}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ]);
+    cfg.timeout = Duration::from_millis(1_000);
+    // Frozen longer than the timeout, after each invoke.
+    cfg.freeze_between = Some(Duration::from_millis(1_500));
+    let out = python_run(cfg, &[]);
+    no_library_stderr(&out);
+    assert_eq!(out.sim.timeout_count(), 0);
+    let records = out.records();
+    assert_eq!(by_request_id(&records).len(), 3);
+    for r in &records {
+        assert_eq!(r["Timeouts"], 0.0, "{r}");
+        assert_eq!(r["Errors"], 0.0, "{r}");
+    }
+}
+
+#[test]
+fn an_init_error_is_a_record_with_its_type_and_init_duration() {
+    let out = python_handler_run("init_error.handler", config(&[json!({})]), &[]);
+    no_library_stderr(&out);
+    let sent = out
+        .sim
+        .init_error()
+        .expect("the runtime reported an init error");
+    let sent: Value = serde_json::from_slice(&sent.body).unwrap();
+    let records = out.records();
+    assert_valid_emf(&records);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["InitErrors"], 1.0);
+    assert_eq!(r["errorType"], sent["errorType"]);
+    assert!(r["InitDuration"].as_f64().unwrap() > 0.0);
+    assert!(!metric_names(r).contains(&"Duration".to_string()));
+}
+
+#[test]
+fn provisioned_concurrency_is_never_a_cold_start() {
+    let out = python_run(
+        config(&[json!({"action": "ok"}), json!({"action": "ok"})]),
+        &[("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")],
+    );
+    for r in out.records() {
+        assert_eq!(r["ColdStart"], 0.0);
+        assert_eq!(r["coldStart"], false);
+        assert_eq!(r["initType"], "provisioned-concurrency");
+        assert!(r.get("InitDuration").is_none());
+    }
+}
+
+#[test]
+fn a_proactive_init_is_reported_as_such_not_as_a_cold_start() {
+    let proactive = |env: &[(&str, &str)]| {
+        let mut cfg = config(&[json!({"action": "ok"}), json!({"action": "ok"})]);
+        cfg.first_event_delay = Some(Duration::from_millis(1_500));
+        python_run(cfg, env).records()
+    };
+    let records = proactive(&[]);
+    let first = record_for(&records, 0);
+    assert_eq!(first["ColdStart"], 0.0);
+    assert_eq!(first["coldStart"], false);
+    assert_eq!(first["initType"], "proactive-initialization");
+    assert_eq!(record_for(&records, 1)["initType"], "on-demand");
+    // With a higher threshold the same wait is an ordinary cold start.
+    let records = proactive(&[("LAMBDA_METER_PROACTIVE_INIT_MS", "10000")]);
+    assert_eq!(record_for(&records, 0)["ColdStart"], 1.0);
+    assert_eq!(record_for(&records, 0)["initType"], "on-demand");
+}
+
+#[test]
+fn snapstart_restore_gives_restore_duration_on_the_first_invoke() {
+    let mut cfg = config(&[json!({"action": "ok"}), json!({"action": "ok"})]);
+    cfg.restore_delay = Duration::from_millis(100);
+    let out = python_run(cfg, &[("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")]);
+    no_library_stderr(&out);
+    assert!(
+        out.sim
+            .requests()
+            .iter()
+            .any(|r| r.target.ends_with("/runtime/restore/next")),
+        "the real client asked for its restore"
+    );
+    let records = out.records();
+    assert_valid_emf(&records);
+    let first = record_for(&records, 0);
+    assert_eq!(first["restored"], true);
+    assert!(first["RestoreDuration"].as_f64().unwrap() >= 0.0);
+    assert_eq!(first["ColdStart"], 0.0);
+    assert_eq!(first["initType"], "snap-start");
+    let second = record_for(&records, 1);
+    assert!(second.get("restored").is_none() && second.get("RestoreDuration").is_none());
+}
+
+fn node_dir() -> PathBuf {
+    root().join("tests/functions/node")
+}
+
+#[test]
+fn streamed_results_report_time_to_first_byte() {
+    let dir = node_dir();
+    let bin = dir.join("node_modules/aws-lambda-ric/bin/index.mjs");
+    let layer = Layer::new();
+    let out = run(
+        events(&[
+            json!({"action": "ok"}),
+            json!({"action": "big", "bytes": 300_000}),
+        ]),
+        &["node", bin.to_str().unwrap(), "streaming.handler"],
+        Some(&layer.wrapper()),
+        &[("LAMBDA_TASK_ROOT", dir.to_str().unwrap())],
+        &dir,
+    );
+    let records = out.records();
+    assert_eq!(records.len(), 2);
+    for (i, r) in records.iter().enumerate() {
+        let ttfb = r["TimeToFirstByte"].as_f64().expect("TimeToFirstByte");
+        assert!(ttfb <= r["Duration"].as_f64().unwrap(), "{r}");
+        let results = out.sim.results();
+        let body = &results[i].as_ref().unwrap().body;
+        assert_eq!(
+            record_for(&records, i)["ResponseBytes"].as_f64().unwrap() as usize,
+            body.len()
+        );
+    }
+}
+
+#[test]
+fn post_response_time_is_measured_to_the_next_request() {
+    let layer = Layer::new();
+    let out = run(
+        events(&[
+            json!({"action": "ok"}),
+            json!({"action": "ok", "postMs": 300}),
+            json!({"action": "ok"}),
+        ]),
+        &["node", "http-loop.mjs"],
+        Some(&layer.wrapper()),
+        &[],
+        &node_dir(),
+    );
+    let records = out.records();
+    assert_eq!(records.len(), 3);
+    let slow = record_for(&records, 1)["PostResponseDuration"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        slow >= 300.0,
+        "PostResponseDuration {slow} covers the work after the response"
+    );
+    assert!(
+        record_for(&records, 1)["Duration"].as_f64().unwrap() < slow,
+        "and is not Duration"
+    );
+    // The Python client asks for the next event right away: present on every record.
+    let py = python_run(
+        config(&[json!({"action": "ok"}), json!({"action": "ok"})]),
+        &[],
+    );
+    for r in py.records() {
+        assert!(r["PostResponseDuration"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+}
+
+#[test]
+fn extended_metrics_are_opt_in() {
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "fds", "n": 25}),
+        json!({"action": "threads", "n": 4}),
+    ];
+    let default = python_run(config(&payloads), &[]);
+    for r in default.records() {
+        for m in [
+            "OpenFds",
+            "Threads",
+            "TmpUsed",
+            "NetworkBytesIn",
+            "NetworkBytesOut",
+        ] {
+            assert!(
+                !metric_names(&r).contains(&m.to_string()),
+                "{m} is off by default"
+            );
+            assert!(r.get(m).is_none());
+        }
+    }
+    let all = python_run(config(&payloads), &[("LAMBDA_METER_METRICS", "all")]);
+    no_library_stderr(&all);
+    let records = all.records();
+    assert_valid_emf(&records);
+    let (base, fds, threads) = (
+        record_for(&records, 0),
+        record_for(&records, 1),
+        record_for(&records, 2),
+    );
+    assert!(fds["OpenFds"].as_f64().unwrap() >= base["OpenFds"].as_f64().unwrap() + 25.0);
+    assert!(threads["Threads"].as_f64().unwrap() >= base["Threads"].as_f64().unwrap() + 4.0);
+    for r in &records {
+        assert!(r["TmpUsed"].as_f64().unwrap() > 0.0);
+        assert!(r["NetworkBytesIn"].as_f64().unwrap() >= 0.0);
+        assert!(r["NetworkBytesOut"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn service_dimensions_metric_selection_and_resolution() {
+    let one = [json!({"action": "ok"})];
+    let r = &python_run(config(&one), &[("LAMBDA_METER_SERVICE", "shop")]).records()[0];
+    assert_eq!(
+        r["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["FunctionName", "service"]])
+    );
+    assert_eq!(r["service"], "shop");
+    let r = &python_run(config(&one), &[("POWERTOOLS_SERVICE_NAME", "cart")]).records()[0];
+    assert_eq!(r["service"], "cart");
+    let out = python_run(
+        config(&one),
+        &[
+            ("LAMBDA_METER_SERVICE", "shop"),
+            ("LAMBDA_METER_DIMENSIONS", "FunctionName;service,runtime"),
+        ],
+    );
+    let records = out.records();
+    assert_valid_emf(&records);
+    assert_eq!(
+        records[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["FunctionName"], ["service", "runtime"]])
+    );
+    let r = &python_run(config(&one), &[("LAMBDA_METER_METRICS", "Duration,Errors")]).records()[0];
+    assert_eq!(metric_names(r), vec!["Duration", "Errors"]);
+    assert!(r.get("ColdStart").is_none() && r.get("CpuTime").is_none());
+    let records = python_run(config(&one), &[("LAMBDA_METER_RESOLUTION", "1")]).records();
+    assert_valid_emf(&records);
+    for m in records[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(m["StorageResolution"], 1, "{m}");
+    }
+}
+
+#[test]
+fn destinations_stderr_file_tcp_udp() {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpListener, UdpSocket};
+    let two = [json!({"action": "ok"}), json!({"action": "ok"})];
+    // stderr
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", "stderr")]);
+    assert!(out.records().is_empty(), "nothing on stdout");
+    assert_eq!(lambda_sim::summary::emf_records(&out.run.stderr).len(), 2);
+    // file
+    let dir = tempdir::TempDir::new("dest");
+    let file = dir.path().join("emf.log");
+    let dest = format!("file:{}", file.display());
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    assert!(out.records().is_empty());
+    no_library_stderr(&out);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let records = lambda_sim::summary::emf_records(&text);
+    assert_eq!(records.len(), 2);
+    assert_valid_emf(&records);
+    // tcp: the CloudWatch agent's EMF endpoint
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dest = format!("tcp://{}", agent.local_addr().unwrap());
+    let reader = std::thread::spawn(move || {
+        let (s, _) = agent.accept().unwrap();
+        BufReader::new(s)
+            .lines()
+            .take(2)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    });
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    no_library_stderr(&out);
+    assert!(out.records().is_empty());
+    let lines = reader.join().unwrap();
+    assert_eq!(lambda_sim::summary::emf_records(&lines.join("\n")).len(), 2);
+    // udp
+    let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    agent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let dest = format!("udp://{}", agent.local_addr().unwrap());
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    no_library_stderr(&out);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..2 {
+        let n = agent.recv(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(lambda_sim::summary::emf_records(&got.join("")).len(), 2);
+}
+
+#[test]
+fn an_agent_that_is_down_costs_a_counted_warning_never_the_invoke() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dest = format!("tcp://127.0.0.1:{port}");
+    let payloads: Vec<Value> = (0..3).map(|_| json!({"action": "ok"})).collect();
+    let plain = {
+        let cmd = python_cmd("handler.dispatch");
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        run(events(&payloads), &cmd, None, &[], &python_function_dir())
+    };
+    let out = python_run(config(&payloads), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    support::scenario::assert_same_results(&plain, &out);
+    assert!(out.records().is_empty());
+    let warnings: Vec<&str> = out
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("lambda-meter"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("unreachable") && warnings[0].contains("1 EMF record(s) dropped"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn diagnostics_follow_the_log_level() {
+    let one = [json!({"action": "ok"})];
+    let quiet = python_run(config(&one), &[]);
+    no_library_stderr(&quiet);
+    let chatty = python_run(config(&one), &[("LAMBDA_METER_LOG", "debug")]);
+    assert!(
+        chatty.run.stderr.contains("lambda-meter: debug: metering"),
+        "{}",
+        chatty.run.stderr
+    );
+    assert_eq!(chatty.records().len(), 1);
+}
+
+#[test]
+fn every_invalid_setting_gets_one_warning_and_the_function_runs_on_defaults() {
+    let bad = [
+        ("LAMBDA_METER_DISABLE", "sometimes"),
+        ("LAMBDA_METER_NAMESPACE", "has space"),
+        ("LAMBDA_METER_DIMENSIONS", "Color"),
+        ("LAMBDA_METER_METRICS", "Speed"),
+        ("LAMBDA_METER_RESOLUTION", "5"),
+        ("LAMBDA_METER_DESTINATION", "kafka://x"),
+        ("LAMBDA_METER_TIMEOUT_MARGIN_MS", "soon"),
+        ("LAMBDA_METER_PROACTIVE_INIT_MS", "-1"),
+        ("LAMBDA_METER_LOG", "loud"),
+    ];
+    let out = python_run(
+        config(&[json!({"action": "ok"}), json!({"action": "ok"})]),
+        &bad,
+    );
+    let warnings: Vec<&str> = out
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("lambda-meter"))
+        .collect();
+    assert_eq!(warnings.len(), bad.len(), "{warnings:?}");
+    for (var, value) in bad {
+        let w = warnings
+            .iter()
+            .find(|w| w.contains(var))
+            .unwrap_or_else(|| panic!("no warning for {var}"));
+        assert!(w.contains(value) && w.contains("using "), "{w}");
+    }
+    let records = out.records();
+    assert_eq!(records.len(), 2);
+    assert_valid_emf(&records);
+    assert_eq!(
+        records[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "LambdaMeter"
+    );
+}
+
+#[test]
+fn hostile_names_never_break_a_record() {
+    let long = "q\"uote\nnew\\line".repeat(400);
+    let out = python_run(
+        config(&[
+            json!({"action": "ok"}),
+            json!({"action": "fail", "type": "ValueError"}),
+        ]),
+        &[
+            ("AWS_LAMBDA_FUNCTION_NAME", &long),
+            ("LAMBDA_METER_SERVICE", &long),
+            ("LAMBDA_METER_DIMENSIONS", "FunctionName,service"),
+        ],
+    );
+    let records = out.records();
+    assert_eq!(records.len(), 2);
+    assert_valid_emf(&records);
+    for r in &records {
+        assert!(r["FunctionName"].as_str().unwrap().len() <= 1024);
+        assert!(r["service"].as_str().unwrap().len() <= 1024);
+    }
+}
