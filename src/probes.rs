@@ -46,8 +46,9 @@ fn gauges(pid: Option<u32>) -> Gauges {
             g.net_tx_bytes += fields.get(8).copied().unwrap_or(0);
         }
     }
-    // SAFETY: an all-zero statvfs is valid; statvfs writes only the struct we pass.
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes only the struct we pass; the path is NUL-terminated.
     if unsafe { libc::statvfs(c"/tmp".as_ptr(), &mut vfs) } == 0 {
         g.tmp_used_bytes =
             (vfs.f_blocks.saturating_sub(vfs.f_bfree) as u64).saturating_mul(vfs.f_frsize as u64);

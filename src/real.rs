@@ -45,9 +45,20 @@ fn empty_dl_info() -> libc::Dl_info {
     }
 }
 
-/// Declares one real function: a slot, its resolver and its accessor.
+/// Declares one real function: a slot, its resolver and its accessor. The fallback, used
+/// before resolution, is either the raw system call the libc wrapper makes
+/// (`syscall(NR, args…)`) or, where there is none, a function of the same type.
 macro_rules! real_fn {
-    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $fallback:expr $(,)?) => {
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty,
+     syscall($nr:expr $(, $sys_arg:expr)* $(,)?) $(,)?) => {
+        real_fn!($name, $sym, fn($($arg: $ty),*) -> $ret, custom |$($arg),*| {
+            // SAFETY: the host's arguments go unchanged to the system call its libc wrapper
+            // would make; the kernel checks them and libc sets errno.
+            unsafe { libc::syscall($nr $(, $sys_arg)*) as $ret }
+        });
+    };
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty,
+     custom $fallback:expr $(,)?) => {
         pub mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -66,7 +77,7 @@ macro_rules! real_fn {
                 }
             }
 
-            /// The real function, or the raw-syscall fallback before resolution.
+            /// The real function, or the fallback before resolution.
             #[inline(always)]
             pub fn get() -> F {
                 let p = SLOT.load(Ordering::Acquire);
@@ -79,48 +90,57 @@ macro_rules! real_fn {
                 }
             }
 
+            #[allow(unused_variables)]
             unsafe extern "C" fn fallback($($arg: $ty),*) -> $ret {
-                let f: unsafe fn($($ty),*) -> $ret = $fallback;
-                // SAFETY: the fallback gets exactly the arguments the host passed.
-                unsafe { f($($arg),*) }
+                let f: fn($($ty),*) -> $ret = $fallback;
+                f($($arg),*)
             }
         }
     };
 }
 
-// The fallbacks: the raw system call each wrapper makes (libc sets errno for us).
-// SAFETY (all): arguments are forwarded unchanged from the host's call to the kernel.
+const NO_ADDR: *const sockaddr = std::ptr::null();
+const NO_ADDR_MUT: *mut sockaddr = std::ptr::null_mut();
+const NO_LEN: *mut socklen_t = std::ptr::null_mut();
+
 real_fn!(
     connect,
     c"connect",
     fn(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
-    |fd, addr, len| unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) as c_int }
+    syscall(libc::SYS_connect, fd, addr, len)
 );
-real_fn!(close, c"close", fn(fd: c_int) -> c_int, |fd| unsafe {
-    libc::syscall(libc::SYS_close, fd) as c_int
-});
+real_fn!(
+    close,
+    c"close",
+    fn(fd: c_int) -> c_int,
+    syscall(libc::SYS_close, fd)
+);
 real_fn!(
     close_range,
     c"close_range",
     fn(first: c_uint, last: c_uint, flags: c_int) -> c_int,
-    |first, last, flags| unsafe {
-        libc::syscall(libc::SYS_close_range, first, last, flags) as c_int
-    }
+    syscall(libc::SYS_close_range, first, last, flags)
 );
-real_fn!(dup, c"dup", fn(fd: c_int) -> c_int, |fd| unsafe {
-    libc::syscall(libc::SYS_dup, fd) as c_int
-});
+real_fn!(
+    dup,
+    c"dup",
+    fn(fd: c_int) -> c_int,
+    syscall(libc::SYS_dup, fd)
+);
 real_fn!(
     dup2,
     c"dup2",
     fn(old: c_int, new: c_int) -> c_int,
-    |old, new| unsafe {
+    custom | old,
+    new | {
         if old == new {
             // dup2 with equal fds only checks that old is valid.
-            let r = libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) as c_int;
+            // SAFETY: F_GETFD on a number has no effect beyond its answer.
+            let r = unsafe { libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) } as c_int;
             if r < 0 { -1 } else { old }
         } else {
-            libc::syscall(libc::SYS_dup3, old, new, 0) as c_int
+            // SAFETY: dup3 with no flags is dup2 for distinct fds; arguments unchanged.
+            unsafe { libc::syscall(libc::SYS_dup3, old, new, 0) as c_int }
         }
     }
 );
@@ -128,34 +148,29 @@ real_fn!(
     dup3,
     c"dup3",
     fn(old: c_int, new: c_int, flags: c_int) -> c_int,
-    |old, new, flags| unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) as c_int }
+    syscall(libc::SYS_dup3, old, new, flags)
 );
-real_fn!(fork, c"fork", fn() -> pid_t, || {
-    // A fork before our constructor ran: resolve now (dlsym does not fork, so no recursion).
-    if fork::resolve() {
-        // SAFETY: resolve() stored the real fork, so get() no longer returns this fallback.
-        unsafe { (fork::get())() }
-    } else {
-        // SAFETY: writing errno of the current thread.
-        unsafe { *libc::__errno_location() = libc::ENOSYS };
-        -1
+real_fn!(
+    fork,
+    c"fork",
+    fn() -> pid_t,
+    custom || {
+        // A fork before our constructor ran: resolve now (dlsym does not fork: no recursion).
+        if fork::resolve() {
+            // SAFETY: resolve() stored the real fork, so get() no longer returns this fallback.
+            unsafe { (fork::get())() }
+        } else {
+            // SAFETY: writing errno of the current thread.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            -1
+        }
     }
-});
+);
 real_fn!(
     send,
     c"send",
     fn(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
-    |fd, buf, len, flags| unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            buf,
-            len,
-            flags,
-            std::ptr::null::<sockaddr>(),
-            0,
-        ) as ssize_t
-    }
+    syscall(libc::SYS_sendto, fd, buf, len, flags, NO_ADDR, 0)
 );
 real_fn!(
     sendto,
@@ -168,43 +183,31 @@ real_fn!(
         addr: *const sockaddr,
         alen: socklen_t,
     ) -> ssize_t,
-    |fd, buf, len, flags, addr, alen| unsafe {
-        libc::syscall(libc::SYS_sendto, fd, buf, len, flags, addr, alen) as ssize_t
-    }
+    syscall(libc::SYS_sendto, fd, buf, len, flags, addr, alen)
 );
 real_fn!(
     sendmsg,
     c"sendmsg",
     fn(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    |fd, msg, flags| unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as ssize_t }
+    syscall(libc::SYS_sendmsg, fd, msg, flags)
 );
 real_fn!(
     write,
     c"write",
     fn(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
-    |fd, buf, len| unsafe { libc::syscall(libc::SYS_write, fd, buf, len) as ssize_t }
+    syscall(libc::SYS_write, fd, buf, len)
 );
 real_fn!(
     writev,
     c"writev",
     fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
-    |fd, iov, n| unsafe { libc::syscall(libc::SYS_writev, fd, iov, n) as ssize_t }
+    syscall(libc::SYS_writev, fd, iov, n)
 );
 real_fn!(
     recv,
     c"recv",
     fn(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t,
-    |fd, buf, len, flags| unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf,
-            len,
-            flags,
-            std::ptr::null_mut::<sockaddr>(),
-            std::ptr::null_mut::<socklen_t>(),
-        ) as ssize_t
-    }
+    syscall(libc::SYS_recvfrom, fd, buf, len, flags, NO_ADDR_MUT, NO_LEN)
 );
 real_fn!(
     recvfrom,
@@ -217,49 +220,38 @@ real_fn!(
         addr: *mut sockaddr,
         alen: *mut socklen_t,
     ) -> ssize_t,
-    |fd, buf, len, flags, addr, alen| unsafe {
-        libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen) as ssize_t
-    }
+    syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen)
 );
 real_fn!(
     recvmsg,
     c"recvmsg",
     fn(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t,
-    |fd, msg, flags| unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as ssize_t }
+    syscall(libc::SYS_recvmsg, fd, msg, flags)
 );
 real_fn!(
     read,
     c"read",
     fn(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t,
-    |fd, buf, len| unsafe { libc::syscall(libc::SYS_read, fd, buf, len) as ssize_t }
+    syscall(libc::SYS_read, fd, buf, len)
 );
 real_fn!(
     readv,
     c"readv",
     fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
-    |fd, iov, n| unsafe { libc::syscall(libc::SYS_readv, fd, iov, n) as ssize_t }
+    syscall(libc::SYS_readv, fd, iov, n)
 );
+// The _chk fallbacks skip the FORTIFY check: they only run before the constructor.
 real_fn!(
     read_chk,
     c"__read_chk",
     fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t,
-    |fd, buf, len, _buflen| unsafe { libc::syscall(libc::SYS_read, fd, buf, len) as ssize_t }
+    syscall(libc::SYS_read, fd, buf, len)
 );
 real_fn!(
     recv_chk,
     c"__recv_chk",
     fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t,
-    |fd, buf, len, _buflen, flags| unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf,
-            len,
-            flags,
-            std::ptr::null_mut::<sockaddr>(),
-            std::ptr::null_mut::<socklen_t>(),
-        ) as ssize_t
-    }
+    syscall(libc::SYS_recvfrom, fd, buf, len, flags, NO_ADDR_MUT, NO_LEN)
 );
 real_fn!(
     recvfrom_chk,
@@ -273,9 +265,7 @@ real_fn!(
         addr: *mut sockaddr,
         alen: *mut socklen_t,
     ) -> ssize_t,
-    |fd, buf, len, _buflen, flags, addr, alen| unsafe {
-        libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen) as ssize_t
-    }
+    syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen)
 );
 
 /// Resolves every real function. Returns the names that could not be resolved; `close_range`
