@@ -9,22 +9,6 @@ use std::process::Command;
 use support::scenario::{self, Scenario};
 use support::*;
 
-/// Compiles tests/programs/NAME.c with `flags` into the test profile directory.
-fn compile(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
-    let out = profile_dir().join(format!("test-programs/{out_name}"));
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let src = root().join(format!("tests/programs/{name}.c"));
-    let status = Command::new("cc")
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("cc");
-    assert!(status.success(), "compiling {}", src.display());
-    out
-}
-
 fn dynamic_symbols(binary: &PathBuf) -> String {
     let out = Command::new("nm")
         .args(["-D", "--undefined-only"])
@@ -35,7 +19,7 @@ fn dynamic_symbols(binary: &PathBuf) -> String {
 }
 
 fn fortified_runtime() -> PathBuf {
-    let bin = compile(
+    let bin = compile_program(
         "c_runtime",
         "c_runtime_fortify",
         &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall", "-Wno-unused-result"],
@@ -74,7 +58,7 @@ fn fortified_c_runtime_adversarial_transport() {
 
 #[test]
 fn statically_linked_runtime_starts_untouched_with_one_warning() {
-    let bin = compile(
+    let bin = compile_program(
         "c_runtime",
         "c_runtime_static",
         &["-O2", "-static", "-Wno-unused-result"],

@@ -8,22 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::*;
 
-/// Compiles a test program from tests/programs with the given flags (once per test binary).
-fn compile(name: &str, flags: &[&str]) -> PathBuf {
-    let out = profile_dir().join(format!("test-programs/{name}"));
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let src = root().join(format!("tests/programs/{name}.c"));
-    let status = Command::new("cc")
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("cc");
-    assert!(status.success(), "compiling {}", src.display());
-    out
-}
-
 fn run_cmd(program: &Path, args: &[&str], preload: bool, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -54,7 +38,11 @@ fn assert_same(a: &Output, b: &Output, what: &str) {
 
 #[test]
 fn failing_and_succeeding_calls_keep_rc_and_errno() {
-    let probe = compile("errno_probe", &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall"]);
+    let probe = compile_program(
+        "errno_probe",
+        "errno_probe",
+        &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall"],
+    );
     let outputs: Vec<Output> = [false, true]
         .iter()
         .map(|&preload| {

@@ -225,6 +225,22 @@ pub fn assert_valid_emf(records: &[Value]) {
     assert_eq!(text.trim(), format!("valid {}", records.len()));
 }
 
+/// Compiles tests/programs/NAME.c with `flags` into the test profile directory as OUT_NAME.
+pub fn compile_program(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
+    let out = profile_dir().join(format!("test-programs/{out_name}"));
+    std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let src = root().join(format!("tests/programs/{name}.c"));
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(status.success(), "compiling {}", src.display());
+    out
+}
+
 /// Minimal temporary directories (removed on drop), to avoid a dependency for tests.
 pub mod tempdir {
     use std::path::{Path, PathBuf};
