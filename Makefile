@@ -2,12 +2,13 @@
 #   make demo   build, start the local Runtime API simulator, run a real Python function
 #               through the wrapper for 20 invokes, print its EMF lines and a summary
 #   make test   install what the tests need (idempotent), build, run every test and lint
+#   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
 
 CARGO ?= cargo
 VENV  := target/test-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo clean
+.PHONY: all build test-deps test demo layer clean
 
 all: build
 
@@ -17,7 +18,10 @@ build:
 test-deps:
 	sh tests/setup.sh
 
-test: test-deps
+layer:
+	sh layer/build.sh
+
+test: test-deps layer
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets

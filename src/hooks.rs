@@ -87,11 +87,30 @@ fn peek_host_bytes(src: *const c_void, len: usize, out: &mut [u8; PEEK]) -> usiz
         iov_base: src.cast_mut(),
         iov_len: n,
     };
-    // SAFETY: process_vm_readv writes at most `n` bytes into `out`, which has room for PEEK;
-    // reading our own address space this way faults in the kernel, not in this process.
-    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    got.max(0) as usize
+    if !VM_READ_UNAVAILABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: process_vm_readv writes at most `n` bytes into `out`, which has room for
+        // PEEK; reading our own address space this way faults in the kernel, not here.
+        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if got >= 0 {
+            return got as usize;
+        }
+        match errno() {
+            libc::ENOSYS | libc::EPERM | libc::EACCES => {
+                // Filtered by seccomp or not emulated (qemu-user): copy directly from now on.
+                VM_READ_UNAVAILABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => return 0, // EFAULT: the real call will fail the same way.
+        }
+    }
+    // SAFETY: the runtime is about to hand this buffer to write(2) on its Runtime API socket;
+    // only used when the kernel cannot check the address for us.
+    unsafe { std::ptr::copy_nonoverlapping(src.cast::<u8>(), out.as_mut_ptr(), n) };
+    n
 }
+
+/// Set when `process_vm_readv` cannot be used in this process.
+static VM_READ_UNAVAILABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Before a write to a tracked fd: lets the engine see what is about to be sent (a `/next`
 /// request completes the previous invoke's record, which must be written first).

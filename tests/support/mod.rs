@@ -225,6 +225,65 @@ pub fn assert_valid_emf(records: &[Value]) {
     assert_eq!(text.trim(), format!("valid {}", records.len()));
 }
 
+/// What liblambda_meter.so exports: the hooks and the public C ABI, nothing else.
+pub const EXPORTS: &[&str] = &[
+    "__read_chk",
+    "__recv_chk",
+    "__recvfrom_chk",
+    "close",
+    "close_range",
+    "connect",
+    "dup",
+    "dup2",
+    "dup3",
+    "fcntl",
+    "fcntl64",
+    "fork",
+    "lambda_meter_active",
+    "lambda_meter_version",
+    "read",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "send",
+    "sendmsg",
+    "sendto",
+    "syscall",
+    "write",
+    "writev",
+];
+
+/// The defined global dynamic symbols of `lib` (readelf reads either architecture).
+pub fn dynamic_exports(lib: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .args(["-W", "--dyn-syms"])
+        .arg(lib)
+        .output()
+        .expect("readelf");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && f[4] == "GLOBAL" && f[6] != "UND").then(|| f[7].to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The defined dynamic symbols of `lib` are exactly [`EXPORTS`].
+pub fn assert_exports_exactly_the_hooks(lib: &Path) {
+    let mut expected = EXPORTS.to_vec();
+    expected.sort();
+    assert_eq!(
+        dynamic_exports(lib),
+        expected,
+        "exports of {}",
+        lib.display()
+    );
+}
+
 /// Compiles tests/programs/NAME.c with `flags` into the test profile directory as OUT_NAME.
 pub fn compile_program(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
     let out = profile_dir().join(format!("test-programs/{out_name}"));

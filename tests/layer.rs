@@ -1,0 +1,442 @@
+//! The deployable layer built by `make layer`: both architectures, glibc ≤ 2.26, exactly the
+//! hooks exported, small, reproducible, and metering for real once unpacked where Lambda puts
+//! it; chaining to another wrapper; and the deploy files validated where a validator installs.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+const ARCHES: [&str; 2] = ["x86_64", "arm64"];
+
+fn version() -> String {
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .unwrap()
+}
+
+fn zip_of(arch: &str) -> PathBuf {
+    let zip = root().join(format!(
+        "target/layer/lambda-meter-{}-{arch}.zip",
+        version()
+    ));
+    assert!(
+        zip.is_file(),
+        "{} is missing: run `make layer` (make test does)",
+        zip.display()
+    );
+    zip
+}
+
+/// Unpacks a layer zip as Lambda does, into `<dir>/opt`.
+fn unpack(arch: &str, dir: &Path) -> PathBuf {
+    let opt = dir.join("opt");
+    std::fs::create_dir_all(&opt).unwrap();
+    let status = Command::new("unzip")
+        .arg("-q")
+        .arg(zip_of(arch))
+        .arg("-d")
+        .arg(&opt)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    opt
+}
+
+fn glibc_versions(lib: &Path) -> Vec<(u32, u32)> {
+    let out = Command::new("readelf")
+        .args(["-W", "--version-info"])
+        .arg(lib)
+        .output()
+        .expect("readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v: Vec<(u32, u32)> = text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut p = v.split('.');
+            Some((p.next()?.parse().ok()?, p.next()?.parse().ok()?))
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
+    for arch in ARCHES {
+        let zip = zip_of(arch);
+        let listing = Command::new("unzip").arg("-Z").arg(&zip).output().unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let entries: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.starts_with('-') || l.starts_with('d'))
+            .collect();
+        assert_eq!(entries.len(), 2, "{listing}");
+        assert!(
+            entries[0].starts_with("-rwxr-xr-x") && entries[0].ends_with(" lambda-meter"),
+            "{listing}"
+        );
+        assert!(
+            entries[1].starts_with("-rw-r--r--") && entries[1].ends_with(" lib/liblambda_meter.so"),
+            "{listing}"
+        );
+        assert!(
+            entries.iter().all(|e| e.contains("80-Jan-01 00:00")),
+            "fixed timestamps: {listing}"
+        );
+        let dir = tempdir::TempDir::new(&format!("unzip-{arch}"));
+        let opt = unpack(arch, dir.path());
+        let lib = opt.join("lib/liblambda_meter.so");
+        let newest = *glibc_versions(&lib).last().unwrap();
+        assert!(
+            newest <= (2, 26),
+            "{arch} needs GLIBC_{}.{}",
+            newest.0,
+            newest.1
+        );
+        assert_exports_exactly_the_hooks(&lib);
+        let sections = Command::new("readelf")
+            .args(["-W", "-S"])
+            .arg(&lib)
+            .output()
+            .unwrap();
+        let sections = String::from_utf8_lossy(&sections.stdout);
+        assert!(
+            sections.contains(".dynsym") && !sections.contains(".symtab"),
+            "{arch} library is stripped"
+        );
+        let lib_size = std::fs::metadata(&lib).unwrap().len();
+        let zip_size = std::fs::metadata(&zip).unwrap().len();
+        assert!(lib_size <= 1_500_000, "{arch} library is {lib_size} bytes");
+        assert!(zip_size <= 1_000_000, "{arch} zip is {zip_size} bytes");
+        let machine = Command::new("od")
+            .args(["-An", "-tx1", "-j18", "-N2"])
+            .arg(&lib)
+            .output()
+            .unwrap();
+        let machine = String::from_utf8_lossy(&machine.stdout).trim().to_string();
+        assert_eq!(
+            machine,
+            if arch == "x86_64" { "3e 00" } else { "b7 00" },
+            "{arch} ELF machine"
+        );
+    }
+}
+
+#[test]
+fn the_same_files_give_byte_identical_zips() {
+    for arch in ARCHES {
+        let dir = tempdir::TempDir::new(&format!("repro-{arch}"));
+        let opt = unpack(arch, dir.path());
+        let again = dir.path().join("again.zip");
+        let status = Command::new("python3")
+            .arg(root().join("layer/mkzip.py"))
+            .arg(&opt)
+            .arg(&again)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            std::fs::read(&again).unwrap() == std::fs::read(zip_of(arch)).unwrap(),
+            "{arch} zip differs"
+        );
+    }
+}
+
+#[test]
+fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
+    let dir = tempdir::TempDir::new("opt-x86");
+    let opt = unpack("x86_64", dir.path());
+    let cmd = [
+        python().display().to_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        "handler.dispatch".into(),
+    ];
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "fail", "type": "KeyError"}),
+    ];
+    let out = run(
+        events(&payloads),
+        &cmd,
+        Some(&opt.join("lambda-meter")),
+        &[],
+        &python_function_dir(),
+    );
+    assert!(
+        out.run.stderr.is_empty() || !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+    let records = out.records();
+    assert_eq!(records.len(), 2);
+    assert_valid_emf(&records);
+    assert_eq!(records.iter().filter(|r| r["Errors"] == 1.0).count(), 1);
+}
+
+/// zig (from the layer tools) cross-compiles the C test runtime for arm64.
+fn arm64_c_runtime() -> PathBuf {
+    let out = profile_dir().join("test-programs/c_runtime_arm64");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let zig_python = root().join("target/layer-tools/bin/python");
+    let status = Command::new(&zig_python)
+        .args([
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "aarch64-linux-gnu.2.26",
+            "-O2",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(root().join("tests/programs/c_runtime.c"))
+        .status()
+        .expect("zig cc");
+    assert!(status.success(), "zig cc for arm64");
+    out
+}
+
+#[test]
+fn the_arm64_library_meters_an_arm64_runtime_under_qemu() {
+    let dir = tempdir::TempDir::new("opt-arm64");
+    let opt = unpack("arm64", dir.path());
+    let runtime = arm64_c_runtime();
+    let lib = opt.join("lib/liblambda_meter.so");
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "fail", "type": "ValueError"}),
+        json!({"action": "big", "bytes": 300_000}),
+    ];
+    let qemu = "qemu-aarch64-static";
+    let cmd = [
+        qemu,
+        "-L",
+        "/usr/aarch64-linux-gnu",
+        runtime.to_str().unwrap(),
+    ];
+    // qemu-user is static, so LD_PRELOAD reaches only the arm64 program's own loader.
+    let out = run(
+        events(&payloads),
+        &cmd,
+        None,
+        &[("LD_PRELOAD", lib.to_str().unwrap())],
+        &root(),
+    );
+    assert!(
+        !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+    let records = out.records();
+    assert_eq!(records.len(), 3, "stdout:\n{}", out.run.stdout);
+    assert_valid_emf(&records);
+    assert_eq!(records.iter().filter(|r| r["ColdStart"] == 1.0).count(), 1);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["errorType"] == "ValueError")
+            .count(),
+        1
+    );
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r["ResponseBytes"].as_f64().unwrap() as usize)
+            .max(),
+        Some(300_002)
+    );
+}
+
+#[test]
+fn a_library_for_the_other_architecture_starts_the_runtime_untouched() {
+    let dir = tempdir::TempDir::new("wrong-arch");
+    let opt = unpack("x86_64", dir.path());
+    let arm = tempdir::TempDir::new("wrong-arch-arm");
+    let arm_lib = unpack("arm64", arm.path()).join("lib/liblambda_meter.so");
+    let out = Command::new("dash")
+        .arg(opt.join("lambda-meter"))
+        .args(["sh", "-c", "printf %s \"${LD_PRELOAD:-none}\""])
+        .env("LAMBDA_METER_LIB", &arm_lib)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "none");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not a shared object for this machine"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn chaining_to_another_wrapper_keeps_the_preload() {
+    let dir = tempdir::TempDir::new("chain");
+    let marker = dir.path().join("vendor-ran");
+    let vendor = dir.path().join("vendor-wrapper");
+    std::fs::write(
+        &vendor,
+        format!("#!/bin/sh\n# another vendor's exec wrapper\necho \"$LD_PRELOAD\" > '{}'\nexec \"$@\"\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&vendor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layer = Layer::new();
+    let cmd = [
+        python().display().to_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        "handler.dispatch".into(),
+    ];
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run(
+        events(&[json!({"action": "ok"})]),
+        &cmd,
+        Some(&layer.wrapper()),
+        &[("LAMBDA_METER_NEXT_WRAPPER", vendor.to_str().unwrap())],
+        &python_function_dir(),
+    );
+    let seen = std::fs::read_to_string(&marker).expect("the next wrapper ran");
+    assert!(seen.trim().ends_with("liblambda_meter.so"), "{seen}");
+    assert_eq!(
+        out.records().len(),
+        1,
+        "the runtime was metered through the chain"
+    );
+    assert!(!out.run.stderr.contains("lambda-meter"));
+    // A next wrapper that does not exist: one warning, and the runtime still starts metered.
+    let out = run(
+        events(&[json!({"action": "ok"})]),
+        &cmd,
+        Some(&layer.wrapper()),
+        &[("LAMBDA_METER_NEXT_WRAPPER", "/opt/no-such-wrapper")],
+        &python_function_dir(),
+    );
+    let warnings: Vec<&str> = out
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("lambda-meter"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("LAMBDA_METER_NEXT_WRAPPER"));
+    assert_eq!(out.records().len(), 1);
+}
+
+fn cfn_lint(template: &Path) -> std::process::Output {
+    let lint = python().with_file_name("cfn-lint");
+    Command::new(lint).arg(template).output().expect("cfn-lint")
+}
+
+#[test]
+fn the_sam_template_passes_cfn_lint_and_a_broken_one_does_not() {
+    let template = root().join("layer/template.yaml");
+    let ok = cfn_lint(&template);
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The validator is live: the same template with a misspelt resource type fails.
+    let dir = tempdir::TempDir::new("cfn");
+    let broken = dir.path().join("template.yaml");
+    let text = std::fs::read_to_string(&template).unwrap().replace(
+        "Type: AWS::CloudWatch::Dashboard",
+        "Type: AWS::CloudWatch::Dashbord",
+    );
+    std::fs::write(&broken, text).unwrap();
+    assert!(!cfn_lint(&broken).status.success());
+}
+
+#[test]
+fn the_dashboard_shows_the_default_metrics_and_matches_the_template() {
+    let text = std::fs::read_to_string(root().join("layer/dashboard.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let mut shown: Vec<(String, Option<String>)> = Vec::new();
+    for w in dash["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            let m = m.as_array().unwrap();
+            if m[0] == "LambdaMeter" {
+                assert_eq!(m[2], "FunctionName");
+                assert_eq!(m[3], "${FunctionName}");
+                shown.push((
+                    m[1].as_str().unwrap().to_string(),
+                    m[4]["stat"].as_str().map(str::to_string),
+                ));
+            }
+        }
+    }
+    for (metric, stat) in [
+        ("Duration", Some("p50")),
+        ("Duration", Some("p99")),
+        ("ColdStart", Some("Average")),
+        ("InitDuration", None),
+        ("Errors", None),
+        ("Timeouts", None),
+        ("MemoryUtilization", None),
+        ("CpuTime", None),
+    ] {
+        assert!(
+            shown
+                .iter()
+                .any(|(m, s)| m == metric && (stat.is_none() || s.as_deref() == stat)),
+            "{metric} {stat:?} not on the dashboard"
+        );
+    }
+    // The SAM template carries the same body.
+    let template = std::fs::read_to_string(root().join("layer/template.yaml")).unwrap();
+    let start = template.find("- |\n").unwrap() + 4;
+    let end = template[start..].find("        - FunctionName:").unwrap() + start;
+    let inline: Vec<&str> = template[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("            ").unwrap_or(l))
+        .collect();
+    assert_eq!(inline.join("\n").trim(), text.trim());
+}
+
+#[test]
+fn publish_dry_run_publishes_both_architectures() {
+    let out = Command::new("sh")
+        .arg(root().join("layer/publish"))
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for arch in ARCHES {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{arch}: aws lambda publish-layer-version")))
+            .unwrap();
+        assert!(
+            line.contains(&format!("--compatible-architectures {arch}")),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "fileb://target/layer/lambda-meter-{}-{arch}.zip",
+                version()
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains("provided.al2023") && line.contains("python3.12"),
+            "{line}"
+        );
+    }
+}
