@@ -3,12 +3,13 @@
 #               through the wrapper for 20 invokes, print its EMF lines and a summary
 #   make test   install what the tests need (idempotent), build, run every test and lint
 #   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
+#   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
 
 CARGO ?= cargo
 VENV  := target/test-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo layer clean
+.PHONY: all build test-deps test demo layer bench clean
 
 all: build
 
@@ -34,6 +35,10 @@ demo: test-deps
 		--events demo-events.json --function-name demo-orders \
 		--wrapper ../../../$(DEMO_LAYER)/lambda-meter --summary -- \
 		../../../$(VENV)/bin/python -m awslambdaric handler.dispatch
+
+bench: test-deps layer
+	$(CARGO) build --release --workspace
+	$(CARGO) run --release -q -p lambda-meter-bench --bin lambda-meter-bench
 
 clean:
 	$(CARGO) clean

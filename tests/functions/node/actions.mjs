@@ -21,6 +21,8 @@ export async function act(event, context) {
     }
     case "big":
       return "x".repeat(event.bytes ?? 300000);
+    case "rss":
+      return { rssKb: Math.round(process.memoryUsage().rss / 1024) };
     case "echo":
       return { size: JSON.stringify(event).length };
     default:

@@ -41,6 +41,8 @@ pub struct FunctionRun {
     pub exited: Option<ExitStatus>,
     /// How many runtime processes were started (a timeout stops one and starts the next).
     pub starts: usize,
+    /// When the first runtime process was started.
+    pub spawned_at: Instant,
     /// From spawn to stop.
     pub elapsed: Duration,
 }
@@ -85,8 +87,10 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     let mut idle = false;
     let mut exited = None;
     let mut starts = 0;
+    let mut spawned_at = None;
     'runtimes: loop {
         let (mut child, out, err) = spawn(sim, opts, program, args)?;
+        spawned_at.get_or_insert_with(Instant::now);
         starts += 1;
         let pgid = child.id() as libc::pid_t;
         let mut init_error_at: Option<Instant> = None;
@@ -152,6 +156,7 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         idle,
         exited,
         starts,
+        spawned_at: spawned_at.unwrap_or(started),
         elapsed: started.elapsed(),
     })
 }

@@ -22,6 +22,15 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
             "x".repeat(p["bytes"].as_u64().unwrap_or(300_000) as usize),
         )),
         "echo" => Ok(json!({"size": p.to_string().len()})),
+        "rss" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok());
+            Ok(json!({"rssKb": kb}))
+        }
         other => Err(Diagnostic {
             error_type: "UnknownAction".to_string(),
             error_message: format!("unknown action {other}"),

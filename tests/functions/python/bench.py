@@ -1,0 +1,37 @@
+"""No-op handlers for `make bench`: the same work with no metrics, with Powertools for AWS
+Lambda Metrics, and with aws-embedded-metrics, each emitting one metric per invoke."""
+
+import resource
+
+from aws_embedded_metrics import metric_scope
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def noop(event, context):
+    if event.get("action") == "rss":
+        return {"rssKb": rss_kb()}
+    return {}
+
+
+metrics = Metrics(namespace="Bench", service="bench")
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def powertools(event, context):
+    metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
+    return noop(event, context)
+
+
+@metric_scope
+def emf(event, context, metrics):
+    metrics.put_metric("Invocations", 1, "Count")
+    return noop(event, context)
