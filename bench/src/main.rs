@@ -40,7 +40,9 @@ struct Sample {
 }
 
 fn run_variant(v: &Variant) -> Sample {
-    let mut events: Vec<Event> = (0..INVOKES).map(|_| Event::json(&json!({"action": "ok"}))).collect();
+    let mut events: Vec<Event> = (0..INVOKES)
+        .map(|_| Event::json(&json!({"action": "ok"})))
+        .collect();
     events.push(Event::json(&json!({"action": "rss"})));
     let sim = Simulator::start(Config {
         events,
@@ -88,7 +90,11 @@ fn measure(group: &[Variant]) -> Vec<Vec<Sample>> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Median, min and max of per-round values.
@@ -101,7 +107,11 @@ struct Stat {
 fn stat(values: Vec<f64>) -> Stat {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Stat { median: median(values), min, max }
+    Stat {
+        median: median(values),
+        min,
+        max,
+    }
 }
 
 fn ratios(a: &[Sample], base: &[Sample], f: fn(&Sample) -> f64) -> Stat {
@@ -129,7 +139,11 @@ fn sh(cmd: &str) -> String {
 }
 
 fn must_exist(p: &Path) -> PathBuf {
-    assert!(p.exists(), "{} is missing: `make bench` builds it", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: `make bench` builds it",
+        p.display()
+    );
     p.to_path_buf()
 }
 
@@ -149,10 +163,15 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
         let mut c = Command::new(&bin);
         c.args([mode, &n.to_string()]).env_remove("LD_PRELOAD");
         if preload {
-            c.env("LD_PRELOAD", lib).env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+            c.env("LD_PRELOAD", lib)
+                .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
         }
         let out = c.output().expect("passthrough");
-        String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().expect("ns") / n as f64
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<f64>()
+            .expect("ns")
+            / n as f64
     };
     let callgrind = |mode: &str, n: u64, preload: bool| -> f64 {
         let mut c = Command::new("valgrind");
@@ -161,7 +180,8 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
             .args([mode, &n.to_string()])
             .env_remove("LD_PRELOAD");
         if preload {
-            c.env("LD_PRELOAD", lib).env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+            c.env("LD_PRELOAD", lib)
+                .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
         }
         let out = c.output().expect("valgrind");
         let text = String::from_utf8_lossy(&out.stderr);
@@ -171,14 +191,22 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
             .and_then(|v| v.trim().parse::<f64>().ok())
             .expect("callgrind total")
     };
-    writeln!(report, "\n### Untracked-fd pass-through (a function's own I/O)\n").unwrap();
+    writeln!(
+        report,
+        "\n### Untracked-fd pass-through (a function's own I/O)\n"
+    )
+    .unwrap();
     writeln!(
         report,
         "| loop | without, ns/op | with lambda-meter, ns/op | time ratio (median, min–max) | instructions/op without → with (callgrind) | instruction ratio |"
     )
     .unwrap();
     writeln!(report, "|---|---|---|---|---|---|").unwrap();
-    for (mode, n) in [("devnull", 1_000_000u64), ("pipe", 50_000), ("socket", 50_000)] {
+    for (mode, n) in [
+        ("devnull", 1_000_000u64),
+        ("pipe", 50_000),
+        ("socket", 50_000),
+    ] {
         let mut without = Vec::new();
         let mut with = Vec::new();
         for round in 0..ROUNDS {
@@ -189,7 +217,9 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
         let r = stat(with.iter().zip(&without).map(|(w, o)| w / o).collect());
         // Instructions per iteration: the difference between two loop lengths removes startup.
         let (n1, n2) = (2_000u64, 4_000u64);
-        let ir = |preload| (callgrind(mode, n2, preload) - callgrind(mode, n1, preload)) / (n2 - n1) as f64;
+        let ir = |preload| {
+            (callgrind(mode, n2, preload) - callgrind(mode, n1, preload)) / (n2 - n1) as f64
+        };
         let (ir_without, ir_with) = (ir(false), ir(true));
         writeln!(
             report,
@@ -202,7 +232,13 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
             ir_with / ir_without
         )
         .unwrap();
-        targets.push((format!("pass-through {mode} ≤ +2% (median time ratio {:.4})", r.median), r.median <= 1.02));
+        targets.push((
+            format!(
+                "pass-through {mode} ≤ +2% (median time ratio {:.4})",
+                r.median
+            ),
+            r.median <= 1.02,
+        ));
     }
 }
 
@@ -225,35 +261,75 @@ fn main() {
     let rust_fn = must_exist(&root.join("target/release/rust-buffered"));
     let proxy = must_exist(&root.join("target/release/bench-proxy"));
     let py = |handler: &str| -> Vec<String> {
-        vec![python.display().to_string(), "-m".into(), "awslambdaric".into(), handler.into()]
+        vec![
+            python.display().to_string(),
+            "-m".into(),
+            "awslambdaric".into(),
+            handler.into(),
+        ]
     };
-    let variant = |name, command: Vec<String>, wrapped: bool, cwd: &Path, env: Vec<(String, String)>| Variant {
-        name,
-        command,
-        env,
-        wrapper: wrapped.then(|| wrapper.clone()),
-        cwd: cwd.to_path_buf(),
-    };
+    let variant =
+        |name, command: Vec<String>, wrapped: bool, cwd: &Path, env: Vec<(String, String)>| {
+            Variant {
+                name,
+                command,
+                env,
+                wrapper: wrapped.then(|| wrapper.clone()),
+                cwd: cwd.to_path_buf(),
+            }
+        };
     let mut proxied = vec![proxy.display().to_string()];
     proxied.extend(py("bench.noop"));
-    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let python_group = [
         variant("baseline", py("bench.noop"), false, &py_dir, vec![]),
         variant("lambda-meter", py("bench.noop"), true, &py_dir, vec![]),
-        variant("Powertools Metrics", py("bench.powertools"), false, &py_dir, vec![]),
-        variant("aws-embedded-metrics", py("bench.emf"), false, &py_dir, vec![]),
+        variant(
+            "Powertools Metrics",
+            py("bench.powertools"),
+            false,
+            &py_dir,
+            vec![],
+        ),
+        variant(
+            "aws-embedded-metrics",
+            py("bench.emf"),
+            false,
+            &py_dir,
+            vec![],
+        ),
         variant(
             "Runtime API proxy",
             proxied,
             false,
             &py_dir,
-            vec![("AWS_LAMBDA_RUNTIME_PROXY_PORT".into(), proxy_port.to_string())],
+            vec![(
+                "AWS_LAMBDA_RUNTIME_PROXY_PORT".into(),
+                proxy_port.to_string(),
+            )],
         ),
     ];
-    let node_env = vec![("LAMBDA_TASK_ROOT".to_string(), node_dir.display().to_string())];
-    let node_cmd = vec!["node".to_string(), ric.display().to_string(), "index.handler".into()];
+    let node_env = vec![(
+        "LAMBDA_TASK_ROOT".to_string(),
+        node_dir.display().to_string(),
+    )];
+    let node_cmd = vec![
+        "node".to_string(),
+        ric.display().to_string(),
+        "index.handler".into(),
+    ];
     let node_group = [
-        variant("baseline", node_cmd.clone(), false, &node_dir, node_env.clone()),
+        variant(
+            "baseline",
+            node_cmd.clone(),
+            false,
+            &node_dir,
+            node_env.clone(),
+        ),
         variant("lambda-meter", node_cmd, true, &node_dir, node_env),
     ];
     let rust_cmd = vec![rust_fn.display().to_string()];
@@ -268,8 +344,16 @@ fn main() {
 
     let mut report = String::new();
     let mut targets: Vec<(String, bool)> = Vec::new();
-    writeln!(report, "### Per-invoke time, no-op handler, {INVOKES} invokes a run\n").unwrap();
-    writeln!(report, "| runtime | variant | µs per invoke (median) | ratio to baseline (median, min–max) |").unwrap();
+    writeln!(
+        report,
+        "### Per-invoke time, no-op handler, {INVOKES} invokes a run\n"
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| runtime | variant | µs per invoke (median) | ratio to baseline (median, min–max) |"
+    )
+    .unwrap();
     writeln!(report, "|---|---|---|---|").unwrap();
     let per = |s: &Sample| s.per_invoke_us;
     for (label, group, samples) in [
@@ -279,13 +363,20 @@ fn main() {
     ] {
         for (i, v) in group.iter().enumerate() {
             let abs = median(samples[i].iter().map(per).collect());
-            let ratio = if i == 0 { "1".to_string() } else { fmt_ratio(&ratios(&samples[i], &samples[0], per)) };
+            let ratio = if i == 0 {
+                "1".to_string()
+            } else {
+                fmt_ratio(&ratios(&samples[i], &samples[0], per))
+            };
             writeln!(report, "| {label} | {} | {abs:.1} | {ratio} |", v.name).unwrap();
         }
     }
     let lm = ratios(&py_samples[1], &py_samples[0], per);
     targets.push((
-        format!("Python per-invoke overhead ≤ 1% of the baseline loop (median ratio {:.4})", lm.median),
+        format!(
+            "Python per-invoke overhead ≤ 1% of the baseline loop (median ratio {:.4})",
+            lm.median
+        ),
         lm.median <= 1.01,
     ));
     // lambda-meter's added cost as a share of Powertools' added cost, per round.
@@ -304,15 +395,26 @@ fn main() {
     )
     .unwrap();
     targets.push((
-        format!("added cost ≤ 1/10 of Powertools' added cost (median share {:.3})", share.median),
+        format!(
+            "added cost ≤ 1/10 of Powertools' added cost (median share {:.3})",
+            share.median
+        ),
         share.median <= 0.1,
     ));
 
-    writeln!(report, "\n### Cold start: process start → first `/next` request (as the simulator sees it)\n").unwrap();
+    writeln!(
+        report,
+        "\n### Cold start: process start → first `/next` request (as the simulator sees it)\n"
+    )
+    .unwrap();
     writeln!(report, "| runtime | baseline, ms (median) | with lambda-meter, ms (median) | difference (median, min–max) |").unwrap();
     writeln!(report, "|---|---|---|---|").unwrap();
     let cold = |s: &Sample| s.cold_ms;
-    for (label, samples) in [("Python", &py_samples), ("Node", &node_samples), ("Rust", &rust_samples)] {
+    for (label, samples) in [
+        ("Python", &py_samples),
+        ("Node", &node_samples),
+        ("Rust", &rust_samples),
+    ] {
         let d = differences(&samples[1], &samples[0], cold);
         writeln!(
             report,
@@ -323,7 +425,10 @@ fn main() {
         )
         .unwrap();
         if label != "Rust" {
-            targets.push((format!("{label} cold start ≤ +1 ms (median {:+.2} ms)", d.median), d.median <= 1.0));
+            targets.push((
+                format!("{label} cold start ≤ +1 ms (median {:+.2} ms)", d.median),
+                d.median <= 1.0,
+            ));
         }
     }
 
@@ -331,7 +436,11 @@ fn main() {
     writeln!(report, "| runtime | RSS after {INVOKES} invokes, baseline MB | with lambda-meter MB | difference (median, min–max) |").unwrap();
     writeln!(report, "|---|---|---|---|").unwrap();
     let rss = |s: &Sample| s.rss_kb / 1024.0;
-    for (label, samples) in [("Python", &py_samples), ("Node", &node_samples), ("Rust", &rust_samples)] {
+    for (label, samples) in [
+        ("Python", &py_samples),
+        ("Node", &node_samples),
+        ("Rust", &rust_samples),
+    ] {
         let d = differences(&samples[1], &samples[0], rss);
         writeln!(
             report,
@@ -341,7 +450,13 @@ fn main() {
             fmt_diff(&d, "MB")
         )
         .unwrap();
-        targets.push((format!("{label} resident memory ≤ +1 MB (median {:+.2} MB)", d.median), d.median <= 1.0));
+        targets.push((
+            format!(
+                "{label} resident memory ≤ +1 MB (median {:+.2} MB)",
+                d.median
+            ),
+            d.median <= 1.0,
+        ));
     }
     let layer_lib = root.join("target/layer/x86_64/lib/liblambda_meter.so");
     let size_of = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -359,7 +474,12 @@ fn main() {
     writeln!(report, "| target | result |").unwrap();
     writeln!(report, "|---|---|").unwrap();
     for (t, met) in &targets {
-        writeln!(report, "| {t} | {} |", if *met { "met" } else { "**missed**" }).unwrap();
+        writeln!(
+            report,
+            "| {t} | {} |",
+            if *met { "met" } else { "**missed**" }
+        )
+        .unwrap();
     }
 
     println!("{report}");
