@@ -78,6 +78,10 @@ pub struct Config {
     pub first_event_delay: Option<Duration>,
     /// SnapStart: answer `/runtime/restore/next` after this long (the snapshot and restore).
     pub restore_delay: Duration,
+    /// When the runtime process exits with an invoke in flight, that invoke fails with
+    /// `Runtime.ExitError` and a new runtime process is started in the same environment, as
+    /// Lambda does. Needs [`run_function`](crate::run_function).
+    pub restart_on_exit: bool,
 }
 
 impl Default for Config {
@@ -93,6 +97,7 @@ impl Default for Config {
             freeze_between: None,
             first_event_delay: None,
             restore_delay: Duration::from_millis(20),
+            restart_on_exit: false,
         }
     }
 }
@@ -133,6 +138,8 @@ pub enum Outcome {
     },
     /// The deadline passed first: the environment was stopped, as Lambda does.
     Timeout,
+    /// The runtime process exited during the invoke (`Runtime.ExitError`).
+    ExitError,
 }
 
 /// The result of one event.
@@ -215,6 +222,7 @@ impl Shared {
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    log_stream: String,
 }
 
 impl Simulator {
@@ -238,7 +246,24 @@ impl Simulator {
         thread::Builder::new()
             .name("sim-accept".into())
             .spawn(move || accept_loop(listener, s))?;
-        Ok(Simulator { addr, shared })
+        // Each environment has a log stream of its own, kept across runtime restarts.
+        static STARTED: AtomicU64 = AtomicU64::new(0);
+        let log_stream = format!(
+            "2026/01/01/[$LATEST]{:08x}{:08x}{:04x}",
+            std::process::id(),
+            epoch_ms() as u32,
+            STARTED.fetch_add(1, Ordering::Relaxed) as u16
+        );
+        Ok(Simulator {
+            addr,
+            shared,
+            log_stream,
+        })
+    }
+
+    /// The environment's log stream (`AWS_LAMBDA_LOG_STREAM_NAME`).
+    pub fn log_stream(&self) -> &str {
+        &self.log_stream
     }
 
     /// The `host:port` to put in `AWS_LAMBDA_RUNTIME_API`.
@@ -336,6 +361,31 @@ impl Simulator {
         }
         st.timeouts += expired.len();
         !expired.is_empty()
+    }
+
+    /// The runtime process exited by itself: each invoke in flight fails with
+    /// `Runtime.ExitError`. True when the environment has work left (a new runtime must
+    /// start, as Lambda starts one for the next event).
+    pub fn runtime_exited(&self) -> bool {
+        let mut st = self.shared.lock();
+        let failed: Vec<(String, usize, Instant)> = st
+            .in_flight
+            .drain()
+            .map(|(id, (i, started))| (id, i, started))
+            .collect();
+        for (id, index, started) in &failed {
+            if let Some(slot) = st.results.get_mut(*index) {
+                *slot = Some(InvokeResult {
+                    request_id: id.clone(),
+                    outcome: Outcome::ExitError,
+                    body: Vec::new(),
+                    trailers: Vec::new(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+        self.shared.changed.notify_all();
+        !failed.is_empty() || !st.queue.is_empty()
     }
 
     /// The runtime was stopped: whatever its connections still wait for is void.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT]
-//!            [--max-concurrency N] [--wrapper PATH] [--summary] -- COMMAND [ARGS…]
+//!            [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--summary] -- COMMAND [ARGS…]
 //! ```
 //! `FILE` holds a JSON array; each element is one event payload. The command runs with the
 //! Lambda environment variables set (and under `--wrapper`, like `AWS_LAMBDA_EXEC_WRAPPER`);
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--max-concurrency N] [--wrapper PATH] [--summary] -- COMMAND [ARGS...]"
+        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--summary] -- COMMAND [ARGS...]"
     );
     ExitCode::from(2)
 }
@@ -52,6 +52,7 @@ fn main() -> ExitCode {
             },
             "--wrapper" => opts.wrapper = value().map(Into::into),
             "--summary" => want_summary = true,
+            "--restart-on-exit" => config.restart_on_exit = true,
             "--" => break,
             _ => return usage(),
         }

@@ -39,6 +39,8 @@ pub struct FunctionRun {
     pub idle: bool,
     /// Set when the (last) runtime exited by itself before it was stopped.
     pub exited: Option<ExitStatus>,
+    /// How each runtime that exited by itself ended, in order.
+    pub exits: Vec<ExitStatus>,
     /// How many runtime processes were started (a timeout stops one and starts the next).
     pub starts: usize,
     /// When the first runtime process was started.
@@ -83,13 +85,23 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let started = Instant::now();
     let deadline = started + opts.timeout.unwrap_or(Duration::from_secs(60));
+    // Each environment has a /tmp of its own, kept across runtime restarts, gone after it.
+    let own_tmp = (!opts.env.iter().any(|(k, _)| k == "TMPDIR")).then(|| {
+        let dir = std::env::temp_dir().join(format!(
+            "lambda-sim-{}",
+            sim.log_stream().rsplit(']').next().unwrap_or("env")
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    });
     let mut outputs = Vec::new();
     let mut idle = false;
     let mut exited = None;
+    let mut exits = Vec::new();
     let mut starts = 0;
     let mut spawned_at = None;
     'runtimes: loop {
-        let (mut child, out, err) = spawn(sim, opts, program, args)?;
+        let (mut child, out, err) = spawn(sim, opts, program, args, own_tmp.as_deref())?;
         spawned_at.get_or_insert_with(Instant::now);
         starts += 1;
         let pgid = child.id() as libc::pid_t;
@@ -127,6 +139,9 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             }
             if let Some(status) = child.try_wait()? {
                 exited = Some(status);
+                exits.push(status);
+                // Lambda reports the invoke as Runtime.ExitError and starts a new runtime.
+                restart = sim.config().restart_on_exit && sim.runtime_exited();
                 break;
             }
             if Instant::now() >= deadline {
@@ -150,11 +165,15 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     }
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if let Some(dir) = own_tmp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(FunctionRun {
         stdout,
         stderr,
         idle,
         exited,
+        exits,
         starts,
         spawned_at: spawned_at.unwrap_or(started),
         elapsed: started.elapsed(),
@@ -174,6 +193,7 @@ fn spawn(
     opts: &RunOptions,
     program: &OsString,
     args: &[OsString],
+    tmp: Option<&std::path::Path>,
 ) -> io::Result<(std::process::Child, Reader, Reader)> {
     let cfg = sim.config();
     let mut cmd = Command::new(program);
@@ -191,14 +211,14 @@ fn spawn(
             "AWS_LAMBDA_LOG_GROUP_NAME",
             format!("/aws/lambda/{}", cfg.function_name),
         )
-        .env(
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/01/01/[$LATEST]0123456789abcdef",
-        )
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", sim.log_stream())
         .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
         .env("AWS_REGION", &cfg.region)
         .env("AWS_DEFAULT_REGION", &cfg.region)
         .env("TZ", ":UTC");
+    if let Some(dir) = tmp {
+        cmd.env("TMPDIR", dir);
+    }
     for k in &opts.env_remove {
         cmd.env_remove(k);
     }
