@@ -14,6 +14,7 @@
 use crate::emf;
 use crate::fdtable::FdBits;
 use crate::http::{self, Direction, Event, Head, Message, Parser};
+use crate::journal::{Journal, Owner};
 use crate::runtime_api::{self as api, ApiAddress, RequestKind};
 use crate::settings::Settings;
 use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Tracker};
@@ -81,6 +82,15 @@ pub struct Engine {
     tracker: Tracker,
     warned_garbage: bool,
     warned_fd_range: bool,
+    journal: Option<JournalLink>,
+}
+
+/// This process's open invokes in the environment's journal (see [`crate::journal`]).
+struct JournalLink {
+    journal: Journal,
+    owner: Owner,
+    /// Request id -> slot, for the invokes this process journaled and has not finished.
+    slots: HashMap<String, usize>,
 }
 
 fn request_capture(head: &Head) -> usize {
@@ -139,7 +149,73 @@ impl Engine {
             tracker: Tracker::new(born_ns, lifecycle),
             warned_garbage: false,
             warned_fd_range: false,
+            journal: None,
         }
+    }
+
+    /// Journals each invoke this process starts from now on, so that one the process does not
+    /// survive still gets its record. Per-request helpers hand invokes over instead.
+    pub fn attach_journal(&mut self, journal: Journal, owner: Owner) {
+        self.journal = Some(JournalLink {
+            journal,
+            owner,
+            slots: HashMap::new(),
+        });
+    }
+
+    /// Whether invokes are journaled (a forked child keeps its parent's journal).
+    pub fn has_journal(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Journals the invoke `request_id` just opened: its record as it would read if the process
+    /// ended now.
+    fn journal_invoke(&mut self, request_id: &str) {
+        let Some(link) = self.journal.as_mut() else {
+            return;
+        };
+        if self.tracker.has_handoff() {
+            return;
+        }
+        let id = crate::settings::bounded(request_id, tracker::MAX_ID_LEN);
+        let Some(open) = self.tracker.open_invoke(&id) else {
+            return;
+        };
+        let Some(template) = emf::encode(&open.ending_record(), &self.settings)
+            .and_then(|l| crate::journal::prepare(&l))
+        else {
+            return;
+        };
+        let memory = self
+            .settings
+            .memory_size_mb
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(0);
+        if let Some(slot) = link
+            .journal
+            .begin(link.owner, &open.started, memory, &template)
+        {
+            link.slots.insert(id, slot);
+        }
+    }
+
+    /// Frees the journal slots of invokes that are no longer open (finished, timed out,
+    /// forgotten): a result sent is final even while its record waits for the next `/next`.
+    fn sync_journal(&mut self) {
+        let Some(link) = self.journal.as_mut() else {
+            return;
+        };
+        if link.slots.is_empty() {
+            return;
+        }
+        let tracker = &self.tracker;
+        link.slots.retain(|id, slot| {
+            let open = tracker.open_invoke(id).is_some();
+            if !open {
+                link.journal.end(*slot, link.owner.pid);
+            }
+            open
+        });
     }
 
     /// Shares cold start and open invokes with the environment's other processes (see
@@ -321,6 +397,7 @@ impl Engine {
     pub fn tick(&mut self, now: &Probe) -> Effects {
         let mut fx = Effects::default();
         let records = self.tracker.tick(now);
+        self.sync_journal();
         self.push_records(records, &mut fx);
         fx
     }
@@ -353,13 +430,18 @@ impl Engine {
 
     /// In a forked child: nothing inherited is the child's to report. It becomes a runtime of
     /// its own if it connects to the Runtime API itself.
-    pub fn forked_child(&mut self, born_ns: u64) {
+    pub fn forked_child(&mut self, born_ns: u64, owner: Owner) {
         for fd in self.fds.keys() {
             self.bits.remove(*fd);
         }
         self.fds.clear();
         self.conns.clear();
         self.tracker.reborn(born_ns);
+        // The parent's journaled invokes stay the parent's (its pid is on their slots).
+        if let Some(link) = self.journal.as_mut() {
+            link.slots.clear();
+            link.owner = owner;
+        }
     }
 
     /// Number of connections followed now.
@@ -417,8 +499,11 @@ impl Engine {
             deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
             request_bytes: msg.body_len,
         };
+        let request_id = info.request_id.clone();
         let flushed = self.tracker.event_received(info, now);
         self.push_records(flushed, fx);
+        self.sync_journal();
+        self.journal_invoke(&request_id);
     }
 
     fn request_complete(
@@ -464,6 +549,7 @@ impl Engine {
             _ => return,
         };
         let records = self.tracker.result_sent(&id, outcome, now);
+        self.sync_journal();
         self.push_records(records, fx);
     }
 
@@ -749,6 +835,53 @@ mod tests {
     }
 
     #[test]
+    fn open_invokes_are_journaled_until_they_end() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
+        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
+        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
+        journal.format();
+        let me = Owner {
+            pid: 7,
+            start_ticks: 1,
+        };
+        e.attach_journal(journal, me);
+        let clock = Clock(Cell::new(10));
+        let p = || clock.probe();
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("done", "{}"), &p);
+        assert_eq!(journal.open_count(), 1);
+        // A result sent ends the invoke, though its record still waits for the next /next.
+        e.sent(5, &result_req("done", "response", "1", ""), &p);
+        assert_eq!(journal.open_count(), 0);
+        e.received(5, ACCEPTED, &p);
+        e.sending(5, next_req(), &p);
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("dies", "{\"k\":1}"), &p);
+        assert_eq!(journal.open_count(), 1);
+        let ending = crate::journal::Ending {
+            wall_ms: 99,
+            mono_ns: Some(25_000_000),
+            cpu_ns: Some(0),
+            max_rss_kb: Some(4096),
+            reason: b"exit status 2",
+        };
+        let mut lines = Vec::new();
+        journal.write_open(me.pid, &ending, &mut |parts| lines.push(parts.concat()));
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert_eq!(v["requestId"], "dies");
+        assert_eq!(v["Errors"], 1.0);
+        assert_eq!(v["errorType"], "Runtime.ExitError");
+        assert_eq!(v["exitReason"], "exit status 2");
+        assert_eq!(v["Duration"], 15.0);
+        assert_eq!(v["RequestBytes"], 7.0);
+        assert_eq!(v["MaxMemoryUsed"], 4.0);
+    }
+
+    #[test]
     fn forked_child_forgets_inherited_state() {
         let bits = leak_bits();
         let mut e = engine(bits);
@@ -756,7 +889,13 @@ mod tests {
         e.connected(5, api_addr());
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("f", ""), &p);
-        e.forked_child(0);
+        e.forked_child(
+            0,
+            Owner {
+                pid: 2,
+                start_ticks: 2,
+            },
+        );
         assert!(bits.is_empty());
         assert!(
             e.sent(5, &result_req("f", "response", "", ""), &p)

@@ -16,7 +16,9 @@
     clippy::indexing_slicing
 )]
 
+use crate::ending;
 use crate::fdtable::TRACKED;
+use crate::output;
 use crate::process;
 use crate::real;
 use libc::{c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t};
@@ -145,9 +147,14 @@ fn before_send_iov(fd: c_int, iov: *const iovec, n: c_int) {
     }
 }
 
-/// Hands `rc` bytes the host wrote from `buf` to the engine.
+/// Hands `rc` bytes the host wrote from `buf` to the engine; on stdout or stderr, notes whether
+/// the host's output now ends a line.
 #[inline(always)]
 fn observe_sent(fd: c_int, buf: *const c_void, rc: ssize_t) {
+    if rc > 0 && output::is_log_fd(fd) {
+        // SAFETY: the real call just read `rc` bytes from `buf`, the last one included.
+        output::host_wrote(fd, unsafe { *buf.cast::<u8>().add(rc as usize - 1) });
+    }
     if rc > 0 && TRACKED.contains(fd) {
         // SAFETY: the real call just read `rc` bytes from `buf`.
         let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), rc as usize) };
@@ -193,6 +200,33 @@ unsafe fn iov_parts<'a>(iov: *const iovec, n: c_int, rc: ssize_t) -> Vec<&'a [u8
         left -= take;
     }
     parts
+}
+
+/// The last of the first `rc` bytes of an iovec array, without allocating (this runs on the
+/// host's every `writev` to stdout or stderr).
+///
+/// # Safety
+/// As [`iov_parts`].
+unsafe fn last_byte_sent(iov: *const iovec, n: c_int, rc: ssize_t) -> Option<u8> {
+    let mut left = usize::try_from(rc).ok()?;
+    if iov.is_null() {
+        return None;
+    }
+    let mut last = None;
+    for i in 0..n.max(0) as usize {
+        if left == 0 {
+            break;
+        }
+        // SAFETY: i < n, so iov.add(i) is inside the host's array.
+        let v = unsafe { &*iov.add(i) };
+        let take = v.iov_len.min(left);
+        if take > 0 && !v.iov_base.is_null() {
+            // SAFETY: the kernel transferred `take` bytes through this buffer.
+            last = Some(unsafe { *v.iov_base.cast::<u8>().add(take - 1) });
+        }
+        left -= take;
+    }
+    last
 }
 
 #[unsafe(no_mangle)]
@@ -337,6 +371,12 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize
     before_send_iov(fd, iov, n);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::writev::get())(fd, iov, n) };
+    if rc > 0 && output::is_log_fd(fd) {
+        // SAFETY: the kernel just read `rc` bytes through these iovecs.
+        if let Some(last) = unsafe { last_byte_sent(iov, n, rc) } {
+            output::host_wrote(fd, last);
+        }
+    }
     if rc > 0 && TRACKED.contains(fd) {
         // SAFETY: the kernel just read `rc` bytes through these iovecs.
         let parts = unsafe { iov_parts(iov, n, rc) };
@@ -443,6 +483,48 @@ pub unsafe extern "C" fn __recvfrom_chk(
     rc
 }
 
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: the host's arguments, handled as sigaction(2) would.
+    unsafe { ending::sigaction(sig, act, old) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    // SAFETY: the host's arguments, handled as signal(2) would.
+    unsafe { ending::signal(sig, handler) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn exit(status: c_int) -> ! {
+    ending::exiting(status);
+    // SAFETY: the host's argument, unchanged; exit does not return.
+    unsafe { (real::exit::get())(status) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    if process::is_active() {
+        ending::exiting_now(status);
+    }
+    // SAFETY: the host's argument, unchanged; _exit does not return.
+    unsafe { (real::exit_now::get())(status) }
+}
+
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    if process::is_active() {
+        ending::exiting_now(status);
+    }
+    // SAFETY: _Exit is _exit (C99 name); the host's argument, unchanged.
+    unsafe { (real::exit_now::get())(status) }
+}
+
 // ---- the constructor, and the callbacks the C interposers use ----
 
 /// What `c-abi/interpose.c` may ask of the Rust side. Passed as a table of function pointers
@@ -482,6 +564,10 @@ static DESTRUCTOR: extern "C" fn() = destructor;
 
 extern "C" fn destructor() {
     let _ = std::panic::catch_unwind(process::at_exit);
+    // A normal exit in the middle of an invoke: it ends with the process.
+    if process::is_active() {
+        ending::at_exit();
+    }
 }
 
 extern "C" fn constructor() {

@@ -27,11 +27,14 @@ pub mod engine;
 pub mod fdtable;
 pub mod handoff;
 pub mod http;
+pub mod journal;
 pub mod runtime_api;
 pub mod settings;
 pub mod tracker;
 
 // The process glue: only in the real library. Test builds carry no hooks and no constructor.
+#[cfg(not(test))]
+mod ending;
 #[cfg(not(test))]
 mod hooks;
 #[cfg(not(test))]

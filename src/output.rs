@@ -21,7 +21,7 @@
 use crate::real;
 use crate::settings::Destination;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,11 @@ impl OwnFd {
         } else {
             fd
         };
-        identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino })
+        let own = identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino });
+        if own.is_some() {
+            OWN_FD.store(fd, Ordering::Relaxed);
+        }
+        own
     }
 
     /// Whether the fd number still names what we opened.
@@ -88,12 +92,17 @@ impl OwnFd {
     }
 
     fn close(self) {
+        let _ = OWN_FD.compare_exchange(self.fd, -1, Ordering::Relaxed, Ordering::Relaxed);
         if self.still_ours() {
             // SAFETY: the fd is verified to be ours.
             unsafe { real::close::get()(self.fd) };
         }
     }
 }
+
+/// Our own destination fd (file or agent socket) while open, for [`write_record_parts`], which
+/// may not take the sink lock. -1 when none.
+static OWN_FD: AtomicI32 = AtomicI32::new(-1);
 
 fn sink() -> MutexGuard<'static, Sink> {
     SINK.lock().unwrap_or_else(PoisonError::into_inner)
@@ -121,11 +130,55 @@ pub fn configure(destination: Destination) {
     let _ = DESTINATION.set(destination);
 }
 
-/// Writes `line` to `fd`, retrying on EINTR and finishing partial writes. Never blocks beyond
-/// what the fd itself does; gives up on any other error (the caller counts the loss).
+/// Whether the last byte the host wrote to stdout (`[0]`) or stderr (`[1]`) ended a line: false
+/// after a partial line such as `progress: 50%`. Kept by the `write`/`writev` hooks with one
+/// relaxed store, no lock and no system call; a line of ours starts with a newline when needed,
+/// or CloudWatch would see the host's text glued before the JSON and drop the record.
+///
+/// Only bytes that pass through the hooked `write`/`writev` are seen: that is every runtime's
+/// own output path (CPython, Node's libuv, the JVM, Ruby, .NET), but not C stdio (`printf`),
+/// whose internal writes do not go through the dynamic linker.
+static HOST_LINE_OPEN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// Whether `fd` is stdout or stderr: one compare on the hooks' untracked path.
+#[inline(always)]
+pub fn is_log_fd(fd: libc::c_int) -> bool {
+    (fd as u32).wrapping_sub(1) < 2
+}
+
+/// The host's write to stdout or stderr ended with `last`.
+#[inline(always)]
+pub fn host_wrote(fd: libc::c_int, last: u8) {
+    if let Some(flag) = HOST_LINE_OPEN.get((fd as usize).wrapping_sub(1)) {
+        flag.store(last != b'\n', Ordering::Relaxed);
+    }
+}
+
+/// Whether a line of ours written to `fd` must start with a newline (the host left a partial
+/// line there). Clears the mark: our line ends with one.
+pub fn take_open_line(fd: libc::c_int) -> bool {
+    HOST_LINE_OPEN
+        .get((fd as usize).wrapping_sub(1))
+        .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
+}
+
+/// Writes `line` to `fd` as one line of its own: with a leading newline when the host left a
+/// partial line on stdout or stderr.
 pub fn write_line(fd: i32, line: &[u8]) -> bool {
+    if take_open_line(fd) {
+        let mut fresh = Vec::with_capacity(line.len() + 1);
+        fresh.push(b'\n');
+        fresh.extend_from_slice(line);
+        return write_all(fd, &fresh);
+    }
+    write_all(fd, line)
+}
+
+/// Writes all of `bytes` to `fd`, retrying on EINTR and finishing partial writes. Never blocks
+/// beyond what the fd itself does; gives up on any other error (the caller counts the loss).
+fn write_all(fd: i32, bytes: &[u8]) -> bool {
     let write = real::write::get();
-    let mut rest = line;
+    let mut rest = bytes;
     while !rest.is_empty() {
         // SAFETY: `rest` is a live slice; write reads at most `rest.len()` bytes from it.
         let n = unsafe { write(fd, rest.as_ptr().cast(), rest.len()) };
@@ -163,6 +216,84 @@ pub fn emit_record(line: &str) {
         Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, bytes, "tcp"),
         Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, bytes, "udp"),
     }
+}
+
+/// Writes one record given in pieces, from anywhere — a signal handler or a process about to
+/// `_exit` included: no allocation, no lock, one `writev` (or `sendmsg` to the agent) unless
+/// the fd takes fewer bytes. To stdout or stderr, or to our own file or agent socket once it
+/// is open (before the first ordinary record it is not: the record is counted as dropped).
+pub fn write_record_parts(parts: &[&[u8]]) -> bool {
+    let destination = DESTINATION.get().unwrap_or(&Destination::Stdout);
+    let (fd, socket) = match destination {
+        Destination::Stdout => (libc::STDOUT_FILENO, false),
+        Destination::Stderr => (libc::STDERR_FILENO, false),
+        Destination::File(_) => (OWN_FD.load(Ordering::Relaxed), false),
+        Destination::Tcp(_) | Destination::Udp(_) => (OWN_FD.load(Ordering::Relaxed), true),
+    };
+    let newline: &[u8] = if take_open_line(fd) { b"\n" } else { b"" };
+    const MAX: usize = 50;
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX];
+    let mut n = 0;
+    for part in std::iter::once(newline).chain(parts.iter().copied()) {
+        if part.is_empty() {
+            continue;
+        }
+        let Some(slot) = iov.get_mut(n) else {
+            return false;
+        };
+        *slot = libc::iovec {
+            iov_base: part.as_ptr().cast_mut().cast(),
+            iov_len: part.len(),
+        };
+        n += 1;
+    }
+    if fd < 0 {
+        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    let mut first = 0;
+    while first < n {
+        let Some(rest) = iov.get_mut(first..n) else {
+            return false;
+        };
+        let sent = if socket {
+            // SAFETY: an all-zero msghdr is valid; it names our iovecs only.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = rest.as_mut_ptr();
+            msg.msg_iovlen = rest.len() as _;
+            // SAFETY: the iovecs point into live slices; MSG_NOSIGNAL: no SIGPIPE for the host.
+            unsafe { real::sendmsg::get()(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) }
+        } else {
+            // SAFETY: the iovecs point into live slices; writev only reads them.
+            unsafe { real::writev::get()(fd, rest.as_ptr(), rest.len() as libc::c_int) }
+        };
+        if sent < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        // Skip what was written; a partly written piece continues where it stopped.
+        let mut left = sent as usize;
+        while first < n {
+            let Some(v) = iov.get_mut(first) else {
+                break;
+            };
+            if left < v.iov_len {
+                // SAFETY: `left` < iov_len, so the new base stays inside the piece.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(left) }.cast();
+                v.iov_len -= left;
+                break;
+            }
+            left -= v.iov_len;
+            first += 1;
+        }
+    }
+    true
 }
 
 /// Appends to a file through our own fd (opened once, reopened if the host took it).

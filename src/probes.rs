@@ -96,6 +96,8 @@ pub struct ProcStat {
     pub start_ticks: u64,
     /// utime + stime + cutime + cstime: the process and its waited-for children.
     pub cpu_ticks: u64,
+    /// Not a zombie (it has not exited).
+    pub running: bool,
 }
 
 /// Reads `/proc/<pid>/stat`.
@@ -109,6 +111,7 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     Some(ProcStat {
         start_ticks: field(22)?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        running: !matches!(fields.first().copied(), Some("Z" | "X" | "x")),
     })
 }
 
@@ -149,6 +152,15 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// Monotonic time, ns.
 pub fn mono_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Reads the wall and monotonic clocks only (`clock_gettime`: async-signal-safe).
+pub fn clock_now() -> Probe {
+    Probe {
+        mono_ns: mono_ns(),
+        wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
+        ..Probe::default()
+    }
 }
 
 /// Reads the clocks and `getrusage(RUSAGE_SELF)` (or the environment root's `/proc` entries).

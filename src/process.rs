@@ -22,7 +22,7 @@ use crate::settings::{LogLevel, Settings};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -39,6 +39,30 @@ static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
 /// The Runtime API's addresses, readable without the lock (checked on every connect).
 static API: OnceLock<ApiAddress> = OnceLock::new();
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(0);
+/// The process whose memory the library's state describes: the one that loaded it, or the
+/// child our `fork` hook made. See [`in_owner_process`].
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// This process's id, from the kernel (never a cached copy: a child made with `vfork` shares
+/// its parent's memory, caches included).
+fn current_pid() -> i32 {
+    // SAFETY: getpid takes no arguments, cannot fail and does not touch errno.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+/// Whether the calling thread belongs to the process that owns the library's state.
+///
+/// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
+/// parent's memory until it `exec`s (CPython's `subprocess` child calls `close_range` and
+/// `dup2` there), so whatever it did to the state — forgetting the parent's Runtime API
+/// connection, taking the parent's locks, allocating from the parent's heap — would happen to
+/// the parent. Also false in a child forked around our `fork` hook (`_Fork`, a raw `clone`):
+/// its inherited state is a stale copy. Such callers pass straight through. One `getpid`
+/// system call, only on paths that concern a tracked fd (or `close_range` while active).
+#[inline]
+pub fn in_owner_process() -> bool {
+    current_pid() == OWNER_PID.load(Ordering::Relaxed)
+}
 
 thread_local! {
     /// Set while this thread runs library logic, so a libc call made by that logic is never
@@ -56,6 +80,7 @@ pub fn is_active() -> bool {
 /// Called once from the library constructor.
 pub fn init(exe_name: &str) {
     let born = probes::mono_ns();
+    OWNER_PID.store(current_pid(), Ordering::Relaxed);
     // Every hook needs its real function, active or not: resolve before anything else.
     let missing = crate::real::resolve_all();
     // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
@@ -125,18 +150,28 @@ static ENVIRONMENT_JOINED: AtomicBool = AtomicBool::new(false);
 /// open invokes with the environment's other processes through [`FileHandoff`], and measures
 /// CPU and memory of the root and its children. Everything else stands alone.
 fn join_environment() {
-    if ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel) {
-        return;
+    if !ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel) && join_as_helper() {
+        HELPER.store(true, Ordering::Release);
     }
+    if !HELPER.load(Ordering::Acquire) {
+        start_journal();
+    }
+}
+
+/// Set in a per-request helper process: its invokes live in the handoff, not the journal.
+static HELPER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a per-request helper of an environment (and now shares its state).
+fn join_as_helper() -> bool {
     let Some(root) = std::env::var("LAMBDA_METER_ENV_ID")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|pid| *pid != std::process::id())
     else {
-        return;
+        return false;
     };
     let Some(stat) = probes::proc_stat(root) else {
-        return;
+        return false;
     };
     let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
     match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
@@ -147,8 +182,49 @@ fn join_environment() {
                 e.attach_handoff(Box::new(h));
                 Effects::default()
             });
+            true
         }
-        Err(e) => debug(&format!("no environment state in {}: {e}", dir.display())),
+        Err(e) => {
+            debug(&format!("no environment state in {}: {e}", dir.display()));
+            false
+        }
+    }
+}
+
+/// Set once this process has looked at the environment's journal (reset in a forked child).
+static JOURNAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// A runtime process (not a per-request helper) journals its open invokes, so that an invoke
+/// the process does not survive still gets its record (see [`crate::ending`]).
+fn start_journal() {
+    if JOURNAL_STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let mut names = None;
+    with_engine(|e| {
+        if !e.has_journal() {
+            let s = e.settings();
+            names = Some((
+                s.function_name.clone(),
+                s.runtime_api.clone().unwrap_or_default(),
+            ));
+        }
+        Effects::default()
+    });
+    let Some((function_name, runtime_api)) = names else {
+        return;
+    };
+    match crate::ending::start(&function_name, &runtime_api) {
+        Some(journal) => {
+            let owner = crate::ending::this_owner();
+            with_engine(|e| {
+                e.attach_journal(journal, owner);
+                Effects::default()
+            });
+        }
+        None => debug(
+            "no journal in the temporary directory: an invoke the process does not survive will have no record",
+        ),
     }
 }
 
@@ -168,6 +244,10 @@ fn debug(msg: &str) {
 /// Runs `f` on the engine with the host's errno kept, re-entry refused and panics fenced, then
 /// performs the effects outside the lock.
 fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
+    // Before anything else, thread-locals included: a vfork child shares them with its parent.
+    if !in_owner_process() {
+        return;
+    }
     if BUSY.with(|b| b.replace(true)) {
         return;
     }
@@ -311,6 +391,9 @@ fn disable_permanently(why: &str) {
 
 /// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
 pub fn connected(fd: i32, addr: Option<SocketAddr>) {
+    if !in_owner_process() {
+        return;
+    }
     let interesting = match (&addr, API.get()) {
         (Some(a), Some(api)) => api.matches(a),
         _ => false,
@@ -388,7 +471,7 @@ pub struct ForkGuard(Option<(MutexGuard<'static, Option<Engine>>, output::SinkGu
 
 /// Before the real `fork`.
 pub fn before_fork() -> ForkGuard {
-    if !is_active() || BUSY.with(Cell::get) {
+    if !is_active() || !in_owner_process() || BUSY.with(Cell::get) {
         return ForkGuard(None);
     }
     let engine = lock();
@@ -403,7 +486,10 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
     if pid == 0 {
         // A forked child is a runtime of its own, never a per-request helper, and has no
         // watchdog thread until it needs one.
+        OWNER_PID.store(current_pid(), Ordering::Relaxed);
         ENVIRONMENT_JOINED.store(true, Ordering::Release);
+        JOURNAL_STARTED.store(false, Ordering::Release);
+        HELPER.store(false, Ordering::Release);
         WATCHDOG.store(false, Ordering::Release);
         WATCHDOG_PLANNED.store(u64::MAX, Ordering::Relaxed);
         probes::set_own_threads(0);
@@ -412,7 +498,7 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         let born = probes::mono_ns();
         if catch_unwind(AssertUnwindSafe(|| {
             if let Some(e) = engine.as_mut() {
-                e.forked_child(born);
+                e.forked_child(born, crate::ending::this_owner());
             }
             output::forked_child(&mut sink);
         }))

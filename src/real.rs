@@ -268,12 +268,95 @@ real_fn!(
     syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, alen)
 );
 
+real_fn!(
+    sigaction,
+    c"sigaction",
+    fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
+    custom | sig,
+    act,
+    old | {
+        // Before our constructor ran (another library's constructor): resolve now. dlsym does
+        // not call sigaction, so this cannot recurse.
+        if sigaction::resolve() {
+            // SAFETY: resolve() stored the real function; the host's arguments, unchanged.
+            unsafe { (sigaction::get())(sig, act, old) }
+        } else {
+            // SAFETY: writing errno of the current thread.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            -1
+        }
+    }
+);
+real_fn!(
+    signal,
+    c"signal",
+    fn(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t,
+    custom | sig,
+    handler | {
+        if signal::resolve() {
+            // SAFETY: resolve() stored the real function; the host's arguments, unchanged.
+            unsafe { (signal::get())(sig, handler) }
+        } else {
+            // SAFETY: writing errno of the current thread.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            libc::SIG_ERR
+        }
+    }
+);
+
+/// Declares a real function that never returns (`exit`, `_exit`): the macro above cannot spell
+/// `-> !`. Its fallback ends the process with the raw system call.
+macro_rules! real_noreturn_fn {
+    ($name:ident, $sym:literal) => {
+        pub mod $name {
+            use super::*;
+            /// The function's C type.
+            pub type F = unsafe extern "C" fn(c_int) -> !;
+            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+            /// Resolves the real symbol; false when it is missing or is ourselves.
+            pub fn resolve() -> bool {
+                match lookup($sym) {
+                    Some(p) => {
+                        SLOT.store(p, Ordering::Release);
+                        true
+                    }
+                    None => false,
+                }
+            }
+
+            /// The real function, or the fallback before resolution.
+            #[inline(always)]
+            pub fn get() -> F {
+                let p = SLOT.load(Ordering::Acquire);
+                if p.is_null() {
+                    fallback
+                } else {
+                    // SAFETY: SLOT only ever holds a non-null address returned by dlsym for
+                    // this very symbol, whose C type is F.
+                    unsafe { std::mem::transmute::<*mut c_void, F>(p) }
+                }
+            }
+
+            unsafe extern "C" fn fallback(status: c_int) -> ! {
+                loop {
+                    // SAFETY: exit_group ends every thread of the process; it does not return.
+                    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+                }
+            }
+        }
+    };
+}
+
+real_noreturn_fn!(exit, c"exit");
+real_noreturn_fn!(exit_now, c"_exit");
+
 /// Resolves every real function. Returns the names that could not be resolved; `close_range`
 /// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 20] = [
+    let table: [Entry; 24] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -294,6 +377,10 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("__read_chk", read_chk::resolve, true),
         ("__recv_chk", recv_chk::resolve, true),
         ("__recvfrom_chk", recvfrom_chk::resolve, true),
+        ("sigaction", sigaction::resolve, true),
+        ("signal", signal::resolve, true),
+        ("exit", exit::resolve, true),
+        ("_exit", exit_now::resolve, true),
     ];
     table
         .iter()

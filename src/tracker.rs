@@ -205,6 +205,16 @@ impl OpenInvoke {
         })
     }
 
+    /// The record of this invoke if the process ended now: an error of Lambda's type for a
+    /// runtime that exited, with the values known only at the end to be filled in then (see
+    /// [`crate::journal`]).
+    pub fn ending_record(&self) -> InvokeRecord {
+        let mut record = self.clone().record(&self.started);
+        record.errored = true;
+        record.error_type = Some(crate::journal::EXIT_ERROR_TYPE.to_string());
+        record
+    }
+
     fn record(self, now: &Probe) -> InvokeRecord {
         let started = self.started;
         let gauges = match (started.gauges, now.gauges) {
@@ -572,6 +582,16 @@ impl Tracker {
     /// The process is exiting: whatever waits is written now.
     pub fn flush(&mut self) -> Option<InvokeRecord> {
         self.awaiting_next.take().map(|w| w.record)
+    }
+
+    /// The invoke `request_id` (as bounded by [`Tracker::event_received`]), while it is open.
+    pub fn open_invoke(&self, request_id: &str) -> Option<&OpenInvoke> {
+        self.open.get(request_id)
+    }
+
+    /// Whether invokes live in a handoff shared with other processes (a per-request helper).
+    pub fn has_handoff(&self) -> bool {
+        self.handoff.is_some()
     }
 
     /// Number of invokes started and not yet finished.

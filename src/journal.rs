@@ -1,0 +1,800 @@
+//! The journal of open invokes: how an invoke that ends the process still gets its record.
+//!
+//! Lambda counts an invoke during which the runtime exits — `exit()`, `_exit()`, a fatal
+//! signal, SIGKILL from the out-of-memory killer — as an error (`Runtime.ExitError`). None of
+//! those paths reaches the usual "result sent" moment, so when an invoke starts its record is
+//! prepared in advance, as it would read if the process ended now, and kept in a slot of a
+//! small file mapped once into memory (`MAP_SHARED`, no fd kept). The slot is freed when the
+//! invoke ends normally; keeping it costs no system call.
+//!
+//! - A process ending by `exit`, `_exit` or a fatal signal writes its own open slots
+//!   ([`Journal::write_open`]): no allocation, no lock, only `clock_gettime`, `getrusage` and
+//!   one `writev` a record, so it is safe in a signal handler.
+//! - A process that vanished without running any code (SIGKILL) leaves its slots open; the
+//!   environment's next runtime process finds them at its first Runtime API connection and
+//!   writes them ([`Journal::recover`]), without the values only the dead process knew.
+//!
+//! A prepared record is the EMF line the encoder writes, with holes: `\x01K` stands for the
+//! value of hole `K`, and `\x02K … \x03` encloses text left out when `K`'s value is unknown.
+//! EMF text never holds raw control bytes (the encoder escapes them), so markers cannot clash.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::tracker::Probe;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Open invokes one environment can journal at once (more run without a crash record).
+pub const SLOT_COUNT: usize = 32;
+/// Bytes per slot: a fixed head, then the prepared record.
+const SLOT_SIZE: usize = 8192;
+const HEADER_SIZE: usize = 64;
+const SLOT_HEAD: usize = 64;
+/// The longest prepared record a slot holds.
+pub const TEMPLATE_MAX: usize = SLOT_SIZE - SLOT_HEAD;
+/// Size of the journal file.
+pub const FILE_SIZE: usize = HEADER_SIZE + SLOT_COUNT * SLOT_SIZE;
+/// First 8 bytes of a journal (format version in the last two).
+pub const MAGIC: u64 = u64::from_le_bytes(*b"LMJRNL01");
+
+const FREE: u32 = 0;
+/// Its owner is writing the slot.
+const FILLING: u32 = 1;
+/// An invoke is open.
+const OPEN: u32 = 2;
+/// Someone is writing the slot's record.
+const CLAIMED: u32 = 3;
+
+// Offsets in a slot's head (8-byte aligned: the mapping is page aligned).
+const STATE: usize = 0;
+const PID: usize = 4;
+const OWNER_START: usize = 8;
+const START_MONO: usize = 16;
+const START_CPU: usize = 24;
+const START_RSS: usize = 32;
+const LEN: usize = 40;
+const MEMORY_MB: usize = 44;
+
+/// The hole kinds of a prepared record.
+pub mod hole {
+    /// `_aws.Timestamp`, epoch ms.
+    pub const TIMESTAMP: u8 = b'T';
+    /// `Duration`, ms; unknown after SIGKILL.
+    pub const DURATION: u8 = b'D';
+    /// `CpuTime`, ms; unknown after SIGKILL.
+    pub const CPU_TIME: u8 = b'C';
+    /// `MaxMemoryUsed`, MB.
+    pub const MAX_MEMORY: u8 = b'M';
+    /// `MemoryUtilization`, percent.
+    pub const MEMORY_UTILIZATION: u8 = b'U';
+    /// `exitReason`, a short text.
+    pub const REASON: u8 = b'R';
+}
+
+const HOLE: u8 = 0x01;
+const SPAN: u8 = 0x02;
+const SPAN_END: u8 = 0x03;
+
+/// The error type Lambda gives an invoke during which the runtime exited.
+pub const EXIT_ERROR_TYPE: &str = "Runtime.ExitError";
+
+/// Which process a slot belongs to: pid and start time (clock ticks after boot), so a reused
+/// pid is never taken for the process that wrote the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+/// Readings taken when a process ends (`None`: unknown, as after SIGKILL).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ending<'a> {
+    pub wall_ms: u64,
+    pub mono_ns: Option<u64>,
+    pub cpu_ns: Option<u64>,
+    pub max_rss_kb: Option<u64>,
+    /// ASCII without quotes or backslashes: written into a JSON string as it is.
+    pub reason: &'a [u8],
+}
+
+/// A handle on journal memory: [`FILE_SIZE`] bytes, 8-byte aligned, shared by the processes of
+/// one environment. Copyable, so a signal handler can hold one without a lock.
+#[derive(Clone, Copy, Debug)]
+pub struct Journal {
+    base: *mut u8,
+}
+
+// SAFETY: the memory is only ever accessed through atomics, or by the one party that holds a
+// slot in the FILLING or CLAIMED state.
+unsafe impl Send for Journal {}
+// SAFETY: as above.
+unsafe impl Sync for Journal {}
+
+impl Journal {
+    /// A journal over `base`.
+    ///
+    /// # Safety
+    /// `base` must point to [`FILE_SIZE`] writable bytes, 8-byte aligned, that stay mapped for
+    /// as long as any copy of the handle is used, and that only journals touch.
+    pub unsafe fn from_raw(base: *mut u8) -> Journal {
+        Journal { base }
+    }
+
+    /// Whether the memory starts with the journal header (written by [`Journal::format`]).
+    pub fn is_formatted(&self) -> bool {
+        self.header_magic().load(Ordering::Acquire) == MAGIC
+    }
+
+    /// Writes the header of a new, zero-filled journal.
+    pub fn format(&self) {
+        self.header_magic().store(MAGIC, Ordering::Release);
+    }
+
+    fn header_magic(&self) -> &AtomicU64 {
+        // SAFETY: the header's first 8 bytes are inside the mapping and 8-byte aligned.
+        unsafe { AtomicU64::from_ptr(self.base.cast()) }
+    }
+
+    fn slot(&self, i: usize) -> *mut u8 {
+        // SAFETY: i < SLOT_COUNT at every caller, so the slot lies inside the mapping.
+        unsafe { self.base.add(HEADER_SIZE + i * SLOT_SIZE) }
+    }
+
+    fn u32_at(&self, i: usize, off: usize) -> &AtomicU32 {
+        // SAFETY: `off` is a 4-byte aligned offset inside the slot head.
+        unsafe { AtomicU32::from_ptr(self.slot(i).add(off).cast()) }
+    }
+
+    fn u64_at(&self, i: usize, off: usize) -> &AtomicU64 {
+        // SAFETY: `off` is an 8-byte aligned offset inside the slot head.
+        unsafe { AtomicU64::from_ptr(self.slot(i).add(off).cast()) }
+    }
+
+    fn template(&self, i: usize) -> &[u8] {
+        let len = (self.u32_at(i, LEN).load(Ordering::Relaxed) as usize).min(TEMPLATE_MAX);
+        // SAFETY: the caller holds the slot (CLAIMED); `len` bytes after the head were written
+        // while it was FILLING, before the release store of OPEN that our acquire saw.
+        unsafe { std::slice::from_raw_parts(self.slot(i).add(SLOT_HEAD), len) }
+    }
+
+    /// Journals an invoke of `owner` that started at `started`, with its prepared record.
+    /// Returns the slot, or `None` when every slot is taken or the record is too long.
+    pub fn begin(
+        &self,
+        owner: Owner,
+        started: &Probe,
+        memory_size_mb: u32,
+        template: &[u8],
+    ) -> Option<usize> {
+        if template.len() > TEMPLATE_MAX {
+            return None;
+        }
+        for i in 0..SLOT_COUNT {
+            let state = self.u32_at(i, STATE);
+            if state
+                .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            self.u32_at(i, PID).store(owner.pid, Ordering::Relaxed);
+            self.u64_at(i, OWNER_START)
+                .store(owner.start_ticks, Ordering::Relaxed);
+            self.u64_at(i, START_MONO)
+                .store(started.mono_ns, Ordering::Relaxed);
+            self.u64_at(i, START_CPU)
+                .store(started.cpu_ns, Ordering::Relaxed);
+            self.u64_at(i, START_RSS)
+                .store(started.max_rss_kb, Ordering::Relaxed);
+            self.u32_at(i, MEMORY_MB)
+                .store(memory_size_mb, Ordering::Relaxed);
+            self.u32_at(i, LEN)
+                .store(template.len() as u32, Ordering::Relaxed);
+            // SAFETY: the slot is ours (FILLING) and has room for TEMPLATE_MAX bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    template.as_ptr(),
+                    self.slot(i).add(SLOT_HEAD),
+                    template.len(),
+                )
+            };
+            state.store(OPEN, Ordering::Release);
+            return Some(i);
+        }
+        None
+    }
+
+    /// The invoke in `slot` ended normally: its prepared record is void.
+    pub fn end(&self, slot: usize, pid: u32) {
+        if slot < SLOT_COUNT && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid {
+            let _ = self.u32_at(slot, STATE).compare_exchange(
+                OPEN,
+                FREE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Number of open invokes journaled (any owner).
+    pub fn open_count(&self) -> usize {
+        (0..SLOT_COUNT)
+            .filter(|i| self.u32_at(*i, STATE).load(Ordering::Relaxed) == OPEN)
+            .count()
+    }
+
+    /// Process `pid` is ending: each of its open invokes is rendered with the readings of
+    /// `ending` and handed to `emit`, once. Async-signal-safe: no allocation, no lock.
+    pub fn write_open(&self, pid: u32, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
+        let mut written = 0;
+        for i in 0..SLOT_COUNT {
+            if self.u32_at(i, PID).load(Ordering::Relaxed) != pid || !self.claim(i) {
+                continue;
+            }
+            written += usize::from(self.render_slot(i, ending, emit));
+            self.u32_at(i, STATE).store(FREE, Ordering::Release);
+        }
+        written
+    }
+
+    /// Open invokes of processes that are gone (`alive` says which owners still run): each is
+    /// rendered without the values only its process knew, and handed to `emit`, once.
+    pub fn recover(
+        &self,
+        alive: &dyn Fn(Owner) -> bool,
+        ending: &Ending,
+        emit: &mut dyn FnMut(&[&[u8]]),
+    ) -> usize {
+        let mut written = 0;
+        for i in 0..SLOT_COUNT {
+            let state = self.u32_at(i, STATE).load(Ordering::Acquire);
+            if state == FREE {
+                continue;
+            }
+            let owner = Owner {
+                pid: self.u32_at(i, PID).load(Ordering::Relaxed),
+                start_ticks: self.u64_at(i, OWNER_START).load(Ordering::Relaxed),
+            };
+            if alive(owner) {
+                continue;
+            }
+            if state == OPEN && self.claim(i) {
+                let at_start = Ending {
+                    mono_ns: None,
+                    cpu_ns: None,
+                    max_rss_kb: Some(self.u64_at(i, START_RSS).load(Ordering::Relaxed)),
+                    ..*ending
+                };
+                written += usize::from(self.render_slot(i, &at_start, emit));
+            }
+            // A dead owner's half-written slot (FILLING, CLAIMED) is void.
+            self.u32_at(i, STATE).store(FREE, Ordering::Release);
+        }
+        written
+    }
+
+    fn claim(&self, i: usize) -> bool {
+        self.u32_at(i, STATE)
+            .compare_exchange(OPEN, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn render_slot(&self, i: usize, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
+        let since = |now: Option<u64>, off: usize| {
+            now.map(|n| n.saturating_sub(self.u64_at(i, off).load(Ordering::Relaxed)))
+        };
+        let values = Values {
+            wall_ms: ending.wall_ms,
+            duration_ns: since(ending.mono_ns, START_MONO),
+            cpu_ns: since(ending.cpu_ns, START_CPU),
+            max_rss_kb: ending
+                .max_rss_kb
+                .unwrap_or_else(|| self.u64_at(i, START_RSS).load(Ordering::Relaxed)),
+            memory_size_mb: u64::from(self.u32_at(i, MEMORY_MB).load(Ordering::Relaxed)),
+            reason: ending.reason,
+        };
+        render(self.template(i), &values, emit)
+    }
+}
+
+/// The values that fill a prepared record's holes.
+#[derive(Clone, Copy, Debug)]
+pub struct Values<'a> {
+    pub wall_ms: u64,
+    pub duration_ns: Option<u64>,
+    pub cpu_ns: Option<u64>,
+    pub max_rss_kb: u64,
+    /// 0 when unknown.
+    pub memory_size_mb: u64,
+    pub reason: &'a [u8],
+}
+
+/// Room for one formatted number.
+struct Number {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Number {
+    const fn new() -> Number {
+        Number {
+            buf: [0; 24],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_int(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        loop {
+            if let Some(d) = digits.get_mut(count) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            count += 1;
+            n /= 10;
+            if n == 0 || count == digits.len() {
+                break;
+            }
+        }
+        for i in (0..count).rev() {
+            self.push(digits.get(i).copied().unwrap_or(b'0'));
+        }
+    }
+
+    /// `whole.frac` with `places` decimals, trailing zeros (and a bare point) left out, as the
+    /// encoder's shortest float form prints such values.
+    fn push_fixed(&mut self, scaled: u64, places: u32) {
+        let unit = 10u64.pow(places);
+        self.push_int(scaled / unit);
+        let mut frac = scaled % unit;
+        if frac == 0 {
+            return;
+        }
+        self.push(b'.');
+        let mut div = unit / 10;
+        while frac > 0 && div > 0 {
+            self.push(b'0' + (frac / div) as u8);
+            frac %= div;
+            div /= 10;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Milliseconds with microsecond precision, as the encoder rounds them.
+fn push_millis(n: &mut Number, ns: u64) {
+    n.push_fixed(ns.saturating_add(500) / 1_000, 3);
+}
+
+/// Fills the holes of `template` with `v` and hands the pieces, in order, to `emit` (one call,
+/// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
+/// template.
+pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
+    let mut numbers = [const { Number::new() }; 5];
+    let [ts, dur, cpu, mem, util] = &mut numbers;
+    ts.push_int(v.wall_ms);
+    if let Some(d) = v.duration_ns {
+        push_millis(dur, d);
+    }
+    if let Some(c) = v.cpu_ns {
+        push_millis(cpu, c);
+    }
+    let max_mb = v.max_rss_kb.div_ceil(1024);
+    mem.push_int(max_mb);
+    if v.memory_size_mb > 0 {
+        // Hundredths of a percent, rounded half up.
+        let hundredths =
+            (max_mb.saturating_mul(20_000) + v.memory_size_mb) / (2 * v.memory_size_mb);
+        util.push_fixed(hundredths, 2);
+    }
+    let value = |kind: u8| -> Option<&[u8]> {
+        match kind {
+            hole::TIMESTAMP => Some(ts.bytes()),
+            hole::DURATION => v.duration_ns.map(|_| dur.bytes()),
+            hole::CPU_TIME => v.cpu_ns.map(|_| cpu.bytes()),
+            hole::MAX_MEMORY => Some(mem.bytes()),
+            hole::MEMORY_UTILIZATION => Some(util.bytes()),
+            hole::REASON => Some(v.reason),
+            _ => None,
+        }
+    };
+    let mut pieces = Pieces {
+        items: [&[]; 48],
+        count: 0,
+    };
+    let mut rest = template;
+    loop {
+        let Some(at) = rest
+            .iter()
+            .position(|b| matches!(*b, HOLE | SPAN | SPAN_END))
+        else {
+            if !pieces.push(rest) {
+                return false;
+            }
+            break;
+        };
+        let (text, marked) = rest.split_at(at);
+        if !pieces.push(text) {
+            return false;
+        }
+        match marked {
+            [HOLE, kind, after @ ..] => {
+                // A hole without a value (an unknown number outside a span) reads 0.
+                if !pieces.push(value(*kind).unwrap_or(b"0")) {
+                    return false;
+                }
+                rest = after;
+            }
+            [SPAN, kind, after @ ..] => {
+                rest = if value(*kind).is_some() {
+                    after
+                } else {
+                    match after.iter().position(|b| *b == SPAN_END) {
+                        Some(end) => after.get(end + 1..).unwrap_or_default(),
+                        None => return false,
+                    }
+                };
+            }
+            [SPAN_END, after @ ..] => rest = after,
+            _ => return false,
+        }
+    }
+    emit(pieces.items.get(..pieces.count).unwrap_or_default());
+    true
+}
+
+/// The pieces of one rendered record, borrowed from its template and numbers.
+struct Pieces<'a> {
+    items: [&'a [u8]; 48],
+    count: usize,
+}
+
+impl<'a> Pieces<'a> {
+    fn push(&mut self, piece: &'a [u8]) -> bool {
+        if piece.is_empty() {
+            return true;
+        }
+        match self.items.get_mut(self.count) {
+            Some(slot) => {
+                *slot = piece;
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Turns the encoder's line for an invoke that ended with the process into a prepared record:
+/// the values known only at the end become holes, and an `exitReason` property is added.
+/// `None` when the line does not have the expected shape.
+pub fn prepare(line: &str) -> Option<Vec<u8>> {
+    let mut t = line.as_bytes().to_vec();
+    // `{"_aws":{"Timestamp":` opens every record; its number is the first hole.
+    let ts_key = b"{\"_aws\":{\"Timestamp\":";
+    if !t.starts_with(ts_key) {
+        return None;
+    }
+    replace_number(&mut t, ts_key.len(), hole::TIMESTAMP)?;
+    for (name, kind, may_be_unknown) in [
+        ("Duration", hole::DURATION, true),
+        ("CpuTime", hole::CPU_TIME, true),
+        ("MaxMemoryUsed", hole::MAX_MEMORY, false),
+        ("MemoryUtilization", hole::MEMORY_UTILIZATION, false),
+    ] {
+        // `,"Name":` cannot occur inside a JSON string (a quote there is always escaped), so
+        // the first match is the member itself.
+        let member = format!(",\"{name}\":");
+        let Some(at) = find(&t, member.as_bytes()) else {
+            continue; // not selected
+        };
+        let declaration = format!("{{\"Name\":\"{name}\",");
+        let decl_at = find(&t, declaration.as_bytes())?;
+        let elidable = may_be_unknown && declaration_can_go(&t, decl_at);
+        replace_number(&mut t, at + member.len(), kind)?;
+        if elidable {
+            wrap_span(&mut t, at, kind, |t, from| {
+                // The member ends with its hole marker.
+                find(t.get(from..)?, &[HOLE, kind]).map(|p| from + p + 2)
+            })?;
+            let decl_at = find(&t, declaration.as_bytes())?;
+            wrap_declaration(&mut t, decl_at, kind)?;
+        }
+    }
+    // The reason goes last, before the closing brace (and newline).
+    let close = t.iter().rposition(|b| *b == b'}')?;
+    let mut reason = b",\"exitReason\":\"".to_vec();
+    reason.extend_from_slice(&[HOLE, hole::REASON, b'"']);
+    t.splice(close..close, reason);
+    Some(t)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Replaces the JSON number starting at `at` with hole `kind`.
+fn replace_number(t: &mut Vec<u8>, at: usize, kind: u8) -> Option<()> {
+    let len = t
+        .get(at..)?
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || matches!(*b, b'.' | b'-' | b'e' | b'E' | b'+')))?;
+    if len == 0 {
+        return None;
+    }
+    t.splice(at..at + len, [HOLE, kind]);
+    Some(())
+}
+
+/// Encloses `t[start..end]` (end found by `end_of`) in a span of `kind`.
+fn wrap_span(
+    t: &mut Vec<u8>,
+    start: usize,
+    kind: u8,
+    end_of: impl Fn(&[u8], usize) -> Option<usize>,
+) -> Option<()> {
+    let end = end_of(t, start)?;
+    t.insert(end, SPAN_END);
+    t.splice(start..start, [SPAN, kind]);
+    Some(())
+}
+
+/// Whether the metric declaration at `at` has a neighbour, so that leaving it out (with one
+/// comma) keeps a non-empty, valid `Metrics` array.
+fn declaration_can_go(t: &[u8], at: usize) -> bool {
+    let before = at.checked_sub(1).and_then(|i| t.get(i)).copied();
+    let end = t.get(at..).and_then(|r| r.iter().position(|b| *b == b'}'));
+    let after = end.and_then(|e| t.get(at + e + 1)).copied();
+    before == Some(b',') || after == Some(b',')
+}
+
+/// Encloses the declaration object at `at` and one adjacent comma in a span of `kind`.
+fn wrap_declaration(t: &mut Vec<u8>, at: usize, kind: u8) -> Option<()> {
+    let close = at + t.get(at..)?.iter().position(|b| *b == b'}')?;
+    let (start, end) = if at > 0 && t.get(at - 1) == Some(&b',') {
+        (at - 1, close + 1)
+    } else {
+        (at, close + 2) // the comma after it
+    };
+    t.insert(end, SPAN_END);
+    t.splice(start..start, [SPAN, kind]);
+    Some(())
+}
+
+/// Hashes the facts that name one execution environment (FNV-1a), for the journal's file name:
+/// its log stream is the environment's own and survives a runtime restart.
+pub fn environment_key(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use serde_json::Value;
+
+    fn memory() -> Journal {
+        let words = Box::leak(vec![0u64; FILE_SIZE / 8].into_boxed_slice());
+        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
+        let j = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
+        j.format();
+        j
+    }
+
+    const LINE: &str = concat!(
+        r#"{"_aws":{"Timestamp":1700000000123,"CloudWatchMetrics":[{"Namespace":"LambdaMeter","Dimensions":[["FunctionName"]],"Metrics":["#,
+        r#"{"Name":"Duration","Unit":"Milliseconds"},{"Name":"Errors","Unit":"Count"},{"Name":"MaxMemoryUsed","Unit":"Megabytes"},"#,
+        r#"{"Name":"MemoryUtilization","Unit":"Percent"},{"Name":"CpuTime","Unit":"Milliseconds"}]}]},"#,
+        r#""FunctionName":"f,\"Duration\":1","Duration":0,"Errors":1,"MaxMemoryUsed":20,"MemoryUtilization":15.63,"CpuTime":0,"#,
+        r#""requestId":"r1","errorType":"Runtime.ExitError"}"#,
+        "\n"
+    );
+
+    fn rendered(template: &[u8], v: &Values) -> String {
+        let mut out = Vec::new();
+        assert!(render(template, v, &mut |parts| {
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+        }));
+        String::from_utf8(out).unwrap()
+    }
+
+    fn values(duration: Option<u64>, cpu: Option<u64>) -> Values<'static> {
+        Values {
+            wall_ms: 1_800_000_000_000,
+            duration_ns: duration,
+            cpu_ns: cpu,
+            max_rss_kb: 40 * 1024 + 1,
+            memory_size_mb: 128,
+            reason: b"signal: aborted",
+        }
+    }
+
+    #[test]
+    fn prepared_record_fills_every_hole() {
+        let t = prepare(LINE).unwrap();
+        let text = rendered(&t, &values(Some(12_345_678), Some(2_000_000)));
+        assert!(text.ends_with("}\n"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_800_000_000_000u64);
+        assert_eq!(v["Duration"], 12.346);
+        assert_eq!(v["CpuTime"], 2.0);
+        assert_eq!(v["MaxMemoryUsed"], 41.0);
+        assert_eq!(v["MemoryUtilization"], 32.03);
+        assert_eq!(v["exitReason"], "signal: aborted");
+        assert_eq!(v["errorType"], "Runtime.ExitError");
+        // A value that merely looks like a member is left alone.
+        assert_eq!(v["FunctionName"], "f,\"Duration\":1");
+    }
+
+    #[test]
+    fn unknown_values_leave_their_metric_out() {
+        let t = prepare(LINE).unwrap();
+        let text = rendered(&t, &values(None, None));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            v.get("Duration").is_none() && v.get("CpuTime").is_none(),
+            "{text}"
+        );
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Errors", "MaxMemoryUsed", "MemoryUtilization"]);
+    }
+
+    #[test]
+    fn a_sole_metric_is_never_left_out() {
+        let line = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[[]],"Metrics":[{"Name":"Duration","Unit":"Milliseconds"}]}]},"Duration":3}"#;
+        let t = prepare(line).unwrap();
+        let v: Value = serde_json::from_str(&rendered(&t, &values(None, None))).unwrap();
+        assert_eq!(v["Duration"], 0.0);
+    }
+
+    #[test]
+    fn numbers_format_like_the_encoder() {
+        let mut n = Number::new();
+        push_millis(&mut n, 5_000_000);
+        assert_eq!(n.bytes(), b"5");
+        let mut n = Number::new();
+        push_millis(&mut n, 1_230_000);
+        assert_eq!(n.bytes(), b"1.23");
+        let mut n = Number::new();
+        push_millis(&mut n, 1_000_400);
+        assert_eq!(n.bytes(), b"1");
+        let mut n = Number::new();
+        n.push_int(u64::MAX);
+        assert_eq!(n.bytes(), b"18446744073709551615");
+        let mut n = Number::new();
+        push_millis(&mut n, 7);
+        assert_eq!(n.bytes(), b"0");
+    }
+
+    #[test]
+    fn slots_are_written_once_by_their_owner() {
+        let j = memory();
+        let t = prepare(LINE).unwrap();
+        let me = Owner {
+            pid: 10,
+            start_ticks: 5,
+        };
+        let other = Owner {
+            pid: 11,
+            start_ticks: 6,
+        };
+        let started = Probe {
+            mono_ns: 1_000_000,
+            cpu_ns: 0,
+            max_rss_kb: 1024,
+            ..Probe::default()
+        };
+        let a = j.begin(me, &started, 128, &t).unwrap();
+        let b = j.begin(me, &started, 128, &t).unwrap();
+        let _c = j.begin(other, &started, 128, &t).unwrap();
+        assert_ne!(a, b);
+        j.end(b, me.pid);
+        j.end(a, other.pid); // not its slot: stays open
+        assert_eq!(j.open_count(), 2);
+        let ending = Ending {
+            wall_ms: 9,
+            mono_ns: Some(4_000_000),
+            cpu_ns: Some(1_000_000),
+            max_rss_kb: Some(2048),
+            reason: b"exit status 3",
+        };
+        let mut lines = Vec::new();
+        let n = j.write_open(me.pid, &ending, &mut |parts| lines.push(parts.concat()));
+        assert_eq!(n, 1);
+        let v: Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert_eq!(v["Duration"], 3.0);
+        assert_eq!(v["CpuTime"], 1.0);
+        assert_eq!(v["exitReason"], "exit status 3");
+        assert_eq!(j.write_open(me.pid, &ending, &mut |_| panic!("twice")), 0);
+        assert_eq!(j.open_count(), 1, "the other process's invoke stays");
+    }
+
+    #[test]
+    fn recovery_takes_only_dead_owners() {
+        let j = memory();
+        let t = prepare(LINE).unwrap();
+        let dead = Owner {
+            pid: 20,
+            start_ticks: 1,
+        };
+        let live = Owner {
+            pid: 21,
+            start_ticks: 1,
+        };
+        let started = Probe {
+            max_rss_kb: 30 * 1024,
+            ..Probe::default()
+        };
+        j.begin(dead, &started, 128, &t).unwrap();
+        j.begin(live, &started, 128, &t).unwrap();
+        let ending = Ending {
+            wall_ms: 1,
+            reason: b"killed",
+            ..Ending::default()
+        };
+        let mut lines = Vec::new();
+        let n = j.recover(&|o| o == live, &ending, &mut |p| lines.push(p.concat()));
+        assert_eq!(n, 1);
+        let v: Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert!(v.get("Duration").is_none());
+        assert_eq!(v["MaxMemoryUsed"], 30.0);
+        assert_eq!(j.open_count(), 1);
+        assert_eq!(j.recover(&|o| o == live, &ending, &mut |_| ()), 0);
+    }
+
+    #[test]
+    fn full_journal_and_long_records_are_refused() {
+        let j = memory();
+        let owner = Owner {
+            pid: 1,
+            start_ticks: 1,
+        };
+        let p = Probe::default();
+        assert!(
+            j.begin(owner, &p, 0, &vec![b'x'; TEMPLATE_MAX + 1])
+                .is_none()
+        );
+        for _ in 0..SLOT_COUNT {
+            assert!(j.begin(owner, &p, 0, b"{}").is_some());
+        }
+        assert!(j.begin(owner, &p, 0, b"{}").is_none());
+    }
+
+    #[test]
+    fn malformed_templates_render_nothing() {
+        let v = values(None, None);
+        assert!(!render(&[SPAN, hole::DURATION], &v, &mut |_| panic!(
+            "emitted"
+        )));
+        assert!(!render(&[HOLE], &v, &mut |_| panic!("emitted")));
+        assert!(prepare("not a record").is_none());
+    }
+}
