@@ -107,3 +107,23 @@ fn java_several_threads_adversarial_transport() {
     s.compare_output = false;
     s.check();
 }
+
+#[test]
+fn java_process_builder_children() {
+    // The JDK starts children with posix_spawn (vfork where the launch mechanism allows): the
+    // child's hooks must not touch the JVM's state. Every invoke after one is still recorded.
+    let mut s = java(&["httpclient"]);
+    s.payloads = vec![
+        serde_json::json!({"action": "ok"}),
+        serde_json::json!({"action": "subprocess"}),
+        serde_json::json!({"action": "ok"}),
+        serde_json::json!({"action": "subprocess"}),
+        serde_json::json!({"action": "ok"}),
+    ];
+    let out = s.check();
+    for (p, r) in s.payloads.iter().zip(out.sim.results()) {
+        if p["action"] == "subprocess" {
+            assert_eq!(r.expect("result").body, b"{\"status\":3}");
+        }
+    }
+}

@@ -14,7 +14,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,8 +117,11 @@ static const char *field(const char *json, const char *key, char *out, size_t ca
     return out;
 }
 
-static void post(const char *id, const char *kind, const char *extra, const char *body, size_t len) {
-    int fd = api_connect();
+/* Posts a result on `fd` (-1: a new connection) and closes it. */
+static void post_on(int fd, const char *id, const char *kind, const char *extra, const char *body,
+                    size_t len) {
+    if (fd < 0)
+        fd = api_connect();
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "POST /2018-06-01/runtime/invocation/%s/%s HTTP/1.1\r\nHost: %s\r\n"
@@ -139,6 +145,60 @@ static void post(const char *id, const char *kind, const char *extra, const char
     syscall(SYS_close, fd);
 }
 
+static void post(const char *id, const char *kind, const char *extra, const char *body, size_t len) {
+    post_on(-1, id, kind, extra, body, len);
+}
+
+/* Runs /bin/true as CPython's subprocess does: vfork, then in the child (which shares our
+ * memory) close every inherited fd with close_range and dup2, then execve. Returns its status. */
+static int spawn_true(void) {
+    char *argv[] = {"true", NULL};
+    char *envp[] = {NULL};
+    pid_t pid = vfork();
+    if (pid == 0) {
+        dup2(2, 1);
+        syscall(SYS_close_range, 3U, ~0U, 0);
+        execve("/bin/true", argv, envp);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    return status;
+}
+
+static void own_handler(int sig) {
+    static const char msg[] = "c_runtime: own handler\n";
+    write(2, msg, sizeof msg - 1);
+    _exit(40 + sig % 10);
+}
+
+/* Ends the process as the event asks: exit, _exit, or a signal (a real fault where one can be
+ * made, else raised). */
+static void die_now(const char *event) {
+    char how[32] = "segv", value[16];
+    field(event, "how", how, sizeof how);
+    int code = field(event, "code", value, sizeof value) ? atoi(value) : 3;
+    if (strcmp(how, "exit") == 0)
+        exit(code);
+    if (strcmp(how, "_exit") == 0)
+        _exit(code);
+    if (strcmp(how, "abort") == 0)
+        abort();
+    if (strcmp(how, "segv") == 0)
+        *(volatile int *)(uintptr_t)8 = 1;
+    if (strcmp(how, "fpe") == 0) {
+        volatile int zero = 0;
+        code = code / zero;
+    }
+    if (strcmp(how, "ill") == 0)
+        __builtin_trap();
+    if (strcmp(how, "bus") == 0)
+        raise(SIGBUS);
+    fprintf(stderr, "c_runtime: survived %s (%d)\n", how, code);
+    exit(9);
+}
+
 int main(void) {
     const char *addr = getenv("AWS_LAMBDA_RUNTIME_API");
     if (!addr)
@@ -153,6 +213,14 @@ int main(void) {
     api.sin_port = htons((unsigned short)atoi(colon + 1));
     inet_pton(AF_INET, host, &api.sin_addr);
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (getenv("C_RUNTIME_OWN_HANDLER")) {
+        /* A runtime with crash handlers of its own: they must stay in charge. */
+        signal(SIGSEGV, own_handler);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = own_handler;
+        sigaction(SIGABRT, &sa, NULL);
+    }
 
     for (;;) {
         int fd = api_connect();
@@ -165,7 +233,18 @@ int main(void) {
 
         char action[32] = "ok", value[64];
         field(event, "action", action, sizeof action);
-        if (strcmp(action, "fail") == 0) {
+        if (strcmp(action, "die") == 0) {
+            die_now(event);
+        } else if (strcmp(action, "vfork") == 0) {
+            /* The result connection is open (and followed) while the child runs. */
+            int rfd = api_connect();
+            char body[64];
+            int n = snprintf(body, sizeof body, "{\"status\":%d}", spawn_true());
+            post_on(rfd, id, "response", "", body, (size_t)n);
+        } else if (strcmp(action, "partial") == 0) {
+            write(1, "progress: 50%", 13);
+            post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "fail") == 0) {
             char type[64] = "Error", body[256], hdr[128];
             field(event, "type", type, sizeof type);
             int n = snprintf(body, sizeof body, "{\"errorType\":\"%s\",\"errorMessage\":\"failing on purpose\"}", type);

@@ -77,6 +77,10 @@ public class JavaRuntime {
                 return "\"" + "x".repeat(Integer.parseInt(field(event, "bytes"))) + "\"";
             case "echo":
                 return "{\"size\":" + event.getBytes(StandardCharsets.UTF_8).length + "}";
+            case "subprocess": {
+                Process p = new ProcessBuilder("sh", "-c", "exit 3").start();
+                return "{\"status\":" + p.waitFor() + "}";
+            }
             default:
                 throw new IllegalArgumentException("unknown action " + action);
         }

@@ -1,5 +1,7 @@
 // What a test event asks for; shared by every Node.js test function (see tests/functions/python
 // for the same protocol in Python).
+import { execSync, spawn } from "node:child_process";
+
 export async function act(event, context) {
   const action = event?.action ?? "ok";
   switch (action) {
@@ -25,6 +27,26 @@ export async function act(event, context) {
       return { rssKb: Math.round(process.memoryUsage().rss / 1024) };
     case "echo":
       return { size: JSON.stringify(event).length };
+    case "subprocess": {
+      if (event.how === "execSync") {
+        return { out: execSync("echo child; true").toString().trim() };
+      }
+      const status = await new Promise((resolve, reject) => {
+        const child = spawn("sh", ["-c", "exit 3"], { stdio: "ignore" });
+        child.on("error", reject);
+        child.on("exit", (code) => resolve(code));
+      });
+      return { status };
+    }
+    case "partial":
+      process.stdout.write(event.text ?? "progress: 50%");
+      return { partial: true };
+    case "exit":
+      process.exit(event.code ?? 3);
+      break;
+    case "crash":
+      process.abort();
+      break;
     default:
       throw new Error(`unknown action ${action}`);
   }

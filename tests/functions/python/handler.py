@@ -9,11 +9,23 @@
   {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
   {"action": "fds", "n": 20}       -> opens n files and keeps them open
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
+  {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
+                                   -> starts a child process and waits for it
+  {"action": "partial", "text": T} -> writes T to stdout without a newline
+  {"action": "exit", "how": "sys.exit"|"os._exit", "code": 3}
+                                   -> ends the process during the invoke
+  {"action": "crash", "signal": "SIGSEGV", "how": "fault"|"kill"|"abort"}
+                                   -> dies of a signal: a real fault, a signal sent to itself,
+                                      or os.abort()
 """
 
+import ctypes
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -55,6 +67,42 @@ def dispatch(event, context):
             t.start()
             KEPT.append(t)
         return {"threads": threading.active_count()}
+    if action == "subprocess":
+        how = event.get("how", "run")
+        if how == "run":
+            done = subprocess.run(["sh", "-c", "echo child; exit 3"], capture_output=True)
+            return {"status": done.returncode, "out": done.stdout.decode()}
+        if how == "popen":
+            child = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            out, _ = child.communicate(b"through a pipe")
+            return {"status": child.returncode, "out": out.decode()}
+        if how == "posix_spawn":
+            pid = os.posix_spawn("/bin/sh", ["sh", "-c", "exit 4"], dict(os.environ))
+            _, status = os.waitpid(pid, 0)
+            return {"status": os.waitstatus_to_exitcode(status)}
+        if how == "check_output":
+            return {"out": subprocess.check_output(["uname"]).decode().strip() != ""}
+        raise ValueError(f"unknown subprocess {how!r}")
+    if action == "partial":
+        sys.stdout.write(event.get("text", "progress: 50%"))
+        sys.stdout.flush()
+        return {"partial": True}
+    if action == "exit":
+        sys.stdout.flush()
+        if event.get("how", "sys.exit") == "os._exit":
+            os._exit(event.get("code", 3))
+        sys.exit(event.get("code", 3))
+    if action == "crash":
+        sys.stdout.flush()
+        sig = getattr(signal, event.get("signal", "SIGSEGV"))
+        how = event.get("how", "kill")
+        if how == "fault":
+            ctypes.string_at(0)
+        if how == "abort":
+            os.abort()
+        os.kill(os.getpid(), sig)
+        time.sleep(5)
+        return {"survived": True}
     if action == "print":
         print(event.get("text", "hello from the handler"))
         return {"printed": True}
