@@ -1,5 +1,6 @@
 /*
- * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall. Everything else is in src/hooks.rs.
+ * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall, and the
+ * first instructions of dlopen. Everything else is in src/hooks.rs.
  *
  * Each one calls the real function with the host's arguments and returns its result and errno
  * untouched; only when a tracked fd is involved does it tell the Rust side (the callbacks).
@@ -46,7 +47,11 @@ static void *resolve(const char *name) {
     return p;
 }
 
+/* The real dlopen, for the assembly below (hidden: never exported, reached PC-relative). */
+__attribute__((visibility("hidden"))) void *lm_real_dlopen;
+
 static void resolve_all(void) {
+    __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     real_syscall = (syscall_fn)resolve("syscall");
     real_fcntl = (fcntl_fn)resolve("fcntl");
     real_fcntl64 = (fcntl_fn)resolve("fcntl64"); /* glibc >= 2.28 only */
@@ -171,3 +176,56 @@ long syscall(long number, ...) {
         return real(number, a1, a2, a3, a4, a5, a6);
     }
 }
+
+/*
+ * dlopen. glibc's dlopen looks at its caller's address: a bare name is searched in the
+ * calling object's RUNPATH, and $ORIGIN means the caller's directory. So the hook must not be
+ * a function that calls dlopen (the caller would be us): these instructions jump to the real
+ * dlopen with the host's return address untouched. Only an RTLD_DEEPBIND load, whose libc
+ * calls would otherwise bypass every hook, goes to lm_dlopen_deep (src/deepbind.rs), which
+ * calls the real dlopen itself and then binds the new objects' libc calls to our hooks; so does
+ * a dlopen that arrives before the constructor resolved the real one.
+ */
+typedef void *(*dlopen_fn)(const char *, int);
+
+/* Calls the real dlopen (resolving it first if the constructor has not run yet). */
+__attribute__((visibility("hidden"))) void *lm_call_real_dlopen(const char *file, int mode) {
+    dlopen_fn real = (dlopen_fn)__atomic_load_n(&lm_real_dlopen, __ATOMIC_ACQUIRE);
+    if (!real) {
+        real = (dlopen_fn)resolve("dlopen");
+        __atomic_store_n(&lm_real_dlopen, (void *)real, __ATOMIC_RELEASE);
+    }
+    return real ? real(file, mode) : NULL;
+}
+
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl dlopen\n"
+        ".type dlopen, @function\n"
+        ".hidden lm_dlopen_deep\n"
+        "dlopen:\n"
+        "    testl $8, %esi\n" /* RTLD_DEEPBIND */
+        "    jnz 1f\n"
+        "    movq lm_real_dlopen(%rip), %rax\n"
+        "    testq %rax, %rax\n"
+        "    jz 1f\n"
+        "    jmp *%rax\n"
+        "1:  jmp lm_dlopen_deep\n"
+        ".size dlopen, .-dlopen\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+        ".globl dlopen\n"
+        ".type dlopen, %function\n"
+        ".hidden lm_dlopen_deep\n"
+        ".p2align 2\n"
+        "dlopen:\n"
+        "    tbnz w1, #3, 1f\n" /* RTLD_DEEPBIND */
+        "    adrp x16, lm_real_dlopen\n"
+        "    ldr x16, [x16, :lo12:lm_real_dlopen]\n"
+        "    cbz x16, 1f\n"
+        "    br x16\n"
+        "1:  b lm_dlopen_deep\n"
+        ".size dlopen, .-dlopen\n");
+#else
+#error "lambda-meter supports x86_64 and aarch64"
+#endif

@@ -34,6 +34,8 @@ pub mod tracker;
 
 // The process glue: only in the real library. Test builds carry no hooks and no constructor.
 #[cfg(not(test))]
+mod deepbind;
+#[cfg(not(test))]
 mod ending;
 #[cfg(not(test))]
 mod hooks;

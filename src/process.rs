@@ -232,7 +232,7 @@ fn lock() -> MutexGuard<'static, Option<Engine>> {
     ENGINE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn debug(msg: &str) {
+pub(crate) fn debug(msg: &str) {
     if LOG_LEVEL.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
         output::write_line(
             libc::STDERR_FILENO,

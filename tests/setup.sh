@@ -15,10 +15,14 @@ missing=
 for pair in cc:gcc c++:g++ make:make dash:dash od:coreutils python3:python3 \
     node:nodejs npm:npm cmake:cmake autoreconf:autoconf automake:automake \
     libtoolize:libtool ruby:ruby curl:curl nm:binutils javac:openjdk-17-jdk-headless \
-    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static; do
+    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static php:php-cli; do
     tool=${pair%%:*}
     command -v "$tool" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# PHP's curl extension (a PHP custom runtime's usual HTTP client, loaded with RTLD_DEEPBIND).
+if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qx curl; then
+    missing="$missing php-curl"
+fi
 # The arm64 C library and loader that qemu runs arm64 programs with.
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing="$missing libc6-arm64-cross"
 if [ -n "$missing" ]; then

@@ -236,6 +236,7 @@ pub const EXPORTS: &[&str] = &[
     "close",
     "close_range",
     "connect",
+    "dlopen",
     "dup",
     "dup2",
     "dup3",
