@@ -4,12 +4,13 @@
 #   make test   install what the tests need (idempotent), build, run every test and lint
 #   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
 #   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
+#   make soak   100,000 invokes through the Python client, with and without the library
 
 CARGO ?= cargo
 VENV  := target/test-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo layer bench clean
+.PHONY: all build test-deps test demo layer bench soak clean
 
 all: build
 
@@ -39,6 +40,10 @@ demo: test-deps
 bench: test-deps layer
 	$(CARGO) build --release --workspace
 	$(CARGO) run --release -q -p lambda-meter-bench --bin lambda-meter-bench
+
+soak: test-deps
+	$(CARGO) build --workspace --all-targets
+	LAMBDA_METER_SOAK_INVOKES=100000 $(CARGO) test --test soak -- --nocapture
 
 clean:
 	$(CARGO) clean

@@ -170,6 +170,18 @@ pub fn run_with(
     env: &[(&str, &str)],
     cwd: &Path,
 ) -> Outcome {
+    run_for(config, command, wrapper, env, cwd, Duration::from_secs(90))
+}
+
+/// [`run_with`], giving up after `limit` instead of 90 s (long runs).
+pub fn run_for(
+    config: Config,
+    command: &[&str],
+    wrapper: Option<&Path>,
+    env: &[(&str, &str)],
+    cwd: &Path,
+    limit: Duration,
+) -> Outcome {
     let sim = Simulator::start(config).expect("simulator");
     let opts = RunOptions {
         command: command.iter().map(Into::into).collect(),
@@ -184,7 +196,7 @@ pub fn run_with(
             "AWS_EXECUTION_ENV".into(),
         ],
         cwd: Some(cwd.to_path_buf()),
-        timeout: Some(Duration::from_secs(90)),
+        timeout: Some(limit),
         echo: false,
     };
     let run = run_function(&sim, &opts).expect("run function");

@@ -103,6 +103,10 @@ def dispatch(event, context):
         os.kill(os.getpid(), sig)
         time.sleep(5)
         return {"survived": True}
+    if action == "stats":
+        with open("/proc/self/status") as status:
+            rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return {"rss_kb": rss, "fds": len(os.listdir("/proc/self/fd"))}
     if action == "print":
         print(event.get("text", "hello from the handler"))
         return {"printed": True}
