@@ -15,7 +15,7 @@ missing=
 for pair in cc:gcc c++:g++ make:make dash:dash od:coreutils python3:python3 \
     node:nodejs npm:npm cmake:cmake autoreconf:autoconf automake:automake \
     libtoolize:libtool ruby:ruby curl:curl nm:binutils javac:openjdk-17-jdk-headless \
-    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static php:php-cli; do
+    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static php:php-cli strace:strace; do
     tool=${pair%%:*}
     command -v "$tool" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done

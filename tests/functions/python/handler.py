@@ -49,7 +49,8 @@ def dispatch(event, context):
         time.sleep(event.get("ms", 50) / 1000.0)
         return {"slept_ms": event.get("ms", 50)}
     if action == "fail":
-        raise ERRORS.get(event.get("type", "ValueError"), ValueError)("failing on purpose")
+        error = ERRORS.get(event.get("type", "ValueError"), ValueError)
+        raise error(event.get("message", "failing on purpose"))
     if action == "big":
         return "x" * int(event.get("bytes", 300_000))
     if action == "echo":
@@ -103,6 +104,8 @@ def dispatch(event, context):
         os.kill(os.getpid(), sig)
         time.sleep(5)
         return {"survived": True}
+    if action == "secret":
+        return {"token": event.get("secret"), "context": str(context.client_context)}
     if action == "stats":
         with open("/proc/self/status") as status:
             rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
