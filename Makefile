@@ -5,12 +5,13 @@
 #   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
 #   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
 #   make soak   100,000 invokes through the Python client, with and without the library
+#   make fuzz   libFuzzer on the parser, tracker and encoder (FUZZ_SECONDS per target, default 300)
 
 CARGO ?= cargo
 VENV  := target/test-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo layer bench soak clean
+.PHONY: all build test-deps test demo layer bench soak fuzz clean
 
 all: build
 
@@ -44,6 +45,16 @@ bench: test-deps layer
 soak: test-deps
 	$(CARGO) build --workspace --all-targets
 	LAMBDA_METER_SOAK_INVOKES=100000 $(CARGO) test --test soak -- --nocapture
+
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := http_chunkings http_garbage tracker_orders emf_records
+# cargo fuzz needs nightly features (sanitizer flags); RUSTC_BOOTSTRAP lets the stable
+# toolchain, the only one these machines have, accept them.
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

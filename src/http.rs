@@ -145,6 +145,12 @@ impl Parser {
         }
     }
 
+    /// Bytes the parser holds now (a partial head or chunk line, a body prefix): bounded by
+    /// [`MAX_HEAD`] + [`MAX_CAPTURE`] whatever it is fed.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity() + self.captured.capacity()
+    }
+
     /// True between messages (nothing half-read).
     pub fn is_idle(&self) -> bool {
         self.state == State::Head && self.buf.is_empty()

@@ -407,7 +407,7 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
             hole::DURATION => v.duration_ns.map(|_| dur.bytes()),
             hole::CPU_TIME => v.cpu_ns.map(|_| cpu.bytes()),
             hole::MAX_MEMORY => Some(mem.bytes()),
-            hole::MEMORY_UTILIZATION => Some(util.bytes()),
+            hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.bytes()),
             hole::REASON => Some(v.reason),
             _ => None,
         }
@@ -673,6 +673,17 @@ mod tests {
         let t = prepare(line).unwrap();
         let v: Value = serde_json::from_str(&rendered(&t, &values(None, None))).unwrap();
         assert_eq!(v["Duration"], 0.0);
+    }
+
+    #[test]
+    fn an_unknown_memory_size_still_renders_valid_json() {
+        let t = prepare(LINE).unwrap();
+        let v = Values {
+            memory_size_mb: 0,
+            ..values(Some(1), Some(1))
+        };
+        let parsed: Value = serde_json::from_str(&rendered(&t, &v)).unwrap();
+        assert_eq!(parsed["MemoryUtilization"], 0.0);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod fdtable;
 pub mod handoff;
 pub mod http;
 pub mod journal;
+#[cfg(test)]
+mod props;
 pub mod runtime_api;
 pub mod settings;
 pub mod tracker;

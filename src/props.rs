@@ -1,0 +1,522 @@
+//! Properties the pure core keeps for every input: one set of checks, two drivers. `cargo test`
+//! feeds them seeded pseudo-random bytes (stable Rust, part of `make test`); the fuzz targets
+//! in `fuzz/` feed them libFuzzer's inputs (`make fuzz`). Each check reads its whole scenario —
+//! messages, chunk sizes, operation orders, names and values — from the bytes it is given, and
+//! panics when a property fails.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::emf;
+use crate::http::{self, Direction, Event, Parser};
+use crate::journal;
+use crate::settings::Settings;
+use crate::tracker::{
+    self, EventInfo, Gauges, InvokeRecord, Lifecycle, Outcome, Probe, RecordKind, Tracker,
+};
+use serde_json::Value;
+
+/// Reads a scenario from arbitrary bytes; past the end every read is 0.
+pub struct Input<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Input { data, at: 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at >= self.data.len()
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        b
+    }
+
+    /// A yes or no.
+    pub fn coin(&mut self) -> bool {
+        self.byte() & 1 == 0
+    }
+
+    pub fn number(&mut self) -> u64 {
+        (0..8).fold(0u64, |n, _| (n << 8) | u64::from(self.byte()))
+    }
+
+    /// A number below `bound` (bound > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        let b = u64::from(self.byte()) | (u64::from(self.byte()) << 8);
+        b % bound
+    }
+
+    /// A string with the characters that break naive encoders: quotes, backslashes, control
+    /// characters, line separators, non-ASCII; sometimes thousands of characters long.
+    pub fn text(&mut self) -> String {
+        const ODD: [char; 12] = [
+            '"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', '\u{2028}', 'é', '😀', '/',
+        ];
+        let len = match self.byte() {
+            0..=200 => usize::from(self.byte() % 40),
+            201..=250 => usize::from(self.byte()) * 4,
+            _ => 1_000 + usize::from(self.byte()) * 20,
+        };
+        (0..len)
+            .map(|i| {
+                let b = self.byte();
+                if b < 32 {
+                    ODD[usize::from(b) % ODD.len()]
+                } else if b < 127 {
+                    char::from(b)
+                } else {
+                    char::from(b'a' + (i % 26) as u8)
+                }
+            })
+            .collect()
+    }
+}
+
+/// One valid message of `dir`, its body length chosen by the input.
+fn valid_message(input: &mut Input, dir: Direction) -> (Vec<u8>, u64) {
+    let body_len = input.below(3000);
+    let body: Vec<u8> = (0..body_len).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut m = Vec::new();
+    let kind = input.byte() % 4;
+    match dir {
+        Direction::Request => match kind {
+            0 => {
+                m.extend_from_slice(
+                    b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: h\r\n\r\n",
+                );
+                return (m, 0);
+            }
+            1 | 2 => {
+                let what = if kind == 1 { "response" } else { "error" };
+                m.extend_from_slice(
+                    format!(
+                        "POST /2018-06-01/runtime/invocation/id-{}/{what} HTTP/1.1\r\nContent-Length: {body_len}\r\nLambda-Runtime-Function-Error-Type: T\r\n\r\n",
+                        input.byte()
+                    )
+                    .as_bytes(),
+                );
+            }
+            _ => {
+                // Streamed: chunks, then trailers.
+                m.extend_from_slice(b"POST /2018-06-01/runtime/invocation/s/response HTTP/1.1\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let mut left = body.as_slice();
+                while !left.is_empty() {
+                    let n = (input.below(700) as usize + 1).min(left.len());
+                    m.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    m.extend_from_slice(&left[..n]);
+                    m.extend_from_slice(b"\r\n");
+                    left = &left[n..];
+                }
+                m.extend_from_slice(b"0\r\n");
+                if input.coin() {
+                    m.extend_from_slice(b"Lambda-Runtime-Function-Error-Type: Stream.Broke\r\n");
+                }
+                m.extend_from_slice(b"\r\n");
+                return (m, body_len);
+            }
+        },
+        Direction::Response => {
+            let status = [
+                "200 OK",
+                "202 Accepted",
+                "500 Internal Server Error",
+                "400 Bad Request",
+            ][usize::from(kind)];
+            m.extend_from_slice(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: r-{}\r\nContent-Length: {body_len}\r\n\r\n",
+                    input.byte()
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    m.extend_from_slice(&body);
+    (m, body_len)
+}
+
+fn capture_some(_: &http::Head) -> usize {
+    http::MAX_CAPTURE
+}
+
+fn feed_in_pieces(dir: Direction, stream: &[u8], sizes: &mut Input) -> Vec<Event> {
+    let mut p = Parser::new(dir);
+    let mut events = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let n = match sizes.byte() {
+            0..=99 => 1,
+            100..=199 => usize::from(sizes.byte() % 16) + 1,
+            _ => usize::from(sizes.byte()) * 64 + 1,
+        }
+        .min(rest.len());
+        p.feed(&rest[..n], capture_some, &mut events)
+            .expect("a valid stream parses");
+        assert!(p.buffered() <= http::MAX_HEAD * 2 + http::MAX_CAPTURE * 2);
+        rest = &rest[n..];
+    }
+    assert!(
+        p.is_idle(),
+        "a whole stream leaves the parser between messages"
+    );
+    events
+}
+
+/// Valid message streams give the same events however they are split.
+pub fn http_chunkings(data: &[u8]) {
+    let mut input = Input::new(data);
+    let dir = if input.coin() {
+        Direction::Request
+    } else {
+        Direction::Response
+    };
+    let mut stream = Vec::new();
+    let mut lengths = Vec::new();
+    for _ in 0..(input.byte() % 6 + 1) {
+        let (m, len) = valid_message(&mut input, dir);
+        stream.extend_from_slice(&m);
+        lengths.push(len);
+    }
+    let whole = feed_in_pieces(dir, &stream, &mut Input::new(&[255, 255]));
+    let pieces = feed_in_pieces(dir, &stream, &mut input);
+    assert_eq!(whole, pieces, "events depend on how the stream was split");
+    let complete: Vec<u64> = whole
+        .iter()
+        .filter_map(|e| match e {
+            Event::Complete(m) => Some(m.body_len),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        complete, lengths,
+        "one message per message, with its body length"
+    );
+}
+
+/// Arbitrary bytes, after an optional valid start, in arbitrary pieces: never a panic, never
+/// more memory than the bounds, and after an error nothing more is fed.
+pub fn http_garbage(data: &[u8]) {
+    let mut input = Input::new(data);
+    let dir = if input.coin() {
+        Direction::Request
+    } else {
+        Direction::Response
+    };
+    let mut stream = match input.byte() % 3 {
+        0 => valid_message(&mut input, dir).0,
+        1 => b"HTTP/1.1 200 OK\r\n".to_vec(),
+        _ => Vec::new(),
+    };
+    stream.extend_from_slice(data.get(input.at.min(data.len())..).unwrap_or_default());
+    let mut p = Parser::new(dir);
+    let mut events = Vec::new();
+    let mut rest = stream.as_slice();
+    let mut sizes = Input::new(data);
+    while !rest.is_empty() {
+        let n = (usize::from(sizes.byte() % 32) + 1).min(rest.len());
+        let result = p.feed(&rest[..n], capture_some, &mut events);
+        assert!(p.buffered() <= http::MAX_HEAD * 2 + http::MAX_CAPTURE * 2);
+        if result.is_err() {
+            return;
+        }
+        rest = &rest[n..];
+    }
+    p.end_of_stream(&mut events);
+    for e in &events {
+        if let Event::Complete(m) = e {
+            assert!(m.captured.len() <= http::MAX_CAPTURE);
+        }
+    }
+}
+
+fn probe_at(ms: u64) -> Probe {
+    Probe {
+        mono_ns: ms * 1_000_000,
+        wall_ms: 1_700_000_000_000 + ms,
+        cpu_ns: ms * 10_000,
+        max_rss_kb: 10_240 + ms,
+        gauges: ms.is_multiple_of(3).then_some(Gauges {
+            net_rx_bytes: ms,
+            net_tx_bytes: ms / 2,
+            tmp_used_bytes: 4096,
+            open_fds: 9,
+            threads: 2,
+        }),
+    }
+}
+
+/// The invoke tracker under any order of Runtime API events: never a panic, bounded state,
+/// at most one cold start, and every record well formed and encodable.
+pub fn tracker_orders(data: &[u8]) {
+    let mut input = Input::new(data);
+    let lifecycle = Lifecycle {
+        on_demand: !input.byte().is_multiple_of(4),
+        proactive_threshold_ns: input.below(2_000) * 1_000_000,
+        timeout_margin_ns: input.below(100) * 1_000_000,
+    };
+    let mut t = Tracker::new(0, lifecycle);
+    let ids = ["a", "b", "c", "", "\"q\"\n", "x"];
+    let long_id = "L".repeat(400);
+    let mut now = 0u64;
+    let mut records: Vec<InvokeRecord> = Vec::new();
+    let settings = Settings::from_env(&|_| None, "props").0;
+    for _ in 0..200 {
+        if input.is_empty() {
+            break;
+        }
+        now += input.below(500);
+        let p = probe_at(now);
+        let id = match input.byte() % 8 {
+            7 => long_id.as_str(),
+            i => ids[usize::from(i) % ids.len()],
+        };
+        match input.byte() % 10 {
+            0 => records.extend(t.next_requested(&p)),
+            1 => records.extend(t.next_starting(&p)),
+            2 => {
+                let deadline = (input.coin()).then(|| p.wall_ms + input.below(3_000));
+                let event = EventInfo {
+                    request_id: id.to_string(),
+                    trace_id: (input.coin()).then(|| "Root=1-x".to_string()),
+                    deadline_ms: deadline,
+                    request_bytes: input.below(1 << 20),
+                };
+                records.extend(t.event_received(event, &p));
+            }
+            3 => {
+                let errored = input.coin();
+                let outcome = Outcome {
+                    response_bytes: input.below(1 << 20),
+                    errored,
+                    error_type: errored.then(|| "E".repeat(usize::from(input.byte()) * 2)),
+                    streamed: input.coin(),
+                };
+                records.extend(t.result_sent(id, outcome, &p));
+            }
+            4 => t.result_first_byte(id, &p),
+            5 => records.extend(t.tick(&p)),
+            6 => records.push(t.init_error(Some(id.to_string()), &p)),
+            7 => t.restore_answered(&p),
+            8 => t.next_refused(),
+            _ => records.extend(t.flush()),
+        }
+        assert!(t.open_count() <= 1024);
+    }
+    let cold = records.iter().filter(|r| r.cold_start).count();
+    assert!(cold <= 1, "{cold} cold starts");
+    for r in &records {
+        if r.kind == RecordKind::Invoke {
+            assert!(!r.request_id.is_empty());
+            assert!(r.request_id.len() <= tracker::MAX_ID_LEN);
+            assert!(r.duration_ns.unwrap_or(0) <= now * 1_000_000);
+        }
+        if let Some(e) = &r.error_type {
+            assert!(e.len() <= tracker::MAX_ERROR_TYPE_LEN);
+        }
+        if let Some(line) = emf::encode(r, &settings) {
+            check_emf_line(&line);
+        }
+    }
+}
+
+/// CloudWatch's rules for one EMF line; panics where one is broken.
+pub fn check_emf_line(line: &str) -> Value {
+    assert!(line.ends_with('\n'), "a record ends its line");
+    assert_eq!(line.matches('\n').count(), 1, "a record is one line");
+    assert!(line.len() <= 1 << 20, "a record is at most 1 MB");
+    let v: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("a record is JSON ({e}): {line}"));
+    let aws = &v["_aws"];
+    assert!(aws["Timestamp"].is_u64());
+    let directives = aws["CloudWatchMetrics"].as_array().expect("directives");
+    assert_eq!(directives.len(), 1);
+    for d in directives {
+        let ns = d["Namespace"].as_str().expect("namespace");
+        assert!((1..=255).contains(&ns.chars().count()), "namespace {ns:?}");
+        let metrics = d["Metrics"].as_array().expect("metrics");
+        assert!((1..=100).contains(&metrics.len()));
+        for m in metrics {
+            let name = m["Name"].as_str().expect("metric name");
+            assert!((1..=255).contains(&name.chars().count()));
+            assert!(v[name].is_number(), "metric {name} has a number");
+        }
+        for set in d["Dimensions"].as_array().expect("dimension sets") {
+            let set = set.as_array().expect("a dimension set");
+            assert!(set.len() <= 30);
+            for key in set {
+                let value = v[key.as_str().expect("dimension key")]
+                    .as_str()
+                    .expect("a dimension value is a string member");
+                assert!(value.chars().count() <= 1024, "dimension value too long");
+            }
+        }
+    }
+    v
+}
+
+/// The EMF encoder under arbitrary settings, names and values: always CloudWatch-valid lines,
+/// and the prepared record of an ending stays valid once rendered.
+pub fn emf_records(data: &[u8]) {
+    let mut input = Input::new(data);
+    const KEYS: [&str; 12] = [
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "LAMBDA_METER_SERVICE",
+        "LAMBDA_METER_NAMESPACE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "LAMBDA_METER_DIMENSIONS",
+        "LAMBDA_METER_METRICS",
+        "LAMBDA_METER_RESOLUTION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    ];
+    let mut env: Vec<(&str, String)> = Vec::new();
+    for key in KEYS {
+        match input.byte() % 4 {
+            0 => {}
+            1 => env.push((key, input.text())),
+            _ => env.push((
+                key,
+                match key {
+                    "LAMBDA_METER_DIMENSIONS" => [
+                        "FunctionName,service;runtime",
+                        "none",
+                        "initType,functionVersion",
+                    ][usize::from(input.byte() % 3)]
+                    .to_string(),
+                    "LAMBDA_METER_METRICS" => ["all", "default,OpenFds", "Duration"]
+                        [usize::from(input.byte() % 3)]
+                    .to_string(),
+                    "LAMBDA_METER_RESOLUTION" => "1".to_string(),
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => input.below(10_241).to_string(),
+                    _ => input.text(),
+                },
+            )),
+        }
+    }
+    let exe = input.text();
+    let (settings, _) = Settings::from_env(
+        &|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
+        &exe,
+    );
+    let opt = |input: &mut Input| (input.coin()).then(|| input.number());
+    let record = InvokeRecord {
+        kind: if input.byte().is_multiple_of(5) {
+            RecordKind::InitError
+        } else {
+            RecordKind::Invoke
+        },
+        request_id: input.text(),
+        trace_id: (input.coin()).then(|| input.text()),
+        timestamp_ms: input.number(),
+        duration_ns: opt(&mut input),
+        cold_start: input.coin(),
+        proactive_init: input.coin(),
+        init_duration_ns: opt(&mut input),
+        restored: input.coin(),
+        restore_duration_ns: opt(&mut input),
+        errored: input.coin(),
+        timed_out: input.coin(),
+        error_type: (input.coin()).then(|| input.text()),
+        cpu_ns: opt(&mut input),
+        max_rss_kb: input.number(),
+        request_bytes: opt(&mut input),
+        response_bytes: opt(&mut input),
+        post_response_ns: opt(&mut input),
+        time_to_first_byte_ns: opt(&mut input),
+        gauges: (input.coin()).then(|| Gauges {
+            net_rx_bytes: input.number(),
+            net_tx_bytes: input.number(),
+            tmp_used_bytes: input.number(),
+            open_fds: input.number(),
+            threads: input.number(),
+        }),
+    };
+    let Some(line) = emf::encode(&record, &settings) else {
+        return;
+    };
+    let v = check_emf_line(&line);
+    // The same record prepared for an ending, rendered with known and unknown values.
+    let template = journal::prepare(&line).expect("every record can be prepared");
+    for known in [true, false] {
+        let values = journal::Values {
+            wall_ms: input.number() >> 20,
+            duration_ns: known.then(|| input.number() >> 16),
+            cpu_ns: known.then(|| input.number() >> 16),
+            max_rss_kb: input.number() >> 24,
+            memory_size_mb: input.below(10_241),
+            reason: b"signal: aborted",
+        };
+        let mut out = Vec::new();
+        assert!(journal::render(&template, &values, &mut |parts| {
+            out = parts.concat();
+        }));
+        let rendered = check_emf_line(std::str::from_utf8(&out).expect("utf-8"));
+        assert_eq!(rendered["exitReason"], "signal: aborted");
+        for key in ["requestId", "FunctionName", "errorType"] {
+            assert_eq!(rendered[key], v[key], "{key} is carried over");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// xorshift64*: a fixed seed gives the same inputs on every run.
+    struct Seeded(u64);
+
+    impl Seeded {
+        fn bytes(&mut self) -> Vec<u8> {
+            let mut next = || {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            };
+            let len = (next() % 4096) as usize;
+            (0..len).map(|_| (next() >> 56) as u8).collect()
+        }
+    }
+
+    fn run(check: fn(&[u8]), cases: usize, seed: u64) {
+        let mut g = Seeded(seed);
+        for _ in 0..cases {
+            let data = g.bytes();
+            check(&data);
+        }
+        // The edges: nothing, and all ones.
+        check(&[]);
+        check(&[0xff; 600]);
+    }
+
+    #[test]
+    fn http_events_do_not_depend_on_chunking() {
+        run(super::http_chunkings, 400, 0x5eed_0001);
+    }
+
+    #[test]
+    fn http_garbage_is_bounded_and_never_panics() {
+        run(super::http_garbage, 2_000, 0x5eed_0002);
+    }
+
+    #[test]
+    fn tracker_survives_any_event_order() {
+        run(super::tracker_orders, 2_000, 0x5eed_0003);
+    }
+
+    #[test]
+    fn emf_lines_are_valid_for_any_names_and_values() {
+        run(super::emf_records, 1_000, 0x5eed_0004);
+    }
+}
