@@ -21,6 +21,7 @@
 
 import ctypes
 import hashlib
+import resource
 import json
 import os
 import signal
@@ -37,6 +38,8 @@ class OrderNotFound(Exception):
 # Files and threads the "fds" and "threads" actions keep alive across invokes.
 KEPT = []
 STOP = threading.Event()
+# Threads of the "flood" action, joined by "flood_join".
+FLOOD = []
 
 ERRORS = {"ValueError": ValueError, "KeyError": KeyError, "OrderNotFound": OrderNotFound}
 
@@ -104,6 +107,84 @@ def dispatch(event, context):
         os.kill(os.getpid(), sig)
         time.sleep(5)
         return {"survived": True}
+    if action == "fork":
+        how = event.get("how", "exit")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            if how == "exec":
+                os.execv("/bin/true", ["true"])
+            if how == "pipe":
+                os.write(write_end, b"from the child")
+            os._exit(0)
+        os.close(write_end)
+        got = os.read(read_end, 100)
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+        return {"status": os.waitstatus_to_exitcode(status), "got": got.decode()}
+    if action == "redirect":
+        sys.stdout.flush()
+        saved = os.dup(1)
+        with open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "redirected.log"), "w") as f:
+            os.dup2(f.fileno(), 1)
+            print("into the file")
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        return {"redirected": True}
+    if action == "flood":
+        def writer(n, lines):
+            for i in range(lines):
+                os.write(1, (f"flood {n} {i} " + "x" * 1000 + "\n").encode())
+        FLOOD.extend(
+            threading.Thread(target=writer, args=(n, event.get("lines", 300)))
+            for n in range(event.get("threads", 4))
+        )
+        for t in FLOOD:
+            t.start()
+        return {"flooding": len(FLOOD)}
+    if action == "flood_join":
+        for t in FLOOD:
+            t.join()
+        FLOOD.clear()
+        return {"joined": True}
+    if action == "alarm_storm":
+        signal.signal(signal.SIGALRM, lambda *_: None)
+        interval = event.get("us", 200) / 1e6
+        signal.setitimer(signal.ITIMER_REAL, interval, interval)
+        return {"storm": True}
+    if action == "alarm_stop":
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        return {"storm": False}
+    if action == "exhaust_fds":
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return {"opened": len(held)}
+    if action == "exhaust_memory":
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/status") as status:
+            size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, ((size + 64 * 1024) * 1024, hard))
+        hoard = []
+        try:
+            while True:
+                hoard.append(bytearray(1 << 20))
+        except MemoryError:
+            pass
+        got = len(hoard)
+        print("out of memory after", "many" if got > 8 else "few", "MB")
+        hoard.clear()
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        return {"exhausted": True}
     if action == "secret":
         return {"token": event.get("secret"), "context": str(context.client_context)}
     if action == "stats":

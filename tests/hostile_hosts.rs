@@ -1,0 +1,119 @@
+//! Hosts that are not the happy client: handlers that fork, move stdout, flood it from threads
+//! while records are written, run under a signal storm, exhaust their fds or their memory.
+//! Each runs through the real Python client and the wrapper, compared with the same run
+//! without the library (results, requests, output), and every invoke has its whole record.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::scenario::Scenario;
+use support::*;
+
+fn python_scenario(payloads: Vec<Value>) -> Scenario {
+    let mut s = Scenario::new(
+        vec![
+            python().display().to_string(),
+            "-m".into(),
+            "awslambdaric".into(),
+            "handler.dispatch".into(),
+        ],
+        python_function_dir(),
+    );
+    s.compare_output = true;
+    s.payloads = payloads;
+    s
+}
+
+#[test]
+fn handlers_that_fork_with_and_without_exec() {
+    let out = python_scenario(vec![
+        json!({"action": "ok"}),
+        json!({"action": "fork", "how": "exit"}),
+        json!({"action": "fork", "how": "exec"}),
+        json!({"action": "fork", "how": "pipe"}),
+        json!({"action": "ok"}),
+    ])
+    .check();
+    let results = out.sim.results();
+    assert_eq!(
+        results[3].as_ref().unwrap().body,
+        br#"{"status": 0, "got": "from the child"}"#
+    );
+}
+
+#[test]
+fn a_handler_that_moves_stdout_and_back() {
+    python_scenario(vec![
+        json!({"action": "ok"}),
+        json!({"action": "redirect"}),
+        json!({"action": "print", "text": "back on stdout"}),
+        json!({"action": "redirect"}),
+        json!({"action": "ok"}),
+    ])
+    .check();
+}
+
+#[test]
+fn threads_flooding_stdout_never_break_a_record() {
+    // Four threads write 300 whole 1 KB lines each, going on after the handler returned, while
+    // the records of this and the next invokes are written.
+    let mut s = python_scenario(vec![
+        json!({"action": "ok"}),
+        json!({"action": "flood", "threads": 4, "lines": 300}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+        json!({"action": "flood_join"}),
+        json!({"action": "ok"}),
+    ]);
+    s.compare_output = false; // the threads interleave differently in each run
+    let out = s.check();
+    let flood: Vec<&str> = out
+        .run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("flood "))
+        .collect();
+    assert_eq!(flood.len(), 1200, "every flood line is a line of its own");
+    for line in flood {
+        assert!(
+            line.starts_with("flood ") && line.ends_with(&"x".repeat(1000)) && line.len() < 1020,
+            "a flood line was broken: {line:.80}"
+        );
+    }
+}
+
+#[test]
+fn a_signal_storm_interrupts_every_call() {
+    // SIGALRM every 200 µs across three invokes: every hooked call may return EINTR.
+    python_scenario(vec![
+        json!({"action": "alarm_storm", "us": 200}),
+        json!({"action": "sleep", "ms": 30}),
+        json!({"action": "big", "bytes": 300_000}),
+        json!({"action": "echo", "pad": "p".repeat(100_000)}),
+        json!({"action": "alarm_stop"}),
+        json!({"action": "ok"}),
+    ])
+    .check();
+}
+
+#[test]
+fn exhausting_fds_finds_the_same_number_free() {
+    // Results are compared byte for byte: as many files open with the library as without.
+    python_scenario(vec![
+        json!({"action": "ok"}),
+        json!({"action": "exhaust_fds"}),
+        json!({"action": "ok"}),
+        json!({"action": "exhaust_fds"}),
+    ])
+    .check();
+}
+
+#[test]
+fn exhausting_memory() {
+    python_scenario(vec![
+        json!({"action": "ok"}),
+        json!({"action": "exhaust_memory"}),
+        json!({"action": "ok"}),
+    ])
+    .check();
+}
