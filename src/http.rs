@@ -13,8 +13,15 @@
     clippy::indexing_slicing
 )]
 
-/// The largest header block (start line + headers, or trailers) we keep; larger is garbage.
+/// The longest line of a head (start line or one header), and how many bytes of headers a head
+/// keeps: past that, only the headers the library reads are kept (a legal head may be larger;
+/// a longer line is garbage). Also the cap on a trailer block.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// Headers the library reads from a message (kept even past [`MAX_HEAD`] bytes of headers).
+fn is_read_by_us(name: &str) -> bool {
+    matches!(name, "content-length" | "transfer-encoding" | "trailer")
+        || name.starts_with("lambda-runtime-")
+}
 /// The largest body prefix a caller may ask to keep.
 pub const MAX_CAPTURE: usize = 4 * 1024;
 /// A chunk-size line longer than this is garbage (hex digits plus extensions).
@@ -89,7 +96,7 @@ impl ParseError {
     /// A short human description for the one warning line.
     pub fn describe(self) -> &'static str {
         match self {
-            ParseError::HeadTooLarge => "header block over 16 KiB",
+            ParseError::HeadTooLarge => "header line or trailer block over 16 KiB",
             ParseError::BadStartLine => "not an HTTP/1.1 start line",
             ParseError::BadHeader => "malformed header line",
             ParseError::BadContentLength => "invalid Content-Length",
@@ -123,6 +130,10 @@ pub struct Parser {
     dir: Direction,
     state: State,
     buf: Vec<u8>,
+    /// The head being read: its start line is parsed, its headers are coming.
+    pending: Option<Head>,
+    /// Bytes of header lines kept in `pending`.
+    kept: usize,
     head: Option<Head>,
     body_len: u64,
     capture_limit: usize,
@@ -138,6 +149,8 @@ impl Parser {
             dir,
             state: State::Head,
             buf: Vec::new(),
+            pending: None,
+            kept: 0,
             head: None,
             body_len: 0,
             capture_limit: 0,
@@ -145,15 +158,15 @@ impl Parser {
         }
     }
 
-    /// Bytes the parser holds now (a partial head or chunk line, a body prefix): bounded by
-    /// [`MAX_HEAD`] + [`MAX_CAPTURE`] whatever it is fed.
+    /// Bytes the parser holds now (a partial line, kept headers, a body prefix): bounded by
+    /// a few times [`MAX_HEAD`] plus [`MAX_CAPTURE`] whatever it is fed.
     pub fn buffered(&self) -> usize {
-        self.buf.capacity() + self.captured.capacity()
+        self.buf.capacity() + self.kept + self.captured.capacity()
     }
 
     /// True between messages (nothing half-read).
     pub fn is_idle(&self) -> bool {
-        self.state == State::Head && self.buf.is_empty()
+        self.state == State::Head && self.buf.is_empty() && self.pending.is_none()
     }
 
     /// Feed bytes; events are appended to `out`. After an error the parser must be dropped.
@@ -167,7 +180,7 @@ impl Parser {
             match self.state {
                 State::Head => {
                     // Tolerate empty lines between messages (RFC 9112 §2.2).
-                    if self.buf.is_empty() {
+                    if self.buf.is_empty() && self.pending.is_none() {
                         let skip = data
                             .iter()
                             .take_while(|b| **b == b'\r' || **b == b'\n')
@@ -177,10 +190,24 @@ impl Parser {
                             break;
                         }
                     }
-                    let used = take_block(&mut self.buf, data, MAX_HEAD)?;
-                    data = data.get(used.consumed..).unwrap_or_default();
-                    if used.done {
-                        self.finish_head(policy, out)?;
+                    let (consumed, line) =
+                        take_line(&mut self.buf, data, MAX_HEAD).ok_or(ParseError::HeadTooLarge)?;
+                    data = data.get(consumed..).unwrap_or_default();
+                    let Some(line) = line else { break };
+                    match self.pending.as_mut() {
+                        None => self.pending = Some(self.start_line(&line)?),
+                        Some(_) if line.is_empty() => self.finish_head(policy, out)?,
+                        Some(head) => {
+                            let (name, value) = header_line(&line)?;
+                            // Every header while they fit; past that, the ones we read.
+                            let size = line.len();
+                            if self.kept + size <= MAX_HEAD
+                                || (is_read_by_us(&name) && self.kept + size <= 2 * MAX_HEAD)
+                            {
+                                self.kept += size;
+                                head.headers.push((name, value));
+                            }
+                        }
                     }
                 }
                 State::Body(remaining) => {
@@ -284,15 +311,9 @@ impl Parser {
         self.state = State::Head;
     }
 
-    fn finish_head(
-        &mut self,
-        policy: CapturePolicy,
-        out: &mut Vec<Event>,
-    ) -> Result<(), ParseError> {
-        let block = std::mem::take(&mut self.buf);
-        let text = std::str::from_utf8(&block).map_err(|_| ParseError::BadHeader)?;
-        let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-        let start = lines.next().unwrap_or_default();
+    /// Parses a start line into the head it begins.
+    fn start_line(&self, line: &[u8]) -> Result<Head, ParseError> {
+        let start = std::str::from_utf8(line).map_err(|_| ParseError::BadStartLine)?;
         let mut head = Head::default();
         match self.dir {
             Direction::Request => {
@@ -326,9 +347,17 @@ impl Parser {
                 }
             }
         }
-        let rest: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
-        head.headers = parse_lines(&rest)?;
+        Ok(head)
+    }
 
+    /// The empty line after the headers: the head is complete.
+    fn finish_head(
+        &mut self,
+        policy: CapturePolicy,
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
+        let head = self.pending.take().unwrap_or_default();
+        self.kept = 0;
         if self.dir == Direction::Response && head.status == 101 {
             return Err(ParseError::Upgraded);
         }
@@ -388,19 +417,21 @@ fn parse_header_lines(block: &[u8]) -> Result<Vec<(String, String)>, ParseError>
 }
 
 fn parse_lines(lines: &[&str]) -> Result<Vec<(String, String)>, ParseError> {
-    let mut headers = Vec::with_capacity(lines.len());
-    for line in lines {
-        let (name, value) = line.split_once(':').ok_or(ParseError::BadHeader)?;
-        if name.is_empty()
-            || name
-                .bytes()
-                .any(|b| b == b' ' || b == b'\t' || b.is_ascii_control())
-        {
-            return Err(ParseError::BadHeader);
-        }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    lines.iter().map(|l| header_line(l.as_bytes())).collect()
+}
+
+/// One `Name: value` line: the name lower-cased, the value trimmed.
+fn header_line(line: &[u8]) -> Result<(String, String), ParseError> {
+    let line = std::str::from_utf8(line).map_err(|_| ParseError::BadHeader)?;
+    let (name, value) = line.split_once(':').ok_or(ParseError::BadHeader)?;
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b == b' ' || b == b'\t' || b.is_ascii_control())
+    {
+        return Err(ParseError::BadHeader);
     }
-    Ok(headers)
+    Ok((name.to_ascii_lowercase(), value.trim().to_string()))
 }
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ParseError> {
@@ -447,20 +478,22 @@ fn take_block(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, Parse
 /// Appends bytes to `buf` up to one line end. Returns how much was consumed and, when a line is
 /// complete, the line without its terminator (and `buf` emptied). `None` when over `cap`.
 fn take_line(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Option<(usize, Option<Vec<u8>>)> {
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\n' {
+    let end = data.iter().position(|b| *b == b'\n');
+    let part = data.get(..end.unwrap_or(data.len())).unwrap_or_default();
+    if buf.len() + part.len() > cap {
+        return None;
+    }
+    buf.extend_from_slice(part);
+    match end {
+        Some(i) => {
             let mut line = std::mem::take(buf);
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            return Some((i + 1, Some(line)));
+            Some((i + 1, Some(line)))
         }
-        buf.push(b);
-        if buf.len() > cap {
-            return None;
-        }
+        None => Some((data.len(), None)),
     }
-    Some((data.len(), None))
 }
 
 #[cfg(test)]
@@ -659,12 +692,38 @@ mod tests {
             ),
             Err(ParseError::Upgraded)
         );
-        let mut huge = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut huge = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert_eq!(
             run(Direction::Request, &huge, 4096, none),
             Err(ParseError::HeadTooLarge)
         );
+    }
+
+    #[test]
+    fn a_head_over_16_kib_is_followed_with_the_headers_we_read() {
+        // 40 headers of 512 bytes, then the ones the library reads: legal HTTP, and every later
+        // message on the connection must still be followed.
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..40 {
+            head.extend(format!("X-Pad-{i}: {}\r\n", "p".repeat(500)).bytes());
+        }
+        head.extend(b"Lambda-Runtime-Aws-Request-Id: after-the-padding\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+        for step in [1, 7, 4096] {
+            let ev = run(Direction::Response, &head, step, none).unwrap();
+            let done = completes(&ev);
+            assert_eq!(done.len(), 2, "step {step}");
+            assert_eq!(done[0].body_len, 5);
+            assert_eq!(
+                done[0].head.header("lambda-runtime-aws-request-id"),
+                Some("after-the-padding")
+            );
+            assert!(
+                done[0].head.headers.len() < 40,
+                "padding past 16 KiB is dropped"
+            );
+            assert_eq!(done[1].head.status, 202);
+        }
     }
 
     #[test]

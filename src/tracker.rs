@@ -434,7 +434,8 @@ impl Tracker {
 
     /// The first byte of `request_id`'s result body was written.
     pub fn result_first_byte(&mut self, request_id: &str, now: &Probe) {
-        if let Some(open) = self.open.get_mut(request_id) {
+        let request_id = crate::settings::bounded(request_id, MAX_ID_LEN);
+        if let Some(open) = self.open.get_mut(&request_id) {
             open.first_byte_ns.get_or_insert(now.mono_ns);
         }
     }
@@ -448,6 +449,10 @@ impl Tracker {
         outcome: Outcome,
         now: &Probe,
     ) -> Vec<InvokeRecord> {
+        // Open invokes are keyed by the id as bounded when the event arrived; the result's path
+        // carries it whole.
+        let request_id = crate::settings::bounded(request_id, MAX_ID_LEN);
+        let request_id = request_id.as_str();
         let mut ready: Vec<InvokeRecord> = self
             .awaiting_next
             .take()
@@ -469,11 +474,18 @@ impl Tracker {
         };
         let first_byte = open.first_byte_ns;
         let started = open.started.mono_ns;
+        // A result after the deadline comes too late: Lambda has timed the invoke out.
+        let late = open.deadline_mono_ns.is_some_and(|d| now.mono_ns > d);
         let mut record = open.record(now);
-        record.errored = outcome.errored;
-        record.error_type = outcome
-            .error_type
-            .map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN));
+        record.errored = outcome.errored || late;
+        record.timed_out = late;
+        record.error_type = if late {
+            Some(TIMEOUT_ERROR_TYPE.to_string())
+        } else {
+            outcome
+                .error_type
+                .map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN))
+        };
         record.response_bytes = Some(outcome.response_bytes);
         if outcome.streamed {
             record.time_to_first_byte_ns = first_byte.map(|t| t.saturating_sub(started));
@@ -685,6 +697,50 @@ mod tests {
         }
         assert_eq!(ready.len(), 1);
         ready.remove(0)
+    }
+
+    #[test]
+    fn a_long_request_id_matches_its_result() {
+        let mut t = Tracker::new(0, Lifecycle::default());
+        let long = format!("\"q\"{}", "x".repeat(2_000));
+        let p = Probe::default();
+        t.next_requested(&p);
+        t.event_received(
+            EventInfo {
+                request_id: long.clone(),
+                ..EventInfo::default()
+            },
+            &p,
+        );
+        t.result_first_byte(&long, &p);
+        let records = t.result_sent(&long, Outcome::default(), &p);
+        let records: Vec<_> = records.into_iter().chain(t.next_starting(&p)).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].request_id.chars().count(), MAX_ID_LEN);
+        assert_eq!(t.open_count(), 0);
+    }
+
+    #[test]
+    fn a_result_after_the_deadline_is_a_timeout() {
+        let mut t = Tracker::new(0, Lifecycle::default());
+        let at = |ms: u64| Probe {
+            mono_ns: ms * 1_000_000,
+            wall_ms: 1_000_000 + ms,
+            ..Probe::default()
+        };
+        t.next_requested(&at(0));
+        t.event_received(
+            EventInfo {
+                request_id: "late".into(),
+                deadline_ms: Some(1_000_000 + 10),
+                ..EventInfo::default()
+            },
+            &at(1),
+        );
+        let mut records = t.result_sent("late", Outcome::default(), &at(11));
+        records.extend(t.next_starting(&at(12)));
+        assert!(records[0].timed_out && records[0].errored);
+        assert_eq!(records[0].error_type.as_deref(), Some(TIMEOUT_ERROR_TYPE));
     }
 
     #[test]

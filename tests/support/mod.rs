@@ -182,6 +182,36 @@ pub fn run_for(
     cwd: &Path,
     limit: Duration,
 ) -> Outcome {
+    let out = run_until(config, command, wrapper, env, cwd, limit);
+    if !out.run.idle {
+        let seen: Vec<String> = out
+            .sim
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} (connection {})", r.method, r.target, r.connection))
+            .collect();
+        panic!(
+            "the function did not finish its events (exited: {:?}) on {}\nrequests:\n{}\nstdout:\n{}\nstderr:\n{}",
+            out.run.exited,
+            out.sim.api_address(),
+            seen.join("\n"),
+            out.run.stdout,
+            out.run.stderr
+        );
+    }
+    out
+}
+
+/// Runs until the simulator is idle, the runtime exits for good, or `limit`: whichever comes
+/// first, without judging which (`run.idle` says).
+pub fn run_until(
+    config: Config,
+    command: &[&str],
+    wrapper: Option<&Path>,
+    env: &[(&str, &str)],
+    cwd: &Path,
+    limit: Duration,
+) -> Outcome {
     let sim = Simulator::start(config).expect("simulator");
     let opts = RunOptions {
         command: command.iter().map(Into::into).collect(),
@@ -200,21 +230,6 @@ pub fn run_for(
         echo: false,
     };
     let run = run_function(&sim, &opts).expect("run function");
-    if !run.idle {
-        let seen: Vec<String> = sim
-            .requests()
-            .iter()
-            .map(|r| format!("{} {} (connection {})", r.method, r.target, r.connection))
-            .collect();
-        panic!(
-            "the function did not finish its events (exited: {:?}) on {}\nrequests:\n{}\nstdout:\n{}\nstderr:\n{}",
-            run.exited,
-            sim.api_address(),
-            seen.join("\n"),
-            run.stdout,
-            run.stderr
-        );
-    }
     Outcome { sim, run }
 }
 

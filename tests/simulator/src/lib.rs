@@ -44,6 +44,40 @@ pub struct Event {
     /// Answer this event's `/next` with `Connection: close` and close the connection after it,
     /// so the runtime must reconnect to post the result.
     pub close_connection: bool,
+    /// A fault in the `/next` answer that carries this event (see [`Fault`]).
+    pub fault: Option<Fault>,
+}
+
+/// What can go wrong with a `/next` answer. The first four spoil only the first answer that
+/// would carry the event: it stays queued, and a later `/next` (of this runtime, or of the next
+/// one if the runtime gives up and exits) gets it intact. The others deliver the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The head and half the body, then a TCP reset.
+    ResetMidAnswer,
+    /// A `Content-Length` larger than the body that follows, then the connection closes.
+    TruncatedBody,
+    /// `500 Internal Server Error`, as the Runtime API answers when it fails.
+    ServerError,
+    /// Bytes that are not HTTP, then the connection closes.
+    NotHttp,
+    /// The event with 20 KB of extra headers first (legal HTTP).
+    HugeHeaders,
+    /// The event with a `Content-Length` 3 bytes short: the rest of the body follows it.
+    LyingContentLength,
+    /// The event with a deadline already in the past.
+    PastDeadline,
+    /// The `/next` is never answered.
+    NeverAnswer,
+}
+
+impl Fault {
+    fn spoils_delivery(self) -> bool {
+        matches!(
+            self,
+            Fault::ResetMidAnswer | Fault::TruncatedBody | Fault::ServerError | Fault::NotHttp
+        )
+    }
 }
 
 impl Event {
@@ -177,6 +211,8 @@ struct State {
     freeze_pending: bool,
     /// How many times the runtime was stopped at a deadline.
     timeouts: usize,
+    /// Events whose one-shot fault was already injected.
+    faulted: std::collections::HashSet<usize>,
 }
 
 struct Shared {
@@ -466,6 +502,10 @@ fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) -> io::Result
             }
             None => writer.write_all(&reply.bytes)?,
         }
+        if reply.reset {
+            reset(&writer);
+            return Ok(());
+        }
         if !keep_alive || reply.close {
             let _ = writer.shutdown(std::net::Shutdown::Both);
             return Ok(());
@@ -473,10 +513,12 @@ fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) -> io::Result
     }
 }
 
-/// One response, and whether the connection closes after it.
+/// One response, and whether the connection closes after it (with a reset instead of an
+/// orderly close when `reset`).
 struct Reply {
     bytes: Vec<u8>,
     close: bool,
+    reset: bool,
 }
 
 impl From<Vec<u8>> for Reply {
@@ -484,7 +526,45 @@ impl From<Vec<u8>> for Reply {
         Reply {
             bytes,
             close: false,
+            reset: false,
         }
+    }
+}
+
+/// The spoiled answer of a one-shot fault.
+fn faulty_answer(fault: Fault, cfg: &Config) -> Reply {
+    let event = Event::json(&serde_json::json!({"action": "ok", "spoiled": true}));
+    let whole = next_response(&event, "spoiled-delivery", cfg);
+    let (bytes, reset) = match fault {
+        Fault::ResetMidAnswer => (
+            whole[..whole.len() - event.payload.len() / 2].to_vec(),
+            true,
+        ),
+        Fault::TruncatedBody => {
+            let text = String::from_utf8_lossy(&whole).replace(
+                &format!("Content-Length: {}", event.payload.len()),
+                &format!("Content-Length: {}", event.payload.len() + 100),
+            );
+            (text.into_bytes(), false)
+        }
+        Fault::ServerError => (
+            http::response(
+                500,
+                "Internal Server Error",
+                &[("Content-Type", "application/json".to_string())],
+                br#"{"errorMessage":"Internal error","errorType":"ServiceException"}"#,
+            ),
+            false,
+        ),
+        _ => (
+            b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 not http at all".to_vec(),
+            false,
+        ),
+    };
+    Reply {
+        bytes,
+        close: true,
+        reset,
     }
 }
 
@@ -532,6 +612,26 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
                 }
             }
             st.waiting_next -= 1;
+            let front = *st.queue.front()?;
+            let fault = shared.config.events.get(front)?.fault;
+            if let Some(fault) = fault.filter(|f| f.spoils_delivery() || *f == Fault::NeverAnswer)
+                && st.faulted.insert(front)
+            {
+                if fault == Fault::NeverAnswer {
+                    // Hold the request until the runtime is stopped.
+                    let generation = st.generation;
+                    while !st.shutdown && st.generation == generation {
+                        st = match shared.changed.wait(st) {
+                            Ok(g) => g,
+                            Err(e) => e.into_inner(),
+                        };
+                    }
+                    return None;
+                }
+                shared.changed.notify_all();
+                drop(st);
+                return Some(faulty_answer(fault, &shared.config));
+            }
             st.served += 1;
             let index = st.queue.pop_front()?;
             let event = shared.config.events.get(index)?.clone();
@@ -543,6 +643,7 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
             Some(Reply {
                 bytes: next_response(&event, &request_id, &shared.config),
                 close: event.close_connection,
+                reset: false,
             })
         }
         (
@@ -635,8 +736,32 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
     }
 }
 
+/// Closes `stream` with a TCP reset (SO_LINGER 0): the peer's next read fails with ECONNRESET.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own socket with a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Read);
+}
+
 fn next_response(event: &Event, request_id: &str, cfg: &Config) -> Vec<u8> {
-    let deadline = epoch_ms() + cfg.timeout.as_millis() as u64;
+    let deadline = if event.fault == Some(Fault::PastDeadline) {
+        epoch_ms().saturating_sub(1_000)
+    } else {
+        epoch_ms() + cfg.timeout.as_millis() as u64
+    };
     let arn = format!(
         "arn:aws:lambda:{}:123456789012:function:{}",
         cfg.region, cfg.function_name
@@ -657,7 +782,20 @@ fn next_response(event: &Event, request_id: &str, cfg: &Config) -> Vec<u8> {
     if event.close_connection {
         headers.push(("Connection", "close".to_string()));
     }
-    http::response(200, "OK", &headers, &event.payload)
+    if event.fault == Some(Fault::HugeHeaders) {
+        for i in 0..40 {
+            headers.insert(0, ("X-Padding", format!("{i:02}-{}", "p".repeat(500))));
+        }
+    }
+    let mut bytes = http::response(200, "OK", &headers, &event.payload);
+    if event.fault == Some(Fault::LyingContentLength) && event.payload.len() >= 3 {
+        let honest = format!("Content-Length: {}\r\n", event.payload.len());
+        let lying = format!("Content-Length: {}\r\n", event.payload.len() - 3);
+        bytes = String::from_utf8_lossy(&bytes)
+            .replacen(&honest, &lying, 1)
+            .into_bytes();
+    }
+    bytes
 }
 
 /// Milliseconds since the Unix epoch.
