@@ -639,7 +639,7 @@ mod tests {
 
     fn next_resp(id: &str, body: &str) -> Vec<u8> {
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 99\r\nLambda-Runtime-Trace-Id: Root=1-x\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 9999999999999\r\nLambda-Runtime-Trace-Id: Root=1-x\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
