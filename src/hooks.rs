@@ -515,14 +515,12 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     unsafe { (real::exit_now::get())(status) }
 }
 
+/// `_Exit` is `_exit` under its C99 name.
 #[unsafe(no_mangle)]
 #[allow(non_snake_case)]
 pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
-    if process::is_active() {
-        ending::exiting_now(status);
-    }
-    // SAFETY: _Exit is _exit (C99 name); the host's argument, unchanged.
-    unsafe { (real::exit_now::get())(status) }
+    // SAFETY: the host's argument, unchanged.
+    unsafe { _exit(status) }
 }
 
 // ---- the constructor, and the callbacks the C interposers use ----
@@ -573,6 +571,8 @@ extern "C" fn destructor() {
 extern "C" fn constructor() {
     // SAFETY: CALLBACKS is a static that outlives every call the C side makes through it.
     unsafe { lm_c_install(&CALLBACKS) };
+    // Before anything is written: what stdout and stderr are (see output::LOG_STREAMS).
+    crate::output::remember_log_streams();
     let result = std::panic::catch_unwind(|| {
         let exe = std::fs::read_link("/proc/self/exe")
             .ok()

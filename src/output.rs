@@ -162,9 +162,48 @@ pub fn take_open_line(fd: libc::c_int) -> bool {
         .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
 }
 
+/// What stdout (`[0]`) and stderr (`[1]`) were when the library loaded: device and inode, or
+/// `u64::MAX` when the fd was not open. The library writes to them only while fd 1 and 2 still
+/// name the same file: a host that closed its stdout may get fd 1 back for a file or socket of
+/// its own, and nothing of ours may appear there.
+static LOG_STREAMS: [[AtomicU64; 2]; 2] = [
+    [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+    [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+];
+
+/// Remembers what stdout and stderr are now (called first thing at load).
+pub fn remember_log_streams() {
+    for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
+        .into_iter()
+        .zip(&LOG_STREAMS)
+    {
+        if let Some((dev, ino)) = identity(fd) {
+            slot[0].store(dev, Ordering::Relaxed);
+            slot[1].store(ino, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `fd` (1 or 2) is still the stream it was at load. Other fds: true. One `fstat`;
+/// async-signal-safe.
+fn still_log_stream(fd: libc::c_int) -> bool {
+    let Some(slot) = LOG_STREAMS.get((fd as usize).wrapping_sub(1)) else {
+        return true;
+    };
+    let known = (
+        slot[0].load(Ordering::Relaxed),
+        slot[1].load(Ordering::Relaxed),
+    );
+    known != (u64::MAX, u64::MAX) && identity(fd) == Some(known)
+}
+
 /// Writes `line` to `fd` as one line of its own: with a leading newline when the host left a
-/// partial line on stdout or stderr.
+/// partial line on stdout or stderr. False (nothing written) when stdout or stderr is no
+/// longer the stream it was at load.
 pub fn write_line(fd: i32, line: &[u8]) -> bool {
+    if !still_log_stream(fd) {
+        return false;
+    }
     if take_open_line(fd) {
         let mut fresh = Vec::with_capacity(line.len() + 1);
         fresh.push(b'\n');
@@ -202,19 +241,29 @@ pub fn emit_record(line: &str) {
         Destination::Stdout => match crate::probes::environment_root() {
             None => {
                 if !write_line(libc::STDOUT_FILENO, bytes) {
-                    dropped(1, "cannot write to stdout");
+                    dropped(1, log_stream_trouble(libc::STDOUT_FILENO, "stdout"));
                 }
             }
             Some(root) => to_file(&format!("/proc/{root}/fd/1"), false, bytes),
         },
         Destination::Stderr => {
             if !write_line(libc::STDERR_FILENO, bytes) {
-                dropped(1, "cannot write to stderr");
+                dropped(1, log_stream_trouble(libc::STDERR_FILENO, "stderr"));
             }
         }
         Destination::File(path) => to_file(path, true, bytes),
         Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, bytes, "tcp"),
         Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, bytes, "udp"),
+    }
+}
+
+/// Why a record for stdout or stderr could not go.
+fn log_stream_trouble(fd: libc::c_int, name: &str) -> &'static str {
+    match (still_log_stream(fd), name) {
+        (false, "stdout") => "stdout is no longer the stream it was when the runtime started",
+        (false, _) => "stderr is no longer the stream it was when the runtime started",
+        (true, "stdout") => "cannot write to stdout",
+        (true, _) => "cannot write to stderr",
     }
 }
 
@@ -230,6 +279,10 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         Destination::File(_) => (OWN_FD.load(Ordering::Relaxed), false),
         Destination::Tcp(_) | Destination::Udp(_) => (OWN_FD.load(Ordering::Relaxed), true),
     };
+    if !still_log_stream(fd) {
+        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
     let newline: &[u8] = if take_open_line(fd) { b"\n" } else { b"" };
     const MAX: usize = 50;
     let mut iov = [libc::iovec {

@@ -45,6 +45,38 @@ fn empty_dl_info() -> libc::Dl_info {
     }
 }
 
+/// The slot of one real function, its resolver and its accessor, inside the function's module
+/// (which defines its C type `F` and its `fallback`).
+macro_rules! real_slot {
+    ($sym:literal) => {
+        static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+        /// Resolves the real symbol; false when it is missing or is ourselves.
+        pub fn resolve() -> bool {
+            match lookup($sym) {
+                Some(p) => {
+                    SLOT.store(p, Ordering::Release);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        /// The real function, or the fallback before resolution.
+        #[inline(always)]
+        pub fn get() -> F {
+            let p = SLOT.load(Ordering::Acquire);
+            if p.is_null() {
+                fallback
+            } else {
+                // SAFETY: SLOT only ever holds a non-null address returned by dlsym for this
+                // very symbol, whose C type is F.
+                unsafe { std::mem::transmute::<*mut c_void, F>(p) }
+            }
+        }
+    };
+}
+
 /// Declares one real function: a slot, its resolver and its accessor. The fallback, used
 /// before resolution, is either the raw system call the libc wrapper makes
 /// (`syscall(NR, args…)`) or, where there is none, a function of the same type.
@@ -64,31 +96,7 @@ macro_rules! real_fn {
             use super::*;
             /// The function's C type.
             pub type F = unsafe extern "C" fn($($ty),*) -> $ret;
-            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
-
-            /// Resolves the real symbol; false when it is missing or is ourselves.
-            pub fn resolve() -> bool {
-                match lookup($sym) {
-                    Some(p) => {
-                        SLOT.store(p, Ordering::Release);
-                        true
-                    }
-                    None => false,
-                }
-            }
-
-            /// The real function, or the fallback before resolution.
-            #[inline(always)]
-            pub fn get() -> F {
-                let p = SLOT.load(Ordering::Acquire);
-                if p.is_null() {
-                    fallback
-                } else {
-                    // SAFETY: SLOT only ever holds a non-null address returned by dlsym for
-                    // this very symbol, whose C type is F.
-                    unsafe { std::mem::transmute::<*mut c_void, F>(p) }
-                }
-            }
+            real_slot!($sym);
 
             #[allow(unused_variables)]
             unsafe extern "C" fn fallback($($arg: $ty),*) -> $ret {
@@ -312,31 +320,7 @@ macro_rules! real_noreturn_fn {
             use super::*;
             /// The function's C type.
             pub type F = unsafe extern "C" fn(c_int) -> !;
-            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
-
-            /// Resolves the real symbol; false when it is missing or is ourselves.
-            pub fn resolve() -> bool {
-                match lookup($sym) {
-                    Some(p) => {
-                        SLOT.store(p, Ordering::Release);
-                        true
-                    }
-                    None => false,
-                }
-            }
-
-            /// The real function, or the fallback before resolution.
-            #[inline(always)]
-            pub fn get() -> F {
-                let p = SLOT.load(Ordering::Acquire);
-                if p.is_null() {
-                    fallback
-                } else {
-                    // SAFETY: SLOT only ever holds a non-null address returned by dlsym for
-                    // this very symbol, whose C type is F.
-                    unsafe { std::mem::transmute::<*mut c_void, F>(p) }
-                }
-            }
+            real_slot!($sym);
 
             unsafe extern "C" fn fallback(status: c_int) -> ! {
                 loop {
