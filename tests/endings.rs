@@ -138,12 +138,7 @@ impl Endings {
 
 fn python_endings(cases: Vec<Case>) -> Endings {
     Endings {
-        command: vec![
-            python().display().to_string(),
-            "-m".into(),
-            "awslambdaric".into(),
-            "handler.dispatch".into(),
-        ],
+        command: python_command("handler.dispatch"),
         cwd: python_function_dir(),
         env: Vec::new(),
         cases,

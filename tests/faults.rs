@@ -14,15 +14,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 use support::*;
 
-fn python_command() -> Vec<String> {
-    vec![
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "handler.dispatch".into(),
-    ]
-}
-
 /// Three plain events around the faulty one (the second).
 fn around(fault: Fault) -> Vec<Event> {
     let mut evs = events(&[
@@ -35,7 +26,7 @@ fn around(fault: Fault) -> Vec<Event> {
 }
 
 fn run_both(evs: Vec<Event>, limit: Duration) -> (Outcome, Outcome) {
-    let cmd = python_command();
+    let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let layer = Layer::new();
     let run = |wrapped: bool| {

@@ -5,28 +5,13 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::scenario::Scenario;
 use support::*;
 
-fn python_scenario(payloads: Vec<Value>) -> Scenario {
-    let mut s = Scenario::new(
-        vec![
-            python().display().to_string(),
-            "-m".into(),
-            "awslambdaric".into(),
-            "handler.dispatch".into(),
-        ],
-        python_function_dir(),
-    );
-    s.compare_output = true;
-    s.payloads = payloads;
-    s
-}
-
 #[test]
 fn handlers_that_fork_with_and_without_exec() {
-    let out = python_scenario(vec![
+    let out = Scenario::python(vec![
         json!({"action": "ok"}),
         json!({"action": "fork", "how": "exit"}),
         json!({"action": "fork", "how": "exec"}),
@@ -43,7 +28,7 @@ fn handlers_that_fork_with_and_without_exec() {
 
 #[test]
 fn a_handler_that_moves_stdout_and_back() {
-    python_scenario(vec![
+    Scenario::python(vec![
         json!({"action": "ok"}),
         json!({"action": "redirect"}),
         json!({"action": "print", "text": "back on stdout"}),
@@ -57,7 +42,7 @@ fn a_handler_that_moves_stdout_and_back() {
 fn threads_flooding_stdout_never_break_a_record() {
     // Four threads write 300 whole 1 KB lines each, going on after the handler returned, while
     // the records of this and the next invokes are written.
-    let mut s = python_scenario(vec![
+    let mut s = Scenario::python(vec![
         json!({"action": "ok"}),
         json!({"action": "flood", "threads": 4, "lines": 300}),
         json!({"action": "ok"}),
@@ -85,7 +70,7 @@ fn threads_flooding_stdout_never_break_a_record() {
 #[test]
 fn a_signal_storm_interrupts_every_call() {
     // SIGALRM every 200 µs across three invokes: every hooked call may return EINTR.
-    python_scenario(vec![
+    Scenario::python(vec![
         json!({"action": "alarm_storm", "us": 200}),
         json!({"action": "sleep", "ms": 30}),
         json!({"action": "big", "bytes": 300_000}),
@@ -99,7 +84,7 @@ fn a_signal_storm_interrupts_every_call() {
 #[test]
 fn exhausting_fds_finds_the_same_number_free() {
     // Results are compared byte for byte: as many files open with the library as without.
-    python_scenario(vec![
+    Scenario::python(vec![
         json!({"action": "ok"}),
         json!({"action": "exhaust_fds"}),
         json!({"action": "ok"}),
@@ -110,10 +95,62 @@ fn exhausting_fds_finds_the_same_number_free() {
 
 #[test]
 fn exhausting_memory() {
-    python_scenario(vec![
+    Scenario::python(vec![
         json!({"action": "ok"}),
         json!({"action": "exhaust_memory"}),
         json!({"action": "ok"}),
     ])
     .check();
+}
+
+#[test]
+fn a_handler_that_closes_stdout() {
+    // After the handler closes fd 1 and opens a file that gets the number, the runtime goes
+    // on exactly as without the library; the records of the later invokes have nowhere to go.
+    let payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "close_stdout"}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ];
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let layer = Layer::new();
+    let tmp = [
+        tempdir::TempDir::new("closed-plain"),
+        tempdir::TempDir::new("closed-metered"),
+    ];
+    let run = |wrapped: bool| {
+        let dir = tmp[usize::from(wrapped)]
+            .path()
+            .to_str()
+            .unwrap()
+            .to_string();
+        run(
+            events(&payloads),
+            &cmd,
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[("TMPDIR", dir.as_str())],
+            &python_function_dir(),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    // The file that took fd 1 is the handler's: nothing of ours may appear in it.
+    let file = |i: usize| std::fs::read_to_string(tmp[i].path().join("after-close.log")).unwrap();
+    assert_eq!(file(0), file(1), "the handler's file that got fd 1");
+    support::scenario::assert_same_results(&plain, &metered);
+    support::scenario::assert_same_requests(&plain, &metered);
+    let results = metered.sim.results();
+    assert_eq!(results[1].as_ref().unwrap().body, br#"{"stdout": 1}"#);
+    // The records written before the close are whole lines on stdout.
+    let records = metered.records();
+    assert_valid_emf(&records);
+    assert!(!records.is_empty());
+    let ours: Vec<&str> = metered
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("lambda-meter: "))
+        .collect();
+    assert!(ours.len() <= 1, "at most one warning: {ours:?}");
 }

@@ -154,12 +154,7 @@ fn the_same_files_give_byte_identical_zips() {
 fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
     let dir = tempdir::TempDir::new("opt-x86");
     let opt = unpack("x86_64", dir.path());
-    let cmd = [
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "handler.dispatch".into(),
-    ];
+    let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let payloads = [
         json!({"action": "ok"}),
@@ -292,12 +287,7 @@ fn chaining_to_another_wrapper_keeps_the_preload() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&vendor, std::fs::Permissions::from_mode(0o755)).unwrap();
     let layer = Layer::new();
-    let cmd = [
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "handler.dispatch".into(),
-    ];
+    let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let out = run(
         events(&[json!({"action": "ok"})]),

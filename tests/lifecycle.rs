@@ -11,15 +11,6 @@ use std::time::Duration;
 use support::scenario::by_request_id;
 use support::*;
 
-fn python_cmd(handler: &str) -> Vec<String> {
-    vec![
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        handler.into(),
-    ]
-}
-
 /// Runs the Python test function through the wrapper with `config`'s events and settings.
 fn python_run(config: Config, env: &[(&str, &str)]) -> Outcome {
     python_handler_run("handler.dispatch", config, env)
@@ -27,7 +18,7 @@ fn python_run(config: Config, env: &[(&str, &str)]) -> Outcome {
 
 fn python_handler_run(handler: &str, config: Config, env: &[(&str, &str)]) -> Outcome {
     let layer = Layer::new();
-    let cmd = python_cmd(handler);
+    let cmd = python_command(handler);
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     run_with(
         config,
@@ -443,7 +434,7 @@ fn an_agent_that_is_down_costs_a_counted_warning_never_the_invoke() {
     let dest = format!("tcp://127.0.0.1:{port}");
     let payloads: Vec<Value> = (0..3).map(|_| json!({"action": "ok"})).collect();
     let plain = {
-        let cmd = python_cmd("handler.dispatch");
+        let cmd = python_command("handler.dispatch");
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         run(events(&payloads), &cmd, None, &[], &python_function_dir())
     };

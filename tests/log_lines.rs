@@ -33,18 +33,7 @@ fn assert_text_kept(out: &Outcome, texts: &[&str]) {
 
 #[test]
 fn python_partial_lines() {
-    let mut s = Scenario::new(
-        vec![
-            python().display().to_string(),
-            "-m".into(),
-            "awslambdaric".into(),
-            "handler.dispatch".into(),
-        ],
-        python_function_dir(),
-    );
-    s.compare_output = true;
-    s.payloads = partial_mix();
-    let out = s.check();
+    let out = Scenario::python(partial_mix()).check();
     assert_text_kept(&out, &["progress: 50%", "no newline either"]);
 }
 

@@ -8,17 +8,8 @@ use std::collections::HashMap;
 use support::scenario::{Scenario, by_request_id};
 use support::*;
 
-fn python_command() -> Vec<String> {
-    vec![
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "handler.dispatch".into(),
-    ]
-}
-
 fn python_scenario() -> Scenario {
-    let mut s = Scenario::new(python_command(), python_function_dir());
+    let mut s = Scenario::new(python_command("handler.dispatch"), python_function_dir());
     // The Python client's own output has no timestamps: it must be identical.
     s.compare_output = true;
     // A handler line that looks like EMF at first sight is the handler's, not ours.
@@ -73,7 +64,7 @@ fn namespace_settings() {
     let ns = |env: &[(&str, &str)]| {
         let o = run(
             events(&[json!({"action": "ok"})]),
-            &python_command()
+            &python_command("handler.dispatch")
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
@@ -124,7 +115,7 @@ fn check_forked_workers(write_chunk: Option<usize>) {
         .map(|_| json!({"action": "pid", "ms": 30}))
         .collect();
     let layer = Layer::new();
-    let cmd = python_command();
+    let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let out = run_with(
         lambda_sim::Config {

@@ -78,12 +78,10 @@ fn no_secret_reaches_a_record() {
             events: evs,
             ..Config::default()
         },
-        &[
-            python().to_str().unwrap(),
-            "-m",
-            "awslambdaric",
-            "handler.dispatch",
-        ],
+        &python_command("handler.dispatch")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         Some(layer.wrapper().as_path()),
         &[
             ("MY_APP_SECRET", secrets[5]),
@@ -288,12 +286,10 @@ fn hostile_names_are_escaped_into_valid_records() {
     let weird = "fn\"quote\\back\nnew\u{7}bell\u{2028}sep";
     let out = run(
         events(&[json!({"action": "ok"})]),
-        &[
-            python().to_str().unwrap(),
-            "-m",
-            "awslambdaric",
-            "handler.dispatch",
-        ],
+        &python_command("handler.dispatch")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         Some(Layer::new().wrapper().as_path()),
         &[
             ("LAMBDA_METER_SERVICE", weird),

@@ -57,12 +57,7 @@ fn stats(out: &Outcome, payloads: &[Value]) -> Vec<(i64, i64)> {
 fn soak_python_client() {
     let n = invokes().max(20);
     let payloads = payloads(n);
-    let command = [
-        python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "handler.dispatch".into(),
-    ];
+    let command = python_command("handler.dispatch");
     let cmd: Vec<&str> = command.iter().map(String::as_str).collect();
     let layer = Layer::new();
     // About a millisecond an invoke on these machines; a generous limit for the long form.

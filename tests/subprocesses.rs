@@ -22,18 +22,7 @@ fn around(cases: &[Value]) -> Vec<Value> {
 }
 
 fn python_scenario(cases: &[Value]) -> Scenario {
-    let mut s = Scenario::new(
-        vec![
-            python().display().to_string(),
-            "-m".into(),
-            "awslambdaric".into(),
-            "handler.dispatch".into(),
-        ],
-        python_function_dir(),
-    );
-    s.compare_output = true;
-    s.payloads = around(cases);
-    s
+    Scenario::python(around(cases))
 }
 
 #[test]

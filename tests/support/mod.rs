@@ -98,6 +98,16 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// The Python runtime client (awslambdaric) on `handler`, as the managed runtime starts it.
+pub fn python_command(handler: &str) -> Vec<String> {
+    vec![
+        python().display().to_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        handler.into(),
+    ]
+}
+
 pub fn python_function_dir() -> PathBuf {
     root().join("tests/functions/python")
 }

@@ -55,6 +55,15 @@ impl Scenario {
         }
     }
 
+    /// The Python client on `handler.dispatch` with `payloads`; its output carries nothing
+    /// run-specific, so it is compared too.
+    pub fn python(payloads: Vec<Value>) -> Scenario {
+        let mut s = Scenario::new(python_command("handler.dispatch"), python_function_dir());
+        s.compare_output = true;
+        s.payloads = payloads;
+        s
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Scenario {
         self.env.push((k.to_string(), v.to_string()));
         self
