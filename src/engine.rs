@@ -115,23 +115,6 @@ fn error_type_of(msg: &Message) -> Option<String> {
     tracker::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
 }
 
-/// Whether `data`, written on an idle connection, starts a `GET …/runtime/invocation/next`.
-fn starts_next_request(data: &[u8]) -> bool {
-    let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
-    let line = data.get(..line_end).unwrap_or_default();
-    let Ok(line) = std::str::from_utf8(line) else {
-        return false;
-    };
-    let mut parts = line.split(' ');
-    matches!(
-        (
-            parts.next(),
-            parts.next().map(|t| RequestKind::classify("GET", t))
-        ),
-        (Some("GET"), Some(RequestKind::Next))
-    )
-}
-
 impl Engine {
     pub fn new(settings: Settings, api: ApiAddress, bits: &'static FdBits, born_ns: u64) -> Self {
         let lifecycle = Lifecycle {
@@ -377,20 +360,28 @@ impl Engine {
         fx
     }
 
-    /// The host is about to write `data` to `fd` (nothing is on the wire yet). When that starts
-    /// a `/next` request, the record of the invoke just finished is complete: it is returned
-    /// now, so it is written before the runtime can be frozen or stopped after asking.
-    pub fn sending(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+    /// The host is about to write to `fd` (nothing is on the wire yet). A request that starts
+    /// on an idle connection while a finished invoke's record waits is the runtime's next
+    /// `/next` (a record waits only while no invoke is open): the record is complete and is
+    /// returned now, so it is written before the runtime can be frozen or stopped after asking.
+    /// The bytes themselves are not needed, so the host's buffer is never read before the
+    /// real call has checked it.
+    pub fn sending(&mut self, fd: i32, probe: &dyn Fn() -> Probe) -> Effects {
         let mut fx = Effects::default();
         let Some(conn) = self.fds.get(&fd).and_then(|id| self.conns.get(id)) else {
             return fx;
         };
-        if conn.requests.is_idle() && starts_next_request(data) {
+        if conn.requests.is_idle() && self.tracker.record_awaits() {
             let now = probe();
             let record = self.tracker.next_starting(&now);
             self.push_records(record, &mut fx);
         }
         fx
+    }
+
+    /// Whether a finished invoke's record waits for the runtime's next request.
+    pub fn record_awaits(&self) -> bool {
+        self.tracker.record_awaits()
     }
 
     /// Time has passed: timeouts and records that waited long enough.
@@ -658,7 +649,7 @@ mod tests {
     fn done(e: &mut Engine, fd: i32, result: &[u8], p: &dyn Fn() -> Probe) -> Vec<String> {
         let mut lines = e.sent(fd, result, p).lines;
         if lines.is_empty() {
-            lines = e.sending(fd, next_req(), p).lines;
+            lines = e.sending(fd, p).lines;
         }
         lines
     }
@@ -685,7 +676,7 @@ mod tests {
         assert!(fx.lines.is_empty(), "the record waits for the next /next");
         e.received(5, ACCEPTED, &p);
         clock.0.set(197);
-        let fx = e.sending(5, next_req(), &p);
+        let fx = e.sending(5, &p);
         assert_eq!(fx.lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&fx.lines[0]).unwrap();
         assert_eq!(v["PostResponseDuration"], 7.0);
@@ -857,7 +848,7 @@ mod tests {
         e.sent(5, &result_req("done", "response", "1", ""), &p);
         assert_eq!(journal.open_count(), 0);
         e.received(5, ACCEPTED, &p);
-        e.sending(5, next_req(), &p);
+        e.sending(5, &p);
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("dies", "{\"k\":1}"), &p);
         assert_eq!(journal.open_count(), 1);

@@ -70,80 +70,13 @@ fn set_errno(value: c_int) {
     unsafe { *libc::__errno_location() = value };
 }
 
-/// How many leading bytes of a write the engine looks at before it happens.
-const PEEK: usize = 64;
-
-/// Copies up to `PEEK` bytes from the host's `src` without trusting it: the kernel checks the
-/// address (`process_vm_readv` on ourselves), so a bad pointer — which the real call will
-/// answer with EFAULT — cannot crash the host here. Returns how many bytes were copied.
-fn peek_host_bytes(src: *const c_void, len: usize, out: &mut [u8; PEEK]) -> usize {
-    let n = len.min(PEEK);
-    if n == 0 || src.is_null() {
-        return 0;
-    }
-    let local = iovec {
-        iov_base: out.as_mut_ptr().cast(),
-        iov_len: n,
-    };
-    let remote = iovec {
-        iov_base: src.cast_mut(),
-        iov_len: n,
-    };
-    if !VM_READ_UNAVAILABLE.load(std::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: process_vm_readv writes at most `n` bytes into `out`, which has room for
-        // PEEK; reading our own address space this way faults in the kernel, not here.
-        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if got >= 0 {
-            return got as usize;
-        }
-        match errno() {
-            libc::ENOSYS | libc::EPERM | libc::EACCES => {
-                // Filtered by seccomp or not emulated (qemu-user): copy directly from now on.
-                VM_READ_UNAVAILABLE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            _ => return 0, // EFAULT: the real call will fail the same way.
-        }
-    }
-    // SAFETY: the runtime is about to hand this buffer to write(2) on its Runtime API socket;
-    // only used when the kernel cannot check the address for us.
-    unsafe { std::ptr::copy_nonoverlapping(src.cast::<u8>(), out.as_mut_ptr(), n) };
-    n
-}
-
-/// Set when `process_vm_readv` cannot be used in this process.
-static VM_READ_UNAVAILABLE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Before a write to a tracked fd: lets the engine see what is about to be sent (a `/next`
-/// request completes the previous invoke's record, which must be written first).
+/// Before a write to a tracked fd: while a finished invoke's record waits for the runtime's
+/// next `/next`, the engine writes it before the request can reach the wire. The host's buffer
+/// is not read: only the real call may touch it before it is known to be valid.
 #[inline(always)]
-fn before_send(fd: c_int, buf: *const c_void, len: size_t) {
-    if TRACKED.contains(fd) {
-        let mut first = [0u8; PEEK];
-        let n = peek_host_bytes(buf, len, &mut first);
-        if n > 0 {
-            process::sending(fd, first.get(..n).unwrap_or_default());
-        }
-    }
-}
-
-/// [`before_send`] for an iovec array: its first non-empty buffer.
-#[inline(always)]
-fn before_send_iov(fd: c_int, iov: *const iovec, n: c_int) {
-    if !TRACKED.contains(fd) || iov.is_null() || n <= 0 {
-        return;
-    }
-    let mut raw = [0u8; PEEK];
-    let entries = (n as usize).min(PEEK / std::mem::size_of::<iovec>());
-    let got = peek_host_bytes(iov.cast(), entries * std::mem::size_of::<iovec>(), &mut raw);
-    for i in 0..got / std::mem::size_of::<iovec>() {
-        // SAFETY: `raw` holds `got` bytes copied from the host's iovec array; read_unaligned
-        // copies one whole iovec from inside it.
-        let v = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<iovec>().add(i)) };
-        if v.iov_len > 0 {
-            before_send(fd, v.iov_base, v.iov_len);
-            return;
-        }
+fn before_send(fd: c_int) {
+    if process::record_awaits() && TRACKED.contains(fd) {
+        process::sending(fd);
     }
 }
 
@@ -313,7 +246,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    before_send(fd, buf, len);
+    before_send(fd);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::send::get())(fd, buf, len, flags) };
     observe_sent(fd, buf, rc);
@@ -329,7 +262,7 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     alen: socklen_t,
 ) -> ssize_t {
-    before_send(fd, buf, len);
+    before_send(fd);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::sendto::get())(fd, buf, len, flags, addr, alen) };
     observe_sent(fd, buf, rc);
@@ -338,15 +271,7 @@ pub unsafe extern "C" fn sendto(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    if TRACKED.contains(fd) && !msg.is_null() {
-        let mut raw = [0u8; PEEK];
-        let size = std::mem::size_of::<msghdr>();
-        if size <= PEEK && peek_host_bytes(msg.cast(), size, &mut raw) == size {
-            // SAFETY: `raw` holds a whole msghdr copied from the host's.
-            let m = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<msghdr>()) };
-            before_send_iov(fd, m.msg_iov, m.msg_iovlen as c_int);
-        }
-    }
+    before_send(fd);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::sendmsg::get())(fd, msg, flags) };
     if rc > 0 && TRACKED.contains(fd) && !msg.is_null() {
@@ -359,7 +284,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
-    before_send(fd, buf, len);
+    before_send(fd);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::write::get())(fd, buf, len) };
     observe_sent(fd, buf, rc);
@@ -368,7 +293,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ss
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    before_send_iov(fd, iov, n);
+    before_send(fd);
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::writev::get())(fd, iov, n) };
     if rc > 0 && output::is_log_fd(fd) {

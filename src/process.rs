@@ -257,6 +257,7 @@ fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
         let (effects, earlier_wakeup, timed_work) = match lock().as_mut() {
             Some(engine) => {
                 let fx = f(engine);
+                RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
                 let next = engine.next_wakeup();
                 // Wake the watchdog only when something is due before it plans to look: most
                 // invokes end long before their deadline, and a wakeup costs two context
@@ -367,9 +368,19 @@ fn watchdog() {
     }
 }
 
-/// Before the host writes to tracked `fd`, with the first bytes it is about to send.
-pub fn sending(fd: i32, first_bytes: &[u8]) {
-    with_engine(|e| e.sending(fd, first_bytes, &probes::probe));
+/// Whether a finished invoke's record waits for the runtime's next request: only then does a
+/// write to a tracked fd need a look before it happens. One relaxed load.
+#[inline(always)]
+pub fn record_awaits() -> bool {
+    RECORD_AWAITS.load(Ordering::Relaxed)
+}
+
+/// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
+static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
+
+/// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
+pub fn sending(fd: i32) {
+    with_engine(|e| e.sending(fd, &probes::probe));
 }
 
 /// The process is exiting normally: write what still waits.

@@ -343,6 +343,11 @@ impl Tracker {
         Some(record)
     }
 
+    /// Whether a finished invoke's record waits for the runtime's next `/next`.
+    pub fn record_awaits(&self) -> bool {
+        self.awaiting_next.is_some()
+    }
+
     /// A `/next` request was fully sent. Returns a record that was still waiting for it.
     pub fn next_requested(&mut self, now: &Probe) -> Option<InvokeRecord> {
         let flushed = self.next_starting(now);

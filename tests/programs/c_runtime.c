@@ -241,6 +241,30 @@ int main(void) {
             char body[64];
             int n = snprintf(body, sizeof body, "{\"status\":%d}", spawn_true());
             post_on(rfd, id, "response", "", body, (size_t)n);
+        } else if (strcmp(action, "probe_writes") == 0) {
+            /* On the result connection: a write from a bad pointer must fail with EFAULT, and
+             * a good write must leave errno as it was. */
+            int rfd = api_connect();
+            const void *volatile nowhere = (const void *)(uintptr_t)1;
+            errno = 0;
+            ssize_t bad = write(rfd, nowhere, 16);
+            int bad_errno = errno;
+            char body[128];
+            int n = snprintf(body, sizeof body, "{\"bad\":%zd,\"bad_errno\":%d,\"errno_after\":", bad,
+                             bad_errno);
+            char head[256];
+            int h = snprintf(head, sizeof head,
+                             "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\n"
+                             "Content-Length: %d\r\n\r\n",
+                             id, n + 3);
+            errno = 0;
+            write_all(rfd, head, (size_t)h);
+            int after = errno;
+            n += snprintf(body + n, sizeof body - (size_t)n, "%02d}", after);
+            write_all(rfd, body, (size_t)n);
+            size_t blen;
+            free(read_response(rfd, &blen, NULL, 0));
+            syscall(SYS_close, rfd);
         } else if (strcmp(action, "partial") == 0) {
             write(1, "progress: 50%", 13);
             post(id, "response", "", "{}", 2);
