@@ -53,8 +53,8 @@ __attribute__((visibility("hidden"))) void *lm_real_dlopen;
 static void resolve_all(void) {
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     real_syscall = (syscall_fn)resolve("syscall");
-    real_fcntl = (fcntl_fn)resolve("fcntl");
-    real_fcntl64 = (fcntl_fn)resolve("fcntl64"); /* glibc >= 2.28 only */
+    __atomic_store_n(&real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
+    __atomic_store_n(&real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
 }
 
 /* Called once by the Rust constructor, before it does anything else. Not exported. */
@@ -96,6 +96,17 @@ static int is_dup_cmd(int cmd) {
         ;
 }
 
+/* The real fcntl or fcntl64, resolved now if a call arrives before the constructor (from
+ * another library's constructor). dlsym never calls fcntl, so this cannot recurse. */
+static fcntl_fn get_fcntl(fcntl_fn *slot, const char *name) {
+    fcntl_fn f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = (fcntl_fn)resolve(name);
+        __atomic_store_n(slot, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
 static int fcntl_common(fcntl_fn real, int fd, int cmd, void *arg) {
     if (!real) {
         errno = ENOSYS;
@@ -118,7 +129,7 @@ int fcntl(int fd, int cmd, ...) {
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_common(real_fcntl, fd, cmd, arg);
+    return fcntl_common(get_fcntl(&real_fcntl, "fcntl"), fd, cmd, arg);
 }
 
 int fcntl64(int fd, int cmd, ...) {
@@ -126,7 +137,9 @@ int fcntl64(int fd, int cmd, ...) {
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_common(real_fcntl64 ? real_fcntl64 : real_fcntl, fd, cmd, arg);
+    /* fcntl64 exists from glibc 2.28; before that, fcntl is the same call. */
+    fcntl_fn real = get_fcntl(&real_fcntl64, "fcntl64");
+    return fcntl_common(real ? real : get_fcntl(&real_fcntl, "fcntl"), fd, cmd, arg);
 }
 
 long syscall(long number, ...) {

@@ -313,7 +313,9 @@ real_fn!(
 );
 
 /// Declares a real function that never returns (`exit`, `_exit`): the macro above cannot spell
-/// `-> !`. Its fallback ends the process with the raw system call.
+/// `-> !`. Before the constructor, its fallback resolves the real function and calls it (so
+/// `exit` still runs the host's `atexit` handlers); only if that fails does it end the process
+/// with the raw system call.
 macro_rules! real_noreturn_fn {
     ($name:ident, $sym:literal) => {
         pub mod $name {
@@ -323,6 +325,10 @@ macro_rules! real_noreturn_fn {
             real_slot!($sym);
 
             unsafe extern "C" fn fallback(status: c_int) -> ! {
+                if resolve() {
+                    // SAFETY: resolve() stored the real function; the host's argument.
+                    unsafe { (get())(status) }
+                }
                 loop {
                     // SAFETY: exit_group ends every thread of the process; it does not return.
                     unsafe { libc::syscall(libc::SYS_exit_group, status) };

@@ -39,3 +39,35 @@ fn seccomp_filters_see_no_call_the_host_does_not_make() {
         );
     }
 }
+
+#[test]
+fn hooks_work_before_the_library_constructor() {
+    // Another preloaded library's constructor runs before ours: its fcntl calls once failed
+    // with ENOSYS. Every hook must work from the first instruction of the process.
+    let early = profile_dir().join("test-programs/libearly_ctor.so");
+    std::fs::create_dir_all(early.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&early)
+        .arg(root().join("tests/programs/early_ctor.c"))
+        .status()
+        .expect("cc");
+    assert!(status.success());
+    let run = |preload: String| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "exit 0"])
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("LD_PRELOAD", preload)
+            .output()
+            .expect("sh");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let plain = run(early.display().to_string());
+    let metered = run(format!("{} {}", library().display(), early.display()));
+    assert_eq!(
+        plain,
+        "early: fcntl=0 errno=0 dupfd=ok sigaction=0 default=1\n"
+    );
+    assert_eq!(plain, metered);
+}
