@@ -88,8 +88,13 @@ pub fn init(exe_name: &str) {
     std::panic::set_hook(Box::new(|_| {}));
     let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), exe_name);
     LOG_LEVEL.store(settings.log_level as u8, Ordering::Relaxed);
-    for w in &warnings {
-        output::warn(w);
+    // Settings are read by every process that inherits the preload (a handler's `sh -c uname`
+    // too); only the runtime process says what is wrong with them.
+    let speaks = is_environment_root();
+    if speaks {
+        for w in &warnings {
+            output::warn(w);
+        }
     }
     if settings.disabled {
         MODE.store(PASSIVE, Ordering::Relaxed);
@@ -108,19 +113,23 @@ pub fn init(exe_name: &str) {
                 AddressError::BadPort => "its port is not a number",
                 AddressError::NotAnAddress => "its host is not an IP address or localhost",
             };
-            output::warn(&format!(
-                "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({why})",
-                crate::settings::bounded(&raw_api, 80).escape_debug()
-            ));
+            if speaks {
+                output::warn(&format!(
+                    "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({why})",
+                    crate::settings::bounded(&raw_api, 80).escape_debug()
+                ));
+            }
             MODE.store(PASSIVE, Ordering::Relaxed);
             return;
         }
     };
     if !missing.is_empty() {
-        output::warn(&format!(
-            "cannot meter this runtime: libc functions not found: {}",
-            missing.join(", ")
-        ));
+        if speaks {
+            output::warn(&format!(
+                "cannot meter this runtime: libc functions not found: {}",
+                missing.join(", ")
+            ));
+        }
         MODE.store(PERMANENTLY_DISABLED, Ordering::Relaxed);
         return;
     }
@@ -138,6 +147,18 @@ pub fn init(exe_name: &str) {
     ));
     *lock() = Some(Engine::new(settings, api, &TRACKED, born));
     MODE.store(ACTIVE, Ordering::Release);
+}
+
+/// Whether this process is the environment's root, the runtime the wrapper started (named in
+/// `LAMBDA_METER_ENV_ID`), or may be one (no wrapper named it: `LD_PRELOAD` set directly).
+fn is_environment_root() -> bool {
+    match std::env::var("LAMBDA_METER_ENV_ID")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        Some(root) => root == std::process::id(),
+        None => true,
+    }
 }
 
 /// Set once this process has looked for its environment (or must not: a forked child is a

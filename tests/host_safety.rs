@@ -71,3 +71,41 @@ fn hooks_work_before_the_library_constructor() {
     );
     assert_eq!(plain, metered);
 }
+
+#[test]
+fn warnings_come_from_the_runtime_process_only() {
+    // Every process that inherits the preload reads the settings; a handler that captures a
+    // command's output, $(sh -c uname 2>&1), once captured the warning too.
+    let layer = Layer::new();
+    let script = "x=$(sh -c uname 2>&1); echo \"captured: $x\"";
+    let run = |wrapped: bool| {
+        let mut c = if wrapped {
+            let mut c = std::process::Command::new("dash");
+            c.arg(layer.wrapper()).arg("sh");
+            c
+        } else {
+            std::process::Command::new("sh")
+        };
+        let out = c
+            .args(["-c", script])
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("LAMBDA_METER_NAMESPACE", "not valid!")
+            .env_remove("LD_PRELOAD")
+            .env_remove("LAMBDA_METER_ENV_ID")
+            .output()
+            .expect("dash");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert_eq!(plain.0, metered.0, "the captured output");
+    let warnings: Vec<&str> = metered.1.lines().collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, from the runtime: {warnings:?}"
+    );
+    assert!(warnings[0].contains("LAMBDA_METER_NAMESPACE"));
+}
