@@ -75,6 +75,39 @@ impl FdBits {
         }
     }
 
+    /// Empties the set, calling `f` with each fd that was in it (lock-free: each word is taken
+    /// with one swap).
+    pub fn take_each(&self, mut f: impl FnMut(i32)) {
+        for (w, word) in self.words.iter().enumerate() {
+            let mut bits = word.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                f((w * 64 + bit) as i32);
+            }
+        }
+    }
+
+    /// Calls `f` with each fd of the set in `first..=last` (lock-free reads).
+    pub fn each_in(&self, first: u32, last: u32, mut f: impl FnMut(i32)) {
+        let last = (last as usize).min(MAX_TRACKED_FD - 1);
+        let first = first as usize;
+        if first > last {
+            return;
+        }
+        for w in first / 64..=last / 64 {
+            let mut bits = self.words.get(w).map_or(0, |a| a.load(Ordering::Relaxed));
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let fd = w * 64 + bit;
+                if (first..=last).contains(&fd) {
+                    f(fd as i32);
+                }
+            }
+        }
+    }
+
     /// Whether any fd is tracked (slow: scans the whole set).
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|w| w.load(Ordering::Relaxed) == 0)
@@ -107,6 +140,24 @@ mod tests {
         s.remove(63);
         assert!(!s.contains(63) && s.contains(64));
         s.clear();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn take_each_and_each_in() {
+        let s = FdBits::new();
+        for fd in [3, 64, 65, 700, 65535] {
+            s.insert(fd);
+        }
+        let mut seen = Vec::new();
+        s.each_in(60, 700, |fd| seen.push(fd));
+        assert_eq!(seen, [64, 65, 700]);
+        seen.clear();
+        s.each_in(0, u32::MAX, |fd| seen.push(fd));
+        assert_eq!(seen, [3, 64, 65, 700, 65535]);
+        seen.clear();
+        s.take_each(|fd| seen.push(fd));
+        assert_eq!(seen, [3, 64, 65, 700, 65535]);
         assert!(s.is_empty());
     }
 }

@@ -13,7 +13,7 @@
 )]
 
 use crate::engine::{Effects, Engine};
-use crate::fdtable::TRACKED;
+use crate::fdtable::{FdBits, TRACKED};
 use crate::handoff::FileHandoff;
 use crate::output;
 use crate::probes;
@@ -262,14 +262,32 @@ pub(crate) fn debug(msg: &str) {
     }
 }
 
+/// Tracked fds closed, or whose bytes went by unseen, where the engine could not be entered
+/// (in the host's `pthread_atfork` handlers inside a fork, or while this thread already runs
+/// library logic). Their bits in [`TRACKED`] are cleared at once, without a lock or an
+/// allocation; the engine forgets them at its next entry.
+static DEFERRED: FdBits = FdBits::new();
+static ANY_DEFERRED: AtomicBool = AtomicBool::new(false);
+
+/// Stops following `fd` now, lock-free; the engine forgets it at its next entry.
+fn defer_forget(fd: i32) {
+    if TRACKED.contains(fd) {
+        TRACKED.remove(fd);
+        DEFERRED.insert(fd);
+        ANY_DEFERRED.store(true, Ordering::Release);
+    }
+}
+
 /// Runs `f` on the engine with the host's errno kept, re-entry refused and panics fenced, then
-/// performs the effects outside the lock.
-fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
+/// performs the effects outside the lock. Where the engine cannot be entered, runs `blocked`
+/// instead, which must neither lock nor allocate.
+fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
     // Before anything else, thread-locals included: a vfork child shares them with its parent.
     if !in_owner_process() {
         return;
     }
     if BUSY.with(|b| b.replace(true)) {
+        blocked();
         return;
     }
     // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
@@ -277,6 +295,9 @@ fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let (effects, earlier_wakeup, timed_work) = match lock().as_mut() {
             Some(engine) => {
+                if ANY_DEFERRED.swap(false, Ordering::AcqRel) {
+                    DEFERRED.take_each(|fd| engine.closing(fd));
+                }
                 let fx = f(engine);
                 RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
                 let next = engine.next_wakeup();
@@ -302,6 +323,11 @@ fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     BUSY.with(|b| b.set(false));
+}
+
+/// [`with_engine_or`] with nothing to do where the engine cannot be entered.
+fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
+    with_engine_or(f, || {});
 }
 
 fn perform(effects: &Effects) {
@@ -438,7 +464,7 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
         unsafe { *libc::__errno_location() = saved_errno };
     }
     if interesting || TRACKED.contains(fd) {
-        with_engine(|e| e.connected(fd, addr));
+        with_engine_or(|e| e.connected(fd, addr), || defer_forget(fd));
         if interesting && TRACKED.contains(fd) {
             debug(&format!("following fd {fd}: Runtime API connection"));
         }
@@ -447,67 +473,88 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
 
 /// Before `fd` is closed.
 pub fn closing(fd: i32) {
-    with_engine(|e| {
-        e.closing(fd);
-        Effects::default()
-    });
+    with_engine_or(
+        |e| {
+            e.closing(fd);
+            Effects::default()
+        },
+        || defer_forget(fd),
+    );
 }
 
 /// Before every fd in `first..=last` is closed.
 pub fn closing_range(first: u32, last: u32) {
-    with_engine(|e| {
-        e.closing_range(first, last);
-        Effects::default()
-    });
+    with_engine_or(
+        |e| {
+            e.closing_range(first, last);
+            Effects::default()
+        },
+        || TRACKED.each_in(first, last, defer_forget),
+    );
 }
 
 /// After `new_fd` became a copy of `old_fd`.
 pub fn duplicated(old_fd: i32, new_fd: i32) {
-    with_engine(|e| {
-        e.duplicated(old_fd, new_fd);
-        Effects::default()
-    });
+    with_engine_or(
+        |e| {
+            e.duplicated(old_fd, new_fd);
+            Effects::default()
+        },
+        // What `new_fd` was is gone; the copy itself is not followed.
+        || defer_forget(new_fd),
+    );
 }
 
 /// After the host wrote the bytes of `parts` (in order) to tracked `fd`.
 pub fn sent(fd: i32, parts: &[&[u8]]) {
-    with_engine(|e| {
-        let mut fx = Effects::default();
-        for p in parts {
-            let more = e.sent(fd, p, &probes::probe);
-            fx.lines.extend(more.lines);
-            fx.warnings.extend(more.warnings);
-        }
-        fx
-    });
+    with_engine_or(
+        |e| {
+            let mut fx = Effects::default();
+            for p in parts {
+                let more = e.sent(fd, p, &probes::probe);
+                fx.lines.extend(more.lines);
+                fx.warnings.extend(more.warnings);
+            }
+            fx
+        },
+        // Bytes the parser will never see: the connection cannot be followed any more.
+        || defer_forget(fd),
+    );
 }
 
 /// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
 pub fn received(fd: i32, parts: &[&[u8]]) {
-    with_engine(|e| {
-        let mut fx = Effects::default();
-        if parts.iter().all(|p| p.is_empty()) {
-            return e.end_of_stream(fd, &probes::probe);
-        }
-        for p in parts {
-            let more = e.received(fd, p, &probes::probe);
-            fx.lines.extend(more.lines);
-            fx.warnings.extend(more.warnings);
-        }
-        fx
-    });
+    with_engine_or(
+        |e| {
+            let mut fx = Effects::default();
+            if parts.iter().all(|p| p.is_empty()) {
+                return e.end_of_stream(fd, &probes::probe);
+            }
+            for p in parts {
+                let more = e.received(fd, p, &probes::probe);
+                fx.lines.extend(more.lines);
+                fx.warnings.extend(more.warnings);
+            }
+            fx
+        },
+        || defer_forget(fd),
+    );
 }
 
 /// Held across the real `fork`, so the child never inherits the engine or output lock mid-use.
 pub struct ForkGuard(Option<(MutexGuard<'static, Option<Engine>>, output::SinkGuard)>);
 
-/// Before the real `fork`.
+/// Before the real `fork`. The host's `pthread_atfork` handlers run inside it, on this thread,
+/// while the locks are held: the thread is marked busy, so a hook they reach defers its work
+/// (see [`DEFERRED`]) instead of waiting for a lock this very thread holds.
 pub fn before_fork() -> ForkGuard {
     if !is_active() || !in_owner_process() || BUSY.with(Cell::get) {
         return ForkGuard(None);
     }
     let engine = lock();
-    ForkGuard(Some((engine, output::lock_for_fork())))
+    let sink = output::lock_for_fork();
+    BUSY.with(|b| b.set(true));
+    ForkGuard(Some((engine, sink)))
 }
 
 /// After the real `fork`, in parent (`pid` > 0 or failure) or child (`pid` == 0).
@@ -515,7 +562,23 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
     let ForkGuard(Some((mut engine, mut sink))) = guard else {
         return;
     };
+    // Still busy until the end: the child's own work below (reading /proc) goes through the
+    // hooks, maybe on an fd number its atfork handler just closed.
+    after_fork_locked(&mut engine, &mut sink, pid);
+    drop(sink);
+    drop(engine);
+    BUSY.with(|b| b.set(false));
+}
+
+fn after_fork_locked(
+    engine: &mut MutexGuard<'static, Option<Engine>>,
+    sink: &mut output::SinkGuard,
+    pid: libc::pid_t,
+) {
     if pid == 0 {
+        // Nothing inherited is followed in the child: what its atfork handlers deferred is void.
+        DEFERRED.clear();
+        ANY_DEFERRED.store(false, Ordering::Release);
         // A forked child is a runtime of its own, never a per-request helper, and has no
         // watchdog thread until it needs one.
         OWNER_PID.store(current_pid(), Ordering::Relaxed);
@@ -532,20 +595,14 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
             if let Some(e) = engine.as_mut() {
                 e.forked_child(born, crate::ending::this_owner());
             }
-            output::forked_child(&mut sink);
+            output::forked_child(sink);
         }))
         .is_err()
         {
-            drop(sink);
-            drop(engine);
+            // Takes no lock: safe while the engine and sink locks are held.
             disable_permanently("internal error after fork");
-            // SAFETY: as above.
-            unsafe { *libc::__errno_location() = saved_errno };
-            return;
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved_errno };
     }
-    drop(sink);
-    drop(engine);
 }

@@ -109,3 +109,31 @@ fn warnings_come_from_the_runtime_process_only() {
     );
     assert!(warnings[0].contains("LAMBDA_METER_NAMESPACE"));
 }
+
+#[test]
+fn fork_with_atfork_handlers_that_touch_the_runtime_api_socket() {
+    // The prepare handler dups and closes the socket, the child handler closes it. With the
+    // fork hook holding its locks across the real fork, the parent hung.
+    let probe = compile_program("atfork_probe", "atfork_probe", &["-pthread"]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        run_until(
+            lambda_sim::Config::default(),
+            &[probe.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    let expected = "connect 0\nfork 0: child exited 7\nfork 1: child exited 7\n";
+    assert_eq!(plain.run.stdout, expected);
+    assert_eq!(
+        metered.run.stdout, expected,
+        "stderr: {}",
+        metered.run.stderr
+    );
+    assert_eq!(plain.run.exited.map(|s| s.code()), Some(Some(0)));
+    assert_eq!(metered.run.exited.map(|s| s.code()), Some(Some(0)));
+}
