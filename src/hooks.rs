@@ -95,10 +95,33 @@ fn observe_sent(fd: c_int, buf: *const c_void, rc: ssize_t) {
     }
 }
 
+/// Receive flags under which the bytes are not the stream's next bytes in the caller's buffer:
+/// a peek (they come again), the error queue (not stream data), or a TCP `MSG_TRUNC` read
+/// (discarded by the kernel without being copied; `rc` may even exceed the buffer).
+const NOT_IN_STREAM: c_int = libc::MSG_PEEK | libc::MSG_ERRQUEUE | libc::MSG_TRUNC;
+
+/// Whether a receive with `flags` that returned `rc` needs the engine: only when it moved
+/// stream bytes the library can see, or skipped some it cannot (then the connection can no
+/// longer be followed).
+#[inline(always)]
+fn unseen_bytes(fd: c_int, rc: ssize_t, flags: c_int) -> bool {
+    if flags & NOT_IN_STREAM == 0 || rc <= 0 || !TRACKED.contains(fd) {
+        return false;
+    }
+    // Bytes consumed from the stream without reaching us: stop following the connection.
+    if flags & (libc::MSG_PEEK | libc::MSG_ERRQUEUE) == 0 {
+        process::unseen(fd);
+    }
+    true
+}
+
 /// Hands `rc` bytes the host read into `buf` (or an end of stream, rc == 0) to the engine.
 #[inline(always)]
 fn observe_received(fd: c_int, buf: *const c_void, rc: ssize_t, flags: c_int) {
-    if rc >= 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) {
+    if unseen_bytes(fd, rc, flags) {
+        return;
+    }
+    if rc >= 0 && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) {
         // SAFETY: the real call just wrote `rc` bytes into `buf`.
         let data: &[u8] = if rc == 0 {
             &[]
@@ -337,7 +360,10 @@ pub unsafe extern "C" fn recvfrom(
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::recvmsg::get())(fd, msg, flags) };
-    if rc >= 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) && !msg.is_null() {
+    if unseen_bytes(fd, rc, flags) {
+        return rc;
+    }
+    if rc >= 0 && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) && !msg.is_null() {
         // SAFETY: the kernel just wrote `rc` bytes through this msghdr's iovecs.
         let parts = unsafe { iov_parts((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) };
         process::received(fd, &parts);

@@ -522,6 +522,21 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
     );
 }
 
+/// The host consumed bytes of tracked `fd` the library cannot see (a `MSG_TRUNC` read): the
+/// connection can no longer be followed. One debug line.
+pub fn unseen(fd: i32) {
+    with_engine_or(
+        |e| {
+            e.closing(fd);
+            Effects::default()
+        },
+        || defer_forget(fd),
+    );
+    debug(&format!(
+        "fd {fd}: bytes read with MSG_TRUNC went by unseen; no longer following this connection"
+    ));
+}
+
 /// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
 pub fn received(fd: i32, parts: &[&[u8]]) {
     with_engine_or(

@@ -137,3 +137,39 @@ fn fork_with_atfork_handlers_that_touch_the_runtime_api_socket() {
     assert_eq!(plain.run.exited.map(|s| s.code()), Some(Some(0)));
     assert_eq!(metered.run.exited.map(|s| s.code()), Some(Some(0)));
 }
+
+#[test]
+fn recv_with_msg_trunc_on_the_runtime_api_socket() {
+    // TCP discards MSG_TRUNC bytes without copying them (the buffer may be NULL): the library
+    // cannot see them, so it stops following that connection instead of reading the buffer.
+    let probe = compile_program("trunc_probe", "trunc_probe", &[]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        run_until(
+            lambda_sim::Config {
+                events: events(&[json!({"action": "ok"})]),
+                ..lambda_sim::Config::default()
+            },
+            &[probe.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert_eq!(
+        plain.run.stdout,
+        "peeked head, dropped all of it\nposted: 202\n"
+    );
+    assert_eq!(
+        plain.run.stdout, metered.run.stdout,
+        "{}",
+        metered.run.stderr
+    );
+    assert_eq!(
+        plain.run.exited.map(|s| s.code()),
+        metered.run.exited.map(|s| s.code())
+    );
+    assert!(!metered.run.stderr.contains("lambda-meter: "));
+}
