@@ -194,7 +194,9 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         if rc == 0 || err == libc::EINPROGRESS || err == libc::EINTR {
             // SAFETY: the kernel accepted the address, so it is readable for `len` bytes.
             process::connected(fd, unsafe { socket_addr(addr, len) });
-        } else if TRACKED.contains(fd) {
+        } else if TRACKED.contains(fd) && err != libc::EISCONN && err != libc::EALREADY {
+            // EISCONN / EALREADY: the socket is (being) connected as before (a "still
+            // connected?" check); anything else means it is not the connection we follow.
             process::connected(fd, None);
         }
         // Whatever the library did, the host sees connect's own errno (EINPROGRESS above all:
@@ -212,6 +214,24 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     }
     // SAFETY: forwarding the host's argument unchanged.
     unsafe { (real::close::get())(fd) }
+}
+
+/// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
+/// runtime wrapped with `fdopen` would stay tracked, and the next file to get its number would
+/// be parsed as HTTP.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
+    if process::is_active() && !stream.is_null() {
+        let err = errno();
+        // SAFETY: the host passes its open stream, as fclose requires; fileno only reads it.
+        let fd = unsafe { libc::fileno(stream) };
+        set_errno(err);
+        if TRACKED.contains(fd) {
+            process::closing(fd);
+        }
+    }
+    // SAFETY: forwarding the host's argument unchanged.
+    unsafe { (real::fclose::get())(stream) }
 }
 
 #[unsafe(no_mangle)]

@@ -277,6 +277,22 @@ real_fn!(
 );
 
 real_fn!(
+    fclose,
+    c"fclose",
+    fn(stream: *mut libc::FILE) -> c_int,
+    custom | stream | {
+        // Before our constructor ran: resolve now (dlsym does not call fclose).
+        if fclose::resolve() {
+            // SAFETY: resolve() stored the real function; the host's argument, unchanged.
+            unsafe { (fclose::get())(stream) }
+        } else {
+            // SAFETY: writing errno of the current thread.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            libc::EOF
+        }
+    }
+);
+real_fn!(
     sigaction,
     c"sigaction",
     fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
@@ -346,7 +362,7 @@ real_noreturn_fn!(exit_now, c"_exit");
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 24] = [
+    let table: [Entry; 25] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -367,6 +383,7 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("__read_chk", read_chk::resolve, true),
         ("__recv_chk", recv_chk::resolve, true),
         ("__recvfrom_chk", recvfrom_chk::resolve, true),
+        ("fclose", fclose::resolve, true),
         ("sigaction", sigaction::resolve, true),
         ("signal", signal::resolve, true),
         ("exit", exit::resolve, true),

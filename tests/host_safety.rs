@@ -173,3 +173,39 @@ fn recv_with_msg_trunc_on_the_runtime_api_socket() {
     );
     assert!(!metered.run.stderr.contains("lambda-meter: "));
 }
+
+#[test]
+fn a_still_connected_check_keeps_the_connection_followed() {
+    // A second connect() on the connected socket fails with EISCONN: once that stopped the
+    // library following it, and no invoke was recorded.
+    let runtime = compile_program("c_runtime", "c_runtime_isconn", &["-O1"]);
+    let mut s = Scenario::new(vec![runtime.display().to_string()], root())
+        .env("C_RUNTIME_CHECK_CONNECTED", "1");
+    s.compare_output = true;
+    s.check();
+}
+
+#[test]
+fn fclose_of_a_stdio_wrapped_socket_untracks_it() {
+    let probe = compile_program("fclose_probe", "fclose_probe", &[]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        run_until(
+            lambda_sim::Config::default(),
+            &[probe.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert_eq!(
+        plain.run.stdout,
+        "reused fd: yes, read the whole file: yes\n"
+    );
+    assert_eq!(
+        (&plain.run.stdout, &plain.run.stderr),
+        (&metered.run.stdout, &metered.run.stderr)
+    );
+}

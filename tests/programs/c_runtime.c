@@ -35,6 +35,10 @@ static int api_connect(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
         die("connect");
+    /* Some clients ask "still connected?" with a second connect, which fails with EISCONN. */
+    if (getenv("C_RUNTIME_CHECK_CONNECTED") &&
+        (connect(fd, (struct sockaddr *)&api, sizeof api) == 0 || errno != EISCONN))
+        die("second connect");
     return fd;
 }
 

@@ -279,6 +279,7 @@ pub const EXPORTS: &[&str] = &[
     "dup2",
     "dup3",
     "exit",
+    "fclose",
     "fcntl",
     "fcntl64",
     "fork",
