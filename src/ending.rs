@@ -340,7 +340,12 @@ pub unsafe fn sigaction(
     let real = real::sigaction::get();
     let Some(flag) = hidden(sig) else {
         // SAFETY: the host's arguments, unchanged.
-        return unsafe { real(sig, act, old) };
+        let rc = unsafe { real(sig, act, old) };
+        if rc == 0 && sig == libc::SIGPIPE && !act.is_null() {
+            // SAFETY: the real call just read the same struct.
+            output::note_sigpipe_disposition(unsafe { (*act).sa_sigaction });
+        }
+        return rc;
     };
     // SAFETY: `act` is the host's pointer; it reads it itself in the real call otherwise.
     if !act.is_null() && unsafe { (*act).sa_sigaction } != libc::SIG_DFL {
@@ -367,7 +372,11 @@ pub unsafe fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandle
     let real = real::signal::get();
     let Some(flag) = hidden(sig) else {
         // SAFETY: the host's arguments, unchanged.
-        return unsafe { real(sig, handler) };
+        let previous = unsafe { real(sig, handler) };
+        if previous != libc::SIG_ERR && sig == libc::SIGPIPE {
+            output::note_sigpipe_disposition(handler);
+        }
+        return previous;
     };
     if handler != libc::SIG_DFL {
         // SAFETY: the host's handler, unchanged.

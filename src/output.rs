@@ -58,10 +58,14 @@ fn errno() -> libc::c_int {
 }
 
 fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
+    file_status(fd).map(|st| (st.st_dev, st.st_ino))
+}
+
+fn file_status(fd: libc::c_int) -> Option<libc::stat> {
     // SAFETY: an all-zero stat is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat writes only the struct we pass.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
 }
 
 impl OwnFd {
@@ -171,8 +175,60 @@ static LOG_STREAMS: [[AtomicU64; 2]; 2] = [
     [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
 ];
 
+/// Whether the host ignores SIGPIPE (read at load, kept by the `sigaction`/`signal` hooks).
+/// When it does not, a write of ours to a pipe whose reader has gone must not raise one: the
+/// host would be killed by a signal it would never have received without the library.
+static SIGPIPE_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// The host set SIGPIPE's disposition.
+pub fn note_sigpipe_disposition(handler: libc::sighandler_t) {
+    SIGPIPE_IGNORED.store(handler == libc::SIG_IGN, Ordering::Relaxed);
+}
+
+/// Runs `write` (ours, to stdout or stderr) so that it cannot raise SIGPIPE in the host: with
+/// SIGPIPE blocked on this thread, and a SIGPIPE it raised taken back before the mask is
+/// restored (one that was already pending is left alone). Free when the host ignores SIGPIPE.
+/// Async-signal-safe.
+fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
+    if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
+        return write();
+    }
+    // SAFETY: plain signal-set manipulation on local sets and this thread's mask.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let result = write();
+        if !was_pending {
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
+    }
+}
+
+/// Whether a write to `fd` could raise SIGPIPE (a pipe or a socket; not a file or a tty).
+fn may_raise_sigpipe(fd: libc::c_int) -> bool {
+    file_status(fd)
+        .is_some_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
+}
+
 /// Remembers what stdout and stderr are now (called first thing at load).
 pub fn remember_log_streams() {
+    let mut pipe: libc::sigaction = unsafe_zeroed_sigaction();
+    // SAFETY: querying SIGPIPE's action into our struct.
+    if unsafe { real::sigaction::get()(libc::SIGPIPE, std::ptr::null(), &mut pipe) } == 0 {
+        note_sigpipe_disposition(pipe.sa_sigaction);
+    }
     for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
         .into_iter()
         .zip(&LOG_STREAMS)
@@ -182,6 +238,11 @@ pub fn remember_log_streams() {
             slot[1].store(ino, Ordering::Relaxed);
         }
     }
+}
+
+fn unsafe_zeroed_sigaction() -> libc::sigaction {
+    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, no flags, empty mask).
+    unsafe { std::mem::zeroed() }
 }
 
 /// Whether `fd` (1 or 2) is still the stream it was at load. Other fds: true. One `fstat`;
@@ -204,13 +265,20 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
     if !still_log_stream(fd) {
         return false;
     }
-    if take_open_line(fd) {
-        let mut fresh = Vec::with_capacity(line.len() + 1);
-        fresh.push(b'\n');
-        fresh.extend_from_slice(line);
-        return write_all(fd, &fresh);
+    let write = || {
+        if take_open_line(fd) {
+            let mut fresh = Vec::with_capacity(line.len() + 1);
+            fresh.push(b'\n');
+            fresh.extend_from_slice(line);
+            return write_all(fd, &fresh);
+        }
+        write_all(fd, line)
+    };
+    if may_raise_sigpipe(fd) {
+        without_sigpipe(write)
+    } else {
+        write()
     }
-    write_all(fd, line)
 }
 
 /// Writes all of `bytes` to `fd`, retrying on EINTR and finishing partial writes. Never blocks
@@ -307,6 +375,17 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
         return false;
     }
+    let log_pipe = is_log_fd(fd) && !socket && may_raise_sigpipe(fd);
+    if log_pipe {
+        without_sigpipe(|| writev_all(fd, socket, &mut iov, n))
+    } else {
+        writev_all(fd, socket, &mut iov, n)
+    }
+}
+
+/// Sends the first `n` iovecs whole (`sendmsg` with `MSG_NOSIGNAL` to a socket of ours,
+/// `writev` otherwise), finishing partial writes. Async-signal-safe.
+fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) -> bool {
     let mut first = 0;
     while first < n {
         let Some(rest) = iov.get_mut(first..n) else {

@@ -209,3 +209,56 @@ fn fclose_of_a_stdio_wrapped_socket_untracks_it() {
         (&metered.run.stdout, &metered.run.stderr)
     );
 }
+
+#[test]
+fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
+    // The runtime's stdout is a pipe whose reader has exited, and the runtime never writes
+    // there itself. Our record's write must not kill it with a SIGPIPE it would never have got.
+    let runtime = compile_program("c_runtime", "c_runtime_sigpipe", &["-O1"]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        let rt = runtime.display().to_string();
+        let wrapper = layer.wrapper().display().to_string();
+        let mut cmd = vec!["sh".to_string(), "-c".into()];
+        if wrapped {
+            cmd.extend(["( exec \"$0\" \"$1\" ) | true".into(), wrapper, rt]);
+        } else {
+            cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
+        }
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        run_until(
+            lambda_sim::Config {
+                events: events(&[
+                    json!({"action": "ok"}),
+                    json!({"action": "ok"}),
+                    json!({"action": "ok"}),
+                ]),
+                ..lambda_sim::Config::default()
+            },
+            &cmd,
+            None,
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert!(plain.run.idle, "every event answered without the library");
+    assert!(
+        metered.run.idle,
+        "every event answered with it: {}",
+        metered.run.stderr
+    );
+    support::scenario::assert_same_results(&plain, &metered);
+    let ours: Vec<&str> = metered
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("lambda-meter: "))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "one warning about the dropped record: {ours:?}"
+    );
+}
