@@ -23,7 +23,7 @@ use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
 use crate::{output, probes, real};
 use libc::c_int;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// The environment's journal, once this process has become a runtime.
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
@@ -311,21 +311,162 @@ fn install_signal_handlers() {
         {
             continue; // the host's own handler (or SIG_IGN) stays
         }
-        let mut ours = default_action();
-        ours.sa_sigaction = on_fatal_signal as *const () as usize;
-        ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: installing a handler of ours for a signal the host left at its default.
-        if unsafe { real::sigaction::get()(*sig, &ours, std::ptr::null_mut()) } == 0 {
+        if install_crash_handler(*sig) {
             flag.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// Whether the host's request about `sig` must be answered from its own view (our handler is
-/// installed and the host believes it is `SIG_DFL`).
-fn hidden(sig: c_int) -> Option<&'static AtomicBool> {
-    let flag = OWNED.get(owned_index(sig)?)?;
-    (flag.load(Ordering::Relaxed) && crate::process::in_owner_process()).then_some(flag)
+// ---- the host's own handlers, run through a trampoline ----
+//
+// A hook on a tracked fd allocates and locks; inside a signal handler that can deadlock (the
+// signal may have landed inside malloc, or inside the library on the same thread). So every
+// handler the host installs runs through `trampoline`, which marks the thread as inside a
+// handler (`process::entering_handler`); hooks there take the lock-free deferral path. The host
+// never sees the trampoline: queries answer with its own handler, flags and mask.
+
+/// Signals 1..NSIG (64 on Linux).
+const NSIG: usize = 65;
+/// The host's handler for each signal while our trampoline runs it (0: none).
+static HOST_HANDLER: [AtomicUsize; NSIG] = [const { AtomicUsize::new(0) }; NSIG];
+/// The host's flags for it (SA_SIGINFO picks its calling convention; SA_RESETHAND).
+static HOST_FLAGS: [AtomicI32; NSIG] = [const { AtomicI32::new(0) }; NSIG];
+
+fn slot(sig: c_int) -> Option<usize> {
+    usize::try_from(sig).ok().filter(|s| (1..NSIG).contains(s))
+}
+
+/// Runs the host's handler for `sig`, marked as inside a handler.
+extern "C" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let Some(i) = slot(sig) else { return };
+    let (Some(handler), Some(flags)) = (HOST_HANDLER.get(i), HOST_FLAGS.get(i)) else {
+        return;
+    };
+    let handler = handler.load(Ordering::Acquire);
+    let flags = flags.load(Ordering::Relaxed);
+    if flags & libc::SA_RESETHAND != 0 {
+        // The kernel has already put the default back, keeping the flags: the trampoline is
+        // gone, and the SA_SIGINFO it added must go too, or the host would read it back.
+        forget_host_handler(i);
+        if flags & libc::SA_SIGINFO == 0 {
+            // SAFETY: this thread's errno, restored below; sigaction is async-signal-safe.
+            let saved_errno = unsafe { *libc::__errno_location() };
+            let real = real::sigaction::get();
+            let mut now = default_action();
+            // SAFETY: querying and setting this signal's action with our own structs.
+            unsafe {
+                if real(sig, std::ptr::null(), &mut now) == 0 && now.sa_sigaction == libc::SIG_DFL {
+                    now.sa_flags &= !libc::SA_SIGINFO;
+                    real(sig, &now, std::ptr::null_mut());
+                }
+                *libc::__errno_location() = saved_errno;
+            }
+        }
+    }
+    if handler == 0 || handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        return;
+    }
+    crate::process::entering_handler();
+    if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the host installed this address as an SA_SIGINFO handler.
+        let f = unsafe {
+            std::mem::transmute::<
+                usize,
+                extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void),
+            >(handler)
+        };
+        f(sig, info, context);
+    } else {
+        // SAFETY: the host installed this address as a plain handler.
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(c_int)>(handler) };
+        f(sig);
+    }
+    crate::process::leaving_handler();
+}
+
+fn forget_host_handler(i: usize) {
+    if let Some(h) = HOST_HANDLER.get(i) {
+        h.store(0, Ordering::Release);
+    }
+}
+
+/// What the host believes the action of `sig` is, given the real one.
+fn host_view(sig: c_int, real: libc::sigaction) -> libc::sigaction {
+    let Some(i) = slot(sig) else { return real };
+    if let Some(f) = owned_index(sig).and_then(|o| OWNED.get(o))
+        && f.load(Ordering::Relaxed)
+    {
+        return default_action();
+    }
+    let handler = HOST_HANDLER.get(i).map_or(0, |h| h.load(Ordering::Acquire));
+    if handler == 0 || real.sa_sigaction != trampoline as *const () as usize {
+        return real;
+    }
+    let mut view = real;
+    view.sa_sigaction = handler;
+    let host_flags = HOST_FLAGS.get(i).map_or(0, |f| f.load(Ordering::Relaxed));
+    view.sa_flags = (real.sa_flags & !libc::SA_SIGINFO) | (host_flags & libc::SA_SIGINFO);
+    view
+}
+
+/// Installs the host's `want` for `sig`: through the trampoline for a handler, as it is for
+/// `SIG_DFL` or `SIG_IGN` (our crash handler stands in for the default of a fatal signal once
+/// this process journals invokes). Returns the real call's result.
+fn install(sig: c_int, want: &libc::sigaction) -> c_int {
+    let real = real::sigaction::get();
+    let i = slot(sig).unwrap_or(0);
+    if sig == libc::SIGPIPE {
+        output::note_sigpipe_disposition(want.sa_sigaction);
+    }
+    let owned = owned_index(sig).and_then(|o| OWNED.get(o));
+    let handler = want.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        if handler == libc::SIG_DFL
+            && JOURNAL.get().is_some()
+            && let Some(flag) = owned
+        {
+            forget_host_handler(i);
+            if install_crash_handler(sig) {
+                flag.store(true, Ordering::Relaxed);
+                return 0;
+            }
+        }
+        // SAFETY: the host's action, unchanged.
+        let rc = unsafe { real(sig, want, std::ptr::null_mut()) };
+        if rc == 0 {
+            forget_host_handler(i);
+            if let Some(flag) = owned {
+                flag.store(false, Ordering::Relaxed);
+            }
+        }
+        return rc;
+    }
+    if let (Some(h), Some(f)) = (HOST_HANDLER.get(i), HOST_FLAGS.get(i)) {
+        f.store(want.sa_flags, Ordering::Relaxed);
+        h.store(handler, Ordering::Release);
+    }
+    let mut ours = *want;
+    ours.sa_sigaction = trampoline as *const () as usize;
+    ours.sa_flags |= libc::SA_SIGINFO;
+    // SAFETY: the host's action with our trampoline in front of its handler.
+    let rc = unsafe { real(sig, &ours, std::ptr::null_mut()) };
+    if rc == 0 {
+        if let Some(flag) = owned {
+            flag.store(false, Ordering::Relaxed);
+        }
+    } else {
+        forget_host_handler(i);
+    }
+    rc
+}
+
+/// Our crash handler for fatal `sig`, with no flags the host chose.
+fn install_crash_handler(sig: c_int) -> bool {
+    let mut ours = default_action();
+    ours.sa_sigaction = on_fatal_signal as *const () as usize;
+    ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: installing a handler of ours for a signal whose default the host wants.
+    unsafe { real::sigaction::get()(sig, &ours, std::ptr::null_mut()) == 0 }
 }
 
 /// The `sigaction` hook.
@@ -338,53 +479,56 @@ pub unsafe fn sigaction(
     old: *mut libc::sigaction,
 ) -> c_int {
     let real = real::sigaction::get();
-    let Some(flag) = hidden(sig) else {
+    // A child sharing its parent's memory (vfork) has its own signal table: hands off.
+    if slot(sig).is_none()
+        || sig == libc::SIGKILL
+        || sig == libc::SIGSTOP
+        || !crate::process::in_owner_process()
+    {
         // SAFETY: the host's arguments, unchanged.
-        let rc = unsafe { real(sig, act, old) };
-        if rc == 0 && sig == libc::SIGPIPE && !act.is_null() {
-            // SAFETY: the real call just read the same struct.
-            output::note_sigpipe_disposition(unsafe { (*act).sa_sigaction });
-        }
-        return rc;
-    };
-    // SAFETY: `act` is the host's pointer; it reads it itself in the real call otherwise.
-    if !act.is_null() && unsafe { (*act).sa_sigaction } != libc::SIG_DFL {
-        // The host's own handler (or SIG_IGN) replaces ours from now on.
-        // SAFETY: the host's new action, unchanged.
-        let rc = unsafe { real(sig, act, std::ptr::null_mut()) };
+        return unsafe { real(sig, act, old) };
+    }
+    let mut current = default_action();
+    // SAFETY: querying the current action into our struct.
+    if unsafe { real(sig, std::ptr::null(), &mut current) } != 0 {
+        // SAFETY: the host's arguments, unchanged (the real call reports the error).
+        return unsafe { real(sig, act, old) };
+    }
+    let previous = host_view(sig, current);
+    if !act.is_null() {
+        // SAFETY: the host's action; copied before anything is written to `old`, which may
+        // be the same struct.
+        let want = unsafe { act.read() };
+        let rc = install(sig, &want);
         if rc != 0 {
             return rc;
         }
-        flag.store(false, Ordering::Relaxed);
     }
     if !old.is_null() {
-        // SAFETY: the host asked for the old action here; it was SIG_DFL as far as it knows.
-        unsafe { old.write(default_action()) };
+        // SAFETY: the host asked for the previous action here.
+        unsafe { old.write(previous) };
     }
     0
 }
 
-/// The `signal` hook (glibc's `signal` does not call `sigaction` through the dynamic linker).
+/// The `signal` hook: glibc's `signal` (BSD semantics: `SA_RESTART`, the signal blocked in its
+/// handler) does not call `sigaction` through the dynamic linker, so it is done here.
 ///
 /// # Safety
 /// The host's arguments, as for `signal(2)`.
 pub unsafe fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
-    let real = real::signal::get();
-    let Some(flag) = hidden(sig) else {
-        // SAFETY: the host's arguments, unchanged.
-        let previous = unsafe { real(sig, handler) };
-        if previous != libc::SIG_ERR && sig == libc::SIGPIPE {
-            output::note_sigpipe_disposition(handler);
-        }
-        return previous;
-    };
-    if handler != libc::SIG_DFL {
-        // SAFETY: the host's handler, unchanged.
-        let previous = unsafe { real(sig, handler) };
-        if previous == libc::SIG_ERR {
-            return previous;
-        }
-        flag.store(false, Ordering::Relaxed);
+    let mut act = default_action();
+    act.sa_sigaction = handler;
+    act.sa_flags = libc::SA_RESTART;
+    // SAFETY: plain signal-set manipulation on our own struct.
+    unsafe {
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaddset(&mut act.sa_mask, sig);
     }
-    libc::SIG_DFL
+    let mut old = default_action();
+    // SAFETY: our own structs.
+    if unsafe { sigaction(sig, &act, &mut old) } != 0 {
+        return libc::SIG_ERR;
+    }
+    old.sa_sigaction
 }

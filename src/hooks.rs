@@ -464,6 +464,36 @@ pub unsafe extern "C" fn sigaction(
     unsafe { ending::sigaction(sig, act, old) }
 }
 
+/// `longjmp` and its kin may leave the host's signal handlers without returning from them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn longjmp(env: *mut c_void, value: c_int) -> ! {
+    process::leaving_all_handlers();
+    // SAFETY: the host's arguments, unchanged; the jump does not return.
+    unsafe { (real::longjmp::get())(env, value) }
+}
+
+/// `_longjmp` is `longjmp` without the signal mask (glibc: the same function).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _longjmp(env: *mut c_void, value: c_int) -> ! {
+    // SAFETY: the host's arguments, unchanged.
+    unsafe { longjmp(env, value) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn siglongjmp(env: *mut c_void, value: c_int) -> ! {
+    process::leaving_all_handlers();
+    // SAFETY: the host's arguments, unchanged; the jump does not return.
+    unsafe { (real::siglongjmp::get())(env, value) }
+}
+
+/// What `longjmp` becomes in programs built with `_FORTIFY_SOURCE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __longjmp_chk(env: *mut c_void, value: c_int) -> ! {
+    process::leaving_all_handlers();
+    // SAFETY: the host's arguments, unchanged; the jump does not return.
+    unsafe { (real::longjmp_chk::get())(env, value) }
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     // SAFETY: the host's arguments, handled as signal(2) would.

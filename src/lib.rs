@@ -22,6 +22,7 @@
 //! Modules 4–6 are plain safe Rust with unit tests; only [`hooks`] and [`real`] touch raw
 //! pointers. Test builds leave the hooks out entirely.
 
+pub mod deferred;
 pub mod emf;
 pub mod engine;
 pub mod fdtable;

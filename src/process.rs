@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+use crate::deferred::{Deferred, Op};
 use crate::engine::{Effects, Engine};
 use crate::fdtable::{FdBits, TRACKED};
 use crate::handoff::FileHandoff;
@@ -69,6 +70,24 @@ thread_local! {
     /// observed again. Const-initialised and without a destructor: no allocation, no TLS
     /// destructor registration, safe from any hook.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// How deep this thread is in the host's signal handlers (run by the trampoline in
+    /// `ending.rs`). Inside one, hooks neither lock nor allocate: they defer.
+    static IN_HANDLER: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The host's signal handler starts running on this thread.
+pub fn entering_handler() {
+    IN_HANDLER.with(|d| d.set(d.get().saturating_add(1)));
+}
+
+/// The host's signal handler returned.
+pub fn leaving_handler() {
+    IN_HANDLER.with(|d| d.set(d.get().saturating_sub(1)));
+}
+
+/// The host jumps out of whatever handlers were running (`longjmp` and friends).
+pub fn leaving_all_handlers() {
+    IN_HANDLER.with(|d| d.set(0));
 }
 
 /// Whether connects must be looked at.
@@ -269,6 +288,35 @@ pub(crate) fn debug(msg: &str) {
 static DEFERRED: FdBits = FdBits::new();
 static ANY_DEFERRED: AtomicBool = AtomicBool::new(false);
 
+/// Bytes and closes on tracked fds from where the engine could not be entered, replayed in
+/// order at its next entry (see [`crate::deferred`]).
+static DEFERRED_OPS: Deferred = Deferred::new();
+
+/// Keeps bytes the host moved on tracked `fd` where the engine cannot be entered; when there is
+/// no room, stops following the fd instead.
+fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
+    let kept = parts.iter().all(|p| {
+        if sent {
+            DEFERRED_OPS.sent(fd, p)
+        } else {
+            DEFERRED_OPS.received(fd, p)
+        }
+    });
+    // An end of stream (no bytes) or no room: the connection is done with, as far as we know.
+    if !kept || parts.iter().all(|p| p.is_empty()) {
+        defer_forget(fd);
+    }
+}
+
+/// Keeps the close of tracked `fd` where the engine cannot be entered; its bit goes now.
+fn defer_close(fd: i32) {
+    if TRACKED.contains(fd) && DEFERRED_OPS.closed(fd) {
+        TRACKED.remove(fd);
+    } else {
+        defer_forget(fd);
+    }
+}
+
 /// Stops following `fd` now, lock-free; the engine forgets it at its next entry.
 fn defer_forget(fd: i32) {
     if TRACKED.contains(fd) {
@@ -286,7 +334,7 @@ fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()
     if !in_owner_process() {
         return;
     }
-    if BUSY.with(|b| b.replace(true)) {
+    if IN_HANDLER.with(Cell::get) > 0 || BUSY.with(|b| b.replace(true)) {
         blocked();
         return;
     }
@@ -298,7 +346,24 @@ fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()
                 if ANY_DEFERRED.swap(false, Ordering::AcqRel) {
                     DEFERRED.take_each(|fd| engine.closing(fd));
                 }
-                let fx = f(engine);
+                let mut fx = Effects::default();
+                if DEFERRED_OPS.is_pending() {
+                    DEFERRED_OPS.drain(&mut |op| {
+                        let more = match op {
+                            Op::Sent(fd, bytes) => engine.sent(fd, bytes, &probes::probe),
+                            Op::Received(fd, bytes) => engine.received(fd, bytes, &probes::probe),
+                            Op::Closed(fd) => {
+                                engine.closing(fd);
+                                Effects::default()
+                            }
+                        };
+                        fx.lines.extend(more.lines);
+                        fx.warnings.extend(more.warnings);
+                    });
+                }
+                let more = f(engine);
+                fx.lines.extend(more.lines);
+                fx.warnings.extend(more.warnings);
                 RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
                 let next = engine.next_wakeup();
                 // Wake the watchdog only when something is due before it plans to look: most
@@ -478,7 +543,7 @@ pub fn closing(fd: i32) {
             e.closing(fd);
             Effects::default()
         },
-        || defer_forget(fd),
+        || defer_close(fd),
     );
 }
 
@@ -489,7 +554,7 @@ pub fn closing_range(first: u32, last: u32) {
             e.closing_range(first, last);
             Effects::default()
         },
-        || TRACKED.each_in(first, last, defer_forget),
+        || TRACKED.each_in(first, last, defer_close),
     );
 }
 
@@ -517,8 +582,7 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
             }
             fx
         },
-        // Bytes the parser will never see: the connection cannot be followed any more.
-        || defer_forget(fd),
+        || defer_bytes(fd, parts, true),
     );
 }
 
@@ -552,7 +616,7 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
             }
             fx
         },
-        || defer_forget(fd),
+        || defer_bytes(fd, parts, false),
     );
 }
 
@@ -594,6 +658,7 @@ fn after_fork_locked(
         // Nothing inherited is followed in the child: what its atfork handlers deferred is void.
         DEFERRED.clear();
         ANY_DEFERRED.store(false, Ordering::Release);
+        DEFERRED_OPS.clear();
         // A forked child is a runtime of its own, never a per-request helper, and has no
         // watchdog thread until it needs one.
         OWNER_PID.store(current_pid(), Ordering::Relaxed);

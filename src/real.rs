@@ -311,58 +311,72 @@ real_fn!(
         }
     }
 );
-real_fn!(
-    signal,
-    c"signal",
-    fn(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t,
-    custom | sig,
-    handler | {
-        if signal::resolve() {
-            // SAFETY: resolve() stored the real function; the host's arguments, unchanged.
-            unsafe { (signal::get())(sig, handler) }
-        } else {
-            // SAFETY: writing errno of the current thread.
-            unsafe { *libc::__errno_location() = libc::ENOSYS };
-            libc::SIG_ERR
-        }
-    }
-);
 
-/// Declares a real function that never returns (`exit`, `_exit`): the macro above cannot spell
-/// `-> !`. Before the constructor, its fallback resolves the real function and calls it (so
-/// `exit` still runs the host's `atexit` handlers); only if that fails does it end the process
-/// with the raw system call.
+/// Declares a real function that never returns (`exit`, `_exit`, `longjmp`): the macro above
+/// cannot spell `-> !`. Before the constructor, its fallback resolves the real function and
+/// calls it (so `exit` still runs the host's `atexit` handlers); only if that fails does it
+/// run `$last_resort`.
 macro_rules! real_noreturn_fn {
-    ($name:ident, $sym:literal) => {
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),*), $last_resort:expr) => {
         pub mod $name {
             use super::*;
             /// The function's C type.
-            pub type F = unsafe extern "C" fn(c_int) -> !;
+            pub type F = unsafe extern "C" fn($($ty),*) -> !;
             real_slot!($sym);
 
-            unsafe extern "C" fn fallback(status: c_int) -> ! {
+            unsafe extern "C" fn fallback($($arg: $ty),*) -> ! {
                 if resolve() {
-                    // SAFETY: resolve() stored the real function; the host's argument.
-                    unsafe { (get())(status) }
+                    // SAFETY: resolve() stored the real function; the host's arguments.
+                    unsafe { (get())($($arg),*) }
                 }
                 loop {
-                    // SAFETY: exit_group ends every thread of the process; it does not return.
-                    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+                    let last: fn($($ty),*) = $last_resort;
+                    last($($arg),*);
                 }
             }
         }
     };
 }
 
-real_noreturn_fn!(exit, c"exit");
-real_noreturn_fn!(exit_now, c"_exit");
+/// Ends the process without libc: what `exit` and `_exit` come to when libc cannot be found.
+fn exit_group(status: c_int) {
+    // SAFETY: exit_group ends every thread of the process; it does not return.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+}
+
+/// A jump that cannot be made: nothing sensible is left but to stop.
+fn cannot_jump(_: *mut c_void, _: c_int) {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+real_noreturn_fn!(exit, c"exit", fn(status: c_int), exit_group);
+real_noreturn_fn!(exit_now, c"_exit", fn(status: c_int), exit_group);
+real_noreturn_fn!(
+    longjmp,
+    c"longjmp",
+    fn(env: *mut c_void, value: c_int),
+    cannot_jump
+);
+real_noreturn_fn!(
+    siglongjmp,
+    c"siglongjmp",
+    fn(env: *mut c_void, value: c_int),
+    cannot_jump
+);
+real_noreturn_fn!(
+    longjmp_chk,
+    c"__longjmp_chk",
+    fn(env: *mut c_void, value: c_int),
+    cannot_jump
+);
 
 /// Resolves every real function. Returns the names that could not be resolved; `close_range`
 /// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 25] = [
+    let table: [Entry; 27] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -385,9 +399,11 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("__recvfrom_chk", recvfrom_chk::resolve, true),
         ("fclose", fclose::resolve, true),
         ("sigaction", sigaction::resolve, true),
-        ("signal", signal::resolve, true),
         ("exit", exit::resolve, true),
         ("_exit", exit_now::resolve, true),
+        ("longjmp", longjmp::resolve, true),
+        ("siglongjmp", siglongjmp::resolve, true),
+        ("__longjmp_chk", longjmp_chk::resolve, true),
     ];
     table
         .iter()

@@ -262,3 +262,77 @@ fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
         "one warning about the dropped record: {ours:?}"
     );
 }
+
+#[test]
+fn a_signal_handler_that_writes_to_and_closes_the_socket() {
+    // The handler writes a prepared /error one byte per SIGALRM (every 100 µs, while the main
+    // thread allocates in a loop), then closes the socket. Hooks that allocated or locked inside
+    // the handler hung when the signal landed inside malloc. Three runs: the hang needed luck.
+    let probe = compile_program("signal_probe", "signal_probe", &["-O1"]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        run_until(
+            lambda_sim::Config {
+                events: events(&[json!({"action": "ok"})]),
+                ..lambda_sim::Config::default()
+            },
+            &[probe.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let plain = run(false);
+    assert!(
+        plain
+            .run
+            .stdout
+            .ends_with("from the handler, then closed\n"),
+        "{}",
+        plain.run.stdout
+    );
+    for _ in 0..3 {
+        let metered = run(true);
+        assert_eq!(
+            plain.other_stdout(),
+            metered.other_stdout(),
+            "{}",
+            metered.run.stderr
+        );
+        // What the handler sent is replayed once the engine can be entered again: the invoke
+        // ended with its /error, as the Runtime API saw it.
+        let records = metered.records();
+        assert_eq!(records.len(), 1, "{}", metered.run.stdout);
+        assert_eq!(records[0]["errorType"], "Crashed");
+        assert_eq!(records[0]["Errors"], 1.0);
+        assert!(!metered.run.stderr.contains("lambda-meter: "));
+        assert_eq!(
+            plain.run.exited.map(|s| s.code()),
+            metered.run.exited.map(|s| s.code())
+        );
+        support::scenario::assert_same_results(&plain, &metered);
+    }
+}
+
+#[test]
+fn the_host_sees_its_own_signal_handlers() {
+    // Handlers run through a trampoline of the library's: the host must read back exactly what
+    // it installed (handler, flags, mask), for sigaction and signal, after SA_RESETHAND fired,
+    // and after leaving a handler with siglongjmp.
+    let probe = compile_program("sigview_probe", "sigview_probe", &[]);
+    let run = |preload: bool| {
+        let mut c = std::process::Command::new(&probe);
+        c.env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env_remove("LD_PRELOAD");
+        if preload {
+            c.env("LD_PRELOAD", library());
+        }
+        let out = c.output().expect("sigview_probe");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = run(false);
+    assert!(plain.contains("SIGUSR1: with_info") && plain.contains("jumped back with 11"));
+    assert_eq!(plain, run(true));
+}

@@ -1,0 +1,279 @@
+//! Work on tracked fds that happens where the engine cannot be entered — inside the host's
+//! signal handlers (which may have interrupted `malloc`, or the library itself), or inside its
+//! `pthread_atfork` handlers during a fork — kept without a lock or an allocation, and replayed
+//! in order at the engine's next entry.
+//!
+//! A fixed set of entries, each holding one fd's bytes in one direction, or a close. Bytes that
+//! follow the newest entry's, for the same fd and direction, are appended to it (a handler that
+//! writes a request a byte at a time takes one entry). When no entry is free, the caller stops
+//! following the fd instead.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+/// How many entries there are, and how many bytes each holds.
+const ENTRIES: usize = 32;
+const ENTRY_BYTES: usize = 4096;
+
+const FREE: u8 = 0;
+/// One party owns the entry: a handler filling it, or the engine replaying it.
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+const SENT: u8 = 0;
+const RECEIVED: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// One kept piece of work, as replayed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    Sent(i32, &'a [u8]),
+    Received(i32, &'a [u8]),
+    Closed(i32),
+}
+
+struct Entry {
+    state: AtomicU8,
+    kind: AtomicU8,
+    fd: AtomicI32,
+    seq: AtomicU64,
+    len: AtomicUsize,
+    data: UnsafeCell<[u8; ENTRY_BYTES]>,
+}
+
+impl Entry {
+    const fn new() -> Entry {
+        Entry {
+            state: AtomicU8::new(FREE),
+            kind: AtomicU8::new(SENT),
+            fd: AtomicI32::new(-1),
+            seq: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            data: UnsafeCell::new([0; ENTRY_BYTES]),
+        }
+    }
+
+    /// Appends `bytes` (the entry is owned: BUSY). Returns how many fitted.
+    fn append(&self, bytes: &[u8]) -> usize {
+        let len = self.len.load(Ordering::Relaxed).min(ENTRY_BYTES);
+        let n = bytes.len().min(ENTRY_BYTES - len);
+        // SAFETY: the caller owns the entry (state BUSY), so no one else touches `data`; the
+        // copy stays inside the array (len + n <= ENTRY_BYTES).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.get().cast::<u8>().add(len), n);
+        }
+        self.len.store(len + n, Ordering::Relaxed);
+        n
+    }
+}
+
+/// See the module documentation.
+pub struct Deferred {
+    entries: [Entry; ENTRIES],
+    seq: AtomicU64,
+    /// The entry written last (where bytes may be appended).
+    newest: AtomicUsize,
+    pending: AtomicBool,
+}
+
+// SAFETY: every entry's data is touched only by the one party that moved its state to BUSY.
+unsafe impl Sync for Deferred {}
+
+impl Default for Deferred {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Deferred {
+    pub const fn new() -> Deferred {
+        Deferred {
+            entries: [const { Entry::new() }; ENTRIES],
+            seq: AtomicU64::new(1),
+            newest: AtomicUsize::new(usize::MAX),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether anything waits to be replayed (one relaxed load).
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Keeps bytes the host wrote to `fd`. False when they did not all fit.
+    pub fn sent(&self, fd: i32, bytes: &[u8]) -> bool {
+        self.keep(SENT, fd, bytes)
+    }
+
+    /// Keeps bytes the host read from `fd`. False when they did not all fit.
+    pub fn received(&self, fd: i32, bytes: &[u8]) -> bool {
+        self.keep(RECEIVED, fd, bytes)
+    }
+
+    /// Keeps the close of `fd`. False when there was no room.
+    pub fn closed(&self, fd: i32) -> bool {
+        match self.claim(CLOSED, fd) {
+            Some(e) => {
+                self.publish(e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn keep(&self, kind: u8, fd: i32, mut bytes: &[u8]) -> bool {
+        // Append to the newest entry when it is this fd's, in this direction.
+        if let Some(e) = self.entries.get(self.newest.load(Ordering::Acquire))
+            && e.state
+                .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            if e.kind.load(Ordering::Relaxed) == kind && e.fd.load(Ordering::Relaxed) == fd {
+                let n = e.append(bytes);
+                bytes = bytes.get(n..).unwrap_or_default();
+            }
+            // Ready again, and pending again: a replay may have started since it was claimed.
+            self.publish(e);
+        }
+        while !bytes.is_empty() {
+            let Some(e) = self.claim(kind, fd) else {
+                return false;
+            };
+            let n = e.append(bytes);
+            bytes = bytes.get(n..).unwrap_or_default();
+            self.publish(e);
+        }
+        true
+    }
+
+    /// Takes a free entry for `kind` on `fd` (state BUSY, empty).
+    fn claim(&self, kind: u8, fd: i32) -> Option<&Entry> {
+        let (i, e) = self.entries.iter().enumerate().find(|(_, e)| {
+            e.state
+                .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        e.kind.store(kind, Ordering::Relaxed);
+        e.fd.store(fd, Ordering::Relaxed);
+        e.len.store(0, Ordering::Relaxed);
+        e.seq
+            .store(self.seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        self.newest.store(i, Ordering::Release);
+        Some(e)
+    }
+
+    fn publish(&self, e: &Entry) {
+        e.state.store(READY, Ordering::Release);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Replays every ready entry, oldest first, and frees it. An entry a handler is filling
+    /// right now stays for the next time.
+    pub fn drain(&self, replay: &mut dyn FnMut(Op)) {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut taken = [usize::MAX; ENTRIES];
+        let mut count = 0;
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.state
+                .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+                && let Some(slot) = taken.get_mut(count)
+            {
+                *slot = i;
+                count += 1;
+            }
+        }
+        let order = taken.get_mut(..count).unwrap_or_default();
+        order.sort_by_key(|i| {
+            self.entries
+                .get(*i)
+                .map_or(0, |e| e.seq.load(Ordering::Relaxed))
+        });
+        for i in order.iter() {
+            let Some(e) = self.entries.get(*i) else {
+                continue;
+            };
+            let fd = e.fd.load(Ordering::Relaxed);
+            let len = e.len.load(Ordering::Relaxed).min(ENTRY_BYTES);
+            // SAFETY: we own the entry (BUSY); `len` bytes of it were written.
+            let bytes = unsafe { std::slice::from_raw_parts(e.data.get().cast::<u8>(), len) };
+            match e.kind.load(Ordering::Relaxed) {
+                SENT => replay(Op::Sent(fd, bytes)),
+                RECEIVED => replay(Op::Received(fd, bytes)),
+                _ => replay(Op::Closed(fd)),
+            }
+            e.state.store(FREE, Ordering::Release);
+        }
+    }
+
+    /// Forgets everything kept (a forked child: nothing inherited is its to replay).
+    pub fn clear(&self) {
+        self.drain(&mut |_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn replayed(d: &Deferred) -> Vec<String> {
+        let mut out = Vec::new();
+        d.drain(&mut |op| {
+            out.push(match op {
+                Op::Sent(fd, b) => format!("sent {fd} {}", String::from_utf8_lossy(b)),
+                Op::Received(fd, b) => format!("received {fd} {}", String::from_utf8_lossy(b)),
+                Op::Closed(fd) => format!("closed {fd}"),
+            })
+        });
+        out
+    }
+
+    #[test]
+    fn bytes_are_coalesced_and_replayed_in_order() {
+        let d = Deferred::new();
+        assert!(!d.is_pending());
+        for b in b"POST /x HTTP/1.1" {
+            assert!(d.sent(5, &[*b]));
+        }
+        assert!(d.received(5, b"HTTP/1.1 202"));
+        assert!(d.sent(6, b"other"));
+        assert!(d.closed(5));
+        assert!(d.is_pending());
+        assert_eq!(
+            replayed(&d),
+            [
+                "sent 5 POST /x HTTP/1.1",
+                "received 5 HTTP/1.1 202",
+                "sent 6 other",
+                "closed 5"
+            ]
+        );
+        assert!(!d.is_pending());
+        assert!(replayed(&d).is_empty());
+    }
+
+    #[test]
+    fn full_means_refused_and_big_writes_span_entries() {
+        let d = Deferred::new();
+        assert!(d.sent(3, &vec![b'a'; ENTRY_BYTES * 3 + 10]));
+        let ops = replayed(&d);
+        assert_eq!(ops.len(), 4);
+        for fd in 0..ENTRIES as i32 {
+            assert!(d.closed(fd));
+        }
+        assert!(!d.closed(99), "no room left");
+        assert!(!d.sent(99, b"x"));
+        assert_eq!(replayed(&d).len(), ENTRIES);
+        assert!(d.closed(1), "room again after replay");
+    }
+}
