@@ -110,18 +110,19 @@ fn unseen_bytes(fd: c_int, rc: ssize_t, flags: c_int) -> bool {
     }
     // Bytes consumed from the stream without reaching us: stop following the connection.
     if flags & (libc::MSG_PEEK | libc::MSG_ERRQUEUE) == 0 {
-        process::unseen(fd);
+        process::unseen(fd, "MSG_TRUNC");
     }
     true
 }
 
-/// Hands `rc` bytes the host read into `buf` (or an end of stream, rc == 0) to the engine.
+/// Hands `rc` bytes the host read into `buf` (or an end of stream: rc == 0 for a read that asked
+/// for bytes; a zero-length read returns 0 too and is not one) to the engine.
 #[inline(always)]
-fn observe_received(fd: c_int, buf: *const c_void, rc: ssize_t, flags: c_int) {
+fn observe_received(fd: c_int, buf: *const c_void, len: size_t, rc: ssize_t, flags: c_int) {
     if unseen_bytes(fd, rc, flags) {
         return;
     }
-    if rc >= 0 && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) {
+    if (rc > 0 || (rc == 0 && len > 0)) && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) {
         // SAFETY: the real call just wrote `rc` bytes into `buf`.
         let data: &[u8] = if rc == 0 {
             &[]
@@ -130,6 +131,21 @@ fn observe_received(fd: c_int, buf: *const c_void, rc: ssize_t, flags: c_int) {
         };
         process::received(fd, &[data]);
     }
+}
+
+/// How many bytes an iovec array asks for (a read asking for none that returns 0 has not
+/// reached the end of the stream).
+///
+/// # Safety
+/// `iov` must point to `n` iovecs (true once the kernel accepted them).
+unsafe fn iov_capacity(iov: *const iovec, n: c_int) -> usize {
+    if iov.is_null() {
+        return 0;
+    }
+    (0..n.max(0) as usize)
+        // SAFETY: i < n, so iov.add(i) is inside the host's array.
+        .map(|i| unsafe { (*iov.add(i)).iov_len })
+        .fold(0usize, usize::saturating_add)
 }
 
 /// The first `rc` bytes of an iovec array, as slices.
@@ -214,6 +230,76 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     }
     // SAFETY: forwarding the host's argument unchanged.
     unsafe { (real::close::get())(fd) }
+}
+
+// Calls that move Runtime API bytes the hooks cannot see (in the kernel, from a file or pipe,
+// or in batches): the connection can no longer be followed, and is dropped cleanly.
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendfile(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: size_t,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::sendfile::get())(out_fd, in_fd, offset, count) };
+    if rc > 0 && TRACKED.contains(out_fd) {
+        process::unseen(out_fd, "sendfile");
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splice(
+    fd_in: c_int,
+    off_in: *mut libc::loff_t,
+    fd_out: c_int,
+    off_out: *mut libc::loff_t,
+    len: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::splice::get())(fd_in, off_in, fd_out, off_out, len, flags) };
+    if rc > 0 {
+        for fd in [fd_in, fd_out] {
+            if TRACKED.contains(fd) {
+                process::unseen(fd, "splice");
+            }
+        }
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    count: c_uint,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::sendmmsg::get())(fd, msgs, count, flags) };
+    if rc > 0 && TRACKED.contains(fd) {
+        process::unseen(fd, "sendmmsg");
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    count: c_uint,
+    flags: c_int,
+    timeout: *mut libc::timespec,
+) -> c_int {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::recvmmsg::get())(fd, msgs, count, flags, timeout) };
+    if rc > 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) {
+        process::unseen(fd, "recvmmsg");
+    }
+    rc
 }
 
 /// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
@@ -357,7 +443,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::recv::get())(fd, buf, len, flags) };
-    observe_received(fd, buf, rc, flags);
+    observe_received(fd, buf, len, rc, flags);
     rc
 }
 
@@ -372,7 +458,7 @@ pub unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::recvfrom::get())(fd, buf, len, flags, addr, alen) };
-    observe_received(fd, buf, rc, flags);
+    observe_received(fd, buf, len, rc, flags);
     rc
 }
 
@@ -384,9 +470,14 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
         return rc;
     }
     if rc >= 0 && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) && !msg.is_null() {
-        // SAFETY: the kernel just wrote `rc` bytes through this msghdr's iovecs.
-        let parts = unsafe { iov_parts((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) };
-        process::received(fd, &parts);
+        // SAFETY: the kernel just used this msghdr and its iovecs.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        // SAFETY: as above.
+        if rc > 0 || unsafe { iov_capacity(iov, n) } > 0 {
+            // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+            let parts = unsafe { iov_parts(iov, n, rc) };
+            process::received(fd, &parts);
+        }
     }
     rc
 }
@@ -395,7 +486,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::read::get())(fd, buf, len) };
-    observe_received(fd, buf, rc, 0);
+    observe_received(fd, buf, len, rc, 0);
     rc
 }
 
@@ -403,7 +494,8 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::readv::get())(fd, iov, n) };
-    if rc >= 0 && TRACKED.contains(fd) {
+    // SAFETY: the kernel just read this iovec array.
+    if rc >= 0 && TRACKED.contains(fd) && (rc > 0 || unsafe { iov_capacity(iov, n) } > 0) {
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         let parts = unsafe { iov_parts(iov, n, rc) };
         process::received(fd, &parts);
@@ -420,7 +512,7 @@ pub unsafe extern "C" fn __read_chk(
 ) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
     let rc = unsafe { (real::read_chk::get())(fd, buf, len, buflen) };
-    observe_received(fd, buf, rc, 0);
+    observe_received(fd, buf, len, rc, 0);
     rc
 }
 
@@ -434,7 +526,7 @@ pub unsafe extern "C" fn __recv_chk(
 ) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
     let rc = unsafe { (real::recv_chk::get())(fd, buf, len, buflen, flags) };
-    observe_received(fd, buf, rc, flags);
+    observe_received(fd, buf, len, rc, flags);
     rc
 }
 
@@ -450,7 +542,7 @@ pub unsafe extern "C" fn __recvfrom_chk(
 ) -> ssize_t {
     // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
     let rc = unsafe { (real::recvfrom_chk::get())(fd, buf, len, buflen, flags, addr, alen) };
-    observe_received(fd, buf, rc, flags);
+    observe_received(fd, buf, len, rc, flags);
     rc
 }
 

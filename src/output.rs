@@ -286,18 +286,42 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
 fn write_all(fd: i32, bytes: &[u8]) -> bool {
     let write = real::write::get();
     let mut rest = bytes;
+    let mut waited = 0;
     while !rest.is_empty() {
         // SAFETY: `rest` is a live slice; write reads at most `rest.len()` bytes from it.
         let n = unsafe { write(fd, rest.as_ptr().cast(), rest.len()) };
         if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN if wait_writable(fd, &mut waited) => continue,
+                _ => return false,
             }
-            return false;
         }
         rest = rest.get(n as usize..).unwrap_or_default();
     }
     true
+}
+
+/// The longest a record waits, in all, for a full non-blocking stdout or stderr (a runtime such
+/// as Node may set O_NONBLOCK on it) to take it; past that it is dropped and counted.
+const FULL_PIPE_WAIT_MS: i32 = 1_000;
+
+/// Waits (poll) until `fd` can take bytes, within what is left of [`FULL_PIPE_WAIT_MS`].
+/// Async-signal-safe.
+fn wait_writable(fd: libc::c_int, waited_ms: &mut i32) -> bool {
+    if *waited_ms >= FULL_PIPE_WAIT_MS {
+        return false;
+    }
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let step = (FULL_PIPE_WAIT_MS - *waited_ms).min(100);
+    // SAFETY: poll on one pollfd of ours.
+    let rc = unsafe { libc::poll(&mut p, 1, step) };
+    *waited_ms += if rc == 0 { step } else { 1 };
+    rc >= 0 && (rc == 0 || p.revents & libc::POLLOUT != 0)
 }
 
 /// Writes one EMF record to the configured destination. On stdout in a per-request helper
@@ -387,6 +411,7 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
 /// `writev` otherwise), finishing partial writes. Async-signal-safe.
 fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) -> bool {
     let mut first = 0;
+    let mut waited = 0;
     while first < n {
         let Some(rest) = iov.get_mut(first..n) else {
             return false;
@@ -403,11 +428,14 @@ fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) 
             unsafe { real::writev::get()(fd, rest.as_ptr(), rest.len() as libc::c_int) }
         };
         if sent < 0 {
-            if errno() == libc::EINTR {
-                continue;
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN if !socket && wait_writable(fd, &mut waited) => continue,
+                _ => {
+                    DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
             }
-            DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
-            return false;
         }
         // Skip what was written; a partly written piece continues where it stopped.
         let mut left = sent as usize;

@@ -419,10 +419,23 @@ fn ensure_watchdog() {
     if WATCHDOG.swap(true, Ordering::AcqRel) {
         return;
     }
+    // Signals sent to the process are the host's business: the thread is born with every
+    // signal blocked (a new thread inherits its creator's mask), so none can land on it even
+    // before it runs. The creating thread's mask is restored right after.
+    // SAFETY: sigfillset and pthread_sigmask write only the sets we pass and this thread's mask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+    }
     let spawned = std::thread::Builder::new()
         .name("lambda-meter".into())
         .stack_size(256 * 1024)
         .spawn(watchdog);
+    // SAFETY: restoring this thread's own mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if spawned.is_ok() {
         probes::set_own_threads(1);
     } else {
@@ -586,9 +599,10 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
     );
 }
 
-/// The host consumed bytes of tracked `fd` the library cannot see (a `MSG_TRUNC` read): the
-/// connection can no longer be followed. One debug line.
-pub fn unseen(fd: i32) {
+/// Bytes of tracked `fd` moved where the library cannot see them (`how`: a `MSG_TRUNC` read,
+/// `sendfile`, `splice`, `sendmmsg`, `recvmmsg`): the connection can no longer be followed.
+/// One debug line.
+pub fn unseen(fd: i32, how: &str) {
     with_engine_or(
         |e| {
             e.closing(fd);
@@ -597,7 +611,7 @@ pub fn unseen(fd: i32) {
         || defer_forget(fd),
     );
     debug(&format!(
-        "fd {fd}: bytes read with MSG_TRUNC went by unseen; no longer following this connection"
+        "fd {fd}: bytes moved by {how} went by unseen; no longer following this connection"
     ));
 }
 

@@ -277,6 +277,43 @@ real_fn!(
 );
 
 real_fn!(
+    sendfile,
+    c"sendfile",
+    fn(out_fd: c_int, in_fd: c_int, offset: *mut libc::off_t, count: size_t) -> ssize_t,
+    syscall(libc::SYS_sendfile, out_fd, in_fd, offset, count)
+);
+real_fn!(
+    splice,
+    c"splice",
+    fn(
+        fd_in: c_int,
+        off_in: *mut libc::loff_t,
+        fd_out: c_int,
+        off_out: *mut libc::loff_t,
+        len: size_t,
+        flags: c_uint,
+    ) -> ssize_t,
+    syscall(libc::SYS_splice, fd_in, off_in, fd_out, off_out, len, flags)
+);
+real_fn!(
+    sendmmsg,
+    c"sendmmsg",
+    fn(fd: c_int, msgs: *mut libc::mmsghdr, count: c_uint, flags: c_int) -> c_int,
+    syscall(libc::SYS_sendmmsg, fd, msgs, count, flags)
+);
+real_fn!(
+    recvmmsg,
+    c"recvmmsg",
+    fn(
+        fd: c_int,
+        msgs: *mut libc::mmsghdr,
+        count: c_uint,
+        flags: c_int,
+        timeout: *mut libc::timespec,
+    ) -> c_int,
+    syscall(libc::SYS_recvmmsg, fd, msgs, count, flags, timeout)
+);
+real_fn!(
     fclose,
     c"fclose",
     fn(stream: *mut libc::FILE) -> c_int,
@@ -376,7 +413,7 @@ real_noreturn_fn!(
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 27] = [
+    let table: [Entry; 31] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -398,6 +435,10 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("__recv_chk", recv_chk::resolve, true),
         ("__recvfrom_chk", recvfrom_chk::resolve, true),
         ("fclose", fclose::resolve, true),
+        ("sendfile", sendfile::resolve, true),
+        ("splice", splice::resolve, true),
+        ("sendmmsg", sendmmsg::resolve, true),
+        ("recvmmsg", recvmmsg::resolve, true),
         ("sigaction", sigaction::resolve, true),
         ("exit", exit::resolve, true),
         ("_exit", exit_now::resolve, true),

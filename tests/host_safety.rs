@@ -336,3 +336,105 @@ fn the_host_sees_its_own_signal_handlers() {
     assert!(plain.contains("SIGUSR1: with_info") && plain.contains("jumped back with 11"));
     assert_eq!(plain, run(true));
 }
+
+/// Runs `runtime` (with `env`) with its stdout piped into `reader`, a shell command, through
+/// the wrapper or not.
+fn piped(
+    runtime: &std::path::Path,
+    reader: &str,
+    payloads: &[serde_json::Value],
+    env: &[(&str, &str)],
+    wrapped: bool,
+) -> Outcome {
+    let layer = Layer::new();
+    let rt = runtime.display().to_string();
+    let wrapper = layer.wrapper().display().to_string();
+    let mut cmd = vec!["sh".to_string(), "-c".into()];
+    if wrapped {
+        cmd.extend([format!("( exec \"$0\" \"$1\" ) | {reader}"), wrapper, rt]);
+    } else {
+        cmd.extend([format!("( exec \"$0\" ) | {reader}"), rt]);
+    }
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run_until(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        None,
+        env,
+        &root(),
+        std::time::Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn a_full_non_blocking_stdout_loses_no_record() {
+    // The runtime sets O_NONBLOCK on its stdout (Node does on pipes) and fills it while the
+    // reader is away for half a second: the record waits for room instead of being dropped.
+    let runtime = compile_program("c_runtime", "c_runtime_nonblock", &["-O1"]);
+    let payloads = [
+        json!({"action": "fill_stdout"}),
+        json!({"action": "ok"}),
+        json!({"action": "fill_stdout"}),
+        json!({"action": "ok"}),
+    ];
+    let env = [("C_RUNTIME_NONBLOCK_STDOUT", "1")];
+    let plain = piped(&runtime, "(sleep 0.5; cat)", &payloads, &env, false);
+    let metered = piped(&runtime, "(sleep 0.5; cat)", &payloads, &env, true);
+    assert!(plain.run.idle && metered.run.idle, "{}", metered.run.stderr);
+    support::scenario::assert_same_results(&plain, &metered);
+    // (The outputs are not compared: without records to wait for, the plain run is over, and
+    // its reader stopped, before the reader wakes.)
+    assert_eq!(metered.records().len(), 4, "{}", metered.run.stderr);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter: "),
+        "{}",
+        metered.run.stderr
+    );
+}
+
+#[test]
+fn a_fork_around_the_fork_hook_writes_no_record_twice() {
+    // A raw clone() forks without the hook while a finished invoke's record waits for the next
+    // /next; the child then exits normally. The child must not write the parent's record (nor
+    // wait for a lock the parent held): one record per invoke.
+    let runtime = compile_program("c_runtime", "c_runtime_rawfork", &["-O1"]);
+    let mut s = Scenario::new(vec![runtime.display().to_string()], root());
+    s.compare_output = true;
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "rawfork"}),
+        json!({"action": "ok"}),
+        json!({"action": "rawfork"}),
+    ];
+    s.check();
+}
+
+#[test]
+fn sendfile_to_the_socket_stops_following_it_quietly() {
+    let probe = compile_program("sendfile_probe", "sendfile_probe", &[]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        run_until(
+            lambda_sim::Config {
+                events: events(&[json!({"action": "ok"})]),
+                ..lambda_sim::Config::default()
+            },
+            &[probe.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert_eq!(plain.run.stdout, "sendfile whole, posted 202\n");
+    assert_eq!(plain.run.stdout, metered.run.stdout);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter: "),
+        "{}",
+        metered.run.stderr
+    );
+}

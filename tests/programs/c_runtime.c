@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -217,6 +218,8 @@ int main(void) {
     api.sin_port = htons((unsigned short)atoi(colon + 1));
     inet_pton(AF_INET, host, &api.sin_addr);
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (getenv("C_RUNTIME_NONBLOCK_STDOUT"))
+        fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
     if (getenv("C_RUNTIME_OWN_HANDLER")) {
         /* A runtime with crash handlers of its own: they must stay in charge. */
         signal(SIGSEGV, own_handler);
@@ -269,6 +272,28 @@ int main(void) {
             size_t blen;
             free(read_response(rfd, &blen, NULL, 0));
             syscall(SYS_close, rfd);
+        } else if (strcmp(action, "fill_stdout") == 0) {
+            /* Fill the (non-blocking) stdout pipe until it takes no more, then answer: the
+             * record written next finds it full. */
+            char line[1024];
+            memset(line, 'f', sizeof line - 1);
+            line[sizeof line - 1] = '\n';
+            int lines = 0;
+            while (write(1, line, sizeof line) == (ssize_t)sizeof line)
+                lines++;
+            if (errno != EAGAIN)
+                die("fill stdout");
+            /* Writes of 1 KiB to a pipe are atomic: the output stays whole lines. */
+            post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "rawfork") == 0) {
+            /* Answer, then fork around the fork hook (a raw clone) while the record waits for
+             * the next /next; the child exits normally. */
+            post(id, "response", "", "{}", 2);
+            long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+            if (pid == 0)
+                exit(0);
+            int status = -1;
+            waitpid((pid_t)pid, &status, 0);
         } else if (strcmp(action, "partial") == 0) {
             write(1, "progress: 50%", 13);
             post(id, "response", "", "{}", 2);
