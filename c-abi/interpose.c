@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +24,10 @@ struct lm_callbacks {
     void (*fd_closing)(int fd);
     void (*fds_closing)(unsigned int first, unsigned int last);
     void (*fd_duplicated)(int old_fd, int new_fd);
+    /* The tracked fd under a stream of ours (after the pre-write work), or -1. */
+    int (*stream_writing)(FILE *stream);
+    /* The host handed `len` bytes at `data` to the stream on `fd`. */
+    void (*stream_wrote)(int fd, const void *data, size_t len);
 };
 
 static const struct lm_callbacks *callbacks;
@@ -29,6 +35,10 @@ static const struct lm_callbacks *callbacks;
 typedef int (*fcntl_fn)(int, int, ...);
 typedef long (*syscall_fn)(long, ...);
 
+typedef int (*vfprintf_fn)(FILE *, const char *, va_list);
+typedef int (*vfprintf_chk_fn)(FILE *, int, const char *, va_list);
+static vfprintf_fn real_vfprintf;
+static vfprintf_chk_fn real_vfprintf_chk;
 static fcntl_fn real_fcntl;
 static fcntl_fn real_fcntl64;
 static syscall_fn real_syscall;
@@ -53,6 +63,8 @@ __attribute__((visibility("hidden"))) void *lm_real_dlopen;
 static void resolve_all(void) {
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     real_syscall = (syscall_fn)resolve("syscall");
+    __atomic_store_n(&real_vfprintf, (vfprintf_fn)resolve("vfprintf"), __ATOMIC_RELEASE);
+    __atomic_store_n(&real_vfprintf_chk, (vfprintf_chk_fn)resolve("__vfprintf_chk"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
 }
@@ -242,3 +254,85 @@ __asm__(".text\n"
 #else
 #error "lambda-meter supports x86_64 and aarch64"
 #endif
+
+/*
+ * fprintf and vfprintf (and their FORTIFY forms) on a stream that wraps the Runtime API socket
+ * (see the stdio hooks in src/hooks.rs): the formatted bytes are reported after the real call,
+ * formatted a second time from a copy of the arguments. Any other stream: one callback that
+ * answers -1 after one relaxed load.
+ */
+static void report_formatted(const struct lm_callbacks *cb, int fd, int rc, const char *fmt,
+                             va_list args) {
+    if (rc <= 0)
+        return;
+    int saved = errno;
+    char small[2048];
+    char *text = (size_t)rc < sizeof small ? small : malloc((size_t)rc + 1);
+    if (text) {
+        vsnprintf(text, (size_t)rc + 1, fmt, args);
+        cb->stream_wrote(fd, text, (size_t)rc);
+        if (text != small)
+            free(text);
+    }
+    errno = saved;
+}
+
+int vfprintf(FILE *stream, const char *fmt, va_list ap) {
+    vfprintf_fn real = __atomic_load_n(&real_vfprintf, __ATOMIC_ACQUIRE);
+    if (!real) {
+        real = (vfprintf_fn)resolve("vfprintf");
+        __atomic_store_n(&real_vfprintf, real, __ATOMIC_RELEASE);
+    }
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    const struct lm_callbacks *cb = cbs();
+    int fd = cb ? cb->stream_writing(stream) : -1;
+    if (fd < 0)
+        return real(stream, fmt, ap);
+    va_list copy;
+    va_copy(copy, ap);
+    int rc = real(stream, fmt, ap);
+    report_formatted(cb, fd, rc, fmt, copy);
+    va_end(copy);
+    return rc;
+}
+
+int fprintf(FILE *stream, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfprintf(stream, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int __vfprintf_chk(FILE *stream, int flag, const char *fmt, va_list ap) {
+    vfprintf_chk_fn real = __atomic_load_n(&real_vfprintf_chk, __ATOMIC_ACQUIRE);
+    if (!real) {
+        real = (vfprintf_chk_fn)resolve("__vfprintf_chk");
+        __atomic_store_n(&real_vfprintf_chk, real, __ATOMIC_RELEASE);
+    }
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    const struct lm_callbacks *cb = cbs();
+    int fd = cb ? cb->stream_writing(stream) : -1;
+    if (fd < 0)
+        return real(stream, flag, fmt, ap);
+    va_list copy;
+    va_copy(copy, ap);
+    int rc = real(stream, flag, fmt, ap);
+    report_formatted(cb, fd, rc, fmt, copy);
+    va_end(copy);
+    return rc;
+}
+
+int __fprintf_chk(FILE *stream, int flag, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = __vfprintf_chk(stream, flag, fmt, ap);
+    va_end(ap);
+    return rc;
+}

@@ -21,8 +21,11 @@ use crate::fdtable::TRACKED;
 use crate::output;
 use crate::process;
 use crate::real;
-use libc::{c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{
+    c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
+};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Reads a socket address the kernel has just accepted.
 ///
@@ -302,6 +305,242 @@ pub unsafe extern "C" fn recvmmsg(
     rc
 }
 
+// ---- stdio on the Runtime API socket ----
+//
+// A runtime may wrap its socket in stdio streams (`fdopen`): the bytes then move inside libc,
+// where no hook sees them. A stream opened on a tracked fd is registered here, and the stdio
+// functions below report the bytes the host hands to it or takes from it, as `write` and
+// `read` would. Every other stream costs one relaxed load (no stream registered) or a short
+// scan. Not followed: the `_unlocked` variants and `getc_unlocked`/`putc_unlocked`, which are
+// macros reading the buffer directly.
+
+/// Streams wrapping a tracked fd, and how many there are.
+static STREAMS: [AtomicPtr<libc::FILE>; 16] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 16];
+static STREAM_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The tracked fd under `stream`, if it is one of ours.
+#[inline(always)]
+fn stream_fd(stream: *mut libc::FILE) -> Option<c_int> {
+    if STREAM_COUNT.load(Ordering::Relaxed) == 0 || stream.is_null() {
+        return None;
+    }
+    if !STREAMS.iter().any(|s| s.load(Ordering::Relaxed) == stream) {
+        return None;
+    }
+    let err = errno();
+    // SAFETY: a registered stream is open (fclose unregisters it first).
+    let fd = unsafe { libc::fileno(stream) };
+    set_errno(err);
+    TRACKED.contains(fd).then_some(fd)
+}
+
+fn register_stream(stream: *mut libc::FILE) {
+    let empty = STREAMS.iter().find(|s| {
+        s.compare_exchange(
+            std::ptr::null_mut(),
+            stream,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    });
+    if empty.is_some() {
+        STREAM_COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn unregister_stream(stream: *mut libc::FILE) {
+    if STREAM_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    for s in &STREAMS {
+        if s.compare_exchange(
+            stream,
+            std::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+        {
+            STREAM_COUNT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Before the host hands bytes to a stream of ours.
+#[inline(always)]
+fn stream_writing(stream: *mut libc::FILE) -> Option<c_int> {
+    let fd = stream_fd(stream)?;
+    before_send(fd);
+    Some(fd)
+}
+
+/// The host handed `len` bytes at `data` to the stream on `fd`.
+fn stream_wrote(fd: c_int, data: *const c_void, len: usize) {
+    if len > 0 && !data.is_null() && TRACKED.contains(fd) {
+        // SAFETY: the stdio call just consumed `len` bytes from `data`.
+        process::sent(
+            fd,
+            &[unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }],
+        );
+    }
+}
+
+/// The host took `len` bytes, now at `data`, from the stream on `fd`.
+fn stream_read(fd: c_int, data: *const c_void, len: usize) {
+    if len > 0 && !data.is_null() && TRACKED.contains(fd) {
+        // SAFETY: the stdio call just stored `len` bytes at `data`.
+        process::received(
+            fd,
+            &[unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }],
+        );
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let stream = unsafe { (real::fdopen::get())(fd, mode) };
+    if !stream.is_null() && TRACKED.contains(fd) && process::is_active() {
+        register_stream(stream);
+    }
+    stream
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fputs(text: *const c_char, stream: *mut libc::FILE) -> c_int {
+    let fd = stream_writing(stream);
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { (real::fputs::get())(text, stream) };
+    if let Some(fd) = fd.filter(|_| rc >= 0) {
+        // SAFETY: fputs just read the NUL-terminated string.
+        let len = unsafe { libc::strlen(text) };
+        stream_wrote(fd, text.cast(), len);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fwrite(
+    data: *const c_void,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    let fd = stream_writing(stream);
+    // SAFETY: forwarding the host's arguments unchanged.
+    let items = unsafe { (real::fwrite::get())(data, size, n, stream) };
+    if let Some(fd) = fd {
+        stream_wrote(fd, data, items.saturating_mul(size));
+    }
+    items
+}
+
+/// `fputc` and `putc` (and `_IO_putc`, their old name).
+fn put_byte(c: c_int, stream: *mut libc::FILE, real: real::fputc::F) -> c_int {
+    let fd = stream_writing(stream);
+    // SAFETY: forwarding the host's arguments unchanged.
+    let rc = unsafe { real(c, stream) };
+    if let Some(fd) = fd.filter(|_| rc != libc::EOF) {
+        let byte = rc as u8;
+        stream_wrote(fd, (&byte as *const u8).cast(), 1);
+    }
+    rc
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fputc(c: c_int, stream: *mut libc::FILE) -> c_int {
+    put_byte(c, stream, real::fputc::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn putc(c: c_int, stream: *mut libc::FILE) -> c_int {
+    put_byte(c, stream, real::putc::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let got = unsafe { (real::fgets::get())(buf, n, stream) };
+    if !got.is_null()
+        && let Some(fd) = stream_fd(stream)
+    {
+        // SAFETY: fgets stored a NUL-terminated line in `buf`. (A line with a NUL byte in it
+        // is cut short here; the Runtime API's heads have none.)
+        let len = unsafe { libc::strlen(buf) };
+        stream_read(fd, buf.cast(), len);
+    }
+    got
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fread(
+    data: *mut c_void,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let items = unsafe { (real::fread::get())(data, size, n, stream) };
+    if let Some(fd) = stream_fd(stream) {
+        stream_read(fd, data, items.saturating_mul(size));
+    }
+    items
+}
+
+/// `fgetc` and `getc` (and `_IO_getc`).
+fn get_byte(stream: *mut libc::FILE, real: real::fgetc::F) -> c_int {
+    // SAFETY: forwarding the host's argument unchanged.
+    let c = unsafe { real(stream) };
+    if c != libc::EOF
+        && let Some(fd) = stream_fd(stream)
+    {
+        let byte = c as u8;
+        stream_read(fd, (&byte as *const u8).cast(), 1);
+    }
+    c
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fgetc(stream: *mut libc::FILE) -> c_int {
+    get_byte(stream, real::fgetc::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getc(stream: *mut libc::FILE) -> c_int {
+    get_byte(stream, real::getc::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getdelim(
+    line: *mut *mut c_char,
+    cap: *mut size_t,
+    delim: c_int,
+    stream: *mut libc::FILE,
+) -> ssize_t {
+    // SAFETY: forwarding the host's arguments unchanged.
+    let got = unsafe { (real::getdelim::get())(line, cap, delim, stream) };
+    if got > 0
+        && !line.is_null()
+        && let Some(fd) = stream_fd(stream)
+    {
+        // SAFETY: getdelim stored `got` bytes at *line.
+        stream_read(fd, unsafe { *line }.cast(), got as usize);
+    }
+    got
+}
+
+/// `getline` is `getdelim` up to a newline (glibc's calls it inside libc, out of our sight).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getline(
+    line: *mut *mut c_char,
+    cap: *mut size_t,
+    stream: *mut libc::FILE,
+) -> ssize_t {
+    // SAFETY: the host's arguments, as getline takes them.
+    unsafe { getdelim(line, cap, c_int::from(b'\n'), stream) }
+}
+
 /// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
 /// runtime wrapped with `fdopen` would stay tracked, and the next file to get its number would
 /// be parsed as HTTP.
@@ -312,6 +551,7 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
         // SAFETY: the host passes its open stream, as fclose requires; fileno only reads it.
         let fd = unsafe { libc::fileno(stream) };
         set_errno(err);
+        unregister_stream(stream);
         if TRACKED.contains(fd) {
             process::closing(fd);
         }
@@ -627,6 +867,8 @@ struct Callbacks {
     fd_closing: extern "C" fn(c_int),
     fds_closing: extern "C" fn(c_uint, c_uint),
     fd_duplicated: extern "C" fn(c_int, c_int),
+    stream_writing: extern "C" fn(*mut libc::FILE) -> c_int,
+    stream_wrote: extern "C" fn(c_int, *const c_void, size_t),
 }
 
 unsafe extern "C" {
@@ -640,7 +882,17 @@ static CALLBACKS: Callbacks = Callbacks {
     fd_closing,
     fds_closing,
     fd_duplicated,
+    stream_writing: stream_writing_cb,
+    stream_wrote: stream_wrote_cb,
 };
+
+extern "C" fn stream_writing_cb(stream: *mut libc::FILE) -> c_int {
+    stream_writing(stream).unwrap_or(-1)
+}
+
+extern "C" fn stream_wrote_cb(fd: c_int, data: *const c_void, len: size_t) {
+    stream_wrote(fd, data, len);
+}
 
 /// The library constructor, run by the dynamic loader before the runtime's `main`.
 #[used]

@@ -12,7 +12,9 @@
     clippy::indexing_slicing
 )]
 
-use libc::{c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{
+    c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
+};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -87,6 +89,21 @@ macro_rules! real_fn {
             // SAFETY: the host's arguments go unchanged to the system call its libc wrapper
             // would make; the kernel checks them and libc sets errno.
             unsafe { libc::syscall($nr $(, $sys_arg)*) as $ret }
+        });
+    };
+    // No system call behind it (stdio, sigaction): before the constructor, resolve on first
+    // use (dlsym calls none of these, so it cannot recurse); failing that, ENOSYS and `$err`.
+    ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty,
+     lazy $err:expr $(,)?) => {
+        real_fn!($name, $sym, fn($($arg: $ty),*) -> $ret, custom |$($arg),*| {
+            if $name::resolve() {
+                // SAFETY: resolve() stored the real function; the host's arguments, unchanged.
+                unsafe { ($name::get())($($arg),*) }
+            } else {
+                // SAFETY: writing errno of the current thread.
+                unsafe { *libc::__errno_location() = libc::ENOSYS };
+                $err
+            }
         });
     };
     ($name:ident, $sym:literal, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty,
@@ -317,36 +334,74 @@ real_fn!(
     fclose,
     c"fclose",
     fn(stream: *mut libc::FILE) -> c_int,
-    custom | stream | {
-        // Before our constructor ran: resolve now (dlsym does not call fclose).
-        if fclose::resolve() {
-            // SAFETY: resolve() stored the real function; the host's argument, unchanged.
-            unsafe { (fclose::get())(stream) }
-        } else {
-            // SAFETY: writing errno of the current thread.
-            unsafe { *libc::__errno_location() = libc::ENOSYS };
-            libc::EOF
-        }
-    }
+    lazy libc::EOF
 );
 real_fn!(
     sigaction,
     c"sigaction",
     fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
-    custom | sig,
-    act,
-    old | {
-        // Before our constructor ran (another library's constructor): resolve now. dlsym does
-        // not call sigaction, so this cannot recurse.
-        if sigaction::resolve() {
-            // SAFETY: resolve() stored the real function; the host's arguments, unchanged.
-            unsafe { (sigaction::get())(sig, act, old) }
-        } else {
-            // SAFETY: writing errno of the current thread.
-            unsafe { *libc::__errno_location() = libc::ENOSYS };
-            -1
-        }
-    }
+    lazy - 1
+);
+// stdio, for streams that wrap the Runtime API socket (see hooks.rs).
+real_fn!(
+    fdopen,
+    c"fdopen",
+    fn(fd: c_int, mode: *const c_char) -> *mut libc::FILE,
+    lazy std::ptr::null_mut()
+);
+real_fn!(
+    fputs,
+    c"fputs",
+    fn(s: *const c_char, stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    fputc,
+    c"fputc",
+    fn(c: c_int, stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    putc,
+    c"putc",
+    fn(c: c_int, stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    fwrite,
+    c"fwrite",
+    fn(ptr: *const c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
+    fgets,
+    c"fgets",
+    fn(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char,
+    lazy std::ptr::null_mut()
+);
+real_fn!(
+    fgetc,
+    c"fgetc",
+    fn(stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    getc,
+    c"getc",
+    fn(stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    fread,
+    c"fread",
+    fn(ptr: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
+    getdelim,
+    c"getdelim",
+    fn(line: *mut *mut c_char, cap: *mut size_t, delim: c_int, stream: *mut libc::FILE) -> ssize_t,
+    lazy - 1
 );
 
 /// Declares a real function that never returns (`exit`, `_exit`, `longjmp`): the macro above
@@ -413,7 +468,7 @@ real_noreturn_fn!(
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 31] = [
+    let table: [Entry; 41] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -435,6 +490,16 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("__recv_chk", recv_chk::resolve, true),
         ("__recvfrom_chk", recvfrom_chk::resolve, true),
         ("fclose", fclose::resolve, true),
+        ("fdopen", fdopen::resolve, true),
+        ("fputs", fputs::resolve, true),
+        ("fputc", fputc::resolve, true),
+        ("putc", putc::resolve, true),
+        ("fwrite", fwrite::resolve, true),
+        ("fgets", fgets::resolve, true),
+        ("fgetc", fgetc::resolve, true),
+        ("getc", getc::resolve, true),
+        ("fread", fread::resolve, true),
+        ("getdelim", getdelim::resolve, true),
         ("sendfile", sendfile::resolve, true),
         ("splice", splice::resolve, true),
         ("sendmmsg", sendmmsg::resolve, true),

@@ -438,3 +438,31 @@ fn sendfile_to_the_socket_stops_following_it_quietly() {
         metered.run.stderr
     );
 }
+
+fn stdio_runtime() -> Scenario {
+    // Compiled once: two tests run it at the same time.
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let runtime = BIN.get_or_init(|| compile_program("stdio_runtime", "stdio_runtime", &["-O1"]));
+    let mut s = Scenario::new(vec![runtime.display().to_string()], root());
+    s.compare_output = true;
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "fail", "type": "ValueError"}),
+        json!({"action": "big", "bytes": 300_000}),
+        json!({"action": "echo", "pad": "p".repeat(50_000)}),
+        json!({"action": "ok"}),
+    ];
+    s
+}
+
+#[test]
+fn a_runtime_that_talks_through_stdio_is_followed() {
+    // fdopen'd streams on the socket: fputs/fprintf/fwrite out, fgets/fgetc/fread in. The
+    // bytes move inside libc, where only the stdio hooks can see them.
+    stdio_runtime().check();
+}
+
+#[test]
+fn a_runtime_that_talks_through_stdio_over_tiny_writes() {
+    stdio_runtime().tiny_writes().check();
+}
