@@ -19,11 +19,18 @@ fn dynamic_symbols(binary: &PathBuf) -> String {
 }
 
 fn fortified_runtime() -> PathBuf {
-    let bin = compile_program(
-        "c_runtime",
-        "c_runtime_fortify",
-        &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall", "-Wno-unused-result"],
-    );
+    // Compiled once: two tests run it at the same time, and one must not rewrite the file the
+    // other is running.
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let bin = BIN
+        .get_or_init(|| {
+            compile_program(
+                "c_runtime",
+                "c_runtime_fortify",
+                &["-O2", "-D_FORTIFY_SOURCE=2", "-Wall", "-Wno-unused-result"],
+            )
+        })
+        .clone();
     let syms = dynamic_symbols(&bin);
     // The binary really takes the FORTIFY paths the library must hook.
     assert!(syms.contains("__read_chk"), "{syms}");

@@ -234,8 +234,10 @@ fn node_process_exit_and_abort() {
 
 /// The C runtime in its own directory, with core dumps on, so each crash leaves a core there
 /// exactly as it does without the library.
-fn c_endings(cases: Vec<Case>, env: &[(&str, &str)], cores: &Path) -> Endings {
-    let bin = compile_program("c_runtime", "c_runtime_endings", &["-O1"]);
+/// Each test compiles its own binary: tests run at once, and one must not rewrite the file
+/// another is running.
+fn c_endings(name: &str, cases: Vec<Case>, env: &[(&str, &str)], cores: &Path) -> Endings {
+    let bin = compile_program("c_runtime", name, &["-O1"]);
     Endings {
         command: vec![
             "sh".into(),
@@ -261,6 +263,7 @@ fn die(how: &str) -> Value {
 fn c_runtime_faults_keep_their_status_and_core() {
     let cores = tempdir::TempDir::new("cores");
     let out = c_endings(
+        "c_runtime_faults",
         vec![
             ok(),
             dies(die("segv"), "signal: segmentation fault"),
@@ -304,6 +307,7 @@ fn c_runtime_own_crash_handlers_stay_in_charge() {
     // print a line and _exit(41 / 46): they run, not ours, and the record says how it ended.
     let cores = tempdir::TempDir::new("own-handlers");
     c_endings(
+        "c_runtime_own_handlers",
         vec![
             ok(),
             dies(die("segv"), "exit status 41"),
