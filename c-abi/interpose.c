@@ -277,11 +277,14 @@ static void report_formatted(const struct lm_callbacks *cb, int fd, int rc, cons
     errno = saved;
 }
 
-int vfprintf(FILE *stream, const char *fmt, va_list ap) {
-    vfprintf_fn real = __atomic_load_n(&real_vfprintf, __ATOMIC_ACQUIRE);
+/* vfprintf, or __vfprintf_chk with `flag` when `chk`: the real one, then the report. */
+static int formatted(FILE *stream, int chk, int flag, const char *fmt, va_list ap) {
+    static const char *const names[2] = {"vfprintf", "__vfprintf_chk"};
+    void *slot = chk ? (void *)&real_vfprintf_chk : (void *)&real_vfprintf;
+    void *real = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
     if (!real) {
-        real = (vfprintf_fn)resolve("vfprintf");
-        __atomic_store_n(&real_vfprintf, real, __ATOMIC_RELEASE);
+        real = resolve(names[chk != 0]);
+        __atomic_store_n((void **)slot, real, __ATOMIC_RELEASE);
     }
     if (!real) {
         errno = ENOSYS;
@@ -289,50 +292,36 @@ int vfprintf(FILE *stream, const char *fmt, va_list ap) {
     }
     const struct lm_callbacks *cb = cbs();
     int fd = cb ? cb->stream_writing(stream) : -1;
-    if (fd < 0)
-        return real(stream, fmt, ap);
     va_list copy;
     va_copy(copy, ap);
-    int rc = real(stream, fmt, ap);
-    report_formatted(cb, fd, rc, fmt, copy);
+    int rc = chk ? ((vfprintf_chk_fn)real)(stream, flag, fmt, ap)
+                 : ((vfprintf_fn)real)(stream, fmt, ap);
+    if (fd >= 0)
+        report_formatted(cb, fd, rc, fmt, copy);
     va_end(copy);
     return rc;
+}
+
+int vfprintf(FILE *stream, const char *fmt, va_list ap) {
+    return formatted(stream, 0, 0, fmt, ap);
 }
 
 int fprintf(FILE *stream, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vfprintf(stream, fmt, ap);
+    int rc = formatted(stream, 0, 0, fmt, ap);
     va_end(ap);
     return rc;
 }
 
 int __vfprintf_chk(FILE *stream, int flag, const char *fmt, va_list ap) {
-    vfprintf_chk_fn real = __atomic_load_n(&real_vfprintf_chk, __ATOMIC_ACQUIRE);
-    if (!real) {
-        real = (vfprintf_chk_fn)resolve("__vfprintf_chk");
-        __atomic_store_n(&real_vfprintf_chk, real, __ATOMIC_RELEASE);
-    }
-    if (!real) {
-        errno = ENOSYS;
-        return -1;
-    }
-    const struct lm_callbacks *cb = cbs();
-    int fd = cb ? cb->stream_writing(stream) : -1;
-    if (fd < 0)
-        return real(stream, flag, fmt, ap);
-    va_list copy;
-    va_copy(copy, ap);
-    int rc = real(stream, flag, fmt, ap);
-    report_formatted(cb, fd, rc, fmt, copy);
-    va_end(copy);
-    return rc;
+    return formatted(stream, 1, flag, fmt, ap);
 }
 
 int __fprintf_chk(FILE *stream, int flag, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int rc = __vfprintf_chk(stream, flag, fmt, ap);
+    int rc = formatted(stream, 1, flag, fmt, ap);
     va_end(ap);
     return rc;
 }

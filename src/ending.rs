@@ -23,7 +23,7 @@ use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
 use crate::{output, probes, real};
 use libc::c_int;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// The environment's journal, once this process has become a runtime.
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
@@ -479,11 +479,13 @@ pub unsafe fn sigaction(
     old: *mut libc::sigaction,
 ) -> c_int {
     let real = real::sigaction::get();
-    // A child sharing its parent's memory (vfork) has its own signal table: hands off.
+    // A child sharing its parent's memory (vfork) has its own signal table: hands off. So does
+    // a process that can hold no tracked fd, unless a handler of ours is already in place.
     if slot(sig).is_none()
         || sig == libc::SIGKILL
         || sig == libc::SIGSTOP
         || !crate::process::in_owner_process()
+        || (!crate::process::is_active() && !ours_in_place(sig))
     {
         // SAFETY: the host's arguments, unchanged.
         return unsafe { real(sig, act, old) };
@@ -511,15 +513,59 @@ pub unsafe fn sigaction(
     0
 }
 
-/// The `signal` hook: glibc's `signal` (BSD semantics: `SA_RESTART`, the signal blocked in its
-/// handler) does not call `sigaction` through the dynamic linker, so it is done here.
+/// Whether a handler of ours (the crash handler, or a trampoline) is installed for `sig`.
+fn ours_in_place(sig: c_int) -> bool {
+    let trampoline = slot(sig)
+        .and_then(|i| HOST_HANDLER.get(i))
+        .is_some_and(|h| h.load(Ordering::Relaxed) != 0);
+    let crash = owned_index(sig)
+        .and_then(|o| OWNED.get(o))
+        .is_some_and(|f| f.load(Ordering::Relaxed));
+    trampoline || crash
+}
+
+/// Signals `siginterrupt` marked: glibc's `signal` installs their handlers without
+/// `SA_RESTART`.
+static INTERRUPTING: AtomicU64 = AtomicU64::new(0);
+
+/// The `siginterrupt` hook: glibc keeps this set to itself, and the `signal` emulation below
+/// needs it.
+///
+/// # Safety
+/// The host's arguments, as for `siginterrupt(3)`.
+pub unsafe fn siginterrupt(sig: c_int, interrupt: c_int) -> c_int {
+    // SAFETY: the host's arguments, unchanged.
+    let rc = unsafe { real::siginterrupt::get()(sig, interrupt) };
+    if rc == 0
+        && let Some(bit) = slot(sig).filter(|i| *i <= 64).map(|i| 1u64 << (i - 1))
+    {
+        if interrupt != 0 {
+            INTERRUPTING.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            INTERRUPTING.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+    rc
+}
+
+/// The `signal` hook: glibc's `signal` (BSD semantics: `SA_RESTART` unless `siginterrupt`
+/// said otherwise, the signal blocked in its handler) does not call `sigaction` through the
+/// dynamic linker, so where a trampoline may be needed it is done here.
 ///
 /// # Safety
 /// The host's arguments, as for `signal(2)`.
 pub unsafe fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    if !crate::process::in_owner_process() || (!crate::process::is_active() && !ours_in_place(sig))
+    {
+        // SAFETY: the host's arguments, unchanged.
+        return unsafe { real::signal::get()(sig, handler) };
+    }
+    let interrupting = slot(sig)
+        .filter(|i| *i <= 64)
+        .is_some_and(|i| INTERRUPTING.load(Ordering::Relaxed) & (1u64 << (i - 1)) != 0);
     let mut act = default_action();
     act.sa_sigaction = handler;
-    act.sa_flags = libc::SA_RESTART;
+    act.sa_flags = if interrupting { 0 } else { libc::SA_RESTART };
     // SAFETY: plain signal-set manipulation on our own struct.
     unsafe {
         libc::sigemptyset(&mut act.sa_mask);

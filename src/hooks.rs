@@ -827,6 +827,12 @@ pub unsafe extern "C" fn __longjmp_chk(env: *mut c_void, value: c_int) -> ! {
 }
 
 #[unsafe(no_mangle)]
+pub unsafe extern "C" fn siginterrupt(sig: c_int, interrupt: c_int) -> c_int {
+    // SAFETY: the host's arguments, handled as siginterrupt(3) would.
+    unsafe { ending::siginterrupt(sig, interrupt) }
+}
+
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     // SAFETY: the host's arguments, handled as signal(2) would.
     unsafe { ending::signal(sig, handler) }

@@ -342,6 +342,18 @@ real_fn!(
     fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
     lazy - 1
 );
+real_fn!(
+    signal,
+    c"signal",
+    fn(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t,
+    lazy libc::SIG_ERR
+);
+real_fn!(
+    siginterrupt,
+    c"siginterrupt",
+    fn(sig: c_int, interrupt: c_int) -> c_int,
+    lazy - 1
+);
 // stdio, for streams that wrap the Runtime API socket (see hooks.rs).
 real_fn!(
     fdopen,
@@ -468,7 +480,7 @@ real_noreturn_fn!(
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 41] = [
+    let table: [Entry; 43] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -505,6 +517,8 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("sendmmsg", sendmmsg::resolve, true),
         ("recvmmsg", recvmmsg::resolve, true),
         ("sigaction", sigaction::resolve, true),
+        ("signal", signal::resolve, true),
+        ("siginterrupt", siginterrupt::resolve, true),
         ("exit", exit::resolve, true),
         ("_exit", exit_now::resolve, true),
         ("longjmp", longjmp::resolve, true),

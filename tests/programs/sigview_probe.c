@@ -4,6 +4,8 @@
  * Prints every observation; the output must be the same with and without lambda-meter.
  */
 #define _GNU_SOURCE
+/* siginterrupt is deprecated, and still used: the library must honour it. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,6 +64,14 @@ int main(void) {
     printf("signal old: %s\n", old == plain ? "plain" : "other");
     show("SIGUSR2 ignored", SIGUSR2);
     raise(SIGUSR2);
+
+    /* siginterrupt: signal() then installs the handler without SA_RESTART. */
+    siginterrupt(SIGWINCH, 1);
+    signal(SIGWINCH, plain);
+    show("SIGWINCH interrupting", SIGWINCH);
+    siginterrupt(SIGWINCH, 0);
+    signal(SIGWINCH, plain);
+    show("SIGWINCH restarting", SIGWINCH);
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = plain;

@@ -314,6 +314,7 @@ pub const EXPORTS: &[&str] = &[
     "sendmsg",
     "sendto",
     "sigaction",
+    "siginterrupt",
     "siglongjmp",
     "signal",
     "splice",
