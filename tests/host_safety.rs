@@ -8,6 +8,27 @@ use serde_json::json;
 use support::scenario::Scenario;
 use support::*;
 
+/// Runs a test program against a simulator serving `payloads`, through the wrapper or not,
+/// for at most 20 s, whether or not it finishes them.
+fn run_program(
+    program: &std::path::Path,
+    payloads: &[serde_json::Value],
+    wrapped: bool,
+) -> Outcome {
+    let layer = Layer::new();
+    run_until(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &[program.to_str().unwrap()],
+        wrapped.then_some(layer.wrapper().as_path()),
+        &[],
+        &root(),
+        std::time::Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn seccomp_filters_see_no_call_the_host_does_not_make() {
     // Container profiles answer calls they do not allow with SIGSYS or EPERM. The write hook
@@ -115,17 +136,7 @@ fn fork_with_atfork_handlers_that_touch_the_runtime_api_socket() {
     // The prepare handler dups and closes the socket, the child handler closes it. With the
     // fork hook holding its locks across the real fork, the parent hung.
     let probe = compile_program("atfork_probe", "atfork_probe", &["-pthread"]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        run_until(
-            lambda_sim::Config::default(),
-            &[probe.to_str().unwrap()],
-            wrapped.then_some(layer.wrapper().as_path()),
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let run = |wrapped: bool| run_program(&probe, &[], wrapped);
     let (plain, metered) = (run(false), run(true));
     let expected = "connect 0\nfork 0: child exited 7\nfork 1: child exited 7\n";
     assert_eq!(plain.run.stdout, expected);
@@ -143,20 +154,7 @@ fn recv_with_msg_trunc_on_the_runtime_api_socket() {
     // TCP discards MSG_TRUNC bytes without copying them (the buffer may be NULL): the library
     // cannot see them, so it stops following that connection instead of reading the buffer.
     let probe = compile_program("trunc_probe", "trunc_probe", &[]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        run_until(
-            lambda_sim::Config {
-                events: events(&[json!({"action": "ok"})]),
-                ..lambda_sim::Config::default()
-            },
-            &[probe.to_str().unwrap()],
-            wrapped.then_some(layer.wrapper().as_path()),
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let run = |wrapped: bool| run_program(&probe, &[json!({"action": "ok"})], wrapped);
     let (plain, metered) = (run(false), run(true));
     assert_eq!(
         plain.run.stdout,
@@ -188,17 +186,7 @@ fn a_still_connected_check_keeps_the_connection_followed() {
 #[test]
 fn fclose_of_a_stdio_wrapped_socket_untracks_it() {
     let probe = compile_program("fclose_probe", "fclose_probe", &[]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        run_until(
-            lambda_sim::Config::default(),
-            &[probe.to_str().unwrap()],
-            wrapped.then_some(layer.wrapper().as_path()),
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let run = |wrapped: bool| run_program(&probe, &[], wrapped);
     let (plain, metered) = (run(false), run(true));
     assert_eq!(
         plain.run.stdout,
@@ -269,20 +257,7 @@ fn a_signal_handler_that_writes_to_and_closes_the_socket() {
     // thread allocates in a loop), then closes the socket. Hooks that allocated or locked inside
     // the handler hung when the signal landed inside malloc. Three runs: the hang needed luck.
     let probe = compile_program("signal_probe", "signal_probe", &["-O1"]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        run_until(
-            lambda_sim::Config {
-                events: events(&[json!({"action": "ok"})]),
-                ..lambda_sim::Config::default()
-            },
-            &[probe.to_str().unwrap()],
-            wrapped.then_some(layer.wrapper().as_path()),
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let run = |wrapped: bool| run_program(&probe, &[json!({"action": "ok"})], wrapped);
     let plain = run(false);
     assert!(
         plain
@@ -415,20 +390,7 @@ fn a_fork_around_the_fork_hook_writes_no_record_twice() {
 #[test]
 fn sendfile_to_the_socket_stops_following_it_quietly() {
     let probe = compile_program("sendfile_probe", "sendfile_probe", &[]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        run_until(
-            lambda_sim::Config {
-                events: events(&[json!({"action": "ok"})]),
-                ..lambda_sim::Config::default()
-            },
-            &[probe.to_str().unwrap()],
-            wrapped.then_some(layer.wrapper().as_path()),
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let run = |wrapped: bool| run_program(&probe, &[json!({"action": "ok"})], wrapped);
     let (plain, metered) = (run(false), run(true));
     assert_eq!(plain.run.stdout, "sendfile whole, posted 202\n");
     assert_eq!(plain.run.stdout, metered.run.stdout);

@@ -5,15 +5,10 @@
  * With a fork hook that held its locks across the real fork, this hung.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
+
+#include "probe_api.h"
 
 static int api_fd = -1;
 
@@ -28,15 +23,9 @@ static void child(void) {
 }
 
 int main(void) {
-    const char *addr = getenv("AWS_LAMBDA_RUNTIME_API");
-    char host[64];
-    snprintf(host, sizeof host, "%s", addr ? addr : "127.0.0.1:9001");
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &sa.sin_addr);
+    probe_api_from_env();
     api_fd = socket(AF_INET, SOCK_STREAM, 0);
-    int rc = connect(api_fd, (struct sockaddr *)&sa, sizeof sa);
+    int rc = connect(api_fd, (struct sockaddr *)&probe_api, sizeof probe_api);
     printf("connect %d\n", rc);
     pthread_atfork(prepare, NULL, child);
     for (int i = 0; i < 2; i++) {

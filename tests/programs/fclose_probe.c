@@ -4,26 +4,14 @@
  * left tracked, the library parsed the file as HTTP and printed a warning.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "probe_api.h"
 
 int main(int argc, char **argv) {
     (void)argc;
-    char host[64];
-    snprintf(host, sizeof host, "%s", getenv("AWS_LAMBDA_RUNTIME_API"));
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    struct sockaddr_in api = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &api.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
-        return 3;
+    probe_api_from_env();
+    int fd = probe_api_connect();
     FILE *f = fdopen(fd, "r+");
     if (!f || fclose(f) != 0)
         return 4;

@@ -4,33 +4,13 @@
  * connection quietly; the program's output must not change.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/sendfile.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-static struct sockaddr_in api;
-
-static int api_connect(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
-        exit(3);
-    return fd;
-}
+#include "probe_api.h"
 
 int main(void) {
-    char host[64];
-    snprintf(host, sizeof host, "%s", getenv("AWS_LAMBDA_RUNTIME_API"));
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    api.sin_family = AF_INET;
-    api.sin_port = htons((unsigned short)atoi(colon + 1));
-    inet_pton(AF_INET, host, &api.sin_addr);
+    probe_api_from_env();
 
     char path[] = "/tmp/sendfile-probe-XXXXXX";
     int file = mkstemp(path);
@@ -38,7 +18,7 @@ int main(void) {
     if (write(file, next, strlen(next)) < 0)
         return 4;
     unlink(path);
-    int fd = api_connect();
+    int fd = probe_api_connect();
     off_t offset = 0;
     ssize_t sent = sendfile(fd, file, &offset, strlen(next));
     char answer[4096] = "";
@@ -54,7 +34,7 @@ int main(void) {
     char *h = strcasestr(answer, "Lambda-Runtime-Aws-Request-Id: ");
     if (h)
         sscanf(h + 31, "%127[^\r\n]", id);
-    int post_fd = api_connect();
+    int post_fd = probe_api_connect();
     char post[512];
     int n = snprintf(post, sizeof post,
                      "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: api\r\n"

@@ -7,28 +7,15 @@
  * signal may land inside malloc), this hung.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
-#include <unistd.h>
 
-static struct sockaddr_in api;
+#include "probe_api.h"
+
 static char request[512];
 static volatile size_t request_len, sent;
 static volatile int result_fd = -1, closed;
-
-static int api_connect(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
-        exit(3);
-    return fd;
-}
 
 static void on_alarm(int sig) {
     (void)sig;
@@ -44,15 +31,8 @@ static void on_alarm(int sig) {
 }
 
 int main(void) {
-    char host[64];
-    snprintf(host, sizeof host, "%s", getenv("AWS_LAMBDA_RUNTIME_API"));
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    api.sin_family = AF_INET;
-    api.sin_port = htons((unsigned short)atoi(colon + 1));
-    inet_pton(AF_INET, host, &api.sin_addr);
-
-    int fd = api_connect();
+    probe_api_from_env();
+    int fd = probe_api_connect();
     const char *next = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n";
     if (write(fd, next, strlen(next)) < 0)
         return 4;
@@ -77,7 +57,7 @@ int main(void) {
                                    "Host: api\r\nLambda-Runtime-Function-Error-Type: Crashed\r\n"
                                    "Content-Length: %zu\r\n\r\n%s",
                                    id, strlen(body), body);
-    result_fd = api_connect();
+    result_fd = probe_api_connect();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

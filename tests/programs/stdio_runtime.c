@@ -6,14 +6,9 @@
  * big, echo).
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "probe_api.h"
 
 static FILE *out, *in;
 
@@ -47,15 +42,8 @@ static char *read_answer(int *status, char *id, size_t id_cap, size_t *len) {
 }
 
 int main(void) {
-    char host[64];
-    snprintf(host, sizeof host, "%s", getenv("AWS_LAMBDA_RUNTIME_API"));
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    struct sockaddr_in api = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &api.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
-        return 3;
+    probe_api_from_env();
+    int fd = probe_api_connect();
     out = fdopen(fd, "w");
     in = fdopen(dup(fd), "r");
     for (;;) {

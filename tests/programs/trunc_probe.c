@@ -5,33 +5,11 @@
  * that read the buffer anyway, the host crashed.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-static struct sockaddr_in api;
-
-static int api_connect(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, (struct sockaddr *)&api, sizeof api) != 0)
-        exit(3);
-    return fd;
-}
+#include "probe_api.h"
 
 int main(void) {
-    char host[64];
-    snprintf(host, sizeof host, "%s", getenv("AWS_LAMBDA_RUNTIME_API"));
-    char *colon = strrchr(host, ':');
-    *colon = 0;
-    api.sin_family = AF_INET;
-    api.sin_port = htons((unsigned short)atoi(colon + 1));
-    inet_pton(AF_INET, host, &api.sin_addr);
-
-    int fd = api_connect();
+    probe_api_from_env();
+    int fd = probe_api_connect();
     const char *next = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n";
     if (write(fd, next, strlen(next)) < 0)
         return 4;
@@ -50,7 +28,7 @@ int main(void) {
     printf("peeked head, dropped %s\n", dropped == peeked ? "all of it" : "something else");
     close(fd);
 
-    fd = api_connect();
+    fd = probe_api_connect();
     char post[512];
     int n = snprintf(post, sizeof post,
                      "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: api\r\n"
