@@ -292,12 +292,14 @@ static int formatted(FILE *stream, int chk, int flag, const char *fmt, va_list a
     }
     const struct lm_callbacks *cb = cbs();
     int fd = cb ? cb->stream_writing(stream) : -1;
+    if (fd < 0) /* any other stream: the real call and nothing else */
+        return chk ? ((vfprintf_chk_fn)real)(stream, flag, fmt, ap)
+                   : ((vfprintf_fn)real)(stream, fmt, ap);
     va_list copy;
     va_copy(copy, ap);
     int rc = chk ? ((vfprintf_chk_fn)real)(stream, flag, fmt, ap)
                  : ((vfprintf_fn)real)(stream, fmt, ap);
-    if (fd >= 0)
-        report_formatted(cb, fd, rc, fmt, copy);
+    report_formatted(cb, fd, rc, fmt, copy);
     va_end(copy);
     return rc;
 }

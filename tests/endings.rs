@@ -195,13 +195,7 @@ fn python_sigkill_is_reported_by_the_next_process() {
 
 #[test]
 fn node_process_exit_and_abort() {
-    let dir = root().join("tests/functions/node");
-    let bin = dir.join("node_modules/aws-lambda-ric/bin/index.mjs");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `make test`",
-        bin.display()
-    );
+    let dir = node_function_dir();
     for alternative in [false, true] {
         let mut env = vec![("LAMBDA_TASK_ROOT".to_string(), dir.display().to_string())];
         if alternative {
@@ -211,11 +205,7 @@ fn node_process_exit_and_abort() {
             ));
         }
         Endings {
-            command: vec![
-                "node".into(),
-                bin.display().to_string(),
-                "index.handler".into(),
-            ],
+            command: node_command("index.handler"),
             cwd: dir.clone(),
             env,
             cases: vec![

@@ -223,7 +223,7 @@ fn snapstart_restore_gives_restore_duration_on_the_first_invoke() {
 }
 
 fn node_dir() -> PathBuf {
-    root().join("tests/functions/node")
+    node_function_dir()
 }
 
 #[test]

@@ -39,22 +39,7 @@ fn python_partial_lines() {
 
 #[test]
 fn node_partial_lines() {
-    let dir = root().join("tests/functions/node");
-    let bin = dir.join("node_modules/aws-lambda-ric/bin/index.mjs");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `make test`",
-        bin.display()
-    );
-    let mut s = Scenario::new(
-        vec![
-            "node".into(),
-            bin.display().to_string(),
-            "index.handler".into(),
-        ],
-        dir.clone(),
-    )
-    .env("LAMBDA_TASK_ROOT", dir.to_str().unwrap());
+    let mut s = Scenario::node("index.handler");
     s.payloads = partial_mix();
     let out = s.check();
     assert_text_kept(&out, &["progress: 50%", "no newline either"]);

@@ -9,27 +9,12 @@ use support::scenario::Scenario;
 use support::*;
 
 fn node_dir() -> PathBuf {
-    root().join("tests/functions/node")
-}
-
-fn ric(handler: &str) -> Vec<String> {
-    let bin = node_dir().join("node_modules/aws-lambda-ric/bin/index.mjs");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `make test` (tests/setup.sh)",
-        bin.display()
-    );
-    vec!["node".into(), bin.display().to_string(), handler.into()]
-}
-
-fn ric_scenario(handler: &str) -> Scenario {
-    let dir = node_dir();
-    Scenario::new(ric(handler), dir.clone()).env("LAMBDA_TASK_ROOT", dir.to_str().unwrap())
+    node_function_dir()
 }
 
 #[test]
 fn node_native_client() {
-    let out = ric_scenario("index.handler").check();
+    let out = Scenario::node("index.handler").check();
     for r in out.records() {
         assert_eq!(r["runtime"], "node");
     }
@@ -37,26 +22,26 @@ fn node_native_client() {
 
 #[test]
 fn node_native_client_adversarial_transport() {
-    ric_scenario("index.handler").tiny_writes().check();
+    Scenario::node("index.handler").tiny_writes().check();
 }
 
 #[test]
 fn node_javascript_client() {
-    ric_scenario("index.handler")
+    Scenario::node("index.handler")
         .env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true")
         .check();
 }
 
 #[test]
 fn node_javascript_client_adversarial_transport() {
-    ric_scenario("index.handler")
+    Scenario::node("index.handler")
         .env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true")
         .tiny_writes()
         .check();
 }
 
 fn streaming_scenario() -> Scenario {
-    let mut s = ric_scenario("streaming.handler");
+    let mut s = Scenario::node("streaming.handler");
     s.payloads = vec![
         json!({"action": "ok"}),
         json!({"action": "big", "bytes": 300_000}),
@@ -93,7 +78,7 @@ fn node_streaming_adversarial_transport() {
 #[test]
 fn node_init_error_runs_as_without_the_layer() {
     let dir = node_dir();
-    let cmd = ric("init-error.handler");
+    let cmd = node_command("init-error.handler");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let env = [("LAMBDA_TASK_ROOT", dir.to_str().unwrap())];
     let layer = Layer::new();

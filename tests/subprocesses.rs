@@ -7,7 +7,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use support::scenario::Scenario;
 use support::*;
 
@@ -55,27 +54,8 @@ fn python_subprocess_over_tiny_writes() {
         .check();
 }
 
-fn node_dir() -> PathBuf {
-    root().join("tests/functions/node")
-}
-
 fn node(cases: &[Value], alternative_client: bool) -> Scenario {
-    let bin = node_dir().join("node_modules/aws-lambda-ric/bin/index.mjs");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `make test`",
-        bin.display()
-    );
-    let dir = node_dir();
-    let mut s = Scenario::new(
-        vec![
-            "node".into(),
-            bin.display().to_string(),
-            "index.handler".into(),
-        ],
-        dir.clone(),
-    )
-    .env("LAMBDA_TASK_ROOT", dir.to_str().unwrap());
+    let mut s = Scenario::node("index.handler");
     if alternative_client {
         s = s.env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true");
     }

@@ -108,6 +108,23 @@ pub fn python_command(handler: &str) -> Vec<String> {
     ]
 }
 
+/// The Node.js test functions' directory (its `node_modules` is made by tests/setup.sh).
+pub fn node_function_dir() -> PathBuf {
+    root().join("tests/functions/node")
+}
+
+/// The Node.js runtime client (aws-lambda-ric from npm) on `handler`, as the managed runtime
+/// starts it.
+pub fn node_command(handler: &str) -> Vec<String> {
+    let bin = node_function_dir().join("node_modules/aws-lambda-ric/bin/index.mjs");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `make test` (tests/setup.sh)",
+        bin.display()
+    );
+    vec!["node".into(), bin.display().to_string(), handler.into()]
+}
+
 pub fn python_function_dir() -> PathBuf {
     root().join("tests/functions/python")
 }

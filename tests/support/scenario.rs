@@ -64,6 +64,13 @@ impl Scenario {
         s
     }
 
+    /// The Node.js client on `handler` (its output has timestamps: not compared).
+    pub fn node(handler: &str) -> Scenario {
+        let dir = node_function_dir();
+        Scenario::new(node_command(handler), dir.clone())
+            .env("LAMBDA_TASK_ROOT", dir.to_str().unwrap_or_default())
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Scenario {
         self.env.push((k.to_string(), v.to_string()));
         self
