@@ -28,6 +28,7 @@ struct lm_callbacks {
     int (*stream_writing)(FILE *stream);
     /* The host handed `len` bytes at `data` to the stream on `fd`. */
     void (*stream_wrote)(int fd, const void *data, size_t len);
+    int (*in_this_library)(const void *p);
 };
 
 static const struct lm_callbacks *callbacks;
@@ -47,11 +48,20 @@ static syscall_fn real_syscall;
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/* Resolves a real symbol; a definition inside this library is refused (it would recurse). */
+static const struct lm_callbacks *cbs(void);
+
+/* Resolves a real symbol; a definition inside this library is refused (it would recurse). The
+ * test is the Rust side's range check once the constructor installed it; before that (a call
+ * from another library's constructor), dladdr. */
 static void *resolve(const char *name) {
     void *p = dlsym(RTLD_NEXT, name);
+    const struct lm_callbacks *cb = cbs();
+    if (!p)
+        return NULL;
+    if (cb)
+        return cb->in_this_library(p) ? NULL : p;
     Dl_info mine, theirs;
-    if (p && dladdr((void *)resolve, &mine) && dladdr(p, &theirs) &&
+    if (dladdr((void *)resolve, &mine) && dladdr(p, &theirs) &&
         mine.dli_fbase == theirs.dli_fbase)
         return NULL;
     return p;
@@ -71,8 +81,8 @@ static void resolve_all(void) {
 
 /* Called once by the Rust constructor, before it does anything else. Not exported. */
 void lm_c_install(const struct lm_callbacks *cb) {
-    resolve_all();
     __atomic_store_n(&callbacks, cb, __ATOMIC_RELEASE);
+    resolve_all();
 }
 
 static const struct lm_callbacks *cbs(void) {

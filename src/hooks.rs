@@ -151,15 +151,18 @@ unsafe fn iov_capacity(iov: *const iovec, n: c_int) -> usize {
         .fold(0usize, usize::saturating_add)
 }
 
-/// The first `rc` bytes of an iovec array, as slices.
+/// Calls `f` with the first `rc` bytes of an iovec array, as batches of slices (no allocation:
+/// this runs for every tracked `writev`).
 ///
 /// # Safety
 /// `iov` must point to `n` iovecs whose first `rc` bytes were just transferred by the kernel.
-unsafe fn iov_parts<'a>(iov: *const iovec, n: c_int, rc: ssize_t) -> Vec<&'a [u8]> {
+unsafe fn iov_batches(iov: *const iovec, n: c_int, rc: ssize_t, mut f: impl FnMut(&[&[u8]])) {
+    const BATCH: usize = 16;
     let mut left = rc.max(0) as usize;
-    let mut parts = Vec::new();
+    let mut batch: [&[u8]; BATCH] = [&[]; BATCH];
+    let mut used = 0;
     if iov.is_null() {
-        return parts;
+        return;
     }
     for i in 0..n.max(0) as usize {
         if left == 0 {
@@ -169,19 +172,59 @@ unsafe fn iov_parts<'a>(iov: *const iovec, n: c_int, rc: ssize_t) -> Vec<&'a [u8
         let v = unsafe { &*iov.add(i) };
         let take = v.iov_len.min(left);
         if take > 0 && !v.iov_base.is_null() {
-            // SAFETY: the kernel transferred `take` bytes through this buffer.
-            parts.push(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) });
+            if used == BATCH {
+                f(&batch);
+                used = 0;
+            }
+            if let Some(slot) = batch.get_mut(used) {
+                // SAFETY: the kernel transferred `take` bytes through this buffer.
+                *slot = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) };
+                used += 1;
+            }
         }
         left -= take;
     }
-    parts
+    // rc == 0 is the end of the stream: one call with no parts.
+    if used > 0 || rc == 0 {
+        f(batch.get(..used).unwrap_or_default());
+    }
+}
+
+/// After a gathered write of `rc` bytes to a watched fd.
+///
+/// # Safety
+/// As [`iov_batches`].
+unsafe fn observe_sent_iov(fd: c_int, iov: *const iovec, n: c_int, rc: ssize_t) {
+    if rc > 0 && output::is_log_fd(fd) {
+        // SAFETY: the kernel just read `rc` bytes through these iovecs.
+        if let Some(last) = unsafe { last_byte_sent(iov, n, rc) } {
+            output::host_wrote(fd, last);
+        }
+    }
+    if rc > 0 && TRACKED.contains(fd) {
+        // SAFETY: as the caller guarantees.
+        unsafe { iov_batches(iov, n, rc, |parts| process::sent(fd, parts)) };
+    }
+}
+
+/// After a scattered read of `rc` bytes (0: end of stream, unless no bytes were asked for)
+/// from a tracked fd.
+///
+/// # Safety
+/// As [`iov_batches`].
+unsafe fn observe_received_iov(fd: c_int, iov: *const iovec, n: c_int, rc: ssize_t) {
+    // SAFETY: the kernel just read this iovec array.
+    if rc > 0 || unsafe { iov_capacity(iov, n) } > 0 {
+        // SAFETY: as the caller guarantees.
+        unsafe { iov_batches(iov, n, rc, |parts| process::received(fd, parts)) };
+    }
 }
 
 /// The last of the first `rc` bytes of an iovec array, without allocating (this runs on the
 /// host's every `writev` to stdout or stderr).
 ///
 /// # Safety
-/// As [`iov_parts`].
+/// As [`iov_batches`].
 unsafe fn last_byte_sent(iov: *const iovec, n: c_int, rc: ssize_t) -> Option<u8> {
     let mut left = usize::try_from(rc).ok()?;
     if iov.is_null() {
@@ -613,178 +656,204 @@ pub unsafe extern "C" fn fork() -> pid_t {
     pid
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    before_send(fd);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::send::get())(fd, buf, len, flags) };
-    observe_sent(fd, buf, rc);
-    rc
+// ---- the I/O hooks ----
+//
+// Each has a fast path for the function's own fds: one bitmap test and a tail call of the real
+// function (no frame, nothing else inlined). Everything the library does for a Runtime API
+// socket (and, for writes, for stdout and stderr) is in a `#[cold]` function out of line.
+
+/// Whether a write to `fd` needs the library: a Runtime API socket, or stdout/stderr (whose
+/// last byte is noted, see [`observe_sent`]). fd 0 is let in too: one compare instead of two.
+#[inline(always)]
+fn watched_output(fd: c_int) -> bool {
+    (fd as u32) <= 2 || TRACKED.contains(fd)
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendto(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *const sockaddr,
-    alen: socklen_t,
-) -> ssize_t {
-    before_send(fd);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::sendto::get())(fd, buf, len, flags, addr, alen) };
-    observe_sent(fd, buf, rc);
-    rc
+/// Declares a hook whose fast path is the real call, and whose slow path, taken when `$watch`
+/// holds for the fd, is the body given.
+macro_rules! hook {
+    ($name:ident, $real:ident, $watch:ident, fn($fd:ident: c_int $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty,
+     $before:block, |$rc:ident| $observe:block) => {
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> $ret {
+            #[cold]
+            #[inline(never)]
+            unsafe fn observed($fd: c_int $(, $arg: $ty)*) -> $ret {
+                $before
+                // SAFETY: forwarding the host's arguments unchanged.
+                let $rc = unsafe { (real::$real::get())($fd $(, $arg)*) };
+                $observe
+                $rc
+            }
+            if $watch($fd) {
+                // SAFETY: the host's arguments, unchanged.
+                return unsafe { observed($fd $(, $arg)*) };
+            }
+            // SAFETY: forwarding the host's arguments unchanged.
+            unsafe { (real::$real::get())($fd $(, $arg)*) }
+        }
+    };
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    before_send(fd);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::sendmsg::get())(fd, msg, flags) };
-    if rc > 0 && TRACKED.contains(fd) && !msg.is_null() {
-        // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
-        let parts = unsafe { iov_parts((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) };
-        process::sent(fd, &parts);
-    }
-    rc
+/// A receive hook's test: only Runtime API sockets (tracked before the bytes can arrive:
+/// `connect` or `dup` marks the fd first).
+#[inline(always)]
+fn watched_input(fd: c_int) -> bool {
+    TRACKED.contains(fd)
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
-    before_send(fd);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::write::get())(fd, buf, len) };
-    observe_sent(fd, buf, rc);
-    rc
+/// A send hook: the record that waits goes out first, then the bytes the host wrote are seen.
+macro_rules! send_hook {
+    ($name:ident, $real:ident, fn($fd:ident: c_int, $buf:ident: *const c_void $(, $arg:ident: $ty:ty)* $(,)?)) => {
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($fd: c_int, $buf: *const c_void $(, $arg: $ty)*) -> ssize_t {
+            #[cold]
+            #[inline(never)]
+            unsafe fn observed($fd: c_int, $buf: *const c_void $(, $arg: $ty)*) -> ssize_t {
+                before_send($fd);
+                // SAFETY: forwarding the host's arguments unchanged.
+                let rc = unsafe { (real::$real::get())($fd, $buf $(, $arg)*) };
+                observe_sent($fd, $buf, rc);
+                rc
+            }
+            if watched_output($fd) {
+                // SAFETY: the host's arguments, unchanged.
+                return unsafe { observed($fd, $buf $(, $arg)*) };
+            }
+            // SAFETY: forwarding the host's arguments unchanged.
+            unsafe { (real::$real::get())($fd, $buf $(, $arg)*) }
+        }
+    };
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    before_send(fd);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::writev::get())(fd, iov, n) };
-    if rc > 0 && output::is_log_fd(fd) {
-        // SAFETY: the kernel just read `rc` bytes through these iovecs.
-        if let Some(last) = unsafe { last_byte_sent(iov, n, rc) } {
-            output::host_wrote(fd, last);
+send_hook!(
+    send,
+    send,
+    fn(fd: c_int, buf: *const c_void, len: size_t, flags: c_int)
+);
+send_hook!(
+    sendto,
+    sendto,
+    fn(
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        alen: socklen_t,
+    )
+);
+send_hook!(write, write, fn(fd: c_int, buf: *const c_void, len: size_t));
+
+hook!(
+    sendmsg,
+    sendmsg,
+    watched_output,
+    fn(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
+    { before_send(fd) },
+    |rc| {
+        if rc > 0 && !msg.is_null() {
+            // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
+            let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+            // SAFETY: as above.
+            unsafe { observe_sent_iov(fd, iov, n, rc) };
         }
     }
-    if rc > 0 && TRACKED.contains(fd) {
+);
+
+hook!(
+    writev,
+    writev,
+    watched_output,
+    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
+    { before_send(fd) },
+    |rc| {
         // SAFETY: the kernel just read `rc` bytes through these iovecs.
-        let parts = unsafe { iov_parts(iov, n, rc) };
-        process::sent(fd, &parts);
+        unsafe { observe_sent_iov(fd, iov, n, rc) };
     }
-    rc
+);
+
+/// Receive hooks that fill one buffer.
+macro_rules! receive_hook {
+    ($name:ident, $real:ident, fn($fd:ident: c_int, $buf:ident: *mut c_void, $len:ident: size_t $(, $arg:ident: $ty:ty)* $(,)?), flags: $flags:expr) => {
+        hook!($name, $real, watched_input, fn($fd: c_int, $buf: *mut c_void, $len: size_t $(, $arg: $ty)*) -> ssize_t, {}, |rc| {
+            observe_received($fd, $buf, $len, rc, $flags);
+        });
+    };
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::recv::get())(fd, buf, len, flags) };
-    observe_received(fd, buf, len, rc, flags);
-    rc
-}
+receive_hook!(recv, recv, fn(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int), flags: flags);
+receive_hook!(
+    recvfrom,
+    recvfrom,
+    fn(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t
+    ),
+    flags: flags
+);
+receive_hook!(read, read, fn(fd: c_int, buf: *mut c_void, len: size_t), flags: 0);
+// The _chk variants: the real one does the buffer-size check.
+receive_hook!(__read_chk, read_chk, fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t), flags: 0);
+receive_hook!(
+    __recv_chk,
+    recv_chk,
+    fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int),
+    flags: flags
+);
+receive_hook!(
+    __recvfrom_chk,
+    recvfrom_chk,
+    fn(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        buflen: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t
+    ),
+    flags: flags
+);
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *mut sockaddr,
-    alen: *mut socklen_t,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::recvfrom::get())(fd, buf, len, flags, addr, alen) };
-    observe_received(fd, buf, len, rc, flags);
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::recvmsg::get())(fd, msg, flags) };
-    if unseen_bytes(fd, rc, flags) {
-        return rc;
-    }
-    if rc >= 0 && flags & NOT_IN_STREAM == 0 && TRACKED.contains(fd) && !msg.is_null() {
-        // SAFETY: the kernel just used this msghdr and its iovecs.
-        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
-        // SAFETY: as above.
-        if rc > 0 || unsafe { iov_capacity(iov, n) } > 0 {
+hook!(
+    recvmsg,
+    recvmsg,
+    watched_input,
+    fn(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t,
+    {},
+    |rc| {
+        if !unseen_bytes(fd, rc, flags)
+            && rc >= 0
+            && flags & NOT_IN_STREAM == 0
+            && TRACKED.contains(fd)
+            && !msg.is_null()
+        {
+            // SAFETY: the kernel just used this msghdr and its iovecs.
+            let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
             // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
-            let parts = unsafe { iov_parts(iov, n, rc) };
-            process::received(fd, &parts);
+            unsafe { observe_received_iov(fd, iov, n, rc) };
         }
     }
-    rc
-}
+);
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::read::get())(fd, buf, len) };
-    observe_received(fd, buf, len, rc, 0);
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::readv::get())(fd, iov, n) };
-    // SAFETY: the kernel just read this iovec array.
-    if rc >= 0 && TRACKED.contains(fd) && (rc > 0 || unsafe { iov_capacity(iov, n) } > 0) {
-        // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
-        let parts = unsafe { iov_parts(iov, n, rc) };
-        process::received(fd, &parts);
+hook!(
+    readv,
+    readv,
+    watched_input,
+    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
+    {},
+    |rc| {
+        if rc >= 0 && TRACKED.contains(fd) {
+            // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+            unsafe { observe_received_iov(fd, iov, n, rc) };
+        }
     }
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __read_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    buflen: size_t,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
-    let rc = unsafe { (real::read_chk::get())(fd, buf, len, buflen) };
-    observe_received(fd, buf, len, rc, 0);
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __recv_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    buflen: size_t,
-    flags: c_int,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
-    let rc = unsafe { (real::recv_chk::get())(fd, buf, len, buflen, flags) };
-    observe_received(fd, buf, len, rc, flags);
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __recvfrom_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    buflen: size_t,
-    flags: c_int,
-    addr: *mut sockaddr,
-    alen: *mut socklen_t,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged (the real one does the check).
-    let rc = unsafe { (real::recvfrom_chk::get())(fd, buf, len, buflen, flags, addr, alen) };
-    observe_received(fd, buf, len, rc, flags);
-    rc
-}
+);
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigaction(
@@ -875,6 +944,7 @@ struct Callbacks {
     fd_duplicated: extern "C" fn(c_int, c_int),
     stream_writing: extern "C" fn(*mut libc::FILE) -> c_int,
     stream_wrote: extern "C" fn(c_int, *const c_void, size_t),
+    in_this_library: extern "C" fn(*mut c_void) -> c_int,
 }
 
 unsafe extern "C" {
@@ -890,6 +960,7 @@ static CALLBACKS: Callbacks = Callbacks {
     fd_duplicated,
     stream_writing: stream_writing_cb,
     stream_wrote: stream_wrote_cb,
+    in_this_library: real::lm_in_this_library,
 };
 
 extern "C" fn stream_writing_cb(stream: *mut libc::FILE) -> c_int {

@@ -28,30 +28,60 @@ fn lookup(name: &CStr) -> Option<*mut c_void> {
     Some(p)
 }
 
-/// Whether `p` points into the object that contains this function.
+/// Whether `p` points into the object that contains this function: a range test against this
+/// library's loaded segments, found once (`dladdr` per symbol would scan libc's symbol table
+/// each time, ~50k instructions a call).
 fn in_this_library(p: *mut c_void) -> bool {
-    let mut ours: libc::Dl_info = empty_dl_info();
-    let mut theirs: libc::Dl_info = empty_dl_info();
-    let here = in_this_library as *const () as *const c_void;
-    // SAFETY: dladdr only writes the Dl_info we pass; both pointers are valid for writes.
-    let (a, b) = unsafe { (libc::dladdr(here, &mut ours), libc::dladdr(p, &mut theirs)) };
-    a != 0 && b != 0 && ours.dli_fbase == theirs.dli_fbase
+    lm_in_this_library(p) != 0
 }
 
-fn empty_dl_info() -> libc::Dl_info {
-    libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
+/// [`in_this_library`] for `c-abi/interpose.c` (through its callback table).
+pub extern "C" fn lm_in_this_library(p: *mut c_void) -> c_int {
+    static RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    let (start, end) = *RANGE.get_or_init(own_segments);
+    c_int::from((start..end).contains(&(p as usize)))
+}
+
+/// The lowest and highest address of this library's `PT_LOAD` segments ((0, 0) if not found).
+fn own_segments() -> (usize, usize) {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info for the duration of the call, and `data`
+        // is the `(usize, usize)` own_segments passed in.
+        let (info, found) = unsafe { (&*info, &mut *data.cast::<(usize, usize)>()) };
+        let here = own_segments as *const () as usize;
+        let base = info.dlpi_addr as usize;
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for i in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD {
+                let start = base.wrapping_add(ph.p_vaddr as usize);
+                lo = lo.min(start);
+                hi = hi.max(start.wrapping_add(ph.p_memsz as usize));
+            }
+        }
+        if (lo..hi).contains(&here) {
+            *found = (lo, hi);
+            return 1;
+        }
+        0
     }
+    let mut found = (0usize, 0usize);
+    // SAFETY: the callback only reads the headers it is given and writes `found`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut found as *mut (usize, usize)).cast()) };
+    found
 }
 
 /// The slot of one real function, its resolver and its accessor, inside the function's module
 /// (which defines its C type `F` and its `fallback`).
 macro_rules! real_slot {
     ($sym:literal) => {
-        static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+        /// The real function once resolved; the fallback until then (never null).
+        static SLOT: AtomicPtr<c_void> = AtomicPtr::new(fallback as F as *mut c_void);
 
         /// Resolves the real symbol; false when it is missing or is ourselves.
         pub fn resolve() -> bool {
@@ -64,17 +94,12 @@ macro_rules! real_slot {
             }
         }
 
-        /// The real function, or the fallback before resolution.
+        /// The real function, or the fallback before resolution: one load.
         #[inline(always)]
         pub fn get() -> F {
-            let p = SLOT.load(Ordering::Acquire);
-            if p.is_null() {
-                fallback
-            } else {
-                // SAFETY: SLOT only ever holds a non-null address returned by dlsym for this
-                // very symbol, whose C type is F.
-                unsafe { std::mem::transmute::<*mut c_void, F>(p) }
-            }
+            // SAFETY: SLOT only ever holds `fallback` or a non-null address returned by dlsym
+            // for this very symbol, whose C type is F.
+            unsafe { std::mem::transmute::<*mut c_void, F>(SLOT.load(Ordering::Acquire)) }
         }
     };
 }
