@@ -9,7 +9,6 @@
 
 use crate::settings::{Settings, metric};
 use crate::tracker::{InvokeRecord, RecordKind};
-use std::fmt::Write as _;
 
 /// The dimension every record carries by default.
 pub const FUNCTION_NAME_DIMENSION: &str = "FunctionName";
@@ -19,24 +18,66 @@ pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 struct Metric {
     name: &'static str,
     unit: &'static str,
-    value: f64,
+    value: Number,
 }
 
-/// The metrics a record carries, before the settings' selection.
-fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Vec<Metric> {
-    let mut m = Vec::new();
-    let mut add = |name, unit, value: Option<f64>| {
-        if let Some(value) = value {
-            m.push(Metric { name, unit, value });
+/// A metric value as the line shows it: an integer scaled by a power of ten, written with
+/// integer formatting (no float formatting on the hot path). `Scaled(v, 3)` is v/1000.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Number {
+    Scaled(u64, u8),
+}
+
+impl Number {
+    fn int(v: u64) -> Number {
+        Number::Scaled(v, 0)
+    }
+}
+
+/// The most metrics one record can carry (every metric of the catalog).
+const MAX_METRICS: usize = 24;
+
+/// The metrics of one record, without allocating.
+struct Metrics {
+    items: [Option<Metric>; MAX_METRICS],
+    len: usize,
+}
+
+impl Metrics {
+    fn iter(&self) -> impl Iterator<Item = &Metric> {
+        self.items.iter().take(self.len).flatten()
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The metrics a record carries, after the settings' selection.
+fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
+    let mut m = Metrics {
+        items: [const { None }; MAX_METRICS],
+        len: 0,
+    };
+    let mut add = |name: &'static str, unit, value: Option<Number>| {
+        if let Some(value) = value
+            && s.emits(name)
+            && let Some(slot) = m.items.get_mut(m.len)
+        {
+            *slot = Some(Metric { name, unit, value });
+            m.len += 1;
         }
     };
-    let flag = |b: bool| Some(f64::from(u8::from(b)));
+    let flag = |b: bool| Some(Number::int(u64::from(b)));
     let millis = |ns: Option<u64>| ns.map(ms);
     let max_mb = rec.max_rss_kb.div_ceil(1024);
-    let utilization = s
-        .memory_size_mb
-        .filter(|m| *m > 0)
-        .map(|size| (max_mb as f64 * 100.0 / size as f64 * 100.0).round() / 100.0);
+    let utilization = s.memory_size_mb.filter(|m| *m > 0).map(|size| {
+        // Hundredths of a percent, rounded as before: (mb * 100 / size * 100).round().
+        Number::Scaled(
+            (max_mb as f64 * 100.0 / size as f64 * 100.0).round() as u64,
+            2,
+        )
+    });
+    let count = |v: Option<u64>| v.map(Number::int);
     match rec.kind {
         RecordKind::Invoke => {
             add(metric::DURATION, "Milliseconds", millis(rec.duration_ns));
@@ -55,7 +96,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Vec<Metric> {
             add(metric::TIMEOUTS, "Count", flag(rec.timed_out));
         }
         RecordKind::InitError => {
-            add(metric::INIT_ERRORS, "Count", Some(1.0));
+            add(metric::INIT_ERRORS, "Count", flag(true));
             add(
                 metric::INIT_DURATION,
                 "Milliseconds",
@@ -63,7 +104,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Vec<Metric> {
             );
         }
     }
-    add(metric::MAX_MEMORY_USED, "Megabytes", Some(max_mb as f64));
+    add(metric::MAX_MEMORY_USED, "Megabytes", count(Some(max_mb)));
     add(metric::MEMORY_UTILIZATION, "Percent", utilization);
     add(metric::CPU_TIME, "Milliseconds", millis(rec.cpu_ns));
     add(
@@ -76,32 +117,23 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Vec<Metric> {
         "Milliseconds",
         millis(rec.time_to_first_byte_ns),
     );
-    add(
-        metric::REQUEST_BYTES,
-        "Bytes",
-        rec.request_bytes.map(|b| b as f64),
-    );
-    add(
-        metric::RESPONSE_BYTES,
-        "Bytes",
-        rec.response_bytes.map(|b| b as f64),
-    );
+    add(metric::REQUEST_BYTES, "Bytes", count(rec.request_bytes));
+    add(metric::RESPONSE_BYTES, "Bytes", count(rec.response_bytes));
     if let Some(g) = rec.gauges {
         add(
             metric::NETWORK_BYTES_IN,
             "Bytes",
-            Some(g.net_rx_bytes as f64),
+            count(Some(g.net_rx_bytes)),
         );
         add(
             metric::NETWORK_BYTES_OUT,
             "Bytes",
-            Some(g.net_tx_bytes as f64),
+            count(Some(g.net_tx_bytes)),
         );
-        add(metric::TMP_USED, "Bytes", Some(g.tmp_used_bytes as f64));
-        add(metric::OPEN_FDS, "Count", Some(g.open_fds as f64));
-        add(metric::THREADS, "Count", Some(g.threads as f64));
+        add(metric::TMP_USED, "Bytes", count(Some(g.tmp_used_bytes)));
+        add(metric::OPEN_FDS, "Count", count(Some(g.open_fds)));
+        add(metric::THREADS, "Count", count(Some(g.threads)));
     }
-    m.retain(|metric| s.emits(metric.name));
     m
 }
 
@@ -118,21 +150,18 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
         s.init_type.as_str()
     };
     // Every dimension key is a string member of the root.
-    let dimension_value = |key: &str| -> String {
+    let dimension_value = |key: &str| -> &str {
         match key {
-            "service" => s.service.clone().unwrap_or_default(),
-            "functionVersion" => s
-                .function_version
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-            "runtime" => s.runtime.clone(),
-            "initType" => init_type.to_string(),
-            _ => s.function_name.clone(),
+            "service" => s.service.as_deref().unwrap_or_default(),
+            "functionVersion" => s.function_version.as_deref().unwrap_or("unknown"),
+            "runtime" => &s.runtime,
+            "initType" => init_type,
+            _ => &s.function_name,
         }
     };
     let mut out = String::with_capacity(1536);
     out.push_str("{\"_aws\":{\"Timestamp\":");
-    let _ = write!(out, "{}", rec.timestamp_ms);
+    push_number(&mut out, Number::int(rec.timestamp_ms));
     out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
     push_str(&mut out, &s.namespace);
     out.push_str(",\"Dimensions\":[");
@@ -165,22 +194,20 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
     }
     out.push_str("]}]}");
     // Dimension values first, then metric values, then properties; each key once.
-    let mut keys: Vec<&str> = Vec::new();
+    let mut keys = Keys::default();
     for key in s.dimension_sets.iter().flatten() {
-        if !keys.contains(key) {
-            keys.push(key);
-            push_member(&mut out, key, &dimension_value(key));
+        if keys.add(key) {
+            push_member(&mut out, key, dimension_value(key));
         }
     }
-    for m in &metrics {
+    for m in metrics.iter() {
         out.push(',');
         push_str(&mut out, m.name);
         out.push(':');
         push_number(&mut out, m.value);
     }
     let mut property = |out: &mut String, key: &'static str, value: &str| {
-        if !keys.contains(&key) {
-            keys.push(key);
+        if keys.add(key) {
             push_member(out, key, value);
         }
     };
@@ -203,7 +230,7 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
     }
     if let Some(m) = s.memory_size_mb {
         out.push_str(",\"memorySize\":");
-        let _ = write!(out, "{m}");
+        push_number(&mut out, Number::int(m));
     }
     if rec.kind == RecordKind::Invoke {
         out.push_str(",\"coldStart\":");
@@ -216,9 +243,36 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
     Some(out)
 }
 
-fn ms(ns: u64) -> f64 {
-    // Microsecond precision is plenty and keeps the line short.
-    (ns as f64 / 1_000.0).round() / 1_000.0
+/// Root members written so far (each key once), without allocating: dimension keys are few.
+#[derive(Default)]
+struct Keys<'a> {
+    seen: [&'a str; 32],
+    len: usize,
+    /// Keys past the array (never in practice: settings allow 30 dimension keys at most).
+    more: Vec<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    /// Notes `key`; false when it was already written.
+    fn add(&mut self, key: &'a str) -> bool {
+        let seen = self.seen.get(..self.len).unwrap_or_default();
+        if seen.contains(&key) || self.more.contains(&key) {
+            return false;
+        }
+        match self.seen.get_mut(self.len) {
+            Some(slot) => {
+                *slot = key;
+                self.len += 1;
+            }
+            None => self.more.push(key),
+        }
+        true
+    }
+}
+
+/// Milliseconds with microsecond precision (thousandths), rounded as before.
+fn ms(ns: u64) -> Number {
+    Number::Scaled(ns / 1_000 + u64::from(ns % 1_000 >= 500), 3)
 }
 
 fn push_member(out: &mut String, key: &str, value: &str) {
@@ -228,28 +282,141 @@ fn push_member(out: &mut String, key: &str, value: &str) {
     push_str(out, value);
 }
 
-/// A JSON string literal; every control character, quote and backslash is escaped, so no value
-/// can break the line or the object.
+/// A JSON string literal, as `serde_json` writes it: quotes, backslashes and every control
+/// character escaped (so no value can break the line or the object), runs of other characters
+/// copied whole.
 fn push_str(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(lit) => out.push_str(&lit),
-        Err(_) => out.push_str("\"\""),
+    out.push('"');
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(run..i).unwrap_or_default());
+        run = i + 1;
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            for nibble in [b >> 4, b & 15] {
+                out.push(char::from(
+                    b"0123456789abcdef"
+                        .get(usize::from(nibble))
+                        .copied()
+                        .unwrap_or(b'0'),
+                ));
+            }
+        } else {
+            out.push_str(escape);
+        }
     }
+    out.push_str(s.get(run..).unwrap_or_default());
+    out.push('"');
 }
 
-fn push_number(out: &mut String, v: f64) {
-    if v.is_finite() {
-        let _ = write!(out, "{v}");
-    } else {
-        out.push('0');
+/// Writes a scaled integer as a JSON number: `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is
+/// `2` (the shortest form, as float formatting of the same value gives).
+fn push_number(out: &mut String, n: Number) {
+    let Number::Scaled(v, decimals) = n;
+    let scale = 10u64.pow(u32::from(decimals));
+    push_u64(out, v / scale);
+    let mut frac = v % scale;
+    if frac == 0 {
+        return;
     }
+    let mut digits = decimals;
+    while frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
+    }
+    out.push('.');
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    for _ in 0..digits {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (frac % 10) as u8;
+        }
+        frac /= 10;
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
+}
+
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀\u{7f}\u{2028}");
+        for text in [all.as_str(), "", "plain", "\"", "a\\b", "\u{1}x\u{1f}"] {
+            let mut out = String::new();
+            push_str(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap());
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_float_formatting_of_the_same_value() {
+        for (v, d) in [
+            (0, 3),
+            (1, 3),
+            (5, 3),
+            (10, 3),
+            (1500, 3),
+            (2000, 3),
+            (123_456_789, 3),
+        ]
+        .into_iter()
+        .chain([
+            (0, 2),
+            (1, 2),
+            (3333, 2),
+            (10_000, 2),
+            (7, 0),
+            (u64::MAX, 0),
+        ]) {
+            let mut out = String::new();
+            push_number(&mut out, Number::Scaled(v, d));
+            let float = v as f64 / 10f64.powi(i32::from(d));
+            if v < 1 << 53 {
+                assert_eq!(out, format!("{float}"), "{v} {d}");
+            } else {
+                assert_eq!(out, v.to_string());
+            }
+        }
+        for ns in [0, 499, 500, 1_499, 1_500, 2_000_000, 123_456_789_012] {
+            let Number::Scaled(us, 3) = ms(ns) else {
+                panic!()
+            };
+            assert_eq!(us as f64 / 1000.0, (ns as f64 / 1_000.0).round() / 1_000.0);
+        }
+    }
 
     fn settings() -> Settings {
         let (s, _) = Settings::from_env(

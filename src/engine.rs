@@ -17,7 +17,7 @@ use crate::http::{self, Direction, Event, Head, Message, Parser};
 use crate::journal::{Journal, Owner};
 use crate::runtime_api::{self as api, ApiAddress, RequestKind};
 use crate::settings::Settings;
-use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Tracker};
+use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Reading, Tracker};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -83,6 +83,8 @@ pub struct Engine {
     warned_garbage: bool,
     warned_fd_range: bool,
     journal: Option<JournalLink>,
+    /// The parsers' event list, kept between calls with its capacity (no allocation per feed).
+    events: Vec<Event>,
 }
 
 /// This process's open invokes in the environment's journal (see [`crate::journal`]).
@@ -115,6 +117,23 @@ fn error_type_of(msg: &Message) -> Option<String> {
     tracker::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
 }
 
+/// A reading with at least what `need` asks for, reusing the one this call already took when it
+/// has that.
+fn reading(
+    taken: &mut Option<(Probe, Reading)>,
+    need: Reading,
+    probe: &dyn Fn(Reading) -> Probe,
+) -> Probe {
+    match taken {
+        Some((p, have)) if *have >= need => *p,
+        _ => {
+            let p = probe(need);
+            *taken = Some((p, need));
+            p
+        }
+    }
+}
+
 impl Engine {
     pub fn new(settings: Settings, api: ApiAddress, bits: &'static FdBits, born_ns: u64) -> Self {
         let lifecycle = Lifecycle {
@@ -133,6 +152,7 @@ impl Engine {
             warned_garbage: false,
             warned_fd_range: false,
             journal: None,
+            events: Vec::new(),
         }
     }
 
@@ -274,18 +294,21 @@ impl Engine {
     }
 
     /// The host wrote `data` to `fd`.
-    pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+    pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) -> Effects {
         let mut fx = Effects::default();
         let Some(&id) = self.fds.get(&fd) else {
             return fx;
         };
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         let result = match self.conns.get_mut(&id) {
             Some(c) => c.requests.feed(data, request_capture, &mut events),
-            None => return fx,
+            None => {
+                self.events = events;
+                return fx;
+            }
         };
         let mut now = None;
-        for ev in events {
+        for ev in events.drain(..) {
             match ev {
                 Event::Head(head) => {
                     let kind = RequestKind::classify(&head.method, &head.target);
@@ -308,7 +331,7 @@ impl Engine {
                 Event::FirstBodyByte => {
                     let writing = self.conns.get(&id).and_then(|c| c.writing.clone());
                     if let Some(RequestKind::Response(rid)) = writing {
-                        let now = *now.get_or_insert_with(probe);
+                        let now = reading(&mut now, Reading::Clocks, probe);
                         self.tracker.result_first_byte(&rid, &now);
                     }
                 }
@@ -317,11 +340,17 @@ impl Engine {
                         Some(c) => (c.writing.take(), std::mem::take(&mut c.writing_streamed)),
                         None => (None, false),
                     };
-                    let now = *now.get_or_insert_with(probe);
+                    // A `/next` only notes when it was sent; a result ends an invoke.
+                    let need = match kind {
+                        Some(RequestKind::Next) => Reading::Clocks,
+                        _ => Reading::Usage,
+                    };
+                    let now = reading(&mut now, need, probe);
                     self.request_complete(kind, streamed, &msg, &now, &mut fx);
                 }
             }
         }
+        self.events = events;
         if let Err(e) = result {
             self.drop_connection(id, Untrack::Garbage(e), &mut fx);
         }
@@ -329,17 +358,21 @@ impl Engine {
     }
 
     /// The host read `data` from `fd`.
-    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn() -> Probe) -> Effects {
+    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) -> Effects {
         let mut fx = Effects::default();
         let Some(&id) = self.fds.get(&fd) else {
             return fx;
         };
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         let result = match self.conns.get_mut(&id) {
             Some(c) => c.responses.feed(data, response_capture, &mut events),
-            None => return fx,
+            None => {
+                self.events = events;
+                return fx;
+            }
         };
-        self.responses_read(id, events, probe, &mut fx);
+        self.responses_read(id, &mut events, probe, &mut fx);
+        self.events = events;
         if let Err(e) = result {
             self.drop_connection(id, Untrack::Garbage(e), &mut fx);
         }
@@ -347,16 +380,17 @@ impl Engine {
     }
 
     /// The host read end-of-stream from `fd`.
-    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn() -> Probe) -> Effects {
+    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) -> Effects {
         let mut fx = Effects::default();
         let Some(&id) = self.fds.get(&fd) else {
             return fx;
         };
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         if let Some(c) = self.conns.get_mut(&id) {
             c.responses.end_of_stream(&mut events);
         }
-        self.responses_read(id, events, probe, &mut fx);
+        self.responses_read(id, &mut events, probe, &mut fx);
+        self.events = events;
         fx
     }
 
@@ -366,13 +400,13 @@ impl Engine {
     /// returned now, so it is written before the runtime can be frozen or stopped after asking.
     /// The bytes themselves are not needed, so the host's buffer is never read before the
     /// real call has checked it.
-    pub fn sending(&mut self, fd: i32, probe: &dyn Fn() -> Probe) -> Effects {
+    pub fn sending(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) -> Effects {
         let mut fx = Effects::default();
         let Some(conn) = self.fds.get(&fd).and_then(|id| self.conns.get(id)) else {
             return fx;
         };
         if conn.requests.is_idle() && self.tracker.record_awaits() {
-            let now = probe();
+            let now = probe(Reading::Clocks);
             let record = self.tracker.next_starting(&now);
             self.push_records(record, &mut fx);
         }
@@ -443,14 +477,23 @@ impl Engine {
     fn responses_read(
         &mut self,
         id: u64,
-        events: Vec<Event>,
-        probe: &dyn Fn() -> Probe,
+        events: &mut Vec<Event>,
+        probe: &dyn Fn(Reading) -> Probe,
         fx: &mut Effects,
     ) {
         let mut now = None;
-        for ev in events {
+        for ev in events.drain(..) {
             let Event::Complete(msg) = ev else { continue };
-            let now = *now.get_or_insert_with(probe);
+            let Some(conn) = self.conns.get(&id) else {
+                continue;
+            };
+            // The answer to `/next` starts an invoke; other answers need the clocks at most.
+            // (An answer read before its request was seen is kept with a full reading.)
+            let need = match conn.pending.front() {
+                Some(RequestKind::Next) | None => Reading::Usage,
+                Some(_) => Reading::Clocks,
+            };
+            let now = reading(&mut now, need, probe);
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
@@ -646,7 +689,7 @@ mod tests {
 
     /// Sends a result on `fd`, then (if the record waits for it) starts the next `/next`: the
     /// record's lines.
-    fn done(e: &mut Engine, fd: i32, result: &[u8], p: &dyn Fn() -> Probe) -> Vec<String> {
+    fn done(e: &mut Engine, fd: i32, result: &[u8], p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         let mut lines = e.sent(fd, result, p).lines;
         if lines.is_empty() {
             lines = e.sending(fd, p).lines;
@@ -662,7 +705,7 @@ mod tests {
         let bits = leak_bits();
         let mut e = engine(bits);
         let clock = Clock(Cell::new(0));
-        let p = || clock.probe();
+        let p = |_: Reading| clock.probe();
         assert!(e.connected(5, api_addr()).warnings.is_empty());
         assert!(bits.contains(5));
         clock.0.set(100);
@@ -710,7 +753,7 @@ mod tests {
     fn invoke_may_end_on_another_connection_and_fd_reuse_resets() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let p = Probe::default;
+        let p = |_: Reading| Probe::default();
         e.connected(7, api_addr());
         e.connected(8, api_addr());
         e.sent(7, next_req(), &p);
@@ -740,7 +783,7 @@ mod tests {
         let bits = leak_bits();
         let mut e = engine(bits);
         let clock = Clock(Cell::new(10));
-        let p = || clock.probe();
+        let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
         e.received(5, &next_resp("early", "{}"), &p);
         clock.0.set(12);
@@ -764,7 +807,7 @@ mod tests {
     fn dup_aliases_and_close_untracks() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let p = Probe::default;
+        let p = |_: Reading| Probe::default();
         e.connected(3, api_addr());
         e.duplicated(3, 9);
         assert!(bits.contains(9));
@@ -789,7 +832,7 @@ mod tests {
     fn garbage_untracks_with_one_warning() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let p = Probe::default;
+        let p = |_: Reading| Probe::default();
         e.connected(4, api_addr());
         e.duplicated(4, 6);
         let fx = e.received(4, b"\x00\x01garbage\r\n\r\n", &p);
@@ -814,7 +857,7 @@ mod tests {
     fn streaming_error_trailer_counts_as_error() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let p = Probe::default;
+        let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("s", "{}"), &p);
@@ -839,7 +882,7 @@ mod tests {
         };
         e.attach_journal(journal, me);
         let clock = Clock(Cell::new(10));
-        let p = || clock.probe();
+        let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("done", "{}"), &p);
@@ -876,7 +919,7 @@ mod tests {
     fn forked_child_forgets_inherited_state() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let p = Probe::default;
+        let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("f", ""), &p);

@@ -17,10 +17,22 @@
 /// keeps: past that, only the headers the library reads are kept (a legal head may be larger;
 /// a longer line is garbage). Also the cap on a trailer block.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Headers the library reads from a message (kept even past [`MAX_HEAD`] bytes of headers).
-fn is_read_by_us(name: &str) -> bool {
-    matches!(name, "content-length" | "transfer-encoding" | "trailer")
-        || name.starts_with("lambda-runtime-")
+/// Headers the library reads from a message: the only ones a [`Head`] keeps (framing, and the
+/// Runtime API headers the engine reads). `name` as sent, compared without regard to case.
+fn is_read_by_us(name: &[u8]) -> bool {
+    use crate::runtime_api as api;
+    [
+        "content-length",
+        "transfer-encoding",
+        "trailer",
+        api::HDR_REQUEST_ID,
+        api::HDR_DEADLINE_MS,
+        api::HDR_TRACE_ID,
+        api::HDR_ERROR_TYPE,
+        api::HDR_RESPONSE_MODE,
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 /// The largest body prefix a caller may ask to keep.
 pub const MAX_CAPTURE: usize = 4 * 1024;
@@ -45,7 +57,8 @@ pub struct Head {
     pub target: String,
     /// Response status (0 for requests).
     pub status: u16,
-    /// Headers in arrival order, names lower-cased, values trimmed.
+    /// The headers the library reads (framing and `Lambda-Runtime-*`), in arrival order, names
+    /// lower-cased, values trimmed.
     pub headers: Vec<(String, String)>,
 }
 
@@ -72,7 +85,7 @@ pub struct Message {
 /// What one `feed` call found, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A head is complete; its body (if any) follows.
+    /// A request's head is complete; its body (if any) follows. (Not reported for responses.)
     Head(Head),
     /// The first body byte of the current message went past.
     FirstBodyByte,
@@ -190,24 +203,29 @@ impl Parser {
                             break;
                         }
                     }
-                    let (consumed, line) =
-                        take_line(&mut self.buf, data, MAX_HEAD).ok_or(ParseError::HeadTooLarge)?;
-                    data = data.get(consumed..).unwrap_or_default();
-                    let Some(line) = line else { break };
-                    match self.pending.as_mut() {
-                        None => self.pending = Some(self.start_line(&line)?),
-                        Some(_) if line.is_empty() => self.finish_head(policy, out)?,
-                        Some(head) => {
-                            let (name, value) = header_line(&line)?;
-                            // Every header while they fit; past that, the ones we read.
-                            let size = line.len();
-                            if self.kept + size <= MAX_HEAD
-                                || (is_read_by_us(&name) && self.kept + size <= 2 * MAX_HEAD)
-                            {
-                                self.kept += size;
-                                head.headers.push((name, value));
-                            }
+                    // A line is parsed where it lies in the host's buffer; only a line split
+                    // across feeds is gathered in `buf`, which keeps its capacity.
+                    let Some(end) = data.iter().position(|b| *b == b'\n') else {
+                        if self.buf.len() + data.len() > MAX_HEAD {
+                            return Err(ParseError::HeadTooLarge);
                         }
+                        self.buf.extend_from_slice(data);
+                        break;
+                    };
+                    let (part, rest) = data.split_at(end);
+                    data = rest.get(1..).unwrap_or_default();
+                    if self.buf.len() + part.len() > MAX_HEAD {
+                        return Err(ParseError::HeadTooLarge);
+                    }
+                    if self.buf.is_empty() {
+                        self.head_line(without_cr(part), policy, out)?;
+                    } else {
+                        let mut line = std::mem::take(&mut self.buf);
+                        line.extend_from_slice(part);
+                        let parsed = self.head_line(without_cr(&line), policy, out);
+                        line.clear();
+                        self.buf = line;
+                        parsed?;
                     }
                 }
                 State::Body(remaining) => {
@@ -269,6 +287,30 @@ impl Parser {
                 State::UntilClose => {
                     self.body_bytes(data, out);
                     data = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One complete line of a head (without its line end).
+    fn head_line(
+        &mut self,
+        line: &[u8],
+        policy: CapturePolicy,
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
+        match self.pending.as_mut() {
+            None => self.pending = Some(self.start_line(line)?),
+            Some(_) if line.is_empty() => self.finish_head(policy, out)?,
+            Some(head) => {
+                let name = header_name(line)?;
+                // Only the headers the library reads are kept (and copied), within a bound.
+                let size = line.len();
+                if is_read_by_us(name) && self.kept + size <= 2 * MAX_HEAD {
+                    let (name, value) = header_line(line)?;
+                    self.kept += size;
+                    head.headers.push((name, value));
                 }
             }
         }
@@ -375,7 +417,11 @@ impl Parser {
         let no_body = self.dir == Direction::Response && matches!(head.status, 204 | 304);
         self.capture_limit = policy(&head).min(MAX_CAPTURE);
         self.body_len = 0;
-        out.push(Event::Head(head.clone()));
+        // Only a request's head is reported on its own (the caller acts on a request as it
+        // starts); a response's comes with its Complete.
+        if self.dir == Direction::Request {
+            out.push(Event::Head(head.clone()));
+        }
         self.head = Some(head);
         if informational {
             // 100 Continue and friends: the real response follows. Report nothing more.
@@ -418,6 +464,23 @@ fn parse_header_lines(block: &[u8]) -> Result<Vec<(String, String)>, ParseError>
 
 fn parse_lines(lines: &[&str]) -> Result<Vec<(String, String)>, ParseError> {
     lines.iter().map(|l| header_line(l.as_bytes())).collect()
+}
+
+/// The name of a `Name: value` line, checked (no whitespace or control bytes, not empty).
+fn header_name(line: &[u8]) -> Result<&[u8], ParseError> {
+    let colon = line
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or(ParseError::BadHeader)?;
+    let name = line.get(..colon).unwrap_or_default();
+    if name.is_empty()
+        || name
+            .iter()
+            .any(|b| *b == b' ' || *b == b'\t' || b.is_ascii_control())
+    {
+        return Err(ParseError::BadHeader);
+    }
+    Ok(name)
 }
 
 /// One `Name: value` line: the name lower-cased, the value trimmed.
@@ -473,6 +536,11 @@ fn take_block(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, Parse
         consumed: data.len(),
         done: false,
     })
+}
+
+/// A line without the `\r` of its CRLF end.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Appends bytes to `buf` up to one line end. Returns how much was consumed and, when a line is

@@ -22,6 +22,8 @@
 //! Modules 4–6 are plain safe Rust with unit tests; only [`hooks`] and [`real`] touch raw
 //! pointers. Test builds leave the hooks out entirely.
 
+#[cfg(test)]
+mod cost;
 pub mod deferred;
 pub mod emf;
 pub mod engine;

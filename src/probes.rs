@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use crate::tracker::{Gauges, Probe};
+use crate::tracker::{Gauges, Probe, Reading};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Whether probes read the extended gauges (network, /tmp, fds, threads).
@@ -160,6 +160,14 @@ pub fn clock_now() -> Probe {
         mono_ns: mono_ns(),
         wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
         ..Probe::default()
+    }
+}
+
+/// A reading with what `need` asks for (see [`Reading`]).
+pub fn read(need: Reading) -> Probe {
+    match need {
+        Reading::Clocks => clock_now(),
+        Reading::Usage => probe(),
     }
 }
 

@@ -350,8 +350,8 @@ fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()
                 if DEFERRED_OPS.is_pending() {
                     DEFERRED_OPS.drain(&mut |op| {
                         let more = match op {
-                            Op::Sent(fd, bytes) => engine.sent(fd, bytes, &probes::probe),
-                            Op::Received(fd, bytes) => engine.received(fd, bytes, &probes::probe),
+                            Op::Sent(fd, bytes) => engine.sent(fd, bytes, &probes::read),
+                            Op::Received(fd, bytes) => engine.received(fd, bytes, &probes::read),
                             Op::Closed(fd) => {
                                 engine.closing(fd);
                                 Effects::default()
@@ -505,7 +505,7 @@ static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
 
 /// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
 pub fn sending(fd: i32) {
-    with_engine(|e| e.sending(fd, &probes::probe));
+    with_engine(|e| e.sending(fd, &probes::read));
 }
 
 /// The process is exiting normally: write what still waits.
@@ -589,7 +589,7 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
         |e| {
             let mut fx = Effects::default();
             for p in parts {
-                let more = e.sent(fd, p, &probes::probe);
+                let more = e.sent(fd, p, &probes::read);
                 fx.lines.extend(more.lines);
                 fx.warnings.extend(more.warnings);
             }
@@ -621,10 +621,10 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
         |e| {
             let mut fx = Effects::default();
             if parts.iter().all(|p| p.is_empty()) {
-                return e.end_of_stream(fd, &probes::probe);
+                return e.end_of_stream(fd, &probes::read);
             }
             for p in parts {
-                let more = e.received(fd, p, &probes::probe);
+                let more = e.received(fd, p, &probes::read);
                 fx.lines.extend(more.lines);
                 fx.warnings.extend(more.warnings);
             }

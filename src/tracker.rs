@@ -47,6 +47,15 @@ pub struct Gauges {
     pub threads: u64,
 }
 
+/// What a reading must include: the clocks only (read from the vDSO, no system call), or the
+/// process's CPU time and memory as well (`getrusage`), needed only where an invoke starts or
+/// ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reading {
+    Clocks,
+    Usage,
+}
+
 /// One reading of the clocks and the process's resources.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Probe {

@@ -1,0 +1,153 @@
+//! The engine's steady-state cost, counted deterministically: heap allocations per invoke on a
+//! keep-alive connection with the journal attached, as in a runtime (allocation counts, never
+//! timings). The test binary's allocator counts the allocations of the thread that asks.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::engine::Engine;
+use crate::fdtable::FdBits;
+use crate::journal::{FILE_SIZE, Journal, Owner};
+use crate::runtime_api::ApiAddress;
+use crate::settings::Settings;
+use crate::tracker::{Probe, Reading};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    /// Allocations (alloc, alloc_zeroed, realloc) made by this thread while counting.
+    static ALLOCATIONS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+fn note() {
+    let _ = ALLOCATIONS.try_with(|c| {
+        if let Some(n) = c.get() {
+            c.set(Some(n + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only a
+// const-initialised thread-local without a destructor (it never allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded as received.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded as received.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as received.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: forwarded as received.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|c| c.set(Some(0)));
+    f();
+    ALLOCATIONS.with(|c| c.replace(None)).unwrap_or(0)
+}
+
+const NEXT: &[u8] =
+    b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nAccept: */*\r\n\r\n";
+const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
+
+/// One invoke as the Python client's bytes go by: `/next`, its answer, the result, its answer.
+fn invoke(e: &mut Engine, fd: i32, answer: &[u8], result: &[u8], p: &dyn Fn(Reading) -> Probe) {
+    e.sending(fd, p);
+    e.sent(fd, NEXT, p);
+    e.received(fd, answer, p);
+    e.sent(fd, result, p);
+    e.received(fd, ACCEPTED, p);
+}
+
+/// Allocations per invoke in steady state, as measured: the ceiling the test holds, so the
+/// count can only go down. (Issue 11's target is none; see BENCHMARKS.md for where they are.)
+pub const ALLOCATIONS_PER_INVOKE_CEILING: u64 = 56;
+
+#[test]
+fn steady_state_invokes_allocate_at_most_the_ceiling() {
+    let (settings, _) = Settings::from_env(
+        &|k| match k {
+            "AWS_LAMBDA_FUNCTION_NAME" => Some("orders".into()),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => Some("128".into()),
+            "AWS_LAMBDA_FUNCTION_VERSION" => Some("$LATEST".into()),
+            "AWS_LAMBDA_INITIALIZATION_TYPE" => Some("on-demand".into()),
+            _ => None,
+        },
+        "python3.11",
+    );
+    let bits: &'static FdBits = Box::leak(Box::new(FdBits::new()));
+    let mut e = Engine::new(
+        settings,
+        ApiAddress::parse("127.0.0.1:9001").unwrap(),
+        bits,
+        0,
+    );
+    let memory: &'static mut [u64] = Box::leak(vec![0u64; FILE_SIZE / 8].into_boxed_slice());
+    // SAFETY: FILE_SIZE bytes, 8-byte aligned, leaked (mapped for ever), used only here.
+    let journal = unsafe { Journal::from_raw(memory.as_mut_ptr().cast()) };
+    journal.format();
+    e.attach_journal(
+        journal,
+        Owner {
+            pid: 4242,
+            start_ticks: 1,
+        },
+    );
+    let clock = Cell::new(1_000_000_000u64);
+    let p = |_: Reading| {
+        clock.set(clock.get() + 37_000);
+        Probe {
+            mono_ns: clock.get(),
+            wall_ms: 1_790_000_000_000 + clock.get() / 1_000_000,
+            cpu_ns: clock.get() / 2,
+            max_rss_kb: 40_000,
+            gauges: None,
+        }
+    };
+    e.connected(7, Some("127.0.0.1:9001".parse().unwrap()));
+    let messages: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+        .map(|i| {
+            let id = format!("8f4e2a1c-0b6d-4f1e-9c3a-{i:012}");
+            let body = "{\"action\":\"ok\"}";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 1790000900000\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:orders\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let result = format!(
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+            );
+            (answer.into_bytes(), result.into_bytes())
+        })
+        .collect();
+    // Warm up: the first invokes size the buffers and tables.
+    for (answer, result) in &messages[..100] {
+        invoke(&mut e, 7, answer, result, &p);
+    }
+    let counted = allocations(|| {
+        for (answer, result) in &messages[100..] {
+            invoke(&mut e, 7, answer, result, &p);
+        }
+    });
+    let per_invoke = counted as f64 / 100.0;
+    eprintln!("allocations per steady-state invoke: {per_invoke}");
+    assert!(
+        per_invoke <= ALLOCATIONS_PER_INVOKE_CEILING as f64,
+        "{per_invoke} allocations per invoke"
+    );
+}
