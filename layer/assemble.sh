@@ -2,6 +2,9 @@
 # Lays out a lambda-meter layer directory as Lambda mounts it under /opt:
 #   DIR/lambda-meter                 the wrapper (AWS_LAMBDA_EXEC_WRAPPER=/opt/lambda-meter)
 #   DIR/lib/liblambda_meter.so       the library it preloads
+#   DIR/lib/liblambda_meter.so.loader  its ELF signature and the dynamic loader its machine
+#                                    needs, so the wrapper checks the machine without reading
+#                                    the library at every cold start
 # usage: layer/assemble.sh LIBRARY DIR
 set -eu
 [ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
@@ -15,3 +18,16 @@ cp "$here/../wrapper/lambda-meter" "$dir/lambda-meter"
 chmod 0755 "$dir/lambda-meter"
 cp "$lib" "$dir/lib/liblambda_meter.so"
 chmod 0644 "$dir/lib/liblambda_meter.so"
+# ELF words as the wrapper's lm_elf reads them: "class/data/version machine".
+# shellcheck disable=SC2046
+set -- $(od -An -tu4 -N20 -v "$lib")
+sig="$(($2 & 16777215)) $(($5 >> 16))"
+case ${sig#* } in
+    62) loader=/lib64/ld-linux-x86-64.so.2 ;;
+    183) loader=/lib/ld-linux-aarch64.so.1 ;;
+    *) loader= ;;
+esac
+if [ -n "$loader" ]; then
+    printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
+    chmod 0644 "$dir/lib/liblambda_meter.so.loader"
+fi

@@ -78,7 +78,7 @@ fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
             .lines()
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
-        assert_eq!(entries.len(), 2, "{listing}");
+        assert_eq!(entries.len(), 3, "{listing}");
         assert!(
             entries[0].starts_with("-rwxr-xr-x") && entries[0].ends_with(" lambda-meter"),
             "{listing}"
@@ -88,12 +88,24 @@ fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
             "{listing}"
         );
         assert!(
+            entries[2].starts_with("-rw-r--r--")
+                && entries[2].ends_with(" lib/liblambda_meter.so.loader"),
+            "{listing}"
+        );
+        assert!(
             entries.iter().all(|e| e.contains("80-Jan-01 00:00")),
             "fixed timestamps: {listing}"
         );
         let dir = tempdir::TempDir::new(&format!("unzip-{arch}"));
         let opt = unpack(arch, dir.path());
         let lib = opt.join("lib/liblambda_meter.so");
+        // The wrapper's machine note names the loader of the library's own machine.
+        let note = std::fs::read_to_string(opt.join("lib/liblambda_meter.so.loader")).unwrap();
+        let loader = match arch {
+            "x86_64" => "62 /lib64/ld-linux-x86-64.so.2\n",
+            _ => "183 /lib/ld-linux-aarch64.so.1\n",
+        };
+        assert!(note.ends_with(loader), "{arch}: {note:?}");
         let newest = *glibc_versions(&lib).last().unwrap();
         assert!(
             newest <= (2, 26),

@@ -202,3 +202,66 @@ fn an_invalid_disable_value_warns_once_and_meters_anyway() {
         lines[0].contains("LAMBDA_METER_DISABLE=\"perhaps\"") && lines[0].contains("using false")
     );
 }
+
+/// The processes (clone, fork, vfork) `dash wrapper args…` starts, as strace sees them.
+fn processes_started(wrapper: &Path, args: &[&str]) -> Vec<String> {
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "signal=none", "-e"])
+        .arg("trace=clone,clone3,fork,vfork")
+        .arg("dash")
+        .arg(wrapper)
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .env_remove("LAMBDA_METER_LIB")
+        .output()
+        .expect("strace");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("clone") || l.contains("fork"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn on_lambdas_path_the_wrapper_starts_no_process() {
+    let layer = Layer::new();
+    // A runtime found in PATH and one named by its path, both where managed and system
+    // runtimes live: no subshell, no od (the layer's machine note stands in for reading the
+    // library).
+    for runtime in ["true", "/bin/true"] {
+        assert_eq!(
+            processes_started(&layer.wrapper(), &[runtime]),
+            Vec::<String>::new(),
+            "{runtime}"
+        );
+    }
+    let out = wrap(&layer.wrapper(), &["env"], &[]);
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("LD_PRELOAD=") && l.ends_with("lib/liblambda_meter.so")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+    // A custom runtime outside those places is read once, for the static-binary check.
+    let custom = tempdir::TempDir::new("custom-runtime");
+    let bootstrap = custom.path().join("bootstrap");
+    std::fs::copy("/bin/true", &bootstrap).unwrap();
+    assert_eq!(
+        processes_started(&layer.wrapper(), &[bootstrap.to_str().unwrap()]).len(),
+        1
+    );
+}
+
+#[test]
+fn a_machine_note_for_another_machine_starts_the_runtime_untouched() {
+    let layer = Layer::new();
+    let note = layer.dir.path().join("lib/liblambda_meter.so.loader");
+    std::fs::write(&note, "65794 183 /nonexistent/ld-linux-other.so.1\n").unwrap();
+    assert_fails_open(
+        &layer.wrapper(),
+        &[],
+        "not a shared object for this machine",
+    );
+}
