@@ -1,19 +1,45 @@
 //! `make bench`: what lambda-meter costs, measured side by side with doing nothing and with
 //! what users pick instead, in one run on one machine.
 //!
-//! Every figure is the median of `ROUNDS` interleaved rounds (A B C … A B C …), reported as a
-//! ratio to the baseline measured in the same round, with the min–max beside it; absolute
-//! numbers are context. The table is printed and written to BENCHMARKS.md.
+//! How it stays fair on a small shared machine:
+//! - the bench, its Runtime API simulator and every runtime it starts share one CPU (the
+//!   process pins itself first; threads and children inherit the mask), so no run can settle
+//!   into "runtime and simulator on two CPUs" while another runs on one;
+//! - each round runs every (variant, length) pair once, in an order shuffled per round;
+//! - per-invoke figures are a long run minus a short run of the same variant in the same
+//!   round, divided by the difference in invokes, so start-up cancels;
+//! - the runtime's CPU time is the scheduler's accounting of all its threads
+//!   (`/proc/<pid>/task/*/schedstat`), beside wall time;
+//! - instruction counts (callgrind) and system-call counts (strace) are deterministic and are
+//!   measured once per variant, long minus short as well.
+//!
+//! The table is printed and written to BENCHMARKS.md.
 
 use lambda_sim::{Config, Event, RunOptions, Simulator, run_function};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const ROUNDS: usize = 5;
-const INVOKES: usize = 3000;
+/// Rounds, and invokes of the long and short runs. `LAMBDA_METER_BENCH_QUICK=1` makes a quick
+/// smoke run of the whole bench (its figures are not for BENCHMARKS.md).
+fn quick() -> bool {
+    std::env::var_os("LAMBDA_METER_BENCH_QUICK").is_some()
+}
+fn rounds() -> usize {
+    if quick() { 1 } else { 5 }
+}
+fn long() -> usize {
+    if quick() { 300 } else { 2000 }
+}
+fn short() -> usize {
+    if quick() { 100 } else { 200 }
+}
+
+/// How long the simulator holds the first event (below the library's proactive-init threshold).
+const HOLD_FIRST_EVENT: Duration = Duration::from_millis(300);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -24,29 +50,59 @@ struct Variant {
     name: &'static str,
     command: Vec<String>,
     env: Vec<(String, String)>,
-    wrapper: Option<PathBuf>,
+    /// Run through the lambda-meter wrapper (as `AWS_LAMBDA_EXEC_WRAPPER` does).
+    wrapped: bool,
     cwd: PathBuf,
 }
 
-/// What one run of a variant measured.
-#[derive(Clone, Copy)]
-struct Sample {
-    /// Mean time per invoke, µs (from the first `/next` to the one after the last invoke).
-    per_invoke_us: f64,
-    /// Process start → first `/next` request, ms.
+/// A group of variants of one runtime; the first is the baseline.
+struct Group {
+    label: &'static str,
+    variants: Vec<Variant>,
+    /// Whether callgrind can count this runtime's instructions in reasonable time (not a JIT).
+    callgrind: bool,
+    /// Invokes of the short and long callgrind runs.
+    callgrind_invokes: (usize, usize),
+}
+
+/// What one run measured.
+struct RunResult {
+    /// The `/next` after the first invoke → the `/next` after the last counted invoke, µs.
+    wall_us: f64,
+    /// Process start → first `/next`, ms.
     cold_ms: f64,
+    /// The runtime's CPU time while it waited for its first event (held back), ns.
+    init_cpu_ns: f64,
+    /// Its CPU time from then until it was idle after the last invoke, ns.
+    invokes_cpu_ns: f64,
     /// Resident memory after the invokes, KiB.
     rss_kb: f64,
 }
 
-fn run_variant(v: &Variant) -> Sample {
-    let mut events: Vec<Event> = (0..INVOKES)
+/// What one round measured for one variant.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall_us: f64,
+    cpu_us: f64,
+    cold_ms: f64,
+    init_cpu_ms: f64,
+    rss_kb: f64,
+}
+
+struct Paths {
+    wrapper: PathBuf,
+}
+
+fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
+    let mut events: Vec<Event> = (0..invokes)
         .map(|_| Event::json(&json!({"action": "ok"})))
         .collect();
     events.push(Event::json(&json!({"action": "rss"})));
     let sim = Simulator::start(Config {
         events,
         timeout: Duration::from_secs(900),
+        // Held back so the runner reads the runtime's CPU time while it waits (init done).
+        first_event_delay: Some(HOLD_FIRST_EVENT),
         ..Config::default()
     })
     .expect("simulator");
@@ -54,7 +110,7 @@ fn run_variant(v: &Variant) -> Sample {
         &sim,
         &RunOptions {
             command: v.command.iter().map(Into::into).collect(),
-            wrapper: v.wrapper.clone(),
+            wrapper: v.wrapped.then(|| paths.wrapper.clone()),
             env: v.env.clone(),
             cwd: Some(v.cwd.clone()),
             timeout: Some(Duration::from_secs(300)),
@@ -64,24 +120,86 @@ fn run_variant(v: &Variant) -> Sample {
     .expect("run");
     assert!(run.idle, "{} did not finish:\n{}", v.name, run.stderr);
     let arrivals = sim.next_arrivals();
-    let per = arrivals[INVOKES].duration_since(arrivals[0]).as_secs_f64() / INVOKES as f64;
-    let cold = arrivals[0].duration_since(run.spawned_at).as_secs_f64();
-    let last = sim.results()[INVOKES].clone().expect("rss result");
+    let last = sim.results()[invokes].clone().expect("rss result");
     let body: Value = serde_json::from_slice(&last.body).unwrap_or(Value::Null);
-    Sample {
-        per_invoke_us: per * 1e6,
-        cold_ms: cold * 1e3,
+    let init = run
+        .cpu_at_first_next_ns
+        .expect("runtime CPU time at the first /next");
+    let end = run.cpu_ns.expect("runtime CPU time at the end");
+    RunResult {
+        wall_us: arrivals[invokes].duration_since(arrivals[1]).as_secs_f64() * 1e6,
+        cold_ms: arrivals[0].duration_since(run.spawned_at).as_secs_f64() * 1e3,
+        init_cpu_ns: init as f64,
+        invokes_cpu_ns: end.saturating_sub(init) as f64,
         rss_kb: body["rssKb"].as_f64().unwrap_or(f64::NAN),
     }
 }
 
-/// Runs the variants of a group in interleaved rounds.
-fn measure(group: &[Variant]) -> Vec<Vec<Sample>> {
-    let mut samples = vec![Vec::new(); group.len()];
-    for round in 0..ROUNDS {
-        for (i, v) in group.iter().enumerate() {
-            eprintln!("bench: round {}/{ROUNDS}: {}", round + 1, v.name);
-            samples[i].push(run_variant(v));
+/// A small deterministic shuffle (xorshift), seeded per run from the clock.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Runs every variant of every group in interleaved rounds: each round runs each (variant,
+/// length) pair once, in a shuffled order. Returns samples[group][variant][round].
+fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
+    let mut rng = Shuffle(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 | 1)
+            .unwrap_or(0x9e37_79b9),
+    );
+    let mut samples: Vec<Vec<Vec<Sample>>> = groups
+        .iter()
+        .map(|g| vec![Vec::new(); g.variants.len()])
+        .collect();
+    let (rounds, long_n, short_n) = (rounds(), long(), short());
+    for round in 0..rounds {
+        let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            for v in 0..group.variants.len() {
+                jobs.push((g, v, short_n));
+                jobs.push((g, v, long_n));
+            }
+        }
+        rng.shuffle(&mut jobs);
+        let mut results: BTreeMap<(usize, usize, usize), RunResult> = BTreeMap::new();
+        for (g, v, n) in jobs {
+            let variant = &groups[g].variants[v];
+            eprintln!(
+                "bench: round {}/{rounds}: {} {} ({n} invokes)",
+                round + 1,
+                groups[g].label,
+                variant.name
+            );
+            results.insert((g, v, n), run_variant(variant, paths, n));
+        }
+        for (g, group) in groups.iter().enumerate() {
+            for v in 0..group.variants.len() {
+                let short = &results[&(g, v, short_n)];
+                let long = &results[&(g, v, long_n)];
+                let extra = (long_n - short_n) as f64;
+                samples[g][v].push(Sample {
+                    wall_us: (long.wall_us - short.wall_us) / extra,
+                    cpu_us: (long.invokes_cpu_ns - short.invokes_cpu_ns) / extra / 1e3,
+                    cold_ms: (long.cold_ms + short.cold_ms) / 2.0,
+                    init_cpu_ms: (long.init_cpu_ns + short.init_cpu_ns) / 2.0 / 1e6,
+                    rss_kb: long.rss_kb,
+                });
+            }
         }
     }
     samples
@@ -90,6 +208,9 @@ fn measure(group: &[Variant]) -> Vec<Vec<Sample>> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
     if n % 2 == 1 {
         v[n / 2]
     } else {
@@ -114,20 +235,19 @@ fn stat(values: Vec<f64>) -> Stat {
     }
 }
 
-fn ratios(a: &[Sample], base: &[Sample], f: fn(&Sample) -> f64) -> Stat {
-    stat(a.iter().zip(base).map(|(x, b)| f(x) / f(b)).collect())
-}
-
+/// Per-round differences `a - base` of one field.
 fn differences(a: &[Sample], base: &[Sample], f: fn(&Sample) -> f64) -> Stat {
     stat(a.iter().zip(base).map(|(x, b)| f(x) - f(b)).collect())
 }
 
-fn fmt_ratio(s: &Stat) -> String {
-    format!("{:.4} ({:.4}–{:.4})", s.median, s.min, s.max)
-}
-
-fn fmt_diff(s: &Stat, unit: &str) -> String {
-    format!("{:+.2} {unit} ({:+.2}–{:+.2})", s.median, s.min, s.max)
+fn fmt_diff(s: &Stat, unit: &str, digits: usize) -> String {
+    format!(
+        "{:+.d$} {unit} ({:+.d$} – {:+.d$})",
+        s.median,
+        s.min,
+        s.max,
+        d = digits
+    )
 }
 
 fn sh(cmd: &str) -> String {
@@ -145,6 +265,209 @@ fn must_exist(p: &Path) -> PathBuf {
         p.display()
     );
     p.to_path_buf()
+}
+
+/// Pins this process (and so the simulator's threads and every runtime it starts) to one CPU:
+/// the first CPU it may run on.
+fn pin_to_one_cpu() -> usize {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|c| libc::CPU_ISSET(*c, &set))
+            .expect("a CPU");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one),
+            0
+        );
+        cpu
+    }
+}
+
+/// The environment the wrapper gives the runtime, for runs that skip the wrapper (valgrind and
+/// strace must see the runtime's own exec).
+fn preload_env(v: &Variant, lib: &Path) -> Vec<(String, String)> {
+    let mut env = v.env.clone();
+    if v.wrapped {
+        env.push(("LD_PRELOAD".into(), lib.display().to_string()));
+    }
+    env
+}
+
+/// Runs `tool… command` for `invokes` no-op invokes and a last one that makes the runtime exit
+/// (so the tool writes its report); returns the run's stderr.
+fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String {
+    let mut events: Vec<Event> = (0..invokes)
+        .map(|_| Event::json(&json!({"action": "ok"})))
+        .collect();
+    events.push(Event::json(&json!({"action": "exit", "code": 0})));
+    let sim = Simulator::start(Config {
+        events,
+        timeout: Duration::from_secs(900),
+        ..Config::default()
+    })
+    .expect("simulator");
+    let mut command: Vec<std::ffi::OsString> = tool.iter().map(Into::into).collect();
+    command.extend(v.command.iter().map(Into::into));
+    let run = run_function(
+        &sim,
+        &RunOptions {
+            command,
+            env: preload_env(v, lib),
+            cwd: Some(v.cwd.clone()),
+            timeout: Some(Duration::from_secs(1200)),
+            ..RunOptions::default()
+        },
+    )
+    .expect("run");
+    assert!(
+        run.exited.is_some(),
+        "{} under {} did not exit:\n{}",
+        v.name,
+        tool[0],
+        run.stderr
+    );
+    run.stderr
+}
+
+/// Instructions callgrind counted for the runtime process (its first report).
+fn callgrind_total(stderr: &str) -> f64 {
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("callgrind total")
+}
+
+/// Instructions per invoke: long run minus short run.
+fn instructions_per_invoke(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> f64 {
+    eprintln!("bench: callgrind: {}", v.name);
+    let tool = vec![
+        "valgrind".to_string(),
+        "--tool=callgrind".into(),
+        "--callgrind-out-file=/dev/null".into(),
+    ];
+    let count = |n| callgrind_total(&run_under(&tool, v, lib, n));
+    (count(long) - count(short)) / (long - short) as f64
+}
+
+/// System calls by name, from `strace -c` output.
+fn strace_counts(path: &Path) -> BTreeMap<String, f64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors,] syscall
+        if f.len() >= 5
+            && f[0].parse::<f64>().is_ok()
+            && let Ok(calls) = f[3].parse::<f64>()
+        {
+            counts.insert(f[f.len() - 1].to_string(), calls);
+        }
+    }
+    counts
+}
+
+/// System calls per invoke, by name (long run minus short run); "total" is the sum.
+fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
+    eprintln!("bench: strace: {}", v.name);
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (short, long) = (100, 600);
+    let count = |n: usize| {
+        let out = dir.join(format!("strace-{}.txt", n));
+        let tool = vec![
+            "strace".to_string(),
+            "-f".into(),
+            "-c".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        run_under(&tool, v, lib, n);
+        strace_counts(&out)
+    };
+    let (a, b) = (count(short), count(long));
+    let mut per = BTreeMap::new();
+    for (name, calls) in &b {
+        let d = (calls - a.get(name).copied().unwrap_or(0.0)) / (long - short) as f64;
+        if d.abs() >= 0.005 {
+            per.insert(name.clone(), d);
+        }
+    }
+    per
+}
+
+/// Instructions a process spends from exec to exit for `/bin/true`, with or without the
+/// library loaded (active, as in Lambda).
+fn load_instructions(lib: Option<&Path>) -> f64 {
+    let mut c = Command::new("valgrind");
+    c.args([
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        "/bin/true",
+    ])
+    .env_remove("LD_PRELOAD")
+    .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+    if let Some(lib) = lib {
+        c.env("LD_PRELOAD", lib);
+    }
+    let out = c.output().expect("valgrind");
+    callgrind_total(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// Processes the wrapper starts before it execs the runtime (clone, fork and vfork calls seen
+/// by strace, the exec'd `/bin/true` included: it starts none).
+fn wrapper_processes(wrapper: &Path) -> usize {
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "signal=none",
+            "-e",
+            "trace=clone,clone3,fork,vfork",
+        ])
+        .arg(wrapper)
+        .arg("/bin/true")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .expect("strace");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("clone") || l.contains("fork"))
+        .count()
+}
+
+/// Wall time of `wrapper /bin/true` minus `/bin/true` alone, ms (median of interleaved runs).
+fn wrapper_wall_ms(wrapper: &Path) -> Stat {
+    let time = |wrapped: bool| {
+        let mut c = if wrapped {
+            let mut c = Command::new(wrapper);
+            c.arg("/bin/true");
+            c
+        } else {
+            Command::new("/bin/true")
+        };
+        c.env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+        let t = std::time::Instant::now();
+        c.status().expect("run");
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    stat(
+        (0..50)
+            .map(|_| {
+                let a = time(false);
+                let b = time(true);
+                b - a
+            })
+            .collect(),
+    )
 }
 
 /// The syscall-bound loops, without and with the library preloaded (active, as in Lambda).
@@ -184,65 +507,67 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
                 .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
         }
         let out = c.output().expect("valgrind");
-        let text = String::from_utf8_lossy(&out.stderr);
-        // The parent's "Collected : N" line (the first process to report).
-        text.lines()
-            .find_map(|l| l.split("Collected :").nth(1))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .expect("callgrind total")
+        callgrind_total(&String::from_utf8_lossy(&out.stderr))
     };
     writeln!(
         report,
-        "\n### Untracked-fd pass-through (a function's own I/O)\n"
+        "\n### Untracked-fd pass-through (a function's own I/O)\n\n\
+         Each loop iteration of `devnull` is one `write`; of `pipe` and `socket`, one `write` and \
+         one `read` (instructions are the calling process's only).\n"
     )
     .unwrap();
     writeln!(
         report,
-        "| loop | without, ns/op | with lambda-meter, ns/op | time ratio (median, min–max) | instructions/op without → with (callgrind) | instruction ratio |"
+        "| loop | ns/op without | ns/op with | difference (median, min – max) | instructions/op without → with (callgrind) | added instructions per hooked call |"
     )
     .unwrap();
     writeln!(report, "|---|---|---|---|---|---|").unwrap();
-    for (mode, n) in [
-        ("devnull", 1_000_000u64),
-        ("pipe", 50_000),
-        ("socket", 50_000),
+    for (mode, n, calls) in [
+        ("devnull", 1_000_000u64, 1.0),
+        ("pipe", 50_000, 2.0),
+        ("socket", 50_000, 2.0),
     ] {
         let mut without = Vec::new();
         let mut with = Vec::new();
-        for round in 0..ROUNDS {
-            eprintln!("bench: round {}/{ROUNDS}: pass-through {mode}", round + 1);
-            without.push(run(mode, n, false));
-            with.push(run(mode, n, true));
+        let rounds = rounds();
+        for round in 0..rounds {
+            eprintln!("bench: round {}/{rounds}: pass-through {mode}", round + 1);
+            // Alternate which goes first.
+            if round % 2 == 0 {
+                without.push(run(mode, n, false));
+                with.push(run(mode, n, true));
+            } else {
+                with.push(run(mode, n, true));
+                without.push(run(mode, n, false));
+            }
         }
-        let r = stat(with.iter().zip(&without).map(|(w, o)| w / o).collect());
-        // Instructions per iteration: the difference between two loop lengths removes startup.
+        let d = stat(with.iter().zip(&without).map(|(w, o)| w - o).collect());
         let (n1, n2) = (2_000u64, 4_000u64);
         let ir = |preload| {
             (callgrind(mode, n2, preload) - callgrind(mode, n1, preload)) / (n2 - n1) as f64
         };
         let (ir_without, ir_with) = (ir(false), ir(true));
+        let added = (ir_with - ir_without) / calls;
         writeln!(
             report,
-            "| {mode} | {:.0} | {:.0} | {} | {:.0} → {:.0} | {:.4} |",
+            "| {mode} | {:.0} | {:.0} | {} | {:.0} → {:.0} | {:+.1} |",
             median(without.clone()),
             median(with.clone()),
-            fmt_ratio(&r),
+            fmt_diff(&d, "ns", 0),
             ir_without,
             ir_with,
-            ir_with / ir_without
+            added
         )
         .unwrap();
         targets.push((
-            format!(
-                "pass-through {mode} ≤ +2% (median time ratio {:.4})",
-                r.median
-            ),
-            r.median <= 1.02,
+            format!("hook on an untracked fd ≤ +15 instructions per call: {mode} {added:+.1}"),
+            added <= 15.0,
         ));
     }
 }
 
 fn main() {
+    let cpu = pin_to_one_cpu();
     let root = root();
     let python = must_exist(&root.join("target/test-env/venv/bin/python"));
     let layer = root.join("target/bench-layer");
@@ -254,12 +579,13 @@ fn main() {
         .status()
         .expect("assemble");
     assert!(status.success());
-    let wrapper = layer.join("lambda-meter");
+    let paths = Paths {
+        wrapper: layer.join("lambda-meter"),
+    };
     let py_dir = root.join("tests/functions/python");
     let node_dir = root.join("tests/functions/node");
     let ric = must_exist(&node_dir.join("node_modules/aws-lambda-ric/bin/index.mjs"));
     let rust_fn = must_exist(&root.join("target/release/rust-buffered"));
-    let proxy = must_exist(&root.join("target/release/bench-proxy"));
     let py = |handler: &str| -> Vec<String> {
         vec![
             python.display().to_string(),
@@ -268,51 +594,14 @@ fn main() {
             handler.into(),
         ]
     };
-    let variant =
-        |name, command: Vec<String>, wrapped: bool, cwd: &Path, env: Vec<(String, String)>| {
-            Variant {
-                name,
-                command,
-                env,
-                wrapper: wrapped.then(|| wrapper.clone()),
-                cwd: cwd.to_path_buf(),
-            }
-        };
-    let mut proxied = vec![proxy.display().to_string()];
-    proxied.extend(py("bench.noop"));
-    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let python_group = [
-        variant("baseline", py("bench.noop"), false, &py_dir, vec![]),
-        variant("lambda-meter", py("bench.noop"), true, &py_dir, vec![]),
-        variant(
-            "Powertools Metrics",
-            py("bench.powertools"),
-            false,
-            &py_dir,
-            vec![],
-        ),
-        variant(
-            "aws-embedded-metrics",
-            py("bench.emf"),
-            false,
-            &py_dir,
-            vec![],
-        ),
-        variant(
-            "Runtime API proxy",
-            proxied,
-            false,
-            &py_dir,
-            vec![(
-                "AWS_LAMBDA_RUNTIME_PROXY_PORT".into(),
-                proxy_port.to_string(),
-            )],
-        ),
-    ];
+    let py_env = vec![("PYTHONHASHSEED".to_string(), "0".to_string())];
+    let variant = |name, command: Vec<String>, wrapped: bool, cwd: &Path, env: &Vec<_>| Variant {
+        name,
+        command,
+        env: env.clone(),
+        wrapped,
+        cwd: cwd.to_path_buf(),
+    };
     let node_env = vec![(
         "LAMBDA_TASK_ROOT".to_string(),
         node_dir.display().to_string(),
@@ -322,138 +611,260 @@ fn main() {
         ric.display().to_string(),
         "index.handler".into(),
     ];
-    let node_group = [
-        variant(
-            "baseline",
-            node_cmd.clone(),
-            false,
-            &node_dir,
-            node_env.clone(),
-        ),
-        variant("lambda-meter", node_cmd, true, &node_dir, node_env),
-    ];
     let rust_cmd = vec![rust_fn.display().to_string()];
-    let rust_group = [
-        variant("baseline", rust_cmd.clone(), false, &root, vec![]),
-        variant("lambda-meter", rust_cmd, true, &root, vec![]),
+    let none = Vec::new();
+    let groups = vec![
+        Group {
+            label: "Python awslambdaric",
+            variants: vec![
+                variant("baseline", py("bench.noop"), false, &py_dir, &py_env),
+                variant("lambda-meter", py("bench.noop"), true, &py_dir, &py_env),
+                variant(
+                    "Powertools Metrics",
+                    py("bench.powertools"),
+                    false,
+                    &py_dir,
+                    &py_env,
+                ),
+            ],
+            callgrind: true,
+            callgrind_invokes: (50, 250),
+        },
+        Group {
+            label: "Node aws-lambda-ric",
+            variants: vec![
+                variant("baseline", node_cmd.clone(), false, &node_dir, &node_env),
+                variant("lambda-meter", node_cmd, true, &node_dir, &node_env),
+            ],
+            callgrind: false,
+            callgrind_invokes: (0, 0),
+        },
+        Group {
+            label: "Rust lambda_runtime",
+            variants: vec![
+                variant("baseline", rust_cmd.clone(), false, &root, &none),
+                variant("lambda-meter", rust_cmd, true, &root, &none),
+            ],
+            callgrind: true,
+            callgrind_invokes: (200, 1200),
+        },
     ];
 
-    let py_samples = measure(&python_group);
-    let node_samples = measure(&node_group);
-    let rust_samples = measure(&rust_group);
+    let samples = measure(&groups, &paths);
+
+    // Deterministic counts, once per variant.
+    let mut instructions: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut syscalls: Vec<Vec<BTreeMap<String, f64>>> = Vec::new();
+    for g in &groups {
+        instructions.push(
+            g.variants
+                .iter()
+                .map(|v| {
+                    g.callgrind
+                        .then(|| instructions_per_invoke(v, &lib, g.callgrind_invokes))
+                })
+                .collect(),
+        );
+        syscalls.push(
+            g.variants
+                .iter()
+                .map(|v| syscalls_per_invoke(v, &lib))
+                .collect(),
+        );
+    }
 
     let mut report = String::new();
     let mut targets: Vec<(String, bool)> = Vec::new();
     writeln!(
         report,
-        "### Per-invoke time, no-op handler, {INVOKES} invokes a run\n"
+        "### Per invoke, no-op handler ({}-invoke run minus {}-invoke run)\n\n\
+         CPU is the runtime process's CPU time, all threads; \"added\" is the variant minus the \
+         baseline measured in the same round (median, min – max over {} rounds).\n",
+        long(),
+        short(),
+        rounds()
     )
     .unwrap();
     writeln!(
         report,
-        "| runtime | variant | µs per invoke (median) | ratio to baseline (median, min–max) |"
+        "| runtime | variant | wall µs | CPU µs | added CPU µs | instructions (callgrind) | added instructions | syscalls | added syscalls |"
     )
     .unwrap();
-    writeln!(report, "|---|---|---|---|").unwrap();
-    let per = |s: &Sample| s.per_invoke_us;
-    for (label, group, samples) in [
-        ("Python awslambdaric", &python_group[..], &py_samples),
-        ("Node aws-lambda-ric", &node_group[..], &node_samples),
-        ("Rust lambda_runtime", &rust_group[..], &rust_samples),
-    ] {
-        for (i, v) in group.iter().enumerate() {
-            let abs = median(samples[i].iter().map(per).collect());
-            let ratio = if i == 0 {
-                "1".to_string()
+    writeln!(report, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    let cpu_of = |s: &Sample| s.cpu_us;
+    let mut added_cpu: Vec<Vec<Stat>> = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        added_cpu.push(Vec::new());
+        let base_ir = instructions[g][0];
+        let base_sys = syscalls[g][0].get("total").copied().unwrap_or(0.0);
+        for (i, v) in group.variants.iter().enumerate() {
+            let s = &samples[g][i];
+            let wall = median(s.iter().map(|x| x.wall_us).collect());
+            let cpu = median(s.iter().map(cpu_of).collect());
+            let added = differences(s, &samples[g][0], cpu_of);
+            let ir = instructions[g][i];
+            let sys = syscalls[g][i].get("total").copied().unwrap_or(0.0);
+            let (added_text, added_ir, added_sys) = if i == 0 {
+                ("—".to_string(), "—".to_string(), "—".to_string())
             } else {
-                fmt_ratio(&ratios(&samples[i], &samples[0], per))
+                let mut by_name: Vec<String> = syscalls[g][i]
+                    .iter()
+                    .filter(|(n, _)| n.as_str() != "total")
+                    .filter_map(|(n, c)| {
+                        let d = c - syscalls[g][0].get(n).copied().unwrap_or(0.0);
+                        (d.abs() >= 0.05).then(|| format!("{n} {d:+.1}"))
+                    })
+                    .collect();
+                by_name.sort();
+                (
+                    fmt_diff(&added, "", 2),
+                    match (ir, base_ir) {
+                        (Some(a), Some(b)) => format!("{:+.0}", a - b),
+                        _ => "—".into(),
+                    },
+                    format!("{:+.1} ({})", sys - base_sys, by_name.join(", ")),
+                )
             };
-            writeln!(report, "| {label} | {} | {abs:.1} | {ratio} |", v.name).unwrap();
+            writeln!(
+                report,
+                "| {} | {} | {wall:.1} | {cpu:.1} | {added_text} | {} | {added_ir} | {sys:.1} | {added_sys} |",
+                group.label,
+                v.name,
+                ir.map(|x| format!("{x:.0}")).unwrap_or_else(|| "—".into()),
+            )
+            .unwrap();
+            added_cpu[g].push(added);
         }
     }
-    let lm = ratios(&py_samples[1], &py_samples[0], per);
-    targets.push((
-        format!(
-            "Python per-invoke overhead ≤ 1% of the baseline loop (median ratio {:.4})",
-            lm.median
-        ),
-        lm.median <= 1.01,
-    ));
-    // lambda-meter's added cost as a share of Powertools' added cost, per round.
+    // Python: lambda-meter's added CPU against Powertools', per round.
+    let py = &samples[0];
     let share = stat(
-        (0..ROUNDS)
-            .map(|r| {
-                let base = py_samples[0][r].per_invoke_us;
-                (py_samples[1][r].per_invoke_us - base) / (py_samples[2][r].per_invoke_us - base)
-            })
+        (0..rounds())
+            .map(|r| (py[1][r].cpu_us - py[0][r].cpu_us) / (py[2][r].cpu_us - py[0][r].cpu_us))
             .collect(),
     );
     writeln!(
         report,
-        "\nlambda-meter's added time per invoke as a share of Powertools' added time: {:.3} ({:.3}–{:.3})",
+        "\nlambda-meter's added CPU per invoke as a share of Powertools Metrics' (Python, per round): {:.3} ({:.3} – {:.3})",
         share.median, share.min, share.max
     )
     .unwrap();
+    for (g, group) in groups.iter().enumerate() {
+        let a = &added_cpu[g][1];
+        targets.push((
+            format!(
+                "{}: added runtime CPU per no-op invoke ≤ 5 µs (median {:+.2} µs)",
+                group.label, a.median
+            ),
+            a.median <= 5.0,
+        ));
+    }
     targets.push((
         format!(
-            "added cost ≤ 1/10 of Powertools' added cost (median share {:.3})",
+            "added CPU ≤ 1/10 of Powertools' added CPU (median share {:.3})",
             share.median
         ),
         share.median <= 0.1,
     ));
-
-    writeln!(
-        report,
-        "\n### Cold start: process start → first `/next` request (as the simulator sees it)\n"
-    )
-    .unwrap();
-    writeln!(report, "| runtime | baseline, ms (median) | with lambda-meter, ms (median) | difference (median, min–max) |").unwrap();
-    writeln!(report, "|---|---|---|---|").unwrap();
-    let cold = |s: &Sample| s.cold_ms;
-    for (label, samples) in [
-        ("Python", &py_samples),
-        ("Node", &node_samples),
-        ("Rust", &rust_samples),
-    ] {
-        let d = differences(&samples[1], &samples[0], cold);
-        writeln!(
-            report,
-            "| {label} | {:.2} | {:.2} | {} |",
-            median(samples[0].iter().map(cold).collect()),
-            median(samples[1].iter().map(cold).collect()),
-            fmt_diff(&d, "ms")
-        )
-        .unwrap();
-        if label != "Rust" {
+    for (g, group) in groups.iter().enumerate() {
+        if let (Some(a), Some(b)) = (instructions[g][1], instructions[g][0]) {
             targets.push((
-                format!("{label} cold start ≤ +1 ms (median {:+.2} ms)", d.median),
-                d.median <= 1.0,
+                format!(
+                    "{}: ≤ 10k added user instructions per invoke ({:+.0})",
+                    group.label,
+                    a - b
+                ),
+                a - b <= 10_000.0,
             ));
         }
     }
 
-    writeln!(report, "\n### Memory and size\n").unwrap();
-    writeln!(report, "| runtime | RSS after {INVOKES} invokes, baseline MB | with lambda-meter MB | difference (median, min–max) |").unwrap();
-    writeln!(report, "|---|---|---|---|").unwrap();
-    let rss = |s: &Sample| s.rss_kb / 1024.0;
-    for (label, samples) in [
-        ("Python", &py_samples),
-        ("Node", &node_samples),
-        ("Rust", &rust_samples),
-    ] {
-        let d = differences(&samples[1], &samples[0], rss);
+    writeln!(
+        report,
+        "\n### Cold start\n\n\
+         Wall: process start → first `/next` (as the simulator sees it), lambda-meter through \
+         its wrapper. Init CPU: the runtime's CPU time while its first `/next` waits (the \
+         simulator holds the first event back to read it).\n"
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| runtime | baseline wall ms | lambda-meter wall ms | added wall ms (median, min – max) | added init CPU ms |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|---|").unwrap();
+    let cold = |s: &Sample| s.cold_ms;
+    let init_cpu = |s: &Sample| s.init_cpu_ms;
+    for (g, group) in groups.iter().enumerate() {
+        let d = differences(&samples[g][1], &samples[g][0], cold);
+        let c = differences(&samples[g][1], &samples[g][0], init_cpu);
         writeln!(
             report,
-            "| {label} | {:.2} | {:.2} | {} |",
-            median(samples[0].iter().map(rss).collect()),
-            median(samples[1].iter().map(rss).collect()),
-            fmt_diff(&d, "MB")
+            "| {} | {:.2} | {:.2} | {} | {} |",
+            group.label,
+            median(samples[g][0].iter().map(cold).collect()),
+            median(samples[g][1].iter().map(cold).collect()),
+            fmt_diff(&d, "ms", 2),
+            fmt_diff(&c, "ms", 2),
         )
         .unwrap();
         targets.push((
             format!(
-                "{label} resident memory ≤ +1 MB (median {:+.2} MB)",
-                d.median
+                "{}: cold start ≤ +1 ms (median {:+.2} ms wall)",
+                group.label, d.median
+            ),
+            d.median <= 1.0,
+        ));
+    }
+    let (plain, loaded) = (load_instructions(None), load_instructions(Some(&lib)));
+    let processes = wrapper_processes(&paths.wrapper);
+    let wrapper_ms = wrapper_wall_ms(&paths.wrapper);
+    writeln!(
+        report,
+        "\nLoading the library (dynamic loader and constructor, `/bin/true` under callgrind): \
+         {:+.0} instructions. The wrapper starts {processes} processes before it execs the \
+         runtime; `wrapper /bin/true` takes {} longer than `/bin/true` (median of 50, the shell \
+         included).",
+        loaded - plain,
+        fmt_diff(&wrapper_ms, "ms", 2),
+    )
+    .unwrap();
+    targets.push((
+        format!(
+            "library load and constructor ≤ 500k instructions ({:+.0})",
+            loaded - plain
+        ),
+        loaded - plain <= 500_000.0,
+    ));
+    targets.push((
+        format!("the wrapper starts no process ({processes})"),
+        processes == 0,
+    ));
+
+    writeln!(report, "\n### Memory and size\n").unwrap();
+    writeln!(
+        report,
+        "| runtime | RSS after {} invokes, baseline MB | with lambda-meter MB | difference (median, min – max) |",
+        long()
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|").unwrap();
+    let rss = |s: &Sample| s.rss_kb / 1024.0;
+    for (g, group) in groups.iter().enumerate() {
+        let d = differences(&samples[g][1], &samples[g][0], rss);
+        writeln!(
+            report,
+            "| {} | {:.2} | {:.2} | {} |",
+            group.label,
+            median(samples[g][0].iter().map(rss).collect()),
+            median(samples[g][1].iter().map(rss).collect()),
+            fmt_diff(&d, "MB", 2)
+        )
+        .unwrap();
+        targets.push((
+            format!(
+                "{}: resident memory ≤ +1 MB (median {:+.2} MB)",
+                group.label, d.median
             ),
             d.median <= 1.0,
         ));
@@ -492,13 +903,20 @@ fn main() {
     );
     let doc = format!(
         "# Benchmarks\n\nThe last run of `make bench`, {date}, on {machine}.\n\n\
-         Method: every figure is the median of {ROUNDS} rounds run interleaved (each round runs every \
-         variant once, in turn), reported as a ratio to (or difference from) the baseline measured \
-         in the same round, with the min–max over the rounds beside it; absolute numbers are \
-         context. Runtimes run against the project's Runtime API simulator on loopback, {INVOKES} \
-         no-op invokes a run; lambda-meter runs through its wrapper exactly as on Lambda \
-         (`AWS_LAMBDA_EXEC_WRAPPER`), so its cold-start figure includes the wrapper script. \
-         Instruction counts come from `valgrind --tool=callgrind` and do not depend on machine load.\n\n{report}",
+         Method: the bench, the Runtime API simulator and every runtime run pinned to one CPU \
+         (CPU {cpu}). Each of {} rounds runs every variant for {} and for {} \
+         no-op invokes, all in an order shuffled per round; per-invoke figures are the long run \
+         minus the short run, so start-up cancels. CPU time is the scheduler's accounting of \
+         every thread of the runtime process (`/proc/<pid>/task/*/schedstat`). Added figures are \
+         the variant minus the baseline of the same round: median, then min – max over the \
+         rounds. Instruction counts (`valgrind --tool=callgrind`) and system-call counts \
+         (`strace -f -c`) are deterministic, measured once per variant, also long minus short; \
+         those runs preload the library directly, as the wrapper would. Node's instructions are \
+         not counted (a JIT under valgrind). lambda-meter's wall and CPU runs go through its \
+         wrapper exactly as on Lambda (`AWS_LAMBDA_EXEC_WRAPPER`).\n\n{report}",
+        rounds(),
+        short(),
+        long(),
         date = sh("date -u '+%Y-%m-%d %H:%M UTC'"),
     );
     std::fs::write(root.join("BENCHMARKS.md"), doc).expect("write BENCHMARKS.md");

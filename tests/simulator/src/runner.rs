@@ -47,6 +47,28 @@ pub struct FunctionRun {
     pub spawned_at: Instant,
     /// From spawn to stop.
     pub elapsed: Duration,
+    /// CPU time of the (last) runtime process when the simulator became idle: the scheduler's
+    /// accounting (`/proc/<pid>/task/*/schedstat`) summed over its live threads, in ns.
+    pub cpu_ns: Option<u64>,
+    /// The same reading while the runtime waited for its first event, when the simulator holds
+    /// that event back ([`Config::first_event_delay`](crate::Config)): the runtime's init CPU,
+    /// and the start of its invokes' CPU.
+    pub cpu_at_first_next_ns: Option<u64>,
+}
+
+/// CPU time the scheduler accounted to each live thread of `pid`, summed (ns).
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }
 
 fn reader(
@@ -100,6 +122,8 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     let mut exits = Vec::new();
     let mut starts = 0;
     let mut spawned_at = None;
+    let mut cpu_ns = None;
+    let mut cpu_at_first_next_ns = None;
     'runtimes: loop {
         let (mut child, out, err) = spawn(sim, opts, program, args, own_tmp.as_deref())?;
         spawned_at.get_or_insert_with(Instant::now);
@@ -124,7 +148,17 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             }
             if sim.wait_idle(Duration::from_millis(10)) {
                 idle = true;
+                cpu_ns = process_cpu_ns(child.id());
                 break;
+            }
+            // Read only well inside the hold-back, while the runtime surely still waits.
+            if let Some(delay) = sim.config().first_event_delay
+                && cpu_at_first_next_ns.is_none()
+                && starts == 1
+                && let Some(first) = sim.next_arrivals().first()
+                && first.elapsed() < delay / 2
+            {
+                cpu_at_first_next_ns = process_cpu_ns(child.id());
             }
             if sim.expire_deadlines() {
                 // The deadline passed: stop this environment and start a new one.
@@ -177,6 +211,8 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         starts,
         spawned_at: spawned_at.unwrap_or(started),
         elapsed: started.elapsed(),
+        cpu_ns,
+        cpu_at_first_next_ns,
     })
 }
 
