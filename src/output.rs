@@ -216,12 +216,6 @@ fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Whether a write to `fd` could raise SIGPIPE (a pipe or a socket; not a file or a tty).
-fn may_raise_sigpipe(fd: libc::c_int) -> bool {
-    file_status(fd)
-        .is_some_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
-}
-
 /// Remembers what stdout and stderr are now (called first thing at load).
 pub fn remember_log_streams() {
     let mut pipe: libc::sigaction = unsafe_zeroed_sigaction();
@@ -248,23 +242,37 @@ fn unsafe_zeroed_sigaction() -> libc::sigaction {
 /// Whether `fd` (1 or 2) is still the stream it was at load. Other fds: true. One `fstat`;
 /// async-signal-safe.
 fn still_log_stream(fd: libc::c_int) -> bool {
-    let Some(slot) = LOG_STREAMS.get((fd as usize).wrapping_sub(1)) else {
-        return true;
-    };
-    let known = (
-        slot[0].load(Ordering::Relaxed),
-        slot[1].load(Ordering::Relaxed),
-    );
-    known != (u64::MAX, u64::MAX) && identity(fd) == Some(known)
+    log_stream_check(fd).is_some()
+}
+
+/// What a write of ours to `fd` needs to know, from one `fstat`: `None` when `fd` (1 or 2) is
+/// no longer the stream it was at load; else whether a write could raise SIGPIPE (a pipe or a
+/// socket). Async-signal-safe.
+fn log_stream_check(fd: libc::c_int) -> Option<bool> {
+    if !is_log_fd(fd) {
+        return Some(false);
+    }
+    let st = file_status(fd);
+    if let Some(slot) = LOG_STREAMS.get((fd as usize).wrapping_sub(1)) {
+        let known = (
+            slot[0].load(Ordering::Relaxed),
+            slot[1].load(Ordering::Relaxed),
+        );
+        let now = st.as_ref().map(|st| (st.st_dev, st.st_ino));
+        if known == (u64::MAX, u64::MAX) || now != Some(known) {
+            return None;
+        }
+    }
+    Some(st.is_some_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)))
 }
 
 /// Writes `line` to `fd` as one line of its own: with a leading newline when the host left a
 /// partial line on stdout or stderr. False (nothing written) when stdout or stderr is no
 /// longer the stream it was at load.
 pub fn write_line(fd: i32, line: &[u8]) -> bool {
-    if !still_log_stream(fd) {
+    let Some(pipe) = log_stream_check(fd) else {
         return false;
-    }
+    };
     let write = || {
         if take_open_line(fd) {
             let mut fresh = Vec::with_capacity(line.len() + 1);
@@ -274,7 +282,7 @@ pub fn write_line(fd: i32, line: &[u8]) -> bool {
         }
         write_all(fd, line)
     };
-    if may_raise_sigpipe(fd) {
+    if pipe {
         without_sigpipe(write)
     } else {
         write()
@@ -371,10 +379,10 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         Destination::File(_) => (OWN_FD.load(Ordering::Relaxed), false),
         Destination::Tcp(_) | Destination::Udp(_) => (OWN_FD.load(Ordering::Relaxed), true),
     };
-    if !still_log_stream(fd) {
+    let Some(pipe) = log_stream_check(fd) else {
         DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
         return false;
-    }
+    };
     let newline: &[u8] = if take_open_line(fd) { b"\n" } else { b"" };
     const MAX: usize = 50;
     let mut iov = [libc::iovec {
@@ -399,7 +407,7 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    let log_pipe = is_log_fd(fd) && !socket && may_raise_sigpipe(fd);
+    let log_pipe = is_log_fd(fd) && !socket && pipe;
     if log_pipe {
         without_sigpipe(|| writev_all(fd, socket, &mut iov, n))
     } else {

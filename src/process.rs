@@ -334,6 +334,19 @@ fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()
     if !in_owner_process() {
         return;
     }
+    enter_engine(f, blocked);
+}
+
+/// [`with_engine_or`] for the bytes of a tracked connection (the per-invoke path), without the
+/// owner check's `getpid`: a child that shares the parent's memory runs the host's code only
+/// between `vfork` and `exec`, where runtimes close and duplicate fds (those paths keep the
+/// check) but never talk on the Runtime API connection; bytes moved on it are the
+/// connection's, whichever task moved them.
+fn with_engine_for_bytes(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
+    enter_engine(f, blocked);
+}
+
+fn enter_engine(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
     if IN_HANDLER.with(Cell::get) > 0 || BUSY.with(|b| b.replace(true)) {
         blocked();
         return;
@@ -505,7 +518,7 @@ static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
 
 /// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
 pub fn sending(fd: i32) {
-    with_engine(|e| e.sending(fd, &probes::read));
+    with_engine_for_bytes(|e| e.sending(fd, &probes::read), || {});
 }
 
 /// The process is exiting normally: write what still waits.
@@ -585,7 +598,7 @@ pub fn duplicated(old_fd: i32, new_fd: i32) {
 
 /// After the host wrote the bytes of `parts` (in order) to tracked `fd`.
 pub fn sent(fd: i32, parts: &[&[u8]]) {
-    with_engine_or(
+    with_engine_for_bytes(
         |e| {
             let mut fx = Effects::default();
             for p in parts {
@@ -617,7 +630,7 @@ pub fn unseen(fd: i32, how: &str) {
 
 /// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
 pub fn received(fd: i32, parts: &[&[u8]]) {
-    with_engine_or(
+    with_engine_for_bytes(
         |e| {
             let mut fx = Effects::default();
             if parts.iter().all(|p| p.is_empty()) {
