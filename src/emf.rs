@@ -41,6 +41,10 @@ const MAX_METRICS: usize = 24;
 struct Metrics {
     items: [Option<Metric>; MAX_METRICS],
     len: usize,
+    /// Which of the candidate metrics (bit = the order they are considered in) are present:
+    /// with the record's kind and init type, the key of its rendered prefix.
+    mask: u32,
+    considered: u32,
 }
 
 impl Metrics {
@@ -57,14 +61,19 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     let mut m = Metrics {
         items: [const { None }; MAX_METRICS],
         len: 0,
+        mask: 0,
+        considered: 0,
     };
     let mut add = |name: &'static str, unit, value: Option<Number>| {
+        let bit = 1u32.checked_shl(m.considered).unwrap_or(0);
+        m.considered += 1;
         if let Some(value) = value
             && s.emits(name)
             && let Some(slot) = m.items.get_mut(m.len)
         {
             *slot = Some(Metric { name, unit, value });
             m.len += 1;
+            m.mask |= bit;
         }
     };
     let flag = |b: bool| Some(Number::int(u64::from(b)));
@@ -137,9 +146,32 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     m
 }
 
+/// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
+/// which metrics a record has, its kind and its init type: rendered once, copied after.
+#[derive(Debug, Default)]
+pub struct Prefixes {
+    rendered: Vec<(u64, String)>,
+}
+
+/// At most this many prefixes are kept (a record's shape takes few values).
+const MAX_PREFIXES: usize = 16;
+
 /// Encodes one record as one EMF line (with its trailing newline), or `None` when the
 /// settings select none of its metrics.
 pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
+    encode_with(rec, s, None)
+}
+
+/// [`encode`], reusing (and keeping) the rendered constant part of records of the same shape.
+pub fn encode_cached(rec: &InvokeRecord, s: &Settings, prefixes: &mut Prefixes) -> Option<String> {
+    encode_with(rec, s, Some(prefixes))
+}
+
+fn encode_with(
+    rec: &InvokeRecord,
+    s: &Settings,
+    prefixes: Option<&mut Prefixes>,
+) -> Option<String> {
     let metrics = metrics_of(rec, s);
     if metrics.is_empty() {
         return None;
@@ -149,61 +181,35 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
     } else {
         s.init_type.as_str()
     };
-    // Every dimension key is a string member of the root.
-    let dimension_value = |key: &str| -> &str {
-        match key {
-            "service" => s.service.as_deref().unwrap_or_default(),
-            "functionVersion" => s.function_version.as_deref().unwrap_or("unknown"),
-            "runtime" => &s.runtime,
-            "initType" => init_type,
-            _ => &s.function_name,
-        }
-    };
-    let mut out = String::with_capacity(1536);
+    let mut out = String::with_capacity(1024);
     out.push_str("{\"_aws\":{\"Timestamp\":");
     push_number(&mut out, Number::int(rec.timestamp_ms));
-    out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
-    push_str(&mut out, &s.namespace);
-    out.push_str(",\"Dimensions\":[");
-    for (i, set) in s.dimension_sets.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        for (j, key) in set.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
+    let key = u64::from(metrics.mask)
+        | u64::from(rec.proactive_init) << 32
+        | u64::from(rec.kind == RecordKind::InitError) << 33;
+    match prefixes {
+        Some(p) => match p.rendered.iter().find(|(k, _)| *k == key) {
+            Some((_, text)) => out.push_str(text),
+            None => {
+                let from = out.len();
+                push_prefix(&mut out, &metrics, s, init_type);
+                if p.rendered.len() < MAX_PREFIXES {
+                    p.rendered
+                        .push((key, out.get(from..).unwrap_or_default().to_string()));
+                }
             }
-            push_str(&mut out, key);
-        }
-        out.push(']');
+        },
+        None => push_prefix(&mut out, &metrics, s, init_type),
     }
-    out.push_str("],\"Metrics\":[");
-    for (i, m) in metrics.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"Name\":");
-        push_str(&mut out, m.name);
-        out.push_str(",\"Unit\":");
-        push_str(&mut out, m.unit);
-        if s.resolution == 1 {
-            out.push_str(",\"StorageResolution\":1");
-        }
-        out.push('}');
-    }
-    out.push_str("]}]}");
-    // Dimension values first, then metric values, then properties; each key once.
     let mut keys = Keys::default();
     for key in s.dimension_sets.iter().flatten() {
-        if keys.add(key) {
-            push_member(&mut out, key, dimension_value(key));
-        }
+        keys.add(key);
     }
     for m in metrics.iter() {
-        out.push(',');
-        push_str(&mut out, m.name);
-        out.push(':');
+        // Metric names are the catalog's plain ASCII: no escaping needed.
+        out.push_str(",\"");
+        out.push_str(m.name);
+        out.push_str("\":");
         push_number(&mut out, m.value);
     }
     let mut property = |out: &mut String, key: &'static str, value: &str| {
@@ -241,6 +247,58 @@ pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
     }
     out.push_str("}\n");
     Some(out)
+}
+
+/// The constant part of a record: `,"CloudWatchMetrics":[…]}` (namespace, dimension sets,
+/// metric declarations) and the dimension values.
+fn push_prefix(out: &mut String, metrics: &Metrics, s: &Settings, init_type: &str) {
+    out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
+    push_str(out, &s.namespace);
+    out.push_str(",\"Dimensions\":[");
+    for (i, set) in s.dimension_sets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (j, key) in set.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            push_str(out, key);
+        }
+        out.push(']');
+    }
+    out.push_str("],\"Metrics\":[");
+    for (i, m) in metrics.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"Name\":");
+        push_str(out, m.name);
+        out.push_str(",\"Unit\":");
+        push_str(out, m.unit);
+        if s.resolution == 1 {
+            out.push_str(",\"StorageResolution\":1");
+        }
+        out.push('}');
+    }
+    out.push_str("]}]}");
+    // Every dimension key is a string member of the root, each once.
+    let dimension_value = |key: &str| -> &str {
+        match key {
+            "service" => s.service.as_deref().unwrap_or_default(),
+            "functionVersion" => s.function_version.as_deref().unwrap_or("unknown"),
+            "runtime" => &s.runtime,
+            "initType" => init_type,
+            _ => &s.function_name,
+        }
+    };
+    let mut keys = Keys::default();
+    for key in s.dimension_sets.iter().flatten() {
+        if keys.add(key) {
+            push_member(out, key, dimension_value(key));
+        }
+    }
 }
 
 /// Root members written so far (each key once), without allocating: dimension keys are few.
@@ -287,36 +345,33 @@ fn push_member(out: &mut String, key: &str, value: &str) {
 /// copied whole.
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    let mut run = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(s.get(run..i).unwrap_or_default());
-        run = i + 1;
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            for nibble in [b >> 4, b & 15] {
-                out.push(char::from(
-                    b"0123456789abcdef"
-                        .get(usize::from(nibble))
-                        .copied()
-                        .unwrap_or(b'0'),
-                ));
+    let mut rest = s;
+    // Runs of characters that need no escape are found with one tight scan and copied whole.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let b = rest.as_bytes().get(at).copied().unwrap_or(0);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                out.push_str("\\u00");
+                for nibble in [b >> 4, b & 15] {
+                    let digit = b"0123456789abcdef".get(usize::from(nibble)).copied();
+                    out.push(char::from(digit.unwrap_or(b'0')));
+                }
             }
-        } else {
-            out.push_str(escape);
         }
+        rest = rest.get(at + 1..).unwrap_or_default();
     }
-    out.push_str(s.get(run..).unwrap_or_default());
+    out.push_str(rest);
     out.push('"');
 }
 

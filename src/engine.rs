@@ -19,6 +19,7 @@ use crate::runtime_api::{self as api, ApiAddress, RequestKind};
 use crate::settings::Settings;
 use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Reading, Tracker};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
 /// What the caller must do after an engine call (outside the engine's lock).
@@ -76,8 +77,8 @@ pub struct Engine {
     settings: Settings,
     api: ApiAddress,
     bits: &'static FdBits,
-    fds: HashMap<i32, u64>,
-    conns: HashMap<u64, Connection>,
+    fds: IntMap<i32, u64>,
+    conns: IntMap<u64, Connection>,
     next_conn_id: u64,
     tracker: Tracker,
     warned_garbage: bool,
@@ -85,18 +86,49 @@ pub struct Engine {
     journal: Option<JournalLink>,
     /// The parsers' event list, kept between calls with its capacity (no allocation per feed).
     events: Vec<Event>,
+    /// The constant parts of records, rendered once (see [`emf::Prefixes`]).
+    prefixes: emf::Prefixes,
+}
+
+/// A map keyed by fd numbers and connection ids: small integers the process itself chose, so a
+/// multiplicative hash serves (SipHash's flood resistance buys nothing here, at ~100
+/// instructions a lookup, several lookups a hooked call).
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
 }
 
 /// This process's open invokes in the environment's journal (see [`crate::journal`]).
 struct JournalLink {
     journal: Journal,
     owner: Owner,
-    /// Request id -> slot, for the invokes this process journaled and has not finished.
-    slots: HashMap<String, usize>,
+    /// The slots of the invokes this process journaled and has not finished.
+    slots: Vec<usize>,
+    /// The templates invokes without a cold start share (without, with a trace id), made the
+    /// first time one is needed.
+    shared: (Option<Vec<u8>>, Option<Vec<u8>>),
 }
 
 fn request_capture(head: &Head) -> usize {
-    if RequestKind::classify(&head.method, &head.target).carries_error() {
+    if RequestKind::line_carries_error(head.method(), head.target()) {
         http::MAX_CAPTURE
     } else {
         0
@@ -145,14 +177,15 @@ impl Engine {
             settings,
             api,
             bits,
-            fds: HashMap::new(),
-            conns: HashMap::new(),
+            fds: IntMap::default(),
+            conns: IntMap::default(),
             next_conn_id: 1,
             tracker: Tracker::new(born_ns, lifecycle),
             warned_garbage: false,
             warned_fd_range: false,
             journal: None,
             events: Vec::new(),
+            prefixes: emf::Prefixes::default(),
         }
     }
 
@@ -162,7 +195,8 @@ impl Engine {
         self.journal = Some(JournalLink {
             journal,
             owner,
-            slots: HashMap::new(),
+            slots: Vec::new(),
+            shared: (None, None),
         });
     }
 
@@ -171,22 +205,15 @@ impl Engine {
         self.journal.is_some()
     }
 
-    /// Journals the invoke `request_id` just opened: its record as it would read if the process
-    /// ended now.
-    fn journal_invoke(&mut self, request_id: &str) {
+    /// Journals the invoke just opened: its record as it would read if the process ended now.
+    fn journal_newest(&mut self) {
         let Some(link) = self.journal.as_mut() else {
             return;
         };
         if self.tracker.has_handoff() {
             return;
         }
-        let id = crate::settings::bounded(request_id, tracker::MAX_ID_LEN);
-        let Some(open) = self.tracker.open_invoke(&id) else {
-            return;
-        };
-        let Some(template) = emf::encode(&open.ending_record(), &self.settings)
-            .and_then(|l| crate::journal::prepare(&l))
-        else {
+        let Some(open) = self.tracker.newest_open() else {
             return;
         };
         let memory = self
@@ -194,11 +221,47 @@ impl Engine {
             .memory_size_mb
             .and_then(|m| u32::try_from(m).ok())
             .unwrap_or(0);
-        if let Some(slot) = link
-            .journal
-            .begin(link.owner, &open.started, memory, &template)
-        {
-            link.slots.insert(id, slot);
+        // An invoke like most (no cold start, restore or gauges) shares one template per
+        // trace-id presence, rendered once: each invoke then stores only its own strings.
+        let steady = !open.cold_start
+            && !open.proactive_init
+            && open.init_duration_ns.is_none()
+            && open.restore_duration_ns.is_none()
+            && open.started.gauges.is_none();
+        let slot = if steady {
+            let traced = open.event.trace_id.is_some();
+            let (untraced, with_trace) = (&mut link.shared.0, &mut link.shared.1);
+            let shared = if traced { with_trace } else { untraced };
+            if shared.is_none() {
+                let mut model = open.ending_record();
+                model.request_id = crate::journal::REQUEST_ID_PLACEHOLDER.to_string();
+                model.trace_id = traced.then(|| crate::journal::TRACE_ID_PLACEHOLDER.to_string());
+                model.request_bytes = Some(crate::journal::REQUEST_BYTES_PLACEHOLDER);
+                *shared = emf::encode(&model, &self.settings)
+                    .and_then(|l| crate::journal::shared_template(&l));
+            }
+            let Some(template) = shared.as_deref() else {
+                return;
+            };
+            let fills = crate::journal::Fills {
+                request_id: &open.event.request_id,
+                trace_id: open.event.trace_id.as_deref(),
+                request_bytes: open.event.request_bytes,
+            };
+            link.journal
+                .begin_with(link.owner, &open.started, memory, template, &fills)
+        } else {
+            let Some(template) = emf::encode(&open.ending_record(), &self.settings)
+                .and_then(|l| crate::journal::prepare(&l))
+            else {
+                return;
+            };
+            link.journal
+                .begin(link.owner, &open.started, memory, &template)
+        };
+        if let Some(slot) = slot {
+            link.slots.push(slot);
+            self.tracker.journaled_newest(slot);
         }
     }
 
@@ -212,8 +275,8 @@ impl Engine {
             return;
         }
         let tracker = &self.tracker;
-        link.slots.retain(|id, slot| {
-            let open = tracker.open_invoke(id).is_some();
+        link.slots.retain(|slot| {
+            let open = tracker.journals(*slot);
             if !open {
                 link.journal.end(*slot, link.owner.pid);
             }
@@ -311,7 +374,7 @@ impl Engine {
         for ev in events.drain(..) {
             match ev {
                 Event::Head(head) => {
-                    let kind = RequestKind::classify(&head.method, &head.target);
+                    let kind = RequestKind::classify(head.method(), head.target());
                     let Some(conn) = self.conns.get_mut(&id) else {
                         break;
                     };
@@ -319,20 +382,25 @@ impl Engine {
                         self.drop_connection(id, Untrack::TooManyPending, &mut fx);
                         return fx;
                     }
-                    conn.writing = Some(kind.clone());
                     conn.writing_streamed = head
                         .header(api::HDR_RESPONSE_MODE)
                         .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
+                    // The answer is paired by kind alone: a result's id is not needed there.
+                    let answered = match &kind {
+                        RequestKind::Response(_) | RequestKind::Error(_) => RequestKind::Other,
+                        k => k.clone(),
+                    };
+                    conn.writing = Some(kind);
                     match conn.early_responses.pop_front() {
-                        Some((msg, at)) => self.response_complete(&kind, &msg, &at, &mut fx),
-                        None => conn.pending.push_back(kind),
+                        Some((msg, at)) => self.response_complete(&answered, &msg, &at, &mut fx),
+                        None => conn.pending.push_back(answered),
                     }
                 }
                 Event::FirstBodyByte => {
-                    let writing = self.conns.get(&id).and_then(|c| c.writing.clone());
+                    let writing = self.conns.get(&id).and_then(|c| c.writing.as_ref());
                     if let Some(RequestKind::Response(rid)) = writing {
                         let now = reading(&mut now, Reading::Clocks, probe);
-                        self.tracker.result_first_byte(&rid, &now);
+                        self.tracker.result_first_byte(rid, &now);
                     }
                 }
                 Event::Complete(msg) => {
@@ -445,9 +513,9 @@ impl Engine {
         fx
     }
 
-    fn push_records(&self, records: impl IntoIterator<Item = InvokeRecord>, fx: &mut Effects) {
+    fn push_records(&mut self, records: impl IntoIterator<Item = InvokeRecord>, fx: &mut Effects) {
         for r in records {
-            if let Some(line) = emf::encode(&r, &self.settings) {
+            if let Some(line) = emf::encode_cached(&r, &self.settings, &mut self.prefixes) {
                 fx.lines.push(line);
             }
         }
@@ -533,11 +601,13 @@ impl Engine {
             deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
             request_bytes: msg.body_len,
         };
-        let request_id = info.request_id.clone();
+        let opened = self.tracker.opened_count();
         let flushed = self.tracker.event_received(info, now);
         self.push_records(flushed, fx);
         self.sync_journal();
-        self.journal_invoke(&request_id);
+        if self.tracker.opened_count() != opened {
+            self.journal_newest();
+        }
     }
 
     fn request_complete(

@@ -140,6 +140,7 @@ mod tests {
             restore_duration_ns: None,
             deadline_mono_ns: None,
             first_byte_ns: None,
+            journal_slot: None,
         }
     }
 

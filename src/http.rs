@@ -17,22 +17,22 @@
 /// keeps: past that, only the headers the library reads are kept (a legal head may be larger;
 /// a longer line is garbage). Also the cap on a trailer block.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Headers the library reads from a message: the only ones a [`Head`] keeps (framing, and the
-/// Runtime API headers the engine reads). `name` as sent, compared without regard to case.
+/// Headers the engine reads from a message: the only ones a [`Head`] keeps (the framing
+/// headers are read by the parser as they go by). `name` as sent, compared without regard to
+/// case.
 fn is_read_by_us(name: &[u8]) -> bool {
     use crate::runtime_api as api;
-    [
-        "content-length",
-        "transfer-encoding",
-        "trailer",
+    let wanted = [
         api::HDR_REQUEST_ID,
         api::HDR_DEADLINE_MS,
         api::HDR_TRACE_ID,
         api::HDR_ERROR_TYPE,
         api::HDR_RESPONSE_MODE,
-    ]
-    .iter()
-    .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    ];
+    // Most headers differ in length from all of these: one compare each.
+    wanted
+        .iter()
+        .any(|n| n.len() == name.len() && name.eq_ignore_ascii_case(n.as_bytes()))
 }
 /// The largest body prefix a caller may ask to keep.
 pub const MAX_CAPTURE: usize = 4 * 1024;
@@ -48,27 +48,88 @@ pub enum Direction {
     Response,
 }
 
-/// The start line and headers of one message. Header names are lower-cased.
+/// The most headers a [`Head`] keeps (of the few names it keeps at all; repeats past this are
+/// dropped).
+const MAX_KEPT: usize = 16;
+
+/// The start line and the headers the library reads of one message, in one buffer: a head
+/// costs one allocation, however many headers it keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Head {
-    /// Request method (empty for responses).
-    pub method: String,
-    /// Request target (empty for responses).
-    pub target: String,
     /// Response status (0 for requests).
     pub status: u16,
-    /// The headers the library reads (framing and `Lambda-Runtime-*`), in arrival order, names
-    /// lower-cased, values trimmed.
-    pub headers: Vec<(String, String)>,
+    /// The method and target (requests), then each kept header's name (lower-cased) and value
+    /// (trimmed), one after the other.
+    text: String,
+    method: (u16, u16),
+    target: (u16, u16),
+    /// Each kept header: where its name starts, where its value starts (the name's end), and
+    /// where its value ends, in `text`.
+    headers: [(u16, u16, u16); MAX_KEPT],
+    count: u8,
 }
 
 impl Head {
-    /// The first value of a header, by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    fn part(&self, (from, to): (u16, u16)) -> &str {
+        self.text
+            .get(usize::from(from)..usize::from(to))
+            .unwrap_or_default()
+    }
+
+    /// Request method (empty for responses).
+    pub fn method(&self) -> &str {
+        self.part(self.method)
+    }
+
+    /// Request target (empty for responses).
+    pub fn target(&self) -> &str {
+        self.part(self.target)
+    }
+
+    /// The kept headers (the Runtime API's), in arrival order: name lower-cased, value trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .take(usize::from(self.count))
+            .map(|&(n, v, end)| (self.part((n, v)), self.part((v, end))))
+    }
+
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Appends `s` to the text; its span (`None` past what u16 offsets reach).
+    fn push_text(&mut self, s: &str, lower: bool) -> Option<(u16, u16)> {
+        let from = u16::try_from(self.text.len()).ok()?;
+        let to = u16::try_from(self.text.len() + s.len()).ok()?;
+        self.text.push_str(s);
+        if lower && let Some(added) = self.text.get_mut(usize::from(from)..) {
+            added.make_ascii_lowercase();
+        }
+        Some((from, to))
+    }
+
+    /// Keeps one header (false when the head keeps no more).
+    fn keep_header(&mut self, name: &str, value: &str) -> bool {
+        if usize::from(self.count) >= MAX_KEPT {
+            return false;
+        }
+        if self.text.capacity() == 0 {
+            // Room for the Runtime API's headers in one allocation.
+            self.text.reserve(256);
+        }
+        let Some((n, v)) = self.push_text(name, true) else {
+            return false;
+        };
+        let Some((_, end)) = self.push_text(value, false) else {
+            return false;
+        };
+        if let Some(slot) = self.headers.get_mut(usize::from(self.count)) {
+            *slot = (n, v, end);
+            self.count += 1;
+        }
+        true
     }
 }
 
@@ -147,6 +208,10 @@ pub struct Parser {
     pending: Option<Head>,
     /// Bytes of header lines kept in `pending`.
     kept: usize,
+    /// The pending head's first `Content-Length` (`Some(None)`: not a number).
+    length: Option<Option<u64>>,
+    /// Whether a `Transfer-Encoding` of the pending head names `chunked`.
+    chunked: bool,
     head: Option<Head>,
     body_len: u64,
     capture_limit: usize,
@@ -164,6 +229,8 @@ impl Parser {
             buf: Vec::new(),
             pending: None,
             kept: 0,
+            length: None,
+            chunked: false,
             head: None,
             body_len: 0,
             capture_limit: 0,
@@ -205,7 +272,7 @@ impl Parser {
                     }
                     // A line is parsed where it lies in the host's buffer; only a line split
                     // across feeds is gathered in `buf`, which keeps its capacity.
-                    let Some(end) = data.iter().position(|b| *b == b'\n') else {
+                    let Some(end) = find_byte(b'\n', data) else {
                         if self.buf.len() + data.len() > MAX_HEAD {
                             return Err(ParseError::HeadTooLarge);
                         }
@@ -305,12 +372,27 @@ impl Parser {
             Some(_) if line.is_empty() => self.finish_head(policy, out)?,
             Some(head) => {
                 let name = header_name(line)?;
-                // Only the headers the library reads are kept (and copied), within a bound.
+                if name.len() == 14 && name.eq_ignore_ascii_case(b"content-length") {
+                    if self.length.is_none() {
+                        let (_, value) = header_parts(line, name)?;
+                        self.length = Some(value.parse::<u64>().ok());
+                    }
+                    return Ok(());
+                }
+                if name.len() == 17 && name.eq_ignore_ascii_case(b"transfer-encoding") {
+                    let (_, value) = header_parts(line, name)?;
+                    self.chunked |= value
+                        .split(',')
+                        .any(|c| c.trim().eq_ignore_ascii_case("chunked"));
+                    return Ok(());
+                }
+                // Only the headers the engine reads are kept (and copied), within a bound.
                 let size = line.len();
                 if is_read_by_us(name) && self.kept + size <= 2 * MAX_HEAD {
-                    let (name, value) = header_line(line)?;
-                    self.kept += size;
-                    head.headers.push((name, value));
+                    let (name, value) = header_parts(line, name)?;
+                    if head.keep_header(name, value) {
+                        self.kept += size;
+                    }
                 }
             }
         }
@@ -359,12 +441,12 @@ impl Parser {
         let mut head = Head::default();
         match self.dir {
             Direction::Request => {
-                let mut parts = start.split(' ');
-                let (Some(method), Some(target), Some(version), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(ParseError::BadStartLine);
-                };
+                // Exactly three parts, split at single spaces.
+                let (method, rest) = start.split_at(find_byte(b' ', line).unwrap_or(line.len()));
+                let rest = rest.get(1..).unwrap_or_default();
+                let (target, version) = rest
+                    .split_at(find_byte(b' ', rest.as_bytes()).ok_or(ParseError::BadStartLine)?);
+                let version = version.get(1..).unwrap_or_default();
                 if method.is_empty()
                     || !method.bytes().all(|b| b.is_ascii_uppercase())
                     || target.is_empty()
@@ -372,14 +454,21 @@ impl Parser {
                 {
                     return Err(ParseError::BadStartLine);
                 }
-                head.method = method.to_string();
-                head.target = target.to_string();
+                head.text.reserve(method.len() + target.len() + 192);
+                head.method = head
+                    .push_text(method, false)
+                    .ok_or(ParseError::HeadTooLarge)?;
+                head.target = head
+                    .push_text(target, false)
+                    .ok_or(ParseError::HeadTooLarge)?;
             }
             Direction::Response => {
-                let mut parts = start.splitn(3, ' ');
-                let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-                    return Err(ParseError::BadStartLine);
-                };
+                let (version, rest) =
+                    start.split_at(find_byte(b' ', line).ok_or(ParseError::BadStartLine)?);
+                let rest = rest.get(1..).unwrap_or_default();
+                let code = rest
+                    .get(..find_byte(b' ', rest.as_bytes()).unwrap_or(rest.len()))
+                    .unwrap_or_default();
                 if !is_http1(version) || code.len() != 3 {
                     return Err(ParseError::BadStartLine);
                 }
@@ -400,17 +489,13 @@ impl Parser {
     ) -> Result<(), ParseError> {
         let head = self.pending.take().unwrap_or_default();
         self.kept = 0;
+        let chunked = std::mem::take(&mut self.chunked);
+        let length = self.length.take();
         if self.dir == Direction::Response && head.status == 101 {
             return Err(ParseError::Upgraded);
         }
-        let chunked = head
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "transfer-encoding")
-            .flat_map(|(_, v)| v.split(','))
-            .any(|c| c.trim().eq_ignore_ascii_case("chunked"));
-        let length = match head.header("content-length") {
-            Some(v) => Some(v.parse::<u64>().map_err(|_| ParseError::BadContentLength)?),
+        let length = match length {
+            Some(n) => Some(n.ok_or(ParseError::BadContentLength)?),
             None => None,
         };
         let informational = self.dir == Direction::Response && head.status < 200;
@@ -468,10 +553,7 @@ fn parse_lines(lines: &[&str]) -> Result<Vec<(String, String)>, ParseError> {
 
 /// The name of a `Name: value` line, checked (no whitespace or control bytes, not empty).
 fn header_name(line: &[u8]) -> Result<&[u8], ParseError> {
-    let colon = line
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or(ParseError::BadHeader)?;
+    let colon = find_byte(b':', line).ok_or(ParseError::BadHeader)?;
     let name = line.get(..colon).unwrap_or_default();
     if name.is_empty()
         || name
@@ -481,6 +563,15 @@ fn header_name(line: &[u8]) -> Result<&[u8], ParseError> {
         return Err(ParseError::BadHeader);
     }
     Ok(name)
+}
+
+/// One `Name: value` line whose name [`header_name`] checked: the name as sent, the value
+/// trimmed (the line must be UTF-8).
+fn header_parts<'a>(line: &'a [u8], name: &[u8]) -> Result<(&'a str, &'a str), ParseError> {
+    let line = std::str::from_utf8(line).map_err(|_| ParseError::BadHeader)?;
+    let name_text = line.get(..name.len()).ok_or(ParseError::BadHeader)?;
+    let value = line.get(name.len() + 1..).unwrap_or_default();
+    Ok((name_text, value.trim()))
 }
 
 /// One `Name: value` line: the name lower-cased, the value trimmed.
@@ -536,6 +627,16 @@ fn take_block(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> Result<Taken, Parse
         consumed: data.len(),
         done: false,
     })
+}
+
+/// The first `byte` in `hay`: libc's `memchr`, which scans a word or a vector at a time.
+pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    if hay.is_empty() {
+        return None;
+    }
+    // SAFETY: memchr reads at most `hay.len()` bytes of the live slice.
+    let at = unsafe { libc::memchr(hay.as_ptr().cast(), i32::from(byte), hay.len()) };
+    (!at.is_null()).then(|| at as usize - hay.as_ptr() as usize)
 }
 
 /// A line without the `\r` of its CRLF end.
@@ -644,7 +745,7 @@ mod tests {
             let ev = run(Direction::Request, data, step, all).unwrap();
             let done = completes(&ev);
             assert_eq!(done.len(), 1);
-            assert_eq!(done[0].head.method, "POST");
+            assert_eq!(done[0].head.method(), "POST");
             assert_eq!(done[0].body_len, 8);
             assert_eq!(done[0].captured, b"helloabc");
             assert_eq!(
@@ -666,7 +767,7 @@ mod tests {
             assert_eq!(done.len(), 2, "step {step}");
             assert_eq!(done[0].body_len, 2);
             assert!(done[0].trailers.is_empty());
-            assert_eq!(done[1].head.target, "/b");
+            assert_eq!(done[1].head.target(), "/b");
         }
     }
 
@@ -787,7 +888,7 @@ mod tests {
                 Some("after-the-padding")
             );
             assert!(
-                done[0].head.headers.len() < 40,
+                done[0].head.headers().count() < 40,
                 "padding past 16 KiB is dropped"
             );
             assert_eq!(done[1].head.status, 202);

@@ -58,6 +58,12 @@ const START_CPU: usize = 24;
 const START_RSS: usize = 32;
 const LEN: usize = 40;
 const MEMORY_MB: usize = 44;
+/// The invoke's request bytes, for a template with a [`hole::REQUEST_BYTES`].
+const REQUEST_BYTES: usize = 48;
+/// Lengths of the escaped request id (low 16 bits) and trace id (high 16 bits; `NO_TRACE`
+/// when there is none) stored after the template, for its `I` and `X` holes.
+const FILL_LENS: usize = 56;
+const NO_TRACE: u32 = 0xffff;
 
 /// The hole kinds of a prepared record.
 pub mod hole {
@@ -73,7 +79,26 @@ pub mod hole {
     pub const MEMORY_UTILIZATION: u8 = b'U';
     /// `exitReason`, a short text.
     pub const REASON: u8 = b'R';
+    /// `requestId`'s text (stored in the slot, escaped), in a template shared by invokes.
+    pub const REQUEST_ID: u8 = b'I';
+    /// `traceId`'s text, likewise; its member is a span, left out when there is none.
+    pub const TRACE_ID: u8 = b'X';
+    /// `RequestBytes`, likewise.
+    pub const REQUEST_BYTES: u8 = b'B';
 }
+
+/// What a template shared by invokes leaves to each invoke (see [`shared_template`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fills<'a> {
+    pub request_id: &'a str,
+    pub trace_id: Option<&'a str>,
+    pub request_bytes: u64,
+}
+
+/// The placeholders a shared template is encoded with, then replaced by holes.
+pub const REQUEST_ID_PLACEHOLDER: &str = "lambda-meter:request-id";
+pub const TRACE_ID_PLACEHOLDER: &str = "lambda-meter:trace-id";
+pub const REQUEST_BYTES_PLACEHOLDER: u64 = 987_654_321_987_654;
 
 const HOLE: u8 = 0x01;
 const SPAN: u8 = 0x02;
@@ -154,11 +179,21 @@ impl Journal {
         unsafe { AtomicU64::from_ptr(self.slot(i).add(off).cast()) }
     }
 
-    fn template(&self, i: usize) -> &[u8] {
-        let len = (self.u32_at(i, LEN).load(Ordering::Relaxed) as usize).min(TEMPLATE_MAX);
-        // SAFETY: the caller holds the slot (CLAIMED); `len` bytes after the head were written
+    /// The slot's template, escaped request id and escaped trace id.
+    fn template(&self, i: usize) -> (&[u8], &[u8], Option<&[u8]>) {
+        // SAFETY: the caller holds the slot (CLAIMED); its bytes after the head were written
         // while it was FILLING, before the release store of OPEN that our acquire saw.
-        unsafe { std::slice::from_raw_parts(self.slot(i).add(SLOT_HEAD), len) }
+        let body = unsafe { std::slice::from_raw_parts(self.slot(i).add(SLOT_HEAD), TEMPLATE_MAX) };
+        let len = (self.u32_at(i, LEN).load(Ordering::Relaxed) as usize).min(TEMPLATE_MAX);
+        let lens = self.u32_at(i, FILL_LENS).load(Ordering::Relaxed);
+        let (template, rest) = body.split_at(len);
+        let id_len = (lens & 0xffff) as usize;
+        let id = rest.get(..id_len).unwrap_or_default();
+        let trace = match lens >> 16 {
+            NO_TRACE => None,
+            n => rest.get(id_len..id_len + n as usize),
+        };
+        (template, id, trace)
     }
 
     /// Journals an invoke of `owner` that started at `started`, with its prepared record.
@@ -169,6 +204,20 @@ impl Journal {
         started: &Probe,
         memory_size_mb: u32,
         template: &[u8],
+    ) -> Option<usize> {
+        self.begin_with(owner, started, memory_size_mb, template, &Fills::default())
+    }
+
+    /// [`Journal::begin`] with a template shared by invokes: this invoke's request id, trace id
+    /// and request bytes are stored beside it (the strings JSON-escaped), for its holes. No
+    /// allocation: the per-invoke cost is two copies.
+    pub fn begin_with(
+        &self,
+        owner: Owner,
+        started: &Probe,
+        memory_size_mb: u32,
+        template: &[u8],
+        fills: &Fills,
     ) -> Option<usize> {
         if template.len() > TEMPLATE_MAX {
             return None;
@@ -181,6 +230,25 @@ impl Journal {
             {
                 continue;
             }
+            // SAFETY: the slot is ours (FILLING): its TEMPLATE_MAX bytes after the head are
+            // written by no one else until the release store below.
+            let body = unsafe {
+                std::slice::from_raw_parts_mut(self.slot(i).add(SLOT_HEAD), TEMPLATE_MAX)
+            };
+            let (dst, rest) = body.split_at_mut(template.len());
+            dst.copy_from_slice(template);
+            let lens = (|| {
+                let id = escape_into(rest, fills.request_id.as_bytes())?;
+                let trace = match fills.trace_id {
+                    Some(t) => escape_into(rest.get_mut(id..)?, t.as_bytes())?,
+                    None => NO_TRACE as usize,
+                };
+                (id < 0xffff && trace <= 0xffff).then_some((id as u32) | ((trace as u32) << 16))
+            })();
+            let Some(lens) = lens else {
+                state.store(FREE, Ordering::Release);
+                return None;
+            };
             self.u32_at(i, PID).store(owner.pid, Ordering::Relaxed);
             self.u64_at(i, OWNER_START)
                 .store(owner.start_ticks, Ordering::Relaxed);
@@ -192,16 +260,11 @@ impl Journal {
                 .store(started.max_rss_kb, Ordering::Relaxed);
             self.u32_at(i, MEMORY_MB)
                 .store(memory_size_mb, Ordering::Relaxed);
+            self.u64_at(i, REQUEST_BYTES)
+                .store(fills.request_bytes, Ordering::Relaxed);
+            self.u32_at(i, FILL_LENS).store(lens, Ordering::Relaxed);
             self.u32_at(i, LEN)
                 .store(template.len() as u32, Ordering::Relaxed);
-            // SAFETY: the slot is ours (FILLING) and has room for TEMPLATE_MAX bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    template.as_ptr(),
-                    self.slot(i).add(SLOT_HEAD),
-                    template.len(),
-                )
-            };
             state.store(OPEN, Ordering::Release);
             return Some(i);
         }
@@ -287,6 +350,7 @@ impl Journal {
         let since = |now: Option<u64>, off: usize| {
             now.map(|n| n.saturating_sub(self.u64_at(i, off).load(Ordering::Relaxed)))
         };
+        let (template, request_id, trace_id) = self.template(i);
         let values = Values {
             wall_ms: ending.wall_ms,
             duration_ns: since(ending.mono_ns, START_MONO),
@@ -296,8 +360,11 @@ impl Journal {
                 .unwrap_or_else(|| self.u64_at(i, START_RSS).load(Ordering::Relaxed)),
             memory_size_mb: u64::from(self.u32_at(i, MEMORY_MB).load(Ordering::Relaxed)),
             reason: ending.reason,
+            request_id,
+            trace_id,
+            request_bytes: self.u64_at(i, REQUEST_BYTES).load(Ordering::Relaxed),
         };
-        render(self.template(i), &values, emit)
+        render(template, &values, emit)
     }
 }
 
@@ -311,6 +378,10 @@ pub struct Values<'a> {
     /// 0 when unknown.
     pub memory_size_mb: u64,
     pub reason: &'a [u8],
+    /// For a shared template's holes: the escaped request id and trace id, the request bytes.
+    pub request_id: &'a [u8],
+    pub trace_id: Option<&'a [u8]>,
+    pub request_bytes: u64,
 }
 
 /// Room for one formatted number.
@@ -384,9 +455,10 @@ fn push_millis(n: &mut Number, ns: u64) {
 /// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
 /// template.
 pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
-    let mut numbers = [const { Number::new() }; 5];
-    let [ts, dur, cpu, mem, util] = &mut numbers;
+    let mut numbers = [const { Number::new() }; 6];
+    let [ts, dur, cpu, mem, util, bytes] = &mut numbers;
     ts.push_int(v.wall_ms);
+    bytes.push_int(v.request_bytes);
     if let Some(d) = v.duration_ns {
         push_millis(dur, d);
     }
@@ -409,6 +481,9 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
             hole::MAX_MEMORY => Some(mem.bytes()),
             hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.bytes()),
             hole::REASON => Some(v.reason),
+            hole::REQUEST_ID => Some(v.request_id),
+            hole::TRACE_ID => v.trace_id,
+            hole::REQUEST_BYTES => Some(bytes.bytes()),
             _ => None,
         }
     };
@@ -524,6 +599,81 @@ pub fn prepare(line: &str) -> Option<Vec<u8>> {
     Some(t)
 }
 
+/// Writes `s` JSON-escaped (as the encoder writes strings) at the start of `dst`; its length, or
+/// `None` when it does not fit.
+fn escape_into(dst: &mut [u8], s: &[u8]) -> Option<usize> {
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| -> Option<()> {
+        dst.get_mut(n..n + bytes.len())?.copy_from_slice(bytes);
+        n += bytes.len();
+        Some(())
+    };
+    let mut rest = s;
+    // Runs that need no escape are copied whole.
+    while let Some(at) = rest
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        put(rest.get(..at)?)?;
+        let b = rest.get(at).copied()?;
+        match b {
+            b'"' => put(b"\\\"")?,
+            b'\\' => put(b"\\\\")?,
+            b'\n' => put(b"\\n")?,
+            b'\r' => put(b"\\r")?,
+            b'\t' => put(b"\\t")?,
+            0x08 => put(b"\\b")?,
+            0x0c => put(b"\\f")?,
+            _ => {
+                let hex = b"0123456789abcdef";
+                let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
+                put(&[b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)])?
+            }
+        }
+        rest = rest.get(at + 1..)?;
+    }
+    put(rest)?;
+    Some(n)
+}
+
+/// Turns the encoder's line for an ending record made with the placeholders
+/// ([`REQUEST_ID_PLACEHOLDER`], [`TRACE_ID_PLACEHOLDER`], [`REQUEST_BYTES_PLACEHOLDER`]) into
+/// a template every invoke of the same shape can share: [`prepare`]'s holes, plus holes for
+/// the request id, the trace id (its member a span) and the request bytes, filled from what
+/// [`Journal::begin_with`] stores beside it.
+pub fn shared_template(line: &str) -> Option<Vec<u8>> {
+    let mut t = prepare(line)?;
+    let id_member = format!(",\"requestId\":\"{REQUEST_ID_PLACEHOLDER}\"");
+    let at = find(&t, id_member.as_bytes())?;
+    let start = at + id_member.len() - 1 - REQUEST_ID_PLACEHOLDER.len();
+    t.splice(
+        start..start + REQUEST_ID_PLACEHOLDER.len(),
+        [HOLE, hole::REQUEST_ID],
+    );
+    let trace_member = format!(",\"traceId\":\"{TRACE_ID_PLACEHOLDER}\"");
+    if let Some(at) = find(&t, trace_member.as_bytes()) {
+        let start = at + trace_member.len() - 1 - TRACE_ID_PLACEHOLDER.len();
+        t.splice(
+            start..start + TRACE_ID_PLACEHOLDER.len(),
+            [HOLE, hole::TRACE_ID],
+        );
+        // The member is `,"traceId":"` hole `"`: a span, gone when there is no trace id.
+        let end = at + trace_member.len() - TRACE_ID_PLACEHOLDER.len() + 2;
+        t.insert(end, SPAN_END);
+        t.splice(at..at, [SPAN, hole::TRACE_ID]);
+    }
+    let bytes_member = b",\"RequestBytes\":";
+    if let Some(at) = find(&t, bytes_member) {
+        let digits = REQUEST_BYTES_PLACEHOLDER.to_string();
+        if t.get(at + bytes_member.len()..at + bytes_member.len() + digits.len())
+            == Some(digits.as_bytes())
+        {
+            replace_number(&mut t, at + bytes_member.len(), hole::REQUEST_BYTES)?;
+        }
+    }
+    Some(t)
+}
+
 /// `parts` one after the other in `buf` (the metric names are short: the buffer holds them).
 fn joined<'a>(buf: &'a mut [u8; 48], parts: &[&[u8]]) -> &'a [u8] {
     let mut len = 0;
@@ -625,6 +775,27 @@ mod tests {
     use serde_json::Value;
 
     #[test]
+    fn escape_into_writes_what_serde_json_writes() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀\u{2028}");
+        for text in [
+            all.as_str(),
+            "",
+            "8f4e2a1c-0b6d",
+            "Root=1-5759e988;Sampled=1",
+            "\"\\",
+        ] {
+            let lit = serde_json::to_string(text).unwrap();
+            let mut dst = [0u8; 1024];
+            let n = escape_into(&mut dst, text.as_bytes()).unwrap();
+            assert_eq!(&dst[..n], &lit.as_bytes()[1..lit.len() - 1]);
+        }
+        let mut small = [0u8; 4];
+        assert_eq!(escape_into(&mut small, b"\"\"\""), None, "does not fit");
+        assert_eq!(escape_into(&mut small, b"abcd"), Some(4));
+    }
+
+    #[test]
     fn find_agrees_with_a_naive_search() {
         let naive = |h: &[u8], n: &[u8]| {
             if n.is_empty() {
@@ -685,6 +856,9 @@ mod tests {
             max_rss_kb: 40 * 1024 + 1,
             memory_size_mb: 128,
             reason: b"signal: aborted",
+            request_id: b"",
+            trace_id: None,
+            request_bytes: 0,
         }
     }
 

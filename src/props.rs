@@ -448,6 +448,28 @@ pub fn emf_records(data: &[u8]) {
         return;
     };
     let v = check_emf_line(&line);
+    // With the constant part rendered once and reused: the same line, for this record and for
+    // another of the same shape with other values.
+    let mut prefixes = emf::Prefixes::default();
+    assert_eq!(
+        emf::encode_cached(&record, &settings, &mut prefixes).as_deref(),
+        Some(line.as_str())
+    );
+    let shift = |v: Option<u64>| v.map(|n| n / 3 + 7);
+    let other = InvokeRecord {
+        request_id: format!("{}-other", record.request_id),
+        timestamp_ms: record.timestamp_ms / 2 + 1,
+        duration_ns: shift(record.duration_ns),
+        cpu_ns: shift(record.cpu_ns),
+        max_rss_kb: record.max_rss_kb / 5,
+        request_bytes: shift(record.request_bytes),
+        response_bytes: shift(record.response_bytes),
+        ..record.clone()
+    };
+    assert_eq!(
+        emf::encode_cached(&other, &settings, &mut prefixes),
+        emf::encode(&other, &settings)
+    );
     // The same record prepared for an ending, rendered with known and unknown values.
     let template = journal::prepare(&line).expect("every record can be prepared");
     for known in [true, false] {
@@ -458,6 +480,9 @@ pub fn emf_records(data: &[u8]) {
             max_rss_kb: input.number() >> 24,
             memory_size_mb: input.below(10_241),
             reason: b"signal: aborted",
+            request_id: b"",
+            trace_id: None,
+            request_bytes: 0,
         };
         let mut out = Vec::new();
         assert!(journal::render(&template, &values, &mut |parts| {
@@ -468,6 +493,44 @@ pub fn emf_records(data: &[u8]) {
         for key in ["requestId", "FunctionName", "errorType"] {
             assert_eq!(rendered[key], v[key], "{key} is carried over");
         }
+        // The template invokes share (made from the same record with placeholders), filled
+        // with this record's own id, trace id and request bytes, reads byte for byte the same.
+        // (An invoke always has a request id: the tracker opens none without.)
+        if record.request_id.is_empty() {
+            continue;
+        }
+        let mut model = record.clone();
+        model.request_id = journal::REQUEST_ID_PLACEHOLDER.to_string();
+        model.trace_id = record
+            .trace_id
+            .as_ref()
+            .map(|_| journal::TRACE_ID_PLACEHOLDER.to_string());
+        model.request_bytes = record
+            .request_bytes
+            .map(|_| journal::REQUEST_BYTES_PLACEHOLDER);
+        let shared = emf::encode(&model, &settings)
+            .and_then(|l| journal::shared_template(&l))
+            .expect("a shared template");
+        let escaped = |s: &str| {
+            let lit = serde_json::to_string(s).expect("json");
+            lit.as_bytes()[1..lit.len() - 1].to_vec()
+        };
+        let id = escaped(&record.request_id);
+        let trace = record.trace_id.as_deref().map(escaped);
+        let filled = journal::Values {
+            request_id: &id,
+            trace_id: trace.as_deref(),
+            request_bytes: record.request_bytes.unwrap_or(0),
+            ..values
+        };
+        let mut again = Vec::new();
+        assert!(journal::render(&shared, &filled, &mut |parts| {
+            again = parts.concat();
+        }));
+        assert_eq!(
+            String::from_utf8_lossy(&again),
+            String::from_utf8_lossy(&out)
+        );
     }
 }
 

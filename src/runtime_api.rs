@@ -38,32 +38,81 @@ pub enum RequestKind {
     Other,
 }
 
+/// The kind of a request without its invoke id, and the id borrowed from the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Next,
+    Response,
+    Error,
+    InitError,
+    RestoreNext,
+    RestoreError,
+    Other,
+}
+
+/// Reads a request line's method and path without allocating. Query strings are ignored.
+fn shape<'a>(method: &str, target: &'a str) -> (Shape, &'a str) {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    // Absolute-form targets ("http://host/...") keep only their path.
+    let path = match path.strip_prefix("http://") {
+        Some(rest) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
+        None => path,
+    };
+    let Some(rest) = path.strip_prefix(BASE) else {
+        return (Shape::Other, "");
+    };
+    // At most five segments matter; a sixth means none of ours.
+    let mut parts = [""; 6];
+    let mut n = 0;
+    let mut left = rest;
+    loop {
+        let end = crate::http::find_byte(b'/', left.as_bytes());
+        match parts.get_mut(n) {
+            Some(slot) => *slot = left.get(..end.unwrap_or(left.len())).unwrap_or_default(),
+            None => return (Shape::Other, ""),
+        }
+        n += 1;
+        match end {
+            Some(at) => left = left.get(at + 1..).unwrap_or_default(),
+            None => break,
+        }
+    }
+    let parts = parts.get(..n).unwrap_or_default();
+    match (method, parts) {
+        ("GET", ["", "runtime", "invocation", "next"]) => (Shape::Next, ""),
+        ("POST", ["", "runtime", "invocation", id, "response"]) if !id.is_empty() => {
+            (Shape::Response, id)
+        }
+        ("POST", ["", "runtime", "invocation", id, "error"]) if !id.is_empty() => {
+            (Shape::Error, id)
+        }
+        ("POST", ["", "runtime", "init", "error"]) => (Shape::InitError, ""),
+        ("GET", ["", "runtime", "restore", "next"]) => (Shape::RestoreNext, ""),
+        ("POST", ["", "runtime", "restore", "error"]) => (Shape::RestoreError, ""),
+        _ => (Shape::Other, ""),
+    }
+}
+
 impl RequestKind {
     /// Classifies a request line. Query strings are ignored.
     pub fn classify(method: &str, target: &str) -> RequestKind {
-        let path = target.split('?').next().unwrap_or_default();
-        // Absolute-form targets ("http://host/...") keep only their path.
-        let path = match path.strip_prefix("http://") {
-            Some(rest) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
-            None => path,
-        };
-        let Some(rest) = path.strip_prefix(BASE) else {
-            return RequestKind::Other;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        match (method, parts.as_slice()) {
-            ("GET", ["", "runtime", "invocation", "next"]) => RequestKind::Next,
-            ("POST", ["", "runtime", "invocation", id, "response"]) if !id.is_empty() => {
-                RequestKind::Response((*id).to_string())
-            }
-            ("POST", ["", "runtime", "invocation", id, "error"]) if !id.is_empty() => {
-                RequestKind::Error((*id).to_string())
-            }
-            ("POST", ["", "runtime", "init", "error"]) => RequestKind::InitError,
-            ("GET", ["", "runtime", "restore", "next"]) => RequestKind::RestoreNext,
-            ("POST", ["", "runtime", "restore", "error"]) => RequestKind::RestoreError,
-            _ => RequestKind::Other,
+        match shape(method, target) {
+            (Shape::Next, _) => RequestKind::Next,
+            (Shape::Response, id) => RequestKind::Response(id.to_string()),
+            (Shape::Error, id) => RequestKind::Error(id.to_string()),
+            (Shape::InitError, _) => RequestKind::InitError,
+            (Shape::RestoreNext, _) => RequestKind::RestoreNext,
+            (Shape::RestoreError, _) => RequestKind::RestoreError,
+            (Shape::Other, _) => RequestKind::Other,
         }
+    }
+
+    /// [`RequestKind::carries_error`] of a request line, without allocating.
+    pub fn line_carries_error(method: &str, target: &str) -> bool {
+        matches!(
+            shape(method, target).0,
+            Shape::Error | Shape::InitError | Shape::RestoreError
+        )
     }
 
     /// Whether the body of this request is worth a bounded look (the error type may be inside).

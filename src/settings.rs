@@ -474,6 +474,24 @@ pub fn invalid(var: &str, value: &str, default: &str, expected: &str) -> String 
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
+/// `s` cut to at most `max` bytes at a character boundary, borrowed (no allocation).
+pub fn bounded_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// [`bounded_str`] in place.
+pub fn truncate_to(s: &mut String, max: usize) {
+    let keep = bounded_str(s, max).len();
+    s.truncate(keep);
+}
+
 pub fn bounded(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();

@@ -22,8 +22,6 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::{HashMap, VecDeque};
-
 /// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime
 /// that never posts results must not grow our memory).
 const MAX_OPEN: usize = 1024;
@@ -161,6 +159,9 @@ pub struct OpenInvoke {
     pub deadline_mono_ns: Option<u64>,
     /// When the first byte of a streamed result was written.
     pub first_byte_ns: Option<u64>,
+    /// The journal slot holding this invoke's record in case the process ends (the engine's;
+    /// never handed to another process).
+    pub journal_slot: Option<usize>,
 }
 
 impl OpenInvoke {
@@ -211,6 +212,7 @@ impl OpenInvoke {
             restore_duration_ns: num("restoreDurationNs"),
             deadline_mono_ns: num("deadlineMonoNs"),
             first_byte_ns: None,
+            journal_slot: None,
         })
     }
 
@@ -306,8 +308,10 @@ pub struct Tracker {
     restore_answered_ns: Option<u64>,
     /// Restore duration for the next invoke.
     restore_duration_ns: Option<u64>,
-    open: HashMap<String, OpenInvoke>,
-    open_order: VecDeque<String>,
+    /// Open invokes, oldest first (few: one at a time, or one per concurrent slot).
+    open: Vec<OpenInvoke>,
+    /// Invokes opened so far.
+    opened: u64,
     awaiting_next: Option<AwaitingNext>,
     /// Shared with the environment's other processes, when this one is a per-request helper.
     handoff: Option<Box<dyn Handoff>>,
@@ -324,8 +328,8 @@ impl Tracker {
             first_invoke_pending: true,
             restore_answered_ns: None,
             restore_duration_ns: None,
-            open: HashMap::new(),
-            open_order: VecDeque::new(),
+            open: Vec::new(),
+            opened: 0,
             awaiting_next: None,
             handoff: None,
         }
@@ -386,11 +390,11 @@ impl Tracker {
     pub fn event_received(&mut self, mut event: EventInfo, now: &Probe) -> Option<InvokeRecord> {
         self.next_outstanding = self.next_outstanding.saturating_sub(1);
         let flushed = self.awaiting_next.take().map(|w| w.record);
-        event.request_id = crate::settings::bounded(&event.request_id, MAX_ID_LEN);
-        event.trace_id = event
-            .trace_id
-            .map(|t| crate::settings::bounded(&t, MAX_TRACE_LEN));
-        if event.request_id.is_empty() || self.open.contains_key(&event.request_id) {
+        crate::settings::truncate_to(&mut event.request_id, MAX_ID_LEN);
+        if let Some(t) = event.trace_id.as_mut() {
+            crate::settings::truncate_to(t, MAX_TRACE_LEN);
+        }
+        if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
         }
         let first = std::mem::take(&mut self.first_invoke_pending);
@@ -423,10 +427,8 @@ impl Tracker {
             now.mono_ns
                 .saturating_add(left_ms.saturating_mul(1_000_000))
         });
-        if self.open.len() >= MAX_OPEN
-            && let Some(oldest) = self.open_order.pop_front()
-        {
-            self.open.remove(&oldest);
+        if self.open.len() >= MAX_OPEN {
+            self.open.remove(0);
         }
         let open = OpenInvoke {
             event,
@@ -437,19 +439,20 @@ impl Tracker {
             restore_duration_ns,
             deadline_mono_ns,
             first_byte_ns: None,
+            journal_slot: None,
         };
         if let Some(h) = self.handoff.as_mut() {
             h.save(&open);
         }
-        self.open_order.push_back(open.event.request_id.clone());
-        self.open.insert(open.event.request_id.clone(), open);
+        self.open.push(open);
+        self.opened += 1;
         flushed
     }
 
     /// The first byte of `request_id`'s result body was written.
     pub fn result_first_byte(&mut self, request_id: &str, now: &Probe) {
-        let request_id = crate::settings::bounded(request_id, MAX_ID_LEN);
-        if let Some(open) = self.open.get_mut(&request_id) {
+        let request_id = crate::settings::bounded_str(request_id, MAX_ID_LEN);
+        if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
             open.first_byte_ns.get_or_insert(now.mono_ns);
         }
     }
@@ -465,17 +468,15 @@ impl Tracker {
     ) -> Vec<InvokeRecord> {
         // Open invokes are keyed by the id as bounded when the event arrived; the result's path
         // carries it whole.
-        let request_id = crate::settings::bounded(request_id, MAX_ID_LEN);
-        let request_id = request_id.as_str();
+        let request_id = crate::settings::bounded_str(request_id, MAX_ID_LEN);
         let mut ready: Vec<InvokeRecord> = self
             .awaiting_next
             .take()
             .map(|w| w.record)
             .into_iter()
             .collect();
-        let open = match self.open.remove(request_id) {
+        let open = match self.find(request_id).map(|i| self.open.remove(i)) {
             Some(open) => {
-                self.open_order.retain(|id| id != request_id);
                 if let Some(h) = self.handoff.as_mut() {
                     h.forget(request_id);
                 }
@@ -555,30 +556,25 @@ impl Tracker {
     /// records, and a record that waited too long for `/next` goes without it.
     pub fn tick(&mut self, now: &Probe) -> Vec<InvokeRecord> {
         let margin = self.lifecycle.timeout_margin_ns;
-        let expired: Vec<String> = self
-            .open_order
-            .iter()
-            .filter(|id| {
-                self.open
-                    .get(*id)
-                    .and_then(|o| o.deadline_mono_ns)
-                    .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d)
-            })
-            .cloned()
-            .collect();
         let mut ready = Vec::new();
-        for id in expired {
-            self.open_order.retain(|o| *o != id);
-            if let Some(open) = self.open.remove(&id) {
-                if let Some(h) = self.handoff.as_mut() {
-                    h.forget(&id);
-                }
-                let mut record = open.record(now);
-                record.errored = true;
-                record.timed_out = true;
-                record.error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
-                ready.push(record);
+        let mut i = 0;
+        while let Some(o) = self.open.get(i) {
+            let due = o
+                .deadline_mono_ns
+                .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d);
+            if !due {
+                i += 1;
+                continue;
             }
+            let open = self.open.remove(i);
+            if let Some(h) = self.handoff.as_mut() {
+                h.forget(&open.event.request_id);
+            }
+            let mut record = open.record(now);
+            record.errored = true;
+            record.timed_out = true;
+            record.error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
+            ready.push(record);
         }
         if self
             .awaiting_next
@@ -596,7 +592,7 @@ impl Tracker {
         let margin = self.lifecycle.timeout_margin_ns;
         let deadlines = self
             .open
-            .values()
+            .iter()
             .filter_map(|o| o.deadline_mono_ns.map(|d| d.saturating_sub(margin)));
         let waiting = self
             .awaiting_next
@@ -612,7 +608,35 @@ impl Tracker {
 
     /// The invoke `request_id` (as bounded by [`Tracker::event_received`]), while it is open.
     pub fn open_invoke(&self, request_id: &str) -> Option<&OpenInvoke> {
-        self.open.get(request_id)
+        self.find(request_id).and_then(|i| self.open.get(i))
+    }
+
+    /// The invoke opened last, while it is open.
+    pub fn newest_open(&self) -> Option<&OpenInvoke> {
+        self.open.last()
+    }
+
+    /// Notes the journal slot of the invoke opened last.
+    pub fn journaled_newest(&mut self, slot: usize) {
+        if let Some(open) = self.open.last_mut() {
+            open.journal_slot = Some(slot);
+        }
+    }
+
+    /// Whether an open invoke's record is in journal slot `slot`.
+    pub fn journals(&self, slot: usize) -> bool {
+        self.open.iter().any(|o| o.journal_slot == Some(slot))
+    }
+
+    /// How many invokes were opened so far.
+    pub fn opened_count(&self) -> u64 {
+        self.opened
+    }
+
+    fn find(&self, request_id: &str) -> Option<usize> {
+        self.open
+            .iter()
+            .position(|o| o.event.request_id == request_id)
     }
 
     /// Whether invokes live in a handoff shared with other processes (a per-request helper).
@@ -968,7 +992,9 @@ mod tests {
 
     /// A handoff kept in memory and shared between trackers, standing in for the files.
     #[derive(Clone, Default)]
-    struct SharedMemory(std::sync::Arc<std::sync::Mutex<(bool, HashMap<String, String>)>>);
+    struct SharedMemory(
+        std::sync::Arc<std::sync::Mutex<(bool, std::collections::HashMap<String, String>)>>,
+    );
 
     impl Handoff for SharedMemory {
         fn claim_cold_start(&mut self) -> bool {
@@ -1046,6 +1072,7 @@ mod tests {
             restore_duration_ns: None,
             deadline_mono_ns: Some(9),
             first_byte_ns: None,
+            journal_slot: None,
         };
         assert_eq!(OpenInvoke::from_json(&open.to_json()), Some(open));
         assert_eq!(OpenInvoke::from_json("{}"), None);
