@@ -403,6 +403,20 @@ fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
     per
 }
 
+/// Allocations per steady-state invoke, as the deterministic test `src/cost.rs` counts them.
+fn steady_state_allocations() -> Option<f64> {
+    eprintln!("bench: allocation count (cargo test --lib cost)");
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--lib", "-q", "-p", "lambda_meter", "cost", "--", "--nocapture"])
+        .current_dir(root())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("allocations per steady-state invoke: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Instructions a process spends from exec to exit for `/bin/true`, with or without the
 /// library loaded (active, as in Lambda).
 fn load_instructions(lib: Option<&Path>) -> f64 {
@@ -779,6 +793,22 @@ fn main() {
         }
     }
 
+    let allocations = steady_state_allocations();
+    writeln!(
+        report,
+        "\nHeap allocations per steady-state invoke (the engine fed a keep-alive conversation with \
+         the journal attached, `src/cost.rs`, counted by the test build's allocator): {}.",
+        allocations.map_or("not measured".to_string(), |n| format!("{n}"))
+    )
+    .unwrap();
+    targets.push((
+        format!(
+            "no heap allocation per invoke in steady state ({})",
+            allocations.map_or("not measured".to_string(), |n| format!("{n}"))
+        ),
+        allocations == Some(0.0),
+    ));
+
     writeln!(
         report,
         "\n### Cold start\n\n\
@@ -897,7 +927,7 @@ fn main() {
     let machine = format!(
         "{} ({} cores), Linux {}, {}",
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'"),
-        sh("nproc"),
+        sh("nproc --all"),
         sh("uname -r"),
         sh("ldd --version | head -n1")
     );
