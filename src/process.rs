@@ -59,7 +59,8 @@ fn current_pid() -> i32 {
 /// connection, taking the parent's locks, allocating from the parent's heap — would happen to
 /// the parent. Also false in a child forked around our `fork` hook (`_Fork`, a raw `clone`):
 /// its inherited state is a stale copy. Such callers pass straight through. One `getpid`
-/// system call, only on paths that concern a tracked fd (or `close_range` while active).
+/// system call, only where a tracked fd is connected, closed or duplicated (or `close_range`
+/// runs while active): not on the per-invoke byte paths (see `with_engine_for_bytes`).
 #[inline]
 pub fn in_owner_process() -> bool {
     current_pid() == OWNER_PID.load(Ordering::Relaxed)

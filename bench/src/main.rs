@@ -29,7 +29,11 @@ fn quick() -> bool {
     std::env::var_os("LAMBDA_METER_BENCH_QUICK").is_some()
 }
 fn rounds() -> usize {
-    if quick() { 1 } else { 5 }
+    let default = if quick() { 1 } else { 5 };
+    std::env::var("LAMBDA_METER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
 }
 fn long() -> usize {
     if quick() { 300 } else { 2000 }
@@ -185,7 +189,15 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
                 groups[g].label,
                 variant.name
             );
-            results.insert((g, v, n), run_variant(variant, paths, n));
+            let r = run_variant(variant, paths, n);
+            eprintln!(
+                "bench:   start→first /next {:.1} ms, init CPU {:.1} ms, invokes {:.1} µs wall {:.1} µs CPU each",
+                r.cold_ms,
+                r.init_cpu_ns / 1e6,
+                r.wall_us / (n - 1) as f64,
+                r.invokes_cpu_ns / 1e3 / (n + 1) as f64
+            );
+            results.insert((g, v, n), r);
         }
         for (g, group) in groups.iter().enumerate() {
             for v in 0..group.variants.len() {
@@ -345,8 +357,16 @@ fn callgrind_total(stderr: &str) -> f64 {
         .expect("callgrind total")
 }
 
-/// Instructions per invoke: long run minus short run.
-fn instructions_per_invoke(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> f64 {
+/// What callgrind counted for one variant.
+#[derive(Clone, Copy)]
+struct Instructions {
+    /// Per invoke: long run minus short run.
+    per_invoke: f64,
+    /// Before the first invoke (and after the last): the short run less its invokes.
+    outside_invokes: f64,
+}
+
+fn instructions_of(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> Instructions {
     eprintln!("bench: callgrind: {}", v.name);
     let tool = vec![
         "valgrind".to_string(),
@@ -354,7 +374,13 @@ fn instructions_per_invoke(v: &Variant, lib: &Path, (short, long): (usize, usize
         "--callgrind-out-file=/dev/null".into(),
     ];
     let count = |n| callgrind_total(&run_under(&tool, v, lib, n));
-    (count(long) - count(short)) / (long - short) as f64
+    let (a, b) = (count(short), count(long));
+    let per_invoke = (b - a) / (long - short) as f64;
+    Instructions {
+        per_invoke,
+        // The short run's invokes and the one that makes it exit.
+        outside_invokes: a - per_invoke * (short + 1) as f64,
+    }
 }
 
 /// System calls by name, from `strace -c` output.
@@ -407,7 +433,16 @@ fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
 fn steady_state_allocations() -> Option<f64> {
     eprintln!("bench: allocation count (cargo test --lib cost)");
     let out = Command::new(env!("CARGO"))
-        .args(["test", "--lib", "-q", "-p", "lambda_meter", "cost", "--", "--nocapture"])
+        .args([
+            "test",
+            "--lib",
+            "-q",
+            "-p",
+            "lambda_meter",
+            "cost",
+            "--",
+            "--nocapture",
+        ])
         .current_dir(root())
         .output()
         .ok()?;
@@ -667,15 +702,15 @@ fn main() {
     let samples = measure(&groups, &paths);
 
     // Deterministic counts, once per variant.
-    let mut instructions: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut counted: Vec<Vec<Option<Instructions>>> = Vec::new();
     let mut syscalls: Vec<Vec<BTreeMap<String, f64>>> = Vec::new();
     for g in &groups {
-        instructions.push(
+        counted.push(
             g.variants
                 .iter()
                 .map(|v| {
                     g.callgrind
-                        .then(|| instructions_per_invoke(v, &lib, g.callgrind_invokes))
+                        .then(|| instructions_of(v, &lib, g.callgrind_invokes))
                 })
                 .collect(),
         );
@@ -686,6 +721,11 @@ fn main() {
                 .collect(),
         );
     }
+
+    let instructions: Vec<Vec<Option<f64>>> = counted
+        .iter()
+        .map(|g| g.iter().map(|c| c.map(|c| c.per_invoke)).collect())
+        .collect();
 
     let mut report = String::new();
     let mut targets: Vec<(String, bool)> = Vec::new();
@@ -814,23 +854,30 @@ fn main() {
         "\n### Cold start\n\n\
          Wall: process start → first `/next` (as the simulator sees it), lambda-meter through \
          its wrapper. Init CPU: the runtime's CPU time while its first `/next` waits (the \
-         simulator holds the first event back to read it).\n"
+         simulator holds the first event back to read it); both vary by tens of ms from run to \
+         run for Python on this machine, in every variant. Added instructions: callgrind's count \
+         outside invokes (start-up to the first `/next`, and the exit), deterministic; the library \
+         preloaded directly, so the wrapper's shell is not in it.\n"
     )
     .unwrap();
     writeln!(
         report,
-        "| runtime | baseline wall ms | lambda-meter wall ms | added wall ms (median, min – max) | added init CPU ms |"
+        "| runtime | baseline wall ms | lambda-meter wall ms | added wall ms (median, min – max) | added init CPU ms | added instructions outside invokes |"
     )
     .unwrap();
-    writeln!(report, "|---|---|---|---|---|").unwrap();
+    writeln!(report, "|---|---|---|---|---|---|").unwrap();
     let cold = |s: &Sample| s.cold_ms;
     let init_cpu = |s: &Sample| s.init_cpu_ms;
     for (g, group) in groups.iter().enumerate() {
         let d = differences(&samples[g][1], &samples[g][0], cold);
         let c = differences(&samples[g][1], &samples[g][0], init_cpu);
+        let outside = match (counted[g][1], counted[g][0]) {
+            (Some(a), Some(b)) => format!("{:+.0}", a.outside_invokes - b.outside_invokes),
+            _ => "—".to_string(),
+        };
         writeln!(
             report,
-            "| {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {:.2} | {:.2} | {} | {} | {outside} |",
             group.label,
             median(samples[g][0].iter().map(cold).collect()),
             median(samples[g][1].iter().map(cold).collect()),
