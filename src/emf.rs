@@ -345,34 +345,43 @@ fn push_member(out: &mut String, key: &str, value: &str) {
 /// copied whole.
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
+    let _ = escape_json(s, |piece| {
+        out.push_str(piece);
+        Some(())
+    });
+    out.push('"');
+}
+
+/// Hands `s`, JSON-escaped, to `put` in pieces: runs of characters that need no escape whole,
+/// each escape on its own. Quotes, backslashes and every control character are escaped (so no
+/// value can break a line or an object), as `serde_json` writes them; stops at the first
+/// `None` from `put`. The one escaper of records and of the journal's slots.
+pub(crate) fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
     let mut rest = s;
-    // Runs of characters that need no escape are found with one tight scan and copied whole.
     while let Some(at) = rest
         .bytes()
         .position(|b| b < 0x20 || b == b'"' || b == b'\\')
     {
-        out.push_str(rest.get(..at).unwrap_or_default());
-        let b = rest.as_bytes().get(at).copied().unwrap_or(0);
+        put(rest.get(..at)?)?;
+        let b = rest.as_bytes().get(at).copied()?;
         match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
+            b'"' => put("\\\"")?,
+            b'\\' => put("\\\\")?,
+            b'\n' => put("\\n")?,
+            b'\r' => put("\\r")?,
+            b'\t' => put("\\t")?,
+            0x08 => put("\\b")?,
+            0x0c => put("\\f")?,
             _ => {
-                out.push_str("\\u00");
-                for nibble in [b >> 4, b & 15] {
-                    let digit = b"0123456789abcdef".get(usize::from(nibble)).copied();
-                    out.push(char::from(digit.unwrap_or(b'0')));
-                }
+                let hex = b"0123456789abcdef";
+                let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
+                let escape = [b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)];
+                put(std::str::from_utf8(&escape).ok()?)?
             }
         }
-        rest = rest.get(at + 1..).unwrap_or_default();
+        rest = rest.get(at + 1..)?;
     }
-    out.push_str(rest);
-    out.push('"');
+    put(rest)
 }
 
 /// Writes a scaled integer as a JSON number: `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is

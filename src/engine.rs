@@ -31,6 +31,22 @@ pub struct Effects {
     pub warnings: Vec<String>,
 }
 
+impl Effects {
+    /// Adds `more` after these (taking it whole when there are none yet: no allocation).
+    pub fn absorb(&mut self, more: Effects) {
+        if self.lines.is_empty() {
+            self.lines = more.lines;
+        } else {
+            self.lines.extend(more.lines);
+        }
+        if self.warnings.is_empty() {
+            self.warnings = more.warnings;
+        } else {
+            self.warnings.extend(more.warnings);
+        }
+    }
+}
+
 /// Why the engine stopped following a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Untrack {
@@ -51,6 +67,8 @@ struct Connection {
     writing: Option<RequestKind>,
     /// Whether that request streams its body (`Lambda-Runtime-Function-Response-Mode`).
     writing_streamed: bool,
+    /// That request's head, until its message is complete.
+    writing_head: Option<Head>,
     /// Responses read before their request was seen written (threads race between the
     /// real call and the hook), with when they were read; oldest first.
     early_responses: VecDeque<(Message, Probe)>,
@@ -66,6 +84,7 @@ impl Connection {
             pending: VecDeque::new(),
             writing: None,
             writing_streamed: false,
+            writing_head: None,
             early_responses: VecDeque::new(),
             fd_count: 0,
         }
@@ -385,6 +404,7 @@ impl Engine {
                     conn.writing_streamed = head
                         .header(api::HDR_RESPONSE_MODE)
                         .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
+                    conn.writing_head = Some(head);
                     // The answer is paired by kind alone: a result's id is not needed there.
                     let answered = match &kind {
                         RequestKind::Response(_) | RequestKind::Error(_) => RequestKind::Other,
@@ -403,9 +423,15 @@ impl Engine {
                         self.tracker.result_first_byte(rid, &now);
                     }
                 }
-                Event::Complete(msg) => {
+                Event::Complete(mut msg) => {
                     let (kind, streamed) = match self.conns.get_mut(&id) {
-                        Some(c) => (c.writing.take(), std::mem::take(&mut c.writing_streamed)),
+                        Some(c) => {
+                            // The parser handed the request's head over with Event::Head.
+                            if let Some(head) = c.writing_head.take() {
+                                msg.head = head;
+                            }
+                            (c.writing.take(), std::mem::take(&mut c.writing_streamed))
+                        }
                         None => (None, false),
                     };
                     // A `/next` only notes when it was sent; a result ends an invoke.

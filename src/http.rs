@@ -146,7 +146,8 @@ pub struct Message {
 /// What one `feed` call found, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A request's head is complete; its body (if any) follows. (Not reported for responses.)
+    /// A request's head is complete; its body (if any) follows. The request's [`Message`] comes
+    /// without it. (Not reported for responses: theirs come with their messages.)
     Head(Head),
     /// The first body byte of the current message went past.
     FirstBodyByte,
@@ -502,12 +503,13 @@ impl Parser {
         let no_body = self.dir == Direction::Response && matches!(head.status, 204 | 304);
         self.capture_limit = policy(&head).min(MAX_CAPTURE);
         self.body_len = 0;
-        // Only a request's head is reported on its own (the caller acts on a request as it
-        // starts); a response's comes with its Complete.
+        // A request's head is handed over as the request starts (the caller acts on it then,
+        // and keeps it: its Complete comes without one); a response's comes with its Complete.
         if self.dir == Direction::Request {
-            out.push(Event::Head(head.clone()));
+            out.push(Event::Head(head));
+        } else {
+            self.head = Some(head);
         }
-        self.head = Some(head);
         if informational {
             // 100 Continue and friends: the real response follows. Report nothing more.
             self.head = None;
@@ -692,6 +694,17 @@ mod tests {
         Ok(out)
     }
 
+    /// The heads of the requests in `events`.
+    fn heads(events: &[Event]) -> Vec<&Head> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Head(h) => Some(h),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn completes(events: &[Event]) -> Vec<&Message> {
         events
             .iter()
@@ -745,7 +758,7 @@ mod tests {
             let ev = run(Direction::Request, data, step, all).unwrap();
             let done = completes(&ev);
             assert_eq!(done.len(), 1);
-            assert_eq!(done[0].head.method(), "POST");
+            assert_eq!(heads(&ev)[0].method(), "POST");
             assert_eq!(done[0].body_len, 8);
             assert_eq!(done[0].captured, b"helloabc");
             assert_eq!(
@@ -767,7 +780,7 @@ mod tests {
             assert_eq!(done.len(), 2, "step {step}");
             assert_eq!(done[0].body_len, 2);
             assert!(done[0].trailers.is_empty());
-            assert_eq!(done[1].head.target(), "/b");
+            assert_eq!(heads(&ev)[1].target(), "/b");
         }
     }
 

@@ -238,9 +238,9 @@ impl Journal {
             let (dst, rest) = body.split_at_mut(template.len());
             dst.copy_from_slice(template);
             let lens = (|| {
-                let id = escape_into(rest, fills.request_id.as_bytes())?;
+                let id = escape_into(rest, fills.request_id)?;
                 let trace = match fills.trace_id {
-                    Some(t) => escape_into(rest.get_mut(id..)?, t.as_bytes())?,
+                    Some(t) => escape_into(rest.get_mut(id..)?, t)?,
                     None => NO_TRACE as usize,
                 };
                 (id < 0xffff && trace <= 0xffff).then_some((id as u32) | ((trace as u32) << 16))
@@ -601,38 +601,14 @@ pub fn prepare(line: &str) -> Option<Vec<u8>> {
 
 /// Writes `s` JSON-escaped (as the encoder writes strings) at the start of `dst`; its length, or
 /// `None` when it does not fit.
-fn escape_into(dst: &mut [u8], s: &[u8]) -> Option<usize> {
+fn escape_into(dst: &mut [u8], s: &str) -> Option<usize> {
     let mut n = 0;
-    let mut put = |bytes: &[u8]| -> Option<()> {
-        dst.get_mut(n..n + bytes.len())?.copy_from_slice(bytes);
-        n += bytes.len();
+    crate::emf::escape_json(s, |piece| {
+        dst.get_mut(n..n + piece.len())?
+            .copy_from_slice(piece.as_bytes());
+        n += piece.len();
         Some(())
-    };
-    let mut rest = s;
-    // Runs that need no escape are copied whole.
-    while let Some(at) = rest
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
-        put(rest.get(..at)?)?;
-        let b = rest.get(at).copied()?;
-        match b {
-            b'"' => put(b"\\\"")?,
-            b'\\' => put(b"\\\\")?,
-            b'\n' => put(b"\\n")?,
-            b'\r' => put(b"\\r")?,
-            b'\t' => put(b"\\t")?,
-            0x08 => put(b"\\b")?,
-            0x0c => put(b"\\f")?,
-            _ => {
-                let hex = b"0123456789abcdef";
-                let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
-                put(&[b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)])?
-            }
-        }
-        rest = rest.get(at + 1..)?;
-    }
-    put(rest)?;
+    })?;
     Some(n)
 }
 
@@ -787,12 +763,12 @@ mod tests {
         ] {
             let lit = serde_json::to_string(text).unwrap();
             let mut dst = [0u8; 1024];
-            let n = escape_into(&mut dst, text.as_bytes()).unwrap();
+            let n = escape_into(&mut dst, text).unwrap();
             assert_eq!(&dst[..n], &lit.as_bytes()[1..lit.len() - 1]);
         }
         let mut small = [0u8; 4];
-        assert_eq!(escape_into(&mut small, b"\"\"\""), None, "does not fit");
-        assert_eq!(escape_into(&mut small, b"abcd"), Some(4));
+        assert_eq!(escape_into(&mut small, "\"\"\""), None, "does not fit");
+        assert_eq!(escape_into(&mut small, "abcd"), Some(4));
     }
 
     #[test]

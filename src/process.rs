@@ -371,13 +371,11 @@ fn enter_engine(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) 
                                 Effects::default()
                             }
                         };
-                        fx.lines.extend(more.lines);
-                        fx.warnings.extend(more.warnings);
+                        fx.absorb(more);
                     });
                 }
                 let more = f(engine);
-                fx.lines.extend(more.lines);
-                fx.warnings.extend(more.warnings);
+                fx.absorb(more);
                 RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
                 let next = engine.next_wakeup();
                 // Wake the watchdog only when something is due before it plans to look: most
@@ -604,8 +602,7 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
             let mut fx = Effects::default();
             for p in parts {
                 let more = e.sent(fd, p, &probes::read);
-                fx.lines.extend(more.lines);
-                fx.warnings.extend(more.warnings);
+                fx.absorb(more);
             }
             fx
         },
@@ -639,8 +636,7 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
             }
             for p in parts {
                 let more = e.received(fd, p, &probes::read);
-                fx.lines.extend(more.lines);
-                fx.warnings.extend(more.warnings);
+                fx.absorb(more);
             }
             fx
         },
