@@ -24,13 +24,68 @@ struct Metric {
 /// A metric value as the line shows it: an integer scaled by a power of ten, written with
 /// integer formatting (no float formatting on the hot path). `Scaled(v, 3)` is v/1000.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Number {
+pub(crate) enum Number {
     Scaled(u64, u8),
 }
 
 impl Number {
-    fn int(v: u64) -> Number {
+    pub(crate) fn int(v: u64) -> Number {
         Number::Scaled(v, 0)
+    }
+
+    /// The number's JSON text, formed on the stack (the journal renders records with it from
+    /// signal handlers: no allocation). `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is `2`:
+    /// the shortest form, as float formatting of the same value gives.
+    pub(crate) fn text(self) -> NumberText {
+        let Number::Scaled(v, decimals) = self;
+        let mut t = NumberText {
+            buf: [0; 24],
+            start: 24,
+        };
+        let scale = 10u64.saturating_pow(u32::from(decimals));
+        let (mut whole, mut frac) = (v / scale, v % scale);
+        let mut digits = if frac == 0 { 0 } else { decimals };
+        while frac != 0 && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        for _ in 0..digits {
+            t.put(b'0' + (frac % 10) as u8);
+            frac /= 10;
+        }
+        if digits > 0 {
+            t.put(b'.');
+        }
+        loop {
+            t.put(b'0' + (whole % 10) as u8);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        t
+    }
+}
+
+/// A number's text (see [`Number::text`]): at most 20 digits, a point and 3 decimals.
+pub(crate) struct NumberText {
+    buf: [u8; 24],
+    start: usize,
+}
+
+impl NumberText {
+    /// Writes `b` before what is there (digits come least significant first).
+    fn put(&mut self, b: u8) {
+        if let Some(i) = self.start.checked_sub(1)
+            && let Some(slot) = self.buf.get_mut(i)
+        {
+            *slot = b;
+            self.start = i;
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
     }
 }
 
@@ -329,7 +384,7 @@ impl<'a> Keys<'a> {
 }
 
 /// Milliseconds with microsecond precision (thousandths), rounded as before.
-fn ms(ns: u64) -> Number {
+pub(crate) fn ms(ns: u64) -> Number {
     Number::Scaled(ns / 1_000 + u64::from(ns % 1_000 >= 500), 3)
 }
 
@@ -384,48 +439,10 @@ pub(crate) fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> O
     put(rest)
 }
 
-/// Writes a scaled integer as a JSON number: `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is
-/// `2` (the shortest form, as float formatting of the same value gives).
+/// Writes a number as JSON (see [`Number::text`]).
 fn push_number(out: &mut String, n: Number) {
-    let Number::Scaled(v, decimals) = n;
-    let scale = 10u64.pow(u32::from(decimals));
-    push_u64(out, v / scale);
-    let mut frac = v % scale;
-    if frac == 0 {
-        return;
-    }
-    let mut digits = decimals;
-    while frac % 10 == 0 {
-        frac /= 10;
-        digits -= 1;
-    }
-    out.push('.');
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    for _ in 0..digits {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (frac % 10) as u8;
-        }
-        frac /= 10;
-    }
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
-}
-
-fn push_u64(out: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
+    // The text is ASCII digits and a point.
+    out.push_str(std::str::from_utf8(n.text().as_bytes()).unwrap_or("0"));
 }
 
 #[cfg(test)]

@@ -384,106 +384,34 @@ pub struct Values<'a> {
     pub request_bytes: u64,
 }
 
-/// Room for one formatted number.
-struct Number {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl Number {
-    const fn new() -> Number {
-        Number {
-            buf: [0; 24],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    fn push_int(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut count = 0;
-        loop {
-            if let Some(d) = digits.get_mut(count) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            count += 1;
-            n /= 10;
-            if n == 0 || count == digits.len() {
-                break;
-            }
-        }
-        for i in (0..count).rev() {
-            self.push(digits.get(i).copied().unwrap_or(b'0'));
-        }
-    }
-
-    /// `whole.frac` with `places` decimals, trailing zeros (and a bare point) left out, as the
-    /// encoder's shortest float form prints such values.
-    fn push_fixed(&mut self, scaled: u64, places: u32) {
-        let unit = 10u64.pow(places);
-        self.push_int(scaled / unit);
-        let mut frac = scaled % unit;
-        if frac == 0 {
-            return;
-        }
-        self.push(b'.');
-        let mut div = unit / 10;
-        while frac > 0 && div > 0 {
-            self.push(b'0' + (frac / div) as u8);
-            frac %= div;
-            div /= 10;
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// Milliseconds with microsecond precision, as the encoder rounds them.
-fn push_millis(n: &mut Number, ns: u64) {
-    n.push_fixed(ns.saturating_add(500) / 1_000, 3);
-}
-
 /// Fills the holes of `template` with `v` and hands the pieces, in order, to `emit` (one call,
 /// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
 /// template.
 pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
-    let mut numbers = [const { Number::new() }; 6];
-    let [ts, dur, cpu, mem, util, bytes] = &mut numbers;
-    ts.push_int(v.wall_ms);
-    bytes.push_int(v.request_bytes);
-    if let Some(d) = v.duration_ns {
-        push_millis(dur, d);
-    }
-    if let Some(c) = v.cpu_ns {
-        push_millis(cpu, c);
-    }
+    // Numbers in the encoder's own form (one formatter for both).
+    use crate::emf::{Number, ms};
+    let ts = Number::int(v.wall_ms).text();
+    let bytes = Number::int(v.request_bytes).text();
+    let dur = ms(v.duration_ns.unwrap_or(0)).text();
+    let cpu = ms(v.cpu_ns.unwrap_or(0)).text();
     let max_mb = v.max_rss_kb.div_ceil(1024);
-    mem.push_int(max_mb);
-    if v.memory_size_mb > 0 {
-        // Hundredths of a percent, rounded half up.
-        let hundredths =
-            (max_mb.saturating_mul(20_000) + v.memory_size_mb) / (2 * v.memory_size_mb);
-        util.push_fixed(hundredths, 2);
-    }
+    let mem = Number::int(max_mb).text();
+    // Hundredths of a percent, rounded half up.
+    let hundredths = (max_mb.saturating_mul(20_000) + v.memory_size_mb)
+        .checked_div(2 * v.memory_size_mb)
+        .unwrap_or(0);
+    let util = Number::Scaled(hundredths, 2).text();
     let value = |kind: u8| -> Option<&[u8]> {
         match kind {
-            hole::TIMESTAMP => Some(ts.bytes()),
-            hole::DURATION => v.duration_ns.map(|_| dur.bytes()),
-            hole::CPU_TIME => v.cpu_ns.map(|_| cpu.bytes()),
-            hole::MAX_MEMORY => Some(mem.bytes()),
-            hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.bytes()),
+            hole::TIMESTAMP => Some(ts.as_bytes()),
+            hole::DURATION => v.duration_ns.map(|_| dur.as_bytes()),
+            hole::CPU_TIME => v.cpu_ns.map(|_| cpu.as_bytes()),
+            hole::MAX_MEMORY => Some(mem.as_bytes()),
+            hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.as_bytes()),
             hole::REASON => Some(v.reason),
             hole::REQUEST_ID => Some(v.request_id),
             hole::TRACE_ID => v.trace_id,
-            hole::REQUEST_BYTES => Some(bytes.bytes()),
+            hole::REQUEST_BYTES => Some(bytes.as_bytes()),
             _ => None,
         }
     };
@@ -894,21 +822,17 @@ mod tests {
 
     #[test]
     fn numbers_format_like_the_encoder() {
-        let mut n = Number::new();
-        push_millis(&mut n, 5_000_000);
-        assert_eq!(n.bytes(), b"5");
-        let mut n = Number::new();
-        push_millis(&mut n, 1_230_000);
-        assert_eq!(n.bytes(), b"1.23");
-        let mut n = Number::new();
-        push_millis(&mut n, 1_000_400);
-        assert_eq!(n.bytes(), b"1");
-        let mut n = Number::new();
-        n.push_int(u64::MAX);
-        assert_eq!(n.bytes(), b"18446744073709551615");
-        let mut n = Number::new();
-        push_millis(&mut n, 7);
-        assert_eq!(n.bytes(), b"0");
+        use crate::emf::{Number, ms};
+        assert_eq!(ms(5_000_000).text().as_bytes(), b"5");
+        assert_eq!(ms(1_230_000).text().as_bytes(), b"1.23");
+        assert_eq!(ms(1_000_400).text().as_bytes(), b"1");
+        assert_eq!(ms(7).text().as_bytes(), b"0");
+        assert_eq!(ms(u64::MAX).text().as_bytes(), b"18446744073709.552");
+        assert_eq!(
+            Number::int(u64::MAX).text().as_bytes(),
+            b"18446744073709551615"
+        );
+        assert_eq!(Number::Scaled(3203, 2).text().as_bytes(), b"32.03");
     }
 
     #[test]
