@@ -313,7 +313,10 @@ fn the_host_sees_its_own_signal_handlers() {
 }
 
 /// Runs `runtime` (with `env`) with its stdout piped into `reader`, a shell command, through
-/// the wrapper or not.
+/// the wrapper or not. The reader runs in a session of its own, out of the process group the
+/// runner kills once the simulator is idle, and is in it before the runtime starts: it reads
+/// the pipe (a FIFO) to its end, so every byte the runtime wrote is in the output however far
+/// behind the reader was.
 fn piped(
     runtime: &std::path::Path,
     reader: &str,
@@ -322,14 +325,20 @@ fn piped(
     wrapped: bool,
 ) -> Outcome {
     let layer = Layer::new();
-    let rt = runtime.display().to_string();
-    let wrapper = layer.wrapper().display().to_string();
-    let mut cmd = vec!["sh".to_string(), "-c".into()];
+    let dir = tempdir::TempDir::new("fifo");
+    let fifo = dir.path().join("stdout");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    // Opening the FIFO to write waits for the reader to open it, after its setsid.
+    let script = format!(
+        "fifo=$1; shift; setsid sh -c 'exec <\"$0\"; {reader}' \"$fifo\" & exec \"$@\" >\"$fifo\""
+    );
+    let mut cmd = vec!["sh".to_string(), "-c".into(), script, "sh".into()];
+    cmd.push(fifo.display().to_string());
     if wrapped {
-        cmd.extend([format!("( exec \"$0\" \"$1\" ) | {reader}"), wrapper, rt]);
-    } else {
-        cmd.extend([format!("( exec \"$0\" ) | {reader}"), rt]);
+        cmd.push(layer.wrapper().display().to_string());
     }
+    cmd.push(runtime.display().to_string());
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     run_until(
         lambda_sim::Config {
@@ -360,9 +369,21 @@ fn a_full_non_blocking_stdout_loses_no_record() {
     let metered = piped(&runtime, "(sleep 0.5; cat)", &payloads, &env, true);
     assert!(plain.run.idle && metered.run.idle, "{}", metered.run.stderr);
     support::scenario::assert_same_results(&plain, &metered);
-    // (The outputs are not compared: without records to wait for, the plain run is over, and
-    // its reader stopped, before the reader wakes.)
+    // (The outputs are not compared line for line: how many lines fill the pipe depends on how
+    // fast the reader drains it.)
     assert_eq!(metered.records().len(), 4, "{}", metered.run.stderr);
+    // Every line arrived whole: the runtime's own 1 KiB lines, and in the metered run records.
+    let full_pipes = |o: &Outcome| {
+        let fill = "f".repeat(1023);
+        let lines: Vec<&str> = o.run.stdout.lines().collect();
+        let own = lines.iter().filter(|l| **l == fill).count();
+        let records = lines.iter().filter(|l| l.starts_with("{\"_aws\"")).count();
+        assert_eq!(own + records, lines.len(), "a line was torn");
+        own
+    };
+    // The first fill filled the 64 KiB pipe in both runs, and the reader got all of it.
+    let (p, m) = (full_pipes(&plain), full_pipes(&metered));
+    assert!(p >= 64 && m >= 64, "{p} {m}");
     assert!(
         !metered.run.stderr.contains("lambda-meter: "),
         "{}",
