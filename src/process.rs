@@ -108,6 +108,9 @@ pub fn init(exe_name: &str) {
     std::panic::set_hook(Box::new(|_| {}));
     let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), exe_name);
     LOG_LEVEL.store(settings.log_level as u8, Ordering::Relaxed);
+    if !settings.disabled && settings.runtime_api.is_some() {
+        name_environment();
+    }
     // Settings are read by every process that inherits the preload (a handler's `sh -c uname`
     // too); only the runtime process says what is wrong with them.
     let speaks = is_environment_root();
@@ -169,15 +172,37 @@ pub fn init(exe_name: &str) {
     MODE.store(ACTIVE, Ordering::Release);
 }
 
-/// Whether this process is the environment's root, the runtime the wrapper started (named in
-/// `LAMBDA_METER_ENV_ID`), or may be one (no wrapper named it: `LD_PRELOAD` set directly).
-fn is_environment_root() -> bool {
-    match std::env::var("LAMBDA_METER_ENV_ID")
+/// The environment's root process named in `LAMBDA_METER_ENV_ID`, when it names one.
+fn environment_id() -> Option<u32> {
+    std::env::var("LAMBDA_METER_ENV_ID")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
-    {
-        Some(root) => root == std::process::id(),
-        None => true,
+}
+
+/// Whether this process is the environment's root, the runtime the wrapper started (named in
+/// `LAMBDA_METER_ENV_ID`), or may be one (nothing named one).
+fn is_environment_root() -> bool {
+    environment_id().is_none_or(|root| root == std::process::id())
+}
+
+/// Where no wrapper named the environment's root (an OS-only runtime's `bootstrap`, which Lambda
+/// starts directly, with `LD_PRELOAD` set in the function's environment), the first process
+/// that loads the library is the root and names itself, as the wrapper would: the processes it
+/// starts (a shell runtime's `curl` per request) then share its cold start and open invokes
+/// instead of each taking itself for a new environment.
+///
+/// Only in a library preloaded at start-up: its constructor runs before the host's `main`,
+/// when no other thread can be reading the environment.
+fn name_environment() {
+    let preloaded = std::env::var_os("LD_PRELOAD").is_some_and(|p| {
+        p.as_encoded_bytes()
+            .windows(15)
+            .any(|w| w == b"liblambda_meter")
+    });
+    if preloaded && environment_id().is_none() {
+        // SAFETY: see above: the constructor of a preloaded library runs single-threaded,
+        // before any code of the host.
+        unsafe { std::env::set_var("LAMBDA_METER_ENV_ID", std::process::id().to_string()) };
     }
 }
 
@@ -204,11 +229,7 @@ static HELPER: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process is a per-request helper of an environment (and now shares its state).
 fn join_as_helper() -> bool {
-    let Some(root) = std::env::var("LAMBDA_METER_ENV_ID")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|pid| *pid != std::process::id())
-    else {
+    let Some(root) = environment_id().filter(|pid| *pid != std::process::id()) else {
         return false;
     };
     let Some(stat) = probes::proc_stat(root) else {

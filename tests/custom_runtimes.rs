@@ -6,7 +6,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use support::scenario::{self, Scenario};
+use support::scenario::{self, Launch, Scenario};
 use support::*;
 
 fn dynamic_symbols(binary: &PathBuf) -> String {
@@ -50,6 +50,27 @@ fn fortified_c_runtime() {
         "{}",
         out.sim.connection_count()
     );
+    for r in out.records() {
+        assert_eq!(r["runtime"], "c_runtime_fortify");
+    }
+}
+
+/// An OS-only runtime (`provided.*`) the two ways Lambda allows: `LD_PRELOAD` in the
+/// function's environment, or a `bootstrap` script that execs the wrapper.
+#[test]
+fn fortified_c_runtime_with_ld_preload_in_the_functions_environment() {
+    let bin = fortified_runtime();
+    let mut s = Scenario::new(vec![bin.display().to_string()], root()).launched(Launch::Preload);
+    s.compare_output = true;
+    s.check();
+}
+
+#[test]
+fn fortified_c_runtime_with_a_bootstrap_that_execs_the_wrapper() {
+    let bin = fortified_runtime();
+    let mut s = Scenario::new(vec![bin.display().to_string()], root()).launched(Launch::Bootstrap);
+    s.compare_output = true;
+    let out = s.check();
     for r in out.records() {
         assert_eq!(r["runtime"], "c_runtime_fortify");
     }
@@ -101,6 +122,20 @@ fn statically_linked_runtime_starts_untouched_with_one_warning() {
         "{lines:?}"
     );
     assert!(plain.run.stderr.is_empty());
+    // What a static Go bootstrap gets with LD_PRELOAD in its environment: nothing at all, not
+    // even a warning (no dynamic loader ever reads the variable). The README says so.
+    let library = layer.library();
+    let preloaded = run(
+        events(&payloads),
+        &cmd,
+        None,
+        &[("LD_PRELOAD", library.to_str().unwrap())],
+        &root(),
+    );
+    scenario::assert_same_results(&plain, &preloaded);
+    assert!(preloaded.records().is_empty());
+    assert_eq!(plain.run.stdout, preloaded.run.stdout);
+    assert!(preloaded.run.stderr.is_empty(), "{}", preloaded.run.stderr);
 }
 
 fn ruby_scenario() -> Scenario {

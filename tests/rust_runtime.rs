@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::json;
 use std::path::PathBuf;
-use support::scenario::Scenario;
+use support::scenario::{Launch, Scenario};
 use support::*;
 
 fn binary(name: &str) -> PathBuf {
@@ -32,6 +32,23 @@ fn rust_lambda_runtime_buffered() {
 #[test]
 fn rust_lambda_runtime_buffered_adversarial_transport() {
     scenario("rust-buffered").tiny_writes().check();
+}
+
+/// On `provided.al2023` Lambda starts `bootstrap` itself and never runs an exec wrapper: the
+/// two ways the README gives such functions.
+#[test]
+fn rust_lambda_runtime_with_ld_preload_in_the_functions_environment() {
+    scenario("rust-buffered").launched(Launch::Preload).check();
+}
+
+#[test]
+fn rust_lambda_runtime_with_a_bootstrap_that_execs_the_wrapper() {
+    let out = scenario("rust-buffered")
+        .launched(Launch::Bootstrap)
+        .check();
+    for r in out.records() {
+        assert_eq!(r["runtime"], "rust-buffered", "the program, not the script");
+    }
 }
 
 fn streaming() -> Scenario {

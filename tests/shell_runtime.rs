@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::json;
-use support::scenario::Scenario;
+use support::scenario::{Launch, Scenario, standard_mix};
 use support::*;
 
 fn shell() -> Scenario {
@@ -78,5 +78,28 @@ fn shell_runtime_environment_state_is_private_and_left_clean() {
     assert!(
         left.is_empty(),
         "every handed-off invoke was taken: {left:?}"
+    );
+}
+
+#[test]
+fn shell_runtime_with_ld_preload_in_the_functions_environment() {
+    // Lambda starts an OS-only runtime's bootstrap directly (no exec wrapper): with the library
+    // named in LD_PRELOAD, bash and every curl load it, and the curl processes still share the
+    // environment's one cold start (check() counts it) without the wrapper's help.
+    let out = shell().launched(Launch::Preload).check();
+    assert_eq!(out.records().len(), standard_mix().len());
+}
+
+#[test]
+fn shell_runtime_with_the_handover_line_in_its_bootstrap() {
+    shell().launched(Launch::HandoverLine).check();
+}
+
+#[test]
+fn the_readme_gives_the_tested_handover_line() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(support::scenario::README_HANDOVER),
+        "README.md must carry the line tests/support/scenario.rs tests"
     );
 }

@@ -83,6 +83,23 @@ impl Layer {
     pub fn wrapper(&self) -> PathBuf {
         self.dir.path().join("lambda-meter")
     }
+
+    /// The library as the layer has it (`/opt/lib/liblambda_meter.so` on Lambda).
+    pub fn library(&self) -> PathBuf {
+        self.dir.path().join("lib/liblambda_meter.so")
+    }
+
+    /// The layer's directory (`/opt` on Lambda); files written here go with it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Writes `text` to `path`, executable.
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write executable");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// The Python interpreter of the test environment (with awslambdaric), made by tests/setup.sh.

@@ -27,6 +27,48 @@ pub fn standard_mix() -> Vec<Value> {
     ]
 }
 
+/// How the metered run starts the runtime: the three ways a function can load the layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// `AWS_LAMBDA_EXEC_WRAPPER=/opt/lambda-meter`: Lambda runs the wrapper with the runtime's
+    /// command line (managed runtimes).
+    ExecWrapper,
+    /// `LD_PRELOAD=/opt/lib/liblambda_meter.so` in the function's environment and the command
+    /// started directly, as Lambda starts an OS-only runtime's `bootstrap` (it never runs an
+    /// exec wrapper there).
+    Preload,
+    /// The function's own `bootstrap` execs `/opt/lambda-meter` with the real program: the
+    /// line the README gives OS-only runtimes (see [`bootstrap_script`]).
+    Bootstrap,
+    /// The runtime is itself a shell `bootstrap`, and the README's handover line is added to
+    /// it after its `#!` line (a copy in the layer's directory is run).
+    HandoverLine,
+}
+
+/// The shell `bootstrap` the README gives an OS-only runtime whose program is `program`, with
+/// the layer's wrapper at `wrapper` (`/opt/lambda-meter` on Lambda): it hands over to the
+/// wrapper once, and starts the program untouched where the layer is absent.
+pub fn bootstrap_script(wrapper: &Path, program: &[String]) -> String {
+    let quoted: Vec<String> = program
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    format!(
+        "#!/bin/sh\n{}exec {}\n",
+        handover_line(wrapper),
+        quoted.join(" ")
+    )
+}
+
+/// The line a shell `bootstrap` starts with to run under the wrapper (README, OS-only
+/// runtimes), with the wrapper at `wrapper`.
+pub fn handover_line(wrapper: &Path) -> String {
+    README_HANDOVER.replace("/opt/lambda-meter", &wrapper.display().to_string()) + "\n"
+}
+
+/// The handover line exactly as the README prints it (a test checks the README carries it).
+pub const README_HANDOVER: &str = r#"[ -z "${LAMBDA_METER_ENV_ID:-}" ] && [ -x /opt/lambda-meter ] && exec /opt/lambda-meter "$0" "$@""#;
+
 /// How a runtime is started and what may be compared between its two runs.
 pub struct Scenario {
     pub command: Vec<String>,
@@ -40,6 +82,8 @@ pub struct Scenario {
     pub compare_output: bool,
     /// How many invokes the simulator lets run at once.
     pub max_concurrency: usize,
+    /// How the metered run loads the library.
+    pub launch: Launch,
 }
 
 impl Scenario {
@@ -52,6 +96,7 @@ impl Scenario {
             write_chunk: None,
             compare_output: false,
             max_concurrency: 1,
+            launch: Launch::ExecWrapper,
         }
     }
 
@@ -76,6 +121,11 @@ impl Scenario {
         self
     }
 
+    pub fn launched(mut self, launch: Launch) -> Scenario {
+        self.launch = launch;
+        self
+    }
+
     pub fn tiny_writes(mut self) -> Scenario {
         self.write_chunk = Some(3);
         self
@@ -91,13 +141,33 @@ impl Scenario {
 
     fn run(&self, wrapped: bool) -> Outcome {
         let layer = Layer::new();
-        let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = self
+        let mut command = self.command.clone();
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let wrapper = layer.wrapper();
+        let library = layer.library().display().to_string();
+        let bootstrap = layer.dir().join("bootstrap");
+        let mut exec_wrapper = None;
+        match (wrapped, self.launch) {
+            (false, _) => {}
+            (true, Launch::ExecWrapper) => exec_wrapper = Some(wrapper.as_path()),
+            (true, Launch::Preload) => env.push(("LD_PRELOAD", &library)),
+            (true, Launch::Bootstrap) => {
+                write_executable(&bootstrap, &bootstrap_script(&wrapper, &self.command));
+                command = vec![bootstrap.display().to_string()];
+            }
+            (true, Launch::HandoverLine) => {
+                let own = std::fs::read_to_string(&self.command[0]).expect("shell bootstrap");
+                let (shebang, rest) = own.split_once('\n').expect("a #! line");
+                let text = format!("{shebang}\n{}{rest}", handover_line(&wrapper));
+                write_executable(&bootstrap, &text);
+                command[0] = bootstrap.display().to_string();
+            }
+        }
+        let cmd: Vec<&str> = command.iter().map(String::as_str).collect();
         run_with(
             Config {
                 events: self.events(),
@@ -106,7 +176,7 @@ impl Scenario {
                 ..Config::default()
             },
             &cmd,
-            wrapped.then_some(wrapper.as_path()),
+            exec_wrapper,
             &env,
             &self.cwd,
         )
