@@ -407,38 +407,181 @@ fn the_dashboard_shows_the_default_metrics_and_matches_the_template() {
     assert_eq!(inline.join("\n").trim(), text.trim());
 }
 
-#[test]
-fn publish_dry_run_publishes_both_architectures() {
+/// The compatible runtimes, from their one source.
+fn runtimes() -> Vec<String> {
+    std::fs::read_to_string(root().join("layer/runtimes"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `script` (sh) with `args` and a stand-in `aws` first in PATH that logs every call,
+/// one argument per line, and answers a publish with version 7. Returns (status, stdout,
+/// stderr, the calls).
+fn with_fake_aws(script: &str, args: &[&str]) -> (bool, String, String, Vec<Vec<String>>) {
+    let dir = tempdir::TempDir::new("aws");
+    let log = dir.path().join("calls");
+    write_executable(
+        &dir.path().join("aws"),
+        &format!(
+            "#!/bin/sh\n{{ printf '%s\\n' \"$@\"; echo --; }} >>'{}'\n\
+             case $2 in publish-layer-version) echo arn:aws:lambda:eu-west-1:123456789012:layer:x:7 ;; esac\n",
+            log.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
     let out = Command::new("sh")
-        .arg(root().join("layer/publish"))
-        .arg("--dry-run")
+        .arg(script)
+        .args(args)
+        .env("PATH", path)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .split("--\n")
+        .filter(|c| !c.is_empty())
+        .map(|c| c.lines().map(str::to_string).collect())
+        .collect();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.success(),
+        text(&out.stdout),
+        text(&out.stderr),
+        calls,
+    )
+}
+
+#[test]
+fn publish_dry_run_prints_the_commands_it_runs_quoted_to_copy() {
+    let args = ["--region", "eu-west-1", "--organization-id", "o-abc123"];
+    let publish = root().join("layer/publish");
+    let publish = publish.to_str().unwrap();
+    let (ok, real_out, err, real) = with_fake_aws(publish, &args);
+    assert!(ok, "{err}");
+    let dry_args: Vec<&str> = std::iter::once("--dry-run").chain(args).collect();
+    let (ok, script, err, none) = with_fake_aws(publish, &dry_args);
+    assert!(ok && none.is_empty(), "{err}");
+    // The printed script, run as it is, makes the same calls and prints the same ARNs.
+    let dir = tempdir::TempDir::new("dry");
+    let copied = dir.path().join("copied.sh");
+    std::fs::write(&copied, &script).unwrap();
+    let (ok, copied_out, err, replayed) = with_fake_aws(copied.to_str().unwrap(), &[]);
+    assert!(ok, "{err}");
+    assert_eq!(replayed, real);
+    assert_eq!(copied_out, real_out);
+    assert_eq!(real.len(), 4, "{real:?}");
+    let arg = |call: &[String], name: &str| -> String {
+        let at = call.iter().position(|a| a == name).expect(name);
+        call[at + 1].clone()
+    };
+    for (arch, pair) in ARCHES.iter().zip(real.chunks(2)) {
+        let (publish, permission) = (&pair[0], &pair[1]);
+        assert_eq!(
+            publish[..3],
+            ["lambda", "publish-layer-version", "--region"]
+        );
+        assert_eq!(arg(publish, "--compatible-architectures"), *arch);
+        let at = publish
+            .iter()
+            .position(|a| a == "--compatible-runtimes")
+            .unwrap();
+        assert_eq!(publish[at + 1..at + 1 + runtimes().len()], runtimes()[..]);
+        assert_eq!(
+            arg(publish, "--zip-file"),
+            format!("fileb://target/layer/lambda-meter-{}-{arch}.zip", version())
+        );
+        assert!(arg(publish, "--description").contains("LD_PRELOAD"));
+        assert_eq!(permission[1], "add-layer-version-permission");
+        assert_eq!(
+            arg(permission, "--layer-name"),
+            format!("lambda-meter-{arch}")
+        );
+        assert_eq!(arg(permission, "--version-number"), "7");
+        assert_eq!(arg(permission, "--principal"), "*");
+        assert_eq!(arg(permission, "--organization-id"), "o-abc123");
+        assert!(real_out.contains(&format!("{arch}: arn:aws:lambda:")));
+    }
+}
+
+#[test]
+fn publish_says_what_is_wrong_with_its_options() {
+    let publish = root().join("layer/publish");
+    for (args, says) in [
+        (&["--region"][..], "--region needs a value"),
+        (&["--region", "--dry-run"][..], "--region needs a value"),
+        (
+            &["--organization-id"][..],
+            "--organization-id needs a value",
+        ),
+        (
+            &["--organization-id", "123"][..],
+            "takes an organization id",
+        ),
+        (
+            &["--public", "--organization-id", "o-1"][..],
+            "exclude each other",
+        ),
+        (&["--regoin", "x"][..], "unknown argument: --regoin"),
+    ] {
+        let (ok, _, err, calls) = with_fake_aws(publish.to_str().unwrap(), args);
+        assert!(!ok && calls.is_empty(), "{args:?}");
+        assert!(
+            err.starts_with("layer/publish: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn one_runtime_list_for_sam_terraform_and_publish() {
+    let list = runtimes();
+    assert!((1..=15).contains(&list.len()), "Lambda takes 1 to 15");
+    for current in [
+        "python3.14",
+        "nodejs24.x",
+        "java25",
+        "ruby3.4",
+        "dotnet10",
+        "provided.al2023",
+    ] {
+        assert!(list.iter().any(|r| r == current), "{current} missing");
+    }
+    for deprecated in ["python3.9", "nodejs18.x", "provided.al2", "nodejs20.x"] {
+        assert!(
+            !list.iter().any(|r| r == deprecated),
+            "{deprecated} is deprecated"
+        );
+    }
+    // The SAM template carries it (layer/sync writes it); Terraform and publish read the file.
+    let sync = Command::new(root().join("layer/sync"))
+        .arg("--check")
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
+        sync.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&sync.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    for arch in ARCHES {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{arch}: aws lambda publish-layer-version")))
-            .unwrap();
-        assert!(
-            line.contains(&format!("--compatible-architectures {arch}")),
-            "{line}"
-        );
-        assert!(
-            line.contains(&format!(
-                "fileb://target/layer/lambda-meter-{}-{arch}.zip",
-                version()
-            )),
-            "{line}"
-        );
-        assert!(
-            line.contains("provided.al2023") && line.contains("python3.12"),
-            "{line}"
-        );
-    }
+    let template = std::fs::read_to_string(root().join("layer/template.yaml")).unwrap();
+    assert_eq!(template.matches("CompatibleRuntimes:").count(), 2);
+    let tf = std::fs::read_to_string(root().join("layer/terraform/main.tf")).unwrap();
+    assert!(
+        tf.contains("file(\"${path.module}/../runtimes\")"),
+        "Terraform reads layer/runtimes"
+    );
+    assert!(tf.contains("compatible_runtimes      = local.runtimes"));
+    // Only the example function's own runtime is spelt there.
+    let spelt = list
+        .iter()
+        .filter(|r| tf.contains(&format!("\"{r}\"")))
+        .count();
+    assert!(spelt <= 1, "a runtime list spelt in main.tf");
 }

@@ -8,7 +8,7 @@
 
 terraform {
   required_providers {
-    aws     = { source = "hashicorp/aws", version = ">= 5.0" }
+    aws     = { source = "hashicorp/aws", version = ">= 6.0" }
     archive = { source = "hashicorp/archive", version = ">= 2.4" }
   }
 }
@@ -26,8 +26,9 @@ variable "function_role_arn" {
 data "aws_region" "current" {}
 
 locals {
-  runtimes = ["python3.12", "python3.13", "nodejs20.x", "nodejs22.x", "java21", "ruby3.3",
-  "dotnet8", "provided.al2", "provided.al2023"]
+  # The one runtime list, shared with layer/publish and layer/template.yaml.
+  runtimes = [for l in split("\n", file("${path.module}/../runtimes")) : trimspace(l)
+  if trimspace(l) != "" && !startswith(trimspace(l), "#")]
   layer_zip = {
     x86_64 = "${path.module}/../../target/layer/lambda-meter-${var.lambda_meter_version}-x86_64.zip"
     arm64  = "${path.module}/../../target/layer/lambda-meter-${var.lambda_meter_version}-arm64.zip"
@@ -42,6 +43,9 @@ resource "aws_lambda_layer_version" "lambda_meter" {
   compatible_architectures = [each.key]
   compatible_runtimes      = local.runtimes
   license_info             = "Apache-2.0"
+  description              = "lambda-meter ${var.lambda_meter_version} (${each.key}): AWS_LAMBDA_EXEC_WRAPPER=/opt/lambda-meter (provided.*: LD_PRELOAD=/opt/lib/liblambda_meter.so)"
+  # A new version does not delete the old one, which functions may still use (SAM's Retain).
+  skip_destroy = true
 }
 
 data "archive_file" "example" {
@@ -70,7 +74,7 @@ resource "aws_cloudwatch_dashboard" "lambda_meter" {
   dashboard_name = "lambda-meter-${aws_lambda_function.example.function_name}"
   dashboard_body = templatefile("${path.module}/../dashboard.json", {
     FunctionName = aws_lambda_function.example.function_name
-    Region       = data.aws_region.current.name
+    Region       = data.aws_region.current.region
   })
 }
 
