@@ -8,7 +8,7 @@
 #   make fuzz   libFuzzer on the parser, tracker and encoder (FUZZ_SECONDS per target, default 300)
 
 CARGO ?= cargo
-VENV  := target/test-env/venv
+DEMO_VENV := target/demo-env/venv
 DEMO_LAYER := target/demo-layer
 
 .PHONY: all build test-deps test demo layer bench soak fuzz clean
@@ -30,13 +30,16 @@ test: test-deps layer
 	$(CARGO) build --workspace --all-targets
 	sh tests/run-all.sh
 
-demo: test-deps
-	$(CARGO) build --release --workspace
+# The demo needs Rust, Python 3 and the simulator only: it builds the library and the
+# simulator (not the workspace) and installs one wheel.
+demo:
+	sh tests/setup-demo.sh
+	$(CARGO) build --release -p lambda_meter -p lambda-sim
 	sh layer/assemble.sh target/release/liblambda_meter.so $(DEMO_LAYER)
 	cd tests/functions/python && ../../../target/release/lambda-sim \
 		--events demo-events.json --function-name demo-orders \
 		--wrapper ../../../$(DEMO_LAYER)/lambda-meter --summary -- \
-		../../../$(VENV)/bin/python -m awslambdaric handler.dispatch
+		../../../$(DEMO_VENV)/bin/python -m awslambdaric handler.dispatch
 
 bench: test-deps layer
 	$(CARGO) build --release --workspace

@@ -6,7 +6,8 @@
 //! ```
 //! `FILE` holds a JSON array; each element is one event payload. The command runs with the
 //! Lambda environment variables set (and under `--wrapper`, like `AWS_LAMBDA_EXEC_WRAPPER`);
-//! its output passes through. With `--summary`, the EMF records it printed are summarised.
+//! its output passes through. With `--summary`, the EMF records it printed are summarised
+//! (and an invoke without a record fails the run).
 
 use lambda_sim::{Config, Event, RunOptions, Simulator, run_function, summary};
 use std::process::ExitCode;
@@ -101,11 +102,13 @@ fn main() -> ExitCode {
         "lambda-sim: {answered}/{n} events answered in {:.2} s",
         run.elapsed.as_secs_f64()
     );
+    let mut complete = true;
     if want_summary {
         let records = summary::emf_records(&run.stdout);
         println!(
-            "\n== lambda-meter summary ==\n{}",
-            summary::summarize(&records)
+            "\n== lambda-meter summary ==\n{}\n{}",
+            summary::summarize(&records),
+            summary::where_in_aws(&records)
         );
         let ids: Vec<String> = sim
             .results()
@@ -120,9 +123,10 @@ fn main() -> ExitCode {
                 missing.len(),
                 missing.join(", ")
             );
+            complete = false;
         }
     }
-    if answered == n {
+    if answered == n && complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -71,6 +71,86 @@ pub fn summarize(records: &[Value]) -> String {
     out
 }
 
+/// Where the records show up once the function runs on Lambda, read from the records' own
+/// EMF declaration (namespace, dimension sets, metric names), with the Logs Insights queries
+/// that find them, and what to do next.
+pub fn where_in_aws(records: &[Value]) -> String {
+    let Some(first) = records.first() else {
+        return String::new();
+    };
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let decl = &first["_aws"]["CloudWatchMetrics"][0];
+    let function = text(&first["FunctionName"]);
+    // Every metric any record declares (a cold start's record has InitDuration too).
+    let mut metrics: Vec<String> = Vec::new();
+    for r in records {
+        for m in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = text(&m["Name"]);
+            if !metrics.contains(&name) {
+                metrics.push(name);
+            }
+        }
+    }
+    let sets: Vec<String> = decl["Dimensions"]
+        .as_array()
+        .map(|sets| {
+            sets.iter()
+                .map(|set| {
+                    let keys: Vec<String> = set
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .map(|k| {
+                                    format!(
+                                        "{}={}",
+                                        text(k),
+                                        text(&first[k.as_str().unwrap_or_default()])
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!("[{}]", keys.join(", "))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let failed = records
+        .iter()
+        .find(|r| r.get("errorType").is_some())
+        .or(records.last())
+        .map(|r| text(&r["requestId"]))
+        .unwrap_or_default();
+    let mut out = String::new();
+    out.push_str("== where this appears in AWS ==\n");
+    out.push_str("Every EMF line above is one log line of the invoke it describes.\n");
+    out.push_str(&format!("log group       /aws/lambda/{function}\n"));
+    out.push_str(&format!(
+        "metrics         CloudWatch > Metrics > namespace {}, dimensions {}\n",
+        text(&decl["Namespace"]),
+        sets.join(" ")
+    ));
+    out.push_str(&format!(
+        "                {} metrics: {}\n",
+        metrics.len(),
+        metrics.join(", ")
+    ));
+    out.push_str("Logs Insights on the log group, errors by type:\n");
+    out.push_str("    filter ispresent(errorType) | stats count(*) as errors by errorType\n");
+    out.push_str("one invoke, by its request id:\n");
+    out.push_str(&format!(
+        "    fields @timestamp, Duration, ColdStart, errorType | filter requestId = \"{failed}\"\n"
+    ));
+    out.push_str(
+        "next            make layer, layer/publish, then on a function: the layer and\n                AWS_LAMBDA_EXEC_WRAPPER=/opt/lambda-meter (README, Deploy)\n",
+    );
+    out
+}
+
 /// Request ids in `ids` that no record names.
 pub fn missing_records(records: &[Value], ids: &[String]) -> Vec<String> {
     ids.iter()
@@ -98,5 +178,24 @@ mod tests {
         assert!(s.contains("errors          1  (ValueError)"));
         assert!(s.contains("p50 2.00"));
         assert!(s.contains("max 4.00"));
+    }
+
+    #[test]
+    fn says_where_the_records_appear_from_their_own_declaration() {
+        let rec = r#"{"_aws":{"CloudWatchMetrics":[{"Namespace":"Shop","Dimensions":[["FunctionName","service"]],"Metrics":[{"Name":"Duration"},{"Name":"Errors"}]}]},"FunctionName":"orders","service":"cart","requestId":"r-1","errorType":"Boom","Errors":1}"#;
+        let cold = rec.replace("\"Errors\"}]", "\"Errors\"},{\"Name\":\"InitDuration\"}]");
+        let s = where_in_aws(&emf_records(&format!("{rec}\n{cold}")));
+        assert!(s.contains("/aws/lambda/orders"), "{s}");
+        assert!(
+            s.contains("namespace Shop, dimensions [FunctionName=orders, service=cart]"),
+            "{s}"
+        );
+        assert!(
+            s.contains("3 metrics: Duration, Errors, InitDuration"),
+            "{s}"
+        );
+        assert!(s.contains("stats count(*) as errors by errorType"), "{s}");
+        assert!(s.contains("filter requestId = \"r-1\""), "{s}");
+        assert!(where_in_aws(&[]).is_empty());
     }
 }
