@@ -2,6 +2,7 @@
 #   make demo   build, start the local Runtime API simulator, run a real Python function
 #               through the wrapper for 20 invokes, print its EMF lines and a summary
 #   make test   install what the tests need (idempotent), build, run every test and lint
+#   make dashboard REGION=…  a CloudWatch dashboard body for the settings in your environment
 #   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
 #   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
 #   make soak   100,000 invokes through the Python client, with and without the library
@@ -11,7 +12,7 @@ CARGO ?= cargo
 DEMO_VENV := target/demo-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo layer bench soak fuzz clean
+.PHONY: all build test-deps test demo dashboard layer bench soak fuzz clean
 
 all: build
 
@@ -40,6 +41,19 @@ demo:
 		--events demo-events.json --function-name demo-orders \
 		--wrapper ../../../$(DEMO_LAYER)/lambda-meter --summary -- \
 		../../../$(DEMO_VENV)/bin/python -m awslambdaric handler.dispatch
+
+# The dashboard body for the settings in your environment (LAMBDA_METER_*, POWERTOOLS_*), on
+# stdout: a short run of the demo function under them gives the records it is built from.
+REGION ?=
+dashboard:
+	@test -n '$(value REGION)' || { echo "usage: make dashboard REGION=eu-west-1 [LOG_GROUPS='/aws/lambda/a /aws/lambda/b']" >&2; exit 2; }
+	@sh tests/setup-demo.sh >&2
+	@$(CARGO) build -q --release -p lambda_meter -p lambda-sim
+	@sh layer/assemble.sh target/release/liblambda_meter.so $(DEMO_LAYER) >/dev/null
+	@cd tests/functions/python && ../../../target/release/lambda-sim --events dashboard-events.json \
+		--wrapper ../../../$(DEMO_LAYER)/lambda-meter -- \
+		../../../$(DEMO_VENV)/bin/python -m awslambdaric handler.dispatch 2>/dev/null | \
+		../../../layer/dashboard --region '$(value REGION)' $(foreach g,$(LOG_GROUPS),--log-group '$(g)')
 
 bench: test-deps layer
 	$(CARGO) build --release --workspace

@@ -361,52 +361,6 @@ fn the_sam_template_passes_cfn_lint_and_a_broken_one_does_not() {
     assert!(!cfn_lint(&broken).status.success());
 }
 
-#[test]
-fn the_dashboard_shows_the_default_metrics_and_matches_the_template() {
-    let text = std::fs::read_to_string(root().join("layer/dashboard.json")).unwrap();
-    let dash: Value = serde_json::from_str(&text).unwrap();
-    let mut shown: Vec<(String, Option<String>)> = Vec::new();
-    for w in dash["widgets"].as_array().unwrap() {
-        for m in w["properties"]["metrics"].as_array().unwrap() {
-            let m = m.as_array().unwrap();
-            if m[0] == "LambdaMeter" {
-                assert_eq!(m[2], "FunctionName");
-                assert_eq!(m[3], "${FunctionName}");
-                shown.push((
-                    m[1].as_str().unwrap().to_string(),
-                    m[4]["stat"].as_str().map(str::to_string),
-                ));
-            }
-        }
-    }
-    for (metric, stat) in [
-        ("Duration", Some("p50")),
-        ("Duration", Some("p99")),
-        ("ColdStart", Some("Average")),
-        ("InitDuration", None),
-        ("Errors", None),
-        ("Timeouts", None),
-        ("MemoryUtilization", None),
-        ("CpuTime", None),
-    ] {
-        assert!(
-            shown
-                .iter()
-                .any(|(m, s)| m == metric && (stat.is_none() || s.as_deref() == stat)),
-            "{metric} {stat:?} not on the dashboard"
-        );
-    }
-    // The SAM template carries the same body.
-    let template = std::fs::read_to_string(root().join("layer/template.yaml")).unwrap();
-    let start = template.find("- |\n").unwrap() + 4;
-    let end = template[start..].find("        - FunctionName:").unwrap() + start;
-    let inline: Vec<&str> = template[start..end]
-        .lines()
-        .map(|l| l.strip_prefix("            ").unwrap_or(l))
-        .collect();
-    assert_eq!(inline.join("\n").trim(), text.trim());
-}
-
 /// The compatible runtimes, from their one source.
 fn runtimes() -> Vec<String> {
     std::fs::read_to_string(root().join("layer/runtimes"))

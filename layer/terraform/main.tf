@@ -1,5 +1,5 @@
 # lambda-meter with Terraform: the layer for both architectures, an example function that uses
-# it, and the dashboard of layer/dashboard.json. Build the zips first with `make layer`.
+# it, and the fleet dashboard of layer/dashboard.json. Build the zips first with `make layer`.
 #
 #   terraform init && terraform apply
 #
@@ -71,10 +71,11 @@ resource "aws_lambda_function" "example" {
 }
 
 resource "aws_cloudwatch_dashboard" "lambda_meter" {
-  dashboard_name = "lambda-meter-${aws_lambda_function.example.function_name}"
+  dashboard_name = "lambda-meter"
+  # Every metered function of the region (SEARCH expressions), default settings: for others,
+  # write the body with `make dashboard` and use it here.
   dashboard_body = templatefile("${path.module}/../dashboard.json", {
-    FunctionName = aws_lambda_function.example.function_name
-    Region       = data.aws_region.current.region
+    Region = data.aws_region.current.region
   })
 }
 
