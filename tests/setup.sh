@@ -2,6 +2,7 @@
 # Installs everything the tests and the demo need, idempotently:
 #   - system packages that are missing (Debian's apt)
 #   - a Python virtual environment with tests/requirements.txt
+#   - aws-cdk-lib for the CDK test (cached the same way)
 #   - the Node.js test functions' packages (aws-lambda-ric builds a native client with
 #     cmake for about two minutes, so the result is cached outside the work tree, keyed by
 #     the lock file, where later runs and CI on the same machine reuse it)
@@ -67,3 +68,18 @@ if [ -e "$node_fn/node_modules" ] && [ ! -L "$node_fn/node_modules" ]; then
     rm -rf "$node_fn/node_modules"
 fi
 ln -sfn "$node_cache/node_modules" "$root/$node_fn/node_modules"
+
+# CDK: aws-cdk-lib and constructs from npm for tests/cdk.rs (cdk synth, no AWS account),
+# cached by lock file like the Node packages.
+cdk_dir=tests/cdk
+cdk_key=$(sha256sum "$cdk_dir/package-lock.json" | cut -c1-16)
+cdk_cache=$cache/cdk-$cdk_key
+if [ ! -f "$cdk_cache/.complete" ]; then
+    echo "setup: installing aws-cdk-lib into $cdk_cache"
+    rm -rf "$cdk_cache"
+    mkdir -p "$cdk_cache"
+    cp "$cdk_dir/package.json" "$cdk_dir/package-lock.json" "$cdk_cache/"
+    (cd "$cdk_cache" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$cdk_cache/.complete"
+fi
+ln -sfn "$cdk_cache/node_modules" "$root/$cdk_dir/node_modules"
