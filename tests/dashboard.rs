@@ -235,15 +235,7 @@ fn the_checked_in_body_is_the_one_the_default_settings_give() {
     assert!(text.contains("SOURCE logGroups(namePrefix: ['/aws/lambda/'])"));
     // The SAM template carries the same body (layer/sync writes it), with only the region to
     // fill in; Terraform reads the file.
-    let sync = Command::new(root().join("layer/sync"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        sync.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sync.stderr)
-    );
+    assert_layer_sync_fresh();
     let template = std::fs::read_to_string(root().join("layer/template.yaml")).unwrap();
     assert!(template.contains(checked_in.lines().nth(1).unwrap()));
     let placeholders: BTreeSet<&str> = checked_in

@@ -515,15 +515,7 @@ fn one_runtime_list_for_sam_terraform_and_publish() {
         );
     }
     // The SAM template carries it (layer/sync writes it); Terraform and publish read the file.
-    let sync = Command::new(root().join("layer/sync"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        sync.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sync.stderr)
-    );
+    assert_layer_sync_fresh();
     let template = std::fs::read_to_string(root().join("layer/template.yaml")).unwrap();
     assert_eq!(template.matches("CompatibleRuntimes:").count(), 2);
     let tf = std::fs::read_to_string(root().join("layer/terraform/main.tf")).unwrap();

@@ -45,41 +45,38 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/requirements.txt "$stamp"; then
     cp tests/requirements.txt "$stamp"
 fi
 
-# Node.js: aws-lambda-ric from npm, with its native client built once per lock file.
-node_fn=tests/functions/node
-key=$(sha256sum "$node_fn/package-lock.json" | cut -c1-16)
-node_cache=$cache/node-$key
-if [ ! -f "$node_cache/.complete" ]; then
-    echo "setup: installing the Node.js test packages into $node_cache (builds a native client)"
-    rm -rf "$node_cache"
-    mkdir -p "$node_cache"
-    cp "$node_fn/package.json" "$node_fn/package-lock.json" "$node_cache/"
-    (cd "$node_cache" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    if [ ! -f "$node_cache/node_modules/aws-lambda-ric/dist/rapid-client.node" ]; then
-        (cd "$node_cache" && npm rebuild aws-lambda-ric --loglevel=error >/dev/null)
+# npm_cached DIR WHAT [CHECK]: installs DIR's package-lock.json with npm ci into the cache,
+# keyed by the lock file, once (CHECK, a function, then runs in the cache directory and may
+# fail the install), and links DIR/node_modules to it.
+npm_cached() {
+    key=$(sha256sum "$1/package-lock.json" | cut -c1-16)
+    dir=$cache/$(basename "$1")-$key
+    if [ ! -f "$dir/.complete" ]; then
+        echo "setup: installing $2 into $dir"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        cp "$1/package.json" "$1/package-lock.json" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        if [ -n "${3:-}" ]; then (cd "$dir" && "$3"); fi
+        touch "$dir/.complete"
     fi
-    [ -f "$node_cache/node_modules/aws-lambda-ric/dist/rapid-client.node" ] || {
+    if [ -e "$1/node_modules" ] && [ ! -L "$1/node_modules" ]; then
+        rm -rf "$1/node_modules"
+    fi
+    ln -sfn "$dir/node_modules" "$root/$1/node_modules"
+}
+
+# aws-lambda-ric's native client, built by npm ci or else by a rebuild.
+native_client() {
+    client=node_modules/aws-lambda-ric/dist/rapid-client.node
+    [ -f "$client" ] || npm rebuild aws-lambda-ric --loglevel=error >/dev/null
+    [ -f "$client" ] || {
         echo "setup: aws-lambda-ric's native client was not built" >&2
         exit 1
     }
-    touch "$node_cache/.complete"
-fi
-if [ -e "$node_fn/node_modules" ] && [ ! -L "$node_fn/node_modules" ]; then
-    rm -rf "$node_fn/node_modules"
-fi
-ln -sfn "$node_cache/node_modules" "$root/$node_fn/node_modules"
+}
 
-# CDK: aws-cdk-lib and constructs from npm for tests/cdk.rs (cdk synth, no AWS account),
-# cached by lock file like the Node packages.
-cdk_dir=tests/cdk
-cdk_key=$(sha256sum "$cdk_dir/package-lock.json" | cut -c1-16)
-cdk_cache=$cache/cdk-$cdk_key
-if [ ! -f "$cdk_cache/.complete" ]; then
-    echo "setup: installing aws-cdk-lib into $cdk_cache"
-    rm -rf "$cdk_cache"
-    mkdir -p "$cdk_cache"
-    cp "$cdk_dir/package.json" "$cdk_dir/package-lock.json" "$cdk_cache/"
-    (cd "$cdk_cache" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    touch "$cdk_cache/.complete"
-fi
-ln -sfn "$cdk_cache/node_modules" "$root/$cdk_dir/node_modules"
+# Node.js: aws-lambda-ric from npm, with its native client built once per lock file.
+npm_cached tests/functions/node "the Node.js test packages (builds a native client)" native_client
+# CDK: aws-cdk-lib and constructs for tests/cdk.rs (cdk synth, no AWS account).
+npm_cached tests/cdk "aws-cdk-lib"

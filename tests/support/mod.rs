@@ -95,6 +95,20 @@ impl Layer {
     }
 }
 
+/// `layer/sync --check`: the generated parts of the deployment files are what their sources
+/// give (the runtime list, the dashboard body).
+pub fn assert_layer_sync_fresh() {
+    let sync = Command::new(root().join("layer/sync"))
+        .arg("--check")
+        .output()
+        .expect("layer/sync");
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+}
+
 /// Writes `text` to `path`, executable.
 pub fn write_executable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
