@@ -350,6 +350,18 @@ fn the_sam_template_passes_cfn_lint_and_a_broken_one_does_not() {
         String::from_utf8_lossy(&ok.stdout),
         String::from_utf8_lossy(&ok.stderr)
     );
+    // Every function of the template is metered through Globals, not one by one.
+    let text = std::fs::read_to_string(&template).unwrap();
+    let globals =
+        &text[text.find("\nGlobals:\n").expect("Globals")..text.find("\nParameters:").unwrap()];
+    for needed in [
+        "Layers:",
+        "- !Ref LayerArm64",
+        "AWS_LAMBDA_EXEC_WRAPPER: /opt/lambda-meter",
+    ] {
+        assert!(globals.contains(needed), "Globals lacks {needed}");
+    }
+    assert_eq!(text.matches("AWS_LAMBDA_EXEC_WRAPPER:").count(), 1);
     // The validator is live: the same template with a misspelt resource type fails.
     let dir = tempdir::TempDir::new("cfn");
     let broken = dir.path().join("template.yaml");
@@ -492,6 +504,20 @@ fn publish_says_what_is_wrong_with_its_options() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn terraform_uses_provider_6_attributes_and_keeps_old_layer_versions() {
+    // Terraform itself is not in the registries these machines reach: what can be read is
+    // checked. `data.aws_region.current.name` is deprecated in provider 6 (`region`).
+    let tf = std::fs::read_to_string(root().join("layer/terraform/main.tf")).unwrap();
+    assert!(tf.contains(r#"source = "hashicorp/aws", version = ">= 6.0""#));
+    assert!(!tf.contains("aws_region.current.name") && tf.contains("aws_region.current.region"));
+    assert!(
+        tf.contains("skip_destroy = true"),
+        "old layer versions are kept, like SAM's Retain"
+    );
+    assert!(tf.contains(r#"templatefile("${path.module}/../dashboard.json""#));
 }
 
 #[test]
