@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+use crate::custom::Custom;
 use crate::settings::{Settings, metric};
 use crate::tracker::{InvokeRecord, RecordKind};
 
@@ -201,6 +202,31 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     m
 }
 
+/// Members of a record that are not metrics (a custom name may not take one).
+const PROPERTIES: &[&str] = &[
+    "requestId",
+    "traceId",
+    "functionVersion",
+    "service",
+    "initType",
+    "runtime",
+    "errorType",
+    "memorySize",
+    "coldStart",
+    "restored",
+    "exitReason",
+];
+
+/// Whether `name` is a member a record of lambda-meter's own may have, under any settings: a
+/// built-in metric, property or dimension key. Custom metrics, dimensions and properties may
+/// not use these names.
+pub fn reserved(name: &str) -> bool {
+    metric::DEFAULT.contains(&name)
+        || metric::EXTENDED.contains(&name)
+        || PROPERTIES.contains(&name)
+        || crate::settings::DIMENSION_KEYS.contains(&name)
+}
+
 /// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
 /// which metrics a record has, its kind and its init type: rendered once, copied after.
 #[derive(Debug, Default)]
@@ -242,19 +268,22 @@ fn encode_with(
     let key = u64::from(metrics.mask)
         | u64::from(rec.proactive_init) << 32
         | u64::from(rec.kind == RecordKind::InitError) << 33;
+    // Custom metrics have a directive of their own in the prefix: such a record's is not kept.
+    let custom = rec.custom.as_deref();
+    let prefixes = prefixes.filter(|_| custom.is_none_or(|c| c.metrics.is_empty()));
     match prefixes {
         Some(p) => match p.rendered.iter().find(|(k, _)| *k == key) {
             Some((_, text)) => out.push_str(text),
             None => {
                 let from = out.len();
-                push_prefix(&mut out, &metrics, s, init_type);
+                push_prefix(&mut out, &metrics, s, init_type, None);
                 if p.rendered.len() < MAX_PREFIXES {
                     p.rendered
                         .push((key, out.get(from..).unwrap_or_default().to_string()));
                 }
             }
         },
-        None => push_prefix(&mut out, &metrics, s, init_type),
+        None => push_prefix(&mut out, &metrics, s, init_type, custom),
     }
     let mut keys = Keys::default();
     for key in s.dimension_sets.iter().flatten() {
@@ -300,13 +329,105 @@ fn encode_with(
     if rec.restored {
         out.push_str(",\"restored\":true");
     }
+    if let Some(c) = custom {
+        push_custom_members(&mut out, c);
+    }
     out.push_str("}\n");
     Some(out)
 }
 
+/// A record's custom members: dimension values, metric values (an array when given several
+/// times) and properties (already compact JSON).
+fn push_custom_members(out: &mut String, c: &Custom) {
+    for (k, v) in &c.dimensions {
+        push_member(out, k, v);
+    }
+    for m in &c.metrics {
+        out.push(',');
+        push_str(out, &m.name);
+        out.push(':');
+        match m.values.as_slice() {
+            [one] => push_float(out, *one),
+            many => {
+                out.push('[');
+                for (i, v) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_float(out, *v);
+                }
+                out.push(']');
+            }
+        }
+    }
+    for (k, json) in &c.properties {
+        out.push(',');
+        push_str(out, k);
+        out.push(':');
+        out.push_str(json);
+    }
+}
+
+/// A finite float as JSON (serde_json's shortest form that reads back the same).
+fn push_float(out: &mut String, v: f64) {
+    match serde_json::Number::from_f64(v) {
+        Some(n) => out.push_str(&n.to_string()),
+        None => out.push('0'),
+    }
+}
+
+/// The directive of a record's custom metrics: the function's first dimension set with the
+/// custom dimensions after it.
+fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
+    out.push_str(",{\"Namespace\":");
+    push_str(out, &s.namespace);
+    out.push_str(",\"Dimensions\":[");
+    let base = s
+        .dimension_sets
+        .first()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let keys: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(c.dimensions.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    if !keys.is_empty() {
+        out.push('[');
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(out, k);
+        }
+        out.push(']');
+    }
+    out.push_str("],\"Metrics\":[");
+    for (i, m) in c.metrics.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"Name\":");
+        push_str(out, &m.name);
+        out.push_str(",\"Unit\":");
+        push_str(out, m.unit);
+        if s.resolution == 1 {
+            out.push_str(",\"StorageResolution\":1");
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+}
+
 /// The constant part of a record: `,"CloudWatchMetrics":[…]}` (namespace, dimension sets,
 /// metric declarations) and the dimension values.
-fn push_prefix(out: &mut String, metrics: &Metrics, s: &Settings, init_type: &str) {
+fn push_prefix(
+    out: &mut String,
+    metrics: &Metrics,
+    s: &Settings,
+    init_type: &str,
+    custom: Option<&Custom>,
+) {
     out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
     push_str(out, &s.namespace);
     out.push_str(",\"Dimensions\":[");
@@ -337,7 +458,11 @@ fn push_prefix(out: &mut String, metrics: &Metrics, s: &Settings, init_type: &st
         }
         out.push('}');
     }
-    out.push_str("]}]}");
+    out.push_str("]}");
+    if let Some(c) = custom.filter(|c| !c.metrics.is_empty()) {
+        push_custom_directive(out, s, c);
+    }
+    out.push_str("]}");
     // Every dimension key is a string member of the root, each once.
     let dimension_value = |key: &str| -> &str {
         match key {
@@ -534,6 +659,7 @@ mod tests {
             post_response_ns: Some(1_500_000),
             time_to_first_byte_ns: None,
             gauges: None,
+            custom: None,
         }
     }
 
@@ -548,9 +674,62 @@ mod tests {
                 }
             }
             for m in d["Metrics"].as_array().unwrap() {
-                assert!(v[m["Name"].as_str().unwrap()].is_number(), "{m}");
+                // A number, or an array of up to 100 numbers.
+                let value = &v[m["Name"].as_str().unwrap()];
+                let many = value
+                    .as_array()
+                    .map(|a| a.len() <= 100 && a.iter().all(Value::is_number));
+                assert!(value.is_number() || many == Some(true), "{m}");
             }
         }
+    }
+
+    #[test]
+    fn custom_metrics_have_a_directive_of_their_own_and_leave_the_cache_alone() {
+        use crate::custom::{Custom, Status};
+        let s = settings();
+        let mut c = Custom::default();
+        assert_eq!(
+            c.metric("OrdersPlaced", 1.0, Some("Count"), &reserved),
+            Status::Ok
+        );
+        assert_eq!(c.metric("OrdersPlaced", 2.0, None, &reserved), Status::Ok);
+        assert_eq!(
+            c.metric("Basket", 12.5, Some("None"), &reserved),
+            Status::Ok
+        );
+        assert_eq!(c.dimension("tenant", "acme \"x\"", &reserved), Status::Ok);
+        assert_eq!(c.property("order", r#"{"id": 7}"#, &reserved), Status::Ok);
+        assert_eq!(c.metric("Duration", 1.0, None, &reserved), Status::BadName);
+        assert_eq!(c.property("requestId", "1", &reserved), Status::BadName);
+        let mut with = record();
+        with.custom = Some(Box::new(c));
+        let mut prefixes = Prefixes::default();
+        let plain_before = encode_cached(&record(), &s, &mut prefixes).unwrap();
+        let line = encode_cached(&with, &s, &mut prefixes).unwrap();
+        assert_eq!(line, encode(&with, &s).unwrap(), "cached or not, the same");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        check_cross_references(&v);
+        let directives = v["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2);
+        assert_eq!(
+            directives[0],
+            serde_json::from_str::<Value>(&plain_before).unwrap()["_aws"]["CloudWatchMetrics"][0]
+        );
+        assert_eq!(
+            directives[1],
+            serde_json::json!({"Namespace": "LambdaMeter", "Dimensions": [["FunctionName", "tenant"]],
+                "Metrics": [{"Name": "OrdersPlaced", "Unit": "Count"}, {"Name": "Basket", "Unit": "None"}]})
+        );
+        assert_eq!(v["OrdersPlaced"], serde_json::json!([1.0, 2.0]));
+        assert_eq!(v["Basket"], 12.5);
+        assert_eq!(v["tenant"], "acme \"x\"");
+        assert_eq!(v["order"], serde_json::json!({"id": 7}));
+        // The cache still gives plain records their own prefix.
+        assert_eq!(
+            encode_cached(&record(), &s, &mut prefixes).unwrap(),
+            plain_before
+        );
     }
 
     #[test]

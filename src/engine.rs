@@ -507,6 +507,23 @@ impl Engine {
         fx
     }
 
+    /// A custom value from the function, given on `thread`: `add` puts it on the invoke it
+    /// belongs to (see [`Tracker::custom_target`]), under the record's naming rules.
+    pub fn custom(
+        &mut self,
+        thread: u64,
+        add: impl FnOnce(&mut crate::custom::Custom, &dyn Fn(&str) -> bool) -> crate::custom::Status,
+    ) -> crate::custom::Status {
+        use crate::custom::Status;
+        match self.tracker.custom_target(thread) {
+            Ok((target, placed)) => match add(target, &emf::reserved) {
+                Status::Ok => placed,
+                refused => refused,
+            },
+            Err(status) => status,
+        }
+    }
+
     /// Whether a finished invoke's record waits for the runtime's next request.
     pub fn record_awaits(&self) -> bool {
         self.tracker.record_awaits()
@@ -626,6 +643,7 @@ impl Engine {
             trace_id: h.header(api::HDR_TRACE_ID).map(str::to_string),
             deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
             request_bytes: msg.body_len,
+            thread: crate::custom::thread_key(),
         };
         let opened = self.tracker.opened_count();
         let flushed = self.tracker.event_received(info, now);

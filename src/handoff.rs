@@ -132,6 +132,7 @@ mod tests {
                 trace_id: None,
                 deadline_ms: Some(5),
                 request_bytes: 3,
+                thread: 0,
             },
             started: Probe::default(),
             cold_start: false,
@@ -141,6 +142,7 @@ mod tests {
             deadline_mono_ns: None,
             first_byte_ns: None,
             journal_slot: None,
+            custom: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@
 
 #[cfg(test)]
 mod cost;
+pub mod custom;
 pub mod deferred;
 pub mod emf;
 pub mod engine;
@@ -76,6 +77,94 @@ pub extern "C" fn lambda_meter_version() -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn lambda_meter_active() -> c_int {
     c_int::from(process::is_active())
+}
+
+/// A C string argument as text: `Err(Null)` for a null pointer, `Err(bad)` when it is not
+/// UTF-8.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that stays valid for the call.
+#[cfg(not(test))]
+unsafe fn text<'a>(p: *const c_char, bad: custom::Status) -> Result<&'a str, custom::Status> {
+    if p.is_null() {
+        return Err(custom::Status::Null);
+    }
+    // SAFETY: non-null, and NUL-terminated by the caller's contract (lambda_meter.h).
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| bad)
+}
+
+/// Public C ABI: adds `value` to custom metric `name` (`unit` one of CloudWatch's, or null for
+/// `None`) on the invoke in progress. See `lambda_meter.h` for the status codes.
+///
+/// # Safety
+/// `name` and `unit` are null or NUL-terminated strings.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lambda_meter_metric(
+    name: *const c_char,
+    value: f64,
+    unit: *const c_char,
+) -> c_int {
+    // SAFETY: as the caller guarantees.
+    let name = unsafe { text(name, custom::Status::BadName) };
+    let unit = match unit.is_null() {
+        true => Ok(None),
+        // SAFETY: as the caller guarantees.
+        false => unsafe { text(unit, custom::Status::BadUnit) }.map(Some),
+    };
+    let status = match (name, unit) {
+        (Ok(name), Ok(unit)) => process::custom(|c, taken| c.metric(name, value, unit, taken)),
+        (Err(s), _) | (_, Err(s)) => s,
+    };
+    status as c_int
+}
+
+/// Public C ABI: sets custom dimension `key` to `value` on the invoke in progress.
+///
+/// # Safety
+/// `key` and `value` are null or NUL-terminated strings.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lambda_meter_dimension(key: *const c_char, value: *const c_char) -> c_int {
+    // SAFETY: as the caller guarantees.
+    let pair = unsafe {
+        (
+            text(key, custom::Status::BadName),
+            text(value, custom::Status::BadValue),
+        )
+    };
+    let status = match pair {
+        (Ok(key), Ok(value)) => process::custom(|c, taken| c.dimension(key, value, taken)),
+        (Err(s), _) | (_, Err(s)) => s,
+    };
+    status as c_int
+}
+
+/// Public C ABI: sets property `key` to `json_value` (one JSON value) on the invoke in
+/// progress.
+///
+/// # Safety
+/// `key` and `json_value` are null or NUL-terminated strings.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lambda_meter_property(
+    key: *const c_char,
+    json_value: *const c_char,
+) -> c_int {
+    // SAFETY: as the caller guarantees.
+    let pair = unsafe {
+        (
+            text(key, custom::Status::BadName),
+            text(json_value, custom::Status::BadValue),
+        )
+    };
+    let status = match pair {
+        (Ok(key), Ok(json)) => process::custom(|c, taken| c.property(key, json, taken)),
+        (Err(s), _) | (_, Err(s)) => s,
+    };
+    status as c_int
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+use crate::custom::{Custom, Status};
 use crate::deferred::{Deferred, Op};
 use crate::engine::{Effects, Engine};
 use crate::fdtable::{FdBits, TRACKED};
@@ -421,6 +422,31 @@ fn enter_engine(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) 
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     BUSY.with(|b| b.set(false));
+}
+
+/// A custom value from the function (the public C ABI): `add` puts it on the invoke it
+/// belongs to. Never blocks on I/O (the engine's lock guards no I/O) and never enters the
+/// engine where that could deadlock (inside the host's signal handlers, or from the library's
+/// own logic).
+pub fn custom(add: impl FnOnce(&mut Custom, &dyn Fn(&str) -> bool) -> Status) -> Status {
+    if !is_active() || !in_owner_process() {
+        return Status::Inactive;
+    }
+    if IN_HANDLER.with(Cell::get) > 0 || BUSY.with(|b| b.replace(true)) {
+        return Status::Busy;
+    }
+    // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let thread = crate::custom::thread_key();
+    let status = catch_unwind(AssertUnwindSafe(|| match lock().as_mut() {
+        Some(engine) => engine.custom(thread, add),
+        None => Status::Inactive,
+    }))
+    .unwrap_or(Status::Busy);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    BUSY.with(|b| b.set(false));
+    status
 }
 
 /// [`with_engine_or`] with nothing to do where the engine cannot be entered.

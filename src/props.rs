@@ -290,6 +290,7 @@ pub fn tracker_orders(data: &[u8]) {
                     trace_id: (input.coin()).then(|| "Root=1-x".to_string()),
                     deadline_ms: deadline,
                     request_bytes: input.below(1 << 20),
+                    thread: 0,
                 };
                 records.extend(t.event_received(event, &p));
             }
@@ -443,6 +444,7 @@ pub fn emf_records(data: &[u8]) {
             open_fds: input.number(),
             threads: input.number(),
         }),
+        custom: None,
     };
     let Some(line) = emf::encode(&record, &settings) else {
         return;

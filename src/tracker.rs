@@ -22,6 +22,8 @@
     clippy::indexing_slicing
 )]
 
+use crate::custom::{Custom, Status};
+
 /// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime
 /// that never posts results must not grow our memory).
 const MAX_OPEN: usize = 1024;
@@ -76,6 +78,9 @@ pub struct EventInfo {
     pub trace_id: Option<String>,
     pub deadline_ms: Option<u64>,
     pub request_bytes: u64,
+    /// The thread that read the event ([`crate::custom::thread_key`]): custom metrics given on
+    /// it belong to this invoke.
+    pub thread: u64,
 }
 
 /// How an invoke ended, from the result request.
@@ -123,6 +128,8 @@ pub struct InvokeRecord {
     pub time_to_first_byte_ns: Option<u64>,
     /// Gauges at the end; network counters as the change during the invoke.
     pub gauges: Option<Gauges>,
+    /// What the function added through the C ABI.
+    pub custom: Option<Box<Custom>>,
 }
 
 /// How this runtime's lifecycle is judged.
@@ -147,7 +154,7 @@ impl Default for Lifecycle {
 }
 
 /// An invoke whose event was received and whose result was not sent yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OpenInvoke {
     pub event: EventInfo,
     pub started: Probe,
@@ -162,6 +169,8 @@ pub struct OpenInvoke {
     /// The journal slot holding this invoke's record in case the process ends (the engine's;
     /// never handed to another process).
     pub journal_slot: Option<usize>,
+    /// What the function added through the C ABI so far (never handed to another process).
+    pub custom: Custom,
 }
 
 impl OpenInvoke {
@@ -198,6 +207,7 @@ impl OpenInvoke {
                     .map(str::to_string),
                 deadline_ms: num("deadlineMs"),
                 request_bytes: num("requestBytes")?,
+                thread: 0,
             },
             started: Probe {
                 mono_ns: num("monoNs")?,
@@ -213,6 +223,7 @@ impl OpenInvoke {
             deadline_mono_ns: num("deadlineMonoNs"),
             first_byte_ns: None,
             journal_slot: None,
+            custom: Custom::default(),
         })
     }
 
@@ -257,6 +268,7 @@ impl OpenInvoke {
             post_response_ns: None,
             time_to_first_byte_ns: None,
             gauges,
+            custom: (!self.custom.is_empty()).then(|| Box::new(self.custom)),
         }
     }
 }
@@ -315,6 +327,8 @@ pub struct Tracker {
     awaiting_next: Option<AwaitingNext>,
     /// Shared with the environment's other processes, when this one is a per-request helper.
     handoff: Option<Box<dyn Handoff>>,
+    /// Custom values given while no invoke was open: the next invoke's (or the init error's).
+    pending: Custom,
 }
 
 impl Tracker {
@@ -332,6 +346,7 @@ impl Tracker {
             opened: 0,
             awaiting_next: None,
             handoff: None,
+            pending: Custom::default(),
         }
     }
 
@@ -440,6 +455,7 @@ impl Tracker {
             deadline_mono_ns,
             first_byte_ns: None,
             journal_slot: None,
+            custom: std::mem::take(&mut self.pending),
         };
         if let Some(h) = self.handoff.as_mut() {
             h.save(&open);
@@ -447,6 +463,22 @@ impl Tracker {
         self.open.push(open);
         self.opened += 1;
         flushed
+    }
+
+    /// Where a custom value given on `thread` goes, and the status that says so: the open
+    /// invoke whose event that thread read, else the only open invoke, else (none open) the
+    /// next one. With several open and none read on `thread`, nowhere ([`Status::Ambiguous`]).
+    pub fn custom_target(&mut self, thread: u64) -> Result<(&mut Custom, Status), Status> {
+        let at = match self.open.iter().rposition(|o| o.event.thread == thread) {
+            Some(at) => Some(at),
+            None if self.open.len() == 1 => Some(0),
+            None if self.open.is_empty() => None,
+            None => return Err(Status::Ambiguous),
+        };
+        Ok(match at.and_then(|i| self.open.get_mut(i)) {
+            Some(open) => (&mut open.custom, Status::Ok),
+            None => (&mut self.pending, Status::Pending),
+        })
     }
 
     /// The first byte of `request_id`'s result body was written.
@@ -549,6 +581,7 @@ impl Tracker {
             post_response_ns: None,
             time_to_first_byte_ns: None,
             gauges: now.gauges,
+            custom: (!self.pending.is_empty()).then(|| Box::new(std::mem::take(&mut self.pending))),
         }
     }
 
@@ -714,11 +747,69 @@ mod tests {
             trace_id: Some("Root=1-abc".into()),
             deadline_ms: None,
             request_bytes: 10,
+            thread: 0,
         }
     }
 
     fn tracker() -> Tracker {
         Tracker::new(0, Lifecycle::default())
+    }
+
+    #[test]
+    fn custom_values_go_to_the_threads_invoke_the_only_one_or_the_next() {
+        let none = |_: &str| false;
+        let add = |t: &mut Tracker, thread: u64, name: &str| match t.custom_target(thread) {
+            Ok((c, placed)) => {
+                assert_eq!(c.metric(name, 1.0, None, &none), Status::Ok);
+                placed
+            }
+            Err(s) => s,
+        };
+        let p = Probe::default();
+        let mut t = tracker();
+        // During init: kept for the first invoke.
+        assert_eq!(add(&mut t, 9, "AtInit"), Status::Pending);
+        t.next_requested(&p);
+        t.event_received(
+            EventInfo {
+                thread: 1,
+                ..event("a")
+            },
+            &p,
+        );
+        // The only open invoke takes values from any thread.
+        assert_eq!(add(&mut t, 9, "AnyThread"), Status::Ok);
+        t.next_requested(&p);
+        t.event_received(
+            EventInfo {
+                thread: 2,
+                ..event("b")
+            },
+            &p,
+        );
+        // Two open: each thread's own, and nowhere for a third thread.
+        assert_eq!(add(&mut t, 1, "OnA"), Status::Ok);
+        assert_eq!(add(&mut t, 2, "OnB"), Status::Ok);
+        assert_eq!(add(&mut t, 3, "Lost"), Status::Ambiguous);
+        let a = t.result_sent("a", Outcome::default(), &p);
+        let b = t.result_sent("b", Outcome::default(), &p);
+        let names = |r: &[InvokeRecord]| -> Vec<String> {
+            r.iter()
+                .flat_map(|r| {
+                    r.custom
+                        .iter()
+                        .flat_map(|c| c.metrics.iter().map(|m| m.name.clone()))
+                })
+                .collect()
+        };
+        assert_eq!(names(&a), ["AtInit", "AnyThread", "OnA"]);
+        let b: Vec<InvokeRecord> = b.into_iter().chain(t.next_starting(&p)).collect();
+        assert_eq!(names(&b), ["OnB"]);
+        // Init fails: what was given goes to the init error's record.
+        let mut t = tracker();
+        assert_eq!(add(&mut t, 1, "BeforeFailing"), Status::Pending);
+        let r = t.init_error(None, &p);
+        assert_eq!(names(&[r]), ["BeforeFailing"]);
     }
 
     /// Sends a result and takes the record, passing the runtime's next /next at `next_ms`.
@@ -1073,6 +1164,7 @@ mod tests {
             deadline_mono_ns: Some(9),
             first_byte_ns: None,
             journal_slot: None,
+            custom: Custom::default(),
         };
         assert_eq!(OpenInvoke::from_json(&open.to_json()), Some(open));
         assert_eq!(OpenInvoke::from_json("{}"), None);
