@@ -5,6 +5,7 @@
 #   DIR/lib/liblambda_meter.so.loader  its ELF signature and the dynamic loader its machine
 #                                    needs, so the wrapper checks the machine without reading
 #                                    the library at every cold start
+#   DIR/python/lambda_meter/         the Python shim for custom metrics (layer/shims)
 # usage: layer/assemble.sh LIBRARY DIR
 set -eu
 [ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
@@ -27,6 +28,11 @@ case ${sig#* } in
     183) loader=/lib/ld-linux-aarch64.so.1 ;;
     *) loader= ;;
 esac
+# The language shims for custom metrics, where each runtime looks for a layer's code
+# (python/: /opt/python is on the Python runtime's path).
+cp -R "$here/shims/." "$dir/"
+find "$dir" -type d -exec chmod 0755 {} +
+find "$dir" -name '*.py' -exec chmod 0644 {} +
 if [ -n "$loader" ]; then
     printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
     chmod 0644 "$dir/lib/liblambda_meter.so.loader"

@@ -69,7 +69,7 @@ fn glibc_versions(lib: &Path) -> Vec<(u32, u32)> {
 }
 
 #[test]
-fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
+fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2_26() {
     for arch in ARCHES {
         let zip = zip_of(arch);
         let listing = Command::new("unzip").arg("-Z").arg(&zip).output().unwrap();
@@ -78,7 +78,7 @@ fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
             .lines()
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
-        assert_eq!(entries.len(), 3, "{listing}");
+        assert_eq!(entries.len(), 4, "{listing}");
         assert!(
             entries[0].starts_with("-rwxr-xr-x") && entries[0].ends_with(" lambda-meter"),
             "{listing}"
@@ -90,6 +90,12 @@ fn each_zip_holds_the_wrapper_and_a_small_stripped_library_for_glibc_2_26() {
         assert!(
             entries[2].starts_with("-rw-r--r--")
                 && entries[2].ends_with(" lib/liblambda_meter.so.loader"),
+            "{listing}"
+        );
+        // The Python shim for custom metrics, where the Python runtime looks (/opt/python).
+        assert!(
+            entries[3].starts_with("-rw-r--r--")
+                && entries[3].ends_with(" python/lambda_meter/__init__.py"),
             "{listing}"
         );
         assert!(

@@ -17,6 +17,12 @@
   {"action": "crash", "signal": "SIGSEGV", "how": "fault"|"kill"|"abort"}
                                    -> dies of a signal: a real fault, a signal sent to itself,
                                       or os.abort()
+  {"action": "custom", "calls": [["add_metric", "Orders", "Count", 1], ...], "ms": 0,
+   "report": false}                -> makes each call of the lambda_meter shim (layer/shims),
+                                      sleeps ms, returns the status codes if report, and the
+                                      variables the wrapper sets
+
+With LAMBDA_METER_TEST_AT_INIT set, the module adds metric InitMetric while it loads.
 """
 
 import ctypes
@@ -29,6 +35,15 @@ import subprocess
 import sys
 import threading
 import time
+
+
+try:
+    import lambda_meter
+except ImportError:  # the shim is not on the path: the "custom" action says so
+    lambda_meter = None
+
+if lambda_meter is not None and os.environ.get("LAMBDA_METER_TEST_AT_INIT"):
+    lambda_meter.add_metric("InitMetric", "Count", 1)
 
 
 class OrderNotFound(Exception):
@@ -48,6 +63,12 @@ def dispatch(event, context):
     action = event.get("action", "ok") if isinstance(event, dict) else "echo"
     if action == "ok":
         return {"ok": True, "requestId": context.aws_request_id}
+    if action == "custom":
+        statuses = [getattr(lambda_meter, call[0])(*call[1:]) for call in event.get("calls", [])]
+        time.sleep(event.get("ms", 0) / 1000.0)
+        if event.get("report"):
+            return {"statuses": statuses, "PYTHONPATH": os.environ.get("PYTHONPATH")}
+        return {"calls": len(statuses)}
     if action == "sleep":
         time.sleep(event.get("ms", 50) / 1000.0)
         return {"slept_ms": event.get("ms", 50)}

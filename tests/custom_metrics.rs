@@ -1,0 +1,197 @@
+//! Custom metrics from the function (the C ABI of lambda_meter.h through the Python shim in
+//! layer/shims): they land in the record of the invoke that gave them, under the record's
+//! rules, with the wrapper putting the shim on the path after the user's own entries.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::scenario::{assert_same_requests, assert_same_results, by_request_id};
+use support::*;
+
+fn python(
+    payloads: &[Value],
+    wrapped: bool,
+    env: &[(&str, &str)],
+    max_concurrency: usize,
+) -> Outcome {
+    let layer = Layer::new();
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    // Without the layer the shim is still importable (the same code runs anywhere).
+    let shim = layer.dir().join("python").display().to_string();
+    let mut env = env.to_vec();
+    if !wrapped {
+        env.push(("PYTHONPATH", &shim));
+    }
+    run_with(
+        lambda_sim::Config {
+            events: events(payloads),
+            max_concurrency,
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        wrapped.then(|| layer.wrapper()).as_deref(),
+        &env,
+        &python_function_dir(),
+    )
+}
+
+fn custom(calls: Value) -> Value {
+    json!({"action": "custom", "calls": calls})
+}
+
+#[test]
+fn python_custom_metrics_land_in_their_invokes_record() {
+    let payloads = vec![
+        custom(json!([
+            ["add_metric", "OrdersPlaced", "Count", 1],
+            ["add_metric", "OrdersPlaced", "Count", 2],
+            ["put_metric", "BasketValue", 99.5, "None"],
+            ["add_dimension", "tenant", "acme"],
+            ["add_metadata", "order", {"id": 7, "items": ["book"]}],
+        ])),
+        json!({"action": "ok"}),
+        custom(json!([["add_metric", "OrdersPlaced", "Count", 5]])),
+        json!({"action": "fail", "type": "OrderNotFound"}),
+    ];
+    let env = [("LAMBDA_METER_TEST_AT_INIT", "1")];
+    let plain = python(&payloads, false, &env, 1);
+    let metered = python(&payloads, true, &env, 1);
+    // The function does exactly the same with and without the layer.
+    assert_same_results(&plain, &metered);
+    assert_same_requests(&plain, &metered);
+    assert!(plain.records().is_empty());
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    let ids: Vec<String> = metered
+        .sim
+        .results()
+        .iter()
+        .map(|r| r.as_ref().unwrap().request_id.clone())
+        .collect();
+    let first = &by_id[&ids[0]];
+    // Given during init: on the first invoke's record. Given twice: a value array.
+    assert_eq!(first["InitMetric"], 1.0);
+    assert_eq!(first["OrdersPlaced"], json!([1.0, 2.0]));
+    assert_eq!(first["BasketValue"], 99.5);
+    assert_eq!(first["tenant"], "acme");
+    assert_eq!(first["order"], json!({"id": 7, "items": ["book"]}));
+    let directives = first["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+    assert_eq!(directives.len(), 2);
+    assert_eq!(
+        directives[1]["Dimensions"],
+        json!([["FunctionName", "tenant"]])
+    );
+    let names: Vec<&str> = directives[1]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["InitMetric", "OrdersPlaced", "BasketValue"]);
+    // The built-in directive is untouched: custom dimensions never apply to it.
+    assert_eq!(directives[0]["Dimensions"], json!([["FunctionName"]]));
+    // Nothing leaks into the next invoke's record.
+    let second = &by_id[&ids[1]];
+    assert_eq!(
+        second["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(second.get("OrdersPlaced").is_none() && second.get("tenant").is_none());
+    assert_eq!(by_id[&ids[2]]["OrdersPlaced"], 5.0);
+    assert!(
+        by_id[&ids[2]].get("tenant").is_none(),
+        "dimensions are per invoke"
+    );
+    assert_eq!(by_id[&ids[3]]["errorType"], "OrderNotFound");
+}
+
+#[test]
+fn bad_custom_values_get_a_status_code_and_never_reach_a_record() {
+    let mut report = custom(json!([
+        ["add_metric", "Good", "Count", 1],
+        ["add_metric", "Parsecs", "Lightyears", 1],
+        ["add_metric", "NotANumber", "Count", "NaN"],
+        ["add_metric", "Duration", "Milliseconds", 1],
+        ["add_metric", "", "Count", 1],
+        ["add_metric", "bad\nname", "Count", 1],
+        ["add_dimension", "requestId", "x"],
+        ["add_dimension", "empty", ""],
+        ["add_metadata", "_aws", 1],
+        ["add_metadata", "Good", 2],
+        ["add_metric", "n".repeat(256), "Count", 1],
+    ]));
+    report["report"] = json!(true);
+    let metered = python(&[report.clone()], true, &[("PYTHONPATH", "/user/first")], 1);
+    let result = metered.sim.results()[0].clone().unwrap();
+    let body: Value = serde_json::from_slice(&result.body).unwrap();
+    // OK, then BAD_UNIT, BAD_VALUE, BAD_NAME (taken, empty, control character), BAD_NAME
+    // (a reserved dimension key), BAD_VALUE (empty), BAD_NAME (_aws; a metric's name), BAD_NAME.
+    assert_eq!(
+        body["statuses"],
+        json!([0, -3, -2, -1, -1, -1, -1, -2, -1, -1, -1])
+    );
+    // The wrapper appended the shim to the user's PYTHONPATH, never replaced it.
+    let path = body["PYTHONPATH"].as_str().unwrap();
+    assert!(
+        path.starts_with("/user/first:") && path.ends_with("/python"),
+        "{path}"
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["Good"], 1.0);
+    assert_eq!(
+        r["_aws"]["CloudWatchMetrics"][1]["Metrics"],
+        json!([{"Name": "Good", "Unit": "Count"}])
+    );
+    assert_eq!(r["requestId"], result.request_id);
+    for absent in ["Parsecs", "NotANumber", "empty", ""] {
+        assert!(r.get(absent).is_none(), "{absent}");
+    }
+    // Without the layer the shim answers ABSENT to every call and the handler runs on.
+    let plain = python(&[report], false, &[], 1);
+    let body: Value =
+        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!(vec![-100; 11]));
+}
+
+#[test]
+fn python_forked_workers_keep_each_invokes_metrics_apart() {
+    // AWS_LAMBDA_MAX_CONCURRENCY=3: three worker processes, invokes in flight at once, each
+    // metric in the record of the invoke that gave it.
+    let payloads: Vec<Value> = (0..9)
+        .map(|i| {
+            json!({"action": "custom", "ms": 40, "calls": [
+                ["add_metric", "Event", "Count", i],
+                ["add_metadata", "event", i],
+            ]})
+        })
+        .collect();
+    let metered = python(&payloads, true, &[("AWS_LAMBDA_MAX_CONCURRENCY", "3")], 3);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    assert_eq!(by_id.len(), payloads.len());
+    let evs = events(&payloads);
+    for (i, e) in evs.iter().enumerate() {
+        let r = &by_id[e.request_id.as_deref().unwrap()];
+        assert_eq!(r["Event"], i as f64, "{r}");
+        assert_eq!(r["event"], i);
+    }
+}
