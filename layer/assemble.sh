@@ -6,6 +6,7 @@
 #                                    needs, so the wrapper checks the machine without reading
 #                                    the library at every cold start
 #   DIR/python/lambda_meter/         the Python shim for custom metrics (layer/shims)
+#   DIR/ruby/lib/lambda_meter.rb     the Ruby shim
 # usage: layer/assemble.sh LIBRARY DIR
 set -eu
 [ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
@@ -29,10 +30,11 @@ case ${sig#* } in
     *) loader= ;;
 esac
 # The language shims for custom metrics, where each runtime looks for a layer's code
-# (python/: /opt/python is on the Python runtime's path).
+# (python/ and ruby/lib/: /opt/python and /opt/ruby/lib are on those runtimes' paths).
 cp -R "$here/shims/." "$dir/"
 find "$dir" -type d -exec chmod 0755 {} +
 find "$dir" -name '*.py' -exec chmod 0644 {} +
+find "$dir" -name '*.rb' -exec chmod 0644 {} +
 if [ -n "$loader" ]; then
     printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
     chmod 0644 "$dir/lib/liblambda_meter.so.loader"

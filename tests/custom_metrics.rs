@@ -195,3 +195,81 @@ fn python_forked_workers_keep_each_invokes_metrics_apart() {
         assert_eq!(r["event"], i);
     }
 }
+
+/// The Ruby runtime (a Net::HTTP loop) with the Fiddle shim, through the wrapper or, without
+/// the layer, with the shim on RUBYLIB by hand.
+fn ruby(payloads: &[Value], wrapped: bool, env: &[(&str, &str)]) -> Outcome {
+    let layer = Layer::new();
+    let shim = layer.dir().join("ruby/lib").display().to_string();
+    let mut env = env.to_vec();
+    if !wrapped {
+        env.push(("RUBYLIB", &shim));
+    }
+    run_with(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &["ruby", "runtime.rb"],
+        wrapped.then(|| layer.wrapper()).as_deref(),
+        &env,
+        &root().join("tests/functions/ruby"),
+    )
+}
+
+#[test]
+fn ruby_custom_metrics_through_fiddle() {
+    let payloads = vec![
+        custom(json!([
+            ["put_metric", "CacheHits", 3, "Count"],
+            ["put_metric", "CacheHits", 4, "Count"],
+            ["put_dimensions", {"region": "eu"}],
+            ["set_property", "cart", {"lines": 2}],
+        ])),
+        json!({"action": "ok"}),
+    ];
+    let plain = ruby(&payloads, false, &[]);
+    let metered = ruby(&payloads, true, &[("RUBYLIB", "/user/ruby")]);
+    assert_same_results(&plain, &metered);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    let ids: Vec<String> = events(&payloads)
+        .iter()
+        .map(|e| e.request_id.clone().unwrap())
+        .collect();
+    let r = &by_id[&ids[0]];
+    assert_eq!(r["CacheHits"], json!([3.0, 4.0]));
+    assert_eq!(r["region"], "eu");
+    assert_eq!(r["cart"], json!({"lines": 2}));
+    assert_eq!(
+        r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+        json!([["FunctionName", "region"]])
+    );
+    assert!(by_id[&ids[1]].get("CacheHits").is_none());
+    // Status codes, and RUBYLIB appended to, not replaced.
+    let mut report = custom(json!([
+        ["put_metric", "Fine", 1, "Count"],
+        ["put_metric", "Fine", 1, "Furlongs"],
+        ["add_dimension", "coldStart", "x"],
+    ]));
+    report["report"] = json!(true);
+    let metered = ruby(&[report.clone()], true, &[("RUBYLIB", "/user/ruby")]);
+    let body: Value =
+        serde_json::from_slice(&metered.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!([0, -3, -1]));
+    let lib = body["RUBYLIB"].as_str().unwrap();
+    assert!(
+        lib.starts_with("/user/ruby:") && lib.ends_with("/ruby/lib"),
+        "{lib}"
+    );
+    let plain = ruby(&[report], false, &[]);
+    let body: Value =
+        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!([-100, -100, -100]));
+}

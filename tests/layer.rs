@@ -78,7 +78,7 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
             .lines()
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
-        assert_eq!(entries.len(), 4, "{listing}");
+        assert_eq!(entries.len(), 5, "{listing}");
         assert!(
             entries[0].starts_with("-rwxr-xr-x") && entries[0].ends_with(" lambda-meter"),
             "{listing}"
@@ -96,6 +96,12 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
         assert!(
             entries[3].starts_with("-rw-r--r--")
                 && entries[3].ends_with(" python/lambda_meter/__init__.py"),
+            "{listing}"
+        );
+        // The Ruby shim, where the Ruby runtime looks (/opt/ruby/lib).
+        assert!(
+            entries[4].starts_with("-rw-r--r--")
+                && entries[4].ends_with(" ruby/lib/lambda_meter.rb"),
             "{listing}"
         );
         assert!(

@@ -1,8 +1,14 @@
 # A custom runtime on Net::HTTP, the HTTP stack of Ruby's runtime interface client: one
 # keep-alive connection, reopened by Net::HTTP when the server closes it. The test event
-# protocol is the one in tests/functions/python/handler.py.
+# protocol is the one in tests/functions/python/handler.py ("custom" calls the LambdaMeter
+# shim's methods by name).
 require "json"
 require "net/http"
+begin
+  require "lambda_meter" # the layer's shim (custom metrics), on RUBYLIB through the wrapper
+rescue LoadError
+  nil
+end
 
 class ValueError < StandardError; end
 class OrderNotFound < StandardError; end
@@ -20,6 +26,9 @@ def act(event)
   when "fail" then raise Object.const_get(event["type"] || "RuntimeError"), "failing on purpose"
   when "big" then "x" * (event["bytes"] || 300_000)
   when "echo" then { "size" => JSON.generate(event).bytesize }
+  when "custom"
+    statuses = (event["calls"] || []).map { |name, *args| LambdaMeter.public_send(name, *args) }
+    event["report"] ? { "statuses" => statuses, "RUBYLIB" => ENV["RUBYLIB"] } : { "calls" => statuses.size }
   else raise ArgumentError, "unknown action #{event['action']}"
   end
 end

@@ -81,13 +81,15 @@ pub fn where_in_aws(records: &[Value]) -> String {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
     let decl = &first["_aws"]["CloudWatchMetrics"][0];
     let function = text(&first["FunctionName"]);
-    // Every metric any record declares (a cold start's record has InitDuration too).
+    // Every metric any record declares (a cold start's record has InitDuration too, and the
+    // function's own custom metrics are in a directive of their own).
     let mut metrics: Vec<String> = Vec::new();
     for r in records {
-        for m in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        for m in r["_aws"]["CloudWatchMetrics"]
             .as_array()
             .into_iter()
             .flatten()
+            .flat_map(|d| d["Metrics"].as_array().into_iter().flatten())
         {
             let name = text(&m["Name"]);
             if !metrics.contains(&name) {
