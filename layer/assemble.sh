@@ -7,6 +7,8 @@
 #                                    the library at every cold start
 #   DIR/python/lambda_meter/         the Python shim for custom metrics (layer/shims)
 #   DIR/ruby/lib/lambda_meter.rb     the Ruby shim
+#   DIR/nodejs/node_modules/lambda-meter/  the Node.js shim (over the channel)
+#   DIR/bin/lambda-meter.sh          the shell shim (over the channel; /opt/bin is on PATH)
 # usage: layer/assemble.sh LIBRARY DIR
 set -eu
 [ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
@@ -30,11 +32,14 @@ case ${sig#* } in
     *) loader= ;;
 esac
 # The language shims for custom metrics, where each runtime looks for a layer's code
-# (python/ and ruby/lib/: /opt/python and /opt/ruby/lib are on those runtimes' paths).
+# (python/, nodejs/node_modules/ and ruby/lib/: /opt/python, /opt/nodejs/node_modules and
+# /opt/ruby/lib are on those runtimes' paths).
 cp -R "$here/shims/." "$dir/"
 find "$dir" -type d -exec chmod 0755 {} +
 find "$dir" -name '*.py' -exec chmod 0644 {} +
 find "$dir" -name '*.rb' -exec chmod 0644 {} +
+find "$dir" -name '*.js' -exec chmod 0644 {} +
+find "$dir" -name '*.sh' -exec chmod 0644 {} +
 if [ -n "$loader" ]; then
     printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
     chmod 0644 "$dir/lib/liblambda_meter.so.loader"

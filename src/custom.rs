@@ -243,6 +243,105 @@ impl Custom {
     }
 }
 
+/// One custom value sent through the language-neutral channel: a JSON line appended to the
+/// file named by `LAMBDA_METER_CHANNEL`, for runtimes that cannot call C (Node.js without an
+/// addon, shell). One of
+///
+/// ```text
+/// {"metric":"OrdersPlaced","value":2,"unit":"Count","requestId":"…","pid":123}
+/// {"dimension":"tenant","value":"acme","requestId":"…","pid":123}
+/// {"property":"order","value":{"id":7},"requestId":"…","pid":123}
+/// ```
+///
+/// `requestId` and `pid` are optional: a line with a request id belongs to that invoke; one
+/// without belongs to the sending process's (`pid`) only open invoke.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelLine {
+    pub request_id: Option<String>,
+    pub op: ChannelOp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChannelOp {
+    Metric {
+        name: String,
+        value: f64,
+        unit: Option<String>,
+    },
+    Dimension {
+        key: String,
+        value: String,
+    },
+    Property {
+        key: String,
+        json: String,
+    },
+}
+
+impl ChannelLine {
+    /// Adds this line's value to `c`, under the same rules as the C ABI.
+    pub fn apply(&self, c: &mut Custom, taken: &dyn Fn(&str) -> bool) -> Status {
+        match &self.op {
+            ChannelOp::Metric { name, value, unit } => {
+                c.metric(name, *value, unit.as_deref(), taken)
+            }
+            ChannelOp::Dimension { key, value } => c.dimension(key, value, taken),
+            ChannelOp::Property { key, json } => c.property(key, json, taken),
+        }
+    }
+}
+
+/// The channel lines in `bytes` (whole lines only) that this process (`own_pid`) should
+/// apply: those with its pid or with none (lines of other processes sharing the file are
+/// theirs). Lines that are not one of the forms above are skipped; returns how many.
+pub fn parse_channel(bytes: &[u8], own_pid: u32) -> (Vec<ChannelLine>, usize) {
+    let mut lines = Vec::new();
+    let mut bad = 0;
+    for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            bad += 1;
+            continue;
+        };
+        if let Some(pid) = v.get("pid") {
+            if pid.as_u64() != Some(u64::from(own_pid)) {
+                continue;
+            }
+        }
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let op = if let Some(name) = text("metric") {
+            match v.get("value").and_then(serde_json::Value::as_f64) {
+                Some(value) => Some(ChannelOp::Metric {
+                    name,
+                    value,
+                    unit: text("unit"),
+                }),
+                None => None,
+            }
+        } else if let Some(key) = text("dimension") {
+            text("value").map(|value| ChannelOp::Dimension { key, value })
+        } else if let Some(key) = text("property") {
+            v.get("value").map(|value| ChannelOp::Property {
+                key,
+                json: value.to_string(),
+            })
+        } else {
+            None
+        };
+        match op {
+            Some(op) => lines.push(ChannelLine {
+                request_id: text("requestId"),
+                op,
+            }),
+            None => bad += 1,
+        }
+    }
+    (lines, bad)
+}
+
 thread_local! {
     /// Its address names the thread, with no system call (see [`thread_key`]).
     static THREAD: Cell<u8> = const { Cell::new(0) };
@@ -325,6 +424,35 @@ mod tests {
             assert_eq!(c.dimension(&format!("d{i}"), "v", &none), Status::Ok);
         }
         assert_eq!(c.dimension("one-more", "v", &none), Status::Limit);
+    }
+
+    #[test]
+    fn channel_lines_of_this_process_or_none_and_bad_ones_counted() {
+        let bytes = br#"{"metric":"A","value":2,"unit":"Count","pid":7}
+{"metric":"B","value":1,"pid":8}
+{"dimension":"tenant","value":"acme","requestId":"r-1"}
+{"property":"order","value":{"id": 7}}
+not json
+{"metric":"C","value":"two"}
+{"other":1}
+"#;
+        let (lines, bad) = parse_channel(bytes, 7);
+        assert_eq!(bad, 3);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(
+            lines[0].op,
+            ChannelOp::Metric {
+                name: "A".into(),
+                value: 2.0,
+                unit: Some("Count".into())
+            }
+        );
+        assert_eq!(lines[1].request_id.as_deref(), Some("r-1"));
+        let mut c = Custom::default();
+        for l in &lines {
+            assert_eq!(l.apply(&mut c, &none), Status::Ok);
+        }
+        assert_eq!(c.properties, vec![("order".into(), r#"{"id":7}"#.into())]);
     }
 
     #[test]

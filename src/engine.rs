@@ -107,6 +107,9 @@ pub struct Engine {
     events: Vec<Event>,
     /// The constant parts of records, rendered once (see [`emf::Prefixes`]).
     prefixes: emf::Prefixes,
+    /// Reads what was appended to the custom-metrics channel since the last call, and this
+    /// process's id (see [`crate::custom::ChannelLine`]); none in tests unless set.
+    channel: Option<fn() -> (Vec<u8>, u32)>,
 }
 
 /// A map keyed by fd numbers and connection ids: small integers the process itself chose, so a
@@ -205,7 +208,26 @@ impl Engine {
             journal: None,
             events: Vec::new(),
             prefixes: emf::Prefixes::default(),
+            channel: None,
         }
+    }
+
+    /// Reads custom values from the channel with `read` where an invoke starts or ends.
+    pub fn read_channel_with(&mut self, read: fn() -> (Vec<u8>, u32)) {
+        self.channel = Some(read);
+    }
+
+    /// Hands the tracker what the channel holds now.
+    fn take_channel(&mut self) {
+        let Some(read) = self.channel else {
+            return;
+        };
+        let (bytes, pid) = read();
+        if bytes.is_empty() {
+            return;
+        }
+        let (lines, _bad) = crate::custom::parse_channel(&bytes, pid);
+        self.tracker.channel(lines, emf::reserved);
     }
 
     /// Journals each invoke this process starts from now on, so that one the process does not
@@ -646,6 +668,7 @@ impl Engine {
             thread: crate::custom::thread_key(),
         };
         let opened = self.tracker.opened_count();
+        self.take_channel();
         let flushed = self.tracker.event_received(info, now);
         self.push_records(flushed, fx);
         self.sync_journal();
@@ -668,6 +691,7 @@ impl Engine {
                 return self.push_records(flushed, fx);
             }
             Some(RequestKind::InitError) => {
+                self.take_channel();
                 let record = self.tracker.init_error(error_type_of(msg), now);
                 return self.push_records([record], fx);
             }
@@ -696,6 +720,7 @@ impl Engine {
             }
             _ => return,
         };
+        self.take_channel();
         let records = self.tracker.result_sent(&id, outcome, now);
         self.sync_journal();
         self.push_records(records, fx);

@@ -52,6 +52,45 @@ fn current_pid() -> i32 {
     unsafe { libc::syscall(libc::SYS_getpid) as i32 }
 }
 
+/// The custom-metrics channel (`LAMBDA_METER_CHANNEL`): its path, and how far this process
+/// has read it (a forked child reads on from its parent's place).
+static CHANNEL: OnceLock<std::path::PathBuf> = OnceLock::new();
+static CHANNEL_READ: AtomicU64 = AtomicU64::new(0);
+/// At most this much of the channel is read at once (a runaway writer cannot take our memory).
+const CHANNEL_CHUNK: u64 = 1 << 20;
+
+/// What was appended to the channel since the last call (whole lines), and this process's id.
+/// One `statx` when nothing was; an open, a `pread` and a close when something was.
+fn channel_bytes() -> (Vec<u8>, u32) {
+    let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
+    let Some(path) = CHANNEL.get() else {
+        return (Vec::new(), pid);
+    };
+    let at = CHANNEL_READ.load(Ordering::Relaxed);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size <= at {
+        return (Vec::new(), pid);
+    }
+    // The newest CHANNEL_CHUNK bytes at most: an ending invoke's values are at the end.
+    let from = at.max(size.saturating_sub(CHANNEL_CHUNK));
+    let mut buf = vec![0u8; size.saturating_sub(from) as usize];
+    let read = std::fs::File::open(path).and_then(|f| {
+        use std::os::unix::fs::FileExt;
+        f.read_at(&mut buf, from)
+    });
+    buf.truncate(read.unwrap_or(0));
+    // Whole lines only: a line being written is read next time, and one cut by the window
+    // is skipped.
+    let whole = buf.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(whole);
+    if from > at {
+        let first = buf.iter().position(|c| *c == b'\n').map_or(0, |i| i + 1);
+        buf.drain(..first);
+    }
+    CHANNEL_READ.store(from + whole as u64, Ordering::Relaxed);
+    (buf, pid)
+}
+
 /// Whether the calling thread belongs to the process that owns the library's state.
 ///
 /// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
@@ -169,7 +208,15 @@ pub fn init(exe_name: &str) {
         "metering {} (runtime {}, Runtime API {raw_api})",
         settings.function_name, settings.runtime
     ));
-    *lock() = Some(Engine::new(settings, api, &TRACKED, born));
+    let mut engine = Engine::new(settings, api, &TRACKED, born);
+    if let Some(path) = std::env::var_os("LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
+        // Read from the start: lines of other processes carry their pid or another invoke's
+        // request id and are left alone (a shell runtime's result is posted by a process that
+        // did not exist when the handler wrote its values).
+        let _ = CHANNEL.set(std::path::PathBuf::from(path));
+        engine.read_channel_with(channel_bytes);
+    }
+    *lock() = Some(engine);
     MODE.store(ACTIVE, Ordering::Release);
 }
 
@@ -204,6 +251,12 @@ fn name_environment() {
         // SAFETY: see above: the constructor of a preloaded library runs single-threaded,
         // before any code of the host.
         unsafe { std::env::set_var("LAMBDA_METER_ENV_ID", std::process::id().to_string()) };
+        if std::env::var_os("LAMBDA_METER_CHANNEL").is_none() {
+            let dir = std::env::temp_dir();
+            let path = dir.join(format!(".lambda-meter-{}.channel", std::process::id()));
+            // SAFETY: as above.
+            unsafe { std::env::set_var("LAMBDA_METER_CHANNEL", path) };
+        }
     }
 }
 

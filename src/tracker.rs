@@ -22,7 +22,7 @@
     clippy::indexing_slicing
 )]
 
-use crate::custom::{Custom, Status};
+use crate::custom::{ChannelLine, Custom, Status};
 
 /// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime
 /// that never posts results must not grow our memory).
@@ -329,6 +329,9 @@ pub struct Tracker {
     handoff: Option<Box<dyn Handoff>>,
     /// Custom values given while no invoke was open: the next invoke's (or the init error's).
     pending: Custom,
+    /// Channel lines read and not placed yet, with the names records reserve.
+    channel: Vec<ChannelLine>,
+    reserved: fn(&str) -> bool,
 }
 
 impl Tracker {
@@ -347,6 +350,8 @@ impl Tracker {
             awaiting_next: None,
             handoff: None,
             pending: Custom::default(),
+            channel: Vec::new(),
+            reserved: |_| false,
         }
     }
 
@@ -412,6 +417,7 @@ impl Tracker {
         if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
         }
+        self.place_channel(None);
         let first = std::mem::take(&mut self.first_invoke_pending);
         // How long the /next that brought this event waited for it.
         let waited = self
@@ -463,6 +469,40 @@ impl Tracker {
         self.open.push(open);
         self.opened += 1;
         flushed
+    }
+
+    /// Channel lines read just now (see [`crate::custom::ChannelLine`]), placed at once on the
+    /// invokes they name or, with none named, on the only one open (or the next to open); the
+    /// lines of an invoke that ends now wait for it ([`Tracker::result_sent`] places them).
+    pub fn channel(&mut self, lines: Vec<ChannelLine>, reserved: fn(&str) -> bool) {
+        self.reserved = reserved;
+        self.channel.extend(lines);
+    }
+
+    /// Places the channel lines read so far; `ending` is an invoke leaving the open list now.
+    fn place_channel(&mut self, mut ending: Option<&mut OpenInvoke>) {
+        let taken = self.reserved;
+        for line in std::mem::take(&mut self.channel) {
+            let target = match line.request_id.as_deref() {
+                Some(id) => match ending.as_deref_mut() {
+                    Some(e) if e.event.request_id == id => Some(&mut e.custom),
+                    _ => self
+                        .open
+                        .iter_mut()
+                        .find(|o| o.event.request_id == id)
+                        .map(|o| &mut o.custom),
+                },
+                None => match (ending.as_deref_mut(), self.open.len()) {
+                    (Some(e), _) => Some(&mut e.custom),
+                    (None, 0) => Some(&mut self.pending),
+                    (None, 1) => self.open.first_mut().map(|o| &mut o.custom),
+                    (None, _) => None,
+                },
+            };
+            if let Some(c) = target {
+                let _ = line.apply(c, &taken);
+            }
+        }
     }
 
     /// Where a custom value given on `thread` goes, and the status that says so: the open
@@ -519,6 +559,8 @@ impl Tracker {
                 None => return ready,
             },
         };
+        let mut open = open;
+        self.place_channel(Some(&mut open));
         let first_byte = open.first_byte_ns;
         let started = open.started.mono_ns;
         // A result after the deadline comes too late: Lambda has timed the invoke out.
@@ -555,6 +597,7 @@ impl Tracker {
 
     /// `/runtime/init/error` was fully sent.
     pub fn init_error(&mut self, error_type: Option<String>, now: &Probe) -> InvokeRecord {
+        self.place_channel(None);
         let born = self
             .handoff
             .as_ref()

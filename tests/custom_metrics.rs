@@ -273,3 +273,188 @@ fn ruby_custom_metrics_through_fiddle() {
         serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
     assert_eq!(body["statuses"], json!([-100, -100, -100]));
 }
+
+/// aws-lambda-ric on Node.js with the channel shim, through the wrapper or, without the layer,
+/// with the shim on NODE_PATH by hand.
+fn node(payloads: &[Value], wrapped: bool, env: &[(&str, &str)]) -> Outcome {
+    let layer = Layer::new();
+    let shim = layer
+        .dir()
+        .join("nodejs/node_modules")
+        .display()
+        .to_string();
+    let dir = node_function_dir();
+    let task_root = dir.display().to_string();
+    let mut env = env.to_vec();
+    env.push(("LAMBDA_TASK_ROOT", &task_root));
+    if !wrapped {
+        env.push(("NODE_PATH", &shim));
+    }
+    let cmd = node_command("index.handler");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run_with(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        wrapped.then(|| layer.wrapper()).as_deref(),
+        &env,
+        &dir,
+    )
+}
+
+#[test]
+fn node_custom_metrics_through_the_channel() {
+    let payloads = vec![
+        custom(json!([
+            ["putMetric", "OrdersPlaced", 1, "Count"],
+            ["addMetric", "OrdersPlaced", "Count", 2],
+            ["putDimensions", {"tenant": "acme"}],
+            ["setProperty", "order", {"id": 7}],
+        ])),
+        json!({"action": "ok"}),
+        custom(json!([["putMetric", "OrdersPlaced", 5, "Count"]])),
+    ];
+    let tmp = tempdir::TempDir::new("node-channel");
+    let tmp_path = tmp.path().display().to_string();
+    let plain = node(&payloads, false, &[]);
+    let metered = node(
+        &payloads,
+        true,
+        &[("NODE_PATH", "/user/node"), ("TMPDIR", &tmp_path)],
+    );
+    assert_same_results(&plain, &metered);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    let ids: Vec<String> = events(&payloads)
+        .iter()
+        .map(|e| e.request_id.clone().unwrap())
+        .collect();
+    let r = &by_id[&ids[0]];
+    assert_eq!(r["OrdersPlaced"], json!([1.0, 2.0]));
+    assert_eq!(r["tenant"], "acme");
+    assert_eq!(r["order"], json!({"id": 7}));
+    assert_eq!(
+        r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+        json!([["FunctionName", "tenant"]])
+    );
+    assert!(by_id[&ids[1]].get("OrdersPlaced").is_none());
+    assert_eq!(by_id[&ids[2]]["OrdersPlaced"], 5.0);
+    // The channel is a file of the environment's /tmp, only the owner's.
+    let channel: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".channel"))
+        .collect();
+    assert_eq!(channel.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        channel[0].metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Status codes, and NODE_PATH appended to, not replaced; ABSENT without the layer.
+    let mut report = custom(json!([
+        ["putMetric", "Fine", 1, "Count"],
+        ["putMetric", "Fine", "x", "Count"],
+        ["putMetric", "Fine", 1, "Furlongs"],
+        ["addDimension", "", "v"],
+    ]));
+    report["report"] = json!(true);
+    let metered = node(
+        &[report.clone()],
+        true,
+        &[("NODE_PATH", "/user/node"), ("TMPDIR", &tmp_path)],
+    );
+    let body: Value =
+        serde_json::from_slice(&metered.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!([0, -2, -3, -1]));
+    let path = body["NODE_PATH"].as_str().unwrap();
+    assert!(
+        path.starts_with("/user/node:") && path.ends_with("/nodejs/node_modules"),
+        "{path}"
+    );
+    assert_eq!(metered.records()[0]["Fine"], 1.0);
+    let plain = node(&[report], false, &[]);
+    let body: Value =
+        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!([-100, -2, -3, -1]));
+}
+
+/// The bash + curl runtime: the handler runs in the bootstrap shell, its result is posted by
+/// a curl process that did not exist when the values were written.
+fn shell(payloads: &[Value], wrapped: bool) -> Outcome {
+    let layer = Layer::new();
+    let dir = root().join("tests/functions/shell");
+    let task_root = dir.display().to_string();
+    // Without the layer the shim is found the same way (PATH), and says so.
+    let path = format!(
+        "{}:{}",
+        std::env::var("PATH").unwrap(),
+        layer.dir().join("bin").display()
+    );
+    let mut env = vec![
+        ("LAMBDA_TASK_ROOT", task_root.as_str()),
+        ("_HANDLER", "function.handler"),
+    ];
+    if !wrapped {
+        env.push(("PATH", &path));
+    }
+    let bootstrap = dir.join("bootstrap").display().to_string();
+    run_with(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &[bootstrap.as_str()],
+        wrapped.then(|| layer.wrapper()).as_deref(),
+        &env,
+        &dir,
+    )
+}
+
+#[test]
+fn shell_runtime_custom_metrics_through_the_channel() {
+    let payloads = vec![
+        json!({"action": "custom"}),
+        json!({"action": "ok"}),
+        json!({"action": "custom"}),
+    ];
+    let metered = shell(&payloads, true);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    assert_eq!(by_id.len(), 3);
+    let evs = events(&payloads);
+    for (i, e) in evs.iter().enumerate() {
+        let r = &by_id[e.request_id.as_deref().unwrap()];
+        let result = metered.sim.results()[i].clone().unwrap();
+        if i == 1 {
+            assert!(r.get("OrdersPlaced").is_none(), "{r}");
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&result.body).unwrap();
+        // Written, written, written, written, a quote in the name, a value that is no number.
+        assert_eq!(body["statuses"], json!([0, 0, 0, 0, 1, 2]));
+        assert_eq!(r["OrdersPlaced"], json!([2.0, 3.0]), "{r}");
+        assert_eq!(r["tenant"], "acme");
+        assert_eq!(r["order"], json!({"id": 7}));
+    }
+    // Without the layer: every call says 100 (nothing here) or refuses bad input, and the
+    // function answers.
+    let plain = shell(&payloads[..1], false);
+    let body: Value =
+        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    assert_eq!(body["statuses"], json!([100, 100, 100, 100, 1, 2]));
+}

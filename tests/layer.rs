@@ -78,32 +78,25 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
             .lines()
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
-        assert_eq!(entries.len(), 5, "{listing}");
-        assert!(
-            entries[0].starts_with("-rwxr-xr-x") && entries[0].ends_with(" lambda-meter"),
-            "{listing}"
-        );
-        assert!(
-            entries[1].starts_with("-rw-r--r--") && entries[1].ends_with(" lib/liblambda_meter.so"),
-            "{listing}"
-        );
-        assert!(
-            entries[2].starts_with("-rw-r--r--")
-                && entries[2].ends_with(" lib/liblambda_meter.so.loader"),
-            "{listing}"
-        );
-        // The Python shim for custom metrics, where the Python runtime looks (/opt/python).
-        assert!(
-            entries[3].starts_with("-rw-r--r--")
-                && entries[3].ends_with(" python/lambda_meter/__init__.py"),
-            "{listing}"
-        );
-        // The Ruby shim, where the Ruby runtime looks (/opt/ruby/lib).
-        assert!(
-            entries[4].starts_with("-rw-r--r--")
-                && entries[4].ends_with(" ruby/lib/lambda_meter.rb"),
-            "{listing}"
-        );
+        // The wrapper, the library and its machine note, and the custom-metrics shims where
+        // each runtime looks for a layer's code (/opt/bin, /opt/nodejs/node_modules,
+        // /opt/python, /opt/ruby/lib), in name order.
+        let expected = [
+            ("-rw-r--r--", "bin/lambda-meter.sh"),
+            ("-rwxr-xr-x", "lambda-meter"),
+            ("-rw-r--r--", "lib/liblambda_meter.so"),
+            ("-rw-r--r--", "lib/liblambda_meter.so.loader"),
+            ("-rw-r--r--", "nodejs/node_modules/lambda-meter/index.js"),
+            ("-rw-r--r--", "python/lambda_meter/__init__.py"),
+            ("-rw-r--r--", "ruby/lib/lambda_meter.rb"),
+        ];
+        assert_eq!(entries.len(), expected.len(), "{listing}");
+        for (entry, (mode, name)) in entries.iter().zip(expected) {
+            assert!(
+                entry.starts_with(mode) && entry.ends_with(&format!(" {name}")),
+                "{name}: {listing}"
+            );
+        }
         assert!(
             entries.iter().all(|e| e.contains("80-Jan-01 00:00")),
             "fixed timestamps: {listing}"

@@ -1,6 +1,15 @@
 // What a test event asks for; shared by every Node.js test function (see tests/functions/python
 // for the same protocol in Python).
 import { execSync, spawn } from "node:child_process";
+import { createRequire } from "node:module";
+
+// The layer's shim for custom metrics (on NODE_PATH through the wrapper), if there is one.
+let metrics = null;
+try {
+  metrics = createRequire(import.meta.url)("lambda-meter");
+} catch {
+  metrics = null;
+}
 
 export async function act(event, context) {
   const action = event?.action ?? "ok";
@@ -27,6 +36,10 @@ export async function act(event, context) {
       return { rssKb: Math.round(process.memoryUsage().rss / 1024) };
     case "echo":
       return { size: JSON.stringify(event).length };
+    case "custom": {
+      const statuses = (event.calls ?? []).map(([name, ...args]) => metrics[name](...args));
+      return event.report ? { statuses, NODE_PATH: process.env.NODE_PATH } : { calls: statuses.length };
+    }
     case "subprocess": {
       if (event.how === "execSync") {
         return { out: execSync("echo child; true").toString().trim() };

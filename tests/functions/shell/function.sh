@@ -23,6 +23,18 @@ handler() {
             printf '"'
             ;;
         echo) printf '{"size":%d}' "${#event}" ;;
+        custom)
+            # The layer's shim (on PATH); each call's status after the handler's result.
+            . lambda-meter.sh
+            local statuses=""
+            lambda_meter_metric OrdersPlaced 2 Count; statuses="$statuses$?,"
+            lambda_meter_metric OrdersPlaced 3 Count; statuses="$statuses$?,"
+            lambda_meter_dimension tenant acme; statuses="$statuses$?,"
+            lambda_meter_property order '{"id":7}'; statuses="$statuses$?,"
+            lambda_meter_metric 'bad"name' 1 Count; statuses="$statuses$?,"
+            lambda_meter_metric Fine x Count; statuses="$statuses$?"
+            printf '{"statuses":[%s]}' "$statuses"
+            ;;
         *)
             printf 'UnknownAction' >&2
             return 1
