@@ -302,10 +302,10 @@ pub fn parse_channel(bytes: &[u8], own_pid: u32) -> (Vec<ChannelLine>, usize) {
             bad += 1;
             continue;
         };
-        if let Some(pid) = v.get("pid") {
-            if pid.as_u64() != Some(u64::from(own_pid)) {
-                continue;
-            }
+        if let Some(pid) = v.get("pid")
+            && pid.as_u64() != Some(u64::from(own_pid))
+        {
+            continue;
         }
         let text = |k: &str| {
             v.get(k)
@@ -313,14 +313,13 @@ pub fn parse_channel(bytes: &[u8], own_pid: u32) -> (Vec<ChannelLine>, usize) {
                 .map(str::to_string)
         };
         let op = if let Some(name) = text("metric") {
-            match v.get("value").and_then(serde_json::Value::as_f64) {
-                Some(value) => Some(ChannelOp::Metric {
+            v.get("value")
+                .and_then(serde_json::Value::as_f64)
+                .map(|value| ChannelOp::Metric {
                     name,
                     value,
                     unit: text("unit"),
-                }),
-                None => None,
-            }
+                })
         } else if let Some(key) = text("dimension") {
             text("value").map(|value| ChannelOp::Dimension { key, value })
         } else if let Some(key) = text("property") {

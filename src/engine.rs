@@ -109,8 +109,11 @@ pub struct Engine {
     prefixes: emf::Prefixes,
     /// Reads what was appended to the custom-metrics channel since the last call, and this
     /// process's id (see [`crate::custom::ChannelLine`]); none in tests unless set.
-    channel: Option<fn() -> (Vec<u8>, u32)>,
+    channel: Option<ChannelReader>,
 }
+
+/// Reads what was appended to the channel since the last call, and this process's id.
+pub type ChannelReader = fn() -> (Vec<u8>, u32);
 
 /// A map keyed by fd numbers and connection ids: small integers the process itself chose, so a
 /// multiplicative hash serves (SipHash's flood resistance buys nothing here, at ~100
@@ -213,7 +216,7 @@ impl Engine {
     }
 
     /// Reads custom values from the channel with `read` where an invoke starts or ends.
-    pub fn read_channel_with(&mut self, read: fn() -> (Vec<u8>, u32)) {
+    pub fn read_channel_with(&mut self, read: ChannelReader) {
         self.channel = Some(read);
     }
 
