@@ -265,3 +265,73 @@ fn a_machine_note_for_another_machine_starts_the_runtime_untouched() {
         "not a shared object for this machine",
     );
 }
+
+/// The variables the runtime gets from `env` run as `command` (a link to env named so).
+fn variables_for(command: &str, env: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    let layer = Layer::new();
+    let dir = tempdir::TempDir::new("family");
+    let link = dir.path().join(command);
+    std::os::unix::fs::symlink("/usr/bin/env", &link).unwrap();
+    let mut env = env.to_vec();
+    // Not inherited from the test's own environment.
+    if !env.iter().any(|(k, _)| *k == "AWS_EXECUTION_ENV") {
+        env.push(("AWS_EXECUTION_ENV", ""));
+    }
+    let out = wrap(&layer.wrapper(), &[link.to_str().unwrap()], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_wrapper_names_the_family_and_appends_only_its_shims_path() {
+    // From the command's name: the family's one variable grows, after the user's entries.
+    let vars = variables_for("python3.12", &[("PYTHONPATH", "/user/a:/user b")]);
+    assert_eq!(vars["LAMBDA_METER_RUNTIME_FAMILY"], "python");
+    let path = &vars["PYTHONPATH"];
+    assert!(
+        path.starts_with("/user/a:/user b:") && path.ends_with("/python"),
+        "{path}"
+    );
+    assert!(!vars.contains_key("NODE_PATH") && !vars.contains_key("RUBYLIB"));
+    // AWS_EXECUTION_ENV wins over the command's name.
+    let vars = variables_for(
+        "python3.12",
+        &[("AWS_EXECUTION_ENV", "AWS_Lambda_nodejs22.x")],
+    );
+    assert_eq!(vars["LAMBDA_METER_RUNTIME_FAMILY"], "nodejs");
+    assert!(vars["NODE_PATH"].ends_with("/nodejs/node_modules"));
+    assert!(!vars.contains_key("PYTHONPATH"));
+    let vars = variables_for("ruby", &[("RUBYLIB", "/mine")]);
+    assert_eq!(vars["LAMBDA_METER_RUNTIME_FAMILY"], "ruby");
+    assert!(vars["RUBYLIB"].starts_with("/mine:") && vars["RUBYLIB"].ends_with("/ruby/lib"));
+    // A custom runtime (a shell bootstrap, a binary) gets the shell shim on PATH, at the end.
+    let vars = variables_for("bootstrap", &[("PATH", "/usr/bin:/bin")]);
+    assert_eq!(vars["LAMBDA_METER_RUNTIME_FAMILY"], "custom");
+    assert!(vars["PATH"].starts_with("/usr/bin:/bin:") && vars["PATH"].ends_with("/bin"));
+    // Given again (a bootstrap that hands over twice), nothing is added twice.
+    let layer = Layer::new();
+    let shim = layer.dir().join("python").display().to_string();
+    let dir = tempdir::TempDir::new("again");
+    let link = dir.path().join("python3");
+    std::os::unix::fs::symlink("/usr/bin/env", &link).unwrap();
+    let out = wrap(
+        &layer.wrapper(),
+        &[link.to_str().unwrap()],
+        &[("PYTHONPATH", &shim)],
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l == format!("PYTHONPATH={shim}")),
+        "{}",
+        stdout(&out)
+    );
+}
