@@ -9,6 +9,7 @@
 #   DIR/ruby/lib/lambda_meter.rb     the Ruby shim
 #   DIR/nodejs/node_modules/lambda-meter/  the Node.js shim (over the channel)
 #   DIR/bin/lambda-meter.sh          the shell shim (over the channel; /opt/bin is on PATH)
+#   DIR/java/lib/lambda-meter.jar    the Java shim (over the channel; needs javac to build)
 # usage: layer/assemble.sh LIBRARY DIR
 set -eu
 [ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
@@ -35,11 +36,21 @@ esac
 # (python/, nodejs/node_modules/ and ruby/lib/: /opt/python, /opt/nodejs/node_modules and
 # /opt/ruby/lib are on those runtimes' paths).
 cp -R "$here/shims/." "$dir/"
+# The Java shim, compiled for Java 11 and up into java/lib (on the Java runtime's classpath),
+# zipped with fixed timestamps like the layer itself.
+if command -v javac >/dev/null 2>&1; then
+    classes=$(mktemp -d)
+    javac --release 11 -d "$classes" "$here/shims-src/java/lambdameter/LambdaMeter.java"
+    mkdir -p "$dir/java/lib"
+    python3 "$here/mkzip.py" "$classes" "$dir/java/lib/lambda-meter.jar"
+    rm -rf "$classes"
+fi
 find "$dir" -type d -exec chmod 0755 {} +
 find "$dir" -name '*.py' -exec chmod 0644 {} +
 find "$dir" -name '*.rb' -exec chmod 0644 {} +
 find "$dir" -name '*.js' -exec chmod 0644 {} +
 find "$dir" -name '*.sh' -exec chmod 0644 {} +
+find "$dir" -name '*.jar' -exec chmod 0644 {} +
 if [ -n "$loader" ]; then
     printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
     chmod 0644 "$dir/lib/liblambda_meter.so.loader"

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Builds target/layer/lambda-meter-<version>-x86_64.zip and …-arm64.zip: the wrapper and the
-# library, built with cargo-zigbuild against glibc 2.26 (Amazon Linux 2; AL2023 has 2.34), so
+# Builds target/layer/lambda-meter-<version>-x86_64.zip and …-arm64.zip: the wrapper, the
+# custom-metrics shims (the Java one needs javac) and the library, built with cargo-zigbuild against glibc 2.26 (Amazon Linux 2; AL2023 has 2.34), so
 # the same layer loads on every managed runtime of its architecture.
 set -eu
 cd "$(dirname "$0")/.."
 sh layer/tools.sh
+command -v javac >/dev/null 2>&1 ||
+    echo "layer: javac not found: the zips will have no Java shim (java/lib/lambda-meter.jar); install a JDK for it" >&2
 root=$(pwd)
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 out=target/layer

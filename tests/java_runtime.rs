@@ -17,9 +17,14 @@ fn classes() -> PathBuf {
     DIR.get_or_init(|| {
         let out = profile_dir().join("test-programs/java");
         std::fs::create_dir_all(&out).unwrap();
+        // Checked against the shim's source, which is not compiled in: at run time the class
+        // comes from the layer's jar, or is absent (the other actions never load it).
         let status = Command::new("javac")
             .arg("-d")
             .arg(&out)
+            .arg("-sourcepath")
+            .arg(root().join("layer/shims-src/java"))
+            .arg("-implicit:none")
             .arg(root().join("tests/functions/java/JavaRuntime.java"))
             .status()
             .expect("javac");
@@ -126,4 +131,75 @@ fn java_process_builder_children() {
             assert_eq!(r.expect("result").body, b"{\"status\":3}");
         }
     }
+}
+
+/// The Java shim (the layer's java/lib/lambda-meter.jar, which Lambda's Java runtime puts on
+/// the classpath) on three threads with invokes in flight at once: each names its invoke.
+#[test]
+fn java_custom_metrics_from_threads_with_invokes_in_flight() {
+    let payloads: Vec<serde_json::Value> = (0..9)
+        .map(|i| serde_json::json!({"action": "custom", "n": i, "ms": 40}))
+        .collect();
+    let run = |wrapped: bool| {
+        let layer = Layer::new();
+        let jar = layer.dir().join("java/lib/lambda-meter.jar");
+        assert!(jar.is_file(), "the layer has the Java shim");
+        let cp = format!("{}:{}", classes().display(), jar.display());
+        let cmd = [
+            "java",
+            "-Xshare:auto",
+            "-cp",
+            &cp,
+            "JavaRuntime",
+            "httpclient-h1",
+            "3",
+        ];
+        run_with(
+            lambda_sim::Config {
+                events: events(&payloads),
+                max_concurrency: 3,
+                ..lambda_sim::Config::default()
+            },
+            &cmd,
+            wrapped.then(|| layer.wrapper()).as_deref(),
+            &[],
+            &root(),
+        )
+    };
+    let statuses = |o: &Outcome| -> Vec<serde_json::Value> {
+        o.sim
+            .results()
+            .iter()
+            .map(|r| serde_json::from_slice::<serde_json::Value>(&r.as_ref().unwrap().body).unwrap()["statuses"].clone())
+            .collect()
+    };
+    let metered = run(true);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    assert!(
+        statuses(&metered)
+            .iter()
+            .all(|s| *s == serde_json::json!([0, 0, -3]))
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = support::scenario::by_request_id(&records);
+    assert_eq!(by_id.len(), payloads.len());
+    for (i, e) in events(&payloads).iter().enumerate() {
+        let r = &by_id[e.request_id.as_deref().unwrap()];
+        assert_eq!(r["Event"], i as f64, "{r}");
+        assert_eq!(r["eventNumber"], i);
+        assert!(r.get("Bad").is_none());
+    }
+    // Without the layer the same code runs, and the shim says ABSENT.
+    let plain = run(false);
+    assert!(plain.records().is_empty());
+    assert!(
+        statuses(&plain)
+            .iter()
+            .all(|s| *s == serde_json::json!([-100, -100, -3]))
+    );
 }

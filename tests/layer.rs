@@ -79,10 +79,11 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
         // The wrapper, the library and its machine note, and the custom-metrics shims where
-        // each runtime looks for a layer's code (/opt/bin, /opt/nodejs/node_modules,
-        // /opt/python, /opt/ruby/lib), in name order.
+        // each runtime looks for a layer's code (/opt/bin, /opt/java/lib,
+        // /opt/nodejs/node_modules, /opt/python, /opt/ruby/lib), in name order.
         let expected = [
             ("-rw-r--r--", "bin/lambda-meter.sh"),
+            ("-rw-r--r--", "java/lib/lambda-meter.jar"),
             ("-rwxr-xr-x", "lambda-meter"),
             ("-rw-r--r--", "lib/liblambda_meter.so"),
             ("-rw-r--r--", "lib/liblambda_meter.so.loader"),

@@ -6,7 +6,8 @@
 //   urlconnection         HttpURLConnection, blocking, no timeouts
 //   urlconnection-timeout HttpURLConnection with connect and read timeouts set
 // The second argument is how many threads run the loop at once (default 1).
-// The test event protocol is the one in tests/functions/python/handler.py.
+// The test event protocol is the one in tests/functions/python/handler.py ("custom" uses the
+// layer's Java shim, layer/shims-src/java, which must then be on the classpath).
 
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
@@ -53,7 +54,7 @@ public class JavaRuntime {
         return m.group(2) != null ? m.group(2) : m.group(3);
     }
 
-    static String act(String event) throws Exception {
+    static String act(String event, String requestId) throws Exception {
         String action = field(event, "action");
         if (action == null) action = "ok";
         switch (action) {
@@ -77,6 +78,17 @@ public class JavaRuntime {
                 return "\"" + "x".repeat(Integer.parseInt(field(event, "bytes"))) + "\"";
             case "echo":
                 return "{\"size\":" + event.getBytes(StandardCharsets.UTF_8).length + "}";
+            case "custom": {
+                // The layer's shim (lambda-meter.jar on the classpath): this invoke's own values,
+                // named by its request id, while others are in flight on other threads.
+                long n = Long.parseLong(field(event, "n"));
+                lambdameter.LambdaMeter mine = lambdameter.LambdaMeter.forRequest(requestId);
+                int a = mine.metric("Event", n, "Count");
+                int b = mine.property("eventNumber", Long.toString(n));
+                int c = mine.metric("Bad", 1, "Furlongs");
+                Thread.sleep(Long.parseLong(field(event, "ms")));
+                return "{\"statuses\":[" + a + "," + b + "," + c + "]}";
+            }
             case "subprocess": {
                 Process p = new ProcessBuilder("sh", "-c", "exit 3").start();
                 return "{\"status\":" + p.waitFor() + "}";
@@ -134,7 +146,7 @@ public class JavaRuntime {
                 String id = next.headers().get("lambda-runtime-aws-request-id");
                 String event = new String(next.body(), StandardCharsets.UTF_8);
                 try {
-                    byte[] out = act(event).getBytes(StandardCharsets.UTF_8);
+                    byte[] out = act(event, id).getBytes(StandardCharsets.UTF_8);
                     t.call("POST", inv + id + "/response", out, headers("Content-Type", "application/json"));
                 } catch (RuntimeException e) {
                     String type = e.getClass().getSimpleName();
