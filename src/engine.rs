@@ -215,7 +215,8 @@ impl Engine {
         }
     }
 
-    /// Reads custom values from the channel with `read` where an invoke starts or ends.
+    /// Reads custom values from the channel with `read` where an invoke's result is sent (and
+    /// where init fails): once an invoke.
     pub fn read_channel_with(&mut self, read: ChannelReader) {
         self.channel = Some(read);
     }
@@ -671,7 +672,6 @@ impl Engine {
             thread: crate::custom::thread_key(),
         };
         let opened = self.tracker.opened_count();
-        self.take_channel();
         let flushed = self.tracker.event_received(info, now);
         self.push_records(flushed, fx);
         self.sync_journal();

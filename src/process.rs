@@ -23,6 +23,7 @@ use crate::runtime_api::{AddressError, ApiAddress};
 use crate::settings::{LogLevel, Settings};
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -54,23 +55,31 @@ fn current_pid() -> i32 {
 
 /// The custom-metrics channel (`LAMBDA_METER_CHANNEL`): its path, and how far this process
 /// has read it (a forked child reads on from its parent's place).
-static CHANNEL: OnceLock<std::path::PathBuf> = OnceLock::new();
+static CHANNEL: OnceLock<std::ffi::CString> = OnceLock::new();
 static CHANNEL_READ: AtomicU64 = AtomicU64::new(0);
 /// At most this much of the channel is read at once (a runaway writer cannot take our memory).
 const CHANNEL_CHUNK: u64 = 1 << 20;
 
 /// What was appended to the channel since the last call (whole lines), and this process's id.
-/// One `statx` when nothing was; an open, a `pread` and a close when something was.
+/// One `stat` when nothing was; an open, a `pread` and a close when something was.
 fn channel_bytes() -> (Vec<u8>, u32) {
     let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
     let Some(path) = CHANNEL.get() else {
         return (Vec::new(), pid);
     };
     let at = CHANNEL_READ.load(Ordering::Relaxed);
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated; stat writes only the struct we pass. No allocation:
+    // this runs once an invoke.
+    let size = match unsafe { libc::stat(path.as_ptr(), &mut st) } {
+        0 => st.st_size.max(0) as u64,
+        _ => 0,
+    };
     if size <= at {
         return (Vec::new(), pid);
     }
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
     // The newest CHANNEL_CHUNK bytes at most: an ending invoke's values are at the end.
     let from = at.max(size.saturating_sub(CHANNEL_CHUNK));
     let mut buf = vec![0u8; size.saturating_sub(from) as usize];
@@ -213,7 +222,9 @@ pub fn init(exe_name: &str) {
         // Read from the start: lines of other processes carry their pid or another invoke's
         // request id and are left alone (a shell runtime's result is posted by a process that
         // did not exist when the handler wrote its values).
-        let _ = CHANNEL.set(std::path::PathBuf::from(path));
+        if let Ok(path) = std::ffi::CString::new(path.into_vec()) {
+            let _ = CHANNEL.set(path);
+        }
         engine.read_channel_with(channel_bytes);
     }
     *lock() = Some(engine);

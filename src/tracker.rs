@@ -417,7 +417,6 @@ impl Tracker {
         if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
         }
-        self.place_channel(None);
         let first = std::mem::take(&mut self.first_invoke_pending);
         // How long the /next that brought this event waited for it.
         let waited = self
@@ -471,9 +470,9 @@ impl Tracker {
         flushed
     }
 
-    /// Channel lines read just now (see [`crate::custom::ChannelLine`]), placed at once on the
-    /// invokes they name or, with none named, on the only one open (or the next to open); the
-    /// lines of an invoke that ends now wait for it ([`Tracker::result_sent`] places them).
+    /// Channel lines read just now (see [`crate::custom::ChannelLine`]), placed where an
+    /// invoke's result is sent: on the invokes they name or, with none named, on the ending
+    /// one (values written during init reach the first invoke this way), or where init fails.
     pub fn channel(&mut self, lines: Vec<ChannelLine>, reserved: fn(&str) -> bool) {
         self.reserved = reserved;
         self.channel.extend(lines);
@@ -796,6 +795,39 @@ mod tests {
 
     fn tracker() -> Tracker {
         Tracker::new(0, Lifecycle::default())
+    }
+
+    #[test]
+    fn channel_lines_go_to_the_invoke_they_name_or_the_one_ending() {
+        use crate::custom::parse_channel;
+        let p = Probe::default();
+        let mut t = tracker();
+        for id in ["a", "b"] {
+            t.next_requested(&p);
+            t.event_received(event(id), &p);
+        }
+        let (lines, _) = parse_channel(
+            br#"{"metric":"ForB","value":1,"requestId":"b"}
+{"metric":"Unnamed","value":2}
+{"metric":"ForNobody","value":3,"requestId":"zzz"}
+"#,
+            1,
+        );
+        t.channel(lines, |n| n == "Duration");
+        let a = t.result_sent("a", Outcome::default(), &p);
+        let names = |r: &InvokeRecord| -> Vec<String> {
+            r.custom
+                .iter()
+                .flat_map(|c| c.metrics.iter().map(|m| m.name.clone()))
+                .collect()
+        };
+        assert_eq!(names(&a[0]), ["Unnamed"]);
+        let b: Vec<InvokeRecord> = t
+            .result_sent("b", Outcome::default(), &p)
+            .into_iter()
+            .chain(t.next_starting(&p))
+            .collect();
+        assert_eq!(names(&b[0]), ["ForB"]);
     }
 
     #[test]
