@@ -379,9 +379,6 @@ fn push_float(out: &mut String, v: f64) {
 /// The directive of a record's custom metrics: the function's first dimension set with the
 /// custom dimensions after it.
 fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
-    out.push_str(",{\"Namespace\":");
-    push_str(out, &s.namespace);
-    out.push_str(",\"Dimensions\":[");
     let base = s
         .dimension_sets
         .first()
@@ -392,25 +389,52 @@ fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
         .copied()
         .chain(c.dimensions.iter().map(|(k, _)| k.as_str()))
         .collect();
-    if !keys.is_empty() {
+    let sets = if keys.is_empty() {
+        Vec::new()
+    } else {
+        vec![keys]
+    };
+    out.push(',');
+    push_directive(
+        out,
+        s,
+        &sets,
+        &mut c.metrics.iter().map(|m| (m.name.as_str(), m.unit)),
+    );
+}
+
+/// One `CloudWatchMetrics` directive: `{"Namespace":…,"Dimensions":[…],"Metrics":[…]}`.
+fn push_directive(
+    out: &mut String,
+    s: &Settings,
+    sets: &[Vec<&str>],
+    metrics: &mut dyn Iterator<Item = (&str, &str)>,
+) {
+    out.push_str("{\"Namespace\":");
+    push_str(out, &s.namespace);
+    out.push_str(",\"Dimensions\":[");
+    for (i, set) in sets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
         out.push('[');
-        for (i, k) in keys.iter().enumerate() {
-            if i > 0 {
+        for (j, key) in set.iter().enumerate() {
+            if j > 0 {
                 out.push(',');
             }
-            push_str(out, k);
+            push_str(out, key);
         }
         out.push(']');
     }
     out.push_str("],\"Metrics\":[");
-    for (i, m) in c.metrics.iter().enumerate() {
+    for (i, (name, unit)) in metrics.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"Name\":");
-        push_str(out, &m.name);
+        push_str(out, name);
         out.push_str(",\"Unit\":");
-        push_str(out, m.unit);
+        push_str(out, unit);
         if s.resolution == 1 {
             out.push_str(",\"StorageResolution\":1");
         }
@@ -428,37 +452,13 @@ fn push_prefix(
     init_type: &str,
     custom: Option<&Custom>,
 ) {
-    out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
-    push_str(out, &s.namespace);
-    out.push_str(",\"Dimensions\":[");
-    for (i, set) in s.dimension_sets.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        for (j, key) in set.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            push_str(out, key);
-        }
-        out.push(']');
-    }
-    out.push_str("],\"Metrics\":[");
-    for (i, m) in metrics.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"Name\":");
-        push_str(out, m.name);
-        out.push_str(",\"Unit\":");
-        push_str(out, m.unit);
-        if s.resolution == 1 {
-            out.push_str(",\"StorageResolution\":1");
-        }
-        out.push('}');
-    }
-    out.push_str("]}");
+    out.push_str(",\"CloudWatchMetrics\":[");
+    push_directive(
+        out,
+        s,
+        &s.dimension_sets,
+        &mut metrics.iter().map(|m| (m.name, m.unit)),
+    );
     if let Some(c) = custom.filter(|c| !c.metrics.is_empty()) {
         push_custom_directive(out, s, c);
     }

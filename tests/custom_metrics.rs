@@ -40,6 +40,29 @@ fn custom(calls: Value) -> Value {
     json!({"action": "custom", "calls": calls})
 }
 
+/// The metered run's records by request id, in the order of `payloads`' events, after checking
+/// they are valid EMF and the library said nothing on stderr.
+fn records_in_order(metered: &Outcome, payloads: &[Value]) -> Vec<Value> {
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    assert_eq!(by_id.len(), payloads.len(), "one record per invoke");
+    events(payloads)
+        .iter()
+        .map(|e| by_id[e.request_id.as_deref().unwrap()].clone())
+        .collect()
+}
+
+/// The `n`th result's body as JSON.
+fn body_of(o: &Outcome, n: usize) -> Value {
+    serde_json::from_slice(&o.sim.results()[n].clone().unwrap().body).unwrap()
+}
+
 #[test]
 fn python_custom_metrics_land_in_their_invokes_record() {
     let payloads = vec![
@@ -61,21 +84,8 @@ fn python_custom_metrics_land_in_their_invokes_record() {
     assert_same_results(&plain, &metered);
     assert_same_requests(&plain, &metered);
     assert!(plain.records().is_empty());
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
-    let records = metered.records();
-    assert_valid_emf(&records);
-    let by_id = by_request_id(&records);
-    let ids: Vec<String> = metered
-        .sim
-        .results()
-        .iter()
-        .map(|r| r.as_ref().unwrap().request_id.clone())
-        .collect();
-    let first = &by_id[&ids[0]];
+    let recs = records_in_order(&metered, &payloads);
+    let first = &recs[0];
     // Given during init: on the first invoke's record. Given twice: a value array.
     assert_eq!(first["InitMetric"], 1.0);
     assert_eq!(first["OrdersPlaced"], json!([1.0, 2.0]));
@@ -98,7 +108,7 @@ fn python_custom_metrics_land_in_their_invokes_record() {
     // The built-in directive is untouched: custom dimensions never apply to it.
     assert_eq!(directives[0]["Dimensions"], json!([["FunctionName"]]));
     // Nothing leaks into the next invoke's record.
-    let second = &by_id[&ids[1]];
+    let second = &recs[1];
     assert_eq!(
         second["_aws"]["CloudWatchMetrics"]
             .as_array()
@@ -107,12 +117,9 @@ fn python_custom_metrics_land_in_their_invokes_record() {
         1
     );
     assert!(second.get("OrdersPlaced").is_none() && second.get("tenant").is_none());
-    assert_eq!(by_id[&ids[2]]["OrdersPlaced"], 5.0);
-    assert!(
-        by_id[&ids[2]].get("tenant").is_none(),
-        "dimensions are per invoke"
-    );
-    assert_eq!(by_id[&ids[3]]["errorType"], "OrderNotFound");
+    assert_eq!(recs[2]["OrdersPlaced"], 5.0);
+    assert!(recs[2].get("tenant").is_none(), "dimensions are per invoke");
+    assert_eq!(recs[3]["errorType"], "OrderNotFound");
 }
 
 #[test]
@@ -161,8 +168,7 @@ fn bad_custom_values_get_a_status_code_and_never_reach_a_record() {
     }
     // Without the layer the shim answers ABSENT to every call and the handler runs on.
     let plain = python(&[report], false, &[], 1);
-    let body: Value =
-        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&plain, 0);
     assert_eq!(body["statuses"], json!(vec![-100; 11]));
 }
 
@@ -231,19 +237,8 @@ fn ruby_custom_metrics_through_fiddle() {
     let plain = ruby(&payloads, false, &[]);
     let metered = ruby(&payloads, true, &[("RUBYLIB", "/user/ruby")]);
     assert_same_results(&plain, &metered);
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
-    let records = metered.records();
-    assert_valid_emf(&records);
-    let by_id = by_request_id(&records);
-    let ids: Vec<String> = events(&payloads)
-        .iter()
-        .map(|e| e.request_id.clone().unwrap())
-        .collect();
-    let r = &by_id[&ids[0]];
+    let recs = records_in_order(&metered, &payloads);
+    let r = &recs[0];
     assert_eq!(r["CacheHits"], json!([3.0, 4.0]));
     assert_eq!(r["region"], "eu");
     assert_eq!(r["cart"], json!({"lines": 2}));
@@ -251,7 +246,7 @@ fn ruby_custom_metrics_through_fiddle() {
         r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
         json!([["FunctionName", "region"]])
     );
-    assert!(by_id[&ids[1]].get("CacheHits").is_none());
+    assert!(recs[1].get("CacheHits").is_none());
     // Status codes, and RUBYLIB appended to, not replaced.
     let mut report = custom(json!([
         ["put_metric", "Fine", 1, "Count"],
@@ -260,8 +255,7 @@ fn ruby_custom_metrics_through_fiddle() {
     ]));
     report["report"] = json!(true);
     let metered = ruby(&[report.clone()], true, &[("RUBYLIB", "/user/ruby")]);
-    let body: Value =
-        serde_json::from_slice(&metered.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&metered, 0);
     assert_eq!(body["statuses"], json!([0, -3, -1]));
     let lib = body["RUBYLIB"].as_str().unwrap();
     assert!(
@@ -269,8 +263,7 @@ fn ruby_custom_metrics_through_fiddle() {
         "{lib}"
     );
     let plain = ruby(&[report], false, &[]);
-    let body: Value =
-        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&plain, 0);
     assert_eq!(body["statuses"], json!([-100, -100, -100]));
 }
 
@@ -325,19 +318,8 @@ fn node_custom_metrics_through_the_channel() {
         &[("NODE_PATH", "/user/node"), ("TMPDIR", &tmp_path)],
     );
     assert_same_results(&plain, &metered);
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
-    let records = metered.records();
-    assert_valid_emf(&records);
-    let by_id = by_request_id(&records);
-    let ids: Vec<String> = events(&payloads)
-        .iter()
-        .map(|e| e.request_id.clone().unwrap())
-        .collect();
-    let r = &by_id[&ids[0]];
+    let recs = records_in_order(&metered, &payloads);
+    let r = &recs[0];
     assert_eq!(r["OrdersPlaced"], json!([1.0, 2.0]));
     assert_eq!(r["tenant"], "acme");
     assert_eq!(r["order"], json!({"id": 7}));
@@ -345,8 +327,8 @@ fn node_custom_metrics_through_the_channel() {
         r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
         json!([["FunctionName", "tenant"]])
     );
-    assert!(by_id[&ids[1]].get("OrdersPlaced").is_none());
-    assert_eq!(by_id[&ids[2]]["OrdersPlaced"], 5.0);
+    assert!(recs[1].get("OrdersPlaced").is_none());
+    assert_eq!(recs[2]["OrdersPlaced"], 5.0);
     // The channel is a file of the environment's /tmp, only the owner's.
     let channel: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -372,8 +354,7 @@ fn node_custom_metrics_through_the_channel() {
         true,
         &[("NODE_PATH", "/user/node"), ("TMPDIR", &tmp_path)],
     );
-    let body: Value =
-        serde_json::from_slice(&metered.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&metered, 0);
     assert_eq!(body["statuses"], json!([0, -2, -3, -1]));
     let path = body["NODE_PATH"].as_str().unwrap();
     assert!(
@@ -382,8 +363,7 @@ fn node_custom_metrics_through_the_channel() {
     );
     assert_eq!(metered.records()[0]["Fine"], 1.0);
     let plain = node(&[report], false, &[]);
-    let body: Value =
-        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&plain, 0);
     assert_eq!(body["statuses"], json!([-100, -2, -3, -1]));
 }
 
@@ -454,7 +434,6 @@ fn shell_runtime_custom_metrics_through_the_channel() {
     // Without the layer: every call says 100 (nothing here) or refuses bad input, and the
     // function answers.
     let plain = shell(&payloads[..1], false);
-    let body: Value =
-        serde_json::from_slice(&plain.sim.results()[0].clone().unwrap().body).unwrap();
+    let body = body_of(&plain, 0);
     assert_eq!(body["statuses"], json!([100, 100, 100, 100, 1, 2]));
 }
