@@ -437,3 +437,21 @@ fn shell_runtime_custom_metrics_through_the_channel() {
     let body = body_of(&plain, 0);
     assert_eq!(body["statuses"], json!([100, 100, 100, 100, 1, 2]));
 }
+
+#[test]
+fn the_channel_written_by_hand_from_forked_workers() {
+    // Three awslambdaric worker processes share one channel file: each line carries its
+    // writer's pid, and each worker's library takes only its own, for its own invoke.
+    let payloads: Vec<Value> = (0..9)
+        .map(|i| json!({"action": "channel", "ms": 40, "metrics": {"ByHand": i}}))
+        .collect();
+    let metered = python(&payloads, true, &[("AWS_LAMBDA_MAX_CONCURRENCY", "3")], 3);
+    let recs = records_in_order(&metered, &payloads);
+    let pids: std::collections::BTreeSet<u64> = (0..payloads.len())
+        .map(|i| body_of(&metered, i)["pid"].as_u64().unwrap())
+        .collect();
+    assert!(pids.len() > 1, "invokes ran in several workers: {pids:?}");
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["ByHand"], i as f64, "{r}");
+    }
+}

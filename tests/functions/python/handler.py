@@ -17,6 +17,8 @@
   {"action": "crash", "signal": "SIGSEGV", "how": "fault"|"kill"|"abort"}
                                    -> dies of a signal: a real fault, a signal sent to itself,
                                       or os.abort()
+  {"action": "channel", "metrics": {"Name": 1}, "ms": 0}
+                                   -> appends the metrics to LAMBDA_METER_CHANNEL by hand
   {"action": "custom", "calls": [["add_metric", "Orders", "Count", 1], ...], "ms": 0,
    "report": false}                -> makes each call of the lambda_meter shim (layer/shims),
                                       sleeps ms, returns the status codes if report, and the
@@ -63,6 +65,14 @@ def dispatch(event, context):
     action = event.get("action", "ok") if isinstance(event, dict) else "echo"
     if action == "ok":
         return {"ok": True, "requestId": context.aws_request_id}
+    if action == "channel":
+        # The channel by hand, as any language can write it: one JSON line per value, with this
+        # process's id (no request id: the process's only open invoke).
+        with open(os.environ["LAMBDA_METER_CHANNEL"], "a") as channel:
+            for name, value in event.get("metrics", {}).items():
+                channel.write(json.dumps({"metric": name, "value": value, "pid": os.getpid()}) + "\n")
+        time.sleep(event.get("ms", 0) / 1000.0)
+        return {"pid": os.getpid()}
     if action == "custom":
         statuses = [getattr(lambda_meter, call[0])(*call[1:]) for call in event.get("calls", [])]
         time.sleep(event.get("ms", 0) / 1000.0)
