@@ -254,7 +254,8 @@ impl Custom {
 /// ```
 ///
 /// `requestId` and `pid` are optional: a line with a request id belongs to that invoke; one
-/// without belongs to the sending process's (`pid`) only open invoke.
+/// without belongs to the sending process's (`pid`) invoke whose result is sent next (its only
+/// one, unless several run at once: then lines should name theirs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelLine {
     pub request_id: Option<String>,
