@@ -316,6 +316,22 @@ fn the_wrapper_names_the_family_and_appends_only_its_shims_path() {
     let vars = variables_for("bootstrap", &[("PATH", "/usr/bin:/bin")]);
     assert_eq!(vars["LAMBDA_METER_RUNTIME_FAMILY"], "custom");
     assert!(vars["PATH"].starts_with("/usr/bin:/bin:") && vars["PATH"].ends_with("/bin"));
+    // Run by a relative path, the wrapper still appends an absolute directory.
+    let layer = Layer::new();
+    let dir = tempdir::TempDir::new("relative");
+    let link = dir.path().join("python3");
+    std::os::unix::fs::symlink("/usr/bin/env", &link).unwrap();
+    let out = Command::new("dash")
+        .arg("./lambda-meter")
+        .arg(&link)
+        .current_dir(layer.dir())
+        .env_remove("LD_PRELOAD")
+        .env_remove("PYTHONPATH")
+        .env("AWS_EXECUTION_ENV", "")
+        .output()
+        .unwrap();
+    let shim = format!("PYTHONPATH={}/./python", layer.dir().display());
+    assert!(stdout(&out).lines().any(|l| l == shim), "{}", stdout(&out));
     // Given again (a bootstrap that hands over twice), nothing is added twice.
     let layer = Layer::new();
     let shim = layer.dir().join("python").display().to_string();
