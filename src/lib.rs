@@ -121,13 +121,16 @@ pub unsafe extern "C" fn lambda_meter_metric(
     status as c_int
 }
 
-/// Public C ABI: sets custom dimension `key` to `value` on the invoke in progress.
+/// A keyed C ABI call (dimension, property): both strings read, then `set` on the invoke.
 ///
 /// # Safety
 /// `key` and `value` are null or NUL-terminated strings.
 #[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn lambda_meter_dimension(key: *const c_char, value: *const c_char) -> c_int {
+unsafe fn keyed(
+    key: *const c_char,
+    value: *const c_char,
+    set: impl FnOnce(&mut custom::Custom, &str, &str, &dyn Fn(&str) -> bool) -> custom::Status,
+) -> c_int {
     // SAFETY: as the caller guarantees.
     let pair = unsafe {
         (
@@ -136,10 +139,21 @@ pub unsafe extern "C" fn lambda_meter_dimension(key: *const c_char, value: *cons
         )
     };
     let status = match pair {
-        (Ok(key), Ok(value)) => process::custom(|c, taken| c.dimension(key, value, taken)),
+        (Ok(key), Ok(value)) => process::custom(|c, taken| set(c, key, value, taken)),
         (Err(s), _) | (_, Err(s)) => s,
     };
     status as c_int
+}
+
+/// Public C ABI: sets custom dimension `key` to `value` on the invoke in progress.
+///
+/// # Safety
+/// `key` and `value` are null or NUL-terminated strings.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lambda_meter_dimension(key: *const c_char, value: *const c_char) -> c_int {
+    // SAFETY: as the caller guarantees.
+    unsafe { keyed(key, value, |c, k, v, taken| c.dimension(k, v, taken)) }
 }
 
 /// Public C ABI: sets property `key` to `json_value` (one JSON value) on the invoke in
@@ -154,17 +168,7 @@ pub unsafe extern "C" fn lambda_meter_property(
     json_value: *const c_char,
 ) -> c_int {
     // SAFETY: as the caller guarantees.
-    let pair = unsafe {
-        (
-            text(key, custom::Status::BadName),
-            text(json_value, custom::Status::BadValue),
-        )
-    };
-    let status = match pair {
-        (Ok(key), Ok(json)) => process::custom(|c, taken| c.property(key, json, taken)),
-        (Err(s), _) | (_, Err(s)) => s,
-    };
-    status as c_int
+    unsafe { keyed(key, json_value, |c, k, v, taken| c.property(k, v, taken)) }
 }
 
 #[cfg(test)]

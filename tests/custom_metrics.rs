@@ -58,6 +58,25 @@ fn records_in_order(metered: &Outcome, payloads: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// `r` carries custom metric `name` with `values`, dimension `key` = `value` and property
+/// `prop` = `json`, its metrics in a directive of their own (the function's dimension set plus
+/// the custom one).
+fn assert_custom(
+    r: &Value,
+    name: &str,
+    values: Value,
+    (key, value): (&str, &str),
+    (prop, json): (&str, Value),
+) {
+    assert_eq!(r[name], values, "{r}");
+    assert_eq!(r[key], value);
+    assert_eq!(r[prop], json);
+    assert_eq!(
+        r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+        json!([["FunctionName", key]])
+    );
+}
+
 /// The `n`th result's body as JSON.
 fn body_of(o: &Outcome, n: usize) -> Value {
     serde_json::from_slice(&o.sim.results()[n].clone().unwrap().body).unwrap()
@@ -238,13 +257,12 @@ fn ruby_custom_metrics_through_fiddle() {
     let metered = ruby(&payloads, true, &[("RUBYLIB", "/user/ruby")]);
     assert_same_results(&plain, &metered);
     let recs = records_in_order(&metered, &payloads);
-    let r = &recs[0];
-    assert_eq!(r["CacheHits"], json!([3.0, 4.0]));
-    assert_eq!(r["region"], "eu");
-    assert_eq!(r["cart"], json!({"lines": 2}));
-    assert_eq!(
-        r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
-        json!([["FunctionName", "region"]])
+    assert_custom(
+        &recs[0],
+        "CacheHits",
+        json!([3.0, 4.0]),
+        ("region", "eu"),
+        ("cart", json!({"lines": 2})),
     );
     assert!(recs[1].get("CacheHits").is_none());
     // Status codes, and RUBYLIB appended to, not replaced.
@@ -319,13 +337,12 @@ fn node_custom_metrics_through_the_channel() {
     );
     assert_same_results(&plain, &metered);
     let recs = records_in_order(&metered, &payloads);
-    let r = &recs[0];
-    assert_eq!(r["OrdersPlaced"], json!([1.0, 2.0]));
-    assert_eq!(r["tenant"], "acme");
-    assert_eq!(r["order"], json!({"id": 7}));
-    assert_eq!(
-        r["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
-        json!([["FunctionName", "tenant"]])
+    assert_custom(
+        &recs[0],
+        "OrdersPlaced",
+        json!([1.0, 2.0]),
+        ("tenant", "acme"),
+        ("order", json!({"id": 7})),
     );
     assert!(recs[1].get("OrdersPlaced").is_none());
     assert_eq!(recs[2]["OrdersPlaced"], 5.0);
