@@ -8,7 +8,7 @@
 )]
 
 use crate::custom::Custom;
-use crate::settings::{Settings, metric};
+use crate::settings::{Destination, Settings, metric};
 use crate::tracker::{InvokeRecord, RecordKind};
 
 /// The dimension every record carries by default.
@@ -20,6 +20,8 @@ struct Metric {
     name: &'static str,
     unit: &'static str,
     value: Number,
+    /// Declared in the directive (a billed metric), else a plain value of the record.
+    declared: bool,
 }
 
 /// A metric value as the line shows it: an integer scaled by a power of ten, written with
@@ -107,12 +109,18 @@ impl Metrics {
     fn iter(&self) -> impl Iterator<Item = &Metric> {
         self.items.iter().take(self.len).flatten()
     }
-    fn is_empty(&self) -> bool {
-        self.len == 0
+    fn declared(&self) -> impl Iterator<Item = &Metric> {
+        self.iter().filter(|m| m.declared)
+    }
+    /// Whether the settings declare none of the record's values (it is then not written:
+    /// an EMF directive needs a metric).
+    fn none_declared(&self) -> bool {
+        self.mask == 0
     }
 }
 
-/// The metrics a record carries, after the settings' selection.
+/// The values a record carries: each catalog metric it has a value for, declared when the
+/// settings select it.
 fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     let mut m = Metrics {
         items: [const { None }; MAX_METRICS],
@@ -124,12 +132,19 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
         let bit = 1u32.checked_shl(m.considered).unwrap_or(0);
         m.considered += 1;
         if let Some(value) = value
-            && s.emits(name)
             && let Some(slot) = m.items.get_mut(m.len)
         {
-            *slot = Some(Metric { name, unit, value });
+            let declared = s.emits(name);
+            *slot = Some(Metric {
+                name,
+                unit,
+                value,
+                declared,
+            });
             m.len += 1;
-            m.mask |= bit;
+            if declared {
+                m.mask |= bit;
+            }
         }
     };
     let flag = |b: bool| Some(Number::int(u64::from(b)));
@@ -217,44 +232,98 @@ const PROPERTIES: &[&str] = &[
     "exitReason",
 ];
 
+/// Members only a batched record has.
+const BATCH_PROPERTIES: &[&str] = &["invokes"];
+
 /// Whether `name` is a member a record of lambda-meter's own may have, under any settings: a
 /// built-in metric, property or dimension key. Custom metrics, dimensions and properties may
 /// not use these names.
 pub fn reserved(name: &str) -> bool {
-    metric::DEFAULT.contains(&name)
-        || metric::EXTENDED.contains(&name)
+    metric::all().any(|m| m == name)
         || PROPERTIES.contains(&name)
+        || BATCH_PROPERTIES.contains(&name)
         || crate::settings::DIMENSION_KEYS.contains(&name)
 }
 
 /// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
-/// which metrics a record has, its kind and its init type: rendered once, copied after.
+/// which metrics a record declares, its kind and its init type: rendered once, copied after.
+/// It also remembers whether this process has written the environment's constant properties
+/// to its log stream yet (see [`Stream`]).
 #[derive(Debug, Default)]
 pub struct Prefixes {
     rendered: Vec<(u64, String)>,
+    /// The environment's constant properties went out with an earlier record.
+    constants_written: bool,
+}
+
+impl Prefixes {
+    /// Whether the environment's constant properties are in the log stream already.
+    pub fn constants_written(&self) -> bool {
+        self.constants_written
+    }
+
+    /// Notes that they are (another process of the environment wrote them).
+    pub fn note_constants_written(&mut self) {
+        self.constants_written = true;
+    }
 }
 
 /// At most this many prefixes are kept (a record's shape takes few values).
 const MAX_PREFIXES: usize = 16;
 
-/// Encodes one record as one EMF line (with its trailing newline), or `None` when the
-/// settings select none of its metrics.
-pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
-    encode_with(rec, s, None)
+/// Whether a record carries the environment's constant properties (`functionVersion`,
+/// `memorySize`, `runtime`, `initType`, `service`; those that are dimensions are on every
+/// record anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Yes: the record stands alone (a journal's prepared record, a test).
+    Alone,
+    /// Only on the first record this process writes to the environment's log stream, and on
+    /// a record that starts one (a cold start, an init error, the first after a SnapStart
+    /// restore): every later record of the stream shares them.
+    Continued,
 }
 
-/// [`encode`], reusing (and keeping) the rendered constant part of records of the same shape.
+/// Encodes one record as one EMF line (with its trailing newline), or `None` when the
+/// settings declare none of its metrics.
+pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
+    encode_with(rec, s, None, true)
+}
+
+/// [`encode`] for the process's log stream: reuses (and keeps) the rendered constant part of
+/// records of the same shape, and writes the environment's constant properties only where a
+/// stream needs them ([`Stream::Continued`]).
 pub fn encode_cached(rec: &InvokeRecord, s: &Settings, prefixes: &mut Prefixes) -> Option<String> {
-    encode_with(rec, s, Some(prefixes))
+    let constants = !prefixes.constants_written || starts_stream(rec) || !to_log_stream(s);
+    let line = encode_with(rec, s, Some(prefixes), constants)?;
+    if constants && to_log_stream(s) {
+        prefixes.constants_written = true;
+    }
+    Some(line)
+}
+
+/// Whether `rec` is the first record of an environment's log stream: its cold start (or its
+/// first invoke after a proactive initialization), its init error, or the first invoke after
+/// a SnapStart restore (a new environment, same process).
+pub fn starts_stream(rec: &InvokeRecord) -> bool {
+    rec.cold_start || rec.proactive_init || rec.restored || rec.kind == RecordKind::InitError
+}
+
+/// Whether records go to the function's log stream (stdout or stderr), where a record's
+/// neighbours are its environment's; a file or the CloudWatch agent gets every property on
+/// every record.
+fn to_log_stream(s: &Settings) -> bool {
+    matches!(s.destination, Destination::Stdout | Destination::Stderr)
 }
 
 fn encode_with(
     rec: &InvokeRecord,
     s: &Settings,
     prefixes: Option<&mut Prefixes>,
+    constants: bool,
 ) -> Option<String> {
     let metrics = metrics_of(rec, s);
-    if metrics.is_empty() {
+    if metrics.none_declared() {
         return None;
     }
     let init_type = if rec.proactive_init {
@@ -262,7 +331,7 @@ fn encode_with(
     } else {
         s.init_type.as_str()
     };
-    let mut out = String::with_capacity(1024);
+    let mut out = String::with_capacity(768);
     out.push_str("{\"_aws\":{\"Timestamp\":");
     push_number(&mut out, Number::int(rec.timestamp_ms));
     let key = u64::from(metrics.mask)
@@ -271,19 +340,28 @@ fn encode_with(
     // Custom metrics have a directive of their own in the prefix: such a record's is not kept.
     let custom = rec.custom.as_deref();
     let prefixes = prefixes.filter(|_| custom.is_none_or(|c| c.metrics.is_empty()));
+    let declared = |out: &mut String, custom| {
+        push_prefix(
+            out,
+            &mut metrics.declared().map(|m| (m.name, m.unit)),
+            s,
+            init_type,
+            custom,
+        )
+    };
     match prefixes {
         Some(p) => match p.rendered.iter().find(|(k, _)| *k == key) {
             Some((_, text)) => out.push_str(text),
             None => {
                 let from = out.len();
-                push_prefix(&mut out, &metrics, s, init_type, None);
+                declared(&mut out, None);
                 if p.rendered.len() < MAX_PREFIXES {
                     p.rendered
                         .push((key, out.get(from..).unwrap_or_default().to_string()));
                 }
             }
         },
-        None => push_prefix(&mut out, &metrics, s, init_type, custom),
+        None => declared(&mut out, custom),
     }
     let mut keys = Keys::default();
     for key in s.dimension_sets.iter().flatten() {
@@ -296,41 +374,140 @@ fn encode_with(
         out.push_str("\":");
         push_number(&mut out, m.value);
     }
-    let mut property = |out: &mut String, key: &'static str, value: &str| {
-        if keys.add(key) {
-            push_member(out, key, value);
-        }
-    };
     if !rec.request_id.is_empty() {
-        property(&mut out, "requestId", &rec.request_id);
+        push_member(&mut out, "requestId", &rec.request_id);
     }
     if let Some(trace) = &rec.trace_id {
-        property(&mut out, "traceId", trace);
+        push_member(&mut out, "traceId", trace);
     }
-    if let Some(v) = &s.function_version {
-        property(&mut out, "functionVersion", v);
+    if constants {
+        push_constants(&mut out, s, init_type, &mut keys);
     }
-    if let Some(service) = &s.service {
-        property(&mut out, "service", service);
-    }
-    property(&mut out, "initType", init_type);
-    property(&mut out, "runtime", &s.runtime);
     if let Some(t) = &rec.error_type {
-        property(&mut out, "errorType", t);
-    }
-    if let Some(m) = s.memory_size_mb {
-        out.push_str(",\"memorySize\":");
-        push_number(&mut out, Number::int(m));
-    }
-    if rec.kind == RecordKind::Invoke {
-        out.push_str(",\"coldStart\":");
-        out.push_str(if rec.cold_start { "true" } else { "false" });
+        push_member(&mut out, "errorType", t);
     }
     if rec.restored {
         out.push_str(",\"restored\":true");
     }
     if let Some(c) = custom {
         push_custom_members(&mut out, c);
+    }
+    out.push_str("}\n");
+    Some(out)
+}
+
+/// The environment's constant properties, less those already written as dimensions.
+fn push_constants<'a>(out: &mut String, s: &'a Settings, init_type: &'a str, keys: &mut Keys<'a>) {
+    let mut property = |out: &mut String, key: &'static str, value: &str| {
+        if keys.add(key) {
+            push_member(out, key, value);
+        }
+    };
+    if let Some(v) = &s.function_version {
+        property(out, "functionVersion", v);
+    }
+    if let Some(service) = &s.service {
+        property(out, "service", service);
+    }
+    property(out, "initType", init_type);
+    property(out, "runtime", &s.runtime);
+    if let Some(m) = s.memory_size_mb {
+        out.push_str(",\"memorySize\":");
+        push_number(out, Number::int(m));
+    }
+}
+
+/// Whether a finished record may share a batched record with others: a plain warm invoke.
+/// A stream's first record (it carries the environment's properties), a timeout, and a record
+/// with the function's own values go alone.
+pub fn batchable(rec: &InvokeRecord) -> bool {
+    rec.kind == RecordKind::Invoke && !starts_stream(rec) && !rec.timed_out && rec.custom.is_none()
+}
+
+/// Encodes batchable records (see [`batchable`]) as one EMF line: each value becomes an array
+/// of the invokes' values (a metric's `SampleCount` is the number of invokes that have it, so
+/// `ColdStart` and `Timeouts` count every invoke), `requestId` the array of their ids, and
+/// `invokes` their number. The record's `Timestamp` is the first invoke's. One record is
+/// encoded as [`encode_cached`] would.
+pub fn encode_batch(
+    recs: &[InvokeRecord],
+    s: &Settings,
+    prefixes: &mut Prefixes,
+) -> Option<String> {
+    match recs {
+        [] => return None,
+        [one] => return encode_cached(one, s, prefixes),
+        _ => {}
+    }
+    // Every value of every record, by metric, in catalog order of first appearance.
+    let mut columns: Vec<(&'static str, &'static str, bool, Vec<Number>)> = Vec::new();
+    for rec in recs {
+        for m in metrics_of(rec, s).iter() {
+            match columns.iter_mut().find(|c| c.0 == m.name) {
+                Some(c) => c.3.push(m.value),
+                None => columns.push((m.name, m.unit, m.declared, vec![m.value])),
+            }
+        }
+    }
+    if !columns.iter().any(|c| c.2) {
+        return None;
+    }
+    let first = recs.first()?;
+    let mut out = String::with_capacity(512 + recs.len() * 160);
+    out.push_str("{\"_aws\":{\"Timestamp\":");
+    push_number(&mut out, Number::int(first.timestamp_ms));
+    push_prefix(
+        &mut out,
+        &mut columns.iter().filter(|c| c.2).map(|c| (c.0, c.1)),
+        s,
+        &s.init_type,
+        None,
+    );
+    let mut keys = Keys::default();
+    for key in s.dimension_sets.iter().flatten() {
+        keys.add(key);
+    }
+    for (name, _, _, values) in &columns {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":[");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_number(&mut out, *v);
+        }
+        out.push(']');
+    }
+    out.push_str(",\"invokes\":");
+    push_number(&mut out, Number::int(recs.len() as u64));
+    out.push_str(",\"requestId\":[");
+    for (i, r) in recs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, &r.request_id);
+    }
+    out.push(']');
+    let errors: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r.error_type.as_deref())
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(",\"errorType\":[");
+        for (i, t) in errors.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, t);
+        }
+        out.push(']');
+    }
+    if !prefixes.constants_written || !to_log_stream(s) {
+        push_constants(&mut out, s, &s.init_type, &mut keys);
+        if to_log_stream(s) {
+            prefixes.constants_written = true;
+        }
     }
     out.push_str("}\n");
     Some(out)
@@ -444,21 +621,16 @@ fn push_directive(
 }
 
 /// The constant part of a record: `,"CloudWatchMetrics":[…]}` (namespace, dimension sets,
-/// metric declarations) and the dimension values.
+/// the declared metrics) and the dimension values.
 fn push_prefix(
     out: &mut String,
-    metrics: &Metrics,
+    declared: &mut dyn Iterator<Item = (&str, &str)>,
     s: &Settings,
     init_type: &str,
     custom: Option<&Custom>,
 ) {
     out.push_str(",\"CloudWatchMetrics\":[");
-    push_directive(
-        out,
-        s,
-        &s.dimension_sets,
-        &mut metrics.iter().map(|m| (m.name, m.unit)),
-    );
+    push_directive(out, s, &s.dimension_sets, declared);
     if let Some(c) = custom.filter(|c| !c.metrics.is_empty()) {
         push_custom_directive(out, s, c);
     }
@@ -762,7 +934,147 @@ mod tests {
         assert_eq!(v["memorySize"], 128);
         assert_eq!(v["initType"], "on-demand");
         assert_eq!(v["runtime"], "python3");
-        assert_eq!(v["coldStart"], true);
+        assert!(v.get("coldStart").is_none(), "ColdStart says it");
+        // The default declares what AWS/Lambda does not give for free; the rest are values.
+        let declared: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            declared,
+            [
+                "ColdStart",
+                "InitDuration",
+                "Timeouts",
+                "MemoryUtilization",
+                "CpuTime"
+            ]
+        );
+        for plain in [
+            "Duration",
+            "Errors",
+            "MaxMemoryUsed",
+            "PostResponseDuration",
+            "RequestBytes",
+        ] {
+            assert!(v[plain].is_number(), "{plain} is a value of the record");
+        }
+    }
+
+    #[test]
+    fn environment_properties_once_per_log_stream() {
+        let s = settings();
+        let mut prefixes = Prefixes::default();
+        let constants = ["functionVersion", "initType", "runtime", "memorySize"];
+        let parse = |l: Option<String>| serde_json::from_str::<Value>(&l.unwrap()).unwrap();
+        let cold = parse(encode_cached(&record(), &s, &mut prefixes));
+        let mut warm = record();
+        warm.cold_start = false;
+        warm.init_duration_ns = None;
+        let next = parse(encode_cached(&warm, &s, &mut prefixes));
+        for k in constants {
+            assert!(cold.get(k).is_some(), "{k} on the stream's first record");
+            assert!(next.get(k).is_none(), "{k} not repeated");
+        }
+        // A process whose first record is warm (a restarted runtime) writes them once.
+        let mut fresh = Prefixes::default();
+        let first = parse(encode_cached(&warm, &s, &mut fresh));
+        assert!(constants.iter().all(|k| first.get(k).is_some()));
+        // A restore starts a new environment's stream; a dimension is on every record.
+        let mut restored = warm.clone();
+        restored.restored = true;
+        restored.restore_duration_ns = Some(5_000_000);
+        let r = parse(encode_cached(&restored, &s, &mut prefixes));
+        assert!(constants.iter().all(|k| r.get(k).is_some()));
+        let mut by_runtime = settings();
+        by_runtime.dimension_sets = vec![vec!["FunctionName", "runtime"]];
+        let mut p = Prefixes::default();
+        let _ = encode_cached(&record(), &by_runtime, &mut p);
+        let w = parse(encode_cached(&warm, &by_runtime, &mut p));
+        assert_eq!(w["runtime"], "python3");
+        assert!(w.get("memorySize").is_none());
+        // Sent elsewhere than the log stream, every record has them.
+        let mut to_file = settings();
+        to_file.destination = Destination::File("/tmp/emf".into());
+        let mut p = Prefixes::default();
+        let _ = encode_cached(&record(), &to_file, &mut p);
+        let w = parse(encode_cached(&warm, &to_file, &mut p));
+        assert!(constants.iter().all(|k| w.get(k).is_some()));
+    }
+
+    #[test]
+    fn a_batch_is_one_record_whose_arrays_count_every_invoke() {
+        let mut s = settings();
+        s.batch = 10;
+        let warm = |i: u64, failed: bool| {
+            let mut r = record();
+            r.cold_start = false;
+            r.init_duration_ns = None;
+            r.request_id = format!("req-{i}");
+            r.timestamp_ms += i;
+            r.duration_ns = Some(i * 1_000_000);
+            r.errored = failed;
+            r.error_type = failed.then(|| "Boom".to_string());
+            r
+        };
+        let recs: Vec<InvokeRecord> = (0..7).map(|i| warm(i, i == 3)).collect();
+        assert!(recs.iter().all(batchable));
+        let mut prefixes = Prefixes {
+            constants_written: true,
+            ..Prefixes::default()
+        };
+        let line = encode_batch(&recs, &s, &mut prefixes).unwrap();
+        assert_eq!(line.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        check_cross_references(&v);
+        assert_eq!(v["_aws"]["Timestamp"], recs[0].timestamp_ms);
+        assert_eq!(v["invokes"], 7);
+        assert_eq!(v["ColdStart"].as_array().unwrap().len(), 7);
+        assert_eq!(v["Timeouts"].as_array().unwrap().len(), 7);
+        assert_eq!(v["Errors"], serde_json::json!([0, 0, 0, 1, 0, 0, 0]));
+        assert_eq!(v["Duration"], serde_json::json!([0, 1, 2, 3, 4, 5, 6]));
+        assert_eq!(v["errorType"], serde_json::json!(["Boom"]));
+        assert_eq!(v["requestId"][6], "req-6");
+        assert!(v.get("InitDuration").is_none() && v.get("runtime").is_none());
+        // One record alone is a plain record.
+        let one = encode_batch(&recs[..1], &s, &mut prefixes).unwrap();
+        assert_eq!(one, encode_cached(&recs[0], &s, &mut prefixes).unwrap());
+        // A stream's first record, a timeout and the function's own values go alone.
+        let mut timeout = warm(9, true);
+        timeout.timed_out = true;
+        assert!(!batchable(&record()) && !batchable(&timeout));
+    }
+
+    #[test]
+    fn a_default_warm_record_of_the_longest_function_name_is_at_most_700_bytes() {
+        // Lambda's longest function name, a full trace header, and values of a busy function
+        // (a quarter-second invoke, kilobyte payloads, 1,769 MB).
+        let mut s = settings();
+        s.function_name = "f".repeat(64);
+        s.memory_size_mb = Some(1769);
+        let mut r = record();
+        r.cold_start = false;
+        r.init_duration_ns = None;
+        r.errored = false;
+        r.error_type = None;
+        r.request_id = "8890cbb5-7d73-4470-b385-51261a44c570".into();
+        r.trace_id = Some(
+            "Root=1-6b0969ba-42382fab3c8ada39fbf786bd;Parent=de88037a21c6c6e4;Sampled=0".into(),
+        );
+        r.duration_ns = Some(250_123_456);
+        r.cpu_ns = Some(180_654_321);
+        r.post_response_ns = Some(1_234_567);
+        r.max_rss_kb = 612 * 1024;
+        r.request_bytes = Some(2_048);
+        r.response_bytes = Some(16_384);
+        let mut prefixes = Prefixes {
+            constants_written: true,
+            ..Prefixes::default()
+        };
+        let line = encode_cached(&r, &s, &mut prefixes).unwrap();
+        assert!(line.len() <= 700, "{} bytes: {line}", line.len());
     }
 
     #[test]
@@ -783,7 +1095,7 @@ mod tests {
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
         assert!(!names.contains(&"InitDuration"));
-        assert_eq!(v["coldStart"], false);
+        assert_eq!(v["ColdStart"], 0.0);
     }
 
     #[test]

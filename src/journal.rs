@@ -41,6 +41,9 @@ pub const FILE_SIZE: usize = HEADER_SIZE + SLOT_COUNT * SLOT_SIZE;
 /// First 8 bytes of a journal (format version in the last two).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"LMJRNL01");
 
+/// Offset in the header of the flag [`Journal::stream_has_constants`] reads.
+const STREAM_HAS_CONSTANTS: usize = 8;
+
 const FREE: u32 = 0;
 /// Its owner is writing the slot.
 const FILLING: u32 = 1;
@@ -157,6 +160,25 @@ impl Journal {
     /// Writes the header of a new, zero-filled journal.
     pub fn format(&self) {
         self.header_magic().store(MAGIC, Ordering::Release);
+    }
+
+    /// Whether a record with the environment's constant properties was written to its log
+    /// stream (by any of its processes): later records need not repeat them.
+    pub fn stream_has_constants(&self) -> bool {
+        self.header_u32(STREAM_HAS_CONSTANTS)
+            .load(Ordering::Relaxed)
+            != 0
+    }
+
+    /// Notes that a record with the environment's constant properties was written.
+    pub fn note_stream_has_constants(&self) {
+        self.header_u32(STREAM_HAS_CONSTANTS)
+            .store(1, Ordering::Relaxed);
+    }
+
+    fn header_u32(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: `off` is a 4-byte aligned offset inside the header.
+        unsafe { AtomicU32::from_ptr(self.base.add(off).cast()) }
     }
 
     fn header_magic(&self) -> &AtomicU64 {
@@ -506,17 +528,20 @@ pub fn prepare(line: &str) -> Option<Vec<u8>> {
         let Some(at) = find(&t, member) else {
             continue; // not selected
         };
+        // A value the settings do not declare is a plain member: it can always go.
         let declaration = joined(&mut d, &[b"{\"Name\":\"", name.as_bytes(), b"\","]);
-        let decl_at = find(&t, declaration)?;
-        let elidable = may_be_unknown && declaration_can_go(&t, decl_at);
+        let declared = find(&t, declaration);
+        let elidable = may_be_unknown && declared.is_none_or(|at| declaration_can_go(&t, at));
         replace_number(&mut t, at + member.len(), kind)?;
         if elidable {
             wrap_span(&mut t, at, kind, |t, from| {
                 // The member ends with its hole marker.
                 find(t.get(from..)?, &[HOLE, kind]).map(|p| from + p + 2)
             })?;
-            let decl_at = find(&t, declaration)?;
-            wrap_declaration(&mut t, decl_at, kind)?;
+            if declared.is_some() {
+                let decl_at = find(&t, declaration)?;
+                wrap_declaration(&mut t, decl_at, kind)?;
+            }
         }
     }
     // The reason goes last, before the closing brace (and newline).

@@ -66,6 +66,8 @@ pub struct Settings {
     /// `LAMBDA_METER_PROACTIVE_INIT_MS`: a first `/next` that waits longer than this for its
     /// event means the environment was initialised ahead of demand.
     pub proactive_init_ms: u64,
+    /// `LAMBDA_METER_BATCH`: at most this many invokes in one record (1: a record each).
+    pub batch: usize,
 }
 
 /// Where EMF records go.
@@ -103,24 +105,31 @@ pub mod metric {
     pub const OPEN_FDS: &str = "OpenFds";
     pub const THREADS: &str = "Threads";
 
-    /// On unless `LAMBDA_METER_METRICS` says otherwise.
+    /// Declared (billed) unless `LAMBDA_METER_METRICS` says otherwise: what `AWS/Lambda` does
+    /// not already give for free. `InitErrors` and `RestoreDuration` are billed only in the
+    /// hours they occur, so a function usually pays for the other five.
     pub const DEFAULT: &[&str] = &[
-        DURATION,
         COLD_START,
         INIT_DURATION,
-        ERRORS,
-        TIMEOUTS,
         INIT_ERRORS,
         RESTORE_DURATION,
-        MAX_MEMORY_USED,
+        TIMEOUTS,
         MEMORY_UTILIZATION,
         CPU_TIME,
+    ];
+    /// In every record as plain values (queryable, not billed) unless declared through
+    /// `LAMBDA_METER_METRICS`: `AWS/Lambda` has Duration and Errors at no charge, and the others
+    /// are detail most functions never alarm on.
+    pub const OPTIONAL: &[&str] = &[
+        DURATION,
+        ERRORS,
+        MAX_MEMORY_USED,
         POST_RESPONSE_DURATION,
         TIME_TO_FIRST_BYTE,
         REQUEST_BYTES,
         RESPONSE_BYTES,
     ];
-    /// Off unless asked for (each is one more billed custom metric).
+    /// Read only when asked for (each costs a look at `/proc`), then billed when asked for.
     pub const EXTENDED: &[&str] = &[
         NETWORK_BYTES_IN,
         NETWORK_BYTES_OUT,
@@ -128,6 +137,11 @@ pub mod metric {
         OPEN_FDS,
         THREADS,
     ];
+
+    /// Every metric of the catalog.
+    pub fn all() -> impl Iterator<Item = &'static str> {
+        DEFAULT.iter().chain(OPTIONAL).chain(EXTENDED).copied()
+    }
 }
 
 /// Dimension keys a dimension set may use (each is a string member of every record).
@@ -140,6 +154,8 @@ pub const DIMENSION_KEYS: &[&str] = &[
 ];
 /// Default `LAMBDA_METER_TIMEOUT_MARGIN_MS`.
 pub const DEFAULT_TIMEOUT_MARGIN_MS: u64 = 50;
+/// The most invokes one batched record may hold (EMF allows 100 values per metric).
+pub const MAX_BATCH: usize = 100;
 /// Default `LAMBDA_METER_PROACTIVE_INIT_MS`.
 pub const DEFAULT_PROACTIVE_INIT_MS: u64 = 1000;
 
@@ -227,6 +243,23 @@ impl Settings {
             DEFAULT_PROACTIVE_INIT_MS,
             &mut warnings,
         );
+        let batch = match get("LAMBDA_METER_BATCH") {
+            None => 1,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(0) => 1,
+                Ok(n) if n <= MAX_BATCH => n,
+                _ if v.trim().is_empty() => 1,
+                _ => {
+                    warnings.push(invalid(
+                        "LAMBDA_METER_BATCH",
+                        &v,
+                        "1",
+                        "a whole number of invokes from 1 to 100",
+                    ));
+                    1
+                }
+            },
+        };
         let settings = Settings {
             disabled,
             namespace,
@@ -245,6 +278,7 @@ impl Settings {
             destination,
             timeout_margin_ms,
             proactive_init_ms,
+            batch,
         };
         (settings, warnings)
     }
@@ -347,17 +381,9 @@ fn metrics_setting(
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let add: Vec<&'static str> = match name {
             "default" => metric::DEFAULT.to_vec(),
-            "all" => metric::DEFAULT
-                .iter()
-                .chain(metric::EXTENDED)
-                .copied()
-                .collect(),
-            _ => match metric::DEFAULT
-                .iter()
-                .chain(metric::EXTENDED)
-                .find(|m| **m == name)
-            {
-                Some(m) => vec![*m],
+            "all" => metric::all().collect(),
+            _ => match metric::all().find(|m| *m == name) {
+                Some(m) => vec![m],
                 None => {
                     warnings.push(invalid(
                         "LAMBDA_METER_METRICS",
@@ -697,6 +723,33 @@ mod tests {
             assert!(w.starts_with(var), "{w}");
             assert!(w.contains("using "), "{w}");
         }
+    }
+
+    #[test]
+    fn batch_size() {
+        assert_eq!(read(&[]).0.batch, 1);
+        assert_eq!(read(&[("LAMBDA_METER_BATCH", " 25 ")]).0.batch, 25);
+        assert_eq!(read(&[("LAMBDA_METER_BATCH", "0")]).0.batch, 1);
+        assert_eq!(read(&[("LAMBDA_METER_BATCH", "100")]).0.batch, 100);
+        for bad in ["101", "-1", "ten", "2.5"] {
+            let (s, w) = read(&[("LAMBDA_METER_BATCH", bad)]);
+            assert_eq!(s.batch, 1, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+            assert!(w[0].starts_with("LAMBDA_METER_BATCH=") && w[0].contains("using 1"));
+        }
+    }
+
+    #[test]
+    fn default_metrics_are_at_most_eight_and_none_is_free_in_aws_lambda() {
+        assert!(metric::DEFAULT.len() <= 8);
+        for free in ["Duration", "Errors", "Invocations", "Throttles"] {
+            assert!(!metric::DEFAULT.contains(&free), "{free}");
+        }
+        let all: Vec<&str> = metric::all().collect();
+        let mut unique = all.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "each metric once in the catalog");
     }
 
     #[test]

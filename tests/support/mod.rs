@@ -189,7 +189,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// One record per invoke, each with its environment's properties, as a reader of the log
+    /// stream knows them (see [`lambda_sim::summary::with_environment`] and
+    /// [`lambda_sim::summary::per_invoke`]).
     pub fn records(&self) -> Vec<Value> {
+        let raw = self.raw_records();
+        lambda_sim::summary::per_invoke(&lambda_sim::summary::with_environment(&raw))
+    }
+
+    /// The records as written.
+    pub fn raw_records(&self) -> Vec<Value> {
         lambda_sim::summary::emf_records(&self.run.stdout)
     }
 
