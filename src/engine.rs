@@ -110,6 +110,11 @@ pub struct Engine {
     /// Reads what was appended to the custom-metrics channel since the last call, and this
     /// process's id (see [`crate::custom::ChannelLine`]); none in tests unless set.
     channel: Option<ChannelReader>,
+    /// Finished records held for one batched record (`LAMBDA_METER_BATCH`), oldest first.
+    batch: Vec<InvokeRecord>,
+    /// When the held records are written at the latest (monotonic ns): the end of the first
+    /// one's CloudWatch period, so a batch never spans two periods.
+    batch_due_ns: Option<u64>,
 }
 
 /// Reads what was appended to the channel since the last call, and this process's id.
@@ -212,6 +217,8 @@ impl Engine {
             events: Vec::new(),
             prefixes: emf::Prefixes::default(),
             channel: None,
+            batch: Vec::new(),
+            batch_due_ns: None,
         }
     }
 
@@ -525,12 +532,27 @@ impl Engine {
         let Some(conn) = self.fds.get(&fd).and_then(|id| self.conns.get(id)) else {
             return fx;
         };
-        if conn.requests.is_idle() && self.tracker.record_awaits() {
+        if !conn.requests.is_idle() {
+            return fx;
+        }
+        if self.tracker.record_awaits() {
             let now = probe(Reading::Clocks);
             let record = self.tracker.next_starting(&now);
-            self.push_records(record, &mut fx);
+            self.push_records(record, Some(&now), &mut fx);
         }
+        self.write_batch_if_idle(&mut fx);
         fx
+    }
+
+    /// Held records are written before a runtime with no invoke open asks for its next event:
+    /// from then on Lambda may freeze the environment, and a frozen environment may be shut
+    /// down without running another instruction. Records are held only while invokes overlap
+    /// (Lambda Managed Instances, `AWS_LAMBDA_MAX_CONCURRENCY`), when the environment cannot be
+    /// frozen.
+    fn write_batch_if_idle(&mut self, fx: &mut Effects) {
+        if !self.batch.is_empty() && self.tracker.open_count() == 0 {
+            self.write_batch(fx);
+        }
     }
 
     /// A custom value from the function, given on `thread`: `add` puts it on the invoke it
@@ -550,9 +572,10 @@ impl Engine {
         }
     }
 
-    /// Whether a finished invoke's record waits for the runtime's next request.
+    /// Whether a finished invoke's record waits for the runtime's next request, or held records
+    /// wait for the runtime to go idle (either is written before that request leaves).
     pub fn record_awaits(&self) -> bool {
-        self.tracker.record_awaits()
+        self.tracker.record_awaits() || (!self.batch.is_empty() && self.tracker.open_count() == 0)
     }
 
     /// Time has passed: timeouts and records that waited long enough.
@@ -560,34 +583,123 @@ impl Engine {
         let mut fx = Effects::default();
         let records = self.tracker.tick(now);
         self.sync_journal();
-        self.push_records(records, &mut fx);
+        self.push_records(records, Some(now), &mut fx);
+        if self.batch_due_ns.is_some_and(|due| now.mono_ns >= due) {
+            self.write_batch(&mut fx);
+        }
         fx
     }
 
     /// When [`Engine::tick`] next has work (monotonic ns).
     pub fn next_wakeup(&self) -> Option<u64> {
-        self.tracker.next_wakeup()
+        match (self.tracker.next_wakeup(), self.batch_due_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether invokes are open or records wait (a watchdog has something to watch).
     pub fn has_timed_work(&self) -> bool {
-        self.tracker.next_wakeup().is_some()
+        self.next_wakeup().is_some()
     }
 
     /// The process is exiting: write what still waits.
     pub fn flush(&mut self) -> Effects {
         let mut fx = Effects::default();
         let record = self.tracker.flush();
-        self.push_records(record, &mut fx);
+        self.push_records(record, None, &mut fx);
+        self.write_batch(&mut fx);
         fx
     }
 
-    fn push_records(&mut self, records: impl IntoIterator<Item = InvokeRecord>, fx: &mut Effects) {
+    /// Encodes finished records, or holds them for a batched record (`LAMBDA_METER_BATCH`).
+    /// `now` is when they were handed over (`None` at exit, when nothing is held).
+    fn push_records(
+        &mut self,
+        records: impl IntoIterator<Item = InvokeRecord>,
+        now: Option<&Probe>,
+        fx: &mut Effects,
+    ) {
         for r in records {
-            if let Some(line) = emf::encode_cached(&r, &self.settings, &mut self.prefixes) {
+            let held = match now {
+                Some(now) if self.settings.batch > 1 && emf::batchable(&r) => {
+                    self.hold(r, now, fx);
+                    continue;
+                }
+                _ => r,
+            };
+            // Lambda may stop the runtime at an invoke's deadline, and an init error ends the
+            // environment: what is held goes first.
+            if held.timed_out || held.kind == tracker::RecordKind::InitError {
+                self.write_batch(fx);
+            }
+            self.stream_constants_from_journal();
+            if let Some(line) = emf::encode_cached(&held, &self.settings, &mut self.prefixes) {
                 fx.lines.push(line);
             }
+            self.stream_constants_to_journal();
         }
+    }
+
+    /// The environment's log stream is shared by its processes (a shell runtime's `curl`s, a
+    /// restarted runtime): whether one of them wrote the constant properties is kept in the
+    /// journal, so that they go out once per stream, not once per process.
+    fn stream_constants_from_journal(&mut self) {
+        if !self.prefixes.constants_written()
+            && let Some(link) = &self.journal
+            && link.journal.stream_has_constants()
+        {
+            self.prefixes.note_constants_written();
+        }
+    }
+
+    fn stream_constants_to_journal(&self) {
+        if self.prefixes.constants_written()
+            && let Some(link) = &self.journal
+            && !link.journal.stream_has_constants()
+        {
+            link.journal.note_stream_has_constants();
+        }
+    }
+
+    /// Adds `r` to the batch, writing the batch first when `r` falls in a later CloudWatch
+    /// period than its first record, and after when it is full.
+    fn hold(&mut self, r: InvokeRecord, now: &Probe, fx: &mut Effects) {
+        let period_ms = u64::from(self.settings.resolution) * 1000;
+        let period = |ts: u64| ts / period_ms;
+        if self
+            .batch
+            .first()
+            .is_some_and(|first| period(first.timestamp_ms) != period(r.timestamp_ms))
+        {
+            self.write_batch(fx);
+        }
+        if self.batch.is_empty() {
+            let end_ms = (period(r.timestamp_ms) + 1) * period_ms;
+            let left_ns = end_ms.saturating_sub(now.wall_ms).saturating_mul(1_000_000);
+            self.batch_due_ns = Some(now.mono_ns.saturating_add(left_ns));
+        }
+        self.batch.push(r);
+        if self.batch.len() >= self.settings.batch {
+            self.write_batch(fx);
+        }
+    }
+
+    /// Writes the held records as one batched record.
+    fn write_batch(&mut self, fx: &mut Effects) {
+        self.batch_due_ns = None;
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.stream_constants_from_journal();
+        if let Some(line) = emf::encode_batch(&batch, &self.settings, &mut self.prefixes) {
+            fx.lines.push(line);
+        }
+        self.stream_constants_to_journal();
+        // The allocation is kept for the next batch.
+        self.batch = batch;
+        self.batch.clear();
     }
 
     /// In a forked child: nothing inherited is the child's to report. It becomes a runtime of
@@ -599,6 +711,9 @@ impl Engine {
         self.fds.clear();
         self.conns.clear();
         self.tracker.reborn(born_ns);
+        // The parent's held records are the parent's to write.
+        self.batch.clear();
+        self.batch_due_ns = None;
         // The parent's journaled invokes stay the parent's (its pid is on their slots).
         if let Some(link) = self.journal.as_mut() {
             link.slots.clear();
@@ -673,7 +788,7 @@ impl Engine {
         };
         let opened = self.tracker.opened_count();
         let flushed = self.tracker.event_received(info, now);
-        self.push_records(flushed, fx);
+        self.push_records(flushed, Some(now), fx);
         self.sync_journal();
         if self.tracker.opened_count() != opened {
             self.journal_newest();
@@ -691,12 +806,14 @@ impl Engine {
         let (id, outcome) = match kind {
             Some(RequestKind::Next) => {
                 let flushed = self.tracker.next_requested(now);
-                return self.push_records(flushed, fx);
+                self.push_records(flushed, Some(now), fx);
+                // Where the write was not seen before it happened (see `sending`).
+                return self.write_batch_if_idle(fx);
             }
             Some(RequestKind::InitError) => {
                 self.take_channel();
                 let record = self.tracker.init_error(error_type_of(msg), now);
-                return self.push_records([record], fx);
+                return self.push_records([record], Some(now), fx);
             }
             Some(RequestKind::Response(id)) => {
                 let trailer_error = msg
@@ -726,7 +843,7 @@ impl Engine {
         self.take_channel();
         let records = self.tracker.result_sent(&id, outcome, now);
         self.sync_journal();
-        self.push_records(records, fx);
+        self.push_records(records, Some(now), fx);
     }
 
     fn forget_fd(&mut self, fd: i32) {
@@ -1008,6 +1125,134 @@ mod tests {
         assert!(lines[0].contains("\"errorType\":\"Stream.Broke\""));
         assert!(lines[0].contains("\"ResponseBytes\":3"));
         assert!(lines[0].contains("\"TimeToFirstByte\":"));
+    }
+
+    fn batching_engine(bits: &'static FdBits, batch: usize) -> Engine {
+        let mut e = engine(bits);
+        e.settings.batch = batch;
+        e
+    }
+
+    /// Invoke `id` on connection `fd`: its event read, its result sent and accepted.
+    fn one_invoke(e: &mut Engine, fd: i32, id: &str, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
+        let mut lines = e.sending(fd, p).lines;
+        lines.extend(e.sent(fd, next_req(), p).lines);
+        lines.extend(e.received(fd, &next_resp(id, "{}"), p).lines);
+        lines.extend(e.sent(fd, &result_req(id, "response", "1", ""), p).lines);
+        lines.extend(e.received(fd, ACCEPTED, p).lines);
+        lines
+    }
+
+    #[test]
+    fn a_runtime_that_can_be_frozen_after_each_invoke_never_holds_a_record() {
+        let bits = leak_bits();
+        let mut e = batching_engine(bits, 10);
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(5, api_addr());
+        let mut lines = Vec::new();
+        for i in 0..4 {
+            // The /next that starts invoke i carries out invoke i-1's record first.
+            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
+            assert_eq!(lines.len(), i, "{lines:?}");
+        }
+        lines.extend(e.sending(5, &p).lines);
+        assert_eq!(lines.len(), 4);
+        assert!(lines.iter().all(|l| !l.contains("\"invokes\"")));
+    }
+
+    #[test]
+    fn overlapping_invokes_are_batched_until_the_runtime_goes_idle() {
+        let bits = leak_bits();
+        let mut e = batching_engine(bits, 3);
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        let mut lines = Vec::new();
+        // Invoke 0 (the cold start) on connection 4 stays open while 1..=5 run on 5.
+        e.connected(4, api_addr());
+        e.connected(5, api_addr());
+        lines.extend(e.sent(4, next_req(), &p).lines);
+        lines.extend(e.received(4, &next_resp("r0", "{}"), &p).lines);
+        for i in 1..=5 {
+            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
+        }
+        // Three warm records made one batch; two are held while r0 is open.
+        let batched: Vec<&String> = lines.iter().filter(|l| l.contains("\"invokes\"")).collect();
+        assert_eq!(batched.len(), 1, "{lines:?}");
+        assert!(batched[0].contains("\"invokes\":3"));
+        assert!(!e.record_awaits(), "held while r0 is open");
+        lines.extend(e.sent(4, &result_req("r0", "response", "1", ""), &p).lines);
+        lines.extend(e.received(4, ACCEPTED, &p).lines);
+        assert!(
+            e.record_awaits(),
+            "r0's record, then the held ones, before the next /next"
+        );
+        lines.extend(e.sending(4, &p).lines);
+        assert!(!e.record_awaits());
+        let records: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let invokes: u64 = records
+            .iter()
+            .map(|r| r["invokes"].as_u64().unwrap_or(1))
+            .sum();
+        assert_eq!(invokes, 6, "every invoke counted once: {lines:?}");
+        // The cold start went alone (it carries the environment's properties).
+        let cold: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["ColdStart"] == 1).collect();
+        assert_eq!(cold.len(), 1);
+        assert!(cold[0].get("invokes").is_none() && cold[0].get("runtime").is_some());
+    }
+
+    #[test]
+    fn held_records_go_at_exit_at_a_deadline_and_at_the_end_of_their_period() {
+        let bits = leak_bits();
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        let overlapped = |e: &mut Engine| {
+            e.connected(4, api_addr());
+            e.connected(5, api_addr());
+            e.sent(4, next_req(), &p);
+            e.received(4, &next_resp("open", "{}"), &p);
+            for i in 1..=3 {
+                one_invoke(e, 5, &format!("r{i}"), &p);
+            }
+        };
+        let held = |lines: &[String]| {
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|r| r["invokes"].as_u64().unwrap_or(1))
+                .sum::<u64>()
+        };
+        // At exit.
+        let mut e = batching_engine(bits, 10);
+        overlapped(&mut e);
+        // (The open invoke's record is the journal's to write as the process ends.)
+        assert_eq!(held(&e.flush().lines), 3);
+        // At the end of the first record's minute, which the watchdog is woken for.
+        let mut e = batching_engine(bits, 10);
+        overlapped(&mut e);
+        let due = e.next_wakeup().unwrap();
+        assert!(due <= 60_000 * 1_000_000);
+        clock.0.set(60_000);
+        assert_eq!(held(&e.tick(&clock.probe()).lines), 3);
+        // At the open invoke's deadline (its timeout record goes after them).
+        let mut e = batching_engine(bits, 10);
+        clock.0.set(10);
+        e.connected(4, api_addr());
+        e.connected(5, api_addr());
+        e.sent(4, next_req(), &p);
+        let soon = "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: late\r\nLambda-Runtime-Deadline-Ms: 1000\r\nContent-Length: 2\r\n\r\n{}";
+        e.received(4, soon.as_bytes(), &p);
+        for i in 1..=2 {
+            one_invoke(&mut e, 5, &format!("r{i}"), &p);
+        }
+        clock.0.set(1_000);
+        let lines = e.tick(&clock.probe()).lines;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("\"invokes\":2") && lines[1].contains("Sandbox.Timedout"));
     }
 
     #[test]
