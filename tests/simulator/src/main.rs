@@ -110,6 +110,9 @@ fn main() -> ExitCode {
             summary::summarize(&records),
             summary::where_in_aws(&records)
         );
+        if let Some(cost) = summary::cost(&run.stdout) {
+            println!("{}", summary::cost_text(&cost));
+        }
         let ids: Vec<String> = sim
             .results()
             .into_iter()

@@ -12,6 +12,94 @@ pub fn emf_records(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The properties every record of an environment's log stream shares: lambda-meter writes them
+/// on the stream's first record only (unless they are dimensions).
+pub const ENVIRONMENT_PROPERTIES: &[&str] = &[
+    "functionVersion",
+    "service",
+    "initType",
+    "runtime",
+    "memorySize",
+];
+
+/// The records as a reader of the log stream knows them: each gets the environment's
+/// properties of the latest earlier record that has them, or, before the first that has them
+/// (records of invokes at once may reach the stream out of order), of that first one. A
+/// record's own values stay.
+pub fn with_environment(records: &[Value]) -> Vec<Value> {
+    let first: serde_json::Map<String, Value> = ENVIRONMENT_PROPERTIES
+        .iter()
+        .filter_map(|k| {
+            let v = records.iter().find_map(|r| r.get(*k))?;
+            Some(((*k).to_string(), v.clone()))
+        })
+        .collect();
+    let mut known = first;
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(obj) = r.as_object_mut() {
+                for k in ENVIRONMENT_PROPERTIES {
+                    match obj.get(*k) {
+                        Some(v) => {
+                            known.insert((*k).to_string(), v.clone());
+                        }
+                        None => {
+                            if let Some(v) = known.get(*k) {
+                                obj.insert((*k).to_string(), v.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// One record per invoke: a batched record (`invokes`, arrays of values) becomes one record for
+/// each of its invokes, with the i-th value of every array that has one per invoke and the
+/// error types handed to the invokes whose `Errors` is 1, in order. Other records are kept.
+pub fn per_invoke(records: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(n) = r.get("invokes").and_then(Value::as_u64) else {
+            out.push(r.clone());
+            continue;
+        };
+        let n = n as usize;
+        let mut types = r
+            .get("errorType")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
+        for i in 0..n {
+            let mut one = serde_json::Map::new();
+            for (k, v) in r.as_object().into_iter().flatten() {
+                match v.as_array() {
+                    _ if k == "invokes" || k == "errorType" => {}
+                    Some(a) if a.len() == n => {
+                        one.insert(k.clone(), a[i].clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        one.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            if one.get("Errors").and_then(Value::as_f64) == Some(1.0)
+                && let Some(t) = types.next()
+            {
+                one.insert("errorType".into(), t);
+            }
+            out.push(Value::Object(one));
+        }
+    }
+    out
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -22,6 +110,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A short plain-text summary of the records.
 pub fn summarize(records: &[Value]) -> String {
+    let written = records.len();
+    let records = &per_invoke(records)[..];
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
     let mut durations: Vec<f64> = records.iter().filter_map(|r| num(r, "Duration")).collect();
     durations.sort_by(f64::total_cmp);
@@ -49,7 +139,14 @@ pub fn summarize(records: &[Value]) -> String {
         .filter_map(|r| num(r, "MaxMemoryUsed"))
         .fold(0.0, f64::max);
     let mut out = String::new();
-    out.push_str(&format!("records         {}\n", records.len()));
+    if written == records.len() {
+        out.push_str(&format!("records         {written}\n"));
+    } else {
+        out.push_str(&format!(
+            "records         {written}, for {} invokes\n",
+            records.len()
+        ));
+    }
     out.push_str(&format!(
         "Duration ms     p50 {:.2}  p90 {:.2}  max {:.2}\n",
         percentile(&durations, 50.0),
@@ -75,6 +172,7 @@ pub fn summarize(records: &[Value]) -> String {
 /// EMF declaration (namespace, dimension sets, metric names), with the Logs Insights queries
 /// that find them, and what to do next.
 pub fn where_in_aws(records: &[Value]) -> String {
+    let records = &per_invoke(records)[..];
     let Some(first) = records.first() else {
         return String::new();
     };
@@ -153,8 +251,114 @@ pub fn where_in_aws(records: &[Value]) -> String {
     out
 }
 
+/// CloudWatch list prices (us-east-1) the estimate uses, and their date.
+pub const PRICES_DATED: &str = "2026-05-04";
+/// Dollars per custom metric per month (the first 10,000 metrics of an account).
+pub const METRIC_MONTH_USD: f64 = 0.30;
+/// Dollars per GB (2^30 bytes) of log ingested (Standard class; Lambda's own log tier starts
+/// at the same price).
+pub const LOG_GB_USD: f64 = 0.50;
+/// Lambda Insights by AWS's own figures: custom metrics per function, log bytes per invoke.
+pub const INSIGHTS_METRICS: usize = 8;
+pub const INSIGHTS_BYTES_PER_INVOKE: f64 = 1024.0;
+
+/// What a run's records cost in CloudWatch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cost {
+    /// Distinct custom metrics (namespace, name, dimension names and values) the records
+    /// declare: each is billed per month.
+    pub metrics: usize,
+    /// Log bytes written per invoke (EMF lines with their newline, over the invokes they
+    /// cover).
+    pub bytes_per_invoke: f64,
+    pub invokes: usize,
+}
+
+impl Cost {
+    /// Dollars a month for a function invoked `invokes_per_month` times like this run's, with
+    /// its metrics published every hour of the month (they are billed by the hour they get
+    /// data: a quieter function pays less for metrics).
+    pub fn monthly_usd(&self, invokes_per_month: f64) -> f64 {
+        monthly_usd(self.metrics, self.bytes_per_invoke, invokes_per_month)
+    }
+}
+
+/// Dollars a month for `metrics` custom metrics and `bytes_per_invoke` log bytes an invoke.
+pub fn monthly_usd(metrics: usize, bytes_per_invoke: f64, invokes_per_month: f64) -> f64 {
+    metrics as f64 * METRIC_MONTH_USD
+        + bytes_per_invoke * invokes_per_month / f64::from(1u32 << 30) * LOG_GB_USD
+}
+
+/// The cost of the EMF lines in `stdout`, or `None` without one.
+pub fn cost(stdout: &str) -> Option<Cost> {
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !emf_records(l).is_empty())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let records = emf_records(stdout);
+    let invokes = per_invoke(&records).len();
+    let mut metrics = std::collections::BTreeSet::new();
+    for r in &records {
+        for d in r["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for set in d["Dimensions"].as_array().into_iter().flatten() {
+                let dims: Vec<String> = set
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|k| format!("{}={}", k, r[k.as_str().unwrap_or_default()]))
+                    .collect();
+                for m in d["Metrics"].as_array().into_iter().flatten() {
+                    metrics.insert((
+                        d["Namespace"].to_string(),
+                        m["Name"].to_string(),
+                        dims.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    Some(Cost {
+        metrics: metrics.len(),
+        bytes_per_invoke: bytes as f64 / invokes.max(1) as f64,
+        invokes,
+    })
+}
+
+/// The estimate `make demo` prints: this run's cost per function and month beside Lambda
+/// Insights', at 1 and 100 million invokes.
+pub fn cost_text(c: &Cost) -> String {
+    let mut out = String::from("== what it costs in CloudWatch (per function, per month) ==\n");
+    out.push_str(&format!(
+        "this run        {} custom metrics, {:.0} log bytes per invoke ({} invokes)\n",
+        c.metrics, c.bytes_per_invoke, c.invokes
+    ));
+    out.push_str(&format!(
+        "Lambda Insights {INSIGHTS_METRICS} custom metrics, about {INSIGHTS_BYTES_PER_INVOKE:.0} log bytes per invoke\n"
+    ));
+    for (label, n) in [("1 million", 1e6), ("100 million", 1e8)] {
+        out.push_str(&format!(
+            "{label:<11} invokes: ${:.2} (Lambda Insights ${:.2})\n",
+            c.monthly_usd(n),
+            monthly_usd(INSIGHTS_METRICS, INSIGHTS_BYTES_PER_INVOKE, n)
+        ));
+    }
+    out.push_str(&format!(
+        "                us-east-1 list prices of {PRICES_DATED}: ${METRIC_MONTH_USD:.2} a metric-month, ${LOG_GB_USD:.2} a GB of log;\n                metrics billed as if published every hour; storage not included\n"
+    ));
+    out
+}
+
 /// Request ids in `ids` that no record names.
 pub fn missing_records(records: &[Value], ids: &[String]) -> Vec<String> {
+    let records = per_invoke(records);
     ids.iter()
         .filter(|id| {
             !records
@@ -180,6 +384,35 @@ mod tests {
         assert!(s.contains("errors          1  (ValueError)"));
         assert!(s.contains("p50 2.00"));
         assert!(s.contains("max 4.00"));
+    }
+
+    #[test]
+    fn batches_become_one_record_per_invoke_and_cost_counts_their_invokes() {
+        let batch = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[["FunctionName"]],"Metrics":[{"Name":"ColdStart"}]}]},"FunctionName":"f","ColdStart":[0,0,0],"Errors":[0,1,0],"invokes":3,"requestId":["a","b","c"],"errorType":["Boom"]}"#;
+        let records = emf_records(batch);
+        let each = per_invoke(&records);
+        assert_eq!(each.len(), 3);
+        assert_eq!(each[1]["requestId"], "b");
+        assert_eq!(each[1]["errorType"], "Boom");
+        assert!(each[0].get("errorType").is_none());
+        assert_eq!(each[2]["ColdStart"], 0);
+        assert!(missing_records(&records, &["c".into(), "d".into()]) == ["d"]);
+        let c = cost(&format!("{batch}\nnot emf\n")).unwrap();
+        assert_eq!(c.metrics, 1);
+        assert_eq!(c.invokes, 3);
+        assert_eq!(c.bytes_per_invoke, (batch.len() + 1) as f64 / 3.0);
+        // 1 metric a month, and 2^30 bytes over 2^30 / bytes-per-invoke invokes.
+        let per_gb = f64::from(1u32 << 30) / c.bytes_per_invoke;
+        assert!((c.monthly_usd(per_gb) - 0.80).abs() < 1e-9);
+        assert!(cost_text(&c).contains("Lambda Insights"));
+    }
+
+    #[test]
+    fn stream_properties_reach_every_record_of_the_stream() {
+        let out = "{\"_aws\":{},\"runtime\":\"python3.12\",\"requestId\":\"a\"}\n{\"_aws\":{},\"requestId\":\"b\"}\n";
+        let filled = with_environment(&emf_records(out));
+        assert_eq!(filled[1]["runtime"], "python3.12");
+        assert!(filled[1].get("memorySize").is_none());
     }
 
     #[test]
