@@ -302,6 +302,13 @@ pub fn encode_cached(rec: &InvokeRecord, s: &Settings, prefixes: &mut Prefixes) 
     Some(line)
 }
 
+/// A batchable record as it is written alone if its process ends while holding it (see
+/// [`crate::journal::Journal::hold`]): a record of a stream that has the environment's
+/// properties already.
+pub fn encode_held(rec: &InvokeRecord, s: &Settings) -> Option<String> {
+    encode_with(rec, s, None, !to_log_stream(s))
+}
+
 /// Whether `rec` is the first record of an environment's log stream: its cold start (or its
 /// first invoke after a proactive initialization), its init error, or the first invoke after
 /// a SnapStart restore (a new environment, same process).
@@ -426,8 +433,8 @@ pub fn batchable(rec: &InvokeRecord) -> bool {
 
 /// Encodes batchable records (see [`batchable`]) as one EMF line: each value becomes an array
 /// of the invokes' values (a metric's `SampleCount` is the number of invokes that have it, so
-/// `ColdStart` and `Timeouts` count every invoke), `requestId` the array of their ids, and
-/// `invokes` their number. The record's `Timestamp` is the first invoke's. One record is
+/// `ColdStart` and `Timeouts` count every invoke), `requestId` the array of their ids,
+/// `errorType` one entry per failed invoke, and `invokes` their number. The record's `Timestamp` is the first invoke's. One record is
 /// encoded as [`encode_cached`] would.
 pub fn encode_batch(
     recs: &[InvokeRecord],
@@ -489,9 +496,11 @@ pub fn encode_batch(
         push_str(&mut out, &r.request_id);
     }
     out.push(']');
-    let errors: Vec<&str> = recs
+    // One entry per failed invoke (Errors 1), in order: its type, or null when it had none.
+    let errors: Vec<Option<&str>> = recs
         .iter()
-        .filter_map(|r| r.error_type.as_deref())
+        .filter(|r| r.errored)
+        .map(|r| r.error_type.as_deref())
         .collect();
     if !errors.is_empty() {
         out.push_str(",\"errorType\":[");
@@ -499,7 +508,10 @@ pub fn encode_batch(
             if i > 0 {
                 out.push(',');
             }
-            push_str(&mut out, t);
+            match t {
+                Some(t) => push_str(&mut out, t),
+                None => out.push_str("null"),
+            }
         }
         out.push(']');
     }

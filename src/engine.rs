@@ -115,6 +115,9 @@ pub struct Engine {
     /// When the held records are written at the latest (monotonic ns): the end of the first
     /// one's CloudWatch period, so a batch never spans two periods.
     batch_due_ns: Option<u64>,
+    /// The journal slots that keep the held records, each as its own line, for the ending
+    /// paths (exit, `_exit`, a fatal signal or SIGTERM) and for a SIGKILL's successor.
+    batch_slots: Vec<usize>,
 }
 
 /// Reads what was appended to the channel since the last call, and this process's id.
@@ -219,6 +222,7 @@ impl Engine {
             channel: None,
             batch: Vec::new(),
             batch_due_ns: None,
+            batch_slots: Vec::new(),
         }
     }
 
@@ -544,15 +548,22 @@ impl Engine {
         fx
     }
 
-    /// Held records are written before a runtime with no invoke open asks for its next event:
-    /// from then on Lambda may freeze the environment, and a frozen environment may be shut
-    /// down without running another instruction. Records are held only while invokes overlap
-    /// (Lambda Managed Instances, `AWS_LAMBDA_MAX_CONCURRENCY`), when the environment cannot be
-    /// frozen.
+    /// In Lambda's default model, held records are written before a runtime with no invoke
+    /// open asks for its next event: from then on Lambda may freeze the environment, and a
+    /// frozen environment may be shut down without running another instruction. So records
+    /// are held there only while invokes overlap in one process. Lambda Managed Instances
+    /// (`AWS_LAMBDA_MAX_CONCURRENCY`) never freeze an environment and stop it with SIGTERM,
+    /// which the ending paths handle: records are held across `/next` there.
     fn write_batch_if_idle(&mut self, fx: &mut Effects) {
-        if !self.batch.is_empty() && self.tracker.open_count() == 0 {
+        if self.batch_waits_for_idle() {
             self.write_batch(fx);
         }
+    }
+
+    fn batch_waits_for_idle(&self) -> bool {
+        self.settings.max_concurrency <= 1
+            && !self.batch.is_empty()
+            && self.tracker.open_count() == 0
     }
 
     /// A custom value from the function, given on `thread`: `add` puts it on the invoke it
@@ -575,7 +586,7 @@ impl Engine {
     /// Whether a finished invoke's record waits for the runtime's next request, or held records
     /// wait for the runtime to go idle (either is written before that request leaves).
     pub fn record_awaits(&self) -> bool {
-        self.tracker.record_awaits() || (!self.batch.is_empty() && self.tracker.open_count() == 0)
+        self.tracker.record_awaits() || self.batch_waits_for_idle()
     }
 
     /// Time has passed: timeouts and records that waited long enough.
@@ -679,9 +690,44 @@ impl Engine {
             let left_ns = end_ms.saturating_sub(now.wall_ms).saturating_mul(1_000_000);
             self.batch_due_ns = Some(now.mono_ns.saturating_add(left_ns));
         }
+        if !self.keep_in_journal(&r) {
+            // Held only where an ending or a successor can still write it: else not held.
+            self.batch.push(r);
+            return self.write_batch(fx);
+        }
         self.batch.push(r);
         if self.batch.len() >= self.settings.batch {
             self.write_batch(fx);
+        }
+    }
+
+    /// Keeps `r`'s own line in the journal while it is held, so that the process ending (exit,
+    /// `_exit`, a fatal signal, SIGTERM) or vanishing (its successor) still writes it. Lines
+    /// share a slot while they fit; a new slot is taken only while more than half stay free
+    /// for open invokes. Without a journal (a forked child) nothing is held.
+    fn keep_in_journal(&mut self, r: &InvokeRecord) -> bool {
+        let Some(link) = &self.journal else {
+            return false;
+        };
+        let Some(line) = emf::encode_held(r, &self.settings) else {
+            return false;
+        };
+        if let Some(&slot) = self.batch_slots.last()
+            && link
+                .journal
+                .hold_more(slot, link.owner.pid, line.as_bytes())
+        {
+            return true;
+        }
+        if link.journal.free_count() <= crate::journal::SLOT_COUNT / 2 {
+            return false;
+        }
+        match link.journal.hold(link.owner, line.as_bytes()) {
+            Some(slot) => {
+                self.batch_slots.push(slot);
+                true
+            }
+            None => false,
         }
     }
 
@@ -691,6 +737,14 @@ impl Engine {
         if self.batch.is_empty() {
             return;
         }
+        // The journal's copies go first: a process ending from here on has the batch's line
+        // to write, or nothing.
+        if let Some(link) = &self.journal {
+            for slot in self.batch_slots.drain(..) {
+                link.journal.release(slot, link.owner.pid);
+            }
+        }
+        self.batch_slots.clear();
         let batch = std::mem::take(&mut self.batch);
         self.stream_constants_from_journal();
         if let Some(line) = emf::encode_batch(&batch, &self.settings, &mut self.prefixes) {
@@ -711,9 +765,10 @@ impl Engine {
         self.fds.clear();
         self.conns.clear();
         self.tracker.reborn(born_ns);
-        // The parent's held records are the parent's to write.
+        // The parent's held records are the parent's to write (its pid is on their slots).
         self.batch.clear();
         self.batch_due_ns = None;
+        self.batch_slots.clear();
         // The parent's journaled invokes stay the parent's (its pid is on their slots).
         if let Some(link) = self.journal.as_mut() {
             link.slots.clear();
@@ -1127,9 +1182,21 @@ mod tests {
         assert!(lines[0].contains("\"TimeToFirstByte\":"));
     }
 
+    /// An engine holding up to `batch` records, with a journal to keep them in.
     fn batching_engine(bits: &'static FdBits, batch: usize) -> Engine {
         let mut e = engine(bits);
         e.settings.batch = batch;
+        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
+        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
+        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
+        journal.format();
+        e.attach_journal(
+            journal,
+            Owner {
+                pid: 7,
+                start_ticks: 1,
+            },
+        );
         e
     }
 
@@ -1206,6 +1273,33 @@ mod tests {
     }
 
     #[test]
+    fn lambda_managed_instances_hold_records_across_next() {
+        let bits = leak_bits();
+        let mut e = batching_engine(bits, 3);
+        e.settings.max_concurrency = 4;
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(5, api_addr());
+        let mut lines = Vec::new();
+        for i in 0..=7 {
+            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
+        }
+        lines.extend(e.sending(5, &p).lines);
+        // The cold start alone, then 3 + 3; one held at /next (an environment never frozen).
+        let counts: Vec<u64> = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["invokes"]
+                    .as_u64()
+                    .unwrap_or(1)
+            })
+            .collect();
+        assert_eq!(counts, [1, 3, 3], "{lines:?}");
+        assert!(!e.record_awaits());
+        assert_eq!(e.flush().lines.len(), 1);
+    }
+
+    #[test]
     fn held_records_go_at_exit_at_a_deadline_and_at_the_end_of_their_period() {
         let bits = leak_bits();
         let clock = Clock(Cell::new(10));
@@ -1253,6 +1347,64 @@ mod tests {
         let lines = e.tick(&clock.probe()).lines;
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("\"invokes\":2") && lines[1].contains("Sandbox.Timedout"));
+    }
+
+    #[test]
+    fn held_records_are_in_the_journal_until_their_batch_goes() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        e.settings.batch = 10;
+        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
+        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
+        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
+        journal.format();
+        let me = Owner {
+            pid: 7,
+            start_ticks: 1,
+        };
+        e.attach_journal(journal, me);
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(4, api_addr());
+        e.connected(5, api_addr());
+        e.sent(4, next_req(), &p);
+        e.received(4, &next_resp("open", "{}"), &p);
+        for i in 1..=3 {
+            one_invoke(&mut e, 5, &format!("r{i}"), &p);
+        }
+        let taken = crate::journal::SLOT_COUNT - journal.free_count();
+        assert_eq!(
+            taken,
+            1 + 1,
+            "the open invoke, and the three held in one slot"
+        );
+        // A process ending now writes the held three as records of their own.
+        let mut written = Vec::new();
+        let ending = crate::journal::Ending {
+            wall_ms: 1,
+            mono_ns: None,
+            cpu_ns: None,
+            max_rss_kb: None,
+            reason: b"exit",
+        };
+        let copy = words.to_vec();
+        // SAFETY: as above, a leaked copy of the journal's memory.
+        let snapshot =
+            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        snapshot.write_open(7, &ending, &mut |parts| {
+            let text = String::from_utf8(parts.concat()).unwrap();
+            written.extend(text.lines().map(str::to_string));
+        });
+        let held: Vec<&String> = written
+            .iter()
+            .filter(|l| !l.contains("exitReason"))
+            .collect();
+        assert_eq!(held.len(), 3, "{written:?}");
+        assert!(held.iter().all(|l| l.contains("\"ColdStart\":0")));
+        // Once the batch goes, the journal holds only the open invokes.
+        let fx = e.flush();
+        assert!(fx.lines[0].contains("\"invokes\":3"));
+        assert_eq!(crate::journal::SLOT_COUNT - journal.free_count(), 1);
     }
 
     #[test]

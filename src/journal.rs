@@ -51,6 +51,9 @@ const FILLING: u32 = 1;
 const OPEN: u32 = 2;
 /// Someone is writing the slot's record.
 const CLAIMED: u32 = 3;
+/// A finished invoke's final record, held for a batched record (`LAMBDA_METER_BATCH`): written
+/// as it is if its process ends first.
+const HELD: u32 = 4;
 
 // Offsets in a slot's head (8-byte aligned: the mapping is page aligned).
 const STATE: usize = 0;
@@ -293,6 +296,81 @@ impl Journal {
         None
     }
 
+    /// Keeps a finished invoke's final `line` (no holes) for `owner` while the process holds it
+    /// for a batched record (more go in with [`Journal::hold_more`]). Returns the slot, or
+    /// `None` when every slot is taken or the line is too long.
+    pub fn hold(&self, owner: Owner, line: &[u8]) -> Option<usize> {
+        if line.len() > TEMPLATE_MAX || line.iter().any(|b| matches!(*b, HOLE | SPAN | SPAN_END)) {
+            return None;
+        }
+        for i in 0..SLOT_COUNT {
+            let state = self.u32_at(i, STATE);
+            if state
+                .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // SAFETY: the slot is ours (FILLING), as in `begin_with`.
+            let body = unsafe {
+                std::slice::from_raw_parts_mut(self.slot(i).add(SLOT_HEAD), TEMPLATE_MAX)
+            };
+            if let Some(dst) = body.get_mut(..line.len()) {
+                dst.copy_from_slice(line);
+            }
+            self.u32_at(i, PID).store(owner.pid, Ordering::Relaxed);
+            self.u64_at(i, OWNER_START)
+                .store(owner.start_ticks, Ordering::Relaxed);
+            self.u32_at(i, FILL_LENS)
+                .store(NO_TRACE << 16, Ordering::Relaxed);
+            self.u32_at(i, LEN)
+                .store(line.len() as u32, Ordering::Relaxed);
+            state.store(HELD, Ordering::Release);
+            return Some(i);
+        }
+        None
+    }
+
+    /// Appends another held `line` to `slot` (held by `pid`), when it fits: a slot keeps the
+    /// lines of several held records, so a batch takes one or two. The length is stored after
+    /// the copy, so an ending that interrupts it writes the lines before.
+    pub fn hold_more(&self, slot: usize, pid: u32, line: &[u8]) -> bool {
+        if slot >= SLOT_COUNT
+            || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
+            || self.u32_at(slot, STATE).load(Ordering::Acquire) != HELD
+            || line.iter().any(|b| matches!(*b, HOLE | SPAN | SPAN_END))
+        {
+            return false;
+        }
+        let len = self.u32_at(slot, LEN).load(Ordering::Relaxed) as usize;
+        if len + line.len() > TEMPLATE_MAX {
+            return false;
+        }
+        // SAFETY: the slot is HELD by this process, whose engine lock the caller holds: no one
+        // else writes it, and readers (an ending, a successor) read only its first LEN bytes.
+        let body =
+            unsafe { std::slice::from_raw_parts_mut(self.slot(slot).add(SLOT_HEAD), TEMPLATE_MAX) };
+        match body.get_mut(len..len + line.len()) {
+            Some(dst) => dst.copy_from_slice(line),
+            None => return false,
+        }
+        self.u32_at(slot, LEN)
+            .store((len + line.len()) as u32, Ordering::Release);
+        true
+    }
+
+    /// The records held in `slot` went out with their batch: the slot is free.
+    pub fn release(&self, slot: usize, pid: u32) {
+        if slot < SLOT_COUNT && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid {
+            let _ = self.u32_at(slot, STATE).compare_exchange(
+                HELD,
+                FREE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// The invoke in `slot` ended normally: its prepared record is void.
     pub fn end(&self, slot: usize, pid: u32) {
         if slot < SLOT_COUNT && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid {
@@ -305,6 +383,13 @@ impl Journal {
         }
     }
 
+    /// Number of free slots.
+    pub fn free_count(&self) -> usize {
+        (0..SLOT_COUNT)
+            .filter(|i| self.u32_at(*i, STATE).load(Ordering::Relaxed) == FREE)
+            .count()
+    }
+
     /// Number of open invokes journaled (any owner).
     pub fn open_count(&self) -> usize {
         (0..SLOT_COUNT)
@@ -313,7 +398,8 @@ impl Journal {
     }
 
     /// Process `pid` is ending: each of its open invokes is rendered with the readings of
-    /// `ending` and handed to `emit`, once. Async-signal-safe: no allocation, no lock.
+    /// `ending` and handed to `emit`, once, and so is each record it held (as it is).
+    /// Async-signal-safe: no allocation, no lock.
     pub fn write_open(&self, pid: u32, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
         let mut written = 0;
         for i in 0..SLOT_COUNT {
@@ -347,7 +433,7 @@ impl Journal {
             if alive(owner) {
                 continue;
             }
-            if state == OPEN && self.claim(i) {
+            if (state == OPEN || state == HELD) && self.claim(i) {
                 let at_start = Ending {
                     mono_ns: None,
                     cpu_ns: None,
@@ -362,10 +448,13 @@ impl Journal {
         written
     }
 
+    /// Takes an open or held slot for writing its record.
     fn claim(&self, i: usize) -> bool {
-        self.u32_at(i, STATE)
-            .compare_exchange(OPEN, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        [OPEN, HELD].iter().any(|from| {
+            self.u32_at(i, STATE)
+                .compare_exchange(*from, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
     }
 
     fn render_slot(&self, i: usize, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
@@ -789,6 +878,47 @@ mod tests {
             trace_id: None,
             request_bytes: 0,
         }
+    }
+
+    #[test]
+    fn held_records_are_written_as_they_are_by_their_process_or_its_successor() {
+        let j = memory();
+        let me = Owner {
+            pid: 41,
+            start_ticks: 5,
+        };
+        let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
+        type Writer<'a> = &'a dyn Fn(&Journal, &mut dyn FnMut(&[&[u8]])) -> usize;
+        let collect = |j: &Journal, f: Writer| {
+            let mut out = Vec::new();
+            let n = f(j, &mut |parts| out.push(parts.concat()));
+            (n, out)
+        };
+        let free = j.free_count();
+        let a = j.hold(me, line).unwrap();
+        let b = j.hold(me, line).unwrap();
+        assert_eq!(j.free_count(), free - 2);
+        assert_eq!(j.open_count(), 0, "held is not open");
+        // Released when its batch went out: nothing to write for it.
+        j.release(a, me.pid);
+        j.release(b, 999);
+        let ending = Ending {
+            wall_ms: 2,
+            mono_ns: Some(3),
+            cpu_ns: Some(4),
+            max_rss_kb: Some(5),
+            reason: b"signal: terminated",
+        };
+        let (n, out) = collect(&j, &|j, emit| j.write_open(me.pid, &ending, emit));
+        assert_eq!(n, 1, "another pid cannot release it");
+        assert_eq!(out, vec![line.to_vec()], "as it is: no exit reason");
+        // A process that vanished: its successor writes what it held.
+        j.hold(me, line).unwrap();
+        let (n, out) = collect(&j, &|j, emit| j.recover(&|_| false, &ending, emit));
+        assert_eq!((n, out.len()), (1, 1));
+        assert_eq!(j.free_count(), free);
+        // A line with the journal's markers is refused.
+        assert!(j.hold(me, b"{\x01T}").is_none());
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct Settings {
     pub proactive_init_ms: u64,
     /// `LAMBDA_METER_BATCH`: at most this many invokes in one record (1: a record each).
     pub batch: usize,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances): invokes an environment may run
+    /// at once; 1 in Lambda's default model, where an idle environment is frozen.
+    pub max_concurrency: u32,
 }
 
 /// Where EMF records go.
@@ -279,6 +282,10 @@ impl Settings {
             timeout_margin_ms,
             proactive_init_ms,
             batch,
+            max_concurrency: get("AWS_LAMBDA_MAX_CONCURRENCY")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| *n >= 1)
+                .unwrap_or(1),
         };
         (settings, warnings)
     }
