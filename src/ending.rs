@@ -3,8 +3,8 @@
 //!
 //! - `exit()` (the library's destructor), `_exit()` and `_Exit()` write this process's open
 //!   invokes with `exitReason` `exit status N`.
-//! - SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL get a handler of ours only while the host's
-//!   own disposition is the default. The host never sees it: `sigaction` and `signal` report
+//! - SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL and SIGTERM (how Lambda Managed Instances stop
+//!   a runtime) get a handler of ours only while the host's own disposition is the default. The host never sees it: `sigaction` and `signal` report
 //!   `SIG_DFL`, a handler the host installs replaces ours, and after writing the records ours
 //!   restores the default and lets the signal act as it would have (same exit status, same
 //!   core).
@@ -28,16 +28,19 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 /// The environment's journal, once this process has become a runtime.
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
 
-/// The signals whose default action ends the process with a core, and that a crash raises.
-const FATAL: [c_int; 5] = [
+/// The signals whose default action ends the process: those a crash raises (with a core), and
+/// SIGTERM, by which Lambda stops a runtime of Lambda Managed Instances (and one with
+/// extensions) at shutdown.
+const FATAL: [c_int; 6] = [
     libc::SIGSEGV,
     libc::SIGBUS,
     libc::SIGABRT,
     libc::SIGFPE,
     libc::SIGILL,
+    libc::SIGTERM,
 ];
 /// Whether our handler is installed for `FATAL[i]` (the host believes it is `SIG_DFL`).
-static OWNED: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
+static OWNED: [AtomicBool; 6] = [const { AtomicBool::new(false) }; 6];
 
 /// The status passed to `exit()`, for the destructor's records (`i32::MIN`: none seen; a
 /// return from `main` calls exit inside libc, where no hook sees it).
@@ -253,6 +256,7 @@ fn signal_reason(sig: c_int) -> &'static [u8] {
         libc::SIGABRT => b"signal: aborted",
         libc::SIGFPE => b"signal: floating point exception",
         libc::SIGILL => b"signal: illegal instruction",
+        libc::SIGTERM => b"signal: terminated",
         _ => b"signal",
     }
 }
