@@ -94,6 +94,9 @@ fn reader(
     })
 }
 
+/// How long a runtime of Lambda Managed Instances has between SIGTERM and SIGKILL here.
+const LMI_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs the function until the simulator is idle (or the runtime exits, or the timeout), then
 /// kills its whole process group and returns its output.
 pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRun> {
@@ -182,6 +185,15 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
                 break;
             }
         }
+        // Lambda Managed Instances stop a runtime with SIGTERM, then SIGKILL after a grace
+        // period; the classic model's idle environment is frozen, then killed outright.
+        if sim.config().max_concurrency > 1 && exited.is_none() {
+            signal_group(pgid, libc::SIGTERM);
+            let grace = Instant::now() + LMI_SHUTDOWN_GRACE;
+            while Instant::now() < grace && child.try_wait()?.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         signal_group(pgid, libc::SIGKILL);
         child.wait()?;
         outputs.push((out, err));
@@ -252,6 +264,13 @@ fn spawn(
         .env("AWS_REGION", &cfg.region)
         .env("AWS_DEFAULT_REGION", &cfg.region)
         .env("TZ", ":UTC");
+    // Lambda Managed Instances tell the runtime how many invokes it may run at once.
+    if cfg.max_concurrency > 1 {
+        cmd.env(
+            "AWS_LAMBDA_MAX_CONCURRENCY",
+            cfg.max_concurrency.to_string(),
+        );
+    }
     if let Some(dir) = tmp {
         cmd.env("TMPDIR", dir);
     }

@@ -91,6 +91,7 @@ pub fn per_invoke(records: &[Value]) -> Vec<Value> {
             }
             if one.get("Errors").and_then(Value::as_f64) == Some(1.0)
                 && let Some(t) = types.next()
+                && !t.is_null()
             {
                 one.insert("errorType".into(), t);
             }
