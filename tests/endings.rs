@@ -1,4 +1,4 @@
-//! Invokes that end the process: `exit`, `_exit`, fatal signals and SIGKILL. Lambda reports
+//! Invokes that end the process: `exit`, `_exit`, fatal signals, SIGTERM and SIGKILL. Lambda reports
 //! each as `Runtime.ExitError` and starts a new runtime process; lambda-meter must write one
 //! record for each (from the dying process, or, after SIGKILL, from the next one), and the
 //! host must end exactly as it does without the library: same exit status, same signal, same
@@ -174,6 +174,8 @@ fn python_fatal_signals() {
         dies(sig("SIGBUS", "kill"), "signal: bus error"),
         dies(sig("SIGFPE", "kill"), "signal: floating point exception"),
         dies(sig("SIGILL", "kill"), "signal: illegal instruction"),
+        // How Lambda Managed Instances stop a runtime.
+        dies(sig("SIGTERM", "kill"), "signal: terminated"),
         ok(),
     ])
     .check();
