@@ -173,6 +173,7 @@ pub fn summarize(records: &[Value]) -> String {
 /// EMF declaration (namespace, dimension sets, metric names), with the Logs Insights queries
 /// that find them, and what to do next.
 pub fn where_in_aws(records: &[Value]) -> String {
+    let batched = records.iter().any(|r| r.get("invokes").is_some());
     let records = &per_invoke(records)[..];
     let Some(first) = records.first() else {
         return String::new();
@@ -228,7 +229,11 @@ pub fn where_in_aws(records: &[Value]) -> String {
         .unwrap_or_default();
     let mut out = String::new();
     out.push_str("== where this appears in AWS ==\n");
-    out.push_str("Every EMF line above is one log line of the invoke it describes.\n");
+    if batched {
+        out.push_str("Each EMF line above is one log line: one invoke's, or a batch's (invokes, value arrays).\n");
+    } else {
+        out.push_str("Every EMF line above is one log line of the invoke it describes.\n");
+    }
     out.push_str(&format!("log group       /aws/lambda/{function}\n"));
     out.push_str(&format!(
         "metrics         CloudWatch > Metrics > namespace {}, dimensions {}\n",
