@@ -655,11 +655,17 @@ impl Engine {
     /// The environment's log stream is shared by its processes (a shell runtime's `curl`s, a
     /// restarted runtime): whether one of them wrote the constant properties is kept in the
     /// journal, so that they go out once per stream, not once per process.
+    /// A per-request helper (a shell runtime's `curl`) keeps no journal: the environment's
+    /// cold start, which one helper claims, carries them, so the others never do.
     fn stream_constants_from_journal(&mut self) {
-        if !self.prefixes.constants_written()
-            && let Some(link) = &self.journal
-            && link.journal.stream_has_constants()
-        {
+        if self.prefixes.constants_written() {
+            return;
+        }
+        let in_journal = self
+            .journal
+            .as_ref()
+            .is_some_and(|link| link.journal.stream_has_constants());
+        if in_journal || self.tracker.has_handoff() {
             self.prefixes.note_constants_written();
         }
     }

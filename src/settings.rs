@@ -54,7 +54,8 @@ pub struct Settings {
     pub service: Option<String>,
     /// `LAMBDA_METER_DIMENSIONS`: the dimension sets, each a list of dimension keys.
     pub dimension_sets: Vec<Vec<&'static str>>,
-    /// `LAMBDA_METER_METRICS`: the metric names to emit.
+    /// `LAMBDA_METER_METRICS`: the metrics records declare (billed); every other value a record
+    /// has is written as a plain member.
     pub metrics: Vec<&'static str>,
     /// `LAMBDA_METER_RESOLUTION`: 60 (standard) or 1 (high resolution).
     pub resolution: u8,
@@ -163,7 +164,7 @@ pub const MAX_BATCH: usize = 100;
 pub const DEFAULT_PROACTIVE_INIT_MS: u64 = 1000;
 
 impl Settings {
-    /// Whether records carry metric `name`.
+    /// Whether records declare metric `name` (else its value is a plain member).
     pub fn emits(&self, name: &str) -> bool {
         self.metrics.contains(&name)
     }
