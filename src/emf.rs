@@ -8,7 +8,8 @@
 )]
 
 use crate::custom::Custom;
-use crate::settings::{Destination, Settings, metric};
+use crate::metrics::Class;
+use crate::settings::{Destination, Settings};
 use crate::tracker::{InvokeRecord, RecordKind};
 
 /// The dimension every record carries by default.
@@ -93,16 +94,15 @@ impl NumberText {
 }
 
 /// The most metrics one record can carry (every metric of the catalog).
-const MAX_METRICS: usize = 24;
+const MAX_METRICS: usize = 32;
 
 /// The metrics of one record, without allocating.
 struct Metrics {
     items: [Option<Metric>; MAX_METRICS],
     len: usize,
-    /// Which of the candidate metrics (bit = the order they are considered in) are present:
-    /// with the record's kind and init type, the key of its rendered prefix.
+    /// Which catalog metrics (bit = catalog index) the record declares: with the record's kind
+    /// and init type, the key of its rendered prefix.
     mask: u32,
-    considered: u32,
 }
 
 impl Metrics {
@@ -119,100 +119,33 @@ impl Metrics {
     }
 }
 
-/// The values a record carries: each catalog metric it has a value for, declared when the
-/// settings select it.
+/// The values a record carries: each catalog metric ([`crate::metrics::CATALOG`]) it has a
+/// value for, declared when the settings select it; an opt-in metric only when selected.
 fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     let mut m = Metrics {
         items: [const { None }; MAX_METRICS],
         len: 0,
         mask: 0,
-        considered: 0,
     };
-    let mut add = |name: &'static str, unit, value: Option<Number>| {
-        let bit = 1u32.checked_shl(m.considered).unwrap_or(0);
-        m.considered += 1;
-        if let Some(value) = value
+    for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
+        let declared = s.emits(metric.name);
+        if metric.class == Class::OptIn && !declared {
+            continue;
+        }
+        if let Some(value) = (metric.read)(rec, s)
             && let Some(slot) = m.items.get_mut(m.len)
         {
-            let declared = s.emits(name);
             *slot = Some(Metric {
-                name,
-                unit,
+                name: metric.name,
+                unit: metric.unit,
                 value,
                 declared,
             });
             m.len += 1;
             if declared {
-                m.mask |= bit;
+                m.mask |= 1u32.checked_shl(i as u32).unwrap_or(0);
             }
         }
-    };
-    let flag = |b: bool| Some(Number::int(u64::from(b)));
-    let millis = |ns: Option<u64>| ns.map(ms);
-    let max_mb = rec.max_rss_kb.div_ceil(1024);
-    let utilization = s.memory_size_mb.filter(|m| *m > 0).map(|size| {
-        // Hundredths of a percent, rounded as before: (mb * 100 / size * 100).round().
-        Number::Scaled(
-            (max_mb as f64 * 100.0 / size as f64 * 100.0).round() as u64,
-            2,
-        )
-    });
-    let count = |v: Option<u64>| v.map(Number::int);
-    match rec.kind {
-        RecordKind::Invoke => {
-            add(metric::DURATION, "Milliseconds", millis(rec.duration_ns));
-            add(metric::COLD_START, "Count", flag(rec.cold_start));
-            add(
-                metric::INIT_DURATION,
-                "Milliseconds",
-                millis(rec.init_duration_ns),
-            );
-            add(
-                metric::RESTORE_DURATION,
-                "Milliseconds",
-                millis(rec.restore_duration_ns),
-            );
-            add(metric::ERRORS, "Count", flag(rec.errored));
-            add(metric::TIMEOUTS, "Count", flag(rec.timed_out));
-        }
-        RecordKind::InitError => {
-            add(metric::INIT_ERRORS, "Count", flag(true));
-            add(
-                metric::INIT_DURATION,
-                "Milliseconds",
-                millis(rec.init_duration_ns),
-            );
-        }
-    }
-    add(metric::MAX_MEMORY_USED, "Megabytes", count(Some(max_mb)));
-    add(metric::MEMORY_UTILIZATION, "Percent", utilization);
-    add(metric::CPU_TIME, "Milliseconds", millis(rec.cpu_ns));
-    add(
-        metric::POST_RESPONSE_DURATION,
-        "Milliseconds",
-        millis(rec.post_response_ns),
-    );
-    add(
-        metric::TIME_TO_FIRST_BYTE,
-        "Milliseconds",
-        millis(rec.time_to_first_byte_ns),
-    );
-    add(metric::REQUEST_BYTES, "Bytes", count(rec.request_bytes));
-    add(metric::RESPONSE_BYTES, "Bytes", count(rec.response_bytes));
-    if let Some(g) = rec.gauges {
-        add(
-            metric::NETWORK_BYTES_IN,
-            "Bytes",
-            count(Some(g.net_rx_bytes)),
-        );
-        add(
-            metric::NETWORK_BYTES_OUT,
-            "Bytes",
-            count(Some(g.net_tx_bytes)),
-        );
-        add(metric::TMP_USED, "Bytes", count(Some(g.tmp_used_bytes)));
-        add(metric::OPEN_FDS, "Count", count(Some(g.open_fds)));
-        add(metric::THREADS, "Count", count(Some(g.threads)));
     }
     m
 }
@@ -239,7 +172,7 @@ const BATCH_PROPERTIES: &[&str] = &["invokes"];
 /// built-in metric, property or dimension key. Custom metrics, dimensions and properties may
 /// not use these names.
 pub fn reserved(name: &str) -> bool {
-    metric::all().any(|m| m == name)
+    crate::metrics::find(name).is_some()
         || PROPERTIES.contains(&name)
         || BATCH_PROPERTIES.contains(&name)
         || crate::settings::DIMENSION_KEYS.contains(&name)

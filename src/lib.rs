@@ -32,6 +32,7 @@ pub mod fdtable;
 pub mod handoff;
 pub mod http;
 pub mod journal;
+mod metrics;
 #[cfg(test)]
 mod props;
 pub mod runtime_api;

@@ -207,10 +207,7 @@ pub fn init(exe_name: &str) {
     }
     let _ = API.set(api.clone());
     output::configure(settings.destination.clone());
-    if crate::settings::metric::EXTENDED
-        .iter()
-        .any(|m| settings.emits(m))
-    {
+    if crate::metrics::GAUGES.iter().any(|m| settings.emits(m)) {
         probes::enable_gauges();
     }
     debug(&format!(

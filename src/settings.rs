@@ -87,67 +87,6 @@ pub enum Destination {
     Udp(std::net::SocketAddr),
 }
 
-/// Metric names, as they appear in CloudWatch.
-pub mod metric {
-    pub const DURATION: &str = "Duration";
-    pub const COLD_START: &str = "ColdStart";
-    pub const INIT_DURATION: &str = "InitDuration";
-    pub const ERRORS: &str = "Errors";
-    pub const TIMEOUTS: &str = "Timeouts";
-    pub const INIT_ERRORS: &str = "InitErrors";
-    pub const RESTORE_DURATION: &str = "RestoreDuration";
-    pub const MAX_MEMORY_USED: &str = "MaxMemoryUsed";
-    pub const MEMORY_UTILIZATION: &str = "MemoryUtilization";
-    pub const CPU_TIME: &str = "CpuTime";
-    pub const POST_RESPONSE_DURATION: &str = "PostResponseDuration";
-    pub const TIME_TO_FIRST_BYTE: &str = "TimeToFirstByte";
-    pub const REQUEST_BYTES: &str = "RequestBytes";
-    pub const RESPONSE_BYTES: &str = "ResponseBytes";
-    pub const NETWORK_BYTES_IN: &str = "NetworkBytesIn";
-    pub const NETWORK_BYTES_OUT: &str = "NetworkBytesOut";
-    pub const TMP_USED: &str = "TmpUsed";
-    pub const OPEN_FDS: &str = "OpenFds";
-    pub const THREADS: &str = "Threads";
-
-    /// Declared (billed) unless `LAMBDA_METER_METRICS` says otherwise: what `AWS/Lambda` does
-    /// not already give for free. `InitErrors` and `RestoreDuration` are billed only in the
-    /// hours they occur, so a function usually pays for the other five.
-    pub const DEFAULT: &[&str] = &[
-        COLD_START,
-        INIT_DURATION,
-        INIT_ERRORS,
-        RESTORE_DURATION,
-        TIMEOUTS,
-        MEMORY_UTILIZATION,
-        CPU_TIME,
-    ];
-    /// In every record as plain values (queryable, not billed) unless declared through
-    /// `LAMBDA_METER_METRICS`: `AWS/Lambda` has Duration and Errors at no charge, and the others
-    /// are detail most functions never alarm on.
-    pub const OPTIONAL: &[&str] = &[
-        DURATION,
-        ERRORS,
-        MAX_MEMORY_USED,
-        POST_RESPONSE_DURATION,
-        TIME_TO_FIRST_BYTE,
-        REQUEST_BYTES,
-        RESPONSE_BYTES,
-    ];
-    /// Read only when asked for (each costs a look at `/proc`), then billed when asked for.
-    pub const EXTENDED: &[&str] = &[
-        NETWORK_BYTES_IN,
-        NETWORK_BYTES_OUT,
-        TMP_USED,
-        OPEN_FDS,
-        THREADS,
-    ];
-
-    /// Every metric of the catalog.
-    pub fn all() -> impl Iterator<Item = &'static str> {
-        DEFAULT.iter().chain(OPTIONAL).chain(EXTENDED).copied()
-    }
-}
-
 /// Dimension keys a dimension set may use (each is a string member of every record).
 pub const DIMENSION_KEYS: &[&str] = &[
     "FunctionName",
@@ -376,22 +315,24 @@ fn dimensions_setting(
     sets
 }
 
-/// `LAMBDA_METER_METRICS`: `default`, `all`, or names (which may include `default`).
+/// `LAMBDA_METER_METRICS`: `default`, `all`, or names (which may include `default`): the
+/// metrics records declare. Names come from the catalog ([`crate::metrics`]).
 fn metrics_setting(
     get: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Vec<&'static str> {
-    let default = metric::DEFAULT.to_vec();
+    use crate::metrics::{CATALOG, Class, find, of};
+    let default: Vec<&'static str> = of(Class::Default).collect();
     let Some(raw) = get("LAMBDA_METER_METRICS") else {
         return default;
     };
     let mut chosen: Vec<&'static str> = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let add: Vec<&'static str> = match name {
-            "default" => metric::DEFAULT.to_vec(),
-            "all" => metric::all().collect(),
-            _ => match metric::all().find(|m| *m == name) {
-                Some(m) => vec![m],
+            "default" => default.clone(),
+            "all" => CATALOG.iter().map(|m| m.name).collect(),
+            _ => match find(name) {
+                Some(m) => vec![m.name],
                 None => {
                     warnings.push(invalid(
                         "LAMBDA_METER_METRICS",
@@ -664,7 +605,8 @@ mod tests {
 
     #[test]
     fn metric_selection() {
-        assert_eq!(read(&[]).0.metrics, metric::DEFAULT.to_vec());
+        let default: Vec<&str> = crate::metrics::of(crate::metrics::Class::Default).collect();
+        assert_eq!(read(&[]).0.metrics, default);
         let all = read(&[("LAMBDA_METER_METRICS", "all")]).0;
         assert!(all.emits("OpenFds") && all.emits("Duration"));
         let some = read(&[("LAMBDA_METER_METRICS", "Duration, Errors")]).0;
@@ -672,7 +614,7 @@ mod tests {
         let plus = read(&[("LAMBDA_METER_METRICS", "default,Threads")]).0;
         assert!(plus.emits("Threads") && plus.emits("ColdStart") && !plus.emits("OpenFds"));
         let (bad, w) = read(&[("LAMBDA_METER_METRICS", "Duration,Bogus")]);
-        assert_eq!(bad.metrics, metric::DEFAULT.to_vec());
+        assert_eq!(bad.metrics, default);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("Bogus") && w[0].contains("using default"));
     }
@@ -745,19 +687,6 @@ mod tests {
             assert_eq!(w.len(), 1, "{bad}");
             assert!(w[0].starts_with("LAMBDA_METER_BATCH=") && w[0].contains("using 1"));
         }
-    }
-
-    #[test]
-    fn default_metrics_are_at_most_eight_and_none_is_free_in_aws_lambda() {
-        assert!(metric::DEFAULT.len() <= 8);
-        for free in ["Duration", "Errors", "Invocations", "Throttles"] {
-            assert!(!metric::DEFAULT.contains(&free), "{free}");
-        }
-        let all: Vec<&str> = metric::all().collect();
-        let mut unique = all.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), all.len(), "each metric once in the catalog");
     }
 
     #[test]

@@ -200,3 +200,30 @@ fn batched_records_of_lambda_managed_instances_count_every_invoke_once() {
         payloads.len()
     );
 }
+
+#[test]
+fn the_opt_in_invocations_count_is_one_a_record_and_absent_by_default() {
+    let payloads: Vec<Value> = (0..4).map(|_| json!({"action": "ok"})).collect();
+    let out = python(
+        config(&payloads),
+        &[("LAMBDA_METER_METRICS", "default,Invocations")],
+        true,
+    );
+    let raw = out.raw_records();
+    assert_eq!(raw.len(), payloads.len());
+    assert_valid_emf(&raw);
+    for r in &raw {
+        assert!(
+            declared(std::slice::from_ref(r)).contains("Invocations"),
+            "{r}"
+        );
+        assert_eq!(r["Invocations"], 1, "{r}");
+    }
+    let plain = python(config(&payloads), &[], true);
+    assert!(
+        plain
+            .raw_records()
+            .iter()
+            .all(|r| r.get("Invocations").is_none())
+    );
+}
