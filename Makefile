@@ -2,6 +2,7 @@
 #   make demo   build, start the local Runtime API simulator, run a real Python function
 #               through the wrapper for 20 invokes, print its EMF lines and a summary
 #   make test   install what the tests need (idempotent), build, run every test and lint
+#   make check  the edit loop: format, clippy and the unit tests (no runtimes, under a minute)
 #   make dashboard REGION=…  a CloudWatch dashboard body for the settings in your environment
 #   make layer  build the deployable layer zips for x86_64 and arm64 (glibc 2.26)
 #   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
@@ -12,7 +13,7 @@ CARGO ?= cargo
 DEMO_VENV := target/demo-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test demo dashboard layer bench soak fuzz clean
+.PHONY: all build test-deps test check demo dashboard layer bench soak fuzz clean
 
 all: build
 
@@ -30,6 +31,13 @@ test: test-deps layer
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	sh tests/run-all.sh
+
+# Format, lint and unit tests: what an edit can break in the pure core, in seconds. `make test`
+# stays the full suite (real runtimes, the layer, the README's figures).
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test -q --workspace --lib --bins
 
 # The demo needs Rust, Python 3 and the simulator only: it builds the library and the
 # simulator (not the workspace) and installs one wheel.

@@ -8,13 +8,6 @@
 //! (the function's first dimension set plus the custom dimensions), beside the built-in one, so
 //! a custom dimension never multiplies the built-in metrics' bill.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use std::cell::Cell;
 
 /// What a call returns (the C ABI's `int`; `lambda_meter.h` documents the same values).

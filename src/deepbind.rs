@@ -8,13 +8,6 @@
 //! Everything else it binds (its own symbols, its dependencies' other functions) stays as the
 //! loader chose. An object whose GOT cannot be written is reported in one warning line.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::{hooks, output, process};
 use libc::{c_char, c_int, c_void};
 use std::ffi::CStr;

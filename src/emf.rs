@@ -1,12 +1,5 @@
 //! CloudWatch Embedded Metric Format encoder: one JSON line per invoke.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::custom::Custom;
 use crate::metrics::Class;
 use crate::settings::{Destination, Settings};

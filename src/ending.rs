@@ -12,13 +12,6 @@
 //!
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
 use crate::{output, probes, real};
 use libc::c_int;

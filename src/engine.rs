@@ -4,13 +4,6 @@
 //! it answers with [`Effects`]: EMF lines to write and warnings to print. It keeps the fd bitmap
 //! in step with its own table. It never performs I/O itself, so it is tested with byte streams.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::emf;
 use crate::fdtable::FdBits;
 use crate::http::{self, Direction, Event, Head, Message, Parser};

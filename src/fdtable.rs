@@ -4,13 +4,6 @@
 //! writers are the engine, under its lock. Nothing here allocates, locks or logs, so the check
 //! is safe anywhere, signal handlers included.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// fd numbers at or above this are never tracked (Lambda's limit is 1024 open files).

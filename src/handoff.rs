@@ -13,13 +13,6 @@
 //! start or both take one invoke. The directory is made by the first process that needs it:
 //! runtimes that keep one process never create it.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::tracker::{Handoff, OpenInvoke};
 use std::fs;
 use std::io;

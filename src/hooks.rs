@@ -9,13 +9,6 @@
 //! The variadic `fcntl`, `fcntl64` and `syscall` hooks are in C (`c-abi/interpose.c`); they
 //! call back into the `lm_*` functions at the end of this file.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::ending;
 use crate::fdtable::TRACKED;
 use crate::output;

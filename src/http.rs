@@ -6,13 +6,6 @@
 //! [`MAX_CAPTURE`] bytes) is kept. Anything that is not HTTP/1.1 is an error, and the caller then
 //! stops watching the connection instead of guessing.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 /// The longest line of a head (start line or one header), and how many bytes of headers a head
 /// keeps: past that, only the headers the library reads are kept (a legal head may be larger;
 /// a longer line is garbage). Also the cap on a trailer block.

@@ -18,13 +18,6 @@
 //! value of hole `K`, and `\x02K … \x03` encloses text left out when `K`'s value is unknown.
 //! EMF text never holds raw control bytes (the encoder escapes them), so markers cannot clash.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::tracker::Probe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

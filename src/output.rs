@@ -11,13 +11,6 @@
 //! never blocks an invoke: it is non-blocking, and a record that cannot go now is dropped and
 //! counted, with a warning at the 1st, 10th, 100th … drop.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::real;
 use crate::settings::Destination;
 use std::net::SocketAddr;

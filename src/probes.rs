@@ -1,13 +1,6 @@
 //! Clocks and resource readings: of this process, or, in a per-request helper process (see
 //! [`crate::handoff`]), of the environment's root process and its children.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::tracker::{Gauges, Probe, Reading};
 use std::sync::atomic::{AtomicU32, Ordering};
 

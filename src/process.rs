@@ -5,13 +5,6 @@
 //! `catch_unwind` (a panic turns the library off for good), and performs its own output only
 //! after releasing the engine lock.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::custom::{Custom, Status};
 use crate::deferred::{Deferred, Op};
 use crate::engine::{Effects, Engine};

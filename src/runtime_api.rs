@@ -1,12 +1,5 @@
 //! Facts about the Lambda Runtime API: its address, its paths and its header names.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The API version prefix every path starts with.

@@ -3,13 +3,6 @@
 //! Every setting is an environment variable starting with `LAMBDA_METER_`. A value that cannot
 //! be used gives exactly one warning naming the variable, the bad value and the default used.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 /// Namespace used when none is configured.
 pub const DEFAULT_NAMESPACE: &str = "LambdaMeter";
 /// Dimension value used when the function name is unknown (outside Lambda).

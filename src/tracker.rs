@@ -15,13 +15,6 @@
 //!   invoke at a time; the record waits for it at most [`POST_RESPONSE_WAIT_NS`];
 //! - time to first byte of a streamed result.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::custom::{ChannelLine, Custom, Status};
 
 /// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime

@@ -3,6 +3,14 @@
 //! (`LAMBDA_METER_BATCH`) count every invoke once, without ever holding a record where a
 //! frozen environment could lose it.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::{Value, json};

@@ -2,6 +2,14 @@
 //! layer/shims): they land in the record of the invoke that gave them, under the record's
 //! rules, with the wrapper putting the shim on the path after the user's own entries.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::{Value, json};

@@ -2,6 +2,14 @@
 //! closes with `syscall(SYS_close)`, a new connection per request), and a statically linked
 //! runtime that cannot be metered and must start untouched with one warning.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use std::path::PathBuf;

@@ -2,6 +2,14 @@
 //! run under the same settings, it graphs exactly what those settings emit, for every function
 //! (SEARCH expressions), and the checked-in body is the one the default settings give.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::{Value, json};

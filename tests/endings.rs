@@ -4,6 +4,14 @@
 //! host must end exactly as it does without the library: same exit status, same signal, same
 //! core, same output.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::{Config, Outcome as SimOutcome};

@@ -5,6 +5,14 @@
 //! requests, how it ended, its own output), the library may print at most one warning, and
 //! every invoke that got a result has exactly one record.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::{Config, Event, Fault};

@@ -2,6 +2,14 @@
 //! programs, each run once without and once with the library through the wrapper, comparing
 //! exit status, results and output.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::json;

@@ -1,6 +1,14 @@
 //! The host never notices the library: same results, same errno, same fds, same output, for
 //! programs that talk to the Runtime API and for programs that never do.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::{Config, Event, Simulator};

@@ -3,6 +3,14 @@
 //! Each runs through the real Python client and the wrapper, compared with the same run
 //! without the library (results, requests, output), and every invoke has its whole record.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::json;

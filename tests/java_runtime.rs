@@ -3,6 +3,14 @@
 //! and `HttpURLConnection` (blocking, and with timeouts) — one of them on several threads with
 //! invokes in flight at once. The JDK connects AF_INET6 sockets to ::ffff:127.0.0.1.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use std::path::PathBuf;

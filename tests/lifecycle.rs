@@ -2,6 +2,14 @@
 //! init errors, cold-start kinds (provisioned, proactive, SnapStart), streaming, post-response
 //! time, opt-in metrics, and every setting with its answer to a wrong value.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::{Config, Outcome as SimOutcome};

@@ -1,6 +1,14 @@
 //! Node.js: the real `aws-lambda-ric` from npm (native client and JavaScript client, buffered
 //! and streaming handlers, an init error) and a plain `node:http` runtime loop.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::json;

@@ -3,6 +3,14 @@
 //! extensions with RTLD_DEEPBIND, so libcurl's socket calls bind straight to libc unless
 //! lambda-meter binds them to its hooks. Also: `dlopen` keeps the caller's lookup rules.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use std::process::Command;

@@ -1,6 +1,14 @@
 //! The real Python runtime client (`awslambdaric` from PyPI), run through the wrapper against
 //! the simulator, compared with the same run without lambda-meter.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::{Value, json};

@@ -1,6 +1,14 @@
 //! Rust: functions on the real `lambda_runtime` crate (hyper on tokio, which waits with
 //! edge-triggered epoll), buffered and streaming (tests/functions/rust).
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::json;

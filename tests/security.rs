@@ -3,6 +3,14 @@
 //! only documented keys; the library opens no file or socket but its destination and its own
 //! state files; the wrapper never runs a setting as shell code.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::{Config, Event};

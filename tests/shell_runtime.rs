@@ -3,6 +3,14 @@
 //! not exist when it started. One record per invoke and one cold start per environment all the
 //! same, through the per-environment state the processes share.
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::json;

@@ -3,6 +3,14 @@
 //! without the library; no fd is left behind. `make test` runs 3,000 invokes; `make soak`
 //! runs 100,000 (LAMBDA_METER_SOAK_INVOKES sets any number).
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use lambda_sim::Outcome as SimOutcome;

@@ -4,6 +4,14 @@
 //! must have its record; each run is compared with the same run without the library. (Java's
 //! `ProcessBuilder` is in `java_runtime.rs`, beside the JVM it needs.)
 
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use serde_json::{Value, json};
