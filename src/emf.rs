@@ -5,8 +5,6 @@ use crate::metrics::Class;
 use crate::settings::{Destination, Settings};
 use crate::tracker::{InvokeRecord, RecordKind};
 
-/// The dimension every record carries by default.
-pub const FUNCTION_NAME_DIMENSION: &str = "FunctionName";
 /// The `initType` of a first invoke that found its environment initialised ahead of demand.
 pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 

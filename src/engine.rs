@@ -602,11 +602,6 @@ impl Engine {
         }
     }
 
-    /// Whether invokes are open or records wait (a watchdog has something to watch).
-    pub fn has_timed_work(&self) -> bool {
-        self.next_wakeup().is_some()
-    }
-
     /// The process is exiting: write what still waits.
     pub fn flush(&mut self) -> Effects {
         let mut fx = Effects::default();

@@ -4,7 +4,7 @@
 //!
 //! 1. The wrapper script (`wrapper/lambda-meter`, installed as `/opt/lambda-meter` and named by
 //!    `AWS_LAMBDA_EXEC_WRAPPER`) puts this library in `LD_PRELOAD` and `exec`s the runtime.
-//! 2. The constructor (`c-abi/interpose.c` → [`process::init`]) reads the settings, resolves
+//! 2. The constructor (in [`hooks`], an `.init_array` entry → [`process::init`]) reads the settings, resolves
 //!    every real libc function once ([`real`]) and, when `AWS_LAMBDA_RUNTIME_API` is set and
 //!    usable, becomes active. Anywhere else it stays passive and every hook passes through.
 //! 3. [`hooks`] interposes the socket and fd calls. `connect` recognises the Runtime API socket
@@ -16,11 +16,14 @@
 //! 5. The invoke tracker ([`tracker`]) keys invokes by request id: the `/next` answer starts
 //!    one, the `/response` or `/error` request ends it, on any connection or thread. CPU time,
 //!    memory and clocks come from [`probes`].
-//! 6. A finished invoke becomes one CloudWatch EMF line ([`emf`]), written with one `write()`
-//!    through the real libc function ([`output`]).
+//! 6. A finished invoke becomes one CloudWatch EMF line ([`emf`], its values read through the
+//!    metric catalog, [`metrics`]), written with one `write()` through the real libc function
+//!    ([`output`]).
 //!
-//! Modules 4–6 are plain safe Rust with unit tests; only [`hooks`] and [`real`] touch raw
-//! pointers. Test builds leave the hooks out entirely.
+//! Modules 4–6 are plain Rust with unit tests. Raw pointers and `unsafe` live in the process
+//! glue — [`hooks`], [`real`], [`output`], [`ending`], [`deepbind`], [`process`], [`probes`]
+//! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
+//! Test builds leave the hooks out entirely.
 
 #[cfg(test)]
 mod cost;

@@ -27,7 +27,7 @@ pub struct Metric {
     pub unit: &'static str,
     pub class: Class,
     /// Its value on `rec`, if `rec` has one.
-    pub read: fn(&InvokeRecord, &Settings) -> Option<Number>,
+    pub(crate) read: fn(&InvokeRecord, &Settings) -> Option<Number>,
 }
 
 fn flag(b: bool) -> Option<Number> {

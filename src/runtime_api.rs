@@ -8,7 +8,6 @@ pub const BASE: &str = "/2018-06-01";
 pub const HDR_REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const HDR_DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 pub const HDR_TRACE_ID: &str = "lambda-runtime-trace-id";
-pub const HDR_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
 pub const HDR_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 pub const HDR_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 

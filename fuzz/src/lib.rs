@@ -2,6 +2,8 @@
 //! library itself is a cdylib whose hooks must never be linked into another binary, so the
 //! pure modules are included by path instead: the same code the library runs.
 
+#[path = "../../src/custom.rs"]
+pub mod custom;
 #[path = "../../src/emf.rs"]
 pub mod emf;
 #[path = "../../src/engine.rs"]
@@ -14,6 +16,8 @@ pub mod handoff;
 pub mod http;
 #[path = "../../src/journal.rs"]
 pub mod journal;
+#[path = "../../src/metrics.rs"]
+pub mod metrics;
 #[path = "../../src/props.rs"]
 pub mod props;
 #[path = "../../src/runtime_api.rs"]
