@@ -27,8 +27,8 @@ pub struct Settings {
     pub disabled: bool,
     /// `LAMBDA_METER_NAMESPACE`, else `POWERTOOLS_METRICS_NAMESPACE`, else `LambdaMeter`.
     pub namespace: String,
-    /// `LAMBDA_METER_LOG`: internal diagnostics on stderr. Warnings about bad input are always
-    /// written, once each, unless this is `off` *and* set explicitly.
+    /// `LAMBDA_METER_LOG`: internal diagnostics on stderr (only `debug` adds any). Warnings
+    /// about bad input are written whatever this says, once each.
     pub log_level: LogLevel,
     /// `AWS_LAMBDA_RUNTIME_API`, as given.
     pub runtime_api: Option<String>,

@@ -1128,8 +1128,9 @@ mod tests {
             open_fds: 7,
             threads: 3,
         });
+        // A reading without gauges at the end gives none: no change can be formed.
         let r = finish(&mut t, "g", Outcome::default(), 2, 2);
-        let _ = r;
+        assert_eq!(r.gauges, None);
         t.event_received(event("h"), &start);
         let recs = t.result_sent("h", Outcome::default(), &end);
         let r = recs

@@ -223,7 +223,7 @@ fn snapstart_restore_gives_restore_duration_on_the_first_invoke() {
     assert_valid_emf(&records);
     let first = record_for(&records, 0);
     assert_eq!(first["restored"], true);
-    assert!(first["RestoreDuration"].as_f64().unwrap() >= 0.0);
+    assert!(first["RestoreDuration"].is_number(), "{first}");
     assert_eq!(first["ColdStart"], 0.0);
     assert_eq!(first["initType"], "snap-start");
     let second = record_for(&records, 1);
@@ -296,7 +296,7 @@ fn post_response_time_is_measured_to_the_next_request() {
         &[],
     );
     for r in py.records() {
-        assert!(r["PostResponseDuration"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(r["PostResponseDuration"].is_number(), "{r}");
     }
 }
 
@@ -336,8 +336,9 @@ fn extended_metrics_are_opt_in() {
     assert!(threads["Threads"].as_f64().unwrap() >= base["Threads"].as_f64().unwrap() + 4.0);
     for r in &records {
         assert!(r["TmpUsed"].as_f64().unwrap() > 0.0);
-        assert!(r["NetworkBytesIn"].as_f64().unwrap() >= 0.0);
-        assert!(r["NetworkBytesOut"].as_f64().unwrap() >= 0.0);
+        // Counters' changes: whole numbers, present on every record.
+        assert!(r["NetworkBytesIn"].is_u64(), "{r}");
+        assert!(r["NetworkBytesOut"].is_u64(), "{r}");
     }
 }
 

@@ -133,7 +133,8 @@ fn assert_fails_open(wrapper: &Path, env: &[(&str, &str)], expect: &str) {
 #[test]
 fn disabled_by_setting() {
     let layer = Layer::new();
-    for v in ["true", "TRUE", "1", "yes"] {
+    // Read as the library reads it: any case, white space around.
+    for v in ["true", "TRUE", "1", "yes", "TrUe", " on\t", "Yes\n"] {
         assert_fails_open(
             &layer.wrapper(),
             &[("LAMBDA_METER_DISABLE", v)],
