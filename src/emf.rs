@@ -1037,7 +1037,7 @@ mod tests {
     #[test]
     fn hostile_values_stay_one_valid_line() {
         let mut s = settings();
-        s.function_name = crate::settings::bounded(&"a\"b\n\\c\u{0}".repeat(1000), 1024);
+        s.function_name = crate::text::bounded(&"a\"b\n\\c\u{0}".repeat(1000), 1024);
         let mut r = record();
         r.error_type = Some("x\"}\n{\"_aws\":1".into());
         r.request_id = "\u{2028}\r\n".into();

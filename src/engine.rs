@@ -172,7 +172,7 @@ fn error_type_of(msg: &Message) -> Option<String> {
         .head
         .header(api::HDR_ERROR_TYPE)
         .filter(|v| !v.is_empty());
-    tracker::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
+    api::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
 }
 
 /// A reading with at least what `need` asks for, reusing the one this call already took when it

@@ -13,7 +13,8 @@
 //! start or both take one invoke. The directory is made by the first process that needs it:
 //! runtimes that keep one process never create it.
 
-use crate::tracker::{Handoff, OpenInvoke};
+use crate::custom::Custom;
+use crate::tracker::{EventInfo, Handoff, OpenInvoke, Probe};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -80,7 +81,7 @@ impl Handoff for FileHandoff {
             .dir
             .join("open")
             .join(format!(".new-{name}-{}", std::process::id()));
-        if fs::write(&tmp, open.to_json()).is_ok()
+        if fs::write(&tmp, to_json(open)).is_ok()
             && fs::rename(&tmp, self.dir.join("open").join(name)).is_err()
         {
             let _ = fs::remove_file(&tmp);
@@ -96,7 +97,7 @@ impl Handoff for FileHandoff {
         fs::rename(self.dir.join("open").join(name), &claimed).ok()?;
         let text = fs::read_to_string(&claimed);
         let _ = fs::remove_file(&claimed);
-        OpenInvoke::from_json(&text.ok()?)
+        from_json(&text.ok()?)
     }
 
     fn forget(&mut self, request_id: &str) {
@@ -104,6 +105,59 @@ impl Handoff for FileHandoff {
             let _ = fs::remove_file(self.dir.join("open").join(name));
         }
     }
+}
+
+/// An open invoke in a compact JSON form, for handing it to another process.
+pub fn to_json(open: &OpenInvoke) -> String {
+    serde_json::json!({
+        "requestId": open.event.request_id,
+        "traceId": open.event.trace_id,
+        "deadlineMs": open.event.deadline_ms,
+        "requestBytes": open.event.request_bytes,
+        "monoNs": open.started.mono_ns,
+        "wallMs": open.started.wall_ms,
+        "cpuNs": open.started.cpu_ns,
+        "maxRssKb": open.started.max_rss_kb,
+        "coldStart": open.cold_start,
+        "proactiveInit": open.proactive_init,
+        "initDurationNs": open.init_duration_ns,
+        "restoreDurationNs": open.restore_duration_ns,
+        "deadlineMonoNs": open.deadline_mono_ns,
+    })
+    .to_string()
+}
+
+/// Parses [`to_json`]; `None` for anything else.
+pub fn from_json(text: &str) -> Option<OpenInvoke> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    Some(OpenInvoke {
+        event: EventInfo {
+            request_id: v.get("requestId")?.as_str()?.to_string(),
+            trace_id: v
+                .get("traceId")
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            deadline_ms: num("deadlineMs"),
+            request_bytes: num("requestBytes")?,
+            thread: 0,
+        },
+        started: Probe {
+            mono_ns: num("monoNs")?,
+            wall_ms: num("wallMs")?,
+            cpu_ns: num("cpuNs")?,
+            max_rss_kb: num("maxRssKb")?,
+            gauges: None,
+        },
+        cold_start: v.get("coldStart")?.as_bool()?,
+        proactive_init: v.get("proactiveInit")?.as_bool()?,
+        init_duration_ns: num("initDurationNs"),
+        restore_duration_ns: num("restoreDurationNs"),
+        deadline_mono_ns: num("deadlineMonoNs"),
+        first_byte_ns: None,
+        journal_slot: None,
+        custom: Custom::default(),
+    })
 }
 
 #[cfg(test)]

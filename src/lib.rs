@@ -40,6 +40,7 @@ mod metrics;
 mod props;
 pub mod runtime_api;
 pub mod settings;
+pub mod text;
 pub mod tracker;
 
 // The process glue: only in the real library. Test builds carry no hooks and no constructor.

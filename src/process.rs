@@ -181,7 +181,7 @@ pub fn init(exe_name: &str) {
             if speaks {
                 output::warn(&format!(
                     "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({why})",
-                    crate::settings::bounded(&raw_api, 80).escape_debug()
+                    crate::text::bounded(&raw_api, 80).escape_debug()
                 ));
             }
             MODE.store(PASSIVE, Ordering::Relaxed);

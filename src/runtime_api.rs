@@ -176,6 +176,43 @@ impl ApiAddress {
     }
 }
 
+/// Finds `"errorType": "..."` in a (possibly truncated) JSON error body, as the Python and Node
+/// clients send it. Returns the unescaped value.
+pub fn error_type_in_body(body: &[u8]) -> Option<String> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        return match map.get("errorType") {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+    }
+    // Truncated body: find the key and decode just the string after it.
+    let text = String::from_utf8_lossy(body);
+    let at = text.find("\"errorType\"")?;
+    let rest = text.get(at + "\"errorType\"".len()..)?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    if !rest.starts_with('"') {
+        return None;
+    }
+    let mut end = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices().skip(1) {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let literal = rest.get(..=end?)?;
+    match serde_json::from_str::<String>(literal) {
+        Ok(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

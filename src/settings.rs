@@ -3,6 +3,8 @@
 //! Every setting is an environment variable starting with `LAMBDA_METER_`. A value that cannot
 //! be used gives exactly one warning naming the variable, the bad value and the default used.
 
+use crate::text::bounded;
+
 /// Namespace used when none is configured.
 pub const DEFAULT_NAMESPACE: &str = "LambdaMeter";
 /// Dimension value used when the function name is unknown (outside Lambda).
@@ -439,36 +441,6 @@ fn parse_log_level(v: &str) -> Option<LogLevel> {
 pub fn invalid(var: &str, value: &str, default: &str, expected: &str) -> String {
     let shown: String = bounded(value, 80).escape_debug().collect();
     format!("{var}=\"{shown}\" is not valid (expected {expected}); using {default}")
-}
-
-/// `s` cut to at most `max` bytes on a character boundary.
-/// `s` cut to at most `max` bytes at a character boundary, borrowed (no allocation).
-pub fn bounded_str(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
-}
-
-/// [`bounded_str`] in place.
-pub fn truncate_to(s: &mut String, max: usize) {
-    let keep = bounded_str(s, max).len();
-    s.truncate(keep);
-}
-
-pub fn bounded(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -167,59 +167,6 @@ pub struct OpenInvoke {
 }
 
 impl OpenInvoke {
-    /// A compact JSON form, for handing the invoke to another process.
-    pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "requestId": self.event.request_id,
-            "traceId": self.event.trace_id,
-            "deadlineMs": self.event.deadline_ms,
-            "requestBytes": self.event.request_bytes,
-            "monoNs": self.started.mono_ns,
-            "wallMs": self.started.wall_ms,
-            "cpuNs": self.started.cpu_ns,
-            "maxRssKb": self.started.max_rss_kb,
-            "coldStart": self.cold_start,
-            "proactiveInit": self.proactive_init,
-            "initDurationNs": self.init_duration_ns,
-            "restoreDurationNs": self.restore_duration_ns,
-            "deadlineMonoNs": self.deadline_mono_ns,
-        })
-        .to_string()
-    }
-
-    /// Parses [`OpenInvoke::to_json`]; `None` for anything else.
-    pub fn from_json(text: &str) -> Option<OpenInvoke> {
-        let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-        Some(OpenInvoke {
-            event: EventInfo {
-                request_id: v.get("requestId")?.as_str()?.to_string(),
-                trace_id: v
-                    .get("traceId")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_string),
-                deadline_ms: num("deadlineMs"),
-                request_bytes: num("requestBytes")?,
-                thread: 0,
-            },
-            started: Probe {
-                mono_ns: num("monoNs")?,
-                wall_ms: num("wallMs")?,
-                cpu_ns: num("cpuNs")?,
-                max_rss_kb: num("maxRssKb")?,
-                gauges: None,
-            },
-            cold_start: v.get("coldStart")?.as_bool()?,
-            proactive_init: v.get("proactiveInit")?.as_bool()?,
-            init_duration_ns: num("initDurationNs"),
-            restore_duration_ns: num("restoreDurationNs"),
-            deadline_mono_ns: num("deadlineMonoNs"),
-            first_byte_ns: None,
-            journal_slot: None,
-            custom: Custom::default(),
-        })
-    }
-
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
     /// runtime that exited, with the values known only at the end to be filled in then (see
     /// [`crate::journal`]).
@@ -403,9 +350,9 @@ impl Tracker {
     pub fn event_received(&mut self, mut event: EventInfo, now: &Probe) -> Option<InvokeRecord> {
         self.next_outstanding = self.next_outstanding.saturating_sub(1);
         let flushed = self.awaiting_next.take().map(|w| w.record);
-        crate::settings::truncate_to(&mut event.request_id, MAX_ID_LEN);
+        crate::text::truncate_to(&mut event.request_id, MAX_ID_LEN);
         if let Some(t) = event.trace_id.as_mut() {
-            crate::settings::truncate_to(t, MAX_TRACE_LEN);
+            crate::text::truncate_to(t, MAX_TRACE_LEN);
         }
         if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
@@ -515,7 +462,7 @@ impl Tracker {
 
     /// The first byte of `request_id`'s result body was written.
     pub fn result_first_byte(&mut self, request_id: &str, now: &Probe) {
-        let request_id = crate::settings::bounded_str(request_id, MAX_ID_LEN);
+        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
         if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
             open.first_byte_ns.get_or_insert(now.mono_ns);
         }
@@ -532,7 +479,7 @@ impl Tracker {
     ) -> Vec<InvokeRecord> {
         // Open invokes are keyed by the id as bounded when the event arrived; the result's path
         // carries it whole.
-        let request_id = crate::settings::bounded_str(request_id, MAX_ID_LEN);
+        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
         let mut ready: Vec<InvokeRecord> = self
             .awaiting_next
             .take()
@@ -565,7 +512,7 @@ impl Tracker {
         } else {
             outcome
                 .error_type
-                .map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN))
+                .map(|t| crate::text::bounded(&t, MAX_ERROR_TYPE_LEN))
         };
         record.response_bytes = Some(outcome.response_bytes);
         if outcome.streamed {
@@ -608,7 +555,7 @@ impl Tracker {
             restore_duration_ns: None,
             errored: true,
             timed_out: false,
-            error_type: error_type.map(|t| crate::settings::bounded(&t, MAX_ERROR_TYPE_LEN)),
+            error_type: error_type.map(|t| crate::text::bounded(&t, MAX_ERROR_TYPE_LEN)),
             cpu_ns: Some(now.cpu_ns),
             max_rss_kb: now.max_rss_kb,
             request_bytes: None,
@@ -721,43 +668,6 @@ impl Tracker {
     /// runtime of its own (no handoff: that belongs to per-request helper processes).
     pub fn reborn(&mut self, born_ns: u64) {
         *self = Tracker::new(born_ns, self.lifecycle);
-    }
-}
-
-/// Finds `"errorType": "..."` in a (possibly truncated) JSON error body, as the Python and Node
-/// clients send it. Returns the unescaped value.
-pub fn error_type_in_body(body: &[u8]) -> Option<String> {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        return match map.get("errorType") {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        };
-    }
-    // Truncated body: find the key and decode just the string after it.
-    let text = String::from_utf8_lossy(body);
-    let at = text.find("\"errorType\"")?;
-    let rest = text.get(at + "\"errorType\"".len()..)?.trim_start();
-    let rest = rest.strip_prefix(':')?.trim_start();
-    if !rest.starts_with('"') {
-        return None;
-    }
-    let mut end = None;
-    let mut escaped = false;
-    for (i, c) in rest.char_indices().skip(1) {
-        match (escaped, c) {
-            (true, _) => escaped = false,
-            (false, '\\') => escaped = true,
-            (false, '"') => {
-                end = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let literal = rest.get(..=end?)?;
-    match serde_json::from_str::<String>(literal) {
-        Ok(s) if !s.is_empty() => Some(s),
-        _ => None,
     }
 }
 
@@ -1165,15 +1075,14 @@ mod tests {
             Some(10_000_000)
         }
         fn save(&mut self, open: &OpenInvoke) {
-            self.0
-                .lock()
-                .unwrap()
-                .1
-                .insert(open.event.request_id.clone(), open.to_json());
+            self.0.lock().unwrap().1.insert(
+                open.event.request_id.clone(),
+                crate::handoff::to_json(open),
+            );
         }
         fn take(&mut self, id: &str) -> Option<OpenInvoke> {
             let text = self.0.lock().unwrap().1.remove(id)?;
-            OpenInvoke::from_json(&text)
+            crate::handoff::from_json(&text)
         }
         fn forget(&mut self, id: &str) {
             self.0.lock().unwrap().1.remove(id);
@@ -1235,29 +1144,38 @@ mod tests {
             journal_slot: None,
             custom: Custom::default(),
         };
-        assert_eq!(OpenInvoke::from_json(&open.to_json()), Some(open));
-        assert_eq!(OpenInvoke::from_json("{}"), None);
-        assert_eq!(OpenInvoke::from_json("garbage"), None);
+        assert_eq!(
+            crate::handoff::from_json(&crate::handoff::to_json(&open)),
+            Some(open)
+        );
+        assert_eq!(crate::handoff::from_json("{}"), None);
+        assert_eq!(crate::handoff::from_json("garbage"), None);
     }
 
     #[test]
     fn error_type_from_bodies() {
         assert_eq!(
-            error_type_in_body(
+            crate::runtime_api::error_type_in_body(
                 br#"{"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}"#
             )
             .as_deref(),
             Some("ValueError")
         );
         assert_eq!(
-            error_type_in_body(
+            crate::runtime_api::error_type_in_body(
                 br#"{"errorMessage": "x", "errorType": "My\"Err", "stackTrace": ["very long"#
             )
             .as_deref(),
             Some("My\"Err")
         );
-        assert_eq!(error_type_in_body(b"not json"), None);
-        assert_eq!(error_type_in_body(br#"{"errorType": 5}"#), None);
-        assert_eq!(error_type_in_body(br#"{"errorType": "unterminated"#), None);
+        assert_eq!(crate::runtime_api::error_type_in_body(b"not json"), None);
+        assert_eq!(
+            crate::runtime_api::error_type_in_body(br#"{"errorType": 5}"#),
+            None
+        );
+        assert_eq!(
+            crate::runtime_api::error_type_in_body(br#"{"errorType": "unterminated"#),
+            None
+        );
     }
 }

@@ -24,5 +24,7 @@ pub mod props;
 pub mod runtime_api;
 #[path = "../../src/settings.rs"]
 pub mod settings;
+#[path = "../../src/text.rs"]
+pub mod text;
 #[path = "../../src/tracker.rs"]
 pub mod tracker;
