@@ -1,5 +1,5 @@
 //! Builds the C interposers (the variadic functions, and `syscall` before the library's
-//! constructor ran; the constructor itself is Rust, in `src/hooks.rs`) and links them into the
+//! constructor ran; the constructor itself is Rust, in `src/glue/hooks.rs`) and links them into the
 //! cdylib only, exporting exactly the symbols in `c-abi/exports.map`.
 
 fn main() {

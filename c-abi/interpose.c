@@ -1,6 +1,6 @@
 /*
  * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall, and the
- * first instructions of dlopen. Everything else is in src/hooks.rs.
+ * first instructions of dlopen. Everything else is in src/glue/hooks.rs.
  *
  * Each one calls the real function with the host's arguments and returns its result and errno
  * untouched; only when a tracked fd is involved does it tell the Rust side (the callbacks).
@@ -17,7 +17,7 @@
 
 #include "lambda_meter.h"
 
-/* The Rust side's callbacks (src/hooks.rs), handed over by its constructor. */
+/* The Rust side's callbacks (src/glue/hooks.rs), handed over by its constructor. */
 struct lm_callbacks {
     int (*fd_is_tracked)(int fd);
     int (*is_active)(void);
@@ -217,7 +217,7 @@ long syscall(long number, ...) {
  * calling object's RUNPATH, and $ORIGIN means the caller's directory. So the hook must not be
  * a function that calls dlopen (the caller would be us): these instructions jump to the real
  * dlopen with the host's return address untouched. Only an RTLD_DEEPBIND load, whose libc
- * calls would otherwise bypass every hook, goes to lm_dlopen_deep (src/deepbind.rs), which
+ * calls would otherwise bypass every hook, goes to lm_dlopen_deep (src/glue/deepbind.rs), which
  * calls the real dlopen itself and then binds the new objects' libc calls to our hooks; so does
  * a dlopen that arrives before the constructor resolved the real one.
  */
@@ -267,7 +267,7 @@ __asm__(".text\n"
 
 /*
  * fprintf and vfprintf (and their FORTIFY forms) on a stream that wraps the Runtime API socket
- * (see the stdio hooks in src/hooks.rs): the formatted bytes are reported after the real call,
+ * (see the stdio hooks in src/glue/hooks.rs): the formatted bytes are reported after the real call,
  * formatted a second time from a copy of the arguments. Any other stream: one callback that
  * answers -1 after one relaxed load.
  */

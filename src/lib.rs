@@ -25,38 +25,65 @@
 //! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
 //! Test builds leave the hooks out entirely.
 
-#[cfg(test)]
-mod cost;
+// The pure core (src/core): no I/O, no unsafe beyond the journal's mapping; unit tests feed it
+// byte streams, and fuzz/ compiles it by path.
+#[path = "core/custom.rs"]
 pub mod custom;
-pub mod deferred;
+#[path = "core/emf.rs"]
 pub mod emf;
+#[path = "core/engine.rs"]
 pub mod engine;
+#[path = "core/fdtable.rs"]
 pub mod fdtable;
-pub mod handoff;
+#[path = "core/http.rs"]
 pub mod http;
+#[path = "core/journal.rs"]
 pub mod journal;
+#[path = "core/metrics.rs"]
 mod metrics;
-#[cfg(test)]
-mod props;
+#[path = "core/runtime_api.rs"]
 pub mod runtime_api;
+#[path = "core/settings.rs"]
 pub mod settings;
+#[path = "core/text.rs"]
 pub mod text;
+#[path = "core/tracker.rs"]
 pub mod tracker;
 
-// The process glue: only in the real library. Test builds carry no hooks and no constructor.
+// Checks of the core that only tests run: allocation counts, and the property checks the fuzz
+// targets share.
+#[cfg(test)]
+mod cost;
+#[cfg(test)]
+mod props;
+
+// The process glue (src/glue): the hooks, the real functions, the process's state, output,
+// probes and endings, only in the real library (test builds carry no hooks and no
+// constructor); the handoff's files and the deferred-work queue are tested on their own.
 #[cfg(not(test))]
+#[path = "glue/deepbind.rs"]
 mod deepbind;
+#[path = "glue/deferred.rs"]
+pub mod deferred;
 #[cfg(not(test))]
+#[path = "glue/ending.rs"]
 mod ending;
+#[path = "glue/handoff.rs"]
+pub mod handoff;
 #[cfg(not(test))]
+#[path = "glue/hooks.rs"]
 mod hooks;
 #[cfg(not(test))]
+#[path = "glue/output.rs"]
 mod output;
 #[cfg(not(test))]
+#[path = "glue/probes.rs"]
 mod probes;
 #[cfg(not(test))]
+#[path = "glue/process.rs"]
 mod process;
 #[cfg(not(test))]
+#[path = "glue/real.rs"]
 mod real;
 
 #[cfg(not(test))]

@@ -2,29 +2,29 @@
 //! library itself is a cdylib whose hooks must never be linked into another binary, so the
 //! pure modules are included by path instead: the same code the library runs.
 
-#[path = "../../src/custom.rs"]
+#[path = "../../src/core/custom.rs"]
 pub mod custom;
-#[path = "../../src/emf.rs"]
+#[path = "../../src/core/emf.rs"]
 pub mod emf;
-#[path = "../../src/engine.rs"]
+#[path = "../../src/core/engine.rs"]
 pub mod engine;
-#[path = "../../src/fdtable.rs"]
+#[path = "../../src/core/fdtable.rs"]
 pub mod fdtable;
-#[path = "../../src/handoff.rs"]
+#[path = "../../src/glue/handoff.rs"]
 pub mod handoff;
-#[path = "../../src/http.rs"]
+#[path = "../../src/core/http.rs"]
 pub mod http;
-#[path = "../../src/journal.rs"]
+#[path = "../../src/core/journal.rs"]
 pub mod journal;
-#[path = "../../src/metrics.rs"]
+#[path = "../../src/core/metrics.rs"]
 pub mod metrics;
 #[path = "../../src/props.rs"]
 pub mod props;
-#[path = "../../src/runtime_api.rs"]
+#[path = "../../src/core/runtime_api.rs"]
 pub mod runtime_api;
-#[path = "../../src/settings.rs"]
+#[path = "../../src/core/settings.rs"]
 pub mod settings;
-#[path = "../../src/text.rs"]
+#[path = "../../src/core/text.rs"]
 pub mod text;
-#[path = "../../src/tracker.rs"]
+#[path = "../../src/core/tracker.rs"]
 pub mod tracker;

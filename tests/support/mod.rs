@@ -38,11 +38,14 @@ pub fn library() -> PathBuf {
     let built = std::fs::metadata(&lib)
         .and_then(|m| m.modified())
         .expect("library mtime");
-    for dir in ["src", "c-abi"] {
-        for entry in std::fs::read_dir(root().join(dir))
-            .expect("source dir")
-            .flatten()
-        {
+    // Every file under src/ (src/core, src/glue) and c-abi/.
+    let mut dirs = vec![root().join("src"), root().join("c-abi")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("source dir").flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+                continue;
+            }
             let changed = entry
                 .metadata()
                 .and_then(|m| m.modified())

@@ -1075,10 +1075,11 @@ mod tests {
             Some(10_000_000)
         }
         fn save(&mut self, open: &OpenInvoke) {
-            self.0.lock().unwrap().1.insert(
-                open.event.request_id.clone(),
-                crate::handoff::to_json(open),
-            );
+            self.0
+                .lock()
+                .unwrap()
+                .1
+                .insert(open.event.request_id.clone(), crate::handoff::to_json(open));
         }
         fn take(&mut self, id: &str) -> Option<OpenInvoke> {
             let text = self.0.lock().unwrap().1.remove(id)?;
