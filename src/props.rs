@@ -477,7 +477,12 @@ pub fn emf_records(data: &[u8]) {
     } else {
         let mut expected: serde_json::Value =
             serde_json::from_str(alone.as_deref().unwrap()).unwrap();
-        let dimensions: Vec<&str> = settings.dimension_sets.iter().flatten().copied().collect();
+        let dimensions: Vec<&str> = settings
+            .dimension_sets
+            .iter()
+            .flatten()
+            .map(|d| d.key())
+            .collect();
         for k in [
             "functionVersion",
             "service",

@@ -2,7 +2,7 @@
 
 use crate::custom::Custom;
 use crate::metrics::Class;
-use crate::settings::{Destination, Settings};
+use crate::settings::{Destination, Dimension, Settings};
 use crate::tracker::{InvokeRecord, RecordKind};
 
 /// The `initType` of a first invoke that found its environment initialised ahead of demand.
@@ -166,7 +166,7 @@ pub fn reserved(name: &str) -> bool {
     crate::metrics::find(name).is_some()
         || PROPERTIES.contains(&name)
         || BATCH_PROPERTIES.contains(&name)
-        || crate::settings::DIMENSION_KEYS.contains(&name)
+        || Dimension::from_key(name).is_some()
 }
 
 /// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
@@ -295,8 +295,8 @@ fn encode_with(
         None => declared(&mut out, custom),
     }
     let mut keys = Keys::default();
-    for key in s.dimension_sets.iter().flatten() {
-        keys.add(key);
+    for d in s.dimension_sets.iter().flatten() {
+        keys.add(d.key());
     }
     for m in metrics.iter() {
         // Metric names are the catalog's plain ASCII: no escaping needed.
@@ -395,8 +395,8 @@ pub fn encode_batch(
         None,
     );
     let mut keys = Keys::default();
-    for key in s.dimension_sets.iter().flatten() {
-        keys.add(key);
+    for d in s.dimension_sets.iter().flatten() {
+        keys.add(d.key());
     }
     for (name, _, _, values) in &columns {
         out.push_str(",\"");
@@ -499,7 +499,7 @@ fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
         .unwrap_or_default();
     let keys: Vec<&str> = base
         .iter()
-        .copied()
+        .map(|d| d.key())
         .chain(c.dimensions.iter().map(|(k, _)| k.as_str()))
         .collect();
     let sets = if keys.is_empty() {
@@ -517,10 +517,10 @@ fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
 }
 
 /// One `CloudWatchMetrics` directive: `{"Namespace":…,"Dimensions":[…],"Metrics":[…]}`.
-fn push_directive(
+fn push_directive<K: AsRef<str>>(
     out: &mut String,
     s: &Settings,
-    sets: &[Vec<&str>],
+    sets: &[Vec<K>],
     metrics: &mut dyn Iterator<Item = (&str, &str)>,
 ) {
     out.push_str("{\"Namespace\":");
@@ -535,7 +535,7 @@ fn push_directive(
             if j > 0 {
                 out.push(',');
             }
-            push_str(out, key);
+            push_str(out, key.as_ref());
         }
         out.push(']');
     }
@@ -572,19 +572,19 @@ fn push_prefix(
     }
     out.push_str("]}");
     // Every dimension key is a string member of the root, each once.
-    let dimension_value = |key: &str| -> &str {
-        match key {
-            "service" => s.service.as_deref().unwrap_or_default(),
-            "functionVersion" => s.function_version.as_deref().unwrap_or("unknown"),
-            "runtime" => &s.runtime,
-            "initType" => init_type,
-            _ => &s.function_name,
+    let dimension_value = |d: Dimension| -> &str {
+        match d {
+            Dimension::FunctionName => &s.function_name,
+            Dimension::Service => s.service.as_deref().unwrap_or_default(),
+            Dimension::FunctionVersion => s.function_version.as_deref().unwrap_or("unknown"),
+            Dimension::Runtime => &s.runtime,
+            Dimension::InitType => init_type,
         }
     };
     let mut keys = Keys::default();
-    for key in s.dimension_sets.iter().flatten() {
-        if keys.add(key) {
-            push_member(out, key, dimension_value(key));
+    for d in s.dimension_sets.iter().flatten() {
+        if keys.add(d.key()) {
+            push_member(out, d.key(), dimension_value(*d));
         }
     }
 }
@@ -925,7 +925,7 @@ mod tests {
         let r = parse(encode_cached(&restored, &s, &mut prefixes));
         assert!(constants.iter().all(|k| r.get(k).is_some()));
         let mut by_runtime = settings();
-        by_runtime.dimension_sets = vec![vec!["FunctionName", "runtime"]];
+        by_runtime.dimension_sets = vec![vec![Dimension::FunctionName, Dimension::Runtime]];
         let mut p = Prefixes::default();
         let _ = encode_cached(&record(), &by_runtime, &mut p);
         let w = parse(encode_cached(&warm, &by_runtime, &mut p));

@@ -48,7 +48,7 @@ pub struct Settings {
     /// `LAMBDA_METER_SERVICE`, else `POWERTOOLS_SERVICE_NAME`: the `service` dimension.
     pub service: Option<String>,
     /// `LAMBDA_METER_DIMENSIONS`: the dimension sets, each a list of dimension keys.
-    pub dimension_sets: Vec<Vec<&'static str>>,
+    pub dimension_sets: Vec<Vec<Dimension>>,
     /// `LAMBDA_METER_METRICS`: the metrics records declare (billed); every other value a record
     /// has is written as a plain member.
     pub metrics: Vec<&'static str>,
@@ -82,14 +82,47 @@ pub enum Destination {
     Udp(std::net::SocketAddr),
 }
 
-/// Dimension keys a dimension set may use (each is a string member of every record).
-pub const DIMENSION_KEYS: &[&str] = &[
-    "FunctionName",
-    "service",
-    "functionVersion",
-    "runtime",
-    "initType",
-];
+/// A dimension a dimension set may use: each is a string member of every record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dimension {
+    FunctionName,
+    Service,
+    FunctionVersion,
+    Runtime,
+    InitType,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 5] = [
+        Dimension::FunctionName,
+        Dimension::Service,
+        Dimension::FunctionVersion,
+        Dimension::Runtime,
+        Dimension::InitType,
+    ];
+
+    /// Its key in records and in `LAMBDA_METER_DIMENSIONS`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Dimension::FunctionName => "FunctionName",
+            Dimension::Service => "service",
+            Dimension::FunctionVersion => "functionVersion",
+            Dimension::Runtime => "runtime",
+            Dimension::InitType => "initType",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.key() == key)
+    }
+}
+
+impl AsRef<str> for Dimension {
+    fn as_ref(&self) -> &str {
+        self.key()
+    }
+}
+
 /// Default `LAMBDA_METER_TIMEOUT_MARGIN_MS`.
 pub const DEFAULT_TIMEOUT_MARGIN_MS: u64 = 50;
 /// The most invokes one batched record may hold (EMF allows 100 values per metric).
@@ -255,18 +288,18 @@ fn dimensions_setting(
     get: &dyn Fn(&str) -> Option<String>,
     have_service: bool,
     warnings: &mut Vec<String>,
-) -> Vec<Vec<&'static str>> {
-    let default: Vec<Vec<&'static str>> = if have_service {
-        vec![vec!["FunctionName", "service"]]
+) -> Vec<Vec<Dimension>> {
+    let default: Vec<Vec<Dimension>> = if have_service {
+        vec![vec![Dimension::FunctionName, Dimension::Service]]
     } else {
-        vec![vec!["FunctionName"]]
+        vec![vec![Dimension::FunctionName]]
     };
     let Some(raw) = get("LAMBDA_METER_DIMENSIONS") else {
         return default;
     };
     let shown_default = default
         .iter()
-        .map(|set| set.join(","))
+        .map(|set| set.iter().map(|d| d.key()).collect::<Vec<_>>().join(","))
         .collect::<Vec<_>>()
         .join(";");
     let expected = "sets of FunctionName, service, functionVersion, runtime, initType: keys joined by ',', sets by ';' (at most 30 keys a set), or none";
@@ -275,16 +308,14 @@ fn dimensions_setting(
     }
     let mut sets = Vec::new();
     for set in raw.split(';') {
-        let mut keys: Vec<&'static str> = Vec::new();
+        let mut keys: Vec<Dimension> = Vec::new();
         for key in set.split(',').map(str::trim) {
-            let known = DIMENSION_KEYS.iter().find(|k| **k == key);
-            let usable = match known {
-                Some(&"service") => have_service,
-                Some(_) => true,
-                None => false,
+            let usable = match Dimension::from_key(key) {
+                Some(Dimension::Service) => have_service.then_some(Dimension::Service),
+                known => known,
             };
-            match known {
-                Some(k) if usable && !keys.contains(k) => keys.push(k),
+            match usable {
+                Some(d) if !keys.contains(&d) => keys.push(d),
                 _ => {
                     warnings.push(invalid(
                         "LAMBDA_METER_DIMENSIONS",
@@ -537,7 +568,8 @@ mod tests {
         let (s, w) = read(&[("POWERTOOLS_SERVICE_NAME", "shop")]);
         assert!(w.is_empty());
         assert_eq!(s.service.as_deref(), Some("shop"));
-        assert_eq!(s.dimension_sets, vec![vec!["FunctionName", "service"]]);
+        use Dimension::*;
+        assert_eq!(s.dimension_sets, vec![vec![FunctionName, Service]]);
         let (s, _) = read(&[
             ("POWERTOOLS_SERVICE_NAME", "shop"),
             ("LAMBDA_METER_SERVICE", "cart"),
@@ -550,17 +582,17 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(
             s.dimension_sets,
-            vec![vec!["FunctionName"], vec!["service", "runtime"]]
+            vec![vec![FunctionName], vec![Service, Runtime]]
         );
         assert_eq!(
             read(&[("LAMBDA_METER_DIMENSIONS", "none")])
                 .0
                 .dimension_sets,
-            vec![Vec::<&str>::new()]
+            vec![Vec::<Dimension>::new()]
         );
         for bad in ["Color", "FunctionName,,x", "service", ";"] {
             let (s, w) = read(&[("LAMBDA_METER_DIMENSIONS", bad)]);
-            assert_eq!(s.dimension_sets, vec![vec!["FunctionName"]], "{bad}");
+            assert_eq!(s.dimension_sets, vec![vec![FunctionName]], "{bad}");
             assert_eq!(w.len(), 1, "{bad}");
             assert!(
                 w[0].contains("LAMBDA_METER_DIMENSIONS") && w[0].contains("using FunctionName")
