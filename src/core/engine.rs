@@ -1177,21 +1177,42 @@ mod tests {
     }
 
     /// An engine holding up to `batch` records, with a journal to keep them in.
-    fn batching_engine(bits: &'static FdBits, batch: usize) -> Engine {
-        let mut e = engine(bits);
-        e.settings.batch = batch;
+    const ME: Owner = Owner {
+        pid: 7,
+        start_ticks: 1,
+    };
+
+    /// A formatted journal in leaked memory, and that memory.
+    fn memory_journal() -> (Journal, &'static mut [u64]) {
         let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
         // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
         let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
         journal.format();
-        e.attach_journal(
-            journal,
-            Owner {
-                pid: 7,
-                start_ticks: 1,
-            },
-        );
+        (journal, words)
+    }
+
+    fn batching_engine(bits: &'static FdBits, batch: usize) -> Engine {
+        let mut e = engine(bits);
+        e.settings.batch = batch;
+        e.attach_journal(memory_journal().0, ME);
         e
+    }
+
+    /// Invoke `open` on connection 4 stays open while `n` invokes (`r1`…) run on connection 5.
+    fn overlapped(
+        e: &mut Engine,
+        open: &str,
+        n: usize,
+        p: &dyn Fn(Reading) -> Probe,
+    ) -> Vec<String> {
+        e.connected(4, api_addr());
+        e.connected(5, api_addr());
+        let mut lines = e.sent(4, next_req(), p).lines;
+        lines.extend(e.received(4, &next_resp(open, "{}"), p).lines);
+        for i in 1..=n {
+            lines.extend(one_invoke(e, 5, &format!("r{i}"), p));
+        }
+        lines
     }
 
     /// Invoke `id` on connection `fd`: its event read, its result sent and accepted.
@@ -1228,15 +1249,8 @@ mod tests {
         let mut e = batching_engine(bits, 3);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
-        let mut lines = Vec::new();
-        // Invoke 0 (the cold start) on connection 4 stays open while 1..=5 run on 5.
-        e.connected(4, api_addr());
-        e.connected(5, api_addr());
-        lines.extend(e.sent(4, next_req(), &p).lines);
-        lines.extend(e.received(4, &next_resp("r0", "{}"), &p).lines);
-        for i in 1..=5 {
-            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
-        }
+        // Invoke r0 (the cold start) stays open while r1..=r5 run.
+        let mut lines = overlapped(&mut e, "r0", 5, &p);
         // Three warm records made one batch; two are held while r0 is open.
         let batched: Vec<&String> = lines.iter().filter(|l| l.contains("\"invokes\"")).collect();
         assert_eq!(batched.len(), 1, "{lines:?}");
@@ -1298,15 +1312,7 @@ mod tests {
         let bits = leak_bits();
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
-        let overlapped = |e: &mut Engine| {
-            e.connected(4, api_addr());
-            e.connected(5, api_addr());
-            e.sent(4, next_req(), &p);
-            e.received(4, &next_resp("open", "{}"), &p);
-            for i in 1..=3 {
-                one_invoke(e, 5, &format!("r{i}"), &p);
-            }
-        };
+
         let held = |lines: &[String]| {
             lines
                 .iter()
@@ -1316,12 +1322,12 @@ mod tests {
         };
         // At exit.
         let mut e = batching_engine(bits, 10);
-        overlapped(&mut e);
+        overlapped(&mut e, "open", 3, &p);
         // (The open invoke's record is the journal's to write as the process ends.)
         assert_eq!(held(&e.flush().lines), 3);
         // At the end of the first record's minute, which the watchdog is woken for.
         let mut e = batching_engine(bits, 10);
-        overlapped(&mut e);
+        overlapped(&mut e, "open", 3, &p);
         let due = e.next_wakeup().unwrap();
         assert!(due <= 60_000 * 1_000_000);
         clock.0.set(60_000);
@@ -1348,24 +1354,11 @@ mod tests {
         let bits = leak_bits();
         let mut e = engine(bits);
         e.settings.batch = 10;
-        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
-        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
-        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
-        journal.format();
-        let me = Owner {
-            pid: 7,
-            start_ticks: 1,
-        };
-        e.attach_journal(journal, me);
+        let (journal, words) = memory_journal();
+        e.attach_journal(journal, ME);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
-        e.connected(4, api_addr());
-        e.connected(5, api_addr());
-        e.sent(4, next_req(), &p);
-        e.received(4, &next_resp("open", "{}"), &p);
-        for i in 1..=3 {
-            one_invoke(&mut e, 5, &format!("r{i}"), &p);
-        }
+        overlapped(&mut e, "open", 3, &p);
         let taken = crate::journal::SLOT_COUNT - journal.free_count();
         assert_eq!(
             taken,
@@ -1405,15 +1398,8 @@ mod tests {
     fn open_invokes_are_journaled_until_they_end() {
         let bits = leak_bits();
         let mut e = engine(bits);
-        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
-        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
-        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
-        journal.format();
-        let me = Owner {
-            pid: 7,
-            start_ticks: 1,
-        };
-        e.attach_journal(journal, me);
+        let (journal, _) = memory_journal();
+        e.attach_journal(journal, ME);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
@@ -1436,7 +1422,7 @@ mod tests {
             reason: b"exit status 2",
         };
         let mut lines = Vec::new();
-        journal.write_open(me.pid, &ending, &mut |parts| lines.push(parts.concat()));
+        journal.write_open(ME.pid, &ending, &mut |parts| lines.push(parts.concat()));
         assert_eq!(lines.len(), 1);
         let v: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();
         assert_eq!(v["requestId"], "dies");
