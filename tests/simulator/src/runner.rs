@@ -177,6 +177,12 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             if let Some(status) = child.try_wait()? {
                 exited = Some(status);
                 exits.push(status);
+                if sim.init_error().is_some() {
+                    // It reported an init error and exited while we waited above: done, as
+                    // in the branch at the top of the loop.
+                    idle = true;
+                    break;
+                }
                 // Lambda reports the invoke as Runtime.ExitError and starts a new runtime.
                 restart = sim.config().restart_on_exit && sim.runtime_exited();
                 break;
