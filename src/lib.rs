@@ -39,6 +39,8 @@ pub mod fdtable;
 pub mod http;
 #[path = "core/journal.rs"]
 pub mod journal;
+#[path = "core/json.rs"]
+pub mod json;
 #[path = "core/metrics.rs"]
 mod metrics;
 #[path = "core/runtime_api.rs"]
@@ -85,9 +87,69 @@ mod process;
 #[cfg(not(test))]
 #[path = "glue/real.rs"]
 mod real;
+#[path = "glue/sys.rs"]
+pub mod sys;
 
 #[cfg(not(test))]
 use std::ffi::{c_char, c_int};
+
+/// A test build (`--features alloc-guard`): Rust's allocator refuses every allocation, and
+/// aborts at every free, once the process became a runtime (see
+/// [`process::became_runtime`]): a run with it shows that nothing of the library allocates or
+/// frees from then on. A refused allocation aborts the process with Rust's own message.
+#[cfg(all(feature = "alloc-guard", not(test)))]
+mod alloc_guard {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    struct Guard;
+
+    fn refuse(what: &[u8]) -> bool {
+        if !crate::process::became_runtime() {
+            return false;
+        }
+        let _ = crate::sys::write(2, what);
+        true
+    }
+
+    // SAFETY: before the process is a runtime every call goes to the system allocator as
+    // received; after, allocations answer null (Rust reports the failure) and a free aborts.
+    unsafe impl GlobalAlloc for Guard {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if refuse(b"lambda-meter alloc-guard: allocation after the process became a runtime\n")
+            {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: forwarded as received.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if refuse(b"lambda-meter alloc-guard: allocation after the process became a runtime\n")
+            {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: forwarded as received.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if refuse(b"lambda-meter alloc-guard: free after the process became a runtime\n") {
+                std::process::abort();
+            }
+            // SAFETY: forwarded as received.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if refuse(b"lambda-meter alloc-guard: allocation after the process became a runtime\n")
+            {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: forwarded as received.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GUARD: Guard = Guard;
+}
 
 /// The library version, for the public C ABI.
 const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
@@ -147,7 +209,9 @@ pub unsafe extern "C" fn lambda_meter_metric(
         false => unsafe { text(unit, custom::Status::BadUnit) }.map(Some),
     };
     let status = match (name, unit) {
-        (Ok(name), Ok(unit)) => process::custom(|c, taken| c.metric(name, value, unit, taken)),
+        (Ok(name), Ok(unit)) => {
+            process::custom(|pool, c, taken| pool.metric(c, name, value, unit, taken))
+        }
         (Err(s), _) | (_, Err(s)) => s,
     };
     status as c_int
@@ -161,7 +225,13 @@ pub unsafe extern "C" fn lambda_meter_metric(
 unsafe fn keyed(
     key: *const c_char,
     value: *const c_char,
-    set: impl FnOnce(&mut custom::Custom, &str, &str, &dyn Fn(&str) -> bool) -> custom::Status,
+    set: impl FnOnce(
+        &mut custom::Pool,
+        &mut custom::Custom,
+        &str,
+        &str,
+        &dyn Fn(&str) -> bool,
+    ) -> custom::Status,
 ) -> c_int {
     // SAFETY: as the caller guarantees.
     let pair = unsafe {
@@ -171,7 +241,7 @@ unsafe fn keyed(
         )
     };
     let status = match pair {
-        (Ok(key), Ok(value)) => process::custom(|c, taken| set(c, key, value, taken)),
+        (Ok(key), Ok(value)) => process::custom(|pool, c, taken| set(pool, c, key, value, taken)),
         (Err(s), _) | (_, Err(s)) => s,
     };
     status as c_int
@@ -185,7 +255,7 @@ unsafe fn keyed(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lambda_meter_dimension(key: *const c_char, value: *const c_char) -> c_int {
     // SAFETY: as the caller guarantees.
-    unsafe { keyed(key, value, |c, k, v, taken| c.dimension(k, v, taken)) }
+    unsafe { keyed(key, value, |p, c, k, v, taken| p.dimension(c, k, v, taken)) }
 }
 
 /// Public C ABI: sets property `key` to `json_value` (one JSON value) on the invoke in
@@ -200,7 +270,11 @@ pub unsafe extern "C" fn lambda_meter_property(
     json_value: *const c_char,
 ) -> c_int {
     // SAFETY: as the caller guarantees.
-    unsafe { keyed(key, json_value, |c, k, v, taken| c.property(k, v, taken)) }
+    unsafe {
+        keyed(key, json_value, |p, c, k, v, taken| {
+            p.property(c, k, v, taken)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,14 +11,25 @@
     clippy::indexing_slicing
 )]
 
+use crate::custom::{Custom, Pool};
 use crate::emf;
-use crate::http::{self, Direction, Event, Parser};
+use crate::http::{Direction, Event, Parser};
 use crate::journal;
+use crate::runtime_api::FIELDS;
 use crate::settings::Settings;
+use crate::text::Out;
 use crate::tracker::{
-    self, EventInfo, Gauges, InvokeRecord, Lifecycle, Outcome, Probe, RecordKind, Tracker,
+    self, ErrorType, EventInfo, Gauges, InvokeRecord, Lifecycle, Outcome, Probe, RecordKind,
+    RequestId, TraceId, Tracker,
 };
 use serde_json::Value;
+
+/// What `write` puts in a large buffer, as text; `None` when it wrote nothing.
+fn line_of(write: impl FnOnce(&mut Out) -> bool) -> Option<String> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = Out::new(&mut buf);
+    write(&mut out).then(|| String::from_utf8(out.written().to_vec()).expect("utf-8"))
+}
 
 /// Reads a scenario from arbitrary bytes; past the end every read is 0.
 pub struct Input<'a> {
@@ -145,13 +156,40 @@ fn valid_message(input: &mut Input, dir: Direction) -> (Vec<u8>, u64) {
     (m, body_len)
 }
 
-fn capture_some(_: &http::Head) -> usize {
-    http::MAX_CAPTURE
+/// One message as the parser reported it: its head's status, method, target and kept
+/// values, how many body bytes came with it, and its completion's body length.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    method: String,
+    target: Vec<u8>,
+    values: Vec<Option<String>>,
+    trailer: Option<String>,
+    body_bytes: u64,
+    first_marks: usize,
+    body_len: u64,
 }
 
-fn feed_in_pieces(dir: Direction, stream: &[u8], sizes: &mut Input) -> Vec<Event> {
-    let mut p = Parser::new(dir);
-    let mut events = Vec::new();
+fn seen(p: &Parser, body_bytes: u64, first_marks: usize, body_len: u64) -> Seen {
+    let h = p.head();
+    Seen {
+        status: h.status,
+        method: h.method().to_string(),
+        target: h.target().prefix().to_vec(),
+        values: (0..FIELDS.head.len())
+            .map(|i| h.value(i).map(str::to_string))
+            .collect(),
+        trailer: h.trailer(&FIELDS, 0).map(str::to_string),
+        body_bytes,
+        first_marks,
+        body_len,
+    }
+}
+
+fn feed_in_pieces(dir: Direction, stream: &[u8], sizes: &mut Input) -> Vec<Seen> {
+    let mut p = Parser::new(dir, FIELDS);
+    let mut done = Vec::new();
+    let (mut body, mut firsts) = (0u64, 0usize);
     let mut rest = stream;
     while !rest.is_empty() {
         let n = match sizes.byte() {
@@ -160,16 +198,27 @@ fn feed_in_pieces(dir: Direction, stream: &[u8], sizes: &mut Input) -> Vec<Event
             _ => usize::from(sizes.byte()) * 64 + 1,
         }
         .min(rest.len());
-        p.feed(&rest[..n], capture_some, &mut events)
-            .expect("a valid stream parses");
-        assert!(p.buffered() <= http::MAX_HEAD * 2 + http::MAX_CAPTURE * 2);
+        let mut piece = &rest[..n];
+        while let Some(ev) = p.step(&mut piece).expect("a valid stream parses") {
+            match ev {
+                Event::Head => {}
+                Event::Body { bytes, first } => {
+                    body += bytes.len() as u64;
+                    firsts += usize::from(first);
+                }
+                Event::Complete { body_len } => {
+                    done.push(seen(&p, body, firsts, body_len));
+                    (body, firsts) = (0, 0);
+                }
+            }
+        }
         rest = &rest[n..];
     }
     assert!(
         p.is_idle(),
         "a whole stream leaves the parser between messages"
     );
-    events
+    done
 }
 
 /// Valid message streams give the same events however they are split.
@@ -190,21 +239,19 @@ pub fn http_chunkings(data: &[u8]) {
     let whole = feed_in_pieces(dir, &stream, &mut Input::new(&[255, 255]));
     let pieces = feed_in_pieces(dir, &stream, &mut input);
     assert_eq!(whole, pieces, "events depend on how the stream was split");
-    let complete: Vec<u64> = whole
-        .iter()
-        .filter_map(|e| match e {
-            Event::Complete(m) => Some(m.body_len),
-            _ => None,
-        })
-        .collect();
+    let complete: Vec<u64> = whole.iter().map(|m| m.body_len).collect();
     assert_eq!(
         complete, lengths,
         "one message per message, with its body length"
     );
+    for m in &whole {
+        assert_eq!(m.body_bytes, m.body_len, "every body byte is reported once");
+        assert_eq!(m.first_marks, usize::from(m.body_len > 0));
+    }
 }
 
-/// Arbitrary bytes, after an optional valid start, in arbitrary pieces: never a panic, never
-/// more memory than the bounds, and after an error nothing more is fed.
+/// Arbitrary bytes, after an optional valid start, in arbitrary pieces: never a panic, and after
+/// an error nothing more is fed. (The parser's memory is its fixed size, whatever it is fed.)
 pub fn http_garbage(data: &[u8]) {
     let mut input = Input::new(data);
     let dir = if input.coin() {
@@ -218,25 +265,23 @@ pub fn http_garbage(data: &[u8]) {
         _ => Vec::new(),
     };
     stream.extend_from_slice(data.get(input.at.min(data.len())..).unwrap_or_default());
-    let mut p = Parser::new(dir);
-    let mut events = Vec::new();
+    let mut p = Parser::new(dir, FIELDS);
     let mut rest = stream.as_slice();
     let mut sizes = Input::new(data);
     while !rest.is_empty() {
         let n = (usize::from(sizes.byte() % 32) + 1).min(rest.len());
-        let result = p.feed(&rest[..n], capture_some, &mut events);
-        assert!(p.buffered() <= http::MAX_HEAD * 2 + http::MAX_CAPTURE * 2);
-        if result.is_err() {
-            return;
+        let mut piece = &rest[..n];
+        loop {
+            match p.step(&mut piece) {
+                Ok(Some(Event::Body { bytes, .. })) => assert!(bytes.len() <= n),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
         }
         rest = &rest[n..];
     }
-    p.end_of_stream(&mut events);
-    for e in &events {
-        if let Event::Complete(m) = e {
-            assert!(m.captured.len() <= http::MAX_CAPTURE);
-        }
-    }
+    let _ = p.end_of_stream();
 }
 
 fn probe_at(ms: u64) -> Probe {
@@ -264,12 +309,13 @@ pub fn tracker_orders(data: &[u8]) {
         proactive_threshold_ns: input.below(2_000) * 1_000_000,
         timeout_margin_ns: input.below(100) * 1_000_000,
     };
-    let mut t = Tracker::new(0, lifecycle);
+    let mut t = Tracker::try_new(0, lifecycle).expect("room");
     let ids = ["a", "b", "c", "", "\"q\"\n", "x"];
     let long_id = "L".repeat(400);
     let mut now = 0u64;
     let mut records: Vec<InvokeRecord> = Vec::new();
     let settings = Settings::from_env(&|_| None, "props").0;
+    let none = |_: &str| false;
     for _ in 0..200 {
         if input.is_empty() {
             break;
@@ -286,32 +332,34 @@ pub fn tracker_orders(data: &[u8]) {
             2 => {
                 let deadline = (input.coin()).then(|| p.wall_ms + input.below(3_000));
                 let event = EventInfo {
-                    request_id: id.to_string(),
-                    trace_id: (input.coin()).then(|| "Root=1-x".to_string()),
+                    request_id: RequestId::new(id),
+                    trace_id: (input.coin()).then(|| TraceId::new("Root=1-x")),
                     deadline_ms: deadline,
                     request_bytes: input.below(1 << 20),
                     thread: 0,
                 };
-                records.extend(t.event_received(event, &p));
+                records.extend(t.event_received(event, &p, &none));
             }
             3 => {
                 let errored = input.coin();
                 let outcome = Outcome {
                     response_bytes: input.below(1 << 20),
                     errored,
-                    error_type: errored.then(|| "E".repeat(usize::from(input.byte()) * 2)),
+                    error_type: errored
+                        .then(|| ErrorType::new(&"E".repeat(usize::from(input.byte()) * 2))),
                     streamed: input.coin(),
                 };
-                records.extend(t.result_sent(id, outcome, &p));
+                let (a, b) = t.result_sent(id, outcome, &p, &tracker::Channel::NONE);
+                records.extend(a.into_iter().chain(b));
             }
             4 => t.result_first_byte(id, &p),
-            5 => records.extend(t.tick(&p)),
-            6 => records.push(t.init_error(Some(id.to_string()), &p)),
+            5 => records.extend(std::iter::from_fn(|| t.tick(&p))),
+            6 => records.push(t.init_error(Some(id), &p, &tracker::Channel::NONE)),
             7 => t.restore_answered(&p),
             8 => t.next_refused(),
             _ => records.extend(t.flush()),
         }
-        assert!(t.open_count() <= 1024);
+        assert!(t.open_count() <= tracker::MAX_OPEN);
     }
     let cold = records.iter().filter(|r| r.cold_start).count();
     assert!(cold <= 1, "{cold} cold starts");
@@ -324,7 +372,7 @@ pub fn tracker_orders(data: &[u8]) {
         if let Some(e) = &r.error_type {
             assert!(e.len() <= tracker::MAX_ERROR_TYPE_LEN);
         }
-        if let Some(line) = emf::encode(r, &settings) {
+        if let Some(line) = line_of(|o| emf::encode(r, &settings, t.pool_ref(), o)) {
             check_emf_line(&line);
         }
     }
@@ -419,8 +467,8 @@ pub fn emf_records(data: &[u8]) {
         } else {
             RecordKind::Invoke
         },
-        request_id: input.text(),
-        trace_id: (input.coin()).then(|| input.text()),
+        request_id: RequestId::new(&input.text()),
+        trace_id: (input.coin()).then(|| TraceId::new(&input.text())),
         timestamp_ms: input.number(),
         duration_ns: opt(&mut input),
         cold_start: input.coin(),
@@ -430,7 +478,7 @@ pub fn emf_records(data: &[u8]) {
         restore_duration_ns: opt(&mut input),
         errored: input.coin(),
         timed_out: input.coin(),
-        error_type: (input.coin()).then(|| input.text()),
+        error_type: (input.coin()).then(|| ErrorType::new(&input.text())),
         cpu_ns: opt(&mut input),
         max_rss_kb: input.number(),
         request_bytes: opt(&mut input),
@@ -444,34 +492,36 @@ pub fn emf_records(data: &[u8]) {
             open_fds: input.number(),
             threads: input.number(),
         }),
-        custom: None,
+        custom: Custom::NONE,
+        journal_slot: None,
     };
-    let Some(line) = emf::encode(&record, &settings) else {
+    let pool = Pool::reserve().expect("room");
+    let encode = |r: &InvokeRecord| line_of(|o| emf::encode(r, &settings, &pool, o));
+    let Some(line) = encode(&record) else {
         return;
     };
     let v = check_emf_line(&line);
     // With the constant part rendered once and reused: the same line, for this record and for
     // another of the same shape with other values.
-    let mut prefixes = emf::Prefixes::default();
-    assert_eq!(
-        emf::encode_cached(&record, &settings, &mut prefixes).as_deref(),
-        Some(line.as_str())
-    );
+    let mut prefixes = emf::Prefixes::try_new().expect("room");
+    let mut cached =
+        |r: &InvokeRecord| line_of(|o| emf::encode_cached(r, &settings, &pool, &mut prefixes, o));
+    assert_eq!(cached(&record).as_deref(), Some(line.as_str()));
     let shift = |v: Option<u64>| v.map(|n| n / 3 + 7);
     let other = InvokeRecord {
-        request_id: format!("{}-other", record.request_id),
+        request_id: RequestId::new(&format!("{}-other", record.request_id)),
         timestamp_ms: record.timestamp_ms / 2 + 1,
         duration_ns: shift(record.duration_ns),
         cpu_ns: shift(record.cpu_ns),
         max_rss_kb: record.max_rss_kb / 5,
         request_bytes: shift(record.request_bytes),
         response_bytes: shift(record.response_bytes),
-        ..record.clone()
+        ..record
     };
     // The environment's constant properties are written once per log stream: the cached
     // line of a record that does not start one is the uncached line without them.
-    let cached = emf::encode_cached(&other, &settings, &mut prefixes);
-    let alone = emf::encode(&other, &settings);
+    let cached = cached(&other);
+    let alone = encode(&other);
     if emf::starts_stream(&other) {
         assert_eq!(cached, alone);
     } else {
@@ -498,11 +548,14 @@ pub fn emf_records(data: &[u8]) {
         assert_eq!(got, expected);
     }
     // The same record prepared for an ending, rendered with known and unknown values.
-    let template = journal::prepare(&line).expect("every record can be prepared");
+    let template = line_of(|o| journal::prepare(line.as_bytes(), o))
+        .expect("every record can be prepared")
+        .into_bytes();
     for known in [true, false] {
         let values = journal::Values {
             wall_ms: input.number() >> 20,
             duration_ns: known.then(|| input.number() >> 16),
+            post_response_ns: None,
             cpu_ns: known.then(|| input.number() >> 16),
             max_rss_kb: input.number() >> 24,
             memory_size_mb: input.below(10_241),
@@ -526,18 +579,19 @@ pub fn emf_records(data: &[u8]) {
         if record.request_id.is_empty() {
             continue;
         }
-        let mut model = record.clone();
-        model.request_id = journal::REQUEST_ID_PLACEHOLDER.to_string();
+        let mut model = record;
+        model.request_id = RequestId::new(journal::REQUEST_ID_PLACEHOLDER);
         model.trace_id = record
             .trace_id
             .as_ref()
-            .map(|_| journal::TRACE_ID_PLACEHOLDER.to_string());
+            .map(|_| TraceId::new(journal::TRACE_ID_PLACEHOLDER));
         model.request_bytes = record
             .request_bytes
             .map(|_| journal::REQUEST_BYTES_PLACEHOLDER);
-        let shared = emf::encode(&model, &settings)
-            .and_then(|l| journal::shared_template(&l))
-            .expect("a shared template");
+        let shared = encode(&model)
+            .and_then(|l| line_of(|o| journal::shared_template(l.as_bytes(), o)))
+            .expect("a shared template")
+            .into_bytes();
         let escaped = |s: &str| {
             let lit = serde_json::to_string(s).expect("json");
             lit.as_bytes()[1..lit.len() - 1].to_vec()

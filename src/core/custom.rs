@@ -7,7 +7,12 @@
 //! they belong to until its record is written: custom metrics under a directive of their own
 //! (the function's first dimension set plus the custom dimensions), beside the built-in one, so
 //! a custom dimension never multiplies the built-in metrics' bill.
+//!
+//! They live in a [`Pool`] of chunks reserved once, each record's values a chain of chunks
+//! named by a [`Custom`] handle: giving a value never allocates, and when the pool is used up
+//! the call says so ([`Status::Limit`]).
 
+use crate::text::{FixedStr, Out};
 use std::cell::Cell;
 
 /// What a call returns (the C ABI's `int`; `lambda_meter.h` documents the same values).
@@ -28,7 +33,8 @@ pub enum Status {
     BadValue = -2,
     /// The unit is not one of CloudWatch's units.
     BadUnit = -3,
-    /// A per-record limit is reached (see [`MAX_METRICS`] and the others).
+    /// A per-record limit is reached (see [`MAX_METRICS`] and the others), or the process's
+    /// room for custom values ([`POOL_BYTES`]) is used up by invokes in flight.
     Limit = -4,
     /// Several invokes are open at once and none was started on the calling thread.
     Ambiguous = -5,
@@ -86,23 +92,82 @@ pub const UNITS: &[&str] = &[
     "None",
 ];
 
-/// One custom metric: its unit and every value given during the invoke.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Metric {
-    pub name: String,
-    pub unit: &'static str,
-    pub values: Vec<f64>,
+/// Bytes of one chunk: any one entry fits in one.
+const CHUNK: usize = 4 + MAX_NAME + 2 + MAX_PROPERTY_JSON + 4;
+/// Chunks in the pool.
+pub const POOL_CHUNKS: usize = 128;
+/// The pool's size.
+pub const POOL_BYTES: usize = POOL_CHUNKS * CHUNK;
+
+const NONE: u16 = u16::MAX;
+
+// Entry kinds. An entry is its kind byte, then its fields; `DEAD` marks a replaced one.
+/// A metric's name and unit (its values are `VALUE` entries naming its ordinal).
+const METRIC: u8 = b'M';
+const VALUE: u8 = b'V';
+const DIMENSION: u8 = b'D';
+const PROPERTY: u8 = b'P';
+const DEAD: u8 = b'x';
+
+/// The custom values of one record: a chain of chunks of the [`Pool`], or none. `Copy`: it is
+/// moved with its record; exactly one place owns it, and frees it with [`Pool::free`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Custom {
+    first: u16,
+    last: u16,
 }
 
-/// Everything added to one record.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Custom {
-    pub metrics: Vec<Metric>,
-    /// Key and value, in the order given (a key given again takes the new value).
-    pub dimensions: Vec<(String, String)>,
-    /// Key and the value as compact JSON, in the order given (a key given again takes the new
-    /// value).
-    pub properties: Vec<(String, String)>,
+impl Default for Custom {
+    fn default() -> Self {
+        Custom::NONE
+    }
+}
+
+impl Custom {
+    /// No values.
+    pub const NONE: Custom = Custom {
+        first: NONE,
+        last: NONE,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.first == NONE
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Chunk {
+    next: u16,
+    used: u16,
+    bytes: [u8; CHUNK],
+}
+
+/// One entry as read back.
+#[derive(Clone, Copy, Debug)]
+enum Entry<'a> {
+    Metric { name: &'a str, unit: &'static str },
+    Value { ordinal: u8, value: f64 },
+    Dimension { key: &'a str, value: &'a str },
+    Property { key: &'a str, json: &'a str },
+}
+
+/// The chunks every record's custom values live in (see the module documentation).
+pub struct Pool {
+    chunks: Vec<Chunk>,
+    free: Vec<u16>,
+    /// One chunk's bytes, for moving a record's values onto another's.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pool({} chunks, {} free)",
+            self.chunks.len(),
+            self.free.len()
+        )
+    }
 }
 
 /// Whether `name` may be a member of a record: 1 to [`MAX_NAME`] bytes, no control character,
@@ -115,22 +180,180 @@ fn usable_name(name: &str, taken: &dyn Fn(&str) -> bool) -> bool {
         && !taken(name)
 }
 
-impl Custom {
-    pub fn is_empty(&self) -> bool {
-        self.metrics.is_empty() && self.dimensions.is_empty() && self.properties.is_empty()
+impl Pool {
+    /// A pool with room for [`POOL_CHUNKS`] chunks, reserved now (the memory is touched only
+    /// as chunks are first used). `None` when it cannot be had.
+    pub fn reserve() -> Option<Pool> {
+        Self::with_chunks(POOL_CHUNKS)
     }
 
-    /// Whether `name` is already a member of this record's custom part.
-    fn has(&self, name: &str) -> bool {
-        self.metrics.iter().any(|m| m.name == name)
-            || self.dimensions.iter().any(|(k, _)| k == name)
-            || self.properties.iter().any(|(k, _)| k == name)
+    fn with_chunks(n: usize) -> Option<Pool> {
+        let mut chunks = Vec::new();
+        chunks.try_reserve_exact(n).ok()?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(n).ok()?;
+        let mut scratch = Vec::new();
+        scratch.try_reserve_exact(CHUNK).ok()?;
+        Some(Pool {
+            chunks,
+            free,
+            scratch,
+        })
     }
 
-    /// Adds `value` to metric `name` (a metric given again becomes a value array; its unit is
-    /// the first one given).
+    /// Forgets every record's values (a forked child: none of them is its own).
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.free.clear();
+    }
+
+    /// Gives a record's chunks back.
+    pub fn free(&mut self, c: &mut Custom) {
+        let mut at = c.first;
+        let mut guard = 0;
+        while at != NONE && guard <= self.chunks.len() {
+            let next = self.chunks.get(usize::from(at)).map_or(NONE, |ch| ch.next);
+            if self.free.len() < self.free.capacity() {
+                self.free.push(at);
+            }
+            at = next;
+            guard += 1;
+        }
+        *c = Custom::NONE;
+    }
+
+    fn new_chunk(&mut self) -> Option<u16> {
+        if let Some(i) = self.free.pop() {
+            if let Some(ch) = self.chunks.get_mut(usize::from(i)) {
+                ch.next = NONE;
+                ch.used = 0;
+            }
+            return Some(i);
+        }
+        if self.chunks.len() < self.chunks.capacity() {
+            self.chunks.push(Chunk {
+                next: NONE,
+                used: 0,
+                bytes: [0; CHUNK],
+            });
+            return u16::try_from(self.chunks.len() - 1).ok();
+        }
+        None
+    }
+
+    /// Appends one entry of at most `size` bytes to `c`'s chain, written by `write` into the
+    /// room it is given; the entry is kept only when `write` returns true and it fitted.
+    fn append_with(
+        &mut self,
+        c: &mut Custom,
+        size: usize,
+        write: impl FnOnce(&mut Out) -> bool,
+    ) -> bool {
+        let room = |p: &Pool, at: u16| {
+            p.chunks
+                .get(usize::from(at))
+                .is_some_and(|ch| CHUNK - usize::from(ch.used) >= size)
+        };
+        let (at, fresh) = if c.last != NONE && room(self, c.last) {
+            (c.last, false)
+        } else {
+            match self.new_chunk() {
+                Some(new) => (new, true),
+                None => return false,
+            }
+        };
+        let Some(ch) = self.chunks.get_mut(usize::from(at)) else {
+            return false;
+        };
+        let used = usize::from(ch.used);
+        let mut out = Out::new(ch.bytes.get_mut(used..).unwrap_or_default());
+        if !write(&mut out) || out.overflowed() {
+            if fresh && self.free.len() < self.free.capacity() {
+                self.free.push(at);
+            }
+            return false;
+        }
+        ch.used = (used + out.len()) as u16;
+        if fresh {
+            if c.last == NONE {
+                c.first = at;
+            } else if let Some(prev) = self.chunks.get_mut(usize::from(c.last)) {
+                prev.next = at;
+            }
+            c.last = at;
+        }
+        true
+    }
+
+    /// Calls `f` with each live entry of `c`, in the order given, with where it is (chunk and
+    /// offset); stops when `f` returns false.
+    fn each<'p>(&'p self, c: &Custom, mut f: impl FnMut(Entry<'p>, (u16, usize)) -> bool) {
+        let mut at = c.first;
+        let mut guard = 0;
+        while at != NONE && guard <= self.chunks.len() {
+            guard += 1;
+            let Some(ch) = self.chunks.get(usize::from(at)) else {
+                return;
+            };
+            let bytes = ch.bytes.get(..usize::from(ch.used)).unwrap_or_default();
+            if !each_entry(bytes, |e, off| f(e, (at, off))) {
+                return;
+            }
+            at = ch.next;
+        }
+    }
+
+    fn kill(&mut self, (chunk, off): (u16, usize)) {
+        if let Some(b) = self
+            .chunks
+            .get_mut(usize::from(chunk))
+            .and_then(|ch| ch.bytes.get_mut(off))
+        {
+            *b = DEAD;
+        }
+    }
+
+    /// What `c` holds: metric names, dimensions and properties, and where `name` is used.
+    fn census(&self, c: &Custom, name: &str) -> Census {
+        let mut n = Census::default();
+        self.each(c, |e, at| {
+            match e {
+                Entry::Metric { name: m, .. } => {
+                    if m == name {
+                        n.metric = Some(n.metrics as u8);
+                    }
+                    n.metrics += 1;
+                }
+                Entry::Value { ordinal, .. } => {
+                    if n.metric == Some(ordinal) {
+                        n.values += 1;
+                    }
+                }
+                Entry::Dimension { key, .. } => {
+                    if key == name {
+                        n.dimension = Some(at);
+                    } else {
+                        n.dimensions += 1;
+                    }
+                }
+                Entry::Property { key, .. } => {
+                    if key == name {
+                        n.property = Some(at);
+                    } else {
+                        n.properties += 1;
+                    }
+                }
+            }
+            true
+        });
+        n
+    }
+
+    /// Adds `value` to metric `name` on `c` (a metric given again becomes a value array; its
+    /// unit is the first one given).
     pub fn metric(
         &mut self,
+        c: &mut Custom,
         name: &str,
         value: f64,
         unit: Option<&str>,
@@ -143,55 +366,86 @@ impl Custom {
             return Status::BadValue;
         }
         let given = unit.unwrap_or("None");
-        let Some(unit) = UNITS.iter().find(|u| **u == given) else {
+        let Some(unit_index) = UNITS.iter().position(|u| *u == given) else {
             return Status::BadUnit;
         };
-        if let Some(m) = self.metrics.iter_mut().find(|m| m.name == name) {
-            if m.values.len() >= MAX_VALUES {
+        let n = self.census(c, name);
+        let value_entry = |out: &mut Out, ordinal: u8| {
+            out.bytes(&[VALUE, ordinal]);
+            out.bytes(&value.to_le_bytes());
+        };
+        if let Some(ordinal) = n.metric {
+            if n.values >= MAX_VALUES {
                 return Status::Limit;
             }
-            m.values.push(value);
-            return Status::Ok;
+            return ok_if(self.append_with(c, 10, |out| {
+                value_entry(out, ordinal);
+                true
+            }));
         }
-        if self.has(name) {
+        if n.dimension.is_some() || n.property.is_some() {
             return Status::BadName;
         }
-        if self.metrics.len() >= MAX_METRICS {
+        if n.metrics >= MAX_METRICS {
             return Status::Limit;
         }
-        self.metrics.push(Metric {
-            name: name.to_string(),
-            unit,
-            values: vec![value],
-        });
-        Status::Ok
+        // The name and its first value in one entry's room, or neither: a full pool never
+        // leaves a metric without a value.
+        ok_if(self.append_with(c, 3 + name.len() + 10, |out| {
+            out.bytes(&[METRIC, name.len() as u8]);
+            out.str(name);
+            out.byte(unit_index as u8);
+            value_entry(out, n.metrics as u8);
+            true
+        }))
     }
 
-    /// Sets custom dimension `key` to `value`.
-    pub fn dimension(&mut self, key: &str, value: &str, taken: &dyn Fn(&str) -> bool) -> Status {
+    /// Sets custom dimension `key` to `value` on `c`.
+    pub fn dimension(
+        &mut self,
+        c: &mut Custom,
+        key: &str,
+        value: &str,
+        taken: &dyn Fn(&str) -> bool,
+    ) -> Status {
         if !usable_name(key, taken) {
             return Status::BadName;
         }
         if value.is_empty() || value.len() > MAX_DIMENSION_VALUE {
             return Status::BadValue;
         }
-        if let Some(d) = self.dimensions.iter_mut().find(|(k, _)| k == key) {
-            d.1 = value.to_string();
-            return Status::Ok;
-        }
-        if self.has(key) {
+        let n = self.census(c, key);
+        if n.metric.is_some() || n.property.is_some() {
             return Status::BadName;
         }
-        if self.dimensions.len() >= MAX_DIMENSIONS {
+        if n.dimension.is_none() && n.dimensions >= MAX_DIMENSIONS {
             return Status::Limit;
         }
-        self.dimensions.push((key.to_string(), value.to_string()));
+        let written = self.append_with(c, 4 + key.len() + value.len(), |out| {
+            out.bytes(&[DIMENSION, key.len() as u8]);
+            out.str(key);
+            out.bytes(&(value.len() as u16).to_le_bytes());
+            out.str(value);
+            true
+        });
+        // A key given again: the new entry is read, the old one is marked dead.
+        self.replaced(written, n.dimension)
+    }
+
+    fn replaced(&mut self, written: bool, old: Option<(u16, usize)>) -> Status {
+        if !written {
+            return Status::Limit;
+        }
+        if let Some(old) = old {
+            self.kill(old);
+        }
         Status::Ok
     }
 
     /// Sets property `key` to `json_value`, which must be one JSON value (kept compact).
     pub fn property(
         &mut self,
+        c: &mut Custom,
         key: &str,
         json_value: &str,
         taken: &dyn Fn(&str) -> bool,
@@ -199,40 +453,218 @@ impl Custom {
         if !usable_name(key, taken) {
             return Status::BadName;
         }
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(json_value) else {
-            return Status::BadValue;
-        };
-        let compact = value.to_string();
-        if compact.len() > MAX_PROPERTY_JSON {
+        // Checked (and its length known) before anything is kept.
+        let mut counter = Out::counting();
+        if !crate::json::compact(json_value.as_bytes(), &mut counter)
+            || counter.len() > MAX_PROPERTY_JSON
+        {
             return Status::BadValue;
         }
-        if let Some(p) = self.properties.iter_mut().find(|(k, _)| k == key) {
-            p.1 = compact;
-            return Status::Ok;
-        }
-        if self.has(key) {
+        let json_len = counter.len();
+        let n = self.census(c, key);
+        if n.metric.is_some() || n.dimension.is_some() {
             return Status::BadName;
         }
-        if self.properties.len() >= MAX_PROPERTIES {
+        if n.property.is_none() && n.properties >= MAX_PROPERTIES {
             return Status::Limit;
         }
-        self.properties.push((key.to_string(), compact));
-        Status::Ok
+        let written = self.append_with(c, 4 + key.len() + json_len, |out| {
+            out.bytes(&[PROPERTY, key.len() as u8]);
+            out.str(key);
+            out.bytes(&(json_len as u16).to_le_bytes());
+            crate::json::compact(json_value.as_bytes(), out)
+        });
+        self.replaced(written, n.property)
     }
 
-    /// Takes `more` (given before the invoke started) in, as if given now.
-    pub fn absorb(&mut self, more: Custom, taken: &dyn Fn(&str) -> bool) {
-        for m in more.metrics {
-            for v in m.values {
-                let _ = self.metric(&m.name, v, Some(m.unit), taken);
+    /// The name and unit of `c`'s metric number `ordinal`.
+    fn metric_name(&self, c: &Custom, ordinal: u8) -> Option<(FixedStr<MAX_NAME>, &'static str)> {
+        let mut found = None;
+        let mut i = 0u8;
+        self.each(c, |e, _| {
+            if let Entry::Metric { name, unit } = e {
+                if i == ordinal {
+                    found = Some((FixedStr::new(name), unit));
+                    return false;
+                }
+                i += 1;
             }
+            true
+        });
+        found
+    }
+
+    /// Moves `from`'s values (given before the invoke started) onto `to`, as if given now, and
+    /// frees `from`.
+    pub fn absorb(&mut self, to: &mut Custom, from: &mut Custom, taken: &dyn Fn(&str) -> bool) {
+        if from.is_empty() {
+            return;
         }
-        for (k, v) in more.dimensions {
-            let _ = self.dimension(&k, &v, taken);
+        if to.is_empty() {
+            *to = *from;
+            *from = Custom::NONE;
+            return;
         }
-        for (k, v) in more.properties {
-            let _ = self.property(&k, &v, taken);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut at = from.first;
+        let mut guard = 0;
+        while at != NONE && guard <= self.chunks.len() {
+            guard += 1;
+            let Some(ch) = self.chunks.get(usize::from(at)) else {
+                break;
+            };
+            scratch.clear();
+            scratch.extend_from_slice(ch.bytes.get(..usize::from(ch.used)).unwrap_or_default());
+            at = ch.next;
+            each_entry(&scratch, |e, _| {
+                let _ = match e {
+                    Entry::Metric { .. } => Status::Ok,
+                    Entry::Value { ordinal, value } => match self.metric_name(from, ordinal) {
+                        Some((name, unit)) => self.metric(to, &name, value, Some(unit), taken),
+                        None => Status::Ok,
+                    },
+                    Entry::Dimension { key, value } => self.dimension(to, key, value, taken),
+                    Entry::Property { key, json } => self.property(to, key, json, taken),
+                };
+                true
+            });
         }
+        self.scratch = scratch;
+        self.free(from);
+    }
+
+    /// Calls `metric` with each custom metric of `c` (name, unit) and a function that hands
+    /// its values, in order, to another.
+    pub fn each_metric(
+        &self,
+        c: &Custom,
+        mut metric: impl FnMut(&str, &str, &mut dyn FnMut(&mut dyn FnMut(f64))),
+    ) {
+        let mut ordinal = 0u8;
+        self.each(c, |e, _| {
+            if let Entry::Metric { name, unit } = e {
+                let this = ordinal;
+                let mut values = |v: &mut dyn FnMut(f64)| {
+                    self.each(c, |e, _| {
+                        if let Entry::Value { ordinal: o, value } = e
+                            && o == this
+                        {
+                            v(value);
+                        }
+                        true
+                    });
+                };
+                metric(name, unit, &mut values);
+                ordinal += 1;
+            }
+            true
+        });
+    }
+
+    /// How many custom metrics `c` has.
+    pub fn metric_count(&self, c: &Custom) -> usize {
+        let mut n = 0;
+        self.each(c, |e, _| {
+            n += usize::from(matches!(e, Entry::Metric { .. }));
+            true
+        });
+        n
+    }
+
+    /// Calls `f` with each custom dimension of `c` (key, its last value), keys in the order
+    /// first given.
+    pub fn dimensions(&self, c: &Custom, mut f: impl FnMut(&str, &str)) {
+        self.each(c, |e, _| {
+            if let Entry::Dimension { key, value } = e {
+                f(key, value);
+            }
+            true
+        });
+    }
+
+    /// Calls `f` with each custom property of `c` (key, its last value as compact JSON).
+    pub fn properties(&self, c: &Custom, mut f: impl FnMut(&str, &str)) {
+        self.each(c, |e, _| {
+            if let Entry::Property { key, json } = e {
+                f(key, json);
+            }
+            true
+        });
+    }
+}
+
+fn ok_if(appended: bool) -> Status {
+    if appended { Status::Ok } else { Status::Limit }
+}
+
+/// Calls `f` with each live entry in `bytes` (one chunk's) and its offset; false when `f`
+/// stopped.
+fn each_entry<'b>(bytes: &'b [u8], mut f: impl FnMut(Entry<'b>, usize) -> bool) -> bool {
+    let mut off = 0;
+    while off < bytes.len() {
+        let Some((entry, len, live)) = read_entry(bytes.get(off..).unwrap_or_default()) else {
+            return true;
+        };
+        if live && !f(entry, off) {
+            return false;
+        }
+        off += len;
+    }
+    true
+}
+
+#[derive(Default)]
+struct Census {
+    metrics: usize,
+    /// Values of the metric with the name asked about.
+    values: usize,
+    dimensions: usize,
+    properties: usize,
+    /// The ordinal of the metric with the name asked about.
+    metric: Option<u8>,
+    /// Where the live dimension or property with that name is.
+    dimension: Option<(u16, usize)>,
+    property: Option<(u16, usize)>,
+}
+
+/// The entry at the start of `b`: itself, its length, and whether it is live.
+fn read_entry(b: &[u8]) -> Option<(Entry<'_>, usize, bool)> {
+    let kind = *b.first()?;
+    let text = |from: usize, len: usize| -> Option<&str> {
+        std::str::from_utf8(b.get(from..from + len)?).ok()
+    };
+    let name_len = usize::from(*b.get(1)?);
+    match kind {
+        VALUE => {
+            let value = f64::from_le_bytes(b.get(2..10)?.try_into().ok()?);
+            Some((
+                Entry::Value {
+                    ordinal: *b.get(1)?,
+                    value,
+                },
+                10,
+                true,
+            ))
+        }
+        METRIC => {
+            let name = text(2, name_len)?;
+            let unit = UNITS.get(usize::from(*b.get(2 + name_len)?)).copied()?;
+            Some((Entry::Metric { name, unit }, 3 + name_len, true))
+        }
+        DIMENSION | PROPERTY | DEAD => {
+            let key = text(2, name_len)?;
+            let at = 2 + name_len;
+            let vlen = usize::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
+            let value = text(at + 2, vlen)?;
+            let len = at + 2 + vlen;
+            let entry = if kind == PROPERTY {
+                Entry::Property { key, json: value }
+            } else {
+                Entry::Dimension { key, value }
+            };
+            Some((entry, len, kind != DEAD))
+        }
+        _ => None,
     }
 }
 
@@ -248,91 +680,178 @@ impl Custom {
 ///
 /// `requestId` and `pid` are optional: a line with a request id belongs to that invoke; one
 /// without belongs to the sending process's (`pid`) invoke whose result is sent next (its only
-/// one, unless several run at once: then lines should name theirs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChannelLine {
-    pub request_id: Option<String>,
-    pub op: ChannelOp,
+/// one, unless several run at once: then lines should name theirs). Read in place from the
+/// channel's bytes: its strings are unescaped into buffers on the stack when applied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelLine<'a> {
+    /// The request id, unescaped (cut to the tracker's bound).
+    pub request_id: Option<FixedStr<{ crate::runtime_api::MAX_ID_LEN }>>,
+    op: ChannelOp<'a>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum ChannelOp {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ChannelOp<'a> {
     Metric {
-        name: String,
+        name: &'a [u8],
         value: f64,
-        unit: Option<String>,
+        unit: Option<&'a [u8]>,
     },
     Dimension {
-        key: String,
-        value: String,
+        key: &'a [u8],
+        value: &'a [u8],
     },
     Property {
-        key: String,
-        json: String,
+        key: &'a [u8],
+        json: &'a [u8],
     },
 }
 
-impl ChannelLine {
+/// An escaped JSON string's text in `buf`; `None` when not valid or too long for it.
+fn text_of<'b>(escaped: &[u8], buf: &'b mut [u8]) -> Option<&'b str> {
+    let mut out = Out::new(buf);
+    if !crate::json::unescape(escaped, &mut out) || out.overflowed() {
+        return None;
+    }
+    let len = out.len();
+    std::str::from_utf8(buf.get(..len)?).ok()
+}
+
+impl ChannelLine<'_> {
     /// Adds this line's value to `c`, under the same rules as the C ABI.
-    pub fn apply(&self, c: &mut Custom, taken: &dyn Fn(&str) -> bool) -> Status {
-        match &self.op {
+    pub fn apply(&self, pool: &mut Pool, c: &mut Custom, taken: &dyn Fn(&str) -> bool) -> Status {
+        let mut name_buf = [0u8; MAX_NAME + 4];
+        match self.op {
             ChannelOp::Metric { name, value, unit } => {
-                c.metric(name, *value, unit.as_deref(), taken)
+                let Some(name) = text_of(name, &mut name_buf) else {
+                    return Status::BadName;
+                };
+                let mut unit_buf = [0u8; 32];
+                let unit = match unit {
+                    Some(u) => match text_of(u, &mut unit_buf) {
+                        Some(u) => Some(u),
+                        None => return Status::BadUnit,
+                    },
+                    None => None,
+                };
+                pool.metric(c, name, value, unit, taken)
             }
-            ChannelOp::Dimension { key, value } => c.dimension(key, value, taken),
-            ChannelOp::Property { key, json } => c.property(key, json, taken),
+            ChannelOp::Dimension { key, value } => {
+                let Some(key) = text_of(key, &mut name_buf) else {
+                    return Status::BadName;
+                };
+                let mut value_buf = [0u8; MAX_DIMENSION_VALUE + 4];
+                match text_of(value, &mut value_buf) {
+                    Some(v) => pool.dimension(c, key, v, taken),
+                    None => Status::BadValue,
+                }
+            }
+            ChannelOp::Property { key, json } => {
+                let Some(key) = text_of(key, &mut name_buf) else {
+                    return Status::BadName;
+                };
+                match std::str::from_utf8(json) {
+                    Ok(j) => pool.property(c, key, j, taken),
+                    Err(_) => Status::BadValue,
+                }
+            }
         }
     }
 }
 
-/// The channel lines in `bytes` (whole lines only) that this process (`own_pid`) should
-/// apply: those with its pid or with none (lines of other processes sharing the file are
-/// theirs). Lines that are not one of the forms above are skipped; returns how many.
-pub fn parse_channel(bytes: &[u8], own_pid: u32) -> (Vec<ChannelLine>, usize) {
-    let mut lines = Vec::new();
+/// Calls `line` with each channel line in `bytes` (whole lines only) that this process
+/// (`own_pid`) should apply: those with its pid or with none (lines of other processes sharing
+/// the file are theirs). Lines that are not one of the forms above are skipped; returns how
+/// many.
+pub fn each_channel_line<'a>(
+    bytes: &'a [u8],
+    own_pid: u32,
+    mut line: impl FnMut(ChannelLine<'a>),
+) -> usize {
     let mut bad = 0;
     for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else {
-            bad += 1;
-            continue;
-        };
-        if let Some(pid) = v.get("pid")
-            && pid.as_u64() != Some(u64::from(own_pid))
-        {
-            continue;
-        }
-        let text = |k: &str| {
-            v.get(k)
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
-        };
-        let op = if let Some(name) = text("metric") {
-            v.get("value")
-                .and_then(serde_json::Value::as_f64)
-                .map(|value| ChannelOp::Metric {
-                    name,
-                    value,
-                    unit: text("unit"),
-                })
-        } else if let Some(key) = text("dimension") {
-            text("value").map(|value| ChannelOp::Dimension { key, value })
-        } else if let Some(key) = text("property") {
-            v.get("value").map(|value| ChannelOp::Property {
-                key,
-                json: value.to_string(),
-            })
-        } else {
-            None
-        };
-        match op {
-            Some(op) => lines.push(ChannelLine {
-                request_id: text("requestId"),
-                op,
-            }),
+        match channel_line(raw, own_pid) {
+            Some(Some(l)) => line(l),
+            Some(None) => {}
             None => bad += 1,
         }
     }
-    (lines, bad)
+    bad
+}
+
+/// One channel line: `Some(None)` when it is another process's, `None` when it is not a line
+/// of the channel's forms.
+fn channel_line(raw: &[u8], own_pid: u32) -> Option<Option<ChannelLine<'_>>> {
+    use crate::json::Value;
+    let mut metric = None;
+    let mut dimension = None;
+    let mut property = None;
+    let mut value = None;
+    let mut unit = None;
+    let mut request_id = None;
+    let mut pid = None;
+    let mut pid_bad = false;
+    let ok = crate::json::members(raw, |key, v| match key {
+        b"metric" => metric = Some(v),
+        b"dimension" => dimension = Some(v),
+        b"property" => property = Some(v),
+        b"value" => value = Some(v),
+        b"unit" => unit = Some(v),
+        b"requestId" => request_id = Some(v),
+        b"pid" => match v {
+            Value::Number(n) => {
+                pid = n.parse::<u64>().ok().or_else(|| {
+                    pid_bad = true;
+                    None
+                })
+            }
+            _ => pid_bad = true,
+        },
+        _ => {}
+    });
+    if !ok {
+        return None;
+    }
+    if pid_bad || pid.is_some_and(|p| p != u64::from(own_pid)) {
+        return Some(None);
+    }
+    fn string(v: Option<Value<'_>>) -> Option<&[u8]> {
+        match v {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+    let op = if let Some(name) = string(metric) {
+        ChannelOp::Metric {
+            name,
+            value: value?.as_f64()?,
+            unit: string(unit),
+        }
+    } else if let Some(key) = string(dimension) {
+        ChannelOp::Dimension {
+            key,
+            value: string(value)?,
+        }
+    } else if let Some(key) = string(property) {
+        ChannelOp::Property {
+            key,
+            json: value?.raw(raw),
+        }
+    } else {
+        return None;
+    };
+    let request_id = match string(request_id) {
+        Some(escaped) => {
+            let mut buf = [0u8; crate::runtime_api::MAX_ID_LEN * 2];
+            let mut out = Out::new(&mut buf);
+            if !crate::json::unescape(escaped, &mut out) {
+                return None;
+            }
+            let len = out.len();
+            Some(FixedStr::from_bytes(buf.get(..len).unwrap_or_default()))
+        }
+        None => None,
+    };
+    Some(Some(ChannelLine { request_id, op }))
 }
 
 thread_local! {
@@ -355,26 +874,52 @@ mod tests {
         false
     }
 
+    fn pool() -> Pool {
+        Pool::reserve().unwrap()
+    }
+
+    fn metrics(p: &Pool, c: &Custom) -> Vec<(String, String, Vec<f64>)> {
+        let mut out = Vec::new();
+        p.each_metric(c, |name, unit, values| {
+            let mut vs = Vec::new();
+            values(&mut |v| vs.push(v));
+            out.push((name.to_string(), unit.to_string(), vs));
+        });
+        out
+    }
+
+    fn pairs(each: impl FnOnce(&mut dyn FnMut(&str, &str))) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        each(&mut |k, v| out.push((k.to_string(), v.to_string())));
+        out
+    }
+
     #[test]
     fn a_metric_given_again_is_a_value_array_up_to_the_limit() {
-        let mut c = Custom::default();
-        assert_eq!(c.metric("Orders", 1.0, Some("Count"), &none), Status::Ok);
-        assert_eq!(c.metric("Orders", 2.5, None, &none), Status::Ok);
-        assert_eq!(c.metrics[0].values, vec![1.0, 2.5]);
-        assert_eq!(c.metric("Plain", 1.0, None, &none), Status::Ok);
-        assert_eq!(c.metrics[1].unit, "None");
-        assert_eq!(c.metrics[0].unit, "Count");
+        let mut p = pool();
+        let mut c = Custom::NONE;
+        assert_eq!(
+            p.metric(&mut c, "Orders", 1.0, Some("Count"), &none),
+            Status::Ok
+        );
+        assert_eq!(p.metric(&mut c, "Orders", 2.5, None, &none), Status::Ok);
+        assert_eq!(p.metric(&mut c, "Plain", 1.0, None, &none), Status::Ok);
+        let m = metrics(&p, &c);
+        assert_eq!(m[0], ("Orders".into(), "Count".into(), vec![1.0, 2.5]));
+        assert_eq!(m[1].1, "None");
         for _ in 2..MAX_VALUES {
-            assert_eq!(c.metric("Orders", 0.0, None, &none), Status::Ok);
+            assert_eq!(p.metric(&mut c, "Orders", 0.0, None, &none), Status::Ok);
         }
-        assert_eq!(c.metric("Orders", 0.0, None, &none), Status::Limit);
-        assert_eq!(c.metrics[0].values.len(), MAX_VALUES);
+        assert_eq!(p.metric(&mut c, "Orders", 0.0, None, &none), Status::Limit);
+        assert_eq!(metrics(&p, &c)[0].2.len(), MAX_VALUES);
+        assert_eq!(p.metric_count(&c), 2);
     }
 
     #[test]
     fn bad_input_gets_its_status_and_changes_nothing() {
         let taken = |n: &str| n == "Duration";
-        let mut c = Custom::default();
+        let mut p = pool();
+        let mut c = Custom::NONE;
         for (name, value, unit, want) in [
             ("", 1.0, None, Status::BadName),
             ("Duration", 1.0, None, Status::BadName),
@@ -386,37 +931,102 @@ mod tests {
             ("ok", 1.0, Some("Parsecs"), Status::BadUnit),
             ("ok", 1.0, Some("count"), Status::BadUnit),
         ] {
-            assert_eq!(c.metric(name, value, unit, &taken), want, "{name:?}");
+            assert_eq!(
+                p.metric(&mut c, name, value, unit, &taken),
+                want,
+                "{name:?}"
+            );
         }
-        assert_eq!(c.dimension("tenant", "", &taken), Status::BadValue);
+        assert_eq!(p.dimension(&mut c, "tenant", "", &taken), Status::BadValue);
         assert_eq!(
-            c.dimension("tenant", &"v".repeat(1025), &taken),
+            p.dimension(&mut c, "tenant", &"v".repeat(1025), &taken),
             Status::BadValue
         );
-        assert_eq!(c.property("order", "{\"id\":", &taken), Status::BadValue);
-        assert_eq!(c.property("order", "1 2", &taken), Status::BadValue);
+        assert_eq!(
+            p.property(&mut c, "order", "{\"id\":", &taken),
+            Status::BadValue
+        );
+        assert_eq!(p.property(&mut c, "order", "1 2", &taken), Status::BadValue);
         assert!(c.is_empty());
         // One name, one member: a metric's name cannot be a dimension or property too.
-        assert_eq!(c.metric("x", 1.0, None, &taken), Status::Ok);
-        assert_eq!(c.dimension("x", "v", &taken), Status::BadName);
-        assert_eq!(c.property("x", "1", &taken), Status::BadName);
+        assert_eq!(p.metric(&mut c, "x", 1.0, None, &taken), Status::Ok);
+        assert_eq!(p.dimension(&mut c, "x", "v", &taken), Status::BadName);
+        assert_eq!(p.property(&mut c, "x", "1", &taken), Status::BadName);
+        assert_eq!(p.dimension(&mut c, "d", "v", &taken), Status::Ok);
+        assert_eq!(p.metric(&mut c, "d", 1.0, None, &taken), Status::BadName);
     }
 
     #[test]
     fn dimensions_and_properties_take_the_last_value_and_keep_json_compact() {
-        let mut c = Custom::default();
-        assert_eq!(c.dimension("tenant", "a", &none), Status::Ok);
-        assert_eq!(c.dimension("tenant", "b", &none), Status::Ok);
-        assert_eq!(c.dimensions, vec![("tenant".into(), "b".into())]);
+        let mut p = pool();
+        let mut c = Custom::NONE;
+        assert_eq!(p.dimension(&mut c, "tenant", "a", &none), Status::Ok);
+        assert_eq!(p.dimension(&mut c, "other", "z", &none), Status::Ok);
+        assert_eq!(p.dimension(&mut c, "tenant", "b", &none), Status::Ok);
         assert_eq!(
-            c.property("order", " { \"id\" : 7 , \"tags\":[ \"a\" ] } ", &none),
+            pairs(|f| p.dimensions(&c, f)),
+            vec![("other".into(), "z".into()), ("tenant".into(), "b".into())]
+        );
+        assert_eq!(
+            p.property(
+                &mut c,
+                "order",
+                " { \"id\" : 7 , \"tags\":[ \"a\" ] } ",
+                &none
+            ),
             Status::Ok
         );
-        assert_eq!(c.properties[0].1, r#"{"id":7,"tags":["a"]}"#);
-        for i in 1..MAX_DIMENSIONS {
-            assert_eq!(c.dimension(&format!("d{i}"), "v", &none), Status::Ok);
+        assert_eq!(
+            pairs(|f| p.properties(&c, f)),
+            vec![("order".into(), r#"{"id":7,"tags":["a"]}"#.into())]
+        );
+        for i in 2..MAX_DIMENSIONS {
+            assert_eq!(
+                p.dimension(&mut c, &format!("d{i}"), "v", &none),
+                Status::Ok
+            );
         }
-        assert_eq!(c.dimension("one-more", "v", &none), Status::Limit);
+        assert_eq!(p.dimension(&mut c, "one-more", "v", &none), Status::Limit);
+        assert_eq!(
+            p.dimension(&mut c, "tenant", "c", &none),
+            Status::Ok,
+            "a set key"
+        );
+    }
+
+    #[test]
+    fn a_full_pool_says_limit_and_freed_chunks_serve_again() {
+        let mut p = Pool::with_chunks(2).unwrap();
+        let mut a = Custom::NONE;
+        let mut b = Custom::NONE;
+        let big = format!("\"{}\"", "j".repeat(4000));
+        assert_eq!(p.property(&mut a, "p", &big, &none), Status::Ok);
+        assert_eq!(p.property(&mut b, "p", &big, &none), Status::Ok);
+        let mut c = Custom::NONE;
+        assert_eq!(p.metric(&mut c, "m", 1.0, None, &none), Status::Limit);
+        assert!(c.is_empty());
+        p.free(&mut a);
+        assert_eq!(p.metric(&mut c, "m", 1.0, None, &none), Status::Ok);
+    }
+
+    #[test]
+    fn values_given_before_an_invoke_move_onto_it() {
+        let mut p = pool();
+        let mut pending = Custom::NONE;
+        let mut invoke = Custom::NONE;
+        p.metric(&mut pending, "AtInit", 1.0, Some("Count"), &none);
+        p.metric(&mut pending, "AtInit", 2.0, None, &none);
+        p.dimension(&mut pending, "tenant", "a", &none);
+        p.metric(&mut invoke, "Own", 3.0, None, &none);
+        p.absorb(&mut invoke, &mut pending, &none);
+        assert!(pending.is_empty());
+        let m = metrics(&p, &invoke);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1], ("AtInit".into(), "Count".into(), vec![1.0, 2.0]));
+        assert_eq!(
+            pairs(|f| p.dimensions(&invoke, f)),
+            vec![("tenant".into(), "a".into())]
+        );
     }
 
     #[test]
@@ -429,23 +1039,21 @@ not json
 {"metric":"C","value":"two"}
 {"other":1}
 "#;
-        let (lines, bad) = parse_channel(bytes, 7);
+        let mut lines = Vec::new();
+        let bad = each_channel_line(bytes, 7, |l| lines.push(l));
         assert_eq!(bad, 3);
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert_eq!(
-            lines[0].op,
-            ChannelOp::Metric {
-                name: "A".into(),
-                value: 2.0,
-                unit: Some("Count".into())
-            }
-        );
-        assert_eq!(lines[1].request_id.as_deref(), Some("r-1"));
-        let mut c = Custom::default();
+        assert_eq!(lines[1].request_id.unwrap().as_str(), "r-1");
+        let mut p = pool();
+        let mut c = Custom::NONE;
         for l in &lines {
-            assert_eq!(l.apply(&mut c, &none), Status::Ok);
+            assert_eq!(l.apply(&mut p, &mut c, &none), Status::Ok);
         }
-        assert_eq!(c.properties, vec![("order".into(), r#"{"id":7}"#.into())]);
+        assert_eq!(metrics(&p, &c)[0], ("A".into(), "Count".into(), vec![2.0]));
+        assert_eq!(
+            pairs(|f| p.properties(&c, f)),
+            vec![("order".into(), r#"{"id":7}"#.into())]
+        );
     }
 
     #[test]

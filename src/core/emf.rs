@@ -1,8 +1,12 @@
 //! CloudWatch Embedded Metric Format encoder: one JSON line per invoke.
+//!
+//! Lines are written into a buffer reserved by the caller ([`Out`]): encoding never
+//! allocates, and a line that does not fit is not written at all.
 
-use crate::custom::Custom;
+use crate::custom::{Custom, Pool};
 use crate::metrics::Class;
 use crate::settings::{Destination, Dimension, Settings};
+use crate::text::Out;
 use crate::tracker::{InvokeRecord, RecordKind};
 
 /// The `initType` of a first invoke that found its environment initialised ahead of demand.
@@ -91,6 +95,8 @@ const MAX_METRICS: usize = 32;
 struct Metrics {
     items: [Option<Metric>; MAX_METRICS],
     len: usize,
+    /// Which catalog metrics (bit = catalog index) the record has a value for.
+    present: u32,
     /// Which catalog metrics (bit = catalog index) the record declares: with the record's kind
     /// and init type, the key of its rendered prefix.
     mask: u32,
@@ -116,6 +122,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
     let mut m = Metrics {
         items: [const { None }; MAX_METRICS],
         len: 0,
+        present: 0,
         mask: 0,
     };
     for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
@@ -133,8 +140,10 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
                 declared,
             });
             m.len += 1;
+            let bit = 1u32.checked_shl(i as u32).unwrap_or(0);
+            m.present |= bit;
             if declared {
-                m.mask |= 1u32.checked_shl(i as u32).unwrap_or(0);
+                m.mask |= bit;
             }
         }
     }
@@ -172,15 +181,37 @@ pub fn reserved(name: &str) -> bool {
 /// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
 /// which metrics a record declares, its kind and its init type: rendered once, copied after.
 /// It also remembers whether this process has written the environment's constant properties
-/// to its log stream yet (see [`Stream`]).
-#[derive(Debug, Default)]
+/// to its log stream yet. Room for [`MAX_PREFIXES`] of [`PREFIX_BYTES`] each is reserved when
+/// it is made.
+#[derive(Debug)]
 pub struct Prefixes {
-    rendered: Vec<(u64, String)>,
+    /// Each rendered prefix's key, start and length in `bytes`.
+    rendered: Vec<(u64, usize, usize)>,
+    bytes: Vec<u8>,
     /// The environment's constant properties went out with an earlier record.
     constants_written: bool,
 }
 
+/// At most this many prefixes are kept (a record's shape takes few values).
+const MAX_PREFIXES: usize = 16;
+/// The room for each (a prefix names the namespace, the dimension keys and values, and the
+/// declared metrics: a longer one is not kept, only written).
+const PREFIX_BYTES: usize = 4096;
+
 impl Prefixes {
+    /// Reserves the room; `None` when it cannot be had.
+    pub fn try_new() -> Option<Prefixes> {
+        let mut rendered = Vec::new();
+        rendered.try_reserve_exact(MAX_PREFIXES).ok()?;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(MAX_PREFIXES * PREFIX_BYTES).ok()?;
+        Some(Prefixes {
+            rendered,
+            bytes,
+            constants_written: false,
+        })
+    }
+
     /// Whether the environment's constant properties are in the log stream already.
     pub fn constants_written(&self) -> bool {
         self.constants_written
@@ -190,47 +221,68 @@ impl Prefixes {
     pub fn note_constants_written(&mut self) {
         self.constants_written = true;
     }
-}
 
-/// At most this many prefixes are kept (a record's shape takes few values).
-const MAX_PREFIXES: usize = 16;
+    /// Takes that back: the record that carried them was not kept after all.
+    pub fn forget_constants_written(&mut self) {
+        self.constants_written = false;
+    }
+
+    fn find(&self, key: u64) -> Option<&[u8]> {
+        let (_, start, len) = self.rendered.iter().find(|(k, _, _)| *k == key)?;
+        self.bytes.get(*start..*start + *len)
+    }
+
+    fn keep(&mut self, key: u64, text: &[u8]) {
+        if self.rendered.len() < self.rendered.capacity()
+            && text.len() <= PREFIX_BYTES
+            && self.bytes.len() + text.len() <= self.bytes.capacity()
+        {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(text);
+            self.rendered.push((key, start, text.len()));
+        }
+    }
+}
 
 /// Whether a record carries the environment's constant properties (`functionVersion`,
 /// `memorySize`, `runtime`, `initType`, `service`; those that are dimensions are on every
-/// record anyway).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// Yes: the record stands alone (a journal's prepared record, a test).
-    Alone,
-    /// Only on the first record this process writes to the environment's log stream, and on
-    /// a record that starts one (a cold start, an init error, the first after a SnapStart
-    /// restore): every later record of the stream shares them.
-    Continued,
-}
-
-/// Encodes one record as one EMF line (with its trailing newline), or `None` when the
-/// settings declare none of its metrics.
-pub fn encode(rec: &InvokeRecord, s: &Settings) -> Option<String> {
-    encode_with(rec, s, None, true)
+/// record anyway): on a record that stands alone (a journal's prepared record, a test), on the
+/// first record a process writes to the environment's log stream, and on a record that starts
+/// one (a cold start, an init error, the first after a SnapStart restore): every later record
+/// of the stream shares them.
+///
+/// Encodes one record as one EMF line (with its trailing newline) into `out`. False, with
+/// `out` left as it was, when the settings declare none of its metrics or the line does not
+/// fit.
+pub fn encode(rec: &InvokeRecord, s: &Settings, pool: &Pool, out: &mut Out) -> bool {
+    encode_with(rec, s, pool, None, true, out)
 }
 
 /// [`encode`] for the process's log stream: reuses (and keeps) the rendered constant part of
 /// records of the same shape, and writes the environment's constant properties only where a
-/// stream needs them ([`Stream::Continued`]).
-pub fn encode_cached(rec: &InvokeRecord, s: &Settings, prefixes: &mut Prefixes) -> Option<String> {
+/// stream needs them.
+pub fn encode_cached(
+    rec: &InvokeRecord,
+    s: &Settings,
+    pool: &Pool,
+    prefixes: &mut Prefixes,
+    out: &mut Out,
+) -> bool {
     let constants = !prefixes.constants_written || starts_stream(rec) || !to_log_stream(s);
-    let line = encode_with(rec, s, Some(prefixes), constants)?;
+    if !encode_with(rec, s, pool, Some(prefixes), constants, out) {
+        return false;
+    }
     if constants && to_log_stream(s) {
         prefixes.constants_written = true;
     }
-    Some(line)
+    true
 }
 
 /// A batchable record as it is written alone if its process ends while holding it (see
 /// [`crate::journal::Journal::hold`]): a record of a stream that has the environment's
 /// properties already.
-pub fn encode_held(rec: &InvokeRecord, s: &Settings) -> Option<String> {
-    encode_with(rec, s, None, !to_log_stream(s))
+pub fn encode_held(rec: &InvokeRecord, s: &Settings, pool: &Pool, out: &mut Out) -> bool {
+    encode_with(rec, s, pool, None, !to_log_stream(s), out)
 }
 
 /// Whether `rec` is the first record of an environment's log stream: its cold start (or its
@@ -247,89 +299,103 @@ fn to_log_stream(s: &Settings) -> bool {
     matches!(s.destination, Destination::Stdout | Destination::Stderr)
 }
 
+/// Runs `write` on `out`; when it overflows, forgets what it wrote. Whether it fitted.
+fn whole(out: &mut Out, write: impl FnOnce(&mut Out)) -> bool {
+    let mark = out.len();
+    write(out);
+    if out.overflowed() {
+        out.truncate(mark);
+        return false;
+    }
+    true
+}
+
 fn encode_with(
     rec: &InvokeRecord,
     s: &Settings,
+    pool: &Pool,
     prefixes: Option<&mut Prefixes>,
     constants: bool,
-) -> Option<String> {
+    out: &mut Out,
+) -> bool {
     let metrics = metrics_of(rec, s);
     if metrics.none_declared() {
-        return None;
+        return false;
     }
     let init_type = if rec.proactive_init {
         PROACTIVE_INIT_TYPE
     } else {
         s.init_type.as_str()
     };
-    let mut out = String::with_capacity(768);
-    out.push_str("{\"_aws\":{\"Timestamp\":");
-    push_number(&mut out, Number::int(rec.timestamp_ms));
     let key = u64::from(metrics.mask)
         | u64::from(rec.proactive_init) << 32
         | u64::from(rec.kind == RecordKind::InitError) << 33;
     // Custom metrics have a directive of their own in the prefix: such a record's is not kept.
-    let custom = rec.custom.as_deref();
-    let prefixes = prefixes.filter(|_| custom.is_none_or(|c| c.metrics.is_empty()));
-    let declared = |out: &mut String, custom| {
-        push_prefix(
-            out,
-            &mut metrics.declared().map(|m| (m.name, m.unit)),
-            s,
-            init_type,
-            custom,
-        )
-    };
-    match prefixes {
-        Some(p) => match p.rendered.iter().find(|(k, _)| *k == key) {
-            Some((_, text)) => out.push_str(text),
-            None => {
-                let from = out.len();
-                declared(&mut out, None);
-                if p.rendered.len() < MAX_PREFIXES {
-                    p.rendered
-                        .push((key, out.get(from..).unwrap_or_default().to_string()));
+    let custom = (!rec.custom.is_empty()).then_some(&rec.custom);
+    let has_custom_metrics = custom.is_some_and(|c| pool.metric_count(c) > 0);
+    let prefixes = prefixes.filter(|_| !has_custom_metrics);
+    whole(out, |out| {
+        out.str("{\"_aws\":{\"Timestamp\":");
+        push_number(out, Number::int(rec.timestamp_ms));
+        let declared = |out: &mut Out, custom| {
+            push_prefix(
+                out,
+                &mut metrics.declared().map(|m| (m.name, m.unit)),
+                s,
+                init_type,
+                pool,
+                custom,
+            )
+        };
+        match prefixes {
+            Some(p) => match p.find(key) {
+                Some(text) => out.bytes(text),
+                None => {
+                    let from = out.len();
+                    declared(out, None);
+                    if !out.overflowed() {
+                        p.keep(key, out.written().get(from..).unwrap_or_default());
+                    }
                 }
-            }
-        },
-        None => declared(&mut out, custom),
-    }
-    let mut keys = Keys::default();
-    for d in s.dimension_sets.iter().flatten() {
-        keys.add(d.key());
-    }
-    for m in metrics.iter() {
-        // Metric names are the catalog's plain ASCII: no escaping needed.
-        out.push_str(",\"");
-        out.push_str(m.name);
-        out.push_str("\":");
-        push_number(&mut out, m.value);
-    }
-    if !rec.request_id.is_empty() {
-        push_member(&mut out, "requestId", &rec.request_id);
-    }
-    if let Some(trace) = &rec.trace_id {
-        push_member(&mut out, "traceId", trace);
-    }
-    if constants {
-        push_constants(&mut out, s, init_type, &mut keys);
-    }
-    if let Some(t) = &rec.error_type {
-        push_member(&mut out, "errorType", t);
-    }
-    if rec.restored {
-        out.push_str(",\"restored\":true");
-    }
-    if let Some(c) = custom {
-        push_custom_members(&mut out, c);
-    }
-    out.push_str("}\n");
-    Some(out)
+            },
+            None => declared(out, custom),
+        }
+        let mut keys = Keys::default();
+        for d in s.dimension_sets.iter().flatten() {
+            keys.add(d.key());
+        }
+        for m in metrics.iter() {
+            // Metric names are the catalog's plain ASCII: no escaping needed.
+            out.str(",\"");
+            out.str(m.name);
+            out.str("\":");
+            push_number(out, m.value);
+        }
+        if !rec.request_id.is_empty() {
+            push_member(out, "requestId", &rec.request_id);
+        }
+        if let Some(trace) = &rec.trace_id {
+            push_member(out, "traceId", trace);
+        }
+        if constants {
+            push_constants(out, s, init_type, &mut keys);
+        }
+        if let Some(t) = &rec.error_type {
+            push_member(out, "errorType", t);
+        }
+        if rec.restored {
+            out.str(",\"restored\":true");
+        }
+        if let Some(c) = custom {
+            push_custom_members(out, pool, c);
+        }
+        out.str("}\n");
+    })
 }
 
 /// The environment's constant properties, less those already written as dimensions.
-fn push_constants<'a>(out: &mut String, s: &'a Settings, init_type: &'a str, keys: &mut Keys<'a>) {
-    let mut property = |out: &mut String, key: &'static str, value: &str| {
+fn push_constants<'a>(out: &mut Out, s: &'a Settings, init_type: &'a str, keys: &mut Keys<'a>) {
+    let mut property = |out: &mut Out, key: &'static str, value: &str| {
         if keys.add(key) {
             push_member(out, key, value);
         }
@@ -343,7 +409,7 @@ fn push_constants<'a>(out: &mut String, s: &'a Settings, init_type: &'a str, key
     property(out, "initType", init_type);
     property(out, "runtime", &s.runtime);
     if let Some(m) = s.memory_size_mb {
-        out.push_str(",\"memorySize\":");
+        out.str(",\"memorySize\":");
         push_number(out, Number::int(m));
     }
 }
@@ -352,225 +418,266 @@ fn push_constants<'a>(out: &mut String, s: &'a Settings, init_type: &'a str, key
 /// A stream's first record (it carries the environment's properties), a timeout, and a record
 /// with the function's own values go alone.
 pub fn batchable(rec: &InvokeRecord) -> bool {
-    rec.kind == RecordKind::Invoke && !starts_stream(rec) && !rec.timed_out && rec.custom.is_none()
+    rec.kind == RecordKind::Invoke && !starts_stream(rec) && !rec.timed_out && rec.custom.is_empty()
 }
 
 /// Encodes batchable records (see [`batchable`]) as one EMF line: each value becomes an array
 /// of the invokes' values (a metric's `SampleCount` is the number of invokes that have it, so
 /// `ColdStart` and `Timeouts` count every invoke), `requestId` the array of their ids,
-/// `errorType` one entry per failed invoke, and `invokes` their number. The record's `Timestamp` is the first invoke's. One record is
-/// encoded as [`encode_cached`] would.
+/// `errorType` one entry per failed invoke, and `invokes` their number. The record's
+/// `Timestamp` is the first invoke's. One record is encoded as [`encode_cached`] would.
 pub fn encode_batch(
     recs: &[InvokeRecord],
     s: &Settings,
+    pool: &Pool,
     prefixes: &mut Prefixes,
-) -> Option<String> {
-    match recs {
-        [] => return None,
-        [one] => return encode_cached(one, s, prefixes),
-        _ => {}
-    }
-    // Every value of every record, by metric, in catalog order of first appearance.
-    let mut columns: Vec<(&'static str, &'static str, bool, Vec<Number>)> = Vec::new();
+    out: &mut Out,
+) -> bool {
+    let first = match recs {
+        [] => return false,
+        [one] => return encode_cached(one, s, pool, prefixes, out),
+        [first, ..] => first,
+    };
+    // Which catalog metrics any record has, and which of those are declared: the columns, in
+    // catalog order.
+    let mut present = 0u32;
+    let mut declared = 0u32;
     for rec in recs {
-        for m in metrics_of(rec, s).iter() {
-            match columns.iter_mut().find(|c| c.0 == m.name) {
-                Some(c) => c.3.push(m.value),
-                None => columns.push((m.name, m.unit, m.declared, vec![m.value])),
-            }
+        let m = metrics_of(rec, s);
+        present |= m.present;
+        declared |= m.mask;
+    }
+    if declared == 0 {
+        return false;
+    }
+    let bit = |i: usize| 1u32.checked_shl(i as u32).unwrap_or(0);
+    let columns = || {
+        crate::metrics::CATALOG
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| present & bit(*i) != 0)
+    };
+    let constants = !prefixes.constants_written || !to_log_stream(s);
+    let fitted = whole(out, |out| {
+        out.str("{\"_aws\":{\"Timestamp\":");
+        push_number(out, Number::int(first.timestamp_ms));
+        push_prefix(
+            out,
+            &mut columns()
+                .filter(|(i, _)| declared & bit(*i) != 0)
+                .map(|(_, m)| (m.name, m.unit)),
+            s,
+            &s.init_type,
+            pool,
+            None,
+        );
+        let mut keys = Keys::default();
+        for d in s.dimension_sets.iter().flatten() {
+            keys.add(d.key());
         }
-    }
-    if !columns.iter().any(|c| c.2) {
-        return None;
-    }
-    let first = recs.first()?;
-    let mut out = String::with_capacity(512 + recs.len() * 160);
-    out.push_str("{\"_aws\":{\"Timestamp\":");
-    push_number(&mut out, Number::int(first.timestamp_ms));
-    push_prefix(
-        &mut out,
-        &mut columns.iter().filter(|c| c.2).map(|c| (c.0, c.1)),
-        s,
-        &s.init_type,
-        None,
-    );
-    let mut keys = Keys::default();
-    for d in s.dimension_sets.iter().flatten() {
-        keys.add(d.key());
-    }
-    for (name, _, _, values) in &columns {
-        out.push_str(",\"");
-        out.push_str(name);
-        out.push_str("\":[");
-        for (i, v) in values.iter().enumerate() {
+        for (_, metric) in columns() {
+            out.str(",\"");
+            out.str(metric.name);
+            out.str("\":[");
+            let mut n = 0;
+            for rec in recs {
+                if let Some(v) = (metric.read)(rec, s) {
+                    if n > 0 {
+                        out.byte(b',');
+                    }
+                    push_number(out, v);
+                    n += 1;
+                }
+            }
+            out.byte(b']');
+        }
+        out.str(",\"invokes\":");
+        push_number(out, Number::int(recs.len() as u64));
+        out.str(",\"requestId\":[");
+        for (i, r) in recs.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.byte(b',');
             }
-            push_number(&mut out, *v);
+            push_str(out, &r.request_id);
         }
-        out.push(']');
-    }
-    out.push_str(",\"invokes\":");
-    push_number(&mut out, Number::int(recs.len() as u64));
-    out.push_str(",\"requestId\":[");
-    for (i, r) in recs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_str(&mut out, &r.request_id);
-    }
-    out.push(']');
-    // One entry per failed invoke (Errors 1), in order: its type, or null when it had none.
-    let errors: Vec<Option<&str>> = recs
-        .iter()
-        .filter(|r| r.errored)
-        .map(|r| r.error_type.as_deref())
-        .collect();
-    if !errors.is_empty() {
-        out.push_str(",\"errorType\":[");
-        for (i, t) in errors.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
+        out.byte(b']');
+        // One entry per failed invoke (Errors 1), in order: its type, or null when it had none.
+        if recs.iter().any(|r| r.errored) {
+            out.str(",\"errorType\":[");
+            for (i, r) in recs.iter().filter(|r| r.errored).enumerate() {
+                if i > 0 {
+                    out.byte(b',');
+                }
+                match &r.error_type {
+                    Some(t) => push_str(out, t),
+                    None => out.str("null"),
+                }
             }
-            match t {
-                Some(t) => push_str(&mut out, t),
-                None => out.push_str("null"),
-            }
+            out.byte(b']');
         }
-        out.push(']');
-    }
-    if !prefixes.constants_written || !to_log_stream(s) {
-        push_constants(&mut out, s, &s.init_type, &mut keys);
-        if to_log_stream(s) {
-            prefixes.constants_written = true;
+        if constants {
+            push_constants(out, s, &s.init_type, &mut keys);
         }
+        out.str("}\n");
+    });
+    if fitted && constants && to_log_stream(s) {
+        prefixes.constants_written = true;
     }
-    out.push_str("}\n");
-    Some(out)
+    fitted
 }
 
 /// A record's custom members: dimension values, metric values (an array when given several
 /// times) and properties (already compact JSON).
-fn push_custom_members(out: &mut String, c: &Custom) {
-    for (k, v) in &c.dimensions {
-        push_member(out, k, v);
-    }
-    for m in &c.metrics {
-        out.push(',');
-        push_str(out, &m.name);
-        out.push(':');
-        match m.values.as_slice() {
-            [one] => push_float(out, *one),
-            many => {
-                out.push('[');
-                for (i, v) in many.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_float(out, *v);
-                }
-                out.push(']');
-            }
+fn push_custom_members(out: &mut Out, pool: &Pool, c: &Custom) {
+    pool.dimensions(c, |k, v| push_member(out, k, v));
+    pool.each_metric(c, |name, _, values| {
+        out.byte(b',');
+        push_str(out, name);
+        out.byte(b':');
+        let mut n = 0usize;
+        values(&mut |_| n += 1);
+        if n == 1 {
+            values(&mut |v| push_float(out, v));
+            return;
         }
-    }
-    for (k, json) in &c.properties {
-        out.push(',');
+        out.byte(b'[');
+        let mut i = 0;
+        values(&mut |v| {
+            if i > 0 {
+                out.byte(b',');
+            }
+            push_float(out, v);
+            i += 1;
+        });
+        out.byte(b']');
+    });
+    pool.properties(c, |k, json| {
+        out.byte(b',');
         push_str(out, k);
-        out.push(':');
-        out.push_str(json);
-    }
+        out.byte(b':');
+        out.str(json);
+    });
 }
 
-/// A finite float as JSON (serde_json's shortest form that reads back the same).
-fn push_float(out: &mut String, v: f64) {
+/// A finite float as JSON, as `serde_json` writes it (the shortest form that reads back the
+/// same, with `.0` on integers; a non-finite value is never accepted from the function).
+fn push_float(out: &mut Out, v: f64) {
     match serde_json::Number::from_f64(v) {
-        Some(n) => out.push_str(&n.to_string()),
-        None => out.push('0'),
+        Some(n) => {
+            let _ = std::fmt::Write::write_fmt(out, format_args!("{n}"));
+        }
+        None => out.byte(b'0'),
     }
 }
 
 /// The directive of a record's custom metrics: the function's first dimension set with the
 /// custom dimensions after it.
-fn push_custom_directive(out: &mut String, s: &Settings, c: &Custom) {
+fn push_custom_directive(out: &mut Out, s: &Settings, pool: &Pool, c: &Custom) {
     let base = s
         .dimension_sets
         .first()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let keys: Vec<&str> = base
-        .iter()
-        .map(|d| d.key())
-        .chain(c.dimensions.iter().map(|(k, _)| k.as_str()))
-        .collect();
-    let sets = if keys.is_empty() {
-        Vec::new()
-    } else {
-        vec![keys]
-    };
-    out.push(',');
-    push_directive(
-        out,
-        s,
-        &sets,
-        &mut c.metrics.iter().map(|m| (m.name.as_str(), m.unit)),
-    );
+    let mut any_dimension = !base.is_empty();
+    pool.dimensions(c, |_, _| any_dimension = true);
+    out.byte(b',');
+    push_directive_head(out, s);
+    if any_dimension {
+        out.byte(b'[');
+        let mut i = 0;
+        for d in base {
+            if i > 0 {
+                out.byte(b',');
+            }
+            push_str(out, d.key());
+            i += 1;
+        }
+        pool.dimensions(c, |k, _| {
+            if i > 0 {
+                out.byte(b',');
+            }
+            push_str(out, k);
+            i += 1;
+        });
+        out.byte(b']');
+    }
+    out.str("],\"Metrics\":[");
+    let mut i = 0;
+    pool.each_metric(c, |name, unit, _| {
+        if i > 0 {
+            out.byte(b',');
+        }
+        push_metric_declaration(out, s, name, unit);
+        i += 1;
+    });
+    out.str("]}");
+}
+
+/// `{"Namespace":…,"Dimensions":[` of a directive.
+fn push_directive_head(out: &mut Out, s: &Settings) {
+    out.str("{\"Namespace\":");
+    push_str(out, &s.namespace);
+    out.str(",\"Dimensions\":[");
+}
+
+fn push_metric_declaration(out: &mut Out, s: &Settings, name: &str, unit: &str) {
+    out.str("{\"Name\":");
+    push_str(out, name);
+    out.str(",\"Unit\":");
+    push_str(out, unit);
+    if s.resolution == 1 {
+        out.str(",\"StorageResolution\":1");
+    }
+    out.byte(b'}');
 }
 
 /// One `CloudWatchMetrics` directive: `{"Namespace":…,"Dimensions":[…],"Metrics":[…]}`.
-fn push_directive<K: AsRef<str>>(
-    out: &mut String,
+fn push_directive(
+    out: &mut Out,
     s: &Settings,
-    sets: &[Vec<K>],
+    sets: &[Vec<Dimension>],
     metrics: &mut dyn Iterator<Item = (&str, &str)>,
 ) {
-    out.push_str("{\"Namespace\":");
-    push_str(out, &s.namespace);
-    out.push_str(",\"Dimensions\":[");
+    push_directive_head(out, s);
     for (i, set) in sets.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.byte(b',');
         }
-        out.push('[');
+        out.byte(b'[');
         for (j, key) in set.iter().enumerate() {
             if j > 0 {
-                out.push(',');
+                out.byte(b',');
             }
-            push_str(out, key.as_ref());
+            push_str(out, key.key());
         }
-        out.push(']');
+        out.byte(b']');
     }
-    out.push_str("],\"Metrics\":[");
+    out.str("],\"Metrics\":[");
     for (i, (name, unit)) in metrics.enumerate() {
         if i > 0 {
-            out.push(',');
+            out.byte(b',');
         }
-        out.push_str("{\"Name\":");
-        push_str(out, name);
-        out.push_str(",\"Unit\":");
-        push_str(out, unit);
-        if s.resolution == 1 {
-            out.push_str(",\"StorageResolution\":1");
-        }
-        out.push('}');
+        push_metric_declaration(out, s, name, unit);
     }
-    out.push_str("]}");
+    out.str("]}");
 }
 
 /// The constant part of a record: `,"CloudWatchMetrics":[…]}` (namespace, dimension sets,
 /// the declared metrics) and the dimension values.
 fn push_prefix(
-    out: &mut String,
+    out: &mut Out,
     declared: &mut dyn Iterator<Item = (&str, &str)>,
     s: &Settings,
     init_type: &str,
+    pool: &Pool,
     custom: Option<&Custom>,
 ) {
-    out.push_str(",\"CloudWatchMetrics\":[");
+    out.str(",\"CloudWatchMetrics\":[");
     push_directive(out, s, &s.dimension_sets, declared);
-    if let Some(c) = custom.filter(|c| !c.metrics.is_empty()) {
-        push_custom_directive(out, s, c);
+    if let Some(c) = custom.filter(|c| pool.metric_count(c) > 0) {
+        push_custom_directive(out, s, pool, c);
     }
-    out.push_str("]}");
+    out.str("]}");
     // Every dimension key is a string member of the root, each once.
     let dimension_value = |d: Dimension| -> &str {
         match d {
@@ -589,28 +696,24 @@ fn push_prefix(
     }
 }
 
-/// Root members written so far (each key once), without allocating: dimension keys are few.
+/// Root members written so far (each key once), without allocating: dimension keys are few
+/// (one per [`Dimension`]) and the constant properties fewer.
 #[derive(Default)]
 struct Keys<'a> {
-    seen: [&'a str; 32],
+    seen: [&'a str; 16],
     len: usize,
-    /// Keys past the array (never in practice: settings allow 30 dimension keys at most).
-    more: Vec<&'a str>,
 }
 
 impl<'a> Keys<'a> {
     /// Notes `key`; false when it was already written.
     fn add(&mut self, key: &'a str) -> bool {
         let seen = self.seen.get(..self.len).unwrap_or_default();
-        if seen.contains(&key) || self.more.contains(&key) {
+        if seen.contains(&key) {
             return false;
         }
-        match self.seen.get_mut(self.len) {
-            Some(slot) => {
-                *slot = key;
-                self.len += 1;
-            }
-            None => self.more.push(key),
+        if let Some(slot) = self.seen.get_mut(self.len) {
+            *slot = key;
+            self.len += 1;
         }
         true
     }
@@ -621,23 +724,23 @@ pub(crate) fn ms(ns: u64) -> Number {
     Number::Scaled(ns / 1_000 + u64::from(ns % 1_000 >= 500), 3)
 }
 
-fn push_member(out: &mut String, key: &str, value: &str) {
-    out.push(',');
+fn push_member(out: &mut Out, key: &str, value: &str) {
+    out.byte(b',');
     push_str(out, key);
-    out.push(':');
+    out.byte(b':');
     push_str(out, value);
 }
 
 /// A JSON string literal, as `serde_json` writes it: quotes, backslashes and every control
 /// character escaped (so no value can break the line or the object), runs of other characters
 /// copied whole.
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
+fn push_str(out: &mut Out, s: &str) {
+    out.byte(b'"');
     let _ = escape_json(s, |piece| {
-        out.push_str(piece);
+        out.str(piece);
         Some(())
     });
-    out.push('"');
+    out.byte(b'"');
 }
 
 /// Hands `s`, JSON-escaped, to `put` in pieces: runs of characters that need no escape whole,
@@ -673,24 +776,57 @@ pub(crate) fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> O
 }
 
 /// Writes a number as JSON (see [`Number::text`]).
-fn push_number(out: &mut String, n: Number) {
-    // The text is ASCII digits and a point.
-    out.push_str(std::str::from_utf8(n.text().as_bytes()).unwrap_or("0"));
+fn push_number(out: &mut Out, n: Number) {
+    out.bytes(n.text().as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
+    use crate::custom::{Custom, Pool};
+    use crate::tracker::{ErrorType, RequestId, TraceId};
     use serde_json::Value;
+
+    /// What `write` puts in a large buffer, as text; `None` when it wrote nothing.
+    fn text(write: impl FnOnce(&mut Out) -> bool) -> Option<String> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut out = Out::new(&mut buf);
+        write(&mut out).then(|| String::from_utf8(out.written().to_vec()).unwrap())
+    }
+
+    fn pool() -> Pool {
+        Pool::reserve().unwrap()
+    }
+
+    fn enc(rec: &InvokeRecord, s: &Settings) -> Option<String> {
+        text(|o| encode(rec, s, &pool(), o))
+    }
+
+    fn cached(rec: &InvokeRecord, s: &Settings, p: &mut Prefixes) -> Option<String> {
+        text(|o| encode_cached(rec, s, &pool(), p, o))
+    }
+
+    fn prefixes() -> Prefixes {
+        Prefixes::try_new().unwrap()
+    }
+
+    fn written_prefixes() -> Prefixes {
+        let mut p = prefixes();
+        p.note_constants_written();
+        p
+    }
 
     #[test]
     fn strings_are_escaped_exactly_as_serde_json_does() {
         let mut all: String = (0u8..0x80).map(char::from).collect();
         all.push_str("é€😀\u{7f}\u{2028}");
         for text in [all.as_str(), "", "plain", "\"", "a\\b", "\u{1}x\u{1f}"] {
-            let mut out = String::new();
-            push_str(&mut out, text);
+            let out = super::tests::text(|o| {
+                push_str(o, text);
+                true
+            })
+            .unwrap();
             assert_eq!(out, serde_json::to_string(text).unwrap());
         }
     }
@@ -715,8 +851,11 @@ mod tests {
             (7, 0),
             (u64::MAX, 0),
         ]) {
-            let mut out = String::new();
-            push_number(&mut out, Number::Scaled(v, d));
+            let out = text(|o| {
+                push_number(o, Number::Scaled(v, d));
+                true
+            })
+            .unwrap();
             let float = v as f64 / 10f64.powi(i32::from(d));
             if v < 1 << 53 {
                 assert_eq!(out, format!("{float}"), "{v} {d}");
@@ -748,8 +887,8 @@ mod tests {
     fn record() -> InvokeRecord {
         InvokeRecord {
             kind: RecordKind::Invoke,
-            request_id: "req-1".into(),
-            trace_id: Some("Root=1-5f-abc;Sampled=0".into()),
+            request_id: RequestId::new("req-1"),
+            trace_id: Some(TraceId::new("Root=1-5f-abc;Sampled=0")),
             timestamp_ms: 1_700_000_000_123,
             duration_ns: Some(12_345_678),
             cold_start: true,
@@ -759,7 +898,7 @@ mod tests {
             restore_duration_ns: None,
             errored: true,
             timed_out: false,
-            error_type: Some("ValueError".into()),
+            error_type: Some(ErrorType::new("ValueError")),
             cpu_ns: Some(2_000_000),
             max_rss_kb: 51_200,
             request_bytes: Some(20),
@@ -767,7 +906,8 @@ mod tests {
             post_response_ns: Some(1_500_000),
             time_to_first_byte_ns: None,
             gauges: None,
-            custom: None,
+            custom: Custom::NONE,
+            journal_slot: None,
         }
     }
 
@@ -794,28 +934,52 @@ mod tests {
 
     #[test]
     fn custom_metrics_have_a_directive_of_their_own_and_leave_the_cache_alone() {
-        use crate::custom::{Custom, Status};
+        use crate::custom::Status;
         let s = settings();
-        let mut c = Custom::default();
+        let mut pool = pool();
+        let mut c = Custom::NONE;
+        let p = &mut pool;
         assert_eq!(
-            c.metric("OrdersPlaced", 1.0, Some("Count"), &reserved),
+            p.metric(&mut c, "OrdersPlaced", 1.0, Some("Count"), &reserved),
             Status::Ok
         );
-        assert_eq!(c.metric("OrdersPlaced", 2.0, None, &reserved), Status::Ok);
         assert_eq!(
-            c.metric("Basket", 12.5, Some("None"), &reserved),
+            p.metric(&mut c, "OrdersPlaced", 2.0, None, &reserved),
             Status::Ok
         );
-        assert_eq!(c.dimension("tenant", "acme \"x\"", &reserved), Status::Ok);
-        assert_eq!(c.property("order", r#"{"id": 7}"#, &reserved), Status::Ok);
-        assert_eq!(c.metric("Duration", 1.0, None, &reserved), Status::BadName);
-        assert_eq!(c.property("requestId", "1", &reserved), Status::BadName);
+        assert_eq!(
+            p.metric(&mut c, "Basket", 12.5, Some("None"), &reserved),
+            Status::Ok
+        );
+        assert_eq!(
+            p.dimension(&mut c, "tenant", "acme \"x\"", &reserved),
+            Status::Ok
+        );
+        assert_eq!(
+            p.property(&mut c, "order", r#"{"id": 7}"#, &reserved),
+            Status::Ok
+        );
+        assert_eq!(
+            p.metric(&mut c, "Duration", 1.0, None, &reserved),
+            Status::BadName
+        );
+        assert_eq!(
+            p.property(&mut c, "requestId", "1", &reserved),
+            Status::BadName
+        );
         let mut with = record();
-        with.custom = Some(Box::new(c));
-        let mut prefixes = Prefixes::default();
-        let plain_before = encode_cached(&record(), &s, &mut prefixes).unwrap();
-        let line = encode_cached(&with, &s, &mut prefixes).unwrap();
-        assert_eq!(line, encode(&with, &s).unwrap(), "cached or not, the same");
+        with.custom = c;
+        let mut prefixes = prefixes();
+        let cached = |r: &InvokeRecord, pf: &mut Prefixes| {
+            text(|o| encode_cached(r, &s, &pool, pf, o)).unwrap()
+        };
+        let plain_before = cached(&record(), &mut prefixes);
+        let line = cached(&with, &mut prefixes);
+        assert_eq!(
+            line,
+            text(|o| encode(&with, &s, &pool, o)).unwrap(),
+            "cached or not, the same"
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         check_cross_references(&v);
         let directives = v["_aws"]["CloudWatchMetrics"].as_array().unwrap();
@@ -834,15 +998,70 @@ mod tests {
         assert_eq!(v["tenant"], "acme \"x\"");
         assert_eq!(v["order"], serde_json::json!({"id": 7}));
         // The cache still gives plain records their own prefix.
-        assert_eq!(
-            encode_cached(&record(), &s, &mut prefixes).unwrap(),
-            plain_before
-        );
+        assert_eq!(cached(&record(), &mut prefixes), plain_before);
+    }
+
+    #[test]
+    fn floats_are_written_as_serde_json_writes_them() {
+        for v in [
+            0.0,
+            1.0,
+            12.5,
+            -3.25,
+            1e300,
+            1e-7,
+            0.1,
+            123456789.0,
+            f64::MAX,
+        ] {
+            let mine = text(|o| {
+                push_float(o, v);
+                true
+            })
+            .unwrap();
+            assert_eq!(
+                mine,
+                serde_json::Number::from_f64(v).unwrap().to_string(),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_does_not_fit_is_not_written_at_all() {
+        let mut buf = [0u8; 100];
+        let mut out = Out::new(&mut buf);
+        out.str("before");
+        assert!(!encode(&record(), &settings(), &pool(), &mut out));
+        assert_eq!(out.written(), b"before");
+        assert!(!out.overflowed());
+    }
+
+    #[test]
+    fn encoding_never_allocates() {
+        let s = settings();
+        let pool = pool();
+        let mut p = prefixes();
+        let mut buf = vec![0u8; 64 * 1024];
+        let recs: Vec<InvokeRecord> = (0..5).map(|_| record()).collect();
+        crate::cost::assert_no_allocation(|| {
+            for _ in 0..10 {
+                let mut out = Out::new(&mut buf);
+                assert!(encode_cached(&record(), &s, &pool, &mut p, &mut out));
+                assert!(encode(&record(), &s, &pool, &mut out));
+                let mut warm = record();
+                warm.cold_start = false;
+                warm.init_duration_ns = None;
+                let batch = [warm; 5];
+                assert!(encode_batch(&batch, &s, &pool, &mut p, &mut out));
+                let _ = &recs;
+            }
+        });
     }
 
     #[test]
     fn encodes_one_valid_line() {
-        let line = encode(&record(), &settings()).unwrap();
+        let line = enc(&record(), &settings()).unwrap();
         assert!(line.ends_with('\n'));
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -902,41 +1121,41 @@ mod tests {
     #[test]
     fn environment_properties_once_per_log_stream() {
         let s = settings();
-        let mut prefixes = Prefixes::default();
+        let mut prefixes = prefixes();
         let constants = ["functionVersion", "initType", "runtime", "memorySize"];
         let parse = |l: Option<String>| serde_json::from_str::<Value>(&l.unwrap()).unwrap();
-        let cold = parse(encode_cached(&record(), &s, &mut prefixes));
+        let cold = parse(cached(&record(), &s, &mut prefixes));
         let mut warm = record();
         warm.cold_start = false;
         warm.init_duration_ns = None;
-        let next = parse(encode_cached(&warm, &s, &mut prefixes));
+        let next = parse(cached(&warm, &s, &mut prefixes));
         for k in constants {
             assert!(cold.get(k).is_some(), "{k} on the stream's first record");
             assert!(next.get(k).is_none(), "{k} not repeated");
         }
         // A process whose first record is warm (a restarted runtime) writes them once.
-        let mut fresh = Prefixes::default();
-        let first = parse(encode_cached(&warm, &s, &mut fresh));
+        let mut fresh = super::tests::prefixes();
+        let first = parse(cached(&warm, &s, &mut fresh));
         assert!(constants.iter().all(|k| first.get(k).is_some()));
         // A restore starts a new environment's stream; a dimension is on every record.
-        let mut restored = warm.clone();
+        let mut restored = warm;
         restored.restored = true;
         restored.restore_duration_ns = Some(5_000_000);
-        let r = parse(encode_cached(&restored, &s, &mut prefixes));
+        let r = parse(cached(&restored, &s, &mut prefixes));
         assert!(constants.iter().all(|k| r.get(k).is_some()));
         let mut by_runtime = settings();
         by_runtime.dimension_sets = vec![vec![Dimension::FunctionName, Dimension::Runtime]];
-        let mut p = Prefixes::default();
-        let _ = encode_cached(&record(), &by_runtime, &mut p);
-        let w = parse(encode_cached(&warm, &by_runtime, &mut p));
+        let mut p = super::tests::prefixes();
+        let _ = cached(&record(), &by_runtime, &mut p);
+        let w = parse(cached(&warm, &by_runtime, &mut p));
         assert_eq!(w["runtime"], "python3");
         assert!(w.get("memorySize").is_none());
         // Sent elsewhere than the log stream, every record has them.
         let mut to_file = settings();
         to_file.destination = Destination::File("/tmp/emf".into());
-        let mut p = Prefixes::default();
-        let _ = encode_cached(&record(), &to_file, &mut p);
-        let w = parse(encode_cached(&warm, &to_file, &mut p));
+        let mut p = super::tests::prefixes();
+        let _ = cached(&record(), &to_file, &mut p);
+        let w = parse(cached(&warm, &to_file, &mut p));
         assert!(constants.iter().all(|k| w.get(k).is_some()));
     }
 
@@ -948,20 +1167,18 @@ mod tests {
             let mut r = record();
             r.cold_start = false;
             r.init_duration_ns = None;
-            r.request_id = format!("req-{i}");
+            r.request_id = RequestId::new(&format!("req-{i}"));
             r.timestamp_ms += i;
             r.duration_ns = Some(i * 1_000_000);
             r.errored = failed;
-            r.error_type = failed.then(|| "Boom".to_string());
+            r.error_type = failed.then(|| ErrorType::new("Boom"));
             r
         };
         let recs: Vec<InvokeRecord> = (0..7).map(|i| warm(i, i == 3)).collect();
         assert!(recs.iter().all(batchable));
-        let mut prefixes = Prefixes {
-            constants_written: true,
-            ..Prefixes::default()
-        };
-        let line = encode_batch(&recs, &s, &mut prefixes).unwrap();
+        let mut prefixes = written_prefixes();
+        let pool = pool();
+        let line = text(|o| encode_batch(&recs, &s, &pool, &mut prefixes, o)).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
         check_cross_references(&v);
@@ -975,8 +1192,8 @@ mod tests {
         assert_eq!(v["requestId"][6], "req-6");
         assert!(v.get("InitDuration").is_none() && v.get("runtime").is_none());
         // One record alone is a plain record.
-        let one = encode_batch(&recs[..1], &s, &mut prefixes).unwrap();
-        assert_eq!(one, encode_cached(&recs[0], &s, &mut prefixes).unwrap());
+        let one = text(|o| encode_batch(&recs[..1], &s, &pool, &mut prefixes, o)).unwrap();
+        assert_eq!(one, cached(&recs[0], &s, &mut prefixes).unwrap());
         // A stream's first record, a timeout and the function's own values go alone.
         let mut timeout = warm(9, true);
         timeout.timed_out = true;
@@ -995,21 +1212,18 @@ mod tests {
         r.init_duration_ns = None;
         r.errored = false;
         r.error_type = None;
-        r.request_id = "8890cbb5-7d73-4470-b385-51261a44c570".into();
-        r.trace_id = Some(
-            "Root=1-6b0969ba-42382fab3c8ada39fbf786bd;Parent=de88037a21c6c6e4;Sampled=0".into(),
-        );
+        r.request_id = RequestId::new("8890cbb5-7d73-4470-b385-51261a44c570");
+        r.trace_id = Some(TraceId::new(
+            "Root=1-6b0969ba-42382fab3c8ada39fbf786bd;Parent=de88037a21c6c6e4;Sampled=0",
+        ));
         r.duration_ns = Some(250_123_456);
         r.cpu_ns = Some(180_654_321);
         r.post_response_ns = Some(1_234_567);
         r.max_rss_kb = 612 * 1024;
         r.request_bytes = Some(2_048);
         r.response_bytes = Some(16_384);
-        let mut prefixes = Prefixes {
-            constants_written: true,
-            ..Prefixes::default()
-        };
-        let line = encode_cached(&r, &s, &mut prefixes).unwrap();
+        let mut prefixes = written_prefixes();
+        let line = cached(&r, &s, &mut prefixes).unwrap();
         assert!(line.len() <= 700, "{} bytes: {line}", line.len());
     }
 
@@ -1020,7 +1234,7 @@ mod tests {
         r.init_duration_ns = None;
         r.errored = false;
         r.error_type = None;
-        let v: Value = serde_json::from_str(&encode(&r, &settings()).unwrap()).unwrap();
+        let v: Value = serde_json::from_str(&enc(&r, &settings()).unwrap()).unwrap();
         check_cross_references(&v);
         assert!(v.get("InitDuration").is_none());
         assert!(v.get("errorType").is_none());
@@ -1039,9 +1253,9 @@ mod tests {
         let mut s = settings();
         s.function_name = crate::text::bounded(&"a\"b\n\\c\u{0}".repeat(1000), 1024);
         let mut r = record();
-        r.error_type = Some("x\"}\n{\"_aws\":1".into());
-        r.request_id = "\u{2028}\r\n".into();
-        let line = encode(&r, &s).unwrap();
+        r.error_type = Some(ErrorType::new("x\"}\n{\"_aws\":1"));
+        r.request_id = RequestId::new("\u{2028}\r\n");
+        let line = enc(&r, &s).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
         check_cross_references(&v);

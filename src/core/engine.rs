@@ -1,44 +1,49 @@
 //! The engine: tracked connections, their HTTP parsers, and the invoke tracker.
 //!
 //! The hooks hand it what the host did (a connect, bytes written or read, a close, a dup) and
-//! it answers with [`Effects`]: EMF lines to write and warnings to print. It keeps the fd bitmap
-//! in step with its own table. It never performs I/O itself, so it is tested with byte streams.
+//! it puts what must be written in its outbox: EMF lines and warnings, which the caller drains
+//! with [`Engine::drain_output`]. It keeps the fd bitmap in step with its own table. It never
+//! performs I/O itself, so it is tested with byte streams.
+//!
+//! Everything it needs — connections and their parsers, open invokes, custom values, the
+//! record being encoded, the outbox — is reserved once, bounded, when it is made
+//! ([`Engine::try_new`], when the process first talks to the Runtime API). After that it never
+//! allocates: a bound that is reached drops a connection (or a record) cleanly, with one
+//! debug line, instead of growing.
 
 use crate::emf;
 use crate::fdtable::FdBits;
-use crate::http::{self, Direction, Event, Head, Message, Parser};
+use crate::http::{self, Direction, Event, Head, Parser};
 use crate::journal::{Journal, Owner};
-use crate::runtime_api::{self as api, ApiAddress, RequestKind};
+use crate::runtime_api::{self as api, ApiAddress, ErrorTypeScanner, RequestKind, field};
 use crate::settings::Settings;
-use crate::tracker::{self, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Reading, Tracker};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::text::{FixedStr, Out};
+use crate::tracker::{
+    self, ErrorType, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Reading, RequestId,
+    TraceId, Tracker,
+};
 use std::net::SocketAddr;
 
-/// What the caller must do after an engine call (outside the engine's lock).
-#[derive(Debug, Default, PartialEq)]
-pub struct Effects {
-    /// Complete EMF lines, each to be written with one `write()`.
-    pub lines: Vec<String>,
-    /// Warning lines for stderr.
-    pub warnings: Vec<String>,
-}
+/// Connections followed at once (Node's native client uses five; a connection per invoke is
+/// closed before the next opens).
+pub const MAX_CONNECTIONS: usize = 64;
+/// fd numbers that may refer to followed connections at once (dup makes more than one each).
+const MAX_FDS: usize = 256;
+/// At most this many requests may await their responses on one connection.
+const MAX_PENDING: usize = 64;
+/// Responses read before their request was seen written, kept per connection.
+const MAX_EARLY: usize = 4;
+/// Room for EMF lines and warnings waiting to be written, and for one record being encoded
+/// (CloudWatch takes log events up to 256 KiB).
+pub const OUTBOX_BYTES: usize = 512 * 1024;
+pub const RECORD_BYTES: usize = 256 * 1024;
+/// Warnings waiting to be written.
+const MAX_WARNINGS: usize = 8;
+/// Room for what one read of the custom-metrics channel returns.
+pub const CHANNEL_BYTES: usize = 64 * 1024;
 
-impl Effects {
-    /// Adds `more` after these (taking it whole when there are none yet: no allocation).
-    pub fn absorb(&mut self, more: Effects) {
-        if self.lines.is_empty() {
-            self.lines = more.lines;
-        } else {
-            self.lines.extend(more.lines);
-        }
-        if self.warnings.is_empty() {
-            self.warnings = more.warnings;
-        } else {
-            self.warnings.extend(more.warnings);
-        }
-    }
-}
+/// A warning line for stderr (without its `lambda-meter: warning: ` prefix), or a debug line.
+pub type Warning = FixedStr<320>;
 
 /// Why the engine stopped following a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,24 +52,98 @@ enum Untrack {
     TooManyPending,
 }
 
-/// At most this many requests may await their responses on one connection.
-const MAX_PENDING: usize = 64;
+/// A fixed ring of `N` values, oldest first.
+#[derive(Clone, Copy, Debug)]
+struct Ring<T: Copy + Default, const N: usize> {
+    items: [T; N],
+    start: usize,
+    len: usize,
+}
 
-#[derive(Debug)]
+impl<T: Copy + Default, const N: usize> Ring<T, N> {
+    fn new() -> Self {
+        Ring {
+            items: [T::default(); N],
+            start: 0,
+            len: 0,
+        }
+    }
+
+    fn push_back(&mut self, v: T) -> bool {
+        if self.len >= N {
+            return false;
+        }
+        if let Some(slot) = self.items.get_mut((self.start + self.len) % N) {
+            *slot = v;
+            self.len += 1;
+        }
+        true
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let v = self.items.get(self.start).copied();
+        self.start = (self.start + 1) % N;
+        self.len -= 1;
+        v
+    }
+
+    fn front(&self) -> Option<&T> {
+        (self.len > 0).then(|| self.items.get(self.start)).flatten()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// A `/next` (or restore) answer, as the engine needs it: its status and the event's facts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Answer {
+    status: u16,
+    request_id: RequestId,
+    trace_id: Option<TraceId>,
+    deadline_ms: Option<u64>,
+    body_len: u64,
+}
+
+impl Answer {
+    fn of(head: &Head, body_len: u64) -> Answer {
+        Answer {
+            status: head.status,
+            request_id: RequestId::new(head.value(field::REQUEST_ID).unwrap_or_default()),
+            trace_id: head.value(field::TRACE_ID).map(TraceId::new),
+            deadline_ms: head.value(field::DEADLINE_MS).and_then(|v| v.parse().ok()),
+            body_len,
+        }
+    }
+}
+
+/// The request being written on a connection.
+#[derive(Clone, Copy, Debug)]
+struct Writing {
+    kind: RequestKind,
+    /// The invoke id of a result (`/response`, `/error`).
+    id: RequestId,
+    /// It streams its body (`Lambda-Runtime-Function-Response-Mode: streaming`).
+    streamed: bool,
+}
+
+#[derive(Clone, Debug)]
 struct Connection {
+    in_use: bool,
     requests: Parser,
     responses: Parser,
-    /// Requests whose responses have not been read yet, oldest first.
-    pending: VecDeque<RequestKind>,
-    /// The request being written now.
-    writing: Option<RequestKind>,
-    /// Whether that request streams its body (`Lambda-Runtime-Function-Response-Mode`).
-    writing_streamed: bool,
-    /// That request's head, until its message is complete.
-    writing_head: Option<Head>,
+    /// What kind of request each response not read yet answers, oldest first.
+    pending: Ring<RequestKind, MAX_PENDING>,
+    writing: Option<Writing>,
+    /// Looks for the error type in the body of the request being written.
+    error_scan: ErrorTypeScanner,
     /// Responses read before their request was seen written (threads race between the
     /// real call and the hook), with when they were read; oldest first.
-    early_responses: VecDeque<(Message, Probe)>,
+    early: Ring<(Answer, Probe), MAX_EARLY>,
     /// How many fds refer to this connection (dup makes more).
     fd_count: usize,
 }
@@ -72,37 +151,123 @@ struct Connection {
 impl Connection {
     fn new() -> Self {
         Connection {
-            requests: Parser::new(Direction::Request),
-            responses: Parser::new(Direction::Response),
-            pending: VecDeque::new(),
+            in_use: true,
+            requests: Parser::new(Direction::Request, api::FIELDS),
+            responses: Parser::new(Direction::Response, api::FIELDS),
+            pending: Ring::new(),
             writing: None,
-            writing_streamed: false,
-            writing_head: None,
-            early_responses: VecDeque::new(),
-            fd_count: 0,
+            error_scan: ErrorTypeScanner::new(),
+            early: Ring::new(),
+            fd_count: 1,
         }
     }
 }
+
+/// One record waiting in the outbox.
+#[derive(Clone, Copy, Debug)]
+enum Waiting {
+    /// Encoded in the outbox's bytes, up to here.
+    Line(usize),
+    /// Kept in a journal slot as its final record, written from there (and the slot freed)
+    /// with its post-response time.
+    Journaled {
+        slot: usize,
+        post_response_ns: Option<u64>,
+    },
+}
+
+/// Lines waiting to be written: EMF records (each with its newline) and warnings, in a buffer
+/// reserved once. A record that does not fit is dropped and counted.
+struct Outbox {
+    bytes: Vec<u8>,
+    used: usize,
+    /// The records, in order.
+    ends: Vec<Waiting>,
+    warnings: Vec<Warning>,
+    /// Records dropped for want of room (never the case unless the writer is stuck).
+    dropped: u64,
+}
+
+impl Outbox {
+    fn try_new() -> Option<Outbox> {
+        let mut ends = Vec::new();
+        ends.try_reserve_exact(1024).ok()?;
+        let mut warnings = Vec::new();
+        warnings.try_reserve_exact(MAX_WARNINGS).ok()?;
+        Some(Outbox {
+            bytes: zeroed(OUTBOX_BYTES)?,
+            used: 0,
+            ends,
+            warnings,
+            dropped: 0,
+        })
+    }
+
+    /// Room for the next record.
+    fn room(&mut self) -> Out<'_> {
+        Out::new(self.bytes.get_mut(self.used..).unwrap_or_default())
+    }
+
+    /// The record just written in [`Outbox::room`] (`len` bytes) goes out.
+    fn commit(&mut self, len: usize) {
+        if self.ends.len() < self.ends.capacity() {
+            self.used += len;
+            self.ends.push(Waiting::Line(self.used));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// The finished record in journal slot `slot` goes out. False when there is no room (the
+    /// slot stays, and the process's ending writes it).
+    fn commit_journaled(&mut self, slot: usize, post_response_ns: Option<u64>) -> bool {
+        if self.ends.len() < self.ends.capacity() {
+            self.ends.push(Waiting::Journaled {
+                slot,
+                post_response_ns,
+            });
+            return true;
+        }
+        false
+    }
+
+    fn warn(&mut self, w: Warning) {
+        if self.warnings.len() < self.warnings.capacity() {
+            self.warnings.push(w);
+        }
+    }
+}
+
+/// `n` zero bytes, reserved (a zeroed allocation: its pages are touched only when written).
+fn zeroed(n: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
+}
+
+/// Reads what was appended to the custom-metrics channel since the last call into the buffer
+/// (whole lines), and says how many bytes that is and this process's id.
+pub type ChannelReader = fn(&mut [u8]) -> (usize, u32);
 
 /// See the module documentation.
 pub struct Engine {
     settings: Settings,
     api: ApiAddress,
     bits: &'static FdBits,
-    fds: IntMap<i32, u64>,
-    conns: IntMap<u64, Connection>,
-    next_conn_id: u64,
+    /// fd → index in `conns`.
+    fds: Vec<(i32, usize)>,
+    conns: Vec<Connection>,
     tracker: Tracker,
     warned_garbage: bool,
     warned_fd_range: bool,
+    warned_bounds: bool,
     journal: Option<JournalLink>,
-    /// The parsers' event list, kept between calls with its capacity (no allocation per feed).
-    events: Vec<Event>,
     /// The constant parts of records, rendered once (see [`emf::Prefixes`]).
     prefixes: emf::Prefixes,
-    /// Reads what was appended to the custom-metrics channel since the last call, and this
-    /// process's id (see [`crate::custom::ChannelLine`]); none in tests unless set.
+    /// Reads what was appended to the custom-metrics channel; none in tests unless set.
     channel: Option<ChannelReader>,
+    channel_buf: Vec<u8>,
     /// Finished records held for one batched record (`LAMBDA_METER_BATCH`), oldest first.
     batch: Vec<InvokeRecord>,
     /// When the held records are written at the latest (monotonic ns): the end of the first
@@ -111,35 +276,10 @@ pub struct Engine {
     /// The journal slots that keep the held records, each as its own line, for the ending
     /// paths (exit, `_exit`, a fatal signal or SIGTERM) and for a SIGKILL's successor.
     batch_slots: Vec<usize>,
-}
-
-/// Reads what was appended to the channel since the last call, and this process's id.
-pub type ChannelReader = fn() -> (Vec<u8>, u32);
-
-/// A map keyed by fd numbers and connection ids: small integers the process itself chose, so a
-/// multiplicative hash serves (SipHash's flood resistance buys nothing here, at ~100
-/// instructions a lookup, several lookups a hooked call).
-type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
-
-#[derive(Default)]
-struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.write_u64(u64::from(n as u32));
-    }
+    outbox: Outbox,
+    /// Where a record is encoded before it is copied on (a journal's template).
+    scratch: Vec<u8>,
+    scratch2: Vec<u8>,
 }
 
 /// This process's open invokes in the environment's journal (see [`crate::journal`]).
@@ -149,30 +289,17 @@ struct JournalLink {
     /// The slots of the invokes this process journaled and has not finished.
     slots: Vec<usize>,
     /// The templates invokes without a cold start share (without, with a trace id), made the
-    /// first time one is needed.
-    shared: (Option<Vec<u8>>, Option<Vec<u8>>),
+    /// first time one is needed: their bytes and whether they are made.
+    shared: [(Vec<u8>, bool); 2],
+    /// The slot whose invoke's final record waits for the runtime's next `/next` in the journal
+    /// (see [`Journal::finish`]).
+    finished: Option<usize>,
 }
 
-fn request_capture(head: &Head) -> usize {
-    if RequestKind::line_carries_error(head.method(), head.target()) {
-        http::MAX_CAPTURE
-    } else {
-        0
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
     }
-}
-
-fn response_capture(_: &Head) -> usize {
-    0
-}
-
-/// The error type of an `/error` or `/init/error` request: the body's `errorType` (the Python
-/// and Node clients send the exception class only there), else the header.
-fn error_type_of(msg: &Message) -> Option<String> {
-    let header = msg
-        .head
-        .header(api::HDR_ERROR_TYPE)
-        .filter(|v| !v.is_empty());
-    api::error_type_in_body(&msg.captured).or_else(|| header.map(str::to_string))
 }
 
 /// A reading with at least what `need` asks for, reusing the one this call already took when it
@@ -193,30 +320,50 @@ fn reading(
 }
 
 impl Engine {
-    pub fn new(settings: Settings, api: ApiAddress, bits: &'static FdBits, born_ns: u64) -> Self {
+    /// An engine with everything it will need reserved; `None` when the memory cannot be had
+    /// (the process then runs unmetered).
+    pub fn try_new(
+        settings: Settings,
+        api: ApiAddress,
+        bits: &'static FdBits,
+        born_ns: u64,
+    ) -> Option<Self> {
         let lifecycle = Lifecycle {
             on_demand: settings.init_type == "on-demand",
             proactive_threshold_ns: settings.proactive_init_ms.saturating_mul(1_000_000),
             timeout_margin_ns: settings.timeout_margin_ms.saturating_mul(1_000_000),
         };
-        Engine {
+        let mut fds = Vec::new();
+        fds.try_reserve_exact(MAX_FDS).ok()?;
+        let mut conns = Vec::new();
+        conns.try_reserve_exact(MAX_CONNECTIONS).ok()?;
+        let mut batch = Vec::new();
+        batch.try_reserve_exact(crate::settings::MAX_BATCH).ok()?;
+        let mut batch_slots = Vec::new();
+        batch_slots
+            .try_reserve_exact(crate::journal::SLOT_COUNT)
+            .ok()?;
+        Some(Engine {
             settings,
             api,
             bits,
-            fds: IntMap::default(),
-            conns: IntMap::default(),
-            next_conn_id: 1,
-            tracker: Tracker::new(born_ns, lifecycle),
+            fds,
+            conns,
+            tracker: Tracker::try_new(born_ns, lifecycle)?,
             warned_garbage: false,
             warned_fd_range: false,
+            warned_bounds: false,
             journal: None,
-            events: Vec::new(),
-            prefixes: emf::Prefixes::default(),
+            prefixes: emf::Prefixes::try_new()?,
             channel: None,
-            batch: Vec::new(),
+            channel_buf: zeroed(CHANNEL_BYTES)?,
+            batch,
             batch_due_ns: None,
-            batch_slots: Vec::new(),
-        }
+            batch_slots,
+            outbox: Outbox::try_new()?,
+            scratch: zeroed(RECORD_BYTES)?,
+            scratch2: zeroed(RECORD_BYTES)?,
+        })
     }
 
     /// Reads custom values from the channel with `read` where an invoke's result is sent (and
@@ -225,28 +372,30 @@ impl Engine {
         self.channel = Some(read);
     }
 
-    /// Hands the tracker what the channel holds now.
-    fn take_channel(&mut self) {
-        let Some(read) = self.channel else {
-            return;
-        };
-        let (bytes, pid) = read();
-        if bytes.is_empty() {
-            return;
+    /// Reads what the channel holds now: how many bytes of `channel_buf`, and this process's
+    /// id.
+    fn read_channel(&mut self) -> (usize, u32) {
+        match self.channel {
+            Some(read) => read(&mut self.channel_buf),
+            None => (0, 0),
         }
-        let (lines, _bad) = crate::custom::parse_channel(&bytes, pid);
-        self.tracker.channel(lines, emf::reserved);
     }
 
     /// Journals each invoke this process starts from now on, so that one the process does not
-    /// survive still gets its record. Per-request helpers hand invokes over instead.
-    pub fn attach_journal(&mut self, journal: Journal, owner: Owner) {
+    /// survive still gets its record. Per-request helpers hand invokes over instead. `None`
+    /// when the room for it cannot be had (nothing is journaled then).
+    pub fn attach_journal(&mut self, journal: Journal, owner: Owner) -> Option<()> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(crate::journal::SLOT_COUNT).ok()?;
+        let template = || zeroed(crate::journal::TEMPLATE_MAX);
         self.journal = Some(JournalLink {
             journal,
             owner,
-            slots: Vec::new(),
-            shared: (None, None),
+            slots,
+            shared: [(template()?, false), (template()?, false)],
+            finished: None,
         });
+        Some(())
     }
 
     /// Whether invokes are journaled (a forked child keeps its parent's journal).
@@ -262,7 +411,7 @@ impl Engine {
         if self.tracker.has_handoff() {
             return;
         }
-        let Some(open) = self.tracker.newest_open() else {
+        let Some(open) = self.tracker.newest_open().copied() else {
             return;
         };
         let memory = self
@@ -270,47 +419,114 @@ impl Engine {
             .memory_size_mb
             .and_then(|m| u32::try_from(m).ok())
             .unwrap_or(0);
-        // An invoke like most (no cold start, restore or gauges) shares one template per
-        // trace-id presence, rendered once: each invoke then stores only its own strings.
+        let pool = self.tracker.pool_ref();
+        // An invoke like most (no cold start, restore, gauges or custom values) shares one
+        // template per trace-id presence, rendered once: each invoke then stores only its own
+        // strings.
         let steady = !open.cold_start
             && !open.proactive_init
             && open.init_duration_ns.is_none()
             && open.restore_duration_ns.is_none()
-            && open.started.gauges.is_none();
+            && open.started.gauges.is_none()
+            && open.custom.is_empty();
         let slot = if steady {
             let traced = open.event.trace_id.is_some();
-            let (untraced, with_trace) = (&mut link.shared.0, &mut link.shared.1);
-            let shared = if traced { with_trace } else { untraced };
-            if shared.is_none() {
-                let mut model = open.ending_record();
-                model.request_id = crate::journal::REQUEST_ID_PLACEHOLDER.to_string();
-                model.trace_id = traced.then(|| crate::journal::TRACE_ID_PLACEHOLDER.to_string());
-                model.request_bytes = Some(crate::journal::REQUEST_BYTES_PLACEHOLDER);
-                *shared = emf::encode(&model, &self.settings)
-                    .and_then(|l| crate::journal::shared_template(&l));
-            }
-            let Some(template) = shared.as_deref() else {
+            let Some((bytes, made)) = link.shared.get_mut(usize::from(traced)) else {
                 return;
             };
+            if !*made {
+                let mut model = open.ending_record();
+                model.request_id = RequestId::new(crate::journal::REQUEST_ID_PLACEHOLDER);
+                model.trace_id = traced.then(|| TraceId::new(crate::journal::TRACE_ID_PLACEHOLDER));
+                model.request_bytes = Some(crate::journal::REQUEST_BYTES_PLACEHOLDER);
+                let mut line = Out::new(&mut self.scratch);
+                if emf::encode(&model, &self.settings, pool, &mut line) {
+                    let len = line.len();
+                    let line = self.scratch.get(..len).unwrap_or_default();
+                    let mut t = Out::new(bytes.as_mut_slice());
+                    if crate::journal::shared_template(line, &mut t) {
+                        let n = t.len();
+                        bytes.truncate(n);
+                        *made = true;
+                    }
+                }
+                if !*made {
+                    return;
+                }
+            }
             let fills = crate::journal::Fills {
                 request_id: &open.event.request_id,
                 trace_id: open.event.trace_id.as_deref(),
                 request_bytes: open.event.request_bytes,
             };
             link.journal
-                .begin_with(link.owner, &open.started, memory, template, &fills)
+                .begin_with(link.owner, &open.started, memory, bytes, &fills)
         } else {
-            let Some(template) = emf::encode(&open.ending_record(), &self.settings)
-                .and_then(|l| crate::journal::prepare(&l))
-            else {
+            let mut line = Out::new(&mut self.scratch);
+            if !emf::encode(&open.ending_record(), &self.settings, pool, &mut line) {
                 return;
-            };
+            }
+            let len = line.len();
+            let line = self.scratch.get(..len).unwrap_or_default();
+            let mut t = Out::new(&mut self.scratch2);
+            if !crate::journal::prepare(line, &mut t) {
+                return;
+            }
+            let n = t.len();
+            let template = self.scratch2.get(..n).unwrap_or_default();
             link.journal
-                .begin(link.owner, &open.started, memory, &template)
+                .begin(link.owner, &open.started, memory, template)
         };
-        if let Some(slot) = slot {
+        if let Some(slot) = slot
+            && link.slots.len() < link.slots.capacity()
+        {
             link.slots.push(slot);
             self.tracker.journaled_newest(slot);
+        }
+    }
+
+    /// The record that now waits for the runtime's next `/next` replaces its invoke's prepared
+    /// one in the journal: from here until it is written, any ending of the process (or its
+    /// successor) writes it as it is, with the time since its result as its post-response
+    /// time.
+    fn journal_finished(&mut self) {
+        self.stream_constants_from_journal();
+        let Some(link) = self.journal.as_mut() else {
+            return;
+        };
+        let Some((record, sent_ns)) = self.tracker.awaiting_record() else {
+            return;
+        };
+        let Some(slot) = record.journal_slot else {
+            return;
+        };
+        let mut model = *record;
+        model.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
+        let pool = self.tracker.pool_ref();
+        let mut line = Out::new(&mut self.scratch);
+        // The record is encoded now, as it will be written (the environment's properties on
+        // it or not); if it cannot be kept, it is encoded again when it goes.
+        let constants_before = self.prefixes.constants_written();
+        if !emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
+            return;
+        }
+        let len = line.len();
+        let line = self.scratch.get(..len).unwrap_or_default();
+        let mut t = Out::new(&mut self.scratch2);
+        if !crate::journal::finished_template(line, &mut t) {
+            if !constants_before {
+                self.prefixes.forget_constants_written();
+            }
+            return;
+        }
+        let n = t.len();
+        let template = self.scratch2.get(..n).unwrap_or_default();
+        let finished = link.journal.finish(slot, link.owner.pid, template, sent_ns);
+        if finished {
+            link.finished = Some(slot);
+            self.stream_constants_to_journal();
+        } else if !constants_before {
+            self.prefixes.forget_constants_written();
         }
     }
 
@@ -343,30 +559,120 @@ impl Engine {
         &self.settings
     }
 
+    /// Hands each line waiting to be written to `record` (EMF records, one each, with their
+    /// newline) and each warning to `warning`, and empties the outbox.
+    pub fn drain_output(&mut self, record: &mut dyn FnMut(&[u8]), warning: &mut dyn FnMut(&str)) {
+        let o = &mut self.outbox;
+        let mut from = 0;
+        for waiting in &o.ends {
+            match *waiting {
+                Waiting::Line(end) => {
+                    if let Some(line) = o.bytes.get(from..end) {
+                        record(line);
+                    }
+                    from = end;
+                }
+                Waiting::Journaled {
+                    slot,
+                    post_response_ns,
+                } => {
+                    let Some(link) = &self.journal else { continue };
+                    let mut out = Out::new(&mut self.scratch);
+                    let rendered = link.journal.write_finished(
+                        slot,
+                        link.owner.pid,
+                        post_response_ns,
+                        &mut |parts| {
+                            for p in parts {
+                                out.bytes(p);
+                            }
+                        },
+                    );
+                    let len = out.len();
+                    if rendered && !out.overflowed() {
+                        record(self.scratch.get(..len).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        o.ends.clear();
+        o.used = 0;
+        for w in &o.warnings {
+            warning(w);
+        }
+        o.warnings.clear();
+    }
+
+    /// Whether lines wait in the outbox.
+    pub fn has_output(&self) -> bool {
+        !self.outbox.ends.is_empty() || !self.outbox.warnings.is_empty()
+    }
+
+    /// Records dropped so far for want of room in the outbox.
+    pub fn dropped_records(&self) -> u64 {
+        self.outbox.dropped
+    }
+
+    fn warn(&mut self, args: std::fmt::Arguments) {
+        let mut buf = [0u8; 320];
+        let text = crate::text::format_into(&mut buf, args);
+        self.outbox.warn(Warning::new(text));
+    }
+
+    /// One debug-level note that a bound was reached (once a process).
+    fn bound_reached(&mut self, what: &str) {
+        if !self.warned_bounds && self.settings.log_level >= crate::settings::LogLevel::Debug {
+            self.warned_bounds = true;
+            self.warn(format_args!("debug: {what}"));
+        }
+    }
+
+    fn conn_of(&self, fd: i32) -> Option<usize> {
+        self.fds.iter().find(|(f, _)| *f == fd).map(|(_, c)| *c)
+    }
+
+    fn new_connection(&mut self) -> Option<usize> {
+        if let Some(i) = self.conns.iter().position(|c| !c.in_use) {
+            if let Some(c) = self.conns.get_mut(i) {
+                *c = Connection::new();
+            }
+            return Some(i);
+        }
+        if self.conns.len() < self.conns.capacity() {
+            self.conns.push(Connection::new());
+            return Some(self.conns.len() - 1);
+        }
+        None
+    }
+
     /// The host connected `fd` (successfully or in progress) to `addr`. Any earlier state of the
     /// fd number is dropped first: it may have been closed behind our back (`syscall(SYS_close)`).
-    pub fn connected(&mut self, fd: i32, addr: Option<SocketAddr>) -> Effects {
-        let mut fx = Effects::default();
+    pub fn connected(&mut self, fd: i32, addr: Option<SocketAddr>) {
         self.forget_fd(fd);
-        if addr.is_some_and(|a| self.api.matches(&a)) {
-            if !self.bits.insert(fd) {
-                if !self.warned_fd_range {
-                    self.warned_fd_range = true;
-                    fx.warnings.push(format!(
-                        "the Runtime API connection uses fd {fd}, beyond the {} fds lambda-meter can follow; this connection is not metered",
-                        crate::fdtable::MAX_TRACKED_FD
-                    ));
-                }
-                return fx;
-            }
-            let id = self.next_conn_id;
-            self.next_conn_id += 1;
-            let mut conn = Connection::new();
-            conn.fd_count = 1;
-            self.conns.insert(id, conn);
-            self.fds.insert(fd, id);
+        if !addr.is_some_and(|a| self.api.matches(&a)) {
+            return;
         }
-        fx
+        if self.fds.len() >= self.fds.capacity() {
+            return self
+                .bound_reached("too many Runtime API fds at once; this one is not followed");
+        }
+        if !self.bits.insert(fd) {
+            if !self.warned_fd_range {
+                self.warned_fd_range = true;
+                self.warn(format_args!(
+                    "the Runtime API connection uses fd {fd}, beyond the {} fds lambda-meter can follow; this connection is not metered",
+                    crate::fdtable::MAX_TRACKED_FD
+                ));
+            }
+            return;
+        }
+        let Some(id) = self.new_connection() else {
+            self.bits.remove(fd);
+            return self.bound_reached(
+                "too many Runtime API connections at once; this one is not followed",
+            );
+        };
+        self.fds.push((fd, id));
     }
 
     /// `fd` is being closed (by `close`, `close_range`, `syscall(SYS_close)` or `dup2` onto it).
@@ -376,14 +682,13 @@ impl Engine {
 
     /// Every fd in `first..=last` is being closed (`close_range`).
     pub fn closing_range(&mut self, first: u32, last: u32) {
-        let doomed: Vec<i32> = self
-            .fds
-            .keys()
-            .copied()
-            .filter(|fd| u32::try_from(*fd).is_ok_and(|f| (first..=last).contains(&f)))
-            .collect();
-        for fd in doomed {
-            self.forget_fd(fd);
+        let mut i = 0;
+        while let Some(&(fd, _)) = self.fds.get(i) {
+            if u32::try_from(fd).is_ok_and(|f| (first..=last).contains(&f)) {
+                self.forget_fd(fd);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -393,152 +698,288 @@ impl Engine {
             return;
         }
         self.forget_fd(new_fd);
-        let Some(&id) = self.fds.get(&old_fd) else {
+        let Some(id) = self.conn_of(old_fd) else {
             return;
         };
-        if !self.bits.insert(new_fd) {
+        if self.fds.len() >= self.fds.capacity() || !self.bits.insert(new_fd) {
             return;
         }
-        self.fds.insert(new_fd, id);
-        if let Some(c) = self.conns.get_mut(&id) {
+        self.fds.push((new_fd, id));
+        if let Some(c) = self.conns.get_mut(id) {
             c.fd_count += 1;
         }
     }
 
     /// The host wrote `data` to `fd`.
-    pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) -> Effects {
-        let mut fx = Effects::default();
-        let Some(&id) = self.fds.get(&fd) else {
-            return fx;
+    pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
+        let Some(id) = self.conn_of(fd) else {
+            return;
         };
-        let mut events = std::mem::take(&mut self.events);
-        let result = match self.conns.get_mut(&id) {
-            Some(c) => c.requests.feed(data, request_capture, &mut events),
-            None => {
-                self.events = events;
-                return fx;
-            }
-        };
+        let mut rest = data;
         let mut now = None;
-        for ev in events.drain(..) {
-            match ev {
-                Event::Head(head) => {
-                    let kind = RequestKind::classify(head.method(), head.target());
-                    let Some(conn) = self.conns.get_mut(&id) else {
-                        break;
-                    };
-                    if conn.pending.len() >= MAX_PENDING {
-                        self.drop_connection(id, Untrack::TooManyPending, &mut fx);
-                        return fx;
-                    }
-                    conn.writing_streamed = head
-                        .header(api::HDR_RESPONSE_MODE)
-                        .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
-                    conn.writing_head = Some(head);
-                    // The answer is paired by kind alone: a result's id is not needed there.
-                    let answered = match &kind {
-                        RequestKind::Response(_) | RequestKind::Error(_) => RequestKind::Other,
-                        k => k.clone(),
-                    };
-                    conn.writing = Some(kind);
-                    match conn.early_responses.pop_front() {
-                        Some((msg, at)) => self.response_complete(&answered, &msg, &at, &mut fx),
-                        None => conn.pending.push_back(answered),
+        loop {
+            let step = match self.conns.get_mut(id) {
+                Some(c) => c.requests.step(&mut rest),
+                None => return,
+            };
+            let event = match step {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => return self.drop_connection(id, Untrack::Garbage(e)),
+            };
+            match event {
+                Event::Head => {
+                    if !self.request_head(id) {
+                        return;
                     }
                 }
-                Event::FirstBodyByte => {
-                    let writing = self.conns.get(&id).and_then(|c| c.writing.as_ref());
-                    if let Some(RequestKind::Response(rid)) = writing {
+                Event::Body { bytes, first } => {
+                    let Some(c) = self.conns.get_mut(id) else {
+                        return;
+                    };
+                    let Some(w) = c.writing else { continue };
+                    if w.kind.carries_error() {
+                        c.error_scan.feed(bytes);
+                    }
+                    if first && w.kind == RequestKind::Response {
                         let now = reading(&mut now, Reading::Clocks, probe);
-                        self.tracker.result_first_byte(rid, &now);
+                        self.tracker.result_first_byte(&w.id, &now);
                     }
                 }
-                Event::Complete(mut msg) => {
-                    let (kind, streamed) = match self.conns.get_mut(&id) {
-                        Some(c) => {
-                            // The parser handed the request's head over with Event::Head.
-                            if let Some(head) = c.writing_head.take() {
-                                msg.head = head;
-                            }
-                            (c.writing.take(), std::mem::take(&mut c.writing_streamed))
-                        }
-                        None => (None, false),
+                Event::Complete { body_len } => {
+                    let Some(c) = self.conns.get_mut(id) else {
+                        return;
                     };
+                    let writing = c.writing.take();
+                    let head = c.requests.head();
+                    let error_type = c
+                        .error_scan
+                        .error_type()
+                        .or_else(|| head.value(field::ERROR_TYPE).filter(|v| !v.is_empty()))
+                        .map(ErrorType::new);
+                    let trailer_error = head
+                        .trailer(&api::FIELDS, field::TRAILER_ERROR_TYPE)
+                        .filter(|v| !v.is_empty())
+                        .map(ErrorType::new);
                     // A `/next` only notes when it was sent; a result ends an invoke.
-                    let need = match kind {
+                    let need = match writing.map(|w| w.kind) {
                         Some(RequestKind::Next) => Reading::Clocks,
                         _ => Reading::Usage,
                     };
                     let now = reading(&mut now, need, probe);
-                    self.request_complete(kind, streamed, &msg, &now, &mut fx);
+                    self.request_complete(writing, body_len, error_type, trailer_error, &now);
                 }
             }
         }
-        self.events = events;
-        if let Err(e) = result {
-            self.drop_connection(id, Untrack::Garbage(e), &mut fx);
+    }
+
+    /// A request's head was written on connection `id`; false when the connection was dropped.
+    fn request_head(&mut self, id: usize) -> bool {
+        let Some(c) = self.conns.get_mut(id) else {
+            return false;
+        };
+        if c.pending.len() >= MAX_PENDING {
+            self.drop_connection(id, Untrack::TooManyPending);
+            return false;
         }
-        fx
+        let head = c.requests.head();
+        let (kind, rid) = RequestKind::classify(head.method(), head.target());
+        let streamed = head
+            .value(field::RESPONSE_MODE)
+            .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
+        c.writing = Some(Writing {
+            kind,
+            id: RequestId::new(rid),
+            streamed,
+        });
+        c.error_scan = ErrorTypeScanner::new();
+        // The answer is paired by kind alone: a result's id is not needed there.
+        let answered = match kind {
+            RequestKind::Response | RequestKind::Error => RequestKind::Other,
+            k => k,
+        };
+        let early = c.early.pop_front();
+        if early.is_none() {
+            c.pending.push_back(answered);
+        }
+        if let Some((answer, at)) = early {
+            self.response_complete(answered, &answer, &at);
+        }
+        true
     }
 
     /// The host read `data` from `fd`.
-    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) -> Effects {
-        let mut fx = Effects::default();
-        let Some(&id) = self.fds.get(&fd) else {
-            return fx;
+    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
+        let Some(id) = self.conn_of(fd) else {
+            return;
         };
-        let mut events = std::mem::take(&mut self.events);
-        let result = match self.conns.get_mut(&id) {
-            Some(c) => c.responses.feed(data, response_capture, &mut events),
-            None => {
-                self.events = events;
-                return fx;
+        let mut rest = data;
+        let mut now = None;
+        loop {
+            let step = match self.conns.get_mut(id) {
+                Some(c) => c.responses.step(&mut rest),
+                None => return,
+            };
+            match step {
+                Ok(Some(Event::Complete { body_len })) => {
+                    self.response_read(id, body_len, &mut now, probe);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => return self.drop_connection(id, Untrack::Garbage(e)),
             }
-        };
-        self.responses_read(id, &mut events, probe, &mut fx);
-        self.events = events;
-        if let Err(e) = result {
-            self.drop_connection(id, Untrack::Garbage(e), &mut fx);
         }
-        fx
     }
 
     /// The host read end-of-stream from `fd`.
-    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) -> Effects {
-        let mut fx = Effects::default();
-        let Some(&id) = self.fds.get(&fd) else {
-            return fx;
+    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) {
+        let Some(id) = self.conn_of(fd) else {
+            return;
         };
-        let mut events = std::mem::take(&mut self.events);
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.responses.end_of_stream(&mut events);
+        let ended = self
+            .conns
+            .get_mut(id)
+            .and_then(|c| c.responses.end_of_stream());
+        if let Some(Event::Complete { body_len }) = ended {
+            self.response_read(id, body_len, &mut None, probe);
         }
-        self.responses_read(id, &mut events, probe, &mut fx);
-        self.events = events;
-        fx
+    }
+
+    /// A response was read whole on connection `id`.
+    fn response_read(
+        &mut self,
+        id: usize,
+        body_len: u64,
+        now: &mut Option<(Probe, Reading)>,
+        probe: &dyn Fn(Reading) -> Probe,
+    ) {
+        let Some(c) = self.conns.get(id) else {
+            return;
+        };
+        let answer = Answer::of(c.responses.head(), body_len);
+        // The answer to `/next` starts an invoke; other answers need the clocks at most.
+        // (An answer read before its request was seen is kept with a full reading.)
+        let need = match c.pending.front() {
+            Some(RequestKind::Next) | None => Reading::Usage,
+            Some(_) => Reading::Clocks,
+        };
+        let now = reading(now, need, probe);
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        match c.pending.pop_front() {
+            Some(kind) => self.response_complete(kind, &answer, &now),
+            // Another thread wrote the request and has not reached its hook yet, while this
+            // one already read the answer: pair them when the request shows up.
+            None => {
+                let kept = c.early.push_back((answer, now));
+                if !kept {
+                    self.bound_reached("too many answers ahead of their requests");
+                }
+            }
+        }
+    }
+
+    /// A response to a request of `kind` was fully read at `now`.
+    fn response_complete(&mut self, kind: RequestKind, answer: &Answer, now: &Probe) {
+        match (kind, answer.status) {
+            (RequestKind::Next, 200) => {}
+            (RequestKind::Next, _) => return self.tracker.next_refused(),
+            (RequestKind::RestoreNext, 200) => return self.tracker.restore_answered(now),
+            _ => return,
+        }
+        let info = EventInfo {
+            request_id: answer.request_id,
+            trace_id: answer.trace_id,
+            deadline_ms: answer.deadline_ms,
+            request_bytes: answer.body_len,
+            thread: crate::custom::thread_key(),
+        };
+        let opened = self.tracker.opened_count();
+        let flushed = self.tracker.event_received(info, now, &emf::reserved);
+        self.push_records(flushed, Some(now));
+        self.sync_journal();
+        if self.tracker.opened_count() != opened {
+            self.journal_newest();
+        }
+    }
+
+    fn request_complete(
+        &mut self,
+        writing: Option<Writing>,
+        body_len: u64,
+        error_type: Option<ErrorType>,
+        trailer_error: Option<ErrorType>,
+        now: &Probe,
+    ) {
+        let Some(w) = writing else { return };
+        let outcome = match w.kind {
+            RequestKind::Next => {
+                let flushed = self.tracker.next_requested(now);
+                self.push_records(flushed, Some(now));
+                // Where the write was not seen before it happened (see `sending`).
+                return self.write_batch_if_idle();
+            }
+            RequestKind::InitError => {
+                let (len, pid) = self.read_channel();
+                let channel = tracker::Channel {
+                    bytes: self.channel_buf.get(..len).unwrap_or_default(),
+                    pid,
+                    reserved: &emf::reserved,
+                };
+                let record = self
+                    .tracker
+                    .init_error(error_type.as_deref(), now, &channel);
+                return self.push_records(Some(record), Some(now));
+            }
+            RequestKind::Response => Outcome {
+                response_bytes: body_len,
+                errored: trailer_error.is_some(),
+                error_type: trailer_error,
+                streamed: w.streamed,
+            },
+            RequestKind::Error => Outcome {
+                response_bytes: body_len,
+                errored: true,
+                error_type,
+                streamed: w.streamed,
+            },
+            _ => return,
+        };
+        let (len, pid) = self.read_channel();
+        let channel = tracker::Channel {
+            bytes: self.channel_buf.get(..len).unwrap_or_default(),
+            pid,
+            reserved: &emf::reserved,
+        };
+        let (waited, this) = self.tracker.result_sent(&w.id, outcome, now, &channel);
+        if this.is_none() {
+            self.journal_finished();
+        }
+        self.sync_journal();
+        self.push_records(waited, Some(now));
+        self.push_records(this, Some(now));
     }
 
     /// The host is about to write to `fd` (nothing is on the wire yet). A request that starts
     /// on an idle connection while a finished invoke's record waits is the runtime's next
     /// `/next` (a record waits only while no invoke is open): the record is complete and is
-    /// returned now, so it is written before the runtime can be frozen or stopped after asking.
-    /// The bytes themselves are not needed, so the host's buffer is never read before the
-    /// real call has checked it.
-    pub fn sending(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) -> Effects {
-        let mut fx = Effects::default();
-        let Some(conn) = self.fds.get(&fd).and_then(|id| self.conns.get(id)) else {
-            return fx;
+    /// put in the outbox now, so it is written before the runtime can be frozen or stopped
+    /// after asking. The bytes themselves are not needed, so the host's buffer is never read
+    /// before the real call has checked it.
+    pub fn sending(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) {
+        let Some(id) = self.conn_of(fd) else {
+            return;
         };
-        if !conn.requests.is_idle() {
-            return fx;
+        if !self.conns.get(id).is_some_and(|c| c.requests.is_idle()) {
+            return;
         }
         if self.tracker.record_awaits() {
             let now = probe(Reading::Clocks);
             let record = self.tracker.next_starting(&now);
-            self.push_records(record, Some(&now), &mut fx);
+            self.push_records(record, Some(&now));
         }
-        self.write_batch_if_idle(&mut fx);
-        fx
+        self.write_batch_if_idle();
     }
 
     /// In Lambda's default model, held records are written before a runtime with no invoke
@@ -547,9 +988,9 @@ impl Engine {
     /// are held there only while invokes overlap in one process. Lambda Managed Instances
     /// (`AWS_LAMBDA_MAX_CONCURRENCY`) never freeze an environment and stop it with SIGTERM,
     /// which the ending paths handle: records are held across `/next` there.
-    fn write_batch_if_idle(&mut self, fx: &mut Effects) {
+    fn write_batch_if_idle(&mut self) {
         if self.batch_waits_for_idle() {
-            self.write_batch(fx);
+            self.write_batch();
         }
     }
 
@@ -560,20 +1001,18 @@ impl Engine {
     }
 
     /// A custom value from the function, given on `thread`: `add` puts it on the invoke it
-    /// belongs to (see [`Tracker::custom_target`]), under the record's naming rules.
+    /// belongs to (see [`Tracker::custom`]), under the record's naming rules.
     pub fn custom(
         &mut self,
         thread: u64,
-        add: impl FnOnce(&mut crate::custom::Custom, &dyn Fn(&str) -> bool) -> crate::custom::Status,
+        add: impl FnOnce(
+            &mut crate::custom::Pool,
+            &mut crate::custom::Custom,
+            &dyn Fn(&str) -> bool,
+        ) -> crate::custom::Status,
     ) -> crate::custom::Status {
-        use crate::custom::Status;
-        match self.tracker.custom_target(thread) {
-            Ok((target, placed)) => match add(target, &emf::reserved) {
-                Status::Ok => placed,
-                refused => refused,
-            },
-            Err(status) => status,
-        }
+        self.tracker
+            .custom(thread, |pool, c| add(pool, c, &emf::reserved))
     }
 
     /// Whether a finished invoke's record waits for the runtime's next request, or held records
@@ -583,15 +1022,14 @@ impl Engine {
     }
 
     /// Time has passed: timeouts and records that waited long enough.
-    pub fn tick(&mut self, now: &Probe) -> Effects {
-        let mut fx = Effects::default();
-        let records = self.tracker.tick(now);
-        self.sync_journal();
-        self.push_records(records, Some(now), &mut fx);
-        if self.batch_due_ns.is_some_and(|due| now.mono_ns >= due) {
-            self.write_batch(&mut fx);
+    pub fn tick(&mut self, now: &Probe) {
+        while let Some(r) = self.tracker.tick(now) {
+            self.sync_journal();
+            self.push_records(Some(r), Some(now));
         }
-        fx
+        if self.batch_due_ns.is_some_and(|due| now.mono_ns >= due) {
+            self.write_batch();
+        }
     }
 
     /// When [`Engine::tick`] next has work (monotonic ns).
@@ -603,41 +1041,56 @@ impl Engine {
     }
 
     /// The process is exiting: write what still waits.
-    pub fn flush(&mut self) -> Effects {
-        let mut fx = Effects::default();
+    pub fn flush(&mut self) {
         let record = self.tracker.flush();
-        self.push_records(record, None, &mut fx);
-        self.write_batch(&mut fx);
-        fx
+        self.push_records(record, None);
+        self.write_batch();
     }
 
-    /// Encodes finished records, or holds them for a batched record (`LAMBDA_METER_BATCH`).
-    /// `now` is when they were handed over (`None` at exit, when nothing is held).
-    fn push_records(
-        &mut self,
-        records: impl IntoIterator<Item = InvokeRecord>,
-        now: Option<&Probe>,
-        fx: &mut Effects,
-    ) {
-        for r in records {
-            let held = match now {
-                Some(now) if self.settings.batch > 1 && emf::batchable(&r) => {
-                    self.hold(r, now, fx);
-                    continue;
-                }
-                _ => r,
-            };
-            // Lambda may stop the runtime at an invoke's deadline, and an init error ends the
-            // environment: what is held goes first.
-            if held.timed_out || held.kind == tracker::RecordKind::InitError {
-                self.write_batch(fx);
-            }
-            self.stream_constants_from_journal();
-            if let Some(line) = emf::encode_cached(&held, &self.settings, &mut self.prefixes) {
-                fx.lines.push(line);
-            }
-            self.stream_constants_to_journal();
+    /// Encodes a finished record into the outbox, or holds it for a batched record
+    /// (`LAMBDA_METER_BATCH`). `now` is when it was handed over (`None` at exit, when nothing
+    /// is held).
+    fn push_records(&mut self, record: Option<InvokeRecord>, now: Option<&Probe>) {
+        let Some(r) = record else { return };
+        if let Some(now) = now
+            && self.settings.batch > 1
+            && emf::batchable(&r)
+        {
+            return self.hold(r, now);
         }
+        // Lambda may stop the runtime at an invoke's deadline, and an init error ends the
+        // environment: what is held goes first.
+        if r.timed_out || r.kind == tracker::RecordKind::InitError {
+            self.write_batch();
+        }
+        // A record that waited for `/next` in the journal goes from there.
+        if let Some(link) = self.journal.as_mut()
+            && r.journal_slot.is_some()
+            && link.finished == r.journal_slot
+            && let Some(slot) = link.finished.take()
+        {
+            link.slots.retain(|s| *s != slot);
+            let mut custom = r.custom;
+            self.tracker.pool().free(&mut custom);
+            if self.outbox.commit_journaled(slot, r.post_response_ns) {
+                return;
+            }
+            self.outbox.dropped += 1;
+            return;
+        }
+        self.stream_constants_from_journal();
+        let pool = self.tracker.pool_ref();
+        let mut out = self.outbox.room();
+        let written = emf::encode_cached(&r, &self.settings, pool, &mut self.prefixes, &mut out);
+        let len = out.len();
+        if written {
+            self.outbox.commit(len);
+        } else if out.overflowed() {
+            self.outbox.dropped += 1;
+        }
+        let mut custom = r.custom;
+        self.tracker.pool().free(&mut custom);
+        self.stream_constants_to_journal();
     }
 
     /// The environment's log stream is shared by its processes (a shell runtime's `curl`s, a
@@ -669,7 +1122,8 @@ impl Engine {
 
     /// Adds `r` to the batch, writing the batch first when `r` falls in a later CloudWatch
     /// period than its first record, and after when it is full.
-    fn hold(&mut self, r: InvokeRecord, now: &Probe, fx: &mut Effects) {
+    fn hold(&mut self, r: InvokeRecord, now: &Probe) {
+        self.forget_finished(&r);
         let period_ms = u64::from(self.settings.resolution) * 1000;
         let period = |ts: u64| ts / period_ms;
         if self
@@ -677,21 +1131,36 @@ impl Engine {
             .first()
             .is_some_and(|first| period(first.timestamp_ms) != period(r.timestamp_ms))
         {
-            self.write_batch(fx);
+            self.write_batch();
         }
         if self.batch.is_empty() {
             let end_ms = (period(r.timestamp_ms) + 1) * period_ms;
             let left_ns = end_ms.saturating_sub(now.wall_ms).saturating_mul(1_000_000);
             self.batch_due_ns = Some(now.mono_ns.saturating_add(left_ns));
         }
-        if !self.keep_in_journal(&r) {
-            // Held only where an ending or a successor can still write it: else not held.
+        let kept = self.keep_in_journal(&r);
+        if self.batch.len() < self.batch.capacity() {
             self.batch.push(r);
-            return self.write_batch(fx);
         }
-        self.batch.push(r);
-        if self.batch.len() >= self.settings.batch {
-            self.write_batch(fx);
+        if !kept || self.batch.len() >= self.settings.batch {
+            // Held only where an ending or a successor can still write it: else not held.
+            self.write_batch();
+        }
+    }
+
+    /// `r` no longer waits in the journal as a finished record (it is held, or written another
+    /// way): its slot is freed.
+    fn forget_finished(&mut self, r: &InvokeRecord) {
+        if let Some(link) = self.journal.as_mut()
+            && r.journal_slot.is_some()
+            && link.finished == r.journal_slot
+            && let Some(slot) = link.finished.take()
+        {
+            link.slots.retain(|s| *s != slot);
+            // Claimed and freed without a write: the record goes on another way.
+            let _ = link
+                .journal
+                .write_finished(slot, link.owner.pid, None, &mut |_| {});
         }
     }
 
@@ -703,20 +1172,23 @@ impl Engine {
         let Some(link) = &self.journal else {
             return false;
         };
-        let Some(line) = emf::encode_held(r, &self.settings) else {
+        let mut out = Out::new(&mut self.scratch);
+        if !emf::encode_held(r, &self.settings, self.tracker.pool_ref(), &mut out) {
             return false;
-        };
+        }
+        let len = out.len();
+        let line = self.scratch.get(..len).unwrap_or_default();
         if let Some(&slot) = self.batch_slots.last()
-            && link
-                .journal
-                .hold_more(slot, link.owner.pid, line.as_bytes())
+            && link.journal.hold_more(slot, link.owner.pid, line)
         {
             return true;
         }
-        if link.journal.free_count() <= crate::journal::SLOT_COUNT / 2 {
+        if link.journal.free_count() <= crate::journal::SLOT_COUNT / 2
+            || self.batch_slots.len() >= self.batch_slots.capacity()
+        {
             return false;
         }
-        match link.journal.hold(link.owner, line.as_bytes()) {
+        match link.journal.hold(link.owner, line) {
             Some(slot) => {
                 self.batch_slots.push(slot);
                 true
@@ -726,7 +1198,7 @@ impl Engine {
     }
 
     /// Writes the held records as one batched record.
-    fn write_batch(&mut self, fx: &mut Effects) {
+    fn write_batch(&mut self) {
         self.batch_due_ns = None;
         if self.batch.is_empty() {
             return;
@@ -734,202 +1206,110 @@ impl Engine {
         // The journal's copies go first: a process ending from here on has the batch's line
         // to write, or nothing.
         if let Some(link) = &self.journal {
-            for slot in self.batch_slots.drain(..) {
-                link.journal.release(slot, link.owner.pid);
+            for slot in &self.batch_slots {
+                link.journal.release(*slot, link.owner.pid);
             }
         }
         self.batch_slots.clear();
-        let batch = std::mem::take(&mut self.batch);
         self.stream_constants_from_journal();
-        if let Some(line) = emf::encode_batch(&batch, &self.settings, &mut self.prefixes) {
-            fx.lines.push(line);
+        let pool = self.tracker.pool_ref();
+        let mut out = self.outbox.room();
+        let written = emf::encode_batch(
+            &self.batch,
+            &self.settings,
+            pool,
+            &mut self.prefixes,
+            &mut out,
+        );
+        let len = out.len();
+        if written {
+            self.outbox.commit(len);
+        } else if out.overflowed() {
+            self.outbox.dropped += 1;
         }
         self.stream_constants_to_journal();
-        // The allocation is kept for the next batch.
-        self.batch = batch;
         self.batch.clear();
     }
 
     /// In a forked child: nothing inherited is the child's to report. It becomes a runtime of
     /// its own if it connects to the Runtime API itself.
     pub fn forked_child(&mut self, born_ns: u64, owner: Owner) {
-        for fd in self.fds.keys() {
+        for (fd, _) in &self.fds {
             self.bits.remove(*fd);
         }
         self.fds.clear();
-        self.conns.clear();
+        for c in &mut self.conns {
+            c.in_use = false;
+        }
         self.tracker.reborn(born_ns);
         // The parent's held records are the parent's to write (its pid is on their slots).
         self.batch.clear();
         self.batch_due_ns = None;
         self.batch_slots.clear();
+        // What the parent had still to write is the parent's.
+        self.outbox.ends.clear();
+        self.outbox.used = 0;
+        self.outbox.warnings.clear();
         // The parent's journaled invokes stay the parent's (its pid is on their slots).
         if let Some(link) = self.journal.as_mut() {
             link.slots.clear();
+            link.finished = None;
             link.owner = owner;
+        }
+    }
+
+    /// Stops following every connection (their state may be half-updated: an entry of the
+    /// library was left mid-way by a signal handler that never returned). Connections made
+    /// from here on are followed.
+    pub fn forget_connections(&mut self) {
+        for (fd, _) in &self.fds {
+            self.bits.remove(*fd);
+        }
+        self.fds.clear();
+        for c in &mut self.conns {
+            c.in_use = false;
         }
     }
 
     /// Number of connections followed now.
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
-    }
-
-    fn responses_read(
-        &mut self,
-        id: u64,
-        events: &mut Vec<Event>,
-        probe: &dyn Fn(Reading) -> Probe,
-        fx: &mut Effects,
-    ) {
-        let mut now = None;
-        for ev in events.drain(..) {
-            let Event::Complete(msg) = ev else { continue };
-            let Some(conn) = self.conns.get(&id) else {
-                continue;
-            };
-            // The answer to `/next` starts an invoke; other answers need the clocks at most.
-            // (An answer read before its request was seen is kept with a full reading.)
-            let need = match conn.pending.front() {
-                Some(RequestKind::Next) | None => Reading::Usage,
-                Some(_) => Reading::Clocks,
-            };
-            let now = reading(&mut now, need, probe);
-            let Some(conn) = self.conns.get_mut(&id) else {
-                continue;
-            };
-            match conn.pending.pop_front() {
-                Some(kind) => self.response_complete(&kind, &msg, &now, fx),
-                // Another thread wrote the request and has not reached its hook yet, while
-                // this one already read the answer: pair them when the request shows up.
-                None if conn.early_responses.len() < MAX_PENDING => {
-                    conn.early_responses.push_back((msg, now));
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// A response to a request of `kind` was fully read at `now`.
-    fn response_complete(
-        &mut self,
-        kind: &RequestKind,
-        msg: &Message,
-        now: &Probe,
-        fx: &mut Effects,
-    ) {
-        match (kind, msg.head.status) {
-            (RequestKind::Next, 200) => {}
-            (RequestKind::Next, _) => return self.tracker.next_refused(),
-            (RequestKind::RestoreNext, 200) => return self.tracker.restore_answered(now),
-            _ => return,
-        }
-        let h = &msg.head;
-        let info = EventInfo {
-            request_id: h
-                .header(api::HDR_REQUEST_ID)
-                .unwrap_or_default()
-                .to_string(),
-            trace_id: h.header(api::HDR_TRACE_ID).map(str::to_string),
-            deadline_ms: h.header(api::HDR_DEADLINE_MS).and_then(|v| v.parse().ok()),
-            request_bytes: msg.body_len,
-            thread: crate::custom::thread_key(),
-        };
-        let opened = self.tracker.opened_count();
-        let flushed = self.tracker.event_received(info, now);
-        self.push_records(flushed, Some(now), fx);
-        self.sync_journal();
-        if self.tracker.opened_count() != opened {
-            self.journal_newest();
-        }
-    }
-
-    fn request_complete(
-        &mut self,
-        kind: Option<RequestKind>,
-        streamed: bool,
-        msg: &Message,
-        now: &Probe,
-        fx: &mut Effects,
-    ) {
-        let (id, outcome) = match kind {
-            Some(RequestKind::Next) => {
-                let flushed = self.tracker.next_requested(now);
-                self.push_records(flushed, Some(now), fx);
-                // Where the write was not seen before it happened (see `sending`).
-                return self.write_batch_if_idle(fx);
-            }
-            Some(RequestKind::InitError) => {
-                self.take_channel();
-                let record = self.tracker.init_error(error_type_of(msg), now);
-                return self.push_records([record], Some(now), fx);
-            }
-            Some(RequestKind::Response(id)) => {
-                let trailer_error = msg
-                    .trailers
-                    .iter()
-                    .find(|(n, v)| n == api::HDR_ERROR_TYPE && !v.is_empty())
-                    .map(|(_, v)| v.clone());
-                let outcome = Outcome {
-                    response_bytes: msg.body_len,
-                    errored: trailer_error.is_some(),
-                    error_type: trailer_error,
-                    streamed,
-                };
-                (id, outcome)
-            }
-            Some(RequestKind::Error(id)) => {
-                let outcome = Outcome {
-                    response_bytes: msg.body_len,
-                    errored: true,
-                    error_type: error_type_of(msg),
-                    streamed,
-                };
-                (id, outcome)
-            }
-            _ => return,
-        };
-        self.take_channel();
-        let records = self.tracker.result_sent(&id, outcome, now);
-        self.sync_journal();
-        self.push_records(records, Some(now), fx);
+        self.conns.iter().filter(|c| c.in_use).count()
     }
 
     fn forget_fd(&mut self, fd: i32) {
         self.bits.remove(fd);
-        if let Some(id) = self.fds.remove(&fd) {
-            let last = match self.conns.get_mut(&id) {
-                Some(c) => {
-                    c.fd_count = c.fd_count.saturating_sub(1);
-                    c.fd_count == 0
-                }
-                None => false,
-            };
-            if last {
-                self.conns.remove(&id);
+        let Some(at) = self.fds.iter().position(|(f, _)| *f == fd) else {
+            return;
+        };
+        let (_, id) = self.fds.swap_remove(at);
+        if let Some(c) = self.conns.get_mut(id) {
+            c.fd_count = c.fd_count.saturating_sub(1);
+            if c.fd_count == 0 {
+                c.in_use = false;
             }
         }
     }
 
-    fn drop_connection(&mut self, id: u64, why: Untrack, fx: &mut Effects) {
-        let fds: Vec<i32> = self
-            .fds
-            .iter()
-            .filter(|(_, c)| **c == id)
-            .map(|(fd, _)| *fd)
-            .collect();
-        for fd in fds {
-            self.bits.remove(fd);
-            self.fds.remove(&fd);
+    fn drop_connection(&mut self, id: usize, why: Untrack) {
+        let mut i = 0;
+        while let Some(&(fd, c)) = self.fds.get(i) {
+            if c == id {
+                self.bits.remove(fd);
+                self.fds.swap_remove(i);
+            } else {
+                i += 1;
+            }
         }
-        self.conns.remove(&id);
+        if let Some(c) = self.conns.get_mut(id) {
+            c.in_use = false;
+        }
         if !self.warned_garbage {
             self.warned_garbage = true;
             let reason = match why {
                 Untrack::Garbage(e) => e.describe(),
                 Untrack::TooManyPending => "too many requests without responses",
             };
-            fx.warnings.push(format!(
+            self.warn(format_args!(
                 "stopped following a Runtime API connection ({reason}); invokes on it are not metered"
             ));
         }
@@ -946,7 +1326,65 @@ mod tests {
         Box::leak(Box::new(FdBits::new()))
     }
 
-    fn engine(bits: &'static FdBits) -> Engine {
+    /// What one engine call put in the outbox.
+    #[derive(Debug, Default)]
+    struct Effects {
+        lines: Vec<String>,
+        warnings: Vec<String>,
+    }
+
+    /// An engine whose calls return what they put in its outbox.
+    struct E(Engine);
+
+    impl std::ops::Deref for E {
+        type Target = Engine;
+        fn deref(&self) -> &Engine {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for E {
+        fn deref_mut(&mut self) -> &mut Engine {
+            &mut self.0
+        }
+    }
+
+    impl E {
+        fn out(&mut self) -> Effects {
+            let mut fx = Effects::default();
+            self.0.drain_output(
+                &mut |l| fx.lines.push(String::from_utf8(l.to_vec()).unwrap()),
+                &mut |w| fx.warnings.push(w.to_string()),
+            );
+            fx
+        }
+        fn connected(&mut self, fd: i32, addr: Option<SocketAddr>) -> Effects {
+            self.0.connected(fd, addr);
+            self.out()
+        }
+        fn sent(&mut self, fd: i32, data: &[u8], p: &dyn Fn(Reading) -> Probe) -> Effects {
+            self.0.sent(fd, data, p);
+            self.out()
+        }
+        fn received(&mut self, fd: i32, data: &[u8], p: &dyn Fn(Reading) -> Probe) -> Effects {
+            self.0.received(fd, data, p);
+            self.out()
+        }
+        fn sending(&mut self, fd: i32, p: &dyn Fn(Reading) -> Probe) -> Effects {
+            self.0.sending(fd, p);
+            self.out()
+        }
+        fn tick(&mut self, now: &Probe) -> Effects {
+            self.0.tick(now);
+            self.out()
+        }
+        fn flush(&mut self) -> Effects {
+            self.0.flush();
+            self.out()
+        }
+    }
+
+    fn engine(bits: &'static FdBits) -> E {
         let (s, _) = Settings::from_env(
             &|k| match k {
                 "AWS_LAMBDA_FUNCTION_NAME" => Some("fn".into()),
@@ -954,7 +1392,7 @@ mod tests {
             },
             "test",
         );
-        Engine::new(s, ApiAddress::parse("127.0.0.1:9001").unwrap(), bits, 0)
+        E(Engine::try_new(s, ApiAddress::parse("127.0.0.1:9001").unwrap(), bits, 0).unwrap())
     }
 
     fn api_addr() -> Option<SocketAddr> {
@@ -997,7 +1435,7 @@ mod tests {
 
     /// Sends a result on `fd`, then (if the record waits for it) starts the next `/next`: the
     /// record's lines.
-    fn done(e: &mut Engine, fd: i32, result: &[u8], p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
+    fn done(e: &mut E, fd: i32, result: &[u8], p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         let mut lines = e.sent(fd, result, p).lines;
         if lines.is_empty() {
             lines = e.sending(fd, p).lines;
@@ -1191,20 +1629,15 @@ mod tests {
         (journal, words)
     }
 
-    fn batching_engine(bits: &'static FdBits, batch: usize) -> Engine {
+    fn batching_engine(bits: &'static FdBits, batch: usize) -> E {
         let mut e = engine(bits);
         e.settings.batch = batch;
-        e.attach_journal(memory_journal().0, ME);
+        e.attach_journal(memory_journal().0, ME).unwrap();
         e
     }
 
     /// Invoke `open` on connection 4 stays open while `n` invokes (`r1`…) run on connection 5.
-    fn overlapped(
-        e: &mut Engine,
-        open: &str,
-        n: usize,
-        p: &dyn Fn(Reading) -> Probe,
-    ) -> Vec<String> {
+    fn overlapped(e: &mut E, open: &str, n: usize, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         e.connected(4, api_addr());
         e.connected(5, api_addr());
         let mut lines = e.sent(4, next_req(), p).lines;
@@ -1216,7 +1649,7 @@ mod tests {
     }
 
     /// Invoke `id` on connection `fd`: its event read, its result sent and accepted.
-    fn one_invoke(e: &mut Engine, fd: i32, id: &str, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
+    fn one_invoke(e: &mut E, fd: i32, id: &str, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         let mut lines = e.sending(fd, p).lines;
         lines.extend(e.sent(fd, next_req(), p).lines);
         lines.extend(e.received(fd, &next_resp(id, "{}"), p).lines);
@@ -1355,7 +1788,7 @@ mod tests {
         let mut e = engine(bits);
         e.settings.batch = 10;
         let (journal, words) = memory_journal();
-        e.attach_journal(journal, ME);
+        e.attach_journal(journal, ME).unwrap();
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         overlapped(&mut e, "open", 3, &p);
@@ -1399,7 +1832,7 @@ mod tests {
         let bits = leak_bits();
         let mut e = engine(bits);
         let (journal, _) = memory_journal();
-        e.attach_journal(journal, ME);
+        e.attach_journal(journal, ME).unwrap();
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
@@ -1432,6 +1865,142 @@ mod tests {
         assert_eq!(v["Duration"], 15.0);
         assert_eq!(v["RequestBytes"], 7.0);
         assert_eq!(v["MaxMemoryUsed"], 4.0);
+    }
+
+    #[test]
+    fn an_engine_at_work_never_allocates_and_bounds_what_it_keeps() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        e.attach_journal(memory_journal().0, ME).unwrap();
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        let big_error = result_req(
+            "x",
+            "error",
+            &format!(
+                r#"{{"errorMessage":"{}","errorType":"Deep"}}"#,
+                "m".repeat(100_000)
+            ),
+            &format!(
+                "Lambda-Runtime-Function-Error-Type: {}\r\n",
+                "t".repeat(50_000)
+            ),
+        );
+        let mut records = 0;
+        crate::cost::assert_no_allocation(|| {
+            for i in 0..200u64 {
+                let mut buf = [0u8; 32];
+                let id = crate::text::format_into(&mut buf, format_args!("r-{i}"));
+                clock.0.set(10 + i);
+                e.0.sending(5, &p);
+                e.0.connected(5, api_addr());
+                e.0.sent(5, next_req(), &p);
+                let mut answer = [0u8; 512];
+                let answer = crate::text::format_into(
+                    &mut answer,
+                    format_args!(
+                        "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nContent-Length: 2\r\n\r\n{{}}"
+                    ),
+                );
+                e.0.received(5, answer.as_bytes(), &p);
+                let mut req = [0u8; 512];
+                let req = crate::text::format_into(
+                    &mut req,
+                    format_args!(
+                        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nContent-Length: 1\r\n\r\n1"
+                    ),
+                );
+                e.0.sent(5, req.as_bytes(), &p);
+                e.0.received(5, ACCEPTED, &p);
+                e.0.drain_output(&mut |_| records += 1, &mut |_| {});
+            }
+            for _ in 0..100 {
+                e.0.connected(9, api_addr());
+            }
+            e.0.closing(9);
+        });
+        assert_eq!(
+            records, 199,
+            "one record per invoke (the last waits for its /next)"
+        );
+        // An error whose header and body are as large as the Runtime API takes: read past,
+        // its type found, the connection still followed.
+        e.sending(5, &p);
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("x", "{}"), &p);
+        let lines = done(&mut e, 5, &big_error, &p);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("\"errorType\":\"Deep\""), "{}", lines[0]);
+        assert!(bits.contains(5));
+    }
+
+    #[test]
+    fn a_finished_record_waits_for_next_in_the_journal() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let (journal, words) = memory_journal();
+        e.attach_journal(journal, ME).unwrap();
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("waits", "{}"), &p);
+        clock.0.set(20);
+        assert!(
+            e.sent(5, &result_req("waits", "response", "1", ""), &p)
+                .lines
+                .is_empty()
+        );
+        assert_eq!(journal.open_count(), 0, "no longer open");
+        assert_eq!(
+            crate::journal::SLOT_COUNT - journal.free_count(),
+            1,
+            "its final record is kept"
+        );
+        // The process ends before its next /next: the record as it would have been written,
+        // its post-response time until the ending.
+        let copy = words.to_vec();
+        // SAFETY: a leaked copy of the journal's memory, 8-byte aligned.
+        let ended =
+            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        let mut lines = Vec::new();
+        let ending = crate::journal::Ending {
+            wall_ms: 99,
+            mono_ns: Some(25_000_000),
+            cpu_ns: Some(0),
+            max_rss_kb: Some(4096),
+            reason: b"exit status 0",
+        };
+        ended.write_open(ME.pid, &ending, &mut |parts| lines.push(parts.concat()));
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert_eq!(v["requestId"], "waits");
+        assert_eq!(v["Errors"], 0.0);
+        assert_eq!(v["Duration"], 10.0);
+        assert_eq!(v["PostResponseDuration"], 5.0);
+        assert!(v.get("exitReason").is_none());
+        // A successor after SIGKILL: without the time it cannot know.
+        let copy = words.to_vec();
+        // SAFETY: as above.
+        let vanished =
+            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        let mut lines = Vec::new();
+        vanished.recover(&|_| false, &ending, &mut |parts| lines.push(parts.concat()));
+        let v: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();
+        assert!(v.get("PostResponseDuration").is_none(), "{v}");
+        assert_eq!(v["Duration"], 10.0);
+        // The next /next comes: written once, from the journal, which is then empty.
+        e.received(5, ACCEPTED, &p);
+        clock.0.set(27);
+        let lines = e.sending(5, &p).lines;
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["PostResponseDuration"], 7.0);
+        assert_eq!(v["ColdStart"], 1.0);
+        assert_eq!(journal.free_count(), crate::journal::SLOT_COUNT);
+        let mut after = 0;
+        journal.write_open(ME.pid, &ending, &mut |_| after += 1);
+        assert_eq!(after, 0, "nothing twice");
     }
 
     #[test]

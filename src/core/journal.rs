@@ -18,6 +18,7 @@
 //! value of hole `K`, and `\x02K … \x03` encloses text left out when `K`'s value is unknown.
 //! EMF text never holds raw control bytes (the encoder escapes them), so markers cannot clash.
 
+use crate::text::Out;
 use crate::tracker::Probe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -47,11 +48,16 @@ const CLAIMED: u32 = 3;
 /// A finished invoke's final record, held for a batched record (`LAMBDA_METER_BATCH`): written
 /// as it is if its process ends first.
 const HELD: u32 = 4;
+/// A finished invoke's final record, waiting for the runtime's next `/next` (its
+/// `PostResponseDuration`, a hole, is measured until then): written by its process when that
+/// comes, or by an ending (the time until the ending) or a successor (left out) first.
+const FINISHED: u32 = 5;
 
 // Offsets in a slot's head (8-byte aligned: the mapping is page aligned).
 const STATE: usize = 0;
 const PID: usize = 4;
 const OWNER_START: usize = 8;
+/// When the invoke started (monotonic ns); in a FINISHED slot, when its result was sent.
 const START_MONO: usize = 16;
 const START_CPU: usize = 24;
 const START_RSS: usize = 32;
@@ -84,6 +90,8 @@ pub mod hole {
     pub const TRACE_ID: u8 = b'X';
     /// `RequestBytes`, likewise.
     pub const REQUEST_BYTES: u8 = b'B';
+    /// `PostResponseDuration`, ms, of a finished record: measured until the record is written.
+    pub const POST_RESPONSE: u8 = b'P';
 }
 
 /// What a template shared by invokes leaves to each invoke (see [`shared_template`]).
@@ -376,6 +384,68 @@ impl Journal {
         }
     }
 
+    /// The invoke journaled in `slot` (by `pid`) sent its result: its prepared record is
+    /// replaced by its final one, `template` (see [`finished_template`]), whose
+    /// `PostResponseDuration` is measured from `result_sent_mono` (monotonic ns) until it is
+    /// written. False (the slot unchanged) when the slot is not that process's open one, or
+    /// the record does not fit.
+    pub fn finish(&self, slot: usize, pid: u32, template: &[u8], result_sent_mono: u64) -> bool {
+        if slot >= SLOT_COUNT
+            || template.len() > TEMPLATE_MAX
+            || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
+            || self
+                .u32_at(slot, STATE)
+                .compare_exchange(OPEN, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        // SAFETY: the slot is ours (FILLING), as in `begin_with`.
+        let body =
+            unsafe { std::slice::from_raw_parts_mut(self.slot(slot).add(SLOT_HEAD), TEMPLATE_MAX) };
+        if let Some(dst) = body.get_mut(..template.len()) {
+            dst.copy_from_slice(template);
+        }
+        self.u64_at(slot, START_MONO)
+            .store(result_sent_mono, Ordering::Relaxed);
+        self.u32_at(slot, FILL_LENS)
+            .store(NO_TRACE << 16, Ordering::Relaxed);
+        self.u32_at(slot, LEN)
+            .store(template.len() as u32, Ordering::Relaxed);
+        self.u32_at(slot, STATE).store(FINISHED, Ordering::Release);
+        true
+    }
+
+    /// Its process writes the finished record in `slot` now (the runtime asked for its next
+    /// event): renders it with `post_response_ns` and hands it to `emit`, then frees the slot.
+    /// False, with nothing emitted, when the slot no longer holds `pid`'s finished record (an
+    /// ending wrote it already).
+    pub fn write_finished(
+        &self,
+        slot: usize,
+        pid: u32,
+        post_response_ns: Option<u64>,
+        emit: &mut dyn FnMut(&[&[u8]]),
+    ) -> bool {
+        if slot >= SLOT_COUNT
+            || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
+            || self
+                .u32_at(slot, STATE)
+                .compare_exchange(FINISHED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let (template, _, _) = self.template(slot);
+        let values = Values {
+            post_response_ns,
+            ..Values::default()
+        };
+        let written = render(template, &values, emit);
+        self.u32_at(slot, STATE).store(FREE, Ordering::Release);
+        written
+    }
+
     /// Number of free slots.
     pub fn free_count(&self) -> usize {
         (0..SLOT_COUNT)
@@ -426,7 +496,7 @@ impl Journal {
             if alive(owner) {
                 continue;
             }
-            if (state == OPEN || state == HELD) && self.claim(i) {
+            if matches!(state, OPEN | HELD | FINISHED) && self.claim(i) {
                 let at_start = Ending {
                     mono_ns: None,
                     cpu_ns: None,
@@ -441,9 +511,9 @@ impl Journal {
         written
     }
 
-    /// Takes an open or held slot for writing its record.
+    /// Takes an open, held or finished slot for writing its record.
     fn claim(&self, i: usize) -> bool {
-        [OPEN, HELD].iter().any(|from| {
+        [OPEN, HELD, FINISHED].iter().any(|from| {
             self.u32_at(i, STATE)
                 .compare_exchange(*from, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -458,6 +528,8 @@ impl Journal {
         let values = Values {
             wall_ms: ending.wall_ms,
             duration_ns: since(ending.mono_ns, START_MONO),
+            // In a finished record: the time from its result to the ending.
+            post_response_ns: since(ending.mono_ns, START_MONO),
             cpu_ns: since(ending.cpu_ns, START_CPU),
             max_rss_kb: ending
                 .max_rss_kb
@@ -473,10 +545,11 @@ impl Journal {
 }
 
 /// The values that fill a prepared record's holes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Values<'a> {
     pub wall_ms: u64,
     pub duration_ns: Option<u64>,
+    pub post_response_ns: Option<u64>,
     pub cpu_ns: Option<u64>,
     pub max_rss_kb: u64,
     /// 0 when unknown.
@@ -497,6 +570,7 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
     let ts = Number::int(v.wall_ms).text();
     let bytes = Number::int(v.request_bytes).text();
     let dur = ms(v.duration_ns.unwrap_or(0)).text();
+    let post = ms(v.post_response_ns.unwrap_or(0)).text();
     let cpu = ms(v.cpu_ns.unwrap_or(0)).text();
     let max_mb = v.max_rss_kb.div_ceil(1024);
     let mem = Number::int(max_mb).text();
@@ -509,6 +583,7 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
         match kind {
             hole::TIMESTAMP => Some(ts.as_bytes()),
             hole::DURATION => v.duration_ns.map(|_| dur.as_bytes()),
+            hole::POST_RESPONSE => v.post_response_ns.map(|_| post.as_bytes()),
             hole::CPU_TIME => v.cpu_ns.map(|_| cpu.as_bytes()),
             hole::MAX_MEMORY => Some(mem.as_bytes()),
             hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.as_bytes()),
@@ -586,52 +661,97 @@ impl<'a> Pieces<'a> {
     }
 }
 
-/// Turns the encoder's line for an invoke that ended with the process into a prepared record:
-/// the values known only at the end become holes, and an `exitReason` property is added.
-/// `None` when the line does not have the expected shape.
-pub fn prepare(line: &str) -> Option<Vec<u8>> {
-    let mut t = line.as_bytes().to_vec();
+/// Turns the encoder's line for an invoke that ended with the process into a prepared record,
+/// written to `t`: the values known only at the end become holes, and an `exitReason` property
+/// is added. False when the line does not have the expected shape or the record does not fit.
+pub fn prepare(line: &[u8], t: &mut Out) -> bool {
+    let start = t.len();
+    t.bytes(line);
+    prepare_in_place(t, start).is_some() && !t.overflowed()
+}
+
+fn prepare_in_place(t: &mut Out, start: usize) -> Option<()> {
     // `{"_aws":{"Timestamp":` opens every record; its number is the first hole.
     let ts_key = b"{\"_aws\":{\"Timestamp\":";
-    if !t.starts_with(ts_key) {
+    if !t.written().get(start..)?.starts_with(ts_key) {
         return None;
     }
-    replace_number(&mut t, ts_key.len(), hole::TIMESTAMP)?;
+    replace_number(t, start + ts_key.len(), hole::TIMESTAMP)?;
     for (name, kind, may_be_unknown) in [
         ("Duration", hole::DURATION, true),
         ("CpuTime", hole::CPU_TIME, true),
         ("MaxMemoryUsed", hole::MAX_MEMORY, false),
         ("MemoryUtilization", hole::MEMORY_UTILIZATION, false),
     ] {
-        // `,"Name":` cannot occur inside a JSON string (a quote there is always escaped), so
-        // the first match is the member itself.
-        let (mut m, mut d) = ([0u8; 48], [0u8; 48]);
-        let member = joined(&mut m, &[b",\"", name.as_bytes(), b"\":"]);
-        let Some(at) = find(&t, member) else {
-            continue; // not selected
-        };
-        // A value the settings do not declare is a plain member: it can always go.
-        let declaration = joined(&mut d, &[b"{\"Name\":\"", name.as_bytes(), b"\","]);
-        let declared = find(&t, declaration);
-        let elidable = may_be_unknown && declared.is_none_or(|at| declaration_can_go(&t, at));
-        replace_number(&mut t, at + member.len(), kind)?;
-        if elidable {
-            wrap_span(&mut t, at, kind, |t, from| {
-                // The member ends with its hole marker.
-                find(t.get(from..)?, &[HOLE, kind]).map(|p| from + p + 2)
-            })?;
-            if declared.is_some() {
-                let decl_at = find(&t, declaration)?;
-                wrap_declaration(&mut t, decl_at, kind)?;
-            }
-        }
+        hole_for_metric(t, start, name, kind, may_be_unknown)?;
     }
     // The reason goes last, before the closing brace (and newline).
-    let close = t.iter().rposition(|b| *b == b'}')?;
-    let mut reason = b",\"exitReason\":\"".to_vec();
-    reason.extend_from_slice(&[HOLE, hole::REASON, b'"']);
-    t.splice(close..close, reason);
-    Some(t)
+    let close = t.written().iter().rposition(|b| *b == b'}')?;
+    if close < start {
+        return None;
+    }
+    t.insert(close, b",\"exitReason\":\"");
+    t.insert(close + 15, &[HOLE, hole::REASON, b'"']);
+    Some(())
+}
+
+/// Replaces metric `name`'s value (when the record has it) with hole `kind`; when its value may
+/// be unknown, the member (and its declaration, when it can go) is a span of `kind`.
+fn hole_for_metric(
+    t: &mut Out,
+    start: usize,
+    name: &str,
+    kind: u8,
+    may_be_unknown: bool,
+) -> Option<()> {
+    // `,"Name":` cannot occur inside a JSON string (a quote there is always escaped), so the
+    // first match is the member itself.
+    let (mut m, mut d) = ([0u8; 48], [0u8; 48]);
+    let member = joined(&mut m, &[b",\"", name.as_bytes(), b"\":"]);
+    let Some(at) = find_from(t, start, member) else {
+        return Some(()); // not selected
+    };
+    // A value the settings do not declare is a plain member: it can always go.
+    let declaration = joined(&mut d, &[b"{\"Name\":\"", name.as_bytes(), b"\","]);
+    let declared = find_from(t, start, declaration);
+    let elidable = may_be_unknown && declared.is_none_or(|at| declaration_can_go(t.written(), at));
+    replace_number(t, at + member.len(), kind)?;
+    if elidable {
+        // The member ends with its hole marker.
+        let end = at + find(t.written().get(at..)?, &[HOLE, kind])? + 2;
+        wrap_span(t, at, end, kind);
+        if declared.is_some() {
+            let decl_at = find_from(t, start, declaration)?;
+            wrap_declaration(t, decl_at, kind)?;
+        }
+    }
+    Some(())
+}
+
+/// The encoder's line for a finished record whose `PostResponseDuration` is not known yet
+/// (encoded with [`POST_RESPONSE_PLACEHOLDER`]) as the template [`Journal::finish`] keeps: that
+/// value a hole, in a span (an ending that never comes leaves it out). False when the line has
+/// no such member, or the template does not fit.
+pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
+    let start = t.len();
+    t.bytes(line);
+    let mut m = [0u8; 64];
+    let digits = crate::emf::ms(POST_RESPONSE_PLACEHOLDER).text();
+    let member = joined(&mut m, &[b",\"PostResponseDuration\":", digits.as_bytes()]);
+    if t.overflowed() || find_from(t, start, member).is_none() {
+        return false;
+    }
+    hole_for_metric(t, start, "PostResponseDuration", hole::POST_RESPONSE, true).is_some()
+        && !t.overflowed()
+}
+
+/// The `PostResponseDuration` (ns) a finished record is encoded with before it becomes a
+/// template: a value no record has.
+pub const POST_RESPONSE_PLACEHOLDER: u64 = 987_654_321_987_654_321;
+
+/// The first `needle` in what `t` holds from `start` on, as a position in `t`.
+fn find_from(t: &Out, start: usize, needle: &[u8]) -> Option<usize> {
+    Some(start + find(t.written().get(start..)?, needle)?)
 }
 
 /// Writes `s` JSON-escaped (as the encoder writes strings) at the start of `dst`; its length, or
@@ -649,44 +769,69 @@ fn escape_into(dst: &mut [u8], s: &str) -> Option<usize> {
 
 /// Turns the encoder's line for an ending record made with the placeholders
 /// ([`REQUEST_ID_PLACEHOLDER`], [`TRACE_ID_PLACEHOLDER`], [`REQUEST_BYTES_PLACEHOLDER`]) into
-/// a template every invoke of the same shape can share: [`prepare`]'s holes, plus holes for
-/// the request id, the trace id (its member a span) and the request bytes, filled from what
-/// [`Journal::begin_with`] stores beside it.
-pub fn shared_template(line: &str) -> Option<Vec<u8>> {
-    let mut t = prepare(line)?;
-    let id_member = format!(",\"requestId\":\"{REQUEST_ID_PLACEHOLDER}\"");
-    let at = find(&t, id_member.as_bytes())?;
-    let start = at + id_member.len() - 1 - REQUEST_ID_PLACEHOLDER.len();
-    t.splice(
-        start..start + REQUEST_ID_PLACEHOLDER.len(),
-        [HOLE, hole::REQUEST_ID],
+/// a template every invoke of the same shape can share, written to `t`: [`prepare`]'s holes,
+/// plus holes for the request id, the trace id (its member a span) and the request bytes,
+/// filled from what [`Journal::begin_with`] stores beside it.
+pub fn shared_template(line: &[u8], t: &mut Out) -> bool {
+    let start = t.len();
+    if !prepare(line, t) {
+        return false;
+    }
+    shared_in_place(t, start).is_some() && !t.overflowed()
+}
+
+fn shared_in_place(t: &mut Out, start: usize) -> Option<()> {
+    let mut buf = [0u8; 64];
+    let id_member = joined(
+        &mut buf,
+        &[
+            b",\"requestId\":\"",
+            REQUEST_ID_PLACEHOLDER.as_bytes(),
+            b"\"",
+        ],
     );
-    let trace_member = format!(",\"traceId\":\"{TRACE_ID_PLACEHOLDER}\"");
-    if let Some(at) = find(&t, trace_member.as_bytes()) {
-        let start = at + trace_member.len() - 1 - TRACE_ID_PLACEHOLDER.len();
-        t.splice(
-            start..start + TRACE_ID_PLACEHOLDER.len(),
-            [HOLE, hole::TRACE_ID],
-        );
+    let id_len = id_member.len();
+    let at = find_from(t, start, id_member)?;
+    let value = at + id_len - 1 - REQUEST_ID_PLACEHOLDER.len();
+    t.splice(
+        value,
+        REQUEST_ID_PLACEHOLDER.len(),
+        &[HOLE, hole::REQUEST_ID],
+    );
+    let mut buf = [0u8; 64];
+    let trace_member = joined(
+        &mut buf,
+        &[b",\"traceId\":\"", TRACE_ID_PLACEHOLDER.as_bytes(), b"\""],
+    );
+    let trace_len = trace_member.len();
+    if let Some(at) = find_from(t, start, trace_member) {
+        let value = at + trace_len - 1 - TRACE_ID_PLACEHOLDER.len();
+        t.splice(value, TRACE_ID_PLACEHOLDER.len(), &[HOLE, hole::TRACE_ID]);
         // The member is `,"traceId":"` hole `"`: a span, gone when there is no trace id.
-        let end = at + trace_member.len() - TRACE_ID_PLACEHOLDER.len() + 2;
-        t.insert(end, SPAN_END);
-        t.splice(at..at, [SPAN, hole::TRACE_ID]);
+        let end = at + trace_len - TRACE_ID_PLACEHOLDER.len() + 2;
+        wrap_span(t, at, end, hole::TRACE_ID);
     }
     let bytes_member = b",\"RequestBytes\":";
-    if let Some(at) = find(&t, bytes_member) {
-        let digits = REQUEST_BYTES_PLACEHOLDER.to_string();
-        if t.get(at + bytes_member.len()..at + bytes_member.len() + digits.len())
-            == Some(digits.as_bytes())
-        {
-            replace_number(&mut t, at + bytes_member.len(), hole::REQUEST_BYTES)?;
+    if let Some(at) = find_from(t, start, bytes_member) {
+        let mut digits = [0u8; 24];
+        let placeholder = crate::emf::Number::int(REQUEST_BYTES_PLACEHOLDER).text();
+        let digits = {
+            let d = placeholder.as_bytes();
+            if let Some(dst) = digits.get_mut(..d.len()) {
+                dst.copy_from_slice(d);
+            }
+            digits.get(..d.len()).unwrap_or_default()
+        };
+        let from = at + bytes_member.len();
+        if t.written().get(from..from + digits.len()) == Some(digits) {
+            replace_number(t, from, hole::REQUEST_BYTES)?;
         }
     }
-    Some(t)
+    Some(())
 }
 
 /// `parts` one after the other in `buf` (the metric names are short: the buffer holds them).
-fn joined<'a>(buf: &'a mut [u8; 48], parts: &[&[u8]]) -> &'a [u8] {
+fn joined<'a, const N: usize>(buf: &'a mut [u8; N], parts: &[&[u8]]) -> &'a [u8] {
     let mut len = 0;
     for p in parts {
         if let Some(dst) = buf.get_mut(len..len + p.len()) {
@@ -719,29 +864,22 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Replaces the JSON number starting at `at` with hole `kind`.
-fn replace_number(t: &mut Vec<u8>, at: usize, kind: u8) -> Option<()> {
-    let len = t
-        .get(at..)?
-        .iter()
-        .position(|b| !(b.is_ascii_digit() || matches!(*b, b'.' | b'-' | b'e' | b'E' | b'+')))?;
+fn replace_number(t: &mut Out, at: usize, kind: u8) -> Option<()> {
+    let len =
+        t.written().get(at..)?.iter().position(|b| {
+            !(b.is_ascii_digit() || matches!(*b, b'.' | b'-' | b'e' | b'E' | b'+'))
+        })?;
     if len == 0 {
         return None;
     }
-    t.splice(at..at + len, [HOLE, kind]);
+    t.splice(at, len, &[HOLE, kind]);
     Some(())
 }
 
-/// Encloses `t[start..end]` (end found by `end_of`) in a span of `kind`.
-fn wrap_span(
-    t: &mut Vec<u8>,
-    start: usize,
-    kind: u8,
-    end_of: impl Fn(&[u8], usize) -> Option<usize>,
-) -> Option<()> {
-    let end = end_of(t, start)?;
-    t.insert(end, SPAN_END);
-    t.splice(start..start, [SPAN, kind]);
-    Some(())
+/// Encloses `t[start..end]` in a span of `kind`.
+fn wrap_span(t: &mut Out, start: usize, end: usize, kind: u8) {
+    t.insert(end, &[SPAN_END]);
+    t.insert(start, &[SPAN, kind]);
 }
 
 /// Whether the metric declaration at `at` has a neighbour, so that leaving it out (with one
@@ -754,15 +892,15 @@ fn declaration_can_go(t: &[u8], at: usize) -> bool {
 }
 
 /// Encloses the declaration object at `at` and one adjacent comma in a span of `kind`.
-fn wrap_declaration(t: &mut Vec<u8>, at: usize, kind: u8) -> Option<()> {
-    let close = at + t.get(at..)?.iter().position(|b| *b == b'}')?;
-    let (start, end) = if at > 0 && t.get(at - 1) == Some(&b',') {
+fn wrap_declaration(t: &mut Out, at: usize, kind: u8) -> Option<()> {
+    let w = t.written();
+    let close = at + w.get(at..)?.iter().position(|b| *b == b'}')?;
+    let (start, end) = if at > 0 && w.get(at - 1) == Some(&b',') {
         (at - 1, close + 1)
     } else {
         (at, close + 2) // the comma after it
     };
-    t.insert(end, SPAN_END);
-    t.splice(start..start, [SPAN, kind]);
+    wrap_span(t, start, end, kind);
     Some(())
 }
 
@@ -783,6 +921,13 @@ pub fn environment_key(parts: &[&str]) -> u64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
+
+    /// [`prepare`] into a buffer of its own.
+    fn prepared(line: &str) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut out = Out::new(&mut buf);
+        prepare(line.as_bytes(), &mut out).then(|| out.written().to_vec())
+    }
     use serde_json::Value;
 
     #[test]
@@ -863,6 +1008,7 @@ mod tests {
         Values {
             wall_ms: 1_800_000_000_000,
             duration_ns: duration,
+            post_response_ns: None,
             cpu_ns: cpu,
             max_rss_kb: 40 * 1024 + 1,
             memory_size_mb: 128,
@@ -916,7 +1062,7 @@ mod tests {
 
     #[test]
     fn prepared_record_fills_every_hole() {
-        let t = prepare(LINE).unwrap();
+        let t = prepared(LINE).unwrap();
         let text = rendered(&t, &values(Some(12_345_678), Some(2_000_000)));
         assert!(text.ends_with("}\n"), "{text}");
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -933,7 +1079,7 @@ mod tests {
 
     #[test]
     fn unknown_values_leave_their_metric_out() {
-        let t = prepare(LINE).unwrap();
+        let t = prepared(LINE).unwrap();
         let text = rendered(&t, &values(None, None));
         let v: Value = serde_json::from_str(&text).unwrap();
         assert!(
@@ -952,14 +1098,14 @@ mod tests {
     #[test]
     fn a_sole_metric_is_never_left_out() {
         let line = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[[]],"Metrics":[{"Name":"Duration","Unit":"Milliseconds"}]}]},"Duration":3}"#;
-        let t = prepare(line).unwrap();
+        let t = prepared(line).unwrap();
         let v: Value = serde_json::from_str(&rendered(&t, &values(None, None))).unwrap();
         assert_eq!(v["Duration"], 0.0);
     }
 
     #[test]
     fn an_unknown_memory_size_still_renders_valid_json() {
-        let t = prepare(LINE).unwrap();
+        let t = prepared(LINE).unwrap();
         let v = Values {
             memory_size_mb: 0,
             ..values(Some(1), Some(1))
@@ -986,7 +1132,7 @@ mod tests {
     #[test]
     fn slots_are_written_once_by_their_owner() {
         let j = memory();
-        let t = prepare(LINE).unwrap();
+        let t = prepared(LINE).unwrap();
         let me = Owner {
             pid: 10,
             start_ticks: 5,
@@ -1029,7 +1175,7 @@ mod tests {
     #[test]
     fn recovery_takes_only_dead_owners() {
         let j = memory();
-        let t = prepare(LINE).unwrap();
+        let t = prepared(LINE).unwrap();
         let dead = Owner {
             pid: 20,
             start_ticks: 1,
@@ -1084,6 +1230,6 @@ mod tests {
             "emitted"
         )));
         assert!(!render(&[HOLE], &v, &mut |_| panic!("emitted")));
-        assert!(prepare("not a record").is_none());
+        assert!(prepared("not a record").is_none());
     }
 }

@@ -1,5 +1,7 @@
-//! Facts about the Lambda Runtime API: its address, its paths and its header names.
+//! Facts about the Lambda Runtime API: its address, its paths, its header names, and where an
+//! error's type is in what a runtime sends.
 
+use crate::http::{Fields, Target, Wanted};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The API version prefix every path starts with.
@@ -11,15 +13,65 @@ pub const HDR_TRACE_ID: &str = "lambda-runtime-trace-id";
 pub const HDR_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 pub const HDR_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 
+/// The longest request id kept, in bytes (a longer one is cut, on the event and on its result
+/// alike, so the two still match).
+pub const MAX_ID_LEN: usize = 256;
+/// The longest trace header kept.
+pub const MAX_TRACE_LEN: usize = 1024;
+/// The longest error type kept (CloudWatch's limit for a property is far larger; Lambda's
+/// error types are short names).
+pub const MAX_ERROR_TYPE_LEN: usize = 255;
+
+/// The header fields the library reads, by their index in [`FIELDS`].
+pub mod field {
+    pub const REQUEST_ID: usize = 0;
+    pub const DEADLINE_MS: usize = 1;
+    pub const TRACE_ID: usize = 2;
+    pub const ERROR_TYPE: usize = 3;
+    pub const RESPONSE_MODE: usize = 4;
+    /// In trailers.
+    pub const TRAILER_ERROR_TYPE: usize = 0;
+}
+
+/// What the HTTP parser keeps of Runtime API messages: every other header is read past.
+pub const FIELDS: Fields = Fields {
+    head: &[
+        Wanted {
+            name: HDR_REQUEST_ID,
+            max: MAX_ID_LEN,
+        },
+        Wanted {
+            name: HDR_DEADLINE_MS,
+            max: 32,
+        },
+        Wanted {
+            name: HDR_TRACE_ID,
+            max: MAX_TRACE_LEN,
+        },
+        Wanted {
+            name: HDR_ERROR_TYPE,
+            max: MAX_ERROR_TYPE_LEN,
+        },
+        Wanted {
+            name: HDR_RESPONSE_MODE,
+            max: 16,
+        },
+    ],
+    trailers: &[Wanted {
+        name: HDR_ERROR_TYPE,
+        max: MAX_ERROR_TYPE_LEN,
+    }],
+};
+
 /// What a request to the Runtime API is, from its method and path.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RequestKind {
     /// `GET /runtime/invocation/next`: asks for the next event.
     Next,
     /// `POST /runtime/invocation/{id}/response`: the result of an invoke.
-    Response(String),
+    Response,
     /// `POST /runtime/invocation/{id}/error`: the invoke failed.
-    Error(String),
+    Error,
     /// `POST /runtime/init/error`.
     InitError,
     /// `GET /runtime/restore/next` (SnapStart).
@@ -27,104 +79,105 @@ pub enum RequestKind {
     /// `POST /runtime/restore/error` (SnapStart).
     RestoreError,
     /// Anything else (other APIs on the same port, unknown future paths).
+    #[default]
     Other,
 }
 
-/// The kind of a request without its invoke id, and the id borrowed from the path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
-    Next,
-    Response,
-    Error,
-    InitError,
-    RestoreNext,
-    RestoreError,
-    Other,
-}
-
-/// Reads a request line's method and path without allocating. Query strings are ignored.
-fn shape<'a>(method: &str, target: &'a str) -> (Shape, &'a str) {
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    // Absolute-form targets ("http://host/...") keep only their path.
-    let path = match path.strip_prefix("http://") {
-        Some(rest) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
-        None => path,
-    };
-    let Some(rest) = path.strip_prefix(BASE) else {
-        return (Shape::Other, "");
-    };
-    // At most five segments matter; a sixth means none of ours.
-    let mut parts = [""; 6];
+/// A path's segments after [`BASE`], without allocating: at most five matter, a sixth means
+/// none of ours.
+fn segments(rest: &str) -> Option<([&str; 5], usize)> {
+    let mut parts = [""; 5];
     let mut n = 0;
-    let mut left = rest;
-    loop {
-        let end = crate::http::find_byte(b'/', left.as_bytes());
-        match parts.get_mut(n) {
-            Some(slot) => *slot = left.get(..end.unwrap_or(left.len())).unwrap_or_default(),
-            None => return (Shape::Other, ""),
-        }
+    for part in rest.split('/') {
+        *parts.get_mut(n)? = part;
         n += 1;
-        match end {
-            Some(at) => left = left.get(at + 1..).unwrap_or_default(),
-            None => break,
-        }
     }
-    let parts = parts.get(..n).unwrap_or_default();
-    match (method, parts) {
-        ("GET", ["", "runtime", "invocation", "next"]) => (Shape::Next, ""),
-        ("POST", ["", "runtime", "invocation", id, "response"]) if !id.is_empty() => {
-            (Shape::Response, id)
-        }
-        ("POST", ["", "runtime", "invocation", id, "error"]) if !id.is_empty() => {
-            (Shape::Error, id)
-        }
-        ("POST", ["", "runtime", "init", "error"]) => (Shape::InitError, ""),
-        ("GET", ["", "runtime", "restore", "next"]) => (Shape::RestoreNext, ""),
-        ("POST", ["", "runtime", "restore", "error"]) => (Shape::RestoreError, ""),
-        _ => (Shape::Other, ""),
+    Some((parts, n))
+}
+
+/// The path of a target, without an absolute form's scheme and host and without a query.
+fn path_of(target: &[u8]) -> &[u8] {
+    let target = match target.strip_prefix(b"http://") {
+        Some(rest) => match rest.iter().position(|b| *b == b'/') {
+            Some(i) => rest.get(i..).unwrap_or_default(),
+            None => b"/",
+        },
+        None => target,
+    };
+    match target.iter().position(|b| *b == b'?') {
+        Some(q) => target.get(..q).unwrap_or_default(),
+        None => target,
     }
 }
 
 impl RequestKind {
-    /// Classifies a request line. Query strings are ignored.
-    pub fn classify(method: &str, target: &str) -> RequestKind {
-        match shape(method, target) {
-            (Shape::Next, _) => RequestKind::Next,
-            (Shape::Response, id) => RequestKind::Response(id.to_string()),
-            (Shape::Error, id) => RequestKind::Error(id.to_string()),
-            (Shape::InitError, _) => RequestKind::InitError,
-            (Shape::RestoreNext, _) => RequestKind::RestoreNext,
-            (Shape::RestoreError, _) => RequestKind::RestoreError,
-            (Shape::Other, _) => RequestKind::Other,
+    /// Classifies a request by its method and target, and borrows the invoke id from the
+    /// target where it has one (cut to [`MAX_ID_LEN`] bytes). A target too long to be kept
+    /// whole can only be a result with a long id: its kept start and the end of its path say.
+    pub fn classify<'t>(method: &str, target: &'t Target) -> (RequestKind, &'t str) {
+        let kept = target.prefix();
+        if target.is_whole() {
+            let path = crate::text::utf8_prefix(path_of(kept), kept.len());
+            return classify_path(method, path);
         }
+        let start = crate::text::utf8_prefix(path_of(kept), kept.len());
+        let Some(rest) = start.strip_prefix("/2018-06-01/runtime/invocation/") else {
+            return (RequestKind::Other, "");
+        };
+        if method != "POST" || rest.contains('/') {
+            return (RequestKind::Other, "");
+        }
+        let kind = match target.path_tail() {
+            t if t.ends_with(b"/response") => RequestKind::Response,
+            t if t.ends_with(b"/error") => RequestKind::Error,
+            _ => return (RequestKind::Other, ""),
+        };
+        (kind, crate::text::bounded_str(rest, MAX_ID_LEN))
     }
 
-    /// [`RequestKind::carries_error`] of a request line, without allocating.
-    pub fn line_carries_error(method: &str, target: &str) -> bool {
-        matches!(
-            shape(method, target).0,
-            Shape::Error | Shape::InitError | Shape::RestoreError
-        )
-    }
-
-    /// Whether the body of this request is worth a bounded look (the error type may be inside).
-    pub fn carries_error(&self) -> bool {
+    /// Whether the body of this request is worth a look (the error type may be inside).
+    pub fn carries_error(self) -> bool {
         matches!(
             self,
-            RequestKind::Error(_) | RequestKind::InitError | RequestKind::RestoreError
+            RequestKind::Error | RequestKind::InitError | RequestKind::RestoreError
         )
     }
 }
 
-/// The socket addresses that reach the Runtime API, from `AWS_LAMBDA_RUNTIME_API` ("host:port").
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Classifies a whole path.
+fn classify_path<'p>(method: &str, path: &'p str) -> (RequestKind, &'p str) {
+    let Some(rest) = path.strip_prefix(BASE) else {
+        return (RequestKind::Other, "");
+    };
+    let Some((parts, n)) = segments(rest) else {
+        return (RequestKind::Other, "");
+    };
+    let parts = parts.get(..n).unwrap_or_default();
+    let id = |id: &'p str| crate::text::bounded_str(id, MAX_ID_LEN);
+    match (method, parts) {
+        ("GET", ["", "runtime", "invocation", "next"]) => (RequestKind::Next, ""),
+        ("POST", ["", "runtime", "invocation", i, "response"]) if !i.is_empty() => {
+            (RequestKind::Response, id(i))
+        }
+        ("POST", ["", "runtime", "invocation", i, "error"]) if !i.is_empty() => {
+            (RequestKind::Error, id(i))
+        }
+        ("POST", ["", "runtime", "init", "error"]) => (RequestKind::InitError, ""),
+        ("GET", ["", "runtime", "restore", "next"]) => (RequestKind::RestoreNext, ""),
+        ("POST", ["", "runtime", "restore", "error"]) => (RequestKind::RestoreError, ""),
+        _ => (RequestKind::Other, ""),
+    }
+}
+
+/// The socket addresses that reach the Runtime API, from `AWS_LAMBDA_RUNTIME_API` ("host:port"):
+/// a few, kept inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApiAddress {
-    /// Every address form a client may connect to.
-    pub addrs: Vec<SocketAddr>,
+    addrs: [Option<SocketAddr>; 4],
 }
 
 /// Why `AWS_LAMBDA_RUNTIME_API` cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddressError {
     NoPort,
     BadPort,
@@ -133,83 +186,308 @@ pub enum AddressError {
     NotAnAddress,
 }
 
+impl AddressError {
+    /// Why, for the one warning line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AddressError::NoPort => "it has no port",
+            AddressError::BadPort => "its port is not a number",
+            AddressError::NotAnAddress => "its host is not an IP address or localhost",
+        }
+    }
+}
+
 impl ApiAddress {
     pub fn parse(value: &str) -> Result<ApiAddress, AddressError> {
         let value = value.trim();
         let value = value.strip_prefix("http://").unwrap_or(value);
         let value = value.trim_end_matches('/');
         let (host, port) = if let Some(rest) = value.strip_prefix('[') {
-            let (h, p) = rest.split_once("]:").ok_or(AddressError::NoPort)?;
-            (h, p)
+            rest.split_once("]:").ok_or(AddressError::NoPort)?
         } else {
             value.rsplit_once(':').ok_or(AddressError::NoPort)?
         };
         let port: u16 = port.parse().map_err(|_| AddressError::BadPort)?;
-        let ips: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
-            vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
+        let ips: [Option<IpAddr>; 2] = if host.eq_ignore_ascii_case("localhost") {
+            [
+                Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
             ]
         } else {
-            vec![host.parse().map_err(|_| AddressError::NotAnAddress)?]
+            [
+                Some(host.parse().map_err(|_| AddressError::NotAnAddress)?),
+                None,
+            ]
         };
-        let mut addrs = Vec::new();
-        for ip in ips {
-            addrs.push(SocketAddr::new(ip, port));
+        let mut out = ApiAddress { addrs: [None; 4] };
+        let mut n = 0;
+        let mut add = |a: SocketAddr| {
+            if let Some(slot) = out.addrs.get_mut(n) {
+                *slot = Some(a);
+                n += 1;
+            }
+        };
+        for ip in ips.into_iter().flatten() {
+            add(SocketAddr::new(ip, port));
             if let IpAddr::V4(v4) = ip {
                 // Java and dual-stack clients connect AF_INET6 sockets to ::ffff:a.b.c.d.
-                addrs.push(SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), port));
+                add(SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), port));
             }
             if let IpAddr::V6(v6) = ip
                 && let Some(v4) = v6.to_ipv4_mapped()
             {
-                addrs.push(SocketAddr::new(IpAddr::V4(v4), port));
+                add(SocketAddr::new(IpAddr::V4(v4), port));
             }
         }
-        Ok(ApiAddress { addrs })
+        Ok(out)
     }
 
     pub fn matches(&self, addr: &SocketAddr) -> bool {
         self.addrs
             .iter()
+            .flatten()
             .any(|a| a.ip() == addr.ip() && a.port() == addr.port())
     }
 }
 
-/// Finds `"errorType": "..."` in a (possibly truncated) JSON error body, as the Python and Node
-/// clients send it. Returns the unescaped value.
-pub fn error_type_in_body(body: &[u8]) -> Option<String> {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        return match map.get("errorType") {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+/// Finds the error type in an error body as it goes by, in pieces of any size: the string value
+/// of the top-level `"errorType"` member of a JSON object, as the Python and Node clients send
+/// it (after a message and a stack trace of any length). Keeps nothing but the value (cut to
+/// [`MAX_ERROR_TYPE_LEN`] bytes) and a few bytes of state.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorTypeScanner {
+    state: Scan,
+    /// Nesting depth outside strings (1: inside the top-level object).
+    depth: u32,
+    /// At depth 1, what comes next: a key, or a value.
+    expect_key: bool,
+    /// How much of `"errorType"` the key being read matched so far (`None`: it does not).
+    key_match: Option<u8>,
+    /// The key just read was `errorType`: its value is the one wanted.
+    wanted: bool,
+    /// A `\uXXXX` escape being read: its digits so far and their count.
+    hex: u32,
+    hex_digits: u8,
+    /// A high surrogate waiting for its low half.
+    high: Option<u32>,
+    /// The value's bytes as UTF-8 (raw bytes as they come, escapes decoded), cut when read.
+    value: [u8; MAX_ERROR_TYPE_LEN],
+    value_len: u16,
+    found: bool,
+    /// The body is not one JSON object: nothing more is looked at.
+    gave_up: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// Before the object's `{`.
+    Start,
+    /// Between tokens.
+    Between,
+    /// Inside a string (a key, a value, or something nested).
+    InString { escaped: bool },
+    /// Inside a `\u` escape of a string.
+    InUnicode,
+    /// Inside a number, `true`, `false` or `null`.
+    InWord,
+    /// After the object ended.
+    Done,
+}
+
+const KEY: &[u8] = b"errorType";
+
+impl Default for ErrorTypeScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ErrorTypeScanner {
+    pub const fn new() -> Self {
+        ErrorTypeScanner {
+            state: Scan::Start,
+            depth: 0,
+            expect_key: true,
+            key_match: None,
+            wanted: false,
+            hex: 0,
+            hex_digits: 0,
+            high: None,
+            value: [0; MAX_ERROR_TYPE_LEN],
+            value_len: 0,
+            found: false,
+            gave_up: false,
+        }
+    }
+
+    /// The error type found, once its string ended (never empty).
+    pub fn error_type(&self) -> Option<&str> {
+        let bytes = self
+            .value
+            .get(..usize::from(self.value_len))
+            .unwrap_or_default();
+        let text = crate::text::utf8_prefix(bytes, bytes.len());
+        (self.found && !text.is_empty()).then_some(text)
+    }
+
+    /// Looks at the next bytes of the body.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.found || self.gave_up || self.state == Scan::Done {
+                return;
+            }
+            self.byte(b);
+        }
+    }
+
+    fn in_wanted_value(&self) -> bool {
+        self.wanted && self.depth == 1 && !self.expect_key
+    }
+
+    fn keep(&mut self, c: char) {
+        if self.in_wanted_value() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                self.push_raw(b);
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        match self.state {
+            Scan::Start => match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'{' => {
+                    self.depth = 1;
+                    self.expect_key = true;
+                    self.state = Scan::Between;
+                }
+                _ => self.gave_up = true,
+            },
+            Scan::Between => self.between(b),
+            Scan::InWord => {
+                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                    self.state = Scan::Between;
+                    self.between(b);
+                }
+            }
+            Scan::InString { escaped: true } => {
+                self.state = Scan::InString { escaped: false };
+                let c = match b {
+                    b'n' => '\n',
+                    b't' => '\t',
+                    b'r' => '\r',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'u' => {
+                        self.hex = 0;
+                        self.hex_digits = 0;
+                        self.state = Scan::InUnicode;
+                        return;
+                    }
+                    other => char::from(other),
+                };
+                self.key_byte(None);
+                self.keep(c);
+            }
+            Scan::InUnicode => {
+                let Some(d) = char::from(b).to_digit(16) else {
+                    self.gave_up = true;
+                    return;
+                };
+                self.hex = self.hex * 16 + d;
+                self.hex_digits += 1;
+                if self.hex_digits == 4 {
+                    self.state = Scan::InString { escaped: false };
+                    self.key_byte(None);
+                    let unit = self.hex;
+                    let c = match (self.high.take(), unit) {
+                        (None, 0xd800..=0xdbff) => {
+                            self.high = Some(unit);
+                            return;
+                        }
+                        (Some(hi), 0xdc00..=0xdfff) => {
+                            char::from_u32(0x10000 + ((hi - 0xd800) << 10) + (unit - 0xdc00))
+                        }
+                        (_, u) => char::from_u32(u),
+                    };
+                    self.keep(c.unwrap_or('\u{fffd}'));
+                }
+            }
+            Scan::InString { escaped: false } => match b {
+                b'\\' => self.state = Scan::InString { escaped: true },
+                b'"' => self.end_string(),
+                _ => {
+                    self.key_byte(Some(b));
+                    if self.in_wanted_value() {
+                        // Raw bytes of a UTF-8 string: kept as they come, cut at a character
+                        // boundary when read.
+                        self.push_raw(b);
+                    }
+                }
+            },
+            Scan::Done => {}
+        }
+    }
+
+    fn push_raw(&mut self, b: u8) {
+        if let Some(slot) = self.value.get_mut(usize::from(self.value_len)) {
+            *slot = b;
+            self.value_len += 1;
+        }
+    }
+
+    /// A byte (or, `None`, an escaped character) of a key being compared with `errorType`.
+    fn key_byte(&mut self, b: Option<u8>) {
+        if self.depth != 1 || !self.expect_key {
+            return;
+        }
+        self.key_match = match (self.key_match, b) {
+            (Some(i), Some(b)) if KEY.get(usize::from(i)) == Some(&b) => Some(i + 1),
             _ => None,
         };
     }
-    // Truncated body: find the key and decode just the string after it.
-    let text = String::from_utf8_lossy(body);
-    let at = text.find("\"errorType\"")?;
-    let rest = text.get(at + "\"errorType\"".len()..)?.trim_start();
-    let rest = rest.strip_prefix(':')?.trim_start();
-    if !rest.starts_with('"') {
-        return None;
-    }
-    let mut end = None;
-    let mut escaped = false;
-    for (i, c) in rest.char_indices().skip(1) {
-        match (escaped, c) {
-            (true, _) => escaped = false,
-            (false, '\\') => escaped = true,
-            (false, '"') => {
-                end = Some(i);
-                break;
-            }
-            _ => {}
+
+    fn end_string(&mut self) {
+        self.state = Scan::Between;
+        if self.depth != 1 {
+            return;
+        }
+        if self.expect_key {
+            self.wanted = self.key_match == Some(KEY.len() as u8);
+        } else if self.wanted {
+            self.found = true;
         }
     }
-    let literal = rest.get(..=end?)?;
-    match serde_json::from_str::<String>(literal) {
-        Ok(s) if !s.is_empty() => Some(s),
-        _ => None,
+
+    fn between(&mut self, b: u8) {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'"' => {
+                self.state = Scan::InString { escaped: false };
+                self.hex = 0;
+                if self.depth == 1 && self.expect_key {
+                    self.key_match = Some(0);
+                }
+                if self.in_wanted_value() {
+                    self.value_len = 0;
+                }
+            }
+            b':' if self.depth == 1 => self.expect_key = false,
+            b',' if self.depth == 1 => {
+                self.expect_key = true;
+                self.wanted = false;
+            }
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 0 {
+                    self.state = Scan::Done;
+                }
+            }
+            b',' | b':' => {}
+            _ => self.state = Scan::InWord,
+        }
     }
 }
 
@@ -217,56 +495,95 @@ pub fn error_type_in_body(body: &[u8]) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::http::{Direction, Event, Parser};
+
+    /// The target of a request line, as the parser keeps it.
+    fn target_of(method: &str, target: &str) -> (RequestKind, String) {
+        let line = format!("{method} {target} HTTP/1.1\r\n\r\n");
+        let mut p = Parser::new(Direction::Request, FIELDS);
+        let mut data = line.as_bytes();
+        assert_eq!(p.step(&mut data), Ok(Some(Event::Head)));
+        let (kind, id) = RequestKind::classify(p.head().method(), p.head().target());
+        (kind, id.to_string())
+    }
 
     #[test]
     fn classify_paths() {
         use RequestKind::*;
-        assert_eq!(
-            RequestKind::classify("GET", "/2018-06-01/runtime/invocation/next"),
-            Next
-        );
-        assert_eq!(
-            RequestKind::classify(
+        let cases = [
+            ("GET", "/2018-06-01/runtime/invocation/next", Next, ""),
+            (
                 "GET",
-                "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next"
+                "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+                Next,
+                "",
             ),
-            Next
-        );
-        assert_eq!(
-            RequestKind::classify(
+            (
                 "POST",
-                "/2018-06-01/runtime/invocation/8476a536-e9f4-11e8/response"
+                "/2018-06-01/runtime/invocation/8476a536-e9f4-11e8/response",
+                Response,
+                "8476a536-e9f4-11e8",
             ),
-            Response("8476a536-e9f4-11e8".into())
+            (
+                "POST",
+                "/2018-06-01/runtime/invocation/id1/error?x=1",
+                Error,
+                "id1",
+            ),
+            ("POST", "/2018-06-01/runtime/init/error", InitError, ""),
+            ("GET", "/2018-06-01/runtime/restore/next", RestoreNext, ""),
+            (
+                "POST",
+                "/2018-06-01/runtime/restore/error",
+                RestoreError,
+                "",
+            ),
+            ("POST", "/2018-06-01/runtime/invocation/next", Other, ""),
+            (
+                "POST",
+                "/2018-06-01/runtime/invocation//response",
+                Other,
+                "",
+            ),
+            (
+                "POST",
+                "/2018-06-01/runtime/invocation/a/b/response",
+                Other,
+                "",
+            ),
+            ("GET", "/2020-01-01/extension/event/next", Other, ""),
+        ];
+        for (method, target, kind, id) in cases {
+            assert_eq!(
+                target_of(method, target),
+                (kind, id.to_string()),
+                "{target}"
+            );
+        }
+        // An id longer than the parser keeps: the kind from the end of the path, the id cut.
+        let long = "x".repeat(3_000);
+        let (kind, id) = target_of(
+            "POST",
+            &format!("/2018-06-01/runtime/invocation/{long}/error"),
         );
-        assert_eq!(
-            RequestKind::classify("POST", "/2018-06-01/runtime/invocation/id1/error"),
-            Error("id1".into())
+        assert_eq!((kind, id.len()), (Error, MAX_ID_LEN));
+        let (kind, _) = target_of(
+            "POST",
+            &format!("/2018-06-01/runtime/invocation/{long}/other"),
         );
-        assert_eq!(
-            RequestKind::classify("POST", "/2018-06-01/runtime/init/error"),
-            InitError
-        );
-        assert_eq!(
-            RequestKind::classify("GET", "/2018-06-01/runtime/restore/next"),
-            RestoreNext
-        );
-        assert_eq!(
-            RequestKind::classify("POST", "/2018-06-01/runtime/restore/error"),
-            RestoreError
-        );
-        assert_eq!(
-            RequestKind::classify("POST", "/2018-06-01/runtime/invocation/next"),
-            Other
-        );
-        assert_eq!(
-            RequestKind::classify("POST", "/2018-06-01/runtime/invocation//response"),
-            Other
-        );
-        assert_eq!(
-            RequestKind::classify("GET", "/2020-01-01/extension/event/next"),
-            Other
-        );
+        assert_eq!(kind, Other);
+    }
+
+    #[test]
+    fn the_fields_fit_a_head() {
+        let total: usize = FIELDS
+            .head
+            .iter()
+            .chain(FIELDS.trailers)
+            .map(|w| w.max)
+            .sum();
+        assert!(total <= crate::http::KEPT_BYTES);
+        assert!(FIELDS.head.len() + FIELDS.trailers.len() <= crate::http::MAX_FIELDS);
     }
 
     #[test]
@@ -279,6 +596,7 @@ mod tests {
         let l = ApiAddress::parse("localhost:80").unwrap();
         assert!(l.matches(&"[::1]:80".parse().unwrap()));
         assert!(l.matches(&"127.0.0.1:80".parse().unwrap()));
+        assert!(l.matches(&"[::ffff:127.0.0.1]:80".parse().unwrap()));
         let v6 = ApiAddress::parse("[::1]:9001").unwrap();
         assert!(v6.matches(&"[::1]:9001".parse().unwrap()));
         assert_eq!(ApiAddress::parse("127.0.0.1"), Err(AddressError::NoPort));
@@ -287,5 +605,49 @@ mod tests {
             ApiAddress::parse("runtime.internal:9001"),
             Err(AddressError::NotAnAddress)
         );
+    }
+
+    fn scan(body: &[u8], step: usize) -> Option<String> {
+        let mut s = ErrorTypeScanner::new();
+        for piece in body.chunks(step) {
+            s.feed(piece);
+        }
+        s.error_type().map(str::to_string)
+    }
+
+    #[test]
+    fn the_error_type_is_found_after_a_message_of_any_size() {
+        let message = "m\\\"".repeat(20_000);
+        let trace: Vec<String> = (0..200).map(|i| format!("\"  File x{i}\"")).collect();
+        let body = format!(
+            r#"{{"errorMessage":"{message}","nested":{{"errorType":"NotThis"}},"stackTrace":[{}],"errorType":"ValueError","requestId":"r"}}"#,
+            trace.join(",")
+        );
+        for step in [1, 7, 4096, 1 << 20] {
+            assert_eq!(
+                scan(body.as_bytes(), step).as_deref(),
+                Some("ValueError"),
+                "{step}"
+            );
+        }
+        assert_eq!(
+            scan(r#"{"errorType":"caf\u00e9\ud83d\ude00 é\n"}"#.as_bytes(), 1).as_deref(),
+            Some("café😀 é\n")
+        );
+        let long = "T".repeat(400);
+        assert_eq!(
+            scan(format!(r#"{{"errorType":"{long}"}}"#).as_bytes(), 3).map(|t| t.len()),
+            Some(MAX_ERROR_TYPE_LEN)
+        );
+        for none in [
+            &br#"{"errorType":""}"#[..],
+            br#"{"errorType":7}"#,
+            br#"{"type":"errorType"}"#,
+            br#"["errorType","x"]"#,
+            b"not json",
+            br#"{"errorMessage":"truncated"#,
+        ] {
+            assert_eq!(scan(none, 2), None, "{:?}", String::from_utf8_lossy(none));
+        }
     }
 }

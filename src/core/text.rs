@@ -1,5 +1,9 @@
 //! Text bounded to a length in bytes, cut at a character boundary: every value from the
 //! environment or the wire is bounded before it reaches a record.
+//!
+//! Also the two text types the core keeps instead of `String`, so that nothing it holds or
+//! moves after the process became a runtime owns heap memory: [`FixedStr`], a string inline in
+//! its owner, and [`Out`], a writer into a byte buffer reserved in advance.
 
 /// `s` cut to at most `max` bytes at a character boundary, borrowed (no allocation).
 pub fn bounded_str(s: &str, max: usize) -> &str {
@@ -13,20 +17,300 @@ pub fn bounded_str(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// [`bounded_str`] in place.
-pub fn truncate_to(s: &mut String, max: usize) {
-    let keep = bounded_str(s, max).len();
-    s.truncate(keep);
-}
-
 /// [`bounded_str`], owned.
 pub fn bounded(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    bounded_str(s, max).to_string()
+}
+
+/// `bytes` cut to at most `max` bytes, and to its longest UTF-8 prefix.
+pub fn utf8_prefix(bytes: &[u8], max: usize) -> &str {
+    let bytes = bytes.get(..bytes.len().min(max)).unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or_default())
+            .unwrap_or_default(),
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
+}
+
+/// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
+/// memory reserved in advance, be moved by a plain copy, and be abandoned half-written (a
+/// signal handler that never returns) without anything to free.
+#[derive(Clone, Copy)]
+pub struct FixedStr<const N: usize> {
+    len: u16,
+    buf: [u8; N],
+}
+
+impl<const N: usize> FixedStr<N> {
+    /// The empty string.
+    pub const EMPTY: Self = FixedStr {
+        len: 0,
+        buf: [0; N],
+    };
+
+    /// `s`, cut to `N` bytes at a character boundary.
+    pub fn new(s: &str) -> Self {
+        let mut f = Self::EMPTY;
+        f.set(s);
+        f
     }
-    s.get(..end).unwrap_or_default().to_string()
+
+    /// The longest UTF-8 prefix of `bytes`, cut to `N` bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self::new(utf8_prefix(bytes, N))
+    }
+
+    /// Replaces the text with `s`, cut to `N` bytes at a character boundary.
+    pub fn set(&mut self, s: &str) {
+        let s = bounded_str(s, N.min(usize::from(u16::MAX)));
+        if let Some(dst) = self.buf.get_mut(..s.len()) {
+            dst.copy_from_slice(s.as_bytes());
+            self.len = s.len() as u16;
+        }
+    }
+
+    /// Appends what fits of `s` (cut at a character boundary); false when not all of it did.
+    pub fn push_str(&mut self, s: &str) -> bool {
+        let at = usize::from(self.len);
+        let room = N.saturating_sub(at);
+        let part = bounded_str(s, room);
+        if let Some(dst) = self.buf.get_mut(at..at + part.len()) {
+            dst.copy_from_slice(part.as_bytes());
+            self.len = (at + part.len()) as u16;
+        }
+        part.len() == s.len()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever filled from `&str` cut at character boundaries.
+        std::str::from_utf8(self.buf.get(..usize::from(self.len)).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl<const N: usize> Default for FixedStr<N> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl<const N: usize> std::ops::Deref for FixedStr<N> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> PartialEq for FixedStr<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for FixedStr<N> {}
+
+impl<const N: usize> PartialEq<str> for FixedStr<N> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for FixedStr<N> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for FixedStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> std::fmt::Display for FixedStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A writer into a byte buffer of fixed size: what does not fit is cut off and noted, never
+/// grown into. `core::fmt::Write` lets `write!` format into it without allocating (a warning
+/// line, a number).
+pub struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflowed: bool,
+    /// Counts what would be written, writing nothing (see [`Out::counting`]).
+    count_only: bool,
+}
+
+impl<'a> Out<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Out {
+            buf,
+            len: 0,
+            overflowed: false,
+            count_only: false,
+        }
+    }
+
+    /// A writer that keeps nothing and counts the bytes it is given: how long something will
+    /// be, before room is taken for it.
+    pub fn counting() -> Out<'static> {
+        Out {
+            buf: &mut [],
+            len: 0,
+            overflowed: false,
+            count_only: true,
+        }
+    }
+
+    /// Appends `bytes`, or as many of them as fit, noting that the rest did not.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        if self.count_only {
+            self.len += bytes.len();
+            return;
+        }
+        let room = self.buf.len().saturating_sub(self.len);
+        let take = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            bytes.get(..take),
+        ) {
+            dst.copy_from_slice(src);
+            self.len += take;
+        }
+        if take < bytes.len() {
+            self.overflowed = true;
+        }
+    }
+
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    pub fn byte(&mut self, b: u8) {
+        self.bytes(&[b]);
+    }
+
+    /// What was written so far.
+    pub fn written(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether something did not fit.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Forgets everything after the first `len` bytes (and any overflow after them).
+    pub fn truncate(&mut self, len: usize) {
+        if len <= self.len {
+            self.len = len;
+            self.overflowed = false;
+        }
+    }
+
+    /// The written bytes, mutable (for edits in place).
+    pub fn written_mut(&mut self) -> &mut [u8] {
+        self.buf.get_mut(..self.len).unwrap_or_default()
+    }
+
+    /// Inserts `bytes` at `at`, moving what follows (noted as an overflow when it does not
+    /// fit).
+    pub fn insert(&mut self, at: usize, bytes: &[u8]) {
+        self.splice(at, 0, bytes);
+    }
+
+    /// Replaces `len` bytes at `at` with `bytes`, moving what follows.
+    pub fn splice(&mut self, at: usize, len: usize, bytes: &[u8]) {
+        let end = at.saturating_add(len);
+        if end > self.len {
+            self.overflowed = true;
+            return;
+        }
+        let new_len = self.len - len + bytes.len();
+        if new_len > self.buf.len() {
+            self.overflowed = true;
+            return;
+        }
+        self.buf.copy_within(end..self.len, at + bytes.len());
+        if let Some(dst) = self.buf.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = new_len;
+    }
+}
+
+impl std::fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.str(s);
+        Ok(())
+    }
+}
+
+/// Formats `args` into `buf`, cut to its size (no allocation): for warning and debug lines.
+pub fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments) -> &'a str {
+    let mut out = Out::new(buf);
+    let _ = std::fmt::Write::write_fmt(&mut out, args);
+    let len = out.len();
+    utf8_prefix(buf, len)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn fixed_strings_cut_at_character_boundaries() {
+        let s: FixedStr<5> = FixedStr::new("abcdé");
+        assert_eq!(s.as_str(), "abcd");
+        let mut t: FixedStr<8> = FixedStr::new("ab");
+        assert!(t.push_str("cd"));
+        assert!(!t.push_str("€€"));
+        assert_eq!(&*t, "abcd€");
+        assert_eq!(FixedStr::<4>::from_bytes(b"ab\xffcd").as_str(), "ab");
+        assert!(FixedStr::<4>::EMPTY.is_empty());
+    }
+
+    #[test]
+    fn out_notes_what_does_not_fit_and_edits_in_place() {
+        let mut buf = [0u8; 8];
+        let mut o = Out::new(&mut buf);
+        o.str("abc");
+        o.insert(1, b"XY");
+        assert_eq!(o.written(), b"aXYbc");
+        o.splice(0, 2, b"");
+        assert_eq!(o.written(), b"Ybc");
+        o.str("123456");
+        assert!(o.overflowed());
+        assert_eq!(o.written(), b"Ybc12345");
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            format_into(&mut buf, format_args!("fd {} of {}", 7, 99)),
+            "fd 7 of 99"
+        );
+        let mut small = [0u8; 4];
+        assert_eq!(
+            format_into(&mut small, format_args!("{}", "toolong")),
+            "tool"
+        );
+    }
 }

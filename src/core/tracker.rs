@@ -15,18 +15,28 @@
 //!   invoke at a time; the record waits for it at most [`POST_RESPONSE_WAIT_NS`];
 //! - time to first byte of a streamed result.
 
-use crate::custom::{ChannelLine, Custom, Status};
+//!
+//! Everything it holds is inline (`Copy`, fixed-size strings) or in room reserved when it is
+//! made: opening, finishing and recording invokes never allocates.
 
-/// At most this many invokes may be open at once; beyond it the oldest is forgotten (a runtime
-/// that never posts results must not grow our memory).
-const MAX_OPEN: usize = 1024;
-pub const MAX_ID_LEN: usize = 256;
-pub const MAX_TRACE_LEN: usize = 1024;
-pub const MAX_ERROR_TYPE_LEN: usize = 255;
+use crate::custom::{Custom, Pool, Status};
+pub use crate::runtime_api::{MAX_ERROR_TYPE_LEN, MAX_ID_LEN, MAX_TRACE_LEN};
+use crate::text::FixedStr;
+
+/// At most this many invokes may be open at once in one process; beyond it the oldest is
+/// forgotten (a runtime that never posts results must not grow our memory).
+pub const MAX_OPEN: usize = 128;
 /// How long a finished invoke's record waits for the runtime's next `/next`.
 pub const POST_RESPONSE_WAIT_NS: u64 = 2_000_000_000;
 /// The error type Lambda gives a timed-out invoke.
 pub const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
+
+/// An invoke's request id, bounded.
+pub type RequestId = FixedStr<MAX_ID_LEN>;
+/// An invoke's trace header, bounded.
+pub type TraceId = FixedStr<MAX_TRACE_LEN>;
+/// An error type, bounded.
+pub type ErrorType = FixedStr<MAX_ERROR_TYPE_LEN>;
 
 /// Resource gauges of the environment, read only when extended metrics are on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,10 +75,10 @@ pub struct Probe {
 }
 
 /// What the `/next` answer told us about an event.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventInfo {
-    pub request_id: String,
-    pub trace_id: Option<String>,
+    pub request_id: RequestId,
+    pub trace_id: Option<TraceId>,
     pub deadline_ms: Option<u64>,
     pub request_bytes: u64,
     /// The thread that read the event ([`crate::custom::thread_key`]): custom metrics given on
@@ -77,11 +87,11 @@ pub struct EventInfo {
 }
 
 /// How an invoke ended, from the result request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub response_bytes: u64,
     pub errored: bool,
-    pub error_type: Option<String>,
+    pub error_type: Option<ErrorType>,
     /// The result was streamed (`Lambda-Runtime-Function-Response-Mode: streaming`).
     pub streamed: bool,
 }
@@ -95,12 +105,12 @@ pub enum RecordKind {
 }
 
 /// Everything one EMF line reports.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InvokeRecord {
     pub kind: RecordKind,
     /// Empty for an init error.
-    pub request_id: String,
-    pub trace_id: Option<String>,
+    pub request_id: RequestId,
+    pub trace_id: Option<TraceId>,
     pub timestamp_ms: u64,
     pub duration_ns: Option<u64>,
     pub cold_start: bool,
@@ -112,7 +122,7 @@ pub struct InvokeRecord {
     pub restore_duration_ns: Option<u64>,
     pub errored: bool,
     pub timed_out: bool,
-    pub error_type: Option<String>,
+    pub error_type: Option<ErrorType>,
     pub cpu_ns: Option<u64>,
     pub max_rss_kb: u64,
     pub request_bytes: Option<u64>,
@@ -121,8 +131,11 @@ pub struct InvokeRecord {
     pub time_to_first_byte_ns: Option<u64>,
     /// Gauges at the end; network counters as the change during the invoke.
     pub gauges: Option<Gauges>,
-    /// What the function added through the C ABI.
-    pub custom: Option<Box<Custom>>,
+    /// What the function added (in the tracker's [`Pool`]; whoever writes the record frees
+    /// it).
+    pub custom: Custom,
+    /// The journal slot its invoke was journaled in, if any (the engine's).
+    pub journal_slot: Option<usize>,
 }
 
 /// How this runtime's lifecycle is judged.
@@ -147,7 +160,7 @@ impl Default for Lifecycle {
 }
 
 /// An invoke whose event was received and whose result was not sent yet.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OpenInvoke {
     pub event: EventInfo,
     pub started: Probe,
@@ -162,22 +175,22 @@ pub struct OpenInvoke {
     /// The journal slot holding this invoke's record in case the process ends (the engine's;
     /// never handed to another process).
     pub journal_slot: Option<usize>,
-    /// What the function added through the C ABI so far (never handed to another process).
+    /// What the function added so far (never handed to another process).
     pub custom: Custom,
 }
 
 impl OpenInvoke {
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
     /// runtime that exited, with the values known only at the end to be filled in then (see
-    /// [`crate::journal`]).
+    /// [`crate::journal`]). Its custom values are this invoke's (still owned by it).
     pub fn ending_record(&self) -> InvokeRecord {
-        let mut record = self.clone().record(&self.started);
+        let mut record = self.record(&self.started);
         record.errored = true;
-        record.error_type = Some(crate::journal::EXIT_ERROR_TYPE.to_string());
+        record.error_type = Some(ErrorType::new(crate::journal::EXIT_ERROR_TYPE));
         record
     }
 
-    fn record(self, now: &Probe) -> InvokeRecord {
+    fn record(&self, now: &Probe) -> InvokeRecord {
         let started = self.started;
         let gauges = match (started.gauges, now.gauges) {
             (Some(a), Some(b)) => Some(Gauges {
@@ -208,7 +221,8 @@ impl OpenInvoke {
             post_response_ns: None,
             time_to_first_byte_ns: None,
             gauges,
-            custom: (!self.custom.is_empty()).then(|| Box::new(self.custom)),
+            custom: self.custom,
+            journal_slot: self.journal_slot,
         }
     }
 }
@@ -235,8 +249,27 @@ impl std::fmt::Debug for dyn Handoff {
     }
 }
 
+/// What the custom-metrics channel held where a result or an init error was sent: its new
+/// lines (whole), the pid whose lines (or lines with none) this process takes, and the names
+/// records reserve.
+#[derive(Clone, Copy)]
+pub struct Channel<'a> {
+    pub bytes: &'a [u8],
+    pub pid: u32,
+    pub reserved: &'a dyn Fn(&str) -> bool,
+}
+
+impl Channel<'_> {
+    /// Nothing read.
+    pub const NONE: Channel<'static> = Channel {
+        bytes: &[],
+        pid: 0,
+        reserved: &|_| false,
+    };
+}
+
 /// A finished invoke's record, waiting for the runtime's next `/next`.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct AwaitingNext {
     record: InvokeRecord,
     result_sent_ns: u64,
@@ -260,7 +293,8 @@ pub struct Tracker {
     restore_answered_ns: Option<u64>,
     /// Restore duration for the next invoke.
     restore_duration_ns: Option<u64>,
-    /// Open invokes, oldest first (few: one at a time, or one per concurrent slot).
+    /// Open invokes, oldest first (few: one at a time, or one per concurrent slot), in room
+    /// for [`MAX_OPEN`] reserved when the tracker was made.
     open: Vec<OpenInvoke>,
     /// Invokes opened so far.
     opened: u64,
@@ -269,14 +303,16 @@ pub struct Tracker {
     handoff: Option<Box<dyn Handoff>>,
     /// Custom values given while no invoke was open: the next invoke's (or the init error's).
     pending: Custom,
-    /// Channel lines read and not placed yet, with the names records reserve.
-    channel: Vec<ChannelLine>,
-    reserved: fn(&str) -> bool,
+    /// Where every invoke's custom values live.
+    pool: Pool,
 }
 
 impl Tracker {
-    pub fn new(born_ns: u64, lifecycle: Lifecycle) -> Self {
-        Tracker {
+    /// A tracker with its room reserved; `None` when the memory cannot be had.
+    pub fn try_new(born_ns: u64, lifecycle: Lifecycle) -> Option<Self> {
+        let mut open = Vec::new();
+        open.try_reserve_exact(MAX_OPEN).ok()?;
+        Some(Tracker {
             lifecycle,
             born_ns,
             first_next_ns: None,
@@ -285,25 +321,29 @@ impl Tracker {
             first_invoke_pending: true,
             restore_answered_ns: None,
             restore_duration_ns: None,
-            open: Vec::new(),
+            open,
             opened: 0,
             awaiting_next: None,
             handoff: None,
-            pending: Custom::default(),
-            channel: Vec::new(),
-            reserved: |_| false,
-        }
+            pending: Custom::NONE,
+            pool: Pool::reserve()?,
+        })
     }
 
     /// Shares cold start and open invokes with the environment's other processes.
-    pub fn with_handoff(mut self, handoff: Box<dyn Handoff>) -> Self {
-        self.attach_handoff(handoff);
-        self
-    }
-
-    /// [`Tracker::with_handoff`] on a tracker in place.
     pub fn attach_handoff(&mut self, handoff: Box<dyn Handoff>) {
         self.handoff = Some(handoff);
+    }
+
+    /// The custom values of every record this tracker handed out: whoever writes a record
+    /// frees its values here.
+    pub fn pool(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+
+    /// The pool, to read values from.
+    pub fn pool_ref(&self) -> &Pool {
+        &self.pool
     }
 
     /// The runtime is about to send a `/next` request (its bytes are not on the wire yet): the
@@ -319,6 +359,11 @@ impl Tracker {
     /// Whether a finished invoke's record waits for the runtime's next `/next`.
     pub fn record_awaits(&self) -> bool {
         self.awaiting_next.is_some()
+    }
+
+    /// When the record that waits for `/next` was finished (monotonic ns), if one waits.
+    pub fn awaiting_since_ns(&self) -> Option<u64> {
+        self.awaiting_next.map(|w| w.result_sent_ns)
     }
 
     /// A `/next` request was fully sent. Returns a record that was still waiting for it.
@@ -347,13 +392,14 @@ impl Tracker {
 
     /// An event was fully received: the invoke starts now. Returns a record that was still
     /// waiting for a `/next`, if any.
-    pub fn event_received(&mut self, mut event: EventInfo, now: &Probe) -> Option<InvokeRecord> {
+    pub fn event_received(
+        &mut self,
+        event: EventInfo,
+        now: &Probe,
+        reserved: &dyn Fn(&str) -> bool,
+    ) -> Option<InvokeRecord> {
         self.next_outstanding = self.next_outstanding.saturating_sub(1);
         let flushed = self.awaiting_next.take().map(|w| w.record);
-        crate::text::truncate_to(&mut event.request_id, MAX_ID_LEN);
-        if let Some(t) = event.trace_id.as_mut() {
-            crate::text::truncate_to(t, MAX_TRACE_LEN);
-        }
         if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
         }
@@ -387,9 +433,12 @@ impl Tracker {
             now.mono_ns
                 .saturating_add(left_ms.saturating_mul(1_000_000))
         });
-        if self.open.len() >= MAX_OPEN {
-            self.open.remove(0);
+        if self.open.len() >= self.open.capacity() && !self.open.is_empty() {
+            let mut oldest = self.open.remove(0);
+            self.pool.free(&mut oldest.custom);
         }
+        let mut custom = Custom::NONE;
+        self.pool.absorb(&mut custom, &mut self.pending, reserved);
         let open = OpenInvoke {
             event,
             started: *now,
@@ -400,64 +449,78 @@ impl Tracker {
             deadline_mono_ns,
             first_byte_ns: None,
             journal_slot: None,
-            custom: std::mem::take(&mut self.pending),
+            custom,
         };
         if let Some(h) = self.handoff.as_mut() {
             h.save(&open);
         }
-        self.open.push(open);
-        self.opened += 1;
+        if self.open.len() < self.open.capacity() {
+            self.open.push(open);
+            self.opened += 1;
+        }
         flushed
     }
 
-    /// Channel lines read just now (see [`crate::custom::ChannelLine`]), placed where an
-    /// invoke's result is sent: on the invokes they name or, with none named, on the ending
-    /// one (values written during init reach the first invoke this way), or where init fails.
-    pub fn channel(&mut self, lines: Vec<ChannelLine>, reserved: fn(&str) -> bool) {
-        self.reserved = reserved;
-        self.channel.extend(lines);
-    }
-
-    /// Places the channel lines read so far; `ending` is an invoke leaving the open list now.
-    fn place_channel(&mut self, mut ending: Option<&mut OpenInvoke>) {
-        let taken = self.reserved;
-        for line in std::mem::take(&mut self.channel) {
+    /// Places the custom-metrics channel's lines read just now (see
+    /// [`crate::custom::ChannelLine`]), where an invoke's result is sent (`ending`, leaving the
+    /// open list now) or where init fails (`None`): on the invokes they name or, with none
+    /// named, on the ending one (values written during init reach the first invoke this way),
+    /// or on the next invoke's record.
+    fn place_channel(&mut self, channel: &Channel, mut ending: Option<&mut OpenInvoke>) {
+        if channel.bytes.is_empty() {
+            return;
+        }
+        let Tracker {
+            open,
+            pending,
+            pool,
+            ..
+        } = self;
+        crate::custom::each_channel_line(channel.bytes, channel.pid, |line| {
             let target = match line.request_id.as_deref() {
                 Some(id) => match ending.as_deref_mut() {
                     Some(e) if e.event.request_id == id => Some(&mut e.custom),
-                    _ => self
-                        .open
+                    _ => open
                         .iter_mut()
                         .find(|o| o.event.request_id == id)
                         .map(|o| &mut o.custom),
                 },
-                None => match (ending.as_deref_mut(), self.open.len()) {
+                None => match (ending.as_deref_mut(), open.len()) {
                     (Some(e), _) => Some(&mut e.custom),
-                    (None, 0) => Some(&mut self.pending),
-                    (None, 1) => self.open.first_mut().map(|o| &mut o.custom),
+                    (None, 0) => Some(&mut *pending),
+                    (None, 1) => open.first_mut().map(|o| &mut o.custom),
                     (None, _) => None,
                 },
             };
             if let Some(c) = target {
-                let _ = line.apply(c, &taken);
+                let _ = line.apply(pool, c, channel.reserved);
             }
-        }
+        });
     }
 
-    /// Where a custom value given on `thread` goes, and the status that says so: the open
-    /// invoke whose event that thread read, else the only open invoke, else (none open) the
-    /// next one. With several open and none read on `thread`, nowhere ([`Status::Ambiguous`]).
-    pub fn custom_target(&mut self, thread: u64) -> Result<(&mut Custom, Status), Status> {
+    /// Puts a custom value given on `thread` where it belongs, with `add`, and says where: the
+    /// open invoke whose event that thread read, else the only open invoke, else (none open)
+    /// the next one. With several open and none read on `thread`, nowhere
+    /// ([`Status::Ambiguous`]).
+    pub fn custom(
+        &mut self,
+        thread: u64,
+        add: impl FnOnce(&mut Pool, &mut Custom) -> Status,
+    ) -> Status {
         let at = match self.open.iter().rposition(|o| o.event.thread == thread) {
             Some(at) => Some(at),
             None if self.open.len() == 1 => Some(0),
             None if self.open.is_empty() => None,
-            None => return Err(Status::Ambiguous),
+            None => return Status::Ambiguous,
         };
-        Ok(match at.and_then(|i| self.open.get_mut(i)) {
+        let (target, placed) = match at.and_then(|i| self.open.get_mut(i)) {
             Some(open) => (&mut open.custom, Status::Ok),
             None => (&mut self.pending, Status::Pending),
-        })
+        };
+        match add(&mut self.pool, target) {
+            Status::Ok => placed,
+            refused => refused,
+        }
     }
 
     /// The first byte of `request_id`'s result body was written.
@@ -469,23 +532,19 @@ impl Tracker {
     }
 
     /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns the records
-    /// ready now: this invoke's, unless it waits for the runtime's next `/next` (one invoke at
-    /// a time, nothing asked for yet), and any record that was still waiting.
+    /// ready now: any record that was still waiting, and this invoke's, unless it waits for the
+    /// runtime's next `/next` (one invoke at a time, nothing asked for yet).
     pub fn result_sent(
         &mut self,
         request_id: &str,
         outcome: Outcome,
         now: &Probe,
-    ) -> Vec<InvokeRecord> {
+        channel: &Channel,
+    ) -> (Option<InvokeRecord>, Option<InvokeRecord>) {
         // Open invokes are keyed by the id as bounded when the event arrived; the result's path
         // carries it whole.
         let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
-        let mut ready: Vec<InvokeRecord> = self
-            .awaiting_next
-            .take()
-            .map(|w| w.record)
-            .into_iter()
-            .collect();
+        let waited = self.awaiting_next.take().map(|w| w.record);
         let open = match self.find(request_id).map(|i| self.open.remove(i)) {
             Some(open) => {
                 if let Some(h) = self.handoff.as_mut() {
@@ -495,11 +554,11 @@ impl Tracker {
             }
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
                 Some(open) => open,
-                None => return ready,
+                None => return (waited, None),
             },
         };
         let mut open = open;
-        self.place_channel(Some(&mut open));
+        self.place_channel(channel, Some(&mut open));
         let first_byte = open.first_byte_ns;
         let started = open.started.mono_ns;
         // A result after the deadline comes too late: Lambda has timed the invoke out.
@@ -508,11 +567,9 @@ impl Tracker {
         record.errored = outcome.errored || late;
         record.timed_out = late;
         record.error_type = if late {
-            Some(TIMEOUT_ERROR_TYPE.to_string())
+            Some(ErrorType::new(TIMEOUT_ERROR_TYPE))
         } else {
-            outcome
-                .error_type
-                .map(|t| crate::text::bounded(&t, MAX_ERROR_TYPE_LEN))
+            outcome.error_type
         };
         record.response_bytes = Some(outcome.response_bytes);
         if outcome.streamed {
@@ -520,23 +577,28 @@ impl Tracker {
         }
         let one_at_a_time = self.open.is_empty() && self.handoff.is_none();
         if !one_at_a_time {
-            ready.push(record);
-        } else if self.next_outstanding > 0 {
+            return (waited, Some(record));
+        }
+        if self.next_outstanding > 0 {
             // The runtime already waits for its next event: nothing after the response.
             record.post_response_ns = Some(0);
-            ready.push(record);
-        } else {
-            self.awaiting_next = Some(AwaitingNext {
-                record,
-                result_sent_ns: now.mono_ns,
-            });
+            return (waited, Some(record));
         }
-        ready
+        self.awaiting_next = Some(AwaitingNext {
+            record,
+            result_sent_ns: now.mono_ns,
+        });
+        (waited, None)
     }
 
     /// `/runtime/init/error` was fully sent.
-    pub fn init_error(&mut self, error_type: Option<String>, now: &Probe) -> InvokeRecord {
-        self.place_channel(None);
+    pub fn init_error(
+        &mut self,
+        error_type: Option<&str>,
+        now: &Probe,
+        channel: &Channel,
+    ) -> InvokeRecord {
+        self.place_channel(channel, None);
         let born = self
             .handoff
             .as_ref()
@@ -544,7 +606,7 @@ impl Tracker {
             .unwrap_or(self.born_ns);
         InvokeRecord {
             kind: RecordKind::InitError,
-            request_id: String::new(),
+            request_id: RequestId::EMPTY,
             trace_id: None,
             timestamp_ms: now.wall_ms,
             duration_ns: None,
@@ -555,7 +617,7 @@ impl Tracker {
             restore_duration_ns: None,
             errored: true,
             timed_out: false,
-            error_type: error_type.map(|t| crate::text::bounded(&t, MAX_ERROR_TYPE_LEN)),
+            error_type: error_type.map(ErrorType::new),
             cpu_ns: Some(now.cpu_ns),
             max_rss_kb: now.max_rss_kb,
             request_bytes: None,
@@ -563,24 +625,21 @@ impl Tracker {
             post_response_ns: None,
             time_to_first_byte_ns: None,
             gauges: now.gauges,
-            custom: (!self.pending.is_empty()).then(|| Box::new(std::mem::take(&mut self.pending))),
+            custom: std::mem::take(&mut self.pending),
+            journal_slot: None,
         }
     }
 
     /// Time has passed: invokes open at their deadline (less the margin) become timeout
-    /// records, and a record that waited too long for `/next` goes without it.
-    pub fn tick(&mut self, now: &Probe) -> Vec<InvokeRecord> {
+    /// records, and a record that waited too long for `/next` goes without it. Returns one
+    /// of them; call again until `None`.
+    pub fn tick(&mut self, now: &Probe) -> Option<InvokeRecord> {
         let margin = self.lifecycle.timeout_margin_ns;
-        let mut ready = Vec::new();
-        let mut i = 0;
-        while let Some(o) = self.open.get(i) {
-            let due = o
-                .deadline_mono_ns
-                .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d);
-            if !due {
-                i += 1;
-                continue;
-            }
+        let due = self.open.iter().position(|o| {
+            o.deadline_mono_ns
+                .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d)
+        });
+        if let Some(i) = due {
             let open = self.open.remove(i);
             if let Some(h) = self.handoff.as_mut() {
                 h.forget(&open.event.request_id);
@@ -588,18 +647,17 @@ impl Tracker {
             let mut record = open.record(now);
             record.errored = true;
             record.timed_out = true;
-            record.error_type = Some(TIMEOUT_ERROR_TYPE.to_string());
-            ready.push(record);
+            record.error_type = Some(ErrorType::new(TIMEOUT_ERROR_TYPE));
+            return Some(record);
         }
         if self
             .awaiting_next
             .as_ref()
             .is_some_and(|w| now.mono_ns >= w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS))
-            && let Some(w) = self.awaiting_next.take()
         {
-            ready.push(w.record);
+            return self.awaiting_next.take().map(|w| w.record);
         }
-        ready
+        None
     }
 
     /// When [`Tracker::tick`] next has something to do (monotonic ns).
@@ -621,11 +679,6 @@ impl Tracker {
         self.awaiting_next.take().map(|w| w.record)
     }
 
-    /// The invoke `request_id` (as bounded by [`Tracker::event_received`]), while it is open.
-    pub fn open_invoke(&self, request_id: &str) -> Option<&OpenInvoke> {
-        self.find(request_id).and_then(|i| self.open.get(i))
-    }
-
     /// The invoke opened last, while it is open.
     pub fn newest_open(&self) -> Option<&OpenInvoke> {
         self.open.last()
@@ -638,9 +691,21 @@ impl Tracker {
         }
     }
 
-    /// Whether an open invoke's record is in journal slot `slot`.
+    /// Whether an open invoke's record, or the one that waits for `/next`, is in journal slot
+    /// `slot`.
     pub fn journals(&self, slot: usize) -> bool {
         self.open.iter().any(|o| o.journal_slot == Some(slot))
+            || self
+                .awaiting_next
+                .is_some_and(|w| w.record.journal_slot == Some(slot))
+    }
+
+    /// The record that waits for the runtime's next `/next`, as it stands (no post-response
+    /// time yet), and when its result was sent (monotonic ns).
+    pub fn awaiting_record(&self) -> Option<(&InvokeRecord, u64)> {
+        self.awaiting_next
+            .as_ref()
+            .map(|w| (&w.record, w.result_sent_ns))
     }
 
     /// How many invokes were opened so far.
@@ -665,9 +730,23 @@ impl Tracker {
     }
 
     /// A forked child starts a life of its own: nothing open is its to report, and it is a
-    /// runtime of its own (no handoff: that belongs to per-request helper processes).
+    /// runtime of its own (no handoff: that belongs to per-request helper processes). Keeps
+    /// the reserved room.
     pub fn reborn(&mut self, born_ns: u64) {
-        *self = Tracker::new(born_ns, self.lifecycle);
+        self.born_ns = born_ns;
+        self.first_next_ns = None;
+        self.last_next_ns = None;
+        self.next_outstanding = 0;
+        self.first_invoke_pending = true;
+        self.restore_answered_ns = None;
+        self.restore_duration_ns = None;
+        self.open.clear();
+        self.opened = 0;
+        self.awaiting_next = None;
+        // Dropped in the child only: it was made before the child became a runtime of its own.
+        self.handoff = None;
+        self.pending = Custom::NONE;
+        self.pool.clear();
     }
 }
 
@@ -688,67 +767,81 @@ mod tests {
 
     fn event(id: &str) -> EventInfo {
         EventInfo {
-            request_id: id.into(),
-            trace_id: Some("Root=1-abc".into()),
+            request_id: RequestId::new(id),
+            trace_id: Some(TraceId::new("Root=1-abc")),
             deadline_ms: None,
             request_bytes: 10,
             thread: 0,
         }
     }
 
+    fn none(_: &str) -> bool {
+        false
+    }
+
     fn tracker() -> Tracker {
-        Tracker::new(0, Lifecycle::default())
+        Tracker::try_new(0, Lifecycle::default()).unwrap()
+    }
+
+    fn opened(t: &mut Tracker, e: EventInfo, now: &Probe) -> Option<InvokeRecord> {
+        t.event_received(e, now, &none)
+    }
+
+    fn sent(t: &mut Tracker, id: &str, outcome: Outcome, now: &Probe) -> Vec<InvokeRecord> {
+        let (a, b) = t.result_sent(id, outcome, now, &Channel::NONE);
+        a.into_iter().chain(b).collect()
+    }
+
+    fn ticked(t: &mut Tracker, now: &Probe) -> Vec<InvokeRecord> {
+        std::iter::from_fn(|| t.tick(now)).collect()
+    }
+
+    fn names(t: &Tracker, r: &InvokeRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        t.pool_ref()
+            .each_metric(&r.custom, |name, _, _| out.push(name.to_string()));
+        out
     }
 
     #[test]
     fn channel_lines_go_to_the_invoke_they_name_or_the_one_ending() {
-        use crate::custom::parse_channel;
         let p = Probe::default();
         let mut t = tracker();
         for id in ["a", "b"] {
             t.next_requested(&p);
-            t.event_received(event(id), &p);
+            opened(&mut t, event(id), &p);
         }
-        let (lines, _) = parse_channel(
-            br#"{"metric":"ForB","value":1,"requestId":"b"}
+        let lines = br#"{"metric":"ForB","value":1,"requestId":"b"}
 {"metric":"Unnamed","value":2}
 {"metric":"ForNobody","value":3,"requestId":"zzz"}
-"#,
-            1,
-        );
-        t.channel(lines, |n| n == "Duration");
-        let a = t.result_sent("a", Outcome::default(), &p);
-        let names = |r: &InvokeRecord| -> Vec<String> {
-            r.custom
-                .iter()
-                .flat_map(|c| c.metrics.iter().map(|m| m.name.clone()))
-                .collect()
+"#;
+        let channel = Channel {
+            bytes: lines,
+            pid: 1,
+            reserved: &|n| n == "Duration",
         };
-        assert_eq!(names(&a[0]), ["Unnamed"]);
-        let b: Vec<InvokeRecord> = t
-            .result_sent("b", Outcome::default(), &p)
+        let (x, y) = t.result_sent("a", Outcome::default(), &p, &channel);
+        let a: Vec<InvokeRecord> = x.into_iter().chain(y).chain(t.next_starting(&p)).collect();
+        assert_eq!(names(&t, &a[0]), ["Unnamed"]);
+        let b: Vec<InvokeRecord> = sent(&mut t, "b", Outcome::default(), &p)
             .into_iter()
             .chain(t.next_starting(&p))
             .collect();
-        assert_eq!(names(&b[0]), ["ForB"]);
+        assert_eq!(names(&t, &b[0]), ["ForB"]);
     }
 
     #[test]
     fn custom_values_go_to_the_threads_invoke_the_only_one_or_the_next() {
-        let none = |_: &str| false;
-        let add = |t: &mut Tracker, thread: u64, name: &str| match t.custom_target(thread) {
-            Ok((c, placed)) => {
-                assert_eq!(c.metric(name, 1.0, None, &none), Status::Ok);
-                placed
-            }
-            Err(s) => s,
+        let add = |t: &mut Tracker, thread: u64, name: &str| {
+            t.custom(thread, |pool, c| pool.metric(c, name, 1.0, None, &none))
         };
         let p = Probe::default();
         let mut t = tracker();
         // During init: kept for the first invoke.
         assert_eq!(add(&mut t, 9, "AtInit"), Status::Pending);
         t.next_requested(&p);
-        t.event_received(
+        opened(
+            &mut t,
             EventInfo {
                 thread: 1,
                 ..event("a")
@@ -758,7 +851,8 @@ mod tests {
         // The only open invoke takes values from any thread.
         assert_eq!(add(&mut t, 9, "AnyThread"), Status::Ok);
         t.next_requested(&p);
-        t.event_received(
+        opened(
+            &mut t,
             EventInfo {
                 thread: 2,
                 ..event("b")
@@ -769,25 +863,16 @@ mod tests {
         assert_eq!(add(&mut t, 1, "OnA"), Status::Ok);
         assert_eq!(add(&mut t, 2, "OnB"), Status::Ok);
         assert_eq!(add(&mut t, 3, "Lost"), Status::Ambiguous);
-        let a = t.result_sent("a", Outcome::default(), &p);
-        let b = t.result_sent("b", Outcome::default(), &p);
-        let names = |r: &[InvokeRecord]| -> Vec<String> {
-            r.iter()
-                .flat_map(|r| {
-                    r.custom
-                        .iter()
-                        .flat_map(|c| c.metrics.iter().map(|m| m.name.clone()))
-                })
-                .collect()
-        };
-        assert_eq!(names(&a), ["AtInit", "AnyThread", "OnA"]);
+        let a = sent(&mut t, "a", Outcome::default(), &p);
+        let b = sent(&mut t, "b", Outcome::default(), &p);
+        assert_eq!(names(&t, &a[0]), ["AtInit", "AnyThread", "OnA"]);
         let b: Vec<InvokeRecord> = b.into_iter().chain(t.next_starting(&p)).collect();
-        assert_eq!(names(&b), ["OnB"]);
+        assert_eq!(names(&t, &b[0]), ["OnB"]);
         // Init fails: what was given goes to the init error's record.
         let mut t = tracker();
         assert_eq!(add(&mut t, 1, "BeforeFailing"), Status::Pending);
-        let r = t.init_error(None, &p);
-        assert_eq!(names(&[r]), ["BeforeFailing"]);
+        let r = t.init_error(None, &p, &Channel::NONE);
+        assert_eq!(names(&t, &r), ["BeforeFailing"]);
     }
 
     /// Sends a result and takes the record, passing the runtime's next /next at `next_ms`.
@@ -798,7 +883,7 @@ mod tests {
         end_ms: u64,
         next_ms: u64,
     ) -> InvokeRecord {
-        let mut ready = t.result_sent(id, outcome, &at(end_ms));
+        let mut ready = sent(t, id, outcome, &at(end_ms));
         if ready.is_empty() {
             ready.extend(t.next_starting(&at(next_ms)));
         }
@@ -808,43 +893,47 @@ mod tests {
 
     #[test]
     fn a_long_request_id_matches_its_result() {
-        let mut t = Tracker::new(0, Lifecycle::default());
+        let mut t = tracker();
         let long = format!("\"q\"{}", "x".repeat(2_000));
         let p = Probe::default();
         t.next_requested(&p);
-        t.event_received(
+        opened(
+            &mut t,
             EventInfo {
-                request_id: long.clone(),
+                request_id: RequestId::new(&long),
                 ..EventInfo::default()
             },
             &p,
         );
         t.result_first_byte(&long, &p);
-        let records = t.result_sent(&long, Outcome::default(), &p);
-        let records: Vec<_> = records.into_iter().chain(t.next_starting(&p)).collect();
+        let records: Vec<_> = sent(&mut t, &long, Outcome::default(), &p)
+            .into_iter()
+            .chain(t.next_starting(&p))
+            .collect();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].request_id.chars().count(), MAX_ID_LEN);
+        assert_eq!(records[0].request_id.len(), MAX_ID_LEN);
         assert_eq!(t.open_count(), 0);
     }
 
     #[test]
     fn a_result_after_the_deadline_is_a_timeout() {
-        let mut t = Tracker::new(0, Lifecycle::default());
+        let mut t = tracker();
         let at = |ms: u64| Probe {
             mono_ns: ms * 1_000_000,
             wall_ms: 1_000_000 + ms,
             ..Probe::default()
         };
         t.next_requested(&at(0));
-        t.event_received(
+        opened(
+            &mut t,
             EventInfo {
-                request_id: "late".into(),
+                request_id: RequestId::new("late"),
                 deadline_ms: Some(1_000_000 + 10),
                 ..EventInfo::default()
             },
             &at(1),
         );
-        let mut records = t.result_sent("late", Outcome::default(), &at(11));
+        let mut records = sent(&mut t, "late", Outcome::default(), &at(11));
         records.extend(t.next_starting(&at(12)));
         assert!(records[0].timed_out && records[0].errored);
         assert_eq!(records[0].error_type.as_deref(), Some(TIMEOUT_ERROR_TYPE));
@@ -854,7 +943,7 @@ mod tests {
     fn cold_start_only_on_first_invoke() {
         let mut t = tracker();
         t.next_requested(&at(120));
-        t.event_received(event("a"), &at(121));
+        opened(&mut t, event("a"), &at(121));
         let a = finish(&mut t, "a", Outcome::default(), 171, 175);
         assert!(a.cold_start && !a.proactive_init);
         assert_eq!(a.init_duration_ns, Some(120_000_000));
@@ -862,7 +951,7 @@ mod tests {
         assert_eq!(a.cpu_ns, Some(5_000_000));
         assert_eq!(a.post_response_ns, Some(4_000_000));
         t.next_requested(&at(175));
-        t.event_received(event("b"), &at(300));
+        opened(&mut t, event("b"), &at(300));
         let b = finish(&mut t, "b", Outcome::default(), 301, 301);
         assert!(!b.cold_start);
         assert_eq!(b.init_duration_ns, None);
@@ -870,14 +959,15 @@ mod tests {
 
     #[test]
     fn provisioned_is_never_cold() {
-        let mut t = Tracker::new(
+        let mut t = Tracker::try_new(
             0,
             Lifecycle {
                 on_demand: false,
                 ..Lifecycle::default()
             },
-        );
-        t.event_received(event("a"), &at(1));
+        )
+        .unwrap();
+        opened(&mut t, event("a"), &at(1));
         assert!(!finish(&mut t, "a", Outcome::default(), 2, 3).cold_start);
     }
 
@@ -885,7 +975,7 @@ mod tests {
     fn a_long_first_wait_is_a_proactive_init_not_a_cold_start() {
         let mut t = tracker();
         t.next_requested(&at(100));
-        t.event_received(event("a"), &at(100 + 1_500));
+        opened(&mut t, event("a"), &at(100 + 1_500));
         let a = finish(&mut t, "a", Outcome::default(), 1_700, 1_700);
         assert!(!a.cold_start && a.proactive_init);
         assert_eq!(a.init_duration_ns, None);
@@ -893,21 +983,22 @@ mod tests {
 
     #[test]
     fn snapstart_restore_marks_the_first_invoke_after_it() {
-        let mut t = Tracker::new(
+        let mut t = Tracker::try_new(
             0,
             Lifecycle {
                 on_demand: false,
                 ..Lifecycle::default()
             },
-        );
+        )
+        .unwrap();
         t.restore_answered(&at(1_000));
         t.next_requested(&at(1_030));
-        t.event_received(event("a"), &at(1_031));
+        opened(&mut t, event("a"), &at(1_031));
         let a = finish(&mut t, "a", Outcome::default(), 1_040, 1_041);
         assert!(a.restored && !a.cold_start);
         assert_eq!(a.restore_duration_ns, Some(30_000_000));
         t.next_requested(&at(1_041));
-        t.event_received(event("b"), &at(1_050));
+        opened(&mut t, event("b"), &at(1_050));
         assert!(!finish(&mut t, "b", Outcome::default(), 1_060, 1_061).restored);
     }
 
@@ -917,18 +1008,17 @@ mod tests {
         let mut e = event("slow");
         let now = at(1_000);
         e.deadline_ms = Some(now.wall_ms + 3_000);
-        t.event_received(e, &now);
+        opened(&mut t, e, &now);
         assert_eq!(t.next_wakeup(), Some((1_000 + 3_000 - 50) * 1_000_000));
-        assert!(t.tick(&at(3_900)).is_empty());
-        let recs = t.tick(&at(3_951));
+        assert!(ticked(&mut t, &at(3_900)).is_empty());
+        let recs = ticked(&mut t, &at(3_951));
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
         assert!(r.timed_out && r.errored);
         assert_eq!(r.error_type.as_deref(), Some(TIMEOUT_ERROR_TYPE));
         assert_eq!(r.duration_ns, Some(2_951_000_000));
         assert!(
-            t.result_sent("slow", Outcome::default(), &at(3_990))
-                .is_empty(),
+            sent(&mut t, "slow", Outcome::default(), &at(3_990)).is_empty(),
             "no second record"
         );
         assert_eq!(t.next_wakeup(), None);
@@ -937,11 +1027,11 @@ mod tests {
     #[test]
     fn post_response_waits_for_next_at_most_a_bound() {
         let mut t = tracker();
-        t.event_received(event("a"), &at(10));
-        assert!(t.result_sent("a", Outcome::default(), &at(20)).is_empty());
+        opened(&mut t, event("a"), &at(10));
+        assert!(sent(&mut t, "a", Outcome::default(), &at(20)).is_empty());
         assert_eq!(t.next_wakeup(), Some(20_000_000 + POST_RESPONSE_WAIT_NS));
-        assert!(t.tick(&at(1_000)).is_empty());
-        let recs = t.tick(&at(20 + 2_000));
+        assert!(ticked(&mut t, &at(1_000)).is_empty());
+        let recs = ticked(&mut t, &at(20 + 2_000));
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].post_response_ns, None, "the next /next never came");
         assert!(t.flush().is_none());
@@ -951,16 +1041,16 @@ mod tests {
     fn an_outstanding_next_means_no_post_response_time() {
         let mut t = tracker();
         t.next_requested(&at(1));
-        t.event_received(event("a"), &at(2));
+        opened(&mut t, event("a"), &at(2));
         t.next_requested(&at(3)); // prefetched by another thread
-        let recs = t.result_sent("a", Outcome::default(), &at(9));
+        let recs = sent(&mut t, "a", Outcome::default(), &at(9));
         assert_eq!(recs[0].post_response_ns, Some(0));
     }
 
     #[test]
     fn streamed_results_get_time_to_first_byte() {
         let mut t = tracker();
-        t.event_received(event("s"), &at(100));
+        opened(&mut t, event("s"), &at(100));
         t.result_first_byte("s", &at(105));
         t.result_first_byte("s", &at(150));
         let streamed = Outcome {
@@ -975,8 +1065,8 @@ mod tests {
 
     #[test]
     fn init_error_record() {
-        let mut t = Tracker::new(5_000_000, Lifecycle::default());
-        let r = t.init_error(Some("Runtime.ImportModuleError".into()), &at(80));
+        let mut t = Tracker::try_new(5_000_000, Lifecycle::default()).unwrap();
+        let r = t.init_error(Some("Runtime.ImportModuleError"), &at(80), &Channel::NONE);
         assert_eq!(r.kind, RecordKind::InitError);
         assert_eq!(r.init_duration_ns, Some(75_000_000));
         assert_eq!(r.error_type.as_deref(), Some("Runtime.ImportModuleError"));
@@ -985,37 +1075,34 @@ mod tests {
     #[test]
     fn concurrent_invokes_by_id_and_no_duplicates() {
         let mut t = tracker();
-        t.event_received(event("a"), &at(1));
-        t.event_received(event("b"), &at(2));
-        t.event_received(event("a"), &at(3)); // same id again: ignored
+        opened(&mut t, event("a"), &at(1));
+        opened(&mut t, event("b"), &at(2));
+        opened(&mut t, event("a"), &at(3)); // same id again: ignored
         assert_eq!(t.open_count(), 2);
         let failed = Outcome {
             errored: true,
-            error_type: Some("E".into()),
+            error_type: Some(ErrorType::new("E")),
             response_bytes: 3,
             streamed: false,
         };
-        let b = t.result_sent("b", failed, &at(10));
+        let b = sent(&mut t, "b", failed, &at(10));
         assert_eq!(b.len(), 1, "several open: written at once");
         assert_eq!(b[0].duration_ns, Some(8_000_000));
         assert!(b[0].errored && !b[0].cold_start && b[0].post_response_ns.is_none());
         let a = finish(&mut t, "a", Outcome::default(), 11, 12);
         assert!(a.cold_start);
-        assert!(t.result_sent("a", Outcome::default(), &at(12)).is_empty());
-        assert!(
-            t.result_sent("unknown", Outcome::default(), &at(12))
-                .is_empty()
-        );
+        assert!(sent(&mut t, "a", Outcome::default(), &at(12)).is_empty());
+        assert!(sent(&mut t, "unknown", Outcome::default(), &at(12)).is_empty());
     }
 
     #[test]
     fn open_invokes_are_bounded() {
         let mut t = tracker();
         for i in 0..(MAX_OPEN + 10) {
-            t.event_received(event(&i.to_string()), &at(1));
+            opened(&mut t, event(&i.to_string()), &at(1));
         }
         assert_eq!(t.open_count(), MAX_OPEN);
-        assert!(t.result_sent("0", Outcome::default(), &at(2)).is_empty());
+        assert!(sent(&mut t, "0", Outcome::default(), &at(2)).is_empty());
     }
 
     #[test]
@@ -1029,7 +1116,7 @@ mod tests {
             open_fds: 5,
             threads: 2,
         });
-        t.event_received(event("g"), &start);
+        opened(&mut t, event("g"), &start);
         let mut end = at(2);
         end.gauges = Some(Gauges {
             net_rx_bytes: 180,
@@ -1041,9 +1128,8 @@ mod tests {
         // A reading without gauges at the end gives none: no change can be formed.
         let r = finish(&mut t, "g", Outcome::default(), 2, 2);
         assert_eq!(r.gauges, None);
-        t.event_received(event("h"), &start);
-        let recs = t.result_sent("h", Outcome::default(), &end);
-        let r = recs
+        opened(&mut t, event("h"), &start);
+        let r = sent(&mut t, "h", Outcome::default(), &end)
             .into_iter()
             .next()
             .or_else(|| t.next_starting(&end))
@@ -1063,7 +1149,7 @@ mod tests {
     /// A handoff kept in memory and shared between trackers, standing in for the files.
     #[derive(Clone, Default)]
     struct SharedMemory(
-        std::sync::Arc<std::sync::Mutex<(bool, std::collections::HashMap<String, String>)>>,
+        std::sync::Arc<std::sync::Mutex<(bool, std::collections::HashMap<String, OpenInvoke>)>>,
     );
 
     impl Handoff for SharedMemory {
@@ -1079,11 +1165,10 @@ mod tests {
                 .lock()
                 .unwrap()
                 .1
-                .insert(open.event.request_id.clone(), crate::handoff::to_json(open));
+                .insert(open.event.request_id.to_string(), *open);
         }
         fn take(&mut self, id: &str) -> Option<OpenInvoke> {
-            let text = self.0.lock().unwrap().1.remove(id)?;
-            crate::handoff::from_json(&text)
+            self.0.lock().unwrap().1.remove(id)
         }
         fn forget(&mut self, id: &str) {
             self.0.lock().unwrap().1.remove(id);
@@ -1093,16 +1178,19 @@ mod tests {
     #[test]
     fn an_invoke_started_in_one_process_ends_in_another() {
         let shared = SharedMemory::default();
+        let with = |born: u64| {
+            let mut t = Tracker::try_new(born, Lifecycle::default()).unwrap();
+            t.attach_handoff(Box::new(shared.clone()));
+            t
+        };
         // Process 1 asks for and receives the event, then exits.
-        let mut first =
-            Tracker::new(50_000_000, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
+        let mut first = with(50_000_000);
         first.next_requested(&at(100));
-        first.event_received(event("x"), &at(120));
+        opened(&mut first, event("x"), &at(120));
         drop(first);
         // Process 2 posts the result: written at once (the process may exit right after).
-        let mut second =
-            Tracker::new(900_000_000, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
-        let recs = second.result_sent("x", Outcome::default(), &at(170));
+        let mut second = with(900_000_000);
+        let recs = sent(&mut second, "x", Outcome::default(), &at(170));
         assert_eq!(recs.len(), 1);
         let rec = &recs[0];
         assert_eq!(rec.duration_ns, Some(50_000_000));
@@ -1114,16 +1202,13 @@ mod tests {
         );
         assert_eq!(rec.trace_id.as_deref(), Some("Root=1-abc"));
         assert!(
-            second
-                .result_sent("x", Outcome::default(), &at(171))
-                .is_empty(),
+            sent(&mut second, "x", Outcome::default(), &at(171)).is_empty(),
             "taken once"
         );
         // Process 3: a new invoke is not a cold start again in this environment.
-        let mut third =
-            Tracker::new(0, Lifecycle::default()).with_handoff(Box::new(shared.clone()));
-        third.event_received(event("y"), &at(200));
-        let rec = third.result_sent("y", Outcome::default(), &at(201));
+        let mut third = with(0);
+        opened(&mut third, event("y"), &at(200));
+        let rec = sent(&mut third, "y", Outcome::default(), &at(201));
         assert!(!rec[0].cold_start);
         assert!(
             shared.0.lock().unwrap().1.is_empty(),
@@ -1132,51 +1217,23 @@ mod tests {
     }
 
     #[test]
-    fn open_invoke_json_round_trip() {
-        let open = OpenInvoke {
-            event: event("a\"b"),
-            started: at(5),
-            cold_start: true,
-            proactive_init: false,
-            init_duration_ns: Some(7),
-            restore_duration_ns: None,
-            deadline_mono_ns: Some(9),
-            first_byte_ns: None,
-            journal_slot: None,
-            custom: Custom::default(),
-        };
-        assert_eq!(
-            crate::handoff::from_json(&crate::handoff::to_json(&open)),
-            Some(open)
-        );
-        assert_eq!(crate::handoff::from_json("{}"), None);
-        assert_eq!(crate::handoff::from_json("garbage"), None);
-    }
-
-    #[test]
-    fn error_type_from_bodies() {
-        assert_eq!(
-            crate::runtime_api::error_type_in_body(
-                br#"{"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}"#
-            )
-            .as_deref(),
-            Some("ValueError")
-        );
-        assert_eq!(
-            crate::runtime_api::error_type_in_body(
-                br#"{"errorMessage": "x", "errorType": "My\"Err", "stackTrace": ["very long"#
-            )
-            .as_deref(),
-            Some("My\"Err")
-        );
-        assert_eq!(crate::runtime_api::error_type_in_body(b"not json"), None);
-        assert_eq!(
-            crate::runtime_api::error_type_in_body(br#"{"errorType": 5}"#),
-            None
-        );
-        assert_eq!(
-            crate::runtime_api::error_type_in_body(br#"{"errorType": "unterminated"#),
-            None
-        );
+    fn a_tracker_at_work_never_allocates() {
+        let mut t = tracker();
+        crate::cost::assert_no_allocation(|| {
+            for i in 0..300u64 {
+                let mut buf = [0u8; 24];
+                let id = crate::text::format_into(&mut buf, format_args!("id-{i}"));
+                t.next_requested(&at(i));
+                opened(&mut t, event(id), &at(i));
+                let status = t.custom(0, |pool, c| {
+                    pool.metric(c, "Orders", 1.0, Some("Count"), &none)
+                });
+                assert_eq!(status, Status::Ok);
+                let (a, b) = t.result_sent(id, Outcome::default(), &at(i + 1), &Channel::NONE);
+                for mut r in a.into_iter().chain(b).chain(t.next_starting(&at(i + 2))) {
+                    t.pool().free(&mut r.custom);
+                }
+            }
+        });
     }
 }

@@ -67,7 +67,8 @@ pub unsafe extern "C" fn lm_dlopen_deep(file: *const c_char, mode: c_int) -> *mu
         // SAFETY: the host's arguments, unchanged.
         return unsafe { lm_call_real_dlopen(file, mode) };
     }
-    let before = catch_unwind(loaded_objects).unwrap_or_default();
+    let mut before = Objects::new();
+    let _ = catch_unwind(AssertUnwindSafe(|| before.snapshot()));
     // SAFETY: the host's arguments, unchanged.
     let handle = unsafe { lm_call_real_dlopen(file, mode) };
     if !handle.is_null() {
@@ -83,41 +84,66 @@ pub unsafe extern "C" fn lm_dlopen_deep(file: *const c_char, mode: c_int) -> *mu
 }
 
 /// One loaded object, as `dl_iterate_phdr` describes it.
-struct Object {
+struct Object<'a> {
     base: usize,
-    name: String,
-    phdrs: &'static [libc::Elf64_Phdr],
+    name: &'a CStr,
+    phdrs: &'a [libc::Elf64_Phdr],
 }
 
-/// Every object loaded now.
-fn loaded_objects() -> Vec<usize> {
-    each_object().into_iter().map(|o| o.base).collect()
+/// The load addresses of the objects loaded at one moment, on the stack.
+struct Objects {
+    bases: [usize; 512],
+    len: usize,
 }
 
-fn each_object() -> Vec<Object> {
+impl Objects {
+    fn new() -> Self {
+        Objects {
+            bases: [0; 512],
+            len: 0,
+        }
+    }
+
+    fn snapshot(&mut self) {
+        each_object(&mut |o| {
+            if let Some(slot) = self.bases.get_mut(self.len) {
+                *slot = o.base;
+                self.len += 1;
+            }
+        });
+    }
+
+    fn contains(&self, base: usize) -> bool {
+        self.bases
+            .get(..self.len)
+            .unwrap_or_default()
+            .contains(&base)
+    }
+}
+
+/// Calls `f` with every object loaded now (inside `dl_iterate_phdr`).
+fn each_object(f: &mut dyn FnMut(&Object)) {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _: libc::size_t,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: `data` is the Vec passed below; `info` is valid during the callback, and the
-        // program headers it points to stay mapped as long as the object is loaded.
+        // SAFETY: `data` is the closure passed below; `info` is valid during the callback, and
+        // the program headers it points to stay mapped as long as the object is loaded.
         unsafe {
-            let list = &mut *data.cast::<Vec<Object>>();
+            let f = &mut *data.cast::<&mut dyn FnMut(&Object)>();
             let info = &*info;
             let name = if info.dlpi_name.is_null() {
-                String::new()
+                c""
             } else {
                 CStr::from_ptr(info.dlpi_name)
-                    .to_string_lossy()
-                    .into_owned()
             };
             let phdrs = if info.dlpi_phdr.is_null() {
                 &[][..]
             } else {
                 std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
             };
-            list.push(Object {
+            f(&Object {
                 base: info.dlpi_addr as usize,
                 name,
                 phdrs,
@@ -125,31 +151,29 @@ fn each_object() -> Vec<Object> {
         }
         0
     }
-    let mut list: Vec<Object> = Vec::new();
-    // SAFETY: the callback only appends to `list`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut list as *mut Vec<Object>).cast()) };
-    list
+    let mut f = f;
+    // SAFETY: the callback only calls `f`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut f as *mut &mut dyn FnMut(&Object)).cast()) };
 }
 
 /// Binds the hooked functions of every object loaded since `before`.
-fn bind_new_objects(before: &[usize]) {
+fn bind_new_objects(before: &Objects) {
     let table = hook_table();
-    for object in each_object() {
-        if before.contains(&object.base) || object.base == 0 {
-            continue;
+    each_object(&mut |object| {
+        if before.contains(object.base) || object.base == 0 {
+            return;
         }
-        match bind_object(&object, &table) {
+        let name = object.name.to_str().unwrap_or("an object");
+        match bind_object(object, &table) {
             Ok(0) => {}
-            Ok(n) => process::debug(&format!(
-                "{} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter",
-                object.name
+            Ok(n) => process::debug(format_args!(
+                "{name} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter"
             )),
-            Err(why) => output::warn(&format!(
-                "{} was loaded with RTLD_DEEPBIND and cannot be followed ({why}): Runtime API calls made from it are not metered",
-                object.name
+            Err(why) => output::warn_fmt(format_args!(
+                "{name} was loaded with RTLD_DEEPBIND and cannot be followed ({why}): Runtime API calls made from it are not metered"
             )),
         }
-    }
+    });
 }
 
 /// `Elf64_Dyn`: one dynamic section entry (tag, value or address).
@@ -232,7 +256,8 @@ fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'sta
         return Ok(0);
     }
     // Find the entries first, then write them (the RELRO part needs unprotecting).
-    let mut slots: Vec<(usize, usize)> = Vec::new();
+    let mut slots = [(0usize, 0usize); 64];
+    let mut found = 0;
     for (start, size) in tables {
         if start == 0 {
             continue;
@@ -249,11 +274,15 @@ fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'sta
             let s = unsafe { std::ptr::read_unaligned((symtab as *const Sym).add(sym)) };
             // SAFETY: st_name is an offset into the NUL-terminated string table.
             let name = unsafe { CStr::from_ptr((strtab + s.name as usize) as *const c_char) };
-            if let Some((_, hook)) = table.iter().find(|(n, _)| *n == name.to_bytes()) {
-                slots.push((base.wrapping_add(r.offset as usize), *hook));
+            if let Some((_, hook)) = table.iter().find(|(n, _)| *n == name.to_bytes())
+                && let Some(slot) = slots.get_mut(found)
+            {
+                *slot = (base.wrapping_add(r.offset as usize), *hook);
+                found += 1;
             }
         }
     }
+    let slots = slots.get(..found).unwrap_or_default();
     if slots.is_empty() {
         return Ok(0);
     }
@@ -283,7 +312,7 @@ fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'sta
             return Err("its relocated data cannot be made writable");
         }
     }
-    for (slot, hook) in &slots {
+    for (slot, hook) in slots {
         // SAFETY: a GOT entry of this object (aligned, writable now): one atomic store, so a
         // thread calling through it sees the old or the new address, never a mix.
         unsafe {

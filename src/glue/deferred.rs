@@ -1,7 +1,7 @@
-//! Work on tracked fds that happens where the engine cannot be entered — inside the host's
-//! signal handlers (which may have interrupted `malloc`, or the library itself), or inside its
-//! `pthread_atfork` handlers during a fork — kept without a lock or an allocation, and replayed
-//! in order at the engine's next entry.
+//! Work on tracked fds that happens where the engine cannot be entered — while another thread
+//! holds it, inside a signal handler that interrupted this thread's own entry, or inside the
+//! host's `pthread_atfork` handlers during a fork — kept without a lock or an allocation, and
+//! replayed in order, each at the time it was seen, before the holder leaves.
 //!
 //! A fixed set of entries, each holding one fd's bytes in one direction, or a close. Bytes that
 //! follow the newest entry's, for the same fd and direction, are appended to it (a handler that
@@ -9,6 +9,7 @@
 //! following the fd instead.
 
 use std::cell::UnsafeCell;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// How many entries there are, and how many bytes each holds.
@@ -23,6 +24,8 @@ const READY: u8 = 2;
 const SENT: u8 = 0;
 const RECEIVED: u8 = 1;
 const CLOSED: u8 = 2;
+const CONNECTED: u8 = 3;
+const DUPLICATED: u8 = 4;
 
 /// One kept piece of work, as replayed.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,6 +33,44 @@ pub enum Op<'a> {
     Sent(i32, &'a [u8]),
     Received(i32, &'a [u8]),
     Closed(i32),
+    /// The fd was connected to this address (`None`: the connect failed).
+    Connected(i32, Option<SocketAddr>),
+    /// The second fd became a copy of the first.
+    Duplicated(i32, i32),
+}
+
+/// An address in 19 bytes: family (4 or 6, 0 for none), port, 16 address bytes.
+fn encode_addr(addr: Option<SocketAddr>) -> [u8; 19] {
+    let mut b = [0u8; 19];
+    match addr {
+        Some(SocketAddr::V4(a)) => {
+            b[0] = 4;
+            b[1..3].copy_from_slice(&a.port().to_be_bytes());
+            b[3..7].copy_from_slice(&a.ip().octets());
+        }
+        Some(SocketAddr::V6(a)) => {
+            b[0] = 6;
+            b[1..3].copy_from_slice(&a.port().to_be_bytes());
+            b[3..19].copy_from_slice(&a.ip().octets());
+        }
+        None => {}
+    }
+    b
+}
+
+fn decode_addr(b: &[u8]) -> Option<SocketAddr> {
+    let port = u16::from_be_bytes([*b.get(1)?, *b.get(2)?]);
+    match b.first()? {
+        4 => {
+            let ip: [u8; 4] = b.get(3..7)?.try_into().ok()?;
+            Some(SocketAddr::new(ip.into(), port))
+        }
+        6 => {
+            let ip: [u8; 16] = b.get(3..19)?.try_into().ok()?;
+            Some(SocketAddr::new(ip.into(), port))
+        }
+        _ => None,
+    }
 }
 
 struct Entry {
@@ -37,6 +78,8 @@ struct Entry {
     kind: AtomicU8,
     fd: AtomicI32,
     seq: AtomicU64,
+    /// When its first bytes moved (monotonic ns): the time they are replayed at.
+    at: AtomicU64,
     len: AtomicUsize,
     data: UnsafeCell<[u8; ENTRY_BYTES]>,
 }
@@ -48,6 +91,7 @@ impl Entry {
             kind: AtomicU8::new(SENT),
             fd: AtomicI32::new(-1),
             seq: AtomicU64::new(0),
+            at: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             data: UnsafeCell::new([0; ENTRY_BYTES]),
         }
@@ -100,20 +144,37 @@ impl Deferred {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Keeps bytes the host wrote to `fd`. False when they did not all fit.
-    pub fn sent(&self, fd: i32, bytes: &[u8]) -> bool {
-        self.keep(SENT, fd, bytes)
+    /// Keeps bytes the host wrote to `fd` at `at` (monotonic ns). False when they did not all
+    /// fit.
+    pub fn sent(&self, fd: i32, bytes: &[u8], at: u64) -> bool {
+        self.keep(SENT, fd, bytes, at)
     }
 
-    /// Keeps bytes the host read from `fd`. False when they did not all fit.
-    pub fn received(&self, fd: i32, bytes: &[u8]) -> bool {
-        self.keep(RECEIVED, fd, bytes)
+    /// Keeps bytes the host read from `fd` at `at`. False when they did not all fit.
+    pub fn received(&self, fd: i32, bytes: &[u8], at: u64) -> bool {
+        self.keep(RECEIVED, fd, bytes, at)
     }
 
     /// Keeps the close of `fd`. False when there was no room.
     pub fn closed(&self, fd: i32) -> bool {
-        match self.claim(CLOSED, fd) {
+        self.keep_one(CLOSED, fd, &[])
+    }
+
+    /// Keeps the connect of `fd` to `addr`. False when there was no room.
+    pub fn connected(&self, fd: i32, addr: Option<SocketAddr>) -> bool {
+        self.keep_one(CONNECTED, fd, &encode_addr(addr))
+    }
+
+    /// Keeps that `new_fd` became a copy of `old_fd`. False when there was no room.
+    pub fn duplicated(&self, old_fd: i32, new_fd: i32) -> bool {
+        self.keep_one(DUPLICATED, old_fd, &new_fd.to_le_bytes())
+    }
+
+    /// One entry of its own for `kind` on `fd`, holding `data`.
+    fn keep_one(&self, kind: u8, fd: i32, data: &[u8]) -> bool {
+        match self.claim(kind, fd, 0) {
             Some(e) => {
+                e.append(data);
                 self.publish(e);
                 true
             }
@@ -121,9 +182,10 @@ impl Deferred {
         }
     }
 
-    fn keep(&self, kind: u8, fd: i32, mut bytes: &[u8]) -> bool {
+    fn keep(&self, kind: u8, fd: i32, mut bytes: &[u8], at: u64) -> bool {
         // Append to the newest entry when it is this fd's, in this direction.
         if let Some(e) = self.entries.get(self.newest.load(Ordering::Acquire))
+            && matches!(kind, SENT | RECEIVED)
             && e.state
                 .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -136,7 +198,7 @@ impl Deferred {
             self.publish(e);
         }
         while !bytes.is_empty() {
-            let Some(e) = self.claim(kind, fd) else {
+            let Some(e) = self.claim(kind, fd, at) else {
                 return false;
             };
             let n = e.append(bytes);
@@ -146,8 +208,8 @@ impl Deferred {
         true
     }
 
-    /// Takes a free entry for `kind` on `fd` (state BUSY, empty).
-    fn claim(&self, kind: u8, fd: i32) -> Option<&Entry> {
+    /// Takes a free entry for `kind` on `fd` (state BUSY, empty), stamped `at`.
+    fn claim(&self, kind: u8, fd: i32, at: u64) -> Option<&Entry> {
         let (i, e) = self.entries.iter().enumerate().find(|(_, e)| {
             e.state
                 .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Relaxed)
@@ -155,6 +217,7 @@ impl Deferred {
         })?;
         e.kind.store(kind, Ordering::Relaxed);
         e.fd.store(fd, Ordering::Relaxed);
+        e.at.store(at, Ordering::Relaxed);
         e.len.store(0, Ordering::Relaxed);
         e.seq
             .store(self.seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
@@ -167,9 +230,9 @@ impl Deferred {
         self.pending.store(true, Ordering::Release);
     }
 
-    /// Replays every ready entry, oldest first, and frees it. An entry a handler is filling
-    /// right now stays for the next time.
-    pub fn drain(&self, replay: &mut dyn FnMut(Op)) {
+    /// Replays every ready entry, oldest first, with when it was seen, and frees it. An entry a
+    /// handler is filling right now stays for the next time.
+    pub fn drain(&self, replay: &mut dyn FnMut(Op, u64)) {
         if !self.pending.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -196,13 +259,22 @@ impl Deferred {
                 continue;
             };
             let fd = e.fd.load(Ordering::Relaxed);
+            let at = e.at.load(Ordering::Relaxed);
             let len = e.len.load(Ordering::Relaxed).min(ENTRY_BYTES);
             // SAFETY: we own the entry (BUSY); `len` bytes of it were written.
             let bytes = unsafe { std::slice::from_raw_parts(e.data.get().cast::<u8>(), len) };
             match e.kind.load(Ordering::Relaxed) {
-                SENT => replay(Op::Sent(fd, bytes)),
-                RECEIVED => replay(Op::Received(fd, bytes)),
-                _ => replay(Op::Closed(fd)),
+                SENT => replay(Op::Sent(fd, bytes), at),
+                RECEIVED => replay(Op::Received(fd, bytes), at),
+                CONNECTED => replay(Op::Connected(fd, decode_addr(bytes)), at),
+                DUPLICATED => {
+                    let new = bytes
+                        .get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(-1, i32::from_le_bytes);
+                    replay(Op::Duplicated(fd, new), at)
+                }
+                _ => replay(Op::Closed(fd), at),
             }
             e.state.store(FREE, Ordering::Release);
         }
@@ -210,7 +282,7 @@ impl Deferred {
 
     /// Forgets everything kept (a forked child: nothing inherited is its to replay).
     pub fn clear(&self) {
-        self.drain(&mut |_| {});
+        self.drain(&mut |_, _| {});
     }
 }
 
@@ -221,11 +293,13 @@ mod tests {
 
     fn replayed(d: &Deferred) -> Vec<String> {
         let mut out = Vec::new();
-        d.drain(&mut |op| {
+        d.drain(&mut |op, _| {
             out.push(match op {
                 Op::Sent(fd, b) => format!("sent {fd} {}", String::from_utf8_lossy(b)),
                 Op::Received(fd, b) => format!("received {fd} {}", String::from_utf8_lossy(b)),
                 Op::Closed(fd) => format!("closed {fd}"),
+                Op::Connected(fd, a) => format!("connected {fd} {a:?}"),
+                Op::Duplicated(a, b) => format!("duplicated {a} {b}"),
             })
         });
         out
@@ -236,10 +310,13 @@ mod tests {
         let d = Deferred::new();
         assert!(!d.is_pending());
         for b in b"POST /x HTTP/1.1" {
-            assert!(d.sent(5, &[*b]));
+            assert!(d.sent(5, &[*b], 1));
         }
-        assert!(d.received(5, b"HTTP/1.1 202"));
-        assert!(d.sent(6, b"other"));
+        assert!(d.received(5, b"HTTP/1.1 202", 2));
+        assert!(d.sent(6, b"other", 3));
+        assert!(d.connected(7, Some("127.0.0.1:9001".parse().unwrap())));
+        assert!(d.connected(8, Some("[::1]:80".parse().unwrap())));
+        assert!(d.duplicated(7, 12));
         assert!(d.closed(5));
         assert!(d.is_pending());
         assert_eq!(
@@ -248,6 +325,9 @@ mod tests {
                 "sent 5 POST /x HTTP/1.1",
                 "received 5 HTTP/1.1 202",
                 "sent 6 other",
+                "connected 7 Some(127.0.0.1:9001)",
+                "connected 8 Some([::1]:80)",
+                "duplicated 7 12",
                 "closed 5"
             ]
         );
@@ -258,14 +338,14 @@ mod tests {
     #[test]
     fn full_means_refused_and_big_writes_span_entries() {
         let d = Deferred::new();
-        assert!(d.sent(3, &vec![b'a'; ENTRY_BYTES * 3 + 10]));
+        assert!(d.sent(3, &vec![b'a'; ENTRY_BYTES * 3 + 10], 1));
         let ops = replayed(&d);
         assert_eq!(ops.len(), 4);
         for fd in 0..ENTRIES as i32 {
             assert!(d.closed(fd));
         }
         assert!(!d.closed(99), "no room left");
-        assert!(!d.sent(99, b"x"));
+        assert!(!d.sent(99, b"x", 1));
         assert_eq!(replayed(&d).len(), ENTRIES);
         assert!(d.closed(1), "room again after replay");
     }

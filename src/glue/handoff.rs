@@ -11,19 +11,25 @@
 //!
 //! Every change is a create-exclusive or a rename, so two processes never both claim the cold
 //! start or both take one invoke. The directory is made by the first process that needs it:
-//! runtimes that keep one process never create it.
+//! runtimes that keep one process never create it. After the directory is made (when the
+//! process first talks to the Runtime API), every file is written and read with raw system
+//! calls into buffers on the stack: no allocation.
 
 use crate::custom::Custom;
-use crate::tracker::{EventInfo, Handoff, OpenInvoke, Probe};
-use std::fs;
+use crate::sys;
+use crate::text::{FixedStr, Out};
+use crate::tracker::{EventInfo, Handoff, OpenInvoke, Probe, RequestId, TraceId};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+/// The longest state directory path kept (a longer `TMPDIR` has no handoff).
+const MAX_DIR: usize = 512;
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct FileHandoff {
-    dir: PathBuf,
+    dir: FixedStr<MAX_DIR>,
     born_ns: u64,
 }
 
@@ -48,25 +54,44 @@ impl FileHandoff {
     /// Uses (making it if needed, mode 0700) the state directory `dir` of an environment that
     /// began at `born_ns` (monotonic).
     pub fn open(dir: &Path, born_ns: u64) -> io::Result<FileHandoff> {
-        fs::DirBuilder::new()
+        let text = dir
+            .to_str()
+            .filter(|t| t.len() < MAX_DIR - 200)
+            .ok_or_else(|| io::Error::other("state directory path too long"))?;
+        std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir.join("open"))?;
         Ok(FileHandoff {
-            dir: dir.to_path_buf(),
+            dir: FixedStr::new(text),
             born_ns,
         })
+    }
+
+    /// `<dir>/<rest>`, NUL-terminated, in `buf`.
+    fn path<'b>(&self, buf: &'b mut [u8; 1024], rest: std::fmt::Arguments) -> &'b [u8] {
+        let mut out = Out::new(buf);
+        out.str(&self.dir);
+        out.byte(b'/');
+        let _ = std::fmt::Write::write_fmt(&mut out, rest);
+        out.byte(0);
+        let len = if out.overflowed() { 0 } else { out.len() };
+        buf.get(..len).unwrap_or_default()
     }
 }
 
 impl Handoff for FileHandoff {
     fn claim_cold_start(&mut self) -> bool {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.dir.join("cold"))
-            .is_ok()
+        let mut buf = [0u8; 1024];
+        let path = self.path(&mut buf, format_args!("cold"));
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+        match sys::open(path, flags, 0o600) {
+            Ok(fd) => {
+                let _ = sys::close(fd as libc::c_int);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn born_ns(&self) -> Option<u64> {
@@ -77,86 +102,206 @@ impl Handoff for FileHandoff {
         let Some(name) = file_name(&open.event.request_id) else {
             return;
         };
-        let tmp = self
-            .dir
-            .join("open")
-            .join(format!(".new-{name}-{}", std::process::id()));
-        if fs::write(&tmp, to_json(open)).is_ok()
-            && fs::rename(&tmp, self.dir.join("open").join(name)).is_err()
-        {
-            let _ = fs::remove_file(&tmp);
+        let pid = sys::getpid();
+        let mut tmp = [0u8; 1024];
+        let tmp = self.path(&mut tmp, format_args!("open/.new-{name}-{pid}"));
+        let mut fin = [0u8; 1024];
+        let fin = self.path(&mut fin, format_args!("open/{name}"));
+        let mut json = [0u8; 4096];
+        let mut out = Out::new(&mut json);
+        to_json(open, &mut out);
+        if out.overflowed() {
+            return;
+        }
+        let len = out.len();
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        let Ok(fd) = sys::open(tmp, flags, 0o600) else {
+            return;
+        };
+        let written = sys::write(fd as libc::c_int, json.get(..len).unwrap_or_default());
+        let _ = sys::close(fd as libc::c_int);
+        if written != Ok(len) || sys::rename(tmp, fin).is_err() {
+            let _ = sys::unlink(tmp);
         }
     }
 
     fn take(&mut self, request_id: &str) -> Option<OpenInvoke> {
         let name = file_name(request_id)?;
-        let claimed = self
-            .dir
-            .join("open")
-            .join(format!(".taken-{name}-{}", std::process::id()));
-        fs::rename(self.dir.join("open").join(name), &claimed).ok()?;
-        let text = fs::read_to_string(&claimed);
-        let _ = fs::remove_file(&claimed);
-        from_json(&text.ok()?)
+        let pid = sys::getpid();
+        let mut from = [0u8; 1024];
+        let from = self.path(&mut from, format_args!("open/{name}"));
+        let mut claimed = [0u8; 1024];
+        let claimed = self.path(&mut claimed, format_args!("open/.taken-{name}-{pid}"));
+        sys::rename(from, claimed).ok()?;
+        let mut json = [0u8; 4096];
+        let mut len = 0;
+        if let Ok(fd) = sys::open(claimed, libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+            let fd = fd as libc::c_int;
+            while let Ok(n) = sys::read(fd, json.get_mut(len..).unwrap_or_default()) {
+                if n == 0 {
+                    break;
+                }
+                len += n;
+            }
+            let _ = sys::close(fd);
+        }
+        let _ = sys::unlink(claimed);
+        from_json(json.get(..len)?)
     }
 
     fn forget(&mut self, request_id: &str) {
         if let Some(name) = file_name(request_id) {
-            let _ = fs::remove_file(self.dir.join("open").join(name));
+            let mut buf = [0u8; 1024];
+            let path = self.path(&mut buf, format_args!("open/{name}"));
+            let _ = sys::unlink(path);
         }
     }
 }
 
 /// An open invoke in a compact JSON form, for handing it to another process.
-pub fn to_json(open: &OpenInvoke) -> String {
-    serde_json::json!({
-        "requestId": open.event.request_id,
-        "traceId": open.event.trace_id,
-        "deadlineMs": open.event.deadline_ms,
-        "requestBytes": open.event.request_bytes,
-        "monoNs": open.started.mono_ns,
-        "wallMs": open.started.wall_ms,
-        "cpuNs": open.started.cpu_ns,
-        "maxRssKb": open.started.max_rss_kb,
-        "coldStart": open.cold_start,
-        "proactiveInit": open.proactive_init,
-        "initDurationNs": open.init_duration_ns,
-        "restoreDurationNs": open.restore_duration_ns,
-        "deadlineMonoNs": open.deadline_mono_ns,
-    })
-    .to_string()
+pub fn to_json(open: &OpenInvoke, out: &mut Out) {
+    use std::fmt::Write;
+    let string = |out: &mut Out, s: &str| {
+        out.byte(b'"');
+        let _ = crate::emf::escape_json(s, |piece| {
+            out.str(piece);
+            Some(())
+        });
+        out.byte(b'"');
+    };
+    let number = |out: &mut Out, key: &str, v: Option<u64>| {
+        out.str(",\"");
+        out.str(key);
+        out.str("\":");
+        match v {
+            Some(v) => {
+                let _ = write!(out, "{v}");
+            }
+            None => out.str("null"),
+        }
+    };
+    out.str("{\"requestId\":");
+    string(out, &open.event.request_id);
+    out.str(",\"traceId\":");
+    match &open.event.trace_id {
+        Some(t) => string(out, t),
+        None => out.str("null"),
+    }
+    number(out, "deadlineMs", open.event.deadline_ms);
+    number(out, "requestBytes", Some(open.event.request_bytes));
+    number(out, "monoNs", Some(open.started.mono_ns));
+    number(out, "wallMs", Some(open.started.wall_ms));
+    number(out, "cpuNs", Some(open.started.cpu_ns));
+    number(out, "maxRssKb", Some(open.started.max_rss_kb));
+    out.str(",\"coldStart\":");
+    out.str(if open.cold_start { "true" } else { "false" });
+    out.str(",\"proactiveInit\":");
+    out.str(if open.proactive_init { "true" } else { "false" });
+    number(out, "initDurationNs", open.init_duration_ns);
+    number(out, "restoreDurationNs", open.restore_duration_ns);
+    number(out, "deadlineMonoNs", open.deadline_mono_ns);
+    out.byte(b'}');
 }
 
 /// Parses [`to_json`]; `None` for anything else.
-pub fn from_json(text: &str) -> Option<OpenInvoke> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+pub fn from_json(text: &[u8]) -> Option<OpenInvoke> {
+    use crate::json::Value;
+    #[derive(Default)]
+    struct Fields<'a> {
+        request_id: Option<&'a [u8]>,
+        trace_id: Option<Option<&'a [u8]>>,
+        numbers: [Option<Option<u64>>; 8],
+        cold_start: Option<bool>,
+        proactive_init: Option<bool>,
+    }
+    const NUMBERS: [&[u8]; 8] = [
+        b"deadlineMs",
+        b"requestBytes",
+        b"monoNs",
+        b"wallMs",
+        b"cpuNs",
+        b"maxRssKb",
+        b"initDurationNs",
+        b"restoreDurationNs",
+    ];
+    let mut f = Fields::default();
+    let mut deadline_mono = None;
+    let ok = crate::json::members(text, |key, v| {
+        let number = match v {
+            Value::Number(n) => Some(n.parse::<u64>().ok()),
+            Value::Other(b"null") => Some(None),
+            _ => None,
+        };
+        let flag = match v {
+            Value::Other(b"true") => Some(true),
+            Value::Other(b"false") => Some(false),
+            _ => None,
+        };
+        match key {
+            b"requestId" => {
+                if let Value::String(s) = v {
+                    f.request_id = Some(s);
+                }
+            }
+            b"traceId" => match v {
+                Value::String(s) => f.trace_id = Some(Some(s)),
+                Value::Other(b"null") => f.trace_id = Some(None),
+                _ => {}
+            },
+            b"coldStart" => f.cold_start = flag,
+            b"proactiveInit" => f.proactive_init = flag,
+            b"deadlineMonoNs" => deadline_mono = number,
+            k => {
+                if let Some(i) = NUMBERS.iter().position(|n| *n == k)
+                    && let Some(slot) = f.numbers.get_mut(i)
+                {
+                    *slot = number;
+                }
+            }
+        }
+    });
+    if !ok {
+        return None;
+    }
+    let num = |i: usize| f.numbers.get(i).copied().flatten();
+    let required = |i: usize| num(i).flatten();
+    let text_of = |escaped: &[u8], buf: &mut [u8]| -> Option<usize> {
+        let mut out = Out::new(buf);
+        (crate::json::unescape(escaped, &mut out) && !out.overflowed()).then(|| out.len())
+    };
+    let mut id_buf = [0u8; 1024];
+    let id_len = text_of(f.request_id?, &mut id_buf)?;
+    let trace = match f.trace_id? {
+        Some(t) => {
+            let mut buf = [0u8; 4096];
+            let len = text_of(t, &mut buf)?;
+            Some(TraceId::from_bytes(buf.get(..len)?))
+        }
+        None => None,
+    };
     Some(OpenInvoke {
         event: EventInfo {
-            request_id: v.get("requestId")?.as_str()?.to_string(),
-            trace_id: v
-                .get("traceId")
-                .and_then(|t| t.as_str())
-                .map(str::to_string),
-            deadline_ms: num("deadlineMs"),
-            request_bytes: num("requestBytes")?,
+            request_id: RequestId::from_bytes(id_buf.get(..id_len)?),
+            trace_id: trace,
+            deadline_ms: num(0)?,
+            request_bytes: required(1)?,
             thread: 0,
         },
         started: Probe {
-            mono_ns: num("monoNs")?,
-            wall_ms: num("wallMs")?,
-            cpu_ns: num("cpuNs")?,
-            max_rss_kb: num("maxRssKb")?,
+            mono_ns: required(2)?,
+            wall_ms: required(3)?,
+            cpu_ns: required(4)?,
+            max_rss_kb: required(5)?,
             gauges: None,
         },
-        cold_start: v.get("coldStart")?.as_bool()?,
-        proactive_init: v.get("proactiveInit")?.as_bool()?,
-        init_duration_ns: num("initDurationNs"),
-        restore_duration_ns: num("restoreDurationNs"),
-        deadline_mono_ns: num("deadlineMonoNs"),
+        cold_start: f.cold_start?,
+        proactive_init: f.proactive_init?,
+        init_duration_ns: num(6)?,
+        restore_duration_ns: num(7)?,
+        deadline_mono_ns: deadline_mono?,
         first_byte_ns: None,
         journal_slot: None,
-        custom: Custom::default(),
+        custom: Custom::NONE,
     })
 }
 
@@ -168,14 +313,14 @@ mod tests {
 
     fn temp_dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lm-handoff-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&d);
         d
     }
 
     fn open(id: &str) -> OpenInvoke {
         OpenInvoke {
             event: EventInfo {
-                request_id: id.into(),
+                request_id: RequestId::new(id),
                 trace_id: None,
                 deadline_ms: Some(5),
                 request_bytes: 3,
@@ -189,7 +334,7 @@ mod tests {
             deadline_mono_ns: None,
             first_byte_ns: None,
             journal_slot: None,
-            custom: Default::default(),
+            custom: Custom::NONE,
         }
     }
 
@@ -211,10 +356,10 @@ mod tests {
         a.save(&open("../../etc/x"));
         assert_eq!(b.take("../../etc/x"), None);
         assert!(
-            fs::read_dir(d.join("open")).unwrap().next().is_none(),
+            std::fs::read_dir(d.join("open")).unwrap().next().is_none(),
             "nothing left behind"
         );
-        fs::remove_dir_all(&d).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -228,5 +373,29 @@ mod tests {
             state_dir(Path::new("/tmp"), 7, 1234),
             PathBuf::from("/tmp/.lambda-meter-7-1234")
         );
+    }
+
+    #[test]
+    fn open_invoke_json_round_trip() {
+        let mut o = open("a\"b");
+        o.event.trace_id = Some(TraceId::new("Root=1-abc"));
+        o.started = Probe {
+            mono_ns: 5,
+            wall_ms: 6,
+            cpu_ns: 7,
+            max_rss_kb: 8,
+            gauges: None,
+        };
+        o.cold_start = true;
+        o.init_duration_ns = Some(7);
+        o.deadline_mono_ns = Some(9);
+        let mut buf = [0u8; 4096];
+        let mut out = Out::new(&mut buf);
+        to_json(&o, &mut out);
+        let text = out.written().to_vec();
+        serde_json::from_slice::<serde_json::Value>(&text).unwrap();
+        assert_eq!(from_json(&text), Some(o));
+        assert_eq!(from_json(b"{}"), None);
+        assert_eq!(from_json(b"garbage"), None);
     }
 }

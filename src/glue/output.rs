@@ -1,22 +1,31 @@
 //! Everything the library writes: EMF records to their destination, warnings to stderr.
 //!
-//! Each line is one `write()` (or one `send()`) through the saved real function, so lines from
-//! other threads never interleave inside it, and nothing goes through the host's buffered
-//! streams. Callers restore the host's errno afterwards.
+//! Each line is one `writev()` (or one `sendmsg()`), made as a raw system call ([`crate::sys`]):
+//! lines from other threads never interleave inside it, nothing goes through the host's buffered
+//! streams, errno is untouched, and no write of ours is a cancellation point. Nothing here
+//! allocates: lines are formatted on the stack.
+//!
+//! No write of ours blocks the host for long, whatever the destination: stdout and stderr are
+//! written without waiting (`RWF_NOWAIT`, per call, so the host's own file flags are never
+//! changed) and waited for at most [`FULL_PIPE_WAIT_MS`] in all; a destination file is opened
+//! non-blocking (a FIFO without a reader is refused, not waited for).
 //!
 //! Destinations other than stdout and stderr use an fd of our own (a file, or a socket to the
 //! CloudWatch agent). It is moved high (≥ 512) and close-on-exec, and before every use we check
 //! with `fstat` that the number still names our file: a host that closed it and got the same
 //! number back for something else must never receive our lines, nor lose its fd to us. A socket
-//! never blocks an invoke: it is non-blocking, and a record that cannot go now is dropped and
-//! counted, with a warning at the 1st, 10th, 100th … drop.
+//! never blocks an invoke: a record that cannot go now is dropped and counted, with a warning at
+//! the 1st, 10th, 100th … drop.
+//!
+//! Records are written only by the thread that holds the engine's gate (or by an ending path
+//! that no other thread survives), so the destination's state needs no lock of its own.
 
-use crate::real;
 use crate::settings::Destination;
+use crate::sys;
+use std::cell::UnsafeCell;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
 
 /// Records that could not be written (destination closed, full, unreachable, …).
 pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
@@ -24,18 +33,34 @@ pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
 /// Lowest fd number used for our own destination fds.
 const OWN_FD_FLOOR: libc::c_int = 512;
 /// After a failed connect to the agent, wait this long before trying again.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const RECONNECT_AFTER_NS: u64 = 1_000_000_000;
 
 static DESTINATION: OnceLock<Destination> = OnceLock::new();
-static SINK: Mutex<Sink> = Mutex::new(Sink {
-    fd: None,
-    failed_at: None,
-});
+/// A file destination's path, NUL-terminated (made at load).
+static DESTINATION_PATH: OnceLock<std::ffi::CString> = OnceLock::new();
 
 /// Our own destination fd, with the identity that proves it is still ours.
-pub struct Sink {
+struct Sink {
     fd: Option<OwnFd>,
-    failed_at: Option<Instant>,
+    /// When the last connect to the agent failed (monotonic ns).
+    failed_at: Option<u64>,
+}
+
+struct SinkCell(UnsafeCell<Sink>);
+
+// SAFETY: only the thread that holds the engine's gate touches the sink (see the module
+// documentation).
+unsafe impl Sync for SinkCell {}
+
+static SINK: SinkCell = SinkCell(UnsafeCell::new(Sink {
+    fd: None,
+    failed_at: None,
+}));
+
+#[allow(clippy::mut_from_ref)]
+fn sink() -> &'static mut Sink {
+    // SAFETY: see SinkCell: one thread at a time, the one writing records.
+    unsafe { &mut *SINK.0.get() }
 }
 
 #[derive(Clone, Copy)]
@@ -45,20 +70,8 @@ struct OwnFd {
     ino: u64,
 }
 
-fn errno() -> libc::c_int {
-    // SAFETY: reading this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
 fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
-    file_status(fd).map(|st| (st.st_dev, st.st_ino))
-}
-
-fn file_status(fd: libc::c_int) -> Option<libc::stat> {
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes only the struct we pass.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+    sys::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
 }
 
 impl OwnFd {
@@ -67,18 +80,19 @@ impl OwnFd {
         if fd < 0 {
             return None;
         }
-        // SAFETY: fcntl F_DUPFD_CLOEXEC on our own fd; the original is ours to close.
-        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, OWN_FD_FLOOR) };
-        let fd = if high >= 0 {
-            // SAFETY: closing the fd we created a moment ago, now duplicated.
-            unsafe { real::close::get()(fd) };
-            high
-        } else {
-            fd
+        let fd = match sys::dup_above(fd, OWN_FD_FLOOR) {
+            Ok(high) => {
+                let _ = sys::close(fd);
+                high as libc::c_int
+            }
+            Err(_) => fd,
         };
         let own = identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino });
-        if own.is_some() {
-            OWN_FD.store(fd, Ordering::Relaxed);
+        match own {
+            Some(_) => OWN_FD.store(fd, Ordering::Relaxed),
+            None => {
+                let _ = sys::close(fd);
+            }
         }
         own
     }
@@ -91,39 +105,32 @@ impl OwnFd {
     fn close(self) {
         let _ = OWN_FD.compare_exchange(self.fd, -1, Ordering::Relaxed, Ordering::Relaxed);
         if self.still_ours() {
-            // SAFETY: the fd is verified to be ours.
-            unsafe { real::close::get()(self.fd) };
+            let _ = sys::close(self.fd);
         }
     }
 }
 
 /// Our own destination fd (file or agent socket) while open, for [`write_record_parts`], which
-/// may not take the sink lock. -1 when none.
+/// may run anywhere. -1 when none.
 static OWN_FD: AtomicI32 = AtomicI32::new(-1);
-
-fn sink() -> MutexGuard<'static, Sink> {
-    SINK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The sink lock, held across `fork` so a child never inherits it mid-use.
-pub type SinkGuard = MutexGuard<'static, Sink>;
-
-/// Takes the sink lock before `fork`.
-pub fn lock_for_fork() -> SinkGuard {
-    sink()
-}
 
 /// In a forked child: its copy of our destination fd is its own to close; the child opens
 /// its own when it has something to write.
-pub fn forked_child(sink: &mut SinkGuard) {
-    if let Some(fd) = sink.fd.take() {
+pub fn forked_child() {
+    let s = sink();
+    if let Some(fd) = s.fd.take() {
         fd.close();
     }
-    sink.failed_at = None;
+    s.failed_at = None;
 }
 
 /// Sets where records go (once, at load).
 pub fn configure(destination: Destination) {
+    if let Destination::File(path) = &destination
+        && let Ok(c) = std::ffi::CString::new(path.as_bytes())
+    {
+        let _ = DESTINATION_PATH.set(c);
+    }
     let _ = DESTINATION.set(destination);
 }
 
@@ -153,7 +160,7 @@ pub fn host_wrote(fd: libc::c_int, last: u8) {
 
 /// Whether a line of ours written to `fd` must start with a newline (the host left a partial
 /// line there). Clears the mark: our line ends with one.
-pub fn take_open_line(fd: libc::c_int) -> bool {
+fn take_open_line(fd: libc::c_int) -> bool {
     HOST_LINE_OPEN
         .get((fd as usize).wrapping_sub(1))
         .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
@@ -186,34 +193,26 @@ fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
     if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
         return write();
     }
-    // SAFETY: plain signal-set manipulation on local sets and this thread's mask.
-    unsafe {
-        let mut pipe: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut pipe);
-        libc::sigaddset(&mut pipe, libc::SIGPIPE);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
-        let mut pending: libc::sigset_t = std::mem::zeroed();
-        libc::sigpending(&mut pending);
-        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
-        let result = write();
-        if !was_pending {
-            let now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now);
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        result
+    // SAFETY: an all-zero sigset_t is an empty set; sigaddset writes only it.
+    let mut pipe: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut pipe, libc::SIGPIPE) };
+    let old = sys::sigmask(libc::SIG_BLOCK, &pipe);
+    let was_pending = sys::pending(libc::SIGPIPE);
+    let result = write();
+    if !was_pending {
+        sys::take_pending(libc::SIGPIPE);
     }
+    sys::sigmask(libc::SIG_SETMASK, &old);
+    result
 }
 
 /// Remembers what stdout and stderr are now (called first thing at load).
 pub fn remember_log_streams() {
-    let mut pipe: libc::sigaction = unsafe_zeroed_sigaction();
+    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, no flags, empty mask).
+    let mut pipe: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: querying SIGPIPE's action into our struct.
-    if unsafe { real::sigaction::get()(libc::SIGPIPE, std::ptr::null(), &mut pipe) } == 0 {
+    if unsafe { crate::real::sigaction::get()(libc::SIGPIPE, std::ptr::null(), &mut pipe) } == 0 {
         note_sigpipe_disposition(pipe.sa_sigaction);
     }
     for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
@@ -225,11 +224,6 @@ pub fn remember_log_streams() {
             slot[1].store(ino, Ordering::Relaxed);
         }
     }
-}
-
-fn unsafe_zeroed_sigaction() -> libc::sigaction {
-    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, no flags, empty mask).
-    unsafe { std::mem::zeroed() }
 }
 
 /// Whether `fd` (1 or 2) is still the stream it was at load. Other fds: true. One `fstat`;
@@ -245,7 +239,7 @@ fn log_stream_check(fd: libc::c_int) -> Option<bool> {
     if !is_log_fd(fd) {
         return Some(false);
     }
-    let st = file_status(fd);
+    let st = sys::fstat(fd).ok();
     if let Some(slot) = LOG_STREAMS.get((fd as usize).wrapping_sub(1)) {
         let known = (
             slot[0].load(Ordering::Relaxed),
@@ -263,48 +257,11 @@ fn log_stream_check(fd: libc::c_int) -> Option<bool> {
 /// partial line on stdout or stderr. False (nothing written) when stdout or stderr is no
 /// longer the stream it was at load.
 pub fn write_line(fd: i32, line: &[u8]) -> bool {
-    let Some(pipe) = log_stream_check(fd) else {
-        return false;
-    };
-    let write = || {
-        if take_open_line(fd) {
-            let mut fresh = Vec::with_capacity(line.len() + 1);
-            fresh.push(b'\n');
-            fresh.extend_from_slice(line);
-            return write_all(fd, &fresh);
-        }
-        write_all(fd, line)
-    };
-    if pipe {
-        without_sigpipe(write)
-    } else {
-        write()
-    }
+    write_record_to(fd, false, &[line])
 }
 
-/// Writes all of `bytes` to `fd`, retrying on EINTR and finishing partial writes. Never blocks
-/// beyond what the fd itself does; gives up on any other error (the caller counts the loss).
-fn write_all(fd: i32, bytes: &[u8]) -> bool {
-    let write = real::write::get();
-    let mut rest = bytes;
-    let mut waited = 0;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a live slice; write reads at most `rest.len()` bytes from it.
-        let n = unsafe { write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN if wait_writable(fd, &mut waited) => continue,
-                _ => return false,
-            }
-        }
-        rest = rest.get(n as usize..).unwrap_or_default();
-    }
-    true
-}
-
-/// The longest a record waits, in all, for a full non-blocking stdout or stderr (a runtime such
-/// as Node may set O_NONBLOCK on it) to take it; past that it is dropped and counted.
+/// The longest a record waits, in all, for a full stdout or stderr (a pipe nobody drains fast
+/// enough, non-blocking or not) to take it; past that it is dropped and counted.
 const FULL_PIPE_WAIT_MS: i32 = 1_000;
 
 /// Waits (poll) until `fd` can take bytes, within what is left of [`FULL_PIPE_WAIT_MS`].
@@ -313,40 +270,49 @@ fn wait_writable(fd: libc::c_int, waited_ms: &mut i32) -> bool {
     if *waited_ms >= FULL_PIPE_WAIT_MS {
         return false;
     }
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
     let step = (FULL_PIPE_WAIT_MS - *waited_ms).min(100);
-    // SAFETY: poll on one pollfd of ours.
-    let rc = unsafe { libc::poll(&mut p, 1, step) };
-    *waited_ms += if rc == 0 { step } else { 1 };
-    rc >= 0 && (rc == 0 || p.revents & libc::POLLOUT != 0)
+    let rc = sys::poll_out(fd, step);
+    *waited_ms += match rc {
+        Ok((0, _)) => step,
+        _ => 1,
+    };
+    match rc {
+        Ok((0, _)) => true,
+        Ok((_, revents)) => revents & libc::POLLOUT != 0,
+        Err(e) => e == libc::EINTR,
+    }
 }
 
 /// Writes one EMF record to the configured destination. On stdout in a per-request helper
 /// process, that is the stdout of the environment's root (the function's log), never the
 /// helper's own stdout, which the runtime may be capturing (`EVENT=$(curl …)`).
-pub fn emit_record(line: &str) {
-    let bytes = line.as_bytes();
+pub fn emit_record(line: &[u8]) {
     match DESTINATION.get().unwrap_or(&Destination::Stdout) {
         Destination::Stdout => match crate::probes::environment_root() {
             None => {
-                if !write_line(libc::STDOUT_FILENO, bytes) {
-                    dropped(1, log_stream_trouble(libc::STDOUT_FILENO, "stdout"));
+                if !write_line(libc::STDOUT_FILENO, line) {
+                    dropped(log_stream_trouble(libc::STDOUT_FILENO, "stdout"));
                 }
             }
-            Some(root) => to_file(&format!("/proc/{root}/fd/1"), false, bytes),
+            Some(root) => {
+                let mut path = [0u8; 48];
+                let path = crate::text::format_into(&mut path, format_args!("/proc/{root}/fd/1\0"));
+                to_path(path.as_bytes(), false, line);
+            }
         },
         Destination::Stderr => {
-            if !write_line(libc::STDERR_FILENO, bytes) {
-                dropped(1, log_stream_trouble(libc::STDERR_FILENO, "stderr"));
+            if !write_line(libc::STDERR_FILENO, line) {
+                dropped(log_stream_trouble(libc::STDERR_FILENO, "stderr"));
             }
         }
-        Destination::File(path) => to_file(path, true, bytes),
-        Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, bytes, "tcp"),
-        Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, bytes, "udp"),
+        Destination::File(_) => {
+            let path = DESTINATION_PATH
+                .get()
+                .map_or(&b"\0"[..], |p| p.as_bytes_with_nul());
+            to_path(path, true, line);
+        }
+        Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, line, "tcp"),
+        Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, line, "udp"),
     }
 }
 
@@ -372,8 +338,21 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         Destination::File(_) => (OWN_FD.load(Ordering::Relaxed), false),
         Destination::Tcp(_) | Destination::Udp(_) => (OWN_FD.load(Ordering::Relaxed), true),
     };
-    let Some(pipe) = log_stream_check(fd) else {
+    if fd < 0 {
         DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    let written = write_record_to(fd, socket, parts);
+    if !written {
+        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+    }
+    written
+}
+
+/// Writes one record given in pieces to `fd`, after a newline when the host left a line open
+/// there. False when nothing (or not all) could be written.
+fn write_record_to(fd: libc::c_int, socket: bool, parts: &[&[u8]]) -> bool {
+    let Some(pipe) = log_stream_check(fd) else {
         return false;
     };
     let newline: &[u8] = if take_open_line(fd) { b"\n" } else { b"" };
@@ -396,10 +375,6 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
         };
         n += 1;
     }
-    if fd < 0 {
-        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
-        return false;
-    }
     let log_pipe = is_log_fd(fd) && !socket && pipe;
     if log_pipe {
         without_sigpipe(|| writev_all(fd, socket, &mut iov, n))
@@ -408,38 +383,77 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
     }
 }
 
-/// Sends the first `n` iovecs whole (`sendmsg` with `MSG_NOSIGNAL` to a socket of ours,
-/// `writev` otherwise), finishing partial writes. Async-signal-safe.
+/// How a write to an fd avoids waiting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// `RWF_NOWAIT`: fails with EAGAIN instead of waiting (pipes, sockets).
+    FlaggedNoWait,
+    /// The fd cannot say (a named FIFO, an old kernel's pipe): look with `poll` first, and
+    /// write at most `PIPE_BUF` at a time, which a pipe with room takes without waiting.
+    PollFirst,
+    /// A file or a terminal: a write does not wait for long.
+    Plain,
+}
+
+/// Sends the first `n` iovecs whole (`sendmsg` with `MSG_NOSIGNAL` to a socket of ours, a
+/// `writev` that does not wait otherwise), finishing partial writes, and waiting for a full
+/// pipe at most [`FULL_PIPE_WAIT_MS`] in all. Async-signal-safe.
 fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) -> bool {
     let mut first = 0;
     let mut waited = 0;
+    let mut how = Writes::FlaggedNoWait;
     while first < n {
         let Some(rest) = iov.get_mut(first..n) else {
             return false;
         };
         let sent = if socket {
-            // SAFETY: an all-zero msghdr is valid; it names our iovecs only.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = rest.as_mut_ptr();
-            msg.msg_iovlen = rest.len() as _;
-            // SAFETY: the iovecs point into live slices; MSG_NOSIGNAL: no SIGPIPE for the host.
-            unsafe { real::sendmsg::get()(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) }
+            // MSG_NOSIGNAL: no SIGPIPE for the host; MSG_DONTWAIT: never block the invoke.
+            sys::sendmsg(fd, rest, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
         } else {
-            // SAFETY: the iovecs point into live slices; writev only reads them.
-            unsafe { real::writev::get()(fd, rest.as_ptr(), rest.len() as libc::c_int) }
-        };
-        if sent < 0 {
-            match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN if !socket && wait_writable(fd, &mut waited) => continue,
-                _ => {
-                    DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
-                    return false;
-                }
+            match how {
+                Writes::FlaggedNoWait => match sys::writev_nowait(fd, rest) {
+                    // The fd cannot say, or the kernel (or an emulator) has no pwritev2.
+                    Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE | libc::ENOSYS) => {
+                        let fifo = sys::fstat(fd)
+                            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+                        how = if fifo {
+                            Writes::PollFirst
+                        } else {
+                            Writes::Plain
+                        };
+                        continue;
+                    }
+                    other => other,
+                },
+                Writes::PollFirst => match sys::poll_out(fd, 0) {
+                    Ok((0, _)) => Err(libc::EAGAIN),
+                    Ok(_) => {
+                        // One piece of at most PIPE_BUF bytes: taken whole or not at all.
+                        let piece = rest.first().map_or(
+                            libc::iovec {
+                                iov_base: std::ptr::null_mut(),
+                                iov_len: 0,
+                            },
+                            |v| libc::iovec {
+                                iov_base: v.iov_base,
+                                iov_len: v.iov_len.min(libc::PIPE_BUF),
+                            },
+                        );
+                        sys::writev(fd, &[piece])
+                    }
+                    Err(e) => Err(e),
+                },
+                Writes::Plain => sys::writev(fd, rest),
             }
-        }
+        };
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(libc::EINTR) => continue,
+            Err(libc::EAGAIN) if !socket && wait_writable(fd, &mut waited) => continue,
+            Err(_) => return false,
+        };
         // Skip what was written; a partly written piece continues where it stopped.
-        let mut left = sent as usize;
+        let mut left = sent;
         while first < n {
             let Some(v) = iov.get_mut(first) else {
                 break;
@@ -457,59 +471,72 @@ fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) 
     true
 }
 
-/// Appends to a file through our own fd (opened once, reopened if the host took it).
-fn to_file(path: &str, create: bool, line: &[u8]) {
-    if !write_line_to_own_file(path, create, line) {
-        dropped(1, &format!("cannot write to {path}"));
+/// Appends to a file (or a `/proc/<pid>/fd/1`) through our own fd: opened once and kept when
+/// `keep` (a configured file), else opened for this record only.
+fn to_path(path: &[u8], keep: bool, line: &[u8]) {
+    let shown = crate::text::utf8_prefix(path, path.len().saturating_sub(1));
+    if !keep {
+        // Another process's stdout: a new open file description of it, appending, never
+        // waiting (a FIFO without a reader is refused at once).
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        match sys::open(path, flags, 0) {
+            Ok(fd) => {
+                let fd = fd as libc::c_int;
+                let ok = write_record_to(fd, false, &[line]);
+                let _ = sys::close(fd);
+                if !ok {
+                    dropped_fmt(format_args!("cannot write to {shown}"));
+                }
+            }
+            Err(e) => dropped_fmt(format_args!("cannot open {shown}: {}", Errno(e))),
+        }
+        return;
     }
-}
-
-fn write_line_to_own_file(path: &str, create: bool, line: &[u8]) -> bool {
-    let mut s = sink();
+    let s = sink();
     let fd = match s.fd.filter(OwnFd::still_ours) {
         Some(fd) => fd,
         None => {
-            let Ok(cpath) = std::ffi::CString::new(path) else {
-                return false;
-            };
             let flags = libc::O_WRONLY
                 | libc::O_APPEND
                 | libc::O_CLOEXEC
-                | if create { libc::O_CREAT } else { 0 };
-            // SAFETY: open with a NUL-terminated path; the fd it returns is ours.
-            let raw = unsafe { libc::open(cpath.as_ptr(), flags, 0o644) };
-            let err = errno();
-            match OwnFd::adopt(raw) {
-                Some(fd) => {
-                    s.fd = Some(fd);
-                    fd
-                }
-                None => {
+                | libc::O_CREAT
+                | libc::O_NONBLOCK;
+            match sys::open(path, flags, 0o644) {
+                Ok(raw) => match OwnFd::adopt(raw as libc::c_int) {
+                    Some(fd) => {
+                        s.fd = Some(fd);
+                        fd
+                    }
+                    None => {
+                        s.fd = None;
+                        return dropped_fmt(format_args!("cannot open {shown}"));
+                    }
+                },
+                Err(e) => {
                     s.fd = None;
-                    drop(s);
-                    let why = std::io::Error::from_raw_os_error(err);
-                    dropped(1, &format!("cannot open {path}: {why}"));
-                    return true;
+                    return dropped_fmt(format_args!("cannot open {shown}: {}", Errno(e)));
                 }
             }
         }
     };
-    drop(s);
-    write_line(fd.fd, line)
+    if !write_record_to(fd.fd, false, &[line]) {
+        dropped_fmt(format_args!("cannot write to {shown}"));
+    }
 }
 
 /// Sends to the CloudWatch agent's EMF endpoint without ever waiting for it.
 fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
-    let mut s = sink();
+    let s = sink();
     let fd = match s.fd.filter(OwnFd::still_ours) {
         Some(fd) => fd,
         None => {
-            if s.failed_at.is_some_and(|t| t.elapsed() < RECONNECT_AFTER) {
-                drop(s);
-                return dropped(
-                    1,
-                    &format!("the CloudWatch agent at {scheme}://{addr} is unreachable"),
-                );
+            let now = crate::probes::mono_ns();
+            if s.failed_at
+                .is_some_and(|t| now.saturating_sub(t) < RECONNECT_AFTER_NS)
+            {
+                return dropped_fmt(format_args!(
+                    "the CloudWatch agent at {scheme}://{addr} is unreachable"
+                ));
             }
             match open_socket(addr, kind) {
                 Ok(fd) => {
@@ -518,74 +545,73 @@ fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
                     fd
                 }
                 Err(e) => {
-                    s.failed_at = Some(Instant::now());
-                    drop(s);
-                    return dropped(
-                        1,
-                        &format!("the CloudWatch agent at {scheme}://{addr} is unreachable ({e})"),
-                    );
+                    s.failed_at = Some(now);
+                    return dropped_fmt(format_args!(
+                        "the CloudWatch agent at {scheme}://{addr} is unreachable ({})",
+                        Errno(e)
+                    ));
                 }
             }
         }
     };
-    let send = real::send::get();
-    // SAFETY: `line` is a live slice; send reads at most its length. MSG_NOSIGNAL: a closed
-    // peer must not raise SIGPIPE in the host; MSG_DONTWAIT: never block the invoke.
-    let n = unsafe {
-        send(
-            fd.fd,
-            line.as_ptr().cast(),
-            line.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
-    if n == line.len() as isize {
-        return;
-    }
-    let err = errno();
-    if n >= 0 || err == libc::EAGAIN || err == libc::EWOULDBLOCK || err == libc::ENOTCONN {
-        // Still connecting, or the agent is not keeping up: drop this one, keep the socket.
-        // A partial line would corrupt the stream: close and start over.
-        if n > 0 {
-            s.fd = None;
-            fd.close();
+    let mut iov = [libc::iovec {
+        iov_base: line.as_ptr().cast_mut().cast(),
+        iov_len: line.len(),
+    }];
+    // MSG_NOSIGNAL: a closed peer must not raise SIGPIPE in the host; MSG_DONTWAIT: never
+    // block the invoke.
+    let sent = sys::sendmsg(fd.fd, &mut iov, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    let err = match sent {
+        Ok(n) if n == line.len() => return,
+        Ok(n) => {
+            // A partial line would corrupt the stream: close and start over.
+            if n > 0 {
+                s.fd = None;
+                fd.close();
+            }
+            libc::EAGAIN
         }
-    } else {
-        s.fd = None;
-        s.failed_at = Some(Instant::now());
-        fd.close();
-    }
-    drop(s);
-    let why = std::io::Error::from_raw_os_error(err);
-    dropped(
-        1,
-        &format!("the CloudWatch agent at {scheme}://{addr} is unreachable ({why})"),
-    );
+        Err(e @ (libc::EAGAIN | libc::ENOTCONN)) => e,
+        Err(e) => {
+            // Still connecting, or the agent is not keeping up: drop this one, keep the
+            // socket; anything else: start over.
+            s.fd = None;
+            s.failed_at = Some(crate::probes::mono_ns());
+            fd.close();
+            e
+        }
+    };
+    dropped_fmt(format_args!(
+        "the CloudWatch agent at {scheme}://{addr} is unreachable ({})",
+        Errno(err)
+    ));
 }
 
 /// A non-blocking socket to `addr`, connect started.
-fn open_socket(addr: SocketAddr, kind: libc::c_int) -> std::io::Result<OwnFd> {
+fn open_socket(addr: SocketAddr, kind: libc::c_int) -> Result<OwnFd, libc::c_int> {
     let (family, storage, len) = sockaddr_of(addr);
-    // SAFETY: plain socket creation; the fd is ours.
+    // SAFETY: plain socket creation; the fd is ours. (socket is not a cancellation point.)
     let raw = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        return Err(std::io::Error::last_os_error());
+        // SAFETY: reading this thread's errno (the caller restores the host's).
+        return Err(unsafe { *libc::__errno_location() });
     }
     let Some(fd) = OwnFd::adopt(raw) else {
-        return Err(std::io::Error::other("socket lost"));
+        return Err(libc::EBADF);
     };
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
     let rc = unsafe {
-        real::connect::get()(
+        crate::real::connect::get()(
             fd.fd,
             (&storage as *const libc::sockaddr_storage).cast(),
             len,
         )
     };
-    if rc == 0 || errno() == libc::EINPROGRESS {
+    // SAFETY: as above.
+    let err = unsafe { *libc::__errno_location() };
+    if rc == 0 || err == libc::EINPROGRESS {
         return Ok(fd);
     }
-    let err = std::io::Error::last_os_error();
     fd.close();
     Err(err)
 }
@@ -632,11 +658,43 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::
     }
 }
 
-/// Counts dropped records and warns at the 1st, 10th, 100th … drop.
-fn dropped(count: u64, why: &str) {
-    let total = DROPPED_LINES.fetch_add(count, Ordering::Relaxed) + count;
-    if count > 0 && is_power_of_ten(total) {
-        warn(&format!("{why}; {total} EMF record(s) dropped so far"));
+/// An errno by its name (the C library's wording may need its translations loaded, which
+/// allocates), formatted without allocating.
+struct Errno(libc::c_int);
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            libc::ENOENT => "no such file or directory (ENOENT)",
+            libc::EACCES => "permission denied (EACCES)",
+            libc::EPERM => "operation not permitted (EPERM)",
+            libc::ENXIO => "no reader or no such device (ENXIO)",
+            libc::EPIPE => "broken pipe (EPIPE)",
+            libc::EAGAIN => "it takes no more now (EAGAIN)",
+            libc::ENOSPC => "no space left on device (ENOSPC)",
+            libc::EISDIR => "is a directory (EISDIR)",
+            libc::EROFS => "read-only file system (EROFS)",
+            libc::EMFILE => "too many open files (EMFILE)",
+            libc::ECONNREFUSED => "connection refused (ECONNREFUSED)",
+            libc::ENOTCONN => "not connected (ENOTCONN)",
+            libc::ENETUNREACH => "network unreachable (ENETUNREACH)",
+            libc::EBADF => "bad file descriptor (EBADF)",
+            _ => return write!(f, "errno {}", self.0),
+        };
+        f.write_str(name)
+    }
+}
+
+/// Counts a dropped record and warns at the 1st, 10th, 100th … drop.
+fn dropped(why: &str) {
+    dropped_fmt(format_args!("{why}"));
+}
+
+/// [`dropped`] with a formatted reason.
+fn dropped_fmt(why: std::fmt::Arguments) {
+    let total = DROPPED_LINES.fetch_add(1, Ordering::Relaxed) + 1;
+    if is_power_of_ten(total) {
+        warn_fmt(format_args!("{why}; {total} EMF record(s) dropped so far"));
     }
 }
 
@@ -652,6 +710,25 @@ fn is_power_of_ten(mut n: u64) -> bool {
 
 /// Writes one warning line to stderr: `lambda-meter: warning: …`.
 pub fn warn(msg: &str) {
-    let line = format!("lambda-meter: warning: {}\n", msg.replace('\n', " "));
-    write_line(libc::STDERR_FILENO, line.as_bytes());
+    warn_fmt(format_args!("{msg}"));
+}
+
+/// [`warn`] of a formatted message (formatted on the stack; a line break in it becomes a
+/// space, so the warning stays one line).
+pub fn warn_fmt(args: std::fmt::Arguments) {
+    let mut buf = [0u8; 1024];
+    let mut out = crate::text::Out::new(&mut buf);
+    out.str("lambda-meter: warning: ");
+    let _ = std::fmt::Write::write_fmt(&mut out, args);
+    let len = out.len().min(buf.len() - 1);
+    let line = buf.get_mut(..len + 1).unwrap_or_default();
+    for b in line.iter_mut() {
+        if *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    if let Some(last) = line.last_mut() {
+        *last = b'\n';
+    }
+    write_line(libc::STDERR_FILENO, line);
 }

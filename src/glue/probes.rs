@@ -1,11 +1,15 @@
 //! Clocks and resource readings: of this process, or, in a per-request helper process (see
 //! [`crate::handoff`]), of the environment's root process and its children.
+//!
+//! Everything here reads into buffers on the stack with raw system calls: no allocation, no
+//! lock, errno untouched.
 
+use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Whether probes read the extended gauges (network, /tmp, fds, threads).
-static GAUGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static GAUGES: AtomicBool = AtomicBool::new(false);
 /// Threads of our own in this process (the watchdog), left out of the thread gauge.
 static OWN_THREADS: AtomicU32 = AtomicU32::new(0);
 
@@ -19,24 +23,113 @@ pub fn set_own_threads(n: u32) {
     OWN_THREADS.store(n, Ordering::Relaxed);
 }
 
+/// Reads a small file (`/proc`) whole into `buf`: the bytes read.
+fn read_file<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let fd = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()? as libc::c_int;
+    let mut len = 0;
+    loop {
+        match sys::read(fd, buf.get_mut(len..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(libc::EINTR) => continue,
+            Err(_) => break,
+        }
+        if len >= buf.len() {
+            break;
+        }
+    }
+    let _ = sys::close(fd);
+    buf.get(..len)
+}
+
+/// `/proc/<pid>/<what>` (or `/proc/self/<what>`), NUL-terminated, in `buf`.
+fn proc_path<'b>(buf: &'b mut [u8; 64], pid: Option<u32>, what: &str) -> &'b [u8] {
+    let text = match pid {
+        Some(p) => crate::text::format_into(buf, format_args!("/proc/{p}/{what}\0")),
+        None => crate::text::format_into(buf, format_args!("/proc/self/{what}\0")),
+    };
+    let len = text.len();
+    buf.get(..len).unwrap_or_default()
+}
+
+/// The number after `key` on its line of a `/proc/<pid>/status`-like text.
+fn field_after(text: &[u8], key: &[u8]) -> Option<u64> {
+    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = text.get(at..)?;
+    let start = rest.iter().position(u8::is_ascii_digit)?;
+    let digits = rest.get(start..)?;
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(digits.get(..end)?).ok()?.parse().ok()
+}
+
+/// Open fds of `pid` (self when `None`), less the one the count is read through.
+fn count_fds(pid: Option<u32>) -> Option<u64> {
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, pid, "fd");
+    let fd = sys::open(
+        path,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )
+    .ok()? as libc::c_int;
+    let mut buf = [0u8; 2048];
+    let mut entries = 0u64;
+    loop {
+        let n = match sys::getdents(fd, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+        let mut at = 0;
+        while at + 19 < n {
+            let reclen = buf
+                .get(at + 16..at + 18)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| usize::from(u16::from_ne_bytes(b)));
+            if reclen == 0 {
+                break;
+            }
+            let name = buf.get(at + 19).copied().unwrap_or(b'.');
+            if name != b'.' {
+                entries += 1;
+            }
+            at += reclen;
+        }
+    }
+    let _ = sys::close(fd);
+    Some(entries.saturating_sub(1))
+}
+
 /// Reads the extended gauges: network counters of the environment's interfaces (all but
 /// loopback), bytes used on `/tmp`, and the open fds and threads of `pid` (less our own).
 fn gauges(pid: Option<u32>) -> Gauges {
     let mut g = Gauges::default();
-    if let Ok(dev) = std::fs::read_to_string("/proc/net/dev") {
-        for line in dev.lines().skip(2) {
-            let Some((name, counters)) = line.split_once(':') else {
+    let mut buf = [0u8; 8192];
+    if let Some(dev) = read_file(b"/proc/net/dev\0", &mut buf) {
+        for line in dev.split(|b| *b == b'\n').skip(2) {
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
                 continue;
             };
-            if name.trim() == "lo" {
+            let (name, counters) = line.split_at(colon);
+            if name.trim_ascii() == b"lo" {
                 continue;
             }
-            let fields: Vec<u64> = counters
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            g.net_rx_bytes += fields.first().copied().unwrap_or(0);
-            g.net_tx_bytes += fields.get(8).copied().unwrap_or(0);
+            let mut fields = counters
+                .get(1..)
+                .unwrap_or_default()
+                .split(u8::is_ascii_whitespace)
+                .filter(|f| !f.is_empty())
+                .map(|f| {
+                    std::str::from_utf8(f)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .unwrap_or(0)
+                });
+            g.net_rx_bytes += fields.next().unwrap_or(0);
+            g.net_tx_bytes += fields.nth(7).unwrap_or(0);
         }
     }
     // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
@@ -46,20 +139,10 @@ fn gauges(pid: Option<u32>) -> Gauges {
         g.tmp_used_bytes =
             (vfs.f_blocks.saturating_sub(vfs.f_bfree) as u64).saturating_mul(vfs.f_frsize as u64);
     }
-    let proc_dir = match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".to_string(),
-    };
-    if let Ok(entries) = std::fs::read_dir(format!("{proc_dir}/fd")) {
-        // The listing includes the fd it is read through.
-        g.open_fds = (entries.count() as u64).saturating_sub(1);
-    }
-    if let Ok(status) = std::fs::read_to_string(format!("{proc_dir}/status"))
-        && let Some(n) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    {
+    g.open_fds = count_fds(pid).unwrap_or(0);
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, pid, "status");
+    if let Some(n) = read_file(path, &mut buf).and_then(|s| field_after(s, b"\nThreads:")) {
         let own = if pid.is_none() {
             u64::from(OWN_THREADS.load(Ordering::Relaxed))
         } else {
@@ -95,24 +178,41 @@ pub struct ProcStat {
 
 /// Reads `/proc/<pid>/stat`.
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, Some(pid), "stat");
+    let mut buf = [0u8; 1024];
+    let text = read_file(path, &mut buf)?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = text.get(text.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let rest = text.get(text.iter().rposition(|b| *b == b')')? + 1..)?;
+    let mut fields = [&b""[..]; 20];
+    let mut n = 0;
+    for f in rest
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty())
+        .take(fields.len())
+    {
+        if let Some(slot) = fields.get_mut(n) {
+            *slot = f;
+            n += 1;
+        }
+    }
     // `rest` starts at field 3 (state); utime is field 14, starttime field 22.
-    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    let field =
+        |i: usize| -> Option<u64> { std::str::from_utf8(fields.get(i - 3)?).ok()?.parse().ok() };
     Some(ProcStat {
         start_ticks: field(22)?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
-        running: !matches!(fields.first().copied(), Some("Z" | "X" | "x")),
+        running: !matches!(fields.first().copied(), Some(b"Z" | b"X" | b"x")),
     })
 }
 
 /// Peak resident set size of `pid` (VmHWM), KiB.
 fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, Some(pid), "status");
+    let mut buf = [0u8; 4096];
+    let text = read_file(path, &mut buf)?;
+    field_after(text, b"\nVmHWM:")
 }
 
 /// When the process described by `stat` started, on the monotonic clock (to the kernel's tick,
@@ -135,7 +235,8 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes only the timespec we pass.
+    // SAFETY: clock_gettime writes only the timespec we pass (vDSO: no system call, errno
+    // untouched on success).
     unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
@@ -164,19 +265,28 @@ pub fn read(need: Reading) -> Probe {
     }
 }
 
-/// Reads the clocks and `getrusage(RUSAGE_SELF)` (or the environment root's `/proc` entries).
-pub fn probe() -> Probe {
+/// This process's CPU time (ns) and peak resident memory (KiB), from `getrusage`.
+pub fn own_usage() -> (u64, u64) {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes only the struct we pass.
+    // SAFETY: getrusage writes only the struct we pass (it cannot fail for RUSAGE_SELF).
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv_ns =
         |tv: libc::timeval| (tv.tv_sec as u64) * 1_000_000_000 + (tv.tv_usec as u64) * 1_000;
+    (
+        tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime),
+        ru.ru_maxrss.max(0) as u64,
+    )
+}
+
+/// Reads the clocks and `getrusage(RUSAGE_SELF)` (or the environment root's `/proc` entries).
+pub fn probe() -> Probe {
+    let (cpu_ns, max_rss_kb) = own_usage();
     let mut p = Probe {
         mono_ns: mono_ns(),
         wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
-        cpu_ns: tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss.max(0) as u64,
+        cpu_ns,
+        max_rss_kb,
         gauges: None,
     };
     if let Some(root) = environment_root() {

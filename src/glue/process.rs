@@ -1,26 +1,31 @@
 //! The library's state in this process, and the entry points the hooks call on tracked paths.
 //!
-//! Every entry point here runs inside a host's libc call. Each one saves and restores the
-//! host's errno, refuses to re-enter itself on the same thread, fences its logic with
-//! `catch_unwind` (a panic turns the library off for good), and performs its own output only
-//! after releasing the engine lock.
+//! Every entry point here runs inside a host's libc call, and may run anywhere the host calls
+//! one: a signal handler, a `pthread_atfork` handler, a thread the host is about to cancel, a
+//! process out of memory. So the engine is entered through one gate ([`Gate`]) that never
+//! blocks: a thread that finds it taken keeps what it saw in a lock-free queue
+//! ([`crate::deferred`]) that the holder replays before it leaves. Inside, nothing allocates
+//! (the engine's memory is reserved when the process first talks to the Runtime API), logic is
+//! fenced with `catch_unwind` (a panic turns the library off for good), the host's errno is
+//! kept, and what is written goes through raw system calls.
 
-use crate::custom::{Custom, Status};
+use crate::custom::Status;
 use crate::deferred::{Deferred, Op};
-use crate::engine::{Effects, Engine};
+use crate::engine::Engine;
 use crate::fdtable::{FdBits, TRACKED};
 use crate::handoff::FileHandoff;
 use crate::output;
 use crate::probes;
-use crate::runtime_api::{AddressError, ApiAddress};
+use crate::runtime_api::ApiAddress;
 use crate::settings::{LogLevel, Settings};
-use std::cell::Cell;
+use crate::sys;
+use std::cell::{Cell, UnsafeCell};
 use std::net::SocketAddr;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 const UNINITIALIZED: u8 = 0;
 /// This process may talk to the Runtime API: connects are checked.
@@ -31,106 +36,132 @@ const PASSIVE: u8 = 2;
 const PERMANENTLY_DISABLED: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(UNINITIALIZED);
-static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
-/// The Runtime API's addresses, readable without the lock (checked on every connect).
+/// The settings, read once at load (before the process is a runtime).
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+/// The Runtime API's addresses, readable without the gate (checked on every connect).
 static API: OnceLock<ApiAddress> = OnceLock::new();
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(0);
 /// The process whose memory the library's state describes: the one that loaded it, or the
 /// child our `fork` hook made. See [`in_owner_process`].
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+/// When this process's life began, for its first invoke's init duration (monotonic ns).
+static BORN_NS: AtomicU64 = AtomicU64::new(0);
 
-/// This process's id, from the kernel (never a cached copy: a child made with `vfork` shares
-/// its parent's memory, caches included).
-fn current_pid() -> i32 {
-    // SAFETY: getpid takes no arguments, cannot fail and does not touch errno.
-    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
-}
+/// The engine, once reserved; touched only by the thread that holds [`GATE`].
+struct EngineCell(UnsafeCell<Option<Engine>>);
 
-/// The custom-metrics channel (`LAMBDA_METER_CHANNEL`): its path, and how far this process
-/// has read it (a forked child reads on from its parent's place).
-static CHANNEL: OnceLock<std::ffi::CString> = OnceLock::new();
-static CHANNEL_READ: AtomicU64 = AtomicU64::new(0);
-/// At most this much of the channel is read at once (a runaway writer cannot take our memory).
-const CHANNEL_CHUNK: u64 = 1 << 20;
+// SAFETY: the cell is only read or written by the one thread that holds GATE (see `enter`).
+unsafe impl Sync for EngineCell {}
 
-/// What was appended to the channel since the last call (whole lines), and this process's id.
-/// One `stat` when nothing was; an open, a `pread` and a close when something was.
-fn channel_bytes() -> (Vec<u8>, u32) {
-    let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
-    let Some(path) = CHANNEL.get() else {
-        return (Vec::new(), pid);
-    };
-    let at = CHANNEL_READ.load(Ordering::Relaxed);
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated; stat writes only the struct we pass. No allocation:
-    // this runs once an invoke.
-    let size = match unsafe { libc::stat(path.as_ptr(), &mut st) } {
-        0 => st.st_size.max(0) as u64,
-        _ => 0,
-    };
-    if size <= at {
-        return (Vec::new(), pid);
-    }
-    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
-    // The newest CHANNEL_CHUNK bytes at most: an ending invoke's values are at the end.
-    let from = at.max(size.saturating_sub(CHANNEL_CHUNK));
-    let mut buf = vec![0u8; size.saturating_sub(from) as usize];
-    let read = std::fs::File::open(path).and_then(|f| {
-        use std::os::unix::fs::FileExt;
-        f.read_at(&mut buf, from)
-    });
-    buf.truncate(read.unwrap_or(0));
-    // Whole lines only: a line being written is read next time, and one cut by the window
-    // is skipped.
-    let whole = buf.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
-    buf.truncate(whole);
-    if from > at {
-        let first = buf.iter().position(|c| *c == b'\n').map_or(0, |i| i + 1);
-        buf.drain(..first);
-    }
-    CHANNEL_READ.store(from + whole as u64, Ordering::Relaxed);
-    (buf, pid)
-}
+static ENGINE: EngineCell = EngineCell(UnsafeCell::new(None));
+static GATE: Gate = Gate::new();
 
-/// Whether the calling thread belongs to the process that owns the library's state.
+/// Who may touch the engine: one thread at a time, taken without ever waiting.
 ///
-/// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
-/// parent's memory until it `exec`s (CPython's `subprocess` child calls `close_range` and
-/// `dup2` there), so whatever it did to the state — forgetting the parent's Runtime API
-/// connection, taking the parent's locks, allocating from the parent's heap — would happen to
-/// the parent. Also false in a child forked around our `fork` hook (`_Fork`, a raw `clone`):
-/// its inherited state is a stale copy. Such callers pass straight through. One `getpid`
-/// system call, only where a tracked fd is connected, closed or duplicated (or `close_range`
-/// runs while active): not on the per-invoke byte paths (see `with_engine_for_bytes`).
-#[inline]
-pub fn in_owner_process() -> bool {
-    current_pid() == OWNER_PID.load(Ordering::Relaxed)
+/// `owner` holds the holding thread's key (see [`crate::custom::thread_key`]), `entry_sp` the
+/// stack address at which it entered. A thread that finds its own key there is either inside a
+/// signal handler that interrupted its own work (the frame that entered is alive, deeper in the
+/// stack below the handler, or the handler runs on the alternate signal stack), or its earlier
+/// entry was left by a handler that never returned (`longjmp`, `setcontext`, an exception): then
+/// it stands at or above the abandoned frame, and takes the gate back.
+struct Gate {
+    owner: AtomicU64,
+    entry_sp: AtomicUsize,
 }
 
-thread_local! {
-    /// Set while this thread runs library logic, so a libc call made by that logic is never
-    /// observed again. Const-initialised and without a destructor: no allocation, no TLS
-    /// destructor registration, safe from any hook.
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-    /// How deep this thread is in the host's signal handlers (run by the trampoline in
-    /// `ending.rs`). Inside one, hooks neither lock nor allocate: they defer.
-    static IN_HANDLER: Cell<u32> = const { Cell::new(0) };
+/// What trying the gate came to.
+enum Entry {
+    /// This thread holds it now.
+    Entered,
+    /// This thread holds it further up its own stack (a signal handler interrupted it).
+    Nested,
+    /// Another thread holds it.
+    Busy,
 }
 
-/// The host's signal handler starts running on this thread.
-pub fn entering_handler() {
-    IN_HANDLER.with(|d| d.set(d.get().saturating_add(1)));
+/// How long a thread waits for another that holds the gate before it defers instead: the
+/// holder's work is a few microseconds (a record write to a pipe nobody drains is the longest,
+/// bounded by the write budget). Waiting keeps what each thread saw in the order it saw it —
+/// an invoke is journaled before the handler that crashes it runs, a record is written before
+/// the `/next` that follows it leaves — and deferring keeps a stuck holder from holding up
+/// the host.
+const WAIT_FOR_HOLDER_NS: u64 = 5_000_000;
+
+impl Gate {
+    const fn new() -> Gate {
+        Gate {
+            owner: AtomicU64::new(0),
+            entry_sp: AtomicUsize::new(0),
+        }
+    }
+
+    fn try_enter(&self, me: u64, sp: usize) -> Entry {
+        match self
+            .owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                self.entry_sp.store(sp, Ordering::Relaxed);
+                Entry::Entered
+            }
+            Err(holder) if holder == me => {
+                // Deeper on the same stack, or on the signal stack: an interrupted entry that
+                // is still running below us. Otherwise that entry was abandoned.
+                let nested = sp < self.entry_sp.load(Ordering::Relaxed) || sys::on_signal_stack();
+                if nested {
+                    return Entry::Nested;
+                }
+                self.entry_sp.store(sp, Ordering::Relaxed);
+                ABANDONED.store(true, Ordering::Relaxed);
+                Entry::Entered
+            }
+            Err(_) => Entry::Busy,
+        }
+    }
+
+    /// [`Gate::try_enter`], waiting a little while another thread holds the gate (see
+    /// [`WAIT_FOR_HOLDER_NS`]).
+    fn enter(&self, me: u64, sp: usize) -> Entry {
+        let mut since = None;
+        let mut spins = 0u32;
+        loop {
+            match self.try_enter(me, sp) {
+                Entry::Busy => {}
+                done => return done,
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let now = probes::mono_ns();
+            let start = *since.get_or_insert(now);
+            if now.saturating_sub(start) >= WAIT_FOR_HOLDER_NS {
+                return Entry::Busy;
+            }
+            sys::sched_yield();
+        }
+    }
+
+    fn leave(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
+
+    /// A forked child: the thread that held the gate in the parent does not exist here.
+    fn reset(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
 }
 
-/// The host's signal handler returned.
-pub fn leaving_handler() {
-    IN_HANDLER.with(|d| d.set(d.get().saturating_sub(1)));
-}
+/// Set when the gate was taken back from an entry a signal handler never returned to: the
+/// engine's state may be half-updated, so its connections are started afresh.
+static ABANDONED: AtomicBool = AtomicBool::new(false);
 
-/// The host jumps out of whatever handlers were running (`longjmp` and friends).
-pub fn leaving_all_handlers() {
-    IN_HANDLER.with(|d| d.set(0));
+/// The stack address of the caller's frame (near enough: a local of this inlined function).
+#[inline(always)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }
 
 /// Whether connects must be looked at.
@@ -139,10 +170,19 @@ pub fn is_active() -> bool {
     MODE.load(Ordering::Relaxed) == ACTIVE
 }
 
+/// Set once this process has reserved what metering needs (see [`became_runtime`]).
+static RESERVED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process became a runtime: it talked to the Runtime API and everything the
+/// library needs from then on is reserved. From here on, nothing of the library allocates.
+pub fn became_runtime() -> bool {
+    RESERVED.load(Ordering::Acquire)
+}
+
 /// Called once from the library constructor.
 pub fn init(exe_name: &str) {
-    let born = probes::mono_ns();
-    OWNER_PID.store(current_pid(), Ordering::Relaxed);
+    BORN_NS.store(probes::mono_ns(), Ordering::Relaxed);
+    OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
     // Every hook needs its real function, active or not: resolve before anything else.
     let missing = crate::real::resolve_all();
     // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
@@ -173,15 +213,11 @@ pub fn init(exe_name: &str) {
     let api = match ApiAddress::parse(&raw_api) {
         Ok(a) => a,
         Err(e) => {
-            let why = match e {
-                AddressError::NoPort => "it has no port",
-                AddressError::BadPort => "its port is not a number",
-                AddressError::NotAnAddress => "its host is not an IP address or localhost",
-            };
             if speaks {
-                output::warn(&format!(
-                    "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({why})",
-                    crate::text::bounded(&raw_api, 80).escape_debug()
+                output::warn_fmt(format_args!(
+                    "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({})",
+                    crate::text::bounded_str(&raw_api, 80).escape_debug(),
+                    e.describe()
                 ));
             }
             MODE.store(PASSIVE, Ordering::Relaxed);
@@ -198,27 +234,107 @@ pub fn init(exe_name: &str) {
         MODE.store(PERMANENTLY_DISABLED, Ordering::Relaxed);
         return;
     }
-    let _ = API.set(api.clone());
+    let _ = API.set(api);
     output::configure(settings.destination.clone());
     if crate::metrics::GAUGES.iter().any(|m| settings.emits(m)) {
         probes::enable_gauges();
     }
-    debug(&format!(
-        "metering {} (runtime {}, Runtime API {raw_api})",
-        settings.function_name, settings.runtime
-    ));
-    let mut engine = Engine::new(settings, api, &TRACKED, born);
     if let Some(path) = std::env::var_os("LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
         // Read from the start: lines of other processes carry their pid or another invoke's
         // request id and are left alone (a shell runtime's result is posted by a process that
         // did not exist when the handler wrote its values).
+        use std::os::unix::ffi::OsStringExt;
         if let Ok(path) = std::ffi::CString::new(path.into_vec()) {
             let _ = CHANNEL.set(path);
         }
-        engine.read_channel_with(channel_bytes);
     }
-    *lock() = Some(engine);
+    let _ = SETTINGS.set(settings);
     MODE.store(ACTIVE, Ordering::Release);
+}
+
+/// The process has just connected to the Runtime API for the first time: reserve everything
+/// metering will need (the engine, its journal, the watchdog thread), once. The last moment the
+/// library allocates. False when it cannot be had (the process then runs unmetered, with one
+/// warning).
+fn reserve() -> bool {
+    if became_runtime() {
+        return true;
+    }
+    let Some(settings) = SETTINGS.get() else {
+        return false;
+    };
+    let Some(api) = API.get() else {
+        return false;
+    };
+    if engine_cell().is_none() {
+        let born = BORN_NS.load(Ordering::Relaxed);
+        match Engine::try_new(settings.clone(), *api, &TRACKED, born) {
+            Some(mut engine) => {
+                debug(format_args!(
+                    "metering {} (runtime {}, Runtime API {})",
+                    settings.function_name,
+                    settings.runtime,
+                    settings.runtime_api.as_deref().unwrap_or_default()
+                ));
+                if CHANNEL.get().is_some() {
+                    engine.read_channel_with(channel_bytes);
+                }
+                *engine_cell() = Some(engine);
+            }
+            None => {
+                disable_permanently("not enough memory to meter this runtime");
+                return false;
+            }
+        }
+    }
+    join_environment();
+    start_watchdog();
+    RESERVED.store(true, Ordering::Release);
+    true
+}
+
+/// Whether this process is metered, after [`ensure_reserved`].
+enum Reservation {
+    Done,
+    /// Another thread holds the gate (reserving, most likely): what this one saw can be kept
+    /// for it to replay.
+    Busy,
+    Failed,
+}
+
+/// Reserves what metering needs, under the gate, if this process has not yet: when it first
+/// talks to the Runtime API, or gives a custom value before that (during its init).
+fn ensure_reserved() -> Reservation {
+    if became_runtime() {
+        return Reservation::Done;
+    }
+    if IN_HANDLER.with(Cell::get) > 0 {
+        return Reservation::Busy;
+    }
+    let me = crate::custom::thread_key();
+    match GATE.enter(me, stack_address()) {
+        Entry::Entered => {}
+        Entry::Busy | Entry::Nested => return Reservation::Busy,
+    }
+    // SAFETY: errno is thread-local; saved and restored around the reservation.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let reserved = catch_unwind(reserve).unwrap_or(false);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    leave(me);
+    if reserved {
+        Reservation::Done
+    } else {
+        Reservation::Failed
+    }
+}
+
+/// The engine cell.
+#[allow(clippy::mut_from_ref)]
+fn engine_cell() -> &'static mut Option<Engine> {
+    // SAFETY: only called by the thread that holds GATE (or during reservation, which happens
+    // under it too), so no other reference to the engine exists meanwhile.
+    unsafe { &mut *ENGINE.0.get() }
 }
 
 /// The environment's root process named in `LAMBDA_METER_ENV_ID`, when it names one.
@@ -293,16 +409,18 @@ fn join_as_helper() -> bool {
     let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
     match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
         Ok(h) => {
-            debug(&format!("per-request process of environment {root}"));
+            debug(format_args!("per-request process of environment {root}"));
             probes::measure_environment(root);
-            with_engine(|e| {
+            if let Some(e) = engine_cell() {
                 e.attach_handoff(Box::new(h));
-                Effects::default()
-            });
+            }
             true
         }
         Err(e) => {
-            debug(&format!("no environment state in {}: {e}", dir.display()));
+            debug(format_args!(
+                "no environment state in {}: {e}",
+                dir.display()
+            ));
             false
         }
     }
@@ -317,51 +435,46 @@ fn start_journal() {
     if JOURNAL_STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    let mut names = None;
-    with_engine(|e| {
-        if !e.has_journal() {
-            let s = e.settings();
-            names = Some((
-                s.function_name.clone(),
-                s.runtime_api.clone().unwrap_or_default(),
-            ));
-        }
-        Effects::default()
-    });
-    let Some((function_name, runtime_api)) = names else {
+    let Some(e) = engine_cell() else {
         return;
     };
-    match crate::ending::start(&function_name, &runtime_api) {
+    if e.has_journal() {
+        return;
+    }
+    let s = e.settings();
+    let names = (
+        s.function_name.clone(),
+        s.runtime_api.clone().unwrap_or_default(),
+    );
+    match crate::ending::start(&names.0, &names.1) {
         Some(journal) => {
             let owner = crate::ending::this_owner();
-            with_engine(|e| {
-                e.attach_journal(journal, owner);
-                Effects::default()
-            });
+            if e.attach_journal(journal, owner).is_none() {
+                debug(format_args!("no room to journal open invokes"));
+            }
         }
-        None => debug(
-            "no journal in the temporary directory: an invoke the process does not survive will have no record",
-        ),
+        None => debug(format_args!(
+            "no journal in the temporary directory: an invoke the process does not survive will have no record"
+        )),
     }
 }
 
-fn lock() -> MutexGuard<'static, Option<Engine>> {
-    ENGINE.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn debug(msg: &str) {
+/// Writes a debug line, when `LAMBDA_METER_LOG=debug` (formatted on the stack).
+pub(crate) fn debug(args: std::fmt::Arguments) {
     if LOG_LEVEL.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
-        output::write_line(
-            libc::STDERR_FILENO,
-            format!("lambda-meter: debug: {msg}\n").as_bytes(),
-        );
+        let mut buf = [0u8; 512];
+        let mut out = crate::text::Out::new(&mut buf);
+        out.str("lambda-meter: debug: ");
+        let _ = std::fmt::Write::write_fmt(&mut out, args);
+        out.byte(b'\n');
+        let len = out.len();
+        output::write_line(libc::STDERR_FILENO, buf.get(..len).unwrap_or_default());
     }
 }
 
-/// Tracked fds closed, or whose bytes went by unseen, where the engine could not be entered
-/// (in the host's `pthread_atfork` handlers inside a fork, or while this thread already runs
-/// library logic). Their bits in [`TRACKED`] are cleared at once, without a lock or an
-/// allocation; the engine forgets them at its next entry.
+/// Tracked fds closed, or whose bytes went by unseen, where the engine could not be entered.
+/// Their bits in [`TRACKED`] are cleared at once, without a lock or an allocation; the engine
+/// forgets them at its next entry.
 static DEFERRED: FdBits = FdBits::new();
 static ANY_DEFERRED: AtomicBool = AtomicBool::new(false);
 
@@ -372,11 +485,12 @@ static DEFERRED_OPS: Deferred = Deferred::new();
 /// Keeps bytes the host moved on tracked `fd` where the engine cannot be entered; when there is
 /// no room, stops following the fd instead.
 fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
+    let at = probes::mono_ns();
     let kept = parts.iter().all(|p| {
         if sent {
-            DEFERRED_OPS.sent(fd, p)
+            DEFERRED_OPS.sent(fd, p, at)
         } else {
-            DEFERRED_OPS.received(fd, p)
+            DEFERRED_OPS.received(fd, p, at)
         }
     });
     // An end of stream (no bytes) or no room: the connection is done with, as far as we know.
@@ -394,6 +508,31 @@ fn defer_close(fd: i32) {
     }
 }
 
+/// Keeps a connect where the engine cannot be entered. A Runtime API connection is marked
+/// followed at once, so that its bytes reach the hooks' slow path (and are kept behind it) until
+/// the connect is replayed; without room, it is not followed.
+fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
+    if DEFERRED_OPS.connected(fd, addr) {
+        if interesting {
+            TRACKED.insert(fd);
+        } else {
+            TRACKED.remove(fd);
+        }
+    } else {
+        defer_forget(fd);
+    }
+}
+
+/// Keeps a dup of a tracked fd where the engine cannot be entered: the copy is followed from
+/// now on, as the original is; without room, what `new_fd` was is forgotten, unfollowed.
+fn defer_duplicate(old_fd: i32, new_fd: i32) {
+    if TRACKED.contains(old_fd) && DEFERRED_OPS.duplicated(old_fd, new_fd) {
+        TRACKED.insert(new_fd);
+    } else {
+        defer_forget(new_fd);
+    }
+}
+
 /// Stops following `fd` now, lock-free; the engine forgets it at its next entry.
 fn defer_forget(fd: i32) {
     if TRACKED.contains(fd) {
@@ -403,132 +542,336 @@ fn defer_forget(fd: i32) {
     }
 }
 
-/// Runs `f` on the engine with the host's errno kept, re-entry refused and panics fenced, then
-/// performs the effects outside the lock. Where the engine cannot be entered, runs `blocked`
-/// instead, which must neither lock nor allocate.
-fn with_engine_or(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
-    // Before anything else, thread-locals included: a vfork child shares them with its parent.
-    if !in_owner_process() {
-        return;
-    }
-    enter_engine(f, blocked);
+thread_local! {
+    /// How deep this thread is in the host's signal handlers (run by the trampoline in
+    /// `ending.rs`). Inside one, hooks defer instead of entering the engine.
+    static IN_HANDLER: Cell<u32> = const { Cell::new(0) };
 }
 
-/// [`with_engine_or`] for the bytes of a tracked connection (the per-invoke path), without the
-/// owner check's `getpid`: a child that shares the parent's memory runs the host's code only
-/// between `vfork` and `exec`, where runtimes close and duplicate fds (those paths keep the
-/// check) but never talk on the Runtime API connection; bytes moved on it are the
-/// connection's, whichever task moved them.
-fn with_engine_for_bytes(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
-    enter_engine(f, blocked);
+/// The host's signal handler starts running on this thread.
+pub fn entering_handler() {
+    IN_HANDLER.with(|d| d.set(d.get().saturating_add(1)));
 }
 
-fn enter_engine(f: impl FnOnce(&mut Engine) -> Effects, blocked: impl FnOnce()) {
-    if IN_HANDLER.with(Cell::get) > 0 || BUSY.with(|b| b.replace(true)) {
+/// The host's signal handler returned.
+pub fn leaving_handler() {
+    IN_HANDLER.with(|d| d.set(d.get().saturating_sub(1)));
+}
+
+/// The host jumps out of whatever handlers were running (`longjmp` and friends).
+pub fn leaving_all_handlers() {
+    IN_HANDLER.with(|d| d.set(0));
+}
+
+/// Runs `f` on the engine with the host's errno kept and panics fenced, then writes what it
+/// put in the outbox. Where the engine cannot be entered, runs `blocked` instead, which must
+/// neither lock nor allocate. Returns `f`'s result when it ran.
+fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<R> {
+    if IN_HANDLER.with(Cell::get) > 0 {
         blocked();
-        return;
+        return None;
     }
     // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
     let saved_errno = unsafe { *libc::__errno_location() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let (effects, earlier_wakeup, timed_work) = match lock().as_mut() {
-            Some(engine) => {
-                if ANY_DEFERRED.swap(false, Ordering::AcqRel) {
-                    DEFERRED.take_each(|fd| engine.closing(fd));
-                }
-                let mut fx = Effects::default();
-                if DEFERRED_OPS.is_pending() {
-                    DEFERRED_OPS.drain(&mut |op| {
-                        let more = match op {
-                            Op::Sent(fd, bytes) => engine.sent(fd, bytes, &probes::read),
-                            Op::Received(fd, bytes) => engine.received(fd, bytes, &probes::read),
-                            Op::Closed(fd) => {
-                                engine.closing(fd);
-                                Effects::default()
-                            }
-                        };
-                        fx.absorb(more);
-                    });
-                }
-                let more = f(engine);
-                fx.absorb(more);
-                RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
-                let next = engine.next_wakeup();
-                // Wake the watchdog only when something is due before it plans to look: most
-                // invokes end long before their deadline, and a wakeup costs two context
-                // switches.
-                let earlier = next.is_some_and(|n| n < WATCHDOG_PLANNED.load(Ordering::Relaxed));
-                (fx, earlier, next.is_some())
-            }
-            None => (Effects::default(), false, false),
-        };
-        perform(&effects);
-        if timed_work {
-            ensure_watchdog();
+    let me = crate::custom::thread_key();
+    let result = match GATE.enter(me, stack_address()) {
+        Entry::Busy | Entry::Nested => {
+            blocked();
+            None
         }
-        if earlier_wakeup {
-            WAKE.notify_one();
+        Entry::Entered => {
+            let r = inside(f);
+            leave(me);
+            r
         }
-    }));
-    if result.is_err() {
-        disable_permanently("internal error");
-    }
+    };
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
-    BUSY.with(|b| b.set(false));
+    result
+}
+
+/// Holding the gate: replays what others deferred, runs `f`, writes the outbox.
+fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let engine = engine_cell().as_mut()?;
+        if ABANDONED.swap(false, Ordering::Relaxed) {
+            // An entry of this thread was left half-way by a signal handler that never
+            // returned: what it was doing to the connections cannot be trusted.
+            engine.forget_connections();
+        }
+        replay_deferred(engine);
+        let r = f(engine);
+        RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
+        Some((r, engine.next_wakeup()))
+    }));
+    let (r, next) = match ran {
+        Ok(Some(done)) => done,
+        Ok(None) => return None,
+        Err(_) => {
+            disable_permanently("internal error");
+            return None;
+        }
+    };
+    write_outbox();
+    // Wake the watchdog only when something is due before it plans to look: most invokes end
+    // long before their deadline, and a wakeup costs two context switches. (It waits for the
+    // gate this thread still holds, a moment.)
+    if next.is_some_and(|n| n < WATCHDOG_PLANNED.load(Ordering::Relaxed)) {
+        WATCHDOG_PLANNED.store(0, Ordering::Relaxed);
+        WAKE.fetch_add(1, Ordering::Release);
+        sys::futex_wake(&WAKE);
+    }
+    Some(r)
+}
+
+/// Lets go of the gate; what other threads deferred meanwhile is replayed first, by whichever
+/// thread takes the gate again (this one when it is free).
+fn leave(me: u64) {
+    loop {
+        GATE.leave();
+        if !DEFERRED_OPS.is_pending() && !ANY_DEFERRED.load(Ordering::Acquire) {
+            return;
+        }
+        if !matches!(GATE.try_enter(me, stack_address()), Entry::Entered) {
+            return;
+        }
+        let _ = inside(|_| ());
+    }
+}
+
+/// Replays what was deferred while the gate was taken, oldest first, each at the time it was
+/// seen.
+fn replay_deferred(engine: &mut Engine) {
+    if ANY_DEFERRED.swap(false, Ordering::AcqRel) {
+        DEFERRED.take_each(|fd| engine.closing(fd));
+    }
+    if !DEFERRED_OPS.is_pending() {
+        return;
+    }
+    let now = probes::clock_now();
+    DEFERRED_OPS.drain(&mut |op, at| {
+        // The clocks as they were when the bytes moved (usage is read now).
+        let then = |need| {
+            let mut p = probes::read(need);
+            let ago = now.mono_ns.saturating_sub(at);
+            p.mono_ns = at;
+            p.wall_ms = now.wall_ms.saturating_sub(ago / 1_000_000);
+            p
+        };
+        match op {
+            Op::Sent(fd, bytes) => engine.sent(fd, bytes, &then),
+            Op::Received(fd, []) => engine.end_of_stream(fd, &then),
+            Op::Received(fd, bytes) => engine.received(fd, bytes, &then),
+            Op::Closed(fd) => engine.closing(fd),
+            Op::Connected(fd, addr) => engine.connected(fd, addr),
+            Op::Duplicated(old, new) => engine.duplicated(old, new),
+        }
+    });
+}
+
+/// Writes what the engine put in its outbox (the gate is held).
+fn write_outbox() {
+    if let Some(engine) = engine_cell().as_mut()
+        && engine.has_output()
+    {
+        engine.drain_output(&mut |line| output::emit_record(line), &mut |w| match w
+            .strip_prefix("debug: ")
+        {
+            Some(d) => debug(format_args!("{d}")),
+            None => output::warn(w),
+        });
+    }
 }
 
 /// A custom value from the function (the public C ABI): `add` puts it on the invoke it
-/// belongs to. Never blocks on I/O (the engine's lock guards no I/O) and never enters the
-/// engine where that could deadlock (inside the host's signal handlers, or from the library's
-/// own logic).
-pub fn custom(add: impl FnOnce(&mut Custom, &dyn Fn(&str) -> bool) -> Status) -> Status {
+/// belongs to. Never waits for long: where another thread holds the gate it waits as a hook
+/// does, and where this thread holds it already (a signal handler that interrupted the
+/// library) it answers `Busy`.
+pub fn custom(
+    add: impl FnOnce(
+        &mut crate::custom::Pool,
+        &mut crate::custom::Custom,
+        &dyn Fn(&str) -> bool,
+    ) -> Status,
+) -> Status {
     if !is_active() || !in_owner_process() {
         return Status::Inactive;
     }
-    if IN_HANDLER.with(Cell::get) > 0 || BUSY.with(|b| b.replace(true)) {
-        return Status::Busy;
+    match ensure_reserved() {
+        Reservation::Done => {}
+        Reservation::Busy => return Status::Busy,
+        Reservation::Failed => return Status::Inactive,
     }
-    // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
-    let saved_errno = unsafe { *libc::__errno_location() };
     let thread = crate::custom::thread_key();
-    let status = catch_unwind(AssertUnwindSafe(|| match lock().as_mut() {
-        Some(engine) => engine.custom(thread, add),
+    let mut busy = false;
+    match enter(|engine| engine.custom(thread, add), || busy = true) {
+        Some(status) => status,
+        None if busy => Status::Busy,
         None => Status::Inactive,
-    }))
-    .unwrap_or(Status::Busy);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = saved_errno };
-    BUSY.with(|b| b.set(false));
-    status
-}
-
-/// [`with_engine_or`] with nothing to do where the engine cannot be entered.
-fn with_engine(f: impl FnOnce(&mut Engine) -> Effects) {
-    with_engine_or(f, || {});
-}
-
-fn perform(effects: &Effects) {
-    for line in &effects.lines {
-        output::emit_record(line);
-    }
-    for w in &effects.warnings {
-        output::warn(w);
     }
 }
 
-/// Wakes the watchdog when an earlier deadline appears.
-static WAKE: Condvar = Condvar::new();
+/// Whether a finished invoke's record waits for the runtime's next `/next`: only then does a
+/// write to a tracked fd need a look before it happens. One relaxed load.
+#[inline(always)]
+pub fn record_awaits() -> bool {
+    RECORD_AWAITS.load(Ordering::Relaxed)
+}
+
+/// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
+static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
+
+/// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
+pub fn sending(fd: i32) {
+    enter(|e| e.sending(fd, &probes::read), || {});
+}
+
+/// The process is exiting normally: write what still waits.
+pub fn at_exit() {
+    if is_active() && in_owner_process() {
+        enter(Engine::flush, || {});
+    }
+}
+
+/// Turns the library off for the rest of the process; the host carries on untouched.
+fn disable_permanently(why: &str) {
+    if MODE.swap(PERMANENTLY_DISABLED, Ordering::AcqRel) != PERMANENTLY_DISABLED {
+        TRACKED.clear();
+        output::warn_fmt(format_args!(
+            "{why}; lambda-meter is off for the rest of this process"
+        ));
+    }
+}
+
+/// Whether the calling thread belongs to the process that owns the library's state.
+///
+/// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
+/// parent's memory until it `exec`s (CPython's `subprocess` child calls `close_range` and
+/// `dup2` there), so whatever it did to the state — forgetting the parent's Runtime API
+/// connection, taking the parent's gate — would happen to the parent. Also false in a child
+/// forked around our `fork` hook (`_Fork`, a raw `clone`): its inherited state is a stale copy.
+/// Such callers pass straight through. One `getpid` system call, only where a tracked fd is
+/// connected, closed or duplicated: not on the per-invoke byte paths.
+#[inline]
+pub fn in_owner_process() -> bool {
+    sys::getpid() as i32 == OWNER_PID.load(Ordering::Relaxed)
+}
+
+/// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
+pub fn connected(fd: i32, addr: Option<SocketAddr>) {
+    if !in_owner_process() {
+        return;
+    }
+    let interesting = match (&addr, API.get()) {
+        (Some(a), Some(api)) => api.matches(a),
+        _ => false,
+    };
+    if !interesting && !TRACKED.contains(fd) {
+        return;
+    }
+    if interesting {
+        match ensure_reserved() {
+            Reservation::Done => {}
+            // Another thread is reserving: it replays this connect when it is done.
+            Reservation::Busy => return defer_connect(fd, addr, true),
+            Reservation::Failed => return,
+        }
+    }
+    enter(
+        |e| e.connected(fd, addr),
+        || defer_connect(fd, addr, interesting),
+    );
+    if interesting && TRACKED.contains(fd) {
+        debug(format_args!("following fd {fd}: Runtime API connection"));
+    }
+}
+
+/// Before `fd` is closed.
+pub fn closing(fd: i32) {
+    if !in_owner_process() {
+        return;
+    }
+    enter(|e| e.closing(fd), || defer_close(fd));
+}
+
+/// Before every fd in `first..=last` is closed.
+pub fn closing_range(first: u32, last: u32) {
+    if TRACKED.is_empty() || !in_owner_process() {
+        return;
+    }
+    enter(
+        |e| e.closing_range(first, last),
+        || TRACKED.each_in(first, last, defer_close),
+    );
+}
+
+/// After `new_fd` became a copy of `old_fd`.
+pub fn duplicated(old_fd: i32, new_fd: i32) {
+    if !in_owner_process() {
+        return;
+    }
+    enter(
+        |e| e.duplicated(old_fd, new_fd),
+        || defer_duplicate(old_fd, new_fd),
+    );
+}
+
+/// After the host wrote the bytes of `parts` (in order) to tracked `fd`.
+///
+/// No owner check (`getpid`): a child that shares the parent's memory runs the host's code
+/// only between `vfork` and `exec`, where runtimes close and duplicate fds (those paths keep
+/// the check) but never talk on the Runtime API connection; bytes moved on it are the
+/// connection's, whichever task moved them.
+pub fn sent(fd: i32, parts: &[&[u8]]) {
+    enter(
+        |e| {
+            for p in parts {
+                e.sent(fd, p, &probes::read);
+            }
+        },
+        || defer_bytes(fd, parts, true),
+    );
+}
+
+/// Bytes of tracked `fd` moved where the library cannot see them (`how`: a `MSG_TRUNC` read,
+/// `sendfile`, `splice`, `sendmmsg`, `recvmmsg`): the connection can no longer be followed.
+/// One debug line.
+pub fn unseen(fd: i32, how: &str) {
+    if !in_owner_process() {
+        return;
+    }
+    enter(|e| e.closing(fd), || defer_forget(fd));
+    debug(format_args!(
+        "fd {fd}: bytes moved by {how} went by unseen; no longer following this connection"
+    ));
+}
+
+/// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
+pub fn received(fd: i32, parts: &[&[u8]]) {
+    enter(
+        |e| {
+            if parts.iter().all(|p| p.is_empty()) {
+                return e.end_of_stream(fd, &probes::read);
+            }
+            for p in parts {
+                e.received(fd, p, &probes::read);
+            }
+        },
+        || defer_bytes(fd, parts, false),
+    );
+}
+
+/// Wakes the watchdog (a futex word: any change wakes it).
+static WAKE: AtomicU32 = AtomicU32::new(0);
 /// Whether this process has its watchdog thread (threads do not survive `fork`).
 static WATCHDOG: AtomicBool = AtomicBool::new(false);
 /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
 static WATCHDOG_PLANNED: AtomicU64 = AtomicU64::new(u64::MAX);
 /// How long the watchdog sleeps when nothing is due.
-const IDLE_WAIT: Duration = Duration::from_secs(60);
+const IDLE_WAIT_NS: u64 = 60_000_000_000;
 
-/// Starts the watchdog thread once, lazily: only a process that has become a runtime (has an
-/// invoke open or a record waiting) ever gets one.
-fn ensure_watchdog() {
+/// Starts the watchdog thread once per process, at reservation.
+fn start_watchdog() {
     if WATCHDOG.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -551,263 +894,187 @@ fn ensure_watchdog() {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if spawned.is_ok() {
         probes::set_own_threads(1);
+        // The thread's own start (the standard library sets up its stack guard, allocating)
+        // is part of the reservation: wait for it to reach the watchdog's loop.
+        for _ in 0..1000 {
+            if STARTED.load(Ordering::Acquire) != 0 {
+                break;
+            }
+            sys::futex_wait(&STARTED, 0, 1_000_000);
+        }
     } else {
         WATCHDOG.store(false, Ordering::Release);
-        debug("could not start the watchdog thread; timeouts will not be reported");
-    }
-}
-
-/// Reports timeouts at their deadline (less the margin) and records that waited long enough
-/// for the runtime's next `/next`. Holds the engine lock only while it looks; sleeps on
-/// [`WAKE`] until the next thing is due.
-fn watchdog() {
-    BUSY.with(|b| b.set(true));
-    // Signals sent to the process are the host's business: never let one land on this thread.
-    // SAFETY: sigfillset and pthread_sigmask write only the set we pass and this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
-    loop {
-        let step = catch_unwind(AssertUnwindSafe(|| {
-            let mut guard = lock();
-            let Some(engine) = guard.as_mut() else {
-                return false;
-            };
-            let now = probes::probe();
-            let effects = engine.tick(&now);
-            if !effects.lines.is_empty() || !effects.warnings.is_empty() {
-                drop(guard);
-                perform(&effects);
-                return true;
-            }
-            let now_ns = probes::mono_ns();
-            let wait = engine
-                .next_wakeup()
-                .map(|t| Duration::from_nanos(t.saturating_sub(now_ns)))
-                .unwrap_or(IDLE_WAIT)
-                .min(IDLE_WAIT);
-            WATCHDOG_PLANNED.store(
-                now_ns.saturating_add(wait.as_nanos() as u64),
-                Ordering::Relaxed,
-            );
-            let _ = WAKE.wait_timeout(guard, wait);
-            true
-        }));
-        match step {
-            Ok(true) if is_active() => {}
-            Ok(_) => return,
-            Err(_) => {
-                disable_permanently("internal error in the watchdog");
-                return;
-            }
-        }
-    }
-}
-
-/// Whether a finished invoke's record waits for the runtime's next request: only then does a
-/// write to a tracked fd need a look before it happens. One relaxed load.
-#[inline(always)]
-pub fn record_awaits() -> bool {
-    RECORD_AWAITS.load(Ordering::Relaxed)
-}
-
-/// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
-static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
-
-/// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
-pub fn sending(fd: i32) {
-    with_engine_for_bytes(|e| e.sending(fd, &probes::read), || {});
-}
-
-/// The process is exiting normally: write what still waits.
-pub fn at_exit() {
-    if is_active() {
-        with_engine(|e| e.flush());
-    }
-}
-
-/// Turns the library off for the rest of the process; the host carries on untouched.
-fn disable_permanently(why: &str) {
-    if MODE.swap(PERMANENTLY_DISABLED, Ordering::AcqRel) != PERMANENTLY_DISABLED {
-        TRACKED.clear();
-        output::warn(&format!(
-            "{why}; lambda-meter is off for the rest of this process"
+        debug(format_args!(
+            "could not start the watchdog thread; timeouts will not be reported"
         ));
     }
 }
 
-/// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
-pub fn connected(fd: i32, addr: Option<SocketAddr>) {
-    if !in_owner_process() {
-        return;
-    }
-    let interesting = match (&addr, API.get()) {
-        (Some(a), Some(api)) => api.matches(a),
-        _ => false,
-    };
-    if interesting {
-        // SAFETY: errno is thread-local; saved and restored around the file work below.
-        let saved_errno = unsafe { *libc::__errno_location() };
-        join_environment();
-        // SAFETY: as above.
-        unsafe { *libc::__errno_location() = saved_errno };
-    }
-    if interesting || TRACKED.contains(fd) {
-        with_engine_or(|e| e.connected(fd, addr), || defer_forget(fd));
-        if interesting && TRACKED.contains(fd) {
-            debug(&format!("following fd {fd}: Runtime API connection"));
+/// Reports timeouts at their deadline (less the margin) and records that waited long enough
+/// for the runtime's next `/next`. Enters the engine only while it looks; sleeps on [`WAKE`]
+/// until the next thing is due.
+fn watchdog() {
+    STARTED.store(1, Ordering::Release);
+    sys::futex_wake(&STARTED);
+    // Nothing is due before the first invoke tells it so.
+    let mut seen = WAKE.load(Ordering::Acquire);
+    sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
+    loop {
+        seen = WAKE.load(Ordering::Acquire);
+        let me = crate::custom::thread_key();
+        // The gate is held for microseconds at a time: wait for it.
+        let next = loop {
+            if !is_active() {
+                return park();
+            }
+            if let Entry::Entered = GATE.enter(me, stack_address()) {
+                let next = inside(|e| {
+                    let now = probes::probe();
+                    e.tick(&now);
+                    e.next_wakeup()
+                });
+                leave(me);
+                break next.flatten();
+            }
+        };
+        let now_ns = probes::mono_ns();
+        let wait = next
+            .map(|t| t.saturating_sub(now_ns))
+            .unwrap_or(IDLE_WAIT_NS)
+            .min(IDLE_WAIT_NS);
+        WATCHDOG_PLANNED.store(now_ns.saturating_add(wait), Ordering::Relaxed);
+        if wait > 0 {
+            sys::futex_wait(&WAKE, seen, wait);
+        }
+        if !is_active() {
+            return park();
         }
     }
 }
 
-/// Before `fd` is closed.
-pub fn closing(fd: i32) {
-    with_engine_or(
-        |e| {
-            e.closing(fd);
-            Effects::default()
-        },
-        || defer_close(fd),
-    );
+/// The watchdog's end when the library is off: it sleeps for good rather than end (a thread's
+/// end frees what the standard library kept for it).
+fn park() {
+    loop {
+        sys::futex_wait(&STARTED, 1, IDLE_WAIT_NS);
+    }
 }
 
-/// Before every fd in `first..=last` is closed.
-pub fn closing_range(first: u32, last: u32) {
-    with_engine_or(
-        |e| {
-            e.closing_range(first, last);
-            Effects::default()
-        },
-        || TRACKED.each_in(first, last, defer_close),
-    );
+/// Set by the watchdog thread once it runs (a futex word).
+static STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// The custom-metrics channel (`LAMBDA_METER_CHANNEL`): its path, and how far this process
+/// has read it (a forked child reads on from its parent's place).
+static CHANNEL: OnceLock<std::ffi::CString> = OnceLock::new();
+static CHANNEL_READ: AtomicU64 = AtomicU64::new(0);
+
+/// What was appended to the channel since the last call (whole lines) into `buf`, and this
+/// process's id. One `stat` when nothing was; an open, a `pread` and a close when something
+/// was.
+fn channel_bytes(buf: &mut [u8]) -> (usize, u32) {
+    let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
+    let Some(path) = CHANNEL.get() else {
+        return (0, pid);
+    };
+    let path = path.as_bytes_with_nul();
+    let at = CHANNEL_READ.load(Ordering::Relaxed);
+    let size = sys::stat(path).map_or(0, |st| st.st_size.max(0) as u64);
+    if size <= at {
+        return (0, pid);
+    }
+    // The newest bytes the buffer holds at most: an ending invoke's values are at the end.
+    let from = at.max(size.saturating_sub(buf.len() as u64));
+    let want = (size - from).min(buf.len() as u64) as usize;
+    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return (0, pid);
+    };
+    let read = sys::pread(fd as i32, buf.get_mut(..want).unwrap_or_default(), from).unwrap_or(0);
+    let _ = sys::close(fd as i32);
+    let got = buf.get(..read).unwrap_or_default();
+    // Whole lines only: a line being written is read next time, and one cut by the window
+    // is skipped.
+    let whole = got.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+    let skip = if from > at {
+        got.iter()
+            .position(|c| *c == b'\n')
+            .map_or(whole, |i| i + 1)
+    } else {
+        0
+    };
+    CHANNEL_READ.store(from + whole as u64, Ordering::Relaxed);
+    if skip >= whole {
+        return (0, pid);
+    }
+    buf.copy_within(skip..whole, 0);
+    (whole - skip, pid)
 }
 
-/// After `new_fd` became a copy of `old_fd`.
-pub fn duplicated(old_fd: i32, new_fd: i32) {
-    with_engine_or(
-        |e| {
-            e.duplicated(old_fd, new_fd);
-            Effects::default()
-        },
-        // What `new_fd` was is gone; the copy itself is not followed.
-        || defer_forget(new_fd),
-    );
-}
-
-/// After the host wrote the bytes of `parts` (in order) to tracked `fd`.
-pub fn sent(fd: i32, parts: &[&[u8]]) {
-    with_engine_for_bytes(
-        |e| {
-            let mut fx = Effects::default();
-            for p in parts {
-                let more = e.sent(fd, p, &probes::read);
-                fx.absorb(more);
-            }
-            fx
-        },
-        || defer_bytes(fd, parts, true),
-    );
-}
-
-/// Bytes of tracked `fd` moved where the library cannot see them (`how`: a `MSG_TRUNC` read,
-/// `sendfile`, `splice`, `sendmmsg`, `recvmmsg`): the connection can no longer be followed.
-/// One debug line.
-pub fn unseen(fd: i32, how: &str) {
-    with_engine_or(
-        |e| {
-            e.closing(fd);
-            Effects::default()
-        },
-        || defer_forget(fd),
-    );
-    debug(&format!(
-        "fd {fd}: bytes moved by {how} went by unseen; no longer following this connection"
-    ));
-}
-
-/// After the host read the bytes of `parts` (in order) from tracked `fd`; empty = end of stream.
-pub fn received(fd: i32, parts: &[&[u8]]) {
-    with_engine_for_bytes(
-        |e| {
-            let mut fx = Effects::default();
-            if parts.iter().all(|p| p.is_empty()) {
-                return e.end_of_stream(fd, &probes::read);
-            }
-            for p in parts {
-                let more = e.received(fd, p, &probes::read);
-                fx.absorb(more);
-            }
-            fx
-        },
-        || defer_bytes(fd, parts, false),
-    );
-}
-
-/// Held across the real `fork`, so the child never inherits the engine or output lock mid-use.
-pub struct ForkGuard(Option<(MutexGuard<'static, Option<Engine>>, output::SinkGuard)>);
+/// Held across the real `fork`: the gate, so the child never inherits the engine mid-change.
+pub struct ForkGuard(Option<u64>);
 
 /// Before the real `fork`. The host's `pthread_atfork` handlers run inside it, on this thread,
-/// while the locks are held: the thread is marked busy, so a hook they reach defers its work
-/// (see [`DEFERRED`]) instead of waiting for a lock this very thread holds.
+/// while the gate is held: a hook they reach finds the gate taken (by this very thread, deeper
+/// in its stack) and defers its work (see [`DEFERRED`]).
 pub fn before_fork() -> ForkGuard {
-    if !is_active() || !in_owner_process() || BUSY.with(Cell::get) {
+    if !is_active() || !in_owner_process() {
         return ForkGuard(None);
     }
-    let engine = lock();
-    let sink = output::lock_for_fork();
-    BUSY.with(|b| b.set(true));
-    ForkGuard(Some((engine, sink)))
+    let me = crate::custom::thread_key();
+    match GATE.enter(me, stack_address()) {
+        Entry::Entered => ForkGuard(Some(me)),
+        Entry::Busy | Entry::Nested => ForkGuard(None),
+    }
 }
 
 /// After the real `fork`, in parent (`pid` > 0 or failure) or child (`pid` == 0).
 pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
-    let ForkGuard(Some((mut engine, mut sink))) = guard else {
+    let ForkGuard(Some(me)) = guard else {
+        if pid == 0 {
+            forked_child_state();
+        }
         return;
     };
-    // Still busy until the end: the child's own work below (reading /proc) goes through the
-    // hooks, maybe on an fd number its atfork handler just closed.
-    after_fork_locked(&mut engine, &mut sink, pid);
-    drop(sink);
-    drop(engine);
-    BUSY.with(|b| b.set(false));
-}
-
-fn after_fork_locked(
-    engine: &mut MutexGuard<'static, Option<Engine>>,
-    sink: &mut output::SinkGuard,
-    pid: libc::pid_t,
-) {
     if pid == 0 {
-        // Nothing inherited is followed in the child: what its atfork handlers deferred is void.
-        DEFERRED.clear();
-        ANY_DEFERRED.store(false, Ordering::Release);
-        DEFERRED_OPS.clear();
-        // A forked child is a runtime of its own, never a per-request helper, and has no
-        // watchdog thread until it needs one.
-        OWNER_PID.store(current_pid(), Ordering::Relaxed);
-        ENVIRONMENT_JOINED.store(true, Ordering::Release);
-        JOURNAL_STARTED.store(false, Ordering::Release);
-        HELPER.store(false, Ordering::Release);
-        WATCHDOG.store(false, Ordering::Release);
-        WATCHDOG_PLANNED.store(u64::MAX, Ordering::Relaxed);
-        probes::set_own_threads(0);
+        forked_child_state();
         // SAFETY: errno is thread-local; saved and restored around our work.
         let saved_errno = unsafe { *libc::__errno_location() };
         let born = probes::mono_ns();
         if catch_unwind(AssertUnwindSafe(|| {
-            if let Some(e) = engine.as_mut() {
+            if let Some(e) = engine_cell().as_mut() {
                 e.forked_child(born, crate::ending::this_owner());
             }
-            output::forked_child(sink);
+            output::forked_child();
         }))
         .is_err()
         {
-            // Takes no lock: safe while the engine and sink locks are held.
             disable_permanently("internal error after fork");
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved_errno };
+        GATE.reset();
+        return;
     }
+    leave(me);
+}
+
+/// What a forked child keeps of its parent's state, field by field: it is a runtime of its
+/// own, never a per-request helper, has no watchdog thread, and has not reserved its own
+/// threads yet.
+fn forked_child_state() {
+    // Nothing inherited is followed in the child: what its atfork handlers deferred is void.
+    DEFERRED.clear();
+    ANY_DEFERRED.store(false, Ordering::Release);
+    DEFERRED_OPS.clear();
+    OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
+    ENVIRONMENT_JOINED.store(true, Ordering::Release);
+    JOURNAL_STARTED.store(false, Ordering::Release);
+    HELPER.store(false, Ordering::Release);
+    WATCHDOG.store(false, Ordering::Release);
+    STARTED.store(0, Ordering::Release);
+    WATCHDOG_PLANNED.store(u64::MAX, Ordering::Relaxed);
+    RECORD_AWAITS.store(false, Ordering::Relaxed);
+    ABANDONED.store(false, Ordering::Relaxed);
+    // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
+    RESERVED.store(false, Ordering::Release);
+    probes::set_own_threads(0);
 }

@@ -28,7 +28,24 @@ pub fn profile_dir() -> PathBuf {
 
 /// The library built together with these tests.
 pub fn library() -> PathBuf {
-    let lib = profile_dir().join("liblambda_meter.so");
+    fresh_library(profile_dir().join("liblambda_meter.so"))
+}
+
+/// The test build of the library whose allocator fails once the process became a runtime
+/// (`--features alloc-guard`), built by `make test` into `target/alloc-guard`.
+pub fn alloc_guard_library() -> PathBuf {
+    let profile = profile_dir();
+    let name = profile.file_name().expect("profile name");
+    fresh_library(
+        root()
+            .join("target/alloc-guard")
+            .join(name)
+            .join("liblambda_meter.so"),
+    )
+}
+
+/// `lib`, checked to exist and to be newer than every source of the library.
+fn fresh_library(lib: PathBuf) -> PathBuf {
     assert!(
         lib.is_file(),
         "{} is missing: build the workspace first (make test does)",
@@ -72,10 +89,15 @@ pub struct Layer {
 
 impl Layer {
     pub fn new() -> Layer {
+        Layer::with_library(&library())
+    }
+
+    /// A layer around `library` (a test build of it).
+    pub fn with_library(library: &Path) -> Layer {
         let dir = tempdir::TempDir::new("layer");
         let status = Command::new("sh")
             .arg(root().join("layer/assemble.sh"))
-            .arg(library())
+            .arg(library)
             .arg(dir.path())
             .status()
             .expect("layer/assemble.sh");

@@ -84,6 +84,8 @@ pub struct Scenario {
     pub max_concurrency: usize,
     /// How the metered run loads the library.
     pub launch: Launch,
+    /// Another build of the library to run (the layer's by default).
+    pub library: Option<PathBuf>,
 }
 
 impl Scenario {
@@ -97,6 +99,7 @@ impl Scenario {
             compare_output: false,
             max_concurrency: 1,
             launch: Launch::ExecWrapper,
+            library: None,
         }
     }
 
@@ -126,6 +129,12 @@ impl Scenario {
         self
     }
 
+    /// The metered run loads `library` instead of the layer's.
+    pub fn with_library(mut self, library: PathBuf) -> Scenario {
+        self.library = Some(library);
+        self
+    }
+
     pub fn tiny_writes(mut self) -> Scenario {
         self.write_chunk = Some(3);
         self
@@ -140,7 +149,10 @@ impl Scenario {
     }
 
     fn run(&self, wrapped: bool) -> Outcome {
-        let layer = Layer::new();
+        let layer = match &self.library {
+            Some(lib) => Layer::with_library(lib),
+            None => Layer::new(),
+        };
         let mut command = self.command.clone();
         let mut env: Vec<(&str, &str)> = self
             .env

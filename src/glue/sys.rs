@@ -1,0 +1,546 @@
+//! The library's own system calls, made directly (`syscall` instruction), not through libc.
+//!
+//! Three reasons, each a way the host could otherwise notice the library:
+//! - **errno** is never touched: a raw call returns `-errno` instead of setting it.
+//! - **No cancellation point.** libc's `write`, `poll`, `open`… are cancellation points: a
+//!   host thread cancelled (`pthread_cancel`) while inside one of ours would unwind through
+//!   the library's frames, which Rust turns into an abort. A raw call is never one.
+//! - **No interposer.** The call reaches the kernel, not a hook of ours (recursion) nor another
+//!   preloaded library (a profiler, libjsig) that would see calls its host never made.
+//!
+//! Everything here is async-signal-safe and allocation-free. Results are `Ok(value)` or
+//! `Err(errno)`.
+
+use libc::{c_int, c_long};
+
+/// A raw system call's result: the value, or the errno it failed with.
+pub type Res = Result<usize, c_int>;
+
+fn result(rc: isize) -> Res {
+    if (-4095..0).contains(&rc) {
+        Err(-rc as c_int)
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    /// One system call with up to six arguments.
+    ///
+    /// # Safety
+    /// The arguments must be valid for system call `nr` (pointers to memory the kernel may
+    /// read or write as that call does).
+    #[inline(always)]
+    pub unsafe fn call(nr: i64, a: [usize; 6]) -> isize {
+        let rc: isize;
+        // SAFETY: the x86_64 Linux system call convention; rcx and r11 are clobbered by the
+        // instruction; memory may be read or written by the kernel as the call says.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => rc,
+                in("rdi") a[0],
+                in("rsi") a[1],
+                in("rdx") a[2],
+                in("r10") a[3],
+                in("r8") a[4],
+                in("r9") a[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        rc
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    /// One system call with up to six arguments.
+    ///
+    /// # Safety
+    /// The arguments must be valid for system call `nr` (pointers to memory the kernel may
+    /// read or write as that call does).
+    #[inline(always)]
+    pub unsafe fn call(nr: i64, a: [usize; 6]) -> isize {
+        let rc: isize;
+        // SAFETY: the aarch64 Linux system call convention (number in x8, result in x0).
+        unsafe {
+            core::arch::asm!(
+                "svc 0",
+                in("x8") nr,
+                inlateout("x0") a[0] as isize => rc,
+                in("x1") a[1],
+                in("x2") a[2],
+                in("x3") a[3],
+                in("x4") a[4],
+                in("x5") a[5],
+                options(nostack),
+            );
+        }
+        rc
+    }
+}
+
+/// # Safety
+/// As [`arch::call`].
+#[inline(always)]
+unsafe fn call(nr: c_long, a: [usize; 6]) -> Res {
+    // SAFETY: as the caller guarantees.
+    result(unsafe { arch::call(nr, a) })
+}
+
+pub fn write(fd: c_int, bytes: &[u8]) -> Res {
+    // SAFETY: the kernel reads at most `bytes.len()` bytes of the live slice.
+    unsafe {
+        call(
+            libc::SYS_write,
+            [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
+        )
+    }
+}
+
+pub fn writev(fd: c_int, iov: &[libc::iovec]) -> Res {
+    // SAFETY: the iovecs are live and point to live buffers the kernel only reads.
+    unsafe {
+        call(
+            libc::SYS_writev,
+            [fd as usize, iov.as_ptr() as usize, iov.len(), 0, 0, 0],
+        )
+    }
+}
+
+pub fn read(fd: c_int, buf: &mut [u8]) -> Res {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into the live buffer.
+    unsafe {
+        call(
+            libc::SYS_read,
+            [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    }
+}
+
+pub fn pread(fd: c_int, buf: &mut [u8], offset: u64) -> Res {
+    // SAFETY: as `read`.
+    unsafe {
+        call(
+            libc::SYS_pread64,
+            [
+                fd as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                offset as usize,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`; `path` must end with a NUL.
+pub fn open(path: &[u8], flags: c_int, mode: libc::mode_t) -> Res {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: a NUL-terminated path the kernel only reads.
+    unsafe {
+        call(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                flags as usize,
+                mode as usize,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+pub fn close(fd: c_int) -> Res {
+    // SAFETY: closing a number has no effect beyond it.
+    unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) }
+}
+
+pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one struct stat into ours.
+    unsafe {
+        call(
+            libc::SYS_fstat,
+            [
+                fd as usize,
+                (&mut st as *mut libc::stat) as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok(st)
+}
+
+/// `stat` of a NUL-terminated path.
+pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path the kernel reads; one struct stat written into ours.
+    unsafe {
+        call(
+            libc::SYS_newfstatat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                (&mut st as *mut libc::stat) as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok(st)
+}
+
+/// This process's id, from the kernel (never a cached copy: a child made with `vfork` shares
+/// its parent's memory, caches included).
+pub fn getpid() -> u32 {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { call(libc::SYS_getpid, [0; 6]) }.unwrap_or(0) as u32
+}
+
+pub fn gettid() -> u32 {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { call(libc::SYS_gettid, [0; 6]) }.unwrap_or(0) as u32
+}
+
+/// Lets another thread run.
+pub fn sched_yield() {
+    // SAFETY: no arguments; cannot fail.
+    let _ = unsafe { call(libc::SYS_sched_yield, [0; 6]) };
+}
+
+/// Sends `sig` to thread `tid` of process `pid`.
+pub fn tgkill(pid: u32, tid: u32, sig: c_int) -> Res {
+    // SAFETY: sends a signal; no memory involved.
+    unsafe {
+        call(
+            libc::SYS_tgkill,
+            [pid as usize, tid as usize, sig as usize, 0, 0, 0],
+        )
+    }
+}
+
+/// Waits until `fd` can take bytes or `timeout_ms` passed: `Ok(0)` on timeout.
+pub fn poll_out(fd: c_int, timeout_ms: c_int) -> Result<(usize, i16), c_int> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::from(timeout_ms / 1000),
+        tv_nsec: libc::c_long::from(timeout_ms % 1000) * 1_000_000,
+    };
+    // SAFETY: one pollfd of ours, a timeout of ours, no signal mask.
+    let n = unsafe {
+        call(
+            libc::SYS_ppoll,
+            [
+                (&mut p as *mut libc::pollfd) as usize,
+                1,
+                (&ts as *const libc::timespec) as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok((n, p.revents))
+}
+
+/// Whether this thread runs on its alternate signal stack now (so inside a signal handler).
+pub fn on_signal_stack() -> bool {
+    // SAFETY: an all-zero stack_t is valid; the kernel only writes it (no new stack is set).
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe {
+        call(
+            libc::SYS_sigaltstack,
+            [0, (&mut old as *mut libc::stack_t) as usize, 0, 0, 0, 0],
+        )
+    };
+    rc.is_ok() && old.ss_flags & libc::SS_ONSTACK != 0
+}
+
+/// `futex(FUTEX_WAIT)` on `word` while it holds `expected`, for at most `timeout_ns`.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: the kernel reads the word and the timeout; nothing is written.
+    let _ = unsafe {
+        call(
+            libc::SYS_futex,
+            [
+                word.as_ptr() as usize,
+                (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+                expected as usize,
+                (&ts as *const libc::timespec) as usize,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+/// Wakes one thread waiting on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: no memory is read or written beyond the word's address.
+    let _ = unsafe {
+        call(
+            libc::SYS_futex,
+            [
+                word.as_ptr() as usize,
+                (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize,
+                1,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+/// `getdents64` into `buf`: bytes read, 0 at the end.
+pub fn getdents(fd: c_int, buf: &mut [u8]) -> Res {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into the live buffer.
+    unsafe {
+        call(
+            libc::SYS_getdents64,
+            [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    }
+}
+
+/// `renameat(AT_FDCWD, from, AT_FDCWD, to)` of NUL-terminated paths.
+pub fn rename(from: &[u8], to: &[u8]) -> Res {
+    if from.last() != Some(&0) || to.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    #[cfg(target_arch = "x86_64")]
+    const NR: c_long = libc::SYS_renameat;
+    #[cfg(target_arch = "aarch64")]
+    const NR: c_long = libc::SYS_renameat2;
+    // SAFETY: two NUL-terminated paths the kernel only reads (flags 0 for renameat2).
+    unsafe {
+        call(
+            NR,
+            [
+                libc::AT_FDCWD as usize,
+                from.as_ptr() as usize,
+                libc::AT_FDCWD as usize,
+                to.as_ptr() as usize,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `unlinkat(AT_FDCWD, path, 0)` of a NUL-terminated path.
+pub fn unlink(path: &[u8]) -> Res {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: a NUL-terminated path the kernel only reads.
+    unsafe {
+        call(
+            libc::SYS_unlinkat,
+            [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
+        )
+    }
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, floor)`.
+pub fn dup_above(fd: c_int, floor: c_int) -> Res {
+    // SAFETY: duplicates a number; no memory involved.
+    unsafe {
+        call(
+            libc::SYS_fcntl,
+            [
+                fd as usize,
+                libc::F_DUPFD_CLOEXEC as usize,
+                floor as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `pwritev2(fd, iov, -1, RWF_NOWAIT)`: a write at the fd's position that fails with EAGAIN
+/// instead of blocking, on pipes and sockets (a file system that cannot say answers
+/// EOPNOTSUPP), without touching the file's flags, which the host shares.
+pub fn writev_nowait(fd: c_int, iov: &[libc::iovec]) -> Res {
+    // SAFETY: the iovecs are live and point to live buffers the kernel only reads.
+    unsafe {
+        call(
+            libc::SYS_pwritev2,
+            [
+                fd as usize,
+                iov.as_ptr() as usize,
+                iov.len(),
+                usize::MAX,
+                0,
+                libc::RWF_NOWAIT as usize,
+            ],
+        )
+    }
+}
+
+/// `sendmsg(fd, iov, flags)` to a connected socket.
+pub fn sendmsg(fd: c_int, iov: &mut [libc::iovec], flags: c_int) -> Res {
+    // SAFETY: an all-zero msghdr is valid; it names our iovecs only.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: the message and its iovecs are live; the kernel only reads them.
+    unsafe {
+        call(
+            libc::SYS_sendmsg,
+            [
+                fd as usize,
+                (&msg as *const libc::msghdr) as usize,
+                flags as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// Blocks (`how` = `SIG_BLOCK`) or sets (`SIG_SETMASK`) this thread's signal mask; the old one
+/// is returned.
+pub fn sigmask(how: c_int, set: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is an empty set.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel reads 8 bytes of `set` and writes 8 of `old` (the kernel's sigset).
+    let _ = unsafe {
+        call(
+            libc::SYS_rt_sigprocmask,
+            [
+                how as usize,
+                (set as *const libc::sigset_t) as usize,
+                (&mut old as *mut libc::sigset_t) as usize,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    old
+}
+
+/// Whether `sig` is pending for this thread or the process.
+pub fn pending(sig: c_int) -> bool {
+    // SAFETY: an all-zero sigset_t is an empty set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes 8 bytes of the set.
+    let ok = unsafe {
+        call(
+            libc::SYS_rt_sigpending,
+            [(&mut set as *mut libc::sigset_t) as usize, 8, 0, 0, 0, 0],
+        )
+    }
+    .is_ok();
+    // SAFETY: reading a set of ours.
+    ok && unsafe { libc::sigismember(&set, sig) } == 1
+}
+
+/// Takes a pending `sig` (blocked) off, if there is one, without waiting.
+pub fn take_pending(sig: c_int) {
+    // SAFETY: an all-zero sigset_t is an empty set; sigaddset writes only it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel reads the set and the zero timeout; no siginfo is asked for.
+    let _ = unsafe {
+        call(
+            libc::SYS_rt_sigtimedwait,
+            [
+                (&set as *const libc::sigset_t) as usize,
+                0,
+                (&zero as *const libc::timespec) as usize,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn calls_reach_the_kernel_and_leave_errno_alone() {
+        // SAFETY: writing this thread's errno.
+        unsafe { *libc::__errno_location() = 1234 };
+        assert_eq!(close(-1), Err(libc::EBADF));
+        assert_eq!(
+            open(b"/nonexistent/x\0", libc::O_RDONLY, 0),
+            Err(libc::ENOENT)
+        );
+        // SAFETY: reading this thread's errno.
+        assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+        assert_eq!(getpid(), std::process::id());
+        let fd = open(b"/proc/self/stat\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).unwrap() as c_int;
+        let mut buf = [0u8; 64];
+        let n = read(fd, &mut buf).unwrap();
+        assert!(n > 0);
+        assert!(fstat(fd).is_ok());
+        assert_eq!(close(fd), Ok(0));
+        assert!(!on_signal_stack());
+        assert!(stat(b"/proc/self\0").is_ok());
+    }
+
+    #[test]
+    fn a_nowait_write_to_a_full_pipe_fails_instead_of_blocking() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into our array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let block = [b'x'; 4096];
+        let iov = [libc::iovec {
+            iov_base: block.as_ptr() as *mut libc::c_void,
+            iov_len: block.len(),
+        }];
+        let mut wrote = 0;
+        let last = loop {
+            match writev_nowait(fds[1], &iov) {
+                Ok(n) => wrote += n,
+                Err(e) => break e,
+            }
+            assert!(wrote < 16 << 20, "never full");
+        };
+        assert_eq!(last, libc::EAGAIN);
+        assert!(wrote >= 4096);
+        let _ = close(fds[0]);
+        let _ = close(fds[1]);
+    }
+}
