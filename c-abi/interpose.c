@@ -29,6 +29,9 @@ struct lm_callbacks {
     /* The host handed `len` bytes at `data` to the stream on `fd`. */
     void (*stream_wrote)(int fd, const void *data, size_t len);
     int (*in_this_library)(const void *p);
+    /* After a raw rt_sigaction(sig, act, old) succeeded: translates `old`, settles the
+     * library's crash handlers (src/glue/signals.rs). Keeps errno. */
+    void (*raw_sigaction_done)(int sig, int changed, void *old);
 };
 
 static const struct lm_callbacks *callbacks;
@@ -175,7 +178,7 @@ long syscall(long number, ...) {
         errno = ENOSYS;
         return -1;
     }
-    /* Fast path: only fd-lifetime calls can concern us. */
+    /* Fast path: only fd-lifetime calls and signal actions can concern us. */
     switch (number) {
     case SYS_close:
         if (fd_is_tracked((int)a1)) {
@@ -203,6 +206,16 @@ long syscall(long number, ...) {
         if (rc >= 0 && (fd_is_tracked((int)a1) || (number != SYS_dup && fd_is_tracked(new_fd)))) {
             int saved = errno;
             cbs()->fd_duplicated((int)a1, new_fd);
+            errno = saved;
+        }
+        return rc;
+    }
+    case SYS_rt_sigaction: {
+        long rc = real(number, a1, a2, a3, a4, a5, a6);
+        const struct lm_callbacks *cb = cbs();
+        if (rc == 0 && cb) {
+            int saved = errno;
+            cb->raw_sigaction_done((int)a1, a2 != 0, (void *)a3);
             errno = saved;
         }
         return rc;

@@ -63,6 +63,9 @@ mod props;
 // probes and endings, only in the real library (test builds carry no hooks and no
 // constructor); the handoff's files and the deferred-work queue are tested on their own.
 #[cfg(not(test))]
+#[path = "glue/channel.rs"]
+mod channel;
+#[cfg(not(test))]
 #[path = "glue/deepbind.rs"]
 mod deepbind;
 #[path = "glue/deferred.rs"]
@@ -87,6 +90,9 @@ mod process;
 #[cfg(not(test))]
 #[path = "glue/real.rs"]
 mod real;
+#[cfg(not(test))]
+#[path = "glue/signals.rs"]
+mod signals;
 #[path = "glue/sys.rs"]
 pub mod sys;
 

@@ -300,9 +300,8 @@ fn a_signal_handler_that_writes_to_and_closes_the_socket() {
 
 #[test]
 fn the_host_sees_its_own_signal_handlers() {
-    // Handlers run through a trampoline of the library's: the host must read back exactly what
-    // it installed (handler, flags, mask), for sigaction and signal, after SA_RESETHAND fired,
-    // and after leaving a handler with siglongjmp.
+    // The host must read back exactly what it installed (handler, flags, mask), for sigaction
+    // and signal, after SA_RESETHAND fired, and after leaving a handler with siglongjmp.
     let probe = compile_program("sigview_probe", "sigview_probe", &[]);
     let run = |preload: bool| {
         let mut c = std::process::Command::new(&probe);

@@ -201,7 +201,6 @@ fn assert_plain_printed(plain: &Outcome, line: &str) {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: a SIG_DFL the host sets on a fatal signal reads back without its flags and mask, and rt_sigaction shows the library's crash handler"]
 fn fatal_signal_dispositions_read_back_as_the_kernel_reports_them() {
     // Before the first connect, during an invoke, after its response: the six fatal signals
     // through sigaction and the raw rt_sigaction; and a SIG_DFL the host sets itself with
@@ -212,7 +211,6 @@ fn fatal_signal_dispositions_read_back_as_the_kernel_reports_them() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: the host's handlers run through the library's trampoline: rt_sigaction reads back its address (and SA_SIGINFO)"]
 fn the_hosts_handlers_are_installed_as_given() {
     // Handlers with SA_SIGINFO, masks and flags, a BSD signal(), SIG_IGN on SIGTERM and a
     // one-shot SIGSEGV handler, installed before the first connect: the kernel must hold them
@@ -226,7 +224,6 @@ fn the_hosts_handlers_are_installed_as_given() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: handlers installed by __sysv_signal, sysv_signal, ssignal, bsd_signal, sigset or rt_sigaction read back as SIG_DFL; a save-and-restore then puts the crash handler back and the raised signal kills the runtime"]
 fn handlers_installed_around_the_sigaction_hook_replace_the_crash_handlers() {
     // During an invoke, one fatal signal each gets a handler by a glibc path that does not call
     // the interposed sigaction; the host reads each back, saves and restores it through
@@ -237,7 +234,6 @@ fn handlers_installed_around_the_sigaction_hook_replace_the_crash_handlers() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: SIG_DFL with SA_RESTART|SA_UNSUPPORTED on a fatal signal reads back flags 0: the probe concludes SA_RESTART is unsupported"]
 fn the_sa_unsupported_probe_gets_the_kernels_answer() {
     // Linux 5.11's probe: set SA_UNSUPPORTED with the flags asked about, read back; the kernel
     // clears SA_UNSUPPORTED and keeps the flags it knows. On handlers, SIG_IGN and the SIG_DFL
@@ -256,7 +252,6 @@ fn the_sa_unsupported_probe_gets_the_kernels_answer() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: signal(sig, SIG_ERR) succeeds (returns SIG_DFL, errno 0) and installs SIG_ERR as a handler instead of failing with EINVAL"]
 fn invalid_requests_fail_as_without_the_library() {
     // sigaction, the GNU signal, the ISO C signal and sigset on signals 0, -1, 65, 128,
     // SIGKILL, SIGSTOP and glibc's own 32 and 33; signal() with SIG_ERR as the handler.
@@ -266,7 +261,6 @@ fn invalid_requests_fail_as_without_the_library() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: a SA_NODEFER handler reads back through rt_sigaction as the library's trampoline with SA_SIGINFO added"]
 fn resethand_and_nodefer_handlers_read_back_as_the_kernel_left_them() {
     // SA_RESETHAND handlers (with and without SA_SIGINFO, on ordinary and fatal signals) read
     // their disposition inside the handler and after it; a SA_NODEFER handler nests.
@@ -276,7 +270,6 @@ fn resethand_and_nodefer_handlers_read_back_as_the_kernel_left_them() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: children made by raw clone and _Fork read the library's crash handler and trampoline back through sigaction"]
 fn children_made_by_raw_clone_and_fork_read_back_the_kernels_dispositions() {
     // After the runtime became one (an invoke in flight, a SIGUSR1 handler of its own), a child
     // made by syscall(SYS_clone) and one made by _Fork read every disposition back; two more
@@ -312,7 +305,6 @@ fn fatal_signals_the_runtime_sends_itself_end_it_as_without_the_library() {
 }
 
 #[test]
-#[ignore = "issue 20 property 2: a fatal signal the runtime sends itself with a positive si_code (rt_tgsigqueueinfo) is swallowed by the crash handler: the runtime lives on"]
 fn a_fatal_signal_sent_with_a_fault_si_code_is_not_swallowed() {
     // rt_tgsigqueueinfo to itself with si_code 1 (allowed for the own process; crash reporters
     // re-raise a signal this way with the siginfo they were given). The crash handler takes a
@@ -349,13 +341,11 @@ fn handlers_left_by_siglongjmp_keep_every_invoke_metered() {
 }
 
 #[test]
-#[ignore = "issue 20 property 3: after a handler leaves by setcontext the library believes the thread is still inside it and defers everything: no invoke gets a record"]
 fn handlers_left_by_setcontext_keep_every_invoke_metered() {
     handler_left_by("setcontext");
 }
 
 #[test]
-#[ignore = "issue 20 property 3: after a handler leaves by a C++ exception the library believes the thread is still inside it and defers everything: no invoke gets a record"]
 fn handlers_left_by_a_cpp_exception_keep_every_invoke_metered() {
     let invokes = 200;
     let probe = throw_probe();
@@ -371,8 +361,43 @@ fn handlers_left_by_a_cpp_exception_keep_every_invoke_metered() {
     assert_every_invoke_metered("handlers left by an exception", &metered, invokes);
 }
 
+/// tests/programs/gate_leave_probe.c, compiled once.
+fn gate_leave_probe() -> PathBuf {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE
+        .get_or_init(|| compile_program("gate_leave_probe", "gate_leave_probe", &["-O1", "-ldl"]))
+        .clone()
+}
+
 #[test]
-#[ignore = "issue 20 property 2: with libjsig after the library in LD_PRELOAD, the crash handlers are chained behind the JVM's SIGSEGV, SIGBUS, SIGFPE and SIGILL handlers (libjsig answers SIG_DFL for them), and the JVM's handlers run through the trampoline"]
+fn handlers_that_leave_the_library_itself_half_way_keep_every_invoke_metered() {
+    // A SIGALRM every 50 µs; whenever it interrupts the library (inside its custom-properties
+    // call, holding the gate), the handler leaves by siglongjmp. Nothing tells the library:
+    // the next entry on that thread must find the abandoned frame and take the gate back.
+    let invokes = 50;
+    let probe = gate_leave_probe();
+    let n = invokes.to_string();
+    let command = [probe.to_str().unwrap(), n.as_str()];
+    let report = std::env::temp_dir().join(format!("gate-leave-{}", std::process::id()));
+    let report_env = [("LEAVE_REPORT", report.to_str().unwrap())];
+    let plain = run_host(&command, invokes, &[], false);
+    let metered = run_host(&command, invokes, &report_env, true);
+    assert_plain_printed(&plain, &format!("{invokes} invokes"));
+    assert_host_saw_the_same("handlers leaving the library", &plain, &metered);
+    assert_every_invoke_metered("handlers leaving the library", &metered, invokes);
+    let left: u64 = std::fs::read_to_string(&report)
+        .expect("the probe's report")
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(&report);
+    assert!(
+        left > 0,
+        "no handler interrupted the library: the test showed nothing"
+    );
+}
+
+#[test]
 fn the_crash_handlers_stay_out_of_libjsigs_chain() {
     // The probe does what the JVM does with libjsig: installs its handlers for SIGSEGV, SIGBUS,
     // SIGFPE and SIGILL between JVM_begin_signal_setting and JVM_end_signal_setting. libjsig's

@@ -313,6 +313,33 @@ impl Pool {
         }
     }
 
+    /// Writes `json` (compacting to `json_len` bytes) over the value of the property entry at
+    /// `at` with a key of `key_len` bytes, if its value has that length too.
+    fn overwrite_json(
+        &mut self,
+        (chunk, off): (u16, usize),
+        key_len: usize,
+        json_len: usize,
+        json: &str,
+    ) -> bool {
+        let start = off + 2 + key_len;
+        let Some(b) = self
+            .chunks
+            .get_mut(usize::from(chunk))
+            .and_then(|ch| ch.bytes.get_mut(start..start + 2 + json_len))
+        else {
+            return false;
+        };
+        let Some((len, value)) = b.split_first_chunk_mut::<2>() else {
+            return false;
+        };
+        if usize::from(u16::from_le_bytes(*len)) != json_len {
+            return false;
+        }
+        let mut out = Out::new(value);
+        crate::json::compact(json.as_bytes(), &mut out) && !out.overflowed()
+    }
+
     /// What `c` holds: metric names, dimensions and properties, and where `name` is used.
     fn census(&self, c: &Custom, name: &str) -> Census {
         let mut n = Census::default();
@@ -467,6 +494,13 @@ impl Pool {
         }
         if n.property.is_none() && n.properties >= MAX_PROPERTIES {
             return Status::Limit;
+        }
+        // A value of the same length replaces the old one where it is: a property set again
+        // and again (a counter, a state) does not grow the chain.
+        if let Some(at) = n.property
+            && self.overwrite_json(at, key.len(), json_len, json_value)
+        {
+            return Status::Ok;
         }
         let written = self.append_with(c, 4 + key.len() + json_len, |out| {
             out.bytes(&[PROPERTY, key.len() as u8]);
@@ -954,6 +988,26 @@ mod tests {
         assert_eq!(p.property(&mut c, "x", "1", &taken), Status::BadName);
         assert_eq!(p.dimension(&mut c, "d", "v", &taken), Status::Ok);
         assert_eq!(p.metric(&mut c, "d", 1.0, None, &taken), Status::BadName);
+    }
+
+    #[test]
+    fn a_property_set_again_with_a_value_of_the_same_length_does_not_grow() {
+        let mut p = pool();
+        let mut c = Custom::NONE;
+        for i in 0..10_000 {
+            let v = format!("{}", 10_000 + i);
+            assert_eq!(p.property(&mut c, "step", &v, &none), Status::Ok);
+        }
+        assert_eq!(p.free.len() + 1, p.chunks.len(), "one chunk holds it");
+        assert_eq!(
+            pairs(|f| p.properties(&c, f)),
+            vec![("step".into(), "19999".into())]
+        );
+        assert_eq!(p.property(&mut c, "step", "\"longer\"", &none), Status::Ok);
+        assert_eq!(
+            pairs(|f| p.properties(&c, f)),
+            vec![("step".into(), "\"longer\"".into())]
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub type Warning = FixedStr<320>;
 enum Untrack {
     Garbage(http::ParseError),
     TooManyPending,
+    /// Its bytes were half through the parsers when a signal handler left the engine.
+    Abandoned,
 }
 
 /// A fixed ring of `N` values, oldest first.
@@ -262,6 +264,8 @@ pub struct Engine {
     warned_garbage: bool,
     warned_fd_range: bool,
     warned_bounds: bool,
+    /// The fd whose bytes are going through the parsers now, or -1 (see [`Engine::abandoned`]).
+    working: i32,
     journal: Option<JournalLink>,
     /// The constant parts of records, rendered once (see [`emf::Prefixes`]).
     prefixes: emf::Prefixes,
@@ -353,6 +357,7 @@ impl Engine {
             warned_garbage: false,
             warned_fd_range: false,
             warned_bounds: false,
+            working: -1,
             journal: None,
             prefixes: emf::Prefixes::try_new()?,
             channel: None,
@@ -712,6 +717,39 @@ impl Engine {
 
     /// The host wrote `data` to `fd`.
     pub fn sent(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
+        self.working_on(fd, |e| e.sent_on(fd, data, probe));
+    }
+
+    /// The host read `data` from `fd`.
+    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
+        self.working_on(fd, |e| e.received_on(fd, data, probe));
+    }
+
+    /// The host read end-of-stream from `fd`.
+    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) {
+        self.working_on(fd, |e| e.end_of_stream_on(fd, probe));
+    }
+
+    /// Runs `f`, which moves bytes of `fd`'s connection through its parsers, noting the fd
+    /// while it does (see [`Engine::abandoned`]).
+    fn working_on(&mut self, fd: i32, f: impl FnOnce(&mut Engine)) {
+        self.working = fd;
+        f(self);
+        self.working = -1;
+    }
+
+    /// A call into the engine was abandoned half-way (a signal handler that interrupted it
+    /// never returned): a connection whose bytes were going through its parsers then is out of
+    /// step and is dropped; nothing else was left half-done in a way that matters.
+    pub fn abandoned(&mut self) {
+        let fd = std::mem::replace(&mut self.working, -1);
+        if let Some(id) = (fd >= 0).then(|| self.conn_of(fd)).flatten() {
+            self.drop_connection(id, Untrack::Abandoned);
+        }
+    }
+
+    /// [`Engine::sent`].
+    fn sent_on(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
         let Some(id) = self.conn_of(fd) else {
             return;
         };
@@ -808,8 +846,8 @@ impl Engine {
         true
     }
 
-    /// The host read `data` from `fd`.
-    pub fn received(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
+    /// [`Engine::received`].
+    fn received_on(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
         let Some(id) = self.conn_of(fd) else {
             return;
         };
@@ -831,8 +869,8 @@ impl Engine {
         }
     }
 
-    /// The host read end-of-stream from `fd`.
-    pub fn end_of_stream(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) {
+    /// [`Engine::end_of_stream`].
+    fn end_of_stream_on(&mut self, fd: i32, probe: &dyn Fn(Reading) -> Probe) {
         let Some(id) = self.conn_of(fd) else {
             return;
         };
@@ -1258,19 +1296,6 @@ impl Engine {
         }
     }
 
-    /// Stops following every connection (their state may be half-updated: an entry of the
-    /// library was left mid-way by a signal handler that never returned). Connections made
-    /// from here on are followed.
-    pub fn forget_connections(&mut self) {
-        for (fd, _) in &self.fds {
-            self.bits.remove(*fd);
-        }
-        self.fds.clear();
-        for c in &mut self.conns {
-            c.in_use = false;
-        }
-    }
-
     /// Number of connections followed now.
     pub fn connection_count(&self) -> usize {
         self.conns.iter().filter(|c| c.in_use).count()
@@ -1303,11 +1328,18 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(id) {
             c.in_use = false;
         }
+        if let Untrack::Abandoned = why {
+            // The host's own doing, not bad input: a debug line.
+            return self.bound_reached(
+                "a signal handler left the library half-way through a Runtime API connection's bytes; it is not followed any more",
+            );
+        }
         if !self.warned_garbage {
             self.warned_garbage = true;
             let reason = match why {
                 Untrack::Garbage(e) => e.describe(),
                 Untrack::TooManyPending => "too many requests without responses",
+                Untrack::Abandoned => "",
             };
             self.warn(format_args!(
                 "stopped following a Runtime API connection ({reason}); invokes on it are not metered"

@@ -14,6 +14,7 @@ use crate::fdtable::TRACKED;
 use crate::output;
 use crate::process;
 use crate::real;
+use crate::signals;
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
@@ -640,7 +641,8 @@ pub unsafe extern "C" fn fork() -> pid_t {
     // Taking and releasing the engine lock may touch errno (futex waits): the host sees the
     // errno it had before a successful fork, or fork's own after a failed one.
     let entry_errno = errno();
-    let guard = process::before_fork();
+    let canary = process::Canary::new();
+    let guard = process::before_fork(&canary);
     // SAFETY: plain call of the real fork.
     let pid = unsafe { (real::fork::get())() };
     let err = if pid < 0 { errno() } else { entry_errno };
@@ -848,57 +850,54 @@ hook!(
     }
 );
 
+// Signal dispositions: every call goes through unchanged (see signals.rs); only a read-back
+// that would show the library's crash handler is translated.
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigaction(
     sig: c_int,
     act: *const libc::sigaction,
     old: *mut libc::sigaction,
 ) -> c_int {
-    // SAFETY: the host's arguments, handled as sigaction(2) would.
-    unsafe { ending::sigaction(sig, act, old) }
-}
-
-/// `longjmp` and its kin may leave the host's signal handlers without returning from them.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn longjmp(env: *mut c_void, value: c_int) -> ! {
-    process::leaving_all_handlers();
-    // SAFETY: the host's arguments, unchanged; the jump does not return.
-    unsafe { (real::longjmp::get())(env, value) }
-}
-
-/// `_longjmp` is `longjmp` without the signal mask (glibc: the same function).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _longjmp(env: *mut c_void, value: c_int) -> ! {
     // SAFETY: the host's arguments, unchanged.
-    unsafe { longjmp(env, value) }
+    unsafe { signals::sigaction(real::sigaction::get(), sig, act, old) }
 }
 
+/// glibc exports `sigaction` under this name too.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn siglongjmp(env: *mut c_void, value: c_int) -> ! {
-    process::leaving_all_handlers();
-    // SAFETY: the host's arguments, unchanged; the jump does not return.
-    unsafe { (real::siglongjmp::get())(env, value) }
+pub unsafe extern "C" fn __sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: the host's arguments, unchanged.
+    unsafe { signals::sigaction(real::sigaction_alias::get(), sig, act, old) }
 }
 
-/// What `longjmp` becomes in programs built with `_FORTIFY_SOURCE`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __longjmp_chk(env: *mut c_void, value: c_int) -> ! {
-    process::leaving_all_handlers();
-    // SAFETY: the host's arguments, unchanged; the jump does not return.
-    unsafe { (real::longjmp_chk::get())(env, value) }
+/// `signal`, `bsd_signal`, `ssignal` (BSD semantics), `sysv_signal` and `__sysv_signal` (what
+/// ISO C's `signal` is in glibc), `sigset`: glibc installs through its own internal
+/// `sigaction`, out of our sight, so each is hooked itself.
+macro_rules! signal_hook {
+    ($($name:ident => $real:ident),* $(,)?) => {$(
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            sig: c_int,
+            handler: libc::sighandler_t,
+        ) -> libc::sighandler_t {
+            // SAFETY: the host's arguments, unchanged.
+            unsafe { signals::signal_like(real::$real::get(), sig, handler) }
+        }
+    )*};
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn siginterrupt(sig: c_int, interrupt: c_int) -> c_int {
-    // SAFETY: the host's arguments, handled as siginterrupt(3) would.
-    unsafe { ending::siginterrupt(sig, interrupt) }
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
-    // SAFETY: the host's arguments, handled as signal(2) would.
-    unsafe { ending::signal(sig, handler) }
-}
+signal_hook!(
+    signal => signal,
+    bsd_signal => bsd_signal,
+    ssignal => ssignal,
+    sysv_signal => sysv_signal,
+    __sysv_signal => sysv_signal_iso,
+    sigset => sigset,
+);
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn exit(status: c_int) -> ! {
@@ -938,6 +937,9 @@ struct Callbacks {
     stream_writing: extern "C" fn(*mut libc::FILE) -> c_int,
     stream_wrote: extern "C" fn(c_int, *const c_void, size_t),
     in_this_library: extern "C" fn(*mut c_void) -> c_int,
+    /// After a raw `rt_sigaction(sig, act, old)` succeeded: `changed` when `act` was given,
+    /// `old` the host's kernel-layout struct or null.
+    raw_sigaction_done: unsafe extern "C" fn(c_int, c_int, *mut c_void),
 }
 
 unsafe extern "C" {
@@ -954,6 +956,7 @@ static CALLBACKS: Callbacks = Callbacks {
     stream_writing: stream_writing_cb,
     stream_wrote: stream_wrote_cb,
     in_this_library: real::lm_in_this_library,
+    raw_sigaction_done: signals::raw_sigaction_done,
 };
 
 extern "C" fn stream_writing_cb(stream: *mut libc::FILE) -> c_int {

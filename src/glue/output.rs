@@ -175,22 +175,20 @@ static LOG_STREAMS: [[AtomicU64; 2]; 2] = [
     [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
 ];
 
-/// Whether the host ignores SIGPIPE (read at load, kept by the `sigaction`/`signal` hooks).
-/// When it does not, a write of ours to a pipe whose reader has gone must not raise one: the
-/// host would be killed by a signal it would never have received without the library.
-static SIGPIPE_IGNORED: AtomicBool = AtomicBool::new(false);
-
-/// The host set SIGPIPE's disposition.
-pub fn note_sigpipe_disposition(handler: libc::sighandler_t) {
-    SIGPIPE_IGNORED.store(handler == libc::SIG_IGN, Ordering::Relaxed);
+/// Whether the host ignores SIGPIPE now, as the kernel says (one raw system call: no state of
+/// ours that a path around the hooks could leave stale).
+fn sigpipe_ignored() -> bool {
+    let mut now = sys::KernelAction::default();
+    sys::rt_sigaction(libc::SIGPIPE, None, Some(&mut now)).is_ok() && now.handler == libc::SIG_IGN
 }
 
-/// Runs `write` (ours, to stdout or stderr) so that it cannot raise SIGPIPE in the host: with
-/// SIGPIPE blocked on this thread, and a SIGPIPE it raised taken back before the mask is
-/// restored (one that was already pending is left alone). Free when the host ignores SIGPIPE.
-/// Async-signal-safe.
+/// Runs `write` (ours, to a pipe or socket) so that it cannot raise SIGPIPE in the host: a
+/// write of ours to a pipe whose reader has gone must not kill the host with a signal it would
+/// never have received without the library. SIGPIPE is blocked on this thread, and one it
+/// raised taken back before the mask is restored (one that was already pending is left alone).
+/// Nothing to do when the host ignores SIGPIPE (Python and Node.js do). Async-signal-safe.
 fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
-    if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
+    if sigpipe_ignored() {
         return write();
     }
     // SAFETY: an all-zero sigset_t is an empty set; sigaddset writes only it.
@@ -209,12 +207,6 @@ fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
 
 /// Remembers what stdout and stderr are now (called first thing at load).
 pub fn remember_log_streams() {
-    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, no flags, empty mask).
-    let mut pipe: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: querying SIGPIPE's action into our struct.
-    if unsafe { crate::real::sigaction::get()(libc::SIGPIPE, std::ptr::null(), &mut pipe) } == 0 {
-        note_sigpipe_disposition(pipe.sa_sigaction);
-    }
     for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
         .into_iter()
         .zip(&LOG_STREAMS)

@@ -19,13 +19,11 @@ use crate::probes;
 use crate::runtime_api::ApiAddress;
 use crate::settings::{LogLevel, Settings};
 use crate::sys;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
-use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 const UNINITIALIZED: u8 = 0;
 /// This process may talk to the Runtime API: connects are checked.
@@ -56,23 +54,78 @@ unsafe impl Sync for EngineCell {}
 static ENGINE: EngineCell = EngineCell(UnsafeCell::new(None));
 static GATE: Gate = Gate::new();
 
-/// Who may touch the engine: one thread at a time, taken without ever waiting.
+/// Who may touch the engine: one thread at a time.
 ///
-/// `owner` holds the holding thread's key (see [`crate::custom::thread_key`]), `entry_sp` the
-/// stack address at which it entered. A thread that finds its own key there is either inside a
-/// signal handler that interrupted its own work (the frame that entered is alive, deeper in the
-/// stack below the handler, or the handler runs on the alternate signal stack), or its earlier
-/// entry was left by a handler that never returned (`longjmp`, `setcontext`, an exception): then
-/// it stands at or above the abandoned frame, and takes the gate back.
+/// `owner` holds the holding thread's key (see [`crate::custom::thread_key`]). Each thread
+/// also keeps, in [`FRAME`], the address of a [`Canary`] in the frame of its outermost entry
+/// (held, or being made). A thread that finds its own key in `owner` is either inside a signal
+/// handler that interrupted its own work — that frame is alive further up its stack (or the
+/// handler runs on the alternate signal stack) and its canary is intact — or its earlier entry
+/// was left by a handler that never returned (`longjmp`, `setcontext`, an exception, a managed
+/// runtime's context restore): then it stands above that frame, or the calls made since have
+/// overwritten the canary, and it takes the gate back. No hook of `longjmp` and no count of
+/// handler depth is needed for either.
 struct Gate {
     owner: AtomicU64,
-    entry_sp: AtomicUsize,
+    /// Entries so far (written only by the holder).
+    generation: AtomicU64,
+    /// The generation a waiter last gave up on: while it still holds, waiters do not wait.
+    stalled: AtomicU64,
+}
+
+thread_local! {
+    /// The canary of this thread's outermost entry of the gate (held or being made), or 0.
+    static FRAME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A mark in the frame of the code that enters the gate (see [`Gate`]). It must live until
+/// that code lets the gate go.
+pub struct Canary([AtomicU64; 2]);
+
+impl Canary {
+    pub const fn new() -> Canary {
+        Canary([AtomicU64::new(0), AtomicU64::new(0)])
+    }
+
+    fn address(&self) -> usize {
+        self as *const Canary as usize
+    }
+
+    /// The words a live canary at `at` holds for thread `me`.
+    fn expected(me: u64, at: usize) -> [u64; 2] {
+        const MARK: u64 = 0x6c6d_5f67_6174_6521;
+        [MARK ^ at as u64, !MARK ^ me]
+    }
+
+    fn set(&self, me: u64) {
+        let [a, b] = Canary::expected(me, self.address());
+        self.0[0].store(a, Ordering::Relaxed);
+        self.0[1].store(b, Ordering::Relaxed);
+    }
+
+    /// Whether the canary at `at` is still there, in the live frame of thread `me`. Reads
+    /// memory only where the kernel says a mapping is.
+    fn intact(me: u64, at: usize) -> bool {
+        if !sys::is_mapped(at, std::mem::size_of::<Canary>()) {
+            return false;
+        }
+        // SAFETY: `at` is mapped (just checked); it is on this thread's own stack (the only
+        // place canaries live), which nothing unmaps while the thread runs; an aligned read
+        // of two words that no other thread writes.
+        let words = unsafe {
+            [
+                std::ptr::read_volatile(at as *const u64),
+                std::ptr::read_volatile((at as *const u64).wrapping_add(1)),
+            ]
+        };
+        words == Canary::expected(me, at)
+    }
 }
 
 /// What trying the gate came to.
 enum Entry {
-    /// This thread holds it now.
-    Entered,
+    /// This thread holds it now; `outer` is the [`FRAME`] to put back when it lets go.
+    Entered { outer: usize },
     /// This thread holds it further up its own stack (a signal handler interrupted it).
     Nested,
     /// Another thread holds it.
@@ -84,50 +137,65 @@ enum Entry {
 /// bounded by the write budget). Waiting keeps what each thread saw in the order it saw it —
 /// an invoke is journaled before the handler that crashes it runs, a record is written before
 /// the `/next` that follows it leaves — and deferring keeps a stuck holder from holding up
-/// the host.
+/// the host. A holder once waited out is not waited for again.
 const WAIT_FOR_HOLDER_NS: u64 = 5_000_000;
 
 impl Gate {
     const fn new() -> Gate {
         Gate {
             owner: AtomicU64::new(0),
-            entry_sp: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            stalled: AtomicU64::new(u64::MAX),
         }
     }
 
-    fn try_enter(&self, me: u64, sp: usize) -> Entry {
+    fn try_enter(&self, me: u64, canary: &Canary) -> Entry {
+        canary.set(me);
+        // The frame this thread entered (or was entering) before, if any: it stays the
+        // outermost until this entry is let go.
+        let outer = FRAME.with(|f| f.replace(canary.address()));
+        let entered = |outer| {
+            let g = self.generation.load(Ordering::Relaxed);
+            self.generation.store(g.wrapping_add(1), Ordering::Relaxed);
+            Entry::Entered { outer }
+        };
         match self
             .owner
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => {
-                self.entry_sp.store(sp, Ordering::Relaxed);
-                Entry::Entered
-            }
+            Ok(_) => entered(outer),
             Err(holder) if holder == me => {
-                // Deeper on the same stack, or on the signal stack: an interrupted entry that
-                // is still running below us. Otherwise that entry was abandoned.
-                let nested = sp < self.entry_sp.load(Ordering::Relaxed) || sys::on_signal_stack();
-                if nested {
+                // Deeper on the same stack, or on the signal stack, with the outer frame's
+                // canary intact: an interrupted entry still running up the stack. Otherwise
+                // that entry was abandoned, and every frame of it is gone.
+                let below = canary.address() < outer || sys::on_signal_stack();
+                if outer != 0 && below && Canary::intact(me, outer) {
+                    FRAME.with(|f| f.set(outer));
                     return Entry::Nested;
                 }
-                self.entry_sp.store(sp, Ordering::Relaxed);
                 ABANDONED.store(true, Ordering::Relaxed);
-                Entry::Entered
+                entered(0)
             }
-            Err(_) => Entry::Busy,
+            Err(_) => {
+                FRAME.with(|f| f.set(outer));
+                Entry::Busy
+            }
         }
     }
 
     /// [`Gate::try_enter`], waiting a little while another thread holds the gate (see
     /// [`WAIT_FOR_HOLDER_NS`]).
-    fn enter(&self, me: u64, sp: usize) -> Entry {
+    fn enter(&self, me: u64, canary: &Canary) -> Entry {
         let mut since = None;
         let mut spins = 0u32;
         loop {
-            match self.try_enter(me, sp) {
+            match self.try_enter(me, canary) {
                 Entry::Busy => {}
                 done => return done,
+            }
+            let generation = self.generation.load(Ordering::Relaxed);
+            if self.stalled.load(Ordering::Relaxed) == generation {
+                return Entry::Busy;
             }
             spins += 1;
             if spins < 64 {
@@ -137,14 +205,17 @@ impl Gate {
             let now = probes::mono_ns();
             let start = *since.get_or_insert(now);
             if now.saturating_sub(start) >= WAIT_FOR_HOLDER_NS {
+                self.stalled.store(generation, Ordering::Relaxed);
                 return Entry::Busy;
             }
             sys::sched_yield();
         }
     }
 
-    fn leave(&self) {
+    /// Lets go of an entry made with [`Entry::Entered`]`{ outer }`.
+    fn leave(&self, outer: usize) {
         self.owner.store(0, Ordering::Release);
+        FRAME.with(|f| f.set(outer));
     }
 
     /// A forked child: the thread that held the gate in the parent does not exist here.
@@ -156,13 +227,6 @@ impl Gate {
 /// Set when the gate was taken back from an entry a signal handler never returned to: the
 /// engine's state may be half-updated, so its connections are started afresh.
 static ABANDONED: AtomicBool = AtomicBool::new(false);
-
-/// The stack address of the caller's frame (near enough: a local of this inlined function).
-#[inline(always)]
-fn stack_address() -> usize {
-    let marker = 0u8;
-    std::hint::black_box(&marker) as *const u8 as usize
-}
 
 /// Whether connects must be looked at.
 #[inline(always)]
@@ -240,13 +304,8 @@ pub fn init(exe_name: &str) {
         probes::enable_gauges();
     }
     if let Some(path) = std::env::var_os("LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
-        // Read from the start: lines of other processes carry their pid or another invoke's
-        // request id and are left alone (a shell runtime's result is posted by a process that
-        // did not exist when the handler wrote its values).
         use std::os::unix::ffi::OsStringExt;
-        if let Ok(path) = std::ffi::CString::new(path.into_vec()) {
-            let _ = CHANNEL.set(path);
-        }
+        crate::channel::configure(path.into_vec());
     }
     let _ = SETTINGS.set(settings);
     MODE.store(ACTIVE, Ordering::Release);
@@ -276,7 +335,7 @@ fn reserve() -> bool {
                     settings.runtime,
                     settings.runtime_api.as_deref().unwrap_or_default()
                 ));
-                if CHANNEL.get().is_some() {
+                if crate::channel::is_configured() {
                     engine.read_channel_with(channel_bytes);
                 }
                 *engine_cell() = Some(engine);
@@ -308,20 +367,18 @@ fn ensure_reserved() -> Reservation {
     if became_runtime() {
         return Reservation::Done;
     }
-    if IN_HANDLER.with(Cell::get) > 0 {
-        return Reservation::Busy;
-    }
     let me = crate::custom::thread_key();
-    match GATE.enter(me, stack_address()) {
-        Entry::Entered => {}
+    let canary = Canary::new();
+    let outer = match GATE.enter(me, &canary) {
+        Entry::Entered { outer } => outer,
         Entry::Busy | Entry::Nested => return Reservation::Busy,
-    }
+    };
     // SAFETY: errno is thread-local; saved and restored around the reservation.
     let saved_errno = unsafe { *libc::__errno_location() };
     let reserved = catch_unwind(reserve).unwrap_or(false);
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
-    leave(me);
+    leave(me, outer);
     if reserved {
         Reservation::Done
     } else {
@@ -447,14 +504,14 @@ fn start_journal() {
         s.runtime_api.clone().unwrap_or_default(),
     );
     match crate::ending::start(&names.0, &names.1) {
-        Some(journal) => {
+        Ok(journal) => {
             let owner = crate::ending::this_owner();
             if e.attach_journal(journal, owner).is_none() {
                 debug(format_args!("no room to journal open invokes"));
             }
         }
-        None => debug(format_args!(
-            "no journal in the temporary directory: an invoke the process does not survive will have no record"
+        Err(why) => output::warn_fmt(format_args!(
+            "no journal of open invokes in the temporary directory ({why}): an invoke the runtime does not survive will have no record"
         )),
     }
 }
@@ -542,46 +599,22 @@ fn defer_forget(fd: i32) {
     }
 }
 
-thread_local! {
-    /// How deep this thread is in the host's signal handlers (run by the trampoline in
-    /// `ending.rs`). Inside one, hooks defer instead of entering the engine.
-    static IN_HANDLER: Cell<u32> = const { Cell::new(0) };
-}
-
-/// The host's signal handler starts running on this thread.
-pub fn entering_handler() {
-    IN_HANDLER.with(|d| d.set(d.get().saturating_add(1)));
-}
-
-/// The host's signal handler returned.
-pub fn leaving_handler() {
-    IN_HANDLER.with(|d| d.set(d.get().saturating_sub(1)));
-}
-
-/// The host jumps out of whatever handlers were running (`longjmp` and friends).
-pub fn leaving_all_handlers() {
-    IN_HANDLER.with(|d| d.set(0));
-}
-
 /// Runs `f` on the engine with the host's errno kept and panics fenced, then writes what it
 /// put in the outbox. Where the engine cannot be entered, runs `blocked` instead, which must
 /// neither lock nor allocate. Returns `f`'s result when it ran.
 fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<R> {
-    if IN_HANDLER.with(Cell::get) > 0 {
-        blocked();
-        return None;
-    }
     // SAFETY: errno is a thread-local int; reading and writing it has no other effect.
     let saved_errno = unsafe { *libc::__errno_location() };
     let me = crate::custom::thread_key();
-    let result = match GATE.enter(me, stack_address()) {
+    let canary = Canary::new();
+    let result = match GATE.enter(me, &canary) {
         Entry::Busy | Entry::Nested => {
             blocked();
             None
         }
-        Entry::Entered => {
+        Entry::Entered { outer } => {
             let r = inside(f);
-            leave(me);
+            leave(me, outer);
             r
         }
     };
@@ -596,8 +629,8 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         let engine = engine_cell().as_mut()?;
         if ABANDONED.swap(false, Ordering::Relaxed) {
             // An entry of this thread was left half-way by a signal handler that never
-            // returned: what it was doing to the connections cannot be trusted.
-            engine.forget_connections();
+            // returned: a connection it was parsing then cannot be trusted.
+            engine.abandoned();
         }
         replay_deferred(engine);
         let r = f(engine);
@@ -626,14 +659,17 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
 
 /// Lets go of the gate; what other threads deferred meanwhile is replayed first, by whichever
 /// thread takes the gate again (this one when it is free).
-fn leave(me: u64) {
+fn leave(me: u64, outer: usize) {
+    let canary = Canary::new();
+    let mut outer = outer;
     loop {
-        GATE.leave();
+        GATE.leave(outer);
         if !DEFERRED_OPS.is_pending() && !ANY_DEFERRED.load(Ordering::Acquire) {
             return;
         }
-        if !matches!(GATE.try_enter(me, stack_address()), Entry::Entered) {
-            return;
+        match GATE.try_enter(me, &canary) {
+            Entry::Entered { outer: o } => outer = o,
+            _ => return,
         }
         let _ = inside(|_| ());
     }
@@ -922,18 +958,19 @@ fn watchdog() {
     loop {
         seen = WAKE.load(Ordering::Acquire);
         let me = crate::custom::thread_key();
+        let canary = Canary::new();
         // The gate is held for microseconds at a time: wait for it.
         let next = loop {
             if !is_active() {
                 return park();
             }
-            if let Entry::Entered = GATE.enter(me, stack_address()) {
+            if let Entry::Entered { outer } = GATE.enter(me, &canary) {
                 let next = inside(|e| {
                     let now = probes::probe();
                     e.tick(&now);
                     e.next_wakeup()
                 });
-                leave(me);
+                leave(me, outer);
                 break next.flatten();
             }
         };
@@ -963,74 +1000,38 @@ fn park() {
 /// Set by the watchdog thread once it runs (a futex word).
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
-/// The custom-metrics channel (`LAMBDA_METER_CHANNEL`): its path, and how far this process
-/// has read it (a forked child reads on from its parent's place).
-static CHANNEL: OnceLock<std::ffi::CString> = OnceLock::new();
-static CHANNEL_READ: AtomicU64 = AtomicU64::new(0);
-
-/// What was appended to the channel since the last call (whole lines) into `buf`, and this
-/// process's id. One `stat` when nothing was; an open, a `pread` and a close when something
-/// was.
+/// What was appended to the custom-metrics channel since the last call (whole lines) into
+/// `buf`, and this process's id.
 fn channel_bytes(buf: &mut [u8]) -> (usize, u32) {
     let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
-    let Some(path) = CHANNEL.get() else {
-        return (0, pid);
-    };
-    let path = path.as_bytes_with_nul();
-    let at = CHANNEL_READ.load(Ordering::Relaxed);
-    let size = sys::stat(path).map_or(0, |st| st.st_size.max(0) as u64);
-    if size <= at {
-        return (0, pid);
-    }
-    // The newest bytes the buffer holds at most: an ending invoke's values are at the end.
-    let from = at.max(size.saturating_sub(buf.len() as u64));
-    let want = (size - from).min(buf.len() as u64) as usize;
-    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
-        return (0, pid);
-    };
-    let read = sys::pread(fd as i32, buf.get_mut(..want).unwrap_or_default(), from).unwrap_or(0);
-    let _ = sys::close(fd as i32);
-    let got = buf.get(..read).unwrap_or_default();
-    // Whole lines only: a line being written is read next time, and one cut by the window
-    // is skipped.
-    let whole = got.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
-    let skip = if from > at {
-        got.iter()
-            .position(|c| *c == b'\n')
-            .map_or(whole, |i| i + 1)
-    } else {
-        0
-    };
-    CHANNEL_READ.store(from + whole as u64, Ordering::Relaxed);
-    if skip >= whole {
-        return (0, pid);
-    }
-    buf.copy_within(skip..whole, 0);
-    (whole - skip, pid)
+    (crate::channel::read_new(buf), pid)
 }
 
 /// Held across the real `fork`: the gate, so the child never inherits the engine mid-change.
-pub struct ForkGuard(Option<u64>);
+pub struct ForkGuard(Option<(u64, usize)>);
 
 /// Before the real `fork`. The host's `pthread_atfork` handlers run inside it, on this thread,
 /// while the gate is held: a hook they reach finds the gate taken (by this very thread, deeper
 /// in its stack) and defers its work (see [`DEFERRED`]).
-pub fn before_fork() -> ForkGuard {
+/// `canary` lives in the hook's frame until [`after_fork`].
+pub fn before_fork(canary: &Canary) -> ForkGuard {
     if !is_active() || !in_owner_process() {
         return ForkGuard(None);
     }
     let me = crate::custom::thread_key();
-    match GATE.enter(me, stack_address()) {
-        Entry::Entered => ForkGuard(Some(me)),
+    match GATE.enter(me, canary) {
+        Entry::Entered { outer } => ForkGuard(Some((me, outer))),
         Entry::Busy | Entry::Nested => ForkGuard(None),
     }
 }
 
 /// After the real `fork`, in parent (`pid` > 0 or failure) or child (`pid` == 0).
 pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
-    let ForkGuard(Some(me)) = guard else {
+    let ForkGuard(Some((me, outer))) = guard else {
         if pid == 0 {
             forked_child_state();
+            // Whichever thread held the gate in the parent, none does here.
+            GATE.reset();
         }
         return;
     };
@@ -1051,10 +1052,10 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved_errno };
-        GATE.reset();
+        GATE.leave(outer);
         return;
     }
-    leave(me);
+    leave(me, outer);
 }
 
 /// What a forked child keeps of its parent's state, field by field: it is a runtime of its

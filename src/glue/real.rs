@@ -361,16 +361,29 @@ real_fn!(
     lazy - 1
 );
 real_fn!(
-    signal,
-    c"signal",
-    fn(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t,
-    lazy libc::SIG_ERR
-);
-real_fn!(
-    siginterrupt,
-    c"siginterrupt",
-    fn(sig: c_int, interrupt: c_int) -> c_int,
+    sigaction_alias,
+    c"__sigaction",
+    fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
     lazy - 1
+);
+/// The `signal` family: each takes a signal and a handler and returns the old handler.
+macro_rules! real_signal_fn {
+    ($($name:ident, $sym:literal;)*) => {$(
+        real_fn!(
+            $name,
+            $sym,
+            fn(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t,
+            lazy libc::SIG_ERR
+        );
+    )*};
+}
+real_signal_fn!(
+    signal, c"signal";
+    bsd_signal, c"bsd_signal";
+    ssignal, c"ssignal";
+    sysv_signal, c"sysv_signal";
+    sysv_signal_iso, c"__sysv_signal";
+    sigset, c"sigset";
 );
 // stdio, for streams that wrap the Runtime API socket (see hooks.rs).
 real_fn!(
@@ -434,7 +447,7 @@ real_fn!(
     lazy - 1
 );
 
-/// Declares a real function that never returns (`exit`, `_exit`, `longjmp`): the macro above
+/// Declares a real function that never returns (`exit`, `_exit`): the macro above
 /// cannot spell `-> !`. Before the constructor, its fallback resolves the real function and
 /// calls it (so `exit` still runs the host's `atexit` handlers); only if that fails does it
 /// run `$last_resort`.
@@ -466,39 +479,15 @@ fn exit_group(status: c_int) {
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
 }
 
-/// A jump that cannot be made: nothing sensible is left but to stop.
-fn cannot_jump(_: *mut c_void, _: c_int) {
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
-}
-
 real_noreturn_fn!(exit, c"exit", fn(status: c_int), exit_group);
 real_noreturn_fn!(exit_now, c"_exit", fn(status: c_int), exit_group);
-real_noreturn_fn!(
-    longjmp,
-    c"longjmp",
-    fn(env: *mut c_void, value: c_int),
-    cannot_jump
-);
-real_noreturn_fn!(
-    siglongjmp,
-    c"siglongjmp",
-    fn(env: *mut c_void, value: c_int),
-    cannot_jump
-);
-real_noreturn_fn!(
-    longjmp_chk,
-    c"__longjmp_chk",
-    fn(env: *mut c_void, value: c_int),
-    cannot_jump
-);
 
 /// Resolves every real function. Returns the names that could not be resolved; `close_range`
 /// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
 pub fn resolve_all() -> Vec<&'static str> {
     /// Symbol name, resolver, and whether the library cannot work without it.
     type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 43] = [
+    let table: [Entry; 45] = [
         ("connect", connect::resolve, true),
         ("close", close::resolve, true),
         ("close_range", close_range::resolve, false),
@@ -535,13 +524,15 @@ pub fn resolve_all() -> Vec<&'static str> {
         ("sendmmsg", sendmmsg::resolve, true),
         ("recvmmsg", recvmmsg::resolve, true),
         ("sigaction", sigaction::resolve, true),
+        ("__sigaction", sigaction_alias::resolve, false),
         ("signal", signal::resolve, true),
-        ("siginterrupt", siginterrupt::resolve, true),
+        ("bsd_signal", bsd_signal::resolve, false),
+        ("ssignal", ssignal::resolve, false),
+        ("sysv_signal", sysv_signal::resolve, false),
+        ("__sysv_signal", sysv_signal_iso::resolve, false),
+        ("sigset", sigset::resolve, false),
         ("exit", exit::resolve, true),
         ("_exit", exit_now::resolve, true),
-        ("longjmp", longjmp::resolve, true),
-        ("siglongjmp", siglongjmp::resolve, true),
-        ("__longjmp_chk", longjmp_chk::resolve, true),
     ];
     table
         .iter()

@@ -493,6 +493,103 @@ pub fn take_pending(sig: c_int) {
     };
 }
 
+/// `fallocate(fd, 0, offset, len)`: the range allocated on disk (the file grown to cover it).
+pub fn fallocate(fd: c_int, offset: u64, len: u64) -> Res {
+    // SAFETY: no memory is passed.
+    unsafe {
+        call(
+            libc::SYS_fallocate,
+            [fd as usize, 0, offset as usize, len as usize, 0, 0],
+        )
+    }
+}
+
+pub fn ftruncate(fd: c_int, len: u64) -> Res {
+    // SAFETY: no memory is passed.
+    unsafe { call(libc::SYS_ftruncate, [fd as usize, len as usize, 0, 0, 0, 0]) }
+}
+
+/// Whether `len` bytes at `addr` lie in mapped memory (`mincore` fails with ENOMEM where a
+/// page is not mapped).
+pub fn is_mapped(addr: usize, len: usize) -> bool {
+    // SAFETY: getauxval reads the auxiliary vector; no system call, no side effect.
+    let page = unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize;
+    if page == 0 || !page.is_power_of_two() {
+        return false;
+    }
+    let start = addr & !(page - 1);
+    let end = addr.saturating_add(len);
+    let mut vec = [0u8; 2];
+    if end.saturating_sub(start) > 2 * page {
+        return false;
+    }
+    // SAFETY: the kernel writes one byte per page of the range (at most two) into `vec`.
+    let rc = unsafe {
+        call(
+            libc::SYS_mincore,
+            [start, end - start, vec.as_mut_ptr() as usize, 0, 0, 0],
+        )
+    };
+    rc.is_ok()
+}
+
+/// A signal's action as the kernel keeps it (`struct sigaction` of the `rt_sigaction` system
+/// call; the same layout on x86_64 and aarch64), not libc's larger one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelAction {
+    pub handler: usize,
+    pub flags: u64,
+    pub restorer: usize,
+    pub mask: u64,
+}
+
+/// The kernel's `SA_RESTORER` flag: `restorer` returns from the handler (x86_64 requires one;
+/// glibc sets it on every action it installs).
+pub const SA_RESTORER: u64 = 0x0400_0000;
+
+/// `rt_sigaction(sig, act, old)` made directly: the kernel's own view, past every interposer
+/// (libjsig, a profiler's) and libc's translation.
+pub fn rt_sigaction(sig: c_int, act: Option<&KernelAction>, old: Option<&mut KernelAction>) -> Res {
+    let act = act.map_or(0, |a| a as *const KernelAction as usize);
+    let old = old.map_or(0, |o| o as *mut KernelAction as usize);
+    // SAFETY: the kernel reads `act` and writes `old`, both live structs of the layout it
+    // expects, with an 8-byte signal set.
+    unsafe { call(libc::SYS_rt_sigaction, [sig as usize, act, old, 8, 0, 0]) }
+}
+
+/// The return path of a handler the library installs with [`rt_sigaction`]: the
+/// `rt_sigreturn` system call, in the very bytes glibc's `__restore_rt` has (unwinders and
+/// debuggers recognise a signal frame by them).
+#[cfg(target_arch = "x86_64")]
+pub fn restorer() -> usize {
+    unsafe extern "C" {
+        fn lm_restore_rt();
+    }
+    lm_restore_rt as *const () as usize
+}
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.lm_restore_rt,\"ax\",@progbits",
+    ".p2align 4",
+    ".hidden lm_restore_rt",
+    ".globl lm_restore_rt",
+    ".type lm_restore_rt,@function",
+    "nop",
+    "lm_restore_rt:",
+    "mov rax, 15",
+    "syscall",
+    ".size lm_restore_rt, .-lm_restore_rt",
+    ".popsection",
+);
+
+/// aarch64 needs no restorer: the kernel returns through the vDSO's `sigreturn`.
+#[cfg(target_arch = "aarch64")]
+pub fn restorer() -> usize {
+    0
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

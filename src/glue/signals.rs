@@ -1,0 +1,282 @@
+//! The library's crash handlers, and why the host never sees them.
+//!
+//! A runtime that dies of a fatal signal (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) or of a
+//! default SIGTERM (how Lambda stops a runtime of Lambda Managed Instances) still gets the
+//! records of its open invokes: a handler of ours writes them from the journal, puts the
+//! disposition back exactly as it was and raises the signal again, so the process ends as it
+//! would have (same signal, same core).
+//!
+//! The rules that keep this invisible:
+//! - Ours sits only on a signal whose disposition the **kernel** reports as `SIG_DFL` (asked
+//!   with the raw system call, past libc and any interposer such as libjsig), and only once the
+//!   process journals invokes.
+//! - The host's handlers are installed exactly as given: every `sigaction`, `signal`,
+//!   `sysv_signal`, `bsd_signal`, `sigset`, `ssignal` and raw `rt_sigaction` goes through
+//!   unchanged. Afterwards the kernel is asked again: anything but `SIG_DFL` and ours has
+//!   stepped aside; `SIG_DFL` again and ours is back.
+//! - Whenever a read-back would show our handler, it shows instead what the kernel held before
+//!   ours went in (handler `SIG_DFL`, flags, restorer, mask, as libc copies them), with
+//!   `SA_RESTART` as it is now (`siginterrupt` rewrites the live action). That holds in every
+//!   process with this memory: a child of `fork`, `_Fork` or a raw `clone` too.
+//! - State changes only in the process that owns it (a `vfork` child shares our memory but has
+//!   its own signal table).
+//!
+//! Everything here is async-signal-safe: atomics and raw system calls only.
+
+use crate::sys::{self, KernelAction};
+use libc::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// The signals whose default action ends the process: those a crash raises (with a core), and
+/// SIGTERM.
+const FATAL: [c_int; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTERM,
+];
+
+/// What the kernel held for one fatal signal before our handler went in (its handler was
+/// `SIG_DFL`), and whether ours is in.
+struct Saved {
+    ours: AtomicBool,
+    flags: AtomicU64,
+    restorer: AtomicUsize,
+    mask: AtomicU64,
+}
+
+static SAVED: [Saved; 6] = [const {
+    Saved {
+        ours: AtomicBool::new(false),
+        flags: AtomicU64::new(0),
+        restorer: AtomicUsize::new(0),
+        mask: AtomicU64::new(0),
+    }
+}; 6];
+
+/// Set once the process journals invokes: from then on a `SIG_DFL` on a fatal signal is ours
+/// to stand in for.
+static WANTED: AtomicBool = AtomicBool::new(false);
+
+fn index(sig: c_int) -> Option<usize> {
+    FATAL.iter().position(|s| *s == sig)
+}
+
+fn saved(sig: c_int) -> Option<&'static Saved> {
+    index(sig).and_then(|i| SAVED.get(i))
+}
+
+fn our_handler() -> usize {
+    on_fatal_signal as *const () as usize
+}
+
+/// The kernel's action as it was before ours went in, with `SA_RESTART` as `now` has it.
+fn before_ours(s: &Saved, now_flags: u64) -> KernelAction {
+    let restart = libc::SA_RESTART as u64;
+    KernelAction {
+        handler: libc::SIG_DFL,
+        flags: (s.flags.load(Ordering::Relaxed) & !restart) | (now_flags & restart),
+        restorer: s.restorer.load(Ordering::Relaxed),
+        mask: s.mask.load(Ordering::Relaxed),
+    }
+}
+
+/// The process journals invokes now: our handler goes on every fatal signal the kernel
+/// reports as `SIG_DFL`.
+pub fn watch() {
+    WANTED.store(true, Ordering::Relaxed);
+    for sig in FATAL {
+        settle(sig);
+    }
+}
+
+/// Looks at the kernel's action for fatal `sig` and makes our state agree: ours is in only
+/// while the kernel holds ours, and goes in where the kernel holds `SIG_DFL`. Owner process
+/// only.
+fn settle(sig: c_int) {
+    let Some(s) = saved(sig) else { return };
+    let mut now = KernelAction::default();
+    if sys::rt_sigaction(sig, None, Some(&mut now)).is_err() {
+        return;
+    }
+    if now.handler == our_handler() {
+        s.ours.store(true, Ordering::Relaxed);
+        return;
+    }
+    s.ours.store(false, Ordering::Relaxed);
+    if now.handler != libc::SIG_DFL || !WANTED.load(Ordering::Relaxed) {
+        return;
+    }
+    s.flags.store(now.flags, Ordering::Relaxed);
+    s.restorer.store(now.restorer, Ordering::Relaxed);
+    s.mask.store(now.mask, Ordering::Relaxed);
+    let restorer = sys::restorer();
+    let ours = KernelAction {
+        handler: our_handler(),
+        flags: libc::SA_SIGINFO as u64
+            | libc::SA_ONSTACK as u64
+            | (now.flags & libc::SA_RESTART as u64)
+            | if restorer != 0 { sys::SA_RESTORER } else { 0 },
+        restorer,
+        mask: 0,
+    };
+    if sys::rt_sigaction(sig, Some(&ours), None).is_ok() {
+        s.ours.store(true, Ordering::Relaxed);
+    }
+}
+
+/// After the host changed (or may have changed) `sig`'s action by any path: settle our state
+/// with the kernel's.
+fn host_changed(sig: c_int) {
+    if index(sig).is_none() || !crate::process::in_owner_process() {
+        return;
+    }
+    settle(sig);
+}
+
+/// libc's view of an action that showed our handler: what the kernel held before ours, the
+/// fields libc's `sigaction` copies (the rest of its 128-byte mask stays as it was).
+///
+/// # Safety
+/// `old` points to a `struct sigaction` the host gave for writing.
+unsafe fn translate_libc(sig: c_int, old: *mut libc::sigaction) {
+    let Some(s) = saved(sig) else { return };
+    // SAFETY: the host's struct, readable and writable (libc has just written it).
+    let old = unsafe { &mut *old };
+    if old.sa_sigaction != our_handler() {
+        return;
+    }
+    let was = before_ours(s, old.sa_flags as u32 as u64);
+    old.sa_sigaction = was.handler;
+    old.sa_flags = was.flags as c_int;
+    // SAFETY: a non-null restorer is an address the kernel held as one; the types agree
+    // (an optional C function pointer is one pointer wide).
+    old.sa_restorer =
+        unsafe { std::mem::transmute::<usize, Option<extern "C" fn()>>(was.restorer) };
+    // SAFETY: the kernel's 8-byte set is the first 8 bytes of libc's sigset_t.
+    unsafe {
+        (&mut old.sa_mask as *mut libc::sigset_t)
+            .cast::<u64>()
+            .write_unaligned(was.mask)
+    };
+}
+
+/// A disposition returned by a `signal`-style call: `SIG_DFL` where it was ours.
+fn translate_handler(handler: libc::sighandler_t) -> libc::sighandler_t {
+    if handler == our_handler() {
+        libc::SIG_DFL
+    } else {
+        handler
+    }
+}
+
+/// The `sigaction` (and `__sigaction`) hook: the host's call unchanged, its read-back
+/// translated, our state settled.
+///
+/// # Safety
+/// The host's arguments, as for `sigaction(2)`.
+pub unsafe fn sigaction(
+    real: unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int,
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: the host's arguments, unchanged.
+    let rc = unsafe { real(sig, act, old) };
+    if rc == 0 && index(sig).is_some() {
+        // SAFETY: this thread's errno, kept across our work.
+        let errno = unsafe { *libc::__errno_location() };
+        if !old.is_null() {
+            // SAFETY: the host asked for the old action there, and libc wrote it.
+            unsafe { translate_libc(sig, old) };
+        }
+        if !act.is_null() {
+            host_changed(sig);
+        }
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+    rc
+}
+
+/// The hook of `signal` and its kin (`sysv_signal`, `bsd_signal`, `sigset`, `ssignal`): the
+/// host's call unchanged, the old disposition it returns translated, our state settled.
+///
+/// # Safety
+/// `real` is the libc function the hook stands for; the host's arguments.
+pub unsafe fn signal_like(
+    real: unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t,
+    sig: c_int,
+    handler: libc::sighandler_t,
+) -> libc::sighandler_t {
+    // SAFETY: the host's arguments, unchanged.
+    let old = unsafe { real(sig, handler) };
+    if old == libc::SIG_ERR || index(sig).is_none() {
+        return old;
+    }
+    // SAFETY: this thread's errno, kept across our work.
+    let errno = unsafe { *libc::__errno_location() };
+    host_changed(sig);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+    translate_handler(old)
+}
+
+/// After the host's raw `rt_sigaction(sig, act, old)` succeeded (the `syscall` hook in
+/// `c-abi/interpose.c`): its read-back translated, our state settled. Keeps errno.
+///
+/// # Safety
+/// `old` is null or the kernel-layout action the host gave for writing.
+pub unsafe extern "C" fn raw_sigaction_done(sig: c_int, changed: c_int, old: *mut libc::c_void) {
+    let Some(s) = saved(sig) else { return };
+    if !old.is_null() {
+        // SAFETY: the kernel has just written the host's struct there, in this layout.
+        let old = unsafe { &mut *old.cast::<KernelAction>() };
+        if old.handler == our_handler() {
+            *old = before_ours(s, old.flags);
+        }
+    }
+    if changed != 0 {
+        host_changed(sig);
+    }
+}
+
+fn signal_reason(sig: c_int) -> &'static [u8] {
+    match sig {
+        libc::SIGSEGV => b"signal: segmentation fault",
+        libc::SIGBUS => b"signal: bus error",
+        libc::SIGABRT => b"signal: aborted",
+        libc::SIGFPE => b"signal: floating point exception",
+        libc::SIGILL => b"signal: illegal instruction",
+        libc::SIGTERM => b"signal: terminated",
+        _ => b"signal",
+    }
+}
+
+/// Our handler: write the records, put the kernel's action back as it was before ours, and
+/// raise the signal again. It is blocked until we return, then acts as the default would have;
+/// a fault is not retried first (the pending signal is delivered before the instruction runs
+/// again), and a signal the host sent itself — with any `si_code` — is never swallowed.
+extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: this thread's errno, restored before returning.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let owner = crate::process::in_owner_process();
+    if owner {
+        crate::ending::write_open(signal_reason(sig));
+    }
+    if let Some(s) = saved(sig) {
+        let mut now = KernelAction::default();
+        let _ = sys::rt_sigaction(sig, None, Some(&mut now));
+        let _ = sys::rt_sigaction(sig, Some(&before_ours(s, now.flags)), None);
+        if owner {
+            s.ours.store(false, Ordering::Relaxed);
+        }
+    } else {
+        let _ = sys::rt_sigaction(sig, Some(&KernelAction::default()), None);
+    }
+    let _ = sys::tgkill(sys::getpid(), sys::gettid(), sig);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
