@@ -1,12 +1,13 @@
 /*
  * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall, and the
- * first instructions of dlopen. Everything else is in src/glue/hooks.rs.
+ * first instructions of dlopen and dlsym. Everything else is in src/glue/hooks.rs.
  *
  * Each one calls the real function with the host's arguments and returns its result and errno
  * untouched; only when a tracked fd is involved does it tell the Rust side (the callbacks).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -73,13 +74,30 @@ static void *resolve(const char *name) {
 /* The real dlopen, for the assembly below (hidden: never exported, reached PC-relative). */
 __attribute__((visibility("hidden"))) void *lm_real_dlopen;
 
+/* The minor version of this glibc (2.N), 0 when unknown: a symbol it cannot have is not looked
+ * up (a failed dlsym allocates its error message, and nothing at load may). */
+static unsigned glibc_minor(void) {
+    const char *v = gnu_get_libc_version();
+    unsigned n = 0;
+    if (v[0] != '2' || v[1] != '.')
+        return 0;
+    for (v += 2; *v >= '0' && *v <= '9'; v++)
+        n = n * 10 + (unsigned)(*v - '0');
+    return n;
+}
+
+__attribute__((visibility("hidden"))) void *lm_resolve_dlsym(void);
+
 static void resolve_all(void) {
+    lm_resolve_dlsym();
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     real_syscall = (syscall_fn)resolve("syscall");
     __atomic_store_n(&real_vfprintf, (vfprintf_fn)resolve("vfprintf"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf_chk, (vfprintf_chk_fn)resolve("__vfprintf_chk"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
-    __atomic_store_n(&real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
+    unsigned minor = glibc_minor();
+    if (minor == 0 || minor >= 28)
+        __atomic_store_n(&real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
 }
 
 /* Called once by the Rust constructor, before it does anything else. Not exported. */
@@ -226,54 +244,169 @@ long syscall(long number, ...) {
 }
 
 /*
- * dlopen. glibc's dlopen looks at its caller's address: a bare name is searched in the
- * calling object's RUNPATH, and $ORIGIN means the caller's directory. So the hook must not be
- * a function that calls dlopen (the caller would be us): these instructions jump to the real
- * dlopen with the host's return address untouched. Only an RTLD_DEEPBIND load, whose libc
- * calls would otherwise bypass every hook, goes to lm_dlopen_deep (src/glue/deepbind.rs), which
- * calls the real dlopen itself and then binds the new objects' libc calls to our hooks; so does
- * a dlopen that arrives before the constructor resolved the real one.
+ * dlopen and dlsym. glibc's dlopen looks at its caller's address: a bare name is searched in
+ * the calling object's RUNPATH, $ORIGIN means the caller's directory, and the caller's link
+ * namespace is the one loaded into; dlsym(RTLD_NEXT, …) searches after the caller. So neither
+ * hook may be a function that calls the real one (the caller would be us): these instructions
+ * jump to the real function with the host's return address untouched, in every process and
+ * for every mode. An RTLD_DEEPBIND load, whose libc calls would bypass every hook, only sets
+ * lm_deep_pending first; the next hook the process calls once the load is complete binds the
+ * new objects' libc calls to our hooks (src/glue/deepbind.rs). dlsym is where that happens
+ * for a program that calls nothing else first (PHP looks up an extension's get_module right
+ * after loading it, before its first call into libcurl): when a load is pending, it calls
+ * lm_deep_poll with the host's arguments saved, then jumps. A call that arrives before the
+ * constructor resolved the real function (from another library's constructor) resolves it
+ * first, with the arguments saved, and jumps the same way.
  */
+
+/* The real dlsym (hidden, like lm_real_dlopen). */
+__attribute__((visibility("hidden"))) void *lm_real_dlsym;
+
+/* The real functions the C side resolved, for src/glue/deepbind.rs: fcntl (0), fcntl64 (1),
+ * syscall (2), dlopen (3), dlsym (4). */
+__attribute__((visibility("hidden"))) void *lm_c_real(int which) {
+    switch (which) {
+    case 0:
+        return (void *)__atomic_load_n(&real_fcntl, __ATOMIC_ACQUIRE);
+    case 1:
+        return (void *)__atomic_load_n(&real_fcntl64, __ATOMIC_ACQUIRE);
+    case 2:
+        return (void *)__atomic_load_n(&real_syscall, __ATOMIC_ACQUIRE);
+    case 3:
+        return __atomic_load_n(&lm_real_dlopen, __ATOMIC_ACQUIRE);
+    case 4:
+        return __atomic_load_n(&lm_real_dlsym, __ATOMIC_ACQUIRE);
+    }
+    return NULL;
+}
+
+/* Set by the dlopen hook for an RTLD_DEEPBIND load (see above). */
+__attribute__((visibility("hidden"))) unsigned lm_deep_pending;
 typedef void *(*dlopen_fn)(const char *, int);
 
-/* Calls the real dlopen (resolving it first if the constructor has not run yet). */
-__attribute__((visibility("hidden"))) void *lm_call_real_dlopen(const char *file, int mode) {
-    dlopen_fn real = (dlopen_fn)__atomic_load_n(&lm_real_dlopen, __ATOMIC_ACQUIRE);
+/* The real dlsym, found without calling dlsym (our own calls reach the hook). Its default
+ * version moved from libdl to libc in glibc 2.34, which keeps the old version as an alias. */
+__attribute__((visibility("hidden"))) void *lm_resolve_dlsym(void) {
+    void *real = __atomic_load_n(&lm_real_dlsym, __ATOMIC_ACQUIRE);
+    if (real)
+        return real;
+#if defined(__x86_64__)
+    real = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+#else
+    real = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17");
+#endif
+    if (!real)
+        real = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    __atomic_store_n(&lm_real_dlsym, real, __ATOMIC_RELEASE);
+    return real;
+}
+
+/* The real dlopen, resolved now if the constructor has not run yet. */
+__attribute__((visibility("hidden"))) void *lm_resolve_dlopen(void) {
+    void *real = __atomic_load_n(&lm_real_dlopen, __ATOMIC_ACQUIRE);
     if (!real) {
-        real = (dlopen_fn)resolve("dlopen");
-        __atomic_store_n(&lm_real_dlopen, (void *)real, __ATOMIC_RELEASE);
+        real = resolve("dlopen");
+        __atomic_store_n(&lm_real_dlopen, real, __ATOMIC_RELEASE);
     }
+    return real;
+}
+
+/* Calls the real dlopen as this library (RTLD_NOLOAD lookups of src/glue/deepbind.rs). */
+__attribute__((visibility("hidden"))) void *lm_call_real_dlopen(const char *file, int mode) {
+    dlopen_fn real = (dlopen_fn)lm_resolve_dlopen();
     return real ? real(file, mode) : NULL;
 }
 
+/* Saves the argument registers, calls a hidden function taking none, restores them. */
 #if defined(__x86_64__)
+#define LM_CALL_SAVED(fn)                                                                       \
+    "    pushq %rdi\n"                                                                          \
+    "    pushq %rsi\n"                                                                          \
+    "    pushq %rdx\n" /* three pushes after the call's: the stack is 16-byte aligned */       \
+    "    call " fn "\n"                                                                         \
+    "    popq %rdx\n"                                                                           \
+    "    popq %rsi\n"                                                                           \
+    "    popq %rdi\n"
 __asm__(".text\n"
+        ".hidden lm_deep_poll\n" /* a Rust function: not exported */
         ".globl dlopen\n"
         ".type dlopen, @function\n"
-        ".hidden lm_dlopen_deep\n"
         "dlopen:\n"
         "    testl $8, %esi\n" /* RTLD_DEEPBIND */
-        "    jnz 1f\n"
-        "    movq lm_real_dlopen(%rip), %rax\n"
+        "    jz 2f\n"
+        "    movl $1, lm_deep_pending(%rip)\n"
+        "2:  movq lm_real_dlopen(%rip), %rax\n"
         "    testq %rax, %rax\n"
         "    jz 1f\n"
         "    jmp *%rax\n"
-        "1:  jmp lm_dlopen_deep\n"
-        ".size dlopen, .-dlopen\n");
+        "1:\n" LM_CALL_SAVED("lm_resolve_dlopen")
+        "    testq %rax, %rax\n"
+        "    jz 3f\n"
+        "    jmp *%rax\n"
+        "3:  ret\n"
+        ".size dlopen, .-dlopen\n"
+        ".globl dlsym\n"
+        ".type dlsym, @function\n"
+        "dlsym:\n"
+        "    movl lm_deep_pending(%rip), %eax\n"
+        "    testl %eax, %eax\n"
+        "    jz 2f\n" LM_CALL_SAVED("lm_deep_poll")
+        "2:  movq lm_real_dlsym(%rip), %rax\n"
+        "    testq %rax, %rax\n"
+        "    jz 1f\n"
+        "    jmp *%rax\n"
+        "1:\n" LM_CALL_SAVED("lm_resolve_dlsym")
+        "    testq %rax, %rax\n"
+        "    jz 3f\n"
+        "    jmp *%rax\n"
+        "3:  ret\n"
+        ".size dlsym, .-dlsym\n");
 #elif defined(__aarch64__)
+#define LM_CALL_SAVED(fn)                                                                       \
+    "    stp x29, x30, [sp, #-32]!\n"                                                           \
+    "    mov x29, sp\n"                                                                         \
+    "    stp x0, x1, [sp, #16]\n"                                                               \
+    "    bl " fn "\n"                                                                           \
+    "    mov x16, x0\n"                                                                         \
+    "    ldp x0, x1, [sp, #16]\n"                                                               \
+    "    ldp x29, x30, [sp], #32\n"
 __asm__(".text\n"
+        ".hidden lm_deep_poll\n" /* a Rust function: not exported */
         ".globl dlopen\n"
         ".type dlopen, %function\n"
-        ".hidden lm_dlopen_deep\n"
         ".p2align 2\n"
         "dlopen:\n"
-        "    tbnz w1, #3, 1f\n" /* RTLD_DEEPBIND */
-        "    adrp x16, lm_real_dlopen\n"
+        "    tbz w1, #3, 2f\n" /* RTLD_DEEPBIND */
+        "    adrp x16, lm_deep_pending\n"
+        "    mov w17, #1\n"
+        "    str w17, [x16, :lo12:lm_deep_pending]\n"
+        "2:  adrp x16, lm_real_dlopen\n"
         "    ldr x16, [x16, :lo12:lm_real_dlopen]\n"
         "    cbz x16, 1f\n"
         "    br x16\n"
-        "1:  b lm_dlopen_deep\n"
-        ".size dlopen, .-dlopen\n");
+        "1:\n" LM_CALL_SAVED("lm_resolve_dlopen")
+        "    cbz x16, 3f\n"
+        "    br x16\n"
+        "3:  mov x0, #0\n"
+        "    ret\n"
+        ".size dlopen, .-dlopen\n"
+        ".globl dlsym\n"
+        ".type dlsym, %function\n"
+        ".p2align 2\n"
+        "dlsym:\n"
+        "    adrp x16, lm_deep_pending\n"
+        "    ldr w16, [x16, :lo12:lm_deep_pending]\n"
+        "    cbz w16, 2f\n" LM_CALL_SAVED("lm_deep_poll")
+        "2:  adrp x16, lm_real_dlsym\n"
+        "    ldr x16, [x16, :lo12:lm_real_dlsym]\n"
+        "    cbz x16, 1f\n"
+        "    br x16\n"
+        "1:\n" LM_CALL_SAVED("lm_resolve_dlsym")
+        "    cbz x16, 3f\n"
+        "    br x16\n"
+        "3:  mov x0, #0\n"
+        "    ret\n"
+        ".size dlsym, .-dlsym\n");
 #else
 #error "lambda-meter supports x86_64 and aarch64"
 #endif

@@ -128,6 +128,7 @@ fn steady_state_invokes_allocate_at_most_the_ceiling() {
             cpu_ns: clock.get() / 2,
             max_rss_kb: 40_000,
             gauges: None,
+            env: None,
         }
     };
     e.connected(7, Some("127.0.0.1:9001".parse().unwrap()));

@@ -176,7 +176,7 @@ pub extern "C" fn lambda_meter_version() -> *const c_char {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn lambda_meter_active() -> c_int {
-    c_int::from(process::is_active())
+    c_int::from(process::activate())
 }
 
 /// A C string argument as text: `Err(Null)` for a null pointer, `Err(bad)` when it is not

@@ -297,6 +297,7 @@ fn probe_at(ms: u64) -> Probe {
             open_fds: 9,
             threads: 2,
         }),
+        env: None,
     }
 }
 

@@ -103,34 +103,40 @@ fn hooks_work_before_the_library_constructor() {
 
 #[test]
 fn warnings_come_from_the_runtime_process_only() {
-    // Every process that inherits the preload reads the settings; a handler that captures a
-    // command's output, $(sh -c uname 2>&1), once captured the warning too.
+    // Every process that inherits the preload may read the settings; a handler that captures a
+    // command's output, $(sh -c uname 2>&1), once captured the warning too. Only the process
+    // that talks to the Runtime API says what is wrong with them, once.
     let layer = Layer::new();
-    let script = "x=$(sh -c uname 2>&1); echo \"captured: $x\"";
-    let run = |wrapped: bool| {
-        let mut c = if wrapped {
-            let mut c = std::process::Command::new("dash");
-            c.arg(layer.wrapper()).arg("sh");
-            c
-        } else {
-            std::process::Command::new("sh")
-        };
-        let out = c
-            .args(["-c", script])
-            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-            .env("LAMBDA_METER_NAMESPACE", "not valid!")
-            .env_remove("LD_PRELOAD")
-            .env_remove("LAMBDA_METER_ENV_ID")
-            .output()
-            .expect("dash");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    let command = python_command("handler.dispatch");
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let events = || {
+        events(&[
+            json!({"action": "subprocess", "how": "run"}),
+            json!({"action": "subprocess", "how": "check_output"}),
+        ])
     };
-    let (plain, metered) = (run(false), run(true));
-    assert_eq!(plain.0, metered.0, "the captured output");
-    let warnings: Vec<&str> = metered.1.lines().collect();
+    let env = [("LAMBDA_METER_NAMESPACE", "not valid!")];
+    let dir = python_function_dir();
+    let plain = run(events(), &command, None, &env, &dir);
+    let metered = run(events(), &command, Some(&layer.wrapper()), &env, &dir);
+    let results = |o: &Outcome| -> Vec<Vec<u8>> {
+        o.sim
+            .results()
+            .iter()
+            .map(|r| r.clone().unwrap().body)
+            .collect()
+    };
+    assert_eq!(
+        results(&plain),
+        results(&metered),
+        "what the children printed"
+    );
+    let warnings: Vec<&str> = metered
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("lambda-meter"))
+        .collect();
     assert_eq!(
         warnings.len(),
         1,

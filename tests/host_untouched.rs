@@ -176,6 +176,44 @@ sys.stderr.write("done\n")
 }
 
 #[test]
+fn ld_preload_alone_adds_no_variable_to_the_environment() {
+    // With LD_PRELOAD in the function's environment and no wrapper, the library finds the
+    // environment's identity and the channel without naming them in environ, so what a
+    // handler's child inherits is what it would inherit without the library.
+    let command = python_command("handler.dispatch");
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let lib = library().display().to_string();
+    let names = |preload: bool| -> serde_json::Value {
+        let env: Vec<(&str, &str)> = if preload {
+            vec![("LD_PRELOAD", lib.as_str())]
+        } else {
+            vec![]
+        };
+        let out = run(
+            events(&[
+                serde_json::json!({"action": "ok"}),
+                serde_json::json!({"action": "c_environ"}),
+            ]),
+            &command,
+            None,
+            &env,
+            &python_function_dir(),
+        );
+        if preload {
+            assert_eq!(out.records().len(), 2, "{}", out.run.stderr);
+        }
+        let results = out.sim.results();
+        let body = &results[1].as_ref().expect("result").body;
+        let mut v: serde_json::Value = serde_json::from_slice(body).expect("json");
+        if let Some(list) = v["names"].as_array_mut() {
+            list.retain(|n| n != "LD_PRELOAD");
+        }
+        v
+    };
+    assert_eq!(names(false), names(true));
+}
+
+#[test]
 fn open_fds_are_the_same_with_and_without_the_library() {
     let cmd = [
         "-c",

@@ -494,7 +494,6 @@ fn preloaded_runtime_under_env() {
 }
 
 #[test]
-#[ignore = "issue 20 property 9: timeout becomes the environment's root: the runtime's records lack PostResponseDuration and measure timeout's CPU"]
 fn preloaded_runtime_under_timeout() {
     let rt = c_command();
     check_first_loader(
@@ -508,7 +507,6 @@ fn preloaded_runtime_under_timeout() {
 }
 
 #[test]
-#[ignore = "issue 20 property 9: a shell that does not exec becomes the environment's root: the runtime's records lack PostResponseDuration and measure the shell's CPU"]
 fn preloaded_runtime_under_a_shell_that_does_not_exec() {
     let rt = c_command();
     check_first_loader(
@@ -526,7 +524,6 @@ fn preloaded_runtime_under_a_shell_that_does_not_exec() {
 /// must go to the runtime's stdout, and the runtime must never wait on strace's pipe: more
 /// records than the pipe holds.
 #[test]
-#[ignore = "issue 20 property 9: strace becomes the environment's root; the runtime writes its records into strace's unread stdout pipe and blocks once it is full"]
 fn preloaded_runtime_under_strace() {
     let rt = c_command();
     check_first_loader(
@@ -540,7 +537,6 @@ fn preloaded_runtime_under_strace() {
 }
 
 #[test]
-#[ignore = "issue 20 property 9: strace becomes the environment's root; the Python runtime writes its records into strace's unread stdout pipe and blocks once it is full"]
 fn preloaded_python_runtime_under_strace() {
     let rt = python_command("end_after_post.handler");
     check_first_loader(
@@ -610,7 +606,6 @@ impl Fifo {
 /// redirections in the parent while the command runs, which would give the outer shell the
 /// real log as its stdout for that time.)
 #[test]
-#[ignore = "issue 20 property 9: the shell becomes the environment's root and the runtime blocks forever opening the shell's reader-less stdout"]
 fn preloaded_runtime_under_a_shell_whose_stdout_has_no_reader() {
     let fifo = Fifo::new("no-reader");
     let path = fifo.path();
@@ -629,7 +624,6 @@ fn preloaded_runtime_under_a_shell_whose_stdout_has_no_reader() {
 
 /// The same with the shell's stdout a full FIFO that the test holds and never reads.
 #[test]
-#[ignore = "issue 20 property 9: the shell becomes the environment's root and the runtime blocks writing to the shell's full stdout"]
 fn preloaded_runtime_under_a_shell_whose_stdout_is_full() {
     let fifo = Fifo::full("full-shell-stdout");
     let path = fifo.path();

@@ -68,6 +68,7 @@ fn shell_runtime_environment_state_is_private_and_left_clean() {
             e.file_name()
                 .to_string_lossy()
                 .starts_with(".lambda-meter-")
+                && e.path().is_dir()
         })
         .collect();
     assert_eq!(

@@ -52,6 +52,21 @@ enum Untrack {
     TooManyPending,
     /// Its bytes were half through the parsers when a signal handler left the engine.
     Abandoned,
+    /// The host took bytes of it out of a stdio buffer where no hook sees them.
+    Unseen,
+}
+
+/// What this process is to its environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The environment's root: the runtime.
+    Alone,
+    /// Started by the root, talking to the Runtime API, not yet known as which of the two below.
+    Undecided,
+    /// A runtime of its own, started by another process (`strace`, `timeout`, a shell).
+    Runtime,
+    /// A per-request process (a shell runtime's `curl`): its records are the environment's.
+    Helper,
 }
 
 /// A fixed ring of `N` values, oldest first.
@@ -250,7 +265,13 @@ fn zeroed(n: usize) -> Option<Vec<u8>> {
 
 /// Reads what was appended to the custom-metrics channel since the last call into the buffer
 /// (whole lines), and says how many bytes that is and this process's id.
-pub type ChannelReader = fn(&mut [u8]) -> (usize, u32);
+/// Reads the custom-metrics channel into a buffer: the bytes read, this process's id, and
+/// whether more is there to read now.
+pub type ChannelReader = fn(&mut [u8]) -> (usize, u32, bool);
+
+/// How many buffers of channel lines one result reads at most (4 MiB): the rest is read at the
+/// next.
+const CHANNEL_ROUNDS: usize = 64;
 
 /// See the module documentation.
 pub struct Engine {
@@ -264,6 +285,12 @@ pub struct Engine {
     warned_garbage: bool,
     warned_fd_range: bool,
     warned_bounds: bool,
+    /// Whether this process is its environment's runtime (see [`Engine::attach_handoff`]).
+    role: Role,
+    /// Requests this process has made while its role was undecided.
+    requests_seen: u32,
+    /// A role decided and not yet taken by the glue.
+    decided: Option<Role>,
     /// The fd whose bytes are going through the parsers now, or -1 (see [`Engine::abandoned`]).
     working: i32,
     journal: Option<JournalLink>,
@@ -357,6 +384,9 @@ impl Engine {
             warned_garbage: false,
             warned_fd_range: false,
             warned_bounds: false,
+            role: Role::Alone,
+            requests_seen: 0,
+            decided: None,
             working: -1,
             journal: None,
             prefixes: emf::Prefixes::try_new()?,
@@ -377,12 +407,26 @@ impl Engine {
         self.channel = Some(read);
     }
 
-    /// Reads what the channel holds now: how many bytes of `channel_buf`, and this process's
-    /// id.
-    fn read_channel(&mut self) -> (usize, u32) {
-        match self.channel {
-            Some(read) => read(&mut self.channel_buf),
-            None => (0, 0),
+    /// Reads what the channel holds now, a buffer at a time: every buffer but the last is
+    /// placed on the invokes here (lines without a request id on `ending`'s), the last is
+    /// returned (how many bytes of `channel_buf`, and this process's id).
+    fn read_channel(&mut self, ending: Option<&str>) -> (usize, u32) {
+        let Some(read) = self.channel else {
+            return (0, 0);
+        };
+        let mut rounds = 1;
+        loop {
+            let (len, pid, more) = read(&mut self.channel_buf);
+            if !more || rounds >= CHANNEL_ROUNDS {
+                return (len, pid);
+            }
+            let channel = tracker::Channel {
+                bytes: self.channel_buf.get(..len).unwrap_or_default(),
+                pid,
+                reserved: &emf::reserved,
+            };
+            self.tracker.place_channel_ahead(ending, &channel);
+            rounds += 1;
         }
     }
 
@@ -512,27 +556,29 @@ impl Engine {
         // The record is encoded now, as it will be written (the environment's properties on
         // it or not); if it cannot be kept, it is encoded again when it goes.
         let constants_before = self.prefixes.constants_written();
-        if !emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
-            return;
-        }
-        let len = line.len();
-        let line = self.scratch.get(..len).unwrap_or_default();
-        let mut t = Out::new(&mut self.scratch2);
-        if !crate::journal::finished_template(line, &mut t) {
-            if !constants_before {
-                self.prefixes.forget_constants_written();
+        let mut finished = false;
+        if emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
+            let len = line.len();
+            let line = self.scratch.get(..len).unwrap_or_default();
+            let mut t = Out::new(&mut self.scratch2);
+            if crate::journal::finished_template(line, &mut t) {
+                let n = t.len();
+                let template = self.scratch2.get(..n).unwrap_or_default();
+                finished = link.journal.finish(slot, link.owner.pid, template, sent_ns);
             }
-            return;
         }
-        let n = t.len();
-        let template = self.scratch2.get(..n).unwrap_or_default();
-        let finished = link.journal.finish(slot, link.owner.pid, template, sent_ns);
         if finished {
             link.finished = Some(slot);
             self.stream_constants_to_journal();
-        } else if !constants_before {
+            return;
+        }
+        if !constants_before {
             self.prefixes.forget_constants_written();
         }
+        // A record the journal cannot hold (over a slot with its custom values) waits in
+        // memory only; its prepared record, which says the invoke never ended, must not be
+        // written in its place.
+        link.journal.end(slot, link.owner.pid);
     }
 
     /// Frees the journal slots of invokes that are no longer open (finished, timed out,
@@ -556,8 +602,40 @@ impl Engine {
 
     /// Shares cold start and open invokes with the environment's other processes (see
     /// [`crate::handoff`]).
+    /// This process talks to the Runtime API but is not its environment's root: it may be a
+    /// per-request helper (a shell runtime's `curl`) or a runtime started by another process
+    /// (`strace`, `timeout`, a shell that does not `exec`). Until its requests tell which, its
+    /// invokes are also kept in the environment's `handoff`.
     pub fn attach_handoff(&mut self, handoff: Box<dyn crate::tracker::Handoff>) {
         self.tracker.attach_handoff(handoff);
+        self.role = Role::Undecided;
+    }
+
+    /// What this process turned out to be since the last call, once.
+    pub fn take_decision(&mut self) -> Option<Role> {
+        self.decided.take()
+    }
+
+    /// A request's head, in a process whose role is not known yet: a second request makes it a
+    /// runtime of its own; a first request that posts the result of an invoke it did not
+    /// open makes it a per-request helper.
+    fn decide_role(&mut self, kind: RequestKind, request_id: &str) {
+        if self.role != Role::Undecided {
+            return;
+        }
+        self.requests_seen = self.requests_seen.saturating_add(1);
+        let role = if self.requests_seen > 1 {
+            self.tracker.keep_invokes();
+            Role::Runtime
+        } else if matches!(kind, RequestKind::Response | RequestKind::Error)
+            && !self.tracker.is_open(request_id)
+        {
+            Role::Helper
+        } else {
+            return;
+        };
+        self.role = role;
+        self.decided = Some(role);
     }
 
     pub fn settings(&self) -> &Settings {
@@ -748,6 +826,16 @@ impl Engine {
         }
     }
 
+    /// The host read `fd`'s connection through a stdio stream past the hooks (a refill of its
+    /// buffer no hook saw): the bytes it took cannot be known, so the connection is no longer
+    /// followed (one debug line). An invoke opens only once its event is wholly read, so none
+    /// is left open by this.
+    pub fn stream_unseen(&mut self, fd: i32) {
+        if let Some(id) = self.conn_of(fd) {
+            self.drop_connection(id, Untrack::Unseen);
+        }
+    }
+
     /// [`Engine::sent`].
     fn sent_on(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
         let Some(id) = self.conn_of(fd) else {
@@ -812,12 +900,12 @@ impl Engine {
     }
 
     /// A request's head was written on connection `id`; false when the connection was dropped.
-    fn request_head(&mut self, id: usize) -> bool {
-        let Some(c) = self.conns.get_mut(id) else {
+    fn request_head(&mut self, id_of_conn: usize) -> bool {
+        let Some(c) = self.conns.get_mut(id_of_conn) else {
             return false;
         };
         if c.pending.len() >= MAX_PENDING {
-            self.drop_connection(id, Untrack::TooManyPending);
+            self.drop_connection(id_of_conn, Untrack::TooManyPending);
             return false;
         }
         let head = c.requests.head();
@@ -825,11 +913,12 @@ impl Engine {
         let streamed = head
             .value(field::RESPONSE_MODE)
             .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
-        c.writing = Some(Writing {
-            kind,
-            id: RequestId::new(rid),
-            streamed,
-        });
+        let id = RequestId::new(rid);
+        c.writing = Some(Writing { kind, id, streamed });
+        self.decide_role(kind, &id);
+        let Some(c) = self.conns.get_mut(id_of_conn) else {
+            return false;
+        };
         c.error_scan = ErrorTypeScanner::new();
         // The answer is paired by kind alone: a result's id is not needed there.
         let answered = match kind {
@@ -959,7 +1048,7 @@ impl Engine {
                 return self.write_batch_if_idle();
             }
             RequestKind::InitError => {
-                let (len, pid) = self.read_channel();
+                let (len, pid) = self.read_channel(None);
                 let channel = tracker::Channel {
                     bytes: self.channel_buf.get(..len).unwrap_or_default(),
                     pid,
@@ -984,7 +1073,7 @@ impl Engine {
             },
             _ => return,
         };
-        let (len, pid) = self.read_channel();
+        let (len, pid) = self.read_channel(Some(&w.id));
         let channel = tracker::Channel {
             bytes: self.channel_buf.get(..len).unwrap_or_default(),
             pid,
@@ -1280,6 +1369,9 @@ impl Engine {
             c.in_use = false;
         }
         self.tracker.reborn(born_ns);
+        self.role = Role::Alone;
+        self.requests_seen = 0;
+        self.decided = None;
         // The parent's held records are the parent's to write (its pid is on their slots).
         self.batch.clear();
         self.batch_due_ns = None;
@@ -1334,12 +1426,17 @@ impl Engine {
                 "a signal handler left the library half-way through a Runtime API connection's bytes; it is not followed any more",
             );
         }
+        if let Untrack::Unseen = why {
+            return self.bound_reached(
+                "a stdio stream on a Runtime API connection was read where no hook sees it (an inline getc_unlocked, fscanf, ungetc); the connection is not followed any more",
+            );
+        }
         if !self.warned_garbage {
             self.warned_garbage = true;
             let reason = match why {
                 Untrack::Garbage(e) => e.describe(),
                 Untrack::TooManyPending => "too many requests without responses",
-                Untrack::Abandoned => "",
+                Untrack::Abandoned | Untrack::Unseen => "",
             };
             self.warn(format_args!(
                 "stopped following a Runtime API connection ({reason}); invokes on it are not metered"
@@ -1441,6 +1538,7 @@ mod tests {
                 cpu_ns: 0,
                 max_rss_kb: 1024,
                 gauges: None,
+                env: None,
             }
         }
     }

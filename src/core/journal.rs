@@ -475,6 +475,21 @@ impl Journal {
         written
     }
 
+    /// Lets go of `pid`'s open invokes without writing them: they were handed on to another
+    /// process of the environment, which ends them. Its finished and held records stay.
+    pub fn hand_on_open(&self, pid: u32) {
+        for i in 0..SLOT_COUNT {
+            if self.u32_at(i, PID).load(Ordering::Relaxed) == pid {
+                let _ = self.u32_at(i, STATE).compare_exchange(
+                    OPEN,
+                    FREE,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     /// Open invokes of processes that are gone (`alive` says which owners still run): each is
     /// rendered without the values only its process knew, and handed to `emit`, once.
     pub fn recover(

@@ -448,11 +448,16 @@ pub fn valid_namespace(ns: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._#:/-".contains(&b))
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" | "" => Some(false),
-        _ => None,
+/// A boolean setting (no allocation: it is read before the process becomes a runtime, too).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    let v = v.trim();
+    let is = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(v));
+    if is(&["true", "1", "yes", "on"]) {
+        Some(true)
+    } else if is(&["false", "0", "no", "off", ""]) {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -72,6 +72,26 @@ pub struct Probe {
     pub max_rss_kb: u64,
     /// Extended gauges, when asked for.
     pub gauges: Option<Gauges>,
+    /// CPU time (ns) and peak memory (KiB) of the environment this process belongs to, when it
+    /// is not the environment's root (see [`Probe::environment`]).
+    pub env: Option<(u64, u64)>,
+}
+
+impl Probe {
+    /// This reading as the environment's: its CPU time and peak memory, where they were read.
+    /// An invoke that began in one process of a per-request runtime and ends in another is
+    /// measured so.
+    pub fn environment(&self) -> Probe {
+        match self.env {
+            Some((cpu_ns, max_rss_kb)) => Probe {
+                cpu_ns,
+                max_rss_kb,
+                env: None,
+                ..*self
+            },
+            None => *self,
+        }
+    }
 }
 
 /// What the `/next` answer told us about an event.
@@ -301,6 +321,8 @@ pub struct Tracker {
     awaiting_next: Option<AwaitingNext>,
     /// Shared with the environment's other processes, when this one is a per-request helper.
     handoff: Option<Box<dyn Handoff>>,
+    /// The handoff of a process that turned out to be a runtime of its own.
+    retired_handoff: Option<Box<dyn Handoff>>,
     /// Custom values given while no invoke was open: the next invoke's (or the init error's).
     pending: Custom,
     /// Where every invoke's custom values live.
@@ -325,6 +347,7 @@ impl Tracker {
             opened: 0,
             awaiting_next: None,
             handoff: None,
+            retired_handoff: None,
             pending: Custom::NONE,
             pool: Pool::reserve()?,
         })
@@ -498,6 +521,19 @@ impl Tracker {
         });
     }
 
+    /// Places channel lines read ahead of the last buffer where `ending`'s result is sent (or
+    /// where init fails: `None`), as [`Tracker::place_channel`] places the last.
+    pub fn place_channel_ahead(&mut self, ending: Option<&str>, channel: &Channel) {
+        let at = ending.and_then(|id| self.find(crate::text::bounded_str(id, MAX_ID_LEN)));
+        match at.map(|i| (i, self.open.remove(i))) {
+            Some((i, mut open)) => {
+                self.place_channel(channel, Some(&mut open));
+                self.open.insert(i, open);
+            }
+            None => self.place_channel(channel, None),
+        }
+    }
+
     /// Puts a custom value given on `thread` where it belongs, with `add`, and says where: the
     /// open invoke whose event that thread read, else the only open invoke, else (none open)
     /// the next one. With several open and none read on `thread`, nowhere
@@ -545,15 +581,20 @@ impl Tracker {
         // carries it whole.
         let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
         let waited = self.awaiting_next.take().map(|w| w.record);
-        let open = match self.find(request_id).map(|i| self.open.remove(i)) {
+        let env_now;
+        let (open, now) = match self.find(request_id).map(|i| self.open.remove(i)) {
             Some(open) => {
                 if let Some(h) = self.handoff.as_mut() {
                     h.forget(request_id);
                 }
-                open
+                (open, now)
             }
+            // Begun in another process of the environment: measured as the environment's.
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
-                Some(open) => open,
+                Some(open) => {
+                    env_now = now.environment();
+                    (open, &env_now)
+                }
                 None => return (waited, None),
             },
         };
@@ -724,6 +765,24 @@ impl Tracker {
         self.handoff.is_some()
     }
 
+    /// Whether the invoke `request_id` was opened by this process and is open.
+    pub fn is_open(&self, request_id: &str) -> bool {
+        self.find(crate::text::bounded_str(request_id, MAX_ID_LEN))
+            .is_some()
+    }
+
+    /// This process proved to be a runtime of its own (it makes one request after another),
+    /// not a per-request helper: its invokes leave the handoff and stay here.
+    pub fn keep_invokes(&mut self) {
+        if let Some(mut h) = self.handoff.take() {
+            for o in &self.open {
+                h.forget(&o.event.request_id);
+            }
+            // Kept, not dropped: nothing is freed once the process is a runtime.
+            self.retired_handoff = Some(h);
+        }
+    }
+
     /// Number of invokes started and not yet finished.
     pub fn open_count(&self) -> usize {
         self.open.len()
@@ -762,6 +821,7 @@ mod tests {
             cpu_ns: ms * 100_000,
             max_rss_kb: 40_000,
             gauges: None,
+            env: None,
         }
     }
 

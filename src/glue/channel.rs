@@ -1,20 +1,29 @@
-//! The custom-metrics channel file (`LAMBDA_METER_CHANNEL`): the language shims append one
-//! JSON line per value (open, append, close: never an fd kept), and the library reads what is
-//! new when it makes a record.
+//! The custom-metrics channel file: the language shims append one JSON line per value (open,
+//! append, close: never an fd kept), and the library reads what is new when it makes a record.
+//! The wrapper names it in `LAMBDA_METER_CHANNEL`; without the wrapper (`LD_PRELOAD` in the
+//! function's environment) it is `$TMPDIR/.lambda-meter-<pid>.channel`, `<pid>` the process
+//! that runs the handlers (the shims use their own), so nothing needs naming at load.
 //!
 //! The file stays bounded: once a reader has read all of it and it holds [`ROTATE_AT`] bytes
 //! or more, the reader renames it to `<path>.old` (replacing the generation before). A shim's
 //! next append creates a fresh file. A line a shim appended to the old file just as it was
 //! renamed is not lost: every reader that was reading that file (known by its inode) reads it
 //! to its end once more before it moves on. So at most two generations exist, each about
-//! [`ROTATE_AT`] bytes.
+//! [`ROTATE_AT`] bytes. Several processes read the one file (workers of a Lambda Managed
+//! Instance, a shell runtime's per-request helpers), each at its own pace, which is why
+//! what was read is renamed away, not cut out. A writer must open, append and close per
+//! value, as the shims do: one that keeps the file open goes on appending to a generation
+//! that is read once more, then never.
+//!
+//! A reader reads in chunks of its buffer, oldest lines first, so a value written early in a
+//! long invoke is not pushed out by what other processes append after it.
 //!
 //! Raw system calls only (see [`crate::sys`]): this runs on hook paths.
 
 use crate::sys;
 use std::ffi::CString;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The size from which a file read to its end is rotated.
 pub const ROTATE_AT: u64 = 256 * 1024;
@@ -25,7 +34,11 @@ struct Paths {
     old: CString,
 }
 
+/// `LAMBDA_METER_CHANNEL`, when set.
 static PATHS: OnceLock<Paths> = OnceLock::new();
+/// Otherwise the temporary directory the default path is in, and the process it is named after.
+static DEFAULT_DIR: OnceLock<Vec<u8>> = OnceLock::new();
+static OWNER: AtomicU32 = AtomicU32::new(0);
 
 /// The file this process reads (its inode; 0: none yet), and how far. A forked child reads on
 /// from its parent's place.
@@ -44,89 +57,121 @@ pub fn configure(path: Vec<u8>) {
     }
 }
 
-pub fn is_configured() -> bool {
-    PATHS.get().is_some()
+/// Without `LAMBDA_METER_CHANNEL`: the default channel is in `dir`, named after
+/// [`set_owner`]'s process.
+pub fn configure_default(dir: Vec<u8>) {
+    let _ = DEFAULT_DIR.set(dir);
 }
 
-/// Reads the whole lines appended to `path` (inode `inode`, `size` bytes) from `at`: the
-/// newest that fit `buf`. Returns the bytes kept in `buf` and the offset read to.
+/// The process the default channel is named after: the one that runs the handlers (this one,
+/// or its environment's root when this is a per-request helper).
+pub fn set_owner(pid: u32) {
+    OWNER.store(pid, Ordering::Relaxed);
+}
+
+pub fn is_configured() -> bool {
+    PATHS.get().is_some() || DEFAULT_DIR.get().is_some()
+}
+
+/// The channel's path and the old generation's, NUL-terminated: `LAMBDA_METER_CHANNEL`'s, or
+/// the default built in `now` and `old`.
+fn paths<'a>(now: &'a mut [u8; 600], old: &'a mut [u8; 600]) -> Option<(&'a [u8], &'a [u8])> {
+    if let Some(p) = PATHS.get() {
+        return Some((p.now.as_bytes_with_nul(), p.old.as_bytes_with_nul()));
+    }
+    let dir = DEFAULT_DIR.get()?;
+    let owner = OWNER.load(Ordering::Relaxed);
+    if owner == 0 {
+        return None;
+    }
+    let build = |buf: &'a mut [u8; 600], suffix: &str| -> Option<&'a [u8]> {
+        let mut out = crate::text::Out::new(buf);
+        out.bytes(dir);
+        if !dir.ends_with(b"/") {
+            out.byte(b'/');
+        }
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(".lambda-meter-{owner}.channel{suffix}\0"),
+        );
+        let (len, overflowed) = (out.len(), out.overflowed());
+        (!overflowed).then(|| buf.get(..len)).flatten()
+    };
+    Some((build(now, "")?, build(old, ".old")?))
+}
+
+/// Reads the whole lines appended to `path` (`size` bytes) from `at` into `buf`, the oldest
+/// first. Returns the bytes kept in `buf` and the offset read to (lines that did not fit are
+/// read next time; a line longer than `buf` is passed over).
 fn read_lines(path: &[u8], at: u64, size: u64, buf: &mut [u8]) -> (usize, u64) {
     if size <= at || buf.is_empty() {
         return (0, at);
     }
-    // The newest bytes the buffer holds at most: an ending invoke's values are at the end.
-    let from = at.max(size.saturating_sub(buf.len() as u64));
-    let want = (size - from).min(buf.len() as u64) as usize;
+    let want = (size - at).min(buf.len() as u64) as usize;
     let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         return (0, at);
     };
-    let read = sys::pread(fd as i32, buf.get_mut(..want).unwrap_or_default(), from).unwrap_or(0);
+    let read = sys::pread(fd as i32, buf.get_mut(..want).unwrap_or_default(), at).unwrap_or(0);
     let _ = sys::close(fd as i32);
     let got = buf.get(..read).unwrap_or_default();
-    // Whole lines only: a line being written is read next time, and one cut by the window is
-    // skipped.
+    // Whole lines only: a line being written is read next time. A full buffer with no line
+    // end in it is one line too long to take: it is passed over (its rest fails to parse).
     let whole = got.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
-    let skip = if from > at {
-        got.iter()
-            .position(|c| *c == b'\n')
-            .map_or(whole, |i| i + 1)
-    } else {
-        0
-    };
-    let to = from + whole as u64;
-    if skip >= whole {
-        return (0, to);
+    if whole == 0 && read == buf.len() {
+        return (0, at + read as u64);
     }
-    buf.copy_within(skip..whole, 0);
-    (whole - skip, to)
+    (whole, at + whole as u64)
 }
 
-/// What was appended to the channel since the last call (whole lines) into `buf`. One `stat`
-/// when nothing was; an open, a `pread` and a close for each file that has new lines; a
-/// `rename` when the file read to its end is due to rotate.
-pub fn read_new(buf: &mut [u8]) -> usize {
-    let Some(paths) = PATHS.get() else {
-        return 0;
+/// What was appended to the channel since the last call (whole lines, oldest first) into
+/// `buf`, and whether more is there to read now. One `stat` when nothing was; an open, a
+/// `pread` and a close for each file that has new lines.
+pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
+    let (mut now_buf, mut old_buf) = ([0u8; 600], [0u8; 600]);
+    let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
+        return (0, false);
     };
     let mut inode = INODE.load(Ordering::Relaxed);
     let mut offset = OFFSET.load(Ordering::Relaxed);
-    let mut kept = 0;
-    let now = sys::stat(paths.now.as_bytes_with_nul()).ok();
+    let now = sys::stat(now_path).ok();
     if inode != 0 && now.as_ref().is_none_or(|st| st.st_ino != inode) {
         // The file this process was reading was rotated (by it or another reader): its last
         // lines are read from the old generation, if that is still it.
-        if let Ok(st) = sys::stat(paths.old.as_bytes_with_nul())
+        if let Ok(st) = sys::stat(old_path)
             && st.st_ino == inode
         {
             let size = st.st_size.max(0) as u64;
-            let (n, _) = read_lines(paths.old.as_bytes_with_nul(), offset, size, buf);
-            kept = n;
+            let (n, to) = read_lines(old_path, offset, size, buf);
+            if to < size && to > offset {
+                OFFSET.store(to, Ordering::Relaxed);
+                return (n, true);
+            }
+            INODE.store(0, Ordering::Relaxed);
+            OFFSET.store(0, Ordering::Relaxed);
+            return (n, now.is_some());
         }
         inode = 0;
         offset = 0;
     }
-    if let Some(st) = now {
-        if inode == 0 {
-            inode = st.st_ino;
-            offset = 0;
-        }
-        let size = st.st_size.max(0) as u64;
-        let (n, to) = read_lines(
-            paths.now.as_bytes_with_nul(),
-            offset,
-            size,
-            buf.get_mut(kept..).unwrap_or_default(),
-        );
-        kept += n;
-        offset = to;
-        if offset >= size && size >= ROTATE_AT {
-            // Still this process's file (by its inode), under the old name: next time it is
-            // read to its end once more (a shim's append may have raced the rename), then the
-            // new one.
-            let _ = sys::rename(paths.now.as_bytes_with_nul(), paths.old.as_bytes_with_nul());
-        }
+    let Some(st) = now else {
+        INODE.store(inode, Ordering::Relaxed);
+        OFFSET.store(offset, Ordering::Relaxed);
+        return (0, false);
+    };
+    if inode == 0 {
+        inode = st.st_ino;
+        offset = 0;
+    }
+    let size = st.st_size.max(0) as u64;
+    let (n, to) = read_lines(now_path, offset, size, buf);
+    let more = to < size && to > offset;
+    offset = to;
+    if !more && offset >= size && size >= ROTATE_AT {
+        // Still this process's file (by its inode), under the old name: next time it is read
+        // to its end once more (a shim's append may have raced the rename), then the new one.
+        let _ = sys::rename(now_path, old_path);
     }
     INODE.store(inode, Ordering::Relaxed);
     OFFSET.store(offset, Ordering::Relaxed);
-    kept
+    (n, more)
 }

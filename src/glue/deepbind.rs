@@ -2,16 +2,21 @@
 //! curl extension's libcurl finds `connect`, `send` and `recv` in libc before it looks at
 //! `LD_PRELOAD`, and a PHP runtime's Runtime API conversation would never reach a hook.
 //!
-//! The `dlopen` hook (`c-abi/interpose.c`) sends such a load here. After the real `dlopen`,
-//! each object it added has the GOT entries of the hooked libc functions pointed at our hooks:
-//! the binding that object would have had without `RTLD_DEEPBIND`, for those functions only.
-//! Everything else it binds (its own symbols, its dependencies' other functions) stays as the
-//! loader chose. An object whose GOT cannot be written is reported in one warning line.
+//! The `dlopen` hook (`c-abi/interpose.c`) is a jump to the real one, so the caller keeps its
+//! identity (`RUNPATH`, `$ORIGIN`, link namespace); for an `RTLD_DEEPBIND` load it first sets
+//! `lm_deep_pending`. The next hook the process calls once no load is in progress ([`poll`])
+//! binds: in every loaded object, a GOT entry of a hooked function that holds libc's own
+//! function is pointed at our hook — the binding the object would have had without
+//! `RTLD_DEEPBIND`. An entry that holds anything else (the object's own `write`, a
+//! dependency's `send`, an object of another link namespace's libc) is left as the loader
+//! chose, as is everything else; an object bound already holds our hooks and is left alone.
+//! An object whose GOT cannot be written is reported in one warning line.
 
-use crate::{hooks, output, process};
+use crate::{hooks, output, process, real};
 use libc::{c_char, c_int, c_void};
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 unsafe extern "C" {
     /// Calls the real `dlopen` (`c-abi/interpose.c`).
@@ -20,67 +25,141 @@ unsafe extern "C" {
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn fcntl64(fd: c_int, cmd: c_int, ...) -> c_int;
     fn syscall(number: libc::c_long, ...) -> libc::c_long;
+    /// The `dlopen` hook (its symbol is `dlopen`).
+    #[link_name = "dlopen"]
+    fn lm_dlopen_hook(file: *const c_char, mode: c_int) -> *mut c_void;
+    /// The `dlsym` hook (its symbol is `dlsym`).
+    #[link_name = "dlsym"]
+    fn lm_dlsym_hook(handle: *mut c_void, name: *const c_char) -> *mut c_void;
+    /// The real fcntl (0), fcntl64 (1), syscall (2), dlopen (3) and dlsym (4) the C side
+    /// resolved.
+    fn lm_c_real(which: c_int) -> *mut c_void;
 }
 
-/// The hooks an object loaded with `RTLD_DEEPBIND` is bound to: every call that moves Runtime
-/// API bytes or changes which fd they travel on.
-fn hook_table() -> [(&'static [u8], usize); 23] {
+/// The hooks an object loaded with `RTLD_DEEPBIND` is bound to — every call that moves Runtime
+/// API bytes or changes which fd they travel on, and the signal dispositions — each with
+/// libc's own function, the only value of a GOT entry that is replaced.
+fn hook_table() -> [(&'static [u8], usize, usize); 33] {
+    macro_rules! hook {
+        ($name:literal, $hook:path, $real:expr) => {
+            (
+                $name,
+                $hook as *const () as usize,
+                $real as *const () as usize,
+            )
+        };
+    }
+    // SAFETY: reads of the C side's resolved pointers (no system call, no lock).
+    let c_real = |which: c_int| unsafe { lm_c_real(which) } as usize;
     [
-        (b"connect", hooks::connect as *const () as usize),
-        (b"close", hooks::close as *const () as usize),
-        (b"close_range", hooks::close_range as *const () as usize),
-        (b"dup", hooks::dup as *const () as usize),
-        (b"dup2", hooks::dup2 as *const () as usize),
-        (b"dup3", hooks::dup3 as *const () as usize),
-        (b"fork", hooks::fork as *const () as usize),
-        (b"send", hooks::send as *const () as usize),
-        (b"sendto", hooks::sendto as *const () as usize),
-        (b"sendmsg", hooks::sendmsg as *const () as usize),
-        (b"write", hooks::write as *const () as usize),
-        (b"writev", hooks::writev as *const () as usize),
-        (b"recv", hooks::recv as *const () as usize),
-        (b"recvfrom", hooks::recvfrom as *const () as usize),
-        (b"recvmsg", hooks::recvmsg as *const () as usize),
-        (b"read", hooks::read as *const () as usize),
-        (b"readv", hooks::readv as *const () as usize),
-        (b"__read_chk", hooks::__read_chk as *const () as usize),
-        (b"__recv_chk", hooks::__recv_chk as *const () as usize),
-        (
+        hook!(b"connect", hooks::connect, real::connect::get()),
+        hook!(b"close", hooks::close, real::close::get()),
+        hook!(b"close_range", hooks::close_range, real::close_range::get()),
+        hook!(b"dup", hooks::dup, real::dup::get()),
+        hook!(b"dup2", hooks::dup2, real::dup2::get()),
+        hook!(b"dup3", hooks::dup3, real::dup3::get()),
+        hook!(b"fork", hooks::fork, real::fork::get()),
+        hook!(b"send", hooks::send, real::send::get()),
+        hook!(b"sendto", hooks::sendto, real::sendto::get()),
+        hook!(b"sendmsg", hooks::sendmsg, real::sendmsg::get()),
+        hook!(b"write", hooks::write, real::write::get()),
+        hook!(b"writev", hooks::writev, real::writev::get()),
+        hook!(b"recv", hooks::recv, real::recv::get()),
+        hook!(b"recvfrom", hooks::recvfrom, real::recvfrom::get()),
+        hook!(b"recvmsg", hooks::recvmsg, real::recvmsg::get()),
+        hook!(b"read", hooks::read, real::read::get()),
+        hook!(b"readv", hooks::readv, real::readv::get()),
+        hook!(b"__read_chk", hooks::__read_chk, real::read_chk::get()),
+        hook!(b"__recv_chk", hooks::__recv_chk, real::recv_chk::get()),
+        hook!(
             b"__recvfrom_chk",
-            hooks::__recvfrom_chk as *const () as usize,
+            hooks::__recvfrom_chk,
+            real::recvfrom_chk::get()
         ),
-        (b"fcntl", fcntl as *const () as usize),
-        (b"fcntl64", fcntl64 as *const () as usize),
-        (b"syscall", syscall as *const () as usize),
+        hook!(b"sigaction", hooks::sigaction, real::sigaction::get()),
+        hook!(
+            b"__sigaction",
+            hooks::__sigaction,
+            real::sigaction_alias::get()
+        ),
+        hook!(b"signal", hooks::signal, real::signal::get()),
+        hook!(b"bsd_signal", hooks::bsd_signal, real::bsd_signal::get()),
+        hook!(b"ssignal", hooks::ssignal, real::ssignal::get()),
+        hook!(b"sysv_signal", hooks::sysv_signal, real::sysv_signal::get()),
+        hook!(
+            b"__sysv_signal",
+            hooks::__sysv_signal,
+            real::sysv_signal_iso::get()
+        ),
+        hook!(b"sigset", hooks::sigset, real::sigset::get()),
+        (b"fcntl", fcntl as *const () as usize, c_real(0)),
+        (b"fcntl64", fcntl64 as *const () as usize, c_real(1)),
+        (b"syscall", syscall as *const () as usize, c_real(2)),
+        (b"dlopen", lm_dlopen_hook as *const () as usize, c_real(3)),
+        (b"dlsym", lm_dlsym_hook as *const () as usize, c_real(4)),
     ]
 }
 
-/// `dlopen` with `RTLD_DEEPBIND` (or before the constructor resolved the real one).
-///
-/// # Safety
-/// The host's arguments, as for `dlopen(3)`.
+/// Called by the `dlsym` hook when a deep-bound load is pending (`c-abi/interpose.c`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lm_dlopen_deep(file: *const c_char, mode: c_int) -> *mut c_void {
-    let follow =
-        mode & libc::RTLD_DEEPBIND != 0 && process::is_active() && process::in_owner_process();
-    if !follow {
-        // SAFETY: the host's arguments, unchanged.
-        return unsafe { lm_call_real_dlopen(file, mode) };
+pub extern "C" fn lm_deep_poll() {
+    poll();
+}
+
+/// The dynamic linker's debugger interface (`<link.h>`): `r_state` says whether a load or an
+/// unload is in progress.
+#[repr(C)]
+struct RDebug {
+    version: c_int,
+    map: *mut c_void,
+    brk: usize,
+    state: c_int,
+    ldbase: usize,
+}
+
+/// `RT_CONSISTENT`: no object is being added or removed.
+const RT_CONSISTENT: c_int = 0;
+
+unsafe extern "C" {
+    /// Set by the `dlopen` hook for an `RTLD_DEEPBIND` load.
+    static lm_deep_pending: AtomicU32;
+    static _r_debug: RDebug;
+}
+
+/// Called by the hooks: binds what `RTLD_DEEPBIND` loads left bound to libc, once they are
+/// complete. One relaxed load when there is nothing to do.
+#[inline(always)]
+pub fn poll() {
+    // SAFETY: a static of the C side, an atomic word.
+    if unsafe { lm_deep_pending.load(Ordering::Relaxed) } != 0 {
+        bind_pending();
     }
-    let mut before = Objects::new();
-    let _ = catch_unwind(AssertUnwindSafe(|| before.snapshot()));
-    // SAFETY: the host's arguments, unchanged.
-    let handle = unsafe { lm_call_real_dlopen(file, mode) };
-    if !handle.is_null() {
-        // SAFETY: errno of this thread, kept as the real dlopen left it.
-        let saved_errno = unsafe { *libc::__errno_location() };
-        if catch_unwind(AssertUnwindSafe(|| bind_new_objects(&before))).is_err() {
-            output::warn("internal error while following an RTLD_DEEPBIND library");
-        }
-        // SAFETY: as above.
-        unsafe { *libc::__errno_location() = saved_errno };
+}
+
+#[cold]
+#[inline(never)]
+fn bind_pending() {
+    // SAFETY: the dynamic linker's own variable; a plain read of an int it updates.
+    let state = unsafe { std::ptr::read_volatile(&raw const _r_debug.state) };
+    if state != RT_CONSISTENT {
+        // A load is in progress (this may be a constructor of the object): its relocations
+        // may not be done yet. A later hook binds it.
+        return;
     }
-    handle
+    // SAFETY: as in `poll`.
+    if unsafe { lm_deep_pending.swap(0, Ordering::AcqRel) } == 0 {
+        return;
+    }
+    if !(process::activate() && process::in_owner_process()) {
+        return;
+    }
+    // SAFETY: errno of this thread, kept as the host left it.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    if catch_unwind(AssertUnwindSafe(bind_objects)).is_err() {
+        output::warn("internal error while following an RTLD_DEEPBIND library");
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
 }
 
 /// One loaded object, as `dl_iterate_phdr` describes it.
@@ -90,34 +169,13 @@ struct Object<'a> {
     phdrs: &'a [libc::Elf64_Phdr],
 }
 
-/// The load addresses of the objects loaded at one moment, on the stack.
-struct Objects {
-    bases: [usize; 512],
-    len: usize,
-}
-
-impl Objects {
-    fn new() -> Self {
-        Objects {
-            bases: [0; 512],
-            len: 0,
-        }
-    }
-
-    fn snapshot(&mut self) {
-        each_object(&mut |o| {
-            if let Some(slot) = self.bases.get_mut(self.len) {
-                *slot = o.base;
-                self.len += 1;
-            }
-        });
-    }
-
-    fn contains(&self, base: usize) -> bool {
-        self.bases
-            .get(..self.len)
-            .unwrap_or_default()
-            .contains(&base)
+impl Object<'_> {
+    /// Whether `address` lies in one of the object's loaded segments.
+    fn contains(&self, address: usize) -> bool {
+        self.phdrs.iter().any(|p| {
+            let start = self.base.wrapping_add(p.p_vaddr as usize);
+            p.p_type == libc::PT_LOAD && (start..start + p.p_memsz as usize).contains(&address)
+        })
     }
 }
 
@@ -156,15 +214,19 @@ fn each_object(f: &mut dyn FnMut(&Object)) {
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut f as *mut &mut dyn FnMut(&Object)).cast()) };
 }
 
-/// Binds the hooked functions of every object loaded since `before`.
-fn bind_new_objects(before: &Objects) {
+/// Binds the hooked functions of every loaded object that still calls libc's own (not libc
+/// itself, nor this library).
+fn bind_objects() {
     let table = hook_table();
+    let here = bind_objects as *const () as usize;
+    let libc = real::write::get() as *const () as usize;
+    let mut lazy = Lazy::default();
     each_object(&mut |object| {
-        if before.contains(object.base) || object.base == 0 {
+        if object.base == 0 || object.contains(here) || object.contains(libc) {
             return;
         }
         let name = object.name.to_str().unwrap_or("an object");
-        match bind_object(object, &table) {
+        match bind_object(object, &table, &mut lazy) {
             Ok(0) => {}
             Ok(n) => process::debug(format_args!(
                 "{name} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter"
@@ -174,6 +236,81 @@ fn bind_new_objects(before: &Objects) {
             )),
         }
     });
+    lazy.bind();
+}
+
+/// GOT entries not bound yet (lazy binding: each points into its object's own PLT), resolved
+/// after `dl_iterate_phdr` returns: asking the loader from inside it could deadlock against a
+/// `dlopen` in another thread.
+struct Lazy {
+    /// (object's name, entry, hook, libc's function, symbol name); no allocation.
+    entries: [LazyEntry; 128],
+    len: usize,
+}
+
+type LazyEntry = (*const c_char, usize, usize, usize, *const c_char);
+
+impl Default for Lazy {
+    fn default() -> Self {
+        Lazy {
+            entries: [(std::ptr::null(), 0, 0, 0, std::ptr::null()); 128],
+            len: 0,
+        }
+    }
+}
+
+impl Lazy {
+    /// Remembers one entry (past 128 in one pass, the rest stay as the loader leaves them).
+    fn push(&mut self, entry: LazyEntry) {
+        if let Some(e) = self.entries.get_mut(self.len) {
+            *e = entry;
+            self.len += 1;
+        }
+    }
+
+    /// Points each entry at our hook where the loader would bind it to libc's function once
+    /// called — the object's own scope (itself, then its dependencies: where `RTLD_DEEPBIND`
+    /// looks first) finds libc's — and where the global scope finds our hook (so an object
+    /// loaded without `RTLD_DEEPBIND` gets what its lazy binding would give it anyway).
+    fn bind(&self) {
+        let entries = self.entries.get(..self.len).unwrap_or_default();
+        let mut bound = 0usize;
+        let mut i = 0;
+        while let Some(rest) = entries.get(i..).filter(|r| !r.is_empty()) {
+            let object = rest.first().map_or(std::ptr::null(), |e| e.0);
+            let group = rest.iter().take_while(|e| e.0 == object).count();
+            // SAFETY: the object's name as the loader keeps it; NOLOAD only looks it up (and
+            // takes a reference, given back below), so its scope is complete while we ask.
+            let handle =
+                unsafe { lm_call_real_dlopen(object, libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+            if !handle.is_null() {
+                for &(_, at, hook, real, symbol) in rest.iter().take(group) {
+                    // SAFETY: a handle from dlopen and a NUL-terminated symbol name of the
+                    // object's string table.
+                    let (own, global) = unsafe {
+                        (
+                            libc::dlsym(handle, symbol) as usize,
+                            libc::dlsym(libc::RTLD_DEFAULT, symbol) as usize,
+                        )
+                    };
+                    if own == real && global == hook {
+                        // SAFETY: a lazily bound GOT entry (never in RELRO: the loader has to
+                        // write it on first call), aligned: one atomic store.
+                        unsafe { (*(at as *const AtomicUsize)).store(hook, Ordering::Release) };
+                        bound += 1;
+                    }
+                }
+                // SAFETY: the reference taken above.
+                unsafe { libc::dlclose(handle) };
+            }
+            i += group;
+        }
+        if bound > 0 {
+            process::debug(format_args!(
+                "{bound} lazily bound libc calls of RTLD_DEEPBIND libraries bound to lambda-meter"
+            ));
+        }
+    }
 }
 
 /// `Elf64_Dyn`: one dynamic section entry (tag, value or address).
@@ -222,7 +359,11 @@ const GOT_RELOCATIONS: [u32; 2] = [1025, 1026]; // R_AARCH64_GLOB_DAT, R_AARCH64
 
 /// Points `object`'s GOT entries for the functions in `table` at our hooks. Returns how many
 /// entries it changed.
-fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'static str> {
+fn bind_object(
+    object: &Object,
+    table: &[(&[u8], usize, usize)],
+    lazy: &mut Lazy,
+) -> Result<usize, &'static str> {
     let base = object.base;
     let Some(dynamic) = object.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else {
         return Ok(0);
@@ -274,11 +415,22 @@ fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'sta
             let s = unsafe { std::ptr::read_unaligned((symtab as *const Sym).add(sym)) };
             // SAFETY: st_name is an offset into the NUL-terminated string table.
             let name = unsafe { CStr::from_ptr((strtab + s.name as usize) as *const c_char) };
-            if let Some((_, hook)) = table.iter().find(|(n, _)| *n == name.to_bytes())
-                && let Some(slot) = slots.get_mut(found)
-            {
-                *slot = (base.wrapping_add(r.offset as usize), *hook);
-                found += 1;
+            let Some((_, hook, real)) = table.iter().find(|(n, _, _)| *n == name.to_bytes()) else {
+                continue;
+            };
+            let at = base.wrapping_add(r.offset as usize);
+            // SAFETY: a GOT entry of this object: an aligned, readable word.
+            let now = unsafe { (*(at as *const AtomicUsize)).load(Ordering::Acquire) };
+            // Only an entry the loader bound to libc's own function (the object's own `write`,
+            // a dependency's `send`, another namespace's libc are theirs). An entry not bound
+            // yet points into the object's own PLT: [`Lazy`] decides it.
+            if *real != 0 && now == *real {
+                if let Some(slot) = slots.get_mut(found) {
+                    *slot = (at, *hook);
+                    found += 1;
+                }
+            } else if *real != 0 && object.contains(now) && !object.name.is_empty() {
+                lazy.push((object.name.as_ptr(), at, *hook, *real, name.as_ptr()));
             }
         }
     }
@@ -292,13 +444,15 @@ fn bind_object(object: &Object, table: &[(&[u8], usize)]) -> Result<usize, &'sta
         .find(|p| p.p_type == PT_GNU_RELRO)
         .map(|p| {
             let page = page_size();
+            // As the loader protects it: both ends rounded down, so a page shared with
+            // `.data` stays writable.
             let start = base.wrapping_add(p.p_vaddr as usize) & !(page - 1);
-            let end =
-                (base.wrapping_add((p.p_vaddr + p.p_memsz) as usize) + page - 1) & !(page - 1);
+            let end = base.wrapping_add((p.p_vaddr + p.p_memsz) as usize) & !(page - 1);
             (start, end)
         });
     let in_relro = |a: usize| relro.is_some_and(|(s, e)| a >= s && a < e);
-    let unprotect = relro.filter(|_| slots.iter().any(|(a, _)| in_relro(*a)));
+    // An entry past the protected pages is writable already.
+    let unprotect = relro.filter(|(s, e)| s < e && slots.iter().any(|(a, _)| in_relro(*a)));
     if let Some((start, end)) = unprotect {
         // SAFETY: making this object's RELRO pages writable for a moment, as the loader does.
         if unsafe {

@@ -13,7 +13,7 @@ use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
 use crate::{output, probes};
 use libc::c_int;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// The environment's journal, once this process has become a runtime.
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
@@ -138,11 +138,24 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
     Ok(j)
 }
 
+/// Set while this process talks to the Runtime API for an environment whose root is another
+/// process, and has not shown yet whether it is a runtime of its own: its open invokes are then
+/// handed on at its end (a shell runtime's `curl` fetches an event and exits; another posts the
+/// result), not ended.
+static UNDECIDED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_undecided(undecided: bool) {
+    UNDECIDED.store(undecided, Ordering::Relaxed);
+}
+
 /// Writes this process's open invokes, if it journals any. Async-signal-safe.
 pub fn write_open(reason: &[u8]) {
     let Some(j) = JOURNAL.get() else {
         return;
     };
+    if UNDECIDED.load(Ordering::Relaxed) {
+        j.hand_on_open(crate::sys::getpid());
+    }
     // SAFETY: getrusage writes only the struct we pass (a plain system call).
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

@@ -191,8 +191,10 @@ pub fn to_json(open: &OpenInvoke, out: &mut Out) {
     number(out, "requestBytes", Some(open.event.request_bytes));
     number(out, "monoNs", Some(open.started.mono_ns));
     number(out, "wallMs", Some(open.started.wall_ms));
-    number(out, "cpuNs", Some(open.started.cpu_ns));
-    number(out, "maxRssKb", Some(open.started.max_rss_kb));
+    // What another process of the environment can compare with: the environment's figures.
+    let started = open.started.environment();
+    number(out, "cpuNs", Some(started.cpu_ns));
+    number(out, "maxRssKb", Some(started.max_rss_kb));
     out.str(",\"coldStart\":");
     out.str(if open.cold_start { "true" } else { "false" });
     out.str(",\"proactiveInit\":");
@@ -293,6 +295,7 @@ pub fn from_json(text: &[u8]) -> Option<OpenInvoke> {
             cpu_ns: required(4)?,
             max_rss_kb: required(5)?,
             gauges: None,
+            env: None,
         },
         cold_start: f.cold_start?,
         proactive_init: f.proactive_init?,
@@ -385,6 +388,7 @@ mod tests {
             cpu_ns: 7,
             max_rss_kb: 8,
             gauges: None,
+            env: None,
         };
         o.cold_start = true;
         o.init_duration_ns = Some(7);

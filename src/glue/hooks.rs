@@ -72,8 +72,12 @@ fn set_errno(value: c_int) {
 /// is not read: only the real call may touch it before it is known to be valid.
 #[inline(always)]
 fn before_send(fd: c_int) {
-    if process::record_awaits() && TRACKED.contains(fd) {
-        process::sending(fd);
+    if TRACKED.contains(fd) {
+        // What the host read through a stream comes before what it sends.
+        settle_streams();
+        if process::record_awaits() {
+            process::sending(fd);
+        }
     }
 }
 
@@ -243,9 +247,10 @@ unsafe fn last_byte_sent(iov: *const iovec, n: c_int, rc: ssize_t) -> Option<u8>
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    crate::deepbind::poll();
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::connect::get())(fd, addr, len) };
-    if process::is_active() {
+    if process::activate() {
         let err = errno();
         if rc == 0 || err == libc::EINPROGRESS || err == libc::EINTR {
             // SAFETY: the kernel accepted the address, so it is readable for `len` bytes.
@@ -264,6 +269,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    crate::deepbind::poll();
     // Forget first: once closed, another thread may get the same number from socket().
     if TRACKED.contains(fd) {
         process::closing(fd);
@@ -348,22 +354,97 @@ pub unsafe extern "C" fn recvmmsg(
 // where no hook sees them. A stream opened on a tracked fd is registered here, and the stdio
 // functions below report the bytes the host hands to it or takes from it, as `write` and
 // `read` would. Every other stream costs one relaxed load (no stream registered) or a short
-// scan. Not followed: the `_unlocked` variants and `getc_unlocked`/`putc_unlocked`, which are
-// macros reading the buffer directly.
+// scan.
+//
+// A reading stream's buffer is also watched: its read pointer, end and base (glibc's `FILE`,
+// whose head has kept this layout since 2.1) as the last followed call left them. Bytes taken
+// between followed calls where no hook saw it (an inline `getc_unlocked`, `fscanf`, a byte
+// pushed back with `ungetc`) move them: the bytes the host took then cannot be known for
+// sure (a refill can leave the same pointers), so the connection is dropped, with one debug
+// line, before the parser could fall out of step. Writes through a stream, and writes on a
+// tracked fd, look first, so the parser never sees a request after a response it missed.
 
 /// Streams wrapping a tracked fd, and how many there are.
 static STREAMS: [AtomicPtr<libc::FILE>; 16] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 16];
 static STREAM_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// The tracked fd under `stream`, if it is one of ours.
-#[inline(always)]
-fn stream_fd(stream: *mut libc::FILE) -> Option<c_int> {
+/// Each registered stream's read buffer as the last followed call left it.
+struct Position {
+    base: AtomicUsize,
+    ptr: AtomicUsize,
+    end: AtomicUsize,
+}
+
+impl Position {
+    fn note(&self, (base, ptr, end): (usize, usize, usize)) {
+        self.base.store(base, Ordering::Relaxed);
+        self.ptr.store(ptr, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+    }
+
+    fn noted(&self) -> (usize, usize, usize) {
+        (
+            self.base.load(Ordering::Relaxed),
+            self.ptr.load(Ordering::Relaxed),
+            self.end.load(Ordering::Relaxed),
+        )
+    }
+}
+
+static POSITIONS: [Position; 16] = [const {
+    Position {
+        base: AtomicUsize::new(0),
+        ptr: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+    }
+}; 16];
+
+/// The head of glibc's `struct _IO_FILE` (`<bits/types/struct_FILE.h>`).
+#[repr(C)]
+struct FileHead {
+    flags: c_int,
+    read_ptr: *mut u8,
+    read_end: *mut u8,
+    read_base: *mut u8,
+}
+
+/// A stream's read buffer now: (base, pointer, end).
+fn buffer_of(stream: *mut libc::FILE) -> (usize, usize, usize) {
+    // SAFETY: a registered stream is open (fclose unregisters it first); these fields are
+    // plain pointers glibc keeps in the stream's head.
+    let head = unsafe { &*stream.cast::<FileHead>() };
+    (
+        head.read_base as usize,
+        head.read_ptr as usize,
+        head.read_end as usize,
+    )
+}
+
+/// glibc's stream flags: a write-only stream, and one in writing mode.
+const IO_NO_READS: c_int = 0x0004;
+const IO_CURRENTLY_PUTTING: c_int = 0x0800;
+
+/// Whether `stream` is being read (not write-only, not in writing mode).
+fn reads(stream: *mut libc::FILE) -> bool {
+    // SAFETY: as in `buffer_of`.
+    let flags = unsafe { (*stream.cast::<FileHead>()).flags };
+    flags & (IO_NO_READS | IO_CURRENTLY_PUTTING) == 0
+}
+
+/// The registered slot of `stream`.
+fn stream_slot(stream: *mut libc::FILE) -> Option<usize> {
     if STREAM_COUNT.load(Ordering::Relaxed) == 0 || stream.is_null() {
         return None;
     }
-    if !STREAMS.iter().any(|s| s.load(Ordering::Relaxed) == stream) {
-        return None;
-    }
+    STREAMS
+        .iter()
+        .position(|s| s.load(Ordering::Relaxed) == stream)
+}
+
+/// The tracked fd under `stream`, if it is one of ours.
+#[inline(always)]
+fn stream_fd(stream: *mut libc::FILE) -> Option<c_int> {
+    stream_slot(stream)?;
     let err = errno();
     // SAFETY: a registered stream is open (fclose unregisters it first).
     let fd = unsafe { libc::fileno(stream) };
@@ -371,8 +452,47 @@ fn stream_fd(stream: *mut libc::FILE) -> Option<c_int> {
     TRACKED.contains(fd).then_some(fd)
 }
 
+/// Whether the host took bytes from registered stream `i` since a hook last looked; if it
+/// did, the connection is dropped.
+fn settle_stream(i: usize) {
+    let (Some(slot), Some(pos)) = (STREAMS.get(i), POSITIONS.get(i)) else {
+        return;
+    };
+    let stream = slot.load(Ordering::Relaxed);
+    if stream.is_null() {
+        return;
+    }
+    let now = buffer_of(stream);
+    if !reads(stream) {
+        // Written through, not read: its read fields follow its write buffer.
+        return pos.note(now);
+    }
+    if now == pos.noted() {
+        return;
+    }
+    let err = errno();
+    // SAFETY: as in `stream_fd`.
+    let fd = unsafe { libc::fileno(stream) };
+    set_errno(err);
+    unregister_stream(stream);
+    if TRACKED.contains(fd) {
+        process::stream_unseen(fd);
+    }
+}
+
+/// [`settle_stream`] for every registered stream.
+#[inline(always)]
+fn settle_streams() {
+    if STREAM_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    for i in 0..STREAMS.len() {
+        settle_stream(i);
+    }
+}
+
 fn register_stream(stream: *mut libc::FILE) {
-    let empty = STREAMS.iter().find(|s| {
+    let empty = STREAMS.iter().position(|s| {
         s.compare_exchange(
             std::ptr::null_mut(),
             stream,
@@ -381,7 +501,10 @@ fn register_stream(stream: *mut libc::FILE) {
         )
         .is_ok()
     });
-    if empty.is_some() {
+    if let Some(i) = empty {
+        if let Some(pos) = POSITIONS.get(i) {
+            pos.note(buffer_of(stream));
+        }
         STREAM_COUNT.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -407,6 +530,7 @@ fn unregister_stream(stream: *mut libc::FILE) {
 /// Before the host hands bytes to a stream of ours.
 #[inline(always)]
 fn stream_writing(stream: *mut libc::FILE) -> Option<c_int> {
+    settle_streams();
     let fd = stream_fd(stream)?;
     before_send(fd);
     Some(fd)
@@ -434,6 +558,29 @@ fn stream_read(fd: c_int, data: *const c_void, len: usize) {
     }
 }
 
+/// A stdio read on `stream`: settles the streams, makes the call (`call` returns the bytes it
+/// handed the host: where, how many), feeds the parser those bytes, and notes the buffer as
+/// the call left it.
+#[inline(always)]
+fn stream_reading<R>(stream: *mut libc::FILE, call: impl FnOnce() -> (R, *const u8, usize)) -> R {
+    let Some(i) = stream_slot(stream) else {
+        return call().0;
+    };
+    settle_streams();
+    let (result, data, len) = call();
+    if STREAMS.get(i).map(|s| s.load(Ordering::Relaxed)) != Some(stream) {
+        // Dropped while settling.
+        return result;
+    }
+    if let Some(pos) = POSITIONS.get(i) {
+        pos.note(buffer_of(stream));
+    }
+    if let Some(fd) = stream_fd(stream) {
+        stream_read(fd, data.cast(), len);
+    }
+    result
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
     // SAFETY: forwarding the host's arguments unchanged.
@@ -444,11 +591,11 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FI
     stream
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fputs(text: *const c_char, stream: *mut libc::FILE) -> c_int {
+/// `fputs` and `fputs_unlocked`.
+fn put_string(text: *const c_char, stream: *mut libc::FILE, real: real::fputs::F) -> c_int {
     let fd = stream_writing(stream);
     // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::fputs::get())(text, stream) };
+    let rc = unsafe { real(text, stream) };
     if let Some(fd) = fd.filter(|_| rc >= 0) {
         // SAFETY: fputs just read the NUL-terminated string.
         let len = unsafe { libc::strlen(text) };
@@ -458,19 +605,50 @@ pub unsafe extern "C" fn fputs(text: *const c_char, stream: *mut libc::FILE) -> 
 }
 
 #[unsafe(no_mangle)]
+pub unsafe extern "C" fn fputs(text: *const c_char, stream: *mut libc::FILE) -> c_int {
+    put_string(text, stream, real::fputs::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fputs_unlocked(text: *const c_char, stream: *mut libc::FILE) -> c_int {
+    put_string(text, stream, real::fputs_unlocked::get())
+}
+
+/// `fwrite` and `fwrite_unlocked`.
+fn put_items(
+    data: *const c_void,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+    real: real::fwrite::F,
+) -> size_t {
+    let fd = stream_writing(stream);
+    // SAFETY: forwarding the host's arguments unchanged.
+    let items = unsafe { real(data, size, n, stream) };
+    if let Some(fd) = fd {
+        stream_wrote(fd, data, items.saturating_mul(size));
+    }
+    items
+}
+
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn fwrite(
     data: *const c_void,
     size: size_t,
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    let fd = stream_writing(stream);
-    // SAFETY: forwarding the host's arguments unchanged.
-    let items = unsafe { (real::fwrite::get())(data, size, n, stream) };
-    if let Some(fd) = fd {
-        stream_wrote(fd, data, items.saturating_mul(size));
-    }
-    items
+    put_items(data, size, n, stream, real::fwrite::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fwrite_unlocked(
+    data: *const c_void,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    put_items(data, size, n, stream, real::fwrite_unlocked::get())
 }
 
 /// `fputc` and `putc` (and `_IO_putc`, their old name).
@@ -495,19 +673,72 @@ pub unsafe extern "C" fn putc(c: c_int, stream: *mut libc::FILE) -> c_int {
     put_byte(c, stream, real::putc::get())
 }
 
+/// The bytes of a line an `fgets`-like call stored at `buf` (`got` its result).
+fn line_at(got: *mut c_char, buf: *mut c_char) -> (*mut c_char, *const u8, usize) {
+    if got.is_null() {
+        return (got, std::ptr::null(), 0);
+    }
+    // SAFETY: the call stored a NUL-terminated line in `buf`. (A line with a NUL byte in it is
+    // cut short here; the Runtime API's heads have none.)
+    let len = unsafe { libc::strlen(buf) };
+    (got, buf.cast(), len)
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let got = unsafe { (real::fgets::get())(buf, n, stream) };
-    if !got.is_null()
-        && let Some(fd) = stream_fd(stream)
-    {
-        // SAFETY: fgets stored a NUL-terminated line in `buf`. (A line with a NUL byte in it
-        // is cut short here; the Runtime API's heads have none.)
-        let len = unsafe { libc::strlen(buf) };
-        stream_read(fd, buf.cast(), len);
-    }
-    got
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        line_at(unsafe { (real::fgets::get())(buf, n, stream) }, buf)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fgets_unlocked(
+    buf: *mut c_char,
+    n: c_int,
+    stream: *mut libc::FILE,
+) -> *mut c_char {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        line_at(
+            unsafe { (real::fgets_unlocked::get())(buf, n, stream) },
+            buf,
+        )
+    })
+}
+
+/// `fgets` under `_FORTIFY_SOURCE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fgets_chk(
+    buf: *mut c_char,
+    size: size_t,
+    n: c_int,
+    stream: *mut libc::FILE,
+) -> *mut c_char {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        line_at(
+            unsafe { (real::fgets_chk::get())(buf, size, n, stream) },
+            buf,
+        )
+    })
+}
+
+/// `fgets_unlocked` under `_FORTIFY_SOURCE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fgets_unlocked_chk(
+    buf: *mut c_char,
+    size: size_t,
+    n: c_int,
+    stream: *mut libc::FILE,
+) -> *mut c_char {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        line_at(
+            unsafe { (real::fgets_unlocked_chk::get())(buf, size, n, stream) },
+            buf,
+        )
+    })
 }
 
 #[unsafe(no_mangle)]
@@ -517,25 +748,71 @@ pub unsafe extern "C" fn fread(
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let items = unsafe { (real::fread::get())(data, size, n, stream) };
-    if let Some(fd) = stream_fd(stream) {
-        stream_read(fd, data, items.saturating_mul(size));
-    }
-    items
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        let items = unsafe { (real::fread::get())(data, size, n, stream) };
+        (items, data.cast_const().cast(), items.saturating_mul(size))
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fread_unlocked(
+    data: *mut c_void,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        let items = unsafe { (real::fread_unlocked::get())(data, size, n, stream) };
+        (items, data.cast_const().cast(), items.saturating_mul(size))
+    })
+}
+
+/// `fread` under `_FORTIFY_SOURCE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fread_chk(
+    data: *mut c_void,
+    room: size_t,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        let items = unsafe { (real::fread_chk::get())(data, room, size, n, stream) };
+        (items, data.cast_const().cast(), items.saturating_mul(size))
+    })
+}
+
+/// `fread_unlocked` under `_FORTIFY_SOURCE`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __fread_unlocked_chk(
+    data: *mut c_void,
+    room: size_t,
+    size: size_t,
+    n: size_t,
+    stream: *mut libc::FILE,
+) -> size_t {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        let items = unsafe { (real::fread_unlocked_chk::get())(data, room, size, n, stream) };
+        (items, data.cast_const().cast(), items.saturating_mul(size))
+    })
 }
 
 /// `fgetc` and `getc` (and `_IO_getc`).
 fn get_byte(stream: *mut libc::FILE, real: real::fgetc::F) -> c_int {
-    // SAFETY: forwarding the host's argument unchanged.
-    let c = unsafe { real(stream) };
-    if c != libc::EOF
-        && let Some(fd) = stream_fd(stream)
-    {
-        let byte = c as u8;
-        stream_read(fd, (&byte as *const u8).cast(), 1);
-    }
-    c
+    let mut byte = 0u8;
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's argument unchanged.
+        let c = unsafe { real(stream) };
+        if c == libc::EOF {
+            return (c, std::ptr::null(), 0);
+        }
+        byte = c as u8;
+        (c, &byte as *const u8, 1)
+    })
 }
 
 #[unsafe(no_mangle)]
@@ -548,6 +825,25 @@ pub unsafe extern "C" fn getc(stream: *mut libc::FILE) -> c_int {
     get_byte(stream, real::getc::get())
 }
 
+/// `getdelim` and `__getdelim` (what glibc's headers make of `getline` when optimising).
+fn get_delimited(
+    line: *mut *mut c_char,
+    cap: *mut size_t,
+    delim: c_int,
+    stream: *mut libc::FILE,
+    real: real::getdelim::F,
+) -> ssize_t {
+    stream_reading(stream, || {
+        // SAFETY: forwarding the host's arguments unchanged.
+        let got = unsafe { real(line, cap, delim, stream) };
+        if got <= 0 || line.is_null() {
+            return (got, std::ptr::null(), 0);
+        }
+        // SAFETY: getdelim stored `got` bytes at *line.
+        (got, unsafe { *line }.cast_const().cast(), got as usize)
+    })
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getdelim(
     line: *mut *mut c_char,
@@ -555,16 +851,17 @@ pub unsafe extern "C" fn getdelim(
     delim: c_int,
     stream: *mut libc::FILE,
 ) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let got = unsafe { (real::getdelim::get())(line, cap, delim, stream) };
-    if got > 0
-        && !line.is_null()
-        && let Some(fd) = stream_fd(stream)
-    {
-        // SAFETY: getdelim stored `got` bytes at *line.
-        stream_read(fd, unsafe { *line }.cast(), got as usize);
-    }
-    got
+    get_delimited(line, cap, delim, stream, real::getdelim::get())
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __getdelim(
+    line: *mut *mut c_char,
+    cap: *mut size_t,
+    delim: c_int,
+    stream: *mut libc::FILE,
+) -> ssize_t {
+    get_delimited(line, cap, delim, stream, real::getdelim_internal::get())
 }
 
 /// `getline` is `getdelim` up to a newline (glibc's calls it inside libc, out of our sight).
@@ -574,8 +871,7 @@ pub unsafe extern "C" fn getline(
     cap: *mut size_t,
     stream: *mut libc::FILE,
 ) -> ssize_t {
-    // SAFETY: the host's arguments, as getline takes them.
-    unsafe { getdelim(line, cap, c_int::from(b'\n'), stream) }
+    get_delimited(line, cap, c_int::from(b'\n'), stream, real::getdelim::get())
 }
 
 /// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
@@ -680,6 +976,7 @@ macro_rules! hook {
                 $observe
                 $rc
             }
+            crate::deepbind::poll();
             if $watch($fd) {
                 // SAFETY: the host's arguments, unchanged.
                 return unsafe { observed($fd $(, $arg)*) };
@@ -711,6 +1008,7 @@ macro_rules! send_hook {
                 observe_sent($fd, $buf, rc);
                 rc
             }
+            crate::deepbind::poll();
             if watched_output($fd) {
                 // SAFETY: the host's arguments, unchanged.
                 return unsafe { observed($fd, $buf $(, $arg)*) };
@@ -989,18 +1287,9 @@ extern "C" fn destructor() {
 extern "C" fn constructor() {
     // SAFETY: CALLBACKS is a static that outlives every call the C side makes through it.
     unsafe { lm_c_install(&CALLBACKS) };
-    // Before anything is written: what stdout and stderr are (see output::LOG_STREAMS).
-    crate::output::remember_log_streams();
-    let result = std::panic::catch_unwind(|| {
-        let exe = std::fs::read_link("/proc/self/exe")
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "unknown".to_string());
-        process::init(&exe);
-    });
-    if result.is_err() {
-        crate::output::warn("internal error while loading; lambda-meter is off for this process");
-    }
+    // Every hook needs its real function, active or not. Nothing else happens here: no system
+    // call, no allocation (see process::activate).
+    process::loaded(real::resolve_all());
 }
 
 extern "C" fn fd_is_tracked(fd: c_int) -> c_int {

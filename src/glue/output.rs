@@ -68,6 +68,9 @@ struct OwnFd {
     fd: libc::c_int,
     dev: u64,
     ino: u64,
+    /// Above the host's range, so it may stay open between records. Under an `RLIMIT_NOFILE`
+    /// of 512 or less no number is (see [`OwnFd::adopt`]): the fd is closed after each write.
+    kept: bool,
 }
 
 fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
@@ -76,18 +79,25 @@ fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
 
 impl OwnFd {
     /// Takes `fd` (just created by us), moves it to a high number, and records its identity.
-    fn adopt(fd: libc::c_int) -> Option<OwnFd> {
+    /// Where no number above the host's range can be had (a low `RLIMIT_NOFILE`), it stays
+    /// where it is, for one write: `stream` (a TCP connection, which cannot be made afresh
+    /// for each record) then goes to the table's last number instead.
+    fn adopt(fd: libc::c_int, stream: bool) -> Option<OwnFd> {
         if fd < 0 {
             return None;
         }
-        let fd = match sys::dup_above(fd, OWN_FD_FLOOR) {
+        let moved = sys::dup_above(fd, OWN_FD_FLOOR).or_else(|e| match (stream, sys::nofile()) {
+            (true, Some(limit)) if limit > 1 => sys::dup_above(fd, limit - 1),
+            _ => Err(e),
+        });
+        let (fd, kept) = match moved {
             Ok(high) => {
                 let _ = sys::close(fd);
-                high as libc::c_int
+                (high as libc::c_int, true)
             }
-            Err(_) => fd,
+            Err(_) => (fd, false),
         };
-        let own = identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino });
+        let own = identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino, kept });
         match own {
             Some(_) => OWN_FD.store(fd, Ordering::Relaxed),
             None => {
@@ -494,7 +504,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8]) {
                 | libc::O_CREAT
                 | libc::O_NONBLOCK;
             match sys::open(path, flags, 0o644) {
-                Ok(raw) => match OwnFd::adopt(raw as libc::c_int) {
+                Ok(raw) => match OwnFd::adopt(raw as libc::c_int, false) {
                     Some(fd) => {
                         s.fd = Some(fd);
                         fd
@@ -513,6 +523,10 @@ fn to_path(path: &[u8], keep: bool, line: &[u8]) {
     };
     if !write_record_to(fd.fd, false, &[line]) {
         dropped_fmt(format_args!("cannot write to {shown}"));
+    }
+    if !fd.kept {
+        s.fd = None;
+        fd.close();
     }
 }
 
@@ -553,17 +567,28 @@ fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
     // MSG_NOSIGNAL: a closed peer must not raise SIGPIPE in the host; MSG_DONTWAIT: never
     // block the invoke.
     let sent = sys::sendmsg(fd.fd, &mut iov, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    // Not kept between records (a low RLIMIT_NOFILE): closed after this one, whatever came of
+    // it.
+    let once = |s: &mut Sink| {
+        if !fd.kept && s.fd.take().is_some() {
+            fd.close();
+        }
+    };
     let err = match sent {
-        Ok(n) if n == line.len() => return,
+        Ok(n) if n == line.len() => return once(s),
         Ok(n) => {
             // A partial line would corrupt the stream: close and start over.
             if n > 0 {
                 s.fd = None;
                 fd.close();
             }
+            once(s);
             libc::EAGAIN
         }
-        Err(e @ (libc::EAGAIN | libc::ENOTCONN)) => e,
+        Err(e @ (libc::EAGAIN | libc::ENOTCONN)) => {
+            once(s);
+            e
+        }
         Err(e) => {
             // Still connecting, or the agent is not keeping up: drop this one, keep the
             // socket; anything else: start over.
@@ -588,7 +613,7 @@ fn open_socket(addr: SocketAddr, kind: libc::c_int) -> Result<OwnFd, libc::c_int
         // SAFETY: reading this thread's errno (the caller restores the host's).
         return Err(unsafe { *libc::__errno_location() });
     }
-    let Some(fd) = OwnFd::adopt(raw) else {
+    let Some(fd) = OwnFd::adopt(raw, kind == libc::SOCK_STREAM) else {
         return Err(libc::EBADF);
     };
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.

@@ -153,15 +153,16 @@ fn gauges(pid: Option<u32>) -> Gauges {
     g
 }
 
-/// The environment's root process, when this one is a per-request helper (0: none).
+/// The environment's root process, when this one is not it (0: none).
 static ENVIRONMENT_ROOT: AtomicU32 = AtomicU32::new(0);
 
-/// From now on, CPU and memory are those of the environment rooted at `pid`.
+/// From now on, CPU and memory of the environment rooted at `pid` are read too (0: no more);
+/// records go to its stdout.
 pub fn measure_environment(pid: u32) {
     ENVIRONMENT_ROOT.store(pid, Ordering::Relaxed);
 }
 
-/// The environment's root process, if this is a helper.
+/// The environment's root process, if this is not it.
 pub fn environment_root() -> Option<u32> {
     Some(ENVIRONMENT_ROOT.load(Ordering::Relaxed)).filter(|p| *p != 0)
 }
@@ -279,7 +280,8 @@ pub fn own_usage() -> (u64, u64) {
     )
 }
 
-/// Reads the clocks and `getrusage(RUSAGE_SELF)` (or the environment root's `/proc` entries).
+/// Reads the clocks and `getrusage(RUSAGE_SELF)`, and in a process that is not its
+/// environment's root, the root's `/proc` entries too.
 pub fn probe() -> Probe {
     let (cpu_ns, max_rss_kb) = own_usage();
     let mut p = Probe {
@@ -288,12 +290,11 @@ pub fn probe() -> Probe {
         cpu_ns,
         max_rss_kb,
         gauges: None,
+        env: None,
     };
     if let Some(root) = environment_root() {
-        if let Some(stat) = proc_stat(root) {
-            p.cpu_ns = ticks_to_ns(stat.cpu_ticks);
-        }
-        p.max_rss_kb = p.max_rss_kb.max(peak_rss_kb(root).unwrap_or(0));
+        let cpu = proc_stat(root).map_or(cpu_ns, |s| ticks_to_ns(s.cpu_ticks));
+        p.env = Some((cpu, max_rss_kb.max(peak_rss_kb(root).unwrap_or(0))));
     }
     if GAUGES.load(Ordering::Relaxed) {
         p.gauges = Some(gauges(environment_root()));

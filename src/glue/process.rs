@@ -11,7 +11,7 @@
 
 use crate::custom::Status;
 use crate::deferred::{Deferred, Op};
-use crate::engine::Engine;
+use crate::engine::{Engine, Role};
 use crate::fdtable::{FdBits, TRACKED};
 use crate::handoff::FileHandoff;
 use crate::output;
@@ -243,72 +243,135 @@ pub fn became_runtime() -> bool {
     RESERVED.load(Ordering::Acquire)
 }
 
-/// Called once from the library constructor.
-pub fn init(exe_name: &str) {
+/// Libc functions the library cannot work without that were not found (set at load).
+static MISSING: OnceLock<crate::real::Missing> = OnceLock::new();
+
+/// Called once from the library constructor: notes when the process began and what libc
+/// lacks. Nothing else happens at load, and no system call is made: a process that never talks
+/// to the Runtime API never sees the library (see [`activate`]).
+pub fn loaded(missing: crate::real::Missing) {
     BORN_NS.store(probes::mono_ns(), Ordering::Relaxed);
+    let _ = MISSING.set(missing);
+}
+
+/// Whether connects must be looked at, deciding it on the first call: the process is on its
+/// way to becoming a runtime only once it connects somewhere, gives a custom value, asks the
+/// C ABI whether it is metered, or loads a library with `RTLD_DEEPBIND`. Then, and not before,
+/// the library reads `AWS_LAMBDA_RUNTIME_API` (no allocation, one `getpid`).
+pub fn activate() -> bool {
+    let mode = MODE.load(Ordering::Acquire);
+    if mode != UNINITIALIZED {
+        return mode == ACTIVE;
+    }
+    // Two threads may decide at once: they decide the same.
     OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
-    // Every hook needs its real function, active or not: resolve before anything else.
-    let missing = crate::real::resolve_all();
+    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
+    let raw = unsafe { libc::getenv(c"AWS_LAMBDA_RUNTIME_API".as_ptr()) };
+    // SAFETY: as above.
+    let disable = unsafe { libc::getenv(c"LAMBDA_METER_DISABLE".as_ptr()) };
+    let disabled = !disable.is_null()
+        // SAFETY: getenv returned a NUL-terminated string of the environment.
+        && std::str::from_utf8(unsafe { std::ffi::CStr::from_ptr(disable) }.to_bytes())
+            .ok()
+            .and_then(crate::settings::parse_bool)
+            == Some(true);
+    let next = if raw.is_null() || disabled {
+        // Not a Lambda runtime (a tool, a child process), or switched off: never touch
+        // anything. (An unusable LAMBDA_METER_DISABLE is said when the settings are read.)
+        PASSIVE
+    } else {
+        // SAFETY: getenv returned a NUL-terminated string of the environment.
+        let raw = unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes();
+        let text = std::str::from_utf8(raw).unwrap_or("");
+        match ApiAddress::parse(text) {
+            Ok(api) => {
+                let _ = API.set(api);
+                ACTIVE
+            }
+            Err(e) => {
+                output::warn_fmt(format_args!(
+                    "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({})",
+                    crate::text::bounded_str(text, 80).escape_debug(),
+                    e.describe()
+                ));
+                PASSIVE
+            }
+        }
+    };
+    let _ = MODE.compare_exchange(UNINITIALIZED, next, Ordering::AcqRel, Ordering::Acquire);
+    MODE.load(Ordering::Acquire) == ACTIVE
+}
+
+/// What is wrong with the settings, said once by the environment's runtime process.
+static SETTINGS_WARNINGS: OnceLock<Vec<String>> = OnceLock::new();
+static SETTINGS_SAID: AtomicBool = AtomicBool::new(false);
+
+fn say_settings_warnings() {
+    if SETTINGS_SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    for w in SETTINGS_WARNINGS.get().into_iter().flatten() {
+        output::warn(w);
+    }
+}
+
+/// The settings, read when the process first talks to the Runtime API (under the gate, as it
+/// reserves). False when it must not be metered: disabled by setting, libc lacking a function,
+/// an unusable `AWS_LAMBDA_RUNTIME_API`; each said in one warning by the runtime process.
+fn read_settings() -> bool {
+    if SETTINGS.get().is_some() {
+        return true;
+    }
     // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
     // is caught, reported in one line, and switches the library off.
     std::panic::set_hook(Box::new(|_| {}));
-    let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), exe_name);
+    // What stdout and stderr are now: records go there only while they still are.
+    output::remember_log_streams();
+    let exe = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".to_string());
+    let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), &exe);
     LOG_LEVEL.store(settings.log_level as u8, Ordering::Relaxed);
-    if !settings.disabled && settings.runtime_api.is_some() {
-        name_environment();
-    }
-    // Settings are read by every process that inherits the preload (a handler's `sh -c uname`
-    // too); only the runtime process says what is wrong with them.
+    // Settings are read by every process that talks to the Runtime API (a shell runtime's
+    // `curl` too); only the runtime process says what is wrong with them, once it is known
+    // (see `say_settings_warnings`).
+    let _ = SETTINGS_WARNINGS.set(warnings);
     let speaks = is_environment_root();
-    if speaks {
-        for w in &warnings {
-            output::warn(w);
-        }
-    }
     if settings.disabled {
-        MODE.store(PASSIVE, Ordering::Relaxed);
-        return;
-    }
-    let Some(raw_api) = settings.runtime_api.clone() else {
-        // Not a Lambda runtime (a tool, a child process): never touch anything.
-        MODE.store(PASSIVE, Ordering::Relaxed);
-        return;
-    };
-    let api = match ApiAddress::parse(&raw_api) {
-        Ok(a) => a,
-        Err(e) => {
-            if speaks {
-                output::warn_fmt(format_args!(
-                    "cannot meter this runtime: AWS_LAMBDA_RUNTIME_API=\"{}\" is not usable ({})",
-                    crate::text::bounded_str(&raw_api, 80).escape_debug(),
-                    e.describe()
-                ));
-            }
-            MODE.store(PASSIVE, Ordering::Relaxed);
-            return;
-        }
-    };
-    if !missing.is_empty() {
         if speaks {
-            output::warn(&format!(
+            say_settings_warnings();
+        }
+        MODE.store(PASSIVE, Ordering::Release);
+        return false;
+    }
+    if let Some(missing) = MISSING.get().filter(|m| !m.is_empty()) {
+        if speaks {
+            let mut names = [0u8; 256];
+            output::warn_fmt(format_args!(
                 "cannot meter this runtime: libc functions not found: {}",
-                missing.join(", ")
+                missing.list(&mut names)
             ));
         }
-        MODE.store(PERMANENTLY_DISABLED, Ordering::Relaxed);
-        return;
+        MODE.store(PERMANENTLY_DISABLED, Ordering::Release);
+        return false;
     }
-    let _ = API.set(api);
     output::configure(settings.destination.clone());
     if crate::metrics::GAUGES.iter().any(|m| settings.emits(m)) {
         probes::enable_gauges();
     }
-    if let Some(path) = std::env::var_os("LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
-        use std::os::unix::ffi::OsStringExt;
-        crate::channel::configure(path.into_vec());
+    use std::os::unix::ffi::OsStringExt;
+    match std::env::var_os("LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
+        Some(path) => crate::channel::configure(path.into_vec()),
+        // As the shims name it: an empty TMPDIR is /tmp.
+        None => crate::channel::configure_default(
+            std::env::var_os("TMPDIR")
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| b"/tmp".to_vec(), |d| d.into_vec()),
+        ),
     }
     let _ = SETTINGS.set(settings);
-    MODE.store(ACTIVE, Ordering::Release);
+    true
 }
 
 /// The process has just connected to the Runtime API for the first time: reserve everything
@@ -318,6 +381,9 @@ pub fn init(exe_name: &str) {
 fn reserve() -> bool {
     if became_runtime() {
         return true;
+    }
+    if !read_settings() {
+        return false;
     }
     let Some(settings) = SETTINGS.get() else {
         return false;
@@ -394,80 +460,106 @@ fn engine_cell() -> &'static mut Option<Engine> {
     unsafe { &mut *ENGINE.0.get() }
 }
 
-/// The environment's root process named in `LAMBDA_METER_ENV_ID`, when it names one.
+/// The environment's root process named in `LAMBDA_METER_ENV_ID` (the wrapper names the
+/// runtime it starts), when it names one.
 fn environment_id() -> Option<u32> {
     std::env::var("LAMBDA_METER_ENV_ID")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
 }
 
-/// Whether this process is the environment's root, the runtime the wrapper started (named in
-/// `LAMBDA_METER_ENV_ID`), or may be one (nothing named one).
-fn is_environment_root() -> bool {
-    environment_id().is_none_or(|root| root == std::process::id())
+/// The root of the environment this process belongs to, when that is another process: the
+/// one the wrapper named, or else the furthest ancestor started with the library preloaded for
+/// the same Runtime API (a shell `bootstrap` whose `curl`s talk to it, or `strace`, `timeout`,
+/// a shell that does not `exec` the runtime). Read from `/proc` once, when the process first
+/// talks to the Runtime API; nothing is named at load.
+fn environment_root_of_this() -> Option<u32> {
+    let me = std::process::id();
+    if let Some(root) = environment_id() {
+        return (root != me && probes::proc_stat(root).is_some_and(|s| s.running)).then_some(root);
+    }
+    let api = std::env::var_os("AWS_LAMBDA_RUNTIME_API")?;
+    let mut root = None;
+    let mut pid = parent_of(me)?;
+    // Bounded: a chain of processes is not deeper than this in practice.
+    for _ in 0..32 {
+        if pid <= 1 || !preloaded_for(pid, api.as_encoded_bytes()) {
+            break;
+        }
+        root = Some(pid);
+        pid = parent_of(pid)?;
+    }
+    root
 }
 
-/// Where no wrapper named the environment's root (an OS-only runtime's `bootstrap`, which Lambda
-/// starts directly, with `LD_PRELOAD` set in the function's environment), the first process
-/// that loads the library is the root and names itself, as the wrapper would: the processes it
-/// starts (a shell runtime's `curl` per request) then share its cold start and open invokes
-/// instead of each taking itself for a new environment.
-///
-/// Only in a library preloaded at start-up: its constructor runs before the host's `main`,
-/// when no other thread can be reading the environment.
-fn name_environment() {
-    let preloaded = std::env::var_os("LD_PRELOAD").is_some_and(|p| {
-        p.as_encoded_bytes()
-            .windows(15)
-            .any(|w| w == b"liblambda_meter")
-    });
-    if preloaded && environment_id().is_none() {
-        // SAFETY: see above: the constructor of a preloaded library runs single-threaded,
-        // before any code of the host.
-        unsafe { std::env::set_var("LAMBDA_METER_ENV_ID", std::process::id().to_string()) };
-        if std::env::var_os("LAMBDA_METER_CHANNEL").is_none() {
-            let dir = std::env::temp_dir();
-            let path = dir.join(format!(".lambda-meter-{}.channel", std::process::id()));
-            // SAFETY: as above.
-            unsafe { std::env::set_var("LAMBDA_METER_CHANNEL", path) };
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.get(text.iter().rposition(|b| *b == b')')? + 1..)?;
+    let mut fields = rest
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let ppid = fields.nth(1)?;
+    std::str::from_utf8(ppid).ok()?.parse().ok()
+}
+
+/// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
+/// `AWS_LAMBDA_RUNTIME_API` (its environment as it began, `/proc/<pid>/environ`).
+fn preloaded_for(pid: u32, api: &[u8]) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let (mut preloaded, mut same_api) = (false, false);
+    for var in environ.split(|b| *b == 0) {
+        if let Some(list) = var.strip_prefix(b"LD_PRELOAD=") {
+            preloaded = list.windows(15).any(|w| w == b"liblambda_meter");
+        } else if let Some(value) = var.strip_prefix(b"AWS_LAMBDA_RUNTIME_API=") {
+            same_api = value == api;
         }
     }
+    preloaded && same_api
+}
+
+/// Whether this process is its environment's root (or may be one: none is known). Settings
+/// warnings and records of a process that is not are said by the root's own.
+fn is_environment_root() -> bool {
+    environment_id().is_none_or(|root| root == std::process::id())
 }
 
 /// Set once this process has looked for its environment (or must not: a forked child is a
 /// runtime of its own).
 static ENVIRONMENT_JOINED: AtomicBool = AtomicBool::new(false);
 
-/// On the first Runtime API connection: a process that is not the environment's root (named
-/// by the wrapper in `LAMBDA_METER_ENV_ID`) and was started by `exec`, not forked by a
-/// runtime, is a per-request helper (a shell runtime's `curl`). It shares the cold start and
-/// open invokes with the environment's other processes through [`FileHandoff`], and measures
-/// CPU and memory of the root and its children. Everything else stands alone.
+/// On the first Runtime API connection. A process that is not its environment's root (see
+/// [`environment_root_of_this`]) shares the environment's state ([`FileHandoff`]: one cold
+/// start, invokes begun in one process and ended in another) until its requests show what it
+/// is: a runtime of its own, or a per-request helper (see [`Engine::attach_handoff`]).
+/// Every process journals its open invokes; an undecided one's are handed on at its exit,
+/// not ended (see [`crate::ending::set_undecided`]).
 fn join_environment() {
-    if !ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel) && join_as_helper() {
-        HELPER.store(true, Ordering::Release);
+    crate::channel::set_owner(sys::getpid());
+    if !ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel)
+        && let Some(root) = environment_root_of_this()
+        && share_environment(root)
+    {
+        crate::ending::set_undecided(true);
+    } else {
+        say_settings_warnings();
     }
-    if !HELPER.load(Ordering::Acquire) {
-        start_journal();
-    }
+    start_journal();
 }
 
-/// Set in a per-request helper process: its invokes live in the handoff, not the journal.
-static HELPER: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process is a per-request helper of an environment (and now shares its state).
-fn join_as_helper() -> bool {
-    let Some(root) = environment_id().filter(|pid| *pid != std::process::id()) else {
-        return false;
-    };
+/// Opens the state of `root`'s environment for this process.
+fn share_environment(root: u32) -> bool {
     let Some(stat) = probes::proc_stat(root) else {
         return false;
     };
     let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
     match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
         Ok(h) => {
-            debug(format_args!("per-request process of environment {root}"));
+            debug(format_args!("a process of environment {root}"));
             probes::measure_environment(root);
+            crate::channel::set_owner(root);
             if let Some(e) = engine_cell() {
                 e.attach_handoff(Box::new(h));
             }
@@ -480,6 +572,22 @@ fn join_as_helper() -> bool {
             ));
             false
         }
+    }
+}
+
+/// What the engine found this process to be, acted on (under the gate, after each call).
+fn decided(role: Role) {
+    match role {
+        Role::Runtime => {
+            // Its own CPU, memory, stdout and channel, and its own endings.
+            debug(format_args!("a runtime of its own"));
+            probes::measure_environment(0);
+            crate::channel::set_owner(sys::getpid());
+            crate::ending::set_undecided(false);
+            say_settings_warnings();
+        }
+        Role::Helper => debug(format_args!("a per-request process")),
+        Role::Alone | Role::Undecided => {}
     }
 }
 
@@ -634,6 +742,9 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         }
         replay_deferred(engine);
         let r = f(engine);
+        if let Some(role) = engine.take_decision() {
+            decided(role);
+        }
         RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
         Some((r, engine.next_wakeup()))
     }));
@@ -730,7 +841,7 @@ pub fn custom(
         &dyn Fn(&str) -> bool,
     ) -> Status,
 ) -> Status {
-    if !is_active() || !in_owner_process() {
+    if !activate() || !in_owner_process() {
         return Status::Inactive;
     }
     match ensure_reserved() {
@@ -828,6 +939,14 @@ pub fn closing(fd: i32) {
         return;
     }
     enter(|e| e.closing(fd), || defer_close(fd));
+}
+
+/// The host read `fd` through a stdio stream where no hook saw the bytes.
+pub fn stream_unseen(fd: i32) {
+    if !in_owner_process() {
+        return;
+    }
+    enter(|e| e.stream_unseen(fd), || defer_close(fd));
 }
 
 /// Before every fd in `first..=last` is closed.
@@ -959,7 +1078,9 @@ fn watchdog() {
         seen = WAKE.load(Ordering::Acquire);
         let me = crate::custom::thread_key();
         let canary = Canary::new();
-        // The gate is held for microseconds at a time: wait for it.
+        // The gate is held for microseconds at a time: wait for it. A holder that does not
+        // let go (a host's handler waiting inside the library) is looked at again after a
+        // sleep, not spun on.
         let next = loop {
             if !is_active() {
                 return park();
@@ -973,6 +1094,7 @@ fn watchdog() {
                 leave(me, outer);
                 break next.flatten();
             }
+            sys::futex_wait(&WAKE, WAKE.load(Ordering::Acquire), BUSY_GATE_WAIT_NS);
         };
         let now_ns = probes::mono_ns();
         let wait = next
@@ -989,6 +1111,9 @@ fn watchdog() {
     }
 }
 
+/// How long the watchdog sleeps before it tries a gate another thread holds again.
+const BUSY_GATE_WAIT_NS: u64 = 10_000_000;
+
 /// The watchdog's end when the library is off: it sleeps for good rather than end (a thread's
 /// end frees what the standard library kept for it).
 fn park() {
@@ -1001,10 +1126,11 @@ fn park() {
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// What was appended to the custom-metrics channel since the last call (whole lines) into
-/// `buf`, and this process's id.
-fn channel_bytes(buf: &mut [u8]) -> (usize, u32) {
+/// `buf`, this process's id, and whether more is there.
+fn channel_bytes(buf: &mut [u8]) -> (usize, u32, bool) {
     let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
-    (crate::channel::read_new(buf), pid)
+    let (n, more) = crate::channel::read_new(buf);
+    (n, pid, more)
 }
 
 /// Held across the real `fork`: the gate, so the child never inherits the engine mid-change.
@@ -1069,7 +1195,6 @@ fn forked_child_state() {
     OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
     ENVIRONMENT_JOINED.store(true, Ordering::Release);
     JOURNAL_STARTED.store(false, Ordering::Release);
-    HELPER.store(false, Ordering::Release);
     WATCHDOG.store(false, Ordering::Release);
     STARTED.store(0, Ordering::Release);
     WATCHDOG_PLANNED.store(u64::MAX, Ordering::Relaxed);
@@ -1078,4 +1203,8 @@ fn forked_child_state() {
     // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
     RESERVED.store(false, Ordering::Release);
     probes::set_own_threads(0);
+    // A runtime of its own: its CPU, memory, stdout, channel and endings.
+    probes::measure_environment(0);
+    crate::channel::set_owner(sys::getpid());
+    crate::ending::set_undecided(false);
 }

@@ -411,6 +411,18 @@ real_fn!(
     lazy libc::EOF
 );
 real_fn!(
+    fputs_unlocked,
+    c"fputs_unlocked",
+    fn(s: *const c_char, stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
+    fwrite_unlocked,
+    c"fwrite_unlocked",
+    fn(ptr: *const c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
     fwrite,
     c"fwrite",
     fn(ptr: *const c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
@@ -439,6 +451,48 @@ real_fn!(
     c"fread",
     fn(ptr: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
     lazy 0
+);
+real_fn!(
+    fgets_unlocked,
+    c"fgets_unlocked",
+    fn(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char,
+    lazy std::ptr::null_mut()
+);
+real_fn!(
+    fgets_chk,
+    c"__fgets_chk",
+    fn(buf: *mut c_char, size: size_t, n: c_int, stream: *mut libc::FILE) -> *mut c_char,
+    lazy std::ptr::null_mut()
+);
+real_fn!(
+    fgets_unlocked_chk,
+    c"__fgets_unlocked_chk",
+    fn(buf: *mut c_char, size: size_t, n: c_int, stream: *mut libc::FILE) -> *mut c_char,
+    lazy std::ptr::null_mut()
+);
+real_fn!(
+    fread_unlocked,
+    c"fread_unlocked",
+    fn(ptr: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
+    fread_chk,
+    c"__fread_chk",
+    fn(ptr: *mut c_void, room: size_t, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
+    fread_unlocked_chk,
+    c"__fread_unlocked_chk",
+    fn(ptr: *mut c_void, room: size_t, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t,
+    lazy 0
+);
+real_fn!(
+    getdelim_internal,
+    c"__getdelim",
+    fn(line: *mut *mut c_char, cap: *mut size_t, delim: c_int, stream: *mut libc::FILE) -> ssize_t,
+    lazy - 1
 );
 real_fn!(
     getdelim,
@@ -482,61 +536,133 @@ fn exit_group(status: c_int) {
 real_noreturn_fn!(exit, c"exit", fn(status: c_int), exit_group);
 real_noreturn_fn!(exit_now, c"_exit", fn(status: c_int), exit_group);
 
-/// Resolves every real function. Returns the names that could not be resolved; `close_range`
-/// may legitimately be missing (glibc before 2.34) and keeps its raw-syscall fallback.
-pub fn resolve_all() -> Vec<&'static str> {
-    /// Symbol name, resolver, and whether the library cannot work without it.
-    type Entry = (&'static str, fn() -> bool, bool);
-    let table: [Entry; 45] = [
-        ("connect", connect::resolve, true),
-        ("close", close::resolve, true),
-        ("close_range", close_range::resolve, false),
-        ("dup", dup::resolve, true),
-        ("dup2", dup2::resolve, true),
-        ("dup3", dup3::resolve, true),
-        ("fork", fork::resolve, true),
-        ("send", send::resolve, true),
-        ("sendto", sendto::resolve, true),
-        ("sendmsg", sendmsg::resolve, true),
-        ("write", write::resolve, true),
-        ("writev", writev::resolve, true),
-        ("recv", recv::resolve, true),
-        ("recvfrom", recvfrom::resolve, true),
-        ("recvmsg", recvmsg::resolve, true),
-        ("read", read::resolve, true),
-        ("readv", readv::resolve, true),
-        ("__read_chk", read_chk::resolve, true),
-        ("__recv_chk", recv_chk::resolve, true),
-        ("__recvfrom_chk", recvfrom_chk::resolve, true),
-        ("fclose", fclose::resolve, true),
-        ("fdopen", fdopen::resolve, true),
-        ("fputs", fputs::resolve, true),
-        ("fputc", fputc::resolve, true),
-        ("putc", putc::resolve, true),
-        ("fwrite", fwrite::resolve, true),
-        ("fgets", fgets::resolve, true),
-        ("fgetc", fgetc::resolve, true),
-        ("getc", getc::resolve, true),
-        ("fread", fread::resolve, true),
-        ("getdelim", getdelim::resolve, true),
-        ("sendfile", sendfile::resolve, true),
-        ("splice", splice::resolve, true),
-        ("sendmmsg", sendmmsg::resolve, true),
-        ("recvmmsg", recvmmsg::resolve, true),
-        ("sigaction", sigaction::resolve, true),
-        ("__sigaction", sigaction_alias::resolve, false),
-        ("signal", signal::resolve, true),
-        ("bsd_signal", bsd_signal::resolve, false),
-        ("ssignal", ssignal::resolve, false),
-        ("sysv_signal", sysv_signal::resolve, false),
-        ("__sysv_signal", sysv_signal_iso::resolve, false),
-        ("sigset", sigset::resolve, false),
-        ("exit", exit::resolve, true),
-        ("_exit", exit_now::resolve, true),
-    ];
-    table
+/// The required libc functions that could not be resolved (at most eight are named).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Missing {
+    names: [&'static str; 8],
+    count: usize,
+}
+
+impl Missing {
+    fn add(&mut self, name: &'static str) {
+        if let Some(slot) = self.names.get_mut(self.count) {
+            *slot = name;
+        }
+        self.count += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The names, comma-separated, in `buf`.
+    pub fn list<'a>(&self, buf: &'a mut [u8]) -> &'a str {
+        let mut out = crate::text::Out::new(buf);
+        for (i, n) in self.names.iter().take(self.count).enumerate() {
+            if i > 0 {
+                out.str(", ");
+            }
+            out.str(n);
+        }
+        let len = out.len();
+        std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or("")
+    }
+}
+
+/// The minor version of the glibc this process runs (2.N), or 0 when unknown. No system call.
+fn glibc_minor() -> u32 {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let minor = v.to_bytes().strip_prefix(b"2.").unwrap_or_default();
+    minor
         .iter()
-        .filter(|(_, resolve, required)| !resolve() && *required)
-        .map(|(name, _, _)| *name)
-        .collect()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u32, |n, b| {
+            n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+        })
+}
+
+/// Resolves every real function, at load. No allocation and no system call: a symbol this
+/// glibc cannot have is not looked up (a failed `dlsym` allocates its error message), and
+/// `close_range`, missing before glibc 2.34, keeps its raw-system-call fallback. Returns the
+/// required ones that could not be found.
+pub fn resolve_all() -> Missing {
+    /// Symbol name, resolver, whether the library cannot work without it, and the first glibc
+    /// 2.N that has it.
+    type Entry = (&'static str, fn() -> bool, bool, u32);
+    let table: [Entry; 54] = [
+        ("connect", connect::resolve, true, 0),
+        ("close", close::resolve, true, 0),
+        ("close_range", close_range::resolve, false, 34),
+        ("dup", dup::resolve, true, 0),
+        ("dup2", dup2::resolve, true, 0),
+        ("dup3", dup3::resolve, true, 0),
+        ("fork", fork::resolve, true, 0),
+        ("send", send::resolve, true, 0),
+        ("sendto", sendto::resolve, true, 0),
+        ("sendmsg", sendmsg::resolve, true, 0),
+        ("write", write::resolve, true, 0),
+        ("writev", writev::resolve, true, 0),
+        ("recv", recv::resolve, true, 0),
+        ("recvfrom", recvfrom::resolve, true, 0),
+        ("recvmsg", recvmsg::resolve, true, 0),
+        ("read", read::resolve, true, 0),
+        ("readv", readv::resolve, true, 0),
+        ("__read_chk", read_chk::resolve, true, 0),
+        ("__recv_chk", recv_chk::resolve, true, 0),
+        ("__recvfrom_chk", recvfrom_chk::resolve, true, 0),
+        ("fclose", fclose::resolve, true, 0),
+        ("fdopen", fdopen::resolve, true, 0),
+        ("fputs", fputs::resolve, true, 0),
+        ("fputc", fputc::resolve, true, 0),
+        ("putc", putc::resolve, true, 0),
+        ("fwrite", fwrite::resolve, true, 0),
+        ("fgets", fgets::resolve, true, 0),
+        ("fgetc", fgetc::resolve, true, 0),
+        ("getc", getc::resolve, true, 0),
+        ("fread", fread::resolve, true, 0),
+        ("getdelim", getdelim::resolve, true, 0),
+        ("fputs_unlocked", fputs_unlocked::resolve, false, 0),
+        ("fwrite_unlocked", fwrite_unlocked::resolve, false, 0),
+        ("fgets_unlocked", fgets_unlocked::resolve, false, 0),
+        ("__fgets_chk", fgets_chk::resolve, false, 0),
+        (
+            "__fgets_unlocked_chk",
+            fgets_unlocked_chk::resolve,
+            false,
+            0,
+        ),
+        ("fread_unlocked", fread_unlocked::resolve, false, 0),
+        ("__fread_chk", fread_chk::resolve, false, 0),
+        (
+            "__fread_unlocked_chk",
+            fread_unlocked_chk::resolve,
+            false,
+            0,
+        ),
+        ("__getdelim", getdelim_internal::resolve, false, 0),
+        ("sendfile", sendfile::resolve, true, 0),
+        ("splice", splice::resolve, true, 0),
+        ("sendmmsg", sendmmsg::resolve, true, 0),
+        ("recvmmsg", recvmmsg::resolve, true, 0),
+        ("sigaction", sigaction::resolve, true, 0),
+        ("__sigaction", sigaction_alias::resolve, false, 0),
+        ("signal", signal::resolve, true, 0),
+        ("bsd_signal", bsd_signal::resolve, false, 0),
+        ("ssignal", ssignal::resolve, false, 0),
+        ("sysv_signal", sysv_signal::resolve, false, 0),
+        ("__sysv_signal", sysv_signal_iso::resolve, false, 0),
+        ("sigset", sigset::resolve, false, 0),
+        ("exit", exit::resolve, true, 0),
+        ("_exit", exit_now::resolve, true, 0),
+    ];
+    let minor = glibc_minor();
+    let mut missing = Missing::default();
+    for (name, resolve, required, since) in table {
+        let present = (minor == 0 || minor >= since) && resolve();
+        if !present && required {
+            missing.add(name);
+        }
+    }
+    missing
 }

@@ -109,22 +109,48 @@ fn settle(sig: c_int) {
     if now.handler != libc::SIG_DFL || !WANTED.load(Ordering::Relaxed) {
         return;
     }
-    s.flags.store(now.flags, Ordering::Relaxed);
-    s.restorer.store(now.restorer, Ordering::Relaxed);
-    s.mask.store(now.mask, Ordering::Relaxed);
+    remember(s, &now);
     let restorer = sys::restorer();
+    // On the host's alternate stack only where the ordinary one may be what failed.
+    let onstack = if matches!(sig, libc::SIGSEGV | libc::SIGBUS) {
+        libc::SA_ONSTACK as u64
+    } else {
+        0
+    };
     let ours = KernelAction {
         handler: our_handler(),
         flags: libc::SA_SIGINFO as u64
-            | libc::SA_ONSTACK as u64
+            | onstack
             | (now.flags & libc::SA_RESTART as u64)
             | if restorer != 0 { sys::SA_RESTORER } else { 0 },
         restorer,
         mask: 0,
     };
-    if sys::rt_sigaction(sig, Some(&ours), None).is_ok() {
-        s.ours.store(true, Ordering::Relaxed);
+    // Swapped in one call, so an action the host installs after our look is not overwritten
+    // unseen: it comes back as `prev`, and goes back in.
+    let mut prev = KernelAction::default();
+    if sys::rt_sigaction(sig, Some(&ours), Some(&mut prev)).is_err() {
+        return;
     }
+    if prev.handler == libc::SIG_DFL {
+        remember(s, &prev);
+        s.ours.store(true, Ordering::Relaxed);
+        return;
+    }
+    let mut displaced = KernelAction::default();
+    if sys::rt_sigaction(sig, Some(&prev), Some(&mut displaced)).is_ok()
+        && displaced.handler != our_handler()
+    {
+        // Another install came after our swap too: the newest one stays.
+        let _ = sys::rt_sigaction(sig, Some(&displaced), None);
+    }
+}
+
+/// Keeps the kernel's `SIG_DFL` action that ours replaces, to show and restore.
+fn remember(s: &Saved, was: &KernelAction) {
+    s.flags.store(was.flags, Ordering::Relaxed);
+    s.restorer.store(was.restorer, Ordering::Relaxed);
+    s.mask.store(was.mask, Ordering::Relaxed);
 }
 
 /// After the host changed (or may have changed) `sig`'s action by any path: settle our state
@@ -137,7 +163,7 @@ fn host_changed(sig: c_int) {
 }
 
 /// libc's view of an action that showed our handler: what the kernel held before ours, the
-/// fields libc's `sigaction` copies (the rest of its 128-byte mask stays as it was).
+/// fields libc's `sigaction` copies.
 ///
 /// # Safety
 /// `old` points to a `struct sigaction` the host gave for writing.
@@ -155,11 +181,13 @@ unsafe fn translate_libc(sig: c_int, old: *mut libc::sigaction) {
     // (an optional C function pointer is one pointer wide).
     old.sa_restorer =
         unsafe { std::mem::transmute::<usize, Option<extern "C" fn()>>(was.restorer) };
-    // SAFETY: the kernel's 8-byte set is the first 8 bytes of libc's sigset_t.
+    // SAFETY: the kernel's 8-byte set is the first 8 bytes of libc's sigset_t. The rest of
+    // it libc copies from its own stack, where the kernel wrote nothing: left as a fresh
+    // stack has it (zero), not as our calls left it.
     unsafe {
-        (&mut old.sa_mask as *mut libc::sigset_t)
-            .cast::<u64>()
-            .write_unaligned(was.mask)
+        let mask = (&mut old.sa_mask as *mut libc::sigset_t).cast::<u8>();
+        std::ptr::write_bytes(mask, 0, std::mem::size_of::<libc::sigset_t>());
+        mask.cast::<u64>().write_unaligned(was.mask)
     };
 }
 
@@ -201,6 +229,9 @@ pub unsafe fn sigaction(
     rc
 }
 
+/// `SIG_HOLD` (`<signal.h>`, for `sigset`).
+const SIG_HOLD: libc::sighandler_t = 2;
+
 /// The hook of `signal` and its kin (`sysv_signal`, `bsd_signal`, `sigset`, `ssignal`): the
 /// host's call unchanged, the old disposition it returns translated, our state settled.
 ///
@@ -216,11 +247,16 @@ pub unsafe fn signal_like(
     if old == libc::SIG_ERR || index(sig).is_none() {
         return old;
     }
-    // SAFETY: this thread's errno, kept across our work.
-    let errno = unsafe { *libc::__errno_location() };
-    host_changed(sig);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    // `sigset(sig, SIG_HOLD)` blocks the signal and leaves its action alone: nothing to
+    // settle (and nothing to race with a thread installing one meanwhile).
+    let holds = handler == SIG_HOLD && real as usize == crate::real::sigset::get() as usize;
+    if !holds {
+        // SAFETY: this thread's errno, kept across our work.
+        let errno = unsafe { *libc::__errno_location() };
+        host_changed(sig);
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
     translate_handler(old)
 }
 
@@ -255,15 +291,25 @@ fn signal_reason(sig: c_int) -> &'static [u8] {
     }
 }
 
+/// The stack the records are written with, at most (measured with the debug build; the
+/// release build needs less). On an alternate signal stack with less room left, the records
+/// stay in the journal and the signal ends the process as it would have.
+const RECORD_STACK: usize = 12 * 1024;
+
 /// Our handler: write the records, put the kernel's action back as it was before ours, and
-/// raise the signal again. It is blocked until we return, then acts as the default would have;
-/// a fault is not retried first (the pending signal is delivered before the instruction runs
-/// again), and a signal the host sent itself — with any `si_code` — is never swallowed.
-extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+/// raise the signal again with its own siginfo (a core keeps the fault's code and address).
+/// It is blocked until we return, then acts as the default would have — also where the host's
+/// mask blocks it outside a wait that let it in (`sigsuspend`, `ppoll`, …): it is taken out
+/// of the mask the return restores. A fault is not retried first (the pending signal is
+/// delivered before the instruction runs again), and a signal the host sent itself — with any
+/// `si_code` — is never swallowed.
+extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: this thread's errno, restored before returning.
     let saved_errno = unsafe { *libc::__errno_location() };
     let owner = crate::process::in_owner_process();
-    if owner {
+    let here = &saved_errno as *const c_int as usize;
+    let room = sys::signal_stack_room(here).unwrap_or(usize::MAX);
+    if owner && room >= RECORD_STACK {
         crate::ending::write_open(signal_reason(sig));
     }
     if let Some(s) = saved(sig) {
@@ -276,7 +322,21 @@ extern "C" fn on_fatal_signal(sig: c_int, _info: *mut libc::siginfo_t, _: *mut l
     } else {
         let _ = sys::rt_sigaction(sig, Some(&KernelAction::default()), None);
     }
-    let _ = sys::tgkill(sys::getpid(), sys::gettid(), sig);
+    if !context.is_null() && (1..=64).contains(&sig) {
+        // SAFETY: the kernel's ucontext for this delivery; the first 8 bytes of its signal
+        // mask are the kernel's set (glibc's ucontext_t has the kernel's layout).
+        unsafe {
+            let mask = (&raw mut (*context.cast::<libc::ucontext_t>()).uc_sigmask).cast::<u64>();
+            mask.write_unaligned(mask.read_unaligned() & !(1u64 << (sig - 1)));
+        }
+    }
+    let (pid, tid) = (sys::getpid(), sys::gettid());
+    // SAFETY: the kernel's siginfo for this delivery, when it gave one.
+    let queued =
+        !info.is_null() && sys::rt_tgsigqueueinfo(pid, tid, sig, unsafe { &*info }).is_ok();
+    if !queued {
+        let _ = sys::tgkill(pid, tid, sig);
+    }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
 }

@@ -237,6 +237,25 @@ pub fn tgkill(pid: u32, tid: u32, sig: c_int) -> Res {
     }
 }
 
+/// Queues `sig` with `info` (the kernel's 128-byte `siginfo_t`) for thread `tid` of this
+/// process: a signal re-raised so keeps its `si_code`, address and sender.
+pub fn rt_tgsigqueueinfo(pid: u32, tid: u32, sig: c_int, info: &libc::siginfo_t) -> Res {
+    // SAFETY: the kernel reads `info`, a live siginfo_t.
+    unsafe {
+        call(
+            libc::SYS_rt_tgsigqueueinfo,
+            [
+                pid as usize,
+                tid as usize,
+                sig as usize,
+                info as *const libc::siginfo_t as usize,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// Waits until `fd` can take bytes or `timeout_ms` passed: `Ok(0)` on timeout.
 pub fn poll_out(fd: c_int, timeout_ms: c_int) -> Result<(usize, i16), c_int> {
     let mut p = libc::pollfd {
@@ -263,6 +282,22 @@ pub fn poll_out(fd: c_int, timeout_ms: c_int) -> Result<(usize, i16), c_int> {
         )
     }?;
     Ok((n, p.revents))
+}
+
+/// How many bytes of its alternate signal stack this thread has left below `sp`, when it runs
+/// on that stack now (so inside a signal handler); `None` on its ordinary stack.
+pub fn signal_stack_room(sp: usize) -> Option<usize> {
+    // SAFETY: an all-zero stack_t is valid; the kernel only writes it (no new stack is set).
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe {
+        call(
+            libc::SYS_sigaltstack,
+            [0, (&mut old as *mut libc::stack_t) as usize, 0, 0, 0, 0],
+        )
+    };
+    (rc.is_ok() && old.ss_flags & libc::SS_ONSTACK != 0)
+        .then(|| sp.saturating_sub(old.ss_sp as usize))
 }
 
 /// Whether this thread runs on its alternate signal stack now (so inside a signal handler).
@@ -385,6 +420,30 @@ pub fn dup_above(fd: c_int, floor: c_int) -> Res {
             ],
         )
     }
+}
+
+/// The soft `RLIMIT_NOFILE`: one past the highest fd number this process may have.
+pub fn nofile() -> Option<c_int> {
+    let mut limit = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the kernel writes the struct; pid 0 is this process; no new limit is set.
+    let rc = unsafe {
+        call(
+            libc::SYS_prlimit64,
+            [
+                0,
+                libc::RLIMIT_NOFILE as usize,
+                0,
+                (&mut limit as *mut libc::rlimit64) as usize,
+                0,
+                0,
+            ],
+        )
+    };
+    rc.ok()
+        .and_then(|_| c_int::try_from(limit.rlim_cur.min(i32::MAX as u64)).ok())
 }
 
 /// `pwritev2(fd, iov, -1, RWF_NOWAIT)`: a write at the fd's position that fails with EAGAIN

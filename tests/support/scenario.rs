@@ -305,11 +305,9 @@ pub fn check_records(metered: &Outcome, evs: &[Event], payloads: &[Value], concu
     assert_valid_emf(&records);
     let by_id = by_request_id(&records);
     let results = metered.sim.results();
-    assert_eq!(
-        by_id.len(),
-        results.len(),
-        "exactly one record per request id"
-    );
+    // `evs` may be the first of the events served (a stream followed until it was dropped).
+    assert!(evs.len() <= results.len());
+    assert_eq!(by_id.len(), evs.len(), "exactly one record per request id");
     let mut cold = 0;
     for (i, (event, result)) in evs.iter().zip(&results).enumerate() {
         let result = result.as_ref().expect("result");

@@ -6,7 +6,8 @@
 #   lambda_meter_property orderId 1002      # the value is JSON: 1002, '"text"', '{"id":7}'
 #
 # A shell cannot call C, so each call appends one JSON line to the file named by
-# LAMBDA_METER_CHANNEL (the library's channel, read when the invoke's record is made) with
+# LAMBDA_METER_CHANNEL (the library's channel, read when the invoke's record is made; without
+# the wrapper, with the library in LD_PRELOAD, $TMPDIR/.lambda-meter-<this shell's pid>.channel) with
 # shell builtins only: no process is started. The line names the invoke by $REQUEST_ID (the
 # variable of the AWS custom-runtime tutorial's bootstrap) or $LAMBDA_METER_REQUEST_ID, since
 # the process that posts the result (curl) is not the one that runs the handler.
@@ -17,15 +18,21 @@
 # the library checks everything else, as for the other languages.
 
 lambda_meter__line() {
-    [ -n "${LAMBDA_METER_CHANNEL:-}" ] || return 100
+    lambda_meter__path=${LAMBDA_METER_CHANNEL:-}
+    if [ -z "$lambda_meter__path" ]; then
+        case ${LD_PRELOAD:-} in
+        *liblambda_meter*) lambda_meter__path="${TMPDIR:-/tmp}/.lambda-meter-$$.channel" ;;
+        *) return 100 ;;
+        esac
+    fi
     lambda_meter__id=${LAMBDA_METER_REQUEST_ID:-${REQUEST_ID:-}}
     if [ -n "$lambda_meter__id" ]; then
         case $lambda_meter__id in *[\"\\]* | *[[:cntrl:]]*) lambda_meter__id= ;; esac
     fi
     if [ -n "$lambda_meter__id" ]; then
-        printf '{%s,"requestId":"%s"}\n' "$1" "$lambda_meter__id" >>"$LAMBDA_METER_CHANNEL" 2>/dev/null || return 4
+        printf '{%s,"requestId":"%s"}\n' "$1" "$lambda_meter__id" >>"$lambda_meter__path" 2>/dev/null || return 4
     else
-        printf '{%s}\n' "$1" >>"$LAMBDA_METER_CHANNEL" 2>/dev/null || return 4
+        printf '{%s}\n' "$1" >>"$lambda_meter__path" 2>/dev/null || return 4
     fi
 }
 

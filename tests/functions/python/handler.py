@@ -11,6 +11,7 @@
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
   {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
                                    -> starts a child process and waits for it
+  {"action": "c_environ"}          -> the names in the C library's environment
   {"action": "partial", "text": T} -> writes T to stdout without a newline
   {"action": "exit", "how": "sys.exit"|"os._exit", "code": 3}
                                    -> ends the process during the invoke
@@ -118,6 +119,15 @@ def dispatch(event, context):
         if how == "check_output":
             return {"out": subprocess.check_output(["uname"]).decode().strip() != ""}
         raise ValueError(f"unknown subprocess {how!r}")
+    if action == "c_environ":
+        # The C library's environment (what a child started with execve(environ) gets), not
+        # os.environ's copy taken at start-up.
+        env = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+        names, i = [], 0
+        while env[i] is not None:
+            names.append(env[i].split(b"=", 1)[0].decode())
+            i += 1
+        return {"names": sorted(names)}
     if action == "partial":
         sys.stdout.write(event.get("text", "progress: 50%"))
         sys.stdout.flush()

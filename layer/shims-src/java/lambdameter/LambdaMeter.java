@@ -42,8 +42,8 @@ public final class LambdaMeter {
             "Percent", "Count", "Bytes/Second", "Kilobytes/Second", "Megabytes/Second",
             "Gigabytes/Second", "Terabytes/Second", "Bits/Second", "Kilobits/Second",
             "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None");
-    private static final String CHANNEL = System.getenv("LAMBDA_METER_CHANNEL");
     private static final long PID = ProcessHandle.current().pid();
+    private static final String CHANNEL = channel();
     private static final LambdaMeter PROCESS = new LambdaMeter(null);
 
     private final String requestId;
@@ -105,6 +105,17 @@ public final class LambdaMeter {
             return BAD_VALUE;
         }
         return send("\"property\":" + quote(key) + ",\"value\":" + json);
+    }
+
+    /** The wrapper's channel, or the library's default where it is preloaded without it. */
+    private static String channel() {
+        String named = System.getenv("LAMBDA_METER_CHANNEL");
+        if (named != null && !named.isEmpty()) return named;
+        String preload = System.getenv("LD_PRELOAD");
+        if (preload == null || !preload.contains("liblambda_meter")) return null;
+        String tmp = System.getenv("TMPDIR");
+        if (tmp == null || tmp.isEmpty()) tmp = "/tmp";
+        return Path.of(tmp, ".lambda-meter-" + PID + ".channel").toString();
     }
 
     private int send(String members) {
