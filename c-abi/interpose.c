@@ -282,7 +282,6 @@ __attribute__((visibility("hidden"))) void *lm_c_real(int which) {
 
 /* Set by the dlopen hook for an RTLD_DEEPBIND load (see above). */
 __attribute__((visibility("hidden"))) unsigned lm_deep_pending;
-typedef void *(*dlopen_fn)(const char *, int);
 
 /* The real dlsym, found without calling dlsym (our own calls reach the hook). Its default
  * version moved from libdl to libc in glibc 2.34, which keeps the old version as an alias. */
@@ -309,12 +308,6 @@ __attribute__((visibility("hidden"))) void *lm_resolve_dlopen(void) {
         __atomic_store_n(&lm_real_dlopen, real, __ATOMIC_RELEASE);
     }
     return real;
-}
-
-/* Calls the real dlopen as this library (RTLD_NOLOAD lookups of src/glue/deepbind.rs). */
-__attribute__((visibility("hidden"))) void *lm_call_real_dlopen(const char *file, int mode) {
-    dlopen_fn real = (dlopen_fn)lm_resolve_dlopen();
-    return real ? real(file, mode) : NULL;
 }
 
 /* Saves the argument registers, calls a hidden function taking none, restores them. */

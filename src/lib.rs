@@ -93,6 +93,9 @@ mod real;
 #[cfg(not(test))]
 #[path = "glue/signals.rs"]
 mod signals;
+#[cfg(not(test))]
+#[path = "glue/state.rs"]
+mod state;
 #[path = "glue/sys.rs"]
 pub mod sys;
 

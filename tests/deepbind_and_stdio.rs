@@ -60,6 +60,7 @@ fn cc(source: &str, out: &Path, flags: &[&str]) {
 /// <root>/lib/libdb_ownwrite.so            defines write()
 /// <root>/lib/libdb_usedep.so              NEEDED libdb_senddep.so (defines send()), RUNPATH $ORIGIN
 /// <root>/lib/libdb_relro.so               PT_GNU_RELRO ending mid-page, .data on that page
+/// <root>/lib/libdb_lazy.so                calls write(), lazily bound (-z lazy)
 /// ```
 fn deepbind_host() -> &'static Path {
     static HOST: OnceLock<PathBuf> = OnceLock::new();
@@ -95,6 +96,11 @@ fn deepbind_host() -> &'static Path {
             &shared,
         );
         cc("deepbind_ownwrite", &so("lib/libdb_ownwrite.so"), &shared);
+        cc(
+            "dlopen_plugin",
+            &so("lib/libdb_lazy.so"),
+            &["-shared", "-fPIC", "-Wl,-z,lazy"],
+        );
         cc("deepbind_senddep", &so("lib/libdb_senddep.so"), &shared);
         let lib_dir = format!("-L{}", so("lib").display());
         cc(
@@ -308,6 +314,19 @@ fn deep_bound_object_keeps_its_own_write_and_its_dependencys_send() {
 }
 
 #[test]
+fn binding_a_deep_bound_load_keeps_the_hosts_dlerror_text() {
+    // Binding happens inside whatever hook comes next (here close(-1)), between the host's
+    // failed dlopen and its dlerror(): asking the loader anything then would clear the text.
+    deepbind_check(
+        "dlerror",
+        &[
+            "dlerror: after a failed dlopen and close(-1): the failure",
+            "dlerror: the lazy plugin wrote 22 bytes",
+        ],
+    );
+}
+
+#[test]
 fn relro_page_shared_with_data_stays_writable() {
     deepbind_check(
         "relro",
@@ -330,7 +349,7 @@ fn stdio_runtime(fortify: bool) -> &'static Path {
             compile_program(
                 "stdio_variants",
                 "stdio_variants_fortify",
-                &["-O2", "-D_FORTIFY_SOURCE=2"],
+                &["-O2", "-D_FORTIFY_SOURCE=2", "-pthread"],
             )
         })
     } else {
@@ -338,7 +357,7 @@ fn stdio_runtime(fortify: bool) -> &'static Path {
             compile_program(
                 "stdio_variants",
                 "stdio_variants",
-                &["-O2", "-U_FORTIFY_SOURCE"],
+                &["-O2", "-U_FORTIFY_SOURCE", "-pthread"],
             )
         })
     }
@@ -386,6 +405,12 @@ fn routine_debug_line(line: &str) -> bool {
 /// for the invokes before, none after, and one debug line besides those of every followed
 /// conversation).
 fn stdio_check(variant: &str, fortify: bool, uses: &[&str]) {
+    stdio_check_with(variant, fortify, uses, false)
+}
+
+/// [`stdio_check`]; with `must_follow`, every invoke must have its record (the stream is one
+/// the library can follow to the end).
+fn stdio_check_with(variant: &str, fortify: bool, uses: &[&str], must_follow: bool) {
     let program = stdio_runtime(fortify);
     let imported = imports(program);
     for f in uses {
@@ -476,6 +501,12 @@ fn stdio_check(variant: &str, fortify: bool, uses: &[&str]) {
         "{variant}: the records must be those of the invokes before any drop, in order\nstderr:\n{}",
         metered.run.stderr
     );
+    assert!(
+        !must_follow || seen == evs.len(),
+        "{variant}: every invoke must be followed; records for {seen} of {}:\n{}",
+        evs.len(),
+        ours.join("\n")
+    );
     if seen < evs.len() {
         assert!(
             dropped.len() == 1,
@@ -533,6 +564,73 @@ fn stdio_runtime_reading_bodies_with_fread_unlocked() {
 fn stdio_runtime_reading_bodies_with_getc_unlocked() {
     // Inline at -O2: the bytes leave the buffer with no call at all (only __uflow refills it).
     stdio_check("getc_unlocked", false, &["__uflow"]);
+}
+
+#[test]
+fn stdio_runtime_made_unbuffered_with_setvbuf() {
+    // setvbuf moves the buffer pointers before the first read, with nothing taken.
+    stdio_check_with("unbuffered", false, &["setvbuf"], true);
+}
+
+#[test]
+fn stdio_runtime_with_a_buffer_of_its_own() {
+    stdio_check_with("user_buffer", false, &["setvbuf"], true);
+}
+
+#[test]
+fn stdio_runtime_leaving_its_old_streams_behind() {
+    // A connection per invoke whose streams are never fclose'd: their slots must not run out.
+    stdio_check_with("close_fileno", false, &["close", "fileno"], true);
+}
+
+#[test]
+fn stdio_runtime_with_many_other_streams() {
+    // More streams than the library follows: the real connection is followed, or dropped
+    // with one debug line, never lost in silence.
+    stdio_check("many_streams", false, &["fdopen"]);
+}
+
+#[test]
+fn stdio_runtime_with_two_threads_each_on_its_own_streams() {
+    // While one thread is inside fgets on its stream, another looks at the streams before
+    // its own call: only its own may be judged, or a stream being read looks moved.
+    let program = stdio_runtime(false).display().to_string();
+    let payloads: Vec<Value> = (0..60).map(|_| json!({"action": "ok"})).collect();
+    let run = |metered: bool| {
+        let layer = Layer::new();
+        run_until(
+            lambda_sim::Config {
+                events: events(&payloads),
+                max_concurrency: 2,
+                ..lambda_sim::Config::default()
+            },
+            &[&program, "two_threads"],
+            metered.then_some(layer.wrapper().as_path()),
+            &[("LAMBDA_METER_LOG", "debug")],
+            &root(),
+            Duration::from_secs(30),
+        )
+    };
+    for metered in [false, true] {
+        let out = run(metered);
+        let answered = out.sim.results().iter().filter(|r| r.is_some()).count();
+        assert_eq!(
+            answered,
+            payloads.len(),
+            "metered {metered}:\n{}",
+            out.run.stderr
+        );
+        if metered {
+            let ours: Vec<&str> = out
+                .run
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("lambda-meter") && !routine_debug_line(l))
+                .collect();
+            assert!(ours.is_empty(), "{ours:?}");
+            assert_eq!(out.records().len(), payloads.len(), "{}", out.run.stderr);
+        }
+    }
 }
 
 #[test]

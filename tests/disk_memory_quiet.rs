@@ -736,11 +736,30 @@ fn under_a_low_rlimit_nofile_the_library_keeps_no_fd_in_the_host_range() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    // The agent's TCP endpoint: every connection's bytes, gathered.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
+    let tcp_got = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let got = tcp_got.clone();
+        std::thread::spawn(move || {
+            for conn in tcp.incoming().flatten() {
+                let got = got.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut text = String::new();
+                    let _ = (&conn).read_to_string(&mut text);
+                    got.lock().unwrap().push_str(&text);
+                });
+            }
+        });
+    }
     let tmp = tempdir::TempDir::new("nofile");
     let file = tmp.path().join("records.log");
     for destination in [
         format!("file:{}", file.display()),
         format!("udp://{}", udp.local_addr().unwrap()),
+        format!("tcp://{tcp_addr}"),
     ] {
         let run = |wrapped: bool| {
             let sim = Simulator::start(config(&payloads)).unwrap();
@@ -769,6 +788,10 @@ fn under_a_low_rlimit_nofile_the_library_keeps_no_fd_in_the_host_range() {
         // The records went to the destination.
         let records = if destination.starts_with("file:") {
             std::fs::read_to_string(&file).unwrap()
+        } else if destination.starts_with("tcp:") {
+            // Each record's connection is closed after it: give the reader a moment.
+            std::thread::sleep(Duration::from_millis(200));
+            std::mem::take(&mut *tcp_got.lock().unwrap())
         } else {
             let mut all = String::new();
             let mut buf = vec![0u8; 65536];

@@ -1428,7 +1428,7 @@ impl Engine {
         }
         if let Untrack::Unseen = why {
             return self.bound_reached(
-                "a stdio stream on a Runtime API connection was read where no hook sees it (an inline getc_unlocked, fscanf, ungetc); the connection is not followed any more",
+                "a stdio stream on a Runtime API connection cannot be followed (read where no hook sees it: an inline getc_unlocked, fscanf, ungetc; or more than 16 streams at once); the connection is not followed any more",
             );
         }
         if !self.warned_garbage {

@@ -34,17 +34,6 @@ struct Paths {
     old: CString,
 }
 
-/// `LAMBDA_METER_CHANNEL`, when set.
-static PATHS: OnceLock<Paths> = OnceLock::new();
-/// Otherwise the temporary directory the default path is in, and the process it is named after.
-static DEFAULT_DIR: OnceLock<Vec<u8>> = OnceLock::new();
-static OWNER: AtomicU32 = AtomicU32::new(0);
-
-/// The file this process reads (its inode; 0: none yet), and how far. A forked child reads on
-/// from its parent's place.
-static INODE: AtomicU64 = AtomicU64::new(0);
-static OFFSET: AtomicU64 = AtomicU64::new(0);
-
 /// Names the channel (at load, from the environment). Reading starts at its beginning: lines
 /// of other processes carry their pid or another invoke's request id and are left alone (a
 /// shell runtime's result is posted by a process that did not exist when the handler wrote its
@@ -53,34 +42,34 @@ pub fn configure(path: Vec<u8>) {
     let mut old = path.clone();
     old.extend_from_slice(b".old");
     if let (Ok(now), Ok(old)) = (CString::new(path), CString::new(old)) {
-        let _ = PATHS.set(Paths { now, old });
+        let _ = state().paths.set(Paths { now, old });
     }
 }
 
 /// Without `LAMBDA_METER_CHANNEL`: the default channel is in `dir`, named after
 /// [`set_owner`]'s process.
 pub fn configure_default(dir: Vec<u8>) {
-    let _ = DEFAULT_DIR.set(dir);
+    let _ = state().default_dir.set(dir);
 }
 
 /// The process the default channel is named after: the one that runs the handlers (this one,
 /// or its environment's root when this is a per-request helper).
 pub fn set_owner(pid: u32) {
-    OWNER.store(pid, Ordering::Relaxed);
+    state().owner.store(pid, Ordering::Relaxed);
 }
 
 pub fn is_configured() -> bool {
-    PATHS.get().is_some() || DEFAULT_DIR.get().is_some()
+    state().paths.get().is_some() || state().default_dir.get().is_some()
 }
 
 /// The channel's path and the old generation's, NUL-terminated: `LAMBDA_METER_CHANNEL`'s, or
 /// the default built in `now` and `old`.
 fn paths<'a>(now: &'a mut [u8; 600], old: &'a mut [u8; 600]) -> Option<(&'a [u8], &'a [u8])> {
-    if let Some(p) = PATHS.get() {
+    if let Some(p) = state().paths.get() {
         return Some((p.now.as_bytes_with_nul(), p.old.as_bytes_with_nul()));
     }
-    let dir = DEFAULT_DIR.get()?;
-    let owner = OWNER.load(Ordering::Relaxed);
+    let dir = state().default_dir.get()?;
+    let owner = state().owner.load(Ordering::Relaxed);
     if owner == 0 {
         return None;
     }
@@ -131,8 +120,8 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
     let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
         return (0, false);
     };
-    let mut inode = INODE.load(Ordering::Relaxed);
-    let mut offset = OFFSET.load(Ordering::Relaxed);
+    let mut inode = state().inode.load(Ordering::Relaxed);
+    let mut offset = state().offset.load(Ordering::Relaxed);
     let now = sys::stat(now_path).ok();
     if inode != 0 && now.as_ref().is_none_or(|st| st.st_ino != inode) {
         // The file this process was reading was rotated (by it or another reader): its last
@@ -143,19 +132,19 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
             let size = st.st_size.max(0) as u64;
             let (n, to) = read_lines(old_path, offset, size, buf);
             if to < size && to > offset {
-                OFFSET.store(to, Ordering::Relaxed);
+                state().offset.store(to, Ordering::Relaxed);
                 return (n, true);
             }
-            INODE.store(0, Ordering::Relaxed);
-            OFFSET.store(0, Ordering::Relaxed);
+            state().inode.store(0, Ordering::Relaxed);
+            state().offset.store(0, Ordering::Relaxed);
             return (n, now.is_some());
         }
         inode = 0;
         offset = 0;
     }
     let Some(st) = now else {
-        INODE.store(inode, Ordering::Relaxed);
-        OFFSET.store(offset, Ordering::Relaxed);
+        state().inode.store(inode, Ordering::Relaxed);
+        state().offset.store(offset, Ordering::Relaxed);
         return (0, false);
     };
     if inode == 0 {
@@ -171,7 +160,53 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
         // to its end once more (a shim's append may have raced the rename), then the new one.
         let _ = sys::rename(now_path, old_path);
     }
-    INODE.store(inode, Ordering::Relaxed);
-    OFFSET.store(offset, Ordering::Relaxed);
+    state().inode.store(inode, Ordering::Relaxed);
+    state().offset.store(offset, Ordering::Relaxed);
     (n, more)
+}
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct ChannelState {
+    /// `LAMBDA_METER_CHANNEL`, when set.
+    paths: OnceLock<Paths>,
+    /// Otherwise the temporary directory the default path is in...
+    default_dir: OnceLock<Vec<u8>>,
+    /// ...and the process it is named after.
+    owner: AtomicU32,
+    /// The file this process reads (its inode; 0: none yet), and how far.
+    inode: AtomicU64,
+    offset: AtomicU64,
+}
+
+impl ChannelState {
+    pub const fn new() -> ChannelState {
+        ChannelState {
+            paths: OnceLock::new(),
+            default_dir: OnceLock::new(),
+            owner: AtomicU32::new(0),
+            inode: AtomicU64::new(0),
+            offset: AtomicU64::new(0),
+        }
+    }
+
+    /// In a forked child (`pid`): a runtime of its own, whose default channel is named after
+    /// it; it reads on from its parent's place in the file they shared.
+    pub fn forked_child(&self, pid: u32) {
+        let ChannelState {
+            // Kept: the same settings.
+            paths: _,
+            default_dir: _,
+            owner,
+            // Kept: it reads on from its parent's place (what the parent read was its own).
+            inode: _,
+            offset: _,
+        } = self;
+        owner.store(pid, Ordering::Relaxed);
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static ChannelState {
+    &crate::state::STATE.channel
 }

@@ -12,15 +12,13 @@
 //! chose, as is everything else; an object bound already holds our hooks and is left alone.
 //! An object whose GOT cannot be written is reported in one warning line.
 
-use crate::{hooks, output, process, real};
+use crate::{hooks, output, process, real, sys};
 use libc::{c_char, c_int, c_void};
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 unsafe extern "C" {
-    /// Calls the real `dlopen` (`c-abi/interpose.c`).
-    fn lm_call_real_dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
     // The C interposers, whose addresses go into the GOTs too.
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn fcntl64(fd: c_int, cmd: c_int, ...) -> c_int;
@@ -140,10 +138,14 @@ pub fn poll() {
 #[inline(never)]
 fn bind_pending() {
     // SAFETY: the dynamic linker's own variable; a plain read of an int it updates.
-    let state = unsafe { std::ptr::read_volatile(&raw const _r_debug.state) };
-    if state != RT_CONSISTENT {
+    let loader = unsafe { std::ptr::read_volatile(&raw const _r_debug.state) };
+    if loader != RT_CONSISTENT {
         // A load is in progress (this may be a constructor of the object): its relocations
         // may not be done yet. A later hook binds it.
+        return;
+    }
+    let now = crate::probes::mono_ns();
+    if now < state().retry_at.load(Ordering::Relaxed) {
         return;
     }
     // SAFETY: as in `poll`.
@@ -221,39 +223,97 @@ fn bind_objects() {
     let here = bind_objects as *const () as usize;
     let libc = real::write::get() as *const () as usize;
     let mut lazy = Lazy::default();
+    let mut busy = false;
+    let last_try = state().retries.load(Ordering::Relaxed) >= RETRIES;
     each_object(&mut |object| {
         if object.base == 0 || object.contains(here) || object.contains(libc) {
             return;
         }
         let name = object.name.to_str().unwrap_or("an object");
-        match bind_object(object, &table, &mut lazy) {
+        match bind_object(object, &table, &mut lazy, last_try) {
             Ok(0) => {}
             Ok(n) => process::debug(format_args!(
                 "{name} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter"
             )),
-            Err(why) => output::warn_fmt(format_args!(
+            Err(Unbound::Relocating) => busy = true,
+            Err(Unbound::Refused(why)) => output::warn_fmt(format_args!(
                 "{name} was loaded with RTLD_DEEPBIND and cannot be followed ({why}): Runtime API calls made from it are not metered"
             )),
         }
     });
-    lazy.bind();
+    lazy.bind(libc, here);
+    let s = state();
+    if busy {
+        // Looked at again a little later, by the next hook or dlsym after that.
+        s.retries.fetch_add(1, Ordering::Relaxed);
+        s.retry_at
+            .store(crate::probes::mono_ns() + RETRY_AFTER_NS, Ordering::Relaxed);
+        // SAFETY: as in `poll`.
+        unsafe { lm_deep_pending.store(1, Ordering::Release) };
+    } else {
+        s.retries.store(0, Ordering::Relaxed);
+    }
 }
 
-/// GOT entries not bound yet (lazy binding: each points into its object's own PLT), resolved
-/// after `dl_iterate_phdr` returns: asking the loader from inside it could deadlock against a
-/// `dlopen` in another thread.
+/// Why an object's entries were not bound.
+enum Unbound {
+    /// Its relocated data is not protected yet: another thread's `dlopen` may still be
+    /// relocating it, and re-protecting it now would fault the loader. Tried again later.
+    Relocating,
+    Refused(&'static str),
+}
+
+/// How long to wait before looking again at an object still being relocated, and how many
+/// times (then it is bound as it is).
+const RETRY_AFTER_NS: u64 = 1_000_000;
+const RETRIES: u32 = 1000;
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct DeepBindState {
+    /// Not before this (monotonic ns) is a pending load looked at again.
+    retry_at: AtomicU64,
+    /// Passes in a row that found an object still being relocated.
+    retries: AtomicU32,
+}
+
+impl DeepBindState {
+    pub const fn new() -> DeepBindState {
+        DeepBindState {
+            retry_at: AtomicU64::new(0),
+            retries: AtomicU32::new(0),
+        }
+    }
+
+    /// In a forked child: the same objects, the same wait.
+    pub fn forked_child(&self) {
+        let DeepBindState {
+            retry_at: _,
+            retries: _,
+        } = self;
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static DeepBindState {
+    &crate::state::STATE.deepbind
+}
+
+/// GOT entries not bound yet (lazy binding: each points into its object's own PLT), decided
+/// once every object has been looked at. The loader's own lookup (`dlopen`, `dlsym`) is not
+/// asked: it would clear the thread's `dlerror` text, which the host may be about to read.
 struct Lazy {
-    /// (object's name, entry, hook, libc's function, symbol name); no allocation.
+    /// (entry, hook, symbol name); no allocation.
     entries: [LazyEntry; 128],
     len: usize,
 }
 
-type LazyEntry = (*const c_char, usize, usize, usize, *const c_char);
+type LazyEntry = (usize, usize, *const c_char);
 
 impl Default for Lazy {
     fn default() -> Self {
         Lazy {
-            entries: [(std::ptr::null(), 0, 0, 0, std::ptr::null()); 128],
+            entries: [(0, 0, std::ptr::null()); 128],
             len: 0,
         }
     }
@@ -268,48 +328,122 @@ impl Lazy {
         }
     }
 
-    /// Points each entry at our hook where the loader would bind it to libc's function once
-    /// called — the object's own scope (itself, then its dependencies: where `RTLD_DEEPBIND`
-    /// looks first) finds libc's — and where the global scope finds our hook (so an object
-    /// loaded without `RTLD_DEEPBIND` gets what its lazy binding would give it anyway).
-    fn bind(&self) {
+    /// Points each entry at our hook where no loaded object but libc defines its function:
+    /// then the loader would bind it to libc's (`RTLD_DEEPBIND`) or to our hook (otherwise)
+    /// on its first call. Where another object defines it (the object itself, a dependency
+    /// that wraps it, the program), or cannot be read, the entry is left to the loader.
+    fn bind(&self, libc: usize, here: usize) {
         let entries = self.entries.get(..self.len).unwrap_or_default();
         let mut bound = 0usize;
-        let mut i = 0;
-        while let Some(rest) = entries.get(i..).filter(|r| !r.is_empty()) {
-            let object = rest.first().map_or(std::ptr::null(), |e| e.0);
-            let group = rest.iter().take_while(|e| e.0 == object).count();
-            // SAFETY: the object's name as the loader keeps it; NOLOAD only looks it up (and
-            // takes a reference, given back below), so its scope is complete while we ask.
-            let handle =
-                unsafe { lm_call_real_dlopen(object, libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
-            if !handle.is_null() {
-                for &(_, at, hook, real, symbol) in rest.iter().take(group) {
-                    // SAFETY: a handle from dlopen and a NUL-terminated symbol name of the
-                    // object's string table.
-                    let (own, global) = unsafe {
-                        (
-                            libc::dlsym(handle, symbol) as usize,
-                            libc::dlsym(libc::RTLD_DEFAULT, symbol) as usize,
-                        )
-                    };
-                    if own == real && global == hook {
-                        // SAFETY: a lazily bound GOT entry (never in RELRO: the loader has to
-                        // write it on first call), aligned: one atomic store.
-                        unsafe { (*(at as *const AtomicUsize)).store(hook, Ordering::Release) };
-                        bound += 1;
-                    }
+        for &(at, hook, symbol) in entries {
+            // SAFETY: a NUL-terminated name of a loaded object's string table.
+            let name = unsafe { CStr::from_ptr(symbol) }.to_bytes();
+            let mut elsewhere = false;
+            each_object(&mut |object| {
+                if !elsewhere && !object.contains(libc) && !object.contains(here) {
+                    elsewhere = defines(object, name) != Some(false);
                 }
-                // SAFETY: the reference taken above.
-                unsafe { libc::dlclose(handle) };
+            });
+            if !elsewhere {
+                // SAFETY: a lazily bound GOT entry (never in RELRO: the loader has to write it
+                // on first call), aligned: one atomic store.
+                unsafe { (*(at as *const AtomicUsize)).store(hook, Ordering::Release) };
+                bound += 1;
             }
-            i += group;
         }
         if bound > 0 {
             process::debug(format_args!(
                 "{bound} lazily bound libc calls of RTLD_DEEPBIND libraries bound to lambda-meter"
             ));
         }
+    }
+}
+
+/// Whether `object` defines (exports) the symbol `name`, from its GNU hash table; `None` when
+/// it has none to read (an object without dynamic symbols defines nothing).
+fn defines(object: &Object, name: &[u8]) -> Option<bool> {
+    let Some(d) = DynInfo::of(object) else {
+        return Some(false);
+    };
+    if d.symtab == 0 || d.strtab == 0 || d.gnu_hash == 0 {
+        return if d.symtab == 0 { Some(false) } else { None };
+    }
+    let hash = name.iter().fold(5381u32, |h, c| {
+        h.wrapping_mul(33).wrapping_add(u32::from(*c))
+    });
+    let table = d.gnu_hash as *const u32;
+    // SAFETY: DT_GNU_HASH names the mapped table: nbuckets, symoffset, bloom size, bloom
+    // shift, the bloom words (8 bytes each on ELF64), the buckets, then the chains.
+    unsafe {
+        let nbuckets = table.read_unaligned();
+        let symoffset = table.add(1).read_unaligned();
+        let bloom_size = table.add(2).read_unaligned() as usize;
+        if nbuckets == 0 {
+            return Some(false);
+        }
+        let buckets = table.add(4 + 2 * bloom_size);
+        let chains = buckets.add(nbuckets as usize);
+        let mut i = buckets.add((hash % nbuckets) as usize).read_unaligned();
+        if i < symoffset {
+            return Some(false);
+        }
+        loop {
+            let chain = chains.add((i - symoffset) as usize).read_unaligned();
+            if chain | 1 == hash | 1 {
+                let sym = std::ptr::read_unaligned((d.symtab as *const Sym).add(i as usize));
+                let sym_name = CStr::from_ptr((d.strtab + sym.name as usize) as *const c_char);
+                if sym_name.to_bytes() == name {
+                    return Some(sym.shndx != 0);
+                }
+            }
+            if chain & 1 != 0 {
+                return Some(false);
+            }
+            i += 1;
+        }
+    }
+}
+
+/// What an object's dynamic section says (relocated addresses).
+#[derive(Default)]
+struct DynInfo {
+    symtab: usize,
+    strtab: usize,
+    gnu_hash: usize,
+    /// (RELA, size), (JMPREL, size)
+    tables: [(usize, usize); 2],
+}
+
+impl DynInfo {
+    fn of(object: &Object) -> Option<DynInfo> {
+        let base = object.base;
+        let dynamic = object.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC)?;
+        // The loader has relocated the dynamic section's addresses in place on these
+        // architectures; an unrelocated one is an offset from the base.
+        let at = |v: u64| -> usize {
+            let v = v as usize;
+            if v < base { base.wrapping_add(v) } else { v }
+        };
+        let mut d = DynInfo::default();
+        let mut entry = base.wrapping_add(dynamic.p_vaddr as usize) as *const Dyn;
+        loop {
+            // SAFETY: PT_DYNAMIC names the mapped dynamic section, which ends with DT_NULL.
+            let e = unsafe { std::ptr::read_unaligned(entry) };
+            match e.tag {
+                DT_NULL => break,
+                DT_SYMTAB => d.symtab = at(e.val),
+                DT_STRTAB => d.strtab = at(e.val),
+                DT_GNU_HASH => d.gnu_hash = at(e.val),
+                DT_RELA => d.tables[0].0 = at(e.val),
+                DT_RELASZ => d.tables[0].1 = e.val as usize,
+                DT_JMPREL => d.tables[1].0 = at(e.val),
+                DT_PLTRELSZ => d.tables[1].1 = e.val as usize,
+                _ => {}
+            }
+            // SAFETY: still inside the dynamic section (DT_NULL not reached yet).
+            entry = unsafe { entry.add(1) };
+        }
+        Some(d)
     }
 }
 
@@ -350,6 +484,7 @@ const DT_SYMTAB: i64 = 6;
 const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_JMPREL: i64 = 23;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
 const PT_DYNAMIC: u32 = 2;
 const PT_GNU_RELRO: u32 = 0x6474_e552;
 #[cfg(target_arch = "x86_64")]
@@ -363,36 +498,18 @@ fn bind_object(
     object: &Object,
     table: &[(&[u8], usize, usize)],
     lazy: &mut Lazy,
-) -> Result<usize, &'static str> {
+    last_try: bool,
+) -> Result<usize, Unbound> {
     let base = object.base;
-    let Some(dynamic) = object.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else {
+    let Some(DynInfo {
+        symtab,
+        strtab,
+        tables,
+        ..
+    }) = DynInfo::of(object)
+    else {
         return Ok(0);
     };
-    // The loader has relocated the dynamic section's addresses in place on these
-    // architectures; an unrelocated one is an offset from the base.
-    let at = |v: u64| -> usize {
-        let v = v as usize;
-        if v < base { base.wrapping_add(v) } else { v }
-    };
-    let (mut symtab, mut strtab) = (0usize, 0usize);
-    let mut tables = [(0usize, 0usize); 2]; // (RELA, size), (JMPREL, size)
-    let mut entry = base.wrapping_add(dynamic.p_vaddr as usize) as *const Dyn;
-    loop {
-        // SAFETY: PT_DYNAMIC names the mapped dynamic section, which ends with DT_NULL.
-        let d = unsafe { std::ptr::read_unaligned(entry) };
-        match d.tag {
-            DT_NULL => break,
-            DT_SYMTAB => symtab = at(d.val),
-            DT_STRTAB => strtab = at(d.val),
-            DT_RELA => tables[0].0 = at(d.val),
-            DT_RELASZ => tables[0].1 = d.val as usize,
-            DT_JMPREL => tables[1].0 = at(d.val),
-            DT_PLTRELSZ => tables[1].1 = d.val as usize,
-            _ => {}
-        }
-        // SAFETY: still inside the dynamic section (DT_NULL not reached yet).
-        entry = unsafe { entry.add(1) };
-    }
     if symtab == 0 || strtab == 0 {
         return Ok(0);
     }
@@ -430,7 +547,7 @@ fn bind_object(
                     found += 1;
                 }
             } else if *real != 0 && object.contains(now) && !object.name.is_empty() {
-                lazy.push((object.name.as_ptr(), at, *hook, *real, name.as_ptr()));
+                lazy.push((at, *hook, name.as_ptr()));
             }
         }
     }
@@ -453,6 +570,24 @@ fn bind_object(
     let in_relro = |a: usize| relro.is_some_and(|(s, e)| a >= s && a < e);
     // An entry past the protected pages is writable already.
     let unprotect = relro.filter(|(s, e)| s < e && slots.iter().any(|(a, _)| in_relro(*a)));
+    // The loader protects an object's RELRO pages once it has relocated it: pages still
+    // writable mean a `dlopen` on another thread is still at it (the debugger state says
+    // consistent before relocation starts). Its entries are left for a later look, unless
+    // the pages stay writable that long (then they are the object's own doing).
+    let relocating = unprotect.is_some()
+        && slots
+            .iter()
+            .find(|(a, _)| in_relro(*a))
+            // SAFETY: a GOT entry of this object: an aligned, readable word.
+            .is_some_and(|(a, _)| {
+                sys::word_writable(*a, unsafe {
+                    (*(*a as *const AtomicUsize)).load(Ordering::Acquire)
+                })
+            });
+    if relocating && !last_try {
+        return Err(Unbound::Relocating);
+    }
+    let unprotect = unprotect.filter(|_| !relocating);
     if let Some((start, end)) = unprotect {
         // SAFETY: making this object's RELRO pages writable for a moment, as the loader does.
         if unsafe {
@@ -463,7 +598,9 @@ fn bind_object(
             )
         } != 0
         {
-            return Err("its relocated data cannot be made writable");
+            return Err(Unbound::Refused(
+                "its relocated data cannot be made writable",
+            ));
         }
     }
     for (slot, hook) in slots {

@@ -15,13 +15,6 @@ use libc::c_int;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-/// The environment's journal, once this process has become a runtime.
-static JOURNAL: OnceLock<Journal> = OnceLock::new();
-
-/// The status passed to `exit()`, for the destructor's records (`i32::MIN`: none seen; a
-/// return from `main` calls exit inside libc, where no hook sees it).
-static EXIT_STATUS: AtomicI32 = AtomicI32::new(i32::MIN);
-
 /// The reason written for invokes of a process that vanished without running any code.
 const GONE: &[u8] = b"killed (no exit seen)";
 
@@ -119,11 +112,11 @@ fn alive(owner: Owner) -> bool {
 /// helper): report what a vanished predecessor left open, journal from now on, and watch for
 /// fatal signals. Returns the journal for the engine, or why there is none.
 pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static str> {
-    let j = match JOURNAL.get() {
+    let j = match state().journal.get() {
         Some(j) => *j,
         None => {
             let j = map_journal(&journal_path(function_name, runtime_api))?;
-            *JOURNAL.get_or_init(|| j)
+            *state().journal.get_or_init(|| j)
         }
     };
     let ending = Ending {
@@ -138,22 +131,16 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
     Ok(j)
 }
 
-/// Set while this process talks to the Runtime API for an environment whose root is another
-/// process, and has not shown yet whether it is a runtime of its own: its open invokes are then
-/// handed on at its end (a shell runtime's `curl` fetches an event and exits; another posts the
-/// result), not ended.
-static UNDECIDED: AtomicBool = AtomicBool::new(false);
-
 pub fn set_undecided(undecided: bool) {
-    UNDECIDED.store(undecided, Ordering::Relaxed);
+    state().undecided.store(undecided, Ordering::Relaxed);
 }
 
 /// Writes this process's open invokes, if it journals any. Async-signal-safe.
 pub fn write_open(reason: &[u8]) {
-    let Some(j) = JOURNAL.get() else {
+    let Some(j) = state().journal.get() else {
         return;
     };
-    if UNDECIDED.load(Ordering::Relaxed) {
+    if state().undecided.load(Ordering::Relaxed) {
         j.hand_on_open(crate::sys::getpid());
     }
     // SAFETY: getrusage writes only the struct we pass (a plain system call).
@@ -223,12 +210,12 @@ fn exit_reason(status: Option<c_int>, buf: &mut [u8; 32]) -> &[u8] {
 
 /// `exit(status)` was called: the destructor will write with this status.
 pub fn exiting(status: c_int) {
-    EXIT_STATUS.store(status, Ordering::Relaxed);
+    state().exit_status.store(status, Ordering::Relaxed);
 }
 
 /// The library's destructor (a normal exit): this process's open invokes end here.
 pub fn at_exit() {
-    let status = EXIT_STATUS.load(Ordering::Relaxed);
+    let status = state().exit_status.load(Ordering::Relaxed);
     let mut buf = [0u8; 32];
     write_open(exit_reason(
         (status != i32::MIN).then_some(status),
@@ -240,4 +227,47 @@ pub fn at_exit() {
 pub fn exiting_now(status: c_int) {
     let mut buf = [0u8; 32];
     write_open(exit_reason(Some(status), &mut buf));
+}
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct EndingState {
+    /// The environment's journal, once this process has become a runtime.
+    journal: OnceLock<Journal>,
+    /// The status passed to `exit()`, for the destructor's records (`i32::MIN`: none seen; a
+    /// return from `main` calls exit inside libc, where no hook sees it).
+    exit_status: AtomicI32,
+    /// Set while this process talks to the Runtime API for an environment whose root is
+    /// another process, and has not shown yet whether it is a runtime of its own: its open
+    /// invokes are then handed on at its end (a shell runtime's `curl` fetches an event and
+    /// exits; another posts the result), not ended.
+    undecided: AtomicBool,
+}
+
+impl EndingState {
+    pub const fn new() -> EndingState {
+        EndingState {
+            journal: OnceLock::new(),
+            exit_status: AtomicI32::new(i32::MIN),
+            undecided: AtomicBool::new(false),
+        }
+    }
+
+    /// In a forked child: a runtime of its own, that has called no `exit` yet.
+    pub fn forked_child(&self) {
+        let EndingState {
+            // Kept: the environment's journal, mapped shared; the child's invokes are its own
+            // slots.
+            journal: _,
+            exit_status,
+            undecided,
+        } = self;
+        exit_status.store(i32::MIN, Ordering::Relaxed);
+        undecided.store(false, Ordering::Relaxed);
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static EndingState {
+    &crate::state::STATE.ending
 }

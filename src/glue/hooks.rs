@@ -19,7 +19,7 @@ use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Reads a socket address the kernel has just accepted.
 ///
@@ -272,6 +272,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     crate::deepbind::poll();
     // Forget first: once closed, another thread may get the same number from socket().
     if TRACKED.contains(fd) {
+        forget_streams_on(fd);
         process::closing(fd);
     }
     // SAFETY: forwarding the host's argument unchanged.
@@ -364,15 +365,13 @@ pub unsafe extern "C" fn recvmmsg(
 // line, before the parser could fall out of step. Writes through a stream, and writes on a
 // tracked fd, look first, so the parser never sees a request after a response it missed.
 
-/// Streams wrapping a tracked fd, and how many there are.
-static STREAMS: [AtomicPtr<libc::FILE>; 16] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 16];
-static STREAM_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// Each registered stream's read buffer as the last followed call left it.
+/// Each registered stream's read buffer as the last followed call left it, and the thread
+/// that made that call (a stream another thread is reading is that thread's to look at).
 struct Position {
     base: AtomicUsize,
     ptr: AtomicUsize,
     end: AtomicUsize,
+    thread: AtomicU64,
 }
 
 impl Position {
@@ -380,6 +379,8 @@ impl Position {
         self.base.store(base, Ordering::Relaxed);
         self.ptr.store(ptr, Ordering::Relaxed);
         self.end.store(end, Ordering::Relaxed);
+        self.thread
+            .store(crate::custom::thread_key(), Ordering::Relaxed);
     }
 
     fn noted(&self) -> (usize, usize, usize) {
@@ -391,13 +392,51 @@ impl Position {
     }
 }
 
-static POSITIONS: [Position; 16] = [const {
-    Position {
-        base: AtomicUsize::new(0),
-        ptr: AtomicUsize::new(0),
-        end: AtomicUsize::new(0),
+/// This module's part of the library's state in the process ([`crate::state::State`]): the
+/// streams wrapping a tracked fd.
+pub struct StreamState {
+    /// The streams, and how many there are.
+    streams: [AtomicPtr<libc::FILE>; 16],
+    stream_count: AtomicUsize,
+    /// Each one's read buffer as the last followed call left it.
+    positions: [Position; 16],
+}
+
+impl StreamState {
+    pub const fn new() -> StreamState {
+        StreamState {
+            streams: [const { AtomicPtr::new(std::ptr::null_mut()) }; 16],
+            stream_count: AtomicUsize::new(0),
+            positions: [const {
+                Position {
+                    base: AtomicUsize::new(0),
+                    ptr: AtomicUsize::new(0),
+                    end: AtomicUsize::new(0),
+                    thread: AtomicU64::new(0),
+                }
+            }; 16],
+        }
     }
-}; 16];
+
+    /// In a forked child: nothing inherited is followed there, so no stream is either.
+    pub fn forked_child(&self) {
+        let StreamState {
+            streams,
+            stream_count,
+            positions: _,
+        } = self;
+        for s in streams {
+            s.store(std::ptr::null_mut(), Ordering::Relaxed);
+        }
+        stream_count.store(0, Ordering::Relaxed);
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn streams() -> &'static StreamState {
+    &crate::state::STATE.streams
+}
 
 /// The head of glibc's `struct _IO_FILE` (`<bits/types/struct_FILE.h>`).
 #[repr(C)]
@@ -433,10 +472,11 @@ fn reads(stream: *mut libc::FILE) -> bool {
 
 /// The registered slot of `stream`.
 fn stream_slot(stream: *mut libc::FILE) -> Option<usize> {
-    if STREAM_COUNT.load(Ordering::Relaxed) == 0 || stream.is_null() {
+    if streams().stream_count.load(Ordering::Relaxed) == 0 || stream.is_null() {
         return None;
     }
-    STREAMS
+    streams()
+        .streams
         .iter()
         .position(|s| s.load(Ordering::Relaxed) == stream)
 }
@@ -455,21 +495,32 @@ fn stream_fd(stream: *mut libc::FILE) -> Option<c_int> {
 /// Whether the host took bytes from registered stream `i` since a hook last looked; if it
 /// did, the connection is dropped.
 fn settle_stream(i: usize) {
-    let (Some(slot), Some(pos)) = (STREAMS.get(i), POSITIONS.get(i)) else {
+    let (Some(slot), Some(pos)) = (streams().streams.get(i), streams().positions.get(i)) else {
         return;
     };
     let stream = slot.load(Ordering::Relaxed);
     if stream.is_null() {
         return;
     }
+    if pos.thread.load(Ordering::Relaxed) != crate::custom::thread_key() {
+        // Read last by another thread, which may be inside a call on it right now.
+        return;
+    }
     let now = buffer_of(stream);
-    if !reads(stream) {
-        // Written through, not read: its read fields follow its write buffer.
+    // Written through, not read (its read fields follow its write buffer), or a buffer set
+    // afresh with nothing in it (`setvbuf`, a read straight into the caller's memory): no
+    // byte was taken unseen.
+    if !reads(stream) || (now.0 == now.1 && now.1 == now.2) {
         return pos.note(now);
     }
     if now == pos.noted() {
         return;
     }
+    drop_stream(stream);
+}
+
+/// Stops following `stream` and its connection, with one debug line.
+fn drop_stream(stream: *mut libc::FILE) {
     let err = errno();
     // SAFETY: as in `stream_fd`.
     let fd = unsafe { libc::fileno(stream) };
@@ -480,19 +531,36 @@ fn settle_stream(i: usize) {
     }
 }
 
+/// `fd` is being closed: streams on it are forgotten (one closed with `close(fileno(f))`
+/// rather than `fclose` would otherwise keep its slot).
+fn forget_streams_on(fd: c_int) {
+    if streams().stream_count.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let err = errno();
+    for slot in &streams().streams {
+        let stream = slot.load(Ordering::Relaxed);
+        // SAFETY: a registered stream is open (fclose unregisters it first).
+        if !stream.is_null() && unsafe { libc::fileno(stream) } == fd {
+            unregister_stream(stream);
+        }
+    }
+    set_errno(err);
+}
+
 /// [`settle_stream`] for every registered stream.
 #[inline(always)]
 fn settle_streams() {
-    if STREAM_COUNT.load(Ordering::Relaxed) == 0 {
+    if streams().stream_count.load(Ordering::Relaxed) == 0 {
         return;
     }
-    for i in 0..STREAMS.len() {
+    for i in 0..streams().streams.len() {
         settle_stream(i);
     }
 }
 
 fn register_stream(stream: *mut libc::FILE) {
-    let empty = STREAMS.iter().position(|s| {
+    let empty = streams().streams.iter().position(|s| {
         s.compare_exchange(
             std::ptr::null_mut(),
             stream,
@@ -501,19 +569,30 @@ fn register_stream(stream: *mut libc::FILE) {
         )
         .is_ok()
     });
-    if let Some(i) = empty {
-        if let Some(pos) = POSITIONS.get(i) {
-            pos.note(buffer_of(stream));
+    match empty {
+        Some(i) => {
+            if let Some(pos) = streams().positions.get(i) {
+                pos.note(buffer_of(stream));
+            }
+            streams().stream_count.fetch_add(1, Ordering::Relaxed);
         }
-        STREAM_COUNT.fetch_add(1, Ordering::Relaxed);
+        None => {
+            // No room to follow it: its bytes would go by unseen, so its connection is not
+            // followed (one debug line).
+            let err = errno();
+            // SAFETY: the host's stream, just opened.
+            let fd = unsafe { libc::fileno(stream) };
+            set_errno(err);
+            process::stream_unseen(fd);
+        }
     }
 }
 
 fn unregister_stream(stream: *mut libc::FILE) {
-    if STREAM_COUNT.load(Ordering::Relaxed) == 0 {
+    if streams().stream_count.load(Ordering::Relaxed) == 0 {
         return;
     }
-    for s in &STREAMS {
+    for s in &streams().streams {
         if s.compare_exchange(
             stream,
             std::ptr::null_mut(),
@@ -522,7 +601,7 @@ fn unregister_stream(stream: *mut libc::FILE) {
         )
         .is_ok()
         {
-            STREAM_COUNT.fetch_sub(1, Ordering::Relaxed);
+            streams().stream_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -568,11 +647,11 @@ fn stream_reading<R>(stream: *mut libc::FILE, call: impl FnOnce() -> (R, *const 
     };
     settle_streams();
     let (result, data, len) = call();
-    if STREAMS.get(i).map(|s| s.load(Ordering::Relaxed)) != Some(stream) {
+    if streams().streams.get(i).map(|s| s.load(Ordering::Relaxed)) != Some(stream) {
         // Dropped while settling.
         return result;
     }
-    if let Some(pos) = POSITIONS.get(i) {
+    if let Some(pos) = streams().positions.get(i) {
         pos.note(buffer_of(stream));
     }
     if let Some(fd) = stream_fd(stream) {

@@ -27,17 +27,12 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
-/// Records that could not be written (destination closed, full, unreachable, …).
-pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
-
 /// Lowest fd number used for our own destination fds.
 const OWN_FD_FLOOR: libc::c_int = 512;
+/// How long a record waits for a connection to the agent made for it alone.
+const AGENT_CONNECT_MS: libc::c_int = 10;
 /// After a failed connect to the agent, wait this long before trying again.
 const RECONNECT_AFTER_NS: u64 = 1_000_000_000;
-
-static DESTINATION: OnceLock<Destination> = OnceLock::new();
-/// A file destination's path, NUL-terminated (made at load).
-static DESTINATION_PATH: OnceLock<std::ffi::CString> = OnceLock::new();
 
 /// Our own destination fd, with the identity that proves it is still ours.
 struct Sink {
@@ -52,15 +47,10 @@ struct SinkCell(UnsafeCell<Sink>);
 // documentation).
 unsafe impl Sync for SinkCell {}
 
-static SINK: SinkCell = SinkCell(UnsafeCell::new(Sink {
-    fd: None,
-    failed_at: None,
-}));
-
 #[allow(clippy::mut_from_ref)]
 fn sink() -> &'static mut Sink {
     // SAFETY: see SinkCell: one thread at a time, the one writing records.
-    unsafe { &mut *SINK.0.get() }
+    unsafe { &mut *state().sink.0.get() }
 }
 
 #[derive(Clone, Copy)]
@@ -69,7 +59,8 @@ struct OwnFd {
     dev: u64,
     ino: u64,
     /// Above the host's range, so it may stay open between records. Under an `RLIMIT_NOFILE`
-    /// of 512 or less no number is (see [`OwnFd::adopt`]): the fd is closed after each write.
+    /// of 512 or less no number is (see [`OwnFd::adopt`]): the fd is closed after each write
+    /// (a connection to the agent is made for each record).
     kept: bool,
 }
 
@@ -80,17 +71,12 @@ fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
 impl OwnFd {
     /// Takes `fd` (just created by us), moves it to a high number, and records its identity.
     /// Where no number above the host's range can be had (a low `RLIMIT_NOFILE`), it stays
-    /// where it is, for one write: `stream` (a TCP connection, which cannot be made afresh
-    /// for each record) then goes to the table's last number instead.
-    fn adopt(fd: libc::c_int, stream: bool) -> Option<OwnFd> {
+    /// where it is, for one write.
+    fn adopt(fd: libc::c_int) -> Option<OwnFd> {
         if fd < 0 {
             return None;
         }
-        let moved = sys::dup_above(fd, OWN_FD_FLOOR).or_else(|e| match (stream, sys::nofile()) {
-            (true, Some(limit)) if limit > 1 => sys::dup_above(fd, limit - 1),
-            _ => Err(e),
-        });
-        let (fd, kept) = match moved {
+        let (fd, kept) = match sys::dup_above(fd, OWN_FD_FLOOR) {
             Ok(high) => {
                 let _ = sys::close(fd);
                 (high as libc::c_int, true)
@@ -99,7 +85,7 @@ impl OwnFd {
         };
         let own = identity(fd).map(|(dev, ino)| OwnFd { fd, dev, ino, kept });
         match own {
-            Some(_) => OWN_FD.store(fd, Ordering::Relaxed),
+            Some(_) => state().own_fd.store(fd, Ordering::Relaxed),
             None => {
                 let _ = sys::close(fd);
             }
@@ -113,20 +99,18 @@ impl OwnFd {
     }
 
     fn close(self) {
-        let _ = OWN_FD.compare_exchange(self.fd, -1, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = state()
+            .own_fd
+            .compare_exchange(self.fd, -1, Ordering::Relaxed, Ordering::Relaxed);
         if self.still_ours() {
             let _ = sys::close(self.fd);
         }
     }
 }
 
-/// Our own destination fd (file or agent socket) while open, for [`write_record_parts`], which
-/// may run anywhere. -1 when none.
-static OWN_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// In a forked child: its copy of our destination fd is its own to close; the child opens
-/// its own when it has something to write.
-pub fn forked_child() {
+/// In a forked child, under the gate: its copy of our destination fd is its own to close; the
+/// child opens its own when it has something to write.
+pub fn forked_child_sink() {
     let s = sink();
     if let Some(fd) = s.fd.take() {
         fd.close();
@@ -139,20 +123,10 @@ pub fn configure(destination: Destination) {
     if let Destination::File(path) = &destination
         && let Ok(c) = std::ffi::CString::new(path.as_bytes())
     {
-        let _ = DESTINATION_PATH.set(c);
+        let _ = state().destination_path.set(c);
     }
-    let _ = DESTINATION.set(destination);
+    let _ = state().destination.set(destination);
 }
-
-/// Whether the last byte the host wrote to stdout (`[0]`) or stderr (`[1]`) ended a line: false
-/// after a partial line such as `progress: 50%`. Kept by the `write`/`writev` hooks with one
-/// relaxed store, no lock and no system call; a line of ours starts with a newline when needed,
-/// or CloudWatch would see the host's text glued before the JSON and drop the record.
-///
-/// Only bytes that pass through the hooked `write`/`writev` are seen: that is every runtime's
-/// own output path (CPython, Node's libuv, the JVM, Ruby, .NET), but not C stdio (`printf`),
-/// whose internal writes do not go through the dynamic linker.
-static HOST_LINE_OPEN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
 /// Whether `fd` is stdout or stderr: one compare on the hooks' untracked path.
 #[inline(always)]
@@ -163,7 +137,7 @@ pub fn is_log_fd(fd: libc::c_int) -> bool {
 /// The host's write to stdout or stderr ended with `last`.
 #[inline(always)]
 pub fn host_wrote(fd: libc::c_int, last: u8) {
-    if let Some(flag) = HOST_LINE_OPEN.get((fd as usize).wrapping_sub(1)) {
+    if let Some(flag) = state().host_line_open.get((fd as usize).wrapping_sub(1)) {
         flag.store(last != b'\n', Ordering::Relaxed);
     }
 }
@@ -171,19 +145,11 @@ pub fn host_wrote(fd: libc::c_int, last: u8) {
 /// Whether a line of ours written to `fd` must start with a newline (the host left a partial
 /// line there). Clears the mark: our line ends with one.
 fn take_open_line(fd: libc::c_int) -> bool {
-    HOST_LINE_OPEN
+    state()
+        .host_line_open
         .get((fd as usize).wrapping_sub(1))
         .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
 }
-
-/// What stdout (`[0]`) and stderr (`[1]`) were when the library loaded: device and inode, or
-/// `u64::MAX` when the fd was not open. The library writes to them only while fd 1 and 2 still
-/// name the same file: a host that closed its stdout may get fd 1 back for a file or socket of
-/// its own, and nothing of ours may appear there.
-static LOG_STREAMS: [[AtomicU64; 2]; 2] = [
-    [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
-    [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
-];
 
 /// Whether the host ignores SIGPIPE now, as the kernel says (one raw system call: no state of
 /// ours that a path around the hooks could leave stale).
@@ -219,7 +185,7 @@ fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
 pub fn remember_log_streams() {
     for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
         .into_iter()
-        .zip(&LOG_STREAMS)
+        .zip(&state().log_streams)
     {
         if let Some((dev, ino)) = identity(fd) {
             slot[0].store(dev, Ordering::Relaxed);
@@ -242,7 +208,7 @@ fn log_stream_check(fd: libc::c_int) -> Option<bool> {
         return Some(false);
     }
     let st = sys::fstat(fd).ok();
-    if let Some(slot) = LOG_STREAMS.get((fd as usize).wrapping_sub(1)) {
+    if let Some(slot) = state().log_streams.get((fd as usize).wrapping_sub(1)) {
         let known = (
             slot[0].load(Ordering::Relaxed),
             slot[1].load(Ordering::Relaxed),
@@ -289,7 +255,7 @@ fn wait_writable(fd: libc::c_int, waited_ms: &mut i32) -> bool {
 /// process, that is the stdout of the environment's root (the function's log), never the
 /// helper's own stdout, which the runtime may be capturing (`EVENT=$(curl …)`).
 pub fn emit_record(line: &[u8]) {
-    match DESTINATION.get().unwrap_or(&Destination::Stdout) {
+    match state().destination.get().unwrap_or(&Destination::Stdout) {
         Destination::Stdout => match crate::probes::environment_root() {
             None => {
                 if !write_line(libc::STDOUT_FILENO, line) {
@@ -308,7 +274,8 @@ pub fn emit_record(line: &[u8]) {
             }
         }
         Destination::File(_) => {
-            let path = DESTINATION_PATH
+            let path = state()
+                .destination_path
                 .get()
                 .map_or(&b"\0"[..], |p| p.as_bytes_with_nul());
             to_path(path, true, line);
@@ -333,20 +300,20 @@ fn log_stream_trouble(fd: libc::c_int, name: &str) -> &'static str {
 /// the fd takes fewer bytes. To stdout or stderr, or to our own file or agent socket once it
 /// is open (before the first ordinary record it is not: the record is counted as dropped).
 pub fn write_record_parts(parts: &[&[u8]]) -> bool {
-    let destination = DESTINATION.get().unwrap_or(&Destination::Stdout);
+    let destination = state().destination.get().unwrap_or(&Destination::Stdout);
     let (fd, socket) = match destination {
         Destination::Stdout => (libc::STDOUT_FILENO, false),
         Destination::Stderr => (libc::STDERR_FILENO, false),
-        Destination::File(_) => (OWN_FD.load(Ordering::Relaxed), false),
-        Destination::Tcp(_) | Destination::Udp(_) => (OWN_FD.load(Ordering::Relaxed), true),
+        Destination::File(_) => (state().own_fd.load(Ordering::Relaxed), false),
+        Destination::Tcp(_) | Destination::Udp(_) => (state().own_fd.load(Ordering::Relaxed), true),
     };
     if fd < 0 {
-        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+        state().dropped_lines.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     let written = write_record_to(fd, socket, parts);
     if !written {
-        DROPPED_LINES.fetch_add(1, Ordering::Relaxed);
+        state().dropped_lines.fetch_add(1, Ordering::Relaxed);
     }
     written
 }
@@ -504,7 +471,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8]) {
                 | libc::O_CREAT
                 | libc::O_NONBLOCK;
             match sys::open(path, flags, 0o644) {
-                Ok(raw) => match OwnFd::adopt(raw as libc::c_int, false) {
+                Ok(raw) => match OwnFd::adopt(raw as libc::c_int) {
                     Some(fd) => {
                         s.fd = Some(fd);
                         fd
@@ -560,6 +527,11 @@ fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
             }
         }
     };
+    if !fd.kept && kind == libc::SOCK_STREAM {
+        // A connection made for this record only: the agent is local, its connect completes
+        // at once or not at all.
+        let _ = sys::poll_out(fd.fd, AGENT_CONNECT_MS);
+    }
     let mut iov = [libc::iovec {
         iov_base: line.as_ptr().cast_mut().cast(),
         iov_len: line.len(),
@@ -613,7 +585,7 @@ fn open_socket(addr: SocketAddr, kind: libc::c_int) -> Result<OwnFd, libc::c_int
         // SAFETY: reading this thread's errno (the caller restores the host's).
         return Err(unsafe { *libc::__errno_location() });
     }
-    let Some(fd) = OwnFd::adopt(raw, kind == libc::SOCK_STREAM) else {
+    let Some(fd) = OwnFd::adopt(raw) else {
         return Err(libc::EBADF);
     };
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
@@ -709,7 +681,7 @@ fn dropped(why: &str) {
 
 /// [`dropped`] with a formatted reason.
 fn dropped_fmt(why: std::fmt::Arguments) {
-    let total = DROPPED_LINES.fetch_add(1, Ordering::Relaxed) + 1;
+    let total = state().dropped_lines.fetch_add(1, Ordering::Relaxed) + 1;
     if is_power_of_ten(total) {
         warn_fmt(format_args!("{why}; {total} EMF record(s) dropped so far"));
     }
@@ -748,4 +720,74 @@ pub fn warn_fmt(args: std::fmt::Arguments) {
         *last = b'\n';
     }
     write_line(libc::STDERR_FILENO, line);
+}
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct OutputState {
+    /// Where records go, and a file destination's path, NUL-terminated (set once).
+    destination: OnceLock<Destination>,
+    destination_path: OnceLock<std::ffi::CString>,
+    /// Our own destination fd; touched only by the thread that holds the engine's gate.
+    sink: SinkCell,
+    /// That fd while open, for [`write_record_parts`], which may run anywhere. -1 when none.
+    own_fd: AtomicI32,
+    /// Records that could not be written (destination closed, full, unreachable, …).
+    dropped_lines: AtomicU64,
+    /// Whether the last byte the host wrote to stdout (`[0]`) or stderr (`[1]`) ended a line:
+    /// false after a partial line such as `progress: 50%`. Kept by the `write`/`writev` hooks
+    /// with one relaxed store, no lock and no system call; a line of ours starts with a
+    /// newline when needed, or CloudWatch would see the host's text glued before the JSON and
+    /// drop the record. Only bytes that pass through the hooked `write`/`writev` are seen:
+    /// every runtime's own output path (CPython, Node's libuv, the JVM, Ruby, .NET), not C
+    /// stdio (`printf`), whose internal writes do not go through the dynamic linker.
+    host_line_open: [AtomicBool; 2],
+    /// What stdout (`[0]`) and stderr (`[1]`) were when the library loaded: device and inode,
+    /// or `u64::MAX` when the fd was not open. The library writes to them only while fd 1 and
+    /// 2 still name the same file: a host that closed its stdout may get fd 1 back for a file
+    /// or socket of its own, and nothing of ours may appear there.
+    log_streams: [[AtomicU64; 2]; 2],
+}
+
+impl OutputState {
+    pub const fn new() -> OutputState {
+        OutputState {
+            destination: OnceLock::new(),
+            destination_path: OnceLock::new(),
+            sink: SinkCell(UnsafeCell::new(Sink {
+                fd: None,
+                failed_at: None,
+            })),
+            own_fd: AtomicI32::new(-1),
+            dropped_lines: AtomicU64::new(0),
+            host_line_open: [AtomicBool::new(false), AtomicBool::new(false)],
+            log_streams: [
+                [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+                [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+            ],
+        }
+    }
+
+    /// In a forked child.
+    pub fn forked_child(&self) {
+        let OutputState {
+            // Kept: the same destination.
+            destination: _,
+            destination_path: _,
+            // Its copy of our fd is closed under the gate by the fork hook
+            // ([`forked_child_sink`]), which also clears `own_fd`.
+            sink: _,
+            own_fd: _,
+            // Kept: a count for the library's own diagnostics.
+            dropped_lines: _,
+            // Kept: the child shares its parent's stdout and stderr, partial line included.
+            host_line_open: _,
+            log_streams: _,
+        } = self;
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static OutputState {
+    &crate::state::STATE.output
 }

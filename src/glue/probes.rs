@@ -8,19 +8,14 @@ use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// Whether probes read the extended gauges (network, /tmp, fds, threads).
-static GAUGES: AtomicBool = AtomicBool::new(false);
-/// Threads of our own in this process (the watchdog), left out of the thread gauge.
-static OWN_THREADS: AtomicU32 = AtomicU32::new(0);
-
 /// From now on, probes also read the extended gauges (opt-in: each read costs file reads).
 pub fn enable_gauges() {
-    GAUGES.store(true, Ordering::Relaxed);
+    state().gauges.store(true, Ordering::Relaxed);
 }
 
 /// How many threads of this process are the library's own.
 pub fn set_own_threads(n: u32) {
-    OWN_THREADS.store(n, Ordering::Relaxed);
+    state().own_threads.store(n, Ordering::Relaxed);
 }
 
 /// Reads a small file (`/proc`) whole into `buf`: the bytes read.
@@ -144,7 +139,7 @@ fn gauges(pid: Option<u32>) -> Gauges {
     let path = proc_path(&mut path, pid, "status");
     if let Some(n) = read_file(path, &mut buf).and_then(|s| field_after(s, b"\nThreads:")) {
         let own = if pid.is_none() {
-            u64::from(OWN_THREADS.load(Ordering::Relaxed))
+            u64::from(state().own_threads.load(Ordering::Relaxed))
         } else {
             0
         };
@@ -153,18 +148,15 @@ fn gauges(pid: Option<u32>) -> Gauges {
     g
 }
 
-/// The environment's root process, when this one is not it (0: none).
-static ENVIRONMENT_ROOT: AtomicU32 = AtomicU32::new(0);
-
 /// From now on, CPU and memory of the environment rooted at `pid` are read too (0: no more);
 /// records go to its stdout.
 pub fn measure_environment(pid: u32) {
-    ENVIRONMENT_ROOT.store(pid, Ordering::Relaxed);
+    state().environment_root.store(pid, Ordering::Relaxed);
 }
 
 /// The environment's root process, if this is not it.
 pub fn environment_root() -> Option<u32> {
-    Some(ENVIRONMENT_ROOT.load(Ordering::Relaxed)).filter(|p| *p != 0)
+    Some(state().environment_root.load(Ordering::Relaxed)).filter(|p| *p != 0)
 }
 
 /// What `/proc/<pid>/stat` says of a process's start and CPU time.
@@ -296,8 +288,47 @@ pub fn probe() -> Probe {
         let cpu = proc_stat(root).map_or(cpu_ns, |s| ticks_to_ns(s.cpu_ticks));
         p.env = Some((cpu, max_rss_kb.max(peak_rss_kb(root).unwrap_or(0))));
     }
-    if GAUGES.load(Ordering::Relaxed) {
+    if state().gauges.load(Ordering::Relaxed) {
         p.gauges = Some(gauges(environment_root()));
     }
     p
+}
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct ProbeState {
+    /// Whether probes read the extended gauges too (a setting).
+    gauges: AtomicBool,
+    /// Threads of our own in this process (the watchdog), left out of the thread gauge.
+    own_threads: AtomicU32,
+    /// The environment's root process, when this one is not it (0: none).
+    environment_root: AtomicU32,
+}
+
+impl ProbeState {
+    pub const fn new() -> ProbeState {
+        ProbeState {
+            gauges: AtomicBool::new(false),
+            own_threads: AtomicU32::new(0),
+            environment_root: AtomicU32::new(0),
+        }
+    }
+
+    /// In a forked child: no thread of ours (threads do not survive `fork`), and a runtime of
+    /// its own, whose CPU and memory are its own.
+    pub fn forked_child(&self) {
+        let ProbeState {
+            // Kept: the same setting.
+            gauges: _,
+            own_threads,
+            environment_root,
+        } = self;
+        own_threads.store(0, Ordering::Relaxed);
+        environment_root.store(0, Ordering::Relaxed);
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static ProbeState {
+    &crate::state::STATE.probes
 }

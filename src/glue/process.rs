@@ -33,26 +33,155 @@ const PASSIVE: u8 = 2;
 /// Turned off after an internal fault; never turned on again.
 const PERMANENTLY_DISABLED: u8 = 3;
 
-static MODE: AtomicU8 = AtomicU8::new(UNINITIALIZED);
-/// The settings, read once at load (before the process is a runtime).
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
-/// The Runtime API's addresses, readable without the gate (checked on every connect).
-static API: OnceLock<ApiAddress> = OnceLock::new();
-static LOG_LEVEL: AtomicU8 = AtomicU8::new(0);
-/// The process whose memory the library's state describes: the one that loaded it, or the
-/// child our `fork` hook made. See [`in_owner_process`].
-static OWNER_PID: AtomicI32 = AtomicI32::new(0);
-/// When this process's life began, for its first invoke's init duration (monotonic ns).
-static BORN_NS: AtomicU64 = AtomicU64::new(0);
-
-/// The engine, once reserved; touched only by the thread that holds [`GATE`].
+/// The engine, once reserved; touched only by the thread that holds [`ProcessState::gate`].
 struct EngineCell(UnsafeCell<Option<Engine>>);
 
 // SAFETY: the cell is only read or written by the one thread that holds GATE (see `enter`).
 unsafe impl Sync for EngineCell {}
 
-static ENGINE: EngineCell = EngineCell(UnsafeCell::new(None));
-static GATE: Gate = Gate::new();
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct ProcessState {
+    /// Whether connects are looked at: `UNINITIALIZED`, `ACTIVE`, `PASSIVE`,
+    /// `PERMANENTLY_DISABLED`.
+    mode: AtomicU8,
+    /// The settings, read when the process first talks to the Runtime API.
+    settings: OnceLock<Settings>,
+    /// The Runtime API's addresses, readable without the gate (checked on every connect).
+    api: OnceLock<ApiAddress>,
+    log_level: AtomicU8,
+    /// The process whose memory the library's state describes: the one that loaded it, or
+    /// the child our `fork` hook made. See [`in_owner_process`].
+    owner_pid: AtomicI32,
+    /// When this process's life began, for its first invoke's init duration (monotonic ns).
+    born_ns: AtomicU64,
+    /// The engine, once reserved; touched only by the thread that holds `gate`.
+    engine: EngineCell,
+    gate: Gate,
+    /// Set when the gate was taken back from an entry a signal handler never returned to:
+    /// the engine's state may be half-updated, so its connections are started afresh.
+    abandoned: AtomicBool,
+    /// Set once this process has reserved what metering needs (see [`became_runtime`]).
+    reserved: AtomicBool,
+    /// Set (a futex word) once a reservation was tried, done or not.
+    reservation_over: AtomicU32,
+    /// Libc functions the library cannot work without that were not found (set at load).
+    missing: OnceLock<crate::real::Missing>,
+    /// What is wrong with the settings, said once by the environment's runtime process.
+    settings_warnings: OnceLock<Vec<String>>,
+    settings_said: AtomicBool,
+    /// Set once this process has looked for its environment (or must not: a forked child is
+    /// a runtime of its own).
+    environment_joined: AtomicBool,
+    /// Set once this process has looked at the environment's journal.
+    journal_started: AtomicBool,
+    /// Tracked fds closed, or whose bytes went by unseen, where the engine could not be
+    /// entered. Their bits in `TRACKED` are cleared at once, without a lock or an allocation;
+    /// the engine forgets them at its next entry.
+    deferred: FdBits,
+    any_deferred: AtomicBool,
+    /// Bytes and closes on tracked fds from where the engine could not be entered, replayed
+    /// in order at its next entry (see [`crate::deferred`]).
+    deferred_ops: Deferred,
+    /// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
+    record_awaits: AtomicBool,
+    /// Wakes the watchdog (a futex word: any change wakes it).
+    wake: AtomicU32,
+    /// Whether this process has its watchdog thread (threads do not survive `fork`).
+    watchdog: AtomicBool,
+    /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
+    watchdog_planned: AtomicU64,
+    /// Set by the watchdog thread once it runs (a futex word).
+    started: AtomicU32,
+}
+
+impl ProcessState {
+    pub const fn new() -> ProcessState {
+        ProcessState {
+            mode: AtomicU8::new(UNINITIALIZED),
+            settings: OnceLock::new(),
+            api: OnceLock::new(),
+            log_level: AtomicU8::new(0),
+            owner_pid: AtomicI32::new(0),
+            born_ns: AtomicU64::new(0),
+            engine: EngineCell(UnsafeCell::new(None)),
+            gate: Gate::new(),
+            abandoned: AtomicBool::new(false),
+            reserved: AtomicBool::new(false),
+            reservation_over: AtomicU32::new(0),
+            missing: OnceLock::new(),
+            settings_warnings: OnceLock::new(),
+            settings_said: AtomicBool::new(false),
+            environment_joined: AtomicBool::new(false),
+            journal_started: AtomicBool::new(false),
+            deferred: FdBits::new(),
+            any_deferred: AtomicBool::new(false),
+            deferred_ops: Deferred::new(),
+            record_awaits: AtomicBool::new(false),
+            wake: AtomicU32::new(0),
+            watchdog: AtomicBool::new(false),
+            watchdog_planned: AtomicU64::new(u64::MAX),
+            started: AtomicU32::new(0),
+        }
+    }
+
+    /// In a forked child (`pid`), first thing: what it keeps of its parent's state, field by
+    /// field. It is a runtime of its own, never a per-request helper, has no watchdog
+    /// thread, and has not reserved its own threads yet. The engine itself is reset by the
+    /// fork hook, which holds the gate across the fork (see [`after_fork`]).
+    pub fn forked_child(&self, pid: u32) {
+        let ProcessState {
+            // Kept: the same settings, Runtime API and libc as the parent.
+            mode: _,
+            settings: _,
+            api: _,
+            log_level: _,
+            missing: _,
+            settings_warnings: _,
+            settings_said: _,
+            // Kept: the child's life began with the parent's.
+            born_ns: _,
+            // The engine is reset under the gate by the fork hook; the gate is let go there.
+            engine: _,
+            gate: _,
+            owner_pid,
+            abandoned,
+            reserved,
+            reservation_over,
+            environment_joined,
+            journal_started,
+            deferred,
+            any_deferred,
+            deferred_ops,
+            record_awaits,
+            wake: _,
+            watchdog,
+            watchdog_planned,
+            started,
+        } = self;
+        // Nothing inherited is followed in the child: what its atfork handlers deferred is
+        // void.
+        deferred.clear();
+        any_deferred.store(false, Ordering::Release);
+        deferred_ops.clear();
+        owner_pid.store(pid as i32, Ordering::Relaxed);
+        environment_joined.store(true, Ordering::Release);
+        journal_started.store(false, Ordering::Release);
+        watchdog.store(false, Ordering::Release);
+        started.store(0, Ordering::Release);
+        watchdog_planned.store(u64::MAX, Ordering::Relaxed);
+        record_awaits.store(false, Ordering::Relaxed);
+        abandoned.store(false, Ordering::Relaxed);
+        // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
+        reserved.store(false, Ordering::Release);
+        reservation_over.store(0, Ordering::Release);
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn ps() -> &'static ProcessState {
+    &crate::state::STATE.process
+}
 
 /// Who may touch the engine: one thread at a time.
 ///
@@ -173,7 +302,7 @@ impl Gate {
                     FRAME.with(|f| f.set(outer));
                     return Entry::Nested;
                 }
-                ABANDONED.store(true, Ordering::Relaxed);
+                ps().abandoned.store(true, Ordering::Relaxed);
                 entered(0)
             }
             Err(_) => {
@@ -224,34 +353,24 @@ impl Gate {
     }
 }
 
-/// Set when the gate was taken back from an entry a signal handler never returned to: the
-/// engine's state may be half-updated, so its connections are started afresh.
-static ABANDONED: AtomicBool = AtomicBool::new(false);
-
 /// Whether connects must be looked at.
 #[inline(always)]
 pub fn is_active() -> bool {
-    MODE.load(Ordering::Relaxed) == ACTIVE
+    ps().mode.load(Ordering::Relaxed) == ACTIVE
 }
-
-/// Set once this process has reserved what metering needs (see [`became_runtime`]).
-static RESERVED: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process became a runtime: it talked to the Runtime API and everything the
 /// library needs from then on is reserved. From here on, nothing of the library allocates.
 pub fn became_runtime() -> bool {
-    RESERVED.load(Ordering::Acquire)
+    ps().reserved.load(Ordering::Acquire)
 }
-
-/// Libc functions the library cannot work without that were not found (set at load).
-static MISSING: OnceLock<crate::real::Missing> = OnceLock::new();
 
 /// Called once from the library constructor: notes when the process began and what libc
 /// lacks. Nothing else happens at load, and no system call is made: a process that never talks
 /// to the Runtime API never sees the library (see [`activate`]).
 pub fn loaded(missing: crate::real::Missing) {
-    BORN_NS.store(probes::mono_ns(), Ordering::Relaxed);
-    let _ = MISSING.set(missing);
+    ps().born_ns.store(probes::mono_ns(), Ordering::Relaxed);
+    let _ = ps().missing.set(missing);
 }
 
 /// Whether connects must be looked at, deciding it on the first call: the process is on its
@@ -259,12 +378,13 @@ pub fn loaded(missing: crate::real::Missing) {
 /// C ABI whether it is metered, or loads a library with `RTLD_DEEPBIND`. Then, and not before,
 /// the library reads `AWS_LAMBDA_RUNTIME_API` (no allocation, one `getpid`).
 pub fn activate() -> bool {
-    let mode = MODE.load(Ordering::Acquire);
+    let mode = ps().mode.load(Ordering::Acquire);
     if mode != UNINITIALIZED {
         return mode == ACTIVE;
     }
     // Two threads may decide at once: they decide the same.
-    OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
+    ps().owner_pid
+        .store(sys::getpid() as i32, Ordering::Relaxed);
     // SAFETY: getenv with a NUL-terminated name; the value is read at once.
     let raw = unsafe { libc::getenv(c"AWS_LAMBDA_RUNTIME_API".as_ptr()) };
     // SAFETY: as above.
@@ -285,7 +405,7 @@ pub fn activate() -> bool {
         let text = std::str::from_utf8(raw).unwrap_or("");
         match ApiAddress::parse(text) {
             Ok(api) => {
-                let _ = API.set(api);
+                let _ = ps().api.set(api);
                 ACTIVE
             }
             Err(e) => {
@@ -298,19 +418,17 @@ pub fn activate() -> bool {
             }
         }
     };
-    let _ = MODE.compare_exchange(UNINITIALIZED, next, Ordering::AcqRel, Ordering::Acquire);
-    MODE.load(Ordering::Acquire) == ACTIVE
+    let _ = ps()
+        .mode
+        .compare_exchange(UNINITIALIZED, next, Ordering::AcqRel, Ordering::Acquire);
+    ps().mode.load(Ordering::Acquire) == ACTIVE
 }
 
-/// What is wrong with the settings, said once by the environment's runtime process.
-static SETTINGS_WARNINGS: OnceLock<Vec<String>> = OnceLock::new();
-static SETTINGS_SAID: AtomicBool = AtomicBool::new(false);
-
 fn say_settings_warnings() {
-    if SETTINGS_SAID.swap(true, Ordering::Relaxed) {
+    if ps().settings_said.swap(true, Ordering::Relaxed) {
         return;
     }
-    for w in SETTINGS_WARNINGS.get().into_iter().flatten() {
+    for w in ps().settings_warnings.get().into_iter().flatten() {
         output::warn(w);
     }
 }
@@ -319,7 +437,7 @@ fn say_settings_warnings() {
 /// reserves). False when it must not be metered: disabled by setting, libc lacking a function,
 /// an unusable `AWS_LAMBDA_RUNTIME_API`; each said in one warning by the runtime process.
 fn read_settings() -> bool {
-    if SETTINGS.get().is_some() {
+    if ps().settings.get().is_some() {
         return true;
     }
     // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
@@ -332,20 +450,21 @@ fn read_settings() -> bool {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown".to_string());
     let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), &exe);
-    LOG_LEVEL.store(settings.log_level as u8, Ordering::Relaxed);
+    ps().log_level
+        .store(settings.log_level as u8, Ordering::Relaxed);
     // Settings are read by every process that talks to the Runtime API (a shell runtime's
     // `curl` too); only the runtime process says what is wrong with them, once it is known
     // (see `say_settings_warnings`).
-    let _ = SETTINGS_WARNINGS.set(warnings);
+    let _ = ps().settings_warnings.set(warnings);
     let speaks = is_environment_root();
     if settings.disabled {
         if speaks {
             say_settings_warnings();
         }
-        MODE.store(PASSIVE, Ordering::Release);
+        ps().mode.store(PASSIVE, Ordering::Release);
         return false;
     }
-    if let Some(missing) = MISSING.get().filter(|m| !m.is_empty()) {
+    if let Some(missing) = ps().missing.get().filter(|m| !m.is_empty()) {
         if speaks {
             let mut names = [0u8; 256];
             output::warn_fmt(format_args!(
@@ -353,7 +472,7 @@ fn read_settings() -> bool {
                 missing.list(&mut names)
             ));
         }
-        MODE.store(PERMANENTLY_DISABLED, Ordering::Release);
+        ps().mode.store(PERMANENTLY_DISABLED, Ordering::Release);
         return false;
     }
     output::configure(settings.destination.clone());
@@ -370,7 +489,7 @@ fn read_settings() -> bool {
                 .map_or_else(|| b"/tmp".to_vec(), |d| d.into_vec()),
         ),
     }
-    let _ = SETTINGS.set(settings);
+    let _ = ps().settings.set(settings);
     true
 }
 
@@ -385,14 +504,14 @@ fn reserve() -> bool {
     if !read_settings() {
         return false;
     }
-    let Some(settings) = SETTINGS.get() else {
+    let Some(settings) = ps().settings.get() else {
         return false;
     };
-    let Some(api) = API.get() else {
+    let Some(api) = ps().api.get() else {
         return false;
     };
     if engine_cell().is_none() {
-        let born = BORN_NS.load(Ordering::Relaxed);
+        let born = ps().born_ns.load(Ordering::Relaxed);
         match Engine::try_new(settings.clone(), *api, &TRACKED, born) {
             Some(mut engine) => {
                 debug(format_args!(
@@ -414,7 +533,7 @@ fn reserve() -> bool {
     }
     join_environment();
     start_watchdog();
-    RESERVED.store(true, Ordering::Release);
+    ps().reserved.store(true, Ordering::Release);
     true
 }
 
@@ -435,9 +554,10 @@ fn ensure_reserved() -> Reservation {
     }
     let me = crate::custom::thread_key();
     let canary = Canary::new();
-    let outer = match GATE.enter(me, &canary) {
+    let outer = match ps().gate.enter(me, &canary) {
         Entry::Entered { outer } => outer,
-        Entry::Busy | Entry::Nested => return Reservation::Busy,
+        Entry::Nested => return Reservation::Busy,
+        Entry::Busy => return wait_for_reservation(),
     };
     // SAFETY: errno is thread-local; saved and restored around the reservation.
     let saved_errno = unsafe { *libc::__errno_location() };
@@ -445,10 +565,42 @@ fn ensure_reserved() -> Reservation {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     leave(me, outer);
+    ps().reservation_over.store(1, Ordering::Release);
+    sys::futex_wake(&ps().reservation_over);
     if reserved {
         Reservation::Done
     } else {
         Reservation::Failed
+    }
+}
+
+/// How long a thread that talks to the Runtime API waits for another thread's reservation
+/// (once per process): everything it does meanwhile would otherwise be kept for replay, in a
+/// bounded queue that a fast conversation on a loaded machine can fill.
+const RESERVATION_WAIT_NS: u64 = 200_000_000;
+
+/// Another thread holds the gate while this one needs the reservation: waits (without
+/// spinning, at most [`RESERVATION_WAIT_NS`]) for the reservation to be over.
+fn wait_for_reservation() -> Reservation {
+    let start = probes::mono_ns();
+    // SAFETY: errno is thread-local; futex waits may set it.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    loop {
+        if became_runtime() {
+            break;
+        }
+        let waited = probes::mono_ns().saturating_sub(start);
+        if waited >= RESERVATION_WAIT_NS || ps().reservation_over.load(Ordering::Acquire) != 0 {
+            break;
+        }
+        sys::futex_wait(&ps().reservation_over, 0, RESERVATION_WAIT_NS - waited);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+    if became_runtime() {
+        Reservation::Done
+    } else {
+        Reservation::Busy
     }
 }
 
@@ -457,7 +609,7 @@ fn ensure_reserved() -> Reservation {
 fn engine_cell() -> &'static mut Option<Engine> {
     // SAFETY: only called by the thread that holds GATE (or during reservation, which happens
     // under it too), so no other reference to the engine exists meanwhile.
-    unsafe { &mut *ENGINE.0.get() }
+    unsafe { &mut *ps().engine.0.get() }
 }
 
 /// The environment's root process named in `LAMBDA_METER_ENV_ID` (the wrapper names the
@@ -526,10 +678,6 @@ fn is_environment_root() -> bool {
     environment_id().is_none_or(|root| root == std::process::id())
 }
 
-/// Set once this process has looked for its environment (or must not: a forked child is a
-/// runtime of its own).
-static ENVIRONMENT_JOINED: AtomicBool = AtomicBool::new(false);
-
 /// On the first Runtime API connection. A process that is not its environment's root (see
 /// [`environment_root_of_this`]) shares the environment's state ([`FileHandoff`]: one cold
 /// start, invokes begun in one process and ended in another) until its requests show what it
@@ -538,7 +686,7 @@ static ENVIRONMENT_JOINED: AtomicBool = AtomicBool::new(false);
 /// not ended (see [`crate::ending::set_undecided`]).
 fn join_environment() {
     crate::channel::set_owner(sys::getpid());
-    if !ENVIRONMENT_JOINED.swap(true, Ordering::AcqRel)
+    if !ps().environment_joined.swap(true, Ordering::AcqRel)
         && let Some(root) = environment_root_of_this()
         && share_environment(root)
     {
@@ -591,13 +739,10 @@ fn decided(role: Role) {
     }
 }
 
-/// Set once this process has looked at the environment's journal (reset in a forked child).
-static JOURNAL_STARTED: AtomicBool = AtomicBool::new(false);
-
 /// A runtime process (not a per-request helper) journals its open invokes, so that an invoke
 /// the process does not survive still gets its record (see [`crate::ending`]).
 fn start_journal() {
-    if JOURNAL_STARTED.swap(true, Ordering::AcqRel) {
+    if ps().journal_started.swap(true, Ordering::AcqRel) {
         return;
     }
     let Some(e) = engine_cell() else {
@@ -626,7 +771,7 @@ fn start_journal() {
 
 /// Writes a debug line, when `LAMBDA_METER_LOG=debug` (formatted on the stack).
 pub(crate) fn debug(args: std::fmt::Arguments) {
-    if LOG_LEVEL.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
+    if ps().log_level.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
         let mut buf = [0u8; 512];
         let mut out = crate::text::Out::new(&mut buf);
         out.str("lambda-meter: debug: ");
@@ -637,25 +782,15 @@ pub(crate) fn debug(args: std::fmt::Arguments) {
     }
 }
 
-/// Tracked fds closed, or whose bytes went by unseen, where the engine could not be entered.
-/// Their bits in [`TRACKED`] are cleared at once, without a lock or an allocation; the engine
-/// forgets them at its next entry.
-static DEFERRED: FdBits = FdBits::new();
-static ANY_DEFERRED: AtomicBool = AtomicBool::new(false);
-
-/// Bytes and closes on tracked fds from where the engine could not be entered, replayed in
-/// order at its next entry (see [`crate::deferred`]).
-static DEFERRED_OPS: Deferred = Deferred::new();
-
 /// Keeps bytes the host moved on tracked `fd` where the engine cannot be entered; when there is
 /// no room, stops following the fd instead.
 fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
     let at = probes::mono_ns();
     let kept = parts.iter().all(|p| {
         if sent {
-            DEFERRED_OPS.sent(fd, p, at)
+            ps().deferred_ops.sent(fd, p, at)
         } else {
-            DEFERRED_OPS.received(fd, p, at)
+            ps().deferred_ops.received(fd, p, at)
         }
     });
     // An end of stream (no bytes) or no room: the connection is done with, as far as we know.
@@ -666,7 +801,7 @@ fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
 
 /// Keeps the close of tracked `fd` where the engine cannot be entered; its bit goes now.
 fn defer_close(fd: i32) {
-    if TRACKED.contains(fd) && DEFERRED_OPS.closed(fd) {
+    if TRACKED.contains(fd) && ps().deferred_ops.closed(fd) {
         TRACKED.remove(fd);
     } else {
         defer_forget(fd);
@@ -677,7 +812,7 @@ fn defer_close(fd: i32) {
 /// followed at once, so that its bytes reach the hooks' slow path (and are kept behind it) until
 /// the connect is replayed; without room, it is not followed.
 fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
-    if DEFERRED_OPS.connected(fd, addr) {
+    if ps().deferred_ops.connected(fd, addr) {
         if interesting {
             TRACKED.insert(fd);
         } else {
@@ -691,7 +826,7 @@ fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
 /// Keeps a dup of a tracked fd where the engine cannot be entered: the copy is followed from
 /// now on, as the original is; without room, what `new_fd` was is forgotten, unfollowed.
 fn defer_duplicate(old_fd: i32, new_fd: i32) {
-    if TRACKED.contains(old_fd) && DEFERRED_OPS.duplicated(old_fd, new_fd) {
+    if TRACKED.contains(old_fd) && ps().deferred_ops.duplicated(old_fd, new_fd) {
         TRACKED.insert(new_fd);
     } else {
         defer_forget(new_fd);
@@ -702,8 +837,8 @@ fn defer_duplicate(old_fd: i32, new_fd: i32) {
 fn defer_forget(fd: i32) {
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
-        DEFERRED.insert(fd);
-        ANY_DEFERRED.store(true, Ordering::Release);
+        ps().deferred.insert(fd);
+        ps().any_deferred.store(true, Ordering::Release);
     }
 }
 
@@ -715,7 +850,7 @@ fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<
     let saved_errno = unsafe { *libc::__errno_location() };
     let me = crate::custom::thread_key();
     let canary = Canary::new();
-    let result = match GATE.enter(me, &canary) {
+    let result = match ps().gate.enter(me, &canary) {
         Entry::Busy | Entry::Nested => {
             blocked();
             None
@@ -735,7 +870,7 @@ fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<
 fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     let ran = catch_unwind(AssertUnwindSafe(|| {
         let engine = engine_cell().as_mut()?;
-        if ABANDONED.swap(false, Ordering::Relaxed) {
+        if ps().abandoned.swap(false, Ordering::Relaxed) {
             // An entry of this thread was left half-way by a signal handler that never
             // returned: a connection it was parsing then cannot be trusted.
             engine.abandoned();
@@ -745,7 +880,8 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         if let Some(role) = engine.take_decision() {
             decided(role);
         }
-        RECORD_AWAITS.store(engine.record_awaits(), Ordering::Relaxed);
+        ps().record_awaits
+            .store(engine.record_awaits(), Ordering::Relaxed);
         Some((r, engine.next_wakeup()))
     }));
     let (r, next) = match ran {
@@ -760,10 +896,10 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     // Wake the watchdog only when something is due before it plans to look: most invokes end
     // long before their deadline, and a wakeup costs two context switches. (It waits for the
     // gate this thread still holds, a moment.)
-    if next.is_some_and(|n| n < WATCHDOG_PLANNED.load(Ordering::Relaxed)) {
-        WATCHDOG_PLANNED.store(0, Ordering::Relaxed);
-        WAKE.fetch_add(1, Ordering::Release);
-        sys::futex_wake(&WAKE);
+    if next.is_some_and(|n| n < ps().watchdog_planned.load(Ordering::Relaxed)) {
+        ps().watchdog_planned.store(0, Ordering::Relaxed);
+        ps().wake.fetch_add(1, Ordering::Release);
+        sys::futex_wake(&ps().wake);
     }
     Some(r)
 }
@@ -774,11 +910,11 @@ fn leave(me: u64, outer: usize) {
     let canary = Canary::new();
     let mut outer = outer;
     loop {
-        GATE.leave(outer);
-        if !DEFERRED_OPS.is_pending() && !ANY_DEFERRED.load(Ordering::Acquire) {
+        ps().gate.leave(outer);
+        if !ps().deferred_ops.is_pending() && !ps().any_deferred.load(Ordering::Acquire) {
             return;
         }
-        match GATE.try_enter(me, &canary) {
+        match ps().gate.try_enter(me, &canary) {
             Entry::Entered { outer: o } => outer = o,
             _ => return,
         }
@@ -789,14 +925,14 @@ fn leave(me: u64, outer: usize) {
 /// Replays what was deferred while the gate was taken, oldest first, each at the time it was
 /// seen.
 fn replay_deferred(engine: &mut Engine) {
-    if ANY_DEFERRED.swap(false, Ordering::AcqRel) {
-        DEFERRED.take_each(|fd| engine.closing(fd));
+    if ps().any_deferred.swap(false, Ordering::AcqRel) {
+        ps().deferred.take_each(|fd| engine.closing(fd));
     }
-    if !DEFERRED_OPS.is_pending() {
+    if !ps().deferred_ops.is_pending() {
         return;
     }
     let now = probes::clock_now();
-    DEFERRED_OPS.drain(&mut |op, at| {
+    ps().deferred_ops.drain(&mut |op, at| {
         // The clocks as they were when the bytes moved (usage is read now).
         let then = |need| {
             let mut p = probes::read(need);
@@ -862,11 +998,8 @@ pub fn custom(
 /// write to a tracked fd need a look before it happens. One relaxed load.
 #[inline(always)]
 pub fn record_awaits() -> bool {
-    RECORD_AWAITS.load(Ordering::Relaxed)
+    ps().record_awaits.load(Ordering::Relaxed)
 }
-
-/// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
-static RECORD_AWAITS: AtomicBool = AtomicBool::new(false);
 
 /// Before the host writes to tracked `fd`, while a record waits (see [`record_awaits`]).
 pub fn sending(fd: i32) {
@@ -882,7 +1015,7 @@ pub fn at_exit() {
 
 /// Turns the library off for the rest of the process; the host carries on untouched.
 fn disable_permanently(why: &str) {
-    if MODE.swap(PERMANENTLY_DISABLED, Ordering::AcqRel) != PERMANENTLY_DISABLED {
+    if ps().mode.swap(PERMANENTLY_DISABLED, Ordering::AcqRel) != PERMANENTLY_DISABLED {
         TRACKED.clear();
         output::warn_fmt(format_args!(
             "{why}; lambda-meter is off for the rest of this process"
@@ -901,7 +1034,7 @@ fn disable_permanently(why: &str) {
 /// connected, closed or duplicated: not on the per-invoke byte paths.
 #[inline]
 pub fn in_owner_process() -> bool {
-    sys::getpid() as i32 == OWNER_PID.load(Ordering::Relaxed)
+    sys::getpid() as i32 == ps().owner_pid.load(Ordering::Relaxed)
 }
 
 /// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
@@ -909,7 +1042,7 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
     if !in_owner_process() {
         return;
     }
-    let interesting = match (&addr, API.get()) {
+    let interesting = match (&addr, ps().api.get()) {
         (Some(a), Some(api)) => api.matches(a),
         _ => false,
     };
@@ -1016,18 +1149,12 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
     );
 }
 
-/// Wakes the watchdog (a futex word: any change wakes it).
-static WAKE: AtomicU32 = AtomicU32::new(0);
-/// Whether this process has its watchdog thread (threads do not survive `fork`).
-static WATCHDOG: AtomicBool = AtomicBool::new(false);
-/// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
-static WATCHDOG_PLANNED: AtomicU64 = AtomicU64::new(u64::MAX);
 /// How long the watchdog sleeps when nothing is due.
 const IDLE_WAIT_NS: u64 = 60_000_000_000;
 
 /// Starts the watchdog thread once per process, at reservation.
 fn start_watchdog() {
-    if WATCHDOG.swap(true, Ordering::AcqRel) {
+    if ps().watchdog.swap(true, Ordering::AcqRel) {
         return;
     }
     // Signals sent to the process are the host's business: the thread is born with every
@@ -1052,13 +1179,13 @@ fn start_watchdog() {
         // The thread's own start (the standard library sets up its stack guard, allocating)
         // is part of the reservation: wait for it to reach the watchdog's loop.
         for _ in 0..1000 {
-            if STARTED.load(Ordering::Acquire) != 0 {
+            if ps().started.load(Ordering::Acquire) != 0 {
                 break;
             }
-            sys::futex_wait(&STARTED, 0, 1_000_000);
+            sys::futex_wait(&ps().started, 0, 1_000_000);
         }
     } else {
-        WATCHDOG.store(false, Ordering::Release);
+        ps().watchdog.store(false, Ordering::Release);
         debug(format_args!(
             "could not start the watchdog thread; timeouts will not be reported"
         ));
@@ -1066,16 +1193,16 @@ fn start_watchdog() {
 }
 
 /// Reports timeouts at their deadline (less the margin) and records that waited long enough
-/// for the runtime's next `/next`. Enters the engine only while it looks; sleeps on [`WAKE`]
+/// for the runtime's next `/next`. Enters the engine only while it looks; sleeps on [`ProcessState::wake`]
 /// until the next thing is due.
 fn watchdog() {
-    STARTED.store(1, Ordering::Release);
-    sys::futex_wake(&STARTED);
+    ps().started.store(1, Ordering::Release);
+    sys::futex_wake(&ps().started);
     // Nothing is due before the first invoke tells it so.
-    let mut seen = WAKE.load(Ordering::Acquire);
-    sys::futex_wait(&WAKE, seen, IDLE_WAIT_NS);
+    let mut seen = ps().wake.load(Ordering::Acquire);
+    sys::futex_wait(&ps().wake, seen, IDLE_WAIT_NS);
     loop {
-        seen = WAKE.load(Ordering::Acquire);
+        seen = ps().wake.load(Ordering::Acquire);
         let me = crate::custom::thread_key();
         let canary = Canary::new();
         // The gate is held for microseconds at a time: wait for it. A holder that does not
@@ -1085,7 +1212,7 @@ fn watchdog() {
             if !is_active() {
                 return park();
             }
-            if let Entry::Entered { outer } = GATE.enter(me, &canary) {
+            if let Entry::Entered { outer } = ps().gate.enter(me, &canary) {
                 let next = inside(|e| {
                     let now = probes::probe();
                     e.tick(&now);
@@ -1094,16 +1221,21 @@ fn watchdog() {
                 leave(me, outer);
                 break next.flatten();
             }
-            sys::futex_wait(&WAKE, WAKE.load(Ordering::Acquire), BUSY_GATE_WAIT_NS);
+            sys::futex_wait(
+                &ps().wake,
+                ps().wake.load(Ordering::Acquire),
+                BUSY_GATE_WAIT_NS,
+            );
         };
         let now_ns = probes::mono_ns();
         let wait = next
             .map(|t| t.saturating_sub(now_ns))
             .unwrap_or(IDLE_WAIT_NS)
             .min(IDLE_WAIT_NS);
-        WATCHDOG_PLANNED.store(now_ns.saturating_add(wait), Ordering::Relaxed);
+        ps().watchdog_planned
+            .store(now_ns.saturating_add(wait), Ordering::Relaxed);
         if wait > 0 {
-            sys::futex_wait(&WAKE, seen, wait);
+            sys::futex_wait(&ps().wake, seen, wait);
         }
         if !is_active() {
             return park();
@@ -1118,17 +1250,14 @@ const BUSY_GATE_WAIT_NS: u64 = 10_000_000;
 /// end frees what the standard library kept for it).
 fn park() {
     loop {
-        sys::futex_wait(&STARTED, 1, IDLE_WAIT_NS);
+        sys::futex_wait(&ps().started, 1, IDLE_WAIT_NS);
     }
 }
-
-/// Set by the watchdog thread once it runs (a futex word).
-static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// What was appended to the custom-metrics channel since the last call (whole lines) into
 /// `buf`, this process's id, and whether more is there.
 fn channel_bytes(buf: &mut [u8]) -> (usize, u32, bool) {
-    let pid = OWNER_PID.load(Ordering::Relaxed) as u32;
+    let pid = ps().owner_pid.load(Ordering::Relaxed) as u32;
     let (n, more) = crate::channel::read_new(buf);
     (n, pid, more)
 }
@@ -1138,14 +1267,14 @@ pub struct ForkGuard(Option<(u64, usize)>);
 
 /// Before the real `fork`. The host's `pthread_atfork` handlers run inside it, on this thread,
 /// while the gate is held: a hook they reach finds the gate taken (by this very thread, deeper
-/// in its stack) and defers its work (see [`DEFERRED`]).
+/// in its stack) and defers its work (see [`ProcessState::deferred`]).
 /// `canary` lives in the hook's frame until [`after_fork`].
 pub fn before_fork(canary: &Canary) -> ForkGuard {
     if !is_active() || !in_owner_process() {
         return ForkGuard(None);
     }
     let me = crate::custom::thread_key();
-    match GATE.enter(me, canary) {
+    match ps().gate.enter(me, canary) {
         Entry::Entered { outer } => ForkGuard(Some((me, outer))),
         Entry::Busy | Entry::Nested => ForkGuard(None),
     }
@@ -1157,7 +1286,7 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         if pid == 0 {
             forked_child_state();
             // Whichever thread held the gate in the parent, none does here.
-            GATE.reset();
+            ps().gate.reset();
         }
         return;
     };
@@ -1170,7 +1299,7 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
             if let Some(e) = engine_cell().as_mut() {
                 e.forked_child(born, crate::ending::this_owner());
             }
-            output::forked_child();
+            output::forked_child_sink();
         }))
         .is_err()
         {
@@ -1178,33 +1307,14 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = saved_errno };
-        GATE.leave(outer);
+        ps().gate.leave(outer);
         return;
     }
     leave(me, outer);
 }
 
-/// What a forked child keeps of its parent's state, field by field: it is a runtime of its
-/// own, never a per-request helper, has no watchdog thread, and has not reserved its own
-/// threads yet.
+/// A forked child's state: every part of it decides, field by field (see
+/// [`crate::state::State::forked_child`]).
 fn forked_child_state() {
-    // Nothing inherited is followed in the child: what its atfork handlers deferred is void.
-    DEFERRED.clear();
-    ANY_DEFERRED.store(false, Ordering::Release);
-    DEFERRED_OPS.clear();
-    OWNER_PID.store(sys::getpid() as i32, Ordering::Relaxed);
-    ENVIRONMENT_JOINED.store(true, Ordering::Release);
-    JOURNAL_STARTED.store(false, Ordering::Release);
-    WATCHDOG.store(false, Ordering::Release);
-    STARTED.store(0, Ordering::Release);
-    WATCHDOG_PLANNED.store(u64::MAX, Ordering::Relaxed);
-    RECORD_AWAITS.store(false, Ordering::Relaxed);
-    ABANDONED.store(false, Ordering::Relaxed);
-    // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
-    RESERVED.store(false, Ordering::Release);
-    probes::set_own_threads(0);
-    // A runtime of its own: its CPU, memory, stdout, channel and endings.
-    probes::measure_environment(0);
-    crate::channel::set_owner(sys::getpid());
-    crate::ending::set_undecided(false);
+    crate::state::STATE.forked_child(sys::getpid());
 }

@@ -47,25 +47,12 @@ struct Saved {
     mask: AtomicU64,
 }
 
-static SAVED: [Saved; 6] = [const {
-    Saved {
-        ours: AtomicBool::new(false),
-        flags: AtomicU64::new(0),
-        restorer: AtomicUsize::new(0),
-        mask: AtomicU64::new(0),
-    }
-}; 6];
-
-/// Set once the process journals invokes: from then on a `SIG_DFL` on a fatal signal is ours
-/// to stand in for.
-static WANTED: AtomicBool = AtomicBool::new(false);
-
 fn index(sig: c_int) -> Option<usize> {
     FATAL.iter().position(|s| *s == sig)
 }
 
 fn saved(sig: c_int) -> Option<&'static Saved> {
-    index(sig).and_then(|i| SAVED.get(i))
+    index(sig).and_then(|i| state().saved.get(i))
 }
 
 fn our_handler() -> usize {
@@ -86,7 +73,7 @@ fn before_ours(s: &Saved, now_flags: u64) -> KernelAction {
 /// The process journals invokes now: our handler goes on every fatal signal the kernel
 /// reports as `SIG_DFL`.
 pub fn watch() {
-    WANTED.store(true, Ordering::Relaxed);
+    state().wanted.store(true, Ordering::Relaxed);
     for sig in FATAL {
         settle(sig);
     }
@@ -106,7 +93,7 @@ fn settle(sig: c_int) {
         return;
     }
     s.ours.store(false, Ordering::Relaxed);
-    if now.handler != libc::SIG_DFL || !WANTED.load(Ordering::Relaxed) {
+    if now.handler != libc::SIG_DFL || !state().wanted.load(Ordering::Relaxed) {
         return;
     }
     remember(s, &now);
@@ -339,4 +326,45 @@ extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, context: *
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
+}
+
+/// This module's part of the library's state in the process ([`crate::state::State`]).
+pub struct SignalState {
+    /// Per fatal signal, what the kernel held before our handler went in, and whether ours
+    /// is in.
+    saved: [Saved; 6],
+    /// Set once the process journals invokes: from then on a `SIG_DFL` on a fatal signal is
+    /// ours to stand in for.
+    wanted: AtomicBool,
+}
+
+impl SignalState {
+    pub const fn new() -> SignalState {
+        SignalState {
+            saved: [const {
+                Saved {
+                    ours: AtomicBool::new(false),
+                    flags: AtomicU64::new(0),
+                    restorer: AtomicUsize::new(0),
+                    mask: AtomicU64::new(0),
+                }
+            }; 6],
+            wanted: AtomicBool::new(false),
+        }
+    }
+
+    /// In a forked child: the kernel copied the actions, ours included, so what ours stands
+    /// for is kept, and read-backs in the child show the same.
+    pub fn forked_child(&self) {
+        let SignalState {
+            saved: _,
+            wanted: _,
+        } = self;
+    }
+}
+
+/// This module's state.
+#[inline(always)]
+fn state() -> &'static SignalState {
+    &crate::state::STATE.signals
 }

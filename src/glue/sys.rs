@@ -422,28 +422,33 @@ pub fn dup_above(fd: c_int, floor: c_int) -> Res {
     }
 }
 
-/// The soft `RLIMIT_NOFILE`: one past the highest fd number this process may have.
-pub fn nofile() -> Option<c_int> {
-    let mut limit = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// Whether the word at `addr` can be written now, found by writing `value` (what it holds)
+/// over it with `process_vm_writev` to this very process: the kernel refuses a read-only page
+/// with EFAULT, where a plain store would fault.
+pub fn word_writable(addr: usize, value: usize) -> bool {
+    let local = libc::iovec {
+        iov_base: (&value as *const usize).cast_mut().cast(),
+        iov_len: std::mem::size_of::<usize>(),
     };
-    // SAFETY: the kernel writes the struct; pid 0 is this process; no new limit is set.
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: std::mem::size_of::<usize>(),
+    };
+    // SAFETY: the kernel reads `value` and writes the same bytes at `addr` (or refuses).
     let rc = unsafe {
         call(
-            libc::SYS_prlimit64,
+            libc::SYS_process_vm_writev,
             [
-                0,
-                libc::RLIMIT_NOFILE as usize,
-                0,
-                (&mut limit as *mut libc::rlimit64) as usize,
-                0,
+                getpid() as usize,
+                (&local as *const libc::iovec) as usize,
+                1,
+                (&remote as *const libc::iovec) as usize,
+                1,
                 0,
             ],
         )
     };
-    rc.ok()
-        .and_then(|_| c_int::try_from(limit.rlim_cur.min(i32::MAX as u64)).ok())
+    rc == Ok(std::mem::size_of::<usize>())
 }
 
 /// `pwritev2(fd, iov, -1, RWF_NOWAIT)`: a write at the fd's position that fails with EAGAIN

@@ -11,7 +11,10 @@
  *   own        a plugin that defines its own write(), and one whose send() comes from its own
  *              dependency: each must keep the definition its lookup found;
  *   relro      a plugin whose PT_GNU_RELRO ends mid-page, on the page of a .data global it
- *              then writes.
+ *              then writes;
+ *   dlerror    a lazily bound plugin loaded plainly, a deep-bound one, then a dlopen that
+ *              fails, a hooked call (where lambda-meter binds), and dlerror(): its text must
+ *              still be there; the lazy plugin's write() then runs.
  * With AWS_LAMBDA_RUNTIME_API set it is also a custom runtime on plain read/write: it runs the
  * check during its first invoke (lambda-meter is metering by then) and answers every invoke
  * with {"ok":true}. Without it, it only runs the check.
@@ -162,6 +165,23 @@ static void check_relro(void) {
     printf("relro: the .data global went from 1 to %d\n", bump(1));
 }
 
+static void check_dlerror(void) {
+    void *lazy = dlopen(at("lib/libdb_lazy.so"), RTLD_LAZY);
+    void *h = deep("dlerror", at("lib/loader/libdb_origin.so"));
+    if (!lazy || !h) {
+        printf("dlerror: the plugins did not load\n");
+        return;
+    }
+    void *missing = dlopen(at("lib/no-such-plugin.so"), RTLD_NOW);
+    close(-1);
+    const char *err = dlerror();
+    printf("dlerror: after a failed dlopen and close(-1): %s\n",
+           err ? strstr(err, "no-such-plugin.so: cannot open") ? "the failure" : err : "(none)");
+    printf("dlerror: missing handle %s\n", missing ? "set" : "null");
+    int (*hello)(int) = (int (*)(int))sym(lazy, "plugin_hello");
+    printf("dlerror: the lazy plugin wrote %d bytes\n", hello(1));
+}
+
 /* Reads one Runtime API answer on `api` (head, then Content-Length body bytes). */
 static void read_answer(void) {
     static char buf[65536];
@@ -226,6 +246,8 @@ int main(int argc, char **argv) {
         check_own();
     else if (strcmp(check, "relro") == 0)
         check_relro();
+    else if (strcmp(check, "dlerror") == 0)
+        check_dlerror();
     else
         return 9;
     printf("%s: done\n", check);

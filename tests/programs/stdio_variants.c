@@ -12,7 +12,14 @@
  *   write_unlocked  requests with fputs_unlocked and fwrite_unlocked;
  *   ungetc          each line's first byte peeked with getc and pushed back with ungetc
  *                   (a runtime looking for "HTTP/1.1 1" continue lines or the blank line);
- *   fscanf          the status line's code with fscanf.
+ *   fscanf          the status line's code with fscanf;
+ *   unbuffered      the read stream made unbuffered with setvbuf before its first read;
+ *   user_buffer     the read stream given a buffer of the runtime's own with setvbuf;
+ *   close_fileno    a new connection for every invoke, the old one's streams left behind
+ *                   (closed with close(fileno(stream)), never fclose'd);
+ *   many_streams    sixteen other streams fdopen'd on copies of the socket first, left open;
+ *   two_threads     two threads, each with a connection and streams of its own (for a
+ *                   Runtime API that hands out two events at once).
  * Everything else is read with fgets into memory of a size the compiler does not know (lines)
  * and fread into malloc'd memory (bodies), and written with fputs and fwrite: calls
  * lambda-meter follows, plain in either build. The event protocol is
@@ -20,11 +27,12 @@
  * one line per invoke.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <strings.h>
 
 #include "probe_api.h"
 
-static FILE *out, *in;
+static __thread FILE *out, *in;
 static const char *variant = "";
 
 static int is(const char *v) {
@@ -33,10 +41,10 @@ static int is(const char *v) {
 
 /* The line buffer, of a size the compiler knows, and the size fgets is told: a global it
  * cannot see through, so that under _FORTIFY_SOURCE the call is __fgets_chk. */
-static char line[8192];
+static __thread char line[8192];
 int line_cap = sizeof line;
 /* The same buffer, of a size the compiler does not know: fgets stays fgets. */
-char *line_ptr = line;
+__thread char *line_ptr;
 /* Bodies for fread_chk: a buffer of known size, and a limit the compiler cannot see through
  * (knowing the length fits, it would call plain fread). */
 static char body_buf[4 << 20];
@@ -134,15 +142,48 @@ static void put(const char *text, size_t len) {
     }
 }
 
+static void *serve(void *arg);
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1)
         variant = argv[1];
     probe_api_from_env();
+    if (is("two_threads")) {
+        pthread_t other;
+        if (pthread_create(&other, NULL, serve, NULL) != 0)
+            exit(7);
+    }
+    return serve(NULL) ? 1 : 0;
+}
+
+static void *serve(void *arg) {
+    (void)arg;
+    line_ptr = line;
+    if (is("many_streams")) {
+        int first = probe_api_connect();
+        for (int i = 0; i < 16; i++)
+            if (!fdopen(dup(first), "r"))
+                exit(7);
+    }
     int fd = probe_api_connect();
     out = fdopen(fd, "w");
     in = fdopen(dup(fd), "r");
+    static char own_buffer[65536];
+    if (is("unbuffered"))
+        setvbuf(in, NULL, _IONBF, 0);
+    if (is("user_buffer"))
+        setvbuf(in, own_buffer, _IOFBF, sizeof own_buffer);
     for (;;) {
+        if (is("close_fileno") && out) {
+            /* Streams left behind, their fds closed under them (a leak the runtime lives
+             * with). */
+            close(fileno(out));
+            close(fileno(in));
+            fd = probe_api_connect();
+            out = fdopen(fd, "w");
+            in = fdopen(dup(fd), "r");
+        }
         put("GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n", 0);
         fflush(out);
         int status;

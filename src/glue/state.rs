@@ -1,0 +1,65 @@
+//! The library's state in the process, in one place: every value that changes while it runs
+//! is a field of [`State`] (through the part of the module that owns it), and
+//! [`State::forked_child`] decides for each what a forked child keeps. Each part's
+//! `forked_child` names every one of its fields, so a field added without that decision does
+//! not compile.
+//!
+//! Not here: values fixed before any hook runs (the real libc functions of `real.rs`,
+//! `c-abi`'s resolved pointers); `c-abi`'s `lm_deep_pending` (a deep-bound load pending in the
+//! parent is pending in the child too: the same objects are loaded); per-thread values (the
+//! gate's frame canary, the custom-metrics thread key); and the core's fd table
+//! (`crate::fdtable::TRACKED`), which the engine keeps and resets with itself.
+
+/// Everything the library keeps per process, by the module that owns it.
+pub struct State {
+    pub process: crate::process::ProcessState,
+    pub streams: crate::hooks::StreamState,
+    pub channel: crate::channel::ChannelState,
+    pub probes: crate::probes::ProbeState,
+    pub ending: crate::ending::EndingState,
+    pub signals: crate::signals::SignalState,
+    pub output: crate::output::OutputState,
+    pub deepbind: crate::deepbind::DeepBindState,
+}
+
+/// The one instance.
+pub static STATE: State = State::new();
+
+impl State {
+    const fn new() -> State {
+        State {
+            process: crate::process::ProcessState::new(),
+            streams: crate::hooks::StreamState::new(),
+            channel: crate::channel::ChannelState::new(),
+            probes: crate::probes::ProbeState::new(),
+            ending: crate::ending::EndingState::new(),
+            signals: crate::signals::SignalState::new(),
+            output: crate::output::OutputState::new(),
+            deepbind: crate::deepbind::DeepBindState::new(),
+        }
+    }
+
+    /// In a forked child (`pid`), before anything else of the library runs there: what each
+    /// part keeps, decided field by field. The child is a runtime of its own, never a
+    /// per-request helper; it has no thread of ours, and follows nothing it inherited.
+    pub fn forked_child(&self, pid: u32) {
+        let State {
+            process,
+            streams,
+            channel,
+            probes,
+            ending,
+            signals,
+            output,
+            deepbind,
+        } = self;
+        process.forked_child(pid);
+        streams.forked_child();
+        channel.forked_child(pid);
+        probes.forked_child();
+        ending.forked_child();
+        signals.forked_child();
+        output.forked_child();
+        deepbind.forked_child();
+    }
+}
