@@ -627,8 +627,18 @@ fn stdio_runtime_with_two_threads_each_on_its_own_streams() {
                 .lines()
                 .filter(|l| l.starts_with("lambda-meter") && !routine_debug_line(l))
                 .collect();
-            assert!(ours.is_empty(), "{ours:?}");
-            assert_eq!(out.records().len(), payloads.len(), "{}", out.run.stderr);
+            // On a loaded machine a thread may find the library busy long enough to fill the
+            // room kept for what it saw: that connection is then dropped, with one line. No
+            // other drop, and never a stream taken for read past the hooks.
+            let bounded = |l: &&str| l.contains("did not fit the room kept for them");
+            assert!(ours.len() <= 1 && ours.iter().all(bounded), "{ours:?}");
+            let records = out.records();
+            if ours.is_empty() {
+                assert_eq!(records.len(), payloads.len(), "{}", out.run.stderr);
+            } else {
+                assert!(records.len() < payloads.len());
+            }
+            assert_valid_emf(&records);
         }
     }
 }

@@ -52,6 +52,8 @@ enum Untrack {
     TooManyPending,
     /// Its bytes were half through the parsers when a signal handler left the engine.
     Abandoned,
+    /// Bytes of it went by where the library was busy and there was no room to keep them.
+    Unkept,
     /// The host took bytes of it out of a stdio buffer where no hook sees them.
     Unseen,
 }
@@ -836,6 +838,14 @@ impl Engine {
         }
     }
 
+    /// Bytes of `fd`'s connection went by where they could not be kept: the connection (every
+    /// fd of it) is no longer followed (one debug line).
+    pub fn unfollow(&mut self, fd: i32) {
+        if let Some(id) = self.conn_of(fd) {
+            self.drop_connection(id, Untrack::Unkept);
+        }
+    }
+
     /// [`Engine::sent`].
     fn sent_on(&mut self, fd: i32, data: &[u8], probe: &dyn Fn(Reading) -> Probe) {
         let Some(id) = self.conn_of(fd) else {
@@ -1426,6 +1436,11 @@ impl Engine {
                 "a signal handler left the library half-way through a Runtime API connection's bytes; it is not followed any more",
             );
         }
+        if let Untrack::Unkept = why {
+            return self.bound_reached(
+                "bytes of a Runtime API connection went by while the library was busy and did not fit the room kept for them; the connection is not followed any more",
+            );
+        }
         if let Untrack::Unseen = why {
             return self.bound_reached(
                 "a stdio stream on a Runtime API connection cannot be followed (read where no hook sees it: an inline getc_unlocked, fscanf, ungetc; or more than 16 streams at once); the connection is not followed any more",
@@ -1436,7 +1451,7 @@ impl Engine {
             let reason = match why {
                 Untrack::Garbage(e) => e.describe(),
                 Untrack::TooManyPending => "too many requests without responses",
-                Untrack::Abandoned | Untrack::Unseen => "",
+                Untrack::Abandoned | Untrack::Unseen | Untrack::Unkept => "",
             };
             self.warn(format_args!(
                 "stopped following a Runtime API connection ({reason}); invokes on it are not metered"

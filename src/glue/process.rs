@@ -78,6 +78,9 @@ pub struct ProcessState {
     /// entered. Their bits in `TRACKED` are cleared at once, without a lock or an allocation;
     /// the engine forgets them at its next entry.
     deferred: FdBits,
+    /// Tracked fds whose bytes went by where they could not be kept: their connections are
+    /// dropped at the engine's next entry.
+    unfollowed: FdBits,
     any_deferred: AtomicBool,
     /// Bytes and closes on tracked fds from where the engine could not be entered, replayed
     /// in order at its next entry (see [`crate::deferred`]).
@@ -114,6 +117,7 @@ impl ProcessState {
             environment_joined: AtomicBool::new(false),
             journal_started: AtomicBool::new(false),
             deferred: FdBits::new(),
+            unfollowed: FdBits::new(),
             any_deferred: AtomicBool::new(false),
             deferred_ops: Deferred::new(),
             record_awaits: AtomicBool::new(false),
@@ -150,6 +154,7 @@ impl ProcessState {
             environment_joined,
             journal_started,
             deferred,
+            unfollowed,
             any_deferred,
             deferred_ops,
             record_awaits,
@@ -161,6 +166,7 @@ impl ProcessState {
         // Nothing inherited is followed in the child: what its atfork handlers deferred is
         // void.
         deferred.clear();
+        unfollowed.clear();
         any_deferred.store(false, Ordering::Release);
         deferred_ops.clear();
         owner_pid.store(pid as i32, Ordering::Relaxed);
@@ -577,7 +583,7 @@ fn ensure_reserved() -> Reservation {
 /// How long a thread that talks to the Runtime API waits for another thread's reservation
 /// (once per process): everything it does meanwhile would otherwise be kept for replay, in a
 /// bounded queue that a fast conversation on a loaded machine can fill.
-const RESERVATION_WAIT_NS: u64 = 200_000_000;
+const RESERVATION_WAIT_NS: u64 = 1_000_000_000;
 
 /// Another thread holds the gate while this one needs the reservation: waits (without
 /// spinning, at most [`RESERVATION_WAIT_NS`]) for the reservation to be over.
@@ -793,9 +799,10 @@ fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
             ps().deferred_ops.received(fd, p, at)
         }
     });
-    // An end of stream (no bytes) or no room: the connection is done with, as far as we know.
-    if !kept || parts.iter().all(|p| p.is_empty()) {
-        defer_forget(fd);
+    // No room: bytes of the connection went by unkept, so it is not followed any more. (An
+    // end of stream that was kept is replayed as one.)
+    if !kept {
+        defer_unfollow(fd);
     }
 }
 
@@ -833,11 +840,22 @@ fn defer_duplicate(old_fd: i32, new_fd: i32) {
     }
 }
 
-/// Stops following `fd` now, lock-free; the engine forgets it at its next entry.
+/// Stops following `fd` now, lock-free; the engine forgets it at its next entry, after what
+/// was kept before (everything after it found no room either).
 fn defer_forget(fd: i32) {
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
         ps().deferred.insert(fd);
+        ps().any_deferred.store(true, Ordering::Release);
+    }
+}
+
+/// Bytes of `fd`'s connection went by unkept: the whole connection (every fd of it) is not
+/// followed any more, from the engine's next entry, with one debug line.
+fn defer_unfollow(fd: i32) {
+    if TRACKED.contains(fd) {
+        TRACKED.remove(fd);
+        ps().unfollowed.insert(fd);
         ps().any_deferred.store(true, Ordering::Release);
     }
 }
@@ -925,9 +943,16 @@ fn leave(me: u64, outer: usize) {
 /// Replays what was deferred while the gate was taken, oldest first, each at the time it was
 /// seen.
 fn replay_deferred(engine: &mut Engine) {
+    replay_kept(engine);
+    // What found no room came after everything kept: forgotten after it.
     if ps().any_deferred.swap(false, Ordering::AcqRel) {
         ps().deferred.take_each(|fd| engine.closing(fd));
+        ps().unfollowed.take_each(|fd| engine.unfollow(fd));
     }
+}
+
+/// Replays the kept work, in order.
+fn replay_kept(engine: &mut Engine) {
     if !ps().deferred_ops.is_pending() {
         return;
     }
@@ -1079,7 +1104,7 @@ pub fn stream_unseen(fd: i32) {
     if !in_owner_process() {
         return;
     }
-    enter(|e| e.stream_unseen(fd), || defer_close(fd));
+    enter(|e| e.stream_unseen(fd), || defer_unfollow(fd));
 }
 
 /// Before every fd in `first..=last` is closed.
@@ -1128,7 +1153,7 @@ pub fn unseen(fd: i32, how: &str) {
     if !in_owner_process() {
         return;
     }
-    enter(|e| e.closing(fd), || defer_forget(fd));
+    enter(|e| e.closing(fd), || defer_unfollow(fd));
     debug(format_args!(
         "fd {fd}: bytes moved by {how} went by unseen; no longer following this connection"
     ));
