@@ -789,8 +789,17 @@ fn under_a_low_rlimit_nofile_the_library_keeps_no_fd_in_the_host_range() {
         let records = if destination.starts_with("file:") {
             std::fs::read_to_string(&file).unwrap()
         } else if destination.starts_with("tcp:") {
-            // Each record's connection is closed after it: give the reader a moment.
-            std::thread::sleep(Duration::from_millis(200));
+            // Each record comes on a connection of its own, read by a thread of the listener:
+            // until they are all in (or 10 s passed).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = tcp_got.lock().unwrap().clone();
+                let n = lambda_sim::summary::emf_records(&got).len();
+                if n >= payloads.len() - 1 || std::time::Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             std::mem::take(&mut *tcp_got.lock().unwrap())
         } else {
             let mut all = String::new();

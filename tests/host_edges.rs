@@ -23,12 +23,11 @@ mod support;
 
 use lambda_sim::Config;
 use serde_json::{Value, json};
-use std::collections::HashSet;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
+use support::compare::*;
 use support::*;
 
 /// tests/programs/edge_sig_probe.c, compiled once per test binary.
@@ -79,36 +78,6 @@ fn throw_probe() -> PathBuf {
         .clone()
 }
 
-/// Runs `command` against a simulator serving `invokes` events, through the wrapper when
-/// `wrapped`.
-fn run_host(command: &[&str], invokes: usize, env: &[(&str, &str)], wrapped: bool) -> Outcome {
-    run_host_timeout(command, invokes, env, wrapped, Config::default().timeout)
-}
-
-/// [`run_host`] with a function timeout of `timeout`.
-fn run_host_timeout(
-    command: &[&str],
-    invokes: usize,
-    env: &[(&str, &str)],
-    wrapped: bool,
-    timeout: Duration,
-) -> Outcome {
-    let layer = Layer::new();
-    let payloads: Vec<_> = (0..invokes).map(|i| json!({"invoke": i})).collect();
-    run_until(
-        Config {
-            events: events(&payloads),
-            timeout,
-            ..Config::default()
-        },
-        command,
-        wrapped.then_some(layer.wrapper().as_path()),
-        env,
-        &root(),
-        Duration::from_secs(40),
-    )
-}
-
 /// `probe` with `args` serving `invokes` events: without the library, then through the
 /// wrapper.
 fn both(probe: &Path, args: &[&str], invokes: usize, env: &[(&str, &str)]) -> (Outcome, Outcome) {
@@ -117,89 +86,6 @@ fn both(probe: &Path, args: &[&str], invokes: usize, env: &[(&str, &str)]) -> (O
     let plain = run_host(&command, invokes, env, false);
     let metered = run_host(&command, invokes, env, true);
     (plain, metered)
-}
-
-/// How a run ended, as the runner saw it.
-fn ending(o: &Outcome) -> String {
-    match o.run.exited {
-        None if o.run.idle => "waiting for the next event when the simulator was idle".into(),
-        None => "neither idle nor ended within the limit".into(),
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => format!("exit status {c}"),
-            (_, Some(sig)) => format!("killed by signal {sig} (core dumped: {})", s.core_dumped()),
-            _ => format!("{s:?}"),
-        },
-    }
-}
-
-/// The lines of the two outputs that differ, line by line (`-` without, `+` with the library).
-fn differences(plain: &[String], metered: &[String]) -> String {
-    let mut out = String::new();
-    for i in 0..plain.len().max(metered.len()) {
-        let (a, b) = (plain.get(i), metered.get(i));
-        if a != b {
-            if let Some(a) = a {
-                out.push_str(&format!("- {a}\n"));
-            }
-            if let Some(b) = b {
-                out.push_str(&format!("+ {b}\n"));
-            }
-        }
-    }
-    out
-}
-
-/// The host saw the same with and without the library: what it printed (EMF records left
-/// out), its stderr, and how it ended.
-fn assert_host_saw_the_same(what: &str, plain: &Outcome, metered: &Outcome) {
-    let (a, b) = (plain.other_stdout(), metered.other_stdout());
-    assert!(
-        a == b,
-        "{what}: the host saw something else with the library (- without, + with):\n{}\nstderr with the library:\n{}",
-        differences(&a, &b),
-        metered.run.stderr
-    );
-    assert_eq!(
-        plain.run.stderr, metered.run.stderr,
-        "{what}: stderr differs with the library"
-    );
-    assert_eq!(
-        ending(plain),
-        ending(metered),
-        "{what}: the runtime ended differently with the library"
-    );
-}
-
-/// The plain run went as the probe intends (so the comparison means something).
-fn assert_plain_printed(plain: &Outcome, line: &str) {
-    assert!(
-        plain.other_stdout().iter().any(|l| l.starts_with(line)),
-        "without the library the probe did not print {line:?} ({}):\n{}\n{}",
-        ending(plain),
-        plain.run.stdout,
-        plain.run.stderr
-    );
-}
-
-/// Every one of the `invokes` events has its valid record.
-fn assert_every_invoke_metered(what: &str, metered: &Outcome, invokes: usize) {
-    let records = metered.records();
-    let ids: HashSet<String> = records
-        .iter()
-        .filter_map(|r| r["requestId"].as_str().map(str::to_string))
-        .collect();
-    let missing: Vec<String> = (1..=invokes)
-        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
-        .filter(|id| !ids.contains(id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{what}: {} of {invokes} invokes have no record (the first: {}); stderr:\n{}",
-        missing.len(),
-        missing[0],
-        metered.run.stderr
-    );
-    assert_valid_emf(&records);
 }
 
 /// The edge_sig_probe with `args` both ways, compared.

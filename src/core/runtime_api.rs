@@ -265,7 +265,7 @@ pub struct ErrorTypeScanner {
     key_match: Option<u8>,
     /// The key just read was `errorType`: its value is the one wanted.
     wanted: bool,
-    /// A `\uXXXX` escape being read: its digits so far and their count.
+    /// A `\u` escape being read: its four hex digits so far, and how many.
     hex: u32,
     hex_digits: u8,
     /// A high surrogate waiting for its low half.

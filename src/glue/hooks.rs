@@ -752,22 +752,44 @@ pub unsafe extern "C" fn putc(c: c_int, stream: *mut libc::FILE) -> c_int {
     put_byte(c, stream, real::putc::get())
 }
 
-/// The bytes of a line an `fgets`-like call stored at `buf` (`got` its result).
-fn line_at(got: *mut c_char, buf: *mut c_char) -> (*mut c_char, *const u8, usize) {
-    if got.is_null() {
-        return (got, std::ptr::null(), 0);
-    }
-    // SAFETY: the call stored a NUL-terminated line in `buf`. (A line with a NUL byte in it is
-    // cut short here; the Runtime API's heads have none.)
-    let len = unsafe { libc::strlen(buf) };
-    (got, buf.cast(), len)
+/// An `fgets`-like read (`call`) into `buf` on `stream`, followed.
+#[inline(always)]
+fn read_line(
+    stream: *mut libc::FILE,
+    buf: *mut c_char,
+    call: impl FnOnce() -> *mut c_char,
+) -> *mut c_char {
+    stream_reading(stream, || {
+        let got = call();
+        if got.is_null() {
+            return (got, std::ptr::null(), 0);
+        }
+        // SAFETY: the call stored a NUL-terminated line in `buf`. (A line with a NUL byte in
+        // it is cut short here; the Runtime API's heads have none.)
+        let len = unsafe { libc::strlen(buf) };
+        (got, buf.cast(), len)
+    })
+}
+
+/// An `fread`-like read (`call`) of items of `size` bytes into `data` on `stream`, followed.
+#[inline(always)]
+fn read_items(
+    stream: *mut libc::FILE,
+    data: *mut c_void,
+    size: size_t,
+    call: impl FnOnce() -> size_t,
+) -> size_t {
+    stream_reading(stream, || {
+        let items = call();
+        (items, data.cast_const().cast(), items.saturating_mul(size))
+    })
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        line_at(unsafe { (real::fgets::get())(buf, n, stream) }, buf)
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_line(stream, buf, || unsafe {
+        (real::fgets::get())(buf, n, stream)
     })
 }
 
@@ -777,12 +799,9 @@ pub unsafe extern "C" fn fgets_unlocked(
     n: c_int,
     stream: *mut libc::FILE,
 ) -> *mut c_char {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        line_at(
-            unsafe { (real::fgets_unlocked::get())(buf, n, stream) },
-            buf,
-        )
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_line(stream, buf, || unsafe {
+        (real::fgets_unlocked::get())(buf, n, stream)
     })
 }
 
@@ -794,12 +813,9 @@ pub unsafe extern "C" fn __fgets_chk(
     n: c_int,
     stream: *mut libc::FILE,
 ) -> *mut c_char {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        line_at(
-            unsafe { (real::fgets_chk::get())(buf, size, n, stream) },
-            buf,
-        )
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_line(stream, buf, || unsafe {
+        (real::fgets_chk::get())(buf, size, n, stream)
     })
 }
 
@@ -811,12 +827,9 @@ pub unsafe extern "C" fn __fgets_unlocked_chk(
     n: c_int,
     stream: *mut libc::FILE,
 ) -> *mut c_char {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        line_at(
-            unsafe { (real::fgets_unlocked_chk::get())(buf, size, n, stream) },
-            buf,
-        )
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_line(stream, buf, || unsafe {
+        (real::fgets_unlocked_chk::get())(buf, size, n, stream)
     })
 }
 
@@ -827,10 +840,9 @@ pub unsafe extern "C" fn fread(
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        let items = unsafe { (real::fread::get())(data, size, n, stream) };
-        (items, data.cast_const().cast(), items.saturating_mul(size))
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_items(stream, data, size, || unsafe {
+        (real::fread::get())(data, size, n, stream)
     })
 }
 
@@ -841,10 +853,9 @@ pub unsafe extern "C" fn fread_unlocked(
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        let items = unsafe { (real::fread_unlocked::get())(data, size, n, stream) };
-        (items, data.cast_const().cast(), items.saturating_mul(size))
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_items(stream, data, size, || unsafe {
+        (real::fread_unlocked::get())(data, size, n, stream)
     })
 }
 
@@ -857,10 +868,9 @@ pub unsafe extern "C" fn __fread_chk(
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        let items = unsafe { (real::fread_chk::get())(data, room, size, n, stream) };
-        (items, data.cast_const().cast(), items.saturating_mul(size))
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_items(stream, data, size, || unsafe {
+        (real::fread_chk::get())(data, room, size, n, stream)
     })
 }
 
@@ -873,10 +883,9 @@ pub unsafe extern "C" fn __fread_unlocked_chk(
     n: size_t,
     stream: *mut libc::FILE,
 ) -> size_t {
-    stream_reading(stream, || {
-        // SAFETY: forwarding the host's arguments unchanged.
-        let items = unsafe { (real::fread_unlocked_chk::get())(data, room, size, n, stream) };
-        (items, data.cast_const().cast(), items.saturating_mul(size))
+    // SAFETY: forwarding the host's arguments unchanged.
+    read_items(stream, data, size, || unsafe {
+        (real::fread_unlocked_chk::get())(data, room, size, n, stream)
     })
 }
 

@@ -1,5 +1,5 @@
 /*
- * Review probe for the entry gate of src/glue/process.rs: signal handlers that interrupt the
+ * A probe of the entry gate of src/glue/process.rs: signal handlers that interrupt the
  * library itself (its custom-properties call, `lambda_meter_property`, looked up with dlsym:
  * absent without the library) and do what a runtime's handler may do there. The handler acts
  * only when the interrupted instruction lies in liblambda_meter.so (or, without the library,
@@ -43,39 +43,10 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include "probe_library.h"
 #include "probe_runtime.h"
 
-static uintptr_t lib_lo = UINTPTR_MAX, lib_hi;
 static int (*property)(const char *, const char *);
-
-/* The address range of liblambda_meter.so's loaded segments (none without it). */
-static int find_library(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
-    (void)data;
-    if (!strstr(info->dlpi_name, "liblambda_meter"))
-        return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (start < lib_lo)
-            lib_lo = start;
-        if (start + ph->p_memsz > lib_hi)
-            lib_hi = start + ph->p_memsz;
-    }
-    return 1;
-}
-
-static int in_library(void *context) {
-    ucontext_t *uc = context;
-#if defined(__x86_64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-#else
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc;
-#endif
-    return pc >= lib_lo && pc < lib_hi;
-}
 
 static void on_tick_exit(int sig, siginfo_t *si, void *context) {
     (void)sig;

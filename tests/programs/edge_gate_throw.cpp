@@ -1,5 +1,5 @@
 /*
- * Review probe (C++): a SIGALRM handler that leaves by throwing an exception, as
+ * A probe (C++): a SIGALRM handler that leaves by throwing an exception, as
  * sigthrow_probe.cpp's does, but from where it interrupted lambda-meter itself (inside its
  * custom-properties call, lambda_meter_property, looked up with dlsym: absent without the
  * library, so nothing is thrown then). The invoke catches the exception and carries on, as it
@@ -15,39 +15,17 @@
 #include <sys/time.h>
 #include <ucontext.h>
 
+#include "probe_library.h"
 #include "probe_runtime.h"
 
 namespace {
 
-uintptr_t lib_lo = UINTPTR_MAX, lib_hi;
 volatile sig_atomic_t calling;
 
 struct LeftTheLibrary {};
 
-int find_library(struct dl_phdr_info *info, size_t, void *) {
-    if (!strstr(info->dlpi_name, "liblambda_meter"))
-        return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (start < lib_lo)
-            lib_lo = start;
-        if (start + ph->p_memsz > lib_hi)
-            lib_hi = start + ph->p_memsz;
-    }
-    return 1;
-}
-
 void on_alarm(int, siginfo_t *, void *context) {
-    auto *uc = static_cast<ucontext_t *>(context);
-#if defined(__x86_64__)
-    uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
-#else
-    uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.pc);
-#endif
-    if (calling && pc >= lib_lo && pc < lib_hi) {
+    if (calling && in_library(context)) {
         calling = 0;
         throw LeftTheLibrary();
     }

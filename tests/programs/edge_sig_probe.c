@@ -1,5 +1,5 @@
 /*
- * Review probe for the crash handlers of src/glue/signals.rs: what a runtime can observe of
+ * A probe of the crash handlers of src/glue/signals.rs: what a runtime can observe of
  * its fatal-signal dispositions through paths other than the ones tests/programs/
  * sigdisp_probe.c covers, and how it ends. It talks to the Runtime API itself
  * (probe_runtime.h), so the library treats it as a runtime (crash handlers in) while it

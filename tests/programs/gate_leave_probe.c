@@ -20,41 +20,16 @@
 #include <sys/time.h>
 #include <ucontext.h>
 
+#include "probe_library.h"
 #include "probe_runtime.h"
 
-static uintptr_t lib_lo = UINTPTR_MAX, lib_hi;
 static sigjmp_buf jump_back;
 static volatile sig_atomic_t calling, left_library;
-
-/* The address range of liblambda_meter.so's loaded segments (none without it). */
-static int find_library(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
-    (void)data;
-    if (!strstr(info->dlpi_name, "liblambda_meter"))
-        return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (start < lib_lo)
-            lib_lo = start;
-        if (start + ph->p_memsz > lib_hi)
-            lib_hi = start + ph->p_memsz;
-    }
-    return 1;
-}
 
 static void on_alarm(int sig, siginfo_t *si, void *context) {
     (void)sig;
     (void)si;
-    ucontext_t *uc = context;
-#if defined(__x86_64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-#else
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc;
-#endif
-    if (calling && pc >= lib_lo && pc < lib_hi) {
+    if (calling && in_library(context)) {
         calling = 0;
         left_library++;
         siglongjmp(jump_back, 1);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod compare;
 pub mod scenario;
 
 use lambda_sim::{Config, Event, FunctionRun, RunOptions, Simulator, run_function};

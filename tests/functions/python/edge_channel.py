@@ -1,4 +1,4 @@
-"""Review handler for the custom-metrics channel (src/glue/channel.rs): values written by hand
+"""A handler for the custom-metrics channel (src/glue/channel.rs): values written by hand
 to LAMBDA_METER_CHANNEL, as any language can, one JSON line per value with this process's id.
 
 `handler` does what the event asks:
