@@ -126,19 +126,38 @@ struct Answer {
     trace_id: Option<TraceId>,
     deadline_ms: Option<u64>,
     body_len: u64,
+    /// The `errorType` of an answer to a result, when it names one (a refusal's reason).
+    error_type: Option<ErrorType>,
 }
 
 impl Answer {
-    fn of(head: &Head, body_len: u64) -> Answer {
+    fn of(head: &Head, body_len: u64, error_type: Option<ErrorType>) -> Answer {
         Answer {
             status: head.status,
             request_id: RequestId::new(head.value(field::REQUEST_ID).unwrap_or_default()),
             trace_id: head.value(field::TRACE_ID).map(TraceId::new),
             deadline_ms: head.value(field::DEADLINE_MS).and_then(|v| v.parse().ok()),
             body_len,
+            error_type,
         }
     }
 }
+
+/// A result (`/response`, `/error`) sent whole whose answer was not read yet: how the invoke
+/// ended is the Runtime API's to say (a `413` fails it), so it is decided when the answer is
+/// read — or, without one, when the connection ends, the process exits, or
+/// [`RESULT_ANSWER_WAIT_NS`] passed.
+#[derive(Clone, Copy, Debug)]
+struct SentResult {
+    id: RequestId,
+    outcome: Outcome,
+    /// When it was sent whole: the invoke's end.
+    at: Probe,
+}
+
+/// How long a sent result waits for its answer before it is taken as accepted (the Runtime
+/// API answers at once; a runtime that never reads the answer must not lose the record).
+const RESULT_ANSWER_WAIT_NS: u64 = 1_000_000_000;
 
 /// The request being written on a connection.
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +179,13 @@ struct Connection {
     writing: Option<Writing>,
     /// Looks for the error type in the body of the request being written.
     error_scan: ErrorTypeScanner,
+    /// Looks for the error type in the body of an answer to a result being read.
+    answer_scan: ErrorTypeScanner,
+    /// The result sent on this connection, waiting for its answer.
+    result: Option<SentResult>,
+    /// The answer to the result being written, read before the result was seen whole (threads
+    /// race between the real call and the hook): its status and error type.
+    result_answer: Option<(u16, Option<ErrorType>)>,
     /// Responses read before their request was seen written (threads race between the
     /// real call and the hook), with when they were read; oldest first.
     early: Ring<(Answer, Probe), MAX_EARLY>,
@@ -176,6 +202,9 @@ impl Connection {
             pending: Ring::new(),
             writing: None,
             error_scan: ErrorTypeScanner::new(),
+            answer_scan: ErrorTypeScanner::new(),
+            result: None,
+            result_answer: None,
             early: Ring::new(),
             fd_count: 1,
         }
@@ -903,7 +932,7 @@ impl Engine {
                         _ => Reading::Usage,
                     };
                     let now = reading(&mut now, need, probe);
-                    self.request_complete(writing, body_len, error_type, trailer_error, &now);
+                    self.request_complete(id, writing, body_len, error_type, trailer_error, &now);
                 }
             }
         }
@@ -930,17 +959,15 @@ impl Engine {
             return false;
         };
         c.error_scan = ErrorTypeScanner::new();
-        // The answer is paired by kind alone: a result's id is not needed there.
-        let answered = match kind {
-            RequestKind::Response | RequestKind::Error => RequestKind::Other,
-            k => k,
-        };
+        if matches!(kind, RequestKind::Response | RequestKind::Error) {
+            c.result_answer = None;
+        }
         let early = c.early.pop_front();
         if early.is_none() {
-            c.pending.push_back(answered);
+            c.pending.push_back(kind);
         }
         if let Some((answer, at)) = early {
-            self.response_complete(answered, &answer, &at);
+            self.response_complete(id_of_conn, kind, &answer, &at);
         }
         true
     }
@@ -961,7 +988,22 @@ impl Engine {
                 Ok(Some(Event::Complete { body_len })) => {
                     self.response_read(id, body_len, &mut now, probe);
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(Event::Head)) => {
+                    if let Some(c) = self.conns.get_mut(id) {
+                        c.answer_scan = ErrorTypeScanner::new();
+                    }
+                }
+                // Only an answer to a result is looked into (a refusal says why there).
+                Ok(Some(Event::Body { bytes, .. })) => {
+                    if let Some(c) = self.conns.get_mut(id)
+                        && matches!(
+                            c.pending.front(),
+                            Some(RequestKind::Response | RequestKind::Error)
+                        )
+                    {
+                        c.answer_scan.feed(bytes);
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => return self.drop_connection(id, Untrack::Garbage(e)),
             }
@@ -993,7 +1035,11 @@ impl Engine {
         let Some(c) = self.conns.get(id) else {
             return;
         };
-        let answer = Answer::of(c.responses.head(), body_len);
+        let answer = Answer::of(
+            c.responses.head(),
+            body_len,
+            c.answer_scan.error_type().map(ErrorType::new),
+        );
         // The answer to `/next` starts an invoke; other answers need the clocks at most.
         // (An answer read before its request was seen is kept with a full reading.)
         let need = match c.pending.front() {
@@ -1005,7 +1051,7 @@ impl Engine {
             return;
         };
         match c.pending.pop_front() {
-            Some(kind) => self.response_complete(kind, &answer, &now),
+            Some(kind) => self.response_complete(id, kind, &answer, &now),
             // Another thread wrote the request and has not reached its hook yet, while this
             // one already read the answer: pair them when the request shows up.
             None => {
@@ -1017,12 +1063,15 @@ impl Engine {
         }
     }
 
-    /// A response to a request of `kind` was fully read at `now`.
-    fn response_complete(&mut self, kind: RequestKind, answer: &Answer, now: &Probe) {
+    /// A response to a request of `kind` was fully read on connection `conn` at `now`.
+    fn response_complete(&mut self, conn: usize, kind: RequestKind, answer: &Answer, now: &Probe) {
         match (kind, answer.status) {
             (RequestKind::Next, 200) => {}
             (RequestKind::Next, _) => return self.tracker.next_refused(),
             (RequestKind::RestoreNext, 200) => return self.tracker.restore_answered(now),
+            (RequestKind::Response | RequestKind::Error, status) => {
+                return self.result_answered(conn, status, answer.error_type);
+            }
             _ => return,
         }
         let info = EventInfo {
@@ -1043,6 +1092,7 @@ impl Engine {
 
     fn request_complete(
         &mut self,
+        conn: usize,
         writing: Option<Writing>,
         body_len: u64,
         error_type: Option<ErrorType>,
@@ -1083,19 +1133,75 @@ impl Engine {
             },
             _ => return,
         };
-        let (len, pid) = self.read_channel(Some(&w.id));
+        // An earlier result on this connection that was never answered is taken as accepted.
+        self.finish_result(conn, None);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.result = Some(SentResult {
+            id: w.id,
+            outcome,
+            at: *now,
+        });
+        if let Some(answer) = c.result_answer.take() {
+            self.finish_result(conn, Some(answer));
+        }
+    }
+
+    /// The Runtime API answered the result sent on connection `conn` (or, when the answer was
+    /// read before the result was seen whole, the one being written).
+    fn result_answered(&mut self, conn: usize, status: u16, error_type: Option<ErrorType>) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.result.is_some() {
+            self.finish_result(conn, Some((status, error_type)));
+        } else {
+            c.result_answer = Some((status, error_type));
+        }
+    }
+
+    /// Ends the invoke of the result waiting on connection `conn`, as its answer says (`None`:
+    /// no answer will be read; the result is taken as accepted).
+    fn finish_result(&mut self, conn: usize, answer: Option<(u16, Option<ErrorType>)>) {
+        let Some(sent) = self.conns.get_mut(conn).and_then(|c| c.result.take()) else {
+            return;
+        };
+        let outcome = match answer {
+            Some((status, error_type)) => sent.outcome.answered(status, error_type),
+            None => sent.outcome,
+        };
+        let now = &sent.at;
+        let (len, pid) = self.read_channel(Some(&sent.id));
         let channel = tracker::Channel {
             bytes: self.channel_buf.get(..len).unwrap_or_default(),
             pid,
             reserved: &emf::reserved,
         };
-        let (waited, this) = self.tracker.result_sent(&w.id, outcome, now, &channel);
+        let (waited, this) = self.tracker.result_sent(&sent.id, outcome, now, &channel);
         if this.is_none() {
             self.journal_finished();
         }
         self.sync_journal();
         self.push_records(waited, Some(now));
         self.push_records(this, Some(now));
+    }
+
+    /// Ends every invoke whose result waits for an answer that is not coming: sent at least
+    /// [`RESULT_ANSWER_WAIT_NS`] before `now` (all of them when `now` is `None`).
+    fn finish_unanswered(&mut self, now: Option<u64>) {
+        for conn in 0..self.conns.len() {
+            let due = self
+                .conns
+                .get(conn)
+                .and_then(|c| c.result.as_ref())
+                .is_some_and(|r| {
+                    now.is_none_or(|now| now >= r.at.mono_ns.saturating_add(RESULT_ANSWER_WAIT_NS))
+                });
+            if due {
+                self.finish_result(conn, None);
+            }
+        }
     }
 
     /// The host is about to write to `fd` (nothing is on the wire yet). A request that starts
@@ -1160,6 +1266,7 @@ impl Engine {
 
     /// Time has passed: timeouts and records that waited long enough.
     pub fn tick(&mut self, now: &Probe) {
+        self.finish_unanswered(Some(now.mono_ns));
         while let Some(r) = self.tracker.tick(now) {
             self.sync_journal();
             self.push_records(Some(r), Some(now));
@@ -1171,14 +1278,21 @@ impl Engine {
 
     /// When [`Engine::tick`] next has work (monotonic ns).
     pub fn next_wakeup(&self) -> Option<u64> {
-        match (self.tracker.next_wakeup(), self.batch_due_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let unanswered = self
+            .conns
+            .iter()
+            .filter_map(|c| c.result.as_ref())
+            .map(|r| r.at.mono_ns.saturating_add(RESULT_ANSWER_WAIT_NS))
+            .min();
+        [self.tracker.next_wakeup(), self.batch_due_ns, unanswered]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The process is exiting: write what still waits.
     pub fn flush(&mut self) {
+        self.finish_unanswered(None);
         let record = self.tracker.flush();
         self.push_records(record, None);
         self.write_batch();
@@ -1377,6 +1491,7 @@ impl Engine {
         self.fds.clear();
         for c in &mut self.conns {
             c.in_use = false;
+            c.result = None;
         }
         self.tracker.reborn(born_ns);
         self.role = Role::Alone;
@@ -1413,6 +1528,8 @@ impl Engine {
             c.fd_count = c.fd_count.saturating_sub(1);
             if c.fd_count == 0 {
                 c.in_use = false;
+                // Closed before its result's answer was read: no answer will come.
+                self.finish_result(id, None);
             }
         }
     }
@@ -1430,6 +1547,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(id) {
             c.in_use = false;
         }
+        self.finish_result(id, None);
         if let Untrack::Abandoned = why {
             // The host's own doing, not bad input: a debug line.
             return self.bound_reached(
@@ -1578,10 +1696,24 @@ mod tests {
         .into_bytes()
     }
 
-    /// Sends a result on `fd`, then (if the record waits for it) starts the next `/next`: the
-    /// record's lines.
+    /// Sends a result on `fd` and reads its `202`, then (if the record waits for it) starts
+    /// the next `/next`: the record's lines.
     fn done(e: &mut E, fd: i32, result: &[u8], p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
+        answered(e, fd, result, ACCEPTED, p)
+    }
+
+    /// Sends a result on `fd` and reads `answer` to it, then (if the record waits for it)
+    /// starts the next `/next`: the record's lines.
+    fn answered(
+        e: &mut E,
+        fd: i32,
+        result: &[u8],
+        answer: &[u8],
+        p: &dyn Fn(Reading) -> Probe,
+    ) -> Vec<String> {
         let mut lines = e.sent(fd, result, p).lines;
+        assert!(lines.is_empty(), "a record waits for the result's answer");
+        lines = e.received(fd, answer, p).lines;
         if lines.is_empty() {
             lines = e.sending(fd, p).lines;
         }
@@ -1640,6 +1772,123 @@ mod tests {
         assert_eq!(v["ColdStart"], 0.0);
     }
 
+    const TOO_LARGE: &[u8] = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: 103\r\n\r\n{\"errorMessage\":\"Exceeded maximum allowed payload size (6291556 bytes).\",\"errorType\":\"RequestEntityTooLarge\"}";
+
+    /// One invoke on fd 5 of `e`, its result answered with `answer`: the record.
+    fn answered_record(e: &mut E, result: &[u8], answer: &[u8]) -> serde_json::Value {
+        let p = |_: Reading| Probe::default();
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("r", "{}"), &p);
+        let lines = answered(e, 5, result, answer, &p);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        serde_json::from_str(&lines[0]).unwrap()
+    }
+
+    #[test]
+    fn the_runtime_apis_answer_decides_the_outcome() {
+        let ok = result_req("r", "response", "\"fine\"", "");
+        // A result refused as too large fails the invoke, as Lambda reports it.
+        let v = answered_record(&mut engine(leak_bits()), &ok, TOO_LARGE);
+        assert_eq!(v["Errors"], 1.0);
+        assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge");
+        assert_eq!(v["ResponseBytes"], 6.0);
+        // So does an error too large to post.
+        let err = result_req(
+            "r",
+            "error",
+            r#"{"errorMessage":"m","errorType":"ValueError"}"#,
+            "Lambda-Runtime-Function-Error-Type: Unhandled\r\n",
+        );
+        let v = answered_record(&mut engine(leak_bits()), &err, TOO_LARGE);
+        assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge");
+        // Another refusal: the function's own type, else the one the answer names, else ours.
+        let refused = |ty: &str| {
+            let body = format!(r#"{{"errorMessage":"no","errorType":"{ty}"}}"#);
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        let v = answered_record(
+            &mut engine(leak_bits()),
+            &err,
+            &refused("InvalidStateTransition"),
+        );
+        assert_eq!(
+            (v["Errors"].as_f64(), v["errorType"].as_str()),
+            (Some(1.0), Some("ValueError"))
+        );
+        let v = answered_record(
+            &mut engine(leak_bits()),
+            &ok,
+            &refused("InvalidStateTransition"),
+        );
+        assert_eq!(v["errorType"], "InvalidStateTransition");
+        let bare = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        let v = answered_record(&mut engine(leak_bits()), &ok, bare);
+        assert_eq!(v["errorType"], crate::tracker::RESULT_REFUSED_ERROR_TYPE);
+        // Any 2xx accepts it.
+        let v = answered_record(&mut engine(leak_bits()), &ok, ACCEPTED);
+        assert_eq!(v["Errors"], 0.0);
+        assert!(v.get("errorType").is_none());
+    }
+
+    #[test]
+    fn a_result_whose_answer_never_comes_is_taken_as_accepted() {
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        let begin = |e: &mut E| {
+            e.connected(5, api_addr());
+            e.sent(5, next_req(), &p);
+            e.received(5, &next_resp("r", "{}"), &p);
+            assert!(
+                e.sent(5, &result_req("r", "response", "1", ""), &p)
+                    .lines
+                    .is_empty()
+            );
+        };
+        // Closed without reading it.
+        let mut e = engine(leak_bits());
+        begin(&mut e);
+        e.closing(5);
+        let fx = e.flush();
+        assert_eq!(fx.lines.len(), 1);
+        assert!(fx.lines[0].contains("\"Errors\":0"));
+        // Never read: the watchdog's tick ends it after the bound, timed to the result.
+        let mut e = engine(leak_bits());
+        begin(&mut e);
+        assert_eq!(e.next_wakeup(), Some(10_000_000 + RESULT_ANSWER_WAIT_NS));
+        clock.0.set(500);
+        assert!(e.tick(&clock.probe()).lines.is_empty(), "within the bound");
+        clock.0.set(1_010);
+        e.tick(&clock.probe());
+        let fx = e.flush();
+        assert_eq!(fx.lines.len(), 1);
+        assert!(fx.lines[0].contains("\"Duration\":0"), "{}", fx.lines[0]);
+        // The process exits first.
+        let mut e = engine(leak_bits());
+        begin(&mut e);
+        assert_eq!(e.flush().lines.len(), 1);
+    }
+
+    #[test]
+    fn an_answer_read_before_its_result_is_seen_whole_still_decides() {
+        // The reader's hook runs before the writer's (two threads): the 413 is kept for the
+        // result it answers.
+        let mut e = engine(leak_bits());
+        let p = |_: Reading| Probe::default();
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("r", "{}"), &p);
+        assert!(e.received(5, TOO_LARGE, &p).lines.is_empty());
+        let mut lines = e.sent(5, &result_req("r", "response", "1", ""), &p).lines;
+        lines.extend(e.sending(5, &p).lines);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("\"errorType\":\"Function.ResponseSizeTooLarge\""));
+    }
+
     #[test]
     fn invoke_may_end_on_another_connection_and_fd_reuse_resets() {
         let bits = leak_bits();
@@ -1684,8 +1933,6 @@ mod tests {
         assert_eq!(lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Duration"], 20.0, "timed from when the event was read");
-        // The 202 read before the result request was seen pairs with it, not with a later /next.
-        e.received(5, ACCEPTED, &p);
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("after", "{}"), &p);
         assert_eq!(
@@ -1984,10 +2231,12 @@ mod tests {
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("done", "{}"), &p);
         assert_eq!(journal.open_count(), 1);
-        // A result sent ends the invoke, though its record still waits for the next /next.
+        // A result sent is open until the Runtime API answers it; accepted, it ends the
+        // invoke, though its record still waits for the next /next.
         e.sent(5, &result_req("done", "response", "1", ""), &p);
-        assert_eq!(journal.open_count(), 0);
+        assert_eq!(journal.open_count(), 1);
         e.received(5, ACCEPTED, &p);
+        assert_eq!(journal.open_count(), 0);
         e.sending(5, &p);
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("dies", "{\"k\":1}"), &p);
@@ -2096,6 +2345,8 @@ mod tests {
                 .lines
                 .is_empty()
         );
+        clock.0.set(21);
+        assert!(e.received(5, ACCEPTED, &p).lines.is_empty());
         assert_eq!(journal.open_count(), 0, "no longer open");
         assert_eq!(
             crate::journal::SLOT_COUNT - journal.free_count(),

@@ -30,6 +30,12 @@ pub const MAX_OPEN: usize = 128;
 pub const POST_RESPONSE_WAIT_NS: u64 = 2_000_000_000;
 /// The error type Lambda gives a timed-out invoke.
 pub const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
+/// The error type Lambda gives an invoke whose result the Runtime API refused as too large
+/// (`413`: over 6 MB buffered).
+pub const RESPONSE_TOO_LARGE_ERROR_TYPE: &str = "Function.ResponseSizeTooLarge";
+/// The error type of an invoke whose result the Runtime API refused for another reason, when
+/// neither the function nor the Runtime API's answer named one.
+pub const RESULT_REFUSED_ERROR_TYPE: &str = "Runtime.ResultRefused";
 
 /// An invoke's request id, bounded.
 pub type RequestId = FixedStr<MAX_ID_LEN>;
@@ -106,7 +112,7 @@ pub struct EventInfo {
     pub thread: u64,
 }
 
-/// How an invoke ended, from the result request.
+/// How an invoke ended, from the result request and the Runtime API's answer to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub response_bytes: u64,
@@ -114,6 +120,25 @@ pub struct Outcome {
     pub error_type: Option<ErrorType>,
     /// The result was streamed (`Lambda-Runtime-Function-Response-Mode: streaming`).
     pub streamed: bool,
+}
+
+impl Outcome {
+    /// The Runtime API answered the result with `status` (and, in its body, maybe an error
+    /// type): a status other than 2xx fails the invoke, whatever the result said.
+    pub fn answered(mut self, status: u16, answer_error_type: Option<ErrorType>) -> Outcome {
+        if (200..300).contains(&status) {
+            return self;
+        }
+        self.errored = true;
+        self.error_type = Some(match status {
+            413 => ErrorType::new(RESPONSE_TOO_LARGE_ERROR_TYPE),
+            _ => self
+                .error_type
+                .or(answer_error_type)
+                .unwrap_or(ErrorType::new(RESULT_REFUSED_ERROR_TYPE)),
+        });
+        self
+    }
 }
 
 /// What a record is about.

@@ -26,9 +26,18 @@ export async function act(event, context) {
       return { slept_ms: ms };
     }
     case "fail": {
-      const e = new Error("failing on purpose");
-      e.name = event.type ?? "Error";
-      throw e;
+      // "message_bytes" and "depth" make the message longer and the stack deeper.
+      const message = "failing on purpose" + "m".repeat(event.message_bytes ?? 0);
+      const deeper = (n) => {
+        if (n <= 0) {
+          const e = new Error(message);
+          e.name = event.type ?? "Error";
+          throw e;
+        }
+        return deeper(n - 1) + 1;
+      };
+      deeper(event.depth ?? 0);
+      break;
     }
     case "big":
       return "x".repeat(event.bytes ?? 300000);

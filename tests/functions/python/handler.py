@@ -3,7 +3,9 @@
 `dispatch` does what the event asks, so one function serves a whole event mix:
   {"action": "ok"}                 -> a small JSON result
   {"action": "sleep", "ms": 50}    -> sleeps, then returns
-  {"action": "fail", "type": "X"}  -> raises an exception of class X (default ValueError)
+  {"action": "fail", "type": "X"}  -> raises an exception of class X (default ValueError);
+                                      "message_bytes": N and "depth": D make its message N
+                                      bytes longer and its traceback D frames deeper
   {"action": "big", "bytes": N}    -> returns a string of N bytes
   {"action": "echo", ...}          -> returns the event's size and a digest of it
   {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
@@ -85,7 +87,15 @@ def dispatch(event, context):
         return {"slept_ms": event.get("ms", 50)}
     if action == "fail":
         error = ERRORS.get(event.get("type", "ValueError"), ValueError)
-        raise error(event.get("message", "failing on purpose"))
+        message = event.get("message", "failing on purpose")
+        message += "m" * int(event.get("message_bytes", 0))
+
+        def deeper(n):  # a traceback of `depth` frames
+            if n <= 0:
+                raise error(message)
+            return deeper(n - 1) + 1
+
+        deeper(int(event.get("depth", 0)))
     if action == "big":
         return "x" * int(event.get("bytes", 300_000))
     if action == "echo":
