@@ -112,3 +112,113 @@ fn the_readme_gives_the_tested_handover_line() {
         "README.md must carry the line tests/support/scenario.rs tests"
     );
 }
+
+/// What a shell runtime whose stdout is a regular file (`"file"`) or a Unix socket
+/// (`"socket"`) wrote there, run through the wrapper when `wrapped`; with the result curl's
+/// stdout and stderr sent to /dev/null when `post_null` (its records must then find the
+/// root's stdout without inheriting it).
+fn shell_with_stdout(kind: &str, post_null: bool, wrapped: bool) -> Outcome {
+    let dir = root().join("tests/functions/shell");
+    let tmp = tempdir::TempDir::new("shell-stdout");
+    let path = tmp.path().join("stdout");
+    let collected = (kind == "socket").then(|| {
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut conn, &mut text).unwrap();
+            text
+        })
+    });
+    let layer = Layer::new();
+    let wrapper = layer.wrapper().display().to_string();
+    let launcher = root().join("tests/programs/stdout_as.py");
+    let mut command = vec![
+        python().display().to_string(),
+        launcher.display().to_string(),
+        kind.to_string(),
+        path.display().to_string(),
+        "--".to_string(),
+    ];
+    if wrapped {
+        command.push(wrapper);
+    }
+    command.push(dir.join("bootstrap").display().to_string());
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let payloads: Vec<_> = (0..10)
+        .map(|i| match i % 5 {
+            3 => json!({"action": "fail", "type": "Oops"}),
+            _ => json!({"action": "ok"}),
+        })
+        .collect();
+    let mut env = vec![
+        ("LAMBDA_TASK_ROOT", dir.to_str().unwrap()),
+        ("_HANDLER", "function.handler"),
+        ("SHELL_RUNTIME_LOG", "1"),
+    ];
+    if post_null {
+        env.push(("SHELL_RUNTIME_POST_OUTPUT", "null"));
+    }
+    let mut out = run(events(&payloads), &command, None, &env, &dir);
+    out.run.stdout = match collected {
+        Some(reader) => reader.join().unwrap(),
+        None => std::fs::read_to_string(&path).unwrap(),
+    };
+    out
+}
+
+fn check_shell_with_stdout(kind: &str, post_null: bool) {
+    let what = format!("stdout a {kind}, the result curl's output to /dev/null: {post_null}");
+    let plain = shell_with_stdout(kind, post_null, false);
+    let metered = shell_with_stdout(kind, post_null, true);
+    assert_eq!(
+        plain.other_stdout().len(),
+        10,
+        "{what}: {}",
+        plain.run.stdout
+    );
+    assert_eq!(
+        plain.other_stdout(),
+        metered.other_stdout(),
+        "{what}: the function's own output differs with the library:\n{}\nstderr:\n{}",
+        metered.run.stdout,
+        metered.run.stderr
+    );
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{what}: {}",
+        metered.run.stderr
+    );
+    compare::assert_every_invoke_metered(&what, &metered, 10);
+    // Each record follows the line of its own invoke: in step with the runtime's writes.
+    let lines: Vec<&str> = metered.run.stdout.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(id) = line.strip_prefix("handling ") {
+            let next = lines.get(i + 1).copied().unwrap_or_default();
+            assert!(
+                next.starts_with("{\"_aws\"") && next.contains(id),
+                "{what}: the line after {line:?} is not its record: {next:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn helpers_records_reach_a_file_stdout_whole_and_in_order() {
+    check_shell_with_stdout("file", false);
+}
+
+#[test]
+fn helpers_records_reach_a_socket_stdout_whole_and_in_order() {
+    check_shell_with_stdout("socket", false);
+}
+
+#[test]
+fn helpers_records_reach_a_file_stdout_they_do_not_share() {
+    check_shell_with_stdout("file", true);
+}
+
+#[test]
+fn helpers_records_reach_a_socket_stdout_they_do_not_share() {
+    check_shell_with_stdout("socket", true);
+}

@@ -262,11 +262,7 @@ pub fn emit_record(line: &[u8]) {
                     dropped(log_stream_trouble(libc::STDOUT_FILENO, "stdout"));
                 }
             }
-            Some(root) => {
-                let mut path = [0u8; 48];
-                let path = crate::text::format_into(&mut path, format_args!("/proc/{root}/fd/1\0"));
-                to_path(path.as_bytes(), false, line);
-            }
+            Some(root) => to_root_stdout(root, line),
         },
         Destination::Stderr => {
             if !write_line(libc::STDERR_FILENO, line) {
@@ -283,6 +279,81 @@ pub fn emit_record(line: &[u8]) {
         Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, line, "tcp"),
         Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, line, "udp"),
     }
+}
+
+/// Writes a per-request helper's record to the stdout of its environment's root (`root`), in
+/// step with what the root and its other children write there, whatever that stream is:
+/// - through the helper's own stdout or stderr when it is that stream (inherited: for a file,
+///   the same offset the root writes at);
+/// - else, for a pipe, a FIFO or a terminal, through a new open of `/proc/<root>/fd/1`;
+/// - else (a socket cannot be opened; a file would be written out of step with the root's
+///   offset) through a copy of the root's own fd (`pidfd_getfd`), where the kernel allows it,
+///   or a new open of a file the root itself appends to.
+///
+/// A record none of these can place is dropped with a warning that says why, never written
+/// where it would tear the function's output.
+fn to_root_stdout(root: u32, line: &[u8]) {
+    let mut path = [0u8; 48];
+    let path = crate::text::format_into(&mut path, format_args!("/proc/{root}/fd/1\0"));
+    let path = path.as_bytes();
+    let shown = crate::text::utf8_prefix(path, path.len().saturating_sub(1));
+    let target = match sys::stat(path) {
+        Ok(st) => st,
+        Err(e) => return dropped_fmt(format_args!("cannot open {shown}: {}", Errno(e))),
+    };
+    let same = |fd: libc::c_int| {
+        sys::fstat(fd).is_ok_and(|st| (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino))
+    };
+    if let Some(fd) = [libc::STDOUT_FILENO, libc::STDERR_FILENO]
+        .into_iter()
+        .find(|fd| same(*fd))
+    {
+        if !write_line(fd, line) {
+            dropped_fmt(format_args!("cannot write to {shown}"));
+        }
+        return;
+    }
+    let kind = target.st_mode & libc::S_IFMT;
+    let reopen = matches!(kind, libc::S_IFIFO | libc::S_IFCHR);
+    if !reopen && let Ok(fd) = sys::fd_of_process(root, libc::STDOUT_FILENO) {
+        let fd = fd as libc::c_int;
+        let ok = write_record_to(fd, false, &[line]);
+        let _ = sys::close(fd);
+        if !ok {
+            dropped_fmt(format_args!("cannot write to {shown}"));
+        }
+        return;
+    }
+    if reopen || (kind == libc::S_IFREG && root_appends(root)) {
+        return to_path(path, false, line);
+    }
+    dropped_fmt(format_args!(
+        "cannot write to {shown} in step with the runtime (a {} this process does not share, and the kernel refuses a copy of it)",
+        if kind == libc::S_IFSOCK {
+            "socket"
+        } else {
+            "file"
+        }
+    ));
+}
+
+/// Whether the root's stdout is open for appending (`O_APPEND` in `/proc/<root>/fdinfo/1`):
+/// then a new appending open of it writes where the root would.
+fn root_appends(root: u32) -> bool {
+    let mut path = [0u8; 48];
+    let path = crate::text::format_into(&mut path, format_args!("/proc/{root}/fdinfo/1\0"));
+    let Ok(fd) = sys::open(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return false;
+    };
+    let mut buf = [0u8; 256];
+    let n = sys::read(fd as libc::c_int, &mut buf).unwrap_or(0);
+    let _ = sys::close(fd as libc::c_int);
+    let text = buf.get(..n).unwrap_or_default();
+    text.split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(b"flags:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .is_some_and(|flags| flags & libc::O_APPEND as u32 != 0)
 }
 
 /// Why a record for stdout or stderr could not go.

@@ -159,6 +159,23 @@ pub fn open(path: &[u8], flags: c_int, mode: libc::mode_t) -> Res {
     }
 }
 
+/// A new fd for what process `pid`'s fd `target` is (the same open file description:
+/// `pidfd_open` and `pidfd_getfd`, close-on-exec). Needs the right to trace `pid`; fails where
+/// that is refused or the kernel is older than 5.6.
+pub fn fd_of_process(pid: u32, target: c_int) -> Res {
+    // SAFETY: pidfd_open takes two numbers and makes an fd, closed below.
+    let pidfd = unsafe { call(libc::SYS_pidfd_open, [pid as usize, 0, 0, 0, 0, 0]) }? as c_int;
+    // SAFETY: pidfd_getfd takes numbers and makes an fd (close-on-exec), which the caller owns.
+    let fd = unsafe {
+        call(
+            libc::SYS_pidfd_getfd,
+            [pidfd as usize, target as usize, 0, 0, 0, 0],
+        )
+    };
+    let _ = close(pidfd);
+    fd
+}
+
 pub fn close(fd: c_int) -> Res {
     // SAFETY: closing a number has no effect beyond it.
     unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) }
