@@ -150,6 +150,44 @@ fn python_custom_metrics_land_in_their_invokes_record() {
 }
 
 #[test]
+fn channel_values_after_the_function_cleaned_its_tmp_reach_their_record() {
+    // The channel file is removed with the rest of /tmp and made again by the next value
+    // (often with the inode number the old one had): its values are read from its start.
+    let many: serde_json::Map<String, Value> =
+        (0..30).map(|i| (format!("Before{i}"), json!(i))).collect();
+    let payloads = vec![
+        json!({"action": "channel", "metrics": many}),
+        json!({"action": "clean_tmp"}),
+        json!({"action": "channel", "metrics": {"After": 7}}),
+        json!({"action": "clean_tmp"}),
+        json!({"action": "channel", "metrics": {"AfterAgain": 8}}),
+        json!({"action": "channel", "metrics": many}),
+        // Cut short: what a file made again with the removed one's inode number looks like.
+        json!({"action": "channel", "metrics": {"AfterCut": 9}, "truncate": true}),
+    ];
+    let plain = python(
+        &payloads,
+        false,
+        &[("LAMBDA_METER_CHANNEL", "/dev/null")],
+        1,
+    );
+    let metered = python(&payloads, true, &[], 1);
+    let outcomes = |o: &Outcome| -> Vec<_> {
+        o.sim
+            .results()
+            .into_iter()
+            .map(|r| r.map(|r| r.outcome))
+            .collect()
+    };
+    assert_eq!(outcomes(&plain), outcomes(&metered));
+    let recs = records_in_order(&metered, &payloads);
+    assert_eq!(recs[0]["Before29"], 29.0, "{}", recs[0]);
+    assert_eq!(recs[2]["After"], 7.0, "{}", recs[2]);
+    assert_eq!(recs[4]["AfterAgain"], 8.0, "{}", recs[4]);
+    assert_eq!(recs[6]["AfterCut"], 9.0, "{}", recs[6]);
+}
+
+#[test]
 fn bad_custom_values_get_a_status_code_and_never_reach_a_record() {
     let mut report = custom(json!([
         ["add_metric", "Good", "Count", 1],

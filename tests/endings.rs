@@ -204,6 +204,26 @@ fn python_sigkill_is_reported_by_the_next_process() {
 }
 
 #[test]
+fn python_sigkill_after_the_function_cleaned_its_tmp_is_still_reported() {
+    // The journal's file goes with the rest of /tmp: it is made again, with the next invoke's
+    // slot in it, so the process that follows a SIGKILL still finds it.
+    let cleaned = Case {
+        payload: json!({"action": "clean_tmp"}),
+        reason: None,
+    };
+    let cases = vec![
+        ok(),
+        cleaned,
+        dies(
+            json!({"action": "crash", "signal": "SIGKILL", "how": "kill"}),
+            "killed (no exit seen)",
+        ),
+        ok(),
+    ];
+    python_endings(cases).check();
+}
+
+#[test]
 fn node_process_exit_and_abort() {
     let dir = node_function_dir();
     for alternative in [false, true] {

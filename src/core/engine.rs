@@ -478,6 +478,27 @@ impl Engine {
         Some(())
     }
 
+    /// How many invokes this process has opened so far.
+    pub fn opened_count(&self) -> u64 {
+        self.tracker.opened_count()
+    }
+
+    /// The owner's pid while the journal holds anything of this process's (an open invoke, a
+    /// finished record, held records): then its file must stay where a successor finds it.
+    pub fn journal_owner_busy(&self) -> Option<u32> {
+        let link = self.journal.as_ref()?;
+        (!link.slots.is_empty() || link.finished.is_some() || !self.batch_slots.is_empty())
+            .then_some(link.owner.pid)
+    }
+
+    /// The journal's file was made again (see `ending::journal_replaced`): this process's
+    /// slots, at the same numbers, are in `journal` now.
+    pub fn replace_journal(&mut self, journal: Journal) {
+        if let Some(link) = self.journal.as_mut() {
+            link.journal = journal;
+        }
+    }
+
     /// Whether invokes are journaled (a forked child keeps its parent's journal).
     pub fn has_journal(&self) -> bool {
         self.journal.is_some()

@@ -166,6 +166,52 @@ impl Journal {
         self.header_magic().store(MAGIC, Ordering::Release);
     }
 
+    /// Where the journal's memory starts (to tell two mappings apart).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// Takes over `pid`'s slots from `old`, a journal whose file is gone from its path (the
+    /// function cleaned its temporary directory): each goes to the same slot here, if that is
+    /// free, so the slot numbers the process keeps stay right. Also the header's note that the
+    /// stream had its constants. Returns how many slots could not be taken over (their slot is
+    /// another process's here). The old mapping stays valid: an ending that is writing from it
+    /// finishes there.
+    pub fn adopt(&self, old: &Journal, pid: u32) -> usize {
+        if old.stream_has_constants() {
+            self.note_stream_has_constants();
+        }
+        let mut lost = 0;
+        for i in 0..SLOT_COUNT {
+            let state = old.u32_at(i, STATE).load(Ordering::Acquire);
+            if matches!(state, FREE | FILLING | CLAIMED)
+                || old.u32_at(i, PID).load(Ordering::Relaxed) != pid
+            {
+                continue;
+            }
+            let here = self.u32_at(i, STATE);
+            if here
+                .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                lost += 1;
+                continue;
+            }
+            // SAFETY: the slot here is ours (FILLING); the old slot is this process's, which
+            // (under the engine's gate) no one else changes while it is copied. Both are
+            // SLOT_SIZE bytes inside their mappings, which do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    old.slot(i).add(STATE + 4),
+                    self.slot(i).add(STATE + 4),
+                    SLOT_SIZE - (STATE + 4),
+                );
+            }
+            here.store(state, Ordering::Release);
+        }
+        lost
+    }
+
     /// Whether a record with the environment's constant properties was written to its log
     /// stream (by any of its processes): later records need not repeat them.
     pub fn stream_has_constants(&self) -> bool {
@@ -1032,6 +1078,50 @@ mod tests {
             trace_id: None,
             request_bytes: 0,
         }
+    }
+
+    #[test]
+    fn a_journal_made_again_takes_over_its_process_s_slots_at_their_numbers() {
+        let old = memory();
+        let (me, other) = (
+            Owner {
+                pid: 41,
+                start_ticks: 5,
+            },
+            Owner {
+                pid: 42,
+                start_ticks: 6,
+            },
+        );
+        let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
+        let theirs = old.hold(other, line).unwrap();
+        let mine = old.hold(me, line).unwrap();
+        let kept = old.hold(me, line).unwrap();
+        old.note_stream_has_constants();
+        // Another process made the new file first and took the slot of `kept` there.
+        let new = memory();
+        for _ in 0..=kept {
+            new.hold(other, line).unwrap();
+        }
+        for i in 0..kept {
+            new.release(i, other.pid);
+        }
+        assert_eq!(new.adopt(&old, me.pid), 1, "one slot was taken here");
+        assert!(new.stream_has_constants());
+        // Mine is at its number, whole; theirs was not copied.
+        let ending = Ending::default();
+        let mut out = Vec::new();
+        assert_eq!(
+            new.write_open(me.pid, &ending, &mut |p| out.push(p.concat())),
+            1
+        );
+        assert_eq!(out, vec![line.to_vec()]);
+        let mut theirs_out = Vec::new();
+        new.write_open(other.pid, &ending, &mut |p| theirs_out.push(p.concat()));
+        assert_eq!(theirs_out.len(), 1, "only the slot it took itself");
+        assert!(mine != theirs && mine < kept);
+        // The old mapping is untouched (an ending writing from it finishes there).
+        assert_eq!(old.free_count(), SLOT_COUNT - 3);
     }
 
     #[test]

@@ -120,38 +120,43 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
     let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
         return (0, false);
     };
-    let mut inode = state().inode.load(Ordering::Relaxed);
+    let mut reading = reading();
     let mut offset = state().offset.load(Ordering::Relaxed);
-    let now = sys::stat(now_path).ok();
-    if inode != 0 && now.as_ref().is_none_or(|st| st.st_ino != inode) {
+    let now = sys::file_id(now_path).ok();
+    if let Some(file) = reading
+        && now.is_none_or(|st| !st.same_file(&file))
+    {
         // The file this process was reading was rotated (by it or another reader): its last
-        // lines are read from the old generation, if that is still it.
-        if let Ok(st) = sys::stat(old_path)
-            && st.st_ino == inode
+        // lines are read from the old generation, if that is still it. (Removed, or removed
+        // and made again — even with the same inode number — it is not.)
+        if let Ok(st) = sys::file_id(old_path)
+            && st.same_file(&file)
+            && st.size >= offset
         {
-            let size = st.st_size.max(0) as u64;
-            let (n, to) = read_lines(old_path, offset, size, buf);
-            if to < size && to > offset {
+            let (n, to) = read_lines(old_path, offset, st.size, buf);
+            if to < st.size && to > offset {
                 state().offset.store(to, Ordering::Relaxed);
                 return (n, true);
             }
-            state().inode.store(0, Ordering::Relaxed);
+            set_reading(None);
             state().offset.store(0, Ordering::Relaxed);
             return (n, now.is_some());
         }
-        inode = 0;
+        reading = None;
         offset = 0;
     }
     let Some(st) = now else {
-        state().inode.store(inode, Ordering::Relaxed);
+        set_reading(reading);
         state().offset.store(offset, Ordering::Relaxed);
         return (0, false);
     };
-    if inode == 0 {
-        inode = st.st_ino;
+    // Shorter than what was read of it: cut, or made again at the same inode and birth time
+    // resolution; read from its start.
+    if reading.is_none() || st.size < offset {
+        reading = Some(st);
         offset = 0;
     }
-    let size = st.st_size.max(0) as u64;
+    let size = st.size;
     let (n, to) = read_lines(now_path, offset, size, buf);
     let more = to < size && to > offset;
     offset = to;
@@ -160,9 +165,29 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
         // to its end once more (a shim's append may have raced the rename), then the new one.
         let _ = sys::rename(now_path, old_path);
     }
-    state().inode.store(inode, Ordering::Relaxed);
+    set_reading(reading);
     state().offset.store(offset, Ordering::Relaxed);
     (n, more)
+}
+
+/// The file this process reads, if any.
+fn reading() -> Option<sys::FileId> {
+    let ino = state().inode.load(Ordering::Relaxed);
+    let born = state().born_ns.load(Ordering::Relaxed);
+    (ino != 0).then_some(sys::FileId {
+        ino,
+        born_ns: (born != 0).then_some(born),
+        size: 0,
+    })
+}
+
+fn set_reading(file: Option<sys::FileId>) {
+    state()
+        .inode
+        .store(file.map_or(0, |f| f.ino), Ordering::Relaxed);
+    state()
+        .born_ns
+        .store(file.and_then(|f| f.born_ns).unwrap_or(0), Ordering::Relaxed);
 }
 
 /// This module's part of the library's state in the process ([`crate::state::State`]).
@@ -173,8 +198,10 @@ pub struct ChannelState {
     default_dir: OnceLock<Vec<u8>>,
     /// ...and the process it is named after.
     owner: AtomicU32,
-    /// The file this process reads (its inode; 0: none yet), and how far.
+    /// The file this process reads (its inode; 0: none yet, and when it was made; 0: not
+    /// known), and how far.
     inode: AtomicU64,
+    born_ns: AtomicU64,
     offset: AtomicU64,
 }
 
@@ -185,6 +212,7 @@ impl ChannelState {
             default_dir: OnceLock::new(),
             owner: AtomicU32::new(0),
             inode: AtomicU64::new(0),
+            born_ns: AtomicU64::new(0),
             offset: AtomicU64::new(0),
         }
     }
@@ -199,6 +227,7 @@ impl ChannelState {
             owner,
             // Kept: it reads on from its parent's place (what the parent read was its own).
             inode: _,
+            born_ns: _,
             offset: _,
         } = self;
         owner.store(pid, Ordering::Relaxed);

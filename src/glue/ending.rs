@@ -12,28 +12,38 @@
 use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
 use crate::{output, probes};
 use libc::c_int;
+use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 /// The reason written for invokes of a process that vanished without running any code.
 const GONE: &[u8] = b"killed (no exit seen)";
 
 /// The journal file of this environment: its log stream, function and Runtime API name it
 /// (the stream is the environment's own and survives a runtime restart).
-fn journal_path(function_name: &str, runtime_api: &str) -> std::path::PathBuf {
+fn journal_path(function_name: &str, runtime_api: &str) -> Result<CString, &'static str> {
     let stream = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default();
     let key = journal::environment_key(&[&stream, function_name, runtime_api]);
-    std::env::temp_dir().join(format!(".lambda-meter-journal-{key:016x}"))
+    let path = std::env::temp_dir().join(format!(".lambda-meter-journal-{key:016x}"));
+    CString::new(path.into_os_string().into_encoded_bytes())
+        .map_err(|_| "its path holds a NUL byte")
+}
+
+/// A journal mapped from its file.
+struct Mapped {
+    journal: Journal,
+    /// The file's device and inode (the mapping keeps the inode: no other file can have it).
+    id: (u64, u64),
+    /// The file was new: nothing in it but what this process put there.
+    fresh: bool,
 }
 
 /// Maps the environment's journal file (creating it), keeping no fd. Every byte of it is
 /// allocated on disk before it is mapped, so a store through the mapping can never meet a full
 /// file system (SIGBUS). An error says why there is none.
-fn map_journal(path: &std::path::Path) -> Result<Journal, &'static str> {
-    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| "its path holds a NUL byte")?;
+fn map_journal(cpath: &CStr) -> Result<Mapped, &'static str> {
     let fd = crate::sys::open(
-        cpath.as_bytes_with_nul(),
+        cpath.to_bytes_with_nul(),
         libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
         0o600,
     )
@@ -85,10 +95,15 @@ fn map_journal(path: &std::path::Path) -> Result<Journal, &'static str> {
         // SAFETY: FILE_SIZE page-aligned bytes, mapped for the rest of the process, every one
         // of them allocated on disk.
         let j = unsafe { Journal::from_raw(base.cast()) };
-        if !j.is_formatted() {
+        let fresh = !j.is_formatted();
+        if fresh {
             j.format();
         }
-        Ok(j)
+        Ok(Mapped {
+            journal: j,
+            id: (st.st_dev, st.st_ino),
+            fresh,
+        })
     })();
     let _ = crate::sys::close(fd);
     mapped
@@ -112,11 +127,14 @@ fn alive(owner: Owner) -> bool {
 /// helper): report what a vanished predecessor left open, journal from now on, and watch for
 /// fatal signals. Returns the journal for the engine, or why there is none.
 pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static str> {
-    let j = match state().journal.get() {
-        Some(j) => *j,
+    let j = match journal() {
+        Some(j) => j,
         None => {
-            let j = map_journal(&journal_path(function_name, runtime_api))?;
-            *state().journal.get_or_init(|| j)
+            let path = journal_path(function_name, runtime_api)?;
+            let mapped = map_journal(&path)?;
+            let _ = state().path.set(path);
+            use_mapping(&mapped);
+            mapped.journal
         }
     };
     let ending = Ending {
@@ -131,13 +149,63 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
     Ok(j)
 }
 
+/// The journal in use, once this process has become a runtime.
+fn journal() -> Option<Journal> {
+    let base = state().journal.load(Ordering::Acquire);
+    // SAFETY: a non-null base is a journal mapping of FILE_SIZE bytes, mapped for the rest of
+    // the process (a replaced one is never unmapped).
+    (!base.is_null()).then(|| unsafe { Journal::from_raw(base) })
+}
+
+/// From now on `mapped` is the journal, for the ending paths too.
+fn use_mapping(mapped: &Mapped) {
+    state().id[0].store(mapped.id.0, Ordering::Relaxed);
+    state().id[1].store(mapped.id.1, Ordering::Relaxed);
+    state()
+        .journal
+        .store(mapped.journal.as_ptr(), Ordering::Release);
+}
+
+/// Whether the journal file is still at its path; if not (the function cleaned its temporary
+/// directory, or moved the file), a new one is made there and this process's slots are taken
+/// over into it, so that a successor after SIGKILL finds them. Returns the new journal for the
+/// engine. One `stat` when nothing changed. Called by the watchdog, under the engine's gate.
+pub fn journal_replaced(pid: u32) -> Option<Journal> {
+    let old = journal()?;
+    let path = state().path.get()?;
+    let known = (
+        state().id[0].load(Ordering::Relaxed),
+        state().id[1].load(Ordering::Relaxed),
+    );
+    if crate::sys::stat(path.to_bytes_with_nul()).is_ok_and(|st| (st.st_dev, st.st_ino) == known) {
+        return None;
+    }
+    let mapped = match map_journal(path) {
+        Ok(m) => m,
+        Err(why) => {
+            crate::process::debug(format_args!(
+                "the journal file was removed and cannot be made again ({why}); an invoke ended by SIGKILL will have no record"
+            ));
+            return None;
+        }
+    };
+    let lost = mapped.journal.adopt(&old, pid);
+    if lost > 0 || !mapped.fresh {
+        crate::process::debug(format_args!(
+            "the journal file was removed; made again ({lost} slot(s) could not be kept)"
+        ));
+    }
+    use_mapping(&mapped);
+    Some(mapped.journal)
+}
+
 pub fn set_undecided(undecided: bool) {
     state().undecided.store(undecided, Ordering::Relaxed);
 }
 
 /// Writes this process's open invokes, if it journals any. Async-signal-safe.
 pub fn write_open(reason: &[u8]) {
-    let Some(j) = state().journal.get() else {
+    let Some(j) = journal() else {
         return;
     };
     if state().undecided.load(Ordering::Relaxed) {
@@ -231,8 +299,13 @@ pub fn exiting_now(status: c_int) {
 
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct EndingState {
-    /// The environment's journal, once this process has become a runtime.
-    journal: OnceLock<Journal>,
+    /// The environment's journal, once this process has become a runtime: the base of its
+    /// mapping (null: none).
+    journal: AtomicPtr<u8>,
+    /// Its file's path...
+    path: OnceLock<CString>,
+    /// ...and the device and inode of the file mapped.
+    id: [AtomicU64; 2],
     /// The status passed to `exit()`, for the destructor's records (`i32::MIN`: none seen; a
     /// return from `main` calls exit inside libc, where no hook sees it).
     exit_status: AtomicI32,
@@ -246,7 +319,9 @@ pub struct EndingState {
 impl EndingState {
     pub const fn new() -> EndingState {
         EndingState {
-            journal: OnceLock::new(),
+            journal: AtomicPtr::new(std::ptr::null_mut()),
+            path: OnceLock::new(),
+            id: [AtomicU64::new(0), AtomicU64::new(0)],
             exit_status: AtomicI32::new(i32::MIN),
             undecided: AtomicBool::new(false),
         }
@@ -258,6 +333,8 @@ impl EndingState {
             // Kept: the environment's journal, mapped shared; the child's invokes are its own
             // slots.
             journal: _,
+            path: _,
+            id: _,
             exit_status,
             undecided,
         } = self;

@@ -894,7 +894,11 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
             engine.abandoned();
         }
         replay_deferred(engine);
+        let opened = engine.opened_count();
         let r = f(engine);
+        if engine.opened_count() != opened {
+            keep_journal_in_place(engine);
+        }
         if let Some(role) = engine.take_decision() {
             decided(role);
         }
@@ -920,6 +924,17 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         sys::futex_wake(&ps().wake);
     }
     Some(r)
+}
+
+/// A journal whose file the function removed (cleaning its temporary directory) is made again
+/// while it holds something of this process's that a successor after SIGKILL would need.
+/// Looked at when an invoke opens and when the watchdog wakes: one `stat`.
+fn keep_journal_in_place(e: &mut Engine) {
+    if let Some(pid) = e.journal_owner_busy()
+        && let Some(journal) = crate::ending::journal_replaced(pid)
+    {
+        e.replace_journal(journal);
+    }
 }
 
 /// Lets go of the gate; what other threads deferred meanwhile is replayed first, by whichever
@@ -1241,6 +1256,7 @@ fn watchdog() {
                 let next = inside(|e| {
                     let now = probes::probe();
                     e.tick(&now);
+                    keep_journal_in_place(e);
                     e.next_wakeup()
                 });
                 leave(me, outer);

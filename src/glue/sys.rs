@@ -201,6 +201,65 @@ pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
     Ok(st)
 }
 
+/// Which file a path names now, and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub ino: u64,
+    /// When the file was made (ns since the epoch), where the file system says: a new file
+    /// that got a removed one's inode number is told apart by it.
+    pub born_ns: Option<u64>,
+    pub size: u64,
+}
+
+impl FileId {
+    /// Whether `self` and `other` are the same file (sizes aside).
+    pub fn same_file(&self, other: &FileId) -> bool {
+        self.ino == other.ino
+            && (self.born_ns.is_none() || other.born_ns.is_none() || self.born_ns == other.born_ns)
+    }
+}
+
+/// [`FileId`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
+pub fn file_id(path: &[u8]) -> Result<FileId, c_int> {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_INO | libc::STATX_SIZE | libc::STATX_BTIME;
+    // SAFETY: a NUL-terminated path the kernel reads; one struct statx written into ours.
+    let rc = unsafe {
+        call(
+            libc::SYS_statx,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                0,
+                mask as usize,
+                (&mut stx as *mut libc::statx) as usize,
+                0,
+            ],
+        )
+    };
+    match rc {
+        Ok(_) => Ok(FileId {
+            ino: stx.stx_ino,
+            born_ns: (stx.stx_mask & libc::STATX_BTIME != 0).then(|| {
+                (stx.stx_btime.tv_sec.max(0) as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(stx.stx_btime.tv_nsec))
+            }),
+            size: stx.stx_size,
+        }),
+        Err(libc::ENOSYS) => stat(path).map(|st| FileId {
+            ino: st.st_ino,
+            born_ns: None,
+            size: st.st_size.max(0) as u64,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// `stat` of a NUL-terminated path.
 pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
     if path.last() != Some(&0) {

@@ -22,6 +22,8 @@
                                       or os.abort()
   {"action": "channel", "metrics": {"Name": 1}, "ms": 0}
                                    -> appends the metrics to LAMBDA_METER_CHANNEL by hand
+                                      (after cutting the file when "truncate" is true)
+  {"action": "clean_tmp"}          -> removes everything in the temporary directory
   {"action": "custom", "calls": [["add_metric", "Orders", "Count", 1], ...], "ms": 0,
    "report": false}                -> makes each call of the lambda_meter shim (layer/shims),
                                       sleeps ms, returns the status codes if report, and the
@@ -37,7 +39,9 @@ import json
 import os
 import signal
 import subprocess
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -71,11 +75,25 @@ def dispatch(event, context):
     if action == "channel":
         # The channel by hand, as any language can write it: one JSON line per value, with this
         # process's id (no request id: the process's only open invoke).
-        with open(os.environ["LAMBDA_METER_CHANNEL"], "a") as channel:
+        # "truncate": the file is cut first, as a file made again with the inode number of
+        # a removed one looks to a reader.
+        mode = "w" if event.get("truncate") else "a"
+        with open(os.environ["LAMBDA_METER_CHANNEL"], mode) as channel:
             for name, value in event.get("metrics", {}).items():
                 channel.write(json.dumps({"metric": name, "value": value, "pid": os.getpid()}) + "\n")
         time.sleep(event.get("ms", 0) / 1000.0)
         return {"pid": os.getpid()}
+    if action == "clean_tmp":
+        # Hygiene some functions do between invokes: everything in the temporary directory,
+        # hidden files too, is removed.
+        tmp = tempfile.gettempdir()
+        for name in os.listdir(tmp):
+            path = os.path.join(tmp, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+        return {"cleaned": True}
     if action == "custom":
         statuses = [getattr(lambda_meter, call[0])(*call[1:]) for call in event.get("calls", [])]
         time.sleep(event.get("ms", 0) / 1000.0)
