@@ -301,6 +301,67 @@ fn a_library_for_the_other_architecture_starts_the_runtime_untouched() {
 }
 
 #[test]
+fn a_next_wrapper_that_does_not_exec_leaves_the_runtime_metered_as_itself() {
+    // Some vendor wrappers run the runtime as a child and wait: the runtime, which talks to
+    // the Runtime API, is measured as itself (its own CPU), not as a helper of the shell.
+    let dir = tempdir::TempDir::new("next-no-exec");
+    let next = dir.path().join("next-wrapper");
+    write_executable(&next, "#!/bin/sh\n\"$@\" &\nwait\n");
+    let layer = Layer::new();
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": 20}),
+        json!({"action": "fail", "type": "ValueError"}),
+        json!({"action": "ok"}),
+    ];
+    let node_env = [("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true")];
+    /// A client: its name, command, directory and extra variables.
+    type Client<'a> = (&'a str, Vec<String>, PathBuf, &'a [(&'a str, &'a str)]);
+    let clients: [Client; 3] = [
+        (
+            "python",
+            python_command("handler.dispatch"),
+            python_function_dir(),
+            &[],
+        ),
+        (
+            "node",
+            node_command("index.handler"),
+            node_function_dir(),
+            &[],
+        ),
+        (
+            "node js client",
+            node_command("index.handler"),
+            node_function_dir(),
+            &node_env,
+        ),
+    ];
+    for (name, cmd, cwd, extra) in clients {
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let mut env = vec![("LAMBDA_METER_NEXT_WRAPPER", next.to_str().unwrap())];
+        env.extend_from_slice(extra);
+        let out = run(events(&payloads), &cmd, Some(&layer.wrapper()), &env, &cwd);
+        let records = out.records();
+        assert_eq!(records.len(), payloads.len(), "{name}: {}", out.run.stderr);
+        assert_valid_emf(&records);
+        for r in &records {
+            assert!(r["CpuTime"].as_f64().unwrap() > 0.0, "{name}: {r}");
+        }
+        assert_eq!(
+            records.iter().filter(|r| r["ColdStart"] == 1.0).count(),
+            1,
+            "{name}"
+        );
+        assert!(
+            !out.run.stderr.contains("lambda-meter"),
+            "{name}: {}",
+            out.run.stderr
+        );
+    }
+}
+
+#[test]
 fn chaining_to_another_wrapper_keeps_the_preload() {
     let dir = tempdir::TempDir::new("chain");
     let marker = dir.path().join("vendor-ran");

@@ -222,3 +222,25 @@ fn helpers_records_reach_a_file_stdout_they_do_not_share() {
 fn helpers_records_reach_a_socket_stdout_they_do_not_share() {
     check_shell_with_stdout("socket", true);
 }
+
+#[test]
+fn a_next_wrapper_that_runs_the_runtime_as_its_child_keeps_its_cpu_time() {
+    // Some vendor wrappers start the runtime as a child and wait for it. The waiting shell is
+    // the environment's root, but the runtime below it is what spends the CPU.
+    let tmp = tempdir::TempDir::new("next-wrapper");
+    let next = tmp.path().join("next-wrapper");
+    write_executable(&next, "#!/bin/sh\n\"$@\" &\nwait\n");
+    let payloads: Vec<_> = (0..4)
+        .map(|_| json!({"action": "burn", "n": 50000}))
+        .collect();
+    let mut s = shell().env("LAMBDA_METER_NEXT_WRAPPER", next.to_str().unwrap());
+    s.payloads = payloads;
+    let out = s.check();
+    for r in out.records() {
+        let cpu = r["CpuTime"].as_f64().unwrap();
+        assert!(
+            cpu >= 10.0,
+            "50000 rounds of shell arithmetic took no CPU time in the record: {r}"
+        );
+    }
+}

@@ -148,10 +148,45 @@ fn gauges(pid: Option<u32>) -> Gauges {
     g
 }
 
-/// From now on, CPU and memory of the environment rooted at `pid` are read too (0: no more);
-/// records go to its stdout.
-pub fn measure_environment(pid: u32) {
-    state().environment_root.store(pid, Ordering::Relaxed);
+/// Processes measured as the environment at most: the chain from a per-request helper's parent
+/// up to the environment's root.
+pub const MAX_MEASURED: usize = 8;
+
+/// From now on, CPU and memory of the environment rooted at `root` are read too (0: no more):
+/// of the processes in `chain` (this process's ancestors up to `root`: the runtime that
+/// starts the helpers, and a next wrapper that started it as a child and waits), their CPU
+/// summed (each with its waited-for children), their peak memory the largest. Records go to
+/// `root`'s stdout.
+pub fn measure_environment(root: u32, chain: &[u32]) {
+    for (i, slot) in state().measured.iter().enumerate() {
+        slot.store(chain.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+    }
+    state().environment_root.store(root, Ordering::Relaxed);
+}
+
+/// The environment's CPU (ns) and peak memory (KiB) as [`measure_environment`] says, or
+/// `None` when its root cannot be read.
+fn environment_usage(root: u32) -> Option<(u64, u64)> {
+    let mut cpu_ticks = 0;
+    let mut peak = 0;
+    let mut any = false;
+    for pid in state()
+        .measured
+        .iter()
+        .map(|p| p.load(Ordering::Relaxed))
+        .take_while(|p| *p != 0)
+    {
+        if let Some(s) = proc_stat(pid) {
+            cpu_ticks += s.cpu_ticks;
+            peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+            any = true;
+        }
+    }
+    if !any {
+        let s = proc_stat(root)?;
+        return Some((ticks_to_ns(s.cpu_ticks), peak_rss_kb(root).unwrap_or(0)));
+    }
+    Some((ticks_to_ns(cpu_ticks), peak))
 }
 
 /// The environment's root process, if this is not it.
@@ -285,8 +320,8 @@ pub fn probe() -> Probe {
         env: None,
     };
     if let Some(root) = environment_root() {
-        let cpu = proc_stat(root).map_or(cpu_ns, |s| ticks_to_ns(s.cpu_ticks));
-        p.env = Some((cpu, max_rss_kb.max(peak_rss_kb(root).unwrap_or(0))));
+        let (cpu, peak) = environment_usage(root).unwrap_or((cpu_ns, 0));
+        p.env = Some((cpu, max_rss_kb.max(peak)));
     }
     if state().gauges.load(Ordering::Relaxed) {
         p.gauges = Some(gauges(environment_root()));
@@ -302,6 +337,8 @@ pub struct ProbeState {
     own_threads: AtomicU32,
     /// The environment's root process, when this one is not it (0: none).
     environment_root: AtomicU32,
+    /// The processes measured as the environment (see [`measure_environment`]; 0 ends them).
+    measured: [AtomicU32; MAX_MEASURED],
 }
 
 impl ProbeState {
@@ -310,6 +347,7 @@ impl ProbeState {
             gauges: AtomicBool::new(false),
             own_threads: AtomicU32::new(0),
             environment_root: AtomicU32::new(0),
+            measured: [const { AtomicU32::new(0) }; MAX_MEASURED],
         }
     }
 
@@ -321,9 +359,13 @@ impl ProbeState {
             gauges: _,
             own_threads,
             environment_root,
+            measured,
         } = self;
         own_threads.store(0, Ordering::Relaxed);
         environment_root.store(0, Ordering::Relaxed);
+        for pid in measured {
+            pid.store(0, Ordering::Relaxed);
+        }
     }
 }
 

@@ -712,7 +712,9 @@ fn share_environment(root: u32) -> bool {
     match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
         Ok(h) => {
             debug(format_args!("a process of environment {root}"));
-            probes::measure_environment(root);
+            let mut chain = [0u32; probes::MAX_MEASURED];
+            let n = chain_to(root, &mut chain);
+            probes::measure_environment(root, chain.get(..n).unwrap_or_default());
             crate::channel::set_owner(root);
             if let Some(e) = engine_cell() {
                 e.attach_handoff(Box::new(h));
@@ -729,13 +731,38 @@ fn share_environment(root: u32) -> bool {
     }
 }
 
+/// This process's ancestors from its parent up to `root` into `chain`: how many (none when
+/// `root` is not among the first [`probes::MAX_MEASURED`]). In a shell runtime whose
+/// `bootstrap` was exec'd by the wrapper that is the shell (and a subshell that ran the
+/// helper); under a next wrapper that runs the runtime as its child and waits, the runtime
+/// and that wrapper: the runtime's CPU is then measured, not only the waiting wrapper's.
+fn chain_to(root: u32, chain: &mut [u32]) -> usize {
+    let mut pid = parent_of(std::process::id());
+    let mut n = 0;
+    while let Some(p) = pid {
+        let Some(slot) = chain.get_mut(n) else {
+            return 0;
+        };
+        *slot = p;
+        n += 1;
+        if p == root {
+            return n;
+        }
+        if p <= 1 {
+            return 0;
+        }
+        pid = parent_of(p);
+    }
+    0
+}
+
 /// What the engine found this process to be, acted on (under the gate, after each call).
 fn decided(role: Role) {
     match role {
         Role::Runtime => {
             // Its own CPU, memory, stdout and channel, and its own endings.
             debug(format_args!("a runtime of its own"));
-            probes::measure_environment(0);
+            probes::measure_environment(0, &[]);
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
             say_settings_warnings();

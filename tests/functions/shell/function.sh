@@ -23,6 +23,13 @@ handler() {
             printf '"'
             ;;
         echo) printf '{"size":%d}' "${#event}" ;;
+        burn)
+            # CPU of the shell itself (no child process): "n" rounds of arithmetic.
+            local i=0 n
+            n=$(field "$event" n)
+            while [ "$i" -lt "${n:-50000}" ]; do i=$((i + 1)); done
+            printf '{"rounds":%d}' "$i"
+            ;;
         custom)
             # The layer's shim (on PATH); each call's status after the handler's result.
             . lambda-meter.sh
