@@ -112,6 +112,98 @@ fn a_timeout_is_recorded_before_the_kill_and_the_next_environment_starts_cold() 
     assert_eq!(record_for(&records, 3)["ColdStart"], 0.0);
 }
 
+/// Runs `command` (in `cwd`) without and with the layer, its first process taking 3 s to
+/// load under a 1.5 s timeout: the first event times out waiting for that init, the runtime is
+/// stopped, and the next one (fast) serves the rest. Returns the metered run.
+fn slow_first_init(command: &[String], cwd: &std::path::Path, env: &[(&str, &str)]) -> Outcome {
+    let layer = Layer::new();
+    let cmd: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut env = env.to_vec();
+    env.push(("TEST_SLOW_FIRST_INIT_MS", "3000"));
+    let run = |wrapped: bool| {
+        let mut cfg = config(&[
+            json!({"action": "ok"}),
+            json!({"action": "ok"}),
+            json!({"action": "ok"}),
+        ]);
+        cfg.timeout = Duration::from_millis(1_500);
+        let wrapper = layer.wrapper();
+        run_with(cfg, &cmd, wrapped.then_some(wrapper.as_path()), &env, cwd)
+    };
+    let (plain, metered) = (run(false), run(true));
+    for o in [&plain, &metered] {
+        assert_eq!(
+            o.sim.init_timeout_count(),
+            1,
+            "the first init ran past the timeout"
+        );
+        assert_eq!(o.run.starts, 2);
+    }
+    let outcomes = |o: &Outcome| -> Vec<_> {
+        o.sim
+            .results()
+            .into_iter()
+            .map(|r| r.map(|r| r.outcome))
+            .collect()
+    };
+    assert_eq!(outcomes(&plain), outcomes(&metered));
+    assert!(plain.raw_records().is_empty());
+    no_library_stderr(&metered);
+    metered
+}
+
+/// The invoke that waited for the init that ran past the timeout has its record (no request
+/// id: the runtime never saw it); the two that followed have theirs, the first of them the
+/// new environment's one cold start.
+fn check_slow_first_init(metered: &Outcome) {
+    let records = metered.records();
+    assert_valid_emf(&records);
+    assert_eq!(records.len(), 3, "one record per invoke: {records:?}");
+    let waited: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("requestId").is_none())
+        .collect();
+    assert_eq!(waited.len(), 1, "{records:?}");
+    let w = waited[0];
+    assert_eq!(w["Timeouts"], 1.0, "{w}");
+    assert_eq!(w["Errors"], 1.0);
+    assert_eq!(w["errorType"], "Sandbox.Timedout");
+    assert_eq!(w["initStatus"], "timeout");
+    assert_eq!(w["ColdStart"], 1.0);
+    assert!(
+        w.get("InitDuration").is_some() && w.get("CpuTime").is_none(),
+        "{w}"
+    );
+    assert!(
+        w.get("MaxMemoryUsed").is_none(),
+        "not known after the kill: {w}"
+    );
+    assert_eq!(record_for(&records, 1)["ColdStart"], 1.0);
+    assert_eq!(record_for(&records, 1)["Timeouts"], 0.0);
+    assert_eq!(record_for(&records, 2)["ColdStart"], 0.0);
+    let timeouts: f64 = records
+        .iter()
+        .map(|r| r["Timeouts"].as_f64().unwrap())
+        .sum();
+    assert_eq!(timeouts, 1.0);
+}
+
+#[test]
+fn python_an_invoke_that_waited_for_an_init_past_the_timeout_has_its_record() {
+    let metered = slow_first_init(
+        &python_command("handler.dispatch"),
+        &python_function_dir(),
+        &[],
+    );
+    check_slow_first_init(&metered);
+}
+
+#[test]
+fn node_an_invoke_that_waited_for_an_init_past_the_timeout_has_its_record() {
+    let metered = slow_first_init(&node_command("index.handler"), &node_function_dir(), &[]);
+    check_slow_first_init(&metered);
+}
+
 #[test]
 fn a_result_after_the_timeout_record_gives_no_second_record() {
     let mut cfg = config(&[

@@ -53,6 +53,7 @@ const DOCUMENTED_KEYS: &[&str] = &[
     "service",
     "errorType",
     "exitReason",
+    "initStatus",
     "FunctionName",
 ];
 

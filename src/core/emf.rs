@@ -163,6 +163,7 @@ const PROPERTIES: &[&str] = &[
     "coldStart",
     "restored",
     "exitReason",
+    "initStatus",
 ];
 
 /// Members only a batched record has.
@@ -385,6 +386,14 @@ fn encode_with(
         }
         if rec.restored {
             out.str(",\"restored\":true");
+        }
+        if rec.kind == RecordKind::Unstarted {
+            // As Lambda's INIT_REPORT says how an init ended.
+            push_member(
+                out,
+                "initStatus",
+                if rec.timed_out { "timeout" } else { "error" },
+            );
         }
         if let Some(c) = custom {
             push_custom_members(out, pool, c);

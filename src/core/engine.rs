@@ -339,6 +339,9 @@ pub struct Engine {
     /// paths (exit, `_exit`, a fatal signal or SIGTERM) and for a SIGKILL's successor.
     batch_slots: Vec<usize>,
     outbox: Outbox,
+    /// Inits of earlier runtime processes that never ended, reported at this process's first
+    /// event (its deadline tells the function's timeout).
+    ended_inits: Option<tracker::EndedInits>,
     /// Where a record is encoded before it is copied on (a journal's template).
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
@@ -427,6 +430,7 @@ impl Engine {
             batch_due_ns: None,
             batch_slots,
             outbox: Outbox::try_new()?,
+            ended_inits: None,
             scratch: zeroed(RECORD_BYTES)?,
             scratch2: zeroed(RECORD_BYTES)?,
         })
@@ -476,6 +480,43 @@ impl Engine {
             finished: None,
         });
         Some(())
+    }
+
+    /// Earlier runtime processes of the environment were killed in their init (see
+    /// [`tracker::RecordKind::Unstarted`]): an invoke waited for each, on demand. Reported
+    /// when this process gets its first event.
+    pub fn inits_never_ended(&mut self, ended: tracker::EndedInits) {
+        if self.tracker.on_demand() {
+            self.ended_inits = Some(ended);
+        }
+    }
+
+    /// The records of the invokes that waited for inits that never ended, now that an event's
+    /// deadline tells the function's timeout (`answer`, read at `now`). An init that ran for
+    /// less than the timeout was ended by something else (`Runtime.ExitError`); one that ran
+    /// for longer was most likely stopped at it (`Sandbox.Timedout`).
+    fn report_ended_inits(&mut self, deadline_ms: Option<u64>, now: &Probe) {
+        let Some(ended) = self.ended_inits.take() else {
+            return;
+        };
+        let timeout_ns = deadline_ms
+            .map(|d| d.saturating_sub(now.wall_ms).saturating_mul(1_000_000))
+            .filter(|t| *t > 0);
+        let timed_out = match (ended.ran_ns, timeout_ns) {
+            (Some(ran), Some(timeout)) => ran >= timeout,
+            _ => true,
+        };
+        let (waited, init) = match (timed_out, ended.ran_ns, timeout_ns) {
+            (true, ran, Some(timeout)) => (Some(timeout), ran.map(|r| r.min(timeout))),
+            (_, ran, _) => (ran, ran),
+        };
+        // One waited for each; a few at most are reported (each is a failed restart).
+        for _ in 0..ended.count.min(4) {
+            let record = self
+                .tracker
+                .unstarted(waited, init, timed_out, ended.followed_at_ms);
+            self.push_records(Some(record), Some(now));
+        }
     }
 
     /// How many invokes this process has opened so far.
@@ -1095,6 +1136,7 @@ impl Engine {
             }
             _ => return,
         }
+        self.report_ended_inits(answer.deadline_ms, now);
         let info = EventInfo {
             request_id: answer.request_id,
             trace_id: answer.trace_id,
@@ -1854,6 +1896,69 @@ mod tests {
         let v = answered_record(&mut engine(leak_bits()), &ok, ACCEPTED);
         assert_eq!(v["Errors"], 0.0);
         assert!(v.get("errorType").is_none());
+    }
+
+    #[test]
+    fn an_init_that_never_ended_is_reported_at_the_first_event_by_the_timeout_it_tells() {
+        let clock = Clock(Cell::new(10_000));
+        let p = |_: Reading| clock.probe();
+        // The first event's deadline is 1.5 s away: the function's timeout.
+        let first = |e: &mut E| -> Vec<serde_json::Value> {
+            e.connected(5, api_addr());
+            e.sent(5, next_req(), &p);
+            let answer = String::from_utf8(next_resp("r", "{}"))
+                .unwrap()
+                .replace("9999999999999", "11500");
+            e.received(5, answer.as_bytes(), &p)
+                .lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let ended = |ran_ms: u64| tracker::EndedInits {
+            count: 1,
+            ran_ns: Some(ran_ms * 1_000_000),
+            followed_at_ms: 9_000,
+        };
+        // Ran past the timeout: stopped at it.
+        let mut e = engine(leak_bits());
+        e.inits_never_ended(ended(2_000));
+        let v = first(&mut e);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0]["initStatus"], "timeout");
+        assert_eq!(v[0]["errorType"], "Sandbox.Timedout");
+        assert_eq!(
+            (v[0]["Duration"].as_f64(), v[0]["InitDuration"].as_f64()),
+            (Some(1_500.0), Some(1_500.0))
+        );
+        assert_eq!(v[0]["_aws"]["Timestamp"], 9_000);
+        assert!(v[0].get("requestId").is_none() && v[0].get("MaxMemoryUsed").is_none());
+        // Ended sooner: something else killed it.
+        let mut e = engine(leak_bits());
+        e.inits_never_ended(ended(400));
+        let v = first(&mut e);
+        assert_eq!(v[0]["initStatus"], "error");
+        assert_eq!(v[0]["errorType"], "Runtime.ExitError");
+        assert_eq!(v[0]["Timeouts"], 0.0);
+        assert_eq!(v[0]["Duration"], 400.0);
+        // Only once, and never for an environment initialised ahead of demand.
+        assert!(first(&mut e).is_empty());
+        let (s, _) = Settings::from_env(
+            &|k| match k {
+                "AWS_LAMBDA_INITIALIZATION_TYPE" => Some("provisioned-concurrency".into()),
+                _ => None,
+            },
+            "test",
+        );
+        let mut e = E(Engine::try_new(
+            s,
+            ApiAddress::parse("127.0.0.1:9001").unwrap(),
+            leak_bits(),
+            0,
+        )
+        .unwrap());
+        e.inits_never_ended(ended(2_000));
+        assert!(first(&mut e).is_empty());
     }
 
     #[test]

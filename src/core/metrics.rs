@@ -34,8 +34,14 @@ fn flag(b: bool) -> Option<Number> {
     Some(Number::int(u64::from(b)))
 }
 
+/// A record of an invoke (one that ran, or one that waited for an init that never ended).
 fn invoke(rec: &InvokeRecord) -> bool {
-    rec.kind == RecordKind::Invoke
+    matches!(rec.kind, RecordKind::Invoke | RecordKind::Unstarted)
+}
+
+/// Whether the record knows the runtime's memory (not after a runtime killed in its init).
+fn measured(rec: &InvokeRecord) -> bool {
+    rec.kind != RecordKind::Unstarted
 }
 
 fn max_mb(rec: &InvokeRecord) -> u64 {
@@ -98,7 +104,7 @@ pub const CATALOG: &[Metric] = &[
         name: "MaxMemoryUsed",
         unit: "Megabytes",
         class: Class::Value,
-        read: |r, _| Some(Number::int(max_mb(r))),
+        read: |r, _| Some(Number::int(max_mb(r))).filter(|_| measured(r)),
     },
     Metric {
         name: "MemoryUtilization",
@@ -106,12 +112,14 @@ pub const CATALOG: &[Metric] = &[
         class: Class::Default,
         read: |r, s| {
             // Hundredths of a percent, rounded.
-            s.memory_size_mb.filter(|m| *m > 0).map(|size| {
-                Number::Scaled(
-                    (max_mb(r) as f64 * 100.0 / size as f64 * 100.0).round() as u64,
-                    2,
-                )
-            })
+            s.memory_size_mb
+                .filter(|m| *m > 0 && measured(r))
+                .map(|size| {
+                    Number::Scaled(
+                        (max_mb(r) as f64 * 100.0 / size as f64 * 100.0).round() as u64,
+                        2,
+                    )
+                })
         },
     },
     Metric {

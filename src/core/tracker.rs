@@ -141,12 +141,29 @@ impl Outcome {
     }
 }
 
+/// Inits of earlier runtime processes of the environment that never ended: killed before they
+/// asked for an event (see [`RecordKind::Unstarted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndedInits {
+    /// How many.
+    pub count: u32,
+    /// How long the (one) init ran at most: from its start to the start of the runtime that
+    /// followed it, when known.
+    pub ran_ns: Option<u64>,
+    /// When the runtime that followed it started (epoch ms).
+    pub followed_at_ms: u64,
+}
+
 /// What a record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     Invoke,
     /// `/runtime/init/error`: the environment failed to initialise.
     InitError,
+    /// An invoke that waited for an init that never ended: the runtime process was killed
+    /// (at the function's timeout, or by the out-of-memory killer) before it asked for an
+    /// event. Reported by the environment's next runtime, without a request id.
+    Unstarted,
 }
 
 /// Everything one EMF line reports.
@@ -696,6 +713,47 @@ impl Tracker {
         }
     }
 
+    /// The record of an invoke that waited for an init that never ended (see
+    /// [`RecordKind::Unstarted`]): `waited_ns` until the runtime was killed (when known),
+    /// `timed_out` when that was its deadline; `init_ns` how long that init ran, when known;
+    /// written at `wall_ms`.
+    pub fn unstarted(
+        &self,
+        waited_ns: Option<u64>,
+        init_ns: Option<u64>,
+        timed_out: bool,
+        wall_ms: u64,
+    ) -> InvokeRecord {
+        InvokeRecord {
+            kind: RecordKind::Unstarted,
+            request_id: RequestId::EMPTY,
+            trace_id: None,
+            timestamp_ms: wall_ms,
+            duration_ns: waited_ns,
+            cold_start: true,
+            proactive_init: false,
+            init_duration_ns: init_ns,
+            restored: false,
+            restore_duration_ns: None,
+            errored: true,
+            timed_out,
+            error_type: Some(ErrorType::new(if timed_out {
+                TIMEOUT_ERROR_TYPE
+            } else {
+                crate::journal::EXIT_ERROR_TYPE
+            })),
+            cpu_ns: None,
+            max_rss_kb: 0,
+            request_bytes: None,
+            response_bytes: None,
+            post_response_ns: None,
+            time_to_first_byte_ns: None,
+            gauges: None,
+            custom: Custom::default(),
+            journal_slot: None,
+        }
+    }
+
     /// Time has passed: invokes open at their deadline (less the margin) become timeout
     /// records, and a record that waited too long for `/next` goes without it. Returns one
     /// of them; call again until `None`.
@@ -772,6 +830,11 @@ impl Tracker {
         self.awaiting_next
             .as_ref()
             .map(|w| (&w.record, w.result_sent_ns))
+    }
+
+    /// Whether the environment is initialised on demand (an invoke waits for its init).
+    pub fn on_demand(&self) -> bool {
+        self.lifecycle.on_demand
     }
 
     /// How many invokes were opened so far.

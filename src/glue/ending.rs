@@ -199,6 +199,80 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
     Some(mapped.journal)
 }
 
+/// The list of runtime inits under way, in the temporary directory: the wrapper appends the
+/// pid of each runtime process it starts (one line, no process); the first process of the
+/// environment that talks to the Runtime API takes it (see [`claim_ended_inits`]).
+const INITS: &str = ".lambda-meter-inits";
+
+/// Takes the list of inits under way — renamed first, so that one process takes each line —
+/// and says what it held besides `root`'s own init (over: the runtime talks to the Runtime API)
+/// and inits of runtime processes still running (put back): inits of processes gone before
+/// they reached the Runtime API. Each of those kept an invoke waiting (on demand), which
+/// failed. Their times, from the list's file: made when the first of them started, last
+/// written when the runtime that followed them started. `None` when there were none.
+pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
+    let dir = std::env::temp_dir();
+    let path = dir.join(INITS);
+    let me = std::process::id();
+    let claimed = dir.join(format!("{INITS}.{me}"));
+    std::fs::rename(&path, &claimed).ok()?;
+    let meta = std::fs::metadata(&claimed).ok();
+    let text = std::fs::read_to_string(&claimed).unwrap_or_default();
+    let _ = std::fs::remove_file(&claimed);
+    let mut ended = 0u32;
+    let mut running = String::new();
+    for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+        if pid == root || pid == me {
+            continue;
+        }
+        if started_by_the_wrapper(pid) {
+            running.push_str(&format!("{pid}\n"));
+        } else {
+            ended += 1;
+        }
+    }
+    if !running.is_empty() {
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(running.as_bytes()));
+    }
+    if ended == 0 {
+        return None;
+    }
+    let epoch_ns = |t: std::io::Result<std::time::SystemTime>| {
+        t.ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as u64)
+    };
+    let made = meta.as_ref().and_then(|m| epoch_ns(m.created()));
+    let written = meta.as_ref().and_then(|m| epoch_ns(m.modified()));
+    Some(crate::tracker::EndedInits {
+        count: ended,
+        ran_ns: match (made, written) {
+            (Some(a), Some(b)) if ended == 1 => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        followed_at_ms: written.map_or_else(|| probes::clock_now().wall_ms, |w| w / 1_000_000),
+    })
+}
+
+/// Whether `pid` is a running process the wrapper started (its environment names it the
+/// environment's root): a pid reused by another process is not.
+fn started_by_the_wrapper(pid: u32) -> bool {
+    if !probes::proc_stat(pid).is_some_and(|s| s.running) {
+        return false;
+    }
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let own = format!("LAMBDA_METER_ENV_ID={pid}");
+    environ.split(|b| *b == 0).any(|v| v == own.as_bytes())
+}
+
 pub fn set_undecided(undecided: bool) {
     state().undecided.store(undecided, Ordering::Relaxed);
 }

@@ -692,13 +692,28 @@ fn is_environment_root() -> bool {
 /// not ended (see [`crate::ending::set_undecided`]).
 fn join_environment() {
     crate::channel::set_owner(sys::getpid());
-    if !ps().environment_joined.swap(true, Ordering::AcqRel)
+    let first = !ps().environment_joined.swap(true, Ordering::AcqRel);
+    if first
         && let Some(root) = environment_root_of_this()
         && share_environment(root)
     {
         crate::ending::set_undecided(true);
     } else {
         say_settings_warnings();
+    }
+    if first {
+        // The environment's runtime reached the Runtime API: its init is over. Earlier ones
+        // that never did were killed while an invoke waited for them.
+        let root = environment_id().unwrap_or_else(std::process::id);
+        if let Some(ended) = crate::ending::claim_ended_inits(root)
+            && let Some(e) = engine_cell()
+        {
+            debug(format_args!(
+                "{} earlier runtime process(es) of this environment ended in their init",
+                ended.count
+            ));
+            e.inits_never_ended(ended);
+        }
     }
     start_journal();
 }

@@ -29,7 +29,9 @@
                                       sleeps ms, returns the status codes if report, and the
                                       variables the wrapper sets
 
-With LAMBDA_METER_TEST_AT_INIT set, the module adds metric InitMetric while it loads.
+With LAMBDA_METER_TEST_AT_INIT set, the module adds metric InitMetric while it loads. With
+TEST_SLOW_FIRST_INIT_MS=N, the first process of an environment (no file .slow-init-done in the
+temporary directory yet) takes N ms to load: an init that may run past the function's timeout.
 """
 
 import ctypes
@@ -53,6 +55,12 @@ except ImportError:  # the shim is not on the path: the "custom" action says so
 
 if lambda_meter is not None and os.environ.get("LAMBDA_METER_TEST_AT_INIT"):
     lambda_meter.add_metric("InitMetric", "Count", 1)
+
+if os.environ.get("TEST_SLOW_FIRST_INIT_MS"):
+    _done = os.path.join(tempfile.gettempdir(), ".slow-init-done")
+    if not os.path.exists(_done):
+        open(_done, "w").close()
+        time.sleep(int(os.environ["TEST_SLOW_FIRST_INIT_MS"]) / 1000.0)
 
 
 class OrderNotFound(Exception):

@@ -211,6 +211,12 @@ struct State {
     freeze_pending: bool,
     /// How many times the runtime was stopped at a deadline.
     timeouts: usize,
+    /// When the runtime now running was started, and whether it has asked for an event yet:
+    /// until it does, the first queued event waits for its init, under the same deadline.
+    runtime_started: Option<Instant>,
+    asked_since_start: bool,
+    /// Events that timed out waiting for an init that did not end in time.
+    init_timeouts: usize,
     /// Events whose one-shot fault was already injected.
     faulted: std::collections::HashSet<usize>,
 }
@@ -372,11 +378,53 @@ impl Simulator {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// A runtime process was started (the first, or one after a stop): an on-demand init, for
+    /// which the first queued event waits.
+    pub fn runtime_started(&self) {
+        let mut st = self.shared.lock();
+        st.runtime_started = Some(Instant::now());
+        st.asked_since_start = false;
+    }
+
+    /// How many events timed out waiting for an init (see [`Simulator::expire_deadlines`]).
+    pub fn init_timeout_count(&self) -> usize {
+        self.shared.lock().init_timeouts
+    }
+
     /// Invokes whose deadline has passed become timeouts; true when there was one (the runtime
-    /// must then be stopped and a new one started, as Lambda does).
+    /// must then be stopped and a new one started, as Lambda does). An event waits for the
+    /// init of the runtime that was started for it under the same deadline: when the runtime
+    /// has not asked for an event within the timeout of its start, the first queued event
+    /// times out too (Lambda's init that runs past the function's timeout).
     pub fn expire_deadlines(&self) -> bool {
         let timeout = self.shared.config.timeout;
         let mut st = self.shared.lock();
+        let init_over_time =
+            !st.asked_since_start && st.runtime_started.is_some_and(|t| t.elapsed() >= timeout);
+        if init_over_time && let Some(index) = st.queue.pop_front() {
+            let started = st.runtime_started.unwrap_or_else(Instant::now);
+            let request_id = self
+                .shared
+                .config
+                .events
+                .get(index)
+                .and_then(|e| e.request_id.clone())
+                .unwrap_or_else(new_request_id);
+            if let Some(slot) = st.results.get_mut(index) {
+                *slot = Some(InvokeResult {
+                    request_id,
+                    outcome: Outcome::Timeout,
+                    body: Vec::new(),
+                    trailers: Vec::new(),
+                    elapsed: started.elapsed(),
+                });
+            }
+            st.timeouts += 1;
+            st.init_timeouts += 1;
+            st.runtime_started = None;
+            self.shared.changed.notify_all();
+            return true;
+        }
         let expired: Vec<(String, usize, Instant)> = st
             .in_flight
             .iter()
@@ -585,6 +633,7 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["", "runtime", "invocation", "next"]) => {
             st.next_arrivals.push(Instant::now());
+            st.asked_since_start = true;
             st.waiting_next += 1;
             let generation = st.generation;
             shared.changed.notify_all();

@@ -129,6 +129,7 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     let mut cpu_at_first_next_ns = None;
     'runtimes: loop {
         let (mut child, out, err) = spawn(sim, opts, program, args, own_tmp.as_deref())?;
+        sim.runtime_started();
         spawned_at.get_or_insert_with(Instant::now);
         starts += 1;
         let pgid = child.id() as libc::pid_t;
