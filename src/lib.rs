@@ -79,6 +79,9 @@ pub mod handoff;
 #[path = "glue/hooks.rs"]
 mod hooks;
 #[cfg(not(test))]
+#[path = "glue/lines.rs"]
+mod lines;
+#[cfg(not(test))]
 #[path = "glue/output.rs"]
 mod output;
 #[cfg(not(test))]

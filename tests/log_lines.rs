@@ -28,7 +28,8 @@ fn partial_mix() -> Vec<serde_json::Value> {
     ]
 }
 
-/// The handler's own text stays exactly as it was, apart from the line breaks before records.
+/// The handler's own text stays exactly as it was, apart from the line breaks before records;
+/// and no line break was added where no line was open (no empty line).
 fn assert_text_kept(out: &Outcome, texts: &[&str]) {
     let stdout = &out.run.stdout;
     for t in texts {
@@ -37,6 +38,10 @@ fn assert_text_kept(out: &Outcome, texts: &[&str]) {
             "{t:?} is followed by a record on a line of its own:\n{stdout}"
         );
     }
+    assert!(
+        !stdout.contains("\n\n") && !stdout.starts_with('\n'),
+        "an empty line was added:\n{stdout}"
+    );
 }
 
 #[test]
@@ -65,4 +70,77 @@ fn c_runtime_partial_lines() {
     ];
     let out = s.check();
     assert_text_kept(&out, &["progress: 50%"]);
+}
+
+/// Partial lines left by processes the runtime starts: each has the library too (`LD_PRELOAD`
+/// is inherited) and notes the open line in the environment's shared page.
+fn children_mix(hows: &[&str]) -> Vec<serde_json::Value> {
+    let mut v = vec![json!({"action": "ok"})];
+    for how in hows {
+        v.push(json!({"action": "child_partial", "how": how, "text": format!("{how}: 50%")}));
+        v.push(json!({"action": "ok"}));
+    }
+    v
+}
+
+#[test]
+fn python_childrens_partial_lines() {
+    let hows = ["system", "printf", "curl"];
+    let out = Scenario::python(children_mix(&hows)).check();
+    let texts: Vec<String> = hows.iter().map(|h| format!("{h}: 50%")).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    assert_text_kept(&out, &texts);
+}
+
+#[test]
+fn node_childrens_partial_lines() {
+    let mut s = Scenario::node("index.handler");
+    s.payloads = children_mix(&["node child"]);
+    let out = s.check();
+    assert_text_kept(&out, &["node child: 50%"]);
+}
+
+#[test]
+fn c_runtime_stdio_and_childrens_partial_lines() {
+    let bin = compile_program("c_runtime", "c_runtime_partial", &["-O1"]);
+    // stdout buffered by stdio (a pipe: fully), flushed with fflush.
+    let mut s = Scenario::new(vec![bin.display().to_string()], root())
+        .env("C_RUNTIME_BUFFERED_STDOUT", "1");
+    s.compare_output = true;
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "stdio_partial"}),
+        json!({"action": "ok"}),
+        json!({"action": "child_partial"}),
+        json!({"action": "ok"}),
+    ];
+    let out = s.check();
+    assert_text_kept(&out, &["stdio: 50%", "child: 50%"]);
+}
+
+#[test]
+fn shell_runtime_partial_lines_of_its_shell() {
+    // The bootstrap's own `echo -n` (bash, the environment's root) leaves the line open; the
+    // record is written by the `curl` that posts the result.
+    let dir = root().join("tests/functions/shell");
+    let mut s = Scenario::new(
+        vec![dir.join("bootstrap").display().to_string()],
+        dir.clone(),
+    )
+    .env("LAMBDA_TASK_ROOT", dir.to_str().unwrap())
+    .env("_HANDLER", "function.handler")
+    .env("SHELL_RUNTIME_LOG", "1");
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "partial"}),
+        json!({"action": "ok"}),
+        json!({"action": "partial"}),
+    ];
+    let out = s.check();
+    let ids: Vec<String> = [2, 4]
+        .iter()
+        .map(|n| format!("handling 00000000-0000-4000-8000-{n:012}"))
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_text_kept(&out, &ids);
 }

@@ -42,71 +42,19 @@ struct Mapped {
 /// allocated on disk before it is mapped, so a store through the mapping can never meet a full
 /// file system (SIGBUS). An error says why there is none.
 fn map_journal(cpath: &CStr) -> Result<Mapped, &'static str> {
-    let fd = crate::sys::open(
-        cpath.to_bytes_with_nul(),
-        libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-        0o600,
-    )
-    .map_err(|e| match e {
-        libc::ELOOP => "its path is a symbolic link",
-        libc::ENOSPC | libc::EDQUOT => "no space left",
-        _ => "it cannot be opened",
-    })? as c_int;
-    let mapped = (|| {
-        let st = crate::sys::fstat(fd).map_err(|_| "it cannot be opened")?;
-        // SAFETY: geteuid has no preconditions.
-        if st.st_uid != unsafe { libc::geteuid() } {
-            return Err("another user owns it");
-        }
-        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
-            return Err("it is not a regular file");
-        }
-        if st.st_nlink != 1 {
-            return Err("it has another name (a hard link)");
-        }
-        if st.st_size != 0 && st.st_size != FILE_SIZE as libc::off_t {
-            return Err("it is not a journal");
-        }
-        // Allocated on disk now (a file that exists already may be sparse too).
-        match crate::sys::fallocate(fd, 0, FILE_SIZE as u64) {
-            Ok(_) => {}
-            Err(libc::ENOSPC | libc::EDQUOT) => {
-                if st.st_size == 0 {
-                    let _ = crate::sys::ftruncate(fd, 0);
-                }
-                return Err("no space left");
-            }
-            Err(_) => return Err("its file system cannot allocate it"),
-        }
-        // SAFETY: a fresh shared mapping of the whole file; the kernel picks the address.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                FILE_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err("it cannot be mapped");
-        }
-        // SAFETY: FILE_SIZE page-aligned bytes, mapped for the rest of the process, every one
-        // of them allocated on disk.
-        let j = unsafe { Journal::from_raw(base.cast()) };
-        let fresh = !j.is_formatted();
-        if fresh {
-            j.format();
-        }
-        Ok(Mapped {
-            journal: j,
-            id: (st.st_dev, st.st_ino),
-            fresh,
-        })
-    })();
-    let _ = crate::sys::close(fd);
-    mapped
+    let file = crate::sys::map_state_file(cpath.to_bytes_with_nul(), FILE_SIZE)?;
+    // SAFETY: FILE_SIZE page-aligned bytes, mapped for the rest of the process, every one of
+    // them allocated on disk.
+    let j = unsafe { Journal::from_raw(file.base) };
+    let fresh = !j.is_formatted();
+    if fresh {
+        j.format();
+    }
+    Ok(Mapped {
+        journal: j,
+        id: file.id,
+        fresh,
+    })
 }
 
 /// Who this process is, for the journal.

@@ -270,6 +270,9 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     crate::deepbind::poll();
+    if output::is_log_fd(fd) {
+        crate::lines::fd_changed(fd);
+    }
     // Forget first: once closed, another thread may get the same number from socket().
     if TRACKED.contains(fd) {
         forget_streams_on(fd);
@@ -445,6 +448,8 @@ struct FileHead {
     read_ptr: *mut u8,
     read_end: *mut u8,
     read_base: *mut u8,
+    write_base: *mut u8,
+    write_ptr: *mut u8,
 }
 
 /// A stream's read buffer now: (base, pointer, end).
@@ -962,11 +967,94 @@ pub unsafe extern "C" fn getline(
     get_delimited(line, cap, c_int::from(b'\n'), stream, real::getdelim::get())
 }
 
+// ---- stdio output to stdout and stderr ----
+//
+// C stdio writes its buffer inside libc, where no `write` hook sees it: a partial line flushed
+// there would leave the log line open behind the library's back. What a flush is about to
+// write is in the stream's buffer (`write_base` to `write_ptr`), so the last byte of it is
+// noted where the host flushes: `fflush`, `fclose`, and the process's end (the library's
+// destructor runs before libc's last flush). A buffer that fills and is written out inside
+// `printf` is not seen.
+
+unsafe extern "C" {
+    static stdout: *mut libc::FILE;
+    static stderr: *mut libc::FILE;
+}
+
+/// The last byte `stream` holds to write, if it holds any.
+fn pending_last_byte(stream: *mut libc::FILE) -> Option<u8> {
+    if stream.is_null() {
+        return None;
+    }
+    // SAFETY: the host's open stream (it passes it to fflush or fclose, or it is libc's own
+    // stdout or stderr); these fields are plain pointers glibc keeps in the stream's head.
+    let head = unsafe { &*stream.cast::<FileHead>() };
+    if head.flags & IO_CURRENTLY_PUTTING == 0 || head.write_ptr <= head.write_base {
+        return None;
+    }
+    // SAFETY: write_base < write_ptr inside the stream's buffer: the byte before write_ptr is
+    // the last the host put there.
+    Some(unsafe { *head.write_ptr.sub(1) })
+}
+
+/// stdout and stderr, as libc names them now.
+fn standard_streams() -> [*mut libc::FILE; 2] {
+    // SAFETY: libc's own variables, read once each.
+    unsafe { [stdout, stderr] }
+}
+
+/// The fd `stream` writes to when it is stdout or stderr (1 or 2), and the last byte it is
+/// about to write there.
+fn log_flush_of(stream: *mut libc::FILE) -> Option<(c_int, u8)> {
+    let last = pending_last_byte(stream)?;
+    let err = errno();
+    // SAFETY: as in `pending_last_byte`; fileno only reads the stream.
+    let fd = unsafe { libc::fileno(stream) };
+    set_errno(err);
+    output::is_log_fd(fd).then_some((fd, last))
+}
+
+/// The process is ending: what stdio still holds for stdout and stderr is written after
+/// this (libc's last flush), and ends the log line as its last byte says.
+pub fn note_final_flush() {
+    for stream in standard_streams() {
+        if let Some((fd, last)) = log_flush_of(stream) {
+            output::host_wrote(fd, last);
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fflush(stream: *mut libc::FILE) -> c_int {
+    // `fflush(NULL)` flushes every stream; stdout and stderr are the ones that matter here.
+    let flushing = if stream.is_null() {
+        standard_streams().map(log_flush_of)
+    } else {
+        [log_flush_of(stream), None]
+    };
+    // SAFETY: forwarding the host's argument unchanged.
+    let rc = unsafe { (real::fflush::get())(stream) };
+    if rc == 0 {
+        let err = errno();
+        for (fd, last) in flushing.into_iter().flatten() {
+            output::host_wrote(fd, last);
+        }
+        set_errno(err);
+    }
+    rc
+}
+
 /// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
 /// runtime wrapped with `fdopen` would stay tracked, and the next file to get its number would
 /// be parsed as HTTP.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
+    // Its last flush, when it is stdout or stderr.
+    if let Some((fd, last)) = log_flush_of(stream) {
+        let err = errno();
+        output::host_wrote(fd, last);
+        set_errno(err);
+    }
     if process::is_active() && !stream.is_null() {
         let err = errno();
         // SAFETY: the host passes its open stream, as fclose requires; fileno only reads it.
@@ -983,6 +1071,11 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if first <= 2 && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
+        for fd in [1, 2].into_iter().filter(|fd| (first..=last).contains(fd)) {
+            crate::lines::fd_changed(fd as c_int);
+        }
+    }
     if process::is_active() && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
         process::closing_range(first, last);
     }
@@ -1004,6 +1097,9 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::dup2::get())(old, new) };
+    if rc >= 0 && output::is_log_fd(new) {
+        crate::lines::fd_changed(new);
+    }
     if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
         process::duplicated(old, new);
     }
@@ -1014,6 +1110,9 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     // SAFETY: forwarding the host's arguments unchanged.
     let rc = unsafe { (real::dup3::get())(old, new, flags) };
+    if rc >= 0 && output::is_log_fd(new) {
+        crate::lines::fd_changed(new);
+    }
     if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
         process::duplicated(old, new);
     }
@@ -1370,6 +1469,8 @@ extern "C" fn destructor() {
     if process::is_active() {
         ending::at_exit();
     }
+    // Last: libc's final flush of stdout and stderr comes after every record of ours.
+    note_final_flush();
 }
 
 extern "C" fn constructor() {

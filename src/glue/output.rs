@@ -134,21 +134,38 @@ pub fn is_log_fd(fd: libc::c_int) -> bool {
     (fd as u32).wrapping_sub(1) < 2
 }
 
-/// The host's write to stdout or stderr ended with `last`.
+/// The host's write to stdout or stderr ended with `last`: noted for the environment (see
+/// [`crate::lines`]), and for this process.
 #[inline(always)]
 pub fn host_wrote(fd: libc::c_int, last: u8) {
+    let _ = crate::lines::wrote(fd, last);
     if let Some(flag) = state().host_line_open.get((fd as usize).wrapping_sub(1)) {
         flag.store(last != b'\n', Ordering::Relaxed);
     }
 }
 
-/// Whether a line of ours written to `fd` must start with a newline (the host left a partial
-/// line there). Clears the mark: our line ends with one.
+/// Whether this process's own last writes to stdout and stderr left a line open.
+pub fn own_open_lines() -> [bool; 2] {
+    let open = &state().host_line_open;
+    [
+        open[0].load(Ordering::Relaxed),
+        open[1].load(Ordering::Relaxed),
+    ]
+}
+
+/// Whether a line of ours written to `fd` must start with a newline (the host, or another
+/// process of the environment, left a partial line there). Clears the mark: our line ends
+/// with one.
 fn take_open_line(fd: libc::c_int) -> bool {
-    state()
+    let own = state()
         .host_line_open
         .get((fd as usize).wrapping_sub(1))
-        .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
+        .is_some_and(|flag| flag.swap(false, Ordering::Relaxed));
+    if is_log_fd(fd) {
+        crate::lines::take_open(fd).unwrap_or(own)
+    } else {
+        own
+    }
 }
 
 /// Whether the host ignores SIGPIPE now, as the kernel says (one raw system call: no state of
@@ -274,7 +291,7 @@ pub fn emit_record(line: &[u8]) {
                 .destination_path
                 .get()
                 .map_or(&b"\0"[..], |p| p.as_bytes_with_nul());
-            to_path(path, true, line);
+            to_path(path, true, line, None);
         }
         Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, line, "tcp"),
         Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, line, "udp"),
@@ -315,9 +332,10 @@ fn to_root_stdout(root: u32, line: &[u8]) {
     }
     let kind = target.st_mode & libc::S_IFMT;
     let reopen = matches!(kind, libc::S_IFIFO | libc::S_IFCHR);
+    let stream = Some((target.st_dev, target.st_ino));
     if !reopen && let Ok(fd) = sys::fd_of_process(root, libc::STDOUT_FILENO) {
         let fd = fd as libc::c_int;
-        let ok = write_record_to(fd, false, &[line]);
+        let ok = write_record_on(fd, false, &[line], stream);
         let _ = sys::close(fd);
         if !ok {
             dropped_fmt(format_args!("cannot write to {shown}"));
@@ -325,7 +343,7 @@ fn to_root_stdout(root: u32, line: &[u8]) {
         return;
     }
     if reopen || (kind == libc::S_IFREG && root_appends(root)) {
-        return to_path(path, false, line);
+        return to_path(path, false, line, stream);
     }
     dropped_fmt(format_args!(
         "cannot write to {shown} in step with the runtime (a {} this process does not share, and the kernel refuses a copy of it)",
@@ -392,10 +410,25 @@ pub fn write_record_parts(parts: &[&[u8]]) -> bool {
 /// Writes one record given in pieces to `fd`, after a newline when the host left a line open
 /// there. False when nothing (or not all) could be written.
 fn write_record_to(fd: libc::c_int, socket: bool, parts: &[&[u8]]) -> bool {
+    write_record_on(fd, socket, parts, None)
+}
+
+/// [`write_record_to`]; `stream` is the stream `fd` writes to when `fd` is another process's
+/// stdout reached through an fd of ours (its line may be open too).
+fn write_record_on(
+    fd: libc::c_int,
+    socket: bool,
+    parts: &[&[u8]],
+    stream: Option<(u64, u64)>,
+) -> bool {
     let Some(pipe) = log_stream_check(fd) else {
         return false;
     };
-    let newline: &[u8] = if take_open_line(fd) { b"\n" } else { b"" };
+    let open = match stream {
+        Some(id) => crate::lines::take_open_of(id).unwrap_or(false),
+        None => take_open_line(fd),
+    };
+    let newline: &[u8] = if open { b"\n" } else { b"" };
     const MAX: usize = 50;
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -513,7 +546,7 @@ fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) 
 
 /// Appends to a file (or a `/proc/<pid>/fd/1`) through our own fd: opened once and kept when
 /// `keep` (a configured file), else opened for this record only.
-fn to_path(path: &[u8], keep: bool, line: &[u8]) {
+fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
     let shown = crate::text::utf8_prefix(path, path.len().saturating_sub(1));
     if !keep {
         // Another process's stdout: a new open file description of it, appending, never
@@ -522,7 +555,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8]) {
         match sys::open(path, flags, 0) {
             Ok(fd) => {
                 let fd = fd as libc::c_int;
-                let ok = write_record_to(fd, false, &[line]);
+                let ok = write_record_on(fd, false, &[line], stream);
                 let _ = sys::close(fd);
                 if !ok {
                     dropped_fmt(format_args!("cannot write to {shown}"));

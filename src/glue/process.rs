@@ -702,6 +702,8 @@ fn join_environment() {
         say_settings_warnings();
     }
     if first {
+        // From now on the environment's processes share whether its log line is open.
+        crate::lines::environment_joined(output::own_open_lines());
         // The environment's runtime reached the Runtime API: its init is over. Earlier ones
         // that never did were killed while an invoke waited for them.
         let root = environment_id().unwrap_or_else(std::process::id);

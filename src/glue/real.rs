@@ -355,6 +355,12 @@ real_fn!(
     lazy libc::EOF
 );
 real_fn!(
+    fflush,
+    c"fflush",
+    fn(stream: *mut libc::FILE) -> c_int,
+    lazy libc::EOF
+);
+real_fn!(
     sigaction,
     c"sigaction",
     fn(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int,
@@ -590,7 +596,7 @@ pub fn resolve_all() -> Missing {
     /// Symbol name, resolver, whether the library cannot work without it, and the first glibc
     /// 2.N that has it.
     type Entry = (&'static str, fn() -> bool, bool, u32);
-    let table: [Entry; 54] = [
+    let table: [Entry; 55] = [
         ("connect", connect::resolve, true, 0),
         ("close", close::resolve, true, 0),
         ("close_range", close_range::resolve, false, 34),
@@ -612,6 +618,7 @@ pub fn resolve_all() -> Missing {
         ("__recv_chk", recv_chk::resolve, true, 0),
         ("__recvfrom_chk", recvfrom_chk::resolve, true, 0),
         ("fclose", fclose::resolve, true, 0),
+        ("fflush", fflush::resolve, true, 0),
         ("fdopen", fdopen::resolve, true, 0),
         ("fputs", fputs::resolve, true, 0),
         ("fputc", fputc::resolve, true, 0),

@@ -20,6 +20,7 @@ pub struct State {
     pub signals: crate::signals::SignalState,
     pub output: crate::output::OutputState,
     pub deepbind: crate::deepbind::DeepBindState,
+    pub lines: crate::lines::LinesState,
 }
 
 /// The one instance.
@@ -36,6 +37,7 @@ impl State {
             signals: crate::signals::SignalState::new(),
             output: crate::output::OutputState::new(),
             deepbind: crate::deepbind::DeepBindState::new(),
+            lines: crate::lines::LinesState::new(),
         }
     }
 
@@ -52,6 +54,7 @@ impl State {
             signals,
             output,
             deepbind,
+            lines,
         } = self;
         process.forked_child(pid);
         streams.forked_child();
@@ -61,5 +64,6 @@ impl State {
         signals.forked_child();
         output.forked_child();
         deepbind.forked_child();
+        lines.forked_child();
     }
 }

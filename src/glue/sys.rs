@@ -201,6 +201,89 @@ pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
     Ok(st)
 }
 
+/// A file of the library's state, mapped shared.
+pub struct StateFile {
+    /// Where its bytes start (page aligned), mapped for the rest of the process.
+    pub base: *mut u8,
+    /// Its device and inode (the mapping keeps the inode: no other file can have it).
+    pub id: (u64, u64),
+}
+
+/// Maps the state file at `path` (NUL-terminated; created, mode 0600, when absent), `size`
+/// bytes, keeping no fd. Every byte is allocated on disk before it is mapped, so a store
+/// through the mapping can never meet a full file system (SIGBUS). Refused: a symbolic link,
+/// another user's file, not a regular file, a file with another name (a hard link), a file of
+/// another size. An error says why. Raw system calls and libc's `mmap`: async-signal-safe.
+pub fn map_state_file(path: &[u8], size: usize) -> Result<StateFile, &'static str> {
+    map_state_file_with(path, size, libc::O_CREAT)
+}
+
+/// [`map_state_file`] of a file that exists already (none is made).
+pub fn map_existing_state_file(path: &[u8], size: usize) -> Result<StateFile, &'static str> {
+    map_state_file_with(path, size, 0)
+}
+
+fn map_state_file_with(path: &[u8], size: usize, create: c_int) -> Result<StateFile, &'static str> {
+    let fd = open(
+        path,
+        libc::O_RDWR | create | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        0o600,
+    )
+    .map_err(|e| match e {
+        libc::ELOOP => "its path is a symbolic link",
+        libc::ENOSPC | libc::EDQUOT => "no space left",
+        libc::ENOENT => "it does not exist",
+        _ => "it cannot be opened",
+    })? as c_int;
+    let mapped = (|| {
+        let st = fstat(fd).map_err(|_| "it cannot be opened")?;
+        // SAFETY: geteuid has no preconditions.
+        if st.st_uid != unsafe { libc::geteuid() } {
+            return Err("another user owns it");
+        }
+        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+            return Err("it is not a regular file");
+        }
+        if st.st_nlink != 1 {
+            return Err("it has another name (a hard link)");
+        }
+        if st.st_size != 0 && st.st_size != size as libc::off_t {
+            return Err("it is not lambda-meter's");
+        }
+        // Allocated on disk now (a file that exists already may be sparse too).
+        match fallocate(fd, 0, size as u64) {
+            Ok(_) => {}
+            Err(libc::ENOSPC | libc::EDQUOT) => {
+                if st.st_size == 0 {
+                    let _ = ftruncate(fd, 0);
+                }
+                return Err("no space left");
+            }
+            Err(_) => return Err("its file system cannot allocate it"),
+        }
+        // SAFETY: a fresh shared mapping of the whole file; the kernel picks the address.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err("it cannot be mapped");
+        }
+        Ok(StateFile {
+            base: base.cast(),
+            id: (st.st_dev, st.st_ino),
+        })
+    })();
+    let _ = close(fd);
+    mapped
+}
+
 /// Which file a path names now, and its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileId {

@@ -3,7 +3,8 @@
  * invoke, requests written with write()/writev(), responses read with read()/recv() into
  * fixed-size buffers (so -D_FORTIFY_SOURCE=2 turns them into __read_chk/__recv_chk), and each
  * connection closed with syscall(SYS_close). The test event protocol is the one in
- * tests/functions/python/handler.py (ok, sleep, fail, big, echo).
+ * tests/functions/python/handler.py (ok, sleep, fail, big, echo), and partial lines written
+ * with write(), with stdio (stdio_partial) and by a child (child_partial).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -217,7 +218,9 @@ int main(void) {
     api.sin_family = AF_INET;
     api.sin_port = htons((unsigned short)atoi(colon + 1));
     inet_pton(AF_INET, host, &api.sin_addr);
-    setvbuf(stdout, NULL, _IONBF, 0);
+    /* Unbuffered, unless the test wants stdio's own buffering (stdio_partial). */
+    if (!getenv("C_RUNTIME_BUFFERED_STDOUT"))
+        setvbuf(stdout, NULL, _IONBF, 0);
     if (getenv("C_RUNTIME_NONBLOCK_STDOUT"))
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
     if (getenv("C_RUNTIME_OWN_HANDLER")) {
@@ -296,6 +299,16 @@ int main(void) {
             waitpid((pid_t)pid, &status, 0);
         } else if (strcmp(action, "partial") == 0) {
             write(1, "progress: 50%", 13);
+            post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "stdio_partial") == 0) {
+            /* Written by stdio inside libc, where no write hook sees it. */
+            printf("stdio: 50%%");
+            fflush(stdout);
+            post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "child_partial") == 0) {
+            /* A child process (sh's printf) leaves the line open. */
+            if (system("printf 'child: 50%%'") != 0)
+                die("system");
             post(id, "response", "", "{}", 2);
         } else if (strcmp(action, "fail") == 0) {
             char type[64] = "Error", body[256], hdr[128];

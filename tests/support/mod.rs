@@ -370,6 +370,7 @@ pub const EXPORTS: &[&str] = &[
     "exit",
     "fclose",
     "fcntl",
+    "fflush",
     "fcntl64",
     "fdopen",
     "fgetc",

@@ -60,6 +60,10 @@ export async function act(event, context) {
       });
       return { status };
     }
+    case "child_partial":
+      // A child process writes to the same stdout without a newline.
+      execSync(`printf '%s' '${event.text ?? "child: 50%"}'`, { stdio: "inherit" });
+      return { child: true };
     case "partial":
       process.stdout.write(event.text ?? "progress: 50%");
       return { partial: true };

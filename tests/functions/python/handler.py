@@ -15,6 +15,10 @@
                                    -> starts a child process and waits for it
   {"action": "c_environ"}          -> the names in the C library's environment
   {"action": "partial", "text": T} -> writes T to stdout without a newline
+  {"action": "child_partial", "text": T, "how": "system"|"printf"|"curl"}
+                                   -> a child process writes T to stdout without a newline:
+                                      the shell's printf (os.system), /usr/bin/printf, or curl
+                                      fetching a file that holds T
   {"action": "exit", "how": "sys.exit"|"os._exit", "code": 3}
                                    -> ends the process during the invoke
   {"action": "crash", "signal": "SIGSEGV", "how": "fault"|"kill"|"abort"}
@@ -39,6 +43,7 @@ import hashlib
 import resource
 import json
 import os
+import shlex
 import signal
 import subprocess
 import shutil
@@ -164,6 +169,19 @@ def dispatch(event, context):
             names.append(env[i].split(b"=", 1)[0].decode())
             i += 1
         return {"names": sorted(names)}
+    if action == "child_partial":
+        text = event.get("text", "child: 50%")
+        how = event.get("how", "system")
+        if how == "system":
+            os.system("printf '%s' " + shlex.quote(text))
+        elif how == "printf":
+            subprocess.run(["/usr/bin/printf", "%s", text], check=True)
+        else:
+            path = os.path.join(tempfile.gettempdir(), "child-partial.txt")
+            with open(path, "w") as f:
+                f.write(text)
+            subprocess.run(["curl", "-sS", "file://" + path], check=True)
+        return {"child": how}
     if action == "partial":
         sys.stdout.write(event.get("text", "progress: 50%"))
         sys.stdout.flush()

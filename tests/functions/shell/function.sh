@@ -23,6 +23,7 @@ handler() {
             printf '"'
             ;;
         echo) printf '{"size":%d}' "${#event}" ;;
+        partial) printf '{"partial":true}' ;;
         burn)
             # CPU of the shell itself (no child process): "n" rounds of arithmetic.
             local i=0 n
