@@ -252,6 +252,20 @@ fn c_runtime_exit_inside_a_signal_handler_after_posting() {
     AfterPost::c(&["usr1_exit", "alarm_exit"]).check();
 }
 
+/// Ending right after the result is sent, before its answer is read: the Runtime API took
+/// it, and the record says so (the journal keeps the final record while the answer is
+/// awaited), from the dying process or, after SIGKILL, from the next one.
+#[test]
+fn c_runtime_ends_before_reading_the_answer() {
+    let mut run = AfterPost::c(&["_exit", "segv", "kill", "exit"]);
+    for p in &mut run.payloads {
+        if p.get("then").is_some() {
+            p["unread"] = json!(1);
+        }
+    }
+    run.check();
+}
+
 /// A plain `exit` after posting: the library's destructor writes the waiting record.
 #[test]
 fn c_runtime_exit_after_posting() {

@@ -492,9 +492,10 @@ impl Engine {
     }
 
     /// The records of the invokes that waited for inits that never ended, now that an event's
-    /// deadline tells the function's timeout (`answer`, read at `now`). An init that ran for
-    /// less than the timeout was ended by something else (`Runtime.ExitError`); one that ran
-    /// for longer was most likely stopped at it (`Sandbox.Timedout`).
+    /// deadline tells the function's timeout (`answer`, read at `now`: the time left of a new
+    /// invoke). An init that ran at least that long was most likely stopped at it
+    /// (`Sandbox.Timedout`); one that ran less, or for a time not known, was ended by
+    /// something else (`Runtime.ExitError`).
     fn report_ended_inits(&mut self, deadline_ms: Option<u64>, now: &Probe) {
         let Some(ended) = self.ended_inits.take() else {
             return;
@@ -502,16 +503,13 @@ impl Engine {
         let timeout_ns = deadline_ms
             .map(|d| d.saturating_sub(now.wall_ms).saturating_mul(1_000_000))
             .filter(|t| *t > 0);
-        let timed_out = match (ended.ran_ns, timeout_ns) {
-            (Some(ran), Some(timeout)) => ran >= timeout,
-            _ => true,
-        };
-        let (waited, init) = match (timed_out, ended.ran_ns, timeout_ns) {
-            (true, ran, Some(timeout)) => (Some(timeout), ran.map(|r| r.min(timeout))),
-            (_, ran, _) => (ran, ran),
-        };
-        // One waited for each; a few at most are reported (each is a failed restart).
-        for _ in 0..ended.count.min(4) {
+        let count = (ended.count as usize).min(tracker::MAX_ENDED_INITS);
+        for ran in ended.ran_ns.into_iter().take(count) {
+            let timed_out = matches!((ran, timeout_ns), (Some(ran), Some(t)) if ran >= t);
+            let (waited, init) = match (timed_out, timeout_ns) {
+                (true, Some(timeout)) => (Some(timeout), ran.map(|r| r.min(timeout))),
+                _ => (ran, ran),
+            };
             let record = self
                 .tracker
                 .unstarted(waited, init, timed_out, ended.followed_at_ms);
@@ -633,33 +631,23 @@ impl Engine {
     /// time.
     fn journal_finished(&mut self) {
         self.stream_constants_from_journal();
-        let Some(link) = self.journal.as_mut() else {
+        if self.journal.is_none() {
             return;
-        };
+        }
         let Some((record, sent_ns)) = self.tracker.awaiting_record() else {
             return;
         };
+        let record = *record;
         let Some(slot) = record.journal_slot else {
             return;
         };
-        let mut model = *record;
-        model.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
-        let pool = self.tracker.pool_ref();
-        let mut line = Out::new(&mut self.scratch);
         // The record is encoded now, as it will be written (the environment's properties on
         // it or not); if it cannot be kept, it is encoded again when it goes.
         let constants_before = self.prefixes.constants_written();
-        let mut finished = false;
-        if emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
-            let len = line.len();
-            let line = self.scratch.get(..len).unwrap_or_default();
-            let mut t = Out::new(&mut self.scratch2);
-            if crate::journal::finished_template(line, &mut t) {
-                let n = t.len();
-                let template = self.scratch2.get(..n).unwrap_or_default();
-                finished = link.journal.finish(slot, link.owner.pid, template, sent_ns);
-            }
-        }
+        let finished = self.journal_final(&record, slot, sent_ns);
+        let Some(link) = self.journal.as_mut() else {
+            return;
+        };
         if finished {
             link.finished = Some(slot);
             self.stream_constants_to_journal();
@@ -672,6 +660,56 @@ impl Engine {
         // memory only; its prepared record, which says the invoke never ended, must not be
         // written in its place.
         link.journal.end(slot, link.owner.pid);
+    }
+
+    /// Keeps `record`, an invoke's final record, in its journal `slot` (its post-response time
+    /// a hole measured from `sent_ns`): what an ending or a successor writes for it. False
+    /// when it cannot be kept there.
+    fn journal_final(&mut self, record: &InvokeRecord, slot: usize, sent_ns: u64) -> bool {
+        let Some(link) = self.journal.as_mut() else {
+            return false;
+        };
+        let mut model = *record;
+        model.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
+        let pool = self.tracker.pool_ref();
+        let mut line = Out::new(&mut self.scratch);
+        if !emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
+            return false;
+        }
+        let len = line.len();
+        let line = self.scratch.get(..len).unwrap_or_default();
+        let mut t = Out::new(&mut self.scratch2);
+        if !crate::journal::finished_template(line, &mut t) {
+            return false;
+        }
+        let n = t.len();
+        let template = self.scratch2.get(..n).unwrap_or_default();
+        link.journal.finish(slot, link.owner.pid, template, sent_ns)
+    }
+
+    /// A result was sent whole and its answer is awaited: until it comes, the invoke's journal
+    /// slot keeps the record it has if the answer accepts it, so that a process that ends
+    /// before reading the answer (`_exit`, a fatal signal, SIGKILL) reports what the Runtime
+    /// API most likely did: a result taken. The answer decides the record that goes out.
+    fn journal_provisional(&mut self, sent: &SentResult) {
+        if self.journal.is_none() || self.tracker.has_handoff() {
+            return;
+        }
+        let Some(record) = self
+            .tracker
+            .finished_record_of(&sent.id, &sent.outcome, &sent.at)
+        else {
+            return;
+        };
+        let Some(slot) = record.journal_slot else {
+            return;
+        };
+        let constants_before = self.prefixes.constants_written();
+        self.journal_final(&record, slot, sent.at.mono_ns);
+        // Only the final record decides whether the stream has its constants.
+        if !constants_before {
+            self.prefixes.forget_constants_written();
+        }
     }
 
     /// Frees the journal slots of invokes that are no longer open (finished, timed out,
@@ -1198,17 +1236,19 @@ impl Engine {
         };
         // An earlier result on this connection that was never answered is taken as accepted.
         self.finish_result(conn, None);
-        let Some(c) = self.conns.get_mut(conn) else {
-            return;
-        };
-        c.result = Some(SentResult {
+        let sent = SentResult {
             id: w.id,
             outcome,
             at: *now,
-        });
+        };
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.result = Some(sent);
         if let Some(answer) = c.result_answer.take() {
-            self.finish_result(conn, Some(answer));
+            return self.finish_result(conn, Some(answer));
         }
+        self.journal_provisional(&sent);
     }
 
     /// The Runtime API answered the result sent on connection `conn` (or, when the answer was
@@ -1917,7 +1957,7 @@ mod tests {
         };
         let ended = |ran_ms: u64| tracker::EndedInits {
             count: 1,
-            ran_ns: Some(ran_ms * 1_000_000),
+            ran_ns: [Some(ran_ms * 1_000_000), None, None, None],
             followed_at_ms: 9_000,
         };
         // Ran past the timeout: stopped at it.
@@ -1943,6 +1983,19 @@ mod tests {
         assert_eq!(v[0]["Duration"], 400.0);
         // Only once, and never for an environment initialised ahead of demand.
         assert!(first(&mut e).is_empty());
+        // Two, one of a time not known: no timeout is claimed without one.
+        let mut e = engine(leak_bits());
+        e.inits_never_ended(tracker::EndedInits {
+            count: 2,
+            ran_ns: [Some(2_000_000_000), None, None, None],
+            followed_at_ms: 9_000,
+        });
+        let v = first(&mut e);
+        let statuses: Vec<&str> = v
+            .iter()
+            .map(|r| r["initStatus"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["timeout", "error"]);
         let (s, _) = Settings::from_env(
             &|k| match k {
                 "AWS_LAMBDA_INITIALIZATION_TYPE" => Some("provisioned-concurrency".into()),
@@ -1959,6 +2012,50 @@ mod tests {
         .unwrap());
         e.inits_never_ended(ended(2_000));
         assert!(first(&mut e).is_empty());
+    }
+
+    #[test]
+    fn the_journal_keeps_the_result_as_sent_then_as_answered() {
+        let mut e = engine(leak_bits());
+        let (journal, words) = memory_journal();
+        e.attach_journal(journal, ME).unwrap();
+        let p = |_: Reading| Probe::default();
+        e.connected(5, api_addr());
+        e.sent(5, next_req(), &p);
+        e.received(5, &next_resp("r", "{}"), &p);
+        let ending = crate::journal::Ending {
+            wall_ms: 99,
+            mono_ns: Some(0),
+            cpu_ns: Some(0),
+            max_rss_kb: Some(4096),
+            reason: b"exit status 0",
+        };
+        // What an ending would write now (from a copy of the journal's memory).
+        let written = |words: &[u64]| -> Vec<serde_json::Value> {
+            let copy = Box::leak(words.to_vec().into_boxed_slice());
+            // SAFETY: a leaked copy of the journal's memory, 8-byte aligned.
+            let j = unsafe { Journal::from_raw(copy.as_mut_ptr().cast()) };
+            let mut lines = Vec::new();
+            j.write_open(ME.pid, &ending, &mut |parts| lines.push(parts.concat()));
+            lines
+                .iter()
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect()
+        };
+        // Sent, not answered: the process ending now reports the result as taken.
+        e.sent(5, &result_req("r", "response", "1", ""), &p);
+        let v = written(words);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0]["Errors"], 0.0, "{}", v[0]);
+        assert!(v[0].get("exitReason").is_none());
+        // Refused: the kept record says so.
+        assert!(e.received(5, TOO_LARGE, &p).lines.is_empty());
+        let v = written(words);
+        assert_eq!(
+            v[0]["errorType"], "Function.ResponseSizeTooLarge",
+            "{}",
+            v[0]
+        );
     }
 
     #[test]
@@ -2357,10 +2454,10 @@ mod tests {
         e.sent(5, next_req(), &p);
         e.received(5, &next_resp("done", "{}"), &p);
         assert_eq!(journal.open_count(), 1);
-        // A result sent is open until the Runtime API answers it; accepted, it ends the
-        // invoke, though its record still waits for the next /next.
+        // A result sent ends the invoke in the journal at once (its final record kept there
+        // while the answer is awaited), though its record still waits for the next /next.
         e.sent(5, &result_req("done", "response", "1", ""), &p);
-        assert_eq!(journal.open_count(), 1);
+        assert_eq!(journal.open_count(), 0);
         e.received(5, ACCEPTED, &p);
         assert_eq!(journal.open_count(), 0);
         e.sending(5, &p);

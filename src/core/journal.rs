@@ -418,32 +418,43 @@ impl Journal {
         }
     }
 
-    /// The invoke in `slot` ended normally: its prepared record is void.
+    /// The invoke in `slot` ended normally (or its final record, kept here, goes out another
+    /// way): what the slot holds is void.
     pub fn end(&self, slot: usize, pid: u32) {
         if slot < SLOT_COUNT && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid {
-            let _ = self.u32_at(slot, STATE).compare_exchange(
-                OPEN,
-                FREE,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let state = self.u32_at(slot, STATE);
+            for from in [OPEN, FINISHED] {
+                if state
+                    .compare_exchange(from, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
         }
     }
 
     /// The invoke journaled in `slot` (by `pid`) sent its result: its prepared record is
     /// replaced by its final one, `template` (see [`finished_template`]), whose
     /// `PostResponseDuration` is measured from `result_sent_mono` (monotonic ns) until it is
-    /// written. False (the slot unchanged) when the slot is not that process's open one, or
-    /// the record does not fit.
+    /// written. False (the slot unchanged) when the slot is not that process's open or
+    /// finished one, or the record does not fit.
     pub fn finish(&self, slot: usize, pid: u32, template: &[u8], result_sent_mono: u64) -> bool {
         if slot >= SLOT_COUNT
             || template.len() > TEMPLATE_MAX
             || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
-            || self
-                .u32_at(slot, STATE)
-                .compare_exchange(OPEN, FILLING, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
         {
+            return false;
+        }
+        // An open invoke, or one finished already whose record is replaced (a result kept
+        // while the Runtime API's answer was awaited).
+        let state = self.u32_at(slot, STATE);
+        let taken = [OPEN, FINISHED].into_iter().any(|from| {
+            state
+                .compare_exchange(from, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        });
+        if !taken {
             return false;
         }
         // SAFETY: the slot is ours (FILLING), as in `begin_with`.

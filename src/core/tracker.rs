@@ -142,17 +142,19 @@ impl Outcome {
 }
 
 /// Inits of earlier runtime processes of the environment that never ended: killed before they
-/// asked for an event (see [`RecordKind::Unstarted`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// asked for an event (see [`RecordKind::Unstarted`]), an invoke waiting for each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EndedInits {
-    /// How many.
+    /// How many (of which the first [`MAX_ENDED_INITS`] are reported).
     pub count: u32,
-    /// How long the (one) init ran at most: from its start to the start of the runtime that
-    /// followed it, when known.
-    pub ran_ns: Option<u64>,
-    /// When the runtime that followed it started (epoch ms).
+    /// How long each ran at most, when known: from its start to the next runtime's start.
+    pub ran_ns: [Option<u64>; MAX_ENDED_INITS],
+    /// When the runtime that followed them started (epoch ms).
     pub followed_at_ms: u64,
 }
+
+/// Inits that never ended reported at once, at most (each is a failed restart).
+pub const MAX_ENDED_INITS: usize = 4;
 
 /// What a record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,6 +251,27 @@ impl OpenInvoke {
         let mut record = self.record(&self.started);
         record.errored = true;
         record.error_type = Some(ErrorType::new(crate::journal::EXIT_ERROR_TYPE));
+        record
+    }
+
+    /// Its final record, its result sent at `now` with `outcome` (a result after the deadline
+    /// comes too late: Lambda has timed the invoke out).
+    fn finished(&self, outcome: &Outcome, now: &Probe) -> InvokeRecord {
+        let late = self.deadline_mono_ns.is_some_and(|d| now.mono_ns > d);
+        let mut record = self.record(now);
+        record.errored = outcome.errored || late;
+        record.timed_out = late;
+        record.error_type = if late {
+            Some(ErrorType::new(TIMEOUT_ERROR_TYPE))
+        } else {
+            outcome.error_type
+        };
+        record.response_bytes = Some(outcome.response_bytes);
+        if outcome.streamed {
+            record.time_to_first_byte_ns = self
+                .first_byte_ns
+                .map(|t| t.saturating_sub(self.started.mono_ns));
+        }
         record
     }
 
@@ -642,22 +665,7 @@ impl Tracker {
         };
         let mut open = open;
         self.place_channel(channel, Some(&mut open));
-        let first_byte = open.first_byte_ns;
-        let started = open.started.mono_ns;
-        // A result after the deadline comes too late: Lambda has timed the invoke out.
-        let late = open.deadline_mono_ns.is_some_and(|d| now.mono_ns > d);
-        let mut record = open.record(now);
-        record.errored = outcome.errored || late;
-        record.timed_out = late;
-        record.error_type = if late {
-            Some(ErrorType::new(TIMEOUT_ERROR_TYPE))
-        } else {
-            outcome.error_type
-        };
-        record.response_bytes = Some(outcome.response_bytes);
-        if outcome.streamed {
-            record.time_to_first_byte_ns = first_byte.map(|t| t.saturating_sub(started));
-        }
+        let mut record = open.finished(&outcome, now);
         let one_at_a_time = self.open.is_empty() && self.handoff.is_none();
         if !one_at_a_time {
             return (waited, Some(record));
@@ -672,6 +680,20 @@ impl Tracker {
             result_sent_ns: now.mono_ns,
         });
         (waited, None)
+    }
+
+    /// The final record `request_id`'s invoke (open in this process) would have if `outcome`
+    /// were how it ended at `now`, without ending it: kept in the journal while the Runtime
+    /// API's answer to the result is awaited, in case the process ends first.
+    pub fn finished_record_of(
+        &self,
+        request_id: &str,
+        outcome: &Outcome,
+        now: &Probe,
+    ) -> Option<InvokeRecord> {
+        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
+        let open = self.open.get(self.find(request_id)?)?;
+        Some(open.finished(outcome, now))
     }
 
     /// `/runtime/init/error` was fully sent.

@@ -117,7 +117,8 @@ fn use_mapping(mapped: &Mapped) {
 /// Whether the journal file is still at its path; if not (the function cleaned its temporary
 /// directory, or moved the file), a new one is made there and this process's slots are taken
 /// over into it, so that a successor after SIGKILL finds them. Returns the new journal for the
-/// engine. One `stat` when nothing changed. Called by the watchdog, under the engine's gate.
+/// engine. One `stat` when nothing changed. Called under the engine's gate, when an invoke
+/// opens and when the watchdog wakes.
 pub fn journal_replaced(pid: u32) -> Option<Journal> {
     let old = journal()?;
     let path = state().path.get()?;
@@ -147,37 +148,70 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
     Some(mapped.journal)
 }
 
-/// The list of runtime inits under way, in the temporary directory: the wrapper appends the
-/// pid of each runtime process it starts (one line, no process); the first process of the
+/// The list of runtime inits under way, in the temporary directory: the wrapper appends a
+/// line for each runtime process it starts (its pid and start time, in clock ticks after boot,
+/// as `/proc/<pid>/stat` says; one builtin `printf`, no process); the first process of the
 /// environment that talks to the Runtime API takes it (see [`claim_ended_inits`]).
 const INITS: &str = ".lambda-meter-inits";
 
+/// How long Lambda lets an init phase run before it stops it and tries it again within the
+/// invoke that waited for it: an init stopped then did not fail that invoke.
+const INIT_PHASE_LIMIT_NS: u64 = 10_000_000_000;
+
 /// Takes the list of inits under way — renamed first, so that one process takes each line —
-/// and says what it held besides `root`'s own init (over: the runtime talks to the Runtime API)
-/// and inits of runtime processes still running (put back): inits of processes gone before
-/// they reached the Runtime API. Each of those kept an invoke waiting (on demand), which
-/// failed. Their times, from the list's file: made when the first of them started, last
-/// written when the runtime that followed them started. `None` when there were none.
+/// and says what it held besides `root`'s own init (over: the environment talks to the Runtime
+/// API) and inits of runtime processes still running (put back): inits of processes gone
+/// before they reached the Runtime API. Each kept an invoke waiting (on demand), which failed —
+/// unless it ran the init phase's own 10 s and a new runtime started at once (Lambda tries the
+/// init again for the same invoke). Each ran until the next runtime started. `None` when there
+/// were none.
 pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
     let dir = std::env::temp_dir();
     let path = dir.join(INITS);
     let me = std::process::id();
     let claimed = dir.join(format!("{INITS}.{me}"));
     std::fs::rename(&path, &claimed).ok()?;
-    let meta = std::fs::metadata(&claimed).ok();
+    let written = std::fs::metadata(&claimed).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(&claimed).unwrap_or_default();
     let _ = std::fs::remove_file(&claimed);
-    let mut ended = 0u32;
+    // (pid, start ticks) in the order the runtimes started.
+    let entries: Vec<(u32, Option<u64>)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_ascii_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            Some((pid, fields.next().and_then(|t| t.parse().ok())))
+        })
+        .collect();
+    let mut starts: Vec<u64> = entries.iter().filter_map(|e| e.1).collect();
+    if let Some(s) = probes::proc_stat(root) {
+        starts.push(s.start_ticks);
+    }
+    starts.sort_unstable();
+    let mut ended = crate::tracker::EndedInits::default();
     let mut running = String::new();
-    for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+    for &(pid, start) in &entries {
         if pid == root || pid == me {
             continue;
         }
-        if started_by_the_wrapper(pid) {
-            running.push_str(&format!("{pid}\n"));
-        } else {
-            ended += 1;
+        if started_by_the_wrapper(pid, start) {
+            running.push_str(&format!("{pid} {}\n", start.unwrap_or_default()));
+            continue;
         }
+        // It ran until the next runtime started.
+        let ran = start.and_then(|s| {
+            let next = starts.iter().find(|t| **t > s)?;
+            Some(probes::ticks_to_ns(next - s))
+        });
+        if ran.is_some_and(|r| {
+            (INIT_PHASE_LIMIT_NS..INIT_PHASE_LIMIT_NS + 1_000_000_000).contains(&r)
+        }) {
+            continue;
+        }
+        if let Some(slot) = ended.ran_ns.get_mut(ended.count as usize) {
+            *slot = ran;
+        }
+        ended.count += 1;
     }
     if !running.is_empty() {
         use std::io::Write;
@@ -187,31 +221,21 @@ pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
             .open(&path)
             .and_then(|mut f| f.write_all(running.as_bytes()));
     }
-    if ended == 0 {
+    if ended.count == 0 {
         return None;
     }
-    let epoch_ns = |t: std::io::Result<std::time::SystemTime>| {
-        t.ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_nanos() as u64)
-    };
-    let made = meta.as_ref().and_then(|m| epoch_ns(m.created()));
-    let written = meta.as_ref().and_then(|m| epoch_ns(m.modified()));
-    Some(crate::tracker::EndedInits {
-        count: ended,
-        ran_ns: match (made, written) {
-            (Some(a), Some(b)) if ended == 1 => Some(b.saturating_sub(a)),
-            _ => None,
-        },
-        followed_at_ms: written.map_or_else(|| probes::clock_now().wall_ms, |w| w / 1_000_000),
-    })
+    ended.followed_at_ms = written
+        .and_then(|w| w.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(|| probes::clock_now().wall_ms, |d| d.as_millis() as u64);
+    Some(ended)
 }
 
-/// Whether `pid` is a running process the wrapper started (its environment names it the
-/// environment's root): a pid reused by another process is not.
-fn started_by_the_wrapper(pid: u32) -> bool {
-    if !probes::proc_stat(pid).is_some_and(|s| s.running) {
+/// Whether `pid` is a running process the wrapper started (at `start` ticks, when known; its
+/// environment names it the environment's root): a pid reused by another process is not.
+fn started_by_the_wrapper(pid: u32, start: Option<u64>) -> bool {
+    if !probes::proc_stat(pid)
+        .is_some_and(|s| s.running && start.is_none_or(|t| t == s.start_ticks))
+    {
         return false;
     }
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {

@@ -252,7 +252,8 @@ pub fn started_mono_ns(stat: &ProcStat) -> u64 {
     mono.saturating_sub(age)
 }
 
-fn ticks_to_ns(ticks: u64) -> u64 {
+/// Clock ticks (as `/proc` counts them) in ns.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     ticks.saturating_mul(1_000_000_000 / hz)

@@ -7,13 +7,15 @@
  * Events are compact JSON:
  *   {"fail":"Type"}   post an error of that type instead of a result
  *   {"burn_ms":N}     spend N ms of this process's CPU time first
- *   {"then":HOW}      after the result was posted (and its answer read):
+ *   {"unread":1}      end without reading the result's answer (with "then")
+ *   {"then":HOW}      after the result was posted (and its answer read, unless "unread"):
  *     "_exit"         _exit(0)
  *     "exit"          exit(0)
  *     "segv"          raise(SIGSEGV)          (default disposition)
  *     "fault"         a real invalid write    (SIGSEGV, default disposition)
  *     "abort"         abort()
  *     "term"          kill(getpid(), SIGTERM) (default disposition)
+ *     "kill"          kill(getpid(), SIGKILL)
  *     "usr1_exit"     exit(0) from inside a SIGUSR1 handler (raised at once)
  *     "alarm_exit"    exit(0) from inside a SIGALRM handler (a 10 ms timer, then pause())
  *
@@ -139,6 +141,8 @@ static void end(const char *how) {
         abort();
     if (strcmp(how, "term") == 0)
         kill(getpid(), SIGTERM);
+    if (strcmp(how, "kill") == 0)
+        kill(getpid(), SIGKILL);
     if (strcmp(how, "usr1_exit") == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -195,10 +199,12 @@ int main(void) {
                          id, kind, api, extra, len);
         write_all(fd, head, (size_t)h);
         write_all(fd, body, (size_t)len);
+        char how[32];
+        if (field(event, "unread", value, sizeof value) && field(event, "then", how, sizeof how))
+            end(how);
         free(read_response(fd, NULL, 0));
         close(fd);
 
-        char how[32];
         if (field(event, "then", how, sizeof how))
             end(how);
         free(event);
