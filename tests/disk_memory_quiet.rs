@@ -670,8 +670,9 @@ fn the_constructor_makes_no_system_call_in_a_process_that_never_talks_to_the_run
     }
 }
 
-#[test]
-fn a_seccomp_allowlist_built_from_the_process_own_trace_keeps_working() {
+/// Runs `quiet_probe` under a seccomp allowlist of the system calls it makes without the
+/// library, with the library preloaded, and `env` set: it must end as it does without it.
+fn check_own_allowlist(env: &[(&str, &str)]) {
     use std::os::unix::process::ExitStatusExt;
     let probe = compile_program("quiet_probe", "quiet_probe_seccomp", &[]);
     let launcher = compile_program("seccomp_allowlist", "seccomp_allowlist", &[]);
@@ -695,7 +696,8 @@ fn a_seccomp_allowlist_built_from_the_process_own_trace_keeps_working() {
             .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
             .env_remove("LD_PRELOAD")
             .env_remove("LAMBDA_METER_ENV_ID")
-            .env_remove("LAMBDA_METER_CHANNEL");
+            .env_remove("LAMBDA_METER_CHANNEL")
+            .envs(env.iter().copied());
         if let Some(lib) = preload {
             c.env("SECCOMP_PRELOAD", lib);
         }
@@ -711,13 +713,36 @@ fn a_seccomp_allowlist_built_from_the_process_own_trace_keeps_working() {
     let metered = run(Some(&library()));
     assert!(
         metered.status.success() && metered.status.signal().is_none(),
-        "with the library preloaded the program under its own allowlist ended with {:?} \
-         (SIGSYS is {}): the library made a system call the program never makes",
+        "with the library preloaded ({env:?}) the program under its own allowlist ended with \
+         {:?} (SIGSYS is {}): the library made a system call the program never makes",
         metered.status,
         libc::SIGSYS
     );
     assert_eq!(plain.stdout, metered.stdout);
     assert_eq!(plain.stderr, metered.stderr);
+}
+
+#[test]
+fn a_seccomp_allowlist_built_from_the_process_own_trace_keeps_working() {
+    check_own_allowlist(&[]);
+}
+
+#[test]
+fn a_sandboxed_child_of_a_wrapped_environment_that_writes_whole_lines_keeps_working() {
+    // A child of a runtime the wrapper started (LAMBDA_METER_ENV_ID set), whose environment has
+    // its line page already: writing whole lines, it makes no system call for it.
+    let tmp = tempdir::TempDir::new("seccomp-lines");
+    let root = "4242";
+    let mut page = b"LMLINES1".to_vec();
+    page.resize(4096, 0);
+    let path = tmp.path().join(format!(".lambda-meter-lines-{root}"));
+    std::fs::write(&path, page).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    check_own_allowlist(&[
+        ("LAMBDA_METER_ENV_ID", root),
+        ("TMPDIR", tmp.path().to_str().unwrap()),
+    ]);
 }
 
 #[test]

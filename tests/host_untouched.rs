@@ -302,3 +302,85 @@ print(repr(data))
         "{warnings}"
     );
 }
+
+/// A line page for a wrapped environment rooted at a made-up pid, in `dir`, whose stdout is
+/// `stdout` (device, inode): what `LAMBDA_METER_ENV_ID` children find.
+fn line_page(dir: &Path, root: &str, stdout: (u64, u64)) -> PathBuf {
+    let mut page = b"LMLINES1".to_vec();
+    page.extend_from_slice(&stdout.0.to_le_bytes());
+    page.extend_from_slice(&stdout.1.to_le_bytes());
+    page.resize(4096, 0);
+    let path = dir.join(format!(".lambda-meter-lines-{root}"));
+    std::fs::write(&path, page).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn stdio_log_probe() -> PathBuf {
+    compile_program("stdio_log_probe", "stdio_log_probe", &["-O1"])
+}
+
+#[test]
+fn a_stdout_the_host_reassigned_and_closed_is_never_looked_at() {
+    // glibc never touches the old `stdout` again: the library's look at what stdio is about
+    // to flush (fflush(NULL), the process's end) must not either.
+    let probe = stdio_log_probe();
+    let env = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")];
+    let plain = run_cmd(&probe, &["reassigned"], false, &env);
+    let metered = run_cmd(&probe, &["reassigned"], true, &env);
+    assert!(plain.status.success(), "{plain:?}");
+    assert_same(&plain, &metered, "stdout reassigned and closed");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(plain.status.signal(), metered.status.signal());
+}
+
+#[test]
+fn noting_an_open_line_keeps_the_hosts_errno_when_the_page_cannot_be_mapped() {
+    let probe = stdio_log_probe();
+    let tmp = tempdir::TempDir::new("errno-lines");
+    line_page(tmp.path(), "4243", (0, 0));
+    let env = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+        ("LAMBDA_METER_ENV_ID", "4243"),
+        ("TMPDIR", tmp.path().to_str().unwrap()),
+    ];
+    let plain = run_cmd(&probe, &["errno"], false, &env);
+    let metered = run_cmd(&probe, &["errno"], true, &env);
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("errno 1234"),
+        "{plain:?}"
+    );
+    assert_same(
+        &plain,
+        &metered,
+        "a write leaving a line open, the page unmappable",
+    );
+}
+
+#[test]
+fn after_fclose_of_stdout_a_file_on_fd_1_is_not_the_log() {
+    // The line left open on the real stdout stays open for the next record, whatever the
+    // file that gets fd 1 next receives.
+    let probe = stdio_log_probe();
+    let tmp = tempdir::TempDir::new("fclose-lines");
+    let log = tmp.path().join("log");
+    let file = tmp.path().join("file");
+    let log_file = std::fs::File::create(&log).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&log).unwrap();
+    let page = line_page(tmp.path(), "4244", (meta.dev(), meta.ino()));
+    let status = Command::new(&probe)
+        .args(["fclose", file.to_str().unwrap()])
+        .env("LD_PRELOAD", library())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("LAMBDA_METER_ENV_ID", "4244")
+        .env("TMPDIR", tmp.path())
+        .stdout(log_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "PARTIAL");
+    let page = std::fs::read(&page).unwrap();
+    assert_eq!(page[24], 1, "the log's line is still open");
+}

@@ -144,3 +144,42 @@ fn shell_runtime_partial_lines_of_its_shell() {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     assert_text_kept(&out, &ids);
 }
+
+#[test]
+fn python_forked_workers_childrens_partial_lines() {
+    // AWS_LAMBDA_MAX_CONCURRENCY=2: worker processes forked before any of them talked to the
+    // Runtime API each join the environment's line page. (How cold starts are counted among
+    // such workers is another matter: only the lines are looked at here.)
+    let payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+        json!({"action": "child_partial", "how": "system", "text": "worker child: 50%"}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ];
+    let layer = Layer::new();
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let run = |wrapped: bool| {
+        run_with(
+            lambda_sim::Config {
+                events: events(&payloads),
+                max_concurrency: 2,
+                ..lambda_sim::Config::default()
+            },
+            &cmd,
+            wrapped.then(|| layer.wrapper()).as_deref(),
+            &[("AWS_LAMBDA_MAX_CONCURRENCY", "2")],
+            &python_function_dir(),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert_eq!(
+        plain.other_stdout().concat(),
+        metered.other_stdout().concat()
+    );
+    let records = metered.records();
+    assert_valid_emf(&records);
+    assert_eq!(records.len(), payloads.len());
+    assert_text_kept(&metered, &["worker child: 50%"]);
+}

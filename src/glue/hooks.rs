@@ -977,8 +977,10 @@ pub unsafe extern "C" fn getline(
 // `printf` is not seen.
 
 unsafe extern "C" {
-    static stdout: *mut libc::FILE;
-    static stderr: *mut libc::FILE;
+    // libc's own stdout and stderr objects: static, valid for the whole process. (Not the
+    // `stdout` variable: a host may point it at a stream of its own and close that.)
+    static mut _IO_2_1_stdout_: u8;
+    static mut _IO_2_1_stderr_: u8;
 }
 
 /// The last byte `stream` holds to write, if it holds any.
@@ -986,8 +988,9 @@ fn pending_last_byte(stream: *mut libc::FILE) -> Option<u8> {
     if stream.is_null() {
         return None;
     }
-    // SAFETY: the host's open stream (it passes it to fflush or fclose, or it is libc's own
-    // stdout or stderr); these fields are plain pointers glibc keeps in the stream's head.
+    // SAFETY: the host's open stream (it passes it to fflush or fclose), or libc's static
+    // stdout or stderr object; these fields are plain pointers glibc keeps in the stream's
+    // head (a closed static stream has none pending).
     let head = unsafe { &*stream.cast::<FileHead>() };
     if head.flags & IO_CURRENTLY_PUTTING == 0 || head.write_ptr <= head.write_base {
         return None;
@@ -997,10 +1000,24 @@ fn pending_last_byte(stream: *mut libc::FILE) -> Option<u8> {
     Some(unsafe { *head.write_ptr.sub(1) })
 }
 
-/// stdout and stderr, as libc names them now.
+/// libc's stdout and stderr streams (closed ones hold nothing to write).
 fn standard_streams() -> [*mut libc::FILE; 2] {
-    // SAFETY: libc's own variables, read once each.
-    unsafe { [stdout, stderr] }
+    [
+        (&raw mut _IO_2_1_stdout_).cast(),
+        (&raw mut _IO_2_1_stderr_).cast(),
+    ]
+}
+
+/// The fd of `stream` when it is 1 or 2.
+fn log_fd_of(stream: *mut libc::FILE) -> Option<c_int> {
+    if stream.is_null() {
+        return None;
+    }
+    let err = errno();
+    // SAFETY: the host's open stream, which it passes to fclose; fileno only reads it.
+    let fd = unsafe { libc::fileno(stream) };
+    set_errno(err);
+    output::is_log_fd(fd).then_some(fd)
 }
 
 /// The fd `stream` writes to when it is stdout or stderr (1 or 2), and the last byte it is
@@ -1065,8 +1082,14 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
             process::closing(fd);
         }
     }
+    let log_fd = log_fd_of(stream);
     // SAFETY: forwarding the host's argument unchanged.
-    unsafe { (real::fclose::get())(stream) }
+    let rc = unsafe { (real::fclose::get())(stream) };
+    // Its fd is closed now: whatever gets the number next is looked at afresh.
+    if let Some(fd) = log_fd {
+        crate::lines::fd_changed(fd);
+    }
+    rc
 }
 
 #[unsafe(no_mangle)]

@@ -15,12 +15,15 @@
 //! shell runtime's first `curl`), from the root's stdout and stderr as they are then — not
 //! while the root has its stdout redirected to a file for a moment (a shell runtime's handler).
 //!
-//! Cost: a process that writes nothing to stdout or stderr pays nothing. One that does maps
-//! the page at its first such write (an open, `fstat`, `fallocate`, `mmap` and close; a failed
-//! open, at most once a second, while the environment has not made it yet) and looks which
-//! stream its fd is (an `fstat`). From then on a write costs a compare, and a store when it
-//! turns the line from closed to open or back. Without `LAMBDA_METER_ENV_ID` (no wrapper) there
-//! is no page, and no system call is made: the process follows only its own writes.
+//! Cost: a process that writes nothing to stdout or stderr, or only whole lines, pays nothing
+//! (no system call: a sandboxed child under a seccomp allowlist built from its own trace keeps
+//! working). One that leaves a line open maps the page then (an open, `fstat`, `fallocate`,
+//! `mmap` and close; a failed open, at most once a second, while the environment has not made
+//! it yet) and looks which stream its fd is (an `fstat`). From then on a write costs a compare,
+//! and a store when it turns the line from closed to open or back. The price: a line opened by
+//! one process and ended by another that never mapped the page is still taken as open (the
+//! next record starts after an empty line). Without `LAMBDA_METER_ENV_ID` (no wrapper) there is
+//! no page, and no system call is made: the process follows only its own writes.
 //!
 //! Everything here is async-signal-safe, allocates nothing and takes no lock: it runs on the
 //! hooks of `write` and friends, in any process, a `vfork` child included (which shares its
@@ -243,7 +246,12 @@ fn flag_of_fd(fd: libc::c_int) -> Option<&'static AtomicU32> {
     let slot = state().class.get((fd as usize).wrapping_sub(1))?;
     let class = match slot.load(Ordering::Relaxed) {
         UNKNOWN => {
+            // The host sees its own errno whatever the looking cost (a failed mmap sets it).
+            // SAFETY: errno is thread-local; saved and restored around the system calls.
+            let saved = unsafe { *libc::__errno_location() };
             let class = classify(fd);
+            // SAFETY: as above.
+            unsafe { *libc::__errno_location() = saved };
             slot.store(class, Ordering::Relaxed);
             class
         }
@@ -280,9 +288,14 @@ fn of_identity(page: *mut u8, id: (u64, u64)) -> Option<usize> {
 
 /// The host wrote to `fd` (1 or 2), its last byte `last`: notes whether the log line is open
 /// now. `None` when this process has no say on the environment's line (then it keeps its own
-/// account).
+/// account). A process that has not mapped the page maps it only to note an open line: one
+/// that writes whole lines (a sandboxed child logging to stderr under a seccomp allowlist)
+/// makes no system call here.
 #[inline]
 pub fn wrote(fd: libc::c_int, last: u8) -> Option<()> {
+    if last == b'\n' && mapped().is_none() {
+        return None;
+    }
     let flag = flag_of_fd(fd)?;
     let open = u32::from(last != b'\n');
     // A store only when it changes: most writes end a line, as the last one did.
@@ -301,7 +314,12 @@ pub fn take_open(fd: libc::c_int) -> Option<bool> {
 /// [`take_open`] for a record written to the stream `id` (device, inode) through an fd other
 /// than 1 or 2 (a per-request helper writing to its root's stdout).
 pub fn take_open_of(id: (u64, u64)) -> Option<bool> {
-    let page = page()?;
+    // SAFETY: errno is thread-local; saved and restored around the system calls.
+    let saved = unsafe { *libc::__errno_location() };
+    let page = page();
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+    let page = page?;
     let e = of_identity(page, id)?;
     Some(flag(page, e).swap(0, Ordering::Relaxed) != 0)
 }

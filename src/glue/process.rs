@@ -72,6 +72,9 @@ pub struct ProcessState {
     /// Set once this process has looked for its environment (or must not: a forked child is
     /// a runtime of its own).
     environment_joined: AtomicBool,
+    /// Whether this process has taken its part in what the environment shares through files
+    /// (the line page, the list of inits): kept by a forked child, whose parent's part it is.
+    shared_joined: AtomicBool,
     /// Set once this process has looked at the environment's journal.
     journal_started: AtomicBool,
     /// Tracked fds closed, or whose bytes went by unseen, where the engine could not be
@@ -115,6 +118,7 @@ impl ProcessState {
             settings_warnings: OnceLock::new(),
             settings_said: AtomicBool::new(false),
             environment_joined: AtomicBool::new(false),
+            shared_joined: AtomicBool::new(false),
             journal_started: AtomicBool::new(false),
             deferred: FdBits::new(),
             unfollowed: FdBits::new(),
@@ -152,6 +156,9 @@ impl ProcessState {
             reserved,
             reservation_over,
             environment_joined,
+            // Kept: a parent that joined shares its page and took the list; one that did not
+            // leaves that to the child's first Runtime API connection.
+            shared_joined: _,
             journal_started,
             deferred,
             unfollowed,
@@ -701,7 +708,7 @@ fn join_environment() {
     } else {
         say_settings_warnings();
     }
-    if first {
+    if !ps().shared_joined.swap(true, Ordering::AcqRel) {
         // From now on the environment's processes share whether its log line is open.
         crate::lines::environment_joined(output::own_open_lines());
         // The environment's runtime reached the Runtime API: its init is over. Earlier ones
