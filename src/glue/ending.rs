@@ -195,7 +195,10 @@ pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
             continue;
         }
         if started_by_the_wrapper(pid, start) {
-            running.push_str(&format!("{pid} {}\n", start.unwrap_or_default()));
+            running.push_str(&match start {
+                Some(t) => format!("{pid} {t}\n"),
+                None => format!("{pid}\n"),
+            });
             continue;
         }
         // It ran until the next runtime started.
