@@ -148,15 +148,12 @@ fn shell_runtime_partial_lines_of_its_shell() {
 #[test]
 fn python_forked_workers_childrens_partial_lines() {
     // AWS_LAMBDA_MAX_CONCURRENCY=2: worker processes forked before any of them talked to the
-    // Runtime API each join the environment's line page. (How cold starts are counted among
-    // such workers is another matter: only the lines are looked at here.)
-    let payloads = vec![
-        json!({"action": "ok"}),
-        json!({"action": "ok"}),
-        json!({"action": "child_partial", "how": "system", "text": "worker child: 50%"}),
-        json!({"action": "ok"}),
-        json!({"action": "ok"}),
-    ];
+    // Runtime API each join the environment's line page. One invoke only: a record another
+    // worker wrote while the child was printing could land before the child's line is noted
+    // (writers to one stream race; no library can order them).
+    let payloads = vec![json!({
+        "action": "child_partial", "how": "system", "text": "worker child: 50%"
+    })];
     let layer = Layer::new();
     let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
