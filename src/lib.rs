@@ -25,8 +25,8 @@
 //! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
 //! Test builds leave the hooks out entirely.
 
-// The pure core (src/core): no I/O, no unsafe beyond the journal's mapping; unit tests feed it
-// byte streams, and fuzz/ compiles it by path.
+// The pure core (src/core): no I/O of its own, no unsafe beyond the journal's memory; unit
+// tests feed it byte streams, and fuzz/ compiles it by path.
 #[path = "core/custom.rs"]
 pub mod custom;
 #[path = "core/emf.rs"]

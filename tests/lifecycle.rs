@@ -97,12 +97,11 @@ fn a_timeout_is_recorded_before_the_kill_and_the_next_environment_starts_cold() 
     let t = record_for(&records, 1);
     assert_eq!(t["Timeouts"], 1.0);
     assert_eq!(t["Errors"], 1.0);
+    // A timeout record (not the `Runtime.ExitError` a successor writes for a process that
+    // vanished) can only come from the process itself, before the simulator stopped it at the
+    // deadline.
     assert_eq!(t["errorType"], "Sandbox.Timedout");
-    assert!(
-        t["Duration"].as_f64().unwrap() <= 1_500.0,
-        "written before the deadline: {}",
-        t["Duration"]
-    );
+    assert!(t.get("exitReason").is_none(), "{t}");
     for i in [0, 2, 3] {
         assert_eq!(record_for(&records, i)["Timeouts"], 0.0);
     }
@@ -374,13 +373,10 @@ fn post_response_time_is_measured_to_the_next_request() {
     let slow = record_for(&records, 1)["PostResponseDuration"]
         .as_f64()
         .unwrap();
+    // A lower bound a 300 ms sleep guarantees, however slow the machine.
     assert!(
         slow >= 300.0,
         "PostResponseDuration {slow} covers the work after the response"
-    );
-    assert!(
-        record_for(&records, 1)["Duration"].as_f64().unwrap() < slow,
-        "and is not Duration"
     );
     // The Python client asks for the next event right away: present on every record.
     let py = python_run(
