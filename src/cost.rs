@@ -6,7 +6,7 @@
 
 use crate::engine::Engine;
 use crate::fdtable::FdBits;
-use crate::journal::{FILE_SIZE, Journal, Owner};
+use crate::journal::Owner;
 use crate::runtime_api::ApiAddress;
 use crate::settings::Settings;
 use crate::tracker::{Probe, Reading};
@@ -107,10 +107,7 @@ fn steady_state_invokes_allocate_at_most_the_ceiling() {
         0,
     )
     .unwrap();
-    let memory: &'static mut [u64] = Box::leak(vec![0u64; FILE_SIZE / 8].into_boxed_slice());
-    // SAFETY: FILE_SIZE bytes, 8-byte aligned, leaked (mapped for ever), used only here.
-    let journal = unsafe { Journal::from_raw(memory.as_mut_ptr().cast()) };
-    journal.format();
+    let (journal, _) = crate::journal::in_memory();
     e.attach_journal(
         journal,
         Owner {

@@ -12,7 +12,8 @@ use crate::tracker::{InvokeRecord, RecordKind};
 /// The `initType` of a first invoke that found its environment initialised ahead of demand.
 pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 
-struct Metric {
+/// A catalog metric with its value on one record.
+struct MetricValue {
     name: &'static str,
     unit: &'static str,
     value: Number,
@@ -93,7 +94,7 @@ const MAX_METRICS: usize = 32;
 
 /// The metrics of one record, without allocating.
 struct Metrics {
-    items: [Option<Metric>; MAX_METRICS],
+    items: [Option<MetricValue>; MAX_METRICS],
     len: usize,
     /// Which catalog metrics (bit = catalog index) the record has a value for.
     present: u32,
@@ -103,10 +104,10 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn iter(&self) -> impl Iterator<Item = &Metric> {
+    fn iter(&self) -> impl Iterator<Item = &MetricValue> {
         self.items.iter().take(self.len).flatten()
     }
-    fn declared(&self) -> impl Iterator<Item = &Metric> {
+    fn declared(&self) -> impl Iterator<Item = &MetricValue> {
         self.iter().filter(|m| m.declared)
     }
     /// Whether the settings declare none of the record's values (it is then not written:
@@ -133,7 +134,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
         if let Some(value) = (metric.read)(rec, s)
             && let Some(slot) = m.items.get_mut(m.len)
         {
-            *slot = Some(Metric {
+            *slot = Some(MetricValue {
                 name: metric.name,
                 unit: metric.unit,
                 value,

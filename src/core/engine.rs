@@ -2032,9 +2032,7 @@ mod tests {
         };
         // What an ending would write now (from a copy of the journal's memory).
         let written = |words: &[u64]| -> Vec<serde_json::Value> {
-            let copy = Box::leak(words.to_vec().into_boxed_slice());
-            // SAFETY: a leaked copy of the journal's memory, 8-byte aligned.
-            let j = unsafe { Journal::from_raw(copy.as_mut_ptr().cast()) };
+            let j = crate::journal::copy_of(words);
             let mut lines = Vec::new();
             j.write_open(ME.pid, &ending, &mut |parts| lines.push(parts.concat()));
             lines
@@ -2235,14 +2233,7 @@ mod tests {
         start_ticks: 1,
     };
 
-    /// A formatted journal in leaked memory, and that memory.
-    fn memory_journal() -> (Journal, &'static mut [u64]) {
-        let words = Box::leak(vec![0u64; crate::journal::FILE_SIZE / 8].into_boxed_slice());
-        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
-        let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
-        journal.format();
-        (journal, words)
-    }
+    use crate::journal::in_memory as memory_journal;
 
     fn batching_engine(bits: &'static FdBits, batch: usize) -> E {
         let mut e = engine(bits);
@@ -2422,10 +2413,7 @@ mod tests {
             max_rss_kb: None,
             reason: b"exit",
         };
-        let copy = words.to_vec();
-        // SAFETY: as above, a leaked copy of the journal's memory.
-        let snapshot =
-            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        let snapshot = crate::journal::copy_of(words);
         snapshot.write_open(7, &ending, &mut |parts| {
             let text = String::from_utf8(parts.concat()).unwrap();
             written.extend(text.lines().map(str::to_string));
@@ -2578,10 +2566,7 @@ mod tests {
         );
         // The process ends before its next /next: the record as it would have been written,
         // its post-response time until the ending.
-        let copy = words.to_vec();
-        // SAFETY: a leaked copy of the journal's memory, 8-byte aligned.
-        let ended =
-            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        let ended = crate::journal::copy_of(words);
         let mut lines = Vec::new();
         let ending = crate::journal::Ending {
             wall_ms: 99,
@@ -2599,10 +2584,7 @@ mod tests {
         assert_eq!(v["PostResponseDuration"], 5.0);
         assert!(v.get("exitReason").is_none());
         // A successor after SIGKILL: without the time it cannot know.
-        let copy = words.to_vec();
-        // SAFETY: as above.
-        let vanished =
-            unsafe { Journal::from_raw(Box::leak(copy.into_boxed_slice()).as_mut_ptr().cast()) };
+        let vanished = crate::journal::copy_of(words);
         let mut lines = Vec::new();
         vanished.recover(&|_| false, &ending, &mut |parts| lines.push(parts.concat()));
         let v: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();

@@ -989,6 +989,25 @@ pub fn environment_key(parts: &[&str]) -> u64 {
     h
 }
 
+/// A formatted journal in leaked memory, and that memory (for tests).
+#[cfg(test)]
+pub fn in_memory() -> (Journal, &'static mut [u64]) {
+    let words = Box::leak(vec![0u64; FILE_SIZE / 8].into_boxed_slice());
+    // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes, mapped for ever.
+    let journal = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
+    journal.format();
+    (journal, words)
+}
+
+/// A journal over a leaked copy of `words` (a journal's memory): what another process would
+/// find after this one ended (for tests).
+#[cfg(test)]
+pub fn copy_of(words: &[u64]) -> Journal {
+    let copy = Box::leak(words.to_vec().into_boxed_slice());
+    // SAFETY: a leaked, 8-byte aligned copy of a journal's FILE_SIZE bytes.
+    unsafe { Journal::from_raw(copy.as_mut_ptr().cast()) }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -1050,11 +1069,7 @@ mod tests {
     }
 
     fn memory() -> Journal {
-        let words = Box::leak(vec![0u64; FILE_SIZE / 8].into_boxed_slice());
-        // SAFETY: a leaked, 8-byte aligned buffer of FILE_SIZE bytes.
-        let j = unsafe { Journal::from_raw(words.as_mut_ptr().cast()) };
-        j.format();
-        j
+        in_memory().0
     }
 
     const LINE: &str = concat!(
