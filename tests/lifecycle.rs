@@ -578,7 +578,32 @@ fn every_invalid_setting_gets_one_warning_and_the_function_runs_on_defaults() {
         ("LAMBDA_METER_TIMEOUT_MARGIN_MS", "soon"),
         ("LAMBDA_METER_PROACTIVE_INIT_MS", "-1"),
         ("LAMBDA_METER_LOG", "loud"),
+        ("LAMBDA_METER_BATCH", "many"),
     ];
+    // Every setting of the README's table is here, or takes any value (a name, a path, what
+    // the wrapper sets): a new setting cannot be left out unnoticed.
+    let any_value = [
+        "LAMBDA_METER_SERVICE",
+        "LAMBDA_METER_LIB",
+        "LAMBDA_METER_NEXT_WRAPPER",
+        "LAMBDA_METER_CHANNEL",
+        "LAMBDA_METER_RUNTIME_FAMILY",
+        "LAMBDA_METER_ENV_ID",
+    ];
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `LAMBDA_METER_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(documented.len() >= bad.len(), "{documented:?}");
+    for name in documented {
+        let var = format!("LAMBDA_METER_{name}");
+        assert!(
+            bad.iter().any(|(v, _)| *v == var) || any_value.contains(&var.as_str()),
+            "{var}, in the README's settings table, is not tried with a bad value here"
+        );
+    }
     let out = python_run(
         config(&[json!({"action": "ok"}), json!({"action": "ok"})]),
         &bad,
