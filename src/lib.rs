@@ -20,87 +20,28 @@
 //!    metric catalog, [`metrics`]), written with one `write()` through the real libc function
 //!    ([`output`]).
 //!
-//! Modules 4–6 are plain Rust with unit tests. Raw pointers and `unsafe` live in the process
-//! glue — [`hooks`], [`real`], [`output`], [`ending`], [`deepbind`], [`process`], [`probes`]
+//! Modules 4–6 are the pure core, a crate of their own (`src/core`, `lambda_meter_core`) with
+//! unit tests. Raw pointers and `unsafe` live in the process glue — [`hooks`], [`real`], [`output`], [`ending`], [`deepbind`], [`process`], [`probes`]
 //! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
 //! Test builds leave the hooks out entirely.
 
-// The pure core (src/core): no I/O of its own, no unsafe beyond the journal's memory; unit
-// tests feed it byte streams, and fuzz/ compiles it by path.
-#[path = "core/custom.rs"]
-pub mod custom;
-#[path = "core/emf.rs"]
-pub mod emf;
-#[path = "core/engine.rs"]
-pub mod engine;
-#[path = "core/fdtable.rs"]
-pub mod fdtable;
-#[path = "core/http.rs"]
-pub mod http;
-#[path = "core/journal.rs"]
-pub mod journal;
-#[path = "core/json.rs"]
-pub mod json;
-#[path = "core/metrics.rs"]
-mod metrics;
-#[path = "core/runtime_api.rs"]
-pub mod runtime_api;
-#[path = "core/settings.rs"]
-pub mod settings;
-#[path = "core/text.rs"]
-pub mod text;
-#[path = "core/tracker.rs"]
-pub mod tracker;
-
-// Checks of the core that only tests run: allocation counts, and the property checks the fuzz
-// targets share.
-#[cfg(test)]
-mod cost;
-#[cfg(test)]
-mod props;
+// The pure core (src/core, its own crate): no process state, no I/O of its own; its modules
+// are named here as the glue uses them.
+pub use lambda_meter_core::{
+    custom, emf, engine, fdtable, http, journal, json, metrics, runtime_api, settings, text,
+    tracker,
+};
 
 // The process glue (src/glue): the hooks, the real functions, the process's state, output,
 // probes and endings, only in the real library (test builds carry no hooks and no
-// constructor); the handoff's files and the deferred-work queue are tested on their own.
+// constructor); the handoff's files and the deferred-work queue are tested on their own. Its
+// modules are named at the crate's top, as they name each other.
+mod glue;
 #[cfg(not(test))]
-#[path = "glue/channel.rs"]
-mod channel;
-#[cfg(not(test))]
-#[path = "glue/deepbind.rs"]
-mod deepbind;
-#[path = "glue/deferred.rs"]
-pub mod deferred;
-#[cfg(not(test))]
-#[path = "glue/ending.rs"]
-mod ending;
-#[path = "glue/handoff.rs"]
-pub mod handoff;
-#[cfg(not(test))]
-#[path = "glue/hooks.rs"]
-mod hooks;
-#[cfg(not(test))]
-#[path = "glue/lines.rs"]
-mod lines;
-#[cfg(not(test))]
-#[path = "glue/output.rs"]
-mod output;
-#[cfg(not(test))]
-#[path = "glue/probes.rs"]
-mod probes;
-#[cfg(not(test))]
-#[path = "glue/process.rs"]
-mod process;
-#[cfg(not(test))]
-#[path = "glue/real.rs"]
-mod real;
-#[cfg(not(test))]
-#[path = "glue/signals.rs"]
-mod signals;
-#[cfg(not(test))]
-#[path = "glue/state.rs"]
-mod state;
-#[path = "glue/sys.rs"]
-pub mod sys;
+use glue::{
+    channel, deepbind, ending, hooks, lines, output, probes, process, real, signals, state,
+};
+pub use glue::{deferred, handoff, sys};
 
 #[cfg(not(test))]
 use std::ffi::{c_char, c_int};

@@ -429,7 +429,7 @@ fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
     per
 }
 
-/// Allocations per steady-state invoke, as the deterministic test `src/cost.rs` counts them.
+/// Allocations per steady-state invoke, as the deterministic test `src/core/cost.rs` counts them.
 fn steady_state_allocations() -> Option<f64> {
     eprintln!("bench: allocation count (cargo test --lib cost)");
     let out = Command::new(env!("CARGO"))
@@ -837,7 +837,7 @@ fn main() {
     writeln!(
         report,
         "\nHeap allocations per steady-state invoke (the engine fed a keep-alive conversation with \
-         the journal attached, `src/cost.rs`, counted by the test build's allocator): {}.",
+         the journal attached, `src/core/cost.rs`, counted by the test build's allocator): {}.",
         allocations.map_or("not measured".to_string(), |n| format!("{n}"))
     )
     .unwrap();

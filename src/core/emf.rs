@@ -757,7 +757,7 @@ fn push_str(out: &mut Out, s: &str) {
 /// each escape on its own. Quotes, backslashes and every control character are escaped (so no
 /// value can break a line or an object), as `serde_json` writes them; stops at the first
 /// `None` from `put`. The one escaper of records and of the journal's slots.
-pub(crate) fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
+pub fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
     let mut rest = s;
     while let Some(at) = rest
         .bytes()

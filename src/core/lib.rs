@@ -1,0 +1,31 @@
+//! lambda-meter's pure core: everything that decides what a record says, with no process
+//! state and no I/O of its own. The preloaded library (the crate at the repository's top)
+//! feeds it the bytes its hooks see and writes what it returns; unit tests feed it byte
+//! streams, and `fuzz/` links it.
+//!
+//! In the order data flows: [`http`] parses each direction of a connection incrementally,
+//! [`runtime_api`] classifies requests, [`engine`] keeps connections and hands invokes to the
+//! [`tracker`], whose records [`emf`] encodes with values read through the metric catalog
+//! ([`metrics`]) as [`settings`] say; [`journal`] is the format of the shared file of records a
+//! process may not survive; [`custom`] checks the function's own values; [`fdtable`] is the
+//! lock-free bitmap the hooks test; [`text`] and [`json`] bound and escape text.
+
+pub mod custom;
+pub mod emf;
+pub mod engine;
+pub mod fdtable;
+pub mod http;
+pub mod journal;
+pub mod json;
+pub mod metrics;
+pub mod runtime_api;
+pub mod settings;
+pub mod text;
+pub mod tracker;
+
+// Checks of the core: allocation counts (tests only), and the property checks its tests and the
+// fuzz targets share (the `props` feature, which fuzz/ turns on).
+#[cfg(test)]
+mod cost;
+#[cfg(any(test, feature = "props"))]
+pub mod props;
