@@ -10,11 +10,16 @@
 //! process may not survive; [`custom`] checks the function's own values; [`fdtable`] is the
 //! lock-free bitmap the hooks test; [`text`] and [`json`] bound and escape text.
 
+// No unsafe code in the core but where it is named: the journal's shared memory (and the test
+// build's counting allocator).
+#![deny(unsafe_code)]
+
 pub mod custom;
 pub mod emf;
 pub mod engine;
 pub mod fdtable;
 pub mod http;
+#[allow(unsafe_code)]
 pub mod journal;
 pub mod json;
 pub mod metrics;
@@ -26,6 +31,7 @@ pub mod tracker;
 // Checks of the core: allocation counts (tests only), and the property checks its tests and the
 // fuzz targets share (the `props` feature, which fuzz/ turns on).
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod cost;
 #[cfg(any(test, feature = "props"))]
 pub mod props;
