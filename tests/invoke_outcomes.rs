@@ -67,15 +67,6 @@ fn run_client(client: Client, payloads: &[Value], wrapper: Option<&Path>) -> Out
     )
 }
 
-/// How each invoke ended, as the simulator saw it.
-fn endings(o: &Outcome) -> Vec<Option<Ended>> {
-    o.sim
-        .results()
-        .into_iter()
-        .map(|r| r.map(|r| r.outcome))
-        .collect()
-}
-
 /// Runs `payloads` without and with the library: the runtime must see the same, and every
 /// invoke the simulator saw end must have one record that says how. Returns the records by
 /// request id.
@@ -84,8 +75,8 @@ fn check(client: Client, payloads: &[Value]) -> std::collections::HashMap<String
     let plain = run_client(client, payloads, None);
     let metered = run_client(client, payloads, Some(&layer.wrapper()));
     assert_eq!(
-        endings(&plain),
-        endings(&metered),
+        plain.invoke_endings(),
+        metered.invoke_endings(),
         "{client:?}: the invokes ended differently with the library; stderr:\n{}",
         metered.run.stderr
     );

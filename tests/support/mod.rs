@@ -223,6 +223,15 @@ impl Outcome {
         lambda_sim::summary::per_invoke(&lambda_sim::summary::with_environment(&raw))
     }
 
+    /// How each event ended, as the simulator saw it (`None`: no result).
+    pub fn invoke_endings(&self) -> Vec<Option<lambda_sim::Outcome>> {
+        self.sim
+            .results()
+            .into_iter()
+            .map(|r| r.map(|r| r.outcome))
+            .collect()
+    }
+
     /// The records as written.
     pub fn raw_records(&self) -> Vec<Value> {
         lambda_sim::summary::emf_records(&self.run.stdout)
