@@ -4,7 +4,7 @@
 //! allocates, and a line that does not fit is not written at all.
 
 use crate::custom::{Custom, Pool};
-use crate::metrics::Class;
+use crate::metrics::{Class, Number};
 use crate::settings::{Destination, Dimension, Settings};
 use crate::text::Out;
 use crate::tracker::{InvokeRecord, RecordKind};
@@ -19,74 +19,6 @@ struct MetricValue {
     value: Number,
     /// Declared in the directive (a billed metric), else a plain value of the record.
     declared: bool,
-}
-
-/// A metric value as the line shows it: an integer scaled by a power of ten, written with
-/// integer formatting (no float formatting on the hot path). `Scaled(v, 3)` is v/1000.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Number {
-    Scaled(u64, u8),
-}
-
-impl Number {
-    pub(crate) fn int(v: u64) -> Number {
-        Number::Scaled(v, 0)
-    }
-
-    /// The number's JSON text, formed on the stack (the journal renders records with it from
-    /// signal handlers: no allocation). `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is `2`:
-    /// the shortest form, as float formatting of the same value gives.
-    pub(crate) fn text(self) -> NumberText {
-        let Number::Scaled(v, decimals) = self;
-        let mut t = NumberText {
-            buf: [0; 24],
-            start: 24,
-        };
-        let scale = 10u64.saturating_pow(u32::from(decimals));
-        let (mut whole, mut frac) = (v / scale, v % scale);
-        let mut digits = if frac == 0 { 0 } else { decimals };
-        while frac != 0 && frac % 10 == 0 {
-            frac /= 10;
-            digits -= 1;
-        }
-        for _ in 0..digits {
-            t.put(b'0' + (frac % 10) as u8);
-            frac /= 10;
-        }
-        if digits > 0 {
-            t.put(b'.');
-        }
-        loop {
-            t.put(b'0' + (whole % 10) as u8);
-            whole /= 10;
-            if whole == 0 {
-                break;
-            }
-        }
-        t
-    }
-}
-
-/// A number's text (see [`Number::text`]): at most 20 digits, a point and 3 decimals.
-pub(crate) struct NumberText {
-    buf: [u8; 24],
-    start: usize,
-}
-
-impl NumberText {
-    /// Writes `b` before what is there (digits come least significant first).
-    fn put(&mut self, b: u8) {
-        if let Some(i) = self.start.checked_sub(1)
-            && let Some(slot) = self.buf.get_mut(i)
-        {
-            *slot = b;
-            self.start = i;
-        }
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
-    }
 }
 
 /// The most metrics one record can carry (every metric of the catalog).
@@ -131,7 +63,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
         if metric.class == Class::OptIn && !declared {
             continue;
         }
-        if let Some(value) = (metric.read)(rec, s)
+        if let Some(value) = (metric.read)(rec, &s.metric_context())
             && let Some(slot) = m.items.get_mut(m.len)
         {
             *slot = Some(MetricValue {
@@ -491,7 +423,7 @@ pub fn encode_batch(
             out.str("\":[");
             let mut n = 0;
             for rec in recs {
-                if let Some(v) = (metric.read)(rec, s) {
+                if let Some(v) = (metric.read)(rec, &s.metric_context()) {
                     if n > 0 {
                         out.byte(b',');
                     }
@@ -729,11 +661,6 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// Milliseconds with microsecond precision (thousandths), rounded as before.
-pub(crate) fn ms(ns: u64) -> Number {
-    Number::Scaled(ns / 1_000 + u64::from(ns % 1_000 >= 500), 3)
-}
-
 fn push_member(out: &mut Out, key: &str, value: &str) {
     out.byte(b',');
     push_str(out, key);
@@ -746,43 +673,11 @@ fn push_member(out: &mut Out, key: &str, value: &str) {
 /// copied whole.
 fn push_str(out: &mut Out, s: &str) {
     out.byte(b'"');
-    let _ = escape_json(s, |piece| {
+    let _ = crate::json::escape_json(s, |piece| {
         out.str(piece);
         Some(())
     });
     out.byte(b'"');
-}
-
-/// Hands `s`, JSON-escaped, to `put` in pieces: runs of characters that need no escape whole,
-/// each escape on its own. Quotes, backslashes and every control character are escaped (so no
-/// value can break a line or an object), as `serde_json` writes them; stops at the first
-/// `None` from `put`. The one escaper of records and of the journal's slots.
-pub fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
-    let mut rest = s;
-    while let Some(at) = rest
-        .bytes()
-        .position(|b| b < 0x20 || b == b'"' || b == b'\\')
-    {
-        put(rest.get(..at)?)?;
-        let b = rest.as_bytes().get(at).copied()?;
-        match b {
-            b'"' => put("\\\"")?,
-            b'\\' => put("\\\\")?,
-            b'\n' => put("\\n")?,
-            b'\r' => put("\\r")?,
-            b'\t' => put("\\t")?,
-            0x08 => put("\\b")?,
-            0x0c => put("\\f")?,
-            _ => {
-                let hex = b"0123456789abcdef";
-                let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
-                let escape = [b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)];
-                put(std::str::from_utf8(&escape).ok()?)?
-            }
-        }
-        rest = rest.get(at + 1..)?;
-    }
-    put(rest)
 }
 
 /// Writes a number as JSON (see [`Number::text`]).
@@ -838,46 +733,6 @@ mod tests {
             })
             .unwrap();
             assert_eq!(out, serde_json::to_string(text).unwrap());
-        }
-    }
-
-    #[test]
-    fn numbers_read_as_float_formatting_of_the_same_value() {
-        for (v, d) in [
-            (0, 3),
-            (1, 3),
-            (5, 3),
-            (10, 3),
-            (1500, 3),
-            (2000, 3),
-            (123_456_789, 3),
-        ]
-        .into_iter()
-        .chain([
-            (0, 2),
-            (1, 2),
-            (3333, 2),
-            (10_000, 2),
-            (7, 0),
-            (u64::MAX, 0),
-        ]) {
-            let out = text(|o| {
-                push_number(o, Number::Scaled(v, d));
-                true
-            })
-            .unwrap();
-            let float = v as f64 / 10f64.powi(i32::from(d));
-            if v < 1 << 53 {
-                assert_eq!(out, format!("{float}"), "{v} {d}");
-            } else {
-                assert_eq!(out, v.to_string());
-            }
-        }
-        for ns in [0, 499, 500, 1_499, 1_500, 2_000_000, 123_456_789_012] {
-            let Number::Scaled(us, 3) = ms(ns) else {
-                panic!()
-            };
-            assert_eq!(us as f64 / 1000.0, (ns as f64 / 1_000.0).round() / 1_000.0);
         }
     }
 

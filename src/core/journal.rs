@@ -18,6 +18,7 @@
 //! value of hole `K`, and `\x02K … \x03` encloses text left out when `K`'s value is unknown.
 //! EMF text never holds raw control bytes (the encoder escapes them), so markers cannot clash.
 
+use crate::metrics::{AtExit, CATALOG, Context, Measured, Metric, Number, NumberText};
 use crate::text::Out;
 use crate::tracker::Probe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -70,18 +71,11 @@ const REQUEST_BYTES: usize = 48;
 const FILL_LENS: usize = 56;
 const NO_TRACE: u32 = 0xffff;
 
-/// The hole kinds of a prepared record.
+/// The journal's own hole kinds of a prepared record. A metric measured at the ending is a hole
+/// too, of the kind its catalog entry names ([`crate::metrics::AtExit`]).
 pub mod hole {
     /// `_aws.Timestamp`, epoch ms.
     pub const TIMESTAMP: u8 = b'T';
-    /// `Duration`, ms; unknown after SIGKILL.
-    pub const DURATION: u8 = b'D';
-    /// `CpuTime`, ms; unknown after SIGKILL.
-    pub const CPU_TIME: u8 = b'C';
-    /// `MaxMemoryUsed`, MB.
-    pub const MAX_MEMORY: u8 = b'M';
-    /// `MemoryUtilization`, percent.
-    pub const MEMORY_UTILIZATION: u8 = b'U';
     /// `exitReason`, a short text.
     pub const REASON: u8 = b'R';
     /// `requestId`'s text (stored in the slot, escaped), in a template shared by invokes.
@@ -90,8 +84,8 @@ pub mod hole {
     pub const TRACE_ID: u8 = b'X';
     /// `RequestBytes`, likewise.
     pub const REQUEST_BYTES: u8 = b'B';
-    /// `PostResponseDuration`, ms, of a finished record: measured until the record is written.
-    pub const POST_RESPONSE: u8 = b'P';
+    /// All of them.
+    pub const ALL: [u8; 5] = [TIMESTAMP, REASON, REQUEST_ID, TRACE_ID, REQUEST_BYTES];
 }
 
 /// What a template shared by invokes leaves to each invoke (see [`shared_template`]).
@@ -110,9 +104,6 @@ pub const REQUEST_BYTES_PLACEHOLDER: u64 = 987_654_321_987_654;
 const HOLE: u8 = 0x01;
 const SPAN: u8 = 0x02;
 const SPAN_END: u8 = 0x03;
-
-/// The error type Lambda gives an invoke during which the runtime exited.
-pub const EXIT_ERROR_TYPE: &str = "Runtime.ExitError";
 
 /// Which process a slot belongs to: pid and start time (clock ticks after boot), so a reused
 /// pid is never taken for the process that wrote the slot.
@@ -637,33 +628,36 @@ pub struct Values<'a> {
 /// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
 /// template.
 pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
-    // Numbers in the encoder's own form (one formatter for both).
-    use crate::emf::{Number, ms};
+    // Numbers in the encoder's own form (one formatter for both); the metrics' through their
+    // catalog entries, as every record reads them.
     let ts = Number::int(v.wall_ms).text();
     let bytes = Number::int(v.request_bytes).text();
-    let dur = ms(v.duration_ns.unwrap_or(0)).text();
-    let post = ms(v.post_response_ns.unwrap_or(0)).text();
-    let cpu = ms(v.cpu_ns.unwrap_or(0)).text();
-    let max_mb = v.max_rss_kb.div_ceil(1024);
-    let mem = Number::int(max_mb).text();
-    // Hundredths of a percent, rounded half up.
-    let hundredths = (max_mb.saturating_mul(20_000) + v.memory_size_mb)
-        .checked_div(2 * v.memory_size_mb)
-        .unwrap_or(0);
-    let util = Number::Scaled(hundredths, 2).text();
+    let measured = Measured {
+        duration_ns: v.duration_ns,
+        cpu_ns: v.cpu_ns,
+        max_rss_kb: v.max_rss_kb,
+        post_response_ns: v.post_response_ns,
+    };
+    let context = Context {
+        memory_size_mb: Some(v.memory_size_mb).filter(|m| *m > 0),
+    };
+    let record = measured.record();
+    let metrics: [Option<(u8, NumberText)>; CATALOG.len()] = std::array::from_fn(|i| {
+        let m = CATALOG.get(i)?;
+        Some((m.hole()?, (m.read)(&record, &context)?.text()))
+    });
     let value = |kind: u8| -> Option<&[u8]> {
         match kind {
             hole::TIMESTAMP => Some(ts.as_bytes()),
-            hole::DURATION => v.duration_ns.map(|_| dur.as_bytes()),
-            hole::POST_RESPONSE => v.post_response_ns.map(|_| post.as_bytes()),
-            hole::CPU_TIME => v.cpu_ns.map(|_| cpu.as_bytes()),
-            hole::MAX_MEMORY => Some(mem.as_bytes()),
-            hole::MEMORY_UTILIZATION => (v.memory_size_mb > 0).then_some(util.as_bytes()),
             hole::REASON => Some(v.reason),
             hole::REQUEST_ID => Some(v.request_id),
             hole::TRACE_ID => v.trace_id,
             hole::REQUEST_BYTES => Some(bytes.as_bytes()),
-            _ => None,
+            _ => metrics
+                .iter()
+                .flatten()
+                .find(|(hole, _)| *hole == kind)
+                .map(|(_, text)| text.as_bytes()),
         }
     };
     let mut pieces = Pieces {
@@ -749,13 +743,16 @@ fn prepare_in_place(t: &mut Out, start: usize) -> Option<()> {
         return None;
     }
     replace_number(t, start + ts_key.len(), hole::TIMESTAMP)?;
-    for (name, kind, may_be_unknown) in [
-        ("Duration", hole::DURATION, true),
-        ("CpuTime", hole::CPU_TIME, true),
-        ("MaxMemoryUsed", hole::MAX_MEMORY, false),
-        ("MemoryUtilization", hole::MEMORY_UTILIZATION, false),
-    ] {
-        hole_for_metric(t, start, name, kind, may_be_unknown)?;
+    // Each metric measured at the ending (the catalog says which); one the line does not carry
+    // (not selected, or not known before the result, as `PostResponseDuration`) is left alone.
+    for m in CATALOG {
+        if let AtExit::Measured {
+            hole,
+            may_be_unknown,
+        } = m.at_exit
+        {
+            hole_for_metric(t, start, m.name, hole, may_be_unknown)?;
+        }
     }
     // The reason goes last, before the closing brace (and newline).
     let close = t.written().iter().rposition(|b| *b == b'}')?;
@@ -808,12 +805,16 @@ pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
     let start = t.len();
     t.bytes(line);
     let mut m = [0u8; 64];
-    let digits = crate::emf::ms(POST_RESPONSE_PLACEHOLDER).text();
+    let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
     let member = joined(&mut m, &[b",\"PostResponseDuration\":", digits.as_bytes()]);
     if t.overflowed() || find_from(t, start, member).is_none() {
         return false;
     }
-    hole_for_metric(t, start, "PostResponseDuration", hole::POST_RESPONSE, true).is_some()
+    let Some(post_response) = crate::metrics::find("PostResponseDuration").and_then(Metric::hole)
+    else {
+        return false;
+    };
+    hole_for_metric(t, start, "PostResponseDuration", post_response, true).is_some()
         && !t.overflowed()
 }
 
@@ -830,7 +831,7 @@ fn find_from(t: &Out, start: usize, needle: &[u8]) -> Option<usize> {
 /// `None` when it does not fit.
 fn escape_into(dst: &mut [u8], s: &str) -> Option<usize> {
     let mut n = 0;
-    crate::emf::escape_json(s, |piece| {
+    crate::json::escape_json(s, |piece| {
         dst.get_mut(n..n + piece.len())?
             .copy_from_slice(piece.as_bytes());
         n += piece.len();
@@ -886,7 +887,7 @@ fn shared_in_place(t: &mut Out, start: usize) -> Option<()> {
     let bytes_member = b",\"RequestBytes\":";
     if let Some(at) = find_from(t, start, bytes_member) {
         let mut digits = [0u8; 24];
-        let placeholder = crate::emf::Number::int(REQUEST_BYTES_PLACEHOLDER).text();
+        let placeholder = crate::metrics::Number::int(REQUEST_BYTES_PLACEHOLDER).text();
         let digits = {
             let d = placeholder.as_bytes();
             if let Some(dst) = digits.get_mut(..d.len()) {
@@ -1246,21 +1247,6 @@ mod tests {
     }
 
     #[test]
-    fn numbers_format_like_the_encoder() {
-        use crate::emf::{Number, ms};
-        assert_eq!(ms(5_000_000).text().as_bytes(), b"5");
-        assert_eq!(ms(1_230_000).text().as_bytes(), b"1.23");
-        assert_eq!(ms(1_000_400).text().as_bytes(), b"1");
-        assert_eq!(ms(7).text().as_bytes(), b"0");
-        assert_eq!(ms(u64::MAX).text().as_bytes(), b"18446744073709.552");
-        assert_eq!(
-            Number::int(u64::MAX).text().as_bytes(),
-            b"18446744073709551615"
-        );
-        assert_eq!(Number::Scaled(3203, 2).text().as_bytes(), b"32.03");
-    }
-
-    #[test]
     fn slots_are_written_once_by_their_owner() {
         let j = memory();
         let t = prepared(LINE).unwrap();
@@ -1355,11 +1341,20 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_s_holes_are_not_the_catalog_s() {
+        for m in CATALOG {
+            if let Some(h) = m.hole() {
+                assert!(!hole::ALL.contains(&h), "{}", m.name);
+                assert!(h.is_ascii_alphabetic(), "{}", m.name);
+            }
+        }
+    }
+
+    #[test]
     fn malformed_templates_render_nothing() {
         let v = values(None, None);
-        assert!(!render(&[SPAN, hole::DURATION], &v, &mut |_| panic!(
-            "emitted"
-        )));
+        let duration = crate::metrics::find("Duration").unwrap().hole().unwrap();
+        assert!(!render(&[SPAN, duration], &v, &mut |_| panic!("emitted")));
         assert!(!render(&[HOLE], &v, &mut |_| panic!("emitted")));
         assert!(prepared("not a record").is_none());
     }

@@ -4,6 +4,38 @@
 
 use crate::text::Out;
 
+/// Hands `s`, JSON-escaped, to `put` in pieces: runs of characters that need no escape whole,
+/// each escape on its own. Quotes, backslashes and every control character are escaped (so no
+/// value can break a line or an object), as `serde_json` writes them; stops at the first
+/// `None` from `put`. The one escaper of records and of the journal's slots.
+pub fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        put(rest.get(..at)?)?;
+        let b = rest.as_bytes().get(at).copied()?;
+        match b {
+            b'"' => put("\\\"")?,
+            b'\\' => put("\\\\")?,
+            b'\n' => put("\\n")?,
+            b'\r' => put("\\r")?,
+            b'\t' => put("\\t")?,
+            0x08 => put("\\b")?,
+            0x0c => put("\\f")?,
+            _ => {
+                let hex = b"0123456789abcdef";
+                let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
+                let escape = [b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)];
+                put(std::str::from_utf8(&escape).ok()?)?
+            }
+        }
+        rest = rest.get(at + 1..)?;
+    }
+    put(rest)
+}
+
 /// How deep values may nest (deeper input is refused, never recursed into).
 const MAX_DEPTH: usize = 64;
 

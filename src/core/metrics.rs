@@ -5,9 +5,144 @@
 //! settings accept its name, records carry it, the encoder declares it when selected, and
 //! custom metrics may not take its name.
 
-use crate::emf::{Number, ms};
-use crate::settings::Settings;
 use crate::tracker::{InvokeRecord, RecordKind};
+
+/// A metric value as the line shows it: an integer scaled by a power of ten, written with
+/// integer formatting (no float formatting on the hot path). `Scaled(v, 3)` is v/1000.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Number {
+    Scaled(u64, u8),
+}
+
+impl Number {
+    pub(crate) fn int(v: u64) -> Number {
+        Number::Scaled(v, 0)
+    }
+
+    /// The number's JSON text, formed on the stack (the journal renders records with it from
+    /// signal handlers: no allocation). `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is `2`:
+    /// the shortest form, as float formatting of the same value gives.
+    pub(crate) fn text(self) -> NumberText {
+        let Number::Scaled(v, decimals) = self;
+        let mut t = NumberText {
+            buf: [0; 24],
+            start: 24,
+        };
+        let scale = 10u64.saturating_pow(u32::from(decimals));
+        let (mut whole, mut frac) = (v / scale, v % scale);
+        let mut digits = if frac == 0 { 0 } else { decimals };
+        while frac != 0 && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        for _ in 0..digits {
+            t.put(b'0' + (frac % 10) as u8);
+            frac /= 10;
+        }
+        if digits > 0 {
+            t.put(b'.');
+        }
+        loop {
+            t.put(b'0' + (whole % 10) as u8);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        t
+    }
+}
+
+/// A number's text (see [`Number::text`]): at most 20 digits, a point and 3 decimals.
+pub(crate) struct NumberText {
+    buf: [u8; 24],
+    start: usize,
+}
+
+impl NumberText {
+    /// Writes `b` before what is there (digits come least significant first).
+    fn put(&mut self, b: u8) {
+        if let Some(i) = self.start.checked_sub(1)
+            && let Some(slot) = self.buf.get_mut(i)
+        {
+            *slot = b;
+            self.start = i;
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
+
+/// Milliseconds with microsecond precision (thousandths), rounded as before.
+pub(crate) fn ms(ns: u64) -> Number {
+    Number::Scaled(ns / 1_000 + u64::from(ns % 1_000 >= 500), 3)
+}
+
+/// What a metric's value may depend on besides its record: the function's configuration, as
+/// the settings read it (the catalog does not read settings itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The function's memory size (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), when known.
+    pub memory_size_mb: Option<u64>,
+}
+
+/// Where a metric's value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// What the tracker and the probes record for every invoke.
+    Record,
+    /// The gauges (`/proc` and `statvfs` at the invoke's end), read only when a metric of
+    /// theirs is selected.
+    Gauges,
+}
+
+/// What a record written when its process ends (the journal's prepared record, see
+/// `journal.rs`) does with a metric's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtExit {
+    /// The value the record had when it was prepared (known when the invoke started, or when
+    /// its result was sent).
+    Kept,
+    /// Measured when the record is written: hole `hole` of the prepared record, its value read
+    /// from [`Measured`] through the entry's own `read`. When `may_be_unknown`, a successor
+    /// writing a dead process's record may not know it, and the member (with its declaration)
+    /// goes.
+    Measured { hole: u8, may_be_unknown: bool },
+}
+
+/// What an ending measures (the values of [`AtExit::Measured`] metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Measured {
+    pub duration_ns: Option<u64>,
+    pub cpu_ns: Option<u64>,
+    pub max_rss_kb: u64,
+    pub post_response_ns: Option<u64>,
+}
+
+impl Metric {
+    /// Its hole in a prepared record, when its value is measured at the ending.
+    pub fn hole(&self) -> Option<u8> {
+        match self.at_exit {
+            AtExit::Measured { hole, .. } => Some(hole),
+            AtExit::Kept => None,
+        }
+    }
+}
+
+impl Measured {
+    /// A record with these values, for the catalog's `read` functions to read as any record's
+    /// (no allocation: the journal renders with it in signal handlers).
+    pub(crate) fn record(&self) -> InvokeRecord {
+        let mut rec = InvokeRecord::blank(RecordKind::Invoke);
+        rec.duration_ns = self.duration_ns;
+        rec.cpu_ns = self.cpu_ns;
+        rec.max_rss_kb = self.max_rss_kb;
+        rec.post_response_ns = self.post_response_ns;
+        rec
+    }
+}
 
 /// What the default settings do with a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +161,10 @@ pub struct Metric {
     pub name: &'static str,
     pub unit: &'static str,
     pub class: Class,
+    pub source: Source,
+    pub at_exit: AtExit,
     /// Its value on `rec`, if `rec` has one.
-    pub(crate) read: fn(&InvokeRecord, &Settings) -> Option<Number>,
+    pub(crate) read: fn(&InvokeRecord, &Context) -> Option<Number>,
 }
 
 fn flag(b: bool) -> Option<Number> {
@@ -48,54 +185,83 @@ fn max_mb(rec: &InvokeRecord) -> u64 {
     rec.max_rss_kb.div_ceil(1024)
 }
 
+/// `used_mb` of `size_mb` in percent, in hundredths rounded half up (integer arithmetic: the
+/// same in a signal handler); none for an unknown (0) size.
+fn memory_utilization(used_mb: u64, size_mb: u64) -> Option<Number> {
+    let hundredths = used_mb
+        .saturating_mul(20_000)
+        .saturating_add(size_mb)
+        .checked_div(size_mb.saturating_mul(2))?;
+    Some(Number::Scaled(hundredths, 2))
+}
+
 /// Every metric, in the order records carry them.
 pub const CATALOG: &[Metric] = &[
     Metric {
         name: "Duration",
         unit: "Milliseconds",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'D',
+            may_be_unknown: true,
+        },
         read: |r, _| r.duration_ns.filter(|_| invoke(r)).map(ms),
     },
     Metric {
         name: "ColdStart",
         unit: "Count",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| flag(r.cold_start).filter(|_| invoke(r)),
     },
     Metric {
         name: "InitDuration",
         unit: "Milliseconds",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| r.init_duration_ns.map(ms),
     },
     Metric {
         name: "RestoreDuration",
         unit: "Milliseconds",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| r.restore_duration_ns.filter(|_| invoke(r)).map(ms),
     },
     Metric {
         name: "Errors",
         unit: "Count",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| flag(r.errored).filter(|_| invoke(r)),
     },
     Metric {
         name: "Timeouts",
         unit: "Count",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| flag(r.timed_out).filter(|_| invoke(r)),
     },
     Metric {
         name: "InitErrors",
         unit: "Count",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| flag(true).filter(|_| r.kind == RecordKind::InitError),
     },
     Metric {
         name: "Invocations",
         unit: "Count",
         class: Class::OptIn,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         // 1 a record (a batch's array sums to its invokes): a count CloudWatch can alarm on
         // under lambda-meter's own dimensions (`service`, `runtime`, …).
         read: |r, _| Some(Number::int(1)).filter(|_| invoke(r)),
@@ -104,95 +270,120 @@ pub const CATALOG: &[Metric] = &[
         name: "MaxMemoryUsed",
         unit: "Megabytes",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'M',
+            may_be_unknown: false,
+        },
         read: |r, _| Some(Number::int(max_mb(r))).filter(|_| measured(r)),
     },
     Metric {
         name: "MemoryUtilization",
         unit: "Percent",
         class: Class::Default,
-        read: |r, s| {
-            // Hundredths of a percent, rounded.
-            s.memory_size_mb
-                .filter(|m| *m > 0 && measured(r))
-                .map(|size| {
-                    Number::Scaled(
-                        (max_mb(r) as f64 * 100.0 / size as f64 * 100.0).round() as u64,
-                        2,
-                    )
-                })
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'U',
+            may_be_unknown: false,
+        },
+        read: |r, c| {
+            c.memory_size_mb
+                .filter(|_| measured(r))
+                .and_then(|size| memory_utilization(max_mb(r), size))
         },
     },
     Metric {
         name: "CpuTime",
         unit: "Milliseconds",
         class: Class::Default,
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'C',
+            may_be_unknown: true,
+        },
         read: |r, _| r.cpu_ns.map(ms),
     },
     Metric {
         name: "PostResponseDuration",
         unit: "Milliseconds",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'P',
+            may_be_unknown: true,
+        },
         read: |r, _| r.post_response_ns.map(ms),
     },
     Metric {
         name: "TimeToFirstByte",
         unit: "Milliseconds",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| r.time_to_first_byte_ns.map(ms),
     },
     Metric {
         name: "RequestBytes",
         unit: "Bytes",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| r.request_bytes.map(Number::int),
     },
     Metric {
         name: "ResponseBytes",
         unit: "Bytes",
         class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
         read: |r, _| r.response_bytes.map(Number::int),
     },
     Metric {
         name: "NetworkBytesIn",
         unit: "Bytes",
         class: Class::OptIn,
+        source: Source::Gauges,
+        at_exit: AtExit::Kept,
         read: |r, _| r.gauges.map(|g| Number::int(g.net_rx_bytes)),
     },
     Metric {
         name: "NetworkBytesOut",
         unit: "Bytes",
         class: Class::OptIn,
+        source: Source::Gauges,
+        at_exit: AtExit::Kept,
         read: |r, _| r.gauges.map(|g| Number::int(g.net_tx_bytes)),
     },
     Metric {
         name: "TmpUsed",
         unit: "Bytes",
         class: Class::OptIn,
+        source: Source::Gauges,
+        at_exit: AtExit::Kept,
         read: |r, _| r.gauges.map(|g| Number::int(g.tmp_used_bytes)),
     },
     Metric {
         name: "OpenFds",
         unit: "Count",
         class: Class::OptIn,
+        source: Source::Gauges,
+        at_exit: AtExit::Kept,
         read: |r, _| r.gauges.map(|g| Number::int(g.open_fds)),
     },
     Metric {
         name: "Threads",
         unit: "Count",
         class: Class::OptIn,
+        source: Source::Gauges,
+        at_exit: AtExit::Kept,
         read: |r, _| r.gauges.map(|g| Number::int(g.threads)),
     },
 ];
 
-/// The metrics whose values come from the gauges (`/proc` and `statvfs` at the invoke's end),
-/// read only when one of them is selected.
-pub const GAUGES: &[&str] = &[
-    "NetworkBytesIn",
-    "NetworkBytesOut",
-    "TmpUsed",
-    "OpenFds",
-    "Threads",
-];
+/// The metrics whose values come from the gauges.
+pub fn gauges() -> impl Iterator<Item = &'static Metric> {
+    CATALOG.iter().filter(|m| m.source == Source::Gauges)
+}
 
 /// The catalog entry named `name`.
 pub fn find(name: &str) -> Option<&'static Metric> {
@@ -209,7 +400,7 @@ pub fn of(class: Class) -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -224,8 +415,67 @@ mod tests {
         for free in ["Duration", "Errors", "Invocations", "Throttles"] {
             assert!(of(Class::Default).all(|m| m != free), "{free}");
         }
-        for g in GAUGES {
-            assert_eq!(find(g).unwrap().class, Class::OptIn, "{g}");
+        // Holes are told apart by their byte; the journal's own holes (timestamp, reason,
+        // ids, request bytes) use others.
+        let mut holes: Vec<u8> = CATALOG.iter().filter_map(Metric::hole).collect();
+        holes.sort_unstable();
+        holes.dedup();
+        assert_eq!(holes.len(), CATALOG.iter().filter_map(Metric::hole).count());
+        // Gauges cost /proc reads at every invoke's end: never on unless named.
+        assert!(gauges().count() > 0);
+        for g in gauges() {
+            assert_eq!(g.class, Class::OptIn, "{}", g.name);
         }
+    }
+
+    #[test]
+    fn numbers_read_as_float_formatting_of_the_same_value() {
+        for (v, d) in [
+            (0, 3),
+            (1, 3),
+            (5, 3),
+            (10, 3),
+            (1500, 3),
+            (2000, 3),
+            (123_456_789, 3),
+        ]
+        .into_iter()
+        .chain([
+            (0, 2),
+            (1, 2),
+            (3333, 2),
+            (10_000, 2),
+            (7, 0),
+            (u64::MAX, 0),
+        ]) {
+            let text = Number::Scaled(v, d).text();
+            let out = std::str::from_utf8(text.as_bytes()).unwrap();
+            let float = v as f64 / 10f64.powi(i32::from(d));
+            if v < 1 << 53 {
+                assert_eq!(out, format!("{float}"), "{v} {d}");
+            } else {
+                assert_eq!(out, v.to_string());
+            }
+        }
+        for ns in [0, 499, 500, 1_499, 1_500, 2_000_000, 123_456_789_012] {
+            let Number::Scaled(us, 3) = ms(ns) else {
+                panic!()
+            };
+            assert_eq!(us as f64 / 1000.0, (ns as f64 / 1_000.0).round() / 1_000.0);
+        }
+    }
+
+    #[test]
+    fn numbers_format_like_the_encoder() {
+        assert_eq!(ms(5_000_000).text().as_bytes(), b"5");
+        assert_eq!(ms(1_230_000).text().as_bytes(), b"1.23");
+        assert_eq!(ms(1_000_400).text().as_bytes(), b"1");
+        assert_eq!(ms(7).text().as_bytes(), b"0");
+        assert_eq!(ms(u64::MAX).text().as_bytes(), b"18446744073709.552");
+        assert_eq!(
+            Number::int(u64::MAX).text().as_bytes(),
+            b"18446744073709551615"
+        );
+        assert_eq!(Number::Scaled(3203, 2).text().as_bytes(), b"32.03");
     }
 }

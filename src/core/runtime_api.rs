@@ -18,6 +18,8 @@ pub const HDR_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 pub const MAX_ID_LEN: usize = 256;
 /// The longest trace header kept.
 pub const MAX_TRACE_LEN: usize = 1024;
+/// The error type Lambda gives an invoke during which the runtime exited.
+pub const EXIT_ERROR_TYPE: &str = "Runtime.ExitError";
 /// The longest error type kept (CloudWatch's limit for a property is far larger; Lambda's
 /// error types are short names).
 pub const MAX_ERROR_TYPE_LEN: usize = 255;

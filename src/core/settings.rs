@@ -131,6 +131,13 @@ pub const MAX_BATCH: usize = 100;
 pub const DEFAULT_PROACTIVE_INIT_MS: u64 = 1000;
 
 impl Settings {
+    /// What the catalog's values may depend on besides the record.
+    pub fn metric_context(&self) -> crate::metrics::Context {
+        crate::metrics::Context {
+            memory_size_mb: self.memory_size_mb.filter(|m| *m > 0),
+        }
+    }
+
     /// Whether records declare metric `name` (else its value is a plain member).
     pub fn emits(&self, name: &str) -> bool {
         self.metrics.contains(&name)

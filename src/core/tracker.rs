@@ -202,6 +202,36 @@ pub struct InvokeRecord {
     pub journal_slot: Option<usize>,
 }
 
+impl InvokeRecord {
+    /// A record of `kind` that knows nothing yet (no values, no ids), to be filled in.
+    pub fn blank(kind: RecordKind) -> InvokeRecord {
+        InvokeRecord {
+            kind,
+            request_id: RequestId::EMPTY,
+            trace_id: None,
+            timestamp_ms: 0,
+            duration_ns: None,
+            cold_start: false,
+            proactive_init: false,
+            init_duration_ns: None,
+            restored: false,
+            restore_duration_ns: None,
+            errored: false,
+            timed_out: false,
+            error_type: None,
+            cpu_ns: None,
+            max_rss_kb: 0,
+            request_bytes: None,
+            response_bytes: None,
+            post_response_ns: None,
+            time_to_first_byte_ns: None,
+            gauges: None,
+            custom: Custom::NONE,
+            journal_slot: None,
+        }
+    }
+}
+
 /// How this runtime's lifecycle is judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lifecycle {
@@ -246,11 +276,11 @@ pub struct OpenInvoke {
 impl OpenInvoke {
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
     /// runtime that exited, with the values known only at the end to be filled in then (see
-    /// [`crate::journal`]). Its custom values are this invoke's (still owned by it).
+    /// the journal). Its custom values are this invoke's (still owned by it).
     pub fn ending_record(&self) -> InvokeRecord {
         let mut record = self.record(&self.started);
         record.errored = true;
-        record.error_type = Some(ErrorType::new(crate::journal::EXIT_ERROR_TYPE));
+        record.error_type = Some(ErrorType::new(crate::runtime_api::EXIT_ERROR_TYPE));
         record
     }
 
@@ -762,7 +792,7 @@ impl Tracker {
             error_type: Some(ErrorType::new(if timed_out {
                 TIMEOUT_ERROR_TYPE
             } else {
-                crate::journal::EXIT_ERROR_TYPE
+                crate::runtime_api::EXIT_ERROR_TYPE
             })),
             cpu_ns: None,
             max_rss_kb: 0,

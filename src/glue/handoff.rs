@@ -163,7 +163,7 @@ pub fn to_json(open: &OpenInvoke, out: &mut Out) {
     use std::fmt::Write;
     let string = |out: &mut Out, s: &str| {
         out.byte(b'"');
-        let _ = crate::emf::escape_json(s, |piece| {
+        let _ = crate::json::escape_json(s, |piece| {
             out.str(piece);
             Some(())
         });

@@ -489,7 +489,7 @@ fn read_settings() -> bool {
         return false;
     }
     output::configure(settings.destination.clone());
-    if crate::metrics::GAUGES.iter().any(|m| settings.emits(m)) {
+    if crate::metrics::gauges().any(|m| settings.emits(m.name)) {
         probes::enable_gauges();
     }
     use std::os::unix::ffi::OsStringExt;
