@@ -152,7 +152,7 @@ fn bind_pending() {
     if unsafe { lm_deep_pending.swap(0, Ordering::AcqRel) } == 0 {
         return;
     }
-    if !(process::activate() && process::in_owner_process()) {
+    if !(process::activate() && crate::probes::in_owner_process()) {
         return;
     }
     // SAFETY: errno of this thread, kept as the host left it.
@@ -232,7 +232,7 @@ fn bind_objects() {
         let name = object.name.to_str().unwrap_or("an object");
         match bind_object(object, &table, &mut lazy, last_try) {
             Ok(0) => {}
-            Ok(n) => process::debug(format_args!(
+            Ok(n) => output::debug(format_args!(
                 "{name} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter"
             )),
             Err(Unbound::Relocating) => busy = true,
@@ -352,7 +352,7 @@ impl Lazy {
             }
         }
         if bound > 0 {
-            process::debug(format_args!(
+            output::debug(format_args!(
                 "{bound} lazily bound libc calls of RTLD_DEEPBIND libraries bound to lambda-meter"
             ));
         }

@@ -9,7 +9,7 @@
 //!
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
-use crate::journal::{self, Ending, FILE_SIZE, Journal, Owner};
+use crate::journal::{self, Ending, FILE_SIZE, Journal};
 use crate::{output, probes};
 use libc::c_int;
 use std::ffi::{CStr, CString};
@@ -57,20 +57,6 @@ fn map_journal(cpath: &CStr) -> Result<Mapped, &'static str> {
     })
 }
 
-/// Who this process is, for the journal.
-pub fn this_owner() -> Owner {
-    let pid = std::process::id();
-    Owner {
-        pid,
-        start_ticks: probes::proc_stat(pid).map_or(0, |s| s.start_ticks),
-    }
-}
-
-/// Whether the process that wrote a slot still runs (same pid, same start, not a zombie).
-fn alive(owner: Owner) -> bool {
-    probes::proc_stat(owner.pid).is_some_and(|s| s.running && s.start_ticks == owner.start_ticks)
-}
-
 /// This process has become a runtime (its first Runtime API connection, not a per-request
 /// helper): report what a vanished predecessor left open, journal from now on, and watch for
 /// fatal signals. Returns the journal for the engine, or why there is none.
@@ -90,10 +76,9 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
         reason: GONE,
         ..Ending::default()
     };
-    j.recover(&alive, &ending, &mut |parts| {
+    j.recover(&probes::alive, &ending, &mut |parts| {
         output::write_record_parts(parts);
     });
-    crate::signals::watch();
     Ok(j)
 }
 
@@ -132,7 +117,7 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
     let mapped = match map_journal(path) {
         Ok(m) => m,
         Err(why) => {
-            crate::process::debug(format_args!(
+            output::debug(format_args!(
                 "the journal file was removed and cannot be made again ({why}); an invoke ended by SIGKILL will have no record"
             ));
             return None;
@@ -140,7 +125,7 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
     };
     let lost = mapped.journal.adopt(&old, pid);
     if lost > 0 || !mapped.fresh {
-        crate::process::debug(format_args!(
+        output::debug(format_args!(
             "the journal file was removed; made again ({lost} slot(s) could not be kept)"
         ));
     }

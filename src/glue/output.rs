@@ -20,12 +20,12 @@
 //! Records are written only by the thread that holds the engine's gate (or by an ending path
 //! that no other thread survives), so the destination's state needs no lock of its own.
 
-use crate::settings::Destination;
+use crate::settings::{Destination, LogLevel};
 use crate::sys;
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 /// Lowest fd number used for our own destination fds.
 const OWN_FD_FLOOR: libc::c_int = 512;
@@ -116,6 +116,24 @@ pub fn forked_child_sink() {
         fd.close();
     }
     s.failed_at = None;
+}
+
+/// Sets how chatty the library is about itself (`LAMBDA_METER_LOG`).
+pub fn set_log_level(level: LogLevel) {
+    state().log_level.store(level as u8, Ordering::Relaxed);
+}
+
+/// Writes a debug line, when `LAMBDA_METER_LOG=debug` (formatted on the stack).
+pub(crate) fn debug(args: std::fmt::Arguments) {
+    if state().log_level.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
+        let mut buf = [0u8; 512];
+        let mut out = crate::text::Out::new(&mut buf);
+        out.str("lambda-meter: debug: ");
+        let _ = std::fmt::Write::write_fmt(&mut out, args);
+        out.byte(b'\n');
+        let len = out.len();
+        write_line(libc::STDERR_FILENO, buf.get(..len).unwrap_or_default());
+    }
 }
 
 /// Sets where records go (once, at load).
@@ -837,6 +855,8 @@ pub struct OutputState {
     own_fd: AtomicI32,
     /// Records that could not be written (destination closed, full, unreachable, …).
     dropped_lines: AtomicU64,
+    /// `LAMBDA_METER_LOG`, as a [`LogLevel`].
+    log_level: AtomicU8,
     /// Whether the last byte the host wrote to stdout (`[0]`) or stderr (`[1]`) ended a line:
     /// false after a partial line such as `progress: 50%`. Kept by the `write`/`writev` hooks
     /// with one relaxed store, no lock and no system call; a line of ours starts with a
@@ -863,6 +883,7 @@ impl OutputState {
             })),
             own_fd: AtomicI32::new(-1),
             dropped_lines: AtomicU64::new(0),
+            log_level: AtomicU8::new(0),
             host_line_open: [AtomicBool::new(false), AtomicBool::new(false)],
             log_streams: [
                 [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
@@ -881,8 +902,9 @@ impl OutputState {
             // ([`forked_child_sink`]), which also clears `own_fd`.
             sink: _,
             own_fd: _,
-            // Kept: a count for the library's own diagnostics.
+            // Kept: a count for the library's own diagnostics, and the same setting.
             dropped_lines: _,
+            log_level: _,
             // Kept: the child shares its parent's stdout and stderr, partial line included.
             host_line_open: _,
             log_streams: _,

@@ -4,6 +4,7 @@
 //! Everything here reads into buffers on the stack with raw system calls: no allocation, no
 //! lock, errno untouched.
 
+use crate::journal::Owner;
 use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -204,6 +205,45 @@ pub struct ProcStat {
     pub running: bool,
 }
 
+/// From now on this process (`pid`) is the one the library's state describes.
+pub fn set_owner(pid: u32) {
+    state().owner_pid.store(pid, Ordering::Relaxed);
+}
+
+/// The process the library's state describes.
+pub fn owner_pid() -> u32 {
+    state().owner_pid.load(Ordering::Relaxed)
+}
+
+/// Whether the calling thread belongs to the process that owns the library's state.
+///
+/// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
+/// parent's memory until it `exec`s (CPython's `subprocess` child calls `close_range` and
+/// `dup2` there), so whatever it did to the state — forgetting the parent's Runtime API
+/// connection, taking the parent's gate — would happen to the parent. Also false in a child
+/// forked around our `fork` hook (`_Fork`, a raw `clone`): its inherited state is a stale copy.
+/// Such callers pass straight through. One `getpid` system call, only where a tracked fd is
+/// connected, closed or duplicated: not on the per-invoke byte paths.
+#[inline]
+pub fn in_owner_process() -> bool {
+    sys::getpid() == owner_pid()
+}
+
+/// Who this process is, for the journal.
+pub fn this_owner() -> Owner {
+    let pid = std::process::id();
+    Owner {
+        pid,
+        start_ticks: proc_stat(pid).map_or(0, |s| s.start_ticks),
+    }
+}
+
+/// Whether the process that wrote a journal slot still runs (same pid, same start, not a
+/// zombie).
+pub fn alive(owner: Owner) -> bool {
+    proc_stat(owner.pid).is_some_and(|s| s.running && s.start_ticks == owner.start_ticks)
+}
+
 /// Reads `/proc/<pid>/stat`.
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let mut path = [0u8; 64];
@@ -340,6 +380,9 @@ pub struct ProbeState {
     environment_root: AtomicU32,
     /// The processes measured as the environment (see [`measure_environment`]; 0 ends them).
     measured: [AtomicU32; MAX_MEASURED],
+    /// The process whose memory the library's state describes: the one that loaded it, or
+    /// the child our `fork` hook made. See [`in_owner_process`].
+    owner_pid: AtomicU32,
 }
 
 impl ProbeState {
@@ -349,19 +392,22 @@ impl ProbeState {
             own_threads: AtomicU32::new(0),
             environment_root: AtomicU32::new(0),
             measured: [const { AtomicU32::new(0) }; MAX_MEASURED],
+            owner_pid: AtomicU32::new(0),
         }
     }
 
-    /// In a forked child: no thread of ours (threads do not survive `fork`), and a runtime of
-    /// its own, whose CPU and memory are its own.
-    pub fn forked_child(&self) {
+    /// In a forked child (`pid`): no thread of ours (threads do not survive `fork`), and a
+    /// runtime of its own, whose CPU and memory are its own.
+    pub fn forked_child(&self, pid: u32) {
         let ProbeState {
             // Kept: the same setting.
             gauges: _,
             own_threads,
             environment_root,
             measured,
+            owner_pid,
         } = self;
+        owner_pid.store(pid, Ordering::Relaxed);
         own_threads.store(0, Ordering::Relaxed);
         environment_root.store(0, Ordering::Relaxed);
         for pid in measured {

@@ -17,13 +17,13 @@ use crate::handoff::FileHandoff;
 use crate::output;
 use crate::probes;
 use crate::runtime_api::ApiAddress;
-use crate::settings::{LogLevel, Settings};
+use crate::settings::Settings;
 use crate::sys;
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 const UNINITIALIZED: u8 = 0;
 /// This process may talk to the Runtime API: connects are checked.
@@ -48,10 +48,6 @@ pub struct ProcessState {
     settings: OnceLock<Settings>,
     /// The Runtime API's addresses, readable without the gate (checked on every connect).
     api: OnceLock<ApiAddress>,
-    log_level: AtomicU8,
-    /// The process whose memory the library's state describes: the one that loaded it, or
-    /// the child our `fork` hook made. See [`in_owner_process`].
-    owner_pid: AtomicI32,
     /// When this process's life began, for its first invoke's init duration (monotonic ns).
     born_ns: AtomicU64,
     /// The engine, once reserved; touched only by the thread that holds `gate`.
@@ -106,8 +102,6 @@ impl ProcessState {
             mode: AtomicU8::new(UNINITIALIZED),
             settings: OnceLock::new(),
             api: OnceLock::new(),
-            log_level: AtomicU8::new(0),
-            owner_pid: AtomicI32::new(0),
             born_ns: AtomicU64::new(0),
             engine: EngineCell(UnsafeCell::new(None)),
             gate: Gate::new(),
@@ -136,13 +130,12 @@ impl ProcessState {
     /// field. It is a runtime of its own, never a per-request helper, has no watchdog
     /// thread, and has not reserved its own threads yet. The engine itself is reset by the
     /// fork hook, which holds the gate across the fork (see [`after_fork`]).
-    pub fn forked_child(&self, pid: u32) {
+    pub fn forked_child(&self) {
         let ProcessState {
             // Kept: the same settings, Runtime API and libc as the parent.
             mode: _,
             settings: _,
             api: _,
-            log_level: _,
             missing: _,
             settings_warnings: _,
             settings_said: _,
@@ -151,7 +144,6 @@ impl ProcessState {
             // The engine is reset under the gate by the fork hook; the gate is let go there.
             engine: _,
             gate: _,
-            owner_pid,
             abandoned,
             reserved,
             reservation_over,
@@ -176,7 +168,6 @@ impl ProcessState {
         unfollowed.clear();
         any_deferred.store(false, Ordering::Release);
         deferred_ops.clear();
-        owner_pid.store(pid as i32, Ordering::Relaxed);
         environment_joined.store(true, Ordering::Release);
         journal_started.store(false, Ordering::Release);
         watchdog.store(false, Ordering::Release);
@@ -396,8 +387,7 @@ pub fn activate() -> bool {
         return mode == ACTIVE;
     }
     // Two threads may decide at once: they decide the same.
-    ps().owner_pid
-        .store(sys::getpid() as i32, Ordering::Relaxed);
+    probes::set_owner(sys::getpid());
     // SAFETY: getenv with a NUL-terminated name; the value is read at once.
     let raw = unsafe { libc::getenv(c"AWS_LAMBDA_RUNTIME_API".as_ptr()) };
     // SAFETY: as above.
@@ -463,8 +453,7 @@ fn read_settings() -> bool {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown".to_string());
     let (settings, warnings) = Settings::from_env(&|k| std::env::var(k).ok(), &exe);
-    ps().log_level
-        .store(settings.log_level as u8, Ordering::Relaxed);
+    output::set_log_level(settings.log_level);
     // Settings are read by every process that talks to the Runtime API (a shell runtime's
     // `curl` too); only the runtime process says what is wrong with them, once it is known
     // (see `say_settings_warnings`).
@@ -527,7 +516,7 @@ fn reserve() -> bool {
         let born = ps().born_ns.load(Ordering::Relaxed);
         match Engine::try_new(settings.clone(), *api, &TRACKED, born) {
             Some(mut engine) => {
-                debug(format_args!(
+                output::debug(format_args!(
                     "metering {} (runtime {}, Runtime API {})",
                     settings.function_name,
                     settings.runtime,
@@ -717,7 +706,7 @@ fn join_environment() {
         if let Some(ended) = crate::ending::claim_ended_inits(root)
             && let Some(e) = engine_cell()
         {
-            debug(format_args!(
+            output::debug(format_args!(
                 "{} earlier runtime process(es) of this environment ended in their init",
                 ended.count
             ));
@@ -735,7 +724,7 @@ fn share_environment(root: u32) -> bool {
     let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
     match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
         Ok(h) => {
-            debug(format_args!("a process of environment {root}"));
+            output::debug(format_args!("a process of environment {root}"));
             let mut chain = [0u32; probes::MAX_MEASURED];
             let n = chain_to(root, &mut chain);
             probes::measure_environment(root, chain.get(..n).unwrap_or_default());
@@ -746,7 +735,7 @@ fn share_environment(root: u32) -> bool {
             true
         }
         Err(e) => {
-            debug(format_args!(
+            output::debug(format_args!(
                 "no environment state in {}: {e}",
                 dir.display()
             ));
@@ -785,13 +774,13 @@ fn decided(role: Role) {
     match role {
         Role::Runtime => {
             // Its own CPU, memory, stdout and channel, and its own endings.
-            debug(format_args!("a runtime of its own"));
+            output::debug(format_args!("a runtime of its own"));
             probes::measure_environment(0, &[]);
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
             say_settings_warnings();
         }
-        Role::Helper => debug(format_args!("a per-request process")),
+        Role::Helper => output::debug(format_args!("a per-request process")),
         Role::Alone | Role::Undecided => {}
     }
 }
@@ -815,27 +804,16 @@ fn start_journal() {
     );
     match crate::ending::start(&names.0, &names.1) {
         Ok(journal) => {
-            let owner = crate::ending::this_owner();
+            // From now on a fatal signal writes the journal's records.
+            crate::signals::watch();
+            let owner = probes::this_owner();
             if e.attach_journal(journal, owner).is_none() {
-                debug(format_args!("no room to journal open invokes"));
+                output::debug(format_args!("no room to journal open invokes"));
             }
         }
         Err(why) => output::warn_fmt(format_args!(
             "no journal of open invokes in the temporary directory ({why}): an invoke the runtime does not survive will have no record"
         )),
-    }
-}
-
-/// Writes a debug line, when `LAMBDA_METER_LOG=debug` (formatted on the stack).
-pub(crate) fn debug(args: std::fmt::Arguments) {
-    if ps().log_level.load(Ordering::Relaxed) >= LogLevel::Debug as u8 {
-        let mut buf = [0u8; 512];
-        let mut out = crate::text::Out::new(&mut buf);
-        out.str("lambda-meter: debug: ");
-        let _ = std::fmt::Write::write_fmt(&mut out, args);
-        out.byte(b'\n');
-        let len = out.len();
-        output::write_line(libc::STDERR_FILENO, buf.get(..len).unwrap_or_default());
     }
 }
 
@@ -1051,7 +1029,7 @@ fn write_outbox() {
         engine.drain_output(&mut |line| output::emit_record(line), &mut |w| match w
             .strip_prefix("debug: ")
         {
-            Some(d) => debug(format_args!("{d}")),
+            Some(d) => output::debug(format_args!("{d}")),
             None => output::warn(w),
         });
     }
@@ -1068,7 +1046,7 @@ pub fn custom(
         &dyn Fn(&str) -> bool,
     ) -> Status,
 ) -> Status {
-    if !activate() || !in_owner_process() {
+    if !activate() || !probes::in_owner_process() {
         return Status::Inactive;
     }
     match ensure_reserved() {
@@ -1099,7 +1077,7 @@ pub fn sending(fd: i32) {
 
 /// The process is exiting normally: write what still waits.
 pub fn at_exit() {
-    if is_active() && in_owner_process() {
+    if is_active() && probes::in_owner_process() {
         enter(Engine::flush, || {});
     }
 }
@@ -1114,23 +1092,9 @@ fn disable_permanently(why: &str) {
     }
 }
 
-/// Whether the calling thread belongs to the process that owns the library's state.
-///
-/// False in a child made with `vfork`, `posix_spawn` or `clone(CLONE_VM)`: it runs in its
-/// parent's memory until it `exec`s (CPython's `subprocess` child calls `close_range` and
-/// `dup2` there), so whatever it did to the state — forgetting the parent's Runtime API
-/// connection, taking the parent's gate — would happen to the parent. Also false in a child
-/// forked around our `fork` hook (`_Fork`, a raw `clone`): its inherited state is a stale copy.
-/// Such callers pass straight through. One `getpid` system call, only where a tracked fd is
-/// connected, closed or duplicated: not on the per-invoke byte paths.
-#[inline]
-pub fn in_owner_process() -> bool {
-    sys::getpid() as i32 == ps().owner_pid.load(Ordering::Relaxed)
-}
-
 /// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
 pub fn connected(fd: i32, addr: Option<SocketAddr>) {
-    if !in_owner_process() {
+    if !probes::in_owner_process() {
         return;
     }
     let interesting = match (&addr, ps().api.get()) {
@@ -1153,13 +1117,13 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>) {
         || defer_connect(fd, addr, interesting),
     );
     if interesting && TRACKED.contains(fd) {
-        debug(format_args!("following fd {fd}: Runtime API connection"));
+        output::debug(format_args!("following fd {fd}: Runtime API connection"));
     }
 }
 
 /// Before `fd` is closed.
 pub fn closing(fd: i32) {
-    if !in_owner_process() {
+    if !probes::in_owner_process() {
         return;
     }
     enter(|e| e.closing(fd), || defer_close(fd));
@@ -1167,7 +1131,7 @@ pub fn closing(fd: i32) {
 
 /// The host read `fd` through a stdio stream where no hook saw the bytes.
 pub fn stream_unseen(fd: i32) {
-    if !in_owner_process() {
+    if !probes::in_owner_process() {
         return;
     }
     enter(|e| e.stream_unseen(fd), || defer_unfollow(fd));
@@ -1175,7 +1139,7 @@ pub fn stream_unseen(fd: i32) {
 
 /// Before every fd in `first..=last` is closed.
 pub fn closing_range(first: u32, last: u32) {
-    if TRACKED.is_empty() || !in_owner_process() {
+    if TRACKED.is_empty() || !probes::in_owner_process() {
         return;
     }
     enter(
@@ -1186,7 +1150,7 @@ pub fn closing_range(first: u32, last: u32) {
 
 /// After `new_fd` became a copy of `old_fd`.
 pub fn duplicated(old_fd: i32, new_fd: i32) {
-    if !in_owner_process() {
+    if !probes::in_owner_process() {
         return;
     }
     enter(
@@ -1216,11 +1180,11 @@ pub fn sent(fd: i32, parts: &[&[u8]]) {
 /// `sendfile`, `splice`, `sendmmsg`, `recvmmsg`): the connection can no longer be followed.
 /// One debug line.
 pub fn unseen(fd: i32, how: &str) {
-    if !in_owner_process() {
+    if !probes::in_owner_process() {
         return;
     }
     enter(|e| e.closing(fd), || defer_unfollow(fd));
-    debug(format_args!(
+    output::debug(format_args!(
         "fd {fd}: bytes moved by {how} went by unseen; no longer following this connection"
     ));
 }
@@ -1277,7 +1241,7 @@ fn start_watchdog() {
         }
     } else {
         ps().watchdog.store(false, Ordering::Release);
-        debug(format_args!(
+        output::debug(format_args!(
             "could not start the watchdog thread; timeouts will not be reported"
         ));
     }
@@ -1349,7 +1313,7 @@ fn park() {
 /// What was appended to the custom-metrics channel since the last call (whole lines) into
 /// `buf`, this process's id, and whether more is there.
 fn channel_bytes(buf: &mut [u8]) -> (usize, u32, bool) {
-    let pid = ps().owner_pid.load(Ordering::Relaxed) as u32;
+    let pid = probes::owner_pid();
     let (n, more) = crate::channel::read_new(buf);
     (n, pid, more)
 }
@@ -1362,7 +1326,7 @@ pub struct ForkGuard(Option<(u64, usize)>);
 /// in its stack) and defers its work (see [`ProcessState::deferred`]).
 /// `canary` lives in the hook's frame until [`after_fork`].
 pub fn before_fork(canary: &Canary) -> ForkGuard {
-    if !is_active() || !in_owner_process() {
+    if !is_active() || !probes::in_owner_process() {
         return ForkGuard(None);
     }
     let me = crate::custom::thread_key();
@@ -1389,7 +1353,7 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
         let born = probes::mono_ns();
         if catch_unwind(AssertUnwindSafe(|| {
             if let Some(e) = engine_cell().as_mut() {
-                e.forked_child(born, crate::ending::this_owner());
+                e.forked_child(born, probes::this_owner());
             }
             output::forked_child_sink();
         }))

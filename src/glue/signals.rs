@@ -143,7 +143,7 @@ fn remember(s: &Saved, was: &KernelAction) {
 /// After the host changed (or may have changed) `sig`'s action by any path: settle our state
 /// with the kernel's.
 fn host_changed(sig: c_int) {
-    if index(sig).is_none() || !crate::process::in_owner_process() {
+    if index(sig).is_none() || !crate::probes::in_owner_process() {
         return;
     }
     settle(sig);
@@ -293,7 +293,7 @@ const RECORD_STACK: usize = 12 * 1024;
 extern "C" fn on_fatal_signal(sig: c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: this thread's errno, restored before returning.
     let saved_errno = unsafe { *libc::__errno_location() };
-    let owner = crate::process::in_owner_process();
+    let owner = crate::probes::in_owner_process();
     let here = &saved_errno as *const c_int as usize;
     let room = sys::signal_stack_room(here).unwrap_or(usize::MAX);
     if owner && room >= RECORD_STACK {

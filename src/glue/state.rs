@@ -56,10 +56,10 @@ impl State {
             deepbind,
             lines,
         } = self;
-        process.forked_child(pid);
+        process.forked_child();
         streams.forked_child();
         channel.forked_child(pid);
-        probes.forked_child();
+        probes.forked_child(pid);
         ending.forked_child();
         signals.forked_child();
         output.forked_child();
