@@ -93,11 +93,14 @@ const PROPERTIES: &[&str] = &[
     "runtime",
     "errorType",
     "memorySize",
-    "coldStart",
     "restored",
     "exitReason",
     "initStatus",
 ];
+
+/// Names no record of ours carries that custom values may not take either: an earlier
+/// property of cold starts (now the `ColdStart` metric), which dashboards may still query.
+const ALSO_RESERVED: &[&str] = &["coldStart"];
 
 /// Members only a batched record has.
 const BATCH_PROPERTIES: &[&str] = &["invokes"];
@@ -106,10 +109,23 @@ const BATCH_PROPERTIES: &[&str] = &["invokes"];
 /// built-in metric, property or dimension key. Custom metrics, dimensions and properties may
 /// not use these names.
 pub fn reserved(name: &str) -> bool {
-    crate::metrics::find(name).is_some()
-        || PROPERTIES.contains(&name)
-        || BATCH_PROPERTIES.contains(&name)
-        || Dimension::from_key(name).is_some()
+    record_keys().any(|k| k == name) || ALSO_RESERVED.contains(&name)
+}
+
+/// Every top-level key a record of lambda-meter's own may carry, under any settings: the EMF
+/// metadata, the catalog's metrics, the properties and the dimension keys (the function's
+/// custom values aside).
+pub fn record_keys() -> impl Iterator<Item = &'static str> {
+    std::iter::once("_aws")
+        .chain(crate::metrics::CATALOG.iter().map(|m| m.name))
+        .chain(PROPERTIES.iter().copied())
+        .chain(BATCH_PROPERTIES.iter().copied())
+        .chain(Dimension::ALL.iter().map(|d| d.key()))
+}
+
+/// The record's members that are properties (not metrics, not the EMF metadata).
+pub fn property_keys() -> impl Iterator<Item = &'static str> {
+    PROPERTIES.iter().chain(BATCH_PROPERTIES).copied()
 }
 
 /// The constant part of records (from `CloudWatchMetrics` through the dimension values), by
@@ -962,16 +978,11 @@ mod tests {
             .iter()
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            declared,
-            [
-                "ColdStart",
-                "InitDuration",
-                "Timeouts",
-                "MemoryUtilization",
-                "CpuTime"
-            ]
-        );
+        // Every default metric but RestoreDuration (not a restore).
+        let defaults: Vec<&str> = crate::metrics::of(Class::Default)
+            .filter(|m| *m != "RestoreDuration")
+            .collect();
+        assert_eq!(declared, defaults);
         for plain in [
             "Duration",
             "Errors",

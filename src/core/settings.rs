@@ -123,6 +123,209 @@ impl AsRef<str> for Dimension {
     }
 }
 
+/// Who reads a setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// The library, when the process loads it ([`Settings::from_env`], or the glue).
+    Library,
+    /// The wrapper script (`wrapper/lambda-meter`), before the runtime starts.
+    Wrapper,
+    /// Both.
+    Both,
+}
+
+/// One `LAMBDA_METER_*` setting: the one place it is described. Parsing takes its warning's
+/// words from here, the README's settings table shows its variable and default (a test
+/// compares them), and the bad-value test sets every `refused` value at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    pub var: &'static str,
+    /// The default, as the README's table shows it (Markdown).
+    pub default: &'static str,
+    /// What the warning says is used instead of a value that cannot be.
+    pub fallback: &'static str,
+    /// What a usable value looks like (the warning's words); `None`: any value is taken.
+    pub expected: Option<&'static str>,
+    /// A value that cannot be used (the bad-value test sets it); `None` when any is taken.
+    pub refused: Option<&'static str>,
+    pub reader: Reader,
+}
+
+/// Every setting, in the README's order.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "LAMBDA_METER_DISABLE",
+        default: "`false`",
+        fallback: "false",
+        expected: Some("true or false"),
+        refused: Some("sometimes"),
+        reader: Reader::Both,
+    },
+    Setting {
+        var: "LAMBDA_METER_NAMESPACE",
+        default: "`LambdaMeter`",
+        fallback: DEFAULT_NAMESPACE,
+        expected: Some("1 to 255 characters of A-Z a-z 0-9 . _ # : / -"),
+        refused: Some("has space"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_SERVICE",
+        default: "unset",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_DIMENSIONS",
+        default: "`FunctionName` (`FunctionName,service` with a service)",
+        // The default given the service (see `dimensions_setting`).
+        fallback: "",
+        expected: Some(
+            "sets of FunctionName, service, functionVersion, runtime, initType: keys joined by ',', sets by ';' (at most 30 keys a set), or none",
+        ),
+        refused: Some("Color"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_METRICS",
+        default: "`default`",
+        fallback: "default",
+        expected: Some("default, all, or metric names separated by ','"),
+        refused: Some("Speed"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_BATCH",
+        default: "`1`",
+        fallback: "1",
+        expected: Some("a whole number of invokes from 1 to 100"),
+        refused: Some("many"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_RESOLUTION",
+        default: "`60`",
+        fallback: "60",
+        expected: Some("60 or 1"),
+        refused: Some("5"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_DESTINATION",
+        default: "`stdout`",
+        fallback: "stdout",
+        expected: Some("stdout, stderr, file:/absolute/path, tcp://ip:port or udp://ip:port"),
+        refused: Some("kafka://x"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_TIMEOUT_MARGIN_MS",
+        default: "`50`",
+        fallback: "50",
+        expected: Some(MILLISECONDS),
+        refused: Some("soon"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_PROACTIVE_INIT_MS",
+        default: "`1000`",
+        fallback: "1000",
+        expected: Some(MILLISECONDS),
+        refused: Some("-1"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_LOG",
+        default: "`off`",
+        fallback: "off",
+        expected: Some("off, error, warn, info or debug"),
+        refused: Some("loud"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_LIB",
+        default: "`<wrapper dir>/lib/liblambda_meter.so`",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Wrapper,
+    },
+    Setting {
+        var: "LAMBDA_METER_NEXT_WRAPPER",
+        default: "unset",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Wrapper,
+    },
+    Setting {
+        var: "LAMBDA_METER_CHANNEL",
+        default: "`$TMPDIR/.lambda-meter-<pid>.channel`, `<pid>` the runtime's (set by the wrapper)",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Both,
+    },
+    Setting {
+        var: "LAMBDA_METER_RUNTIME_FAMILY",
+        default: "set by the wrapper",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Wrapper,
+    },
+    Setting {
+        var: "LAMBDA_METER_ENV_ID",
+        default: "set by the wrapper",
+        fallback: "",
+        expected: None,
+        refused: None,
+        reader: Reader::Both,
+    },
+];
+
+const MILLISECONDS: &str = "a whole number of milliseconds up to 900000";
+
+/// The setting named `var` (every name parsing uses is one of [`SETTINGS`]).
+fn setting(var: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.var == var)
+}
+
+/// The one warning for `raw`, an unusable value of `var`, which falls back to `fallback` (the
+/// table's, unless the fallback depends on other settings).
+fn refuse(var: &str, raw: &str, fallback: Option<&str>) -> String {
+    let row = setting(var);
+    invalid(
+        var,
+        raw,
+        fallback.or(row.map(|s| s.fallback)).unwrap_or_default(),
+        row.and_then(|s| s.expected).unwrap_or("a usable value"),
+    )
+}
+
+/// Setting `var`: `default` when unset, `parse`'s value when it has one, else `default` and
+/// the one warning.
+fn read<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    default: T,
+    warnings: &mut Vec<String>,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> T {
+    let Some(raw) = get(var) else {
+        return default;
+    };
+    match parse(&raw) {
+        Some(v) => v,
+        None => {
+            warnings.push(refuse(var, &raw, None));
+            default
+        }
+    }
+}
+
 /// Default `LAMBDA_METER_TIMEOUT_MARGIN_MS`.
 pub const DEFAULT_TIMEOUT_MARGIN_MS: u64 = 50;
 /// The most invokes one batched record may hold (EMF allows 100 values per metric).
@@ -152,31 +355,21 @@ impl Settings {
         exe_name: &str,
     ) -> (Settings, Vec<String>) {
         let mut warnings = Vec::new();
-        let disabled = match get("LAMBDA_METER_DISABLE") {
-            None => false,
-            Some(v) => parse_bool(&v).unwrap_or_else(|| {
-                warnings.push(invalid(
-                    "LAMBDA_METER_DISABLE",
-                    &v,
-                    "false",
-                    "true or false",
-                ));
-                false
-            }),
-        };
+        let disabled = read(
+            get,
+            "LAMBDA_METER_DISABLE",
+            false,
+            &mut warnings,
+            parse_bool,
+        );
         let namespace = namespace_setting(get, &mut warnings);
-        let log_level = match get("LAMBDA_METER_LOG") {
-            None => LogLevel::Off,
-            Some(v) => parse_log_level(&v).unwrap_or_else(|| {
-                warnings.push(invalid(
-                    "LAMBDA_METER_LOG",
-                    &v,
-                    "off",
-                    "off, error, warn, info or debug",
-                ));
-                LogLevel::Off
-            }),
-        };
+        let log_level = read(
+            get,
+            "LAMBDA_METER_LOG",
+            LogLevel::Off,
+            &mut warnings,
+            parse_log_level,
+        );
         let function_name = get("AWS_LAMBDA_FUNCTION_NAME")
             .map(|n| bounded(&n, MAX_DIMENSION_VALUE))
             .filter(|n| !n.is_empty())
@@ -197,17 +390,17 @@ impl Settings {
             .map(|v| bounded(&v, MAX_DIMENSION_VALUE));
         let dimension_sets = dimensions_setting(get, service.is_some(), &mut warnings);
         let metrics = metrics_setting(get, &mut warnings);
-        let resolution = match get("LAMBDA_METER_RESOLUTION") {
-            None => 60,
-            Some(v) => match v.trim() {
-                "60" | "" => 60,
-                "1" => 1,
-                _ => {
-                    warnings.push(invalid("LAMBDA_METER_RESOLUTION", &v, "60", "60 or 1"));
-                    60
-                }
+        let resolution = read(
+            get,
+            "LAMBDA_METER_RESOLUTION",
+            60,
+            &mut warnings,
+            |v| match v.trim() {
+                "60" | "" => Some(60),
+                "1" => Some(1),
+                _ => None,
             },
-        };
+        );
         let destination = destination_setting(get, &mut warnings);
         let timeout_margin_ms = millis_setting(
             get,
@@ -221,23 +414,14 @@ impl Settings {
             DEFAULT_PROACTIVE_INIT_MS,
             &mut warnings,
         );
-        let batch = match get("LAMBDA_METER_BATCH") {
-            None => 1,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(0) => 1,
-                Ok(n) if n <= MAX_BATCH => n,
-                _ if v.trim().is_empty() => 1,
-                _ => {
-                    warnings.push(invalid(
-                        "LAMBDA_METER_BATCH",
-                        &v,
-                        "1",
-                        "a whole number of invokes from 1 to 100",
-                    ));
-                    1
-                }
-            },
-        };
+        let batch = read(get, "LAMBDA_METER_BATCH", 1, &mut warnings, |v| {
+            match v.trim().parse::<usize>() {
+                Ok(0) => Some(1),
+                Ok(n) if n <= MAX_BATCH => Some(n),
+                _ if v.trim().is_empty() => Some(1),
+                _ => None,
+            }
+        });
         let settings = Settings {
             disabled,
             namespace,
@@ -272,21 +456,9 @@ fn millis_setting(
     default: u64,
     warnings: &mut Vec<String>,
 ) -> u64 {
-    match get(var) {
-        None => default,
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms <= 900_000 => ms,
-            _ => {
-                warnings.push(invalid(
-                    var,
-                    &v,
-                    &default.to_string(),
-                    "a whole number of milliseconds up to 900000",
-                ));
-                default
-            }
-        },
-    }
+    read(get, var, default, warnings, |v| {
+        v.trim().parse::<u64>().ok().filter(|ms| *ms <= 900_000)
+    })
 }
 
 /// `LAMBDA_METER_DIMENSIONS`: sets separated by `;`, keys by `,` (`FunctionName,service;
@@ -309,7 +481,6 @@ fn dimensions_setting(
         .map(|set| set.iter().map(|d| d.key()).collect::<Vec<_>>().join(","))
         .collect::<Vec<_>>()
         .join(";");
-    let expected = "sets of FunctionName, service, functionVersion, runtime, initType: keys joined by ',', sets by ';' (at most 30 keys a set), or none";
     if raw.trim().eq_ignore_ascii_case("none") {
         return vec![Vec::new()];
     }
@@ -324,22 +495,20 @@ fn dimensions_setting(
             match usable {
                 Some(d) if !keys.contains(&d) => keys.push(d),
                 _ => {
-                    warnings.push(invalid(
+                    warnings.push(refuse(
                         "LAMBDA_METER_DIMENSIONS",
                         &raw,
-                        &shown_default,
-                        expected,
+                        Some(&shown_default),
                     ));
                     return default;
                 }
             }
         }
         if keys.is_empty() || keys.len() > 30 {
-            warnings.push(invalid(
+            warnings.push(refuse(
                 "LAMBDA_METER_DIMENSIONS",
                 &raw,
-                &shown_default,
-                expected,
+                Some(&shown_default),
             ));
             return default;
         }
@@ -367,12 +536,7 @@ fn metrics_setting(
             _ => match find(name) {
                 Some(m) => vec![m.name],
                 None => {
-                    warnings.push(invalid(
-                        "LAMBDA_METER_METRICS",
-                        &raw,
-                        "default",
-                        "default, all, or metric names separated by ','",
-                    ));
+                    warnings.push(refuse("LAMBDA_METER_METRICS", &raw, None));
                     return default;
                 }
             },
@@ -384,12 +548,7 @@ fn metrics_setting(
         }
     }
     if chosen.is_empty() {
-        warnings.push(invalid(
-            "LAMBDA_METER_METRICS",
-            &raw,
-            "default",
-            "default, all, or metric names separated by ','",
-        ));
+        warnings.push(refuse("LAMBDA_METER_METRICS", &raw, None));
         return default;
     }
     chosen
@@ -399,34 +558,30 @@ fn destination_setting(
     get: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Destination {
-    let Some(raw) = get("LAMBDA_METER_DESTINATION") else {
-        return Destination::Stdout;
-    };
-    let v = raw.trim();
-    let parsed = match v {
-        "stdout" | "" => Some(Destination::Stdout),
-        "stderr" => Some(Destination::Stderr),
-        _ => {
-            if let Some(path) = v.strip_prefix("file:").filter(|p| p.starts_with('/')) {
-                Some(Destination::File(path.to_string()))
-            } else if let Some(addr) = v.strip_prefix("tcp://") {
-                addr.parse().ok().map(Destination::Tcp)
-            } else if let Some(addr) = v.strip_prefix("udp://") {
-                addr.parse().ok().map(Destination::Udp)
-            } else {
-                None
+    read(
+        get,
+        "LAMBDA_METER_DESTINATION",
+        Destination::Stdout,
+        warnings,
+        |raw| {
+            let v = raw.trim();
+            match v {
+                "stdout" | "" => Some(Destination::Stdout),
+                "stderr" => Some(Destination::Stderr),
+                _ => {
+                    if let Some(path) = v.strip_prefix("file:").filter(|p| p.starts_with('/')) {
+                        Some(Destination::File(path.to_string()))
+                    } else if let Some(addr) = v.strip_prefix("tcp://") {
+                        addr.parse().ok().map(Destination::Tcp)
+                    } else if let Some(addr) = v.strip_prefix("udp://") {
+                        addr.parse().ok().map(Destination::Udp)
+                    } else {
+                        None
+                    }
+                }
             }
-        }
-    };
-    parsed.unwrap_or_else(|| {
-        warnings.push(invalid(
-            "LAMBDA_METER_DESTINATION",
-            &raw,
-            "stdout",
-            "stdout, stderr, file:/absolute/path, tcp://ip:port or udp://ip:port",
-        ));
-        Destination::Stdout
-    })
+        },
+    )
 }
 
 fn namespace_setting(get: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> String {
@@ -435,11 +590,14 @@ fn namespace_setting(get: &dyn Fn(&str) -> Option<String>, warnings: &mut Vec<St
             if valid_namespace(&v) {
                 return v;
             }
+            // Powertools' variable, a fallback, follows the same rule.
             warnings.push(invalid(
                 var,
                 &v,
                 DEFAULT_NAMESPACE,
-                "1 to 255 characters of A-Z a-z 0-9 . _ # : / -",
+                setting("LAMBDA_METER_NAMESPACE")
+                    .and_then(|s| s.expected)
+                    .unwrap_or_default(),
             ));
             return DEFAULT_NAMESPACE.to_string();
         }
@@ -498,6 +656,29 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_env(&|k| map.get(k).cloned(), "bootstrap")
+    }
+
+    #[test]
+    fn every_refused_value_of_the_table_gets_its_one_warning() {
+        let mut all = Vec::new();
+        for s in SETTINGS {
+            assert_eq!(s.expected.is_some(), s.refused.is_some(), "{}", s.var);
+            let Some(bad) = s.refused else {
+                continue;
+            };
+            assert_ne!(s.reader, Reader::Wrapper, "{}", s.var);
+            let (_, w) = read(&[(s.var, bad)]);
+            assert_eq!(w.len(), 1, "{}: {w:?}", s.var);
+            let said = &w[0];
+            assert!(said.starts_with(&format!("{}=\"{bad}\"", s.var)), "{said}");
+            assert!(said.contains(s.expected.unwrap()), "{said}");
+            assert!(said.contains(&format!("using {}", s.fallback)), "{said}");
+            all.push((s.var, bad));
+        }
+        // All at once: one warning each.
+        let (s, w) = read(&all);
+        assert_eq!(w.len(), all.len(), "{w:?}");
+        assert_eq!(s, read(&[]).0);
     }
 
     #[test]
