@@ -137,13 +137,111 @@ pub(crate) fn debug(args: std::fmt::Arguments) {
 }
 
 /// Sets where records go (once, at load).
-pub fn configure(destination: Destination) {
-    if let Destination::File(path) = &destination
-        && let Ok(c) = std::ffi::CString::new(path.as_bytes())
-    {
-        let _ = state().destination_path.set(c);
+pub fn configure(setting: Destination) {
+    let chosen: &'static dyn RecordDestination = match setting {
+        Destination::Stdout => &STDOUT,
+        Destination::Stderr => &STDERR,
+        Destination::File(path) => match std::ffi::CString::new(path) {
+            Ok(path) => state().file.get_or_init(|| File { path }),
+            // A path with a NUL byte: no file can be opened.
+            Err(_) => state().file.get_or_init(|| File {
+                path: std::ffi::CString::default(),
+            }),
+        },
+        Destination::Tcp(addr) => state().agent.get_or_init(|| Agent {
+            addr,
+            kind: libc::SOCK_STREAM,
+            scheme: "tcp",
+        }),
+        Destination::Udp(addr) => state().agent.get_or_init(|| Agent {
+            addr,
+            kind: libc::SOCK_DGRAM,
+            scheme: "udp",
+        }),
+    };
+    let _ = state().destination.set(chosen);
+}
+
+/// Where records go (`LAMBDA_METER_DESTINATION`): one implementation per destination.
+trait RecordDestination: Sync {
+    /// Writes one record, under the engine's gate.
+    fn emit(&self, line: &[u8]);
+    /// The fd a record given in pieces goes to from anywhere (an ending, a signal handler) and
+    /// whether it is a socket; `None` while there is none.
+    fn fd_anywhere(&self) -> Option<(libc::c_int, bool)>;
+}
+
+/// Stdout or stderr, the function's log.
+struct LogStream {
+    fd: libc::c_int,
+    name: &'static str,
+}
+
+static STDOUT: LogStream = LogStream {
+    fd: libc::STDOUT_FILENO,
+    name: "stdout",
+};
+static STDERR: LogStream = LogStream {
+    fd: libc::STDERR_FILENO,
+    name: "stderr",
+};
+
+impl RecordDestination for LogStream {
+    /// On stdout in a per-request helper process, that is the stdout of the environment's root
+    /// (the function's log), never the helper's own stdout, which the runtime may be capturing
+    /// (`EVENT=$(curl …)`).
+    fn emit(&self, line: &[u8]) {
+        if self.fd == libc::STDOUT_FILENO
+            && let Some(root) = crate::probes::environment_root()
+        {
+            return to_root_stdout(root, line);
+        }
+        if !write_line(self.fd, line) {
+            dropped(log_stream_trouble(self.fd, self.name));
+        }
     }
-    let _ = state().destination.set(destination);
+
+    fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
+        Some((self.fd, false))
+    }
+}
+
+/// A file records are appended to, opened by us.
+struct File {
+    /// NUL-terminated.
+    path: std::ffi::CString,
+}
+
+impl RecordDestination for File {
+    fn emit(&self, line: &[u8]) {
+        to_path(self.path.as_bytes_with_nul(), true, line, None);
+    }
+
+    fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
+        Some((state().own_fd.load(Ordering::Relaxed), false)).filter(|(fd, _)| *fd >= 0)
+    }
+}
+
+/// The CloudWatch agent's EMF endpoint, over TCP or UDP.
+struct Agent {
+    addr: SocketAddr,
+    kind: libc::c_int,
+    scheme: &'static str,
+}
+
+impl RecordDestination for Agent {
+    fn emit(&self, line: &[u8]) {
+        to_agent(self.addr, self.kind, line, self.scheme);
+    }
+
+    fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
+        Some((state().own_fd.load(Ordering::Relaxed), true)).filter(|(fd, _)| *fd >= 0)
+    }
+}
+
+/// The destination chosen at load (stdout until then).
+fn destination() -> &'static dyn RecordDestination {
+    state().destination.get().copied().unwrap_or(&STDOUT)
 }
 
 /// Whether `fd` is stdout or stderr: one compare on the hooks' untracked path.
@@ -286,34 +384,9 @@ fn wait_writable(fd: libc::c_int, waited_ms: &mut i32) -> bool {
     }
 }
 
-/// Writes one EMF record to the configured destination. On stdout in a per-request helper
-/// process, that is the stdout of the environment's root (the function's log), never the
-/// helper's own stdout, which the runtime may be capturing (`EVENT=$(curl …)`).
+/// Writes one EMF record to the configured destination.
 pub fn emit_record(line: &[u8]) {
-    match state().destination.get().unwrap_or(&Destination::Stdout) {
-        Destination::Stdout => match crate::probes::environment_root() {
-            None => {
-                if !write_line(libc::STDOUT_FILENO, line) {
-                    dropped(log_stream_trouble(libc::STDOUT_FILENO, "stdout"));
-                }
-            }
-            Some(root) => to_root_stdout(root, line),
-        },
-        Destination::Stderr => {
-            if !write_line(libc::STDERR_FILENO, line) {
-                dropped(log_stream_trouble(libc::STDERR_FILENO, "stderr"));
-            }
-        }
-        Destination::File(_) => {
-            let path = state()
-                .destination_path
-                .get()
-                .map_or(&b"\0"[..], |p| p.as_bytes_with_nul());
-            to_path(path, true, line, None);
-        }
-        Destination::Tcp(addr) => to_agent(*addr, libc::SOCK_STREAM, line, "tcp"),
-        Destination::Udp(addr) => to_agent(*addr, libc::SOCK_DGRAM, line, "udp"),
-    }
+    destination().emit(line);
 }
 
 /// Writes a per-request helper's record to the stdout of its environment's root (`root`), in
@@ -407,17 +480,10 @@ fn log_stream_trouble(fd: libc::c_int, name: &str) -> &'static str {
 /// the fd takes fewer bytes. To stdout or stderr, or to our own file or agent socket once it
 /// is open (before the first ordinary record it is not: the record is counted as dropped).
 pub fn write_record_parts(parts: &[&[u8]]) -> bool {
-    let destination = state().destination.get().unwrap_or(&Destination::Stdout);
-    let (fd, socket) = match destination {
-        Destination::Stdout => (libc::STDOUT_FILENO, false),
-        Destination::Stderr => (libc::STDERR_FILENO, false),
-        Destination::File(_) => (state().own_fd.load(Ordering::Relaxed), false),
-        Destination::Tcp(_) | Destination::Udp(_) => (state().own_fd.load(Ordering::Relaxed), true),
-    };
-    if fd < 0 {
+    let Some((fd, socket)) = destination().fd_anywhere() else {
         state().dropped_lines.fetch_add(1, Ordering::Relaxed);
         return false;
-    }
+    };
     let written = write_record_to(fd, socket, parts);
     if !written {
         state().dropped_lines.fetch_add(1, Ordering::Relaxed);
@@ -846,9 +912,10 @@ pub fn warn_fmt(args: std::fmt::Arguments) {
 
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct OutputState {
-    /// Where records go, and a file destination's path, NUL-terminated (set once).
-    destination: OnceLock<Destination>,
-    destination_path: OnceLock<std::ffi::CString>,
+    /// Where records go (set once, at load), and the file or agent it may be.
+    destination: OnceLock<&'static dyn RecordDestination>,
+    file: OnceLock<File>,
+    agent: OnceLock<Agent>,
     /// Our own destination fd; touched only by the thread that holds the engine's gate.
     sink: SinkCell,
     /// That fd while open, for [`write_record_parts`], which may run anywhere. -1 when none.
@@ -876,7 +943,8 @@ impl OutputState {
     pub const fn new() -> OutputState {
         OutputState {
             destination: OnceLock::new(),
-            destination_path: OnceLock::new(),
+            file: OnceLock::new(),
+            agent: OnceLock::new(),
             sink: SinkCell(UnsafeCell::new(Sink {
                 fd: None,
                 failed_at: None,
@@ -897,7 +965,8 @@ impl OutputState {
         let OutputState {
             // Kept: the same destination.
             destination: _,
-            destination_path: _,
+            file: _,
+            agent: _,
             // Its copy of our fd is closed under the gate by the fork hook
             // ([`forked_child_sink`]), which also clears `own_fd`.
             sink: _,
