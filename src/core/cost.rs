@@ -68,9 +68,7 @@ pub fn assert_no_allocation(f: impl FnOnce()) {
     assert_eq!(n, 0, "{n} heap allocations where there must be none");
 }
 
-const NEXT: &[u8] =
-    b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nAccept: */*\r\n\r\n";
-const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
+use crate::runtime_api::fixtures::{self, ACCEPTED, NEXT};
 
 /// One invoke as the Python client's bytes go by: `/next`, its answer, the result, its answer;
 /// what it puts in the outbox is written away.
@@ -133,14 +131,14 @@ fn steady_state_invokes_allocate_at_most_the_ceiling() {
         .map(|i| {
             let id = format!("8f4e2a1c-0b6d-4f1e-9c3a-{i:012}");
             let body = "{\"action\":\"ok\"}";
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 1790000900000\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:orders\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
+            let answer = fixtures::event(&id, 1_790_000_900_000, body);
+            let result = fixtures::result(
+                &id,
+                "response",
+                "{}",
+                "Accept: */*\r\nContent-Type: application/json\r\n",
             );
-            let result = format!(
-                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-            );
-            (answer.into_bytes(), result.into_bytes())
+            (answer, result)
         })
         .collect();
     // Warm up: the first invokes size the buffers and tables.

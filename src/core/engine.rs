@@ -1764,6 +1764,13 @@ mod tests {
         Some("127.0.0.1:9001".parse().unwrap())
     }
 
+    use crate::runtime_api::fixtures::{self, ACCEPTED};
+
+    /// An event for `id` whose deadline is far away.
+    fn next_event(id: &str, body: &str) -> Vec<u8> {
+        fixtures::event(id, 9_999_999_999_999, body)
+    }
+
     struct Clock(Cell<u64>);
     impl Clock {
         fn probe(&self) -> Probe {
@@ -1777,26 +1784,6 @@ mod tests {
                 env: None,
             }
         }
-    }
-
-    fn next_req() -> &'static [u8] {
-        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\r\n"
-    }
-
-    fn next_resp(id: &str, body: &str) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 9999999999999\r\nLambda-Runtime-Trace-Id: Root=1-x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    }
-
-    fn result_req(id: &str, kind: &str, body: &str, extra: &str) -> Vec<u8> {
-        format!(
-            "POST /2018-06-01/runtime/invocation/{id}/{kind} HTTP/1.1\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
     }
 
     /// Sends a result on `fd` and reads its `202`, then (if the record waits for it) starts
@@ -1823,9 +1810,6 @@ mod tests {
         lines
     }
 
-    const ACCEPTED: &[u8] =
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
-
     #[test]
     fn one_record_per_invoke_on_keep_alive_connection() {
         let bits = leak_bits();
@@ -1835,13 +1819,13 @@ mod tests {
         assert!(e.connected(5, api_addr()).warnings.is_empty());
         assert!(bits.contains(5));
         clock.0.set(100);
-        e.sent(5, next_req(), &p);
+        e.sent(5, fixtures::NEXT, &p);
         clock.0.set(150);
-        for b in next_resp("id-1", "{\"a\":1}").chunks(1) {
+        for b in next_event("id-1", "{\"a\":1}").chunks(1) {
             assert!(e.received(5, b, &p).lines.is_empty());
         }
         clock.0.set(190);
-        let fx = e.sent(5, &result_req("id-1", "response", "\"ok\"", ""), &p);
+        let fx = e.sent(5, &fixtures::result("id-1", "response", "\"ok\"", ""), &p);
         assert!(fx.lines.is_empty(), "the record waits for the next /next");
         e.received(5, ACCEPTED, &p);
         clock.0.set(197);
@@ -1856,12 +1840,12 @@ mod tests {
         assert_eq!(v["RequestBytes"], 7.0);
         assert_eq!(v["ResponseBytes"], 4.0);
         assert_eq!(v["Errors"], 0.0);
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("id-2", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("id-2", "{}"), &p);
         let lines = done(
             &mut e,
             5,
-            &result_req(
+            &fixtures::result(
                 "id-2",
                 "error",
                 r#"{"errorMessage":"no","errorType":"KeyError"}"#,
@@ -1881,8 +1865,8 @@ mod tests {
     fn answered_record(e: &mut E, result: &[u8], answer: &[u8]) -> serde_json::Value {
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("r", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("r", "{}"), &p);
         let lines = answered(e, 5, result, answer, &p);
         assert_eq!(lines.len(), 1, "{lines:?}");
         serde_json::from_str(&lines[0]).unwrap()
@@ -1890,14 +1874,14 @@ mod tests {
 
     #[test]
     fn the_runtime_apis_answer_decides_the_outcome() {
-        let ok = result_req("r", "response", "\"fine\"", "");
+        let ok = fixtures::result("r", "response", "\"fine\"", "");
         // A result refused as too large fails the invoke, as Lambda reports it.
         let v = answered_record(&mut engine(leak_bits()), &ok, TOO_LARGE);
         assert_eq!(v["Errors"], 1.0);
         assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge");
         assert_eq!(v["ResponseBytes"], 6.0);
         // So does an error too large to post.
-        let err = result_req(
+        let err = fixtures::result(
             "r",
             "error",
             r#"{"errorMessage":"m","errorType":"ValueError"}"#,
@@ -1945,11 +1929,8 @@ mod tests {
         // The first event's deadline is 1.5 s away: the function's timeout.
         let first = |e: &mut E| -> Vec<serde_json::Value> {
             e.connected(5, api_addr());
-            e.sent(5, next_req(), &p);
-            let answer = String::from_utf8(next_resp("r", "{}"))
-                .unwrap()
-                .replace("9999999999999", "11500");
-            e.received(5, answer.as_bytes(), &p)
+            e.sent(5, fixtures::NEXT, &p);
+            e.received(5, &fixtures::event("r", 11_500, "{}"), &p)
                 .lines
                 .iter()
                 .map(|l| serde_json::from_str(l).unwrap())
@@ -2021,8 +2002,8 @@ mod tests {
         e.attach_journal(journal, ME).unwrap();
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("r", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("r", "{}"), &p);
         let ending = crate::journal::Ending {
             wall_ms: 99,
             mono_ns: Some(0),
@@ -2041,7 +2022,7 @@ mod tests {
                 .collect()
         };
         // Sent, not answered: the process ending now reports the result as taken.
-        e.sent(5, &result_req("r", "response", "1", ""), &p);
+        e.sent(5, &fixtures::result("r", "response", "1", ""), &p);
         let v = written(words);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0]["Errors"], 0.0, "{}", v[0]);
@@ -2062,10 +2043,10 @@ mod tests {
         let p = |_: Reading| clock.probe();
         let begin = |e: &mut E| {
             e.connected(5, api_addr());
-            e.sent(5, next_req(), &p);
-            e.received(5, &next_resp("r", "{}"), &p);
+            e.sent(5, fixtures::NEXT, &p);
+            e.received(5, &next_event("r", "{}"), &p);
             assert!(
-                e.sent(5, &result_req("r", "response", "1", ""), &p)
+                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
                     .lines
                     .is_empty()
             );
@@ -2101,10 +2082,12 @@ mod tests {
         let mut e = engine(leak_bits());
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("r", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("r", "{}"), &p);
         assert!(e.received(5, TOO_LARGE, &p).lines.is_empty());
-        let mut lines = e.sent(5, &result_req("r", "response", "1", ""), &p).lines;
+        let mut lines = e
+            .sent(5, &fixtures::result("r", "response", "1", ""), &p)
+            .lines;
         lines.extend(e.sending(5, &p).lines);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].contains("\"errorType\":\"Function.ResponseSizeTooLarge\""));
@@ -2117,15 +2100,15 @@ mod tests {
         let p = |_: Reading| Probe::default();
         e.connected(7, api_addr());
         e.connected(8, api_addr());
-        e.sent(7, next_req(), &p);
-        e.received(7, &next_resp("x", "{}"), &p);
+        e.sent(7, fixtures::NEXT, &p);
+        e.received(7, &next_event("x", "{}"), &p);
         // fd 7 closed behind our back, number reused for an unrelated socket
         e.connected(7, Some("10.0.0.1:443".parse().unwrap()));
         assert!(!bits.contains(7));
         let lines = done(
             &mut e,
             8,
-            &result_req(
+            &fixtures::result(
                 "x",
                 "error",
                 "{}",
@@ -2146,18 +2129,29 @@ mod tests {
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
-        e.received(5, &next_resp("early", "{}"), &p);
+        e.received(5, &next_event("early", "{}"), &p);
         clock.0.set(12);
-        e.sent(5, next_req(), &p);
+        e.sent(5, fixtures::NEXT, &p);
         clock.0.set(30);
-        let lines = done(&mut e, 5, &result_req("early", "response", "1", ""), &p);
+        let lines = done(
+            &mut e,
+            5,
+            &fixtures::result("early", "response", "1", ""),
+            &p,
+        );
         assert_eq!(lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Duration"], 20.0, "timed from when the event was read");
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("after", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("after", "{}"), &p);
         assert_eq!(
-            done(&mut e, 5, &result_req("after", "response", "2", ""), &p).len(),
+            done(
+                &mut e,
+                5,
+                &fixtures::result("after", "response", "2", ""),
+                &p
+            )
+            .len(),
             1
         );
     }
@@ -2172,10 +2166,10 @@ mod tests {
         assert!(bits.contains(9));
         e.closing(3);
         assert!(!bits.contains(3) && bits.contains(9));
-        e.sent(9, next_req(), &p);
-        e.received(9, &next_resp("d", ""), &p);
+        e.sent(9, fixtures::NEXT, &p);
+        e.received(9, &next_event("d", ""), &p);
         assert_eq!(
-            done(&mut e, 9, &result_req("d", "response", "", ""), &p).len(),
+            done(&mut e, 9, &fixtures::result("d", "response", "", ""), &p).len(),
             1
         );
         e.connected(20, api_addr());
@@ -2218,8 +2212,8 @@ mod tests {
         let mut e = engine(bits);
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("s", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("s", "{}"), &p);
         let req = b"POST /2018-06-01/runtime/invocation/s/response HTTP/1.1\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n3\r\nabc\r\n0\r\nLambda-Runtime-Function-Error-Type: Stream.Broke\r\n\r\n";
         let lines = done(&mut e, 5, req, &p);
         assert!(lines[0].contains("\"errorType\":\"Stream.Broke\""));
@@ -2246,8 +2240,8 @@ mod tests {
     fn overlapped(e: &mut E, open: &str, n: usize, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         e.connected(4, api_addr());
         e.connected(5, api_addr());
-        let mut lines = e.sent(4, next_req(), p).lines;
-        lines.extend(e.received(4, &next_resp(open, "{}"), p).lines);
+        let mut lines = e.sent(4, fixtures::NEXT, p).lines;
+        lines.extend(e.received(4, &next_event(open, "{}"), p).lines);
         for i in 1..=n {
             lines.extend(one_invoke(e, 5, &format!("r{i}"), p));
         }
@@ -2257,9 +2251,12 @@ mod tests {
     /// Invoke `id` on connection `fd`: its event read, its result sent and accepted.
     fn one_invoke(e: &mut E, fd: i32, id: &str, p: &dyn Fn(Reading) -> Probe) -> Vec<String> {
         let mut lines = e.sending(fd, p).lines;
-        lines.extend(e.sent(fd, next_req(), p).lines);
-        lines.extend(e.received(fd, &next_resp(id, "{}"), p).lines);
-        lines.extend(e.sent(fd, &result_req(id, "response", "1", ""), p).lines);
+        lines.extend(e.sent(fd, fixtures::NEXT, p).lines);
+        lines.extend(e.received(fd, &next_event(id, "{}"), p).lines);
+        lines.extend(
+            e.sent(fd, &fixtures::result(id, "response", "1", ""), p)
+                .lines,
+        );
         lines.extend(e.received(fd, ACCEPTED, p).lines);
         lines
     }
@@ -2295,7 +2292,10 @@ mod tests {
         assert_eq!(batched.len(), 1, "{lines:?}");
         assert!(batched[0].contains("\"invokes\":3"));
         assert!(!e.record_awaits(), "held while r0 is open");
-        lines.extend(e.sent(4, &result_req("r0", "response", "1", ""), &p).lines);
+        lines.extend(
+            e.sent(4, &fixtures::result("r0", "response", "1", ""), &p)
+                .lines,
+        );
         lines.extend(e.received(4, ACCEPTED, &p).lines);
         assert!(
             e.record_awaits(),
@@ -2376,7 +2376,7 @@ mod tests {
         clock.0.set(10);
         e.connected(4, api_addr());
         e.connected(5, api_addr());
-        e.sent(4, next_req(), &p);
+        e.sent(4, fixtures::NEXT, &p);
         let soon = "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: late\r\nLambda-Runtime-Deadline-Ms: 1000\r\nContent-Length: 2\r\n\r\n{}";
         e.received(4, soon.as_bytes(), &p);
         for i in 1..=2 {
@@ -2439,18 +2439,18 @@ mod tests {
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("done", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("done", "{}"), &p);
         assert_eq!(journal.open_count(), 1);
         // A result sent ends the invoke in the journal at once (its final record kept there
         // while the answer is awaited), though its record still waits for the next /next.
-        e.sent(5, &result_req("done", "response", "1", ""), &p);
+        e.sent(5, &fixtures::result("done", "response", "1", ""), &p);
         assert_eq!(journal.open_count(), 0);
         e.received(5, ACCEPTED, &p);
         assert_eq!(journal.open_count(), 0);
         e.sending(5, &p);
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("dies", "{\"k\":1}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("dies", "{\"k\":1}"), &p);
         assert_eq!(journal.open_count(), 1);
         let ending = crate::journal::Ending {
             wall_ms: 99,
@@ -2479,7 +2479,7 @@ mod tests {
         e.attach_journal(memory_journal().0, ME).unwrap();
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
-        let big_error = result_req(
+        let big_error = fixtures::result(
             "x",
             "error",
             &format!(
@@ -2499,7 +2499,7 @@ mod tests {
                 clock.0.set(10 + i);
                 e.0.sending(5, &p);
                 e.0.connected(5, api_addr());
-                e.0.sent(5, next_req(), &p);
+                e.0.sent(5, fixtures::NEXT, &p);
                 let mut answer = [0u8; 512];
                 let answer = crate::text::format_into(
                     &mut answer,
@@ -2531,8 +2531,8 @@ mod tests {
         // An error whose header and body are as large as the Runtime API takes: read past,
         // its type found, the connection still followed.
         e.sending(5, &p);
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("x", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("x", "{}"), &p);
         let lines = done(&mut e, 5, &big_error, &p);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("\"errorType\":\"Deep\""), "{}", lines[0]);
@@ -2548,11 +2548,11 @@ mod tests {
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("waits", "{}"), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("waits", "{}"), &p);
         clock.0.set(20);
         assert!(
-            e.sent(5, &result_req("waits", "response", "1", ""), &p)
+            e.sent(5, &fixtures::result("waits", "response", "1", ""), &p)
                 .lines
                 .is_empty()
         );
@@ -2610,8 +2610,8 @@ mod tests {
         let mut e = engine(bits);
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
-        e.sent(5, next_req(), &p);
-        e.received(5, &next_resp("f", ""), &p);
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("f", ""), &p);
         e.forked_child(
             0,
             Owner {
@@ -2621,7 +2621,7 @@ mod tests {
         );
         assert!(bits.is_empty());
         assert!(
-            e.sent(5, &result_req("f", "response", "", ""), &p)
+            e.sent(5, &fixtures::result("f", "response", "", ""), &p)
                 .lines
                 .is_empty()
         );

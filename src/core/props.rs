@@ -102,9 +102,7 @@ fn valid_message(input: &mut Input, dir: Direction) -> (Vec<u8>, u64) {
     match dir {
         Direction::Request => match kind {
             0 => {
-                m.extend_from_slice(
-                    b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: h\r\n\r\n",
-                );
+                m.extend_from_slice(crate::runtime_api::fixtures::NEXT);
                 return (m, 0);
             }
             1 | 2 => {

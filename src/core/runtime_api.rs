@@ -493,6 +493,38 @@ impl ErrorTypeScanner {
     }
 }
 
+/// The Runtime API's messages as Lambda and a runtime client send them, for the core's tests,
+/// its allocation count and its property checks: one source of truth for every fixture.
+#[cfg(any(test, feature = "props"))]
+pub mod fixtures {
+    /// A runtime's `/next` request.
+    pub const NEXT: &[u8] =
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nAccept: */*\r\n\r\n";
+
+    /// The Runtime API's answer to a result.
+    pub const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n";
+
+    /// The answer to `/next`: event `body` for request `id`, due at `deadline_ms` (epoch), with
+    /// the headers Lambda sends.
+    pub fn event(id: &str, deadline_ms: u64, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline_ms}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:orders\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// A runtime's result request: `kind` is `response` or `error`, `extra` more header lines
+    /// (each ending in CRLF).
+    pub fn result(id: &str, kind: &str, body: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "POST /2018-06-01/runtime/invocation/{id}/{kind} HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-python/3.11\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
