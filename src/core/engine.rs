@@ -1750,13 +1750,22 @@ mod tests {
     }
 
     fn engine(bits: &'static FdBits) -> E {
-        let (s, _) = Settings::from_env(
+        engine_with(bits, &[])
+    }
+
+    /// An engine under the settings the environment `vars` gives (as the library reads them).
+    fn engine_with(bits: &'static FdBits, vars: &[(&str, &str)]) -> E {
+        let (s, warnings) = Settings::from_env(
             &|k| match k {
                 "AWS_LAMBDA_FUNCTION_NAME" => Some("fn".into()),
-                _ => None,
+                _ => vars
+                    .iter()
+                    .find(|(v, _)| *v == k)
+                    .map(|(_, x)| x.to_string()),
             },
             "test",
         );
+        assert!(warnings.is_empty(), "{warnings:?}");
         E(Engine::try_new(s, ApiAddress::parse("127.0.0.1:9001").unwrap(), bits, 0).unwrap())
     }
 
@@ -2229,9 +2238,15 @@ mod tests {
 
     use crate::journal::in_memory as memory_journal;
 
-    fn batching_engine(bits: &'static FdBits, batch: usize) -> E {
-        let mut e = engine(bits);
-        e.settings.batch = batch;
+    fn batching_engine(bits: &'static FdBits, batch: usize, concurrency: u32) -> E {
+        let (batch, concurrency) = (batch.to_string(), concurrency.to_string());
+        let mut e = engine_with(
+            bits,
+            &[
+                ("LAMBDA_METER_BATCH", &batch),
+                ("AWS_LAMBDA_MAX_CONCURRENCY", &concurrency),
+            ],
+        );
         e.attach_journal(memory_journal().0, ME).unwrap();
         e
     }
@@ -2264,7 +2279,7 @@ mod tests {
     #[test]
     fn a_runtime_that_can_be_frozen_after_each_invoke_never_holds_a_record() {
         let bits = leak_bits();
-        let mut e = batching_engine(bits, 10);
+        let mut e = batching_engine(bits, 10, 1);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
@@ -2282,7 +2297,7 @@ mod tests {
     #[test]
     fn overlapping_invokes_are_batched_until_the_runtime_goes_idle() {
         let bits = leak_bits();
-        let mut e = batching_engine(bits, 3);
+        let mut e = batching_engine(bits, 3, 1);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         // Invoke r0 (the cold start) stays open while r1..=r5 run.
@@ -2322,8 +2337,7 @@ mod tests {
     #[test]
     fn lambda_managed_instances_hold_records_across_next() {
         let bits = leak_bits();
-        let mut e = batching_engine(bits, 3);
-        e.settings.max_concurrency = 4;
+        let mut e = batching_engine(bits, 3, 4);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
@@ -2360,19 +2374,19 @@ mod tests {
                 .sum::<u64>()
         };
         // At exit.
-        let mut e = batching_engine(bits, 10);
+        let mut e = batching_engine(bits, 10, 1);
         overlapped(&mut e, "open", 3, &p);
         // (The open invoke's record is the journal's to write as the process ends.)
         assert_eq!(held(&e.flush().lines), 3);
         // At the end of the first record's minute, which the watchdog is woken for.
-        let mut e = batching_engine(bits, 10);
+        let mut e = batching_engine(bits, 10, 1);
         overlapped(&mut e, "open", 3, &p);
         let due = e.next_wakeup().unwrap();
         assert!(due <= 60_000 * 1_000_000);
         clock.0.set(60_000);
         assert_eq!(held(&e.tick(&clock.probe()).lines), 3);
         // At the open invoke's deadline (its timeout record goes after them).
-        let mut e = batching_engine(bits, 10);
+        let mut e = batching_engine(bits, 10, 1);
         clock.0.set(10);
         e.connected(4, api_addr());
         e.connected(5, api_addr());
@@ -2391,8 +2405,7 @@ mod tests {
     #[test]
     fn held_records_are_in_the_journal_until_their_batch_goes() {
         let bits = leak_bits();
-        let mut e = engine(bits);
-        e.settings.batch = 10;
+        let mut e = engine_with(bits, &[("LAMBDA_METER_BATCH", "10")]);
         let (journal, words) = memory_journal();
         e.attach_journal(journal, ME).unwrap();
         let clock = Clock(Cell::new(10));
