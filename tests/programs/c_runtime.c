@@ -56,7 +56,7 @@ static void *watch_full_stdout(void *arg) {
         while (tasks && !seen && (t = readdir(tasks))) {
             if (t->d_name[0] == '.' || atol(t->d_name) == self)
                 continue;
-            char path[64], text[64] = "";
+            char path[300], text[64] = "";
             snprintf(path, sizeof path, "/proc/self/task/%s/syscall", t->d_name);
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd < 0)
