@@ -286,11 +286,12 @@ fn a_tmp_that_fills_up_later_while_invokes_overlap_never_sigbus() {
     // Two awslambdaric workers (Lambda Managed Instances) holding batched records in the
     // journal: /tmp has room when they start, then the first invoke fills it up, then more
     // invokes overlap and their records are held (a batch grows past a page of its slot).
-    // One-second periods and a last long invoke let every other batch be written before the
-    // runtime is stopped; the last invoke's own record may still be held then.
+    // One-second periods and a last invoke of 2.5 s (two and a half periods, so the watchdog
+    // may be late by more than a period) let every other batch be written before the runtime
+    // is stopped; the last invoke's own record may still be held then.
     let mut payloads = vec![json!({"action": "fill_tmp"})];
     payloads.extend((0..40).map(|_| json!({"action": "sleep", "ms": 2})));
-    payloads.push(json!({"action": "sleep", "ms": 1500}));
+    payloads.push(json!({"action": "sleep", "ms": 2500}));
     let last = payloads.len() - 1;
     let run = |wrapped: bool| {
         let tmp = Tmpfs::mount("512k");

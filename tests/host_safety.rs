@@ -368,22 +368,42 @@ fn piped(
 
 #[test]
 fn a_full_non_blocking_stdout_loses_no_record() {
-    // The runtime sets O_NONBLOCK on its stdout (Node does on pipes) and fills it while the
-    // reader is away for half a second: the record waits for room instead of being dropped.
-    let runtime = compile_program("c_runtime", "c_runtime_nonblock", &["-O1"]);
+    // The runtime sets O_NONBLOCK on its stdout (Node does on pipes) and fills it; nobody reads
+    // the pipe until the runtime's watcher has seen either a thread blocked in ppoll (the
+    // record waiting for room) or the runtime go on to its next event. The record must wait
+    // for room instead of being dropped, whatever the machine's speed.
+    let runtime = compile_program("c_runtime", "c_runtime_nonblock", &["-O1", "-pthread"]);
     let payloads = [
         json!({"action": "fill_stdout"}),
         json!({"action": "ok"}),
         json!({"action": "fill_stdout"}),
         json!({"action": "ok"}),
     ];
-    let env = [("C_RUNTIME_NONBLOCK_STDOUT", "1")];
-    let plain = piped(&runtime, "(sleep 0.5; cat)", &payloads, &env, false);
-    let metered = piped(&runtime, "(sleep 0.5; cat)", &payloads, &env, true);
+    // The reader opens the pipe at once but reads it only once the marker is there (checked
+    // every 10 ms; after 20 s it reads anyway, and the marker's check below fails).
+    let reader = r#"i=0; while [ ! -e "$C_RUNTIME_FULL_MARKER" ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; exec cat"#;
+    let dir = tempdir::TempDir::new("full-stdout");
+    let run = |wrapped: bool| {
+        let marker = dir.path().join(if wrapped { "metered" } else { "plain" });
+        let marker_text = marker.display().to_string();
+        let env = [
+            ("C_RUNTIME_NONBLOCK_STDOUT", "1"),
+            ("C_RUNTIME_FULL_MARKER", marker_text.as_str()),
+        ];
+        let outcome = piped(&runtime, reader, &payloads, &env, wrapped);
+        let seen = std::fs::read_to_string(&marker).unwrap_or_default();
+        (outcome, seen)
+    };
+    let (plain, plain_seen) = run(false);
+    let (metered, metered_seen) = run(true);
     assert!(plain.run.idle && metered.run.idle, "{}", metered.run.stderr);
+    // Without the library nothing waits: the runtime went on with its stdout full. With it,
+    // the first invoke's record found the pipe full and waited in ppoll for the reader.
+    assert_eq!(plain_seen, "went on\n", "{}", plain.run.stderr);
+    assert_eq!(metered_seen, "waited\n", "{}", metered.run.stderr);
     support::scenario::assert_same_results(&plain, &metered);
-    // (The outputs are not compared line for line: how many lines fill the pipe depends on how
-    // fast the reader drains it.)
+    // (The outputs are not compared line for line: how many lines the second fill writes
+    // depends on how fast the reader drains the pipe by then.)
     assert_eq!(metered.records().len(), 4, "{}", metered.run.stderr);
     // Every line arrived whole: the runtime's own 1 KiB lines, and in the metered run records.
     let full_pipes = |o: &Outcome| {

@@ -198,13 +198,15 @@ fn node_an_invoke_that_waited_for_an_init_past_the_timeout_has_its_record() {
 
 #[test]
 fn a_result_after_the_timeout_record_gives_no_second_record() {
+    // Reported 1 s into the invoke (3 s before a 4 s deadline); the handler sleeps 2 s, so it
+    // finishes after the report and before the deadline, each by a second: twice the time to
+    // the report, half the time to the deadline, whatever the machine's speed.
     let mut cfg = config(&[
-        json!({"action": "sleep", "ms": 900}),
+        json!({"action": "sleep", "ms": 2_000}),
         json!({"action": "ok"}),
     ]);
-    cfg.timeout = Duration::from_millis(1_500);
-    // Report 800 ms early: the handler finishes after the report but before the deadline.
-    let out = python_run(cfg, &[("LAMBDA_METER_TIMEOUT_MARGIN_MS", "800")]);
+    cfg.timeout = Duration::from_millis(4_000);
+    let out = python_run(cfg, &[("LAMBDA_METER_TIMEOUT_MARGIN_MS", "3000")]);
     no_library_stderr(&out);
     assert_eq!(out.run.starts, 1, "no deadline passed");
     assert!(matches!(
@@ -224,9 +226,12 @@ fn freeze_and_thaw_between_invokes_fire_no_watchdog() {
         json!({"action": "ok"}),
         json!({"action": "ok"}),
     ]);
-    cfg.timeout = Duration::from_millis(1_000);
+    // 2 s, not 1: the runtime must also ask for its first event within the timeout of its
+    // start (the simulator's init deadline), and the Python client's start on two busy cores
+    // (up to 0.4 s seen) should not come near it.
+    cfg.timeout = Duration::from_millis(2_000);
     // Frozen longer than the timeout, after each invoke.
-    cfg.freeze_between = Some(Duration::from_millis(1_500));
+    cfg.freeze_between = Some(Duration::from_millis(2_500));
     let out = python_run(cfg, &[]);
     no_library_stderr(&out);
     assert_eq!(out.sim.timeout_count(), 0);

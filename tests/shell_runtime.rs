@@ -230,17 +230,34 @@ fn a_next_wrapper_that_runs_the_runtime_as_its_child_keeps_its_cpu_time() {
     let tmp = tempdir::TempDir::new("next-wrapper");
     let next = tmp.path().join("next-wrapper");
     write_executable(&next, "#!/bin/sh\n\"$@\" &\nwait\n");
+    // Each burn runs in the runtime shell itself until its own CPU time (utime + stime in
+    // /proc, the clock ticks the library reads too) has grown by `TICKS`: a count, whatever
+    // the machine's speed. The waiting wrapper spends none of it.
+    const TICKS: u64 = 5;
     let payloads: Vec<_> = (0..4)
-        .map(|_| json!({"action": "burn", "n": 50000}))
+        .map(|_| json!({"action": "burn", "ticks": TICKS}))
         .collect();
     let mut s = shell().env("LAMBDA_METER_NEXT_WRAPPER", next.to_str().unwrap());
     s.payloads = payloads;
     let out = s.check();
-    for r in out.records() {
-        let cpu = r["CpuTime"].as_f64().unwrap();
+    let results = out.sim.results();
+    let by_id = support::scenario::by_request_id(&out.records());
+    assert_eq!(by_id.len(), results.len());
+    for result in &results {
+        let result = result.as_ref().expect("result");
+        let body: serde_json::Value = serde_json::from_slice(&result.body).expect("JSON result");
+        assert_eq!(body["ticks"], TICKS, "{body}");
+        let tick_ms = 1000.0 / body["clk_tck"].as_f64().expect("clk_tck");
+        let r = &by_id[&result.request_id];
+        let cpu = r["CpuTime"].as_f64().expect("CpuTime");
+        // The shell read its ticks between the invoke's start and end, so the record counts at
+        // least the growth it saw. Less one tick, in case the start's reading summed a process
+        // the end's did not (a subshell between the runtime shell and the curl that read the
+        // event: bash 5 makes none, it execs curl in the command substitution's child).
+        let floor = (TICKS - 1) as f64 * tick_ms;
         assert!(
-            cpu >= 10.0,
-            "50000 rounds of shell arithmetic took no CPU time in the record: {r}"
+            cpu >= floor,
+            "the runtime shell spent {TICKS} ticks in the invoke, the record has {cpu} ms: {r}"
         );
     }
 }

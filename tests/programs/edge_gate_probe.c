@@ -15,9 +15,10 @@
  *           answers the invoke, sleeps 5 s (past the invoke's deadline) and says whether the
  *           process used 100 ms of CPU meanwhile.
  *   cancel  during the invoke, a second thread asks for the next event on a connection of its
- *           own and blocks in the library's read hook on that Runtime API socket; the main
- *           thread cancels it (pthread_cancel, deferred: read is a cancellation point), joins
- *           it, and answers the invoke.
+ *           own and blocks in the library's read hook on that Runtime API socket; once
+ *           /proc/self/task/<its id>/syscall shows it blocked in read, the main thread cancels
+ *           it (pthread_cancel, deferred: read is a cancellation point), joins it, and answers
+ *           the invoke.
  *   pad N   N invokes: in the first, the handler leaves the library by siglongjmp where it
  *           found this thread holding the library's gate (as gate_leave_probe's does); all the
  *           rest of the run is called from below a large stack buffer it never writes.
@@ -31,17 +32,20 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "probe_library.h"
 #include "probe_runtime.h"
@@ -114,11 +118,28 @@ static int mode_exit(void) {
 
 static void close_fd(void *fd) { close(*(int *)fd); }
 
+/* The thread that asks for the next event (cancel), once it runs. */
+static pid_t reader_tid;
+
+/* Whether thread `tid` of this process is in system call `nr`, not running: its
+ * /proc/self/task/<tid>/syscall starts with the call's number then ("running" otherwise). */
+static int blocked_in(pid_t tid, long nr) {
+    char path[64], text[64] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t r = read(fd, text, sizeof text - 1);
+    close(fd);
+    return r > 0 && text[0] >= '0' && text[0] <= '9' && atol(text) == nr;
+}
+
 /* Asks for the next event on a connection of its own while the only invoke is in flight: the
  * simulator holds the request, and the thread blocks in read. The connection is closed when
  * the thread is cancelled. */
 static void *ask_next(void *arg) {
     (void)arg;
+    __atomic_store_n(&reader_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
     int fd = probe_api_connect();
     pthread_cleanup_push(close_fd, &fd);
     const char *req = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: api\r\n\r\n";
@@ -135,8 +156,13 @@ static int mode_cancel(void) {
     next_event();
     pthread_t t;
     pthread_create(&t, NULL, ask_next, NULL);
-    struct timespec pause = {0, 200 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    /* Cancelled where it waits for the answer the simulator holds back, however long it
+     * takes the thread to get there. */
+    pid_t tid;
+    while (!(tid = __atomic_load_n(&reader_tid, __ATOMIC_ACQUIRE)) || !blocked_in(tid, SYS_read)) {
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
     pthread_cancel(t);
     void *result = NULL;
     pthread_join(t, &result);

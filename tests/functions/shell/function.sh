@@ -4,6 +4,17 @@ field() {
     printf '%s' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p"
 }
 
+# OWN_TICKS: this shell's own CPU time so far (utime + stime in /proc, in clock ticks), read
+# without starting a process.
+own_ticks() {
+    local stat
+    local -a fields
+    read -r stat <"/proc/$BASHPID/stat"
+    # Fields from the 3rd (state) on, after the command name's closing parenthesis.
+    read -r -a fields <<<"${stat##*) }"
+    OWN_TICKS=$((fields[11] + fields[12]))
+}
+
 handler() {
     local event=$1 action
     action=$(field "$event" action)
@@ -25,11 +36,18 @@ handler() {
         echo) printf '{"size":%d}' "${#event}" ;;
         partial) printf '{"partial":true}' ;;
         burn)
-            # CPU of the shell itself (no child process): "n" rounds of arithmetic.
-            local i=0 n
-            n=$(field "$event" n)
-            while [ "$i" -lt "${n:-50000}" ]; do i=$((i + 1)); done
-            printf '{"rounds":%d}' "$i"
+            # CPU of the shell itself (no child process): rounds of arithmetic until its own
+            # CPU time has grown by "ticks" clock ticks, however fast the machine. The result
+            # says how many ticks and how long a tick is, never how long the burn took.
+            local i want start
+            want=$(field "$event" ticks)
+            own_ticks
+            start=$OWN_TICKS
+            while own_ticks && [ $((OWN_TICKS - start)) -lt "${want:-5}" ]; do
+                i=0
+                while [ "$i" -lt 1000 ]; do i=$((i + 1)); done
+            done
+            printf '{"ticks":%d,"clk_tck":%d}' "${want:-5}" "$(getconf CLK_TCK)"
             ;;
         custom)
             # The layer's shim (on PATH); each call's status after the handler's result.
