@@ -304,6 +304,27 @@ pub const CATALOG: &[Metric] = &[
         read: |r, _| r.cpu_ns.map(ms),
     },
     Metric {
+        name: "CpuUtilization",
+        unit: "Percent",
+        class: Class::OptIn,
+        source: Source::Record,
+        at_exit: AtExit::Measured {
+            hole: b'Q',
+            may_be_unknown: true,
+        },
+        // CPU time over the invoke's duration, in hundredths of a percent rounded half up: near
+        // the function's vCPU share (memory / 1769 MB) it was CPU-bound, far below it waited;
+        // above 100 it ran on more than one core.
+        read: |r, _| {
+            let (cpu, duration) = (r.cpu_ns?, r.duration_ns.filter(|d| *d > 0)?);
+            let hundredths = cpu
+                .saturating_mul(20_000)
+                .saturating_add(duration)
+                .checked_div(duration.saturating_mul(2))?;
+            Some(Number::Scaled(hundredths, 2)).filter(|_| invoke(r))
+        },
+    },
+    Metric {
         name: "PostResponseDuration",
         unit: "Milliseconds",
         class: Class::Value,
@@ -402,6 +423,37 @@ pub fn of(class: Class) -> impl Iterator<Item = &'static str> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn cpu_utilization_is_cpu_time_over_duration() {
+        let util = find("CpuUtilization").unwrap();
+        let c = Context::default();
+        let mut r = InvokeRecord::blank(RecordKind::Invoke);
+        assert_eq!((util.read)(&r, &c), None);
+        r.duration_ns = Some(200_000_000);
+        r.cpu_ns = Some(50_000_000);
+        assert_eq!((util.read)(&r, &c), Some(Number::Scaled(2500, 2)));
+        // Two busy threads: more than one core.
+        r.cpu_ns = Some(300_000_000);
+        assert_eq!((util.read)(&r, &c).unwrap().text().as_bytes(), b"150");
+        // 1/3: 33.33 %, rounded.
+        r.cpu_ns = Some(1);
+        r.duration_ns = Some(3);
+        assert_eq!((util.read)(&r, &c).unwrap().text().as_bytes(), b"33.33");
+        // Not known without a duration (a vanished process's record).
+        r.duration_ns = None;
+        assert_eq!((util.read)(&r, &c), None);
+        // At an ending, it is measured like the values it comes from.
+        let m = Measured {
+            duration_ns: Some(10_000_000),
+            cpu_ns: Some(10_000_000),
+            ..Measured::default()
+        };
+        assert_eq!(
+            (util.read)(&m.record(), &c).unwrap().text().as_bytes(),
+            b"100"
+        );
+    }
 
     #[test]
     fn names_are_unique_and_the_default_declares_at_most_eight() {
