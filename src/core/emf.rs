@@ -324,7 +324,7 @@ fn encode_with(
         if !rec.request_id.is_empty() {
             push_member(out, "requestId", &rec.request_id);
         }
-        if let Some(trace) = &rec.trace_id {
+        if let Some(trace) = rec.trace_id.as_ref().filter(|_| s.trace_id) {
             push_member(out, "traceId", trace);
         }
         if constants {
@@ -763,6 +763,19 @@ mod tests {
             "python3",
         );
         s
+    }
+
+    #[test]
+    fn the_trace_id_goes_only_where_the_settings_keep_it() {
+        let rec = record();
+        assert!(rec.trace_id.is_some());
+        let with: Value = serde_json::from_str(&enc(&rec, &settings()).unwrap()).unwrap();
+        assert_eq!(with["traceId"], "Root=1-5f-abc;Sampled=0");
+        let mut s = settings();
+        s.trace_id = false;
+        let without: Value = serde_json::from_str(&enc(&rec, &s).unwrap()).unwrap();
+        assert!(without.get("traceId").is_none(), "{without}");
+        assert_eq!(without["requestId"], with["requestId"]);
     }
 
     fn record() -> InvokeRecord {

@@ -54,6 +54,8 @@ pub struct Settings {
     pub metrics: Vec<&'static str>,
     /// `LAMBDA_METER_RESOLUTION`: 60 (standard) or 1 (high resolution).
     pub resolution: u8,
+    /// `LAMBDA_METER_TRACE_ID`: whether records carry the invoke's `traceId`.
+    pub trace_id: bool,
     /// `LAMBDA_METER_DESTINATION`: where records go.
     pub destination: Destination,
     /// `LAMBDA_METER_TIMEOUT_MARGIN_MS`: how long before the deadline an open invoke is
@@ -210,6 +212,14 @@ pub const SETTINGS: &[Setting] = &[
         fallback: "60",
         expected: Some("60 or 1"),
         refused: Some("5"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_TRACE_ID",
+        default: "`true`",
+        fallback: "true",
+        expected: Some("true or false"),
+        refused: Some("perhaps"),
         reader: Reader::Library,
     },
     Setting {
@@ -401,6 +411,13 @@ impl Settings {
                 _ => None,
             },
         );
+        let trace_id = read(
+            get,
+            "LAMBDA_METER_TRACE_ID",
+            true,
+            &mut warnings,
+            parse_bool,
+        );
         let destination = destination_setting(get, &mut warnings);
         let timeout_margin_ms = millis_setting(
             get,
@@ -437,6 +454,7 @@ impl Settings {
             dimension_sets,
             metrics,
             resolution,
+            trace_id,
             destination,
             timeout_margin_ms,
             proactive_init_ms,
@@ -679,6 +697,16 @@ mod tests {
         let (s, w) = read(&all);
         assert_eq!(w.len(), all.len(), "{w:?}");
         assert_eq!(s, read(&[]).0);
+    }
+
+    #[test]
+    fn the_trace_id_can_be_left_out() {
+        assert!(read(&[]).0.trace_id);
+        assert!(!read(&[("LAMBDA_METER_TRACE_ID", "false")]).0.trace_id);
+        assert!(read(&[("LAMBDA_METER_TRACE_ID", "on")]).0.trace_id);
+        let (s, w) = read(&[("LAMBDA_METER_TRACE_ID", "perhaps")]);
+        assert!(s.trace_id);
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]
