@@ -781,16 +781,10 @@ impl Tracker {
         wall_ms: u64,
     ) -> InvokeRecord {
         InvokeRecord {
-            kind: RecordKind::Unstarted,
-            request_id: RequestId::EMPTY,
-            trace_id: None,
             timestamp_ms: wall_ms,
             duration_ns: waited_ns,
             cold_start: true,
-            proactive_init: false,
             init_duration_ns: init_ns,
-            restored: false,
-            restore_duration_ns: None,
             errored: true,
             timed_out,
             error_type: Some(ErrorType::new(if timed_out {
@@ -798,15 +792,7 @@ impl Tracker {
             } else {
                 crate::runtime_api::EXIT_ERROR_TYPE
             })),
-            cpu_ns: None,
-            max_rss_kb: 0,
-            request_bytes: None,
-            response_bytes: None,
-            post_response_ns: None,
-            time_to_first_byte_ns: None,
-            gauges: None,
-            custom: Custom::default(),
-            journal_slot: None,
+            ..InvokeRecord::blank(RecordKind::Unstarted)
         }
     }
 
