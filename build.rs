@@ -1,11 +1,41 @@
 //! Builds the C interposers (the variadic functions, and `syscall` before the library's
 //! constructor ran; the constructor itself is Rust, in `src/glue/hooks.rs`) and links them into the
-//! cdylib only, exporting exactly the symbols in `c-abi/exports.map`.
+//! cdylib only, exporting exactly the hooks of `src/glue/table.rs` and the public C ABI of
+//! `c-abi/lambda_meter.h`.
+//!
+//! Into `OUT_DIR` it writes the linker's version script (`exports.map`), and the lists the
+//! tests check the built library and the README against: `hooks.txt` (the table's hooks) and
+//! `exports.txt` (the hooks and the C ABI), one name a line.
+
+use std::path::Path;
+
+const TABLE: &str = "src/glue/table.rs";
+const HEADER: &str = "c-abi/lambda_meter.h";
 
 fn main() {
     println!("cargo:rerun-if-changed=c-abi/interpose.c");
-    println!("cargo:rerun-if-changed=c-abi/lambda_meter.h");
-    println!("cargo:rerun-if-changed=c-abi/exports.map");
+    println!("cargo:rerun-if-changed={HEADER}");
+    println!("cargo:rerun-if-changed={TABLE}");
+
+    let out = std::env::var("OUT_DIR").unwrap_or_default();
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let hooks = hooks(&read(&dir, TABLE));
+    let c_abi = c_abi(&read(&dir, HEADER));
+    if hooks.is_empty() || c_abi.is_empty() {
+        fail(&format!("no hooks in {TABLE} or no function in {HEADER}"));
+    }
+    let exports: Vec<&str> = hooks.iter().chain(&c_abi).map(String::as_str).collect();
+    let mut script = String::from(
+        "/* Exactly what liblambda_meter.so exports: the hooks (src/glue/table.rs) and the public\n \
+         * C ABI (c-abi/lambda_meter.h). Written by build.rs. */\n{\n  global:\n",
+    );
+    for name in &exports {
+        script.push_str(&format!("    {name};\n"));
+    }
+    script.push_str("  local:\n    *;\n};\n");
+    write(&out, "exports.map", &script);
+    write(&out, "hooks.txt", &lines(hooks.iter().map(String::as_str)));
+    write(&out, "exports.txt", &lines(exports.iter().copied()));
 
     cc::Build::new()
         .file("c-abi/interpose.c")
@@ -15,13 +45,75 @@ fn main() {
         .cargo_metadata(false)
         .compile("lambda_meter_c");
 
-    let out = std::env::var("OUT_DIR").unwrap_or_default();
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     // Only the shared library gets the C objects: a test binary must never carry the
     // interposers, or it would hook its own libc calls.
     println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive");
     println!("cargo:rustc-cdylib-link-arg={out}/liblambda_meter_c.a");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-whole-archive");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/c-abi/exports.map");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={out}/exports.map");
     println!("cargo:rustc-cdylib-link-arg=-ldl");
+}
+
+/// The hooks of the table: each row starts with `fn NAME(` (a Rust hook) or `c fn NAME(` (a C
+/// hook) on a line of its own, and nothing else in the file does but the macro's own patterns
+/// (`fn $name:ident (…`).
+fn hooks(table: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in table.lines().map(str::trim_start) {
+        let Some(row) = line
+            .strip_prefix("c fn ")
+            .or_else(|| line.strip_prefix("fn "))
+        else {
+            continue;
+        };
+        if row.starts_with('$') {
+            continue;
+        }
+        match row.split_once('(') {
+            Some((name, _)) if is_identifier(name) => names.push(name.to_string()),
+            _ => fail(&format!(
+                "{TABLE}: a row that does not start `fn NAME(`: {line}"
+            )),
+        }
+    }
+    names
+}
+
+/// The functions the public header declares: a line of its own, not a comment, naming a
+/// `lambda_meter_…` function.
+fn c_abi(header: &str) -> Vec<String> {
+    header
+        .lines()
+        .filter(|l| !l.starts_with(['#', ' ', '/', '*']) && l.trim_end().ends_with(");"))
+        .filter_map(|l| l.split_once('(').map(|(head, _)| head))
+        .filter_map(|head| head.rsplit([' ', '*']).next())
+        .filter(|name| name.starts_with("lambda_meter_") && is_identifier(name))
+        .map(String::from)
+        .collect()
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn lines<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.map(|n| format!("{n}\n")).collect()
+}
+
+fn read(dir: &str, file: &str) -> String {
+    std::fs::read_to_string(Path::new(dir).join(file))
+        .unwrap_or_else(|e| fail(&format!("reading {file}: {e}")))
+}
+
+fn write(out: &str, file: &str, text: &str) {
+    if let Err(e) = std::fs::write(Path::new(out).join(file), text) {
+        fail(&format!("writing {file} in {out}: {e}"));
+    }
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("build.rs: {why}");
+    std::process::exit(1)
 }

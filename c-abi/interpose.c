@@ -44,9 +44,11 @@ typedef int (*vfprintf_fn)(FILE *, const char *, va_list);
 typedef int (*vfprintf_chk_fn)(FILE *, int, const char *, va_list);
 static vfprintf_fn real_vfprintf;
 static vfprintf_chk_fn real_vfprintf_chk;
-static fcntl_fn real_fcntl;
-static fcntl_fn real_fcntl64;
-static syscall_fn real_syscall;
+/* The real functions of the hooks src/glue/table.rs marks `deep`, read by src/glue/deepbind.rs
+ * (hidden: never exported). */
+__attribute__((visibility("hidden"))) fcntl_fn lm_real_fcntl;
+__attribute__((visibility("hidden"))) fcntl_fn lm_real_fcntl64;
+__attribute__((visibility("hidden"))) syscall_fn lm_real_syscall;
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -91,13 +93,13 @@ __attribute__((visibility("hidden"))) void *lm_resolve_dlsym(void);
 static void resolve_all(void) {
     lm_resolve_dlsym();
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
-    real_syscall = (syscall_fn)resolve("syscall");
+    __atomic_store_n(&lm_real_syscall, (syscall_fn)resolve("syscall"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf, (vfprintf_fn)resolve("vfprintf"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf_chk, (vfprintf_chk_fn)resolve("__vfprintf_chk"), __ATOMIC_RELEASE);
-    __atomic_store_n(&real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
+    __atomic_store_n(&lm_real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
     unsigned minor = glibc_minor();
     if (minor == 0 || minor >= 28)
-        __atomic_store_n(&real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
+        __atomic_store_n(&lm_real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
 }
 
 /* Called once by the Rust constructor, before it does anything else. Not exported. */
@@ -123,10 +125,10 @@ static int is_active(void) {
 /* syscall() before the constructor ran (another library's constructor): resolve now. This is
  * the one lazy dlsym; syscall is resolved first in the constructor, so it is rare. */
 static syscall_fn get_syscall(void) {
-    syscall_fn f = __atomic_load_n(&real_syscall, __ATOMIC_ACQUIRE);
+    syscall_fn f = __atomic_load_n(&lm_real_syscall, __ATOMIC_ACQUIRE);
     if (!f) {
         f = (syscall_fn)resolve("syscall");
-        __atomic_store_n(&real_syscall, f, __ATOMIC_RELEASE);
+        __atomic_store_n(&lm_real_syscall, f, __ATOMIC_RELEASE);
     }
     return f;
 }
@@ -172,7 +174,7 @@ int fcntl(int fd, int cmd, ...) {
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_common(get_fcntl(&real_fcntl, "fcntl"), fd, cmd, arg);
+    return fcntl_common(get_fcntl(&lm_real_fcntl, "fcntl"), fd, cmd, arg);
 }
 
 int fcntl64(int fd, int cmd, ...) {
@@ -181,8 +183,8 @@ int fcntl64(int fd, int cmd, ...) {
     void *arg = va_arg(ap, void *);
     va_end(ap);
     /* fcntl64 exists from glibc 2.28; before that, fcntl is the same call. */
-    fcntl_fn real = get_fcntl(&real_fcntl64, "fcntl64");
-    return fcntl_common(real ? real : get_fcntl(&real_fcntl, "fcntl"), fd, cmd, arg);
+    fcntl_fn real = get_fcntl(&lm_real_fcntl64, "fcntl64");
+    return fcntl_common(real ? real : get_fcntl(&lm_real_fcntl, "fcntl"), fd, cmd, arg);
 }
 
 long syscall(long number, ...) {
@@ -261,24 +263,6 @@ long syscall(long number, ...) {
 
 /* The real dlsym (hidden, like lm_real_dlopen). */
 __attribute__((visibility("hidden"))) void *lm_real_dlsym;
-
-/* The real functions the C side resolved, for src/glue/deepbind.rs: fcntl (0), fcntl64 (1),
- * syscall (2), dlopen (3), dlsym (4). */
-__attribute__((visibility("hidden"))) void *lm_c_real(int which) {
-    switch (which) {
-    case 0:
-        return (void *)__atomic_load_n(&real_fcntl, __ATOMIC_ACQUIRE);
-    case 1:
-        return (void *)__atomic_load_n(&real_fcntl64, __ATOMIC_ACQUIRE);
-    case 2:
-        return (void *)__atomic_load_n(&real_syscall, __ATOMIC_ACQUIRE);
-    case 3:
-        return __atomic_load_n(&lm_real_dlopen, __ATOMIC_ACQUIRE);
-    case 4:
-        return __atomic_load_n(&lm_real_dlsym, __ATOMIC_ACQUIRE);
-    }
-    return NULL;
-}
 
 /* Set by the dlopen hook for an RTLD_DEEPBIND load (see above). */
 __attribute__((visibility("hidden"))) unsigned lm_deep_pending;

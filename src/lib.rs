@@ -25,6 +25,10 @@
 //! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
 //! Test builds leave the hooks out entirely.
 
+// The table of hooks (src/glue/table.rs) is walked a row at a time by macros, two levels of
+// expansion per row at most (its own, then deepbind.rs's): room for about 120 rows.
+#![recursion_limit = "256"]
+
 // The pure core (src/core, its own crate): no process state, no I/O of its own; its modules
 // are named here as the glue uses them.
 pub use lambda_meter_core::{
@@ -39,7 +43,7 @@ pub use lambda_meter_core::{
 mod glue;
 #[cfg(not(test))]
 use glue::{
-    channel, deepbind, ending, hooks, lines, output, probes, process, real, signals, state,
+    channel, deepbind, ending, hooks, lines, output, probes, process, real, signals, state, table,
 };
 pub use glue::{deferred, handoff, sys};
 

@@ -249,6 +249,39 @@ fn the_library_exports_exactly_the_hooks_and_the_c_abi() {
     assert_exports_exactly_the_hooks(&library());
 }
 
+/// The README's "Hooked:" paragraph names exactly the table's hooks (`src/glue/table.rs`): the
+/// names in backticks outside parentheses (inside them are notes: `SYS_close`, `F_DUPFD*`, …).
+#[test]
+fn the_readme_names_exactly_the_hooked_functions() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("\nHooked: ")
+        .expect("the README's \"Hooked:\" paragraph")
+        + 1;
+    let paragraph = &readme[start..];
+    let paragraph = &paragraph[..paragraph.find("\n\n").unwrap_or(paragraph.len())];
+    let mut depth = 0usize;
+    let outside: String = paragraph
+        .chars()
+        .filter(|&c| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect();
+    let named: std::collections::BTreeSet<&str> = outside.split('`').skip(1).step_by(2).collect();
+    let hooked: std::collections::BTreeSet<&str> = HOOKS.lines().collect();
+    let unnamed: Vec<_> = hooked.difference(&named).collect();
+    let not_hooked: Vec<_> = named.difference(&hooked).collect();
+    assert!(
+        unnamed.is_empty() && not_hooked.is_empty(),
+        "README.md's Hooked: list lacks {unnamed:?} and names {not_hooked:?}, which src/glue/table.rs does not hook"
+    );
+}
+
 #[test]
 fn a_broken_server_gets_one_warning_and_the_client_sees_the_same_bytes() {
     use std::io::{Read, Write};

@@ -18,85 +18,72 @@ use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-unsafe extern "C" {
-    // The C interposers, whose addresses go into the GOTs too.
-    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
-    fn fcntl64(fd: c_int, cmd: c_int, ...) -> c_int;
-    fn syscall(number: libc::c_long, ...) -> libc::c_long;
-    /// The `dlopen` hook (its symbol is `dlopen`).
-    #[link_name = "dlopen"]
-    fn lm_dlopen_hook(file: *const c_char, mode: c_int) -> *mut c_void;
-    /// The `dlsym` hook (its symbol is `dlsym`).
-    #[link_name = "dlsym"]
-    fn lm_dlsym_hook(handle: *mut c_void, name: *const c_char) -> *mut c_void;
-    /// The real fcntl (0), fcntl64 (1), syscall (2), dlopen (3) and dlsym (4) the C side
-    /// resolved.
-    fn lm_c_real(which: c_int) -> *mut c_void;
+/// The rows of the table (`table.rs`) marked `deep`: the hooks an object loaded with
+/// `RTLD_DEEPBIND` is bound to — every call that moves Runtime API bytes or changes which fd
+/// they travel on, and the signal dispositions — each with libc's own function, the only value
+/// of a GOT entry that is replaced.
+macro_rules! deep_rows {
+    (@count [$lang:ident $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*]) => {
+        1
+    };
+    (@count $row:tt) => {
+        0
+    };
+    (@c [c $name:ident [$($args:tt)*] [$ret:ty] $family:ident $bytes:tt deep]) => {
+        pub mod $name {
+            #[allow(unused_imports)]
+            use libc::{c_char, c_int, c_long, c_void};
+            unsafe extern "C" {
+                /// The hook.
+                #[link_name = stringify!($name)]
+                pub fn hook($($args)*) -> $ret;
+                /// The real function, null until the C side resolved it.
+                #[link_name = concat!("lm_real_", stringify!($name))]
+                pub static REAL: std::sync::atomic::AtomicPtr<c_void>;
+            }
+        }
+    };
+    (@c $($row:tt)*) => {};
+    // The entries of the deep rows, one row at a time into `[$done…]`.
+    (@list [$($done:tt)*]) => {
+        [$($done)*]
+    };
+    (@list [$($done:tt)*] [rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*] $($rest:tt)*) => {
+        deep_rows! { @list [$($done)* (
+            stringify!($name).as_bytes(),
+            hooks::$name as *const () as usize,
+            real::$name::get() as *const () as usize,
+        ),] $($rest)* }
+    };
+    (@list [$($done:tt)*] [c $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep] $($rest:tt)*) => {
+        deep_rows! { @list [$($done)* (
+            stringify!($name).as_bytes(),
+            c_hooks::$name::hook as *const () as usize,
+            // SAFETY: a pointer the C side stores atomically (no system call, no lock).
+            unsafe { c_hooks::$name::REAL.load(Ordering::Acquire) } as usize,
+        ),] $($rest)* }
+    };
+    (@list [$($done:tt)*] $row:tt $($rest:tt)*) => {
+        deep_rows! { @list [$($done)*] $($rest)* }
+    };
+    // The table.
+    ($($row:tt)*) => {
+        /// The C hooks (`c-abi/interpose.c`), whose addresses go into the GOTs too, and the
+        /// real functions the C side resolved (`lm_real_NAME`).
+        mod c_hooks {
+            $(deep_rows! { @c $row })*
+        }
+
+        /// How many rows are `deep`.
+        const DEEP: usize = 0 $(+ deep_rows! { @count $row })*;
+
+        fn hook_table() -> [(&'static [u8], usize, usize); DEEP] {
+            deep_rows! { @list [] $($row)* }
+        }
+    };
 }
 
-/// The hooks an object loaded with `RTLD_DEEPBIND` is bound to — every call that moves Runtime
-/// API bytes or changes which fd they travel on, and the signal dispositions — each with
-/// libc's own function, the only value of a GOT entry that is replaced.
-fn hook_table() -> [(&'static [u8], usize, usize); 33] {
-    macro_rules! hook {
-        ($name:literal, $hook:path, $real:expr) => {
-            (
-                $name,
-                $hook as *const () as usize,
-                $real as *const () as usize,
-            )
-        };
-    }
-    // SAFETY: reads of the C side's resolved pointers (no system call, no lock).
-    let c_real = |which: c_int| unsafe { lm_c_real(which) } as usize;
-    [
-        hook!(b"connect", hooks::connect, real::connect::get()),
-        hook!(b"close", hooks::close, real::close::get()),
-        hook!(b"close_range", hooks::close_range, real::close_range::get()),
-        hook!(b"dup", hooks::dup, real::dup::get()),
-        hook!(b"dup2", hooks::dup2, real::dup2::get()),
-        hook!(b"dup3", hooks::dup3, real::dup3::get()),
-        hook!(b"fork", hooks::fork, real::fork::get()),
-        hook!(b"send", hooks::send, real::send::get()),
-        hook!(b"sendto", hooks::sendto, real::sendto::get()),
-        hook!(b"sendmsg", hooks::sendmsg, real::sendmsg::get()),
-        hook!(b"write", hooks::write, real::write::get()),
-        hook!(b"writev", hooks::writev, real::writev::get()),
-        hook!(b"recv", hooks::recv, real::recv::get()),
-        hook!(b"recvfrom", hooks::recvfrom, real::recvfrom::get()),
-        hook!(b"recvmsg", hooks::recvmsg, real::recvmsg::get()),
-        hook!(b"read", hooks::read, real::read::get()),
-        hook!(b"readv", hooks::readv, real::readv::get()),
-        hook!(b"__read_chk", hooks::__read_chk, real::read_chk::get()),
-        hook!(b"__recv_chk", hooks::__recv_chk, real::recv_chk::get()),
-        hook!(
-            b"__recvfrom_chk",
-            hooks::__recvfrom_chk,
-            real::recvfrom_chk::get()
-        ),
-        hook!(b"sigaction", hooks::sigaction, real::sigaction::get()),
-        hook!(
-            b"__sigaction",
-            hooks::__sigaction,
-            real::sigaction_alias::get()
-        ),
-        hook!(b"signal", hooks::signal, real::signal::get()),
-        hook!(b"bsd_signal", hooks::bsd_signal, real::bsd_signal::get()),
-        hook!(b"ssignal", hooks::ssignal, real::ssignal::get()),
-        hook!(b"sysv_signal", hooks::sysv_signal, real::sysv_signal::get()),
-        hook!(
-            b"__sysv_signal",
-            hooks::__sysv_signal,
-            real::sysv_signal_iso::get()
-        ),
-        hook!(b"sigset", hooks::sigset, real::sigset::get()),
-        (b"fcntl", fcntl as *const () as usize, c_real(0)),
-        (b"fcntl64", fcntl64 as *const () as usize, c_real(1)),
-        (b"syscall", syscall as *const () as usize, c_real(2)),
-        (b"dlopen", lm_dlopen_hook as *const () as usize, c_real(3)),
-        (b"dlsym", lm_dlsym_hook as *const () as usize, c_real(4)),
-    ]
-}
+crate::table::hook_table!(deep_rows);
 
 /// Called by the `dlsym` hook when a deep-bound load is pending (`c-abi/interpose.c`).
 #[unsafe(no_mangle)]

@@ -1,4 +1,5 @@
-//! The interposed libc functions: thin `extern "C"` shims with no logic of their own.
+//! The interposed libc functions: thin `extern "C"` shims, generated from the table of hooks
+//! (`table.rs`), around the observers here that hold what a hook does.
 //!
 //! Every I/O hook has one shape: call the real function, and only if the fd is a tracked
 //! Runtime API socket (one atomic load) hand the bytes that really moved to the engine. The
@@ -6,8 +7,9 @@
 //! calls that moved no bytes are not observed. Don't log from here: the host may have closed
 //! or redirected stdout and stderr.
 //!
-//! The variadic `fcntl`, `fcntl64` and `syscall` hooks are in C (`c-abi/interpose.c`); they
-//! call back into the `lm_*` functions at the end of this file.
+//! The variadic `fcntl`, `fcntl64`, `syscall` and `fprintf` hooks, and `dlopen` and `dlsym`,
+//! are in C (`c-abi/interpose.c`); they call back into the `lm_*` functions at the end of this
+//! file.
 
 use crate::ending;
 use crate::fdtable::TRACKED;
@@ -245,11 +247,24 @@ unsafe fn last_byte_sent(iov: *const iovec, n: c_int, rc: ssize_t) -> Option<u8>
     last
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+// ---- the observers: what a hook does beyond the real call (see table.rs) ----
+//
+// Each gets the host's arguments it needs and `call`, the real function with all of the host's
+// arguments unchanged; it returns what the real call returned, with its errno.
+
+/// `connect`: a connection to the Runtime API is followed from here.
+///
+/// # Safety
+/// `addr` and `len` are the host's arguments to `connect`.
+#[inline(always)]
+unsafe fn connected(
+    fd: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     crate::deepbind::poll();
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::connect::get())(fd, addr, len) };
+    let rc = call();
     if process::activate() {
         let err = errno();
         if rc == 0 || err == libc::EINPROGRESS || err == libc::EINTR {
@@ -267,8 +282,9 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+/// `close`.
+#[inline(always)]
+fn closed(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
     crate::deepbind::poll();
     if output::is_log_fd(fd) {
         crate::lines::fd_changed(fd);
@@ -278,39 +294,30 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         forget_streams_on(fd);
         process::closing(fd);
     }
-    // SAFETY: forwarding the host's argument unchanged.
-    unsafe { (real::close::get())(fd) }
+    call()
 }
 
 // Calls that move Runtime API bytes the hooks cannot see (in the kernel, from a file or pipe,
 // or in batches): the connection can no longer be followed, and is dropped cleanly.
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendfile(
-    out_fd: c_int,
-    in_fd: c_int,
-    offset: *mut libc::off_t,
-    count: size_t,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::sendfile::get())(out_fd, in_fd, offset, count) };
-    if rc > 0 && TRACKED.contains(out_fd) {
-        process::unseen(out_fd, "sendfile");
+/// `sendfile` (to `fd`) and `sendmmsg` (`what` names the call in the debug line).
+#[inline(always)]
+fn moved_unseen<R: Default + PartialOrd>(
+    fd: c_int,
+    what: &'static str,
+    call: impl FnOnce() -> R,
+) -> R {
+    let rc = call();
+    if rc > R::default() && TRACKED.contains(fd) {
+        process::unseen(fd, what);
     }
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn splice(
-    fd_in: c_int,
-    off_in: *mut libc::loff_t,
-    fd_out: c_int,
-    off_out: *mut libc::loff_t,
-    len: size_t,
-    flags: c_uint,
-) -> ssize_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::splice::get())(fd_in, off_in, fd_out, off_out, len, flags) };
+/// `splice`, between any two fds.
+#[inline(always)]
+fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    let rc = call();
     if rc > 0 {
         for fd in [fd_in, fd_out] {
             if TRACKED.contains(fd) {
@@ -321,31 +328,10 @@ pub unsafe extern "C" fn splice(
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sendmmsg(
-    fd: c_int,
-    msgs: *mut libc::mmsghdr,
-    count: c_uint,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::sendmmsg::get())(fd, msgs, count, flags) };
-    if rc > 0 && TRACKED.contains(fd) {
-        process::unseen(fd, "sendmmsg");
-    }
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn recvmmsg(
-    fd: c_int,
-    msgs: *mut libc::mmsghdr,
-    count: c_uint,
-    flags: c_int,
-    timeout: *mut libc::timespec,
-) -> c_int {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::recvmmsg::get())(fd, msgs, count, flags, timeout) };
+/// `recvmmsg` (a peek leaves the bytes in the stream).
+#[inline(always)]
+fn received_unseen(fd: c_int, flags: c_int, call: impl FnOnce() -> c_int) -> c_int {
+    let rc = call();
     if rc > 0 && flags & libc::MSG_PEEK == 0 && TRACKED.contains(fd) {
         process::unseen(fd, "recvmmsg");
     }
@@ -665,10 +651,10 @@ fn stream_reading<R>(stream: *mut libc::FILE, call: impl FnOnce() -> (R, *const 
     result
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let stream = unsafe { (real::fdopen::get())(fd, mode) };
+/// `fdopen`: a stream on a Runtime API socket is followed.
+#[inline(always)]
+fn opened_stream(fd: c_int, call: impl FnOnce() -> *mut libc::FILE) -> *mut libc::FILE {
+    let stream = call();
     if !stream.is_null() && TRACKED.contains(fd) && process::is_active() {
         register_stream(stream);
     }
@@ -688,16 +674,6 @@ fn put_string(text: *const c_char, stream: *mut libc::FILE, real: real::fputs::F
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fputs(text: *const c_char, stream: *mut libc::FILE) -> c_int {
-    put_string(text, stream, real::fputs::get())
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fputs_unlocked(text: *const c_char, stream: *mut libc::FILE) -> c_int {
-    put_string(text, stream, real::fputs_unlocked::get())
-}
-
 /// `fwrite` and `fwrite_unlocked`.
 fn put_items(
     data: *const c_void,
@@ -715,26 +691,6 @@ fn put_items(
     items
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fwrite(
-    data: *const c_void,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    put_items(data, size, n, stream, real::fwrite::get())
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fwrite_unlocked(
-    data: *const c_void,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    put_items(data, size, n, stream, real::fwrite_unlocked::get())
-}
-
 /// `fputc` and `putc` (and `_IO_putc`, their old name).
 fn put_byte(c: c_int, stream: *mut libc::FILE, real: real::fputc::F) -> c_int {
     let fd = stream_writing(stream);
@@ -745,16 +701,6 @@ fn put_byte(c: c_int, stream: *mut libc::FILE, real: real::fputc::F) -> c_int {
         stream_wrote(fd, (&byte as *const u8).cast(), 1);
     }
     rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fputc(c: c_int, stream: *mut libc::FILE) -> c_int {
-    put_byte(c, stream, real::fputc::get())
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn putc(c: c_int, stream: *mut libc::FILE) -> c_int {
-    put_byte(c, stream, real::putc::get())
 }
 
 /// An `fgets`-like read (`call`) into `buf` on `stream`, followed.
@@ -790,110 +736,6 @@ fn read_items(
     })
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_line(stream, buf, || unsafe {
-        (real::fgets::get())(buf, n, stream)
-    })
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fgets_unlocked(
-    buf: *mut c_char,
-    n: c_int,
-    stream: *mut libc::FILE,
-) -> *mut c_char {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_line(stream, buf, || unsafe {
-        (real::fgets_unlocked::get())(buf, n, stream)
-    })
-}
-
-/// `fgets` under `_FORTIFY_SOURCE`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fgets_chk(
-    buf: *mut c_char,
-    size: size_t,
-    n: c_int,
-    stream: *mut libc::FILE,
-) -> *mut c_char {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_line(stream, buf, || unsafe {
-        (real::fgets_chk::get())(buf, size, n, stream)
-    })
-}
-
-/// `fgets_unlocked` under `_FORTIFY_SOURCE`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fgets_unlocked_chk(
-    buf: *mut c_char,
-    size: size_t,
-    n: c_int,
-    stream: *mut libc::FILE,
-) -> *mut c_char {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_line(stream, buf, || unsafe {
-        (real::fgets_unlocked_chk::get())(buf, size, n, stream)
-    })
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fread(
-    data: *mut c_void,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_items(stream, data, size, || unsafe {
-        (real::fread::get())(data, size, n, stream)
-    })
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fread_unlocked(
-    data: *mut c_void,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_items(stream, data, size, || unsafe {
-        (real::fread_unlocked::get())(data, size, n, stream)
-    })
-}
-
-/// `fread` under `_FORTIFY_SOURCE`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fread_chk(
-    data: *mut c_void,
-    room: size_t,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_items(stream, data, size, || unsafe {
-        (real::fread_chk::get())(data, room, size, n, stream)
-    })
-}
-
-/// `fread_unlocked` under `_FORTIFY_SOURCE`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fread_unlocked_chk(
-    data: *mut c_void,
-    room: size_t,
-    size: size_t,
-    n: size_t,
-    stream: *mut libc::FILE,
-) -> size_t {
-    // SAFETY: forwarding the host's arguments unchanged.
-    read_items(stream, data, size, || unsafe {
-        (real::fread_unlocked_chk::get())(data, room, size, n, stream)
-    })
-}
-
 /// `fgetc` and `getc` (and `_IO_getc`).
 fn get_byte(stream: *mut libc::FILE, real: real::fgetc::F) -> c_int {
     let mut byte = 0u8;
@@ -908,17 +750,8 @@ fn get_byte(stream: *mut libc::FILE, real: real::fgetc::F) -> c_int {
     })
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fgetc(stream: *mut libc::FILE) -> c_int {
-    get_byte(stream, real::fgetc::get())
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getc(stream: *mut libc::FILE) -> c_int {
-    get_byte(stream, real::getc::get())
-}
-
-/// `getdelim` and `__getdelim` (what glibc's headers make of `getline` when optimising).
+/// `getdelim` and `__getdelim` (what glibc's headers make of `getline` when optimising), and
+/// `getline` (`getdelim` up to a newline).
 fn get_delimited(
     line: *mut *mut c_char,
     cap: *mut size_t,
@@ -935,36 +768,6 @@ fn get_delimited(
         // SAFETY: getdelim stored `got` bytes at *line.
         (got, unsafe { *line }.cast_const().cast(), got as usize)
     })
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getdelim(
-    line: *mut *mut c_char,
-    cap: *mut size_t,
-    delim: c_int,
-    stream: *mut libc::FILE,
-) -> ssize_t {
-    get_delimited(line, cap, delim, stream, real::getdelim::get())
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __getdelim(
-    line: *mut *mut c_char,
-    cap: *mut size_t,
-    delim: c_int,
-    stream: *mut libc::FILE,
-) -> ssize_t {
-    get_delimited(line, cap, delim, stream, real::getdelim_internal::get())
-}
-
-/// `getline` is `getdelim` up to a newline (glibc's calls it inside libc, out of our sight).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn getline(
-    line: *mut *mut c_char,
-    cap: *mut size_t,
-    stream: *mut libc::FILE,
-) -> ssize_t {
-    get_delimited(line, cap, c_int::from(b'\n'), stream, real::getdelim::get())
 }
 
 // ---- stdio output to stdout and stderr ----
@@ -1041,16 +844,16 @@ pub fn note_final_flush() {
     }
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fflush(stream: *mut libc::FILE) -> c_int {
+/// `fflush`: what it writes to stdout or stderr ends the log line as its last byte says.
+#[inline(always)]
+fn flushed(stream: *mut libc::FILE, call: impl FnOnce() -> c_int) -> c_int {
     // `fflush(NULL)` flushes every stream; stdout and stderr are the ones that matter here.
     let flushing = if stream.is_null() {
         standard_streams().map(log_flush_of)
     } else {
         [log_flush_of(stream), None]
     };
-    // SAFETY: forwarding the host's argument unchanged.
-    let rc = unsafe { (real::fflush::get())(stream) };
+    let rc = call();
     if rc == 0 {
         let err = errno();
         for (fd, last) in flushing.into_iter().flatten() {
@@ -1064,8 +867,8 @@ pub unsafe extern "C" fn fflush(stream: *mut libc::FILE) -> c_int {
 /// `fclose` closes its fd inside libc, where the `close` hook never sees it: a socket the
 /// runtime wrapped with `fdopen` would stay tracked, and the next file to get its number would
 /// be parsed as HTTP.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
+#[inline(always)]
+fn closed_stream(stream: *mut libc::FILE, call: impl FnOnce() -> c_int) -> c_int {
     // Its last flush, when it is stdout or stderr.
     if let Some((fd, last)) = log_flush_of(stream) {
         let err = errno();
@@ -1083,8 +886,7 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
         }
     }
     let log_fd = log_fd_of(stream);
-    // SAFETY: forwarding the host's argument unchanged.
-    let rc = unsafe { (real::fclose::get())(stream) };
+    let rc = call();
     // Its fd is closed now: whatever gets the number next is looked at afresh.
     if let Some(fd) = log_fd {
         crate::lines::fd_changed(fd);
@@ -1092,8 +894,9 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+/// `close_range`.
+#[inline(always)]
+fn closed_range(first: c_uint, last: c_uint, flags: c_int, call: impl FnOnce() -> c_int) -> c_int {
     if first <= 2 && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
         for fd in [1, 2].into_iter().filter(|fd| (first..=last).contains(fd)) {
             crate::lines::fd_changed(fd as c_int);
@@ -1102,24 +905,23 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
     if process::is_active() && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
         process::closing_range(first, last);
     }
-    // SAFETY: forwarding the host's arguments unchanged.
-    unsafe { (real::close_range::get())(first, last, flags) }
+    call()
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    // SAFETY: forwarding the host's argument unchanged.
-    let rc = unsafe { (real::dup::get())(fd) };
+/// `dup`: a copy of a Runtime API socket is followed too.
+#[inline(always)]
+fn duplicated(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
+    let rc = call();
     if rc >= 0 && TRACKED.contains(fd) {
         process::duplicated(fd, rc);
     }
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::dup2::get())(old, new) };
+/// `dup2` and `dup3`: `new` is now a copy of `old` (and no longer what it was).
+#[inline(always)]
+fn duplicated_to(old: c_int, new: c_int, call: impl FnOnce() -> c_int) -> c_int {
+    let rc = call();
     if rc >= 0 && output::is_log_fd(new) {
         crate::lines::fd_changed(new);
     }
@@ -1129,72 +931,156 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     rc
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    // SAFETY: forwarding the host's arguments unchanged.
-    let rc = unsafe { (real::dup3::get())(old, new, flags) };
-    if rc >= 0 && output::is_log_fd(new) {
-        crate::lines::fd_changed(new);
-    }
-    if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
-        process::duplicated(old, new);
-    }
-    rc
-}
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fork() -> pid_t {
+/// `fork`.
+#[inline(always)]
+fn forked(call: impl FnOnce() -> pid_t) -> pid_t {
     // Taking and releasing the engine lock may touch errno (futex waits): the host sees the
     // errno it had before a successful fork, or fork's own after a failed one.
     let entry_errno = errno();
     let canary = process::Canary::new();
     let guard = process::before_fork(&canary);
-    // SAFETY: plain call of the real fork.
-    let pid = unsafe { (real::fork::get())() };
+    let pid = call();
     let err = if pid < 0 { errno() } else { entry_errno };
     process::after_fork(guard, pid);
     set_errno(err);
     pid
 }
 
-// ---- the I/O hooks ----
+/// `exit`: the records of open invokes are written first.
+fn process_exit(real: real::exit::F, status: c_int) -> ! {
+    ending::exiting(status);
+    // SAFETY: the host's argument, unchanged; exit does not return.
+    unsafe { real(status) }
+}
+
+/// `_exit` and `_Exit`.
+fn process_exit_now(real: real::_exit::F, status: c_int) -> ! {
+    if process::is_active() {
+        ending::exiting_now(status);
+    }
+    // SAFETY: the host's argument, unchanged; _exit does not return.
+    unsafe { real(status) }
+}
+
+// ---- send and receive ----
+
+/// `send`, `sendto` and `write`: the record that waits goes out first, then the bytes the host
+/// wrote are seen.
+#[inline(always)]
+fn sent(fd: c_int, buf: *const c_void, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    before_send(fd);
+    let rc = call();
+    observe_sent(fd, buf, rc);
+    rc
+}
+
+/// `sendmsg`.
+///
+/// # Safety
+/// `msg` is the host's argument to `sendmsg`.
+#[inline(always)]
+unsafe fn sent_msg(fd: c_int, msg: *const msghdr, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    before_send(fd);
+    let rc = call();
+    if rc > 0 && !msg.is_null() {
+        // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        // SAFETY: as above.
+        unsafe { observe_sent_iov(fd, iov, n, rc) };
+    }
+    rc
+}
+
+/// `writev`.
+///
+/// # Safety
+/// `iov` and `n` are the host's arguments to `writev`.
+#[inline(always)]
+unsafe fn sent_iov(
+    fd: c_int,
+    iov: *const iovec,
+    n: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
+    before_send(fd);
+    let rc = call();
+    // SAFETY: the kernel just read `rc` bytes through these iovecs.
+    unsafe { observe_sent_iov(fd, iov, n, rc) };
+    rc
+}
+
+/// Receives into one buffer (`recv`, `recvfrom`, `read` and their `_chk` forms), with the
+/// receive's `flags` (0 for `read`).
+#[inline(always)]
+fn received(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
+    let rc = call();
+    observe_received(fd, buf, len, rc, flags);
+    rc
+}
+
+/// `recvmsg`.
+///
+/// # Safety
+/// `msg` is the host's argument to `recvmsg`.
+#[inline(always)]
+unsafe fn received_msg(
+    fd: c_int,
+    msg: *mut msghdr,
+    flags: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
+    let rc = call();
+    if !unseen_bytes(fd, rc, flags)
+        && rc >= 0
+        && flags & NOT_IN_STREAM == 0
+        && TRACKED.contains(fd)
+        && !msg.is_null()
+    {
+        // SAFETY: the kernel just used this msghdr and its iovecs.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+        unsafe { observe_received_iov(fd, iov, n, rc) };
+    }
+    rc
+}
+
+/// `readv`.
+///
+/// # Safety
+/// `iov` and `n` are the host's arguments to `readv`.
+#[inline(always)]
+unsafe fn received_iov(
+    fd: c_int,
+    iov: *const iovec,
+    n: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
+    let rc = call();
+    if rc >= 0 && TRACKED.contains(fd) {
+        // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+        unsafe { observe_received_iov(fd, iov, n, rc) };
+    }
+    rc
+}
+
+// ---- the shims, from the table ----
 //
-// Each has a fast path for the function's own fds: one bitmap test and a tail call of the real
-// function (no frame, nothing else inlined). Everything the library does for a Runtime API
-// socket (and, for writes, for stdout and stderr) is in a `#[cold]` function out of line.
+// A `send` or `receive` shim has a fast path for the function's own fds: one bitmap test and a
+// tail call of the real function (no frame, nothing else inlined). Everything the library does
+// for a Runtime API socket (and, for writes, for stdout and stderr) is in a `#[cold]` function
+// out of line. Every other shim calls its observer.
 
 /// Whether a write to `fd` needs the library: a Runtime API socket, or stdout/stderr (whose
 /// last byte is noted, see [`observe_sent`]). fd 0 is let in too: one compare instead of two.
 #[inline(always)]
 fn watched_output(fd: c_int) -> bool {
     (fd as u32) <= 2 || TRACKED.contains(fd)
-}
-
-/// Declares a hook whose fast path is the real call, and whose slow path, taken when `$watch`
-/// holds for the fd, is the body given.
-macro_rules! hook {
-    ($name:ident, $real:ident, $watch:ident, fn($fd:ident: c_int $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty,
-     $before:block, |$rc:ident| $observe:block) => {
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> $ret {
-            #[cold]
-            #[inline(never)]
-            unsafe fn observed($fd: c_int $(, $arg: $ty)*) -> $ret {
-                $before
-                // SAFETY: forwarding the host's arguments unchanged.
-                let $rc = unsafe { (real::$real::get())($fd $(, $arg)*) };
-                $observe
-                $rc
-            }
-            crate::deepbind::poll();
-            if $watch($fd) {
-                // SAFETY: the host's arguments, unchanged.
-                return unsafe { observed($fd $(, $arg)*) };
-            }
-            // SAFETY: forwarding the host's arguments unchanged.
-            unsafe { (real::$real::get())($fd $(, $arg)*) }
-        }
-    };
 }
 
 /// A receive hook's test: only Runtime API sockets (tracked before the bytes can arrive:
@@ -1204,232 +1090,82 @@ fn watched_input(fd: c_int) -> bool {
     TRACKED.contains(fd)
 }
 
-/// A send hook: the record that waits goes out first, then the bytes the host wrote are seen.
-macro_rules! send_hook {
-    ($name:ident, $real:ident, fn($fd:ident: c_int, $buf:ident: *const c_void $(, $arg:ident: $ty:ty)* $(,)?)) => {
+/// Every row of the table (see table.rs for its form).
+macro_rules! shims {
+    ($([$($row:tt)*])*) => {
+        $(shim! { $($row)* })*
+    };
+}
+
+/// One row's shim.
+macro_rules! shim {
+    (c $($row:tt)*) => {};
+    (rust $name:ident $args:tt $ret:tt send bytes $($row:tt)*) => {
+        shim! { @fast watched_output $name $args $ret $($row)* }
+    };
+    (rust $name:ident $args:tt $ret:tt receive bytes $($row:tt)*) => {
+        shim! { @fast watched_input $name $args $ret $($row)* }
+    };
+    (rust $name:ident $args:tt $ret:tt send $($row:tt)*) => {
+        compile_error!(concat!(stringify!($name), ": a send row moves bytes"));
+    };
+    (rust $name:ident $args:tt $ret:tt receive $($row:tt)*) => {
+        compile_error!(concat!(stringify!($name), ": a receive row moves bytes"));
+    };
+    // The fast path: the real call, unless `$watch` holds for the fd (the first argument).
+    (@fast $watch:ident $name:ident [$fd:ident: $fd_ty:ty $(, $arg:ident: $ty:ty)* $(,)?]
+        [$ret:ty] $deep:tt $slot:tt $needed:tt $binder:tt [$observer:expr]) => {
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($fd: c_int, $buf: *const c_void $(, $arg: $ty)*) -> ssize_t {
+        pub unsafe extern "C" fn $name($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
             #[cold]
             #[inline(never)]
-            unsafe fn observed($fd: c_int, $buf: *const c_void $(, $arg: $ty)*) -> ssize_t {
-                before_send($fd);
-                // SAFETY: forwarding the host's arguments unchanged.
-                let rc = unsafe { (real::$real::get())($fd, $buf $(, $arg)*) };
-                observe_sent($fd, $buf, rc);
-                rc
+            #[allow(unused_unsafe)]
+            unsafe fn observed($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
+                bind!($name $slot $binder [$fd $(, $arg)*]);
+                // SAFETY: the observer gets the host's arguments as the hook got them.
+                unsafe { $observer }
             }
             crate::deepbind::poll();
-            if watched_output($fd) {
+            if $watch($fd) {
                 // SAFETY: the host's arguments, unchanged.
-                return unsafe { observed($fd, $buf $(, $arg)*) };
+                return unsafe { observed($fd $(, $arg)*) };
             }
             // SAFETY: forwarding the host's arguments unchanged.
-            unsafe { (real::$real::get())($fd, $buf $(, $arg)*) }
+            unsafe { (real::$name::get())($fd $(, $arg)*) }
         }
     };
-}
-
-send_hook!(
-    send,
-    send,
-    fn(fd: c_int, buf: *const c_void, len: size_t, flags: c_int)
-);
-send_hook!(
-    sendto,
-    sendto,
-    fn(
-        fd: c_int,
-        buf: *const c_void,
-        len: size_t,
-        flags: c_int,
-        addr: *const sockaddr,
-        alen: socklen_t,
-    )
-);
-send_hook!(write, write, fn(fd: c_int, buf: *const c_void, len: size_t));
-
-hook!(
-    sendmsg,
-    sendmsg,
-    watched_output,
-    fn(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    { before_send(fd) },
-    |rc| {
-        if rc > 0 && !msg.is_null() {
-            // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
-            let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
-            // SAFETY: as above.
-            unsafe { observe_sent_iov(fd, iov, n, rc) };
-        }
-    }
-);
-
-hook!(
-    writev,
-    writev,
-    watched_output,
-    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
-    { before_send(fd) },
-    |rc| {
-        // SAFETY: the kernel just read `rc` bytes through these iovecs.
-        unsafe { observe_sent_iov(fd, iov, n, rc) };
-    }
-);
-
-/// Receive hooks that fill one buffer.
-macro_rules! receive_hook {
-    ($name:ident, $real:ident, fn($fd:ident: c_int, $buf:ident: *mut c_void, $len:ident: size_t $(, $arg:ident: $ty:ty)* $(,)?), flags: $flags:expr) => {
-        hook!($name, $real, watched_input, fn($fd: c_int, $buf: *mut c_void, $len: size_t $(, $arg: $ty)*) -> ssize_t, {}, |rc| {
-            observe_received($fd, $buf, $len, rc, $flags);
-        });
-    };
-}
-
-receive_hook!(recv, recv, fn(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int), flags: flags);
-receive_hook!(
-    recvfrom,
-    recvfrom,
-    fn(
-        fd: c_int,
-        buf: *mut c_void,
-        len: size_t,
-        flags: c_int,
-        addr: *mut sockaddr,
-        alen: *mut socklen_t
-    ),
-    flags: flags
-);
-receive_hook!(read, read, fn(fd: c_int, buf: *mut c_void, len: size_t), flags: 0);
-// The _chk variants: the real one does the buffer-size check.
-receive_hook!(__read_chk, read_chk, fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t), flags: 0);
-receive_hook!(
-    __recv_chk,
-    recv_chk,
-    fn(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int),
-    flags: flags
-);
-receive_hook!(
-    __recvfrom_chk,
-    recvfrom_chk,
-    fn(
-        fd: c_int,
-        buf: *mut c_void,
-        len: size_t,
-        buflen: size_t,
-        flags: c_int,
-        addr: *mut sockaddr,
-        alen: *mut socklen_t
-    ),
-    flags: flags
-);
-
-hook!(
-    recvmsg,
-    recvmsg,
-    watched_input,
-    fn(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t,
-    {},
-    |rc| {
-        if !unseen_bytes(fd, rc, flags)
-            && rc >= 0
-            && flags & NOT_IN_STREAM == 0
-            && TRACKED.contains(fd)
-            && !msg.is_null()
-        {
-            // SAFETY: the kernel just used this msghdr and its iovecs.
-            let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
-            // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
-            unsafe { observe_received_iov(fd, iov, n, rc) };
-        }
-    }
-);
-
-hook!(
-    readv,
-    readv,
-    watched_input,
-    fn(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t,
-    {},
-    |rc| {
-        if rc >= 0 && TRACKED.contains(fd) {
-            // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
-            unsafe { observe_received_iov(fd, iov, n, rc) };
-        }
-    }
-);
-
-// Signal dispositions: every call goes through unchanged (see signals.rs); only a read-back
-// that would show the library's crash handler is translated.
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigaction(
-    sig: c_int,
-    act: *const libc::sigaction,
-    old: *mut libc::sigaction,
-) -> c_int {
-    // SAFETY: the host's arguments, unchanged.
-    unsafe { signals::sigaction(real::sigaction::get(), sig, act, old) }
-}
-
-/// glibc exports `sigaction` under this name too.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __sigaction(
-    sig: c_int,
-    act: *const libc::sigaction,
-    old: *mut libc::sigaction,
-) -> c_int {
-    // SAFETY: the host's arguments, unchanged.
-    unsafe { signals::sigaction(real::sigaction_alias::get(), sig, act, old) }
-}
-
-/// `signal`, `bsd_signal`, `ssignal` (BSD semantics), `sysv_signal` and `__sysv_signal` (what
-/// ISO C's `signal` is in glibc), `sigset`: glibc installs through its own internal
-/// `sigaction`, out of our sight, so each is hooked itself.
-macro_rules! signal_hook {
-    ($($name:ident => $real:ident),* $(,)?) => {$(
+    // Every other family: the observer.
+    (rust $name:ident [$($arg:ident: $ty:ty),* $(,)?] [$ret:ty] $family:ident $bytes:tt $deep:tt
+        $slot:tt $needed:tt $binder:tt [$observer:expr]) => {
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(
-            sig: c_int,
-            handler: libc::sighandler_t,
-        ) -> libc::sighandler_t {
-            // SAFETY: the host's arguments, unchanged.
-            unsafe { signals::signal_like(real::$real::get(), sig, handler) }
+        #[allow(non_snake_case, unused_unsafe)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            bind!($name $slot $binder [$($arg),*]);
+            // SAFETY: the observer gets the host's arguments as the hook got them.
+            unsafe { $observer }
         }
-    )*};
+    };
 }
 
-signal_hook!(
-    signal => signal,
-    bsd_signal => bsd_signal,
-    ssignal => ssignal,
-    sysv_signal => sysv_signal,
-    __sysv_signal => sysv_signal_iso,
-    sigset => sigset,
-);
-
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn exit(status: c_int) -> ! {
-    ending::exiting(status);
-    // SAFETY: the host's argument, unchanged; exit does not return.
-    unsafe { (real::exit::get())(status) }
+/// Binds a row's `|call|` (the real function, the host's arguments unchanged) or `|real: F|`
+/// (the real function itself: its own, or the one named by `via`).
+macro_rules! bind {
+    ($name:ident [via ($other:ident)] [$binder:ident F] $args:tt) => {
+        let $binder: real::$other::F = real::$other::get();
+    };
+    ($name:ident [via $other:tt] [$binder:ident] $args:tt) => {
+        compile_error!(concat!(stringify!($name), ": a `via` row is given `|real: F|`"));
+    };
+    ($name:ident $slot:tt [$binder:ident F] $args:tt) => {
+        let $binder: real::$name::F = real::$name::get();
+    };
+    ($name:ident $slot:tt [$binder:ident] [$($arg:ident),*]) => {
+        // SAFETY: the host's arguments, unchanged, to the function the host called.
+        let $binder = || unsafe { (real::$name::get())($($arg),*) };
+    };
 }
 
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _exit(status: c_int) -> ! {
-    if process::is_active() {
-        ending::exiting_now(status);
-    }
-    // SAFETY: the host's argument, unchanged; _exit does not return.
-    unsafe { (real::exit_now::get())(status) }
-}
-
-/// `_Exit` is `_exit` under its C99 name.
-#[unsafe(no_mangle)]
-#[allow(non_snake_case)]
-pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
-    // SAFETY: the host's argument, unchanged.
-    unsafe { _exit(status) }
-}
+crate::table::hook_table!(shims);
 
 // ---- the constructor, and the callbacks the C interposers use ----
 

@@ -27,3 +27,5 @@ pub mod signals;
 #[cfg(not(test))]
 pub mod state;
 pub mod sys;
+#[cfg(not(test))]
+pub mod table;
