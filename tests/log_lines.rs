@@ -103,7 +103,7 @@ fn node_childrens_partial_lines() {
 #[test]
 fn c_runtime_stdio_and_childrens_partial_lines() {
     let bin = compile_program("c_runtime", "c_runtime_partial", &["-O1"]);
-    // stdout buffered by stdio (a pipe: fully), flushed with fflush.
+    // stdout buffered by stdio (a pipe: fully), flushed with fflush or fflush_unlocked.
     let mut s = Scenario::new(vec![bin.display().to_string()], root())
         .env("C_RUNTIME_BUFFERED_STDOUT", "1");
     s.compare_output = true;
@@ -111,11 +111,13 @@ fn c_runtime_stdio_and_childrens_partial_lines() {
         json!({"action": "ok"}),
         json!({"action": "stdio_partial"}),
         json!({"action": "ok"}),
+        json!({"action": "stdio_partial_unlocked"}),
+        json!({"action": "ok"}),
         json!({"action": "child_partial"}),
         json!({"action": "ok"}),
     ];
     let out = s.check();
-    assert_text_kept(&out, &["stdio: 50%", "child: 50%"]);
+    assert_text_kept(&out, &["stdio: 50%", "stdio unlocked: 50%", "child: 50%"]);
 }
 
 #[test]

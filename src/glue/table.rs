@@ -153,6 +153,8 @@ macro_rules! hook_table {
             lazy(libc::EOF) needed, |call| closed_stream(stream, call);
         fn fflush(stream: *mut libc::FILE) -> c_int: stdio - -,
             lazy(libc::EOF) needed, |call| flushed(stream, call);
+        fn fflush_unlocked(stream: *mut libc::FILE) -> c_int: stdio - -,
+            lazy(libc::EOF) optional, |call| flushed(stream, call);
         fn fputs(text: *const c_char, stream: *mut libc::FILE) -> c_int: stdio bytes -,
             lazy(libc::EOF) needed, |real: F| put_string(text, stream, real);
         fn fputs_unlocked(text: *const c_char, stream: *mut libc::FILE) -> c_int: stdio bytes -,

@@ -364,6 +364,11 @@ int main(void) {
             printf("stdio: 50%%");
             fflush(stdout);
             post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "stdio_partial_unlocked") == 0) {
+            /* The same, flushed the way gnulib's unlocked-io (coreutils) does. */
+            printf("stdio unlocked: 50%%");
+            fflush_unlocked(stdout);
+            post(id, "response", "", "{}", 2);
         } else if (strcmp(action, "child_partial") == 0) {
             /* A child process (sh's printf) leaves the line open. */
             if (system("printf 'child: 50%%'") != 0)
