@@ -1,7 +1,8 @@
 //! The lock-free "is this fd a Runtime API socket?" bitmap, read on every hooked call.
 //!
 //! One bit per fd number below [`MAX_TRACKED_FD`]. Readers do a single relaxed atomic load;
-//! writers are the engine, under its lock. Nothing here allocates, locks or logs, so the check
+//! writers are the engine, under its gate. The process's one set lives with the process state
+//! (the library's `process::TRACKED`); the core holds no static of its own. Nothing here allocates, locks or logs, so the check
 //! is safe anywhere, signal handlers included.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,6 @@ const WORDS: usize = MAX_TRACKED_FD / 64;
 pub struct FdBits {
     words: [AtomicU64; WORDS],
 }
-
-/// The process's set of tracked fds.
-pub static TRACKED: FdBits = FdBits::new();
 
 impl FdBits {
     pub const fn new() -> Self {

@@ -12,9 +12,9 @@
 //! file.
 
 use crate::ending;
-use crate::fdtable::TRACKED;
 use crate::output;
 use crate::process;
+use crate::process::TRACKED;
 use crate::real;
 use crate::signals;
 use libc::{

@@ -12,7 +12,7 @@
 use crate::custom::Status;
 use crate::deferred::{Deferred, Op};
 use crate::engine::{Engine, Role};
-use crate::fdtable::{FdBits, TRACKED};
+use crate::fdtable::FdBits;
 use crate::handoff::FileHandoff;
 use crate::output;
 use crate::probes;
@@ -38,6 +38,10 @@ struct EngineCell(UnsafeCell<Option<Engine>>);
 
 // SAFETY: the cell is only read or written by the one thread that holds GATE (see `enter`).
 unsafe impl Sync for EngineCell {}
+
+/// The process's set of tracked fds (Runtime API sockets), read by every hook: the engine
+/// keeps it and resets it with itself.
+pub static TRACKED: FdBits = FdBits::new();
 
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct ProcessState {

@@ -1,9 +1,11 @@
 //! The real libc functions behind every hook, resolved once with `dlsym(RTLD_NEXT, …)`.
 //!
 //! Resolution happens eagerly in the library constructor. A call that arrives before it (from
-//! another library's constructor) goes to a fallback that makes the raw system call, so no hook
-//! ever calls `dlsym` lazily. A symbol that resolves into this library itself is refused: the
-//! library then disables itself instead of recursing.
+//! another library's constructor) goes to its row's fallback (`table.rs`): the raw system call
+//! where libc's wrapper is one; else (stdio, `sigaction`, the exits) the real function is looked
+//! up on that first use — `dlsym` calls none of them, so it cannot recurse. A symbol that
+//! resolves into this library itself is refused: the library then disables itself instead of
+//! recursing.
 
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,

@@ -8,7 +8,7 @@
 //! `c-abi`'s resolved pointers); `c-abi`'s `lm_deep_pending` (a deep-bound load pending in the
 //! parent is pending in the child too: the same objects are loaded); per-thread values (the
 //! gate's frame canary, the custom-metrics thread key); and the core's fd table
-//! (`crate::fdtable::TRACKED`), which the engine keeps and resets with itself.
+//! (`crate::process::TRACKED`), which the engine keeps and resets with itself.
 
 /// Everything the library keeps per process, by the module that owns it.
 pub struct State {
