@@ -467,7 +467,7 @@ fn service_dimensions_metric_selection_and_resolution() {
 }
 
 #[test]
-fn destinations_stderr_file_tcp_udp() {
+fn destinations_stderr_file_tcp_udp_unix() {
     use std::io::{BufRead, BufReader};
     use std::net::{TcpListener, UdpSocket};
     let two = [json!({"action": "ok"}), json!({"action": "ok"})];
@@ -517,6 +517,38 @@ fn destinations_stderr_file_tcp_udp() {
         got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     assert_eq!(lambda_sim::summary::emf_records(&got.join("")).len(), 2);
+    // unix: a log router's socket, datagram or stream (Vector's `socket` source takes both)
+    let sock = dir.path().join("router.sock");
+    let router = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    router
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let dest = format!("unix:{}", sock.display());
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    no_library_stderr(&out);
+    assert!(out.records().is_empty());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = router.recv(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(lambda_sim::summary::emf_records(&got.join("")).len(), 2);
+    drop(router);
+    std::fs::remove_file(&sock).unwrap();
+    let router = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (s, _) = router.accept().unwrap();
+        BufReader::new(s)
+            .lines()
+            .take(2)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    });
+    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
+    no_library_stderr(&out);
+    assert!(out.records().is_empty());
+    let lines = reader.join().unwrap();
+    assert_eq!(lambda_sim::summary::emf_records(&lines.join("\n")).len(), 2);
 }
 
 #[test]

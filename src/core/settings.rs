@@ -82,6 +82,9 @@ pub enum Destination {
     Tcp(std::net::SocketAddr),
     /// The CloudWatch agent's EMF endpoint over UDP (one datagram per record).
     Udp(std::net::SocketAddr),
+    /// A Unix socket, datagram (one record each) or stream (one line each), whichever it is: a
+    /// log router running as an extension (Vector's `socket` source, Fluent Bit's syslog input).
+    Unix(String),
 }
 
 /// A dimension a dimension set may use: each is a string member of every record.
@@ -226,7 +229,9 @@ pub const SETTINGS: &[Setting] = &[
         var: "LAMBDA_METER_DESTINATION",
         default: "`stdout`",
         fallback: "stdout",
-        expected: Some("stdout, stderr, file:/absolute/path, tcp://ip:port or udp://ip:port"),
+        expected: Some(
+            "stdout, stderr, file:/absolute/path, tcp://ip:port, udp://ip:port or unix:/absolute/path (at most 107 bytes)",
+        ),
         refused: Some("kafka://x"),
         reader: Reader::Library,
     },
@@ -593,6 +598,10 @@ fn destination_setting(
                         addr.parse().ok().map(Destination::Tcp)
                     } else if let Some(addr) = v.strip_prefix("udp://") {
                         addr.parse().ok().map(Destination::Udp)
+                    } else if let Some(path) = v.strip_prefix("unix:") {
+                        // A socket's path fits `sun_path` with its NUL.
+                        (path.starts_with('/') && path.len() < 108 && !path.contains('\0'))
+                            .then(|| Destination::Unix(path.to_string()))
                     } else {
                         None
                     }
@@ -871,6 +880,18 @@ mod tests {
                 .destination,
             Destination::Stderr
         );
+        assert_eq!(
+            read(&[("LAMBDA_METER_DESTINATION", "unix:/tmp/vector.sock")])
+                .0
+                .destination,
+            Destination::Unix("/tmp/vector.sock".into())
+        );
+        // A relative path, or one too long for a socket address: refused.
+        let long = format!("unix:/{}", "s".repeat(107));
+        for bad in ["unix:vector.sock", "unix:", long.as_str()] {
+            let (s, w) = read(&[("LAMBDA_METER_DESTINATION", bad)]);
+            assert_eq!((s.destination, w.len()), (Destination::Stdout, 1), "{bad}");
+        }
         let (s, w) = read(&[
             ("LAMBDA_METER_RESOLUTION", "5"),
             ("LAMBDA_METER_DESTINATION", "kafka://x"),

@@ -37,6 +37,8 @@ const RECONNECT_AFTER_NS: u64 = 1_000_000_000;
 /// Our own destination fd, with the identity that proves it is still ours.
 struct Sink {
     fd: Option<OwnFd>,
+    /// Whether `fd` is a stream socket.
+    stream: bool,
     /// When the last connect to the agent failed (monotonic ns).
     failed_at: Option<u64>,
 }
@@ -148,16 +150,13 @@ pub fn configure(setting: Destination) {
                 path: std::ffi::CString::default(),
             }),
         },
-        Destination::Tcp(addr) => state().agent.get_or_init(|| Agent {
-            addr,
-            kind: libc::SOCK_STREAM,
-            scheme: "tcp",
-        }),
-        Destination::Udp(addr) => state().agent.get_or_init(|| Agent {
-            addr,
-            kind: libc::SOCK_DGRAM,
-            scheme: "udp",
-        }),
+        Destination::Tcp(addr) => state()
+            .peer
+            .get_or_init(|| Peer::agent(addr, libc::SOCK_STREAM)),
+        Destination::Udp(addr) => state()
+            .peer
+            .get_or_init(|| Peer::agent(addr, libc::SOCK_DGRAM)),
+        Destination::Unix(path) => state().peer.get_or_init(|| Peer::unix(&path)),
     };
     let _ = state().destination.set(chosen);
 }
@@ -222,16 +221,76 @@ impl RecordDestination for File {
     }
 }
 
-/// The CloudWatch agent's EMF endpoint, over TCP or UDP.
-struct Agent {
-    addr: SocketAddr,
-    kind: libc::c_int,
-    scheme: &'static str,
+/// A socket records are sent to: the CloudWatch agent's EMF endpoint (TCP or UDP), or a Unix
+/// socket (datagram or stream).
+struct Peer {
+    family: libc::c_int,
+    address: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    /// The socket types to try, in order (a Unix socket's path does not say which it is).
+    kinds: &'static [libc::c_int],
+    /// How warnings name it.
+    shown: PeerName,
 }
 
-impl RecordDestination for Agent {
+enum PeerName {
+    Agent(&'static str, SocketAddr),
+    Unix(String),
+}
+
+impl std::fmt::Display for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerName::Agent(scheme, addr) => write!(f, "the CloudWatch agent at {scheme}://{addr}"),
+            PeerName::Unix(path) => write!(f, "the socket unix:{path}"),
+        }
+    }
+}
+
+impl Peer {
+    fn agent(addr: SocketAddr, kind: libc::c_int) -> Peer {
+        let (family, address, len) = sockaddr_of(addr);
+        let (kinds, scheme): (&'static [libc::c_int], _) = if kind == libc::SOCK_STREAM {
+            (&[libc::SOCK_STREAM], "tcp")
+        } else {
+            (&[libc::SOCK_DGRAM], "udp")
+        };
+        Peer {
+            family,
+            address,
+            len,
+            kinds,
+            shown: PeerName::Agent(scheme, addr),
+        }
+    }
+
+    /// `path` is absolute and shorter than `sun_path` (the settings checked).
+    fn unix(path: &str) -> Peer {
+        // SAFETY: an all-zero sockaddr_storage is valid, and large enough for sockaddr_un.
+        let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; sockaddr_storage is suitably aligned for sockaddr_un.
+        let un = unsafe {
+            &mut *(&mut address as *mut libc::sockaddr_storage).cast::<libc::sockaddr_un>()
+        };
+        un.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (slot, b) in un.sun_path.iter_mut().zip(path.bytes()) {
+            *slot = b as libc::c_char;
+        }
+        let len =
+            std::mem::size_of::<libc::sa_family_t>() + path.len().min(un.sun_path.len() - 1) + 1;
+        Peer {
+            family: libc::AF_UNIX,
+            address,
+            len: len as libc::socklen_t,
+            kinds: &[libc::SOCK_DGRAM, libc::SOCK_STREAM],
+            shown: PeerName::Unix(path.to_string()),
+        }
+    }
+}
+
+impl RecordDestination for Peer {
     fn emit(&self, line: &[u8]) {
-        to_agent(self.addr, self.kind, line, self.scheme);
+        to_peer(self, line);
     }
 
     fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
@@ -685,8 +744,9 @@ fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
     }
 }
 
-/// Sends to the CloudWatch agent's EMF endpoint without ever waiting for it.
-fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
+/// Sends to a socket peer (the CloudWatch agent's EMF endpoint, a Unix socket) without ever
+/// waiting for it.
+fn to_peer(peer: &Peer, line: &[u8]) {
     let s = sink();
     let fd = match s.fd.filter(OwnFd::still_ours) {
         Some(fd) => fd,
@@ -695,28 +755,28 @@ fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
             if s.failed_at
                 .is_some_and(|t| now.saturating_sub(t) < RECONNECT_AFTER_NS)
             {
-                return dropped_fmt(format_args!(
-                    "the CloudWatch agent at {scheme}://{addr} is unreachable"
-                ));
+                return dropped_fmt(format_args!("{} is unreachable", peer.shown));
             }
-            match open_socket(addr, kind) {
-                Ok(fd) => {
+            match open_socket(peer) {
+                Ok((fd, stream)) => {
                     s.fd = Some(fd);
+                    s.stream = stream;
                     s.failed_at = None;
                     fd
                 }
                 Err(e) => {
                     s.failed_at = Some(now);
                     return dropped_fmt(format_args!(
-                        "the CloudWatch agent at {scheme}://{addr} is unreachable ({})",
+                        "{} is unreachable ({})",
+                        peer.shown,
                         Errno(e)
                     ));
                 }
             }
         }
     };
-    if !fd.kept && kind == libc::SOCK_STREAM {
-        // A connection made for this record only: the agent is local, its connect completes
+    if !fd.kept && s.stream {
+        // A connection made for this record only: the peer is local, its connect completes
         // at once or not at all.
         let _ = sys::poll_out(fd.fd, AGENT_CONNECT_MS);
     }
@@ -759,37 +819,51 @@ fn to_agent(addr: SocketAddr, kind: libc::c_int, line: &[u8], scheme: &str) {
         }
     };
     dropped_fmt(format_args!(
-        "the CloudWatch agent at {scheme}://{addr} is unreachable ({})",
+        "{} is unreachable ({})",
+        peer.shown,
         Errno(err)
     ));
 }
 
-/// A non-blocking socket to `addr`, connect started.
-fn open_socket(addr: SocketAddr, kind: libc::c_int) -> Result<OwnFd, libc::c_int> {
-    let (family, storage, len) = sockaddr_of(addr);
-    // SAFETY: plain socket creation; the fd is ours. (socket is not a cancellation point.)
-    let raw = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        // SAFETY: reading this thread's errno (the caller restores the host's).
-        return Err(unsafe { *libc::__errno_location() });
+/// A non-blocking socket to `peer`, connect started, and whether it is a stream: of the first
+/// of its socket types the peer takes.
+fn open_socket(peer: &Peer) -> Result<(OwnFd, bool), libc::c_int> {
+    let mut err = libc::EPROTOTYPE;
+    for kind in peer.kinds {
+        // SAFETY: plain socket creation; the fd is ours. (socket is not a cancellation point.)
+        let raw = unsafe {
+            libc::socket(
+                peer.family,
+                kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            // SAFETY: reading this thread's errno (the caller restores the host's).
+            return Err(unsafe { *libc::__errno_location() });
+        }
+        let Some(fd) = OwnFd::adopt(raw) else {
+            return Err(libc::EBADF);
+        };
+        // SAFETY: `address` holds a valid sockaddr of `len` bytes for `family`.
+        let rc = unsafe {
+            crate::real::connect::get()(
+                fd.fd,
+                (&peer.address as *const libc::sockaddr_storage).cast(),
+                peer.len,
+            )
+        };
+        // SAFETY: as above.
+        err = unsafe { *libc::__errno_location() };
+        if rc == 0 || err == libc::EINPROGRESS {
+            return Ok((fd, *kind == libc::SOCK_STREAM));
+        }
+        fd.close();
+        // A Unix socket of the other type: try the next.
+        if err != libc::EPROTOTYPE {
+            break;
+        }
     }
-    let Some(fd) = OwnFd::adopt(raw) else {
-        return Err(libc::EBADF);
-    };
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
-    let rc = unsafe {
-        crate::real::connect::get()(
-            fd.fd,
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    // SAFETY: as above.
-    let err = unsafe { *libc::__errno_location() };
-    if rc == 0 || err == libc::EINPROGRESS {
-        return Ok(fd);
-    }
-    fd.close();
     Err(err)
 }
 
@@ -912,10 +986,10 @@ pub fn warn_fmt(args: std::fmt::Arguments) {
 
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct OutputState {
-    /// Where records go (set once, at load), and the file or agent it may be.
+    /// Where records go (set once, at load), and the file or socket it may be.
     destination: OnceLock<&'static dyn RecordDestination>,
     file: OnceLock<File>,
-    agent: OnceLock<Agent>,
+    peer: OnceLock<Peer>,
     /// Our own destination fd; touched only by the thread that holds the engine's gate.
     sink: SinkCell,
     /// That fd while open, for [`write_record_parts`], which may run anywhere. -1 when none.
@@ -944,9 +1018,10 @@ impl OutputState {
         OutputState {
             destination: OnceLock::new(),
             file: OnceLock::new(),
-            agent: OnceLock::new(),
+            peer: OnceLock::new(),
             sink: SinkCell(UnsafeCell::new(Sink {
                 fd: None,
+                stream: false,
                 failed_at: None,
             })),
             own_fd: AtomicI32::new(-1),
@@ -966,7 +1041,7 @@ impl OutputState {
             // Kept: the same destination.
             destination: _,
             file: _,
-            agent: _,
+            peer: _,
             // Its copy of our fd is closed under the gate by the fork hook
             // ([`forked_child_sink`]), which also clears `own_fd`.
             sink: _,
