@@ -1,5 +1,6 @@
 //! Node.js: the real `aws-lambda-ric` from npm (native client and JavaScript client, buffered
-//! and streaming handlers, an init error) and a plain `node:http` runtime loop.
+//! and streaming handlers, an init error) and a plain `node:http` runtime loop, on the system's
+//! Node.js; and the client on the Node.js 22 and 24 builds Lambda runs.
 
 // Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
 #![allow(
@@ -135,4 +136,52 @@ fn node_http_runtime_loop_adversarial_transport() {
     Scenario::new(vec!["node".into(), "http-loop.mjs".into()], node_dir())
         .tiny_writes()
         .check();
+}
+
+/// The Node.js build Lambda's `nodejs<version>.x` runtime runs (the official x64 build, from npm:
+/// an optional dependency of the test functions, installed by tests/setup.sh); `None` on a
+/// machine of another architecture, which npm skips it on.
+fn lambda_node(version: u32) -> Option<String> {
+    let bin = node_dir().join(format!("node_modules/node{version}/bin/node"));
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("no Node.js {version} build for this architecture on npm: not run");
+        return None;
+    }
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `make test` (tests/setup.sh)",
+        bin.display()
+    );
+    Some(bin.display().to_string())
+}
+
+/// `aws-lambda-ric` on Node.js `version` as Lambda runs it, with the client it picks there and
+/// with its JavaScript client: the standard mix, each run with and without the library.
+fn on_lambda_node(version: u32) {
+    let Some(node) = lambda_node(version) else {
+        return;
+    };
+    let mut cmd = node_command("index.handler");
+    cmd[0] = node;
+    for javascript in [false, true] {
+        let mut s = Scenario::new(cmd.clone(), node_dir())
+            .env("LAMBDA_TASK_ROOT", node_dir().to_str().unwrap());
+        if javascript {
+            s = s.env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true");
+        }
+        let out = s.check();
+        for r in out.records() {
+            assert_eq!(r["runtime"], "node", "{r}");
+        }
+    }
+}
+
+#[test]
+fn node22_as_lambda_runs_it() {
+    on_lambda_node(22);
+}
+
+#[test]
+fn node24_as_lambda_runs_it() {
+    on_lambda_node(24);
 }

@@ -76,7 +76,8 @@ native_client() {
     }
 }
 
-# Node.js: aws-lambda-ric from npm, with its native client built once per lock file.
+# Node.js: aws-lambda-ric from npm, with its native client built once per lock file, and the
+# Node.js builds Lambda runs (22, 24: optional dependencies, on x64 only).
 npm_cached tests/functions/node "the Node.js test packages (builds a native client)" native_client
 # CDK: aws-cdk-lib and constructs for tests/cdk.rs (cdk synth, no AWS account).
 npm_cached tests/cdk "aws-cdk-lib"
