@@ -466,22 +466,51 @@ fn service_dimensions_metric_selection_and_resolution() {
     }
 }
 
+/// The records a run with `LAMBDA_METER_DESTINATION=dest` sent to a stream its listener hands
+/// to `accept` (the first two lines of the first connection): run on another thread.
+fn lines_streamed<S: std::io::Read>(
+    accept: impl FnOnce() -> S + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Value>> {
+    use std::io::{BufRead, BufReader};
+    std::thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(accept())
+            .lines()
+            .take(2)
+            .map(|l| l.unwrap())
+            .collect();
+        lambda_sim::summary::emf_records(&lines.join("\n"))
+    })
+}
+
+/// The records in the first two datagrams `recv` takes (20 s at most each).
+fn records_in_datagrams(recv: impl Fn(&mut [u8]) -> std::io::Result<usize>) -> Vec<Value> {
+    let mut buf = vec![0u8; 65536];
+    let got: Vec<String> = (0..2)
+        .map(|_| {
+            let n = recv(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .collect();
+    lambda_sim::summary::emf_records(&got.join(""))
+}
+
 #[test]
 fn destinations_stderr_file_tcp_udp_unix() {
-    use std::io::{BufRead, BufReader};
     use std::net::{TcpListener, UdpSocket};
+    use std::os::unix::net::{UnixDatagram, UnixListener};
     let two = [json!({"action": "ok"}), json!({"action": "ok"})];
+    let to = |dest: &str| {
+        let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", dest)]);
+        assert!(out.records().is_empty(), "nothing on stdout");
+        out
+    };
     // stderr
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", "stderr")]);
-    assert!(out.records().is_empty(), "nothing on stdout");
+    let out = to("stderr");
     assert_eq!(lambda_sim::summary::emf_records(&out.run.stderr).len(), 2);
     // file
     let dir = tempdir::TempDir::new("dest");
     let file = dir.path().join("emf.log");
-    let dest = format!("file:{}", file.display());
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
-    assert!(out.records().is_empty());
-    no_library_stderr(&out);
+    no_library_stderr(&to(&format!("file:{}", file.display())));
     let text = std::fs::read_to_string(&file).unwrap();
     let records = lambda_sim::summary::emf_records(&text);
     assert_eq!(records.len(), 2);
@@ -489,66 +518,28 @@ fn destinations_stderr_file_tcp_udp_unix() {
     // tcp: the CloudWatch agent's EMF endpoint
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
     let dest = format!("tcp://{}", agent.local_addr().unwrap());
-    let reader = std::thread::spawn(move || {
-        let (s, _) = agent.accept().unwrap();
-        BufReader::new(s)
-            .lines()
-            .take(2)
-            .map(|l| l.unwrap())
-            .collect::<Vec<_>>()
-    });
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
-    no_library_stderr(&out);
-    assert!(out.records().is_empty());
-    let lines = reader.join().unwrap();
-    assert_eq!(lambda_sim::summary::emf_records(&lines.join("\n")).len(), 2);
+    let reader = lines_streamed(move || agent.accept().unwrap().0);
+    no_library_stderr(&to(&dest));
+    assert_eq!(reader.join().unwrap().len(), 2);
     // udp
     let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    agent
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let dest = format!("udp://{}", agent.local_addr().unwrap());
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
-    no_library_stderr(&out);
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    for _ in 0..2 {
-        let n = agent.recv(&mut buf).unwrap();
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
-    assert_eq!(lambda_sim::summary::emf_records(&got.join("")).len(), 2);
+    let timeout = Some(Duration::from_secs(20));
+    agent.set_read_timeout(timeout).unwrap();
+    no_library_stderr(&to(&format!("udp://{}", agent.local_addr().unwrap())));
+    assert_eq!(records_in_datagrams(|b| agent.recv(b)).len(), 2);
     // unix: a log router's socket, datagram or stream (Vector's `socket` source takes both)
     let sock = dir.path().join("router.sock");
-    let router = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
-    router
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let dest = format!("unix:{}", sock.display());
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
-    no_library_stderr(&out);
-    assert!(out.records().is_empty());
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let n = router.recv(&mut buf).unwrap();
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
-    assert_eq!(lambda_sim::summary::emf_records(&got.join("")).len(), 2);
+    let router = UnixDatagram::bind(&sock).unwrap();
+    router.set_read_timeout(timeout).unwrap();
+    no_library_stderr(&to(&dest));
+    assert_eq!(records_in_datagrams(|b| router.recv(b)).len(), 2);
     drop(router);
     std::fs::remove_file(&sock).unwrap();
-    let router = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let reader = std::thread::spawn(move || {
-        let (s, _) = router.accept().unwrap();
-        BufReader::new(s)
-            .lines()
-            .take(2)
-            .map(|l| l.unwrap())
-            .collect::<Vec<_>>()
-    });
-    let out = python_run(config(&two), &[("LAMBDA_METER_DESTINATION", &dest)]);
-    no_library_stderr(&out);
-    assert!(out.records().is_empty());
-    let lines = reader.join().unwrap();
-    assert_eq!(lambda_sim::summary::emf_records(&lines.join("\n")).len(), 2);
+    let router = UnixListener::bind(&sock).unwrap();
+    let reader = lines_streamed(move || router.accept().unwrap().0);
+    no_library_stderr(&to(&dest));
+    assert_eq!(reader.join().unwrap().len(), 2);
 }
 
 #[test]
