@@ -12,84 +12,19 @@
 //! chose, as is everything else; an object bound already holds our hooks and is left alone.
 //! An object whose GOT cannot be written is reported in one warning line.
 
-use crate::{hooks, output, process, real, sys};
+use crate::{output, process, real, sys};
 use libc::{c_char, c_int, c_void};
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// The rows of the table (`table.rs`) marked `deep`: the hooks an object loaded with
-/// `RTLD_DEEPBIND` is bound to — every call that moves Runtime API bytes or changes which fd
-/// they travel on, and the signal dispositions — each with libc's own function, the only value
-/// of a GOT entry that is replaced.
-macro_rules! deep_rows {
-    (@count [$lang:ident $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*]) => {
-        1
-    };
-    (@count $row:tt) => {
-        0
-    };
-    (@c [c $name:ident [$($args:tt)*] [$ret:ty] $family:ident $bytes:tt deep]) => {
-        pub mod $name {
-            #[allow(unused_imports)]
-            use libc::{c_char, c_int, c_long, c_void};
-            unsafe extern "C" {
-                /// The hook.
-                #[link_name = stringify!($name)]
-                pub fn hook($($args)*) -> $ret;
-                /// The real function, null until the C side resolved it.
-                #[link_name = concat!("lm_real_", stringify!($name))]
-                pub static REAL: std::sync::atomic::AtomicPtr<c_void>;
-            }
-        }
-    };
-    (@c $($row:tt)*) => {};
-    // The entries of the deep rows, one row at a time into `[$done…]`.
-    (@list [$($done:tt)*]) => {
-        [$($done)*]
-    };
-    (@list [$($done:tt)*] [rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*] $($rest:tt)*) => {
-        deep_rows! { @list [$($done)* (
-            stringify!($name).as_bytes(),
-            hooks::$name as *const () as usize,
-            real::$name::get() as *const () as usize,
-        ),] $($rest)* }
-    };
-    (@list [$($done:tt)*] [c $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep] $($rest:tt)*) => {
-        deep_rows! { @list [$($done)* (
-            stringify!($name).as_bytes(),
-            c_hooks::$name::hook as *const () as usize,
-            // SAFETY: a pointer the C side stores atomically (no system call, no lock).
-            unsafe { c_hooks::$name::REAL.load(Ordering::Acquire) } as usize,
-        ),] $($rest)* }
-    };
-    (@list [$($done:tt)*] $row:tt $($rest:tt)*) => {
-        deep_rows! { @list [$($done)*] $($rest)* }
-    };
-    // The table.
-    ($($row:tt)*) => {
-        /// The C hooks (`c-abi/interpose.c`), whose addresses go into the GOTs too, and the
-        /// real functions the C side resolved (`lm_real_NAME`).
-        mod c_hooks {
-            $(deep_rows! { @c $row })*
-        }
+/// One hook an object loaded with `RTLD_DEEPBIND` is bound to: its name, the hook's address
+/// and libc's own function (the only value of a GOT entry that is replaced).
+pub type Entry = (&'static [u8], usize, usize);
 
-        /// How many rows are `deep`.
-        const DEEP: usize = 0 $(+ deep_rows! { @count $row })*;
-
-        fn hook_table() -> [(&'static [u8], usize, usize); DEEP] {
-            deep_rows! { @list [] $($row)* }
-        }
-    };
-}
-
-crate::table::hook_table!(deep_rows);
-
-/// Called by the `dlsym` hook when a deep-bound load is pending (`c-abi/interpose.c`).
-#[unsafe(no_mangle)]
-pub extern "C" fn lm_deep_poll() {
-    poll();
-}
+/// The hooks' list of entries (`hooks::deep_table`, made from the table's `deep` rows), handed
+/// to `f`. Given by the hooks, which call this module: it does not name them itself.
+pub type Table = fn(f: &mut dyn FnMut(&[Entry]));
 
 /// The dynamic linker's debugger interface (`<link.h>`): `r_state` says whether a load or an
 /// unload is in progress.
@@ -111,19 +46,19 @@ unsafe extern "C" {
     static _r_debug: RDebug;
 }
 
-/// Called by the hooks: binds what `RTLD_DEEPBIND` loads left bound to libc, once they are
-/// complete. One relaxed load when there is nothing to do.
+/// Called by the hooks: binds what `RTLD_DEEPBIND` loads left bound to libc to the hooks of
+/// `table`, once they are complete. One relaxed load when there is nothing to do.
 #[inline(always)]
-pub fn poll() {
+pub fn poll(table: Table) {
     // SAFETY: a static of the C side, an atomic word.
     if unsafe { lm_deep_pending.load(Ordering::Relaxed) } != 0 {
-        bind_pending();
+        bind_pending(table);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn bind_pending() {
+fn bind_pending(table: Table) {
     // SAFETY: the dynamic linker's own variable; a plain read of an int it updates.
     let loader = unsafe { std::ptr::read_volatile(&raw const _r_debug.state) };
     if loader != RT_CONSISTENT {
@@ -144,7 +79,11 @@ fn bind_pending() {
     }
     // SAFETY: errno of this thread, kept as the host left it.
     let saved_errno = unsafe { *libc::__errno_location() };
-    if catch_unwind(AssertUnwindSafe(bind_objects)).is_err() {
+    if catch_unwind(AssertUnwindSafe(|| {
+        table(&mut |entries| bind_objects(entries))
+    }))
+    .is_err()
+    {
         output::warn("internal error while following an RTLD_DEEPBIND library");
     }
     // SAFETY: as above.
@@ -205,8 +144,7 @@ fn each_object(f: &mut dyn FnMut(&Object)) {
 
 /// Binds the hooked functions of every loaded object that still calls libc's own (not libc
 /// itself, nor this library).
-fn bind_objects() {
-    let table = hook_table();
+fn bind_objects(table: &[Entry]) {
     let here = bind_objects as *const () as usize;
     let libc = real::write::get() as *const () as usize;
     let mut lazy = Lazy::default();
@@ -217,7 +155,7 @@ fn bind_objects() {
             return;
         }
         let name = object.name.to_str().unwrap_or("an object");
-        match bind_object(object, &table, &mut lazy, last_try) {
+        match bind_object(object, table, &mut lazy, last_try) {
             Ok(0) => {}
             Ok(n) => output::debug(format_args!(
                 "{name} (loaded with RTLD_DEEPBIND): {n} libc calls bound to lambda-meter"

@@ -263,7 +263,7 @@ unsafe fn connected(
     len: socklen_t,
     call: impl FnOnce() -> c_int,
 ) -> c_int {
-    crate::deepbind::poll();
+    crate::deepbind::poll(deep_table);
     let rc = call();
     if process::activate() {
         let err = errno();
@@ -285,7 +285,7 @@ unsafe fn connected(
 /// `close`.
 #[inline(always)]
 fn closed(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
-    crate::deepbind::poll();
+    crate::deepbind::poll(deep_table);
     if output::is_log_fd(fd) {
         crate::lines::fd_changed(fd);
     }
@@ -1125,7 +1125,7 @@ macro_rules! shim {
                 // SAFETY: the observer gets the host's arguments as the hook got them.
                 unsafe { $observer }
             }
-            crate::deepbind::poll();
+            crate::deepbind::poll(deep_table);
             if $watch($fd) {
                 // SAFETY: the host's arguments, unchanged.
                 return unsafe { observed($fd $(, $arg)*) };
@@ -1166,6 +1166,81 @@ macro_rules! bind {
 }
 
 crate::table::hook_table!(shims);
+
+/// The rows of the table (`table.rs`) marked `deep`: the hooks an object loaded with
+/// `RTLD_DEEPBIND` is bound to — every call that moves Runtime API bytes or changes which fd
+/// they travel on, and the signal dispositions — each with libc's own function, the only value
+/// of a GOT entry that is replaced.
+macro_rules! deep_rows {
+    (@count [$lang:ident $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*]) => {
+        1
+    };
+    (@count $row:tt) => {
+        0
+    };
+    (@c [c $name:ident [$($args:tt)*] [$ret:ty] $family:ident $bytes:tt deep]) => {
+        pub mod $name {
+            #[allow(unused_imports)]
+            use libc::{c_char, c_int, c_long, c_void};
+            unsafe extern "C" {
+                /// The hook.
+                #[link_name = stringify!($name)]
+                pub fn hook($($args)*) -> $ret;
+                /// The real function, null until the C side resolved it.
+                #[link_name = concat!("lm_real_", stringify!($name))]
+                pub static REAL: std::sync::atomic::AtomicPtr<c_void>;
+            }
+        }
+    };
+    (@c $($row:tt)*) => {};
+    // The entries of the deep rows, one row at a time into `[$done…]`.
+    (@list [$($done:tt)*]) => {
+        [$($done)*]
+    };
+    (@list [$($done:tt)*] [rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep $($row:tt)*] $($rest:tt)*) => {
+        deep_rows! { @list [$($done)* (
+            stringify!($name).as_bytes(),
+            $name as *const () as usize,
+            real::$name::get() as *const () as usize,
+        ),] $($rest)* }
+    };
+    (@list [$($done:tt)*] [c $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep] $($rest:tt)*) => {
+        deep_rows! { @list [$($done)* (
+            stringify!($name).as_bytes(),
+            c_hooks::$name::hook as *const () as usize,
+            // SAFETY: a pointer the C side stores atomically (no system call, no lock).
+            unsafe { c_hooks::$name::REAL.load(Ordering::Acquire) } as usize,
+        ),] $($rest)* }
+    };
+    (@list [$($done:tt)*] $row:tt $($rest:tt)*) => {
+        deep_rows! { @list [$($done)*] $($rest)* }
+    };
+    // The table.
+    ($($row:tt)*) => {
+        /// The C hooks (`c-abi/interpose.c`), whose addresses go into the GOTs too, and the
+        /// real functions the C side resolved (`lm_real_NAME`).
+        mod c_hooks {
+            $(deep_rows! { @c $row })*
+        }
+
+        /// How many rows are `deep`.
+        const DEEP: usize = 0 $(+ deep_rows! { @count $row })*;
+
+        /// The entries of the `deep` rows, handed to `f` (see [`crate::deepbind::Table`]).
+        fn deep_table(f: &mut dyn FnMut(&[crate::deepbind::Entry])) {
+            let table: [crate::deepbind::Entry; DEEP] = deep_rows! { @list [] $($row)* };
+            f(&table);
+        }
+    };
+}
+
+crate::table::hook_table!(deep_rows);
+
+/// Called by the `dlsym` hook when a deep-bound load is pending (`c-abi/interpose.c`).
+#[unsafe(no_mangle)]
+pub extern "C" fn lm_deep_poll() {
+    crate::deepbind::poll(deep_table);
+}
 
 // ---- the constructor, and the callbacks the C interposers use ----
 
