@@ -13,7 +13,7 @@ CARGO ?= cargo
 DEMO_VENV := target/demo-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test check demo dashboard layer bench soak fuzz clean
+.PHONY: all build test-deps test check demo dashboard layer bench-deps bench soak fuzz clean
 
 all: build
 
@@ -64,7 +64,11 @@ dashboard:
 		../../../$(DEMO_VENV)/bin/python -m awslambdaric handler.dispatch 2>/dev/null | \
 		../../../layer/dashboard --region '$(value REGION)' $(foreach g,$(LOG_GROUPS),--log-group '$(g)')
 
-bench: test-deps layer
+# What the tests need, and valgrind.
+bench-deps:
+	sh tests/setup.sh --bench
+
+bench: bench-deps layer
 	$(CARGO) build --release --workspace
 	$(CARGO) run --release -q -p lambda-meter-bench --bin lambda-meter-bench
 

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs everything the tests and the demo need, idempotently:
+# Installs everything the tests and the demo need (with --bench, also what `make bench` runs),
+# idempotently:
 #   - system packages that are missing (Debian's apt)
 #   - a Python virtual environment with tests/requirements.txt
 #   - aws-cdk-lib for the CDK test (cached the same way)
@@ -20,6 +21,10 @@ for pair in cc:gcc c++:g++ make:make dash:dash od:coreutils python3:python3 \
     tool=${pair%%:*}
     command -v "$tool" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# `make bench` (tests/setup.sh --bench) also counts instructions with valgrind.
+if [ "${1:-}" = --bench ] && ! command -v valgrind >/dev/null 2>&1; then
+    missing="$missing valgrind"
+fi
 # PHP's curl extension (a PHP custom runtime's usual HTTP client, loaded with RTLD_DEEPBIND).
 if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qx curl; then
     missing="$missing php-curl"

@@ -303,17 +303,29 @@ fn pin_to_one_cpu() -> usize {
 }
 
 /// The environment the wrapper gives the runtime, for runs that skip the wrapper (valgrind and
-/// strace must see the runtime's own exec).
-fn preload_env(v: &Variant, lib: &Path) -> Vec<(String, String)> {
-    let mut env = v.env.clone();
-    if v.wrapped {
-        env.push(("LD_PRELOAD".into(), lib.display().to_string()));
+/// strace must see the runtime's own exec): the variant's own, and the library's path when the
+/// variant is metered (given to the traced program only: see [`run_under`]).
+fn preload_env(v: &Variant, lib: &Path) -> (Vec<(String, String)>, Option<String>) {
+    (v.env.clone(), v.wrapped.then(|| lib.display().to_string()))
+}
+
+/// Ends the bench with `what` and the tail of `stderr`: a variant that fails stops the run
+/// with a clear error, not a long wait.
+fn fail(what: &str, stderr: &str) -> ! {
+    let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+    eprintln!("bench: {what}");
+    for l in tail.iter().rev() {
+        eprintln!("  {l}");
     }
-    env
+    std::process::exit(1);
 }
 
 /// Runs `tool… command` for `invokes` no-op invokes and a last one that makes the runtime exit
-/// (so the tool writes its report); returns the run's stderr.
+/// (so the tool writes its report); returns the run's stderr. The library reaches only the
+/// traced program: strace is told to set `LD_PRELOAD` for it (`-E`), so strace itself never
+/// loads it (it would be the environment's oldest process, and the runtime's records would go
+/// to strace's stdout); valgrind's wrapper and launcher `exec` one another and the program in
+/// one process, so the variable reaches the program with nothing of ours running before it.
 fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String {
     let mut events: Vec<Event> = (0..invokes)
         .map(|_| Event::json(&json!({"action": "ok"})))
@@ -325,26 +337,49 @@ fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String
         ..Config::default()
     })
     .expect("simulator");
+    let (mut env, preload) = preload_env(v, lib);
     let mut command: Vec<std::ffi::OsString> = tool.iter().map(Into::into).collect();
+    if let Some(lib) = preload {
+        if tool[0] == "strace" {
+            command.push("-E".into());
+            command.push(format!("LD_PRELOAD={lib}").into());
+        } else {
+            env.push(("LD_PRELOAD".into(), lib));
+        }
+    }
     command.extend(v.command.iter().map(Into::into));
+    // A second an invoke is far more than either tool needs; a variant that stops answering
+    // fails the bench long before the old 20 minutes.
+    let limit = Duration::from_secs(120 + invokes as u64);
     let run = run_function(
         &sim,
         &RunOptions {
             command,
-            env: preload_env(v, lib),
+            env,
             cwd: Some(v.cwd.clone()),
-            timeout: Some(Duration::from_secs(1200)),
+            timeout: Some(limit),
             ..RunOptions::default()
         },
     )
-    .expect("run");
-    assert!(
-        run.exited.is_some(),
-        "{} under {} did not exit:\n{}",
-        v.name,
-        tool[0],
-        run.stderr
-    );
+    .unwrap_or_else(|e| {
+        fail(
+            &format!("{} under {} could not run: {e}", v.name, tool[0]),
+            "",
+        )
+    });
+    if run.exited.is_none() {
+        fail(
+            &format!(
+                "{} under {} did not exit within {} s ({} of {} events answered)",
+                v.name,
+                tool[0],
+                limit.as_secs(),
+                sim.results().iter().filter(|r| r.is_some()).count(),
+                invokes + 1
+            ),
+            &run.stderr,
+        );
+    }
     run.stderr
 }
 
