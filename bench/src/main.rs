@@ -464,7 +464,8 @@ fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
     per
 }
 
-/// Allocations per steady-state invoke, as the deterministic test `src/core/cost.rs` counts them.
+/// Allocations per steady-state invoke, as the deterministic test `src/core/cost.rs` (in the
+/// core crate) counts them.
 fn steady_state_allocations() -> Option<f64> {
     eprintln!("bench: allocation count (cargo test --lib cost)");
     let out = Command::new(env!("CARGO"))
@@ -473,7 +474,7 @@ fn steady_state_allocations() -> Option<f64> {
             "--lib",
             "-q",
             "-p",
-            "lambda_meter",
+            "lambda_meter_core",
             "cost",
             "--",
             "--nocapture",
