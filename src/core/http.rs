@@ -70,6 +70,8 @@ impl Target {
         in_query: false,
     };
 
+    /// One byte at a time: the model [`Target::extend`] is tested against.
+    #[cfg(test)]
     fn push(&mut self, b: u8) {
         let at = usize::from(self.prefix_len);
         if let Some(slot) = self.prefix.get_mut(at) {
@@ -86,6 +88,42 @@ impl Target {
             }
             self.path_len += 1;
         }
+    }
+
+    /// [`Target::push`] of each byte of `bytes`, at once.
+    fn extend(&mut self, bytes: &[u8]) {
+        let at = usize::from(self.prefix_len);
+        let n = bytes.len().min(TARGET_PREFIX.saturating_sub(at));
+        if let (Some(dst), Some(src)) = (self.prefix.get_mut(at..at + n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.prefix_len += n as u16;
+        }
+        let path = if self.in_query {
+            &[][..]
+        } else {
+            match crate::text::find_byte(b'?', bytes) {
+                Some(q) => {
+                    self.in_query = true;
+                    bytes.get(..q).unwrap_or_default()
+                }
+                None => bytes,
+            }
+        };
+        let keep = path.len().min(TARGET_TAIL);
+        self.tail.copy_within(keep.., 0);
+        if let (Some(dst), Some(src)) = (
+            self.tail.get_mut(TARGET_TAIL - keep..),
+            path.get(path.len() - keep..),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        self.path_len += path.len() as u64;
+    }
+
+    fn clear(&mut self) {
+        self.prefix_len = 0;
+        self.path_len = 0;
+        self.in_query = false;
     }
 
     /// The kept start of the target (all of it when short).
@@ -358,6 +396,48 @@ impl Parser {
                     *data = &[];
                     return Ok(Some(self.body_event(bytes)));
                 }
+                // A whole field line at hand is read at once (the byte path below reads the
+                // same line the same way when it comes in pieces).
+                State::Headers(Field::LineStart) | State::Trailers(Field::LineStart) => {
+                    if let Some(nl) = crate::text::find_byte(b'\n', data) {
+                        let line = data.get(..nl).unwrap_or_default();
+                        *data = data.get(nl + 1..).unwrap_or_default();
+                        let trailers = matches!(self.state, State::Trailers(_));
+                        if !self.field_line(line, trailers)? {
+                            continue;
+                        }
+                        if trailers {
+                            return Ok(Some(self.complete()));
+                        }
+                        match self.finish_head()? {
+                            Some(event) => return Ok(Some(event)),
+                            None => continue,
+                        }
+                    }
+                }
+                // A request target's bytes up to the space (or the bad byte) after it.
+                State::StartLine(Start::Second) if self.dir == Direction::Request => {
+                    let n = data
+                        .iter()
+                        .position(|b| *b == b' ' || b.is_ascii_control())
+                        .unwrap_or(data.len());
+                    if let Some((run, rest)) = data.split_at_checked(n) {
+                        self.head.target.extend(run);
+                        *data = rest;
+                    }
+                }
+                // A reason phrase, read past up to its line's end.
+                State::StartLine(Start::Third) if self.dir == Direction::Response => {
+                    let nl = crate::text::find_byte(b'\n', data).unwrap_or(data.len());
+                    *data = data.get(nl..).unwrap_or_default();
+                }
+                // The rest of a value nothing keeps: up to its line's end.
+                State::Headers(Field::Value) | State::Trailers(Field::Value)
+                    if matches!(self.sink, Sink::Skip) =>
+                {
+                    let nl = crate::text::find_byte(b'\n', data).unwrap_or(data.len());
+                    *data = data.get(nl..).unwrap_or_default();
+                }
                 _ => {}
             }
             let Some((&b, rest)) = data.split_first() else {
@@ -446,7 +526,7 @@ impl Parser {
     fn begin_message(&mut self) {
         self.head.status = 0;
         self.head.method_len = 0;
-        self.head.target = Target::EMPTY;
+        self.head.target.clear();
         self.head.spans = [ABSENT; MAX_FIELDS];
         self.head.used = 0;
         self.part_len = 0;
@@ -493,7 +573,7 @@ impl Parser {
                 } else if b == b' ' || b.is_ascii_control() {
                     return Err(ParseError::BadStartLine);
                 } else {
-                    self.head.target.push(b);
+                    self.head.target.extend(&[b]);
                 }
             }
             (Direction::Request, Start::Third) => {
@@ -609,6 +689,74 @@ impl Parser {
                 Ok(Some(Field::Value))
             }
         }
+    }
+
+    /// A whole field line (without its `\n`), read exactly as [`Parser::field`] reads it a
+    /// byte at a time. Returns true at the empty line that ends the block.
+    fn field_line(&mut self, line: &[u8], trailers: bool) -> Result<bool, ParseError> {
+        let Some(&first) = line.first() else {
+            return Ok(true);
+        };
+        if first == b'\r' {
+            return if line.len() == 1 {
+                Ok(true)
+            } else {
+                Err(ParseError::BadHeader)
+            };
+        }
+        // The first byte is a name byte whatever it is, a colon included, as in `field`.
+        let colon = line
+            .get(1..)
+            .and_then(|rest| crate::text::find_byte(b':', rest))
+            .ok_or(ParseError::BadHeader)?
+            + 1;
+        let (name, value) = line.split_at(colon);
+        if name
+            .iter()
+            .any(|b| *b == b' ' || *b == b'\t' || b.is_ascii_control())
+        {
+            return Err(ParseError::BadHeader);
+        }
+        for (slot, b) in self.name.iter_mut().zip(name) {
+            *slot = b.to_ascii_lowercase();
+        }
+        self.name_len = name.len().min(MAX_NAME) as u8;
+        self.name_too_long = name.len() > MAX_NAME;
+        self.choose_sink(trailers);
+        let value = value.get(1..).unwrap_or_default();
+        let start = value
+            .iter()
+            .position(|b| *b != b' ' && *b != b'\t')
+            .unwrap_or(value.len());
+        let value = value.get(start..).unwrap_or_default();
+        self.value_started = !value.is_empty();
+        match self.sink {
+            Sink::Skip => {}
+            Sink::Keep(slot, max) => {
+                let used = usize::from(self.head.used);
+                if let Some(span) = self.head.spans.get_mut(slot) {
+                    let n = value
+                        .len()
+                        .min(max.saturating_sub(usize::from(span.1)))
+                        .min(KEPT_BYTES.saturating_sub(used));
+                    if let (Some(dst), Some(src)) =
+                        (self.head.kept.get_mut(used..used + n), value.get(..n))
+                    {
+                        dst.copy_from_slice(src);
+                        span.1 += n as u16;
+                        self.head.used += n as u16;
+                    }
+                }
+            }
+            Sink::Length | Sink::Encoding => {
+                for b in value {
+                    self.value_byte(*b)?;
+                }
+            }
+        }
+        self.end_value();
+        self.name_len = 0;
+        Ok(false)
     }
 
     fn name_byte(&mut self, b: u8) -> Result<(), ParseError> {
@@ -971,6 +1119,39 @@ mod tests {
             assert_eq!(done[0].head.trailer(&FIELDS, TRAILER_TYPE), None);
             assert_eq!(done[1].head.target().prefix(), b"/b?x=/c");
             assert_eq!(done[1].head.target().path_tail(), b"/b");
+        }
+    }
+
+    #[test]
+    fn a_target_extended_in_runs_is_the_target_pushed_byte_by_byte() {
+        let long = format!("/{}/end?{}", "p".repeat(600), "q".repeat(600));
+        for t in [
+            "",
+            "/",
+            "/x",
+            "/a/b?c=d/e?f",
+            "?",
+            "/2018-06-01/runtime/invocation/abc/response",
+            &long,
+        ] {
+            for split in [1, 2, 3, 7, 16, 17, 100, usize::MAX] {
+                let mut model = Target::EMPTY;
+                t.bytes().for_each(|b| model.push(b));
+                let mut runs = Target::EMPTY;
+                runs.extend(b"/stale?x");
+                runs.clear();
+                t.as_bytes()
+                    .chunks(split.min(t.len().max(1)))
+                    .for_each(|c| runs.extend(c));
+                assert_eq!(runs.prefix(), model.prefix(), "{t} in runs of {split}");
+                assert_eq!(
+                    runs.path_tail(),
+                    model.path_tail(),
+                    "{t} in runs of {split}"
+                );
+                assert_eq!(runs.is_whole(), model.is_whole());
+                assert_eq!(runs.is_empty(), model.is_empty());
+            }
         }
     }
 

@@ -161,6 +161,7 @@ struct Seen {
     status: u16,
     method: String,
     target: Vec<u8>,
+    path_tail: Vec<u8>,
     values: Vec<Option<String>>,
     trailer: Option<String>,
     body_bytes: u64,
@@ -174,6 +175,7 @@ fn seen(p: &Parser, body_bytes: u64, first_marks: usize, body_len: u64) -> Seen 
         status: h.status,
         method: h.method().to_string(),
         target: h.target().prefix().to_vec(),
+        path_tail: h.target().path_tail().to_vec(),
         values: (0..FIELDS.head.len())
             .map(|i| h.value(i).map(str::to_string))
             .collect(),
@@ -280,6 +282,139 @@ pub fn http_garbage(data: &[u8]) {
         rest = &rest[n..];
     }
     let _ = p.end_of_stream();
+}
+
+/// What a parser made of a whole stream fed in pieces of `size()` bytes: the messages it
+/// completed, and the error it stopped at.
+fn trace(
+    dir: Direction,
+    stream: &[u8],
+    mut size: impl FnMut() -> usize,
+) -> (Vec<Seen>, Option<crate::http::ParseError>) {
+    let mut p = Parser::new(dir, FIELDS);
+    let mut done = Vec::new();
+    let (mut body, mut firsts) = (0u64, 0usize);
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let n = size().clamp(1, rest.len());
+        let mut piece = &rest[..n];
+        loop {
+            match p.step(&mut piece) {
+                Ok(Some(Event::Head)) => {}
+                Ok(Some(Event::Body { bytes, first })) => {
+                    body += bytes.len() as u64;
+                    firsts += usize::from(first);
+                }
+                Ok(Some(Event::Complete { body_len })) => {
+                    done.push(seen(&p, body, firsts, body_len));
+                    (body, firsts) = (0, 0);
+                }
+                Ok(None) => break,
+                Err(e) => return (done, Some(e)),
+            }
+        }
+        rest = &rest[n..];
+    }
+    (done, None)
+}
+
+/// Header lines made of the parts that decide a parse (names the parser keeps or acts on, in
+/// any case and too long, missing or doubled colons, whitespace, bare CRs and LFs, values too
+/// long to keep, odd bytes) between start lines and valid messages: the parser reads them the
+/// same whether a line comes whole or a byte at a time, up to the same messages and the same
+/// error.
+pub fn http_lines_any_split(data: &[u8]) {
+    let long_value = "v".repeat(100);
+    let long_name = format!("content-length{}", "x".repeat(60));
+    let names: [&str; 10] = [
+        "Content-Length",
+        "Lambda-Runtime-Deadline-Ms",
+        "transfer-ENCODING",
+        "Lambda-Runtime-Aws-Request-Id",
+        "lambda-runtime-function-error-type",
+        "X-Other",
+        &long_name,
+        "",
+        "A B",
+        "\u{1}",
+    ];
+    let long_path = format!("/{}/end", "p".repeat(600));
+    let long_query = format!("/q/tail-of-path?{}", "k=v&".repeat(200));
+    let targets: [&str; 6] = [
+        "/x",
+        "/2018-06-01/runtime/invocation/abc/response",
+        "/a/b?c=d/e?f",
+        &long_path,
+        &long_query,
+        "/ctl\u{1}",
+    ];
+    let seps = [":", ":", "::", " :", ""];
+    let leads = ["", " ", "\t", " \t "];
+    let values: [&str; 8] = [
+        "",
+        "12",
+        "chunked",
+        "gzip, chunked",
+        "1x",
+        &long_value,
+        "\r",
+        "9999999999999999999999",
+    ];
+    let trails = ["", " ", "\t", "\r"];
+    let ends = ["\r\n", "\n", "\r\r\n", ""];
+    let mut input = Input::new(data);
+    let dir = if input.coin() {
+        Direction::Request
+    } else {
+        Direction::Response
+    };
+    let mut stream = Vec::new();
+    // The last names and separators break a line: one line in eight may use them.
+    let pick = |input: &mut Input, from: &[&str], ok: usize, any: bool| -> Vec<u8> {
+        let n = if any { from.len() } else { ok };
+        from[usize::from(input.byte()) % n].as_bytes().to_vec()
+    };
+    while !input.is_empty() {
+        match input.byte() % 4 {
+            0 => stream.extend_from_slice(&valid_message(&mut input, dir).0),
+            _ => {
+                let start = match dir {
+                    Direction::Request => {
+                        format!(
+                            "GET {} HTTP/1.1\r\n",
+                            String::from_utf8_lossy(&pick(&mut input, &targets, 5, true))
+                        )
+                    }
+                    Direction::Response => "HTTP/1.1 200 OK\r\n".to_string(),
+                };
+                stream.extend_from_slice(start.as_bytes());
+                for _ in 0..input.byte() % 6 {
+                    let any = input.byte().is_multiple_of(8);
+                    stream.extend_from_slice(&pick(&mut input, &names, 7, any));
+                    stream.extend_from_slice(&pick(&mut input, &seps, 3, any));
+                    for part in [&leads[..], &values, &trails, &ends] {
+                        let p = pick(&mut input, part, part.len(), true);
+                        stream.extend_from_slice(&p);
+                    }
+                }
+                if !input.byte().is_multiple_of(8) {
+                    stream.extend_from_slice(b"\r\n");
+                }
+                if input.byte().is_multiple_of(8) {
+                    stream.push(input.byte());
+                }
+            }
+        }
+    }
+    let bytewise = trace(dir, &stream, || 1);
+    let whole = trace(dir, &stream, || usize::MAX);
+    let mut sizes = Input::new(data);
+    let pieces = trace(dir, &stream, || usize::from(sizes.byte() % 40));
+    assert_eq!(bytewise, whole, "a whole line is read as its bytes are");
+    assert_eq!(
+        bytewise, pieces,
+        "a line in pieces is read as its bytes are"
+    );
 }
 
 fn probe_at(ms: u64) -> Probe {
@@ -651,6 +786,11 @@ mod tests {
     #[test]
     fn http_garbage_is_bounded_and_never_panics() {
         run(super::http_garbage, 2_000, 0x5eed_0002);
+    }
+
+    #[test]
+    fn http_lines_read_whole_or_bytewise_alike() {
+        run(super::http_lines_any_split, 2_000, 0x5eed_0007);
     }
 
     #[test]

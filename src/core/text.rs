@@ -32,6 +32,30 @@ pub fn utf8_prefix(bytes: &[u8], max: usize) -> &str {
     }
 }
 
+/// Where `needle` first occurs in `hay`: eight bytes at a step (the parser skips header lines
+/// and values it does not keep with it, instead of a state change per byte).
+pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default()) ^ pattern;
+        // A zero byte of `w` is a match; the lowest flagged byte is always a true one.
+        let zero = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| *b == needle)
+        .map(|i| at + i)
+}
+
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
 /// memory reserved in advance, be moved by a plain copy, and be abandoned half-written (a
 /// signal handler that never returns) without anything to free.
@@ -277,6 +301,26 @@ pub fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments) -> &'a str 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn find_byte_finds_the_first_occurrence_anywhere() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut hay = vec![b'a'; len];
+                hay[at] = b'\n';
+                // Bytes that differ from the needle by one bit, and a later match.
+                if at + 1 < len {
+                    hay[at + 1] = b'\n';
+                }
+                if at > 0 {
+                    hay[at - 1] = b'\n' ^ 0x80;
+                }
+                assert_eq!(find_byte(b'\n', &hay), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_byte(b'\n', &vec![0x0b; len]), None);
+            assert_eq!(find_byte(0, &vec![0x80; len]), None);
+        }
+    }
 
     #[test]
     fn fixed_strings_cut_at_character_boundaries() {
