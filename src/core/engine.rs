@@ -359,6 +359,19 @@ struct JournalLink {
     /// The slot whose invoke's final record waits for the runtime's next `/next` in the journal
     /// (see [`Journal::finish`]).
     finished: Option<usize>,
+    /// The last provisional final record kept (see [`Engine::journal_provisional`]): when the
+    /// answer confirms it unchanged, the slot has the final record already.
+    provisional: Option<Provisional>,
+}
+
+/// A final record kept in the journal before its answer came, and the stream's constants state
+/// it was encoded in and left.
+struct Provisional {
+    slot: usize,
+    sent_ns: u64,
+    record: InvokeRecord,
+    constants_before: bool,
+    constants_after: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -478,6 +491,7 @@ impl Engine {
             slots,
             shared: [(template()?, false), (template()?, false)],
             finished: None,
+            provisional: None,
         });
         Some(())
     }
@@ -642,9 +656,31 @@ impl Engine {
             return;
         };
         // The record is encoded now, as it will be written (the environment's properties on
-        // it or not); if it cannot be kept, it is encoded again when it goes.
+        // it or not); if it cannot be kept, it is encoded again when it goes. The answer most
+        // often confirms the provisional record, which the slot then holds already: encoded
+        // from the same record in the same stream state, it is the same line. (A record with
+        // custom values is encoded again: its pool chunks may have grown.)
         let constants_before = self.prefixes.constants_written();
-        let finished = self.journal_final(&record, slot, sent_ns);
+        let kept = self
+            .journal
+            .as_mut()
+            .and_then(|link| link.provisional.take())
+            .filter(|p| {
+                p.slot == slot
+                    && p.sent_ns == sent_ns
+                    && p.constants_before == constants_before
+                    && record.custom == crate::custom::Custom::NONE
+                    && p.record == record
+            });
+        let finished = match kept {
+            Some(p) => {
+                if p.constants_after {
+                    self.prefixes.note_constants_written();
+                }
+                true
+            }
+            None => self.journal_final(&record, slot, sent_ns),
+        };
         let Some(link) = self.journal.as_mut() else {
             return;
         };
@@ -705,10 +741,20 @@ impl Engine {
             return;
         };
         let constants_before = self.prefixes.constants_written();
-        self.journal_final(&record, slot, sent.at.mono_ns);
+        let kept = self.journal_final(&record, slot, sent.at.mono_ns);
+        let constants_after = self.prefixes.constants_written();
         // Only the final record decides whether the stream has its constants.
         if !constants_before {
             self.prefixes.forget_constants_written();
+        }
+        if let Some(link) = self.journal.as_mut() {
+            link.provisional = kept.then_some(Provisional {
+                slot,
+                sent_ns: sent.at.mono_ns,
+                record,
+                constants_before,
+                constants_after,
+            });
         }
     }
 
