@@ -56,6 +56,30 @@ pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// Where the first byte below `limit` (at most 128) is in `hay`, eight bytes at a step: the
+/// journal's markers in a prepared record.
+pub fn find_below(limit: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let limit = limit.min(128);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+        // Flags each byte below `limit`; the lowest flagged byte is always a true one.
+        let below = w.wrapping_sub(ONES * u64::from(limit)) & !w & HIGHS;
+        if below != 0 {
+            return Some(at + (below.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| *b < limit)
+        .map(|i| at + i)
+}
+
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
 /// memory reserved in advance, be moved by a plain copy, and be abandoned half-written (a
 /// signal handler that never returns) without anything to free.
@@ -319,6 +343,31 @@ mod tests {
             }
             assert_eq!(find_byte(b'\n', &vec![0x0b; len]), None);
             assert_eq!(find_byte(0, &vec![0x80; len]), None);
+        }
+    }
+
+    #[test]
+    fn find_below_finds_the_first_small_byte_anywhere() {
+        for limit in [1u8, 4, 32, 128] {
+            for len in 0..40 {
+                for at in 0..len {
+                    // Bytes at and just over the limit around it, and every byte above it.
+                    let mut hay: Vec<u8> = (0..len).map(|i| 255 - (i % 128) as u8).collect();
+                    hay[at] = limit - 1;
+                    if at > 0 {
+                        hay[at - 1] = limit;
+                    }
+                    if at + 1 < len {
+                        hay[at + 1] = 0;
+                    }
+                    assert_eq!(
+                        find_below(limit, &hay),
+                        Some(at),
+                        "limit {limit} len {len} at {at}"
+                    );
+                }
+                assert_eq!(find_below(limit, &vec![limit; len]), None);
+            }
         }
     }
 
