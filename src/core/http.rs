@@ -711,18 +711,13 @@ impl Parser {
             .ok_or(ParseError::BadHeader)?
             + 1;
         let (name, value) = line.split_at(colon);
-        if name
-            .iter()
-            .any(|b| *b == b' ' || *b == b'\t' || b.is_ascii_control())
+        // Space, tab and the control bytes: all below `!`, but DEL.
+        if crate::text::find_below(b'!', name).is_some()
+            || crate::text::find_byte(0x7f, name).is_some()
         {
             return Err(ParseError::BadHeader);
         }
-        for (slot, b) in self.name.iter_mut().zip(name) {
-            *slot = b.to_ascii_lowercase();
-        }
-        self.name_len = name.len().min(MAX_NAME) as u8;
-        self.name_too_long = name.len() > MAX_NAME;
-        self.choose_sink(trailers);
+        self.choose_sink_for(name, name.len() > MAX_NAME, trailers);
         let value = value.get(1..).unwrap_or_default();
         let start = value
             .iter()
@@ -776,15 +771,21 @@ impl Parser {
 
     /// Decides what is kept of the field whose name was just read.
     fn choose_sink(&mut self, trailers: bool) {
-        let name = self
-            .name
-            .get(..usize::from(self.name_len))
-            .unwrap_or_default();
+        let name = self.name;
+        let name = name.get(..usize::from(self.name_len)).unwrap_or_default();
+        self.choose_sink_for(name, self.name_too_long, trailers);
+    }
+
+    /// Decides what is kept of field `name` (in any case; `too_long`: its start only).
+    fn choose_sink_for(&mut self, name: &[u8], too_long: bool, trailers: bool) {
+        let is = |wanted: &str| {
+            name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted.as_bytes())
+        };
         self.sink = Sink::Skip;
-        if self.name_too_long {
+        if too_long {
             return;
         }
-        if !trailers && name == b"content-length" {
+        if !trailers && is("content-length") {
             if self.length.is_none() {
                 self.sink = Sink::Length;
                 self.reading_length = Some(0);
@@ -792,7 +793,7 @@ impl Parser {
             }
             return;
         }
-        if !trailers && name == b"transfer-encoding" {
+        if !trailers && is("transfer-encoding") {
             self.sink = Sink::Encoding;
             self.token_len = 0;
             self.token_long = false;
@@ -803,7 +804,7 @@ impl Parser {
         } else {
             (self.fields.head, 0)
         };
-        if let Some(i) = list.iter().position(|w| w.name.as_bytes() == name) {
+        if let Some(i) = list.iter().position(|w| is(w.name)) {
             let slot = base + i;
             let first = self.head.spans.get(slot).is_some_and(|s| *s == ABSENT);
             let max = list.get(i).map_or(0, |w| w.max);
