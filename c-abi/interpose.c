@@ -33,6 +33,9 @@ struct lm_callbacks {
     /* After a raw rt_sigaction(sig, act, old) succeeded: translates `old`, settles the
      * library's crash handlers (src/glue/signals.rs). Keeps errno. */
     void (*raw_sigaction_done)(int sig, int changed, void *old);
+    /* After a raw close, close_range, dup2 or dup3 that changed what fd 1 or 2 is: the next
+     * record there looks again whether it is still the runtime's stdout or stderr. */
+    void (*log_fd_changed)(int fd);
 };
 
 static const struct lm_callbacks *callbacks;
@@ -187,6 +190,19 @@ int fcntl64(int fd, int cmd, ...) {
     return fcntl_common(real ? real : get_fcntl(&lm_real_fcntl, "fcntl"), fd, cmd, arg);
 }
 
+/* fds first to last (unsigned, as close_range takes them) changed: stdout and stderr among
+ * them are looked at again by the next record (src/glue/output.rs). Keeps errno. */
+static void log_fds_changed(long first, long last) {
+    const struct lm_callbacks *cb = cbs();
+    if (!cb || (unsigned long)first > 2)
+        return;
+    int saved = errno;
+    for (unsigned long fd = 1; fd <= 2; fd++)
+        if ((unsigned long)first <= fd && fd <= (unsigned long)last)
+            cb->log_fd_changed((int)fd);
+    errno = saved;
+}
+
 long syscall(long number, ...) {
     va_list ap;
     va_start(ap, number);
@@ -200,21 +216,28 @@ long syscall(long number, ...) {
     }
     /* Fast path: only fd-lifetime calls and signal actions can concern us. */
     switch (number) {
-    case SYS_close:
+    case SYS_close: {
         if (fd_is_tracked((int)a1)) {
             int saved = errno;
             cbs()->fd_closing((int)a1);
             errno = saved;
         }
-        return real(number, a1, a2, a3, a4, a5, a6);
+        long rc = real(number, a1, a2, a3, a4, a5, a6);
+        log_fds_changed(a1, a1);
+        return rc;
+    }
 #ifdef SYS_close_range
-    case SYS_close_range:
+    case SYS_close_range: {
         if (is_active() && !((unsigned long)a3 & CLOSE_RANGE_CLOEXEC)) {
             int saved = errno;
             cbs()->fds_closing((unsigned int)a1, (unsigned int)a2);
             errno = saved;
         }
-        return real(number, a1, a2, a3, a4, a5, a6);
+        long rc = real(number, a1, a2, a3, a4, a5, a6);
+        if (!((unsigned long)a3 & CLOSE_RANGE_CLOEXEC))
+            log_fds_changed(a1, a2);
+        return rc;
+    }
 #endif
     case SYS_dup:
 #ifdef SYS_dup2
@@ -228,6 +251,8 @@ long syscall(long number, ...) {
             cbs()->fd_duplicated((int)a1, new_fd);
             errno = saved;
         }
+        if (rc >= 0 && number != SYS_dup)
+            log_fds_changed(new_fd, new_fd);
         return rc;
     }
     case SYS_rt_sigaction: {

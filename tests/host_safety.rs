@@ -266,6 +266,96 @@ fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
 }
 
 #[test]
+fn a_stdout_whose_reader_is_gone_raises_no_sigpipe_after_the_host_stops_ignoring_it() {
+    // The runtime ignores SIGPIPE, so the first record's write to its reader-less stdout
+    // raises none; then the handler puts the default action back with a raw rt_sigaction,
+    // which only the syscall hook sees. The records after it must not kill the runtime with
+    // the SIGPIPE the kept "ignored" would no longer stop.
+    let runtime = compile_program("c_runtime", "c_runtime_sigpipe", &["-O1"]);
+    let layer = Layer::new();
+    let run = |wrapped: bool| {
+        let rt = runtime.display().to_string();
+        let wrapper = layer.wrapper().display().to_string();
+        let mut cmd = vec!["sh".to_string(), "-c".into()];
+        if wrapped {
+            cmd.extend(["( exec \"$0\" \"$1\" ) | true".into(), wrapper, rt]);
+        } else {
+            cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
+        }
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        run_until(
+            lambda_sim::Config {
+                events: events(&[
+                    json!({"action": "ok"}),
+                    json!({"action": "sigpipe_default"}),
+                    json!({"action": "ok"}),
+                    json!({"action": "ok"}),
+                ]),
+                ..lambda_sim::Config::default()
+            },
+            &cmd,
+            None,
+            &[("C_RUNTIME_IGNORE_SIGPIPE", "1")],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert!(plain.run.idle, "every event answered without the library");
+    assert!(
+        metered.run.idle,
+        "every event answered with it: {}",
+        metered.run.stderr
+    );
+    support::scenario::assert_same_results(&plain, &metered);
+}
+
+#[test]
+fn a_file_put_on_stdout_with_a_raw_dup3_gets_no_record() {
+    // After one record went to stdout, the handler puts a file of its own on fd 1 with a raw
+    // dup3 (past libc's wrapper: only the syscall hook sees it) and writes a line there. What
+    // the library knew of fd 1 is forgotten: the file holds the handler's line alone, as
+    // without the library, and the later records are not written there.
+    let runtime = compile_program("c_runtime", "c_runtime_stdout_file", &["-O1"]);
+    let layer = Layer::new();
+    let tmp = tempdir::TempDir::new("stdout-file");
+    let file = |wrapped: bool| tmp.path().join(format!("stdout-{wrapped}"));
+    let run = |wrapped: bool| {
+        let path = file(wrapped).display().to_string();
+        run_until(
+            lambda_sim::Config {
+                events: events(&[
+                    json!({"action": "ok"}),
+                    json!({"action": "stdout_to_file"}),
+                    json!({"action": "ok"}),
+                    json!({"action": "ok"}),
+                ]),
+                ..lambda_sim::Config::default()
+            },
+            &[runtime.to_str().unwrap()],
+            wrapped.then_some(layer.wrapper().as_path()),
+            &[("C_RUNTIME_STDOUT_FILE", path.as_str())],
+            &root(),
+            std::time::Duration::from_secs(20),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    assert!(
+        metered.run.idle,
+        "every event answered: {}",
+        metered.run.stderr
+    );
+    support::scenario::assert_same_results(&plain, &metered);
+    let read = |wrapped: bool| std::fs::read_to_string(file(wrapped)).unwrap();
+    assert_eq!(read(false), "the handler's own file\n");
+    assert_eq!(read(true), read(false), "the handler's file on fd 1");
+    assert!(
+        !metered.records().is_empty(),
+        "the first invoke's record went to the runtime's stdout"
+    );
+}
+
+#[test]
 fn a_signal_handler_that_writes_to_and_closes_the_socket() {
     // The handler writes a prepared /error one byte per SIGALRM (every 100 µs, while the main
     // thread allocates in a loop), then closes the socket. Hooks that allocated or locked inside

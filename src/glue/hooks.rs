@@ -287,14 +287,19 @@ unsafe fn connected(
 fn closed(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
     crate::deepbind::poll(deep_table);
     if output::is_log_fd(fd) {
-        crate::lines::fd_changed(fd);
+        output::log_fd_changed(fd);
     }
     // Forget first: once closed, another thread may get the same number from socket().
     if TRACKED.contains(fd) {
         forget_streams_on(fd);
         process::closing(fd);
     }
-    call()
+    let rc = call();
+    // Again once it is closed: a record that looked at it meanwhile saw it still open.
+    if output::is_log_fd(fd) {
+        output::log_fd_changed(fd);
+    }
+    rc
 }
 
 // Calls that move Runtime API bytes the hooks cannot see (in the kernel, from a file or pipe,
@@ -889,7 +894,7 @@ fn closed_stream(stream: *mut libc::FILE, call: impl FnOnce() -> c_int) -> c_int
     let rc = call();
     // Its fd is closed now: whatever gets the number next is looked at afresh.
     if let Some(fd) = log_fd {
-        crate::lines::fd_changed(fd);
+        output::log_fd_changed(fd);
     }
     rc
 }
@@ -897,15 +902,24 @@ fn closed_stream(stream: *mut libc::FILE, call: impl FnOnce() -> c_int) -> c_int
 /// `close_range`.
 #[inline(always)]
 fn closed_range(first: c_uint, last: c_uint, flags: c_int, call: impl FnOnce() -> c_int) -> c_int {
-    if first <= 2 && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
-        for fd in [1, 2].into_iter().filter(|fd| (first..=last).contains(fd)) {
-            crate::lines::fd_changed(fd as c_int);
-        }
-    }
+    log_fds_closed(first, last, flags);
     if process::is_active() && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
         process::closing_range(first, last);
     }
-    call()
+    let rc = call();
+    log_fds_closed(first, last, flags);
+    rc
+}
+
+/// fds `first` to `last` are (being) closed unless `flags` only marks them close-on-exec: stdout
+/// and stderr among them are looked at again.
+#[inline(always)]
+fn log_fds_closed(first: c_uint, last: c_uint, flags: c_int) {
+    if first <= 2 && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
+        for fd in [1, 2].into_iter().filter(|fd| (first..=last).contains(fd)) {
+            output::log_fd_changed(fd as c_int);
+        }
+    }
 }
 
 /// `dup`: a copy of a Runtime API socket is followed too.
@@ -923,7 +937,7 @@ fn duplicated(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
 fn duplicated_to(old: c_int, new: c_int, call: impl FnOnce() -> c_int) -> c_int {
     let rc = call();
     if rc >= 0 && output::is_log_fd(new) {
-        crate::lines::fd_changed(new);
+        output::log_fd_changed(new);
     }
     if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
         process::duplicated(old, new);
@@ -1259,6 +1273,8 @@ struct Callbacks {
     /// After a raw `rt_sigaction(sig, act, old)` succeeded: `changed` when `act` was given,
     /// `old` the host's kernel-layout struct or null.
     raw_sigaction_done: unsafe extern "C" fn(c_int, c_int, *mut c_void),
+    /// After a raw `close`, `close_range`, `dup2` or `dup3` that changed what fd 1 or 2 is.
+    log_fd_changed: extern "C" fn(c_int),
 }
 
 unsafe extern "C" {
@@ -1276,7 +1292,12 @@ static CALLBACKS: Callbacks = Callbacks {
     stream_wrote: stream_wrote_cb,
     in_this_library: real::lm_in_this_library,
     raw_sigaction_done: signals::raw_sigaction_done,
+    log_fd_changed: log_fd_changed_cb,
 };
+
+extern "C" fn log_fd_changed_cb(fd: c_int) {
+    output::log_fd_changed(fd);
+}
 
 extern "C" fn stream_writing_cb(stream: *mut libc::FILE) -> c_int {
     stream_writing(stream).unwrap_or(-1)

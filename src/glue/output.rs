@@ -25,7 +25,7 @@ use crate::sys;
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// Lowest fd number used for our own destination fds.
 const OWN_FD_FLOOR: libc::c_int = 512;
@@ -343,11 +343,81 @@ fn take_open_line(fd: libc::c_int) -> bool {
     }
 }
 
-/// Whether the host ignores SIGPIPE now, as the kernel says (one raw system call: no state of
-/// ours that a path around the hooks could leave stale).
+/// A yes-or-no fact about the host's process that a record asks the kernel once and keeps
+/// until a hook sees the host change it: a generation in the high bits, the answer in the low
+/// two. A question that raced a change is not kept (the change moved the generation on).
+/// Lock-free and async-signal-safe.
+pub struct Kept(AtomicU32);
+
+const NOT_KEPT: u32 = 0;
+const KEPT_YES: u32 = 1;
+const KEPT_NO: u32 = 2;
+
+impl Kept {
+    pub const fn new() -> Kept {
+        Kept(AtomicU32::new(NOT_KEPT))
+    }
+
+    /// The kept answer, or the kernel's (`ask`), kept when nothing changed meanwhile.
+    fn get_or(&self, ask: impl FnOnce() -> Option<bool>) -> Option<bool> {
+        let seen = self.0.load(Ordering::Acquire);
+        match seen & 3 {
+            KEPT_YES => return Some(true),
+            KEPT_NO => return Some(false),
+            _ => {}
+        }
+        let answer = ask();
+        if let Some(yes) = answer {
+            let _ = self.0.compare_exchange(
+                seen,
+                (seen & !3) | if yes { KEPT_YES } else { KEPT_NO },
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+        answer
+    }
+
+    /// The host changed it: asked again next time.
+    fn forget(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                Some((w & !3).wrapping_add(4))
+            });
+    }
+}
+
+/// Whether the host ignores SIGPIPE, as the kernel said when a record last asked: asked again
+/// (one raw system call) only after the host changed SIGPIPE's action through any of the
+/// signal hooks ([`sigpipe_changed`]).
 fn sigpipe_ignored() -> bool {
-    let mut now = sys::KernelAction::default();
-    sys::rt_sigaction(libc::SIGPIPE, None, Some(&mut now)).is_ok() && now.handler == libc::SIG_IGN
+    state()
+        .sigpipe
+        .get_or(|| {
+            let mut now = sys::KernelAction::default();
+            sys::rt_sigaction(libc::SIGPIPE, None, Some(&mut now))
+                .ok()
+                .map(|_| now.handler == libc::SIG_IGN)
+        })
+        .unwrap_or(false)
+}
+
+/// The host is changing SIGPIPE's action (the `sigaction`, `signal`-like and raw
+/// `rt_sigaction` hooks): the next record asks the kernel again.
+pub fn sigpipe_changed() {
+    state().sigpipe.forget();
+}
+
+/// The host is changing what `fd` is (`close`, `dup2`, `dup3`, `close_range`, `fclose`, and
+/// their raw system calls): when it is stdout or stderr, the next record there looks again
+/// whether it is still the stream it was, and the log lines forget what they knew of it.
+#[inline(always)]
+pub fn log_fd_changed(fd: libc::c_int) {
+    if let Some(kept) = state().log_checked.get((fd as usize).wrapping_sub(1)) {
+        kept.forget();
+        crate::lines::fd_changed(fd);
+    }
 }
 
 /// Runs `write` (ours, to a pipe or socket) so that it cannot raise SIGPIPE in the host: a
@@ -392,13 +462,22 @@ fn still_log_stream(fd: libc::c_int) -> bool {
     log_stream_check(fd).is_some()
 }
 
-/// What a write of ours to `fd` needs to know, from one `fstat`: `None` when `fd` (1 or 2) is
-/// no longer the stream it was at load; else whether a write could raise SIGPIPE (a pipe or a
-/// socket). Async-signal-safe.
+/// What a write of ours to `fd` needs to know: `None` when `fd` (1 or 2) is no longer the
+/// stream it was at load; else whether a write could raise SIGPIPE (a pipe or a socket). One
+/// `fstat` the first time, and again only after the host changed the fd ([`log_fd_changed`]).
+/// Async-signal-safe.
 fn log_stream_check(fd: libc::c_int) -> Option<bool> {
     if !is_log_fd(fd) {
         return Some(false);
     }
+    state()
+        .log_checked
+        .get((fd as usize).wrapping_sub(1))?
+        .get_or(|| log_stream_asked(fd))
+}
+
+/// [`log_stream_check`] from the kernel: one `fstat`.
+fn log_stream_asked(fd: libc::c_int) -> Option<bool> {
     let st = sys::fstat(fd).ok();
     if let Some(slot) = state().log_streams.get((fd as usize).wrapping_sub(1)) {
         let known = (
@@ -1011,6 +1090,11 @@ pub struct OutputState {
     /// 2 still name the same file: a host that closed its stdout may get fd 1 back for a file
     /// or socket of its own, and nothing of ours may appear there.
     log_streams: [[AtomicU64; 2]; 2],
+    /// Whether stdout (`[0]`) and stderr (`[1]`) are still those streams, and pipes or sockets,
+    /// as a record found, until a hook sees the host change the fd. (Not the stream: not kept.)
+    log_checked: [Kept; 2],
+    /// Whether SIGPIPE is ignored, as a record found, until a hook sees the host change it.
+    sigpipe: Kept,
 }
 
 impl OutputState {
@@ -1032,6 +1116,8 @@ impl OutputState {
                 [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
                 [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
             ],
+            log_checked: [Kept::new(), Kept::new()],
+            sigpipe: Kept::new(),
         }
     }
 
@@ -1052,6 +1138,10 @@ impl OutputState {
             // Kept: the child shares its parent's stdout and stderr, partial line included.
             host_line_open: _,
             log_streams: _,
+            // Kept: the child has the same fds and signal actions (a change it makes goes
+            // through its hooks).
+            log_checked: _,
+            sigpipe: _,
         } = self;
     }
 }

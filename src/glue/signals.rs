@@ -200,6 +200,9 @@ pub unsafe fn sigaction(
 ) -> c_int {
     // SAFETY: the host's arguments, unchanged.
     let rc = unsafe { real(sig, act, old) };
+    if rc == 0 && sig == libc::SIGPIPE && !act.is_null() {
+        crate::output::sigpipe_changed();
+    }
     if rc == 0 && index(sig).is_some() {
         // SAFETY: this thread's errno, kept across our work.
         let errno = unsafe { *libc::__errno_location() };
@@ -231,6 +234,9 @@ pub unsafe fn signal_like(
 ) -> libc::sighandler_t {
     // SAFETY: the host's arguments, unchanged.
     let old = unsafe { real(sig, handler) };
+    if old != libc::SIG_ERR && sig == libc::SIGPIPE {
+        crate::output::sigpipe_changed();
+    }
     if old == libc::SIG_ERR || index(sig).is_none() {
         return old;
     }
@@ -253,6 +259,9 @@ pub unsafe fn signal_like(
 /// # Safety
 /// `old` is null or the kernel-layout action the host gave for writing.
 pub unsafe extern "C" fn raw_sigaction_done(sig: c_int, changed: c_int, old: *mut libc::c_void) {
+    if sig == libc::SIGPIPE && changed != 0 {
+        crate::output::sigpipe_changed();
+    }
     let Some(s) = saved(sig) else { return };
     if !old.is_null() {
         // SAFETY: the kernel has just written the host's struct there, in this layout.

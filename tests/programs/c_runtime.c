@@ -268,6 +268,8 @@ int main(void) {
     /* Unbuffered, unless the test wants stdio's own buffering (stdio_partial). */
     if (!getenv("C_RUNTIME_BUFFERED_STDOUT"))
         setvbuf(stdout, NULL, _IONBF, 0);
+    if (getenv("C_RUNTIME_IGNORE_SIGPIPE"))
+        signal(SIGPIPE, SIG_IGN);
     if (getenv("C_RUNTIME_NONBLOCK_STDOUT"))
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
     if (getenv("C_RUNTIME_OWN_HANDLER")) {
@@ -356,6 +358,28 @@ int main(void) {
                 exit(0);
             int status = -1;
             waitpid((pid_t)pid, &status, 0);
+        } else if (strcmp(action, "stdout_to_file") == 0) {
+            /* Put C_RUNTIME_STDOUT_FILE on fd 1 with a raw dup3 (no libc wrapper: only the
+             * syscall hook sees it), say so there, and answer. */
+            const char *path = getenv("C_RUNTIME_STDOUT_FILE");
+            int ffd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+            if (ffd < 0 || syscall(SYS_dup3, ffd, 1, 0) != 1)
+                die("stdout_to_file");
+            syscall(SYS_close, ffd);
+            write(1, "the handler's own file\n", 23);
+            post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "sigpipe_default") == 0) {
+            /* SIGPIPE back to its default action with a raw rt_sigaction (only the syscall
+             * hook sees it), then answer. */
+            struct {
+                void (*handler)(int);
+                unsigned long flags;
+                void (*restorer)(void);
+                unsigned long mask;
+            } dfl = {SIG_DFL, 0, NULL, 0};
+            if (syscall(SYS_rt_sigaction, SIGPIPE, &dfl, NULL, sizeof dfl.mask) != 0)
+                die("sigpipe_default");
+            post(id, "response", "", "{}", 2);
         } else if (strcmp(action, "partial") == 0) {
             write(1, "progress: 50%", 13);
             post(id, "response", "", "{}", 2);
