@@ -56,6 +56,39 @@ pub fn poll(table: Table) {
     }
 }
 
+/// Whether a deep-bound load waits to be bound (the hooks' fast paths test it). The flag is a
+/// hidden symbol of this library: read with one PC-relative load, not through the GOT as an
+/// `extern` static would be.
+#[inline(always)]
+pub fn is_pending() -> bool {
+    let pending: u32;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a 32-bit load of the C side's word (hidden, in this library), as a relaxed atomic
+    // load is on x86_64; no other memory or register is touched.
+    unsafe {
+        std::arch::asm!(
+            "mov {0:e}, dword ptr [rip + lm_deep_pending]",
+            out(reg) pending,
+            options(nostack, preserves_flags, readonly, pure)
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as on x86_64: a 32-bit load of the hidden word, as a relaxed atomic load is.
+    unsafe {
+        std::arch::asm!(
+            "adrp {t}, lm_deep_pending",
+            "ldr {0:w}, [{t}, :lo12:lm_deep_pending]",
+            out(reg) pending,
+            t = out(reg) _,
+            options(nostack, preserves_flags, readonly, pure)
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: a static of the C side, an atomic word.
+    let pending = unsafe { lm_deep_pending.load(Ordering::Relaxed) };
+    pending != 0
+}
+
 #[cold]
 #[inline(never)]
 fn bind_pending(table: Table) {

@@ -1131,16 +1131,24 @@ macro_rules! shim {
         [$ret:ty] $deep:tt $slot:tt $needed:tt $binder:tt [$observer:expr]) => {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
+            // A deep-bound load to bind, or a watched fd: out of line, with the host's
+            // arguments as they came. Both ways out are tail calls, so the fast path keeps
+            // nothing on the stack.
+            // `extern "C"` (it cannot unwind), so that calling it is a plain jump.
             #[cold]
             #[inline(never)]
             #[allow(unused_unsafe)]
-            unsafe fn observed($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
+            unsafe extern "C" fn observed($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
+                crate::deepbind::poll(deep_table);
+                if !$watch($fd) {
+                    // SAFETY: forwarding the host's arguments unchanged.
+                    return unsafe { (real::$name::get())($fd $(, $arg)*) };
+                }
                 bind!($name $slot $binder [$fd $(, $arg)*]);
                 // SAFETY: the observer gets the host's arguments as the hook got them.
                 unsafe { $observer }
             }
-            crate::deepbind::poll(deep_table);
-            if $watch($fd) {
+            if crate::deepbind::is_pending() || $watch($fd) {
                 // SAFETY: the host's arguments, unchanged.
                 return unsafe { observed($fd $(, $arg)*) };
             }
