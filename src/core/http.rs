@@ -341,6 +341,9 @@ pub struct Parser {
     chunk: u64,
     chunk_digits: u8,
     body_len: u64,
+    /// Bit `n` set: some field this parser acts on has a name of `n` bytes (a field of
+    /// another length is skipped without a compare).
+    name_lengths: u128,
 }
 
 impl Parser {
@@ -367,6 +370,11 @@ impl Parser {
             chunk: 0,
             chunk_digits: 0,
             body_len: 0,
+            name_lengths: ["content-length", "transfer-encoding"]
+                .into_iter()
+                .chain(fields.head.iter().chain(fields.trailers).map(|w| w.name))
+                .filter(|n| n.len() < 128)
+                .fold(0, |bits, n| bits | 1 << n.len()),
         }
     }
 
@@ -782,7 +790,7 @@ impl Parser {
             name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted.as_bytes())
         };
         self.sink = Sink::Skip;
-        if too_long {
+        if too_long || name.len() >= 128 || self.name_lengths & 1 << name.len() == 0 {
             return;
         }
         if !trailers && is("content-length") {

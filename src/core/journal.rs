@@ -785,22 +785,37 @@ fn hole_for_metric(
 ) -> Option<()> {
     // `,"Name":` cannot occur inside a JSON string (a quote there is always escaped), so the
     // first match is the member itself.
-    let (mut m, mut d) = ([0u8; 48], [0u8; 48]);
+    let mut m = [0u8; 48];
     let member = joined(&mut m, &[b",\"", name.as_bytes(), b"\":"]);
     let Some(at) = find_from(t, start, member) else {
         return Some(()); // not selected
     };
-    // A value the settings do not declare is a plain member: it can always go.
+    hole_for_member(t, start, at, name, kind, may_be_unknown)
+}
+
+/// [`hole_for_metric`] for the member of metric `name` found at `at`.
+fn hole_for_member(
+    t: &mut Out,
+    start: usize,
+    at: usize,
+    name: &str,
+    kind: u8,
+    may_be_unknown: bool,
+) -> Option<()> {
+    let (mut m, mut d) = ([0u8; 48], [0u8; 48]);
+    let member = joined(&mut m, &[b",\"", name.as_bytes(), b"\":"]);
+    // A value the settings do not declare is a plain member: it can always go. A declaration
+    // is in the `_aws` directive, which comes before every member.
     let declaration = joined(&mut d, &[b"{\"Name\":\"", name.as_bytes(), b"\","]);
-    let declared = find_from(t, start, declaration);
+    let declared = find(t.written().get(start..at)?, declaration).map(|i| start + i);
     let elidable = may_be_unknown && declared.is_none_or(|at| declaration_can_go(t.written(), at));
     replace_number(t, at + member.len(), kind)?;
     if elidable {
         // The member ends with its hole marker.
         let end = at + find(t.written().get(at..)?, &[HOLE, kind])? + 2;
         wrap_span(t, at, end, kind);
-        if declared.is_some() {
-            let decl_at = find_from(t, start, declaration)?;
+        // The member's edits are after it: the declaration is where it was found.
+        if let Some(decl_at) = declared {
             wrap_declaration(t, decl_at, kind)?;
         }
     }
@@ -817,14 +832,17 @@ pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
     let mut m = [0u8; 64];
     let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
     let member = joined(&mut m, &[b",\"PostResponseDuration\":", digits.as_bytes()]);
-    if t.overflowed() || find_from(t, start, member).is_none() {
+    if t.overflowed() {
         return false;
     }
+    let Some(at) = find_from(t, start, member) else {
+        return false;
+    };
     let Some(post_response) = crate::metrics::find("PostResponseDuration").and_then(Metric::hole)
     else {
         return false;
     };
-    hole_for_metric(t, start, "PostResponseDuration", post_response, true).is_some()
+    hole_for_member(t, start, at, "PostResponseDuration", post_response, true).is_some()
         && !t.overflowed()
 }
 

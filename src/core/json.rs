@@ -10,10 +10,7 @@ use crate::text::Out;
 /// `None` from `put`. The one escaper of records and of the journal's slots.
 pub fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
     let mut rest = s;
-    while let Some(at) = rest
-        .bytes()
-        .position(|b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(at) = crate::text::find_json_special(rest.as_bytes()) {
         put(rest.get(..at)?)?;
         let b = rest.as_bytes().get(at).copied()?;
         match b {

@@ -80,6 +80,32 @@ pub fn find_below(limit: u8, hay: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// Where the first byte JSON escapes (a control byte, `"` or `\\`) is in `hay`, eight bytes at
+/// a step.
+pub fn find_json_special(hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+        // Each test's lowest flagged byte is a true one, so the lowest of all three is.
+        let flagged = (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')));
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
+        .map(|i| at + i)
+}
+
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
 /// memory reserved in advance, be moved by a plain copy, and be abandoned half-written (a
 /// signal handler that never returns) without anything to free.
@@ -135,6 +161,11 @@ impl<const N: usize> FixedStr<N> {
             .unwrap_or_default()
     }
 
+    /// The text's bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -157,9 +188,10 @@ impl<const N: usize> std::ops::Deref for FixedStr<N> {
     }
 }
 
+// Compared as bytes: the same text is the same bytes, and nothing needs checking as UTF-8.
 impl<const N: usize> PartialEq for FixedStr<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -167,13 +199,13 @@ impl<const N: usize> Eq for FixedStr<N> {}
 
 impl<const N: usize> PartialEq<str> for FixedStr<N> {
     fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl<const N: usize> PartialEq<&str> for FixedStr<N> {
     fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -369,6 +401,30 @@ mod tests {
                 assert_eq!(find_below(limit, &vec![limit; len]), None);
             }
         }
+    }
+
+    #[test]
+    fn find_json_special_finds_the_first_byte_to_escape() {
+        for special in [0u8, 0x1f, b'"', b'\\', b'\n'] {
+            for len in 0..40 {
+                for at in 0..len {
+                    // Neighbours just past each test: a space, `#`, `]`, and bytes above 0x7f.
+                    let mut hay: Vec<u8> = (0..len)
+                        .map(|i| [b' ', b'#', b']', 0xdc, b'!'][i % 5])
+                        .collect();
+                    hay[at] = special;
+                    if at + 1 < len {
+                        hay[at + 1] = b'"';
+                    }
+                    assert_eq!(
+                        find_json_special(&hay),
+                        Some(at),
+                        "{special} len {len} at {at}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find_json_special("plain text, é and ]#!".as_bytes()), None);
     }
 
     #[test]
