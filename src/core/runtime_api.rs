@@ -85,18 +85,6 @@ pub enum RequestKind {
     Other,
 }
 
-/// A path's segments after [`BASE`], without allocating: at most five matter, a sixth means
-/// none of ours.
-fn segments(rest: &str) -> Option<([&str; 5], usize)> {
-    let mut parts = [""; 5];
-    let mut n = 0;
-    for part in rest.split('/') {
-        *parts.get_mut(n)? = part;
-        n += 1;
-    }
-    Some((parts, n))
-}
-
 /// The path of a target, without an absolute form's scheme and host and without a query.
 fn path_of(target: &[u8]) -> &[u8] {
     let target = match target.strip_prefix(b"http://") {
@@ -151,22 +139,28 @@ fn classify_path<'p>(method: &str, path: &'p str) -> (RequestKind, &'p str) {
     let Some(rest) = path.strip_prefix(BASE) else {
         return (RequestKind::Other, "");
     };
-    let Some((parts, n)) = segments(rest) else {
-        return (RequestKind::Other, "");
-    };
-    let parts = parts.get(..n).unwrap_or_default();
-    let id = |id: &'p str| crate::text::bounded_str(id, MAX_ID_LEN);
-    match (method, parts) {
-        ("GET", ["", "runtime", "invocation", "next"]) => (RequestKind::Next, ""),
-        ("POST", ["", "runtime", "invocation", i, "response"]) if !i.is_empty() => {
-            (RequestKind::Response, id(i))
+    match (method, rest) {
+        ("GET", "/runtime/invocation/next") => (RequestKind::Next, ""),
+        ("POST", "/runtime/init/error") => (RequestKind::InitError, ""),
+        ("GET", "/runtime/restore/next") => (RequestKind::RestoreNext, ""),
+        ("POST", "/runtime/restore/error") => (RequestKind::RestoreError, ""),
+        ("POST", rest) => {
+            // `/runtime/invocation/<id>/response` or `…/error`: an id of one segment.
+            let Some(tail) = rest.strip_prefix("/runtime/invocation/") else {
+                return (RequestKind::Other, "");
+            };
+            let (id, kind) = if let Some(id) = tail.strip_suffix("/response") {
+                (id, RequestKind::Response)
+            } else if let Some(id) = tail.strip_suffix("/error") {
+                (id, RequestKind::Error)
+            } else {
+                return (RequestKind::Other, "");
+            };
+            if id.is_empty() || id.contains('/') {
+                return (RequestKind::Other, "");
+            }
+            (kind, crate::text::bounded_str(id, MAX_ID_LEN))
         }
-        ("POST", ["", "runtime", "invocation", i, "error"]) if !i.is_empty() => {
-            (RequestKind::Error, id(i))
-        }
-        ("POST", ["", "runtime", "init", "error"]) => (RequestKind::InitError, ""),
-        ("GET", ["", "runtime", "restore", "next"]) => (RequestKind::RestoreNext, ""),
-        ("POST", ["", "runtime", "restore", "error"]) => (RequestKind::RestoreError, ""),
         _ => (RequestKind::Other, ""),
     }
 }
@@ -586,6 +580,12 @@ mod tests {
                 "",
             ),
             ("GET", "/2020-01-01/extension/event/next", Other, ""),
+            ("GET", "/2018-06-01/runtime/invocation/next/", Other, ""),
+            ("GET", "/2018-06-01/runtime/invocation/id/response", Other, ""),
+            ("POST", "/2018-06-01/runtime/invocation/id/response/", Other, ""),
+            ("POST", "/2018-06-01/runtime/invocation/response", Other, ""),
+            ("POST", "/2018-06-01/runtime/invocation/error", Other, ""),
+            ("POST", "/2018-06-01/runtime/init/error/", Other, ""),
         ];
         for (method, target, kind, id) in cases {
             assert_eq!(
