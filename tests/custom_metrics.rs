@@ -181,6 +181,35 @@ fn channel_values_after_the_function_cleaned_its_tmp_reach_their_record() {
 }
 
 #[test]
+fn a_channel_made_after_a_quiet_while_reaches_its_record() {
+    // While there is no channel file the reader looks only at its directory, whose times it
+    // trusts once they are older than a clock tick or so: sleeps make them so. A file made
+    // there then, or made again after the function cleaned its tmp (and the journal was made
+    // again meanwhile), is still read at its invoke's result.
+    let payloads = vec![
+        json!({"action": "sleep", "ms": 150}),
+        json!({"action": "channel", "metrics": {"First": 1}}),
+        json!({"action": "sleep", "ms": 150}),
+        json!({"action": "clean_tmp"}),
+        json!({"action": "sleep", "ms": 150}),
+        json!({"action": "sleep", "ms": 150}),
+        json!({"action": "channel", "metrics": {"After": 2}}),
+        json!({"action": "sleep", "ms": 150}),
+    ];
+    let metered = python(&payloads, true, &[], 1);
+    let recs = records_in_order(&metered, &payloads);
+    assert_eq!(recs[1]["First"], 1.0, "{}", recs[1]);
+    assert_eq!(recs[6]["After"], 2.0, "{}", recs[6]);
+    for i in [0, 2, 3, 4, 5, 7] {
+        assert!(
+            recs[i].get("First").is_none() && recs[i].get("After").is_none(),
+            "{}",
+            recs[i]
+        );
+    }
+}
+
+#[test]
 fn bad_custom_values_get_a_status_code_and_never_reach_a_record() {
     let mut report = custom(json!([
         ["add_metric", "Good", "Count", 1],

@@ -224,6 +224,31 @@ fn python_sigkill_after_the_function_cleaned_its_tmp_is_still_reported() {
 }
 
 #[test]
+fn python_sigkill_after_a_quiet_while_and_a_cleaned_tmp_is_still_reported() {
+    // As above, after invokes long enough apart that the directory's look is trusted: the
+    // cleaning changes it, and the journal is made again before the next invoke opens.
+    let cleaned = Case {
+        payload: json!({"action": "clean_tmp"}),
+        reason: None,
+    };
+    let quiet = || Case {
+        payload: json!({"action": "sleep", "ms": 150}),
+        reason: None,
+    };
+    let cases = vec![
+        quiet(),
+        quiet(),
+        cleaned,
+        dies(
+            json!({"action": "crash", "signal": "SIGKILL", "how": "kill"}),
+            "killed (no exit seen)",
+        ),
+        ok(),
+    ];
+    python_endings(cases).check();
+}
+
+#[test]
 fn node_process_exit_and_abort() {
     let dir = node_function_dir();
     for alternative in [false, true] {

@@ -18,15 +18,26 @@
 //! A reader reads in chunks of its buffer, oldest lines first, so a value written early in a
 //! long invoke is not pushed out by what other processes append after it.
 //!
+//! While there is no channel file, a reader looks at the channel's directory instead: one
+//! `statx` that also tells the journal whether the function cleaned its temporary directory
+//! ([`dir_look`]). A file made there (the channel's first value), removed or renamed changes
+//! the directory's times; only then is the channel itself looked for. Times a coarse clock
+//! wrote less than [`SETTLE_MS`] before the look are not trusted (another change in the same
+//! tick would not move them): the next read looks at the channel whatever they say.
+//!
 //! Raw system calls only (see [`crate::sys`]): this runs on hook paths.
 
 use crate::sys;
 use std::ffi::CString;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// The size from which a file read to its end is rotated.
 pub const ROTATE_AT: u64 = 256 * 1024;
+
+/// How old a directory's times must be, at a look, to be trusted to move with its next change
+/// (file times come from a clock that ticks every few milliseconds).
+const SETTLE_MS: u64 = 50;
 
 /// The channel's path and the old generation's, NUL-terminated.
 struct Paths {
@@ -113,13 +124,103 @@ fn read_lines(path: &[u8], at: u64, size: u64, buf: &mut [u8]) -> (usize, u64) {
 }
 
 /// What was appended to the channel since the last call (whole lines, oldest first) into
-/// `buf`, and whether more is there to read now. One `stat` when nothing was; an open, a
-/// `pread` and a close for each file that has new lines.
+/// `buf`, and whether more is there to read now. One `statx` of the directory while there is
+/// no channel file and nothing changed there; else one `statx` of the channel more, and an
+/// open, a `pread` and a close for each file that has new lines.
 pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
     let (mut now_buf, mut old_buf) = ([0u8; 600], [0u8; 600]);
     let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
         return (0, false);
     };
+    // No channel file at the last read, and its directory has not changed since.
+    let unchanged = look_at_dir(now_path).is_some_and(|(look, trusted)| {
+        let seen = &state().reader_seen;
+        let same = state().reader_trusts.load(Ordering::Relaxed) && load_look(seen) == look;
+        store_look(seen, look);
+        state().reader_trusts.store(trusted, Ordering::Relaxed);
+        same
+    });
+    if unchanged && state().absent.load(Ordering::Relaxed) {
+        return (0, false);
+    }
+    let (n, more) = read_from(now_path, old_path, buf);
+    state()
+        .absent
+        .store(reading().is_none() && !more, Ordering::Relaxed);
+    (n, more)
+}
+
+/// Looks at the directory the channel (`path`, NUL-terminated) is in: how it is now, and
+/// whether its times are old enough to be trusted. Kept for [`dir_look`].
+fn look_at_dir(path: &[u8]) -> Option<(sys::DirLook, bool)> {
+    let path = path.strip_suffix(b"\0").unwrap_or(path);
+    let dir = match path.iter().rposition(|b| *b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => path.get(..i)?,
+        None => b".",
+    };
+    let mut buf = [0u8; 600];
+    let mut out = crate::text::Out::new(&mut buf);
+    out.bytes(dir);
+    out.byte(0);
+    if out.overflowed() {
+        return None;
+    }
+    let len = out.len();
+    let look = sys::dir_look(buf.get(..len)?).ok()?;
+    let wall_ms = crate::probes::clock_now().wall_ms;
+    let changed_ms = look.mtime_ns.max(look.ctime_ns) / 1_000_000;
+    let trusted = changed_ms.saturating_add(SETTLE_MS) < wall_ms;
+    store_look(&state().dir, look);
+    state().dir_trusted.store(trusted, Ordering::Relaxed);
+    state().looks.fetch_add(1, Ordering::Release);
+    Some((look, trusted))
+}
+
+fn load_look(words: &[AtomicU64; 3]) -> sys::DirLook {
+    sys::DirLook {
+        ino: words[0].load(Ordering::Relaxed),
+        mtime_ns: words[1].load(Ordering::Relaxed),
+        ctime_ns: words[2].load(Ordering::Relaxed),
+    }
+}
+
+fn store_look(words: &[AtomicU64; 3], look: sys::DirLook) {
+    words[0].store(look.ino, Ordering::Relaxed);
+    words[1].store(look.mtime_ns, Ordering::Relaxed);
+    words[2].store(look.ctime_ns, Ordering::Relaxed);
+}
+
+/// The channel's directory as the last read saw it, whether its times were trusted, and how
+/// many looks there have been (a number that changes with each).
+pub fn dir_look() -> Option<(sys::DirLook, bool, u64)> {
+    let looks = state().looks.load(Ordering::Acquire);
+    (looks > 0).then(|| {
+        (
+            load_look(&state().dir),
+            state().dir_trusted.load(Ordering::Relaxed),
+            looks,
+        )
+    })
+}
+
+/// Whether the channel is in directory `dir` (no trailing slash needed).
+pub fn is_in_dir(dir: &[u8]) -> bool {
+    let (mut now_buf, mut old_buf) = ([0u8; 600], [0u8; 600]);
+    let Some((now, _)) = paths(&mut now_buf, &mut old_buf) else {
+        return false;
+    };
+    let now = now.strip_suffix(b"\0").unwrap_or(now);
+    let parent = now
+        .iter()
+        .rposition(|b| *b == b'/')
+        .and_then(|i| now.get(..i));
+    let trim = |d: &[u8]| -> usize { d.len() - d.iter().rev().take_while(|b| **b == b'/').count() };
+    parent.is_some_and(|p| p.get(..trim(p)) == dir.get(..trim(dir)))
+}
+
+/// [`read_new`] of the channel file itself.
+fn read_from(now_path: &[u8], old_path: &[u8], buf: &mut [u8]) -> (usize, bool) {
     let mut reading = reading();
     let mut offset = state().offset.load(Ordering::Relaxed);
     let now = sys::file_id(now_path).ok();
@@ -203,6 +304,15 @@ pub struct ChannelState {
     inode: AtomicU64,
     born_ns: AtomicU64,
     offset: AtomicU64,
+    /// No channel file at the last read (and nothing left to read).
+    absent: AtomicBool,
+    /// The channel's directory at the reader's last look, and whether its times were trusted.
+    reader_seen: [AtomicU64; 3],
+    reader_trusts: AtomicBool,
+    /// The last look at the directory (for the journal, [`dir_look`]) and the number of looks.
+    dir: [AtomicU64; 3],
+    dir_trusted: AtomicBool,
+    looks: AtomicU64,
 }
 
 impl ChannelState {
@@ -214,6 +324,12 @@ impl ChannelState {
             inode: AtomicU64::new(0),
             born_ns: AtomicU64::new(0),
             offset: AtomicU64::new(0),
+            absent: AtomicBool::new(false),
+            reader_seen: [const { AtomicU64::new(0) }; 3],
+            reader_trusts: AtomicBool::new(false),
+            dir: [const { AtomicU64::new(0) }; 3],
+            dir_trusted: AtomicBool::new(false),
+            looks: AtomicU64::new(0),
         }
     }
 
@@ -229,8 +345,18 @@ impl ChannelState {
             inode: _,
             born_ns: _,
             offset: _,
+            // Its default channel is named after it: looked for at its first read.
+            absent,
+            reader_seen: _,
+            reader_trusts,
+            // Kept: the same directory, as last seen.
+            dir: _,
+            dir_trusted: _,
+            looks: _,
         } = self;
         owner.store(pid, Ordering::Relaxed);
+        absent.store(false, Ordering::Relaxed);
+        reader_trusts.store(false, Ordering::Relaxed);
     }
 }
 

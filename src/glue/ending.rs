@@ -99,6 +99,13 @@ fn use_mapping(mapped: &Mapped) {
         .store(mapped.journal.as_ptr(), Ordering::Release);
 }
 
+/// The directory the journal's file is in, once there is one.
+pub fn journal_dir() -> Option<&'static [u8]> {
+    let path = state().path.get()?.to_bytes();
+    let slash = path.iter().rposition(|b| *b == b'/')?;
+    path.get(..slash.max(1))
+}
+
 /// Whether the journal file is still at its path; if not (the function cleaned its temporary
 /// directory, or moved the file), a new one is made there and this process's slots are taken
 /// over into it, so that a successor after SIGKILL finds them. Returns the new journal for the

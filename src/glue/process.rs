@@ -98,6 +98,13 @@ pub struct ProcessState {
     watchdog_planned: AtomicU64,
     /// Set by the watchdog thread once it runs (a futex word).
     started: AtomicU32,
+    /// The journal's check by the channel's looks at their directory (see
+    /// [`keep_journal_in_place`]): whether the journal is in that directory (`UNKNOWN`, `YES`,
+    /// `NO`), the number of the look it last went by, that look, and whether it was trusted.
+    journal_in_channel_dir: AtomicU8,
+    journal_looks: AtomicU64,
+    journal_seen: [AtomicU64; 3],
+    journal_trusts: AtomicBool,
 }
 
 impl ProcessState {
@@ -127,6 +134,10 @@ impl ProcessState {
             watchdog: AtomicBool::new(false),
             watchdog_planned: AtomicU64::new(u64::MAX),
             started: AtomicU32::new(0),
+            journal_in_channel_dir: AtomicU8::new(UNKNOWN_DIR),
+            journal_looks: AtomicU64::new(0),
+            journal_seen: [const { AtomicU64::new(0) }; 3],
+            journal_trusts: AtomicBool::new(false),
         }
     }
 
@@ -165,7 +176,13 @@ impl ProcessState {
             watchdog,
             watchdog_planned,
             started,
+            // Kept: the same files; a child that journals looks again at its first check.
+            journal_in_channel_dir: _,
+            journal_looks: _,
+            journal_seen: _,
+            journal_trusts,
         } = self;
+        journal_trusts.store(false, Ordering::Relaxed);
         // Nothing inherited is followed in the child: what its atfork handlers deferred is
         // void.
         deferred.clear();
@@ -928,9 +945,11 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         }
         replay_deferred(engine);
         let opened = engine.opened_count();
+        let looks = crate::channel::dir_look().map(|(_, _, n)| n);
         let r = f(engine);
-        if engine.opened_count() != opened {
-            keep_journal_in_place(engine);
+        if engine.opened_count() != opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks
+        {
+            keep_journal_in_place(engine, false);
         }
         if let Some(role) = engine.take_decision() {
             decided(role);
@@ -961,12 +980,57 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
 
 /// A journal whose file the function removed (cleaning its temporary directory) is made again
 /// while it holds something of this process's that a successor after SIGKILL would need.
-/// Looked at when an invoke opens and when the watchdog wakes: one `stat`.
-fn keep_journal_in_place(e: &mut Engine) {
-    if let Some(pid) = e.journal_owner_busy()
-        && let Some(journal) = crate::ending::journal_replaced(pid)
+/// Looked at (one `stat`) when the watchdog wakes (`force`), and when an invoke opens or its
+/// result was answered — there, when the journal is in the channel's directory, only when the
+/// channel's look at that directory (one an invoke, where its result is answered) says it
+/// changed since the journal last went by it: then no system call of its own.
+fn keep_journal_in_place(e: &mut Engine, force: bool) {
+    let Some(pid) = e.journal_owner_busy() else {
+        return;
+    };
+    if !force
+        && journal_in_channel_dir()
+        && let Some((look, trusted, looks)) = crate::channel::dir_look()
     {
+        if ps().journal_looks.swap(looks, Ordering::Relaxed) == looks {
+            return; // nothing looked at since the last check
+        }
+        let seen = &ps().journal_seen;
+        let before = sys::DirLook {
+            ino: seen[0].load(Ordering::Relaxed),
+            mtime_ns: seen[1].load(Ordering::Relaxed),
+            ctime_ns: seen[2].load(Ordering::Relaxed),
+        };
+        seen[0].store(look.ino, Ordering::Relaxed);
+        seen[1].store(look.mtime_ns, Ordering::Relaxed);
+        seen[2].store(look.ctime_ns, Ordering::Relaxed);
+        if ps().journal_trusts.swap(trusted, Ordering::Relaxed) && before == look {
+            return;
+        }
+    }
+    if let Some(journal) = crate::ending::journal_replaced(pid) {
         e.replace_journal(journal);
+    }
+}
+
+const UNKNOWN_DIR: u8 = 0;
+const SAME_DIR: u8 = 1;
+const OTHER_DIR: u8 = 2;
+
+/// Whether the journal's file is in the channel's directory (found out once).
+fn journal_in_channel_dir() -> bool {
+    match ps().journal_in_channel_dir.load(Ordering::Relaxed) {
+        SAME_DIR => true,
+        OTHER_DIR => false,
+        _ => {
+            let Some(dir) = crate::ending::journal_dir() else {
+                return false;
+            };
+            let same = crate::channel::is_in_dir(dir);
+            ps().journal_in_channel_dir
+                .store(if same { SAME_DIR } else { OTHER_DIR }, Ordering::Relaxed);
+            same
+        }
     }
 }
 
@@ -1275,7 +1339,7 @@ fn watchdog() {
                 let next = inside(|e| {
                     let now = probes::probe();
                     e.tick(&now);
-                    keep_journal_in_place(e);
+                    keep_journal_in_place(e, true);
                     e.next_wakeup()
                 });
                 leave(me, outer);

@@ -302,6 +302,54 @@ impl FileId {
     }
 }
 
+/// A directory as one `statx` saw it: which one, and when its entries last changed (a file
+/// made, removed or renamed in it changes both times).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirLook {
+    pub ino: u64,
+    pub mtime_ns: u64,
+    pub ctime_ns: u64,
+}
+
+/// [`DirLook`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
+pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    let ns =
+        |sec: i64, nsec: u32| (sec.max(0) as u64).saturating_mul(1_000_000_000) + u64::from(nsec);
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_INO | libc::STATX_MTIME | libc::STATX_CTIME;
+    // SAFETY: a NUL-terminated path the kernel reads; one struct statx written into ours.
+    let rc = unsafe {
+        call(
+            libc::SYS_statx,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                0,
+                mask as usize,
+                (&mut stx as *mut libc::statx) as usize,
+                0,
+            ],
+        )
+    };
+    match rc {
+        Ok(_) => Ok(DirLook {
+            ino: stx.stx_ino,
+            mtime_ns: ns(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+            ctime_ns: ns(stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
+        }),
+        Err(libc::ENOSYS) => stat(path).map(|st| DirLook {
+            ino: st.st_ino,
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as u32),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as u32),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`FileId`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
 pub fn file_id(path: &[u8]) -> Result<FileId, c_int> {
     if path.last() != Some(&0) {
