@@ -404,6 +404,26 @@ impl Parser {
                     *data = &[];
                     return Ok(Some(self.body_event(bytes)));
                 }
+                // Between messages: the empty lines skipped, then a whole start line at hand is
+                // read at once.
+                State::Idle => {
+                    let skip = data
+                        .iter()
+                        .position(|b| *b != b'\r' && *b != b'\n')
+                        .unwrap_or(data.len());
+                    *data = data.get(skip..).unwrap_or_default();
+                    if let Some(nl) = crate::text::find_byte(b'\n', data) {
+                        let line = data.get(..nl).unwrap_or_default();
+                        *data = data.get(nl + 1..).unwrap_or_default();
+                        self.begin_message();
+                        match self.dir {
+                            Direction::Request => self.request_line(line)?,
+                            Direction::Response => self.status_line(line)?,
+                        }
+                        self.enter_fields(false);
+                        continue;
+                    }
+                }
                 // A whole field line at hand is read at once (the byte path below reads the
                 // same line the same way when it comes in pieces).
                 State::Headers(Field::LineStart) | State::Trailers(Field::LineStart) => {
@@ -629,6 +649,66 @@ impl Parser {
             }
         }
         Ok(None)
+    }
+
+    /// A whole request line (without its `\n`), read as [`Parser::start_line`] reads it a byte
+    /// at a time: `METHOD SP TARGET SP VERSION`.
+    fn request_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
+        let sp = crate::text::find_byte(b' ', line).ok_or(ParseError::BadStartLine)?;
+        let (method, rest) = line.split_at(sp);
+        if method.is_empty()
+            || method.len() > MAX_METHOD
+            || !method.iter().all(u8::is_ascii_uppercase)
+        {
+            return Err(ParseError::BadStartLine);
+        }
+        if let Some(dst) = self.head.method.get_mut(..method.len()) {
+            dst.copy_from_slice(method);
+        }
+        self.head.method_len = method.len() as u8;
+        let rest = rest.get(1..).unwrap_or_default();
+        // The target ends at a space; a control byte (the line's end included) before one, or
+        // no target, is not a request line.
+        let end = rest
+            .iter()
+            .position(|b| *b == b' ' || b.is_ascii_control())
+            .filter(|end| *end > 0 && rest.get(*end) == Some(&b' '))
+            .ok_or(ParseError::BadStartLine)?;
+        let (target, version) = rest.split_at(end);
+        self.head.target.extend(target);
+        let version = version.get(1..).unwrap_or_default();
+        if version.len() > MAX_METHOD || !is_http1(without_cr(version)) {
+            return Err(ParseError::BadStartLine);
+        }
+        Ok(())
+    }
+
+    /// A whole status line (without its `\n`), read as [`Parser::start_line`] reads it a byte
+    /// at a time: `VERSION SP CODE [SP REASON]`.
+    fn status_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
+        let sp = crate::text::find_byte(b' ', line).ok_or(ParseError::BadStartLine)?;
+        let (version, rest) = line.split_at(sp);
+        if version.len() > MAX_METHOD || !is_http1(version) {
+            return Err(ParseError::BadStartLine);
+        }
+        let rest = rest.get(1..).unwrap_or_default();
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > MAX_METHOD {
+            return Err(ParseError::BadStartLine);
+        }
+        // After the code: the line's end, a space (the reason follows), or the CR of a CRLF
+        // after exactly three digits.
+        match rest.get(digits) {
+            None | Some(b' ') => {}
+            Some(b'\r') if digits == 3 => {}
+            Some(_) => return Err(ParseError::BadStartLine),
+        }
+        let code = rest.get(..digits).unwrap_or_default();
+        if let Some(dst) = self.part.get_mut(..digits) {
+            dst.copy_from_slice(code);
+        }
+        self.part_len = digits as u8;
+        self.status()
     }
 
     /// The status code just read.

@@ -375,8 +375,57 @@ pub fn http_lines_any_split(data: &[u8]) {
         from[usize::from(input.byte()) % n].as_bytes().to_vec()
     };
     while !input.is_empty() {
-        match input.byte() % 4 {
+        match input.byte() % 5 {
             0 => stream.extend_from_slice(&valid_message(&mut input, dir).0),
+            1 => {
+                // A start line made of the parts that decide one: each part good (the first
+                // ones of its list), or in one line of eight, anything.
+                let parts: [(&[&str], usize); 5] = match dir {
+                    Direction::Request => [
+                        (&["GET", "POST", "get", "G3T", "", "AAAAAAAAAAAAAAAAA"], 2),
+                        (&[" ", "  ", "", "\t"], 1),
+                        (&["/x", "/a?b", "", "/\u{1}", "x y"], 2),
+                        (&[" ", "  ", ""], 1),
+                        (
+                            &[
+                                "HTTP/1.1",
+                                "HTTP/1.0",
+                                "HTTP/1.1\r",
+                                "HTTP/2",
+                                "HTTP/1.1 x",
+                                "",
+                            ],
+                            3,
+                        ),
+                    ],
+                    Direction::Response => [
+                        (&["HTTP/1.1", "HTTP/1.0", "HTTP/2", "", "HTTP/1.1\r"], 2),
+                        (&[" ", "  ", ""], 1),
+                        (
+                            &[
+                                "200",
+                                "204",
+                                "99",
+                                "1000",
+                                "20",
+                                "2x0",
+                                "",
+                                "600",
+                                "000000000000000200",
+                            ],
+                            2,
+                        ),
+                        (&[" ", "", "\r"], 3),
+                        (&["OK", "", "\r", "\r\r", "x y", "\u{1}"], 6),
+                    ],
+                };
+                let any = input.byte().is_multiple_of(8);
+                for (part, good) in parts {
+                    let p = pick(&mut input, part, good, any);
+                    stream.extend_from_slice(&p);
+                }
+                stream.extend_from_slice(&pick(&mut input, &ends, ends.len(), true));
+            }
             _ => {
                 let start = match dir {
                     Direction::Request => {
