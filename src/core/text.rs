@@ -277,6 +277,24 @@ impl<'a> Out<'a> {
         self.bytes(s.as_bytes());
     }
 
+    /// `n` in decimal (no formatting machinery: a path built on every read).
+    pub fn decimal(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        self.bytes(digits.get(at..).unwrap_or_default());
+    }
+
     pub fn byte(&mut self, b: u8) {
         self.bytes(&[b]);
     }
@@ -451,6 +469,12 @@ mod tests {
         o.str("123456");
         assert!(o.overflowed());
         assert_eq!(o.written(), b"Ybc12345");
+        for n in [0, 7, 10, 4242, u64::MAX] {
+            let mut buf = [0u8; 24];
+            let mut o = Out::new(&mut buf);
+            o.decimal(n);
+            assert_eq!(o.written(), n.to_string().as_bytes());
+        }
         let mut buf = [0u8; 16];
         assert_eq!(
             format_into(&mut buf, format_args!("fd {} of {}", 7, 99)),

@@ -90,10 +90,11 @@ fn paths<'a>(now: &'a mut [u8; 600], old: &'a mut [u8; 600]) -> Option<(&'a [u8]
         if !dir.ends_with(b"/") {
             out.byte(b'/');
         }
-        let _ = std::fmt::Write::write_fmt(
-            &mut out,
-            format_args!(".lambda-meter-{owner}.channel{suffix}\0"),
-        );
+        out.bytes(b".lambda-meter-");
+        out.decimal(u64::from(owner));
+        out.bytes(b".channel");
+        out.bytes(suffix.as_bytes());
+        out.byte(0);
         let (len, overflowed) = (out.len(), out.overflowed());
         (!overflowed).then(|| buf.get(..len)).flatten()
     };
