@@ -49,13 +49,24 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// How a variant gets the library, as Lambda gives it to that kind of runtime.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Metered {
+    /// Not at all.
+    No,
+    /// Through the lambda-meter wrapper (`AWS_LAMBDA_EXEC_WRAPPER`: managed runtimes).
+    Wrapper,
+    /// `LD_PRELOAD` in the function's environment, no wrapper: an OS-only runtime
+    /// (`provided.al2023`), which Lambda starts without `AWS_LAMBDA_EXEC_WRAPPER`.
+    Preload,
+}
+
 /// One way to run a function.
 struct Variant {
     name: &'static str,
     command: Vec<String>,
     env: Vec<(String, String)>,
-    /// Run through the lambda-meter wrapper (as `AWS_LAMBDA_EXEC_WRAPPER` does).
-    wrapped: bool,
+    metered: Metered,
     cwd: PathBuf,
 }
 
@@ -63,6 +74,8 @@ struct Variant {
 struct Group {
     label: &'static str,
     variants: Vec<Variant>,
+    /// Invokes of the short and long wall/CPU runs.
+    invokes: (usize, usize),
     /// Whether callgrind can count this runtime's instructions in reasonable time (not a JIT).
     callgrind: bool,
     /// Invokes of the short and long callgrind runs.
@@ -95,6 +108,12 @@ struct Sample {
 
 struct Paths {
     wrapper: PathBuf,
+    lib: PathBuf,
+}
+
+/// EMF records in a run's stdout (lines with the `_aws` metadata).
+fn emf_records(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.contains("\"_aws\"")).count()
 }
 
 fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
@@ -110,19 +129,45 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         ..Config::default()
     })
     .expect("simulator");
+    let mut env = v.env.clone();
+    if v.metered == Metered::Preload {
+        env.push(("LD_PRELOAD".into(), paths.lib.display().to_string()));
+    }
     let run = run_function(
         &sim,
         &RunOptions {
             command: v.command.iter().map(Into::into).collect(),
-            wrapper: v.wrapped.then(|| paths.wrapper.clone()),
-            env: v.env.clone(),
+            wrapper: (v.metered == Metered::Wrapper).then(|| paths.wrapper.clone()),
+            env,
             cwd: Some(v.cwd.clone()),
             timeout: Some(Duration::from_secs(300)),
             ..RunOptions::default()
         },
     )
-    .expect("run");
-    assert!(run.idle, "{} did not finish:\n{}", v.name, run.stderr);
+    .unwrap_or_else(|e| fail(&format!("{} could not run: {e}", v.name), ""));
+    if !run.idle {
+        fail(
+            &format!(
+                "{} did not finish ({} of {} events answered)",
+                v.name,
+                sim.results().iter().filter(|r| r.is_some()).count(),
+                invokes + 1
+            ),
+            &run.stderr,
+        );
+    }
+    // A metered variant whose library did not meter would measure nothing: each invoke
+    // must have its record.
+    let records = emf_records(&run.stdout);
+    if v.metered != Metered::No && records < invokes {
+        fail(
+            &format!(
+                "{}: {records} EMF records on stdout for {invokes} invokes: the library did not meter",
+                v.name
+            ),
+            &run.stderr,
+        );
+    }
     let arrivals = sim.next_arrivals();
     let last = sim.results()[invokes].clone().expect("rss result");
     let body: Value = serde_json::from_slice(&last.body).unwrap_or(Value::Null);
@@ -170,13 +215,13 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
         .iter()
         .map(|g| vec![Vec::new(); g.variants.len()])
         .collect();
-    let (rounds, long_n, short_n) = (rounds(), long(), short());
+    let rounds = rounds();
     for round in 0..rounds {
         let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
         for (g, group) in groups.iter().enumerate() {
             for v in 0..group.variants.len() {
-                jobs.push((g, v, short_n));
-                jobs.push((g, v, long_n));
+                jobs.push((g, v, group.invokes.0));
+                jobs.push((g, v, group.invokes.1));
             }
         }
         rng.shuffle(&mut jobs);
@@ -200,6 +245,7 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
             results.insert((g, v, n), r);
         }
         for (g, group) in groups.iter().enumerate() {
+            let (short_n, long_n) = group.invokes;
             for v in 0..group.variants.len() {
                 let short = &results[&(g, v, short_n)];
                 let long = &results[&(g, v, long_n)];
@@ -306,7 +352,10 @@ fn pin_to_one_cpu() -> usize {
 /// strace must see the runtime's own exec): the variant's own, and the library's path when the
 /// variant is metered (given to the traced program only: see [`run_under`]).
 fn preload_env(v: &Variant, lib: &Path) -> (Vec<(String, String)>, Option<String>) {
-    (v.env.clone(), v.wrapped.then(|| lib.display().to_string()))
+    (
+        v.env.clone(),
+        (v.metered != Metered::No).then(|| lib.display().to_string()),
+    )
 }
 
 /// Ends the bench with `what` and the tail of `stderr`: a variant that fails stops the run
@@ -666,6 +715,7 @@ fn main() {
     assert!(status.success());
     let paths = Paths {
         wrapper: layer.join("lambda-meter"),
+        lib: lib.clone(),
     };
     let py_dir = root.join("tests/functions/python");
     let node_dir = root.join("tests/functions/node");
@@ -680,13 +730,14 @@ fn main() {
         ]
     };
     let py_env = vec![("PYTHONHASHSEED".to_string(), "0".to_string())];
-    let variant = |name, command: Vec<String>, wrapped: bool, cwd: &Path, env: &Vec<_>| Variant {
-        name,
-        command,
-        env: env.clone(),
-        wrapped,
-        cwd: cwd.to_path_buf(),
-    };
+    let variant =
+        |name, command: Vec<String>, metered: Metered, cwd: &Path, env: &Vec<_>| Variant {
+            name,
+            command,
+            env: env.clone(),
+            metered,
+            cwd: cwd.to_path_buf(),
+        };
     let node_env = vec![(
         "LAMBDA_TASK_ROOT".to_string(),
         node_dir.display().to_string(),
@@ -698,38 +749,60 @@ fn main() {
     ];
     let rust_cmd = vec![rust_fn.display().to_string()];
     let none = Vec::new();
+    let runs = (short(), long());
     let groups = vec![
         Group {
             label: "Python awslambdaric",
             variants: vec![
-                variant("baseline", py("bench.noop"), false, &py_dir, &py_env),
-                variant("lambda-meter", py("bench.noop"), true, &py_dir, &py_env),
+                variant("baseline", py("bench.noop"), Metered::No, &py_dir, &py_env),
+                variant(
+                    "lambda-meter",
+                    py("bench.noop"),
+                    Metered::Wrapper,
+                    &py_dir,
+                    &py_env,
+                ),
                 variant(
                     "Powertools Metrics",
                     py("bench.powertools"),
-                    false,
+                    Metered::No,
                     &py_dir,
                     &py_env,
                 ),
             ],
+            invokes: runs,
             callgrind: true,
             callgrind_invokes: (50, 250),
         },
         Group {
             label: "Node aws-lambda-ric",
             variants: vec![
-                variant("baseline", node_cmd.clone(), false, &node_dir, &node_env),
-                variant("lambda-meter", node_cmd, true, &node_dir, &node_env),
+                variant(
+                    "baseline",
+                    node_cmd.clone(),
+                    Metered::No,
+                    &node_dir,
+                    &node_env,
+                ),
+                variant(
+                    "lambda-meter",
+                    node_cmd,
+                    Metered::Wrapper,
+                    &node_dir,
+                    &node_env,
+                ),
             ],
+            invokes: runs,
             callgrind: false,
             callgrind_invokes: (0, 0),
         },
         Group {
             label: "Rust lambda_runtime",
             variants: vec![
-                variant("baseline", rust_cmd.clone(), false, &root, &none),
-                variant("lambda-meter", rust_cmd, true, &root, &none),
+                variant("baseline", rust_cmd.clone(), Metered::No, &root, &none),
+                variant("lambda-meter", rust_cmd, Metered::Preload, &root, &none),
             ],
+            invokes: runs,
             callgrind: true,
             callgrind_invokes: (200, 1200),
         },
@@ -769,7 +842,10 @@ fn main() {
         report,
         "### Per invoke, no-op handler ({}-invoke run minus {}-invoke run)\n\n\
          CPU is the runtime process's CPU time, all threads; \"added\" is the variant minus the \
-         baseline measured in the same round (median, min – max over {} rounds).\n",
+         baseline measured in the same round (median, min – max over {} rounds). lambda-meter \
+         runs as Lambda gives it to each runtime: Python and Node through its wrapper \
+         (`AWS_LAMBDA_EXEC_WRAPPER`), the Rust runtime (an OS-only runtime, which Lambda starts \
+         without the wrapper) with `LD_PRELOAD` alone.\n",
         long(),
         short(),
         rounds()
@@ -888,8 +964,9 @@ fn main() {
     writeln!(
         report,
         "\n### Cold start\n\n\
-         Wall: process start → first `/next` (as the simulator sees it), lambda-meter through \
-         its wrapper. Init CPU: the runtime's CPU time while its first `/next` waits (the \
+         Wall: process start → first `/next` (as the simulator sees it); lambda-meter as Lambda \
+         starts each runtime: Python and Node through its wrapper, the Rust runtime (OS-only: no \
+         wrapper on Lambda) with `LD_PRELOAD` alone. Init CPU: the runtime's CPU time while its first `/next` waits (the \
          simulator holds the first event back to read it); both vary by tens of ms from run to \
          run for Python on this machine, in every variant. Added instructions: callgrind's count \
          outside invokes (start-up to the first `/next`, and the exit), deterministic; the library \
@@ -1025,8 +1102,10 @@ fn main() {
          rounds. Instruction counts (`valgrind --tool=callgrind`) and system-call counts \
          (`strace -f -c`) are deterministic, measured once per variant, also long minus short; \
          those runs preload the library directly, as the wrapper would. Node's instructions are \
-         not counted (a JIT under valgrind). lambda-meter's wall and CPU runs go through its \
-         wrapper exactly as on Lambda (`AWS_LAMBDA_EXEC_WRAPPER`).\n\n{report}",
+         not counted (a JIT under valgrind). lambda-meter's wall and CPU runs start each runtime \
+         as Lambda does: the managed runtimes (Python, Node) through its wrapper \
+         (`AWS_LAMBDA_EXEC_WRAPPER`), the OS-only one (Rust) with `LD_PRELOAD` in its \
+         environment.\n\n{report}",
         rounds(),
         short(),
         long(),
