@@ -92,6 +92,9 @@ struct RunResult {
     init_cpu_ns: f64,
     /// Its CPU time from then until it was idle after the last invoke, ns.
     invokes_cpu_ns: f64,
+    /// CPU time of the whole process tree from start to its end (the runtime and every child
+    /// it waited for: `getrusage(RUSAGE_CHILDREN)` of the bench around the run), ns.
+    tree_cpu_ns: f64,
     /// Resident memory after the invokes, KiB.
     rss_kb: f64,
 }
@@ -101,6 +104,7 @@ struct RunResult {
 struct Sample {
     wall_us: f64,
     cpu_us: f64,
+    tree_cpu_us: f64,
     cold_ms: f64,
     init_cpu_ms: f64,
     rss_kb: f64,
@@ -109,6 +113,18 @@ struct Sample {
 struct Paths {
     wrapper: PathBuf,
     lib: PathBuf,
+}
+
+/// User and system CPU time of this process's children that have ended and been waited for
+/// (and of their own waited-for children), ns.
+fn children_cpu_ns() -> f64 {
+    // SAFETY: a zeroed rusage is valid; getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    assert_eq!(rc, 0, "getrusage(RUSAGE_CHILDREN)");
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// EMF records in a run's stdout (lines with the `_aws` metadata).
@@ -133,6 +149,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
     if v.metered == Metered::Preload {
         env.push(("LD_PRELOAD".into(), paths.lib.display().to_string()));
     }
+    let children_before = children_cpu_ns();
     let run = run_function(
         &sim,
         &RunOptions {
@@ -145,6 +162,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         },
     )
     .unwrap_or_else(|e| fail(&format!("{} could not run: {e}", v.name), ""));
+    let tree_cpu_ns = children_cpu_ns() - children_before;
     if !run.idle {
         fail(
             &format!(
@@ -180,6 +198,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         cold_ms: arrivals[0].duration_since(run.spawned_at).as_secs_f64() * 1e3,
         init_cpu_ns: init as f64,
         invokes_cpu_ns: end.saturating_sub(init) as f64,
+        tree_cpu_ns,
         rss_kb: body["rssKb"].as_f64().unwrap_or(f64::NAN),
     }
 }
@@ -253,6 +272,7 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
                 samples[g][v].push(Sample {
                     wall_us: (long.wall_us - short.wall_us) / extra,
                     cpu_us: (long.invokes_cpu_ns - short.invokes_cpu_ns) / extra / 1e3,
+                    tree_cpu_us: (long.tree_cpu_ns - short.tree_cpu_ns) / extra / 1e3,
                     cold_ms: (long.cold_ms + short.cold_ms) / 2.0,
                     init_cpu_ms: (long.init_cpu_ns + short.init_cpu_ns) / 2.0 / 1e6,
                     rss_kb: long.rss_kb,
@@ -719,8 +739,24 @@ fn main() {
     };
     let py_dir = root.join("tests/functions/python");
     let node_dir = root.join("tests/functions/node");
+    let shell_dir = root.join("tests/functions/shell");
     let ric = must_exist(&node_dir.join("node_modules/aws-lambda-ric/bin/index.mjs"));
     let rust_fn = must_exist(&root.join("target/release/rust-buffered"));
+    let bootstrap = must_exist(&shell_dir.join("bootstrap"));
+    for tool in ["bash", "curl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            fail(
+                &format!(
+                    "{tool} is missing: `make bench-deps` (tests/setup.sh --bench) installs it"
+                ),
+                "",
+            );
+        }
+    }
     let py = |handler: &str| -> Vec<String> {
         vec![
             python.display().to_string(),
@@ -748,8 +784,18 @@ fn main() {
         "index.handler".into(),
     ];
     let rust_cmd = vec![rust_fn.display().to_string()];
+    let shell_env = vec![
+        (
+            "LAMBDA_TASK_ROOT".to_string(),
+            shell_dir.display().to_string(),
+        ),
+        ("_HANDLER".to_string(), "function.handler".to_string()),
+    ];
+    let shell_cmd = vec![bootstrap.display().to_string()];
     let none = Vec::new();
     let runs = (short(), long());
+    // The shell runtime starts about eight processes an invoke: fewer invokes.
+    let shell_runs = if quick() { (20, 60) } else { (50, 250) };
     let groups = vec![
         Group {
             label: "Python awslambdaric",
@@ -806,14 +852,39 @@ fn main() {
             callgrind: true,
             callgrind_invokes: (200, 1200),
         },
+        Group {
+            label: "bash + curl (custom runtime)",
+            variants: vec![
+                variant(
+                    "baseline",
+                    shell_cmd.clone(),
+                    Metered::No,
+                    &shell_dir,
+                    &shell_env,
+                ),
+                variant(
+                    "lambda-meter",
+                    shell_cmd,
+                    Metered::Preload,
+                    &shell_dir,
+                    &shell_env,
+                ),
+            ],
+            invokes: shell_runs,
+            callgrind: false,
+            callgrind_invokes: (0, 0),
+        },
     ];
+    // The runtime clients' tables; the shell runtime has its own.
+    const SHELL: usize = 3;
+    let runtimes = &groups[..SHELL];
 
     let samples = measure(&groups, &paths);
 
     // Deterministic counts, once per variant.
     let mut counted: Vec<Vec<Option<Instructions>>> = Vec::new();
     let mut syscalls: Vec<Vec<BTreeMap<String, f64>>> = Vec::new();
-    for g in &groups {
+    for g in runtimes {
         counted.push(
             g.variants
                 .iter()
@@ -859,7 +930,7 @@ fn main() {
     writeln!(report, "|---|---|---|---|---|---|---|---|---|").unwrap();
     let cpu_of = |s: &Sample| s.cpu_us;
     let mut added_cpu: Vec<Vec<Stat>> = Vec::new();
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in runtimes.iter().enumerate() {
         added_cpu.push(Vec::new());
         let base_ir = instructions[g][0];
         let base_sys = syscalls[g][0].get("total").copied().unwrap_or(0.0);
@@ -915,7 +986,7 @@ fn main() {
         share.median, share.min, share.max
     )
     .unwrap();
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in runtimes.iter().enumerate() {
         let a = &added_cpu[g][1];
         targets.push((
             format!(
@@ -932,7 +1003,7 @@ fn main() {
         ),
         share.median <= 0.1,
     ));
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in runtimes.iter().enumerate() {
         if let (Some(a), Some(b)) = (instructions[g][1], instructions[g][0]) {
             targets.push((
                 format!(
@@ -981,7 +1052,7 @@ fn main() {
     writeln!(report, "|---|---|---|---|---|---|").unwrap();
     let cold = |s: &Sample| s.cold_ms;
     let init_cpu = |s: &Sample| s.init_cpu_ms;
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in runtimes.iter().enumerate() {
         let d = differences(&samples[g][1], &samples[g][0], cold);
         let c = differences(&samples[g][1], &samples[g][0], init_cpu);
         let outside = match (counted[g][1], counted[g][0]) {
@@ -1031,6 +1102,65 @@ fn main() {
         processes == 0,
     ));
 
+    // The shell custom runtime: every curl, cut and tr it starts loads the library.
+    let shell = &groups[SHELL];
+    let sh_samples = &samples[SHELL];
+    writeln!(
+        report,
+        "\n### A shell custom runtime (bash and curl, the AWS custom-runtime tutorial's)\n\n\
+         `tests/functions/shell/bootstrap` with `function.sh`: each invoke starts about eight \
+         processes (curl for `/next` and for the response, grep, tr, cut, sed). lambda-meter in \
+         `LD_PRELOAD` in the function's environment, as a provided runtime gets it (Lambda \
+         starts those without the wrapper), so every one of them loads the library. {} invokes \
+         minus {}, in the same shuffled rounds as the rest. Wall: the simulator's `/next` to \
+         `/next`. CPU: the whole process tree's, the runtime and every process it waited for \
+         (`getrusage(RUSAGE_CHILDREN)` of the bench, which reaps the runtime).\n",
+        shell.invokes.1, shell.invokes.0
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| variant | wall ms per invoke | CPU ms per invoke (process tree) | added wall (median, min – max) | added wall % | added CPU (median, min – max) |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|---|---|").unwrap();
+    let wall_ms = |s: &Sample| s.wall_us / 1e3;
+    let tree_ms = |s: &Sample| s.tree_cpu_us / 1e3;
+    let pct = stat(
+        sh_samples[1]
+            .iter()
+            .zip(&sh_samples[0])
+            .map(|(w, b)| 100.0 * (w.wall_us - b.wall_us) / b.wall_us)
+            .collect(),
+    );
+    for (i, v) in shell.variants.iter().enumerate() {
+        let s = &sh_samples[i];
+        let (dw, dp, dc) = if i == 0 {
+            ("—".to_string(), "—".to_string(), "—".to_string())
+        } else {
+            (
+                fmt_diff(&differences(s, &sh_samples[0], wall_ms), "ms", 3),
+                fmt_diff(&pct, "%", 1),
+                fmt_diff(&differences(s, &sh_samples[0], tree_ms), "ms", 3),
+            )
+        };
+        writeln!(
+            report,
+            "| {} | {:.3} | {:.3} | {dw} | {dp} | {dc} |",
+            v.name,
+            median(s.iter().map(wall_ms).collect()),
+            median(s.iter().map(tree_ms).collect()),
+        )
+        .unwrap();
+    }
+    targets.push((
+        format!(
+            "bash + curl custom runtime: ≤ +5% wall per no-op invoke (median {:+.1}%)",
+            pct.median
+        ),
+        pct.median <= 5.0,
+    ));
+
     writeln!(report, "\n### Memory and size\n").unwrap();
     writeln!(
         report,
@@ -1040,7 +1170,7 @@ fn main() {
     .unwrap();
     writeln!(report, "|---|---|---|---|").unwrap();
     let rss = |s: &Sample| s.rss_kb / 1024.0;
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in runtimes.iter().enumerate() {
         let d = differences(&samples[g][1], &samples[g][0], rss);
         writeln!(
             report,
@@ -1095,7 +1225,7 @@ fn main() {
         "# Benchmarks\n\nThe last run of `make bench`, {date}, on {machine}.\n\n\
          Method: the bench, the Runtime API simulator and every runtime run pinned to one CPU \
          (CPU {cpu}). Each of {} rounds runs every variant for {} and for {} \
-         no-op invokes, all in an order shuffled per round; per-invoke figures are the long run \
+         no-op invokes (the shell runtime: {} and {}), all in an order shuffled per round; per-invoke figures are the long run \
          minus the short run, so start-up cancels. CPU time is the scheduler's accounting of \
          every thread of the runtime process (`/proc/<pid>/task/*/schedstat`). Added figures are \
          the variant minus the baseline of the same round: median, then min – max over the \
@@ -1104,11 +1234,13 @@ fn main() {
          those runs preload the library directly, as the wrapper would. Node's instructions are \
          not counted (a JIT under valgrind). lambda-meter's wall and CPU runs start each runtime \
          as Lambda does: the managed runtimes (Python, Node) through its wrapper \
-         (`AWS_LAMBDA_EXEC_WRAPPER`), the OS-only one (Rust) with `LD_PRELOAD` in its \
-         environment.\n\n{report}",
+         (`AWS_LAMBDA_EXEC_WRAPPER`), the OS-only ones (Rust, the shell runtime) with \
+         `LD_PRELOAD` in their environment.\n\n{report}",
         rounds(),
         short(),
         long(),
+        shell_runs.0,
+        shell_runs.1,
         date = sh("date -u '+%Y-%m-%d %H:%M UTC'"),
     );
     std::fs::write(root.join("BENCHMARKS.md"), doc).expect("write BENCHMARKS.md");
