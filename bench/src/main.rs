@@ -487,6 +487,234 @@ fn instructions_of(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> In
     }
 }
 
+/// The caches cachegrind simulates, fixed rather than read from the host (a VM's CPUID can
+/// report odd ones, e.g. a direct-mapped 256 MiB last level): a common x86_64 core's.
+const CACHES: [&str; 3] = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64"];
+const CACHES_TEXT: &str = "I1 and D1 32 KiB 8-way, LL 8 MiB 16-way, 64-byte lines";
+
+/// Cache misses cachegrind simulated (per run, or per invoke).
+#[derive(Clone, Copy)]
+struct Misses {
+    i1: f64,
+    /// D1 misses, reads and writes.
+    d1: f64,
+    /// Last-level misses, instruction and data, reads and writes.
+    ll: f64,
+}
+
+impl Misses {
+    fn minus(self, o: Misses) -> Misses {
+        Misses {
+            i1: self.i1 - o.i1,
+            d1: self.d1 - o.d1,
+            ll: self.ll - o.ll,
+        }
+    }
+    fn per(self, n: f64) -> Misses {
+        Misses {
+            i1: self.i1 / n,
+            d1: self.d1 / n,
+            ll: self.ll / n,
+        }
+    }
+}
+
+/// Misses from cachegrind's summary on stderr (`==pid== I1  misses:  1,091`; its first report,
+/// the runtime's).
+fn cachegrind_misses(stderr: &str) -> Misses {
+    let count = |label: &str| -> f64 {
+        stderr
+            .lines()
+            .find_map(|l| {
+                let rest = l.split_once("== ")?.1.trim_start();
+                let value = rest.strip_prefix(label)?.trim_start();
+                value
+                    .split_whitespace()
+                    .next()?
+                    .replace(',', "")
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| fail(&format!("no \"{label}\" in cachegrind's report"), stderr))
+    };
+    Misses {
+        i1: count("I1  misses:"),
+        d1: count("D1  misses:"),
+        ll: count("LL misses:"),
+    }
+}
+
+/// Cache misses per invoke (long run minus short run, as for the instructions).
+fn misses_of(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> Misses {
+    eprintln!("bench: cachegrind: {}", v.name);
+    let mut tool = vec![
+        "valgrind".to_string(),
+        "--tool=cachegrind".into(),
+        "--cache-sim=yes".into(),
+        "--cachegrind-out-file=/dev/null".into(),
+    ];
+    tool.extend(CACHES.iter().map(|c| c.to_string()));
+    let count = |n| cachegrind_misses(&run_under(&tool, v, lib, n));
+    let (a, b) = (count(short), count(long));
+    b.minus(a).per((long - short) as f64)
+}
+
+/// Instructions by function in one callgrind output file, as `callgrind_annotate
+/// --inclusive=no` lists them (`1,234 (0.5%)  file:function [object]`): keyed by the function's
+/// name (after the first ':'), summed over files (inlined code is attributed to several), with
+/// the objects it was seen in.
+fn callgrind_functions(out: &Path) -> BTreeMap<String, (f64, Vec<String>)> {
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--inclusive=no", "--threshold=100", "--auto=no"])
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| fail(&format!("callgrind_annotate {}: {e}", out.display()), ""));
+    if !annotated.status.success() {
+        fail(
+            &format!("callgrind_annotate {} failed", out.display()),
+            &String::from_utf8_lossy(&annotated.stderr),
+        );
+    }
+    let text = String::from_utf8_lossy(&annotated.stdout);
+    let mut functions: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((count, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<f64>() else {
+            continue;
+        };
+        // "(12.34%)  file:function [object]"
+        let Some(name) = rest
+            .trim_start()
+            .strip_prefix('(')
+            .and_then(|r| r.split_once("%)"))
+            .map(|(_, n)| n.trim())
+        else {
+            continue;
+        };
+        if name == "PROGRAM TOTALS" {
+            continue;
+        }
+        let (name, object) = match name.rsplit_once(" [") {
+            Some((n, o)) if o.ends_with(']') => (n, o.trim_end_matches(']')),
+            _ => (name, ""),
+        };
+        let function = name.split_once(':').map_or(name, |(_, f)| f);
+        let entry = functions.entry(function.to_string()).or_default();
+        entry.0 += count;
+        let object = object.rsplit('/').next().unwrap_or(object);
+        if !object.is_empty() && !entry.1.iter().any(|o| o == object) {
+            entry.1.push(object.to_string());
+        }
+    }
+    if functions.is_empty() {
+        fail(
+            &format!("no functions in callgrind_annotate {}", out.display()),
+            &text,
+        );
+    }
+    functions
+}
+
+/// One function's share of the added instructions per invoke.
+struct FunctionCost {
+    name: String,
+    objects: String,
+    per_invoke: f64,
+}
+
+/// Where the library's per-invoke instructions go, by function: callgrind of the Rust runtime
+/// with an unstripped build of the library (its own target directory, so the layer's build is
+/// untouched) and without it, a short and a long run each; per function, (long − short) with
+/// the library minus (long − short) without, per invoke, so the host's own work cancels and
+/// what remains is the library's functions and the C library's on its behalf. Returns every
+/// function, largest effect first, and their sum.
+fn instructions_by_function(
+    base: &Variant,
+    metered: &Variant,
+    (short, long): (usize, usize),
+) -> (Vec<FunctionCost>, f64) {
+    let root = root();
+    let symbols = root.join("target/bench-symbols");
+    eprintln!(
+        "bench: building the library with symbols in {}",
+        symbols.display()
+    );
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "lambda_meter",
+            "--target-dir",
+        ])
+        .arg(&symbols)
+        .env("CARGO_PROFILE_RELEASE_STRIP", "none")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "1")
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cargo build (library with symbols): {e}"), ""));
+    if !build.status.success() {
+        fail(
+            "cargo build (library with symbols) failed",
+            &String::from_utf8_lossy(&build.stderr),
+        );
+    }
+    let lib = must_exist(&symbols.join("release/liblambda_meter.so"));
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    let profile = |v: &Variant, tag: &str, n: usize| {
+        eprintln!("bench: callgrind by function: {} ({n} invokes)", v.name);
+        let out = dir.join(format!("callgrind-{tag}-{n}.out"));
+        let tool = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            format!("--callgrind-out-file={}", out.display()),
+        ];
+        run_under(&tool, v, &lib, n);
+        callgrind_functions(&out)
+    };
+    let (bs, bl) = (
+        profile(base, "baseline", short),
+        profile(base, "baseline", long),
+    );
+    let (ms, ml) = (
+        profile(metered, "symbols", short),
+        profile(metered, "symbols", long),
+    );
+    let at = |m: &BTreeMap<String, (f64, Vec<String>)>, k: &str| m.get(k).map_or(0.0, |e| e.0);
+    let names: std::collections::BTreeSet<&String> = bs
+        .keys()
+        .chain(bl.keys())
+        .chain(ms.keys())
+        .chain(ml.keys())
+        .collect();
+    let extra = (long - short) as f64;
+    let mut costs: Vec<FunctionCost> = names
+        .into_iter()
+        .map(|k| {
+            let mut objects: Vec<String> = Vec::new();
+            for m in [&ml, &ms, &bl, &bs] {
+                for o in m.get(k).map(|e| e.1.as_slice()).unwrap_or_default() {
+                    if !objects.contains(o) {
+                        objects.push(o.clone());
+                    }
+                }
+            }
+            FunctionCost {
+                name: k.clone(),
+                objects: objects.join(", "),
+                per_invoke: ((at(&ml, k) - at(&ms, k)) - (at(&bl, k) - at(&bs, k))) / extra,
+            }
+        })
+        .collect();
+    let total = costs.iter().map(|c| c.per_invoke).sum();
+    costs.sort_by(|a, b| b.per_invoke.abs().total_cmp(&a.per_invoke.abs()));
+    (costs, total)
+}
+
 /// System calls by name, from `strace -c` output.
 fn strace_counts(path: &Path) -> BTreeMap<String, f64> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -720,6 +948,11 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Vec<(String, bool)
     }
 }
 
+/// A markdown table cell of code: `name`, with the table's separator escaped.
+fn code_cell(s: &str) -> String {
+    format!("`{}`", s.replace('|', "\\|"))
+}
+
 fn main() {
     let cpu = pin_to_one_cpu();
     let root = root();
@@ -884,6 +1117,7 @@ fn main() {
     // Deterministic counts, once per variant.
     let mut counted: Vec<Vec<Option<Instructions>>> = Vec::new();
     let mut syscalls: Vec<Vec<BTreeMap<String, f64>>> = Vec::new();
+    let mut misses: Vec<Vec<Misses>> = Vec::new();
     for g in runtimes {
         counted.push(
             g.variants
@@ -900,7 +1134,19 @@ fn main() {
                 .map(|v| syscalls_per_invoke(v, &lib))
                 .collect(),
         );
+        // Cache misses: the baseline and lambda-meter (not Powertools).
+        misses.push(if g.callgrind {
+            g.variants[..2]
+                .iter()
+                .map(|v| misses_of(v, &lib, g.callgrind_invokes))
+                .collect()
+        } else {
+            Vec::new()
+        });
     }
+    let rust = &groups[2];
+    let (by_function, by_function_total) =
+        instructions_by_function(&rust.variants[0], &rust.variants[1], rust.callgrind_invokes);
 
     let instructions: Vec<Vec<Option<f64>>> = counted
         .iter()
@@ -1031,6 +1277,78 @@ fn main() {
         ),
         allocations == Some(0.0),
     ));
+
+    writeln!(
+        report,
+        "\n#### Cache misses per invoke\n\n\
+         `valgrind --tool=cachegrind --cache-sim=yes` with fixed simulated caches ({CACHES_TEXT}), \
+         long run minus short run ({} and {} invokes for Python, {} and {} for Rust), the library \
+         preloaded directly; D1 counts reads and writes, LL instruction and data misses.\n",
+        runtimes[0].callgrind_invokes.1,
+        runtimes[0].callgrind_invokes.0,
+        runtimes[2].callgrind_invokes.1,
+        runtimes[2].callgrind_invokes.0,
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| runtime | I1 misses baseline → lambda-meter | added | D1 misses baseline → lambda-meter | added | LL misses baseline → lambda-meter | added |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|---|---|---|").unwrap();
+    for (g, group) in runtimes.iter().enumerate() {
+        if let [base, with] = misses[g][..] {
+            let d = with.minus(base);
+            writeln!(
+                report,
+                "| {} | {:.1} → {:.1} | {:+.1} | {:.1} → {:.1} | {:+.1} | {:.1} → {:.1} | {:+.1} |",
+                group.label, base.i1, with.i1, d.i1, base.d1, with.d1, d.d1, base.ll, with.ll, d.ll
+            )
+            .unwrap();
+        }
+    }
+
+    const TOP: usize = 15;
+    writeln!(
+        report,
+        "\n#### Where the per-invoke instructions go (Rust lambda_runtime)\n\n\
+         callgrind of the Rust runtime with `LD_PRELOAD` of an unstripped build of the same \
+         library (`target/bench-symbols`) and without it, {} and {} invokes each; each function's \
+         own instructions (`callgrind_annotate --inclusive=no`, a name summed over the files \
+         inlined code is attributed to), (long − short) with the library minus (long − short) \
+         without, per invoke, so the runtime's own work cancels: the library's functions and the \
+         C library's on its behalf. The {TOP} largest of {} functions whose count changed; all \
+         of them sum to {:+.0} per invoke.\n",
+        rust.callgrind_invokes.1,
+        rust.callgrind_invokes.0,
+        by_function
+            .iter()
+            .filter(|c| c.per_invoke.abs() >= 0.05)
+            .count(),
+        by_function_total,
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| function | object | added instructions per invoke | share of the added |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|").unwrap();
+    for c in by_function.iter().take(TOP) {
+        writeln!(
+            report,
+            "| {} | {} | {:+.1} | {:.1}% |",
+            code_cell(&c.name),
+            if c.objects.is_empty() {
+                "—".to_string()
+            } else {
+                code_cell(&c.objects)
+            },
+            c.per_invoke,
+            100.0 * c.per_invoke / by_function_total
+        )
+        .unwrap();
+    }
 
     writeln!(
         report,
@@ -1229,9 +1547,10 @@ fn main() {
          minus the short run, so start-up cancels. CPU time is the scheduler's accounting of \
          every thread of the runtime process (`/proc/<pid>/task/*/schedstat`). Added figures are \
          the variant minus the baseline of the same round: median, then min – max over the \
-         rounds. Instruction counts (`valgrind --tool=callgrind`) and system-call counts \
-         (`strace -f -c`) are deterministic, measured once per variant, also long minus short; \
-         those runs preload the library directly, as the wrapper would. Node's instructions are \
+         rounds. Instruction counts (`valgrind --tool=callgrind`), cache misses \
+         (`--tool=cachegrind`) and system-call counts (`strace -f -c`) are deterministic, \
+         measured once per variant, also long minus short; those runs preload the library \
+         directly, as the wrapper would. Node's instructions are \
          not counted (a JIT under valgrind). lambda-meter's wall and CPU runs start each runtime \
          as Lambda does: the managed runtimes (Python, Node) through its wrapper \
          (`AWS_LAMBDA_EXEC_WRAPPER`), the OS-only ones (Rust, the shell runtime) with \
