@@ -826,29 +826,176 @@ fn wrapper_processes(wrapper: &Path) -> usize {
         .count()
 }
 
-/// Wall time of `wrapper /bin/true` minus `/bin/true` alone, ms (median of interleaved runs).
-fn wrapper_wall_ms(wrapper: &Path) -> Stat {
-    let time = |wrapped: bool| {
-        let mut c = if wrapped {
-            let mut c = Command::new(wrapper);
-            c.arg("/bin/true");
-            c
-        } else {
-            Command::new("/bin/true")
-        };
-        c.env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+/// Ways to start `/bin/true`, each against starting it alone.
+#[derive(Clone, Copy)]
+enum Start {
+    /// `/bin/true`.
+    Plain,
+    /// `dash -c 'exec /bin/true'`: a shell's own start-up and one exec, the floor of any
+    /// `#!/bin/sh` wrapper.
+    Dash,
+    /// `LD_PRELOAD=lib /bin/true`: a process that never talks to the Runtime API, with the
+    /// library.
+    Preload,
+    /// `wrapper /bin/true`: the wrapper's shell and script, and the library in `/bin/true`.
+    Wrapper,
+}
+
+const STARTS: [Start; 4] = [Start::Plain, Start::Dash, Start::Preload, Start::Wrapper];
+
+impl Start {
+    fn command(self) -> &'static str {
+        match self {
+            Start::Plain => "/bin/true",
+            Start::Dash => "dash -c 'exec /bin/true'",
+            Start::Preload => "LD_PRELOAD=lib /bin/true",
+            Start::Wrapper => "wrapper /bin/true",
+        }
+    }
+}
+
+/// Per start, ms: wall time and the started processes' CPU time.
+#[derive(Clone, Copy)]
+struct StartCost {
+    wall: f64,
+    cpu: f64,
+}
+
+/// What each way of starting `/bin/true` costs: per round and way, a batch of `n` starts in a
+/// row (`std::process::Command`, waited for one by one), the ways in an order shuffled per
+/// round; wall time per start, and the CPU time of the started processes per start
+/// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
+fn start_costs(wrapper: &Path, lib: &Path, n: usize) -> Vec<Vec<StartCost>> {
+    // The wrapper appends a line per start to $TMPDIR/.lambda-meter-inits: keep it ours.
+    let tmp = root().join("target/bench/tmp");
+    std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
+    let batch = |way: Start| -> StartCost {
+        let cpu0 = children_cpu_ns();
         let t = std::time::Instant::now();
-        c.status().expect("run");
-        t.elapsed().as_secs_f64() * 1e3
+        for _ in 0..n {
+            let mut c = match way {
+                Start::Plain | Start::Preload => Command::new("/bin/true"),
+                Start::Dash => {
+                    let mut c = Command::new("dash");
+                    c.args(["-c", "exec /bin/true"]);
+                    c
+                }
+                Start::Wrapper => {
+                    let mut c = Command::new(wrapper);
+                    c.arg("/bin/true");
+                    c
+                }
+            };
+            c.env_remove("LD_PRELOAD")
+                .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+                .env("TMPDIR", &tmp);
+            if let Start::Preload = way {
+                c.env("LD_PRELOAD", lib);
+            }
+            let status = c
+                .status()
+                .unwrap_or_else(|e| fail(&format!("starting {}: {e}", way.command()), ""));
+            if !status.success() {
+                fail(&format!("{} failed: {status}", way.command()), "");
+            }
+        }
+        StartCost {
+            wall: t.elapsed().as_secs_f64() * 1e3 / n as f64,
+            cpu: (children_cpu_ns() - cpu0) / 1e6 / n as f64,
+        }
     };
+    let mut rng = Shuffle(0x2545_f491_4f6c_dd1d);
+    let mut costs: Vec<Vec<StartCost>> = vec![Vec::new(); STARTS.len()];
+    let rounds = rounds();
+    for round in 0..rounds {
+        eprintln!(
+            "bench: round {}/{rounds}: /bin/true × {n}, four ways",
+            round + 1
+        );
+        let mut ways = STARTS;
+        rng.shuffle(&mut ways);
+        for way in ways {
+            costs[way as usize].push(batch(way));
+        }
+    }
+    costs
+}
+
+/// Per-round differences of one way of starting `/bin/true` against starting it alone.
+fn start_added(costs: &[Vec<StartCost>], way: Start, f: fn(&StartCost) -> f64) -> Stat {
     stat(
-        (0..50)
-            .map(|_| {
-                let a = time(false);
-                let b = time(true);
-                b - a
-            })
+        costs[way as usize]
+            .iter()
+            .zip(&costs[Start::Plain as usize])
+            .map(|(a, b)| f(a) - f(b))
             .collect(),
+    )
+}
+
+/// The library's dynamic relocations and needed libraries, as `readelf` lists them: one line.
+fn relocations(lib: &Path) -> String {
+    let readelf = |flag: &str| {
+        let out = Command::new("readelf")
+            .args([flag, "-W"])
+            .arg(lib)
+            .output()
+            .unwrap_or_else(|e| fail(&format!("readelf {flag} {}: {e}", lib.display()), ""));
+        if !out.status.success() {
+            fail(
+                &format!("readelf {flag} {} failed", lib.display()),
+                &String::from_utf8_lossy(&out.stderr),
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let relocs = readelf("-r");
+    // "Relocation section '.rela.dyn' at offset 0x… contains 1234 entries:"
+    let mut sections = Vec::new();
+    let mut total = 0usize;
+    for l in relocs.lines() {
+        if let Some(rest) = l.strip_prefix("Relocation section '")
+            && let Some((name, tail)) = rest.split_once('\'')
+            && let Some(n) = tail
+                .split_once("contains ")
+                .and_then(|(_, t)| t.split_whitespace().next())
+                .and_then(|n| n.parse::<usize>().ok())
+        {
+            total += n;
+            sections.push(format!("{name} {n}"));
+        }
+    }
+    let relative = relocs.lines().filter(|l| l.contains("_RELATIVE")).count();
+    let dynamic = readelf("-d");
+    // "0x… (RELASZ)  12345 (bytes)"
+    let bytes: u64 = dynamic
+        .lines()
+        .filter(|l| l.contains("(RELASZ)") || l.contains("(PLTRELSZ)") || l.contains("(RELRSZ)"))
+        .filter_map(|l| {
+            l.split(')')
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    let needed: Vec<String> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            l.split_once('[')
+                .and_then(|(_, r)| r.split_once(']'))
+                .map(|(n, _)| n.to_string())
+        })
+        .collect();
+    format!(
+        "{total} relocations ({}; {relative} of them relative), {bytes} bytes of relocation \
+         tables; needs {} ({})",
+        sections.join(", "),
+        needed.join(", "),
+        if needed.iter().any(|n| n.starts_with("libgcc_s")) {
+            "libgcc_s among them"
+        } else {
+            "not libgcc_s"
+        }
     )
 }
 
@@ -1395,19 +1542,106 @@ fn main() {
             d.median <= 1.0,
         ));
     }
-    let (plain, loaded) = (load_instructions(None), load_instructions(Some(&lib)));
     let processes = wrapper_processes(&paths.wrapper);
-    let wrapper_ms = wrapper_wall_ms(&paths.wrapper);
+    // Starting `/bin/true` four ways: the wrapper's cost, and a process that never talks to the
+    // Runtime API.
+    let execs = if quick() { 100 } else { 300 };
+    let starts = start_costs(&paths.wrapper, &lib, execs);
+    let wall = |c: &StartCost| c.wall;
+    let cpu_ms = |c: &StartCost| c.cpu;
+    let wrapper_wall = start_added(&starts, Start::Wrapper, wall);
+    let dash_wall = start_added(&starts, Start::Dash, wall);
+    let preload_wall = start_added(&starts, Start::Preload, wall);
+    let wrapper_cpu = start_added(&starts, Start::Wrapper, cpu_ms);
+    let dash_cpu = start_added(&starts, Start::Dash, cpu_ms);
     writeln!(
         report,
-        "\nLoading the library (dynamic loader and constructor, `/bin/true` under callgrind): \
-         {:+.0} instructions. The wrapper starts {processes} processes before it execs the \
-         runtime; `wrapper /bin/true` takes {} longer than `/bin/true` (median of 50, the shell \
-         included).",
-        loaded - plain,
-        fmt_diff(&wrapper_ms, "ms", 2),
+        "\nThe wrapper starts {processes} processes before it execs the runtime. Against \
+         starting `/bin/true` directly ({execs} starts in a row per way and round, the ways in \
+         a shuffled order, median and min – max of the per-round differences; CPU: the started \
+         processes', `getrusage(RUSAGE_CHILDREN)`): `wrapper /bin/true` takes {} longer per \
+         start, {} more CPU (its shell, its script, and the library loaded into `/bin/true`); \
+         of that, dash's own start-up and one exec (`dash -c 'exec /bin/true'`, the floor of \
+         any `#!/bin/sh` wrapper) take {} ({} CPU), and the library alone \
+         (`LD_PRELOAD=lib /bin/true`, below) {}.",
+        fmt_diff(&wrapper_wall, "ms", 3),
+        fmt_diff(&wrapper_cpu, "ms", 3),
+        fmt_diff(&dash_wall, "ms", 3),
+        fmt_diff(&dash_cpu, "ms", 3),
+        fmt_diff(&preload_wall, "ms", 3),
     )
     .unwrap();
+    targets.push((
+        format!(
+            "the wrapper adds ≤ 1.5 ms to exec'ing the runtime: `wrapper /bin/true` {:+.2} ms (dash alone {:+.2} ms)",
+            wrapper_wall.median, dash_wall.median
+        ),
+        wrapper_wall.median <= 1.5,
+    ));
+
+    // Every other process the runtime starts loads the library too.
+    let preload_cpu = start_added(&starts, Start::Preload, cpu_ms);
+    let (plain, loaded) = (load_instructions(None), load_instructions(Some(&lib)));
+    let layer_lib = root.join("target/layer/x86_64/lib/liblambda_meter.so");
+    writeln!(
+        report,
+        "\n### Processes that never talk to the Runtime API\n\n\
+         `LD_PRELOAD` puts the library into every process the runtime starts. `/bin/true` \
+         started {execs} times in a row by the bench (`std::process::Command`), without and \
+         with the library preloaded (`AWS_LAMBDA_RUNTIME_API` set in both), in the rounds above: \
+         wall time per start, and the started processes' CPU time per start \
+         (`getrusage(RUSAGE_CHILDREN)` around the batch). Added: with minus without in the same \
+         round (median, min – max over {} rounds).\n",
+        rounds()
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| per start of `/bin/true` | without | with lambda-meter | added (median, min – max) |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|").unwrap();
+    for (what, f, added) in [
+        ("wall ms", wall as fn(&StartCost) -> f64, &preload_wall),
+        ("CPU ms", cpu_ms, &preload_cpu),
+    ] {
+        let of = |way: Start| median(starts[way as usize].iter().map(f).collect());
+        writeln!(
+            report,
+            "| {what} | {:.3} | {:.3} | {} |",
+            of(Start::Plain),
+            of(Start::Preload),
+            fmt_diff(added, "ms", 3)
+        )
+        .unwrap();
+    }
+    writeln!(
+        report,
+        "\nInstructions of one `/bin/true`, exec to exit (callgrind): {plain:.0} without, \
+         {loaded:.0} with the library (dynamic loader, relocations and constructor): {:+.0}.\n\n\
+         The stripped library (`readelf -r`, `readelf -d`): release build here, {} bytes: {}.",
+        loaded - plain,
+        std::fs::metadata(&lib).map(|m| m.len()).unwrap_or(0),
+        relocations(&lib),
+    )
+    .unwrap();
+    if layer_lib.exists() {
+        writeln!(
+            report,
+            "The x86_64 layer's (glibc 2.26), {} bytes: {}.",
+            std::fs::metadata(&layer_lib).map(|m| m.len()).unwrap_or(0),
+            relocations(&layer_lib),
+        )
+        .unwrap();
+    }
+    targets.push((
+        format!(
+            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true`: wall {:+.3} ms, CPU {:+.3} ms)",
+            preload_wall.median, preload_cpu.median
+        ),
+        preload_wall.median <= 0.1 && preload_cpu.median <= 0.1,
+    ));
+
     targets.push((
         format!(
             "library load and constructor ≤ 500k instructions ({:+.0})",
