@@ -288,10 +288,7 @@ impl Outbox {
 
 /// `n` zero bytes, reserved (a zeroed allocation: its pages are touched only when written).
 fn zeroed(n: usize) -> Option<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    v.resize(n, 0);
-    Some(v)
+    crate::zeroed::zeroed(n)
 }
 
 /// Reads what was appended to the custom-metrics channel since the last call into the buffer

@@ -10,8 +10,8 @@
 //! process may not survive; [`custom`] checks the function's own values; [`fdtable`] is the
 //! lock-free bitmap the hooks test; [`text`] and [`json`] bound and escape text.
 
-// No unsafe code in the core but where it is named: the journal's shared memory (and the test
-// build's counting allocator).
+// No unsafe code in the core but where it is named: the journal's shared memory, buffers
+// reserved zeroed (and the test build's counting allocator).
 #![deny(unsafe_code)]
 
 pub mod custom;
@@ -27,6 +27,8 @@ pub mod runtime_api;
 pub mod settings;
 pub mod text;
 pub mod tracker;
+#[allow(unsafe_code)]
+pub mod zeroed;
 
 // Checks of the core: allocation counts (tests only), and the property checks its tests and the
 // fuzz targets share (the `props` feature, which fuzz/ turns on).
