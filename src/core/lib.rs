@@ -8,7 +8,8 @@
 //! [`tracker`], whose records [`emf`] encodes with values read through the metric catalog
 //! ([`metrics`]) as [`settings`] say; [`journal`] is the format of the shared file of records a
 //! process may not survive; [`custom`] checks the function's own values; [`fdtable`] is the
-//! lock-free bitmap the hooks test; [`text`] and [`json`] bound and escape text.
+//! lock-free bitmap the hooks test; [`text`] and [`json`] bound and escape text; [`zeroed`]
+//! reserves buffers without writing them.
 
 // No unsafe code in the core but where it is named: the journal's shared memory, buffers
 // reserved zeroed (and the test build's counting allocator).
