@@ -68,6 +68,11 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
             let mapped = map_journal(&path)?;
             let _ = state().path.set(path);
             use_mapping(&mapped);
+            if mapped.fresh {
+                // A journal this process just made has nothing to recover: not reading its 32
+                // slots leaves their pages untouched (not resident).
+                return Ok(mapped.journal);
+            }
             mapped.journal
         }
     };

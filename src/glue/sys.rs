@@ -275,6 +275,11 @@ fn map_state_file_with(path: &[u8], size: usize, create: c_int) -> Result<StateF
         if base == libc::MAP_FAILED {
             return Err("it cannot be mapped");
         }
+        // Its pages are read one at a time, where a slot is used: no read-around, which would
+        // bring the whole file (allocated but never written: zero pages) into the page cache,
+        // where fault-around then maps it (the journal: 256 KiB resident instead of 4).
+        // SAFETY: advice on the mapping just made; it changes no content.
+        unsafe { libc::madvise(base, size, libc::MADV_RANDOM) };
         Ok(StateFile {
             base: base.cast(),
             id: (st.st_dev, st.st_ino),
