@@ -89,7 +89,9 @@ impl Entry {
         Entry {
             state: AtomicU8::new(FREE),
             kind: AtomicU8::new(SENT),
-            fd: AtomicI32::new(-1),
+            // Read only once the entry is claimed (READY): every initial value here is zero,
+            // so a static `Deferred` lives in `.bss` (see `crate::process::KEPT`).
+            fd: AtomicI32::new(0),
             seq: AtomicU64::new(0),
             at: AtomicU64::new(0),
             len: AtomicUsize::new(0),
@@ -133,8 +135,9 @@ impl Deferred {
     pub const fn new() -> Deferred {
         Deferred {
             entries: [const { Entry::new() }; ENTRIES],
-            seq: AtomicU64::new(1),
-            newest: AtomicUsize::new(usize::MAX),
+            seq: AtomicU64::new(0),
+            // Entry 0 before any was claimed: it is FREE, so nothing is appended to it.
+            newest: AtomicUsize::new(0),
             pending: AtomicBool::new(false),
         }
     }

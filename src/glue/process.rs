@@ -43,6 +43,30 @@ unsafe impl Sync for EngineCell {}
 /// keeps it and resets it with itself.
 pub static TRACKED: FdBits = FdBits::new();
 
+/// What threads kept where the engine could not be entered, for its next entry: about
+/// 150 KiB whose initial value is all zero bytes, so a static of its own lives in `.bss`. (Inside
+/// [`ProcessState`], whose other fields start non-zero, it was in `.data`: file-backed pages
+/// of the library that fault-around maps, resident, as soon as a neighbouring field is read.)
+/// A forked child forgets it all ([`ProcessState::forked_child`]).
+struct Kept {
+    /// Tracked fds closed, or whose bytes went by unseen, where the engine could not be
+    /// entered. Their bits in `TRACKED` are cleared at once, without a lock or an allocation;
+    /// the engine forgets them at its next entry.
+    deferred: FdBits,
+    /// Tracked fds whose bytes went by where they could not be kept: their connections are
+    /// dropped at the engine's next entry.
+    unfollowed: FdBits,
+    /// Bytes and closes on tracked fds from where the engine could not be entered, replayed
+    /// in order at its next entry (see [`crate::deferred`]).
+    ops: Deferred,
+}
+
+static KEPT: Kept = Kept {
+    deferred: FdBits::new(),
+    unfollowed: FdBits::new(),
+    ops: Deferred::new(),
+};
+
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct ProcessState {
     /// Whether connects are looked at: `UNINITIALIZED`, `ACTIVE`, `PASSIVE`,
@@ -77,17 +101,8 @@ pub struct ProcessState {
     shared_joined: AtomicBool,
     /// Set once this process has looked at the environment's journal.
     journal_started: AtomicBool,
-    /// Tracked fds closed, or whose bytes went by unseen, where the engine could not be
-    /// entered. Their bits in `TRACKED` are cleared at once, without a lock or an allocation;
-    /// the engine forgets them at its next entry.
-    deferred: FdBits,
-    /// Tracked fds whose bytes went by where they could not be kept: their connections are
-    /// dropped at the engine's next entry.
-    unfollowed: FdBits,
+    /// Set when [`KEPT`] has fds for the engine to forget or unfollow.
     any_deferred: AtomicBool,
-    /// Bytes and closes on tracked fds from where the engine could not be entered, replayed
-    /// in order at its next entry (see [`crate::deferred`]).
-    deferred_ops: Deferred,
     /// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
     record_awaits: AtomicBool,
     /// Wakes the watchdog (a futex word: any change wakes it).
@@ -125,10 +140,7 @@ impl ProcessState {
             environment_joined: AtomicBool::new(false),
             shared_joined: AtomicBool::new(false),
             journal_started: AtomicBool::new(false),
-            deferred: FdBits::new(),
-            unfollowed: FdBits::new(),
             any_deferred: AtomicBool::new(false),
-            deferred_ops: Deferred::new(),
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
@@ -167,10 +179,7 @@ impl ProcessState {
             // leaves that to the child's first Runtime API connection.
             shared_joined: _,
             journal_started,
-            deferred,
-            unfollowed,
             any_deferred,
-            deferred_ops,
             record_awaits,
             wake: _,
             watchdog,
@@ -185,10 +194,10 @@ impl ProcessState {
         journal_trusts.store(false, Ordering::Relaxed);
         // Nothing inherited is followed in the child: what its atfork handlers deferred is
         // void.
-        deferred.clear();
-        unfollowed.clear();
+        KEPT.deferred.clear();
+        KEPT.unfollowed.clear();
         any_deferred.store(false, Ordering::Release);
-        deferred_ops.clear();
+        KEPT.ops.clear();
         environment_joined.store(true, Ordering::Release);
         journal_started.store(false, Ordering::Release);
         watchdog.store(false, Ordering::Release);
@@ -844,9 +853,9 @@ fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
     let at = probes::mono_ns();
     let kept = parts.iter().all(|p| {
         if sent {
-            ps().deferred_ops.sent(fd, p, at)
+            KEPT.ops.sent(fd, p, at)
         } else {
-            ps().deferred_ops.received(fd, p, at)
+            KEPT.ops.received(fd, p, at)
         }
     });
     // No room: bytes of the connection went by unkept, so it is not followed any more. (An
@@ -858,7 +867,7 @@ fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
 
 /// Keeps the close of tracked `fd` where the engine cannot be entered; its bit goes now.
 fn defer_close(fd: i32) {
-    if TRACKED.contains(fd) && ps().deferred_ops.closed(fd) {
+    if TRACKED.contains(fd) && KEPT.ops.closed(fd) {
         TRACKED.remove(fd);
     } else {
         defer_forget(fd);
@@ -869,7 +878,7 @@ fn defer_close(fd: i32) {
 /// followed at once, so that its bytes reach the hooks' slow path (and are kept behind it) until
 /// the connect is replayed; without room, it is not followed.
 fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
-    if ps().deferred_ops.connected(fd, addr) {
+    if KEPT.ops.connected(fd, addr) {
         if interesting {
             TRACKED.insert(fd);
         } else {
@@ -883,7 +892,7 @@ fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
 /// Keeps a dup of a tracked fd where the engine cannot be entered: the copy is followed from
 /// now on, as the original is; without room, what `new_fd` was is forgotten, unfollowed.
 fn defer_duplicate(old_fd: i32, new_fd: i32) {
-    if TRACKED.contains(old_fd) && ps().deferred_ops.duplicated(old_fd, new_fd) {
+    if TRACKED.contains(old_fd) && KEPT.ops.duplicated(old_fd, new_fd) {
         TRACKED.insert(new_fd);
     } else {
         defer_forget(new_fd);
@@ -895,7 +904,7 @@ fn defer_duplicate(old_fd: i32, new_fd: i32) {
 fn defer_forget(fd: i32) {
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
-        ps().deferred.insert(fd);
+        KEPT.deferred.insert(fd);
         ps().any_deferred.store(true, Ordering::Release);
     }
 }
@@ -905,7 +914,7 @@ fn defer_forget(fd: i32) {
 fn defer_unfollow(fd: i32) {
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
-        ps().unfollowed.insert(fd);
+        KEPT.unfollowed.insert(fd);
         ps().any_deferred.store(true, Ordering::Release);
     }
 }
@@ -1041,7 +1050,7 @@ fn leave(me: u64, outer: usize) {
     let mut outer = outer;
     loop {
         ps().gate.leave(outer);
-        if !ps().deferred_ops.is_pending() && !ps().any_deferred.load(Ordering::Acquire) {
+        if !KEPT.ops.is_pending() && !ps().any_deferred.load(Ordering::Acquire) {
             return;
         }
         match ps().gate.try_enter(me, &canary) {
@@ -1058,18 +1067,18 @@ fn replay_deferred(engine: &mut Engine) {
     replay_kept(engine);
     // What found no room came after everything kept: forgotten after it.
     if ps().any_deferred.swap(false, Ordering::AcqRel) {
-        ps().deferred.take_each(|fd| engine.closing(fd));
-        ps().unfollowed.take_each(|fd| engine.unfollow(fd));
+        KEPT.deferred.take_each(|fd| engine.closing(fd));
+        KEPT.unfollowed.take_each(|fd| engine.unfollow(fd));
     }
 }
 
 /// Replays the kept work, in order.
 fn replay_kept(engine: &mut Engine) {
-    if !ps().deferred_ops.is_pending() {
+    if !KEPT.ops.is_pending() {
         return;
     }
     let now = probes::clock_now();
-    ps().deferred_ops.drain(&mut |op, at| {
+    KEPT.ops.drain(&mut |op, at| {
         // The clocks as they were when the bytes moved (usage is read now).
         let then = |need| {
             let mut p = probes::read(need);

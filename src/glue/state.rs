@@ -7,8 +7,11 @@
 //! Not here: values fixed before any hook runs (the real libc functions of `real.rs`,
 //! `c-abi`'s resolved pointers); `c-abi`'s `lm_deep_pending` (a deep-bound load pending in the
 //! parent is pending in the child too: the same objects are loaded); per-thread values (the
-//! gate's frame canary, the custom-metrics thread key); and the core's fd table
-//! (`crate::process::TRACKED`), which the engine keeps and resets with itself.
+//! gate's frame canary, the custom-metrics thread key); the core's fd table
+//! (`crate::process::TRACKED`), which the engine keeps and resets with itself; and what the
+//! hooks kept for the engine's next entry (`crate::process::KEPT`, all zero at load, so in
+//! `.bss`: this state's non-zero initial values put all of it in `.data`), which
+//! `ProcessState::forked_child` clears.
 
 /// Everything the library keeps per process, by the module that owns it.
 pub struct State {
