@@ -55,8 +55,10 @@ fn main() {
     // The library's own references to the functions it defines (the standard library's calls
     // to `write`, `close`, … reach the hooks either way, the library being first in the
     // process's search order) are bound at link time: about 30 fewer symbol lookups, and
-    // relocations, in every process it is loaded into.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
+    // relocations, in every process it is loaded into. (-Bsymbolic, not -Bsymbolic-functions,
+    // which cargo-zigbuild's `zig cc` refuses: the library exports only functions, so the two
+    // bind the same references.)
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
     static_unwinder();
 }
 
