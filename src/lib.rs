@@ -50,13 +50,19 @@ pub use glue::{deferred, handoff, sys};
 #[cfg(not(test))]
 use std::ffi::{c_char, c_int};
 
+/// The library's allocator: its large blocks mapped directly (see [`glue::alloc`]).
+#[cfg(all(not(feature = "alloc-guard"), not(test)))]
+#[global_allocator]
+static ALLOC: glue::alloc::LibAlloc = glue::alloc::LibAlloc;
+
 /// A test build (`--features alloc-guard`): Rust's allocator refuses every allocation, and
 /// aborts at every free, once the process became a runtime (see
 /// [`process::became_runtime`]): a run with it shows that nothing of the library allocates or
 /// frees from then on. A refused allocation aborts the process with Rust's own message.
 #[cfg(all(feature = "alloc-guard", not(test)))]
 mod alloc_guard {
-    use std::alloc::{GlobalAlloc, Layout, System};
+    use crate::glue::alloc::LibAlloc as System;
+    use std::alloc::{GlobalAlloc, Layout};
 
     struct Guard;
 

@@ -3,6 +3,8 @@
 //! (`lambda_meter_core`). Test builds carry only the parts tested on their own.
 
 #[cfg(not(test))]
+pub mod alloc;
+#[cfg(not(test))]
 pub mod channel;
 #[cfg(not(test))]
 pub mod deepbind;
