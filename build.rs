@@ -80,8 +80,7 @@ fn static_unwinder() {
         return;
     };
     let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    if !found.status.success() || !Path::new(&path).is_absolute() || !Path::new(&path).is_file()
-    {
+    if !found.status.success() || !Path::new(&path).is_absolute() || !Path::new(&path).is_file() {
         return;
     }
     println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive");
