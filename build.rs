@@ -59,33 +59,6 @@ fn main() {
     // which cargo-zigbuild's `zig cc` refuses: the library exports only functions, so the two
     // bind the same references.)
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
-    static_unwinder();
-}
-
-/// Rust's unwinder (panics are caught at every entry into the library) from the C compiler's
-/// static `libgcc_eh.a`, when it has one, instead of `libgcc_s.so.1`: a process that does not
-/// load libgcc_s itself (`/bin/true`, `cat`, `curl`) then loads one library, not two — about
-/// 90 µs and 60k instructions less for every program the runtime starts. Whole-archive, so
-/// its definitions take the place of libgcc_s's and `--as-needed` drops the `NEEDED` entry;
-/// the version script keeps every one of them local (an exception never crosses the
-/// library's boundary: every hook is `extern "C"`). A compiler without it (cargo-zigbuild's
-/// `zig cc` links its own static unwinder) links as before.
-fn static_unwinder() {
-    let compiler = cc::Build::new().cargo_metadata(false).get_compiler();
-    let Ok(found) = compiler
-        .to_command()
-        .arg("-print-file-name=libgcc_eh.a")
-        .output()
-    else {
-        return;
-    };
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    if !found.status.success() || !Path::new(&path).is_absolute() || !Path::new(&path).is_file() {
-        return;
-    }
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive");
-    println!("cargo:rustc-cdylib-link-arg={path}");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--no-whole-archive");
 }
 
 /// The hooks of the table: each row starts with `fn NAME(` (a Rust hook) or `c fn NAME(` (a C
