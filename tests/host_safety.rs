@@ -212,38 +212,46 @@ fn fclose_of_a_stdio_wrapped_socket_untracks_it() {
     );
 }
 
-#[test]
-fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
-    // The runtime's stdout is a pipe whose reader has exited, and the runtime never writes
-    // there itself. Our record's write must not kill it with a SIGPIPE it would never have got.
+/// Runs the C runtime on `payloads` with a stdout pipe whose reader has exited (the runtime
+/// never writes there itself), through the wrapper or not, with `env`.
+fn run_with_readerless_stdout(
+    payloads: &[serde_json::Value],
+    env: &[(&str, &str)],
+    wrapped: bool,
+) -> Outcome {
     let runtime = compile_program("c_runtime", "c_runtime_sigpipe", &["-O1"]);
     let layer = Layer::new();
-    let run = |wrapped: bool| {
-        let rt = runtime.display().to_string();
-        let wrapper = layer.wrapper().display().to_string();
-        let mut cmd = vec!["sh".to_string(), "-c".into()];
-        if wrapped {
-            cmd.extend(["( exec \"$0\" \"$1\" ) | true".into(), wrapper, rt]);
-        } else {
-            cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
-        }
-        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        run_until(
-            lambda_sim::Config {
-                events: events(&[
-                    json!({"action": "ok"}),
-                    json!({"action": "ok"}),
-                    json!({"action": "ok"}),
-                ]),
-                ..lambda_sim::Config::default()
-            },
-            &cmd,
-            None,
-            &[],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let rt = runtime.display().to_string();
+    let wrapper = layer.wrapper().display().to_string();
+    let mut cmd = vec!["sh".to_string(), "-c".into()];
+    if wrapped {
+        cmd.extend(["( exec \"$0\" \"$1\" ) | true".into(), wrapper, rt]);
+    } else {
+        cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
+    }
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    run_until(
+        lambda_sim::Config {
+            events: events(payloads),
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        None,
+        env,
+        &root(),
+        std::time::Duration::from_secs(20),
+    )
+}
+
+#[test]
+fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
+    // Our record's write must not kill the runtime with a SIGPIPE it would never have got.
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ];
+    let run = |wrapped: bool| run_with_readerless_stdout(&payloads, &[], wrapped);
     let (plain, metered) = (run(false), run(true));
     assert!(plain.run.idle, "every event answered without the library");
     assert!(
@@ -271,35 +279,14 @@ fn a_stdout_whose_reader_is_gone_raises_no_sigpipe_after_the_host_stops_ignoring
     // raises none; then the handler puts the default action back with a raw rt_sigaction,
     // which only the syscall hook sees. The records after it must not kill the runtime with
     // the SIGPIPE the kept "ignored" would no longer stop.
-    let runtime = compile_program("c_runtime", "c_runtime_sigpipe", &["-O1"]);
-    let layer = Layer::new();
-    let run = |wrapped: bool| {
-        let rt = runtime.display().to_string();
-        let wrapper = layer.wrapper().display().to_string();
-        let mut cmd = vec!["sh".to_string(), "-c".into()];
-        if wrapped {
-            cmd.extend(["( exec \"$0\" \"$1\" ) | true".into(), wrapper, rt]);
-        } else {
-            cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
-        }
-        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        run_until(
-            lambda_sim::Config {
-                events: events(&[
-                    json!({"action": "ok"}),
-                    json!({"action": "sigpipe_default"}),
-                    json!({"action": "ok"}),
-                    json!({"action": "ok"}),
-                ]),
-                ..lambda_sim::Config::default()
-            },
-            &cmd,
-            None,
-            &[("C_RUNTIME_IGNORE_SIGPIPE", "1")],
-            &root(),
-            std::time::Duration::from_secs(20),
-        )
-    };
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "sigpipe_default"}),
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+    ];
+    let env = [("C_RUNTIME_IGNORE_SIGPIPE", "1")];
+    let run = |wrapped: bool| run_with_readerless_stdout(&payloads, &env, wrapped);
     let (plain, metered) = (run(false), run(true));
     assert!(plain.run.idle, "every event answered without the library");
     assert!(

@@ -32,78 +32,70 @@ pub fn utf8_prefix(bytes: &[u8], max: usize) -> &str {
     }
 }
 
-/// Where `needle` first occurs in `hay`: eight bytes at a step (the parser skips header lines
-/// and values it does not keep with it, instead of a state change per byte).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is zero (the lowest flagged byte is always a true
+/// one; a byte above a true one may be flagged too).
+#[inline(always)]
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGHS
+}
+
+/// The first byte of `hay` that `is` says, eight bytes at a step: `flagged` gives a word's
+/// candidates (the lowest flagged byte must be a true one).
+#[inline(always)]
+fn find_by_words(
+    hay: &[u8],
+    flagged: impl Fn(u64) -> u64,
+    is: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let bits = flagged(u64::from_le_bytes(
+            <[u8; 8]>::try_from(word).unwrap_or_default(),
+        ));
+        if bits != 0 {
+            return Some(at + (bits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| is(*b))
+        .map(|i| at + i)
+}
+
+/// Where `needle` first occurs in `hay` (the parser skips header lines and values it does not
+/// keep with it, instead of a state change per byte).
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES * u64::from(needle);
-    let mut words = hay.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default()) ^ pattern;
-        // A zero byte of `w` is a match; the lowest flagged byte is always a true one.
-        let zero = w.wrapping_sub(ONES) & !w & HIGHS;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|b| *b == needle)
-        .map(|i| at + i)
+    find_by_words(hay, |w| zero_bytes(w ^ pattern), |b| b == needle)
 }
 
-/// Where the first byte below `limit` (at most 128) is in `hay`, eight bytes at a step: the
-/// journal's markers in a prepared record.
+/// Where the first byte below `limit` (at most 128) is in `hay`: the journal's markers in a
+/// prepared record.
 pub fn find_below(limit: u8, hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let limit = limit.min(128);
-    let mut words = hay.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        // Flags each byte below `limit`; the lowest flagged byte is always a true one.
-        let below = w.wrapping_sub(ONES * u64::from(limit)) & !w & HIGHS;
-        if below != 0 {
-            return Some(at + (below.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|b| *b < limit)
-        .map(|i| at + i)
+    let low = ONES * u64::from(limit);
+    find_by_words(hay, |w| w.wrapping_sub(low) & !w & HIGHS, |b| b < limit)
 }
 
-/// Where the first byte JSON escapes (a control byte, `"` or `\\`) is in `hay`, eight bytes at
-/// a step.
+/// Where the first byte JSON escapes (a control byte, `"` or `\\`) is in `hay`.
 pub fn find_json_special(hay: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
-    let mut words = hay.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        // Each test's lowest flagged byte is a true one, so the lowest of all three is.
-        let flagged = (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
-            | zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')));
-        if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
-        .map(|i| at + i)
+    let (quote, backslash) = (ONES * u64::from(b'"'), ONES * u64::from(b'\\'));
+    // Each test's lowest flagged byte is a true one, so the lowest of all three is.
+    find_by_words(
+        hay,
+        |w| {
+            (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+                | zero_bytes(w ^ quote)
+                | zero_bytes(w ^ backslash)
+        },
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
 }
 
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in

@@ -316,18 +316,15 @@ pub struct DirLook {
     pub ctime_ns: u64,
 }
 
-/// [`DirLook`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
-pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
+/// One `statx` of a NUL-terminated path for `mask`: `Err(ENOSYS)` where the kernel has none.
+fn statx(path: &[u8], mask: u32) -> Result<libc::statx, c_int> {
     if path.last() != Some(&0) {
         return Err(libc::EINVAL);
     }
-    let ns =
-        |sec: i64, nsec: u32| (sec.max(0) as u64).saturating_mul(1_000_000_000) + u64::from(nsec);
     // SAFETY: an all-zero statx is a valid value of this plain C struct.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_INO | libc::STATX_MTIME | libc::STATX_CTIME;
     // SAFETY: a NUL-terminated path the kernel reads; one struct statx written into ours.
-    let rc = unsafe {
+    unsafe {
         call(
             libc::SYS_statx,
             [
@@ -339,9 +336,19 @@ pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
                 0,
             ],
         )
-    };
-    match rc {
-        Ok(_) => Ok(DirLook {
+    }?;
+    Ok(stx)
+}
+
+/// [`DirLook`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
+pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
+    let ns =
+        |sec: i64, nsec: u32| (sec.max(0) as u64).saturating_mul(1_000_000_000) + u64::from(nsec);
+    match statx(
+        path,
+        libc::STATX_INO | libc::STATX_MTIME | libc::STATX_CTIME,
+    ) {
+        Ok(stx) => Ok(DirLook {
             ino: stx.stx_ino,
             mtime_ns: ns(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
             ctime_ns: ns(stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
@@ -357,28 +364,8 @@ pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
 
 /// [`FileId`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
 pub fn file_id(path: &[u8]) -> Result<FileId, c_int> {
-    if path.last() != Some(&0) {
-        return Err(libc::EINVAL);
-    }
-    // SAFETY: an all-zero statx is a valid value of this plain C struct.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_INO | libc::STATX_SIZE | libc::STATX_BTIME;
-    // SAFETY: a NUL-terminated path the kernel reads; one struct statx written into ours.
-    let rc = unsafe {
-        call(
-            libc::SYS_statx,
-            [
-                libc::AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                0,
-                mask as usize,
-                (&mut stx as *mut libc::statx) as usize,
-                0,
-            ],
-        )
-    };
-    match rc {
-        Ok(_) => Ok(FileId {
+    match statx(path, libc::STATX_INO | libc::STATX_SIZE | libc::STATX_BTIME) {
+        Ok(stx) => Ok(FileId {
             ino: stx.stx_ino,
             born_ns: (stx.stx_mask & libc::STATX_BTIME != 0).then(|| {
                 (stx.stx_btime.tv_sec.max(0) as u64)
