@@ -229,18 +229,7 @@ fn run_with_readerless_stdout(
     } else {
         cmd.extend(["( exec \"$0\" ) | true".into(), rt]);
     }
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    run_until(
-        lambda_sim::Config {
-            events: events(payloads),
-            ..lambda_sim::Config::default()
-        },
-        &cmd,
-        None,
-        env,
-        &root(),
-        std::time::Duration::from_secs(20),
-    )
+    run_command(&cmd, payloads, env, 20)
 }
 
 #[test]
@@ -429,6 +418,17 @@ fn piped(
         cmd.push(layer.wrapper().display().to_string());
     }
     cmd.push(runtime.display().to_string());
+    run_command(&cmd, payloads, env, 30)
+}
+
+/// Runs `cmd` (which starts the runtime itself, wrapper or not) against a simulator serving
+/// `payloads`, for at most `seconds`.
+fn run_command(
+    cmd: &[String],
+    payloads: &[serde_json::Value],
+    env: &[(&str, &str)],
+    seconds: u64,
+) -> Outcome {
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     run_until(
         lambda_sim::Config {
@@ -439,7 +439,7 @@ fn piped(
         None,
         env,
         &root(),
-        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(seconds),
     )
 }
 
