@@ -59,6 +59,13 @@ fn main() {
     // which cargo-zigbuild's `zig cc` refuses: the library exports only functions, so the two
     // bind the same references.)
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
+    // The layer's build (layer/build.sh) names a libgcc_s.so.1 to link against: zig would
+    // otherwise link its own unwinder in statically, a second one beside the system's (see
+    // layer/libgcc_s/stub.c). cargo's own link already takes the system's libgcc_s.so.1.
+    println!("cargo:rerun-if-env-changed=LAMBDA_METER_LINK_LIBGCC_S");
+    if let Ok(libgcc_s) = std::env::var("LAMBDA_METER_LINK_LIBGCC_S") {
+        println!("cargo:rustc-cdylib-link-arg={libgcc_s}");
+    }
 }
 
 /// The hooks of the table: each row starts with `fn NAME(` (a Rust hook) or `c fn NAME(` (a C

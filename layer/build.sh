@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds target/layer/lambda-meter-<version>-x86_64.zip and …-arm64.zip: the wrapper, the
-# custom-metrics shims (the Java one needs javac) and the library, built with cargo-zigbuild against glibc 2.26 (Amazon Linux 2; AL2023 has 2.34), so
-# the same layer loads on every managed runtime of its architecture.
+# custom-metrics shims (the Java one needs javac) and the library, built with cargo-zigbuild
+# against glibc 2.26 (Amazon Linux 2; AL2023 has 2.34), so the same layer loads on every managed
+# runtime of its architecture. The library needs the system's libgcc_s.so.1, as every Rust or
+# C++ program there does.
 set -eu
 cd "$(dirname "$0")/.."
 sh layer/tools.sh
@@ -16,7 +18,14 @@ for arch in x86_64 arm64; do
         x86_64) triple=x86_64-unknown-linux-gnu ;;
         arm64) triple=aarch64-unknown-linux-gnu ;;
     esac
-    PATH="$root/target/layer-tools/bin:$PATH" \
+    # The system's unwinder, libgcc_s.so.1, linked through a stand-in with its symbol
+    # versions (layer/libgcc_s/stub.c says why), in place of the one zig links statically.
+    stub=$root/target/layer-stubs/$arch/libgcc_s.so.1
+    mkdir -p "${stub%/*}"
+    "$root/target/layer-tools/bin/python" -m ziglang cc -target "${triple%-unknown-linux-gnu}-linux-gnu.2.26" \
+        -shared -nostdlib -Wl,-soname,libgcc_s.so.1 -Wl,--version-script,layer/libgcc_s/stub.map \
+        -o "$stub" layer/libgcc_s/stub.c
+    PATH="$root/target/layer-tools/bin:$PATH" LAMBDA_METER_LINK_LIBGCC_S=$stub \
         cargo zigbuild --quiet --release --target "$triple.2.26" -p lambda_meter
     lib=target/$triple/release/liblambda_meter.so
     sh layer/assemble.sh "$lib" "$out/$arch"

@@ -375,10 +375,12 @@ fn a_thread_cancelled_in_a_read_hook_on_the_runtime_api_is_cancelled() {
 }
 
 #[test]
-#[ignore = "limit: the layer's library (cargo-zigbuild links its own static unwinder into it) crashes a thread cancelled in a read hook on the Runtime API with SIGSEGV: the Rust personality of the hook's frame works with the host's libgcc_s context through its private unwinder; the cargo-built library, which uses libgcc_s, passes"]
 fn a_thread_cancelled_in_a_read_hook_is_cancelled_with_the_layers_own_library() {
     // The same host as above, with the library the layer ships (`make layer`) named by
-    // LAMBDA_METER_LIB instead of the test build.
+    // LAMBDA_METER_LIB instead of the test build: cargo-zigbuild would link zig's own static
+    // unwinder into it, and then the Rust personality routine of the hook's frame reads the
+    // context of glibc's cancellation unwind (libgcc_s) with the other unwinder and crashes
+    // the thread. layer/build.sh links it against the system's libgcc_s.so.1.
     let arch = if cfg!(target_arch = "aarch64") {
         "arm64"
     } else {

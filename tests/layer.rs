@@ -76,6 +76,33 @@ fn glibc_versions(lib: &Path) -> Vec<(u32, u32)> {
     v
 }
 
+/// The `_Unwind_*` functions the library calls are the system's libgcc_s.so.1 (imported, with
+/// libgcc's symbol versions): zig would otherwise link its static unwinder in, and import none
+/// (layer/libgcc_s/stub.c says why that crashes a cancelled thread).
+fn assert_unwinds_with_the_systems_libgcc_s(arch: &str, lib: &Path) {
+    let dynamic = Command::new("objdump").arg("-p").arg(lib).output().unwrap();
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.split_whitespace().eq(["NEEDED", "libgcc_s.so.1"])),
+        "{arch}: {dynamic}"
+    );
+    let symbols = Command::new("objdump").arg("-T").arg(lib).output().unwrap();
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    let unwind: Vec<&str> = symbols
+        .lines()
+        .filter(|l| l.contains(" _Unwind_"))
+        .collect();
+    assert!(unwind.len() >= 5, "{arch}: {symbols}");
+    for line in &unwind {
+        assert!(
+            line.contains("*UND*") && line.contains("(GCC_"),
+            "{arch}: {line}"
+        );
+    }
+}
+
 #[test]
 fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2_26() {
     for arch in ARCHES {
@@ -128,6 +155,7 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
             newest.1
         );
         assert_exports_exactly_the_hooks(&lib);
+        assert_unwinds_with_the_systems_libgcc_s(arch, &lib);
         let sections = Command::new("readelf")
             .args(["-W", "-S"])
             .arg(&lib)
