@@ -117,14 +117,16 @@ fn the_runtime_replaces_the_wrapper_process() {
 /// Each case: one warning line, the runtime starts anyway without the library, and its exit
 /// status passes through.
 fn assert_fails_open(wrapper: &Path, env: &[(&str, &str)], expect: &str) {
-    let out = wrap(
-        wrapper,
-        &["sh", "-c", "printf '%s' \"${LD_PRELOAD:-none}\"; exit 7"],
-        env,
-    );
+    assert_failed_open(&wrap(wrapper, &FAILS_OPEN, env), expect);
+}
+
+/// The runtime of the fails-open cases: prints its LD_PRELOAD and exits 7.
+const FAILS_OPEN: [&str; 3] = ["sh", "-c", "printf '%s' \"${LD_PRELOAD:-none}\"; exit 7"];
+
+fn assert_failed_open(out: &Output, expect: &str) {
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(stdout(&out), "none");
-    let lines = stderr_lines(&out);
+    assert_eq!(stdout(out), "none");
+    let lines = stderr_lines(out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("lambda-meter: warning: "), "{lines:?}");
     assert!(lines[0].contains(expect), "{lines:?}");
@@ -182,6 +184,57 @@ fn unloadable_library() {
         &[("LAMBDA_METER_LIB", foreign.to_str().unwrap())],
         "not a shared object",
     );
+}
+
+/// The wrapper run as `wrap` runs it, in a mount namespace of its own where an empty file hides
+/// the system's libgcc_s.so.1 in each directory the wrapper looks in.
+fn wrap_without_libgcc_s(wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let hide = "for d in /lib64 /usr/lib64 /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu \
+                /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu; do \
+                if [ -e $d/libgcc_s.so.1 ]; then mount --bind /dev/null $d/libgcc_s.so.1 || exit 99; fi; \
+                done; exec dash \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", hide, "sh"])
+        .arg(wrapper)
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("LAMBDA_METER_LIB")
+        .env_remove("AWS_LAMBDA_RUNTIME_API");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("unshare")
+}
+
+#[test]
+fn a_system_without_libgcc_s_starts_the_runtime_untouched() {
+    // The library needs the system's unwinder; preloaded without it, every process would fail
+    // to start ("error while loading shared libraries").
+    let layer = Layer::new();
+    let out = wrap_without_libgcc_s(&layer.wrapper(), &FAILS_OPEN, &[]);
+    assert_failed_open(&out, "libgcc_s.so.1");
+    // Where LD_LIBRARY_PATH holds it, the loader finds it there, and so does the wrapper.
+    let dir = tempdir::TempDir::new("libgcc-s");
+    let system = ["/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu"]
+        .iter()
+        .map(|d| Path::new(d).join("libgcc_s.so.1"))
+        .find(|f| f.is_file())
+        .expect("the system's libgcc_s.so.1");
+    std::fs::copy(system, dir.path().join("libgcc_s.so.1")).unwrap();
+    let path = format!("/nonexistent:{}", dir.path().display());
+    let out = wrap_without_libgcc_s(
+        &layer.wrapper(),
+        &["sh", "-c", "printf '%s' \"${LD_PRELOAD:-none}\""],
+        &[("LD_LIBRARY_PATH", &path)],
+    );
+    assert!(out.status.success(), "{:?}", stderr_lines(&out));
+    assert!(
+        stdout(&out).ends_with("liblambda_meter.so"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
 }
 
 #[test]
