@@ -5,33 +5,53 @@
 #   DIR/lib/liblambda_meter.so.loader  its ELF signature and the dynamic loader its machine
 #                                    needs, so the wrapper checks the machine without reading
 #                                    the library at every cold start
+#   DIR/lib/glibc-2.34/liblambda_meter.so (and .loader)  when LIBRARY_2_34 is given: the same
+#                                    library built for glibc 2.34, which the wrapper prefers
+#                                    where the system's glibc is 2.34 or later (it needs
+#                                    neither libpthread.so.0 nor libdl.so.2 there)
 #   DIR/python/lambda_meter/         the Python shim for custom metrics (layer/shims)
 #   DIR/ruby/lib/lambda_meter.rb     the Ruby shim
 #   DIR/nodejs/node_modules/lambda-meter/  the Node.js shim (over the channel)
 #   DIR/bin/lambda-meter.sh          the shell shim (over the channel; /opt/bin is on PATH)
 #   DIR/java/lib/lambda-meter.jar    the Java shim (over the channel; needs javac to build)
-# usage: layer/assemble.sh LIBRARY DIR
+# usage: layer/assemble.sh LIBRARY DIR [LIBRARY_2_34]
 set -eu
-[ "$#" -eq 2 ] || { echo "usage: $0 LIBRARY DIR" >&2; exit 2; }
+[ "$#" -eq 2 ] || [ "$#" -eq 3 ] || { echo "usage: $0 LIBRARY DIR [LIBRARY_2_34]" >&2; exit 2; }
 lib=$1
 dir=$2
+lib234=${3:-}
 here=$(dirname "$0")
-[ -f "$lib" ] || { echo "$0: $lib not found" >&2; exit 1; }
+for l in "$lib" $lib234; do
+    [ -f "$l" ] || { echo "$0: $l not found" >&2; exit 1; }
+done
 rm -rf "$dir"
 mkdir -p "$dir/lib"
 cp "$here/../wrapper/lambda-meter" "$dir/lambda-meter"
 chmod 0755 "$dir/lambda-meter"
-cp "$lib" "$dir/lib/liblambda_meter.so"
-chmod 0644 "$dir/lib/liblambda_meter.so"
-# ELF words as the wrapper's lm_elf reads them: "class/data/version machine".
-# shellcheck disable=SC2046
-set -- $(od -An -tu4 -N20 -v "$lib")
-sig="$(($2 & 16777215)) $(($5 >> 16))"
-case ${sig#* } in
-    62) loader=/lib64/ld-linux-x86-64.so.2 ;;
-    183) loader=/lib/ld-linux-aarch64.so.1 ;;
-    *) loader= ;;
-esac
+
+# Puts library $1 at $2 with its machine note beside it.
+place() {
+    cp "$1" "$2"
+    chmod 0644 "$2"
+    # ELF words as the wrapper's lm_elf reads them: "class/data/version machine".
+    # shellcheck disable=SC2046
+    set -- "$2" $(od -An -tu4 -N20 -v "$1")
+    sig="$(($3 & 16777215)) $(($6 >> 16))"
+    case ${sig#* } in
+        62) loader=/lib64/ld-linux-x86-64.so.2 ;;
+        183) loader=/lib/ld-linux-aarch64.so.1 ;;
+        *) loader= ;;
+    esac
+    if [ -n "$loader" ]; then
+        printf '%s %s\n' "$sig" "$loader" >"$1.loader"
+        chmod 0644 "$1.loader"
+    fi
+}
+place "$lib" "$dir/lib/liblambda_meter.so"
+if [ -n "$lib234" ]; then
+    mkdir -p "$dir/lib/glibc-2.34"
+    place "$lib234" "$dir/lib/glibc-2.34/liblambda_meter.so"
+fi
 # The language shims for custom metrics, where each runtime looks for a layer's code
 # (python/, nodejs/node_modules/ and ruby/lib/: /opt/python, /opt/nodejs/node_modules and
 # /opt/ruby/lib are on those runtimes' paths).
@@ -51,7 +71,3 @@ find "$dir" -name '*.rb' -exec chmod 0644 {} +
 find "$dir" -name '*.js' -exec chmod 0644 {} +
 find "$dir" -name '*.sh' -exec chmod 0644 {} +
 find "$dir" -name '*.jar' -exec chmod 0644 {} +
-if [ -n "$loader" ]; then
-    printf '%s %s\n' "$sig" "$loader" >"$dir/lib/liblambda_meter.so.loader"
-    chmod 0644 "$dir/lib/liblambda_meter.so.loader"
-fi

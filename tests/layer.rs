@@ -104,7 +104,7 @@ fn assert_unwinds_with_the_systems_libgcc_s(arch: &str, lib: &Path) {
 }
 
 #[test]
-fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2_26() {
+fn each_zip_holds_the_wrapper_the_shims_and_small_stripped_libraries_for_glibc_2_26_and_2_34() {
     for arch in ARCHES {
         let zip = zip_of(arch);
         let listing = Command::new("unzip").arg("-Z").arg(&zip).output().unwrap();
@@ -113,13 +113,15 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
             .lines()
             .filter(|l| l.starts_with('-') || l.starts_with('d'))
             .collect();
-        // The wrapper, the library and its machine note, and the custom-metrics shims where
-        // each runtime looks for a layer's code (/opt/bin, /opt/java/lib,
+        // The wrapper, the libraries and their machine notes, and the custom-metrics shims
+        // where each runtime looks for a layer's code (/opt/bin, /opt/java/lib,
         // /opt/nodejs/node_modules, /opt/python, /opt/ruby/lib), in name order.
         let expected = [
             ("-rw-r--r--", "bin/lambda-meter.sh"),
             ("-rw-r--r--", "java/lib/lambda-meter.jar"),
             ("-rwxr-xr-x", "lambda-meter"),
+            ("-rw-r--r--", "lib/glibc-2.34/liblambda_meter.so"),
+            ("-rw-r--r--", "lib/glibc-2.34/liblambda_meter.so.loader"),
             ("-rw-r--r--", "lib/liblambda_meter.so"),
             ("-rw-r--r--", "lib/liblambda_meter.so.loader"),
             ("-rw-r--r--", "nodejs/node_modules/lambda-meter/index.js"),
@@ -139,49 +141,78 @@ fn each_zip_holds_the_wrapper_the_shims_and_a_small_stripped_library_for_glibc_2
         );
         let dir = tempdir::TempDir::new(&format!("unzip-{arch}"));
         let opt = unpack(arch, dir.path());
-        let lib = opt.join("lib/liblambda_meter.so");
-        // The wrapper's machine note names the loader of the library's own machine.
-        let note = std::fs::read_to_string(opt.join("lib/liblambda_meter.so.loader")).unwrap();
-        let loader = match arch {
-            "x86_64" => "62 /lib64/ld-linux-x86-64.so.2\n",
-            _ => "183 /lib/ld-linux-aarch64.so.1\n",
-        };
-        assert!(note.ends_with(loader), "{arch}: {note:?}");
-        let newest = *glibc_versions(&lib).last().unwrap();
-        assert!(
-            newest <= (2, 26),
-            "{arch} needs GLIBC_{}.{}",
-            newest.0,
-            newest.1
-        );
-        assert_exports_exactly_the_hooks(&lib);
-        assert_unwinds_with_the_systems_libgcc_s(arch, &lib);
-        let sections = Command::new("readelf")
-            .args(["-W", "-S"])
-            .arg(&lib)
-            .output()
-            .unwrap();
-        let sections = String::from_utf8_lossy(&sections.stdout);
-        assert!(
-            sections.contains(".dynsym") && !sections.contains(".symtab"),
-            "{arch} library is stripped"
-        );
-        let lib_size = std::fs::metadata(&lib).unwrap().len();
         let zip_size = std::fs::metadata(&zip).unwrap().len();
-        assert!(lib_size <= 1_500_000, "{arch} library is {lib_size} bytes");
         assert!(zip_size <= 1_000_000, "{arch} zip is {zip_size} bytes");
-        let machine = Command::new("od")
-            .args(["-An", "-tx1", "-j18", "-N2"])
-            .arg(&lib)
-            .output()
-            .unwrap();
-        let machine = String::from_utf8_lossy(&machine.stdout).trim().to_string();
+        for (lib, glibc) in [
+            (opt.join("lib/liblambda_meter.so"), (2, 26)),
+            (opt.join("lib/glibc-2.34/liblambda_meter.so"), (2, 34)),
+        ] {
+            assert_small_stripped_library(arch, &lib, glibc);
+        }
+    }
+}
+
+/// `lib`, of the layer for `arch`, needs glibc `glibc` at most and nothing it does not need.
+fn assert_small_stripped_library(arch: &str, lib: &Path, glibc: (u32, u32)) {
+    // The wrapper's machine note names the loader of the library's own machine.
+    let note = std::fs::read_to_string(lib.with_extension("so.loader")).unwrap();
+    let loader = match arch {
+        "x86_64" => "62 /lib64/ld-linux-x86-64.so.2\n",
+        _ => "183 /lib/ld-linux-aarch64.so.1\n",
+    };
+    assert!(note.ends_with(loader), "{arch}: {note:?}");
+    let newest = *glibc_versions(lib).last().unwrap();
+    assert!(
+        newest <= glibc,
+        "{arch} {} needs GLIBC_{}.{}",
+        lib.display(),
+        newest.0,
+        newest.1
+    );
+    // From glibc 2.34 the threads and dl functions are libc's own: the loader opens
+    // neither libpthread.so.0 nor libdl.so.2 for the library built for it.
+    let dynamic = Command::new("objdump").arg("-p").arg(lib).output().unwrap();
+    let needed: Vec<String> = String::from_utf8_lossy(&dynamic.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("NEEDED"))
+        .map(|n| n.trim().to_string())
+        .collect();
+    if glibc >= (2, 34) {
         assert_eq!(
-            machine,
-            if arch == "x86_64" { "3e 00" } else { "b7 00" },
-            "{arch} ELF machine"
+            needed,
+            [
+                "libgcc_s.so.1",
+                "libc.so.6",
+                loader.rsplit('/').next().unwrap().trim()
+            ],
+            "{arch}"
         );
     }
+    assert_exports_exactly_the_hooks(lib);
+    assert_unwinds_with_the_systems_libgcc_s(arch, lib);
+    let sections = Command::new("readelf")
+        .args(["-W", "-S"])
+        .arg(lib)
+        .output()
+        .unwrap();
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(
+        sections.contains(".dynsym") && !sections.contains(".symtab"),
+        "{arch} library is stripped"
+    );
+    let lib_size = std::fs::metadata(lib).unwrap().len();
+    assert!(lib_size <= 1_500_000, "{arch} library is {lib_size} bytes");
+    let machine = Command::new("od")
+        .args(["-An", "-tx1", "-j18", "-N2"])
+        .arg(lib)
+        .output()
+        .unwrap();
+    let machine = String::from_utf8_lossy(&machine.stdout).trim().to_string();
+    assert_eq!(
+        machine,
+        if arch == "x86_64" { "3e 00" } else { "b7 00" },
+        "{arch} ELF machine"
+    );
 }
 
 #[test]
@@ -260,7 +291,16 @@ fn the_arm64_library_meters_an_arm64_runtime_under_qemu() {
     let dir = tempdir::TempDir::new("opt-arm64");
     let opt = unpack("arm64", dir.path());
     let runtime = arm64_c_runtime();
-    let lib = opt.join("lib/liblambda_meter.so");
+    // Both builds: qemu's arm64 root (Debian's cross libc) has glibc 2.34 or later.
+    for lib in [
+        opt.join("lib/liblambda_meter.so"),
+        opt.join("lib/glibc-2.34/liblambda_meter.so"),
+    ] {
+        meters_an_arm64_runtime_under_qemu(&runtime, &lib);
+    }
+}
+
+fn meters_an_arm64_runtime_under_qemu(runtime: &Path, lib: &Path) {
     let payloads = [
         json!({"action": "ok"}),
         json!({"action": "fail", "type": "ValueError"}),

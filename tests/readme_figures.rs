@@ -52,12 +52,10 @@ fn the_layer_sizes_are_within_five_percent_of_the_zips_built() {
         let zip = std::fs::metadata(root().join(zip_path))
             .expect("make layer first (make test does)")
             .len() as f64;
-        let triple = if arch == "arm64" { "aarch64" } else { "x86_64" };
-        let lib = std::fs::metadata(root().join(format!(
-            "target/{triple}-unknown-linux-gnu/release/liblambda_meter.so"
-        )))
-        .unwrap()
-        .len() as f64;
+        let lib =
+            std::fs::metadata(root().join(format!("target/layer/{arch}/lib/liblambda_meter.so")))
+                .unwrap()
+                .len() as f64;
         for (what, stated, real) in [("zip", stated_zip, zip), ("library", stated_lib, lib)] {
             assert!(
                 (stated - real).abs() <= real * 0.05,
