@@ -108,12 +108,13 @@ fn the_aspect_meters_every_function_of_a_scope_the_way_its_runtime_needs() {
     assert_eq!(env["AWS_LAMBDA_EXEC_WRAPPER"], "/opt/lambda-meter");
     assert_eq!(env["LAMBDA_METER_NEXT_WRAPPER"], "/opt/otel-instrument");
     assert_eq!(env["KEEP"], "me");
-    // An OS-only runtime gets LD_PRELOAD (Lambda runs no wrapper there), before its own.
+    // An OS-only runtime gets LD_PRELOAD (Lambda runs no wrapper there), before its own:
+    // provided.al2023 the library built for its glibc (2.34).
     let (layers, env) = function(&fleet, "ShellOnProvided");
     assert!(layers.contains(arm.as_str()), "{layers}");
     assert_eq!(
         env["LD_PRELOAD"],
-        "/opt/lib/liblambda_meter.so:/opt/lib/libother.so"
+        "/opt/lib/glibc-2.34/liblambda_meter.so:/opt/lib/libother.so"
     );
     assert!(env.get("AWS_LAMBDA_EXEC_WRAPPER").is_none());
     // Opted out: untouched. A container image: untouched, with a warning.

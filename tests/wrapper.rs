@@ -187,14 +187,23 @@ fn unloadable_library() {
 }
 
 /// The wrapper run as `wrap` runs it, in a mount namespace of its own where an empty file hides
-/// the system's libgcc_s.so.1 in each directory the wrapper looks in.
-fn wrap_without_libgcc_s(wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let hide = "for d in /lib64 /usr/lib64 /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu \
-                /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu; do \
-                if [ -e $d/libgcc_s.so.1 ]; then mount --bind /dev/null $d/libgcc_s.so.1 || exit 99; fi; \
-                done; exec dash \"$@\"";
+/// the system's `file` in each directory the wrapper looks in.
+fn wrap_hiding(file: &str, wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let hide = format!(
+        "for d in /lib64 /usr/lib64 /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu \
+         /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu; do \
+         if [ -e $d/{file} ]; then mount --bind /dev/null $d/{file} || exit 99; fi; \
+         done"
+    );
+    wrap_in_namespace(&hide, wrapper, args, env)
+}
+
+/// The wrapper run as `wrap` runs it, after `setup` (shell commands) in a mount namespace of
+/// its own.
+fn wrap_in_namespace(setup: &str, wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let script = format!("{setup}; exec dash \"$@\"");
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", hide, "sh"])
+    cmd.args(["-m", "sh", "-c", &script, "sh"])
         .arg(wrapper)
         .args(args)
         .env_remove("LD_PRELOAD")
@@ -212,7 +221,7 @@ fn a_system_without_libgcc_s_starts_the_runtime_untouched() {
     // The library needs the system's unwinder; preloaded without it, every process would fail
     // to start ("error while loading shared libraries").
     let layer = Layer::new();
-    let out = wrap_without_libgcc_s(&layer.wrapper(), &FAILS_OPEN, &[]);
+    let out = wrap_hiding("libgcc_s.so.1", &layer.wrapper(), &FAILS_OPEN, &[]);
     assert_failed_open(&out, "libgcc_s.so.1");
     // Where LD_LIBRARY_PATH holds it, the loader finds it there, and so does the wrapper.
     let dir = tempdir::TempDir::new("libgcc-s");
@@ -223,7 +232,8 @@ fn a_system_without_libgcc_s_starts_the_runtime_untouched() {
         .expect("the system's libgcc_s.so.1");
     std::fs::copy(system, dir.path().join("libgcc_s.so.1")).unwrap();
     let path = format!("/nonexistent:{}", dir.path().display());
-    let out = wrap_without_libgcc_s(
+    let out = wrap_hiding(
+        "libgcc_s.so.1",
         &layer.wrapper(),
         &["sh", "-c", "printf '%s' \"${LD_PRELOAD:-none}\""],
         &[("LD_LIBRARY_PATH", &path)],
@@ -235,6 +245,86 @@ fn a_system_without_libgcc_s_starts_the_runtime_untouched() {
         stdout(&out)
     );
     assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+}
+
+#[test]
+fn on_glibc_2_34_and_later_the_library_built_for_it_is_preloaded() {
+    // A layer with both builds (here the test library twice: which one is preloaded is the
+    // question).
+    let dir = tempdir::TempDir::new("two-builds");
+    let status = Command::new("sh")
+        .arg(root().join("layer/assemble.sh"))
+        .arg(library())
+        .arg(dir.path())
+        .arg(library())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let wrapper = dir.path().join("lambda-meter");
+    let preload = ["sh", "-c", "printf '%s' \"${LD_PRELOAD:-none}\""];
+    let glibc = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .unwrap();
+    let glibc = String::from_utf8_lossy(&glibc.stdout).trim().to_string();
+    let minor: u32 = glibc
+        .strip_prefix("glibc 2.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{glibc:?}"));
+    assert!(
+        minor >= 34,
+        "these tests run on glibc 2.34 or later: {glibc}"
+    );
+    let out = wrap(&wrapper, &preload, &[]);
+    assert_eq!(
+        stdout(&out),
+        format!("{}/lib/glibc-2.34/liblambda_meter.so", dir.path().display()),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+    // Without libc_malloc_debug.so.0 (new in 2.34) beside libc.so.6, the glibc 2.26 build.
+    let out = wrap_hiding("libc_malloc_debug.so.0", &wrapper, &preload, &[]);
+    assert_eq!(
+        stdout(&out),
+        format!("{}/lib/liblambda_meter.so", dir.path().display()),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+    // Amazon Linux 2's /lib64/libc.so.6 is a link to libc-2.26.so: a /lib64 whose libc.so.6 is
+    // a link (to this system's, which loads) gets the glibc 2.26 build, even with
+    // libc_malloc_debug.so.0 beside it (each of the two signs is checked).
+    let lib64 = tempdir::TempDir::new("lib64");
+    for entry in std::fs::read_dir("/lib64").unwrap() {
+        let entry = entry.unwrap().path();
+        let target = std::fs::canonicalize(&entry).unwrap();
+        std::os::unix::fs::symlink(target, lib64.path().join(entry.file_name().unwrap())).unwrap();
+    }
+    let libc = ["/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/lib64"]
+        .iter()
+        .map(|d| Path::new(d).join("libc.so.6"))
+        .find(|f| f.is_file())
+        .unwrap();
+    for name in ["libc.so.6", "libc_malloc_debug.so.0"] {
+        let linked = lib64.path().join(name);
+        if !linked.exists() {
+            let real = std::fs::canonicalize(libc.with_file_name(name)).unwrap();
+            std::os::unix::fs::symlink(real, &linked).unwrap();
+        }
+    }
+    let setup = format!("mount --bind {} /lib64", lib64.path().display());
+    let out = wrap_in_namespace(&setup, &wrapper, &preload, &[]);
+    assert_eq!(
+        stdout(&out),
+        format!("{}/lib/liblambda_meter.so", dir.path().display()),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    // LAMBDA_METER_LIB names the library, whatever the system.
+    let named = library().display().to_string();
+    let out = wrap(&wrapper, &preload, &[("LAMBDA_METER_LIB", &named)]);
+    assert_eq!(stdout(&out), named);
 }
 
 #[test]

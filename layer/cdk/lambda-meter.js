@@ -22,6 +22,9 @@ const { Construct } = require('constructs');
 
 const WRAPPER = '/opt/lambda-meter';
 const LIBRARY = '/opt/lib/liblambda_meter.so';
+// The same library built for glibc 2.34 and later: provided.al2023's (two files fewer for the
+// loader in every process; the wrapper makes the same choice on managed runtimes).
+const LIBRARY_GLIBC_2_34 = '/opt/lib/glibc-2.34/liblambda_meter.so';
 const ARCHITECTURES = ['x86_64', 'arm64'];
 
 // The compatible runtimes, written here from layer/runtimes by layer/sync (this file is meant to
@@ -87,9 +90,11 @@ class LambdaMeter {
     const arn = typeof layer === 'string' ? layer : layer.layerVersionArn;
     node.addLayers(lambda.LayerVersion.fromLayerVersionArn(node, 'LambdaMeterLayer', arn));
     if (node.runtime.name.startsWith('provided')) {
+      const library = node.runtime.name === 'provided.al2023' ? LIBRARY_GLIBC_2_34 : LIBRARY;
       const own = env.get('LD_PRELOAD');
-      if (!own || !own.split(/[: ]/).includes(LIBRARY)) {
-        node.addEnvironment('LD_PRELOAD', own ? `${LIBRARY}:${own}` : LIBRARY);
+      const listed = own ? own.split(/[: ]/) : [];
+      if (!listed.includes(LIBRARY) && !listed.includes(LIBRARY_GLIBC_2_34)) {
+        node.addEnvironment('LD_PRELOAD', own ? `${library}:${own}` : library);
       }
       return;
     }
