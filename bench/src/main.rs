@@ -846,9 +846,20 @@ enum Start {
     Preload,
     /// `wrapper /bin/true`: the wrapper's shell and script, and the library in `/bin/true`.
     Wrapper,
+    /// `LD_PRELOAD=lib /bin/true` with the x86_64 layer's glibc 2.26 build.
+    Layer226,
+    /// …and with its glibc 2.34 build, the one the wrapper takes on glibc 2.34 and later.
+    Layer234,
 }
 
-const STARTS: [Start; 4] = [Start::Plain, Start::Dash, Start::Preload, Start::Wrapper];
+const STARTS: [Start; 6] = [
+    Start::Plain,
+    Start::Dash,
+    Start::Preload,
+    Start::Wrapper,
+    Start::Layer226,
+    Start::Layer234,
+];
 
 impl Start {
     fn command(self) -> &'static str {
@@ -857,6 +868,8 @@ impl Start {
             Start::Dash => "dash -c 'exec /bin/true'",
             Start::Preload => "LD_PRELOAD=lib /bin/true",
             Start::Wrapper => "wrapper /bin/true",
+            Start::Layer226 => "LD_PRELOAD=layer's glibc 2.26 lib /bin/true",
+            Start::Layer234 => "LD_PRELOAD=layer's glibc 2.34 lib /bin/true",
         }
     }
 }
@@ -872,7 +885,7 @@ struct StartCost {
 /// row (`std::process::Command`, waited for one by one), the ways in an order shuffled per
 /// round; wall time per start, and the CPU time of the started processes per start
 /// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
-fn start_costs(wrapper: &Path, lib: &Path, n: usize) -> Vec<Vec<StartCost>> {
+fn start_costs(wrapper: &Path, lib: &Path, layer: [&Path; 2], n: usize) -> Vec<Vec<StartCost>> {
     // The wrapper appends a line per start to $TMPDIR/.lambda-meter-inits: keep it ours.
     let tmp = root().join("target/bench/tmp");
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
@@ -881,7 +894,9 @@ fn start_costs(wrapper: &Path, lib: &Path, n: usize) -> Vec<Vec<StartCost>> {
         let t = std::time::Instant::now();
         for _ in 0..n {
             let mut c = match way {
-                Start::Plain | Start::Preload => Command::new("/bin/true"),
+                Start::Plain | Start::Preload | Start::Layer226 | Start::Layer234 => {
+                    Command::new("/bin/true")
+                }
                 Start::Dash => {
                     let mut c = Command::new("dash");
                     c.args(["-c", "exec /bin/true"]);
@@ -896,9 +911,12 @@ fn start_costs(wrapper: &Path, lib: &Path, n: usize) -> Vec<Vec<StartCost>> {
             c.env_remove("LD_PRELOAD")
                 .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
                 .env("TMPDIR", &tmp);
-            if let Start::Preload = way {
-                c.env("LD_PRELOAD", lib);
-            }
+            match way {
+                Start::Preload => c.env("LD_PRELOAD", lib),
+                Start::Layer226 => c.env("LD_PRELOAD", layer[0]),
+                Start::Layer234 => c.env("LD_PRELOAD", layer[1]),
+                _ => &mut c,
+            };
             let status = c
                 .status()
                 .unwrap_or_else(|e| fail(&format!("starting {}: {e}", way.command()), ""));
@@ -916,7 +934,7 @@ fn start_costs(wrapper: &Path, lib: &Path, n: usize) -> Vec<Vec<StartCost>> {
     let rounds = rounds();
     for round in 0..rounds {
         eprintln!(
-            "bench: round {}/{rounds}: /bin/true × {n}, four ways",
+            "bench: round {}/{rounds}: /bin/true × {n}, six ways",
             round + 1
         );
         let mut ways = STARTS;
@@ -1609,10 +1627,22 @@ fn main() {
         }
     }
     let processes = wrapper_processes(&paths.wrapper);
-    // Starting `/bin/true` four ways: the wrapper's cost, and a process that never talks to the
-    // Runtime API.
+    // Starting `/bin/true` six ways: the wrapper's cost, and a process that never talks to the
+    // Runtime API (with the release build here, and with each of the x86_64 layer's builds).
     let execs = if quick() { 100 } else { 300 };
-    let starts = start_costs(&paths.wrapper, &lib, execs);
+    let layer_libs = [
+        root.join("target/layer/x86_64/lib/liblambda_meter.so"),
+        root.join("target/layer/x86_64/lib/glibc-2.34/liblambda_meter.so"),
+    ];
+    for l in &layer_libs {
+        must_exist(l);
+    }
+    let starts = start_costs(
+        &paths.wrapper,
+        &lib,
+        [&layer_libs[0], &layer_libs[1]],
+        execs,
+    );
     let wall = |c: &StartCost| c.wall;
     let cpu_ms = |c: &StartCost| c.cpu;
     let wrapper_wall = start_added(&starts, Start::Wrapper, wall);
@@ -1647,9 +1677,10 @@ fn main() {
     ));
 
     // Every other process the runtime starts loads the library too.
-    let preload_cpu = start_added(&starts, Start::Preload, cpu_ms);
     let (plain, loaded) = (load_instructions(None), load_instructions(Some(&lib)));
-    let layer_lib = root.join("target/layer/x86_64/lib/liblambda_meter.so");
+    let layer_lib = &layer_libs[0];
+    let layer_wall = start_added(&starts, Start::Layer234, wall);
+    let layer_cpu = start_added(&starts, Start::Layer234, cpu_ms);
     writeln!(
         report,
         "\n### Processes that never talk to the Runtime API\n\n\
@@ -1658,7 +1689,10 @@ fn main() {
          with the library preloaded (`AWS_LAMBDA_RUNTIME_API` set in both), in the rounds above: \
          wall time per start, and the started processes' CPU time per start \
          (`getrusage(RUSAGE_CHILDREN)` around the batch). Added: with minus without in the same \
-         round (median, min – max over {} rounds).\n",
+         round (median, min – max over {} rounds). The library is the release build here, and \
+         each build of the x86_64 layer: for glibc 2.26 (Amazon Linux 2; it also needs \
+         `libpthread.so.0` and `libdl.so.2`, two more files for the loader) and for glibc 2.34, \
+         which the wrapper takes on Amazon Linux 2023 and later glibc.\n",
         rounds()
     )
     .unwrap();
@@ -1668,19 +1702,25 @@ fn main() {
     )
     .unwrap();
     writeln!(report, "|---|---|---|---|").unwrap();
-    for (what, f, added) in [
-        ("wall ms", wall as fn(&StartCost) -> f64, &preload_wall),
-        ("CPU ms", cpu_ms, &preload_cpu),
+    for (what, way) in [
+        ("", Start::Preload),
+        (", the layer's glibc 2.26 build", Start::Layer226),
+        (", the layer's glibc 2.34 build", Start::Layer234),
     ] {
-        let of = |way: Start| median(starts[way as usize].iter().map(f).collect());
-        writeln!(
-            report,
-            "| {what} | {:.3} | {:.3} | {} |",
-            of(Start::Plain),
-            of(Start::Preload),
-            fmt_diff(added, "ms", 3)
-        )
-        .unwrap();
+        for (unit, f) in [
+            ("wall ms", wall as fn(&StartCost) -> f64),
+            ("CPU ms", cpu_ms),
+        ] {
+            let of = |way: Start| median(starts[way as usize].iter().map(f).collect());
+            writeln!(
+                report,
+                "| {unit}{what} | {:.3} | {:.3} | {} |",
+                of(Start::Plain),
+                of(way),
+                fmt_diff(&start_added(&starts, way, f), "ms", 3)
+            )
+            .unwrap();
+        }
     }
     writeln!(
         report,
@@ -1696,18 +1736,18 @@ fn main() {
         writeln!(
             report,
             "The x86_64 layer's (glibc 2.26), {} bytes: {}.",
-            std::fs::metadata(&layer_lib).map(|m| m.len()).unwrap_or(0),
-            relocations(&layer_lib),
+            std::fs::metadata(layer_lib).map(|m| m.len()).unwrap_or(0),
+            relocations(layer_lib),
         )
         .unwrap();
     }
     targets.push((
         order::OTHER_PROCESS,
         format!(
-            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true`: wall {:+.3} ms, CPU {:+.3} ms)",
-            preload_wall.median, preload_cpu.median
+            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true` with the layer's glibc 2.34 build: wall {:+.3} ms, CPU {:+.3} ms)",
+            layer_wall.median, layer_cpu.median
         ),
-        preload_wall.median <= 0.1 && preload_cpu.median <= 0.1,
+        layer_wall.median <= 0.1 && layer_cpu.median <= 0.1,
     ));
 
     // The shell custom runtime: every curl, cut and tr it starts loads the library.
@@ -1802,9 +1842,10 @@ fn main() {
     let size_of = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     writeln!(
         report,
-        "\nStripped library: {} bytes (release build here), {} bytes (x86_64 layer, glibc 2.26).",
+        "\nStripped library: {} bytes (release build here), {} bytes (x86_64 layer, glibc 2.26), {} bytes (its glibc 2.34 build).",
         size_of(&lib),
-        size_of(&layer_lib)
+        size_of(layer_lib),
+        size_of(&layer_libs[1])
     )
     .unwrap();
 
