@@ -850,15 +850,23 @@ enum Start {
     Layer226,
     /// …and with its glibc 2.34 build, the one the wrapper takes on glibc 2.34 and later.
     Layer234,
+    /// `LD_PRELOAD=empty.so /bin/true`: a library with nothing in it, what any preloaded
+    /// library costs at least.
+    Empty,
+    /// `LD_PRELOAD=libgcc_s.so.1 /bin/true`: the system's unwinder alone, which the library
+    /// needs (as every Rust and C++ library does).
+    Unwinder,
 }
 
-const STARTS: [Start; 6] = [
+const STARTS: [Start; 8] = [
     Start::Plain,
     Start::Dash,
     Start::Preload,
     Start::Wrapper,
     Start::Layer226,
     Start::Layer234,
+    Start::Empty,
+    Start::Unwinder,
 ];
 
 impl Start {
@@ -870,6 +878,8 @@ impl Start {
             Start::Wrapper => "wrapper /bin/true",
             Start::Layer226 => "LD_PRELOAD=layer's glibc 2.26 lib /bin/true",
             Start::Layer234 => "LD_PRELOAD=layer's glibc 2.34 lib /bin/true",
+            Start::Empty => "LD_PRELOAD=empty.so /bin/true",
+            Start::Unwinder => "LD_PRELOAD=libgcc_s.so.1 /bin/true",
         }
     }
 }
@@ -885,7 +895,7 @@ struct StartCost {
 /// row (`std::process::Command`, waited for one by one), the ways in an order shuffled per
 /// round; wall time per start, and the CPU time of the started processes per start
 /// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
-fn start_costs(wrapper: &Path, lib: &Path, layer: [&Path; 2], n: usize) -> Vec<Vec<StartCost>> {
+fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 4], n: usize) -> Vec<Vec<StartCost>> {
     // The wrapper appends a line per start to $TMPDIR/.lambda-meter-inits: keep it ours.
     let tmp = root().join("target/bench/tmp");
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
@@ -894,9 +904,12 @@ fn start_costs(wrapper: &Path, lib: &Path, layer: [&Path; 2], n: usize) -> Vec<V
         let t = std::time::Instant::now();
         for _ in 0..n {
             let mut c = match way {
-                Start::Plain | Start::Preload | Start::Layer226 | Start::Layer234 => {
-                    Command::new("/bin/true")
-                }
+                Start::Plain
+                | Start::Preload
+                | Start::Layer226
+                | Start::Layer234
+                | Start::Empty
+                | Start::Unwinder => Command::new("/bin/true"),
                 Start::Dash => {
                     let mut c = Command::new("dash");
                     c.args(["-c", "exec /bin/true"]);
@@ -913,8 +926,10 @@ fn start_costs(wrapper: &Path, lib: &Path, layer: [&Path; 2], n: usize) -> Vec<V
                 .env("TMPDIR", &tmp);
             match way {
                 Start::Preload => c.env("LD_PRELOAD", lib),
-                Start::Layer226 => c.env("LD_PRELOAD", layer[0]),
-                Start::Layer234 => c.env("LD_PRELOAD", layer[1]),
+                Start::Layer226 => c.env("LD_PRELOAD", others[0]),
+                Start::Layer234 => c.env("LD_PRELOAD", others[1]),
+                Start::Empty => c.env("LD_PRELOAD", others[2]),
+                Start::Unwinder => c.env("LD_PRELOAD", others[3]),
                 _ => &mut c,
             };
             let status = c
@@ -934,8 +949,9 @@ fn start_costs(wrapper: &Path, lib: &Path, layer: [&Path; 2], n: usize) -> Vec<V
     let rounds = rounds();
     for round in 0..rounds {
         eprintln!(
-            "bench: round {}/{rounds}: /bin/true × {n}, six ways",
-            round + 1
+            "bench: round {}/{rounds}: /bin/true × {n}, {} ways",
+            round + 1,
+            STARTS.len()
         );
         let mut ways = STARTS;
         rng.shuffle(&mut ways);
@@ -1022,6 +1038,39 @@ fn relocations(lib: &Path) -> String {
             "not libgcc_s"
         }
     )
+}
+
+/// A shared object with one empty function (`cc -shared`): what preloading any library costs
+/// at least.
+fn empty_library() -> PathBuf {
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (source, lib) = (dir.join("empty.c"), dir.join("empty.so"));
+    std::fs::write(&source, "void lambda_meter_bench_empty(void) {}\n").unwrap();
+    let ok = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        fail("cc could not build an empty shared object", "");
+    }
+    lib
+}
+
+/// The system's libgcc_s.so.1, as the C compiler finds it.
+fn system_unwinder() -> PathBuf {
+    let out = Command::new("cc")
+        .arg("-print-file-name=libgcc_s.so.1")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let path = std::fs::canonicalize(&out).unwrap_or_default();
+    if !path.is_file() {
+        fail(&format!("libgcc_s.so.1 not found (cc says {out:?})"), "");
+    }
+    path
 }
 
 /// The syscall-bound loops, without and with the library preloaded (active, as in Lambda).
@@ -1637,10 +1686,11 @@ fn main() {
     for l in &layer_libs {
         must_exist(l);
     }
+    let (empty, unwinder) = (empty_library(), system_unwinder());
     let starts = start_costs(
         &paths.wrapper,
         &lib,
-        [&layer_libs[0], &layer_libs[1]],
+        [&layer_libs[0], &layer_libs[1], &empty, &unwinder],
         execs,
     );
     let wall = |c: &StartCost| c.wall;
@@ -1692,7 +1742,10 @@ fn main() {
          round (median, min – max over {} rounds). The library is the release build here, and \
          each build of the x86_64 layer: for glibc 2.26 (Amazon Linux 2; it also needs \
          `libpthread.so.0` and `libdl.so.2`, two more files for the loader) and for glibc 2.34, \
-         which the wrapper takes on Amazon Linux 2023 and later glibc.\n",
+         which the wrapper takes on Amazon Linux 2023 and later glibc. Two rows for reference: \
+         an empty library preloaded instead (one more file for the loader to open, map and \
+         relocate: what preloading anything costs), and the system's `libgcc_s.so.1` alone (the \
+         unwinder the library needs, as every Rust and C++ library does).\n",
         rounds()
     )
     .unwrap();
@@ -1706,6 +1759,14 @@ fn main() {
         ("", Start::Preload),
         (", the layer's glibc 2.26 build", Start::Layer226),
         (", the layer's glibc 2.34 build", Start::Layer234),
+        (
+            ", an empty library instead (the floor of any preload)",
+            Start::Empty,
+        ),
+        (
+            ", libgcc_s.so.1 alone (the unwinder it needs)",
+            Start::Unwinder,
+        ),
     ] {
         for (unit, f) in [
             ("wall ms", wall as fn(&StartCost) -> f64),
@@ -1744,8 +1805,11 @@ fn main() {
     targets.push((
         order::OTHER_PROCESS,
         format!(
-            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true` with the layer's glibc 2.34 build: wall {:+.3} ms, CPU {:+.3} ms)",
-            layer_wall.median, layer_cpu.median
+            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true` with the layer's glibc 2.34 build: wall {:+.3} ms, CPU {:+.3} ms; an empty library {:+.3} ms, libgcc_s.so.1 alone {:+.3} ms)",
+            layer_wall.median,
+            layer_cpu.median,
+            start_added(&starts, Start::Empty, wall).median,
+            start_added(&starts, Start::Unwinder, wall).median
         ),
         layer_wall.median <= 0.1 && layer_cpu.median <= 0.1,
     ));
