@@ -1,6 +1,7 @@
 //! Builds the C interposers (the variadic functions, and `syscall` before the library's
-//! constructor ran; the constructor itself is Rust, in `src/glue/hooks.rs`) and links them into the
-//! cdylib only, exporting exactly the hooks of `src/glue/table.rs` and the public C ABI of
+//! constructor ran; the constructor itself is Rust, in `src/glue/hooks.rs`) and the unwinder's
+//! entry points (`c-abi/unwind.c`: forwarded to the system's libgcc_s.so.1, found on first use)
+//! and links them into the cdylib only, exporting exactly the hooks of `src/glue/table.rs` and the public C ABI of
 //! `c-abi/lambda_meter.h`.
 //!
 //! Into `OUT_DIR` it writes the linker's version script (`exports.map`), and the lists the
@@ -14,6 +15,7 @@ const HEADER: &str = "c-abi/lambda_meter.h";
 
 fn main() {
     println!("cargo:rerun-if-changed=c-abi/interpose.c");
+    println!("cargo:rerun-if-changed=c-abi/unwind.c");
     println!("cargo:rerun-if-changed={HEADER}");
     println!("cargo:rerun-if-changed={TABLE}");
 
@@ -39,6 +41,7 @@ fn main() {
 
     cc::Build::new()
         .file("c-abi/interpose.c")
+        .file("c-abi/unwind.c")
         .include("c-abi")
         .warnings(true)
         .extra_warnings(true)
@@ -59,13 +62,6 @@ fn main() {
     // which cargo-zigbuild's `zig cc` refuses: the library exports only functions, so the two
     // bind the same references.)
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
-    // The layer's build (layer/build.sh) names a libgcc_s.so.1 to link against: zig would
-    // otherwise link its own unwinder in statically, a second one beside the system's (see
-    // layer/libgcc_s/stub.c). cargo's own link already takes the system's libgcc_s.so.1.
-    println!("cargo:rerun-if-env-changed=LAMBDA_METER_LINK_LIBGCC_S");
-    if let Ok(libgcc_s) = std::env::var("LAMBDA_METER_LINK_LIBGCC_S") {
-        println!("cargo:rustc-cdylib-link-arg={libgcc_s}");
-    }
 }
 
 /// The hooks of the table: each row starts with `fn NAME(` (a Rust hook) or `c fn NAME(` (a C

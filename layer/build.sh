@@ -2,8 +2,7 @@
 # Builds target/layer/lambda-meter-<version>-x86_64.zip and …-arm64.zip: the wrapper, the
 # custom-metrics shims (the Java one needs javac) and the library, built with cargo-zigbuild
 # against glibc 2.26 (Amazon Linux 2; AL2023 has 2.34), so the same layer loads on every managed
-# runtime of its architecture, and against glibc 2.34 for the systems that have it. The library needs the system's libgcc_s.so.1, as every Rust or
-# C++ program there does.
+# runtime of its architecture, and against glibc 2.34 for the systems that have it.
 set -eu
 cd "$(dirname "$0")/.."
 sh layer/tools.sh
@@ -18,21 +17,13 @@ for arch in x86_64 arm64; do
         x86_64) triple=x86_64-unknown-linux-gnu ;;
         arm64) triple=aarch64-unknown-linux-gnu ;;
     esac
-    # The system's unwinder, libgcc_s.so.1, linked through a stand-in with its symbol
-    # versions (layer/libgcc_s/stub.c says why), in place of the one zig links statically.
-    stub=$root/target/layer-stubs/$arch/libgcc_s.so.1
-    mkdir -p "${stub%/*}"
-    "$root/target/layer-tools/bin/python" -m ziglang cc -target "${triple%-unknown-linux-gnu}-linux-gnu.2.26" \
-        -shared -nostdlib -Wl,-soname,libgcc_s.so.1 -Wl,--version-script,layer/libgcc_s/stub.map \
-        -o "$stub" layer/libgcc_s/stub.c
-    PATH="$root/target/layer-tools/bin:$PATH" LAMBDA_METER_LINK_LIBGCC_S=$stub \
+    PATH="$root/target/layer-tools/bin:$PATH" \
         cargo zigbuild --quiet --release --target "$triple.2.26" -p lambda_meter
     # The same library for glibc 2.34 and later (Amazon Linux 2023), which the wrapper prefers
     # there: it needs neither libpthread.so.0 nor libdl.so.2, two fewer files for the loader to
     # open and relocate in every process. Its own target directory, so that neither build
     # makes the other start again.
-    PATH="$root/target/layer-tools/bin:$PATH" LAMBDA_METER_LINK_LIBGCC_S=$stub \
-        CARGO_TARGET_DIR=$root/target/glibc-2.34 \
+    PATH="$root/target/layer-tools/bin:$PATH" CARGO_TARGET_DIR=$root/target/glibc-2.34 \
         cargo zigbuild --quiet --release --target "$triple.2.34" -p lambda_meter
     lib=target/$triple/release/liblambda_meter.so
     sh layer/assemble.sh "$lib" "$out/$arch" "target/glibc-2.34/$triple/release/liblambda_meter.so"

@@ -29,10 +29,8 @@ fi
 if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qx curl; then
     missing="$missing php-curl"
 fi
-# The arm64 C library and loader that qemu runs arm64 programs with,
+# The arm64 C library and loader that qemu runs arm64 programs with.
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing="$missing libc6-arm64-cross"
-# …and the arm64 unwinder the layer's arm64 library links (layer/libgcc_s/stub.c).
-[ -e /usr/aarch64-linux-gnu/lib/libgcc_s.so.1 ] || missing="$missing libgcc-s1-arm64-cross"
 if [ -n "$missing" ]; then
     echo "setup: installing system packages:$missing"
     apt-get update -qq
