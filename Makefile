@@ -31,6 +31,7 @@ test: test-deps layer
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p lambda_meter --features alloc-guard --target-dir target/alloc-guard
+	$(CARGO) build -p lambda_meter --features panic-inject --target-dir target/panic-inject
 	sh tests/run-all.sh
 
 # Format, lint and unit tests: what an edit can break in the pure core, in seconds. `make test`

@@ -400,6 +400,40 @@ fn a_thread_cancelled_in_a_read_hook_is_cancelled_with_the_layers_own_library() 
     }
 }
 
+#[test]
+fn a_panic_inside_the_library_is_caught_and_the_runtime_runs_on_unmetered() {
+    // The test build panics at its first entry into the engine. The panic unwinds through
+    // c-abi/unwind.c into the system's libgcc_s.so.1, which the library loads only then (the C
+    // runtime loads no unwinder of its own), and is caught by the entry's catch_unwind: one
+    // warning line, and the runtime goes on as without the library.
+    let bin = compile_program("c_runtime", "c_runtime_panic", &["-O1"]);
+    let needed = Command::new("objdump")
+        .arg("-p")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&needed.stdout).contains("libgcc_s"));
+    let mut s = scenario::Scenario::new(vec![bin.display().to_string()], root())
+        .with_library(panic_inject_library())
+        .env("LAMBDA_METER_INJECT_PANIC", "1")
+        .launched(scenario::Launch::Preload);
+    s.compare_output = true;
+    let plain = s.run(false);
+    let metered = s.run(true);
+    assert_eq!(
+        metered.run.stderr.lines().collect::<Vec<_>>(),
+        ["lambda-meter: warning: internal error; lambda-meter is off for the rest of this process"],
+        "{}",
+        metered.run.stderr
+    );
+    assert!(metered.records().is_empty(), "{}", metered.run.stdout);
+    assert_eq!(plain.other_stdout(), metered.other_stdout());
+    scenario::assert_same_results(&plain, &metered);
+    scenario::assert_same_requests(&plain, &metered);
+    assert_eq!(plain.run.exits, metered.run.exits);
+    assert_eq!(plain.run.starts, metered.run.starts);
+}
+
 /// The edge_gate_probe with `args` both ways, compared.
 fn sig_case_gate(args: &[&str], invokes: usize, expect: &str) {
     let (plain, metered) = both(&gate_probe(), args, invokes, &[]);

@@ -943,10 +943,22 @@ fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<
     result
 }
 
+/// A test build (`--features panic-inject`): with `LAMBDA_METER_INJECT_PANIC` set, a panic
+/// where the library's own code could panic, inside the engine's entry.
+#[cfg(feature = "panic-inject")]
+#[allow(clippy::panic)]
+fn inject_panic() {
+    if std::env::var_os("LAMBDA_METER_INJECT_PANIC").is_some() {
+        panic!("injected (LAMBDA_METER_INJECT_PANIC)");
+    }
+}
+
 /// Holding the gate: replays what others deferred, runs `f`, writes the outbox.
 fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     let ran = catch_unwind(AssertUnwindSafe(|| {
         let engine = engine_cell().as_mut()?;
+        #[cfg(feature = "panic-inject")]
+        inject_panic();
         if ps().abandoned.swap(false, Ordering::Relaxed) {
             // An entry of this thread was left half-way by a signal handler that never
             // returned: a connection it was parsing then cannot be trusted.

@@ -45,6 +45,19 @@ pub fn alloc_guard_library() -> PathBuf {
     )
 }
 
+/// The test build whose first entry into the engine panics where `LAMBDA_METER_INJECT_PANIC`
+/// is set (`--features panic-inject`, built by `make test`).
+pub fn panic_inject_library() -> PathBuf {
+    let profile = profile_dir();
+    let name = profile.file_name().expect("profile name");
+    fresh_library(
+        root()
+            .join("target/panic-inject")
+            .join(name)
+            .join("liblambda_meter.so"),
+    )
+}
+
 /// `lib`, checked to exist and to be newer than every source of the library.
 fn fresh_library(lib: PathBuf) -> PathBuf {
     assert!(

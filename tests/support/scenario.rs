@@ -148,7 +148,8 @@ impl Scenario {
         evs
     }
 
-    fn run(&self, wrapped: bool) -> Outcome {
+    /// One run: without the library, or metered as [`Scenario::launch`] says.
+    pub fn run(&self, wrapped: bool) -> Outcome {
         let layer = match &self.library {
             Some(lib) => Layer::with_library(lib),
             None => Layer::new(),
