@@ -853,8 +853,8 @@ enum Start {
     /// `LD_PRELOAD=empty.so /bin/true`: a library with nothing in it, what any preloaded
     /// library costs at least.
     Empty,
-    /// `LD_PRELOAD=libgcc_s.so.1 /bin/true`: the system's unwinder alone, which the library
-    /// needs (as every Rust and C++ library does).
+    /// `LD_PRELOAD=libgcc_s.so.1 /bin/true`: the system's unwinder alone, which a Rust or C++
+    /// library usually loads (the library looks it up only when something unwinds).
     Unwinder,
 }
 
@@ -1745,7 +1745,8 @@ fn main() {
          which the wrapper takes on Amazon Linux 2023 and later glibc. Two rows for reference: \
          an empty library preloaded instead (one more file for the loader to open, map and \
          relocate: what preloading anything costs), and the system's `libgcc_s.so.1` alone (the \
-         unwinder the library needs, as every Rust and C++ library does).\n",
+         unwinder a Rust or C++ library usually loads with it; lambda-meter's looks it up only \
+         when something unwinds through it).\n",
         rounds()
     )
     .unwrap();
@@ -1764,7 +1765,7 @@ fn main() {
             Start::Empty,
         ),
         (
-            ", libgcc_s.so.1 alone (the unwinder it needs)",
+            ", libgcc_s.so.1 alone (an unwinder, which the library does not load)",
             Start::Unwinder,
         ),
     ] {
