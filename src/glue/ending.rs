@@ -10,7 +10,7 @@
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
 use crate::journal::{self, Ending, FILE_SIZE, Journal};
-use crate::{output, probes};
+use crate::{output, probes, sys};
 use libc::c_int;
 use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
@@ -238,11 +238,35 @@ fn started_by_the_wrapper(pid: u32, start: Option<u64>) -> bool {
     {
         return false;
     }
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+    let Some(environ) = read_proc(pid, "environ") else {
         return false;
     };
     let own = format!("LAMBDA_METER_ENV_ID={pid}");
     environ.split(|b| *b == 0).any(|v| v == own.as_bytes())
+}
+
+/// `/proc/<pid>/<what>`, read whole (at reservation: it allocates). A `/proc` file says it is
+/// empty, so `std::fs::read` asks its size, then reads 32 bytes and grows from there: a dozen
+/// system calls for an environment of a few KiB, this is four.
+pub fn read_proc(pid: u32, what: &str) -> Option<Vec<u8>> {
+    let path = format!("/proc/{pid}/{what}\0");
+    let fd = sys::open(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()? as libc::c_int;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    let whole = loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match sys::read(fd, buf.get_mut(len..).unwrap_or_default()) {
+            Ok(0) => break true,
+            Ok(n) => len += n,
+            Err(libc::EINTR) => {}
+            Err(_) => break false,
+        }
+    };
+    let _ = sys::close(fd);
+    buf.truncate(len);
+    whole.then_some(buf)
 }
 
 pub fn set_undecided(undecided: bool) {

@@ -678,7 +678,7 @@ fn environment_root_of_this() -> Option<u32> {
 
 /// The parent of `pid`, from `/proc/<pid>/stat`.
 fn parent_of(pid: u32) -> Option<u32> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let text = crate::ending::read_proc(pid, "stat")?;
     let rest = text.get(text.iter().rposition(|b| *b == b')')? + 1..)?;
     let mut fields = rest
         .split(u8::is_ascii_whitespace)
@@ -690,7 +690,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 /// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
 /// `AWS_LAMBDA_RUNTIME_API` (its environment as it began, `/proc/<pid>/environ`).
 fn preloaded_for(pid: u32, api: &[u8]) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+    let Some(environ) = crate::ending::read_proc(pid, "environ") else {
         return false;
     };
     let (mut preloaded, mut same_api) = (false, false);
