@@ -219,6 +219,10 @@ struct State {
     init_timeouts: usize,
     /// Events whose one-shot fault was already injected.
     faulted: std::collections::HashSet<usize>,
+    /// Connections reading or answering a request, but for a `/next` waiting for its event:
+    /// what a runtime sent before it exited is taken in before its exit is (see
+    /// [`Simulator::runtime_exited`]).
+    reading: usize,
 }
 
 struct Shared {
@@ -226,6 +230,9 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     connections: AtomicU64,
+    /// The listening socket's fd (the accept thread owns it): whether a connection waits to be
+    /// accepted.
+    listener_fd: i32,
 }
 
 impl Shared {
@@ -283,6 +290,7 @@ impl Simulator {
             state: Mutex::new(state),
             changed: Condvar::new(),
             connections: AtomicU64::new(0),
+            listener_fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
         });
         let s = Arc::clone(&shared);
         thread::Builder::new()
@@ -452,6 +460,28 @@ impl Simulator {
     /// start, as Lambda starts one for the next event).
     pub fn runtime_exited(&self) -> bool {
         let mut st = self.shared.lock();
+        // A result the runtime posted just before it exited is in a socket (maybe of a
+        // connection not accepted yet): each connection's thread reads it, or the end of the
+        // stream, before the invoke counts as failed (as the Runtime API, which got the bytes
+        // first, would have it). Done when nothing is read or waits to be accepted twice in a
+        // row a few ms apart; bounded, as a child of the runtime may hold a connection open.
+        let until = Instant::now() + EXIT_DRAIN;
+        let mut quiet = 0;
+        while quiet < 2 && Instant::now() < until {
+            if st.reading == 0 && !readable(self.shared.listener_fd) {
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+            st = match self
+                .shared
+                .changed
+                .wait_timeout(st, Duration::from_millis(5))
+            {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
         let failed: Vec<(String, usize, Instant)> = st
             .in_flight
             .drain()
@@ -519,20 +549,60 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(stream) = stream else { continue };
         let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        // Reading from now on (the thread's first request adopts the count).
+        shared.lock().reading += 1;
         let s = Arc::clone(&shared);
-        let _ = thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name(format!("sim-conn-{id}"))
             .spawn(move || {
                 let _ = serve_connection(stream, id, &s);
             });
+        if spawned.is_err() {
+            drop(Reading(&shared));
+        }
+    }
+}
+
+/// How long [`Simulator::runtime_exited`] waits for the connections still reading.
+const EXIT_DRAIN: Duration = Duration::from_secs(1);
+
+/// Whether `fd` has something to read now (for a listening socket: a connection to accept).
+fn readable(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, ours, and a zero timeout.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+}
+
+/// Counts its thread in [`State::reading`] while it lives.
+struct Reading<'a>(&'a Shared);
+
+impl<'a> Reading<'a> {
+    fn new(shared: &'a Shared) -> Reading<'a> {
+        shared.lock().reading += 1;
+        Reading(shared)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.reading = st.reading.saturating_sub(1);
+        self.0.changed.notify_all();
     }
 }
 
 fn serve_connection(stream: TcpStream, conn: u64, shared: &Shared) -> io::Result<()> {
+    // The accept loop counted this connection as reading: its first request adopts that.
+    let mut adopted = Some(Reading(shared));
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
+        let _reading = adopted.take().unwrap_or_else(|| Reading::new(shared));
         let Some(req) = http::read_request(&mut reader, &mut writer, conn)? else {
             return Ok(());
         };
@@ -635,6 +705,9 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
             st.next_arrivals.push(Instant::now());
             st.asked_since_start = true;
             st.waiting_next += 1;
+            // Waiting for an event is not reading: a runtime that exits while it waits has
+            // nothing in flight on this connection.
+            st.reading = st.reading.saturating_sub(1);
             let generation = st.generation;
             shared.changed.notify_all();
             loop {
@@ -642,6 +715,7 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
                     if st.generation == generation {
                         st.waiting_next -= 1;
                     }
+                    st.reading += 1;
                     return None;
                 }
                 match shared.event_due(&st) {
@@ -661,20 +735,24 @@ fn handle(req: RecordedRequest, shared: &Shared) -> Option<Reply> {
                 }
             }
             st.waiting_next -= 1;
+            st.reading += 1;
             let front = *st.queue.front()?;
             let fault = shared.config.events.get(front)?.fault;
             if let Some(fault) = fault.filter(|f| f.spoils_delivery() || *f == Fault::NeverAnswer)
                 && st.faulted.insert(front)
             {
                 if fault == Fault::NeverAnswer {
-                    // Hold the request until the runtime is stopped.
+                    // Hold the request until the runtime is stopped (not reading meanwhile).
                     let generation = st.generation;
+                    st.reading = st.reading.saturating_sub(1);
+                    shared.changed.notify_all();
                     while !st.shutdown && st.generation == generation {
                         st = match shared.changed.wait(st) {
                             Ok(g) => g,
                             Err(e) => e.into_inner(),
                         };
                     }
+                    st.reading += 1;
                     return None;
                 }
                 shared.changed.notify_all();
