@@ -16,16 +16,23 @@ use support::*;
 
 fn wrap(wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("dash");
-    cmd.arg(wrapper)
-        .args(args)
+    cmd.arg(wrapper);
+    run_wrapper(cmd, args, env)
+}
+
+/// `cmd` (which starts the wrapper) with `args` after it, in an environment without the
+/// variables a test sets itself, and with `env`.
+fn run_wrapper(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Output {
+    cmd.args(args)
         .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
         .env_remove("LAMBDA_METER_LIB")
         .env_remove("LAMBDA_METER_DISABLE")
         .env_remove("AWS_LAMBDA_RUNTIME_API");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("dash")
+    cmd.output().expect("the wrapper's shell")
 }
 
 fn stdout(o: &Output) -> String {
@@ -203,17 +210,8 @@ fn wrap_hiding(file: &str, wrapper: &Path, args: &[&str], env: &[(&str, &str)]) 
 fn wrap_in_namespace(setup: &str, wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let script = format!("{setup}; exec dash \"$@\"");
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script, "sh"])
-        .arg(wrapper)
-        .args(args)
-        .env_remove("LD_PRELOAD")
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("LAMBDA_METER_LIB")
-        .env_remove("AWS_LAMBDA_RUNTIME_API");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("unshare")
+    cmd.args(["-m", "sh", "-c", &script, "sh"]).arg(wrapper);
+    run_wrapper(cmd, args, env)
 }
 
 #[test]
@@ -265,23 +263,21 @@ fn on_glibc_2_34_and_later_the_library_built_for_it_is_preloaded() {
         minor >= 34,
         "these tests run on glibc 2.34 or later: {glibc}"
     );
+    // The run preloaded the layer's library at `relative`, without a word.
+    let preloaded = |out: &Output, relative: &str| {
+        assert_eq!(
+            stdout(out),
+            format!("{}/{relative}", dir.path().display()),
+            "{:?}",
+            stderr_lines(out)
+        );
+        assert!(out.stderr.is_empty(), "{:?}", stderr_lines(out));
+    };
     let out = wrap(&wrapper, &preload, &[]);
-    assert_eq!(
-        stdout(&out),
-        format!("{}/lib/glibc-2.34/liblambda_meter.so", dir.path().display()),
-        "{:?}",
-        stderr_lines(&out)
-    );
-    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+    preloaded(&out, "lib/glibc-2.34/liblambda_meter.so");
     // Without libc_malloc_debug.so.0 (new in 2.34) beside libc.so.6, the glibc 2.26 build.
     let out = wrap_hiding("libc_malloc_debug.so.0", &wrapper, &preload, &[]);
-    assert_eq!(
-        stdout(&out),
-        format!("{}/lib/liblambda_meter.so", dir.path().display()),
-        "{:?}",
-        stderr_lines(&out)
-    );
-    assert!(out.stderr.is_empty(), "{:?}", stderr_lines(&out));
+    preloaded(&out, "lib/liblambda_meter.so");
     // Amazon Linux 2's /lib64/libc.so.6 is a link to libc-2.26.so: a /lib64 whose libc.so.6 is
     // a link (to this system's, which loads) gets the glibc 2.26 build, even with
     // libc_malloc_debug.so.0 beside it (each of the two signs is checked).
@@ -305,12 +301,7 @@ fn on_glibc_2_34_and_later_the_library_built_for_it_is_preloaded() {
     }
     let setup = format!("mount --bind {} /lib64", lib64.path().display());
     let out = wrap_in_namespace(&setup, &wrapper, &preload, &[]);
-    assert_eq!(
-        stdout(&out),
-        format!("{}/lib/liblambda_meter.so", dir.path().display()),
-        "{:?}",
-        stderr_lines(&out)
-    );
+    preloaded(&out, "lib/liblambda_meter.so");
     // LAMBDA_METER_LIB names the library, whatever the system.
     let named = library().display().to_string();
     let out = wrap(&wrapper, &preload, &[("LAMBDA_METER_LIB", &named)]);

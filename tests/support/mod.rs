@@ -35,24 +35,23 @@ pub fn library() -> PathBuf {
 /// The test build of the library whose allocator fails once the process became a runtime
 /// (`--features alloc-guard`), built by `make test` into `target/alloc-guard`.
 pub fn alloc_guard_library() -> PathBuf {
-    let profile = profile_dir();
-    let name = profile.file_name().expect("profile name");
-    fresh_library(
-        root()
-            .join("target/alloc-guard")
-            .join(name)
-            .join("liblambda_meter.so"),
-    )
+    test_build("alloc-guard")
 }
 
 /// The test build whose first entry into the engine panics where `LAMBDA_METER_INJECT_PANIC`
-/// is set (`--features panic-inject`, built by `make test`).
+/// is set (`--features panic-inject`, built by `make test` into `target/panic-inject`).
 pub fn panic_inject_library() -> PathBuf {
+    test_build("panic-inject")
+}
+
+/// The library built with `--features FEATURE` into `target/FEATURE`, in this profile.
+fn test_build(feature: &str) -> PathBuf {
     let profile = profile_dir();
     let name = profile.file_name().expect("profile name");
     fresh_library(
         root()
-            .join("target/panic-inject")
+            .join("target")
+            .join(feature)
             .join(name)
             .join("liblambda_meter.so"),
     )
