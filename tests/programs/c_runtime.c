@@ -37,6 +37,10 @@ static void die(const char *what) {
 
 /* Set when the runtime has read its next event (the fill_stdout watcher's "went on"). */
 static int next_event_read;
+/* Set while fill_stdout's watcher runs, and once it has written its marker: the runtime waits
+ * for the marker after reading its next event, so that a fast run cannot end (and the process
+ * be stopped) before a watcher that was slow to be scheduled has said what it saw. */
+static int watcher_started, marker_written;
 
 /* fill_stdout's watcher (C_RUNTIME_FULL_MARKER): once stdout is full, waits until another
  * thread of the process is blocked in ppoll -- a record waiting for room in the full pipe --
@@ -77,6 +81,7 @@ static void *watch_full_stdout(void *arg) {
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%s\n", seen) < 0 || fclose(f) != 0 || rename(tmp, marker) != 0)
         die("full stdout marker");
+    __atomic_store_n(&marker_written, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -290,6 +295,13 @@ int main(void) {
         char *event = read_response(fd, &len, id, sizeof id);
         syscall(SYS_close, fd);
         __atomic_store_n(&next_event_read, 1, __ATOMIC_RELEASE);
+        /* At most 10 s: the watcher looks every millisecond. */
+        for (int i = 0; i < 10000 && __atomic_load_n(&watcher_started, __ATOMIC_ACQUIRE) &&
+                        !__atomic_load_n(&marker_written, __ATOMIC_ACQUIRE);
+             i++) {
+            struct timespec ms = {0, 1000000L};
+            nanosleep(&ms, NULL);
+        }
 
         char action[32] = "ok", value[64];
         field(event, "action", action, sizeof action);
@@ -343,6 +355,7 @@ int main(void) {
                 watching = 1;
                 __atomic_store_n(&next_event_read, 0, __ATOMIC_RELEASE);
                 pthread_t watcher;
+                __atomic_store_n(&watcher_started, 1, __ATOMIC_RELEASE);
                 if (pthread_create(&watcher, NULL, watch_full_stdout, (void *)marker) != 0)
                     die("watcher");
                 pthread_detach(watcher);
