@@ -232,6 +232,21 @@ fn run_with_readerless_stdout(
     run_command(&cmd, payloads, env, 20)
 }
 
+/// [`run_with_readerless_stdout`] without and with the library: every event answered both
+/// ways, with the same results. Returns the metered run.
+fn readerless_stdout_both_ways(payloads: &[serde_json::Value], env: &[(&str, &str)]) -> Outcome {
+    let plain = run_with_readerless_stdout(payloads, env, false);
+    let metered = run_with_readerless_stdout(payloads, env, true);
+    assert!(plain.run.idle, "every event answered without the library");
+    assert!(
+        metered.run.idle,
+        "every event answered with it: {}",
+        metered.run.stderr
+    );
+    support::scenario::assert_same_results(&plain, &metered);
+    metered
+}
+
 #[test]
 fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
     // Our record's write must not kill the runtime with a SIGPIPE it would never have got.
@@ -240,15 +255,7 @@ fn a_stdout_whose_reader_is_gone_raises_no_sigpipe() {
         json!({"action": "ok"}),
         json!({"action": "ok"}),
     ];
-    let run = |wrapped: bool| run_with_readerless_stdout(&payloads, &[], wrapped);
-    let (plain, metered) = (run(false), run(true));
-    assert!(plain.run.idle, "every event answered without the library");
-    assert!(
-        metered.run.idle,
-        "every event answered with it: {}",
-        metered.run.stderr
-    );
-    support::scenario::assert_same_results(&plain, &metered);
+    let metered = readerless_stdout_both_ways(&payloads, &[]);
     let ours: Vec<&str> = metered
         .run
         .stderr
@@ -275,15 +282,7 @@ fn a_stdout_whose_reader_is_gone_raises_no_sigpipe_after_the_host_stops_ignoring
         json!({"action": "ok"}),
     ];
     let env = [("C_RUNTIME_IGNORE_SIGPIPE", "1")];
-    let run = |wrapped: bool| run_with_readerless_stdout(&payloads, &env, wrapped);
-    let (plain, metered) = (run(false), run(true));
-    assert!(plain.run.idle, "every event answered without the library");
-    assert!(
-        metered.run.idle,
-        "every event answered with it: {}",
-        metered.run.stderr
-    );
-    support::scenario::assert_same_results(&plain, &metered);
+    readerless_stdout_both_ways(&payloads, &env);
 }
 
 #[test]
