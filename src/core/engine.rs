@@ -39,6 +39,16 @@ pub const OUTBOX_BYTES: usize = 512 * 1024;
 pub const RECORD_BYTES: usize = 256 * 1024;
 /// Warnings waiting to be written.
 const MAX_WARNINGS: usize = 8;
+/// A held record kept in no journal slot.
+const NOT_KEPT: usize = usize::MAX;
+
+/// Journal slot `slot`'s bit in a mask of slots.
+fn slot_bit(slot: usize) -> u64 {
+    u32::try_from(slot)
+        .ok()
+        .and_then(|s| 1u64.checked_shl(s))
+        .unwrap_or(0)
+}
 /// Room for what one read of the custom-metrics channel returns.
 pub const CHANNEL_BYTES: usize = 64 * 1024;
 
@@ -335,6 +345,8 @@ pub struct Engine {
     /// The journal slots that keep the held records, each as its own line, for the ending
     /// paths (exit, `_exit`, a fatal signal or SIGTERM) and for a SIGKILL's successor.
     batch_slots: Vec<usize>,
+    /// The slot each held record is kept in, by its place in `batch` (`NOT_KEPT`: none).
+    batch_kept_in: Vec<usize>,
     outbox: Outbox,
     /// Inits of earlier runtime processes that never ended, reported at this process's first
     /// event (its deadline tells the function's timeout).
@@ -418,6 +430,10 @@ impl Engine {
         batch_slots
             .try_reserve_exact(crate::journal::SLOT_COUNT)
             .ok()?;
+        let mut batch_kept_in = Vec::new();
+        batch_kept_in
+            .try_reserve_exact(crate::settings::MAX_BATCH)
+            .ok()?;
         Some(Engine {
             settings,
             api,
@@ -439,6 +455,7 @@ impl Engine {
             batch,
             batch_due_ns: None,
             batch_slots,
+            batch_kept_in,
             outbox: Outbox::try_new()?,
             ended_inits: None,
             scratch: zeroed(RECORD_BYTES)?,
@@ -1536,10 +1553,13 @@ impl Engine {
             self.batch_due_ns = Some(now.mono_ns.saturating_add(left_ns));
         }
         let kept = self.keep_in_journal(&r);
-        if self.batch.len() < self.batch.capacity() {
+        if self.batch.len() < self.batch.capacity()
+            && self.batch_kept_in.len() < self.batch_kept_in.capacity()
+        {
             self.batch.push(r);
+            self.batch_kept_in.push(kept.unwrap_or(NOT_KEPT));
         }
-        if !kept || self.batch.len() >= self.settings.batch {
+        if kept.is_none() || self.batch.len() >= self.settings.batch {
             // Held only where an ending or a successor can still write it: else not held.
             self.write_batch();
         }
@@ -1565,33 +1585,28 @@ impl Engine {
     /// `_exit`, a fatal signal, SIGTERM) or vanishing (its successor) still writes it. Lines
     /// share a slot while they fit; a new slot is taken only while more than half stay free
     /// for open invokes. Without a journal (a forked child) nothing is held.
-    fn keep_in_journal(&mut self, r: &InvokeRecord) -> bool {
-        let Some(link) = &self.journal else {
-            return false;
-        };
+    fn keep_in_journal(&mut self, r: &InvokeRecord) -> Option<usize> {
+        let link = self.journal.as_ref()?;
         let mut out = Out::new(&mut self.scratch);
         if !emf::encode_held(r, &self.settings, self.tracker.pool_ref(), &mut out) {
-            return false;
+            return None;
         }
         let len = out.len();
         let line = self.scratch.get(..len).unwrap_or_default();
         if let Some(&slot) = self.batch_slots.last()
             && link.journal.hold_more(slot, link.owner.pid, line)
         {
-            return true;
+            return Some(slot);
         }
         if link.journal.free_count() <= crate::journal::SLOT_COUNT / 2
             || self.batch_slots.len() >= self.batch_slots.capacity()
         {
-            return false;
+            return None;
         }
-        match link.journal.hold(link.owner, line) {
-            Some(slot) => {
-                self.batch_slots.push(slot);
-                true
-            }
-            None => false,
-        }
+        let skip = self.batch_slots.iter().fold(0u64, |m, s| m | slot_bit(*s));
+        let slot = link.journal.hold(link.owner, line, skip)?;
+        self.batch_slots.push(slot);
+        Some(slot)
     }
 
     /// Writes the held records as one batched record.
@@ -1601,13 +1616,30 @@ impl Engine {
             return;
         }
         // The journal's copies go first: a process ending from here on has the batch's line
-        // to write, or nothing.
+        // to write, or nothing. A slot this process can no longer release was taken by the
+        // environment's root, ending: its records are written there, and left out here.
+        let mut taken = 0u64;
         if let Some(link) = &self.journal {
             for slot in &self.batch_slots {
-                link.journal.release(*slot, link.owner.pid);
+                if !link.journal.release(*slot, link.owner.pid) {
+                    taken |= slot_bit(*slot);
+                }
             }
         }
         self.batch_slots.clear();
+        if taken != 0 {
+            let kept_in = &self.batch_kept_in;
+            let mut i = 0;
+            self.batch.retain(|_| {
+                let slot = kept_in.get(i).copied().unwrap_or(NOT_KEPT);
+                i += 1;
+                slot == NOT_KEPT || taken & slot_bit(slot) == 0
+            });
+        }
+        self.batch_kept_in.clear();
+        if self.batch.is_empty() {
+            return;
+        }
         self.stream_constants_from_journal();
         let pool = self.tracker.pool_ref();
         let mut out = self.outbox.room();
@@ -1647,6 +1679,7 @@ impl Engine {
         self.batch.clear();
         self.batch_due_ns = None;
         self.batch_slots.clear();
+        self.batch_kept_in.clear();
         // What the parent had still to write is the parent's.
         self.outbox.ends.clear();
         self.outbox.used = 0;
@@ -2484,6 +2517,58 @@ mod tests {
         let fx = e.flush();
         assert!(fx.lines[0].contains("\"invokes\":3"));
         assert_eq!(crate::journal::SLOT_COUNT - journal.free_count(), 1);
+    }
+
+    #[test]
+    fn records_the_environments_root_wrote_at_its_end_leave_the_batch() {
+        // A worker of Lambda Managed Instances holds records across /next; its environment's
+        // root, ending, writes them from the journal: the worker's batch leaves them out.
+        let bits = leak_bits();
+        let mut e = batching_engine(bits, 10, 4);
+        let journal = e.journal.as_ref().unwrap().journal;
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(5, api_addr());
+        let mut lines = Vec::new();
+        for i in 0..3 {
+            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
+        }
+        lines.extend(e.sending(5, &p).lines);
+        assert_eq!(lines.len(), 1, "the cold start alone; two held: {lines:?}");
+        let ending = crate::journal::Ending {
+            wall_ms: 1,
+            mono_ns: Some(20),
+            cpu_ns: None,
+            max_rss_kb: None,
+            reason: b"signal: terminated",
+        };
+        let mut by_root = Vec::new();
+        journal.write_environment(&ending, &mut |parts| {
+            let text = String::from_utf8(parts.concat()).unwrap();
+            by_root.extend(text.lines().map(str::to_string));
+        });
+        assert_eq!(by_root.len(), 2, "{by_root:?}");
+        // Two more held in a slot of their own, then the worker writes its batch.
+        for i in 3..5 {
+            lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
+        }
+        lines.extend(e.sending(5, &p).lines);
+        lines.extend(e.flush().lines);
+        let ids: Vec<serde_json::Value> = lines
+            .iter()
+            .chain(&by_root)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["requestId"].clone())
+            .flat_map(|id| match id {
+                serde_json::Value::Array(ids) => ids,
+                one => vec![one],
+            })
+            .collect();
+        let mut ids: Vec<String> = ids
+            .iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"], "each once: {lines:?}");
     }
 
     #[test]

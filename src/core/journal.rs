@@ -53,6 +53,13 @@ const HELD: u32 = 4;
 /// `PostResponseDuration`, a hole, is measured until then): written by its process when that
 /// comes, or by an ending (the time until the ending) or a successor (left out) first.
 const FINISHED: u32 = 5;
+/// A held slot its process is appending a line to ([`Journal::hold_more`]): its first `LEN`
+/// bytes are whole lines. Only its own process's ending (which may interrupt the append) or a
+/// successor takes it; the environment's root, ending, leaves it to its process.
+const APPENDING: u32 = 6;
+
+/// The states in which a slot's own process (ending) or its successor writes it.
+const OWN: [u32; 4] = [OPEN, HELD, FINISHED, APPENDING];
 
 // Offsets in a slot's head (8-byte aligned: the mapping is page aligned).
 const STATE: usize = 0;
@@ -335,13 +342,18 @@ impl Journal {
     }
 
     /// Keeps a finished invoke's final `line` (no holes) for `owner` while the process holds it
-    /// for a batched record (more go in with [`Journal::hold_more`]). Returns the slot, or
-    /// `None` when every slot is taken or the line is too long.
-    pub fn hold(&self, owner: Owner, line: &[u8]) -> Option<usize> {
+    /// for a batched record (more go in with [`Journal::hold_more`]), in a slot not in
+    /// `skip` (bit `i` for slot `i`: those the process keeps its batch in, or kept it in until
+    /// the environment's root took them). Returns the slot, or `None` when every slot is
+    /// taken or the line is too long.
+    pub fn hold(&self, owner: Owner, line: &[u8], skip: u64) -> Option<usize> {
         if line.len() > TEMPLATE_MAX || line.iter().any(|b| matches!(*b, HOLE | SPAN | SPAN_END)) {
             return None;
         }
         for i in 0..SLOT_COUNT {
+            if skip & (1 << i) != 0 {
+                continue;
+            }
             let state = self.u32_at(i, STATE);
             if state
                 .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
@@ -375,38 +387,53 @@ impl Journal {
     pub fn hold_more(&self, slot: usize, pid: u32, line: &[u8]) -> bool {
         if slot >= SLOT_COUNT
             || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
-            || self.u32_at(slot, STATE).load(Ordering::Acquire) != HELD
             || line.iter().any(|b| matches!(*b, HOLE | SPAN | SPAN_END))
         {
             return false;
         }
-        let len = self.u32_at(slot, LEN).load(Ordering::Relaxed) as usize;
-        if len + line.len() > TEMPLATE_MAX {
+        // Marked first, so that the environment's root, ending meanwhile, leaves the slot to
+        // this process instead of writing it without the line being added.
+        let state = self.u32_at(slot, STATE);
+        if state
+            .compare_exchange(HELD, APPENDING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return false;
         }
-        // SAFETY: the slot is HELD by this process, whose engine lock the caller holds: no one
-        // else writes it, and readers (an ending, a successor) read only its first LEN bytes.
-        let body =
-            unsafe { std::slice::from_raw_parts_mut(self.slot(slot).add(SLOT_HEAD), TEMPLATE_MAX) };
-        match body.get_mut(len..len + line.len()) {
-            Some(dst) => dst.copy_from_slice(line),
-            None => return false,
+        let len = self.u32_at(slot, LEN).load(Ordering::Relaxed) as usize;
+        let room = len + line.len() <= TEMPLATE_MAX;
+        // Still this process's (the root may have written and freed it, and another process
+        // held it since, between the look above and the mark).
+        let mine = self.u32_at(slot, PID).load(Ordering::Relaxed) == pid;
+        if mine && room {
+            // SAFETY: the slot is this process's and APPENDING, and its engine lock the caller
+            // holds: no one else writes it, and readers (its own ending, a successor) read
+            // only its first LEN bytes.
+            let body = unsafe {
+                std::slice::from_raw_parts_mut(self.slot(slot).add(SLOT_HEAD), TEMPLATE_MAX)
+            };
+            if let Some(dst) = body.get_mut(len..len + line.len()) {
+                dst.copy_from_slice(line);
+                self.u32_at(slot, LEN)
+                    .store((len + line.len()) as u32, Ordering::Release);
+            }
         }
-        self.u32_at(slot, LEN)
-            .store((len + line.len()) as u32, Ordering::Release);
-        true
+        // Back to HELD, unless this process's own ending took the slot meanwhile (it then
+        // never returns here).
+        let _ = state.compare_exchange(APPENDING, HELD, Ordering::Release, Ordering::Relaxed);
+        mine && room
     }
 
-    /// The records held in `slot` went out with their batch: the slot is free.
-    pub fn release(&self, slot: usize, pid: u32) {
-        if slot < SLOT_COUNT && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid {
-            let _ = self.u32_at(slot, STATE).compare_exchange(
-                HELD,
-                FREE,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
+    /// The records held in `slot` go out with their batch: the slot is free. False when they
+    /// are not this process's to write any more: the environment's root, ending, took them
+    /// (see [`Journal::write_environment`]) and writes them itself.
+    pub fn release(&self, slot: usize, pid: u32) -> bool {
+        slot < SLOT_COUNT
+            && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid
+            && self
+                .u32_at(slot, STATE)
+                .compare_exchange(HELD, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The invoke in `slot` ended normally (or its final record, kept here, goes out another
@@ -514,10 +541,34 @@ impl Journal {
     pub fn write_open(&self, pid: u32, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
         let mut written = 0;
         for i in 0..SLOT_COUNT {
-            if self.u32_at(i, PID).load(Ordering::Relaxed) != pid || !self.claim(i) {
+            if self.u32_at(i, PID).load(Ordering::Relaxed) != pid || !self.claim(i, &OWN) {
                 continue;
             }
             written += usize::from(self.render_slot(i, ending, emit));
+            self.u32_at(i, STATE).store(FREE, Ordering::Release);
+        }
+        written
+    }
+
+    /// The environment's root process is ending, and the environment with it (Lambda stops
+    /// the rest once its runtime is gone): the finished records every other process of the
+    /// environment still keeps — held for a batch, or waiting for a `/next` — are written now,
+    /// each once (a process that writes its own meanwhile finds it taken, see
+    /// [`Journal::release`] and [`Journal::write_finished`]). Open invokes are left to their
+    /// processes: they may still end them. Async-signal-safe: no allocation, no lock.
+    pub fn write_environment(&self, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
+        let mut written = 0;
+        for i in 0..SLOT_COUNT {
+            if !self.claim(i, &[HELD, FINISHED]) {
+                continue;
+            }
+            // Not this process's readings: a finished record's time until now only.
+            let at_root = Ending {
+                cpu_ns: None,
+                max_rss_kb: None,
+                ..*ending
+            };
+            written += usize::from(self.render_slot(i, &at_root, emit));
             self.u32_at(i, STATE).store(FREE, Ordering::Release);
         }
         written
@@ -559,7 +610,7 @@ impl Journal {
             if alive(owner) {
                 continue;
             }
-            if matches!(state, OPEN | HELD | FINISHED) && self.claim(i) {
+            if matches!(state, OPEN | HELD | FINISHED | APPENDING) && self.claim(i, &OWN) {
                 let at_start = Ending {
                     mono_ns: None,
                     cpu_ns: None,
@@ -574,9 +625,9 @@ impl Journal {
         written
     }
 
-    /// Takes an open, held or finished slot for writing its record.
-    fn claim(&self, i: usize) -> bool {
-        [OPEN, HELD, FINISHED].iter().any(|from| {
+    /// Takes slot `i` for writing its record, if it is in one of the states `from`.
+    fn claim(&self, i: usize, from: &[u32]) -> bool {
+        from.iter().any(|from| {
             self.u32_at(i, STATE)
                 .compare_exchange(*from, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -1146,14 +1197,14 @@ mod tests {
             },
         );
         let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
-        let theirs = old.hold(other, line).unwrap();
-        let mine = old.hold(me, line).unwrap();
-        let kept = old.hold(me, line).unwrap();
+        let theirs = old.hold(other, line, 0).unwrap();
+        let mine = old.hold(me, line, 0).unwrap();
+        let kept = old.hold(me, line, 0).unwrap();
         old.note_stream_has_constants();
         // Another process made the new file first and took the slot of `kept` there.
         let new = memory();
         for _ in 0..=kept {
-            new.hold(other, line).unwrap();
+            new.hold(other, line, 0).unwrap();
         }
         for i in 0..kept {
             new.release(i, other.pid);
@@ -1191,8 +1242,8 @@ mod tests {
             (n, out)
         };
         let free = j.free_count();
-        let a = j.hold(me, line).unwrap();
-        let b = j.hold(me, line).unwrap();
+        let a = j.hold(me, line, 0).unwrap();
+        let b = j.hold(me, line, 0).unwrap();
         assert_eq!(j.free_count(), free - 2);
         assert_eq!(j.open_count(), 0, "held is not open");
         // Released when its batch went out: nothing to write for it.
@@ -1209,12 +1260,58 @@ mod tests {
         assert_eq!(n, 1, "another pid cannot release it");
         assert_eq!(out, vec![line.to_vec()], "as it is: no exit reason");
         // A process that vanished: its successor writes what it held.
-        j.hold(me, line).unwrap();
+        j.hold(me, line, 0).unwrap();
         let (n, out) = collect(&j, &|j, emit| j.recover(&|_| false, &ending, emit));
         assert_eq!((n, out.len()), (1, 1));
         assert_eq!(j.free_count(), free);
         // A line with the journal's markers is refused.
-        assert!(j.hold(me, b"{\x01T}").is_none());
+        assert!(j.hold(me, b"{\x01T}", 0).is_none());
+    }
+
+    #[test]
+    fn the_environments_root_writes_what_the_others_hold_once_and_leaves_open_invokes() {
+        let j = memory();
+        let worker = Owner {
+            pid: 42,
+            start_ticks: 6,
+        };
+        let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
+        let ending = Ending {
+            wall_ms: 2,
+            mono_ns: Some(3),
+            cpu_ns: Some(4),
+            max_rss_kb: Some(5),
+            reason: b"signal: terminated",
+        };
+        let free = j.free_count();
+        let held = j.hold(worker, line, 0).unwrap();
+        assert!(j.hold_more(held, worker.pid, line), "two lines in one slot");
+        assert_eq!(
+            j.hold(worker, line, 1 << held),
+            Some(held + 1),
+            "skips {held}"
+        );
+        j.release(held + 1, worker.pid);
+        let t = prepared(LINE).unwrap();
+        let start = Probe {
+            mono_ns: 1,
+            ..Probe::default()
+        };
+        let open = j.begin(worker, &start, 128, &t).unwrap();
+        let mut out = Vec::new();
+        let n = j.write_environment(&ending, &mut |parts| out.push(parts.concat()));
+        assert_eq!(n, 1);
+        assert_eq!(out, vec![[&line[..], &line[..]].concat()]);
+        assert_eq!(j.open_count(), 1, "the open invoke is its process's");
+        // The worker finds its slot taken: its batch leaves those records out; nothing is
+        // appended to it any more.
+        assert!(!j.release(held, worker.pid));
+        assert!(!j.hold_more(held, worker.pid, line));
+        let mut again = Vec::new();
+        j.write_environment(&ending, &mut |parts| again.push(parts.concat()));
+        assert!(again.is_empty(), "once");
+        j.end(open, worker.pid);
+        assert_eq!(j.free_count(), free);
     }
 
     #[test]
