@@ -210,6 +210,39 @@ fn batched_records_of_lambda_managed_instances_count_every_invoke_once() {
 }
 
 #[test]
+fn records_held_by_workers_are_written_when_a_shutdown_signals_only_the_runtime() {
+    // Python's Lambda Managed Instances runtime: a root process forks four workers, each
+    // holding its records for a batch. Here SIGTERM reaches the root alone, and the workers
+    // are killed once it is gone, with no signal they could write on: the root's end writes
+    // what they hold (with fewer than 10 invokes a worker, nothing went out before).
+    let payloads: Vec<Value> = (0..24)
+        .map(|i| match i % 4 {
+            0 => json!({"action": "sleep", "ms": 20}),
+            _ => json!({"action": "ok"}),
+        })
+        .collect();
+    let lmi = |wrapped: bool| {
+        let mut cfg = config(&payloads);
+        cfg.max_concurrency = 4;
+        cfg.term_runtime_only = true;
+        python(cfg, &[("LAMBDA_METER_BATCH", "10")], wrapped)
+    };
+    let plain = lmi(false);
+    let metered = lmi(true);
+    assert_same_results(&plain, &metered);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let raw = metered.raw_records();
+    assert_valid_emf(&raw);
+    let each = metered.records();
+    assert_eq!(each.len(), payloads.len(), "one record an invoke");
+    assert_eq!(by_request_id(&each).len(), payloads.len());
+}
+
+#[test]
 fn the_opt_in_invocations_count_is_one_a_record_and_absent_by_default() {
     let payloads: Vec<Value> = (0..4).map(|_| json!({"action": "ok"})).collect();
     let out = python(

@@ -385,10 +385,7 @@ impl Settings {
             &mut warnings,
             parse_log_level,
         );
-        let function_name = get("AWS_LAMBDA_FUNCTION_NAME")
-            .map(|n| bounded(&n, MAX_DIMENSION_VALUE))
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| UNKNOWN_FUNCTION.to_string());
+        let function_name = function_name(get);
         let memory_size_mb =
             get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse().ok());
         let init_type = get("AWS_LAMBDA_INITIALIZATION_TYPE")
@@ -641,6 +638,14 @@ pub fn valid_namespace(ns: &str) -> bool {
 }
 
 /// A boolean setting (no allocation: it is read before the process becomes a runtime, too).
+/// The function's name as records carry it (and as the environment's journal is named).
+pub fn function_name(get: &dyn Fn(&str) -> Option<String>) -> String {
+    get("AWS_LAMBDA_FUNCTION_NAME")
+        .map(|n| bounded(&n, MAX_DIMENSION_VALUE))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| UNKNOWN_FUNCTION.to_string())
+}
+
 pub fn parse_bool(v: &str) -> Option<bool> {
     let v = v.trim();
     let is = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(v));

@@ -6,6 +6,8 @@
 //! - SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL and SIGTERM write them from a handler of ours
 //!   that sits only where the kernel's disposition is the default (see [`crate::signals`]).
 //! - A process that vanished (SIGKILL) is reported by the environment's next runtime process.
+//! - The environment's root (the process the wrapper started), once it forked, also writes at
+//!   its end the finished records its children still keep: Lambda stops them once it is gone.
 //!
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
@@ -27,6 +29,57 @@ fn journal_path(function_name: &str, runtime_api: &str) -> Result<CString, &'sta
     let path = std::env::temp_dir().join(format!(".lambda-meter-journal-{key:016x}"));
     CString::new(path.into_os_string().into_encoded_bytes())
         .map_err(|_| "its path holds a NUL byte")
+}
+
+/// The journal's path as [`start`] names it, from the environment (for the root, which may
+/// never talk to the Runtime API itself). Allocates.
+fn journal_path_from_env() -> Result<CString, &'static str> {
+    let get = |k: &str| std::env::var(k).ok();
+    let function_name = crate::settings::function_name(&get);
+    let api = get("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+    journal_path(&function_name, &api)
+}
+
+/// This process is its environment's root and starts other processes (see
+/// [`crate::process::parent_forked`]): its end writes the finished records they keep (see
+/// [`write_environment`]). The journal's path is named now, for an ending that cannot
+/// allocate. False when there is none.
+pub fn prepare_root() -> bool {
+    if state().path.get().is_none() {
+        match journal_path_from_env() {
+            Ok(path) => {
+                let _ = state().path.set(path);
+            }
+            Err(_) => return false,
+        }
+    }
+    state().root.store(true, Ordering::Relaxed);
+    true
+}
+
+/// The root is ending, and its environment with it: the journal's file at its path (the one
+/// the other processes use now, even where the function cleaned its temporary directory since
+/// this process mapped one) is mapped anew, and the finished records of the environment's
+/// other processes are written from it. Async-signal-safe: a few system calls, no allocation.
+fn write_environment(ending: &Ending) {
+    // Not in a child that shares this memory (`vfork`, `posix_spawn`) and exits there.
+    if !state().root.load(Ordering::Relaxed) || !probes::in_owner_process() {
+        return;
+    }
+    let Some(path) = state().path.get() else {
+        return;
+    };
+    let Ok(file) = sys::map_existing_state_file(path.to_bytes_with_nul(), FILE_SIZE) else {
+        return;
+    };
+    // SAFETY: FILE_SIZE page-aligned bytes of a journal file, mapped until the unmap below.
+    let j = unsafe { Journal::from_raw(file.base) };
+    if j.is_formatted() {
+        j.write_environment(ending, &mut |parts| {
+            output::write_record_parts(parts);
+        });
+    }
+    sys::unmap(file.base, FILE_SIZE);
 }
 
 /// A journal mapped from its file.
@@ -273,13 +326,13 @@ pub fn set_undecided(undecided: bool) {
     state().undecided.store(undecided, Ordering::Relaxed);
 }
 
-/// Writes this process's open invokes, if it journals any. Async-signal-safe.
+/// Writes this process's open invokes, if it journals any, and where it is its environment's
+/// root what the other processes keep (see [`write_environment`]). Async-signal-safe.
 pub fn write_open(reason: &[u8]) {
-    let Some(j) = journal() else {
+    let own = journal();
+    let root = state().root.load(Ordering::Relaxed);
+    if own.is_none() && !root {
         return;
-    };
-    if state().undecided.load(Ordering::Relaxed) {
-        j.hand_on_open(crate::sys::getpid());
     }
     // SAFETY: getrusage writes only the struct we pass (a plain system call).
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -295,11 +348,17 @@ pub fn write_open(reason: &[u8]) {
         max_rss_kb: Some(ru.ru_maxrss.max(0) as u64),
         reason,
     };
-    // SAFETY: getpid has no preconditions (the kernel's answer, never a cache).
-    let pid = unsafe { libc::syscall(libc::SYS_getpid) } as u32;
-    j.write_open(pid, &ending, &mut |parts| {
-        output::write_record_parts(parts);
-    });
+    if let Some(j) = own {
+        // SAFETY: getpid has no preconditions (the kernel's answer, never a cache).
+        let pid = unsafe { libc::syscall(libc::SYS_getpid) } as u32;
+        if state().undecided.load(Ordering::Relaxed) {
+            j.hand_on_open(pid);
+        }
+        j.write_open(pid, &ending, &mut |parts| {
+            output::write_record_parts(parts);
+        });
+    }
+    write_environment(&ending);
 }
 
 /// `exit status N` (or `exit` when N is unknown) in `buf`.
@@ -384,6 +443,9 @@ pub struct EndingState {
     /// invokes are then handed on at its end (a shell runtime's `curl` fetches an event and
     /// exits; another posts the result), not ended.
     undecided: AtomicBool,
+    /// Set in the environment's root once it started other processes: its end writes the
+    /// finished records they keep (see [`prepare_root`]).
+    root: AtomicBool,
 }
 
 impl EndingState {
@@ -394,6 +456,7 @@ impl EndingState {
             id: [AtomicU64::new(0), AtomicU64::new(0)],
             exit_status: AtomicI32::new(i32::MIN),
             undecided: AtomicBool::new(false),
+            root: AtomicBool::new(false),
         }
     }
 
@@ -407,9 +470,11 @@ impl EndingState {
             id: _,
             exit_status,
             undecided,
+            root,
         } = self;
         exit_status.store(i32::MIN, Ordering::Relaxed);
         undecided.store(false, Ordering::Relaxed);
+        root.store(false, Ordering::Relaxed);
     }
 }
 

@@ -956,6 +956,9 @@ fn forked(call: impl FnOnce() -> pid_t) -> pid_t {
     let pid = call();
     let err = if pid < 0 { errno() } else { entry_errno };
     process::after_fork(guard, pid);
+    if pid > 0 {
+        process::parent_forked();
+    }
     set_errno(err);
     pid
 }

@@ -101,6 +101,9 @@ pub struct ProcessState {
     shared_joined: AtomicBool,
     /// Set once this process has looked at the environment's journal.
     journal_started: AtomicBool,
+    /// Set once this process, forking, has looked whether it is its environment's root (see
+    /// [`parent_forked`]).
+    root_checked: AtomicBool,
     /// Set when [`KEPT`] has fds for the engine to forget or unfollow.
     any_deferred: AtomicBool,
     /// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
@@ -140,6 +143,7 @@ impl ProcessState {
             environment_joined: AtomicBool::new(false),
             shared_joined: AtomicBool::new(false),
             journal_started: AtomicBool::new(false),
+            root_checked: AtomicBool::new(false),
             any_deferred: AtomicBool::new(false),
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
@@ -179,6 +183,8 @@ impl ProcessState {
             // leaves that to the child's first Runtime API connection.
             shared_joined: _,
             journal_started,
+            // Kept: a child is never the root (its pid is not the one the wrapper named).
+            root_checked: _,
             any_deferred,
             record_awaits,
             wake: _,
@@ -1169,6 +1175,49 @@ pub fn at_exit() {
     if is_active() && probes::in_owner_process() {
         enter(Engine::flush, || {});
     }
+}
+
+/// After a `fork`, in the parent. The environment's root — the process the wrapper started,
+/// named in `LAMBDA_METER_ENV_ID` — that starts other processes gets ready to write, when it
+/// ends (and the environment with it), the finished records they keep for later: a worker of
+/// Python's Lambda Managed Instances holds its records for a batch, and once the root is gone
+/// Lambda stops the workers without a signal they could write them on. Looked at once per
+/// process: one `getenv`, and in a process the wrapper started one `getpid`.
+pub fn parent_forked() {
+    if ps().root_checked.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
+    let raw = unsafe { libc::getenv(c"LAMBDA_METER_ENV_ID".as_ptr()) };
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    let named = std::str::from_utf8(unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if named.is_none() || !activate() || named != Some(probes::owner_pid()) {
+        return;
+    }
+    let me = crate::custom::thread_key();
+    let canary = Canary::new();
+    let Entry::Entered { outer } = ps().gate.enter(me, &canary) else {
+        // Another thread is inside: the next fork looks again.
+        ps().root_checked.store(false, Ordering::Release);
+        return;
+    };
+    // The settings say where records go (and whether at all); its stdout now is its log.
+    if catch_unwind(|| {
+        if read_settings() && crate::ending::prepare_root() {
+            // From now on the root's end (a fatal signal, SIGTERM) writes them.
+            crate::signals::watch();
+        }
+    })
+    .is_err()
+    {
+        disable_permanently("internal error after fork");
+    }
+    leave(me, outer);
 }
 
 /// Turns the library off for the rest of the process; the host carries on untouched.

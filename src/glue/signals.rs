@@ -9,7 +9,8 @@
 //! The rules that keep this invisible:
 //! - Ours sits only on a signal whose disposition the **kernel** reports as `SIG_DFL` (asked
 //!   with the raw system call, past libc and any interposer such as libjsig), and only once the
-//!   process journals invokes.
+//!   process journals invokes, or is its environment's root and forked (its end then writes
+//!   what its children hold, see [`crate::ending`]).
 //! - The host's handlers are installed exactly as given: every `sigaction`, `signal`,
 //!   `sysv_signal`, `bsd_signal`, `sigset`, `ssignal` and raw `rt_sigaction` goes through
 //!   unchanged. Afterwards the kernel is asked again: anything but `SIG_DFL` and ours has
@@ -70,8 +71,8 @@ fn before_ours(s: &Saved, now_flags: u64) -> KernelAction {
     }
 }
 
-/// The process journals invokes now: our handler goes on every fatal signal the kernel
-/// reports as `SIG_DFL`.
+/// The process journals invokes now (or is the environment's root, and forked): our handler
+/// goes on every fatal signal the kernel reports as `SIG_DFL`.
 pub fn watch() {
     state().wanted.store(true, Ordering::Relaxed);
     for sig in FATAL {

@@ -181,6 +181,12 @@ pub fn close(fd: c_int) -> Res {
     unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) }
 }
 
+/// Unmaps `len` bytes at `base`, a mapping this library made and no longer uses.
+pub fn unmap(base: *mut u8, len: usize) {
+    // SAFETY: the caller's own mapping, which nothing refers to any more.
+    let _ = unsafe { call(libc::SYS_munmap, [base as usize, len, 0, 0, 0, 0]) };
+}
+
 pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
     // SAFETY: an all-zero stat is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

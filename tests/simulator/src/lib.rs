@@ -116,6 +116,9 @@ pub struct Config {
     /// `Runtime.ExitError` and a new runtime process is started in the same environment, as
     /// Lambda does. Needs [`run_function`](crate::run_function).
     pub restart_on_exit: bool,
+    /// At the end of a Lambda Managed Instances run (`max_concurrency` > 1), SIGTERM goes to
+    /// the runtime's own process only, not its process group, before its group is killed.
+    pub term_runtime_only: bool,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             first_event_delay: None,
             restore_delay: Duration::from_millis(20),
             restart_on_exit: false,
+            term_runtime_only: false,
         }
     }
 }

@@ -195,7 +195,12 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         // Lambda Managed Instances stop a runtime with SIGTERM, then SIGKILL after a grace
         // period; the classic model's idle environment is frozen, then killed outright.
         if sim.config().max_concurrency > 1 && exited.is_none() {
-            signal_group(pgid, libc::SIGTERM);
+            if sim.config().term_runtime_only {
+                // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            } else {
+                signal_group(pgid, libc::SIGTERM);
+            }
             let grace = Instant::now() + LMI_SHUTDOWN_GRACE;
             while Instant::now() < grace && child.try_wait()?.is_none() {
                 std::thread::sleep(Duration::from_millis(10));
