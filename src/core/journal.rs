@@ -878,23 +878,63 @@ fn hole_for_member(
 /// value a hole, in a span (an ending that never comes leaves it out). False when the line has
 /// no such member, or the template does not fit.
 pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
-    let start = t.len();
-    t.bytes(line);
+    const NAME: &str = "PostResponseDuration";
     let mut m = [0u8; 64];
     let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
-    let member = joined(&mut m, &[b",\"PostResponseDuration\":", digits.as_bytes()]);
-    if t.overflowed() {
+    let member = joined(
+        &mut m,
+        &[b",\"", NAME.as_bytes(), b"\":", digits.as_bytes()],
+    );
+    let Some(at) = find(line, member) else {
         return false;
+    };
+    let Some(kind) = crate::metrics::find(NAME).and_then(Metric::hole) else {
+        return false;
+    };
+    // As `hole_for_member` would edit it, in one pass: the member (its value a hole) in a
+    // span, and its declaration, when it has a neighbour to keep the array valid, in another.
+    let mut d = [0u8; 48];
+    let declaration = joined(&mut d, &[b"{\"Name\":\"", NAME.as_bytes(), b"\","]);
+    let found = line.get(..at).and_then(|before| find(before, declaration));
+    // A sole declared metric stays, and so does its member: its value is never left out.
+    let elidable = found.is_none_or(|d| declaration_can_go(line, d));
+    let declared = match found.filter(|_| elidable) {
+        Some(d) => match declaration_bounds(line, d) {
+            Some(bounds) => Some(bounds),
+            None => return false,
+        },
+        None => None,
+    };
+    let value_at = at + member.len() - digits.as_bytes().len();
+    let end = at + member.len();
+    let (Some(before_value), Some(rest)) = (line.get(at..value_at), line.get(end..)) else {
+        return false;
+    };
+    let mut from = 0;
+    if let Some((start, stop)) = declared {
+        let (Some(head), Some(decl)) = (line.get(..start), line.get(start..stop)) else {
+            return false;
+        };
+        t.bytes(head);
+        t.bytes(&[SPAN, kind]);
+        t.bytes(decl);
+        t.bytes(&[SPAN_END]);
+        from = stop;
     }
-    let Some(at) = find_from(t, start, member) else {
+    let Some(between) = line.get(from..at) else {
         return false;
     };
-    let Some(post_response) = crate::metrics::find("PostResponseDuration").and_then(Metric::hole)
-    else {
-        return false;
-    };
-    hole_for_member(t, start, at, "PostResponseDuration", post_response, true).is_some()
-        && !t.overflowed()
+    t.bytes(between);
+    if elidable {
+        t.bytes(&[SPAN, kind]);
+    }
+    t.bytes(before_value);
+    t.bytes(&[HOLE, kind]);
+    if elidable {
+        t.bytes(&[SPAN_END]);
+    }
+    t.bytes(rest);
+    !t.overflowed()
 }
 
 /// The `PostResponseDuration` (ns) a finished record is encoded with before it becomes a
@@ -1042,15 +1082,19 @@ fn declaration_can_go(t: &[u8], at: usize) -> bool {
 
 /// Encloses the declaration object at `at` and one adjacent comma in a span of `kind`.
 fn wrap_declaration(t: &mut Out, at: usize, kind: u8) -> Option<()> {
-    let w = t.written();
-    let close = at + w.get(at..)?.iter().position(|b| *b == b'}')?;
-    let (start, end) = if at > 0 && w.get(at - 1) == Some(&b',') {
+    let (start, end) = declaration_bounds(t.written(), at)?;
+    wrap_span(t, start, end, kind);
+    Some(())
+}
+
+/// Where the declaration object at `at` and one adjacent comma start and end.
+fn declaration_bounds(t: &[u8], at: usize) -> Option<(usize, usize)> {
+    let close = at + t.get(at..)?.iter().position(|b| *b == b'}')?;
+    Some(if at > 0 && t.get(at - 1) == Some(&b',') {
         (at - 1, close + 1)
     } else {
         (at, close + 2) // the comma after it
-    };
-    wrap_span(t, start, end, kind);
-    Some(())
+    })
 }
 
 /// Hashes the facts that name one execution environment (FNV-1a), for the journal's file name:
@@ -1312,6 +1356,64 @@ mod tests {
         assert!(again.is_empty(), "once");
         j.end(open, worker.pid);
         assert_eq!(j.free_count(), free);
+    }
+
+    #[test]
+    fn a_finished_template_is_the_line_with_its_post_response_duration_a_hole() {
+        let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
+        let v = std::str::from_utf8(digits.as_bytes()).unwrap().to_string();
+        let v = v.as_str();
+        let kind = crate::metrics::find("PostResponseDuration")
+            .and_then(Metric::hole)
+            .unwrap();
+        let decl = |n: &str| format!("{{\"Name\":\"{n}\",\"Unit\":\"Milliseconds\"}}");
+        let lines = [
+            // Declared among others, first, last; declared alone; not declared.
+            format!(
+                "{{\"_aws\":{{\"CloudWatchMetrics\":[{{\"Metrics\":[{},{}]}}]}},\"Duration\":1,\"PostResponseDuration\":{v},\"requestId\":\"a\"}}\n",
+                decl("Duration"),
+                decl("PostResponseDuration")
+            ),
+            format!(
+                "{{\"_aws\":{{\"CloudWatchMetrics\":[{{\"Metrics\":[{},{}]}}]}},\"PostResponseDuration\":{v},\"Duration\":1}}\n",
+                decl("PostResponseDuration"),
+                decl("Duration")
+            ),
+            format!(
+                "{{\"_aws\":{{\"CloudWatchMetrics\":[{{\"Metrics\":[{}]}}]}},\"Duration\":1,\"PostResponseDuration\":{v}}}\n",
+                decl("PostResponseDuration")
+            ),
+            format!("{{\"_aws\":{{}},\"Duration\":1,\"PostResponseDuration\":{v},\"x\":2}}\n"),
+        ];
+        for line in &lines {
+            let mut one = vec![0u8; 4096];
+            let mut t = Out::new(&mut one);
+            assert!(finished_template(line.as_bytes(), &mut t), "{line}");
+            let fast = t.written().to_vec();
+            // What the general edits make of it.
+            let mut buf = vec![0u8; 4096];
+            let mut r = Out::new(&mut buf);
+            r.bytes(line.as_bytes());
+            let at = find_from(&r, 0, b",\"PostResponseDuration\":").unwrap();
+            hole_for_member(&mut r, 0, at, "PostResponseDuration", kind, true).unwrap();
+            assert_eq!(fast, r.written(), "{line}");
+            // Rendered: the value, or (unknown) no member and no declaration where it can go.
+            let known = rendered(
+                &fast,
+                &Values {
+                    post_response_ns: Some(2_000_000),
+                    ..Values::default()
+                },
+            );
+            assert_eq!(known, line.replace(v, "2"));
+            let unknown = rendered(&fast, &Values::default());
+            serde_json::from_str::<serde_json::Value>(&unknown).unwrap();
+        }
+        let mut buf = vec![0u8; 4096];
+        assert!(!finished_template(
+            b"{\"Duration\":1}\n",
+            &mut Out::new(&mut buf)
+        ));
     }
 
     #[test]
