@@ -205,7 +205,7 @@ impl Prefixes {
 /// `out` left as it was, when the settings declare none of its metrics or the line does not
 /// fit.
 pub fn encode(rec: &InvokeRecord, s: &Settings, pool: &Pool, out: &mut Out) -> bool {
-    encode_with(rec, s, pool, None, true, out)
+    encode_with(rec, s, pool, None, true, out, None)
 }
 
 /// [`encode`] for the process's log stream: reuses (and keeps) the rendered constant part of
@@ -218,8 +218,40 @@ pub fn encode_cached(
     prefixes: &mut Prefixes,
     out: &mut Out,
 ) -> bool {
+    encode_marked(rec, s, pool, prefixes, out, None)
+}
+
+/// Where one metric is in an encoded line: the metric `name` to look for, and once encoded the
+/// line's declarations (its `CloudWatchMetrics` member) and the metric's own member (from its
+/// comma), when it has one. Positions count from where the line starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Marks {
+    pub name: &'static str,
+    pub declarations: (usize, usize),
+    pub member: Option<usize>,
+}
+
+impl Marks {
+    pub fn of(name: &'static str) -> Marks {
+        Marks {
+            name,
+            declarations: (0, 0),
+            member: None,
+        }
+    }
+}
+
+/// [`encode_cached`], noting in `marks` where its metric is.
+pub fn encode_marked(
+    rec: &InvokeRecord,
+    s: &Settings,
+    pool: &Pool,
+    prefixes: &mut Prefixes,
+    out: &mut Out,
+    marks: Option<&mut Marks>,
+) -> bool {
     let constants = !prefixes.constants_written || starts_stream(rec) || !to_log_stream(s);
-    if !encode_with(rec, s, pool, Some(prefixes), constants, out) {
+    if !encode_with(rec, s, pool, Some(prefixes), constants, out, marks) {
         return false;
     }
     if constants && to_log_stream(s) {
@@ -232,7 +264,7 @@ pub fn encode_cached(
 /// [`crate::journal::Journal::hold`]): a record of a stream that has the environment's
 /// properties already.
 pub fn encode_held(rec: &InvokeRecord, s: &Settings, pool: &Pool, out: &mut Out) -> bool {
-    encode_with(rec, s, pool, None, !to_log_stream(s), out)
+    encode_with(rec, s, pool, None, !to_log_stream(s), out, None)
 }
 
 /// Whether `rec` is the first record of an environment's log stream: its cold start (or its
@@ -267,6 +299,7 @@ fn encode_with(
     prefixes: Option<&mut Prefixes>,
     constants: bool,
     out: &mut Out,
+    mut marks: Option<&mut Marks>,
 ) -> bool {
     let metrics = metrics_of(rec, s);
     if metrics.none_declared() {
@@ -284,9 +317,11 @@ fn encode_with(
     let custom = (!rec.custom.is_empty()).then_some(&rec.custom);
     let has_custom_metrics = custom.is_some_and(|c| pool.metric_count(c) > 0);
     let prefixes = prefixes.filter(|_| !has_custom_metrics);
+    let line_at = out.len();
     whole(out, |out| {
         out.str("{\"_aws\":{\"Timestamp\":");
         push_number(out, Number::int(rec.timestamp_ms));
+        let declarations_at = out.len() - line_at;
         let declared = |out: &mut Out, custom| {
             push_prefix(
                 out,
@@ -310,11 +345,17 @@ fn encode_with(
             },
             None => declared(out, custom),
         }
+        if let Some(m) = marks.as_deref_mut() {
+            m.declarations = (declarations_at, out.len() - line_at);
+        }
         let mut keys = Keys::default();
         for d in s.dimension_sets.iter().flatten() {
             keys.add(d.key());
         }
         for m in metrics.iter() {
+            if let Some(marks) = marks.as_deref_mut().filter(|k| k.name == m.name) {
+                marks.member = Some(out.len() - line_at);
+            }
             // Metric names are the catalog's plain ASCII: no escaping needed.
             out.str(",\"");
             out.str(m.name);
@@ -1046,6 +1087,51 @@ mod tests {
         let _ = cached(&record(), &to_file, &mut p);
         let w = parse(cached(&warm, &to_file, &mut p));
         assert!(constants.iter().all(|k| w.get(k).is_some()));
+    }
+
+    #[test]
+    fn marks_say_where_the_metric_the_journal_makes_a_hole_of_is() {
+        for metrics in [None, Some("all")] {
+            let (s, _) = Settings::from_env(
+                &|k| match k {
+                    "AWS_LAMBDA_FUNCTION_NAME" => Some("orders".into()),
+                    "LAMBDA_METER_METRICS" => metrics.map(Into::into),
+                    _ => None,
+                },
+                "python3",
+            );
+            let mut r = record();
+            r.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
+            let mut p = prefixes();
+            // The prefix rendered, then taken from the cache.
+            for _ in 0..2 {
+                let mut marks = Marks::of(crate::journal::NAME);
+                let mut buf = vec![0u8; 1 << 16];
+                let mut out = Out::new(&mut buf);
+                assert!(encode_marked(
+                    &r,
+                    &s,
+                    &pool(),
+                    &mut p,
+                    &mut out,
+                    Some(&mut marks)
+                ));
+                let line = out.written().to_vec();
+                let at = marks.member.unwrap();
+                assert!(line[at..].starts_with(b",\"PostResponseDuration\":"));
+                let (from, to) = marks.declarations;
+                assert!(line[from..to].starts_with(b",\"CloudWatchMetrics\":["));
+                let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+                let (mut with, mut without) = (Out::new(&mut a), Out::new(&mut b));
+                assert!(crate::journal::finished_template(
+                    &line,
+                    Some(&marks),
+                    &mut with
+                ));
+                assert!(crate::journal::finished_template(&line, None, &mut without));
+                assert_eq!(with.written(), without.written());
+            }
+        }
     }
 
     #[test]

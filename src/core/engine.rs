@@ -723,13 +723,21 @@ impl Engine {
         model.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
         let pool = self.tracker.pool_ref();
         let mut line = Out::new(&mut self.scratch);
-        if !emf::encode_cached(&model, &self.settings, pool, &mut self.prefixes, &mut line) {
+        let mut marks = emf::Marks::of(crate::journal::NAME);
+        if !emf::encode_marked(
+            &model,
+            &self.settings,
+            pool,
+            &mut self.prefixes,
+            &mut line,
+            Some(&mut marks),
+        ) {
             return false;
         }
         let len = line.len();
         let line = self.scratch.get(..len).unwrap_or_default();
         let mut t = Out::new(&mut self.scratch2);
-        if !crate::journal::finished_template(line, &mut t) {
+        if !crate::journal::finished_template(line, Some(&marks), &mut t) {
             return false;
         }
         let n = t.len();

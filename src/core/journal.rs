@@ -877,17 +877,26 @@ fn hole_for_member(
 /// (encoded with [`POST_RESPONSE_PLACEHOLDER`]) as the template [`Journal::finish`] keeps: that
 /// value a hole, in a span (an ending that never comes leaves it out). False when the line has
 /// no such member, or the template does not fit.
-pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
-    const NAME: &str = "PostResponseDuration";
+///
+/// `marks`, when given, says where the encoder put the metric's member and the declarations
+/// (see [`crate::emf::encode_marked`]): only the declarations are searched then.
+pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut Out) -> bool {
     let mut m = [0u8; 64];
     let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
     let member = joined(
         &mut m,
         &[b",\"", NAME.as_bytes(), b"\":", digits.as_bytes()],
     );
-    let Some(at) = find(line, member) else {
-        return false;
+    let marked = marks.filter(|k| k.name == NAME);
+    let at = match marked.and_then(|k| k.member) {
+        Some(at) if line.get(at..at + member.len()) == Some(member) => at,
+        _ => match find(line, member) {
+            Some(at) => at,
+            None => return false,
+        },
     };
+    // The declarations come before the member.
+    let (from, to) = marked.map_or((0, at), |k| k.declarations);
     let Some(kind) = crate::metrics::find(NAME).and_then(Metric::hole) else {
         return false;
     };
@@ -895,7 +904,10 @@ pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
     // span, and its declaration, when it has a neighbour to keep the array valid, in another.
     let mut d = [0u8; 48];
     let declaration = joined(&mut d, &[b"{\"Name\":\"", NAME.as_bytes(), b"\","]);
-    let found = line.get(..at).and_then(|before| find(before, declaration));
+    let found = line
+        .get(from..to.min(at))
+        .and_then(|before| find(before, declaration))
+        .map(|d| from + d);
     // A sole declared metric stays, and so does its member: its value is never left out.
     let elidable = found.is_none_or(|d| declaration_can_go(line, d));
     let declared = match found.filter(|_| elidable) {
@@ -936,6 +948,9 @@ pub fn finished_template(line: &[u8], t: &mut Out) -> bool {
     t.bytes(rest);
     !t.overflowed()
 }
+
+/// The metric a finished record's template leaves as a hole.
+pub const NAME: &str = "PostResponseDuration";
 
 /// The `PostResponseDuration` (ns) a finished record is encoded with before it becomes a
 /// template: a value no record has.
@@ -1388,7 +1403,7 @@ mod tests {
         for line in &lines {
             let mut one = vec![0u8; 4096];
             let mut t = Out::new(&mut one);
-            assert!(finished_template(line.as_bytes(), &mut t), "{line}");
+            assert!(finished_template(line.as_bytes(), None, &mut t), "{line}");
             let fast = t.written().to_vec();
             // What the general edits make of it.
             let mut buf = vec![0u8; 4096];
@@ -1412,6 +1427,7 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         assert!(!finished_template(
             b"{\"Duration\":1}\n",
+            None,
             &mut Out::new(&mut buf)
         ));
     }
