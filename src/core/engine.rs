@@ -1545,7 +1545,9 @@ impl Engine {
     /// Adds `r` to the batch, writing the batch first when `r` falls in a later CloudWatch
     /// period than its first record, and after when it is full.
     fn hold(&mut self, r: InvokeRecord, now: &Probe) {
-        self.forget_finished(&r);
+        if !self.forget_finished(&r) {
+            return;
+        }
         let period_ms = u64::from(self.settings.resolution) * 1000;
         let period = |ts: u64| ts / period_ms;
         if self
@@ -1574,8 +1576,9 @@ impl Engine {
     }
 
     /// `r` no longer waits in the journal as a finished record (it is held, or written another
-    /// way): its slot is freed.
-    fn forget_finished(&mut self, r: &InvokeRecord) {
+    /// way): its slot is freed. False when the environment's root, ending, took the slot and
+    /// writes the record itself: it must not go out here too.
+    fn forget_finished(&mut self, r: &InvokeRecord) -> bool {
         if let Some(link) = self.journal.as_mut()
             && r.journal_slot.is_some()
             && link.finished == r.journal_slot
@@ -1583,10 +1586,11 @@ impl Engine {
         {
             link.slots.retain(|s| *s != slot);
             // Claimed and freed without a write: the record goes on another way.
-            let _ = link
-                .journal
-                .write_finished(slot, link.owner.pid, None, &mut |_| {});
+            let pid = link.owner.pid;
+            return link.journal.write_finished(slot, pid, None, &mut |_| {})
+                || !link.journal.taken_by_another(slot, pid);
         }
+        true
     }
 
     /// Keeps `r`'s own line in the journal while it is held, so that the process ending (exit,
@@ -2543,6 +2547,8 @@ mod tests {
         }
         lines.extend(e.sending(5, &p).lines);
         assert_eq!(lines.len(), 1, "the cold start alone; two held: {lines:?}");
+        // A third waits for the next /next in the journal, finished.
+        lines.extend(one_invoke(&mut e, 5, "r3", &p));
         let ending = crate::journal::Ending {
             wall_ms: 1,
             mono_ns: Some(20),
@@ -2555,9 +2561,11 @@ mod tests {
             let text = String::from_utf8(parts.concat()).unwrap();
             by_root.extend(text.lines().map(str::to_string));
         });
-        assert_eq!(by_root.len(), 2, "{by_root:?}");
-        // Two more held in a slot of their own, then the worker writes its batch.
-        for i in 3..5 {
+        assert_eq!(by_root.len(), 3, "two held, one finished: {by_root:?}");
+        // The finished one is not held at the /next; two more are, in a slot of their own,
+        // then the worker writes its batch.
+        lines.extend(e.sending(5, &p).lines);
+        for i in 4..6 {
             lines.extend(one_invoke(&mut e, 5, &format!("r{i}"), &p));
         }
         lines.extend(e.sending(5, &p).lines);
@@ -2576,7 +2584,11 @@ mod tests {
             .map(|i| i.as_str().unwrap().to_string())
             .collect();
         ids.sort();
-        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"], "each once: {lines:?}");
+        assert_eq!(
+            ids,
+            ["r0", "r1", "r2", "r3", "r4", "r5"],
+            "each once: {lines:?}"
+        );
     }
 
     #[test]

@@ -521,6 +521,19 @@ impl Journal {
         written
     }
 
+    /// Whether `slot`, which kept `pid`'s finished record, was taken by another process since
+    /// (the environment's root, ending): it still names `pid` and is being written, or was
+    /// written and freed. A slot that names another process now says nothing of the record:
+    /// its process keeps it (twice written at worst, never lost).
+    pub fn taken_by_another(&self, slot: usize, pid: u32) -> bool {
+        slot < SLOT_COUNT
+            && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid
+            && matches!(
+                self.u32_at(slot, STATE).load(Ordering::Acquire),
+                CLAIMED | FREE
+            )
+    }
+
     /// Number of free slots.
     pub fn free_count(&self) -> usize {
         (0..SLOT_COUNT)
