@@ -1125,6 +1125,52 @@ fn declaration_bounds(t: &[u8], at: usize) -> Option<(usize, usize)> {
     })
 }
 
+/// The longest journal path (with its NUL).
+pub const PATH_MAX_LEN: usize = 4096;
+
+/// A journal file's path, NUL-terminated, named without allocating.
+pub struct JournalPath {
+    bytes: [u8; PATH_MAX_LEN],
+    len: usize,
+}
+
+impl JournalPath {
+    /// The journal's file for log stream `stream`, `function_name` and `runtime_api` in `tmp`
+    /// (the temporary directory as `std::env::temp_dir` names it, joined as a `PathBuf`
+    /// joins). `None` when the path holds a NUL byte or is too long.
+    pub fn new(tmp: &[u8], stream: &str, function_name: &str, runtime_api: &str) -> Option<Self> {
+        let key = environment_key(&[stream, function_name, runtime_api]);
+        let mut path = JournalPath {
+            bytes: [0; PATH_MAX_LEN],
+            len: 0,
+        };
+        let separator: &[u8] = if tmp.is_empty() || tmp.ends_with(b"/") {
+            b""
+        } else {
+            b"/"
+        };
+        let mut hex = [0u8; 16];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            let nibble = (key >> (60 - 4 * i)) & 0xf;
+            *digit = b"0123456789abcdef"
+                .get(nibble as usize)
+                .copied()
+                .unwrap_or(b'0');
+        }
+        for part in [tmp, separator, b".lambda-meter-journal-", &hex, b"\0"] {
+            let end = path.len + part.len();
+            path.bytes.get_mut(path.len..end)?.copy_from_slice(part);
+            path.len = end;
+        }
+        (!tmp.contains(&0)).then_some(path)
+    }
+
+    /// The path with its NUL.
+    pub fn with_nul(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
 /// Hashes the facts that name one execution environment (FNV-1a), for the journal's file name:
 /// its log stream is the environment's own and survives a runtime restart.
 pub fn environment_key(parts: &[&str]) -> u64 {
@@ -1443,6 +1489,27 @@ mod tests {
             None,
             &mut Out::new(&mut buf)
         ));
+    }
+
+    #[test]
+    fn a_journal_path_named_without_allocating_is_the_one_a_path_join_names() {
+        for tmp in ["/tmp", "/tmp/", "", "/a//", "relative/dir", "/tmp/ü"] {
+            let named = JournalPath::new(
+                tmp.as_bytes(),
+                "2026/12/05/[$LATEST]ab",
+                "orders",
+                "127.0.0.1:9001",
+            )
+            .unwrap();
+            let key = environment_key(&["2026/12/05/[$LATEST]ab", "orders", "127.0.0.1:9001"]);
+            let joined =
+                std::path::PathBuf::from(tmp).join(format!(".lambda-meter-journal-{key:016x}"));
+            let mut want = joined.into_os_string().into_encoded_bytes();
+            want.push(0);
+            assert_eq!(named.with_nul(), want.as_slice(), "{tmp:?}");
+        }
+        assert!(JournalPath::new(b"/t\0mp", "", "unknown", "").is_none());
+        assert!(JournalPath::new(&[b'a'; PATH_MAX_LEN], "", "unknown", "").is_none());
     }
 
     #[test]

@@ -385,7 +385,8 @@ impl Settings {
             &mut warnings,
             parse_log_level,
         );
-        let function_name = function_name(get);
+        let function_name =
+            function_name_of(get("AWS_LAMBDA_FUNCTION_NAME").as_deref()).to_string();
         let memory_size_mb =
             get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse().ok());
         let init_type = get("AWS_LAMBDA_INITIALIZATION_TYPE")
@@ -638,12 +639,12 @@ pub fn valid_namespace(ns: &str) -> bool {
 }
 
 /// A boolean setting (no allocation: it is read before the process becomes a runtime, too).
-/// The function's name as records carry it (and as the environment's journal is named).
-pub fn function_name(get: &dyn Fn(&str) -> Option<String>) -> String {
-    get("AWS_LAMBDA_FUNCTION_NAME")
-        .map(|n| bounded(&n, MAX_DIMENSION_VALUE))
+/// The function's name as records carry it (and as the environment's journal is named), from
+/// `AWS_LAMBDA_FUNCTION_NAME`'s value. No allocation.
+pub fn function_name_of(raw: Option<&str>) -> &str {
+    raw.map(|n| crate::text::bounded_str(n, MAX_DIMENSION_VALUE))
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| UNKNOWN_FUNCTION.to_string())
+        .unwrap_or(UNKNOWN_FUNCTION)
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {

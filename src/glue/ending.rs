@@ -11,7 +11,7 @@
 //!
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
-use crate::journal::{self, Ending, FILE_SIZE, Journal};
+use crate::journal::{Ending, FILE_SIZE, Journal, JournalPath};
 use crate::{output, probes, sys};
 use libc::c_int;
 use std::ffi::{CStr, CString};
@@ -25,58 +25,87 @@ const GONE: &[u8] = b"killed (no exit seen)";
 /// (the stream is the environment's own and survives a runtime restart).
 fn journal_path(function_name: &str, runtime_api: &str) -> Result<CString, &'static str> {
     let stream = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default();
-    let key = journal::environment_key(&[&stream, function_name, runtime_api]);
-    let path = std::env::temp_dir().join(format!(".lambda-meter-journal-{key:016x}"));
-    CString::new(path.into_os_string().into_encoded_bytes())
-        .map_err(|_| "its path holds a NUL byte")
+    let tmp = std::env::temp_dir().into_os_string().into_encoded_bytes();
+    let path = JournalPath::new(&tmp, &stream, function_name, runtime_api)
+        .ok_or("its path holds a NUL byte, or is too long")?;
+    CString::from_vec_with_nul(path.with_nul().to_vec()).map_err(|_| "its path holds a NUL byte")
 }
 
-/// The journal's path as [`start`] names it, from the environment (for the root, which may
-/// never talk to the Runtime API itself). Allocates.
-fn journal_path_from_env() -> Result<CString, &'static str> {
-    let get = |k: &str| std::env::var(k).ok();
-    let function_name = crate::settings::function_name(&get);
-    let api = get("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
-    journal_path(&function_name, &api)
+/// The value of environment variable `name`, read at once (no allocation).
+fn env_bytes(name: &CStr) -> Option<&[u8]> {
+    // SAFETY: getenv with a NUL-terminated name; its value is a NUL-terminated string of the
+    // environment, read by the caller before anything of its own can change the environment.
+    let raw = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: as above.
+    (!raw.is_null()).then(|| unsafe { CStr::from_ptr(raw) }.to_bytes())
+}
+
+/// [`env_bytes`] as text, when it is UTF-8 (as `std::env::var` reads it).
+fn env_str(name: &CStr) -> Option<&str> {
+    env_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// This process is its environment's root and starts other processes (see
 /// [`crate::process::parent_forked`]): its end writes the finished records they keep (see
-/// [`write_environment`]). The journal's path is named now, for an ending that cannot
-/// allocate. False when there is none.
+/// [`write_environment`]). Named now from the environment, as a runtime names them, without
+/// allocating (the first `fork` may be made in a signal handler that interrupted `malloc`):
+/// the journal's path and the stream records go to. False when there is nothing to do: the
+/// library is switched off, or records go somewhere only settings read at a Runtime API
+/// connection can reach (a file, an agent), or the path cannot be named.
 pub fn prepare_root() -> bool {
-    if state().path.get().is_none() {
-        match journal_path_from_env() {
-            Ok(path) => {
-                let _ = state().path.set(path);
+    if env_str(c"LAMBDA_METER_DISABLE").and_then(crate::settings::parse_bool) == Some(true) {
+        return false;
+    }
+    let fd = match env_str(c"LAMBDA_METER_DESTINATION").map(str::trim) {
+        None | Some("" | "stdout") => libc::STDOUT_FILENO,
+        Some("stderr") => libc::STDERR_FILENO,
+        Some(_) => return false,
+    };
+    if state().root_path.get().is_none() {
+        let tmp = env_bytes(c"TMPDIR").unwrap_or(b"/tmp");
+        let stream = env_str(c"AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default();
+        let function_name = crate::settings::function_name_of(env_str(c"AWS_LAMBDA_FUNCTION_NAME"));
+        let api = env_str(c"AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+        match JournalPath::new(tmp, stream, function_name, api) {
+            Some(path) => {
+                let _ = state().root_path.set(path);
             }
-            Err(_) => return false,
+            None => return false,
         }
     }
+    state().root_fd.store(fd, Ordering::Relaxed);
     state().root.store(true, Ordering::Relaxed);
     true
 }
 
 /// The root is ending, and its environment with it: the journal's file at its path (the one
-/// the other processes use now, even where the function cleaned its temporary directory since
-/// this process mapped one) is mapped anew, and the finished records of the environment's
-/// other processes are written from it. Async-signal-safe: a few system calls, no allocation.
+/// the other processes use now, even where the function cleaned its temporary directory since)
+/// is mapped, and the finished records of the environment's other processes are written from
+/// it. Async-signal-safe: a few system calls, no allocation.
 fn write_environment(ending: &Ending) {
     // Not in a child that shares this memory (`vfork`, `posix_spawn`) and exits there.
     if !state().root.load(Ordering::Relaxed) || !probes::in_owner_process() {
         return;
     }
-    let Some(path) = state().path.get() else {
-        return;
+    // The root's own journal, once it became a runtime; else the one named at its fork.
+    let path = match (state().path.get(), state().root_path.get()) {
+        (Some(own), _) => own.to_bytes_with_nul(),
+        (None, Some(named)) => named.with_nul(),
+        (None, None) => return,
     };
-    let Ok(file) = sys::map_existing_state_file(path.to_bytes_with_nul(), FILE_SIZE) else {
+    let Ok(file) = sys::map_existing_state_file(path, FILE_SIZE) else {
         return;
     };
     // SAFETY: FILE_SIZE page-aligned bytes of a journal file, mapped until the unmap below.
     let j = unsafe { Journal::from_raw(file.base) };
     if j.is_formatted() {
+        let fd = state().root_fd.load(Ordering::Relaxed);
         j.write_environment(ending, &mut |parts| {
-            output::write_record_parts(parts);
+            if output::destination_chosen() {
+                output::write_record_parts(parts);
+            } else {
+                output::write_record_parts_to_log(fd, parts);
+            }
         });
     }
     sys::unmap(file.base, FILE_SIZE);
@@ -444,8 +473,12 @@ pub struct EndingState {
     /// exits; another posts the result), not ended.
     undecided: AtomicBool,
     /// Set in the environment's root once it started other processes: its end writes the
-    /// finished records they keep (see [`prepare_root`]).
+    /// finished records they keep (see [`prepare_root`])...
     root: AtomicBool,
+    /// ...from the journal named then...
+    root_path: OnceLock<JournalPath>,
+    /// ...to this stream, unless the settings chose where records go since.
+    root_fd: AtomicI32,
 }
 
 impl EndingState {
@@ -457,6 +490,8 @@ impl EndingState {
             exit_status: AtomicI32::new(i32::MIN),
             undecided: AtomicBool::new(false),
             root: AtomicBool::new(false),
+            root_path: OnceLock::new(),
+            root_fd: AtomicI32::new(libc::STDOUT_FILENO),
         }
     }
 
@@ -471,6 +506,9 @@ impl EndingState {
             exit_status,
             undecided,
             root,
+            // Kept: the same environment's journal.
+            root_path: _,
+            root_fd: _,
         } = self;
         exit_status.store(i32::MIN, Ordering::Relaxed);
         undecided.store(false, Ordering::Relaxed);

@@ -445,15 +445,34 @@ fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
 
 /// Remembers what stdout and stderr are now (called first thing at load).
 pub fn remember_log_streams() {
-    for (fd, slot) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
+    for ((fd, slot), kept) in [libc::STDOUT_FILENO, libc::STDERR_FILENO]
         .into_iter()
         .zip(&state().log_streams)
+        .zip(&state().log_checked)
     {
         if let Some((dev, ino)) = identity(fd) {
             slot[0].store(dev, Ordering::Relaxed);
             slot[1].store(ino, Ordering::Relaxed);
         }
+        // Remembered again (an environment's root that forked, then talked to the Runtime
+        // API): what was checked against the earlier streams is asked again.
+        kept.forget();
     }
+}
+
+/// Whether the settings chose where records go (the process talked to the Runtime API).
+pub fn destination_chosen() -> bool {
+    state().destination.get().is_some()
+}
+
+/// Writes one record given in pieces to stdout or stderr (`fd`), by the rules of
+/// [`write_record_parts`], where no destination was chosen. Async-signal-safe.
+pub fn write_record_parts_to_log(fd: libc::c_int, parts: &[&[u8]]) -> bool {
+    let written = is_log_fd(fd) && write_record_to(fd, false, parts);
+    if !written {
+        state().dropped_lines.fetch_add(1, Ordering::Relaxed);
+    }
+    written
 }
 
 /// Whether `fd` (1 or 2) is still the stream it was at load. Other fds: true. One `fstat`;

@@ -1182,7 +1182,8 @@ pub fn at_exit() {
 /// ends (and the environment with it), the finished records they keep for later: a worker of
 /// Python's Lambda Managed Instances holds its records for a batch, and once the root is gone
 /// Lambda stops the workers without a signal they could write them on. Looked at once per
-/// process: one `getenv`, and in a process the wrapper started one `getpid`.
+/// process: one `getenv`, and in a process the wrapper started one `getpid`. Nothing here
+/// allocates.
 pub fn parent_forked() {
     if ps().root_checked.swap(true, Ordering::AcqRel) {
         return;
@@ -1206,9 +1207,14 @@ pub fn parent_forked() {
         ps().root_checked.store(false, Ordering::Release);
         return;
     };
-    // The settings say where records go (and whether at all); its stdout now is its log.
+    // No allocation here: the first fork may be made in a signal handler that interrupted
+    // `malloc`. The settings are read when the process talks to the Runtime API, if ever.
     if catch_unwind(|| {
-        if read_settings() && crate::ending::prepare_root() {
+        if crate::ending::prepare_root() {
+            if ps().settings.get().is_none() {
+                // Its log until then (remembered again if it talks to the Runtime API).
+                output::remember_log_streams();
+            }
             // From now on the root's end (a fatal signal, SIGTERM) writes them.
             crate::signals::watch();
         }
