@@ -124,6 +124,28 @@ fn the_default_record_declares_at_most_8_metrics_and_weighs_at_most_700_bytes() 
     }
 }
 
+/// awslambdaric's Lambda Managed Instances mode on four workers with `LAMBDA_METER_BATCH=10`,
+/// stopped with SIGTERM (to the runtime's process alone with `term_runtime_only`), run without
+/// and with the layer: the same results, no warning, valid records. The metered run.
+fn managed_instances(payloads: &[Value], term_runtime_only: bool) -> Outcome {
+    let lmi = |wrapped: bool| {
+        let mut cfg = config(payloads);
+        cfg.max_concurrency = 4;
+        cfg.term_runtime_only = term_runtime_only;
+        python(cfg, &[("LAMBDA_METER_BATCH", "10")], wrapped)
+    };
+    let plain = lmi(false);
+    let metered = lmi(true);
+    assert_same_results(&plain, &metered);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    assert_valid_emf(&metered.raw_records());
+    metered
+}
+
 #[test]
 fn in_lambdas_default_model_no_record_is_held_across_a_next() {
     // The simulator freezes the runtime between invokes, as Lambda does: had a record been
@@ -150,21 +172,8 @@ fn batched_records_of_lambda_managed_instances_count_every_invoke_once() {
             _ => json!({"action": "ok"}),
         });
     }
-    let lmi = |wrapped: bool| {
-        let mut cfg = config(&payloads);
-        cfg.max_concurrency = 4;
-        python(cfg, &[("LAMBDA_METER_BATCH", "10")], wrapped)
-    };
-    let plain = lmi(false);
-    let metered = lmi(true);
-    assert_same_results(&plain, &metered);
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
+    let metered = managed_instances(&payloads, false);
     let raw = metered.raw_records();
-    assert_valid_emf(&raw);
     let batched: Vec<&Value> = raw.iter().filter(|r| r.get("invokes").is_some()).collect();
     assert!(!batched.is_empty(), "no batch in {} records", raw.len());
     for b in &batched {
@@ -221,22 +230,7 @@ fn records_held_by_workers_are_written_when_a_shutdown_signals_only_the_runtime(
             _ => json!({"action": "ok"}),
         })
         .collect();
-    let lmi = |wrapped: bool| {
-        let mut cfg = config(&payloads);
-        cfg.max_concurrency = 4;
-        cfg.term_runtime_only = true;
-        python(cfg, &[("LAMBDA_METER_BATCH", "10")], wrapped)
-    };
-    let plain = lmi(false);
-    let metered = lmi(true);
-    assert_same_results(&plain, &metered);
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
-    let raw = metered.raw_records();
-    assert_valid_emf(&raw);
+    let metered = managed_instances(&payloads, true);
     let each = metered.records();
     assert_eq!(each.len(), payloads.len(), "one record an invoke");
     assert_eq!(by_request_id(&each).len(), payloads.len());

@@ -1345,6 +1345,20 @@ mod tests {
         assert_eq!(old.free_count(), SLOT_COUNT - 3);
     }
 
+    /// A held record's line (no holes).
+    const HELD_LINE: &[u8] = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
+
+    /// Readings of a process ending by SIGTERM.
+    fn terminated() -> Ending<'static> {
+        Ending {
+            wall_ms: 2,
+            mono_ns: Some(3),
+            cpu_ns: Some(4),
+            max_rss_kb: Some(5),
+            reason: b"signal: terminated",
+        }
+    }
+
     #[test]
     fn held_records_are_written_as_they_are_by_their_process_or_its_successor() {
         let j = memory();
@@ -1352,7 +1366,7 @@ mod tests {
             pid: 41,
             start_ticks: 5,
         };
-        let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
+        let line = HELD_LINE;
         type Writer<'a> = &'a dyn Fn(&Journal, &mut dyn FnMut(&[&[u8]])) -> usize;
         let collect = |j: &Journal, f: Writer| {
             let mut out = Vec::new();
@@ -1367,13 +1381,7 @@ mod tests {
         // Released when its batch went out: nothing to write for it.
         j.release(a, me.pid);
         j.release(b, 999);
-        let ending = Ending {
-            wall_ms: 2,
-            mono_ns: Some(3),
-            cpu_ns: Some(4),
-            max_rss_kb: Some(5),
-            reason: b"signal: terminated",
-        };
+        let ending = terminated();
         let (n, out) = collect(&j, &|j, emit| j.write_open(me.pid, &ending, emit));
         assert_eq!(n, 1, "another pid cannot release it");
         assert_eq!(out, vec![line.to_vec()], "as it is: no exit reason");
@@ -1393,14 +1401,8 @@ mod tests {
             pid: 42,
             start_ticks: 6,
         };
-        let line = b"{\"_aws\":{\"Timestamp\":1},\"requestId\":\"held\"}\n";
-        let ending = Ending {
-            wall_ms: 2,
-            mono_ns: Some(3),
-            cpu_ns: Some(4),
-            max_rss_kb: Some(5),
-            reason: b"signal: terminated",
-        };
+        let line = HELD_LINE;
+        let ending = terminated();
         let free = j.free_count();
         let held = j.hold(worker, line, 0).unwrap();
         assert!(j.hold_more(held, worker.pid, line), "two lines in one slot");
@@ -1419,7 +1421,7 @@ mod tests {
         let mut out = Vec::new();
         let n = j.write_environment(&ending, &mut |parts| out.push(parts.concat()));
         assert_eq!(n, 1);
-        assert_eq!(out, vec![[&line[..], &line[..]].concat()]);
+        assert_eq!(out, vec![[line, line].concat()]);
         assert_eq!(j.open_count(), 1, "the open invoke is its process's");
         // The worker finds its slot taken: its batch leaves those records out; nothing is
         // appended to it any more.
