@@ -49,6 +49,7 @@ fn slot_bit(slot: usize) -> u64 {
         .and_then(|s| 1u64.checked_shl(s))
         .unwrap_or(0)
 }
+
 /// Room for what one read of the custom-metrics channel returns.
 pub const CHANNEL_BYTES: usize = 64 * 1024;
 
