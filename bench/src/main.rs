@@ -1394,6 +1394,28 @@ fn main() {
             Vec::new()
         });
     }
+    // What preloading any library costs a Python runtime outside invokes: an empty one in the
+    // library's place (one callgrind run of the short length; its invokes cost what the
+    // baseline's do, so the baseline's per-invoke count is taken off).
+    let python_floor = match (counted[0][0], runtimes[0].callgrind) {
+        (Some(base), true) => {
+            let (short, _) = runtimes[0].callgrind_invokes;
+            eprintln!("bench: callgrind: an empty library instead");
+            let tool = vec![
+                "valgrind".to_string(),
+                "--tool=callgrind".into(),
+                "--callgrind-out-file=/dev/null".into(),
+            ];
+            let a = callgrind_total(&run_under(
+                &tool,
+                &runtimes[0].variants[1],
+                &empty_library(),
+                short,
+            ));
+            Some(a - base.per_invoke * (short + 1) as f64 - base.outside_invokes)
+        }
+        _ => None,
+    };
     let rust = &groups[2];
     let (by_function, by_function_total) =
         instructions_by_function(&rust.variants[0], &rust.variants[1], rust.callgrind_invokes);
@@ -1624,7 +1646,12 @@ fn main() {
          tens of ms from run to run for Python on this machine, in every variant. Added \
          instructions: callgrind's count outside invokes (start-up to the first `/next`, and the \
          exit), deterministic; the library preloaded directly, so the wrapper's shell is not in \
-         it.\n"
+         it.{}\n",
+        python_floor.map_or(String::new(), |f| format!(
+            " An empty library preloaded instead adds {f:+.0} instructions outside invokes to \
+             the Python runtime: the floor of any preload (the loader looks through every \
+             preloaded object in each symbol lookup of every extension module Python loads)."
+        ))
     )
     .unwrap();
     writeln!(
@@ -1667,8 +1694,11 @@ fn main() {
                 targets.push((
                     order::OUTSIDE_INVOKES,
                     format!(
-                        "{}: ≤ 500k added instructions outside invokes ({o:+.0})",
-                        group.label
+                        "{}: ≤ 500k added instructions outside invokes ({o:+.0}{})",
+                        group.label,
+                        python_floor.map_or(String::new(), |f| format!(
+                            "; an empty library, the floor of any preload: {f:+.0}"
+                        ))
                     ),
                     o <= 500_000.0,
                 ));
