@@ -57,8 +57,9 @@ static ALLOC: glue::alloc::LibAlloc = glue::alloc::LibAlloc;
 
 /// A test build (`--features alloc-guard`): Rust's allocator refuses every allocation, and
 /// aborts at every free, once the process became a runtime (see
-/// [`process::became_runtime`]): a run with it shows that nothing of the library allocates or
-/// frees from then on. A refused allocation aborts the process with Rust's own message.
+/// [`process::became_runtime`]) and while the environment's root gets ready at its first fork
+/// (see [`process::preparing_root`]): a run with it shows that nothing of the library
+/// allocates or frees there. A refused allocation aborts the process with Rust's own message.
 #[cfg(all(feature = "alloc-guard", not(test)))]
 mod alloc_guard {
     use crate::glue::alloc::LibAlloc as System;
@@ -67,15 +68,18 @@ mod alloc_guard {
     struct Guard;
 
     fn refuse(what: &[u8]) -> bool {
-        if !crate::process::became_runtime() {
+        if crate::process::preparing_root() {
+            let _ = crate::sys::write(2, b"lambda-meter alloc-guard: in the root's first fork: ");
+        } else if !crate::process::became_runtime() {
             return false;
         }
         let _ = crate::sys::write(2, what);
         true
     }
 
-    // SAFETY: before the process is a runtime every call goes to the system allocator as
-    // received; after, allocations answer null (Rust reports the failure) and a free aborts.
+    // SAFETY: before the process is a runtime (and outside the root's first fork) every call
+    // goes to the system allocator as received; else allocations answer null (Rust reports
+    // the failure) and a free aborts.
     unsafe impl GlobalAlloc for Guard {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if refuse(b"lambda-meter alloc-guard: allocation after the process became a runtime\n")

@@ -2,7 +2,9 @@
 //! reserved everything metering needs), nothing of the library allocates or frees. A test
 //! build of the library whose allocator refuses every allocation and aborts at every free
 //! from then on (`--features alloc-guard`) runs the real Python and Node.js clients' loops,
-//! each compared with the same run without the library, every record intact.
+//! each compared with the same run without the library, every record intact. The same build
+//! refuses allocations while the environment's root gets ready at its first fork (Python's
+//! Lambda Managed Instances runtime forks its workers there).
 
 // Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
 #![allow(
@@ -15,7 +17,7 @@
 mod support;
 
 use serde_json::json;
-use support::scenario::{Scenario, standard_mix};
+use support::scenario::{Scenario, by_request_id, standard_mix};
 use support::*;
 
 /// The scenario with the failing-allocator build, and a check that it never said so.
@@ -39,6 +41,38 @@ fn python_loop_with_every_allocation_refused() {
     ]);
     let out = guarded(Scenario::python(payloads.clone()));
     assert_eq!(out.records().len(), payloads.len());
+}
+
+#[test]
+fn python_managed_instances_root_forks_its_workers_with_every_allocation_refused() {
+    // The runtime process forks its workers: at its first fork (which a host may make in a
+    // signal handler that interrupted malloc) the library gets ready without allocating.
+    let payloads: Vec<serde_json::Value> = (0..12).map(|_| json!({"action": "ok"})).collect();
+    let layer = Layer::with_library(&alloc_guard_library());
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run_with(
+        lambda_sim::Config {
+            events: events(&payloads),
+            max_concurrency: 4,
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        Some(&layer.wrapper()),
+        &[("LAMBDA_METER_BATCH", "10")],
+        &python_function_dir(),
+    );
+    assert!(
+        !out.run.stderr.contains("alloc-guard") && !out.run.stderr.contains("memory allocation"),
+        "the library allocated where it must not:\n{}",
+        out.run.stderr
+    );
+    assert!(
+        !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+    assert_eq!(by_request_id(&out.records()).len(), payloads.len());
 }
 
 #[test]

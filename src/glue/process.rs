@@ -104,6 +104,9 @@ pub struct ProcessState {
     /// Set once this process, forking, has looked whether it is its environment's root (see
     /// [`parent_forked`]).
     root_checked: AtomicBool,
+    /// Set while the root gets ready at its first fork, where nothing may allocate (the
+    /// alloc-guard test build refuses it).
+    preparing_root: AtomicBool,
     /// Set when [`KEPT`] has fds for the engine to forget or unfollow.
     any_deferred: AtomicBool,
     /// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
@@ -144,6 +147,7 @@ impl ProcessState {
             shared_joined: AtomicBool::new(false),
             journal_started: AtomicBool::new(false),
             root_checked: AtomicBool::new(false),
+            preparing_root: AtomicBool::new(false),
             any_deferred: AtomicBool::new(false),
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
@@ -185,6 +189,7 @@ impl ProcessState {
             journal_started,
             // Kept: a child is never the root (its pid is not the one the wrapper named).
             root_checked: _,
+            preparing_root,
             any_deferred,
             record_awaits,
             wake: _,
@@ -198,6 +203,7 @@ impl ProcessState {
             journal_trusts,
         } = self;
         journal_trusts.store(false, Ordering::Relaxed);
+        preparing_root.store(false, Ordering::Relaxed);
         // Nothing inherited is followed in the child: what its atfork handlers deferred is
         // void.
         KEPT.deferred.clear();
@@ -1209,6 +1215,7 @@ pub fn parent_forked() {
     };
     // No allocation here: the first fork may be made in a signal handler that interrupted
     // `malloc`. The settings are read when the process talks to the Runtime API, if ever.
+    ps().preparing_root.store(true, Ordering::Relaxed);
     if catch_unwind(|| {
         if crate::ending::prepare_root() {
             if ps().settings.get().is_none() {
@@ -1223,7 +1230,15 @@ pub fn parent_forked() {
     {
         disable_permanently("internal error after fork");
     }
+    ps().preparing_root.store(false, Ordering::Relaxed);
     leave(me, outer);
+}
+
+/// Whether the root is getting ready at its first fork (see [`parent_forked`]), where
+/// nothing may allocate (read by the alloc-guard test build's allocator).
+#[cfg_attr(not(feature = "alloc-guard"), allow(dead_code))]
+pub fn preparing_root() -> bool {
+    ps().preparing_root.load(Ordering::Relaxed)
 }
 
 /// Turns the library off for the rest of the process; the host carries on untouched.
