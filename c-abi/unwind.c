@@ -3,8 +3,9 @@
  * loaded into every process the preload reaches.
  *
  * Why not link libgcc_s.so.1: loading it costs every process, most of which never talk to the
- * Runtime API and never unwind through the library (about +0.08 ms per exec of /bin/true
- * measured here for libgcc_s.so.1 alone, against +0.015 ms for an empty library). Why not a static unwinder: a second unwinder beside the system's one
+ * Runtime API and never unwind through the library (per exec of /bin/true, libgcc_s.so.1
+ * alone costs about as much as the whole library, an empty library less than half of that:
+ * BENCHMARKS.md). Why not a static unwinder: a second unwinder beside the system's one
  * breaks a thread cancelled inside a hook (glibc unwinds it with libgcc_s, and the library's
  * personality routine would read libgcc's context with the other one).
  *
