@@ -352,9 +352,13 @@ pub struct Engine {
     /// Inits of earlier runtime processes that never ended, reported at this process's first
     /// event (its deadline tells the function's timeout).
     ended_inits: Option<tracker::EndedInits>,
-    /// Where a record is encoded before it is copied on (a journal's template).
-    scratch: Vec<u8>,
-    scratch2: Vec<u8>,
+    scratch: Scratch,
+}
+
+/// Where a record is encoded before it is copied on (a journal's template).
+struct Scratch {
+    line: Vec<u8>,
+    template: Vec<u8>,
 }
 
 /// This process's open invokes in the environment's journal (see [`crate::journal`]).
@@ -379,7 +383,6 @@ struct JournalLink {
 struct Provisional {
     slot: usize,
     sent_ns: u64,
-    record: InvokeRecord,
     constants_before: bool,
     constants_after: bool,
 }
@@ -388,6 +391,50 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Engine")
     }
+}
+
+/// Keeps `record`, an invoke's final record, in its journal slot (its post-response time a
+/// hole, measured from when its result was sent): what an ending or a successor writes for it.
+/// False when it cannot be kept there. `record` is left as it was.
+fn keep_final(
+    link: &mut JournalLink,
+    settings: &Settings,
+    prefixes: &mut emf::Prefixes,
+    scratch: &mut Scratch,
+    pool: &crate::custom::Pool,
+    record: &mut InvokeRecord,
+    sent_ns: u64,
+) -> bool {
+    let Some(slot) = record.journal_slot else {
+        return false;
+    };
+    // Encoded in place, with the hole's placeholder for a moment: the record is not copied.
+    let post_response = record
+        .post_response_ns
+        .replace(crate::journal::POST_RESPONSE_PLACEHOLDER);
+    let mut line = Out::new(&mut scratch.line);
+    let mut marks = emf::Marks::of(crate::journal::NAME);
+    let encoded = emf::encode_marked(
+        record,
+        settings,
+        pool,
+        prefixes,
+        &mut line,
+        Some(&mut marks),
+    );
+    record.post_response_ns = post_response;
+    if !encoded {
+        return false;
+    }
+    let len = line.len();
+    let line = scratch.line.get(..len).unwrap_or_default();
+    let mut t = Out::new(&mut scratch.template);
+    if !crate::journal::finished_template(line, Some(&marks), &mut t) {
+        return false;
+    }
+    let n = t.len();
+    let template = scratch.template.get(..n).unwrap_or_default();
+    link.journal.finish(slot, link.owner.pid, template, sent_ns)
 }
 
 /// A reading with at least what `need` asks for, reusing the one this call already took when it
@@ -459,8 +506,10 @@ impl Engine {
             batch_kept_in,
             outbox: Outbox::try_new()?,
             ended_inits: None,
-            scratch: zeroed(RECORD_BYTES)?,
-            scratch2: zeroed(RECORD_BYTES)?,
+            scratch: Scratch {
+                line: zeroed(RECORD_BYTES)?,
+                template: zeroed(RECORD_BYTES)?,
+            },
         })
     }
 
@@ -580,7 +629,7 @@ impl Engine {
         if self.tracker.has_handoff() {
             return;
         }
-        let Some(open) = self.tracker.newest_open().copied() else {
+        let Some(open) = self.tracker.newest_open() else {
             return;
         };
         let memory = self
@@ -608,10 +657,10 @@ impl Engine {
                 model.request_id = RequestId::new(crate::journal::REQUEST_ID_PLACEHOLDER);
                 model.trace_id = traced.then(|| TraceId::new(crate::journal::TRACE_ID_PLACEHOLDER));
                 model.request_bytes = Some(crate::journal::REQUEST_BYTES_PLACEHOLDER);
-                let mut line = Out::new(&mut self.scratch);
+                let mut line = Out::new(&mut self.scratch.line);
                 if emf::encode(&model, &self.settings, pool, &mut line) {
                     let len = line.len();
-                    let line = self.scratch.get(..len).unwrap_or_default();
+                    let line = self.scratch.line.get(..len).unwrap_or_default();
                     let mut t = Out::new(bytes.as_mut_slice());
                     if crate::journal::shared_template(line, &mut t) {
                         let n = t.len();
@@ -631,18 +680,18 @@ impl Engine {
             link.journal
                 .begin_with(link.owner, &open.started, memory, bytes, &fills)
         } else {
-            let mut line = Out::new(&mut self.scratch);
+            let mut line = Out::new(&mut self.scratch.line);
             if !emf::encode(&open.ending_record(), &self.settings, pool, &mut line) {
                 return;
             }
             let len = line.len();
-            let line = self.scratch.get(..len).unwrap_or_default();
-            let mut t = Out::new(&mut self.scratch2);
+            let line = self.scratch.line.get(..len).unwrap_or_default();
+            let mut t = Out::new(&mut self.scratch.template);
             if !crate::journal::prepare(line, &mut t) {
                 return;
             }
             let n = t.len();
-            let template = self.scratch2.get(..n).unwrap_or_default();
+            let template = self.scratch.template.get(..n).unwrap_or_default();
             link.journal
                 .begin(link.owner, &open.started, memory, template)
         };
@@ -657,36 +706,33 @@ impl Engine {
     /// The record that now waits for the runtime's next `/next` replaces its invoke's prepared
     /// one in the journal: from here until it is written, any ending of the process (or its
     /// successor) writes it as it is, with the time since its result as its post-response
-    /// time.
-    fn journal_finished(&mut self) {
+    /// time. `as_provisional`: the Runtime API's answer left the outcome as the provisional
+    /// record had it (see [`Engine::journal_provisional`]).
+    fn journal_finished(&mut self, as_provisional: bool) {
         self.stream_constants_from_journal();
-        if self.journal.is_none() {
-            return;
-        }
-        let Some((record, sent_ns)) = self.tracker.awaiting_record() else {
+        let Some(link) = self.journal.as_mut() else {
             return;
         };
-        let record = *record;
+        let Some((record, sent_ns, pool)) = self.tracker.awaiting_in_place() else {
+            return;
+        };
         let Some(slot) = record.journal_slot else {
             return;
         };
         // The record is encoded now, as it will be written (the environment's properties on
         // it or not); if it cannot be kept, it is encoded again when it goes. The answer most
-        // often confirms the provisional record, which the slot then holds already: encoded
-        // from the same record in the same stream state, it is the same line. (A record with
-        // custom values is encoded again: its pool chunks may have grown.)
+        // often confirms the provisional record, which the slot then holds already: made from
+        // the same invoke with the same outcome at the same time, and encoded in the same
+        // stream state, it is the same line. (A record with custom values is encoded again:
+        // the channel may have added to them, and their pool chunks may have grown.)
         let constants_before = self.prefixes.constants_written();
-        let kept = self
-            .journal
-            .as_mut()
-            .and_then(|link| link.provisional.take())
-            .filter(|p| {
-                p.slot == slot
-                    && p.sent_ns == sent_ns
-                    && p.constants_before == constants_before
-                    && record.custom == crate::custom::Custom::NONE
-                    && p.record == record
-            });
+        let kept = link.provisional.take().filter(|p| {
+            as_provisional
+                && p.slot == slot
+                && p.sent_ns == sent_ns
+                && p.constants_before == constants_before
+                && record.custom == crate::custom::Custom::NONE
+        });
         let finished = match kept {
             Some(p) => {
                 if p.constants_after {
@@ -694,10 +740,15 @@ impl Engine {
                 }
                 true
             }
-            None => self.journal_final(&record, slot, sent_ns),
-        };
-        let Some(link) = self.journal.as_mut() else {
-            return;
+            None => keep_final(
+                link,
+                &self.settings,
+                &mut self.prefixes,
+                &mut self.scratch,
+                pool,
+                record,
+                sent_ns,
+            ),
         };
         if finished {
             link.finished = Some(slot);
@@ -713,48 +764,18 @@ impl Engine {
         link.journal.end(slot, link.owner.pid);
     }
 
-    /// Keeps `record`, an invoke's final record, in its journal `slot` (its post-response time
-    /// a hole measured from `sent_ns`): what an ending or a successor writes for it. False
-    /// when it cannot be kept there.
-    fn journal_final(&mut self, record: &InvokeRecord, slot: usize, sent_ns: u64) -> bool {
-        let Some(link) = self.journal.as_mut() else {
-            return false;
-        };
-        let mut model = *record;
-        model.post_response_ns = Some(crate::journal::POST_RESPONSE_PLACEHOLDER);
-        let pool = self.tracker.pool_ref();
-        let mut line = Out::new(&mut self.scratch);
-        let mut marks = emf::Marks::of(crate::journal::NAME);
-        if !emf::encode_marked(
-            &model,
-            &self.settings,
-            pool,
-            &mut self.prefixes,
-            &mut line,
-            Some(&mut marks),
-        ) {
-            return false;
-        }
-        let len = line.len();
-        let line = self.scratch.get(..len).unwrap_or_default();
-        let mut t = Out::new(&mut self.scratch2);
-        if !crate::journal::finished_template(line, Some(&marks), &mut t) {
-            return false;
-        }
-        let n = t.len();
-        let template = self.scratch2.get(..n).unwrap_or_default();
-        link.journal.finish(slot, link.owner.pid, template, sent_ns)
-    }
-
     /// A result was sent whole and its answer is awaited: until it comes, the invoke's journal
     /// slot keeps the record it has if the answer accepts it, so that a process that ends
     /// before reading the answer (`_exit`, a fatal signal, SIGKILL) reports what the Runtime
     /// API most likely did: a result taken. The answer decides the record that goes out.
     fn journal_provisional(&mut self, sent: &SentResult) {
-        if self.journal.is_none() || self.tracker.has_handoff() {
+        if self.tracker.has_handoff() {
             return;
         }
-        let Some(record) = self
+        let Some(link) = self.journal.as_mut() else {
+            return;
+        };
+        let Some(mut record) = self
             .tracker
             .finished_record_of(&sent.id, &sent.outcome, &sent.at)
         else {
@@ -764,21 +785,26 @@ impl Engine {
             return;
         };
         let constants_before = self.prefixes.constants_written();
-        let kept = self.journal_final(&record, slot, sent.at.mono_ns);
+        let kept = keep_final(
+            link,
+            &self.settings,
+            &mut self.prefixes,
+            &mut self.scratch,
+            self.tracker.pool_ref(),
+            &mut record,
+            sent.at.mono_ns,
+        );
         let constants_after = self.prefixes.constants_written();
         // Only the final record decides whether the stream has its constants.
         if !constants_before {
             self.prefixes.forget_constants_written();
         }
-        if let Some(link) = self.journal.as_mut() {
-            link.provisional = kept.then_some(Provisional {
-                slot,
-                sent_ns: sent.at.mono_ns,
-                record,
-                constants_before,
-                constants_after,
-            });
-        }
+        link.provisional = kept.then_some(Provisional {
+            slot,
+            sent_ns: sent.at.mono_ns,
+            constants_before,
+            constants_after,
+        });
     }
 
     /// Frees the journal slots of invokes that are no longer open (finished, timed out,
@@ -860,7 +886,7 @@ impl Engine {
                     post_response_ns,
                 } => {
                     let Some(link) = &self.journal else { continue };
-                    let mut out = Out::new(&mut self.scratch);
+                    let mut out = Out::new(&mut self.scratch.line);
                     let rendered = link.journal.write_finished(
                         slot,
                         link.owner.pid,
@@ -873,7 +899,7 @@ impl Engine {
                     );
                     let len = out.len();
                     if rendered && !out.overflowed() {
-                        record(self.scratch.get(..len).unwrap_or_default());
+                        record(self.scratch.line.get(..len).unwrap_or_default());
                     }
                 }
             }
@@ -1350,9 +1376,10 @@ impl Engine {
             pid,
             reserved: &emf::reserved,
         };
+        let as_provisional = outcome == sent.outcome;
         let (waited, this) = self.tracker.result_sent(&sent.id, outcome, now, &channel);
         if this.is_none() {
-            self.journal_finished();
+            self.journal_finished(as_provisional);
         }
         self.sync_journal();
         self.push_records(waited, Some(now));
@@ -1600,12 +1627,12 @@ impl Engine {
     /// for open invokes. Without a journal (a forked child) nothing is held.
     fn keep_in_journal(&mut self, r: &InvokeRecord) -> Option<usize> {
         let link = self.journal.as_ref()?;
-        let mut out = Out::new(&mut self.scratch);
+        let mut out = Out::new(&mut self.scratch.line);
         if !emf::encode_held(r, &self.settings, self.tracker.pool_ref(), &mut out) {
             return None;
         }
         let len = out.len();
-        let line = self.scratch.get(..len).unwrap_or_default();
+        let line = self.scratch.line.get(..len).unwrap_or_default();
         if let Some(&slot) = self.batch_slots.last()
             && link.journal.hold_more(slot, link.owner.pid, line)
         {

@@ -866,12 +866,17 @@ impl Tracker {
                 .is_some_and(|w| w.record.journal_slot == Some(slot))
     }
 
-    /// The record that waits for the runtime's next `/next`, as it stands (no post-response
-    /// time yet), and when its result was sent (monotonic ns).
-    pub fn awaiting_record(&self) -> Option<(&InvokeRecord, u64)> {
-        self.awaiting_next
-            .as_ref()
-            .map(|w| (&w.record, w.result_sent_ns))
+    /// The record that waits for the runtime's next `/next`, to be encoded where it is: the
+    /// record, when its result was sent (monotonic ns), and the pool its custom values are in.
+    pub fn awaiting_in_place(&mut self) -> Option<(&mut InvokeRecord, u64, &Pool)> {
+        let Tracker {
+            awaiting_next,
+            pool,
+            ..
+        } = self;
+        awaiting_next
+            .as_mut()
+            .map(|w| (&mut w.record, w.result_sent_ns, &*pool))
     }
 
     /// Whether the environment is initialised on demand (an invoke waits for its init).
