@@ -393,6 +393,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Whether what is held for a batch is written ahead of `r`: Lambda may stop the runtime at an
+/// invoke's deadline, and an init error ends the environment.
+fn writes_batch_first(r: &InvokeRecord) -> bool {
+    r.timed_out || r.kind == tracker::RecordKind::InitError
+}
+
 /// Keeps `record`, an invoke's final record, in its journal slot (its post-response time a
 /// hole, measured from when its result was sent): what an ending or a successor writes for it.
 /// False when it cannot be kept there. `record` is left as it was.
@@ -1298,8 +1304,8 @@ impl Engine {
         let Some(w) = writing else { return };
         let outcome = match w.kind {
             RequestKind::Next => {
-                let flushed = self.tracker.next_requested(now);
-                self.push_records(flushed, Some(now));
+                self.push_awaiting(now);
+                self.tracker.next_requested(now);
                 // Where the write was not seen before it happened (see `sending`).
                 return self.write_batch_if_idle();
             }
@@ -1418,8 +1424,7 @@ impl Engine {
         }
         if self.tracker.record_awaits() {
             let now = probe(Reading::Clocks);
-            let record = self.tracker.next_starting(&now);
-            self.push_records(record, Some(&now));
+            self.push_awaiting(&now);
         }
         self.write_batch_if_idle();
     }
@@ -1497,36 +1502,82 @@ impl Engine {
         self.write_batch();
     }
 
+    /// The runtime asks for its next event at `now` (its request is about to leave, or left):
+    /// the record that waited for it is complete, and goes. Most often its final line is in
+    /// the journal already and goes from there, the record never copied.
+    fn push_awaiting(&mut self, now: &Probe) {
+        let Some((record, sent_ns, _)) = self.tracker.awaiting_in_place() else {
+            return;
+        };
+        record.post_response_ns = Some(now.mono_ns.saturating_sub(sent_ns));
+        let (custom, post_response) = (record.custom, record.post_response_ns);
+        let from_journal = self
+            .tracker
+            .awaiting()
+            .and_then(|r| self.journaled_final(r, Some(now), true));
+        match from_journal {
+            Some(slot) => {
+                self.tracker.forget_awaiting();
+                self.commit_journaled(slot, custom, post_response);
+            }
+            None => {
+                let record = self.tracker.flush();
+                self.push_records(record, Some(now));
+            }
+        }
+    }
+
+    /// The journal slot `r`'s final line waits in, when it goes from there as it is: not held
+    /// for a batch, and (`alone`) with nothing held to write ahead of it.
+    fn journaled_final(&self, r: &InvokeRecord, now: Option<&Probe>, alone: bool) -> Option<usize> {
+        if self.held(r, now) || (alone && writes_batch_first(r)) {
+            return None;
+        }
+        let link = self.journal.as_ref()?;
+        (r.journal_slot.is_some() && link.finished == r.journal_slot)
+            .then_some(link.finished)
+            .flatten()
+    }
+
+    /// Whether `r`, handed over at `now`, is held for a batched record.
+    fn held(&self, r: &InvokeRecord, now: Option<&Probe>) -> bool {
+        now.is_some() && self.settings.batch > 1 && emf::batchable(r)
+    }
+
+    /// Writes the final line journal `slot` holds, with its post-response time, and frees the
+    /// record's custom values.
+    fn commit_journaled(
+        &mut self,
+        slot: usize,
+        mut custom: crate::custom::Custom,
+        post_response: Option<u64>,
+    ) {
+        if let Some(link) = self.journal.as_mut() {
+            link.finished = None;
+            link.slots.retain(|s| *s != slot);
+        }
+        self.tracker.pool().free(&mut custom);
+        if !self.outbox.commit_journaled(slot, post_response) {
+            self.outbox.dropped += 1;
+        }
+    }
+
     /// Encodes a finished record into the outbox, or holds it for a batched record
     /// (`LAMBDA_METER_BATCH`). `now` is when it was handed over (`None` at exit, when nothing
     /// is held).
     fn push_records(&mut self, record: Option<InvokeRecord>, now: Option<&Probe>) {
         let Some(r) = record else { return };
         if let Some(now) = now
-            && self.settings.batch > 1
-            && emf::batchable(&r)
+            && self.held(&r, Some(now))
         {
             return self.hold(r, now);
         }
-        // Lambda may stop the runtime at an invoke's deadline, and an init error ends the
-        // environment: what is held goes first.
-        if r.timed_out || r.kind == tracker::RecordKind::InitError {
+        if writes_batch_first(&r) {
             self.write_batch();
         }
         // A record that waited for `/next` in the journal goes from there.
-        if let Some(link) = self.journal.as_mut()
-            && r.journal_slot.is_some()
-            && link.finished == r.journal_slot
-            && let Some(slot) = link.finished.take()
-        {
-            link.slots.retain(|s| *s != slot);
-            let mut custom = r.custom;
-            self.tracker.pool().free(&mut custom);
-            if self.outbox.commit_journaled(slot, r.post_response_ns) {
-                return;
-            }
-            self.outbox.dropped += 1;
-            return;
+        if let Some(slot) = self.journaled_final(&r, now, false) {
+            return self.commit_journaled(slot, r.custom, r.post_response_ns);
         }
         self.stream_constants_from_journal();
         let pool = self.tracker.pool_ref();

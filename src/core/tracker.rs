@@ -624,6 +624,14 @@ impl Tracker {
     /// where init fails: `None`), as [`Tracker::place_channel`] places the last.
     pub fn place_channel_ahead(&mut self, ending: Option<&str>, channel: &Channel) {
         let at = ending.and_then(|id| self.find(crate::text::bounded_str(id, MAX_ID_LEN)));
+        self.place_channel_at(at, channel);
+    }
+
+    /// [`Tracker::place_channel`] with the ending invoke the open one at `at`, if any.
+    fn place_channel_at(&mut self, at: Option<usize>, channel: &Channel) {
+        if channel.bytes.is_empty() {
+            return;
+        }
         match at.map(|i| (i, self.open.remove(i))) {
             Some((i, mut open)) => {
                 self.place_channel(channel, Some(&mut open));
@@ -679,27 +687,35 @@ impl Tracker {
         // Open invokes are keyed by the id as bounded when the event arrived; the result's path
         // carries it whole.
         let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
-        let waited = self.awaiting_next.take().map(|w| w.record);
-        let env_now;
-        let (open, now) = match self.find(request_id).map(|i| self.open.remove(i)) {
-            Some(open) => {
+        // (Taken only when there: a take copies the whole record either way.)
+        let waited = match self.awaiting_next {
+            Some(_) => self.awaiting_next.take().map(|w| w.record),
+            None => None,
+        };
+        let mut record = match self.find(request_id) {
+            Some(i) => {
                 if let Some(h) = self.handoff.as_mut() {
                     h.forget(request_id);
                 }
-                (open, now)
+                self.place_channel_at(Some(i), channel);
+                let Some(open) = self.open.get(i) else {
+                    return (waited, None);
+                };
+                let record = open.finished(&outcome, now);
+                // Out of the list without being copied out of it.
+                self.open.copy_within(i + 1.., i);
+                self.open.truncate(self.open.len().saturating_sub(1));
+                record
             }
             // Begun in another process of the environment: measured as the environment's.
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
-                Some(open) => {
-                    env_now = now.environment();
-                    (open, &env_now)
+                Some(mut open) => {
+                    self.place_channel(channel, Some(&mut open));
+                    open.finished(&outcome, &now.environment())
                 }
                 None => return (waited, None),
             },
         };
-        let mut open = open;
-        self.place_channel(channel, Some(&mut open));
-        let mut record = open.finished(&outcome, now);
         let one_at_a_time = self.open.is_empty() && self.handoff.is_none();
         if !one_at_a_time {
             return (waited, Some(record));
@@ -838,6 +854,16 @@ impl Tracker {
             .as_ref()
             .map(|w| w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS));
         deadlines.chain(waiting).min()
+    }
+
+    /// The record that waits for the runtime's next `/next`.
+    pub fn awaiting(&self) -> Option<&InvokeRecord> {
+        self.awaiting_next.as_ref().map(|w| &w.record)
+    }
+
+    /// Forgets the record that waits for `/next`: its caller wrote it.
+    pub fn forget_awaiting(&mut self) {
+        self.awaiting_next = None;
     }
 
     /// The process is exiting: whatever waits is written now.
