@@ -59,7 +59,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
         mask: 0,
     };
     for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
-        let declared = s.emits(metric.name);
+        let declared = s.emits_at(i);
         if metric.class == Class::OptIn && !declared {
             continue;
         }

@@ -52,6 +52,8 @@ pub struct Settings {
     /// `LAMBDA_METER_METRICS`: the metrics records declare (billed); every other value a record
     /// has is written as a plain member.
     pub metrics: Vec<&'static str>,
+    /// The same, as bits by place in [`crate::metrics::CATALOG`].
+    declared: u64,
     /// `LAMBDA_METER_RESOLUTION`: 60 (standard) or 1 (high resolution).
     pub resolution: u8,
     /// `LAMBDA_METER_TRACE_ID`: whether records carry the invoke's `traceId`.
@@ -360,6 +362,11 @@ impl Settings {
     pub fn emits(&self, name: &str) -> bool {
         self.metrics.contains(&name)
     }
+
+    /// Whether records declare the metric at place `i` of [`crate::metrics::CATALOG`].
+    pub fn emits_at(&self, i: usize) -> bool {
+        i < 64 && self.declared & 1 << i != 0
+    }
 }
 
 impl Settings {
@@ -455,6 +462,11 @@ impl Settings {
             runtime: bounded(&runtime, 128),
             service,
             dimension_sets,
+            declared: crate::metrics::CATALOG
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| *i < 64 && metrics.contains(&m.name))
+                .fold(0, |bits, (i, _)| bits | 1 << i),
             metrics,
             resolution,
             trace_id,
@@ -850,6 +862,13 @@ mod tests {
         assert_eq!(bad.metrics, default);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("Bogus") && w[0].contains("using default"));
+        // The declared metrics by catalog place are the ones by name.
+        for s in [&all, &some, &plus, &bad] {
+            for (i, m) in crate::metrics::CATALOG.iter().enumerate() {
+                assert_eq!(s.emits_at(i), s.emits(m.name), "{}", m.name);
+            }
+            assert!(!s.emits_at(crate::metrics::CATALOG.len()));
+        }
     }
 
     #[test]
