@@ -528,7 +528,7 @@ impl Engine {
     /// Reads what the channel holds now, a buffer at a time: every buffer but the last is
     /// placed on the invokes here (lines without a request id on `ending`'s), the last is
     /// returned (how many bytes of `channel_buf`, and this process's id).
-    fn read_channel(&mut self, ending: Option<&str>) -> (usize, u32) {
+    fn read_channel(&mut self, ending: Option<&RequestId>) -> (usize, u32) {
         let Some(read) = self.channel else {
             return (0, 0);
         };
@@ -543,7 +543,8 @@ impl Engine {
                 pid,
                 reserved: &emf::reserved,
             };
-            self.tracker.place_channel_ahead(ending, &channel);
+            self.tracker
+                .place_channel_ahead(ending.map(|id| id.as_str()), &channel);
             rounds += 1;
         }
     }
@@ -851,7 +852,7 @@ impl Engine {
     /// A request's head, in a process whose role is not known yet: a second request makes it a
     /// runtime of its own; a first request that posts the result of an invoke it did not
     /// open makes it a per-request helper.
-    fn decide_role(&mut self, kind: RequestKind, request_id: &str) {
+    fn decide_role(&mut self, kind: RequestKind, request_id: &RequestId) {
         if self.role != Role::Undecided {
             return;
         }
@@ -860,7 +861,7 @@ impl Engine {
             self.tracker.keep_invokes();
             Role::Runtime
         } else if matches!(kind, RequestKind::Response | RequestKind::Error)
-            && !self.tracker.is_open(request_id)
+            && !self.tracker.is_open(request_id.as_str())
         {
             Role::Helper
         } else {

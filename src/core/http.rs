@@ -184,7 +184,12 @@ impl Head {
             .method
             .get(..usize::from(self.method_len))
             .unwrap_or_default();
-        std::str::from_utf8(m).unwrap_or_default()
+        // The Runtime API's two without a UTF-8 check.
+        match m {
+            b"GET" => "GET",
+            b"POST" => "POST",
+            _ => std::str::from_utf8(m).unwrap_or_default(),
+        }
     }
 
     /// Request target (empty for responses).

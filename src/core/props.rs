@@ -532,10 +532,11 @@ pub fn tracker_orders(data: &[u8]) {
                         .then(|| ErrorType::new(&"E".repeat(usize::from(input.byte()) * 2))),
                     streamed: input.coin(),
                 };
-                let (a, b) = t.result_sent(id, outcome, &p, &tracker::Channel::NONE);
+                let (a, b) =
+                    t.result_sent(&RequestId::new(id), outcome, &p, &tracker::Channel::NONE);
                 records.extend(a.into_iter().chain(b));
             }
-            4 => t.result_first_byte(id, &p),
+            4 => t.result_first_byte(&RequestId::new(id), &p),
             5 => records.extend(std::iter::from_fn(|| t.tick(&p))),
             6 => records.push(t.init_error(Some(id), &p, &tracker::Channel::NONE)),
             7 => t.restore_answered(&p),

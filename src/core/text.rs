@@ -173,6 +173,13 @@ impl<const N: usize> Default for FixedStr<N> {
     }
 }
 
+// Its bytes, for what compares or copies them: no UTF-8 check, as `as_str` makes.
+impl<const N: usize> AsRef<[u8]> for FixedStr<N> {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 impl<const N: usize> std::ops::Deref for FixedStr<N> {
     type Target = str;
     fn deref(&self) -> &str {

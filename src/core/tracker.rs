@@ -667,8 +667,7 @@ impl Tracker {
     }
 
     /// The first byte of `request_id`'s result body was written.
-    pub fn result_first_byte(&mut self, request_id: &str, now: &Probe) {
-        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
+    pub fn result_first_byte(&mut self, request_id: &RequestId, now: &Probe) {
         if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
             open.first_byte_ns.get_or_insert(now.mono_ns);
         }
@@ -679,14 +678,11 @@ impl Tracker {
     /// runtime's next `/next` (one invoke at a time, nothing asked for yet).
     pub fn result_sent(
         &mut self,
-        request_id: &str,
+        request_id: &RequestId,
         outcome: Outcome,
         now: &Probe,
         channel: &Channel,
     ) -> (Option<InvokeRecord>, Option<InvokeRecord>) {
-        // Open invokes are keyed by the id as bounded when the event arrived; the result's path
-        // carries it whole.
-        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
         // (Taken only when there: a take copies the whole record either way.)
         let waited = match self.awaiting_next {
             Some(_) => self.awaiting_next.take().map(|w| w.record),
@@ -737,11 +733,10 @@ impl Tracker {
     /// API's answer to the result is awaited, in case the process ends first.
     pub fn finished_record_of(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         outcome: &Outcome,
         now: &Probe,
     ) -> Option<InvokeRecord> {
-        let request_id = crate::text::bounded_str(request_id, MAX_ID_LEN);
         let open = self.open.get(self.find(request_id)?)?;
         Some(open.finished(outcome, now))
     }
@@ -915,10 +910,12 @@ impl Tracker {
         self.opened
     }
 
-    fn find(&self, request_id: &str) -> Option<usize> {
+    /// Where the open invoke `request_id` (as bounded when its event came) is.
+    fn find(&self, request_id: &(impl AsRef<[u8]> + ?Sized)) -> Option<usize> {
+        let id = request_id.as_ref();
         self.open
             .iter()
-            .position(|o| o.event.request_id == request_id)
+            .position(|o| o.event.request_id.as_bytes() == id)
     }
 
     /// Whether invokes live in a handoff shared with other processes (a per-request helper).
@@ -1009,7 +1006,7 @@ mod tests {
     }
 
     fn sent(t: &mut Tracker, id: &str, outcome: Outcome, now: &Probe) -> Vec<InvokeRecord> {
-        let (a, b) = t.result_sent(id, outcome, now, &Channel::NONE);
+        let (a, b) = t.result_sent(&RequestId::new(id), outcome, now, &Channel::NONE);
         a.into_iter().chain(b).collect()
     }
 
@@ -1041,7 +1038,7 @@ mod tests {
             pid: 1,
             reserved: &|n| n == "Duration",
         };
-        let (x, y) = t.result_sent("a", Outcome::default(), &p, &channel);
+        let (x, y) = t.result_sent(&RequestId::new("a"), Outcome::default(), &p, &channel);
         let a: Vec<InvokeRecord> = x.into_iter().chain(y).chain(t.next_starting(&p)).collect();
         assert_eq!(names(&t, &a[0]), ["Unnamed"]);
         let b: Vec<InvokeRecord> = sent(&mut t, "b", Outcome::default(), &p)
@@ -1126,7 +1123,7 @@ mod tests {
             },
             &p,
         );
-        t.result_first_byte(&long, &p);
+        t.result_first_byte(&RequestId::new(&long), &p);
         let records: Vec<_> = sent(&mut t, &long, Outcome::default(), &p)
             .into_iter()
             .chain(t.next_starting(&p))
@@ -1272,8 +1269,8 @@ mod tests {
     fn streamed_results_get_time_to_first_byte() {
         let mut t = tracker();
         opened(&mut t, event("s"), &at(100));
-        t.result_first_byte("s", &at(105));
-        t.result_first_byte("s", &at(150));
+        t.result_first_byte(&RequestId::new("s"), &at(105));
+        t.result_first_byte(&RequestId::new("s"), &at(150));
         let streamed = Outcome {
             streamed: true,
             response_bytes: 9,
@@ -1450,7 +1447,12 @@ mod tests {
                     pool.metric(c, "Orders", 1.0, Some("Count"), &none)
                 });
                 assert_eq!(status, Status::Ok);
-                let (a, b) = t.result_sent(id, Outcome::default(), &at(i + 1), &Channel::NONE);
+                let (a, b) = t.result_sent(
+                    &RequestId::new(id),
+                    Outcome::default(),
+                    &at(i + 1),
+                    &Channel::NONE,
+                );
                 for mut r in a.into_iter().chain(b).chain(t.next_starting(&at(i + 2))) {
                     t.pool().free(&mut r.custom);
                 }
