@@ -1160,7 +1160,7 @@ impl Engine {
         let Some(c) = self.conns.get_mut(id_of_conn) else {
             return false;
         };
-        c.error_scan = ErrorTypeScanner::new();
+        c.error_scan.reset();
         if matches!(kind, RequestKind::Response | RequestKind::Error) {
             c.result_answer = None;
         }
@@ -1192,16 +1192,18 @@ impl Engine {
                 }
                 Ok(Some(Event::Head)) => {
                     if let Some(c) = self.conns.get_mut(id) {
-                        c.answer_scan = ErrorTypeScanner::new();
+                        c.answer_scan.reset();
                     }
                 }
-                // Only an answer to a result is looked into (a refusal says why there).
+                // Only a refusal of a result is looked into: it says why there (an answer that
+                // accepts one decides nothing with its body).
                 Ok(Some(Event::Body { bytes, .. })) => {
                     if let Some(c) = self.conns.get_mut(id)
                         && matches!(
                             c.pending.front(),
                             Some(RequestKind::Response | RequestKind::Error)
                         )
+                        && !(200..300).contains(&c.responses.head().status)
                     {
                         c.answer_scan.feed(bytes);
                     }

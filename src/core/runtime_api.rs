@@ -316,6 +316,36 @@ impl ErrorTypeScanner {
         }
     }
 
+    /// Starts over, for the next body: as [`ErrorTypeScanner::new`] makes one, but the value's
+    /// bytes (never read past its length) are not cleared.
+    pub fn reset(&mut self) {
+        let ErrorTypeScanner {
+            state,
+            depth,
+            expect_key,
+            key_match,
+            wanted,
+            hex,
+            hex_digits,
+            high,
+            value: _,
+            value_len,
+            found,
+            gave_up,
+        } = self;
+        *state = Scan::Start;
+        *depth = 0;
+        *expect_key = true;
+        *key_match = None;
+        *wanted = false;
+        *hex = 0;
+        *hex_digits = 0;
+        *high = None;
+        *value_len = 0;
+        *found = false;
+        *gave_up = false;
+    }
+
     /// The error type found, once its string ended (never empty).
     pub fn error_type(&self) -> Option<&str> {
         let bytes = self
@@ -656,7 +686,22 @@ mod tests {
         for piece in body.chunks(step) {
             s.feed(piece);
         }
-        s.error_type().map(str::to_string)
+        let found = s.error_type().map(str::to_string);
+        // A scanner reset after any body reads the next as a new one does.
+        for before in [
+            &b"{\"errorType\":\"Earlier.Longer.Type\""[..],
+            b"[",
+            b"{\"a\":\"\\u12",
+        ] {
+            let mut r = ErrorTypeScanner::new();
+            r.feed(before);
+            r.reset();
+            for piece in body.chunks(step) {
+                r.feed(piece);
+            }
+            assert_eq!(r.error_type().map(str::to_string), found);
+        }
+        found
     }
 
     #[test]
