@@ -221,9 +221,10 @@ pub fn encode_cached(
     encode_marked(rec, s, pool, prefixes, out, None)
 }
 
-/// Where one metric is in an encoded line: the metric `name` to look for, and once encoded the
-/// line's declarations (its `CloudWatchMetrics` member) and the metric's own member (from its
-/// comma), when it has one. Positions count from where the line starts.
+/// Where one metric is in an encoded line: the metric `name` to look for, and once encoded
+/// where its declaration may be (the line's `CloudWatchMetrics` member when the record declares
+/// the metric, else an empty span) and the metric's own member (from its comma), when it has
+/// one. Positions count from where the line starts.
 #[derive(Clone, Copy, Debug)]
 pub struct Marks {
     pub name: &'static str,
@@ -346,7 +347,9 @@ fn encode_with(
             None => declared(out, custom),
         }
         if let Some(m) = marks.as_deref_mut() {
-            m.declarations = (declarations_at, out.len() - line_at);
+            let end = out.len() - line_at;
+            let declares = metrics.declared().any(|d| d.name == m.name);
+            m.declarations = (if declares { declarations_at } else { end }, end);
         }
         let mut keys = Keys::default();
         for d in s.dimension_sets.iter().flatten() {
@@ -1120,7 +1123,16 @@ mod tests {
                 let at = marks.member.unwrap();
                 assert!(line[at..].starts_with(b",\"PostResponseDuration\":"));
                 let (from, to) = marks.declarations;
-                assert!(line[from..to].starts_with(b",\"CloudWatchMetrics\":["));
+                if s.emits("PostResponseDuration") {
+                    assert!(line[from..to].starts_with(b",\"CloudWatchMetrics\":["));
+                } else {
+                    assert_eq!(from, to);
+                    assert!(
+                        !line
+                            .windows(28)
+                            .any(|w| w == b"\"Name\":\"PostResponseDuration\"")
+                    );
+                }
                 let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
                 let (mut with, mut without) = (Out::new(&mut a), Out::new(&mut b));
                 assert!(crate::journal::finished_template(

@@ -691,11 +691,10 @@ pub struct Values<'a> {
 /// Fills the holes of `template` with `v` and hands the pieces, in order, to `emit` (one call,
 /// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
 /// template.
-pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
+pub fn render<'t>(template: &'t [u8], v: &Values<'t>, emit: &mut dyn FnMut(&[&[u8]])) -> bool {
     // Numbers in the encoder's own form (one formatter for both); the metrics' through their
-    // catalog entries, as every record reads them.
-    let ts = Number::int(v.wall_ms).text();
-    let bytes = Number::int(v.request_bytes).text();
+    // catalog entries, as every record reads them. Each is formed only when the template has
+    // its hole (a finished record has one or two of them), and once.
     let measured = Measured {
         duration_ns: v.duration_ns,
         cpu_ns: v.cpu_ns,
@@ -706,44 +705,56 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
         memory_size_mb: Some(v.memory_size_mb).filter(|m| *m > 0),
     };
     let record = measured.record();
-    let metrics: [Option<(u8, NumberText)>; CATALOG.len()] = std::array::from_fn(|i| {
-        let m = CATALOG.get(i)?;
-        Some((m.hole()?, (m.read)(&record, &context)?.text()))
-    });
-    let value = |kind: u8| -> Option<&[u8]> {
-        match kind {
-            hole::TIMESTAMP => Some(ts.as_bytes()),
-            hole::REASON => Some(v.reason),
-            hole::REQUEST_ID => Some(v.request_id),
-            hole::TRACE_ID => v.trace_id,
-            hole::REQUEST_BYTES => Some(bytes.as_bytes()),
-            _ => metrics
-                .iter()
-                .flatten()
-                .find(|(hole, _)| *hole == kind)
-                .map(|(_, text)| text.as_bytes()),
-        }
-    };
-    let mut pieces = Pieces {
-        items: [&[]; 48],
+    let mut numbers = Numbers {
+        texts: [const { None }; NUMBERS],
         count: 0,
+    };
+    let mut value = |kind: u8| -> Option<Piece<'t>> {
+        let number = match kind {
+            hole::REASON => return Some(Piece::Text(v.reason)),
+            hole::REQUEST_ID => return Some(Piece::Text(v.request_id)),
+            hole::TRACE_ID => return v.trace_id.map(Piece::Text),
+            hole::TIMESTAMP => Number::int(v.wall_ms),
+            hole::REQUEST_BYTES => Number::int(v.request_bytes),
+            _ => {
+                if let Some(i) = numbers.find(kind) {
+                    return Some(Piece::Number(i));
+                }
+                let m = CATALOG.iter().find(|m| m.hole() == Some(kind))?;
+                (m.read)(&record, &context)?
+            }
+        };
+        numbers.add(kind, number).map(Piece::Number)
+    };
+    let mut pieces: [Piece<'t>; 48] = [Piece::Text(&[]); 48];
+    let mut count = 0;
+    let mut push = |piece: Piece<'t>| -> bool {
+        if let Piece::Text([]) = piece {
+            return true;
+        }
+        let Some(slot) = pieces.get_mut(count) else {
+            return false;
+        };
+        *slot = piece;
+        count += 1;
+        true
     };
     let mut rest = template;
     loop {
         let Some(at) = find_marker(rest) else {
-            if !pieces.push(rest) {
+            if !push(Piece::Text(rest)) {
                 return false;
             }
             break;
         };
         let (text, marked) = rest.split_at(at);
-        if !pieces.push(text) {
+        if !push(Piece::Text(text)) {
             return false;
         }
         match marked {
             [HOLE, kind, after @ ..] => {
                 // A hole without a value (an unknown number outside a span) reads 0.
-                if !pieces.push(value(*kind).unwrap_or(b"0")) {
+                if !push(value(*kind).unwrap_or(Piece::Text(b"0"))) {
                     return false;
                 }
                 rest = after;
@@ -762,8 +773,59 @@ pub fn render(template: &[u8], v: &Values, emit: &mut dyn FnMut(&[&[u8]])) -> bo
             _ => return false,
         }
     }
-    emit(pieces.items.get(..pieces.count).unwrap_or_default());
+    let mut items: [&[u8]; 48] = [&[]; 48];
+    for (item, piece) in items.iter_mut().zip(pieces.iter().take(count)) {
+        *item = match piece {
+            Piece::Text(t) => t,
+            Piece::Number(i) => numbers.text(*i),
+        };
+    }
+    emit(items.get(..count).unwrap_or_default());
     true
+}
+
+/// A piece of a rendered record: text (of the template or a value), or the number formed in
+/// [`Numbers`] at this place.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    Text(&'a [u8]),
+    Number(usize),
+}
+
+/// Numbers a record's holes need at most.
+const NUMBERS: usize = CATALOG.len() + 2;
+
+/// The numbers formed for one rendering, each with its hole's kind.
+struct Numbers {
+    texts: [Option<(u8, NumberText)>; NUMBERS],
+    count: usize,
+}
+
+impl Numbers {
+    fn find(&self, kind: u8) -> Option<usize> {
+        self.texts
+            .iter()
+            .take(self.count)
+            .position(|t| t.as_ref().is_some_and(|(k, _)| *k == kind))
+    }
+
+    /// Forms `n`'s text for hole `kind` (once: a second call gives the first one's place).
+    fn add(&mut self, kind: u8, n: Number) -> Option<usize> {
+        if let Some(i) = self.find(kind) {
+            return Some(i);
+        }
+        let slot = self.texts.get_mut(self.count)?;
+        *slot = Some((kind, n.text()));
+        self.count += 1;
+        Some(self.count - 1)
+    }
+
+    fn text(&self, i: usize) -> &[u8] {
+        match self.texts.get(i) {
+            Some(Some((_, t))) => t.as_bytes(),
+            _ => &[],
+        }
+    }
 }
 
 /// Where the first marker of a prepared record is (a NUL, which an EMF line never holds, is
@@ -776,28 +838,6 @@ fn find_marker(bytes: &[u8]) -> Option<usize> {
             return Some(at);
         }
         from = at + 1;
-    }
-}
-
-/// The pieces of one rendered record, borrowed from its template and numbers.
-struct Pieces<'a> {
-    items: [&'a [u8]; 48],
-    count: usize,
-}
-
-impl<'a> Pieces<'a> {
-    fn push(&mut self, piece: &'a [u8]) -> bool {
-        if piece.is_empty() {
-            return true;
-        }
-        match self.items.get_mut(self.count) {
-            Some(slot) => {
-                *slot = piece;
-                self.count += 1;
-                true
-            }
-            None => false,
-        }
     }
 }
 
