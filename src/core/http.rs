@@ -450,10 +450,7 @@ impl Parser {
                 }
                 // A request target's bytes up to the space (or the bad byte) after it.
                 State::StartLine(Start::Second) if self.dir == Direction::Request => {
-                    let n = data
-                        .iter()
-                        .position(|b| *b == b' ' || b.is_ascii_control())
-                        .unwrap_or(data.len());
+                    let n = crate::text::find_token_end(b' ', data).unwrap_or(data.len());
                     if let Some((run, rest)) = data.split_at_checked(n) {
                         self.head.target.extend(run);
                         *data = rest;
@@ -674,9 +671,7 @@ impl Parser {
         let rest = rest.get(1..).unwrap_or_default();
         // The target ends at a space; a control byte (the line's end included) before one, or
         // no target, is not a request line.
-        let end = rest
-            .iter()
-            .position(|b| *b == b' ' || b.is_ascii_control())
+        let end = crate::text::find_token_end(b' ', rest)
             .filter(|end| *end > 0 && rest.get(*end) == Some(&b' '))
             .ok_or(ParseError::BadStartLine)?;
         let (target, version) = rest.split_at(end);
@@ -797,19 +792,18 @@ impl Parser {
                 Err(ParseError::BadHeader)
             };
         }
-        // The first byte is a name byte whatever it is, a colon included, as in `field`.
-        let colon = line
-            .get(1..)
-            .and_then(|rest| crate::text::find_byte(b':', rest))
-            .ok_or(ParseError::BadHeader)?
-            + 1;
-        let (name, value) = line.split_at(colon);
-        // Space, tab and the control bytes: all below `!`, but DEL.
-        if crate::text::find_below(b'!', name).is_some()
-            || crate::text::find_byte(0x7f, name).is_some()
-        {
+        // The first byte is a name byte whatever it is, a colon included, as in `field`; the
+        // name ends at the colon after it. A space, tab or control byte (all below `!`, but
+        // DEL) in the name, or no colon, is garbage.
+        if first < b'!' || first == 0x7f {
             return Err(ParseError::BadHeader);
         }
+        let rest = line.get(1..).unwrap_or_default();
+        let colon = match crate::text::find_token_end(b':', rest) {
+            Some(i) if rest.get(i) == Some(&b':') => i + 1,
+            _ => return Err(ParseError::BadHeader),
+        };
+        let (name, value) = line.split_at(colon);
         self.choose_sink_for(name, name.len() > MAX_NAME, trailers);
         let value = value.get(1..).unwrap_or_default();
         let start = value

@@ -83,6 +83,18 @@ pub fn find_below(limit: u8, hay: &[u8]) -> Option<usize> {
     find_by_words(hay, |w| w.wrapping_sub(low) & !w & HIGHS, |b| b < limit)
 }
 
+/// Where the first byte that ends an HTTP token is in `hay`: a space, a control byte (DEL
+/// included), or `stop`.
+pub fn find_token_end(stop: u8, hay: &[u8]) -> Option<usize> {
+    let (low, del, pattern) = (ONES * 0x21, ONES * 0x7f, ONES * u64::from(stop));
+    // Each test's lowest flagged byte is a true one, so the lowest of all three is.
+    find_by_words(
+        hay,
+        |w| (w.wrapping_sub(low) & !w & HIGHS) | zero_bytes(w ^ del) | zero_bytes(w ^ pattern),
+        |b| b < 0x21 || b == 0x7f || b == stop,
+    )
+}
+
 /// Where the first byte JSON escapes (a control byte, `"` or `\\`) is in `hay`.
 pub fn find_json_special(hay: &[u8]) -> Option<usize> {
     let (quote, backslash) = (ONES * u64::from(b'"'), ONES * u64::from(b'\\'));
@@ -442,6 +454,34 @@ mod tests {
             }
         }
         assert_eq!(find_json_special("plain text, é and ]#!".as_bytes()), None);
+    }
+
+    #[test]
+    fn find_token_end_finds_the_first_space_control_or_stop() {
+        for end in [0u8, b'\t', b'\r', b' ', 0x7f, b':'] {
+            for len in 0..40 {
+                for at in 0..len {
+                    // Neighbours just past each test: `!`, `~`, `;`, `9` and bytes above 0x7f.
+                    let mut hay: Vec<u8> = (0..len)
+                        .map(|i| [b'!', b'~', b';', b'9', 0x80, 0xff][i % 6])
+                        .collect();
+                    hay[at] = end;
+                    if at + 1 < len {
+                        hay[at + 1] = b' ';
+                    }
+                    assert_eq!(
+                        find_token_end(b':', &hay),
+                        Some(at),
+                        "{end} len {len} at {at}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find_token_end(b':', b"Lambda-Runtime-Aws-Request-Id"), None);
+        assert_eq!(
+            find_token_end(b' ', b"/2018-06-01/runtime/invocation/next"),
+            None
+        );
     }
 
     #[test]
