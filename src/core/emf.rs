@@ -22,7 +22,7 @@ struct MetricValue {
 }
 
 /// The most metrics one record can carry (every metric of the catalog).
-const MAX_METRICS: usize = 32;
+const MAX_METRICS: usize = crate::metrics::CATALOG.len();
 
 /// The metrics of one record, without allocating.
 struct Metrics {
@@ -36,6 +36,14 @@ struct Metrics {
 }
 
 impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            items: [const { None }; MAX_METRICS],
+            len: 0,
+            present: 0,
+            mask: 0,
+        }
+    }
     fn iter(&self) -> impl Iterator<Item = &MetricValue> {
         self.items.iter().take(self.len).flatten()
     }
@@ -51,13 +59,8 @@ impl Metrics {
 
 /// The values a record carries: each catalog metric ([`crate::metrics::CATALOG`]) it has a
 /// value for, declared when the settings select it; an opt-in metric only when selected.
-fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
-    let mut m = Metrics {
-        items: [const { None }; MAX_METRICS],
-        len: 0,
-        present: 0,
-        mask: 0,
-    };
+/// Fills `m` (made by [`Metrics::new`], not returned: it is not small).
+fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
     for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
         let declared = s.emits_at(i);
         if metric.class == Class::OptIn && !declared {
@@ -80,7 +83,6 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings) -> Metrics {
             }
         }
     }
-    m
 }
 
 /// Members of a record that are not metrics (a custom name may not take one).
@@ -302,7 +304,8 @@ fn encode_with(
     out: &mut Out,
     mut marks: Option<&mut Marks>,
 ) -> bool {
-    let metrics = metrics_of(rec, s);
+    let mut metrics = Metrics::new();
+    metrics_of(rec, s, &mut metrics);
     if metrics.none_declared() {
         return false;
     }
@@ -445,7 +448,8 @@ pub fn encode_batch(
     let mut present = 0u32;
     let mut declared = 0u32;
     for rec in recs {
-        let m = metrics_of(rec, s);
+        let mut m = Metrics::new();
+        metrics_of(rec, s, &mut m);
         present |= m.present;
         declared |= m.mask;
     }

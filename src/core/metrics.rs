@@ -42,16 +42,30 @@ impl Number {
         if digits > 0 {
             t.put(b'.');
         }
-        loop {
-            t.put(b'0' + (whole % 10) as u8);
-            whole /= 10;
-            if whole == 0 {
-                break;
+        // Two digits a division (a millisecond timestamp has thirteen).
+        while whole >= 100 {
+            let pair = usize::from((whole % 100) as u8) * 2;
+            whole /= 100;
+            if let Some(&[tens, ones]) = PAIRS.get(pair..pair + 2) {
+                t.put(ones);
+                t.put(tens);
             }
         }
+        if whole >= 10 {
+            t.put(b'0' + (whole % 10) as u8);
+            whole /= 10;
+        }
+        t.put(b'0' + whole as u8);
         t
     }
 }
+
+/// "00" to "99", for [`Number::text`].
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// A number's text (see [`Number::text`]): at most 20 digits, a point and 3 decimals.
 pub(crate) struct NumberText {
@@ -477,6 +491,36 @@ mod tests {
         assert!(gauges().count() > 0);
         for g in gauges() {
             assert_eq!(g.class, Class::OptIn, "{}", g.name);
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_their_digits_in_every_length() {
+        // Every length of whole part, each pair of last digits, with and without decimals.
+        let mut v = 0u64;
+        for step in 0..20 {
+            for low in 0..100 {
+                let n = v.saturating_add(low);
+                for d in 0..=3u8 {
+                    let text = Number::Scaled(n, d).text();
+                    let scale = 10u64.pow(u32::from(d));
+                    let frac = n % scale;
+                    let mut want = (n / scale).to_string();
+                    if frac != 0 {
+                        let f = format!("{frac:0width$}", width = usize::from(d));
+                        want = format!("{want}.{}", f.trim_end_matches('0'));
+                    }
+                    assert_eq!(
+                        std::str::from_utf8(text.as_bytes()).unwrap(),
+                        want,
+                        "{n} {d}"
+                    );
+                }
+            }
+            v = v
+                .saturating_mul(10)
+                .saturating_add(if step % 2 == 0 { 9 } else { 1 })
+                .saturating_mul(10);
         }
     }
 
