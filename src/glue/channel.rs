@@ -50,6 +50,7 @@ struct Paths {
 /// shell runtime's result is posted by a process that did not exist when the handler wrote its
 /// values).
 pub fn configure(path: Vec<u8>) {
+    name_dir(&path);
     let mut old = path.clone();
     old.extend_from_slice(b".old");
     if let (Ok(now), Ok(old)) = (CString::new(path), CString::new(old)) {
@@ -60,7 +61,32 @@ pub fn configure(path: Vec<u8>) {
 /// Without `LAMBDA_METER_CHANNEL`: the default channel is in `dir`, named after
 /// [`set_owner`]'s process.
 pub fn configure_default(dir: Vec<u8>) {
+    let mut sample = dir.clone();
+    if !dir.ends_with(b"/") {
+        sample.push(b'/');
+    }
+    sample.push(b'x');
+    name_dir(&sample);
     let _ = state().default_dir.set(dir);
+}
+
+/// Keeps the directory a channel at `path` is in, NUL-terminated, for [`look_at_dir`].
+fn name_dir(path: &[u8]) {
+    let dir = match path.iter().rposition(|b| *b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => path.get(..i).unwrap_or_default(),
+        None => b".",
+    };
+    if let Ok(dir) = CString::new(dir) {
+        let _ = state().dir_path.set(dir);
+    }
+}
+
+/// Whether the channel has a name: `LAMBDA_METER_CHANNEL`, or the default directory with the
+/// process it is named after.
+fn named() -> bool {
+    state().paths.get().is_some()
+        || (state().default_dir.get().is_some() && state().owner.load(Ordering::Relaxed) != 0)
 }
 
 /// The process the default channel is named after: the one that runs the handlers (this one,
@@ -129,12 +155,11 @@ fn read_lines(path: &[u8], at: u64, size: u64, buf: &mut [u8]) -> (usize, u64) {
 /// no channel file and nothing changed there; else one `statx` of the channel more, and an
 /// open, a `pread` and a close for each file that has new lines.
 pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
-    let (mut now_buf, mut old_buf) = ([0u8; 600], [0u8; 600]);
-    let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
+    if !named() {
         return (0, false);
-    };
+    }
     // No channel file at the last read, and its directory has not changed since.
-    let unchanged = look_at_dir(now_path).is_some_and(|(look, trusted)| {
+    let unchanged = look_at_dir().is_some_and(|(look, trusted)| {
         let seen = &state().reader_seen;
         let same = state().reader_trusts.load(Ordering::Relaxed) && load_look(seen) == look;
         store_look(seen, look);
@@ -144,6 +169,10 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
     if unchanged && state().absent.load(Ordering::Relaxed) {
         return (0, false);
     }
+    let (mut now_buf, mut old_buf) = ([0u8; 600], [0u8; 600]);
+    let Some((now_path, old_path)) = paths(&mut now_buf, &mut old_buf) else {
+        return (0, false);
+    };
     let (n, more) = read_from(now_path, old_path, buf);
     state()
         .absent
@@ -151,24 +180,10 @@ pub fn read_new(buf: &mut [u8]) -> (usize, bool) {
     (n, more)
 }
 
-/// Looks at the directory the channel (`path`, NUL-terminated) is in: how it is now, and
-/// whether its times are old enough to be trusted. Kept for [`dir_look`].
-fn look_at_dir(path: &[u8]) -> Option<(sys::DirLook, bool)> {
-    let path = path.strip_suffix(b"\0").unwrap_or(path);
-    let dir = match path.iter().rposition(|b| *b == b'/') {
-        Some(0) => &b"/"[..],
-        Some(i) => path.get(..i)?,
-        None => b".",
-    };
-    let mut buf = [0u8; 600];
-    let mut out = crate::text::Out::new(&mut buf);
-    out.bytes(dir);
-    out.byte(0);
-    if out.overflowed() {
-        return None;
-    }
-    let len = out.len();
-    let look = sys::dir_look(buf.get(..len)?).ok()?;
+/// Looks at the directory the channel is in: how it is now, and whether its times are old
+/// enough to be trusted. Kept for [`dir_look`].
+fn look_at_dir() -> Option<(sys::DirLook, bool)> {
+    let look = sys::dir_look(state().dir_path.get()?.as_bytes_with_nul()).ok()?;
     let wall_ms = crate::probes::clock_now().wall_ms;
     let changed_ms = look.mtime_ns.max(look.ctime_ns) / 1_000_000;
     let trusted = changed_ms.saturating_add(SETTLE_MS) < wall_ms;
@@ -298,6 +313,8 @@ pub struct ChannelState {
     paths: OnceLock<Paths>,
     /// Otherwise the temporary directory the default path is in...
     default_dir: OnceLock<Vec<u8>>,
+    /// The directory the channel is in, either way (NUL-terminated).
+    dir_path: OnceLock<CString>,
     /// ...and the process it is named after.
     owner: AtomicU32,
     /// The file this process reads (its inode; 0: none yet, and when it was made; 0: not
@@ -321,6 +338,7 @@ impl ChannelState {
         ChannelState {
             paths: OnceLock::new(),
             default_dir: OnceLock::new(),
+            dir_path: OnceLock::new(),
             owner: AtomicU32::new(0),
             inode: AtomicU64::new(0),
             born_ns: AtomicU64::new(0),
@@ -341,6 +359,7 @@ impl ChannelState {
             // Kept: the same settings.
             paths: _,
             default_dir: _,
+            dir_path: _,
             owner,
             // Kept: it reads on from its parent's place (what the parent read was its own).
             inode: _,
