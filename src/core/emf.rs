@@ -725,7 +725,7 @@ impl<'a> Keys<'a> {
     }
 }
 
-fn push_member(out: &mut Out, key: &str, value: &str) {
+fn push_member(out: &mut Out, key: &str, value: &(impl AsRef<[u8]> + ?Sized)) {
     out.byte(b',');
     push_str(out, key);
     out.byte(b':');
@@ -735,10 +735,10 @@ fn push_member(out: &mut Out, key: &str, value: &str) {
 /// A JSON string literal, as `serde_json` writes it: quotes, backslashes and every control
 /// character escaped (so no value can break the line or the object), runs of other characters
 /// copied whole.
-fn push_str(out: &mut Out, s: &str) {
+fn push_str(out: &mut Out, s: &(impl AsRef<[u8]> + ?Sized)) {
     out.byte(b'"');
-    let _ = crate::json::escape_json(s, |piece| {
-        out.str(piece);
+    let _ = crate::json::escape_json(s.as_ref(), |piece| {
+        out.bytes(piece);
         Some(())
     });
     out.byte(b'"');

@@ -680,8 +680,8 @@ impl Engine {
                 }
             }
             let fills = crate::journal::Fills {
-                request_id: &open.event.request_id,
-                trace_id: open.event.trace_id.as_deref(),
+                request_id: open.event.request_id.as_bytes(),
+                trace_id: open.event.trace_id.as_ref().map(|t| t.as_bytes()),
                 request_bytes: open.event.request_bytes,
             };
             link.journal

@@ -98,8 +98,9 @@ pub mod hole {
 /// What a template shared by invokes leaves to each invoke (see [`shared_template`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fills<'a> {
-    pub request_id: &'a str,
-    pub trace_id: Option<&'a str>,
+    /// Text's bytes, as a `FixedStr` keeps them.
+    pub request_id: &'a [u8],
+    pub trace_id: Option<&'a [u8]>,
     pub request_bytes: u64,
 }
 
@@ -1016,11 +1017,10 @@ fn find_from(t: &Out, start: usize, needle: &[u8]) -> Option<usize> {
 
 /// Writes `s` JSON-escaped (as the encoder writes strings) at the start of `dst`; its length, or
 /// `None` when it does not fit.
-fn escape_into(dst: &mut [u8], s: &str) -> Option<usize> {
+fn escape_into(dst: &mut [u8], s: &[u8]) -> Option<usize> {
     let mut n = 0;
     crate::json::escape_json(s, |piece| {
-        dst.get_mut(n..n + piece.len())?
-            .copy_from_slice(piece.as_bytes());
+        dst.get_mut(n..n + piece.len())?.copy_from_slice(piece);
         n += piece.len();
         Some(())
     })?;
@@ -1269,12 +1269,12 @@ mod tests {
         ] {
             let lit = serde_json::to_string(text).unwrap();
             let mut dst = [0u8; 1024];
-            let n = escape_into(&mut dst, text).unwrap();
+            let n = escape_into(&mut dst, text.as_bytes()).unwrap();
             assert_eq!(&dst[..n], &lit.as_bytes()[1..lit.len() - 1]);
         }
         let mut small = [0u8; 4];
-        assert_eq!(escape_into(&mut small, "\"\"\""), None, "does not fit");
-        assert_eq!(escape_into(&mut small, "abcd"), Some(4));
+        assert_eq!(escape_into(&mut small, b"\"\"\""), None, "does not fit");
+        assert_eq!(escape_into(&mut small, b"abcd"), Some(4));
     }
 
     #[test]

@@ -4,28 +4,28 @@
 
 use crate::text::Out;
 
-/// Hands `s`, JSON-escaped, to `put` in pieces: runs of characters that need no escape whole,
-/// each escape on its own. Quotes, backslashes and every control character are escaped (so no
+/// Hands `s` (text's bytes: no UTF-8 check, and the pieces of valid text are valid text),
+/// JSON-escaped, to `put` in pieces: runs of characters that need no escape whole, each escape
+/// on its own. Quotes, backslashes and every control character are escaped (so no
 /// value can break a line or an object), as `serde_json` writes them; stops at the first
 /// `None` from `put`. The one escaper of records and of the journal's slots.
-pub fn escape_json(s: &str, mut put: impl FnMut(&str) -> Option<()>) -> Option<()> {
+pub fn escape_json(s: &[u8], mut put: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
     let mut rest = s;
-    while let Some(at) = crate::text::find_json_special(rest.as_bytes()) {
+    while let Some(at) = crate::text::find_json_special(rest) {
         put(rest.get(..at)?)?;
-        let b = rest.as_bytes().get(at).copied()?;
+        let b = rest.get(at).copied()?;
         match b {
-            b'"' => put("\\\"")?,
-            b'\\' => put("\\\\")?,
-            b'\n' => put("\\n")?,
-            b'\r' => put("\\r")?,
-            b'\t' => put("\\t")?,
-            0x08 => put("\\b")?,
-            0x0c => put("\\f")?,
+            b'"' => put(b"\\\"")?,
+            b'\\' => put(b"\\\\")?,
+            b'\n' => put(b"\\n")?,
+            b'\r' => put(b"\\r")?,
+            b'\t' => put(b"\\t")?,
+            0x08 => put(b"\\b")?,
+            0x0c => put(b"\\f")?,
             _ => {
                 let hex = b"0123456789abcdef";
                 let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
-                let escape = [b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)];
-                put(std::str::from_utf8(&escape).ok()?)?
+                put(&[b'\\', b'u', b'0', b'0', digit(b >> 4), digit(b & 15)])?
             }
         }
         rest = rest.get(at + 1..)?;

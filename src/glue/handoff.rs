@@ -163,8 +163,8 @@ pub fn to_json(open: &OpenInvoke, out: &mut Out) {
     use std::fmt::Write;
     let string = |out: &mut Out, s: &str| {
         out.byte(b'"');
-        let _ = crate::json::escape_json(s, |piece| {
-            out.str(piece);
+        let _ = crate::json::escape_json(s.as_bytes(), |piece| {
+            out.bytes(piece);
             Some(())
         });
         out.byte(b'"');
