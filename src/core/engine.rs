@@ -353,6 +353,9 @@ pub struct Engine {
     /// event (its deadline tells the function's timeout).
     ended_inits: Option<tracker::EndedInits>,
     scratch: Scratch,
+    /// Where the provisional final record of a result is made (see
+    /// [`Engine::journal_provisional`]).
+    provisional_record: InvokeRecord,
 }
 
 /// Where a record is encoded before it is copied on (a journal's template).
@@ -516,6 +519,7 @@ impl Engine {
                 line: zeroed(RECORD_BYTES)?,
                 template: zeroed(RECORD_BYTES)?,
             },
+            provisional_record: InvokeRecord::blank(tracker::RecordKind::Invoke),
         })
     }
 
@@ -782,12 +786,13 @@ impl Engine {
         let Some(link) = self.journal.as_mut() else {
             return;
         };
-        let Some(mut record) = self
+        let record = &mut self.provisional_record;
+        if !self
             .tracker
-            .finished_record_of(&sent.id, &sent.outcome, &sent.at)
-        else {
+            .finished_record_of(&sent.id, &sent.outcome, &sent.at, record)
+        {
             return;
-        };
+        }
         let Some(slot) = record.journal_slot else {
             return;
         };
@@ -798,7 +803,7 @@ impl Engine {
             &mut self.prefixes,
             &mut self.scratch,
             self.tracker.pool_ref(),
-            &mut record,
+            record,
             sent.at.mono_ns,
         );
         let constants_after = self.prefixes.constants_written();

@@ -147,6 +147,15 @@ impl<const N: usize> FixedStr<N> {
         }
     }
 
+    /// Becomes `other`, copying only its text (a whole `FixedStr` is `N` bytes to copy).
+    pub fn assign(&mut self, other: &Self) {
+        let len = usize::from(other.len);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(..len), other.buf.get(..len)) {
+            dst.copy_from_slice(src);
+            self.len = other.len;
+        }
+    }
+
     /// Appends what fits of `s` (cut at a character boundary); false when not all of it did.
     pub fn push_str(&mut self, s: &str) -> bool {
         let at = usize::from(self.len);
@@ -482,6 +491,18 @@ mod tests {
             find_token_end(b' ', b"/2018-06-01/runtime/invocation/next"),
             None
         );
+    }
+
+    #[test]
+    fn an_assigned_fixed_string_is_the_other_one() {
+        let mut a: FixedStr<8> = FixedStr::new("longer!");
+        a.assign(&FixedStr::new("ab"));
+        assert_eq!(a, FixedStr::new("ab"));
+        assert_eq!(a.as_str(), "ab");
+        a.assign(&FixedStr::EMPTY);
+        assert!(a.is_empty());
+        a.assign(&FixedStr::new("12345678"));
+        assert_eq!(a.as_str(), "12345678");
     }
 
     #[test]

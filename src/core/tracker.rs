@@ -291,25 +291,44 @@ impl OpenInvoke {
     /// Its final record, its result sent at `now` with `outcome` (a result after the deadline
     /// comes too late: Lambda has timed the invoke out).
     fn finished(&self, outcome: &Outcome, now: &Probe) -> InvokeRecord {
-        let late = self.deadline_mono_ns.is_some_and(|d| now.mono_ns > d);
         let mut record = self.record(now);
+        self.finish(outcome, now, &mut record);
+        record
+    }
+
+    /// [`OpenInvoke::finished`], written over `out` where it is (its strings copied only as
+    /// long as they are: a record is not small).
+    pub fn finished_into(&self, outcome: &Outcome, now: &Probe, out: &mut InvokeRecord) {
+        self.record_into(now, out);
+        self.finish(outcome, now, out);
+    }
+
+    /// Makes `record`, this invoke's as [`OpenInvoke::record_into`] wrote it, its final one.
+    fn finish(&self, outcome: &Outcome, now: &Probe, record: &mut InvokeRecord) {
+        let late = self.deadline_mono_ns.is_some_and(|d| now.mono_ns > d);
         record.errored = outcome.errored || late;
         record.timed_out = late;
-        record.error_type = if late {
-            Some(ErrorType::new(TIMEOUT_ERROR_TYPE))
+        if late {
+            record.error_type = Some(ErrorType::new(TIMEOUT_ERROR_TYPE));
         } else {
-            outcome.error_type
-        };
+            set_error_type(&mut record.error_type, outcome.error_type.as_ref());
+        }
         record.response_bytes = Some(outcome.response_bytes);
         if outcome.streamed {
             record.time_to_first_byte_ns = self
                 .first_byte_ns
                 .map(|t| t.saturating_sub(self.started.mono_ns));
         }
-        record
     }
 
     fn record(&self, now: &Probe) -> InvokeRecord {
+        let mut record = InvokeRecord::blank(RecordKind::Invoke);
+        self.record_into(now, &mut record);
+        record
+    }
+
+    /// Writes over `out` the record of this invoke as it stands at `now` (no outcome yet).
+    fn record_into(&self, now: &Probe, out: &mut InvokeRecord) {
         let started = self.started;
         let gauges = match (started.gauges, now.gauges) {
             (Some(a), Some(b)) => Some(Gauges {
@@ -319,30 +338,67 @@ impl OpenInvoke {
             }),
             _ => None,
         };
-        InvokeRecord {
-            kind: RecordKind::Invoke,
-            request_id: self.event.request_id,
-            trace_id: self.event.trace_id,
-            timestamp_ms: now.wall_ms,
-            duration_ns: Some(now.mono_ns.saturating_sub(started.mono_ns)),
-            cold_start: self.cold_start,
-            proactive_init: self.proactive_init,
-            init_duration_ns: self.init_duration_ns,
-            restored: self.restore_duration_ns.is_some(),
-            restore_duration_ns: self.restore_duration_ns,
-            errored: false,
-            timed_out: false,
-            error_type: None,
-            cpu_ns: Some(now.cpu_ns.saturating_sub(started.cpu_ns)),
-            max_rss_kb: now.max_rss_kb,
-            request_bytes: Some(self.event.request_bytes),
-            response_bytes: None,
-            post_response_ns: None,
-            time_to_first_byte_ns: None,
-            gauges,
-            custom: self.custom,
-            journal_slot: self.journal_slot,
+        // Every field, named: one added to the record must be set here too.
+        let InvokeRecord {
+            kind,
+            request_id,
+            trace_id,
+            timestamp_ms,
+            duration_ns,
+            cold_start,
+            proactive_init,
+            init_duration_ns,
+            restored,
+            restore_duration_ns,
+            errored,
+            timed_out,
+            error_type,
+            cpu_ns,
+            max_rss_kb,
+            request_bytes,
+            response_bytes,
+            post_response_ns,
+            time_to_first_byte_ns,
+            gauges: record_gauges,
+            custom,
+            journal_slot,
+        } = out;
+        *kind = RecordKind::Invoke;
+        request_id.assign(&self.event.request_id);
+        match (trace_id.as_mut(), self.event.trace_id.as_ref()) {
+            (Some(dst), Some(src)) => dst.assign(src),
+            (None, Some(src)) => *trace_id = Some(*src),
+            (_, None) => *trace_id = None,
         }
+        *timestamp_ms = now.wall_ms;
+        *duration_ns = Some(now.mono_ns.saturating_sub(started.mono_ns));
+        *cold_start = self.cold_start;
+        *proactive_init = self.proactive_init;
+        *init_duration_ns = self.init_duration_ns;
+        *restored = self.restore_duration_ns.is_some();
+        *restore_duration_ns = self.restore_duration_ns;
+        *errored = false;
+        *timed_out = false;
+        *error_type = None;
+        *cpu_ns = Some(now.cpu_ns.saturating_sub(started.cpu_ns));
+        *max_rss_kb = now.max_rss_kb;
+        *request_bytes = Some(self.event.request_bytes);
+        *response_bytes = None;
+        *post_response_ns = None;
+        *time_to_first_byte_ns = None;
+        *record_gauges = gauges;
+        *custom = self.custom;
+        *journal_slot = self.journal_slot;
+    }
+}
+
+/// Sets an error type where it is (an absent one stays a tag to write; a present one is copied
+/// as long as it is).
+fn set_error_type(dst: &mut Option<ErrorType>, src: Option<&ErrorType>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => d.assign(s),
+        (None, Some(s)) => *dst = Some(*s),
+        (_, None) => *dst = None,
     }
 }
 
@@ -387,11 +443,24 @@ impl Channel<'_> {
     };
 }
 
-/// A finished invoke's record, waiting for the runtime's next `/next`.
+/// A finished invoke's record, waiting for the runtime's next `/next` (when `waits`). Kept in
+/// place, never `Option`-wrapped: a record is not small, and is written where it waits.
 #[derive(Clone, Copy, Debug)]
 struct AwaitingNext {
     record: InvokeRecord,
     result_sent_ns: u64,
+    waits: bool,
+}
+
+impl AwaitingNext {
+    fn get(&self) -> Option<&AwaitingNext> {
+        self.waits.then_some(self)
+    }
+
+    /// A copy of the record that waits, which waits no more.
+    fn take(&mut self) -> Option<InvokeRecord> {
+        std::mem::take(&mut self.waits).then_some(self.record)
+    }
 }
 
 /// Per-process invoke state. See the module documentation.
@@ -417,7 +486,7 @@ pub struct Tracker {
     open: Vec<OpenInvoke>,
     /// Invokes opened so far.
     opened: u64,
-    awaiting_next: Option<AwaitingNext>,
+    awaiting_next: AwaitingNext,
     /// Shared with the environment's other processes, when this one is a per-request helper.
     handoff: Option<Box<dyn Handoff>>,
     /// The handoff of a process that turned out to be a runtime of its own.
@@ -444,7 +513,11 @@ impl Tracker {
             restore_duration_ns: None,
             open,
             opened: 0,
-            awaiting_next: None,
+            awaiting_next: AwaitingNext {
+                record: InvokeRecord::blank(RecordKind::Invoke),
+                result_sent_ns: 0,
+                waits: false,
+            },
             handoff: None,
             retired_handoff: None,
             pending: Custom::NONE,
@@ -472,20 +545,20 @@ impl Tracker {
     /// record of the invoke it just finished is complete, and is returned now so that it is
     /// written before the runtime can be frozen or stopped.
     pub fn next_starting(&mut self, now: &Probe) -> Option<InvokeRecord> {
-        let waiting = self.awaiting_next.take()?;
-        let mut record = waiting.record;
-        record.post_response_ns = Some(now.mono_ns.saturating_sub(waiting.result_sent_ns));
+        let sent_ns = self.awaiting_next.get()?.result_sent_ns;
+        let mut record = self.awaiting_next.take()?;
+        record.post_response_ns = Some(now.mono_ns.saturating_sub(sent_ns));
         Some(record)
     }
 
     /// Whether a finished invoke's record waits for the runtime's next `/next`.
     pub fn record_awaits(&self) -> bool {
-        self.awaiting_next.is_some()
+        self.awaiting_next.waits
     }
 
     /// When the record that waits for `/next` was finished (monotonic ns), if one waits.
     pub fn awaiting_since_ns(&self) -> Option<u64> {
-        self.awaiting_next.map(|w| w.result_sent_ns)
+        self.awaiting_next.get().map(|w| w.result_sent_ns)
     }
 
     /// A `/next` request was fully sent. Returns a record that was still waiting for it.
@@ -521,7 +594,7 @@ impl Tracker {
         reserved: &dyn Fn(&str) -> bool,
     ) -> Option<InvokeRecord> {
         self.next_outstanding = self.next_outstanding.saturating_sub(1);
-        let flushed = self.awaiting_next.take().map(|w| w.record);
+        let flushed = self.awaiting_next.take();
         if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
             return flushed;
         }
@@ -683,25 +756,37 @@ impl Tracker {
         now: &Probe,
         channel: &Channel,
     ) -> (Option<InvokeRecord>, Option<InvokeRecord>) {
-        // (Taken only when there: a take copies the whole record either way.)
-        let waited = match self.awaiting_next {
-            Some(_) => self.awaiting_next.take().map(|w| w.record),
-            None => None,
-        };
+        let waited = self.awaiting_next.take();
         let mut record = match self.find(request_id) {
             Some(i) => {
                 if let Some(h) = self.handoff.as_mut() {
                     h.forget(request_id);
                 }
                 self.place_channel_at(Some(i), channel);
+                // One invoke at a time and nothing asked for yet: its record waits for the
+                // runtime's next `/next`, made where it waits.
+                let waits =
+                    self.open.len() == 1 && self.handoff.is_none() && self.next_outstanding == 0;
                 let Some(open) = self.open.get(i) else {
                     return (waited, None);
                 };
-                let record = open.finished(&outcome, now);
+                let record = if waits {
+                    open.finished_into(&outcome, now, &mut self.awaiting_next.record);
+                    None
+                } else {
+                    Some(open.finished(&outcome, now))
+                };
                 // Out of the list without being copied out of it.
                 self.open.copy_within(i + 1.., i);
                 self.open.truncate(self.open.len().saturating_sub(1));
-                record
+                match record {
+                    Some(record) => record,
+                    None => {
+                        self.awaiting_next.result_sent_ns = now.mono_ns;
+                        self.awaiting_next.waits = true;
+                        return (waited, None);
+                    }
+                }
             }
             // Begun in another process of the environment: measured as the environment's.
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
@@ -712,33 +797,30 @@ impl Tracker {
                 None => return (waited, None),
             },
         };
-        let one_at_a_time = self.open.is_empty() && self.handoff.is_none();
-        if !one_at_a_time {
-            return (waited, Some(record));
-        }
-        if self.next_outstanding > 0 {
+        if self.open.is_empty() && self.handoff.is_none() && self.next_outstanding > 0 {
             // The runtime already waits for its next event: nothing after the response.
             record.post_response_ns = Some(0);
-            return (waited, Some(record));
         }
-        self.awaiting_next = Some(AwaitingNext {
-            record,
-            result_sent_ns: now.mono_ns,
-        });
-        (waited, None)
+        (waited, Some(record))
     }
 
     /// The final record `request_id`'s invoke (open in this process) would have if `outcome`
     /// were how it ended at `now`, without ending it: kept in the journal while the Runtime
     /// API's answer to the result is awaited, in case the process ends first.
+    /// Written over `out`, where it is; false (`out` untouched) when the invoke is not open
+    /// here.
     pub fn finished_record_of(
         &self,
         request_id: &RequestId,
         outcome: &Outcome,
         now: &Probe,
-    ) -> Option<InvokeRecord> {
-        let open = self.open.get(self.find(request_id)?)?;
-        Some(open.finished(outcome, now))
+        out: &mut InvokeRecord,
+    ) -> bool {
+        let Some(open) = self.find(request_id).and_then(|i| self.open.get(i)) else {
+            return false;
+        };
+        open.finished_into(outcome, now, out);
+        true
     }
 
     /// `/runtime/init/error` was fully sent.
@@ -829,10 +911,10 @@ impl Tracker {
         }
         if self
             .awaiting_next
-            .as_ref()
+            .get()
             .is_some_and(|w| now.mono_ns >= w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS))
         {
-            return self.awaiting_next.take().map(|w| w.record);
+            return self.awaiting_next.take();
         }
         None
     }
@@ -846,24 +928,24 @@ impl Tracker {
             .filter_map(|o| o.deadline_mono_ns.map(|d| d.saturating_sub(margin)));
         let waiting = self
             .awaiting_next
-            .as_ref()
+            .get()
             .map(|w| w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS));
         deadlines.chain(waiting).min()
     }
 
     /// The record that waits for the runtime's next `/next`.
     pub fn awaiting(&self) -> Option<&InvokeRecord> {
-        self.awaiting_next.as_ref().map(|w| &w.record)
+        self.awaiting_next.get().map(|w| &w.record)
     }
 
     /// Forgets the record that waits for `/next`: its caller wrote it.
     pub fn forget_awaiting(&mut self) {
-        self.awaiting_next = None;
+        self.awaiting_next.waits = false;
     }
 
     /// The process is exiting: whatever waits is written now.
     pub fn flush(&mut self) -> Option<InvokeRecord> {
-        self.awaiting_next.take().map(|w| w.record)
+        self.awaiting_next.take()
     }
 
     /// The invoke opened last, while it is open.
@@ -884,6 +966,7 @@ impl Tracker {
         self.open.iter().any(|o| o.journal_slot == Some(slot))
             || self
                 .awaiting_next
+                .get()
                 .is_some_and(|w| w.record.journal_slot == Some(slot))
     }
 
@@ -895,9 +978,11 @@ impl Tracker {
             pool,
             ..
         } = self;
-        awaiting_next
-            .as_mut()
-            .map(|w| (&mut w.record, w.result_sent_ns, &*pool))
+        awaiting_next.waits.then_some((
+            &mut awaiting_next.record,
+            awaiting_next.result_sent_ns,
+            &*pool,
+        ))
     }
 
     /// Whether the environment is initialised on demand (an invoke waits for its init).
@@ -959,7 +1044,7 @@ impl Tracker {
         self.restore_duration_ns = None;
         self.open.clear();
         self.opened = 0;
-        self.awaiting_next = None;
+        self.awaiting_next.waits = false;
         // Dropped in the child only: it was made before the child became a runtime of its own.
         self.handoff = None;
         self.pending = Custom::NONE;
