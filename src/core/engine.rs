@@ -1384,6 +1384,11 @@ impl Engine {
             None => sent.outcome,
         };
         let now = &sent.at;
+        // A record that still waits for `/next` goes first.
+        if self.tracker.record_awaits() {
+            let waited = self.tracker.flush();
+            self.push_records(waited, Some(now));
+        }
         let (len, pid) = self.read_channel(Some(&sent.id));
         let channel = tracker::Channel {
             bytes: self.channel_buf.get(..len).unwrap_or_default(),
@@ -1391,12 +1396,11 @@ impl Engine {
             reserved: &emf::reserved,
         };
         let as_provisional = outcome == sent.outcome;
-        let (waited, this) = self.tracker.result_sent(&sent.id, outcome, now, &channel);
+        let this = self.tracker.result_sent(&sent.id, outcome, now, &channel);
         if this.is_none() {
             self.journal_finished(as_provisional);
         }
         self.sync_journal();
-        self.push_records(waited, Some(now));
         self.push_records(this, Some(now));
     }
 

@@ -532,8 +532,8 @@ pub fn tracker_orders(data: &[u8]) {
                         .then(|| ErrorType::new(&"E".repeat(usize::from(input.byte()) * 2))),
                     streamed: input.coin(),
                 };
-                let (a, b) =
-                    t.result_sent(&RequestId::new(id), outcome, &p, &tracker::Channel::NONE);
+                let a = t.flush();
+                let b = t.result_sent(&RequestId::new(id), outcome, &p, &tracker::Channel::NONE);
                 records.extend(a.into_iter().chain(b));
             }
             4 => t.result_first_byte(&RequestId::new(id), &p),

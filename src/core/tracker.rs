@@ -459,7 +459,12 @@ impl AwaitingNext {
 
     /// A copy of the record that waits, which waits no more.
     fn take(&mut self) -> Option<InvokeRecord> {
-        std::mem::take(&mut self.waits).then_some(self.record)
+        // (Not `then_some(self.record)`: its argument, the whole record, is copied either way.)
+        if std::mem::take(&mut self.waits) {
+            Some(self.record)
+        } else {
+            None
+        }
     }
 }
 
@@ -746,17 +751,17 @@ impl Tracker {
         }
     }
 
-    /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns the records
-    /// ready now: any record that was still waiting, and this invoke's, unless it waits for the
-    /// runtime's next `/next` (one invoke at a time, nothing asked for yet).
+    /// A result (`/response` or `/error`) for `request_id` was fully sent. Returns this
+    /// invoke's record, unless it waits for the runtime's next `/next` (one invoke at a time,
+    /// nothing asked for yet). A record that still waits for `/next` is its caller's to take
+    /// first ([`Tracker::flush`]); if it did not, this one does not wait in its place.
     pub fn result_sent(
         &mut self,
         request_id: &RequestId,
         outcome: Outcome,
         now: &Probe,
         channel: &Channel,
-    ) -> (Option<InvokeRecord>, Option<InvokeRecord>) {
-        let waited = self.awaiting_next.take();
+    ) -> Option<InvokeRecord> {
         let mut record = match self.find(request_id) {
             Some(i) => {
                 if let Some(h) = self.handoff.as_mut() {
@@ -765,11 +770,11 @@ impl Tracker {
                 self.place_channel_at(Some(i), channel);
                 // One invoke at a time and nothing asked for yet: its record waits for the
                 // runtime's next `/next`, made where it waits.
-                let waits =
-                    self.open.len() == 1 && self.handoff.is_none() && self.next_outstanding == 0;
-                let Some(open) = self.open.get(i) else {
-                    return (waited, None);
-                };
+                let waits = self.open.len() == 1
+                    && self.handoff.is_none()
+                    && self.next_outstanding == 0
+                    && !self.awaiting_next.waits;
+                let open = self.open.get(i)?;
                 let record = if waits {
                     open.finished_into(&outcome, now, &mut self.awaiting_next.record);
                     None
@@ -784,7 +789,7 @@ impl Tracker {
                     None => {
                         self.awaiting_next.result_sent_ns = now.mono_ns;
                         self.awaiting_next.waits = true;
-                        return (waited, None);
+                        return None;
                     }
                 }
             }
@@ -794,14 +799,14 @@ impl Tracker {
                     self.place_channel(channel, Some(&mut open));
                     open.finished(&outcome, &now.environment())
                 }
-                None => return (waited, None),
+                None => return None,
             },
         };
         if self.open.is_empty() && self.handoff.is_none() && self.next_outstanding > 0 {
             // The runtime already waits for its next event: nothing after the response.
             record.post_response_ns = Some(0);
         }
-        (waited, Some(record))
+        Some(record)
     }
 
     /// The final record `request_id`'s invoke (open in this process) would have if `outcome`
@@ -1091,7 +1096,8 @@ mod tests {
     }
 
     fn sent(t: &mut Tracker, id: &str, outcome: Outcome, now: &Probe) -> Vec<InvokeRecord> {
-        let (a, b) = t.result_sent(&RequestId::new(id), outcome, now, &Channel::NONE);
+        let a = t.flush();
+        let b = t.result_sent(&RequestId::new(id), outcome, now, &Channel::NONE);
         a.into_iter().chain(b).collect()
     }
 
@@ -1123,7 +1129,8 @@ mod tests {
             pid: 1,
             reserved: &|n| n == "Duration",
         };
-        let (x, y) = t.result_sent(&RequestId::new("a"), Outcome::default(), &p, &channel);
+        let x = t.flush();
+        let y = t.result_sent(&RequestId::new("a"), Outcome::default(), &p, &channel);
         let a: Vec<InvokeRecord> = x.into_iter().chain(y).chain(t.next_starting(&p)).collect();
         assert_eq!(names(&t, &a[0]), ["Unnamed"]);
         let b: Vec<InvokeRecord> = sent(&mut t, "b", Outcome::default(), &p)
@@ -1532,7 +1539,8 @@ mod tests {
                     pool.metric(c, "Orders", 1.0, Some("Count"), &none)
                 });
                 assert_eq!(status, Status::Ok);
-                let (a, b) = t.result_sent(
+                let a = t.flush();
+                let b = t.result_sent(
                     &RequestId::new(id),
                     Outcome::default(),
                     &at(i + 1),
