@@ -88,13 +88,13 @@ pub enum RequestKind {
 /// The path of a target, without an absolute form's scheme and host and without a query.
 fn path_of(target: &[u8]) -> &[u8] {
     let target = match target.strip_prefix(b"http://") {
-        Some(rest) => match rest.iter().position(|b| *b == b'/') {
+        Some(rest) => match crate::text::find_byte(b'/', rest) {
             Some(i) => rest.get(i..).unwrap_or_default(),
             None => b"/",
         },
         None => target,
     };
-    match target.iter().position(|b| *b == b'?') {
+    match crate::text::find_byte(b'?', target) {
         Some(q) => target.get(..q).unwrap_or_default(),
         None => target,
     }
@@ -104,16 +104,17 @@ impl RequestKind {
     /// Classifies a request by its method and target, and borrows the invoke id from the
     /// target where it has one (cut to [`MAX_ID_LEN`] bytes). A target too long to be kept
     /// whole can only be a result with a long id: its kept start and the end of its path say.
+    /// (The path is compared as bytes; only an id is text, checked as such.)
     pub fn classify<'t>(method: &str, target: &'t Target) -> (RequestKind, &'t str) {
         let kept = target.prefix();
         if target.is_whole() {
-            let path = crate::text::utf8_prefix(path_of(kept), kept.len());
-            return classify_path(method, path);
+            return classify_path(method, path_of(kept));
         }
-        let start = crate::text::utf8_prefix(path_of(kept), kept.len());
-        let Some(rest) = start.strip_prefix("/2018-06-01/runtime/invocation/") else {
+        let Some(rest) = path_of(kept).strip_prefix(b"/2018-06-01/runtime/invocation/") else {
             return (RequestKind::Other, "");
         };
+        // The id as far as it is text.
+        let rest = crate::text::utf8_prefix(rest, rest.len());
         if method != "POST" || rest.contains('/') {
             return (RequestKind::Other, "");
         }
@@ -135,31 +136,33 @@ impl RequestKind {
 }
 
 /// Classifies a whole path.
-fn classify_path<'p>(method: &str, path: &'p str) -> (RequestKind, &'p str) {
-    let Some(rest) = path.strip_prefix(BASE) else {
+fn classify_path<'p>(method: &str, path: &'p [u8]) -> (RequestKind, &'p str) {
+    let Some(rest) = path.strip_prefix(BASE.as_bytes()) else {
         return (RequestKind::Other, "");
     };
     match (method, rest) {
-        ("GET", "/runtime/invocation/next") => (RequestKind::Next, ""),
-        ("POST", "/runtime/init/error") => (RequestKind::InitError, ""),
-        ("GET", "/runtime/restore/next") => (RequestKind::RestoreNext, ""),
-        ("POST", "/runtime/restore/error") => (RequestKind::RestoreError, ""),
+        ("GET", b"/runtime/invocation/next") => (RequestKind::Next, ""),
+        ("POST", b"/runtime/init/error") => (RequestKind::InitError, ""),
+        ("GET", b"/runtime/restore/next") => (RequestKind::RestoreNext, ""),
+        ("POST", b"/runtime/restore/error") => (RequestKind::RestoreError, ""),
         ("POST", rest) => {
-            // `/runtime/invocation/<id>/response` or `…/error`: an id of one segment.
-            let Some(tail) = rest.strip_prefix("/runtime/invocation/") else {
+            // `/runtime/invocation/<id>/response` or `…/error`: an id of one segment, of text.
+            let Some(tail) = rest.strip_prefix(b"/runtime/invocation/") else {
                 return (RequestKind::Other, "");
             };
-            let (id, kind) = if let Some(id) = tail.strip_suffix("/response") {
+            let (id, kind) = if let Some(id) = tail.strip_suffix(b"/response") {
                 (id, RequestKind::Response)
-            } else if let Some(id) = tail.strip_suffix("/error") {
+            } else if let Some(id) = tail.strip_suffix(b"/error") {
                 (id, RequestKind::Error)
             } else {
                 return (RequestKind::Other, "");
             };
-            if id.is_empty() || id.contains('/') {
-                return (RequestKind::Other, "");
+            match std::str::from_utf8(id) {
+                Ok(id) if !id.is_empty() && !id.contains('/') => {
+                    (kind, crate::text::bounded_str(id, MAX_ID_LEN))
+                }
+                _ => (RequestKind::Other, ""),
             }
-            (kind, crate::text::bounded_str(id, MAX_ID_LEN))
         }
         _ => (RequestKind::Other, ""),
     }
@@ -633,6 +636,28 @@ mod tests {
                 (kind, id.to_string()),
                 "{target}"
             );
+        }
+        // An id is text: one that is not UTF-8 is no id; one that is, whatever its letters, is.
+        for (target, kind, id) in [
+            (
+                &b"/2018-06-01/runtime/invocation/ab\xffcd/response"[..],
+                Other,
+                "",
+            ),
+            (
+                "/2018-06-01/runtime/invocation/é€/error".as_bytes(),
+                Error,
+                "é€",
+            ),
+        ] {
+            let mut line = b"POST ".to_vec();
+            line.extend_from_slice(target);
+            line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+            let mut p = Parser::new(Direction::Request, FIELDS);
+            let mut data = &line[..];
+            assert_eq!(p.step(&mut data), Ok(Some(Event::Head)));
+            let got = RequestKind::classify(p.head().method(), p.head().target());
+            assert_eq!(got, (kind, id));
         }
         // An id longer than the parser keeps: the kind from the end of the path, the id cut.
         let long = "x".repeat(3_000);
