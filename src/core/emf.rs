@@ -16,6 +16,8 @@ pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 struct MetricValue {
     name: &'static str,
     unit: &'static str,
+    /// Its place in the catalog.
+    index: usize,
     value: Number,
     /// Declared in the directive (a billed metric), else a plain value of the record.
     declared: bool,
@@ -72,6 +74,7 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
             *slot = Some(MetricValue {
                 name: metric.name,
                 unit: metric.unit,
+                index: i,
                 value,
                 declared,
             });
@@ -83,6 +86,43 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
             }
         }
     }
+}
+
+/// The longest member start, `,"Name":`, of a catalog metric.
+const MEMBER_MAX: usize = 48;
+
+/// Each catalog metric's member start, `,"Name":`, made when the library is built (one copy a
+/// metric, not three; a name too long for it does not build).
+const MEMBER_STARTS: [([u8; MEMBER_MAX], usize); MAX_METRICS] = member_starts();
+
+#[allow(clippy::indexing_slicing)] // Evaluated when the library is built: out of bounds fails it.
+const fn member_starts() -> [([u8; MEMBER_MAX], usize); MAX_METRICS] {
+    let mut all = [([0u8; MEMBER_MAX], 0); MAX_METRICS];
+    let mut i = 0;
+    while i < MAX_METRICS {
+        let name = crate::metrics::CATALOG[i].name.as_bytes();
+        let mut m = [0u8; MEMBER_MAX];
+        m[0] = b',';
+        m[1] = b'"';
+        let mut j = 0;
+        while j < name.len() {
+            m[2 + j] = name[j];
+            j += 1;
+        }
+        m[2 + j] = b'"';
+        m[3 + j] = b':';
+        all[i] = (m, name.len() + 4);
+        i += 1;
+    }
+    all
+}
+
+/// Catalog metric `i`'s member start (see [`MEMBER_STARTS`]).
+fn member_start(i: usize) -> &'static [u8] {
+    MEMBER_STARTS
+        .get(i)
+        .and_then(|(m, len)| m.get(..*len))
+        .unwrap_or_default()
 }
 
 /// Members of a record that are not metrics (a custom name may not take one).
@@ -363,9 +403,7 @@ fn encode_with(
                 marks.member = Some(out.len() - line_at);
             }
             // Metric names are the catalog's plain ASCII: no escaping needed.
-            out.str(",\"");
-            out.str(m.name);
-            out.str("\":");
+            out.bytes(member_start(m.index));
             push_number(out, m.value);
         }
         if !rec.request_id.is_empty() {
@@ -1094,6 +1132,14 @@ mod tests {
         let _ = cached(&record(), &to_file, &mut p);
         let w = parse(cached(&warm, &to_file, &mut p));
         assert!(constants.iter().all(|k| w.get(k).is_some()));
+    }
+
+    #[test]
+    fn each_metric_member_starts_with_its_quoted_name() {
+        for (i, m) in crate::metrics::CATALOG.iter().enumerate() {
+            assert_eq!(member_start(i), format!(",\"{}\":", m.name).as_bytes());
+        }
+        assert_eq!(member_start(MAX_METRICS), b"");
     }
 
     #[test]
