@@ -406,17 +406,21 @@ fn encode_with(
             out.bytes(member_start(m.index));
             push_number(out, m.value);
         }
+        // Members of the record's own (known names: their starts written as they are).
         if !rec.request_id.is_empty() {
-            push_member(out, "requestId", &rec.request_id);
+            out.bytes(b",\"requestId\":");
+            push_str(out, &rec.request_id);
         }
         if let Some(trace) = rec.trace_id.as_ref().filter(|_| s.trace_id) {
-            push_member(out, "traceId", trace);
+            out.bytes(b",\"traceId\":");
+            push_str(out, trace);
         }
         if constants {
             push_constants(out, s, init_type, &mut keys);
         }
         if let Some(t) = &rec.error_type {
-            push_member(out, "errorType", t);
+            out.bytes(b",\"errorType\":");
+            push_str(out, t);
         }
         if rec.restored {
             out.str(",\"restored\":true");
