@@ -394,10 +394,6 @@ fn encode_with(
             let declares = metrics.declared().any(|d| d.name == m.name);
             m.declarations = (if declares { declarations_at } else { end }, end);
         }
-        let mut keys = Keys::default();
-        for d in s.dimension_sets.iter().flatten() {
-            keys.add(d.key());
-        }
         for m in metrics.iter() {
             if let Some(marks) = marks.as_deref_mut().filter(|k| k.name == m.name) {
                 marks.member = Some(out.len() - line_at);
@@ -416,6 +412,11 @@ fn encode_with(
             push_str(out, trace);
         }
         if constants {
+            // Less the dimensions' keys, written already.
+            let mut keys = Keys::default();
+            for d in s.dimension_sets.iter().flatten() {
+                keys.add(d.key());
+            }
             push_constants(out, s, init_type, &mut keys);
         }
         if let Some(t) = &rec.error_type {
