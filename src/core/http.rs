@@ -865,9 +865,7 @@ impl Parser {
 
     /// Decides what is kept of field `name` (in any case; `too_long`: its start only).
     fn choose_sink_for(&mut self, name: &[u8], too_long: bool, trailers: bool) {
-        let is = |wanted: &str| {
-            name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted.as_bytes())
-        };
+        let is = |wanted: &str| name_is(name, wanted.as_bytes());
         self.sink = Sink::Skip;
         if too_long || name.len() >= 128 || self.name_lengths & 1 << name.len() == 0 {
             return;
@@ -1067,6 +1065,22 @@ impl Parser {
         self.state = State::Idle;
         Event::Complete { body_len }
     }
+}
+
+/// Whether field `name` (a token: no byte below `!`) is `wanted` (lower-case letters, digits and
+/// `-`) in any case. For such bytes, setting the case bit (0x20) is exact: it lower-cases a
+/// letter, and only a control byte, which a token has none of, becomes a digit or `-` by it. So
+/// eight bytes are compared at a time.
+fn name_is(name: &[u8], wanted: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    if name.len() != wanted.len() {
+        return false;
+    }
+    let (names, wants) = (name.chunks_exact(8), wanted.chunks_exact(8));
+    let (name_rest, want_rest) = (names.remainder(), wants.remainder());
+    let word = |w: &[u8]| u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or_default());
+    names.zip(wants).all(|(n, w)| word(n) | CASE == word(w))
+        && name_rest.iter().zip(want_rest).all(|(n, w)| n | 0x20 == *w)
 }
 
 fn is_http1(version: &[u8]) -> bool {
@@ -1363,6 +1377,39 @@ mod tests {
             assert_eq!(done[1].head.status, 202);
         }
         assert!(std::mem::size_of::<Parser>() < 4096);
+    }
+
+    #[test]
+    fn a_field_name_is_a_wanted_one_exactly_when_it_is_in_any_case() {
+        let fields = crate::runtime_api::FIELDS;
+        let wanted: Vec<&str> = ["content-length", "transfer-encoding"]
+            .into_iter()
+            .chain(fields.head.iter().chain(fields.trailers).map(|w| w.name))
+            .collect();
+        for w in &wanted {
+            // What `name_is` takes wanted names to be.
+            assert!(
+                w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{w}"
+            );
+            let w = w.as_bytes();
+            // Every byte a token may hold, at every place, over the name in both cases.
+            for base in [w.to_vec(), w.to_ascii_uppercase()] {
+                for at in 0..base.len() {
+                    for b in (b'!'..=0xff).filter(|b| *b != 0x7f) {
+                        let mut name = base.clone();
+                        name[at] = b;
+                        assert_eq!(
+                            name_is(&name, w),
+                            name.eq_ignore_ascii_case(w),
+                            "{name:?} {w:?}"
+                        );
+                    }
+                }
+            }
+            assert!(!name_is(&w[1..], w));
+        }
     }
 
     #[test]
