@@ -384,6 +384,8 @@ struct JournalLink {
 /// A final record kept in the journal before its answer came, and the stream's constants state
 /// it was encoded in and left.
 struct Provisional {
+    /// The connection its result was sent on: its answer, and no other, confirms it.
+    conn: usize,
     slot: usize,
     sent_ns: u64,
     constants_before: bool,
@@ -717,9 +719,10 @@ impl Engine {
     /// The record that now waits for the runtime's next `/next` replaces its invoke's prepared
     /// one in the journal: from here until it is written, any ending of the process (or its
     /// successor) writes it as it is, with the time since its result as its post-response
-    /// time. `as_provisional`: the Runtime API's answer left the outcome as the provisional
-    /// record had it (see [`Engine::journal_provisional`]).
-    fn journal_finished(&mut self, as_provisional: bool) {
+    /// time. `as_provisional`: the Runtime API's answer to the result sent on `conn` left the
+    /// outcome as the provisional record of that result had it (see
+    /// [`Engine::journal_provisional`]).
+    fn journal_finished(&mut self, conn: usize, as_provisional: bool) {
         self.stream_constants_from_journal();
         let Some(link) = self.journal.as_mut() else {
             return;
@@ -739,6 +742,7 @@ impl Engine {
         let constants_before = self.prefixes.constants_written();
         let kept = link.provisional.take().filter(|p| {
             as_provisional
+                && p.conn == conn
                 && p.slot == slot
                 && p.sent_ns == sent_ns
                 && p.constants_before == constants_before
@@ -779,7 +783,7 @@ impl Engine {
     /// slot keeps the record it has if the answer accepts it, so that a process that ends
     /// before reading the answer (`_exit`, a fatal signal, SIGKILL) reports what the Runtime
     /// API most likely did: a result taken. The answer decides the record that goes out.
-    fn journal_provisional(&mut self, sent: &SentResult) {
+    fn journal_provisional(&mut self, conn: usize, sent: &SentResult) {
         if self.tracker.has_handoff() {
             return;
         }
@@ -812,6 +816,7 @@ impl Engine {
             self.prefixes.forget_constants_written();
         }
         link.provisional = kept.then_some(Provisional {
+            conn,
             slot,
             sent_ns: sent.at.mono_ns,
             constants_before,
@@ -1357,7 +1362,7 @@ impl Engine {
         if let Some(answer) = c.result_answer.take() {
             return self.finish_result(conn, Some(answer));
         }
-        self.journal_provisional(&sent);
+        self.journal_provisional(conn, &sent);
     }
 
     /// The Runtime API answered the result sent on connection `conn` (or, when the answer was
@@ -1398,7 +1403,7 @@ impl Engine {
         let as_provisional = outcome == sent.outcome;
         let this = self.tracker.result_sent(&sent.id, outcome, now, &channel);
         if this.is_none() {
-            self.journal_finished(as_provisional);
+            self.journal_finished(conn, as_provisional);
         }
         self.sync_journal();
         self.push_records(this, Some(now));
@@ -2058,6 +2063,78 @@ mod tests {
         let lines = answered(e, 5, result, answer, &p);
         assert_eq!(lines.len(), 1, "{lines:?}");
         serde_json::from_str(&lines[0]).unwrap()
+    }
+
+    #[test]
+    fn a_record_waiting_for_next_goes_out_when_another_result_is_finished_first() {
+        // A result finished while an invoke's record still waits for `/next` (no `sending` seen
+        // for it: a second result for the same invoke, or for one not open here): the waiting
+        // record goes out, with or without a journal.
+        for with_journal in [false, true] {
+            for second in ["a", "unknown"] {
+                let bits = leak_bits();
+                let mut e = engine(bits);
+                let _words = with_journal.then(|| {
+                    let (journal, words) = memory_journal();
+                    e.attach_journal(journal, ME).unwrap();
+                    words
+                });
+                let clock = Clock(Cell::new(10));
+                let p = |_: Reading| clock.probe();
+                e.connected(5, api_addr());
+                e.sent(5, fixtures::NEXT, &p);
+                e.received(5, &next_event("a", "{}"), &p);
+                clock.0.set(20);
+                let mut lines = e
+                    .sent(5, &fixtures::result("a", "response", "1", ""), &p)
+                    .lines;
+                lines.extend(e.received(5, ACCEPTED, &p).lines);
+                clock.0.set(22);
+                lines.extend(
+                    e.sent(5, &fixtures::result(second, "response", "1", ""), &p)
+                        .lines,
+                );
+                lines.extend(e.received(5, ACCEPTED, &p).lines);
+                lines.extend(e.flush().lines);
+                assert_eq!(
+                    lines.len(),
+                    1,
+                    "journal {with_journal}, {second}: {lines:?}"
+                );
+                assert!(lines[0].contains(r#""requestId":"a""#), "{lines:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_provisional_record_stands_only_for_the_result_it_was_made_for() {
+        // Two results for one invoke at the same instant on two connections, different outcomes:
+        // the first one's answer decides the record, not the provisional record of the second.
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let (journal, _words) = memory_journal();
+        e.attach_journal(journal, ME).unwrap();
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        e.connected(5, api_addr());
+        e.connected(6, api_addr());
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("a", "{}"), &p);
+        clock.0.set(20);
+        let mut lines = e
+            .sent(5, &fixtures::result("a", "response", "1", ""), &p)
+            .lines;
+        let failed = fixtures::result("a", "error", r#"{"errorType":"Boom"}"#, "");
+        lines.extend(e.sent(6, &failed, &p).lines);
+        lines.extend(e.received(5, ACCEPTED, &p).lines);
+        clock.0.set(25);
+        lines.extend(e.sending(5, &p).lines);
+        lines.extend(e.received(6, ACCEPTED, &p).lines);
+        lines.extend(e.flush().lines);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["Errors"], 0, "{v}");
+        assert!(v.get("errorType").is_none(), "{v}");
     }
 
     #[test]
