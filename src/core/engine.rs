@@ -1499,16 +1499,18 @@ impl Engine {
 
     /// When [`Engine::tick`] next has work (monotonic ns).
     pub fn next_wakeup(&self) -> Option<u64> {
-        let unanswered = self
-            .conns
-            .iter()
-            .filter_map(|c| c.result.as_ref())
-            .map(|r| r.at.mono_ns.saturating_add(RESULT_ANSWER_WAIT_NS))
-            .min();
-        [self.tracker.next_wakeup(), self.batch_due_ns, unanswered]
-            .into_iter()
-            .flatten()
-            .min()
+        // (Plain loops and compares: this runs after every call into the engine.)
+        let mut next = self.tracker.next_wakeup();
+        if let Some(due) = self.batch_due_ns {
+            next = Some(tracker::earliest(next, due));
+        }
+        for c in &self.conns {
+            if let Some(r) = &c.result {
+                let due = r.at.mono_ns.saturating_add(RESULT_ANSWER_WAIT_NS);
+                next = Some(tracker::earliest(next, due));
+            }
+        }
+        next
     }
 
     /// The process is exiting: write what still waits.

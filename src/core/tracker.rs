@@ -392,6 +392,11 @@ impl OpenInvoke {
     }
 }
 
+/// The earlier of `a` (when there is one) and `b`.
+pub fn earliest(a: Option<u64>, b: u64) -> u64 {
+    a.map_or(b, |a| a.min(b))
+}
+
 /// Sets an error type where it is (an absent one stays a tag to write; a present one is copied
 /// as long as it is).
 fn set_error_type(dst: &mut Option<ErrorType>, src: Option<&ErrorType>) {
@@ -926,16 +931,22 @@ impl Tracker {
 
     /// When [`Tracker::tick`] next has something to do (monotonic ns).
     pub fn next_wakeup(&self) -> Option<u64> {
+        // (Plain loops and compares: this runs after every call into the engine.)
         let margin = self.lifecycle.timeout_margin_ns;
-        let deadlines = self
-            .open
-            .iter()
-            .filter_map(|o| o.deadline_mono_ns.map(|d| d.saturating_sub(margin)));
-        let waiting = self
-            .awaiting_next
-            .get()
-            .map(|w| w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS));
-        deadlines.chain(waiting).min()
+        let mut next = None;
+        for o in &self.open {
+            if let Some(d) = o.deadline_mono_ns {
+                next = Some(earliest(next, d.saturating_sub(margin)));
+            }
+        }
+        if self.awaiting_next.waits {
+            let due = self
+                .awaiting_next
+                .result_sent_ns
+                .saturating_add(POST_RESPONSE_WAIT_NS);
+            next = Some(earliest(next, due));
+        }
+        next
     }
 
     /// The record that waits for the runtime's next `/next`.
