@@ -313,10 +313,10 @@ pub struct ChannelState {
     paths: OnceLock<Paths>,
     /// Otherwise the temporary directory the default path is in...
     default_dir: OnceLock<Vec<u8>>,
-    /// The directory the channel is in, either way (NUL-terminated).
-    dir_path: OnceLock<CString>,
     /// ...and the process it is named after.
     owner: AtomicU32,
+    /// The directory the channel is in, either way (NUL-terminated).
+    dir_path: OnceLock<CString>,
     /// The file this process reads (its inode; 0: none yet, and when it was made; 0: not
     /// known), and how far.
     inode: AtomicU64,
@@ -338,8 +338,8 @@ impl ChannelState {
         ChannelState {
             paths: OnceLock::new(),
             default_dir: OnceLock::new(),
-            dir_path: OnceLock::new(),
             owner: AtomicU32::new(0),
+            dir_path: OnceLock::new(),
             inode: AtomicU64::new(0),
             born_ns: AtomicU64::new(0),
             offset: AtomicU64::new(0),
@@ -359,8 +359,9 @@ impl ChannelState {
             // Kept: the same settings.
             paths: _,
             default_dir: _,
-            dir_path: _,
+            // Its default channel is named after it (in the same directory).
             owner,
+            dir_path: _,
             // Kept: it reads on from its parent's place (what the parent read was its own).
             inode: _,
             born_ns: _,
