@@ -144,7 +144,13 @@ fn remember(s: &Saved, was: &KernelAction) {
 /// After the host changed (or may have changed) `sig`'s action by any path: settle our state
 /// with the kernel's.
 fn host_changed(sig: c_int) {
-    if index(sig).is_none() || !crate::probes::in_owner_process() {
+    let Some(s) = saved(sig) else { return };
+    // Not wanted in this process and not in: the host's change leaves nothing of ours to
+    // settle, and costs no system call (a shell resets every signal in each child it forks).
+    if !state().wanted.load(Ordering::Relaxed) && !s.ours.load(Ordering::Relaxed) {
+        return;
+    }
+    if !crate::probes::in_owner_process() {
         return;
     }
     settle(sig);
