@@ -1939,6 +1939,13 @@ mod tests {
         engine_with(bits, &[])
     }
 
+    /// Attaches an in-memory journal to `e`, as this process's; its words, to look into.
+    fn journaled(e: &mut E) -> &'static mut [u64] {
+        let (journal, words) = memory_journal();
+        e.attach_journal(journal, ME).unwrap();
+        words
+    }
+
     /// An engine under the settings the environment `vars` gives (as the library reads them).
     fn engine_with(bits: &'static FdBits, vars: &[(&str, &str)]) -> E {
         let (s, warnings) = Settings::from_env(
@@ -2076,11 +2083,9 @@ mod tests {
             for second in ["a", "unknown"] {
                 let bits = leak_bits();
                 let mut e = engine(bits);
-                let _words = with_journal.then(|| {
-                    let (journal, words) = memory_journal();
-                    e.attach_journal(journal, ME).unwrap();
-                    words
-                });
+                if with_journal {
+                    journaled(&mut e);
+                }
                 let clock = Clock(Cell::new(10));
                 let p = |_: Reading| clock.probe();
                 e.connected(5, api_addr());
@@ -2114,8 +2119,7 @@ mod tests {
         // the first one's answer decides the record, not the provisional record of the second.
         let bits = leak_bits();
         let mut e = engine(bits);
-        let (journal, _words) = memory_journal();
-        e.attach_journal(journal, ME).unwrap();
+        journaled(&mut e);
         let clock = Clock(Cell::new(10));
         let p = |_: Reading| clock.probe();
         e.connected(5, api_addr());
@@ -2265,8 +2269,7 @@ mod tests {
     #[test]
     fn the_journal_keeps_the_result_as_sent_then_as_answered() {
         let mut e = engine(leak_bits());
-        let (journal, words) = memory_journal();
-        e.attach_journal(journal, ME).unwrap();
+        let words = journaled(&mut e);
         let p = |_: Reading| Probe::default();
         e.connected(5, api_addr());
         e.sent(5, fixtures::NEXT, &p);
