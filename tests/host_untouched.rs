@@ -213,6 +213,49 @@ fn ld_preload_alone_adds_no_variable_to_the_environment() {
     assert_eq!(names(false), names(true));
 }
 
+/// What `fork_faults` saw: the children's page faults, the parent's over the loop, and the
+/// pages of the library a child wrote.
+fn fork_faults(program: &Path, forks: u32, preload: bool) -> (i64, i64, i64) {
+    let out = run_cmd(
+        program,
+        &[&forks.to_string()],
+        preload,
+        &[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n: Vec<i64> = text
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+/// A shell forks for every pipeline and command substitution. In a process the library never
+/// became active in, its fork hook writes one page of the library in the child (the note that
+/// the child is not its parent's per-request helper) and none in the parent: every page written
+/// after `fork` is a copy-on-write fault on that side. (Clearing tables that were already empty
+/// and storing values fields already held wrote 9 pages in each child and faulted the
+/// parent twice a fork.) The written pages are counted from `/proc/self/pagemap`; the parent's
+/// faults are deterministic here, one in ten forks allowed for what the kernel maps around a
+/// fault.
+#[test]
+fn a_fork_writes_at_most_one_page_of_the_library() {
+    let probe = compile_program("fork_faults", "fork_faults", &["-O1", "-Wl,-z,now"]);
+    let forks = 50;
+    let (_, plain_parent, plain_written) = fork_faults(&probe, forks, false);
+    let (_, loaded_parent, loaded_written) = fork_faults(&probe, forks, true);
+    assert_eq!(plain_written, 0, "no library, no pages of it");
+    assert!(
+        (0..=1).contains(&loaded_written),
+        "a forked child wrote {loaded_written} pages of the library"
+    );
+    assert!(
+        loaded_parent <= plain_parent + i64::from(forks) / 10,
+        "parent: {loaded_parent} faults over {forks} forks with the library, {plain_parent} without"
+    );
+}
+
 #[test]
 fn open_fds_are_the_same_with_and_without_the_library() {
     let cmd = [

@@ -5,7 +5,7 @@
 //! (the library's `process::TRACKED`); the core holds no static of its own. Nothing here allocates, locks or logs, so the check
 //! is safe anywhere, signal handlers included.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// fd numbers at or above this are never tracked (Lambda's limit is 1024 open files).
 pub const MAX_TRACKED_FD: usize = 65536;
@@ -14,12 +14,20 @@ const WORDS: usize = MAX_TRACKED_FD / 64;
 /// A set of fd numbers. See the module documentation.
 pub struct FdBits {
     words: [AtomicU64; WORDS],
+    /// Set once a bit was set (after it), cleared by [`FdBits::clear`] and
+    /// [`FdBits::take_each`] (before they look): while it is false every word is zero, so the
+    /// whole-set operations return without reading or writing the set's 8 KiB. A process that
+    /// never tracks an fd (every process a runtime starts) never touches those pages: a
+    /// forked child that clears its copy does not fault them in, and a `close_range` does not
+    /// read them.
+    used: AtomicBool,
 }
 
 impl FdBits {
     pub const fn new() -> Self {
         FdBits {
             words: [const { AtomicU64::new(0) }; WORDS],
+            used: AtomicBool::new(false),
         }
     }
 
@@ -46,6 +54,9 @@ impl FdBits {
         match Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit))) {
             Some((word, bit)) => {
                 word.fetch_or(bit, Ordering::Relaxed);
+                // Always stored (not only when it reads false): a clear on another thread may
+                // have taken the flag in between.
+                self.used.store(true, Ordering::Release);
                 true
             }
             None => false,
@@ -60,16 +71,34 @@ impl FdBits {
         }
     }
 
+    /// Whether a bit may be set, the flag cleared when it was set: read first, so that a set
+    /// that was never used is not written to; taken with a swap, which sees the latest insert
+    /// (whose bit the caller's pass then sees too).
+    fn take_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed) && self.used.swap(false, Ordering::AcqRel)
+    }
+
     pub fn clear(&self) {
+        if !self.take_used() {
+            return;
+        }
         for w in &self.words {
-            w.store(0, Ordering::Relaxed);
+            if w.load(Ordering::Relaxed) != 0 {
+                w.store(0, Ordering::Relaxed);
+            }
         }
     }
 
     /// Empties the set, calling `f` with each fd that was in it (lock-free: each word is taken
     /// with one swap).
     pub fn take_each(&self, mut f: impl FnMut(i32)) {
+        if !self.take_used() {
+            return;
+        }
         for (w, word) in self.words.iter().enumerate() {
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             let mut bits = word.swap(0, Ordering::AcqRel);
             while bits != 0 {
                 let bit = bits.trailing_zeros() as usize;
@@ -83,7 +112,7 @@ impl FdBits {
     pub fn each_in(&self, first: u32, last: u32, mut f: impl FnMut(i32)) {
         let last = (last as usize).min(MAX_TRACKED_FD - 1);
         let first = first as usize;
-        if first > last {
+        if first > last || !self.used.load(Ordering::Acquire) {
             return;
         }
         for w in first / 64..=last / 64 {
@@ -99,9 +128,11 @@ impl FdBits {
         }
     }
 
-    /// Whether any fd is tracked (slow: scans the whole set).
+    /// Whether any fd is tracked (scans the whole set, unless none was ever set since the
+    /// last clear).
     pub fn is_empty(&self) -> bool {
-        self.words.iter().all(|w| w.load(Ordering::Relaxed) == 0)
+        !self.used.load(Ordering::Acquire)
+            || self.words.iter().all(|w| w.load(Ordering::Relaxed) == 0)
     }
 }
 
@@ -113,6 +144,7 @@ impl Default for FdBits {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
 
     #[test]
@@ -132,6 +164,38 @@ mod tests {
         assert!(!s.contains(63) && s.contains(64));
         s.clear();
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_set_emptied_and_filled_again_reports_what_it_holds() {
+        let s = FdBits::new();
+        // Never used: every whole-set operation sees nothing.
+        s.clear();
+        s.take_each(|fd| panic!("took {fd} from an unused set"));
+        s.each_in(0, u32::MAX, |fd| panic!("saw {fd} in an unused set"));
+        assert!(s.is_empty());
+        // Used, then its last fd removed: empty although the flag is still up.
+        s.insert(5);
+        s.remove(5);
+        assert!(s.is_empty());
+        // Filled again after each way of emptying it.
+        s.insert(9);
+        s.clear();
+        assert!(s.is_empty() && !s.contains(9));
+        s.insert(700);
+        assert!(!s.is_empty() && s.contains(700));
+        let mut seen = Vec::new();
+        s.each_in(0, 1000, |fd| seen.push(fd));
+        assert_eq!(seen, [700]);
+        seen.clear();
+        s.take_each(|fd| seen.push(fd));
+        assert_eq!(seen, [700]);
+        assert!(s.is_empty());
+        s.insert(3);
+        seen.clear();
+        s.take_each(|fd| seen.push(fd));
+        assert_eq!(seen, [3]);
+        s.take_each(|fd| panic!("took {fd} twice"));
     }
 
     #[test]

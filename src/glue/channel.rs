@@ -27,6 +27,7 @@
 //!
 //! Raw system calls only (see [`crate::sys`]): this runs on hook paths.
 
+use crate::state::Reset;
 use crate::sys;
 use std::ffi::CString;
 use std::sync::OnceLock;
@@ -375,9 +376,12 @@ impl ChannelState {
             dir_trusted: _,
             looks: _,
         } = self;
-        owner.store(pid, Ordering::Relaxed);
-        absent.store(false, Ordering::Relaxed);
-        reader_trusts.store(false, Ordering::Relaxed);
+        // Unnamed (0) stays unnamed: the child names it when it joins, as the parent would.
+        if owner.load(Ordering::Relaxed) != 0 {
+            owner.reset_to(pid, Ordering::Relaxed);
+        }
+        absent.reset_to(false, Ordering::Relaxed);
+        reader_trusts.reset_to(false, Ordering::Relaxed);
     }
 }
 

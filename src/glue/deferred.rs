@@ -236,7 +236,9 @@ impl Deferred {
     /// Replays every ready entry, oldest first, with when it was seen, and frees it. An entry a
     /// handler is filling right now stays for the next time.
     pub fn drain(&self, replay: &mut dyn FnMut(Op, u64)) {
-        if !self.pending.swap(false, Ordering::AcqRel) {
+        // Read before it is taken: nothing pending writes nothing (a forked child that clears
+        // its copy dirties no page of it).
+        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut taken = [usize::MAX; ENTRIES];

@@ -12,6 +12,7 @@
 //! Everything reachable from a signal handler or `_exit` here is async-signal-safe.
 
 use crate::journal::{Ending, FILE_SIZE, Journal, JournalPath};
+use crate::state::Reset;
 use crate::{output, probes, sys};
 use libc::c_int;
 use std::ffi::{CStr, CString};
@@ -510,9 +511,9 @@ impl EndingState {
             root_path: _,
             root_fd: _,
         } = self;
-        exit_status.store(i32::MIN, Ordering::Relaxed);
-        undecided.store(false, Ordering::Relaxed);
-        root.store(false, Ordering::Relaxed);
+        exit_status.reset_to(i32::MIN, Ordering::Relaxed);
+        undecided.reset_to(false, Ordering::Relaxed);
+        root.reset_to(false, Ordering::Relaxed);
     }
 }
 

@@ -17,6 +17,7 @@ use crate::process;
 use crate::process::TRACKED;
 use crate::real;
 use crate::signals;
+use crate::state::Reset;
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
@@ -420,9 +421,9 @@ impl StreamState {
             positions: _,
         } = self;
         for s in streams {
-            s.store(std::ptr::null_mut(), Ordering::Relaxed);
+            s.reset_to(std::ptr::null_mut(), Ordering::Relaxed);
         }
-        stream_count.store(0, Ordering::Relaxed);
+        stream_count.reset_to(0, Ordering::Relaxed);
     }
 }
 
@@ -959,7 +960,11 @@ fn forked(call: impl FnOnce() -> pid_t) -> pid_t {
     if pid > 0 {
         process::parent_forked();
     }
-    set_errno(err);
+    // Written only when it changed: right after fork every page is copy-on-write, errno's
+    // too, in the child and in the parent.
+    if errno() != err {
+        set_errno(err);
+    }
     pid
 }
 

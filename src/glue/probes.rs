@@ -5,6 +5,7 @@
 //! lock, errno untouched.
 
 use crate::journal::Owner;
+use crate::state::Reset;
 use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -407,11 +408,15 @@ impl ProbeState {
             measured,
             owner_pid,
         } = self;
-        owner_pid.store(pid, Ordering::Relaxed);
-        own_threads.store(0, Ordering::Relaxed);
-        environment_root.store(0, Ordering::Relaxed);
+        // An owner of 0 (a parent that never decided) stays 0: the child decides at its own
+        // first connect, as the parent would have.
+        if owner_pid.load(Ordering::Relaxed) != 0 {
+            owner_pid.reset_to(pid, Ordering::Relaxed);
+        }
+        own_threads.reset_to(0, Ordering::Relaxed);
+        environment_root.reset_to(0, Ordering::Relaxed);
         for pid in measured {
-            pid.store(0, Ordering::Relaxed);
+            pid.reset_to(0, Ordering::Relaxed);
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::output;
 use crate::probes;
 use crate::runtime_api::ApiAddress;
 use crate::settings::Settings;
+use crate::state::Reset;
 use crate::sys;
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
@@ -109,6 +110,10 @@ pub struct ProcessState {
     preparing_root: AtomicBool,
     /// Set when [`KEPT`] has fds for the engine to forget or unfollow.
     any_deferred: AtomicBool,
+    /// Set before anything is first put in [`KEPT`] (only a process that became a runtime
+    /// does): a forked child of one that never did leaves KEPT's pages untouched (they are
+    /// `.bss` it never read: a look alone would fault one in).
+    kept: AtomicBool,
     /// Kept equal to the engine's [`Engine::record_awaits`] after every engine call.
     record_awaits: AtomicBool,
     /// Wakes the watchdog (a futex word: any change wakes it).
@@ -149,6 +154,7 @@ impl ProcessState {
             root_checked: AtomicBool::new(false),
             preparing_root: AtomicBool::new(false),
             any_deferred: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
@@ -191,6 +197,8 @@ impl ProcessState {
             root_checked: _,
             preparing_root,
             any_deferred,
+            // Kept: whether the child's copy of KEPT may hold something (it is emptied below).
+            kept,
             record_awaits,
             wake: _,
             watchdog,
@@ -202,24 +210,26 @@ impl ProcessState {
             journal_seen: _,
             journal_trusts,
         } = self;
-        journal_trusts.store(false, Ordering::Relaxed);
-        preparing_root.store(false, Ordering::Relaxed);
+        journal_trusts.reset_to(false, Ordering::Relaxed);
+        preparing_root.reset_to(false, Ordering::Relaxed);
         // Nothing inherited is followed in the child: what its atfork handlers deferred is
         // void.
-        KEPT.deferred.clear();
-        KEPT.unfollowed.clear();
-        any_deferred.store(false, Ordering::Release);
-        KEPT.ops.clear();
-        environment_joined.store(true, Ordering::Release);
-        journal_started.store(false, Ordering::Release);
-        watchdog.store(false, Ordering::Release);
-        started.store(0, Ordering::Release);
-        watchdog_planned.store(u64::MAX, Ordering::Relaxed);
-        record_awaits.store(false, Ordering::Relaxed);
-        abandoned.store(false, Ordering::Relaxed);
+        if kept.load(Ordering::Relaxed) {
+            KEPT.deferred.clear();
+            KEPT.unfollowed.clear();
+            KEPT.ops.clear();
+        }
+        any_deferred.reset_to(false, Ordering::Release);
+        environment_joined.reset_to(true, Ordering::Release);
+        journal_started.reset_to(false, Ordering::Release);
+        watchdog.reset_to(false, Ordering::Release);
+        started.reset_to(0, Ordering::Release);
+        watchdog_planned.reset_to(u64::MAX, Ordering::Relaxed);
+        record_awaits.reset_to(false, Ordering::Relaxed);
+        abandoned.reset_to(false, Ordering::Relaxed);
         // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
-        reserved.store(false, Ordering::Release);
-        reservation_over.store(0, Ordering::Release);
+        reserved.reset_to(false, Ordering::Release);
+        reservation_over.reset_to(0, Ordering::Release);
     }
 }
 
@@ -395,7 +405,7 @@ impl Gate {
 
     /// A forked child: the thread that held the gate in the parent does not exist here.
     fn reset(&self) {
-        self.owner.store(0, Ordering::Release);
+        self.owner.reset_to(0, Ordering::Release);
     }
 }
 
@@ -859,9 +869,18 @@ fn start_journal() {
     }
 }
 
+/// Notes, before anything goes into [`KEPT`], that something may be there.
+#[inline(always)]
+fn note_kept() {
+    if !ps().kept.load(Ordering::Relaxed) {
+        ps().kept.store(true, Ordering::Release);
+    }
+}
+
 /// Keeps bytes the host moved on tracked `fd` where the engine cannot be entered; when there is
 /// no room, stops following the fd instead.
 fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
+    note_kept();
     let at = probes::mono_ns();
     let kept = parts.iter().all(|p| {
         if sent {
@@ -879,6 +898,7 @@ fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
 
 /// Keeps the close of tracked `fd` where the engine cannot be entered; its bit goes now.
 fn defer_close(fd: i32) {
+    note_kept();
     if TRACKED.contains(fd) && KEPT.ops.closed(fd) {
         TRACKED.remove(fd);
     } else {
@@ -890,6 +910,7 @@ fn defer_close(fd: i32) {
 /// followed at once, so that its bytes reach the hooks' slow path (and are kept behind it) until
 /// the connect is replayed; without room, it is not followed.
 fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
+    note_kept();
     if KEPT.ops.connected(fd, addr) {
         if interesting {
             TRACKED.insert(fd);
@@ -904,6 +925,7 @@ fn defer_connect(fd: i32, addr: Option<SocketAddr>, interesting: bool) {
 /// Keeps a dup of a tracked fd where the engine cannot be entered: the copy is followed from
 /// now on, as the original is; without room, what `new_fd` was is forgotten, unfollowed.
 fn defer_duplicate(old_fd: i32, new_fd: i32) {
+    note_kept();
     if TRACKED.contains(old_fd) && KEPT.ops.duplicated(old_fd, new_fd) {
         TRACKED.insert(new_fd);
     } else {
@@ -914,6 +936,7 @@ fn defer_duplicate(old_fd: i32, new_fd: i32) {
 /// Stops following `fd` now, lock-free; the engine forgets it at its next entry, after what
 /// was kept before (everything after it found no room either).
 fn defer_forget(fd: i32) {
+    note_kept();
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
         KEPT.deferred.insert(fd);
@@ -924,6 +947,7 @@ fn defer_forget(fd: i32) {
 /// Bytes of `fd`'s connection went by unkept: the whole connection (every fd of it) is not
 /// followed any more, from the engine's next entry, with one debug line.
 fn defer_unfollow(fd: i32) {
+    note_kept();
     if TRACKED.contains(fd) {
         TRACKED.remove(fd);
         KEPT.unfollowed.insert(fd);
@@ -1191,7 +1215,9 @@ pub fn at_exit() {
 /// process: one `getenv`, and in a process the wrapper started one `getpid`. Nothing here
 /// allocates.
 pub fn parent_forked() {
-    if ps().root_checked.swap(true, Ordering::AcqRel) {
+    // Read first: after the first fork it is set, and a write would fault the page in again
+    // after each (copy-on-write).
+    if ps().root_checked.load(Ordering::Relaxed) || ps().root_checked.swap(true, Ordering::AcqRel) {
         return;
     }
     // SAFETY: getenv with a NUL-terminated name; the value is read at once.

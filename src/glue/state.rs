@@ -13,6 +13,50 @@
 //! `.bss`: this state's non-zero initial values put all of it in `.data`), which
 //! `ProcessState::forked_child` clears.
 
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+
+/// A store that leaves the atomic alone when it already holds the value: what a forked child
+/// uses to reset its state. Every page of the library written after `fork` is a copy-on-write
+/// fault, in the child and again in the parent at its next write; a child of a process the
+/// library never became active in (a shell's subshells, the runtime's helpers) finds every
+/// value already what it sets, and writes no page.
+pub trait Reset<T> {
+    fn reset_to(&self, value: T, order: Ordering);
+}
+
+macro_rules! reset_impl {
+    ($($atomic:ty => $t:ty),* $(,)?) => {$(
+        impl Reset<$t> for $atomic {
+            #[inline]
+            fn reset_to(&self, value: $t, order: Ordering) {
+                if self.load(Ordering::Relaxed) != value {
+                    self.store(value, order);
+                }
+            }
+        }
+    )*};
+}
+
+reset_impl!(
+    AtomicBool => bool,
+    AtomicU8 => u8,
+    AtomicI32 => i32,
+    AtomicU32 => u32,
+    AtomicU64 => u64,
+    AtomicUsize => usize,
+);
+
+impl<T> Reset<*mut T> for AtomicPtr<T> {
+    #[inline]
+    fn reset_to(&self, value: *mut T, order: Ordering) {
+        if self.load(Ordering::Relaxed) != value {
+            self.store(value, order);
+        }
+    }
+}
+
 /// Everything the library keeps per process, by the module that owns it.
 pub struct State {
     pub process: crate::process::ProcessState,
