@@ -362,6 +362,19 @@ pub struct Engine {
 struct Scratch {
     line: Vec<u8>,
     template: Vec<u8>,
+    /// The line of the newest record [`keep_final`] journaled as finished, and where: it is
+    /// written from here when its `/next` comes (see [`Journal::write_finished_line`]).
+    finished: Vec<u8>,
+    finished_at: Option<FinishedAt>,
+}
+
+/// Which journal slot [`Scratch::finished`] holds the line of, how long it is, and where its
+/// placeholder's digits are.
+#[derive(Clone, Copy, Debug)]
+struct FinishedAt {
+    slot: usize,
+    len: usize,
+    value: (usize, usize),
 }
 
 /// This process's open invokes in the environment's journal (see [`crate::journal`]).
@@ -423,7 +436,8 @@ fn keep_final(
     let post_response = record
         .post_response_ns
         .replace(crate::journal::POST_RESPONSE_PLACEHOLDER);
-    let mut line = Out::new(&mut scratch.line);
+    scratch.finished_at = None;
+    let mut line = Out::new(&mut scratch.finished);
     let mut marks = emf::Marks::of(crate::journal::NAME);
     let encoded = emf::encode_marked(
         record,
@@ -438,14 +452,18 @@ fn keep_final(
         return false;
     }
     let len = line.len();
-    let line = scratch.line.get(..len).unwrap_or_default();
+    let line = scratch.finished.get(..len).unwrap_or_default();
     let mut t = Out::new(&mut scratch.template);
-    if !crate::journal::finished_template(line, Some(&marks), &mut t) {
+    let Some(value) = crate::journal::finished_template(line, Some(&marks), &mut t) else {
         return false;
-    }
+    };
     let n = t.len();
     let template = scratch.template.get(..n).unwrap_or_default();
-    link.journal.finish(slot, link.owner.pid, template, sent_ns)
+    if !link.journal.finish(slot, link.owner.pid, template, sent_ns) {
+        return false;
+    }
+    scratch.finished_at = Some(FinishedAt { slot, len, value });
+    true
 }
 
 /// A reading with at least what `need` asks for, reusing the one this call already took when it
@@ -520,6 +538,8 @@ impl Engine {
             scratch: Scratch {
                 line: zeroed(RECORD_BYTES)?,
                 template: zeroed(RECORD_BYTES)?,
+                finished: zeroed(RECORD_BYTES)?,
+                finished_at: None,
             },
             provisional_record: InvokeRecord::blank(tracker::RecordKind::Invoke),
         })
@@ -570,6 +590,7 @@ impl Engine {
             finished: None,
             provisional: None,
         });
+        self.scratch.finished_at = None;
         Some(())
     }
 
@@ -627,6 +648,7 @@ impl Engine {
         if let Some(link) = self.journal.as_mut() {
             link.journal = journal;
         }
+        self.scratch.finished_at = None;
     }
 
     /// Whether invokes are journaled (a forked child keeps its parent's journal).
@@ -903,17 +925,42 @@ impl Engine {
                     post_response_ns,
                 } => {
                     let Some(link) = &self.journal else { continue };
-                    let mut out = Out::new(&mut self.scratch.line);
-                    let rendered = link.journal.write_finished(
-                        slot,
-                        link.owner.pid,
-                        post_response_ns,
-                        &mut |parts| {
-                            for p in parts {
-                                out.bytes(p);
-                            }
-                        },
-                    );
+                    let Scratch {
+                        line,
+                        finished,
+                        finished_at,
+                        ..
+                    } = &mut self.scratch;
+                    let mut out = Out::new(line);
+                    let mut emit = |parts: &[&[u8]]| {
+                        for p in parts {
+                            out.bytes(p);
+                        }
+                    };
+                    // The line this engine encoded, where it still has it: the template the
+                    // journal made of it, rendered, gives the same bytes.
+                    let from_line = match (*finished_at, post_response_ns) {
+                        (Some(f), Some(ns)) if f.slot == slot => {
+                            *finished_at = None;
+                            link.journal.write_finished_line(
+                                slot,
+                                link.owner.pid,
+                                ns,
+                                finished.get(..f.len).unwrap_or_default(),
+                                f.value,
+                                &mut emit,
+                            )
+                        }
+                        _ => None,
+                    };
+                    let rendered = from_line.unwrap_or_else(|| {
+                        link.journal.write_finished(
+                            slot,
+                            link.owner.pid,
+                            post_response_ns,
+                            &mut emit,
+                        )
+                    });
                     let len = out.len();
                     if rendered && !out.overflowed() {
                         record(self.scratch.line.get(..len).unwrap_or_default());
@@ -1800,6 +1847,7 @@ impl Engine {
             link.finished = None;
             link.owner = owner;
         }
+        self.scratch.finished_at = None;
     }
 
     /// Number of connections followed now.
@@ -2061,7 +2109,7 @@ mod tests {
         assert_eq!(v["ColdStart"], 0.0);
     }
 
-    const TOO_LARGE: &[u8] = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: 103\r\n\r\n{\"errorMessage\":\"Exceeded maximum allowed payload size (6291556 bytes).\",\"errorType\":\"RequestEntityTooLarge\"}";
+    const TOO_LARGE: &[u8] = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: 109\r\n\r\n{\"errorMessage\":\"Exceeded maximum allowed payload size (6291556 bytes).\",\"errorType\":\"RequestEntityTooLarge\"}";
 
     /// One invoke on fd 5 of `e`, its result answered with `answer`: the record.
     fn answered_record(e: &mut E, result: &[u8], answer: &[u8]) -> serde_json::Value {
@@ -2111,6 +2159,64 @@ mod tests {
                 assert!(lines[0].contains(r#""requestId":"a""#), "{lines:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_journaled_record_goes_out_as_the_encoder_wrote_it() {
+        // The same conversation through an engine without a journal (each record encoded and
+        // written) and one with (each finished record journaled, then written from the line it
+        // was made of, or rendered back from the journal): the same bytes, record for record.
+        // Results accepted, failed, refused as too large; ids of several lengths; a
+        // PostResponseDuration of one digit and of several.
+        let run = |with_journal: bool| -> Vec<String> {
+            let bits = leak_bits();
+            // Each record its own line (a batched record is never journaled as finished).
+            let mut e = engine_with(bits, &[("LAMBDA_METER_BATCH", "1")]);
+            if with_journal {
+                journaled(&mut e);
+            }
+            let clock = Clock(Cell::new(100));
+            let p = |_: Reading| clock.probe();
+            let mut lines = Vec::new();
+            e.connected(5, api_addr());
+            for (i, id) in [
+                "a",
+                "id-2",
+                "0123456789abcdef0123456789abcdef0123",
+                "x4",
+                "y5",
+                "z",
+            ]
+            .iter()
+            .enumerate()
+            {
+                lines.extend(e.sent(5, fixtures::NEXT, &p).lines);
+                clock.0.set(clock.0.get() + 3);
+                lines.extend(e.received(5, &next_event(id, "{\"k\":1}"), &p).lines);
+                clock.0.set(clock.0.get() + 11 * i as u64 + 1);
+                let result = match i % 3 {
+                    0 => fixtures::result(id, "response", "\"ok\"", ""),
+                    1 => fixtures::result(
+                        id,
+                        "error",
+                        r#"{"errorMessage":"no","errorType":"KeyError"}"#,
+                        "Lambda-Runtime-Function-Error-Type: Unhandled\r\n",
+                    ),
+                    _ => fixtures::result(id, "response", "\"big\"", ""),
+                };
+                lines.extend(e.sent(5, &result, &p).lines);
+                let answer = if i % 3 == 2 { TOO_LARGE } else { ACCEPTED };
+                lines.extend(e.received(5, answer, &p).lines);
+                clock.0.set(clock.0.get() + [2, 1234, 7, 99, 1, 40][i]);
+            }
+            lines.extend(e.sent(5, fixtures::NEXT, &p).lines);
+            lines.extend(e.flush().lines);
+            lines
+        };
+        let plain = run(false);
+        let journaled_lines = run(true);
+        assert_eq!(plain.len(), 6, "{plain:?}");
+        assert_eq!(plain, journaled_lines);
     }
 
     #[test]

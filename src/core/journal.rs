@@ -503,13 +503,7 @@ impl Journal {
         post_response_ns: Option<u64>,
         emit: &mut dyn FnMut(&[&[u8]]),
     ) -> bool {
-        if slot >= SLOT_COUNT
-            || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
-            || self
-                .u32_at(slot, STATE)
-                .compare_exchange(FINISHED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.claim_finished(slot, pid) {
             return false;
         }
         let (template, _, _) = self.template(slot);
@@ -520,6 +514,48 @@ impl Journal {
         let written = render(template, &values, emit);
         self.u32_at(slot, STATE).store(FREE, Ordering::Release);
         written
+    }
+
+    /// [`Journal::write_finished`] from `line`, the encoder's line `slot`'s template was made of
+    /// by [`finished_template`] (`value`: its placeholder's digits, as that returned): the same
+    /// bytes, the value in place of the placeholder, without the template read back and
+    /// searched for its holes. `None`, with the slot untouched, where the value leaves the
+    /// member out (the caller renders the template then); else as `write_finished`.
+    pub fn write_finished_line(
+        &self,
+        slot: usize,
+        pid: u32,
+        post_response_ns: u64,
+        line: &[u8],
+        value: (usize, usize),
+        emit: &mut dyn FnMut(&[&[u8]]),
+    ) -> Option<bool> {
+        let kind = crate::metrics::find(NAME).and_then(Metric::hole)?;
+        let values = Values {
+            post_response_ns: Some(post_response_ns),
+            ..Values::default()
+        };
+        let (record, context) = values.measured();
+        let number = catalog_number(kind, &record, &context)?;
+        let (head, tail) = (line.get(..value.0)?, line.get(value.1..)?);
+        if !self.claim_finished(slot, pid) {
+            return Some(false);
+        }
+        let text = number.text();
+        emit(&[head, text.as_bytes(), tail]);
+        self.u32_at(slot, STATE).store(FREE, Ordering::Release);
+        Some(true)
+    }
+
+    /// Takes `slot` to write `pid`'s finished record from it: false when it no longer holds
+    /// that (an ending wrote it already).
+    fn claim_finished(&self, slot: usize, pid: u32) -> bool {
+        slot < SLOT_COUNT
+            && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid
+            && self
+                .u32_at(slot, STATE)
+                .compare_exchange(FINISHED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Whether `slot`, which kept `pid`'s finished record, was taken by another process since
@@ -689,6 +725,32 @@ pub struct Values<'a> {
     pub request_bytes: u64,
 }
 
+impl Values<'_> {
+    /// The record and context the catalog reads a measured metric's value from.
+    fn measured(&self) -> (crate::tracker::InvokeRecord, Context) {
+        let measured = Measured {
+            duration_ns: self.duration_ns,
+            cpu_ns: self.cpu_ns,
+            max_rss_kb: self.max_rss_kb,
+            post_response_ns: self.post_response_ns,
+        };
+        let context = Context {
+            memory_size_mb: Some(self.memory_size_mb).filter(|m| *m > 0),
+        };
+        (measured.record(), context)
+    }
+}
+
+/// The value of the metric whose hole is `kind`, read through its catalog entry.
+fn catalog_number(
+    kind: u8,
+    record: &crate::tracker::InvokeRecord,
+    context: &Context,
+) -> Option<Number> {
+    let m = CATALOG.iter().find(|m| m.hole() == Some(kind))?;
+    (m.read)(record, context)
+}
+
 /// Fills the holes of `template` with `v` and hands the pieces, in order, to `emit` (one call,
 /// at most 48 pieces). No allocation. Returns false (and emits nothing) for a malformed
 /// template.
@@ -696,16 +758,7 @@ pub fn render<'t>(template: &'t [u8], v: &Values<'t>, emit: &mut dyn FnMut(&[&[u
     // Numbers in the encoder's own form (one formatter for both); the metrics' through their
     // catalog entries, as every record reads them. Each is formed only when the template has
     // its hole (a finished record has one or two of them), and once.
-    let measured = Measured {
-        duration_ns: v.duration_ns,
-        cpu_ns: v.cpu_ns,
-        max_rss_kb: v.max_rss_kb,
-        post_response_ns: v.post_response_ns,
-    };
-    let context = Context {
-        memory_size_mb: Some(v.memory_size_mb).filter(|m| *m > 0),
-    };
-    let record = measured.record();
+    let (record, context) = v.measured();
     let mut numbers = Numbers {
         texts: [const { None }; NUMBERS],
         count: 0,
@@ -721,8 +774,7 @@ pub fn render<'t>(template: &'t [u8], v: &Values<'t>, emit: &mut dyn FnMut(&[&[u
                 if let Some(i) = numbers.find(kind) {
                     return Some(Piece::Number(i));
                 }
-                let m = CATALOG.iter().find(|m| m.hole() == Some(kind))?;
-                (m.read)(&record, &context)?
+                catalog_number(kind, &record, &context)?
             }
         };
         numbers.add(kind, number).map(Piece::Number)
@@ -933,8 +985,13 @@ fn hole_for_member(
 /// no such member, or the template does not fit.
 ///
 /// `marks`, when given, says where the encoder put the metric's member and the declarations
-/// (see [`crate::emf::encode_marked`]): only the declarations are searched then.
-pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut Out) -> bool {
+/// (see [`crate::emf::encode_marked`]): only the declarations are searched then. Returns where
+/// the placeholder's digits are in `line` (see [`Journal::write_finished_line`]).
+pub fn finished_template(
+    line: &[u8],
+    marks: Option<&crate::emf::Marks>,
+    t: &mut Out,
+) -> Option<(usize, usize)> {
     let mut m = [0u8; 64];
     let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
     let member = joined(
@@ -944,16 +1001,11 @@ pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut
     let marked = marks.filter(|k| k.name == NAME);
     let at = match marked.and_then(|k| k.member) {
         Some(at) if line.get(at..at + member.len()) == Some(member) => at,
-        _ => match find(line, member) {
-            Some(at) => at,
-            None => return false,
-        },
+        _ => find(line, member)?,
     };
     // The declarations come before the member.
     let (from, to) = marked.map_or((0, at), |k| k.declarations);
-    let Some(kind) = crate::metrics::find(NAME).and_then(Metric::hole) else {
-        return false;
-    };
+    let kind = crate::metrics::find(NAME).and_then(Metric::hole)?;
     // As `hole_for_member` would edit it, in one pass: the member (its value a hole) in a
     // span, and its declaration, when it has a neighbour to keep the array valid, in another.
     let mut d = [0u8; 48];
@@ -967,19 +1019,19 @@ pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut
     let declared = match found.filter(|_| elidable) {
         Some(d) => match declaration_bounds(line, d) {
             Some(bounds) => Some(bounds),
-            None => return false,
+            None => return None,
         },
         None => None,
     };
     let value_at = at + member.len() - digits.as_bytes().len();
     let end = at + member.len();
     let (Some(before_value), Some(rest)) = (line.get(at..value_at), line.get(end..)) else {
-        return false;
+        return None;
     };
     let mut from = 0;
     if let Some((start, stop)) = declared {
         let (Some(head), Some(decl)) = (line.get(..start), line.get(start..stop)) else {
-            return false;
+            return None;
         };
         t.bytes(head);
         t.bytes(&[SPAN, kind]);
@@ -987,9 +1039,7 @@ pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut
         t.bytes(&[SPAN_END]);
         from = stop;
     }
-    let Some(between) = line.get(from..at) else {
-        return false;
-    };
+    let between = line.get(from..at)?;
     t.bytes(between);
     if elidable {
         t.bytes(&[SPAN, kind]);
@@ -1000,7 +1050,7 @@ pub fn finished_template(line: &[u8], marks: Option<&crate::emf::Marks>, t: &mut
         t.bytes(&[SPAN_END]);
     }
     t.bytes(rest);
-    !t.overflowed()
+    (!t.overflowed()).then_some((value_at, end))
 }
 
 /// The metric a finished record's template leaves as a hole.
@@ -1504,7 +1554,12 @@ mod tests {
         for line in &lines {
             let mut one = vec![0u8; 4096];
             let mut t = Out::new(&mut one);
-            assert!(finished_template(line.as_bytes(), None, &mut t), "{line}");
+            let value = finished_template(line.as_bytes(), None, &mut t).unwrap();
+            assert_eq!(
+                &line[value.0..value.1],
+                v,
+                "the placeholder's digits: {line}"
+            );
             let fast = t.written().to_vec();
             // What the general edits make of it.
             let mut buf = vec![0u8; 4096];
@@ -1522,15 +1577,13 @@ mod tests {
                 },
             );
             assert_eq!(known, line.replace(v, "2"));
+            // What write_finished_line makes of the line and the digits' place.
+            assert_eq!(known, format!("{}2{}", &line[..value.0], &line[value.1..]));
             let unknown = rendered(&fast, &Values::default());
             serde_json::from_str::<serde_json::Value>(&unknown).unwrap();
         }
         let mut buf = vec![0u8; 4096];
-        assert!(!finished_template(
-            b"{\"Duration\":1}\n",
-            None,
-            &mut Out::new(&mut buf)
-        ));
+        assert!(finished_template(b"{\"Duration\":1}\n", None, &mut Out::new(&mut buf)).is_none());
     }
 
     #[test]
