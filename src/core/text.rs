@@ -70,9 +70,14 @@ fn find_by_words(
 
 /// Where `needle` first occurs in `hay` (the parser skips header lines and values it does not
 /// keep with it, instead of a state change per byte).
+#[allow(unsafe_code)]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    let pattern = ONES * u64::from(needle);
-    find_by_words(hay, |w| zero_bytes(w ^ pattern), |b| b == needle)
+    // The C library's memchr reads 32 or 64 bytes a step with vector instructions (a line of
+    // 60 bytes costs it a few instructions where a word at a time costs 30); it touches
+    // nothing but `hay`, so it is safe wherever a hook runs.
+    // SAFETY: `hay` is valid for `hay.len()` bytes; memchr reads no byte beyond them.
+    let p = unsafe { libc::memchr(hay.as_ptr().cast(), i32::from(needle), hay.len()) };
+    (!p.is_null()).then(|| p as usize - hay.as_ptr() as usize)
 }
 
 /// Where the first byte below `limit` (at most 128) is in `hay`: the journal's markers in a
