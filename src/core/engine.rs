@@ -19,8 +19,7 @@ use crate::runtime_api::{self as api, ApiAddress, ErrorTypeScanner, RequestKind,
 use crate::settings::Settings;
 use crate::text::{FixedStr, Out};
 use crate::tracker::{
-    self, ErrorType, EventInfo, InvokeRecord, Lifecycle, Outcome, Probe, Reading, RequestId,
-    TraceId, Tracker,
+    self, ErrorType, InvokeRecord, Lifecycle, Outcome, Probe, Reading, RequestId, TraceId, Tracker,
 };
 use std::net::SocketAddr;
 
@@ -1336,15 +1335,15 @@ impl Engine {
             _ => return,
         }
         self.report_ended_inits(answer.deadline_ms, now);
-        let info = EventInfo {
-            request_id: answer.request_id,
-            trace_id: answer.trace_id,
+        let event = tracker::EventRef {
+            request_id: &answer.request_id,
+            trace_id: answer.trace_id.as_ref(),
             deadline_ms: answer.deadline_ms,
             request_bytes: answer.body_len,
             thread: crate::custom::thread_key(),
         };
         let opened = self.tracker.opened_count();
-        let flushed = self.tracker.event_received(info, now, &emf::reserved);
+        let flushed = self.tracker.event_received_ref(event, now, &emf::reserved);
         self.push_records(flushed, Some(now));
         self.sync_journal();
         if self.tracker.opened_count() != opened {

@@ -84,6 +84,16 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// No reading (a value to write over).
+    pub const ZERO: Probe = Probe {
+        mono_ns: 0,
+        wall_ms: 0,
+        cpu_ns: 0,
+        max_rss_kb: 0,
+        gauges: None,
+        env: None,
+    };
+
     /// This reading as the environment's: its CPU time and peak memory, where they were read.
     /// An invoke that began in one process of a per-request runtime and ends in another is
     /// measured so.
@@ -98,6 +108,17 @@ impl Probe {
             None => *self,
         }
     }
+}
+
+/// What the `/next` answer told us about an event, by reference: its ids are copied once,
+/// into the open list (see [`Tracker::event_received_ref`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EventRef<'a> {
+    pub request_id: &'a RequestId,
+    pub trace_id: Option<&'a TraceId>,
+    pub deadline_ms: Option<u64>,
+    pub request_bytes: u64,
+    pub thread: u64,
 }
 
 /// What the `/next` answer told us about an event.
@@ -274,6 +295,27 @@ pub struct OpenInvoke {
 }
 
 impl OpenInvoke {
+    /// What [`Tracker::event_received_ref`] fills in place: a trace id there to be written
+    /// over (the whole value is written once, at the push).
+    const BLANK: OpenInvoke = OpenInvoke {
+        event: EventInfo {
+            request_id: RequestId::EMPTY,
+            trace_id: Some(TraceId::EMPTY),
+            deadline_ms: None,
+            request_bytes: 0,
+            thread: 0,
+        },
+        started: Probe::ZERO,
+        cold_start: false,
+        proactive_init: false,
+        init_duration_ns: None,
+        restore_duration_ns: None,
+        deadline_mono_ns: None,
+        first_byte_ns: None,
+        journal_slot: None,
+        custom: Custom::NONE,
+    };
+
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
     /// runtime that exited, with the values known only at the end to be filled in then (see
     /// the journal). Its custom values are this invoke's (still owned by it).
@@ -603,9 +645,28 @@ impl Tracker {
         now: &Probe,
         reserved: &dyn Fn(&str) -> bool,
     ) -> Option<InvokeRecord> {
+        let event = EventRef {
+            request_id: &event.request_id,
+            trace_id: event.trace_id.as_ref(),
+            deadline_ms: event.deadline_ms,
+            request_bytes: event.request_bytes,
+            thread: event.thread,
+        };
+        self.event_received_ref(event, now, reserved)
+    }
+
+    /// [`Tracker::event_received`] with the event's ids by reference: the invoke is made where
+    /// it stays, in the open list, and its ids are copied there as long as they are (not moved
+    /// through the calls as kilobyte values).
+    pub fn event_received_ref(
+        &mut self,
+        event: EventRef,
+        now: &Probe,
+        reserved: &dyn Fn(&str) -> bool,
+    ) -> Option<InvokeRecord> {
         self.next_outstanding = self.next_outstanding.saturating_sub(1);
         let flushed = self.awaiting_next.take();
-        if event.request_id.is_empty() || self.find(&event.request_id).is_some() {
+        if event.request_id.is_empty() || self.find(event.request_id).is_some() {
             return flushed;
         }
         let first = std::mem::take(&mut self.first_invoke_pending);
@@ -644,25 +705,41 @@ impl Tracker {
         }
         let mut custom = Custom::NONE;
         self.pool.absorb(&mut custom, &mut self.pending, reserved);
-        let open = OpenInvoke {
-            event,
-            started: *now,
-            cold_start,
-            proactive_init,
-            init_duration_ns,
-            restore_duration_ns,
-            deadline_mono_ns,
-            first_byte_ns: None,
-            journal_slot: None,
-            custom,
+        let fill = |open: &mut OpenInvoke| {
+            open.event.request_id.assign(event.request_id);
+            match (open.event.trace_id.as_mut(), event.trace_id) {
+                (Some(dst), Some(t)) => dst.assign(t),
+                _ => open.event.trace_id = None,
+            }
+            open.event.deadline_ms = event.deadline_ms;
+            open.event.request_bytes = event.request_bytes;
+            open.event.thread = event.thread;
+            open.started = *now;
+            open.cold_start = cold_start;
+            open.proactive_init = proactive_init;
+            open.init_duration_ns = init_duration_ns;
+            open.restore_duration_ns = restore_duration_ns;
+            open.deadline_mono_ns = deadline_mono_ns;
+            open.custom = custom;
         };
+        if self.open.len() >= self.open.capacity() {
+            // No room even after the oldest went (a list of no capacity): handed off only.
+            if let Some(h) = self.handoff.as_mut() {
+                let mut open = OpenInvoke::BLANK;
+                fill(&mut open);
+                h.save(&open);
+            }
+            return flushed;
+        }
+        self.open.push(OpenInvoke::BLANK);
+        let Some(open) = self.open.last_mut() else {
+            return flushed;
+        };
+        fill(open);
         if let Some(h) = self.handoff.as_mut() {
-            h.save(&open);
+            h.save(open);
         }
-        if self.open.len() < self.open.capacity() {
-            self.open.push(open);
-            self.opened += 1;
-        }
+        self.opened += 1;
         flushed
     }
 
