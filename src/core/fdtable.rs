@@ -53,10 +53,13 @@ impl FdBits {
     pub fn insert(&self, fd: i32) -> bool {
         match Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit))) {
             Some((word, bit)) => {
+                // The flag goes up before the bit, so that no copy of the set (a fork while
+                // another thread is here) has a bit without it, and again after it, where a
+                // clear on another thread took it in between. Both are read-modify-writes: a
+                // clear's swap that reads either sees this bit too (release sequence).
+                self.used.swap(true, Ordering::AcqRel);
                 word.fetch_or(bit, Ordering::Relaxed);
-                // Always stored (not only when it reads false): a clear on another thread may
-                // have taken the flag in between.
-                self.used.store(true, Ordering::Release);
+                self.used.swap(true, Ordering::AcqRel);
                 true
             }
             None => false,
@@ -144,7 +147,7 @@ impl Default for FdBits {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
+    #![allow(clippy::panic, clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -196,6 +199,57 @@ mod tests {
         s.take_each(|fd| seen.push(fd));
         assert_eq!(seen, [3]);
         s.take_each(|fd| panic!("took {fd} twice"));
+    }
+
+    #[test]
+    fn fds_inserted_while_another_thread_takes_them_are_each_taken_once() {
+        // Three threads insert while a fourth takes: every fd is taken exactly once, by the
+        // concurrent takes or by the last one, and no bit is ever left under a lowered flag
+        // (which a clear or a take would skip).
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        for round in 0..200usize {
+            let set = Arc::new(FdBits::new());
+            let done = Arc::new(AtomicBool::new(false));
+            let taker = {
+                let (set, done) = (set.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while !done.load(Ordering::Acquire) {
+                        set.take_each(|fd| got.push(fd));
+                    }
+                    got
+                })
+            };
+            let fd_of =
+                move |t: usize, i: usize| (((i * 3 + t) * 37 + round) % MAX_TRACKED_FD) as i32;
+            let inserters: Vec<_> = (0..3)
+                .map(|t| {
+                    let set = set.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..100 {
+                            set.insert(fd_of(t, i));
+                        }
+                    })
+                })
+                .collect();
+            for h in inserters {
+                h.join().unwrap();
+            }
+            done.store(true, Ordering::Release);
+            let mut got = taker.join().unwrap();
+            let left_behind = !set.used.load(Ordering::Acquire)
+                && set.words.iter().any(|w| w.load(Ordering::Relaxed) != 0);
+            assert!(!left_behind, "round {round}: a bit under a lowered flag");
+            set.take_each(|fd| got.push(fd));
+            got.sort_unstable();
+            let mut want: Vec<i32> = (0..3)
+                .flat_map(|t| (0..100).map(move |i| fd_of(t, i)))
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 
     #[test]

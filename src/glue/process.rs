@@ -873,7 +873,9 @@ fn start_journal() {
 #[inline(always)]
 fn note_kept() {
     if !ps().kept.load(Ordering::Relaxed) {
-        ps().kept.store(true, Ordering::Release);
+        ps().kept.store(true, Ordering::Relaxed);
+        // Up before anything is written to KEPT, in every copy a fork makes meanwhile.
+        std::sync::atomic::fence(Ordering::Release);
     }
 }
 
