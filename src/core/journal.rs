@@ -429,11 +429,17 @@ impl Journal {
     /// are not this process's to write any more: the environment's root, ending, took them
     /// (see [`Journal::write_environment`]) and writes them itself.
     pub fn release(&self, slot: usize, pid: u32) -> bool {
+        self.move_own(slot, pid, HELD, FREE)
+    }
+
+    /// Moves `pid`'s `slot` from state `from` to `to`: false when it is not in `from` or no
+    /// longer names `pid`.
+    fn move_own(&self, slot: usize, pid: u32, from: u32, to: u32) -> bool {
         slot < SLOT_COUNT
             && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid
             && self
                 .u32_at(slot, STATE)
-                .compare_exchange(HELD, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
 
@@ -550,12 +556,7 @@ impl Journal {
     /// Takes `slot` to write `pid`'s finished record from it: false when it no longer holds
     /// that (an ending wrote it already).
     fn claim_finished(&self, slot: usize, pid: u32) -> bool {
-        slot < SLOT_COUNT
-            && self.u32_at(slot, PID).load(Ordering::Relaxed) == pid
-            && self
-                .u32_at(slot, STATE)
-                .compare_exchange(FINISHED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        self.move_own(slot, pid, FINISHED, CLAIMED)
     }
 
     /// Whether `slot`, which kept `pid`'s finished record, was taken by another process since
