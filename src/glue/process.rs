@@ -1412,22 +1412,18 @@ fn start_watchdog() {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
     }
-    let spawned = std::thread::Builder::new()
-        .name("lambda-meter".into())
-        .stack_size(256 * 1024)
-        .spawn(watchdog);
+    // A plain thread, not the standard library's: its start allocates and frees nothing of
+    // the library's (a `std::thread` frees its boxed closure as it starts, after the
+    // reservation), so it is not waited for — a wait for the new thread to be scheduled costs
+    // the process that becomes a runtime a context switch or two (each of a shell runtime's
+    // curl processes). What it must not miss, a wake before it first sleeps, it cannot: it
+    // first sleeps on the value the count had before it was started.
+    let first_wake = ps().wake.load(Ordering::Acquire);
+    let spawned = spawn_watchdog(first_wake);
     // SAFETY: restoring this thread's own mask.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    if spawned.is_ok() {
+    if spawned {
         probes::set_own_threads(1);
-        // The thread's own start (the standard library sets up its stack guard, allocating)
-        // is part of the reservation: wait for it to reach the watchdog's loop.
-        for _ in 0..1000 {
-            if ps().started.load(Ordering::Acquire) != 0 {
-                break;
-            }
-            sys::futex_wait(&ps().started, 0, 1_000_000);
-        }
     } else {
         ps().watchdog.store(false, Ordering::Release);
         output::debug(format_args!(
@@ -1436,15 +1432,43 @@ fn start_watchdog() {
     }
 }
 
+/// Starts [`watchdog`] on a detached thread with a 256 KiB stack; whether it started.
+fn spawn_watchdog(first_wake: u32) -> bool {
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: names the calling thread itself (one prctl); the name is NUL-terminated and
+        // within the 16-byte limit.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"lambda-meter".as_ptr()) };
+        watchdog(arg as usize as u32);
+        std::ptr::null_mut()
+    }
+    // SAFETY: the attributes are initialised before use and destroyed after; the new thread
+    // gets a plain integer for its argument, and is detached (nothing joins it).
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return false;
+        }
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut thread: libc::pthread_t = 0;
+        let arg = first_wake as usize as *mut libc::c_void;
+        let rc = libc::pthread_create(&mut thread, &attr, start, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            return false;
+        }
+        libc::pthread_detach(thread);
+    }
+    true
+}
+
 /// Reports timeouts at their deadline (less the margin) and records that waited long enough
 /// for the runtime's next `/next`. Enters the engine only while it looks; sleeps on [`ProcessState::wake`]
 /// until the next thing is due.
-fn watchdog() {
+fn watchdog(first_wake: u32) {
     ps().started.store(1, Ordering::Release);
-    sys::futex_wake(&ps().started);
-    // Nothing is due before the first invoke tells it so.
-    let mut seen = ps().wake.load(Ordering::Acquire);
-    sys::futex_wait(&ps().wake, seen, IDLE_WAIT_NS);
+    // Nothing is due before the first invoke tells it so (at once if one did already).
+    sys::futex_wait(&ps().wake, first_wake, IDLE_WAIT_NS);
+    let mut seen;
     loop {
         seen = ps().wake.load(Ordering::Acquire);
         let me = crate::custom::thread_key();
