@@ -237,8 +237,9 @@ fn fork_faults(program: &Path, forks: u32, preload: bool) -> (i64, i64, i64) {
 /// after `fork` is a copy-on-write fault on that side. (Clearing tables that were already empty
 /// and storing values fields already held wrote 9 pages in each child and faulted the
 /// parent twice a fork.) The written pages are counted from `/proc/self/pagemap`; the parent's
-/// faults are deterministic here, one in ten forks allowed for what the kernel maps around a
-/// fault.
+/// faults are deterministic here (the program turns address randomization off for itself: where
+/// its stack starts decides whether its frames span two pages or three), one in ten forks
+/// allowed for what the kernel maps around a fault.
 #[test]
 fn a_fork_writes_at_most_one_page_of_the_library() {
     let probe = compile_program("fork_faults", "fork_faults", &["-O1", "-Wl,-z,now"]);
