@@ -129,27 +129,44 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
 }
 
 /// A `/next` (or restore) answer, as the engine needs it: its status and the event's facts.
+/// Filled in place ([`Answer::fill`]): its ids are kilobytes of room, of which a copy of the
+/// whole value would move every byte.
 #[derive(Clone, Copy, Debug, Default)]
 struct Answer {
     status: u16,
     request_id: RequestId,
-    trace_id: Option<TraceId>,
+    /// Meaningful when `has_trace`.
+    trace_id: TraceId,
+    has_trace: bool,
     deadline_ms: Option<u64>,
     body_len: u64,
-    /// The `errorType` of an answer to a result, when it names one (a refusal's reason).
-    error_type: Option<ErrorType>,
+    /// The `errorType` of an answer to a result, when it names one (a refusal's reason);
+    /// meaningful when `has_error_type`.
+    error_type: ErrorType,
+    has_error_type: bool,
 }
 
 impl Answer {
-    fn of(head: &Head, body_len: u64, error_type: Option<ErrorType>) -> Answer {
-        Answer {
-            status: head.status,
-            request_id: RequestId::new(head.value(field::REQUEST_ID).unwrap_or_default()),
-            trace_id: head.value(field::TRACE_ID).map(TraceId::new),
-            deadline_ms: head.value(field::DEADLINE_MS).and_then(|v| v.parse().ok()),
-            body_len,
-            error_type,
-        }
+    /// Becomes the answer whose head is `head`, copying only the text of its ids.
+    fn fill(&mut self, head: &Head, body_len: u64, error_type: Option<&str>) {
+        self.status = head.status;
+        self.request_id
+            .set(head.value(field::REQUEST_ID).unwrap_or_default());
+        let trace = head.value(field::TRACE_ID);
+        self.has_trace = trace.is_some();
+        self.trace_id.set(trace.unwrap_or_default());
+        self.deadline_ms = head.value(field::DEADLINE_MS).and_then(|v| v.parse().ok());
+        self.body_len = body_len;
+        self.has_error_type = error_type.is_some();
+        self.error_type.set(error_type.unwrap_or_default());
+    }
+
+    fn trace_id(&self) -> Option<&TraceId> {
+        self.has_trace.then_some(&self.trace_id)
+    }
+
+    fn error_type(&self) -> Option<&ErrorType> {
+        self.has_error_type.then_some(&self.error_type)
     }
 }
 
@@ -169,12 +186,11 @@ struct SentResult {
 /// API answers at once; a runtime that never reads the answer must not lose the record).
 const RESULT_ANSWER_WAIT_NS: u64 = 1_000_000_000;
 
-/// The request being written on a connection.
+/// The request being written on a connection (its invoke id is the connection's
+/// `writing_id`, set in place).
 #[derive(Clone, Copy, Debug)]
 struct Writing {
     kind: RequestKind,
-    /// The invoke id of a result (`/response`, `/error`).
-    id: RequestId,
     /// It streams its body (`Lambda-Runtime-Function-Response-Mode: streaming`).
     streamed: bool,
 }
@@ -187,6 +203,8 @@ struct Connection {
     /// What kind of request each response not read yet answers, oldest first.
     pending: Ring<RequestKind, MAX_PENDING>,
     writing: Option<Writing>,
+    /// The invoke id of the result (`/response`, `/error`) being written.
+    writing_id: RequestId,
     /// Looks for the error type in the body of the request being written.
     error_scan: ErrorTypeScanner,
     /// Looks for the error type in the body of an answer to a result being read.
@@ -211,6 +229,7 @@ impl Connection {
             responses: Parser::new(Direction::Response, api::FIELDS),
             pending: Ring::new(),
             writing: None,
+            writing_id: RequestId::EMPTY,
             error_scan: ErrorTypeScanner::new(),
             answer_scan: ErrorTypeScanner::new(),
             result: None,
@@ -355,6 +374,8 @@ pub struct Engine {
     /// Where the provisional final record of a result is made (see
     /// [`Engine::journal_provisional`]).
     provisional_record: InvokeRecord,
+    /// Where the answer being read is made: one, reserved once (see [`Engine::response_read`]).
+    answer: Vec<Answer>,
 }
 
 /// Where a record is encoded before it is copied on (a journal's template).
@@ -510,6 +531,9 @@ impl Engine {
         batch_kept_in
             .try_reserve_exact(crate::settings::MAX_BATCH)
             .ok()?;
+        let mut answer = Vec::new();
+        answer.try_reserve_exact(1).ok()?;
+        answer.push(Answer::default());
         Some(Engine {
             settings,
             api,
@@ -541,6 +565,7 @@ impl Engine {
                 finished_at: None,
             },
             provisional_record: InvokeRecord::blank(tracker::RecordKind::Invoke),
+            answer,
         })
     }
 
@@ -804,10 +829,13 @@ impl Engine {
     /// slot keeps the record it has if the answer accepts it, so that a process that ends
     /// before reading the answer (`_exit`, a fatal signal, SIGKILL) reports what the Runtime
     /// API most likely did: a result taken. The answer decides the record that goes out.
-    fn journal_provisional(&mut self, conn: usize, sent: &SentResult) {
+    fn journal_provisional(&mut self, conn: usize) {
         if self.tracker.has_handoff() {
             return;
         }
+        let Some(sent) = self.conns.get(conn).and_then(|c| c.result.as_ref()) else {
+            return;
+        };
         let Some(link) = self.journal.as_mut() else {
             return;
         };
@@ -883,7 +911,8 @@ impl Engine {
     /// A request's head, in a process whose role is not known yet: a second request makes it a
     /// runtime of its own; a first request that posts the result of an invoke it did not
     /// open makes it a per-request helper.
-    fn decide_role(&mut self, kind: RequestKind, request_id: &RequestId) {
+    /// `conn`: where a request of `kind` is being written (its `writing_id`).
+    fn decide_role(&mut self, kind: RequestKind, conn: usize) {
         if self.role != Role::Undecided {
             return;
         }
@@ -892,7 +921,10 @@ impl Engine {
             self.tracker.keep_invokes();
             Role::Runtime
         } else if matches!(kind, RequestKind::Response | RequestKind::Error)
-            && !self.tracker.is_open(request_id.as_str())
+            && !self
+                .conns
+                .get(conn)
+                .is_some_and(|c| self.tracker.is_open(c.writing_id.as_str()))
         {
             Role::Helper
         } else {
@@ -1166,7 +1198,7 @@ impl Engine {
                     }
                     if first && w.kind == RequestKind::Response {
                         let now = reading(&mut now, Reading::Clocks, probe);
-                        self.tracker.result_first_byte(&w.id, &now);
+                        self.tracker.result_first_byte(&c.writing_id, &now);
                     }
                 }
                 Event::Complete { body_len } => {
@@ -1210,9 +1242,9 @@ impl Engine {
         let streamed = head
             .value(field::RESPONSE_MODE)
             .is_some_and(|m| m.eq_ignore_ascii_case("streaming"));
-        let id = RequestId::new(rid);
-        c.writing = Some(Writing { kind, id, streamed });
-        self.decide_role(kind, &id);
+        c.writing_id.set(rid);
+        c.writing = Some(Writing { kind, streamed });
+        self.decide_role(kind, id_of_conn);
         let Some(c) = self.conns.get_mut(id_of_conn) else {
             return false;
         };
@@ -1295,11 +1327,14 @@ impl Engine {
         let Some(c) = self.conns.get(id) else {
             return;
         };
-        let answer = Answer::of(
-            c.responses.head(),
-            body_len,
-            c.answer_scan.error_type().map(ErrorType::new),
-        );
+        // The answer is made in the engine's own (taken out while it is used): in place, its
+        // ids' text copied once.
+        let mut slot = std::mem::take(&mut self.answer);
+        let Some(answer) = slot.first_mut() else {
+            self.answer = slot;
+            return;
+        };
+        answer.fill(c.responses.head(), body_len, c.answer_scan.error_type());
         // The answer to `/next` starts an invoke; other answers need the clocks at most.
         // (An answer read before its request was seen is kept with a full reading.)
         let need = match c.pending.front() {
@@ -1307,20 +1342,20 @@ impl Engine {
             Some(_) => Reading::Clocks,
         };
         let now = reading(now, need, probe);
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        match c.pending.pop_front() {
-            Some(kind) => self.response_complete(id, kind, &answer, &now),
-            // Another thread wrote the request and has not reached its hook yet, while this
-            // one already read the answer: pair them when the request shows up.
-            None => {
-                let kept = c.early.push_back((answer, now));
-                if !kept {
-                    self.bound_reached("too many answers ahead of their requests");
+        if let Some(c) = self.conns.get_mut(id) {
+            match c.pending.pop_front() {
+                Some(kind) => self.response_complete(id, kind, answer, &now),
+                // Another thread wrote the request and has not reached its hook yet, while
+                // this one already read the answer: pair them when the request shows up.
+                None => {
+                    let kept = c.early.push_back((*answer, now));
+                    if !kept {
+                        self.bound_reached("too many answers ahead of their requests");
+                    }
                 }
             }
         }
+        self.answer = slot;
     }
 
     /// A response to a request of `kind` was fully read on connection `conn` at `now`.
@@ -1330,14 +1365,14 @@ impl Engine {
             (RequestKind::Next, _) => return self.tracker.next_refused(),
             (RequestKind::RestoreNext, 200) => return self.tracker.restore_answered(now),
             (RequestKind::Response | RequestKind::Error, status) => {
-                return self.result_answered(conn, status, answer.error_type);
+                return self.result_answered(conn, status, answer.error_type());
             }
             _ => return,
         }
         self.report_ended_inits(answer.deadline_ms, now);
         let event = tracker::EventRef {
             request_id: &answer.request_id,
-            trace_id: answer.trace_id.as_ref(),
+            trace_id: answer.trace_id(),
             deadline_ms: answer.deadline_ms,
             request_bytes: answer.body_len,
             thread: crate::custom::thread_key(),
@@ -1396,38 +1431,47 @@ impl Engine {
         };
         // An earlier result on this connection that was never answered is taken as accepted.
         self.finish_result(conn, None);
-        let sent = SentResult {
-            id: w.id,
-            outcome,
-            at: *now,
-        };
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        c.result = Some(sent);
-        if let Some(answer) = c.result_answer.take() {
-            return self.finish_result(conn, Some(answer));
+        c.result = Some(SentResult {
+            id: c.writing_id,
+            outcome,
+            at: *now,
+        });
+        // (Looked at before it is taken: a `take` copies the whole value, answer or none.)
+        if c.result_answer.is_some()
+            && let Some((status, error_type)) = c.result_answer.take()
+        {
+            return self.finish_result(conn, Some((status, error_type.as_ref())));
         }
-        self.journal_provisional(conn, &sent);
+        self.journal_provisional(conn);
     }
 
     /// The Runtime API answered the result sent on connection `conn` (or, when the answer was
     /// read before the result was seen whole, the one being written).
-    fn result_answered(&mut self, conn: usize, status: u16, error_type: Option<ErrorType>) {
+    fn result_answered(&mut self, conn: usize, status: u16, error_type: Option<&ErrorType>) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
         if c.result.is_some() {
             self.finish_result(conn, Some((status, error_type)));
         } else {
-            c.result_answer = Some((status, error_type));
+            c.result_answer = Some((status, error_type.copied()));
         }
     }
 
     /// Ends the invoke of the result waiting on connection `conn`, as its answer says (`None`:
     /// no answer will be read; the result is taken as accepted).
-    fn finish_result(&mut self, conn: usize, answer: Option<(u16, Option<ErrorType>)>) {
-        let Some(sent) = self.conns.get_mut(conn).and_then(|c| c.result.take()) else {
+    fn finish_result(&mut self, conn: usize, answer: Option<(u16, Option<&ErrorType>)>) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        // (Looked at before it is taken: a `take` copies the whole value, result or none.)
+        if c.result.is_none() {
+            return;
+        }
+        let Some(sent) = c.result.take() else {
             return;
         };
         let outcome = match answer {

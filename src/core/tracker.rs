@@ -146,7 +146,7 @@ pub struct Outcome {
 impl Outcome {
     /// The Runtime API answered the result with `status` (and, in its body, maybe an error
     /// type): a status other than 2xx fails the invoke, whatever the result said.
-    pub fn answered(mut self, status: u16, answer_error_type: Option<ErrorType>) -> Outcome {
+    pub fn answered(mut self, status: u16, answer_error_type: Option<&ErrorType>) -> Outcome {
         if (200..300).contains(&status) {
             return self;
         }
@@ -155,7 +155,7 @@ impl Outcome {
             413 => ErrorType::new(RESPONSE_TOO_LARGE_ERROR_TYPE),
             _ => self
                 .error_type
-                .or(answer_error_type)
+                .or(answer_error_type.copied())
                 .unwrap_or(ErrorType::new(RESULT_REFUSED_ERROR_TYPE)),
         });
         self
