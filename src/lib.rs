@@ -21,7 +21,7 @@
 //!    ([`output`]).
 //!
 //! Modules 4–6 are the pure core, a crate of their own (`src/core`, `lambda_meter_core`) with
-//! unit tests. Raw pointers and `unsafe` live in the process glue — [`hooks`], [`real`], [`output`], [`ending`], [`deepbind`], [`process`], [`probes`]
+//! unit tests. Raw pointers and `unsafe` live in the process glue — [`hooks`], [`real`], [`elf`], [`output`], [`ending`], [`deepbind`], [`process`], [`probes`]
 //! — and in the journal's shared mapping ([`journal`]); each use has its `// SAFETY:` line.
 //! Test builds leave the hooks out entirely.
 
@@ -43,7 +43,8 @@ pub use lambda_meter_core::{
 mod glue;
 #[cfg(not(test))]
 use glue::{
-    channel, deepbind, ending, hooks, lines, output, probes, process, real, signals, state, table,
+    channel, deepbind, elf, ending, hooks, lines, output, probes, process, real, signals, state,
+    table,
 };
 pub use glue::{deferred, handoff, sys};
 

@@ -462,3 +462,85 @@ fn after_fclose_of_stdout_a_file_on_fd_1_is_not_the_log() {
     let page = std::fs::read(&page).unwrap();
     assert_eq!(page[24], 1, "the log's line is still open");
 }
+
+/// Runs `next_host` with `LD_PRELOAD=preload` (and `env`): what it prints.
+fn next_host(host: &Path, preload: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(host);
+    cmd.env_remove("LAMBDA_METER_LOG")
+        .env("LD_PRELOAD", preload)
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The library finds the real functions behind its hooks as `dlsym(RTLD_NEXT, …)` would, in
+/// the loaded objects' own tables: another library preloaded after it that wraps `write` and
+/// `close` still sees every call the host makes (one preloaded before it sees them first), as
+/// it does alone; so does it where the loader's own lookup answers instead
+/// (`LD_DYNAMIC_WEAK` set: the reading leaves a lookup whose rules it changes to `dlsym`).
+#[test]
+fn a_library_preloaded_after_it_still_wraps_what_it_wraps() {
+    let host = compile_program("next_host", "next_host", &["-O1"]);
+    let wrapper = compile_program(
+        "next_wrapper",
+        "next_wrapper.so",
+        &["-shared", "-fPIC", "-O1", "-ldl"],
+    );
+    let (lib, wrapper) = (library(), wrapper.display().to_string());
+    let lib = lib.display().to_string();
+    assert_eq!(next_host(&host, "", &[]), "- -");
+    assert_eq!(next_host(&host, &wrapper, &[]), "10 1", "the wrapper alone");
+    let after = format!("{lib}:{wrapper}");
+    let before = format!("{wrapper}:{lib}");
+    assert_eq!(next_host(&host, &after, &[]), "10 1", "preloaded after");
+    assert_eq!(next_host(&host, &before, &[]), "10 1", "preloaded before");
+    let weak = [("LD_DYNAMIC_WEAK", "1")];
+    assert_eq!(next_host(&host, &after, &weak), "10 1", "through dlsym");
+}
+
+/// …and without asking `dlsym` for them (some 800 instructions each, in every process the
+/// library is loaded into): the loader, asked to say every lookup it makes, looks up none of
+/// the hooked functions the host never calls itself — but for the one `dlsym` that checks the
+/// reading agrees with it (`close`).
+#[test]
+fn the_real_functions_are_found_without_dlsym() {
+    let host = compile_program("next_host", "next_host", &["-O1"]);
+    let dir = tempdir::TempDir::new("ld-debug");
+    let lib = library().display().to_string();
+    let lookups = |env: &[(&str, &str)]| -> String {
+        let prefix = dir.path().join("symbols");
+        let mut all = vec![
+            ("LD_DEBUG", "symbols"),
+            ("LD_DEBUG_OUTPUT", prefix.to_str().unwrap()),
+        ];
+        all.extend_from_slice(env);
+        next_host(&host, &lib, &all);
+        let mut text = String::new();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let path = e.unwrap().path();
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+            std::fs::remove_file(&path).unwrap();
+        }
+        text
+    };
+    let count = |text: &str, name: &str| text.matches(&format!("symbol={name};")).count();
+    let own = lookups(&[]);
+    for name in [
+        "recvmmsg",
+        "sendmmsg",
+        "splice",
+        "fputs_unlocked",
+        "sigaction",
+    ] {
+        assert_eq!(count(&own, name), 0, "{name} looked up:\n{own}");
+    }
+    assert!(count(&own, "close") > 0, "the agreement check asks dlsym");
+    // Where the reading is not trusted, dlsym answers, and the loader says so.
+    let asked = lookups(&[("LD_DYNAMIC_WEAK", "1")]);
+    assert!(count(&asked, "recvmmsg") > 0, "{asked}");
+}

@@ -12,6 +12,7 @@
 //! chose, as is everything else; an object bound already holds our hooks and is left alone.
 //! An object whose GOT cannot be written is reported in one warning line.
 
+use crate::elf::{DynInfo, Object, PT_GNU_RELRO, Rela, Sym, Symbols, defines, each_object};
 use crate::{output, process, real, sys};
 use libc::{c_char, c_int, c_void};
 use std::ffi::CStr;
@@ -121,58 +122,6 @@ fn bind_pending(table: Table) {
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
-}
-
-/// One loaded object, as `dl_iterate_phdr` describes it.
-struct Object<'a> {
-    base: usize,
-    name: &'a CStr,
-    phdrs: &'a [libc::Elf64_Phdr],
-}
-
-impl Object<'_> {
-    /// Whether `address` lies in one of the object's loaded segments.
-    fn contains(&self, address: usize) -> bool {
-        self.phdrs.iter().any(|p| {
-            let start = self.base.wrapping_add(p.p_vaddr as usize);
-            p.p_type == libc::PT_LOAD && (start..start + p.p_memsz as usize).contains(&address)
-        })
-    }
-}
-
-/// Calls `f` with every object loaded now (inside `dl_iterate_phdr`).
-fn each_object(f: &mut dyn FnMut(&Object)) {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _: libc::size_t,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: `data` is the closure passed below; `info` is valid during the callback, and
-        // the program headers it points to stay mapped as long as the object is loaded.
-        unsafe {
-            let f = &mut *data.cast::<&mut dyn FnMut(&Object)>();
-            let info = &*info;
-            let name = if info.dlpi_name.is_null() {
-                c""
-            } else {
-                CStr::from_ptr(info.dlpi_name)
-            };
-            let phdrs = if info.dlpi_phdr.is_null() {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
-            };
-            f(&Object {
-                base: info.dlpi_addr as usize,
-                name,
-                phdrs,
-            });
-        }
-        0
-    }
-    let mut f = f;
-    // SAFETY: the callback only calls `f`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut f as *mut &mut dyn FnMut(&Object)).cast()) };
 }
 
 /// Binds the hooked functions of every loaded object that still calls libc's own (not libc
@@ -317,134 +266,6 @@ impl Lazy {
     }
 }
 
-/// Whether `object` defines (exports) the symbol `name`, from its GNU hash table; `None` when
-/// it has none to read (an object without dynamic symbols defines nothing).
-fn defines(object: &Object, name: &[u8]) -> Option<bool> {
-    let Some(d) = DynInfo::of(object) else {
-        return Some(false);
-    };
-    if d.symtab == 0 || d.strtab == 0 || d.gnu_hash == 0 {
-        return if d.symtab == 0 { Some(false) } else { None };
-    }
-    let hash = name.iter().fold(5381u32, |h, c| {
-        h.wrapping_mul(33).wrapping_add(u32::from(*c))
-    });
-    let table = d.gnu_hash as *const u32;
-    // SAFETY: DT_GNU_HASH names the mapped table: nbuckets, symoffset, bloom size, bloom
-    // shift, the bloom words (8 bytes each on ELF64), the buckets, then the chains.
-    unsafe {
-        let nbuckets = table.read_unaligned();
-        let symoffset = table.add(1).read_unaligned();
-        let bloom_size = table.add(2).read_unaligned() as usize;
-        if nbuckets == 0 {
-            return Some(false);
-        }
-        let buckets = table.add(4 + 2 * bloom_size);
-        let chains = buckets.add(nbuckets as usize);
-        let mut i = buckets.add((hash % nbuckets) as usize).read_unaligned();
-        if i < symoffset {
-            return Some(false);
-        }
-        loop {
-            let chain = chains.add((i - symoffset) as usize).read_unaligned();
-            if chain | 1 == hash | 1 {
-                let sym = std::ptr::read_unaligned((d.symtab as *const Sym).add(i as usize));
-                let sym_name = CStr::from_ptr((d.strtab + sym.name as usize) as *const c_char);
-                if sym_name.to_bytes() == name {
-                    return Some(sym.shndx != 0);
-                }
-            }
-            if chain & 1 != 0 {
-                return Some(false);
-            }
-            i += 1;
-        }
-    }
-}
-
-/// What an object's dynamic section says (relocated addresses).
-#[derive(Default)]
-struct DynInfo {
-    symtab: usize,
-    strtab: usize,
-    gnu_hash: usize,
-    /// (RELA, size), (JMPREL, size)
-    tables: [(usize, usize); 2],
-}
-
-impl DynInfo {
-    fn of(object: &Object) -> Option<DynInfo> {
-        let base = object.base;
-        let dynamic = object.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC)?;
-        // The loader has relocated the dynamic section's addresses in place on these
-        // architectures; an unrelocated one is an offset from the base.
-        let at = |v: u64| -> usize {
-            let v = v as usize;
-            if v < base { base.wrapping_add(v) } else { v }
-        };
-        let mut d = DynInfo::default();
-        let mut entry = base.wrapping_add(dynamic.p_vaddr as usize) as *const Dyn;
-        loop {
-            // SAFETY: PT_DYNAMIC names the mapped dynamic section, which ends with DT_NULL.
-            let e = unsafe { std::ptr::read_unaligned(entry) };
-            match e.tag {
-                DT_NULL => break,
-                DT_SYMTAB => d.symtab = at(e.val),
-                DT_STRTAB => d.strtab = at(e.val),
-                DT_GNU_HASH => d.gnu_hash = at(e.val),
-                DT_RELA => d.tables[0].0 = at(e.val),
-                DT_RELASZ => d.tables[0].1 = e.val as usize,
-                DT_JMPREL => d.tables[1].0 = at(e.val),
-                DT_PLTRELSZ => d.tables[1].1 = e.val as usize,
-                _ => {}
-            }
-            // SAFETY: still inside the dynamic section (DT_NULL not reached yet).
-            entry = unsafe { entry.add(1) };
-        }
-        Some(d)
-    }
-}
-
-/// `Elf64_Dyn`: one dynamic section entry (tag, value or address).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Dyn {
-    tag: i64,
-    val: u64,
-}
-
-/// `Elf64_Rela`: one relocation with addend.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Rela {
-    offset: u64,
-    info: u64,
-    addend: i64,
-}
-
-/// `Elf64_Sym`: one symbol table entry.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Sym {
-    name: u32,
-    info: u8,
-    other: u8,
-    shndx: u16,
-    value: u64,
-    size: u64,
-}
-
-// Dynamic section tags and relocation types (ELF64, x86_64 and aarch64 use RELA).
-const DT_NULL: i64 = 0;
-const DT_PLTRELSZ: i64 = 2;
-const DT_STRTAB: i64 = 5;
-const DT_SYMTAB: i64 = 6;
-const DT_RELA: i64 = 7;
-const DT_RELASZ: i64 = 8;
-const DT_JMPREL: i64 = 23;
-const DT_GNU_HASH: i64 = 0x6fff_fef5;
-const PT_DYNAMIC: u32 = 2;
-const PT_GNU_RELRO: u32 = 0x6474_e552;
 #[cfg(target_arch = "x86_64")]
 const GOT_RELOCATIONS: [u32; 2] = [6, 7]; // R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT
 #[cfg(target_arch = "aarch64")]
@@ -460,10 +281,8 @@ fn bind_object(
 ) -> Result<usize, Unbound> {
     let base = object.base;
     let Some(DynInfo {
-        symtab,
-        strtab,
+        symbols: Symbols { symtab, strtab, .. },
         tables,
-        ..
     }) = DynInfo::of(object)
     else {
         return Ok(0);

@@ -10,6 +10,8 @@ pub mod channel;
 pub mod deepbind;
 pub mod deferred;
 #[cfg(not(test))]
+pub mod elf;
+#[cfg(not(test))]
 pub mod ending;
 pub mod handoff;
 #[cfg(not(test))]

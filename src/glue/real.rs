@@ -1,4 +1,6 @@
-//! The real libc functions behind every hook, resolved once with `dlsym(RTLD_NEXT, …)`.
+//! The real libc functions behind every hook, resolved once as `dlsym(RTLD_NEXT, …)` resolves
+//! them: in the loaded objects' own symbol tables ([`NextObjects`]), `dlsym` itself where
+//! they cannot say.
 //!
 //! Resolution happens eagerly in the library constructor. A call that arrives before it (from
 //! another library's constructor) goes to its row's fallback (`table.rs`): the raw system call
@@ -7,20 +9,116 @@
 //! resolves into this library itself is refused: the library then disables itself instead of
 //! recursing.
 
+use crate::elf;
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-/// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library.
+/// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library. While
+/// [`resolve_all`] runs, from the objects' own tables (see [`NextObjects`]).
 fn lookup(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    let next = NEXT.load(Ordering::Acquire);
+    // SAFETY: NEXT points at resolve_all's NextObjects while it runs (on the constructor's
+    // thread, which is this one), and is null otherwise.
+    let found = (!next.is_null()).then(|| unsafe { &*next }.find(name.to_bytes()));
+    let p = match found {
+        Some(elf::Definition::At(p)) => p as *mut c_void,
+        Some(elf::Definition::Absent) => std::ptr::null_mut(),
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
+        Some(elf::Definition::Unsure) | None => unsafe {
+            libc::dlsym(libc::RTLD_NEXT, name.as_ptr())
+        },
+    };
     if p.is_null() || in_this_library(p) {
         return None;
     }
     Some(p)
+}
+
+/// The objects `dlsym(RTLD_NEXT, …)` searches for this library, read once at load: every
+/// object loaded after it, in the loader's order — the global scope after it, for a library
+/// loaded at start (preloaded) — with their dynamic sections. A lookup walks their GNU hash
+/// tables as the loader does (see [`elf::definition`]), some 100 instructions where `dlsym`
+/// takes some 800 (its error catching, its lock, finding its caller): 62 of them in every
+/// process the library is loaded into, a shell runtime's `cut` and `grep` as much as the
+/// runtime. Whatever the reading does not follow is left to `dlsym`; and where the two
+/// disagree on one symbol, `dlsym` answers them all.
+struct NextObjects {
+    objects: [(usize, elf::Symbols); MAX_NEXT_OBJECTS],
+    len: usize,
+    /// Every object after this library is in `objects`.
+    complete: bool,
+}
+
+/// More objects than this after the library: what none of them defines is asked of `dlsym`.
+/// (libc comes early: it is one of the program's own first dependencies.) Few, as they are on
+/// the constructor's stack: a page of stack more is a page fault more in every process.
+const MAX_NEXT_OBJECTS: usize = 16;
+
+/// The [`NextObjects`] of the running [`resolve_all`], or null.
+static NEXT: AtomicPtr<NextObjects> = AtomicPtr::new(std::ptr::null_mut());
+
+impl NextObjects {
+    /// Read from the loader's list (one `dl_iterate_phdr`); `None` where the loader's own
+    /// lookup may answer otherwise than its tables say: an auditing module (`LD_AUDIT`) may
+    /// rebind a lookup, `LD_DYNAMIC_WEAK` changes which of two definitions wins.
+    fn read() -> Option<NextObjects> {
+        for var in [c"LD_AUDIT", c"LD_DYNAMIC_WEAK"] {
+            // SAFETY: getenv with a NUL-terminated name, at load.
+            if !unsafe { libc::getenv(var.as_ptr()) }.is_null() {
+                return None;
+            }
+        }
+        let here = NextObjects::read as *const () as usize;
+        let mut next = NextObjects {
+            objects: [(0, elf::Symbols::default()); MAX_NEXT_OBJECTS],
+            len: 0,
+            complete: true,
+        };
+        let mut after = false;
+        elf::each_object(&mut |object| {
+            if !after {
+                after = object.contains(here);
+                return;
+            }
+            let Some(d) = elf::DynInfo::of(object) else {
+                return; // no dynamic section: defines nothing
+            };
+            match next.objects.get_mut(next.len) {
+                Some(slot) => {
+                    *slot = (object.base, d.symbols);
+                    next.len += 1;
+                }
+                None => next.complete = false,
+            }
+        });
+        after.then_some(next)
+    }
+
+    /// `name` as `dlsym(RTLD_NEXT, name)` finds it, or [`elf::Definition::Unsure`].
+    fn find(&self, name: &[u8]) -> elf::Definition {
+        let hash = elf::gnu_hash(name);
+        for (base, d) in self.objects.get(..self.len).unwrap_or_default() {
+            match elf::definition(*base, d, name, hash) {
+                elf::Definition::Absent => {}
+                found => return found,
+            }
+        }
+        if self.complete {
+            elf::Definition::Absent
+        } else {
+            elf::Definition::Unsure
+        }
+    }
+
+    /// Whether the tables answer for `name` what `dlsym` does (one `dlsym`).
+    fn agrees_with_dlsym(&self, name: &CStr) -> bool {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
+        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+        !p.is_null() && self.find(name.to_bytes()) == elf::Definition::At(p as usize)
+    }
 }
 
 /// Whether `p` points into the object that contains this function: a range test against this
@@ -289,6 +387,10 @@ fn glibc_minor() -> u32 {
 /// required ones that could not be found.
 pub fn resolve_all() -> Missing {
     let minor = glibc_minor();
+    let mut next = NextObjects::read().filter(|n| n.agrees_with_dlsym(c"close"));
+    if let Some(n) = next.as_mut() {
+        NEXT.store(n, Ordering::Release);
+    }
     let mut missing = Missing::default();
     for &(name, resolve, required, since) in SLOTS.iter().flatten() {
         let present = (minor == 0 || minor >= since) && resolve();
@@ -296,5 +398,6 @@ pub fn resolve_all() -> Missing {
             missing.add(name);
         }
     }
+    NEXT.store(std::ptr::null_mut(), Ordering::Release);
     missing
 }
