@@ -13,7 +13,6 @@
 //! the call says so ([`Status::Limit`]).
 
 use crate::text::{FixedStr, Out};
-use std::cell::Cell;
 
 /// What a call returns (the C ABI's `int`; `lambda_meter.h` documents the same values).
 #[repr(i32)]
@@ -888,15 +887,14 @@ fn channel_line(raw: &[u8], own_pid: u32) -> Option<Option<ChannelLine<'_>>> {
     Some(Some(ChannelLine { request_id, op }))
 }
 
-thread_local! {
-    /// Its address names the thread, with no system call (see [`thread_key`]).
-    static THREAD: Cell<u8> = const { Cell::new(0) };
-}
-
-/// A number that names the calling thread while it lives: the address of one of its
-/// thread-locals (no system call; a thread that has ended may pass its number on).
+/// A number that names the calling thread while it lives: its `pthread_self` (its thread
+/// descriptor's address, read from the thread pointer: no system call, and none of the
+/// `__tls_get_addr` calls a thread-local of a loaded library costs; a thread that has ended
+/// may pass its number on).
+#[allow(unsafe_code)]
 pub fn thread_key() -> u64 {
-    THREAD.with(|t| t as *const Cell<u8> as u64)
+    // SAFETY: pthread_self has no preconditions; it reads the calling thread's descriptor.
+    unsafe { libc::pthread_self() as u64 }
 }
 
 #[cfg(test)]

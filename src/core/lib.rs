@@ -12,8 +12,8 @@
 //! reserves buffers without writing them.
 
 // No unsafe code in the core but where it is named: the journal's shared memory, buffers
-// reserved zeroed, the C library's memchr behind `text::find_byte` (and the test build's
-// counting allocator).
+// reserved zeroed, the C library's memchr behind `text::find_byte` and pthread_self behind
+// `custom::thread_key` (and the test build's counting allocator).
 #![deny(unsafe_code)]
 
 pub mod custom;
