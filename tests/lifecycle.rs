@@ -69,6 +69,29 @@ fn no_library_stderr(out: &Outcome) {
     );
 }
 
+/// glibc takes every thread's static TLS out of that thread's stack: a host whose objects hold
+/// a quarter of a megabyte of it (here the loader's surplus, raised with a tunable) would leave
+/// a watchdog on a plain 256 KiB stack nothing (it overflowed into its guard page) or no
+/// thread at all (creation fails). The watchdog asks for its own room on top, and the
+/// timed-out invoke still has its record.
+#[test]
+fn a_host_with_large_static_tls_still_gets_its_timeout_record() {
+    for kb in [240, 400] {
+        let mut cfg = config(&[
+            json!({"action": "ok"}),
+            json!({"action": "sleep", "ms": 3_000}),
+        ]);
+        cfg.timeout = Duration::from_millis(1_000);
+        let tunable = format!("glibc.rtld.optional_static_tls={}", kb * 1024);
+        let out = python_run(cfg, &[("GLIBC_TUNABLES", &tunable)]);
+        no_library_stderr(&out);
+        let records = out.records();
+        let t = record_for(&records, 1);
+        assert_eq!(t["Timeouts"], 1.0, "{kb} KiB of static TLS: {t}");
+        assert_eq!(t["errorType"], "Sandbox.Timedout", "{t}");
+    }
+}
+
 #[test]
 fn a_timeout_is_recorded_before_the_kill_and_the_next_environment_starts_cold() {
     let mut cfg = config(&[

@@ -1432,23 +1432,21 @@ fn start_watchdog() {
     }
 }
 
-/// Starts [`watchdog`] on a detached thread with a 256 KiB stack; whether it started.
+/// Starts [`watchdog`] on a detached thread, named before this returns; whether it started.
 fn spawn_watchdog(first_wake: u32) -> bool {
     extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: names the calling thread itself (one prctl); the name is NUL-terminated and
-        // within the 16-byte limit.
-        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"lambda-meter".as_ptr()) };
         watchdog(arg as usize as u32);
         std::ptr::null_mut()
     }
     // SAFETY: the attributes are initialised before use and destroyed after; the new thread
-    // gets a plain integer for its argument, and is detached (nothing joins it).
+    // gets a plain integer for its argument, and is detached (nothing joins it); the name is
+    // NUL-terminated and within the 16-byte limit.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_attr_init(&mut attr) != 0 {
             return false;
         }
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        libc::pthread_attr_setstacksize(&mut attr, watchdog_stack(&attr));
         let mut thread: libc::pthread_t = 0;
         let arg = first_wake as usize as *mut libc::c_void;
         let rc = libc::pthread_create(&mut thread, &attr, start, arg);
@@ -1456,9 +1454,30 @@ fn spawn_watchdog(first_wake: u32) -> bool {
         if rc != 0 {
             return false;
         }
+        // Named from here (the thread may not have run yet): by the time the hook that
+        // started it returns, the host sees it as "lambda-meter", as it always did.
+        libc::pthread_setname_np(thread, c"lambda-meter".as_ptr());
         libc::pthread_detach(thread);
     }
     true
+}
+
+/// The watchdog's stack: 256 KiB of its own on top of what glibc takes out of every thread's
+/// stack — the static TLS of every loaded object (a host with a quarter of a megabyte of it
+/// would leave a plain 256 KiB stack nothing, or fail the thread), a guard page and
+/// `PTHREAD_STACK_MIN` — as `__pthread_get_minstack` says (the standard library's threads ask
+/// it too).
+fn watchdog_stack(attr: &libc::pthread_attr_t) -> usize {
+    type MinStack = unsafe extern "C" fn(*const libc::pthread_attr_t) -> libc::size_t;
+    // SAFETY: dlsym with a NUL-terminated name, at reservation (no hook path).
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__pthread_get_minstack".as_ptr()) };
+    let min = if f.is_null() {
+        64 * 1024
+    } else {
+        // SAFETY: glibc's __pthread_get_minstack has this type; it only reads the attributes.
+        unsafe { std::mem::transmute::<*mut libc::c_void, MinStack>(f)(attr) }
+    };
+    (256 * 1024usize).saturating_add(min)
 }
 
 /// Reports timeouts at their deadline (less the margin) and records that waited long enough
