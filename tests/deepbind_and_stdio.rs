@@ -125,6 +125,58 @@ fn deepbind_host() -> &'static Path {
     })
 }
 
+/// lambda-meter loaded by `dlopen` (`RTLD_DEEPBIND`) as a dependency of a plugin, not
+/// preloaded, next to another dependency that defines `close` itself: libc was loaded before
+/// it, so the objects after it do not hold the real functions; the loader finds them, and the
+/// plugin's runtime loop is metered.
+#[test]
+fn loaded_as_a_dlopened_plugins_dependency_it_meters_the_plugins_runtime() {
+    let dir = profile_dir().join("test-programs/dep");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(library(), dir.join("liblambda_meter.so")).unwrap();
+    cc(
+        "dep_close",
+        &dir.join("libdep_close.so"),
+        &["-shared", "-fPIC", "-O1"],
+    );
+    let search = format!("-L{}", dir.display());
+    cc(
+        "dep_user",
+        &dir.join("libdep_user.so"),
+        &[
+            "-shared",
+            "-fPIC",
+            "-O1",
+            &search,
+            "-Wl,--no-as-needed",
+            "-llambda_meter",
+            "-ldep_close",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
+        ],
+    );
+    cc("dep_host", &dir.join("dep_host"), &["-O1", "-ldl"]);
+    let host = dir.join("dep_host").display().to_string();
+    let plugin = dir.join("libdep_user.so").display().to_string();
+    let out = run_until(
+        lambda_sim::Config {
+            events: events(&[json!({"action": "ok"}), json!({"action": "ok"})]),
+            ..lambda_sim::Config::default()
+        },
+        &[&host, &plugin, "2"],
+        None,
+        &[],
+        &root(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !out.run.stderr.contains("lambda-meter"),
+        "{}",
+        out.run.stderr
+    );
+    assert_eq!(out.records().len(), 2, "{}", out.run.stderr);
+}
+
 /// Makes PT_GNU_RELRO of the ELF64 (little-endian) object at `path` end 8 bytes into the page
 /// that follows it, where `.data` starts (with crtbeginS.o's 8-byte `__dso_handle`; the plugin's
 /// own global comes after it, and `relro_layout()` checks that it does).

@@ -544,3 +544,25 @@ fn the_real_functions_are_found_without_dlsym() {
     let asked = lookups(&[("LD_DYNAMIC_WEAK", "1")]);
     assert!(count(&asked, "recvmmsg") > 0, "{asked}");
 }
+
+/// An auditing module the program names itself (`DT_AUDIT`, no `LD_AUDIT`) may rebind lookups,
+/// `dlsym`'s included: where one is loaded the library leaves its lookups to the loader, so a
+/// module that wraps `write` sees the host's calls as it does without the library.
+#[test]
+fn an_audit_module_the_program_names_sees_what_it_sees_without_the_library() {
+    let audit = compile_program(
+        "audit_write",
+        "libaudit_write.so",
+        &["-shared", "-fPIC", "-O1"],
+    );
+    let flag = format!("-Wl,--audit={}", audit.display());
+    let host = compile_program("next_host", "next_host_audited", &["-O1", &flag]);
+    let env = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")];
+    let plain = run_cmd(&host, &[], false, &env);
+    let loaded = run_cmd(&host, &[], true, &env);
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("<A><A><A><A><A><A><A><A><A><A>"),
+        "the module wraps the host's writes: {plain:?}"
+    );
+    assert_same(&plain, &loaded, "a host with an audit module of its own");
+}

@@ -283,6 +283,7 @@ fn bind_object(
     let Some(DynInfo {
         symbols: Symbols { symtab, strtab, .. },
         tables,
+        ..
     }) = DynInfo::of(object)
     else {
         return Ok(0);

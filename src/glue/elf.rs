@@ -65,6 +65,9 @@ pub struct DynInfo {
     pub symbols: Symbols,
     /// (RELA, size), (JMPREL, size)
     pub tables: [(usize, usize); 2],
+    /// It names an auditing module (`DT_AUDIT`, `DT_DEPAUDIT`): the loader's lookups may be
+    /// rebound by it.
+    pub audit: bool,
 }
 
 /// An object's dynamic symbols: where its tables are (relocated addresses; 0: absent).
@@ -104,6 +107,7 @@ impl DynInfo {
                 DT_RELASZ => d.tables[0].1 = e.val as usize,
                 DT_JMPREL => d.tables[1].0 = at(e.val),
                 DT_PLTRELSZ => d.tables[1].1 = e.val as usize,
+                DT_AUDIT | DT_DEPAUDIT => d.audit = true,
                 _ => {}
             }
             // SAFETY: still inside the dynamic section (DT_NULL not reached yet).
@@ -314,6 +318,8 @@ const DT_RELASZ: i64 = 8;
 const DT_JMPREL: i64 = 23;
 const DT_GNU_HASH: i64 = 0x6fff_fef5;
 const DT_VERSYM: i64 = 0x6fff_fff0;
+const DT_DEPAUDIT: i64 = 0x6fff_fefb;
+const DT_AUDIT: i64 = 0x6fff_fefc;
 const PT_DYNAMIC: u32 = 2;
 pub const PT_GNU_RELRO: u32 = 0x6474_e552;
 const SHN_ABS: u16 = 0xfff1;

@@ -14,20 +14,26 @@ use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library. While
 /// [`resolve_all`] runs, from the objects' own tables (see [`NextObjects`]).
 fn lookup(name: &CStr) -> Option<*mut c_void> {
-    let next = NEXT.load(Ordering::Acquire);
-    // SAFETY: NEXT points at resolve_all's NextObjects while it runs (on the constructor's
-    // thread, which is this one), and is null otherwise.
+    // Only on the thread running resolve_all: the tables are on its stack.
+    let next = if NEXT_THREAD.load(Ordering::Acquire) == crate::custom::thread_key() {
+        NEXT.load(Ordering::Acquire)
+    } else {
+        std::ptr::null_mut()
+    };
+    // SAFETY: NEXT points at resolve_all's NextObjects, on this thread's stack, while it runs
+    // (NEXT_THREAD names this thread only then); null otherwise.
     let found = (!next.is_null()).then(|| unsafe { &*next }.find(name.to_bytes()));
     let p = match found {
         Some(elf::Definition::At(p)) => p as *mut c_void,
-        Some(elf::Definition::Absent) => std::ptr::null_mut(),
+        // Not found after this library (which a library the program itself loads later, not
+        // at start, may find in objects loaded before it) or not readable: the loader says.
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
-        Some(elf::Definition::Unsure) | None => unsafe {
+        Some(elf::Definition::Absent | elf::Definition::Unsure) | None => unsafe {
             libc::dlsym(libc::RTLD_NEXT, name.as_ptr())
         },
     };
@@ -57,19 +63,28 @@ struct NextObjects {
 /// the constructor's stack: a page of stack more is a page fault more in every process.
 const MAX_NEXT_OBJECTS: usize = 16;
 
-/// The [`NextObjects`] of the running [`resolve_all`], or null.
+/// The [`NextObjects`] of the running [`resolve_all`], or null; and the thread running it (0:
+/// none). Another thread that resolves a function meanwhile (one a constructor before this
+/// library's started) asks `dlsym`.
 static NEXT: AtomicPtr<NextObjects> = AtomicPtr::new(std::ptr::null_mut());
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
 
 impl NextObjects {
     /// Read from the loader's list (one `dl_iterate_phdr`); `None` where the loader's own
-    /// lookup may answer otherwise than its tables say: an auditing module (`LD_AUDIT`) may
-    /// rebind a lookup, `LD_DYNAMIC_WEAK` changes which of two definitions wins.
+    /// lookup may answer otherwise than its tables say: an auditing module may rebind a
+    /// lookup (named in `LD_AUDIT`, in an object's `DT_AUDIT` or `DT_DEPAUDIT`, or given to
+    /// the loader run as a program, `ld.so --audit`: no program interpreter then),
+    /// `LD_DYNAMIC_WEAK` changes which of two definitions wins.
     fn read() -> Option<NextObjects> {
         for var in [c"LD_AUDIT", c"LD_DYNAMIC_WEAK"] {
             // SAFETY: getenv with a NUL-terminated name, at load.
             if !unsafe { libc::getenv(var.as_ptr()) }.is_null() {
                 return None;
             }
+        }
+        // SAFETY: getauxval has no preconditions.
+        if unsafe { libc::getauxval(libc::AT_BASE) } == 0 {
+            return None;
         }
         let here = NextObjects::read as *const () as usize;
         let mut next = NextObjects {
@@ -78,12 +93,15 @@ impl NextObjects {
             complete: true,
         };
         let mut after = false;
+        let mut audit = false;
         elf::each_object(&mut |object| {
+            let d = elf::DynInfo::of(object);
+            audit |= d.is_some_and(|d| d.audit);
             if !after {
                 after = object.contains(here);
                 return;
             }
-            let Some(d) = elf::DynInfo::of(object) else {
+            let Some(d) = d else {
                 return; // no dynamic section: defines nothing
             };
             match next.objects.get_mut(next.len) {
@@ -94,7 +112,7 @@ impl NextObjects {
                 None => next.complete = false,
             }
         });
-        after.then_some(next)
+        (after && !audit).then_some(next)
     }
 
     /// `name` as `dlsym(RTLD_NEXT, name)` finds it, or [`elf::Definition::Unsure`].
@@ -390,6 +408,7 @@ pub fn resolve_all() -> Missing {
     let mut next = NextObjects::read().filter(|n| n.agrees_with_dlsym(c"close"));
     if let Some(n) = next.as_mut() {
         NEXT.store(n, Ordering::Release);
+        NEXT_THREAD.store(crate::custom::thread_key(), Ordering::Release);
     }
     let mut missing = Missing::default();
     for &(name, resolve, required, since) in SLOTS.iter().flatten() {
@@ -398,6 +417,7 @@ pub fn resolve_all() -> Missing {
             missing.add(name);
         }
     }
+    NEXT_THREAD.store(0, Ordering::Release);
     NEXT.store(std::ptr::null_mut(), Ordering::Release);
     missing
 }
