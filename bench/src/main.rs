@@ -66,6 +66,9 @@ enum Metered {
     /// `LD_PRELOAD` in the function's environment, no wrapper: an OS-only runtime
     /// (`provided.al2023`), which Lambda starts without `AWS_LAMBDA_EXEC_WRAPPER`.
     Preload,
+    /// `LD_PRELOAD` of the interposer that does nothing (see [`interposer_library`]): the
+    /// floor of any interposer, no records.
+    Floor,
 }
 
 /// One way to run a function.
@@ -120,6 +123,8 @@ struct Sample {
 struct Paths {
     wrapper: PathBuf,
     lib: PathBuf,
+    /// The interposer that does nothing ([`interposer_library`]), where it can be built.
+    floor: Option<PathBuf>,
 }
 
 /// User and system CPU time of this process's children that have ended and been waited for
@@ -156,6 +161,9 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
     if v.metered == Metered::Preload {
         env.push(("LD_PRELOAD".into(), paths.lib.display().to_string()));
     }
+    if let (Metered::Floor, Some(floor)) = (v.metered, &paths.floor) {
+        env.push(("LD_PRELOAD".into(), floor.display().to_string()));
+    }
     let children_before = children_cpu_ns();
     let run = run_function(
         &sim,
@@ -184,7 +192,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
     // A metered variant whose library did not meter would measure nothing: each invoke
     // must have its record.
     let records = emf_records(&run.stdout);
-    if v.metered != Metered::No && records < invokes {
+    if matches!(v.metered, Metered::Wrapper | Metered::Preload) && records < invokes {
         fail(
             &format!(
                 "{}: {records} EMF records on stdout for {invokes} invokes: the library did not meter",
@@ -381,7 +389,7 @@ fn pin_to_one_cpu() -> usize {
 fn preload_env(v: &Variant, lib: &Path) -> (Vec<(String, String)>, Option<String>) {
     (
         v.env.clone(),
-        (v.metered != Metered::No).then(|| lib.display().to_string()),
+        matches!(v.metered, Metered::Wrapper | Metered::Preload).then(|| lib.display().to_string()),
     )
 }
 
@@ -856,9 +864,12 @@ enum Start {
     /// `LD_PRELOAD=libgcc_s.so.1 /bin/true`: the system's unwinder alone, which a Rust or C++
     /// library usually loads (the library looks it up only when something unwinds).
     Unwinder,
+    /// `LD_PRELOAD=interposer.so /bin/true`: a library that interposes the same libc functions
+    /// and does nothing else (see [`interposer_library`]): the floor of any interposer.
+    Interposer,
 }
 
-const STARTS: [Start; 8] = [
+const STARTS: [Start; 9] = [
     Start::Plain,
     Start::Dash,
     Start::Preload,
@@ -867,6 +878,7 @@ const STARTS: [Start; 8] = [
     Start::Layer234,
     Start::Empty,
     Start::Unwinder,
+    Start::Interposer,
 ];
 
 impl Start {
@@ -880,6 +892,7 @@ impl Start {
             Start::Layer234 => "LD_PRELOAD=layer's glibc 2.34 lib /bin/true",
             Start::Empty => "LD_PRELOAD=empty.so /bin/true",
             Start::Unwinder => "LD_PRELOAD=libgcc_s.so.1 /bin/true",
+            Start::Interposer => "LD_PRELOAD=interposer.so /bin/true",
         }
     }
 }
@@ -895,7 +908,7 @@ struct StartCost {
 /// row (`std::process::Command`, waited for one by one), the ways in an order shuffled per
 /// round; wall time per start, and the CPU time of the started processes per start
 /// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
-fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 4], n: usize) -> Vec<Vec<StartCost>> {
+fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<Vec<StartCost>> {
     // The wrapper appends a line per start to $TMPDIR/.lambda-meter-inits: keep it ours.
     let tmp = root().join("target/bench/tmp");
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
@@ -909,7 +922,8 @@ fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 4], n: usize) -> Vec<
                 | Start::Layer226
                 | Start::Layer234
                 | Start::Empty
-                | Start::Unwinder => Command::new("/bin/true"),
+                | Start::Unwinder
+                | Start::Interposer => Command::new("/bin/true"),
                 Start::Dash => {
                     let mut c = Command::new("dash");
                     c.args(["-c", "exec /bin/true"]);
@@ -930,6 +944,7 @@ fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 4], n: usize) -> Vec<
                 Start::Layer234 => c.env("LD_PRELOAD", others[1]),
                 Start::Empty => c.env("LD_PRELOAD", others[2]),
                 Start::Unwinder => c.env("LD_PRELOAD", others[3]),
+                Start::Interposer => c.env("LD_PRELOAD", others[4]),
                 _ => &mut c,
             };
             let status = c
@@ -1057,6 +1072,93 @@ fn empty_library() -> PathBuf {
         fail("cc could not build an empty shared object", "");
     }
     lib
+}
+
+/// A library that interposes the libc functions `lib` exports and does nothing else: each is a
+/// jump through a slot filled with `dlsym(RTLD_NEXT, …)` by its constructor (or, for a call
+/// that comes before it, on that call). What any `LD_PRELOAD` interposer of these functions
+/// costs at least: the loader looks through one more object that defines symbols in every
+/// lookup of every process, and maps and resolves it. x86_64 only (`None` elsewhere).
+fn interposer_library(lib: &Path) -> Option<PathBuf> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib)
+        .output()
+        .ok()?;
+    // Its own dlsym and dlopen would be in the way of the constructor's; the C API is not
+    // libc's.
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+            (matches!(kind, "T" | "W" | "i")
+                && !name.starts_with("lambda_meter_")
+                && !matches!(name, "dlsym" | "dlopen"))
+            .then(|| name.to_string())
+        })
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut c = String::from(
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\n\
+         __attribute__((visibility(\"hidden\"))) void *lm_floor_real[NAMES];\n\
+         static const char *const names[NAMES] = {\n",
+    );
+    for n in &names {
+        writeln!(c, "    \"{n}\",").unwrap();
+    }
+    c.push_str(
+        "};\n\
+         __attribute__((visibility(\"hidden\"))) void *lm_floor_resolve(long i) {\n\
+         \x20   void *p = dlsym(RTLD_NEXT, names[i]);\n\
+         \x20   __atomic_store_n(&lm_floor_real[i], p, __ATOMIC_RELEASE);\n\
+         \x20   return p;\n}\n\
+         __attribute__((constructor)) static void resolve_all(void) {\n\
+         \x20   for (long i = 0; i < NAMES; i++)\n\
+         \x20       if (!lm_floor_real[i]) lm_floor_resolve(i);\n}\n\
+         __asm__(\".text\\n\"\n",
+    );
+    for (i, n) in names.iter().enumerate() {
+        // The slot's function, or (before the constructor) resolved now, every argument
+        // register kept: integer ones, %al of a variadic call, and %xmm0-7.
+        let off = i * 8;
+        writeln!(
+            c,
+            "  \".globl {n}\\n.type {n},@function\\n{n}:\\n\"\n\
+             \x20 \"  movq lm_floor_real+{off}(%rip), %r11\\n  testq %r11, %r11\\n  jz 1f\\n  jmp *%r11\\n\"\n\
+             \x20 \"1: pushq %rdi\\n  pushq %rsi\\n  pushq %rdx\\n  pushq %rcx\\n  pushq %r8\\n  pushq %r9\\n  pushq %rax\\n\"\n\
+             \x20 \"  subq $128, %rsp\\n  movdqu %xmm0, 0(%rsp)\\n  movdqu %xmm1, 16(%rsp)\\n  movdqu %xmm2, 32(%rsp)\\n  movdqu %xmm3, 48(%rsp)\\n\"\n\
+             \x20 \"  movdqu %xmm4, 64(%rsp)\\n  movdqu %xmm5, 80(%rsp)\\n  movdqu %xmm6, 96(%rsp)\\n  movdqu %xmm7, 112(%rsp)\\n\"\n\
+             \x20 \"  movq ${i}, %rdi\\n  call lm_floor_resolve\\n  movq %rax, %r11\\n\"\n\
+             \x20 \"  movdqu 0(%rsp), %xmm0\\n  movdqu 16(%rsp), %xmm1\\n  movdqu 32(%rsp), %xmm2\\n  movdqu 48(%rsp), %xmm3\\n\"\n\
+             \x20 \"  movdqu 64(%rsp), %xmm4\\n  movdqu 80(%rsp), %xmm5\\n  movdqu 96(%rsp), %xmm6\\n  movdqu 112(%rsp), %xmm7\\n\"\n\
+             \x20 \"  addq $128, %rsp\\n  popq %rax\\n  popq %r9\\n  popq %r8\\n  popq %rcx\\n  popq %rdx\\n  popq %rsi\\n  popq %rdi\\n\"\n\
+             \x20 \"  jmp *%r11\\n.size {n}, .-{n}\\n\""
+        )
+        .unwrap();
+    }
+    c.push_str(");\n");
+    let c = c.replace("NAMES", &names.len().to_string());
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).ok()?;
+    let (source, out) = (dir.join("interposer.c"), dir.join("interposer.so"));
+    std::fs::write(&source, c).ok()?;
+    let ok = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        fail("cc could not build the interposer floor library", "");
+    }
+    Some(out)
 }
 
 /// The system's libgcc_s.so.1, as the C compiler finds it.
@@ -1211,6 +1313,7 @@ fn main() {
     let paths = Paths {
         wrapper: layer.join("lambda-meter"),
         lib: lib.clone(),
+        floor: interposer_library(&lib),
     };
     let py_dir = root.join("tests/functions/python");
     let node_dir = root.join("tests/functions/node");
@@ -1347,12 +1450,23 @@ fn main() {
                 ),
                 variant(
                     "lambda-meter",
-                    shell_cmd,
+                    shell_cmd.clone(),
                     Metered::Preload,
                     &shell_dir,
                     &shell_env,
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(paths.floor.is_some().then(|| {
+                variant(
+                    "an interposer of the same functions that does nothing (the floor)",
+                    shell_cmd,
+                    Metered::Floor,
+                    &shell_dir,
+                    &shell_env,
+                )
+            }))
+            .collect(),
             invokes: shell_runs,
             callgrind: false,
             callgrind_invokes: (0, 0),
@@ -1730,10 +1844,12 @@ fn main() {
         must_exist(l);
     }
     let (empty, unwinder) = (empty_library(), system_unwinder());
+    // Without an interposer (not x86_64), its row is the empty library's again.
+    let floor = paths.floor.clone().unwrap_or_else(|| empty.clone());
     let starts = start_costs(
         &paths.wrapper,
         &lib,
-        [&layer_libs[0], &layer_libs[1], &empty, &unwinder],
+        [&layer_libs[0], &layer_libs[1], &empty, &unwinder, &floor],
         execs,
     );
     let wall = |c: &StartCost| c.wall;
@@ -1811,7 +1927,14 @@ fn main() {
             ", libgcc_s.so.1 alone (an unwinder, which the library does not load)",
             Start::Unwinder,
         ),
-    ] {
+        (
+            ", an interposer of the same functions that does nothing (the floor of any)",
+            Start::Interposer,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, way)| !matches!(way, Start::Interposer) || paths.floor.is_some())
+    {
         for (unit, f) in [
             ("wall ms", wall as fn(&StartCost) -> f64),
             ("CPU ms", cpu_ms),
@@ -1849,11 +1972,19 @@ fn main() {
     targets.push((
         order::OTHER_PROCESS,
         format!(
-            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true` with the layer's glibc 2.34 build: wall {:+.3} ms, CPU {:+.3} ms; an empty library {:+.3} ms, libgcc_s.so.1 alone {:+.3} ms)",
+            "a process that never talks to the Runtime API pays ≤ +0.1 ms per exec (`/bin/true` with the layer's glibc 2.34 build: wall {:+.3} ms, CPU {:+.3} ms; an empty library {:+.3} ms, libgcc_s.so.1 alone {:+.3} ms{})",
             layer_wall.median,
             layer_cpu.median,
             start_added(&starts, Start::Empty, wall).median,
-            start_added(&starts, Start::Unwinder, wall).median
+            start_added(&starts, Start::Unwinder, wall).median,
+            if paths.floor.is_some() {
+                format!(
+                    ", an interposer of the same functions that does nothing {:+.3} ms",
+                    start_added(&starts, Start::Interposer, wall).median
+                )
+            } else {
+                String::new()
+            }
         ),
         layer_wall.median <= 0.1 && layer_cpu.median <= 0.1,
     ));
@@ -1882,15 +2013,19 @@ fn main() {
     writeln!(report, "|---|---|---|---|---|---|").unwrap();
     let wall_ms = |s: &Sample| s.wall_us / 1e3;
     let tree_ms = |s: &Sample| s.tree_cpu_us / 1e3;
-    let pct = stat(
-        sh_samples[1]
-            .iter()
-            .zip(&sh_samples[0])
-            .map(|(w, b)| 100.0 * (w.wall_us - b.wall_us) / b.wall_us)
-            .collect(),
-    );
+    let pct_of = |i: usize| {
+        stat(
+            sh_samples[i]
+                .iter()
+                .zip(&sh_samples[0])
+                .map(|(w, b)| 100.0 * (w.wall_us - b.wall_us) / b.wall_us)
+                .collect(),
+        )
+    };
+    let pct = pct_of(1);
     for (i, v) in shell.variants.iter().enumerate() {
         let s = &sh_samples[i];
+        let pct = pct_of(i);
         let (dw, dp, dc) = if i == 0 {
             ("—".to_string(), "—".to_string(), "—".to_string())
         } else {
@@ -1912,8 +2047,16 @@ fn main() {
     targets.push((
         order::SHELL,
         format!(
-            "bash + curl custom runtime: ≤ +5% wall per no-op invoke (median {:+.1}%)",
-            pct.median
+            "bash + curl custom runtime: ≤ +5% wall per no-op invoke (median {:+.1}%{})",
+            pct.median,
+            if shell.variants.len() > 2 {
+                format!(
+                    "; an interposer of the same functions that does nothing: {:+.1}%",
+                    pct_of(2).median
+                )
+            } else {
+                String::new()
+            }
         ),
         pct.median <= 5.0,
     ));
