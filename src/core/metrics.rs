@@ -28,8 +28,16 @@ impl Number {
             buf: [0; 24],
             start: 24,
         };
-        let scale = 10u64.saturating_pow(u32::from(decimals));
-        let (mut whole, mut frac) = (v / scale, v % scale);
+        // The scales records use divide by a constant (a multiply, not a division).
+        let (mut whole, mut frac) = match decimals {
+            0 => (v, 0),
+            2 => (v / 100, v % 100),
+            3 => (v / 1000, v % 1000),
+            d => {
+                let scale = 10u64.saturating_pow(u32::from(d));
+                (v / scale, v % scale)
+            }
+        };
         let mut digits = if frac == 0 { 0 } else { decimals };
         while frac != 0 && frac % 10 == 0 {
             frac /= 10;

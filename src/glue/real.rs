@@ -47,7 +47,7 @@ fn lookup(name: &CStr) -> Option<*mut c_void> {
 /// object loaded after it, in the loader's order — the global scope after it, for a library
 /// loaded at start (preloaded) — with their dynamic sections. A lookup walks their GNU hash
 /// tables as the loader does (see [`elf::definition`]), some 100 instructions where `dlsym`
-/// takes some 800 (its error catching, its lock, finding its caller): 62 of them in every
+/// takes some 800 (its error catching, its lock, finding its caller): some 60 of them in every
 /// process the library is loaded into, a shell runtime's `cut` and `grep` as much as the
 /// runtime. Whatever the reading does not follow is left to `dlsym`; and where the two
 /// disagree on one symbol, `dlsym` answers them all.
