@@ -1432,15 +1432,19 @@ fn start_watchdog() {
     }
 }
 
-/// Starts [`watchdog`] on a detached thread, named before this returns; whether it started.
+/// Starts [`watchdog`] on a detached thread; whether it started.
 fn spawn_watchdog(first_wake: u32) -> bool {
     extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // It names itself (one prctl; from another thread naming it takes opening its
+        // /proc/self/task/<tid>/comm). Until it runs it carries its creator's name, as every
+        // new thread does.
+        // SAFETY: names the calling thread; the name is NUL-terminated and within 16 bytes.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"lambda-meter".as_ptr()) };
         watchdog(arg as usize as u32);
         std::ptr::null_mut()
     }
     // SAFETY: the attributes are initialised before use and destroyed after; the new thread
-    // gets a plain integer for its argument, and is detached (nothing joins it); the name is
-    // NUL-terminated and within the 16-byte limit.
+    // gets a plain integer for its argument, and is detached (nothing joins it).
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_attr_init(&mut attr) != 0 {
@@ -1454,9 +1458,6 @@ fn spawn_watchdog(first_wake: u32) -> bool {
         if rc != 0 {
             return false;
         }
-        // Named from here (the thread may not have run yet): by the time the hook that
-        // started it returns, the host sees it as "lambda-meter", as it always did.
-        libc::pthread_setname_np(thread, c"lambda-meter".as_ptr());
         libc::pthread_detach(thread);
     }
     true
