@@ -447,7 +447,9 @@ fn stdio_payloads() -> Vec<Value> {
 /// The debug lines every followed conversation has (not about a stream being dropped).
 fn routine_debug_line(line: &str) -> bool {
     let text = line.trim_start_matches("lambda-meter: debug: ");
-    text.starts_with("metering ") || text.starts_with("following fd ")
+    text.starts_with("metering ")
+        || text.starts_with("following fd ")
+        || text.starts_with("watchdog thread started")
 }
 
 /// Runs `stdio_variants <variant>` (the fortified build when `fortify`, which must import

@@ -261,3 +261,100 @@ fn a_next_wrapper_that_runs_the_runtime_as_its_child_keeps_its_cpu_time() {
         );
     }
 }
+
+#[test]
+fn only_curls_before_the_first_known_helper_start_a_watchdog() {
+    // Each curl talks to the Runtime API once and is gone a moment later: a watchdog thread of
+    // its own was a fifth of what the library cost it. Once one curl of the environment was
+    // seen to be a per-request helper (it posted a result it did not fetch), the next ones
+    // start none; the first two (the first event's, and the one that posts its result), before
+    // that, do.
+    let dir = root().join("tests/functions/shell");
+    let layer = Layer::new();
+    let bootstrap = dir.join("bootstrap").display().to_string();
+    let payloads: Vec<_> = (0..6).map(|_| json!({"action": "ok"})).collect();
+    let env = [
+        ("LAMBDA_TASK_ROOT", dir.to_str().unwrap()),
+        ("_HANDLER", "function.handler"),
+        ("LAMBDA_METER_LOG", "debug"),
+    ];
+    let out = run(
+        events(&payloads),
+        &[&bootstrap],
+        Some(layer.wrapper().as_path()),
+        &env,
+        &dir,
+    );
+    let stderr = &out.run.stderr;
+    assert_eq!(out.records().len(), 6, "{stderr}");
+    assert_eq!(
+        stderr.matches("a per-request process").count(),
+        6,
+        "{stderr}"
+    );
+    let (before, after) = stderr
+        .split_once("a per-request process")
+        .expect("a helper");
+    assert_eq!(
+        before.matches("watchdog thread started").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        after.matches("watchdog thread started").count(),
+        0,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_runtime_that_joins_after_the_helpers_still_reports_its_timeout() {
+    // The bootstrap answers the first event with curl, then runs a runtime without exec: it
+    // joins an environment where a helper was seen, so it starts no watchdog until its second
+    // request shows it is a runtime. Then it does, and its timeout is its own record, written
+    // before the deadline (not a successor's account of a process that vanished).
+    let dir = root().join("tests/functions/shell");
+    let layer = Layer::new();
+    let runtime = compile_program("c_runtime", "c_runtime_after_curl", &["-O1"]);
+    let bootstrap = dir.join("then_runtime").display().to_string();
+    let runtime = runtime.display().to_string();
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": 5_000}),
+        json!({"action": "ok"}),
+    ];
+    let config = lambda_sim::Config {
+        events: events(&payloads),
+        timeout: std::time::Duration::from_millis(1_500),
+        ..lambda_sim::Config::default()
+    };
+    let env = [("LAMBDA_METER_LOG", "debug")];
+    let out = run_with(
+        config,
+        &[&bootstrap, &runtime],
+        Some(layer.wrapper().as_path()),
+        &env,
+        &dir,
+    );
+    let stderr = &out.run.stderr;
+    assert!(stderr.contains("a runtime of its own"), "{stderr}");
+    let results = out.sim.results();
+    let records = out.records();
+    let record = |event: usize| {
+        let id = &results[event].as_ref().expect("a result").request_id;
+        records
+            .iter()
+            .find(|r| r["requestId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no record for event {event}: {stderr}"))
+            .clone()
+    };
+    assert_eq!(record(0)["runtime"], "curl");
+    let t = record(2);
+    assert_eq!(t["Timeouts"], 1.0, "{t}");
+    assert_eq!(t["errorType"], "Sandbox.Timedout", "{t}");
+    assert!(t.get("exitReason").is_none(), "{t}");
+    for i in [0, 1, 3] {
+        assert_eq!(record(i)["Timeouts"], 0.0);
+    }
+}

@@ -903,6 +903,11 @@ impl Engine {
         self.role = Role::Undecided;
     }
 
+    /// What this process is, as far as its requests tell so far.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// What this process turned out to be since the last call, once.
     pub fn take_decision(&mut self) -> Option<Role> {
         self.decided.take()
@@ -926,6 +931,7 @@ impl Engine {
                 .get(conn)
                 .is_some_and(|c| self.tracker.is_open(c.writing_id.as_str()))
         {
+            self.tracker.helper_decided();
             Role::Helper
         } else {
             return;

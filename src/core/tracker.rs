@@ -463,6 +463,9 @@ pub trait Handoff: Send {
     fn take(&mut self, request_id: &str) -> Option<OpenInvoke>;
     /// Forgets an invoke this process saved and finished itself.
     fn forget(&mut self, request_id: &str);
+    /// This process turned out to be a per-request helper: the environment's next processes
+    /// may take it that they are too.
+    fn helper_decided(&mut self) {}
 }
 
 impl std::fmt::Debug for dyn Handoff {
@@ -1105,6 +1108,13 @@ impl Tracker {
     pub fn is_open(&self, request_id: &str) -> bool {
         self.find(crate::text::bounded_str(request_id, MAX_ID_LEN))
             .is_some()
+    }
+
+    /// This process is a per-request helper (see [`Handoff::helper_decided`]).
+    pub fn helper_decided(&mut self) {
+        if let Some(h) = self.handoff.as_mut() {
+            h.helper_decided();
+        }
     }
 
     /// This process proved to be a runtime of its own (it makes one request after another),

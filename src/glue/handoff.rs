@@ -7,7 +7,11 @@
 //! and never reused: pid and start time together name one process):
 //!
 //! - `cold`: created by the one process that claims the environment's cold start;
-//! - `open/<request id>`: an invoke whose result has not been posted, as JSON.
+//! - `open/<request id>`: an invoke whose result has not been posted, as JSON;
+//! - `helpers`: created by the first process that turned out to be a per-request helper. A
+//!   process that joins the environment after it was made is most likely one too (the `curl`
+//!   that fetches the next event), and starts no watchdog thread until its requests say
+//!   otherwise: see [`FileHandoff::helpers_seen`].
 //!
 //! Every change is a create-exclusive or a rename, so two processes never both claim the cold
 //! start or both take one invoke. The directory is made by the first process that needs it:
@@ -31,6 +35,7 @@ const MAX_DIR: usize = 512;
 pub struct FileHandoff {
     dir: FixedStr<MAX_DIR>,
     born_ns: u64,
+    helpers_seen: bool,
 }
 
 /// The state directory of the environment whose root process is `pid`, started at `start`
@@ -58,14 +63,29 @@ impl FileHandoff {
             .to_str()
             .filter(|t| t.len() < MAX_DIR - 200)
             .ok_or_else(|| io::Error::other("state directory path too long"))?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir.join("open"))?;
+        // One mkdir where the environment's first process made the directories (a recursive
+        // create would look at what exists as well).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        match builder.create(dir.join("open")) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                builder.recursive(true).create(dir.join("open"))?
+            }
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let helpers_seen = std::fs::symlink_metadata(dir.join("helpers")).is_ok();
         Ok(FileHandoff {
             dir: FixedStr::new(text),
             born_ns,
+            helpers_seen,
         })
+    }
+
+    /// Whether a process of the environment had turned out to be a per-request helper when
+    /// this one joined.
+    pub fn helpers_seen(&self) -> bool {
+        self.helpers_seen
     }
 
     /// `<dir>/<rest>`, NUL-terminated, in `buf`.
@@ -96,6 +116,19 @@ impl Handoff for FileHandoff {
 
     fn born_ns(&self) -> Option<u64> {
         Some(self.born_ns)
+    }
+
+    fn helper_decided(&mut self) {
+        if self.helpers_seen {
+            return;
+        }
+        self.helpers_seen = true;
+        let mut buf = [0u8; 1024];
+        let path = self.path(&mut buf, format_args!("helpers"));
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+        if let Ok(fd) = sys::open(path, flags, 0o600) {
+            let _ = sys::close(fd as libc::c_int);
+        }
     }
 
     fn save(&mut self, open: &OpenInvoke) {

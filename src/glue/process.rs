@@ -120,6 +120,9 @@ pub struct ProcessState {
     wake: AtomicU32,
     /// Whether this process has its watchdog thread (threads do not survive `fork`).
     watchdog: AtomicBool,
+    /// Whether, when this process joined another's environment, a process of it had turned
+    /// out to be a per-request helper (see [`crate::handoff::FileHandoff::helpers_seen`]).
+    helpers_seen: AtomicBool,
     /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
     watchdog_planned: AtomicU64,
     /// Set by the watchdog thread once it runs (a futex word).
@@ -158,6 +161,7 @@ impl ProcessState {
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
+            helpers_seen: AtomicBool::new(false),
             watchdog_planned: AtomicU64::new(u64::MAX),
             started: AtomicU32::new(0),
             journal_in_channel_dir: AtomicU8::new(UNKNOWN_DIR),
@@ -202,6 +206,7 @@ impl ProcessState {
             record_awaits,
             wake: _,
             watchdog,
+            helpers_seen,
             watchdog_planned,
             started,
             // Kept: the same files; a child that journals looks again at its first check.
@@ -223,6 +228,7 @@ impl ProcessState {
         environment_joined.reset_to(true, Ordering::Release);
         journal_started.reset_to(false, Ordering::Release);
         watchdog.reset_to(false, Ordering::Release);
+        helpers_seen.reset_to(false, Ordering::Relaxed);
         started.reset_to(0, Ordering::Release);
         watchdog_planned.reset_to(u64::MAX, Ordering::Relaxed);
         record_awaits.reset_to(false, Ordering::Relaxed);
@@ -586,7 +592,18 @@ fn reserve() -> bool {
         }
     }
     join_environment();
-    start_watchdog();
+    // A process of another's environment whose requests have not yet told what it is, where
+    // an earlier one turned out to be a per-request helper, is most likely one too: a shell
+    // runtime's curl, gone a millisecond after its one request, for which a thread was a fifth
+    // of what the library cost. It starts its watchdog once its requests tell it is a runtime
+    // (see `decided`). Where no helper was seen (a runtime under a shell that does not `exec`
+    // it, `strace`, `timeout`), the watchdog starts now: its first invoke may time out.
+    let undecided = engine_cell()
+        .as_ref()
+        .is_some_and(|e| e.role() == Role::Undecided);
+    if !(undecided && ps().helpers_seen.load(Ordering::Relaxed)) {
+        start_watchdog(false);
+    }
     ps().reserved.store(true, Ordering::Release);
     true
 }
@@ -781,6 +798,7 @@ fn share_environment(root: u32) -> bool {
             let n = chain_to(root, &mut chain);
             probes::measure_environment(root, chain.get(..n).unwrap_or_default());
             crate::channel::set_owner(root);
+            ps().helpers_seen.store(h.helpers_seen(), Ordering::Relaxed);
             if let Some(e) = engine_cell() {
                 e.attach_handoff(Box::new(h));
             }
@@ -831,6 +849,8 @@ fn decided(role: Role) {
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
             say_settings_warnings();
+            // Its first look at once: an invoke of its own may be due already.
+            start_watchdog(true);
         }
         Role::Helper => output::debug(format_args!("a per-request process")),
         Role::Alone | Role::Undecided => {}
@@ -1396,8 +1416,10 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
 /// How long the watchdog sleeps when nothing is due.
 const IDLE_WAIT_NS: u64 = 60_000_000_000;
 
-/// Starts the watchdog thread once per process, at reservation.
-fn start_watchdog() {
+/// Starts the watchdog thread once per process: at reservation, or in a process of another's
+/// environment once it is known to be a runtime (`look_now`: its first look is not put off
+/// until something is due, as at reservation, when nothing can be).
+fn start_watchdog(look_now: bool) {
     if ps().watchdog.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -1419,11 +1441,16 @@ fn start_watchdog() {
     // curl processes). What it must not miss, a wake before it first sleeps, it cannot: it
     // first sleeps on the value the count had before it was started.
     let first_wake = ps().wake.load(Ordering::Acquire);
-    let spawned = spawn_watchdog(first_wake);
+    let spawned = spawn_watchdog(if look_now {
+        first_wake.wrapping_sub(1)
+    } else {
+        first_wake
+    });
     // SAFETY: restoring this thread's own mask.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if spawned {
         probes::set_own_threads(1);
+        output::debug(format_args!("watchdog thread started"));
     } else {
         ps().watchdog.store(false, Ordering::Release);
         output::debug(format_args!(
