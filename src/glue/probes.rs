@@ -8,7 +8,7 @@ use crate::journal::Owner;
 use crate::state::Reset;
 use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// From now on, probes also read the extended gauges (opt-in: each read costs file reads).
 pub fn enable_gauges() {
@@ -198,6 +198,8 @@ pub fn environment_root() -> Option<u32> {
 
 /// What `/proc/<pid>/stat` says of a process's start and CPU time.
 pub struct ProcStat {
+    /// The parent's pid (0 for a process whose parent is in another pid namespace).
+    pub ppid: u32,
     /// Start time, clock ticks after boot: with the pid, it names one process.
     pub start_ticks: u64,
     /// utime + stime + cutime + cstime: the process and its waited-for children.
@@ -235,7 +237,63 @@ pub fn this_owner() -> Owner {
     let pid = std::process::id();
     Owner {
         pid,
-        start_ticks: proc_stat(pid).map_or(0, |s| s.start_ticks),
+        start_ticks: identity(pid).map_or(0, |i| i.start_ticks),
+    }
+}
+
+/// What never changes of a process while it lives: its start and its parent (until the parent
+/// ends).
+#[derive(Clone, Copy, Debug)]
+pub struct Identity {
+    pub ppid: u32,
+    pub start_ticks: u64,
+}
+
+/// How many processes' [`Identity`] a reservation keeps: this one and the ancestors it walks.
+const KNOWN: usize = 4;
+
+/// [`Identity`] of `pid`, from `/proc/<pid>/stat` the first time a reservation asks (it asks
+/// for this process and its ancestors several times: each read is an open, two reads and a
+/// close that the kernel answers by formatting fifty fields).
+pub fn identity(pid: u32) -> Option<Identity> {
+    let st = state();
+    for (i, known) in st.known_pid.iter().enumerate() {
+        match known.load(Ordering::Relaxed) {
+            0 => break,
+            p if p == pid => {
+                return Some(Identity {
+                    ppid: st.known_ppid.get(i)?.load(Ordering::Relaxed),
+                    start_ticks: st.known_start.get(i)?.load(Ordering::Relaxed),
+                });
+            }
+            _ => {}
+        }
+    }
+    let s = proc_stat(pid)?;
+    let found = Identity {
+        ppid: s.ppid,
+        start_ticks: s.start_ticks,
+    };
+    if let Some(i) = st
+        .known_pid
+        .iter()
+        .position(|p| p.load(Ordering::Relaxed) == 0)
+        && let (Some(ppid), Some(start)) = (st.known_ppid.get(i), st.known_start.get(i))
+    {
+        ppid.store(found.ppid, Ordering::Relaxed);
+        start.store(found.start_ticks, Ordering::Relaxed);
+        if let Some(p) = st.known_pid.get(i) {
+            p.store(pid, Ordering::Relaxed);
+        }
+    }
+    Some(found)
+}
+
+/// Forgets the identities kept (at the start of a reservation: a process seen before may
+/// have ended, and its pid been reused, since).
+pub fn forget_identities() {
+    for p in &state().known_pid {
+        p.store(0, Ordering::Relaxed);
     }
 }
 
@@ -269,6 +327,7 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let field =
         |i: usize| -> Option<u64> { std::str::from_utf8(fields.get(i - 3)?).ok()?.parse().ok() };
     Some(ProcStat {
+        ppid: u32::try_from(field(4)?).ok()?,
         start_ticks: field(22)?,
         cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
         running: !matches!(fields.first().copied(), Some(b"Z" | b"X" | b"x")),
@@ -284,12 +343,12 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
     field_after(text, b"\nVmHWM:")
 }
 
-/// When the process described by `stat` started, on the monotonic clock (to the kernel's tick,
-/// 10 ms on Lambda): its start is in ticks after boot, so shift by boot time.
-pub fn started_mono_ns(stat: &ProcStat) -> u64 {
+/// When a process that started `start_ticks` after boot started, on the monotonic clock (to
+/// the kernel's tick, 10 ms on Lambda): shifted by boot time.
+pub fn started_mono_ns(start_ticks: u64) -> u64 {
     let since_boot = clock_ns(libc::CLOCK_BOOTTIME);
     let mono = mono_ns();
-    let age = since_boot.saturating_sub(ticks_to_ns(stat.start_ticks));
+    let age = since_boot.saturating_sub(ticks_to_ns(start_ticks));
     mono.saturating_sub(age)
 }
 
@@ -384,6 +443,10 @@ pub struct ProbeState {
     /// The process whose memory the library's state describes: the one that loaded it, or
     /// the child our `fork` hook made. See [`in_owner_process`].
     owner_pid: AtomicU32,
+    /// Processes whose [`Identity`] was read during the reservation (pid 0: a free slot).
+    known_pid: [AtomicU32; KNOWN],
+    known_ppid: [AtomicU32; KNOWN],
+    known_start: [AtomicU64; KNOWN],
 }
 
 impl ProbeState {
@@ -394,6 +457,9 @@ impl ProbeState {
             environment_root: AtomicU32::new(0),
             measured: [const { AtomicU32::new(0) }; MAX_MEASURED],
             owner_pid: AtomicU32::new(0),
+            known_pid: [const { AtomicU32::new(0) }; KNOWN],
+            known_ppid: [const { AtomicU32::new(0) }; KNOWN],
+            known_start: [const { AtomicU64::new(0) }; KNOWN],
         }
     }
 
@@ -407,6 +473,10 @@ impl ProbeState {
             environment_root,
             measured,
             owner_pid,
+            // Kept: true of the same processes (a reservation starts by forgetting them).
+            known_pid: _,
+            known_ppid: _,
+            known_start: _,
         } = self;
         // An owner of 0 (a parent that never decided) stays 0: the child decides at its own
         // first connect, as the parent would have.

@@ -570,6 +570,7 @@ fn reserve() -> bool {
     let Some(api) = ps().api.get() else {
         return false;
     };
+    probes::forget_identities();
     if engine_cell().is_none() {
         let born = ps().born_ns.load(Ordering::Relaxed);
         match Engine::try_new(settings.clone(), *api, &TRACKED, born) {
@@ -717,13 +718,7 @@ fn environment_root_of_this() -> Option<u32> {
 
 /// The parent of `pid`, from `/proc/<pid>/stat`.
 fn parent_of(pid: u32) -> Option<u32> {
-    let text = crate::ending::read_proc(pid, "stat")?;
-    let rest = text.get(text.iter().rposition(|b| *b == b')')? + 1..)?;
-    let mut fields = rest
-        .split(u8::is_ascii_whitespace)
-        .filter(|f| !f.is_empty());
-    let ppid = fields.nth(1)?;
-    std::str::from_utf8(ppid).ok()?.parse().ok()
+    probes::identity(pid).map(|i| i.ppid)
 }
 
 /// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
@@ -787,11 +782,11 @@ fn join_environment() {
 
 /// Opens the state of `root`'s environment for this process.
 fn share_environment(root: u32) -> bool {
-    let Some(stat) = probes::proc_stat(root) else {
+    let Some(root_id) = probes::identity(root) else {
         return false;
     };
-    let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, stat.start_ticks);
-    match FileHandoff::open(&dir, probes::started_mono_ns(&stat)) {
+    let dir = crate::handoff::state_dir(&std::env::temp_dir(), root, root_id.start_ticks);
+    match FileHandoff::open(&dir, probes::started_mono_ns(root_id.start_ticks)) {
         Ok(h) => {
             output::debug(format_args!("a process of environment {root}"));
             let mut chain = [0u32; probes::MAX_MEASURED];
