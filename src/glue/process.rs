@@ -637,14 +637,21 @@ fn ensure_reserved() -> Reservation {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
     leave(me, outer);
-    ps().reservation_over.store(1, Ordering::Release);
-    sys::futex_wake(&ps().reservation_over);
+    if ps().reservation_over.swap(OVER, Ordering::AcqRel) == WAITED_FOR {
+        sys::futex_wake(&ps().reservation_over);
+    }
     if reserved {
         Reservation::Done
     } else {
         Reservation::Failed
     }
 }
+
+/// [`ProcessState::reservation_over`]: the reservation is over.
+const OVER: u32 = 1;
+/// [`ProcessState::reservation_over`]: not yet, and a thread may be asleep waiting for it (the
+/// reserving thread then wakes it; otherwise it makes no system call for it).
+const WAITED_FOR: u32 = 2;
 
 /// How long a thread that talks to the Runtime API waits for another thread's reservation
 /// (once per process): everything it does meanwhile would otherwise be kept for replay, in a
@@ -662,10 +669,15 @@ fn wait_for_reservation() -> Reservation {
             break;
         }
         let waited = probes::mono_ns().saturating_sub(start);
-        if waited >= RESERVATION_WAIT_NS || ps().reservation_over.load(Ordering::Acquire) != 0 {
+        let over = &ps().reservation_over;
+        if waited >= RESERVATION_WAIT_NS
+            || over
+                .compare_exchange(0, WAITED_FOR, Ordering::AcqRel, Ordering::Acquire)
+                .is_err_and(|now| now == OVER)
+        {
             break;
         }
-        sys::futex_wait(&ps().reservation_over, 0, RESERVATION_WAIT_NS - waited);
+        sys::futex_wait(over, WAITED_FOR, RESERVATION_WAIT_NS - waited);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
@@ -1047,7 +1059,10 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     if next.is_some_and(|n| n < ps().watchdog_planned.load(Ordering::Relaxed)) {
         ps().watchdog_planned.store(0, Ordering::Relaxed);
         ps().wake.fetch_add(1, Ordering::Release);
-        sys::futex_wake(&ps().wake);
+        // No system call where there is no watchdog to wake (a per-request helper's).
+        if ps().watchdog.load(Ordering::Relaxed) {
+            sys::futex_wake(&ps().wake);
+        }
     }
     Some(r)
 }

@@ -256,8 +256,14 @@ fn map_state_file_with(path: &[u8], size: usize, create: c_int) -> Result<StateF
         if st.st_size != 0 && st.st_size != size as libc::off_t {
             return Err("it is not lambda-meter's");
         }
-        // Allocated on disk now (a file that exists already may be sparse too).
-        match fallocate(fd, 0, size as u64) {
+        // Allocated on disk now (a file that exists already may be sparse too: it is not when
+        // its blocks cover it, as where the environment's first process allocated it).
+        let allocated = st.st_size != 0 && (st.st_blocks as u64).saturating_mul(512) >= size as u64;
+        match if allocated {
+            Ok(0)
+        } else {
+            fallocate(fd, 0, size as u64)
+        } {
             Ok(_) => {}
             Err(libc::ENOSPC | libc::EDQUOT) => {
                 if st.st_size == 0 {
