@@ -1,8 +1,8 @@
 //! The library's own allocator (Rust's global allocator in the preloaded library only; the
 //! host's allocations never come here). Large blocks — the engine's buffers, reserved once
-//! when the process first talks to the Runtime API — are mapped directly from the kernel, so a
-//! page of them that is never written is never resident; everything else goes to the system
-//! allocator.
+//! when the process first talks to the Runtime API — are cut from anonymous mappings of the
+//! library's own, never reused, so a page of them that is never written is never resident;
+//! everything else goes to the system allocator.
 //!
 //! Through `malloc`, whether a large block is mapped depends on the host: glibc takes a block
 //! below its *dynamic* mmap threshold (raised by the host's own frees of large blocks, as
@@ -14,6 +14,7 @@
 //! then, see [`crate::process::became_runtime`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Blocks of this size or more are mapped.
 const DIRECT: usize = 64 * 1024;
@@ -29,17 +30,62 @@ fn mapped_len(size: usize) -> usize {
     size.div_ceil(PAGE).saturating_mul(PAGE)
 }
 
+/// Large blocks are cut from mappings of this size, one after the other (the engine's dozen
+/// buffers, made at once, take two mappings instead of a dozen: each is a system call and an
+/// area the kernel keeps). Under 2 MiB, so that no part of one is ever a transparent huge page.
+const CHUNK: usize = 2 * 1024 * 1024 - PAGE;
+
+/// The chunk being cut: its first page's number (address / [`PAGE`]) above 16 bits, the pages
+/// used below. One word, so that a block is taken with one compare-and-swap. 0: none yet.
+static CHUNK_STATE: AtomicU64 = AtomicU64::new(0);
+
 /// `size` bytes of fresh, zeroed, page-aligned memory, or null. (Out of line, as the other
-/// paths for large blocks: the allocator is inlined wherever the library allocates.)
+/// paths for large blocks: the allocator is inlined wherever the library allocates.) A block
+/// is given back with `munmap` wherever it came from: in a chunk, that range alone goes.
 #[cold]
 #[inline(never)]
 fn map(size: usize) -> *mut u8 {
+    let len = mapped_len(size);
+    if len > CHUNK {
+        return map_fresh(len);
+    }
+    let pages = (len / PAGE) as u64;
+    loop {
+        let state = CHUNK_STATE.load(Ordering::Acquire);
+        let (first, used) = (state >> 16, state & 0xffff);
+        if state != 0 && (used + pages) as usize * PAGE <= CHUNK {
+            if CHUNK_STATE
+                .compare_exchange(state, state + pages, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return ((first + used) as usize * PAGE) as *mut u8;
+            }
+            continue;
+        }
+        let chunk = map_fresh(CHUNK);
+        if chunk.is_null() {
+            return map_fresh(len);
+        }
+        let fresh = ((chunk as usize / PAGE) as u64) << 16 | pages;
+        if CHUNK_STATE
+            .compare_exchange(state, fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return chunk;
+        }
+        // Another thread put a new chunk in place meanwhile: cut from that one.
+        unmap(chunk, CHUNK);
+    }
+}
+
+/// A mapping of its own of `len` bytes, or null.
+fn map_fresh(len: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping at an address the kernel picks; nothing else is
     // touched.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            mapped_len(size),
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
