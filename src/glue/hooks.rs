@@ -468,6 +468,12 @@ fn reads(stream: *mut libc::FILE) -> bool {
 }
 
 /// The registered slot of `stream`.
+/// Whether any stream is followed (one relaxed load: a stream read's fast path).
+#[inline(always)]
+fn streams_followed() -> bool {
+    streams().stream_count.load(Ordering::Relaxed) != 0
+}
+
 fn stream_slot(stream: *mut libc::FILE) -> Option<usize> {
     if streams().stream_count.load(Ordering::Relaxed) == 0 || stream.is_null() {
         return None;
@@ -1162,6 +1168,33 @@ macro_rules! shim {
             }
             // SAFETY: forwarding the host's arguments unchanged.
             unsafe { (real::$name::get())($fd $(, $arg)*) }
+        }
+    };
+    // A stream read given another row's real function: the observer, always.
+    (rust $name:ident $args:tt $ret:tt stream_in $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {
+        shim! { rust $name $args $ret stdio $bytes $deep [via $other] $($row)* }
+    };
+    // A stream read: the real call, and the observer (out of line) only while some stream on
+    // a Runtime API socket is followed.
+    (rust $name:ident [$($arg:ident: $ty:ty),* $(,)?] [$ret:ty] stream_in $bytes:tt $deep:tt
+        $slot:tt $needed:tt $binder:tt [$observer:expr]) => {
+        #[unsafe(no_mangle)]
+        #[allow(non_snake_case, unused_unsafe)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            #[cold]
+            #[inline(never)]
+            #[allow(non_snake_case, unused_unsafe)]
+            unsafe extern "C" fn observed($($arg: $ty),*) -> $ret {
+                bind!($name $slot $binder [$($arg),*]);
+                // SAFETY: the observer gets the host's arguments as the hook got them.
+                unsafe { $observer }
+            }
+            if streams_followed() {
+                // SAFETY: the host's arguments, unchanged.
+                return unsafe { observed($($arg),*) };
+            }
+            // SAFETY: forwarding the host's arguments unchanged.
+            unsafe { (real::$name::get())($($arg),*) }
         }
     };
     // Every other family: the observer.

@@ -16,8 +16,11 @@
 //! - `FAMILY`: `send` and `receive` shims have the fast path — the real call, and only when
 //!   the fd (the first argument) is watched, a `#[cold]` function that calls the observer
 //!   (`send`: a Runtime API socket or fds 0–2, whose last byte is noted; `receive`: a Runtime API
-//!   socket). Every other family (`unseen`: bytes the hooks cannot see; `fd`: which fd the
-//!   bytes travel on; `stdio`; `signal`; `process`; `loader`) calls its observer directly.
+//!   socket). A `stream_in` shim (a stdio read) makes the real call, and calls the observer
+//!   only while a stream on a Runtime API socket is followed (one load), unless its row is
+//!   `via` another's. Every other family (`unseen`: bytes the hooks cannot see; `fd`: which
+//!   fd the bytes travel on; `stdio`; `signal`; `process`; `loader`) calls its observer
+//!   directly.
 //! - `BYTES`: `bytes` when the call carries the host's bytes (a `send` or `receive` row must),
 //!   else `-`.
 //! - `DEEP`: `deep` when the GOT entries of an `RTLD_DEEPBIND` object that hold libc's own
@@ -175,47 +178,47 @@ macro_rules! hook_table {
         c fn __vfprintf_chk(
             stream: *mut libc::FILE, flag: c_int, format: *const c_char, ap: va_list,
         ) -> c_int: stdio bytes -;
-        fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char: stdio bytes -,
+        fn fgets(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char: stream_in bytes -,
             lazy(std::ptr::null_mut()) needed, |call| read_line(stream, buf, call);
-        fn fgets_unlocked(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char: stdio bytes -,
+        fn fgets_unlocked(buf: *mut c_char, n: c_int, stream: *mut libc::FILE) -> *mut c_char: stream_in bytes -,
             lazy(std::ptr::null_mut()) optional, |call| read_line(stream, buf, call);
         fn __fgets_chk(
             buf: *mut c_char, size: size_t, n: c_int, stream: *mut libc::FILE,
-        ) -> *mut c_char: stdio bytes -,
+        ) -> *mut c_char: stream_in bytes -,
             lazy(std::ptr::null_mut()) optional, |call| read_line(stream, buf, call);
         fn __fgets_unlocked_chk(
             buf: *mut c_char, size: size_t, n: c_int, stream: *mut libc::FILE,
-        ) -> *mut c_char: stdio bytes -,
+        ) -> *mut c_char: stream_in bytes -,
             lazy(std::ptr::null_mut()) optional, |call| read_line(stream, buf, call);
-        fn fgetc(stream: *mut libc::FILE) -> c_int: stdio bytes -,
+        fn fgetc(stream: *mut libc::FILE) -> c_int: stream_in bytes -,
             lazy(libc::EOF) needed, |real: F| get_byte(stream, real);
-        fn getc(stream: *mut libc::FILE) -> c_int: stdio bytes -,
+        fn getc(stream: *mut libc::FILE) -> c_int: stream_in bytes -,
             lazy(libc::EOF) needed, |real: F| get_byte(stream, real);
-        fn fread(data: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t: stdio bytes -,
+        fn fread(data: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE) -> size_t: stream_in bytes -,
             lazy(0) needed, |call| read_items(stream, data, size, call);
         fn fread_unlocked(
             data: *mut c_void, size: size_t, n: size_t, stream: *mut libc::FILE,
-        ) -> size_t: stdio bytes -,
+        ) -> size_t: stream_in bytes -,
             lazy(0) optional, |call| read_items(stream, data, size, call);
         fn __fread_chk(
             data: *mut c_void, room: size_t, size: size_t, n: size_t, stream: *mut libc::FILE,
-        ) -> size_t: stdio bytes -,
+        ) -> size_t: stream_in bytes -,
             lazy(0) optional, |call| read_items(stream, data, size, call);
         fn __fread_unlocked_chk(
             data: *mut c_void, room: size_t, size: size_t, n: size_t, stream: *mut libc::FILE,
-        ) -> size_t: stdio bytes -,
+        ) -> size_t: stream_in bytes -,
             lazy(0) optional, |call| read_items(stream, data, size, call);
         fn getdelim(
             line: *mut *mut c_char, cap: *mut size_t, delim: c_int, stream: *mut libc::FILE,
-        ) -> ssize_t: stdio bytes -,
+        ) -> ssize_t: stream_in bytes -,
             lazy(-1) needed, |real: F| get_delimited(line, cap, delim, stream, real);
         // What glibc's headers make of `getline` when optimising.
         fn __getdelim(
             line: *mut *mut c_char, cap: *mut size_t, delim: c_int, stream: *mut libc::FILE,
-        ) -> ssize_t: stdio bytes -,
+        ) -> ssize_t: stream_in bytes -,
             lazy(-1) optional, |real: F| get_delimited(line, cap, delim, stream, real);
         // `getdelim` up to a newline (glibc's own calls it inside libc, out of our sight).
-        fn getline(line: *mut *mut c_char, cap: *mut size_t, stream: *mut libc::FILE) -> ssize_t: stdio bytes -,
+        fn getline(line: *mut *mut c_char, cap: *mut size_t, stream: *mut libc::FILE) -> ssize_t: stream_in bytes -,
             via(getdelim) needed, |real: F| get_delimited(line, cap, c_int::from(b'\n'), stream, real);
 
         // ---- signal: dispositions pass through; only a read-back of the crash handler is
