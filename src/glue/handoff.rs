@@ -11,7 +11,8 @@
 //! - `helpers`: created by the first process that turned out to be a per-request helper. A
 //!   process that joins the environment after it was made is most likely one too (the `curl`
 //!   that fetches the next event), and starts no watchdog thread until its requests say
-//!   otherwise: see [`FileHandoff::helpers_seen`].
+//!   otherwise: see [`FileHandoff::helpers_seen`]. Nor does it try to claim the cold start:
+//!   the event that helper answered did.
 //!
 //! Every change is a create-exclusive or a rename, so two processes never both claim the cold
 //! start or both take one invoke. The directory is made by the first process that needs it:
@@ -102,6 +103,10 @@ impl FileHandoff {
 
 impl Handoff for FileHandoff {
     fn claim_cold_start(&mut self) -> bool {
+        // A helper was seen after the environment's first event: that event claimed it.
+        if self.helpers_seen {
+            return false;
+        }
         let mut buf = [0u8; 1024];
         let path = self.path(&mut buf, format_args!("cold"));
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
