@@ -105,6 +105,9 @@ struct RunResult {
     /// CPU time of the whole process tree from start to its end (the runtime and every child
     /// it waited for: `getrusage(RUSAGE_CHILDREN)` of the bench around the run), ns.
     tree_cpu_ns: f64,
+    /// The same tree's page faults and voluntary context switches.
+    tree_faults: f64,
+    tree_switches: f64,
     /// Resident memory after the invokes, KiB.
     rss_kb: f64,
 }
@@ -115,6 +118,8 @@ struct Sample {
     wall_us: f64,
     cpu_us: f64,
     tree_cpu_us: f64,
+    tree_faults: f64,
+    tree_switches: f64,
     cold_ms: f64,
     init_cpu_ms: f64,
     rss_kb: f64,
@@ -127,16 +132,21 @@ struct Paths {
     floor: Option<PathBuf>,
 }
 
-/// User and system CPU time of this process's children that have ended and been waited for
-/// (and of their own waited-for children), ns.
-fn children_cpu_ns() -> f64 {
+/// User and system CPU time (ns), page faults and voluntary context switches of this
+/// process's children that have ended and been waited for (and of their own waited-for
+/// children).
+fn children_usage() -> (f64, f64, f64) {
     // SAFETY: a zeroed rusage is valid; getrusage only writes it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid, writable rusage.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     assert_eq!(rc, 0, "getrusage(RUSAGE_CHILDREN)");
     let tv = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        (ru.ru_minflt + ru.ru_majflt) as f64,
+        ru.ru_nvcsw as f64,
+    )
 }
 
 /// EMF records in a run's stdout (lines with the `_aws` metadata).
@@ -164,7 +174,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
     if let (Metered::Floor, Some(floor)) = (v.metered, &paths.floor) {
         env.push(("LD_PRELOAD".into(), floor.display().to_string()));
     }
-    let children_before = children_cpu_ns();
+    let children_before = children_usage();
     let run = run_function(
         &sim,
         &RunOptions {
@@ -177,7 +187,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         },
     )
     .unwrap_or_else(|e| fail(&format!("{} could not run: {e}", v.name), ""));
-    let tree_cpu_ns = children_cpu_ns() - children_before;
+    let children_after = children_usage();
     if !run.idle {
         fail(
             &format!(
@@ -213,7 +223,9 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         cold_ms: arrivals[0].duration_since(run.spawned_at).as_secs_f64() * 1e3,
         init_cpu_ns: init as f64,
         invokes_cpu_ns: end.saturating_sub(init) as f64,
-        tree_cpu_ns,
+        tree_cpu_ns: children_after.0 - children_before.0,
+        tree_faults: children_after.1 - children_before.1,
+        tree_switches: children_after.2 - children_before.2,
         rss_kb: body["rssKb"].as_f64().unwrap_or(f64::NAN),
     }
 }
@@ -288,6 +300,8 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
                     wall_us: (long.wall_us - short.wall_us) / extra,
                     cpu_us: (long.invokes_cpu_ns - short.invokes_cpu_ns) / extra / 1e3,
                     tree_cpu_us: (long.tree_cpu_ns - short.tree_cpu_ns) / extra / 1e3,
+                    tree_faults: (long.tree_faults - short.tree_faults) / extra,
+                    tree_switches: (long.tree_switches - short.tree_switches) / extra,
                     cold_ms: (long.cold_ms + short.cold_ms) / 2.0,
                     init_cpu_ms: (long.init_cpu_ns + short.init_cpu_ns) / 2.0 / 1e6,
                     rss_kb: long.rss_kb,
@@ -389,7 +403,11 @@ fn pin_to_one_cpu() -> usize {
 fn preload_env(v: &Variant, lib: &Path) -> (Vec<(String, String)>, Option<String>) {
     (
         v.env.clone(),
-        matches!(v.metered, Metered::Wrapper | Metered::Preload).then(|| lib.display().to_string()),
+        matches!(
+            v.metered,
+            Metered::Wrapper | Metered::Preload | Metered::Floor
+        )
+        .then(|| lib.display().to_string()),
     )
 }
 
@@ -749,10 +767,19 @@ fn strace_counts(path: &Path) -> BTreeMap<String, f64> {
 
 /// System calls per invoke, by name (long run minus short run); "total" is the sum.
 fn syscalls_per_invoke(v: &Variant, lib: &Path) -> BTreeMap<String, f64> {
+    syscalls_per_invoke_over(v, lib, (100, 600))
+}
+
+/// [`syscalls_per_invoke`] from runs of `short` and `long` invokes (the whole process tree's
+/// calls: `strace -f`).
+fn syscalls_per_invoke_over(
+    v: &Variant,
+    lib: &Path,
+    (short, long): (usize, usize),
+) -> BTreeMap<String, f64> {
     eprintln!("bench: strace: {}", v.name);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let (short, long) = (100, 600);
     let count = |n: usize| {
         let out = dir.join(format!("strace-{}.txt", n));
         let tool = vec![
@@ -913,7 +940,7 @@ fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<
     let tmp = root().join("target/bench/tmp");
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
     let batch = |way: Start| -> StartCost {
-        let cpu0 = children_cpu_ns();
+        let cpu0 = children_usage().0;
         let t = std::time::Instant::now();
         for _ in 0..n {
             let mut c = match way {
@@ -956,7 +983,7 @@ fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<
         }
         StartCost {
             wall: t.elapsed().as_secs_f64() * 1e3 / n as f64,
-            cpu: (children_cpu_ns() - cpu0) / 1e6 / n as f64,
+            cpu: (children_usage().0 - cpu0) / 1e6 / n as f64,
         }
     };
     let mut rng = Shuffle(0x2545_f491_4f6c_dd1d);
@@ -1474,6 +1501,8 @@ fn main() {
     ];
     // The runtime clients' tables; the shell runtime has its own.
     const SHELL: usize = 3;
+    // The shell runtime's strace runs: every process of every invoke traced.
+    const SHELL_STRACE: (usize, usize) = (20, 80);
     let runtimes = &groups[..SHELL];
 
     let samples = measure(&groups, &paths);
@@ -2000,17 +2029,51 @@ fn main() {
          `LD_PRELOAD` in the function's environment, as a provided runtime gets it (Lambda \
          starts those without the wrapper), so every one of them loads the library. {} invokes \
          minus {}, in the same shuffled rounds as the rest. Wall: the simulator's `/next` to \
-         `/next`. CPU: the whole process tree's, the runtime and every process it waited for \
-         (`getrusage(RUSAGE_CHILDREN)` of the bench, which reaps the runtime).\n",
-        shell.invokes.1, shell.invokes.0
+         `/next`. CPU, page faults and voluntary context switches: the whole process tree's, \
+         the runtime and every process it waited for (`getrusage(RUSAGE_CHILDREN)` of the \
+         bench, which reaps the runtime); faults and switches barely move between rounds where \
+         wall and CPU move by milliseconds. System calls: `strace -f -c` of the tree, {} \
+         invokes minus {}, once per variant.\n",
+        shell.invokes.1, shell.invokes.0, SHELL_STRACE.1, SHELL_STRACE.0
     )
     .unwrap();
+    let shell_calls: Vec<Option<f64>> = shell
+        .variants
+        .iter()
+        .map(|v| {
+            let preloaded = match v.metered {
+                Metered::Floor => paths.floor.clone()?,
+                _ => lib.clone(),
+            };
+            syscalls_per_invoke_over(v, &preloaded, SHELL_STRACE)
+                .get("total")
+                .copied()
+        })
+        .collect();
     writeln!(
         report,
-        "| variant | wall ms per invoke | CPU ms per invoke (process tree) | added wall (median, min – max) | added wall % | added CPU (median, min – max) |"
+        "| variant | wall ms per invoke | CPU ms per invoke (process tree) | added wall (median, min – max) | added wall % | added CPU (median, min – max) | page faults per invoke (added) | voluntary context switches per invoke (added) | system calls per invoke (added) |"
     )
     .unwrap();
-    writeln!(report, "|---|---|---|---|---|---|").unwrap();
+    writeln!(report, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    let faults: fn(&Sample) -> f64 = |s| s.tree_faults;
+    let switches: fn(&Sample) -> f64 = |s| s.tree_switches;
+    let count_cell = |i: usize, f: fn(&Sample) -> f64| {
+        let m = median(sh_samples[i].iter().map(f).collect());
+        if i == 0 {
+            format!("{m:.1}")
+        } else {
+            format!(
+                "{m:.1} ({:+.1})",
+                differences(&sh_samples[i], &sh_samples[0], f).median
+            )
+        }
+    };
+    let calls_cell = |i: usize| match (shell_calls.get(i).copied().flatten(), shell_calls[0]) {
+        (Some(c), _) if i == 0 => format!("{c:.1}"),
+        (Some(c), Some(b)) => format!("{c:.1} ({:+.1})", c - b),
+        _ => "—".to_string(),
+    };
     let wall_ms = |s: &Sample| s.wall_us / 1e3;
     let tree_ms = |s: &Sample| s.tree_cpu_us / 1e3;
     let pct_of = |i: usize| {
@@ -2037,10 +2100,13 @@ fn main() {
         };
         writeln!(
             report,
-            "| {} | {:.3} | {:.3} | {dw} | {dp} | {dc} |",
+            "| {} | {:.3} | {:.3} | {dw} | {dp} | {dc} | {} | {} | {} |",
             v.name,
             median(s.iter().map(wall_ms).collect()),
             median(s.iter().map(tree_ms).collect()),
+            count_cell(i, faults),
+            count_cell(i, switches),
+            calls_cell(i),
         )
         .unwrap();
     }
