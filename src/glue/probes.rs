@@ -473,11 +473,15 @@ impl ProbeState {
             environment_root,
             measured,
             owner_pid,
-            // Kept: true of the same processes (a reservation starts by forgetting them).
-            known_pid: _,
+            // Forgotten: the child's own pid may be one a kept process had before it ended.
+            known_pid,
+            // Read only through a kept pid.
             known_ppid: _,
             known_start: _,
         } = self;
+        for p in known_pid {
+            p.reset_to(0, Ordering::Relaxed);
+        }
         // An owner of 0 (a parent that never decided) stays 0: the child decides at its own
         // first connect, as the parent would have.
         if owner_pid.load(Ordering::Relaxed) != 0 {
