@@ -467,13 +467,13 @@ fn reads(stream: *mut libc::FILE) -> bool {
     flags & (IO_NO_READS | IO_CURRENTLY_PUTTING) == 0
 }
 
-/// The registered slot of `stream`.
 /// Whether any stream is followed (one relaxed load: a stream read's fast path).
 #[inline(always)]
 fn streams_followed() -> bool {
     streams().stream_count.load(Ordering::Relaxed) != 0
 }
 
+/// The registered slot of `stream`.
 fn stream_slot(stream: *mut libc::FILE) -> Option<usize> {
     if streams().stream_count.load(Ordering::Relaxed) == 0 || stream.is_null() {
         return None;
