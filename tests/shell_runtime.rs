@@ -263,16 +263,18 @@ fn a_next_wrapper_that_runs_the_runtime_as_its_child_keeps_its_cpu_time() {
 }
 
 #[test]
-fn only_curls_before_the_first_known_helper_start_a_watchdog() {
+fn a_curl_that_posts_a_result_starts_no_watchdog_once_one_was_a_helper() {
     // Each curl talks to the Runtime API once and is gone a moment later: a watchdog thread of
     // its own was a fifth of what the library cost it. Once one curl of the environment was
-    // seen to be a per-request helper (it posted a result it did not fetch), the next ones
-    // start none; the first two (the first event's, and the one that posts its result), before
-    // that, do.
+    // seen to be a per-request helper (it posted a result it did not fetch), a curl starts one
+    // only when it opens an invoke (the one that fetches an event: it could be a runtime that
+    // holds it past its deadline), not to post a result. Before that, the first event's two
+    // curls both do.
     let dir = root().join("tests/functions/shell");
     let layer = Layer::new();
     let bootstrap = dir.join("bootstrap").display().to_string();
-    let payloads: Vec<_> = (0..6).map(|_| json!({"action": "ok"})).collect();
+    let invokes = 6;
+    let payloads: Vec<_> = (0..invokes).map(|_| json!({"action": "ok"})).collect();
     let env = [
         ("LAMBDA_TASK_ROOT", dir.to_str().unwrap()),
         ("_HANDLER", "function.handler"),
@@ -286,10 +288,10 @@ fn only_curls_before_the_first_known_helper_start_a_watchdog() {
         &dir,
     );
     let stderr = &out.run.stderr;
-    assert_eq!(out.records().len(), 6, "{stderr}");
+    assert_eq!(out.records().len(), invokes, "{stderr}");
     assert_eq!(
         stderr.matches("a per-request process").count(),
-        6,
+        invokes,
         "{stderr}"
     );
     let (before, after) = stderr
@@ -300,32 +302,25 @@ fn only_curls_before_the_first_known_helper_start_a_watchdog() {
         2,
         "{stderr}"
     );
+    // One for each later event's fetch, none for its result's post.
     assert_eq!(
         after.matches("watchdog thread started").count(),
-        0,
+        invokes - 1,
         "{stderr}"
     );
 }
 
-#[test]
-fn a_runtime_that_joins_after_the_helpers_still_reports_its_timeout() {
-    // The bootstrap answers the first event with curl, then runs a runtime without exec: it
-    // joins an environment where a helper was seen, so it starts no watchdog until its second
-    // request shows it is a runtime. Then it does, and its timeout is its own record, written
-    // before the deadline (not a successor's account of a process that vanished).
+/// The records of `payloads` served to `tests/functions/shell/then_runtime` (the first event
+/// answered with curl, the rest by a C runtime it runs without exec), through the wrapper, with
+/// a timeout of 1.5 s; one per event, by event.
+fn runtime_after_curl(payloads: &[serde_json::Value]) -> Vec<serde_json::Value> {
     let dir = root().join("tests/functions/shell");
     let layer = Layer::new();
     let runtime = compile_program("c_runtime", "c_runtime_after_curl", &["-O1"]);
     let bootstrap = dir.join("then_runtime").display().to_string();
     let runtime = runtime.display().to_string();
-    let payloads = [
-        json!({"action": "ok"}),
-        json!({"action": "ok"}),
-        json!({"action": "sleep", "ms": 5_000}),
-        json!({"action": "ok"}),
-    ];
     let config = lambda_sim::Config {
-        events: events(&payloads),
+        events: events(payloads),
         timeout: std::time::Duration::from_millis(1_500),
         ..lambda_sim::Config::default()
     };
@@ -338,23 +333,56 @@ fn a_runtime_that_joins_after_the_helpers_still_reports_its_timeout() {
         &dir,
     );
     let stderr = &out.run.stderr;
-    assert!(stderr.contains("a runtime of its own"), "{stderr}");
-    let results = out.sim.results();
     let records = out.records();
-    let record = |event: usize| {
-        let id = &results[event].as_ref().expect("a result").request_id;
-        records
-            .iter()
-            .find(|r| r["requestId"] == id.as_str())
-            .unwrap_or_else(|| panic!("no record for event {event}: {stderr}"))
-            .clone()
-    };
-    assert_eq!(record(0)["runtime"], "curl");
-    let t = record(2);
+    out.sim
+        .results()
+        .iter()
+        .enumerate()
+        .map(|(event, result)| {
+            let id = &result.as_ref().expect("a result").request_id;
+            records
+                .iter()
+                .find(|r| r["requestId"] == id.as_str())
+                .unwrap_or_else(|| panic!("no record for event {event}: {stderr}"))
+                .clone()
+        })
+        .collect()
+}
+
+/// A timeout record the process wrote itself before the deadline (not a successor's account of
+/// a process that vanished).
+fn assert_own_timeout(t: &serde_json::Value) {
     assert_eq!(t["Timeouts"], 1.0, "{t}");
     assert_eq!(t["errorType"], "Sandbox.Timedout", "{t}");
     assert!(t.get("exitReason").is_none(), "{t}");
+}
+
+#[test]
+fn a_runtime_that_joins_after_the_helpers_reports_its_first_invokes_timeout() {
+    // The runtime joins an environment where a helper was seen, so its reservation puts the
+    // watchdog off; its first event, which it holds past the deadline, starts it.
+    let records = runtime_after_curl(&[
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": 5_000}),
+        json!({"action": "ok"}),
+    ]);
+    assert_eq!(records[0]["runtime"], "curl");
+    assert_own_timeout(&records[1]);
+    assert_eq!(records[2]["Timeouts"], 0.0);
+}
+
+#[test]
+fn a_runtime_that_joins_after_the_helpers_reports_a_later_timeout() {
+    // As above, its third invoke timing out, after its second request showed it is a runtime.
+    let records = runtime_after_curl(&[
+        json!({"action": "ok"}),
+        json!({"action": "ok"}),
+        json!({"action": "sleep", "ms": 5_000}),
+        json!({"action": "ok"}),
+    ]);
+    assert_eq!(records[0]["runtime"], "curl");
+    assert_own_timeout(&records[2]);
     for i in [0, 1, 3] {
-        assert_eq!(record(i)["Timeouts"], 0.0);
+        assert_eq!(records[i]["Timeouts"], 0.0);
     }
 }

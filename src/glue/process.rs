@@ -123,6 +123,8 @@ pub struct ProcessState {
     /// Whether, when this process joined another's environment, a process of it had turned
     /// out to be a per-request helper (see [`crate::handoff::FileHandoff::helpers_seen`]).
     helpers_seen: AtomicBool,
+    /// Set when the reservation put the watchdog off until this process opens an invoke.
+    watchdog_put_off: AtomicBool,
     /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
     watchdog_planned: AtomicU64,
     /// Set by the watchdog thread once it runs (a futex word).
@@ -162,6 +164,7 @@ impl ProcessState {
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
             helpers_seen: AtomicBool::new(false),
+            watchdog_put_off: AtomicBool::new(false),
             watchdog_planned: AtomicU64::new(u64::MAX),
             started: AtomicU32::new(0),
             journal_in_channel_dir: AtomicU8::new(UNKNOWN_DIR),
@@ -207,6 +210,7 @@ impl ProcessState {
             wake: _,
             watchdog,
             helpers_seen,
+            watchdog_put_off,
             watchdog_planned,
             started,
             // Kept: the same files; a child that journals looks again at its first check.
@@ -229,6 +233,7 @@ impl ProcessState {
         journal_started.reset_to(false, Ordering::Release);
         watchdog.reset_to(false, Ordering::Release);
         helpers_seen.reset_to(false, Ordering::Relaxed);
+        watchdog_put_off.reset_to(false, Ordering::Relaxed);
         started.reset_to(0, Ordering::Release);
         watchdog_planned.reset_to(u64::MAX, Ordering::Relaxed);
         record_awaits.reset_to(false, Ordering::Relaxed);
@@ -596,13 +601,15 @@ fn reserve() -> bool {
     // A process of another's environment whose requests have not yet told what it is, where
     // an earlier one turned out to be a per-request helper, is most likely one too: a shell
     // runtime's curl, gone a millisecond after its one request, for which a thread was a fifth
-    // of what the library cost. It starts its watchdog once its requests tell it is a runtime
-    // (see `decided`). Where no helper was seen (a runtime under a shell that does not `exec`
-    // it, `strace`, `timeout`), the watchdog starts now: its first invoke may time out.
+    // of what the library cost. It starts its watchdog when it opens an invoke (which it may
+    // hold past the deadline: a runtime's first) or its requests tell it is a runtime (see
+    // `decided`); a curl that posts a result starts none. Elsewhere the watchdog starts now.
     let undecided = engine_cell()
         .as_ref()
         .is_some_and(|e| e.role() == Role::Undecided);
-    if !(undecided && ps().helpers_seen.load(Ordering::Relaxed)) {
+    if undecided && ps().helpers_seen.load(Ordering::Relaxed) {
+        ps().watchdog_put_off.store(true, Ordering::Relaxed);
+    } else {
         start_watchdog(false);
     }
     ps().reserved.store(true, Ordering::Release);
@@ -1033,9 +1040,13 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         let opened = engine.opened_count();
         let looks = crate::channel::dir_look().map(|(_, _, n)| n);
         let r = f(engine);
-        if engine.opened_count() != opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks
-        {
+        let now_opened = engine.opened_count() != opened;
+        if now_opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks {
             keep_journal_in_place(engine, false);
+        }
+        if now_opened && ps().watchdog_put_off.swap(false, Ordering::Relaxed) {
+            // Its first look at once: the invoke's deadline is due.
+            start_watchdog(true);
         }
         if let Some(role) = engine.take_decision() {
             decided(role);
