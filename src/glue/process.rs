@@ -1437,9 +1437,9 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
 /// How long the watchdog sleeps when nothing is due.
 const IDLE_WAIT_NS: u64 = 60_000_000_000;
 
-/// Starts the watchdog thread once per process: at reservation, or in a process of another's
-/// environment once it is known to be a runtime (`look_now`: its first look is not put off
-/// until something is due, as at reservation, when nothing can be).
+/// Starts the watchdog thread once per process: at reservation, or, where the reservation put
+/// it off, when the process opens an invoke or is known to be a runtime (`look_now`: its first
+/// look is not put off until something is due, as at reservation, when nothing can be).
 fn start_watchdog(look_now: bool) {
     if ps().watchdog.swap(true, Ordering::AcqRel) {
         return;
