@@ -262,54 +262,6 @@ fn a_next_wrapper_that_runs_the_runtime_as_its_child_keeps_its_cpu_time() {
     }
 }
 
-#[test]
-fn a_curl_that_posts_a_result_starts_no_watchdog_once_one_was_a_helper() {
-    // Each curl talks to the Runtime API once and is gone a moment later: a watchdog thread of
-    // its own was a fifth of what the library cost it. Once one curl of the environment was
-    // seen to be a per-request helper (it posted a result it did not fetch), a curl starts one
-    // only when it opens an invoke (the one that fetches an event: it could be a runtime that
-    // holds it past its deadline), not to post a result. Before that, the first event's two
-    // curls both do.
-    let dir = root().join("tests/functions/shell");
-    let layer = Layer::new();
-    let bootstrap = dir.join("bootstrap").display().to_string();
-    let invokes = 6;
-    let payloads: Vec<_> = (0..invokes).map(|_| json!({"action": "ok"})).collect();
-    let env = [
-        ("LAMBDA_TASK_ROOT", dir.to_str().unwrap()),
-        ("_HANDLER", "function.handler"),
-        ("LAMBDA_METER_LOG", "debug"),
-    ];
-    let out = run(
-        events(&payloads),
-        &[&bootstrap],
-        Some(layer.wrapper().as_path()),
-        &env,
-        &dir,
-    );
-    let stderr = &out.run.stderr;
-    assert_eq!(out.records().len(), invokes, "{stderr}");
-    assert_eq!(
-        stderr.matches("a per-request process").count(),
-        invokes,
-        "{stderr}"
-    );
-    let (before, after) = stderr
-        .split_once("a per-request process")
-        .expect("a helper");
-    assert_eq!(
-        before.matches("watchdog thread started").count(),
-        2,
-        "{stderr}"
-    );
-    // One for each later event's fetch, none for its result's post.
-    assert_eq!(
-        after.matches("watchdog thread started").count(),
-        invokes - 1,
-        "{stderr}"
-    );
-}
-
 /// The records of `payloads` served to `tests/functions/shell/then_runtime` (the first event
 /// answered with curl, the rest by a C runtime it runs without exec), through the wrapper, with
 /// a timeout of 1.5 s; one per event, by event.
@@ -359,8 +311,8 @@ fn assert_own_timeout(t: &serde_json::Value) {
 
 #[test]
 fn a_runtime_that_joins_after_the_helpers_reports_its_first_invokes_timeout() {
-    // The runtime joins an environment where a helper was seen, so its reservation puts the
-    // watchdog off; its first event, which it holds past the deadline, starts it.
+    // The runtime joins an environment where a helper was seen: its first invoke, held past
+    // the deadline, still gets its own timeout record.
     let records = runtime_after_curl(&[
         json!({"action": "ok"}),
         json!({"action": "sleep", "ms": 5_000}),
@@ -373,7 +325,8 @@ fn a_runtime_that_joins_after_the_helpers_reports_its_first_invokes_timeout() {
 
 #[test]
 fn a_runtime_that_joins_after_the_helpers_reports_a_later_timeout() {
-    // As above, its third invoke timing out, after its second request showed it is a runtime.
+    // As above, its third invoke timing out, after its second request showed it is a runtime
+    // of its own.
     let records = runtime_after_curl(&[
         json!({"action": "ok"}),
         json!({"action": "ok"}),

@@ -903,11 +903,6 @@ impl Engine {
         self.role = Role::Undecided;
     }
 
-    /// What this process is, as far as its requests tell so far.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
     /// What this process turned out to be since the last call, once.
     pub fn take_decision(&mut self) -> Option<Role> {
         self.decided.take()

@@ -9,11 +9,8 @@
 //! - `cold`: created by the one process that claims the environment's cold start;
 //! - `open/<request id>`: an invoke whose result has not been posted, as JSON;
 //! - `helpers`: created by the first process that turned out to be a per-request helper. A
-//!   process that joins the environment after it was made is most likely one too (the `curl`
-//!   that fetches the next event, or the one that posts its result), and starts its watchdog
-//!   thread only when it opens an invoke or its requests show it is a runtime: see
-//!   [`FileHandoff::helpers_seen`]. Nor does it try to claim the cold start: the event that
-//!   helper answered did.
+//!   process that joins the environment after it was made does not try to claim the cold
+//!   start: the event that helper answered did.
 //!
 //! Every change is a create-exclusive or a rename, so two processes never both claim the cold
 //! start or both take one invoke. The directory is made by the first process that needs it:
@@ -82,12 +79,6 @@ impl FileHandoff {
             born_ns,
             helpers_seen,
         })
-    }
-
-    /// Whether a process of the environment had turned out to be a per-request helper when
-    /// this one joined.
-    pub fn helpers_seen(&self) -> bool {
-        self.helpers_seen
     }
 
     /// `<dir>/<rest>`, NUL-terminated, in `buf`.

@@ -120,11 +120,6 @@ pub struct ProcessState {
     wake: AtomicU32,
     /// Whether this process has its watchdog thread (threads do not survive `fork`).
     watchdog: AtomicBool,
-    /// Whether, when this process joined another's environment, a process of it had turned
-    /// out to be a per-request helper (see [`crate::handoff::FileHandoff::helpers_seen`]).
-    helpers_seen: AtomicBool,
-    /// Set when the reservation put the watchdog off until this process opens an invoke.
-    watchdog_put_off: AtomicBool,
     /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
     watchdog_planned: AtomicU64,
     /// Set by the watchdog thread once it runs (a futex word).
@@ -163,8 +158,6 @@ impl ProcessState {
             record_awaits: AtomicBool::new(false),
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
-            helpers_seen: AtomicBool::new(false),
-            watchdog_put_off: AtomicBool::new(false),
             watchdog_planned: AtomicU64::new(u64::MAX),
             started: AtomicU32::new(0),
             journal_in_channel_dir: AtomicU8::new(UNKNOWN_DIR),
@@ -209,8 +202,6 @@ impl ProcessState {
             record_awaits,
             wake: _,
             watchdog,
-            helpers_seen,
-            watchdog_put_off,
             watchdog_planned,
             started,
             // Kept: the same files; a child that journals looks again at its first check.
@@ -232,8 +223,6 @@ impl ProcessState {
         environment_joined.reset_to(true, Ordering::Release);
         journal_started.reset_to(false, Ordering::Release);
         watchdog.reset_to(false, Ordering::Release);
-        helpers_seen.reset_to(false, Ordering::Relaxed);
-        watchdog_put_off.reset_to(false, Ordering::Relaxed);
         started.reset_to(0, Ordering::Release);
         watchdog_planned.reset_to(u64::MAX, Ordering::Relaxed);
         record_awaits.reset_to(false, Ordering::Relaxed);
@@ -598,20 +587,10 @@ fn reserve() -> bool {
         }
     }
     join_environment();
-    // A process of another's environment whose requests have not yet told what it is, where
-    // an earlier one turned out to be a per-request helper, is most likely one too: a shell
-    // runtime's curl, gone a millisecond after its one request, for which a thread was a fifth
-    // of what the library cost. It starts its watchdog when it opens an invoke (which it may
-    // hold past the deadline: a runtime's first) or its requests tell it is a runtime (see
-    // `decided`); a curl that posts a result starts none. Elsewhere the watchdog starts now.
-    let undecided = engine_cell()
-        .as_ref()
-        .is_some_and(|e| e.role() == Role::Undecided);
-    if undecided && ps().helpers_seen.load(Ordering::Relaxed) {
-        ps().watchdog_put_off.store(true, Ordering::Relaxed);
-    } else {
-        start_watchdog(false);
-    }
+    // Here, not later: once the process is a runtime no hook path may create a thread (it
+    // allocates and takes the loader's locks), even in a process that turns out to be a
+    // per-request helper, which never needs one.
+    start_watchdog();
     ps().reserved.store(true, Ordering::Release);
     true
 }
@@ -812,7 +791,6 @@ fn share_environment(root: u32) -> bool {
             let n = chain_to(root, &mut chain);
             probes::measure_environment(root, chain.get(..n).unwrap_or_default());
             crate::channel::set_owner(root);
-            ps().helpers_seen.store(h.helpers_seen(), Ordering::Relaxed);
             if let Some(e) = engine_cell() {
                 e.attach_handoff(Box::new(h));
             }
@@ -863,8 +841,6 @@ fn decided(role: Role) {
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
             say_settings_warnings();
-            // Its first look at once: an invoke of its own may be due already.
-            start_watchdog(true);
         }
         Role::Helper => output::debug(format_args!("a per-request process")),
         Role::Alone | Role::Undecided => {}
@@ -1040,13 +1016,9 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         let opened = engine.opened_count();
         let looks = crate::channel::dir_look().map(|(_, _, n)| n);
         let r = f(engine);
-        let now_opened = engine.opened_count() != opened;
-        if now_opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks {
+        if engine.opened_count() != opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks
+        {
             keep_journal_in_place(engine, false);
-        }
-        if now_opened && ps().watchdog_put_off.swap(false, Ordering::Relaxed) {
-            // Its first look at once: the invoke's deadline is due.
-            start_watchdog(true);
         }
         if let Some(role) = engine.take_decision() {
             decided(role);
@@ -1070,7 +1042,7 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     if next.is_some_and(|n| n < ps().watchdog_planned.load(Ordering::Relaxed)) {
         ps().watchdog_planned.store(0, Ordering::Relaxed);
         ps().wake.fetch_add(1, Ordering::Release);
-        // No system call where there is no watchdog to wake (a per-request helper's).
+        // No system call where there is no watchdog to wake (its thread could not start).
         if ps().watchdog.load(Ordering::Relaxed) {
             sys::futex_wake(&ps().wake);
         }
@@ -1437,10 +1409,8 @@ pub fn received(fd: i32, parts: &[&[u8]]) {
 /// How long the watchdog sleeps when nothing is due.
 const IDLE_WAIT_NS: u64 = 60_000_000_000;
 
-/// Starts the watchdog thread once per process: at reservation, or, where the reservation put
-/// it off, when the process opens an invoke or is known to be a runtime (`look_now`: its first
-/// look is not put off until something is due, as at reservation, when nothing can be).
-fn start_watchdog(look_now: bool) {
+/// Starts the watchdog thread once per process, at reservation.
+fn start_watchdog() {
     if ps().watchdog.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -1462,11 +1432,7 @@ fn start_watchdog(look_now: bool) {
     // curl processes). What it must not miss, a wake before it first sleeps, it cannot: it
     // first sleeps on the value the count had before it was started.
     let first_wake = ps().wake.load(Ordering::Acquire);
-    let spawned = spawn_watchdog(if look_now {
-        first_wake.wrapping_sub(1)
-    } else {
-        first_wake
-    });
+    let spawned = spawn_watchdog(first_wake);
     // SAFETY: restoring this thread's own mask.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if spawned {
