@@ -25,11 +25,37 @@ pub fn bounded(s: &str, max: usize) -> String {
 /// `bytes` cut to at most `max` bytes, and to its longest UTF-8 prefix.
 pub fn utf8_prefix(bytes: &[u8], max: usize) -> &str {
     let bytes = bytes.get(..bytes.len().min(max)).unwrap_or_default();
+    if let Some(ascii) = as_ascii(bytes) {
+        return ascii;
+    }
     match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => std::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or_default())
             .unwrap_or_default(),
     }
+}
+
+/// `bytes` as text when every byte is ASCII (the ids and values the wire brings), checked 16
+/// bytes a step: a quicker test than a full UTF-8 check, which the rest get.
+#[allow(unsafe_code)]
+pub fn as_ascii(bytes: &[u8]) -> Option<&str> {
+    #[cfg(target_arch = "x86_64")]
+    let high = {
+        use std::arch::x86_64::_mm_movemask_epi8;
+        // SAFETY: SSE2 is part of every x86_64 CPU; the intrinsic touches registers only.
+        find_by_blocks(
+            bytes,
+            |b| unsafe { _mm_movemask_epi8(b) as u32 },
+            |short| find_by_words(short, |w| w & HIGHS, |b| b >= 0x80),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let high = find_by_words(bytes, |w| w & HIGHS, |b| b >= 0x80);
+    if high.is_some() {
+        return None;
+    }
+    // SAFETY: every byte is below 0x80: ASCII, which is UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -68,16 +94,73 @@ fn find_by_words(
         .map(|i| at + i)
 }
 
+/// Haystacks up to this long are searched 16 bytes a step inline (SSE2); longer ones by the C
+/// library's memchr, whose wider steps pay for its fixed cost only there.
+const INLINE_SEARCH: usize = 128;
+
 /// Where `needle` first occurs in `hay` (the parser skips header lines and values it does not
 /// keep with it, instead of a state change per byte).
 #[allow(unsafe_code)]
+#[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    // The C library's memchr reads 32 or 64 bytes a step with vector instructions (a line of
-    // 60 bytes costs it a few instructions where a word at a time costs 30); it touches
+    #[cfg(target_arch = "x86_64")]
+    if hay.len() <= INLINE_SEARCH {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
+        // SAFETY (here and in the closure): SSE2 is part of every x86_64 CPU; these
+        // intrinsics touch registers only.
+        let n = unsafe { _mm_set1_epi8(needle as i8) };
+        return find_by_blocks(
+            hay,
+            |b| unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(b, n)) as u32 },
+            |hay| {
+                let pattern = ONES * u64::from(needle);
+                find_by_words(hay, |w| zero_bytes(w ^ pattern), |b| b == needle)
+            },
+        );
+    }
+    // The C library's memchr reads 32 or 64 bytes a step with vector instructions; it touches
     // nothing but `hay`, so it is safe wherever a hook runs.
     // SAFETY: `hay` is valid for `hay.len()` bytes; memchr reads no byte beyond them.
     let p = unsafe { libc::memchr(hay.as_ptr().cast(), i32::from(needle), hay.len()) };
     (!p.is_null()).then(|| p as usize - hay.as_ptr() as usize)
+}
+
+/// The first byte of `hay` that `flagged` marks in the 16-bit mask it makes of a 16-byte block,
+/// a block at a step (SSE2, which every x86_64 CPU has); the last block is the one that ends
+/// with `hay`, its bytes already looked at masked off. Haystacks shorter than a block go to
+/// `short`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn find_by_blocks(
+    hay: &[u8],
+    flagged: impl Fn(std::arch::x86_64::__m128i) -> u32,
+    short: impl FnOnce(&[u8]) -> Option<usize>,
+) -> Option<usize> {
+    use std::arch::x86_64::_mm_loadu_si128;
+    let len = hay.len();
+    if len < 16 {
+        return short(hay);
+    }
+    let p = hay.as_ptr();
+    let mut at = 0;
+    while at + 16 <= len {
+        // SAFETY: `at + 16 <= len`: the 16 bytes read are `hay`'s (an unaligned load).
+        let bits = flagged(unsafe { _mm_loadu_si128(p.add(at).cast()) });
+        if bits != 0 {
+            return Some(at + bits.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    if at < len {
+        let last = len - 16;
+        // SAFETY: `last + 16 == len`: the 16 bytes read are `hay`'s.
+        let bits = flagged(unsafe { _mm_loadu_si128(p.add(last).cast()) }) >> (at - last);
+        if bits != 0 {
+            return Some(at + bits.trailing_zeros() as usize);
+        }
+    }
+    None
 }
 
 /// Where the first byte below `limit` (at most 128) is in `hay`: the journal's markers in a
@@ -90,29 +173,95 @@ pub fn find_below(limit: u8, hay: &[u8]) -> Option<usize> {
 
 /// Where the first byte that ends an HTTP token is in `hay`: a space, a control byte (DEL
 /// included), or `stop`.
+#[allow(unsafe_code)]
 pub fn find_token_end(stop: u8, hay: &[u8]) -> Option<usize> {
-    let (low, del, pattern) = (ONES * 0x21, ONES * 0x7f, ONES * u64::from(stop));
-    // Each test's lowest flagged byte is a true one, so the lowest of all three is.
-    find_by_words(
-        hay,
-        |w| (w.wrapping_sub(low) & !w & HIGHS) | zero_bytes(w ^ del) | zero_bytes(w ^ pattern),
-        |b| b < 0x21 || b == 0x7f || b == stop,
-    )
+    let words = |hay: &[u8]| {
+        let (low, del, pattern) = (ONES * 0x21, ONES * 0x7f, ONES * u64::from(stop));
+        // Each test's lowest flagged byte is a true one, so the lowest of all three is.
+        find_by_words(
+            hay,
+            |w| (w.wrapping_sub(low) & !w & HIGHS) | zero_bytes(w ^ del) | zero_bytes(w ^ pattern),
+            |b| b < 0x21 || b == 0x7f || b == stop,
+        )
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY (here and in the closure): SSE2 is part of every x86_64 CPU; these
+        // intrinsics touch registers only.
+        let (space, del, pattern) = unsafe {
+            (
+                _mm_set1_epi8(0x20),
+                _mm_set1_epi8(0x7f),
+                _mm_set1_epi8(stop as i8),
+            )
+        };
+        find_by_blocks(
+            hay,
+            |b| unsafe {
+                // A byte at most 0x20 is its own minimum with 0x20.
+                let low = _mm_cmpeq_epi8(_mm_min_epu8(b, space), b);
+                let end = _mm_or_si128(
+                    low,
+                    _mm_or_si128(_mm_cmpeq_epi8(b, del), _mm_cmpeq_epi8(b, pattern)),
+                );
+                _mm_movemask_epi8(end) as u32
+            },
+            words,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    words(hay)
 }
 
 /// Where the first byte JSON escapes (a control byte, `"` or `\\`) is in `hay`.
+#[allow(unsafe_code)]
 pub fn find_json_special(hay: &[u8]) -> Option<usize> {
-    let (quote, backslash) = (ONES * u64::from(b'"'), ONES * u64::from(b'\\'));
-    // Each test's lowest flagged byte is a true one, so the lowest of all three is.
-    find_by_words(
-        hay,
-        |w| {
-            (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
-                | zero_bytes(w ^ quote)
-                | zero_bytes(w ^ backslash)
-        },
-        |b| b < 0x20 || b == b'"' || b == b'\\',
-    )
+    let words = |hay: &[u8]| {
+        let (quote, backslash) = (ONES * u64::from(b'"'), ONES * u64::from(b'\\'));
+        // Each test's lowest flagged byte is a true one, so the lowest of all three is.
+        find_by_words(
+            hay,
+            |w| {
+                (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+                    | zero_bytes(w ^ quote)
+                    | zero_bytes(w ^ backslash)
+            },
+            |b| b < 0x20 || b == b'"' || b == b'\\',
+        )
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY (here and in the closure): SSE2 is part of every x86_64 CPU; these
+        // intrinsics touch registers only.
+        let (control, quote, backslash) = unsafe {
+            (
+                _mm_set1_epi8(0x1f),
+                _mm_set1_epi8(b'"' as i8),
+                _mm_set1_epi8(b'\\' as i8),
+            )
+        };
+        find_by_blocks(
+            hay,
+            |b| unsafe {
+                // A byte at most 0x1f is its own minimum with 0x1f.
+                let low = _mm_cmpeq_epi8(_mm_min_epu8(b, control), b);
+                let special = _mm_or_si128(
+                    low,
+                    _mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, backslash)),
+                );
+                _mm_movemask_epi8(special) as u32
+            },
+            words,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    words(hay)
 }
 
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
@@ -402,8 +551,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn find_byte_finds_the_first_occurrence_anywhere() {
+    fn ascii_is_told_from_any_other_byte_anywhere() {
         for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| b' ' + (i % 95) as u8).collect();
+            assert_eq!(as_ascii(&plain).map(str::as_bytes), Some(&plain[..]));
+            assert_eq!(utf8_prefix(&plain, len).as_bytes(), &plain[..]);
+            for at in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut hay = plain.clone();
+                    hay[at] = high;
+                    assert_eq!(as_ascii(&hay), None, "len {len} at {at}");
+                }
+            }
+        }
+        // Text that is not ASCII still reads as its longest UTF-8 prefix.
+        let text = "abcdefghijklmnopq-é-€".as_bytes();
+        assert_eq!(utf8_prefix(text, text.len()), "abcdefghijklmnopq-é-€");
+        assert_eq!(utf8_prefix(text, text.len() - 1), "abcdefghijklmnopq-é-");
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_occurrence_anywhere() {
+        // Short haystacks, every block and tail of the inline search, and memchr's.
+        for len in (0..40).chain([127, 128, 129, 200]) {
             for at in 0..len {
                 let mut hay = vec![b'a'; len];
                 hay[at] = b'\n';
