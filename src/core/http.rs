@@ -346,9 +346,92 @@ pub struct Parser {
     chunk: u64,
     chunk_digits: u8,
     body_len: u64,
-    /// Bit `n` set: some field this parser acts on has a name of `n` bytes (a field of
-    /// another length is skipped without a compare).
-    name_lengths: u128,
+    /// For a name of `n` bytes (at most [`MAX_NAME`]), the one field this parser acts on with a
+    /// name that long ([`Candidate`]); a field of a length no such field has is read past
+    /// without a compare.
+    by_length: [Candidate; MAX_NAME + 1],
+}
+
+/// What a header name of some length may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Candidate {
+    /// None of the fields a parser acts on.
+    None,
+    ContentLength,
+    TransferEncoding,
+    /// Wanted field `i` of the head's list, in the head; in the trailers, trailer field `j`.
+    Wanted {
+        head: Option<u8>,
+        trailer: Option<u8>,
+    },
+    /// More than one field of the lists, in heads or trailers: looked for among all.
+    Several,
+}
+
+impl Candidate {
+    /// This candidate with the field `role` says added.
+    fn and(self, role: Candidate) -> Candidate {
+        match (self, role) {
+            (Candidate::None, role) => role,
+            (
+                Candidate::Wanted {
+                    head: None,
+                    trailer: Some(t),
+                },
+                Candidate::Wanted {
+                    head: Some(h),
+                    trailer: None,
+                },
+            )
+            | (
+                Candidate::Wanted {
+                    head: Some(h),
+                    trailer: None,
+                },
+                Candidate::Wanted {
+                    head: None,
+                    trailer: Some(t),
+                },
+            ) => Candidate::Wanted {
+                head: Some(h),
+                trailer: Some(t),
+            },
+            _ => Candidate::Several,
+        }
+    }
+}
+
+/// Which field a parser with `fields` acts on for each name length.
+fn candidates(fields: &Fields) -> [Candidate; MAX_NAME + 1] {
+    let mut by_length = [Candidate::None; MAX_NAME + 1];
+    let mut add = |name: &str, role: Candidate| {
+        if let Some(c) = by_length.get_mut(name.len()) {
+            *c = c.and(role);
+        }
+    };
+    add("content-length", Candidate::ContentLength);
+    add("transfer-encoding", Candidate::TransferEncoding);
+    for (i, w) in fields.head.iter().enumerate() {
+        let i = u8::try_from(i).unwrap_or(u8::MAX);
+        add(
+            w.name,
+            Candidate::Wanted {
+                head: Some(i),
+                trailer: None,
+            },
+        );
+    }
+    for (j, w) in fields.trailers.iter().enumerate() {
+        let j = u8::try_from(j).unwrap_or(u8::MAX);
+        add(
+            w.name,
+            Candidate::Wanted {
+                head: None,
+                trailer: Some(j),
+            },
+        );
+    }
+    by_length
 }
 
 impl Parser {
@@ -375,11 +458,7 @@ impl Parser {
             chunk: 0,
             chunk_digits: 0,
             body_len: 0,
-            name_lengths: ["content-length", "transfer-encoding"]
-                .into_iter()
-                .chain(fields.head.iter().chain(fields.trailers).map(|w| w.name))
-                .filter(|n| n.len() < 128)
-                .fold(0, |bits, n| bits | 1 << n.len()),
+            by_length: candidates(&fields),
         }
     }
 
@@ -432,13 +511,8 @@ impl Parser {
                 // A whole field line at hand is read at once (the byte path below reads the
                 // same line the same way when it comes in pieces).
                 State::Headers(Field::LineStart) | State::Trailers(Field::LineStart) => {
-                    if let Some(nl) = crate::text::find_byte(b'\n', data) {
-                        let line = data.get(..nl).unwrap_or_default();
-                        *data = data.get(nl + 1..).unwrap_or_default();
-                        let trailers = matches!(self.state, State::Trailers(_));
-                        if !self.field_line(line, trailers)? {
-                            continue;
-                        }
+                    let trailers = matches!(self.state, State::Trailers(_));
+                    if self.field_lines(data, trailers)? {
                         if trailers {
                             return Ok(Some(self.complete()));
                         }
@@ -779,31 +853,63 @@ impl Parser {
         }
     }
 
-    /// A whole field line (without its `\n`), read exactly as [`Parser::field`] reads it a
-    /// byte at a time. Returns true at the empty line that ends the block.
-    fn field_line(&mut self, line: &[u8], trailers: bool) -> Result<bool, ParseError> {
-        let Some(&first) = line.first() else {
-            return Ok(true);
-        };
-        if first == b'\r' {
-            return if line.len() == 1 {
-                Ok(true)
-            } else {
-                Err(ParseError::BadHeader)
+    /// The whole field lines at the start of `data`, read exactly as [`Parser::field`] reads
+    /// them a byte at a time, and `data` advanced past them. True at the empty line that ends
+    /// the block (read too); false when what is left of `data` is not a whole line (the byte
+    /// path reads it).
+    fn field_lines(&mut self, data: &mut &[u8], trailers: bool) -> Result<bool, ParseError> {
+        loop {
+            let Some(&first) = data.first() else {
+                return Ok(false);
             };
+            if first == b'\n' || first == b'\r' {
+                return match data.get(usize::from(first == b'\r')) {
+                    Some(b'\n') => {
+                        *data = data
+                            .get(usize::from(first == b'\r') + 1..)
+                            .unwrap_or_default();
+                        Ok(true)
+                    }
+                    Some(_) => Err(ParseError::BadHeader),
+                    None => Ok(false),
+                };
+            }
+            // The first byte is a name byte whatever it is, a colon included, as in `field`;
+            // the name ends at the colon after it. A space, tab or control byte (all below
+            // `!`, but DEL) in the name is garbage, whether the line is whole yet or not.
+            if first < b'!' || first == 0x7f {
+                return Err(ParseError::BadHeader);
+            }
+            let rest = data.get(1..).unwrap_or_default();
+            let colon = match crate::text::find_token_end(b':', rest) {
+                Some(i) if rest.get(i) == Some(&b':') => i + 1,
+                Some(_) => return Err(ParseError::BadHeader),
+                None => return Ok(false),
+            };
+            let Some(nl) = data
+                .get(colon..)
+                .and_then(|value| crate::text::find_byte(b'\n', value))
+                .map(|i| colon + i)
+            else {
+                return Ok(false);
+            };
+            let line = data.get(..nl).unwrap_or_default();
+            *data = data.get(nl + 1..).unwrap_or_default();
+            // A field of a name length no wanted field has is read past without a compare.
+            if self
+                .by_length
+                .get(colon)
+                .is_some_and(|c| *c != Candidate::None)
+            {
+                self.field_line(line, colon, trailers)?;
+            }
         }
-        // The first byte is a name byte whatever it is, a colon included, as in `field`; the
-        // name ends at the colon after it. A space, tab or control byte (all below `!`, but
-        // DEL) in the name, or no colon, is garbage.
-        if first < b'!' || first == 0x7f {
-            return Err(ParseError::BadHeader);
-        }
-        let rest = line.get(1..).unwrap_or_default();
-        let colon = match crate::text::find_token_end(b':', rest) {
-            Some(i) if rest.get(i) == Some(&b':') => i + 1,
-            _ => return Err(ParseError::BadHeader),
-        };
-        let (name, value) = line.split_at(colon);
+    }
+
+    /// A whole field line (without its `\n`), its name `colon` bytes (checked), read exactly
+    /// as [`Parser::field`] reads it a byte at a time.
+    fn field_line(&mut self, line: &[u8], colon: usize, trailers: bool) -> Result<(), ParseError> {
+        let (name, value) = line.split_at(colon.min(line.len()));
         self.choose_sink_for(name, name.len() > MAX_NAME, trailers);
         let value = value.get(1..).unwrap_or_default();
         let start = value
@@ -838,7 +944,7 @@ impl Parser {
         }
         self.end_value();
         self.name_len = 0;
-        Ok(false)
+        Ok(())
     }
 
     fn name_byte(&mut self, b: u8) -> Result<(), ParseError> {
@@ -865,12 +971,14 @@ impl Parser {
 
     /// Decides what is kept of field `name` (in any case; `too_long`: its start only).
     fn choose_sink_for(&mut self, name: &[u8], too_long: bool, trailers: bool) {
-        let is = |wanted: &str| name_is(name, wanted.as_bytes());
         self.sink = Sink::Skip;
-        if too_long || name.len() >= 128 || self.name_lengths & 1 << name.len() == 0 {
-            return;
-        }
-        if !trailers && is("content-length") {
+        let candidate = match self.by_length.get(name.len()) {
+            Some(c) if !too_long => *c,
+            _ => return,
+        };
+        let is = |wanted: &str| name_is(name, wanted.as_bytes());
+        let several = candidate == Candidate::Several;
+        if !trailers && (several || candidate == Candidate::ContentLength) && is("content-length") {
             if self.length.is_none() {
                 self.sink = Sink::Length;
                 self.reading_length = Some(0);
@@ -878,7 +986,10 @@ impl Parser {
             }
             return;
         }
-        if !trailers && is("transfer-encoding") {
+        if !trailers
+            && (several || candidate == Candidate::TransferEncoding)
+            && is("transfer-encoding")
+        {
             self.sink = Sink::Encoding;
             self.token_len = 0;
             self.token_long = false;
@@ -889,7 +1000,14 @@ impl Parser {
         } else {
             (self.fields.head, 0)
         };
-        if let Some(i) = list.iter().position(|w| is(w.name)) {
+        let found = match candidate {
+            Candidate::Wanted { head, trailer } => (if trailers { trailer } else { head })
+                .map(usize::from)
+                .filter(|i| list.get(*i).is_some_and(|w| is(w.name))),
+            Candidate::Several => list.iter().position(|w| is(w.name)),
+            _ => None,
+        };
+        if let Some(i) = found {
             let slot = base + i;
             let first = self.head.spans.get(slot).is_some_and(|s| *s == ABSENT);
             let max = list.get(i).map_or(0, |w| w.max);
