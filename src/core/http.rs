@@ -1539,6 +1539,54 @@ mod tests {
     }
 
     #[test]
+    fn wanted_names_of_one_length_are_each_found() {
+        // Two wanted names of six bytes, one of content-length's fourteen, one as long as
+        // transfer-encoding; a trailer named as one head field.
+        const SAME: Fields = Fields {
+            head: &[
+                Wanted {
+                    name: "x-aaaa",
+                    max: 8,
+                },
+                Wanted {
+                    name: "x-bbbb",
+                    max: 8,
+                },
+                Wanted {
+                    name: "content-lengtx",
+                    max: 8,
+                },
+                Wanted {
+                    name: "transfer-encodin",
+                    max: 8,
+                },
+            ],
+            trailers: &[Wanted {
+                name: "x-bbbb",
+                max: 8,
+            }],
+        };
+        let data = b"HTTP/1.1 200 OK\r\nX-Bbbb: b\r\nContent-Lengtx: x\r\nX-Cccc: c\r\nX-AAAA: a\r\nTransfer-Encodin: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\nok\r\n0\r\nx-bbbb: tb\r\nx-aaaa: ta\r\n\r\n";
+        for step in [1, 3, data.len()] {
+            let mut p = Parser::new(Direction::Response, SAME);
+            let mut body_len = None;
+            for piece in data.chunks(step) {
+                let mut rest = piece;
+                while let Some(ev) = p.step(&mut rest).unwrap() {
+                    if let Event::Complete { body_len: n } = ev {
+                        body_len = Some(n);
+                    }
+                }
+            }
+            let head = p.head();
+            let kept: Vec<_> = (0..4).map(|i| head.value(i)).collect();
+            assert_eq!(kept, [Some("a"), Some("b"), Some("x"), Some("t")], "step {step}");
+            assert_eq!(head.trailer(&SAME, 0), Some("tb"));
+            assert_eq!(body_len, Some(2), "chunked wins over the length");
+        }
+    }
+
+    #[test]
     fn no_content_response() {
         let (done, _) = run(
             Direction::Response,
