@@ -13,14 +13,25 @@ use crate::tracker::{InvokeRecord, RecordKind};
 pub const PROACTIVE_INIT_TYPE: &str = "proactive-initialization";
 
 /// A catalog metric with its value on one record.
+#[derive(Clone, Copy)]
 struct MetricValue {
-    name: &'static str,
-    unit: &'static str,
     /// Its place in the catalog.
-    index: usize,
+    index: u8,
     value: Number,
     /// Declared in the directive (a billed metric), else a plain value of the record.
     declared: bool,
+}
+
+impl MetricValue {
+    fn metric(&self) -> Option<&'static crate::metrics::Metric> {
+        crate::metrics::CATALOG.get(usize::from(self.index))
+    }
+    fn name(&self) -> &'static str {
+        self.metric().map_or("", |m| m.name)
+    }
+    fn unit(&self) -> &'static str {
+        self.metric().map_or("", |m| m.unit)
+    }
 }
 
 /// The most metrics one record can carry (every metric of the catalog).
@@ -28,7 +39,7 @@ const MAX_METRICS: usize = crate::metrics::CATALOG.len();
 
 /// The metrics of one record, without allocating.
 struct Metrics {
-    items: [Option<MetricValue>; MAX_METRICS],
+    items: [MetricValue; MAX_METRICS],
     len: usize,
     /// Which catalog metrics (bit = catalog index) the record has a value for.
     present: u32,
@@ -40,14 +51,18 @@ struct Metrics {
 impl Metrics {
     fn new() -> Metrics {
         Metrics {
-            items: [const { None }; MAX_METRICS],
+            items: [MetricValue {
+                index: 0,
+                value: Number::int(0),
+                declared: false,
+            }; MAX_METRICS],
             len: 0,
             present: 0,
             mask: 0,
         }
     }
     fn iter(&self) -> impl Iterator<Item = &MetricValue> {
-        self.items.iter().take(self.len).flatten()
+        self.items.iter().take(self.len)
     }
     fn declared(&self) -> impl Iterator<Item = &MetricValue> {
         self.iter().filter(|m| m.declared)
@@ -63,21 +78,20 @@ impl Metrics {
 /// value for, declared when the settings select it; an opt-in metric only when selected.
 /// Fills `m` (made by [`Metrics::new`], not returned: it is not small).
 fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
+    let context = s.metric_context();
     for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
         let declared = s.emits_at(i);
         if metric.class == Class::OptIn && !declared {
             continue;
         }
-        if let Some(value) = (metric.read)(rec, &s.metric_context())
+        if let Some(value) = (metric.read)(rec, &context)
             && let Some(slot) = m.items.get_mut(m.len)
         {
-            *slot = Some(MetricValue {
-                name: metric.name,
-                unit: metric.unit,
-                index: i,
+            *slot = MetricValue {
+                index: i as u8,
                 value,
                 declared,
-            });
+            };
             m.len += 1;
             let bit = 1u32.checked_shl(i as u32).unwrap_or(0);
             m.present |= bit;
@@ -118,6 +132,7 @@ const fn member_starts() -> [([u8; MEMBER_MAX], usize); MAX_METRICS] {
 }
 
 /// Catalog metric `i`'s member start (see [`MEMBER_STARTS`]).
+#[cfg(test)]
 fn member_start(i: usize) -> &'static [u8] {
     MEMBER_STARTS
         .get(i)
@@ -369,7 +384,7 @@ fn encode_with(
         let declared = |out: &mut Out, custom| {
             push_prefix(
                 out,
-                &mut metrics.declared().map(|m| (m.name, m.unit)),
+                &mut metrics.declared().map(|m| (m.name(), m.unit())),
                 s,
                 init_type,
                 pool,
@@ -391,15 +406,17 @@ fn encode_with(
         }
         if let Some(m) = marks.as_deref_mut() {
             let end = out.len() - line_at;
-            let declares = metrics.declared().any(|d| d.name == m.name);
+            let declares = metrics.declared().any(|d| d.name() == m.name);
             m.declarations = (if declares { declarations_at } else { end }, end);
         }
         for m in metrics.iter() {
-            if let Some(marks) = marks.as_deref_mut().filter(|k| k.name == m.name) {
+            if let Some(marks) = marks.as_deref_mut().filter(|k| k.name == m.name()) {
                 marks.member = Some(out.len() - line_at);
             }
             // Metric names are the catalog's plain ASCII: no escaping needed.
-            out.bytes(member_start(m.index));
+            if let Some((start, len)) = MEMBER_STARTS.get(usize::from(m.index)) {
+                out.block(start, *len);
+            }
             push_number(out, m.value);
         }
         // Members of the record's own (known names: their starts written as they are).
@@ -789,7 +806,7 @@ fn push_str(out: &mut Out, s: &(impl AsRef<[u8]> + ?Sized)) {
 
 /// Writes a number as JSON (see [`Number::text`]).
 fn push_number(out: &mut Out, n: Number) {
-    out.bytes(n.text().as_bytes());
+    n.write_to(out);
 }
 
 #[cfg(test)]

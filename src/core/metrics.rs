@@ -23,11 +23,35 @@ impl Number {
     /// signal handlers: no allocation). `Scaled(1500, 3)` is `1.5`, `Scaled(2000, 3)` is `2`:
     /// the shortest form, as float formatting of the same value gives.
     pub(crate) fn text(self) -> NumberText {
-        let Number::Scaled(v, decimals) = self;
         let mut t = NumberText {
-            buf: [0; 24],
-            start: 24,
+            buf: [0; NUMBER_MAX],
+            len: 0,
         };
+        t.len = self.render(&mut t.buf);
+        t
+    }
+
+    /// Appends [`Number::text`] to `out`, formed in place where there is room.
+    pub(crate) fn write_to(self, out: &mut crate::text::Out) {
+        match out.spare(NUMBER_MAX) {
+            Some(room) => {
+                let n = self.render(room);
+                out.advance(n);
+            }
+            None => out.bytes(self.text().as_bytes()),
+        }
+    }
+
+    /// Writes the text at the start of `dst` (its first [`NUMBER_MAX`] bytes; shorter: nothing
+    /// is written), back to front from its end; how many bytes it took.
+    fn render(self, dst: &mut [u8]) -> usize {
+        let Some(dst) = dst
+            .get_mut(..NUMBER_MAX)
+            .and_then(|d| <&mut [u8; NUMBER_MAX]>::try_from(d).ok())
+        else {
+            return 0;
+        };
+        let Number::Scaled(v, decimals) = self;
         // The scales records use divide by a constant (a multiply, not a division).
         let (mut whole, mut frac) = match decimals {
             0 => (v, 0),
@@ -38,35 +62,63 @@ impl Number {
                 (v / scale, v % scale)
             }
         };
-        let mut digits = if frac == 0 { 0 } else { decimals };
+        let mut digits = if frac == 0 { 0 } else { usize::from(decimals) };
         while frac != 0 && frac % 10 == 0 {
             frac /= 10;
             digits -= 1;
         }
-        for _ in 0..digits {
-            t.put(b'0' + (frac % 10) as u8);
+        // Its digits: from its bit length (1233 / 4096 is just over log10 of 2), less one where
+        // it is below that power of ten.
+        let t = (((64 - (whole | 1).leading_zeros()) * 1233) >> 12) as usize;
+        let width = (t + usize::from(whole >= POWERS.get(t).copied().unwrap_or(u64::MAX))).max(1);
+        let len = (width + if digits > 0 { digits + 1 } else { 0 }).min(NUMBER_MAX);
+        // Indexes are taken modulo the buffer's size (a power of two): the compiler sees they
+        // are in it, and checks nothing per digit. Within a valid text they are as they were.
+        let mut at = len;
+        let mut put = |b: u8| {
+            at = at.wrapping_sub(1);
+            if let Some(slot) = dst.get_mut(at % NUMBER_MAX) {
+                *slot = b;
+            }
+        };
+        for _ in 0..digits.min(NUMBER_MAX) {
+            put(b'0' + (frac % 10) as u8);
             frac /= 10;
         }
         if digits > 0 {
-            t.put(b'.');
+            put(b'.');
         }
         // Two digits a division (a millisecond timestamp has thirteen).
         while whole >= 100 {
-            let pair = usize::from((whole % 100) as u8) * 2;
+            let pair = (whole % 100) as usize * 2;
             whole /= 100;
-            if let Some(&[tens, ones]) = PAIRS.get(pair..pair + 2) {
-                t.put(ones);
-                t.put(tens);
-            }
+            put(PAIRS.get(pair + 1).copied().unwrap_or(b'0'));
+            put(PAIRS.get(pair).copied().unwrap_or(b'0'));
         }
         if whole >= 10 {
-            t.put(b'0' + (whole % 10) as u8);
+            put(b'0' + (whole % 10) as u8);
             whole /= 10;
         }
-        t.put(b'0' + whole as u8);
-        t
+        put(b'0' + whole as u8);
+        len
     }
 }
+
+/// Room for the text of a number: 20 digits, a point and 3 decimals, and more (a power of two,
+/// see [`Number::render`]).
+pub(crate) const NUMBER_MAX: usize = 32;
+
+/// `POWERS[i]` is 10^i.
+#[allow(clippy::indexing_slicing)] // Evaluated when the library is built: out of bounds fails it.
+const POWERS: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
 
 /// "00" to "99", for [`Number::text`].
 const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
@@ -77,23 +129,13 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 
 /// A number's text (see [`Number::text`]): at most 20 digits, a point and 3 decimals.
 pub(crate) struct NumberText {
-    buf: [u8; 24],
-    start: usize,
+    buf: [u8; NUMBER_MAX],
+    len: usize,
 }
 
 impl NumberText {
-    /// Writes `b` before what is there (digits come least significant first).
-    fn put(&mut self, b: u8) {
-        if let Some(i) = self.start.checked_sub(1)
-            && let Some(slot) = self.buf.get_mut(i)
-        {
-            *slot = b;
-            self.start = i;
-        }
-    }
-
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -523,6 +565,18 @@ mod tests {
                         want,
                         "{n} {d}"
                     );
+                    // Written after other text: in place where there is room, cut off (and
+                    // noted) where there is not.
+                    for room in [64, 2 + want.len(), 1 + want.len()] {
+                        let mut buf = vec![0u8; room];
+                        let mut out = crate::text::Out::new(&mut buf);
+                        out.bytes(b"x:");
+                        Number::Scaled(n, d).write_to(&mut out);
+                        let fits = 2 + want.len() <= room;
+                        let kept = if fits { want.len() } else { room - 2 };
+                        assert_eq!(out.written(), format!("x:{}", &want[..kept]).as_bytes());
+                        assert_eq!(out.overflowed(), !fits, "{n} {d} in {room}");
+                    }
                 }
             }
             v = v

@@ -428,7 +428,22 @@ impl<'a> Out<'a> {
     }
 
     /// Appends `bytes`, or as many of them as fit, noting that the rest did not.
+    #[inline(always)]
     pub fn bytes(&mut self, bytes: &[u8]) {
+        // Where they fit (a counting writer has no room): one copy, of a length the compiler
+        // often knows.
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
+            return;
+        }
+        self.bytes_cut(bytes);
+    }
+
+    /// [`Out::bytes`] where they do not all fit, or only counted.
+    #[inline(never)]
+    fn bytes_cut(&mut self, bytes: &[u8]) {
         if self.count_only {
             self.len += bytes.len();
             return;
@@ -445,6 +460,30 @@ impl<'a> Out<'a> {
         if take < bytes.len() {
             self.overflowed = true;
         }
+    }
+
+    /// The next `n` bytes of room, for the caller to fill and then take with
+    /// [`Out::advance`]; `None` where fewer are left (or when only counting).
+    pub fn spare(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.buf.get_mut(self.len..self.len + n)
+    }
+
+    /// Appends the first `len` bytes of `block`: the whole block copied where there is room
+    /// for it (one copy of a size the compiler knows; what is past `len` is room again).
+    #[inline(always)]
+    pub fn block<const N: usize>(&mut self, block: &[u8; N], len: usize) {
+        match self.spare(N) {
+            Some(room) if len <= N => {
+                room.copy_from_slice(block);
+                self.len += len;
+            }
+            _ => self.bytes(block.get(..len).unwrap_or(block)),
+        }
+    }
+
+    /// Takes the first `n` bytes of [`Out::spare`]'s room as written.
+    pub fn advance(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.buf.len());
     }
 
     pub fn str(&mut self, s: &str) {
