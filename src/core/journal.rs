@@ -34,10 +34,15 @@ pub const TEMPLATE_MAX: usize = SLOT_SIZE - SLOT_HEAD;
 /// Size of the journal file.
 pub const FILE_SIZE: usize = HEADER_SIZE + SLOT_COUNT * SLOT_SIZE;
 /// First 8 bytes of a journal (format version in the last two).
-pub const MAGIC: u64 = u64::from_le_bytes(*b"LMJRNL01");
+pub const MAGIC: u64 = u64::from_le_bytes(*b"LMJRNL02");
 
 /// Offset in the header of the flag [`Journal::stream_has_constants`] reads.
 const STREAM_HAS_CONSTANTS: usize = 8;
+/// Offset in the header of the slots ever taken: bit `i` for slot `i`, set before the slot
+/// first leaves FREE and never cleared. What scans all slots reads only those (a slot's head
+/// is on a page of its own: a page a scan does not touch stays unmapped in the scanning
+/// process, a page fault fewer; one invoke at a time takes slot 0 every time).
+const TAKEN: usize = 16;
 
 const FREE: u32 = 0;
 /// Its owner is writing the slot.
@@ -181,13 +186,14 @@ impl Journal {
             self.note_stream_has_constants();
         }
         let mut lost = 0;
-        for i in 0..SLOT_COUNT {
+        for i in old.taken() {
             let state = old.u32_at(i, STATE).load(Ordering::Acquire);
             if matches!(state, FREE | FILLING | CLAIMED)
                 || old.u32_at(i, PID).load(Ordering::Relaxed) != pid
             {
                 continue;
             }
+            self.mark_taken(i);
             let here = self.u32_at(i, STATE);
             if here
                 .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
@@ -223,6 +229,25 @@ impl Journal {
     pub fn note_stream_has_constants(&self) {
         self.header_u32(STREAM_HAS_CONSTANTS)
             .store(1, Ordering::Relaxed);
+    }
+
+    /// Notes slot `i` as taken, before it is: a scan then reads it (one load once noted).
+    fn mark_taken(&self, i: usize) {
+        let bit = 1u32 << (i % SLOT_COUNT);
+        let taken = self.header_u32(TAKEN);
+        if taken.load(Ordering::Relaxed) & bit == 0 {
+            taken.fetch_or(bit, Ordering::AcqRel);
+        }
+    }
+
+    /// The slots ever taken (see [`TAKEN`]): every slot not FREE is one of them.
+    fn taken(&self) -> impl Iterator<Item = usize> + use<> {
+        let mut bits = self.header_u32(TAKEN).load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits.wrapping_sub(1);
+            (i < SLOT_COUNT).then_some(i)
+        })
     }
 
     fn header_u32(&self, off: usize) -> &AtomicU32 {
@@ -295,6 +320,10 @@ impl Journal {
         }
         for i in 0..SLOT_COUNT {
             let state = self.u32_at(i, STATE);
+            if state.load(Ordering::Relaxed) != FREE {
+                continue;
+            }
+            self.mark_taken(i);
             if state
                 .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -356,6 +385,10 @@ impl Journal {
                 continue;
             }
             let state = self.u32_at(i, STATE);
+            if state.load(Ordering::Relaxed) != FREE {
+                continue;
+            }
+            self.mark_taken(i);
             if state
                 .compare_exchange(FREE, FILLING, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -574,14 +607,16 @@ impl Journal {
 
     /// Number of free slots.
     pub fn free_count(&self) -> usize {
-        (0..SLOT_COUNT)
-            .filter(|i| self.u32_at(*i, STATE).load(Ordering::Relaxed) == FREE)
-            .count()
+        SLOT_COUNT
+            - self
+                .taken()
+                .filter(|i| self.u32_at(*i, STATE).load(Ordering::Relaxed) != FREE)
+                .count()
     }
 
     /// Number of open invokes journaled (any owner).
     pub fn open_count(&self) -> usize {
-        (0..SLOT_COUNT)
+        self.taken()
             .filter(|i| self.u32_at(*i, STATE).load(Ordering::Relaxed) == OPEN)
             .count()
     }
@@ -591,7 +626,7 @@ impl Journal {
     /// Async-signal-safe: no allocation, no lock.
     pub fn write_open(&self, pid: u32, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
         let mut written = 0;
-        for i in 0..SLOT_COUNT {
+        for i in self.taken() {
             if self.u32_at(i, PID).load(Ordering::Relaxed) != pid || !self.claim(i, &OWN) {
                 continue;
             }
@@ -609,7 +644,7 @@ impl Journal {
     /// processes: they may still end them. Async-signal-safe: no allocation, no lock.
     pub fn write_environment(&self, ending: &Ending, emit: &mut dyn FnMut(&[&[u8]])) -> usize {
         let mut written = 0;
-        for i in 0..SLOT_COUNT {
+        for i in self.taken() {
             if !self.claim(i, &[HELD, FINISHED]) {
                 continue;
             }
@@ -628,7 +663,7 @@ impl Journal {
     /// Lets go of `pid`'s open invokes without writing them: they were handed on to another
     /// process of the environment, which ends them. Its finished and held records stay.
     pub fn hand_on_open(&self, pid: u32) {
-        for i in 0..SLOT_COUNT {
+        for i in self.taken() {
             if self.u32_at(i, PID).load(Ordering::Relaxed) == pid {
                 let _ = self.u32_at(i, STATE).compare_exchange(
                     OPEN,
@@ -649,7 +684,7 @@ impl Journal {
         emit: &mut dyn FnMut(&[&[u8]]),
     ) -> usize {
         let mut written = 0;
-        for i in 0..SLOT_COUNT {
+        for i in self.taken() {
             let state = self.u32_at(i, STATE).load(Ordering::Acquire);
             if state == FREE {
                 continue;
@@ -1703,6 +1738,85 @@ mod tests {
         assert_eq!(v["exitReason"], "exit status 3");
         assert_eq!(j.write_open(me.pid, &ending, &mut |_| panic!("twice")), 0);
         assert_eq!(j.open_count(), 1, "the other process's invoke stays");
+    }
+
+    /// A journal whose memory from slot 3's head on cannot be touched: a read there ends the
+    /// test with a fault.
+    fn fenced() -> Journal {
+        let page = 4096;
+        let len = FILE_SIZE.div_ceil(page) * page;
+        // SAFETY: a fresh anonymous mapping; mprotect on whole pages inside it.
+        let base = unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let fence = (HEADER_SIZE + 3 * SLOT_SIZE) / page * page;
+            assert!(
+                fence > HEADER_SIZE + 2 * SLOT_SIZE + SLOT_HEAD,
+                "slot 2 stays readable"
+            );
+            assert_eq!(
+                libc::mprotect(
+                    p.cast::<u8>().add(fence).cast(),
+                    len - fence,
+                    libc::PROT_NONE
+                ),
+                0
+            );
+            p.cast::<u8>()
+        };
+        // SAFETY: FILE_SIZE bytes, page aligned, mapped for ever (slots 3 and on fenced).
+        let j = unsafe { Journal::from_raw(base) };
+        j.format();
+        j
+    }
+
+    #[test]
+    fn scans_read_only_the_slots_ever_taken() {
+        let j = fenced();
+        let t = prepared(LINE).unwrap();
+        let me = Owner {
+            pid: 10,
+            start_ticks: 5,
+        };
+        let gone = Owner {
+            pid: 11,
+            start_ticks: 6,
+        };
+        let started = Probe::default();
+        let ending = Ending {
+            reason: b"gone",
+            ..Ending::default()
+        };
+        // Slots 0 and 1 taken, 0 given back, taken again: slot 2 is never needed.
+        let a = j.begin(me, &started, 128, &t).unwrap();
+        let b = j.begin(gone, &started, 128, &t).unwrap();
+        j.end(a, me.pid);
+        let a = j.begin(me, &started, 128, &t).unwrap();
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(j.taken().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!((j.free_count(), j.open_count()), (SLOT_COUNT - 2, 2));
+        let mut lines = 0;
+        let n = j.recover(&|o| o != gone, &ending, &mut |_| lines += 1);
+        assert_eq!((n, lines), (1, 1), "the gone owner's invoke, from slot 1");
+        j.hand_on_open(me.pid);
+        assert_eq!(
+            j.write_open(me.pid, &ending, &mut |_| panic!("handed on")),
+            0
+        );
+        assert_eq!(
+            j.write_environment(&ending, &mut |_| panic!("nothing held")),
+            0
+        );
+        let other = memory();
+        assert_eq!(other.adopt(&j, me.pid), 0);
+        assert_eq!(j.free_count(), SLOT_COUNT);
     }
 
     #[test]
