@@ -96,6 +96,7 @@ fn find_by_words(
 
 /// Haystacks up to this long are searched 16 bytes a step inline (SSE2); longer ones by the C
 /// library's memchr, whose wider steps pay for its fixed cost only there.
+#[cfg(target_arch = "x86_64")]
 const INLINE_SEARCH: usize = 128;
 
 /// Where `needle` first occurs in `hay` (the parser skips header lines and values it does not
