@@ -1580,7 +1580,11 @@ mod tests {
             }
             let head = p.head();
             let kept: Vec<_> = (0..4).map(|i| head.value(i)).collect();
-            assert_eq!(kept, [Some("a"), Some("b"), Some("x"), Some("t")], "step {step}");
+            assert_eq!(
+                kept,
+                [Some("a"), Some("b"), Some("x"), Some("t")],
+                "step {step}"
+            );
             assert_eq!(head.trailer(&SAME, 0), Some("tb"));
             assert_eq!(body_len, Some(2), "chunked wins over the length");
         }
