@@ -266,6 +266,35 @@ fn c_runtime_ends_before_reading_the_answer() {
     run.check();
 }
 
+/// A runtime that never reads a result's answer, leaves its connection open and goes on:
+/// every invoke has its record, posted outcome and all, in the order the invokes ended (the
+/// next event ends the unanswered one).
+#[test]
+fn c_runtime_that_never_reads_an_answer_keeps_every_record_in_order() {
+    let run = AfterPost {
+        payloads: vec![json!({}), json!({"unread": 1}), json!({}), json!({})],
+        ..AfterPost::c(&[])
+    };
+    run.check();
+    let metered = run.run(true);
+    let ids: Vec<String> = metered
+        .sim
+        .results()
+        .iter()
+        .map(|r| r.as_ref().unwrap().request_id.clone())
+        .collect();
+    let order: Vec<usize> = metered
+        .records()
+        .iter()
+        .filter_map(|r| ids.iter().position(|id| r["requestId"] == **id))
+        .collect();
+    assert_eq!(
+        order,
+        [0, 1, 2, 3],
+        "records in the order the invokes ended"
+    );
+}
+
 /// A plain `exit` after posting: the library's destructor writes the waiting record.
 #[test]
 fn c_runtime_exit_after_posting() {

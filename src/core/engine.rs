@@ -123,6 +123,15 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
         (self.len > 0).then(|| self.items.get(self.start)).flatten()
     }
 
+    /// The oldest value `is` holds for, to change in place.
+    fn first_mut(&mut self, is: impl Fn(&T) -> bool) -> Option<&mut T> {
+        let (start, len) = (self.start, self.len);
+        let at = (0..len)
+            .map(|i| (start + i) % N)
+            .find(|at| self.items.get(*at).is_some_and(&is))?;
+        self.items.get_mut(at)
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -1475,6 +1484,16 @@ impl Engine {
         let Some(sent) = c.result.take() else {
             return;
         };
+        if answer.is_none() {
+            // Its answer, if it ever comes, is the oldest result answer still to be read on
+            // this connection: it decides nothing now (not the connection's next result).
+            if let Some(kind) = c
+                .pending
+                .first_mut(|k| matches!(k, RequestKind::Response | RequestKind::Error))
+            {
+                *kind = RequestKind::Other;
+            }
+        }
         let outcome = match answer {
             Some((status, error_type)) => sent.outcome.answered(status, error_type),
             None => sent.outcome,
@@ -1530,6 +1549,18 @@ impl Engine {
         if !self.conns.get(id).is_some_and(|c| c.requests.is_idle()) {
             return;
         }
+        // One invoke at a time, and a request starts on another connection while a result
+        // waits for its answer: the runtime went on without reading that answer (one that
+        // reads it has, by now). The result is taken as accepted, so that its record is
+        // complete before the runtime's next `/next` leaves (after it, Lambda may freeze the
+        // environment for good).
+        if self.result_unanswered() {
+            for conn in 0..self.conns.len() {
+                if conn != id && self.conns.get(conn).is_some_and(|c| c.result.is_some()) {
+                    self.finish_result(conn, None);
+                }
+            }
+        }
         if self.tracker.record_awaits() {
             let now = probe(Reading::Clocks);
             self.push_awaiting(&now);
@@ -1570,10 +1601,17 @@ impl Engine {
             .custom(thread, |pool, c| add(pool, c, &emf::reserved))
     }
 
-    /// Whether a finished invoke's record waits for the runtime's next request, or held records
-    /// wait for the runtime to go idle (either is written before that request leaves).
+    /// Whether a finished invoke's record waits for the runtime's next request, held records
+    /// wait for the runtime to go idle (either is written before that request leaves), or a
+    /// result's wait for its answer ends at that request.
     pub fn record_awaits(&self) -> bool {
-        self.tracker.record_awaits() || self.batch_waits_for_idle()
+        self.tracker.record_awaits() || self.batch_waits_for_idle() || self.result_unanswered()
+    }
+
+    /// One invoke at a time, and a result waits for its answer: a request the runtime starts
+    /// elsewhere before reading it ends that wait (see [`Engine::sending`]).
+    fn result_unanswered(&self) -> bool {
+        self.settings.max_concurrency <= 1 && self.conns.iter().any(|c| c.result.is_some())
     }
 
     /// Time has passed: timeouts and records that waited long enough.
@@ -2493,6 +2531,77 @@ mod tests {
         let mut e = engine(leak_bits());
         begin(&mut e);
         assert_eq!(e.flush().lines.len(), 1);
+    }
+
+    #[test]
+    fn a_runtime_that_goes_on_without_reading_an_answer_has_the_result_taken_first() {
+        let clock = Clock(Cell::new(10));
+        let p = |_: Reading| clock.probe();
+        let mut e = engine(leak_bits());
+        e.connected(5, api_addr());
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("r", "{}"), &p);
+        assert!(
+            e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
+                .lines
+                .is_empty()
+        );
+        // Its next /next on another connection, the answer on the first never read: the
+        // record goes before that request leaves.
+        e.connected(6, api_addr());
+        clock.0.set(12);
+        let fx = e.sending(6, &p);
+        assert_eq!(fx.lines.len(), 1, "{fx:?}");
+        assert!(
+            fx.lines[0].contains("\"requestId\":\"r\""),
+            "{}",
+            fx.lines[0]
+        );
+        assert!(fx.lines[0].contains("\"Errors\":0"), "{}", fx.lines[0]);
+        assert!(
+            fx.lines[0].contains("\"PostResponseDuration\":2"),
+            "{}",
+            fx.lines[0]
+        );
+        e.sent(6, fixtures::NEXT, &p);
+        e.received(6, &next_event("s", "{}"), &p);
+        // The first connection's answers read late: the old one (a refusal) decides nothing,
+        // the next result there is decided by its own.
+        assert!(e.received(5, TOO_LARGE, &p).lines.is_empty());
+        e.sent(5, &fixtures::result("s", "response", "1", ""), &p);
+        e.received(5, ACCEPTED, &p);
+        e.connected(7, api_addr());
+        let fx = e.sending(7, &p);
+        assert_eq!(fx.lines.len(), 1, "{fx:?}");
+        assert!(
+            fx.lines[0].contains("\"requestId\":\"s\""),
+            "{}",
+            fx.lines[0]
+        );
+        assert!(fx.lines[0].contains("\"Errors\":0"), "{}", fx.lines[0]);
+        assert_eq!(e.flush().lines.len(), 0, "nothing else");
+
+        // Two results written on one connection before either answer is read: the first is
+        // taken as accepted when the second is sent whole, and its answer (a refusal), read
+        // then, is not the second's.
+        let mut e = engine(leak_bits());
+        for (fd, id) in [(5, "t"), (6, "u")] {
+            e.connected(fd, api_addr());
+            e.sent(fd, fixtures::NEXT, &p);
+            e.received(fd, &next_event(id, "{}"), &p);
+        }
+        e.connected(7, api_addr());
+        e.sent(7, &fixtures::result("t", "response", "1", ""), &p);
+        e.sent(7, &fixtures::result("u", "response", "1", ""), &p);
+        e.received(7, TOO_LARGE, &p);
+        e.received(7, ACCEPTED, &p);
+        let lines = e.flush().lines;
+        let u: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("\"requestId\":\"u\""))
+            .collect();
+        assert_eq!(u.len(), 1, "{lines:?}");
+        assert!(u[0].contains("\"Errors\":0"), "{}", u[0]);
     }
 
     #[test]

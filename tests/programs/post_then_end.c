@@ -7,7 +7,8 @@
  * Events are compact JSON:
  *   {"fail":"Type"}   post an error of that type instead of a result
  *   {"burn_ms":N}     spend N ms of this process's CPU time first
- *   {"unread":1}      end without reading the result's answer (with "then")
+ *   {"unread":1}      never read the result's answer: end so (with "then"), or leave its
+ *                     connection open, unread, and go on to the next event
  *   {"then":HOW}      after the result was posted (and its answer read, unless "unread"):
  *     "_exit"         _exit(0)
  *     "exit"          exit(0)
@@ -20,7 +21,8 @@
  *     "alarm_exit"    exit(0) from inside a SIGALRM handler (a 10 ms timer, then pause())
  *
  * It writes nothing to stdout or stderr unless something goes wrong (a test whose stdout is a
- * full pipe relies on that): one connection per request, closed after its answer.
+ * full pipe relies on that): one connection per request, closed after its answer (one left
+ * open, unread, with "unread" alone).
  */
 #define _GNU_SOURCE
 #include "probe_api.h"
@@ -200,8 +202,12 @@ int main(void) {
         write_all(fd, head, (size_t)h);
         write_all(fd, body, (size_t)len);
         char how[32];
-        if (field(event, "unread", value, sizeof value) && field(event, "then", how, sizeof how))
-            end(how);
+        if (field(event, "unread", value, sizeof value)) {
+            if (field(event, "then", how, sizeof how))
+                end(how);
+            free(event);
+            continue;
+        }
         free(read_response(fd, NULL, 0));
         close(fd);
 
