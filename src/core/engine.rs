@@ -1628,18 +1628,31 @@ impl Engine {
 
     /// When [`Engine::tick`] next has work (monotonic ns).
     pub fn next_wakeup(&self) -> Option<u64> {
-        // (Plain loops and compares: this runs after every call into the engine.)
-        let mut next = self.tracker.next_wakeup();
-        if let Some(due) = self.batch_due_ns {
-            next = Some(tracker::earliest(next, due));
+        let (firm, answers) = self.next_wakeups();
+        match (firm, answers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
+    }
+
+    /// [`Engine::next_wakeup`] in two: when something is due that only time brings (a
+    /// deadline, a record's wait for `/next`, a batch), and when a result's wait for its
+    /// answer ends ([`RESULT_ANSWER_WAIT_NS`]), which the answer itself, read in a moment by
+    /// the host's next call, most often ends first.
+    pub fn next_wakeups(&self) -> (Option<u64>, Option<u64>) {
+        // (Plain loops and compares: this runs after every call into the engine.)
+        let mut firm = self.tracker.next_wakeup();
+        if let Some(due) = self.batch_due_ns {
+            firm = Some(tracker::earliest(firm, due));
+        }
+        let mut answers = None;
         for c in &self.conns {
             if let Some(r) = &c.result {
                 let due = r.at.mono_ns.saturating_add(RESULT_ANSWER_WAIT_NS);
-                next = Some(tracker::earliest(next, due));
+                answers = Some(tracker::earliest(answers, due));
             }
         }
-        next
+        (firm, answers)
     }
 
     /// The process is exiting: write what still waits.

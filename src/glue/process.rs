@@ -122,6 +122,9 @@ pub struct ProcessState {
     watchdog: AtomicBool,
     /// When the watchdog will look next (monotonic ns; `u64::MAX` before it runs).
     watchdog_planned: AtomicU64,
+    /// A result's wait for its answer was due before the watchdog's look when the engine was
+    /// last left, and the watchdog was not woken for it (see [`inside`]).
+    answer_wait_pending: AtomicBool,
     /// Set by the watchdog thread once it runs (a futex word).
     started: AtomicU32,
     /// The journal's check by the channel's looks at their directory (see
@@ -159,6 +162,7 @@ impl ProcessState {
             wake: AtomicU32::new(0),
             watchdog: AtomicBool::new(false),
             watchdog_planned: AtomicU64::new(u64::MAX),
+            answer_wait_pending: AtomicBool::new(false),
             started: AtomicU32::new(0),
             journal_in_channel_dir: AtomicU8::new(UNKNOWN_DIR),
             journal_looks: AtomicU64::new(0),
@@ -203,6 +207,7 @@ impl ProcessState {
             wake: _,
             watchdog,
             watchdog_planned,
+            answer_wait_pending,
             started,
             // Kept: the same files; a child that journals looks again at its first check.
             journal_in_channel_dir: _,
@@ -225,6 +230,7 @@ impl ProcessState {
         watchdog.reset_to(false, Ordering::Release);
         started.reset_to(0, Ordering::Release);
         watchdog_planned.reset_to(u64::MAX, Ordering::Relaxed);
+        answer_wait_pending.reset_to(false, Ordering::Relaxed);
         record_awaits.reset_to(false, Ordering::Relaxed);
         abandoned.reset_to(false, Ordering::Relaxed);
         // The child reserves its own (a watchdog thread) when it talks to the Runtime API.
@@ -1025,9 +1031,9 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         }
         ps().record_awaits
             .store(engine.record_awaits(), Ordering::Relaxed);
-        Some((r, engine.next_wakeup()))
+        Some((r, engine.next_wakeups()))
     }));
-    let (r, next) = match ran {
+    let (r, (firm, answers)) = match ran {
         Ok(Some(done)) => done,
         Ok(None) => return None,
         Err(_) => {
@@ -1037,9 +1043,20 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     };
     write_outbox();
     // Wake the watchdog only when something is due before it plans to look: most invokes end
-    // long before their deadline, and a wakeup costs two context switches. (It waits for the
-    // gate this thread still holds, a moment.)
-    if next.is_some_and(|n| n < ps().watchdog_planned.load(Ordering::Relaxed)) {
+    // long before their deadline, and a wakeup costs two context switches (and the thread
+    // that comes next into the engine waits for it). A result's wait for its answer wakes it
+    // only when still due at the next call into the engine: the answer comes within
+    // microseconds, read by the host's next call, which ends the wait (a shell runtime's curl
+    // that posts a result then exits without ever waking its watchdog). A host that never
+    // reads the answer asks for its next event, or exits, through the library all the same.
+    let planned = ps().watchdog_planned.load(Ordering::Relaxed);
+    let due = |t: Option<u64>| t.is_some_and(|t| t < planned);
+    let answer_was_pending = ps().answer_wait_pending.swap(false, Ordering::Relaxed);
+    let wake = due(firm) || (due(answers) && answer_was_pending);
+    if !wake && due(answers) {
+        ps().answer_wait_pending.store(true, Ordering::Relaxed);
+    }
+    if wake {
         ps().watchdog_planned.store(0, Ordering::Relaxed);
         ps().wake.fetch_add(1, Ordering::Release);
         // No system call where there is no watchdog to wake (its thread could not start).
