@@ -81,6 +81,15 @@ pub enum Role {
     Helper,
 }
 
+/// See [`Engine::after_call`].
+#[derive(Clone, Copy, Debug)]
+pub struct AfterCall {
+    pub record_awaits: bool,
+    /// [`Engine::next_wakeups`].
+    pub firm: Option<u64>,
+    pub answers: Option<u64>,
+}
+
 /// A fixed ring of `N` values, oldest first.
 #[derive(Clone, Copy, Debug)]
 struct Ring<T: Copy + Default, const N: usize> {
@@ -1605,7 +1614,21 @@ impl Engine {
     /// wait for the runtime to go idle (either is written before that request leaves), or a
     /// result's wait for its answer ends at that request.
     pub fn record_awaits(&self) -> bool {
-        self.tracker.record_awaits() || self.batch_waits_for_idle() || self.result_unanswered()
+        self.after_call().record_awaits
+    }
+
+    /// What the library keeps after each call into the engine: [`Engine::record_awaits`] and
+    /// [`Engine::next_wakeups`], in one look at the connections.
+    pub fn after_call(&self) -> AfterCall {
+        let (firm, answers) = self.next_wakeups();
+        let unanswered = self.settings.max_concurrency <= 1 && answers.is_some();
+        AfterCall {
+            record_awaits: unanswered
+                || self.tracker.record_awaits()
+                || self.batch_waits_for_idle(),
+            firm,
+            answers,
+        }
     }
 
     /// One invoke at a time, and a result waits for its answer: a request the runtime starts

@@ -1029,9 +1029,10 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         if let Some(role) = engine.take_decision() {
             decided(role);
         }
+        let after = engine.after_call();
         ps().record_awaits
-            .store(engine.record_awaits(), Ordering::Relaxed);
-        Some((r, engine.next_wakeups()))
+            .store(after.record_awaits, Ordering::Relaxed);
+        Some((r, (after.firm, after.answers)))
     }));
     let (r, (firm, answers)) = match ran {
         Ok(Some(done)) => done,
