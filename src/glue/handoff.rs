@@ -73,7 +73,11 @@ impl FileHandoff {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
-        let helpers_seen = std::fs::symlink_metadata(dir.join("helpers")).is_ok();
+        let mut buf = [0u8; MAX_DIR];
+        let mut helpers = Out::new(&mut buf);
+        helpers.str(text);
+        helpers.str("/helpers\0");
+        let helpers_seen = !helpers.overflowed() && crate::sys::exists_nofollow(helpers.written());
         Ok(FileHandoff {
             dir: FixedStr::new(text),
             born_ns,

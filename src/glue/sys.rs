@@ -419,6 +419,32 @@ pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
     Ok(st)
 }
 
+/// Whether a NUL-terminated path names something, a symbolic link itself included (one
+/// `newfstatat` without following links: std's first look at a file probes `statx` with a
+/// call of its own first).
+pub fn exists_nofollow(path: &[u8]) -> bool {
+    if path.last() != Some(&0) {
+        return false;
+    }
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path the kernel reads; one struct stat written into ours.
+    unsafe {
+        call(
+            libc::SYS_newfstatat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                (&mut st as *mut libc::stat) as usize,
+                libc::AT_SYMLINK_NOFOLLOW as usize,
+                0,
+                0,
+            ],
+        )
+    }
+    .is_ok()
+}
+
 /// This process's id, from the kernel (never a cached copy: a child made with `vfork` shares
 /// its parent's memory, caches included).
 pub fn getpid() -> u32 {
