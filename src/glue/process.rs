@@ -700,9 +700,8 @@ fn environment_id() -> Option<u32> {
 /// one the wrapper named, or else the furthest ancestor started with the library preloaded for
 /// the same Runtime API (a shell `bootstrap` whose `curl`s talk to it, or `strace`, `timeout`,
 /// a shell that does not `exec` the runtime). Read from `/proc` once, when the process first
-/// talks to the Runtime API; nothing is named at load.
-fn environment_root_of_this() -> Option<u32> {
-    let me = std::process::id();
+/// talks to the Runtime API; nothing is named at load. `me` is this process.
+fn environment_root_of(me: u32) -> Option<u32> {
     if let Some(root) = environment_id() {
         return (root != me && probes::proc_stat(root).is_some_and(|s| s.running)).then_some(root);
     }
@@ -755,11 +754,13 @@ fn is_environment_root() -> bool {
 /// Every process journals its open invokes; an undecided one's are handed on at its exit,
 /// not ended (see [`crate::ending::set_undecided`]).
 fn join_environment() {
-    crate::channel::set_owner(sys::getpid());
+    // One getpid for all that follows (each is a system call).
+    let me = sys::getpid();
+    crate::channel::set_owner(me);
     let first = !ps().environment_joined.swap(true, Ordering::AcqRel);
     if first
-        && let Some(root) = environment_root_of_this()
-        && share_environment(root)
+        && let Some(root) = environment_root_of(me)
+        && share_environment(root, me)
     {
         crate::ending::set_undecided(true);
     } else {
@@ -770,7 +771,7 @@ fn join_environment() {
         crate::lines::environment_joined(output::own_open_lines());
         // The environment's runtime reached the Runtime API: its init is over. Earlier ones
         // that never did were killed while an invoke waited for them.
-        let root = environment_id().unwrap_or_else(std::process::id);
+        let root = environment_id().unwrap_or(me);
         if let Some(ended) = crate::ending::claim_ended_inits(root)
             && let Some(e) = engine_cell()
         {
@@ -784,8 +785,8 @@ fn join_environment() {
     start_journal();
 }
 
-/// Opens the state of `root`'s environment for this process.
-fn share_environment(root: u32) -> bool {
+/// Opens the state of `root`'s environment for this process, `me`.
+fn share_environment(root: u32, me: u32) -> bool {
     let Some(root_id) = probes::identity(root) else {
         return false;
     };
@@ -794,7 +795,7 @@ fn share_environment(root: u32) -> bool {
         Ok(h) => {
             output::debug(format_args!("a process of environment {root}"));
             let mut chain = [0u32; probes::MAX_MEASURED];
-            let n = chain_to(root, &mut chain);
+            let n = chain_to(root, me, &mut chain);
             probes::measure_environment(root, chain.get(..n).unwrap_or_default());
             crate::channel::set_owner(root);
             if let Some(e) = engine_cell() {
@@ -812,13 +813,13 @@ fn share_environment(root: u32) -> bool {
     }
 }
 
-/// This process's ancestors from its parent up to `root` into `chain`: how many (none when
-/// `root` is not among the first [`probes::MAX_MEASURED`]). In a shell runtime whose
+/// The ancestors of `me` (this process) from its parent up to `root` into `chain`: how many
+/// (none when `root` is not among the first [`probes::MAX_MEASURED`]). In a shell runtime whose
 /// `bootstrap` was exec'd by the wrapper that is the shell (and a subshell that ran the
 /// helper); under a next wrapper that runs the runtime as its child and waits, the runtime
 /// and that wrapper: the runtime's CPU is then measured, not only the waiting wrapper's.
-fn chain_to(root: u32, chain: &mut [u32]) -> usize {
-    let mut pid = parent_of(std::process::id());
+fn chain_to(root: u32, me: u32, chain: &mut [u32]) -> usize {
+    let mut pid = parent_of(me);
     let mut n = 0;
     while let Some(p) = pid {
         let Some(slot) = chain.get_mut(n) else {
