@@ -266,13 +266,19 @@ fn c_runtime_ends_before_reading_the_answer() {
     run.check();
 }
 
-/// A runtime that never reads a result's answer, leaves its connection open and goes on:
-/// every invoke has its record, posted outcome and all, in the order the invokes ended (the
-/// next event ends the unanswered one).
+/// A runtime that never reads a result's answer, leaves its connection open and goes on: the
+/// answer's wait (a second) ends that invoke while the next one runs (1.5 s), so its record
+/// comes before that one's, posted outcome and all. The wait wakes the watchdog at the
+/// library's next call (the runtime's next `/next`), not when the result is sent.
 #[test]
-fn c_runtime_that_never_reads_an_answer_keeps_every_record_in_order() {
+fn c_runtime_that_never_reads_an_answer_gets_its_record_after_the_wait() {
     let run = AfterPost {
-        payloads: vec![json!({}), json!({"unread": 1}), json!({}), json!({})],
+        payloads: vec![
+            json!({}),
+            json!({"unread": 1}),
+            json!({"burn_ms": 1500}),
+            json!({}),
+        ],
         ..AfterPost::c(&[])
     };
     run.check();
@@ -293,6 +299,17 @@ fn c_runtime_that_never_reads_an_answer_keeps_every_record_in_order() {
         [0, 1, 2, 3],
         "records in the order the invokes ended"
     );
+}
+
+/// Work after the result for longer than the record waits for `/next` (2 s): the watchdog
+/// writes the record then, from its journal slot (it was lost: the slot was freed first).
+#[test]
+fn c_runtime_working_long_after_its_result_keeps_the_record() {
+    AfterPost {
+        payloads: vec![json!({}), json!({"after_ms": 2500}), json!({})],
+        ..AfterPost::c(&[])
+    }
+    .check();
 }
 
 /// A plain `exit` after posting: the library's destructor writes the waiting record.

@@ -1558,18 +1558,6 @@ impl Engine {
         if !self.conns.get(id).is_some_and(|c| c.requests.is_idle()) {
             return;
         }
-        // One invoke at a time, and a request starts on another connection while a result
-        // waits for its answer: the runtime went on without reading that answer (one that
-        // reads it has, by now). The result is taken as accepted, so that its record is
-        // complete before the runtime's next `/next` leaves (after it, Lambda may freeze the
-        // environment for good).
-        if self.result_unanswered() {
-            for conn in 0..self.conns.len() {
-                if conn != id && self.conns.get(conn).is_some_and(|c| c.result.is_some()) {
-                    self.finish_result(conn, None);
-                }
-            }
-        }
         if self.tracker.record_awaits() {
             let now = probe(Reading::Clocks);
             self.push_awaiting(&now);
@@ -1610,9 +1598,8 @@ impl Engine {
             .custom(thread, |pool, c| add(pool, c, &emf::reserved))
     }
 
-    /// Whether a finished invoke's record waits for the runtime's next request, held records
-    /// wait for the runtime to go idle (either is written before that request leaves), or a
-    /// result's wait for its answer ends at that request.
+    /// Whether a finished invoke's record waits for the runtime's next request, or held records
+    /// wait for the runtime to go idle (either is written before that request leaves).
     pub fn record_awaits(&self) -> bool {
         self.after_call().record_awaits
     }
@@ -1621,28 +1608,22 @@ impl Engine {
     /// [`Engine::next_wakeups`], in one look at the connections.
     pub fn after_call(&self) -> AfterCall {
         let (firm, answers) = self.next_wakeups();
-        let unanswered = self.settings.max_concurrency <= 1 && answers.is_some();
         AfterCall {
-            record_awaits: unanswered
-                || self.tracker.record_awaits()
-                || self.batch_waits_for_idle(),
+            record_awaits: self.tracker.record_awaits() || self.batch_waits_for_idle(),
             firm,
             answers,
         }
-    }
-
-    /// One invoke at a time, and a result waits for its answer: a request the runtime starts
-    /// elsewhere before reading it ends that wait (see [`Engine::sending`]).
-    fn result_unanswered(&self) -> bool {
-        self.settings.max_concurrency <= 1 && self.conns.iter().any(|c| c.result.is_some())
     }
 
     /// Time has passed: timeouts and records that waited long enough.
     pub fn tick(&mut self, now: &Probe) {
         self.finish_unanswered(Some(now.mono_ns));
         while let Some(r) = self.tracker.tick(now) {
-            self.sync_journal();
+            // The record first: one that waited for `/next` goes from its journal slot, which
+            // the journal's sync would otherwise free (nothing left to write) before the
+            // outbox writes it.
             self.push_records(Some(r), Some(now));
+            self.sync_journal();
         }
         if self.batch_due_ns.is_some_and(|due| now.mono_ns >= due) {
             self.write_batch();
@@ -2570,56 +2551,11 @@ mod tests {
     }
 
     #[test]
-    fn a_runtime_that_goes_on_without_reading_an_answer_has_the_result_taken_first() {
-        let clock = Clock(Cell::new(10));
-        let p = |_: Reading| clock.probe();
-        let mut e = engine(leak_bits());
-        e.connected(5, api_addr());
-        e.sent(5, fixtures::NEXT, &p);
-        e.received(5, &next_event("r", "{}"), &p);
-        assert!(
-            e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
-                .lines
-                .is_empty()
-        );
-        // Its next /next on another connection, the answer on the first never read: the
-        // record goes before that request leaves.
-        e.connected(6, api_addr());
-        clock.0.set(12);
-        let fx = e.sending(6, &p);
-        assert_eq!(fx.lines.len(), 1, "{fx:?}");
-        assert!(
-            fx.lines[0].contains("\"requestId\":\"r\""),
-            "{}",
-            fx.lines[0]
-        );
-        assert!(fx.lines[0].contains("\"Errors\":0"), "{}", fx.lines[0]);
-        assert!(
-            fx.lines[0].contains("\"PostResponseDuration\":2"),
-            "{}",
-            fx.lines[0]
-        );
-        e.sent(6, fixtures::NEXT, &p);
-        e.received(6, &next_event("s", "{}"), &p);
-        // The first connection's answers read late: the old one (a refusal) decides nothing,
-        // the next result there is decided by its own.
-        assert!(e.received(5, TOO_LARGE, &p).lines.is_empty());
-        e.sent(5, &fixtures::result("s", "response", "1", ""), &p);
-        e.received(5, ACCEPTED, &p);
-        e.connected(7, api_addr());
-        let fx = e.sending(7, &p);
-        assert_eq!(fx.lines.len(), 1, "{fx:?}");
-        assert!(
-            fx.lines[0].contains("\"requestId\":\"s\""),
-            "{}",
-            fx.lines[0]
-        );
-        assert!(fx.lines[0].contains("\"Errors\":0"), "{}", fx.lines[0]);
-        assert_eq!(e.flush().lines.len(), 0, "nothing else");
-
+    fn an_answer_read_after_its_result_was_decided_decides_nothing() {
         // Two results written on one connection before either answer is read: the first is
         // taken as accepted when the second is sent whole, and its answer (a refusal), read
         // then, is not the second's.
+        let p = |_: Reading| Probe::default();
         let mut e = engine(leak_bits());
         for (fd, id) in [(5, "t"), (6, "u")] {
             e.connected(fd, api_addr());
@@ -2632,10 +2568,7 @@ mod tests {
         e.received(7, TOO_LARGE, &p);
         e.received(7, ACCEPTED, &p);
         let lines = e.flush().lines;
-        let u: Vec<_> = lines
-            .iter()
-            .filter(|l| l.contains("\"requestId\":\"u\""))
-            .collect();
+        let u = lines_for(&lines, "u");
         assert_eq!(u.len(), 1, "{lines:?}");
         assert!(u[0].contains("\"Errors\":0"), "{}", u[0]);
     }
@@ -3254,5 +3187,115 @@ mod tests {
                 .lines
                 .is_empty()
         );
+    }
+
+    /// The lines of `lines` for invoke `id`.
+    fn lines_for<'a>(lines: &'a [String], id: &str) -> Vec<&'a String> {
+        let needle = format!("\"requestId\":\"{id}\"");
+        lines.iter().filter(|l| l.contains(&needle)).collect()
+    }
+
+    /// Two threads: one posts r's result on connection 5, the other starts its next `/next` on
+    /// connection 6 before the first reads the answer, a 413: Lambda failed the invoke, and so
+    /// does its record (then also when the runtime reports the refusal with an `/error`).
+    #[test]
+    fn a_refusal_read_after_the_next_request_started_elsewhere_fails_the_invoke() {
+        for then_error in [false, true] {
+            let clock = Clock(Cell::new(10));
+            let p = |_: Reading| clock.probe();
+            let mut e = engine(leak_bits());
+            let mut lines = Vec::new();
+            e.connected(5, api_addr());
+            e.sent(5, fixtures::NEXT, &p);
+            e.received(5, &next_event("r", "{}"), &p);
+            lines.extend(
+                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
+                    .lines,
+            );
+            e.connected(6, api_addr());
+            clock.0.set(11);
+            // The hooks call `sending` only while `record_awaits` says so.
+            if e.record_awaits() {
+                lines.extend(e.sending(6, &p).lines);
+            }
+            lines.extend(e.sent(6, fixtures::NEXT, &p).lines);
+            lines.extend(e.received(5, TOO_LARGE, &p).lines);
+            if then_error {
+                let body =
+                    r#"{"errorMessage":"too big","errorType":"Function.ResponseSizeTooLarge"}"#;
+                lines.extend(
+                    e.sent(5, &fixtures::result("r", "error", body, ""), &p)
+                        .lines,
+                );
+                lines.extend(e.received(5, ACCEPTED, &p).lines);
+            }
+            lines.extend(e.received(6, &next_event("s", "{}"), &p).lines);
+            lines.extend(e.flush().lines);
+            let r = lines_for(&lines, "r");
+            assert_eq!(r.len(), 1, "{lines:?}");
+            assert!(r[0].contains("\"Errors\":1"), "{}", r[0]);
+        }
+    }
+
+    /// A result whose answer never comes, the runtime silent after it: the watchdog's ticks
+    /// (the answer's wait, then the wait for `/next`) write the record, journal or not.
+    #[test]
+    fn a_result_never_answered_is_written_by_the_watchdogs_ticks() {
+        for with_journal in [false, true] {
+            let clock = Clock(Cell::new(10));
+            let p = |_: Reading| clock.probe();
+            let mut e = engine(leak_bits());
+            if with_journal {
+                journaled(&mut e);
+            }
+            let mut lines = Vec::new();
+            e.connected(5, api_addr());
+            e.sent(5, fixtures::NEXT, &p);
+            e.received(5, &next_event("r", "{}"), &p);
+            lines.extend(
+                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
+                    .lines,
+            );
+            for _ in 0..4 {
+                let Some(due) = e.next_wakeup() else { break };
+                clock.0.set(due / 1_000_000);
+                lines.extend(e.tick(&clock.probe()).lines);
+            }
+            lines.extend(e.flush().lines);
+            assert_eq!(lines.len(), 1, "journal {with_journal}: {lines:?}");
+            assert!(lines[0].contains("\"Errors\":0"), "{}", lines[0]);
+        }
+    }
+
+    /// The answer read at once, then the runtime works on for 3 s before its next `/next`: the
+    /// record that waited for it is written by the watchdog's tick (from its journal slot, which
+    /// the journal's sync must not free first).
+    #[test]
+    fn a_record_that_waited_too_long_for_next_is_written_by_the_watchdog() {
+        for with_journal in [false, true] {
+            let clock = Clock(Cell::new(10));
+            let p = |_: Reading| clock.probe();
+            let mut e = engine(leak_bits());
+            if with_journal {
+                journaled(&mut e);
+            }
+            let mut lines = Vec::new();
+            e.connected(5, api_addr());
+            e.sent(5, fixtures::NEXT, &p);
+            e.received(5, &next_event("r", "{}"), &p);
+            lines.extend(
+                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
+                    .lines,
+            );
+            lines.extend(e.received(5, ACCEPTED, &p).lines);
+            let due = e.next_wakeup().unwrap();
+            clock.0.set(due / 1_000_000);
+            lines.extend(e.tick(&clock.probe()).lines);
+            assert_eq!(lines.len(), 1, "journal {with_journal}: {lines:?}");
+            clock.0.set(3_010);
+            lines.extend(e.sending(5, &p).lines);
+            lines.extend(e.flush().lines);
+            assert_eq!(lines.len(), 1, "journal {with_journal}: {lines:?}");
+        }
     }
 }

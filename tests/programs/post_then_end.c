@@ -7,6 +7,7 @@
  * Events are compact JSON:
  *   {"fail":"Type"}   post an error of that type instead of a result
  *   {"burn_ms":N}     spend N ms of this process's CPU time first
+ *   {"after_ms":N}    sleep N ms after the result's answer, before the next GET /next
  *   {"unread":1}      never read the result's answer: end so (with "then"), or leave its
  *                     connection open, unread, and go on to the next event
  *   {"then":HOW}      after the result was posted (and its answer read, unless "unread"):
@@ -210,6 +211,12 @@ int main(void) {
         }
         free(read_response(fd, NULL, 0));
         close(fd);
+        if (field(event, "after_ms", value, sizeof value)) {
+            long ms = atol(value);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
 
         if (field(event, "then", how, sizeof how))
             end(how);
