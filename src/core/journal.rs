@@ -1888,4 +1888,127 @@ mod tests {
         assert!(!render(&[HOLE], &v, &mut |_| panic!("emitted")));
         assert!(prepared("not a record").is_none());
     }
+    /// The journal of [`taken_covers_every_slot_in_use_whatever_kills_its_processes`]'s
+    /// children, for their timer's handler.
+    static FORKED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+    extern "C" fn end_now(_: libc::c_int) {
+        if let Some(base) = FORKED.get() {
+            // SAFETY: the child's shared journal mapping, set before its timer started.
+            let j = unsafe { Journal::from_raw(*base as *mut u8) };
+            j.write_open(std::process::id(), &Ending::default(), &mut |_| {});
+        }
+    }
+
+    /// Processes that take, hold, finish, end and recover slots of one shared journal, whose
+    /// timer's handler writes their open slots (an ending in the middle of anything), killed
+    /// with SIGKILL at any moment: every slot not FREE afterwards is among the taken ones, and
+    /// a successor's recovery writes exactly the slots left to write.
+    #[test]
+    fn taken_covers_every_slot_in_use_whatever_kills_its_processes() {
+        let len = FILE_SIZE.div_ceil(4096) * 4096;
+        // SAFETY: a fresh shared anonymous mapping, never unmapped.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        // SAFETY: FILE_SIZE bytes, page aligned, mapped for ever.
+        let j = unsafe { Journal::from_raw(base.cast()) };
+        let t = prepared(LINE).unwrap();
+        for round in 0..100u64 {
+            // SAFETY: the mapping's own bytes; no child runs now.
+            unsafe { std::ptr::write_bytes(base.cast::<u8>(), 0, FILE_SIZE) };
+            j.format();
+            let mut kids = Vec::new();
+            for k in 0..6u64 {
+                // SAFETY: the child touches only the journal and its own timer, and is killed.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let _ = FORKED.set(base as usize);
+                    let every = libc::timeval {
+                        tv_sec: 0,
+                        tv_usec: 137,
+                    };
+                    let timer = libc::itimerval {
+                        it_interval: every,
+                        it_value: every,
+                    };
+                    // SAFETY: a plain handler, and this process's own timer.
+                    unsafe {
+                        libc::signal(libc::SIGALRM, end_now as *const () as usize);
+                        libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
+                    }
+                    let me = std::process::id();
+                    let owner = Owner {
+                        pid: me,
+                        start_ticks: 1,
+                    };
+                    let alive = |o: Owner| {
+                        // SAFETY: signal 0 only asks whether the process exists.
+                        o.pid != 0 && unsafe { libc::kill(o.pid as i32, 0) } == 0
+                    };
+                    let mut x = round * 31 + k;
+                    loop {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        match (x >> 33) % 4 {
+                            0 => {
+                                if let Some(s) = j.begin(owner, &Probe::default(), 128, &t)
+                                    && x & 1 == 0
+                                {
+                                    j.end(s, me);
+                                }
+                            }
+                            1 => {
+                                if let Some(s) = j.hold(owner, b"{\"a\":1}\n", 0) {
+                                    j.hold_more(s, me, b"{\"b\":2}\n");
+                                    if x & 2 == 0 {
+                                        j.release(s, me);
+                                    }
+                                }
+                            }
+                            2 => {
+                                if let Some(s) = j.begin(owner, &Probe::default(), 128, &t) {
+                                    j.finish(s, me, b"{\"c\":3}\n", 0);
+                                }
+                            }
+                            _ => {
+                                j.recover(&alive, &Ending::default(), &mut |_| {});
+                            }
+                        }
+                    }
+                }
+                kids.push(pid);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200 + (round % 13) * 300));
+            for pid in &kids {
+                // SAFETY: our own children.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                    libc::waitpid(*pid, std::ptr::null_mut(), 0);
+                }
+            }
+            let bits = j.header_u32(TAKEN).load(Ordering::Acquire);
+            let mut own = 0;
+            for i in 0..SLOT_COUNT {
+                let s = j.u32_at(i, STATE).load(Ordering::Acquire);
+                assert!(
+                    s == FREE || bits & (1 << i) != 0,
+                    "round {round}: slot {i} in state {s}, taken {bits:#x}"
+                );
+                own += usize::from(OWN.contains(&s));
+            }
+            let n = j.recover(&|_| false, &Ending::default(), &mut |_| {});
+            assert_eq!(n, own, "round {round}");
+            assert_eq!(j.free_count(), SLOT_COUNT);
+        }
+    }
 }
