@@ -3237,6 +3237,22 @@ mod tests {
         }
     }
 
+    /// An engine (journaled or not) whose invoke r's result was just sent on connection 5, and
+    /// the lines written so far.
+    fn result_sent(with_journal: bool, p: &dyn Fn(Reading) -> Probe) -> (E, Vec<String>) {
+        let mut e = engine(leak_bits());
+        if with_journal {
+            journaled(&mut e);
+        }
+        e.connected(5, api_addr());
+        e.sent(5, fixtures::NEXT, p);
+        e.received(5, &next_event("r", "{}"), p);
+        let lines = e
+            .sent(5, &fixtures::result("r", "response", "1", ""), p)
+            .lines;
+        (e, lines)
+    }
+
     /// A result whose answer never comes, the runtime silent after it: the watchdog's ticks
     /// (the answer's wait, then the wait for `/next`) write the record, journal or not.
     #[test]
@@ -3244,18 +3260,7 @@ mod tests {
         for with_journal in [false, true] {
             let clock = Clock(Cell::new(10));
             let p = |_: Reading| clock.probe();
-            let mut e = engine(leak_bits());
-            if with_journal {
-                journaled(&mut e);
-            }
-            let mut lines = Vec::new();
-            e.connected(5, api_addr());
-            e.sent(5, fixtures::NEXT, &p);
-            e.received(5, &next_event("r", "{}"), &p);
-            lines.extend(
-                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
-                    .lines,
-            );
+            let (mut e, mut lines) = result_sent(with_journal, &p);
             for _ in 0..4 {
                 let Some(due) = e.next_wakeup() else { break };
                 clock.0.set(due / 1_000_000);
@@ -3275,18 +3280,7 @@ mod tests {
         for with_journal in [false, true] {
             let clock = Clock(Cell::new(10));
             let p = |_: Reading| clock.probe();
-            let mut e = engine(leak_bits());
-            if with_journal {
-                journaled(&mut e);
-            }
-            let mut lines = Vec::new();
-            e.connected(5, api_addr());
-            e.sent(5, fixtures::NEXT, &p);
-            e.received(5, &next_event("r", "{}"), &p);
-            lines.extend(
-                e.sent(5, &fixtures::result("r", "response", "1", ""), &p)
-                    .lines,
-            );
+            let (mut e, mut lines) = result_sent(with_journal, &p);
             lines.extend(e.received(5, ACCEPTED, &p).lines);
             let due = e.next_wakeup().unwrap();
             clock.0.set(due / 1_000_000);

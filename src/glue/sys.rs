@@ -397,6 +397,11 @@ pub fn file_id(path: &[u8]) -> Result<FileId, c_int> {
 
 /// `stat` of a NUL-terminated path.
 pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
+    fstatat(path, 0)
+}
+
+/// `newfstatat(AT_FDCWD, path, …, flags)` of a NUL-terminated path.
+fn fstatat(path: &[u8], flags: c_int) -> Result<libc::stat, c_int> {
     if path.last() != Some(&0) {
         return Err(libc::EINVAL);
     }
@@ -410,7 +415,7 @@ pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
                 libc::AT_FDCWD as usize,
                 path.as_ptr() as usize,
                 (&mut st as *mut libc::stat) as usize,
-                0,
+                flags as usize,
                 0,
                 0,
             ],
@@ -423,26 +428,7 @@ pub fn stat(path: &[u8]) -> Result<libc::stat, c_int> {
 /// `newfstatat` without following links: std's first look at a file probes `statx` with a
 /// call of its own first).
 pub fn exists_nofollow(path: &[u8]) -> bool {
-    if path.last() != Some(&0) {
-        return false;
-    }
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path the kernel reads; one struct stat written into ours.
-    unsafe {
-        call(
-            libc::SYS_newfstatat,
-            [
-                libc::AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                (&mut st as *mut libc::stat) as usize,
-                libc::AT_SYMLINK_NOFOLLOW as usize,
-                0,
-                0,
-            ],
-        )
-    }
-    .is_ok()
+    fstatat(path, libc::AT_SYMLINK_NOFOLLOW).is_ok()
 }
 
 /// This process's id, from the kernel (never a cached copy: a child made with `vfork` shares
