@@ -81,15 +81,6 @@ pub enum Role {
     Helper,
 }
 
-/// See [`Engine::after_call`].
-#[derive(Clone, Copy, Debug)]
-pub struct AfterCall {
-    pub record_awaits: bool,
-    /// [`Engine::next_wakeups`].
-    pub firm: Option<u64>,
-    pub answers: Option<u64>,
-}
-
 /// A fixed ring of `N` values, oldest first.
 #[derive(Clone, Copy, Debug)]
 struct Ring<T: Copy + Default, const N: usize> {
@@ -1601,18 +1592,7 @@ impl Engine {
     /// Whether a finished invoke's record waits for the runtime's next request, or held records
     /// wait for the runtime to go idle (either is written before that request leaves).
     pub fn record_awaits(&self) -> bool {
-        self.after_call().record_awaits
-    }
-
-    /// What the library keeps after each call into the engine: [`Engine::record_awaits`] and
-    /// [`Engine::next_wakeups`], in one look at the connections.
-    pub fn after_call(&self) -> AfterCall {
-        let (firm, answers) = self.next_wakeups();
-        AfterCall {
-            record_awaits: self.tracker.record_awaits() || self.batch_waits_for_idle(),
-            firm,
-            answers,
-        }
+        self.tracker.record_awaits() || self.batch_waits_for_idle()
     }
 
     /// Time has passed: timeouts and records that waited long enough.

@@ -1030,10 +1030,9 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
         if let Some(role) = engine.take_decision() {
             decided(role);
         }
-        let after = engine.after_call();
         ps().record_awaits
-            .store(after.record_awaits, Ordering::Relaxed);
-        Some((r, (after.firm, after.answers)))
+            .store(engine.record_awaits(), Ordering::Relaxed);
+        Some((r, engine.next_wakeups()))
     }));
     let (r, (firm, answers)) = match ran {
         Ok(Some(done)) => done,
@@ -1053,10 +1052,13 @@ fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     // reads the answer asks for its next event, or exits, through the library all the same.
     let planned = ps().watchdog_planned.load(Ordering::Relaxed);
     let due = |t: Option<u64>| t.is_some_and(|t| t < planned);
-    let answer_was_pending = ps().answer_wait_pending.swap(false, Ordering::Relaxed);
+    // (A load and a store, not a swap: this thread still holds the gate, so no other one is
+    // here.)
+    let answer_was_pending = ps().answer_wait_pending.load(Ordering::Relaxed);
     let wake = due(firm) || (due(answers) && answer_was_pending);
-    if !wake && due(answers) {
-        ps().answer_wait_pending.store(true, Ordering::Relaxed);
+    let pending = !wake && due(answers);
+    if pending != answer_was_pending {
+        ps().answer_wait_pending.store(pending, Ordering::Relaxed);
     }
     if wake {
         ps().watchdog_planned.store(0, Ordering::Relaxed);
