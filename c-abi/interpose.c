@@ -289,7 +289,10 @@ long syscall(long number, ...) {
 /* The real dlsym (hidden, like lm_real_dlopen). */
 __attribute__((visibility("hidden"))) void *lm_real_dlsym;
 
-/* Set by the dlopen hook for an RTLD_DEEPBIND load (see above). */
+/* Set by the dlopen hook for an RTLD_DEEPBIND load (see above), to LM_DEEP_PENDING: above
+ * every fd the hooks track, so that their fast paths fold the flag into an fd range check
+ * (deepbind::PENDING on the Rust side). */
+#define LM_DEEP_PENDING "0x10000"
 __attribute__((visibility("hidden"))) unsigned lm_deep_pending;
 
 /* The real dlsym, found without calling dlsym (our own calls reach the hook). Its default
@@ -336,7 +339,7 @@ __asm__(".text\n"
         "dlopen:\n"
         "    testl $8, %esi\n" /* RTLD_DEEPBIND */
         "    jz 2f\n"
-        "    movl $1, lm_deep_pending(%rip)\n"
+        "    movl $" LM_DEEP_PENDING ", lm_deep_pending(%rip)\n"
         "2:  movq lm_real_dlopen(%rip), %rax\n"
         "    testq %rax, %rax\n"
         "    jz 1f\n"
@@ -380,7 +383,7 @@ __asm__(".text\n"
         "dlopen:\n"
         "    tbz w1, #3, 2f\n" /* RTLD_DEEPBIND */
         "    adrp x16, lm_deep_pending\n"
-        "    mov w17, #1\n"
+        "    mov w17, #" LM_DEEP_PENDING "\n"
         "    str w17, [x16, :lo12:lm_deep_pending]\n"
         "2:  adrp x16, lm_real_dlopen\n"
         "    ldr x16, [x16, :lo12:lm_real_dlopen]\n"

@@ -49,6 +49,15 @@ impl FdBits {
         }
     }
 
+    /// Whether `fd` is tracked, given its word (`fd / 64`, computed by a caller that knows it is
+    /// in range): one relaxed load. A word out of range is false.
+    #[inline(always)]
+    pub fn contains_in_word(&self, word: usize, fd: u32) -> bool {
+        self.words
+            .get(word)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (fd % 64)) != 0)
+    }
+
     /// Marks `fd` tracked. Returns false when the fd number is too large to track.
     pub fn insert(&self, fd: i32) -> bool {
         match Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit))) {

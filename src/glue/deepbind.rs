@@ -57,11 +57,22 @@ pub fn poll(table: Table) {
     }
 }
 
-/// Whether a deep-bound load waits to be bound (the hooks' fast paths test it). The flag is a
-/// hidden symbol of this library: read with one PC-relative load, not through the GOT as an
-/// `extern` static would be.
+/// The value of `lm_deep_pending` while a deep-bound load waits to be bound (0 otherwise):
+/// above every fd number the hooks track, so that a fast path can fold the flag into its fd
+/// range check with one `or` ([`pending_word`]). `c-abi/interpose.c` stores the same value.
+pub const PENDING: u32 = 0x1_0000;
+const _: () = assert!(PENDING as usize >= lambda_meter_core::fdtable::MAX_TRACKED_FD);
+
+/// Whether a deep-bound load waits to be bound (the hooks' fast paths test it).
 #[inline(always)]
 pub fn is_pending() -> bool {
+    pending_word() != 0
+}
+
+/// `lm_deep_pending`: [`PENDING`] or 0. The flag is a hidden symbol of this library: read with
+/// one PC-relative load, not through the GOT as an `extern` static would be.
+#[inline(always)]
+pub fn pending_word() -> u32 {
     let pending: u32;
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a 32-bit load of the C side's word (hidden, in this library), as a relaxed atomic
@@ -87,7 +98,7 @@ pub fn is_pending() -> bool {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     // SAFETY: a static of the C side, an atomic word.
     let pending = unsafe { lm_deep_pending.load(Ordering::Relaxed) };
-    pending != 0
+    pending
 }
 
 #[cold]
@@ -156,7 +167,7 @@ fn bind_objects(table: &[Entry]) {
         s.retry_at
             .store(crate::probes::mono_ns() + RETRY_AFTER_NS, Ordering::Relaxed);
         // SAFETY: as in `poll`.
-        unsafe { lm_deep_pending.store(1, Ordering::Release) };
+        unsafe { lm_deep_pending.store(PENDING, Ordering::Release) };
     } else {
         s.retries.store(0, Ordering::Relaxed);
     }

@@ -18,6 +18,7 @@ use crate::process::TRACKED;
 use crate::real;
 use crate::signals;
 use crate::state::Reset;
+use lambda_meter_core::fdtable::MAX_TRACKED_FD;
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
@@ -1111,6 +1112,25 @@ fn watched_output(fd: c_int) -> bool {
     (fd as u32) <= 2 || TRACKED.contains(fd)
 }
 
+/// A send hook's fast test: [`watched_output`], or a deep-bound load pending, or an fd at or
+/// above [`MAX_TRACKED_FD`] (out of line, where the precise test lets it by). One compare
+/// finds all of those: `fd - 3` wraps below 3, and the pending flag is above every tracked fd.
+#[inline(always)]
+fn output_may_be_watched(fd: c_int) -> bool {
+    const LAST: u32 = MAX_TRACKED_FD as u32 - 1 - 3;
+    const _: () = assert!(MAX_TRACKED_FD == 1 << 16);
+    let beyond = (fd as u32).wrapping_sub(3) | crate::deepbind::pending_word();
+    // Within LAST the flag is 0 and `beyond + 3` is the fd: its word's index, which the
+    // compiler sees is in range.
+    beyond > LAST || TRACKED.contains_in_word((beyond + 3) as usize / 64, fd as u32)
+}
+
+/// A receive hook's fast test: [`watched_input`], or a deep-bound load pending.
+#[inline(always)]
+fn input_may_be_watched(fd: c_int) -> bool {
+    crate::deepbind::is_pending() || watched_input(fd)
+}
+
 /// A receive hook's test: only Runtime API sockets (tracked before the bytes can arrive:
 /// `connect` or `dup` marks the fd first).
 #[inline(always)]
@@ -1129,10 +1149,10 @@ macro_rules! shims {
 macro_rules! shim {
     (c $($row:tt)*) => {};
     (rust $name:ident $args:tt $ret:tt send bytes $($row:tt)*) => {
-        shim! { @fast watched_output $name $args $ret $($row)* }
+        shim! { @fast output_may_be_watched watched_output $name $args $ret $($row)* }
     };
     (rust $name:ident $args:tt $ret:tt receive bytes $($row:tt)*) => {
-        shim! { @fast watched_input $name $args $ret $($row)* }
+        shim! { @fast input_may_be_watched watched_input $name $args $ret $($row)* }
     };
     (rust $name:ident $args:tt $ret:tt send $($row:tt)*) => {
         compile_error!(concat!(stringify!($name), ": a send row moves bytes"));
@@ -1140,8 +1160,9 @@ macro_rules! shim {
     (rust $name:ident $args:tt $ret:tt receive $($row:tt)*) => {
         compile_error!(concat!(stringify!($name), ": a receive row moves bytes"));
     };
-    // The fast path: the real call, unless `$watch` holds for the fd (the first argument).
-    (@fast $watch:ident $name:ident [$fd:ident: $fd_ty:ty $(, $arg:ident: $ty:ty)* $(,)?]
+    // The fast path: the real call, unless `$fast` holds for the fd (the first argument);
+    // out of line, `$watch` decides.
+    (@fast $fast:ident $watch:ident $name:ident [$fd:ident: $fd_ty:ty $(, $arg:ident: $ty:ty)* $(,)?]
         [$ret:ty] $deep:tt $slot:tt $needed:tt $binder:tt [$observer:expr]) => {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($fd: $fd_ty $(, $arg: $ty)*) -> $ret {
@@ -1162,7 +1183,7 @@ macro_rules! shim {
                 // SAFETY: the observer gets the host's arguments as the hook got them.
                 unsafe { $observer }
             }
-            if crate::deepbind::is_pending() || $watch($fd) {
+            if $fast($fd) {
                 // SAFETY: the host's arguments, unchanged.
                 return unsafe { observed($fd $(, $arg)*) };
             }
