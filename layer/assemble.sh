@@ -1,11 +1,11 @@
 #!/bin/sh
 # Lays out a lambda-meter layer directory as Lambda mounts it under /opt:
 #   DIR/lambda-meter                 the wrapper (AWS_LAMBDA_EXEC_WRAPPER=/opt/lambda-meter)
+#                                    (with the libraries' ELF signature and the dynamic
+#                                    loader their machine needs written in, so that it checks
+#                                    the machine without reading a file at every cold start)
 #   DIR/lib/liblambda_meter.so       the library it preloads
-#   DIR/lib/liblambda_meter.so.loader  its ELF signature and the dynamic loader its machine
-#                                    needs, so the wrapper checks the machine without reading
-#                                    the library at every cold start
-#   DIR/lib/glibc-2.34/liblambda_meter.so (and .loader)  when LIBRARY_2_34 is given: the same
+#   DIR/lib/glibc-2.34/liblambda_meter.so  when LIBRARY_2_34 is given: the same
 #                                    library built for glibc 2.34, which the wrapper prefers
 #                                    where the system's glibc is 2.34 or later (it needs
 #                                    neither libpthread.so.0 nor libdl.so.2 there)
@@ -26,31 +26,42 @@ for l in "$lib" $lib234; do
 done
 rm -rf "$dir"
 mkdir -p "$dir/lib"
-cp "$here/../wrapper/lambda-meter" "$dir/lambda-meter"
+
+# The ELF signature of library $1 as the wrapper's lm_elf reads it: "class/data/version machine".
+signature() {
+    # shellcheck disable=SC2046
+    set -- $(od -An -tu4 -N20 -v "$1")
+    echo "$(($2 & 16777215)) $(($5 >> 16))"
+}
+sig=$(signature "$lib")
+if [ -n "$lib234" ] && [ "$(signature "$lib234")" != "$sig" ]; then
+    echo "$0: $lib and $lib234 are not for the same machine" >&2
+    exit 1
+fi
+case ${sig#* } in
+    62) loader=/lib64/ld-linux-x86-64.so.2 ;;
+    183) loader=/lib/ld-linux-aarch64.so.1 ;;
+    *) loader= ;;
+esac
+# The wrapper, with its libraries' machine written in (lm_layer_sig, lm_layer_loader): it
+# checks the machine with one `test` of that loader, reading no file at a cold start.
+if [ -n "$loader" ]; then
+    sed -e "s|^lm_layer_sig=\$|lm_layer_sig='$sig'|" \
+        -e "s|^lm_layer_loader=\$|lm_layer_loader='$loader'|" \
+        "$here/../wrapper/lambda-meter" >"$dir/lambda-meter"
+    grep -q "^lm_layer_loader='$loader'\$" "$dir/lambda-meter" ||
+        { echo "$0: the wrapper has no lm_layer_loader= line to fill in" >&2; exit 1; }
+else
+    cp "$here/../wrapper/lambda-meter" "$dir/lambda-meter"
+fi
 chmod 0755 "$dir/lambda-meter"
 
-# Puts library $1 at $2 with its machine note beside it.
-place() {
-    cp "$1" "$2"
-    chmod 0644 "$2"
-    # ELF words as the wrapper's lm_elf reads them: "class/data/version machine".
-    # shellcheck disable=SC2046
-    set -- "$2" $(od -An -tu4 -N20 -v "$1")
-    sig="$(($3 & 16777215)) $(($6 >> 16))"
-    case ${sig#* } in
-        62) loader=/lib64/ld-linux-x86-64.so.2 ;;
-        183) loader=/lib/ld-linux-aarch64.so.1 ;;
-        *) loader= ;;
-    esac
-    if [ -n "$loader" ]; then
-        printf '%s %s\n' "$sig" "$loader" >"$1.loader"
-        chmod 0644 "$1.loader"
-    fi
-}
-place "$lib" "$dir/lib/liblambda_meter.so"
+cp "$lib" "$dir/lib/liblambda_meter.so"
+chmod 0644 "$dir/lib/liblambda_meter.so"
 if [ -n "$lib234" ]; then
     mkdir -p "$dir/lib/glibc-2.34"
-    place "$lib234" "$dir/lib/glibc-2.34/liblambda_meter.so"
+    cp "$lib234" "$dir/lib/glibc-2.34/liblambda_meter.so"
+    chmod 0644 "$dir/lib/glibc-2.34/liblambda_meter.so"
 fi
 # The language shims for custom metrics, where each runtime looks for a layer's code
 # (python/, nodejs/node_modules/ and ruby/lib/: /opt/python, /opt/nodejs/node_modules and

@@ -23,6 +23,9 @@ fn wrap(wrapper: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `cmd` (which starts the wrapper) with `args` after it, in an environment without the
 /// variables a test sets itself, and with `env`.
 fn run_wrapper(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Output {
+    // The wrapper notes each runtime it starts in TMPDIR: in the test's own, unless it sets one.
+    let tmp = tempdir::TempDir::new("wrapper-tmp");
+    cmd.env("TMPDIR", tmp.path());
     cmd.args(args)
         .env_remove("LD_PRELOAD")
         .env_remove("LD_LIBRARY_PATH")
@@ -421,8 +424,22 @@ fn on_lambdas_path_the_wrapper_starts_no_process() {
 #[test]
 fn a_machine_note_for_another_machine_starts_the_runtime_untouched() {
     let layer = Layer::new();
-    let note = layer.dir.path().join("lib/liblambda_meter.so.loader");
-    std::fs::write(&note, "65794 183 /nonexistent/ld-linux-other.so.1\n").unwrap();
+    // The machine note assemble.sh wrote into the wrapper, made another machine's.
+    let wrapper = layer.wrapper();
+    let script = std::fs::read_to_string(&wrapper).unwrap();
+    let foreign = script
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("lm_layer_sig=") => "lm_layer_sig='65794 183'",
+            l if l.starts_with("lm_layer_loader=") => {
+                "lm_layer_loader=/nonexistent/ld-linux-other.so.1"
+            }
+            l => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(script.trim_end(), foreign, "the wrapper has a machine note");
+    std::fs::write(&wrapper, foreign + "\n").unwrap();
     assert_fails_open(
         &layer.wrapper(),
         &[],

@@ -229,14 +229,25 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
 }
 
 /// The list of runtime inits under way, in the temporary directory: the wrapper appends a
-/// line for each runtime process it starts (its pid and start time, in clock ticks after boot,
-/// as `/proc/<pid>/stat` says; one builtin `printf`, no process); the first process of the
-/// environment that talks to the Runtime API takes it (see [`claim_ended_inits`]).
+/// line for each runtime process it starts (its pid) and makes an empty file named after it
+/// ([`INIT_MARK`]`<pid>`), whose modification time says when that init began (both with
+/// builtin `printf`s: no process, no read); the first process of the environment that talks to
+/// the Runtime API takes them (see [`claim_ended_inits`]).
 const INITS: &str = ".lambda-meter-inits";
+const INIT_MARK: &str = ".lambda-meter-init-";
 
 /// How long Lambda lets an init phase run before it stops it and tries it again within the
 /// invoke that waited for it: an init stopped then did not fail that invoke.
 const INIT_PHASE_LIMIT_NS: u64 = 10_000_000_000;
+
+/// When the wrapper started runtime `pid` (ns after the epoch, the file system's clock), from
+/// its mark in `dir`.
+fn init_began_ns(dir: &std::path::Path, pid: u32) -> Option<u64> {
+    let at = std::fs::metadata(dir.join(format!("{INIT_MARK}{pid}")))
+        .and_then(|m| m.modified())
+        .ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
+}
 
 /// Takes the list of inits under way — renamed first, so that one process takes each line —
 /// and says what it held besides `root`'s own init (over: the environment talks to the Runtime
@@ -254,38 +265,42 @@ pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
     let written = std::fs::metadata(&claimed).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(&claimed).unwrap_or_default();
     let _ = std::fs::remove_file(&claimed);
-    // (pid, start ticks) in the order the runtimes started.
-    let entries: Vec<(u32, Option<u64>)> = text
+    // The pids in the order the runtimes started, each once (a pid the kernel gave again to a
+    // later runtime has that one's mark), with when each began.
+    let mut entries: Vec<(u32, Option<u64>)> = Vec::new();
+    for pid in text
         .lines()
-        .filter_map(|l| {
-            let mut fields = l.split_ascii_whitespace();
-            let pid = fields.next()?.parse().ok()?;
-            Some((pid, fields.next().and_then(|t| t.parse().ok())))
-        })
-        .collect();
+        .filter_map(|l| l.split_ascii_whitespace().next()?.parse::<u32>().ok())
+    {
+        if !entries.iter().any(|(p, _)| *p == pid) {
+            entries.push((pid, init_began_ns(&dir, pid)));
+        }
+    }
     let mut starts: Vec<u64> = entries.iter().filter_map(|e| e.1).collect();
-    if let Some(s) = probes::proc_stat(root) {
-        starts.push(s.start_ticks);
+    if !entries.iter().any(|(p, _)| *p == root)
+        && let Some(t) = init_began_ns(&dir, root)
+    {
+        starts.push(t);
     }
     starts.sort_unstable();
+    let forget = |pid: u32| {
+        let _ = std::fs::remove_file(dir.join(format!("{INIT_MARK}{pid}")));
+    };
+    forget(root);
     let mut ended = crate::tracker::EndedInits::default();
     let mut running = String::new();
     for &(pid, start) in &entries {
         if pid == root || pid == me {
+            forget(pid);
             continue;
         }
-        if started_by_the_wrapper(pid, start) {
-            running.push_str(&match start {
-                Some(t) => format!("{pid} {t}\n"),
-                None => format!("{pid}\n"),
-            });
+        if started_by_the_wrapper(pid) {
+            running.push_str(&format!("{pid}\n"));
             continue;
         }
+        forget(pid);
         // It ran until the next runtime started.
-        let ran = start.and_then(|s| {
-            let next = starts.iter().find(|t| **t > s)?;
-            Some(probes::ticks_to_ns(next - s))
-        });
+        let ran = start.and_then(|s| Some(starts.iter().find(|t| **t > s)? - s));
         if ran.is_some_and(|r| {
             (INIT_PHASE_LIMIT_NS..INIT_PHASE_LIMIT_NS + 1_000_000_000).contains(&r)
         }) {
@@ -313,12 +328,10 @@ pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
     Some(ended)
 }
 
-/// Whether `pid` is a running process the wrapper started (at `start` ticks, when known; its
-/// environment names it the environment's root): a pid reused by another process is not.
-fn started_by_the_wrapper(pid: u32, start: Option<u64>) -> bool {
-    if !probes::proc_stat(pid)
-        .is_some_and(|s| s.running && start.is_none_or(|t| t == s.start_ticks))
-    {
+/// Whether `pid` is a running process the wrapper started (its environment names it the
+/// environment's root): a pid reused by another process is not.
+fn started_by_the_wrapper(pid: u32) -> bool {
+    if !probes::proc_stat(pid).is_some_and(|s| s.running) {
         return false;
     }
     let Some(environ) = read_proc(pid, "environ") else {
