@@ -936,8 +936,10 @@ struct StartCost {
 /// round; wall time per start, and the CPU time of the started processes per start
 /// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
 fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<Vec<StartCost>> {
-    // The wrapper appends a line per start to $TMPDIR/.lambda-meter-inits: keep it ours.
+    // The wrapper notes each start in $TMPDIR (a line in .lambda-meter-inits, an empty
+    // .lambda-meter-init-<pid>): keep them ours, and from this run only.
     let tmp = root().join("target/bench/tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
     let batch = |way: Start| -> StartCost {
         let cpu0 = children_usage().0;
@@ -1326,6 +1328,9 @@ enum Verdict {
     /// A figure measured per round whose rounds fall on both sides of the target: the run
     /// cannot say (its median alone would).
     Undecided,
+    /// Missed where a floor measured in the same run (what any library in the same place
+    /// costs, one that does nothing) is above the target itself: no library meets it.
+    FloorAbove,
 }
 
 impl Verdict {
@@ -1346,11 +1351,21 @@ impl Verdict {
         }
     }
 
+    /// A count against its target, with the floor under it when one was measured.
+    fn over_floor(value: f64, target: f64, floor: Option<f64>) -> Verdict {
+        match floor {
+            _ if value <= target => Verdict::Met,
+            Some(f) if f > target => Verdict::FloorAbove,
+            _ => Verdict::Missed,
+        }
+    }
+
     fn text(self) -> &'static str {
         match self {
             Verdict::Met => "met",
             Verdict::Missed => "**missed**",
             Verdict::Undecided => "not decided: the rounds fall on both sides",
+            Verdict::FloorAbove => "**missed**: the measured floor is above the target",
         }
     }
 }
@@ -1893,7 +1908,7 @@ fn main() {
                             "; an empty library, the floor of any preload: {f:+.0}"
                         ))
                     ),
-                    Verdict::of(o <= 500_000.0),
+                    Verdict::over_floor(o, 500_000.0, python_floor),
                 ));
             }
         }
