@@ -1590,27 +1590,28 @@ fn main() {
         });
     }
     // What preloading any library costs a Python runtime outside invokes: an empty one in the
-    // library's place (one callgrind run of the short length; its invokes cost what the
-    // baseline's do, so the baseline's per-invoke count is taken off).
-    let python_floor = match (counted[0][0], runtimes[0].callgrind) {
-        (Some(base), true) => {
-            let (short, _) = runtimes[0].callgrind_invokes;
-            eprintln!("bench: callgrind: an empty library instead");
-            let tool = vec![
-                "valgrind".to_string(),
-                "--tool=callgrind".into(),
-                "--callgrind-out-file=/dev/null".into(),
-            ];
-            let a = callgrind_total(&run_under(
-                &tool,
-                &runtimes[0].variants[1],
-                &empty_library(),
-                short,
-            ));
-            Some(a - base.per_invoke * (short + 1) as f64 - base.outside_invokes)
-        }
-        _ => None,
+    // library's place, and an interposer of the same functions that does nothing (one
+    // callgrind run of the short length each; their invokes cost what the baseline's do, so
+    // the baseline's per-invoke count is taken off).
+    let python_outside = |what: &str, lib: &Path| -> Option<f64> {
+        let (Some(base), true) = (counted[0][0], runtimes[0].callgrind) else {
+            return None;
+        };
+        let (short, _) = runtimes[0].callgrind_invokes;
+        eprintln!("bench: callgrind: {what} instead");
+        let tool = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            "--callgrind-out-file=/dev/null".into(),
+        ];
+        let a = callgrind_total(&run_under(&tool, &runtimes[0].variants[1], lib, short));
+        Some(a - base.per_invoke * (short + 1) as f64 - base.outside_invokes)
     };
+    let python_floor = python_outside("an empty library", &empty_library());
+    let python_interposer = paths
+        .floor
+        .as_ref()
+        .and_then(|f| python_outside("the interposer that does nothing", f));
     let rust = &groups[2];
     let (by_function, by_function_total) =
         instructions_by_function(&rust.variants[0], &rust.variants[1], rust.callgrind_invokes);
@@ -1858,7 +1859,12 @@ fn main() {
         python_floor.map_or(String::new(), |f| format!(
             " An empty library preloaded instead adds {f:+.0} instructions outside invokes to \
              the Python runtime: the floor of any preload (the loader looks through every \
-             preloaded object in each symbol lookup of every extension module Python loads)."
+             preloaded object in each symbol lookup of every extension module Python loads){}.",
+            python_interposer.map_or(String::new(), |i| format!(
+                "; an interposer of the same functions that does nothing, {i:+.0} (each of \
+                 those lookups that finds one of its functions checks its versions, and every \
+                 call Python makes to one goes through it)"
+            ))
         ))
     )
     .unwrap();
@@ -1905,7 +1911,10 @@ fn main() {
                         "{}: ≤ 500k added instructions outside invokes ({o:+.0}{})",
                         group.label,
                         python_floor.map_or(String::new(), |f| format!(
-                            "; an empty library, the floor of any preload: {f:+.0}"
+                            "; an empty library, the floor of any preload: {f:+.0}{}",
+                            python_interposer.map_or(String::new(), |i| format!(
+                                "; an interposer that does nothing: {i:+.0}"
+                            ))
                         ))
                     ),
                     Verdict::over_floor(o, 500_000.0, python_floor),
