@@ -931,17 +931,17 @@ struct StartCost {
     cpu: f64,
 }
 
-/// What each way of starting `/bin/true` costs: per round and way, a batch of `n` starts in a
-/// row (`std::process::Command`, waited for one by one), the ways in an order shuffled per
-/// round; wall time per start, and the CPU time of the started processes per start
-/// (`getrusage(RUSAGE_CHILDREN)` around the batch). Returns costs[way][round].
+/// What each way of starting `/bin/true` costs: per round and way, `n` starts
+/// (`std::process::Command`, waited for one by one) in blocks, the ways in an order shuffled
+/// per block; wall time per start, and the CPU time of the started processes per start
+/// (`getrusage(RUSAGE_CHILDREN)` around each block). Returns costs[way][round].
 fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<Vec<StartCost>> {
     // The wrapper notes each start in $TMPDIR (a line in .lambda-meter-inits, an empty
     // .lambda-meter-init-<pid>): keep them ours, and from this run only.
     let tmp = root().join("target/bench/tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");
-    let batch = |way: Start| -> StartCost {
+    let batch = |way: Start, n: usize| -> StartCost {
         let cpu0 = children_usage().0;
         let t = std::time::Instant::now();
         for _ in 0..n {
@@ -984,23 +984,43 @@ fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<
             }
         }
         StartCost {
-            wall: t.elapsed().as_secs_f64() * 1e3 / n as f64,
-            cpu: (children_usage().0 - cpu0) / 1e6 / n as f64,
+            wall: t.elapsed().as_secs_f64() * 1e3,
+            cpu: (children_usage().0 - cpu0) / 1e6,
         }
     };
     let mut rng = Shuffle(0x2545_f491_4f6c_dd1d);
     let mut costs: Vec<Vec<StartCost>> = vec![Vec::new(); STARTS.len()];
     let rounds = rounds();
+    // A round's starts go in blocks of BLOCK per way, the ways in an order shuffled per block:
+    // the machine's load drifts over a round (seconds), so each way is measured across all of
+    // it, not in one stretch of its own.
+    const BLOCK: usize = 10;
+    let blocks = n.div_ceil(BLOCK);
     for round in 0..rounds {
         eprintln!(
-            "bench: round {}/{rounds}: /bin/true × {n}, {} ways",
+            "bench: round {}/{rounds}: /bin/true × {}, {} ways, in blocks of {BLOCK}",
             round + 1,
+            blocks * BLOCK,
             STARTS.len()
         );
-        let mut ways = STARTS;
-        rng.shuffle(&mut ways);
-        for way in ways {
-            costs[way as usize].push(batch(way));
+        let mut total = [StartCost {
+            wall: 0.0,
+            cpu: 0.0,
+        }; STARTS.len()];
+        for _ in 0..blocks {
+            let mut ways = STARTS;
+            rng.shuffle(&mut ways);
+            for way in ways {
+                let c = batch(way, BLOCK);
+                total[way as usize].wall += c.wall;
+                total[way as usize].cpu += c.cpu;
+            }
+        }
+        for (way, t) in total.iter().enumerate() {
+            costs[way].push(StartCost {
+                wall: t.wall / (blocks * BLOCK) as f64,
+                cpu: t.cpu / (blocks * BLOCK) as f64,
+            });
         }
     }
     costs
@@ -1952,8 +1972,9 @@ fn main() {
     writeln!(
         report,
         "\nThe wrapper starts {processes} processes before it execs the runtime. Against \
-         starting `/bin/true` directly ({execs} starts in a row per way and round, the ways in \
-         a shuffled order, median and min – max of the per-round differences; CPU: the started \
+         starting `/bin/true` directly ({execs} starts per way and round, in blocks of 10 with \
+         the ways in an order shuffled per block, median and min – max of the per-round \
+         differences; CPU: the started \
          processes', `getrusage(RUSAGE_CHILDREN)`): `wrapper /bin/true` takes {} longer per \
          start and {} more CPU (its shell, its script, and the library loaded into \
          `/bin/true`); of that, dash's own start-up and one exec (`dash -c 'exec /bin/true'`, \
@@ -1984,10 +2005,10 @@ fn main() {
         report,
         "\n### Processes that never talk to the Runtime API\n\n\
          `LD_PRELOAD` puts the library into every process the runtime starts. `/bin/true` \
-         started {execs} times in a row by the bench (`std::process::Command`), without and \
-         with the library preloaded (`AWS_LAMBDA_RUNTIME_API` set in both), in the rounds above: \
-         wall time per start, and the started processes' CPU time per start \
-         (`getrusage(RUSAGE_CHILDREN)` around the batch). Added: with minus without in the same \
+         started {execs} times per round by the bench (`std::process::Command`), without and \
+         with the library preloaded (`AWS_LAMBDA_RUNTIME_API` set in both), in the blocks and \
+         rounds above: wall time per start, and the started processes' CPU time per start \
+         (`getrusage(RUSAGE_CHILDREN)` around each block). Added: with minus without in the same \
          round (median, min – max over {} rounds). The library is the release build here, and \
          each build of the x86_64 layer: for glibc 2.26 (Amazon Linux 2; it also needs \
          `libpthread.so.0` and `libdl.so.2`, two more files for the loader) and for glibc 2.34, \
