@@ -78,7 +78,7 @@ soak: test-deps
 	LAMBDA_METER_SOAK_INVOKES=100000 $(CARGO) test --test soak -- --nocapture
 
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := http_chunkings http_garbage http_lines_any_split tracker_orders emf_records
+FUZZ_TARGETS := http_chunkings http_garbage http_lines_any_split http_shapes tracker_orders emf_records
 # cargo fuzz needs nightly features (sanitizer flags); RUSTC_BOOTSTRAP lets the stable
 # toolchain, the only one these machines have, accept them.
 fuzz:

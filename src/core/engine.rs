@@ -324,6 +324,14 @@ impl Outbox {
     }
 }
 
+/// Connection `id`'s parser's kept shapes (`dir` 0: requests, 1: responses) in `shapes`.
+fn shapes_of(shapes: &mut [u8], id: usize, dir: usize) -> &mut [u8] {
+    let at = (id * 2 + dir) * http::SHAPES_BYTES;
+    shapes
+        .get_mut(at..at + http::SHAPES_BYTES)
+        .unwrap_or_default()
+}
+
 /// `n` zero bytes, reserved (a zeroed allocation: its pages are touched only when written).
 fn zeroed(n: usize) -> Option<Vec<u8>> {
     crate::zeroed::zeroed(n)
@@ -347,6 +355,9 @@ pub struct Engine {
     /// fd → index in `conns`.
     fds: Vec<(i32, usize)>,
     conns: Vec<Connection>,
+    /// Each connection's parsers' kept head shapes ([`http::SHAPES_BYTES`] a parser, requests
+    /// then responses), reserved zeroed: a connection's are touched only once it is used.
+    shapes: Vec<u8>,
     tracker: Tracker,
     warned_garbage: bool,
     warned_fd_range: bool,
@@ -530,6 +541,7 @@ impl Engine {
         fds.try_reserve_exact(MAX_FDS).ok()?;
         let mut conns = Vec::new();
         conns.try_reserve_exact(MAX_CONNECTIONS).ok()?;
+        let shapes = zeroed(MAX_CONNECTIONS * 2 * http::SHAPES_BYTES)?;
         let mut batch = Vec::new();
         batch.try_reserve_exact(crate::settings::MAX_BATCH).ok()?;
         let mut batch_slots = Vec::new();
@@ -549,6 +561,7 @@ impl Engine {
             bits,
             fds,
             conns,
+            shapes,
             tracker: Tracker::try_new(born_ns, lifecycle)?,
             warned_garbage: false,
             warned_fd_range: false,
@@ -1046,17 +1059,22 @@ impl Engine {
     }
 
     fn new_connection(&mut self) -> Option<usize> {
-        if let Some(i) = self.conns.iter().position(|c| !c.in_use) {
+        let id = if let Some(i) = self.conns.iter().position(|c| !c.in_use) {
             if let Some(c) = self.conns.get_mut(i) {
                 *c = Connection::new();
             }
-            return Some(i);
-        }
-        if self.conns.len() < self.conns.capacity() {
+            i
+        } else if self.conns.len() < self.conns.capacity() {
             self.conns.push(Connection::new());
-            return Some(self.conns.len() - 1);
+            self.conns.len() - 1
+        } else {
+            return None;
+        };
+        // No shape of an earlier connection's heads.
+        for dir in 0..2 {
+            http::forget_shapes(shapes_of(&mut self.shapes, id, dir));
         }
-        None
+        Some(id)
     }
 
     /// The host connected `fd` (successfully or in progress) to `addr`. Any earlier state of the
@@ -1184,7 +1202,9 @@ impl Engine {
         let mut now = None;
         loop {
             let step = match self.conns.get_mut(id) {
-                Some(c) => c.requests.step(&mut rest),
+                Some(c) => c
+                    .requests
+                    .step_shaped(&mut rest, shapes_of(&mut self.shapes, id, 0)),
                 None => return,
             };
             let event = match step {
@@ -1281,7 +1301,9 @@ impl Engine {
         let mut now = None;
         loop {
             let step = match self.conns.get_mut(id) {
-                Some(c) => c.responses.step(&mut rest),
+                Some(c) => c
+                    .responses
+                    .step_shaped(&mut rest, shapes_of(&mut self.shapes, id, 1)),
                 None => return,
             };
             match step {

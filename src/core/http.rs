@@ -8,6 +8,11 @@
 //! parser. A head of any size, a header of any length, a body of any size pass through it in
 //! constant memory and without an allocation. Anything that is not HTTP/1.1 is an error, and
 //! the caller then stops watching the connection instead of guessing.
+//!
+//! A Runtime API connection carries the same few heads over and over, each time with other ids
+//! and times of the same lengths. Given room for them ([`Parser::step_shaped`]), a parser keeps
+//! the shape of the last two different heads it read whole, and reads a head of a kept shape
+//! by one compare of its bytes and the lines that keep something, to what a full parse reads.
 
 /// A header field the caller reads: its name (lower case) and how many bytes of its value are
 /// kept (the rest is read past).
@@ -39,6 +44,31 @@ pub const TARGET_TAIL: usize = 16;
 const MAX_NAME: usize = 64;
 /// A chunk-size line's digits (hex; more is garbage), before any extension.
 const MAX_CHUNK_DIGITS: usize = 15;
+
+/// The longest head whose shape is kept ([`Parser::step_shaped`]).
+pub const SHAPE_MAX: usize = 640;
+/// The most field lines of a kept shape that keep something (a head with more is not kept).
+const SHAPE_LINES: usize = 12;
+/// A kept shape, in a slot of bytes: a header (its length, 0: none; its start line's; how
+/// many lines keep something; which slot was used last (the first slot's); a response's
+/// status; a request's method length and target), the head's bytes, which of them may differ
+/// (0xFF), and the lines that keep something (start, colon, end, and what they keep).
+const SHAPE_HEADER: usize = 16;
+const SHAPE_LEN: usize = 0;
+const SHAPE_START_LINE: usize = 2;
+const SHAPE_COUNT: usize = 4;
+const SHAPE_LAST_USED: usize = 5;
+const SHAPE_STATUS: usize = 6;
+const SHAPE_METHOD: usize = 8;
+const SHAPE_TARGET: usize = 10;
+const SHAPE_BYTES_AT: usize = SHAPE_HEADER;
+const SHAPE_VAR_AT: usize = SHAPE_BYTES_AT + SHAPE_MAX;
+const SHAPE_LINES_AT: usize = SHAPE_VAR_AT + SHAPE_MAX;
+const SHAPE_LINE: usize = 10;
+const SHAPE_SLOT: usize = SHAPE_LINES_AT + SHAPE_LINE * SHAPE_LINES;
+/// The room one parser's kept shapes take: the last two different heads (a Runtime API
+/// connection alternates two requests, and two responses). Zero bytes are no shape.
+pub const SHAPES_BYTES: usize = 2 * SHAPE_SLOT;
 
 /// Which side of the exchange this parser reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +380,10 @@ pub struct Parser {
     /// name that long ([`Candidate`]); a field of a length no such field has is read past
     /// without a compare.
     by_length: [Candidate; MAX_NAME + 1],
+    /// What each whole field line of the current head that was looked at kept, in order (for
+    /// its shape, [`Parser::keep_shape`]); more than [`SHAPE_LINES`]: `SHAPE_LINES + 1`.
+    chosen: [Sink; SHAPE_LINES],
+    chosen_len: u8,
 }
 
 /// What a header name of some length may be.
@@ -459,6 +493,8 @@ impl Parser {
             chunk_digits: 0,
             body_len: 0,
             by_length: candidates(&fields),
+            chosen: [Sink::Skip; SHAPE_LINES],
+            chosen_len: 0,
         }
     }
 
@@ -475,6 +511,24 @@ impl Parser {
     /// Reads from `data` up to the next event, and advances `data` past what it read. `None`
     /// once `data` is used up without an event. After an error the parser must be dropped.
     pub fn step<'d>(&mut self, data: &mut &'d [u8]) -> Result<Option<Event<'d>>, ParseError> {
+        self.step_shaped(data, &mut [])
+    }
+
+    /// [`Parser::step`], keeping in `shapes` ([`SHAPES_BYTES`] of them, zero at first; fewer:
+    /// none are kept) the shape of the last two different heads read whole at once. A head at
+    /// hand whole that has a kept shape — the same length, the same bytes but in its request
+    /// target and its field values, and no line end in those — has the same lines: it is read
+    /// with the calls a full parse makes for the lines that matter (its start line, the fields
+    /// this parser acts on), and every other line is passed over without a look. What a head
+    /// is read as does not depend on whether its shape was kept.
+    pub fn step_shaped<'d>(
+        &mut self,
+        data: &mut &'d [u8],
+        shapes: &mut [u8],
+    ) -> Result<Option<Event<'d>>, ParseError> {
+        // A head being read whole at once, from its start line on: its shape is kept where its
+        // empty line is reached the same way.
+        let mut head_from: Option<&'d [u8]> = None;
         loop {
             match self.state {
                 // A body that is over (or never began) completes without another byte.
@@ -496,7 +550,14 @@ impl Parser {
                         .position(|b| *b != b'\r' && *b != b'\n')
                         .unwrap_or(data.len());
                     *data = data.get(skip..).unwrap_or_default();
+                    if let Some(event) = self.replay(data, shapes)? {
+                        match event {
+                            Some(event) => return Ok(Some(event)),
+                            None => continue,
+                        }
+                    }
                     if let Some(nl) = crate::text::find_byte(b'\n', data) {
+                        head_from = Some(*data);
                         let line = data.get(..nl).unwrap_or_default();
                         *data = data.get(nl + 1..).unwrap_or_default();
                         self.begin_message();
@@ -515,6 +576,10 @@ impl Parser {
                     if self.field_lines(data, trailers)? {
                         if trailers {
                             return Ok(Some(self.complete()));
+                        }
+                        if let Some(from) = head_from.take() {
+                            let read = from.len() - data.len();
+                            self.keep_shape(from.get(..read).unwrap_or_default(), shapes);
                         }
                         match self.finish_head()? {
                             Some(event) => return Ok(Some(event)),
@@ -548,6 +613,8 @@ impl Parser {
                 return Ok(None);
             };
             *data = rest;
+            // Read a byte at a time: not a head read whole at once.
+            head_from = None;
             if let Some(event) = self.byte(b)? {
                 return Ok(Some(event));
             }
@@ -557,6 +624,236 @@ impl Parser {
     /// The peer closed the connection: a body delimited by close is complete now.
     pub fn end_of_stream(&mut self) -> Option<Event<'static>> {
         (self.state == State::UntilClose).then(|| self.complete())
+    }
+
+    /// Reads the head at the start of `data` (its first byte a start line's) by a kept shape,
+    /// if one fits it ([`Parser::step_shaped`]): `None` when none does (nothing read), else
+    /// what [`Parser::finish_head`] says, `data` past the head.
+    ///
+    /// The same bytes but in the target and the field values, with no line end in those, give
+    /// the same lines, which a full parse reads the same way: a response's start line (all of
+    /// it the same) to the same status; a request's to the same method, and to this target
+    /// when it holds no byte that ends one (else its start line is read again as a full parse
+    /// reads it); lines it did not look at (their names' lengths are no field's it acts on)
+    /// to nothing; and lines it did, to the same choices in the same order (each depends on
+    /// the name and on the lines before), each value then read as a full parse reads it.
+    fn replay<'d>(
+        &mut self,
+        data: &mut &'d [u8],
+        shapes: &mut [u8],
+    ) -> Result<Option<Option<Event<'d>>>, ParseError> {
+        let Some(both) = shapes.get_mut(..SHAPES_BYTES) else {
+            return Ok(None);
+        };
+        let fits = |slot: &[u8]| {
+            let len = usize::from(u16_at(slot, SHAPE_LEN));
+            len != 0
+                && match (
+                    data.get(..len),
+                    slot.get(SHAPE_BYTES_AT..SHAPE_BYTES_AT + len),
+                    slot.get(SHAPE_VAR_AT..SHAPE_VAR_AT + len),
+                ) {
+                    (Some(head), Some(kept), Some(var)) => {
+                        crate::text::same_but_marked(head, kept, var)
+                    }
+                    _ => false,
+                }
+        };
+        let Some(i) = (0..2).find(|i| {
+            both.get(i * SHAPE_SLOT..(i + 1) * SHAPE_SLOT)
+                .is_some_and(fits)
+        }) else {
+            return Ok(None);
+        };
+        if let Some(last) = both.get_mut(SHAPE_LAST_USED) {
+            *last = i as u8;
+        }
+        let Some(slot) = both.get(i * SHAPE_SLOT..(i + 1) * SHAPE_SLOT) else {
+            return Ok(None);
+        };
+        let len = usize::from(u16_at(slot, SHAPE_LEN));
+        let (head, rest) = data.split_at(len.min(data.len()));
+        self.begin_message();
+        match self.dir {
+            Direction::Response => {
+                self.head.status = u16_at(slot, SHAPE_STATUS);
+                self.part_len = 0;
+            }
+            Direction::Request => {
+                let method = head
+                    .get(..usize::from(slot.get(SHAPE_METHOD).copied().unwrap_or(0)))
+                    .unwrap_or_default();
+                let target = head
+                    .get(
+                        usize::from(u16_at(slot, SHAPE_TARGET))
+                            ..usize::from(u16_at(slot, SHAPE_TARGET + 2)),
+                    )
+                    .unwrap_or_default();
+                match (
+                    crate::text::find_token_end(b' ', target),
+                    self.head.method.get_mut(..method.len()),
+                ) {
+                    (None, Some(dst)) => {
+                        dst.copy_from_slice(method);
+                        self.head.method_len = method.len() as u8;
+                        self.head.target.extend(target);
+                    }
+                    _ => {
+                        let start = head
+                            .get(..usize::from(u16_at(slot, SHAPE_START_LINE)))
+                            .unwrap_or_default();
+                        self.request_line(start)?;
+                    }
+                }
+            }
+        }
+        self.enter_fields(false);
+        for k in 0..usize::from(slot.get(SHAPE_COUNT).copied().unwrap_or(0)) {
+            let Some(at) = slot.get(SHAPE_LINES_AT + SHAPE_LINE * k..) else {
+                break;
+            };
+            let (from, colon, end) = (u16_at(at, 0), u16_at(at, 2), u16_at(at, 4));
+            let (slot_of, max) = (usize::from(at.get(7).copied().unwrap_or(0)), u16_at(at, 8));
+            let sink = match at.get(6) {
+                Some(1) => Sink::Keep(slot_of, usize::from(max)),
+                Some(2) => Sink::Length,
+                Some(3) => Sink::Encoding,
+                _ => Sink::Skip,
+            };
+            self.take_sink(sink);
+            let line = head
+                .get(usize::from(from)..usize::from(end))
+                .unwrap_or_default();
+            self.field_value(line, usize::from(colon))?;
+        }
+        *data = rest;
+        Ok(Some(self.finish_head()?))
+    }
+
+    /// Keeps the shape of `head` (a whole head just read at once, its empty line included) in
+    /// the slot of `shapes` not used last, unless it is longer than [`SHAPE_MAX`] or more than
+    /// [`SHAPE_LINES`] of its lines keep something.
+    fn keep_shape(&self, head: &[u8], shapes: &mut [u8]) {
+        let Some(both) = shapes.get_mut(..SHAPES_BYTES) else {
+            return;
+        };
+        let replace = usize::from(both.get(SHAPE_LAST_USED).copied().unwrap_or(0) == 0);
+        if let Some(last) = both.get_mut(SHAPE_LAST_USED) {
+            *last = replace as u8;
+        }
+        let Some(slot) = both.get_mut(replace * SHAPE_SLOT..(replace + 1) * SHAPE_SLOT) else {
+            return;
+        };
+        // No shape there until this one is whole.
+        set_u16_at(slot, SHAPE_LEN, 0);
+        let len = head.len();
+        let Some(nl) = crate::text::find_byte(b'\n', head) else {
+            return;
+        };
+        if len > SHAPE_MAX || usize::from(self.chosen_len) > SHAPE_LINES {
+            return;
+        }
+        match slot.get_mut(SHAPE_BYTES_AT..SHAPE_BYTES_AT + len) {
+            Some(kept) => kept.copy_from_slice(head),
+            None => return,
+        }
+        // (start, colon, end, what it keeps) of the lines that keep something.
+        let mut lines = [(0u16, 0u16, 0u16, Sink::Skip); SHAPE_LINES];
+        let mut n = 0;
+        let mut looked_at = 0;
+        let (mut method, mut target) = (0, (0, 0));
+        {
+            let Some(var) = slot.get_mut(SHAPE_VAR_AT..SHAPE_VAR_AT + len) else {
+                return;
+            };
+            var.fill(0);
+            let mut vary = |from: usize, to: usize| {
+                if let Some(v) = var.get_mut(from..to) {
+                    v.fill(0xFF);
+                }
+            };
+            // A request's target: from after the first space to the next one.
+            if self.dir == Direction::Request {
+                let line = head.get(..nl).unwrap_or_default();
+                let Some(sp) = crate::text::find_byte(b' ', line) else {
+                    return;
+                };
+                let after = line.get(sp + 1..).unwrap_or_default();
+                let Some(end) = crate::text::find_byte(b' ', after) else {
+                    return;
+                };
+                (method, target) = (sp, (sp + 1, sp + 1 + end));
+                vary(target.0, target.1);
+            }
+            // Each field line: its value (after the colon, up to its `\n`), where
+            // `field_lines` found them (the first byte is a name's, whatever it is); the lines
+            // it looked at are the ones `chosen` holds, in order.
+            let mut at = nl + 1;
+            loop {
+                let rest = head.get(at..).unwrap_or_default();
+                match rest.first() {
+                    Some(b'\r' | b'\n') | None => break,
+                    Some(_) => {}
+                }
+                let colon = match crate::text::find_byte(b':', rest.get(1..).unwrap_or_default()) {
+                    Some(c) => c + 1,
+                    None => return,
+                };
+                let end = match crate::text::find_byte(b'\n', rest) {
+                    Some(e) if e > colon => e,
+                    _ => return,
+                };
+                vary(at + colon + 1, at + end);
+                if self
+                    .by_length
+                    .get(colon)
+                    .is_some_and(|c| *c != Candidate::None)
+                {
+                    let Some(&sink) = self.chosen.get(looked_at) else {
+                        return;
+                    };
+                    looked_at += 1;
+                    if !matches!(sink, Sink::Skip) {
+                        let Some(l) = lines.get_mut(n) else {
+                            return;
+                        };
+                        *l = (at as u16, colon as u16, (at + end) as u16, sink);
+                        n += 1;
+                    }
+                }
+                at += end + 1;
+            }
+        }
+        if looked_at != usize::from(self.chosen_len) {
+            return;
+        }
+        for (k, (from, colon, end, sink)) in lines.iter().take(n).enumerate() {
+            let at = SHAPE_LINES_AT + SHAPE_LINE * k;
+            set_u16_at(slot, at, *from);
+            set_u16_at(slot, at + 2, *colon);
+            set_u16_at(slot, at + 4, *end);
+            let (kind, slot_of, max) = match *sink {
+                Sink::Keep(i, max) => (1, i, max),
+                Sink::Length => (2, 0, 0),
+                Sink::Encoding => (3, 0, 0),
+                Sink::Skip => (0, 0, 0),
+            };
+            if let Some(b) = slot.get_mut(at + 6..at + 8) {
+                b.copy_from_slice(&[kind, slot_of as u8]);
+            }
+            set_u16_at(slot, at + 8, max as u16);
+        }
+        if let Some(b) = slot.get_mut(SHAPE_COUNT) {
+            *b = n as u8;
+        }
+        if let Some(b) = slot.get_mut(SHAPE_METHOD) {
+            *b = method as u8;
+        }
+        set_u16_at(slot, SHAPE_TARGET, target.0 as u16);
+        set_u16_at(slot, SHAPE_TARGET + 2, target.1 as u16);
+        set_u16_at(slot, SHAPE_STATUS, self.head.status);
+        set_u16_at(slot, SHAPE_START_LINE, nl as u16);
+        set_u16_at(slot, SHAPE_LEN, len as u16);
     }
 
     fn body_event<'d>(&mut self, bytes: &'d [u8]) -> Event<'d> {
@@ -638,6 +935,7 @@ impl Parser {
         self.reading_length = None;
         self.chunked = false;
         self.body_len = 0;
+        self.chosen_len = 0;
     }
 
     fn push_part(&mut self, b: u8) -> Result<(), ParseError> {
@@ -909,8 +1207,22 @@ impl Parser {
     /// A whole field line (without its `\n`), its name `colon` bytes (checked), read exactly
     /// as [`Parser::field`] reads it a byte at a time.
     fn field_line(&mut self, line: &[u8], colon: usize, trailers: bool) -> Result<(), ParseError> {
-        let (name, value) = line.split_at(colon.min(line.len()));
+        let name = line.get(..colon.min(line.len())).unwrap_or_default();
         self.choose_sink_for(name, name.len() > MAX_NAME, trailers);
+        if !trailers {
+            match self.chosen.get_mut(usize::from(self.chosen_len)) {
+                Some(c) => *c = self.sink,
+                None => self.chosen_len = SHAPE_LINES as u8,
+            }
+            self.chosen_len += 1;
+        }
+        self.field_value(line, colon)
+    }
+
+    /// The value of a whole field line (without its `\n`) whose name is `colon` bytes, for
+    /// the sink chosen for it: read exactly as [`Parser::field`] reads it a byte at a time.
+    fn field_value(&mut self, line: &[u8], colon: usize) -> Result<(), ParseError> {
+        let value = line.get(colon.min(line.len())..).unwrap_or_default();
         let value = value.get(1..).unwrap_or_default();
         let start = value
             .iter()
@@ -971,29 +1283,30 @@ impl Parser {
 
     /// Decides what is kept of field `name` (in any case; `too_long`: its start only).
     fn choose_sink_for(&mut self, name: &[u8], too_long: bool, trailers: bool) {
-        self.sink = Sink::Skip;
+        let sink = self.sink_for(name, too_long, trailers);
+        self.take_sink(sink);
+    }
+
+    /// What is kept of field `name` here (in any case; `too_long`: its start only).
+    fn sink_for(&self, name: &[u8], too_long: bool, trailers: bool) -> Sink {
         let candidate = match self.by_length.get(name.len()) {
             Some(c) if !too_long => *c,
-            _ => return,
+            _ => return Sink::Skip,
         };
         let is = |wanted: &str| name_is(name, wanted.as_bytes());
         let several = candidate == Candidate::Several;
         if !trailers && (several || candidate == Candidate::ContentLength) && is("content-length") {
-            if self.length.is_none() {
-                self.sink = Sink::Length;
-                self.reading_length = Some(0);
-                self.length_bad = false;
-            }
-            return;
+            return if self.length.is_none() {
+                Sink::Length
+            } else {
+                Sink::Skip
+            };
         }
         if !trailers
             && (several || candidate == Candidate::TransferEncoding)
             && is("transfer-encoding")
         {
-            self.sink = Sink::Encoding;
-            self.token_len = 0;
-            self.token_long = false;
-            return;
+            return Sink::Encoding;
         }
         let (list, base) = if trailers {
             (self.fields.trailers, self.fields.head.len())
@@ -1010,14 +1323,32 @@ impl Parser {
         if let Some(i) = found {
             let slot = base + i;
             let first = self.head.spans.get(slot).is_some_and(|s| *s == ABSENT);
-            let max = list.get(i).map_or(0, |w| w.max);
             if first && slot < MAX_FIELDS {
+                return Sink::Keep(slot, list.get(i).map_or(0, |w| w.max));
+            }
+        }
+        Sink::Skip
+    }
+
+    /// Starts reading a field's value into `sink`.
+    fn take_sink(&mut self, sink: Sink) {
+        self.sink = sink;
+        match sink {
+            Sink::Length => {
+                self.reading_length = Some(0);
+                self.length_bad = false;
+            }
+            Sink::Encoding => {
+                self.token_len = 0;
+                self.token_long = false;
+            }
+            Sink::Keep(slot, _) => {
                 let start = self.head.used;
                 if let Some(s) = self.head.spans.get_mut(slot) {
                     *s = (start, 0);
                 }
-                self.sink = Sink::Keep(slot, max);
             }
+            Sink::Skip => {}
         }
     }
 
@@ -1182,6 +1513,29 @@ impl Parser {
         let body_len = self.body_len;
         self.state = State::Idle;
         Event::Complete { body_len }
+    }
+}
+
+/// Empties kept shapes ([`Parser::step_shaped`]) for a parser that starts afresh.
+pub fn forget_shapes(shapes: &mut [u8]) {
+    for slot in shapes.chunks_mut(SHAPE_SLOT) {
+        if let Some(header) = slot.get_mut(..SHAPE_HEADER) {
+            header.fill(0);
+        }
+    }
+}
+
+/// The little-endian `u16` at `at` of `slot` (0 outside it).
+fn u16_at(slot: &[u8], at: usize) -> u16 {
+    match slot.get(at..at + 2) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+fn set_u16_at(slot: &mut [u8], at: usize, v: u16) {
+    if let Some(dst) = slot.get_mut(at..at + 2) {
+        dst.copy_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -1600,5 +1954,155 @@ mod tests {
         .unwrap();
         assert_eq!(done.len(), 2);
         assert_eq!(done[0].body_len, 0);
+    }
+
+    /// Feeds each message whole to one parser keeping shapes; returns, per message, its
+    /// status, method, target, kept id and mode, body length (or the error), and whether its
+    /// head was read by a kept shape (no shape kept for it: the slots' lengths did not change).
+    fn shaped(dir: Direction, messages: &[&[u8]]) -> Vec<(String, bool)> {
+        let mut p = Parser::new(dir, FIELDS);
+        let mut shapes = vec![0u8; SHAPES_BYTES];
+        let mut out = Vec::new();
+        for m in messages {
+            let before = (
+                u16_at(&shapes, 0),
+                u16_at(&shapes[SHAPE_SLOT..], 0),
+                shapes.clone(),
+            );
+            let mut data = *m;
+            let mut said = String::new();
+            loop {
+                match p.step_shaped(&mut data, &mut shapes) {
+                    Ok(Some(Event::Complete { body_len })) => {
+                        let h = p.head();
+                        said = format!(
+                            "{} {} {:?} {:?} {:?} {body_len}",
+                            h.status,
+                            h.method(),
+                            String::from_utf8_lossy(h.target().prefix()),
+                            h.value(ID),
+                            h.value(MODE)
+                        );
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        said = format!("{e:?}");
+                        break;
+                    }
+                }
+            }
+            let replayed = before.0 == u16_at(&shapes, 0)
+                && before.1 == u16_at(&shapes[SHAPE_SLOT..], 0)
+                && before.2[SHAPE_BYTES_AT..SHAPE_VAR_AT] == shapes[SHAPE_BYTES_AT..SHAPE_VAR_AT]
+                && before.0 + before.1 > 0;
+            out.push((said, replayed));
+        }
+        out
+    }
+
+    /// The same messages, each to a parser of its own (no shape to go by).
+    fn fresh(dir: Direction, messages: &[&[u8]]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| shaped(dir, &[m])[0].0.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_head_like_a_kept_one_is_read_by_its_shape_to_what_a_full_parse_reads() {
+        let get: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: h\r\n\r\n";
+        let post = |id: &str| {
+            format!(
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nx-mode: a\r\nContent-Length: 2\r\n\r\n{{}}"
+            )
+            .into_bytes()
+        };
+        let ok = |id: &str, mode: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nX-Mode:  {mode} \r\nDate: Sun, 06 Dec 2026 05:42:12 GMT\r\nContent-Length: 3\r\n\r\nabc"
+            )
+            .into_bytes()
+        };
+        let accepted: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+        // Requests: GET and POST alternate, each read by its shape once it is kept; a target
+        // with another id of the same length too.
+        let (p1, p2, p3) = (post("id-1"), post("id-2"), post("id-x"));
+        let requests: Vec<&[u8]> = vec![get, &p1, get, &p2, get, &p3];
+        let read = shaped(Direction::Request, &requests);
+        assert_eq!(
+            read.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            fresh(Direction::Request, &requests)
+        );
+        assert_eq!(
+            read.iter().map(|r| r.1).collect::<Vec<_>>(),
+            [false, false, true, true, true, true]
+        );
+        assert!(read[3].0.contains("/id-2/response"), "{}", read[3].0);
+        // Responses: other ids, modes (spaces around them trimmed as a full parse does) and
+        // dates of the same lengths.
+        let (r1, r2, r3) = (ok("aaaa", "m1"), ok("bbbb", "m2"), ok("cccc", "  "));
+        let responses: Vec<&[u8]> = vec![&r1, accepted, &r2, accepted, &r3];
+        let read = shaped(Direction::Response, &responses);
+        assert_eq!(
+            read.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            fresh(Direction::Response, &responses)
+        );
+        assert_eq!(
+            read.iter().map(|r| r.1).collect::<Vec<_>>(),
+            [false, false, true, true, true]
+        );
+        assert!(
+            read[2].0.contains("\"bbbb\"") && read[2].0.contains("\"m2\""),
+            "{}",
+            read[2].0
+        );
+        assert!(
+            read[4].0.contains("Some(\"\")"),
+            "a value of spaces is kept empty: {}",
+            read[4].0
+        );
+    }
+
+    #[test]
+    fn a_head_that_differs_where_it_matters_is_read_in_full() {
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: abcd\r\nContent-Length: 3\r\n\r\nabc";
+        let cases: [&[u8]; 6] = [
+            // A line end in a value: one more line (`cd` is no field: a bad header).
+            b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: ab\ncd\r\nContent-Length: 3\r\n\r\nabc",
+            // A value that makes the body longer or shorter: the same length, another body.
+            b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: abcd\r\nContent-Length: 1\r\n\r\nabc",
+            // Another status.
+            b"HTTP/1.1 500 OK\r\nLambda-Runtime-Aws-Request-Id: abcd\r\nContent-Length: 3\r\n\r\nabc",
+            // Another name of the same length.
+            b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Ix: abcd\r\nContent-Length: 3\r\n\r\nabc",
+            // A bad digit in the length.
+            b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: abcd\r\nContent-Length: x\r\n\r\nabc",
+            ok,
+        ];
+        for case in cases {
+            let messages = [ok, case];
+            let read = shaped(Direction::Response, &messages);
+            let alone = fresh(Direction::Response, &messages);
+            assert_eq!(read[1].0, alone[1], "{}", String::from_utf8_lossy(case));
+        }
+        // A request target that gets a control byte or a space: the start line is read in
+        // full, to the error a full parse finds.
+        let get: &[u8] = b"GET /a/bcd HTTP/1.1\r\n\r\n";
+        for case in [
+            &b"GET /a/b\x01d HTTP/1.1\r\n\r\n"[..],
+            b"GET /a/b d HTTP/1.1\r\n\r\n",
+            b"GET /a/b\nd HTTP/1.1\r\n\r\n",
+        ] {
+            let read = shaped(Direction::Request, &[get, case]);
+            assert_eq!(
+                read[1].0,
+                fresh(Direction::Request, &[case])[0],
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+            assert!(read[1].0.starts_with("Bad"), "{:?}", read[1]);
+        }
     }
 }

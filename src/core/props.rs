@@ -289,8 +289,19 @@ pub fn http_garbage(data: &[u8]) {
 fn trace(
     dir: Direction,
     stream: &[u8],
-    mut size: impl FnMut() -> usize,
+    size: impl FnMut() -> usize,
 ) -> (Vec<Seen>, Option<crate::http::ParseError>) {
+    trace_shaped(dir, stream, size, false)
+}
+
+/// [`trace`], the parser keeping head shapes where `shaped` ([`Parser::step_shaped`]).
+fn trace_shaped(
+    dir: Direction,
+    stream: &[u8],
+    mut size: impl FnMut() -> usize,
+    shaped: bool,
+) -> (Vec<Seen>, Option<crate::http::ParseError>) {
+    let mut shapes = vec![0u8; if shaped { crate::http::SHAPES_BYTES } else { 0 }];
     let mut p = Parser::new(dir, FIELDS);
     let mut done = Vec::new();
     let (mut body, mut firsts) = (0u64, 0usize);
@@ -299,7 +310,7 @@ fn trace(
         let n = size().clamp(1, rest.len());
         let mut piece = &rest[..n];
         loop {
-            match p.step(&mut piece) {
+            match p.step_shaped(&mut piece, &mut shapes) {
                 Ok(Some(Event::Head)) => {}
                 Ok(Some(Event::Body { bytes, first })) => {
                     body += bytes.len() as u64;
@@ -463,6 +474,59 @@ pub fn http_lines_any_split(data: &[u8]) {
     assert_eq!(
         bytewise, pieces,
         "a line in pieces is read as its bytes are"
+    );
+    let shaped = trace_shaped(dir, &stream, || usize::MAX, true);
+    assert_eq!(bytewise, shaped, "a head is read alike with shapes kept");
+}
+
+/// Heads like the ones before them — a Runtime API head again, a few of its bytes changed to
+/// bytes that matter to a parse (line ends, separators, whitespace, control bytes, digits) or
+/// to any byte — are read the same whether the parser keeps head shapes or not, whole or in
+/// pieces: the same messages, the same error.
+pub fn http_shapes(data: &[u8]) {
+    const REQUESTS: [&[u8]; 4] = [
+        crate::runtime_api::fixtures::NEXT,
+        b"POST /2018-06-01/runtime/invocation/8476a536-e9f4-11e8-9739-2dfe598c3fcd/response HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nUser-Agent: aws-lambda-rust/1.1.1\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+        b"POST /2018-06-01/runtime/invocation/8476a536-e9f4-11e8-9739-2dfe598c3fcd/error HTTP/1.1\r\nLambda-Runtime-Function-Error-Type: Runtime.Unknown\r\ncontent-length: 2\r\n\r\n{}",
+        b"POST /2018-06-01/runtime/invocation/s-1/response HTTP/1.1\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nLambda-Runtime-Function-Error-Type: X\r\n\r\n",
+    ];
+    const RESPONSES: [&[u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: 8476a536-e9f4-11e8-9739-2dfe598c3fcd\r\nLambda-Runtime-Deadline-Ms: 1542409706888\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-2:123456789012:function:custom-runtime\r\nLambda-Runtime-Trace-Id: Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1\r\nLambda-Runtime-Client-Context: {\"a\":1}\r\nDate: Sun, 06 Dec 2026 05:42:12 GMT\r\nContent-Length: 15\r\n\r\n{\"action\":\"ok\"}",
+        b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nDate: Sun, 06 Dec 2026 05:42:12 GMT\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n",
+        b"HTTP/1.1 200 OK\nlambda-runtime-aws-request-id:r-1\nTransfer-Encoding: chunked\n\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nContent-Length: 7\r\nX: y\r\n\r\n",
+    ];
+    const MATTER: [u8; 14] = [
+        b'\n', b'\r', b' ', b'\t', b':', 0x01, 0x7f, b'x', b'7', b'0', b'A', b'/', b'?', b',',
+    ];
+    let mut input = Input::new(data);
+    let (dir, bases) = if input.coin() {
+        (Direction::Request, REQUESTS)
+    } else {
+        (Direction::Response, RESPONSES)
+    };
+    let mut stream = Vec::new();
+    for _ in 0..input.byte() % 12 + 2 {
+        let mut m = bases[usize::from(input.byte()) % bases.len()].to_vec();
+        for _ in 0..input.byte() % 4 {
+            let at = input.below(m.len() as u64) as usize;
+            m[at] = match input.byte() {
+                b @ 0..=200 => MATTER[usize::from(b) % MATTER.len()],
+                _ => input.byte(),
+            };
+        }
+        stream.extend_from_slice(&m);
+    }
+    let plain = trace(dir, &stream, || usize::MAX);
+    let bytewise = trace(dir, &stream, || 1);
+    let shaped = trace_shaped(dir, &stream, || usize::MAX, true);
+    let mut sizes = Input::new(data);
+    let pieces = trace_shaped(dir, &stream, || usize::from(sizes.byte()) * 4, true);
+    assert_eq!(plain, bytewise, "a whole head is read as its bytes are");
+    assert_eq!(plain, shaped, "a head is read alike with shapes kept");
+    assert_eq!(
+        plain, pieces,
+        "a head in pieces is read alike with shapes kept"
     );
 }
 
@@ -841,6 +905,11 @@ mod tests {
     #[test]
     fn http_lines_read_whole_or_bytewise_alike() {
         run(super::http_lines_any_split, 2_000, 0x5eed_0007);
+    }
+
+    #[test]
+    fn http_heads_read_alike_with_shapes_kept() {
+        run(super::http_shapes, 3_000, 0x5eed_0008);
     }
 
     #[test]
