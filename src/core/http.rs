@@ -832,8 +832,9 @@ impl Parser {
             set_u16_at(slot, at, *from);
             set_u16_at(slot, at + 2, *colon);
             set_u16_at(slot, at + 4, *end);
+            // A bound past what a head keeps at all keeps what that does (and fits a u16).
             let (kind, slot_of, max) = match *sink {
-                Sink::Keep(i, max) => (1, i, max),
+                Sink::Keep(i, max) => (1, i, max.min(KEPT_BYTES)),
                 Sink::Length => (2, 0, 0),
                 Sink::Encoding => (3, 0, 0),
                 Sink::Skip => (0, 0, 0),
@@ -2104,5 +2105,32 @@ mod tests {
             );
             assert!(read[1].0.starts_with("Bad"), "{:?}", read[1]);
         }
+    }
+
+    #[test]
+    fn a_bound_past_what_a_head_keeps_is_kept_the_same_by_shape() {
+        // (Found by a review: bounds were kept as 16 bits, 65,539 read again as 3.)
+        const BIG: Fields = Fields {
+            head: &[Wanted {
+                name: "x-id",
+                max: 65_536 + 3,
+            }],
+            trailers: &[],
+        };
+        let m: &[u8] = b"GET /a HTTP/1.1\r\nX-Id: abcdef\r\n\r\n";
+        let mut p = Parser::new(Direction::Request, BIG);
+        let mut shapes = vec![0u8; SHAPES_BYTES];
+        for round in 0..2 {
+            let mut data = m;
+            assert_eq!(p.step_shaped(&mut data, &mut shapes), Ok(Some(Event::Head)));
+            assert_eq!(p.head().value(0), Some("abcdef"), "round {round}");
+            let complete = p.step_shaped(&mut data, &mut shapes);
+            assert_eq!(complete, Ok(Some(Event::Complete { body_len: 0 })));
+        }
+        assert_eq!(
+            u16_at(&shapes, SHAPE_LEN),
+            0,
+            "the second head was read by its shape"
+        );
     }
 }
