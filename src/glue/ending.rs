@@ -229,7 +229,7 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
 }
 
 /// The list of runtime inits under way, in the temporary directory: the wrapper appends a
-/// line for each runtime process it starts (its pid) and makes an empty file named after it
+/// line for each runtime process it starts (its pid) and a byte to a file named after it
 /// ([`INIT_MARK`]`<pid>`), whose modification time says when that init began (both with
 /// builtin `printf`s: no process, no read); the first process of the environment that talks to
 /// the Runtime API takes them (see [`claim_ended_inits`]).
