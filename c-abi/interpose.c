@@ -36,6 +36,9 @@ struct lm_callbacks {
     /* After a raw close, close_range, dup2 or dup3 that changed what fd 1 or 2 is: the next
      * record there looks again whether it is still the runtime's stdout or stderr. */
     void (*log_fd_changed)(int fd);
+    /* The real `name`: dlsym(RTLD_NEXT, name) less this library's own definitions; at load,
+     * from the loaded objects' tables (src/glue/real.rs). Null when there is none. */
+    void *(*lookup)(const char *name);
 };
 
 static const struct lm_callbacks *callbacks;
@@ -60,15 +63,15 @@ __attribute__((visibility("hidden"))) syscall_fn lm_real_syscall;
 static const struct lm_callbacks *cbs(void);
 
 /* Resolves a real symbol; a definition inside this library is refused (it would recurse). The
- * test is the Rust side's range check once the constructor installed it; before that (a call
- * from another library's constructor), dladdr. */
+ * Rust side's lookup once the constructor installed it; before that (a call from another
+ * library's constructor), dlsym and dladdr. */
 static void *resolve(const char *name) {
-    void *p = dlsym(RTLD_NEXT, name);
     const struct lm_callbacks *cb = cbs();
+    if (cb)
+        return cb->lookup(name);
+    void *p = dlsym(RTLD_NEXT, name);
     if (!p)
         return NULL;
-    if (cb)
-        return cb->in_this_library(p) ? NULL : p;
     Dl_info mine, theirs;
     if (dladdr((void *)resolve, &mine) && dladdr(p, &theirs) &&
         mine.dli_fbase == theirs.dli_fbase)
@@ -93,8 +96,9 @@ static unsigned glibc_minor(void) {
 
 __attribute__((visibility("hidden"))) void *lm_resolve_dlsym(void);
 
-static void resolve_all(void) {
-    lm_resolve_dlsym();
+/* Called once by the Rust constructor, through real::resolve_all. Not exported. The real
+ * dlsym is found on its first call (lm_resolve_dlsym). */
+void lm_c_resolve_all(void) {
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     __atomic_store_n(&lm_real_syscall, (syscall_fn)resolve("syscall"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf, (vfprintf_fn)resolve("vfprintf"), __ATOMIC_RELEASE);
@@ -108,7 +112,6 @@ static void resolve_all(void) {
 /* Called once by the Rust constructor, before it does anything else. Not exported. */
 void lm_c_install(const struct lm_callbacks *cb) {
     __atomic_store_n(&callbacks, cb, __ATOMIC_RELEASE);
-    resolve_all();
 }
 
 static const struct lm_callbacks *cbs(void) {
@@ -332,7 +335,9 @@ __attribute__((visibility("hidden"))) void *lm_resolve_dlopen(void) {
     "    popq %rdx\n"                                                                           \
     "    popq %rsi\n"                                                                           \
     "    popq %rdi\n"
-__asm__(".text\n"
+/* In a section of their own, named like a function's (-ffunction-sections), so that
+ * link/hot-functions.txt can place them. */
+__asm__(".pushsection .text.dlsym,\"ax\",@progbits\n"
         ".hidden lm_deep_poll\n" /* a Rust function: not exported */
         ".globl dlopen\n"
         ".type dlopen, @function\n"
@@ -365,7 +370,8 @@ __asm__(".text\n"
         "    jz 3f\n"
         "    jmp *%rax\n"
         "3:  ret\n"
-        ".size dlsym, .-dlsym\n");
+        ".size dlsym, .-dlsym\n"
+        ".popsection\n");
 #elif defined(__aarch64__)
 #define LM_CALL_SAVED(fn)                                                                       \
     "    stp x29, x30, [sp, #-32]!\n"                                                           \
@@ -375,7 +381,7 @@ __asm__(".text\n"
     "    mov x16, x0\n"                                                                         \
     "    ldp x0, x1, [sp, #16]\n"                                                               \
     "    ldp x29, x30, [sp], #32\n"
-__asm__(".text\n"
+__asm__(".pushsection .text.dlsym,\"ax\",%progbits\n"
         ".hidden lm_deep_poll\n" /* a Rust function: not exported */
         ".globl dlopen\n"
         ".type dlopen, %function\n"
@@ -411,7 +417,8 @@ __asm__(".text\n"
         "    br x16\n"
         "3:  mov x0, #0\n"
         "    ret\n"
-        ".size dlsym, .-dlsym\n");
+        ".size dlsym, .-dlsym\n"
+        ".popsection\n");
 #else
 #error "lambda-meter supports x86_64 and aarch64"
 #endif

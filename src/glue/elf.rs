@@ -3,7 +3,7 @@
 //! and for finding the real functions at load without `dlsym` ([`next_definition`]). Nothing
 //! here allocates or takes a lock of its own; `dl_iterate_phdr` takes the loader's.
 
-use libc::{c_char, c_int, c_void};
+use libc::{c_int, c_void};
 use std::ffi::CStr;
 
 /// One loaded object, as `dl_iterate_phdr` describes it.
@@ -160,9 +160,8 @@ impl Symbols {
                 let chain = chains.add((i - symoffset) as usize).read_unaligned();
                 if chain | 1 == hash | 1 {
                     let sym = std::ptr::read_unaligned((self.symtab as *const Sym).add(i as usize));
-                    let sym_name =
-                        CStr::from_ptr((self.strtab + sym.name as usize) as *const c_char);
-                    if sym_name.to_bytes() == name && !f(i as usize, &sym) {
+                    let sym_name = (self.strtab + sym.name as usize) as *const u8;
+                    if same_name(sym_name, name) && !f(i as usize, &sym) {
                         return true;
                     }
                 }
@@ -181,6 +180,25 @@ impl Symbols {
         (self.versym != 0)
             .then(|| unsafe { std::ptr::read_unaligned((self.versym as *const u16).add(index)) })
     }
+}
+
+/// Whether the NUL-terminated string at `at` is `name`, compared a byte at a time (libc's
+/// `strlen` and `memcmp` are pages of code the constructor would fault in for a process that
+/// does not call them itself; the names are short).
+///
+/// # Safety
+/// `at` points to a NUL-terminated string.
+unsafe fn same_name(at: *const u8, name: &[u8]) -> bool {
+    for (i, b) in name.iter().enumerate() {
+        // SAFETY: every byte up to the string's NUL is readable; a mismatch (the NUL at the
+        // latest, as `name` holds none) ends the loop there.
+        if unsafe { *at.add(i) } != *b {
+            return false;
+        }
+    }
+    // SAFETY: all of `name` matched, so the string is at least as long: its next byte is
+    // readable.
+    unsafe { *at.add(name.len()) == 0 }
 }
 
 /// The GNU hash of a symbol name.
@@ -223,9 +241,11 @@ pub enum Definition {
 }
 
 /// How `dlsym` (the loader's `do_lookup_x` and `check_match`, for a lookup without a
-/// version) finds `name` in the object at `base` whose symbols are `d`: a defined symbol of a
-/// code or data type, global or weak, of no version or of its only version that is not
-/// hidden. Anything else it might decide otherwise is [`Definition::Unsure`].
+/// version, which asks for the newest) finds `name` in the object at `base` whose symbols are
+/// `d`: the first defined symbol of a code or data type, global or weak, of no version (or
+/// the base one); else the only one of a version that is not hidden, whatever hidden ones
+/// there are (libc's `dlopen@@GLIBC_2.34` beside its hidden `dlopen@GLIBC_2.2.5`). Anything
+/// else it might decide otherwise is [`Definition::Unsure`].
 pub fn definition(base: usize, d: &Symbols, name: &[u8], hash: u32) -> Definition {
     if d.symtab == 0 || d.strtab == 0 {
         return Definition::Absent;
@@ -237,7 +257,9 @@ pub fn definition(base: usize, d: &Symbols, name: &[u8], hash: u32) -> Definitio
             Definition::Unsure
         };
     }
-    let mut found: Option<Sym> = None;
+    let mut plain: Option<Sym> = None;
+    let mut versioned: Option<Sym> = None;
+    let (mut versions, mut hidden) = (0u32, false);
     let mut unsure = false;
     d.each_named(name, hash, &mut |index, sym| {
         let kind = sym.info & 0xf;
@@ -248,33 +270,52 @@ pub fn definition(base: usize, d: &Symbols, name: &[u8], hash: u32) -> Definitio
         if (1u32 << kind) & ALLOWED_KINDS == 0 {
             return true;
         }
-        let version = d.version_of(index);
-        if found.is_some()
-            || version.is_some_and(|v| v & 0x8000 != 0)
-            || kind == STT_TLS
-            || kind == STT_GNU_IFUNC
-            || bind == STB_GNU_UNIQUE
-        {
-            // A second entry (another version), a hidden version, or a symbol the loader
-            // treats apart.
+        if kind == STT_TLS || kind == STT_GNU_IFUNC || bind == STB_GNU_UNIQUE {
+            // A symbol the loader treats apart.
             unsure = true;
             return false;
         }
-        if bind != STB_GLOBAL && bind != STB_WEAK {
-            // A local one: the loader would stop at it and look no further in this object.
-            unsure = true;
-            return false;
+        match d.version_of(index) {
+            // Of a version of its own: the loader goes on looking, and takes it only if it is
+            // the one such that is not hidden.
+            Some(v) if v & 0x7fff >= 2 => {
+                if v & 0x8000 != 0 {
+                    hidden = true;
+                } else {
+                    versions += 1;
+                    versioned = versioned.or(Some(*sym));
+                }
+                true
+            }
+            // Of no version: the loader takes the first.
+            _ => {
+                plain = Some(*sym);
+                false
+            }
         }
-        found = Some(*sym);
-        true
     });
     if unsure {
         return Definition::Unsure;
     }
-    match found {
-        Some(sym) if sym.shndx == SHN_ABS => Definition::At(sym.value as usize),
-        Some(sym) => Definition::At(base.wrapping_add(sym.value as usize)),
-        None => Definition::Absent,
+    let chosen = match (plain, versions) {
+        (Some(sym), _) => sym,
+        (None, 1) => match versioned {
+            Some(sym) => sym,
+            None => return Definition::Unsure,
+        },
+        // Several versions (the loader takes none of them), or hidden ones only: its call.
+        (None, 0) if !hidden => return Definition::Absent,
+        (None, _) => return Definition::Unsure,
+    };
+    let bind = chosen.info >> 4;
+    if bind != STB_GLOBAL && bind != STB_WEAK {
+        // A local one: the loader would pass over it, which this reading does not follow.
+        return Definition::Unsure;
+    }
+    if chosen.shndx == SHN_ABS {
+        Definition::At(chosen.value as usize)
+    } else {
+        Definition::At(base.wrapping_add(chosen.value as usize))
     }
 }
 

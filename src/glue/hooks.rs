@@ -1345,10 +1345,13 @@ struct Callbacks {
     raw_sigaction_done: unsafe extern "C" fn(c_int, c_int, *mut c_void),
     /// After a raw `close`, `close_range`, `dup2` or `dup3` that changed what fd 1 or 2 is.
     log_fd_changed: extern "C" fn(c_int),
+    /// The real function `name` (`dlsym(RTLD_NEXT, name)` less this library's own), or null.
+    lookup: extern "C" fn(*const libc::c_char) -> *mut c_void,
 }
 
 unsafe extern "C" {
-    /// Resolves the C interposers' real functions and keeps the callback table.
+    /// Keeps the callback table (the C interposers' real functions are resolved by
+    /// `real::resolve_all`).
     fn lm_c_install(callbacks: *const Callbacks);
 }
 
@@ -1363,6 +1366,7 @@ static CALLBACKS: Callbacks = Callbacks {
     in_this_library: real::lm_in_this_library,
     raw_sigaction_done: signals::raw_sigaction_done,
     log_fd_changed: log_fd_changed_cb,
+    lookup: real::lm_lookup,
 };
 
 extern "C" fn log_fd_changed_cb(fd: c_int) {

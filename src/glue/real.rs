@@ -14,7 +14,7 @@ use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library. While
 /// [`resolve_all`] runs, from the objects' own tables (see [`NextObjects`]).
@@ -52,7 +52,9 @@ fn lookup(name: &CStr) -> Option<*mut c_void> {
 /// runtime. Whatever the reading does not follow is left to `dlsym`; and where the two
 /// disagree on one symbol, `dlsym` answers them all.
 struct NextObjects {
-    objects: [(usize, elf::Symbols); MAX_NEXT_OBJECTS],
+    /// The first `len` are set. Not zeroed first: that is a call to libc's `memset`, whose
+    /// page of code a process that never calls it would fault in for this.
+    objects: [std::mem::MaybeUninit<(usize, elf::Symbols)>; MAX_NEXT_OBJECTS],
     len: usize,
     /// Every object after this library is in `objects`.
     complete: bool,
@@ -76,11 +78,8 @@ impl NextObjects {
     /// the loader run as a program, `ld.so --audit`: no program interpreter then),
     /// `LD_DYNAMIC_WEAK` changes which of two definitions wins.
     fn read() -> Option<NextObjects> {
-        for var in [c"LD_AUDIT", c"LD_DYNAMIC_WEAK"] {
-            // SAFETY: getenv with a NUL-terminated name, at load.
-            if !unsafe { libc::getenv(var.as_ptr()) }.is_null() {
-                return None;
-            }
+        if in_environment(&[b"LD_AUDIT=", b"LD_DYNAMIC_WEAK="]) {
+            return None;
         }
         // SAFETY: getauxval has no preconditions.
         if unsafe { libc::getauxval(libc::AT_BASE) } == 0 {
@@ -88,7 +87,7 @@ impl NextObjects {
         }
         let here = NextObjects::read as *const () as usize;
         let mut next = NextObjects {
-            objects: [(0, elf::Symbols::default()); MAX_NEXT_OBJECTS],
+            objects: [const { std::mem::MaybeUninit::uninit() }; MAX_NEXT_OBJECTS],
             len: 0,
             complete: true,
         };
@@ -99,6 +98,9 @@ impl NextObjects {
             audit |= d.is_some_and(|d| d.audit);
             if !after {
                 after = object.contains(here);
+                if after {
+                    keep_own_range(object.phdrs.iter().map(|p| (object.base, p)));
+                }
                 return;
             }
             let Some(d) = d else {
@@ -106,7 +108,7 @@ impl NextObjects {
             };
             match next.objects.get_mut(next.len) {
                 Some(slot) => {
-                    *slot = (object.base, d.symbols);
+                    slot.write((object.base, d.symbols));
                     next.len += 1;
                 }
                 None => next.complete = false,
@@ -118,7 +120,9 @@ impl NextObjects {
     /// `name` as `dlsym(RTLD_NEXT, name)` finds it, or [`elf::Definition::Unsure`].
     fn find(&self, name: &[u8]) -> elf::Definition {
         let hash = elf::gnu_hash(name);
-        for (base, d) in self.objects.get(..self.len).unwrap_or_default() {
+        for slot in self.objects.get(..self.len).unwrap_or_default() {
+            // SAFETY: the first `len` entries were written by `read`.
+            let (base, d) = unsafe { slot.assume_init_ref() };
             match elf::definition(*base, d, name, hash) {
                 elf::Definition::Absent => {}
                 found => return found,
@@ -131,12 +135,47 @@ impl NextObjects {
         }
     }
 
-    /// Whether the tables answer for `name` what `dlsym` does (one `dlsym`).
-    fn agrees_with_dlsym(&self, name: &CStr) -> bool {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
-        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-        !p.is_null() && self.find(name.to_bytes()) == elf::Definition::At(p as usize)
+    /// Whether the tables answer what the loader did: where it bound this library's own
+    /// reference to `gnu_get_libc_version` (a libc function no hook shadows, so the first
+    /// definition after this library is the one). No `dlsym`: its code and its error
+    /// catching are pages of libc a process that never calls it would fault in at load.
+    /// (A program that defines the function itself, or takes its address, binds it
+    /// elsewhere: the tables are then not used, which is only slower.)
+    fn agree_with_the_loader(&self) -> bool {
+        let bound = libc::gnu_get_libc_version as *const () as usize;
+        self.find(b"gnu_get_libc_version") == elf::Definition::At(bound)
     }
+}
+
+/// Whether a variable of the environment starts with one of `prefixes` (`NAME=`). A walk of
+/// `environ` rather than `getenv`: at load, libc's `getenv` is a page of code more to fault in
+/// for a process that does not call it itself.
+fn in_environment(prefixes: &[&[u8]]) -> bool {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: environ is libc's, read at load (before the program can change it).
+    let mut at = unsafe { environ };
+    while !at.is_null() {
+        // SAFETY: environ is a null-terminated array of pointers.
+        let var = unsafe { *at };
+        if var.is_null() {
+            break;
+        }
+        let starts_with = |prefix: &[u8]| {
+            prefix.iter().enumerate().all(|(i, b)| {
+                // SAFETY: each entry is a NUL-terminated string, and the comparison stops at
+                // its first byte that differs (the NUL at the latest: no prefix holds one).
+                unsafe { *var.add(i) as u8 == *b }
+            })
+        };
+        if prefixes.iter().any(|p| starts_with(p)) {
+            return true;
+        }
+        // SAFETY: not past the null entry, which ends the array.
+        at = unsafe { at.add(1) };
+    }
+    false
 }
 
 /// Whether `p` points into the object that contains this function: a range test against this
@@ -146,10 +185,37 @@ fn in_this_library(p: *mut c_void) -> bool {
     lm_in_this_library(p) != 0
 }
 
+/// This library's lowest and highest loaded address; (0, 0) until known.
+static OWN_RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Keeps this library's range from its program headers, met while [`NextObjects::read`] walks
+/// the loaded objects (one walk at load, not two).
+fn keep_own_range<'a>(phdrs: impl Iterator<Item = (usize, &'a libc::Elf64_Phdr)>) {
+    let (mut lo, mut hi) = (usize::MAX, 0usize);
+    for (base, ph) in phdrs {
+        if ph.p_type == libc::PT_LOAD {
+            let start = base.wrapping_add(ph.p_vaddr as usize);
+            lo = lo.min(start);
+            hi = hi.max(start.wrapping_add(ph.p_memsz as usize));
+        }
+    }
+    if lo < hi {
+        OWN_RANGE[0].store(lo, Ordering::Relaxed);
+        OWN_RANGE[1].store(hi, Ordering::Release);
+    }
+}
+
 /// [`in_this_library`] for `c-abi/interpose.c` (through its callback table).
 pub extern "C" fn lm_in_this_library(p: *mut c_void) -> c_int {
-    static RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
-    let (start, end) = *RANGE.get_or_init(own_segments);
+    let mut end = OWN_RANGE[1].load(Ordering::Acquire);
+    if end == 0 {
+        // Not read at load (the tables were not): found now, once.
+        let (lo, hi) = own_segments();
+        OWN_RANGE[0].store(lo, Ordering::Relaxed);
+        OWN_RANGE[1].store(hi, Ordering::Release);
+        end = hi;
+    }
+    let start = OWN_RANGE[0].load(Ordering::Relaxed);
     c_int::from((start..end).contains(&(p as usize)))
 }
 
@@ -185,6 +251,21 @@ fn own_segments() -> (usize, usize) {
     // SAFETY: the callback only reads the headers it is given and writes `found`.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut found as *mut (usize, usize)).cast()) };
     found
+}
+
+unsafe extern "C" {
+    /// Resolves the real functions of `c-abi/interpose.c`'s interposers (through
+    /// [`lm_lookup`]).
+    fn lm_c_resolve_all();
+}
+
+/// [`lookup`] for `c-abi/interpose.c` (through its callback table): the real `name`, or null.
+pub extern "C" fn lm_lookup(name: *const libc::c_char) -> *mut c_void {
+    if name.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the C side passes NUL-terminated string literals.
+    lookup(unsafe { CStr::from_ptr(name) }).unwrap_or(std::ptr::null_mut())
 }
 
 /// The slot of one real function, its resolver and its accessor, inside the function's module
@@ -386,11 +467,24 @@ impl Missing {
     }
 }
 
+/// The first bytes of `gnu_get_libc_version()` ("2.36"), read up to its NUL without libc's
+/// `strlen` (a page of code more to fault in at load).
+fn libc_version_prefix() -> &'static [u8] {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let p = unsafe { libc::gnu_get_libc_version() };
+    let mut len = 0;
+    // SAFETY: read byte by byte up to the NUL, at most 8 bytes (all "2.NN" needs).
+    while len < 8 && unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` bytes before the NUL were just read.
+    unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+}
+
 /// The minor version of the glibc this process runs (2.N), or 0 when unknown. No system call.
 fn glibc_minor() -> u32 {
-    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
-    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
-    let minor = v.to_bytes().strip_prefix(b"2.").unwrap_or_default();
+    let v = libc_version_prefix();
+    let minor = v.strip_prefix(b"2.").unwrap_or_default();
     minor
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -405,7 +499,7 @@ fn glibc_minor() -> u32 {
 /// required ones that could not be found.
 pub fn resolve_all() -> Missing {
     let minor = glibc_minor();
-    let mut next = NextObjects::read().filter(|n| n.agrees_with_dlsym(c"close"));
+    let mut next = NextObjects::read().filter(NextObjects::agree_with_the_loader);
     if let Some(n) = next.as_mut() {
         NEXT.store(n, Ordering::Release);
         NEXT_THREAD.store(crate::custom::thread_key(), Ordering::Release);
@@ -417,6 +511,9 @@ pub fn resolve_all() -> Missing {
             missing.add(name);
         }
     }
+    // The C interposers' real functions, through the same tables (the callback `lookup`).
+    // SAFETY: no preconditions; called once, here.
+    unsafe { lm_c_resolve_all() };
     NEXT_THREAD.store(0, Ordering::Release);
     NEXT.store(std::ptr::null_mut(), Ordering::Release);
     missing
