@@ -8,12 +8,13 @@
 #   make bench  measure lambda-meter against doing nothing and the alternatives; writes BENCHMARKS.md
 #   make soak   100,000 invokes through the Python client, with and without the library
 #   make fuzz   libFuzzer on the parser, tracker and encoder (FUZZ_SECONDS per target, default 300)
+#   make hot-functions  write link/hot-functions.txt again (the code layout) from callgrind runs
 
 CARGO ?= cargo
 DEMO_VENV := target/demo-env/venv
 DEMO_LAYER := target/demo-layer
 
-.PHONY: all build test-deps test check demo dashboard layer bench-deps bench soak fuzz clean
+.PHONY: all build test-deps test check demo dashboard layer bench-deps bench hot-functions soak fuzz clean
 
 all: build
 
@@ -72,6 +73,11 @@ bench-deps:
 bench: bench-deps layer
 	$(CARGO) build --release --workspace
 	$(CARGO) run --release -q -p lambda-meter-bench --bin lambda-meter-bench
+
+# The functions that run, in the order the linker places them (see ARCHITECTURE.md).
+hot-functions: bench-deps
+	$(CARGO) build --release --workspace
+	python3 link/hot-functions.py
 
 soak: test-deps
 	$(CARGO) build --workspace --all-targets

@@ -261,6 +261,66 @@ fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
     assert_eq!(records.iter().filter(|r| r["Errors"] == 1.0).count(), 1);
 }
 
+/// The library's code is laid out with the functions that run first (link/hot-functions.txt):
+/// a process that never talks to the Runtime API (a shell runtime's `grep`, `cut`, `sed`) has
+/// one or two 64 KiB windows of it in its page tables when its `main` starts, not pages all
+/// over it (50 of 153, from the first page to the last, before the layout), and a Python
+/// runtime, through the wrapper, after 100 invokes a little over half, not all of it.
+/// (x86_64: qemu, which runs the arm64 library here, keeps page tables of its own.)
+#[test]
+fn the_layer_library_code_that_runs_is_laid_out_together() {
+    let dir = tempdir::TempDir::new("opt-layout");
+    let opt = unpack("x86_64", dir.path());
+    let probe = compile_program("text_pages", "text_pages", &["-O1"]);
+    for lib in [
+        opt.join("lib/liblambda_meter.so"),
+        opt.join("lib/glibc-2.34/liblambda_meter.so"),
+    ] {
+        let out = Command::new(&probe)
+            .arg("liblambda_meter")
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("LD_PRELOAD", &lib)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [present, span, total] = numbers[..] else {
+            panic!("{text}")
+        };
+        assert!(total > 100, "{}: {text}", lib.display());
+        assert!(
+            present > 0 && present <= 32 && span <= 32,
+            "{}: {text}",
+            lib.display()
+        );
+    }
+
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut payloads = vec![json!({"action": "ok"}); 100];
+    payloads.push(json!({"action": "text_pages"}));
+    let out = run(
+        events(&payloads),
+        &cmd,
+        Some(&opt.join("lambda-meter")),
+        &[],
+        &python_function_dir(),
+    );
+    let result = out.sim.results()[100].clone().unwrap();
+    let pages: serde_json::Value = serde_json::from_slice(&result.body).unwrap();
+    let (present, total) = (
+        pages["present"].as_u64().unwrap(),
+        pages["total"].as_u64().unwrap(),
+    );
+    assert!(total > 100, "{pages}");
+    assert!(present * 5 <= total * 3, "{pages}");
+}
+
 /// zig (from the layer tools) cross-compiles the C test runtime for arm64.
 fn arm64_c_runtime() -> PathBuf {
     let out = profile_dir().join("test-programs/c_runtime_arm64");
