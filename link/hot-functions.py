@@ -11,8 +11,9 @@ touches one window of the library's code and a runtime a third of it.
 
 How: callgrind runs, with an unstripped build of the library preloaded, `/bin/true`, a small
 pipeline and Python starting up (what every process runs: the constructor and the hooks
-passing through), then the runtimes as Lambda starts them: Rust (LD_PRELOAD) and Python
-(through the wrapper) for 50 invokes each, the bash and curl runtime for 3 (what a runtime
+passing through), then the runtimes as Lambda starts them: Python (through the wrapper) and
+Rust (LD_PRELOAD) for 50 invokes each, Node.js (through the wrapper) for 20, the bash and curl
+runtime for 3 (what a runtime
 runs: activation, settings, the Runtime API conversation, the records, the handoff between
 per-request processes). Each function that ran is written as the pattern of its section name,
 the compiler's hash left out, so that the list stays valid for the other targets' builds and
@@ -125,7 +126,8 @@ def main():
         files += callgrind(tmp, "pipe", ["/bin/sh", "-c", "echo x | cat >/dev/null; exec 3>&1"],
                            every)
         files += callgrind(tmp, "python-passive", [python, "-c", "import json, subprocess"], every)
-        groups.append(("every process: the constructor, the hooks passing through", files))
+        groups.append(("every process: the constructor, the hooks passing through", files,
+                       ["true", "pipe", "python-passive"]))
 
         # A runtime, started as Lambda starts it: Python through the wrapper, the OS-only
         # ones (Rust, a shell runtime and its curl) with LD_PRELOAD.
@@ -146,17 +148,24 @@ def main():
         files += callgrind(tmp, "python", events(INVOKES) + [
             wrapper, python, "-m", "awslambdaric", "handler.dispatch"],
             base, cwd=os.path.join(ROOT, "tests", "functions", "python"))
+        node = os.path.join(ROOT, "tests", "functions", "node")
+        files += callgrind(tmp, "node", events(20) + [
+            wrapper, "node", os.path.join(node, "node_modules", "aws-lambda-ric", "bin",
+                                          "index.mjs"), "index.handler"],
+            dict(base, LAMBDA_TASK_ROOT=node), cwd=node)
         shell = os.path.join(ROOT, "tests", "functions", "shell")
         files += callgrind(tmp, "shell", events(3) + [
             "env", "LD_PRELOAD=" + LIB, "LAMBDA_TASK_ROOT=" + shell,
             "_HANDLER=function.handler", os.path.join(shell, "bootstrap")], base)
-        groups.append(("a runtime: activation, the Runtime API conversation, the records", files))
+        groups.append(("a runtime: activation, the Runtime API conversation, the records", files,
+                       ["python", "node", "rust", "shell"]))
 
         seen, sections = set(), []
-        for title, files in groups:
-            # In how many of the runs (the programs, the runtimes) each function ran, and its
-            # instructions: what every runtime runs first, then what only some do, so that
-            # each runtime's share is together too.
+        for title, files, first in groups:
+            # Which of the runs (the programs, the runtimes) each function ran in, and its
+            # instructions. What the first run runs comes first, what the second runs next,
+            # and so on (those of more runs before those of fewer): so what /bin/true runs is
+            # one piece, and what a Python runtime runs another, the start of the next.
             cost, runs = {}, {}
             for path in files:
                 for fn, n in executed(path).items():
@@ -165,7 +174,10 @@ def main():
             if not cost:
                 sys.exit("hot-functions: no function of the library ran in " + title)
             lines = []
-            for fn in sorted(cost, key=lambda f: (-len(runs[f]), -cost[f], f)):
+            def place(f):
+                return tuple(run not in runs[f] for run in first) + (-len(runs[f]), -cost[f], f)
+
+            for fn in sorted(cost, key=place):
                 for p in sorted(names.get(fn, ())):
                     if p not in seen:
                         seen.add(p)
