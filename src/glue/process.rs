@@ -431,7 +431,9 @@ pub fn became_runtime() -> bool {
 /// lacks. Nothing else happens at load, and no system call is made: a process that never talks
 /// to the Runtime API never sees the library (see [`activate`]).
 pub fn loaded(missing: crate::real::Missing) {
-    ps().born_ns.store(sys::mono_ns(), Ordering::Relaxed);
+    // The vDSO's clock: no system call in the constructor (a seccomp allowlist made from a
+    // trace of the program without the library need not allow clock_gettime).
+    ps().born_ns.store(probes::mono_ns(), Ordering::Relaxed);
     let _ = ps().missing.set(missing);
 }
 

@@ -443,37 +443,6 @@ pub fn gettid() -> u32 {
     unsafe { call(libc::SYS_gettid, [0; 6]) }.unwrap_or(0) as u32
 }
 
-/// Monotonic time, ns, from the system call rather than the vDSO: in a process's constructor
-/// the vDSO's data page and libc's `clock_gettime` would be two page faults more, in every
-/// process the library is loaded into (a system call costs less than either).
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the kernel writes one timespec into ours.
-    let ok = unsafe {
-        call(
-            libc::SYS_clock_gettime,
-            [
-                libc::CLOCK_MONOTONIC as usize,
-                (&mut ts as *mut libc::timespec) as usize,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
-    .is_ok();
-    if !ok {
-        return 0;
-    }
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
-
 /// Lets another thread run.
 pub fn sched_yield() {
     // SAFETY: no arguments; cannot fail.
