@@ -67,8 +67,8 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
 
     // The functions that run, first and together (see link/hot-functions.py): a process that
-    // never talks to the Runtime API maps one 64 KiB window of the library's code, not four,
-    // and a runtime keeps a third of it resident.
+    // never talks to the Runtime API maps one 64 KiB window of the library's code, not pages
+    // all over it, and a runtime keeps about half of it resident, not all.
     println!("cargo:rerun-if-changed={HOT}");
     write(&out, "hot.ld", &hot_script(&read(&dir, HOT)));
     println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{out}/hot.ld");
@@ -76,10 +76,11 @@ fn main() {
 
 const HOT: &str = "link/hot-functions.txt";
 
-/// A linker script that puts the sections of the listed functions, in the list's order, into
-/// an output section of their own just before the rest of the code (`INSERT BEFORE`: the
-/// linker's default layout otherwise; GNU ld and LLD both read it). A pattern no section
-/// matches places nothing.
+/// A linker script that lays out `.text`: the start files' code, the PLT stubs, `.init` and
+/// `.fini`, then the sections of the listed functions in the list's order, then the rest. It
+/// goes where the linker's default layout puts the code, after `.eh_frame` (`INSERT AFTER`:
+/// the default layout otherwise, in LLD and in zig's LLD, which has no `.init`). A pattern no
+/// section matches places nothing.
 fn hot_script(list: &str) -> String {
     let mut script = String::from(
         "/* The functions that run, before the rest of the code (link/hot-functions.txt).\n \

@@ -82,30 +82,19 @@ static void *resolve(const char *name) {
 /* The real dlopen, for the assembly below (hidden: never exported, reached PC-relative). */
 __attribute__((visibility("hidden"))) void *lm_real_dlopen;
 
-/* The minor version of this glibc (2.N), 0 when unknown: a symbol it cannot have is not looked
- * up (a failed dlsym allocates its error message, and nothing at load may). */
-static unsigned glibc_minor(void) {
-    const char *v = gnu_get_libc_version();
-    unsigned n = 0;
-    if (v[0] != '2' || v[1] != '.')
-        return 0;
-    for (v += 2; *v >= '0' && *v <= '9'; v++)
-        n = n * 10 + (unsigned)(*v - '0');
-    return n;
-}
-
 __attribute__((visibility("hidden"))) void *lm_resolve_dlsym(void);
 
-/* Called once by the Rust constructor, through real::resolve_all. Not exported. The real
- * dlsym is found on its first call (lm_resolve_dlsym). */
-void lm_c_resolve_all(void) {
+/* Called once by the Rust constructor, through real::resolve_all, which says whether this
+ * glibc has fcntl64 (2.28 and later). Not exported. The real dlsym is found on its first call
+ * (lm_resolve_dlsym). */
+void lm_c_resolve_all(int fcntl64);
+void lm_c_resolve_all(int fcntl64) {
     __atomic_store_n(&lm_real_dlopen, resolve("dlopen"), __ATOMIC_RELEASE);
     __atomic_store_n(&lm_real_syscall, (syscall_fn)resolve("syscall"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf, (vfprintf_fn)resolve("vfprintf"), __ATOMIC_RELEASE);
     __atomic_store_n(&real_vfprintf_chk, (vfprintf_chk_fn)resolve("__vfprintf_chk"), __ATOMIC_RELEASE);
     __atomic_store_n(&lm_real_fcntl, (fcntl_fn)resolve("fcntl"), __ATOMIC_RELEASE);
-    unsigned minor = glibc_minor();
-    if (minor == 0 || minor >= 28)
+    if (fcntl64)
         __atomic_store_n(&lm_real_fcntl64, (fcntl_fn)resolve("fcntl64"), __ATOMIC_RELEASE);
 }
 

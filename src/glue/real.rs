@@ -256,7 +256,7 @@ fn own_segments() -> (usize, usize) {
 unsafe extern "C" {
     /// Resolves the real functions of `c-abi/interpose.c`'s interposers (through
     /// [`lm_lookup`]).
-    fn lm_c_resolve_all();
+    fn lm_c_resolve_all(fcntl64: c_int);
 }
 
 /// [`lookup`] for `c-abi/interpose.c` (through its callback table): the real `name`, or null.
@@ -264,8 +264,19 @@ pub extern "C" fn lm_lookup(name: *const libc::c_char) -> *mut c_void {
     if name.is_null() {
         return std::ptr::null_mut();
     }
-    // SAFETY: the C side passes NUL-terminated string literals.
-    lookup(unsafe { CStr::from_ptr(name) }).unwrap_or(std::ptr::null_mut())
+    // The C side passes NUL-terminated string literals; measured here without libc's
+    // `strlen` (a page of code more to fault in at load).
+    let mut len = 0;
+    // SAFETY: read up to the NUL, which ends each literal.
+    while unsafe { *name.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` bytes and the NUL after them were just read.
+    let name = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), len + 1) };
+    match CStr::from_bytes_with_nul(name) {
+        Ok(name) => lookup(name).unwrap_or(std::ptr::null_mut()),
+        Err(_) => std::ptr::null_mut(),
+    }
 }
 
 /// The slot of one real function, its resolver and its accessor, inside the function's module
@@ -498,22 +509,37 @@ fn glibc_minor() -> u32 {
 /// `close_range`, missing before glibc 2.34, keeps its raw-system-call fallback. Returns the
 /// required ones that could not be found.
 pub fn resolve_all() -> Missing {
-    let minor = glibc_minor();
     let mut next = NextObjects::read().filter(NextObjects::agree_with_the_loader);
     if let Some(n) = next.as_mut() {
         NEXT.store(n, Ordering::Release);
         NEXT_THREAD.store(crate::custom::thread_key(), Ordering::Release);
     }
+    // Whether this glibc can have a symbol it has had since 2.`since`: the tables say so where
+    // they are read (libc's version string is then not read: a page of libc's data more to
+    // fault in at load); glibc's version says so otherwise.
+    let mut minor = None;
+    let mut possible = |name: &str, since: u32| {
+        since == 0
+            || match next.as_ref().map(|n| n.find(name.as_bytes())) {
+                Some(elf::Definition::At(_)) => true,
+                Some(elf::Definition::Absent) => false,
+                Some(elf::Definition::Unsure) | None => {
+                    let m = *minor.get_or_insert_with(glibc_minor);
+                    m == 0 || m >= since
+                }
+            }
+    };
     let mut missing = Missing::default();
     for &(name, resolve, required, since) in SLOTS.iter().flatten() {
-        let present = (minor == 0 || minor >= since) && resolve();
+        let present = possible(name, since) && resolve();
         if !present && required {
             missing.add(name);
         }
     }
     // The C interposers' real functions, through the same tables (the callback `lookup`).
+    let fcntl64 = possible("fcntl64", 28);
     // SAFETY: no preconditions; called once, here.
-    unsafe { lm_c_resolve_all() };
+    unsafe { lm_c_resolve_all(c_int::from(fcntl64)) };
     NEXT_THREAD.store(0, Ordering::Release);
     NEXT.store(std::ptr::null_mut(), Ordering::Release);
     missing
