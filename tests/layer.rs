@@ -233,23 +233,29 @@ fn the_same_files_give_byte_identical_zips() {
     }
 }
 
-#[test]
-fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
-    let dir = tempdir::TempDir::new("opt-x86");
-    let opt = unpack("x86_64", dir.path());
+/// The test Python function under awslambdaric, started through the wrapper of the layer
+/// unpacked at `opt`.
+fn run_python_through(opt: &Path, payloads: &[serde_json::Value]) -> Outcome {
     let cmd = python_command("handler.dispatch");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let payloads = [
-        json!({"action": "ok"}),
-        json!({"action": "fail", "type": "KeyError"}),
-    ];
-    let out = run(
-        events(&payloads),
+    run(
+        events(payloads),
         &cmd,
         Some(&opt.join("lambda-meter")),
         &[],
         &python_function_dir(),
-    );
+    )
+}
+
+#[test]
+fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
+    let dir = tempdir::TempDir::new("opt-x86");
+    let opt = unpack("x86_64", dir.path());
+    let payloads = [
+        json!({"action": "ok"}),
+        json!({"action": "fail", "type": "KeyError"}),
+    ];
+    let out = run_python_through(&opt, &payloads);
     assert!(
         out.run.stderr.is_empty() || !out.run.stderr.contains("lambda-meter"),
         "{}",
@@ -300,17 +306,9 @@ fn the_layer_library_code_that_runs_is_laid_out_together() {
         );
     }
 
-    let cmd = python_command("handler.dispatch");
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let mut payloads = vec![json!({"action": "ok"}); 100];
     payloads.push(json!({"action": "text_pages"}));
-    let out = run(
-        events(&payloads),
-        &cmd,
-        Some(&opt.join("lambda-meter")),
-        &[],
-        &python_function_dir(),
-    );
+    let out = run_python_through(&opt, &payloads);
     let result = out.sim.results()[100].clone().unwrap();
     let pages: serde_json::Value = serde_json::from_slice(&result.body).unwrap();
     let (present, total) = (
