@@ -2011,6 +2011,18 @@ mod tests {
             .collect()
     }
 
+    /// `messages` read on one parser with shapes: what each parser of its own reads, and read
+    /// by a kept shape where `replayed` says. Returns what was read.
+    fn same_as_fresh(dir: Direction, messages: &[&[u8]], replayed: &[bool]) -> Vec<(String, bool)> {
+        let read = shaped(dir, messages);
+        assert_eq!(
+            read.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            fresh(dir, messages)
+        );
+        assert_eq!(read.iter().map(|r| r.1).collect::<Vec<_>>(), replayed);
+        read
+    }
+
     #[test]
     fn a_head_like_a_kept_one_is_read_by_its_shape_to_what_a_full_parse_reads() {
         let get: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -2031,28 +2043,20 @@ mod tests {
         // with another id of the same length too.
         let (p1, p2, p3) = (post("id-1"), post("id-2"), post("id-x"));
         let requests: Vec<&[u8]> = vec![get, &p1, get, &p2, get, &p3];
-        let read = shaped(Direction::Request, &requests);
-        assert_eq!(
-            read.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-            fresh(Direction::Request, &requests)
-        );
-        assert_eq!(
-            read.iter().map(|r| r.1).collect::<Vec<_>>(),
-            [false, false, true, true, true, true]
+        let read = same_as_fresh(
+            Direction::Request,
+            &requests,
+            &[false, false, true, true, true, true],
         );
         assert!(read[3].0.contains("/id-2/response"), "{}", read[3].0);
         // Responses: other ids, modes (spaces around them trimmed as a full parse does) and
         // dates of the same lengths.
         let (r1, r2, r3) = (ok("aaaa", "m1"), ok("bbbb", "m2"), ok("cccc", "  "));
         let responses: Vec<&[u8]> = vec![&r1, accepted, &r2, accepted, &r3];
-        let read = shaped(Direction::Response, &responses);
-        assert_eq!(
-            read.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-            fresh(Direction::Response, &responses)
-        );
-        assert_eq!(
-            read.iter().map(|r| r.1).collect::<Vec<_>>(),
-            [false, false, true, true, true]
+        let read = same_as_fresh(
+            Direction::Response,
+            &responses,
+            &[false, false, true, true, true],
         );
         assert!(
             read[2].0.contains("\"bbbb\"") && read[2].0.contains("\"m2\""),
