@@ -521,7 +521,27 @@ impl Parser {
     /// with the calls a full parse makes for the lines that matter (its start line, the fields
     /// this parser acts on), and every other line is passed over without a look. What a head
     /// is read as does not depend on whether its shape was kept.
+    ///
+    /// A body's bytes, its end and a call with nothing left to read are answered here, in the
+    /// caller: most calls of an exchange are those, and the full step's entry and exit (the
+    /// registers and stack frame of the head's parse) would cost more than the answer.
+    #[inline(always)]
     pub fn step_shaped<'d>(
+        &mut self,
+        data: &mut &'d [u8],
+        shapes: &mut [u8],
+    ) -> Result<Option<Event<'d>>, ParseError> {
+        match self.state {
+            State::Body(0) => Ok(Some(self.complete())),
+            State::Body(left) if !data.is_empty() => Ok(Some(self.body(data, left))),
+            State::Idle if data.is_empty() => Ok(None),
+            _ => self.step_parsing(data, shapes),
+        }
+    }
+
+    /// [`Parser::step_shaped`] where a head (or a chunk's framing) is read.
+    #[inline(never)]
+    fn step_parsing<'d>(
         &mut self,
         data: &mut &'d [u8],
         shapes: &mut [u8],
