@@ -79,28 +79,51 @@ impl Metrics {
 /// Fills `m` (made by [`Metrics::new`], not returned: it is not small).
 fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
     let context = s.metric_context();
-    for (i, metric) in crate::metrics::CATALOG.iter().enumerate() {
-        let declared = s.emits_at(i);
-        if metric.class == Class::OptIn && !declared {
-            continue;
-        }
+    let declared_bits = s.declared_bits();
+    // The places to read, in the catalog's order: a bit at a time, the opt-in ones the
+    // settings do not select never looked at.
+    let mut wanted = NOT_OPT_IN | declared_bits;
+    while wanted != 0 {
+        let i = wanted.trailing_zeros();
+        wanted &= wanted - 1;
+        let Some(metric) = crate::metrics::CATALOG.get(i as usize) else {
+            break;
+        };
+        let bit = 1u64 << i;
         if let Some(value) = (metric.read)(rec, &context)
             && let Some(slot) = m.items.get_mut(m.len)
         {
+            let declared = declared_bits & bit != 0;
             *slot = MetricValue {
                 index: i as u8,
                 value,
                 declared,
             };
             m.len += 1;
-            let bit = 1u32.checked_shl(i as u32).unwrap_or(0);
-            m.present |= bit;
+            m.present |= bit as u32;
             if declared {
-                m.mask |= bit;
+                m.mask |= bit as u32;
             }
         }
     }
 }
+
+/// The catalog's metrics that are not opt-in (read for every record), as bits by place.
+#[allow(clippy::indexing_slicing)] // Evaluated when the library is built: out of bounds fails it.
+const NOT_OPT_IN: u64 = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < MAX_METRICS {
+        if !matches!(crate::metrics::CATALOG[i].class, Class::OptIn) {
+            bits |= 1 << i;
+        }
+        i += 1;
+    }
+    bits
+};
+
+// `present` and `mask` are 32 bits a catalog place.
+const _: () = assert!(MAX_METRICS <= 32);
 
 /// The longest member start, `,"Name":`, of a catalog metric.
 const MEMBER_MAX: usize = 48;
@@ -805,6 +828,7 @@ fn push_str(out: &mut Out, s: &(impl AsRef<[u8]> + ?Sized)) {
 }
 
 /// Writes a number as JSON (see [`Number::text`]).
+#[inline(always)]
 fn push_number(out: &mut Out, n: Number) {
     n.write_to(out);
 }

@@ -32,7 +32,12 @@ impl Number {
     }
 
     /// Appends [`Number::text`] to `out`, formed in place where there is room.
+    #[inline(always)]
     pub(crate) fn write_to(self, out: &mut crate::text::Out) {
+        // One digit (a flag, a count): most of a record's values.
+        if let Number::Scaled(v @ 0..=9, 0) = self {
+            return out.byte(b'0' + v as u8);
+        }
         match out.spare(NUMBER_MAX) {
             Some(room) => {
                 let n = self.render(room);

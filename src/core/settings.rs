@@ -363,6 +363,11 @@ impl Settings {
         self.metrics.contains(&name)
     }
 
+    /// The metrics records declare, as bits by place in [`crate::metrics::CATALOG`].
+    pub fn declared_bits(&self) -> u64 {
+        self.declared
+    }
+
     /// Whether records declare the metric at place `i` of [`crate::metrics::CATALOG`].
     pub fn emits_at(&self, i: usize) -> bool {
         i < 64 && self.declared & 1 << i != 0
