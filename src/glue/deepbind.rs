@@ -139,7 +139,7 @@ fn bind_pending(table: Table) {
 /// itself, nor this library).
 fn bind_objects(table: &[Entry]) {
     let here = bind_objects as *const () as usize;
-    let libc = real::write::get() as *const () as usize;
+    let libc = real::write::resolved() as *const () as usize;
     let mut lazy = Lazy::default();
     let mut busy = false;
     let last_try = state().retries.load(Ordering::Relaxed) >= RETRIES;

@@ -959,6 +959,8 @@ fn forked(call: impl FnOnce() -> pid_t) -> pid_t {
     // Taking and releasing the engine lock may touch errno (futex waits): the host sees the
     // errno it had before a successful fork, or fork's own after a failed one.
     let entry_errno = errno();
+    // The child finds every real function already found (no slot written in it).
+    real::settle_all();
     let canary = process::Canary::new();
     let guard = process::before_fork(&canary);
     let pid = call();
@@ -1285,7 +1287,7 @@ macro_rules! deep_rows {
         deep_rows! { @list [$($done)* (
             stringify!($name).as_bytes(),
             $name as *const () as usize,
-            real::$name::get() as *const () as usize,
+            real::$name::resolved() as *const () as usize,
         ),] $($rest)* }
     };
     (@list [$($done:tt)*] [c $name:ident $args:tt $ret:tt $family:ident $bytes:tt deep] $($rest:tt)*) => {

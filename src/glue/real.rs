@@ -2,12 +2,24 @@
 //! them: in the loaded objects' own symbol tables ([`NextObjects`]), `dlsym` itself where
 //! they cannot say.
 //!
-//! Resolution happens eagerly in the library constructor. A call that arrives before it (from
-//! another library's constructor) goes to its row's fallback (`table.rs`): the raw system call
-//! where libc's wrapper is one; else (stdio, `sigaction`, the exits) the real function is looked
-//! up on that first use — `dlsym` calls none of them, so it cannot recurse. A symbol that
-//! resolves into this library itself is refused: the library then disables itself instead of
-//! recursing.
+//! The constructor reads the tables of the objects loaded after this library. Where they answer
+//! what the loader did and cover every such object (a library preloaded with glibc, the case
+//! on Lambda), they are kept for the rest of the process and each function is found on its
+//! first call: a slot starts at its `first` function, which looks the name up in the kept
+//! tables (reads of tables the loader never changes: no lock, no allocation, no system call,
+//! safe in a signal handler or a `vfork` child), stores what it found and calls it. A process
+//! that never calls most hooks — a shell runtime's `cut`, `/bin/true` — never pays for their
+//! lookups. A name the kept tables cannot read (an indirect function, several versions that are
+//! not hidden: none of the hooked names in any glibc, but another object after this library
+//! could define one so) is asked of `dlsym` on that first call, as the constructor would have.
+//! Otherwise every function is resolved in the constructor, `dlsym` answering what the tables
+//! cannot.
+//!
+//! A call that arrives before the constructor (from another library's constructor) goes to its
+//! row's fallback (`table.rs`): the raw system call where libc's wrapper is one; else (stdio,
+//! `sigaction`, the exits) the real function is looked up on that first use — `dlsym` calls
+//! none of them, so it cannot recurse. A symbol that resolves into this library itself is
+//! refused: the library then disables itself instead of recursing.
 
 use crate::elf;
 use libc::{
@@ -16,20 +28,30 @@ use libc::{
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-/// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library. While
-/// [`resolve_all`] runs, from the objects' own tables (see [`NextObjects`]).
+/// Resolves `name` with `RTLD_NEXT`, refusing a definition that lives in this library: from the
+/// objects' own tables (see [`NextObjects`]) while [`resolve_all`] runs or once they are kept.
 fn lookup(name: &CStr) -> Option<*mut c_void> {
-    // Only on the thread running resolve_all: the tables are on its stack.
-    let next = if NEXT_THREAD.load(Ordering::Acquire) == crate::custom::thread_key() {
-        NEXT.load(Ordering::Acquire)
-    } else {
-        std::ptr::null_mut()
+    let kept = kept();
+    let found = match kept {
+        Some(tables) => Some(tables.find(name.to_bytes())),
+        None => {
+            // Only on the thread running resolve_all: the tables are on its stack.
+            let next = if NEXT_THREAD.load(Ordering::Acquire) == crate::custom::thread_key() {
+                NEXT.load(Ordering::Acquire)
+            } else {
+                std::ptr::null_mut()
+            };
+            // SAFETY: NEXT points at resolve_all's NextObjects, on this thread's stack, while
+            // it runs (NEXT_THREAD names this thread only then); null otherwise.
+            (!next.is_null()).then(|| unsafe { &*next }.find(name.to_bytes()))
+        }
     };
-    // SAFETY: NEXT points at resolve_all's NextObjects, on this thread's stack, while it runs
-    // (NEXT_THREAD names this thread only then); null otherwise.
-    let found = (!next.is_null()).then(|| unsafe { &*next }.find(name.to_bytes()));
     let p = match found {
         Some(elf::Definition::At(p)) => p as *mut c_void,
+        // Kept tables cover every object after this library, as the loader bound it: a name
+        // none of them defines is nowhere `dlsym` would look (and a first call, on a hook's
+        // path, asks it nothing).
+        Some(elf::Definition::Absent) if kept.is_some() => return None,
         // Not found after this library (which a library the program itself loads later, not
         // at start, may find in objects loaded before it) or not readable: the loader says.
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no preconditions.
@@ -70,6 +92,34 @@ const MAX_NEXT_OBJECTS: usize = 16;
 /// library's started) asks `dlsym`.
 static NEXT: AtomicPtr<NextObjects> = AtomicPtr::new(std::ptr::null_mut());
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
+
+/// The tables kept for first calls (see the module's documentation): written once, by the
+/// constructor, before [`KEPT_READY`] says so; never written again.
+struct Kept(std::cell::UnsafeCell<std::mem::MaybeUninit<NextObjects>>);
+
+// SAFETY: written once, before KEPT_READY is stored with Release; read only after it is loaded
+// with Acquire (see `kept`), never written after.
+unsafe impl Sync for Kept {}
+
+static KEPT: Kept = Kept(std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()));
+static KEPT_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The kept tables, once the constructor kept them.
+fn kept() -> Option<&'static NextObjects> {
+    // SAFETY: KEPT was written whole before KEPT_READY was set (Release/Acquire), and is never
+    // written again.
+    KEPT_READY
+        .load(Ordering::Acquire)
+        .then(|| unsafe { (*KEPT.0.get()).assume_init_ref() })
+}
+
+/// Keeps `next` for first calls (once, from the constructor).
+fn keep(next: NextObjects) -> &'static NextObjects {
+    // SAFETY: only the constructor calls this, once, before any reader can see KEPT_READY.
+    let kept = unsafe { (*KEPT.0.get()).write(next) };
+    KEPT_READY.store(true, Ordering::Release);
+    kept
+}
 
 impl NextObjects {
     /// Read from the loader's list (one `dl_iterate_phdr`); `None` where the loader's own
@@ -282,7 +332,7 @@ pub extern "C" fn lm_lookup(name: *const libc::c_char) -> *mut c_void {
 /// The slot of one real function, its resolver and its accessor, inside the function's module
 /// (which defines its C type `F` and its `fallback`).
 macro_rules! real_slot {
-    ($name:ident) => {
+    ($name:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         /// The symbol's name.
         const NAME: &CStr =
             match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
@@ -304,12 +354,57 @@ macro_rules! real_slot {
             }
         }
 
-        /// The real function, or the fallback before resolution: one load.
+        /// The real function, the fallback before resolution, or `first` until the first
+        /// call: one load.
         #[inline(always)]
         pub fn get() -> F {
-            // SAFETY: SLOT only ever holds `fallback` or a non-null address returned by dlsym
-            // for this very symbol, whose C type is F.
+            // SAFETY: SLOT only ever holds `fallback`, `first` or a non-null address found for
+            // this very symbol, whose C type is F.
             unsafe { std::mem::transmute::<*mut c_void, F>(SLOT.load(Ordering::Acquire)) }
+        }
+
+        /// Leaves the function to be found on its first call (the tables are kept).
+        pub fn defer() {
+            SLOT.store(first as F as *mut c_void, Ordering::Release);
+        }
+
+        /// Finds the function now if its first call has not come yet.
+        pub fn ensure() {
+            if SLOT.load(Ordering::Acquire) == first as F as *mut c_void {
+                settle();
+            }
+        }
+
+        /// The real function itself (found now if its first call has not come yet), for a
+        /// caller that compares or hands on its address rather than calling it.
+        #[allow(dead_code)] // Only the rows whose real functions go into GOTs use it.
+        pub fn resolved() -> F {
+            ensure();
+            get()
+        }
+
+        /// Whether `f`, a value [`get`] gave, is this function (its real one, or the `first`
+        /// that stood for it).
+        #[allow(dead_code)] // Only the rows that compare their real function use it.
+        pub fn is(f: F) -> bool {
+            f as usize == get() as usize || f as usize == first as F as usize
+        }
+
+        /// Finds the function in the kept tables; where they have none, its fallback stays.
+        #[cold]
+        fn settle() {
+            if !resolve() {
+                SLOT.store(fallback as F as *mut c_void, Ordering::Release);
+            }
+        }
+
+        /// The slot until the first call: finds the function, then makes the call.
+        #[allow(unused_variables)]
+        unsafe extern "C" fn first($($arg: $ty),*) -> $ret {
+            settle();
+            // SAFETY: the slot now holds the real function (or the fallback); the host's
+            // arguments, unchanged.
+            unsafe { (get())($($arg),*) }
         }
     };
 }
@@ -349,7 +444,7 @@ macro_rules! real_fn {
             use super::*;
             /// The function's C type.
             pub type F = unsafe extern "C" fn($($ty),*) -> $ret;
-            real_slot!($name);
+            real_slot!($name, ($($arg: $ty),*) -> $ret);
 
             #[allow(unused_variables)]
             unsafe extern "C" fn fallback($($arg: $ty),*) -> $ret {
@@ -366,7 +461,7 @@ macro_rules! real_fn {
             use super::*;
             /// The function's C type.
             pub type F = unsafe extern "C" fn($($ty),*) -> $ret;
-            real_slot!($name);
+            real_slot!($name, ($($arg: $ty),*) -> $ret);
 
             unsafe extern "C" fn fallback($($arg: $ty),*) -> $ret {
                 if resolve() {
@@ -405,9 +500,9 @@ fn exit_group(status: c_int) {
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
 }
 
-/// Symbol name, resolver, whether the library cannot work without it, and the first glibc
-/// 2.N that has it.
-type Entry = (&'static str, fn() -> bool, bool, u32);
+/// Symbol name, resolver, deferrer and settler (see [`real_slot`]'s `defer` and `ensure`),
+/// whether the library cannot work without it, and the first glibc 2.N that has it.
+type Entry = (&'static str, fn() -> bool, fn(), fn(), bool, u32);
 
 /// Every row of the table (`table.rs`): a slot for each Rust hook that has one of its own, and
 /// [`SLOTS`], their entries.
@@ -436,7 +531,14 @@ macro_rules! slot {
     };
     (@entry rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt $slot:tt
         [$needed:ident ($($since:literal)?)] $($row:tt)*) => {
-        Some((stringify!($name), $name::resolve as fn() -> bool, slot!(@needed $needed), 0 $(+ $since)?))
+        Some((
+            stringify!($name),
+            $name::resolve as fn() -> bool,
+            $name::defer as fn(),
+            $name::ensure as fn(),
+            slot!(@needed $needed),
+            0 $(+ $since)?,
+        ))
     };
     (@needed needed) => { true };
     (@needed optional) => { false };
@@ -504,23 +606,30 @@ fn glibc_minor() -> u32 {
         })
 }
 
-/// Resolves every real function, at load. No allocation and no system call: a symbol this
-/// glibc cannot have is not looked up (a failed `dlsym` allocates its error message), and
-/// `close_range`, missing before glibc 2.34, keeps its raw-system-call fallback. Returns the
-/// required ones that could not be found.
+/// Resolves the real functions, at load: where the tables are kept (see the module's
+/// documentation), only those a glibc may lack (looked for now: a first call must not find
+/// nothing); else every one. No allocation and no system call: a symbol this glibc cannot have
+/// is not looked up (a failed `dlsym` allocates its error message), and `close_range`, missing
+/// before glibc 2.34, keeps its raw-system-call fallback. Returns the required ones that could
+/// not be found — with the tables kept, none: they agree with the loader about libc's own
+/// `gnu_get_libc_version`, so libc is glibc, and every required function is in every glibc.
 pub fn resolve_all() -> Missing {
-    let mut next = NextObjects::read().filter(NextObjects::agree_with_the_loader);
-    if let Some(n) = next.as_mut() {
+    let (kept, mut local) = match NextObjects::read().filter(NextObjects::agree_with_the_loader) {
+        Some(next) if next.complete => (Some(keep(next)), None),
+        other => (None, other),
+    };
+    if let Some(n) = local.as_mut() {
         NEXT.store(n, Ordering::Release);
         NEXT_THREAD.store(crate::custom::thread_key(), Ordering::Release);
     }
+    let tables = kept.or(local.as_ref());
     // Whether this glibc can have a symbol it has had since 2.`since`: the tables say so where
     // they are read (libc's version string is then not read: a page of libc's data more to
     // fault in at load); glibc's version says so otherwise.
     let mut minor = None;
     let mut possible = |name: &str, since: u32| {
         since == 0
-            || match next.as_ref().map(|n| n.find(name.as_bytes())) {
+            || match tables.map(|n| n.find(name.as_bytes())) {
                 Some(elf::Definition::At(_)) => true,
                 Some(elf::Definition::Absent) => false,
                 Some(elf::Definition::Unsure) | None => {
@@ -530,7 +639,11 @@ pub fn resolve_all() -> Missing {
             }
     };
     let mut missing = Missing::default();
-    for &(name, resolve, required, since) in SLOTS.iter().flatten() {
+    for &(name, resolve, defer, _, required, since) in SLOTS.iter().flatten() {
+        if kept.is_some() && since == 0 {
+            defer();
+            continue;
+        }
         let present = possible(name, since) && resolve();
         if !present && required {
             missing.add(name);
@@ -543,4 +656,22 @@ pub fn resolve_all() -> Missing {
     NEXT_THREAD.store(0, Ordering::Release);
     NEXT.store(std::ptr::null_mut(), Ordering::Release);
     missing
+}
+
+/// Every function has been found (see [`settle_all`]).
+static ALL_SETTLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Finds every function still left to its first call, once: before a `fork`. A child's pages
+/// of this library are its parent's until it writes one, and a first call in the child writes
+/// a slot: a copy of that page in each child that makes one (a shell forks for every pipeline
+/// and command substitution). The parent pays the lookups once, and its children none. The
+/// same reads of the kept tables as a first call: safe wherever `fork` is called.
+pub fn settle_all() {
+    if ALL_SETTLED.load(Ordering::Relaxed) || kept().is_none() {
+        return;
+    }
+    for &(_, _, _, ensure, _, _) in SLOTS.iter().flatten() {
+        ensure();
+    }
+    ALL_SETTLED.store(true, Ordering::Relaxed);
 }

@@ -249,7 +249,7 @@ pub unsafe fn signal_like(
     }
     // `sigset(sig, SIG_HOLD)` blocks the signal and leaves its action alone: nothing to
     // settle (and nothing to race with a thread installing one meanwhile).
-    let holds = handler == SIG_HOLD && real as usize == crate::real::sigset::get() as usize;
+    let holds = handler == SIG_HOLD && crate::real::sigset::is(real);
     if !holds {
         // SAFETY: this thread's errno, kept across our work.
         let errno = unsafe { *libc::__errno_location() };
