@@ -364,6 +364,7 @@ macro_rules! real_slot {
         }
 
         /// Leaves the function to be found on its first call (the tables are kept).
+        #[allow(dead_code)] // Not a `since` row's: looked up at load.
         pub fn defer() {
             SLOT.store(first as F as *mut c_void, Ordering::Release);
         }
@@ -500,23 +501,48 @@ fn exit_group(status: c_int) {
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
 }
 
-/// Symbol name, resolver, deferrer and settler (see [`real_slot`]'s `defer` and `ensure`),
-/// whether the library cannot work without it, and the first glibc 2.N that has it.
-type Entry = (&'static str, fn() -> bool, fn(), fn(), bool, u32);
+/// Symbol name, resolver, whether the library cannot work without it, and the first glibc 2.N
+/// that has it.
+type Entry = (&'static str, fn() -> bool, bool, u32);
 
-/// Every row of the table (`table.rs`): a slot for each Rust hook that has one of its own, and
-/// [`SLOTS`], their entries.
+/// Every row of the table (`table.rs`): a slot for each Rust hook that has one of its own,
+/// [`SLOTS`], their entries, and what is done to every slot at once (calls, not a table of
+/// function pointers: each pointer in a table is a relocation the loader applies in every
+/// process, on a page it then copies).
 macro_rules! slots {
     ($([$($row:tt)*])*) => {
         $(slot! { $($row)* })*
 
         /// Every slot, in the table's order (`None`: a C row, or a row `via` another's slot).
         const SLOTS: &[Option<Entry>] = &[$(slot! { @entry $($row)* }),*];
+
+        /// Leaves every slot that every glibc has to its first call (see `real_slot`'s
+        /// `defer`); a `since` row is looked up at load.
+        fn defer_all() {
+            $(slot! { @defer $($row)* })*
+        }
+
+        /// Finds every function still left to its first call (see `real_slot`'s `ensure`).
+        fn ensure_all() {
+            $(slot! { @ensure $($row)* })*
+        }
     };
 }
 
-/// One row's slot, or (`@entry`) its [`Entry`].
+/// One row's slot, its [`Entry`] (`@entry`), or its part of `defer_all` and `ensure_all`.
 macro_rules! slot {
+    (@defer rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {};
+    (@defer rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt $slot:tt
+        [since ($since:literal)] $($row:tt)*) => {};
+    (@defer rust $name:ident $($row:tt)*) => {
+        $name::defer();
+    };
+    (@defer c $($row:tt)*) => {};
+    (@ensure rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {};
+    (@ensure rust $name:ident $($row:tt)*) => {
+        $name::ensure();
+    };
+    (@ensure c $($row:tt)*) => {};
     (c $($row:tt)*) => {};
     (rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {};
     (rust $name:ident [$($args:tt)*] [$ret:ty] $family:ident $bytes:tt $deep:tt
@@ -534,8 +560,6 @@ macro_rules! slot {
         Some((
             stringify!($name),
             $name::resolve as fn() -> bool,
-            $name::defer as fn(),
-            $name::ensure as fn(),
             slot!(@needed $needed),
             0 $(+ $since)?,
         ))
@@ -638,10 +662,12 @@ pub fn resolve_all() -> Missing {
                 }
             }
     };
+    if kept.is_some() {
+        defer_all();
+    }
     let mut missing = Missing::default();
-    for &(name, resolve, defer, _, required, since) in SLOTS.iter().flatten() {
+    for &(name, resolve, required, since) in SLOTS.iter().flatten() {
         if kept.is_some() && since == 0 {
-            defer();
             continue;
         }
         let present = possible(name, since) && resolve();
@@ -670,8 +696,6 @@ pub fn settle_all() {
     if ALL_SETTLED.load(Ordering::Relaxed) || kept().is_none() {
         return;
     }
-    for &(_, _, _, ensure, _, _) in SLOTS.iter().flatten() {
-        ensure();
-    }
+    ensure_all();
     ALL_SETTLED.store(true, Ordering::Relaxed);
 }
