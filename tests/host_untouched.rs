@@ -547,6 +547,41 @@ fn the_real_functions_are_found_without_dlsym() {
     assert!(count(&asked, "recvmmsg") > 0, "{asked}");
 }
 
+/// A library the program links before libc that defines `write` as an indirect function (a
+/// definition only the loader's own lookup follows): the library finds its real `write` when
+/// it loads, not on the program's first call, so that call makes no `dlsym` of the library's
+/// on the host's path — one would take the loader's lock and clear the error `dlerror` still
+/// holds from the program's failed `dlopen` just before.
+#[test]
+fn an_object_before_libc_that_defines_write_otherwise_leaves_dlerror_alone() {
+    let ifunc = compile_program(
+        "ifunc_write",
+        "libifunc_write.so",
+        &["-shared", "-fPIC", "-O1"],
+    );
+    let dir = ifunc.parent().expect("dir").display().to_string();
+    let host = compile_program(
+        "dlerror_after_write",
+        "dlerror_after_write",
+        &[
+            "-O1",
+            "-Wl,--no-as-needed",
+            &ifunc.display().to_string(),
+            &format!("-Wl,-rpath,{dir}"),
+            "-ldl",
+        ],
+    );
+    for env in [&[][..], &[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")][..]] {
+        let plain = run_cmd(&host, &[], false, env);
+        let loaded = run_cmd(&host, &[], true, env);
+        assert!(
+            String::from_utf8_lossy(&plain.stdout).contains("cannot open shared object file"),
+            "{plain:?}"
+        );
+        assert_same(&plain, &loaded, "a failed dlopen, a first write, dlerror");
+    }
+}
+
 /// An auditing module the program names itself (`DT_AUDIT`, no `LD_AUDIT`) may rebind lookups,
 /// `dlsym`'s included: where one is loaded the library leaves its lookups to the loader, so a
 /// module that wraps `write` sees the host's calls as it does without the library.

@@ -3,17 +3,15 @@
 //! they cannot say.
 //!
 //! The constructor reads the tables of the objects loaded after this library. Where they answer
-//! what the loader did and cover every such object (a library preloaded with glibc, the case
-//! on Lambda), they are kept for the rest of the process and each function is found on its
-//! first call: a slot starts at its `first` function, which looks the name up in the kept
+//! what the loader did, cover every such object, and the first of them is libc (a program that
+//! needs libc alone — `/bin/true`, `cut`, `tr` — with the library preloaded, see
+//! [`NextObjects::libc_first`]), they are kept for the rest of the process and each function is
+//! found on its first call: a slot starts at its `first` function, which looks the name up in the kept
 //! tables (reads of tables the loader never changes: no lock, no allocation, no system call,
 //! safe in a signal handler or a `vfork` child), stores what it found and calls it. A process
 //! that never calls most hooks — a shell runtime's `cut`, `/bin/true` — never pays for their
-//! lookups. A name the kept tables cannot read (an indirect function, several versions that are
-//! not hidden: none of the hooked names in any glibc, but another object after this library
-//! could define one so) is asked of `dlsym` on that first call, as the constructor would have.
-//! Otherwise every function is resolved in the constructor, `dlsym` answering what the tables
-//! cannot.
+//! lookups. Otherwise every function is resolved in the constructor, `dlsym` answering what the
+//! tables cannot.
 //!
 //! A call that arrives before the constructor (from another library's constructor) goes to its
 //! row's fallback (`table.rs`): the raw system call where libc's wrapper is one; else (stdio,
@@ -194,6 +192,31 @@ impl NextObjects {
     fn agree_with_the_loader(&self) -> bool {
         let bound = libc::gnu_get_libc_version as *const () as usize;
         self.find(b"gnu_get_libc_version") == elf::Definition::At(bound)
+    }
+
+    /// Whether every object these tables cover is read, and the first of them is libc (where
+    /// the loader bound `gnu_get_libc_version`, [`NextObjects::agree_with_the_loader`]): then
+    /// each hooked name is found first in libc, whose definitions of them are plain functions
+    /// of one version in every glibc, which the tables read without `dlsym`. An object before
+    /// libc (a program's other libraries, another preloaded one) might define one otherwise (an
+    /// indirect function, say), and a first call would then ask `dlsym` on the host's path —
+    /// taking the loader's lock, clearing a pending `dlerror` — so such a process resolves
+    /// everything at load.
+    fn libc_first(&self) -> bool {
+        let bound = libc::gnu_get_libc_version as *const () as usize;
+        let name = b"gnu_get_libc_version";
+        self.complete
+            && self
+                .objects
+                .get(..self.len)
+                .unwrap_or_default()
+                .first()
+                .is_some_and(|slot| {
+                    // SAFETY: the first `len` entries were written by `read`.
+                    let (base, d) = unsafe { slot.assume_init_ref() };
+                    elf::definition(*base, d, name, elf::gnu_hash(name))
+                        == elf::Definition::At(bound)
+                })
     }
 }
 
@@ -639,7 +662,7 @@ fn glibc_minor() -> u32 {
 /// `gnu_get_libc_version`, so libc is glibc, and every required function is in every glibc.
 pub fn resolve_all() -> Missing {
     let (kept, mut local) = match NextObjects::read().filter(NextObjects::agree_with_the_loader) {
-        Some(next) if next.complete => (Some(keep(next)), None),
+        Some(next) if next.libc_first() => (Some(keep(next)), None),
         other => (None, other),
     };
     if let Some(n) = local.as_mut() {
