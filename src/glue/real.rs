@@ -6,9 +6,9 @@
 //! what the loader did, cover every such object, and the first of them is libc (a program that
 //! needs libc alone — `/bin/true`, `cut`, `tr` — with the library preloaded, see
 //! [`NextObjects::libc_first`]), they are kept for the rest of the process and each function is
-//! found on its first call: a slot starts at its `first` function, which looks the name up in the kept
-//! tables (reads of tables the loader never changes: no lock, no allocation, no system call,
-//! safe in a signal handler or a `vfork` child), stores what it found and calls it. A process
+//! found on its first call: a slot starts at its `first` function, which looks the name up in
+//! the kept tables (reads of tables the loader never changes: no lock, no allocation, no system
+//! call, safe in a signal handler or a `vfork` child), stores what it found and calls it. A process
 //! that never calls most hooks — a shell runtime's `cut`, `/bin/true` — never pays for their
 //! lookups. Otherwise every function is resolved in the constructor, `dlsym` answering what the
 //! tables cannot.
@@ -554,14 +554,16 @@ macro_rules! slots {
 
 /// One row's slot, its [`Entry`] (`@entry`), or its part of `defer_all` and `ensure_all`.
 macro_rules! slot {
-    (@defer rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {};
+    (@defer rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt
+        [via $other:tt] $($row:tt)*) => {};
     (@defer rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt $slot:tt
         [since ($since:literal)] $($row:tt)*) => {};
     (@defer rust $name:ident $($row:tt)*) => {
         $name::defer();
     };
     (@defer c $($row:tt)*) => {};
-    (@ensure rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt [via $other:tt] $($row:tt)*) => {};
+    (@ensure rust $name:ident $args:tt $ret:tt $family:ident $bytes:tt $deep:tt
+        [via $other:tt] $($row:tt)*) => {};
     (@ensure rust $name:ident $($row:tt)*) => {
         $name::ensure();
     };
