@@ -48,7 +48,7 @@ impl Number {
     }
 
     /// Writes the text at the start of `dst` (its first [`NUMBER_MAX`] bytes; shorter: nothing
-    /// is written), back to front from its end; how many bytes it took.
+    /// is written); how many bytes it took.
     fn render(self, dst: &mut [u8]) -> usize {
         let Some(dst) = dst
             .get_mut(..NUMBER_MAX)
@@ -56,57 +56,101 @@ impl Number {
         else {
             return 0;
         };
+        // The scales records use (whole numbers, hundredths, thousandths): thousandths, each
+        // divided by a constant (a multiply, not a division).
         let Number::Scaled(v, decimals) = self;
-        // The scales records use divide by a constant (a multiply, not a division).
-        let (mut whole, mut frac) = match decimals {
+        let (whole, thousandths) = match decimals {
             0 => (v, 0),
-            2 => (v / 100, v % 100),
+            2 => (v / 100, v % 100 * 10),
             3 => (v / 1000, v % 1000),
-            d => {
-                let scale = 10u64.saturating_pow(u32::from(d));
-                (v / scale, v % scale)
-            }
+            _ => return self.render_scaled(dst),
         };
+        let mut len = render_whole(whole, dst);
+        if thousandths != 0 {
+            // `.d`, `.dd` or `.ddd`: no trailing zero.
+            let pair = (thousandths % 100) as usize * 2;
+            let digits = [
+                b'.',
+                b'0' + (thousandths / 100) as u8,
+                PAIRS.get(pair).copied().unwrap_or(b'0'),
+                PAIRS.get(pair + 1).copied().unwrap_or(b'0'),
+            ];
+            let kept = if pair == 0 {
+                2
+            } else if thousandths % 10 == 0 {
+                3
+            } else {
+                4
+            };
+            if let Some(room) = dst.get_mut(len..len + 4) {
+                room.copy_from_slice(&digits);
+                len += kept;
+            }
+        }
+        len
+    }
+
+    /// [`Number::render`] for any other scale.
+    #[cold]
+    fn render_scaled(self, dst: &mut [u8; NUMBER_MAX]) -> usize {
+        let Number::Scaled(v, decimals) = self;
+        let scale = 10u64.saturating_pow(u32::from(decimals));
+        let (whole, mut frac) = (v / scale, v % scale);
         let mut digits = if frac == 0 { 0 } else { usize::from(decimals) };
         while frac != 0 && frac % 10 == 0 {
             frac /= 10;
             digits -= 1;
         }
-        // Its digits: from its bit length (1233 / 4096 is just over log10 of 2), less one where
-        // it is below that power of ten.
-        let t = (((64 - (whole | 1).leading_zeros()) * 1233) >> 12) as usize;
-        let width = (t + usize::from(whole >= POWERS.get(t).copied().unwrap_or(u64::MAX))).max(1);
-        let len = (width + if digits > 0 { digits + 1 } else { 0 }).min(NUMBER_MAX);
-        // Indexes are taken modulo the buffer's size (a power of two): the compiler sees they
-        // are in it, and checks nothing per digit. Within a valid text they are as they were.
-        let mut at = len;
-        let mut put = |b: u8| {
-            at = at.wrapping_sub(1);
-            if let Some(slot) = dst.get_mut(at % NUMBER_MAX) {
-                *slot = b;
+        let width = render_whole(whole, dst);
+        if digits == 0 {
+            return width;
+        }
+        let len = (width + 1 + digits).min(NUMBER_MAX);
+        if let Some(point) = dst.get_mut(width) {
+            *point = b'.';
+        }
+        for at in (width + 1..len).rev() {
+            if let Some(slot) = dst.get_mut(at) {
+                *slot = b'0' + (frac % 10) as u8;
             }
-        };
-        for _ in 0..digits.min(NUMBER_MAX) {
-            put(b'0' + (frac % 10) as u8);
             frac /= 10;
         }
-        if digits > 0 {
-            put(b'.');
-        }
-        // Two digits a division (a millisecond timestamp has thirteen).
-        while whole >= 100 {
-            let pair = (whole % 100) as usize * 2;
-            whole /= 100;
-            put(PAIRS.get(pair + 1).copied().unwrap_or(b'0'));
-            put(PAIRS.get(pair).copied().unwrap_or(b'0'));
-        }
-        if whole >= 10 {
-            put(b'0' + (whole % 10) as u8);
-            whole /= 10;
-        }
-        put(b'0' + whole as u8);
         len
     }
+}
+
+/// Writes `whole` in decimal at the start of `dst`; how many bytes it took (at most 20).
+#[inline(always)]
+fn render_whole(mut whole: u64, dst: &mut [u8; NUMBER_MAX]) -> usize {
+    // Its digits: from its bit length (1233 / 4096 is just over log10 of 2), less one where it
+    // is below that power of ten.
+    let t = (((64 - (whole | 1).leading_zeros()) * 1233) >> 12) as usize;
+    let width = (t + usize::from(whole >= POWERS.get(t).copied().unwrap_or(u64::MAX))).max(1);
+    // Indexes are taken modulo the buffer's size (a power of two): the compiler sees they are
+    // in it, and checks nothing per digit. Within a valid text they are as they were.
+    let mut at = width;
+    let mut put = |at: usize, b: u8| {
+        if let Some(slot) = dst.get_mut(at % NUMBER_MAX) {
+            *slot = b;
+        }
+    };
+    // Two digits a division (a millisecond timestamp has thirteen).
+    while whole >= 100 {
+        let pair = (whole % 100) as usize * 2;
+        whole /= 100;
+        at = at.wrapping_sub(2);
+        put(at, PAIRS.get(pair).copied().unwrap_or(b'0'));
+        put(at + 1, PAIRS.get(pair + 1).copied().unwrap_or(b'0'));
+    }
+    // What is left, one or two digits, is the text's start.
+    if whole >= 10 {
+        let pair = whole as usize * 2;
+        put(0, PAIRS.get(pair).copied().unwrap_or(b'0'));
+        put(1, PAIRS.get(pair + 1).copied().unwrap_or(b'0'));
+    } else {
+        put(0, b'0' + whole as u8);
+    }
+    width
 }
 
 /// Room for the text of a number: 20 digits, a point and 3 decimals, and more (a power of two,
@@ -610,6 +654,13 @@ mod tests {
             (10_000, 2),
             (7, 0),
             (u64::MAX, 0),
+            // Scales no record uses.
+            (15, 1),
+            (10, 1),
+            (123_450, 4),
+            (7, 6),
+            (1_000_000, 6),
+            (99_999_999_999, 5),
         ]) {
             let text = Number::Scaled(v, d).text();
             let out = std::str::from_utf8(text.as_bytes()).unwrap();
