@@ -840,6 +840,7 @@ impl Tracker {
     /// invoke's record, unless it waits for the runtime's next `/next` (one invoke at a time,
     /// nothing asked for yet). A record that still waits for `/next` is its caller's to take
     /// first ([`Tracker::flush`]); if it did not, this one does not wait in its place.
+    #[inline(never)]
     pub fn result_sent(
         &mut self,
         request_id: &RequestId,

@@ -102,6 +102,8 @@ fn count_fds(pid: Option<u32>) -> Option<u64> {
 
 /// Reads the extended gauges: network counters of the environment's interfaces (all but
 /// loopback), bytes used on `/tmp`, and the open fds and threads of `pid` (less our own).
+/// (Out of line, as [`environment_usage`]: their buffers are not in every probe's frame.)
+#[inline(never)]
 fn gauges(pid: Option<u32>) -> Gauges {
     let mut g = Gauges::default();
     let mut buf = [0u8; 8192];
@@ -168,6 +170,7 @@ pub fn measure_environment(root: u32, chain: &[u32]) {
 
 /// The environment's CPU (ns) and peak memory (KiB) as [`measure_environment`] says, or
 /// `None` when its root cannot be read.
+#[inline(never)]
 fn environment_usage(root: u32) -> Option<(u64, u64)> {
     let mut cpu_ticks = 0;
     let mut peak = 0;
