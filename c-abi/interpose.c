@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -483,4 +484,24 @@ int __fprintf_chk(FILE *stream, int flag, const char *fmt, ...) {
     int rc = formatted(stream, 1, flag, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/*
+ * The address of the canary of this thread's outermost entry of the library's gate
+ * (src/glue/process.rs, `Gate`), or 0. Initial-exec TLS: the library is loaded with the
+ * program (LD_PRELOAD), so its TLS is in the static block, and an access is one load relative
+ * to the thread pointer. A Rust thread_local in a shared object is reached through
+ * __tls_get_addr, a call into the loader at each of a gate's entries and exits.
+ */
+static __thread uintptr_t lm_frame __attribute__((tls_model("initial-exec")));
+
+/* Sets this thread's frame to `frame`; the one it had. */
+__attribute__((visibility("hidden"))) uintptr_t lm_frame_replace(uintptr_t frame) {
+    uintptr_t was = lm_frame;
+    lm_frame = frame;
+    return was;
+}
+
+__attribute__((visibility("hidden"))) void lm_frame_set(uintptr_t frame) {
+    lm_frame = frame;
 }

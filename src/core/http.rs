@@ -1269,7 +1269,12 @@ impl Parser {
                     }
                 }
             }
-            Sink::Length | Sink::Encoding => {
+            Sink::Length => {
+                for b in value {
+                    self.length_byte(*b);
+                }
+            }
+            Sink::Encoding => {
                 for b in value {
                     self.value_byte(*b)?;
                 }
@@ -1373,6 +1378,22 @@ impl Parser {
         }
     }
 
+    /// A byte of a `Content-Length` value.
+    #[inline(always)]
+    fn length_byte(&mut self, b: u8) {
+        if b.is_ascii_digit() && !self.length_bad {
+            self.reading_length = self
+                .reading_length
+                .and_then(|n| n.checked_mul(10))
+                .and_then(|n| n.checked_add(u64::from(b - b'0')));
+            if self.reading_length.is_none() {
+                self.length_bad = true;
+            }
+        } else if b != b' ' && b != b'\t' && b != b'\r' {
+            self.length_bad = true;
+        }
+    }
+
     fn value_byte(&mut self, b: u8) -> Result<(), ParseError> {
         match self.sink {
             Sink::Skip => {}
@@ -1389,19 +1410,7 @@ impl Parser {
                     self.head.used += 1;
                 }
             }
-            Sink::Length => {
-                if b.is_ascii_digit() && !self.length_bad {
-                    self.reading_length = self
-                        .reading_length
-                        .and_then(|n| n.checked_mul(10))
-                        .and_then(|n| n.checked_add(u64::from(b - b'0')));
-                    if self.reading_length.is_none() {
-                        self.length_bad = true;
-                    }
-                } else if b != b' ' && b != b'\t' && b != b'\r' {
-                    self.length_bad = true;
-                }
-            }
+            Sink::Length => self.length_byte(b),
             Sink::Encoding => {
                 if b == b',' {
                     self.end_token();

@@ -248,7 +248,7 @@ fn ps() -> &'static ProcessState {
 /// Who may touch the engine: one thread at a time.
 ///
 /// `owner` holds the holding thread's key (see [`crate::custom::thread_key`]). Each thread
-/// also keeps, in [`FRAME`], the address of a [`Canary`] in the frame of its outermost entry
+/// also keeps, in [`frame`], the address of a [`Canary`] in the frame of its outermost entry
 /// (held, or being made). A thread that finds its own key in `owner` is either inside a signal
 /// handler that interrupted its own work — that frame is alive further up its stack (or the
 /// handler runs on the alternate signal stack) and its canary is intact — or its earlier entry
@@ -264,9 +264,27 @@ struct Gate {
     stalled: AtomicU64,
 }
 
-thread_local! {
-    /// The canary of this thread's outermost entry of the gate (held or being made), or 0.
-    static FRAME: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// The canary of this thread's outermost entry of the gate (held or being made), or 0: a
+/// thread-local variable of `c-abi/interpose.c`, of the initial-exec model (one load relative
+/// to the thread pointer; stable Rust's thread locals in a shared object call the loader).
+mod frame {
+    unsafe extern "C" {
+        fn lm_frame_replace(frame: usize) -> usize;
+        fn lm_frame_set(frame: usize);
+    }
+
+    /// Sets this thread's frame to `frame`; the one it had.
+    #[allow(unsafe_code)]
+    pub fn replace(frame: usize) -> usize {
+        // SAFETY: reads and writes a word of this thread's own; no other effect.
+        unsafe { lm_frame_replace(frame) }
+    }
+
+    #[allow(unsafe_code)]
+    pub fn set(frame: usize) {
+        // SAFETY: as in `replace`.
+        unsafe { lm_frame_set(frame) }
+    }
 }
 
 /// A mark in the frame of the code that enters the gate (see [`Gate`]). It must live until
@@ -315,7 +333,7 @@ impl Canary {
 
 /// What trying the gate came to.
 enum Entry {
-    /// This thread holds it now; `outer` is the [`FRAME`] to put back when it lets go.
+    /// This thread holds it now; `outer` is the [`frame`] to put back when it lets go.
     Entered { outer: usize },
     /// This thread holds it further up its own stack (a signal handler interrupted it).
     Nested,
@@ -344,7 +362,7 @@ impl Gate {
         canary.set(me);
         // The frame this thread entered (or was entering) before, if any: it stays the
         // outermost until this entry is let go.
-        let outer = FRAME.with(|f| f.replace(canary.address()));
+        let outer = frame::replace(canary.address());
         let entered = |outer| {
             let g = self.generation.load(Ordering::Relaxed);
             self.generation.store(g.wrapping_add(1), Ordering::Relaxed);
@@ -361,14 +379,14 @@ impl Gate {
                 // that entry was abandoned, and every frame of it is gone.
                 let below = canary.address() < outer || sys::on_signal_stack();
                 if outer != 0 && below && Canary::intact(me, outer) {
-                    FRAME.with(|f| f.set(outer));
+                    frame::set(outer);
                     return Entry::Nested;
                 }
                 ps().abandoned.store(true, Ordering::Relaxed);
                 entered(0)
             }
             Err(_) => {
-                FRAME.with(|f| f.set(outer));
+                frame::set(outer);
                 Entry::Busy
             }
         }
@@ -406,7 +424,7 @@ impl Gate {
     /// Lets go of an entry made with [`Entry::Entered`]`{ outer }`.
     fn leave(&self, outer: usize) {
         self.owner.store(0, Ordering::Release);
-        FRAME.with(|f| f.set(outer));
+        frame::set(outer);
     }
 
     /// A forked child: the thread that held the gate in the parent does not exist here.
