@@ -301,21 +301,25 @@ pub fn encode_cached(
     encode_marked(rec, s, pool, prefixes, out, None)
 }
 
-/// Where one metric is in an encoded line: the metric `name` to look for, and once encoded
-/// where its declaration may be (the line's `CloudWatchMetrics` member when the record declares
-/// the metric, else an empty span) and the metric's own member (from its comma), when it has
-/// one. Positions count from where the line starts.
+/// Where one metric is in an encoded line: the metric `name` to look for (its catalog
+/// `index`), and once encoded where its declaration may be (the line's `CloudWatchMetrics`
+/// member when the record declares the metric, else an empty span) and the metric's own member
+/// (from its comma), when it has one. Positions count from where the line starts.
 #[derive(Clone, Copy, Debug)]
 pub struct Marks {
     pub name: &'static str,
+    index: u8,
     pub declarations: (usize, usize),
     pub member: Option<usize>,
 }
 
 impl Marks {
-    pub fn of(name: &'static str) -> Marks {
+    /// Marks for the catalog metric `name` (a constant: its index is found when the library
+    /// is built, in `const { Marks::of(…) }`).
+    pub const fn of(name: &'static str) -> Marks {
         Marks {
             name,
+            index: crate::metrics::index_of(name),
             declarations: (0, 0),
             member: None,
         }
@@ -429,11 +433,11 @@ fn encode_with(
         }
         if let Some(m) = marks.as_deref_mut() {
             let end = out.len() - line_at;
-            let declares = metrics.declared().any(|d| d.name() == m.name);
+            let declares = metrics.declared().any(|d| d.index == m.index);
             m.declarations = (if declares { declarations_at } else { end }, end);
         }
         for m in metrics.iter() {
-            if let Some(marks) = marks.as_deref_mut().filter(|k| k.name == m.name()) {
+            if let Some(marks) = marks.as_deref_mut().filter(|k| k.index == m.index) {
                 marks.member = Some(out.len() - line_at);
             }
             // Metric names are the catalog's plain ASCII: no escaping needed.
@@ -1204,7 +1208,7 @@ mod tests {
             let mut p = prefixes();
             // The prefix rendered, then taken from the cache.
             for _ in 0..2 {
-                let mut marks = Marks::of(crate::journal::NAME);
+                let mut marks = const { Marks::of(crate::journal::NAME) };
                 let mut buf = vec![0u8; 1 << 16];
                 let mut out = Out::new(&mut buf);
                 assert!(encode_marked(

@@ -478,7 +478,7 @@ fn keep_final(
         .replace(crate::journal::POST_RESPONSE_PLACEHOLDER);
     scratch.finished_at = None;
     let mut line = Out::new(&mut scratch.finished);
-    let mut marks = emf::Marks::of(crate::journal::NAME);
+    let mut marks = const { emf::Marks::of(crate::journal::NAME) };
     let encoded = emf::encode_marked(
         record,
         settings,

@@ -519,6 +519,28 @@ pub fn gauges() -> impl Iterator<Item = &'static Metric> {
     CATALOG.iter().filter(|m| m.source == Source::Gauges)
 }
 
+/// The catalog index of the metric named `name` (`u8::MAX` when none is), found when the
+/// library is built where `name` is a constant.
+#[allow(clippy::indexing_slicing)] // Each index is below the length it is checked against.
+pub const fn index_of(name: &str) -> u8 {
+    let name = name.as_bytes();
+    let mut i = 0;
+    while i < CATALOG.len() {
+        let candidate = CATALOG[i].name.as_bytes();
+        if candidate.len() == name.len() {
+            let mut j = 0;
+            while j < name.len() && candidate[j] == name[j] {
+                j += 1;
+            }
+            if j == name.len() {
+                return i as u8;
+            }
+        }
+        i += 1;
+    }
+    u8::MAX
+}
+
 /// The catalog entry named `name`.
 pub fn find(name: &str) -> Option<&'static Metric> {
     CATALOG.iter().find(|m| m.name == name)
@@ -566,6 +588,17 @@ mod tests {
             (util.read)(&m.record(), &c).unwrap().text().as_bytes(),
             b"100"
         );
+    }
+
+    #[test]
+    fn index_of_is_each_names_place_in_the_catalog() {
+        for (i, m) in CATALOG.iter().enumerate() {
+            assert_eq!(usize::from(index_of(m.name)), i, "{}", m.name);
+        }
+        assert_eq!(index_of("Durations"), u8::MAX);
+        assert_eq!(index_of("Duratio"), u8::MAX);
+        assert_eq!(index_of(""), u8::MAX);
+        assert_ne!(index_of(crate::journal::NAME), u8::MAX);
     }
 
     #[test]
