@@ -157,8 +157,12 @@ fn classify_path<'p>(method: &str, path: &'p [u8]) -> (RequestKind, &'p str) {
             } else {
                 return (RequestKind::Other, "");
             };
-            match std::str::from_utf8(id) {
-                Ok(id) if !id.is_empty() && !id.contains('/') => {
+            // (An id is ASCII: the quick check first.)
+            let text = crate::text::as_ascii(id).or_else(|| std::str::from_utf8(id).ok());
+            match text {
+                Some(id)
+                    if !id.is_empty() && crate::text::find_byte(b'/', id.as_bytes()).is_none() =>
+                {
                     (kind, crate::text::bounded_str(id, MAX_ID_LEN))
                 }
                 _ => (RequestKind::Other, ""),
