@@ -433,7 +433,9 @@ fn encode_with(
         }
         if let Some(m) = marks.as_deref_mut() {
             let end = out.len() - line_at;
-            let declares = metrics.declared().any(|d| d.index == m.index);
+            // The mask's bits are catalog indexes (none past the catalog).
+            let bit = 1u32.checked_shl(u32::from(m.index)).unwrap_or(0);
+            let declares = metrics.mask & bit != 0;
             m.declarations = (if declares { declarations_at } else { end }, end);
         }
         for m in metrics.iter() {
