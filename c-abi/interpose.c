@@ -1,6 +1,7 @@
 /*
  * The interposers stable Rust cannot write: the variadic fcntl, fcntl64 and syscall, and the
- * first instructions of dlopen and dlsym. Everything else is in src/glue/hooks.rs.
+ * first instructions of dlopen and dlsym. Everything else is in src/glue/hooks.rs. Also the
+ * one thread-local variable of the library's own (stable Rust cannot choose its TLS model).
  *
  * Each one calls the real function with the host's arguments and returns its result and errno
  * untouched; only when a tracked fd is involved does it tell the Rust side (the callbacks).
