@@ -284,14 +284,7 @@ fn same_but_marked_sse2(new: &[u8], old: &[u8], marked: &[u8]) -> bool {
             _mm_movemask_epi8(ok) == 0xFFFF
         }
     };
-    let mut at = 0;
-    while at + 16 < len {
-        if !same(at) {
-            return false;
-        }
-        at += 16;
-    }
-    same(len - 16)
+    every_step(len, 16, same)
 }
 
 /// [`same_but_marked`] 32 bytes a step. The caller checks that the CPU has AVX2 and that the
@@ -367,14 +360,21 @@ fn same_but_marked_by_words(new: &[u8], old: &[u8], marked: &[u8]) -> bool {
             .zip(marked)
             .all(|((n, o), m)| if *m == 0 { n == o } else { *n != b'\n' });
     }
+    every_step(len, 8, same)
+}
+
+/// Whether `same` holds at every `width`-byte step of `len` bytes (`len >= width`): the last
+/// step ends with them, overlapping the one before.
+#[inline(always)]
+fn every_step(len: usize, width: usize, mut same: impl FnMut(usize) -> bool) -> bool {
     let mut at = 0;
-    while at + 8 < len {
+    while at + width < len {
         if !same(at) {
             return false;
         }
-        at += 8;
+        at += width;
     }
-    same(len - 8)
+    same(len - width)
 }
 
 /// A string of at most `N` bytes kept inline: `Copy`, no heap, no destructor, so it can sit in
