@@ -1428,7 +1428,7 @@ impl Engine {
         now: &Probe,
     ) {
         let Some(w) = writing else { return };
-        let outcome = match w.kind {
+        let (errored, error_type) = match w.kind {
             RequestKind::Next => {
                 self.push_awaiting(now);
                 self.tracker.next_requested(now);
@@ -1447,18 +1447,8 @@ impl Engine {
                     .init_error(error_type.as_deref(), now, &channel);
                 return self.push_records(Some(record), Some(now));
             }
-            RequestKind::Response => Outcome {
-                response_bytes: body_len,
-                errored: trailer_error.is_some(),
-                error_type: trailer_error,
-                streamed: w.streamed,
-            },
-            RequestKind::Error => Outcome {
-                response_bytes: body_len,
-                errored: true,
-                error_type,
-                streamed: w.streamed,
-            },
+            RequestKind::Response => (trailer_error.is_some(), trailer_error),
+            RequestKind::Error => (true, error_type),
             _ => return,
         };
         // An earlier result on this connection that was never answered is taken as accepted.
@@ -1466,9 +1456,15 @@ impl Engine {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        // Made where it is kept (its parts are not gathered in a value that is then copied).
         c.result = Some(SentResult {
             id: c.writing_id,
-            outcome,
+            outcome: Outcome {
+                response_bytes: body_len,
+                errored,
+                error_type,
+                streamed: w.streamed,
+            },
             at: *now,
         });
         // (Looked at before it is taken: a `take` copies the whole value, answer or none.)
@@ -1499,13 +1495,11 @@ impl Engine {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        // (Looked at before it is taken: a `take` copies the whole value, result or none.)
-        if c.result.is_none() {
-            return;
-        }
-        let Some(sent) = c.result.take() else {
+        // Copied out once, then marked gone (a `take` copies it twice: out, and into `sent`).
+        let Some(sent) = c.result else {
             return;
         };
+        c.result = None;
         if answer.is_none() {
             // Its answer, if it ever comes, is the oldest result answer still to be read on
             // this connection: it decides nothing now (not the connection's next result).
