@@ -518,6 +518,91 @@ impl AwaitingNext {
     }
 }
 
+/// The open invokes, oldest first, in slots that stay written once used: an invoke opens in
+/// the slot one before it left (1.5 KB, mostly its trace id's room, not copied in from a blank
+/// first); a slot is made only where more are open at once than ever before.
+struct OpenList {
+    /// The first `live` are open; those after them were, and are written over next.
+    slots: Vec<OpenInvoke>,
+    live: usize,
+}
+
+impl std::fmt::Debug for OpenList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl std::ops::Deref for OpenList {
+    type Target = [OpenInvoke];
+    fn deref(&self) -> &[OpenInvoke] {
+        self.slots.get(..self.live).unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for OpenList {
+    fn deref_mut(&mut self) -> &mut [OpenInvoke] {
+        self.slots.get_mut(..self.live).unwrap_or_default()
+    }
+}
+
+impl OpenList {
+    /// How many can be open at once (the room reserved).
+    fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Opens one after the others, `fill` writing every member of its slot (which may hold
+    /// what an earlier invoke left); `None` when there is no room.
+    fn push_with(&mut self, fill: impl FnOnce(&mut OpenInvoke)) -> Option<&mut OpenInvoke> {
+        if self.live == self.slots.len() {
+            if self.slots.len() == self.slots.capacity() {
+                return None;
+            }
+            self.slots.push(OpenInvoke::BLANK);
+        }
+        let slot = self.slots.get_mut(self.live)?;
+        fill(slot);
+        self.live += 1;
+        Some(slot)
+    }
+
+    /// Takes the one at `i` out of the list, keeping the others' order.
+    fn remove(&mut self, i: usize) -> Option<OpenInvoke> {
+        let open = *self.get(i)?;
+        self.forget(i);
+        Some(open)
+    }
+
+    /// Drops the one at `i` from the list (not copied out), keeping the others' order.
+    fn forget(&mut self, i: usize) {
+        if i < self.live {
+            self.copy_within(i + 1.., i);
+            self.live -= 1;
+        }
+    }
+
+    /// Puts `open` back at `i` (at most the end), moving those from there on one along.
+    fn insert(&mut self, i: usize, open: OpenInvoke) {
+        if self.live == self.slots.len() {
+            if self.slots.len() == self.slots.capacity() {
+                return;
+            }
+            self.slots.push(OpenInvoke::BLANK);
+        }
+        let (i, end) = (i.min(self.live), self.live);
+        self.live += 1;
+        self.copy_within(i..end, i + 1);
+        if let Some(slot) = self.get_mut(i) {
+            *slot = open;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.live = 0;
+    }
+}
+
 /// Per-process invoke state. See the module documentation.
 #[derive(Debug)]
 pub struct Tracker {
@@ -538,7 +623,7 @@ pub struct Tracker {
     restore_duration_ns: Option<u64>,
     /// Open invokes, oldest first (few: one at a time, or one per concurrent slot), in room
     /// for [`MAX_OPEN`] reserved when the tracker was made.
-    open: Vec<OpenInvoke>,
+    open: OpenList,
     /// Invokes opened so far.
     opened: u64,
     awaiting_next: AwaitingNext,
@@ -555,8 +640,9 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker with its room reserved; `None` when the memory cannot be had.
     pub fn try_new(born_ns: u64, lifecycle: Lifecycle) -> Option<Self> {
-        let mut open = Vec::new();
-        open.try_reserve_exact(MAX_OPEN).ok()?;
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(MAX_OPEN).ok()?;
+        let open = OpenList { slots, live: 0 };
         Some(Tracker {
             lifecycle,
             born_ns,
@@ -702,17 +788,28 @@ impl Tracker {
             now.mono_ns
                 .saturating_add(left_ms.saturating_mul(1_000_000))
         });
-        if self.open.len() >= self.open.capacity() && !self.open.is_empty() {
-            let mut oldest = self.open.remove(0);
+        if self.open.len() >= self.open.capacity()
+            && let Some(oldest) = self.open.first_mut()
+        {
             self.pool.free(&mut oldest.custom);
+            self.open.forget(0);
         }
         let mut custom = Custom::NONE;
         self.pool.absorb(&mut custom, &mut self.pending, reserved);
+        // Every member written: the slot may be one an earlier invoke left.
         let fill = |open: &mut OpenInvoke| {
             open.event.request_id.assign(event.request_id);
-            match (open.event.trace_id.as_mut(), event.trace_id) {
-                (Some(dst), Some(t)) => dst.assign(t),
-                _ => open.event.trace_id = None,
+            match event.trace_id {
+                Some(t) => {
+                    // A slot that held none gets the room once.
+                    if open.event.trace_id.is_none() {
+                        open.event.trace_id = Some(TraceId::EMPTY);
+                    }
+                    if let Some(dst) = open.event.trace_id.as_mut() {
+                        dst.assign(t);
+                    }
+                }
+                None => open.event.trace_id = None,
             }
             open.event.deadline_ms = event.deadline_ms;
             open.event.request_bytes = event.request_bytes;
@@ -723,6 +820,8 @@ impl Tracker {
             open.init_duration_ns = init_duration_ns;
             open.restore_duration_ns = restore_duration_ns;
             open.deadline_mono_ns = deadline_mono_ns;
+            open.first_byte_ns = None;
+            open.journal_slot = None;
             open.custom = custom;
         };
         if self.open.len() >= self.open.capacity() {
@@ -734,11 +833,9 @@ impl Tracker {
             }
             return flushed;
         }
-        self.open.push(OpenInvoke::BLANK);
-        let Some(open) = self.open.last_mut() else {
+        let Some(open) = self.open.push_with(fill) else {
             return flushed;
         };
-        fill(open);
         if let Some(h) = self.handoff.as_mut() {
             h.save(open);
         }
@@ -795,7 +892,7 @@ impl Tracker {
         if channel.bytes.is_empty() {
             return;
         }
-        match at.map(|i| (i, self.open.remove(i))) {
+        match at.and_then(|i| Some((i, self.open.remove(i)?))) {
             Some((i, mut open)) => {
                 self.place_channel(channel, Some(&mut open));
                 self.open.insert(i, open);
@@ -868,8 +965,7 @@ impl Tracker {
                     Some(open.finished(&outcome, now))
                 };
                 // Out of the list without being copied out of it.
-                self.open.copy_within(i + 1.., i);
-                self.open.truncate(self.open.len().saturating_sub(1));
+                self.open.forget(i);
                 match record {
                     Some(record) => record,
                     None => {
@@ -989,8 +1085,7 @@ impl Tracker {
             o.deadline_mono_ns
                 .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d)
         });
-        if let Some(i) = due {
-            let open = self.open.remove(i);
+        if let Some(open) = due.and_then(|i| self.open.remove(i)) {
             if let Some(h) = self.handoff.as_mut() {
                 h.forget(&open.event.request_id);
             }
@@ -1015,7 +1110,7 @@ impl Tracker {
         // (Plain loops and compares: this runs after every call into the engine.)
         let margin = self.lifecycle.timeout_margin_ns;
         let mut next = None;
-        for o in &self.open {
+        for o in self.open.iter() {
             if let Some(d) = o.deadline_mono_ns {
                 next = Some(earliest(next, d.saturating_sub(margin)));
             }
@@ -1122,7 +1217,7 @@ impl Tracker {
     /// not a per-request helper: its invokes leave the handoff and stay here.
     pub fn keep_invokes(&mut self) {
         if let Some(mut h) = self.handoff.take() {
-            for o in &self.open {
+            for o in self.open.iter() {
                 h.forget(&o.event.request_id);
             }
             // Kept, not dropped: nothing is freed once the process is a runtime.
@@ -1298,6 +1393,63 @@ mod tests {
         }
         assert_eq!(ready.len(), 1);
         ready.remove(0)
+    }
+
+    #[test]
+    fn an_invoke_opens_with_nothing_of_the_one_before() {
+        // Each invoke opens in the slot the one before it left: none of that one's values may
+        // show in its record.
+        let p = Probe::default();
+        let mut t = tracker();
+        let streamed = Outcome {
+            streamed: true,
+            ..Outcome::default()
+        };
+        let run = |t: &mut Tracker, e: EventInfo, journal: bool| {
+            let id = e.request_id;
+            t.next_requested(&p);
+            opened(t, e, &p);
+            assert_eq!(t.newest_open().map(|o| o.journal_slot), Some(None));
+            if journal {
+                t.journaled_newest(3);
+                t.result_first_byte(&id, &p);
+            }
+            let records: Vec<_> = sent(t, id.as_str(), streamed, &p)
+                .into_iter()
+                .chain(t.next_starting(&p))
+                .collect();
+            assert_eq!(records.len(), 1);
+            records[0]
+        };
+        let a = run(&mut t, event("a"), true);
+        assert_eq!(a.trace_id, Some(TraceId::new("Root=1-abc")));
+        assert_eq!(
+            (a.journal_slot, a.time_to_first_byte_ns),
+            (Some(3), Some(0))
+        );
+        let b = run(
+            &mut t,
+            EventInfo {
+                trace_id: None,
+                ..event("b")
+            },
+            false,
+        );
+        assert_eq!(b.request_id, RequestId::new("b"));
+        assert_eq!(
+            (b.trace_id, b.journal_slot, b.time_to_first_byte_ns),
+            (None, None, None)
+        );
+        let c = run(
+            &mut t,
+            EventInfo {
+                trace_id: Some(TraceId::new("Root=1-c")),
+                ..event("c")
+            },
+            false,
+        );
+        assert_eq!(c.trace_id, Some(TraceId::new("Root=1-c")));
+        assert_eq!(t.open_count(), 0);
     }
 
     #[test]
