@@ -1510,10 +1510,14 @@ impl Engine {
                 *kind = RequestKind::Other;
             }
         }
-        let outcome = match answer {
-            Some((status, error_type)) => sent.outcome.answered(status, error_type),
-            None => sent.outcome,
+        // The outcome as sent, unless an answer changes it (a status other than 2xx: rare).
+        let answered = match answer {
+            Some((status, error_type)) if !(200..300).contains(&status) => {
+                Some(sent.outcome.answered(status, error_type))
+            }
+            _ => None,
         };
+        let outcome = answered.as_ref().unwrap_or(&sent.outcome);
         let now = &sent.at;
         // A record that still waits for `/next` goes first.
         if self.tracker.record_awaits() {
@@ -1526,7 +1530,7 @@ impl Engine {
             pid,
             reserved: &emf::reserved,
         };
-        let as_provisional = outcome == sent.outcome;
+        let as_provisional = answered.as_ref().is_none_or(|a| *a == sent.outcome);
         let this = self.tracker.result_sent(&sent.id, outcome, now, &channel);
         if this.is_none() {
             self.journal_finished(conn, as_provisional);

@@ -597,7 +597,7 @@ pub fn tracker_orders(data: &[u8]) {
                     streamed: input.coin(),
                 };
                 let a = t.flush();
-                let b = t.result_sent(&RequestId::new(id), outcome, &p, &tracker::Channel::NONE);
+                let b = t.result_sent(&RequestId::new(id), &outcome, &p, &tracker::Channel::NONE);
                 records.extend(a.into_iter().chain(b));
             }
             4 => t.result_first_byte(&RequestId::new(id), &p),

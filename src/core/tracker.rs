@@ -941,7 +941,7 @@ impl Tracker {
     pub fn result_sent(
         &mut self,
         request_id: &RequestId,
-        outcome: Outcome,
+        outcome: &Outcome,
         now: &Probe,
         channel: &Channel,
     ) -> Option<InvokeRecord> {
@@ -959,10 +959,10 @@ impl Tracker {
                     && !self.awaiting_next.waits;
                 let open = self.open.get(i)?;
                 let record = if waits {
-                    open.finished_into(&outcome, now, &mut self.awaiting_next.record);
+                    open.finished_into(outcome, now, &mut self.awaiting_next.record);
                     None
                 } else {
-                    Some(open.finished(&outcome, now))
+                    Some(open.finished(outcome, now))
                 };
                 // Out of the list without being copied out of it.
                 self.open.forget(i);
@@ -979,7 +979,7 @@ impl Tracker {
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
                 Some(mut open) => {
                     self.place_channel(channel, Some(&mut open));
-                    open.finished(&outcome, &now.environment())
+                    open.finished(outcome, &now.environment())
                 }
                 None => return None,
             },
@@ -1291,7 +1291,7 @@ mod tests {
 
     fn sent(t: &mut Tracker, id: &str, outcome: Outcome, now: &Probe) -> Vec<InvokeRecord> {
         let a = t.flush();
-        let b = t.result_sent(&RequestId::new(id), outcome, now, &Channel::NONE);
+        let b = t.result_sent(&RequestId::new(id), &outcome, now, &Channel::NONE);
         a.into_iter().chain(b).collect()
     }
 
@@ -1324,7 +1324,7 @@ mod tests {
             reserved: &|n| n == "Duration",
         };
         let x = t.flush();
-        let y = t.result_sent(&RequestId::new("a"), Outcome::default(), &p, &channel);
+        let y = t.result_sent(&RequestId::new("a"), &Outcome::default(), &p, &channel);
         let a: Vec<InvokeRecord> = x.into_iter().chain(y).chain(t.next_starting(&p)).collect();
         assert_eq!(names(&t, &a[0]), ["Unnamed"]);
         let b: Vec<InvokeRecord> = sent(&mut t, "b", Outcome::default(), &p)
@@ -1793,7 +1793,7 @@ mod tests {
                 let a = t.flush();
                 let b = t.result_sent(
                     &RequestId::new(id),
-                    Outcome::default(),
+                    &Outcome::default(),
                     &at(i + 1),
                     &Channel::NONE,
                 );
