@@ -1864,6 +1864,33 @@ fn main() {
         )
         .unwrap();
     }
+    // The C library's paths for a process of more than one thread: the Rust runtime has one
+    // thread of its own, and the library's watchdog makes it a threaded process for the C
+    // library, whose system calls that are cancellation points then switch cancellation on and
+    // off around the call.
+    let threaded: f64 = by_function
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.name.as_str(),
+                "__pthread_enable_asynccancel" | "__pthread_disable_asynccancel"
+            )
+        })
+        .map(|c| c.per_invoke)
+        .sum();
+    writeln!(
+        report,
+        "\nOf these, {threaded:+.0} per invoke are the C library switching thread cancellation \
+         on and off around each of the runtime's system calls that is a cancellation point \
+         (`__pthread_enable_asynccancel`, `__pthread_disable_asynccancel`): this runtime has one \
+         thread of its own, and the library's watchdog thread (which writes an invoke's timeout \
+         record before Lambda stops the runtime, whatever the handler is doing) makes it a \
+         threaded process for the C library, which then also takes its locks in `malloc`, \
+         `free` and stdio. A runtime with threads of its own (Node, Java, Ruby) pays this \
+         already; Python's and this one pay it on each such call of theirs, the handler's \
+         included."
+    )
+    .unwrap();
 
     writeln!(
         report,
