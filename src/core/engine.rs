@@ -493,16 +493,23 @@ fn keep_final(
     }
     let len = line.len();
     let line = scratch.finished.get(..len).unwrap_or_default();
-    let mut t = Out::new(&mut scratch.template);
-    let Some(value) = crate::journal::finished_template(line, Some(&marks), &mut t) else {
+    // The template is written straight into the slot (its edits found first, so the writing
+    // cannot fail half-way).
+    let Some(plan) = crate::journal::FinishedPlan::of(line, Some(&marks)) else {
         return false;
     };
-    let n = t.len();
-    let template = scratch.template.get(..n).unwrap_or_default();
-    if !link.journal.finish(slot, link.owner.pid, template, sent_ns) {
+    let write = |dst: &mut [u8]| plan.write(line, &mut Out::new(dst));
+    if !link
+        .journal
+        .finish_with(slot, link.owner.pid, plan.len(line), sent_ns, write)
+    {
         return false;
     }
-    scratch.finished_at = Some(FinishedAt { slot, len, value });
+    scratch.finished_at = Some(FinishedAt {
+        slot,
+        len,
+        value: plan.value(),
+    });
     true
 }
 

@@ -498,8 +498,23 @@ impl Journal {
     /// written. False (the slot unchanged) when the slot is not that process's open or
     /// finished one, or the record does not fit.
     pub fn finish(&self, slot: usize, pid: u32, template: &[u8], result_sent_mono: u64) -> bool {
+        self.finish_with(slot, pid, template.len(), result_sent_mono, |dst| {
+            dst.copy_from_slice(template)
+        })
+    }
+
+    /// [`Journal::finish`] with the template, `len` bytes, written in place by `write` (given
+    /// exactly those bytes of the slot): no copy of it is made first.
+    pub fn finish_with(
+        &self,
+        slot: usize,
+        pid: u32,
+        len: usize,
+        result_sent_mono: u64,
+        write: impl FnOnce(&mut [u8]),
+    ) -> bool {
         if slot >= SLOT_COUNT
-            || template.len() > TEMPLATE_MAX
+            || len > TEMPLATE_MAX
             || self.u32_at(slot, PID).load(Ordering::Relaxed) != pid
         {
             return false;
@@ -518,15 +533,14 @@ impl Journal {
         // SAFETY: the slot is ours (FILLING), as in `begin_with`.
         let body =
             unsafe { std::slice::from_raw_parts_mut(self.slot(slot).add(SLOT_HEAD), TEMPLATE_MAX) };
-        if let Some(dst) = body.get_mut(..template.len()) {
-            dst.copy_from_slice(template);
+        if let Some(dst) = body.get_mut(..len) {
+            write(dst);
         }
         self.u64_at(slot, START_MONO)
             .store(result_sent_mono, Ordering::Relaxed);
         self.u32_at(slot, FILL_LENS)
             .store(NO_TRACE << 16, Ordering::Relaxed);
-        self.u32_at(slot, LEN)
-            .store(template.len() as u32, Ordering::Relaxed);
+        self.u32_at(slot, LEN).store(len as u32, Ordering::Relaxed);
         self.u32_at(slot, STATE).store(FINISHED, Ordering::Release);
         true
     }
@@ -1028,65 +1042,107 @@ pub fn finished_template(
     marks: Option<&crate::emf::Marks>,
     t: &mut Out,
 ) -> Option<(usize, usize)> {
-    let mut m = [0u8; 64];
-    let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
-    let member = joined(
-        &mut m,
-        &[b",\"", NAME.as_bytes(), b"\":", digits.as_bytes()],
-    );
-    let marked = marks.filter(|k| k.name == NAME);
-    let at = match marked.and_then(|k| k.member) {
-        Some(at) if line.get(at..at + member.len()) == Some(member) => at,
-        _ => find(line, member)?,
-    };
-    // The declarations come before the member.
-    let (from, to) = marked.map_or((0, at), |k| k.declarations);
-    let kind = crate::metrics::find(NAME).and_then(Metric::hole)?;
-    // As `hole_for_member` would edit it, in one pass: the member (its value a hole) in a
-    // span, and its declaration, when it has a neighbour to keep the array valid, in another.
-    let mut d = [0u8; 48];
-    let declaration = joined(&mut d, &[b"{\"Name\":\"", NAME.as_bytes(), b"\","]);
-    let found = line
-        .get(from..to.min(at))
-        .and_then(|before| find(before, declaration))
-        .map(|d| from + d);
-    // A sole declared metric stays, and so does its member: its value is never left out.
-    let elidable = found.is_none_or(|d| declaration_can_go(line, d));
-    let declared = match found.filter(|_| elidable) {
-        Some(d) => match declaration_bounds(line, d) {
-            Some(bounds) => Some(bounds),
-            None => return None,
-        },
-        None => None,
-    };
-    let value_at = at + member.len() - digits.as_bytes().len();
-    let end = at + member.len();
-    let (Some(before_value), Some(rest)) = (line.get(at..value_at), line.get(end..)) else {
-        return None;
-    };
-    let mut from = 0;
-    if let Some((start, stop)) = declared {
-        let (Some(head), Some(decl)) = (line.get(..start), line.get(start..stop)) else {
-            return None;
+    let plan = FinishedPlan::of(line, marks)?;
+    plan.write(line, t);
+    (!t.overflowed()).then_some(plan.value())
+}
+
+/// Where [`finished_template`]'s edits go in a line, found before anything is written: the
+/// template can then be written where it is kept (a journal slot), in one pass that cannot
+/// fail half-way.
+#[derive(Clone, Copy, Debug)]
+pub struct FinishedPlan {
+    /// The declaration to put in a span, when it has a neighbour to keep the array valid.
+    declared: Option<(usize, usize)>,
+    /// The member's comma.
+    at: usize,
+    /// The placeholder's digits.
+    value_at: usize,
+    end: usize,
+    elidable: bool,
+    kind: u8,
+}
+
+impl FinishedPlan {
+    /// The plan for `line` (see [`finished_template`]); `None` when it has no such member.
+    pub fn of(line: &[u8], marks: Option<&crate::emf::Marks>) -> Option<FinishedPlan> {
+        let mut m = [0u8; 64];
+        let digits = crate::metrics::ms(POST_RESPONSE_PLACEHOLDER).text();
+        let member = joined(
+            &mut m,
+            &[b",\"", NAME.as_bytes(), b"\":", digits.as_bytes()],
+        );
+        let marked = marks.filter(|k| k.name == NAME);
+        let at = match marked.and_then(|k| k.member) {
+            Some(at) if line.get(at..at + member.len()) == Some(member) => at,
+            _ => find(line, member)?,
         };
-        t.bytes(head);
-        t.bytes(&[SPAN, kind]);
-        t.bytes(decl);
-        t.bytes(&[SPAN_END]);
-        from = stop;
+        // The declarations come before the member.
+        let (from, to) = marked.map_or((0, at), |k| k.declarations);
+        let kind = crate::metrics::find(NAME).and_then(Metric::hole)?;
+        // As `hole_for_member` would edit it, in one pass: the member (its value a hole) in a
+        // span, and its declaration, when it has a neighbour to keep the array valid, in
+        // another.
+        let mut d = [0u8; 48];
+        let declaration = joined(&mut d, &[b"{\"Name\":\"", NAME.as_bytes(), b"\","]);
+        let found = line
+            .get(from..to.min(at))
+            .and_then(|before| find(before, declaration))
+            .map(|d| from + d);
+        // A sole declared metric stays, and so does its member: its value is never left out.
+        let elidable = found.is_none_or(|d| declaration_can_go(line, d));
+        let declared = match found.filter(|_| elidable) {
+            Some(d) => Some(declaration_bounds(line, d)?),
+            None => None,
+        };
+        let value_at = at + member.len() - digits.as_bytes().len();
+        let end = at + member.len();
+        // Every part the writing takes is in the line, in order.
+        let ordered = declared.is_none_or(|(start, stop)| start <= stop && stop <= at);
+        (ordered && end <= line.len()).then_some(FinishedPlan {
+            declared,
+            at,
+            value_at,
+            end,
+            elidable,
+            kind,
+        })
     }
-    let between = line.get(from..at)?;
-    t.bytes(between);
-    if elidable {
-        t.bytes(&[SPAN, kind]);
+
+    /// Where the placeholder's digits are in the line (see [`Journal::write_finished_line`]).
+    pub fn value(&self) -> (usize, usize) {
+        (self.value_at, self.end)
     }
-    t.bytes(before_value);
-    t.bytes(&[HOLE, kind]);
-    if elidable {
-        t.bytes(&[SPAN_END]);
+
+    /// How long the template is: the line less the placeholder's digits, plus the markers.
+    pub fn len(&self, line: &[u8]) -> usize {
+        let markers =
+            2 + if self.declared.is_some() { 3 } else { 0 } + if self.elidable { 3 } else { 0 };
+        line.len() - (self.end - self.value_at) + markers
     }
-    t.bytes(rest);
-    (!t.overflowed()).then_some((value_at, end))
+
+    /// Writes the template of `line` (the line the plan was made of) to `t`.
+    pub fn write(&self, line: &[u8], t: &mut Out) {
+        let kind = self.kind;
+        let mut from = 0;
+        if let Some((start, stop)) = self.declared {
+            t.bytes(line.get(..start).unwrap_or_default());
+            t.bytes(&[SPAN, kind]);
+            t.bytes(line.get(start..stop).unwrap_or_default());
+            t.bytes(&[SPAN_END]);
+            from = stop;
+        }
+        t.bytes(line.get(from..self.at).unwrap_or_default());
+        if self.elidable {
+            t.bytes(&[SPAN, kind]);
+        }
+        t.bytes(line.get(self.at..self.value_at).unwrap_or_default());
+        t.bytes(&[HOLE, kind]);
+        if self.elidable {
+            t.bytes(&[SPAN_END]);
+        }
+        t.bytes(line.get(self.end..).unwrap_or_default());
+    }
 }
 
 /// The metric a finished record's template leaves as a hole.
@@ -1597,6 +1653,18 @@ mod tests {
                 "the placeholder's digits: {line}"
             );
             let fast = t.written().to_vec();
+            // Written in place of exactly the length its plan says, into a journal's slot.
+            let plan = FinishedPlan::of(line.as_bytes(), None).unwrap();
+            assert_eq!(plan.len(line.as_bytes()), fast.len(), "{line}");
+            let (j, _words) = in_memory();
+            let me = Owner {
+                pid: 7,
+                start_ticks: 0,
+            };
+            let slot = j.begin(me, &Probe::default(), 128, b"{}\n").unwrap();
+            let write = |dst: &mut [u8]| plan.write(line.as_bytes(), &mut Out::new(dst));
+            assert!(j.finish_with(slot, 7, plan.len(line.as_bytes()), 0, write));
+            assert_eq!(j.template(slot).0, &fast[..], "{line}");
             // What the general edits make of it.
             let mut buf = vec![0u8; 4096];
             let mut r = Out::new(&mut buf);
