@@ -969,15 +969,20 @@ impl Engine {
     }
 
     /// Hands each line waiting to be written to `record` (EMF records, one each, with their
-    /// newline) and each warning to `warning`, and empties the outbox.
-    pub fn drain_output(&mut self, record: &mut dyn FnMut(&[u8]), warning: &mut dyn FnMut(&str)) {
+    /// newline, in pieces that joined are the line) and each warning to `warning`, and empties
+    /// the outbox.
+    pub fn drain_output(
+        &mut self,
+        record: &mut dyn FnMut(&[&[u8]]),
+        warning: &mut dyn FnMut(&str),
+    ) {
         let o = &mut self.outbox;
         let mut from = 0;
         for waiting in &o.ends {
             match *waiting {
                 Waiting::Line(end) => {
                     if let Some(line) = o.bytes.get(from..end) {
-                        record(line);
+                        record(&[line]);
                     }
                     from = end;
                 }
@@ -987,19 +992,13 @@ impl Engine {
                 } => {
                     let Some(link) = &self.journal else { continue };
                     let Scratch {
-                        line,
                         finished,
                         finished_at,
                         ..
                     } = &mut self.scratch;
-                    let mut out = Out::new(line);
-                    let mut emit = |parts: &[&[u8]]| {
-                        for p in parts {
-                            out.bytes(p);
-                        }
-                    };
-                    // The line this engine encoded, where it still has it: the template the
-                    // journal made of it, rendered, gives the same bytes.
+                    // The line this engine encoded, where it still has it, in pieces around
+                    // the value (the template the journal made of it, rendered, gives the same
+                    // bytes): written from where it is, not copied into a line first.
                     let from_line = match (*finished_at, post_response_ns) {
                         (Some(f), Some(ns)) if f.slot == slot => {
                             *finished_at = None;
@@ -1009,22 +1008,14 @@ impl Engine {
                                 ns,
                                 finished.get(..f.len).unwrap_or_default(),
                                 f.value,
-                                &mut emit,
+                                record,
                             )
                         }
                         _ => None,
                     };
-                    let rendered = from_line.unwrap_or_else(|| {
-                        link.journal.write_finished(
-                            slot,
-                            link.owner.pid,
-                            post_response_ns,
-                            &mut emit,
-                        )
-                    });
-                    let len = out.len();
-                    if rendered && !out.overflowed() {
-                        record(self.scratch.line.get(..len).unwrap_or_default());
+                    if from_line.is_none() {
+                        link.journal
+                            .write_finished(slot, link.owner.pid, post_response_ns, record);
                     }
                 }
             }
@@ -2058,7 +2049,7 @@ mod tests {
         fn out(&mut self) -> Effects {
             let mut fx = Effects::default();
             self.0.drain_output(
-                &mut |l| fx.lines.push(String::from_utf8(l.to_vec()).unwrap()),
+                &mut |l| fx.lines.push(String::from_utf8(l.concat()).unwrap()),
                 &mut |w| fx.warnings.push(w.to_string()),
             );
             fx

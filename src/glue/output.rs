@@ -163,8 +163,8 @@ pub fn configure(setting: Destination) {
 
 /// Where records go (`LAMBDA_METER_DESTINATION`): one implementation per destination.
 trait RecordDestination: Sync {
-    /// Writes one record, under the engine's gate.
-    fn emit(&self, line: &[u8]);
+    /// Writes one record, given in pieces (one line once joined), under the engine's gate.
+    fn emit(&self, parts: &[&[u8]]);
     /// The fd a record given in pieces goes to from anywhere (an ending, a signal handler) and
     /// whether it is a socket; `None` while there is none.
     fn fd_anywhere(&self) -> Option<(libc::c_int, bool)>;
@@ -189,13 +189,13 @@ impl RecordDestination for LogStream {
     /// On stdout in a per-request helper process, that is the stdout of the environment's root
     /// (the function's log), never the helper's own stdout, which the runtime may be capturing
     /// (`EVENT=$(curl …)`).
-    fn emit(&self, line: &[u8]) {
+    fn emit(&self, parts: &[&[u8]]) {
         if self.fd == libc::STDOUT_FILENO
             && let Some(root) = crate::probes::environment_root()
         {
-            return to_root_stdout(root, line);
+            return to_root_stdout(root, parts);
         }
-        if !write_line(self.fd, line) {
+        if !write_record_to(self.fd, false, parts) {
             dropped(log_stream_trouble(self.fd, self.name));
         }
     }
@@ -212,8 +212,8 @@ struct File {
 }
 
 impl RecordDestination for File {
-    fn emit(&self, line: &[u8]) {
-        to_path(self.path.as_bytes_with_nul(), true, line, None);
+    fn emit(&self, parts: &[&[u8]]) {
+        to_path(self.path.as_bytes_with_nul(), true, parts, None);
     }
 
     fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
@@ -289,8 +289,8 @@ impl Peer {
 }
 
 impl RecordDestination for Peer {
-    fn emit(&self, line: &[u8]) {
-        to_peer(self, line);
+    fn emit(&self, parts: &[&[u8]]) {
+        to_peer(self, parts);
     }
 
     fn fd_anywhere(&self) -> Option<(libc::c_int, bool)> {
@@ -541,9 +541,9 @@ fn wait_writable(fd: libc::c_int, waited_ms: &mut i32) -> bool {
     }
 }
 
-/// Writes one EMF record to the configured destination.
-pub fn emit_record(line: &[u8]) {
-    destination().emit(line);
+/// Writes one EMF record, given in pieces, to the configured destination.
+pub fn emit_record(parts: &[&[u8]]) {
+    destination().emit(parts);
 }
 
 /// Writes a per-request helper's record to the stdout of its environment's root (`root`), in
@@ -557,7 +557,7 @@ pub fn emit_record(line: &[u8]) {
 ///
 /// A record none of these can place is dropped with a warning that says why, never written
 /// where it would tear the function's output.
-fn to_root_stdout(root: u32, line: &[u8]) {
+fn to_root_stdout(root: u32, parts: &[&[u8]]) {
     let mut path = [0u8; 48];
     let path = crate::text::format_into(&mut path, format_args!("/proc/{root}/fd/1\0"));
     let path = path.as_bytes();
@@ -573,7 +573,7 @@ fn to_root_stdout(root: u32, line: &[u8]) {
         .into_iter()
         .find(|fd| same(*fd))
     {
-        if !write_line(fd, line) {
+        if !write_record_to(fd, false, parts) {
             dropped_fmt(format_args!("cannot write to {shown}"));
         }
         return;
@@ -583,7 +583,7 @@ fn to_root_stdout(root: u32, line: &[u8]) {
     let stream = Some((target.st_dev, target.st_ino));
     if !reopen && let Ok(fd) = sys::fd_of_process(root, libc::STDOUT_FILENO) {
         let fd = fd as libc::c_int;
-        let ok = write_record_on(fd, false, &[line], stream);
+        let ok = write_record_on(fd, false, parts, stream);
         let _ = sys::close(fd);
         if !ok {
             dropped_fmt(format_args!("cannot write to {shown}"));
@@ -591,7 +591,7 @@ fn to_root_stdout(root: u32, line: &[u8]) {
         return;
     }
     if reopen || (kind == libc::S_IFREG && root_appends(root)) {
-        return to_path(path, false, line, stream);
+        return to_path(path, false, parts, stream);
     }
     dropped_fmt(format_args!(
         "cannot write to {shown} in step with the runtime (a {} this process does not share, and the kernel refuses a copy of it)",
@@ -670,31 +670,48 @@ fn write_record_on(
         None => take_open_line(fd),
     };
     let newline: &[u8] = if open { b"\n" } else { b"" };
-    const MAX: usize = 50;
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; MAX];
-    let mut n = 0;
-    for part in std::iter::once(newline).chain(parts.iter().copied()) {
-        if part.is_empty() {
-            continue;
-        }
-        let Some(slot) = iov.get_mut(n) else {
-            return false;
-        };
-        *slot = libc::iovec {
-            iov_base: part.as_ptr().cast_mut().cast(),
-            iov_len: part.len(),
-        };
-        n += 1;
-    }
+    let mut room = IOVECS;
+    let Some(iov) = pieces_into(
+        &mut room,
+        std::iter::once(newline).chain(parts.iter().copied()),
+    ) else {
+        return false;
+    };
+    let n = iov.len();
     let log_pipe = is_log_fd(fd) && !socket && pipe;
     if log_pipe {
-        without_sigpipe(|| writev_all(fd, socket, &mut iov, n))
+        without_sigpipe(|| writev_all(fd, socket, iov, n))
     } else {
-        writev_all(fd, socket, &mut iov, n)
+        writev_all(fd, socket, iov, n)
     }
+}
+
+/// The most pieces a record is given in (a journal's template renders to at most 48).
+const MAX_PIECES: usize = 50;
+
+/// Room for a record's iovecs, written only as far as they are used (not cleared first: a
+/// record is one to three pieces, the room is for fifty).
+type Iovecs = [std::mem::MaybeUninit<libc::iovec>; MAX_PIECES + 1];
+
+const IOVECS: Iovecs = [std::mem::MaybeUninit::uninit(); MAX_PIECES + 1];
+
+/// Points the first iovecs of `room` at the non-empty `parts`, in order: those iovecs, or
+/// `None` when they do not fit.
+fn pieces_into<'r, 'p>(
+    room: &'r mut Iovecs,
+    parts: impl Iterator<Item = &'p [u8]>,
+) -> Option<&'r mut [libc::iovec]> {
+    let mut n = 0;
+    for part in parts.filter(|p| !p.is_empty()) {
+        room.get_mut(n)?.write(libc::iovec {
+            iov_base: part.as_ptr().cast_mut().cast(),
+            iov_len: part.len(),
+        });
+        n += 1;
+    }
+    // SAFETY: the first `n` elements were written just now (MaybeUninit<iovec> has iovec's
+    // layout); the slice borrows `room` mutably for as long as it lives.
+    Some(unsafe { std::slice::from_raw_parts_mut(room.as_mut_ptr().cast(), n) })
 }
 
 /// How a write to an fd avoids waiting.
@@ -787,7 +804,7 @@ fn writev_all(fd: libc::c_int, socket: bool, iov: &mut [libc::iovec], n: usize) 
 
 /// Appends to a file (or a `/proc/<pid>/fd/1`) through our own fd: opened once and kept when
 /// `keep` (a configured file), else opened for this record only.
-fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
+fn to_path(path: &[u8], keep: bool, parts: &[&[u8]], stream: Option<(u64, u64)>) {
     let shown = crate::text::utf8_prefix(path, path.len().saturating_sub(1));
     if !keep {
         // Another process's stdout: a new open file description of it, appending, never
@@ -796,7 +813,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
         match sys::open(path, flags, 0) {
             Ok(fd) => {
                 let fd = fd as libc::c_int;
-                let ok = write_record_on(fd, false, &[line], stream);
+                let ok = write_record_on(fd, false, parts, stream);
                 let _ = sys::close(fd);
                 if !ok {
                     dropped_fmt(format_args!("cannot write to {shown}"));
@@ -833,7 +850,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
             }
         }
     };
-    if !write_record_to(fd.fd, false, &[line]) {
+    if !write_record_to(fd.fd, false, parts) {
         dropped_fmt(format_args!("cannot write to {shown}"));
     }
     if !fd.kept {
@@ -844,7 +861,7 @@ fn to_path(path: &[u8], keep: bool, line: &[u8], stream: Option<(u64, u64)>) {
 
 /// Sends to a socket peer (the CloudWatch agent's EMF endpoint, a Unix socket) without ever
 /// waiting for it.
-fn to_peer(peer: &Peer, line: &[u8]) {
+fn to_peer(peer: &Peer, parts: &[&[u8]]) {
     let s = sink();
     let fd = match s.fd.filter(OwnFd::still_ours) {
         Some(fd) => fd,
@@ -878,13 +895,14 @@ fn to_peer(peer: &Peer, line: &[u8]) {
         // at once or not at all.
         let _ = sys::poll_out(fd.fd, AGENT_CONNECT_MS);
     }
-    let mut iov = [libc::iovec {
-        iov_base: line.as_ptr().cast_mut().cast(),
-        iov_len: line.len(),
-    }];
+    let mut room = IOVECS;
+    let Some(iov) = pieces_into(&mut room, parts.iter().copied()) else {
+        return dropped_fmt(format_args!("a record in more than {MAX_PIECES} pieces"));
+    };
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     // MSG_NOSIGNAL: a closed peer must not raise SIGPIPE in the host; MSG_DONTWAIT: never
     // block the invoke.
-    let sent = sys::sendmsg(fd.fd, &mut iov, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    let sent = sys::sendmsg(fd.fd, iov, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
     // Not kept between records (a low RLIMIT_NOFILE): closed after this one, whatever came of
     // it.
     let once = |s: &mut Sink| {
@@ -893,7 +911,7 @@ fn to_peer(peer: &Peer, line: &[u8]) {
         }
     };
     let err = match sent {
-        Ok(n) if n == line.len() => return once(s),
+        Ok(n) if n == len => return once(s),
         Ok(n) => {
             // A partial line would corrupt the stream: close and start over.
             if n > 0 {

@@ -1207,7 +1207,7 @@ fn write_outbox() {
     if let Some(engine) = engine_cell().as_mut()
         && engine.has_output()
     {
-        engine.drain_output(&mut |line| output::emit_record(line), &mut |w| match w
+        engine.drain_output(&mut |parts| output::emit_record(parts), &mut |w| match w
             .strip_prefix("debug: ")
         {
             Some(d) => output::debug(format_args!("{d}")),
