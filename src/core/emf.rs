@@ -39,7 +39,8 @@ const MAX_METRICS: usize = crate::metrics::CATALOG.len();
 
 /// The metrics of one record, without allocating.
 struct Metrics {
-    items: [MetricValue; MAX_METRICS],
+    /// The first `len` are written (the rest never read: not cleared for each record).
+    items: [std::mem::MaybeUninit<MetricValue>; MAX_METRICS],
     len: usize,
     /// Which catalog metrics (bit = catalog index) the record has a value for.
     present: u32,
@@ -51,18 +52,20 @@ struct Metrics {
 impl Metrics {
     fn new() -> Metrics {
         Metrics {
-            items: [MetricValue {
-                index: 0,
-                value: Number::int(0),
-                declared: false,
-            }; MAX_METRICS],
+            items: [std::mem::MaybeUninit::uninit(); MAX_METRICS],
             len: 0,
             present: 0,
             mask: 0,
         }
     }
+    #[allow(unsafe_code)]
     fn iter(&self) -> impl Iterator<Item = &MetricValue> {
-        self.items.iter().take(self.len)
+        // SAFETY: the first `len` items were written (`metrics_of` counts each it writes, and
+        // `len` never passes the array's length); MaybeUninit<T> has T's layout.
+        let written: &[MetricValue] = unsafe {
+            std::slice::from_raw_parts(self.items.as_ptr().cast(), self.len.min(MAX_METRICS))
+        };
+        written.iter()
     }
     fn declared(&self) -> impl Iterator<Item = &MetricValue> {
         self.iter().filter(|m| m.declared)
@@ -92,11 +95,11 @@ fn metrics_of(rec: &InvokeRecord, s: &Settings, m: &mut Metrics) {
                 && let Some(slot) = m.items.get_mut(m.len)
             {
                 let declared = declared_bits & (1 << $i) != 0;
-                *slot = MetricValue {
+                slot.write(MetricValue {
                     index: $i,
                     value,
                     declared,
-                };
+                });
                 m.len += 1;
                 m.present |= 1 << $i;
                 if declared {
