@@ -297,16 +297,9 @@ unsafe fn same_but_marked_avx2(new: &[u8], old: &[u8], marked: &[u8]) -> bool {
     if len < 32 {
         return false;
     }
-    let mut at = 0;
-    while at + 32 < len {
-        // SAFETY: `at + 32 <= len`: each load reads 32 bytes of its slice.
-        if !unsafe { same_32(new, old, marked, at) } {
-            return false;
-        }
-        at += 32;
-    }
-    // SAFETY: as above, the last 32 bytes.
-    unsafe { same_32(new, old, marked, len - 32) }
+    // SAFETY: `every_step` gives each step's start with `at + 32 <= len`: each load reads 32
+    // bytes of its slice.
+    every_step(len, 32, |at| unsafe { same_32(new, old, marked, at) })
 }
 
 /// One step of [`same_but_marked_avx2`]: the 32 bytes from `at`, which the caller checks are
