@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub fn root() -> PathBuf {
@@ -410,14 +411,23 @@ pub fn compile_program(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
     let out = profile_dir().join(format!("test-programs/{out_name}"));
     std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
     let src = root().join(format!("tests/programs/{name}.c"));
+    // Built under a name of its own and renamed into place: tests running at once that build
+    // the same program never run (or exec) one that is still being written.
+    static BUILDS: AtomicU32 = AtomicU32::new(0);
+    let building = out.with_file_name(format!(
+        ".{out_name}.{}.{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = Command::new("cc")
         .args(flags)
         .arg("-o")
-        .arg(&out)
+        .arg(&building)
         .arg(&src)
         .status()
         .expect("cc");
     assert!(status.success(), "compiling {}", src.display());
+    std::fs::rename(&building, &out).expect("rename the built program into place");
     out
 }
 
