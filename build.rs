@@ -66,12 +66,71 @@ fn main() {
     // bind the same references.)
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
 
+    libc_without_loader(&out);
+
     // The functions that run, first and together (see link/hot-functions.py): a process that
     // never talks to the Runtime API maps one 64 KiB window of the library's code, not pages
     // all over it, and a runtime keeps about half of it resident, not all.
     println!("cargo:rerun-if-changed={HOT}");
     write(&out, "hot.ld", &hot_script(&read(&dir, HOT)));
     println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{out}/hot.ld");
+}
+
+/// The library's references to the dynamic loader's own symbols (`__tls_get_addr`, which the
+/// standard library's thread-locals call, and `_r_debug`) make the linker record
+/// `ld-linux-*.so` as a library the library needs (glibc's `libc.so` link script names it
+/// `AS_NEEDED`). A preloaded library's needs come into the process's symbol search order
+/// right after the program's own: the loader would then come before most of a program's
+/// libraries, not last, and each of their symbol lookups at load would look through it first
+/// (curl with its 30 libraries: 9,000 lookups, 210,000 instructions a process). The loader is
+/// in every process's search order anyway, so nothing needs naming it: where the host's C
+/// compiler links the library, `-lc` finds a copy of the script in `OUT_DIR` that leaves it
+/// out (those two symbols are then found at load, in the loader). Not where another linker
+/// (cargo-zigbuild's, for the layer) links: `layer/build.sh` takes the entry out of those.
+fn libc_without_loader(out: &str) {
+    let zig = std::env::var("RUSTC_LINKER").is_ok_and(|l| l.contains("zig"));
+    let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
+    if zig || !linux_gnu {
+        return;
+    }
+    let Ok(found) = std::process::Command::new("cc")
+        .arg("-print-file-name=libc.so")
+        .output()
+    else {
+        return;
+    };
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    println!("cargo:rerun-if-changed={path}");
+    let Ok(script) = std::fs::read_to_string(&path) else {
+        return; // not a text script: nothing to leave out
+    };
+    let Some(kept) = without_loader(&script) else {
+        return;
+    };
+    let dir = Path::new(out).join("libc-without-loader");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    write(&dir.display().to_string(), "libc.so", &kept);
+    println!("cargo:rustc-cdylib-link-arg=-L{}", dir.display());
+}
+
+/// A `libc.so` link script without its `AS_NEEDED ( …/ld-linux-… )` group; `None` when it has
+/// none (or is not a script).
+fn without_loader(script: &str) -> Option<String> {
+    let at = script.find("AS_NEEDED")?;
+    let open = at + script.get(at..)?.find('(')?;
+    let close = open + script.get(open..)?.find(')')?;
+    let group = script.get(open + 1..close)?;
+    if !script.contains("GROUP") || !group.contains("ld-linux") {
+        return None;
+    }
+    Some(format!(
+        "/* glibc's libc.so without the dynamic loader (see build.rs). */\n{}{}",
+        script.get(..at)?,
+        script.get(close + 1..)?
+    ))
 }
 
 const HOT: &str = "link/hot-functions.txt";

@@ -63,6 +63,8 @@ if [ -n "$lib234" ]; then
     cp "$lib234" "$dir/lib/glibc-2.34/liblambda_meter.so"
     chmod 0644 "$dir/lib/glibc-2.34/liblambda_meter.so"
 fi
+# Not the dynamic loader among the libraries it needs (see layer/unneed-loader.py).
+python3 "$here/unneed-loader.py" "$dir/lib/liblambda_meter.so" ${lib234:+"$dir/lib/glibc-2.34/liblambda_meter.so"}
 # The language shims for custom metrics, where each runtime looks for a layer's code
 # (python/, nodejs/node_modules/ and ruby/lib/: /opt/python, /opt/nodejs/node_modules and
 # /opt/ruby/lib are on those runtimes' paths).

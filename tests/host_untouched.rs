@@ -119,6 +119,60 @@ fn failing_and_succeeding_calls_keep_rc_and_errno() {
     assert!(log.contains("Runtime API connection"), "{log}");
 }
 
+/// The loader's search order for a program's own symbols (`LD_DEBUG=scopes`, the program's
+/// first scope), with `preload` in `LD_PRELOAD` or none.
+fn search_order(program: &Path, preload: Option<&Path>) -> Vec<String> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--version")
+        .env_remove("LD_PRELOAD")
+        .env("LD_DEBUG", "scopes");
+    if let Some(lib) = preload {
+        cmd.env("LD_PRELOAD", lib);
+    }
+    let out = cmd.output().expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find_map(|l| l.split_once("scope 0:").map(|(_, list)| list.to_string()))
+        .unwrap_or_else(|| panic!("no search order in {stderr}"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn a_preloaded_library_leaves_the_programs_search_order_as_it_was() {
+    // With the library preloaded, the program's libraries are looked through in the order they
+    // were, the library second (LD_PRELOAD's place). A library that needed the dynamic loader
+    // would bring the loader forward, ahead of most of curl's 30 libraries, and each of their
+    // symbol lookups at load would look through it first.
+    let curl = Path::new("/usr/bin/curl");
+    assert!(curl.is_file(), "curl (tests/setup.sh installs it)");
+    let plain = search_order(curl, None);
+    assert!(plain.len() > 10, "{plain:?}");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    let layer =
+        |build: &str| root().join(format!("target/layer/{arch}/{build}/liblambda_meter.so"));
+    for lib in [library(), layer("lib"), layer("lib/glibc-2.34")] {
+        assert!(lib.is_file(), "{} (make layer)", lib.display());
+        let with = search_order(curl, Some(&lib));
+        assert_eq!(with.get(1), Some(&lib.display().to_string()), "{with:?}");
+        let kept: Vec<String> = with.iter().filter(|o| plain.contains(o)).cloned().collect();
+        assert_eq!(kept, plain, "{}", lib.display());
+        // What the library itself brings: only the glibc 2.26 build's two libraries (glibc
+        // 2.34 and later have them inside libc; here they are stubs).
+        for added in with.iter().skip(2).filter(|o| !plain.contains(o)) {
+            assert!(
+                added.ends_with("/libpthread.so.0") || added.ends_with("/libdl.so.2"),
+                "{} brings {added}: {with:?}",
+                lib.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn programs_that_never_talk_to_the_runtime_api_are_unchanged() {
     let py = python();
