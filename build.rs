@@ -86,12 +86,14 @@ fn main() {
 /// in every process's search order anyway, so nothing needs naming it: where the host's C
 /// compiler links the library, `-lc` finds a copy of the script in `OUT_DIR` that leaves it
 /// out (those two symbols are then found at load, in the loader). Not where another linker
-/// (cargo-zigbuild's, for the layer) links: `layer/build.sh` takes the entry out of those.
+/// (cargo-zigbuild's, for the layer) or another machine's C library is used: `layer/assemble.sh`
+/// takes the entry out of the layer's builds.
 fn libc_without_loader(out: &str) {
     let zig = std::env::var("RUSTC_LINKER").is_ok_and(|l| l.contains("zig"));
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
     let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
-    if zig || !linux_gnu {
+    if zig || !native || !linux_gnu {
         return;
     }
     let Ok(found) = std::process::Command::new("cc")
