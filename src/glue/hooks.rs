@@ -161,11 +161,18 @@ unsafe fn iov_capacity(iov: *const iovec, n: c_int) -> usize {
 unsafe fn iov_batches(iov: *const iovec, n: c_int, rc: ssize_t, mut f: impl FnMut(&[&[u8]])) {
     const BATCH: usize = 16;
     let mut left = rc.max(0) as usize;
-    let mut batch: [&[u8]; BATCH] = [&[]; BATCH];
+    // Not zeroed first (a 256-byte fill on each of the runtime's writes and reads): only the
+    // first `used` slots are ever read.
+    let mut batch = [const { std::mem::MaybeUninit::<&[u8]>::uninit() }; BATCH];
     let mut used = 0;
     if iov.is_null() {
         return;
     }
+    let filled = |batch: &[std::mem::MaybeUninit<&[u8]>], used: usize| -> &[&[u8]] {
+        let used = used.min(batch.len());
+        // SAFETY: the first `used` slots were written below; MaybeUninit<T> has T's layout.
+        unsafe { std::slice::from_raw_parts(batch.as_ptr().cast::<&[u8]>(), used) }
+    };
     for i in 0..n.max(0) as usize {
         if left == 0 {
             break;
@@ -175,12 +182,12 @@ unsafe fn iov_batches(iov: *const iovec, n: c_int, rc: ssize_t, mut f: impl FnMu
         let take = v.iov_len.min(left);
         if take > 0 && !v.iov_base.is_null() {
             if used == BATCH {
-                f(&batch);
+                f(filled(&batch, used));
                 used = 0;
             }
             if let Some(slot) = batch.get_mut(used) {
                 // SAFETY: the kernel transferred `take` bytes through this buffer.
-                *slot = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) };
+                slot.write(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), take) });
                 used += 1;
             }
         }
@@ -188,7 +195,7 @@ unsafe fn iov_batches(iov: *const iovec, n: c_int, rc: ssize_t, mut f: impl FnMu
     }
     // rc == 0 is the end of the stream: one call with no parts.
     if used > 0 || rc == 0 {
-        f(batch.get(..used).unwrap_or_default());
+        f(filled(&batch, used));
     }
 }
 
