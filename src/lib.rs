@@ -44,7 +44,7 @@ mod glue;
 #[cfg(not(test))]
 use glue::{
     channel, deepbind, elf, ending, hooks, lines, output, probes, process, real, signals, state,
-    table,
+    table, thread,
 };
 pub use glue::{deferred, handoff, sys};
 

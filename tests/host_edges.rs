@@ -413,9 +413,17 @@ fn a_panic_inside_the_library_is_caught_and_the_runtime_runs_on_unmetered() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&needed.stdout).contains("libgcc_s"));
-    let mut s = scenario::Scenario::new(vec![bin.display().to_string()], root())
+    let metered = panicking_runs(vec![bin.display().to_string()], "1");
+    assert!(metered.records().is_empty(), "{}", metered.run.stdout);
+}
+
+/// `command` without the library and with the panic-inject build (LAMBDA_METER_INJECT_PANIC
+/// = `inject`): one warning line, and the runtime's results, requests, output and ends as
+/// without the library. The metered run.
+fn panicking_runs(command: Vec<String>, inject: &str) -> support::Outcome {
+    let mut s = scenario::Scenario::new(command, root())
         .with_library(panic_inject_library())
-        .env("LAMBDA_METER_INJECT_PANIC", "1")
+        .env("LAMBDA_METER_INJECT_PANIC", inject)
         .launched(scenario::Launch::Preload);
     s.compare_output = true;
     let plain = s.run(false);
@@ -426,12 +434,89 @@ fn a_panic_inside_the_library_is_caught_and_the_runtime_runs_on_unmetered() {
         "{}",
         metered.run.stderr
     );
-    assert!(metered.records().is_empty(), "{}", metered.run.stdout);
     assert_eq!(plain.other_stdout(), metered.other_stdout());
     scenario::assert_same_results(&plain, &metered);
     scenario::assert_same_requests(&plain, &metered);
     assert_eq!(plain.run.exits, metered.run.exits);
     assert_eq!(plain.run.starts, metered.run.starts);
+    metered
+}
+
+#[test]
+fn a_panic_on_the_library_s_own_thread_turns_it_off_and_the_runtime_runs_on() {
+    // The watchdog runs on a thread the C library does not know of (src/glue/thread.rs),
+    // where a panic must not unwind. The test build panics at the watchdog's first entry into
+    // the engine (the first invoke wakes it): the library's panic hook turns the library off
+    // with the one warning line and parks the thread; the runtime goes on as without it.
+    let bin = compile_program("c_runtime", "c_runtime_panic_watchdog", &["-O1"]);
+    let metered = panicking_runs(unprivileged(&[], &[bin.to_str().unwrap()]), "watchdog");
+    // The first invoke's record may be out before the watchdog looks; none after.
+    assert!(metered.records().len() <= 1, "{}", metered.run.stdout);
+}
+
+/// The result bodies of a run, in order.
+fn result_bodies(o: &support::Outcome) -> Vec<String> {
+    o.sim
+        .results()
+        .into_iter()
+        .map(|r| String::from_utf8(r.unwrap().body).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_single_threaded_host_stays_single_threaded_for_its_c_library() {
+    // The library's watchdog thread is one glibc does not know of: a host that starts no
+    // thread keeps glibc's single-threaded paths (no lock in malloc, free and stdio, no
+    // cancellation switch around its system calls) with the library loaded.
+    // `__libc_single_threaded`, read by the handler once the thread runs (it starts at the
+    // first invoke), is what it is without the library: a POSIX thread would make it 0.
+    let bin = compile_program("c_runtime", "c_runtime_threads", &["-O1"]);
+    let mut s = scenario::Scenario::new(unprivileged(&[], &[bin.to_str().unwrap()]), root())
+        .launched(scenario::Launch::Preload);
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "glibc_threads"}),
+        json!({"action": "sleep", "ms": 20}),
+        json!({"action": "glibc_threads"}),
+    ];
+    s.compare_output = true;
+    let bodies = result_bodies(&s.check());
+    assert_eq!(bodies[1], r#"{"single":1}"#);
+    assert_eq!(bodies[3], r#"{"single":1}"#);
+    // The thread is there all the same, named.
+    s.payloads = vec![json!({"action": "ok"}), json!({"action": "task_names"})];
+    let (plain, metered) = (s.run(false), s.run(true));
+    assert_eq!(result_bodies(&plain)[1], r#"{"tasks":"c_runtime_threa,"}"#);
+    assert_eq!(
+        result_bodies(&metered)[1],
+        r#"{"tasks":"c_runtime_threa,lambda-meter,"}"#
+    );
+}
+
+#[test]
+fn a_host_that_can_change_its_ids_has_a_watchdog_that_follows_them() {
+    // A credential change is the calling thread's alone in the kernel; glibc's setuid family
+    // carries it to the threads it knows of. A process that can change its ids (here root)
+    // gets a POSIX watchdog, which glibc carries along: after the handler gives up root, no
+    // thread of the process keeps it.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let bin = compile_program("c_runtime", "c_runtime_drop_ids", &["-O1"]);
+    let mut s = scenario::Scenario::new(vec![bin.display().to_string()], root())
+        .launched(scenario::Launch::Preload);
+    s.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "drop_ids"}),
+        json!({"action": "task_uids"}),
+    ];
+    let (plain, metered) = (s.run(false), s.run(true));
+    assert_eq!(result_bodies(&plain)[1], r#"{"dropped":1}"#);
+    assert_eq!(result_bodies(&plain)[2], r#"{"uids":"65534,"}"#);
+    assert_eq!(result_bodies(&metered)[1], r#"{"dropped":1}"#);
+    assert_eq!(result_bodies(&metered)[2], r#"{"uids":"65534,65534,"}"#);
 }
 
 /// The edge_gate_probe with `args` both ways, compared.

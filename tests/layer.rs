@@ -338,6 +338,75 @@ fn arm64_c_runtime() -> PathBuf {
 }
 
 #[test]
+fn the_library_s_own_thread_never_calls_the_loader_for_thread_local_storage() {
+    // Where the host loaded objects with thread-local storage after the library's thread
+    // started, the loader's `__tls_get_addr` brings that thread's table up to date, with
+    // `realloc` once it grows: on a thread glibc does not know of, in a process it counts
+    // single-threaded, that raced the host's own `malloc` (a corrupted heap). tls_watch stands
+    // in for `__tls_get_addr` and counts the calls made on the thread named lambda-meter,
+    // which must be none, across invokes that wake the watchdog. The layer's builds, as
+    // optimised as users get them: where the compiler puts such a call depends on inlining.
+    let watch = compile_program("tls_watch", "libtls_watch.so", &["-shared", "-fPIC", "-O1"]);
+    let runtime = compile_program("c_runtime", "c_runtime_tls_watch", &["-O1"]);
+    let dir = tempdir::TempDir::new("opt-tls");
+    let opt = unpack("x86_64", dir.path());
+    for lib in [
+        opt.join("lib/liblambda_meter.so"),
+        opt.join("lib/glibc-2.34/liblambda_meter.so"),
+    ] {
+        let out_dir = tempdir::TempDir::new("tls-watch");
+        let out = out_dir.path().join("calls");
+        std::fs::set_permissions(
+            out_dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let preload = format!("{}:{}", watch.display(), lib.display());
+        let command = unprivileged(
+            &[
+                ("LD_PRELOAD", preload.as_str()),
+                ("TLS_WATCH_OUT", out.to_str().unwrap()),
+            ],
+            &[runtime.to_str().unwrap()],
+        );
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        // The last invoke ends the runtime with exit(), so that tls_watch's destructor reports.
+        let run = run_until(
+            lambda_sim::Config {
+                events: events(&[
+                    json!({"action": "ok"}),
+                    json!({"action": "sleep", "ms": 1_300}),
+                    json!({"action": "glibc_threads"}),
+                    json!({"action": "die", "how": "exit", "code": 0}),
+                ]),
+                timeout: std::time::Duration::from_millis(1_500),
+                ..lambda_sim::Config::default()
+            },
+            &command,
+            None,
+            &[],
+            &root(),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(run.records().len(), 4, "{}", run.run.stdout);
+        let single = run.sim.results()[2].clone().unwrap().body;
+        assert_eq!(String::from_utf8(single).unwrap(), r#"{"single":1}"#);
+        let calls = std::fs::read_to_string(&out).unwrap();
+        let (own, all) = calls.trim().split_once(' ').unwrap();
+        assert!(
+            all.parse::<u64>().unwrap() >= 1,
+            "the stand-in was not in use: {calls}"
+        );
+        assert_eq!(
+            own,
+            "0",
+            "{}: calls on the library's thread, calls on all: {calls}",
+            lib.display()
+        );
+    }
+}
+
+#[test]
 fn the_arm64_library_meters_an_arm64_runtime_under_qemu() {
     let dir = tempdir::TempDir::new("opt-arm64");
     let opt = unpack("arm64", dir.path());
@@ -348,7 +417,47 @@ fn the_arm64_library_meters_an_arm64_runtime_under_qemu() {
         opt.join("lib/glibc-2.34/liblambda_meter.so"),
     ] {
         meters_an_arm64_runtime_under_qemu(&runtime, &lib);
+        reports_an_arm64_timeout_under_qemu(&runtime, &lib);
     }
+}
+
+/// The arm64 `runtime` under qemu with `lib` preloaded, as nobody (see [`unprivileged`]).
+/// qemu-user is static, so LD_PRELOAD reaches only the arm64 program's own loader.
+fn qemu_command(runtime: &Path, lib: &Path) -> Vec<String> {
+    unprivileged(
+        &[("LD_PRELOAD", lib.to_str().unwrap())],
+        &[
+            "qemu-aarch64-static",
+            "-L",
+            "/usr/aarch64-linux-gnu",
+            runtime.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The watchdog's thread on arm64 writes the timed-out invoke's record before the kill (no
+/// invoke follows: no successor could).
+fn reports_an_arm64_timeout_under_qemu(runtime: &Path, lib: &Path) {
+    let config = lambda_sim::Config {
+        events: events(&[
+            json!({"action": "ok"}),
+            json!({"action": "sleep", "ms": 4_000}),
+        ]),
+        timeout: std::time::Duration::from_millis(1_500),
+        ..lambda_sim::Config::default()
+    };
+    let cmd = qemu_command(runtime, lib);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run_with(config, &cmd, None, &[], &root());
+    assert_eq!(out.sim.timeout_count(), 1);
+    let records = out.records();
+    assert_eq!(records.len(), 2, "stdout:\n{}", out.run.stdout);
+    assert_eq!(records[1]["Timeouts"], 1.0, "{}", records[1]);
+    assert_eq!(
+        records[1]["errorType"], "Sandbox.Timedout",
+        "{}",
+        records[1]
+    );
 }
 
 fn meters_an_arm64_runtime_under_qemu(runtime: &Path, lib: &Path) {
@@ -356,29 +465,24 @@ fn meters_an_arm64_runtime_under_qemu(runtime: &Path, lib: &Path) {
         json!({"action": "ok"}),
         json!({"action": "fail", "type": "ValueError"}),
         json!({"action": "big", "bytes": 300_000}),
+        json!({"action": "glibc_threads"}),
+        json!({"action": "task_names"}),
     ];
-    let qemu = "qemu-aarch64-static";
-    let cmd = [
-        qemu,
-        "-L",
-        "/usr/aarch64-linux-gnu",
-        runtime.to_str().unwrap(),
-    ];
-    // qemu-user is static, so LD_PRELOAD reaches only the arm64 program's own loader.
-    let out = run(
-        events(&payloads),
-        &cmd,
-        None,
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-        &root(),
-    );
+    let cmd = qemu_command(runtime, lib);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run(events(&payloads), &cmd, None, &[], &root());
     assert!(
         !out.run.stderr.contains("lambda-meter"),
         "{}",
         out.run.stderr
     );
     let records = out.records();
-    assert_eq!(records.len(), 3, "stdout:\n{}", out.run.stdout);
+    assert_eq!(records.len(), 5, "stdout:\n{}", out.run.stdout);
+    // The watchdog's thread runs, and the C library still counts the runtime single-threaded
+    // (src/glue/thread.rs: on arm64 too, the thread is started with a clone of its own).
+    let body = |i: usize| String::from_utf8(out.sim.results()[i].clone().unwrap().body).unwrap();
+    assert_eq!(body(3), r#"{"single":1}"#);
+    assert!(body(4).contains(",lambda-meter,"), "{}", body(4));
     assert_valid_emf(&records);
     assert_eq!(records.iter().filter(|r| r["ColdStart"] == 1.0).count(), 1);
     assert_eq!(

@@ -2053,6 +2053,13 @@ fn main() {
         )
         .unwrap();
     }
+    // SAFETY: geteuid has no preconditions.
+    let who = if unsafe { libc::geteuid() } == 0 {
+        "So it is here, where the bench runs them as root: a process that can change its user \
+         ids gets a POSIX watchdog, which glibc carries along when it does."
+    } else {
+        "Here the bench ran them as an unprivileged user, as Lambda does."
+    };
     writeln!(
         report,
         "\nOf these, {threaded:+.0} per invoke are the C library switching thread cancellation \
@@ -2063,7 +2070,9 @@ fn main() {
          threaded process for the C library, which then also takes its locks in `malloc`, \
          `free` and stdio. A runtime with threads of its own (Node, Java, Ruby) pays this \
          already; Python's and this one pay it on each such call of theirs, the handler's \
-         included."
+         included. {who} A runtime that cannot change its ids, as every Lambda runtime, gets \
+         a watchdog the C library does not know of and keeps its single-threaded paths \
+         (`src/glue/thread.rs`)."
     )
     .unwrap();
 

@@ -33,3 +33,5 @@ pub mod state;
 pub mod sys;
 #[cfg(not(test))]
 pub mod table;
+#[cfg(not(test))]
+pub mod thread;

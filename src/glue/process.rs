@@ -20,6 +20,7 @@ use crate::runtime_api::ApiAddress;
 use crate::settings::Settings;
 use crate::state::Reset;
 use crate::sys;
+use crate::thread;
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -521,9 +522,7 @@ fn read_settings() -> bool {
     if ps().settings.get().is_some() {
         return true;
     }
-    // Silence the default panic message: the host's stderr is not ours. A panic inside a hook
-    // is caught, reported in one line, and switches the library off.
-    std::panic::set_hook(Box::new(|_| {}));
+    std::panic::set_hook(Box::new(|_| on_panic()));
     // What stdout and stderr are now: records go there only while they still are.
     output::remember_log_streams();
     let exe = std::fs::read_link("/proc/self/exe")
@@ -1023,37 +1022,85 @@ fn enter<R>(f: impl FnOnce(&mut Engine) -> R, blocked: impl FnOnce()) -> Option<
 #[cfg(feature = "panic-inject")]
 #[allow(clippy::panic)]
 fn inject_panic() {
-    if std::env::var_os("LAMBDA_METER_INJECT_PANIC").is_some() {
+    // Read without allocating: `watchdog` panics only on the library's own thread, which
+    // must not allocate behind the C library's back (see `thread`).
+    // SAFETY: getenv with a NUL-terminated name; the value is only read, while no thread of
+    // the test's host changes the environment.
+    let value = unsafe { libc::getenv(c"LAMBDA_METER_INJECT_PANIC".as_ptr()) };
+    if value.is_null() {
+        return;
+    }
+    // SAFETY: getenv's value is a NUL-terminated string.
+    let watchdog_only = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes() == b"watchdog";
+    if !watchdog_only || thread::is_own_thread() {
         panic!("injected (LAMBDA_METER_INJECT_PANIC)");
     }
 }
 
+/// The library's panic hook. Silent: the host's stderr is not ours (a panic inside a hook is
+/// caught by its entry, reported in one line, and switches the library off). On the library's
+/// own thread a panic must not unwind (see [`thread`]): the library turns off here, with the
+/// same line, and the thread sleeps for good, holding what it held.
+fn on_panic() {
+    if thread::is_own_thread() {
+        disable_permanently("internal error");
+        park();
+    }
+}
+
+/// `catch_unwind`, out of line. The standard library reaches its panic count, which an unwind
+/// updates, through `__tls_get_addr` (a thread-local of a shared object, of the
+/// general-dynamic model), and the compiler makes that call at the start of whatever function
+/// the catch is inlined into, panic or not. The library's own thread (see `thread`) must never
+/// make it: once the host loaded objects with thread-local storage after the thread started,
+/// the loader brings the thread's table up to date in that call, with `realloc` when it grows,
+/// behind the back of a C library that takes no lock in a single-threaded process. Out of
+/// line, the call is made only on the host's threads, which [`inside`] sends here.
+#[inline(never)]
+fn fenced<T>(work: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    catch_unwind(work)
+}
+
+/// When something is next due that only time brings, and when a result's wait for its answer
+/// ends (see [`Engine::next_wakeups`]).
+type Wakeups = (Option<u64>, Option<u64>);
+
+/// [`inside`]'s work in the engine, once for both ways it is run: replays what others
+/// deferred, runs `f`, keeps the journal in place; `f`'s result and the engine's next wakeups.
+#[inline(never)]
+fn engine_work<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<(R, Wakeups)> {
+    let engine = engine_cell().as_mut()?;
+    #[cfg(feature = "panic-inject")]
+    inject_panic();
+    if ps().abandoned.swap(false, Ordering::Relaxed) {
+        // An entry of this thread was left half-way by a signal handler that never
+        // returned: a connection it was parsing then cannot be trusted.
+        engine.abandoned();
+    }
+    replay_deferred(engine);
+    let opened = engine.opened_count();
+    let looks = crate::channel::dir_look().map(|(_, _, n)| n);
+    let r = f(engine);
+    if engine.opened_count() != opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks {
+        keep_journal_in_place(engine, false);
+    }
+    if let Some(role) = engine.take_decision() {
+        decided(role);
+    }
+    ps().record_awaits
+        .store(engine.record_awaits(), Ordering::Relaxed);
+    Some((r, engine.next_wakeups()))
+}
+
 /// Holding the gate: replays what others deferred, runs `f`, writes the outbox.
 fn inside<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        let engine = engine_cell().as_mut()?;
-        #[cfg(feature = "panic-inject")]
-        inject_panic();
-        if ps().abandoned.swap(false, Ordering::Relaxed) {
-            // An entry of this thread was left half-way by a signal handler that never
-            // returned: a connection it was parsing then cannot be trusted.
-            engine.abandoned();
-        }
-        replay_deferred(engine);
-        let opened = engine.opened_count();
-        let looks = crate::channel::dir_look().map(|(_, _, n)| n);
-        let r = f(engine);
-        if engine.opened_count() != opened || crate::channel::dir_look().map(|(_, _, n)| n) != looks
-        {
-            keep_journal_in_place(engine, false);
-        }
-        if let Some(role) = engine.take_decision() {
-            decided(role);
-        }
-        ps().record_awaits
-            .store(engine.record_awaits(), Ordering::Relaxed);
-        Some((r, engine.next_wakeups()))
-    }));
+    let work = AssertUnwindSafe(|| engine_work(f));
+    // The library's own thread runs it unfenced (a panic there parks it: see `on_panic`).
+    let ran = if thread::is_own_thread() {
+        Ok(work())
+    } else {
+        fenced(work)
+    };
     let (r, (firm, answers)) = match ran {
         Ok(Some(done)) => done,
         Ok(None) => return None,
@@ -1466,12 +1513,12 @@ fn start_watchdog() {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
     }
-    // A plain thread, not the standard library's: its start allocates and frees nothing of
-    // the library's (a `std::thread` frees its boxed closure as it starts, after the
-    // reservation), so it is not waited for — a wait for the new thread to be scheduled costs
-    // the process that becomes a runtime a context switch or two (each of a shell runtime's
-    // curl processes). What it must not miss, a wake before it first sleeps, it cannot: it
-    // first sleeps on the value the count had before it was started.
+    // Not the standard library's thread: its start allocates and frees nothing of the
+    // library's (a `std::thread` frees its boxed closure as it starts, after the reservation),
+    // so it is not waited for — a wait for the new thread to be scheduled costs the process
+    // that becomes a runtime a context switch or two (each of a shell runtime's curl
+    // processes). What it must not miss, a wake before it first sleeps, it cannot: it first
+    // sleeps on the value the count had before it was started.
     let first_wake = ps().wake.load(Ordering::Acquire);
     let spawned = spawn_watchdog(first_wake);
     // SAFETY: restoring this thread's own mask.
@@ -1487,16 +1534,29 @@ fn start_watchdog() {
     }
 }
 
-/// Starts [`watchdog`] on a detached thread; whether it started.
+/// Starts [`watchdog`] on a thread of its own; whether it started. A thread glibc does not
+/// know of (see [`thread`]), else, where that cannot be made, a detached POSIX thread.
 fn spawn_watchdog(first_wake: u32) -> bool {
-    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+    extern "C" fn start_own(arg: usize) {
+        // Every signal blocked, glibc's own two as well (its `pthread_sigmask` leaves those
+        // out of the creator's mask, and their handlers are for threads it knows).
+        // SAFETY: an all-ones sigset_t is the full set.
+        let all: libc::sigset_t = unsafe { std::mem::transmute([!0u64; 16]) };
+        let _ = sys::sigmask(libc::SIG_SETMASK, &all);
+        thread::started();
         // It names itself (one prctl; from another thread naming it takes opening its
         // /proc/self/task/<tid>/comm). Until it runs it carries its creator's name, as every
         // new thread does.
-        // SAFETY: names the calling thread; the name is NUL-terminated and within 16 bytes.
-        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"lambda-meter".as_ptr()) };
+        let _ = sys::name_this_thread(c"lambda-meter");
+        watchdog(arg as u32);
+    }
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        let _ = sys::name_this_thread(c"lambda-meter");
         watchdog(arg as usize as u32);
         std::ptr::null_mut()
+    }
+    if thread::spawn(start_own, first_wake as usize, WATCHDOG_STACK) {
+        return true;
     }
     // SAFETY: the attributes are initialised before use and destroyed after; the new thread
     // gets a plain integer for its argument, and is detached (nothing joins it).
@@ -1518,11 +1578,15 @@ fn spawn_watchdog(first_wake: u32) -> bool {
     true
 }
 
-/// The watchdog's stack: 256 KiB of its own on top of what glibc takes out of every thread's
-/// stack — the static TLS of every loaded object (a host with a quarter of a megabyte of it
-/// would leave a plain 256 KiB stack nothing, or fail the thread), a guard page and
-/// `PTHREAD_STACK_MIN` — as `__pthread_get_minstack` says (the standard library's threads ask
-/// it too).
+/// The watchdog's own stack (its thread-local storage is apart from it on the thread glibc
+/// does not know of).
+const WATCHDOG_STACK: usize = 256 * 1024;
+
+/// The stack of a POSIX thread for the watchdog (where its own cannot be made): 256 KiB on top
+/// of what glibc takes out of every thread's stack — the static TLS of every loaded object (a
+/// host with a quarter of a megabyte of it would leave a plain 256 KiB stack nothing, or fail
+/// the thread), a guard page and `PTHREAD_STACK_MIN` — as `__pthread_get_minstack` says (the
+/// standard library's threads ask it too).
 fn watchdog_stack(attr: &libc::pthread_attr_t) -> usize {
     type MinStack = unsafe extern "C" fn(*const libc::pthread_attr_t) -> libc::size_t;
     // SAFETY: dlsym with a NUL-terminated name, at reservation (no hook path).
@@ -1533,7 +1597,7 @@ fn watchdog_stack(attr: &libc::pthread_attr_t) -> usize {
         // SAFETY: glibc's __pthread_get_minstack has this type; it only reads the attributes.
         unsafe { std::mem::transmute::<*mut libc::c_void, MinStack>(f)(attr) }
     };
-    (256 * 1024usize).saturating_add(min)
+    WATCHDOG_STACK.saturating_add(min)
 }
 
 /// Reports timeouts at their deadline (less the margin) and records that waited long enough

@@ -181,6 +181,83 @@ pub fn close(fd: c_int) -> Res {
     unsafe { call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) }
 }
 
+/// A private anonymous mapping of `len` bytes, readable and writable: its address.
+pub fn map_anonymous(len: usize) -> Res {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
+    // SAFETY: a new mapping at an address the kernel picks; nothing of ours is touched.
+    unsafe { call(libc::SYS_mmap, [0, len, prot, flags, usize::MAX, 0]) }
+}
+
+/// Makes `len` bytes at `base`, of a mapping this library made, inaccessible (a guard page).
+pub fn protect_none(base: usize, len: usize) -> Res {
+    // SAFETY: the caller's own mapping, which holds nothing yet.
+    unsafe {
+        call(
+            libc::SYS_mprotect,
+            [base, len, libc::PROT_NONE as usize, 0, 0, 0],
+        )
+    }
+}
+
+/// Names the calling thread (`/proc/self/task/<tid>/comm`); `name` is NUL-terminated and at
+/// most 16 bytes with the NUL.
+pub fn name_this_thread(name: &std::ffi::CStr) -> Res {
+    if name.to_bytes_with_nul().len() > 16 {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: the kernel reads the NUL-terminated name (at most 16 bytes).
+    unsafe {
+        call(
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_NAME as usize,
+                name.as_ptr() as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// The calling thread's real, effective and saved user ids (`uid`) or group ids.
+pub fn resids(uid: bool) -> Result<[u32; 3], c_int> {
+    let mut id = [0u32; 3];
+    let p = id.as_mut_ptr() as usize;
+    let nr = if uid {
+        libc::SYS_getresuid
+    } else {
+        libc::SYS_getresgid
+    };
+    // SAFETY: the kernel writes three ids into the array.
+    unsafe { call(nr, [p, p + 4, p + 8, 0, 0, 0]) }?;
+    Ok(id)
+}
+
+/// Whether the calling thread has any capability in its permitted set.
+pub fn any_permitted_capability() -> Result<bool, c_int> {
+    // Version 3 (64-bit sets): two structs of effective, permitted and inheritable words.
+    let header: [u32; 2] = [0x2008_0522, 0];
+    let mut data = [0u32; 6];
+    // SAFETY: the kernel reads the header and writes the two structs.
+    unsafe {
+        call(
+            libc::SYS_capget,
+            [
+                header.as_ptr() as usize,
+                data.as_mut_ptr() as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    }?;
+    Ok(data[1] != 0 || data[4] != 0)
+}
+
 /// Unmaps `len` bytes at `base`, a mapping this library made and no longer uses.
 pub fn unmap(base: *mut u8, len: usize) {
     // SAFETY: the caller's own mapping, which nothing refers to any more.

@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <grp.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -257,6 +259,46 @@ static void die_now(const char *event) {
     exit(9);
 }
 
+/* For each thread of this process: reads /proc/self/task/<tid>/<file> and appends what `add`
+ * makes of it to `body` (`size` bytes, `n` used). The new length. */
+static size_t each_task(const char *file, char *body, size_t n, size_t size,
+                        int (*add)(const char *text, char *out, size_t room)) {
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *t;
+    while (tasks && (t = readdir(tasks))) {
+        if (t->d_name[0] == '.')
+            continue;
+        char path[300], text[4096] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/%s", t->d_name, file);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t r = fd < 0 ? -1 : read(fd, text, sizeof text - 1);
+        if (fd >= 0)
+            close(fd);
+        if (r > 0 && n < size) {
+            int w = add(text, body + n, size - n);
+            if (w > 0 && (size_t)w < size - n)
+                n += (size_t)w;
+        }
+    }
+    if (tasks)
+        closedir(tasks);
+    return n;
+}
+
+/* A thread's name (its comm file), and a comma. */
+static int add_name(const char *comm, char *out, size_t room) {
+    return snprintf(out, room, "%.*s,", (int)strcspn(comm, "\n"), comm);
+}
+
+/* A thread's effective user id (from its status file), and a comma. */
+static int add_effective_uid(const char *status, char *out, size_t room) {
+    const char *uid = strstr(status, "\nUid:");
+    unsigned long real_uid, effective;
+    if (!uid || sscanf(uid, "\nUid: %lu %lu", &real_uid, &effective) != 2)
+        return 0;
+    return snprintf(out, room, "%lu,", effective);
+}
+
 int main(void) {
     const char *addr = getenv("AWS_LAMBDA_RUNTIME_API");
     if (!addr)
@@ -411,6 +453,29 @@ int main(void) {
             if (system("printf 'child: 50%%'") != 0)
                 die("system");
             post(id, "response", "", "{}", 2);
+        } else if (strcmp(action, "glibc_threads") == 0) {
+            /* What the C library believes of this process: single-threaded or not (glibc
+             * 2.32 and later; -1 where it does not say). */
+            const char *single = dlsym(RTLD_DEFAULT, "__libc_single_threaded");
+            char body[64];
+            int n = snprintf(body, sizeof body, "{\"single\":%d}", single ? *single : -1);
+            post(id, "response", "", body, (size_t)n);
+        } else if (strcmp(action, "drop_ids") == 0) {
+            /* Gives up root for nobody (65534), as a server does after its start. */
+            gid_t none = 65534;
+            int rc = setgroups(1, &none) | setresgid(none, none, none) | setresuid(none, none, none);
+            char body[64];
+            int n = snprintf(body, sizeof body, "{\"dropped\":%d}", rc == 0);
+            post(id, "response", "", body, (size_t)n);
+        } else if (strcmp(action, "task_names") == 0 || strcmp(action, "task_uids") == 0) {
+            /* Each thread's name, or its effective user id, each followed by a comma. */
+            int names = strcmp(action, "task_names") == 0;
+            char body[1024];
+            size_t n = (size_t)snprintf(body, sizeof body, "{\"%s\":\"", names ? "tasks" : "uids");
+            n = each_task(names ? "comm" : "status", body, n, sizeof body - 3,
+                          names ? add_name : add_effective_uid);
+            n += (size_t)snprintf(body + n, sizeof body - n, "\"}");
+            post(id, "response", "", body, n);
         } else if (strcmp(action, "fail") == 0) {
             char type[64] = "Error", body[256], hdr[128];
             field(event, "type", type, sizeof type);

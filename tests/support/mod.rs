@@ -406,6 +406,30 @@ pub fn assert_exports_exactly_the_hooks(lib: &Path) {
     );
 }
 
+/// `command` with `env` run as nobody, as Lambda runs a runtime: a process that cannot change
+/// its ids, which gets the library's own thread (src/glue/thread.rs); as it is where the tests
+/// do not run as root. `env` is set past `setpriv`, so that a preload reaches the command only.
+pub fn unprivileged(env: &[(&str, &str)], command: &[&str]) -> Vec<String> {
+    // SAFETY: geteuid has no preconditions.
+    let mut c: Vec<String> = if unsafe { libc::geteuid() } == 0 {
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        Vec::new()
+    };
+    c.push("env".into());
+    c.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    c.extend(command.iter().map(|s| s.to_string()));
+    c
+}
+
 /// Compiles tests/programs/NAME.c with `flags` into the test profile directory as OUT_NAME.
 pub fn compile_program(name: &str, out_name: &str, flags: &[&str]) -> PathBuf {
     let out = profile_dir().join(format!("test-programs/{out_name}"));

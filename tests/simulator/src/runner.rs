@@ -117,6 +117,10 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             sim.log_stream().rsplit(']').next().unwrap_or("env")
         ));
         let _ = std::fs::create_dir_all(&dir);
+        // Writable by every user, as /tmp is (a runtime may run as another user, as Lambda's
+        // do), sticky.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
         dir
     });
     let mut outputs = Vec::new();
