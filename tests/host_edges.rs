@@ -519,6 +519,45 @@ fn a_host_that_can_change_its_ids_has_a_watchdog_that_follows_them() {
     assert_eq!(result_bodies(&metered)[2], r#"{"uids":"65534,65534,"}"#);
 }
 
+#[test]
+fn only_capabilities_that_change_ids_make_the_watchdog_a_posix_thread() {
+    // An unprivileged runtime with a capability that cannot change its ids (as a container
+    // may grant `CAP_NET_BIND_SERVICE`) keeps the thread glibc does not know of; one with
+    // `CAP_SETUID` permitted could change them, and gets a POSIX thread glibc carries along.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let bin = compile_program("c_runtime", "c_runtime_caps", &["-O1"]);
+    for (cap, single) in [("net_bind_service", 1), ("setuid", 0), ("setgid", 0)] {
+        let command = [
+            "setpriv".to_string(),
+            "--reuid=65534".into(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            format!("--inh-caps=+{cap}"),
+            format!("--ambient-caps=+{cap}"),
+            "--".into(),
+            bin.display().to_string(),
+        ];
+        let mut s =
+            scenario::Scenario::new(command.to_vec(), root()).launched(scenario::Launch::Preload);
+        s.payloads = vec![
+            json!({"action": "ok"}),
+            json!({"action": "sleep", "ms": 20}),
+            json!({"action": "glibc_threads"}),
+        ];
+        let (plain, metered) = (s.run(false), s.run(true));
+        assert_eq!(result_bodies(&plain)[2], r#"{"single":1}"#, "{cap}");
+        assert_eq!(
+            result_bodies(&metered)[2],
+            format!(r#"{{"single":{single}}}"#),
+            "{cap}"
+        );
+    }
+}
+
 /// The edge_gate_probe with `args` both ways, compared.
 fn sig_case_gate(args: &[&str], invokes: usize, expect: &str) {
     let (plain, metered) = both(&gate_probe(), args, invokes, &[]);

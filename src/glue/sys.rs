@@ -236,8 +236,10 @@ pub fn resids(uid: bool) -> Result<[u32; 3], c_int> {
     Ok(id)
 }
 
-/// Whether the calling thread has any capability in its permitted set.
-pub fn any_permitted_capability() -> Result<bool, c_int> {
+/// Whether the calling thread has `CAP_SETUID` or `CAP_SETGID` in its permitted set: the
+/// capabilities that let it change its user or group ids (others, such as reading any file,
+/// do not).
+pub fn may_set_ids_by_capability() -> Result<bool, c_int> {
     // Version 3 (64-bit sets): two structs of effective, permitted and inheritable words.
     let header: [u32; 2] = [0x2008_0522, 0];
     let mut data = [0u32; 6];
@@ -255,7 +257,9 @@ pub fn any_permitted_capability() -> Result<bool, c_int> {
             ],
         )
     }?;
-    Ok(data[1] != 0 || data[4] != 0)
+    // CAP_SETGID is 6, CAP_SETUID 7: both in the permitted set's low word.
+    const SET_IDS: u32 = 1 << 6 | 1 << 7;
+    Ok(data[1] & SET_IDS != 0)
 }
 
 /// Unmaps `len` bytes at `base`, a mapping this library made and no longer uses.

@@ -168,16 +168,17 @@ pub fn spawn(entry: extern "C" fn(usize), arg: usize, stack: usize) -> bool {
     true
 }
 
-/// Whether a thread of this process could still change its user or group ids: root, a
-/// permitted capability, or real, effective and saved ids that differ. A credential change is
+/// Whether a thread of this process could still change its user or group ids: root,
+/// `CAP_SETUID` or `CAP_SETGID` permitted, or real, effective and saved ids that differ. A credential change is
 /// the calling thread's alone in the kernel; glibc's `setuid` family carries it to every thread
 /// it knows of, which this one is not. A process that can change them gets a POSIX thread, so
 /// that the watchdog never keeps ids the host gave up. A Lambda runtime runs as an
-/// unprivileged user with no capability: this thread.
+/// unprivileged user with no capability: this thread (as does one with capabilities that do
+/// not change ids, such as `CAP_NET_BIND_SERVICE` in a container).
 fn may_change_credentials() -> bool {
     let same = |ids: Result<[u32; 3], i32>| ids.ok().filter(|[r, e, s]| r == e && e == s);
     match (same(sys::resids(true)), same(sys::resids(false))) {
-        (Some([uid, _, _]), Some(_)) => uid == 0 || sys::any_permitted_capability() != Ok(false),
+        (Some([uid, _, _]), Some(_)) => uid == 0 || sys::may_set_ids_by_capability() != Ok(false),
         _ => true,
     }
 }
