@@ -50,10 +50,18 @@ def build():
         cwd=ROOT)
 
 
+# Every run as Lambda runs a runtime: an unprivileged user. Run as root, that is nobody, with
+# CAP_DAC_READ_SEARCH alone so that it can read the test environment root keeps under its home
+# (the library's watchdog then starts as on Lambda, on a thread the C library does not know of).
+LAMBDA_USER = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
+               if os.geteuid() == 0 else [])
+
+
 def callgrind(out_dir, name, cmd, env, cwd=ROOT):
     """Runs cmd (a list) under callgrind, following exec; returns the output files."""
     prefix = os.path.join(out_dir, name)
-    full = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+    full = LAMBDA_USER + ["valgrind", "--tool=callgrind", "--trace-children=yes",
             "--callgrind-out-file=" + prefix + ".%p"] + cmd
     subprocess.run(full, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
@@ -120,6 +128,7 @@ def main():
     python = os.path.join(ROOT, "target", "test-env", "venv", "bin", "python")
     groups = []
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o1777)  # the runs' output, written as LAMBDA_USER
         # Every process: what a runtime's helpers and children run, the library passive.
         every = dict(base, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9", LD_PRELOAD=LIB)
         files = callgrind(tmp, "true", ["/bin/true"], every)

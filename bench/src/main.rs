@@ -16,6 +16,8 @@
 //!   instructions are spent in;
 //! - each runtime gets the library as Lambda gives it: managed runtimes through the wrapper,
 //!   OS-only ones (Rust, a bash + curl custom runtime) with `LD_PRELOAD` alone;
+//! - each runtime runs as Lambda's do, as an unprivileged user (run as root, the bench starts
+//!   them as nobody: see [`as_lambda_user`]);
 //! - what the library costs processes that never talk to the Runtime API (every child of the
 //!   runtime loads it) is measured on `/bin/true`, started in batches.
 //!
@@ -54,6 +56,43 @@ const HOLD_FIRST_EVENT: Duration = Duration::from_millis(300);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What starts a runtime as Lambda's do: an unprivileged user (`nobody` here) with no
+/// capability that could change its ids, so the library runs as it does there (its watchdog a
+/// thread glibc does not know of). Run as root, the bench puts every runtime behind `setpriv`:
+/// nobody, with `CAP_DAC_READ_SEARCH` alone so that it can still read the test environment
+/// where root keeps it (a virtual environment of a Python under /root, npm's cache in
+/// ~/.cache); as anyone else, the runtimes run as that user, with nothing in front.
+fn as_lambda_user() -> Vec<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Vec::new();
+    }
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+        "--",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A directory the tools' output files go to, writable by the user the runtimes run as (see
+/// [`as_lambda_user`]), and `name` in it, removed if it was there.
+fn tool_output(name: &str) -> PathBuf {
+    let dir = root().join("target/bench/out");
+    std::fs::create_dir_all(&dir).expect("target/bench/out");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+        .expect("target/bench/out mode");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 /// How a variant gets the library, as Lambda gives it to that kind of runtime.
@@ -188,11 +227,16 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         env.push(("LD_PRELOAD".into(), floor.display().to_string()));
     }
     let children_before = children_usage();
+    // The user goes in front of the wrapper, as Lambda starts the wrapper as that user.
+    let mut command: Vec<std::ffi::OsString> = as_lambda_user().iter().map(Into::into).collect();
+    if v.metered == Metered::Wrapper {
+        command.push(paths.wrapper.clone().into());
+    }
+    command.extend(v.command.iter().map(Into::into));
     let run = run_function(
         &sim,
         &RunOptions {
-            command: v.command.iter().map(Into::into).collect(),
-            wrapper: (v.metered == Metered::Wrapper).then(|| paths.wrapper.clone()),
+            command,
             env,
             cwd: Some(v.cwd.clone()),
             timeout: Some(Duration::from_secs(300)),
@@ -455,7 +499,8 @@ fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String
     })
     .expect("simulator");
     let (mut env, preload) = preload_env(v, lib);
-    let mut command: Vec<std::ffi::OsString> = tool.iter().map(Into::into).collect();
+    let mut command: Vec<std::ffi::OsString> = as_lambda_user().iter().map(Into::into).collect();
+    command.extend(tool.iter().map(Into::into));
     if let Some(lib) = preload {
         if tool[0] == "strace" {
             command.push("-E".into());
@@ -711,11 +756,9 @@ fn instructions_by_function(
         );
     }
     let lib = must_exist(&symbols.join("release/liblambda_meter.so"));
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
     let profile = |v: &Variant, tag: &str, n: usize| {
         eprintln!("bench: callgrind by function: {} ({n} invokes)", v.name);
-        let out = dir.join(format!("callgrind-{tag}-{n}.out"));
+        let out = tool_output(&format!("callgrind-{tag}-{n}.out"));
         let tool = vec![
             "valgrind".to_string(),
             "--tool=callgrind".into(),
@@ -793,10 +836,8 @@ fn syscalls_per_invoke_over(
     (short, long): (usize, usize),
 ) -> BTreeMap<String, f64> {
     eprintln!("bench: strace: {}", v.name);
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
     let count = |n: usize| {
-        let out = dir.join(format!("strace-{}.txt", n));
+        let out = tool_output(&format!("strace-{n}.txt"));
         let tool = vec![
             "strace".to_string(),
             "-f".into(),
@@ -2053,28 +2094,37 @@ fn main() {
         )
         .unwrap();
     }
-    // SAFETY: geteuid has no preconditions.
-    let who = if unsafe { libc::geteuid() } == 0 {
-        "So it is here, where the bench runs them as root: a process that can change its user \
-         ids gets a POSIX watchdog, which glibc carries along when it does."
+    if threaded.abs() >= 50.0 {
+        // SAFETY: geteuid has no preconditions.
+        let who = if unsafe { libc::geteuid() } == 0 {
+            "So it is here, where the bench ran them as root: a process that can change its \
+             user ids gets a POSIX watchdog, which glibc carries along when it does."
+        } else {
+            "So it is here, where the bench ran them as a user that can change its ids."
+        };
+        writeln!(
+            report,
+            "\nOf these, {threaded:+.0} per invoke are the C library switching thread \
+             cancellation on and off around each of the runtime's system calls that is a \
+             cancellation point (`__pthread_enable_asynccancel`, \
+             `__pthread_disable_asynccancel`): the library's watchdog is a POSIX thread here, \
+             which makes this single-threaded runtime a threaded process for the C library. \
+             {who} A runtime that cannot change its ids, as every Lambda runtime, gets a \
+             watchdog the C library does not know of and keeps its single-threaded paths \
+             (`src/glue/thread.rs`)."
+        )
+        .unwrap();
     } else {
-        "Here the bench ran them as an unprivileged user, as Lambda does."
-    };
-    writeln!(
-        report,
-        "\nOf these, {threaded:+.0} per invoke are the C library switching thread cancellation \
-         on and off around each of the runtime's system calls that is a cancellation point \
-         (`__pthread_enable_asynccancel`, `__pthread_disable_asynccancel`): this runtime has one \
-         thread of its own, and the library's watchdog thread (which writes an invoke's timeout \
-         record before Lambda stops the runtime, whatever the handler is doing) makes it a \
-         threaded process for the C library, which then also takes its locks in `malloc`, \
-         `free` and stdio. A runtime with threads of its own (Node, Java, Ruby) pays this \
-         already; Python's and this one pay it on each such call of theirs, the handler's \
-         included. {who} A runtime that cannot change its ids, as every Lambda runtime, gets \
-         a watchdog the C library does not know of and keeps its single-threaded paths \
-         (`src/glue/thread.rs`)."
-    )
-    .unwrap();
+        writeln!(
+            report,
+            "\nThe runtime ran as an unprivileged user, as on Lambda: the library's watchdog is \
+             a thread the C library does not know of (`src/glue/thread.rs`), so this \
+             single-threaded runtime keeps the C library's single-threaded paths (no lock in \
+             `malloc`, `free` and stdio, no cancellation switch around its system calls: no \
+             `__pthread_enable_asynccancel` row above)."
+        )
+        .unwrap();
+    }
 
     writeln!(
         report,
