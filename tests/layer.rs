@@ -266,7 +266,8 @@ fn the_x86_64_layer_unpacked_into_opt_meters_the_python_runtime() {
 /// a process that never talks to the Runtime API (a shell runtime's `grep`, `cut`, `sed`) has
 /// one or two 64 KiB windows of it in its page tables when its `main` starts, not pages all
 /// over it (50 of 153, from the first page to the last, before the layout), and a Python
-/// runtime, through the wrapper, after 100 invokes a little over half, not all of it.
+/// runtime, through the wrapper and as an unprivileged user, after 100 invokes a little over
+/// half, not all of it.
 /// (x86_64: qemu, which runs the arm64 library here, keeps page tables of its own.)
 #[test]
 fn the_layer_library_code_that_runs_is_laid_out_together() {
@@ -303,7 +304,13 @@ fn the_layer_library_code_that_runs_is_laid_out_together() {
 
     let mut payloads = vec![json!({"action": "ok"}); 100];
     payloads.push(json!({"action": "text_pages"}));
-    let out = run_python_through(&opt, &payloads);
+    // As Lambda runs it: an unprivileged user (the layout is profiled so, and a process that
+    // can change its ids starts its watchdog another way).
+    let mut cmd = as_lambda_user();
+    cmd.push(opt.join("lambda-meter").display().to_string());
+    cmd.extend(python_command("handler.dispatch"));
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run(events(&payloads), &cmd, None, &[], &python_function_dir());
     let result = out.sim.results()[100].clone().unwrap();
     let pages: serde_json::Value = serde_json::from_slice(&result.body).unwrap();
     let (present, total) = (
