@@ -150,6 +150,79 @@ fn python_custom_metrics_land_in_their_invokes_record() {
 }
 
 #[test]
+fn a_powertools_handler_moves_over_by_its_import_alone() {
+    // tests/functions/python/powertools_style.py, written for Powertools' Metrics (a Metrics
+    // object, its log_metrics decorator with options, MetricUnit), run with Powertools itself
+    // and with lambda-meter's module in its place: the same results, and each invoke's values,
+    // dimensions and metadata in lambda-meter's record of it.
+    let payloads = vec![
+        json!({"orders": [1, 2], "basket": 99.5, "id": 7}),
+        json!({"orders": [], "id": 8}),
+        json!({"orders": [5], "id": 9}),
+    ];
+    let cmd = python_command("powertools_style.handler");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let powertools = run(
+        events(&payloads),
+        &cmd,
+        None,
+        &[
+            ("LAMBDA_METER_TEST_POWERTOOLS", "1"),
+            ("POWERTOOLS_SERVICE_NAME", "orders"),
+        ],
+        &python_function_dir(),
+    );
+    let layer = Layer::new();
+    let metered = run(
+        events(&payloads),
+        &cmd,
+        Some(&layer.wrapper()),
+        &[("POWERTOOLS_SERVICE_NAME", "orders")],
+        &python_function_dir(),
+    );
+    assert_same_results(&powertools, &metered);
+    // Powertools' own lines: one per invoke that added a metric (its cold-start line aside),
+    // by order id; a value given once is a one-element array there, a number in ours.
+    let theirs: std::collections::HashMap<String, Value> = powertools
+        .run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Some((v.get("orderId")?.to_string(), v)))
+        .collect();
+    assert_eq!(theirs.len(), 2, "{}", powertools.run.stdout);
+    let one = |v: Option<&Value>| match v {
+        Some(Value::Array(a)) if a.len() == 1 => Some(a[0].clone()),
+        v => v.cloned(),
+    };
+    let ours = records_in_order(&metered, &payloads);
+    for (p, o) in payloads.iter().zip(&ours) {
+        assert_eq!(o["orderId"], p["id"]);
+        let Some(t) = theirs.get(&p["id"].to_string()) else {
+            assert_eq!(o.get("OrdersPlaced"), None, "{o}");
+            continue;
+        };
+        for key in ["OrdersPlaced", "BasketValue", "service", "tier"] {
+            assert_eq!(
+                one(o.get(key)),
+                one(t.get(key)),
+                "{key} of {p}: {o} against {t}"
+            );
+        }
+    }
+    assert_eq!(ours[0]["OrdersPlaced"], json!([1.0, 2.0]));
+    assert_eq!(ours[0]["service"], "orders");
+    assert_eq!(ours[0]["tier"], "gold");
+    assert_eq!(ours[1].get("OrdersPlaced"), None);
+    // The custom metrics' directive has the function's dimension set (with the service)
+    // plus the default dimension.
+    assert_eq!(
+        ours[2]["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+        json!([["FunctionName", "service", "tier"]])
+    );
+}
+
+#[test]
 fn channel_values_after_the_function_cleaned_its_tmp_reach_their_record() {
     // The channel file is removed with the rest of /tmp and made again by the next value
     // (often with the inode number the old one had): its values are read from its start.

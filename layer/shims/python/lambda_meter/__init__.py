@@ -6,8 +6,15 @@
     lambda_meter.add_metadata(key="orderId", value=1001)
 
 The same calls as Powertools' Metrics (add_metric, add_dimension, add_metadata), and as
-aws-embedded-metrics (put_metric, put_dimensions, set_property), so moving over is a one-line
-change; no package to install, no flush: the values go into the invoke's own record.
+aws-embedded-metrics (put_metric, put_dimensions, set_property); no package to install, no
+flush: the values go into the invoke's own record. A handler written for Powertools moves over
+by changing its import alone:
+
+    from lambda_meter import Metrics, MetricUnit   # was: from aws_lambda_powertools import ...
+    metrics = Metrics(service="orders")
+    @metrics.log_metrics
+    def handler(event, context):
+        metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
 
 This module is in the lambda-meter layer (/opt/python, on the Python runtime's path; the
 wrapper also appends it to PYTHONPATH). It calls the C ABI of the preloaded library
@@ -17,7 +24,10 @@ Each call returns the library's status code (OK == 0); it never raises.
 """
 
 import ctypes
+import enum
+import functools
 import json
+import os
 
 __all__ = [
     "add_metric",
@@ -27,6 +37,9 @@ __all__ = [
     "put_dimensions",
     "set_property",
     "available",
+    "Metrics",
+    "MetricUnit",
+    "MetricResolution",
 ]
 
 OK = 0
@@ -124,3 +137,108 @@ def put_dimensions(dimensions):
 def set_property(key, value):
     """aws-embedded-metrics' spelling of add_metadata."""
     return add_metadata(key, value)
+
+
+class MetricUnit(enum.Enum):
+    """Powertools' MetricUnit: CloudWatch's unit names."""
+
+    Seconds = "Seconds"
+    Microseconds = "Microseconds"
+    Milliseconds = "Milliseconds"
+    Bytes = "Bytes"
+    Kilobytes = "Kilobytes"
+    Megabytes = "Megabytes"
+    Gigabytes = "Gigabytes"
+    Terabytes = "Terabytes"
+    Bits = "Bits"
+    Kilobits = "Kilobits"
+    Megabits = "Megabits"
+    Gigabits = "Gigabits"
+    Terabits = "Terabits"
+    Percent = "Percent"
+    Count = "Count"
+    BytesPerSecond = "Bytes/Second"
+    KilobytesPerSecond = "Kilobytes/Second"
+    MegabytesPerSecond = "Megabytes/Second"
+    GigabytesPerSecond = "Gigabytes/Second"
+    TerabytesPerSecond = "Terabytes/Second"
+    BitsPerSecond = "Bits/Second"
+    KilobitsPerSecond = "Kilobits/Second"
+    MegabitsPerSecond = "Megabits/Second"
+    GigabitsPerSecond = "Gigabits/Second"
+    TerabitsPerSecond = "Terabits/Second"
+    CountPerSecond = "Count/Second"
+    NoUnit = "None"
+
+
+class MetricResolution(enum.Enum):
+    """Powertools' MetricResolution. lambda-meter's records declare standard resolution."""
+
+    Standard = 60
+    High = 1
+
+
+class Metrics:
+    """Powertools' Metrics, over this module: the values go into lambda-meter's record of the
+    invoke, which the library writes (nothing to flush).
+
+    The default dimensions are given at the start of each invoke the log_metrics decorator
+    wraps, as Powertools adds them to each flush. The service is the library's own `service`
+    dimension, on every record: POWERTOOLS_SERVICE_NAME (or LAMBDA_METER_SERVICE), read when
+    the runtime starts; a service named only in code is not used. The namespace is
+    lambda-meter's (LAMBDA_METER_NAMESPACE) for every metric; a resolution is accepted and not
+    used; the decorator's options are accepted: the record has ColdStart already, and no
+    metric is not an error. Each call returns the status code of the module's function."""
+
+    def __init__(self, service=None, namespace=None, *args, **kwargs):
+        self.service = service or os.environ.get("POWERTOOLS_SERVICE_NAME") or None
+        self.namespace = namespace
+        self.default_dimensions = {}
+
+    def add_metric(self, name, unit, value, resolution=60):
+        return add_metric(name, unit, value)
+
+    def add_dimension(self, name, value):
+        return add_dimension(name, value)
+
+    def add_dimensions(self, **dimensions):
+        return put_dimensions(dimensions)
+
+    def add_metadata(self, key, value):
+        return add_metadata(key, value)
+
+    def set_default_dimensions(self, **dimensions):
+        self.default_dimensions.update(dimensions)
+        return put_dimensions(dimensions)
+
+    def clear_default_dimensions(self):
+        self.default_dimensions.clear()
+
+    def clear_metrics(self):
+        """Values already given stay on the invoke's record."""
+
+    def flush_metrics(self, raise_on_empty_metrics=False):
+        """The library writes the record when the invoke ends."""
+
+    def set_timestamp(self, timestamp):
+        """The record's timestamp is the invoke's."""
+
+    def _start_invoke(self, extra=None):
+        dimensions = dict(self.default_dimensions)
+        dimensions.update(extra or {})
+        if dimensions:
+            put_dimensions(dimensions)
+
+    def log_metrics(self, lambda_handler=None, capture_cold_start_metric=False,
+                    raise_on_empty_metrics=False, default_dimensions=None, **kwargs):
+        """Decorates a handler, with or without arguments, as Powertools' does."""
+        if lambda_handler is None:
+            return functools.partial(self.log_metrics,
+                                     default_dimensions=default_dimensions)
+
+        @functools.wraps(lambda_handler)
+        def decorated(event, context, *args, **kw):
+            self._start_invoke(default_dimensions)
+            return lambda_handler(event, context, *args, **kw)
+
+        return decorated
