@@ -659,14 +659,18 @@ fn the_sam_template_passes_cfn_lint_and_a_broken_one_does_not() {
     let text = std::fs::read_to_string(&template).unwrap();
     let globals =
         &text[text.find("\nGlobals:\n").expect("Globals")..text.find("\nParameters:").unwrap()];
+    // Their architecture is a parameter (x86_64, Lambda's default), and picks their layer.
     for needed in [
         "Layers:",
-        "- !Ref LayerArm64",
+        "- !If [Arm64, !Ref LayerArm64, !Ref LayerX86]",
+        "- !Ref Architecture",
         "AWS_LAMBDA_EXEC_WRAPPER: /opt/lambda-meter",
     ] {
         assert!(globals.contains(needed), "Globals lacks {needed}");
     }
     assert_eq!(text.matches("AWS_LAMBDA_EXEC_WRAPPER:").count(), 1);
+    assert!(text.contains("    Default: x86_64\n    AllowedValues: [x86_64, arm64]\n"));
+    assert!(text.contains("  Arm64: !Equals [!Ref Architecture, arm64]\n"));
     // The validator is live: the same template with a misspelt resource type fails.
     let dir = tempdir::TempDir::new("cfn");
     let broken = dir.path().join("template.yaml");
