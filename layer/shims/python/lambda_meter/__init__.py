@@ -11,7 +11,7 @@ flush: the values go into the invoke's own record. A handler written for Powerto
 by changing its import alone:
 
     from lambda_meter import Metrics, MetricUnit   # was: from aws_lambda_powertools import ...
-    metrics = Metrics(service="orders")
+    metrics = Metrics()   # the service: POWERTOOLS_SERVICE_NAME, as Powertools reads it
     @metrics.log_metrics
     def handler(event, context):
         metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
