@@ -830,6 +830,21 @@ fn terraform_uses_provider_6_attributes_and_keeps_old_layer_versions() {
 }
 
 #[test]
+fn the_readme_says_how_each_listed_runtime_is_tested() {
+    // Its "Tested with" table: one row per runtime of layer/runtimes, in its order.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let table = &readme[readme.find("**Tested with.**").expect("Tested with")..];
+    let rows: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| runtime |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.split('`').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(rows, runtimes());
+}
+
+#[test]
 fn one_runtime_list_for_sam_terraform_and_publish() {
     let list = runtimes();
     assert!((1..=15).contains(&list.len()), "Lambda takes 1 to 15");
