@@ -306,7 +306,7 @@ fn the_layer_library_code_that_runs_is_laid_out_together() {
     payloads.push(json!({"action": "text_pages"}));
     // As Lambda runs it: an unprivileged user (the layout is profiled so, and a process that
     // can change its ids starts its watchdog another way).
-    let mut cmd = as_lambda_user();
+    let mut cmd = lambda_sim::as_lambda_user();
     cmd.push(opt.join("lambda-meter").display().to_string());
     cmd.extend(python_command("handler.dispatch"));
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();

@@ -17,14 +17,14 @@
 //! - each runtime gets the library as Lambda gives it: managed runtimes through the wrapper,
 //!   OS-only ones (Rust, a bash + curl custom runtime) with `LD_PRELOAD` alone;
 //! - each runtime runs as Lambda's do, as an unprivileged user (run as root, the bench starts
-//!   them as nobody: see [`as_lambda_user`]);
+//!   them as nobody: see `lambda_sim::as_lambda_user`);
 //! - what the library costs processes that never talk to the Runtime API (every child of the
 //!   runtime loads it) is measured on `/bin/true`, started in batches.
 //!
 //! The tables are printed and written to BENCHMARKS.md, with the targets of issue 23 and
 //! which ones the measured figures meet.
 
-use lambda_sim::{Config, Event, RunOptions, Simulator, run_function};
+use lambda_sim::{Config, Event, RunOptions, Simulator, as_lambda_user, run_function};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,32 +58,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// What starts a runtime as Lambda's do: an unprivileged user (`nobody` here) with no
-/// capability that could change its ids, so the library runs as it does there (its watchdog a
-/// thread glibc does not know of). Run as root, the bench puts every runtime behind `setpriv`:
-/// nobody, with `CAP_DAC_READ_SEARCH` alone so that it can still read the test environment
-/// where root keeps it (a virtual environment of a Python under /root, npm's cache in
-/// ~/.cache); as anyone else, the runtimes run as that user, with nothing in front.
-fn as_lambda_user() -> Vec<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Vec::new();
-    }
-    [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-        "--",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 /// A directory the tools' output files go to, writable by the user the runtimes run as (see
-/// [`as_lambda_user`]), and `name` in it, removed if it was there.
+/// `as_lambda_user`), and `name` in it, removed if it was there.
 fn tool_output(name: &str) -> PathBuf {
     let dir = root().join("target/bench/out");
     std::fs::create_dir_all(&dir).expect("target/bench/out");

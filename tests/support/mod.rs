@@ -406,29 +406,6 @@ pub fn assert_exports_exactly_the_hooks(lib: &Path) {
     );
 }
 
-/// What starts a runtime as Lambda's do, in front of its command (the wrapper included): run as
-/// root, `setpriv` to nobody with `CAP_DAC_READ_SEARCH` alone, so that the runtime can still
-/// read the test environment root keeps under its home (pyenv's Python, npm's cache) while no
-/// capability lets it change its ids (the library then runs as on Lambda: see
-/// src/glue/thread.rs); as anyone else, nothing.
-pub fn as_lambda_user() -> Vec<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Vec::new();
-    }
-    [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-        "--",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 /// `command` with `env` run as nobody, as Lambda runs a runtime: a process that cannot change
 /// its ids, which gets the library's own thread (src/glue/thread.rs); as it is where the tests
 /// do not run as root. `env` is set past `setpriv`, so that a preload reaches the command only.

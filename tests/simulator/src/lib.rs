@@ -16,7 +16,7 @@ pub mod http;
 mod runner;
 pub mod summary;
 
-pub use runner::{FunctionRun, RunOptions, run_function};
+pub use runner::{FunctionRun, RunOptions, as_lambda_user, run_function};
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader, Write};

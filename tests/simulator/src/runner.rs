@@ -97,6 +97,29 @@ fn reader(
 /// How long a runtime of Lambda Managed Instances has between SIGTERM and SIGKILL here.
 const LMI_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// What starts a runtime as Lambda's do, to put in front of its command (the wrapper
+/// included): run as root, `setpriv` to nobody with `CAP_DAC_READ_SEARCH` alone, so that the
+/// runtime can still read a test environment root keeps under its home (pyenv's Python, npm's
+/// cache) while no capability lets it change its ids (lambda-meter then runs as on Lambda: its
+/// watchdog a thread the C library does not know of); as anyone else, nothing.
+pub fn as_lambda_user() -> Vec<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Vec::new();
+    }
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+        "--",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs the function until the simulator is idle (or the runtime exits, or the timeout), then
 /// kills its whole process group and returns its output.
 pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRun> {
