@@ -4,6 +4,8 @@
 #   - system packages that are missing (Debian's apt)
 #   - a Python virtual environment with tests/requirements.txt
 #   - aws-cdk-lib for the CDK test (cached the same way)
+#   - a Debian root file system with the Python and Ruby versions of Lambda's runtimes that
+#     Debian has and this machine does not (cached the same way, keyed by what it holds)
 #   - the Node.js test functions' packages (aws-lambda-ric builds a native client with
 #     cmake for about two minutes, so the result is cached outside the work tree, keyed by
 #     the lock file, where later runs and CI on the same machine reuse it)
@@ -17,7 +19,8 @@ missing=
 for pair in cc:gcc c++:g++ make:make dash:dash od:coreutils python3:python3 \
     node:nodejs npm:npm cmake:cmake autoreconf:autoconf automake:automake \
     libtoolize:libtool ruby:ruby curl:curl nm:binutils javac:openjdk-17-jdk-headless \
-    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static php:php-cli strace:strace; do
+    bash:bash awk:mawk unzip:unzip qemu-aarch64-static:qemu-user-static php:php-cli strace:strace \
+    debootstrap:debootstrap unshare:util-linux; do
     tool=${pair%%:*}
     command -v "$tool" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
@@ -98,3 +101,51 @@ native_client() {
 npm_cached tests/functions/node "the Node.js test packages (builds a native client)" native_client
 # CDK: aws-cdk-lib and constructs for tests/cdk.rs (cdk synth, no AWS account).
 npm_cached tests/cdk "aws-cdk-lib"
+
+# Python 3.13 and 3.14 and Ruby 3.3, as Lambda's python3.13, python3.14 and ruby3.3 runtimes run
+# them: Debian 12 (these machines) has Python 3.11 and Ruby 3.1, Debian 13 has Python 3.13 and
+# Ruby 3.3, and Debian's testing suite Python 3.14. One root file system made by debootstrap from
+# Debian 13, with Python 3.14 (and the C library it needs) from testing, kept in the cache and
+# keyed by what it holds; the tests run a runtime in it with tests/rootfs/enter. (The mirror
+# may serve an archive whose Release file has expired: its date is not checked.)
+mirror=http://deb.debian.org/debian
+rootfs_spec="trixie: python3.13 ruby3.3; forky: python3.14"
+rootfs=$cache/debian-root-$(printf '%s' "$rootfs_spec" | sha256sum | cut -c1-16)
+if [ ! -f "$rootfs/.complete" ]; then
+    echo "setup: making a Debian root file system ($rootfs_spec) in $rootfs"
+    rm -rf "$rootfs"
+    mkdir -p "$cache"
+    log=$cache/debian-root.log
+    if ! debootstrap --variant=minbase --include=python3.13,ruby3.3 trixie "$rootfs" "$mirror" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
+    echo "deb $mirror forky main" >"$rootfs/etc/apt/sources.list.d/forky.list"
+    printf 'Package: *\nPin: release n=forky\nPin-Priority: 100\n' >"$rootfs/etc/apt/preferences.d/forky"
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    if ! chroot "$rootfs" sh -c 'set -e
+        apt="apt-get -q -o Acquire::Check-Valid-Until=false"
+        $apt update
+        DEBIAN_FRONTEND=noninteractive $apt install -y -t forky python3.14
+        apt-get clean
+        rm -rf /var/lib/apt/lists/*' >>"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
+    touch "$rootfs/.complete"
+fi
+ln -sfn "$rootfs" target/test-env/debian-root
+# awslambdaric (the version tests/requirements.txt pins) for each of those Pythons: its wheels
+# from PyPI, in the work tree (which tests/rootfs/enter shows the runtime at the same path).
+ric=$(grep '^awslambdaric==' tests/requirements.txt)
+for py in 3.13 3.14; do
+    dir=target/test-env/debian-python$py
+    if [ "$(cat "$dir/.version" 2>/dev/null)" != "$ric" ]; then
+        echo "setup: installing $ric for Python $py into $dir"
+        rm -rf "$dir"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --target "$dir" \
+            --python-version "$py" --implementation cp --only-binary=:all: \
+            --platform "manylinux2014_$(uname -m)" "$ric"
+        echo "$ric" >"$dir/.version"
+    fi
+done

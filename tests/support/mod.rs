@@ -195,6 +195,30 @@ pub fn node_command(handler: &str) -> Vec<String> {
     vec!["node".into(), bin.display().to_string(), handler.into()]
 }
 
+/// The Debian root file system tests/setup.sh makes: Debian 13 with its Python 3.13 and Ruby
+/// 3.3, and Python 3.14 from Debian's testing suite.
+pub fn debian_root() -> PathBuf {
+    let p = root().join("target/test-env/debian-root");
+    assert!(
+        p.join(".complete").is_file(),
+        "{} is missing: run `make test` (tests/setup.sh)",
+        p.display()
+    );
+    p
+}
+
+/// `program` (its paths the root file system's) run in [`debian_root`] by tests/rootfs/enter:
+/// one process from the command to the program, which sees the work tree, `/tmp`, `/proc`,
+/// `/dev` and `/sys` where the host has them and starts in the same working directory.
+pub fn in_debian(program: &[&str]) -> Vec<String> {
+    let mut c = vec![
+        root().join("tests/rootfs/enter").display().to_string(),
+        debian_root().display().to_string(),
+    ];
+    c.extend(program.iter().map(|s| s.to_string()));
+    c
+}
+
 pub fn python_function_dir() -> PathBuf {
     root().join("tests/functions/python")
 }
