@@ -72,7 +72,7 @@ fn the_aspect_meters_every_function_of_a_scope_the_way_its_runtime_needs() {
         .unwrap()
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
     for (id, layer) in &layer_ids {
         assert_eq!(layer["DeletionPolicy"], "Retain", "{id}");

@@ -684,13 +684,61 @@ fn the_sam_template_passes_cfn_lint_and_a_broken_one_does_not() {
 
 /// The compatible runtimes, from their one source.
 fn runtimes() -> Vec<String> {
+    runtime_dates().into_iter().map(|(r, _)| r).collect()
+}
+
+/// layer/runtimes: each runtime's identifier and the date of its deprecation (`YYYY-MM-DD`).
+fn runtime_dates() -> Vec<(String, String)> {
     std::fs::read_to_string(root().join("layer/runtimes"))
         .unwrap()
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(fields.len(), 2, "a runtime and its deprecation date: {l:?}");
+            (fields[0].to_string(), fields[1].to_string())
+        })
         .collect()
+}
+
+/// Today's date in UTC, `YYYY-MM-DD` (days since the epoch to the civil date).
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[test]
+fn no_listed_runtime_is_past_its_deprecation_date() {
+    // layer/runtimes is dated: a runtime whose deprecation date has come leaves it (or AWS
+    // moved the date, and the list says the new one). Dates compare as text in this form.
+    let today = today();
+    assert_eq!(today.len(), 10, "{today}");
+    for (runtime, date) in runtime_dates() {
+        let valid = date.len() == 10
+            && date.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        assert!(valid, "{runtime}: {date} is not YYYY-MM-DD");
+        assert!(
+            today < date,
+            "{runtime} was deprecated on {date} (today is {today}): take it out of layer/runtimes, \
+             or write the date AWS gives now"
+        );
+    }
 }
 
 /// Runs `script` (sh) with `args` and a stand-in `aws` first in PATH that logs every call,
@@ -853,12 +901,21 @@ fn one_runtime_list_for_sam_terraform_and_publish() {
         "nodejs24.x",
         "java25",
         "ruby3.4",
+        "ruby4.0",
         "dotnet10",
         "provided.al2023",
     ] {
         assert!(list.iter().any(|r| r == current), "{current} missing");
     }
-    for deprecated in ["python3.9", "nodejs18.x", "provided.al2", "nodejs20.x"] {
+    for deprecated in [
+        "python3.9",
+        "python3.10",
+        "nodejs18.x",
+        "nodejs20.x",
+        "provided.al2",
+        "ruby3.2",
+        "dotnet8",
+    ] {
         assert!(
             !list.iter().any(|r| r == deprecated),
             "{deprecated} is deprecated"

@@ -29,7 +29,7 @@ const ARCHITECTURES = ['x86_64', 'arm64'];
 
 // The compatible runtimes, written here from layer/runtimes by layer/sync (this file is meant to
 // be copied into a CDK app, away from that list).
-const RUNTIMES = ['nodejs22.x', 'nodejs24.x', 'python3.12', 'python3.13', 'python3.14', 'java21', 'java25', 'ruby3.3', 'ruby3.4', 'dotnet10', 'provided.al2023'];
+const RUNTIMES = ['nodejs22.x', 'nodejs24.x', 'python3.11', 'python3.12', 'python3.13', 'python3.14', 'java17', 'java21', 'java25', 'ruby3.3', 'ruby3.4', 'ruby4.0', 'dotnet10', 'provided.al2023'];
 
 /** The compatible runtimes of the layers (layer/runtimes). */
 function compatibleRuntimes() {

@@ -27,7 +27,8 @@ data "aws_region" "current" {}
 
 locals {
   # The one runtime list, shared with layer/publish and layer/template.yaml.
-  runtimes = [for l in split("\n", file("${path.module}/../runtimes")) : trimspace(l)
+  # Each line: a runtime's identifier, then the date of its deprecation.
+  runtimes = [for l in split("\n", file("${path.module}/../runtimes")) : split(" ", trimspace(l))[0]
   if trimspace(l) != "" && !startswith(trimspace(l), "#")]
   layer_zip = {
     x86_64 = "${path.module}/../../target/layer/lambda-meter-${var.lambda_meter_version}-x86_64.zip"
