@@ -530,6 +530,11 @@ fn reading(
     }
 }
 
+/// How much shorter than the function's timeout an init that never ended may seem to have
+/// run and still count as stopped at it: its time runs from the wrapper's note, made once the
+/// shell that runs the wrapper has started (a cold start's first process starts slowest), to
+/// the next runtime's note, and the clock those are read from ticks every 10 ms.
+const INIT_RAN_SLACK_NS: u64 = 100_000_000;
 impl Engine {
     /// An engine with everything it will need reserved; `None` when the memory cannot be had
     /// (the process then runs unmetered).
@@ -658,9 +663,9 @@ impl Engine {
 
     /// The records of the invokes that waited for inits that never ended, now that an event's
     /// deadline tells the function's timeout (`answer`, read at `now`: the time left of a new
-    /// invoke). An init that ran at least that long was most likely stopped at it
-    /// (`Sandbox.Timedout`); one that ran less, or for a time not known, was ended by
-    /// something else (`Runtime.ExitError`).
+    /// invoke). An init that ran at least that long, less [`INIT_RAN_SLACK_NS`], was most
+    /// likely stopped at it (`Sandbox.Timedout`); one that ran less, or for a time not known,
+    /// was ended by something else (`Runtime.ExitError`).
     fn report_ended_inits(&mut self, deadline_ms: Option<u64>, now: &Probe) {
         let Some(ended) = self.ended_inits.take() else {
             return;
@@ -670,7 +675,8 @@ impl Engine {
             .filter(|t| *t > 0);
         let count = (ended.count as usize).min(tracker::MAX_ENDED_INITS);
         for ran in ended.ran_ns.into_iter().take(count) {
-            let timed_out = matches!((ran, timeout_ns), (Some(ran), Some(t)) if ran >= t);
+            let timed_out = matches!((ran, timeout_ns),
+                (Some(ran), Some(t)) if ran.saturating_add(INIT_RAN_SLACK_NS) >= t);
             let (waited, init) = match (timed_out, timeout_ns) {
                 (true, Some(timeout)) => (Some(timeout), ran.map(|r| r.min(timeout))),
                 _ => (ran, ran),
@@ -2428,6 +2434,12 @@ mod tests {
         );
         assert_eq!(v[0]["_aws"]["Timestamp"], 9_000);
         assert!(v[0].get("requestId").is_none() && v[0].get("MaxMemoryUsed").is_none());
+        // Seemingly a little short of it (its start noted late, a coarse clock): stopped at it.
+        let mut e = engine(leak_bits());
+        e.inits_never_ended(ended(1_450));
+        let v = first(&mut e);
+        assert_eq!(v[0]["initStatus"], "timeout");
+        assert_eq!(v[0]["Timeouts"], 1.0);
         // Ended sooner: something else killed it.
         let mut e = engine(leak_bits());
         e.inits_never_ended(ended(400));
