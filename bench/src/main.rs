@@ -968,8 +968,8 @@ struct StartCost {
 /// per block; wall time per start, and the CPU time of the started processes per start
 /// (`getrusage(RUSAGE_CHILDREN)` around each block). Returns costs[way][round].
 fn start_costs(wrapper: &Path, lib: &Path, others: [&Path; 5], n: usize) -> Vec<Vec<StartCost>> {
-    // The wrapper notes each start in $TMPDIR (a line in .lambda-meter-inits, a byte in
-    // .lambda-meter-init-<pid>): keep them ours, and from this run only.
+    // The wrapper notes each start in $TMPDIR (a line in .lambda-meter-inits): keep them ours,
+    // and from this run only.
     let tmp = root().join("target/bench/tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("target/bench/tmp");

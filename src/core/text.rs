@@ -690,6 +690,31 @@ pub fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments) -> &'a str 
     utf8_prefix(buf, len)
 }
 
+/// Seconds written as decimal digits with an optional fraction (`/proc/uptime`'s `12345.67`),
+/// in ns (digits past the ninth of the fraction ignored). `None` for anything else.
+pub fn seconds_ns(text: &str) -> Option<u64> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let (secs, frac) = match text.split_once('.') {
+        Some((secs, frac)) if digits(frac) => (secs, frac),
+        Some(_) => return None,
+        None => (text, ""),
+    };
+    if !digits(secs) {
+        return None;
+    }
+    let frac = frac.get(..frac.len().min(9))?;
+    let part: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let scale = 10u64.checked_pow(9 - frac.len() as u32)?;
+    secs.parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(part.checked_mul(scale)?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -930,5 +955,18 @@ mod tests {
             format_into(&mut small, format_args!("{}", "toolong")),
             "tool"
         );
+    }
+
+    #[test]
+    fn seconds_read_as_proc_uptime_writes_them() {
+        assert_eq!(seconds_ns("12345.67"), Some(12_345_670_000_000));
+        assert_eq!(seconds_ns("0.05"), Some(50_000_000));
+        assert_eq!(seconds_ns("7"), Some(7_000_000_000));
+        assert_eq!(seconds_ns("1.123456789123"), Some(1_123_456_789));
+        for bad in [
+            "", ".", "1.", "x.5", "1.x", "-1.00", "1.-5", "+1", " 1", "1e3",
+        ] {
+            assert_eq!(seconds_ns(bad), None, "{bad:?}");
+        }
     }
 }

@@ -229,24 +229,27 @@ pub fn journal_replaced(pid: u32) -> Option<Journal> {
 }
 
 /// The list of runtime inits under way, in the temporary directory: the wrapper appends a
-/// line for each runtime process it starts (its pid) and a byte to a file named after it
-/// ([`INIT_MARK`]`<pid>`), whose modification time says when that init began (both with
-/// builtin `printf`s: no process, no read); the first process of the environment that talks to
-/// the Runtime API takes them (see [`claim_ended_inits`]).
+/// line for each runtime process it starts, its pid and when its init began (the system's
+/// uptime then, as `/proc/uptime` says it: read and written with shell builtins, no process,
+/// no file made); the first process of the environment that talks to the Runtime API takes
+/// them (see [`claim_ended_inits`]).
 const INITS: &str = ".lambda-meter-inits";
-const INIT_MARK: &str = ".lambda-meter-init-";
 
 /// How long Lambda lets an init phase run before it stops it and tries it again within the
 /// invoke that waited for it: an init stopped then did not fail that invoke.
 const INIT_PHASE_LIMIT_NS: u64 = 10_000_000_000;
 
-/// When the wrapper started runtime `pid` (ns after the epoch, the file system's clock), from
-/// its mark in `dir`.
-fn init_began_ns(dir: &std::path::Path, pid: u32) -> Option<u64> {
-    let at = std::fs::metadata(dir.join(format!("{INIT_MARK}{pid}")))
-        .and_then(|m| m.modified())
-        .ok()?;
-    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
+/// The wall clock at boot (ns after the epoch): now, less the time since boot (which counts
+/// time suspended, as `/proc/uptime` does).
+fn boot_wall_ns() -> Option<u64> {
+    let read = |clock| {
+        // SAFETY: clock_gettime writes only the timespec we pass.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+            .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    };
+    read(libc::CLOCK_REALTIME)?.checked_sub(read(libc::CLOCK_BOOTTIME)?)
 }
 
 /// Takes the list of inits under way — renamed first, so that one process takes each line —
@@ -265,40 +268,41 @@ pub fn claim_ended_inits(root: u32) -> Option<crate::tracker::EndedInits> {
     let written = std::fs::metadata(&claimed).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(&claimed).unwrap_or_default();
     let _ = std::fs::remove_file(&claimed);
-    // The pids in the order the runtimes started, each once (a pid the kernel gave again to a
-    // later runtime has that one's mark), with when each began.
-    let mut entries: Vec<(u32, Option<u64>)> = Vec::new();
-    for pid in text
+    // The pids in the order the runtimes started, with when each began (a pid the kernel gave
+    // again to a later runtime has a line of its own).
+    let boot = boot_wall_ns();
+    let entries: Vec<(u32, Option<u64>, &str)> = text
         .lines()
-        .filter_map(|l| l.split_ascii_whitespace().next()?.parse::<u32>().ok())
-    {
-        if !entries.iter().any(|(p, _)| *p == pid) {
-            entries.push((pid, init_began_ns(&dir, pid)));
-        }
-    }
+        .filter_map(|l| {
+            let mut fields = l.split_ascii_whitespace();
+            let pid = fields.next()?.parse::<u32>().ok()?;
+            let began = fields
+                .next()
+                .and_then(crate::text::seconds_ns)
+                .zip(boot)
+                .map(|(up, boot)| boot.saturating_add(up));
+            Some((pid, began, l))
+        })
+        .collect();
     let mut starts: Vec<u64> = entries.iter().filter_map(|e| e.1).collect();
-    if !entries.iter().any(|(p, _)| *p == root)
-        && let Some(t) = init_began_ns(&dir, root)
-    {
-        starts.push(t);
-    }
     starts.sort_unstable();
-    let forget = |pid: u32| {
-        let _ = std::fs::remove_file(dir.join(format!("{INIT_MARK}{pid}")));
-    };
-    forget(root);
     let mut ended = crate::tracker::EndedInits::default();
     let mut running = String::new();
-    for &(pid, start) in &entries {
-        if pid == root || pid == me {
-            forget(pid);
+    for (i, &(pid, start, line)) in entries.iter().enumerate() {
+        // The latest line of a pid is its runtime's.
+        if pid == root
+            || pid == me
+            || entries
+                .get(i + 1..)
+                .is_some_and(|l| l.iter().any(|e| e.0 == pid))
+        {
             continue;
         }
         if started_by_the_wrapper(pid) {
-            running.push_str(&format!("{pid}\n"));
+            running.push_str(line);
+            running.push('\n');
             continue;
         }
-        forget(pid);
         // It ran until the next runtime started.
         let ran = start.and_then(|s| Some(starts.iter().find(|t| **t > s)? - s));
         if ran.is_some_and(|r| {
