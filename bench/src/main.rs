@@ -877,6 +877,29 @@ fn load_instructions(lib: Option<&Path>) -> f64 {
     callgrind_total(&String::from_utf8_lossy(&out.stderr))
 }
 
+/// Instructions dash runs from its exec to the wrapper's exec of the runtime, and to the exec
+/// of `dash -c 'exec …'` (a shell's start-up alone): a runtime in `/bin` that is not there, so
+/// that the exec fails at the same point both ways and the shell exits, where valgrind counts.
+fn wrapper_script_instructions(wrapper: &Path) -> (f64, f64) {
+    const ABSENT: &str = "/bin/lambda-meter-bench-absent";
+    let count = |args: &[&str]| {
+        let out = Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", "dash"])
+            .args(args)
+            .env_remove("LD_PRELOAD")
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("TMPDIR", root().join("target/bench/tmp"))
+            .output()
+            .expect("valgrind");
+        callgrind_total(&String::from_utf8_lossy(&out.stderr))
+    };
+    let script = wrapper.display().to_string();
+    (
+        count(&[script.as_str(), ABSENT]),
+        count(&["-c", &format!("exec {ABSENT}")]),
+    )
+}
+
 /// Processes the wrapper starts before it execs the runtime (clone, fork and vfork calls seen
 /// by strace, the exec'd `/bin/true` included: it starts none).
 fn wrapper_processes(wrapper: &Path) -> usize {
@@ -2215,6 +2238,7 @@ fn main() {
     let preload_wall = start_added(&starts, Start::Preload, wall);
     let wrapper_cpu = start_added(&starts, Start::Wrapper, cpu_ms);
     let dash_cpu = start_added(&starts, Start::Dash, cpu_ms);
+    let (script_instr, dash_instr) = wrapper_script_instructions(&paths.wrapper);
     writeln!(
         report,
         "\nThe wrapper starts {processes} processes before it execs the runtime. Against \
@@ -2225,12 +2249,16 @@ fn main() {
          start and {} more CPU (its shell, its script, and the library loaded into \
          `/bin/true`); of that, dash's own start-up and one exec (`dash -c 'exec /bin/true'`, \
          the floor of any `#!/bin/sh` wrapper) take {} longer and {} more CPU, and the library \
-         alone (`LD_PRELOAD=lib /bin/true`, below) {} longer.",
+         alone (`LD_PRELOAD=lib /bin/true`, below) {} longer. Instructions (callgrind, exec to \
+         exec): dash runs {:.0} for the wrapper, {:.0} for `exec` alone: {:+.0} for the script.",
         fmt_diff(&wrapper_wall, "ms", 3),
         fmt_diff(&wrapper_cpu, "ms", 3),
         fmt_diff(&dash_wall, "ms", 3),
         fmt_diff(&dash_cpu, "ms", 3),
         fmt_diff(&preload_wall, "ms", 3),
+        script_instr,
+        dash_instr,
+        script_instr - dash_instr,
     )
     .unwrap();
     targets.push((
