@@ -204,6 +204,8 @@ struct State {
     init_error: Option<RecordedRequest>,
     /// `/next` requests waiting now.
     waiting_next: usize,
+    /// Connections open now (a worker that died has closed its own).
+    open: usize,
     shutdown: bool,
     /// When each `/next` request arrived.
     next_arrivals: Vec<Instant>,
@@ -244,9 +246,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every event has its result and every worker waits for the next: as many `/next`
+    /// requests as invokes may run at once, or as connections are open where fewer are (a
+    /// worker of a Lambda Managed Instance that died is not replaced).
     fn idle(&self, st: &State) -> bool {
-        st.results.iter().all(Option::is_some)
-            && st.waiting_next >= self.config.max_concurrency.max(1)
+        let workers = self.config.max_concurrency.max(1).min(st.open).max(1);
+        st.results.iter().all(Option::is_some) && st.waiting_next >= workers
     }
 
     /// Whether an event may be handed out now (and, if not yet, how long until it may).
@@ -404,7 +409,8 @@ impl Simulator {
     }
 
     /// Invokes whose deadline has passed become timeouts; true when there was one (the runtime
-    /// must then be stopped and a new one started, as Lambda does). An event waits for the
+    /// must then be stopped and a new one started, as Lambda does, but for an invoke of a
+    /// Lambda Managed Instance: that one alone fails). An event waits for the
     /// init of the runtime that was started for it under the same deadline: when the runtime
     /// has not asked for an event within the timeout of its start, the first queued event
     /// times out too (Lambda's init that runs past the function's timeout).
@@ -554,15 +560,25 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(stream) = stream else { continue };
         let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         // Reading from now on (the thread's first request adopts the count).
-        shared.lock().reading += 1;
+        {
+            let mut st = shared.lock();
+            st.reading += 1;
+            st.open += 1;
+        }
+        let closed = |shared: &Shared| {
+            shared.lock().open -= 1;
+            shared.changed.notify_all();
+        };
         let s = Arc::clone(&shared);
         let spawned = thread::Builder::new()
             .name(format!("sim-conn-{id}"))
             .spawn(move || {
                 let _ = serve_connection(stream, id, &s);
+                closed(&s);
             });
         if spawned.is_err() {
             drop(Reading(&shared));
+            closed(&shared);
         }
     }
 }

@@ -191,8 +191,14 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
             {
                 cpu_at_first_next_ns = process_cpu_ns(child.id());
             }
-            if sim.expire_deadlines() {
-                // The deadline passed: stop this environment and start a new one.
+            let inits_over_time = sim.init_timeout_count();
+            if sim.expire_deadlines()
+                && (sim.config().max_concurrency <= 1
+                    || sim.init_timeout_count() != inits_over_time)
+            {
+                // The deadline passed: stop this environment and start a new one. Lambda
+                // Managed Instances fail a timed-out invoke alone and the environment runs on
+                // (its code too); an init past its timeout still stops it.
                 restart = true;
                 break;
             }
