@@ -180,3 +180,65 @@ fn check_forked_workers(write_chunk: Option<usize>) {
         assert_eq!(rec.get("InitDuration").is_some(), first);
     }
 }
+
+#[test]
+fn a_worker_killed_on_a_managed_instance_has_its_invoke_reported_while_the_others_run() {
+    // Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY): a worker that crashes is not
+    // replaced, the environment runs on with the others, and a timed-out invoke fails alone
+    // (the simulator does as Lambda documents). No next process comes to find the killed
+    // worker's open invoke in the journal: a surviving worker's watchdog reports it, while
+    // the environment still runs, not at its end.
+    let mut payloads = vec![json!({"action": "pid", "ms": 200}); 3];
+    payloads.push(json!({"action": "crash", "signal": "SIGKILL", "how": "kill"}));
+    payloads.extend((0..30).map(|_| json!({"action": "pid", "ms": 300})));
+    let killed = events(&payloads)[3].request_id.clone().unwrap();
+    let run = |wrapped: bool| {
+        let layer = Layer::new();
+        let cmd = python_command("handler.dispatch");
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        run_with(
+            lambda_sim::Config {
+                events: events(&payloads),
+                max_concurrency: 3,
+                timeout: std::time::Duration::from_millis(1_500),
+                ..lambda_sim::Config::default()
+            },
+            &cmd,
+            wrapped.then(|| layer.wrapper()).as_deref(),
+            &[("AWS_LAMBDA_MAX_CONCURRENCY", "3")],
+            &python_function_dir(),
+        )
+    };
+    let (plain, metered) = (run(false), run(true));
+    for out in [&plain, &metered] {
+        assert_eq!(out.run.starts, 1, "the environment ran on");
+        assert_eq!(
+            out.sim.timeout_count(),
+            1,
+            "the killed worker's invoke timed out"
+        );
+        let answered = out.sim.results().iter().filter(|r| r.is_some()).count();
+        assert_eq!(answered, payloads.len());
+    }
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    let records = metered.raw_records();
+    assert_valid_emf(&records);
+    let by_id = by_request_id(&records);
+    assert_eq!(by_id.len(), payloads.len(), "one record per invoke");
+    let gone = &by_id[&killed];
+    assert_eq!(gone["exitReason"], "killed (no exit seen)", "{gone}");
+    // Reported while invokes still ran: records of later invokes come after it.
+    let at = records
+        .iter()
+        .position(|r| r["requestId"] == killed.as_str())
+        .unwrap();
+    assert!(
+        at + 5 < records.len(),
+        "the killed worker's invoke was reported at the end ({at} of {})",
+        records.len()
+    );
+}

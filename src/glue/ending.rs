@@ -5,7 +5,9 @@
 //!   invokes with `exitReason` `exit status N`.
 //! - SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL and SIGTERM write them from a handler of ours
 //!   that sits only where the kernel's disposition is the default (see [`crate::signals`]).
-//! - A process that vanished (SIGKILL) is reported by the environment's next runtime process.
+//! - A process that vanished (SIGKILL) is reported by the environment's next runtime process,
+//!   or by another process of the environment whose watchdog wakes first (a worker of a Lambda
+//!   Managed Instance is not replaced: no next process comes).
 //! - The environment's root (the process the wrapper started), once it forked, also writes at
 //!   its end the finished records its children still keep: Lambda stops them once it is gone.
 //!
@@ -168,6 +170,31 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
         output::write_record_parts(parts);
     });
     Ok(j)
+}
+
+/// Open invokes (and kept records) of other processes of the environment that are gone
+/// without a word: a worker of a Lambda Managed Instance killed with SIGKILL (or by the
+/// out-of-memory killer), which is not replaced there, so no next process would report them.
+/// Written, once, by whichever process's watchdog looks first (see [`Journal::recover`]).
+/// While the journal holds only this process's slots a look makes no system call; each slot
+/// of another process costs a read of its `/proc/<pid>/stat`.
+pub fn recover_vanished() {
+    let Some(j) = journal() else {
+        return;
+    };
+    let me = probes::owner_pid();
+    let ending = Ending {
+        wall_ms: probes::clock_now().wall_ms,
+        reason: GONE,
+        ..Ending::default()
+    };
+    j.recover(
+        &|owner| owner.pid == me || probes::alive(owner),
+        &ending,
+        &mut |parts| {
+            output::write_record_parts(parts);
+        },
+    );
 }
 
 /// The journal in use, once this process has become a runtime.

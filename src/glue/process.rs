@@ -1624,6 +1624,7 @@ fn watchdog(first_wake: u32) {
                     let now = probes::probe();
                     e.tick(&now);
                     keep_journal_in_place(e, true);
+                    crate::ending::recover_vanished();
                     e.next_wakeup()
                 });
                 leave(me, outer);
