@@ -702,21 +702,13 @@ fn runtime_dates() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Today's date in UTC, `YYYY-MM-DD` (days since the epoch to the civil date).
+/// Today's date in UTC, `YYYY-MM-DD`.
 fn today() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = lambda_sim::http::civil_date((secs / 86_400) as i64);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
