@@ -457,16 +457,24 @@ fn fail(what: &str, stderr: &str) -> ! {
     std::process::exit(1);
 }
 
-/// Runs `tool… command` for `invokes` no-op invokes and a last one that makes the runtime exit
-/// (so the tool writes its report); returns the run's stderr. The library reaches only the
+/// How long the first invoke of a counted run sleeps (see [`run_under`]).
+const SETTLE_SLEEP_MS: u64 = 200;
+
+/// Runs `tool… command` for a first invoke that sleeps [`SETTLE_SLEEP_MS`], `invokes` no-op
+/// invokes, and a last one that makes the runtime exit (so the tool writes its report); returns
+/// the run's stderr. The sleep lets the temporary directory's times, which the runtime's start
+/// changed, age past the 50 ms after which the library trusts them: otherwise the first no-op
+/// invokes look closer (a `statx` of the channel, a `stat` of the journal), and how many of
+/// them do depends on the tool's pace, a different number in the short and the long run. The library reaches only the
 /// traced program: strace is told to set `LD_PRELOAD` for it (`-E`), so strace itself never
 /// loads it (it would be the environment's oldest process, and the runtime's records would go
 /// to strace's stdout); valgrind's wrapper and launcher `exec` one another and the program in
 /// one process, so the variable reaches the program with nothing of ours running before it.
 fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String {
-    let mut events: Vec<Event> = (0..invokes)
-        .map(|_| Event::json(&json!({"action": "ok"})))
-        .collect();
+    let mut events = vec![Event::json(
+        &json!({"action": "sleep", "ms": SETTLE_SLEEP_MS}),
+    )];
+    events.extend((0..invokes).map(|_| Event::json(&json!({"action": "ok"}))));
     events.push(Event::json(&json!({"action": "exit", "code": 0})));
     let sim = Simulator::start(Config {
         events,
@@ -2568,8 +2576,10 @@ fn main() {
          (`/proc/<pid>/task/*/schedstat`). Added figures are the variant minus the baseline of \
          the same round: median, then min – max over the rounds. Instruction counts (`valgrind \
          --tool=callgrind`), cache misses (`--tool=cachegrind`) and system-call counts (`strace \
-         -f -c`) are deterministic, measured once per variant, also long minus short; those runs \
-         preload the library directly, as the wrapper would. Node's instructions are not counted \
+         -f -c`) are deterministic, measured once per variant, also long minus short, each run's \
+         no-op invokes after one that sleeps 200 ms (so that the times the runtime's start gave \
+         the temporary directory are old enough to be trusted, as they are in steady state); \
+         those runs preload the library directly, as the wrapper would. Node's instructions are not counted \
          (a JIT under valgrind). lambda-meter's wall and CPU runs start each runtime as Lambda \
          does: the managed runtimes (Python, Node) through its wrapper \
          (`AWS_LAMBDA_EXEC_WRAPPER`), the OS-only ones (Rust, the shell runtime) with \

@@ -535,6 +535,7 @@ fn reading(
 /// shell that runs the wrapper has started (a cold start's first process starts slowest), to
 /// the next runtime's note, and the clock those are read from ticks every 10 ms.
 const INIT_RAN_SLACK_NS: u64 = 100_000_000;
+
 impl Engine {
     /// An engine with everything it will need reserved; `None` when the memory cannot be had
     /// (the process then runs unmetered).
