@@ -177,7 +177,7 @@ pub fn start(function_name: &str, runtime_api: &str) -> Result<Journal, &'static
 /// out-of-memory killer), which is not replaced there, so no next process would report them.
 /// Written, once, by whichever process's watchdog looks first (see [`Journal::recover`]).
 /// While the journal holds only this process's slots a look makes no system call; each slot
-/// of another process costs a read of its `/proc/<pid>/stat`.
+/// of another process costs one `readlink` of its `/proc/<pid>/exe` ([`probes::runs`]: no fd).
 pub fn recover_vanished() {
     let Some(j) = journal() else {
         return;
@@ -189,7 +189,7 @@ pub fn recover_vanished() {
         ..Ending::default()
     };
     j.recover(
-        &|owner| owner.pid == me || probes::alive(owner),
+        &|owner| owner.pid == me || probes::runs(owner.pid),
         &ending,
         &mut |parts| {
             output::write_record_parts(parts);

@@ -306,6 +306,21 @@ pub fn alive(owner: Owner) -> bool {
     proc_stat(owner.pid).is_some_and(|s| s.running && s.start_ticks == owner.start_ticks)
 }
 
+/// Whether process `pid` still runs, asked without opening a file (a watchdog's look must not
+/// take an fd number a host thread may be about to get): `/proc/<pid>/exe` reads as a link
+/// while the process has its memory, not once it is a zombie or gone (ENOENT); a link the
+/// kernel will not show (another user's process) is there all the same. A pid the kernel gave
+/// again to a new process counts as running until that one ends too: never a false "gone".
+pub fn runs(pid: u32) -> bool {
+    let mut path = [0u8; 64];
+    let path = proc_path(&mut path, Some(pid), "exe");
+    let mut target = [0u8; 1];
+    !matches!(
+        sys::readlink(path, &mut target),
+        Err(libc::ENOENT | libc::ESRCH)
+    )
+}
+
 /// Reads `/proc/<pid>/stat`.
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let mut path = [0u8; 64];

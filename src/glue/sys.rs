@@ -433,6 +433,29 @@ fn statx(path: &[u8], mask: u32) -> Result<libc::statx, c_int> {
     Ok(stx)
 }
 
+/// `readlinkat(AT_FDCWD, path, buf)`: the link's target (cut to `buf`) at a NUL-terminated
+/// path, its length. One system call and no fd.
+pub fn readlink(path: &[u8], buf: &mut [u8]) -> Res {
+    if path.last() != Some(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: `path` is NUL-terminated and live; the kernel writes at most `buf.len()` bytes
+    // into the live, exclusively borrowed `buf`.
+    unsafe {
+        call(
+            libc::SYS_readlinkat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// [`DirLook`] of a NUL-terminated path: one `statx` (a `stat` where the kernel has none).
 pub fn dir_look(path: &[u8]) -> Result<DirLook, c_int> {
     let ns =
