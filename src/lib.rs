@@ -32,8 +32,8 @@
 // The pure core (src/core, its own crate): no process state, no I/O of its own; its modules
 // are named here as the glue uses them.
 pub use lambda_meter_core::{
-    custom, emf, engine, fdtable, http, journal, json, metrics, runtime_api, settings, text,
-    tracker,
+    cgroup, custom, emf, engine, fdtable, http, journal, json, metrics, runtime_api, settings,
+    text, tracker,
 };
 
 // The process glue (src/glue): the hooks, the real functions, the process's state, output,

@@ -200,6 +200,13 @@ fn the_library_opens_only_its_destination_and_its_state() {
             // Without the wrapper, the environment's identity: whether an ancestor process
             // loaded the library for the same Runtime API (SECURITY.md).
             || call.as_str() == "openat /proc/PID/environ"
+            // The environment's memory figure: which memory cgroup the process is in (the
+            // trace's /proc/self), and that cgroup's limit and peak, read only.
+            || call.as_str() == "openat /proc/PIDself/cgroup"
+            || (call.starts_with("openat /sys/fs/cgroup/")
+                && ["limit_in_bytes", "max_usage_in_bytes", "memory.max", "memory.peak"]
+                    .iter()
+                    .any(|f| call.ends_with(f)))
             || call.as_str() == "openat $TMPDIR/.lambda-meter-journal-";
         assert!(
             allowed,

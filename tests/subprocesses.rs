@@ -101,3 +101,69 @@ fn c_runtime_vfork_and_execve() {
         }
     }
 }
+
+/// Lambda's `Max Memory Used` counts every process of the environment, so a handler whose child
+/// fills 64 MiB must show it in `MaxMemoryUsed` (and `MemoryUtilization`), while
+/// `ProcessMaxMemoryUsed` keeps the runtime process's own peak. The handler sleeps after the
+/// child so the end of its invoke is past the library's reading interval (100 ms).
+fn child_memory(in_cgroup: bool) -> (Vec<Value>, Option<u64>) {
+    let payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "child_memory", "mb": 64, "ms": 150}),
+        json!({"action": "ok"}),
+    ];
+    let mut scenario = Scenario::python(payloads);
+    if in_cgroup {
+        scenario = scenario.in_memory_cgroup();
+    }
+    let out = scenario.check();
+    let records = out.records();
+    assert_eq!(records.len(), 3);
+    let mb = |r: &Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    let child = &records[1];
+    let (max, own) = (
+        mb(child, "MaxMemoryUsed"),
+        mb(child, "ProcessMaxMemoryUsed"),
+    );
+    assert!(
+        max >= 64.0,
+        "the child's 64 MiB are in MaxMemoryUsed: {child}"
+    );
+    assert!(own < 64.0, "the runtime's own peak is its own: {child}");
+    let utilization = mb(child, "MemoryUtilization");
+    assert!(
+        (utilization - max * 100.0 / 128.0).abs() < 0.01,
+        "MemoryUtilization is of the environment's figure: {child}"
+    );
+    // A peak stays the peak.
+    assert!(mb(&records[2], "MaxMemoryUsed") >= max);
+    (records, out.run.memory_peak_kb)
+}
+
+/// In the environment's memory cgroup (the simulator makes one limited to the function's memory
+/// size, as Lambda does): its peak, never above what the cgroup says when the environment ends.
+#[test]
+fn a_child_process_memory_is_in_the_environment_figure_from_its_cgroup() {
+    let (records, peak_kb) = child_memory(true);
+    let cgroup_mb = peak_kb
+        .expect("the simulator read its cgroup")
+        .div_ceil(1024) as f64;
+    let last = records[2]["MaxMemoryUsed"].as_f64().unwrap();
+    assert!(
+        last <= cgroup_mb,
+        "MaxMemoryUsed {last} MB above the cgroup's own peak {cgroup_mb} MB"
+    );
+}
+
+/// Without that cgroup: the process's peak plus the largest among the children it waited for.
+#[test]
+fn a_child_process_memory_is_in_the_environment_figure_without_a_cgroup() {
+    let (records, peak_kb) = child_memory(false);
+    assert_eq!(peak_kb, None);
+    // Before any child, the figure is the process's own.
+    assert!(
+        records[0].get("ProcessMaxMemoryUsed").is_none(),
+        "{}",
+        records[0]
+    );
+}

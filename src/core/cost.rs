@@ -122,6 +122,7 @@ fn steady_state_invokes_allocate_at_most_the_ceiling() {
             wall_ms: 1_790_000_000_000 + clock.get() / 1_000_000,
             cpu_ns: clock.get() / 2,
             max_rss_kb: 40_000,
+            process_rss_kb: 0,
             gauges: None,
             env: None,
         }

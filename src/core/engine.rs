@@ -2134,6 +2134,7 @@ mod tests {
                 wall_ms: ms,
                 cpu_ns: 0,
                 max_rss_kb: 1024,
+                process_rss_kb: 0,
                 gauges: None,
                 env: None,
             }

@@ -406,6 +406,21 @@ pub const CATALOG: &[Metric] = &[
         },
     },
     Metric {
+        name: "ProcessMaxMemoryUsed",
+        unit: "Megabytes",
+        class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
+        // The runtime process's own peak, only where the environment's (`MaxMemoryUsed`) is
+        // more: its children, the other processes of its cgroup.
+        read: |r, _| {
+            r.process_rss_kb
+                .map(|kb| kb.div_ceil(1024))
+                .filter(|mb| *mb != max_mb(r))
+                .map(Number::int)
+        },
+    },
+    Metric {
         name: "CpuTime",
         unit: "Milliseconds",
         class: Class::Default,

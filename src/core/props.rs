@@ -536,6 +536,7 @@ fn probe_at(ms: u64) -> Probe {
         wall_ms: 1_700_000_000_000 + ms,
         cpu_ns: ms * 10_000,
         max_rss_kb: 10_240 + ms,
+        process_rss_kb: 10_240,
         gauges: ms.is_multiple_of(3).then_some(Gauges {
             net_rx_bytes: ms,
             net_tx_bytes: ms / 2,
@@ -729,6 +730,7 @@ pub fn emf_records(data: &[u8]) {
         error_type: (input.coin()).then(|| ErrorType::new(&input.text())),
         cpu_ns: opt(&mut input),
         max_rss_kb: input.number(),
+        process_rss_kb: opt(&mut input),
         request_bytes: opt(&mut input),
         response_bytes: opt(&mut input),
         post_response_ns: opt(&mut input),

@@ -74,8 +74,11 @@ pub struct Probe {
     pub wall_ms: u64,
     /// User + system CPU time of the process, ns.
     pub cpu_ns: u64,
-    /// Peak resident set size of the process, KiB.
+    /// Peak memory of the environment as Lambda counts it (its cgroup's, or the process's
+    /// with its waited-for children's), KiB.
     pub max_rss_kb: u64,
+    /// Peak resident set size of the process alone, KiB (0: not read).
+    pub process_rss_kb: u64,
     /// Extended gauges, when asked for.
     pub gauges: Option<Gauges>,
     /// CPU time (ns) and peak memory (KiB) of the environment this process belongs to, when it
@@ -90,6 +93,7 @@ impl Probe {
         wall_ms: 0,
         cpu_ns: 0,
         max_rss_kb: 0,
+        process_rss_kb: 0,
         gauges: None,
         env: None,
     };
@@ -102,6 +106,8 @@ impl Probe {
             Some((cpu_ns, max_rss_kb)) => Probe {
                 cpu_ns,
                 max_rss_kb,
+                // This process's own peak is not the runtime's.
+                process_rss_kb: 0,
                 env: None,
                 ..*self
             },
@@ -209,7 +215,10 @@ pub struct InvokeRecord {
     pub timed_out: bool,
     pub error_type: Option<ErrorType>,
     pub cpu_ns: Option<u64>,
+    /// The environment's peak memory (see [`Probe::max_rss_kb`]).
     pub max_rss_kb: u64,
+    /// The runtime process's own peak, when known.
+    pub process_rss_kb: Option<u64>,
     pub request_bytes: Option<u64>,
     pub response_bytes: Option<u64>,
     pub post_response_ns: Option<u64>,
@@ -242,6 +251,7 @@ impl InvokeRecord {
             error_type: None,
             cpu_ns: None,
             max_rss_kb: 0,
+            process_rss_kb: None,
             request_bytes: None,
             response_bytes: None,
             post_response_ns: None,
@@ -397,6 +407,7 @@ impl OpenInvoke {
             error_type,
             cpu_ns,
             max_rss_kb,
+            process_rss_kb,
             request_bytes,
             response_bytes,
             post_response_ns,
@@ -424,6 +435,7 @@ impl OpenInvoke {
         *error_type = None;
         *cpu_ns = Some(now.cpu_ns.saturating_sub(started.cpu_ns));
         *max_rss_kb = now.max_rss_kb;
+        *process_rss_kb = Some(now.process_rss_kb).filter(|kb| *kb > 0);
         *request_bytes = Some(self.event.request_bytes);
         *response_bytes = None;
         *post_response_ns = None;
@@ -1039,6 +1051,7 @@ impl Tracker {
             error_type: error_type.map(ErrorType::new),
             cpu_ns: Some(now.cpu_ns),
             max_rss_kb: now.max_rss_kb,
+            process_rss_kb: Some(now.process_rss_kb).filter(|kb| *kb > 0),
             request_bytes: None,
             response_bytes: None,
             post_response_ns: None,
@@ -1262,6 +1275,7 @@ mod tests {
             wall_ms: 1_700_000_000_000 + ms,
             cpu_ns: ms * 100_000,
             max_rss_kb: 40_000,
+            process_rss_kb: 0,
             gauges: None,
             env: None,
         }

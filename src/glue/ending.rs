@@ -408,18 +408,13 @@ pub fn write_open(reason: &[u8]) {
     if own.is_none() && !root {
         return;
     }
-    // SAFETY: getrusage writes only the struct we pass (a plain system call).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv_ns =
-        |tv: libc::timeval| (tv.tv_sec as u64) * 1_000_000_000 + (tv.tv_usec as u64) * 1_000;
+    let (cpu_ns, own_rss_kb) = probes::own_usage();
     let now = probes::clock_now();
     let ending = Ending {
         wall_ms: now.wall_ms,
         mono_ns: Some(now.mono_ns),
-        cpu_ns: Some(tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime)),
-        max_rss_kb: Some(ru.ru_maxrss.max(0) as u64),
+        cpu_ns: Some(cpu_ns),
+        max_rss_kb: Some(probes::memory_peak_kb(own_rss_kb, now.mono_ns)),
         reason,
     };
     if let Some(j) = own {

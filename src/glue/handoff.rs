@@ -328,6 +328,7 @@ pub fn from_json(text: &[u8]) -> Option<OpenInvoke> {
             wall_ms: required(3)?,
             cpu_ns: required(4)?,
             max_rss_kb: required(5)?,
+            process_rss_kb: 0,
             gauges: None,
             env: None,
         },
@@ -421,6 +422,7 @@ mod tests {
             wall_ms: 6,
             cpu_ns: 7,
             max_rss_kb: 8,
+            process_rss_kb: 0,
             gauges: None,
             env: None,
         };

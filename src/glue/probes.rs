@@ -5,9 +5,12 @@
 //! lock, errno untouched.
 
 use crate::journal::Owner;
+use crate::output;
 use crate::state::Reset;
 use crate::sys;
 use crate::tracker::{Gauges, Probe, Reading};
+use std::ffi::CString;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// From now on, probes also read the extended gauges (opt-in: each read costs file reads).
@@ -429,18 +432,20 @@ pub fn own_usage() -> (u64, u64) {
 /// Reads the clocks and `getrusage(RUSAGE_SELF)`, and in a process that is not its
 /// environment's root, the root's `/proc` entries too.
 pub fn probe() -> Probe {
-    let (cpu_ns, max_rss_kb) = own_usage();
+    let (cpu_ns, own_rss_kb) = own_usage();
+    let mono_ns = mono_ns();
     let mut p = Probe {
-        mono_ns: mono_ns(),
+        mono_ns,
         wall_ms: clock_ns(libc::CLOCK_REALTIME) / 1_000_000,
         cpu_ns,
-        max_rss_kb,
+        max_rss_kb: memory_peak_kb(own_rss_kb, mono_ns),
+        process_rss_kb: own_rss_kb,
         gauges: None,
         env: None,
     };
     if let Some(root) = environment_root() {
         let (cpu, peak) = environment_usage(root).unwrap_or((cpu_ns, 0));
-        p.env = Some((cpu, max_rss_kb.max(peak)));
+        p.env = Some((cpu, p.max_rss_kb.max(peak)));
     }
     if state().gauges.load(Ordering::Relaxed) {
         p.gauges = Some(gauges(environment_root()));
@@ -448,10 +453,109 @@ pub fn probe() -> Probe {
     p
 }
 
+/// How often, at most, the environment's memory beyond this process is read again: a record
+/// made sooner after the last reading reports that one (with this process's own peak, read
+/// every time). Its system calls (an open, a read and a close of the cgroup's peak, or one
+/// `getrusage`) then stay off the per-invoke path of a busy runtime.
+const ENVIRONMENT_READ_EVERY_NS: u64 = 100_000_000;
+
+/// At the runtime's start (allocation allowed): finds the memory cgroup that is the
+/// environment's, the one this process is in when its limit is the function's memory size
+/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), as Lambda bounds an environment. From then on the
+/// environment's memory figure is that cgroup's peak; without one, this process's peak plus
+/// the largest peak among its waited-for children (see [`memory_peak_kb`]).
+pub fn find_environment_cgroup(memory_size_mb: Option<u64>) {
+    // Children waited for before now (a wrapper's, before it exec'd the runtime) are gone.
+    state()
+        .children_before_kb
+        .store(children_peak_kb(), Ordering::Relaxed);
+    let Some(mb) = memory_size_mb else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return;
+    };
+    for cg in crate::cgroup::memory_cgroups(&text) {
+        let limit = std::fs::read_to_string(&cg.limit).unwrap_or_default();
+        if !crate::cgroup::limit_is(&limit, mb) {
+            continue;
+        }
+        let readable = std::fs::read(&cg.peak)
+            .ok()
+            .and_then(|t| crate::cgroup::peak_kb(&t))
+            .is_some();
+        if readable {
+            output::debug(format_args!("memory figure: {}", cg.peak));
+            if let Ok(path) = CString::new(cg.peak) {
+                let _ = state().memory_cgroup.set(path);
+            }
+            return;
+        }
+    }
+}
+
+/// The environment's peak memory (KiB) as Lambda counts it, given this process's own: the
+/// environment's cgroup's peak (never below this process's own), or, without that cgroup,
+/// this process's peak plus the largest peak among the children it waited for (a handler's
+/// subprocess, a shell runtime's helper). Read again at most every
+/// [`ENVIRONMENT_READ_EVERY_NS`].
+pub fn memory_peak_kb(own_kb: u64, mono_ns: u64) -> u64 {
+    let s = state();
+    let last = s.env_read_ns.load(Ordering::Relaxed);
+    let beyond = if last != 0 && mono_ns.saturating_sub(last) < ENVIRONMENT_READ_EVERY_NS {
+        s.env_kb.load(Ordering::Relaxed)
+    } else {
+        let kb = read_environment_kb();
+        s.env_kb.store(kb, Ordering::Relaxed);
+        s.env_read_ns.store(mono_ns.max(1), Ordering::Relaxed);
+        kb
+    };
+    match s.memory_cgroup.get() {
+        Some(_) => own_kb.max(beyond),
+        None => own_kb.saturating_add(beyond),
+    }
+}
+
+/// The cgroup's peak (KiB), or the largest peak among waited-for children.
+#[inline(never)]
+fn read_environment_kb() -> u64 {
+    match state().memory_cgroup.get() {
+        Some(path) => {
+            let mut buf = [0u8; 32];
+            read_file(path.as_bytes_with_nul(), &mut buf)
+                .and_then(crate::cgroup::peak_kb)
+                .unwrap_or(0)
+        }
+        // A child larger than any the process waited for before it became a runtime.
+        None => Some(children_peak_kb())
+            .filter(|kb| *kb > state().children_before_kb.load(Ordering::Relaxed))
+            .unwrap_or(0),
+    }
+}
+
+/// The largest peak (KiB) among the children this process waited for.
+fn children_peak_kb() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    ru.ru_maxrss.max(0) as u64
+}
+
 /// This module's part of the library's state in the process ([`crate::state::State`]).
 pub struct ProbeState {
     /// Whether probes read the extended gauges too (a setting).
     gauges: AtomicBool,
+    /// The peak file of the environment's memory cgroup, when this process is in one (see
+    /// [`find_environment_cgroup`]).
+    memory_cgroup: OnceLock<CString>,
+    /// The environment's memory beyond this process's, as last read (KiB: see
+    /// [`memory_peak_kb`]), and when (monotonic ns; 0: never).
+    env_kb: AtomicU64,
+    env_read_ns: AtomicU64,
+    /// The largest peak among the children waited for before the process became a runtime
+    /// (KiB): none of them counts.
+    children_before_kb: AtomicU64,
     /// Threads of our own in this process (the watchdog), left out of the thread gauge.
     own_threads: AtomicU32,
     /// The environment's root process, when this one is not it (0: none).
@@ -471,6 +575,10 @@ impl ProbeState {
     pub const fn new() -> ProbeState {
         ProbeState {
             gauges: AtomicBool::new(false),
+            memory_cgroup: OnceLock::new(),
+            env_kb: AtomicU64::new(0),
+            env_read_ns: AtomicU64::new(0),
+            children_before_kb: AtomicU64::new(0),
             own_threads: AtomicU32::new(0),
             environment_root: AtomicU32::new(0),
             measured: [const { AtomicU32::new(0) }; MAX_MEASURED],
@@ -485,8 +593,13 @@ impl ProbeState {
     /// runtime of its own, whose CPU and memory are its own.
     pub fn forked_child(&self, pid: u32) {
         let ProbeState {
-            // Kept: the same setting.
+            // Kept: the same setting, and the same cgroup.
             gauges: _,
+            memory_cgroup: _,
+            // Forgotten: the child's children are its own.
+            env_kb,
+            env_read_ns,
+            children_before_kb,
             own_threads,
             environment_root,
             measured,
@@ -506,6 +619,9 @@ impl ProbeState {
             owner_pid.reset_to(pid, Ordering::Relaxed);
         }
         own_threads.reset_to(0, Ordering::Relaxed);
+        env_kb.reset_to(0, Ordering::Relaxed);
+        env_read_ns.reset_to(0, Ordering::Relaxed);
+        children_before_kb.reset_to(0, Ordering::Relaxed);
         environment_root.reset_to(0, Ordering::Relaxed);
         for pid in measured {
             pid.reset_to(0, Ordering::Relaxed);

@@ -611,6 +611,7 @@ fn reserve() -> bool {
             }
         }
     }
+    probes::find_environment_cgroup(settings.memory_size_mb);
     join_environment();
     // Here, not later: once the process is a runtime no hook path may create a thread (it
     // allocates and takes the loader's locks), even in a process that turns out to be a

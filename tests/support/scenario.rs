@@ -86,6 +86,9 @@ pub struct Scenario {
     pub launch: Launch,
     /// Another build of the library to run (the layer's by default).
     pub library: Option<PathBuf>,
+    /// Each run's runtime in a memory cgroup of its own, as on Lambda (see
+    /// [`Config::memory_cgroup`]).
+    pub memory_cgroup: bool,
 }
 
 impl Scenario {
@@ -100,6 +103,7 @@ impl Scenario {
             max_concurrency: 1,
             launch: Launch::ExecWrapper,
             library: None,
+            memory_cgroup: false,
         }
     }
 
@@ -132,6 +136,12 @@ impl Scenario {
     /// The metered run loads `library` instead of the layer's.
     pub fn with_library(mut self, library: PathBuf) -> Scenario {
         self.library = Some(library);
+        self
+    }
+
+    /// Runs the runtime in a memory cgroup of its own, as Lambda does.
+    pub fn in_memory_cgroup(mut self) -> Scenario {
+        self.memory_cgroup = true;
         self
     }
 
@@ -186,6 +196,7 @@ impl Scenario {
                 events: self.events(),
                 write_chunk: self.write_chunk,
                 max_concurrency: self.max_concurrency,
+                memory_cgroup: self.memory_cgroup,
                 ..Config::default()
             },
             &cmd,

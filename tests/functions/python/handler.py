@@ -13,6 +13,9 @@
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
   {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
                                    -> starts a child process and waits for it
+  {"action": "child_memory", "mb": 100, "ms": 150}
+                                   -> a child process fills mb MiB of memory and exits; the
+                                      handler waits for it, then sleeps ms
   {"action": "c_environ"}          -> the names in the C library's environment
   {"action": "partial", "text": T} -> writes T to stdout without a newline
   {"action": "child_partial", "text": T, "how": "system"|"printf"|"curl"}
@@ -144,6 +147,11 @@ def dispatch(event, context):
             t.start()
             KEPT.append(t)
         return {"threads": threading.active_count()}
+    if action == "child_memory":
+        fill = "b = b'x' * ({} << 20)".format(int(event["mb"]))
+        done = subprocess.run([sys.executable, "-c", fill])
+        time.sleep(event.get("ms", 0) / 1000.0)
+        return {"status": done.returncode}
     if action == "subprocess":
         how = event.get("how", "run")
         if how == "run":

@@ -116,6 +116,11 @@ pub struct Config {
     /// `Runtime.ExitError` and a new runtime process is started in the same environment, as
     /// Lambda does. Needs [`run_function`](crate::run_function).
     pub restart_on_exit: bool,
+    /// Each runtime starts in a memory cgroup of its own whose limit is the function's memory
+    /// size, as Lambda bounds an environment (needs root and a cgroup v1 memory hierarchy, or
+    /// cgroup v2 with the memory controller delegated). Needs
+    /// [`run_function`](crate::run_function), which reports the cgroup's peak.
+    pub memory_cgroup: bool,
     /// At the end of a Lambda Managed Instances run (`max_concurrency` > 1), SIGTERM goes to
     /// the runtime's own process only, not its process group, before its group is killed.
     pub term_runtime_only: bool,
@@ -135,6 +140,7 @@ impl Default for Config {
             first_event_delay: None,
             restore_delay: Duration::from_millis(20),
             restart_on_exit: false,
+            memory_cgroup: false,
             term_runtime_only: false,
         }
     }

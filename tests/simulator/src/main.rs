@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT]
-//!            [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--summary] -- COMMAND [ARGS…]
+//!            [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--memory-cgroup]
+//!            [--summary] -- COMMAND [ARGS…]
 //! ```
 //! `FILE` holds a JSON array; each element is one event payload. The command runs with the
 //! Lambda environment variables set (and under `--wrapper`, like `AWS_LAMBDA_EXEC_WRAPPER`);
 //! its output passes through. With `--summary`, the EMF records it printed are summarised
-//! (and an invoke without a record fails the run).
+//! (and an invoke without a record fails the run). With `--memory-cgroup` (as root), the runtime
+//! runs in a memory cgroup of its own limited to the function's memory size, as on Lambda, and
+//! its peak is reported as Lambda's REPORT line reports `Max Memory Used`.
 
 use lambda_sim::{Config, Event, RunOptions, Simulator, run_function, summary};
 use std::process::ExitCode;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--summary] -- COMMAND [ARGS...]"
+        "usage: lambda-sim [--events FILE] [--function-name NAME] [--timeout-ms MS] [--port PORT] [--max-concurrency N] [--wrapper PATH] [--restart-on-exit] [--memory-cgroup] [--summary] -- COMMAND [ARGS...]"
     );
     ExitCode::from(2)
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             "--wrapper" => opts.wrapper = value().map(Into::into),
             "--summary" => want_summary = true,
             "--restart-on-exit" => config.restart_on_exit = true,
+            "--memory-cgroup" => config.memory_cgroup = true,
             "--" => break,
             _ => return usage(),
         }
@@ -96,6 +100,12 @@ fn main() -> ExitCode {
         eprintln!("lambda-sim: the runtime exited by itself ({status})");
     } else if !run.idle {
         eprintln!("lambda-sim: gave up waiting for the runtime");
+    }
+    if let Some(kb) = run.memory_peak_kb {
+        eprintln!(
+            "lambda-sim: the environment's peak memory (its cgroup's, as REPORT's Max Memory Used): {} MB",
+            kb.div_ceil(1024)
+        );
     }
     let answered = sim.results().iter().filter(|r| r.is_some()).count();
     eprintln!(

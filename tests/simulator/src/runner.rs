@@ -54,6 +54,82 @@ pub struct FunctionRun {
     /// that event back ([`Config::first_event_delay`](crate::Config)): the runtime's init CPU,
     /// and the start of its invokes' CPU.
     pub cpu_at_first_next_ns: Option<u64>,
+    /// With [`Config::memory_cgroup`](crate::Config): the (last) environment's peak memory, KiB, as its
+    /// cgroup counted it when it ended (what Lambda's REPORT line says as `Max Memory Used`).
+    pub memory_peak_kb: Option<u64>,
+}
+
+/// A memory cgroup made for one environment, removed when dropped.
+struct EnvironmentCgroup {
+    dir: PathBuf,
+    /// Its `cgroup.procs`, NUL-terminated, for the child to join before it execs.
+    procs: std::ffi::CString,
+    /// Its peak file.
+    peak: PathBuf,
+}
+
+impl EnvironmentCgroup {
+    /// Makes a cgroup under this process's memory cgroup, limited to `memory_mb` MiB.
+    fn new(memory_mb: u64) -> io::Result<EnvironmentCgroup> {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let (base, v1) = own
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == "memory")
+                    .then(|| (format!("/sys/fs/cgroup/memory{path}"), true))
+            })
+            .or_else(|| {
+                own.lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .map(|path| (format!("/sys/fs/cgroup{path}"), false))
+            })
+            .ok_or_else(|| io::Error::other("no memory cgroup"))?;
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = PathBuf::from(base.trim_end_matches('/'))
+            .join(format!("lambda-sim-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        let (limit, peak) = if v1 {
+            ("memory.limit_in_bytes", "memory.max_usage_in_bytes")
+        } else {
+            ("memory.max", "memory.peak")
+        };
+        let made = EnvironmentCgroup {
+            procs: std::ffi::CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .map_err(io::Error::other)?,
+            peak: dir.join(peak),
+            dir,
+        };
+        std::fs::write(made.dir.join(limit), (memory_mb << 20).to_string())?;
+        std::fs::read_to_string(&made.peak)?;
+        Ok(made)
+    }
+
+    fn peak_kb(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(&self.peak).ok()?;
+        text.trim().parse::<u64>().ok().map(|b| b / 1024)
+    }
+}
+
+impl Drop for EnvironmentCgroup {
+    fn drop(&mut self) {
+        // Its processes were killed; the kernel empties it as they are reaped.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("lambda-sim: cannot remove {}", self.dir.display());
+    }
 }
 
 /// CPU time the scheduler accounted to each live thread of `pid`, summed (ns).
@@ -154,8 +230,20 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
     let mut spawned_at = None;
     let mut cpu_ns = None;
     let mut cpu_at_first_next_ns = None;
+    let mut memory_peak_kb = None;
     'runtimes: loop {
-        let (mut child, out, err) = spawn(sim, opts, program, args, own_tmp.as_deref())?;
+        let cgroup = match sim.config().memory_cgroup {
+            true => Some(EnvironmentCgroup::new(memory_size_mb(opts))?),
+            false => None,
+        };
+        let (mut child, out, err) = spawn(
+            sim,
+            opts,
+            program,
+            args,
+            own_tmp.as_deref(),
+            cgroup.as_ref(),
+        )?;
         sim.runtime_started();
         spawned_at.get_or_insert_with(Instant::now);
         starts += 1;
@@ -241,6 +329,9 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         }
         signal_group(pgid, libc::SIGKILL);
         child.wait()?;
+        if let Some(cg) = cgroup {
+            memory_peak_kb = cg.peak_kb();
+        }
         outputs.push((out, err));
         if restart && Instant::now() < deadline {
             sim.runtime_stopped();
@@ -270,7 +361,19 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
         elapsed: started.elapsed(),
         cpu_ns,
         cpu_at_first_next_ns,
+        memory_peak_kb,
     })
+}
+
+/// The function's memory size (MiB): `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` as the options give it,
+/// else the simulator's 128.
+fn memory_size_mb(opts: &RunOptions) -> u64 {
+    opts.env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(128)
 }
 
 fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
@@ -287,6 +390,7 @@ fn spawn(
     program: &OsString,
     args: &[OsString],
     tmp: Option<&std::path::Path>,
+    cgroup: Option<&EnvironmentCgroup>,
 ) -> io::Result<(std::process::Child, Reader, Reader)> {
     let cfg = sim.config();
     let mut cmd = Command::new(program);
@@ -327,6 +431,24 @@ fn spawn(
     }
     if let Some(dir) = &opts.cwd {
         cmd.current_dir(dir);
+    }
+    if let Some(cg) = cgroup {
+        let procs = cg.procs.clone();
+        // SAFETY: between fork and exec the closure makes only async-signal-safe system calls
+        // (open, write, close) on memory made before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // "0": the process that writes, before it execs the runtime.
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if ok { Ok(()) } else { Err(err) }
+            })
+        };
     }
     let mut child = cmd.spawn()?;
     let out_echo: Option<fn() -> Box<dyn Write>> = opts
