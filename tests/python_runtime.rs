@@ -178,6 +178,8 @@ fn check_forked_workers(write_chunk: Option<usize>) {
             "the cold start of each worker is its first invoke, and only that ({id})"
         );
         assert_eq!(rec.get("InitDuration").is_some(), first);
+        // Each worker process runs one invoke at a time: its CPU time is its own.
+        assert!(rec.get("ConcurrentInvokes").is_none(), "{rec}");
     }
 }
 

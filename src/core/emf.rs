@@ -948,6 +948,7 @@ mod tests {
             cpu_ns: Some(2_000_000),
             max_rss_kb: 51_200,
             process_rss_kb: None,
+            concurrent: None,
             request_bytes: Some(20),
             response_bytes: Some(30),
             post_response_ns: Some(1_500_000),

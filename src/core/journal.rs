@@ -786,6 +786,7 @@ impl Values<'_> {
         };
         let context = Context {
             memory_size_mb: Some(self.memory_size_mb).filter(|m| *m > 0),
+            max_concurrency: 0,
         };
         (measured.record(), context)
     }

@@ -199,6 +199,9 @@ pub(crate) fn ms(ns: u64) -> Number {
 pub struct Context {
     /// The function's memory size (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), when known.
     pub memory_size_mb: Option<u64>,
+    /// How many invokes the environment may run at once (`AWS_LAMBDA_MAX_CONCURRENCY`; 0 or 1:
+    /// one).
+    pub max_concurrency: u32,
 }
 
 /// Where a metric's value comes from.
@@ -432,6 +435,24 @@ pub const CATALOG: &[Metric] = &[
         read: |r, _| r.cpu_ns.map(ms),
     },
     Metric {
+        name: "ConcurrentInvokes",
+        unit: "Count",
+        class: Class::Value,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
+        // Only where invokes overlapped in the process: its CpuTime is the process's, shared.
+        // Never more than the environment runs at once: the next event can be read before the
+        // hook that sent the result it follows has closed that invoke.
+        read: |r, c| {
+            r.concurrent
+                .map(|n| match c.max_concurrency {
+                    0 | 1 => n,
+                    most => n.min(most),
+                })
+                .map(|n| Number::int(u64::from(n)))
+        },
+    },
+    Metric {
         name: "CpuUtilization",
         unit: "Percent",
         class: Class::OptIn,
@@ -573,6 +594,31 @@ pub fn of(class: Class) -> impl Iterator<Item = &'static str> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn concurrent_invokes_never_exceed_what_the_environment_runs_at_once() {
+        let m = find("ConcurrentInvokes").unwrap();
+        let mut r = InvokeRecord::blank(RecordKind::Invoke);
+        let mut c = Context::default();
+        assert_eq!((m.read)(&r, &c), None);
+        r.concurrent = Some(4);
+        assert_eq!((m.read)(&r, &c), Some(Number::int(4)));
+        c.max_concurrency = 3;
+        assert_eq!((m.read)(&r, &c), Some(Number::int(3)));
+    }
+
+    #[test]
+    fn process_memory_only_where_the_environment_figure_differs() {
+        let m = find("ProcessMaxMemoryUsed").unwrap();
+        let c = Context::default();
+        let mut r = InvokeRecord::blank(RecordKind::Invoke);
+        r.max_rss_kb = 30 * 1024;
+        assert_eq!((m.read)(&r, &c), None);
+        r.process_rss_kb = Some(30 * 1024 - 100);
+        assert_eq!((m.read)(&r, &c), None, "the same in whole megabytes");
+        r.process_rss_kb = Some(20 * 1024);
+        assert_eq!((m.read)(&r, &c), Some(Number::int(20)));
+    }
 
     #[test]
     fn cpu_utilization_is_cpu_time_over_duration() {

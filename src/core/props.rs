@@ -731,6 +731,7 @@ pub fn emf_records(data: &[u8]) {
         cpu_ns: opt(&mut input),
         max_rss_kb: input.number(),
         process_rss_kb: opt(&mut input),
+        concurrent: (input.coin()).then(|| input.byte().into()),
         request_bytes: opt(&mut input),
         response_bytes: opt(&mut input),
         post_response_ns: opt(&mut input),

@@ -355,6 +355,7 @@ impl Settings {
     pub fn metric_context(&self) -> crate::metrics::Context {
         crate::metrics::Context {
             memory_size_mb: self.memory_size_mb.filter(|m| *m > 0),
+            max_concurrency: self.max_concurrency,
         }
     }
 

@@ -219,6 +219,9 @@ pub struct InvokeRecord {
     pub max_rss_kb: u64,
     /// The runtime process's own peak, when known.
     pub process_rss_kb: Option<u64>,
+    /// The most invokes open at once in the process during this one, where more than 1 (its
+    /// CPU time was shared).
+    pub concurrent: Option<u32>,
     pub request_bytes: Option<u64>,
     pub response_bytes: Option<u64>,
     pub post_response_ns: Option<u64>,
@@ -252,6 +255,7 @@ impl InvokeRecord {
             cpu_ns: None,
             max_rss_kb: 0,
             process_rss_kb: None,
+            concurrent: None,
             request_bytes: None,
             response_bytes: None,
             post_response_ns: None,
@@ -302,6 +306,9 @@ pub struct OpenInvoke {
     pub journal_slot: Option<usize>,
     /// What the function added so far (never handed to another process).
     pub custom: Custom,
+    /// The most invokes open at once in this process while this one was (itself included):
+    /// above 1, its CPU time and memory were shared with others.
+    pub concurrent: u32,
 }
 
 impl OpenInvoke {
@@ -324,6 +331,7 @@ impl OpenInvoke {
         first_byte_ns: None,
         journal_slot: None,
         custom: Custom::NONE,
+        concurrent: 1,
     };
 
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
@@ -408,6 +416,7 @@ impl OpenInvoke {
             cpu_ns,
             max_rss_kb,
             process_rss_kb,
+            concurrent,
             request_bytes,
             response_bytes,
             post_response_ns,
@@ -436,6 +445,7 @@ impl OpenInvoke {
         *cpu_ns = Some(now.cpu_ns.saturating_sub(started.cpu_ns));
         *max_rss_kb = now.max_rss_kb;
         *process_rss_kb = Some(now.process_rss_kb).filter(|kb| *kb > 0);
+        *concurrent = Some(self.concurrent).filter(|n| *n > 1);
         *request_bytes = Some(self.event.request_bytes);
         *response_bytes = None;
         *post_response_ns = None;
@@ -835,6 +845,7 @@ impl Tracker {
             open.first_byte_ns = None;
             open.journal_slot = None;
             open.custom = custom;
+            open.concurrent = 1;
         };
         if self.open.len() >= self.open.capacity() {
             // No room even after the oldest went (a list of no capacity): handed off only.
@@ -852,6 +863,12 @@ impl Tracker {
             h.save(open);
         }
         self.opened += 1;
+        let at_once = self.open.len() as u32;
+        if at_once > 1 {
+            for o in self.open.iter_mut() {
+                o.concurrent = o.concurrent.max(at_once);
+            }
+        }
         flushed
     }
 
@@ -1052,6 +1069,7 @@ impl Tracker {
             cpu_ns: Some(now.cpu_ns),
             max_rss_kb: now.max_rss_kb,
             process_rss_kb: Some(now.process_rss_kb).filter(|kb| *kb > 0),
+            concurrent: None,
             request_bytes: None,
             response_bytes: None,
             post_response_ns: None,
@@ -1668,6 +1686,28 @@ mod tests {
         assert!(a.cold_start);
         assert!(sent(&mut t, "a", Outcome::default(), &at(12)).is_empty());
         assert!(sent(&mut t, "unknown", Outcome::default(), &at(12)).is_empty());
+    }
+
+    #[test]
+    fn invokes_that_overlap_say_how_many_were_open_at_once() {
+        let mut t = tracker();
+        opened(&mut t, event("a"), &at(1));
+        opened(&mut t, event("b"), &at(2));
+        let b = sent(&mut t, "b", Outcome::default(), &at(3));
+        opened(&mut t, event("c"), &at(4));
+        opened(&mut t, event("d"), &at(5));
+        let a = sent(&mut t, "a", Outcome::default(), &at(6));
+        let c = sent(&mut t, "c", Outcome::default(), &at(7));
+        let d = finish(&mut t, "d", Outcome::default(), 8, 9);
+        // b saw two open at once (a, b); a, c and d three (a, c, d), after b had ended.
+        assert_eq!(b[0].concurrent, Some(2));
+        assert_eq!(a[0].concurrent, Some(3));
+        assert_eq!(c[0].concurrent, Some(3));
+        assert_eq!(d.concurrent, Some(3));
+        // One at a time again: nothing shared.
+        opened(&mut t, event("e"), &at(9));
+        let e = finish(&mut t, "e", Outcome::default(), 12, 13);
+        assert_eq!(e.concurrent, None);
     }
 
     #[test]

@@ -340,6 +340,8 @@ pub fn from_json(text: &[u8]) -> Option<OpenInvoke> {
         first_byte_ns: None,
         journal_slot: None,
         custom: Custom::NONE,
+        // A per-request helper's invokes are one at a time.
+        concurrent: 1,
     })
 }
 
@@ -373,6 +375,7 @@ mod tests {
             first_byte_ns: None,
             journal_slot: None,
             custom: Custom::NONE,
+            concurrent: 1,
         }
     }
 
