@@ -1,6 +1,7 @@
 //! Node.js: the real `aws-lambda-ric` from npm (native client and JavaScript client, buffered
 //! and streaming handlers, an init error) and a plain `node:http` runtime loop, on the system's
-//! Node.js; and the client on the Node.js 22 and 24 builds Lambda runs.
+//! Node.js (20, with `aws-lambda-ric` 3.3.0, its last release for it); and `aws-lambda-ric` 4
+//! on the Node.js 22 and 24 builds Lambda runs, on Lambda Managed Instances too.
 
 // Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
 #![allow(
@@ -155,17 +156,28 @@ fn lambda_node(version: u32) -> Option<String> {
     Some(bin.display().to_string())
 }
 
-/// `aws-lambda-ric` on Node.js `version` as Lambda runs it, with the client it picks there and
+/// `aws-lambda-ric` 4 (Node.js 22 and later) on `node`, with `handler` in `_HANDLER`, where
+/// Lambda names it (this client reads no argument).
+fn ric4_scenario(node: String, handler: &str) -> Scenario {
+    let bin = node_dir().join("node_modules/aws-lambda-ric-4/index.mjs");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `make test` (tests/setup.sh)",
+        bin.display()
+    );
+    Scenario::new(vec![node, bin.display().to_string()], node_dir())
+        .env("LAMBDA_TASK_ROOT", node_dir().to_str().unwrap())
+        .env("_HANDLER", handler)
+}
+
+/// `aws-lambda-ric` 4 on Node.js `version` as Lambda runs it, with the client it picks there and
 /// with its JavaScript client: the standard mix, each run with and without the library.
 fn on_lambda_node(version: u32) {
     let Some(node) = lambda_node(version) else {
         return;
     };
-    let mut cmd = node_command("index.handler");
-    cmd[0] = node;
     for javascript in [false, true] {
-        let mut s = Scenario::new(cmd.clone(), node_dir())
-            .env("LAMBDA_TASK_ROOT", node_dir().to_str().unwrap());
+        let mut s = ric4_scenario(node.clone(), "index.handler");
         if javascript {
             s = s.env("AWS_LAMBDA_NODEJS_USE_ALTERNATIVE_CLIENT_1", "true");
         }
@@ -184,4 +196,55 @@ fn node22_as_lambda_runs_it() {
 #[test]
 fn node24_as_lambda_runs_it() {
     on_lambda_node(24);
+}
+
+/// Lambda Managed Instances on Node.js as AWS documents them: `aws-lambda-ric` 4 starts
+/// `AWS_LAMBDA_MAX_CONCURRENCY` worker threads, and each interleaves invokes on its event loop
+/// (it asks for the next event as soon as one arrives). Each invoke adds a value, waits while
+/// others run, and adds another: both must reach its own record (the layer's shim names the
+/// invoke from the client's invoke store), and records of invokes that overlapped say how many
+/// were open at once, their `CpuTime` being the process's. Compared with the same run without
+/// the library (the shim on `NODE_PATH` by hand, where it does nothing).
+#[test]
+fn node_on_managed_instances_interleaves_invokes_on_worker_threads() {
+    let Some(node) = lambda_node(24) else {
+        return;
+    };
+    // Kept while the runs last: the plain run finds the shim in it.
+    let layer = Layer::new();
+    let shim = layer
+        .dir()
+        .join("nodejs/node_modules")
+        .display()
+        .to_string();
+    let mut s = ric4_scenario(node, "index.handler").env("NODE_PATH", &shim);
+    s.payloads = (0..12)
+        .map(|i| {
+            json!({
+                "action": "custom",
+                "calls": [["putMetric", "Before", i, "Count"]],
+                "ms": 100,
+                "after": [["putMetric", "After", i * 10, "Count"]],
+            })
+        })
+        .collect();
+    s.max_concurrency = 3;
+    let out = s.check();
+    let records = out.records();
+    let mut overlapped = 0;
+    for (i, event) in s.payloads.iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-{:012}", i + 1);
+        let rec = records
+            .iter()
+            .find(|r| r["requestId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no record of {id} (event {event})"));
+        assert_eq!(rec["Before"], json!(i as f64), "{rec}");
+        assert_eq!(rec["After"], json!((i * 10) as f64), "{rec}");
+        assert!(rec["CpuTime"].as_f64().is_some(), "{rec}");
+        if let Some(n) = rec["ConcurrentInvokes"].as_f64() {
+            assert!((2.0..=3.0).contains(&n), "{rec}");
+            overlapped += 1;
+        }
+    }
+    assert!(overlapped > 0, "no invoke overlapped another: {records:?}");
 }

@@ -86,14 +86,16 @@ npm_cached() {
     ln -sfn "$dir/node_modules" "$root/$1/node_modules"
 }
 
-# aws-lambda-ric's native client, built by npm ci or else by a rebuild.
+# aws-lambda-ric's native clients (3.3.0's and 4.0.2's), built by npm ci or else by a rebuild.
 native_client() {
-    client=node_modules/aws-lambda-ric/dist/rapid-client.node
-    [ -f "$client" ] || npm rebuild aws-lambda-ric --loglevel=error >/dev/null
-    [ -f "$client" ] || {
-        echo "setup: aws-lambda-ric's native client was not built" >&2
-        exit 1
-    }
+    for client in aws-lambda-ric/dist aws-lambda-ric-4; do
+        [ -f "node_modules/$client/rapid-client.node" ] ||
+            npm rebuild "${client%/dist}" --loglevel=error >/dev/null
+        [ -f "node_modules/$client/rapid-client.node" ] || {
+            echo "setup: ${client%/dist}'s native client was not built" >&2
+            exit 1
+        }
+    done
 }
 
 # Node.js: aws-lambda-ric from npm, with its native client built once per lock file, and the

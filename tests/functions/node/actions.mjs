@@ -46,7 +46,12 @@ export async function act(event, context) {
     case "echo":
       return { size: JSON.stringify(event).length };
     case "custom": {
-      const statuses = (event.calls ?? []).map(([name, ...args]) => metrics[name](...args));
+      // "calls", then a wait of "ms" (other invokes run meanwhile where they interleave), then
+      // "after".
+      const call = ([name, ...args]) => metrics[name](...args);
+      const statuses = (event.calls ?? []).map(call);
+      if (event.ms) await new Promise((resolve) => setTimeout(resolve, event.ms));
+      statuses.push(...(event.after ?? []).map(call));
       return event.report ? { statuses, NODE_PATH: process.env.NODE_PATH } : { calls: statuses.length };
     }
     case "subprocess": {

@@ -170,6 +170,9 @@ fn reader(
     })
 }
 
+/// How long an idle runtime of Lambda Managed Instances runs on before it is stopped.
+const LMI_SETTLE: Duration = Duration::from_millis(250);
+
 /// How long a runtime of Lambda Managed Instances has between SIGTERM and SIGKILL here.
 const LMI_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -266,6 +269,13 @@ pub fn run_function(sim: &Simulator, opts: &RunOptions) -> io::Result<FunctionRu
                 continue;
             }
             if sim.wait_idle(Duration::from_millis(10)) {
+                if sim.config().max_concurrency > 1 {
+                    // A runtime of Lambda Managed Instances may ask for its next events before
+                    // it has read the answer to its last result (aws-lambda-ric 4's workers
+                    // do), so it is idle here while still reading it; Lambda never stops an
+                    // environment that soon after an invoke.
+                    std::thread::sleep(LMI_SETTLE);
+                }
                 idle = true;
                 cpu_ns = process_cpu_ns(child.id());
                 break;
