@@ -252,6 +252,14 @@ fn java_custom_metrics_from_threads_with_invokes_in_flight() {
         assert_eq!(r["eventNumber"], i);
         assert!(r.get("Bad").is_none());
     }
+    // Threads of one process: a record whose invoke overlapped others says so (its CpuTime is
+    // the process's), never with more than the three the environment runs at once.
+    let shared: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["ConcurrentInvokes"].as_f64())
+        .collect();
+    assert!(!shared.is_empty(), "no invoke overlapped: {records:?}");
+    assert!(shared.iter().all(|n| (2.0..=3.0).contains(n)), "{shared:?}");
     // Without the layer the same code runs, and the shim says ABSENT.
     let plain = run(false);
     assert!(plain.records().is_empty());
