@@ -7,10 +7,10 @@
 //! [`runtime_api`] classifies requests, [`engine`] keeps connections and hands invokes to the
 //! [`tracker`], whose records [`emf`] encodes with values read through the metric catalog
 //! ([`metrics`]) as [`settings`] say; [`journal`] is the format of the shared file of records a
-//! process may not survive; [`custom`] checks the function's own values; [`cgroup`] names the
-//! files of the environment's memory figure; [`fdtable`] is the lock-free bitmap the hooks
-//! test; [`text`] and [`json`] bound and escape text; [`zeroed`] reserves buffers without
-//! writing them.
+//! process may not survive; [`custom`] checks the function's own values; [`downstream`] keeps
+//! what each invoke waited on (not yet fed by the hooks); [`cgroup`] names the files of the
+//! environment's memory figure; [`fdtable`] is the lock-free bitmap the hooks test; [`text`]
+//! and [`json`] bound and escape text; [`zeroed`] reserves buffers without writing them.
 
 // No unsafe code in the core but where it is named: the journal's shared memory, buffers
 // reserved zeroed, the C library's memchr behind `text::find_byte` and pthread_self behind
@@ -19,6 +19,7 @@
 
 pub mod cgroup;
 pub mod custom;
+pub mod downstream;
 pub mod emf;
 pub mod engine;
 pub mod fdtable;

@@ -1,0 +1,852 @@
+//! What an invoke waited on: the calls it made on connections that are not the Runtime API, by
+//! remote name. Fed with the socket calls the hooks see (a name lookup, a connect, bytes out,
+//! bytes in, a failure, a close); pure and bounded — fixed tables, no allocation, no panic —
+//! so it can run on a hook path.
+//!
+//! A *call* is one request/answer turn on a connection: bytes sent, then bytes received. Its
+//! wait runs from the last byte sent to the first byte back, the time the function waited on
+//! the other side (a pipelined or streaming protocol shows as fewer, longer turns). A
+//! connection is known by its fd and named from the host's own lookups: the name a lookup
+//! that returned the address asked for, else the address itself (`10.0.0.7:5432`).
+//!
+//! The figures of an invoke are kept apart from the connections ([`Calls`]): which invoke a
+//! socket call belongs to is the caller's to decide (the only one open, the one whose event
+//! the calling thread read, or none where invokes interleave on one thread).
+
+use crate::metrics::Number;
+use crate::text::{FixedStr, Out};
+use std::net::{IpAddr, SocketAddr};
+
+/// Bytes of a remote name kept (DNS names run to 253; the rest is cut).
+pub const NAME_LEN: usize = 96;
+/// Connections followed at once; a connection made while all are in use is not followed.
+pub const MAX_CONNS: usize = 64;
+/// Distinct remote names a process keeps; calls to a name beyond these are summed as others.
+pub const MAX_NAMES: usize = 32;
+/// Names a record shows, the slowest by wait; the rest are summed into one entry.
+pub const SHOWN: usize = 10;
+/// Lookups remembered, address by address, to name connections.
+const MAX_RESOLVED: usize = 32;
+/// The name of the entry that sums the names a record does not show, or the process could not
+/// keep.
+pub const OTHERS: &str = "(others)";
+
+/// A remote name.
+pub type Name = FixedStr<NAME_LEN>;
+
+/// Which name figures belong to: one the process keeps, or the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameId {
+    Kept(u8),
+    Others,
+}
+
+/// What calls to one remote name cost an invoke.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Request/answer turns.
+    pub calls: u32,
+    /// Last byte sent → first byte back, summed over the turns.
+    pub wait_ns: u64,
+    /// Connections made (each connect that completed or failed).
+    pub connects: u32,
+    pub connect_ns: u64,
+    /// Name lookups that found the name, and their time.
+    pub lookups: u32,
+    pub lookup_ns: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Connections refused, reset, and timed out.
+    pub refused: u32,
+    pub reset: u32,
+    pub timed_out: u32,
+}
+
+impl Figures {
+    pub fn add(&mut self, o: &Figures) {
+        self.calls = self.calls.saturating_add(o.calls);
+        self.wait_ns = self.wait_ns.saturating_add(o.wait_ns);
+        self.connects = self.connects.saturating_add(o.connects);
+        self.connect_ns = self.connect_ns.saturating_add(o.connect_ns);
+        self.lookups = self.lookups.saturating_add(o.lookups);
+        self.lookup_ns = self.lookup_ns.saturating_add(o.lookup_ns);
+        self.bytes_out = self.bytes_out.saturating_add(o.bytes_out);
+        self.bytes_in = self.bytes_in.saturating_add(o.bytes_in);
+        self.refused = self.refused.saturating_add(o.refused);
+        self.reset = self.reset.saturating_add(o.reset);
+        self.timed_out = self.timed_out.saturating_add(o.timed_out);
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Figures::default()
+    }
+}
+
+/// How a connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Refused,
+    Reset,
+    TimedOut,
+}
+
+impl Failure {
+    /// The failure an errno of a connect, send or receive is, if it is one of those.
+    pub fn of_errno(errno: i32) -> Option<Failure> {
+        match errno {
+            libc::ECONNREFUSED => Some(Failure::Refused),
+            libc::ECONNRESET | libc::EPIPE => Some(Failure::Reset),
+            libc::ETIMEDOUT => Some(Failure::TimedOut),
+            _ => None,
+        }
+    }
+}
+
+/// What one socket call added, for the caller to put on the invoke it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delta {
+    pub name: NameId,
+    pub figures: Figures,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// A connect under way, since `at_ns`.
+    Connecting,
+    /// Nothing sent since the last answer began (or since the connect).
+    Idle,
+    /// Bytes sent, no answer yet: waiting since the last byte out.
+    Sent,
+    /// An answer coming in.
+    Receiving,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    /// -1: a free slot.
+    fd: i32,
+    name: NameId,
+    phase: Phase,
+    /// When the connect began (`Connecting`) or the last byte went out (`Sent`).
+    at_ns: u64,
+    /// Bytes of the turn under way, for a timeout's account of it.
+    turn_out: u64,
+    turn_in: u64,
+}
+
+impl Conn {
+    const FREE: Conn = Conn {
+        fd: -1,
+        name: NameId::Others,
+        phase: Phase::Idle,
+        at_ns: 0,
+        turn_out: 0,
+        turn_in: 0,
+    };
+}
+
+/// A call still waiting: what a timeout's record names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight<'a> {
+    pub name: &'a str,
+    pub fd: i32,
+    /// Connecting, else waiting for an answer.
+    pub connecting: bool,
+    /// Since the connect began, or since the last byte went out.
+    pub age_ns: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+/// The process's connections and the names it knows (one per process; the figures go to a
+/// [`Calls`] per invoke).
+pub struct Downstream {
+    names: [Name; MAX_NAMES],
+    names_used: usize,
+    resolved: [(IpAddr, NameId); MAX_RESOLVED],
+    resolved_used: usize,
+    resolved_next: usize,
+    conns: [Conn; MAX_CONNS],
+}
+
+impl Default for Downstream {
+    fn default() -> Self {
+        Downstream::new()
+    }
+}
+
+impl Downstream {
+    pub const fn new() -> Downstream {
+        Downstream {
+            names: [Name::EMPTY; MAX_NAMES],
+            names_used: 0,
+            resolved: [(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), NameId::Others); MAX_RESOLVED],
+            resolved_used: 0,
+            resolved_next: 0,
+            conns: [Conn::FREE; MAX_CONNS],
+        }
+    }
+
+    /// The text of a name.
+    pub fn name(&self, id: NameId) -> &str {
+        match id {
+            NameId::Kept(i) => self
+                .names
+                .get(usize::from(i))
+                .map_or(OTHERS, |n| n.as_str()),
+            NameId::Others => OTHERS,
+        }
+    }
+
+    /// The id of `text`, kept from now on if there is room (else the others').
+    fn intern(&mut self, text: &str) -> NameId {
+        let text = crate::text::bounded_str(text, NAME_LEN);
+        let kept = self.names.get(..self.names_used).unwrap_or_default();
+        if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
+            return NameId::Kept(i as u8);
+        }
+        match self.names.get_mut(self.names_used) {
+            Some(slot) => {
+                slot.set(text);
+                self.names_used += 1;
+                NameId::Kept((self.names_used - 1) as u8)
+            }
+            None => NameId::Others,
+        }
+    }
+
+    /// The host looked `name` up and got `addrs`, in `took_ns`: its connections to them are
+    /// named so; the lookup's time is the name's.
+    pub fn looked_up(&mut self, name: &str, addrs: &[IpAddr], took_ns: u64) -> Delta {
+        let id = self.intern(name);
+        for addr in addrs {
+            let known = self
+                .resolved
+                .get_mut(..self.resolved_used)
+                .unwrap_or_default()
+                .iter_mut()
+                .find(|(a, _)| a == addr);
+            match known {
+                Some(entry) => entry.1 = id,
+                None => {
+                    if let Some(slot) = self.resolved.get_mut(self.resolved_next) {
+                        *slot = (*addr, id);
+                    }
+                    self.resolved_next = (self.resolved_next + 1) % MAX_RESOLVED;
+                    self.resolved_used = (self.resolved_used + 1).min(MAX_RESOLVED);
+                }
+            }
+        }
+        Delta {
+            name: id,
+            figures: Figures {
+                lookups: 1,
+                lookup_ns: took_ns,
+                ..Figures::default()
+            },
+        }
+    }
+
+    /// The name a connection to `addr` goes by: the name a lookup that returned it asked for,
+    /// else the address.
+    fn name_of(&mut self, addr: &SocketAddr) -> NameId {
+        let ip = addr.ip();
+        let looked_up = self
+            .resolved
+            .get(..self.resolved_used)
+            .unwrap_or_default()
+            .iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, id)| *id);
+        match looked_up {
+            Some(id) => id,
+            None => {
+                let mut buf = [0u8; 64];
+                let mut out = Out::new(&mut buf);
+                let _ = std::fmt::Write::write_fmt(&mut FmtOut(&mut out), format_args!("{addr}"));
+                let text = std::str::from_utf8(out.written()).unwrap_or_default();
+                self.intern(text)
+            }
+        }
+    }
+
+    fn conn(&mut self, fd: i32) -> Option<&mut Conn> {
+        self.conns.iter_mut().find(|c| c.fd == fd && fd >= 0)
+    }
+
+    /// Whether `fd` is a connection followed here.
+    pub fn follows(&self, fd: i32) -> bool {
+        fd >= 0 && self.conns.iter().any(|c| c.fd == fd)
+    }
+
+    /// The host began a connect of `fd` to `addr` at `now_ns` (a connect that completes at once
+    /// is followed by [`Downstream::connected`] at once). False when no slot is free.
+    pub fn connecting(&mut self, fd: i32, addr: &SocketAddr, now_ns: u64) -> bool {
+        let name = self.name_of(addr);
+        // An fd reused without a close seen (a `dup2` over it) is a new connection.
+        let slot = match self.conns.iter().position(|c| c.fd == fd) {
+            Some(i) => Some(i),
+            None => self.conns.iter().position(|c| c.fd < 0),
+        };
+        match slot.and_then(|i| self.conns.get_mut(i)) {
+            Some(c) => {
+                *c = Conn {
+                    fd,
+                    name,
+                    phase: Phase::Connecting,
+                    at_ns: now_ns,
+                    turn_out: 0,
+                    turn_in: 0,
+                };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `fd`'s connect ended at `now_ns`: made, or failed with `errno`.
+    pub fn connected(&mut self, fd: i32, errno: Option<i32>, now_ns: u64) -> Option<Delta> {
+        let c = self.conn(fd)?;
+        if c.phase != Phase::Connecting {
+            return None;
+        }
+        let mut figures = Figures {
+            connects: 1,
+            connect_ns: now_ns.saturating_sub(c.at_ns),
+            ..Figures::default()
+        };
+        let name = c.name;
+        match errno {
+            None => c.phase = Phase::Idle,
+            Some(e) => {
+                count_failure(&mut figures, Failure::of_errno(e));
+                *c = Conn::FREE;
+            }
+        }
+        Some(Delta { name, figures })
+    }
+
+    /// The host sent `n` bytes on `fd` at `now_ns`.
+    pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64) -> Option<Delta> {
+        let c = self.conn(fd)?;
+        if matches!(c.phase, Phase::Idle | Phase::Receiving | Phase::Connecting) {
+            // A new turn (a non-blocking connect's first send says it was made).
+            c.turn_out = 0;
+            c.turn_in = 0;
+        }
+        c.phase = Phase::Sent;
+        c.at_ns = now_ns;
+        c.turn_out = c.turn_out.saturating_add(n);
+        Some(Delta {
+            name: c.name,
+            figures: Figures {
+                bytes_out: n,
+                ..Figures::default()
+            },
+        })
+    }
+
+    /// The host received `n` bytes on `fd` at `now_ns`: the first of an answer ends a call's
+    /// wait. (The end of the stream, 0 bytes, ends none: the close that follows does.)
+    pub fn received(&mut self, fd: i32, n: u64, now_ns: u64) -> Option<Delta> {
+        if n == 0 {
+            return None;
+        }
+        let c = self.conn(fd)?;
+        let mut figures = Figures {
+            bytes_in: n,
+            ..Figures::default()
+        };
+        if c.phase == Phase::Sent {
+            figures.calls = 1;
+            figures.wait_ns = now_ns.saturating_sub(c.at_ns);
+        }
+        c.phase = Phase::Receiving;
+        c.turn_in = c.turn_in.saturating_add(n);
+        Some(Delta {
+            name: c.name,
+            figures,
+        })
+    }
+
+    /// A call on `fd` failed with `errno` (a reset, a timeout); the connection is no longer
+    /// followed when the failure ends it.
+    pub fn failed(&mut self, fd: i32, errno: i32) -> Option<Delta> {
+        let failure = Failure::of_errno(errno)?;
+        let c = self.conn(fd)?;
+        let name = c.name;
+        let mut figures = Figures::default();
+        count_failure(&mut figures, Some(failure));
+        *c = Conn::FREE;
+        Some(Delta { name, figures })
+    }
+
+    /// The host closed `fd`.
+    pub fn closed(&mut self, fd: i32) {
+        if let Some(c) = self.conn(fd) {
+            *c = Conn::FREE;
+        }
+    }
+
+    /// An invoke begins: how many connections are still in a call begun before it (carried
+    /// over from the work of an earlier one).
+    pub fn carried_over(&self) -> u32 {
+        self.conns
+            .iter()
+            .filter(|c| c.fd >= 0 && matches!(c.phase, Phase::Sent | Phase::Connecting))
+            .count() as u32
+    }
+
+    /// Each call still waiting at `now_ns` (connecting, or sent and not yet answered), the
+    /// longest waiting first, to `f`.
+    pub fn in_flight(&self, now_ns: u64, mut f: impl FnMut(InFlight)) {
+        let mut waiting: [Option<&Conn>; MAX_CONNS] = [None; MAX_CONNS];
+        let mut n = 0;
+        for c in &self.conns {
+            if c.fd >= 0
+                && matches!(c.phase, Phase::Sent | Phase::Connecting)
+                && let Some(slot) = waiting.get_mut(n)
+            {
+                *slot = Some(c);
+                n += 1;
+            }
+        }
+        let waiting = waiting.get_mut(..n).unwrap_or_default();
+        waiting.sort_unstable_by_key(|c| c.map_or(u64::MAX, |c| c.at_ns));
+        for c in waiting.iter().flatten() {
+            f(InFlight {
+                name: self.name(c.name),
+                fd: c.fd,
+                connecting: c.phase == Phase::Connecting,
+                age_ns: now_ns.saturating_sub(c.at_ns),
+                bytes_out: c.turn_out,
+                bytes_in: c.turn_in,
+            });
+        }
+    }
+}
+
+fn count_failure(figures: &mut Figures, failure: Option<Failure>) {
+    match failure {
+        Some(Failure::Refused) => figures.refused += 1,
+        Some(Failure::Reset) => figures.reset += 1,
+        Some(Failure::TimedOut) => figures.timed_out += 1,
+        None => {}
+    }
+}
+
+/// `fmt::Write` into an [`Out`] (an address's text, on the stack).
+struct FmtOut<'o, 'b>(&'o mut Out<'b>);
+
+impl std::fmt::Write for FmtOut<'_, '_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.str(s);
+        Ok(())
+    }
+}
+
+/// The downstream figures of one invoke, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Calls {
+    by_name: [Figures; MAX_NAMES],
+    others: Figures,
+    /// Connections in a call begun before the invoke.
+    pub carried_over: u32,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls::NONE
+    }
+}
+
+impl Calls {
+    pub const NONE: Calls = Calls {
+        by_name: [Figures {
+            calls: 0,
+            wait_ns: 0,
+            connects: 0,
+            connect_ns: 0,
+            lookups: 0,
+            lookup_ns: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            refused: 0,
+            reset: 0,
+            timed_out: 0,
+        }; MAX_NAMES],
+        others: Figures {
+            calls: 0,
+            wait_ns: 0,
+            connects: 0,
+            connect_ns: 0,
+            lookups: 0,
+            lookup_ns: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            refused: 0,
+            reset: 0,
+            timed_out: 0,
+        },
+        carried_over: 0,
+    };
+
+    pub fn add(&mut self, delta: &Delta) {
+        let to = match delta.name {
+            NameId::Kept(i) => self.by_name.get_mut(usize::from(i)),
+            NameId::Others => None,
+        };
+        to.unwrap_or(&mut self.others).add(&delta.figures);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.carried_over == 0
+            && self.others.is_empty()
+            && self.by_name.iter().all(Figures::is_empty)
+    }
+
+    /// The figures of `name`.
+    pub fn of(&self, name: NameId) -> Figures {
+        match name {
+            NameId::Kept(i) => self
+                .by_name
+                .get(usize::from(i))
+                .copied()
+                .unwrap_or_default(),
+            NameId::Others => self.others,
+        }
+    }
+
+    /// All of the invoke's calls, summed.
+    pub fn total(&self) -> Figures {
+        let mut t = self.others;
+        for f in &self.by_name {
+            t.add(f);
+        }
+        t
+    }
+
+    /// The record's `downstream` property: an array of one object per name, the [`SHOWN`]
+    /// slowest by wait (then by calls), the rest summed into one named [`OTHERS`]; members
+    /// that are 0 are left out. Names come from `known`.
+    pub fn render(&self, known: &Downstream, out: &mut Out) {
+        let mut order: [u8; MAX_NAMES] = [0; MAX_NAMES];
+        let mut n = 0;
+        for (i, f) in self.by_name.iter().enumerate() {
+            if !f.is_empty()
+                && let Some(slot) = order.get_mut(n)
+            {
+                *slot = i as u8;
+                n += 1;
+            }
+        }
+        let order = order.get_mut(..n).unwrap_or_default();
+        let key = |i: &u8| {
+            let f = self
+                .by_name
+                .get(usize::from(*i))
+                .copied()
+                .unwrap_or_default();
+            (std::cmp::Reverse(f.wait_ns), std::cmp::Reverse(f.calls), *i)
+        };
+        order.sort_unstable_by_key(key);
+        let mut rest = self.others;
+        out.byte(b'[');
+        let mut first = true;
+        for (shown, i) in order.iter().enumerate() {
+            let f = self
+                .by_name
+                .get(usize::from(*i))
+                .copied()
+                .unwrap_or_default();
+            if shown >= SHOWN {
+                rest.add(&f);
+                continue;
+            }
+            entry(out, &mut first, known.name(NameId::Kept(*i)), &f);
+        }
+        if !rest.is_empty() {
+            entry(out, &mut first, OTHERS, &rest);
+        }
+        out.byte(b']');
+    }
+}
+
+/// One name's object in [`Calls::render`].
+fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures) {
+    if !std::mem::take(first) {
+        out.byte(b',');
+    }
+    out.bytes(b"{\"name\":\"");
+    let _ = crate::json::escape_json(name.as_bytes(), |piece| {
+        out.bytes(piece);
+        Some(())
+    });
+    out.byte(b'"');
+    let ms = |ns: u64| Number::Scaled(ns / 1000, 3);
+    let members: [(&str, Number, bool); 11] = [
+        ("calls", Number::int(u64::from(f.calls)), f.calls > 0),
+        ("waitMs", ms(f.wait_ns), f.calls > 0),
+        ("bytesOut", Number::int(f.bytes_out), f.bytes_out > 0),
+        ("bytesIn", Number::int(f.bytes_in), f.bytes_in > 0),
+        (
+            "connects",
+            Number::int(u64::from(f.connects)),
+            f.connects > 0,
+        ),
+        ("connectMs", ms(f.connect_ns), f.connects > 0),
+        ("lookups", Number::int(u64::from(f.lookups)), f.lookups > 0),
+        ("lookupMs", ms(f.lookup_ns), f.lookups > 0),
+        ("refused", Number::int(u64::from(f.refused)), f.refused > 0),
+        ("reset", Number::int(u64::from(f.reset)), f.reset > 0),
+        (
+            "timedOut",
+            Number::int(u64::from(f.timed_out)),
+            f.timed_out > 0,
+        ),
+    ];
+    for (key, value, shown) in members {
+        if shown {
+            out.bytes(b",\"");
+            out.str(key);
+            out.bytes(b"\":");
+            value.write_to(out);
+        }
+    }
+    out.byte(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn render(calls: &Calls, d: &Downstream) -> serde_json::Value {
+        let mut buf = [0u8; 4096];
+        let mut out = Out::new(&mut buf);
+        calls.render(d, &mut out);
+        assert!(!out.overflowed());
+        serde_json::from_slice(out.written()).unwrap()
+    }
+
+    /// Feeds `delta`s to `calls`.
+    fn put(calls: &mut Calls, delta: Option<Delta>) {
+        if let Some(d) = delta {
+            calls.add(&d);
+        }
+    }
+
+    #[test]
+    fn a_call_is_a_turn_and_its_wait_runs_from_the_last_byte_out_to_the_first_back() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        calls.add(&d.looked_up("db.example.com", &[ip], 2 * MS));
+        assert!(d.connecting(7, &addr("10.1.2.3:5432"), 10 * MS));
+        put(&mut calls, d.connected(7, None, 11 * MS));
+        // Request in two writes; answer in three reads; a second turn.
+        put(&mut calls, d.sent(7, 100, 20 * MS));
+        put(&mut calls, d.sent(7, 50, 21 * MS));
+        put(&mut calls, d.received(7, 10, 30 * MS));
+        put(&mut calls, d.received(7, 10, 31 * MS));
+        put(&mut calls, d.received(7, 10, 32 * MS));
+        put(&mut calls, d.sent(7, 5, 40 * MS));
+        put(&mut calls, d.received(7, 1, 45 * MS));
+        assert_eq!(d.received(7, 0, 46 * MS), None);
+        let id = NameId::Kept(0);
+        assert_eq!(d.name(id), "db.example.com");
+        let f = calls.of(id);
+        assert_eq!(
+            f,
+            Figures {
+                calls: 2,
+                wait_ns: 9 * MS + 5 * MS,
+                connects: 1,
+                connect_ns: MS,
+                lookups: 1,
+                lookup_ns: 2 * MS,
+                bytes_out: 155,
+                bytes_in: 31,
+                ..Figures::default()
+            }
+        );
+        assert_eq!(
+            render(&calls, &d),
+            serde_json::json!([{
+                "name": "db.example.com", "calls": 2, "waitMs": 14, "bytesOut": 155,
+                "bytesIn": 31, "connects": 1, "connectMs": 1, "lookups": 1, "lookupMs": 2
+            }])
+        );
+    }
+
+    #[test]
+    fn a_connection_without_a_lookup_goes_by_its_address() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        d.connecting(3, &addr("[::1]:8080"), 0);
+        put(&mut calls, d.connected(3, None, 0));
+        put(&mut calls, d.sent(3, 1, 0));
+        put(&mut calls, d.received(3, 1, MS / 2));
+        assert_eq!(
+            render(&calls, &d),
+            serde_json::json!([{"name": "[::1]:8080", "calls": 1, "waitMs": 0.5, "bytesOut": 1,
+                "bytesIn": 1, "connects": 1, "connectMs": 0}])
+        );
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_and_end_the_connection() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        d.connecting(4, &addr("10.0.0.1:80"), 0);
+        put(&mut calls, d.connected(4, Some(libc::ECONNREFUSED), 3 * MS));
+        assert!(!d.follows(4));
+        d.connecting(5, &addr("10.0.0.1:80"), 0);
+        put(&mut calls, d.connected(5, None, MS));
+        put(&mut calls, d.sent(5, 10, MS));
+        put(&mut calls, d.failed(5, libc::ECONNRESET));
+        assert!(!d.follows(5));
+        d.connecting(6, &addr("10.0.0.1:80"), 0);
+        put(&mut calls, d.connected(6, Some(libc::ETIMEDOUT), 5 * MS));
+        // An errno that is no failure of the connection changes nothing.
+        d.connecting(8, &addr("10.0.0.1:80"), 0);
+        assert_eq!(d.failed(8, libc::EAGAIN), None);
+        assert!(d.follows(8));
+        let f = calls.total();
+        assert_eq!((f.refused, f.reset, f.timed_out, f.connects), (1, 1, 1, 3));
+        assert_eq!(f.calls, 0, "no answer came");
+    }
+
+    #[test]
+    fn the_slowest_names_are_shown_and_the_rest_summed() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        for i in 0..14u64 {
+            let fd = 10 + i as i32;
+            let ip: IpAddr = format!("10.0.0.{i}").parse().unwrap();
+            calls.add(&d.looked_up(&format!("host{i}.example"), &[ip], 0));
+            d.connecting(fd, &SocketAddr::new(ip, 443), 0);
+            put(&mut calls, d.connected(fd, None, 0));
+            put(&mut calls, d.sent(fd, 1, 0));
+            put(&mut calls, d.received(fd, 1, (i + 1) * MS));
+        }
+        let v = render(&calls, &d);
+        let v = v.as_array().unwrap();
+        assert_eq!(v.len(), SHOWN + 1);
+        assert_eq!(v[0]["name"], "host13.example");
+        assert_eq!(v[0]["waitMs"], 14);
+        assert_eq!(v[SHOWN - 1]["name"], "host4.example");
+        assert_eq!(v[SHOWN]["name"], OTHERS);
+        assert_eq!(v[SHOWN]["calls"], 4);
+        assert_eq!(v[SHOWN]["waitMs"], 1 + 2 + 3 + 4);
+    }
+
+    #[test]
+    fn names_past_what_a_process_keeps_are_others() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        for i in 0..(MAX_NAMES + 3) {
+            let fd = i as i32;
+            d.connecting(fd, &addr(&format!("10.0.1.{i}:80")), 0);
+            put(&mut calls, d.connected(fd, None, MS));
+        }
+        assert_eq!(calls.of(NameId::Others).connects, 3);
+        assert_eq!(calls.total().connects, (MAX_NAMES + 3) as u32);
+        // The same address again is the same name.
+        d.closed(0);
+        d.connecting(0, &addr("10.0.1.0:80"), 0);
+        let delta = d.connected(0, None, 0).unwrap();
+        assert_eq!(delta.name, NameId::Kept(0));
+    }
+
+    #[test]
+    fn a_lookup_names_every_address_it_returned_and_the_latest_wins() {
+        let mut d = Downstream::new();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        d.looked_up("one.example", &[a, b], 0);
+        d.connecting(1, &SocketAddr::new(b, 443), 0);
+        let one = d.connected(1, None, 0).unwrap().name;
+        assert_eq!(d.name(one), "one.example");
+        d.looked_up("two.example", &[a], 0);
+        d.connecting(2, &SocketAddr::new(a, 443), 0);
+        let two = d.connected(2, None, 0).unwrap().name;
+        assert_eq!(d.name(two), "two.example");
+        // More lookups than remembered: the oldest addresses are forgotten, not the newest.
+        for i in 0..MAX_RESOLVED {
+            let ip: IpAddr = format!("198.51.100.{i}").parse().unwrap();
+            d.looked_up("many.example", &[ip], 0);
+        }
+        d.connecting(3, &SocketAddr::new(a, 443), 0);
+        let forgotten = d.connected(3, None, 0).unwrap().name;
+        assert_eq!(d.name(forgotten), "192.0.2.1:443");
+        d.connecting(4, &addr("198.51.100.31:443"), 0);
+        let kept = d.connected(4, None, 0).unwrap().name;
+        assert_eq!(d.name(kept), "many.example");
+    }
+
+    #[test]
+    fn calls_still_waiting_are_what_a_timeout_names_and_what_the_next_invoke_carries_over() {
+        let mut d = Downstream::new();
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        d.looked_up("slow.example", &[ip], 0);
+        d.connecting(20, &SocketAddr::new(ip, 443), 0);
+        d.connected(20, None, MS);
+        d.sent(20, 300, 2 * MS);
+        d.connecting(21, &addr("10.0.0.2:80"), 5 * MS);
+        d.connecting(22, &addr("10.0.0.3:80"), 0);
+        d.connected(22, None, 0);
+        d.sent(22, 1, 0);
+        d.received(22, 1, 0);
+        let mut seen = Vec::new();
+        d.in_flight(10 * MS, |c| {
+            seen.push((
+                c.name.to_string(),
+                c.fd,
+                c.connecting,
+                c.age_ns,
+                c.bytes_out,
+            ));
+        });
+        assert_eq!(
+            seen,
+            [
+                ("slow.example".to_string(), 20, false, 8 * MS, 300),
+                ("10.0.0.2:80".to_string(), 21, true, 5 * MS, 0),
+            ]
+        );
+        assert_eq!(d.carried_over(), 2);
+        d.closed(20);
+        d.closed(21);
+        assert_eq!(d.carried_over(), 0);
+    }
+
+    #[test]
+    fn names_are_escaped_and_cut() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let long = "x".repeat(300);
+        calls.add(&d.looked_up(&format!("a\"b\n{long}"), &[ip], MS));
+        let v = render(&calls, &d);
+        let name = v[0]["name"].as_str().unwrap();
+        assert!(name.starts_with("a\"b\nxxx"));
+        assert_eq!(name.len(), NAME_LEN);
+        assert_eq!(v[0]["lookups"], 1);
+        assert!(v[0].get("calls").is_none());
+    }
+
+    #[test]
+    fn an_invoke_without_downstream_calls_is_empty_and_renders_an_empty_array() {
+        let d = Downstream::new();
+        let calls = Calls::NONE;
+        assert!(calls.is_empty());
+        assert_eq!(render(&calls, &d), serde_json::json!([]));
+    }
+}
