@@ -429,7 +429,8 @@ pub fn own_usage() -> (u64, u64) {
     )
 }
 
-/// Reads the clocks and `getrusage(RUSAGE_SELF)`, and in a process that is not its
+/// Reads the clocks and `getrusage(RUSAGE_SELF)`, the environment's memory at most every
+/// [`ENVIRONMENT_READ_EVERY_NS`] (see [`memory_peak_kb`]), and in a process that is not its
 /// environment's root, the root's `/proc` entries too.
 pub fn probe() -> Probe {
     let (cpu_ns, own_rss_kb) = own_usage();
@@ -469,6 +470,7 @@ pub fn find_environment_cgroup(memory_size_mb: Option<u64>) {
     state()
         .children_before_kb
         .store(children_peak_kb(), Ordering::Relaxed);
+    state().environment_memory.store(true, Ordering::Relaxed);
     let Some(mb) = memory_size_mb else {
         return;
     };
@@ -494,13 +496,17 @@ pub fn find_environment_cgroup(memory_size_mb: Option<u64>) {
     }
 }
 
-/// The environment's peak memory (KiB) as Lambda counts it, given this process's own: the
+/// The environment's peak memory (KiB) as Lambda counts it, given this process's own (only
+/// that before [`find_environment_cgroup`], and in a per-request helper): the
 /// environment's cgroup's peak (never below this process's own), or, without that cgroup,
 /// this process's peak plus the largest peak among the children it waited for (a handler's
 /// subprocess, a shell runtime's helper). Read again at most every
 /// [`ENVIRONMENT_READ_EVERY_NS`].
 pub fn memory_peak_kb(own_kb: u64, mono_ns: u64) -> u64 {
     let s = state();
+    if !s.environment_memory.load(Ordering::Relaxed) {
+        return own_kb;
+    }
     let last = s.env_read_ns.load(Ordering::Relaxed);
     let beyond = if last != 0 && mono_ns.saturating_sub(last) < ENVIRONMENT_READ_EVERY_NS {
         s.env_kb.load(Ordering::Relaxed)
@@ -546,8 +552,10 @@ fn children_peak_kb() -> u64 {
 pub struct ProbeState {
     /// Whether probes read the extended gauges too (a setting).
     gauges: AtomicBool,
-    /// The peak file of the environment's memory cgroup, when this process is in one (see
+    /// Whether records report the environment's memory beyond this process's (set by
     /// [`find_environment_cgroup`]).
+    environment_memory: AtomicBool,
+    /// The peak file of the environment's memory cgroup, when this process is in one.
     memory_cgroup: OnceLock<CString>,
     /// The environment's memory beyond this process's, as last read (KiB: see
     /// [`memory_peak_kb`]), and when (monotonic ns; 0: never).
@@ -575,6 +583,7 @@ impl ProbeState {
     pub const fn new() -> ProbeState {
         ProbeState {
             gauges: AtomicBool::new(false),
+            environment_memory: AtomicBool::new(false),
             memory_cgroup: OnceLock::new(),
             env_kb: AtomicU64::new(0),
             env_read_ns: AtomicU64::new(0),
@@ -595,6 +604,7 @@ impl ProbeState {
         let ProbeState {
             // Kept: the same setting, and the same cgroup.
             gauges: _,
+            environment_memory: _,
             memory_cgroup: _,
             // Forgotten: the child's children are its own.
             env_kb,

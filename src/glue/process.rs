@@ -611,8 +611,12 @@ fn reserve() -> bool {
             }
         }
     }
-    probes::find_environment_cgroup(settings.memory_size_mb);
     join_environment();
+    // A per-request helper (a shell runtime's curl) is measured through its environment's
+    // processes instead (see `probes::measure_environment`): it pays nothing for this.
+    if probes::environment_root().is_none() {
+        probes::find_environment_cgroup(settings.memory_size_mb);
+    }
     // Here, not later: once the process is a runtime no hook path may create a thread (it
     // allocates and takes the loader's locks), even in a process that turns out to be a
     // per-request helper, which never needs one.
