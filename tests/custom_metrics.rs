@@ -430,11 +430,7 @@ fn ruby_custom_metrics_through_fiddle() {
 /// with the shim on NODE_PATH by hand.
 fn node(payloads: &[Value], wrapped: bool, env: &[(&str, &str)]) -> Outcome {
     let layer = Layer::new();
-    let shim = layer
-        .dir()
-        .join("nodejs/node_modules")
-        .display()
-        .to_string();
+    let shim = layer.node_path();
     let dir = node_function_dir();
     let task_root = dir.display().to_string();
     let mut env = env.to_vec();

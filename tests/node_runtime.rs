@@ -212,11 +212,7 @@ fn node_on_managed_instances_interleaves_invokes_on_worker_threads() {
     };
     // Kept while the runs last: the plain run finds the shim in it.
     let layer = Layer::new();
-    let shim = layer
-        .dir()
-        .join("nodejs/node_modules")
-        .display()
-        .to_string();
+    let shim = layer.node_path();
     let mut s = ric4_scenario(node, "index.handler").env("NODE_PATH", &shim);
     s.payloads = (0..12)
         .map(|i| {

@@ -63,6 +63,20 @@ pub struct Figures {
 }
 
 impl Figures {
+    pub const ZERO: Figures = Figures {
+        calls: 0,
+        wait_ns: 0,
+        connects: 0,
+        connect_ns: 0,
+        lookups: 0,
+        lookup_ns: 0,
+        bytes_out: 0,
+        bytes_in: 0,
+        refused: 0,
+        reset: 0,
+        timed_out: 0,
+    };
+
     pub fn add(&mut self, o: &Figures) {
         self.calls = self.calls.saturating_add(o.calls);
         self.wait_ns = self.wait_ns.saturating_add(o.wait_ns);
@@ -462,32 +476,8 @@ impl Default for Calls {
 
 impl Calls {
     pub const NONE: Calls = Calls {
-        by_name: [Figures {
-            calls: 0,
-            wait_ns: 0,
-            connects: 0,
-            connect_ns: 0,
-            lookups: 0,
-            lookup_ns: 0,
-            bytes_out: 0,
-            bytes_in: 0,
-            refused: 0,
-            reset: 0,
-            timed_out: 0,
-        }; MAX_NAMES],
-        others: Figures {
-            calls: 0,
-            wait_ns: 0,
-            connects: 0,
-            connect_ns: 0,
-            lookups: 0,
-            lookup_ns: 0,
-            bytes_out: 0,
-            bytes_in: 0,
-            refused: 0,
-            reset: 0,
-            timed_out: 0,
-        },
+        by_name: [Figures::ZERO; MAX_NAMES],
+        others: Figures::ZERO,
         carried_over: 0,
     };
 

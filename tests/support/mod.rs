@@ -132,6 +132,12 @@ impl Layer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The layer's Node.js module's directory, as `NODE_PATH` names it (for a run without the
+    /// layer that gives the module anyway).
+    pub fn node_path(&self) -> String {
+        self.dir().join("nodejs/node_modules").display().to_string()
+    }
 }
 
 /// `layer/sync --check`: the generated parts of the deployment files are what their sources
