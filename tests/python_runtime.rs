@@ -244,3 +244,70 @@ fn a_worker_killed_on_a_managed_instance_has_its_invoke_reported_while_the_other
         records.len()
     );
 }
+
+/// On Lambda Managed Instances Python runs a worker process per concurrent invoke, and Lambda's
+/// memory figure counts them all: in the environment's memory cgroup, a worker's record shows
+/// what another worker holds (48 MiB) in `MaxMemoryUsed`, and its own peak, below that, in
+/// `ProcessMaxMemoryUsed`. Each invoke sleeps past the library's reading interval.
+#[test]
+fn python_workers_report_the_memory_of_the_whole_environment() {
+    let mut payloads = vec![json!({"action": "hold", "mb": 48})];
+    payloads.extend((0..11).map(|_| json!({"action": "pid", "ms": 150})));
+    let layer = Layer::new();
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run_with(
+        lambda_sim::Config {
+            events: events(&payloads),
+            max_concurrency: 3,
+            memory_cgroup: true,
+            ..lambda_sim::Config::default()
+        },
+        &cmd,
+        Some(&layer.wrapper()),
+        &[
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "3"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+        ],
+        &python_function_dir(),
+    );
+    let records = out.records();
+    assert_eq!(records.len(), payloads.len(), "{}", out.run.stderr);
+    let results = out.sim.results();
+    let pid_of = |i: usize| -> u64 {
+        let r = results[i].as_ref().unwrap();
+        serde_json::from_slice::<Value>(&r.body).unwrap()["pid"]
+            .as_u64()
+            .unwrap()
+    };
+    let holder = pid_of(0);
+    let held_at = events(&payloads)[0].request_id.clone().unwrap();
+    let mut others = 0;
+    for (i, e) in events(&payloads).iter().enumerate().skip(4) {
+        // Events from the fifth on start after one of the first three ended: the hold's
+        // included, it being the shortest.
+        let id = e.request_id.as_deref().unwrap();
+        let rec = records.iter().find(|r| r["requestId"] == id).unwrap();
+        if pid_of(i) == holder {
+            continue;
+        }
+        others += 1;
+        let (max, own) = (
+            rec["MaxMemoryUsed"].as_f64().unwrap(),
+            rec["ProcessMaxMemoryUsed"].as_f64().unwrap_or(0.0),
+        );
+        assert!(
+            max >= 48.0,
+            "the holder's 48 MiB are the environment's: {rec}"
+        );
+        assert!(
+            own > 0.0 && own < 48.0,
+            "its own peak is its own: {rec} ({held_at})"
+        );
+    }
+    assert!(others > 0, "no later invoke ran in another worker");
+    let cgroup_mb = out.run.memory_peak_kb.unwrap().div_ceil(1024) as f64;
+    for r in &records {
+        assert!(r["MaxMemoryUsed"].as_f64().unwrap() <= cgroup_mb, "{r}");
+    }
+}

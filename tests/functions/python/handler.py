@@ -9,6 +9,8 @@
   {"action": "big", "bytes": N}    -> returns a string of N bytes
   {"action": "echo", ...}          -> returns the event's size and a digest of it
   {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
+  {"action": "hold", "mb": 48}     -> fills mb MiB of memory the process keeps, and returns its
+                                      process id
   {"action": "fds", "n": 20}       -> opens n files and keeps them open
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
   {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
@@ -137,6 +139,9 @@ def dispatch(event, context):
         return {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     if action == "pid":
         time.sleep(event.get("ms", 0) / 1000.0)
+        return {"pid": os.getpid()}
+    if action == "hold":
+        KEPT.append(b"h" * (int(event["mb"]) << 20))
         return {"pid": os.getpid()}
     if action == "fds":
         KEPT.extend(open(os.devnull) for _ in range(event.get("n", 20)))
