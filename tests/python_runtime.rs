@@ -251,7 +251,7 @@ fn a_worker_killed_on_a_managed_instance_has_its_invoke_reported_while_the_other
 /// `ProcessMaxMemoryUsed`. Each invoke sleeps past the library's reading interval.
 #[test]
 fn python_workers_report_the_memory_of_the_whole_environment() {
-    let mut payloads = vec![json!({"action": "hold", "mb": 48})];
+    let mut payloads = vec![json!({"action": "hold", "mb": 48, "pid": true})];
     payloads.extend((0..11).map(|_| json!({"action": "pid", "ms": 150})));
     let layer = Layer::new();
     let cmd = python_command("handler.dispatch");

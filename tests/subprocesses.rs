@@ -111,6 +111,9 @@ fn child_memory(in_cgroup: bool) -> (Vec<Value>, Option<u64>) {
         json!({"action": "ok"}),
         json!({"action": "child_memory", "mb": 64, "ms": 150}),
         json!({"action": "ok"}),
+        // The runtime itself grows later, long after the child ended.
+        json!({"action": "hold", "mb": 40}),
+        json!({"action": "sleep", "ms": 150}),
     ];
     let mut scenario = Scenario::python(payloads);
     if in_cgroup {
@@ -118,7 +121,7 @@ fn child_memory(in_cgroup: bool) -> (Vec<Value>, Option<u64>) {
     }
     let out = scenario.check();
     let records = out.records();
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 5);
     let mb = |r: &Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
     let child = &records[1];
     let (max, own) = (
@@ -160,6 +163,13 @@ fn a_child_process_memory_is_in_the_environment_figure_from_its_cgroup() {
 fn a_child_process_memory_is_in_the_environment_figure_without_a_cgroup() {
     let (records, peak_kb) = child_memory(false);
     assert_eq!(peak_kb, None);
+    // The runtime's later growth is not added to the child's peak: they never ran together.
+    let last = &records[4];
+    let (max, own) = (
+        last["MaxMemoryUsed"].as_f64().unwrap(),
+        last["ProcessMaxMemoryUsed"].as_f64().unwrap_or(0.0),
+    );
+    assert!(own >= 40.0 && max < own + 64.0, "{last}");
     // Before any child, the figure is the process's own.
     assert!(
         records[0].get("ProcessMaxMemoryUsed").is_none(),

@@ -50,9 +50,10 @@ pub fn memory_cgroups(proc_self_cgroup: &str) -> Vec<MemoryCgroup> {
 /// Whether a limit file's text (`memory.limit_in_bytes`, `memory.max`) is `memory_size_mb`
 /// MiB: the cgroup Lambda bounds an environment with.
 pub fn limit_is(text: &str, memory_size_mb: u64) -> bool {
-    text.trim()
-        .parse::<u64>()
-        .is_ok_and(|bytes| memory_size_mb > 0 && bytes == memory_size_mb << 20)
+    let Some(size) = memory_size_mb.checked_mul(1 << 20).filter(|s| *s > 0) else {
+        return false;
+    };
+    text.trim().parse::<u64>().is_ok_and(|bytes| bytes == size)
 }
 
 /// The number of bytes a peak file holds, as KiB.
@@ -124,6 +125,8 @@ mod tests {
         assert!(!limit_is("max\n", 128));
         assert!(!limit_is("9223372036854771712\n", 128));
         assert!(!limit_is("0\n", 0));
+        // A size that does not fit in bytes is no cgroup's (it would wrap to 128 MiB).
+        assert!(!limit_is("134217728\n", (1 << 44) + 128));
     }
 
     #[test]

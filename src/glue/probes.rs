@@ -468,7 +468,7 @@ const ENVIRONMENT_READ_EVERY_NS: u64 = 100_000_000;
 pub fn find_environment_cgroup(memory_size_mb: Option<u64>) {
     // Children waited for before now (a wrapper's, before it exec'd the runtime) are gone.
     state()
-        .children_before_kb
+        .children_seen_kb
         .store(children_peak_kb(), Ordering::Relaxed);
     state().environment_memory.store(true, Ordering::Relaxed);
     let Some(mb) = memory_size_mb else {
@@ -497,45 +497,48 @@ pub fn find_environment_cgroup(memory_size_mb: Option<u64>) {
 }
 
 /// The environment's peak memory (KiB) as Lambda counts it, given this process's own (only
-/// that before [`find_environment_cgroup`], and in a per-request helper): the
-/// environment's cgroup's peak (never below this process's own), or, without that cgroup,
-/// this process's peak plus the largest peak among the children it waited for (a handler's
-/// subprocess, a shell runtime's helper). Read again at most every
-/// [`ENVIRONMENT_READ_EVERY_NS`].
+/// that before [`find_environment_cgroup`], and in a per-request helper): the environment's
+/// cgroup's peak, or, without that cgroup, for each time a child the process waited for (a
+/// handler's subprocess) reached a peak larger than any before, the process's peak then plus
+/// that child's — never below this process's own. Read again at most every
+/// [`ENVIRONMENT_READ_EVERY_NS`]; a reading that fails (no fd left for the cgroup's file)
+/// keeps the last.
 pub fn memory_peak_kb(own_kb: u64, mono_ns: u64) -> u64 {
     let s = state();
     if !s.environment_memory.load(Ordering::Relaxed) {
         return own_kb;
     }
     let last = s.env_read_ns.load(Ordering::Relaxed);
-    let beyond = if last != 0 && mono_ns.saturating_sub(last) < ENVIRONMENT_READ_EVERY_NS {
-        s.env_kb.load(Ordering::Relaxed)
-    } else {
-        let kb = read_environment_kb();
-        s.env_kb.store(kb, Ordering::Relaxed);
+    if last == 0 || mono_ns.saturating_sub(last) >= ENVIRONMENT_READ_EVERY_NS {
+        read_environment(own_kb);
         s.env_read_ns.store(mono_ns.max(1), Ordering::Relaxed);
-        kb
-    };
-    match s.memory_cgroup.get() {
-        Some(_) => own_kb.max(beyond),
-        None => own_kb.saturating_add(beyond),
     }
+    own_kb.max(s.env_kb.load(Ordering::Relaxed))
 }
 
-/// The cgroup's peak (KiB), or the largest peak among waited-for children.
+/// Raises the environment's figure to what is read now, this process's peak being `own_kb`.
 #[inline(never)]
-fn read_environment_kb() -> u64 {
-    match state().memory_cgroup.get() {
+fn read_environment(own_kb: u64) {
+    let s = state();
+    match s.memory_cgroup.get() {
         Some(path) => {
             let mut buf = [0u8; 32];
-            read_file(path.as_bytes_with_nul(), &mut buf)
-                .and_then(crate::cgroup::peak_kb)
-                .unwrap_or(0)
+            if let Some(kb) =
+                read_file(path.as_bytes_with_nul(), &mut buf).and_then(crate::cgroup::peak_kb)
+            {
+                s.env_kb.fetch_max(kb, Ordering::Relaxed);
+            }
         }
-        // A child larger than any the process waited for before it became a runtime.
-        None => Some(children_peak_kb())
-            .filter(|kb| *kb > state().children_before_kb.load(Ordering::Relaxed))
-            .unwrap_or(0),
+        None => {
+            // A child larger than any the process waited for before (the wrapper's ones, from
+            // before it became a runtime, included): it ran beside the process as it is now.
+            // A child's peak and the process's later growth are never summed.
+            let children = children_peak_kb();
+            if children > s.children_seen_kb.fetch_max(children, Ordering::Relaxed) {
+                s.env_kb
+                    .fetch_max(own_kb.saturating_add(children), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -557,13 +560,13 @@ pub struct ProbeState {
     environment_memory: AtomicBool,
     /// The peak file of the environment's memory cgroup, when this process is in one.
     memory_cgroup: OnceLock<CString>,
-    /// The environment's memory beyond this process's, as last read (KiB: see
-    /// [`memory_peak_kb`]), and when (monotonic ns; 0: never).
+    /// The environment's memory as far as read (KiB: see [`memory_peak_kb`]), and when it was
+    /// last read (monotonic ns; 0: never).
     env_kb: AtomicU64,
     env_read_ns: AtomicU64,
-    /// The largest peak among the children waited for before the process became a runtime
-    /// (KiB): none of them counts.
-    children_before_kb: AtomicU64,
+    /// The largest peak among the children waited for (KiB), those before the process became
+    /// a runtime included.
+    children_seen_kb: AtomicU64,
     /// Threads of our own in this process (the watchdog), left out of the thread gauge.
     own_threads: AtomicU32,
     /// The environment's root process, when this one is not it (0: none).
@@ -587,7 +590,7 @@ impl ProbeState {
             memory_cgroup: OnceLock::new(),
             env_kb: AtomicU64::new(0),
             env_read_ns: AtomicU64::new(0),
-            children_before_kb: AtomicU64::new(0),
+            children_seen_kb: AtomicU64::new(0),
             own_threads: AtomicU32::new(0),
             environment_root: AtomicU32::new(0),
             measured: [const { AtomicU32::new(0) }; MAX_MEASURED],
@@ -609,7 +612,7 @@ impl ProbeState {
             // Forgotten: the child's children are its own.
             env_kb,
             env_read_ns,
-            children_before_kb,
+            children_seen_kb,
             own_threads,
             environment_root,
             measured,
@@ -631,7 +634,7 @@ impl ProbeState {
         own_threads.reset_to(0, Ordering::Relaxed);
         env_kb.reset_to(0, Ordering::Relaxed);
         env_read_ns.reset_to(0, Ordering::Relaxed);
-        children_before_kb.reset_to(0, Ordering::Relaxed);
+        children_seen_kb.reset_to(0, Ordering::Relaxed);
         environment_root.reset_to(0, Ordering::Relaxed);
         for pid in measured {
             pid.reset_to(0, Ordering::Relaxed);

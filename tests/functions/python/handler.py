@@ -9,8 +9,9 @@
   {"action": "big", "bytes": N}    -> returns a string of N bytes
   {"action": "echo", ...}          -> returns the event's size and a digest of it
   {"action": "pid", "ms": 30}      -> sleeps, then returns the worker's process id
-  {"action": "hold", "mb": 48}     -> fills mb MiB of memory the process keeps, and returns its
-                                      process id
+  {"action": "hold", "mb": 48, "pid": false}
+                                   -> fills mb MiB of memory the process keeps; returns its
+                                      process id when pid is true
   {"action": "fds", "n": 20}       -> opens n files and keeps them open
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
   {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
@@ -142,7 +143,7 @@ def dispatch(event, context):
         return {"pid": os.getpid()}
     if action == "hold":
         KEPT.append(b"h" * (int(event["mb"]) << 20))
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid()} if event.get("pid") else {"held_mb": event["mb"]}
     if action == "fds":
         KEPT.extend(open(os.devnull) for _ in range(event.get("n", 20)))
         return {"open": len(KEPT)}
