@@ -116,26 +116,40 @@ fn python_forked_workers_adversarial_transport() {
     check_forked_workers(Some(3));
 }
 
+/// awslambdaric through the wrapper with AWS_LAMBDA_MAX_CONCURRENCY=3 on `payloads`, under
+/// `config` (its events and concurrency set here), with `env` besides.
+fn three_workers(payloads: &[Value], config: lambda_sim::Config, env: &[(&str, &str)]) -> Outcome {
+    let layer = Layer::new();
+    let cmd = python_command("handler.dispatch");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut env = env.to_vec();
+    env.push(("AWS_LAMBDA_MAX_CONCURRENCY", "3"));
+    run_with(
+        lambda_sim::Config {
+            events: events(payloads),
+            max_concurrency: 3,
+            ..config
+        },
+        &cmd,
+        Some(&layer.wrapper()),
+        &env,
+        &python_function_dir(),
+    )
+}
+
 /// AWS_LAMBDA_MAX_CONCURRENCY: awslambdaric forks that many workers, each with its own
 /// Runtime API connection, and invokes run in several processes at once.
 fn check_forked_workers(write_chunk: Option<usize>) {
     let payloads: Vec<Value> = (0..12)
         .map(|_| json!({"action": "pid", "ms": 30}))
         .collect();
-    let layer = Layer::new();
-    let cmd = python_command("handler.dispatch");
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let out = run_with(
+    let out = three_workers(
+        &payloads,
         lambda_sim::Config {
-            events: events(&payloads),
-            max_concurrency: 3,
             write_chunk,
             ..lambda_sim::Config::default()
         },
-        &cmd,
-        Some(&layer.wrapper()),
-        &[("AWS_LAMBDA_MAX_CONCURRENCY", "3")],
-        &python_function_dir(),
+        &[],
     );
     assert!(
         !out.run.stderr.contains("lambda-meter"),
@@ -253,23 +267,13 @@ fn a_worker_killed_on_a_managed_instance_has_its_invoke_reported_while_the_other
 fn python_workers_report_the_memory_of_the_whole_environment() {
     let mut payloads = vec![json!({"action": "hold", "mb": 48, "pid": true})];
     payloads.extend((0..11).map(|_| json!({"action": "pid", "ms": 150})));
-    let layer = Layer::new();
-    let cmd = python_command("handler.dispatch");
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let out = run_with(
+    let out = three_workers(
+        &payloads,
         lambda_sim::Config {
-            events: events(&payloads),
-            max_concurrency: 3,
             memory_cgroup: true,
             ..lambda_sim::Config::default()
         },
-        &cmd,
-        Some(&layer.wrapper()),
-        &[
-            ("AWS_LAMBDA_MAX_CONCURRENCY", "3"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
-        ],
-        &python_function_dir(),
+        &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")],
     );
     let records = out.records();
     assert_eq!(records.len(), payloads.len(), "{}", out.run.stderr);
