@@ -34,11 +34,14 @@ pub const OTHERS: &str = "(others)";
 /// A remote name.
 pub type Name = FixedStr<NAME_LEN>;
 
-/// Which name figures belong to: one the process keeps, or the others.
+/// Which name figures belong to: one the process keeps, or the others. (The others first, and
+/// [`Phase::Idle`] first, so that an empty [`Downstream`] is all zero bytes: a static of the
+/// library that holds one takes no room in its file, nor memory until it is used.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum NameId {
-    Kept(u8),
     Others,
+    Kept(u8),
 }
 
 /// What calls to one remote name cost an invoke.
@@ -60,6 +63,8 @@ pub struct Figures {
     pub refused: u32,
     pub reset: u32,
     pub timed_out: u32,
+    /// Calls (or connects) under way when the invoke began: their wait counts from its start.
+    pub carried_over: u32,
 }
 
 impl Figures {
@@ -75,6 +80,7 @@ impl Figures {
         refused: 0,
         reset: 0,
         timed_out: 0,
+        carried_over: 0,
     };
 
     pub fn add(&mut self, o: &Figures) {
@@ -89,6 +95,7 @@ impl Figures {
         self.refused = self.refused.saturating_add(o.refused);
         self.reset = self.reset.saturating_add(o.reset);
         self.timed_out = self.timed_out.saturating_add(o.timed_out);
+        self.carried_over = self.carried_over.saturating_add(o.carried_over);
     }
 
     fn is_empty(&self) -> bool {
@@ -109,7 +116,8 @@ impl Failure {
     pub fn of_errno(errno: i32) -> Option<Failure> {
         match errno {
             libc::ECONNREFUSED => Some(Failure::Refused),
-            libc::ECONNRESET | libc::EPIPE => Some(Failure::Reset),
+            // (Not EPIPE: a write after the function's own `shutdown` gets it too.)
+            libc::ECONNRESET => Some(Failure::Reset),
             libc::ETIMEDOUT => Some(Failure::TimedOut),
             _ => None,
         }
@@ -124,11 +132,12 @@ pub struct Delta {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Phase {
-    /// A connect under way, since `at_ns`.
-    Connecting,
     /// Nothing sent since the last answer began (or since the connect).
     Idle,
+    /// A connect under way, since `at_ns`.
+    Connecting,
     /// Bytes sent, no answer yet: waiting since the last byte out.
     Sent,
     /// An answer coming in.
@@ -137,7 +146,8 @@ enum Phase {
 
 #[derive(Clone, Copy, Debug)]
 struct Conn {
-    /// -1: a free slot.
+    /// Whether the slot holds a connection.
+    used: bool,
     fd: i32,
     name: NameId,
     phase: Phase,
@@ -150,7 +160,8 @@ struct Conn {
 
 impl Conn {
     const FREE: Conn = Conn {
-        fd: -1,
+        used: false,
+        fd: 0,
         name: NameId::Others,
         phase: Phase::Idle,
         at_ns: 0,
@@ -181,6 +192,8 @@ pub struct Downstream {
     resolved_used: usize,
     resolved_next: usize,
     conns: [Conn; MAX_CONNS],
+    /// One more than the highest slot of `conns` ever used.
+    high: usize,
 }
 
 impl Default for Downstream {
@@ -198,6 +211,7 @@ impl Downstream {
             resolved_used: 0,
             resolved_next: 0,
             conns: [Conn::FREE; MAX_CONNS],
+            high: 0,
         }
     }
 
@@ -284,27 +298,48 @@ impl Downstream {
         }
     }
 
+    /// The slots that have been used (slots are taken lowest first): the ones to look at.
+    fn live(&self) -> &[Conn] {
+        self.conns.get(..self.high).unwrap_or_default()
+    }
+
+    fn live_mut(&mut self) -> &mut [Conn] {
+        self.conns.get_mut(..self.high).unwrap_or_default()
+    }
+
     fn conn(&mut self, fd: i32) -> Option<&mut Conn> {
-        self.conns.iter_mut().find(|c| c.fd == fd && fd >= 0)
+        self.live_mut().iter_mut().find(|c| c.used && c.fd == fd)
     }
 
     /// Whether `fd` is a connection followed here.
     pub fn follows(&self, fd: i32) -> bool {
-        fd >= 0 && self.conns.iter().any(|c| c.fd == fd)
+        self.live().iter().any(|c| c.used && c.fd == fd)
     }
 
     /// The host began a connect of `fd` to `addr` at `now_ns` (a connect that completes at once
     /// is followed by [`Downstream::connected`] at once). False when no slot is free.
     pub fn connecting(&mut self, fd: i32, addr: &SocketAddr, now_ns: u64) -> bool {
         let name = self.name_of(addr);
+        // A connect asked again while it is under way (a client that calls `connect` to learn
+        // how it went) is the same one.
+        if let Some(c) = self.conn(fd)
+            && c.phase == Phase::Connecting
+            && c.name == name
+        {
+            return true;
+        }
         // An fd reused without a close seen (a `dup2` over it) is a new connection.
-        let slot = match self.conns.iter().position(|c| c.fd == fd) {
+        let slot = match self.live().iter().position(|c| c.used && c.fd == fd) {
             Some(i) => Some(i),
-            None => self.conns.iter().position(|c| c.fd < 0),
+            None => self.conns.iter().position(|c| !c.used),
         };
+        if let Some(i) = slot {
+            self.high = self.high.max(i + 1);
+        }
         match slot.and_then(|i| self.conns.get_mut(i)) {
             Some(c) => {
                 *c = Conn {
+                    used: true,
                     fd,
                     name,
                     phase: Phase::Connecting,
@@ -343,8 +378,17 @@ impl Downstream {
     /// The host sent `n` bytes on `fd` at `now_ns`.
     pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64) -> Option<Delta> {
         let c = self.conn(fd)?;
+        let mut figures = Figures {
+            bytes_out: n,
+            ..Figures::default()
+        };
+        if c.phase == Phase::Connecting {
+            // A non-blocking connect's first send says it was made (by then at the latest).
+            figures.connects = 1;
+            figures.connect_ns = now_ns.saturating_sub(c.at_ns);
+        }
         if matches!(c.phase, Phase::Idle | Phase::Receiving | Phase::Connecting) {
-            // A new turn (a non-blocking connect's first send says it was made).
+            // A new turn.
             c.turn_out = 0;
             c.turn_in = 0;
         }
@@ -353,10 +397,7 @@ impl Downstream {
         c.turn_out = c.turn_out.saturating_add(n);
         Some(Delta {
             name: c.name,
-            figures: Figures {
-                bytes_out: n,
-                ..Figures::default()
-            },
+            figures,
         })
     }
 
@@ -371,6 +412,11 @@ impl Downstream {
             bytes_in: n,
             ..Figures::default()
         };
+        if c.phase == Phase::Connecting {
+            // A non-blocking connect to a server that speaks first: made by then.
+            figures.connects = 1;
+            figures.connect_ns = now_ns.saturating_sub(c.at_ns);
+        }
         if c.phase == Phase::Sent {
             figures.calls = 1;
             figures.wait_ns = now_ns.saturating_sub(c.at_ns);
@@ -390,6 +436,10 @@ impl Downstream {
         let c = self.conn(fd)?;
         let name = c.name;
         let mut figures = Figures::default();
+        if c.phase == Phase::Connecting {
+            // A non-blocking connect's failure, told by the first call on it.
+            figures.connects = 1;
+        }
         count_failure(&mut figures, Some(failure));
         *c = Conn::FREE;
         Some(Delta { name, figures })
@@ -402,13 +452,22 @@ impl Downstream {
         }
     }
 
-    /// An invoke begins: how many connections are still in a call begun before it (carried
-    /// over from the work of an earlier one).
-    pub fn carried_over(&self) -> u32 {
-        self.conns
-            .iter()
-            .filter(|c| c.fd >= 0 && matches!(c.phase, Phase::Sent | Phase::Connecting))
-            .count() as u32
+    /// An invoke begins at `now_ns`: each connection still in a call (or a connect) begun
+    /// before it — carried over from the work of an earlier one — is one carried over of its
+    /// name, to `f`, and its wait is counted from now on (the invoke's own part of it).
+    pub fn carry_into(&mut self, now_ns: u64, mut f: impl FnMut(Delta)) {
+        for c in self.live_mut() {
+            if c.used && matches!(c.phase, Phase::Sent | Phase::Connecting) {
+                c.at_ns = c.at_ns.max(now_ns);
+                f(Delta {
+                    name: c.name,
+                    figures: Figures {
+                        carried_over: 1,
+                        ..Figures::default()
+                    },
+                });
+            }
+        }
     }
 
     /// Each call still waiting at `now_ns` (connecting, or sent and not yet answered), the
@@ -416,8 +475,8 @@ impl Downstream {
     pub fn in_flight(&self, now_ns: u64, mut f: impl FnMut(InFlight)) {
         let mut waiting: [Option<&Conn>; MAX_CONNS] = [None; MAX_CONNS];
         let mut n = 0;
-        for c in &self.conns {
-            if c.fd >= 0
+        for c in self.live() {
+            if c.used
                 && matches!(c.phase, Phase::Sent | Phase::Connecting)
                 && let Some(slot) = waiting.get_mut(n)
             {
@@ -426,7 +485,7 @@ impl Downstream {
             }
         }
         let waiting = waiting.get_mut(..n).unwrap_or_default();
-        waiting.sort_unstable_by_key(|c| c.map_or(u64::MAX, |c| c.at_ns));
+        insertion_sort_by_key(waiting, |c| c.map_or(u64::MAX, |c| c.at_ns));
         for c in waiting.iter().flatten() {
             f(InFlight {
                 name: self.name(c.name),
@@ -437,6 +496,64 @@ impl Downstream {
                 bytes_in: c.turn_in,
             });
         }
+    }
+}
+
+/// Sorts `items` (a few dozen at most) by `key`, stably: a few instructions of code where
+/// the standard library's sorts are kilobytes for each type they sort.
+fn insertion_sort_by_key<T: Copy, K: Ord>(items: &mut [T], key: impl Fn(&T) -> K) {
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 {
+            let (Some(a), Some(b)) = (items.get(j - 1), items.get(j)) else {
+                break;
+            };
+            if key(a) <= key(b) {
+                break;
+            }
+            items.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+impl Downstream {
+    /// A timeout record's [`IN_FLIGHT_PROPERTY`]: the calls still waiting at `now_ns`, the
+    /// longest waiting first (at most [`SHOWN`]), each with its name, how long it has waited,
+    /// and its turn's bytes so far; `"connecting": true` for a connect under way. False (and
+    /// nothing written) when none waits.
+    pub fn render_in_flight(&self, now_ns: u64, out: &mut Out) -> bool {
+        let mut n = 0;
+        self.in_flight(now_ns, |c| {
+            if n >= SHOWN {
+                return;
+            }
+            out.byte(if n == 0 { b'[' } else { b',' });
+            out.bytes(b"{\"name\":\"");
+            let _ = crate::json::escape_json(c.name.as_bytes(), |piece| {
+                out.bytes(piece);
+                Some(())
+            });
+            out.bytes(b"\",\"ageMs\":");
+            Number::Scaled(c.age_ns / 1000, 3).write_to(out);
+            if c.connecting {
+                out.bytes(b",\"connecting\":true");
+            }
+            for (key, value) in [("bytesOut", c.bytes_out), ("bytesIn", c.bytes_in)] {
+                if value > 0 {
+                    out.bytes(b",\"");
+                    out.str(key);
+                    out.bytes(b"\":");
+                    Number::int(value).write_to(out);
+                }
+            }
+            out.byte(b'}');
+            n += 1;
+        });
+        if n > 0 {
+            out.byte(b']');
+        }
+        n > 0
     }
 }
 
@@ -464,8 +581,14 @@ impl std::fmt::Write for FmtOut<'_, '_> {
 pub struct Calls {
     by_name: [Figures; MAX_NAMES],
     others: Figures,
-    /// Connections in a call begun before the invoke.
-    pub carried_over: u32,
+    /// Some figures were of calls made while other invokes were open too, on a thread none
+    /// of them was read on: they are in each of those invokes' figures.
+    pub shared: bool,
+    /// Socket calls the process's ledger could not count (see the library's `ledger`).
+    pub missed: u32,
+    /// Whether a figure was added: an invoke without downstream calls costs a look at this,
+    /// not at every name's figures.
+    touched: bool,
 }
 
 impl Default for Calls {
@@ -478,10 +601,16 @@ impl Calls {
     pub const NONE: Calls = Calls {
         by_name: [Figures::ZERO; MAX_NAMES],
         others: Figures::ZERO,
-        carried_over: 0,
+        shared: false,
+        missed: 0,
+        touched: false,
     };
 
     pub fn add(&mut self, delta: &Delta) {
+        if delta.figures.is_empty() {
+            return;
+        }
+        self.touched = true;
         let to = match delta.name {
             NameId::Kept(i) => self.by_name.get_mut(usize::from(i)),
             NameId::Others => None,
@@ -490,9 +619,7 @@ impl Calls {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.carried_over == 0
-            && self.others.is_empty()
-            && self.by_name.iter().all(Figures::is_empty)
+        !self.touched && self.missed == 0
     }
 
     /// The figures of `name`.
@@ -539,7 +666,7 @@ impl Calls {
                 .unwrap_or_default();
             (std::cmp::Reverse(f.wait_ns), std::cmp::Reverse(f.calls), *i)
         };
-        order.sort_unstable_by_key(key);
+        insertion_sort_by_key(order, key);
         let mut rest = self.others;
         out.byte(b'[');
         let mut first = true;
@@ -553,17 +680,31 @@ impl Calls {
                 rest.add(&f);
                 continue;
             }
-            entry(out, &mut first, known.name(NameId::Kept(*i)), &f);
+            entry(
+                out,
+                &mut first,
+                known.name(NameId::Kept(*i)),
+                &f,
+                self.shared,
+            );
         }
         if !rest.is_empty() {
-            entry(out, &mut first, OTHERS, &rest);
+            entry(out, &mut first, OTHERS, &rest, self.shared);
+        }
+        if self.missed > 0 {
+            if !first {
+                out.byte(b',');
+            }
+            out.bytes(b"{\"missed\":");
+            Number::int(u64::from(self.missed)).write_to(out);
+            out.byte(b'}');
         }
         out.byte(b']');
     }
 }
 
 /// One name's object in [`Calls::render`].
-fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures) {
+fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures, shared: bool) {
     if !std::mem::take(first) {
         out.byte(b',');
     }
@@ -574,7 +715,7 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures) {
     });
     out.byte(b'"');
     let ms = |ns: u64| Number::Scaled(ns / 1000, 3);
-    let members: [(&str, Number, bool); 11] = [
+    let members: [(&str, Number, bool); 12] = [
         ("calls", Number::int(u64::from(f.calls)), f.calls > 0),
         ("waitMs", ms(f.wait_ns), f.calls > 0),
         ("bytesOut", Number::int(f.bytes_out), f.bytes_out > 0),
@@ -594,6 +735,11 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures) {
             Number::int(u64::from(f.timed_out)),
             f.timed_out > 0,
         ),
+        (
+            "carriedOver",
+            Number::int(u64::from(f.carried_over)),
+            f.carried_over > 0,
+        ),
     ];
     for (key, value, shown) in members {
         if shown {
@@ -603,7 +749,35 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures) {
             value.write_to(out);
         }
     }
+    if shared {
+        out.bytes(b",\"shared\":true");
+    }
     out.byte(b'}');
+}
+
+/// The name of the record's property that [`Calls::render`] makes.
+pub const PROPERTY: &str = "downstream";
+
+/// The name of a timeout record's property that [`Downstream::render_in_flight`] makes.
+pub const IN_FLIGHT_PROPERTY: &str = "waitingOn";
+
+/// Whether an invoke (by its request id) is still open.
+pub type StillOpen<'a> = &'a dyn Fn(&str) -> bool;
+
+/// How the engine reaches the process's ledger of downstream calls (kept by the library, under
+/// a lock of its own, apart from the engine: the hooks of every thread feed it).
+#[derive(Clone, Copy)]
+pub struct Link {
+    /// Invoke `id`'s event was read on `thread`; `still_open` tells which invokes the ledger
+    /// may still keep figures for (the rest ended some other way than by their result).
+    pub opened: fn(id: &str, thread: u64, still_open: StillOpen),
+    /// Renders invoke `id`'s figures into `out` ([`Calls::render`]) and forgets them. False
+    /// when there are none, or they could not be had now.
+    pub take: fn(id: &str, out: &mut Out) -> bool,
+    /// Renders the calls still waiting at `now_ns` into `out`
+    /// ([`Downstream::render_in_flight`]): what a timed-out invoke was waiting on. False when
+    /// there are none, or they could not be had now.
+    pub waiting: fn(now_ns: u64, out: &mut Out) -> bool,
 }
 
 #[cfg(test)]
@@ -673,6 +847,55 @@ mod tests {
                 "bytesIn": 31, "connects": 1, "connectMs": 1, "lookups": 1, "lookupMs": 2
             }])
         );
+    }
+
+    #[test]
+    fn a_non_blocking_connect_is_made_by_its_first_send() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        assert!(d.connecting(4, &addr("10.0.0.9:443"), 10 * MS));
+        put(&mut calls, d.sent(4, 20, 13 * MS));
+        put(&mut calls, d.received(4, 30, 20 * MS));
+        let f = calls.total();
+        assert_eq!(
+            (f.connects, f.connect_ns, f.calls, f.wait_ns),
+            (1, 3 * MS, 1, 7 * MS)
+        );
+    }
+
+    #[test]
+    fn shared_figures_and_missed_calls_are_said_in_the_property() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        assert!(d.connecting(4, &addr("10.0.0.9:443"), 0));
+        put(&mut calls, d.connected(4, None, MS));
+        calls.shared = true;
+        calls.missed = 3;
+        assert_eq!(
+            render(&calls, &d),
+            serde_json::json!([
+                {"name": "10.0.0.9:443", "connects": 1, "connectMs": 1, "shared": true},
+                {"missed": 3}
+            ])
+        );
+        assert_eq!(
+            render(
+                &Calls {
+                    missed: 2,
+                    ..Calls::NONE
+                },
+                &d
+            ),
+            serde_json::json!([{"missed": 2}])
+        );
+    }
+
+    #[test]
+    fn the_small_sort_orders_stably() {
+        let mut v = [(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
+        insertion_sort_by_key(&mut v, |p| p.0);
+        assert_eq!(v, [(0, 'd'), (1, 'b'), (1, 'e'), (3, 'a'), (3, 'c')]);
+        insertion_sort_by_key(&mut [0u8; 0], |p| *p);
     }
 
     #[test]
@@ -811,10 +1034,47 @@ mod tests {
                 ("10.0.0.2:80".to_string(), 21, true, 5 * MS, 0),
             ]
         );
-        assert_eq!(d.carried_over(), 2);
+        let mut calls = Calls::NONE;
+        d.carry_into(12 * MS, |delta| calls.add(&delta));
+        assert_eq!(calls.total().carried_over, 2);
+        // The rest of the wait is the next invoke's.
+        let mut next = Calls::NONE;
+        put(&mut next, d.received(20, 10, 15 * MS));
+        assert_eq!((next.total().calls, next.total().wait_ns), (1, 3 * MS));
         d.closed(20);
         d.closed(21);
-        assert_eq!(d.carried_over(), 0);
+        let mut none = Calls::NONE;
+        d.carry_into(20 * MS, |delta| none.add(&delta));
+        assert!(none.is_empty(), "carried over after their close: {none:?}");
+    }
+
+    #[test]
+    fn a_timeout_names_the_calls_still_waiting() {
+        let mut d = Downstream::new();
+        let mut out_buf = [0u8; 1024];
+        let mut out = Out::new(&mut out_buf);
+        assert!(!d.render_in_flight(0, &mut out));
+        assert!(out.written().is_empty());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let _ = d.looked_up("slow.example", &[ip], 0);
+        assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
+        let _ = d.connected(5, None, MS);
+        let _ = d.sent(5, 120, 2 * MS);
+        assert!(d.connecting(6, &addr("10.0.0.2:5432"), 3 * MS));
+        // A call answered is not waiting.
+        assert!(d.connecting(7, &addr("10.0.0.1:443"), 0));
+        let _ = d.connected(7, None, 0);
+        let _ = d.sent(7, 10, MS);
+        let _ = d.received(7, 10, 2 * MS);
+        assert!(d.render_in_flight(1002 * MS, &mut out));
+        let v: serde_json::Value = serde_json::from_slice(out.written()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"name": "slow.example", "ageMs": 1000, "bytesOut": 120},
+                {"name": "10.0.0.2:5432", "ageMs": 999, "connecting": true}
+            ])
+        );
     }
 
     #[test]

@@ -190,6 +190,8 @@ const PROPERTIES: &[&str] = &[
     "restored",
     "exitReason",
     "initStatus",
+    crate::downstream::PROPERTY,
+    crate::downstream::IN_FLIGHT_PROPERTY,
 ];
 
 /// Names no record of ours carries that custom values may not take either: an earlier

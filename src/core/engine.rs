@@ -396,6 +396,11 @@ pub struct Engine {
     provisional_record: InvokeRecord,
     /// Where the answer being read is made: one, reserved once (see [`Engine::response_read`]).
     answer: Vec<Answer>,
+    /// The process's ledger of downstream calls, where the library keeps one.
+    downstream: Option<crate::downstream::Link>,
+    /// Where its properties are rendered ([`crate::custom::MAX_PROPERTY_JSON`] bytes, reserved
+    /// zeroed: an invoke without downstream calls does not touch it).
+    downstream_json: Vec<u8>,
 }
 
 /// Where a record is encoded before it is copied on (a journal's template).
@@ -601,6 +606,8 @@ impl Engine {
             },
             provisional_record: InvokeRecord::blank(tracker::RecordKind::Invoke),
             answer,
+            downstream: None,
+            downstream_json: zeroed(crate::custom::MAX_PROPERTY_JSON)?,
         })
     }
 
@@ -608,6 +615,49 @@ impl Engine {
     /// where init fails): once an invoke.
     pub fn read_channel_with(&mut self, read: ChannelReader) {
         self.channel = Some(read);
+    }
+
+    /// Tells `link` which invokes are open, and puts what each waited on in its record (the
+    /// `downstream` property) where its result is sent.
+    pub fn link_downstream(&mut self, link: crate::downstream::Link) {
+        self.downstream = Some(link);
+    }
+
+    /// Puts the calls still waiting at `now_ns` on timed-out invoke `id`, as its record's
+    /// property.
+    fn place_waiting(&mut self, id: &RequestId, now_ns: u64) {
+        if let Some(link) = self.downstream {
+            let property = crate::downstream::IN_FLIGHT_PROPERTY;
+            self.place_property(id, property, |out| (link.waiting)(now_ns, out));
+        }
+    }
+
+    /// Puts invoke `id`'s downstream calls on it, as its record's property.
+    fn place_downstream(&mut self, id: &RequestId) {
+        if let Some(link) = self.downstream {
+            let property = crate::downstream::PROPERTY;
+            self.place_property(id, property, |out| (link.take)(id.as_str(), out));
+        }
+    }
+
+    /// Puts the JSON `render` makes (when it makes one) on open invoke `id` as its record's
+    /// property `key`, one of lambda-meter's own.
+    fn place_property(
+        &mut self,
+        id: &RequestId,
+        key: &'static str,
+        render: impl FnOnce(&mut Out) -> bool,
+    ) {
+        let mut out = Out::new(&mut self.downstream_json);
+        if !render(&mut out) || out.overflowed() {
+            return;
+        }
+        let Ok(json) = std::str::from_utf8(out.written()) else {
+            return;
+        };
+        let _ = self.tracker.custom_of(id, |pool, c| {
+            pool.property(c, key, json, &|k| k != key && emf::reserved(k))
+        });
     }
 
     /// Reads what the channel holds now, a buffer at a time: every buffer but the last is
@@ -1420,6 +1470,12 @@ impl Engine {
         self.sync_journal();
         if self.tracker.opened_count() != opened {
             self.journal_newest();
+            if let Some(link) = self.downstream {
+                let tracker = &self.tracker;
+                (link.opened)(answer.request_id.as_str(), event.thread, &|id| {
+                    tracker.is_open(id)
+                });
+            }
         }
     }
 
@@ -1529,6 +1585,7 @@ impl Engine {
             let waited = self.tracker.flush();
             self.push_records(waited, Some(now));
         }
+        self.place_downstream(&sent.id);
         let (len, pid) = self.read_channel(Some(&sent.id));
         let channel = tracker::Channel {
             bytes: self.channel_buf.get(..len).unwrap_or_default(),
@@ -1623,7 +1680,15 @@ impl Engine {
     /// Time has passed: timeouts and records that waited long enough.
     pub fn tick(&mut self, now: &Probe) {
         self.finish_unanswered(Some(now.mono_ns));
-        while let Some(r) = self.tracker.tick(now) {
+        loop {
+            // A timeout's record says what the invoke waited on, and what it still waits on.
+            if let Some(id) = self.tracker.due(now) {
+                self.place_downstream(&id);
+                self.place_waiting(&id, now.mono_ns);
+            }
+            let Some(r) = self.tracker.tick(now) else {
+                break;
+            };
             // The record first: one that waited for `/next` goes from its journal slot, which
             // the journal's sync would otherwise free (nothing left to write) before the
             // outbox writes it.

@@ -1,9 +1,15 @@
 //! The lock-free "is this fd a Runtime API socket?" bitmap, read on every hooked call.
 //!
-//! One bit per fd number below [`MAX_TRACKED_FD`]. Readers do a single relaxed atomic load;
-//! writers are the engine, under its gate. The process's one set lives with the process state
-//! (the library's `process::TRACKED`); the core holds no static of its own. Nothing here allocates, locks or logs, so the check
-//! is safe anywhere, signal handlers included.
+//! Three bits per fd number below [`MAX_TRACKED_FD`], each in a bitmap of its own: the set's
+//! own (a Runtime API socket, for the process's set), the *other* one (a downstream connection
+//! the function made, see `downstream`), and whether either is set, which is what the hooks'
+//! fast test ([`FdBits::watched`]) reads: one relaxed load, as when there was one bitmap. Every
+//! other operation is on the set's own bits but [`FdBits::clear`], which empties all. Writers
+//! of the own bits are the engine, under its gate; the other bits are the downstream ledger's,
+//! under its lock; each keeps the third in step (see [`FdBits::settle`]). The process's one
+//! set lives with the process state (the library's `process::TRACKED`); the core holds no
+//! static of its own. Nothing here allocates, locks or logs, so the check is safe anywhere,
+//! signal handlers included.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -11,12 +17,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub const MAX_TRACKED_FD: usize = 65536;
 const WORDS: usize = MAX_TRACKED_FD / 64;
 
+/// Which bitmap of the set.
+#[derive(Clone, Copy)]
+enum Map {
+    /// Either bit below: what the fast test reads.
+    Watched = 0,
+    Own = 1,
+    Other = 2,
+}
+
 /// A set of fd numbers. See the module documentation.
 pub struct FdBits {
-    words: [AtomicU64; WORDS],
+    /// The three bitmaps, one after the other ([`Map`]).
+    words: [AtomicU64; 3 * WORDS],
     /// Set once a bit was set (after it), cleared by [`FdBits::clear`] and
     /// [`FdBits::take_each`] (before they look): while it is false every word is zero, so the
-    /// whole-set operations return without reading or writing the set's 8 KiB. A process that
+    /// whole-set operations return without reading or writing the set's 24 KiB. A process that
     /// never tracks an fd (every process a runtime starts) never touches those pages: a
     /// forked child that clears its copy does not fault them in, and a `close_range` does not
     /// read them.
@@ -26,11 +42,12 @@ pub struct FdBits {
 impl FdBits {
     pub const fn new() -> Self {
         FdBits {
-            words: [const { AtomicU64::new(0) }; WORDS],
+            words: [const { AtomicU64::new(0) }; 3 * WORDS],
             used: AtomicBool::new(false),
         }
     }
 
+    /// `fd`'s word in each bitmap, and its bit.
     #[inline(always)]
     fn slot(fd: i32) -> Option<(usize, u64)> {
         let fd = usize::try_from(fd).ok()?;
@@ -40,46 +57,118 @@ impl FdBits {
         Some((fd / 64, 1u64 << (fd % 64)))
     }
 
-    /// Whether `fd` is tracked: one relaxed load.
     #[inline(always)]
-    pub fn contains(&self, fd: i32) -> bool {
-        match Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit))) {
+    fn word(&self, map: Map, w: usize) -> Option<&AtomicU64> {
+        self.words.get(map as usize * WORDS + w)
+    }
+
+    #[inline(always)]
+    fn has(&self, map: Map, fd: i32) -> bool {
+        match Self::slot(fd).and_then(|(w, bit)| self.word(map, w).map(|a| (a, bit))) {
             Some((word, bit)) => word.load(Ordering::Relaxed) & bit != 0,
             None => false,
         }
     }
 
-    /// Whether `fd` is tracked, given its word (`fd / 64`, computed by a caller that knows it is
-    /// in range): one relaxed load. A word out of range is false.
+    /// Whether `fd` is tracked: one relaxed load.
     #[inline(always)]
-    pub fn contains_in_word(&self, word: usize, fd: u32) -> bool {
+    pub fn contains(&self, fd: i32) -> bool {
+        self.has(Map::Own, fd)
+    }
+
+    /// Whether `fd` has the other bit (see the module documentation): one relaxed load.
+    #[inline(always)]
+    pub fn contains_other(&self, fd: i32) -> bool {
+        self.has(Map::Other, fd)
+    }
+
+    /// Whether `fd` has either bit: the hooks' fast test, one relaxed load.
+    #[inline(always)]
+    pub fn watched(&self, fd: i32) -> bool {
+        self.has(Map::Watched, fd)
+    }
+
+    /// Whether `fd` has either bit, given its word (`fd / 64`, computed by a caller that knows
+    /// it is in range): one relaxed load. A word out of range is false.
+    #[inline(always)]
+    pub fn watched_in_word(&self, word: usize, fd: u32) -> bool {
         self.words
             .get(word)
             .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (fd % 64)) != 0)
     }
 
+    /// The word of an fd known to be below [`MAX_TRACKED_FD`].
+    #[inline(always)]
+    pub const fn word_of(fd: u32) -> usize {
+        fd as usize / 64
+    }
+
     /// Marks `fd` tracked. Returns false when the fd number is too large to track.
     pub fn insert(&self, fd: i32) -> bool {
-        match Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit))) {
-            Some((word, bit)) => {
-                // The flag goes up before the bit, so that no copy of the set (a fork while
-                // another thread is here) has a bit without it, and again after it, where a
-                // clear on another thread took it in between. Both are read-modify-writes: a
-                // clear's swap that reads either sees this bit too (release sequence).
-                self.used.swap(true, Ordering::AcqRel);
-                word.fetch_or(bit, Ordering::Relaxed);
-                self.used.swap(true, Ordering::AcqRel);
-                true
-            }
-            None => false,
-        }
+        self.insert_in(Map::Own, fd)
+    }
+
+    /// Gives `fd` the other bit. False when the fd number is too large.
+    pub fn insert_other(&self, fd: i32) -> bool {
+        self.insert_in(Map::Other, fd)
     }
 
     pub fn remove(&self, fd: i32) {
-        if let Some((word, bit)) =
-            Self::slot(fd).and_then(|(w, bit)| self.words.get(w).map(|a| (a, bit)))
+        self.remove_in(Map::Own, fd);
+    }
+
+    pub fn remove_other(&self, fd: i32) {
+        self.remove_in(Map::Other, fd);
+    }
+
+    fn insert_in(&self, map: Map, fd: i32) -> bool {
+        let Some((w, bit)) = Self::slot(fd) else {
+            return false;
+        };
+        let (Some(word), Some(watched)) = (self.word(map, w), self.word(Map::Watched, w)) else {
+            return false;
+        };
+        // The flag goes up before the bits, so that no copy of the set (a fork while another
+        // thread is here) has a bit without it, and again after them, where a clear on
+        // another thread took it in between. All are read-modify-writes: a clear's swap that
+        // reads either sees these bits too (release sequence). The watched bit goes up last:
+        // see `settle`.
+        self.used.swap(true, Ordering::AcqRel);
+        word.fetch_or(bit, Ordering::SeqCst);
+        watched.fetch_or(bit, Ordering::SeqCst);
+        self.used.swap(true, Ordering::AcqRel);
+        true
+    }
+
+    fn remove_in(&self, map: Map, fd: i32) {
+        if let Some((w, bit)) = Self::slot(fd)
+            && let Some(word) = self.word(map, w)
         {
-            word.fetch_and(!bit, Ordering::Relaxed);
+            word.fetch_and(!bit, Ordering::SeqCst);
+            self.settle(w, bit);
+        }
+    }
+
+    /// After a bit of word `w` was taken from the own or the other bitmap: the watched bit
+    /// goes too, unless the other still has it. A writer of the other bitmap may set its bit
+    /// meanwhile: it sets the watched bit after its own, and this looks at both again after
+    /// taking the watched bit away, so either that writer's watched bit comes after this
+    /// one's removal, or this sees its bit and puts the watched one back.
+    fn settle(&self, w: usize, bit: u64) {
+        let (Some(own), Some(other), Some(watched)) = (
+            self.word(Map::Own, w),
+            self.word(Map::Other, w),
+            self.word(Map::Watched, w),
+        ) else {
+            return;
+        };
+        let either = || (own.load(Ordering::SeqCst) | other.load(Ordering::SeqCst)) & bit != 0;
+        if either() {
+            return;
+        }
+        watched.fetch_and(!bit, Ordering::SeqCst);
+        if either() {
+            watched.fetch_or(bit, Ordering::SeqCst);
         }
     }
 
@@ -90,6 +179,7 @@ impl FdBits {
         self.used.load(Ordering::Relaxed) && self.used.swap(false, Ordering::AcqRel)
     }
 
+    /// Empties the set, both bits of every fd.
     pub fn clear(&self) {
         if !self.take_used() {
             return;
@@ -102,33 +192,57 @@ impl FdBits {
     }
 
     /// Empties the set, calling `f` with each fd that was in it (lock-free: each word is taken
-    /// with one swap).
+    /// with one swap). Other bits stay.
     pub fn take_each(&self, mut f: impl FnMut(i32)) {
         if !self.take_used() {
             return;
         }
-        for (w, word) in self.words.iter().enumerate() {
-            if word.load(Ordering::Relaxed) == 0 {
+        // Whether bits stay: other bits, or watched bits an insert made meanwhile (its
+        // watched bit can come after this pass took its own one: harmless, the fast test then
+        // finds nothing, but the flag must stay up over it).
+        let mut left = false;
+        for w in 0..WORDS {
+            let (Some(own), Some(other), Some(watched)) = (
+                self.word(Map::Own, w),
+                self.word(Map::Other, w),
+                self.word(Map::Watched, w),
+            ) else {
                 continue;
+            };
+            if own.load(Ordering::Relaxed) != 0 {
+                let mut bits = own.swap(0, Ordering::SeqCst);
+                while bits != 0 {
+                    let bit = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    self.settle(w, 1u64 << bit);
+                    f((w * 64 + bit) as i32);
+                }
             }
-            let mut bits = word.swap(0, Ordering::AcqRel);
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                f((w * 64 + bit) as i32);
-            }
+            left |= other.load(Ordering::SeqCst) != 0 || watched.load(Ordering::SeqCst) != 0;
+        }
+        if left {
+            self.used.swap(true, Ordering::AcqRel);
         }
     }
 
     /// Calls `f` with each fd of the set in `first..=last` (lock-free reads).
-    pub fn each_in(&self, first: u32, last: u32, mut f: impl FnMut(i32)) {
+    pub fn each_in(&self, first: u32, last: u32, f: impl FnMut(i32)) {
+        self.each_with_in(Map::Own, first, last, f);
+    }
+
+    /// Calls `f` with each fd that has the other bit in `first..=last` (lock-free reads).
+    pub fn each_other_in(&self, first: u32, last: u32, f: impl FnMut(i32)) {
+        self.each_with_in(Map::Other, first, last, f);
+    }
+
+    fn each_with_in(&self, map: Map, first: u32, last: u32, mut f: impl FnMut(i32)) {
         let last = (last as usize).min(MAX_TRACKED_FD - 1);
         let first = first as usize;
         if first > last || !self.used.load(Ordering::Acquire) {
             return;
         }
         for w in first / 64..=last / 64 {
-            let mut bits = self.words.get(w).map_or(0, |a| a.load(Ordering::Relaxed));
+            let mut bits = self.word(map, w).map_or(0, |a| a.load(Ordering::Relaxed));
             while bits != 0 {
                 let bit = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -140,11 +254,14 @@ impl FdBits {
         }
     }
 
-    /// Whether any fd is tracked (scans the whole set, unless none was ever set since the
-    /// last clear).
+    /// Whether no fd is tracked (scans the own bitmap, unless none was ever set since the last
+    /// clear). Other bits do not count.
     pub fn is_empty(&self) -> bool {
         !self.used.load(Ordering::Acquire)
-            || self.words.iter().all(|w| w.load(Ordering::Relaxed) == 0)
+            || (0..WORDS).all(|w| {
+                self.word(Map::Own, w)
+                    .is_none_or(|a| a.load(Ordering::Relaxed) == 0)
+            })
     }
 }
 
@@ -259,6 +376,35 @@ mod tests {
             want.dedup();
             assert_eq!(got, want, "round {round}");
         }
+    }
+
+    #[test]
+    fn other_bits_are_apart_from_the_own_ones_but_watched_with_them() {
+        let s = FdBits::new();
+        for fd in [0, 31, 32, 65535] {
+            assert!(s.insert_other(fd));
+            assert!(s.contains_other(fd) && s.watched(fd) && !s.contains(fd));
+            assert!(s.watched_in_word(FdBits::word_of(fd as u32), fd as u32));
+        }
+        assert!(!s.insert_other(65536) && !s.watched(65536) && !s.watched(-1));
+        assert!(s.is_empty(), "other bits are not tracked fds");
+        s.insert(31);
+        assert!(s.contains(31) && s.contains_other(31));
+        let mut seen = Vec::new();
+        s.each_in(0, u32::MAX, |fd| seen.push(fd));
+        assert_eq!(seen, [31]);
+        seen.clear();
+        s.each_other_in(1, 65535, |fd| seen.push(fd));
+        assert_eq!(seen, [31, 32, 65535]);
+        seen.clear();
+        s.take_each(|fd| seen.push(fd));
+        assert_eq!(seen, [31]);
+        assert!(s.contains_other(31) && s.contains_other(65535) && !s.contains(31));
+        s.remove_other(31);
+        assert!(!s.watched(31) && s.watched(32));
+        assert!(!s.watched(1) && !s.watched_in_word(FdBits::word_of(1), 1));
+        s.clear();
+        assert!(!s.watched(0) && !s.watched(32) && !s.watched(65535));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! [`tracker`], whose records [`emf`] encodes with values read through the metric catalog
 //! ([`metrics`]) as [`settings`] say; [`journal`] is the format of the shared file of records a
 //! process may not survive; [`custom`] checks the function's own values; [`downstream`] keeps
-//! what each invoke waited on (not yet fed by the hooks); [`cgroup`] names the files of the
+//! what each invoke waited on (fed by the library's ledger); [`cgroup`] names the files of the
 //! environment's memory figure; [`fdtable`] is the lock-free bitmap the hooks test; [`text`]
 //! and [`json`] bound and escape text; [`zeroed`] reserves buffers without writing them.
 

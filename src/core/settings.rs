@@ -68,6 +68,9 @@ pub struct Settings {
     pub proactive_init_ms: u64,
     /// `LAMBDA_METER_BATCH`: at most this many invokes in one record (1: a record each).
     pub batch: usize,
+    /// `LAMBDA_METER_DOWNSTREAM`: whether the function's own connections are followed (what
+    /// each invoke waited on).
+    pub downstream: bool,
     /// `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances): invokes an environment may run
     /// at once; 1 in Lambda's default model, where an idle environment is frozen.
     pub max_concurrency: u32,
@@ -209,6 +212,14 @@ pub const SETTINGS: &[Setting] = &[
         fallback: "1",
         expected: Some("a whole number of invokes from 1 to 100"),
         refused: Some("many"),
+        reader: Reader::Library,
+    },
+    Setting {
+        var: "LAMBDA_METER_DOWNSTREAM",
+        default: "`true`",
+        fallback: "true",
+        expected: Some("true or false"),
+        refused: Some("sometimes"),
         reader: Reader::Library,
     },
     Setting {
@@ -455,6 +466,13 @@ impl Settings {
                 _ => None,
             }
         });
+        let downstream = read(
+            get,
+            "LAMBDA_METER_DOWNSTREAM",
+            true,
+            &mut warnings,
+            parse_bool,
+        );
         let settings = Settings {
             disabled,
             namespace,
@@ -480,6 +498,7 @@ impl Settings {
             timeout_margin_ms,
             proactive_init_ms,
             batch,
+            downstream,
             max_concurrency: get("AWS_LAMBDA_MAX_CONCURRENCY")
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|n| *n >= 1)
@@ -730,6 +749,15 @@ mod tests {
         let (s, w) = read(&all);
         assert_eq!(w.len(), all.len(), "{w:?}");
         assert_eq!(s, read(&[]).0);
+    }
+
+    #[test]
+    fn downstream_calls_can_be_left_unfollowed() {
+        assert!(read(&[]).0.downstream);
+        assert!(!read(&[("LAMBDA_METER_DOWNSTREAM", "false")]).0.downstream);
+        let (s, w) = read(&[("LAMBDA_METER_DOWNSTREAM", "sometimes")]);
+        assert!(s.downstream);
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]

@@ -955,6 +955,16 @@ impl Tracker {
         }
     }
 
+    /// Puts a value on open invoke `request_id` with `add`; `None` when it is not open here.
+    pub fn custom_of(
+        &mut self,
+        request_id: &RequestId,
+        add: impl FnOnce(&mut Pool, &mut Custom) -> Status,
+    ) -> Option<Status> {
+        let open = self.find(request_id).and_then(|i| self.open.get_mut(i))?;
+        Some(add(&mut self.pool, &mut open.custom))
+    }
+
     /// The first byte of `request_id`'s result body was written.
     pub fn result_first_byte(&mut self, request_id: &RequestId, now: &Probe) {
         if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
@@ -1105,6 +1115,18 @@ impl Tracker {
             })),
             ..InvokeRecord::blank(RecordKind::Unstarted)
         }
+    }
+
+    /// The open invoke [`Tracker::tick`] makes a timeout record of next at `now`, if any.
+    pub fn due(&self, now: &Probe) -> Option<RequestId> {
+        let margin = self.lifecycle.timeout_margin_ns;
+        self.open
+            .iter()
+            .find(|o| {
+                o.deadline_mono_ns
+                    .is_some_and(|d| now.mono_ns.saturating_add(margin) >= d)
+            })
+            .map(|o| o.event.request_id)
     }
 
     /// Time has passed: invokes open at their deadline (less the margin) become timeout

@@ -18,7 +18,7 @@ use crate::process::TRACKED;
 use crate::real;
 use crate::signals;
 use crate::state::Reset;
-use lambda_meter_core::fdtable::MAX_TRACKED_FD;
+use lambda_meter_core::fdtable::{FdBits, MAX_TRACKED_FD};
 use libc::{
     c_char, c_int, c_uint, c_void, iovec, msghdr, pid_t, size_t, sockaddr, socklen_t, ssize_t,
 };
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 /// # Safety
 /// `addr` must point to `len` readable bytes (true once `connect` did not fail with EFAULT).
 unsafe fn socket_addr(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
-    if addr.is_null() {
+    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
         return None;
     }
     let len = len as usize;
@@ -273,9 +273,48 @@ unsafe fn connected(
     call: impl FnOnce() -> c_int,
 ) -> c_int {
     crate::deepbind::poll(deep_table);
+    // Activated before the call, so that the process's first connection is followed too
+    // (with the host's errno kept: a connect that succeeds leaves it as it was).
+    let entry_errno = errno();
+    let began = if process::activate() {
+        crate::ledger::starting()
+    } else {
+        None
+    };
+    set_errno(entry_errno);
     let rc = call();
     if process::activate() {
         let err = errno();
+        // Where the call got as far as the protocol's connect, the kernel had read the address
+        // (it checks the fd and the address's length first): the connect was made, goes on, or
+        // was answered by the other side or the way there. (A successful call leaves errno as
+        // it was: only `rc` tells.)
+        let reached = rc == 0
+            || matches!(
+                err,
+                libc::EINPROGRESS
+                    | libc::EINTR
+                    | libc::ECONNREFUSED
+                    | libc::ETIMEDOUT
+                    | libc::ENETUNREACH
+                    | libc::EHOSTUNREACH
+            );
+        if let Some(began) = began
+            && reached
+            && !TRACKED.contains(fd)
+        {
+            // SAFETY: the kernel read the address (see `reached`), so it is readable for `len`
+            // bytes.
+            match unsafe { socket_addr(addr, len) } {
+                Some(to) if !process::is_runtime_api(&to) => {
+                    crate::ledger::connected(fd, Some(to), began, rc, err);
+                }
+                // A datagram socket's `AF_UNSPEC` "connect" dissolves its association; any
+                // other address is not a connection followed here.
+                _ if TRACKED.contains_other(fd) => crate::ledger::closing(fd),
+                _ => {}
+            }
+        }
         if rc == 0 || err == libc::EINPROGRESS || err == libc::EINTR {
             // SAFETY: the kernel accepted the address, so it is readable for `len` bytes.
             process::connected(fd, unsafe { socket_addr(addr, len) });
@@ -291,6 +330,98 @@ unsafe fn connected(
     rc
 }
 
+/// `getsockopt`: a followed connection's `SO_ERROR`, read once a non-blocking connect is
+/// over, is how it ended (made, or refused, timed out, …).
+///
+/// # Safety
+/// `value` and `len` are the host's arguments to `getsockopt`.
+#[inline(always)]
+unsafe fn got_option(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *mut c_void,
+    len: *mut socklen_t,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
+    let rc = call();
+    if rc == 0
+        && level == libc::SOL_SOCKET
+        && name == libc::SO_ERROR
+        && TRACKED.contains_other(fd)
+        && !value.is_null()
+        && !len.is_null()
+        // SAFETY: the kernel just wrote the length here.
+        && unsafe { *len } as usize >= std::mem::size_of::<c_int>()
+    {
+        let err = errno();
+        // SAFETY: the kernel just wrote an int here (its length says so).
+        let so_error = unsafe { std::ptr::read_unaligned(value.cast::<c_int>()) };
+        crate::ledger::connect_ended(fd, so_error);
+        set_errno(err);
+    }
+    rc
+}
+
+/// Addresses of a lookup's answer kept to name connections (the first ones: what a client
+/// tries first).
+const LOOKUP_ADDRS: usize = 8;
+
+/// `getaddrinfo`: where connections are followed, the name looked up names the connections
+/// to the addresses it gave, and the lookup's time is that name's. A numeric host is no
+/// lookup.
+///
+/// # Safety
+/// `node` and `res` are the host's arguments to `getaddrinfo`.
+#[inline(always)]
+unsafe fn looked_up(
+    node: *const c_char,
+    res: *mut *mut libc::addrinfo,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
+    // A lookup comes before the process's first connect: it activates the library as a
+    // connect does (with the host's errno kept).
+    let entry_errno = errno();
+    let began = if process::activate() {
+        crate::ledger::starting()
+    } else {
+        None
+    };
+    set_errno(entry_errno);
+    let rc = call();
+    let Some(began) = began else { return rc };
+    if rc != 0 || node.is_null() || res.is_null() {
+        return rc;
+    }
+    let err = errno();
+    let took = crate::probes::mono_ns().saturating_sub(began);
+    // SAFETY: a NUL-terminated string getaddrinfo has just read.
+    let name = unsafe { std::ffi::CStr::from_ptr(node) }.to_bytes();
+    let name = std::str::from_utf8(name).unwrap_or_default();
+    if !name.is_empty() && name.parse::<std::net::IpAddr>().is_err() {
+        let mut addrs = [std::net::IpAddr::from([0u8; 4]); LOOKUP_ADDRS];
+        let mut n = 0;
+        // SAFETY: getaddrinfo succeeded: `*res` is its list, which the host frees later.
+        let mut at = unsafe { *res };
+        while !at.is_null() && n < LOOKUP_ADDRS {
+            // SAFETY: a node of the list getaddrinfo made; its address is `ai_addrlen` bytes.
+            let ai = unsafe { &*at };
+            // SAFETY: as above.
+            if let Some(a) = unsafe { socket_addr(ai.ai_addr, ai.ai_addrlen) }
+                && !addrs.get(..n).unwrap_or_default().contains(&a.ip())
+                && let Some(slot) = addrs.get_mut(n)
+            {
+                *slot = a.ip();
+                n += 1;
+            }
+            at = ai.ai_next;
+        }
+        crate::ledger::looked_up(name, addrs.get(..n).unwrap_or_default(), took);
+    }
+    set_errno(err);
+    rc
+}
+
 /// `close`.
 #[inline(always)]
 fn closed(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
@@ -302,6 +433,9 @@ fn closed(fd: c_int, call: impl FnOnce() -> c_int) -> c_int {
     if TRACKED.contains(fd) {
         forget_streams_on(fd);
         process::closing(fd);
+    }
+    if TRACKED.contains_other(fd) {
+        crate::ledger::closing(fd);
     }
     let rc = call();
     // Again once it is closed: a record that looked at it meanwhile saw it still open.
@@ -331,6 +465,7 @@ fn moved_unseen<R: Default + PartialOrd>(
 /// `splice`, between any two fds.
 #[inline(always)]
 fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    let began = downstream_sending(fd_out);
     let rc = call();
     if rc > 0 {
         for fd in [fd_in, fd_out] {
@@ -338,6 +473,20 @@ fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize
                 process::unseen(fd, "splice");
             }
         }
+        // A downstream connection's bytes are counted, unseen or not.
+        downstream_received(fd_in, rc, 0);
+        downstream_sent(fd_out, began, rc);
+    }
+    rc
+}
+
+/// `sendfile` to `fd`: a downstream connection's bytes are counted, unseen or not.
+#[inline(always)]
+fn sent_from_file(fd: c_int, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    let began = downstream_sending(fd);
+    let rc = moved_unseen(fd, "sendfile", call);
+    if rc > 0 {
+        downstream_sent(fd, began, rc);
     }
     rc
 }
@@ -904,6 +1053,9 @@ fn closed_stream(stream: *mut libc::FILE, call: impl FnOnce() -> c_int) -> c_int
         if TRACKED.contains(fd) {
             process::closing(fd);
         }
+        if TRACKED.contains_other(fd) {
+            crate::ledger::closing(fd);
+        }
     }
     let log_fd = log_fd_of(stream);
     let rc = call();
@@ -920,6 +1072,7 @@ fn closed_range(first: c_uint, last: c_uint, flags: c_int, call: impl FnOnce() -
     log_fds_closed(first, last, flags);
     if process::is_active() && (flags as c_uint & libc::CLOSE_RANGE_CLOEXEC) == 0 {
         process::closing_range(first, last);
+        crate::ledger::closing_range(first, last);
     }
     let rc = call();
     log_fds_closed(first, last, flags);
@@ -956,6 +1109,10 @@ fn duplicated_to(old: c_int, new: c_int, call: impl FnOnce() -> c_int) -> c_int 
     }
     if rc >= 0 && (TRACKED.contains(old) || TRACKED.contains(new)) {
         process::duplicated(old, new);
+    }
+    // What `new` was is closed (a copy of a followed connection is not followed).
+    if rc >= 0 && old != new && TRACKED.contains_other(new) {
+        crate::ledger::closing(new);
     }
     rc
 }
@@ -1007,9 +1164,37 @@ fn process_exit_now(real: real::_exit::F, status: c_int) -> ! {
 #[inline(always)]
 fn sent(fd: c_int, buf: *const c_void, call: impl FnOnce() -> ssize_t) -> ssize_t {
     before_send(fd);
+    let began = downstream_sending(fd);
     let rc = call();
     observe_sent(fd, buf, rc);
+    downstream_sent(fd, began, rc);
     rc
+}
+
+/// Before a send on `fd`, if it is a followed downstream connection: when it began. Its
+/// bytes' wait for an answer is counted from there, so that it is never less than the other
+/// side took (a thread descheduled after the call would make a later reading short).
+#[inline(always)]
+fn downstream_sending(fd: c_int) -> Option<u64> {
+    TRACKED.contains_other(fd).then(crate::probes::mono_ns)
+}
+
+/// After a send begun at `began` (see [`downstream_sending`]) of `rc` bytes (or a failure) on
+/// `fd`. The host's errno is left as the call set it.
+#[inline(always)]
+fn downstream_sent(fd: c_int, began: Option<u64>, rc: ssize_t) {
+    if let Some(began) = began {
+        crate::ledger::sent(fd, rc, errno(), began);
+    }
+}
+
+/// After a receive on `fd` with `flags` that returned `rc`, if it is a followed downstream
+/// connection: bytes of the stream (not a peek), its end, or a failure.
+#[inline(always)]
+fn downstream_received(fd: c_int, rc: ssize_t, flags: c_int) {
+    if flags & NOT_IN_STREAM == 0 && TRACKED.contains_other(fd) {
+        crate::ledger::received(fd, rc, errno());
+    }
 }
 
 /// `sendmsg`.
@@ -1019,6 +1204,7 @@ fn sent(fd: c_int, buf: *const c_void, call: impl FnOnce() -> ssize_t) -> ssize_
 #[inline(always)]
 unsafe fn sent_msg(fd: c_int, msg: *const msghdr, call: impl FnOnce() -> ssize_t) -> ssize_t {
     before_send(fd);
+    let began = downstream_sending(fd);
     let rc = call();
     if rc > 0 && !msg.is_null() {
         // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
@@ -1026,6 +1212,7 @@ unsafe fn sent_msg(fd: c_int, msg: *const msghdr, call: impl FnOnce() -> ssize_t
         // SAFETY: as above.
         unsafe { observe_sent_iov(fd, iov, n, rc) };
     }
+    downstream_sent(fd, began, rc);
     rc
 }
 
@@ -1041,9 +1228,11 @@ unsafe fn sent_iov(
     call: impl FnOnce() -> ssize_t,
 ) -> ssize_t {
     before_send(fd);
+    let began = downstream_sending(fd);
     let rc = call();
     // SAFETY: the kernel just read `rc` bytes through these iovecs.
     unsafe { observe_sent_iov(fd, iov, n, rc) };
+    downstream_sent(fd, began, rc);
     rc
 }
 
@@ -1059,6 +1248,7 @@ fn received(
 ) -> ssize_t {
     let rc = call();
     observe_received(fd, buf, len, rc, flags);
+    downstream_received(fd, rc, flags);
     rc
 }
 
@@ -1085,6 +1275,7 @@ unsafe fn received_msg(
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         unsafe { observe_received_iov(fd, iov, n, rc) };
     }
+    downstream_received(fd, rc, flags);
     rc
 }
 
@@ -1104,6 +1295,7 @@ unsafe fn received_iov(
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         unsafe { observe_received_iov(fd, iov, n, rc) };
     }
+    downstream_received(fd, rc, 0);
     rc
 }
 
@@ -1114,11 +1306,12 @@ unsafe fn received_iov(
 // for a Runtime API socket (and, for writes, for stdout and stderr) is in a `#[cold]` function
 // out of line. Every other shim calls its observer.
 
-/// Whether a write to `fd` needs the library: a Runtime API socket, or stdout/stderr (whose
-/// last byte is noted, see [`observe_sent`]). fd 0 is let in too: one compare instead of two.
+/// Whether a write to `fd` needs the library: a Runtime API socket, a followed downstream
+/// connection, or stdout/stderr (whose last byte is noted, see [`observe_sent`]). fd 0 is let
+/// in too: one compare instead of two.
 #[inline(always)]
 fn watched_output(fd: c_int) -> bool {
-    (fd as u32) <= 2 || TRACKED.contains(fd)
+    (fd as u32) <= 2 || TRACKED.watched(fd)
 }
 
 /// A send hook's fast test: [`watched_output`], or a deep-bound load pending, or an fd at or
@@ -1131,7 +1324,7 @@ fn output_may_be_watched(fd: c_int) -> bool {
     let beyond = (fd as u32).wrapping_sub(3) | crate::deepbind::pending_word();
     // Within LAST the flag is 0 and `beyond + 3` is the fd: its word's index, which the
     // compiler sees is in range.
-    beyond > LAST || TRACKED.contains_in_word((beyond + 3) as usize / 64, fd as u32)
+    beyond > LAST || TRACKED.watched_in_word(FdBits::word_of(beyond + 3), fd as u32)
 }
 
 /// A receive hook's fast test: [`watched_input`], or a deep-bound load pending.
@@ -1141,10 +1334,11 @@ fn input_may_be_watched(fd: c_int) -> bool {
 }
 
 /// A receive hook's test: only Runtime API sockets (tracked before the bytes can arrive:
-/// `connect` or `dup` marks the fd first).
+/// `connect` or `dup` marks the fd first) and followed downstream connections (marked at
+/// their `connect`).
 #[inline(always)]
 fn watched_input(fd: c_int) -> bool {
-    TRACKED.contains(fd)
+    TRACKED.watched(fd)
 }
 
 /// Every row of the table (see table.rs for its form).
@@ -1419,8 +1613,10 @@ extern "C" fn constructor() {
     process::loaded(real::resolve_all());
 }
 
+/// Whether the C hooks must report a close or a copy of `fd`: a Runtime API socket, or a
+/// followed downstream connection.
 extern "C" fn fd_is_tracked(fd: c_int) -> c_int {
-    c_int::from(TRACKED.contains(fd))
+    c_int::from(TRACKED.watched(fd))
 }
 
 extern "C" fn is_active() -> c_int {
@@ -1428,13 +1624,25 @@ extern "C" fn is_active() -> c_int {
 }
 
 extern "C" fn fd_closing(fd: c_int) {
-    process::closing(fd);
+    if TRACKED.contains(fd) {
+        process::closing(fd);
+    }
+    if TRACKED.contains_other(fd) {
+        crate::ledger::closing(fd);
+    }
 }
 
 extern "C" fn fds_closing(first: c_uint, last: c_uint) {
     process::closing_range(first, last);
+    crate::ledger::closing_range(first, last);
 }
 
 extern "C" fn fd_duplicated(old_fd: c_int, new_fd: c_int) {
-    process::duplicated(old_fd, new_fd);
+    if TRACKED.contains(old_fd) || TRACKED.contains(new_fd) {
+        process::duplicated(old_fd, new_fd);
+    }
+    // What `new_fd` was is closed (a copy of a followed connection is not followed).
+    if old_fd != new_fd && TRACKED.contains_other(new_fd) {
+        crate::ledger::closing(new_fd);
+    }
 }

@@ -17,6 +17,8 @@ pub mod handoff;
 #[cfg(not(test))]
 pub mod hooks;
 #[cfg(not(test))]
+pub mod ledger;
+#[cfg(not(test))]
 pub mod lines;
 #[cfg(not(test))]
 pub mod output;

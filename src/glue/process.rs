@@ -297,7 +297,7 @@ impl Canary {
         Canary([AtomicU64::new(0), AtomicU64::new(0)])
     }
 
-    fn address(&self) -> usize {
+    pub fn address(&self) -> usize {
         self as *const Canary as usize
     }
 
@@ -307,7 +307,7 @@ impl Canary {
         [MARK ^ at as u64, !MARK ^ me]
     }
 
-    fn set(&self, me: u64) {
+    pub fn set(&self, me: u64) {
         let [a, b] = Canary::expected(me, self.address());
         self.0[0].store(a, Ordering::Relaxed);
         self.0[1].store(b, Ordering::Relaxed);
@@ -315,7 +315,7 @@ impl Canary {
 
     /// Whether the canary at `at` is still there, in the live frame of thread `me`. Reads
     /// memory only where the kernel says a mapping is.
-    fn intact(me: u64, at: usize) -> bool {
+    pub fn intact(me: u64, at: usize) -> bool {
         if !sys::is_mapped(at, std::mem::size_of::<Canary>()) {
             return false;
         }
@@ -457,7 +457,8 @@ pub fn loaded(missing: crate::real::Missing) {
 }
 
 /// Whether connects must be looked at, deciding it on the first call: the process is on its
-/// way to becoming a runtime only once it connects somewhere, gives a custom value, asks the
+/// way to becoming a runtime only once it connects somewhere (or looks a name up to), gives a
+/// custom value, asks the
 /// C ABI whether it is metered, or loads a library with `RTLD_DEEPBIND`. Then, and not before,
 /// the library reads `AWS_LAMBDA_RUNTIME_API` (no allocation, one `getpid`).
 pub fn activate() -> bool {
@@ -488,6 +489,11 @@ pub fn activate() -> bool {
         match ApiAddress::parse(text) {
             Ok(api) => {
                 let _ = ps().api.set(api);
+                // The connections of its init are followed too (a database client made
+                // outside the handler), where this process may be its environment's runtime.
+                if may_be_environment_root() && downstream_wanted() {
+                    crate::ledger::switch_on();
+                }
                 ACTIVE
             }
             Err(e) => {
@@ -616,6 +622,14 @@ fn reserve() -> bool {
     // processes instead (see `probes::measure_environment`): it pays nothing for this.
     if probes::environment_root().is_none() {
         probes::find_environment_cgroup(settings.memory_size_mb);
+        // What its invokes wait on, likewise.
+        if let Some(engine) = engine_cell().as_mut()
+            && settings.downstream
+        {
+            engine.link_downstream(crate::ledger::LINK);
+        }
+    } else {
+        crate::ledger::switch_off();
     }
     // Here, not later: once the process is a runtime no hook path may create a thread (it
     // allocates and takes the loader's locks), even in a process that turns out to be a
@@ -763,6 +777,36 @@ fn preloaded_for(pid: u32, api: &[u8]) -> bool {
         }
     }
     preloaded && same_api
+}
+
+/// Whether `LAMBDA_METER_DOWNSTREAM` leaves the function's connections followed, read without
+/// allocating (it runs on a hook path; the settings, read later, say a value that is not
+/// usable).
+fn downstream_wanted() -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
+    let raw = unsafe { libc::getenv(c"LAMBDA_METER_DOWNSTREAM".as_ptr()) };
+    raw.is_null()
+        // SAFETY: getenv returned a NUL-terminated string of the environment.
+        || std::str::from_utf8(unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
+            .ok()
+            .and_then(crate::settings::parse_bool)
+            != Some(false)
+}
+
+/// [`is_environment_root`] without allocating (it runs on a hook path): `LAMBDA_METER_ENV_ID`
+/// names no other process.
+fn may_be_environment_root() -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
+    let raw = unsafe { libc::getenv(c"LAMBDA_METER_ENV_ID".as_ptr()) };
+    if raw.is_null() {
+        return true;
+    }
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    let text = unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes();
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_none_or(|root| root == probes::owner_pid())
 }
 
 /// Whether this process is its environment's root (or may be one: none is known). Settings
@@ -1387,6 +1431,11 @@ fn disable_permanently(why: &str) {
     }
 }
 
+/// Whether `addr` is the Runtime API's.
+pub fn is_runtime_api(addr: &SocketAddr) -> bool {
+    ps().api.get().is_some_and(|api| api.matches(addr))
+}
+
 /// After a successful (or in-progress) `connect(fd, addr)`, or a failed one (`addr` = None).
 pub fn connected(fd: i32, addr: Option<SocketAddr>) {
     if !probes::in_owner_process() {
@@ -1731,4 +1780,5 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
 /// [`crate::state::State::forked_child`]).
 fn forked_child_state() {
     crate::state::STATE.forked_child(sys::getpid());
+    crate::ledger::forked_child();
 }

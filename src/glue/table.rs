@@ -19,8 +19,8 @@
 //!   socket). A `stream_in` shim (a stdio read) makes the real call, and calls the observer
 //!   only while a stream on a Runtime API socket is followed (one load), unless its row is
 //!   `via` another's. Every other family (`unseen`: bytes the hooks cannot see; `fd`: which
-//!   fd the bytes travel on; `stdio`; `signal`; `process`; `loader`) calls its observer
-//!   directly.
+//!   fd the bytes travel on; `lookup`: name lookups; `stdio`; `signal`; `process`; `loader`)
+//!   calls its observer directly.
 //! - `BYTES`: `bytes` when the call carries the host's bytes (a `send` or `receive` row must),
 //!   else `-`.
 //! - `DEEP`: `deep` when the GOT entries of an `RTLD_DEEPBIND` object that hold libc's own
@@ -54,6 +54,11 @@ macro_rules! hook_table {
         // ---- fd: the calls that make, copy and end the fd the bytes travel on ----
         fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int: fd - deep,
             syscall(libc::SYS_connect, fd, addr, len) needed, |call| connected(fd, addr, len, call);
+        fn getsockopt(
+            fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t,
+        ) -> c_int: fd - -,
+            syscall(libc::SYS_getsockopt, fd, level, name, value, len) needed,
+            |call| got_option(fd, level, name, value, len, call);
         fn close(fd: c_int) -> c_int: fd - deep,
             syscall(libc::SYS_close, fd) needed, |call| closed(fd, call);
         fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int: fd - deep,
@@ -68,6 +73,13 @@ macro_rules! hook_table {
         c fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int: fd - deep;
         c fn fcntl64(fd: c_int, cmd: c_int, ...) -> c_int: fd - deep;
         c fn syscall(number: c_long, ...) -> c_long: fd - deep;
+
+        // ---- lookup: the names the function looks up, which name its connections ----
+        fn getaddrinfo(
+            node: *const c_char, service: *const c_char, hints: *const libc::addrinfo,
+            res: *mut *mut libc::addrinfo,
+        ) -> c_int: lookup - -,
+            lazy(libc::EAI_SYSTEM) optional, |call| looked_up(node, res, call);
 
         // ---- process ----
         fn fork() -> pid_t: process - deep,
@@ -133,7 +145,7 @@ macro_rules! hook_table {
         // pipe, in batches): the connection can no longer be followed, and is dropped ----
         fn sendfile(out_fd: c_int, in_fd: c_int, offset: *mut libc::off_t, count: size_t) -> ssize_t: unseen bytes -,
             syscall(libc::SYS_sendfile, out_fd, in_fd, offset, count) needed,
-            |call| moved_unseen(out_fd, "sendfile", call);
+            |call| sent_from_file(out_fd, call);
         fn splice(
             fd_in: c_int, off_in: *mut libc::loff_t, fd_out: c_int, off_out: *mut libc::loff_t, len: size_t,
             flags: c_uint,

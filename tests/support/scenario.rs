@@ -89,6 +89,8 @@ pub struct Scenario {
     /// Each run's runtime in a memory cgroup of its own, as on Lambda (see
     /// [`Config::memory_cgroup`]).
     pub memory_cgroup: bool,
+    /// The function's timeout, where not the simulator's default.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Scenario {
@@ -104,6 +106,7 @@ impl Scenario {
             launch: Launch::ExecWrapper,
             library: None,
             memory_cgroup: false,
+            timeout: None,
         }
     }
 
@@ -197,6 +200,7 @@ impl Scenario {
                 write_chunk: self.write_chunk,
                 max_concurrency: self.max_concurrency,
                 memory_cgroup: self.memory_cgroup,
+                timeout: self.timeout.unwrap_or(Config::default().timeout),
                 ..Config::default()
             },
             &cmd,

@@ -13,6 +13,9 @@
                                    -> fills mb MiB of memory the process keeps; returns its
                                       process id when pid is true
   {"action": "fds", "n": 20}       -> opens n files and keeps them open
+  {"action": "connect", "host": H, "port": P}
+                                   -> connects a TCP socket there; returns whether it was
+                                      refused
   {"action": "threads", "n": 5}    -> starts n threads that stay alive
   {"action": "subprocess", "how": "run"|"popen"|"posix_spawn"|"check_output"}
                                    -> starts a child process and waits for it
@@ -91,6 +94,14 @@ def dispatch(event, context):
     action = event.get("action", "ok") if isinstance(event, dict) else "echo"
     if action == "ok":
         return {"ok": True, "requestId": context.aws_request_id}
+    if action == "connect":
+        import socket
+
+        try:
+            socket.create_connection((event["host"], event["port"]), timeout=10).close()
+            return {"refused": False}
+        except ConnectionRefusedError:
+            return {"refused": True}
     if action == "channel":
         # The channel by hand, as any language can write it: one JSON line per value, with this
         # process's id (no request id: the process's only open invoke).

@@ -1,0 +1,420 @@
+//! The process's ledger of downstream calls: what each invoke waited on, fed by the hooks of
+//! every thread on the connections the function makes (not the Runtime API), and read by the
+//! engine where an invoke's result is sent (`lambda_meter_core::downstream`).
+//!
+//! It is kept apart from the engine, under a lock of its own, so that a function's threads
+//! that talk to other services never wait on the engine's gate, nor it on them. The lock is
+//! held only for a few hundred instructions of bounded, pure work (no system call, no
+//! allocation): a thread that finds it held spins, then yields a bounded number of times, and
+//! then lets the event go uncounted (the record says how many were, see [`missed`]), as does a
+//! signal handler that interrupted its own thread inside it. Nothing here waits for long.
+//!
+//! Which invoke a call belongs to: the only one open; where several are open, the one whose
+//! event the calling thread read; where none of them was read on it (Node.js on Managed
+//! Instances interleaves invokes on one thread; an I/O thread of a pool), each of the open ones,
+//! marked shared. Calls made while no invoke is open are not kept.
+//!
+//! The ledger is zero at load (all of it in `.bss`): a process that never becomes a runtime,
+//! or never opens a connection, never touches its pages.
+
+use crate::probes;
+use crate::process::{Canary, TRACKED};
+use crate::state::Reset;
+use crate::sys;
+use lambda_meter_core::downstream::{Calls, Delta, Downstream, Link, StillOpen};
+use lambda_meter_core::text::Out;
+use lambda_meter_core::tracker::{MAX_ID_LEN, RequestId};
+use std::cell::UnsafeCell;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Invokes whose figures are kept at once; an invoke opened while all are in use has none.
+const SLOTS: usize = 16;
+
+/// How many times a thread that finds the ledger held spins, then yields, before it lets its
+/// event go.
+const SPINS: u32 = 64;
+const YIELDS: u32 = 64;
+
+struct Slot {
+    used: bool,
+    id: RequestId,
+    /// The thread that read the invoke's event.
+    thread: u64,
+    calls: Calls,
+}
+
+impl Slot {
+    const FREE: Slot = Slot {
+        used: false,
+        id: RequestId::EMPTY,
+        thread: 0,
+        calls: Calls::NONE,
+    };
+}
+
+struct Book {
+    known: Downstream,
+    slots: [Slot; SLOTS],
+}
+
+struct Ledger {
+    /// The holder's thread key ([`lambda_meter_core::custom::thread_key`]), 0 when free.
+    owner: AtomicU64,
+    /// The address of the [`Canary`] in the holder's frame (written by the holder only).
+    frame: AtomicUsize,
+    /// Times the lock was taken (written by the holder only).
+    generation: AtomicU64,
+    /// One more than the generation a waiter last gave up on (0: none): while that generation
+    /// still holds, nobody waits.
+    stalled: AtomicU64,
+    /// Whether the engine keeps the ledger (this process is a runtime).
+    on: AtomicBool,
+    /// Events let go since the last record took its figures.
+    missed: AtomicU32,
+    book: UnsafeCell<Book>,
+}
+
+// SAFETY: `book` is reached only by the thread that holds `owner` (see `with`).
+unsafe impl Sync for Ledger {}
+
+static LEDGER: Ledger = Ledger {
+    owner: AtomicU64::new(0),
+    frame: AtomicUsize::new(0),
+    generation: AtomicU64::new(0),
+    stalled: AtomicU64::new(0),
+    on: AtomicBool::new(false),
+    missed: AtomicU32::new(0),
+    book: UnsafeCell::new(Book {
+        known: Downstream::new(),
+        slots: [Slot::FREE; SLOTS],
+    }),
+};
+
+/// What the engine uses (see [`Link`]).
+pub const LINK: Link = Link {
+    opened,
+    take,
+    waiting,
+};
+
+/// Connections are followed from now on: the process may be its environment's runtime.
+pub fn switch_on() {
+    LEDGER.on.store(true, Ordering::Release);
+}
+
+/// The process is a per-request helper (measured through its environment's runtime): no
+/// connection is followed from now on (those followed already are let go at their close).
+pub fn switch_off() {
+    LEDGER.on.store(false, Ordering::Release);
+}
+
+/// Whether connections are followed: one relaxed load.
+#[inline(always)]
+pub fn is_on() -> bool {
+    LEDGER.on.load(Ordering::Relaxed)
+}
+
+/// Runs `f` on the book, holding the lock; `None` (the event counted as missed) where it could
+/// not be had: held further up this thread's stack (a signal handler interrupted the holder),
+/// or held on by another thread.
+///
+/// A holder that never let go — a signal handler left it by `siglongjmp` — is this thread:
+/// its frame is gone (this call is above it on the stack, or the calls made since wrote over
+/// its [`Canary`]), so the lock is taken back, as the engine's gate is. Until then, other
+/// threads wait for it once, then not again (their events are counted as missed).
+fn with<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
+    let me = lambda_meter_core::custom::thread_key();
+    let canary = Canary::new();
+    canary.set(me);
+    let mut tries = 0u32;
+    loop {
+        match LEDGER
+            .owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(holder) if holder == me => {
+                let at = LEDGER.frame.load(Ordering::Relaxed);
+                let below = canary.address() < at || sys::on_signal_stack();
+                if at != 0 && below && Canary::intact(me, at) {
+                    return missed();
+                }
+                // Abandoned by this very thread: it holds the lock already.
+                break;
+            }
+            Err(_) => {
+                let generation = LEDGER.generation.load(Ordering::Relaxed);
+                let mark = generation.wrapping_add(1);
+                if LEDGER.stalled.load(Ordering::Relaxed) == mark {
+                    return missed();
+                }
+                if tries >= SPINS + YIELDS {
+                    LEDGER.stalled.store(mark, Ordering::Relaxed);
+                    return missed();
+                }
+                if tries < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    sys::sched_yield();
+                }
+                tries += 1;
+            }
+        }
+    }
+    LEDGER.frame.store(canary.address(), Ordering::Relaxed);
+    let generation = LEDGER.generation.load(Ordering::Relaxed);
+    LEDGER
+        .generation
+        .store(generation.wrapping_add(1), Ordering::Relaxed);
+    // SAFETY: this thread holds `owner`, so no other thread reaches the book until the store
+    // below; a signal handler on this thread finds its live frame and does not either.
+    let r = f(unsafe { &mut *LEDGER.book.get() });
+    LEDGER.frame.store(0, Ordering::Relaxed);
+    LEDGER.owner.store(0, Ordering::Release);
+    Some(r)
+}
+
+/// An event the ledger could not count.
+fn missed<R>() -> Option<R> {
+    LEDGER.missed.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+impl Book {
+    /// Puts `delta`, seen on `thread`, on the invoke it belongs to (see the module's
+    /// documentation).
+    fn add(&mut self, thread: u64, delta: Option<Delta>) {
+        let Some(delta) = delta else { return };
+        let open = self.slots.iter().filter(|s| s.used).count();
+        let own = match open {
+            1 => self.slots.iter().position(|s| s.used),
+            _ => self.slots.iter().position(|s| s.used && s.thread == thread),
+        };
+        // Where none is the thread's own, each open one's, shared.
+        let shared = own.is_none();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.used && own.is_none_or(|own| own == i) {
+                s.calls.add(&delta);
+                s.calls.shared |= shared;
+            }
+        }
+    }
+}
+
+/// [`Link::opened`].
+fn opened(id: &str, thread: u64, still_open: StillOpen) {
+    let now = probes::mono_ns();
+    let _ = with(|b| {
+        for s in &mut b.slots {
+            if s.used && !still_open(s.id.as_str()) {
+                s.used = false;
+            }
+        }
+        let Book { known, slots } = b;
+        // Calls under way belong to the invokes still open, if any; else they were carried
+        // over from before this one.
+        let alone = slots.iter().all(|s| !s.used);
+        if let Some(s) = slots.iter_mut().find(|s| !s.used) {
+            s.used = true;
+            s.id.set(lambda_meter_core::text::bounded_str(id, MAX_ID_LEN));
+            s.thread = thread;
+            // (Written over only where used: the slot of an invoke without calls is as new.)
+            if !s.calls.is_empty() || s.calls.shared {
+                s.calls = Calls::NONE;
+            }
+            if alone {
+                known.carry_into(now, |delta| s.calls.add(&delta));
+            }
+        }
+    });
+}
+
+/// [`Link::take`].
+fn take(id: &str, out: &mut Out) -> bool {
+    with(|b| {
+        let Book { known, slots } = b;
+        let Some(s) = slots.iter_mut().find(|s| s.used && s.id.as_str() == id) else {
+            return false;
+        };
+        s.used = false;
+        let missed = LEDGER.missed.swap(0, Ordering::Relaxed);
+        if s.calls.is_empty() && missed == 0 {
+            return false;
+        }
+        s.calls.missed = missed;
+        s.calls.render(known, out);
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// [`Link::waiting`].
+fn waiting(now_ns: u64, out: &mut Out) -> bool {
+    with(|b| b.known.render_in_flight(now_ns, out)).unwrap_or(false)
+}
+
+/// Before a `connect` or a name lookup: when it began, where connections are followed.
+#[inline(always)]
+pub fn starting() -> Option<u64> {
+    is_on().then(probes::mono_ns)
+}
+
+/// After `connect(fd, addr)` that began at `began_ns` returned `rc` with `errno`: a connection
+/// to an IPv4 or IPv6 address that is not the Runtime API (the caller knows) is followed from
+/// here. No system call asks whether it is a stream: a datagram socket connected to a peer
+/// (QUIC, a resolver of the function's own) has its turns too.
+#[cold]
+#[inline(never)]
+pub fn connected(fd: i32, addr: Option<SocketAddr>, began_ns: u64, rc: i32, errno: i32) {
+    let Some(addr) = addr else { return };
+    if !probes::in_owner_process() {
+        return;
+    }
+    let thread = lambda_meter_core::custom::thread_key();
+    let ended = match rc {
+        0 => Some(None),
+        _ if errno == libc::EINPROGRESS || errno == libc::EINTR => None,
+        _ => Some(Some(errno)),
+    };
+    let now = probes::mono_ns();
+    let followed = with(|b| {
+        if !b.known.connecting(fd, &addr, began_ns) {
+            // Every connection the process follows is in use: this one's calls go uncounted.
+            LEDGER.missed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if let Some(failed) = ended {
+            let delta = b.known.connected(fd, failed, now);
+            b.add(thread, delta);
+        }
+        b.known.follows(fd)
+    });
+    // Where the connect could not be counted, the connection's next call says so (see `moved`).
+    if followed == Some(false) {
+        TRACKED.remove_other(fd);
+    } else {
+        TRACKED.insert_other(fd);
+    }
+}
+
+/// A non-blocking connect of followed `fd` is over: made (`so_error` 0), or failed with it.
+#[cold]
+#[inline(never)]
+pub fn connect_ended(fd: i32, so_error: i32) {
+    let now = probes::mono_ns();
+    let thread = lambda_meter_core::custom::thread_key();
+    let followed = with(|b| {
+        if !b.known.follows(fd) {
+            LEDGER.missed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let delta = b
+            .known
+            .connected(fd, (so_error != 0).then_some(so_error), now);
+        b.add(thread, delta);
+        b.known.follows(fd)
+    });
+    if followed == Some(false) {
+        TRACKED.remove_other(fd);
+    }
+}
+
+/// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, or a failure
+/// (`rc` < 0, with `errno`).
+#[cold]
+#[inline(never)]
+pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64) {
+    moved(fd, rc, errno, began_ns, Downstream::sent);
+}
+
+/// [`sent`] and [`received`]: `rc` bytes moved the way `way` counts, or a failure (which may
+/// end the connection: it is not followed any more).
+fn moved(
+    fd: i32,
+    rc: isize,
+    errno: i32,
+    now: u64,
+    way: fn(&mut Downstream, i32, u64, u64) -> Option<Delta>,
+) {
+    let thread = lambda_meter_core::custom::thread_key();
+    let followed = with(|b| {
+        if !b.known.follows(fd) {
+            // Its connect went uncounted: so do its calls, each of which a record says (the
+            // fd stays marked until its close).
+            LEDGER.missed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let delta = match u64::try_from(rc) {
+            Ok(n) => way(&mut b.known, fd, n, now),
+            Err(_) => b.known.failed(fd, errno),
+        };
+        b.add(thread, delta);
+        b.known.follows(fd)
+    });
+    if followed == Some(false) {
+        TRACKED.remove_other(fd);
+    }
+}
+
+/// The host received on followed `fd`: `rc` bytes (0: the end of the stream), or a failure.
+#[cold]
+#[inline(never)]
+pub fn received(fd: i32, rc: isize, errno: i32) {
+    moved(fd, rc, errno, probes::mono_ns(), Downstream::received);
+}
+
+/// Before followed `fd` is closed (or replaced by a `dup2`): it is not followed any more.
+#[cold]
+#[inline(never)]
+pub fn closing(fd: i32) {
+    if !probes::in_owner_process() {
+        return;
+    }
+    TRACKED.remove_other(fd);
+    let _ = with(|b| b.known.closed(fd));
+}
+
+/// Before fds `first` to `last` are closed.
+#[cold]
+#[inline(never)]
+pub fn closing_range(first: u32, last: u32) {
+    if !is_on() || !probes::in_owner_process() {
+        return;
+    }
+    TRACKED.each_other_in(first, last, |fd| {
+        TRACKED.remove_other(fd);
+        let _ = with(|b| b.known.closed(fd));
+    });
+}
+
+/// The host looked `name` up and got `addrs` in `took_ns`: connections to them are named so.
+#[cold]
+#[inline(never)]
+pub fn looked_up(name: &str, addrs: &[IpAddr], took_ns: u64) {
+    let thread = lambda_meter_core::custom::thread_key();
+    let _ = with(|b| {
+        let delta = b.known.looked_up(name, addrs, took_ns);
+        b.add(thread, Some(delta));
+    });
+}
+
+/// In a forked child: it follows none of the connections it inherited, and no invoke is open
+/// (the thread that held the lock is not there). The pages are written only where the parent
+/// used the ledger.
+pub fn forked_child() {
+    LEDGER.owner.reset_to(0, Ordering::Release);
+    LEDGER.frame.reset_to(0, Ordering::Relaxed);
+    LEDGER.stalled.reset_to(0, Ordering::Relaxed);
+    LEDGER.generation.reset_to(0, Ordering::Relaxed);
+    LEDGER.missed.reset_to(0, Ordering::Relaxed);
+    if LEDGER.on.load(Ordering::Relaxed) {
+        // SAFETY: no other thread exists in the child yet, and the lock was just let go.
+        let b = unsafe { &mut *LEDGER.book.get() };
+        b.known = Downstream::new();
+        for s in &mut b.slots {
+            s.used = false;
+        }
+    }
+    LEDGER.on.reset_to(false, Ordering::Release);
+}

@@ -1,0 +1,396 @@
+//! What each invoke waited on: real HTTP clients in real runtime clients call a local server
+//! that answers after a known delay, and each invoke's record carries its `downstream`
+//! property. Every run is compared with the same run without lambda-meter.
+
+// Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::scenario::{Scenario, assert_same_requests, assert_same_results, by_request_id};
+use support::*;
+
+/// Bytes of every answer's body.
+const BODY: usize = 1000;
+
+/// An HTTP/1.1 server on a loopback port (IPv4, and IPv6 where the machine has it, so that
+/// `localhost` reaches it whichever address a client tries first): `GET /<ms>` is answered
+/// after `ms` milliseconds with [`BODY`] bytes, on a kept-alive connection unless the client
+/// asks to close it.
+struct Server {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let mut listeners = vec![v4];
+        if let Ok(v6) = TcpListener::bind(("::1", port)) {
+            listeners.push(v6);
+        }
+        for l in listeners {
+            let (requests, connections) = (requests.clone(), connections.clone());
+            std::thread::spawn(move || {
+                for conn in l.incoming().flatten() {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let requests = requests.clone();
+                    std::thread::spawn(move || serve(conn, &requests));
+                }
+            });
+        }
+        Server {
+            port,
+            requests,
+            connections,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(mut conn: TcpStream, requests: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        buf.drain(..end);
+        let ms: u64 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.trim_start_matches('/').parse().ok())
+            .unwrap_or(0);
+        requests.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(ms));
+        let close = head.contains("connection: close");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {BODY}\r\n{}\r\n{}",
+            if close { "Connection: close\r\n" } else { "" },
+            "x".repeat(BODY)
+        );
+        if conn.write_all(answer.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// The one entry of a record's `downstream` property (the server is its only remote name).
+fn only_entry(record: &Value) -> &Value {
+    let entries = record["downstream"].as_array().unwrap_or_else(|| {
+        panic!("no downstream property: {record}");
+    });
+    assert_eq!(entries.len(), 1, "{record}");
+    &entries[0]
+}
+
+/// `payloads` run by `scenario`'s runtime with and without the library: the same results,
+/// Runtime API requests and calls to the server; the metered run's records, by payload, and
+/// how many connections the server accepted in that run.
+fn both_ways(scenario: Scenario, server: &Server) -> (Vec<Value>, usize) {
+    let before = server.requests();
+    let plain = scenario.run(false);
+    let plain_calls = server.requests() - before;
+    let connections_before = server.connections();
+    let metered = scenario.run(true);
+    let metered_calls = server.requests() - before - plain_calls;
+    let connections = server.connections() - connections_before;
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    assert_same_results(&plain, &metered);
+    assert_same_requests(&plain, &metered);
+    assert_eq!(plain_calls, metered_calls, "calls the server answered");
+    let records = metered.records();
+    assert_valid_emf(&records);
+    let ids: Vec<String> = metered
+        .sim
+        .results()
+        .iter()
+        .map(|r| r.as_ref().unwrap().request_id.clone())
+        .collect();
+    let records = ids
+        .iter()
+        .map(|id| {
+            records
+                .iter()
+                .find(|r| r["requestId"] == id.as_str())
+                .unwrap_or_else(|| panic!("no record of {id}"))
+                .clone()
+        })
+        .collect();
+    (records, connections)
+}
+
+/// Each invoke of each Python client makes `CALLS` calls of `MS` ms: its record counts them
+/// exactly, and their wait is at least the server's delay and less than twice it.
+#[test]
+fn python_clients_calls_are_counted_and_timed_per_invoke() {
+    const CALLS: u64 = 3;
+    const MS: u64 = 60;
+    let server = Server::start();
+    // (client, connections per invoke)
+    for (client, connects) in [("http.client", 1), ("urllib", CALLS), ("requests", 1)] {
+        let payload = json!({
+            "client": client, "host": "localhost", "port": server.port, "ms": MS,
+            "calls": CALLS,
+        });
+        let mut scenario =
+            Scenario::new(python_command("downstream.handler"), python_function_dir());
+        scenario.payloads = vec![payload.clone(), payload];
+        let (records, accepted) = both_ways(scenario, &server);
+        assert_eq!(accepted as u64, 2 * connects, "{client}");
+        for record in records {
+            let e = only_entry(&record);
+            assert_eq!(e["name"], "localhost", "{client}: {record}");
+            assert_eq!(e["calls"], CALLS, "{client}: {record}");
+            assert_eq!(e["connects"], connects, "{client}: {record}");
+            let wait = e["waitMs"].as_f64().unwrap();
+            let injected = (CALLS * MS) as f64;
+            assert!(
+                wait >= injected && wait < 2.0 * injected,
+                "{client}: waited {wait} ms for {injected} ms of delay: {record}"
+            );
+            assert!(e["connectMs"].as_f64().unwrap() < injected, "{record}");
+            assert!(e["lookups"].as_u64().unwrap() >= 1, "{client}: {record}");
+            assert!(
+                e["bytesIn"].as_u64().unwrap() >= CALLS * BODY as u64,
+                "{record}"
+            );
+            assert!(e["bytesOut"].as_u64().unwrap() > 0, "{record}");
+            for failure in ["refused", "reset", "timedOut", "shared", "missed"] {
+                assert!(e.get(failure).is_none(), "{client}: {record}");
+            }
+        }
+    }
+}
+
+/// A connection made at init, outside the handler, is followed from there: its calls in each
+/// invoke are that invoke's, named by the lookup made at init (no connect or lookup of their
+/// own).
+#[test]
+fn a_connection_made_at_init_is_followed_into_the_invokes() {
+    const CALLS: u64 = 2;
+    const MS: u64 = 40;
+    let server = Server::start();
+    let payload = json!({
+        "client": "kept", "host": "localhost", "port": server.port, "ms": MS, "calls": CALLS,
+    });
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir())
+        .env("DS_PORT", &server.port.to_string());
+    scenario.payloads = vec![payload.clone(), payload];
+    for record in both_ways(scenario, &server).0 {
+        let e = only_entry(&record);
+        assert_eq!(e["name"], "localhost", "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        let wait = e["waitMs"].as_f64().unwrap();
+        let injected = (CALLS * MS) as f64;
+        assert!(wait >= injected && wait < 2.0 * injected, "{record}");
+        for member in ["connects", "lookups", "carriedOver"] {
+            assert!(e.get(member).is_none(), "{member}: {record}");
+        }
+    }
+}
+
+/// A function that makes no call has no `downstream` property, and a refused connection is
+/// counted as one.
+#[test]
+fn no_calls_no_property_and_a_refused_connect_is_counted() {
+    // A port nothing listens on: bound, then let go.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut scenario = Scenario::new(python_command("handler.dispatch"), python_function_dir());
+    scenario.payloads = vec![
+        json!({"action": "ok"}),
+        json!({"action": "connect", "host": "127.0.0.1", "port": closed}),
+    ];
+    let server = Server::start();
+    let records = both_ways(scenario, &server).0;
+    assert!(records[0].get("downstream").is_none(), "{}", records[0]);
+    let e = only_entry(&records[1]);
+    assert_eq!(e["name"], format!("127.0.0.1:{closed}"), "{}", records[1]);
+    assert_eq!(e["refused"], 1, "{}", records[1]);
+    assert_eq!(e["connects"], 1, "{}", records[1]);
+    assert!(e.get("calls").is_none(), "{}", records[1]);
+}
+
+/// An echo server on a loopback port: every byte it gets, it sends back at once.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut b) {
+                    if n == 0 || conn.write_all(&b[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Socket calls at the edges, in a C runtime (`tests/programs/downstream_edges.c`), each
+/// compared with the same run without the library: a connect the kernel refuses before it
+/// reads the address (an unreadable one) is the host's alone; a connect that succeeds is
+/// followed whatever errno held before it; and a `siglongjmp` out of a signal handler that
+/// interrupted the library's count of a call does not stop the counting of the calls after.
+#[test]
+fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
+    let port = echo_server();
+    let program = compile_program("downstream_edges", "downstream_edges", &["-O1"]);
+    let mut scenario = Scenario::new(vec![program.display().to_string()], std::env::temp_dir())
+        .env("ECHO_PORT", &port.to_string());
+    scenario.payloads = ["bad_address", "stale_errno", "longjmp", "turns", "turns"]
+        .iter()
+        .map(|c| json!({ "case": c }))
+        .collect();
+    let plain = scenario.run(false);
+    let metered = scenario.run(true);
+    assert_eq!(metered.run.exits, plain.run.exits, "{}", metered.run.stderr);
+    assert!(metered.run.idle, "{}", metered.run.stderr);
+    assert_same_results(&plain, &metered);
+    let records = by_request_id(&metered.records());
+    let results = metered.sim.results();
+    let record_of = |i: usize| {
+        let id = &results[i].as_ref().unwrap().request_id;
+        records[id.as_str()].clone()
+    };
+    let echo = format!("127.0.0.1:{port}");
+    // The first invoke connected the kept connection; the refused connects count nowhere.
+    let e = only_entry(&record_of(0)).clone();
+    assert_eq!(
+        (e["name"].as_str(), e["connects"].as_u64()),
+        (Some(echo.as_str()), Some(1))
+    );
+    assert!(
+        e.get("calls").is_none() && e.get("refused").is_none(),
+        "{e}"
+    );
+    let e = only_entry(&record_of(1)).clone();
+    assert_eq!(
+        (e["calls"].as_u64(), e["connects"].as_u64()),
+        (Some(1), Some(1)),
+        "{e}"
+    );
+    for i in [3, 4] {
+        let r = record_of(i);
+        let e = only_entry(&r);
+        assert_eq!(e["calls"], 5, "{r}");
+        assert!(e.get("connects").is_none(), "{r}");
+    }
+}
+
+/// Node.js's own `fetch` (undici, on libuv's non-blocking sockets and its thread pool's name
+/// lookups) in the real runtime client: each invoke's calls counted and timed, on one kept
+/// connection.
+#[test]
+fn node_fetch_calls_are_counted_and_timed_per_invoke() {
+    const CALLS: u64 = 3;
+    const MS: u64 = 60;
+    let server = Server::start();
+    let payload = json!({
+        "host": "localhost", "port": server.port, "ms": MS, "calls": CALLS,
+    });
+    let mut scenario = Scenario::node("downstream.handler");
+    scenario.payloads = vec![payload.clone(), payload];
+    let (records, accepted) = both_ways(scenario, &server);
+    let mut connects = 0;
+    for record in &records {
+        let e = only_entry(record);
+        assert_eq!(e["name"], "localhost", "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        let wait = e["waitMs"].as_f64().unwrap();
+        let injected = (CALLS * MS) as f64;
+        assert!(wait >= injected && wait < 2.0 * injected, "{record}");
+        connects += e["connects"].as_u64().unwrap_or(0);
+    }
+    // undici keeps connections for later calls, and opens another when it sees fit: every one
+    // the server accepted is in the invoke that made it.
+    assert_eq!(connects, accepted as u64, "{records:?}");
+}
+
+/// `LAMBDA_METER_DOWNSTREAM=false`: no connection is followed, no record has the property.
+#[test]
+fn the_setting_turns_it_off() {
+    let server = Server::start();
+    let payload = json!({
+        "client": "http.client", "host": "localhost", "port": server.port, "ms": 1, "calls": 2,
+    });
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir())
+        .env("LAMBDA_METER_DOWNSTREAM", "false");
+    scenario.payloads = vec![payload.clone(), payload];
+    for record in both_ways(scenario, &server).0 {
+        assert!(record.get("downstream").is_none(), "{record}");
+    }
+}
+
+/// A timeout's record names the call the invoke was still waiting on when the deadline came
+/// (`waitingOn`), and counts the calls it had made (`downstream`).
+#[test]
+fn a_timeout_names_the_call_still_waiting() {
+    let server = Server::start();
+    let slow = json!({
+        "client": "slow", "host": "localhost", "port": server.port, "ms": 4_000, "calls": 1,
+    });
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir());
+    scenario.timeout = Some(Duration::from_millis(1_000));
+    scenario.payloads = vec![slow];
+    let records = both_ways(scenario, &server).0;
+    let r = &records[0];
+    assert_eq!(r["errorType"], "Sandbox.Timedout", "{r}");
+    let waiting = r["waitingOn"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(waiting.len(), 1, "{r}");
+    let w = &waiting[0];
+    assert_eq!(w["name"], "localhost", "{r}");
+    let age = w["ageMs"].as_f64().unwrap();
+    // Sent after init and a quick call, and waited on until the deadline (less the margin).
+    assert!(age > 500.0 && age < 1_000.0, "{r}");
+    assert!(
+        w["bytesOut"].as_u64().unwrap() > 0 && w.get("bytesIn").is_none(),
+        "{r}"
+    );
+    let e = only_entry(r);
+    assert_eq!(
+        (e["calls"].as_u64(), e["connects"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+}

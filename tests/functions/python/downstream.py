@@ -1,0 +1,52 @@
+"""Handlers that call an HTTP server (the test's, which answers `/<ms>` after that many
+milliseconds) through real Python clients, for lambda-meter's downstream figures."""
+
+import http.client
+import os
+import urllib.request
+
+# A connection made at init, outside the handler (as a database client usually is), and
+# used once there: with DS_PORT set.
+KEPT = None
+if os.environ.get("DS_PORT"):
+    KEPT = http.client.HTTPConnection("localhost", int(os.environ["DS_PORT"]), timeout=30)
+    KEPT.request("GET", "/0")
+    KEPT.getresponse().read()
+
+
+def handler(event, context):
+    host, port, ms, n = event["host"], event["port"], event["ms"], event["calls"]
+    client = event["client"]
+    got = 0
+    if client == "http.client":
+        # One keep-alive connection for every call.
+        c = http.client.HTTPConnection(host, port, timeout=30)
+        for _ in range(n):
+            c.request("GET", f"/{ms}")
+            got += len(c.getresponse().read())
+        c.close()
+    elif client == "kept":
+        for _ in range(n):
+            KEPT.request("GET", f"/{ms}")
+            got += len(KEPT.getresponse().read())
+    elif client == "slow":
+        # A quick call, then one the server answers after `ms`: past the function's timeout.
+        c = http.client.HTTPConnection(host, port, timeout=60)
+        c.request("GET", "/0")
+        got += len(c.getresponse().read())
+        c.request("GET", f"/{ms}")
+        got += len(c.getresponse().read())
+    elif client == "urllib":
+        # A connection (and a lookup) per call.
+        for _ in range(n):
+            with urllib.request.urlopen(f"http://{host}:{port}/{ms}", timeout=30) as r:
+                got += len(r.read())
+    elif client == "requests":
+        import requests
+
+        with requests.Session() as s:
+            for _ in range(n):
+                got += len(s.get(f"http://{host}:{port}/{ms}", timeout=30).content)
+    else:
+        raise ValueError(client)
+    return {"client": client, "bytes": got}
