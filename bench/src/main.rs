@@ -1373,12 +1373,16 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "cc passthrough.c");
+    // The rows measure a function's own fds that the library does not follow: the socket's
+    // connection, which it follows by default (what each invoke waited on), with that off;
+    // the last row measures it followed.
     let run = |mode: &str, n: u64, preload: bool| -> f64 {
         let mut c = Command::new(&bin);
         c.args([mode, &n.to_string()]).env_remove("LD_PRELOAD");
         if preload {
             c.env("LD_PRELOAD", lib)
-                .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+                .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+                .env("LAMBDA_METER_DOWNSTREAM", "false");
         }
         let out = c.output().expect("passthrough");
         String::from_utf8_lossy(&out.stdout)
@@ -1387,7 +1391,9 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
             .expect("ns")
             / n as f64
     };
-    let callgrind = |mode: &str, n: u64, preload: bool| -> f64 {
+    // `followed`: the library follows the connection (the default); the count is then the
+    // connecting process's (the last to end), else the first to end's, as for every row.
+    let callgrind_of = |mode: &str, n: u64, preload: bool, followed: bool| -> f64 {
         let mut c = Command::new("valgrind");
         c.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
             .arg(&bin)
@@ -1396,10 +1402,19 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
         if preload {
             c.env("LD_PRELOAD", lib)
                 .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+            if !followed {
+                c.env("LAMBDA_METER_DOWNSTREAM", "false");
+            }
         }
         let out = c.output().expect("valgrind");
-        callgrind_total(&String::from_utf8_lossy(&out.stderr))
+        let text = String::from_utf8_lossy(&out.stderr);
+        if followed {
+            callgrind_last_total(&text)
+        } else {
+            callgrind_total(&text)
+        }
     };
+    let callgrind = |mode: &str, n: u64, preload: bool| callgrind_of(mode, n, preload, false);
     writeln!(
         report,
         "\n### Untracked-fd pass-through (a function's own I/O)\n\n\
@@ -1456,6 +1471,38 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
             Verdict::of(added <= 15.0),
         ));
     }
+    // A downstream connection followed: each loop iteration is one call (a send, then the
+    // answer's receive) counted in the process's ledger.
+    let (n1, n2) = (2_000u64, 4_000u64);
+    let ir = |preload, followed| {
+        (callgrind_of("socket", n2, preload, followed)
+            - callgrind_of("socket", n1, preload, followed))
+            / (n2 - n1) as f64
+    };
+    let (plain, off, on) = (ir(false, true), ir(true, false), ir(true, true));
+    // The connecting process's count without the library (the last to end there too).
+    writeln!(
+        report,
+        "\nThe same loop's connecting process, its connection followed as a downstream \
+         connection (what each invoke waited on, the default) and with \
+         `LAMBDA_METER_DOWNSTREAM=false`: instructions per call (one `send` and one `recv`), \
+         {plain:.0} without the library, {on:.0} followed ({:+.0} a call), {off:.0} with the \
+         setting off ({:+.0} a call).",
+        on - plain,
+        off - plain
+    )
+    .unwrap();
+}
+
+/// The instructions callgrind counted in the last process to end (a program that forks and
+/// waits for its child: the parent).
+fn callgrind_last_total(stderr: &str) -> f64 {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("callgrind total")
 }
 
 /// Where each target goes in the Targets table: issue 23's order.
