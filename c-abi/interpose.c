@@ -506,3 +506,16 @@ __attribute__((visibility("hidden"))) uintptr_t lm_frame_replace(uintptr_t frame
 __attribute__((visibility("hidden"))) void lm_frame_set(uintptr_t frame) {
     lm_frame = frame;
 }
+
+/* The same for the downstream ledger's lock (src/glue/ledger.rs), a lock of its own. */
+static __thread uintptr_t lm_ledger_frame __attribute__((tls_model("initial-exec")));
+
+__attribute__((visibility("hidden"))) uintptr_t lm_ledger_frame_replace(uintptr_t frame) {
+    uintptr_t was = lm_ledger_frame;
+    lm_ledger_frame = frame;
+    return was;
+}
+
+__attribute__((visibility("hidden"))) void lm_ledger_frame_set(uintptr_t frame) {
+    lm_ledger_frame = frame;
+}

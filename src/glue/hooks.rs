@@ -261,6 +261,22 @@ unsafe fn last_byte_sent(iov: *const iovec, n: c_int, rc: ssize_t) -> Option<u8>
 // Each gets the host's arguments it needs and `call`, the real function with all of the host's
 // arguments unchanged; it returns what the real call returned, with its errno.
 
+/// Before a `connect` or a name lookup (which comes before the process's first connect):
+/// activates the library, before the call so that the process's first connection is followed
+/// too, with the host's errno kept (a call that succeeds leaves it as it was); where
+/// connections are followed, when the call began.
+#[inline(always)]
+fn activated_clock() -> Option<u64> {
+    let entry_errno = errno();
+    let began = if process::activate() {
+        crate::ledger::starting()
+    } else {
+        None
+    };
+    set_errno(entry_errno);
+    began
+}
+
 /// `connect`: a connection to the Runtime API is followed from here.
 ///
 /// # Safety
@@ -273,15 +289,7 @@ unsafe fn connected(
     call: impl FnOnce() -> c_int,
 ) -> c_int {
     crate::deepbind::poll(deep_table);
-    // Activated before the call, so that the process's first connection is followed too
-    // (with the host's errno kept: a connect that succeeds leaves it as it was).
-    let entry_errno = errno();
-    let began = if process::activate() {
-        crate::ledger::starting()
-    } else {
-        None
-    };
-    set_errno(entry_errno);
+    let began = activated_clock();
     let rc = call();
     if process::activate() {
         let err = errno();
@@ -379,15 +387,7 @@ unsafe fn looked_up(
     res: *mut *mut libc::addrinfo,
     call: impl FnOnce() -> c_int,
 ) -> c_int {
-    // A lookup comes before the process's first connect: it activates the library as a
-    // connect does (with the host's errno kept).
-    let entry_errno = errno();
-    let began = if process::activate() {
-        crate::ledger::starting()
-    } else {
-        None
-    };
-    set_errno(entry_errno);
+    let began = activated_clock();
     let rc = call();
     let Some(began) = began else { return rc };
     if rc != 0 || node.is_null() || res.is_null() {

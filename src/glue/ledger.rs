@@ -26,7 +26,7 @@ use lambda_meter_core::text::Out;
 use lambda_meter_core::tracker::{MAX_ID_LEN, RequestId};
 use std::cell::UnsafeCell;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Invokes whose figures are kept at once; an invoke opened while all are in use has none.
 const SLOTS: usize = 16;
@@ -61,14 +61,12 @@ struct Book {
 struct Ledger {
     /// The holder's thread key ([`lambda_meter_core::custom::thread_key`]), 0 when free.
     owner: AtomicU64,
-    /// The address of the [`Canary`] in the holder's frame (written by the holder only).
-    frame: AtomicUsize,
     /// Times the lock was taken (written by the holder only).
     generation: AtomicU64,
     /// One more than the generation a waiter last gave up on (0: none): while that generation
     /// still holds, nobody waits.
     stalled: AtomicU64,
-    /// Whether the engine keeps the ledger (this process is a runtime).
+    /// Whether connections are followed (the process may be its environment's runtime).
     on: AtomicBool,
     /// Events let go since the last record took its figures.
     missed: AtomicU32,
@@ -80,7 +78,6 @@ unsafe impl Sync for Ledger {}
 
 static LEDGER: Ledger = Ledger {
     owner: AtomicU64::new(0),
-    frame: AtomicUsize::new(0),
     generation: AtomicU64::new(0),
     stalled: AtomicU64::new(0),
     on: AtomicBool::new(false),
@@ -115,18 +112,43 @@ pub fn is_on() -> bool {
     LEDGER.on.load(Ordering::Relaxed)
 }
 
+/// The canary of this thread's outermost entry of the ledger's lock (held, or being taken),
+/// or 0: a thread-local variable of `c-abi/interpose.c` of the initial-exec model, as the
+/// gate's (see `process.rs`).
+mod frame {
+    unsafe extern "C" {
+        fn lm_ledger_frame_replace(frame: usize) -> usize;
+        fn lm_ledger_frame_set(frame: usize);
+    }
+
+    /// Sets this thread's frame to `frame`; the one it had.
+    pub fn replace(frame: usize) -> usize {
+        // SAFETY: reads and writes a word of this thread's own; no other effect.
+        unsafe { lm_ledger_frame_replace(frame) }
+    }
+
+    pub fn set(frame: usize) {
+        // SAFETY: as in `replace`.
+        unsafe { lm_ledger_frame_set(frame) }
+    }
+}
+
 /// Runs `f` on the book, holding the lock; `None` (the event counted as missed) where it could
 /// not be had: held further up this thread's stack (a signal handler interrupted the holder),
 /// or held on by another thread.
 ///
-/// A holder that never let go — a signal handler left it by `siglongjmp` — is this thread:
-/// its frame is gone (this call is above it on the stack, or the calls made since wrote over
-/// its [`Canary`]), so the lock is taken back, as the engine's gate is. Until then, other
-/// threads wait for it once, then not again (their events are counted as missed).
+/// Each thread notes, before it tries the lock, the [`Canary`] in the frame of its outermost
+/// entry, and puts back the one before when it lets go. A thread that finds its own key on the
+/// lock is either a signal handler inside that entry (its canary is intact, further up the
+/// stack or the handler is on the signal stack) or one whose entry a handler left by
+/// `siglongjmp` (it stands above that frame, or the calls made since wrote over the canary):
+/// then it takes the lock back, as the engine's gate does. Until then, other threads wait
+/// for it once, then not again (their events are counted as missed).
 fn with<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
     let me = lambda_meter_core::custom::thread_key();
     let canary = Canary::new();
     canary.set(me);
+    let mut outer = frame::replace(canary.address());
     let mut tries = 0u32;
     loop {
         match LEDGER
@@ -135,22 +157,22 @@ fn with<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
         {
             Ok(_) => break,
             Err(holder) if holder == me => {
-                let at = LEDGER.frame.load(Ordering::Relaxed);
-                let below = canary.address() < at || sys::on_signal_stack();
-                if at != 0 && below && Canary::intact(me, at) {
+                let below = canary.address() < outer || sys::on_signal_stack();
+                if outer != 0 && below && Canary::intact(me, outer) {
+                    frame::set(outer);
                     return missed();
                 }
-                // Abandoned by this very thread: it holds the lock already.
+                // Abandoned by this very thread: it holds the lock already, and that entry's
+                // frame is gone (this one is the outermost now).
+                outer = 0;
                 break;
             }
             Err(_) => {
                 let generation = LEDGER.generation.load(Ordering::Relaxed);
                 let mark = generation.wrapping_add(1);
-                if LEDGER.stalled.load(Ordering::Relaxed) == mark {
-                    return missed();
-                }
-                if tries >= SPINS + YIELDS {
+                if LEDGER.stalled.load(Ordering::Relaxed) == mark || tries >= SPINS + YIELDS {
                     LEDGER.stalled.store(mark, Ordering::Relaxed);
+                    frame::set(outer);
                     return missed();
                 }
                 if tries < SPINS {
@@ -162,7 +184,6 @@ fn with<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
             }
         }
     }
-    LEDGER.frame.store(canary.address(), Ordering::Relaxed);
     let generation = LEDGER.generation.load(Ordering::Relaxed);
     LEDGER
         .generation
@@ -170,8 +191,8 @@ fn with<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
     // SAFETY: this thread holds `owner`, so no other thread reaches the book until the store
     // below; a signal handler on this thread finds its live frame and does not either.
     let r = f(unsafe { &mut *LEDGER.book.get() });
-    LEDGER.frame.store(0, Ordering::Relaxed);
     LEDGER.owner.store(0, Ordering::Release);
+    frame::set(outer);
     Some(r)
 }
 
@@ -303,21 +324,9 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>, began_ns: u64, rc: i32, errn
 #[inline(never)]
 pub fn connect_ended(fd: i32, so_error: i32) {
     let now = probes::mono_ns();
-    let thread = lambda_meter_core::custom::thread_key();
-    let followed = with(|b| {
-        if !b.known.follows(fd) {
-            LEDGER.missed.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        let delta = b
-            .known
-            .connected(fd, (so_error != 0).then_some(so_error), now);
-        b.add(thread, delta);
-        b.known.follows(fd)
+    count(fd, |d| {
+        d.connected(fd, (so_error != 0).then_some(so_error), now)
     });
-    if followed == Some(false) {
-        TRACKED.remove_other(fd);
-    }
 }
 
 /// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, or a failure
@@ -325,30 +334,24 @@ pub fn connect_ended(fd: i32, so_error: i32) {
 #[cold]
 #[inline(never)]
 pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64) {
-    moved(fd, rc, errno, began_ns, Downstream::sent);
+    count(fd, |d| match u64::try_from(rc) {
+        Ok(n) => d.sent(fd, n, began_ns),
+        Err(_) => d.failed(fd, errno),
+    });
 }
 
-/// [`sent`] and [`received`]: `rc` bytes moved the way `way` counts, or a failure (which may
-/// end the connection: it is not followed any more).
-fn moved(
-    fd: i32,
-    rc: isize,
-    errno: i32,
-    now: u64,
-    way: fn(&mut Downstream, i32, u64, u64) -> Option<Delta>,
-) {
+/// Counts what `figures` makes of an event on followed `fd`, for the invoke of the calling
+/// thread; where the connection is no longer followed after it (a failure ended it), its fd
+/// is let go. An fd whose connect went uncounted stays marked until its close, and each of
+/// its calls is counted as missed (the record says so).
+fn count(fd: i32, figures: impl FnOnce(&mut Downstream) -> Option<Delta>) {
     let thread = lambda_meter_core::custom::thread_key();
     let followed = with(|b| {
         if !b.known.follows(fd) {
-            // Its connect went uncounted: so do its calls, each of which a record says (the
-            // fd stays marked until its close).
             LEDGER.missed.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        let delta = match u64::try_from(rc) {
-            Ok(n) => way(&mut b.known, fd, n, now),
-            Err(_) => b.known.failed(fd, errno),
-        };
+        let delta = figures(&mut b.known);
         b.add(thread, delta);
         b.known.follows(fd)
     });
@@ -361,7 +364,11 @@ fn moved(
 #[cold]
 #[inline(never)]
 pub fn received(fd: i32, rc: isize, errno: i32) {
-    moved(fd, rc, errno, probes::mono_ns(), Downstream::received);
+    let now = probes::mono_ns();
+    count(fd, |d| match u64::try_from(rc) {
+        Ok(n) => d.received(fd, n, now),
+        Err(_) => d.failed(fd, errno),
+    });
 }
 
 /// Before followed `fd` is closed (or replaced by a `dup2`): it is not followed any more.
@@ -404,7 +411,6 @@ pub fn looked_up(name: &str, addrs: &[IpAddr], took_ns: u64) {
 /// used the ledger.
 pub fn forked_child() {
     LEDGER.owner.reset_to(0, Ordering::Release);
-    LEDGER.frame.reset_to(0, Ordering::Relaxed);
     LEDGER.stalled.reset_to(0, Ordering::Relaxed);
     LEDGER.generation.reset_to(0, Ordering::Relaxed);
     LEDGER.missed.reset_to(0, Ordering::Relaxed);
