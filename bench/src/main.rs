@@ -1391,9 +1391,10 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
             .expect("ns")
             / n as f64
     };
-    // `followed`: the library follows the connection (the default); the count is then the
-    // connecting process's (the last to end), else the first to end's, as for every row.
-    let callgrind_of = |mode: &str, n: u64, preload: bool, followed: bool| -> f64 {
+    // `followed`: the library follows the connection (the default). `connecting`: the count
+    // is the connecting process's (the last to end), else the first to end's, as for every
+    // row.
+    let callgrind_of = |mode: &str, n: u64, preload: bool, followed: bool, connecting: bool| {
         let mut c = Command::new("valgrind");
         c.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
             .arg(&bin)
@@ -1408,13 +1409,14 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
         }
         let out = c.output().expect("valgrind");
         let text = String::from_utf8_lossy(&out.stderr);
-        if followed {
+        if connecting {
             callgrind_last_total(&text)
         } else {
             callgrind_total(&text)
         }
     };
-    let callgrind = |mode: &str, n: u64, preload: bool| callgrind_of(mode, n, preload, false);
+    let callgrind =
+        |mode: &str, n: u64, preload: bool| callgrind_of(mode, n, preload, false, false);
     writeln!(
         report,
         "\n### Untracked-fd pass-through (a function's own I/O)\n\n\
@@ -1475,12 +1477,11 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
     // answer's receive) counted in the process's ledger.
     let (n1, n2) = (2_000u64, 4_000u64);
     let ir = |preload, followed| {
-        (callgrind_of("socket", n2, preload, followed)
-            - callgrind_of("socket", n1, preload, followed))
+        (callgrind_of("socket", n2, preload, followed, true)
+            - callgrind_of("socket", n1, preload, followed, true))
             / (n2 - n1) as f64
     };
-    let (plain, off, on) = (ir(false, true), ir(true, false), ir(true, true));
-    // The connecting process's count without the library (the last to end there too).
+    let (plain, off, on) = (ir(false, false), ir(true, false), ir(true, true));
     writeln!(
         report,
         "\nThe same loop's connecting process, its connection followed as a downstream \

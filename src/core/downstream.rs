@@ -761,8 +761,8 @@ pub const PROPERTY: &str = "downstream";
 /// The name of a timeout record's property that [`Downstream::render_in_flight`] makes.
 pub const IN_FLIGHT_PROPERTY: &str = "waitingOn";
 
-/// Whether an invoke (by its request id) is still open.
-pub type StillOpen<'a> = &'a dyn Fn(&str) -> bool;
+/// Whether an invoke (by its request id's bytes) is still open.
+pub type StillOpen<'a> = &'a dyn Fn(&[u8]) -> bool;
 
 /// How the engine reaches the process's ledger of downstream calls (kept by the library, under
 /// a lock of its own, apart from the engine: the hooks of every thread feed it).
@@ -770,10 +770,10 @@ pub type StillOpen<'a> = &'a dyn Fn(&str) -> bool;
 pub struct Link {
     /// Invoke `id`'s event was read on `thread`; `still_open` tells which invokes the ledger
     /// may still keep figures for (the rest ended some other way than by their result).
-    pub opened: fn(id: &str, thread: u64, still_open: StillOpen),
+    pub opened: fn(id: &[u8], thread: u64, still_open: StillOpen),
     /// Renders invoke `id`'s figures into `out` ([`Calls::render`]) and forgets them. False
     /// when there are none, or they could not be had now.
-    pub take: fn(id: &str, out: &mut Out) -> bool,
+    pub take: fn(id: &[u8], out: &mut Out) -> bool,
     /// Renders the calls still waiting at `now_ns` into `out`
     /// ([`Downstream::render_in_flight`]): what a timed-out invoke was waiting on. False when
     /// there are none, or they could not be had now.

@@ -636,7 +636,7 @@ impl Engine {
     fn place_downstream(&mut self, id: &RequestId) {
         if let Some(link) = self.downstream {
             let property = crate::downstream::PROPERTY;
-            self.place_property(id, property, |out| (link.take)(id.as_str(), out));
+            self.place_property(id, property, |out| (link.take)(id.as_bytes(), out));
         }
     }
 
@@ -1472,8 +1472,8 @@ impl Engine {
             self.journal_newest();
             if let Some(link) = self.downstream {
                 let tracker = &self.tracker;
-                (link.opened)(answer.request_id.as_str(), event.thread, &|id| {
-                    tracker.is_open(id)
+                (link.opened)(answer.request_id.as_bytes(), event.thread, &|id| {
+                    tracker.is_open_id(id)
                 });
             }
         }

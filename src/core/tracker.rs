@@ -1254,6 +1254,11 @@ impl Tracker {
     }
 
     /// Whether the invoke `request_id` was opened by this process and is open.
+    /// [`Tracker::is_open`] of a request id's bytes (no UTF-8 check).
+    pub fn is_open_id(&self, request_id: &[u8]) -> bool {
+        self.find(request_id).is_some()
+    }
+
     pub fn is_open(&self, request_id: &str) -> bool {
         self.find(crate::text::bounded_str(request_id, MAX_ID_LEN))
             .is_some()

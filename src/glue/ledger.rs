@@ -23,7 +23,7 @@ use crate::state::Reset;
 use crate::sys;
 use lambda_meter_core::downstream::{Calls, Delta, Downstream, Link, StillOpen};
 use lambda_meter_core::text::Out;
-use lambda_meter_core::tracker::{MAX_ID_LEN, RequestId};
+use lambda_meter_core::tracker::MAX_ID_LEN;
 use std::cell::UnsafeCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -38,16 +38,23 @@ const YIELDS: u32 = 64;
 
 struct Slot {
     used: bool,
-    id: RequestId,
+    /// The invoke's request id (its first `id_len` bytes).
+    id: [u8; MAX_ID_LEN],
+    id_len: usize,
     /// The thread that read the invoke's event.
     thread: u64,
     calls: Calls,
 }
 
 impl Slot {
+    fn id(&self) -> &[u8] {
+        self.id.get(..self.id_len).unwrap_or_default()
+    }
+
     const FREE: Slot = Slot {
         used: false,
-        id: RequestId::EMPTY,
+        id: [0; MAX_ID_LEN],
+        id_len: 0,
         thread: 0,
         calls: Calls::NONE,
     };
@@ -224,11 +231,11 @@ impl Book {
 }
 
 /// [`Link::opened`].
-fn opened(id: &str, thread: u64, still_open: StillOpen) {
+fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
     let now = probes::mono_ns();
     let _ = with(|b| {
         for s in &mut b.slots {
-            if s.used && !still_open(s.id.as_str()) {
+            if s.used && !still_open(s.id()) {
                 s.used = false;
             }
         }
@@ -238,7 +245,11 @@ fn opened(id: &str, thread: u64, still_open: StillOpen) {
         let alone = slots.iter().all(|s| !s.used);
         if let Some(s) = slots.iter_mut().find(|s| !s.used) {
             s.used = true;
-            s.id.set(lambda_meter_core::text::bounded_str(id, MAX_ID_LEN));
+            let id = id.get(..MAX_ID_LEN).unwrap_or(id);
+            if let Some(to) = s.id.get_mut(..id.len()) {
+                to.copy_from_slice(id);
+            }
+            s.id_len = id.len();
             s.thread = thread;
             // (Written over only where used: the slot of an invoke without calls is as new.)
             if !s.calls.is_empty() || s.calls.shared {
@@ -252,10 +263,10 @@ fn opened(id: &str, thread: u64, still_open: StillOpen) {
 }
 
 /// [`Link::take`].
-fn take(id: &str, out: &mut Out) -> bool {
+fn take(id: &[u8], out: &mut Out) -> bool {
     with(|b| {
         let Book { known, slots } = b;
-        let Some(s) = slots.iter_mut().find(|s| s.used && s.id.as_str() == id) else {
+        let Some(s) = slots.iter_mut().find(|s| s.used && s.id() == id) else {
             return false;
         };
         s.used = false;
