@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 /// Reads a socket address the kernel has just accepted.
 ///
 /// # Safety
-/// `addr` must point to `len` readable bytes (true once `connect` did not fail with EFAULT).
+/// `addr` must point to `len` readable bytes: true where the kernel read them, which a
+/// `connect` that got as far as the protocol did (see [`connected`]).
 unsafe fn socket_addr(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
     if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
         return None;
