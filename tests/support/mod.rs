@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod downstream_server;
 pub mod scenario;
 
 use lambda_sim::{Config, Event, FunctionRun, RunOptions, Simulator, run_function};
