@@ -71,6 +71,10 @@ done
 npm_cached() {
     key=$(sha256sum "$1/package-lock.json" | cut -c1-16)
     dir=$cache/$(basename "$1")-$key
+    mkdir -p "$cache"
+    # Two checkouts set up at once on one machine install one cache directory in turn.
+    exec 9>"$dir.lock"
+    flock 9
     if [ ! -f "$dir/.complete" ]; then
         echo "setup: installing $2 into $dir"
         rm -rf "$dir"
@@ -80,6 +84,7 @@ npm_cached() {
         if [ -n "${3:-}" ]; then (cd "$dir" && "$3"); fi
         touch "$dir/.complete"
     fi
+    exec 9>&-
     if [ -e "$1/node_modules" ] && [ ! -L "$1/node_modules" ]; then
         rm -rf "$1/node_modules"
     fi
