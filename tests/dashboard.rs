@@ -226,7 +226,7 @@ fn the_dashboard_graphs_what_each_setting_emits_for_every_function() {
             .filter(|w| w["type"] == "log")
             .map(|w| w["properties"]["query"].as_str().unwrap())
             .collect();
-        assert_eq!(logs.len(), 2);
+        assert_eq!(logs.len(), 3);
         assert!(logs[0].starts_with("SOURCE '/aws/lambda/a b' | "));
         assert!(
             logs[0].contains("stats count(*) as errors by errorType")
@@ -234,6 +234,13 @@ fn the_dashboard_graphs_what_each_setting_emits_for_every_function() {
         );
         // The errorType that query counts is in the records it reads.
         assert!(records.iter().any(|r| r["errorType"] == "ValueError"));
+        // The slowest downstream names: a row per entry of each record's `downstream`.
+        assert!(
+            logs[2].contains("unnest record.downstream into call")
+                && logs[2].contains("by call.name, FunctionName | sort waitMs desc | limit 5"),
+            "{}",
+            logs[2]
+        );
     }
 }
 

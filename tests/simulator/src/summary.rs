@@ -166,6 +166,76 @@ pub fn summarize(records: &[Value]) -> String {
     out.push('\n');
     out.push_str(&format!("CpuTime total   {cpu:.2} ms\n"));
     out.push_str(&format!("MaxMemoryUsed   {mem} MB\n"));
+    out.push_str(&downstream(records));
+    out
+}
+
+/// How many names [`downstream`] lists.
+pub const DOWNSTREAM_SHOWN: usize = 5;
+
+/// The slowest downstream names of the records' `downstream` properties (by total wait), each
+/// with its calls, its wait, the invokes that called it and the timeouts left waiting on it;
+/// nothing when no record has the property.
+fn downstream(records: &[Value]) -> String {
+    #[derive(Default)]
+    struct Name {
+        calls: f64,
+        wait_ms: f64,
+        invokes: usize,
+        stuck: usize,
+    }
+    fn at(names: &mut Vec<(String, Name)>, name: &str) -> usize {
+        match names.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                names.push((name.to_string(), Name::default()));
+                names.len() - 1
+            }
+        }
+    }
+    let mut names: Vec<(String, Name)> = Vec::new();
+    let entries = |r: &Value, key: &str| -> Vec<Value> {
+        r.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for r in records {
+        for e in entries(r, "downstream") {
+            let Some(name) = e.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let i = at(&mut names, name);
+            let num = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            names[i].1.calls += num("calls");
+            names[i].1.wait_ms += num("waitMs");
+            names[i].1.invokes += 1;
+        }
+        for w in entries(r, "waitingOn") {
+            if let Some(name) = w.get("name").and_then(Value::as_str) {
+                let i = at(&mut names, name);
+                names[i].1.stuck += 1;
+            }
+        }
+    }
+    if names.is_empty() {
+        return String::new();
+    }
+    names.sort_by(|a, b| b.1.wait_ms.total_cmp(&a.1.wait_ms).then(a.0.cmp(&b.0)));
+    let mut out = format!(
+        "downstream      {} name(s), slowest first (total wait)\n",
+        names.len()
+    );
+    for (name, n) in names.iter().take(DOWNSTREAM_SHOWN) {
+        out.push_str(&format!(
+            "  {name:<30} {:>6} calls  wait {:.2} ms  in {} invoke(s)",
+            n.calls, n.wait_ms, n.invokes
+        ));
+        if n.stuck > 0 {
+            out.push_str(&format!("  {} timeout(s) waiting on it", n.stuck));
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -390,6 +460,30 @@ mod tests {
         assert!(s.contains("errors          1  (ValueError)"));
         assert!(s.contains("p50 2.00"));
         assert!(s.contains("max 4.00"));
+    }
+
+    #[test]
+    fn lists_the_slowest_downstream_names() {
+        let out = concat!(
+            "{\"_aws\":{},\"Duration\":200,\"downstream\":[{\"name\":\"api.example.com\",\"calls\":2,\"waitMs\":150.5},{\"name\":\"db\",\"calls\":1,\"waitMs\":3}]}\n",
+            "{\"_aws\":{},\"Duration\":900,\"errorType\":\"Sandbox.Timedout\",\"downstream\":[{\"name\":\"db\",\"calls\":4,\"waitMs\":7}],\"waitingOn\":[{\"name\":\"db\",\"ageMs\":800}]}\n",
+            "{\"_aws\":{},\"Duration\":1}\n",
+        );
+        let s = summarize(&emf_records(out));
+        assert!(s.contains("downstream      2 name(s)"), "{s}");
+        let api = s.find("api.example.com").unwrap();
+        let db = s.find("  db ").unwrap();
+        assert!(api < db, "slowest first: {s}");
+        assert!(
+            s.contains("2 calls  wait 150.50 ms  in 1 invoke(s)\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("5 calls  wait 10.00 ms  in 2 invoke(s)  1 timeout(s) waiting on it"),
+            "{s}"
+        );
+        let none = summarize(&emf_records("{\"_aws\":{},\"Duration\":1}\n"));
+        assert!(!none.contains("downstream"), "{none}");
     }
 
     #[test]
