@@ -43,8 +43,8 @@ pub use lambda_meter_core::{
 mod glue;
 #[cfg(not(test))]
 use glue::{
-    channel, deepbind, elf, ending, hooks, ledger, lines, output, probes, process, real, signals,
-    state, table, thread,
+    blocked, channel, deepbind, elf, ending, hooks, ledger, lines, output, probes, process, real,
+    signals, state, table, thread,
 };
 pub use glue::{deferred, handoff, sys};
 

@@ -12,7 +12,7 @@
 
 mod support;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::time::Duration;
 use support::downstream_server::*;
@@ -119,16 +119,25 @@ fn no_calls_no_property_and_a_refused_connect_is_counted() {
 /// reads the address (an unreadable one) is the host's alone; a connect that succeeds is
 /// followed whatever errno held before it; and a `siglongjmp` out of a signal handler that
 /// interrupted the library's count of a call does not stop the counting of the calls after.
+/// Calls made after an invoke's result, before the next event was asked for, are its
+/// post-response ones.
 #[test]
 fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
     let port = echo_server();
     let program = compile_program("downstream_edges", "downstream_edges", &["-O1"]);
     let mut scenario = Scenario::new(vec![program.display().to_string()], std::env::temp_dir())
         .env("ECHO_PORT", &port.to_string());
-    scenario.payloads = ["bad_address", "stale_errno", "longjmp", "turns", "turns"]
-        .iter()
-        .map(|c| json!({ "case": c }))
-        .collect();
+    scenario.payloads = [
+        "bad_address",
+        "stale_errno",
+        "longjmp",
+        "turns",
+        "turns",
+        "after",
+    ]
+    .iter()
+    .map(|c| json!({ "case": c }))
+    .collect();
     let plain = scenario.run(false);
     let metered = scenario.run(true);
     assert_eq!(metered.run.exits, plain.run.exits, "{}", metered.run.stderr);
@@ -162,7 +171,20 @@ fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
         let e = only_entry(&r);
         assert_eq!(e["calls"], 5, "{r}");
         assert!(e.get("connects").is_none(), "{r}");
+        assert!(r.get("downstreamPostResponse").is_none(), "{r}");
     }
+    let r = record_of(5);
+    assert_eq!(only_entry(&r)["calls"], 2, "{r}");
+    let after = r["downstreamPostResponse"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(after.len(), 1, "{r}");
+    assert_eq!(
+        (after[0]["name"].as_str(), after[0]["calls"].as_u64()),
+        (Some(echo.as_str()), Some(3)),
+        "{r}"
+    );
+    assert!(r["PostResponseDuration"].as_f64().is_some(), "{r}");
 }
 
 /// Node.js's own `fetch` (undici, on libuv's non-blocking sockets and its thread pool's name
@@ -240,4 +262,83 @@ fn a_timeout_names_the_call_still_waiting() {
         (Some(1), Some(1)),
         "{r}"
     );
+    // The handler's thread is in the system call that waits for the answer (Python's socket
+    // with a timeout polls its one fd before it reads), on that connection.
+    let blocked = r["blockedIn"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let on_it: Vec<&Value> = blocked
+        .iter()
+        .filter(|b| b["name"] == "localhost")
+        .collect();
+    assert_eq!(on_it.len(), 1, "{r}");
+    let b = on_it[0];
+    assert!(
+        ["poll", "ppoll", "recvfrom", "read"].contains(&b["syscall"].as_str().unwrap()),
+        "{r}"
+    );
+    assert!(
+        b["fd"].as_u64().is_some() && b["thread"].as_u64().is_some(),
+        "{r}"
+    );
+    assert_eq!(b["ageMs"], w["ageMs"], "{r}");
+}
+
+/// On Lambda Managed Instances records are batched (`LAMBDA_METER_BATCH`): each invoke's calls
+/// ride in its batched record as its entry of the `downstream` array (the order of
+/// `requestId`). Python runs a process per invoke at once there: the first is the
+/// environment's runtime, the others are runtimes of their own, known as such at their first
+/// result, whose first invoke's figures are left out. Every other invoke's are exact.
+#[test]
+fn batched_records_carry_each_invokes_calls() {
+    let server = Server::start();
+    let calls_of = |i: usize| 1 + i as u64 % 3;
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir())
+        .env("LAMBDA_METER_BATCH", "3");
+    scenario.max_concurrency = 4;
+    scenario.payloads = (0..24)
+        .map(|i| {
+            json!({
+                "client": "http.client", "host": "localhost", "port": server.port, "ms": 1,
+                "calls": calls_of(i),
+            })
+        })
+        .collect();
+    let plain = scenario.run(false);
+    let metered = scenario.run(true);
+    assert!(
+        !metered.run.stderr.contains("lambda-meter"),
+        "{}",
+        metered.run.stderr
+    );
+    assert_same_results(&plain, &metered);
+    let raw = metered.raw_records();
+    assert_valid_emf(&raw);
+    let batches: Vec<&Value> = raw
+        .iter()
+        .filter(|r| r["invokes"].as_u64().is_some_and(|n| n > 1))
+        .collect();
+    assert!(!batches.is_empty(), "no batched record: {raw:?}");
+    for b in &batches {
+        let entries = b["downstream"].as_array().unwrap();
+        assert_eq!(
+            entries.len(),
+            b["requestId"].as_array().unwrap().len(),
+            "{b}"
+        );
+    }
+    let each = by_request_id(&metered.records());
+    let results = metered.sim.results();
+    assert_eq!(each.len(), results.len());
+    let mut warm = 0;
+    for (i, result) in results.iter().enumerate() {
+        let id = &result.as_ref().unwrap().request_id;
+        let record = &each[id.as_str()];
+        if record["ColdStart"] == 1 && record.get("downstream").is_none() {
+            continue;
+        }
+        warm += 1;
+        let e = only_entry(record);
+        assert_eq!(e["calls"], calls_of(i), "{record}");
+        assert_eq!(e["name"], "localhost", "{record}");
+    }
+    assert!(warm >= results.len() - 4, "{warm} warm invokes");
 }

@@ -14,6 +14,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use support::downstream_server::Server;
 use support::*;
 
 fn readme() -> String {
@@ -135,8 +136,17 @@ fn assert_row(label: &str, stated: &Row, run: &Row, tolerance: f64) {
 }
 
 fn demo_run(env: &[(&str, &str)], payloads: &[Value], max_concurrency: usize) -> String {
+    handler_run("handler.dispatch", env, payloads, max_concurrency)
+}
+
+fn handler_run(
+    handler: &str,
+    env: &[(&str, &str)],
+    payloads: &[Value],
+    max_concurrency: usize,
+) -> String {
     let layer = Layer::new();
-    let cmd = python_command("handler.dispatch");
+    let cmd = python_command(handler);
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let out = run_with(
         lambda_sim::Config {
@@ -193,6 +203,28 @@ fn the_cost_table_holds_the_figures_of_real_runs() {
             0.05,
         );
     }
+    // The default settings where each invoke calls three servers (`downstream`'s three names,
+    // by address: 127.0.0.1:port).
+    let servers = [Server::start(), Server::start(), Server::start()];
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let payload = json!({
+        "client": "http.client", "host": "127.0.0.1", "ports": ports, "ms": 1, "calls": 2,
+    });
+    let stdout = handler_run("downstream.handler", &[], &vec![payload; 20], 1);
+    let lines = emf_lines(&stdout);
+    assert_eq!(lines.len(), 20);
+    for (_, r) in &lines {
+        assert_eq!(r["downstream"].as_array().map(Vec::len), Some(3), "{r}");
+    }
+    let own: Vec<&str> = lines.iter().map(|(l, _)| *l).collect();
+    let records: Vec<Value> = lines.iter().map(|(_, r)| r.clone()).collect();
+    let label = "lambda-meter, default, each invoke calling 3 remote names";
+    assert_row(
+        label,
+        &row(&text, label),
+        &measured(&own, own.len(), &records),
+        0.05,
+    );
     // Batching on Lambda Managed Instances: the full batches of a run of four workers.
     let payloads: Vec<Value> = (0..48)
         .map(|i| match i % 6 {

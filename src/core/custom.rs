@@ -615,6 +615,35 @@ impl Pool {
         });
     }
 
+    /// Chunks that can still be had.
+    pub fn spare_chunks(&self) -> usize {
+        self.free.len() + (self.chunks.capacity() - self.chunks.len())
+    }
+
+    /// Whether every value of `c` is a property named in `keys`.
+    pub fn only_properties(&self, c: &Custom, keys: &[&str]) -> bool {
+        let mut only = true;
+        self.each(c, |e, _| {
+            only = matches!(e, Entry::Property { key, .. } if keys.contains(&key));
+            only
+        });
+        only
+    }
+
+    /// The value (compact JSON) of `c`'s property `key`, if it has one.
+    pub fn property_of(&self, c: &Custom, key: &str) -> Option<&str> {
+        let mut found = None;
+        self.each(c, |e, _| {
+            if let Entry::Property { key: k, json } = e
+                && k == key
+            {
+                found = Some(json);
+            }
+            true
+        });
+        found
+    }
+
     /// Calls `f` with each custom property of `c` (key, its last value as compact JSON).
     pub fn properties(&self, c: &Custom, mut f: impl FnMut(&str, &str)) {
         self.each(c, |e, _| {

@@ -472,6 +472,17 @@ impl Downstream {
 
     /// Each call still waiting at `now_ns` (connecting, or sent and not yet answered), the
     /// longest waiting first, to `f`.
+    /// What is known of followed `fd` at `now_ns`: its remote name, and how long its call
+    /// under way (or its connect) has waited; `None` when it is not followed.
+    pub fn about_fd(&self, fd: i32, now_ns: u64) -> Option<(&str, Option<u64>)> {
+        let c = self.live().iter().find(|c| c.used && c.fd == fd)?;
+        let waiting = matches!(c.phase, Phase::Sent | Phase::Connecting);
+        Some((
+            self.name(c.name),
+            waiting.then(|| now_ns.saturating_sub(c.at_ns)),
+        ))
+    }
+
     pub fn in_flight(&self, now_ns: u64, mut f: impl FnMut(InFlight)) {
         let mut waiting: [Option<&Conn>; MAX_CONNS] = [None; MAX_CONNS];
         let mut n = 0;
@@ -755,11 +766,36 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures, shared: bool)
     out.byte(b'}');
 }
 
+/// An invoke's downstream calls in sum: the catalog's opt-in `DownstreamCalls` and
+/// `DownstreamTime`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sum {
+    pub calls: u32,
+    /// Waiting for answers, connecting, and looking names up.
+    pub time_ns: u64,
+}
+
+impl Sum {
+    pub fn of(f: &Figures) -> Sum {
+        Sum {
+            calls: f.calls,
+            time_ns: f
+                .wait_ns
+                .saturating_add(f.connect_ns)
+                .saturating_add(f.lookup_ns),
+        }
+    }
+}
+
 /// The name of the record's property that [`Calls::render`] makes.
 pub const PROPERTY: &str = "downstream";
 
 /// The name of a timeout record's property that [`Downstream::render_in_flight`] makes.
 pub const IN_FLIGHT_PROPERTY: &str = "waitingOn";
+
+/// The name of the record's property of the calls made after the invoke's result was sent,
+/// until the runtime asked for its next event ([`Calls::render`], as [`PROPERTY`]).
+pub const POST_RESPONSE_PROPERTY: &str = "downstreamPostResponse";
 
 /// Whether an invoke (by its request id's bytes) is still open.
 pub type StillOpen<'a> = &'a dyn Fn(&[u8]) -> bool;
@@ -771,13 +807,21 @@ pub struct Link {
     /// Invoke `id`'s event was read on `thread`; `still_open` tells which invokes the ledger
     /// may still keep figures for (the rest ended some other way than by their result).
     pub opened: fn(id: &[u8], thread: u64, still_open: StillOpen),
-    /// Renders invoke `id`'s figures into `out` ([`Calls::render`]) and forgets them. False
-    /// when there are none, or they could not be had now.
-    pub take: fn(id: &[u8], out: &mut Out) -> bool,
+    /// Renders invoke `id`'s figures into `out` ([`Calls::render`]) and forgets them: its
+    /// result was sent, and the calls made from now until another invoke opens are its
+    /// post-response ones. Their sum; `None` (nothing rendered) when there are none, or they
+    /// could not be had now.
+    pub take: fn(id: &[u8], out: &mut Out) -> Option<Sum>,
+    /// Renders the calls made since invoke `id`'s result was sent into `out`, and forgets the
+    /// invoke. False when there are none, or they could not be had now.
+    pub after: fn(id: &[u8], out: &mut Out) -> bool,
     /// Renders the calls still waiting at `now_ns` into `out`
     /// ([`Downstream::render_in_flight`]): what a timed-out invoke was waiting on. False when
     /// there are none, or they could not be had now.
     pub waiting: fn(now_ns: u64, out: &mut Out) -> bool,
+    /// Renders what each thread of the process is blocked in at `now_ns` into `out`
+    /// ([`crate::blocked`]). False when there is nothing to say.
+    pub blocked: fn(now_ns: u64, out: &mut Out) -> bool,
 }
 
 #[cfg(test)]

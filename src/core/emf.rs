@@ -192,6 +192,8 @@ const PROPERTIES: &[&str] = &[
     "initStatus",
     crate::downstream::PROPERTY,
     crate::downstream::IN_FLIGHT_PROPERTY,
+    crate::downstream::POST_RESPONSE_PROPERTY,
+    crate::blocked::PROPERTY,
 ];
 
 /// Names no record of ours carries that custom values may not take either: an earlier
@@ -524,17 +526,29 @@ fn push_constants<'a>(out: &mut Out, s: &'a Settings, init_type: &'a str, keys: 
     }
 }
 
-/// Whether a finished record may share a batched record with others: a plain warm invoke.
-/// A stream's first record (it carries the environment's properties), a timeout, and a record
-/// with the function's own values go alone.
-pub fn batchable(rec: &InvokeRecord) -> bool {
-    rec.kind == RecordKind::Invoke && !starts_stream(rec) && !rec.timed_out && rec.custom.is_empty()
+/// The properties of lambda-meter's own a batched record carries, as arrays of the invokes'
+/// values (`null` for an invoke without).
+const BATCHED_PROPERTIES: [&str; 2] = [
+    crate::downstream::PROPERTY,
+    crate::downstream::POST_RESPONSE_PROPERTY,
+];
+
+/// Whether a finished record may share a batched record with others: a plain warm invoke,
+/// with no values but what it waited on ([`BATCHED_PROPERTIES`]). A stream's first record (it
+/// carries the environment's properties), a timeout, and a record with the function's own
+/// values go alone.
+pub fn batchable(rec: &InvokeRecord, pool: &Pool) -> bool {
+    rec.kind == RecordKind::Invoke
+        && !starts_stream(rec)
+        && !rec.timed_out
+        && (rec.custom.is_empty() || pool.only_properties(&rec.custom, &BATCHED_PROPERTIES))
 }
 
 /// Encodes batchable records (see [`batchable`]) as one EMF line: each value becomes an array
 /// of the invokes' values (a metric's `SampleCount` is the number of invokes that have it, so
 /// `ColdStart` and `Timeouts` count every invoke), `requestId` the array of their ids,
-/// `errorType` one entry per failed invoke, and `invokes` their number. The record's
+/// `errorType` one entry per failed invoke, each of [`BATCHED_PROPERTIES`] an array of the
+/// invokes' values (`null` where an invoke has none), and `invokes` their number. The record's
 /// `Timestamp` is the first invoke's. One record is encoded as [`encode_cached`] would.
 pub fn encode_batch(
     recs: &[InvokeRecord],
@@ -623,6 +637,24 @@ pub fn encode_batch(
                     Some(t) => push_str(out, t),
                     None => out.str("null"),
                 }
+            }
+            out.byte(b']');
+        }
+        for key in BATCHED_PROPERTIES {
+            if !recs
+                .iter()
+                .any(|r| pool.property_of(&r.custom, key).is_some())
+            {
+                continue;
+            }
+            out.str(",\"");
+            out.str(key);
+            out.str("\":[");
+            for (i, r) in recs.iter().enumerate() {
+                if i > 0 {
+                    out.byte(b',');
+                }
+                out.str(pool.property_of(&r.custom, key).unwrap_or("null"));
             }
             out.byte(b']');
         }
@@ -955,6 +987,10 @@ mod tests {
             response_bytes: Some(30),
             post_response_ns: Some(1_500_000),
             time_to_first_byte_ns: None,
+            downstream: Some(crate::downstream::Sum {
+                calls: 3,
+                time_ns: 185_250_000,
+            }),
             gauges: None,
             custom: Custom::NONE,
             journal_slot: None,
@@ -1204,6 +1240,41 @@ mod tests {
         assert!(constants.iter().all(|k| w.get(k).is_some()));
     }
 
+    /// The downstream sum is written only where a metric of it is selected, and declared
+    /// there: the record's `downstream` property is what every record carries.
+    #[test]
+    fn downstream_metrics_are_opt_in() {
+        let rec = record();
+        let v: Value = serde_json::from_str(&enc(&rec, &settings()).unwrap()).unwrap();
+        assert!(v.get("DownstreamCalls").is_none(), "{v}");
+        assert!(v.get("DownstreamTime").is_none(), "{v}");
+        let (s, _) = Settings::from_env(
+            &|k| match k {
+                "AWS_LAMBDA_FUNCTION_NAME" => Some("orders".into()),
+                "LAMBDA_METER_METRICS" => Some("Duration,DownstreamCalls,DownstreamTime".into()),
+                _ => None,
+            },
+            "python3",
+        );
+        let v: Value = serde_json::from_str(&enc(&rec, &s).unwrap()).unwrap();
+        assert_eq!(v["DownstreamCalls"], 3, "{v}");
+        assert_eq!(v["DownstreamTime"], 185.25, "{v}");
+        let declared = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(
+            declared.contains("\"Name\":\"DownstreamTime\",\"Unit\":\"Milliseconds\""),
+            "{v}"
+        );
+        assert!(
+            declared.contains("\"Name\":\"DownstreamCalls\",\"Unit\":\"Count\""),
+            "{v}"
+        );
+        // A record the ledger did not sum (downstream calls not followed) has neither.
+        let mut none = rec;
+        none.downstream = None;
+        let v: Value = serde_json::from_str(&enc(&none, &s).unwrap()).unwrap();
+        assert!(v.get("DownstreamCalls").is_none(), "{v}");
+    }
+
     #[test]
     fn each_metric_member_starts_with_its_quoted_name() {
         for (i, m) in crate::metrics::CATALOG.iter().enumerate() {
@@ -1264,25 +1335,27 @@ mod tests {
         }
     }
 
+    /// A warm record of invoke `req-<i>`, failed or not.
+    fn warm(i: u64, failed: bool) -> InvokeRecord {
+        let mut r = record();
+        r.cold_start = false;
+        r.init_duration_ns = None;
+        r.request_id = RequestId::new(&format!("req-{i}"));
+        r.timestamp_ms += i;
+        r.duration_ns = Some(i * 1_000_000);
+        r.errored = failed;
+        r.error_type = failed.then(|| ErrorType::new("Boom"));
+        r
+    }
+
     #[test]
     fn a_batch_is_one_record_whose_arrays_count_every_invoke() {
         let mut s = settings();
         s.batch = 10;
-        let warm = |i: u64, failed: bool| {
-            let mut r = record();
-            r.cold_start = false;
-            r.init_duration_ns = None;
-            r.request_id = RequestId::new(&format!("req-{i}"));
-            r.timestamp_ms += i;
-            r.duration_ns = Some(i * 1_000_000);
-            r.errored = failed;
-            r.error_type = failed.then(|| ErrorType::new("Boom"));
-            r
-        };
         let recs: Vec<InvokeRecord> = (0..7).map(|i| warm(i, i == 3)).collect();
-        assert!(recs.iter().all(batchable));
-        let mut prefixes = written_prefixes();
         let pool = pool();
+        assert!(recs.iter().all(|r| batchable(r, &pool)));
+        let mut prefixes = written_prefixes();
         let line = text(|o| encode_batch(&recs, &s, &pool, &mut prefixes, o)).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -1302,7 +1375,35 @@ mod tests {
         // A stream's first record, a timeout and the function's own values go alone.
         let mut timeout = warm(9, true);
         timeout.timed_out = true;
-        assert!(!batchable(&record()) && !batchable(&timeout));
+        assert!(!batchable(&record(), &pool) && !batchable(&timeout, &pool));
+    }
+
+    /// What each invoke waited on rides in a batch as one array entry per invoke; the
+    /// function's own values still go alone.
+    #[test]
+    fn a_batch_carries_each_invokes_downstream_calls() {
+        let s = settings();
+        let mut pool = pool();
+        let mut recs: Vec<InvokeRecord> = (0..3).map(|i| warm(i, false)).collect();
+        let own = |k: &str| k != crate::downstream::PROPERTY && reserved(k);
+        let calls = r#"[{"name":"db","calls":2,"waitMs":1.5}]"#;
+        for i in [0, 2] {
+            let key = crate::downstream::PROPERTY;
+            let status = pool.property(&mut recs[i].custom, key, calls, &own);
+            assert_eq!(status, crate::custom::Status::Ok);
+        }
+        assert!(recs.iter().all(|r| batchable(r, &pool)));
+        let mut prefixes = written_prefixes();
+        let line = text(|o| encode_batch(&recs, &s, &pool, &mut prefixes, o)).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        check_cross_references(&v);
+        let entry = serde_json::json!([{"name": "db", "calls": 2, "waitMs": 1.5}]);
+        assert_eq!(v["downstream"], serde_json::json!([entry, null, entry]));
+        assert!(v.get("downstreamPostResponse").is_none(), "{v}");
+        let mut mine = warm(4, false);
+        let status = pool.property(&mut mine.custom, "orderId", "\"o-1\"", &reserved);
+        assert_eq!(status, crate::custom::Status::Ok);
+        assert!(!batchable(&mine, &pool));
     }
 
     #[test]

@@ -398,6 +398,8 @@ pub struct Engine {
     answer: Vec<Answer>,
     /// The process's ledger of downstream calls, where the library keeps one.
     downstream: Option<crate::downstream::Link>,
+    /// Whether records carry their downstream calls' sum (a metric of theirs is selected).
+    downstream_metrics: bool,
     /// Where its properties are rendered ([`crate::custom::MAX_PROPERTY_JSON`] bytes, reserved
     /// zeroed: an invoke without downstream calls does not touch it).
     downstream_json: Vec<u8>,
@@ -607,6 +609,7 @@ impl Engine {
             provisional_record: InvokeRecord::blank(tracker::RecordKind::Invoke),
             answer,
             downstream: None,
+            downstream_metrics: false,
             downstream_json: zeroed(crate::custom::MAX_PROPERTY_JSON)?,
         })
     }
@@ -619,24 +622,42 @@ impl Engine {
 
     /// Tells `link` which invokes are open, and puts what each waited on in its record (the
     /// `downstream` property) where its result is sent.
+    /// The invokes open already (a runtime found to be one only at its second request) are
+    /// told now.
     pub fn link_downstream(&mut self, link: crate::downstream::Link) {
         self.downstream = Some(link);
+        self.downstream_metrics =
+            self.settings.emits("DownstreamCalls") || self.settings.emits("DownstreamTime");
+        let tracker = &self.tracker;
+        tracker.each_open(|id, thread| {
+            (link.opened)(id.as_bytes(), thread, &|id| tracker.is_open_id(id));
+        });
     }
 
-    /// Puts the calls still waiting at `now_ns` on timed-out invoke `id`, as its record's
-    /// property.
+    /// Puts the calls still waiting at `now_ns` on timed-out invoke `id`, and what each thread
+    /// is blocked in, as its record's properties.
     fn place_waiting(&mut self, id: &RequestId, now_ns: u64) {
         if let Some(link) = self.downstream {
             let property = crate::downstream::IN_FLIGHT_PROPERTY;
             self.place_property(id, property, |out| (link.waiting)(now_ns, out));
+            let property = crate::blocked::PROPERTY;
+            self.place_property(id, property, |out| (link.blocked)(now_ns, out));
         }
     }
 
-    /// Puts invoke `id`'s downstream calls on it, as its record's property.
+    /// Puts invoke `id`'s downstream calls on it, as its record's property, and their sum
+    /// where a metric of theirs is selected.
     fn place_downstream(&mut self, id: &RequestId) {
         if let Some(link) = self.downstream {
             let property = crate::downstream::PROPERTY;
-            self.place_property(id, property, |out| (link.take)(id.as_bytes(), out));
+            let mut sum = None;
+            self.place_property(id, property, |out| {
+                sum = (link.take)(id.as_bytes(), out);
+                sum.is_some()
+            });
+            if self.downstream_metrics {
+                self.tracker.downstream_of(id, sum.unwrap_or_default());
+            }
         }
     }
 
@@ -658,6 +679,39 @@ impl Engine {
         let _ = self.tracker.custom_of(id, |pool, c| {
             pool.property(c, key, json, &|k| k != key && emf::reserved(k))
         });
+    }
+
+    /// Puts the calls made since the result of the record that waits for `/next` on it (its
+    /// `downstreamPostResponse` property), about to be written. Its final line, kept in the
+    /// journal without them, is made again (only where there were calls).
+    fn place_post_response(&mut self) {
+        let Some(link) = self.downstream else {
+            return;
+        };
+        let Some(id) = self.tracker.awaiting().map(|r| r.request_id) else {
+            return;
+        };
+        let mut out = Out::new(&mut self.downstream_json);
+        if !(link.after)(id.as_bytes(), &mut out) || out.overflowed() {
+            return;
+        }
+        let Ok(json) = std::str::from_utf8(out.written()) else {
+            return;
+        };
+        let key = crate::downstream::POST_RESPONSE_PROPERTY;
+        let placed = self.tracker.awaiting_custom(|pool, c| {
+            pool.property(c, key, json, &|k| k != key && emf::reserved(k))
+        });
+        if placed != Some(crate::custom::Status::Ok) {
+            return;
+        }
+        if let Some(link) = self.journal.as_mut()
+            && link.finished.is_some()
+        {
+            // (Not the line of a provisional record: none is pending once a record waits.)
+            link.finished = None;
+            self.journal_finished(usize::MAX, false);
+        }
     }
 
     /// Reads what the channel holds now, a buffer at a time: every buffer but the last is
@@ -1685,6 +1739,8 @@ impl Engine {
             if let Some(id) = self.tracker.due(now) {
                 self.place_downstream(&id);
                 self.place_waiting(&id, now.mono_ns);
+            } else if self.tracker.awaiting_due(now) {
+                self.place_post_response();
             }
             let Some(r) = self.tracker.tick(now) else {
                 break;
@@ -1732,6 +1788,7 @@ impl Engine {
     /// The process is exiting: write what still waits.
     pub fn flush(&mut self) {
         self.finish_unanswered(None);
+        self.place_post_response();
         let record = self.tracker.flush();
         self.push_records(record, None);
         self.write_batch();
@@ -1741,6 +1798,7 @@ impl Engine {
     /// the record that waited for it is complete, and goes. Most often its final line is in
     /// the journal already and goes from there, the record never copied.
     fn push_awaiting(&mut self, now: &Probe) {
+        self.place_post_response();
         let Some((record, sent_ns, _)) = self.tracker.awaiting_in_place() else {
             return;
         };
@@ -1776,7 +1834,13 @@ impl Engine {
 
     /// Whether `r`, handed over at `now`, is held for a batched record.
     fn held(&self, r: &InvokeRecord, now: Option<&Probe>) -> bool {
-        now.is_some() && self.settings.batch > 1 && emf::batchable(r)
+        let pool = self.tracker.pool_ref();
+        now.is_some()
+            && self.settings.batch > 1
+            && emf::batchable(r, pool)
+            // (Held values stay in the pool until the batch is written: half of it stays for
+            // the open invokes'.)
+            && (r.custom.is_empty() || pool.spare_chunks() > crate::custom::POOL_CHUNKS / 2)
     }
 
     /// Writes the final line journal `slot` holds, with its post-response time, and frees the
@@ -1882,6 +1946,9 @@ impl Engine {
         {
             self.batch.push(r);
             self.batch_kept_in.push(kept.unwrap_or(NOT_KEPT));
+        } else {
+            let mut custom = r.custom;
+            self.tracker.pool().free(&mut custom);
         }
         if kept.is_none() || self.batch.len() >= self.settings.batch {
             // Held only where an ending or a successor can still write it: else not held.
@@ -1955,11 +2022,16 @@ impl Engine {
         self.batch_slots.clear();
         if taken != 0 {
             let kept_in = &self.batch_kept_in;
+            let pool = self.tracker.pool();
             let mut i = 0;
-            self.batch.retain(|_| {
+            self.batch.retain_mut(|r| {
                 let slot = kept_in.get(i).copied().unwrap_or(NOT_KEPT);
                 i += 1;
-                slot == NOT_KEPT || taken & slot_bit(slot) == 0
+                let mine = slot == NOT_KEPT || taken & slot_bit(slot) == 0;
+                if !mine {
+                    pool.free(&mut r.custom);
+                }
+                mine
             });
         }
         self.batch_kept_in.clear();
@@ -1983,6 +2055,10 @@ impl Engine {
             self.outbox.dropped += 1;
         }
         self.stream_constants_to_journal();
+        let pool = self.tracker.pool();
+        for r in &mut self.batch {
+            pool.free(&mut r.custom);
+        }
         self.batch.clear();
     }
 

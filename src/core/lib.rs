@@ -8,7 +8,8 @@
 //! [`tracker`], whose records [`emf`] encodes with values read through the metric catalog
 //! ([`metrics`]) as [`settings`] say; [`journal`] is the format of the shared file of records a
 //! process may not survive; [`custom`] checks the function's own values; [`downstream`] keeps
-//! what each invoke waited on (fed by the library's ledger); [`cgroup`] names the files of the
+//! what each invoke waited on (fed by the library's ledger), and [`blocked`] what each thread
+//! was blocked in when one timed out; [`cgroup`] names the files of the
 //! environment's memory figure; [`fdtable`] is the lock-free bitmap the hooks test; [`text`]
 //! and [`json`] bound and escape text; [`zeroed`] reserves buffers without writing them.
 
@@ -17,6 +18,7 @@
 // `custom::thread_key` (and the test build's counting allocator).
 #![deny(unsafe_code)]
 
+pub mod blocked;
 pub mod cgroup;
 pub mod custom;
 pub mod downstream;

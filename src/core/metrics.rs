@@ -509,6 +509,26 @@ pub const CATALOG: &[Metric] = &[
         read: |r, _| r.response_bytes.map(Number::int),
     },
     Metric {
+        name: "DownstreamCalls",
+        unit: "Count",
+        class: Class::OptIn,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
+        read: |r, _| {
+            r.downstream
+                .filter(|_| invoke(r))
+                .map(|d| Number::int(u64::from(d.calls)))
+        },
+    },
+    Metric {
+        name: "DownstreamTime",
+        unit: "Milliseconds",
+        class: Class::OptIn,
+        source: Source::Record,
+        at_exit: AtExit::Kept,
+        read: |r, _| r.downstream.filter(|_| invoke(r)).map(|d| ms(d.time_ns)),
+    },
+    Metric {
         name: "NetworkBytesIn",
         unit: "Bytes",
         class: Class::OptIn,

@@ -736,6 +736,10 @@ pub fn emf_records(data: &[u8]) {
         response_bytes: opt(&mut input),
         post_response_ns: opt(&mut input),
         time_to_first_byte_ns: opt(&mut input),
+        downstream: (input.coin()).then(|| crate::downstream::Sum {
+            calls: input.byte().into(),
+            time_ns: input.number(),
+        }),
         gauges: (input.coin()).then(|| Gauges {
             net_rx_bytes: input.number(),
             net_tx_bytes: input.number(),

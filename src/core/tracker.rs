@@ -226,6 +226,8 @@ pub struct InvokeRecord {
     pub response_bytes: Option<u64>,
     pub post_response_ns: Option<u64>,
     pub time_to_first_byte_ns: Option<u64>,
+    /// Its downstream calls in sum, where a metric of theirs is selected.
+    pub downstream: Option<crate::downstream::Sum>,
     /// Gauges at the end; network counters as the change during the invoke.
     pub gauges: Option<Gauges>,
     /// What the function added (in the tracker's [`Pool`]; whoever writes the record frees
@@ -260,6 +262,7 @@ impl InvokeRecord {
             response_bytes: None,
             post_response_ns: None,
             time_to_first_byte_ns: None,
+            downstream: None,
             gauges: None,
             custom: Custom::NONE,
             journal_slot: None,
@@ -309,6 +312,9 @@ pub struct OpenInvoke {
     /// The most invokes open at once in this process while this one was (itself included):
     /// above 1, its CPU time and memory were shared with others.
     pub concurrent: u32,
+    /// Its downstream calls in sum, once known (the engine's, where a metric of theirs is
+    /// selected; never handed to another process).
+    pub downstream: Option<crate::downstream::Sum>,
 }
 
 impl OpenInvoke {
@@ -332,6 +338,7 @@ impl OpenInvoke {
         journal_slot: None,
         custom: Custom::NONE,
         concurrent: 1,
+        downstream: None,
     };
 
     /// The record of this invoke if the process ended now: an error of Lambda's type for a
@@ -421,6 +428,7 @@ impl OpenInvoke {
             response_bytes,
             post_response_ns,
             time_to_first_byte_ns,
+            downstream,
             gauges: record_gauges,
             custom,
             journal_slot,
@@ -450,6 +458,7 @@ impl OpenInvoke {
         *response_bytes = None;
         *post_response_ns = None;
         *time_to_first_byte_ns = None;
+        *downstream = self.downstream;
         *record_gauges = gauges;
         *custom = self.custom;
         *journal_slot = self.journal_slot;
@@ -965,6 +974,20 @@ impl Tracker {
         Some(add(&mut self.pool, &mut open.custom))
     }
 
+    /// Calls `f` with each open invoke's request id and the thread its event was read on.
+    pub fn each_open(&self, mut f: impl FnMut(&RequestId, u64)) {
+        for o in self.open.iter() {
+            f(&o.event.request_id, o.event.thread);
+        }
+    }
+
+    /// Open invoke `request_id`'s downstream calls in sum.
+    pub fn downstream_of(&mut self, request_id: &RequestId, sum: crate::downstream::Sum) {
+        if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
+            open.downstream = Some(sum);
+        }
+    }
+
     /// The first byte of `request_id`'s result body was written.
     pub fn result_first_byte(&mut self, request_id: &RequestId, now: &Probe) {
         if let Some(open) = self.find(request_id).and_then(|i| self.open.get_mut(i)) {
@@ -1084,6 +1107,7 @@ impl Tracker {
             response_bytes: None,
             post_response_ns: None,
             time_to_first_byte_ns: None,
+            downstream: None,
             gauges: now.gauges,
             custom: std::mem::take(&mut self.pending),
             journal_slot: None,
@@ -1148,11 +1172,7 @@ impl Tracker {
             record.error_type = Some(ErrorType::new(TIMEOUT_ERROR_TYPE));
             return Some(record);
         }
-        if self
-            .awaiting_next
-            .get()
-            .is_some_and(|w| now.mono_ns >= w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS))
-        {
+        if self.awaiting_due(now) {
             return self.awaiting_next.take();
         }
         None
@@ -1181,6 +1201,29 @@ impl Tracker {
     /// The record that waits for the runtime's next `/next`.
     pub fn awaiting(&self) -> Option<&InvokeRecord> {
         self.awaiting_next.get().map(|w| &w.record)
+    }
+
+    /// Puts a value on the record that waits for `/next` with `add`; `None` when none waits.
+    pub fn awaiting_custom(
+        &mut self,
+        add: impl FnOnce(&mut Pool, &mut Custom) -> Status,
+    ) -> Option<Status> {
+        let Tracker {
+            awaiting_next,
+            pool,
+            ..
+        } = self;
+        awaiting_next
+            .waits
+            .then(|| add(pool, &mut awaiting_next.record.custom))
+    }
+
+    /// Whether the record that waits for `/next` has waited long enough at `now`: the next
+    /// [`Tracker::tick`] writes it.
+    pub fn awaiting_due(&self, now: &Probe) -> bool {
+        self.awaiting_next
+            .get()
+            .is_some_and(|w| now.mono_ns >= w.result_sent_ns.saturating_add(POST_RESPONSE_WAIT_NS))
     }
 
     /// Forgets the record that waits for `/next`: its caller wrote it.

@@ -342,6 +342,7 @@ pub fn from_json(text: &[u8]) -> Option<OpenInvoke> {
         custom: Custom::NONE,
         // A per-request helper's invokes are one at a time.
         concurrent: 1,
+        downstream: None,
     })
 }
 
@@ -376,6 +377,7 @@ mod tests {
             journal_slot: None,
             custom: Custom::NONE,
             concurrent: 1,
+            downstream: None,
         }
     }
 

@@ -12,7 +12,9 @@
 //! Which invoke a call belongs to: the only one open; where several are open, the one whose
 //! event the calling thread read; where none of them was read on it (Node.js on Managed
 //! Instances interleaves invokes on one thread; an I/O thread of a pool), each of the open ones,
-//! marked shared. Calls made while no invoke is open are not kept.
+//! marked shared. While no invoke is open, the calls belong by the same rules to the invokes
+//! whose result was sent, as their post-response calls, until another invoke opens (their
+//! records wait for the runtime's next `/next`). Calls made at init are not kept.
 //!
 //! The ledger is zero at load (all of it in `.bss`): a process that never becomes a runtime,
 //! or never opens a connection, never touches its pages.
@@ -21,7 +23,8 @@ use crate::probes;
 use crate::process::{Canary, TRACKED};
 use crate::state::Reset;
 use crate::sys;
-use lambda_meter_core::downstream::{Calls, Delta, Downstream, Link, StillOpen};
+use lambda_meter_core::blocked::FdInfo;
+use lambda_meter_core::downstream::{Calls, Delta, Downstream, Link, StillOpen, Sum};
 use lambda_meter_core::text::Out;
 use lambda_meter_core::tracker::MAX_ID_LEN;
 use std::cell::UnsafeCell;
@@ -38,6 +41,8 @@ const YIELDS: u32 = 64;
 
 struct Slot {
     used: bool,
+    /// The invoke's result was sent: its calls from here on are post-response ones.
+    after: bool,
     /// The invoke's request id (its first `id_len` bytes).
     id: [u8; MAX_ID_LEN],
     id_len: usize,
@@ -51,8 +56,13 @@ impl Slot {
         self.id.get(..self.id_len).unwrap_or_default()
     }
 
+    fn open(&self) -> bool {
+        self.used && !self.after
+    }
+
     const FREE: Slot = Slot {
         used: false,
+        after: false,
         id: [0; MAX_ID_LEN],
         id_len: 0,
         thread: 0,
@@ -99,7 +109,9 @@ static LEDGER: Ledger = Ledger {
 pub const LINK: Link = Link {
     opened,
     take,
+    after,
     waiting,
+    blocked: crate::blocked::render,
 };
 
 /// Connections are followed from now on: the process may be its environment's runtime.
@@ -214,15 +226,20 @@ impl Book {
     /// documentation).
     fn add(&mut self, thread: u64, delta: Option<Delta>) {
         let Some(delta) = delta else { return };
-        let open = self.slots.iter().filter(|s| s.used).count();
-        let own = match open {
-            1 => self.slots.iter().position(|s| s.used),
-            _ => self.slots.iter().position(|s| s.used && s.thread == thread),
+        // The open invokes', else those past their result.
+        let after = !self.slots.iter().any(Slot::open);
+        let theirs = |s: &Slot| s.used && s.after == after;
+        let own = match self.slots.iter().filter(|s| theirs(s)).count() {
+            1 => self.slots.iter().position(theirs),
+            _ => self
+                .slots
+                .iter()
+                .position(|s| theirs(s) && s.thread == thread),
         };
-        // Where none is the thread's own, each open one's, shared.
+        // Where none is the thread's own, each one's, shared.
         let shared = own.is_none();
         for (i, s) in self.slots.iter_mut().enumerate() {
-            if s.used && own.is_none_or(|own| own == i) {
+            if theirs(s) && own.is_none_or(|own| own == i) {
                 s.calls.add(&delta);
                 s.calls.shared |= shared;
             }
@@ -245,6 +262,7 @@ fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
         let alone = slots.iter().all(|s| !s.used);
         if let Some(s) = slots.iter_mut().find(|s| !s.used) {
             s.used = true;
+            s.after = false;
             let id = id.get(..MAX_ID_LEN).unwrap_or(id);
             if let Some(to) = s.id.get_mut(..id.len()) {
                 to.copy_from_slice(id);
@@ -263,27 +281,64 @@ fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
 }
 
 /// [`Link::take`].
-fn take(id: &[u8], out: &mut Out) -> bool {
+fn take(id: &[u8], out: &mut Out) -> Option<Sum> {
+    render(id, false, out)
+}
+
+/// [`Link::after`].
+fn after(id: &[u8], out: &mut Out) -> bool {
+    render(id, true, out).is_some()
+}
+
+/// Renders the figures of invoke `id` before its result (`after` false: from then on it
+/// gathers its post-response ones) or after it (the invoke is forgotten then); their sum.
+fn render(id: &[u8], after: bool, out: &mut Out) -> Option<Sum> {
     with(|b| {
         let Book { known, slots } = b;
-        let Some(s) = slots.iter_mut().find(|s| s.used && s.id() == id) else {
-            return false;
-        };
-        s.used = false;
+        let s = slots
+            .iter_mut()
+            .find(|s| s.used && s.after == after && s.id() == id)?;
+        s.used = !after;
+        s.after = true;
         let missed = LEDGER.missed.swap(0, Ordering::Relaxed);
-        if s.calls.is_empty() && missed == 0 {
-            return false;
+        let shown = !s.calls.is_empty() || missed > 0;
+        let sum = shown.then(|| {
+            s.calls.missed = missed;
+            s.calls.render(known, out);
+            Sum::of(&s.calls.total())
+        });
+        // (Written over only where used: an invoke without calls costs no more.)
+        if shown || s.calls.shared {
+            s.calls = Calls::NONE;
         }
-        s.calls.missed = missed;
-        s.calls.render(known, out);
-        true
+        sum
     })
-    .unwrap_or(false)
+    .flatten()
 }
 
 /// [`Link::waiting`].
 fn waiting(now_ns: u64, out: &mut Out) -> bool {
     with(|b| b.known.render_in_flight(now_ns, out)).unwrap_or(false)
+}
+
+/// Calls `f` with what the ledger knows of `fd` at `now_ns` (nothing where `fd` is `None`, is
+/// not followed, or the ledger could not be had).
+pub fn describe_fd(fd: Option<i32>, now_ns: u64, f: impl FnOnce(FdInfo)) {
+    let mut f = Some(f);
+    if let Some(fd) = fd.filter(|fd| TRACKED.contains_other(*fd)) {
+        let _ = with(|b| {
+            if let (Some(f), Some((name, age_ns))) = (f.take(), b.known.about_fd(fd, now_ns)) {
+                f(FdInfo {
+                    name: Some(name),
+                    age_ns,
+                    runtime_api: false,
+                });
+            }
+        });
+    }
+    if let Some(f) = f {
+        f(FdInfo::default());
+    }
 }
 
 /// Before a `connect` or a name lookup: when it began, where connections are followed.
@@ -417,9 +472,10 @@ pub fn looked_up(name: &str, addrs: &[IpAddr], took_ns: u64) {
     });
 }
 
-/// In a forked child: it follows none of the connections it inherited, and no invoke is open
-/// (the thread that held the lock is not there). The pages are written only where the parent
-/// used the ledger.
+/// In a forked child: it follows none of the connections it inherited (its calls on them are
+/// counted as missed), and no invoke is open (the thread that held the lock is not there). It
+/// follows its own as the parent did: it may be a runtime of its own. The pages are written
+/// only where the parent used the ledger.
 pub fn forked_child() {
     LEDGER.owner.reset_to(0, Ordering::Release);
     LEDGER.stalled.reset_to(0, Ordering::Relaxed);
@@ -433,5 +489,4 @@ pub fn forked_child() {
             s.used = false;
         }
     }
-    LEDGER.on.reset_to(false, Ordering::Release);
 }

@@ -5,6 +5,8 @@
 #[cfg(not(test))]
 pub mod alloc;
 #[cfg(not(test))]
+pub mod blocked;
+#[cfg(not(test))]
 pub mod channel;
 #[cfg(not(test))]
 pub mod deepbind;

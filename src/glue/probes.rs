@@ -24,7 +24,7 @@ pub fn set_own_threads(n: u32) {
 }
 
 /// Reads a small file (`/proc`) whole into `buf`: the bytes read.
-fn read_file<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+pub fn read_file<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let fd = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()? as libc::c_int;
     let mut len = 0;
     loop {

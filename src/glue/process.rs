@@ -490,8 +490,10 @@ pub fn activate() -> bool {
             Ok(api) => {
                 let _ = ps().api.set(api);
                 // The connections of its init are followed too (a database client made
-                // outside the handler), where this process may be its environment's runtime.
-                if may_be_environment_root() && downstream_wanted() {
+                // outside the handler). A process started by the runtime follows its own
+                // until it turns out to be a per-request helper: if it is a runtime of its own
+                // (a worker of Python's on Managed Instances), they are its invokes'.
+                if downstream_wanted() {
                     crate::ledger::switch_on();
                 }
                 ACTIVE
@@ -628,8 +630,6 @@ fn reserve() -> bool {
         {
             engine.link_downstream(crate::ledger::LINK);
         }
-    } else {
-        crate::ledger::switch_off();
     }
     // Here, not later: once the process is a runtime no hook path may create a thread (it
     // allocates and takes the loader's locks), even in a process that turns out to be a
@@ -793,22 +793,6 @@ fn downstream_wanted() -> bool {
             != Some(false)
 }
 
-/// [`is_environment_root`] without allocating (it runs on a hook path): `LAMBDA_METER_ENV_ID`
-/// names no other process.
-fn may_be_environment_root() -> bool {
-    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
-    let raw = unsafe { libc::getenv(c"LAMBDA_METER_ENV_ID".as_ptr()) };
-    if raw.is_null() {
-        return true;
-    }
-    // SAFETY: getenv returned a NUL-terminated string of the environment.
-    let text = unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes();
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .is_none_or(|root| root == probes::owner_pid())
-}
-
 /// Whether this process is its environment's root (or may be one: none is known). Settings
 /// warnings and records of a process that is not are said by the root's own.
 fn is_environment_root() -> bool {
@@ -907,17 +891,25 @@ fn chain_to(root: u32, me: u32, chain: &mut [u32]) -> usize {
 }
 
 /// What the engine found this process to be, acted on (under the gate, after each call).
-fn decided(role: Role) {
+fn decided(engine: &mut Engine, role: Role) {
     match role {
         Role::Runtime => {
-            // Its own CPU, memory, stdout and channel, and its own endings.
+            // Its own CPU, memory, stdout and channel, its own endings, and what its invokes
+            // wait on (from its second request: the calls its first invoke made before its
+            // result are not its record's).
             output::debug(format_args!("a runtime of its own"));
             probes::measure_environment(0, &[]);
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
+            if crate::ledger::is_on() && engine.settings().downstream {
+                engine.link_downstream(crate::ledger::LINK);
+            }
             say_settings_warnings();
         }
-        Role::Helper => output::debug(format_args!("a per-request process")),
+        Role::Helper => {
+            output::debug(format_args!("a per-request process"));
+            crate::ledger::switch_off();
+        }
         Role::Alone | Role::Undecided => {}
     }
 }
@@ -1134,7 +1126,7 @@ fn engine_work<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<(R, Wakeups)> {
         keep_journal_in_place(engine, false);
     }
     if let Some(role) = engine.take_decision() {
-        decided(role);
+        decided(engine, role);
     }
     ps().record_awaits
         .store(engine.record_awaits(), Ordering::Relaxed);
@@ -1658,6 +1650,7 @@ fn watchdog_stack(attr: &libc::pthread_attr_t) -> usize {
 /// for the runtime's next `/next`. Enters the engine only while it looks; sleeps on [`ProcessState::wake`]
 /// until the next thing is due.
 fn watchdog(first_wake: u32) {
+    crate::blocked::note_watchdog();
     ps().started.store(1, Ordering::Release);
     // Nothing is due before the first invoke tells it so (at once if one did already).
     sys::futex_wait(&ps().wake, first_wake, IDLE_WAIT_NS);
@@ -1781,4 +1774,5 @@ pub fn after_fork(guard: ForkGuard, pid: libc::pid_t) {
 fn forked_child_state() {
     crate::state::STATE.forked_child(sys::getpid());
     crate::ledger::forked_child();
+    crate::blocked::forked_child();
 }

@@ -778,6 +778,35 @@ pub fn word_writable(addr: usize, value: usize) -> bool {
     rc == Ok(std::mem::size_of::<usize>())
 }
 
+/// Copies `buf.len()` bytes of this process's memory at `addr` into `buf`
+/// (`process_vm_readv` on itself): memory that is not mapped, or not readable, is an error,
+/// never a fault.
+pub fn read_own(addr: usize, buf: &mut [u8]) -> Res {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, and only reads `addr`
+    // (or refuses).
+    unsafe {
+        call(
+            libc::SYS_process_vm_readv,
+            [
+                getpid() as usize,
+                (&local as *const libc::iovec) as usize,
+                1,
+                (&remote as *const libc::iovec) as usize,
+                1,
+                0,
+            ],
+        )
+    }
+}
+
 /// `pwritev2(fd, iov, -1, RWF_NOWAIT)`: a write at the fd's position that fails with EAGAIN
 /// instead of blocking, on pipes and sockets (a file system that cannot say answers
 /// EOPNOTSUPP), without touching the file's flags, which the host shares.

@@ -9,6 +9,7 @@
  *   {"case":"longjmp"}      turns on a kept connection, left by siglongjmp from a SIGALRM
  *                           handler at random points, thousands of times
  *   {"case":"turns"}        5 turns on the kept connection
+ *   {"case":"after"}        2 turns, the result, then 3 turns before the next event
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -96,11 +97,20 @@ int main(void) {
             while (recv(kept, b, sizeof b, MSG_DONTWAIT) > 0)
                 ;
             snprintf(result, sizeof result, "{\"jumps\":%d}", jumps > 0);
+        } else if (strstr(event, "after")) {
+            turn(kept);
+            turn(kept);
+            snprintf(result, sizeof result, "{\"turns\":2}");
         } else {
             for (int i = 0; i < 5; i++)
                 turn(kept);
             snprintf(result, sizeof result, "{\"turns\":5}");
         }
+        /* (The answer to the result is read into `event`.) */
+        int after = strstr(event, "after") != NULL;
         respond(result);
+        if (after)
+            for (int i = 0; i < 3; i++)
+                turn(kept);
     }
 }

@@ -15,8 +15,13 @@ if os.environ.get("DS_PORT"):
 
 
 def handler(event, context):
-    host, port, ms, n = event["host"], event["port"], event["ms"], event["calls"]
-    client = event["client"]
+    # One server, or several ("ports"), each called the same way.
+    got = sum(call(event, port) for port in event.get("ports") or [event["port"]])
+    return {"client": event["client"], "bytes": got}
+
+
+def call(event, port):
+    host, ms, n, client = event["host"], event["ms"], event["calls"], event["client"]
     got = 0
     if client == "http.client":
         # One keep-alive connection for every call.
@@ -49,4 +54,4 @@ def handler(event, context):
                 got += len(s.get(f"http://{host}:{port}/{ms}", timeout=30).content)
     else:
         raise ValueError(client)
-    return {"client": client, "bytes": got}
+    return got
