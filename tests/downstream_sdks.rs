@@ -29,8 +29,10 @@ use support::*;
 const BUCKET: &str = "lambda-meter-test";
 const TABLE: &str = "lambda-meter-test";
 
-/// The delay the proxy adds to every answer, well above what moto takes to answer.
-const DELAY_MS: u64 = 80;
+/// The delay the proxy adds to every answer: well above what moto takes to answer even on a
+/// busy machine (the wait is checked to be under twice the delays), and both moto's time and
+/// the delay count in the wait.
+const DELAY_MS: u64 = 200;
 
 /// Credentials and settings the SDKs read from the environment, as Lambda gives them (the
 /// simulator sets the region): no credential lookup over the network, no file of this machine's.
