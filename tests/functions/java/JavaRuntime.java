@@ -7,7 +7,11 @@
 //   urlconnection-timeout HttpURLConnection with connect and read timeouts set
 // The second argument is how many threads run the loop at once (default 1).
 // The test event protocol is the one in tests/functions/python/handler.py ("custom" uses the
-// layer's Java shim, layer/shims-src/java, which must then be on the classpath).
+// layer's Java shim, layer/shims-src/java, which must then be on the classpath), plus
+// "downstream": `calls` GETs of http://host:port/<ms> (the delayed server of
+// tests/support/downstream_server.rs) through a java.net.http.HttpClient kept for the process
+// ("version": "h2" for the client's default HTTP/2 attempt, else HTTP/1.1), as a function
+// keeps an SDK client.
 
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
@@ -40,6 +44,12 @@ public class JavaRuntime {
     }
 
     static String base;
+
+    /** The clients of the "downstream" action, made when first used and kept. */
+    static class Downstream {
+        static final HttpClient H1 = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
+        static final HttpClient H2 = HttpClient.newBuilder().build();
+    }
 
     /** Headers in the order given (Map.of iterates in a per-JVM random order). */
     static Map<String, String> headers(String... kv) {
@@ -88,6 +98,18 @@ public class JavaRuntime {
                 int c = mine.metric("Bad", 1, "Furlongs");
                 Thread.sleep(Long.parseLong(field(event, "ms")));
                 return "{\"statuses\":[" + a + "," + b + "," + c + "]}";
+            }
+            case "downstream": {
+                HttpClient client = "h2".equals(field(event, "version")) ? Downstream.H2 : Downstream.H1;
+                URI uri = URI.create("http://" + field(event, "host") + ":" + field(event, "port") + "/" + field(event, "ms"));
+                int calls = Integer.parseInt(field(event, "calls"));
+                long got = 0;
+                for (int i = 0; i < calls; i++) {
+                    HttpResponse<byte[]> r = client.send(HttpRequest.newBuilder(uri).build(), HttpResponse.BodyHandlers.ofByteArray());
+                    if (r.statusCode() != 200) throw new IllegalStateException("status " + r.statusCode());
+                    got += r.body().length;
+                }
+                return "{\"calls\":" + calls + ",\"bytes\":" + got + "}";
             }
             case "subprocess": {
                 Process p = new ProcessBuilder("sh", "-c", "exit 3").start();
