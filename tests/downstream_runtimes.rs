@@ -1,8 +1,8 @@
 //! What each invoke waited on, with the clients of other runtimes: Java's
-//! `java.net.http.HttpClient` (JDK 21, Lambda's `java21`) calls a local server that answers after
-//! a known delay, and each invoke's record carries its `downstream` property. Every run is
-//! compared with the same run without lambda-meter: the same results, Runtime API requests and
-//! calls answered by the server.
+//! `java.net.http.HttpClient` (JDK 21, Lambda's `java21`) and Ruby's `Net::HTTP` call a local
+//! server that answers after a known delay, and each invoke's record carries its `downstream`
+//! property. Every run is compared with the same run without lambda-meter: the same results,
+//! Runtime API requests and calls answered by the server.
 //!
 //! The tests marked `#[ignore]` say what a user should get where the library does not give it
 //! today (each says why); the others check what it gives, exactly where it is right and by the
@@ -232,4 +232,47 @@ fn an_ipv4_mapped_connect_goes_by_the_name_looked_up() {
         "{}",
         records[0]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ruby: Net::HTTP in tests/functions/ruby/runtime.rb.
+
+/// Ruby's runtime (`command`) makes [`CALLS`] calls of [`MS`] per invoke on one Net::HTTP
+/// connection of the invoke's own: each counted, timed and named by the lookup.
+fn ruby_net_http_calls(command: Vec<String>) {
+    let server = Server::start();
+    let mut s = Scenario::new(command, root().join("tests/functions/ruby"));
+    let payload = json!({
+        "action": "downstream", "host": "localhost", "port": server.port, "ms": MS,
+        "calls": CALLS,
+    });
+    s.payloads = vec![payload.clone(), payload];
+    let (records, accepted) = both_ways(s, &server);
+    assert_eq!(accepted, 2, "a connection per invoke");
+    for record in &records {
+        assert_no_failures(record, "ruby");
+        let e = only_entry(record);
+        assert_eq!(e["name"], "localhost", "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        assert_eq!(e["connects"], 1, "{record}");
+        assert_eq!(e["lookups"], 1, "{record}");
+        assert_waited(e, CALLS, "ruby", record);
+        assert!(
+            e["bytesIn"].as_u64().unwrap() >= CALLS * BODY as u64,
+            "{record}"
+        );
+    }
+}
+
+/// The machine's Ruby (Debian 12's 3.1).
+#[test]
+fn ruby_net_http_calls_are_counted_and_timed_per_invoke() {
+    ruby_net_http_calls(vec!["ruby".into(), "runtime.rb".into()]);
+}
+
+/// Ruby 3.3 (Lambda's ruby3.3), in the Debian 13 root file system of tests/setup.sh: its
+/// getaddrinfo runs on a thread of its own, not the one that read the event.
+#[test]
+fn ruby33_net_http_calls_are_counted_and_timed_per_invoke() {
+    ruby_net_http_calls(in_debian(&["/usr/bin/ruby3.3", "runtime.rb"]));
 }

@@ -1,7 +1,8 @@
 # A custom runtime on Net::HTTP, the HTTP stack of Ruby's runtime interface client: one
 # keep-alive connection, reopened by Net::HTTP when the server closes it. The test event
 # protocol is the one in tests/functions/python/handler.py ("custom" calls the LambdaMeter
-# shim's methods by name).
+# shim's methods by name; "downstream" makes `calls` GETs of http://host:port/<ms>, the delayed
+# server of tests/support/downstream_server.rs, on one Net::HTTP connection of its own).
 require "json"
 require "net/http"
 begin
@@ -29,6 +30,12 @@ def act(event)
   when "custom"
     statuses = (event["calls"] || []).map { |name, *args| LambdaMeter.public_send(name, *args) }
     event["report"] ? { "statuses" => statuses, "RUBYLIB" => ENV["RUBYLIB"] } : { "calls" => statuses.size }
+  when "downstream"
+    got = 0
+    Net::HTTP.start(event["host"], event["port"]) do |h|
+      event["calls"].times { got += h.get("/#{event['ms']}").body.bytesize }
+    end
+    { "calls" => event["calls"], "bytes" => got }
   else raise ArgumentError, "unknown action #{event['action']}"
   end
 end
