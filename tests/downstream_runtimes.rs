@@ -188,11 +188,6 @@ fn java_httpclient_calls_are_counted_and_timed_per_invoke() {
 /// What a user should get from the JDK's HttpClient: one entry per invoke, named `localhost`,
 /// with the lookup and the connect in the first invoke's.
 #[test]
-#[ignore = "lambda-meter names the JDK's connection `[::ffff:127.0.0.1]:<port>`, beside a \
-            `localhost` entry with the lookup alone: the JDK connects an AF_INET6 socket to the \
-            IPv4-mapped form of the IPv4 address getaddrinfo gave, and the library matches \
-            addresses exactly (src/core/downstream.rs, Downstream::name_of); reproduced without \
-            Java by an_ipv4_mapped_connect_goes_by_the_name_looked_up"]
 fn java_httpclient_connection_goes_by_the_name_looked_up() {
     let server = Server::start();
     let (records, _) = both_ways(java_scenario(&server, "h1"), &server);
@@ -211,9 +206,6 @@ fn java_httpclient_connection_goes_by_the_name_looked_up() {
 /// as `::ffff:127.0.0.1` on an AF_INET6 socket, one call. gRPC's native resolver
 /// (`GRPC_DNS_RESOLVER=native`) connects the same way and gets the same names.
 #[test]
-#[ignore = "lambda-meter names the connection `[::ffff:127.0.0.1]:<port>` and puts the lookup \
-            in a second entry, `localhost`: an IPv4-mapped IPv6 address is not matched with the \
-            IPv4 address the lookup returned"]
 fn an_ipv4_mapped_connect_goes_by_the_name_looked_up() {
     let server = Server::start();
     let mut s = Scenario::new(
@@ -540,10 +532,6 @@ fn grpc_unary_rpcs_are_the_calls() {
 /// records are the runtime's, and so should its calls be (tests/downstream.rs's http.client
 /// handler, one connection of [`CALLS`] calls an invoke).
 #[test]
-#[ignore = "the records have no downstream property: the process that loaded the library first \
-            (`timeout`) is the environment's root, and only the root switches its ledger on \
-            (src/glue/process.rs: activate, may_be_environment_root; reserve switches it off \
-            in any other), so the runtime below it follows none of its calls"]
 fn a_runtime_started_by_another_process_has_its_calls_counted() {
     let server = Server::start();
     let payload = json!({

@@ -248,6 +248,7 @@ impl Downstream {
     pub fn looked_up(&mut self, name: &str, addrs: &[IpAddr], took_ns: u64) -> Delta {
         let id = self.intern(name);
         for addr in addrs {
+            let addr = &addr.to_canonical();
             let known = self
                 .resolved
                 .get_mut(..self.resolved_used)
@@ -276,9 +277,11 @@ impl Downstream {
     }
 
     /// The name a connection to `addr` goes by: the name a lookup that returned it asked for,
-    /// else the address.
+    /// else the address. An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`, what a dual-stack
+    /// socket connects to: the JDK's) is that IPv4 address.
     fn name_of(&mut self, addr: &SocketAddr) -> NameId {
-        let ip = addr.ip();
+        let ip = addr.ip().to_canonical();
+        let addr = &SocketAddr::new(ip, addr.port());
         let looked_up = self
             .resolved
             .get(..self.resolved_used)
@@ -452,12 +455,15 @@ impl Downstream {
         }
     }
 
-    /// An invoke begins at `now_ns`: each connection still in a call (or a connect) begun
-    /// before it — carried over from the work of an earlier one — is one carried over of its
-    /// name, to `f`, and its wait is counted from now on (the invoke's own part of it).
-    pub fn carry_into(&mut self, now_ns: u64, mut f: impl FnMut(Delta)) {
+    /// An invoke begins now (`now`, read only where a call is under way): each connection
+    /// still in a call (or a connect) begun before it — carried over from the work of an
+    /// earlier one — is one carried over of its name, to `f`, and its wait is counted from now
+    /// on (the invoke's own part of it).
+    pub fn carry_into(&mut self, now: impl Fn() -> u64, mut f: impl FnMut(Delta)) {
+        let mut now_ns = None;
         for c in self.live_mut() {
             if c.used && matches!(c.phase, Phase::Sent | Phase::Connecting) {
+                let now_ns = *now_ns.get_or_insert_with(&now);
                 c.at_ns = c.at_ns.max(now_ns);
                 f(Delta {
                     name: c.name,
@@ -470,8 +476,6 @@ impl Downstream {
         }
     }
 
-    /// Each call still waiting at `now_ns` (connecting, or sent and not yet answered), the
-    /// longest waiting first, to `f`.
     /// What is known of followed `fd` at `now_ns`: its remote name, and how long its call
     /// under way (or its connect) has waited; `None` when it is not followed.
     pub fn about_fd(&self, fd: i32, now_ns: u64) -> Option<(&str, Option<u64>)> {
@@ -483,6 +487,8 @@ impl Downstream {
         ))
     }
 
+    /// Each call still waiting at `now_ns` (connecting, or sent and not yet answered), the
+    /// longest waiting first, to `f`.
     pub fn in_flight(&self, now_ns: u64, mut f: impl FnMut(InFlight)) {
         let mut waiting: [Option<&Conn>; MAX_CONNS] = [None; MAX_CONNS];
         let mut n = 0;
@@ -1079,7 +1085,7 @@ mod tests {
             ]
         );
         let mut calls = Calls::NONE;
-        d.carry_into(12 * MS, |delta| calls.add(&delta));
+        d.carry_into(|| 12 * MS, |delta| calls.add(&delta));
         assert_eq!(calls.total().carried_over, 2);
         // The rest of the wait is the next invoke's.
         let mut next = Calls::NONE;
@@ -1088,7 +1094,7 @@ mod tests {
         d.closed(20);
         d.closed(21);
         let mut none = Calls::NONE;
-        d.carry_into(20 * MS, |delta| none.add(&delta));
+        d.carry_into(|| 20 * MS, |delta| none.add(&delta));
         assert!(none.is_empty(), "carried over after their close: {none:?}");
     }
 
@@ -1142,5 +1148,22 @@ mod tests {
         let calls = Calls::NONE;
         assert!(calls.is_empty());
         assert_eq!(render(&calls, &d), serde_json::json!([]));
+    }
+
+    /// A dual-stack socket connects to the IPv4 address a lookup returned, mapped into IPv6
+    /// (the JDK does): the connection goes by the name looked up, and where there was none,
+    /// by the IPv4 address.
+    #[test]
+    fn an_ipv4_mapped_address_is_the_ipv4_one() {
+        let mut d = Downstream::new();
+        let _ = d.looked_up("localhost", &["127.0.0.1".parse().unwrap()], MS);
+        assert!(d.connecting(3, &addr("[::ffff:127.0.0.1]:8080"), 0));
+        let _ = d.connected(3, None, MS);
+        assert_eq!(d.about_fd(3, MS).map(|(name, _)| name), Some("localhost"));
+        assert!(d.connecting(4, &addr("[::ffff:10.0.0.7]:443"), 0));
+        assert_eq!(
+            d.about_fd(4, MS).map(|(name, _)| name),
+            Some("10.0.0.7:443")
+        );
     }
 }

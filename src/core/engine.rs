@@ -622,8 +622,7 @@ impl Engine {
 
     /// Tells `link` which invokes are open, and puts what each waited on in its record (the
     /// `downstream` property) where its result is sent.
-    /// The invokes open already (a runtime found to be one only at its second request) are
-    /// told now.
+    /// The invokes open already are told now.
     pub fn link_downstream(&mut self, link: crate::downstream::Link) {
         self.downstream = Some(link);
         self.downstream_metrics =
@@ -632,6 +631,11 @@ impl Engine {
         tracker.each_open(|id, thread| {
             (link.opened)(id.as_bytes(), thread, &|id| tracker.is_open_id(id));
         });
+    }
+
+    /// No more of what invokes wait on (a per-request helper's are its environment's).
+    pub fn unlink_downstream(&mut self) {
+        self.downstream = None;
     }
 
     /// Puts the calls still waiting at `now_ns` on timed-out invoke `id`, and what each thread
@@ -688,18 +692,23 @@ impl Engine {
         let Some(link) = self.downstream else {
             return;
         };
-        let Some(id) = self.tracker.awaiting().map(|r| r.request_id) else {
+        let Engine {
+            tracker,
+            downstream_json,
+            ..
+        } = self;
+        let Some(id) = tracker.awaiting().map(|r| r.request_id.as_bytes()) else {
             return;
         };
-        let mut out = Out::new(&mut self.downstream_json);
-        if !(link.after)(id.as_bytes(), &mut out) || out.overflowed() {
+        let mut out = Out::new(downstream_json);
+        if !(link.after)(id, &mut out) || out.overflowed() {
             return;
         }
         let Ok(json) = std::str::from_utf8(out.written()) else {
             return;
         };
         let key = crate::downstream::POST_RESPONSE_PROPERTY;
-        let placed = self.tracker.awaiting_custom(|pool, c| {
+        let placed = tracker.awaiting_custom(|pool, c| {
             pool.property(c, key, json, &|k| k != key && emf::reserved(k))
         });
         if placed != Some(crate::custom::Status::Ok) {

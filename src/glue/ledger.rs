@@ -73,6 +73,14 @@ impl Slot {
 struct Book {
     known: Downstream,
     slots: [Slot; SLOTS],
+    /// Slots ever used: what a scan reads (one invoke at a time uses the first only).
+    high: usize,
+}
+
+impl Book {
+    fn live(&mut self) -> &mut [Slot] {
+        self.slots.get_mut(..self.high).unwrap_or_default()
+    }
 }
 
 struct Ledger {
@@ -87,6 +95,9 @@ struct Ledger {
     on: AtomicBool,
     /// Events let go since the last record took its figures.
     missed: AtomicU32,
+    /// Figures were put on an invoke past its result since the last look: a record that waits
+    /// for `/next` has post-response calls to take only then.
+    after_calls: AtomicBool,
     book: UnsafeCell<Book>,
 }
 
@@ -99,9 +110,11 @@ static LEDGER: Ledger = Ledger {
     stalled: AtomicU64::new(0),
     on: AtomicBool::new(false),
     missed: AtomicU32::new(0),
+    after_calls: AtomicBool::new(false),
     book: UnsafeCell::new(Book {
         known: Downstream::new(),
         slots: [Slot::FREE; SLOTS],
+        high: 0,
     }),
 };
 
@@ -226,19 +239,20 @@ impl Book {
     /// documentation).
     fn add(&mut self, thread: u64, delta: Option<Delta>) {
         let Some(delta) = delta else { return };
+        let slots = self.live();
         // The open invokes', else those past their result.
-        let after = !self.slots.iter().any(Slot::open);
+        let after = !slots.iter().any(Slot::open);
         let theirs = |s: &Slot| s.used && s.after == after;
-        let own = match self.slots.iter().filter(|s| theirs(s)).count() {
-            1 => self.slots.iter().position(theirs),
-            _ => self
-                .slots
-                .iter()
-                .position(|s| theirs(s) && s.thread == thread),
+        let own = match slots.iter().filter(|s| theirs(s)).count() {
+            1 => slots.iter().position(theirs),
+            _ => slots.iter().position(|s| theirs(s) && s.thread == thread),
         };
         // Where none is the thread's own, each one's, shared.
         let shared = own.is_none();
-        for (i, s) in self.slots.iter_mut().enumerate() {
+        if after {
+            LEDGER.after_calls.store(true, Ordering::Relaxed);
+        }
+        for (i, s) in slots.iter_mut().enumerate() {
             if theirs(s) && own.is_none_or(|own| own == i) {
                 s.calls.add(&delta);
                 s.calls.shared |= shared;
@@ -249,18 +263,23 @@ impl Book {
 
 /// [`Link::opened`].
 fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
-    let now = probes::mono_ns();
     let _ = with(|b| {
-        for s in &mut b.slots {
-            if s.used && !still_open(s.id()) {
+        // Invokes past their result are done with: their records went before this `/next`.
+        for s in b.live() {
+            if s.used && (s.after || !still_open(s.id())) {
                 s.used = false;
             }
         }
-        let Book { known, slots } = b;
+        let Book { known, slots, high } = b;
         // Calls under way belong to the invokes still open, if any; else they were carried
         // over from before this one.
-        let alone = slots.iter().all(|s| !s.used);
-        if let Some(s) = slots.iter_mut().find(|s| !s.used) {
+        let alone = slots
+            .get(..*high)
+            .unwrap_or_default()
+            .iter()
+            .all(|s| !s.used);
+        if let Some((i, s)) = slots.iter_mut().enumerate().find(|(_, s)| !s.used) {
+            *high = (*high).max(i + 1);
             s.used = true;
             s.after = false;
             let id = id.get(..MAX_ID_LEN).unwrap_or(id);
@@ -274,7 +293,7 @@ fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
                 s.calls = Calls::NONE;
             }
             if alone {
-                known.carry_into(now, |delta| s.calls.add(&delta));
+                known.carry_into(probes::mono_ns, |delta| s.calls.add(&delta));
             }
         }
     });
@@ -285,8 +304,12 @@ fn take(id: &[u8], out: &mut Out) -> Option<Sum> {
     render(id, false, out)
 }
 
-/// [`Link::after`].
+/// [`Link::after`]: one load where no call was made past a result (the invoke's slot is let
+/// go when the next one opens).
 fn after(id: &[u8], out: &mut Out) -> bool {
+    if !LEDGER.after_calls.swap(false, Ordering::Relaxed) {
+        return false;
+    }
     render(id, true, out).is_some()
 }
 
@@ -294,8 +317,12 @@ fn after(id: &[u8], out: &mut Out) -> bool {
 /// gathers its post-response ones) or after it (the invoke is forgotten then); their sum.
 fn render(id: &[u8], after: bool, out: &mut Out) -> Option<Sum> {
     with(|b| {
-        let Book { known, slots } = b;
+        let Book {
+            known, slots, high, ..
+        } = b;
         let s = slots
+            .get_mut(..*high)
+            .unwrap_or_default()
             .iter_mut()
             .find(|s| s.used && s.after == after && s.id() == id)?;
         s.used = !after;
@@ -481,11 +508,12 @@ pub fn forked_child() {
     LEDGER.stalled.reset_to(0, Ordering::Relaxed);
     LEDGER.generation.reset_to(0, Ordering::Relaxed);
     LEDGER.missed.reset_to(0, Ordering::Relaxed);
+    LEDGER.after_calls.reset_to(false, Ordering::Relaxed);
     if LEDGER.on.load(Ordering::Relaxed) {
         // SAFETY: no other thread exists in the child yet, and the lock was just let go.
         let b = unsafe { &mut *LEDGER.book.get() };
         b.known = Downstream::new();
-        for s in &mut b.slots {
+        for s in b.live() {
             s.used = false;
         }
     }

@@ -624,12 +624,16 @@ fn reserve() -> bool {
     // processes instead (see `probes::measure_environment`): it pays nothing for this.
     if probes::environment_root().is_none() {
         probes::find_environment_cgroup(settings.memory_size_mb);
-        // What its invokes wait on, likewise.
-        if let Some(engine) = engine_cell().as_mut()
-            && settings.downstream
-        {
-            engine.link_downstream(crate::ledger::LINK);
-        }
+    }
+    // What its invokes wait on: in a process started by the runtime too, until it turns out
+    // to be a per-request helper (a runtime of its own, started by a shell that does not
+    // `exec` it, or a worker of Python's on Managed Instances, has its invokes' from its
+    // first).
+    if let Some(engine) = engine_cell().as_mut()
+        && settings.downstream
+        && crate::ledger::is_on()
+    {
+        engine.link_downstream(crate::ledger::LINK);
     }
     // Here, not later: once the process is a runtime no hook path may create a thread (it
     // allocates and takes the loader's locks), even in a process that turns out to be a
@@ -894,21 +898,17 @@ fn chain_to(root: u32, me: u32, chain: &mut [u32]) -> usize {
 fn decided(engine: &mut Engine, role: Role) {
     match role {
         Role::Runtime => {
-            // Its own CPU, memory, stdout and channel, its own endings, and what its invokes
-            // wait on (from its second request: the calls its first invoke made before its
-            // result are not its record's).
+            // Its own CPU, memory, stdout and channel, and its own endings.
             output::debug(format_args!("a runtime of its own"));
             probes::measure_environment(0, &[]);
             crate::channel::set_owner(sys::getpid());
             crate::ending::set_undecided(false);
-            if crate::ledger::is_on() && engine.settings().downstream {
-                engine.link_downstream(crate::ledger::LINK);
-            }
             say_settings_warnings();
         }
         Role::Helper => {
             output::debug(format_args!("a per-request process"));
             crate::ledger::switch_off();
+            engine.unlink_downstream();
         }
         Role::Alone | Role::Undecided => {}
     }
