@@ -593,19 +593,21 @@ impl std::fmt::Write for FmtOut<'_, '_> {
     }
 }
 
-/// The downstream figures of one invoke, by name.
+/// The downstream figures of one invoke, by name. (`repr(C)`, the flags first: an invoke
+/// without calls reads those alone, on the page its slot begins in.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Calls {
-    by_name: [Figures; MAX_NAMES],
-    others: Figures,
+    /// Whether a figure was added: an invoke without downstream calls costs a look at this,
+    /// not at every name's figures.
+    touched: bool,
     /// Some figures were of calls made while other invokes were open too, on a thread none
     /// of them was read on: they are in each of those invokes' figures.
     pub shared: bool,
     /// Socket calls the process's ledger could not count (see the library's `ledger`).
     pub missed: u32,
-    /// Whether a figure was added: an invoke without downstream calls costs a look at this,
-    /// not at every name's figures.
-    touched: bool,
+    by_name: [Figures; MAX_NAMES],
+    others: Figures,
 }
 
 impl Default for Calls {
@@ -616,11 +618,11 @@ impl Default for Calls {
 
 impl Calls {
     pub const NONE: Calls = Calls {
-        by_name: [Figures::ZERO; MAX_NAMES],
-        others: Figures::ZERO,
+        touched: false,
         shared: false,
         missed: 0,
-        touched: false,
+        by_name: [Figures::ZERO; MAX_NAMES],
+        others: Figures::ZERO,
     };
 
     pub fn add(&mut self, delta: &Delta) {

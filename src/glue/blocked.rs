@@ -9,6 +9,7 @@
 
 use crate::ledger;
 use crate::process::TRACKED;
+use crate::state::Reset;
 use crate::sys;
 use lambda_meter_core::blocked::{Blocked, FdAt, FdInfo, InSyscall, describe, parse};
 use lambda_meter_core::text::Out;
@@ -22,9 +23,10 @@ pub fn note_watchdog() {
     WATCHDOG.store(sys::gettid(), Ordering::Relaxed);
 }
 
-/// In a forked child, the watchdog is not there (nor any other thread of the parent).
+/// In a forked child, the watchdog is not there (nor any other thread of the parent). (A page
+/// of the library's is written only where the parent had one.)
 pub fn forked_child() {
-    WATCHDOG.store(0, Ordering::Relaxed);
+    WATCHDOG.reset_to(0, Ordering::Relaxed);
 }
 
 /// Renders, at `now_ns`, each thread's system call (but the calling thread's and the

@@ -39,6 +39,8 @@ const SLOTS: usize = 16;
 const SPINS: u32 = 64;
 const YIELDS: u32 = 64;
 
+/// (`repr(C)`: what every invoke reads, `used` to `thread`, comes first.)
+#[repr(C)]
 struct Slot {
     used: bool,
     /// The invoke's result was sent: its calls from here on are post-response ones.
@@ -70,11 +72,14 @@ impl Slot {
     };
 }
 
+/// (`repr(C)`, as the ledger: the lock's words, `high` and the first slot's head are together,
+/// the few pages a process that opens an invoke and calls nothing touches.)
+#[repr(C)]
 struct Book {
-    known: Downstream,
-    slots: [Slot; SLOTS],
     /// Slots ever used: what a scan reads (one invoke at a time uses the first only).
     high: usize,
+    slots: [Slot; SLOTS],
+    known: Downstream,
 }
 
 impl Book {
@@ -83,6 +88,7 @@ impl Book {
     }
 }
 
+#[repr(C)]
 struct Ledger {
     /// The holder's thread key ([`lambda_meter_core::custom::thread_key`]), 0 when free.
     owner: AtomicU64,
@@ -98,6 +104,9 @@ struct Ledger {
     /// Figures were put on an invoke past its result since the last look: a record that waits
     /// for `/next` has post-response calls to take only then.
     after_calls: AtomicBool,
+    /// A connection was ever followed (written under the lock): only then can a call be under
+    /// way when an invoke opens.
+    followed_any: AtomicBool,
     book: UnsafeCell<Book>,
 }
 
@@ -111,10 +120,11 @@ static LEDGER: Ledger = Ledger {
     on: AtomicBool::new(false),
     missed: AtomicU32::new(0),
     after_calls: AtomicBool::new(false),
+    followed_any: AtomicBool::new(false),
     book: UnsafeCell::new(Book {
-        known: Downstream::new(),
-        slots: [Slot::FREE; SLOTS],
         high: 0,
+        slots: [Slot::FREE; SLOTS],
+        known: Downstream::new(),
     }),
 };
 
@@ -292,7 +302,7 @@ fn opened(id: &[u8], thread: u64, still_open: StillOpen) {
             if !s.calls.is_empty() || s.calls.shared {
                 s.calls = Calls::NONE;
             }
-            if alone {
+            if alone && LEDGER.followed_any.load(Ordering::Relaxed) {
                 known.carry_into(probes::mono_ns, |delta| s.calls.add(&delta));
             }
         }
@@ -393,6 +403,7 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>, began_ns: u64, rc: i32, errn
     };
     let now = probes::mono_ns();
     let followed = with(|b| {
+        LEDGER.followed_any.store(true, Ordering::Relaxed);
         if !b.known.connecting(fd, &addr, began_ns) {
             // Every connection the process follows is in use: this one's calls go uncounted.
             LEDGER.missed.fetch_add(1, Ordering::Relaxed);
@@ -509,6 +520,7 @@ pub fn forked_child() {
     LEDGER.generation.reset_to(0, Ordering::Relaxed);
     LEDGER.missed.reset_to(0, Ordering::Relaxed);
     LEDGER.after_calls.reset_to(false, Ordering::Relaxed);
+    LEDGER.followed_any.reset_to(false, Ordering::Relaxed);
     if LEDGER.on.load(Ordering::Relaxed) {
         // SAFETY: no other thread exists in the child yet, and the lock was just let go.
         let b = unsafe { &mut *LEDGER.book.get() };
