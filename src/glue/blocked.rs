@@ -32,52 +32,24 @@ pub fn forked_child() {
 /// Renders, at `now_ns`, each thread's system call (but the calling thread's and the
 /// watchdog's) into `out`; whether there was anything to say.
 pub fn render(now_ns: u64, out: &mut Out) -> bool {
-    let Ok(dir) = sys::open(
-        b"/proc/self/task\0",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    ) else {
-        return false;
-    };
-    let dir = dir as libc::c_int;
     let skip = [sys::gettid(), WATCHDOG.load(Ordering::Relaxed)];
     let mut blocked = Blocked::new();
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = match sys::getdents(dir, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
-        let mut at = 0;
-        while at + 19 < n {
-            let reclen = buf
-                .get(at + 16..at + 18)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, |b| usize::from(u16::from_ne_bytes(b)));
-            if reclen == 0 {
-                break;
-            }
-            let name = buf.get(at + 19..at + reclen).unwrap_or_default();
-            let name = name.split(|b| *b == 0).next().unwrap_or_default();
-            if let Some(tid) = decimal(name)
-                && !skip.contains(&tid)
-                && let Some(call) = syscall_of(tid)
-            {
-                let fd = fd_of(&call);
-                ledger::describe_fd(fd, now_ns, |info| {
-                    let api = fd.is_some_and(|fd| TRACKED.contains(fd));
-                    let info = FdInfo {
-                        runtime_api: api,
-                        ..info
-                    };
-                    blocked.thread(out, tid, &call, fd.map(|fd| (fd, info)));
-                });
-            }
-            at += reclen;
+    let _ = crate::probes::each_dir_entry(b"/proc/self/task\0", |name| {
+        if let Some(tid) = decimal(name)
+            && !skip.contains(&tid)
+            && let Some(call) = syscall_of(tid)
+        {
+            let fd = fd_of(&call);
+            ledger::describe_fd(fd, now_ns, |info| {
+                let api = fd.is_some_and(|fd| TRACKED.contains(fd));
+                let info = FdInfo {
+                    runtime_api: api,
+                    ..info
+                };
+                blocked.thread(out, tid, &call, fd.map(|fd| (fd, info)));
+            });
         }
-    }
-    let _ = sys::close(dir);
+    });
     blocked.finish(out)
 }
 

@@ -69,6 +69,18 @@ fn field_after(text: &[u8], key: &[u8]) -> Option<u64> {
 fn count_fds(pid: Option<u32>) -> Option<u64> {
     let mut path = [0u8; 64];
     let path = proc_path(&mut path, pid, "fd");
+    let mut entries = 0u64;
+    each_dir_entry(path, |name| {
+        if name.first() != Some(&b'.') {
+            entries += 1;
+        }
+    })?;
+    Some(entries.saturating_sub(1))
+}
+
+/// Calls `f` with the name of each entry of directory `path` (NUL-terminated), read with
+/// `getdents64` into a buffer on the stack; `None` when it cannot be opened.
+pub fn each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> Option<()> {
     let fd = sys::open(
         path,
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -76,7 +88,6 @@ fn count_fds(pid: Option<u32>) -> Option<u64> {
     )
     .ok()? as libc::c_int;
     let mut buf = [0u8; 2048];
-    let mut entries = 0u64;
     loop {
         let n = match sys::getdents(fd, &mut buf) {
             Ok(0) | Err(_) => break,
@@ -92,15 +103,13 @@ fn count_fds(pid: Option<u32>) -> Option<u64> {
             if reclen == 0 {
                 break;
             }
-            let name = buf.get(at + 19).copied().unwrap_or(b'.');
-            if name != b'.' {
-                entries += 1;
-            }
+            let name = buf.get(at + 19..at + reclen).unwrap_or_default();
+            f(name.split(|b| *b == 0).next().unwrap_or_default());
             at += reclen;
         }
     }
     let _ = sys::close(fd);
-    Some(entries.saturating_sub(1))
+    Some(())
 }
 
 /// Reads the extended gauges: network counters of the environment's interfaces (all but

@@ -114,33 +114,36 @@ pub fn both_ways(scenario: Scenario, server: &Server) -> (Vec<Value>, usize) {
     let metered = scenario.run(true);
     let metered_calls = server.requests() - before - plain_calls;
     let connections = server.connections() - connections_before;
+    assert_eq!(plain_calls, metered_calls, "calls the server answered");
+    (records_by_payload(&plain, &metered), connections)
+}
+
+/// The checks of a run with the library against the same run without it (`plain`): nothing
+/// of the library's on stderr, the same results and Runtime API requests, valid records; the
+/// metered run's records, in the order of its payloads.
+pub fn records_by_payload(plain: &Outcome, metered: &Outcome) -> Vec<Value> {
     assert!(
         !metered.run.stderr.contains("lambda-meter"),
         "{}",
         metered.run.stderr
     );
-    assert_same_results(&plain, &metered);
-    assert_same_requests(&plain, &metered);
-    assert_eq!(plain_calls, metered_calls, "calls the server answered");
+    assert_same_results(plain, metered);
+    assert_same_requests(plain, metered);
     let records = metered.records();
     assert_valid_emf(&records);
-    let ids: Vec<String> = metered
+    metered
         .sim
         .results()
         .iter()
-        .map(|r| r.as_ref().unwrap().request_id.clone())
-        .collect();
-    let records = ids
-        .iter()
-        .map(|id| {
+        .map(|r| {
+            let id = &r.as_ref().unwrap().request_id;
             records
                 .iter()
-                .find(|r| r["requestId"] == id.as_str())
+                .find(|rec| rec["requestId"] == id.as_str())
                 .unwrap_or_else(|| panic!("no record of {id}"))
                 .clone()
         })
-        .collect();
-    (records, connections)
+        .collect()
 }
 
 /// An echo server on a loopback port: every byte it gets, it sends back at once.

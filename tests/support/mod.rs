@@ -29,6 +29,26 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Compiles tests/functions/java (Debian's javac 17) into `test-programs/<dir>` of the
+/// profile directory; returns that class directory. Checked against the shim's source, which
+/// is not compiled in: at run time the class comes from the layer's jar, or is absent (the
+/// other actions never load it).
+pub fn compile_java_runtime(dir: &str) -> PathBuf {
+    let out = profile_dir().join("test-programs").join(dir);
+    std::fs::create_dir_all(&out).expect("class directory");
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(&out)
+        .arg("-sourcepath")
+        .arg(root().join("layer/shims-src/java"))
+        .arg("-implicit:none")
+        .arg(root().join("tests/functions/java/JavaRuntime.java"))
+        .status()
+        .expect("javac");
+    assert!(status.success(), "javac failed");
+    out
+}
+
 /// The library built together with these tests.
 pub fn library() -> PathBuf {
     fresh_library(profile_dir().join("liblambda_meter.so"))
