@@ -97,7 +97,8 @@ struct Ledger {
     /// One more than the generation a waiter last gave up on (0: none): while that generation
     /// still holds, nobody waits.
     stalled: AtomicU64,
-    /// Whether connections are followed (the process may be its environment's runtime).
+    /// Whether connections are followed (the process talks to the Runtime API, and is not known
+    /// to be a per-request helper).
     on: AtomicBool,
     /// Events let go since the last record took its figures.
     missed: AtomicU32,
@@ -137,7 +138,7 @@ pub const LINK: Link = Link {
     blocked: crate::blocked::render,
 };
 
-/// Connections are followed from now on: the process may be its environment's runtime.
+/// Connections are followed from now on: the process talks to the Runtime API.
 pub fn switch_on() {
     LEDGER.on.store(true, Ordering::Release);
 }
