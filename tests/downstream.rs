@@ -336,3 +336,76 @@ fn batched_records_carry_each_invokes_calls() {
         assert_eq!(e["name"], "localhost", "{record}");
     }
 }
+
+/// Python's `http.client` over TLS (the `ssl` module, OpenSSL) to a local TLS server: the
+/// handshake's turn is not a call (`tlsHandshakes`, `tlsMs`), so the calls are the requests,
+/// and their wait is within the bound of the delay.
+#[test]
+fn a_tls_handshake_is_not_a_call() {
+    const CALLS: u64 = 3;
+    const MS: u64 = 60;
+    let dir = support::tempdir::TempDir::new("tls");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let mut server = std::process::Command::new(python())
+        .arg(python_function_dir().join("tls_server.py"))
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the TLS server");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
+    let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for _ in lines.map_while(Result::ok) {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let payload = json!({
+        "client": "https", "host": "localhost", "port": port, "ms": MS, "calls": CALLS,
+    });
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir())
+        .env("DS_CA", cert.to_str().unwrap());
+    scenario.payloads = vec![payload.clone(), payload];
+    let plain = scenario.run(false);
+    let metered = scenario.run(true);
+    let records = records_by_payload(&plain, &metered);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) as u64,
+        4 * CALLS,
+        "requests the server answered, both runs"
+    );
+    for record in &records {
+        let e = only_entry(record);
+        assert_eq!(e["name"], "localhost", "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        assert_eq!(e["tlsHandshakes"], 1, "{record}");
+        assert!(e["tlsMs"].as_f64().unwrap() > 0.0, "{record}");
+        let wait = e["waitMs"].as_f64().unwrap();
+        let injected = (CALLS * MS) as f64;
+        assert!(
+            wait >= injected && wait < 2.0 * injected,
+            "waited {wait} ms for {injected} ms of delay: {record}"
+        );
+    }
+}

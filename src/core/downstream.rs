@@ -65,6 +65,10 @@ pub struct Figures {
     pub timed_out: u32,
     /// Calls (or connects) under way when the invoke began: their wait counts from its start.
     pub carried_over: u32,
+    /// TLS handshakes begun (a connection's first bytes were a ClientHello), and the time the
+    /// other side took to answer their turns: not calls.
+    pub tls_handshakes: u32,
+    pub tls_ns: u64,
 }
 
 impl Figures {
@@ -81,6 +85,8 @@ impl Figures {
         reset: 0,
         timed_out: 0,
         carried_over: 0,
+        tls_handshakes: 0,
+        tls_ns: 0,
     };
 
     pub fn add(&mut self, o: &Figures) {
@@ -96,6 +102,8 @@ impl Figures {
         self.reset = self.reset.saturating_add(o.reset);
         self.timed_out = self.timed_out.saturating_add(o.timed_out);
         self.carried_over = self.carried_over.saturating_add(o.carried_over);
+        self.tls_handshakes = self.tls_handshakes.saturating_add(o.tls_handshakes);
+        self.tls_ns = self.tls_ns.saturating_add(o.tls_ns);
     }
 
     fn is_empty(&self) -> bool {
@@ -156,6 +164,43 @@ struct Conn {
     /// Bytes of the turn under way, for a timeout's account of it.
     turn_out: u64,
     turn_in: u64,
+    tls: Tls,
+    /// Handshake turns so far (TLS 1.3 takes one, TLS 1.2 two).
+    tls_turns: u8,
+    /// In the first turn after a one-turn (TLS 1.3) handshake: the server's session tickets
+    /// may come back before its answer (see [`Downstream::received`]).
+    tickets_first: bool,
+    /// In `Receiving`: when the last bytes came, the wait counted for this turn, and its
+    /// longest pause before bytes came (the first: the wait).
+    last_in_ns: u64,
+    turn_wait_ns: u64,
+    pause_ns: u64,
+}
+
+/// Whether a connection speaks TLS, told by the first bytes of its turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Tls {
+    /// Nothing sent yet (first, so that a connection's slot is all zero when free).
+    Unknown,
+    /// Its first bytes were not a TLS handshake.
+    Plain,
+    /// A ClientHello went out: turns are the handshake's until the client sends application
+    /// data (or, in TLS 1.3, its ChangeCipherSpec before its encrypted Finished).
+    Handshake,
+    /// Handshaken: turns are calls.
+    Done,
+}
+
+/// TLS record types (the first byte of a record).
+const TLS_HANDSHAKE: u8 = 0x16;
+const TLS_CHANGE_CIPHER_SPEC: u8 = 0x14;
+const TLS_APPLICATION_DATA: u8 = 0x17;
+
+/// Whether `head`, the first bytes a connection sends, is a TLS handshake record (a
+/// ClientHello): type 22, then a version 3.0 to 3.4.
+fn is_tls_hello(head: &[u8]) -> bool {
+    matches!(head, [TLS_HANDSHAKE, 3, minor, ..] if *minor <= 4)
 }
 
 impl Conn {
@@ -167,6 +212,12 @@ impl Conn {
         at_ns: 0,
         turn_out: 0,
         turn_in: 0,
+        tls: Tls::Unknown,
+        tls_turns: 0,
+        tickets_first: false,
+        last_in_ns: 0,
+        turn_wait_ns: 0,
+        pause_ns: 0,
     };
 }
 
@@ -348,7 +399,7 @@ impl Downstream {
                     phase: Phase::Connecting,
                     at_ns: now_ns,
                     turn_out: 0,
-                    turn_in: 0,
+                    ..Conn::FREE
                 };
                 true
             }
@@ -378,8 +429,9 @@ impl Downstream {
         Some(Delta { name, figures })
     }
 
-    /// The host sent `n` bytes on `fd` at `now_ns`.
-    pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64) -> Option<Delta> {
+    /// The host sent `n` bytes on `fd` at `now_ns`, the first of them `head` (none where they
+    /// are not seen: `sendfile`, `splice`).
+    pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64, head: &[u8]) -> Option<Delta> {
         let c = self.conn(fd)?;
         let mut figures = Figures {
             bytes_out: n,
@@ -394,6 +446,24 @@ impl Downstream {
             // A new turn.
             c.turn_out = 0;
             c.turn_in = 0;
+            c.tickets_first = false;
+            match c.tls {
+                Tls::Unknown if is_tls_hello(head) => {
+                    c.tls = Tls::Handshake;
+                    figures.tls_handshakes = 1;
+                }
+                Tls::Unknown if !head.is_empty() => c.tls = Tls::Plain,
+                Tls::Handshake
+                    if matches!(
+                        head.first(),
+                        Some(&(TLS_APPLICATION_DATA | TLS_CHANGE_CIPHER_SPEC))
+                    ) =>
+                {
+                    c.tls = Tls::Done;
+                    c.tickets_first = c.tls_turns == 1;
+                }
+                _ => {}
+            }
         }
         c.phase = Phase::Sent;
         c.at_ns = now_ns;
@@ -421,10 +491,30 @@ impl Downstream {
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
         }
         if c.phase == Phase::Sent {
-            figures.calls = 1;
-            figures.wait_ns = now_ns.saturating_sub(c.at_ns);
+            let wait_ns = now_ns.saturating_sub(c.at_ns);
+            if c.tls == Tls::Handshake {
+                figures.tls_ns = wait_ns;
+                c.tls_turns = c.tls_turns.saturating_add(1);
+            } else {
+                figures.calls = 1;
+                figures.wait_ns = wait_ns;
+            }
+            c.turn_wait_ns = wait_ns;
+            c.pause_ns = wait_ns;
+        } else if c.phase == Phase::Receiving && c.tickets_first {
+            // A TLS 1.3 server sends its session tickets as soon as the client's Finished
+            // arrives, before it answers the request that came with it: the turn's wait runs to
+            // the bytes that came after its longest pause (the answer), not to the first.
+            let pause = now_ns.saturating_sub(c.last_in_ns);
+            if pause > c.pause_ns {
+                c.pause_ns = pause;
+                let wait_ns = now_ns.saturating_sub(c.at_ns);
+                figures.wait_ns = wait_ns.saturating_sub(c.turn_wait_ns);
+                c.turn_wait_ns = wait_ns;
+            }
         }
         c.phase = Phase::Receiving;
+        c.last_in_ns = now_ns;
         c.turn_in = c.turn_in.saturating_add(n);
         Some(Delta {
             name: c.name,
@@ -734,7 +824,7 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures, shared: bool)
     });
     out.byte(b'"');
     let ms = |ns: u64| Number::Scaled(ns / 1000, 3);
-    let members: [(&str, Number, bool); 12] = [
+    let members: [(&str, Number, bool); 14] = [
         ("calls", Number::int(u64::from(f.calls)), f.calls > 0),
         ("waitMs", ms(f.wait_ns), f.calls > 0),
         ("bytesOut", Number::int(f.bytes_out), f.bytes_out > 0),
@@ -747,6 +837,12 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures, shared: bool)
         ("connectMs", ms(f.connect_ns), f.connects > 0),
         ("lookups", Number::int(u64::from(f.lookups)), f.lookups > 0),
         ("lookupMs", ms(f.lookup_ns), f.lookups > 0),
+        (
+            "tlsHandshakes",
+            Number::int(u64::from(f.tls_handshakes)),
+            f.tls_handshakes > 0,
+        ),
+        ("tlsMs", ms(f.tls_ns), f.tls_handshakes > 0 || f.tls_ns > 0),
         ("refused", Number::int(u64::from(f.refused)), f.refused > 0),
         ("reset", Number::int(u64::from(f.reset)), f.reset > 0),
         (
@@ -790,7 +886,8 @@ impl Sum {
             time_ns: f
                 .wait_ns
                 .saturating_add(f.connect_ns)
-                .saturating_add(f.lookup_ns),
+                .saturating_add(f.lookup_ns)
+                .saturating_add(f.tls_ns),
         }
     }
 }
@@ -867,12 +964,12 @@ mod tests {
         assert!(d.connecting(7, &addr("10.1.2.3:5432"), 10 * MS));
         put(&mut calls, d.connected(7, None, 11 * MS));
         // Request in two writes; answer in three reads; a second turn.
-        put(&mut calls, d.sent(7, 100, 20 * MS));
-        put(&mut calls, d.sent(7, 50, 21 * MS));
+        put(&mut calls, d.sent(7, 100, 20 * MS, b"GET"));
+        put(&mut calls, d.sent(7, 50, 21 * MS, b"GET"));
         put(&mut calls, d.received(7, 10, 30 * MS));
         put(&mut calls, d.received(7, 10, 31 * MS));
         put(&mut calls, d.received(7, 10, 32 * MS));
-        put(&mut calls, d.sent(7, 5, 40 * MS));
+        put(&mut calls, d.sent(7, 5, 40 * MS, b"GET"));
         put(&mut calls, d.received(7, 1, 45 * MS));
         assert_eq!(d.received(7, 0, 46 * MS), None);
         let id = NameId::Kept(0);
@@ -906,7 +1003,7 @@ mod tests {
         let mut d = Downstream::new();
         let mut calls = Calls::NONE;
         assert!(d.connecting(4, &addr("10.0.0.9:443"), 10 * MS));
-        put(&mut calls, d.sent(4, 20, 13 * MS));
+        put(&mut calls, d.sent(4, 20, 13 * MS, b"GET"));
         put(&mut calls, d.received(4, 30, 20 * MS));
         let f = calls.total();
         assert_eq!(
@@ -956,7 +1053,7 @@ mod tests {
         let mut calls = Calls::NONE;
         d.connecting(3, &addr("[::1]:8080"), 0);
         put(&mut calls, d.connected(3, None, 0));
-        put(&mut calls, d.sent(3, 1, 0));
+        put(&mut calls, d.sent(3, 1, 0, b"GET"));
         put(&mut calls, d.received(3, 1, MS / 2));
         assert_eq!(
             render(&calls, &d),
@@ -974,7 +1071,7 @@ mod tests {
         assert!(!d.follows(4));
         d.connecting(5, &addr("10.0.0.1:80"), 0);
         put(&mut calls, d.connected(5, None, MS));
-        put(&mut calls, d.sent(5, 10, MS));
+        put(&mut calls, d.sent(5, 10, MS, b"GET"));
         put(&mut calls, d.failed(5, libc::ECONNRESET));
         assert!(!d.follows(5));
         d.connecting(6, &addr("10.0.0.1:80"), 0);
@@ -998,7 +1095,7 @@ mod tests {
             calls.add(&d.looked_up(&format!("host{i}.example"), &[ip], 0));
             d.connecting(fd, &SocketAddr::new(ip, 443), 0);
             put(&mut calls, d.connected(fd, None, 0));
-            put(&mut calls, d.sent(fd, 1, 0));
+            put(&mut calls, d.sent(fd, 1, 0, b"GET"));
             put(&mut calls, d.received(fd, 1, (i + 1) * MS));
         }
         let v = render(&calls, &d);
@@ -1063,11 +1160,11 @@ mod tests {
         d.looked_up("slow.example", &[ip], 0);
         d.connecting(20, &SocketAddr::new(ip, 443), 0);
         d.connected(20, None, MS);
-        d.sent(20, 300, 2 * MS);
+        d.sent(20, 300, 2 * MS, b"GET");
         d.connecting(21, &addr("10.0.0.2:80"), 5 * MS);
         d.connecting(22, &addr("10.0.0.3:80"), 0);
         d.connected(22, None, 0);
-        d.sent(22, 1, 0);
+        d.sent(22, 1, 0, b"GET");
         d.received(22, 1, 0);
         let mut seen = Vec::new();
         d.in_flight(10 * MS, |c| {
@@ -1111,12 +1208,12 @@ mod tests {
         let _ = d.looked_up("slow.example", &[ip], 0);
         assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
         let _ = d.connected(5, None, MS);
-        let _ = d.sent(5, 120, 2 * MS);
+        let _ = d.sent(5, 120, 2 * MS, b"GET");
         assert!(d.connecting(6, &addr("10.0.0.2:5432"), 3 * MS));
         // A call answered is not waiting.
         assert!(d.connecting(7, &addr("10.0.0.1:443"), 0));
         let _ = d.connected(7, None, 0);
-        let _ = d.sent(7, 10, MS);
+        let _ = d.sent(7, 10, MS, b"GET");
         let _ = d.received(7, 10, 2 * MS);
         assert!(d.render_in_flight(1002 * MS, &mut out));
         let v: serde_json::Value = serde_json::from_slice(out.written()).unwrap();
@@ -1150,6 +1247,76 @@ mod tests {
         let calls = Calls::NONE;
         assert!(calls.is_empty());
         assert_eq!(render(&calls, &d), serde_json::json!([]));
+    }
+
+    /// A connection whose first bytes are a TLS ClientHello: its handshake's turns are not
+    /// calls (their wait is `tlsMs`), TLS 1.3's one and TLS 1.2's two; its application data's
+    /// turns are. A binary protocol whose first byte is 22 but not a TLS version is plain.
+    #[test]
+    fn tls_handshake_turns_are_not_calls() {
+        let hello: &[u8] = &[0x16, 3, 1];
+        let run = |flights: &[&[u8]]| {
+            let mut d = Downstream::new();
+            let mut calls = Calls::NONE;
+            assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
+            put(&mut calls, d.connected(5, None, MS));
+            let mut t = 10 * MS;
+            for head in flights {
+                put(&mut calls, d.sent(5, 100, t, head));
+                put(&mut calls, d.received(5, 100, t + 7 * MS));
+                t += 20 * MS;
+            }
+            calls.total()
+        };
+        // TLS 1.3: ClientHello; ChangeCipherSpec + Finished + request; a second request.
+        let f = run(&[hello, &[0x14, 3, 3], &[0x17, 3, 3]]);
+        assert_eq!(
+            (f.calls, f.tls_handshakes, f.tls_ns, f.wait_ns),
+            (2, 1, 7 * MS, 14 * MS)
+        );
+        // TLS 1.2: ClientHello; ClientKeyExchange (a handshake record); the request.
+        let f = run(&[hello, &[0x16, 3, 3], &[0x17, 3, 3]]);
+        assert_eq!((f.calls, f.tls_handshakes, f.tls_ns), (1, 1, 14 * MS));
+        // Plain bytes, and a first byte of 22 that is no TLS version.
+        let f = run(&[b"GET", &[0x16, 3, 3]]);
+        assert_eq!((f.calls, f.tls_handshakes), (2, 0));
+        let f = run(&[&[0x16, 9, 1], &[0x17, 3, 3]]);
+        assert_eq!((f.calls, f.tls_handshakes), (2, 0));
+        // TLS 1.3's session tickets (two reads) come back before the first answer: its wait
+        // runs to the answer. A first answer in reads right after one another is one wait.
+        for (ticket_at, answer_at, wait) in
+            [(MS, 61 * MS, 61 * MS), (60 * MS, 60 * MS + 5, 60 * MS)]
+        {
+            let mut d = Downstream::new();
+            let mut calls = Calls::NONE;
+            assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
+            put(&mut calls, d.connected(5, None, MS));
+            put(&mut calls, d.sent(5, 300, 10 * MS, hello));
+            put(&mut calls, d.received(5, 3000, 12 * MS));
+            put(&mut calls, d.sent(5, 200, 20 * MS, &[0x14, 3, 3]));
+            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at));
+            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at + 3));
+            put(&mut calls, d.received(5, 900, 20 * MS + answer_at));
+            let f = calls.total();
+            assert_eq!((f.calls, f.wait_ns), (1, wait), "{ticket_at} {answer_at}");
+        }
+        // Bytes not seen (sendfile) decide nothing.
+        let f = run(&[&[], hello, &[0x17, 3, 3]]);
+        assert_eq!((f.calls, f.tls_handshakes), (2, 1));
+        // The entry says so.
+        let d = Downstream::new();
+        let mut calls = Calls::NONE;
+        calls.add(&Delta {
+            name: NameId::Others,
+            figures: Figures {
+                tls_handshakes: 1,
+                tls_ns: 7 * MS,
+                ..Figures::default()
+            },
+        });
+        let v = render(&calls, &d);
+        assert_eq!(v[0]["tlsHandshakes"], 1, "{v}");
+        assert_eq!(v[0]["tlsMs"], 7.0, "{v}");
     }
 
     /// A dual-stack socket connects to the IPv4 address a lookup returned, mapped into IPv6

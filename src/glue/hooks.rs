@@ -476,7 +476,7 @@ fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize
         }
         // A downstream connection's bytes are counted, unseen or not.
         downstream_received(fd_in, rc, 0);
-        downstream_sent(fd_out, began, rc);
+        downstream_sent(fd_out, began, rc, Head::unseen);
     }
     rc
 }
@@ -487,7 +487,7 @@ fn sent_from_file(fd: c_int, call: impl FnOnce() -> ssize_t) -> ssize_t {
     let began = downstream_sending(fd);
     let rc = moved_unseen(fd, "sendfile", call);
     if rc > 0 {
-        downstream_sent(fd, began, rc);
+        downstream_sent(fd, began, rc, Head::unseen);
     }
     rc
 }
@@ -1168,7 +1168,8 @@ fn sent(fd: c_int, buf: *const c_void, call: impl FnOnce() -> ssize_t) -> ssize_
     let began = downstream_sending(fd);
     let rc = call();
     observe_sent(fd, buf, rc);
-    downstream_sent(fd, began, rc);
+    // SAFETY: the kernel just read `rc` bytes at `buf`.
+    downstream_sent(fd, began, rc, || unsafe { Head::of(buf, rc) });
     rc
 }
 
@@ -1181,11 +1182,72 @@ fn downstream_sending(fd: c_int) -> Option<u64> {
 }
 
 /// After a send begun at `began` (see [`downstream_sending`]) of `rc` bytes (or a failure) on
-/// `fd`. The host's errno is left as the call set it.
+/// `fd`, the first of them `head` (read only for a followed connection). The host's errno is
+/// left as the call set it.
 #[inline(always)]
-fn downstream_sent(fd: c_int, began: Option<u64>, rc: ssize_t) {
+fn downstream_sent(fd: c_int, began: Option<u64>, rc: ssize_t, head: impl FnOnce() -> Head) {
     if let Some(began) = began {
-        crate::ledger::sent(fd, rc, errno(), began);
+        let head = head();
+        crate::ledger::sent(fd, rc, errno(), began, head.bytes());
+    }
+}
+
+/// The first bytes of a send (at most 3): what tells a TLS handshake from other bytes.
+struct Head {
+    bytes: [u8; 3],
+    len: usize,
+}
+
+impl Head {
+    /// Bytes the library did not see (`sendfile`, `splice`).
+    fn unseen() -> Head {
+        Head {
+            bytes: [0; 3],
+            len: 0,
+        }
+    }
+
+    /// The first of the `rc` bytes the kernel just read at `buf`.
+    ///
+    /// # Safety
+    /// `buf` points to at least `rc` readable bytes (or `rc` is not positive).
+    unsafe fn of(buf: *const c_void, rc: ssize_t) -> Head {
+        let mut head = Head::unseen();
+        let len = usize::try_from(rc).unwrap_or(0).min(3);
+        if len > 0 && !buf.is_null() {
+            // SAFETY: the caller's promise; `len` is at most 3 and at most `rc`.
+            let src = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+            if let Some(dst) = head.bytes.get_mut(..len) {
+                dst.copy_from_slice(src);
+            }
+            head.len = len;
+        }
+        head
+    }
+
+    /// The first of the `rc` bytes the kernel just read through `n` iovecs at `iov`: those
+    /// of the first iovec that has any.
+    ///
+    /// # Safety
+    /// `iov` points to `n` iovecs the kernel just read `rc` bytes through.
+    unsafe fn of_iov(iov: *const iovec, n: c_int, rc: ssize_t) -> Head {
+        if iov.is_null() || rc <= 0 {
+            return Head::unseen();
+        }
+        for i in 0..usize::try_from(n).unwrap_or(0).min(8) {
+            // SAFETY: `i` < `n` (the caller's promise).
+            let v = unsafe { &*iov.add(i) };
+            if v.iov_len > 0 {
+                let len = v.iov_len.min(usize::try_from(rc).unwrap_or(0));
+                // SAFETY: the kernel read the first `len` bytes of this iovec.
+                return unsafe { Head::of(v.iov_base, len as ssize_t) };
+            }
+        }
+        Head::unseen()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -1213,7 +1275,14 @@ unsafe fn sent_msg(fd: c_int, msg: *const msghdr, call: impl FnOnce() -> ssize_t
         // SAFETY: as above.
         unsafe { observe_sent_iov(fd, iov, n, rc) };
     }
-    downstream_sent(fd, began, rc);
+    let msg_iov = || {
+        if msg.is_null() {
+            return Head::unseen();
+        }
+        // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
+        unsafe { Head::of_iov((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) }
+    };
+    downstream_sent(fd, began, rc, msg_iov);
     rc
 }
 
@@ -1233,7 +1302,8 @@ unsafe fn sent_iov(
     let rc = call();
     // SAFETY: the kernel just read `rc` bytes through these iovecs.
     unsafe { observe_sent_iov(fd, iov, n, rc) };
-    downstream_sent(fd, began, rc);
+    // SAFETY: as above.
+    downstream_sent(fd, began, rc, || unsafe { Head::of_iov(iov, n, rc) });
     rc
 }
 

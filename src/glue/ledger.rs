@@ -434,13 +434,13 @@ pub fn connect_ended(fd: i32, so_error: i32) {
     });
 }
 
-/// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, or a failure
-/// (`rc` < 0, with `errno`).
+/// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, the first of
+/// them `head` (see [`Downstream::sent`]), or a failure (`rc` < 0, with `errno`).
 #[cold]
 #[inline(never)]
-pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64) {
+pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64, head: &[u8]) {
     count(fd, |d| match u64::try_from(rc) {
-        Ok(n) => d.sent(fd, n, began_ns),
+        Ok(n) => d.sent(fd, n, began_ns, head),
         Err(_) => d.failed(fd, errno),
     });
 }

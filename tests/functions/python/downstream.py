@@ -41,6 +41,16 @@ def call(event, port):
         got += len(c.getresponse().read())
         c.request("GET", f"/{ms}")
         got += len(c.getresponse().read())
+    elif client == "https":
+        # One TLS connection (its handshake, then the calls), trusting the test's certificate.
+        import ssl
+
+        context = ssl.create_default_context(cafile=os.environ["DS_CA"])
+        c = http.client.HTTPSConnection(host, port, timeout=30, context=context)
+        for _ in range(n):
+            c.request("GET", f"/{ms}")
+            got += len(c.getresponse().read())
+        c.close()
     elif client == "urllib":
         # A connection (and a lookup) per call.
         for _ in range(n):
