@@ -1275,6 +1275,48 @@ impl Engine {
         self.working_on(fd, |e| e.end_of_stream_on(fd, probe));
     }
 
+    /// `n` bytes the host moved on `fd` (`sent`: wrote, else read) went by uncopied, right
+    /// after the bytes it was last given in that direction: a thread moved them while another
+    /// held the engine. Where they are body bytes the connection reads past, they are counted
+    /// (and a message they end is complete); else the connection is no longer followed.
+    pub fn skipped(&mut self, fd: i32, sent: bool, n: u64, probe: &dyn Fn(Reading) -> Probe) {
+        self.working_on(fd, |e| e.skipped_on(fd, sent, n, probe));
+    }
+
+    /// [`Engine::skipped`].
+    fn skipped_on(&mut self, fd: i32, sent: bool, n: u64, probe: &dyn Fn(Reading) -> Probe) {
+        let Some(id) = self.conn_of(fd) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let parser = if sent {
+            &mut c.requests
+        } else {
+            &mut c.responses
+        };
+        let Some(first) = parser.skip(n) else {
+            return self.drop_connection(id, Untrack::Unkept);
+        };
+        if sent {
+            // What the body bytes tell: an error's type (not read past a gap), a result's
+            // first byte.
+            c.error_scan.lost();
+            if first
+                && let Some(w) = c.writing
+                && w.kind == RequestKind::Response
+            {
+                let now = probe(Reading::Clocks);
+                self.tracker.result_first_byte(&c.writing_id, &now);
+            }
+            self.sent_on(fd, &[], probe);
+        } else {
+            c.answer_scan.lost();
+            self.received_on(fd, &[], probe);
+        }
+    }
+
     /// Runs `f`, which moves bytes of `fd`'s connection through its parsers, noting the fd
     /// while it does (see [`Engine::abandoned`]).
     fn working_on(&mut self, fd: i32, f: impl FnOnce(&mut Engine)) {
@@ -2227,6 +2269,16 @@ mod tests {
             self.0.sending(fd, p);
             self.out()
         }
+        fn skipped(
+            &mut self,
+            fd: i32,
+            sent: bool,
+            n: usize,
+            p: &dyn Fn(Reading) -> Probe,
+        ) -> Effects {
+            self.0.skipped(fd, sent, n as u64, p);
+            self.out()
+        }
         fn tick(&mut self, now: &Probe) -> Effects {
             self.0.tick(now);
             self.out()
@@ -2362,6 +2414,65 @@ mod tests {
         assert_eq!(v["Errors"], 1.0);
         assert_eq!(v["errorType"], "KeyError");
         assert_eq!(v["ColdStart"], 0.0);
+    }
+
+    /// Bytes the host moved while another thread held the engine, counted but not kept (see
+    /// `glue/deferred.rs`), after the first `kept` of a message: an event's and a result's
+    /// body are read past whole, as though every byte had been seen; bytes that may hold more
+    /// than the body stop the connection's following.
+    #[test]
+    fn body_bytes_that_went_by_uncopied_are_counted() {
+        let bits = leak_bits();
+        let mut e = engine(bits);
+        let p = |_: Reading| Probe::default();
+        e.connected(5, api_addr());
+        e.sent(5, fixtures::NEXT, &p);
+        let body = format!("{{\"pad\":\"{}\"}}", "p".repeat(300_000));
+        let event = next_event("id-1", &body);
+        let kept = event.len() - 250_000;
+        assert!(e.received(5, &event[..kept], &p).lines.is_empty());
+        assert!(e.skipped(5, false, event.len() - kept, &p).lines.is_empty());
+        let result = fixtures::result("id-1", "response", &"\"r\"".repeat(1000), "");
+        let cut = result.len() - 2_000;
+        assert!(e.sent(5, &result[..cut], &p).lines.is_empty());
+        assert!(e.skipped(5, true, 2_000, &p).lines.is_empty());
+        e.received(5, ACCEPTED, &p);
+        let lines = e.sending(5, &p).lines;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["requestId"], "id-1");
+        assert_eq!(v["RequestBytes"], body.len() as f64);
+        assert_eq!(v["ResponseBytes"], 3000.0);
+        assert!(bits.contains(5));
+
+        // An error's body past a gap: its type is the one the header gives.
+        e.sent(5, fixtures::NEXT, &p);
+        e.received(5, &next_event("id-2", "{}"), &p);
+        let body = format!(
+            r#"{{"errorMessage":"{}","errorType":"KeyError"}}"#,
+            "m".repeat(5000)
+        );
+        let error = fixtures::result(
+            "id-2",
+            "error",
+            &body,
+            "Lambda-Runtime-Function-Error-Type: Unhandled\r\n",
+        );
+        let cut = error.len() - body.len() + 100;
+        e.sent(5, &error[..cut], &p);
+        e.skipped(5, true, error.len() - cut, &p);
+        e.received(5, ACCEPTED, &p);
+        let lines = e.sending(5, &p).lines;
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["Errors"], 1.0);
+        assert_eq!(v["errorType"], "Unhandled");
+
+        // More than the body: the next message's head went by too.
+        e.sent(5, fixtures::NEXT, &p);
+        let event = next_event("id-3", "{}");
+        e.received(5, &event[..event.len() - 2], &p);
+        e.skipped(5, false, 2 + 10, &p);
+        assert!(!bits.contains(5), "no longer followed");
     }
 
     const TOO_LARGE: &[u8] = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: 109\r\n\r\n{\"errorMessage\":\"Exceeded maximum allowed payload size (6291556 bytes).\",\"errorType\":\"RequestEntityTooLarge\"}";

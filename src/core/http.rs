@@ -641,6 +641,24 @@ impl Parser {
         }
     }
 
+    /// The next `n` bytes went by unseen: where all of them are body bytes of the current
+    /// message (within its `Content-Length`, its current chunk, or a body delimited by close)
+    /// they are counted as read, and `Some(first)` says whether they began the body; `None`
+    /// where they may hold more than body bytes (the parser is left as it was, and must be
+    /// dropped: it cannot know where it is).
+    pub fn skip(&mut self, n: u64) -> Option<bool> {
+        let first = self.body_len == 0;
+        match self.state {
+            State::Body(left) if n <= left => self.state = State::Body(left - n),
+            State::ChunkData(left) if n < left => self.state = State::ChunkData(left - n),
+            State::ChunkData(left) if n == left => self.state = State::ChunkDataEnd(0),
+            State::UntilClose => {}
+            _ => return None,
+        }
+        self.body_len += n;
+        Some(first)
+    }
+
     /// The peer closed the connection: a body delimited by close is complete now.
     pub fn end_of_stream(&mut self) -> Option<Event<'static>> {
         (self.state == State::UntilClose).then(|| self.complete())
@@ -1674,6 +1692,52 @@ mod tests {
             assert_eq!(done[0].body, b"hello");
             assert_eq!(done[0].firsts, 1, "the first body bytes are marked once");
         }
+    }
+
+    /// Steps `p` through `data` to its first completed message: its body length.
+    fn complete_in(p: &mut Parser, mut data: &[u8]) -> Option<u64> {
+        while let Some(ev) = p.step(&mut data).unwrap() {
+            if let Event::Complete { body_len } = ev {
+                return Some(body_len);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn body_bytes_skipped_are_counted_and_nothing_else_is_skipped() {
+        // Within a Content-Length: counted, the first of them marked, the end reached.
+        let mut p = Parser::new(Direction::Response, FIELDS);
+        let head = NEXT_RESPONSE.len() - 5;
+        assert_eq!(complete_in(&mut p, &NEXT_RESPONSE[..head + 1]), None);
+        assert_eq!(p.skip(3), Some(false));
+        assert_eq!(p.skip(2), None, "one byte past the body");
+        assert_eq!(complete_in(&mut p, b"o"), Some(5));
+        let mut p = Parser::new(Direction::Response, FIELDS);
+        assert_eq!(complete_in(&mut p, &NEXT_RESPONSE[..head]), None);
+        assert_eq!(p.skip(5), Some(true));
+        assert_eq!(
+            complete_in(&mut p, b""),
+            Some(5),
+            "complete without another byte"
+        );
+        assert_eq!(p.skip(1), None, "between messages");
+        // In a head: never.
+        let mut p = Parser::new(Direction::Response, FIELDS);
+        assert_eq!(complete_in(&mut p, &NEXT_RESPONSE[..10]), None);
+        assert_eq!(p.skip(1), None);
+        // Within a chunk, up to its end; not its framing.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+        let mut p = Parser::new(Direction::Response, FIELDS);
+        assert_eq!(complete_in(&mut p, chunked), None);
+        assert_eq!(p.skip(3), None, "past the chunk's end");
+        assert_eq!(p.skip(2), Some(false));
+        assert_eq!(complete_in(&mut p, b"\r\n0\r\n\r\n"), Some(5));
+        // A body delimited by close: anything.
+        let mut p = Parser::new(Direction::Response, FIELDS);
+        assert_eq!(complete_in(&mut p, b"HTTP/1.1 200 OK\r\n\r\nab"), None);
+        assert_eq!(p.skip(1000), Some(false));
+        assert_eq!(p.end_of_stream(), Some(Event::Complete { body_len: 1002 }));
     }
 
     #[test]

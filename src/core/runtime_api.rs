@@ -363,6 +363,12 @@ impl ErrorTypeScanner {
         (self.found && !text.is_empty()).then_some(text)
     }
 
+    /// Bytes of the body went by unseen: a type found already stands, nothing after them is
+    /// looked at (they could not be read in step).
+    pub fn lost(&mut self) {
+        self.gave_up = true;
+    }
+
     /// Looks at the next bytes of the body.
     pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {

@@ -5,8 +5,15 @@
 //!
 //! A fixed set of entries, each holding one fd's bytes in one direction, or a close. Bytes that
 //! follow the newest entry's, for the same fd and direction, are appended to it (a handler that
-//! writes a request a byte at a time takes one entry). When no entry is free, the caller stops
-//! following the fd instead.
+//! writes a request a byte at a time takes one entry).
+//!
+//! A holder the scheduler put aside for a few milliseconds (a throttled cgroup, a busy machine)
+//! can see another thread move megabytes meanwhile: a large event or result. Those bytes are
+//! counted, not kept, once their run has filled its entries and few are left for the other
+//! connections: the newest entry notes how many bytes followed it unkept, and the replay lets
+//! the engine count them where they are body bytes it reads past (else it stops following the
+//! connection). When bytes can be neither kept nor counted (no free entry, and the newest is
+//! another connection's), the caller stops following the fd instead.
 
 use std::cell::UnsafeCell;
 use std::net::SocketAddr;
@@ -15,6 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize,
 /// How many entries there are, and how many bytes each holds.
 const ENTRIES: usize = 32;
 const ENTRY_BYTES: usize = 4096;
+/// A run of one fd's bytes in one direction takes a further entry only while more than this
+/// many are free; past that its bytes are counted on its newest entry (see the module
+/// documentation), so that the other connections' requests still find room.
+const KEPT_FOR_OTHERS: usize = 8;
 
 const FREE: u8 = 0;
 /// One party owns the entry: a handler filling it, or the engine replaying it.
@@ -37,6 +48,13 @@ pub enum Op<'a> {
     Connected(i32, Option<SocketAddr>),
     /// The second fd became a copy of the first.
     Duplicated(i32, i32),
+    /// This many bytes moved on the fd (`sent`: written, else read) right after the op before
+    /// (its bytes), and were not kept.
+    Skipped {
+        fd: i32,
+        sent: bool,
+        n: u64,
+    },
 }
 
 /// An address in 19 bytes: family (4 or 6, 0 for none), port, 16 address bytes.
@@ -81,6 +99,10 @@ struct Entry {
     /// When its first bytes moved (monotonic ns): the time they are replayed at.
     at: AtomicU64,
     len: AtomicUsize,
+    /// How many bytes moved after its own, in the same direction, without being kept; and when
+    /// the last of them moved.
+    skipped: AtomicU64,
+    skipped_at: AtomicU64,
     data: UnsafeCell<[u8; ENTRY_BYTES]>,
 }
 
@@ -95,6 +117,8 @@ impl Entry {
             seq: AtomicU64::new(0),
             at: AtomicU64::new(0),
             len: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
+            skipped_at: AtomicU64::new(0),
             data: UnsafeCell::new([0; ENTRY_BYTES]),
         }
     }
@@ -186,14 +210,22 @@ impl Deferred {
     }
 
     fn keep(&self, kind: u8, fd: i32, mut bytes: &[u8], at: u64) -> bool {
-        // Append to the newest entry when it is this fd's, in this direction.
-        if let Some(e) = self.entries.get(self.newest.load(Ordering::Acquire))
-            && matches!(kind, SENT | RECEIVED)
-            && e.state
-                .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            if e.kind.load(Ordering::Relaxed) == kind && e.fd.load(Ordering::Relaxed) == fd {
+        if bytes.is_empty() {
+            // An end of stream: an entry of its own, with no bytes.
+            return match self.claim(kind, fd, at) {
+                Some(e) => {
+                    self.publish(e);
+                    true
+                }
+                None => false,
+            };
+        }
+        // Append to the newest entry when it is this fd's, in this direction (and nothing
+        // unkept follows its bytes).
+        let mut run = false;
+        if let Some(e) = self.newest_of(kind, fd) {
+            run = true;
+            if e.skipped.load(Ordering::Relaxed) == 0 {
                 let n = e.append(bytes);
                 bytes = bytes.get(n..).unwrap_or_default();
             }
@@ -201,14 +233,56 @@ impl Deferred {
             self.publish(e);
         }
         while !bytes.is_empty() {
-            let Some(e) = self.claim(kind, fd, at) else {
-                return false;
+            let claimed = if run && self.free_entries() <= KEPT_FOR_OTHERS {
+                None
+            } else {
+                self.claim(kind, fd, at)
             };
+            let Some(e) = claimed else {
+                return self.skip(kind, fd, bytes.len(), at);
+            };
+            run = true;
             let n = e.append(bytes);
             bytes = bytes.get(n..).unwrap_or_default();
             self.publish(e);
         }
         true
+    }
+
+    /// The newest entry, owned (BUSY), where it holds bytes of `fd` in `kind`'s direction.
+    fn newest_of(&self, kind: u8, fd: i32) -> Option<&Entry> {
+        let e = self.entries.get(self.newest.load(Ordering::Acquire))?;
+        e.state
+            .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        if e.kind.load(Ordering::Relaxed) == kind
+            && e.fd.load(Ordering::Relaxed) == fd
+            && e.len.load(Ordering::Relaxed) > 0
+        {
+            return Some(e);
+        }
+        self.publish(e);
+        None
+    }
+
+    /// Counts `n` bytes of `fd` in `kind`'s direction that moved at `at` on the newest entry,
+    /// unkept; false where the newest entry is not one of theirs.
+    fn skip(&self, kind: u8, fd: i32, n: usize, at: u64) -> bool {
+        let Some(e) = self.newest_of(kind, fd) else {
+            return false;
+        };
+        e.skipped.fetch_add(n as u64, Ordering::Relaxed);
+        e.skipped_at.store(at, Ordering::Relaxed);
+        self.publish(e);
+        true
+    }
+
+    /// How many entries are free now.
+    fn free_entries(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.state.load(Ordering::Relaxed) == FREE)
+            .count()
     }
 
     /// Takes a free entry for `kind` on `fd` (state BUSY, empty), stamped `at`.
@@ -222,6 +296,7 @@ impl Deferred {
         e.fd.store(fd, Ordering::Relaxed);
         e.at.store(at, Ordering::Relaxed);
         e.len.store(0, Ordering::Relaxed);
+        e.skipped.store(0, Ordering::Relaxed);
         e.seq
             .store(self.seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         self.newest.store(i, Ordering::Release);
@@ -268,7 +343,8 @@ impl Deferred {
             let len = e.len.load(Ordering::Relaxed).min(ENTRY_BYTES);
             // SAFETY: we own the entry (BUSY); `len` bytes of it were written.
             let bytes = unsafe { std::slice::from_raw_parts(e.data.get().cast::<u8>(), len) };
-            match e.kind.load(Ordering::Relaxed) {
+            let kind = e.kind.load(Ordering::Relaxed);
+            match kind {
                 SENT => replay(Op::Sent(fd, bytes), at),
                 RECEIVED => replay(Op::Received(fd, bytes), at),
                 CONNECTED => replay(Op::Connected(fd, decode_addr(bytes)), at),
@@ -280,6 +356,14 @@ impl Deferred {
                     replay(Op::Duplicated(fd, new), at)
                 }
                 _ => replay(Op::Closed(fd), at),
+            }
+            let n = e.skipped.load(Ordering::Relaxed);
+            if n > 0 {
+                let sent = kind == SENT;
+                replay(
+                    Op::Skipped { fd, sent, n },
+                    e.skipped_at.load(Ordering::Relaxed),
+                );
             }
             e.state.store(FREE, Ordering::Release);
         }
@@ -305,6 +389,7 @@ mod tests {
                 Op::Closed(fd) => format!("closed {fd}"),
                 Op::Connected(fd, a) => format!("connected {fd} {a:?}"),
                 Op::Duplicated(a, b) => format!("duplicated {a} {b}"),
+                Op::Skipped { fd, sent, n } => format!("skipped {fd} {sent} {n}"),
             })
         });
         out
@@ -353,5 +438,67 @@ mod tests {
         assert!(!d.sent(99, b"x", 1));
         assert_eq!(replayed(&d).len(), ENTRIES);
         assert!(d.closed(1), "room again after replay");
+    }
+
+    #[test]
+    fn a_long_run_is_counted_past_its_entries_and_leaves_room_for_others() {
+        let d = Deferred::new();
+        assert!(d.sent(4, b"GET /next", 1));
+        // A 2 MB body read while the engine was held: its run takes entries while more than
+        // KEPT_FOR_OTHERS are free, then is counted on its newest.
+        let big = vec![b'b'; 2_000_000];
+        assert!(d.received(3, &big[..100_000], 2));
+        assert!(d.received(3, &big[100_000..], 3));
+        // Another connection's request, and an end of stream, still find room.
+        assert!(d.sent(5, b"POST /response", 4));
+        assert!(d.received(5, b"", 5));
+        let mut ops = Vec::new();
+        d.drain(&mut |op, at| {
+            ops.push(match op {
+                Op::Received(3, b) => format!("received 3 {} at {at}", b.len()),
+                Op::Skipped { fd, sent, n } => format!("skipped {fd} {sent} {n} at {at}"),
+                Op::Sent(fd, b) => format!("sent {fd} {}", String::from_utf8_lossy(b)),
+                Op::Received(fd, b) => format!("received {fd} {b:?}"),
+                other => format!("{other:?}"),
+            })
+        });
+        let runs = ENTRIES - 1 - KEPT_FOR_OTHERS;
+        // (The first call's bytes begin this many entries, each stamped with its time.)
+        let first_call = 100_000usize.div_ceil(ENTRY_BYTES);
+        let mut want = vec!["sent 4 GET /next".to_string()];
+        want.extend(
+            (0..runs).map(|i| format!("received 3 4096 at {}", if i < first_call { 2 } else { 3 })),
+        );
+        want.push(format!(
+            "skipped 3 false {} at 3",
+            2_000_000 - runs * ENTRY_BYTES
+        ));
+        want.push("sent 5 POST /response".into());
+        want.push("received 5 []".into());
+        assert_eq!(ops, want);
+    }
+
+    #[test]
+    fn bytes_are_counted_only_right_after_their_own() {
+        let d = Deferred::new();
+        for fd in 0..ENTRIES as i32 {
+            assert!(d.closed(fd));
+        }
+        assert!(
+            !d.sent(40, b"x", 1),
+            "no room, and the newest is not its own"
+        );
+        d.clear();
+        for fd in 0..ENTRIES as i32 - 1 {
+            assert!(d.closed(fd));
+        }
+        assert!(d.sent(40, b"head", 1));
+        assert!(d.sent(40, &[b'x'; ENTRY_BYTES], 2), "counted on its entry");
+        assert!(!d.received(40, b"answer", 3), "the other direction is not");
+        assert_eq!(
+            replayed(&d).last().map(String::as_str),
+            Some("skipped 40 true 4"),
+            "the head and the bytes that fit kept, the rest counted"
+        );
     }
 }

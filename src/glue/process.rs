@@ -1286,6 +1286,7 @@ fn replay_kept(engine: &mut Engine) {
             Op::Closed(fd) => engine.closing(fd),
             Op::Connected(fd, addr) => engine.connected(fd, addr),
             Op::Duplicated(old, new) => engine.duplicated(old, new),
+            Op::Skipped { fd, sent, n } => engine.skipped(fd, sent, n, &then),
         }
     });
 }

@@ -327,7 +327,13 @@ pub fn check_records(metered: &Outcome, evs: &[Event], payloads: &[Value], concu
     let results = metered.sim.results();
     // `evs` may be the first of the events served (a stream followed until it was dropped).
     assert!(evs.len() <= results.len());
-    assert_eq!(by_id.len(), evs.len(), "exactly one record per request id");
+    let mut seen: Vec<&str> = by_id.keys().map(String::as_str).collect();
+    seen.sort();
+    assert_eq!(
+        by_id.len(),
+        evs.len(),
+        "exactly one record per request id; records of {seen:?}"
+    );
     let mut cold = 0;
     for (i, (event, result)) in evs.iter().zip(&results).enumerate() {
         let result = result.as_ref().expect("result");
