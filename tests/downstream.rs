@@ -120,13 +120,16 @@ fn no_calls_no_property_and_a_refused_connect_is_counted() {
 /// followed whatever errno held before it; and a `siglongjmp` out of a signal handler that
 /// interrupted the library's count of a call does not stop the counting of the calls after.
 /// Calls made after an invoke's result, before the next event was asked for, are its
-/// post-response ones.
+/// post-response ones. A UDP socket connected and closed unused is no entry; one that carried
+/// a datagram and its answer is a call.
 #[test]
 fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
     let port = echo_server();
+    let udp_port = udp_echo_server();
     let program = compile_program("downstream_edges", "downstream_edges", &["-O1"]);
     let mut scenario = Scenario::new(vec![program.display().to_string()], std::env::temp_dir())
-        .env("ECHO_PORT", &port.to_string());
+        .env("ECHO_PORT", &port.to_string())
+        .env("UDP_ECHO_PORT", &udp_port.to_string());
     scenario.payloads = [
         "bad_address",
         "stale_errno",
@@ -134,6 +137,7 @@ fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
         "turns",
         "turns",
         "after",
+        "udp_probe",
     ]
     .iter()
     .map(|c| json!({ "case": c }))
@@ -185,6 +189,30 @@ fn connects_the_kernel_refuses_stale_errno_and_siglongjmp_out_of_a_count() {
         "{r}"
     );
     assert!(r["PostResponseDuration"].as_f64().is_some(), "{r}");
+    let r = record_of(6);
+    let e = only_entry(&r);
+    assert_eq!(e["name"], format!("127.0.0.1:{udp_port}"), "{r}");
+    for (member, n) in [
+        ("calls", 1),
+        ("connects", 1),
+        ("bytesOut", 1),
+        ("bytesIn", 1),
+    ] {
+        assert_eq!(e[member], n, "{member}: {r}");
+    }
+}
+
+/// A UDP server on 127.0.0.1 that sends each datagram back; its port.
+fn udp_echo_server() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut b) {
+            let _ = socket.send_to(&b[..n], from);
+        }
+    });
+    port
 }
 
 /// Node.js's own `fetch` (undici, on libuv's non-blocking sockets and its thread pool's name

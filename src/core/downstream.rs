@@ -175,6 +175,14 @@ struct Conn {
     last_in_ns: u64,
     turn_wait_ns: u64,
     pause_ns: u64,
+    /// A datagram socket's connect made (its time `connect_ns`) and not counted yet: it is
+    /// counted with the socket's first bytes or failure, and not at all where the socket is
+    /// closed before it carried any (one connected only to learn the source address a
+    /// destination would get: Go's and gRPC's address sorting, RFC 6724). A stream's connect
+    /// is counted when it is made, in the invoke that waited for it.
+    datagram: bool,
+    connect_pending: bool,
+    connect_ns: u64,
 }
 
 /// Whether a connection speaks TLS, told by the first bytes of its turns.
@@ -218,7 +226,19 @@ impl Conn {
         last_in_ns: 0,
         turn_wait_ns: 0,
         pause_ns: 0,
+        datagram: false,
+        connect_pending: false,
+        connect_ns: 0,
     };
+
+    /// The connect not counted yet, into `figures` (see [`Conn::datagram`]).
+    fn count_pending_connect(&mut self, figures: &mut Figures) {
+        if self.connect_pending {
+            self.connect_pending = false;
+            figures.connects = 1;
+            figures.connect_ns = self.connect_ns;
+        }
+    }
 }
 
 /// A call still waiting: what a timeout's record names.
@@ -407,6 +427,13 @@ impl Downstream {
         }
     }
 
+    /// The socket `fd` is connecting is a datagram socket (see [`Conn::datagram`]).
+    pub fn datagram(&mut self, fd: i32) {
+        if let Some(c) = self.conn(fd) {
+            c.datagram = true;
+        }
+    }
+
     /// `fd`'s connect ended at `now_ns`: made, or failed with `errno`.
     pub fn connected(&mut self, fd: i32, errno: Option<i32>, now_ns: u64) -> Option<Delta> {
         let c = self.conn(fd)?;
@@ -420,6 +447,12 @@ impl Downstream {
         };
         let name = c.name;
         match errno {
+            None if c.datagram => {
+                c.phase = Phase::Idle;
+                c.connect_pending = true;
+                c.connect_ns = figures.connect_ns;
+                return None;
+            }
             None => c.phase = Phase::Idle,
             Some(e) => {
                 count_failure(&mut figures, Failure::of_errno(e));
@@ -437,6 +470,7 @@ impl Downstream {
             bytes_out: n,
             ..Figures::default()
         };
+        c.count_pending_connect(&mut figures);
         if c.phase == Phase::Connecting {
             // A non-blocking connect's first send says it was made (by then at the latest).
             figures.connects = 1;
@@ -485,6 +519,7 @@ impl Downstream {
             bytes_in: n,
             ..Figures::default()
         };
+        c.count_pending_connect(&mut figures);
         if c.phase == Phase::Connecting {
             // A non-blocking connect to a server that speaks first: made by then.
             figures.connects = 1;
@@ -529,6 +564,7 @@ impl Downstream {
         let c = self.conn(fd)?;
         let name = c.name;
         let mut figures = Figures::default();
+        c.count_pending_connect(&mut figures);
         if c.phase == Phase::Connecting {
             // A non-blocking connect's failure, told by the first call on it.
             figures.connects = 1;
@@ -995,6 +1031,40 @@ mod tests {
                 "name": "db.example.com", "calls": 2, "waitMs": 14, "bytesOut": 155,
                 "bytesIn": 31, "connects": 1, "connectMs": 1, "lookups": 1, "lookupMs": 2
             }])
+        );
+    }
+
+    #[test]
+    fn a_datagram_sockets_connect_counts_with_its_first_bytes_and_never_without() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        // Connected to learn a source address, closed unused: nothing.
+        assert!(d.connecting(3, &addr("192.0.2.7:0"), 0));
+        d.datagram(3);
+        assert!(d.connected(3, None, 0).is_none());
+        d.closed(3);
+        // A query and its answer: the connect with them.
+        assert!(d.connecting(4, &addr("10.0.0.2:53"), 10 * MS));
+        d.datagram(4);
+        assert!(d.connected(4, None, 11 * MS).is_none());
+        put(&mut calls, d.sent(4, 40, 15 * MS, b"\x12\x34\x01"));
+        put(&mut calls, d.received(4, 80, 20 * MS));
+        put(&mut calls, d.sent(4, 40, 21 * MS, b"\x12\x35\x01"));
+        // One refused at its first send (an ICMP port unreachable): the connect and the failure.
+        assert!(d.connecting(5, &addr("10.0.0.2:53"), 0));
+        d.datagram(5);
+        assert!(d.connected(5, None, 0).is_none());
+        put(&mut calls, d.failed(5, libc::ECONNREFUSED));
+        // A stream's connect counts when it is made, bytes or not.
+        assert!(d.connecting(6, &addr("10.0.0.2:53"), 0));
+        put(&mut calls, d.connected(6, None, 2 * MS));
+        let f = calls.total();
+        assert_eq!((f.connects, f.connect_ns), (3, 3 * MS));
+        assert_eq!((f.calls, f.wait_ns, f.refused), (1, 5 * MS, 1));
+        assert_eq!(
+            calls.of(NameId::Kept(0)),
+            Figures::default(),
+            "the unused one's"
         );
     }
 

@@ -403,12 +403,20 @@ pub fn connected(fd: i32, addr: Option<SocketAddr>, began_ns: u64, rc: i32, errn
         _ => Some(Some(errno)),
     };
     let now = probes::mono_ns();
+    // A datagram socket's connect is counted only once the socket carries bytes (see
+    // `Downstream::datagram`). Asked only of a connect made in the call (a datagram socket's
+    // always is; a stream's where the call blocked for its handshake), never of one in
+    // progress.
+    let datagram = rc == 0 && sys::socket_type(fd) == Ok(libc::SOCK_DGRAM);
     let followed = with(|b| {
         LEDGER.followed_any.store(true, Ordering::Relaxed);
         if !b.known.connecting(fd, &addr, began_ns) {
             // Every connection the process follows is in use: this one's calls go uncounted.
             LEDGER.missed.fetch_add(1, Ordering::Relaxed);
             return false;
+        }
+        if datagram {
+            b.known.datagram(fd);
         }
         if let Some(failed) = ended {
             let delta = b.known.connected(fd, failed, now);

@@ -288,6 +288,28 @@ pub fn fstat(fd: c_int) -> Result<libc::stat, c_int> {
     Ok(st)
 }
 
+/// The type of socket `fd` (`SOCK_STREAM`, `SOCK_DGRAM`, ...): `getsockopt(SO_TYPE)`, past
+/// the host's hooks and without touching errno.
+pub fn socket_type(fd: c_int) -> Result<c_int, c_int> {
+    let mut value: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value` and the length into `len`.
+    unsafe {
+        call(
+            libc::SYS_getsockopt,
+            [
+                fd as usize,
+                libc::SOL_SOCKET as usize,
+                libc::SO_TYPE as usize,
+                (&mut value as *mut c_int) as usize,
+                (&mut len as *mut libc::socklen_t) as usize,
+                0,
+            ],
+        )
+    }?;
+    Ok(value)
+}
+
 /// A file of the library's state, mapped shared.
 pub struct StateFile {
     /// Where its bytes start (page aligned), mapped for the rest of the process.

@@ -10,6 +10,9 @@
  *                           handler at random points, thousands of times
  *   {"case":"turns"}        5 turns on the kept connection
  *   {"case":"after"}        2 turns, the result, then 3 turns before the next event
+ *   {"case":"udp_probe"}    a UDP socket connected to 127.0.0.1:9 and closed unused (how Go's
+ *                           resolver and gRPC's learn a source address), then a datagram and
+ *                           its answer on one connected to 127.0.0.1:$UDP_ECHO_PORT
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -97,6 +100,22 @@ int main(void) {
             while (recv(kept, b, sizeof b, MSG_DONTWAIT) > 0)
                 ;
             snprintf(result, sizeof result, "{\"jumps\":%d}", jumps > 0);
+        } else if (strstr(event, "udp_probe")) {
+            struct sockaddr_in a = {0};
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            a.sin_port = htons(9);
+            int probe = socket(AF_INET, SOCK_DGRAM, 0);
+            int rp = connect(probe, (struct sockaddr *)&a, sizeof a);
+            close(probe);
+            a.sin_port = htons((unsigned short)atoi(getenv("UDP_ECHO_PORT")));
+            int u = socket(AF_INET, SOCK_DGRAM, 0);
+            char b[8];
+            if (connect(u, (struct sockaddr *)&a, sizeof a) != 0 || send(u, "q", 1, 0) != 1 ||
+                recv(u, b, sizeof b, 0) != 1)
+                exit(22);
+            close(u);
+            snprintf(result, sizeof result, "{\"probe\":%d}", rp);
         } else if (strstr(event, "after")) {
             turn(kept);
             turn(kept);
