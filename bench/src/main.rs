@@ -471,10 +471,15 @@ const SETTLE_SLEEP_MS: u64 = 200;
 /// to strace's stdout); valgrind's wrapper and launcher `exec` one another and the program in
 /// one process, so the variable reaches the program with nothing of ours running before it.
 fn run_under(tool: &[String], v: &Variant, lib: &Path, invokes: usize) -> String {
+    run_with(tool, v, lib, invokes, &json!({"action": "ok"}))
+}
+
+/// [`run_under`] with `invokes` events of `payload` instead of no-op ones.
+fn run_with(tool: &[String], v: &Variant, lib: &Path, invokes: usize, payload: &Value) -> String {
     let mut events = vec![Event::json(
         &json!({"action": "sleep", "ms": SETTLE_SLEEP_MS}),
     )];
-    events.extend((0..invokes).map(|_| Event::json(&json!({"action": "ok"}))));
+    events.extend((0..invokes).map(|_| Event::json(payload)));
     events.push(Event::json(&json!({"action": "exit", "code": 0})));
     let sim = Simulator::start(Config {
         events,
@@ -547,14 +552,24 @@ struct Instructions {
     outside_invokes: f64,
 }
 
-fn instructions_of(v: &Variant, lib: &Path, (short, long): (usize, usize)) -> Instructions {
-    eprintln!("bench: callgrind: {}", v.name);
+fn instructions_of(v: &Variant, lib: &Path, runs: (usize, usize)) -> Instructions {
+    instructions_with(v, lib, runs, &json!({"action": "ok"}))
+}
+
+/// [`instructions_of`] invokes of `payload`.
+fn instructions_with(
+    v: &Variant,
+    lib: &Path,
+    (short, long): (usize, usize),
+    payload: &Value,
+) -> Instructions {
+    eprintln!("bench: callgrind: {} ({payload})", v.name);
     let tool = vec![
         "valgrind".to_string(),
         "--tool=callgrind".into(),
         "--callgrind-out-file=/dev/null".into(),
     ];
-    let count = |n| callgrind_total(&run_under(&tool, v, lib, n));
+    let count = |n| callgrind_total(&run_with(&tool, v, lib, n, payload));
     let (a, b) = (count(short), count(long));
     let per_invoke = (b - a) / (long - short) as f64;
     Instructions {
@@ -1491,6 +1506,72 @@ fn passthrough(lib: &Path, report: &mut String, targets: &mut Targets) {
          setting off ({:+.0} a call).",
         on - plain,
         off - plain
+    )
+    .unwrap();
+}
+
+/// Calls of [`downstream_handler`]'s handler per invoke.
+const DOWNSTREAM_CALLS: usize = 10;
+
+/// A handler making [`DOWNSTREAM_CALLS`] calls per invoke (the Rust runtime's `calls` action:
+/// 64 bytes out and back on a connection kept across invokes, to an echo server in the bench's
+/// process), counted by callgrind: without the library, with it (its calls followed, the
+/// default), and with `LAMBDA_METER_DOWNSTREAM=false`. What following costs per call is the
+/// followed run less the run with the setting off, per call: the hooks' counting and the
+/// invoke's `downstream` property, spread over its calls.
+fn downstream_handler(rust: &Group, lib: &Path, report: &mut String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("echo server");
+    let port = listener.local_addr().expect("echo port").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut conn = conn;
+                let mut b = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut b) {
+                    if n == 0 || conn.write_all(&b[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let payload = json!({"action": "calls", "port": port, "calls": DOWNSTREAM_CALLS});
+    let (base, metered) = (&rust.variants[0], &rust.variants[1]);
+    let mut off_env = metered.env.clone();
+    off_env.push(("LAMBDA_METER_DOWNSTREAM".into(), "false".into()));
+    let off = Variant {
+        name: "lambda-meter, LAMBDA_METER_DOWNSTREAM=false",
+        command: metered.command.clone(),
+        env: off_env,
+        metered: metered.metered,
+        cwd: metered.cwd.clone(),
+    };
+    let runs = rust.callgrind_invokes;
+    let count = |v: &Variant| instructions_with(v, lib, runs, &payload).per_invoke;
+    let (without, on, setting_off) = (count(base), count(metered), count(&off));
+    let calls = DOWNSTREAM_CALLS as f64;
+    writeln!(
+        report,
+        "\n### A handler making {DOWNSTREAM_CALLS} downstream calls per invoke\n\n\
+         The Rust runtime's handler makes {DOWNSTREAM_CALLS} calls an invoke (64 bytes out, \
+         64 back, on one connection kept across invokes) to an echo server; instructions per \
+         invoke (callgrind, {} invokes minus {}), with lambda-meter in `LD_PRELOAD` following \
+         them (the default) and with `LAMBDA_METER_DOWNSTREAM=false`.\n\n\
+         | variant | instructions per invoke | added per invoke | added per call |\n\
+         |---|---|---|---|\n\
+         | baseline | {without:.0} | — | — |\n\
+         | lambda-meter, calls followed (the default) | {on:.0} | {:+.0} | {:+.0} |\n\
+         | lambda-meter, `LAMBDA_METER_DOWNSTREAM=false` | {setting_off:.0} | {:+.0} | {:+.0} |\n\n\
+         Following the calls costs {:+.0} instructions per call (the followed run less the \
+         run with the setting off, its `downstream` property included).",
+        runs.1,
+        runs.0,
+        on - without,
+        (on - without) / calls,
+        setting_off - without,
+        (setting_off - without) / calls,
+        (on - setting_off) / calls,
     )
     .unwrap();
 }
@@ -2590,6 +2671,7 @@ fn main() {
     .unwrap();
 
     passthrough(&lib, &mut report, &mut targets);
+    downstream_handler(&groups[2], &lib, &mut report);
 
     targets.sort_by_key(|t| t.0);
     writeln!(

@@ -3,7 +3,31 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The connection the "calls" action keeps, as a function keeps its SDK client's.
+static KEPT: Mutex<Option<TcpStream>> = Mutex::new(None);
+
+/// `calls` request/answer turns of 64 bytes each to an echo server on 127.0.0.1:`port`, on one
+/// connection kept across invokes (blocking I/O: `make bench` counts its instructions).
+fn calls(port: u16, calls: u64) -> std::io::Result<u64> {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.is_none() {
+        *kept = Some(TcpStream::connect(("127.0.0.1", port))?);
+    }
+    let Some(conn) = kept.as_mut() else {
+        return Ok(0);
+    };
+    let mut answer = [0u8; 64];
+    for _ in 0..calls {
+        conn.write_all(&[b'x'; 64])?;
+        conn.read_exact(&mut answer)?;
+    }
+    Ok(calls)
+}
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let p = event.payload;
@@ -22,6 +46,16 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
             "x".repeat(p["bytes"].as_u64().unwrap_or(300_000) as usize),
         )),
         "echo" => Ok(json!({"size": p.to_string().len()})),
+        "calls" => {
+            let port = p["port"].as_u64().unwrap_or(0) as u16;
+            match calls(port, p["calls"].as_u64().unwrap_or(1)) {
+                Ok(n) => Ok(json!({"calls": n})),
+                Err(e) => Err(Diagnostic {
+                    error_type: "CallFailed".to_string(),
+                    error_message: e.to_string(),
+                }),
+            }
+        }
         "rss" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             let kb = status
