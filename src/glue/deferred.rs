@@ -211,6 +211,9 @@ impl Deferred {
 
     fn keep(&self, kind: u8, fd: i32, mut bytes: &[u8], at: u64) -> bool {
         if bytes.is_empty() {
+            if kind != RECEIVED {
+                return true;
+            }
             // An end of stream: an entry of its own, with no bytes.
             return match self.claim(kind, fd, at) {
                 Some(e) => {
@@ -452,6 +455,7 @@ mod tests {
         // Another connection's request, and an end of stream, still find room.
         assert!(d.sent(5, b"POST /response", 4));
         assert!(d.received(5, b"", 5));
+        assert!(d.sent(6, b"", 6), "an empty send is nothing to keep");
         let mut ops = Vec::new();
         d.drain(&mut |op, at| {
             ops.push(match op {

@@ -961,6 +961,13 @@ fn note_kept() {
 fn defer_bytes(fd: i32, parts: &[&[u8]], sent: bool) {
     note_kept();
     let at = probes::mono_ns();
+    // No bytes read (no parts, or an empty one): the end of the stream, kept as one.
+    let eos: &[&[u8]] = &[&[]];
+    let parts = if !sent && parts.iter().all(|p| p.is_empty()) {
+        eos
+    } else {
+        parts
+    };
     let kept = parts.iter().all(|p| {
         if sent {
             KEPT.ops.sent(fd, p, at)
