@@ -312,14 +312,16 @@ impl Pool {
         }
     }
 
-    /// Writes `json` (compacting to `json_len` bytes) over the value of the property entry at
-    /// `at` with a key of `key_len` bytes, if its value has that length too.
+    /// Writes `json` (compacting to `json_len` bytes, unless `compact` already) over the value
+    /// of the property entry at `at` with a key of `key_len` bytes, if its value has that
+    /// length too.
     fn overwrite_json(
         &mut self,
         (chunk, off): (u16, usize),
         key_len: usize,
         json_len: usize,
         json: &str,
+        compact: bool,
     ) -> bool {
         let start = off + 2 + key_len;
         let Some(b) = self
@@ -336,7 +338,7 @@ impl Pool {
             return false;
         }
         let mut out = Out::new(value);
-        crate::json::compact(json.as_bytes(), &mut out) && !out.overflowed()
+        compact_into(json, compact, &mut out) && !out.overflowed()
     }
 
     /// What `c` holds: metric names, dimensions and properties, and where `name` is used.
@@ -476,17 +478,54 @@ impl Pool {
         json_value: &str,
         taken: &dyn Fn(&str) -> bool,
     ) -> Status {
+        self.property_as(c, key, json_value, taken, false)
+    }
+
+    /// [`Pool::property`] for a value the library rendered itself: compact JSON by
+    /// construction, kept as it is (not read again to be checked and compacted).
+    pub fn own_property(
+        &mut self,
+        c: &mut Custom,
+        key: &str,
+        json_value: &str,
+        taken: &dyn Fn(&str) -> bool,
+    ) -> Status {
+        debug_assert!(
+            {
+                let mut counter = Out::counting();
+                crate::json::compact(json_value.as_bytes(), &mut counter)
+                    && counter.len() == json_value.len()
+            },
+            "not compact JSON: {json_value}"
+        );
+        self.property_as(c, key, json_value, taken, true)
+    }
+
+    /// [`Pool::property`]; `compact`: the value is compact JSON already.
+    fn property_as(
+        &mut self,
+        c: &mut Custom,
+        key: &str,
+        json_value: &str,
+        taken: &dyn Fn(&str) -> bool,
+        compact: bool,
+    ) -> Status {
         if !usable_name(key, taken) {
             return Status::BadName;
         }
         // Checked (and its length known) before anything is kept.
-        let mut counter = Out::counting();
-        if !crate::json::compact(json_value.as_bytes(), &mut counter)
-            || counter.len() > MAX_PROPERTY_JSON
-        {
+        let json_len = if compact {
+            json_value.len()
+        } else {
+            let mut counter = Out::counting();
+            if !crate::json::compact(json_value.as_bytes(), &mut counter) {
+                return Status::BadValue;
+            }
+            counter.len()
+        };
+        if json_len > MAX_PROPERTY_JSON {
             return Status::BadValue;
         }
-        let json_len = counter.len();
         let n = self.census(c, key);
         if n.metric.is_some() || n.dimension.is_some() {
             return Status::BadName;
@@ -497,7 +536,7 @@ impl Pool {
         // A value of the same length replaces the old one where it is: a property set again
         // and again (a counter, a state) does not grow the chain.
         if let Some(at) = n.property
-            && self.overwrite_json(at, key.len(), json_len, json_value)
+            && self.overwrite_json(at, key.len(), json_len, json_value, compact)
         {
             return Status::Ok;
         }
@@ -505,7 +544,7 @@ impl Pool {
             out.bytes(&[PROPERTY, key.len() as u8]);
             out.str(key);
             out.bytes(&(json_len as u16).to_le_bytes());
-            crate::json::compact(json_value.as_bytes(), out)
+            compact_into(json_value, compact, out)
         });
         self.replaced(written, n.property)
     }
@@ -926,6 +965,17 @@ pub fn thread_key() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
+/// `json` into `out`: as it is where it is `compact` JSON already, else compacted (false where
+/// it is not JSON).
+fn compact_into(json: &str, compact: bool, out: &mut Out) -> bool {
+    if compact {
+        out.str(json);
+        true
+    } else {
+        crate::json::compact(json.as_bytes(), out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -1034,6 +1084,37 @@ mod tests {
         assert_eq!(
             pairs(|f| p.properties(&c, f)),
             vec![("step".into(), "\"longer\"".into())]
+        );
+    }
+
+    #[test]
+    fn the_librarys_own_compact_values_are_kept_as_a_checked_one_is() {
+        let mut p = pool();
+        let (mut checked, mut own) = (Custom::NONE, Custom::NONE);
+        let spaced = r#"[ {"name" : "a.example", "calls" : 3 } ]"#;
+        let compact = r#"[{"name":"a.example","calls":3}]"#;
+        assert_eq!(p.property(&mut checked, "d", spaced, &none), Status::Ok);
+        assert_eq!(p.own_property(&mut own, "d", compact, &none), Status::Ok);
+        assert_eq!(
+            pairs(|f| p.properties(&checked, f)),
+            pairs(|f| p.properties(&own, f))
+        );
+        // Set again: replaced where it is (same length), or appended.
+        let same = r#"[{"name":"b.example","calls":4}]"#;
+        assert_eq!(p.own_property(&mut own, "d", same, &none), Status::Ok);
+        assert_eq!(p.own_property(&mut own, "d", "[]", &none), Status::Ok);
+        assert_eq!(
+            pairs(|f| p.properties(&own, f)),
+            vec![("d".into(), "[]".into())]
+        );
+        let too_long = format!("\"{}\"", "x".repeat(MAX_PROPERTY_JSON));
+        assert_eq!(
+            p.own_property(&mut own, "e", &too_long, &none),
+            Status::BadValue
+        );
+        assert_eq!(
+            p.own_property(&mut own, "_aws", "1", &|k| k == "_aws"),
+            Status::BadName
         );
     }
 

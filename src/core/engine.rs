@@ -681,7 +681,7 @@ impl Engine {
             return;
         };
         let _ = self.tracker.custom_of(id, |pool, c| {
-            pool.property(c, key, json, &|k| k != key && emf::reserved(k))
+            pool.own_property(c, key, json, &|k| k != key && emf::reserved(k))
         });
     }
 
@@ -709,7 +709,7 @@ impl Engine {
         };
         let key = crate::downstream::POST_RESPONSE_PROPERTY;
         let placed = tracker.awaiting_custom(|pool, c| {
-            pool.property(c, key, json, &|k| k != key && emf::reserved(k))
+            pool.own_property(c, key, json, &|k| k != key && emf::reserved(k))
         });
         if placed != Some(crate::custom::Status::Ok) {
             return;
