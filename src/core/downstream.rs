@@ -150,6 +150,16 @@ enum Phase {
     Sent,
     /// An answer coming in.
     Receiving,
+    /// The first bytes of an answer on a plain connection came, too few yet to tell whether it
+    /// is an HTTP/1.x interim answer (see [`interim_status`]; a client that reads its status
+    /// line a byte at a time, as botocore's, gives them one by one). The call is counted once
+    /// it is told not to be one.
+    Judging,
+    /// An interim answer's head is coming in, up to its blank line.
+    InterimHead,
+    /// An interim answer (`100 Continue`) came whole: the call goes on, waiting since it came;
+    /// bytes sent next are the same request's (its body), not a new turn.
+    Interim,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -183,6 +193,8 @@ struct Conn {
     datagram: bool,
     connect_pending: bool,
     connect_ns: u64,
+    /// In `Judging` and `InterimHead`: the answer's first bytes.
+    lead: Lead,
 }
 
 /// Whether a connection speaks TLS, told by the first bytes of its turns.
@@ -211,6 +223,80 @@ fn is_tls_hello(head: &[u8]) -> bool {
     matches!(head, [TLS_HANDSHAKE, 3, minor, ..] if *minor <= 4)
 }
 
+/// Bytes of an answer's status line that tell whether it is an HTTP/1.x interim answer.
+const STATUS_LEAD: usize = 13;
+
+/// Whether an answer on a plain connection whose first bytes are `lead` (at most
+/// [`STATUS_LEAD`]) is an HTTP/1.x interim answer: a status line `HTTP/1.x 1nn` that is not
+/// 101 (which switches the connection to another protocol: the request's answer). `None`
+/// while `lead` is too short to tell. A `100 Continue` asks the client for the body of the
+/// request it answers (`Expect: 100-continue`: boto3's S3 uploads, curl's large posts); a
+/// `103 Early Hints` comes before the answer.
+fn interim_status(lead: &[u8]) -> Option<bool> {
+    for (i, &b) in lead.iter().enumerate() {
+        let fits = match i {
+            0..=6 => b"HTTP/1.".get(i) == Some(&b),
+            7 | 10 | 11 => b.is_ascii_digit(),
+            8 => b == b' ',
+            9 => b == b'1',
+            _ => matches!(b, b' ' | b'\r' | b'\n'),
+        };
+        if !fits || (i == 11 && lead.get(10) == Some(&b'0') && b == b'1') {
+            return Some(false);
+        }
+    }
+    (lead.len() >= STATUS_LEAD).then_some(true)
+}
+
+/// The first bytes of an answer on a plain connection as they come, and how far an interim
+/// answer's head is to its end (bytes of `\r\n\r\n` matched).
+#[derive(Clone, Copy, Debug)]
+struct Lead {
+    bytes: [u8; STATUS_LEAD],
+    len: u8,
+    blank: u8,
+}
+
+impl Lead {
+    const NONE: Lead = Lead {
+        bytes: [0; STATUS_LEAD],
+        len: 0,
+        blank: 0,
+    };
+
+    /// Takes the bytes of `data` the status line still needs; returns the rest.
+    fn take<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let have = usize::from(self.len);
+        let n = STATUS_LEAD.saturating_sub(have).min(data.len());
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(have..have + n), data.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len = (have + n) as u8;
+        }
+        data.get(n..).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<bool> {
+        interim_status(self.bytes.get(..usize::from(self.len)).unwrap_or_default())
+    }
+
+    /// Follows an interim head through `bytes` to its blank line: the bytes after it, if it
+    /// ends in them.
+    fn through_head<'d>(&mut self, bytes: &'d [u8]) -> Option<&'d [u8]> {
+        for (i, &b) in bytes.iter().enumerate() {
+            self.blank = match (self.blank, b) {
+                (0 | 2, b'\r') => self.blank + 1,
+                (1 | 3, b'\n') => self.blank + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            if self.blank == 4 {
+                return Some(bytes.get(i + 1..).unwrap_or_default());
+            }
+        }
+        None
+    }
+}
+
 impl Conn {
     const FREE: Conn = Conn {
         used: false,
@@ -229,7 +315,59 @@ impl Conn {
         datagram: false,
         connect_pending: false,
         connect_ns: 0,
+        lead: Lead::NONE,
     };
+
+    /// Reads the first bytes of an answer in `Judging` or `InterimHead`: `data`, the seen ones
+    /// of this receive (all of them when `all_seen`). The call is counted in `figures` once
+    /// its answer is told not to be an interim one, or once bytes go unseen; an interim one
+    /// read to its end leaves the call waiting (`Interim`, since `now_ns`), unless the answer
+    /// follows it at once.
+    fn read_answer_head(&mut self, data: &[u8], all_seen: bool, now_ns: u64, f: &mut Figures) {
+        let mut rest = data;
+        loop {
+            match self.phase {
+                Phase::Judging => {
+                    rest = self.lead.take(rest);
+                    match self.lead.status() {
+                        None if rest.is_empty() && all_seen => return,
+                        Some(true) => {
+                            // The head is followed to its end from its first byte (it cannot
+                            // end within the lead: the status line ends after it).
+                            self.phase = Phase::InterimHead;
+                            let lead = self.lead.bytes;
+                            let _ = self.lead.through_head(&lead);
+                        }
+                        _ => {
+                            self.phase = Phase::Receiving;
+                            f.calls += 1;
+                            return;
+                        }
+                    }
+                }
+                Phase::InterimHead => match self.lead.through_head(rest) {
+                    Some([]) if all_seen => {
+                        self.phase = Phase::Interim;
+                        self.at_ns = now_ns;
+                        return;
+                    }
+                    Some(after) if !after.is_empty() => {
+                        // The answer follows at once (or another interim one).
+                        rest = after;
+                        self.phase = Phase::Judging;
+                        self.lead = Lead::NONE;
+                    }
+                    None if all_seen => return,
+                    _ => {
+                        self.phase = Phase::Receiving;
+                        f.calls += 1;
+                        return;
+                    }
+                },
+                _ => return,
+            }
+        }
+    }
 
     /// The connect not counted yet, into `figures` (see [`Conn::datagram`]).
     fn count_pending_connect(&mut self, figures: &mut Figures) {
@@ -476,7 +614,14 @@ impl Downstream {
             figures.connects = 1;
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
         }
-        if matches!(c.phase, Phase::Idle | Phase::Receiving | Phase::Connecting) {
+        if c.phase == Phase::Judging {
+            // The client did not wait for the status line: its answer began, the call is one.
+            figures.calls = 1;
+        }
+        if matches!(
+            c.phase,
+            Phase::Idle | Phase::Receiving | Phase::Connecting | Phase::Judging
+        ) {
             // A new turn.
             c.turn_out = 0;
             c.turn_in = 0;
@@ -508,9 +653,12 @@ impl Downstream {
         })
     }
 
-    /// The host received `n` bytes on `fd` at `now_ns`: the first of an answer ends a call's
-    /// wait. (The end of the stream, 0 bytes, ends none: the close that follows does.)
-    pub fn received(&mut self, fd: i32, n: u64, now_ns: u64) -> Option<Delta> {
+    /// The host received `n` bytes on `fd` at `now_ns`, the first of them `data` (as many as
+    /// were seen; none where they were not): the first of an answer ends a call's wait, unless
+    /// it is an interim one on a plain connection (see [`interim_status`]): then the wait so
+    /// far counts and the call goes on. (The end of the stream, 0 bytes, ends none: the close
+    /// that follows does.)
+    pub fn received(&mut self, fd: i32, n: u64, now_ns: u64, data: &[u8]) -> Option<Delta> {
         if n == 0 {
             return None;
         }
@@ -525,14 +673,20 @@ impl Downstream {
             figures.connects = 1;
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
         }
-        if c.phase == Phase::Sent {
+        if matches!(c.phase, Phase::Sent | Phase::Interim) {
             let wait_ns = now_ns.saturating_sub(c.at_ns);
+            c.phase = Phase::Receiving;
             if c.tls == Tls::Handshake {
                 figures.tls_ns = wait_ns;
                 c.tls_turns = c.tls_turns.saturating_add(1);
             } else {
-                figures.calls = 1;
                 figures.wait_ns = wait_ns;
+                if c.tls == Tls::Plain {
+                    c.phase = Phase::Judging;
+                    c.lead = Lead::NONE;
+                } else {
+                    figures.calls = 1;
+                }
             }
             c.turn_wait_ns = wait_ns;
             c.pause_ns = wait_ns;
@@ -548,7 +702,13 @@ impl Downstream {
                 c.turn_wait_ns = wait_ns;
             }
         }
-        c.phase = Phase::Receiving;
+        match c.phase {
+            Phase::Judging | Phase::InterimHead => {
+                let all_seen = data.len() as u64 >= n;
+                c.read_answer_head(data, all_seen, now_ns, &mut figures);
+            }
+            _ => c.phase = Phase::Receiving,
+        }
         c.last_in_ns = now_ns;
         c.turn_in = c.turn_in.saturating_add(n);
         Some(Delta {
@@ -569,6 +729,10 @@ impl Downstream {
             // A non-blocking connect's failure, told by the first call on it.
             figures.connects = 1;
         }
+        if c.phase == Phase::Judging {
+            // Its answer had begun.
+            figures.calls = 1;
+        }
         count_failure(&mut figures, Some(failure));
         *c = Conn::FREE;
         Some(Delta { name, figures })
@@ -588,7 +752,7 @@ impl Downstream {
     pub fn carry_into(&mut self, now: impl Fn() -> u64, mut f: impl FnMut(Delta)) {
         let mut now_ns = None;
         for c in self.live_mut() {
-            if c.used && matches!(c.phase, Phase::Sent | Phase::Connecting) {
+            if c.used && matches!(c.phase, Phase::Sent | Phase::Interim | Phase::Connecting) {
                 let now_ns = *now_ns.get_or_insert_with(&now);
                 c.at_ns = c.at_ns.max(now_ns);
                 f(Delta {
@@ -606,7 +770,7 @@ impl Downstream {
     /// under way (or its connect) has waited; `None` when it is not followed.
     pub fn about_fd(&self, fd: i32, now_ns: u64) -> Option<(&str, Option<u64>)> {
         let c = self.live().iter().find(|c| c.used && c.fd == fd)?;
-        let waiting = matches!(c.phase, Phase::Sent | Phase::Connecting);
+        let waiting = matches!(c.phase, Phase::Sent | Phase::Interim | Phase::Connecting);
         Some((
             self.name(c.name),
             waiting.then(|| now_ns.saturating_sub(c.at_ns)),
@@ -620,7 +784,7 @@ impl Downstream {
         let mut n = 0;
         for c in self.live() {
             if c.used
-                && matches!(c.phase, Phase::Sent | Phase::Connecting)
+                && matches!(c.phase, Phase::Sent | Phase::Interim | Phase::Connecting)
                 && let Some(slot) = waiting.get_mut(n)
             {
                 *slot = Some(c);
@@ -1002,12 +1166,12 @@ mod tests {
         // Request in two writes; answer in three reads; a second turn.
         put(&mut calls, d.sent(7, 100, 20 * MS, b"GET"));
         put(&mut calls, d.sent(7, 50, 21 * MS, b"GET"));
-        put(&mut calls, d.received(7, 10, 30 * MS));
-        put(&mut calls, d.received(7, 10, 31 * MS));
-        put(&mut calls, d.received(7, 10, 32 * MS));
+        put(&mut calls, d.received(7, 10, 30 * MS, &[]));
+        put(&mut calls, d.received(7, 10, 31 * MS, &[]));
+        put(&mut calls, d.received(7, 10, 32 * MS, &[]));
         put(&mut calls, d.sent(7, 5, 40 * MS, b"GET"));
-        put(&mut calls, d.received(7, 1, 45 * MS));
-        assert_eq!(d.received(7, 0, 46 * MS), None);
+        put(&mut calls, d.received(7, 1, 45 * MS, &[]));
+        assert_eq!(d.received(7, 0, 46 * MS, &[]), None);
         let id = NameId::Kept(0);
         assert_eq!(d.name(id), "db.example.com");
         let f = calls.of(id);
@@ -1035,6 +1199,107 @@ mod tests {
     }
 
     #[test]
+    fn an_interim_answer_on_a_plain_connection_is_part_of_its_call() {
+        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        assert!(d.connecting(7, &addr("10.1.2.3:80"), 0));
+        put(&mut calls, d.connected(7, None, MS));
+        // `Expect: 100-continue`: the head, the 100, the body, the answer: one call, its waits
+        // the two the client spent waiting.
+        put(&mut calls, d.sent(7, 300, 10 * MS, b"PUT"));
+        put(&mut calls, d.received(7, 25, 14 * MS, CONTINUE));
+        assert_eq!(
+            d.about_fd(7, 15 * MS),
+            Some(("10.1.2.3:80", Some(MS))),
+            "the call goes on"
+        );
+        put(&mut calls, d.sent(7, 1000, 15 * MS, b"abc"));
+        put(&mut calls, d.received(7, 38, 35 * MS, OK));
+        // The 100 and the answer in one read: the answer has begun.
+        put(&mut calls, d.sent(7, 300, 40 * MS, b"PUT"));
+        let both = [CONTINUE, OK].concat();
+        put(&mut calls, d.received(7, 63, 42 * MS, &both));
+        // A body sent before the 100 came (the client waited no longer): the answer after it
+        // ends the call, the time to the 100 counted once.
+        put(&mut calls, d.sent(7, 300, 50 * MS, b"PUT"));
+        put(&mut calls, d.sent(7, 1000, 51 * MS, b"abc"));
+        put(&mut calls, d.received(7, 25, 53 * MS, CONTINUE));
+        put(&mut calls, d.received(7, 38, 60 * MS, OK));
+        // A 101 switches protocols: the request's answer.
+        put(&mut calls, d.sent(7, 100, 70 * MS, b"GET"));
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        put(&mut calls, d.received(7, 36, 71 * MS, switching));
+        assert_eq!(calls.of(NameId::Kept(0)).calls, 4);
+        // Read a byte at a time (botocore reads its status line so), a header after the 100:
+        // the call counted once its status line tells, the wait to the first byte.
+        put(&mut calls, d.sent(7, 300, 80 * MS, b"PUT"));
+        let continues = b"HTTP/1.1 100 Continue\r\nConnection: keep-alive\r\n\r\n";
+        for (i, b) in continues.iter().enumerate() {
+            put(&mut calls, d.received(7, 1, 83 * MS + i as u64, &[*b]));
+            let f = calls.of(NameId::Kept(0));
+            assert_eq!(f.calls, 4, "{f:?} at {i}");
+        }
+        put(&mut calls, d.sent(7, 1000, 90 * MS, b"abc"));
+        // `HTTP/1.1 2`: not an interim answer, told at its tenth byte.
+        for (i, b) in OK.iter().enumerate().take(10) {
+            assert_eq!(calls.of(NameId::Kept(0)).calls, 4, "at {i}");
+            put(&mut calls, d.received(7, 1, 95 * MS + i as u64, &[*b]));
+        }
+        let f = calls.of(NameId::Kept(0));
+        assert_eq!(f.calls, 5, "{f:?}");
+        assert_eq!(f.wait_ns, (4 + 20 + 2 + 2 + 7 + 1 + 3 + 5) * MS, "{f:?}");
+        // Bytes not seen (a `readv`'s later buffers, a `splice`): the call counts.
+        put(&mut calls, d.sent(7, 100, 100 * MS, b"GET"));
+        put(&mut calls, d.received(7, 30, 101 * MS, b"HTTP/1.1 1"));
+        assert_eq!(calls.of(NameId::Kept(0)).calls, 6);
+
+        // Over TLS the same bytes would be records: turns are calls there, as before.
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        assert!(d.connecting(8, &addr("10.1.2.3:443"), 0));
+        put(&mut calls, d.connected(8, None, 0));
+        put(&mut calls, d.sent(8, 200, MS, &[TLS_HANDSHAKE, 3, 1]));
+        put(
+            &mut calls,
+            d.received(8, 2000, 2 * MS, &[TLS_HANDSHAKE, 3, 3]),
+        );
+        put(
+            &mut calls,
+            d.sent(8, 80, 3 * MS, &[TLS_APPLICATION_DATA, 3, 3]),
+        );
+        put(&mut calls, d.received(8, 25, 4 * MS, CONTINUE));
+        assert_eq!(calls.of(NameId::Kept(0)).calls, 1);
+    }
+
+    #[test]
+    fn what_is_an_interim_answer() {
+        for (lead, interim) in [
+            (&b"HTTP/1.1 100 "[..], Some(true)),
+            (b"HTTP/1.0 100\r", Some(true)),
+            (b"HTTP/1.1 103 ", Some(true)),
+            (b"HTTP/1.1 199\n", Some(true)),
+            (b"HTTP/1.1 101 ", Some(false)),
+            (b"HTTP/1.1 200 ", Some(false)),
+            (b"HTTP/1.1 1000", Some(false)),
+            (b"HTTP/2.0 100 ", Some(false)),
+            (b"HTTP/1.1 10", None),
+            (b"H", None),
+            (b"", None),
+            (b"+OK", Some(false)),
+            (b"\x17\x03\x03", Some(false)),
+        ] {
+            assert_eq!(
+                interim_status(lead),
+                interim,
+                "{}",
+                String::from_utf8_lossy(lead)
+            );
+        }
+    }
+
+    #[test]
     fn a_datagram_sockets_connect_counts_with_its_first_bytes_and_never_without() {
         let mut d = Downstream::new();
         let mut calls = Calls::NONE;
@@ -1048,7 +1313,7 @@ mod tests {
         d.datagram(4);
         assert!(d.connected(4, None, 11 * MS).is_none());
         put(&mut calls, d.sent(4, 40, 15 * MS, b"\x12\x34\x01"));
-        put(&mut calls, d.received(4, 80, 20 * MS));
+        put(&mut calls, d.received(4, 80, 20 * MS, &[]));
         put(&mut calls, d.sent(4, 40, 21 * MS, b"\x12\x35\x01"));
         // One refused at its first send (an ICMP port unreachable): the connect and the failure.
         assert!(d.connecting(5, &addr("10.0.0.2:53"), 0));
@@ -1074,7 +1339,7 @@ mod tests {
         let mut calls = Calls::NONE;
         assert!(d.connecting(4, &addr("10.0.0.9:443"), 10 * MS));
         put(&mut calls, d.sent(4, 20, 13 * MS, b"GET"));
-        put(&mut calls, d.received(4, 30, 20 * MS));
+        put(&mut calls, d.received(4, 30, 20 * MS, &[]));
         let f = calls.total();
         assert_eq!(
             (f.connects, f.connect_ns, f.calls, f.wait_ns),
@@ -1124,7 +1389,7 @@ mod tests {
         d.connecting(3, &addr("[::1]:8080"), 0);
         put(&mut calls, d.connected(3, None, 0));
         put(&mut calls, d.sent(3, 1, 0, b"GET"));
-        put(&mut calls, d.received(3, 1, MS / 2));
+        put(&mut calls, d.received(3, 1, MS / 2, &[]));
         assert_eq!(
             render(&calls, &d),
             serde_json::json!([{"name": "[::1]:8080", "calls": 1, "waitMs": 0.5, "bytesOut": 1,
@@ -1166,7 +1431,7 @@ mod tests {
             d.connecting(fd, &SocketAddr::new(ip, 443), 0);
             put(&mut calls, d.connected(fd, None, 0));
             put(&mut calls, d.sent(fd, 1, 0, b"GET"));
-            put(&mut calls, d.received(fd, 1, (i + 1) * MS));
+            put(&mut calls, d.received(fd, 1, (i + 1) * MS, &[]));
         }
         let v = render(&calls, &d);
         let v = v.as_array().unwrap();
@@ -1235,7 +1500,7 @@ mod tests {
         d.connecting(22, &addr("10.0.0.3:80"), 0);
         d.connected(22, None, 0);
         d.sent(22, 1, 0, b"GET");
-        d.received(22, 1, 0);
+        d.received(22, 1, 0, &[]);
         let mut seen = Vec::new();
         d.in_flight(10 * MS, |c| {
             seen.push((
@@ -1258,7 +1523,7 @@ mod tests {
         assert_eq!(calls.total().carried_over, 2);
         // The rest of the wait is the next invoke's.
         let mut next = Calls::NONE;
-        put(&mut next, d.received(20, 10, 15 * MS));
+        put(&mut next, d.received(20, 10, 15 * MS, &[]));
         assert_eq!((next.total().calls, next.total().wait_ns), (1, 3 * MS));
         d.closed(20);
         d.closed(21);
@@ -1284,7 +1549,7 @@ mod tests {
         assert!(d.connecting(7, &addr("10.0.0.1:443"), 0));
         let _ = d.connected(7, None, 0);
         let _ = d.sent(7, 10, MS, b"GET");
-        let _ = d.received(7, 10, 2 * MS);
+        let _ = d.received(7, 10, 2 * MS, &[]);
         assert!(d.render_in_flight(1002 * MS, &mut out));
         let v: serde_json::Value = serde_json::from_slice(out.written()).unwrap();
         assert_eq!(
@@ -1333,7 +1598,7 @@ mod tests {
             let mut t = 10 * MS;
             for head in flights {
                 put(&mut calls, d.sent(5, 100, t, head));
-                put(&mut calls, d.received(5, 100, t + 7 * MS));
+                put(&mut calls, d.received(5, 100, t + 7 * MS, &[]));
                 t += 20 * MS;
             }
             calls.total()
@@ -1362,11 +1627,11 @@ mod tests {
             assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
             put(&mut calls, d.connected(5, None, MS));
             put(&mut calls, d.sent(5, 300, 10 * MS, hello));
-            put(&mut calls, d.received(5, 3000, 12 * MS));
+            put(&mut calls, d.received(5, 3000, 12 * MS, &[]));
             put(&mut calls, d.sent(5, 200, 20 * MS, &[0x14, 3, 3]));
-            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at));
-            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at + 3));
-            put(&mut calls, d.received(5, 900, 20 * MS + answer_at));
+            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at, &[]));
+            put(&mut calls, d.received(5, 250, 20 * MS + ticket_at + 3, &[]));
+            put(&mut calls, d.received(5, 900, 20 * MS + answer_at, &[]));
             let f = calls.total();
             assert_eq!((f.calls, f.wait_ns), (1, wait), "{ticket_at} {answer_at}");
         }

@@ -475,7 +475,7 @@ fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize
             }
         }
         // A downstream connection's bytes are counted, unseen or not.
-        downstream_received(fd_in, rc, 0);
+        downstream_received(fd_in, rc, 0, || (std::ptr::null(), 0));
         downstream_sent(fd_out, began, rc, Head::unseen);
     }
     rc
@@ -1252,12 +1252,47 @@ impl Head {
 }
 
 /// After a receive on `fd` with `flags` that returned `rc`, if it is a followed downstream
-/// connection: bytes of the stream (not a peek), its end, or a failure.
+/// connection: bytes of the stream (not a peek), its end, or a failure. `seen` gives where
+/// the first of the bytes are and how many of them there are there (read only for a followed
+/// connection; null where they are not seen).
 #[inline(always)]
-fn downstream_received(fd: c_int, rc: ssize_t, flags: c_int) {
+fn downstream_received(
+    fd: c_int,
+    rc: ssize_t,
+    flags: c_int,
+    seen: impl FnOnce() -> (*const u8, usize),
+) {
     if flags & NOT_IN_STREAM == 0 && TRACKED.contains_other(fd) {
-        crate::ledger::received(fd, rc, errno());
+        let (at, len) = seen();
+        let data = if at.is_null() || rc <= 0 {
+            &[][..]
+        } else {
+            // SAFETY: the kernel just wrote these `len` bytes (at most `rc`) of the host's
+            // buffer, which stays the host's: they are only read, within this call.
+            unsafe { std::slice::from_raw_parts(at, len.min(rc as usize)) }
+        };
+        crate::ledger::received(fd, rc, errno(), data);
     }
+}
+
+/// Where the first of `rc` bytes the kernel just wrote through `n` iovecs at `iov` are: those
+/// of the first iovec that has room, and how many (null: none).
+///
+/// # Safety
+/// `iov` points to `n` iovecs the kernel just wrote `rc` bytes through (or `rc` is not
+/// positive).
+unsafe fn first_received(iov: *const iovec, n: c_int, rc: ssize_t) -> (*const u8, usize) {
+    if iov.is_null() || rc <= 0 {
+        return (std::ptr::null(), 0);
+    }
+    for i in 0..usize::try_from(n).unwrap_or(0) {
+        // SAFETY: `i` < `n` (the caller's promise).
+        let v = unsafe { &*iov.add(i) };
+        if v.iov_len > 0 {
+            return (v.iov_base.cast::<u8>().cast_const(), v.iov_len);
+        }
+    }
+    (std::ptr::null(), 0)
 }
 
 /// `sendmsg`.
@@ -1319,7 +1354,7 @@ fn received(
 ) -> ssize_t {
     let rc = call();
     observe_received(fd, buf, len, rc, flags);
-    downstream_received(fd, rc, flags);
+    downstream_received(fd, rc, flags, || (buf.cast::<u8>().cast_const(), len));
     rc
 }
 
@@ -1346,7 +1381,13 @@ unsafe fn received_msg(
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         unsafe { observe_received_iov(fd, iov, n, rc) };
     }
-    downstream_received(fd, rc, flags);
+    downstream_received(fd, rc, flags, || {
+        if msg.is_null() {
+            return (std::ptr::null(), 0);
+        }
+        // SAFETY: the kernel just wrote `rc` bytes through this msghdr's iovecs.
+        unsafe { first_received((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) }
+    });
     rc
 }
 
@@ -1366,7 +1407,8 @@ unsafe fn received_iov(
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         unsafe { observe_received_iov(fd, iov, n, rc) };
     }
-    downstream_received(fd, rc, 0);
+    // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
+    downstream_received(fd, rc, 0, || unsafe { first_received(iov, n, rc) });
     rc
 }
 

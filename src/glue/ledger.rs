@@ -473,13 +473,14 @@ fn count(fd: i32, figures: impl FnOnce(&mut Downstream) -> Option<Delta>) {
     }
 }
 
-/// The host received on followed `fd`: `rc` bytes (0: the end of the stream), or a failure.
+/// The host received on followed `fd`: `rc` bytes (0: the end of the stream), the first of
+/// them `data` (see [`Downstream::received`]), or a failure.
 #[cold]
 #[inline(never)]
-pub fn received(fd: i32, rc: isize, errno: i32) {
+pub fn received(fd: i32, rc: isize, errno: i32, data: &[u8]) {
     let now = probes::mono_ns();
     count(fd, |d| match u64::try_from(rc) {
-        Ok(n) => d.received(fd, n, now),
+        Ok(n) => d.received(fd, n, now, data),
         Err(_) => d.failed(fd, errno),
     });
 }
