@@ -62,6 +62,43 @@ fn python_clients_calls_are_counted_and_timed_per_invoke() {
     }
 }
 
+/// A handler that runs `curl` (a child process per call, as `subprocess` starts it): each curl
+/// hands the calls it made to the runtime at its exit, and they are in the invoke's record,
+/// exactly, as if the runtime had made them. curl resolves `localhost` itself, not through
+/// getaddrinfo: its connections go by their address.
+#[test]
+fn a_child_processs_calls_are_in_the_invokes_record() {
+    const CALLS: u64 = 3;
+    const MS: u64 = 60;
+    let server = Server::start();
+    let payload = json!({
+        "client": "curl", "host": "127.0.0.1", "port": server.port, "ms": MS, "calls": CALLS,
+    });
+    let mut scenario = Scenario::new(python_command("downstream.handler"), python_function_dir());
+    scenario.payloads = vec![payload.clone(), payload];
+    let (records, accepted) = both_ways(scenario, &server);
+    assert_eq!(accepted as u64, 2 * CALLS, "a connection per curl");
+    for record in records {
+        let e = only_entry(&record);
+        assert_eq!(e["name"], format!("127.0.0.1:{}", server.port), "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        assert_eq!(e["connects"], CALLS, "{record}");
+        let wait = e["waitMs"].as_f64().unwrap();
+        let injected = (CALLS * MS) as f64;
+        assert!(
+            wait >= injected && wait < 2.0 * injected,
+            "waited {wait} ms for {injected} ms of delay: {record}"
+        );
+        assert!(
+            e["bytesIn"].as_u64().unwrap() >= CALLS * BODY as u64,
+            "{record}"
+        );
+        for failure in ["refused", "reset", "timedOut", "shared", "missed"] {
+            assert!(e.get(failure).is_none(), "{record}");
+        }
+    }
+}
+
 /// A connection made at init, outside the handler, is followed from there: its calls in each
 /// invoke are that invoke's, named by the lookup made at init (no connect or lookup of their
 /// own).

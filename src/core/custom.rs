@@ -891,7 +891,9 @@ fn channel_line(raw: &[u8], own_pid: u32) -> Option<Option<ChannelLine<'_>>> {
     let mut request_id = None;
     let mut pid = None;
     let mut pid_bad = false;
+    let mut child = false;
     let ok = crate::json::members(raw, |key, v| match key {
+        b"downstreamOf" => child = true,
         b"metric" => metric = Some(v),
         b"dimension" => dimension = Some(v),
         b"property" => property = Some(v),
@@ -912,7 +914,9 @@ fn channel_line(raw: &[u8], own_pid: u32) -> Option<Option<ChannelLine<'_>>> {
     if !ok {
         return None;
     }
-    if pid_bad || pid.is_some_and(|p| p != u64::from(own_pid)) {
+    // A child process's downstream figures: the engine's to read (see
+    // `crate::downstream::child_line`), no custom value.
+    if child || pid_bad || pid.is_some_and(|p| p != u64::from(own_pid)) {
         return Some(None);
     }
     fn string(v: Option<Value<'_>>) -> Option<&[u8]> {

@@ -436,7 +436,7 @@ impl Downstream {
     }
 
     /// The id of `text`, kept from now on if there is room (else the others').
-    fn intern(&mut self, text: &str) -> NameId {
+    pub fn intern(&mut self, text: &str) -> NameId {
         let text = crate::text::bounded_str(text, NAME_LEN);
         let kept = self.names.get(..self.names_used).unwrap_or_default();
         if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
@@ -956,6 +956,11 @@ impl Calls {
     /// slowest by wait (then by calls), the rest summed into one named [`OTHERS`]; members
     /// that are 0 are left out. Names come from `known`.
     pub fn render(&self, known: &Downstream, out: &mut Out) {
+        self.render_named(&|id| known.name(id), out);
+    }
+
+    /// [`Calls::render`], names from `name`.
+    fn render_named<'n>(&self, name: &dyn Fn(NameId) -> &'n str, out: &mut Out) {
         let mut order: [u8; MAX_NAMES] = [0; MAX_NAMES];
         let mut n = 0;
         for (i, f) in self.by_name.iter().enumerate() {
@@ -989,13 +994,7 @@ impl Calls {
                 rest.add(&f);
                 continue;
             }
-            entry(
-                out,
-                &mut first,
-                known.name(NameId::Kept(*i)),
-                &f,
-                self.shared,
-            );
+            entry(out, &mut first, name(NameId::Kept(*i)), &f, self.shared);
         }
         if !rest.is_empty() {
             entry(out, &mut first, OTHERS, &rest, self.shared);
@@ -1070,6 +1069,254 @@ fn entry(out: &mut Out, first: &mut bool, name: &str, f: &Figures, shared: bool)
     out.byte(b'}');
 }
 
+/// The member that makes a channel line one of a child process's figures (see
+/// [`render_child_lines`]); its value is the child's pid.
+pub const CHILD_LINE_KEY: &str = "downstreamOf";
+
+/// A child line's figure members, as written: nanoseconds, not the record's milliseconds.
+const CHILD_MEMBERS: [&str; 14] = [
+    "calls",
+    "waitNs",
+    "connects",
+    "connectNs",
+    "lookups",
+    "lookupNs",
+    "bytesOut",
+    "bytesIn",
+    "refused",
+    "reset",
+    "timedOut",
+    "carriedOver",
+    "tlsHandshakes",
+    "tlsNs",
+];
+
+impl Figures {
+    /// The figures in [`CHILD_MEMBERS`]' order.
+    fn as_members(&self) -> [u64; 14] {
+        [
+            u64::from(self.calls),
+            self.wait_ns,
+            u64::from(self.connects),
+            self.connect_ns,
+            u64::from(self.lookups),
+            self.lookup_ns,
+            self.bytes_out,
+            self.bytes_in,
+            u64::from(self.refused),
+            u64::from(self.reset),
+            u64::from(self.timed_out),
+            u64::from(self.carried_over),
+            u64::from(self.tls_handshakes),
+            self.tls_ns,
+        ]
+    }
+
+    /// Sets the figure of member `key` of [`CHILD_MEMBERS`]; false when it is none of them.
+    fn set_member(&mut self, key: &[u8], v: u64) -> bool {
+        let small = u32::try_from(v).unwrap_or(u32::MAX);
+        match key {
+            b"calls" => self.calls = small,
+            b"waitNs" => self.wait_ns = v,
+            b"connects" => self.connects = small,
+            b"connectNs" => self.connect_ns = v,
+            b"lookups" => self.lookups = small,
+            b"lookupNs" => self.lookup_ns = v,
+            b"bytesOut" => self.bytes_out = v,
+            b"bytesIn" => self.bytes_in = v,
+            b"refused" => self.refused = small,
+            b"reset" => self.reset = small,
+            b"timedOut" => self.timed_out = small,
+            b"carriedOver" => self.carried_over = small,
+            b"tlsHandshakes" => self.tls_handshakes = small,
+            b"tlsNs" => self.tls_ns = v,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// A process that never became a runtime (a function's child: a shell runtime's `curl`, a
+/// handler's `subprocess`) hands the calls it made to the runtime that writes the record, as
+/// lines of the custom-metrics channel appended at its exit: one per name of `calls` (names
+/// from `known`), each `{"downstreamOf":PID,"since":NS,"until":NS,"name":…,"calls":…,…}`
+/// with the span of monotonic time they were made in and the figures in nanoseconds (members
+/// that are 0 left out). Whole lines only: those that do not fit in `out` are left out.
+pub fn render_child_lines(
+    calls: &Calls,
+    known: &Downstream,
+    pid: u32,
+    (since_ns, until_ns): (u64, u64),
+    out: &mut Out,
+) {
+    let names = calls
+        .by_name
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (known.name(NameId::Kept(i as u8)), f))
+        .chain(std::iter::once((OTHERS, &calls.others)));
+    for (name, f) in names {
+        if f.is_empty() {
+            continue;
+        }
+        let start = out.len();
+        out.bytes(b"{\"");
+        out.str(CHILD_LINE_KEY);
+        out.bytes(b"\":");
+        out.decimal(u64::from(pid));
+        out.bytes(b",\"since\":");
+        out.decimal(since_ns);
+        out.bytes(b",\"until\":");
+        out.decimal(until_ns);
+        out.bytes(b",\"name\":\"");
+        let _ = crate::json::escape_json(name.as_bytes(), |piece| {
+            out.bytes(piece);
+            Some(())
+        });
+        out.byte(b'"');
+        for (key, v) in CHILD_MEMBERS.iter().zip(f.as_members()) {
+            if v > 0 {
+                out.bytes(b",\"");
+                out.str(key);
+                out.bytes(b"\":");
+                out.decimal(v);
+            }
+        }
+        out.bytes(b"}\n");
+        if out.overflowed() {
+            out.truncate(start);
+            return;
+        }
+    }
+}
+
+/// One line of [`render_child_lines`], read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildLine<'a> {
+    pub pid: u32,
+    pub since_ns: u64,
+    pub until_ns: u64,
+    /// The name, still escaped as in the line.
+    pub name: &'a [u8],
+    pub figures: Figures,
+}
+
+/// `raw`, a channel line, as a child's figures; `None` when it is not one (or not a whole one).
+pub fn child_line(raw: &[u8]) -> Option<ChildLine<'_>> {
+    use crate::json::Value;
+    let (mut pid, mut since, mut until, mut name) = (None, None, None, None);
+    let mut figures = Figures::default();
+    let mut bad = false;
+    let number = |v: Value<'_>| match v {
+        Value::Number(n) => n.parse::<u64>().ok(),
+        _ => None,
+    };
+    let ok = crate::json::members(raw, |key, v| match key {
+        b"downstreamOf" => pid = number(v).and_then(|p| u32::try_from(p).ok()),
+        b"since" => since = number(v),
+        b"until" => until = number(v),
+        b"name" => match v {
+            Value::String(s) => name = Some(s),
+            _ => bad = true,
+        },
+        _ => match number(v) {
+            Some(n) => bad |= !figures.set_member(key, n),
+            None => bad = true,
+        },
+    });
+    if !ok || bad {
+        return None;
+    }
+    Some(ChildLine {
+        pid: pid?,
+        since_ns: since?,
+        until_ns: until?,
+        name: name?,
+        figures,
+    })
+}
+
+/// The calls child processes handed over for one invoke ([`render_child_lines`]), by name:
+/// what a per-request helper, which follows no connection of its own, puts on an invoke it
+/// ends (a shell runtime's `curl` that posts the result, its handler's `curl`s the children).
+#[derive(Debug)]
+pub struct Handed {
+    names: [Name; MAX_NAMES],
+    names_used: usize,
+    calls: Calls,
+}
+
+impl Handed {
+    pub const NONE: Handed = Handed {
+        names: [Name::EMPTY; MAX_NAMES],
+        names_used: 0,
+        calls: Calls::NONE,
+    };
+
+    /// Adds the lines of `bytes` (channel lines) of calls made from `since_ns` to `until_ns`.
+    pub fn add_lines(&mut self, bytes: &[u8], since_ns: u64, until_ns: u64) {
+        for raw in bytes.split(|b| *b == b'\n') {
+            let Some(line) = child_line(raw) else {
+                continue;
+            };
+            if line.since_ns < since_ns || line.until_ns > until_ns {
+                continue;
+            }
+            let mut buf = [0u8; NAME_LEN + 8];
+            let mut out = Out::new(&mut buf);
+            if !crate::json::unescape(line.name, &mut out) || out.overflowed() {
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(out.written()) else {
+                continue;
+            };
+            let name = self.intern(text);
+            self.calls.add(&Delta {
+                name,
+                figures: line.figures,
+            });
+        }
+    }
+
+    fn intern(&mut self, text: &str) -> NameId {
+        if text == OTHERS {
+            return NameId::Others;
+        }
+        let kept = self.names.get(..self.names_used).unwrap_or_default();
+        if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
+            return NameId::Kept(i as u8);
+        }
+        match self.names.get_mut(self.names_used) {
+            Some(slot) => {
+                slot.set(text);
+                self.names_used += 1;
+                NameId::Kept((self.names_used - 1) as u8)
+            }
+            None => NameId::Others,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The record's `downstream` property ([`Calls::render`]) and the calls' sum; forgets them.
+    pub fn take(&mut self, out: &mut Out) -> Sum {
+        let names = &self.names;
+        self.calls.render_named(
+            &|id| match id {
+                NameId::Kept(i) => names.get(usize::from(i)).map_or(OTHERS, |n| n.as_str()),
+                NameId::Others => OTHERS,
+            },
+            out,
+        );
+        let sum = Sum::of(&self.calls.total());
+        self.calls = Calls::NONE;
+        self.names_used = 0;
+        sum
+    }
+}
+
 /// An invoke's downstream calls in sum: the catalog's opt-in `DownstreamCalls` and
 /// `DownstreamTime`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1127,6 +1374,9 @@ pub struct Link {
     /// Renders what each thread of the process is blocked in at `now_ns` into `out`
     /// ([`crate::blocked`]). False when there is nothing to say.
     pub blocked: fn(now_ns: u64, out: &mut Out) -> bool,
+    /// Adds `figures` of remote name `name`, calls a child process of the environment made
+    /// (see [`render_child_lines`]), to open invoke `id`'s (marked shared when `shared`).
+    pub merge: fn(id: &[u8], name: &str, figures: &Figures, shared: bool),
 }
 
 #[cfg(test)]
@@ -1271,6 +1521,97 @@ mod tests {
         );
         put(&mut calls, d.received(8, 25, 4 * MS, CONTINUE));
         assert_eq!(calls.of(NameId::Kept(0)).calls, 1);
+    }
+
+    #[test]
+    fn a_childs_calls_go_over_as_channel_lines_and_come_back_the_same() {
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        calls.add(&d.looked_up("db \"main\"", &[ip], 2 * MS));
+        assert!(d.connecting(7, &addr("10.1.2.3:5432"), 10 * MS));
+        put(&mut calls, d.connected(7, None, 11 * MS));
+        put(&mut calls, d.sent(7, 100, 20 * MS, b"GET"));
+        put(&mut calls, d.received(7, 10, 30 * MS, &[]));
+        assert!(d.connecting(8, &addr("192.0.2.9:443"), 40 * MS));
+        put(&mut calls, d.failed(8, libc::ECONNREFUSED));
+        calls.add(&Delta {
+            name: NameId::Others,
+            figures: Figures {
+                calls: 2,
+                wait_ns: 5,
+                ..Figures::default()
+            },
+        });
+        let mut buf = [0u8; 2048];
+        let mut out = Out::new(&mut buf);
+        render_child_lines(&calls, &d, 4242, (MS, 50 * MS), &mut out);
+        let text = std::str::from_utf8(out.written()).unwrap().to_string();
+        let lines: Vec<ChildLine> = text
+            .lines()
+            .map(|l| child_line(l.as_bytes()).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for l in &lines {
+            assert_eq!((l.pid, l.since_ns, l.until_ns), (4242, MS, 50 * MS));
+        }
+        assert_eq!(lines[0].name, br#"db \"main\""#);
+        assert_eq!(lines[0].figures, calls.of(NameId::Kept(0)));
+        assert_eq!(lines[1].name, b"192.0.2.9:443");
+        assert_eq!(lines[1].figures.refused, 1);
+        assert_eq!(lines[2].name, OTHERS.as_bytes());
+        assert_eq!(lines[2].figures, calls.of(NameId::Others));
+
+        // Whole lines only: what does not fit is left out.
+        let first = text.find('\n').unwrap() + 1;
+        let mut small = vec![0u8; first + 10];
+        let mut out = Out::new(&mut small);
+        render_child_lines(&calls, &d, 4242, (MS, 50 * MS), &mut out);
+        assert_eq!(out.written(), &text.as_bytes()[..first]);
+        // Not a child's line: no figures.
+        for bad in [
+            &br#"{"metric":"x","value":1}"#[..],
+            br#"{"downstreamOf":1,"since":1,"until":2,"name":"a","calls":"3"}"#,
+            br#"{"downstreamOf":1,"since":1,"name":"a"}"#,
+            br#"{"downstreamOf":1,"since":1,"until":2,"name":"a","bogus":1}"#,
+        ] {
+            assert_eq!(child_line(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_helper_sums_what_children_handed_over_in_the_invoke() {
+        let line = |since: u64, until: u64, name: &str, calls: u32| {
+            format!(
+                "{{\"downstreamOf\":9,\"since\":{since},\"until\":{until},\"name\":\"{name}\",\
+                 \"calls\":{calls},\"waitNs\":{}}}\n",
+                u64::from(calls) * MS
+            )
+        };
+        let bytes = [
+            line(5, 8, "before", 1),
+            line(10, 20, "api", 2),
+            r#"{"metric":"Custom","value":1}"#.to_string() + "\n",
+            line(21, 30, "api", 1),
+            line(22, 23, OTHERS, 4),
+            line(25, 41, "outlived", 1),
+        ]
+        .concat();
+        let mut h = Handed::NONE;
+        h.add_lines(bytes.as_bytes(), 10, 40);
+        let mut buf = [0u8; 1024];
+        let mut out = Out::new(&mut buf);
+        let sum = h.take(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(out.written()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"name": "api", "calls": 3, "waitMs": 3},
+                {"name": OTHERS, "calls": 4, "waitMs": 4}
+            ])
+        );
+        assert_eq!((sum.calls, sum.time_ns), (7, 7 * MS));
+        assert!(h.is_empty(), "taken");
     }
 
     #[test]

@@ -725,19 +725,27 @@ impl Engine {
 
     /// Reads what the channel holds now, a buffer at a time: every buffer but the last is
     /// placed on the invokes here (lines without a request id on `ending`'s), the last is
-    /// returned (how many bytes of `channel_buf`, and this process's id).
-    fn read_channel(&mut self, ending: Option<&RequestId>) -> (usize, u32) {
+    /// returned (how many bytes of `channel_buf`, and this process's id). The downstream
+    /// figures child processes handed over in them go to `ending`, where its result is sent
+    /// at `result_ns` (see [`merge_children`]).
+    fn read_channel(&mut self, ending: Option<&RequestId>, result_ns: Option<u64>) -> (usize, u32) {
         let Some(read) = self.channel else {
             return (0, 0);
         };
         let mut rounds = 1;
         loop {
             let (len, pid, more) = read(&mut self.channel_buf);
+            let bytes = self.channel_buf.get(..len).unwrap_or_default();
+            if let (false, Some(id), Some(until_ns), Some(link)) =
+                (bytes.is_empty(), ending, result_ns, self.downstream)
+            {
+                merge_children(&self.tracker, link, id, bytes, until_ns);
+            }
             if !more || rounds >= CHANNEL_ROUNDS {
                 return (len, pid);
             }
             let channel = tracker::Channel {
-                bytes: self.channel_buf.get(..len).unwrap_or_default(),
+                bytes,
                 pid,
                 reserved: &emf::reserved,
             };
@@ -1602,7 +1610,7 @@ impl Engine {
                 return self.write_batch_if_idle();
             }
             RequestKind::InitError => {
-                let (len, pid) = self.read_channel(None);
+                let (len, pid) = self.read_channel(None, None);
                 let channel = tracker::Channel {
                     bytes: self.channel_buf.get(..len).unwrap_or_default(),
                     pid,
@@ -1690,8 +1698,9 @@ impl Engine {
             let waited = self.tracker.flush();
             self.push_records(waited, Some(now));
         }
+        // The channel first: what child processes handed over goes into the calls placed.
+        let (len, pid) = self.read_channel(Some(&sent.id), Some(now.mono_ns));
         self.place_downstream(&sent.id);
-        let (len, pid) = self.read_channel(Some(&sent.id));
         let channel = tracker::Channel {
             bytes: self.channel_buf.get(..len).unwrap_or_default(),
             pid,
@@ -2207,6 +2216,43 @@ impl Engine {
             self.warn(format_args!(
                 "stopped following a Runtime API connection ({reason}); invokes on it are not metered"
             ));
+        }
+    }
+}
+
+/// Adds to invoke `id`'s calls, through `link`, the downstream figures child processes of the
+/// environment handed over in channel lines `bytes` ([`crate::downstream::child_line`]): those
+/// of calls made within the invoke (from its event to `until_ns`, its result). Where other
+/// invokes are open here too, they cannot be told apart: marked shared.
+fn merge_children(
+    tracker: &tracker::Tracker,
+    link: crate::downstream::Link,
+    id: &RequestId,
+    bytes: &[u8],
+    until_ns: u64,
+) {
+    let Some(since_ns) = tracker.started_mono_ns(id) else {
+        return;
+    };
+    let shared = tracker.open_count() > 1;
+    for raw in bytes.split(|b| *b == b'\n') {
+        // (Cheap first look: most lines are custom values.)
+        if raw.len() < 16 || raw.get(..16) != Some(&b"{\"downstreamOf\":"[..]) {
+            continue;
+        }
+        let Some(line) = crate::downstream::child_line(raw) else {
+            continue;
+        };
+        if line.since_ns < since_ns || line.until_ns > until_ns {
+            continue;
+        }
+        let mut buf = [0u8; crate::downstream::NAME_LEN + 8];
+        let mut out = Out::new(&mut buf);
+        if !crate::json::unescape(line.name, &mut out) || out.overflowed() {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(out.written()) {
+            (link.merge)(id.as_bytes(), name, &line.figures, shared);
         }
     }
 }

@@ -666,6 +666,10 @@ pub struct Tracker {
     pending: Custom,
     /// Where every invoke's custom values live.
     pool: Pool,
+    /// What child processes handed over for an invoke taken from the handoff, and room to
+    /// render it (see [`Tracker::place_handed`]): made with the handoff, none otherwise.
+    handed: Vec<crate::downstream::Handed>,
+    handed_json: Vec<u8>,
 }
 
 impl Tracker {
@@ -694,12 +698,60 @@ impl Tracker {
             retired_handoff: None,
             pending: Custom::NONE,
             pool: Pool::reserve()?,
+            handed: Vec::new(),
+            handed_json: Vec::new(),
         })
     }
 
     /// Shares cold start and open invokes with the environment's other processes.
     pub fn attach_handoff(&mut self, handoff: Box<dyn Handoff>) {
         self.handoff = Some(handoff);
+        // (Without the room, calls children handed over are not shown.)
+        if self.handed.try_reserve_exact(1).is_ok()
+            && self
+                .handed_json
+                .try_reserve_exact(crate::custom::MAX_PROPERTY_JSON)
+                .is_ok()
+        {
+            self.handed.push(crate::downstream::Handed::NONE);
+            self.handed_json.resize(crate::custom::MAX_PROPERTY_JSON, 0);
+        }
+    }
+
+    /// Puts the calls child processes handed over in channel lines `bytes` (those made from
+    /// its event to `until_ns`, its result) on `open`, an invoke taken from the handoff, as its
+    /// `downstream` property: a per-request helper follows no connection of its own.
+    fn place_handed(
+        &mut self,
+        bytes: &[u8],
+        open: &mut OpenInvoke,
+        until_ns: u64,
+        reserved: &dyn Fn(&str) -> bool,
+    ) {
+        let Tracker {
+            handed,
+            handed_json,
+            pool,
+            ..
+        } = self;
+        let Some(handed) = handed.first_mut() else {
+            return;
+        };
+        handed.add_lines(bytes, open.started.mono_ns, until_ns);
+        if handed.is_empty() {
+            return;
+        }
+        let mut out = crate::text::Out::new(handed_json);
+        let sum = handed.take(&mut out);
+        let Ok(json) = std::str::from_utf8(out.written()) else {
+            return;
+        };
+        if out.overflowed() {
+            return;
+        }
+        let key = crate::downstream::PROPERTY;
+        let _ = pool.own_property(&mut open.custom, key, json, &|k| k != key && reserved(k));
+        open.downstream = Some(sum);
     }
 
     /// The custom values of every record this tracker handed out: whoever writes a record
@@ -1041,6 +1093,7 @@ impl Tracker {
             None => match self.handoff.as_mut().and_then(|h| h.take(request_id)) {
                 Some(mut open) => {
                     self.place_channel(channel, Some(&mut open));
+                    self.place_handed(channel.bytes, &mut open, now.mono_ns, channel.reserved);
                     open.finished(outcome, &now.environment())
                 }
                 None => return None,
@@ -1294,6 +1347,12 @@ impl Tracker {
     /// Whether invokes live in a handoff shared with other processes (a per-request helper).
     pub fn has_handoff(&self) -> bool {
         self.handoff.is_some()
+    }
+
+    /// When open invoke `request_id` began (its event was read), on the monotonic clock.
+    pub fn started_mono_ns(&self, request_id: &RequestId) -> Option<u64> {
+        let i = self.find(request_id)?;
+        self.open.get(i).map(|o| o.started.mono_ns)
     }
 
     /// Whether the invoke `request_id` was opened by this process and is open.

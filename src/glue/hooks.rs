@@ -1710,6 +1710,8 @@ static DESTRUCTOR: extern "C" fn() = destructor;
 
 extern "C" fn destructor() {
     let _ = std::panic::catch_unwind(process::at_exit);
+    // A process that is no runtime hands the calls it made to its environment's runtime.
+    let _ = std::panic::catch_unwind(process::hand_over_calls);
     // A normal exit in the middle of an invoke: it ends with the process.
     if process::is_active() {
         ending::at_exit();

@@ -24,7 +24,9 @@ use crate::process::{Canary, TRACKED};
 use crate::state::Reset;
 use crate::sys;
 use lambda_meter_core::blocked::FdInfo;
-use lambda_meter_core::downstream::{Calls, Delta, Downstream, Link, StillOpen, Sum};
+use lambda_meter_core::downstream::{
+    Calls, Delta, Downstream, Figures, Link, NameId, OTHERS, StillOpen, Sum,
+};
 use lambda_meter_core::text::Out;
 use lambda_meter_core::tracker::MAX_ID_LEN;
 use std::cell::UnsafeCell;
@@ -136,7 +138,97 @@ pub const LINK: Link = Link {
     after,
     waiting,
     blocked: crate::blocked::render,
+    merge,
 };
+
+/// When this process opened its own slot (0: it has none), on the monotonic clock. A process
+/// that talks to other services before it talks to the Runtime API keeps its calls there: a
+/// function's child that is no runtime (a shell runtime's `curl`, a handler's `subprocess`)
+/// hands them to its environment's runtime at its exit ([`own_lines`]); one that becomes a
+/// runtime forgets them (calls made at init are not kept).
+static OWN_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// The request id of the own slot: none (the Runtime API's are never empty).
+const OWN_ID: &[u8] = b"";
+
+/// Opens this process's own slot, once, where connections are followed.
+pub fn open_own() {
+    if !is_on() || OWN_SINCE.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    OWN_SINCE.store(probes::mono_ns().max(1), Ordering::Relaxed);
+    opened(OWN_ID, 0, &|_| true);
+}
+
+/// The process became a runtime: what it kept in its own slot was its init's.
+pub fn forget_own() {
+    if OWN_SINCE.swap(0, Ordering::Relaxed) == 0 {
+        return;
+    }
+    let _ = with(|b| {
+        for s in b.live() {
+            if s.used && !s.after && s.id_len == 0 {
+                s.used = false;
+            }
+        }
+    });
+}
+
+/// The calls this process kept in its own slot, as channel lines for its environment's
+/// runtime ([`lambda_meter_core::downstream::render_child_lines`]), made from then until
+/// `until_ns`, into `out` (nothing where there are none).
+pub fn own_lines(pid: u32, until_ns: u64, out: &mut Out) {
+    let since = OWN_SINCE.load(Ordering::Relaxed);
+    if since == 0 {
+        return;
+    }
+    let _ = with(|b| {
+        let Book {
+            known, slots, high, ..
+        } = b;
+        let own = slots
+            .get(..*high)
+            .unwrap_or_default()
+            .iter()
+            .find(|s| s.used && !s.after && s.id_len == 0);
+        if let Some(s) = own.filter(|s| !s.calls.is_empty()) {
+            lambda_meter_core::downstream::render_child_lines(
+                &s.calls,
+                known,
+                pid,
+                (since, until_ns),
+                out,
+            );
+        }
+    });
+}
+
+/// [`Link::merge`].
+fn merge(id: &[u8], name: &str, figures: &Figures, shared: bool) {
+    let _ = with(|b| {
+        let Book {
+            known, slots, high, ..
+        } = b;
+        let Some(s) = slots
+            .get_mut(..*high)
+            .unwrap_or_default()
+            .iter_mut()
+            .find(|s| s.used && !s.after && s.id() == id)
+        else {
+            return;
+        };
+        let name = if name == OTHERS {
+            NameId::Others
+        } else {
+            known.intern(name)
+        };
+        s.calls.add(&Delta {
+            name,
+            figures: *figures,
+        });
+        s.calls.shared |= shared;
+    });
+}
 
 /// Connections are followed from now on: the process talks to the Runtime API.
 pub fn switch_on() {
@@ -538,5 +630,10 @@ pub fn forked_child() {
         for s in b.live() {
             s.used = false;
         }
+    }
+    // A child of a process that keeps its own calls keeps its own from now on (its parent's
+    // are its parent's to hand over).
+    if OWN_SINCE.swap(0, Ordering::Relaxed) != 0 {
+        open_own();
     }
 }

@@ -495,6 +495,7 @@ pub fn activate() -> bool {
                 // (a worker of Python's on Managed Instances), they are its invokes'.
                 if downstream_wanted() {
                     crate::ledger::switch_on();
+                    crate::ledger::open_own();
                 }
                 ACTIVE
             }
@@ -629,6 +630,8 @@ fn reserve() -> bool {
     // to be a per-request helper (a runtime of its own, started by a shell that does not
     // `exec` it, or a worker of Python's on Managed Instances, has its invokes' from its
     // first).
+    // Calls kept before were its init's: not kept.
+    crate::ledger::forget_own();
     if let Some(engine) = engine_cell().as_mut()
         && settings.downstream
         && crate::ledger::is_on()
@@ -759,6 +762,134 @@ fn environment_root_of(me: u32) -> Option<u32> {
         pid = parent_of(pid)?;
     }
     root
+}
+
+/// At the exit of a process that talked to other services and never to the Runtime API (a
+/// function's child: a shell runtime's `curl`, a handler's `subprocess`): its calls go to its
+/// environment's runtime, appended to the channel that runtime reads where it writes the
+/// invoke's record (see [`crate::ledger::own_lines`]). Nothing here allocates: exit may be
+/// called from a signal handler that interrupted `malloc`.
+pub fn hand_over_calls() {
+    if !is_active() || became_runtime() || !crate::ledger::is_on() {
+        return;
+    }
+    let mut lines = [0u8; 8192];
+    let mut out = crate::text::Out::new(&mut lines);
+    let me = sys::getpid();
+    crate::ledger::own_lines(me, probes::mono_ns(), &mut out);
+    if out.is_empty() {
+        return;
+    }
+    let mut path = [0u8; 600];
+    if let Some(path) = child_channel_path(me, &mut path) {
+        crate::channel::append(path, out.written());
+    }
+}
+
+/// The channel of this process's environment, NUL-terminated, in `buf`: `LAMBDA_METER_CHANNEL`,
+/// else `$TMPDIR/.lambda-meter-<root>.channel` (as the runtime names it), `<root>` the
+/// environment's root process ([`environment_root_quietly`]). `None` when it has none.
+fn child_channel_path(me: u32, buf: &mut [u8; 600]) -> Option<&[u8]> {
+    let mut out = crate::text::Out::new(buf);
+    match env_bytes(c"LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
+        Some(path) => out.bytes(path),
+        None => {
+            let root = environment_root_quietly(me)?;
+            let dir = env_bytes(c"TMPDIR")
+                .filter(|d| !d.is_empty())
+                .unwrap_or(b"/tmp");
+            out.bytes(dir);
+            if !dir.ends_with(b"/") {
+                out.byte(b'/');
+            }
+            out.bytes(b".lambda-meter-");
+            out.decimal(u64::from(root));
+            out.bytes(b".channel");
+        }
+    }
+    out.byte(0);
+    let (len, overflowed) = (out.len(), out.overflowed());
+    (!overflowed).then(|| buf.get(..len)).flatten()
+}
+
+/// A variable of the environment, read without allocating.
+fn env_bytes(name: &std::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
+    let raw = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    (!raw.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
+}
+
+/// [`environment_root_of`], without allocating: the root the wrapper named, else the furthest
+/// ancestor started with the library preloaded for the same Runtime API.
+fn environment_root_quietly(me: u32) -> Option<u32> {
+    if let Some(root) = env_bytes(c"LAMBDA_METER_ENV_ID")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        return (root != me).then_some(root);
+    }
+    let api = env_bytes(c"AWS_LAMBDA_RUNTIME_API")?;
+    let mut root = None;
+    let mut pid = parent_of(me)?;
+    for _ in 0..32 {
+        if pid <= 1 || !environ_preloaded_for(pid, api) {
+            break;
+        }
+        root = Some(pid);
+        pid = parent_of(pid)?;
+    }
+    root
+}
+
+/// [`preloaded_for`], reading `/proc/<pid>/environ` a piece at a time into buffers of its own
+/// (a variable longer than those is judged by its beginning).
+fn environ_preloaded_for(pid: u32, api: &[u8]) -> bool {
+    let mut path = [0u8; 40];
+    let mut p = crate::text::Out::new(&mut path);
+    p.bytes(b"/proc/");
+    p.decimal(u64::from(pid));
+    p.bytes(b"/environ\0");
+    let len = p.len();
+    let Ok(fd) = sys::open(
+        path.get(..len).unwrap_or_default(),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    ) else {
+        return false;
+    };
+    let (mut preloaded, mut same_api) = (false, false);
+    let mut var = [0u8; 1024];
+    let mut var_len = 0;
+    let mut chunk = [0u8; 4096];
+    let mut judge = |var: &[u8]| {
+        if let Some(list) = var.strip_prefix(b"LD_PRELOAD=") {
+            preloaded = list.windows(15).any(|w| w == b"liblambda_meter");
+        } else if let Some(value) = var.strip_prefix(b"AWS_LAMBDA_RUNTIME_API=") {
+            same_api = value == api;
+        }
+    };
+    // Bounded: an environment is at most a few MiB.
+    for _ in 0..4096 {
+        let n = match sys::read(fd as i32, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in chunk.get(..n).unwrap_or_default() {
+            if b == 0 {
+                judge(var.get(..var_len).unwrap_or_default());
+                var_len = 0;
+            } else if let Some(slot) = var.get_mut(var_len) {
+                *slot = b;
+                var_len += 1;
+            }
+        }
+    }
+    if var_len > 0 {
+        judge(var.get(..var_len).unwrap_or_default());
+    }
+    let _ = sys::close(fd as i32);
+    preloaded && same_api
 }
 
 /// The parent of `pid`, from `/proc/<pid>/stat`.

@@ -56,6 +56,17 @@ def call(event, port):
         for _ in range(n):
             with urllib.request.urlopen(f"http://{host}:{port}/{ms}", timeout=30) as r:
                 got += len(r.read())
+    elif client == "curl":
+        # A child process per call: each curl hands its calls to the runtime at its exit.
+        import subprocess
+
+        for _ in range(n):
+            out = subprocess.run(
+                ["curl", "-sS", "-f", f"http://{host}:{port}/{ms}"],
+                check=True,
+                capture_output=True,
+            )
+            got += len(out.stdout)
     elif client == "requests":
         import requests
 
