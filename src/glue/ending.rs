@@ -34,18 +34,9 @@ fn journal_path(function_name: &str, runtime_api: &str) -> Result<CString, &'sta
     CString::from_vec_with_nul(path.with_nul().to_vec()).map_err(|_| "its path holds a NUL byte")
 }
 
-/// The value of environment variable `name`, read at once (no allocation).
-fn env_bytes(name: &CStr) -> Option<&[u8]> {
-    // SAFETY: getenv with a NUL-terminated name; its value is a NUL-terminated string of the
-    // environment, read by the caller before anything of its own can change the environment.
-    let raw = unsafe { libc::getenv(name.as_ptr()) };
-    // SAFETY: as above.
-    (!raw.is_null()).then(|| unsafe { CStr::from_ptr(raw) }.to_bytes())
-}
-
-/// [`env_bytes`] as text, when it is UTF-8 (as `std::env::var` reads it).
+/// [`sys::getenv`] as text, when it is UTF-8 (as `std::env::var` reads it).
 fn env_str(name: &CStr) -> Option<&str> {
-    env_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+    sys::getenv(name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// This process is its environment's root and starts other processes (see
@@ -65,7 +56,7 @@ pub fn prepare_root() -> bool {
         Some(_) => return false,
     };
     if state().root_path.get().is_none() {
-        let tmp = env_bytes(c"TMPDIR").unwrap_or(b"/tmp");
+        let tmp = sys::getenv(c"TMPDIR").unwrap_or(b"/tmp");
         let stream = env_str(c"AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default();
         let function_name = crate::settings::function_name_of(env_str(c"AWS_LAMBDA_FUNCTION_NAME"));
         let api = env_str(c"AWS_LAMBDA_RUNTIME_API").unwrap_or_default();

@@ -113,19 +113,10 @@ fn identity(page: *mut u8, e: usize) -> (u64, u64) {
     )
 }
 
-/// `name`'s value in the environment, without allocating.
-fn env(name: &std::ffi::CStr) -> Option<&'static [u8]> {
-    // SAFETY: getenv with a NUL-terminated name; the value is read at once (the host does not
-    // change its environment while writing to stdout, as POSIX requires of it anyway).
-    let raw = unsafe { libc::getenv(name.as_ptr()) };
-    // SAFETY: getenv returned a NUL-terminated string of the environment.
-    (!raw.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
-}
-
 /// The environment's root, named by the wrapper, when this process is metered at all.
 fn root() -> Option<u32> {
-    env(c"AWS_LAMBDA_RUNTIME_API")?;
-    if let Some(v) = env(c"LAMBDA_METER_DISABLE")
+    sys::getenv(c"AWS_LAMBDA_RUNTIME_API")?;
+    if let Some(v) = sys::getenv(c"LAMBDA_METER_DISABLE")
         && std::str::from_utf8(v)
             .ok()
             .and_then(crate::settings::parse_bool)
@@ -133,7 +124,7 @@ fn root() -> Option<u32> {
     {
         return None;
     }
-    std::str::from_utf8(env(c"LAMBDA_METER_ENV_ID")?)
+    std::str::from_utf8(sys::getenv(c"LAMBDA_METER_ENV_ID")?)
         .ok()?
         .trim()
         .parse()
@@ -142,7 +133,9 @@ fn root() -> Option<u32> {
 
 /// The page's path for `root`, NUL-terminated, in `buf`.
 fn path_of(root: u32, buf: &mut [u8; 600]) -> Option<&[u8]> {
-    let dir = env(c"TMPDIR").filter(|d| !d.is_empty()).unwrap_or(b"/tmp");
+    let dir = sys::getenv(c"TMPDIR")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(b"/tmp");
     let mut path = crate::text::Out::new(buf);
     path.bytes(dir);
     let _ = std::fmt::Write::write_fmt(&mut path, format_args!("/.lambda-meter-lines-{root}\0"));

@@ -747,15 +747,18 @@ fn environment_id() -> Option<u32> {
 /// a shell that does not `exec` the runtime). Read from `/proc` once, when the process first
 /// talks to the Runtime API; nothing is named at load. `me` is this process.
 fn environment_root_of(me: u32) -> Option<u32> {
-    if let Some(root) = environment_id() {
+    if let Some(root) = sys::getenv(c"LAMBDA_METER_ENV_ID")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
         return (root != me && probes::proc_stat(root).is_some_and(|s| s.running)).then_some(root);
     }
-    let api = std::env::var_os("AWS_LAMBDA_RUNTIME_API")?;
+    let api = sys::getenv(c"AWS_LAMBDA_RUNTIME_API")?;
     let mut root = None;
     let mut pid = parent_of(me)?;
     // Bounded: a chain of processes is not deeper than this in practice.
     for _ in 0..32 {
-        if pid <= 1 || !preloaded_for(pid, api.as_encoded_bytes()) {
+        if pid <= 1 || !preloaded_for(pid, api) {
             break;
         }
         root = Some(pid);
@@ -788,14 +791,14 @@ pub fn hand_over_calls() {
 
 /// The channel of this process's environment, NUL-terminated, in `buf`: `LAMBDA_METER_CHANNEL`,
 /// else `$TMPDIR/.lambda-meter-<root>.channel` (as the runtime names it), `<root>` the
-/// environment's root process ([`environment_root_quietly`]). `None` when it has none.
+/// environment's root process ([`environment_root_of`]). `None` when it has none.
 fn child_channel_path(me: u32, buf: &mut [u8; 600]) -> Option<&[u8]> {
     let mut out = crate::text::Out::new(buf);
-    match env_bytes(c"LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
+    match sys::getenv(c"LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
         Some(path) => out.bytes(path),
         None => {
-            let root = environment_root_quietly(me)?;
-            let dir = env_bytes(c"TMPDIR")
+            let root = environment_root_of(me)?;
+            let dir = sys::getenv(c"TMPDIR")
                 .filter(|d| !d.is_empty())
                 .unwrap_or(b"/tmp");
             out.bytes(dir);
@@ -812,39 +815,11 @@ fn child_channel_path(me: u32, buf: &mut [u8; 600]) -> Option<&[u8]> {
     (!overflowed).then(|| buf.get(..len)).flatten()
 }
 
-/// A variable of the environment, read without allocating.
-fn env_bytes(name: &std::ffi::CStr) -> Option<&'static [u8]> {
-    // SAFETY: getenv with a NUL-terminated name; the value is read at once.
-    let raw = unsafe { libc::getenv(name.as_ptr()) };
-    // SAFETY: getenv returned a NUL-terminated string of the environment.
-    (!raw.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
-}
-
-/// [`environment_root_of`], without allocating: the root the wrapper named, else the furthest
-/// ancestor started with the library preloaded for the same Runtime API.
-fn environment_root_quietly(me: u32) -> Option<u32> {
-    if let Some(root) = env_bytes(c"LAMBDA_METER_ENV_ID")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-    {
-        return (root != me).then_some(root);
-    }
-    let api = env_bytes(c"AWS_LAMBDA_RUNTIME_API")?;
-    let mut root = None;
-    let mut pid = parent_of(me)?;
-    for _ in 0..32 {
-        if pid <= 1 || !environ_preloaded_for(pid, api) {
-            break;
-        }
-        root = Some(pid);
-        pid = parent_of(pid)?;
-    }
-    root
-}
-
-/// [`preloaded_for`], reading `/proc/<pid>/environ` a piece at a time into buffers of its own
-/// (a variable longer than those is judged by its beginning).
-fn environ_preloaded_for(pid: u32, api: &[u8]) -> bool {
+/// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
+/// `AWS_LAMBDA_RUNTIME_API` (its environment as it began, `/proc/<pid>/environ`), read a piece
+/// at a time into buffers of its own, without allocating (a variable longer than those is
+/// judged by its beginning).
+fn preloaded_for(pid: u32, api: &[u8]) -> bool {
     let mut path = [0u8; 40];
     let mut p = crate::text::Out::new(&mut path);
     p.bytes(b"/proc/");
@@ -895,23 +870,6 @@ fn environ_preloaded_for(pid: u32, api: &[u8]) -> bool {
 /// The parent of `pid`, from `/proc/<pid>/stat`.
 fn parent_of(pid: u32) -> Option<u32> {
     probes::identity(pid).map(|i| i.ppid)
-}
-
-/// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
-/// `AWS_LAMBDA_RUNTIME_API` (its environment as it began, `/proc/<pid>/environ`).
-fn preloaded_for(pid: u32, api: &[u8]) -> bool {
-    let Some(environ) = crate::ending::read_proc(pid, "environ") else {
-        return false;
-    };
-    let (mut preloaded, mut same_api) = (false, false);
-    for var in environ.split(|b| *b == 0) {
-        if let Some(list) = var.strip_prefix(b"LD_PRELOAD=") {
-            preloaded = list.windows(15).any(|w| w == b"liblambda_meter");
-        } else if let Some(value) = var.strip_prefix(b"AWS_LAMBDA_RUNTIME_API=") {
-            same_api = value == api;
-        }
-    }
-    preloaded && same_api
 }
 
 /// Whether `LAMBDA_METER_DOWNSTREAM` leaves the function's connections followed, read without

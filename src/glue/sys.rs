@@ -91,6 +91,15 @@ unsafe fn call(nr: c_long, a: [usize; 6]) -> Res {
     result(unsafe { arch::call(nr, a) })
 }
 
+/// A variable of the environment, read without allocating (the value is the environment's,
+/// read at once).
+pub fn getenv(name: &std::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv with a NUL-terminated name.
+    let raw = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    (!raw.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes())
+}
+
 pub fn write(fd: c_int, bytes: &[u8]) -> Res {
     // SAFETY: the kernel reads at most `bytes.len()` bytes of the live slice.
     unsafe {
