@@ -534,13 +534,13 @@ pub fn connect_ended(fd: i32, so_error: i32) {
     });
 }
 
-/// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, the first of
-/// them `head` (see [`Downstream::sent`]), or a failure (`rc` < 0, with `errno`).
+/// The host sent on followed `fd`, in a call begun at `began_ns`: `rc` bytes, `parts` of
+/// them as seen (see [`Downstream::sent`]), or a failure (`rc` < 0, with `errno`).
 #[cold]
 #[inline(never)]
-pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64, head: &[u8]) {
+pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64, parts: &[&[u8]]) {
     count(fd, |d| match u64::try_from(rc) {
-        Ok(n) => d.sent(fd, n, began_ns, head),
+        Ok(n) => d.sent(fd, n, began_ns, parts),
         Err(_) => d.failed(fd, errno),
     });
 }
@@ -565,14 +565,14 @@ fn count(fd: i32, figures: impl FnOnce(&mut Downstream) -> Option<Delta>) {
     }
 }
 
-/// The host received on followed `fd`: `rc` bytes (0: the end of the stream), the first of
-/// them `data` (see [`Downstream::received`]), or a failure.
+/// The host received on followed `fd`: `rc` bytes (0: the end of the stream), `parts` of them
+/// as seen (see [`Downstream::received`]), or a failure.
 #[cold]
 #[inline(never)]
-pub fn received(fd: i32, rc: isize, errno: i32, data: &[u8]) {
+pub fn received(fd: i32, rc: isize, errno: i32, parts: &[&[u8]]) {
     let now = probes::mono_ns();
     count(fd, |d| match u64::try_from(rc) {
-        Ok(n) => d.received(fd, n, now, data),
+        Ok(n) => d.received(fd, n, now, parts),
         Err(_) => d.failed(fd, errno),
     });
 }
@@ -632,8 +632,10 @@ pub fn forked_child() {
         }
     }
     // A child of a process that keeps its own calls keeps its own from now on (its parent's
-    // are its parent's to hand over).
-    if OWN_SINCE.swap(0, Ordering::Relaxed) != 0 {
+    // are its parent's to hand over). Read first: a write would copy the page in every
+    // forked child.
+    if OWN_SINCE.load(Ordering::Relaxed) != 0 {
+        OWN_SINCE.store(0, Ordering::Relaxed);
         open_own();
     }
 }
