@@ -111,20 +111,7 @@ fn paths<'a>(now: &'a mut [u8; 600], old: &'a mut [u8; 600]) -> Option<(&'a [u8]
     if owner == 0 {
         return None;
     }
-    let build = |buf: &'a mut [u8; 600], suffix: &str| -> Option<&'a [u8]> {
-        let mut out = crate::text::Out::new(buf);
-        out.bytes(dir);
-        if !dir.ends_with(b"/") {
-            out.byte(b'/');
-        }
-        out.bytes(b".lambda-meter-");
-        out.decimal(u64::from(owner));
-        out.bytes(b".channel");
-        out.bytes(suffix.as_bytes());
-        out.byte(0);
-        let (len, overflowed) = (out.len(), out.overflowed());
-        (!overflowed).then(|| buf.get(..len)).flatten()
-    };
+    let build = |buf: &'a mut [u8; 600], suffix: &str| default_path(dir, owner, suffix, buf);
     Some((build(now, "")?, build(old, ".old")?))
 }
 
@@ -137,6 +124,28 @@ pub fn append(path: &[u8], lines: &[u8]) {
         let _ = sys::write(fd as i32, lines);
         let _ = sys::close(fd as i32);
     }
+}
+
+/// The default channel of `owner`'s environment in `dir` (`.lambda-meter-<owner>.channel`),
+/// with `suffix`, NUL-terminated, in `buf`; `None` when it does not fit.
+pub fn default_path<'a>(
+    dir: &[u8],
+    owner: u32,
+    suffix: &str,
+    buf: &'a mut [u8; 600],
+) -> Option<&'a [u8]> {
+    let mut out = crate::text::Out::new(buf);
+    out.bytes(dir);
+    if !dir.ends_with(b"/") {
+        out.byte(b'/');
+    }
+    out.bytes(b".lambda-meter-");
+    out.decimal(u64::from(owner));
+    out.bytes(b".channel");
+    out.bytes(suffix.as_bytes());
+    out.byte(0);
+    let (len, overflowed) = (out.len(), out.overflowed());
+    (!overflowed).then(|| buf.get(..len)).flatten()
 }
 
 /// Reads the whole lines appended to `path` (`size` bytes) from `at` into `buf`, the oldest

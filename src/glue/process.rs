@@ -793,26 +793,18 @@ pub fn hand_over_calls() {
 /// else `$TMPDIR/.lambda-meter-<root>.channel` (as the runtime names it), `<root>` the
 /// environment's root process ([`environment_root_of`]). `None` when it has none.
 fn child_channel_path(me: u32, buf: &mut [u8; 600]) -> Option<&[u8]> {
-    let mut out = crate::text::Out::new(buf);
-    match sys::getenv(c"LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
-        Some(path) => out.bytes(path),
-        None => {
-            let root = environment_root_of(me)?;
-            let dir = sys::getenv(c"TMPDIR")
-                .filter(|d| !d.is_empty())
-                .unwrap_or(b"/tmp");
-            out.bytes(dir);
-            if !dir.ends_with(b"/") {
-                out.byte(b'/');
-            }
-            out.bytes(b".lambda-meter-");
-            out.decimal(u64::from(root));
-            out.bytes(b".channel");
-        }
+    if let Some(path) = sys::getenv(c"LAMBDA_METER_CHANNEL").filter(|p| !p.is_empty()) {
+        let mut out = crate::text::Out::new(buf);
+        out.bytes(path);
+        out.byte(0);
+        let (len, overflowed) = (out.len(), out.overflowed());
+        return (!overflowed).then(|| buf.get(..len)).flatten();
     }
-    out.byte(0);
-    let (len, overflowed) = (out.len(), out.overflowed());
-    (!overflowed).then(|| buf.get(..len)).flatten()
+    let root = environment_root_of(me)?;
+    let dir = sys::getenv(c"TMPDIR")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(b"/tmp");
+    crate::channel::default_path(dir, root, "", buf)
 }
 
 /// Whether process `pid` was started with this library in `LD_PRELOAD` and `api` as its
