@@ -4,10 +4,6 @@
 //! that answer after a known delay, and each invoke's record carries its `downstream` property.
 //! Every run is compared with the same run without lambda-meter: the same results, Runtime API
 //! requests and calls answered by the server.
-//!
-//! The tests marked `#[ignore]` say what a user should get where the library does not give it
-//! today (each says why); the others check what it gives, exactly where it is right and by the
-//! invariants that hold where it is not.
 
 // Tests unwrap, index and panic freely: the crate's lints are for code in the host's process.
 #![allow(
@@ -114,7 +110,7 @@ fn java_scenario(server: &Server, version: &str) -> Scenario {
 /// The JDK's HttpClient, kept for the process as a function keeps an SDK client: its calls
 /// (written and read on the client's own threads) counted and timed in the invoke that made
 /// them, its one connection in the first invoke, and its one lookup of `localhost` (the JDK
-/// caches it). The connection's name: see the ignored test below.
+/// caches it). The connection's name: see the next test.
 #[test]
 fn java_httpclient_calls_are_counted_and_timed_per_invoke() {
     let server = Server::start();
@@ -157,7 +153,7 @@ fn java_httpclient_calls_are_counted_and_timed_per_invoke() {
     }
 }
 
-/// What a user should get from the JDK's HttpClient: one entry per invoke, named `localhost`,
+/// The JDK's HttpClient: one entry per invoke, named `localhost`,
 /// with the lookup and the connect in the first invoke's.
 #[test]
 fn java_httpclient_connection_goes_by_the_name_looked_up() {
@@ -173,7 +169,7 @@ fn java_httpclient_connection_goes_by_the_name_looked_up() {
     }
 }
 
-/// The cause of the ignored Java test, in a few lines of Python (tests/functions/python/
+/// What the JDK does there, in a few lines of Python (tests/functions/python/
 /// downstream_mapped.py): `localhost` looked up with getaddrinfo (IPv4), its address connected
 /// as `::ffff:127.0.0.1` on an AF_INET6 socket, one call. gRPC's native resolver
 /// (`GRPC_DNS_RESOLVER=native`) connects the same way and gets the same names.
@@ -375,18 +371,16 @@ fn grpc_both_ways(server: &GrpcServer, payloads: Vec<Value>) -> (Vec<Value>, Str
     (records, address, peers.len())
 }
 
-/// grpcio's defaults, client and server: each invoke's channel is one HTTP/2 connection, and
-/// HTTP/2 is not request/answer. Besides the handshake's turn, both sides send PING frames
-/// (gRPC's bandwidth-delay probes) while a call is out, and the other side's acknowledgement
-/// ends a turn: a call is one turn or more, and the wait from a probe of the client's to its
-/// acknowledgement replaces the wait for the answer (the answer then comes in no turn). What
-/// holds: each call ends at least one turn (its answer comes back before the next is sent),
-/// the wait is never more than the time spent, and the bytes are all there. The connection
-/// goes by its address: gRPC resolves `localhost` itself (c-ares, no getaddrinfo). Its
-/// resolver's UDP sockets connected to learn the usable addresses (RFC 6724 sorting; no
-/// datagram is sent) are no entry: their connects carried nothing.
+/// grpcio's defaults, client and server: each invoke's channel is one HTTP/2 connection
+/// without TLS, on which both sides send PING frames (gRPC's bandwidth-delay probes) while a
+/// call is out, besides the connection's SETTINGS. The library follows h2c by its frames: a
+/// call per RPC (a stream the client opens), its wait from the request's end to the answer's
+/// first frame, and the connection as the only entry. It goes by its address: gRPC resolves
+/// `localhost` itself (c-ares, no getaddrinfo). Its resolver's UDP sockets connected to learn
+/// the usable addresses (RFC 6724 sorting; no datagram is sent) are no entry: their connects
+/// carried nothing.
 #[test]
-fn grpc_unary_calls_with_grpcs_defaults() {
+fn grpc_unary_rpcs_are_the_calls() {
     let server = GrpcServer::start(&[]);
     let payload = json!({"host": "localhost", "port": server.port, "ms": MS, "calls": CALLS});
     let (records, address, connections) = grpc_both_ways(&server, vec![payload.clone(), payload]);
@@ -395,9 +389,8 @@ fn grpc_unary_calls_with_grpcs_defaults() {
         assert_no_failures(record, "grpc");
         let e = only_entry(record);
         assert_eq!(e["name"], address.as_str(), "{record}");
-        assert!(e["calls"].as_u64().unwrap() >= CALLS, "{record}");
-        let wait = e["waitMs"].as_f64().unwrap();
-        assert!(wait > 0.0 && wait < 2.0 * (CALLS * MS) as f64, "{record}");
+        assert_eq!(e["calls"], CALLS, "{record}");
+        assert_waited(e, CALLS, "grpc", record);
         assert!(
             e["bytesIn"].as_u64().unwrap() >= CALLS * BODY as u64,
             "{record}"
@@ -426,16 +419,11 @@ fn assert_connect_per_connection(records: &[Value], connections: usize) {
 }
 
 /// grpcio with its bandwidth-delay probes off on both sides (`grpc.http2.bdp_probe` 0): no
-/// PING frames. What is left is the connection's handshake: the client's preface and SETTINGS
-/// are answered by the server's SETTINGS, which the client waits for before its first call (a
-/// turn), and the server's acknowledgement of the client's SETTINGS comes in a write of its own
-/// or with its SETTINGS: after the client's acknowledgement (a turn more) or after the first
-/// call went out, whose turn it then ends (that call's wait is lost, its answer comes in no
-/// turn). Every later call is one turn, and its wait the server's: `calls` is one or two more
-/// than [`CALLS`] (on a connection kept from the invoke before, with no handshake left: at
-/// least [`CALLS`]), and the wait at least that of [`CALLS`] - 1 calls.
+/// PING frames, and the connection's handshake (SETTINGS both ways, and their
+/// acknowledgements, which the server may send with its own or apart) is no call either: a
+/// call per RPC, as with the probes on.
 #[test]
-fn grpc_unary_calls_without_ping_frames_are_a_turn_each_after_the_handshake() {
+fn grpc_unary_rpcs_without_ping_frames_are_the_calls() {
     let server = GrpcServer::start(&["--no-bdp-probe"]);
     let payload = json!({
         "host": "localhost", "port": server.port, "ms": MS, "calls": CALLS, "bdp_probe": false,
@@ -444,33 +432,6 @@ fn grpc_unary_calls_without_ping_frames_are_a_turn_each_after_the_handshake() {
     assert_connect_per_connection(&records, connections);
     for record in &records {
         assert_no_failures(record, "grpc");
-        let e = only_entry(record);
-        assert_eq!(e["name"], address.as_str(), "{record}");
-        let calls = e["calls"].as_u64().unwrap();
-        // (A connection kept from the invoke before has no handshake left.)
-        let handshake = if e.get("connects").is_some() { 1 } else { 0 };
-        assert!(calls >= CALLS + handshake && calls <= CALLS + 2, "{record}");
-        let wait = e["waitMs"].as_f64().unwrap();
-        assert!(
-            wait >= ((CALLS - 1) * MS) as f64 && wait < 2.0 * (CALLS * MS) as f64,
-            "{record}"
-        );
-    }
-}
-
-/// What a user should get from grpcio's defaults: a call per RPC, their wait the server's, and
-/// the one connection as the only entry.
-#[test]
-#[ignore = "lambda-meter counts HTTP/2 by its request/answer turns: grpcio's handshake and PING \
-            frames (bandwidth-delay probes and their acknowledgements, from both sides) make \
-            6 or 7 calls of 3 RPCs, and a probe's acknowledgement ends the turn its RPC opened \
-            (about 90-130 ms of wait for 180 ms of delay)"]
-fn grpc_unary_rpcs_are_the_calls() {
-    let server = GrpcServer::start(&[]);
-    let payload = json!({"host": "localhost", "port": server.port, "ms": MS, "calls": CALLS});
-    let (records, address, connections) = grpc_both_ways(&server, vec![payload.clone(), payload]);
-    assert_connect_per_connection(&records, connections);
-    for record in &records {
         let e = only_entry(record);
         assert_eq!(e["name"], address.as_str(), "{record}");
         assert_eq!(e["calls"], CALLS, "{record}");

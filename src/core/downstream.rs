@@ -195,6 +195,8 @@ struct Conn {
     connect_ns: u64,
     /// In `Judging` and `InterimHead`: the answer's first bytes.
     lead: Lead,
+    /// HTTP/2 without TLS (see [`H2`]): its calls are its requests, not its turns.
+    h2: H2,
 }
 
 /// Whether a connection speaks TLS, told by the first bytes of its turns.
@@ -221,6 +223,55 @@ const TLS_APPLICATION_DATA: u8 = 0x17;
 /// ClientHello): type 22, then a version 3.0 to 3.4.
 fn is_tls_hello(head: &[u8]) -> bool {
     matches!(head, [TLS_HANDSHAKE, 3, minor, ..] if *minor <= 4)
+}
+
+/// The bytes of one send or receive, as the hooks saw them: pieces in order (a `writev`'s
+/// buffers, as many as it has), none where they were not seen (`sendfile`, `splice`).
+pub trait Pieces {
+    /// Calls `f` with each piece, in order.
+    fn each(&self, f: &mut dyn FnMut(&[u8]));
+    /// The first piece that holds a byte (empty: none).
+    fn first(&self) -> &[u8];
+    /// The bytes of all the pieces.
+    fn total(&self) -> u64;
+}
+
+impl Pieces for [&[u8]] {
+    fn each(&self, f: &mut dyn FnMut(&[u8])) {
+        for part in self {
+            f(part);
+        }
+    }
+
+    fn first(&self) -> &[u8] {
+        self.iter()
+            .find(|p| !p.is_empty())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn total(&self) -> u64 {
+        self.iter().map(|p| p.len() as u64).sum()
+    }
+}
+
+impl<const N: usize> Pieces for [&[u8]; N] {
+    fn each(&self, f: &mut dyn FnMut(&[u8])) {
+        Pieces::each(self.as_slice(), f);
+    }
+
+    fn first(&self) -> &[u8] {
+        Pieces::first(self.as_slice())
+    }
+
+    fn total(&self) -> u64 {
+        Pieces::total(self.as_slice())
+    }
+}
+
+/// Whether `parts` hold all of `n` bytes sent or received.
+fn seen_all(parts: &dyn Pieces, n: u64) -> bool {
+    parts.total() >= n
 }
 
 /// Bytes of an answer's status line that tell whether it is an HTTP/1.x interim answer.
@@ -297,6 +348,107 @@ impl Lead {
     }
 }
 
+/// The client's connection preface of HTTP/2 (RFC 9113, 3.4): a plain connection whose first
+/// bytes it is speaks HTTP/2 without TLS (h2c: gRPC's insecure channels).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Frame types and flags of HTTP/2 that tell requests and answers.
+const H2_DATA: u8 = 0x0;
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_END_STREAM: u8 = 0x1;
+
+/// Requests of one HTTP/2 connection followed at once, from their first frame to their
+/// answer's; one more is counted as a call when it is sent.
+const H2_STREAMS: usize = 8;
+
+/// A frame header as it passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FrameHead {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+}
+
+/// Finds the frame headers in one direction's bytes as they come, in whatever pieces: the
+/// bytes of a frame's payload (or of the preface) still to pass, and a header's first bytes.
+#[derive(Clone, Copy, Debug)]
+struct FrameReader {
+    skip: u32,
+    head: [u8; 9],
+    head_len: u8,
+}
+
+impl FrameReader {
+    const NONE: FrameReader = FrameReader {
+        skip: 0,
+        head: [0; 9],
+        head_len: 0,
+    };
+
+    /// Passes `data`, calling `f` with each frame header completed in it.
+    fn feed(&mut self, mut data: &[u8], mut f: impl FnMut(FrameHead)) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip as usize).min(data.len());
+                self.skip -= n as u32;
+                data = data.get(n..).unwrap_or_default();
+                continue;
+            }
+            let have = usize::from(self.head_len);
+            let n = (9 - have).min(data.len());
+            if let (Some(dst), Some(src)) = (self.head.get_mut(have..have + n), data.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            self.head_len = (have + n) as u8;
+            data = data.get(n..).unwrap_or_default();
+            if self.head_len == 9 {
+                let h = self.head;
+                self.head_len = 0;
+                self.skip = u32::from_be_bytes([0, h[0], h[1], h[2]]);
+                f(FrameHead {
+                    kind: h[3],
+                    flags: h[4],
+                    stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+                });
+            }
+        }
+    }
+}
+
+/// An h2c connection, followed by its frames: a call is a request (a stream the client opens
+/// with its HEADERS), counted when the answer's first frame on that stream comes back (or the
+/// stream is reset); the wait runs while at least one request was sent whole (its
+/// END_STREAM) and its answer has not begun, so that requests in flight together are not
+/// counted twice. Frames of the connection itself (SETTINGS, PING, WINDOW_UPDATE) are no
+/// call. Bytes of it not seen (a `writev` of more buffers than the hooks look at) put it out
+/// of step: from then on its calls are not counted.
+#[derive(Clone, Copy, Debug)]
+struct H2 {
+    on: bool,
+    lost: bool,
+    out: FrameReader,
+    inn: FrameReader,
+    /// The highest stream the client opened.
+    last: u32,
+    /// Requests not answered yet: their stream, and whether sent whole (waiting).
+    streams: [(u32, bool); H2_STREAMS],
+    /// Of those, how many wait.
+    waiting: u8,
+}
+
+impl H2 {
+    const NONE: H2 = H2 {
+        on: false,
+        lost: false,
+        out: FrameReader::NONE,
+        inn: FrameReader::NONE,
+        last: 0,
+        streams: [(0, false); H2_STREAMS],
+        waiting: 0,
+    };
+}
+
 impl Conn {
     const FREE: Conn = Conn {
         used: false,
@@ -316,6 +468,7 @@ impl Conn {
         connect_pending: false,
         connect_ns: 0,
         lead: Lead::NONE,
+        h2: H2::NONE,
     };
 
     /// Reads the first bytes of an answer in `Judging` or `InterimHead`: `data`, the seen ones
@@ -369,6 +522,109 @@ impl Conn {
         }
     }
 
+    /// The client sent `parts` (all of the `n` bytes when `whole`) on an h2c connection at
+    /// `now_ns`: requests opened and sent whole.
+    fn h2_sent(&mut self, parts: &dyn Pieces, whole: bool, now_ns: u64, f: &mut Figures) {
+        if !whole {
+            self.h2.lost = true;
+        }
+        if self.h2.lost {
+            return;
+        }
+        let mut out = self.h2.out;
+        parts.each(&mut |part| {
+            out.feed(part, |h| {
+                let fresh = h.kind == H2_HEADERS && h.stream > self.h2.last && h.stream % 2 == 1;
+                if fresh {
+                    self.h2.last = h.stream;
+                    match self.h2.streams.iter_mut().find(|(s, _)| *s == 0) {
+                        Some(slot) => *slot = (h.stream, false),
+                        // No room to follow it: a call, its wait not counted.
+                        None => f.calls += 1,
+                    }
+                }
+                let ended = h.flags & H2_END_STREAM != 0 && matches!(h.kind, H2_DATA | H2_HEADERS);
+                if ended || h.kind == H2_RST_STREAM {
+                    self.h2_stream_ended(h.stream, h.kind == H2_RST_STREAM, now_ns, f);
+                }
+            });
+        });
+        self.h2.out = out;
+    }
+
+    /// The client's request on `stream` was sent whole (or, `cancelled`, reset).
+    fn h2_stream_ended(&mut self, stream: u32, cancelled: bool, now_ns: u64, f: &mut Figures) {
+        let Some(i) = self
+            .h2
+            .streams
+            .iter()
+            .position(|(s, _)| *s == stream && stream != 0)
+        else {
+            return;
+        };
+        let waited = self.h2.streams.get(i).is_some_and(|(_, w)| *w);
+        if cancelled {
+            if let Some(slot) = self.h2.streams.get_mut(i) {
+                *slot = (0, false);
+            }
+            if waited {
+                self.h2_wait_ends(now_ns, f);
+            }
+            return;
+        }
+        if !waited {
+            if let Some(slot) = self.h2.streams.get_mut(i) {
+                slot.1 = true;
+            }
+            if self.h2.waiting == 0 {
+                self.phase = Phase::Sent;
+                self.at_ns = now_ns;
+                self.turn_out = 0;
+                self.turn_in = 0;
+            }
+            self.h2.waiting += 1;
+        }
+    }
+
+    /// One request fewer waits: where none does any more, the wait so far counts.
+    fn h2_wait_ends(&mut self, now_ns: u64, f: &mut Figures) {
+        self.h2.waiting = self.h2.waiting.saturating_sub(1);
+        if self.h2.waiting == 0 {
+            f.wait_ns += now_ns.saturating_sub(self.at_ns);
+            self.phase = Phase::Receiving;
+        }
+    }
+
+    /// The server sent `parts` (all of the `n` bytes when `whole`) at `now_ns`: answers begun.
+    fn h2_received(&mut self, parts: &dyn Pieces, whole: bool, now_ns: u64, f: &mut Figures) {
+        if !whole {
+            self.h2.lost = true;
+        }
+        if self.h2.lost {
+            return;
+        }
+        let mut inn = self.h2.inn;
+        parts.each(&mut |part| {
+            inn.feed(part, |h| {
+                if !matches!(h.kind, H2_HEADERS | H2_RST_STREAM) || h.stream == 0 {
+                    return;
+                }
+                let Some(i) = self.h2.streams.iter().position(|(s, _)| *s == h.stream) else {
+                    return;
+                };
+                let waited = self.h2.streams.get(i).is_some_and(|(_, w)| *w);
+                if let Some(slot) = self.h2.streams.get_mut(i) {
+                    *slot = (0, false);
+                }
+                f.calls += 1;
+                if waited {
+                    self.h2_wait_ends(now_ns, f);
+                }
+            });
+        });
+        self.h2.inn = inn;
+    }
+
     /// The connect not counted yet, into `figures` (see [`Conn::datagram`]).
     fn count_pending_connect(&mut self, figures: &mut Figures) {
         if self.connect_pending {
@@ -376,6 +632,24 @@ impl Conn {
             figures.connects = 1;
             figures.connect_ns = self.connect_ns;
         }
+    }
+}
+
+/// The id of `text` among the first `used` of `names`, kept there from now on if there is
+/// room (else the others').
+fn intern_in(names: &mut [Name], used: &mut usize, text: &str) -> NameId {
+    let text = crate::text::bounded_str(text, NAME_LEN);
+    let kept = names.get(..*used).unwrap_or_default();
+    if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
+        return NameId::Kept(i as u8);
+    }
+    match names.get_mut(*used) {
+        Some(slot) => {
+            slot.set(text);
+            *used += 1;
+            NameId::Kept((*used - 1) as u8)
+        }
+        None => NameId::Others,
     }
 }
 
@@ -437,19 +711,7 @@ impl Downstream {
 
     /// The id of `text`, kept from now on if there is room (else the others').
     pub fn intern(&mut self, text: &str) -> NameId {
-        let text = crate::text::bounded_str(text, NAME_LEN);
-        let kept = self.names.get(..self.names_used).unwrap_or_default();
-        if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
-            return NameId::Kept(i as u8);
-        }
-        match self.names.get_mut(self.names_used) {
-            Some(slot) => {
-                slot.set(text);
-                self.names_used += 1;
-                NameId::Kept((self.names_used - 1) as u8)
-            }
-            None => NameId::Others,
-        }
+        intern_in(&mut self.names, &mut self.names_used, text)
     }
 
     /// The host looked `name` up and got `addrs`, in `took_ns`: its connections to them are
@@ -600,9 +862,9 @@ impl Downstream {
         Some(Delta { name, figures })
     }
 
-    /// The host sent `n` bytes on `fd` at `now_ns`, the first of them `head` (none where they
-    /// are not seen: `sendfile`, `splice`).
-    pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64, head: &[u8]) -> Option<Delta> {
+    /// The host sent `n` bytes on `fd` at `now_ns`: `parts`, in order, as far as they were
+    /// seen (a `writev`'s buffers; none for `sendfile`, `splice`).
+    pub fn sent(&mut self, fd: i32, n: u64, now_ns: u64, parts: &dyn Pieces) -> Option<Delta> {
         let c = self.conn(fd)?;
         let mut figures = Figures {
             bytes_out: n,
@@ -613,6 +875,27 @@ impl Downstream {
             // A non-blocking connect's first send says it was made (by then at the latest).
             figures.connects = 1;
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
+            c.phase = Phase::Idle;
+        }
+        let head = parts.first();
+        if c.tls == Tls::Unknown && head.starts_with(H2_PREFACE.get(..14).unwrap_or_default()) {
+            c.tls = Tls::Plain;
+            c.h2 = H2 {
+                on: true,
+                out: FrameReader {
+                    skip: H2_PREFACE.len() as u32,
+                    ..FrameReader::NONE
+                },
+                ..H2::NONE
+            };
+        }
+        if c.h2.on {
+            c.h2_sent(parts, seen_all(parts, n), now_ns, &mut figures);
+            c.turn_out = c.turn_out.saturating_add(n);
+            return Some(Delta {
+                name: c.name,
+                figures,
+            });
         }
         if c.phase == Phase::Judging {
             // The client did not wait for the status line: its answer began, the call is one.
@@ -658,7 +941,7 @@ impl Downstream {
     /// it is an interim one on a plain connection (see [`interim_status`]): then the wait so
     /// far counts and the call goes on. (The end of the stream, 0 bytes, ends none: the close
     /// that follows does.)
-    pub fn received(&mut self, fd: i32, n: u64, now_ns: u64, data: &[u8]) -> Option<Delta> {
+    pub fn received(&mut self, fd: i32, n: u64, now_ns: u64, parts: &dyn Pieces) -> Option<Delta> {
         if n == 0 {
             return None;
         }
@@ -672,6 +955,15 @@ impl Downstream {
             // A non-blocking connect to a server that speaks first: made by then.
             figures.connects = 1;
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
+        }
+        if c.h2.on {
+            c.h2_received(parts, seen_all(parts, n), now_ns, &mut figures);
+            c.last_in_ns = now_ns;
+            c.turn_in = c.turn_in.saturating_add(n);
+            return Some(Delta {
+                name: c.name,
+                figures,
+            });
         }
         if matches!(c.phase, Phase::Sent | Phase::Interim) {
             let wait_ns = now_ns.saturating_sub(c.at_ns);
@@ -704,8 +996,16 @@ impl Downstream {
         }
         match c.phase {
             Phase::Judging | Phase::InterimHead => {
-                let all_seen = data.len() as u64 >= n;
-                c.read_answer_head(data, all_seen, now_ns, &mut figures);
+                // Piece after piece; whether bytes went unseen is known at the last.
+                let (total, all) = (parts.total(), seen_all(parts, n));
+                let mut read = 0;
+                parts.each(&mut |part| {
+                    read += part.len() as u64;
+                    c.read_answer_head(part, read < total || all, now_ns, &mut figures);
+                });
+                if total == 0 {
+                    c.read_answer_head(&[], false, now_ns, &mut figures);
+                }
             }
             _ => c.phase = Phase::Receiving,
         }
@@ -1282,18 +1582,7 @@ impl Handed {
         if text == OTHERS {
             return NameId::Others;
         }
-        let kept = self.names.get(..self.names_used).unwrap_or_default();
-        if let Some(i) = kept.iter().position(|n| n.as_str() == text) {
-            return NameId::Kept(i as u8);
-        }
-        match self.names.get_mut(self.names_used) {
-            Some(slot) => {
-                slot.set(text);
-                self.names_used += 1;
-                NameId::Kept((self.names_used - 1) as u8)
-            }
-            None => NameId::Others,
-        }
+        intern_in(&mut self.names, &mut self.names_used, text)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1414,12 +1703,12 @@ mod tests {
         assert!(d.connecting(7, &addr("10.1.2.3:5432"), 10 * MS));
         put(&mut calls, d.connected(7, None, 11 * MS));
         // Request in two writes; answer in three reads; a second turn.
-        put(&mut calls, d.sent(7, 100, 20 * MS, b"GET"));
-        put(&mut calls, d.sent(7, 50, 21 * MS, b"GET"));
+        put(&mut calls, d.sent(7, 100, 20 * MS, &[b"GET".as_slice()]));
+        put(&mut calls, d.sent(7, 50, 21 * MS, &[b"GET".as_slice()]));
         put(&mut calls, d.received(7, 10, 30 * MS, &[]));
         put(&mut calls, d.received(7, 10, 31 * MS, &[]));
         put(&mut calls, d.received(7, 10, 32 * MS, &[]));
-        put(&mut calls, d.sent(7, 5, 40 * MS, b"GET"));
+        put(&mut calls, d.sent(7, 5, 40 * MS, &[b"GET".as_slice()]));
         put(&mut calls, d.received(7, 1, 45 * MS, &[]));
         assert_eq!(d.received(7, 0, 46 * MS, &[]), None);
         let id = NameId::Kept(0);
@@ -1458,51 +1747,63 @@ mod tests {
         put(&mut calls, d.connected(7, None, MS));
         // `Expect: 100-continue`: the head, the 100, the body, the answer: one call, its waits
         // the two the client spent waiting.
-        put(&mut calls, d.sent(7, 300, 10 * MS, b"PUT"));
-        put(&mut calls, d.received(7, 25, 14 * MS, CONTINUE));
+        put(&mut calls, d.sent(7, 300, 10 * MS, &[b"PUT".as_slice()]));
+        put(&mut calls, d.received(7, 25, 14 * MS, &[CONTINUE]));
         assert_eq!(
             d.about_fd(7, 15 * MS),
             Some(("10.1.2.3:80", Some(MS))),
             "the call goes on"
         );
-        put(&mut calls, d.sent(7, 1000, 15 * MS, b"abc"));
-        put(&mut calls, d.received(7, 38, 35 * MS, OK));
+        put(&mut calls, d.sent(7, 1000, 15 * MS, &[b"abc".as_slice()]));
+        put(&mut calls, d.received(7, 38, 35 * MS, &[OK]));
         // The 100 and the answer in one read: the answer has begun.
-        put(&mut calls, d.sent(7, 300, 40 * MS, b"PUT"));
+        put(&mut calls, d.sent(7, 300, 40 * MS, &[b"PUT".as_slice()]));
         let both = [CONTINUE, OK].concat();
-        put(&mut calls, d.received(7, 63, 42 * MS, &both));
+        put(&mut calls, d.received(7, 63, 42 * MS, &[both.as_slice()]));
         // A body sent before the 100 came (the client waited no longer): the answer after it
         // ends the call, the time to the 100 counted once.
-        put(&mut calls, d.sent(7, 300, 50 * MS, b"PUT"));
-        put(&mut calls, d.sent(7, 1000, 51 * MS, b"abc"));
-        put(&mut calls, d.received(7, 25, 53 * MS, CONTINUE));
-        put(&mut calls, d.received(7, 38, 60 * MS, OK));
+        put(&mut calls, d.sent(7, 300, 50 * MS, &[b"PUT".as_slice()]));
+        put(&mut calls, d.sent(7, 1000, 51 * MS, &[b"abc".as_slice()]));
+        put(&mut calls, d.received(7, 25, 53 * MS, &[CONTINUE]));
+        put(&mut calls, d.received(7, 38, 60 * MS, &[OK]));
         // A 101 switches protocols: the request's answer.
-        put(&mut calls, d.sent(7, 100, 70 * MS, b"GET"));
+        put(&mut calls, d.sent(7, 100, 70 * MS, &[b"GET".as_slice()]));
         let switching = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
-        put(&mut calls, d.received(7, 36, 71 * MS, switching));
+        put(
+            &mut calls,
+            d.received(7, 36, 71 * MS, &[switching.as_slice()]),
+        );
         assert_eq!(calls.of(NameId::Kept(0)).calls, 4);
         // Read a byte at a time (botocore reads its status line so), a header after the 100:
         // the call counted once its status line tells, the wait to the first byte.
-        put(&mut calls, d.sent(7, 300, 80 * MS, b"PUT"));
+        put(&mut calls, d.sent(7, 300, 80 * MS, &[b"PUT".as_slice()]));
         let continues = b"HTTP/1.1 100 Continue\r\nConnection: keep-alive\r\n\r\n";
         for (i, b) in continues.iter().enumerate() {
-            put(&mut calls, d.received(7, 1, 83 * MS + i as u64, &[*b]));
+            put(
+                &mut calls,
+                d.received(7, 1, 83 * MS + i as u64, &[&[*b][..]]),
+            );
             let f = calls.of(NameId::Kept(0));
             assert_eq!(f.calls, 4, "{f:?} at {i}");
         }
-        put(&mut calls, d.sent(7, 1000, 90 * MS, b"abc"));
+        put(&mut calls, d.sent(7, 1000, 90 * MS, &[b"abc".as_slice()]));
         // `HTTP/1.1 2`: not an interim answer, told at its tenth byte.
         for (i, b) in OK.iter().enumerate().take(10) {
             assert_eq!(calls.of(NameId::Kept(0)).calls, 4, "at {i}");
-            put(&mut calls, d.received(7, 1, 95 * MS + i as u64, &[*b]));
+            put(
+                &mut calls,
+                d.received(7, 1, 95 * MS + i as u64, &[&[*b][..]]),
+            );
         }
         let f = calls.of(NameId::Kept(0));
         assert_eq!(f.calls, 5, "{f:?}");
         assert_eq!(f.wait_ns, (4 + 20 + 2 + 2 + 7 + 1 + 3 + 5) * MS, "{f:?}");
         // Bytes not seen (a `readv`'s later buffers, a `splice`): the call counts.
-        put(&mut calls, d.sent(7, 100, 100 * MS, b"GET"));
-        put(&mut calls, d.received(7, 30, 101 * MS, b"HTTP/1.1 1"));
+        put(&mut calls, d.sent(7, 100, 100 * MS, &[b"GET".as_slice()]));
+        put(
+            &mut calls,
+            d.received(7, 30, 101 * MS, &[b"HTTP/1.1 1".as_slice()]),
+        );
         assert_eq!(calls.of(NameId::Kept(0)).calls, 6);
 
         // Over TLS the same bytes would be records: turns are calls there, as before.
@@ -1510,16 +1811,19 @@ mod tests {
         let mut calls = Calls::NONE;
         assert!(d.connecting(8, &addr("10.1.2.3:443"), 0));
         put(&mut calls, d.connected(8, None, 0));
-        put(&mut calls, d.sent(8, 200, MS, &[TLS_HANDSHAKE, 3, 1]));
         put(
             &mut calls,
-            d.received(8, 2000, 2 * MS, &[TLS_HANDSHAKE, 3, 3]),
+            d.sent(8, 200, MS, &[&[TLS_HANDSHAKE, 3, 1][..]]),
         );
         put(
             &mut calls,
-            d.sent(8, 80, 3 * MS, &[TLS_APPLICATION_DATA, 3, 3]),
+            d.received(8, 2000, 2 * MS, &[&[TLS_HANDSHAKE, 3, 3][..]]),
         );
-        put(&mut calls, d.received(8, 25, 4 * MS, CONTINUE));
+        put(
+            &mut calls,
+            d.sent(8, 80, 3 * MS, &[&[TLS_APPLICATION_DATA, 3, 3][..]]),
+        );
+        put(&mut calls, d.received(8, 25, 4 * MS, &[CONTINUE]));
         assert_eq!(calls.of(NameId::Kept(0)).calls, 1);
     }
 
@@ -1531,7 +1835,7 @@ mod tests {
         calls.add(&d.looked_up("db \"main\"", &[ip], 2 * MS));
         assert!(d.connecting(7, &addr("10.1.2.3:5432"), 10 * MS));
         put(&mut calls, d.connected(7, None, 11 * MS));
-        put(&mut calls, d.sent(7, 100, 20 * MS, b"GET"));
+        put(&mut calls, d.sent(7, 100, 20 * MS, &[b"GET".as_slice()]));
         put(&mut calls, d.received(7, 10, 30 * MS, &[]));
         assert!(d.connecting(8, &addr("192.0.2.9:443"), 40 * MS));
         put(&mut calls, d.failed(8, libc::ECONNREFUSED));
@@ -1614,6 +1918,142 @@ mod tests {
         assert!(h.is_empty(), "taken");
     }
 
+    /// An HTTP/2 frame of `len` payload bytes (zeros).
+    fn frame(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.resize(9 + len, 0);
+        f
+    }
+
+    #[test]
+    fn on_http2_without_tls_a_call_is_a_request_whatever_the_frames_around_it() {
+        const SETTINGS: u8 = 0x4;
+        const PING: u8 = 0x6;
+        const ACK: u8 = 0x1;
+        const END_HEADERS: u8 = 0x4;
+        let mut d = Downstream::new();
+        let mut calls = Calls::NONE;
+        assert!(d.connecting(9, &addr("127.0.0.1:50051"), 0));
+        put(&mut calls, d.connected(9, None, MS));
+        // The handshake: preface and SETTINGS, the server's SETTINGS, both acknowledged.
+        let hello = [H2_PREFACE, &frame(SETTINGS, 0, 0, 18)].concat();
+        put(
+            &mut calls,
+            d.sent(9, hello.len() as u64, 2 * MS, &[hello.as_slice()]),
+        );
+        let settings = [frame(SETTINGS, 0, 0, 12), frame(SETTINGS, ACK, 0, 0)].concat();
+        put(
+            &mut calls,
+            d.received(9, 30, 3 * MS, &[settings.as_slice()]),
+        );
+        put(
+            &mut calls,
+            d.sent(9, 9, 4 * MS, &[frame(SETTINGS, ACK, 0, 0).as_slice()]),
+        );
+        assert_eq!(calls.of(NameId::Kept(0)).calls, 0, "no call yet");
+        // A unary RPC: HEADERS and DATA (its end) in two buffers of one writev, a frame's
+        // header split between them; PINGs both ways while it is out; the answer in reads that
+        // split a header too.
+        let request = [
+            frame(H2_HEADERS, END_HEADERS, 1, 40),
+            frame(H2_DATA, H2_END_STREAM, 1, 10),
+        ]
+        .concat();
+        let (a, b) = request.split_at(52);
+        put(
+            &mut calls,
+            d.sent(9, request.len() as u64, 10 * MS, &[a, b]),
+        );
+        put(
+            &mut calls,
+            d.received(9, 17, 11 * MS, &[frame(PING, 0, 0, 8).as_slice()]),
+        );
+        put(
+            &mut calls,
+            d.sent(9, 17, 12 * MS, &[frame(PING, ACK, 0, 8).as_slice()]),
+        );
+        assert_eq!(
+            d.about_fd(9, 15 * MS),
+            Some(("127.0.0.1:50051", Some(5 * MS)))
+        );
+        let answer = [
+            frame(H2_HEADERS, END_HEADERS, 1, 20),
+            frame(H2_DATA, 0, 1, 10),
+            frame(H2_HEADERS, END_HEADERS | H2_END_STREAM, 1, 15),
+        ]
+        .concat();
+        let (a, b) = answer.split_at(4);
+        put(&mut calls, d.received(9, 4, 40 * MS, &[a]));
+        assert_eq!(calls.of(NameId::Kept(0)).calls, 0, "a header's first bytes");
+        put(&mut calls, d.received(9, b.len() as u64, 41 * MS, &[b]));
+        let f = calls.of(NameId::Kept(0));
+        assert_eq!((f.calls, f.wait_ns), (1, 31 * MS), "{f:?}");
+        // A PING of the client's and its acknowledgement: no call, no wait.
+        put(
+            &mut calls,
+            d.sent(9, 17, 50 * MS, &[frame(PING, 0, 0, 8).as_slice()]),
+        );
+        put(
+            &mut calls,
+            d.received(9, 17, 51 * MS, &[frame(PING, ACK, 0, 8).as_slice()]),
+        );
+        assert_eq!(d.about_fd(9, 52 * MS), Some(("127.0.0.1:50051", None)));
+        // Two requests out together, answered in the other order: two calls, the wait the
+        // time either was out (60 to 80 ms), not the sum.
+        for (stream, at) in [(3, 60), (5, 65)] {
+            let r = frame(H2_HEADERS, END_HEADERS | H2_END_STREAM, stream, 30);
+            put(
+                &mut calls,
+                d.sent(9, r.len() as u64, at * MS, &[r.as_slice()]),
+            );
+        }
+        let r = frame(H2_HEADERS, END_HEADERS, 5, 20);
+        put(
+            &mut calls,
+            d.received(9, r.len() as u64, 70 * MS, &[r.as_slice()]),
+        );
+        let r = frame(H2_RST_STREAM, 0, 3, 4);
+        put(
+            &mut calls,
+            d.received(9, r.len() as u64, 80 * MS, &[r.as_slice()]),
+        );
+        let f = calls.of(NameId::Kept(0));
+        assert_eq!((f.calls, f.wait_ns), (3, 31 * MS + 20 * MS), "{f:?}");
+        // A request the client resets before its answer: no call, its wait ends.
+        let r = frame(H2_HEADERS, END_HEADERS | H2_END_STREAM, 7, 30);
+        put(
+            &mut calls,
+            d.sent(9, r.len() as u64, 90 * MS, &[r.as_slice()]),
+        );
+        let r = frame(H2_RST_STREAM, 0, 7, 4);
+        put(
+            &mut calls,
+            d.sent(9, r.len() as u64, 95 * MS, &[r.as_slice()]),
+        );
+        let r = frame(H2_HEADERS, END_HEADERS, 7, 20);
+        put(
+            &mut calls,
+            d.received(9, r.len() as u64, 96 * MS, &[r.as_slice()]),
+        );
+        let f = calls.of(NameId::Kept(0));
+        assert_eq!((f.calls, f.wait_ns), (3, 56 * MS), "{f:?}");
+        // Bytes not seen: out of step, no call counted from then on (bytes still are).
+        let r = frame(H2_HEADERS, END_HEADERS | H2_END_STREAM, 9, 30);
+        put(
+            &mut calls,
+            d.sent(9, r.len() as u64 + 100, 100 * MS, &[r.as_slice()]),
+        );
+        let r = frame(H2_HEADERS, END_HEADERS, 9, 20);
+        put(
+            &mut calls,
+            d.received(9, r.len() as u64, 110 * MS, &[r.as_slice()]),
+        );
+        let f = calls.of(NameId::Kept(0));
+        assert_eq!(f.calls, 3, "{f:?}");
+        assert_eq!(f.tls_handshakes, 0);
+    }
+
     #[test]
     fn what_is_an_interim_answer() {
         for (lead, interim) in [
@@ -1653,9 +2093,15 @@ mod tests {
         assert!(d.connecting(4, &addr("10.0.0.2:53"), 10 * MS));
         d.datagram(4);
         assert!(d.connected(4, None, 11 * MS).is_none());
-        put(&mut calls, d.sent(4, 40, 15 * MS, b"\x12\x34\x01"));
+        put(
+            &mut calls,
+            d.sent(4, 40, 15 * MS, &[b"\x12\x34\x01".as_slice()]),
+        );
         put(&mut calls, d.received(4, 80, 20 * MS, &[]));
-        put(&mut calls, d.sent(4, 40, 21 * MS, b"\x12\x35\x01"));
+        put(
+            &mut calls,
+            d.sent(4, 40, 21 * MS, &[b"\x12\x35\x01".as_slice()]),
+        );
         // One refused at its first send (an ICMP port unreachable): the connect and the failure.
         assert!(d.connecting(5, &addr("10.0.0.2:53"), 0));
         d.datagram(5);
@@ -1679,7 +2125,7 @@ mod tests {
         let mut d = Downstream::new();
         let mut calls = Calls::NONE;
         assert!(d.connecting(4, &addr("10.0.0.9:443"), 10 * MS));
-        put(&mut calls, d.sent(4, 20, 13 * MS, b"GET"));
+        put(&mut calls, d.sent(4, 20, 13 * MS, &[b"GET".as_slice()]));
         put(&mut calls, d.received(4, 30, 20 * MS, &[]));
         let f = calls.total();
         assert_eq!(
@@ -1729,7 +2175,7 @@ mod tests {
         let mut calls = Calls::NONE;
         d.connecting(3, &addr("[::1]:8080"), 0);
         put(&mut calls, d.connected(3, None, 0));
-        put(&mut calls, d.sent(3, 1, 0, b"GET"));
+        put(&mut calls, d.sent(3, 1, 0, &[b"GET".as_slice()]));
         put(&mut calls, d.received(3, 1, MS / 2, &[]));
         assert_eq!(
             render(&calls, &d),
@@ -1747,7 +2193,7 @@ mod tests {
         assert!(!d.follows(4));
         d.connecting(5, &addr("10.0.0.1:80"), 0);
         put(&mut calls, d.connected(5, None, MS));
-        put(&mut calls, d.sent(5, 10, MS, b"GET"));
+        put(&mut calls, d.sent(5, 10, MS, &[b"GET".as_slice()]));
         put(&mut calls, d.failed(5, libc::ECONNRESET));
         assert!(!d.follows(5));
         d.connecting(6, &addr("10.0.0.1:80"), 0);
@@ -1771,7 +2217,7 @@ mod tests {
             calls.add(&d.looked_up(&format!("host{i}.example"), &[ip], 0));
             d.connecting(fd, &SocketAddr::new(ip, 443), 0);
             put(&mut calls, d.connected(fd, None, 0));
-            put(&mut calls, d.sent(fd, 1, 0, b"GET"));
+            put(&mut calls, d.sent(fd, 1, 0, &[b"GET".as_slice()]));
             put(&mut calls, d.received(fd, 1, (i + 1) * MS, &[]));
         }
         let v = render(&calls, &d);
@@ -1836,11 +2282,11 @@ mod tests {
         d.looked_up("slow.example", &[ip], 0);
         d.connecting(20, &SocketAddr::new(ip, 443), 0);
         d.connected(20, None, MS);
-        d.sent(20, 300, 2 * MS, b"GET");
+        d.sent(20, 300, 2 * MS, &[b"GET".as_slice()]);
         d.connecting(21, &addr("10.0.0.2:80"), 5 * MS);
         d.connecting(22, &addr("10.0.0.3:80"), 0);
         d.connected(22, None, 0);
-        d.sent(22, 1, 0, b"GET");
+        d.sent(22, 1, 0, &[b"GET".as_slice()]);
         d.received(22, 1, 0, &[]);
         let mut seen = Vec::new();
         d.in_flight(10 * MS, |c| {
@@ -1884,12 +2330,12 @@ mod tests {
         let _ = d.looked_up("slow.example", &[ip], 0);
         assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
         let _ = d.connected(5, None, MS);
-        let _ = d.sent(5, 120, 2 * MS, b"GET");
+        let _ = d.sent(5, 120, 2 * MS, &[b"GET".as_slice()]);
         assert!(d.connecting(6, &addr("10.0.0.2:5432"), 3 * MS));
         // A call answered is not waiting.
         assert!(d.connecting(7, &addr("10.0.0.1:443"), 0));
         let _ = d.connected(7, None, 0);
-        let _ = d.sent(7, 10, MS, b"GET");
+        let _ = d.sent(7, 10, MS, &[b"GET".as_slice()]);
         let _ = d.received(7, 10, 2 * MS, &[]);
         assert!(d.render_in_flight(1002 * MS, &mut out));
         let v: serde_json::Value = serde_json::from_slice(out.written()).unwrap();
@@ -1938,7 +2384,7 @@ mod tests {
             put(&mut calls, d.connected(5, None, MS));
             let mut t = 10 * MS;
             for head in flights {
-                put(&mut calls, d.sent(5, 100, t, head));
+                put(&mut calls, d.sent(5, 100, t, &[&head[..]]));
                 put(&mut calls, d.received(5, 100, t + 7 * MS, &[]));
                 t += 20 * MS;
             }
@@ -1967,9 +2413,9 @@ mod tests {
             let mut calls = Calls::NONE;
             assert!(d.connecting(5, &addr("10.0.0.1:443"), 0));
             put(&mut calls, d.connected(5, None, MS));
-            put(&mut calls, d.sent(5, 300, 10 * MS, hello));
+            put(&mut calls, d.sent(5, 300, 10 * MS, &[hello]));
             put(&mut calls, d.received(5, 3000, 12 * MS, &[]));
-            put(&mut calls, d.sent(5, 200, 20 * MS, &[0x14, 3, 3]));
+            put(&mut calls, d.sent(5, 200, 20 * MS, &[&[0x14, 3, 3][..]]));
             put(&mut calls, d.received(5, 250, 20 * MS + ticket_at, &[]));
             put(&mut calls, d.received(5, 250, 20 * MS + ticket_at + 3, &[]));
             put(&mut calls, d.received(5, 900, 20 * MS + answer_at, &[]));

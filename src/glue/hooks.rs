@@ -475,8 +475,8 @@ fn spliced(fd_in: c_int, fd_out: c_int, call: impl FnOnce() -> ssize_t) -> ssize
             }
         }
         // A downstream connection's bytes are counted, unseen or not.
-        downstream_received(fd_in, rc, 0, || (std::ptr::null(), 0));
-        downstream_sent(fd_out, began, rc, Head::unseen);
+        downstream_received(fd_in, rc, 0, Seen::unseen);
+        downstream_sent(fd_out, began, rc, Seen::unseen);
     }
     rc
 }
@@ -487,7 +487,7 @@ fn sent_from_file(fd: c_int, call: impl FnOnce() -> ssize_t) -> ssize_t {
     let began = downstream_sending(fd);
     let rc = moved_unseen(fd, "sendfile", call);
     if rc > 0 {
-        downstream_sent(fd, began, rc, Head::unseen);
+        downstream_sent(fd, began, rc, Seen::unseen);
     }
     rc
 }
@@ -1169,7 +1169,7 @@ fn sent(fd: c_int, buf: *const c_void, call: impl FnOnce() -> ssize_t) -> ssize_
     let rc = call();
     observe_sent(fd, buf, rc);
     // SAFETY: the kernel just read `rc` bytes at `buf`.
-    downstream_sent(fd, began, rc, || unsafe { Head::of(buf, rc) });
+    downstream_sent(fd, began, rc, || Seen::of(buf, rc));
     rc
 }
 
@@ -1182,117 +1182,111 @@ fn downstream_sending(fd: c_int) -> Option<u64> {
 }
 
 /// After a send begun at `began` (see [`downstream_sending`]) of `rc` bytes (or a failure) on
-/// `fd`, the first of them `head` (read only for a followed connection). The host's errno is
-/// left as the call set it.
+/// `fd`, those `seen` (read only for a followed connection). The host's errno is left as the
+/// call set it.
 #[inline(always)]
-fn downstream_sent(fd: c_int, began: Option<u64>, rc: ssize_t, head: impl FnOnce() -> Head) {
+fn downstream_sent(fd: c_int, began: Option<u64>, rc: ssize_t, seen: impl FnOnce() -> Seen) {
     if let Some(began) = began {
-        let head = head();
-        crate::ledger::sent(fd, rc, errno(), began, head.bytes());
+        let errno = errno();
+        crate::ledger::sent(fd, rc, errno, began, &seen());
     }
 }
 
-/// The first bytes of a send (at most 3): what tells a TLS handshake from other bytes.
-struct Head {
-    bytes: [u8; 3],
-    len: usize,
+/// The bytes of one send or receive on a followed connection, where the kernel just moved
+/// them, read within the call only (what tells a TLS handshake, an HTTP/2 frame or an interim
+/// answer): a buffer, or the host's iovecs (as many as it passed), or nothing (not seen).
+enum Seen {
+    Unseen,
+    One(*const u8, usize),
+    Iov(*const iovec, usize, usize),
 }
 
-impl Head {
-    /// Bytes the library did not see (`sendfile`, `splice`).
-    fn unseen() -> Head {
-        Head {
-            bytes: [0; 3],
-            len: 0,
+impl Seen {
+    fn unseen() -> Seen {
+        Seen::Unseen
+    }
+
+    /// The `rc` bytes the kernel just moved at `buf`.
+    fn of(buf: *const c_void, rc: ssize_t) -> Seen {
+        match usize::try_from(rc) {
+            Ok(len) if len > 0 && !buf.is_null() => Seen::One(buf.cast::<u8>(), len),
+            _ => Seen::Unseen,
         }
     }
 
-    /// The first of the `rc` bytes the kernel just read at `buf`.
-    ///
-    /// # Safety
-    /// `buf` points to at least `rc` readable bytes (or `rc` is not positive).
-    unsafe fn of(buf: *const c_void, rc: ssize_t) -> Head {
-        let mut head = Head::unseen();
-        let len = usize::try_from(rc).unwrap_or(0).min(3);
-        if len > 0 && !buf.is_null() {
-            // SAFETY: the caller's promise; `len` is at most 3 and at most `rc`.
-            let src = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-            if let Some(dst) = head.bytes.get_mut(..len) {
-                dst.copy_from_slice(src);
+    /// The `rc` bytes the kernel just moved through `n` iovecs at `iov`.
+    fn of_iov(iov: *const iovec, n: c_int, rc: ssize_t) -> Seen {
+        match (usize::try_from(rc), usize::try_from(n)) {
+            (Ok(len), Ok(n)) if len > 0 && !iov.is_null() => Seen::Iov(iov, n, len),
+            _ => Seen::Unseen,
+        }
+    }
+}
+
+// SAFETY (of every read below): a `Seen` is made by a hook right after the kernel moved the
+// bytes it names through the host's buffers (and iovec array), and read before the hook
+// returns: the host cannot have freed or reused them meanwhile. The bytes are only read.
+impl lambda_meter_core::downstream::Pieces for Seen {
+    fn each(&self, f: &mut dyn FnMut(&[u8])) {
+        match *self {
+            Seen::Unseen => {}
+            // SAFETY: see the impl.
+            Seen::One(at, len) => f(unsafe { std::slice::from_raw_parts(at, len) }),
+            Seen::Iov(iov, n, mut left) => {
+                for i in 0..n {
+                    if left == 0 {
+                        break;
+                    }
+                    // SAFETY: `i` < `n`, the host's iovec count; see the impl.
+                    let v = unsafe { &*iov.add(i) };
+                    let len = v.iov_len.min(left);
+                    if len > 0 && !v.iov_base.is_null() {
+                        // SAFETY: the kernel moved `len` bytes through this buffer; see the impl.
+                        f(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), len) });
+                    }
+                    left -= len;
+                }
             }
-            head.len = len;
         }
-        head
     }
 
-    /// The first of the `rc` bytes the kernel just read through `n` iovecs at `iov`: those
-    /// of the first iovec that has any.
-    ///
-    /// # Safety
-    /// `iov` points to `n` iovecs the kernel just read `rc` bytes through.
-    unsafe fn of_iov(iov: *const iovec, n: c_int, rc: ssize_t) -> Head {
-        if iov.is_null() || rc <= 0 {
-            return Head::unseen();
-        }
-        for i in 0..usize::try_from(n).unwrap_or(0).min(8) {
-            // SAFETY: `i` < `n` (the caller's promise).
-            let v = unsafe { &*iov.add(i) };
-            if v.iov_len > 0 {
-                let len = v.iov_len.min(usize::try_from(rc).unwrap_or(0));
-                // SAFETY: the kernel read the first `len` bytes of this iovec.
-                return unsafe { Head::of(v.iov_base, len as ssize_t) };
+    fn first(&self) -> &[u8] {
+        match *self {
+            Seen::Unseen => &[],
+            // SAFETY: see the impl.
+            Seen::One(at, len) => unsafe { std::slice::from_raw_parts(at, len) },
+            Seen::Iov(iov, n, left) => {
+                for i in 0..n {
+                    // SAFETY: `i` < `n`, the host's iovec count; see the impl.
+                    let v = unsafe { &*iov.add(i) };
+                    let len = v.iov_len.min(left);
+                    if len > 0 && !v.iov_base.is_null() {
+                        // SAFETY: the kernel moved `len` bytes through this buffer; see the impl.
+                        return unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), len) };
+                    }
+                }
+                &[]
             }
         }
-        Head::unseen()
     }
 
-    fn bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
+    fn total(&self) -> u64 {
+        match *self {
+            Seen::Unseen => 0,
+            Seen::One(_, len) | Seen::Iov(_, _, len) => len as u64,
+        }
     }
 }
 
 /// After a receive on `fd` with `flags` that returned `rc`, if it is a followed downstream
-/// connection: bytes of the stream (not a peek), its end, or a failure. `seen` gives where
-/// the first of the bytes are and how many of them there are there (read only for a followed
-/// connection; null where they are not seen).
+/// connection: bytes of the stream (not a peek), its end, or a failure; those `seen` (read
+/// only for a followed connection).
 #[inline(always)]
-fn downstream_received(
-    fd: c_int,
-    rc: ssize_t,
-    flags: c_int,
-    seen: impl FnOnce() -> (*const u8, usize),
-) {
+fn downstream_received(fd: c_int, rc: ssize_t, flags: c_int, seen: impl FnOnce() -> Seen) {
     if flags & NOT_IN_STREAM == 0 && TRACKED.contains_other(fd) {
-        let (at, len) = seen();
-        let data = if at.is_null() || rc <= 0 {
-            &[][..]
-        } else {
-            // SAFETY: the kernel just wrote these `len` bytes (at most `rc`) of the host's
-            // buffer, which stays the host's: they are only read, within this call.
-            unsafe { std::slice::from_raw_parts(at, len.min(rc as usize)) }
-        };
-        crate::ledger::received(fd, rc, errno(), data);
+        let errno = errno();
+        crate::ledger::received(fd, rc, errno, &seen());
     }
-}
-
-/// Where the first of `rc` bytes the kernel just wrote through `n` iovecs at `iov` are: those
-/// of the first iovec that has room, and how many (null: none).
-///
-/// # Safety
-/// `iov` points to `n` iovecs the kernel just wrote `rc` bytes through (or `rc` is not
-/// positive).
-unsafe fn first_received(iov: *const iovec, n: c_int, rc: ssize_t) -> (*const u8, usize) {
-    if iov.is_null() || rc <= 0 {
-        return (std::ptr::null(), 0);
-    }
-    for i in 0..usize::try_from(n).unwrap_or(0) {
-        // SAFETY: `i` < `n` (the caller's promise).
-        let v = unsafe { &*iov.add(i) };
-        if v.iov_len > 0 {
-            return (v.iov_base.cast::<u8>().cast_const(), v.iov_len);
-        }
-    }
-    (std::ptr::null(), 0)
 }
 
 /// `sendmsg`.
@@ -1312,10 +1306,11 @@ unsafe fn sent_msg(fd: c_int, msg: *const msghdr, call: impl FnOnce() -> ssize_t
     }
     let msg_iov = || {
         if msg.is_null() {
-            return Head::unseen();
+            return Seen::unseen();
         }
-        // SAFETY: the kernel just read `rc` bytes through this msghdr's iovecs.
-        unsafe { Head::of_iov((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) }
+        // SAFETY: the host's msghdr, just used by the kernel.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        Seen::of_iov(iov, n, rc)
     };
     downstream_sent(fd, began, rc, msg_iov);
     rc
@@ -1337,8 +1332,7 @@ unsafe fn sent_iov(
     let rc = call();
     // SAFETY: the kernel just read `rc` bytes through these iovecs.
     unsafe { observe_sent_iov(fd, iov, n, rc) };
-    // SAFETY: as above.
-    downstream_sent(fd, began, rc, || unsafe { Head::of_iov(iov, n, rc) });
+    downstream_sent(fd, began, rc, || Seen::of_iov(iov, n, rc));
     rc
 }
 
@@ -1354,7 +1348,7 @@ fn received(
 ) -> ssize_t {
     let rc = call();
     observe_received(fd, buf, len, rc, flags);
-    downstream_received(fd, rc, flags, || (buf.cast::<u8>().cast_const(), len));
+    downstream_received(fd, rc, flags, || Seen::of(buf, rc));
     rc
 }
 
@@ -1383,10 +1377,11 @@ unsafe fn received_msg(
     }
     downstream_received(fd, rc, flags, || {
         if msg.is_null() {
-            return (std::ptr::null(), 0);
+            return Seen::unseen();
         }
-        // SAFETY: the kernel just wrote `rc` bytes through this msghdr's iovecs.
-        unsafe { first_received((*msg).msg_iov, (*msg).msg_iovlen as c_int, rc) }
+        // SAFETY: the host's msghdr, just used by the kernel.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        Seen::of_iov(iov, n, rc)
     });
     rc
 }
@@ -1407,8 +1402,7 @@ unsafe fn received_iov(
         // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
         unsafe { observe_received_iov(fd, iov, n, rc) };
     }
-    // SAFETY: the kernel just wrote `rc` bytes through these iovecs.
-    downstream_received(fd, rc, 0, || unsafe { first_received(iov, n, rc) });
+    downstream_received(fd, rc, 0, || Seen::of_iov(iov, n, rc));
     rc
 }
 

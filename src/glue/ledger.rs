@@ -25,7 +25,7 @@ use crate::state::Reset;
 use crate::sys;
 use lambda_meter_core::blocked::FdInfo;
 use lambda_meter_core::downstream::{
-    Calls, Delta, Downstream, Figures, Link, NameId, OTHERS, StillOpen, Sum,
+    Calls, Delta, Downstream, Figures, Link, NameId, OTHERS, Pieces, StillOpen, Sum,
 };
 use lambda_meter_core::text::Out;
 use lambda_meter_core::tracker::MAX_ID_LEN;
@@ -538,7 +538,7 @@ pub fn connect_ended(fd: i32, so_error: i32) {
 /// them as seen (see [`Downstream::sent`]), or a failure (`rc` < 0, with `errno`).
 #[cold]
 #[inline(never)]
-pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64, parts: &[&[u8]]) {
+pub fn sent(fd: i32, rc: isize, errno: i32, began_ns: u64, parts: &dyn Pieces) {
     count(fd, |d| match u64::try_from(rc) {
         Ok(n) => d.sent(fd, n, began_ns, parts),
         Err(_) => d.failed(fd, errno),
@@ -569,7 +569,7 @@ fn count(fd: i32, figures: impl FnOnce(&mut Downstream) -> Option<Delta>) {
 /// as seen (see [`Downstream::received`]), or a failure.
 #[cold]
 #[inline(never)]
-pub fn received(fd: i32, rc: isize, errno: i32, parts: &[&[u8]]) {
+pub fn received(fd: i32, rc: isize, errno: i32, parts: &dyn Pieces) {
     let now = probes::mono_ns();
     count(fd, |d| match u64::try_from(rc) {
         Ok(n) => d.received(fd, n, now, parts),
