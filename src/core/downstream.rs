@@ -877,7 +877,11 @@ impl Downstream {
             figures.connect_ns = now_ns.saturating_sub(c.at_ns);
             c.phase = Phase::Idle;
         }
-        let head = parts.first();
+        // (Looked at only while the connection's kind is not known yet, or its handshake.)
+        let head = match c.tls {
+            Tls::Unknown | Tls::Handshake => parts.first(),
+            Tls::Plain | Tls::Done => &[],
+        };
         if c.tls == Tls::Unknown && head.starts_with(H2_PREFACE.get(..14).unwrap_or_default()) {
             c.tls = Tls::Plain;
             c.h2 = H2 {
@@ -973,7 +977,8 @@ impl Downstream {
                 c.tls_turns = c.tls_turns.saturating_add(1);
             } else {
                 figures.wait_ns = wait_ns;
-                if c.tls == Tls::Plain {
+                // Only an answer that begins as an HTTP/1.x status line may be an interim one.
+                if c.tls == Tls::Plain && parts.first().first() == Some(&b'H') {
                     c.phase = Phase::Judging;
                     c.lead = Lead::NONE;
                 } else {
