@@ -493,7 +493,7 @@ impl Conn {
                         }
                         _ => {
                             self.phase = Phase::Receiving;
-                            f.calls += 1;
+                            f.calls = f.calls.saturating_add(1);
                             return;
                         }
                     }
@@ -513,7 +513,7 @@ impl Conn {
                     None if all_seen => return,
                     _ => {
                         self.phase = Phase::Receiving;
-                        f.calls += 1;
+                        f.calls = f.calls.saturating_add(1);
                         return;
                     }
                 },
@@ -540,7 +540,7 @@ impl Conn {
                     match self.h2.streams.iter_mut().find(|(s, _)| *s == 0) {
                         Some(slot) => *slot = (h.stream, false),
                         // No room to follow it: a call, its wait not counted.
-                        None => f.calls += 1,
+                        None => f.calls = f.calls.saturating_add(1),
                     }
                 }
                 let ended = h.flags & H2_END_STREAM != 0 && matches!(h.kind, H2_DATA | H2_HEADERS);
@@ -582,7 +582,7 @@ impl Conn {
                 self.turn_out = 0;
                 self.turn_in = 0;
             }
-            self.h2.waiting += 1;
+            self.h2.waiting = self.h2.waiting.saturating_add(1);
         }
     }
 
@@ -590,7 +590,7 @@ impl Conn {
     fn h2_wait_ends(&mut self, now_ns: u64, f: &mut Figures) {
         self.h2.waiting = self.h2.waiting.saturating_sub(1);
         if self.h2.waiting == 0 {
-            f.wait_ns += now_ns.saturating_sub(self.at_ns);
+            f.wait_ns = f.wait_ns.saturating_add(now_ns.saturating_sub(self.at_ns));
             self.phase = Phase::Receiving;
         }
     }
@@ -616,7 +616,7 @@ impl Conn {
                 if let Some(slot) = self.h2.streams.get_mut(i) {
                     *slot = (0, false);
                 }
-                f.calls += 1;
+                f.calls = f.calls.saturating_add(1);
                 if waited {
                     self.h2_wait_ends(now_ns, f);
                 }
