@@ -125,6 +125,8 @@ struct RunResult {
     tree_switches: f64,
     /// Resident memory after the invokes, KiB.
     rss_kb: f64,
+    /// Of it, lambda-meter's own mappings' (`/proc/self/smaps`), KiB.
+    library_kb: f64,
     /// The EMF records' mean length, newline included (NaN: none).
     record_bytes: f64,
 }
@@ -140,6 +142,7 @@ struct Sample {
     cold_ms: f64,
     init_cpu_ms: f64,
     rss_kb: f64,
+    library_kb: f64,
     record_bytes: f64,
 }
 
@@ -260,6 +263,7 @@ fn run_variant(v: &Variant, paths: &Paths, invokes: usize) -> RunResult {
         tree_faults: children_after.1 - children_before.1,
         tree_switches: children_after.2 - children_before.2,
         rss_kb: body["rssKb"].as_f64().unwrap_or(f64::NAN),
+        library_kb: body["libraryKb"].as_f64().unwrap_or(f64::NAN),
         record_bytes: record_bytes(&run.stdout),
     }
 }
@@ -339,6 +343,7 @@ fn measure(groups: &[Group], paths: &Paths) -> Vec<Vec<Vec<Sample>>> {
                     cold_ms: (long.cold_ms + short.cold_ms) / 2.0,
                     init_cpu_ms: (long.init_cpu_ns + short.init_cpu_ns) / 2.0 / 1e6,
                     rss_kb: long.rss_kb,
+                    library_kb: long.library_kb,
                     record_bytes: long.record_bytes,
                 });
             }
@@ -856,6 +861,47 @@ fn syscalls_per_invoke_over(
         }
     }
     per
+}
+
+/// Instructions per invoke of a runtime's whole process tree (`valgrind --tool=callgrind
+/// --trace-children=yes`: every process it starts, each its own output file, summed), from runs
+/// of `short` and `long` invokes. `None` where a run left no output.
+fn tree_instructions_per_invoke(
+    v: &Variant,
+    lib: &Path,
+    (short, long): (usize, usize),
+) -> Option<f64> {
+    eprintln!("bench: callgrind of the process tree: {}", v.name);
+    let count = |n: usize| {
+        let dir = tool_output(&format!("callgrind-tree-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("callgrind tree directory");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+            .expect("callgrind tree directory mode");
+        let tool = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            "--trace-children=yes".into(),
+            format!("--callgrind-out-file={}/cg.%p", dir.display()),
+        ];
+        run_under(&tool, v, lib, n);
+        let mut total = 0.0;
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if let Some(n) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("totals:"))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+            {
+                total += n;
+                files += 1;
+            }
+        }
+        (files > 0).then_some(total)
+    };
+    Some((count(long)? - count(short)?) / (long - short) as f64)
 }
 
 /// Allocations per steady-state invoke, as the deterministic test `src/core/cost.rs` (in the
@@ -1851,6 +1897,8 @@ fn main() {
     const SHELL: usize = 3;
     // The shell runtime's strace runs: every process of every invoke traced.
     const SHELL_STRACE: (usize, usize) = (20, 80);
+    // Its callgrind runs (every process traced, each invoke some seconds under valgrind).
+    const SHELL_CALLGRIND: (usize, usize) = (4, 12);
     let runtimes = &groups[..SHELL];
 
     let samples = measure(&groups, &paths);
@@ -2535,8 +2583,16 @@ fn main() {
          the runtime and every process it waited for (`getrusage(RUSAGE_CHILDREN)` of the \
          bench, which reaps the runtime); faults and switches barely move between rounds where \
          wall and CPU move by milliseconds. System calls: `strace -f -c` of the tree, {} \
-         invokes minus {}, once per variant.\n",
-        shell.invokes.1, shell.invokes.0, SHELL_STRACE.1, SHELL_STRACE.0
+         invokes minus {}, once per variant. Instructions: `valgrind --tool=callgrind \
+         --trace-children=yes`, every process of the tree counted (the loader's work included: \
+         relocations, and each symbol lookup that now passes the preloaded library), {} invokes \
+         minus {}, once per variant: deterministic, where wall and CPU are not.\n",
+        shell.invokes.1,
+        shell.invokes.0,
+        SHELL_STRACE.1,
+        SHELL_STRACE.0,
+        SHELL_CALLGRIND.1,
+        SHELL_CALLGRIND.0
     )
     .unwrap();
     let shell_calls: Vec<Option<f64>> = shell
@@ -2552,12 +2608,23 @@ fn main() {
                 .copied()
         })
         .collect();
+    let shell_instructions: Vec<Option<f64>> = shell
+        .variants
+        .iter()
+        .map(|v| {
+            let preloaded = match v.metered {
+                Metered::Floor => paths.floor.clone()?,
+                _ => lib.clone(),
+            };
+            tree_instructions_per_invoke(v, &preloaded, SHELL_CALLGRIND)
+        })
+        .collect();
     writeln!(
         report,
-        "| variant | wall ms per invoke | CPU ms per invoke (process tree) | added wall (median, min – max) | added wall % | added CPU (median, min – max) | page faults per invoke (added) | voluntary context switches per invoke (added) | system calls per invoke (added) |"
+        "| variant | wall ms per invoke | CPU ms per invoke (process tree) | added wall (median, min – max) | added wall % | added CPU (median, min – max) | page faults per invoke (added) | voluntary context switches per invoke (added) | system calls per invoke (added) | instructions per invoke, process tree (added) |"
     )
     .unwrap();
-    writeln!(report, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    writeln!(report, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
     let faults: fn(&Sample) -> f64 = |s| s.tree_faults;
     let switches: fn(&Sample) -> f64 = |s| s.tree_switches;
     let count_cell = |i: usize, f: fn(&Sample) -> f64| {
@@ -2574,6 +2641,11 @@ fn main() {
     let calls_cell = |i: usize| match (shell_calls.get(i).copied().flatten(), shell_calls[0]) {
         (Some(c), _) if i == 0 => format!("{c:.1}"),
         (Some(c), Some(b)) => format!("{c:.1} ({:+.1})", c - b),
+        _ => "—".to_string(),
+    };
+    let instructions_cell = |i: usize| match (shell_instructions[i], shell_instructions[0]) {
+        (Some(c), _) if i == 0 => format!("{c:.0}"),
+        (Some(c), Some(b)) => format!("{c:.0} ({:+.0}, {:+.1} %)", c - b, 100.0 * (c - b) / b),
         _ => "—".to_string(),
     };
     let wall_ms = |s: &Sample| s.wall_us / 1e3;
@@ -2602,13 +2674,14 @@ fn main() {
         };
         writeln!(
             report,
-            "| {} | {:.3} | {:.3} | {dw} | {dp} | {dc} | {} | {} | {} |",
+            "| {} | {:.3} | {:.3} | {dw} | {dp} | {dc} | {} | {} | {} | {} |",
             v.name,
             median(s.iter().map(wall_ms).collect()),
             median(s.iter().map(tree_ms).collect()),
             count_cell(i, faults),
             count_cell(i, switches),
             calls_cell(i),
+            instructions_cell(i),
         )
         .unwrap();
     }
@@ -2630,32 +2703,69 @@ fn main() {
         ),
         Verdict::rounds(&pct, 5.0),
     ));
+    if let (Some(base), Some(with)) = (shell_instructions[0], shell_instructions[1]) {
+        let added = 100.0 * (with - base) / base;
+        let floor = shell_instructions
+            .get(2)
+            .copied()
+            .flatten()
+            .map(|f| 100.0 * (f - base) / base);
+        targets.push((
+            order::SHELL,
+            format!(
+                "bash + curl custom runtime: ≤ +5% instructions per no-op invoke, the whole process tree's ({added:+.1}%{})",
+                floor.map_or(String::new(), |f| format!(
+                    "; an interposer of the same functions that does nothing: {f:+.1}%"
+                ))
+            ),
+            Verdict::over_floor(added, 5.0, floor),
+        ));
+    }
 
     writeln!(report, "\n### Memory and size\n").unwrap();
     writeln!(
         report,
-        "| runtime | RSS after {} invokes, baseline MB | with lambda-meter MB | difference (median, min – max) |",
+        "Resident memory (`VmRSS`) the function reads itself after {} invokes; of it, the \
+         library's own mappings (the `Rss` of every mapping of `liblambda_meter.so` in \
+         `/proc/self/smaps`: the pages of its file the process has mapped, which the kernel maps \
+         up to 64 KiB around each page first touched when they are in the page cache, and those \
+         its relocations wrote); the rest of the difference is anonymous memory (its stacks, \
+         heap and buffers) and whatever the runtime itself uses differently.\n",
         long()
     )
     .unwrap();
-    writeln!(report, "|---|---|---|---|").unwrap();
+    writeln!(
+        report,
+        "| runtime | RSS baseline MB | with lambda-meter MB | difference (median, min – max) | of it, the library's mappings MB (median, min – max) |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|---|").unwrap();
     let rss = |s: &Sample| s.rss_kb / 1024.0;
     for (g, group) in runtimes.iter().enumerate() {
         let d = differences(&samples[g][1], &samples[g][0], rss);
+        let mapped = stat(
+            samples[g][1]
+                .iter()
+                .map(|s| s.library_kb / 1024.0)
+                .collect(),
+        );
         writeln!(
             report,
-            "| {} | {:.2} | {:.2} | {} |",
+            "| {} | {:.2} | {:.2} | {} | {:.2} ({:.2} – {:.2}) |",
             group.label,
             median(samples[g][0].iter().map(rss).collect()),
             median(samples[g][1].iter().map(rss).collect()),
-            fmt_diff(&d, "MB", 2)
+            fmt_diff(&d, "MB", 2),
+            mapped.median,
+            mapped.min,
+            mapped.max
         )
         .unwrap();
         targets.push((
             order::MEMORY,
             format!(
-                "{}: resident memory ≤ +0.5 MB (median {:+.2} MB; rounds {:+.2} – {:+.2})",
-                group.label, d.median, d.min, d.max
+                "{}: resident memory ≤ +0.5 MB (median {:+.2} MB; rounds {:+.2} – {:+.2}; the library's own mappings {:.2} MB of it)",
+                group.label, d.median, d.min, d.max, mapped.median
             ),
             Verdict::rounds(&d, 0.5),
         ));

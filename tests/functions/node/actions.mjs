@@ -1,6 +1,7 @@
 // What a test event asks for; shared by every Node.js test function (see tests/functions/python
 // for the same protocol in Python).
 import { execSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 // The layer's shim for custom metrics (on NODE_PATH through the wrapper), if there is one.
@@ -9,6 +10,21 @@ try {
   metrics = createRequire(import.meta.url)("lambda-meter");
 } catch {
   metrics = null;
+}
+
+// Resident KiB of lambda-meter's own mappings (its file's pages, and those it wrote).
+function libraryKb() {
+  let kb = 0;
+  let ours = false;
+  for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
+    const first = line.split(/\s+/)[0];
+    if (first.includes("-") && !first.endsWith(":")) {
+      ours = line.includes("liblambda_meter");
+    } else if (ours && first === "Rss:") {
+      kb += parseInt(line.split(/\s+/)[1], 10);
+    }
+  }
+  return kb;
 }
 
 export async function act(event, context) {
@@ -42,7 +58,7 @@ export async function act(event, context) {
     case "big":
       return "x".repeat(event.bytes ?? 300000);
     case "rss":
-      return { rssKb: Math.round(process.memoryUsage().rss / 1024) };
+      return { rssKb: Math.round(process.memoryUsage().rss / 1024), libraryKb: libraryKb() };
     case "echo":
       return { size: JSON.stringify(event).length };
     case "custom": {

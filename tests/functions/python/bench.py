@@ -18,13 +18,26 @@ def rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def library_kb():
+    """Resident KiB of lambda-meter's own mappings (its file's pages, and those it wrote)."""
+    kb, ours = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                ours = "liblambda_meter" in line
+            elif ours and fields[0] == "Rss:":
+                kb += int(fields[1])
+    return kb
+
+
 def noop(event, context):
     if event.get("action") == "sleep":
         # `make bench` starts its counted runs with one (see bench/src/main.rs, run_under).
         time.sleep(event.get("ms", 0) / 1000)
         return {}
     if event.get("action") == "rss":
-        return {"rssKb": rss_kb()}
+        return {"rssKb": rss_kb(), "libraryKb": library_kb()}
     if event.get("action") == "exit":
         # `make bench` ends its callgrind runs this way (callgrind writes its counts at exit).
         os._exit(0)

@@ -63,7 +63,23 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<u64>().ok());
-            Ok(json!({"rssKb": kb}))
+            // Resident KiB of lambda-meter's own mappings (its file's pages, and those it wrote).
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+            let mut library_kb = 0u64;
+            let mut ours = false;
+            for line in smaps.lines() {
+                let first = line.split_whitespace().next().unwrap_or_default();
+                if first.contains('-') && !first.ends_with(':') {
+                    ours = line.contains("liblambda_meter");
+                } else if ours && first == "Rss:" {
+                    library_kb += line
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+            Ok(json!({"rssKb": kb, "libraryKb": library_kb}))
         }
         // Ends the process mid-invoke (`make bench` ends its callgrind runs this way).
         "exit" => std::process::exit(p["code"].as_i64().unwrap_or(3) as i32),
