@@ -26,7 +26,7 @@
 
 use lambda_sim::{Config, Event, RunOptions, Simulator, as_lambda_user, run_function};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -902,6 +902,65 @@ fn tree_instructions_per_invoke(
         (files > 0).then_some(total)
     };
     Some((count(long)? - count(short)?) / (long - short) as f64)
+}
+
+/// The library's code a runtime ran, from its start through `invokes` invokes: the distinct
+/// 4 KiB pages and 64-byte lines of `.text` holding an instruction it executed (`valgrind
+/// --tool=callgrind --dump-instr=yes`, positions uncompressed: every cost line names its
+/// instruction's address in its object), and the size of `.text`. `None` where there is none.
+fn code_footprint(v: &Variant, lib: &Path, invokes: usize) -> Option<CodeFootprint> {
+    eprintln!("bench: callgrind, the library's code run: {}", v.name);
+    let sections = Command::new("readelf").arg("-SW").arg(lib).output().ok()?;
+    let (text_start, text_len) =
+        String::from_utf8_lossy(&sections.stdout)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let at = f.iter().position(|w| *w == ".text")?;
+                let hex = |w: &&str| u64::from_str_radix(w, 16).ok();
+                Some((hex(f.get(at + 2)?)?, hex(f.get(at + 4)?)?))
+            })?;
+    let out = tool_output(&format!("callgrind-code-{invokes}.out"));
+    let tool = vec![
+        "valgrind".to_string(),
+        "--tool=callgrind".into(),
+        "--dump-instr=yes".into(),
+        "--compress-pos=no".into(),
+        "--compress-strings=no".into(),
+        format!("--callgrind-out-file={}", out.display()),
+    ];
+    run_under(&tool, v, lib, invokes);
+    let text = std::fs::read_to_string(&out).ok()?;
+    let name = lib.file_name()?.to_string_lossy().into_owned();
+    let (mut pages, mut lines) = (BTreeSet::new(), BTreeSet::new());
+    let mut ours = false;
+    for l in text.lines() {
+        if let Some(object) = l.strip_prefix("ob=") {
+            ours = object.ends_with(&name);
+        } else if ours
+            && let Some(hex) = l.strip_prefix("0x")
+            && let Some(at) = hex
+                .split_whitespace()
+                .next()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            && (text_start..text_start + text_len).contains(&at)
+        {
+            pages.insert(at / 4096);
+            lines.insert(at / 64);
+        }
+    }
+    (!pages.is_empty()).then_some(CodeFootprint {
+        pages: pages.len(),
+        lines: lines.len(),
+        text_bytes: text_len,
+    })
+}
+
+/// What [`code_footprint`] found.
+struct CodeFootprint {
+    pages: usize,
+    lines: usize,
+    text_bytes: u64,
 }
 
 /// Allocations per steady-state invoke, as the deterministic test `src/core/cost.rs` (in the
@@ -2769,6 +2828,36 @@ fn main() {
             ),
             Verdict::rounds(&d, 0.5),
         ));
+    }
+    // The code behind the library's mapped pages: what each runtime ran of it.
+    let mut footprints = Vec::new();
+    let mut text_bytes = 0;
+    for group in runtimes.iter().filter(|g| g.callgrind) {
+        let invokes = group.callgrind_invokes.0;
+        if let Some(f) = code_footprint(&group.variants[1], &lib, invokes) {
+            text_bytes = f.text_bytes;
+            footprints.push(format!(
+                "{} ({invokes} invokes) {} pages, {} KiB (its instructions lie in {} KiB of \
+                 64-byte lines)",
+                group.label,
+                f.pages,
+                f.pages * 4,
+                f.lines * 64 / 1024
+            ));
+        }
+    }
+    if !footprints.is_empty() {
+        writeln!(
+            report,
+            "\nThe library's code a runtime ran, from its start (callgrind, `--dump-instr=yes`: \
+             the distinct 4 KiB pages of the library's `.text`, {} KiB, that hold an instruction \
+             the runtime executed): {}. The kernel maps a file's pages up to 64 KiB around each \
+             page first touched, so those pages, laid out first (`link/hot-functions.txt`), are \
+             most of the library's mappings above.",
+            text_bytes / 1024,
+            footprints.join("; ")
+        )
+        .unwrap();
     }
     let size_of = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     writeln!(
