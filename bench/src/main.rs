@@ -2654,15 +2654,16 @@ fn main() {
         SHELL_CALLGRIND.0
     )
     .unwrap();
+    // What each variant preloads (the do-nothing interposer only where it could be built).
+    let preloaded = |v: &Variant| match v.metered {
+        Metered::Floor => paths.floor.clone(),
+        _ => Some(lib.clone()),
+    };
     let shell_calls: Vec<Option<f64>> = shell
         .variants
         .iter()
         .map(|v| {
-            let preloaded = match v.metered {
-                Metered::Floor => paths.floor.clone()?,
-                _ => lib.clone(),
-            };
-            syscalls_per_invoke_over(v, &preloaded, SHELL_STRACE)
+            syscalls_per_invoke_over(v, &preloaded(v)?, SHELL_STRACE)
                 .get("total")
                 .copied()
         })
@@ -2670,13 +2671,7 @@ fn main() {
     let shell_instructions: Vec<Option<f64>> = shell
         .variants
         .iter()
-        .map(|v| {
-            let preloaded = match v.metered {
-                Metered::Floor => paths.floor.clone()?,
-                _ => lib.clone(),
-            };
-            tree_instructions_per_invoke(v, &preloaded, SHELL_CALLGRIND)
-        })
+        .map(|v| tree_instructions_per_invoke(v, &preloaded(v)?, SHELL_CALLGRIND))
         .collect();
     writeln!(
         report,
